@@ -1,0 +1,82 @@
+/**
+ * One root error class for the whole project. Callers switch on `code`, never on message text.
+ * Messages say what went wrong and what to do; they never contain a token, a key or a secret value.
+ */
+export class CloudtaserError extends Error {
+  readonly code: ErrorCode;
+  /** Extra machine-readable facts (address, path, fingerprint...). Never secrets. */
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CloudtaserError';
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+
+  /** The one-line form the CLI prints: `CT_CODE: message`. */
+  toLine(): string {
+    return `${this.code}: ${this.message}`;
+  }
+}
+
+export function isCloudtaserError(err: unknown, code?: ErrorCode): err is CloudtaserError {
+  return err instanceof CloudtaserError && (code === undefined || err.code === code);
+}
+
+/**
+ * Every stable code the project emits. Adding one is fine; renaming or reusing one is a breaking change.
+ * The comment says when it happens.
+ */
+export const ErrorCodes = {
+  // input validation
+  CT_INVALID_FINGERPRINT: 'the fingerprint is not a kube-system namespace UID (a UUID)',
+  CT_INVALID_ARGUMENT: 'a flag, option or property has an invalid value',
+  CT_TOKEN_MISSING: 'no secret-store token was given by flag or environment',
+  // OpenBao
+  CT_OPENBAO_UNREACHABLE: 'the OpenBao address could not be reached (DNS, connection refused, reset)',
+  CT_OPENBAO_TIMEOUT: 'OpenBao did not answer in time',
+  CT_OPENBAO_TLS: 'the TLS handshake with OpenBao failed (unknown CA, wrong name)',
+  CT_OPENBAO_PERMISSION_DENIED: 'OpenBao refused the token (missing, expired, revoked, or policy denies the path)',
+  CT_OPENBAO_SEALED: 'OpenBao is sealed or a standby that cannot serve the request',
+  CT_OPENBAO_NAMESPACES_UNSUPPORTED: 'the OpenBao server has no namespaces (needs OpenBao >= 2.3)',
+  CT_OPENBAO_NAMESPACE_NOT_FOUND: 'an OpenBao namespace named in the request does not exist',
+  CT_OPENBAO_CAS_MISMATCH: 'a check-and-set write lost: the record changed or already exists',
+  CT_OPENBAO_BAD_REQUEST: 'OpenBao rejected the request as invalid',
+  CT_OPENBAO_NOT_FOUND: 'the OpenBao path does not exist',
+  CT_OPENBAO_ERROR: 'OpenBao answered with an unexpected error',
+  CT_OPENBAO_BAD_RESPONSE: 'OpenBao answered with a body this client cannot read',
+  // registration
+  CT_NAMESPACE_CLASH: 'the cluster namespace prefix already belongs to another fingerprint',
+  CT_NOT_REGISTERED: 'the fingerprint is not registered',
+  CT_ALREADY_INITIALIZED: 'the cluster has already bootstrapped once (re-arm to allow another)',
+  CT_REGISTRATION_CORRUPT: 'a registration record exists but is unreadable or inconsistent',
+  // Kubernetes
+  CT_KUBE_CONFIG: 'no usable Kubernetes connection could be loaded (kubeconfig, context, in-cluster)',
+  CT_KUBE_UNREACHABLE: 'the Kubernetes API server could not be reached',
+  CT_KUBE_UNAUTHORIZED: 'the Kubernetes API server rejected the credentials (401)',
+  CT_KUBE_FORBIDDEN: 'the Kubernetes credentials lack permission (403)',
+  CT_KUBE_NOT_FOUND: 'the Kubernetes object does not exist',
+  CT_KUBE_CONFLICT: 'a Kubernetes precondition failed (the object changed)',
+  CT_KUBE_ERROR: 'the Kubernetes API answered with an unexpected error',
+  // PKI
+  CT_PKI_INVALID_CSR: 'a certificate signing request is malformed or its signature does not verify',
+  CT_PKI_INVALID_CERT: 'a certificate is malformed, expired, or not issued by the expected CA',
+  CT_PKI_CA_PIN_MISMATCH: 'the CA offered does not match the pinned caSha256',
+  // beacon and tunnel
+  CT_BEACON_UNREACHABLE: 'the beacon could not be reached',
+  CT_BEACON_REJECTED: 'the beacon closed the connection with a reason',
+  CT_BEACON_PROTOCOL: 'a peer broke the beacon protocol (malformed, oversized or slow announce)',
+  CT_BEACON_LIMIT: 'a beacon bound was hit (waiters per hash, per address, total; idle; unmatched wait)',
+  CT_BOOTSTRAP_REFUSED: 'the bridge refused the bootstrap',
+  CT_BOOTSTRAP_PROTOCOL: 'a bootstrap message was malformed, oversized or unexpected',
+  CT_TUNNEL_CLOSED: 'the operational tunnel closed',
+  // provider
+  CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
+  CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',
+  // generic
+  CT_INTERNAL: 'a bug: an invariant did not hold',
+  CT_CANCELLED: 'the operation was cancelled',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
