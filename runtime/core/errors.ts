@@ -7,7 +7,11 @@ export class CloudtaserError extends Error {
   /** Extra machine-readable facts (address, path, fingerprint...). Never secrets. */
   readonly details: Record<string, unknown>;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CloudtaserError';
     this.code = code;
@@ -37,7 +41,8 @@ export const ErrorCodes = {
   CT_OPENBAO_UNREACHABLE: 'the OpenBao address could not be reached (DNS, connection refused, reset)',
   CT_OPENBAO_TIMEOUT: 'OpenBao did not answer in time',
   CT_OPENBAO_TLS: 'the TLS handshake with OpenBao failed (unknown CA, wrong name)',
-  CT_OPENBAO_PERMISSION_DENIED: 'OpenBao refused the token (missing, expired, revoked, or policy denies the path)',
+  CT_OPENBAO_PERMISSION_DENIED:
+    'OpenBao refused the token (missing, expired, revoked, or policy denies the path)',
   CT_OPENBAO_SEALED: 'OpenBao is sealed or a standby that cannot serve the request',
   CT_OPENBAO_NAMESPACES_UNSUPPORTED: 'the OpenBao server has no namespaces (needs OpenBao >= 2.3)',
   CT_OPENBAO_NAMESPACE_NOT_FOUND: 'an OpenBao namespace named in the request does not exist',

@@ -10,7 +10,9 @@ describe('info hashes', () => {
   });
 
   it('normalises an upper-case fingerprint to the same init hash', () => {
-    expect(initHash('0AD50C05-1153-4508-9237-4CB2912E2C23')).toBe(initHash('0ad50c05-1153-4508-9237-4cb2912e2c23'));
+    expect(initHash('0AD50C05-1153-4508-9237-4CB2912E2C23')).toBe(
+      initHash('0ad50c05-1153-4508-9237-4cb2912e2c23'),
+    );
   });
 
   it('hashes the CA DER bytes for the operational room', () => {
@@ -19,17 +21,20 @@ describe('info hashes', () => {
     );
   });
 
-  it.each(['', 'not-a-uuid', '0ad50c05115345089237-4cb2912e2c23', '../../etc/passwd', '0ad50c05-1153-4508-9237-4cb2912e2c23x'])(
-    'refuses %j with CT_INVALID_FINGERPRINT',
-    (bad) => {
-      expect(() => parseFingerprint(bad)).toThrowError(CloudtaserError);
-      try {
-        parseFingerprint(bad);
-      } catch (err) {
-        expect((err as CloudtaserError).code).toBe('CT_INVALID_FINGERPRINT');
-      }
-    },
-  );
+  it.each([
+    '',
+    'not-a-uuid',
+    '0ad50c05115345089237-4cb2912e2c23',
+    '../../etc/passwd',
+    '0ad50c05-1153-4508-9237-4cb2912e2c23x',
+  ])('refuses %j with CT_INVALID_FINGERPRINT', (bad) => {
+    expect(() => parseFingerprint(bad)).toThrowError(CloudtaserError);
+    try {
+      parseFingerprint(bad);
+    } catch (err) {
+      expect((err as CloudtaserError).code).toBe('CT_INVALID_FINGERPRINT');
+    }
+  });
 
   it('uses the first 8 characters as the namespace prefix', () => {
     expect(fingerprintPrefix('0ad50c05-1153-4508-9237-4cb2912e2c23')).toBe('0ad50c05');

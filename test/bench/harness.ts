@@ -52,7 +52,11 @@ export function goalMet(metric: Metric): boolean | undefined {
 }
 
 /** Times `fn` `count` times after `warmup` untimed calls; returns milliseconds per call. */
-export async function sample(count: number, fn: () => Promise<unknown> | unknown, warmup = 3): Promise<number[]> {
+export async function sample(
+  count: number,
+  fn: () => Promise<unknown> | unknown,
+  warmup = 3,
+): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const out: number[] = [];
   for (let i = 0; i < count; i++) {
