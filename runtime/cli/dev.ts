@@ -1,0 +1,36 @@
+import { once } from 'node:events';
+import type { Command } from 'commander';
+import { createLogger } from '../core/log.js';
+import { startDevStack } from '../dev/stack.js';
+import { printJson } from './output.js';
+
+export function registerDevCommands(program: Command): void {
+  const dev = program.command('dev').description('a local dev stack (test servers, not for production)');
+  dev
+    .command('up')
+    .description(
+      'start an OpenBao test server, a Kubernetes test server and a beacon on loopback; print one JSON line; run until Ctrl-C',
+    )
+    .option('--dir <path>', 'folder for the kubeconfig and beacon CA (default: a temp folder removed on exit)')
+    .option('--json', 'print only the JSON line (the default output is that line too; kept for scripts)')
+    .action(async (opts: { dir?: string; json?: boolean }) => {
+      const logger = createLogger('dev');
+      const stack = await startDevStack({ dir: opts.dir, logger });
+      const info = {
+        secretstoreAddress: stack.secretstoreAddress,
+        secretstoreToken: stack.secretstoreToken,
+        kubeconfig: stack.kubeconfig,
+        kubeSystemUid: stack.kubeSystemUid,
+        beaconAddress: stack.beaconAddress,
+        beaconCaFile: stack.beaconCaFile,
+      };
+      printJson(info);
+      if (!opts.json && process.stderr.isTTY) {
+        process.stderr.write(
+          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.secretstoreToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nCtrl-C stops it.\n`,
+        );
+      }
+      await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+      await stack.close();
+    });
+}

@@ -1,0 +1,44 @@
+import { CloudtaserError } from '../core/errors.js';
+
+export type OutputFormat = 'text' | 'json';
+
+export function parseOutputFormat(value: string): OutputFormat {
+  if (value === 'text' || value === 'json') return value;
+  throw new CloudtaserError('CT_INVALID_ARGUMENT', `--output must be "text" or "json", not ${JSON.stringify(value)}`);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/**
+ * A one-line progress indicator on stderr while a long call runs, only when stderr is a terminal, so pipes,
+ * CI logs and `--output json` consumers never see control characters.
+ */
+export async function withProgress<T>(label: string, work: () => Promise<T>): Promise<T> {
+  if (!process.stderr.isTTY) return work();
+  const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+  let i = 0;
+  const started = Date.now();
+  const timer = setInterval(() => {
+    process.stderr.write(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  }, 80);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+    process.stderr.write('\r\x1b[K');
+  }
+}
+
+/** Turns any failure into the one-line `CT_CODE: message` form and an exit code. */
+export function reportFailure(err: unknown): number {
+  if (err instanceof CloudtaserError) {
+    process.stderr.write(`${err.toLine()}\n`);
+    return 1;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`CT_INTERNAL: ${message} (this is a bug; please report it with the command you ran)\n`);
+  if (process.env.CLOUDTASER_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  return 1;
+}

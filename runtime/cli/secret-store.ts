@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { CloudtaserError } from '../core/errors.js';
+import { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } from '../openbao/index.js';
+
+export interface SecretStoreFlags {
+  readonly secretstoreAddress?: string;
+  readonly secretstoreToken?: string;
+  readonly secretstoreCaCert?: string;
+  readonly namespaceRoot: string;
+}
+
+/** The flags every `source` command shares, declared once. */
+export function addSecretStoreOptions(command: Command): Command {
+  return command
+    .option('--secretstore-address <url>', 'OpenBao address (env CLOUDTASER_SECRETSTORE_ADDRESS, BAO_ADDR, VAULT_ADDR)')
+    .option(
+      '--secretstore-token <token>',
+      'OpenBao admin token (env CLOUDTASER_SECRETSTORE_TOKEN, then BAO_TOKEN, then VAULT_TOKEN; prefer the environment, flags show up in shell history)',
+    )
+    .option('--secretstore-ca-cert <path>', 'PEM file with the CA that signed the OpenBao certificate')
+    .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser');
+}
+
+export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoClient> {
+  const address = resolveSecretStoreAddress(flags.secretstoreAddress);
+  if (!address) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'no secret-store address: pass --secretstore-address https://openbao.example:8200 or set CLOUDTASER_SECRETSTORE_ADDRESS',
+    );
+  }
+  const token = resolveSecretStoreToken(flags.secretstoreToken);
+  if (!token) {
+    throw new CloudtaserError(
+      'CT_TOKEN_MISSING',
+      'no secret-store token: set CLOUDTASER_SECRETSTORE_TOKEN (or BAO_TOKEN / VAULT_TOKEN), or pass --secretstore-token',
+    );
+  }
+  let caCertPem: string | undefined;
+  if (flags.secretstoreCaCert) {
+    caCertPem = await readFile(flags.secretstoreCaCert, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new CloudtaserError('CT_INVALID_ARGUMENT', `cannot read --secretstore-ca-cert ${flags.secretstoreCaCert}: ${err.code ?? err.message}`);
+    });
+  }
+  return new OpenBaoClient({ address, token, caCertPem });
+}

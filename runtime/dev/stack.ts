@@ -1,0 +1,85 @@
+/**
+ * The dev stack (dev-only): an OpenBao test server, a Kubernetes test server and a beacon with a dev CA, all on
+ * free loopback ports. Backs `cloudtaser-cli dev up`, the local demo and the end-to-end tests. Never a
+ * production code path.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createBeacon } from '../beacon/index.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import { issueSelfSignedSync } from '../pki/index.js';
+import { startKubeTestServer } from './kube/index.js';
+import { startOpenBaoTestServer } from './openbao/index.js';
+
+export interface DevStackOptions {
+  /** Folder for the kubeconfig and the beacon CA. @default a new temp folder, removed on close */
+  readonly dir?: string;
+  readonly logger?: Logger;
+  /** Also open the beacon's plain door. @default false */
+  readonly plainBeacon?: boolean;
+}
+
+export interface DevStackInfo {
+  readonly secretstoreAddress: string;
+  readonly secretstoreToken: string;
+  readonly kubeconfig: string;
+  readonly kubeSystemUid: string;
+  readonly beaconAddress: string;
+  readonly beaconCaFile: string;
+}
+
+export interface DevStack extends DevStackInfo {
+  readonly beaconCaPem: string;
+  readonly kubeUrl: string;
+  readonly kubeAdminToken: string;
+  close(): Promise<void>;
+}
+
+export async function startDevStack(options: DevStackOptions = {}): Promise<DevStack> {
+  const logger = options.logger ?? silentLogger;
+  const ownsDir = options.dir === undefined;
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'cloudtaser-dev-')));
+  await mkdir(dir, { recursive: true });
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    const openbao = await startOpenBaoTestServer({ logger: logger.child({ component: 'dev-openbao' }) });
+    closers.push(() => openbao.close());
+    const kube = await startKubeTestServer({ logger: logger.child({ component: 'dev-kube' }) });
+    closers.push(() => kube.close());
+    const kubeconfig = join(dir, 'kubeconfig');
+    await kube.writeKubeconfig(kubeconfig);
+
+    const beaconCert = issueSelfSignedSync({ commonName: 'cloudtaser dev beacon', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const beaconCaFile = join(dir, 'beacon-ca.pem');
+    await writeFile(beaconCaFile, beaconCert.certPem);
+    const beacon = await createBeacon({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { certPem: beaconCert.certPem, keyPem: beaconCert.keyPem },
+      plain: options.plainBeacon ?? false,
+      metrics: false,
+      logger: logger.child({ component: 'dev-beacon' }),
+    });
+    closers.push(() => beacon.close());
+
+    return {
+      secretstoreAddress: openbao.address,
+      secretstoreToken: openbao.rootToken,
+      kubeconfig,
+      kubeSystemUid: kube.kubeSystemUid,
+      kubeUrl: kube.url,
+      kubeAdminToken: kube.adminToken,
+      beaconAddress: beacon.address,
+      beaconCaFile,
+      beaconCaPem: beaconCert.certPem,
+      async close() {
+        for (const close of closers.reverse()) await close().catch(() => undefined);
+        if (ownsDir) await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    throw err;
+  }
+}

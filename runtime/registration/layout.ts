@@ -1,0 +1,93 @@
+/**
+ * Where cloudtaser keeps its records in OpenBao (DESIGN.md section 4). Every path is written here once;
+ * register, deregister, status and the bridge all go through these helpers.
+ */
+import { X509Certificate } from 'node:crypto';
+import { CloudtaserError } from '../core/errors.js';
+import { fingerprintPrefix } from '../core/hashes.js';
+
+/** Root namespace under which every cluster namespace lives. */
+export const DEFAULT_NAMESPACE_ROOT = 'cloudtaser';
+/** KV v2 mount name used for cloudtaser's own records, both in the root and in each cluster namespace. */
+export const RECORDS_MOUNT = 'cloudtaser';
+/** KV v2 mount for workload secrets in each cluster namespace. */
+export const WORKLOAD_MOUNT = 'secret';
+/** Kubernetes auth mount in each cluster namespace. */
+export const KUBERNETES_AUTH_MOUNT = 'kubernetes';
+/** Namespace custom-metadata key naming the fingerprint that owns a cluster namespace. */
+export const OWNER_METADATA_KEY = 'cloudtaser_fingerprint';
+
+export const paths = {
+  clustersPrefix: 'clusters/',
+  registered: (fingerprint: string) => `clusters/${fingerprint}/registered`,
+  initialized: (fingerprint: string) => `clusters/${fingerprint}/initialized`,
+  bridgeCa: 'system/bridge-ca',
+  bridgeClient: 'system/bridge-client',
+} as const;
+
+export function clusterNamespace(namespaceRoot: string, fingerprint: string): string {
+  return `${namespaceRoot}/${fingerprintPrefix(fingerprint)}`;
+}
+
+/** `clusters/<fingerprint>/registered` in the root namespace's records mount. */
+export interface RegisteredRecord {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  readonly ca_sha256: string;
+  readonly registered_at: string;
+  readonly attestation?: unknown;
+}
+
+/** `clusters/<fingerprint>/initialized`, written once with cas=0. */
+export interface InitializedRecord {
+  readonly initialized_at: string;
+  readonly broker_cert_sha256: string;
+}
+
+/** `system/bridge-ca` in the cluster namespace. The private key never leaves OpenBao except to the bridge. */
+export interface BridgeCaRecord {
+  readonly certificate: string;
+  readonly private_key: string;
+}
+
+/** `system/bridge-client` in the cluster namespace. */
+export interface BridgeClientRecord {
+  readonly certificate: string;
+  readonly private_key: string;
+  readonly ca_chain: string;
+}
+
+export function validateNamespaceRoot(namespaceRoot: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(namespaceRoot) || ['root', 'sys', 'audit', 'auth', 'cubbyhole', 'identity'].includes(namespaceRoot)) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `namespace root ${JSON.stringify(namespaceRoot)} is not a usable OpenBao namespace name; use one segment of letters, digits, '-', '_' or '.' (default "cloudtaser")`,
+    );
+  }
+  return namespaceRoot;
+}
+
+export function asRegisteredRecord(data: Record<string, unknown>, fingerprint: string): RegisteredRecord {
+  if (data.fingerprint !== fingerprint || typeof data.namespace !== 'string' || typeof data.ca_sha256 !== 'string') {
+    throw new CloudtaserError(
+      'CT_REGISTRATION_CORRUPT',
+      `the registration record for ${fingerprint} is incomplete; run \`cloudtaser-cli source register\` again to repair it`,
+      { details: { fingerprint } },
+    );
+  }
+  return data as unknown as RegisteredRecord;
+}
+
+export function asCertificateRecord<T extends { certificate: string; private_key: string }>(
+  data: Record<string, unknown> | undefined,
+  what: string,
+): T | undefined {
+  if (!data) return undefined;
+  if (typeof data.certificate !== 'string' || typeof data.private_key !== 'string') return undefined;
+  try {
+    new X509Certificate(data.certificate);
+  } catch {
+    throw new CloudtaserError('CT_REGISTRATION_CORRUPT', `stored ${what} is not a readable certificate`);
+  }
+  return data as unknown as T;
+}

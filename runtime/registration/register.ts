@@ -1,0 +1,375 @@
+import { X509Certificate } from 'node:crypto';
+import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { fingerprintPrefix, initHash, parseFingerprint, sha256Hex } from '../core/hashes.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import {
+  type CertificateAuthority,
+  LIFETIME_DAYS,
+  createCertificateAuthority,
+  isIssuedBy,
+  issueCertificate,
+  loadCertificateAuthority,
+} from '../pki/index.js';
+import {
+  type BridgeCaRecord,
+  type BridgeClientRecord,
+  DEFAULT_NAMESPACE_ROOT,
+  type InitializedRecord,
+  KUBERNETES_AUTH_MOUNT,
+  OWNER_METADATA_KEY,
+  RECORDS_MOUNT,
+  type RegisteredRecord,
+  WORKLOAD_MOUNT,
+  asCertificateRecord,
+  asRegisteredRecord,
+  clusterNamespace,
+  paths,
+  validateNamespaceRoot,
+} from './layout.js';
+
+export interface RegistrationTarget {
+  /** The cluster's kube-system namespace UID. */
+  readonly fingerprint: string;
+  /** @default 'cloudtaser' */
+  readonly namespaceRoot?: string;
+  readonly logger?: Logger;
+}
+
+export interface RegistrationResult {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  readonly initHash: string;
+  readonly operationalHash: string;
+  /** The cluster CA certificate (public). */
+  readonly caCertPem: string;
+  readonly initialized: boolean;
+  readonly registeredAt: string;
+  /** False when everything already existed (an idempotent re-run). */
+  readonly changed: boolean;
+}
+
+/** Re-issue the bridge certificate when it has less than this left, so a re-run of register renews it. */
+const BRIDGE_RENEW_BEFORE_MS = 30 * 86_400_000;
+
+/**
+ * Registers a cluster with OpenBao. Idempotent: a second run for the same fingerprint keeps the same CA and
+ * changes nothing; a run after a half-done one completes it. Refuses a namespace whose 8-character prefix
+ * belongs to another fingerprint. `client` must point at the OpenBao root namespace with an admin token.
+ */
+export async function registerCluster(client: OpenBaoClient, target: RegistrationTarget): Promise<RegistrationResult> {
+  const fingerprint = parseFingerprint(target.fingerprint);
+  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const log = (target.logger ?? silentLogger).child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
+  const namespace = clusterNamespace(namespaceRoot, fingerprint);
+  const fp8 = fingerprintPrefix(fingerprint);
+  let changed = false;
+
+  // 1. Root namespace and its records mount.
+  await client.createNamespace(namespaceRoot);
+  const root = client.withNamespace(namespaceRoot);
+  changed = (await root.enableKvV2(RECORDS_MOUNT)) || changed;
+
+  // 2. Refuse a prefix clash before writing anything cluster-specific.
+  await assertPrefixIsOurs(root, namespaceRoot, fingerprint);
+
+  // 3. Cluster namespace, owned by this fingerprint, with its mounts.
+  const existingNamespace = await root.readNamespace(fp8);
+  if (!existingNamespace) {
+    await root.createNamespace(fp8, { customMetadata: { [OWNER_METADATA_KEY]: fingerprint } });
+    changed = true;
+    log.info({ event: 'registration.namespace_created', namespace }, 'created cluster namespace');
+  }
+  const cluster = client.withNamespace(namespace);
+  changed = (await cluster.enableKvV2(RECORDS_MOUNT)) || changed;
+  changed = (await cluster.enableKvV2(WORKLOAD_MOUNT)) || changed;
+  changed = (await cluster.enableAuth(KUBERNETES_AUTH_MOUNT, 'kubernetes')) || changed;
+
+  // 4. Cluster CA: created once, then reused, so the operational hash never moves under a running broker.
+  const caOutcome = await ensureClusterCa(cluster, fingerprint);
+  changed = caOutcome.created || changed;
+  const ca = caOutcome.ca;
+  changed = (await ensureBridgeCertificate(cluster, ca)) || changed;
+
+  // 5. The registration record the bridge discovers.
+  const operationalHash = sha256Hex(ca.certDer);
+  const existing = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
+  let registeredAt: string;
+  if (existing && existing.data.ca_sha256 === operationalHash && existing.data.namespace === namespace) {
+    registeredAt = asRegisteredRecord(existing.data, fingerprint).registered_at;
+  } else {
+    registeredAt = new Date().toISOString();
+    const record: RegisteredRecord = { fingerprint, namespace, ca_sha256: operationalHash, registered_at: registeredAt };
+    await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
+    changed = true;
+    log.info({ event: 'registration.recorded', namespace }, 'cluster registered');
+  }
+
+  const initialized = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))) !== undefined;
+  return {
+    fingerprint,
+    namespace,
+    initHash: initHash(fingerprint),
+    operationalHash,
+    caCertPem: ca.certPem,
+    initialized,
+    registeredAt,
+    changed,
+  };
+}
+
+export interface DeregistrationOptions extends RegistrationTarget {
+  /** Also delete the cluster namespace with every workload secret in it. @default false */
+  readonly purge?: boolean;
+}
+
+export interface DeregistrationResult {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  /** True when a registration record existed and was removed. */
+  readonly removed: boolean;
+  readonly purged: boolean;
+}
+
+/**
+ * Deregisters a cluster: removes the registration and initialization records and the cluster's key material
+ * (CA and bridge certificate), so the bridge stops accepting it and a later registration gets a fresh CA.
+ * Workload secrets stay unless `purge` is set. Deregistering an unknown fingerprint is not an error.
+ */
+export async function deregisterCluster(client: OpenBaoClient, options: DeregistrationOptions): Promise<DeregistrationResult> {
+  const fingerprint = parseFingerprint(options.fingerprint);
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const namespace = clusterNamespace(namespaceRoot, fingerprint);
+  const fp8 = fingerprintPrefix(fingerprint);
+  const log = (options.logger ?? silentLogger).child({ fingerprintPrefix: fp8 });
+
+  const rootExists = (await client.readNamespace(namespaceRoot)) !== undefined;
+  if (!rootExists) return { fingerprint, namespace, removed: false, purged: false };
+  const root = client.withNamespace(namespaceRoot);
+  const registered = await readIfMounted(root, paths.registered(fingerprint));
+  // Registration first: from this write on the bridge no longer treats the cluster as registered.
+  await deleteIfMounted(root, paths.registered(fingerprint));
+  await deleteIfMounted(root, paths.initialized(fingerprint));
+
+  const clusterNs = await root.readNamespace(fp8);
+  const ownedByUs = clusterNs !== undefined && namespaceOwner(clusterNs) === fingerprint;
+  if (ownedByUs) {
+    const cluster = client.withNamespace(namespace);
+    await deleteIfMounted(cluster, paths.bridgeCa);
+    await deleteIfMounted(cluster, paths.bridgeClient);
+  }
+  let purged = false;
+  if (options.purge && ownedByUs) {
+    await root.deleteNamespace(fp8, { wait: true });
+    purged = true;
+    log.info({ event: 'registration.purged', namespace }, 'cluster namespace deleted with its workload secrets');
+  }
+  log.info({ event: 'registration.removed', namespace, wasRegistered: registered !== undefined }, 'cluster deregistered');
+  return { fingerprint, namespace, removed: registered !== undefined, purged };
+}
+
+export interface ClusterStatus {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  readonly registered: boolean;
+  readonly initialized: boolean;
+  readonly initHash: string;
+  readonly operationalHash?: string;
+  readonly caCertPem?: string;
+  readonly registeredAt?: string;
+  readonly initializedAt?: string;
+}
+
+/** Reads a cluster's registration state. Never writes. */
+export async function getClusterStatus(client: OpenBaoClient, target: RegistrationTarget): Promise<ClusterStatus> {
+  const fingerprint = parseFingerprint(target.fingerprint);
+  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const namespace = clusterNamespace(namespaceRoot, fingerprint);
+  const base = { fingerprint, namespace, initHash: initHash(fingerprint) };
+  if ((await client.readNamespace(namespaceRoot)) === undefined) return { ...base, registered: false, initialized: false };
+  const root = client.withNamespace(namespaceRoot);
+  const registered = await readIfMounted(root, paths.registered(fingerprint));
+  const initialized = await readIfMounted(root, paths.initialized(fingerprint));
+  if (!registered) return { ...base, registered: false, initialized: initialized !== undefined };
+  const record = asRegisteredRecord(registered, fingerprint);
+  let caCertPem: string | undefined;
+  const caRecord = await readIfMounted(client.withNamespace(namespace), paths.bridgeCa).catch((err) => {
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND')) return undefined;
+    throw err;
+  });
+  if (typeof caRecord?.certificate === 'string') caCertPem = new X509Certificate(caRecord.certificate).toString();
+  return {
+    ...base,
+    registered: true,
+    initialized: initialized !== undefined,
+    operationalHash: record.ca_sha256,
+    caCertPem,
+    registeredAt: record.registered_at,
+    initializedAt: typeof initialized?.initialized_at === 'string' ? initialized.initialized_at : undefined,
+  };
+}
+
+export interface RegisteredCluster {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  readonly operationalHash: string;
+  readonly initialized: boolean;
+}
+
+/** Every registered cluster under the root, as the bridge discovers them (one list plus two reads each). */
+export async function listRegisteredClusters(
+  client: OpenBaoClient,
+  options: { namespaceRoot?: string } = {},
+): Promise<RegisteredCluster[]> {
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
+  const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix).catch((err) => {
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') || isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return [];
+    throw err;
+  });
+  const out: RegisteredCluster[] = [];
+  for (const key of keys) {
+    const fingerprint = key.replace(/\/$/, '');
+    if (!/^[0-9a-f-]{36}$/.test(fingerprint)) continue;
+    const registered = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
+    if (!registered) continue;
+    const record = asRegisteredRecord(registered.data, fingerprint);
+    const initialized = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
+    out.push({ fingerprint, namespace: record.namespace, operationalHash: record.ca_sha256, initialized: initialized !== undefined });
+  }
+  return out;
+}
+
+export interface ClusterTrust {
+  readonly ca: CertificateAuthority;
+  readonly bridgeCertPem: string;
+  readonly bridgeKeyPem: string;
+}
+
+/** The bridge's view of one cluster: the CA (to sign the broker's CSR) and its own client certificate. */
+export async function loadClusterTrust(client: OpenBaoClient, cluster: { namespace: string }): Promise<ClusterTrust> {
+  const ns = client.withNamespace(cluster.namespace);
+  const caRecord = asCertificateRecord<BridgeCaRecord>((await ns.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data, 'cluster CA');
+  const bridgeRecord = asCertificateRecord<BridgeClientRecord>(
+    (await ns.kvRead(RECORDS_MOUNT, paths.bridgeClient))?.data,
+    'bridge certificate',
+  );
+  if (!caRecord || !bridgeRecord) {
+    throw new CloudtaserError(
+      'CT_REGISTRATION_CORRUPT',
+      `cluster namespace ${cluster.namespace} has no CA or bridge certificate; run \`cloudtaser-cli source register\` again`,
+    );
+  }
+  return {
+    ca: loadCertificateAuthority(caRecord.certificate, caRecord.private_key),
+    bridgeCertPem: bridgeRecord.certificate,
+    bridgeKeyPem: bridgeRecord.private_key,
+  };
+}
+
+/**
+ * Marks a cluster initialized with a check-and-set write (cas=0): exactly one caller ever succeeds, across
+ * bridge replicas, so the bootstrap cannot be replayed. Throws CT_ALREADY_INITIALIZED for the losers.
+ */
+export async function markClusterInitialized(
+  client: OpenBaoClient,
+  options: { fingerprint: string; namespaceRoot?: string; brokerCertSha256: string },
+): Promise<InitializedRecord> {
+  const fingerprint = parseFingerprint(options.fingerprint);
+  const root = client.withNamespace(validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  const record: InitializedRecord = { initialized_at: new Date().toISOString(), broker_cert_sha256: options.brokerCertSha256 };
+  try {
+    await root.kvWrite(RECORDS_MOUNT, paths.initialized(fingerprint), { ...record }, { cas: 0 });
+  } catch (err) {
+    if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) {
+      throw new CloudtaserError('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(fingerprint), { cause: err });
+    }
+    throw err;
+  }
+  return record;
+}
+
+/** Allows one more bootstrap for a registered cluster by removing its `initialized` record. */
+export async function rearmCluster(client: OpenBaoClient, target: RegistrationTarget): Promise<{ wasInitialized: boolean }> {
+  const fingerprint = parseFingerprint(target.fingerprint);
+  const root = client.withNamespace(validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
+  await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
+  return { wasInitialized: existing !== undefined };
+}
+
+export function alreadyInitializedMessage(fingerprint: string): string {
+  return `cluster ${fingerprint} has already bootstrapped once; to allow a new bootstrap run \`cloudtaser-cli source register --fingerprint ${fingerprint} --rearm\` (or replace the cloudtaser_cluster_registration resource)`;
+}
+
+// --- private helpers ---
+
+async function assertPrefixIsOurs(root: OpenBaoClient, namespaceRoot: string, fingerprint: string): Promise<void> {
+  const fp8 = fingerprintPrefix(fingerprint);
+  const ns = await root.readNamespace(fp8);
+  const owner = ns ? namespaceOwner(ns) : undefined;
+  let clash = owner !== undefined && owner !== fingerprint ? owner : undefined;
+  if (!clash) {
+    const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix);
+    clash = keys.map((k) => k.replace(/\/$/, '')).find((other) => other !== fingerprint && other.startsWith(fp8));
+  }
+  if (clash) {
+    throw new CloudtaserError(
+      'CT_NAMESPACE_CLASH',
+      `namespace ${namespaceRoot}/${fp8} already belongs to cluster ${clash}; two clusters share the first 8 characters of their fingerprint. Deregister the other cluster with --purge, or register this one under another --namespace-root`,
+      { details: { fingerprint, owner: clash } },
+    );
+  }
+}
+
+function namespaceOwner(ns: { customMetadata?: Record<string, string> }): string | undefined {
+  return ns.customMetadata?.[OWNER_METADATA_KEY];
+}
+
+async function ensureClusterCa(cluster: OpenBaoClient, fingerprint: string): Promise<{ ca: CertificateAuthority; created: boolean }> {
+  const stored = asCertificateRecord<BridgeCaRecord>((await cluster.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data, 'cluster CA');
+  if (stored) return { ca: loadCertificateAuthority(stored.certificate, stored.private_key), created: false };
+  const ca = createCertificateAuthority({ commonName: `cloudtaser cluster ${fingerprintPrefix(fingerprint)}`, days: LIFETIME_DAYS.ca });
+  const record: BridgeCaRecord = { certificate: ca.certPem, private_key: ca.keyPem };
+  try {
+    await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeCa, { ...record }, { cas: 0 });
+  } catch (err) {
+    // A concurrent register won the race: use its CA so both runs agree.
+    if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
+    return ensureClusterCa(cluster, fingerprint);
+  }
+  return { ca, created: true };
+}
+
+async function ensureBridgeCertificate(cluster: OpenBaoClient, ca: CertificateAuthority): Promise<boolean> {
+  const stored = await cluster.kvRead(RECORDS_MOUNT, paths.bridgeClient);
+  const record = asCertificateRecord<BridgeClientRecord>(stored?.data, 'bridge certificate');
+  if (record) {
+    const cert = new X509Certificate(record.certificate);
+    const fresh = Date.parse(cert.validTo) - Date.now() > BRIDGE_RENEW_BEFORE_MS;
+    if (fresh && isIssuedBy(cert, ca.certificate)) return false;
+  }
+  const issued = issueCertificate(ca, { commonName: 'cloudtaser-bridge', extKeyUsage: ['clientAuth'], days: LIFETIME_DAYS.bridge });
+  const next: BridgeClientRecord = { certificate: issued.certPem, private_key: issued.keyPem!, ca_chain: ca.certPem };
+  await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeClient, { ...next }, { cas: stored?.version ?? 0 });
+  return true;
+}
+
+async function readIfMounted(client: OpenBaoClient, path: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    return (await client.kvRead(RECORDS_MOUNT, path))?.data;
+  } catch (err) {
+    // A namespace without the records mount has no records: same as absent.
+    if (isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return undefined;
+    throw err;
+  }
+}
+
+async function deleteIfMounted(client: OpenBaoClient, path: string): Promise<void> {
+  try {
+    await client.kvDeleteMetadata(RECORDS_MOUNT, path);
+  } catch (err) {
+    if (isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return;
+    throw err;
+  }
+}
