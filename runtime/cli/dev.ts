@@ -11,7 +11,10 @@ export function registerDevCommands(program: Command): void {
     .description(
       'start an OpenBao test server, a Kubernetes test server and a beacon on loopback; print one JSON line; run until Ctrl-C',
     )
-    .option('--dir <path>', 'folder for the kubeconfig and beacon CA (default: a temp folder removed on exit)')
+    .option(
+      '--dir <path>',
+      'folder for the kubeconfig and beacon CA (default: a temp folder removed on exit)',
+    )
     .option('--json', 'print only the JSON line (the default output is that line too; kept for scripts)')
     .action(async (opts: { dir?: string; json?: boolean }) => {
       const logger = createLogger('dev');

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { buildProgram, usageError } from './program.js';
 import { reportFailure } from './output.js';
+import { buildProgram, usageError } from './program.js';
 
 const program = buildProgram();
 // Commander already printed usage text for its own errors; we add the coded one-liner and the exit code.

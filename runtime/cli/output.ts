@@ -4,7 +4,10 @@ export type OutputFormat = 'text' | 'json';
 
 export function parseOutputFormat(value: string): OutputFormat {
   if (value === 'text' || value === 'json') return value;
-  throw new CloudtaserError('CT_INVALID_ARGUMENT', `--output must be "text" or "json", not ${JSON.stringify(value)}`);
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `--output must be "text" or "json", not ${JSON.stringify(value)}`,
+  );
 }
 
 export function printJson(value: unknown): void {
@@ -21,7 +24,9 @@ export async function withProgress<T>(label: string, work: () => Promise<T>): Pr
   let i = 0;
   const started = Date.now();
   const timer = setInterval(() => {
-    process.stderr.write(`\r${frames[i++ % frames.length]} ${label} ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    process.stderr.write(
+      `\r${frames[i++ % frames.length]} ${label} ${((Date.now() - started) / 1000).toFixed(1)}s`,
+    );
   }, 80);
   try {
     return await work();
@@ -38,7 +43,9 @@ export function reportFailure(err: unknown): number {
     return 1;
   }
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`CT_INTERNAL: ${message} (this is a bug; please report it with the command you ran)\n`);
+  process.stderr.write(
+    `CT_INTERNAL: ${message} (this is a bug; please report it with the command you ran)\n`,
+  );
   if (process.env.CLOUDTASER_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   return 1;
 }

@@ -28,7 +28,11 @@ export function buildProgram(): Command {
 /** Maps commander's usage errors to our stable code; help and version requests are not errors. */
 export function usageError(err: unknown): CloudtaserError | 'exit-ok' | undefined {
   if (!(err instanceof CommanderError)) return undefined;
-  if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+  if (
+    err.code === 'commander.helpDisplayed' ||
+    err.code === 'commander.version' ||
+    err.code === 'commander.help'
+  ) {
     return 'exit-ok';
   }
   if (err.exitCode === 0) return 'exit-ok';

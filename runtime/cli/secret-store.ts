@@ -13,7 +13,10 @@ export interface SecretStoreFlags {
 /** The flags every `source` command shares, declared once. */
 export function addSecretStoreOptions(command: Command): Command {
   return command
-    .option('--secretstore-address <url>', 'OpenBao address (env CLOUDTASER_SECRETSTORE_ADDRESS, BAO_ADDR, VAULT_ADDR)')
+    .option(
+      '--secretstore-address <url>',
+      'OpenBao address (env CLOUDTASER_SECRETSTORE_ADDRESS, BAO_ADDR, VAULT_ADDR)',
+    )
     .option(
       '--secretstore-token <token>',
       'OpenBao admin token (env CLOUDTASER_SECRETSTORE_TOKEN, then BAO_TOKEN, then VAULT_TOKEN; prefer the environment, flags show up in shell history)',
@@ -40,7 +43,10 @@ export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoC
   let caCertPem: string | undefined;
   if (flags.secretstoreCaCert) {
     caCertPem = await readFile(flags.secretstoreCaCert, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new CloudtaserError('CT_INVALID_ARGUMENT', `cannot read --secretstore-ca-cert ${flags.secretstoreCaCert}: ${err.code ?? err.message}`);
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `cannot read --secretstore-ca-cert ${flags.secretstoreCaCert}: ${err.code ?? err.message}`,
+      );
     });
   }
   return new OpenBaoClient({ address, token, caCertPem });

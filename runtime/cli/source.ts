@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { deregisterCluster, getClusterStatus, rearmCluster, registerCluster } from '../registration/index.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
-import { type SecretStoreFlags, addSecretStoreOptions, openSecretStore } from './secret-store.js';
+import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
 interface SourceFlags extends SecretStoreFlags {
   readonly fingerprint: string;
@@ -15,7 +15,10 @@ export function registerSourceCommands(program: Command): void {
     source
       .command('register')
       .description('register a cluster: namespace, CA, bridge certificate, registration record, info hashes')
-      .requiredOption('--fingerprint <uuid>', 'the cluster fingerprint from `cloudtaser-cli target fingerprint`')
+      .requiredOption(
+        '--fingerprint <uuid>',
+        'the cluster fingerprint from `cloudtaser-cli target fingerprint`',
+      )
       .option('--rearm', 'allow one more bootstrap for an already initialized cluster')
       .option('--output <format>', 'text or json', 'text'),
   ).action(async (opts: SourceFlags & { rearm?: boolean }) => {
@@ -53,7 +56,9 @@ export function registerSourceCommands(program: Command): void {
   addSecretStoreOptions(
     source
       .command('deregister')
-      .description('remove the registration and initialization records; the bridge stops accepting the cluster')
+      .description(
+        'remove the registration and initialization records; the bridge stops accepting the cluster',
+      )
       .requiredOption('--fingerprint <uuid>', 'the cluster fingerprint')
       .option('--purge', 'also delete the cluster namespace and every workload secret in it')
       .option('--output <format>', 'text or json', 'text'),
@@ -62,11 +67,17 @@ export function registerSourceCommands(program: Command): void {
     const client = await openSecretStore(opts);
     try {
       const result = await withProgress('deregistering cluster', () =>
-        deregisterCluster(client, { fingerprint: opts.fingerprint, namespaceRoot: opts.namespaceRoot, purge: opts.purge }),
+        deregisterCluster(client, {
+          fingerprint: opts.fingerprint,
+          namespaceRoot: opts.namespaceRoot,
+          purge: opts.purge,
+        }),
       );
       if (format === 'json') return printJson(result);
       const what = result.removed ? 'Deregistered' : 'Was not registered:';
-      const kept = result.purged ? 'namespace and workload secrets deleted' : `workload secrets kept in ${result.namespace}`;
+      const kept = result.purged
+        ? 'namespace and workload secrets deleted'
+        : `workload secrets kept in ${result.namespace}`;
       process.stdout.write(`${what} cluster ${result.fingerprint} (${kept})\n`);
     } finally {
       await client.close();
@@ -83,7 +94,10 @@ export function registerSourceCommands(program: Command): void {
     const format = parseOutputFormat(opts.output);
     const client = await openSecretStore(opts);
     try {
-      const status = await getClusterStatus(client, { fingerprint: opts.fingerprint, namespaceRoot: opts.namespaceRoot });
+      const status = await getClusterStatus(client, {
+        fingerprint: opts.fingerprint,
+        namespaceRoot: opts.namespaceRoot,
+      });
       if (format === 'json') {
         const { caCertPem: _ca, ...view } = status;
         return printJson(view);

@@ -6,14 +6,19 @@ export function registerTargetCommands(program: Command): void {
   const target = program.command('target').description('commands run against the target Kubernetes cluster');
   target
     .command('fingerprint')
-    .description("print the cluster fingerprint (the kube-system namespace UID) and how to register it")
-    .option('--kubeconfig <path>', 'kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)')
+    .description('print the cluster fingerprint (the kube-system namespace UID) and how to register it')
+    .option(
+      '--kubeconfig <path>',
+      'kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)',
+    )
     .option('--context <name>', 'kubeconfig context (default: the current context)')
     .option('--output <format>', 'text or json', 'text')
     .action(async (opts: { kubeconfig?: string; context?: string; output: string }) => {
       const format = parseOutputFormat(opts.output);
       const connection = defaultKubeConnection({ kubeconfig: opts.kubeconfig, context: opts.context });
-      const fingerprint = await withProgress('reading kube-system UID', () => readClusterFingerprint(connection));
+      const fingerprint = await withProgress('reading kube-system UID', () =>
+        readClusterFingerprint(connection),
+      );
       if (format === 'json') {
         printJson({ fingerprint, registerCommand: registerCommandFor(fingerprint) });
         return;

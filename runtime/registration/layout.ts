@@ -58,7 +58,10 @@ export interface BridgeClientRecord {
 }
 
 export function validateNamespaceRoot(namespaceRoot: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(namespaceRoot) || ['root', 'sys', 'audit', 'auth', 'cubbyhole', 'identity'].includes(namespaceRoot)) {
+  if (
+    !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(namespaceRoot) ||
+    ['root', 'sys', 'audit', 'auth', 'cubbyhole', 'identity'].includes(namespaceRoot)
+  ) {
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
       `namespace root ${JSON.stringify(namespaceRoot)} is not a usable OpenBao namespace name; use one segment of letters, digits, '-', '_' or '.' (default "cloudtaser")`,
@@ -68,7 +71,11 @@ export function validateNamespaceRoot(namespaceRoot: string): string {
 }
 
 export function asRegisteredRecord(data: Record<string, unknown>, fingerprint: string): RegisteredRecord {
-  if (data.fingerprint !== fingerprint || typeof data.namespace !== 'string' || typeof data.ca_sha256 !== 'string') {
+  if (
+    data.fingerprint !== fingerprint ||
+    typeof data.namespace !== 'string' ||
+    typeof data.ca_sha256 !== 'string'
+  ) {
     throw new CloudtaserError(
       'CT_REGISTRATION_CORRUPT',
       `the registration record for ${fingerprint} is incomplete; run \`cloudtaser-cli source register\` again to repair it`,

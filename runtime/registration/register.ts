@@ -5,27 +5,27 @@ import { type Logger, silentLogger } from '../core/log.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import {
   type CertificateAuthority,
-  LIFETIME_DAYS,
   createCertificateAuthority,
   isIssuedBy,
   issueCertificate,
+  LIFETIME_DAYS,
   loadCertificateAuthority,
 } from '../pki/index.js';
 import {
+  asCertificateRecord,
+  asRegisteredRecord,
   type BridgeCaRecord,
   type BridgeClientRecord,
+  clusterNamespace,
   DEFAULT_NAMESPACE_ROOT,
   type InitializedRecord,
   KUBERNETES_AUTH_MOUNT,
   OWNER_METADATA_KEY,
+  paths,
   RECORDS_MOUNT,
   type RegisteredRecord,
-  WORKLOAD_MOUNT,
-  asCertificateRecord,
-  asRegisteredRecord,
-  clusterNamespace,
-  paths,
   validateNamespaceRoot,
+  WORKLOAD_MOUNT,
 } from './layout.js';
 
 export interface RegistrationTarget {
@@ -57,7 +57,10 @@ const BRIDGE_RENEW_BEFORE_MS = 30 * 86_400_000;
  * changes nothing; a run after a half-done one completes it. Refuses a namespace whose 8-character prefix
  * belongs to another fingerprint. `client` must point at the OpenBao root namespace with an admin token.
  */
-export async function registerCluster(client: OpenBaoClient, target: RegistrationTarget): Promise<RegistrationResult> {
+export async function registerCluster(
+  client: OpenBaoClient,
+  target: RegistrationTarget,
+): Promise<RegistrationResult> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const log = (target.logger ?? silentLogger).child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
@@ -99,7 +102,12 @@ export async function registerCluster(client: OpenBaoClient, target: Registratio
     registeredAt = asRegisteredRecord(existing.data, fingerprint).registered_at;
   } else {
     registeredAt = new Date().toISOString();
-    const record: RegisteredRecord = { fingerprint, namespace, ca_sha256: operationalHash, registered_at: registeredAt };
+    const record: RegisteredRecord = {
+      fingerprint,
+      namespace,
+      ca_sha256: operationalHash,
+      registered_at: registeredAt,
+    };
     await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
     changed = true;
     log.info({ event: 'registration.recorded', namespace }, 'cluster registered');
@@ -136,7 +144,10 @@ export interface DeregistrationResult {
  * (CA and bridge certificate), so the bridge stops accepting it and a later registration gets a fresh CA.
  * Workload secrets stay unless `purge` is set. Deregistering an unknown fingerprint is not an error.
  */
-export async function deregisterCluster(client: OpenBaoClient, options: DeregistrationOptions): Promise<DeregistrationResult> {
+export async function deregisterCluster(
+  client: OpenBaoClient,
+  options: DeregistrationOptions,
+): Promise<DeregistrationResult> {
   const fingerprint = parseFingerprint(options.fingerprint);
   const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const namespace = clusterNamespace(namespaceRoot, fingerprint);
@@ -162,9 +173,15 @@ export async function deregisterCluster(client: OpenBaoClient, options: Deregist
   if (options.purge && ownedByUs) {
     await root.deleteNamespace(fp8, { wait: true });
     purged = true;
-    log.info({ event: 'registration.purged', namespace }, 'cluster namespace deleted with its workload secrets');
+    log.info(
+      { event: 'registration.purged', namespace },
+      'cluster namespace deleted with its workload secrets',
+    );
   }
-  log.info({ event: 'registration.removed', namespace, wasRegistered: registered !== undefined }, 'cluster deregistered');
+  log.info(
+    { event: 'registration.removed', namespace, wasRegistered: registered !== undefined },
+    'cluster deregistered',
+  );
   return { fingerprint, namespace, removed: registered !== undefined, purged };
 }
 
@@ -181,12 +198,16 @@ export interface ClusterStatus {
 }
 
 /** Reads a cluster's registration state. Never writes. */
-export async function getClusterStatus(client: OpenBaoClient, target: RegistrationTarget): Promise<ClusterStatus> {
+export async function getClusterStatus(
+  client: OpenBaoClient,
+  target: RegistrationTarget,
+): Promise<ClusterStatus> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const namespace = clusterNamespace(namespaceRoot, fingerprint);
   const base = { fingerprint, namespace, initHash: initHash(fingerprint) };
-  if ((await client.readNamespace(namespaceRoot)) === undefined) return { ...base, registered: false, initialized: false };
+  if ((await client.readNamespace(namespaceRoot)) === undefined)
+    return { ...base, registered: false, initialized: false };
   const root = client.withNamespace(namespaceRoot);
   const registered = await readIfMounted(root, paths.registered(fingerprint));
   const initialized = await readIfMounted(root, paths.initialized(fingerprint));
@@ -197,7 +218,8 @@ export async function getClusterStatus(client: OpenBaoClient, target: Registrati
     if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND')) return undefined;
     throw err;
   });
-  if (typeof caRecord?.certificate === 'string') caCertPem = new X509Certificate(caRecord.certificate).toString();
+  if (typeof caRecord?.certificate === 'string')
+    caCertPem = new X509Certificate(caRecord.certificate).toString();
   return {
     ...base,
     registered: true,
@@ -224,7 +246,11 @@ export async function listRegisteredClusters(
   const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const root = client.withNamespace(namespaceRoot);
   const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix).catch((err) => {
-    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') || isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return [];
+    if (
+      isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') ||
+      isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')
+    )
+      return [];
     throw err;
   });
   const out: RegisteredCluster[] = [];
@@ -235,7 +261,12 @@ export async function listRegisteredClusters(
     if (!registered) continue;
     const record = asRegisteredRecord(registered.data, fingerprint);
     const initialized = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
-    out.push({ fingerprint, namespace: record.namespace, operationalHash: record.ca_sha256, initialized: initialized !== undefined });
+    out.push({
+      fingerprint,
+      namespace: record.namespace,
+      operationalHash: record.ca_sha256,
+      initialized: initialized !== undefined,
+    });
   }
   return out;
 }
@@ -247,9 +278,15 @@ export interface ClusterTrust {
 }
 
 /** The bridge's view of one cluster: the CA (to sign the broker's CSR) and its own client certificate. */
-export async function loadClusterTrust(client: OpenBaoClient, cluster: { namespace: string }): Promise<ClusterTrust> {
+export async function loadClusterTrust(
+  client: OpenBaoClient,
+  cluster: { namespace: string },
+): Promise<ClusterTrust> {
   const ns = client.withNamespace(cluster.namespace);
-  const caRecord = asCertificateRecord<BridgeCaRecord>((await ns.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data, 'cluster CA');
+  const caRecord = asCertificateRecord<BridgeCaRecord>(
+    (await ns.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data,
+    'cluster CA',
+  );
   const bridgeRecord = asCertificateRecord<BridgeClientRecord>(
     (await ns.kvRead(RECORDS_MOUNT, paths.bridgeClient))?.data,
     'bridge certificate',
@@ -277,12 +314,17 @@ export async function markClusterInitialized(
 ): Promise<InitializedRecord> {
   const fingerprint = parseFingerprint(options.fingerprint);
   const root = client.withNamespace(validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
-  const record: InitializedRecord = { initialized_at: new Date().toISOString(), broker_cert_sha256: options.brokerCertSha256 };
+  const record: InitializedRecord = {
+    initialized_at: new Date().toISOString(),
+    broker_cert_sha256: options.brokerCertSha256,
+  };
   try {
     await root.kvWrite(RECORDS_MOUNT, paths.initialized(fingerprint), { ...record }, { cas: 0 });
   } catch (err) {
     if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) {
-      throw new CloudtaserError('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(fingerprint), { cause: err });
+      throw new CloudtaserError('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(fingerprint), {
+        cause: err,
+      });
     }
     throw err;
   }
@@ -290,7 +332,10 @@ export async function markClusterInitialized(
 }
 
 /** Allows one more bootstrap for a registered cluster by removing its `initialized` record. */
-export async function rearmCluster(client: OpenBaoClient, target: RegistrationTarget): Promise<{ wasInitialized: boolean }> {
+export async function rearmCluster(
+  client: OpenBaoClient,
+  target: RegistrationTarget,
+): Promise<{ wasInitialized: boolean }> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const root = client.withNamespace(validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
   const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
@@ -304,14 +349,20 @@ export function alreadyInitializedMessage(fingerprint: string): string {
 
 // --- private helpers ---
 
-async function assertPrefixIsOurs(root: OpenBaoClient, namespaceRoot: string, fingerprint: string): Promise<void> {
+async function assertPrefixIsOurs(
+  root: OpenBaoClient,
+  namespaceRoot: string,
+  fingerprint: string,
+): Promise<void> {
   const fp8 = fingerprintPrefix(fingerprint);
   const ns = await root.readNamespace(fp8);
   const owner = ns ? namespaceOwner(ns) : undefined;
   let clash = owner !== undefined && owner !== fingerprint ? owner : undefined;
   if (!clash) {
     const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix);
-    clash = keys.map((k) => k.replace(/\/$/, '')).find((other) => other !== fingerprint && other.startsWith(fp8));
+    clash = keys
+      .map((k) => k.replace(/\/$/, ''))
+      .find((other) => other !== fingerprint && other.startsWith(fp8));
   }
   if (clash) {
     throw new CloudtaserError(
@@ -326,10 +377,19 @@ function namespaceOwner(ns: { customMetadata?: Record<string, string> }): string
   return ns.customMetadata?.[OWNER_METADATA_KEY];
 }
 
-async function ensureClusterCa(cluster: OpenBaoClient, fingerprint: string): Promise<{ ca: CertificateAuthority; created: boolean }> {
-  const stored = asCertificateRecord<BridgeCaRecord>((await cluster.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data, 'cluster CA');
+async function ensureClusterCa(
+  cluster: OpenBaoClient,
+  fingerprint: string,
+): Promise<{ ca: CertificateAuthority; created: boolean }> {
+  const stored = asCertificateRecord<BridgeCaRecord>(
+    (await cluster.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data,
+    'cluster CA',
+  );
   if (stored) return { ca: loadCertificateAuthority(stored.certificate, stored.private_key), created: false };
-  const ca = createCertificateAuthority({ commonName: `cloudtaser cluster ${fingerprintPrefix(fingerprint)}`, days: LIFETIME_DAYS.ca });
+  const ca = createCertificateAuthority({
+    commonName: `cloudtaser cluster ${fingerprintPrefix(fingerprint)}`,
+    days: LIFETIME_DAYS.ca,
+  });
   const record: BridgeCaRecord = { certificate: ca.certPem, private_key: ca.keyPem };
   try {
     await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeCa, { ...record }, { cas: 0 });
@@ -349,13 +409,30 @@ async function ensureBridgeCertificate(cluster: OpenBaoClient, ca: CertificateAu
     const fresh = Date.parse(cert.validTo) - Date.now() > BRIDGE_RENEW_BEFORE_MS;
     if (fresh && isIssuedBy(cert, ca.certificate)) return false;
   }
-  const issued = issueCertificate(ca, { commonName: 'cloudtaser-bridge', extKeyUsage: ['clientAuth'], days: LIFETIME_DAYS.bridge });
-  const next: BridgeClientRecord = { certificate: issued.certPem, private_key: issued.keyPem!, ca_chain: ca.certPem };
-  await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeClient, { ...next }, { cas: stored?.version ?? 0 });
+  const issued = issueCertificate(ca, {
+    commonName: 'cloudtaser-bridge',
+    extKeyUsage: ['clientAuth'],
+    days: LIFETIME_DAYS.bridge,
+  });
+  const next: BridgeClientRecord = {
+    certificate: issued.certPem,
+    private_key: issued.keyPem!,
+    ca_chain: ca.certPem,
+  };
+  try {
+    await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeClient, { ...next }, { cas: stored?.version ?? 0 });
+  } catch (err) {
+    // A concurrent register wrote one first; keep theirs if it is good (one bridge certificate, not two).
+    if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
+    return ensureBridgeCertificate(cluster, ca);
+  }
   return true;
 }
 
-async function readIfMounted(client: OpenBaoClient, path: string): Promise<Record<string, unknown> | undefined> {
+async function readIfMounted(
+  client: OpenBaoClient,
+  path: string,
+): Promise<Record<string, unknown> | undefined> {
   try {
     return (await client.kvRead(RECORDS_MOUNT, path))?.data;
   } catch (err) {

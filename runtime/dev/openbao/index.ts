@@ -1,0 +1,11 @@
+/**
+ * DEV-ONLY: an OpenBao-compatible test server for tests and the local demo. It never stands in for OpenBao in
+ * production code paths.
+ */
+export {
+  type InjectedFault,
+  type OpenBaoTestServer,
+  type OpenBaoTestServerOptions,
+  type RequestLogEntry,
+  startOpenBaoTestServer,
+} from './server.js';

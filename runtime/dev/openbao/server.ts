@@ -1,0 +1,414 @@
+/**
+ * DEV-ONLY test infrastructure, never a production code path: an in-memory OpenBao-compatible HTTP(S) server
+ * for tests and the local demo, built from the project's wire facts (envelopes, status codes, exact error texts,
+ * namespaces, KV v2, tokens, ACL policies, Kubernetes and AppRole auth). It also injects faults on demand.
+ */
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { type Logger, silentLogger } from '../../core/index.js';
+import { withCustomVerbs } from './custom-verbs.js';
+import type { MountDeps } from './mounts.js';
+import { installBuiltinMounts } from './mounts.js';
+import { Namespace } from './namespaces.js';
+import { routeLogical } from './router.js';
+import { createSystemBackend, installDefaultPolicy } from './system-backend.js';
+import { TokenStore } from './tokens.js';
+import { BaoError, type BaoResponse, envelope, goJson, isRecord, randomBase62, SEALED_TEXT } from './wire.js';
+
+export interface OpenBaoTestServerOptions {
+  /** @default '127.0.0.1' */
+  readonly host?: string;
+  /** @default 0 (a free port) */
+  readonly port?: number;
+  /** Serve HTTPS with this certificate when given. */
+  readonly tls?: { readonly certPem: string; readonly keyPem: string };
+  /** @default a random legacy-format token: 's.' + 24 base62 characters */
+  readonly rootToken?: string;
+  /** false = behave like an OpenBao without namespaces (< 2.3): the header is ignored. @default true */
+  readonly namespaces?: boolean;
+  /** Version reported by sys/health and sys/seal-status. @default '2.5.5' ('2.2.2' without namespaces) */
+  readonly version?: string;
+  /** How long a deleted namespace stays visible as tainted before it is gone. @default 50 */
+  readonly namespaceDeleteDelayMs?: number;
+  /** Largest request body accepted; larger ones get 413. @default 32 MiB, as OpenBao */
+  readonly maxRequestBytes?: number;
+  readonly logger?: Logger;
+}
+
+export interface InjectedFault {
+  /** Tested against the URL path, e.g. `/v1/secret/data/app`. */
+  readonly pathPattern: RegExp;
+  /** Answer with this status and OpenBao's error body for it. */
+  readonly status?: number;
+  /** Wait this long before answering (or before handling normally when no status is given). */
+  readonly delayMs?: number;
+  /** How many matching requests the fault applies to. @default 1 */
+  readonly times?: number;
+  /** Answer 503 `Vault is sealed`. */
+  readonly sealed?: boolean;
+}
+
+export interface RequestLogEntry {
+  readonly method: string;
+  /** URL path without the query. */
+  readonly path: string;
+  /** The X-Vault-Namespace header as sent ('' when absent). */
+  readonly namespace: string;
+  readonly status: number;
+}
+
+export interface OpenBaoTestServer {
+  readonly address: string;
+  readonly rootToken: string;
+  seal(): void;
+  unseal(): void;
+  /** The next `times` requests whose path matches answer with `status` (and the OpenBao error body), or are delayed. */
+  injectFault(fault: InjectedFault): void;
+  /** No bodies, no tokens. */
+  requestLog(): ReadonlyArray<RequestLogEntry>;
+  close(): Promise<void>;
+}
+
+/** Texts OpenBao sends with these statuses, used for injected faults. */
+const FAULT_TEXTS: Record<number, string> = {
+  400: 'injected bad request',
+  403: 'permission denied',
+  429: 'request path "injected": rate limit quota exceeded',
+  500: 'internal error',
+  502: 'error during request forwarding',
+  503: 'Vault is in standby mode and request forwarding is unavailable',
+};
+
+const ROOT_ONLY_WITH_HEADER = new Set([
+  'raw',
+  'generate-recovery-token',
+  'init',
+  'seal',
+  'step-down',
+  'unseal',
+  'health',
+  'rekey-recovery-key',
+  'rekey',
+  'storage',
+  'generate-root',
+  'metrics',
+  'pprof',
+  'in-flight-req',
+]);
+
+export async function startOpenBaoTestServer(
+  options: OpenBaoTestServerOptions = {},
+): Promise<OpenBaoTestServer> {
+  const logger = options.logger ?? silentLogger;
+  const namespacesEnabled = options.namespaces ?? true;
+  const version = options.version ?? (namespacesEnabled ? '2.5.5' : '2.2.2');
+  const maxRequestBytes = options.maxRequestBytes ?? 32 * 1024 * 1024;
+  const clusterName = `vault-cluster-${randomBase62(8).toLowerCase()}`;
+  const clusterId = crypto.randomUUID();
+  const tokens = new TokenStore();
+  const timers = new Set<NodeJS.Timeout>();
+  const faults: { fault: InjectedFault; remaining: number }[] = [];
+  const log: RequestLogEntry[] = [];
+  let sealed = false;
+
+  const root = new Namespace('', undefined);
+  const systemBackend = createSystemBackend({
+    namespacesEnabled,
+    namespaceDeleteDelayMs: options.namespaceDeleteDelayMs ?? 50,
+    mountDeps: () => deps,
+    onNamespaceDeleted: (namespace) => {
+      tokens.revokeNamespace(namespace);
+      for (const mount of [...namespace.mounts.values(), ...namespace.authMounts.values()])
+        void mount.backend.close?.();
+      logger.debug(
+        { event: 'openbao_dev.namespace_deleted', namespace: namespace.path },
+        'namespace deleted',
+      );
+    },
+    track: (timer) => timers.add(timer),
+  });
+  const deps: MountDeps = { tokens, logger, systemBackend };
+  installBuiltinMounts(root, deps, true);
+  installDefaultPolicy(root);
+  const rootToken = options.rootToken ?? `s.${randomBase62(24)}`;
+  tokens.create({
+    namespace: root,
+    policies: ['root'],
+    displayName: 'root',
+    path: 'auth/token/root',
+    id: rootToken,
+  });
+
+  function send(res: ServerResponse, status: number, body: unknown, head: boolean): void {
+    res.statusCode = status;
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Cache-Control', 'no-store');
+    if (body === undefined || head) res.end();
+    else res.end(goJson(body));
+  }
+
+  function sendBao(res: ServerResponse, response: BaoResponse, head: boolean): void {
+    if (response.kind === 'empty') send(res, 204, undefined, head);
+    else if (response.kind === 'error') send(res, response.status, { errors: response.errors }, head);
+    else send(res, response.status ?? 200, envelope(response), head);
+  }
+
+  function health(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, head: boolean): void {
+    const code = (name: string, fallback: number): number => {
+      const value = query.get(name);
+      if (value === null) return fallback;
+      if (!/^\d+$/.test(value)) throw new BaoError(400, [`bad code for ${name}: ${value}`]);
+      return Number(value);
+    };
+    const status = sealed ? code('sealedcode', 503) : code('activecode', 200);
+    const body: Record<string, unknown> = {
+      initialized: true,
+      sealed,
+      standby: false,
+      performance_standby: false,
+      replication_performance_mode: 'disabled',
+      replication_dr_mode: 'disabled',
+      server_time_utc: Math.floor(Date.now() / 1000),
+      version,
+    };
+    if (!sealed) Object.assign(body, { cluster_name: clusterName, cluster_id: clusterId });
+    void req;
+    send(res, status, body, head);
+  }
+
+  function sealStatus(res: ServerResponse): void {
+    const body: Record<string, unknown> = {
+      type: 'shamir',
+      initialized: true,
+      sealed,
+      t: 1,
+      n: 1,
+      progress: 0,
+      nonce: '',
+      version,
+      build_date: '2026-01-01T00:00:00Z',
+      migration: false,
+    };
+    if (!sealed) Object.assign(body, { cluster_name: clusterName, cluster_id: clusterId });
+    Object.assign(body, { recovery_seal: false, storage_type: 'inmem' });
+    send(res, 200, body, false);
+  }
+
+  async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > maxRequestBytes) return undefined;
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  function parseBody(raw: Buffer, contentType: string): Record<string, unknown> {
+    const text = raw.toString('utf8');
+    const first = text.trimStart()[0];
+    if (text.trim() === '') return {};
+    if (contentType.startsWith('application/x-www-form-urlencoded') && first !== '{' && first !== '[') {
+      return Object.fromEntries(new URLSearchParams(text));
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new BaoError(400, [`failed to decode JSON input: ${(err as Error).message}`]);
+    }
+    if (!isRecord(parsed)) {
+      throw new BaoError(400, [
+        'failed to decode JSON input: json: cannot unmarshal into a map[string]interface {}',
+      ]);
+    }
+    return parsed;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://openbao.invalid');
+    const method = (req.method ?? 'GET').toUpperCase();
+    const head = method === 'HEAD';
+    const nsHeader = String(req.headers['x-vault-namespace'] ?? '');
+    if (nsHeader !== '' && namespacesEnabled) res.setHeader('X-Vault-Namespace', nsHeader);
+
+    const fault = faults.find((entry) => entry.remaining > 0 && entry.fault.pathPattern.test(url.pathname));
+    if (fault) {
+      fault.remaining--;
+      if (fault.fault.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.fault.delayMs));
+      if (res.destroyed) return;
+      if (fault.fault.sealed) return send(res, 503, { errors: [SEALED_TEXT] }, head);
+      if (fault.fault.status !== undefined) {
+        const text = FAULT_TEXTS[fault.fault.status];
+        return send(res, fault.fault.status, { errors: text === undefined ? [] : [text] }, head);
+      }
+    }
+
+    if (!url.pathname.startsWith('/v1/')) return send(res, 404, { errors: [] }, head);
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname.slice('/v1/'.length));
+    } catch {
+      return send(res, 400, { errors: ['invalid URL escape in the request path'] }, head);
+    }
+
+    const sysPath = path.startsWith('sys/') ? path.slice('sys/'.length) : undefined;
+    if (
+      sysPath !== undefined &&
+      nsHeader !== '' &&
+      namespacesEnabled &&
+      ROOT_ONLY_WITH_HEADER.has(sysPath.split('/')[0])
+    ) {
+      return send(res, 400, { errors: ['operation unavailable in namespaces'] }, head);
+    }
+    if (path === 'sys/health') {
+      if (method !== 'GET' && !head) return send(res, 405, { errors: [] }, head);
+      return health(req, res, url.searchParams, head);
+    }
+    if (path === 'sys/seal-status') {
+      if (method !== 'GET') return send(res, 405, { errors: [] }, head);
+      return sealStatus(res);
+    }
+    if (sealed) return send(res, 503, { errors: [SEALED_TEXT] }, head);
+
+    let operation: 'read' | 'list' | 'scan' | 'update' | 'delete' | 'patch';
+    const list = url.searchParams.get('list') === 'true';
+    const scan = url.searchParams.get('scan') === 'true';
+    switch (method) {
+      case 'GET':
+      case 'HEAD':
+        if (list && scan) return send(res, 400, { errors: ['cannot use both list and scan'] }, head);
+        operation = list ? 'list' : scan ? 'scan' : 'read';
+        break;
+      case 'LIST':
+        operation = 'list';
+        break;
+      case 'SCAN':
+        operation = 'scan';
+        break;
+      case 'POST':
+      case 'PUT':
+        operation = 'update';
+        break;
+      case 'DELETE':
+        operation = 'delete';
+        break;
+      case 'PATCH': {
+        const contentType = String(req.headers['content-type'] ?? '');
+        if (!contentType.startsWith('application/merge-patch+json')) {
+          return send(
+            res,
+            415,
+            {
+              errors: [
+                `PATCH requires Content-Type of application/merge-patch+json, provided ${contentType}`,
+              ],
+            },
+            head,
+          );
+        }
+        operation = 'patch';
+        break;
+      }
+      default:
+        return send(res, 405, { errors: [] }, head);
+    }
+
+    const raw = await readBody(req);
+    if (raw === undefined) {
+      res.setHeader('Connection', 'close');
+      return send(res, 413, { errors: ['http: request body too large'] }, head);
+    }
+    const body = parseBody(raw, String(req.headers['content-type'] ?? ''));
+    const authorization = String(req.headers.authorization ?? '');
+    const token =
+      (req.headers['x-vault-token'] as string | undefined) ||
+      (authorization.toLowerCase().startsWith('bearer ')
+        ? authorization.slice('bearer '.length).trim()
+        : undefined);
+    const response = await routeLogical(
+      { root, tokens, namespacesEnabled },
+      { operation, path, namespaceHeader: nsHeader, token, body, query: url.searchParams },
+    );
+    sendBao(res, response, head);
+  }
+
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://openbao.invalid');
+    res.on('finish', () => {
+      log.push({
+        method: req.method ?? '',
+        path: url.pathname,
+        namespace: String(req.headers['x-vault-namespace'] ?? ''),
+        status: res.statusCode,
+      });
+    });
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) return;
+      if (err instanceof BaoError)
+        return send(res, err.status, { errors: err.errors }, req.method === 'HEAD');
+      logger.error({ event: 'openbao_dev.internal_error', err }, 'test server bug');
+      send(res, 500, { errors: [`1 error occurred:\n\t* internal error\n\n`] }, false);
+    });
+  };
+
+  // The HTTP parser never listens itself: connections reach it through the LIST/SCAN rewrite.
+  const http: Server = createHttpServer(listener);
+  const sockets = new Set<Socket>();
+  const accept = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    http.emit('connection', withCustomVerbs(socket));
+  };
+  const server = options.tls
+    ? createTlsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, accept)
+    : createNetServer(accept);
+  server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const bound = server.address() as AddressInfo;
+  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+  const address = `${options.tls ? 'https' : 'http'}://${host}:${bound.port}`;
+  logger.info(
+    { event: 'openbao_dev.started', address, namespaces: namespacesEnabled },
+    'OpenBao test server started',
+  );
+
+  return {
+    address,
+    rootToken,
+    seal: () => {
+      sealed = true;
+    },
+    unseal: () => {
+      sealed = false;
+    },
+    injectFault: (fault) => {
+      faults.push({ fault, remaining: fault.times ?? 1 });
+    },
+    requestLog: () => [...log],
+    close: async () => {
+      for (const timer of timers) clearTimeout(timer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      http.close();
+      await closed;
+      const allNamespaces = [root, ...root.descendants()];
+      await Promise.all(
+        allNamespaces.flatMap((ns) =>
+          [...ns.mounts.values(), ...ns.authMounts.values()].map((m) => m.backend.close?.()),
+        ),
+      );
+    },
+  };
+}

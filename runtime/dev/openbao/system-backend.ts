@@ -1,0 +1,320 @@
+/**
+ * DEV-ONLY test infrastructure: the `sys/` backend of the OpenBao-compatible test server: namespaces, secret
+ * mounts, auth mounts and ACL policies, relative to the namespace a request resolved to.
+ */
+import { DEFAULT_POLICY_TEXT, parsePolicy, type StoredPolicy } from './acl.js';
+import type { Backend, BaoRequest } from './backend.js';
+import { createAuthMount, createSecretMount, installBuiltinMounts, type MountDeps } from './mounts.js';
+import { type Mount, Namespace, validateNamespaceName } from './namespaces.js';
+import {
+  BaoError,
+  type BaoResponse,
+  badRequest,
+  isRecord,
+  noContent,
+  notFoundEmpty,
+  ok,
+  unsupportedOperation,
+  unsupportedPath,
+} from './wire.js';
+
+export interface SystemContext {
+  readonly namespacesEnabled: boolean;
+  readonly namespaceDeleteDelayMs: number;
+  mountDeps(): MountDeps;
+  onNamespaceDeleted(namespace: Namespace): void;
+  /** Timers the server must clear on close. */
+  track(timer: NodeJS.Timeout): void;
+}
+
+/** sys/ APIs that only work in the root namespace when reached through a path prefix. */
+const ROOT_ONLY = [
+  'health',
+  'seal',
+  'unseal',
+  'init',
+  'generate-root',
+  'rekey',
+  'rekey-recovery-key',
+  'storage',
+  'metrics',
+  'pprof',
+  'raw',
+  'in-flight-req',
+  'step-down',
+  'generate-recovery-token',
+  'audit',
+  'audit-hash',
+  'config',
+  'quotas',
+  'loggers',
+  'mfa',
+];
+
+export function createPolicy(name: string, text: string): StoredPolicy {
+  return { name, text, rules: parsePolicy(text), version: 1, modified: Date.now() };
+}
+
+export function installDefaultPolicy(namespace: Namespace): void {
+  namespace.policies.set('default', createPolicy('default', DEFAULT_POLICY_TEXT));
+}
+
+function describeMount(mount: Mount): Record<string, unknown> {
+  return {
+    accessor: mount.accessor,
+    config: { default_lease_ttl: 0, force_no_cache: false, max_lease_ttl: 0 },
+    description: mount.description,
+    external_entropy_access: false,
+    local: mount.local,
+    options: mount.options,
+    plugin_version: '',
+    running_plugin_version: '',
+    running_sha256: '',
+    seal_wrap: false,
+    type: mount.type,
+    uuid: mount.uuid,
+  };
+}
+
+function normaliseMountPath(raw: string): string {
+  const trimmed = raw.replace(/^\/+/, '').replace(/\/+$/, '');
+  if (trimmed === '') throw badRequest('path cannot be empty');
+  return `${trimmed}/`;
+}
+
+export function createSystemBackend(context: SystemContext): Backend {
+  function namespaces(request: BaoRequest, rest: string): BaoResponse {
+    if (!context.namespacesEnabled) throw unsupportedPath();
+    const parent = request.namespace;
+    const { operation } = request;
+    if (operation === 'list' || operation === 'scan') {
+      if (rest !== '') throw unsupportedPath();
+      const found =
+        operation === 'list'
+          ? [...parent.children.values()]
+          : [...parent.descendants()].filter((ns) => !ns.deleted);
+      if (found.length === 0) throw notFoundEmpty();
+      const keyInfo: Record<string, unknown> = {};
+      for (const ns of found) keyInfo[parent.relativePathOf(ns)] = ns.describe();
+      return ok({ key_info: keyInfo, keys: Object.keys(keyInfo).sort() });
+    }
+    if (rest.startsWith('api-lock/'))
+      throw badRequest('namespace API locking is not supported by this test server');
+    const name = rest;
+    const existing = parent.children.get(name);
+    switch (operation) {
+      case 'read':
+        validateNamespaceName(name);
+        if (!existing) throw notFoundEmpty();
+        return ok(existing.describe());
+      case 'create':
+      case 'update': {
+        validateNamespaceName(name);
+        const custom = request.body.custom_metadata;
+        if (custom !== undefined && custom !== null && !isRecord(custom)) {
+          throw badRequest('custom_metadata must be a map of strings');
+        }
+        if (isRecord(custom) && Object.values(custom).some((value) => typeof value !== 'string')) {
+          throw badRequest('custom_metadata values must be strings');
+        }
+        if (existing) {
+          if (existing.tainted) throw badRequest('namespace with that name exists and is currently tainted');
+          existing.customMetadata = { ...((custom as Record<string, string> | undefined) ?? {}) };
+          return ok(existing.describe());
+        }
+        if (parent.mounts.has(`${name}/`))
+          throw badRequest(`new namespace conflicts with existing mount: ${name}/`);
+        const child = new Namespace(name, parent);
+        child.customMetadata = { ...((custom as Record<string, string> | undefined) ?? {}) };
+        installBuiltinMounts(child, context.mountDeps(), false);
+        installDefaultPolicy(child);
+        parent.children.set(name, child);
+        return ok(child.describe());
+      }
+      case 'patch': {
+        validateNamespaceName(name);
+        if (!existing) throw badRequest('namespace not found');
+        const custom = request.body.custom_metadata;
+        if (custom === null) existing.customMetadata = {};
+        else if (isRecord(custom)) {
+          for (const [key, value] of Object.entries(custom)) {
+            if (value === null) delete existing.customMetadata[key];
+            else if (typeof value !== 'string') throw badRequest('custom_metadata values must be strings');
+            else existing.customMetadata[key] = value;
+          }
+        }
+        return ok(existing.describe());
+      }
+      case 'delete': {
+        validateNamespaceName(name);
+        if (!existing) return ok(null, { warnings: ['requested namespace does not exist'] });
+        if (existing.children.size > 0)
+          throw badRequest('unable to delete namespace containing child namespaces');
+        if (!existing.tainted) {
+          existing.tainted = true;
+          // Deletion is asynchronous in OpenBao: the namespace stays readable (tainted) for a moment.
+          const timer = setTimeout(() => {
+            parent.children.delete(name);
+            existing.deleted = true;
+            context.onNamespaceDeleted(existing);
+          }, context.namespaceDeleteDelayMs);
+          timer.unref();
+          context.track(timer);
+        }
+        return ok({ status: 'in-progress' });
+      }
+      default:
+        throw unsupportedOperation();
+    }
+  }
+
+  function mounts(request: BaoRequest, rest: string): BaoResponse {
+    const ns = request.namespace;
+    const { operation } = request;
+    if (rest === '') {
+      if (operation !== 'read') throw unsupportedOperation();
+      const data: Record<string, unknown> = {};
+      for (const mount of ns.mounts.values()) data[mount.path] = describeMount(mount);
+      return ok(data, { injectTopLevel: true });
+    }
+    const path = normaliseMountPath(rest);
+    const existing = ns.mounts.get(path);
+    if (operation === 'read') {
+      if (!existing) throw badRequest(`No secret engine mount at ${path}`);
+      return ok(describeMount(existing), { injectTopLevel: true });
+    }
+    if (operation === 'delete') {
+      if (existing && ['sys/', 'cubbyhole/', 'identity/'].includes(path)) {
+        throw badRequest(`cannot unmount "${path}"`);
+      }
+      ns.mounts.delete(path);
+      return noContent();
+    }
+    if (operation !== 'create' && operation !== 'update') throw unsupportedOperation();
+    if (existing) throw badRequest(`path is already in use at ${path}`);
+    for (const other of ns.mounts.keys()) {
+      if (path.startsWith(other) || other.startsWith(path)) throw badRequest(`existing mount at ${other}`);
+    }
+    if (path.startsWith('auth/') || path === 'auth/') throw badRequest(`existing mount at auth/`);
+    if (ns.children.has(path.slice(0, -1).split('/')[0])) {
+      throw badRequest(`existing namespace at ${path.slice(0, -1).split('/')[0]}/`);
+    }
+    const type = typeof request.body.type === 'string' ? request.body.type : '';
+    if (type === '') throw badRequest('backend type must be specified as a string');
+    const options = isRecord(request.body.options) ? request.body.options : undefined;
+    const mount = createSecretMount(path, type, options);
+    const description = typeof request.body.description === 'string' ? request.body.description : '';
+    ns.mounts.set(path, { ...mount, description });
+    return noContent();
+  }
+
+  function auth(request: BaoRequest, rest: string): BaoResponse {
+    const ns = request.namespace;
+    const { operation } = request;
+    if (rest === '') {
+      if (operation !== 'read') throw unsupportedOperation();
+      const data: Record<string, unknown> = {};
+      for (const mount of ns.authMounts.values()) data[mount.path] = describeMount(mount);
+      return ok(data, { injectTopLevel: true });
+    }
+    const path = normaliseMountPath(rest);
+    const existing = ns.authMounts.get(path);
+    if (operation === 'read') {
+      if (!existing) throw badRequest(`No auth engine at ${path}`);
+      return ok(describeMount(existing), { injectTopLevel: true });
+    }
+    if (operation === 'delete') {
+      if (path === 'token/') throw badRequest('token credential backend cannot be disabled');
+      ns.authMounts.delete(path);
+      return noContent();
+    }
+    if (operation !== 'create' && operation !== 'update') throw unsupportedOperation();
+    if (existing) throw badRequest(`path is already in use at ${path}`);
+    for (const other of ns.authMounts.keys()) {
+      if (path.startsWith(other) || other.startsWith(path))
+        throw badRequest(`existing mount at auth/${other}`);
+    }
+    const type = typeof request.body.type === 'string' ? request.body.type : '';
+    if (type === '') throw badRequest('backend type must be specified as a string');
+    const mount = createAuthMount(path, type, context.mountDeps(), ns);
+    ns.authMounts.set(path, mount);
+    return noContent();
+  }
+
+  function policies(request: BaoRequest, rest: string, legacy: boolean): BaoResponse {
+    const ns = request.namespace;
+    const { operation } = request;
+    if (operation === 'list' || (legacy && rest === '' && operation === 'read')) {
+      const keys = [...ns.policies.keys(), 'root'].sort();
+      return ok(legacy ? { keys, policies: keys } : { keys }, { injectTopLevel: legacy });
+    }
+    if (rest === '') throw unsupportedOperation();
+    const name = rest.toLowerCase();
+    if (operation === 'read') {
+      if (name === 'root') {
+        return ok(legacy ? { name, rules: '' } : { name, policy: '' }, { injectTopLevel: legacy });
+      }
+      const policy = ns.policies.get(name);
+      if (!policy) throw notFoundEmpty();
+      if (legacy) return ok({ name, rules: policy.text }, { injectTopLevel: true });
+      return ok({
+        allow_slashes_in_identity_templates: false,
+        allow_wildcards_in_identity_templates: false,
+        cas_required: false,
+        name,
+        policy: policy.text,
+        version: policy.version,
+      });
+    }
+    if (operation === 'delete') {
+      if (name === 'root' || name === 'default') throw badRequest(`cannot delete "${name}" policy`);
+      ns.policies.delete(name);
+      return noContent();
+    }
+    if (operation !== 'create' && operation !== 'update') throw unsupportedOperation();
+    if (name === 'root') throw badRequest('cannot update "root" policy');
+    const text = request.body.policy ?? request.body.rules;
+    if (typeof text !== 'string' || text.trim() === '') {
+      throw badRequest("'policy' parameter not supplied or empty");
+    }
+    const previous = ns.policies.get(name);
+    const policy = createPolicy(name, text);
+    policy.version = (previous?.version ?? 0) + 1;
+    ns.policies.set(name, policy);
+    if (name !== rest) return ok(null, { warnings: [`policy name was converted to ${name}`] });
+    return noContent();
+  }
+
+  function uiMount(request: BaoRequest, rest: string): BaoResponse {
+    const mount = request.namespace.mounts.get(normaliseMountPath(rest));
+    if (!mount) {
+      throw new BaoError(403, [
+        `preflight capability check returned 403, please ensure client's policies grant access to path "${rest}/"`,
+      ]);
+    }
+    return ok({ ...describeMount(mount), path: mount.path });
+  }
+
+  return {
+    handle(request) {
+      const path = request.mountPath;
+      const segments = path.split('/');
+      if (!request.namespace.isRoot() && ROOT_ONLY.includes(segments[0])) {
+        throw badRequest('operation only available in root namespace');
+      }
+      const routes: [string, (rest: string) => BaoResponse][] = [
+        ['namespaces', (rest) => namespaces(request, rest.replace(/\/$/, ''))],
+        ['mounts', (rest) => mounts(request, rest)],
+        ['auth', (rest) => auth(request, rest)],
+        ['policies/acl', (rest) => policies(request, rest.replace(/\/$/, ''), false)],
+        ['policy', (rest) => policies(request, rest.replace(/\/$/, ''), true)],
+        ['internal/ui/mounts', (rest) => uiMount(request, rest)],
+      ];
+      for (const [prefix, route] of routes) {
+        if (path === prefix) return route('');
+        if (path.startsWith(`${prefix}/`)) return route(path.slice(prefix.length + 1));
+      }
+      throw unsupportedPath();
+    },
+  };
+}

@@ -1,0 +1,997 @@
+import { Agent, type Dispatcher } from 'undici';
+import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import {
+  isConnectionReset,
+  isSealedOrStandby,
+  isUnreachableCode,
+  mapHttpError,
+  mapNetworkError,
+  type RequestContext,
+  timeoutError,
+} from './errors.js';
+
+export interface OpenBaoClientOptions {
+  /** `https://vault.example:8200` (http allowed). */
+  readonly address: string;
+  /** Never logged, never in an error message. */
+  readonly token?: string;
+  /** PEM of the CA that signed OpenBao's certificate; replaces the system roots for this client. */
+  readonly caCertPem?: string;
+  /** Absolute namespace, sent as X-Vault-Namespace; '' (or 'root') = root. @default '' */
+  readonly namespace?: string;
+  /** Per request, including retries' individual attempts. @default 10_000 */
+  readonly timeoutMs?: number;
+  /** Retries on 5xx, sealed, standby and connection resets only; never on other 4xx. @default 3 */
+  readonly retries?: number;
+  /** First backoff step; doubles per attempt with full jitter, capped at 2 s. @default 200 */
+  readonly retryBaseDelayMs?: number;
+  /** Largest response body read. @default 32 MiB */
+  readonly maxResponseBytes?: number;
+  readonly logger?: Logger;
+}
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'LIST';
+
+export interface RequestOptions {
+  readonly body?: unknown;
+  readonly query?: Record<string, string | number | boolean | undefined>;
+  /** Return `{ status: 404 }` instead of throwing CT_OPENBAO_NOT_FOUND. */
+  readonly allow404?: boolean;
+  /** false = send no token (login paths, sys/health). @default true */
+  readonly authenticated?: boolean;
+  /** false = never send X-Vault-Namespace (sys/health rejects it). @default true */
+  readonly sendNamespace?: boolean;
+  /** Accept these statuses as answers with a body instead of errors (sys/health's 429/503/501...). */
+  readonly acceptStatuses?: readonly number[];
+}
+
+export interface OpenBaoResponse<T> {
+  readonly status: number;
+  readonly body?: T;
+}
+
+export interface NamespaceInfo {
+  readonly id: string;
+  /** Full path without the trailing slash, e.g. `cloudtaser/0ad50c05`. */
+  readonly path: string;
+  readonly uuid?: string;
+  readonly tainted: boolean;
+  readonly locked: boolean;
+  readonly customMetadata: Record<string, string>;
+}
+
+export interface MountInfo {
+  readonly type: string;
+  readonly options?: Record<string, string>;
+  readonly accessor?: string;
+  readonly description?: string;
+}
+
+export interface KvSecret {
+  readonly data: Record<string, unknown>;
+  readonly version: number;
+  readonly createdTime: string;
+  readonly customMetadata: Record<string, string> | null;
+}
+
+export interface KvMetadata {
+  readonly currentVersion: number;
+  readonly oldestVersion: number;
+  readonly createdTime: string;
+  readonly updatedTime: string;
+  readonly maxVersions: number;
+  readonly casRequired: boolean;
+  readonly customMetadata: Record<string, string> | null;
+  readonly versions: Record<number, { createdTime: string; deletionTime: string; destroyed: boolean }>;
+}
+
+export interface TokenInfo {
+  readonly policies: string[];
+  /** Seconds left; 0 for tokens that never expire (root). */
+  readonly ttl: number;
+  readonly accessor: string;
+  readonly displayName: string;
+  readonly expireTime: string | null;
+  readonly renewable: boolean;
+  /** Namespace the token belongs to, without trailing slash; '' for root. */
+  readonly namespacePath: string;
+  readonly meta: Record<string, string> | null;
+}
+
+/** What a login or token creation returns. `clientToken` is a secret: never log it. */
+export interface AuthResult {
+  readonly clientToken: string;
+  readonly accessor: string;
+  readonly policies: string[];
+  readonly leaseDuration: number;
+  readonly renewable: boolean;
+  readonly metadata: Record<string, string> | null;
+}
+
+export interface HealthInfo {
+  readonly initialized: boolean;
+  readonly sealed: boolean;
+  readonly standby: boolean;
+  readonly version: string;
+  /** HTTP status of sys/health (200 active, 429 standby, 503 sealed, 501 uninitialised). */
+  readonly status: number;
+}
+
+export interface KubernetesAuthConfig {
+  readonly kubernetesHost: string;
+  readonly kubernetesCaCert?: string;
+  readonly tokenReviewerJwt?: string;
+  readonly disableLocalCaJwt?: boolean;
+}
+
+export interface KubernetesAuthRole {
+  readonly boundServiceAccountNames: readonly string[];
+  readonly boundServiceAccountNamespaces: readonly string[];
+  readonly policies: readonly string[];
+  /** Seconds or a Go duration such as '1h'. */
+  readonly ttl?: number | string;
+  readonly audience?: string;
+}
+
+export interface AppRoleRole {
+  readonly policies: readonly string[];
+  readonly tokenTtl?: number | string;
+  readonly secretIdTtl?: number | string;
+}
+
+/** One connection pool and one namespace-support verdict, shared by a client and everything derived from it. */
+interface SharedConnection {
+  readonly origin: string;
+  readonly basePath: string;
+  readonly agent: Agent;
+  readonly logger: Logger;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly retryBaseDelayMs: number;
+  readonly maxResponseBytes: number;
+  namespaceSupport?: Promise<void>;
+  closed: boolean;
+}
+
+const NAMESPACE_SEGMENT = /^[^\s/+*]+$/;
+const MAX_BACKOFF_MS = 2_000;
+/** KV v2 asks clients to retry this 400 right after mounting (the one-time upgrade gate). */
+const KV_UPGRADE_TEXT = 'Upgrading from non-versioned to versioned data';
+const SHARED = Symbol('shared');
+
+/** Cleans an absolute namespace: trims slashes; '' and 'root' mean the root namespace. */
+export function normaliseNamespace(namespace: string | undefined): string {
+  const trimmed = (namespace ?? '').trim().replace(/^\/+|\/+$/g, '');
+  if (trimmed === '' || trimmed === 'root') return '';
+  for (const segment of trimmed.split('/')) {
+    if (!NAMESPACE_SEGMENT.test(segment) || segment === '.' || segment === '..') {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `namespace ${JSON.stringify(namespace)} is not a valid OpenBao namespace path; use segments without spaces, '+' or '*', separated by '/'`,
+      );
+    }
+  }
+  return trimmed;
+}
+
+/** Encodes an API path segment by segment; refuses `.`/`..` and control characters so a name cannot climb. */
+function encodePath(path: string): string {
+  const clean = path.replace(/^\/+/, '');
+  const segments = clean.split('/');
+  for (const segment of segments) {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
+    if (segment === '.' || segment === '..' || /[\u0000-\u001f\u007f]/.test(segment)) {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `OpenBao path ${JSON.stringify(path.slice(0, 200))} contains '.', '..' or control characters; use plain names`,
+      );
+    }
+  }
+  return segments.map(encodeURIComponent).join('/');
+}
+
+/** Versions of servers that have no namespaces: HashiCorp Vault OSS (1.x without +ent) and OpenBao before 2.3. */
+export function namespacesSupportedByVersion(version: string): boolean | undefined {
+  const match = /^v?(\d+)\.(\d+)/.exec(version.trim());
+  if (!match) return undefined;
+  const major = Number(match[1]);
+  const minor = Number(match[2]);
+  if (major === 1) return version.includes('+ent');
+  if (major === 2) return minor >= 3;
+  return major > 2;
+}
+
+/**
+ * OpenBao HTTP API client over undici. One connection pool per client; `withNamespace` and `withToken` derive
+ * clients that share it. Errors are CloudtaserErrors with stable `CT_OPENBAO_*` codes and never contain the token.
+ */
+export class OpenBaoClient {
+  readonly address: string;
+  readonly namespace: string;
+  readonly #token: string | undefined;
+  readonly #shared: SharedConnection;
+
+  constructor(options: OpenBaoClientOptions);
+  /** @internal derived clients share the connection */
+  constructor(options: OpenBaoClientOptions, shared: typeof SHARED, connection: SharedConnection);
+  constructor(options: OpenBaoClientOptions, shared?: typeof SHARED, connection?: SharedConnection) {
+    let url: URL;
+    try {
+      url = new URL(options.address);
+    } catch {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `secret-store address ${JSON.stringify(options.address)} is not a URL; use https://host:8200`,
+      );
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `secret-store address ${JSON.stringify(options.address)} must start with https:// or http://`,
+      );
+    }
+    this.address = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+    this.namespace = normaliseNamespace(options.namespace);
+    this.#token = options.token === undefined || options.token === '' ? undefined : options.token;
+    if (shared === SHARED && connection) {
+      this.#shared = connection;
+    } else {
+      const timeoutMs = options.timeoutMs ?? 10_000;
+      this.#shared = {
+        origin: url.origin,
+        basePath: url.pathname.replace(/\/+$/, ''),
+        agent: new Agent({
+          connect: { ...(options.caCertPem ? { ca: options.caCertPem } : {}), timeout: timeoutMs },
+          keepAliveTimeout: 10_000,
+        }),
+        logger: options.logger ?? silentLogger,
+        timeoutMs,
+        retries: options.retries ?? 3,
+        retryBaseDelayMs: options.retryBaseDelayMs ?? 200,
+        maxResponseBytes: options.maxResponseBytes ?? 32 * 1024 * 1024,
+        closed: false,
+      };
+    }
+  }
+
+  /** A client for an absolute namespace (e.g. `cloudtaser/0ad50c05`) sharing this client's connections and token. */
+  withNamespace(namespace: string): OpenBaoClient {
+    return new OpenBaoClient({ address: this.address, token: this.#token, namespace }, SHARED, this.#shared);
+  }
+
+  /** A client that authenticates with `token`, sharing this client's connections and namespace. */
+  withToken(token: string): OpenBaoClient {
+    return new OpenBaoClient(
+      { address: this.address, token, namespace: this.namespace },
+      SHARED,
+      this.#shared,
+    );
+  }
+
+  /** Whether a token is configured (the token itself is never exposed). */
+  get hasToken(): boolean {
+    return this.#token !== undefined;
+  }
+
+  /** Low-level call: maps errors to CT_ codes, retries what is safe to retry. */
+  async request<T>(
+    method: HttpMethod,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<OpenBaoResponse<T>> {
+    if (this.#shared.closed) {
+      throw new CloudtaserError('CT_INTERNAL', 'OpenBao client used after close(); create a new client');
+    }
+    const sendNamespace = options.sendNamespace !== false && this.namespace !== '';
+    if (sendNamespace) await this.#ensureNamespaceSupport();
+    return this.#send<T>(method, path, options, sendNamespace);
+  }
+
+  async #send<T>(
+    method: HttpMethod,
+    path: string,
+    options: RequestOptions,
+    sendNamespace: boolean,
+  ): Promise<OpenBaoResponse<T>> {
+    const shared = this.#shared;
+    const cleanPath = path.replace(/^\/+/, '');
+    const ctx: RequestContext = {
+      method,
+      path: cleanPath,
+      address: this.address,
+      namespace: sendNamespace ? this.namespace : '',
+    };
+    const query = new URLSearchParams();
+    let wireMethod: string = method;
+    if (method === 'LIST') {
+      // The custom LIST verb trips some proxies; OpenBao treats GET ?list=true the same.
+      wireMethod = 'GET';
+      query.set('list', 'true');
+    }
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) query.set(key, String(value));
+    }
+    const search = query.size > 0 ? `?${query.toString()}` : '';
+    const requestPath = `${shared.basePath}/v1/${encodePath(cleanPath)}${search}`;
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (options.authenticated !== false && this.#token) headers['x-vault-token'] = this.#token;
+    if (sendNamespace) headers['x-vault-namespace'] = this.namespace;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers['content-type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
+    }
+
+    for (let attempt = 0; ; attempt++) {
+      let outcome: { status: number; text: string } | { error: unknown; timedOut: boolean };
+      const controller = new AbortController();
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, shared.timeoutMs);
+      try {
+        const response = await shared.agent.request({
+          origin: shared.origin,
+          path: requestPath,
+          method: wireMethod as Dispatcher.HttpMethod,
+          headers,
+          body,
+          signal: controller.signal,
+          headersTimeout: shared.timeoutMs,
+          bodyTimeout: shared.timeoutMs,
+        });
+        const text = await readLimited(response.body, shared.maxResponseBytes);
+        outcome =
+          text === undefined
+            ? { error: 'too-large', timedOut: false }
+            : { status: response.statusCode, text };
+      } catch (err) {
+        outcome = { error: err, timedOut };
+      } finally {
+        clearTimeout(timer);
+      }
+
+      if ('error' in outcome) {
+        if (outcome.error === 'too-large') {
+          throw new CloudtaserError(
+            'CT_OPENBAO_BAD_RESPONSE',
+            `OpenBao's answer to ${method} ${cleanPath} exceeded ${shared.maxResponseBytes} bytes; check the address points at OpenBao`,
+            { details: { ...ctx, status: undefined } },
+          );
+        }
+        const code = (outcome.error as { code?: string })?.code;
+        if (outcome.timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+          throw timeoutError(ctx, shared.timeoutMs);
+        }
+        const mapped = mapNetworkError(outcome.error, ctx);
+        if (isConnectionReset(outcome.error) && attempt < shared.retries) {
+          await this.#backoff(attempt, ctx, 'connection_reset');
+          continue;
+        }
+        if (!isUnreachableCode(outcome.error) && mapped.code === 'CT_OPENBAO_UNREACHABLE') {
+          shared.logger.debug(
+            { event: 'openbao.request_failed', path: cleanPath },
+            'unclassified network error',
+          );
+        }
+        throw mapped;
+      }
+
+      const { status, text } = outcome;
+      let parsed: unknown;
+      if (text.trim() !== '') {
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+          if (status >= 200 && status < 300) {
+            throw new CloudtaserError(
+              'CT_OPENBAO_BAD_RESPONSE',
+              `OpenBao answered ${method} ${cleanPath} with a body that is not JSON; check the address points at OpenBao`,
+              { details: { ...ctx, status } },
+            );
+          }
+        }
+      }
+      if ((status >= 200 && status < 300) || options.acceptStatuses?.includes(status)) {
+        return { status, body: parsed as T };
+      }
+      const errors = this.#scrub(extractErrors(parsed));
+      if (status === 404 && options.allow404 && !errors.some((e) => e.includes('namespace not found'))) {
+        return { status, body: parsed as T };
+      }
+      const retryable =
+        status >= 500 ||
+        isSealedOrStandby(status, errors) ||
+        (status === 400 && errors.some((e) => e.includes(KV_UPGRADE_TEXT)));
+      if (retryable && attempt < shared.retries) {
+        await this.#backoff(attempt, { ...ctx }, `status_${status}`);
+        continue;
+      }
+      throw mapHttpError(status, errors, ctx);
+    }
+  }
+
+  /** Removes this client's token from server texts, in case a proxy echoes request headers. */
+  #scrub(errors: string[]): string[] {
+    const token = this.#token;
+    return token ? errors.map((e) => e.split(token).join('[redacted]')) : errors;
+  }
+
+  async #backoff(attempt: number, ctx: RequestContext, reason: string): Promise<void> {
+    const ceiling = Math.min(MAX_BACKOFF_MS, this.#shared.retryBaseDelayMs * 2 ** attempt);
+    const delay = Math.round(Math.random() * ceiling);
+    this.#shared.logger.warn(
+      {
+        event: 'openbao.retry',
+        path: ctx.path,
+        namespace: ctx.namespace,
+        attempt: attempt + 1,
+        reason,
+        delayMs: delay,
+      },
+      'retrying OpenBao request',
+    );
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+
+  /**
+   * Refuses, before any namespaced request, a server that has no namespaces: such a server silently ignores
+   * X-Vault-Namespace and would write into its root. Decided once per connection from sys/health's version.
+   */
+  async #ensureNamespaceSupport(): Promise<void> {
+    const shared = this.#shared;
+    shared.namespaceSupport ??= (async () => {
+      let version: string;
+      try {
+        version = (await this.health()).version;
+      } catch (err) {
+        // A proxy that hides sys/health must not block real work: only network failures stop us here.
+        const network = ['CT_OPENBAO_UNREACHABLE', 'CT_OPENBAO_TIMEOUT', 'CT_OPENBAO_TLS'];
+        if (err instanceof CloudtaserError && network.includes(err.code)) throw err;
+        return;
+      }
+      if (namespacesSupportedByVersion(version) === false) throw namespacesUnsupported(version);
+    })();
+    try {
+      await shared.namespaceSupport;
+    } catch (err) {
+      // Only a definite "no" is cached; a network failure is tried again next time.
+      if (!(err instanceof CloudtaserError && err.code === 'CT_OPENBAO_NAMESPACES_UNSUPPORTED')) {
+        shared.namespaceSupport = undefined;
+      }
+      throw err;
+    }
+  }
+
+  /** Requests to sys/namespaces, with "this server has no such API" turned into a clear error. */
+  async #namespaceRequest<T>(method: HttpMethod, path: string, options: RequestOptions = {}) {
+    await this.#ensureNamespaceSupport();
+    try {
+      return await this.request<T>(method, path, options);
+    } catch (err) {
+      if (
+        err instanceof CloudtaserError &&
+        (err.code === 'CT_OPENBAO_NOT_FOUND' || err.code === 'CT_OPENBAO_ERROR') &&
+        [404, 405].includes(Number(err.details.status)) &&
+        JSON.stringify(err.details.errors ?? []).includes('unsupported')
+      ) {
+        throw namespacesUnsupported(undefined, err);
+      }
+      throw err;
+    }
+  }
+
+  // ---- namespaces (relative to this client's namespace) ----
+
+  /**
+   * Creates a direct child namespace with optional custom metadata; an existing one is returned unchanged
+   * (its metadata is kept, because OpenBao's create would reset it).
+   */
+  async createNamespace(
+    name: string,
+    options: { customMetadata?: Record<string, string> } = {},
+  ): Promise<NamespaceInfo> {
+    assertSegment(name);
+    const existing = await this.readNamespace(name);
+    if (existing && !existing.tainted) return existing;
+    if (existing?.tainted) {
+      throw new CloudtaserError(
+        'CT_OPENBAO_BAD_REQUEST',
+        `OpenBao namespace "${existing.path}" is being deleted; wait until it is gone and retry`,
+        { details: { path: `sys/namespaces/${name}`, address: this.address, namespace: this.namespace } },
+      );
+    }
+    const response = await this.#namespaceRequest<{ data: RawNamespace }>('POST', `sys/namespaces/${name}`, {
+      body: options.customMetadata ? { custom_metadata: options.customMetadata } : {},
+    });
+    return toNamespaceInfo(response.body?.data);
+  }
+
+  /** Creates every missing namespace along `path` (e.g. `cloudtaser/0ad50c05`) below this client's namespace. */
+  async ensureNamespacePath(path: string): Promise<void> {
+    const segments = normaliseNamespace(path).split('/').filter(Boolean);
+    let client: OpenBaoClient = this;
+    for (const segment of segments) {
+      await client.createNamespace(segment);
+      client = client.withNamespace(client.namespace ? `${client.namespace}/${segment}` : segment);
+    }
+  }
+
+  async readNamespace(name: string): Promise<NamespaceInfo | undefined> {
+    assertSegment(name);
+    const response = await this.#namespaceRequest<{ data: RawNamespace }>('GET', `sys/namespaces/${name}`, {
+      allow404: true,
+    });
+    return response.status === 404 ? undefined : toNamespaceInfo(response.body?.data);
+  }
+
+  /** Direct children, names without the trailing '/'; [] when there are none. */
+  async listNamespaces(): Promise<string[]> {
+    const response = await this.#namespaceRequest<{ data: { keys?: string[] } }>('LIST', 'sys/namespaces', {
+      allow404: true,
+    });
+    if (response.status === 404) return [];
+    return (response.body?.data?.keys ?? []).map((key) => key.replace(/\/$/, ''));
+  }
+
+  /** Starts OpenBao's asynchronous delete; with `wait`, polls until the namespace is gone. Missing = ok. */
+  async deleteNamespace(
+    name: string,
+    options: { wait?: boolean; waitTimeoutMs?: number } = {},
+  ): Promise<void> {
+    assertSegment(name);
+    await this.#namespaceRequest('DELETE', `sys/namespaces/${name}`);
+    if (!options.wait) return;
+    const deadline = Date.now() + (options.waitTimeoutMs ?? 30_000);
+    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+      if ((await this.readNamespace(name)) === undefined) return;
+      if (Date.now() > deadline) {
+        throw new CloudtaserError(
+          'CT_OPENBAO_TIMEOUT',
+          `OpenBao namespace "${name}" under "${this.namespace || 'root'}" was still being deleted after ${options.waitTimeoutMs ?? 30_000} ms; check OpenBao's logs`,
+          { details: { path: `sys/namespaces/${name}`, address: this.address, namespace: this.namespace } },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+
+  // ---- mounts and auth methods ----
+
+  /** Secret engine mounts keyed by path with trailing '/', e.g. `secret/`. */
+  async listMounts(): Promise<Record<string, MountInfo>> {
+    const response = await this.request<{ data: Record<string, MountInfo> }>('GET', 'sys/mounts');
+    return response.body?.data ?? {};
+  }
+
+  /**
+   * Mounts KV v2 at `path`; an existing KV v2 mount there is fine, anything else there is an error.
+   * Resolves true when this call created the mount.
+   */
+  async enableKvV2(path: string): Promise<boolean> {
+    const key = `${trimSlashes(path)}/`;
+    const check = (mount: MountInfo | undefined): boolean => {
+      if (!mount) return false;
+      if (mount.type === 'kv' && String(mount.options?.version) === '2') return true;
+      throw new CloudtaserError(
+        'CT_OPENBAO_BAD_REQUEST',
+        `OpenBao already has a ${mount.type}${mount.options?.version ? ` v${mount.options.version}` : ''} mount at ${key} in namespace "${this.namespace || 'root'}"; KV v2 is needed there`,
+        { details: { path: `sys/mounts/${key}`, address: this.address, namespace: this.namespace } },
+      );
+    };
+    if (check((await this.listMounts())[key])) return false;
+    try {
+      await this.request('POST', `sys/mounts/${trimSlashes(path)}`, {
+        body: { type: 'kv', options: { version: '2' } },
+      });
+      return true;
+    } catch (err) {
+      // Lost a race with another writer: accept it if what is there now is KV v2.
+      if (isAlreadyInUse(err) && check((await this.listMounts())[key])) return false;
+      throw err;
+    }
+  }
+
+  async listAuthMounts(): Promise<Record<string, MountInfo>> {
+    const response = await this.request<{ data: Record<string, MountInfo> }>('GET', 'sys/auth');
+    return response.body?.data ?? {};
+  }
+
+  /** Enables an auth method at `path`; the same type already there is fine. Resolves true when created. */
+  async enableAuth(path: string, type: string): Promise<boolean> {
+    const key = `${trimSlashes(path)}/`;
+    const check = (mount: MountInfo | undefined): boolean => {
+      if (!mount) return false;
+      if (mount.type === type) return true;
+      throw new CloudtaserError(
+        'CT_OPENBAO_BAD_REQUEST',
+        `OpenBao already has a ${mount.type} auth method at auth/${key} in namespace "${this.namespace || 'root'}"; ${type} is needed there`,
+        { details: { path: `sys/auth/${key}`, address: this.address, namespace: this.namespace } },
+      );
+    };
+    if (check((await this.listAuthMounts())[key])) return false;
+    try {
+      await this.request('POST', `sys/auth/${trimSlashes(path)}`, { body: { type } });
+      return true;
+    } catch (err) {
+      if (isAlreadyInUse(err) && check((await this.listAuthMounts())[key])) return false;
+      throw err;
+    }
+  }
+
+  // ---- KV v2 ----
+
+  /** The secret's data, or undefined when missing, deleted or destroyed. */
+  async kvRead(
+    mount: string,
+    path: string,
+    options: { version?: number } = {},
+  ): Promise<KvSecret | undefined> {
+    const response = await this.request<{ data: RawKvRead }>(
+      'GET',
+      `${trimSlashes(mount)}/data/${kvKey(path)}`,
+      {
+        query: { version: options.version },
+        allow404: true,
+      },
+    );
+    const data = response.body?.data;
+    if (response.status === 404 || !data || data.data === null || data.data === undefined) return undefined;
+    return {
+      data: data.data,
+      version: Number(data.metadata?.version ?? 0),
+      createdTime: String(data.metadata?.created_time ?? ''),
+      customMetadata: data.metadata?.custom_metadata ?? null,
+    };
+  }
+
+  /** Writes a new version. With `cas`, only if the current version equals it (0 = never written); else CT_OPENBAO_CAS_MISMATCH. */
+  async kvWrite(
+    mount: string,
+    path: string,
+    data: Record<string, unknown>,
+    options: { cas?: number } = {},
+  ): Promise<{ version: number }> {
+    const body: Record<string, unknown> = { data };
+    if (options.cas !== undefined) body.options = { cas: options.cas };
+    const response = await this.request<{ data: { version: number } }>(
+      'POST',
+      `${trimSlashes(mount)}/data/${kvKey(path)}`,
+      { body },
+    );
+    return { version: Number(response.body?.data?.version ?? 0) };
+  }
+
+  /** Keys directly under `prefix` (folders end in '/'); [] when there are none. */
+  async kvList(mount: string, prefix: string): Promise<string[]> {
+    const folder = trimSlashes(prefix);
+    const response = await this.request<{ data: { keys?: string[] } }>(
+      'LIST',
+      `${trimSlashes(mount)}/metadata/${folder === '' ? '' : `${kvKey(folder)}/`}`,
+      { allow404: true },
+    );
+    if (response.status === 404) return [];
+    return response.body?.data?.keys ?? [];
+  }
+
+  async kvReadMetadata(mount: string, path: string): Promise<KvMetadata | undefined> {
+    const response = await this.request<{ data: RawKvMetadata }>(
+      'GET',
+      `${trimSlashes(mount)}/metadata/${kvKey(path)}`,
+      { allow404: true },
+    );
+    const raw = response.body?.data;
+    if (response.status === 404 || !raw) return undefined;
+    const versions: KvMetadata['versions'] = {};
+    for (const [number, version] of Object.entries(raw.versions ?? {})) {
+      versions[Number(number)] = {
+        createdTime: version.created_time,
+        deletionTime: version.deletion_time,
+        destroyed: version.destroyed,
+      };
+    }
+    return {
+      currentVersion: Number(raw.current_version ?? 0),
+      oldestVersion: Number(raw.oldest_version ?? 0),
+      createdTime: String(raw.created_time ?? ''),
+      updatedTime: String(raw.updated_time ?? ''),
+      maxVersions: Number(raw.max_versions ?? 0),
+      casRequired: raw.cas_required === true,
+      customMetadata: raw.custom_metadata ?? null,
+      versions,
+    };
+  }
+
+  /** Removes every version and the metadata (afterwards cas=0 works again). Missing = ok. */
+  async kvDeleteMetadata(mount: string, path: string): Promise<void> {
+    await this.request('DELETE', `${trimSlashes(mount)}/metadata/${kvKey(path)}`);
+  }
+
+  /** Soft-deletes the latest version (recoverable with undelete). Missing = ok. */
+  async kvDelete(mount: string, path: string): Promise<void> {
+    await this.request('DELETE', `${trimSlashes(mount)}/data/${kvKey(path)}`);
+  }
+
+  // ---- tokens and policies ----
+
+  async lookupSelf(): Promise<TokenInfo> {
+    const response = await this.request<{ data: Record<string, unknown> }>('GET', 'auth/token/lookup-self');
+    const data = response.body?.data ?? {};
+    return {
+      policies: Array.isArray(data.policies) ? data.policies.map(String) : [],
+      ttl: Number(data.ttl ?? 0),
+      accessor: String(data.accessor ?? ''),
+      displayName: String(data.display_name ?? ''),
+      expireTime: typeof data.expire_time === 'string' ? data.expire_time : null,
+      renewable: data.renewable === true,
+      namespacePath: typeof data.namespace_path === 'string' ? data.namespace_path.replace(/\/$/, '') : '',
+      meta: (data.meta as Record<string, string> | null | undefined) ?? null,
+    };
+  }
+
+  /** Creates a child token in this client's namespace. */
+  async createToken(options: {
+    policies: readonly string[];
+    ttl?: number | string;
+    displayName?: string;
+    noDefaultPolicy?: boolean;
+  }): Promise<AuthResult> {
+    const response = await this.request<{ auth: RawAuth }>('POST', 'auth/token/create', {
+      body: {
+        policies: options.policies,
+        ttl: options.ttl,
+        display_name: options.displayName,
+        no_default_policy: options.noDefaultPolicy,
+      },
+    });
+    return toAuthResult(response.body?.auth, 'auth/token/create', this);
+  }
+
+  async revokeSelf(): Promise<void> {
+    await this.request('POST', 'auth/token/revoke-self');
+  }
+
+  async writePolicy(name: string, hcl: string): Promise<void> {
+    await this.request('PUT', `sys/policies/acl/${assertSegment(name)}`, { body: { policy: hcl } });
+  }
+
+  async readPolicy(name: string): Promise<string | undefined> {
+    const response = await this.request<{ data: { policy?: string } }>(
+      'GET',
+      `sys/policies/acl/${assertSegment(name)}`,
+      { allow404: true },
+    );
+    return response.status === 404 ? undefined : (response.body?.data?.policy ?? '');
+  }
+
+  async deletePolicy(name: string): Promise<void> {
+    await this.request('DELETE', `sys/policies/acl/${assertSegment(name)}`);
+  }
+
+  // ---- Kubernetes auth ----
+
+  async writeKubernetesAuthConfig(mount: string, config: KubernetesAuthConfig): Promise<void> {
+    await this.request('POST', `auth/${trimSlashes(mount)}/config`, {
+      body: {
+        kubernetes_host: config.kubernetesHost,
+        kubernetes_ca_cert: config.kubernetesCaCert,
+        token_reviewer_jwt: config.tokenReviewerJwt,
+        disable_local_ca_jwt: config.disableLocalCaJwt,
+      },
+    });
+  }
+
+  async writeKubernetesAuthRole(mount: string, role: string, options: KubernetesAuthRole): Promise<void> {
+    await this.request('POST', `auth/${trimSlashes(mount)}/role/${assertSegment(role)}`, {
+      body: {
+        bound_service_account_names: options.boundServiceAccountNames,
+        bound_service_account_namespaces: options.boundServiceAccountNamespaces,
+        token_policies: options.policies,
+        token_ttl: options.ttl,
+        audience: options.audience,
+      },
+    });
+  }
+
+  /** Logs a pod in with its service-account JWT (sent to this client's namespace, without a token). */
+  async kubernetesLogin(mount: string, role: string, jwt: string): Promise<AuthResult> {
+    const path = `auth/${trimSlashes(mount)}/login`;
+    const response = await this.request<{ auth: RawAuth }>('POST', path, {
+      body: { role, jwt },
+      authenticated: false,
+    });
+    return toAuthResult(response.body?.auth, path, this);
+  }
+
+  // ---- AppRole ----
+
+  async writeAppRole(mount: string, role: string, options: AppRoleRole): Promise<void> {
+    await this.request('POST', `auth/${trimSlashes(mount)}/role/${assertSegment(role)}`, {
+      body: {
+        token_policies: options.policies,
+        token_ttl: options.tokenTtl,
+        secret_id_ttl: options.secretIdTtl,
+      },
+    });
+  }
+
+  async readAppRoleId(mount: string, role: string): Promise<string> {
+    const response = await this.request<{ data: { role_id: string } }>(
+      'GET',
+      `auth/${trimSlashes(mount)}/role/${assertSegment(role)}/role-id`,
+    );
+    return String(response.body?.data?.role_id ?? '');
+  }
+
+  /** A fresh secret ID: a credential; never log it. */
+  async createAppRoleSecretId(mount: string, role: string): Promise<string> {
+    const response = await this.request<{ data: { secret_id: string } }>(
+      'POST',
+      `auth/${trimSlashes(mount)}/role/${assertSegment(role)}/secret-id`,
+      { body: {} },
+    );
+    return String(response.body?.data?.secret_id ?? '');
+  }
+
+  async appRoleLogin(mount: string, roleId: string, secretId: string): Promise<AuthResult> {
+    const path = `auth/${trimSlashes(mount)}/login`;
+    const response = await this.request<{ auth: RawAuth }>('POST', path, {
+      body: { role_id: roleId, secret_id: secretId },
+      authenticated: false,
+    });
+    return toAuthResult(response.body?.auth, path, this);
+  }
+
+  // ---- health ----
+
+  /** sys/health, never with the namespace header (OpenBao refuses it there) and without a token. */
+  async health(): Promise<HealthInfo> {
+    const response = await this.#send<Record<string, unknown>>(
+      'GET',
+      'sys/health',
+      { authenticated: false, acceptStatuses: [429, 472, 473, 501, 503] },
+      false,
+    );
+    const body = response.body ?? {};
+    return {
+      initialized: body.initialized === true,
+      sealed: body.sealed === true,
+      standby: body.standby === true,
+      version: String(body.version ?? ''),
+      status: response.status,
+    };
+  }
+
+  /** Closes the shared connection pool: derived clients (withNamespace/withToken) stop working too. */
+  async close(): Promise<void> {
+    if (this.#shared.closed) return;
+    this.#shared.closed = true;
+    await this.#shared.agent.close();
+  }
+}
+
+interface RawNamespace {
+  id?: string;
+  path?: string;
+  uuid?: string;
+  tainted?: boolean;
+  locked?: boolean;
+  custom_metadata?: Record<string, string> | null;
+}
+
+interface RawKvRead {
+  data: Record<string, unknown> | null;
+  metadata?: { version?: number; created_time?: string; custom_metadata?: Record<string, string> | null };
+}
+
+interface RawKvMetadata {
+  current_version?: number;
+  oldest_version?: number;
+  created_time?: string;
+  updated_time?: string;
+  max_versions?: number;
+  cas_required?: boolean;
+  custom_metadata?: Record<string, string> | null;
+  versions?: Record<string, { created_time: string; deletion_time: string; destroyed: boolean }>;
+}
+
+interface RawAuth {
+  client_token?: string;
+  accessor?: string;
+  policies?: string[];
+  lease_duration?: number;
+  renewable?: boolean;
+  metadata?: Record<string, string> | null;
+}
+
+function toNamespaceInfo(raw: RawNamespace | undefined): NamespaceInfo {
+  return {
+    id: String(raw?.id ?? ''),
+    path: String(raw?.path ?? '').replace(/\/$/, ''),
+    uuid: raw?.uuid,
+    tainted: raw?.tainted === true,
+    locked: raw?.locked === true,
+    customMetadata: raw?.custom_metadata ?? {},
+  };
+}
+
+function toAuthResult(raw: RawAuth | undefined, path: string, client: OpenBaoClient): AuthResult {
+  if (!raw?.client_token) {
+    throw new CloudtaserError('CT_OPENBAO_BAD_RESPONSE', `OpenBao's answer to ${path} has no auth block`, {
+      details: { path, address: client.address, namespace: client.namespace },
+    });
+  }
+  return {
+    clientToken: raw.client_token,
+    accessor: String(raw.accessor ?? ''),
+    policies: raw.policies ?? [],
+    leaseDuration: Number(raw.lease_duration ?? 0),
+    renewable: raw.renewable === true,
+    metadata: raw.metadata ?? null,
+  };
+}
+
+function extractErrors(body: unknown): string[] {
+  const errors = (body as { errors?: unknown })?.errors;
+  return Array.isArray(errors) ? errors.map(String) : [];
+}
+
+function isAlreadyInUse(err: unknown): boolean {
+  return (
+    err instanceof CloudtaserError &&
+    err.code === 'CT_OPENBAO_BAD_REQUEST' &&
+    /already in use/.test(err.message)
+  );
+}
+
+function namespacesUnsupported(version: string | undefined, cause?: unknown): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_NAMESPACES_UNSUPPORTED',
+    `namespaces need OpenBao >= 2.3 (found ${version || 'a server without the sys/namespaces API'}); upgrade OpenBao`,
+    { cause, details: { version } },
+  );
+}
+
+function trimSlashes(value: string): string {
+  return value.replace(/^\/+|\/+$/g, '');
+}
+
+function kvKey(path: string): string {
+  const key = trimSlashes(path);
+  if (key === '') {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'KV secret path is empty; name the secret, e.g. clusters/<fp>/registered',
+    );
+  }
+  return key;
+}
+
+function assertSegment(name: string): string {
+  if (!NAMESPACE_SEGMENT.test(name) || name === '.' || name === '..') {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${JSON.stringify(name.slice(0, 100))} is not a single name; use one path segment without '/', spaces, '+' or '*'`,
+    );
+  }
+  return name;
+}
+
+async function readLimited(
+  body: AsyncIterable<Buffer | Uint8Array>,
+  limit: number,
+): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) {
+      (body as { destroy?: () => void }).destroy?.();
+      return undefined;
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,149 @@
+import { CloudtaserError, type ErrorCode } from '../core/index.js';
+
+/** Facts about one request, for messages and `details`. Never a token. */
+export interface RequestContext {
+  readonly method: string;
+  readonly path: string;
+  readonly address: string;
+  readonly namespace: string;
+}
+
+/** Network error codes that mean "this server could not be reached". */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** Connection resets are the only network failures worth a retry: the server was there a moment ago. */
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+
+const TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'EPROTO',
+]);
+
+export function errorCodeOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== '') return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+export function isConnectionReset(err: unknown): boolean {
+  const code = errorCodeOf(err);
+  return code !== undefined && RESET_CODES.has(code);
+}
+
+function details(ctx: RequestContext, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { path: ctx.path, address: ctx.address, namespace: ctx.namespace, ...extra };
+}
+
+function where(ctx: RequestContext): string {
+  return `${ctx.method} ${ctx.path}${ctx.namespace ? ` in namespace "${ctx.namespace}"` : ''}`;
+}
+
+/** Maps a failure below HTTP (DNS, TCP, TLS) to a stable code. */
+export function mapNetworkError(err: unknown, ctx: RequestContext): CloudtaserError {
+  const code = errorCodeOf(err);
+  const reason = (err as Error)?.message ?? String(err);
+  if (
+    code !== undefined &&
+    (TLS_CODES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))
+  ) {
+    return new CloudtaserError(
+      'CT_OPENBAO_TLS',
+      `TLS handshake with OpenBao at ${ctx.address} failed: ${reason} (${code}); pass --secretstore-ca-cert with the CA that signed OpenBao's certificate`,
+      { cause: err, details: details(ctx, { reason: code }) },
+    );
+  }
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new CloudtaserError(
+      'CT_OPENBAO_TIMEOUT',
+      `connecting to OpenBao at ${ctx.address} timed out; check the address and that nothing drops the traffic`,
+      { cause: err, details: details(ctx, { reason: code }) },
+    );
+  }
+  return new CloudtaserError(
+    'CT_OPENBAO_UNREACHABLE',
+    `could not reach OpenBao at ${ctx.address}: ${code ?? reason}; check the address and that OpenBao is running`,
+    { cause: err, details: details(ctx, { reason: code ?? reason }) },
+  );
+}
+
+export function isUnreachableCode(err: unknown): boolean {
+  const code = errorCodeOf(err);
+  return code !== undefined && UNREACHABLE_CODES.has(code);
+}
+
+export function timeoutError(ctx: RequestContext, timeoutMs: number): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_TIMEOUT',
+    `OpenBao at ${ctx.address} did not answer ${where(ctx)} within ${timeoutMs} ms; check its health or raise the timeout`,
+    { details: details(ctx, { timeoutMs }) },
+  );
+}
+
+/** True for answers that mean "sealed, or a standby that cannot serve": worth a retry. */
+export function isSealedOrStandby(status: number, errors: readonly string[]): boolean {
+  const text = errors.join(' ').toLowerCase();
+  return status === 503 && (text.includes('sealed') || text.includes('standby') || errors.length === 0);
+}
+
+/** Maps an OpenBao error answer to a stable code. `errors` is OpenBao's `errors` list (never echoes a token). */
+export function mapHttpError(
+  status: number,
+  errors: readonly string[],
+  ctx: RequestContext,
+): CloudtaserError {
+  const text = errors.map((e) => e.replace(/^1 error occurred:\s*\*\s*/, '').trim()).join('; ');
+  const lower = text.toLowerCase();
+  const info = details(ctx, { status, errors: [...errors] });
+  let code: ErrorCode;
+  let message: string;
+  if (status === 403) {
+    code = 'CT_OPENBAO_PERMISSION_DENIED';
+    message = `OpenBao denied ${where(ctx)} (${text || 'permission denied'}): the token is missing, expired or revoked, or its policies do not allow this path; check the token and its policies`;
+  } else if (lower.includes('sealed')) {
+    code = 'CT_OPENBAO_SEALED';
+    message = `OpenBao at ${ctx.address} is sealed; unseal it and retry`;
+  } else if (status === 503 || lower.includes('standby')) {
+    code = 'CT_OPENBAO_SEALED';
+    message = `OpenBao at ${ctx.address} is a standby that cannot serve ${where(ctx)} (${text || 'status 503'}); point the client at the active node or retry`;
+  } else if (lower.includes('namespace not found')) {
+    code = 'CT_OPENBAO_NAMESPACE_NOT_FOUND';
+    message = `OpenBao namespace "${ctx.namespace}" (or a parent of it) does not exist for ${where(ctx)}; register the cluster first or check the namespace`;
+  } else if (lower.includes('check-and-set parameter did not match')) {
+    code = 'CT_OPENBAO_CAS_MISMATCH';
+    message = `check-and-set write to ${ctx.path} lost: the record changed or already exists`;
+  } else if (status === 400) {
+    code = 'CT_OPENBAO_BAD_REQUEST';
+    message = `OpenBao rejected ${where(ctx)}: ${text || 'bad request'}`;
+  } else if (status === 404) {
+    code = 'CT_OPENBAO_NOT_FOUND';
+    message = `OpenBao has nothing at ${where(ctx)}${text ? ` (${text})` : ''}; check the mount and path`;
+  } else {
+    code = 'CT_OPENBAO_ERROR';
+    message = `OpenBao answered ${status} to ${where(ctx)}${text ? `: ${text}` : ''}`;
+  }
+  return new CloudtaserError(code, message, { details: info });
+}

@@ -1,0 +1,20 @@
+export {
+  type AppRoleRole,
+  type AuthResult,
+  type HealthInfo,
+  type HttpMethod,
+  type KubernetesAuthConfig,
+  type KubernetesAuthRole,
+  type KvMetadata,
+  type KvSecret,
+  type MountInfo,
+  type NamespaceInfo,
+  namespacesSupportedByVersion,
+  normaliseNamespace,
+  OpenBaoClient,
+  type OpenBaoClientOptions,
+  type OpenBaoResponse,
+  type RequestOptions,
+  type TokenInfo,
+} from './client.js';
+export { resolveSecretStoreAddress, resolveSecretStoreToken } from './env.js';

@@ -1,0 +1,228 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { CLI, runCli } from './run-cli.js';
+
+describe('cloudtaser-cli against the test servers', () => {
+  let openbao: OpenBaoTestServer;
+  let kube: KubeTestServer;
+  let kubeconfig: string;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    openbao = await startOpenBaoTestServer();
+    kube = await startKubeTestServer();
+    const dir = await mkdtemp(join(tmpdir(), 'cloudtaser-cli-'));
+    kubeconfig = join(dir, 'kubeconfig');
+    await kube.writeKubeconfig(kubeconfig);
+    env = { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken };
+  });
+  afterAll(async () => {
+    await openbao?.close();
+    await kube?.close();
+  });
+
+  it('target fingerprint prints the source description text with the kube-system UID', async () => {
+    const result = await runCli(['target', 'fingerprint', '--kubeconfig', kubeconfig]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('cloudtaser Cluster Fingerprint');
+    expect(result.stdout).toContain(`Cluster ID: ${kube.kubeSystemUid}`);
+    expect(result.stdout).toContain(`cloudtaser-cli source register --fingerprint ${kube.kubeSystemUid}`);
+  });
+
+  it('target fingerprint --output json gives the fingerprint', async () => {
+    const result = await runCli(['target', 'fingerprint', '--output', 'json'], { KUBECONFIG: kubeconfig });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).fingerprint).toBe(kube.kubeSystemUid);
+  });
+
+  it('register, status and deregister round-trip with JSON output', async () => {
+    const fp = kube.kubeSystemUid;
+    const base = ['--fingerprint', fp, '--secretstore-address', openbao.address, '--output', 'json'];
+    const registered = await runCli(['source', 'register', ...base], env);
+    expect(registered.code, registered.stderr).toBe(0);
+    const view = JSON.parse(registered.stdout);
+    expect(view).toMatchObject({
+      fingerprint: fp,
+      namespace: `cloudtaser/${fp.slice(0, 8)}`,
+      initialized: false,
+    });
+    expect(view.initHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(view.operationalHash).toMatch(/^[0-9a-f]{64}$/);
+
+    const status = JSON.parse((await runCli(['source', 'status', ...base], env)).stdout);
+    expect(status).toMatchObject({
+      fingerprint: fp,
+      registered: true,
+      initialized: false,
+      namespace: view.namespace,
+    });
+
+    const again = JSON.parse((await runCli(['source', 'register', ...base], env)).stdout);
+    expect(again.operationalHash).toBe(view.operationalHash);
+
+    const gone = await runCli(['source', 'deregister', ...base], env);
+    expect(gone.code).toBe(0);
+    expect(JSON.parse(gone.stdout)).toMatchObject({ removed: true, purged: false });
+    expect(JSON.parse((await runCli(['source', 'status', ...base], env)).stdout).registered).toBe(false);
+  });
+
+  it('register in text mode tells the admin the one Helm value to set', async () => {
+    const fp = crypto.randomUUID();
+    const result = await runCli(
+      ['source', 'register', '--fingerprint', fp, '--secretstore-address', openbao.address],
+      env,
+    );
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`Registered cluster ${fp}`);
+    expect(result.stdout).toContain('operator.broker.beacon.address=');
+  });
+
+  it.each([
+    [['source', 'register', '--fingerprint', 'nope'], 'CT_INVALID_FINGERPRINT'],
+    [['source', 'status', '--fingerprint', '../../sys'], 'CT_INVALID_FINGERPRINT'],
+  ])('refuses bad input %j with %s and exit 1', async (args, code) => {
+    const result = await runCli([...args, '--secretstore-address', openbao.address], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toMatch(new RegExp(`^${code}: `));
+    expect(result.stdout).toBe('');
+  });
+
+  it('reports a wrong token in one line without echoing it', async () => {
+    const result = await runCli(
+      [
+        'source',
+        'register',
+        '--fingerprint',
+        crypto.randomUUID(),
+        '--secretstore-address',
+        openbao.address,
+        '--secretstore-token',
+        'wrong-token-123',
+      ],
+      {},
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^CT_OPENBAO_PERMISSION_DENIED: /);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).not.toContain('wrong-token-123');
+  });
+
+  it('reports a missing token with the environment variables to set', async () => {
+    const result = await runCli([
+      'source',
+      'register',
+      '--fingerprint',
+      crypto.randomUUID(),
+      '--secretstore-address',
+      openbao.address,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^CT_TOKEN_MISSING: .*CLOUDTASER_SECRETSTORE_TOKEN/);
+  });
+
+  it('reports an unreachable secret store with its address', async () => {
+    const result = await runCli(
+      [
+        'source',
+        'status',
+        '--fingerprint',
+        crypto.randomUUID(),
+        '--secretstore-address',
+        'http://127.0.0.1:9',
+      ],
+      env,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^CT_OPENBAO_UNREACHABLE: .*127\.0\.0\.1:9/);
+  });
+
+  it('reports an OpenBao without namespaces clearly', async () => {
+    const old = await startOpenBaoTestServer({ namespaces: false });
+    const result = await runCli(
+      ['source', 'register', '--fingerprint', crypto.randomUUID(), '--secretstore-address', old.address],
+      {
+        CLOUDTASER_SECRETSTORE_TOKEN: old.rootToken,
+      },
+    );
+    await old.close();
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^CT_OPENBAO_NAMESPACES_UNSUPPORTED: .*2\.3/);
+  });
+
+  it('reports an unreachable cluster for target fingerprint', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cloudtaser-cli-'));
+    const broken = join(dir, 'kubeconfig');
+    const text = (await readFile(kubeconfig, 'utf8')).replace(/server: .*/, 'server: https://127.0.0.1:9');
+    await (await import('node:fs/promises')).writeFile(broken, text);
+    const result = await runCli(['target', 'fingerprint', '--kubeconfig', broken]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^CT_KUBE_UNREACHABLE: /);
+  });
+
+  it('usage errors exit 2 with CT_INVALID_ARGUMENT; --help exits 0 everywhere', async () => {
+    const unknown = await runCli(['source', 'register', '--no-such-flag']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/CT_INVALID_ARGUMENT: /);
+    for (const args of [
+      ['--help'],
+      ['source', '--help'],
+      ['source', 'register', '--help'],
+      ['target', 'fingerprint', '--help'],
+      ['dev', 'up', '--help'],
+    ]) {
+      const help = await runCli(args);
+      expect(help.code, args.join(' ')).toBe(0);
+      expect(help.stdout).toContain('Usage:');
+    }
+  });
+
+  it('dev up prints one JSON line with a working stack and cleans up on SIGTERM', async () => {
+    const child = spawn(process.execPath, [CLI, 'dev', 'up', '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const line: string = await new Promise((resolve, reject) => {
+      const rl = createInterface({ input: child.stdout });
+      rl.once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`dev up exited ${code}`)));
+    });
+    const info = JSON.parse(line);
+    expect(Object.keys(info)).toEqual(
+      expect.arrayContaining([
+        'secretstoreAddress',
+        'secretstoreToken',
+        'kubeconfig',
+        'beaconAddress',
+        'beaconCaFile',
+      ]),
+    );
+    const fingerprint = JSON.parse(
+      (await runCli(['target', 'fingerprint', '--kubeconfig', info.kubeconfig, '--output', 'json'])).stdout,
+    ).fingerprint;
+    const registered = await runCli(
+      [
+        'source',
+        'register',
+        '--fingerprint',
+        fingerprint,
+        '--secretstore-address',
+        info.secretstoreAddress,
+        '--output',
+        'json',
+      ],
+      {
+        CLOUDTASER_SECRETSTORE_TOKEN: info.secretstoreToken,
+      },
+    );
+    expect(registered.code, registered.stderr).toBe(0);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});

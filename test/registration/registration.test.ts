@@ -1,0 +1,209 @@
+import { X509Certificate } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initHash } from '../../runtime/core/hashes.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import {
+  deregisterCluster,
+  getClusterStatus,
+  listRegisteredClusters,
+  loadClusterTrust,
+  markClusterInitialized,
+  rearmCluster,
+  registerCluster,
+} from '../../runtime/registration/index.js';
+
+const FP = '0ad50c05-1153-4508-9237-4cb2912e2c23';
+const CLASHING_FP = '0ad50c05-ffff-4508-9237-4cb2912e2c23';
+
+function randomFingerprint(): string {
+  return crypto.randomUUID();
+}
+
+describe('registration against the OpenBao test server', () => {
+  let server: OpenBaoTestServer;
+  let admin: OpenBaoClient;
+
+  beforeAll(async () => {
+    server = await startOpenBaoTestServer();
+    admin = new OpenBaoClient({ address: server.address, token: server.rootToken, retries: 0 });
+  });
+  afterAll(async () => {
+    await admin.close();
+    await server.close();
+  });
+
+  it('creates the namespace, mounts, CA, bridge certificate and records at the documented paths', async () => {
+    const result = await registerCluster(admin, { fingerprint: FP });
+    expect(result).toMatchObject({
+      fingerprint: FP,
+      namespace: 'cloudtaser/0ad50c05',
+      initialized: false,
+      changed: true,
+    });
+    expect(result.initHash).toBe('5af11b82299622a908c5aa10383bfcfd84f6cd251c7094e2246c7daf419dc463');
+    const ca = new X509Certificate(result.caCertPem);
+    expect(result.operationalHash).toBe(ca.fingerprint256.replaceAll(':', '').toLowerCase());
+
+    const root = admin.withNamespace('cloudtaser');
+    const record = await root.kvRead('cloudtaser', `clusters/${FP}/registered`);
+    expect(record?.data).toMatchObject({
+      fingerprint: FP,
+      namespace: 'cloudtaser/0ad50c05',
+      ca_sha256: result.operationalHash,
+    });
+    const cluster = admin.withNamespace('cloudtaser/0ad50c05');
+    const mounts = await cluster.listMounts();
+    expect(Object.keys(mounts)).toEqual(expect.arrayContaining(['cloudtaser/', 'secret/']));
+    expect((await cluster.kvRead('cloudtaser', 'system/bridge-ca'))?.data.certificate).toBe(result.caCertPem);
+    const bridge = await cluster.kvRead('cloudtaser', 'system/bridge-client');
+    expect(new X509Certificate(String(bridge?.data.certificate)).checkIssued(ca)).toBe(true);
+  });
+
+  it('is idempotent: a second run keeps the same CA and reports no change', async () => {
+    const first = await registerCluster(admin, { fingerprint: FP });
+    const second = await registerCluster(admin, { fingerprint: FP });
+    expect(second.operationalHash).toBe(first.operationalHash);
+    expect(second.registeredAt).toBe(first.registeredAt);
+    expect(second.changed).toBe(false);
+  });
+
+  it('completes a half-done earlier run (namespace created, records missing)', async () => {
+    const fp = randomFingerprint();
+    await admin
+      .withNamespace('cloudtaser')
+      .createNamespace(fp.slice(0, 8), { customMetadata: { cloudtaser_fingerprint: fp } });
+    const result = await registerCluster(admin, { fingerprint: fp });
+    expect(result.changed).toBe(true);
+    expect((await getClusterStatus(admin, { fingerprint: fp })).registered).toBe(true);
+  });
+
+  it('agrees on one CA when two registrations of the same cluster race', async () => {
+    const fp = randomFingerprint();
+    const [a, b] = await Promise.all([
+      registerCluster(admin, { fingerprint: fp }),
+      registerCluster(admin, { fingerprint: fp }),
+    ]);
+    expect(a.operationalHash).toBe(b.operationalHash);
+  });
+
+  it('refuses a fingerprint whose 8-character prefix belongs to another cluster, writing nothing', async () => {
+    await registerCluster(admin, { fingerprint: FP });
+    await expect(registerCluster(admin, { fingerprint: CLASHING_FP })).rejects.toMatchObject({
+      code: 'CT_NAMESPACE_CLASH',
+    });
+    const status = await getClusterStatus(admin, { fingerprint: CLASHING_FP });
+    expect(status.registered).toBe(false);
+    // The original cluster is untouched.
+    expect((await getClusterStatus(admin, { fingerprint: FP })).registered).toBe(true);
+  });
+
+  it('refuses a fingerprint that is not a UUID before sending any request', async () => {
+    const before = server.requestLog().length;
+    await expect(registerCluster(admin, { fingerprint: 'not-a-uuid' })).rejects.toMatchObject({
+      code: 'CT_INVALID_FINGERPRINT',
+    });
+    await expect(registerCluster(admin, { fingerprint: `${FP}/../x` })).rejects.toMatchObject({
+      code: 'CT_INVALID_FINGERPRINT',
+    });
+    expect(server.requestLog().length).toBe(before);
+  });
+
+  it('reports a wrong token as permission denied without echoing the token', async () => {
+    const bad = new OpenBaoClient({
+      address: server.address,
+      token: 'hvs.definitely-wrong-token',
+      retries: 0,
+    });
+    const err = await registerCluster(bad, { fingerprint: randomFingerprint() }).catch((e) => e);
+    expect(err.code).toBe('CT_OPENBAO_PERMISSION_DENIED');
+    expect(JSON.stringify({ m: err.message, d: err.details })).not.toContain('definitely-wrong-token');
+    await bad.close();
+  });
+
+  it('reports an unreachable address with the address in the message', async () => {
+    const nowhere = new OpenBaoClient({ address: 'http://127.0.0.1:1', token: 't', retries: 0 });
+    const err = await registerCluster(nowhere, { fingerprint: randomFingerprint() }).catch((e) => e);
+    expect(err.code).toBe('CT_OPENBAO_UNREACHABLE');
+    expect(err.message).toContain('127.0.0.1:1');
+    await nowhere.close();
+  });
+
+  it('tells the admin that namespaces need OpenBao >= 2.3 when the server has none', async () => {
+    const old = await startOpenBaoTestServer({ namespaces: false });
+    const client = new OpenBaoClient({ address: old.address, token: old.rootToken, retries: 0 });
+    const err = await registerCluster(client, { fingerprint: randomFingerprint() }).catch((e) => e);
+    expect(err.code).toBe('CT_OPENBAO_NAMESPACES_UNSUPPORTED');
+    expect(err.message).toMatch(/2\.3/);
+    await client.close();
+    await old.close();
+  });
+
+  it('marks a cluster initialized exactly once; re-arm allows one more', async () => {
+    const fp = randomFingerprint();
+    await registerCluster(admin, { fingerprint: fp });
+    const results = await Promise.allSettled(
+      [1, 2, 3].map(() =>
+        markClusterInitialized(admin, { fingerprint: fp, brokerCertSha256: 'a'.repeat(64) }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(rejected.reason.code).toBe('CT_ALREADY_INITIALIZED');
+    expect(rejected.reason.message).toContain('--rearm');
+    expect((await rearmCluster(admin, { fingerprint: fp })).wasInitialized).toBe(true);
+    await markClusterInitialized(admin, { fingerprint: fp, brokerCertSha256: 'b'.repeat(64) });
+    expect((await getClusterStatus(admin, { fingerprint: fp })).initialized).toBe(true);
+  });
+
+  it('lists registered clusters and hands the bridge its trust material', async () => {
+    const fp = randomFingerprint();
+    const result = await registerCluster(admin, { fingerprint: fp });
+    const found = (await listRegisteredClusters(admin)).find((c) => c.fingerprint === fp);
+    expect(found).toEqual({
+      fingerprint: fp,
+      namespace: result.namespace,
+      operationalHash: result.operationalHash,
+      initialized: false,
+    });
+    const trust = await loadClusterTrust(admin, { namespace: result.namespace });
+    expect(trust.ca.certPem).toBe(result.caCertPem);
+    expect(new X509Certificate(trust.bridgeCertPem).checkIssued(trust.ca.certificate)).toBe(true);
+  });
+
+  it('deregisters without touching workload secrets, and a new registration gets a fresh CA', async () => {
+    const fp = randomFingerprint();
+    const first = await registerCluster(admin, { fingerprint: fp });
+    const cluster = admin.withNamespace(first.namespace);
+    await cluster.kvWrite('secret', 'app/db', { password: 'kept' });
+    const removed = await deregisterCluster(admin, { fingerprint: fp });
+    expect(removed).toMatchObject({ removed: true, purged: false });
+    expect((await getClusterStatus(admin, { fingerprint: fp })).registered).toBe(false);
+    expect((await cluster.kvRead('secret', 'app/db'))?.data).toEqual({ password: 'kept' });
+    expect((await listRegisteredClusters(admin)).map((c) => c.fingerprint)).not.toContain(fp);
+    const again = await registerCluster(admin, { fingerprint: fp });
+    expect(again.operationalHash).not.toBe(first.operationalHash);
+    expect((await cluster.kvRead('secret', 'app/db'))?.data).toEqual({ password: 'kept' });
+  });
+
+  it('purges the namespace and its workload secrets only when asked', async () => {
+    const fp = randomFingerprint();
+    const result = await registerCluster(admin, { fingerprint: fp });
+    await admin.withNamespace(result.namespace).kvWrite('secret', 'app/db', { password: 'gone' });
+    expect(await deregisterCluster(admin, { fingerprint: fp, purge: true })).toMatchObject({
+      removed: true,
+      purged: true,
+    });
+    expect(await admin.withNamespace('cloudtaser').readNamespace(fp.slice(0, 8))).toBeUndefined();
+  });
+
+  it('deregistering an unknown cluster is not an error', async () => {
+    expect(await deregisterCluster(admin, { fingerprint: randomFingerprint() })).toMatchObject({
+      removed: false,
+    });
+  });
+
+  it('init hash in status is the published function of the fingerprint', async () => {
+    expect((await getClusterStatus(admin, { fingerprint: FP })).initHash).toBe(initHash(FP));
+  });
+});
