@@ -1,7 +1,6 @@
 import { once } from 'node:events';
 import type { Command } from 'commander';
 import { createLogger } from '../core/log.js';
-import { startDevStack } from '../dev/stack.js';
 import { printJson } from './output.js';
 
 export function registerDevCommands(program: Command): void {
@@ -18,6 +17,7 @@ export function registerDevCommands(program: Command): void {
     .option('--json', 'print only the JSON line (the default output is that line too; kept for scripts)')
     .action(async (opts: { dir?: string; json?: boolean }) => {
       const logger = createLogger('dev');
+      const { startDevStack } = await import('../dev/stack.js');
       const stack = await startDevStack({ dir: opts.dir, logger });
       const info = {
         secretstoreAddress: stack.secretstoreAddress,

@@ -1,4 +1,6 @@
 import { Command, CommanderError } from 'commander';
+import { registerBridgeCommand } from '../bridge/command.js';
+import { registerBrokerCommand } from '../broker/command.js';
 import { CloudtaserError } from '../core/errors.js';
 import { registerDevCommands } from './dev.js';
 import { registerSourceCommands } from './source.js';
@@ -16,6 +18,8 @@ export function buildProgram(): Command {
   registerTargetCommands(program);
   registerSourceCommands(program);
   registerDevCommands(program);
+  registerBridgeCommand(program);
+  registerBrokerCommand(program);
   // Every subcommand inherits exitOverride so usage errors come back as exceptions we can code.
   const applyOverride = (cmd: Command) => {
     cmd.exitOverride();

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { defaultKubeConnection, readClusterFingerprint } from '../kube/index.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 
 export function registerTargetCommands(program: Command): void {
@@ -15,6 +14,8 @@ export function registerTargetCommands(program: Command): void {
     .option('--output <format>', 'text or json', 'text')
     .action(async (opts: { kubeconfig?: string; context?: string; output: string }) => {
       const format = parseOutputFormat(opts.output);
+      // Loaded on use: @kubernetes/client-node takes over a second to import, and --help should not pay it.
+      const { defaultKubeConnection, readClusterFingerprint } = await import('../kube/index.js');
       const connection = defaultKubeConnection({ kubeconfig: opts.kubeconfig, context: opts.context });
       const fingerprint = await withProgress('reading kube-system UID', () =>
         readClusterFingerprint(connection),

@@ -64,6 +64,7 @@ export const ErrorCodes = {
   CT_KUBE_NOT_FOUND: 'the Kubernetes object does not exist',
   CT_KUBE_CONFLICT: 'a Kubernetes precondition failed (the object changed)',
   CT_KUBE_ERROR: 'the Kubernetes API answered with an unexpected error',
+  CT_KUBE_TLS: 'the TLS handshake with the Kubernetes API server failed (unknown CA, wrong name, expired)',
   // PKI
   CT_PKI_INVALID_CSR: 'a certificate signing request is malformed or its signature does not verify',
   CT_PKI_INVALID_CERT: 'a certificate is malformed, expired, or not issued by the expected CA',
@@ -76,6 +77,7 @@ export const ErrorCodes = {
   CT_BOOTSTRAP_REFUSED: 'the bridge refused the bootstrap',
   CT_BOOTSTRAP_PROTOCOL: 'a bootstrap message was malformed, oversized or unexpected',
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
+  CT_TUNNEL_PROTOCOL: 'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',

@@ -1,0 +1,26 @@
+export {
+  type BeaconDialOptions,
+  type BeaconResolver,
+  type BeaconTarget,
+  dialBeacon,
+  parseBeaconAddress,
+  type ReplicaDialOptions,
+  resolveBeacon,
+  systemResolver,
+  waitForPeer,
+} from './dialer.js';
+export { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS, resolveLimits } from './limits.js';
+export {
+  type Announce,
+  type BeaconDoor,
+  type BeaconRole,
+  type ControlMessage,
+  isRoomHash,
+  MAX_FRAME_BYTES,
+  PLAIN_MAGIC,
+  PROTOCOL_VERSION,
+  RAW_ALPN,
+  WEBSOCKET_PATH,
+} from './protocol.js';
+export { type BeaconHandle, type BeaconOptions, type BeaconStats, createBeacon } from './server.js';
+export { beaconOptionsFromFlags, parseListenAddress, registerBeaconCommand } from './command.js';

@@ -1,0 +1,219 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createWebSocketStream, type WebSocket } from 'ws';
+import {
+  type Announce,
+  AnnounceError,
+  type BeaconDoor,
+  type BeaconRole,
+  type ControlMessage,
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  parseAnnounce,
+} from './protocol.js';
+
+/** Codes the beacon puts in an `error` frame. */
+export type RejectCode = 'CT_BEACON_PROTOCOL' | 'CT_BEACON_LIMIT';
+
+/** What a leg reports to the server; the server owns bounds, pairing and metrics. */
+export interface LegEvents {
+  announced(leg: Leg, announce: Announce): void;
+  /** The client broke the protocol before pairing; `reason` is a metric label. */
+  fault(leg: Leg, reason: string, message: string): void;
+  /** The connection is gone (any state). */
+  closed(leg: Leg): void;
+}
+
+/** How long a rejected client gets to read its error frame before the socket is destroyed. */
+const REJECT_LINGER_MS = 2_000;
+
+/** One client connection through any door, from its first announce byte until it is handed to the relay. */
+export abstract class Leg {
+  role: BeaconRole | undefined;
+  hash: string | undefined;
+  /** Set by the pairing core; cleared when the leg leaves the queue. */
+  waiting: { timers: NodeJS.Timeout[]; since: number } | undefined;
+  paired = false;
+  rejected = false;
+
+  constructor(
+    readonly id: number,
+    readonly door: BeaconDoor,
+    readonly remote: string,
+    /** The TCP or TLS socket whose inactivity bounds an idle pair. */
+    readonly transport: Socket,
+    readonly acceptedAt: number,
+  ) {}
+
+  abstract send(message: ControlMessage): void;
+  /** Tells the client why (when the door allows) and closes. */
+  abstract reject(code: RejectCode, reason: string): void;
+  /** Stops watching the client and returns the byte stream for the relay. */
+  abstract detach(): Duplex;
+  abstract destroy(): void;
+}
+
+/** A raw (TLS door, ALPN cloudtaser-beacon/1) or plain-door connection: length-prefixed JSON frames. */
+export class SocketLeg extends Leg {
+  private buffered: Buffer = Buffer.alloc(0);
+  private readonly onData = (chunk: Buffer) => this.receive(chunk);
+  // Before pairing, an end from the client means it gave up; half-open only matters once bytes flow.
+  private readonly onEnd = () => this.socket.destroy();
+
+  constructor(
+    id: number,
+    door: 'tls' | 'plain',
+    remote: string,
+    readonly socket: Socket,
+    acceptedAt: number,
+    private readonly maxAnnounceBytes: number,
+    private readonly events: LegEvents,
+  ) {
+    super(id, door, remote, socket, acceptedAt);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.once('close', () => events.closed(this));
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.role !== undefined) {
+      // The client must stay silent until it has read `paired`; bytes now would be lost or misrouted.
+      this.events.fault(this, 'early_data', 'client sent bytes before it was paired');
+      return;
+    }
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    if (this.buffered.length < FRAME_HEADER_BYTES) return;
+    const length = this.buffered.readUInt16BE(0);
+    if (length > this.maxAnnounceBytes) {
+      this.events.fault(this, 'announce_too_large', `announce of ${length} bytes exceeds ${this.maxAnnounceBytes}`);
+      return;
+    }
+    if (this.buffered.length < FRAME_HEADER_BYTES + length) return;
+    const body = this.buffered.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length);
+    const extra = this.buffered.length - FRAME_HEADER_BYTES - length;
+    this.buffered = Buffer.alloc(0);
+    let announce: Announce;
+    try {
+      announce = parseAnnounce(body);
+    } catch (err) {
+      if (err instanceof AnnounceError) {
+        this.events.fault(this, err.fault, err.message);
+        return;
+      }
+      throw err;
+    }
+    if (extra > 0) {
+      this.events.fault(this, 'early_data', 'client sent bytes after its announce before it was paired');
+      return;
+    }
+    this.events.announced(this, announce);
+  }
+
+  send(message: ControlMessage): void {
+    if (this.socket.writable) this.socket.write(encodeFrame(message));
+  }
+
+  reject(code: RejectCode, reason: string): void {
+    if (this.rejected) return;
+    this.rejected = true;
+    this.socket.off('data', this.onData);
+    // Keep reading (and dropping) so a client still sending does not turn our close into a reset that
+    // would discard the error frame before the client reads it.
+    this.socket.on('data', discard);
+    this.socket.resume();
+    if (this.socket.writable) this.socket.end(encodeFrame({ t: 'error', code, reason }));
+    setTimeout(() => this.socket.destroy(), REJECT_LINGER_MS).unref();
+  }
+
+  detach(): Duplex {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    return this.socket;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A WebSocket-door connection: announce in the first binary message, control frames as text messages. */
+export class WebSocketLeg extends Leg {
+  private readonly onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) =>
+    this.receive(data, isBinary);
+
+  constructor(
+    id: number,
+    remote: string,
+    readonly ws: WebSocket,
+    transport: Socket,
+    acceptedAt: number,
+    private readonly maxAnnounceBytes: number,
+    private readonly events: LegEvents,
+  ) {
+    super(id, 'wss', remote, transport, acceptedAt);
+    ws.on('message', this.onMessage);
+    // ws reports oversized messages and bad frames here and then closes the socket itself.
+    ws.on('error', () => {
+      if (!this.paired && !this.rejected) this.events.fault(this, 'websocket_frame', 'invalid WebSocket frame');
+    });
+    ws.once('close', () => events.closed(this));
+  }
+
+  private receive(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    if (this.role !== undefined) {
+      this.events.fault(this, 'early_data', 'client sent a message before it was paired');
+      return;
+    }
+    if (!isBinary) {
+      this.events.fault(this, 'announce_malformed', 'the announce must be a binary WebSocket message');
+      return;
+    }
+    const body = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (body.length > this.maxAnnounceBytes) {
+      this.events.fault(
+        this,
+        'announce_too_large',
+        `announce of ${body.length} bytes exceeds ${this.maxAnnounceBytes}`,
+      );
+      return;
+    }
+    let announce: Announce;
+    try {
+      announce = parseAnnounce(body);
+    } catch (err) {
+      if (err instanceof AnnounceError) {
+        this.events.fault(this, err.fault, err.message);
+        return;
+      }
+      throw err;
+    }
+    this.events.announced(this, announce);
+  }
+
+  send(message: ControlMessage): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  reject(code: RejectCode, reason: string): void {
+    if (this.rejected) return;
+    this.rejected = true;
+    this.ws.off('message', this.onMessage);
+    if (this.ws.readyState === this.ws.OPEN) {
+      this.ws.send(JSON.stringify({ t: 'error', code, reason }));
+      // 1008 = policy violation, 1013 = try again later; the reason repeats the code for plain WS tools.
+      this.ws.close(code === 'CT_BEACON_LIMIT' ? 1013 : 1008, code);
+    }
+    setTimeout(() => this.ws.terminate(), REJECT_LINGER_MS).unref();
+  }
+
+  detach(): Duplex {
+    this.ws.off('message', this.onMessage);
+    return createWebSocketStream(this.ws);
+  }
+
+  destroy(): void {
+    this.ws.terminate();
+  }
+}
+
+function discard(): void {}

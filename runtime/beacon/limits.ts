@@ -1,0 +1,98 @@
+import { CloudtaserError } from '../core/index.js';
+
+/** Every bound the beacon enforces. Each one has a CLI flag of the same meaning (see BEACON_LIMIT_FLAGS). */
+export interface BeaconLimits {
+  /** From TCP accept to a complete announce, outer TLS handshake included. */
+  readonly announceTimeoutMs: number;
+  /** Largest announce body (JSON bytes, without the 2-byte length); never above 512. */
+  readonly maxAnnounceBytes: number;
+  /** How long a broker may wait unmatched; brokers redial soon, so this is short. */
+  readonly brokerWaitMs: number;
+  /** How long a bridge may wait unmatched; bridges park for clusters that come up later. */
+  readonly bridgeWaitMs: number;
+  /** Interval of `{"t":"ping"}` frames to waiting connections, so NATs and proxies keep them open. */
+  readonly keepaliveIntervalMs: number;
+  /** Waiting connections for one hash and one role. */
+  readonly maxWaitingPerHash: number;
+  /** Waiting connections from one source address (a bridge waits once per cluster and replica). */
+  readonly maxWaitingPerAddress: number;
+  /** Waiting connections in total. */
+  readonly maxWaiting: number;
+  /** Connections from one source address that have not announced yet; over it they close unread. */
+  readonly maxPendingPerAddress: number;
+  /** Open connections of every kind in total; over it new ones close at accept. */
+  readonly maxConnections: number;
+  /** A paired connection with no bytes either way for this long is closed. */
+  readonly pairedIdleMs: number;
+  /** Largest WebSocket message accepted from a client. */
+  readonly webSocketMaxPayloadBytes: number;
+}
+
+export const DEFAULT_BEACON_LIMITS: BeaconLimits = Object.freeze({
+  announceTimeoutMs: 10_000,
+  maxAnnounceBytes: 512,
+  brokerWaitMs: 30_000,
+  bridgeWaitMs: 600_000,
+  keepaliveIntervalMs: 20_000,
+  maxWaitingPerHash: 8,
+  maxWaitingPerAddress: 1024,
+  maxWaiting: 10_000,
+  maxPendingPerAddress: 64,
+  maxConnections: 20_000,
+  pairedIdleMs: 900_000,
+  webSocketMaxPayloadBytes: 1024 * 1024,
+});
+
+/** The flag for each bound, its help text, and the smallest value that still makes sense. */
+export const BEACON_LIMIT_FLAGS: ReadonlyArray<{
+  readonly key: keyof BeaconLimits;
+  readonly flag: string;
+  readonly description: string;
+  readonly min: number;
+  readonly max?: number;
+}> = [
+  { key: 'announceTimeoutMs', flag: '--announce-timeout-ms', description: 'time from accept to announce', min: 100 },
+  { key: 'maxAnnounceBytes', flag: '--max-announce-bytes', description: 'largest announce body', min: 64, max: 512 },
+  { key: 'brokerWaitMs', flag: '--broker-wait-ms', description: 'unmatched wait for a broker', min: 100 },
+  { key: 'bridgeWaitMs', flag: '--bridge-wait-ms', description: 'unmatched wait for a bridge', min: 100 },
+  { key: 'keepaliveIntervalMs', flag: '--keepalive-ms', description: 'ping interval while waiting', min: 50 },
+  { key: 'maxWaitingPerHash', flag: '--max-waiting-per-hash', description: 'waiters per hash and role', min: 1 },
+  {
+    key: 'maxWaitingPerAddress',
+    flag: '--max-waiting-per-address',
+    description: 'waiters per source address',
+    min: 1,
+  },
+  { key: 'maxWaiting', flag: '--max-waiting', description: 'waiters in total', min: 1 },
+  {
+    key: 'maxPendingPerAddress',
+    flag: '--max-pending-per-address',
+    description: 'not-yet-announced connections per source address',
+    min: 1,
+  },
+  { key: 'maxConnections', flag: '--max-connections', description: 'open connections in total', min: 2 },
+  { key: 'pairedIdleMs', flag: '--idle-timeout-ms', description: 'idle time of a paired connection', min: 100 },
+  {
+    key: 'webSocketMaxPayloadBytes',
+    flag: '--ws-max-payload',
+    description: 'largest WebSocket message',
+    min: 1024,
+  },
+];
+
+/** Merges overrides over the defaults and refuses values that would disable a bound. */
+export function resolveLimits(overrides: Partial<BeaconLimits> = {}): BeaconLimits {
+  const merged: Record<string, number> = { ...DEFAULT_BEACON_LIMITS };
+  for (const { key, min, max } of BEACON_LIMIT_FLAGS) {
+    const value = overrides[key];
+    if (value === undefined) continue;
+    if (!Number.isSafeInteger(value) || value < min || (max !== undefined && value > max)) {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `beacon limit '${key}' is ${value}; it must be an integer >= ${min}${max === undefined ? '' : ` and <= ${max}`}`,
+      );
+    }
+    merged[key] = value;
+  }
+  return Object.freeze(merged) as unknown as BeaconLimits;
+}

@@ -1,0 +1,622 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import { CloudtaserError, hashPrefix, type Logger, silentLogger } from '../core/index.js';
+import { type Leg, type LegEvents, type RejectCode, SocketLeg, WebSocketLeg } from './legs.js';
+import { type BeaconLimits, resolveLimits } from './limits.js';
+import { createBeaconMetrics, formatHost, startMetricsServer } from './metrics.js';
+import {
+  type Announce,
+  type BeaconDoor,
+  type BeaconRole,
+  HTTP_ALPN,
+  PLAIN_MAGIC,
+  RAW_ALPN,
+  TLS_HANDSHAKE_BYTE,
+  WEBSOCKET_PATH,
+} from './protocol.js';
+import { relayStreams } from './relay.js';
+
+export interface BeaconOptions {
+  /** Address to listen on. @default '0.0.0.0' */
+  readonly host?: string;
+  /** Port to listen on; 0 picks a free one. @default 443 */
+  readonly port?: number;
+  /** The beacon's own certificate and key for the TLS door (PEM). */
+  readonly tls: { readonly certPem: string; readonly keyPem: string };
+  /** Accept the plain door (`CTBCN/1\n` magic, no outer TLS). @default false */
+  readonly plain?: boolean;
+  /** Health, readiness and Prometheus endpoints on their own port; `false` for none. @default false */
+  readonly metrics?: { readonly host?: string; readonly port?: number } | false;
+  /** Bounds; anything left out takes its default from DEFAULT_BEACON_LIMITS. */
+  readonly limits?: Partial<BeaconLimits>;
+  /** JSON-lines logger; connection metadata only. @default silentLogger */
+  readonly logger?: Logger;
+}
+
+export interface BeaconStats {
+  /** Open client connections in every state. */
+  readonly connections: number;
+  /** Connections that have not announced yet. */
+  readonly pending: number;
+  readonly waiting: number;
+  readonly waitingBrokers: number;
+  readonly waitingBridges: number;
+  /** Pairs currently relaying. */
+  readonly paired: number;
+  /** Rooms (hashes) with at least one waiter. */
+  readonly rooms: number;
+  readonly pairingsTotal: number;
+  readonly rejectionsTotal: number;
+  readonly bytesBrokerToBridge: number;
+  readonly bytesBridgeToBroker: number;
+}
+
+export interface BeaconHandle {
+  /** `host:port` the beacon listens on (IPv6 hosts in brackets). */
+  readonly address: string;
+  readonly port: number;
+  /** Base URL of the metrics server (`http://host:port`), when enabled. */
+  readonly metricsUrl?: string;
+  readonly limits: BeaconLimits;
+  stats(): BeaconStats;
+  /** Stops accepting, drops every connection and the metrics server. */
+  close(): Promise<void>;
+}
+
+/** One accepted TCP connection from accept until close, whatever door it takes. */
+interface Connection {
+  readonly socket: Socket;
+  readonly remote: string;
+  readonly acceptedAt: number;
+  tlsSocket?: TLSSocket;
+  leg?: Leg;
+  deadline?: NodeJS.Timeout;
+  /** Still counted against maxPendingPerAddress. */
+  pending: boolean;
+}
+
+interface Room {
+  readonly broker: Leg[];
+  readonly bridge: Leg[];
+}
+
+/** Starts the beacon: one port, TLS / WebSocket / plain doors, one pairing core. */
+export async function createBeacon(options: BeaconOptions): Promise<BeaconHandle> {
+  if (!options?.tls?.certPem || !options.tls.keyPem) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      "beacon option 'tls' needs certPem and keyPem; give the beacon a certificate its clients trust",
+    );
+  }
+  const limits = resolveLimits(options.limits);
+  let secureContext: SecureContext;
+  try {
+    secureContext = createSecureContext({
+      cert: options.tls.certPem,
+      key: options.tls.keyPem,
+      minVersion: 'TLSv1.2',
+    });
+  } catch (err) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `beacon TLS certificate or key is unusable: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const beacon = new BeaconServer(limits, secureContext, options.plain === true, options.logger ?? silentLogger);
+  return beacon.start(options);
+}
+
+class BeaconServer implements LegEvents {
+  private readonly metrics = createBeaconMetrics();
+  private readonly counters = this.metrics.counters;
+  private readonly connections = new Set<Connection>();
+  private readonly connectionOf = new WeakMap<Socket, Connection>();
+  private readonly pendingByAddress = new Map<string, number>();
+  private readonly waitingByAddress = new Map<string, number>();
+  private readonly rooms = new Map<string, Room>();
+  private readonly relays = new Set<{ destroy(): void }>();
+  private readonly server: NetServer;
+  private readonly http: HttpServer;
+  private readonly wss: WebSocketServer;
+  private metricsServer: HttpServer | undefined;
+  private nextLegId = 1;
+  private pending = 0;
+  private pairingsTotal = 0;
+  private rejectionsTotal = 0;
+  private closing = false;
+  private listening = false;
+
+  constructor(
+    private readonly limits: BeaconLimits,
+    private readonly secureContext: SecureContext,
+    private readonly plainDoor: boolean,
+    private readonly log: Logger,
+  ) {
+    this.server = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+    this.http = createHttpServer({ maxHeaderSize: 8 * 1024 }, (req, res) => {
+      this.rejectHttp(req.socket, 'http_not_found', `no route for ${req.method} ${safePath(req.url)}`);
+      res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' }).end('not found\n');
+    });
+    this.http.headersTimeout = limits.announceTimeoutMs;
+    this.http.requestTimeout = limits.announceTimeoutMs;
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head));
+    this.http.on('clientError', (_err, socket: Socket) => {
+      this.rejectHttp(socket, 'http_malformed', 'malformed HTTP request');
+      socket.destroy();
+    });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: limits.webSocketMaxPayloadBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+  }
+
+  async start(options: BeaconOptions): Promise<BeaconHandle> {
+    const host = options.host ?? '0.0.0.0';
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(options.port ?? 443, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.listening = true;
+    const port = (this.server.address() as AddressInfo).port;
+    let metricsUrl: string | undefined;
+    if (options.metrics) {
+      try {
+        const started = await startMetricsServer(
+          this.metrics,
+          options.metrics.host ?? '0.0.0.0',
+          options.metrics.port ?? 9090,
+          () => this.listening && !this.closing,
+        );
+        this.metricsServer = started.server;
+        metricsUrl = started.url;
+      } catch (err) {
+        await this.close();
+        throw new CloudtaserError('CT_INVALID_ARGUMENT', `beacon metrics server could not listen: ${String(err)}`, {
+          cause: err,
+        });
+      }
+    }
+    const address = `${formatHost(host)}:${port}`;
+    this.log.info({ event: 'listening', address, plainDoor: this.plainDoor, metricsUrl, limits: this.limits });
+    return {
+      address,
+      port,
+      metricsUrl,
+      limits: this.limits,
+      stats: () => this.stats(),
+      close: () => this.close(),
+    };
+  }
+
+  private stats(): BeaconStats {
+    return {
+      connections: this.counters.connections,
+      pending: this.pending,
+      waiting: this.counters.waitingBroker + this.counters.waitingBridge,
+      waitingBrokers: this.counters.waitingBroker,
+      waitingBridges: this.counters.waitingBridge,
+      paired: this.counters.paired,
+      rooms: this.rooms.size,
+      pairingsTotal: this.pairingsTotal,
+      rejectionsTotal: this.rejectionsTotal,
+      bytesBrokerToBridge: this.counters.bytesBrokerToBridge,
+      bytesBridgeToBroker: this.counters.bytesBridgeToBroker,
+    };
+  }
+
+  private async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const relay of this.relays) relay.destroy();
+    for (const connection of this.connections) {
+      connection.tlsSocket?.destroy();
+      connection.socket.destroy();
+    }
+    for (const room of this.rooms.values()) {
+      for (const leg of [...room.broker, ...room.bridge]) this.stopWaiting(leg);
+    }
+    this.rooms.clear();
+    this.wss.close();
+    if (this.metricsServer) {
+      const metricsServer = this.metricsServer;
+      metricsServer.closeAllConnections();
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    }
+    if (this.listening) await serverClosed;
+    this.listening = false;
+    this.log.info({ event: 'closed' });
+  }
+
+  // ---- accept and door selection ----
+
+  private accept(socket: Socket): void {
+    socket.on('error', () => {});
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const remote = normalizeAddress(socket.remoteAddress);
+    const connection: Connection = { socket, remote, acceptedAt: performance.now(), pending: false };
+    this.connections.add(connection);
+    this.connectionOf.set(socket, connection);
+    this.counters.connections += 1;
+    socket.once('close', () => this.forget(connection));
+    if (this.counters.connections > this.limits.maxConnections) {
+      // Refused before the door is known: no frame is possible without spending a TLS handshake on it.
+      this.reject('max_connections', 'CT_BEACON_LIMIT', `open connections exceed ${this.limits.maxConnections}`, {
+        remote,
+      });
+      socket.destroy();
+      return;
+    }
+    const pendingHere = this.pendingByAddress.get(remote) ?? 0;
+    if (pendingHere >= this.limits.maxPendingPerAddress) {
+      this.reject(
+        'pending_per_address',
+        'CT_BEACON_LIMIT',
+        `address has ${pendingHere} connections that have not announced`,
+        { remote },
+      );
+      socket.destroy();
+      return;
+    }
+    this.pendingByAddress.set(remote, pendingHere + 1);
+    connection.pending = true;
+    this.pending += 1;
+    connection.deadline = setTimeout(() => this.announceTimedOut(connection), this.limits.announceTimeoutMs);
+    this.peek(connection);
+  }
+
+  /** Reads just enough bytes to pick the door, then puts them back for the door to read. */
+  private peek(connection: Connection): void {
+    const { socket } = connection;
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const door = this.chooseDoor(head);
+      if (door === 'undecided') return;
+      socket.off('data', onData);
+      socket.pause();
+      if (door === 'garbage') {
+        this.reject('garbage', 'CT_BEACON_PROTOCOL', 'first bytes are neither a TLS ClientHello nor the plain magic', {
+          remote: connection.remote,
+        });
+        socket.destroy();
+        return;
+      }
+      if (door === 'tls') {
+        socket.unshift(head);
+        this.openTlsDoor(connection);
+      } else {
+        if (head.length > PLAIN_MAGIC.length) socket.unshift(head.subarray(PLAIN_MAGIC.length));
+        this.metrics.accepted('plain');
+        this.attachLeg(
+          connection,
+          new SocketLeg(
+            this.nextLegId++,
+            'plain',
+            connection.remote,
+            socket,
+            connection.acceptedAt,
+            this.limits.maxAnnounceBytes,
+            this,
+          ),
+        );
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+  }
+
+  private chooseDoor(head: Buffer): 'tls' | 'plain' | 'garbage' | 'undecided' {
+    if (head[0] === TLS_HANDSHAKE_BYTE) return 'tls';
+    if (!this.plainDoor) return 'garbage';
+    const compared = Math.min(head.length, PLAIN_MAGIC.length);
+    if (!head.subarray(0, compared).equals(PLAIN_MAGIC.subarray(0, compared))) return 'garbage';
+    return compared === PLAIN_MAGIC.length ? 'plain' : 'undecided';
+  }
+
+  private openTlsDoor(connection: Connection): void {
+    const tlsSocket = new TLSSocket(connection.socket, {
+      isServer: true,
+      secureContext: this.secureContext,
+      ALPNProtocols: [RAW_ALPN, HTTP_ALPN],
+    });
+    connection.tlsSocket = tlsSocket;
+    this.connectionOf.set(tlsSocket, connection);
+    tlsSocket.once('close', () => this.forget(connection));
+    let secure = false;
+    tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
+      if (!secure) {
+        this.reject('tls_handshake', 'CT_BEACON_PROTOCOL', `outer TLS handshake failed (${err.code ?? 'error'})`, {
+          remote: connection.remote,
+        });
+      }
+      tlsSocket.destroy();
+    });
+    tlsSocket.once('secure', () => {
+      secure = true;
+      if (tlsSocket.alpnProtocol === RAW_ALPN) {
+        this.metrics.accepted('tls');
+        this.attachLeg(
+          connection,
+          new SocketLeg(
+            this.nextLegId++,
+            'tls',
+            connection.remote,
+            tlsSocket,
+            connection.acceptedAt,
+            this.limits.maxAnnounceBytes,
+            this,
+          ),
+        );
+      } else {
+        this.http.emit('connection', tlsSocket);
+      }
+    });
+  }
+
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const connection = this.connectionOf.get(socket);
+    if (!connection) {
+      socket.destroy();
+      return;
+    }
+    const isWebSocket = (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
+    if (safePath(req.url) !== WEBSOCKET_PATH || req.method !== 'GET' || !isWebSocket) {
+      this.rejectHttp(socket, 'http_not_found', `no upgrade route for ${req.method} ${safePath(req.url)}`);
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      setTimeout(() => socket.destroy(), 1_000).unref();
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.metrics.accepted('wss');
+      this.attachLeg(
+        connection,
+        new WebSocketLeg(
+          this.nextLegId++,
+          connection.remote,
+          ws,
+          socket,
+          connection.acceptedAt,
+          this.limits.maxAnnounceBytes,
+          this,
+        ),
+      );
+    });
+  }
+
+  private rejectHttp(socket: Socket, reason: string, message: string): void {
+    const connection = this.connectionOf.get(socket);
+    this.reject(reason, 'CT_BEACON_PROTOCOL', message, { door: 'wss', remote: connection?.remote });
+  }
+
+  private attachLeg(connection: Connection, leg: Leg): void {
+    connection.leg = leg;
+    if (this.closing) leg.destroy();
+  }
+
+  private announceTimedOut(connection: Connection): void {
+    const message = `no announce within ${this.limits.announceTimeoutMs} ms`;
+    const leg = connection.leg;
+    this.reject('announce_timeout', 'CT_BEACON_PROTOCOL', message, { door: leg?.door, remote: connection.remote });
+    if (leg) leg.reject('CT_BEACON_PROTOCOL', message);
+    else {
+      connection.tlsSocket?.destroy();
+      connection.socket.destroy();
+    }
+  }
+
+  /** Runs once per connection, on whichever of the TCP or TLS socket reports close first. */
+  private forget(connection: Connection): void {
+    if (!this.connections.delete(connection)) return;
+    this.counters.connections -= 1;
+    this.releasePending(connection);
+    clearTimeout(connection.deadline);
+  }
+
+  private releasePending(connection: Connection): void {
+    if (!connection.pending) return;
+    connection.pending = false;
+    this.pending -= 1;
+    const count = (this.pendingByAddress.get(connection.remote) ?? 1) - 1;
+    if (count <= 0) this.pendingByAddress.delete(connection.remote);
+    else this.pendingByAddress.set(connection.remote, count);
+  }
+
+  // ---- LegEvents: the pairing core ----
+
+  announced(leg: Leg, announce: Announce): void {
+    if (leg.rejected || this.closing) return;
+    const connection = this.connectionOf.get(leg.transport);
+    if (connection) {
+      clearTimeout(connection.deadline);
+      this.releasePending(connection);
+    }
+    leg.role = announce.role;
+    leg.hash = announce.hash;
+    const room = this.rooms.get(announce.hash);
+    const peers = room?.[opposite(announce.role)];
+    if (peers && peers.length > 0) {
+      const peer = peers.shift()!;
+      this.stopWaiting(peer);
+      this.dropRoomIfEmpty(announce.hash);
+      leg.send({ t: 'waiting' });
+      if (announce.role === 'broker') this.pair(leg, peer);
+      else this.pair(peer, leg);
+      return;
+    }
+    const meta = legMeta(leg);
+    const queued = room?.[announce.role].length ?? 0;
+    if (queued >= this.limits.maxWaitingPerHash) {
+      this.rejectLeg(leg, 'waiting_per_hash', 'CT_BEACON_LIMIT', `${queued} ${announce.role}s already wait for this hash`);
+      return;
+    }
+    const fromAddress = this.waitingByAddress.get(leg.remote) ?? 0;
+    if (fromAddress >= this.limits.maxWaitingPerAddress) {
+      this.rejectLeg(leg, 'waiting_per_address', 'CT_BEACON_LIMIT', `${fromAddress} connections already wait from this address`);
+      return;
+    }
+    const total = this.counters.waitingBroker + this.counters.waitingBridge;
+    if (total >= this.limits.maxWaiting) {
+      this.rejectLeg(leg, 'waiting_total', 'CT_BEACON_LIMIT', `the beacon already holds ${total} waiting connections`);
+      return;
+    }
+    const target = room ?? { broker: [], bridge: [] };
+    if (!room) this.rooms.set(announce.hash, target);
+    target[announce.role].push(leg);
+    this.waitingByAddress.set(leg.remote, fromAddress + 1);
+    if (announce.role === 'broker') this.counters.waitingBroker += 1;
+    else this.counters.waitingBridge += 1;
+    const waitMs = announce.role === 'broker' ? this.limits.brokerWaitMs : this.limits.bridgeWaitMs;
+    const expiry = setTimeout(() => {
+      this.withdraw(leg);
+      this.rejectLeg(leg, 'unmatched_timeout', 'CT_BEACON_LIMIT', `no peer arrived within ${waitMs} ms; dial again`);
+    }, waitMs);
+    const keepalive = setInterval(() => leg.send({ t: 'ping' }), this.limits.keepaliveIntervalMs);
+    expiry.unref();
+    keepalive.unref();
+    leg.waiting = { timers: [expiry, keepalive], since: performance.now() };
+    leg.send({ t: 'waiting' });
+    this.log.info({ event: 'waiting', ...meta, announceMs: round(performance.now() - leg.acceptedAt) });
+  }
+
+  fault(leg: Leg, reason: string, message: string): void {
+    this.withdraw(leg);
+    this.rejectLeg(leg, reason, 'CT_BEACON_PROTOCOL', message);
+  }
+
+  closed(leg: Leg): void {
+    if (leg.waiting) {
+      this.withdraw(leg);
+      this.log.info({ event: 'waiter_left', ...legMeta(leg) });
+    }
+  }
+
+  private pair(broker: Leg, bridge: Leg): void {
+    broker.paired = true;
+    bridge.paired = true;
+    this.pairingsTotal += 1;
+    this.counters.paired += 1;
+    this.metrics.pairing(broker.door, bridge.door);
+    broker.send({ t: 'paired' });
+    bridge.send({ t: 'paired' });
+    const waitedMs = round(performance.now() - Math.min(broker.acceptedAt, bridge.acceptedAt));
+    const hash = hashPrefix(broker.hash!);
+    this.log.info({
+      event: 'paired',
+      hashPrefix: hash,
+      brokerDoor: broker.door,
+      bridgeDoor: bridge.door,
+      brokerRemote: broker.remote,
+      bridgeRemote: bridge.remote,
+      waitedMs,
+    });
+    const brokerStream = broker.detach();
+    const bridgeStream = bridge.detach();
+    const relay = relayStreams(brokerStream, bridgeStream, this.counters, (end) => {
+      this.relays.delete(relay);
+      this.counters.paired -= 1;
+      this.log.info({
+        event: 'relay_closed',
+        hashPrefix: hash,
+        brokerDoor: broker.door,
+        bridgeDoor: bridge.door,
+        durationMs: round(end.durationMs),
+        bytesBrokerToBridge: end.bytesBrokerToBridge,
+        bytesBridgeToBroker: end.bytesBridgeToBroker,
+        aborted: end.aborted,
+      });
+    });
+    this.relays.add(relay);
+    const onIdle = () => {
+      this.reject('paired_idle', 'CT_BEACON_LIMIT', `no bytes either way for ${this.limits.pairedIdleMs} ms`, {
+        hashPrefix: hash,
+      });
+      relay.destroy();
+    };
+    for (const leg of [broker, bridge]) {
+      leg.transport.setTimeout(this.limits.pairedIdleMs);
+      leg.transport.once('timeout', onIdle);
+    }
+  }
+
+  /** Takes a leg out of its room's queue (idempotent). */
+  private withdraw(leg: Leg): void {
+    if (!leg.waiting || !leg.hash || !leg.role) return;
+    const room = this.rooms.get(leg.hash);
+    const queue = room?.[leg.role];
+    const index = queue ? queue.indexOf(leg) : -1;
+    if (index >= 0) queue!.splice(index, 1);
+    this.stopWaiting(leg);
+    this.dropRoomIfEmpty(leg.hash);
+  }
+
+  private stopWaiting(leg: Leg): void {
+    if (!leg.waiting) return;
+    for (const timer of leg.waiting.timers) clearTimeout(timer);
+    leg.waiting = undefined;
+    if (leg.role === 'broker') this.counters.waitingBroker -= 1;
+    else this.counters.waitingBridge -= 1;
+    const count = (this.waitingByAddress.get(leg.remote) ?? 1) - 1;
+    if (count <= 0) this.waitingByAddress.delete(leg.remote);
+    else this.waitingByAddress.set(leg.remote, count);
+  }
+
+  private dropRoomIfEmpty(hash: string): void {
+    const room = this.rooms.get(hash);
+    if (room && room.broker.length === 0 && room.bridge.length === 0) this.rooms.delete(hash);
+  }
+
+  private rejectLeg(leg: Leg, reason: string, code: RejectCode, message: string): void {
+    if (leg.rejected) return;
+    this.reject(reason, code, message, legMeta(leg));
+    leg.reject(code, message);
+  }
+
+  /** Every refusal goes through here: one log line and one counter increment. */
+  private reject(reason: string, code: RejectCode, message: string, meta: Record<string, unknown>): void {
+    this.rejectionsTotal += 1;
+    this.metrics.rejection(reason);
+    this.log.warn({ event: 'rejected', reason, code, message, ...meta });
+  }
+}
+
+function legMeta(leg: Leg): Record<string, unknown> {
+  return {
+    door: leg.door,
+    role: leg.role,
+    remote: leg.remote,
+    hashPrefix: leg.hash ? hashPrefix(leg.hash) : undefined,
+  };
+}
+
+function opposite(role: BeaconRole): BeaconRole {
+  return role === 'broker' ? 'bridge' : 'broker';
+}
+
+/** Per-address bounds must see an IPv4 client the same way whether it came in over v4 or v4-mapped v6. */
+function normalizeAddress(address: string | undefined): string {
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/** The request path without its query, cut short so a hostile URL cannot flood the log. */
+function safePath(url: string | undefined): string {
+  return (url ?? '/').split('?')[0].slice(0, 64);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+export type { BeaconDoor, BeaconRole };

@@ -1,0 +1,142 @@
+/**
+ * The bridge's side of the init room: TLS client with the bridge certificate and the cluster CA chain; read
+ * {fingerprint, csr}; re-check OpenBao at that moment; sign; record `initialized` with cas=0; and only after
+ * that write succeeded send the certificates. Every other outcome sends a refusal, never certificates.
+ */
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
+import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
+import { operationalHash } from '../core/hashes.js';
+import type { Logger } from '../core/log.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import { certificateSha256, LIFETIME_DAYS, signCsr } from '../pki/index.js';
+import {
+  alreadyInitializedMessage,
+  type ClusterTrust,
+  getClusterStatus,
+  markClusterInitialized,
+} from '../registration/index.js';
+import {
+  awaitSecure,
+  type BootstrapRequest,
+  INIT_ALPN,
+  INNER_TLS_MIN_VERSION,
+  readBootstrapMessage,
+  writeBootstrapMessage,
+} from '../tunnel/index.js';
+
+export interface ServeBootstrapOptions {
+  readonly fingerprint: string;
+  readonly namespaceRoot: string;
+  readonly openbao: OpenBaoClient;
+  readonly trust: ClusterTrust;
+  readonly stepTimeoutMs: number;
+  readonly signal?: AbortSignal;
+  readonly logger: Logger;
+}
+
+export type BootstrapOutcome =
+  | { readonly signed: true }
+  | { readonly signed: false; readonly code: ErrorCode };
+
+export async function serveBootstrap(
+  stream: Duplex,
+  options: ServeBootstrapOptions,
+): Promise<BootstrapOutcome> {
+  const { trust, logger } = options;
+  const socket = tlsConnect({
+    socket: stream,
+    cert: `${trust.bridgeCertPem.trim()}\n${trust.ca.certPem.trim()}\n`,
+    key: trust.bridgeKeyPem,
+    minVersion: INNER_TLS_MIN_VERSION,
+    ALPNProtocols: [INIT_ALPN],
+    // The broker's init certificate is a throw-away self-signed one: nothing to verify. The broker proves
+    // itself by knowing the fingerprint; attestation (later) strengthens that.
+    rejectUnauthorized: false,
+  });
+  try {
+    await awaitSecure(socket, {
+      timeoutMs: options.stepTimeoutMs,
+      code: 'CT_BOOTSTRAP_PROTOCOL',
+      what: 'the init TLS handshake with the broker',
+      signal: options.signal,
+    });
+    const request = (await readBootstrapMessage(socket, {
+      timeoutMs: options.stepTimeoutMs,
+      signal: options.signal,
+      expect: ['bootstrap.request'],
+    })) as BootstrapRequest;
+
+    const refuse = (code: ErrorCode, reason: string): BootstrapOutcome => {
+      writeBootstrapMessage(socket, { v: 1, type: 'bootstrap.refused', code, reason });
+      logger.info({ event: 'bridge.bootstrap_refused', code }, 'bootstrap refused');
+      return { signed: false, code };
+    };
+
+    if (request.fingerprint !== options.fingerprint) {
+      return refuse('CT_BOOTSTRAP_REFUSED', 'the fingerprint does not belong to this init room');
+    }
+    // Re-read OpenBao now: the poll that put us in this room may be stale.
+    const status = await getClusterStatus(options.openbao, {
+      fingerprint: request.fingerprint,
+      namespaceRoot: options.namespaceRoot,
+    });
+    if (!status.registered || status.operationalHash !== operationalHash(trust.ca.certDer)) {
+      return refuse(
+        'CT_NOT_REGISTERED',
+        `cluster ${request.fingerprint} is not registered with this secret store; run \`cloudtaser-cli source register\``,
+      );
+    }
+    if (status.initialized)
+      return refuse('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(request.fingerprint));
+
+    let brokerCertPem: string;
+    try {
+      // The signer decides name and usage; the CSR only contributes its (verified) public key.
+      brokerCertPem = signCsr(trust.ca, request.csr, {
+        commonName: 'cloudtaser-broker',
+        extKeyUsage: ['serverAuth'],
+        days: LIFETIME_DAYS.broker,
+      }).certPem;
+    } catch (err) {
+      if (isCloudtaserError(err, 'CT_PKI_INVALID_CSR')) return refuse('CT_PKI_INVALID_CSR', err.message);
+      throw err;
+    }
+    try {
+      await markClusterInitialized(options.openbao, {
+        fingerprint: request.fingerprint,
+        namespaceRoot: options.namespaceRoot,
+        brokerCertSha256: certificateSha256(brokerCertPem),
+      });
+    } catch (err) {
+      if (isCloudtaserError(err, 'CT_ALREADY_INITIALIZED'))
+        return refuse('CT_ALREADY_INITIALIZED', err.message);
+      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      logger.warn(
+        { event: 'bridge.initialized_write_failed', code },
+        'could not record the bootstrap; refusing it',
+      );
+      return refuse(
+        'CT_BOOTSTRAP_REFUSED',
+        'the bridge could not record the bootstrap in OpenBao; the broker will retry',
+      );
+    }
+    writeBootstrapMessage(socket, {
+      v: 1,
+      type: 'bootstrap.accepted',
+      caCert: trust.ca.certPem,
+      brokerCert: brokerCertPem,
+    });
+    logger.info(
+      {
+        event: 'bridge.bootstrap_signed',
+        brokerCertSha256Prefix: certificateSha256(brokerCertPem).slice(0, 12),
+      },
+      'bootstrap signed and recorded',
+    );
+    return { signed: true };
+  } finally {
+    socket.end();
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+}

@@ -1,0 +1,418 @@
+/**
+ * The bridge: runs beside OpenBao, dials out only. It discovers registered clusters by polling OpenBao and
+ * keeps one waiting connection per room on every beacon replica:
+ *   - the init room of every registered cluster (it signs for a cluster not yet initialized and refuses,
+ *     with the re-arm instructions, for one that is; without that answer a restarted broker could not tell
+ *     "already initialized" from "bridge down");
+ *   - the operational room of every initialized cluster.
+ * A waiting connection that gets paired is handed off and replaced at once. A cluster that disappears from
+ * OpenBao loses its waiters and its live tunnels at the next poll.
+ */
+import type { Duplex } from 'node:stream';
+import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.js';
+import { CloudtaserError, type ErrorCode } from '../core/errors.js';
+import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import {
+  DEFAULT_NAMESPACE_ROOT,
+  listRegisteredClusters,
+  loadClusterTrust,
+  type RegisteredCluster,
+} from '../registration/index.js';
+import {
+  createBackoff,
+  type HealthServer,
+  type Resolve,
+  sleep,
+  startHealthServer,
+  type TunnelHandler,
+  type TunnelLimits,
+  type TunnelMux,
+} from '../tunnel/index.js';
+import { openTunnel } from '../tunnel/session.js';
+import { serveBootstrap } from './bootstrap.js';
+
+export interface BridgeTiming {
+  /** How often OpenBao is listed for clusters. @default 10000 */
+  readonly pollIntervalMs: number;
+  /** Bound for each bootstrap / handshake step. @default 10000 */
+  readonly stepTimeoutMs: number;
+  /** First redial delay after a beacon failure. @default 500 */
+  readonly backoffInitialMs: number;
+  /** Redial delay cap. @default 30000 */
+  readonly backoffMaxMs: number;
+  /**
+   * A waiting connection is replaced after this long even if nothing happened, so a beacon replica that
+   * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
+   */
+  readonly waitRefreshMs: number;
+}
+
+export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
+  pollIntervalMs: 10_000,
+  stepTimeoutMs: 10_000,
+  backoffInitialMs: 500,
+  backoffMaxMs: 30_000,
+  waitRefreshMs: 60_000,
+});
+
+export interface BridgeOptions {
+  /** OpenBao client authenticated as the bridge (its own token or AppRole login, never an admin token). */
+  readonly openbao: OpenBaoClient;
+  /** @default 'cloudtaser' */
+  readonly namespaceRoot?: string;
+  readonly beacons: readonly string[];
+  readonly beaconCaPem?: string;
+  readonly resolve?: Resolve;
+  readonly health?: { readonly host?: string; readonly port: number };
+  readonly timing?: Partial<BridgeTiming>;
+  readonly tunnelLimits?: Partial<TunnelLimits>;
+  /** Serves requests the broker sends through a tunnel (issue 6 adds the real ones). */
+  readonly handler?: TunnelHandler;
+  readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
+  readonly logger?: Logger;
+}
+
+export interface BridgeClusterStatus {
+  readonly fingerprintPrefix: string;
+  readonly initialized: boolean;
+  /** Waiting connections (rooms x beacon replicas). */
+  readonly waiting: number;
+  readonly tunnels: number;
+}
+
+export interface BridgeStatus {
+  readonly clusters: BridgeClusterStatus[];
+  readonly lastPollAt?: string;
+  readonly lastPollError?: string;
+  readonly bootstrapsSigned: number;
+  readonly bootstrapsRefused: number;
+}
+
+export interface BridgeHandle {
+  status(): BridgeStatus;
+  /** Live tunnels, optionally for one fingerprint. */
+  tunnels(fingerprint?: string): TunnelMux[];
+  /** Polls OpenBao now instead of waiting for the interval. */
+  pollNow(): Promise<void>;
+  readonly healthUrl?: string;
+  close(): Promise<void>;
+}
+
+interface ClusterState {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  readonly operationalHash: string;
+  initialized: boolean;
+  readonly stop: AbortController;
+  readonly waiters: Map<string, AbortController>;
+  /** Waiters that have reached the beacon's `waiting` state. */
+  readonly waiting: Set<string>;
+  readonly tunnels: Set<TunnelMux>;
+}
+
+type Room = 'init' | 'operational';
+
+export async function startBridge(options: BridgeOptions): Promise<BridgeHandle> {
+  if (options.beacons.length === 0)
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', 'the bridge needs at least one --beacon address');
+  const timing: BridgeTiming = { ...DEFAULT_BRIDGE_TIMING, ...definedOnly(options.timing ?? {}) };
+  const namespaceRoot = options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT;
+  const log = (options.logger ?? silentLogger).child({ component: 'bridge' });
+  const stop = new AbortController();
+  const clusters = new Map<string, ClusterState>();
+  /** Last good resolution per beacon address; kept when DNS fails so waiters survive a DNS blip. */
+  const replicas = new Map<string, { target: BeaconTarget; ips: string[] }>();
+  let lastPollAt: string | undefined;
+  let lastPollError: string | undefined;
+  let bootstrapsSigned = 0;
+  let bootstrapsRefused = 0;
+
+  const status = (): BridgeStatus => ({
+    clusters: [...clusters.values()].map((c) => ({
+      fingerprintPrefix: fingerprintPrefix(c.fingerprint),
+      initialized: c.initialized,
+      waiting: c.waiting.size,
+      tunnels: c.tunnels.size,
+    })),
+    lastPollAt,
+    lastPollError,
+    bootstrapsSigned,
+    bootstrapsRefused,
+  });
+
+  const health: HealthServer | undefined = options.health
+    ? await startHealthServer({
+        host: options.health.host,
+        port: options.health.port,
+        status,
+        ready: () => !stop.signal.aborted,
+        logger: log,
+      })
+    : undefined;
+
+  function roomsOf(cluster: ClusterState): Room[] {
+    return cluster.initialized ? ['init', 'operational'] : ['init'];
+  }
+
+  /** Starts missing waiters and stops unwanted ones for one cluster. */
+  function reconcile(cluster: ClusterState): void {
+    if (cluster.stop.signal.aborted) return;
+    const wanted = new Map<string, { room: Room; address: string; target: BeaconTarget; ip: string }>();
+    for (const room of roomsOf(cluster)) {
+      for (const [address, resolved] of replicas) {
+        for (const ip of resolved.ips)
+          wanted.set(`${room}|${address}|${ip}`, { room, address, target: resolved.target, ip });
+      }
+    }
+    for (const [key, controller] of cluster.waiters) {
+      if (!wanted.has(key)) {
+        controller.abort();
+        cluster.waiters.delete(key);
+        cluster.waiting.delete(key);
+      }
+    }
+    for (const [key, spec] of wanted) {
+      if (cluster.waiters.has(key)) continue;
+      const controller = new AbortController();
+      cluster.waiters.set(key, controller);
+      void waitLoop(
+        cluster,
+        key,
+        spec.room,
+        spec.target,
+        spec.ip,
+        AbortSignal.any([controller.signal, cluster.stop.signal]),
+      );
+    }
+  }
+
+  async function waitLoop(
+    cluster: ClusterState,
+    key: string,
+    room: Room,
+    target: BeaconTarget,
+    ip: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
+    const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
+    while (!signal.aborted) {
+      let reachedWaiting = false;
+      const refresh = new AbortController();
+      const refreshTimer = setTimeout(() => refresh.abort(), timing.waitRefreshMs);
+      try {
+        const stream = await waitForPeer({
+          target,
+          ip,
+          role: 'bridge',
+          hash,
+          caCertPem: options.beaconCaPem,
+          signal: AbortSignal.any([signal, refresh.signal]),
+          onWaiting: () => {
+            reachedWaiting = true;
+            cluster.waiting.add(key);
+          },
+        });
+        cluster.waiting.delete(key);
+        backoff.reset();
+        const observed = options.observePairedStream ? options.observePairedStream(stream, room) : stream;
+        log.info({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
+        void handlePaired(cluster, room, observed);
+      } catch (err) {
+        cluster.waiting.delete(key);
+        if (signal.aborted) break;
+        const error = err as CloudtaserError;
+        // A wait that the beacon ended after its bound, or our refresh, is routine: redial at once.
+        const delay = reachedWaiting || refresh.signal.aborted ? 0 : backoff.next();
+        if (!reachedWaiting)
+          log.warn(
+            {
+              event: 'bridge.beacon_failed',
+              code: error.code,
+              beaconIp: ip,
+              delayMs: delay,
+              reason: error.message,
+            },
+            'beacon dial failed',
+          );
+        await sleep(delay, signal);
+      } finally {
+        clearTimeout(refreshTimer);
+      }
+    }
+    cluster.waiting.delete(key);
+  }
+
+  async function handlePaired(cluster: ClusterState, room: Room, stream: Duplex): Promise<void> {
+    const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) });
+    try {
+      const trust = await loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      if (room === 'init') {
+        const outcome = await serveBootstrap(stream, {
+          fingerprint: cluster.fingerprint,
+          namespaceRoot,
+          openbao: options.openbao,
+          trust,
+          stepTimeoutMs: timing.stepTimeoutMs,
+          signal: cluster.stop.signal,
+          logger: clusterLog,
+        });
+        if (outcome.signed) {
+          bootstrapsSigned++;
+          // The broker dials the operational room next: be there without waiting for the next poll.
+          cluster.initialized = true;
+          reconcile(cluster);
+        } else {
+          bootstrapsRefused++;
+        }
+        return;
+      }
+      const session = await openTunnel(stream, {
+        caCertPem: trust.ca.certPem,
+        certPem: trust.bridgeCertPem,
+        keyPem: trust.bridgeKeyPem,
+        handshakeTimeoutMs: timing.stepTimeoutMs,
+        limits: options.tunnelLimits,
+        handler: options.handler,
+        signal: cluster.stop.signal,
+        logger: clusterLog,
+      });
+      if (cluster.stop.signal.aborted) {
+        session.mux.close({ code: 'CT_NOT_REGISTERED', reason: 'the cluster was deregistered' });
+        return;
+      }
+      cluster.tunnels.add(session.mux);
+      clusterLog.info(
+        { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
+        'operational tunnel open',
+      );
+      const why = await session.mux.done;
+      cluster.tunnels.delete(session.mux);
+      clusterLog.info(
+        { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
+        'operational tunnel closed',
+      );
+    } catch (err) {
+      stream.destroy();
+      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      clusterLog.warn(
+        { event: 'bridge.session_failed', room, code, reason: (err as Error).message },
+        'session with a broker failed',
+      );
+    }
+  }
+
+  function dropCluster(cluster: ClusterState, reason: string, code: ErrorCode = 'CT_NOT_REGISTERED'): void {
+    cluster.stop.abort();
+    clusters.delete(cluster.fingerprint);
+    for (const tunnel of cluster.tunnels) tunnel.close({ code, reason });
+    log.info(
+      { event: 'bridge.cluster_dropped', fingerprintPrefix: fingerprintPrefix(cluster.fingerprint), reason },
+      'stopped serving a cluster',
+    );
+  }
+
+  async function poll(): Promise<void> {
+    for (const address of options.beacons) {
+      try {
+        replicas.set(address, await resolveBeacon(address, options.resolve));
+      } catch (err) {
+        log.warn(
+          { event: 'bridge.resolve_failed', address, reason: (err as Error).message },
+          'beacon name did not resolve; keeping the last answer',
+        );
+      }
+    }
+    let registered: RegisteredCluster[];
+    try {
+      registered = await listRegisteredClusters(options.openbao, { namespaceRoot });
+      lastPollAt = new Date().toISOString();
+      lastPollError = undefined;
+    } catch (err) {
+      lastPollError = err instanceof CloudtaserError ? err.toLine() : String(err);
+      log.warn(
+        { event: 'bridge.poll_failed', reason: lastPollError },
+        'could not list clusters; keeping the current ones',
+      );
+      for (const cluster of clusters.values()) reconcile(cluster);
+      return;
+    }
+    const seen = new Set<string>();
+    for (const entry of registered) {
+      seen.add(entry.fingerprint);
+      let cluster = clusters.get(entry.fingerprint);
+      if (cluster && cluster.operationalHash !== entry.operationalHash) {
+        dropCluster(cluster, 'the cluster was registered again with a new CA');
+        cluster = undefined;
+      }
+      if (!cluster) {
+        cluster = {
+          fingerprint: entry.fingerprint,
+          namespace: entry.namespace,
+          operationalHash: entry.operationalHash,
+          initialized: entry.initialized,
+          stop: new AbortController(),
+          waiters: new Map(),
+          waiting: new Set(),
+          tunnels: new Set(),
+        };
+        clusters.set(entry.fingerprint, cluster);
+        log.info(
+          {
+            event: 'bridge.cluster_discovered',
+            fingerprintPrefix: fingerprintPrefix(entry.fingerprint),
+            initialized: entry.initialized,
+          },
+          'serving a cluster',
+        );
+      }
+      cluster.initialized = entry.initialized;
+      reconcile(cluster);
+    }
+    for (const cluster of [...clusters.values()]) {
+      if (!seen.has(cluster.fingerprint)) dropCluster(cluster, 'the cluster was deregistered');
+    }
+  }
+
+  let polling: Promise<void> = poll();
+  await polling;
+  const pollLoop = (async () => {
+    while (!stop.signal.aborted) {
+      await sleep(timing.pollIntervalMs, stop.signal);
+      if (stop.signal.aborted) break;
+      polling = poll();
+      await polling;
+    }
+  })();
+
+  return {
+    status,
+    tunnels(fingerprint) {
+      const selected = fingerprint
+        ? [clusters.get(fingerprint)].filter((c) => c !== undefined)
+        : [...clusters.values()];
+      return selected.flatMap((c) => [...c.tunnels]);
+    },
+    async pollNow() {
+      await polling;
+      polling = poll();
+      await polling;
+    },
+    healthUrl: health?.url,
+    async close() {
+      if (stop.signal.aborted) return;
+      stop.abort();
+      await pollLoop;
+      await polling.catch(() => undefined);
+      for (const cluster of [...clusters.values()])
+        dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
+      await health?.close();
+    },
+  };
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,149 @@
+import type { Command } from 'commander';
+import { CloudtaserError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
+import { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } from '../openbao/index.js';
+import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
+import {
+  collect,
+  parseDuration,
+  parseListenAddress,
+  readPemFile,
+  resolverFromEnvironment,
+  untilSignal,
+} from '../tunnel/index.js';
+import { DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
+
+interface BridgeRunFlags {
+  readonly secretstoreAddress?: string;
+  readonly secretstoreToken?: string;
+  readonly secretstoreCaCert?: string;
+  readonly namespaceRoot: string;
+  readonly approleRoleId?: string;
+  readonly approleSecretId?: string;
+  readonly approleMount: string;
+  readonly beacon?: string[];
+  readonly beaconCa?: string;
+  readonly healthListen?: string;
+  readonly pollInterval: string;
+  readonly stepTimeout: string;
+  readonly backoffMax: string;
+  readonly waitRefresh: string;
+}
+
+/** `cloudtaser-cli bridge run`: a thin shell over startBridge. */
+export function registerBridgeCommand(program: Command): Command {
+  const bridge = program
+    .command('bridge')
+    .description('the secret-store side of the relay: signs bootstraps, serves tunnels');
+  bridge
+    .command('run')
+    .description('discover registered clusters in OpenBao and wait for their brokers on every beacon replica')
+    .option(
+      '--secretstore-address <url>',
+      'OpenBao address (env CLOUDTASER_SECRETSTORE_ADDRESS, BAO_ADDR, VAULT_ADDR)',
+    )
+    .option(
+      '--secretstore-token <token>',
+      "the bridge's own OpenBao token (env CLOUDTASER_SECRETSTORE_TOKEN, BAO_TOKEN, VAULT_TOKEN); not an admin token",
+    )
+    .option('--secretstore-ca-cert <path>', 'PEM file with the CA that signed the OpenBao certificate')
+    .option(
+      '--namespace-root <name>',
+      'OpenBao namespace under which cluster namespaces live',
+      DEFAULT_NAMESPACE_ROOT,
+    )
+    .option(
+      '--approle-role-id <id>',
+      'log in with AppRole instead of a token (env CLOUDTASER_APPROLE_ROLE_ID)',
+    )
+    .option(
+      '--approle-secret-id <id>',
+      'AppRole secret id (env CLOUDTASER_APPROLE_SECRET_ID; prefer the environment)',
+    )
+    .option('--approle-mount <path>', 'AppRole auth mount', 'approle')
+    .option('--beacon <host:port>', 'beacon address; repeatable; wss://host:port selects WebSocket', collect)
+    .option('--beacon-ca <path>', "PEM file with the CA of the beacon's certificate (default: system roots)")
+    .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
+    .option(
+      '--poll-interval <duration>',
+      'how often to list registered clusters',
+      `${DEFAULT_BRIDGE_TIMING.pollIntervalMs}ms`,
+    )
+    .option(
+      '--step-timeout <duration>',
+      'bound for each bootstrap or handshake step',
+      `${DEFAULT_BRIDGE_TIMING.stepTimeoutMs}ms`,
+    )
+    .option(
+      '--backoff-max <duration>',
+      'cap of the redial backoff',
+      `${DEFAULT_BRIDGE_TIMING.backoffMaxMs}ms`,
+    )
+    .option(
+      '--wait-refresh <duration>',
+      'replace an idle waiting connection after this long',
+      `${DEFAULT_BRIDGE_TIMING.waitRefreshMs}ms`,
+    )
+    .action(async (flags: BridgeRunFlags) => {
+      const logger = createLogger('bridge');
+      if (!flags.beacon?.length)
+        throw new CloudtaserError('CT_INVALID_ARGUMENT', 'bridge run needs at least one --beacon host:port');
+      const openbao = await connectSecretStore(flags);
+      const handle = await startBridge({
+        openbao,
+        namespaceRoot: flags.namespaceRoot,
+        beacons: flags.beacon,
+        beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
+        resolve: resolverFromEnvironment(),
+        health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
+        timing: {
+          pollIntervalMs: parseDuration(flags.pollInterval, '--poll-interval'),
+          stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
+          backoffMaxMs: parseDuration(flags.backoffMax, '--backoff-max'),
+          waitRefreshMs: parseDuration(flags.waitRefresh, '--wait-refresh'),
+        },
+        logger,
+      });
+      logger.info(
+        { event: 'bridge.started', healthUrl: handle.healthUrl, beacons: flags.beacon },
+        'bridge running',
+      );
+      const signal = await untilSignal();
+      logger.info({ event: 'bridge.stopping', signal }, 'bridge stopping');
+      await handle.close();
+      await openbao.close();
+    });
+  return bridge;
+}
+
+async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient> {
+  const address = resolveSecretStoreAddress(flags.secretstoreAddress);
+  if (!address) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'no secret-store address: pass --secretstore-address or set CLOUDTASER_SECRETSTORE_ADDRESS',
+    );
+  }
+  const caCertPem = await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert');
+  const roleId = flags.approleRoleId ?? process.env.CLOUDTASER_APPROLE_ROLE_ID;
+  const secretId = flags.approleSecretId ?? process.env.CLOUDTASER_APPROLE_SECRET_ID;
+  if (roleId || secretId) {
+    if (!roleId || !secretId) {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        'AppRole login needs both --approle-role-id and --approle-secret-id (or their environment variables)',
+      );
+    }
+    const anonymous = new OpenBaoClient({ address, caCertPem });
+    const auth = await anonymous.appRoleLogin(flags.approleMount, roleId, secretId);
+    return anonymous.withToken(auth.clientToken);
+  }
+  const token = resolveSecretStoreToken(flags.secretstoreToken);
+  if (!token) {
+    throw new CloudtaserError(
+      'CT_TOKEN_MISSING',
+      "no credentials for the bridge: set CLOUDTASER_SECRETSTORE_TOKEN to the bridge's own token, or pass --approle-role-id with CLOUDTASER_APPROLE_SECRET_ID",
+    );
+  }
+  return new OpenBaoClient({ address, token, caCertPem });
+}

@@ -1,0 +1,10 @@
+export { type BootstrapOutcome, type ServeBootstrapOptions, serveBootstrap } from './bootstrap.js';
+export {
+  type BridgeClusterStatus,
+  type BridgeHandle,
+  type BridgeOptions,
+  type BridgeStatus,
+  type BridgeTiming,
+  DEFAULT_BRIDGE_TIMING,
+  startBridge,
+} from './bridge.js';

@@ -1,0 +1,186 @@
+/**
+ * The broker's side of the init room: TLS server with a throw-away self-signed certificate, require the
+ * bridge's client certificate and check it chains to the CA the bridge presents (and to the pin), send
+ * {fingerprint, csr}, verify what comes back. Only public material leaves this process.
+ */
+import { type KeyObject, X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { CloudtaserError } from '../core/errors.js';
+import { sha256Hex } from '../core/hashes.js';
+import type { Logger } from '../core/log.js';
+import {
+  certificateMatchesKey,
+  createCsr,
+  generateKeyPair,
+  isIssuedBy,
+  issueSelfSignedSync,
+  type KeyPair,
+} from '../pki/index.js';
+import { acceptTls, INIT_ALPN, readBootstrapMessage, writeBootstrapMessage } from '../tunnel/index.js';
+
+export interface BrokerCredentials {
+  /** The cluster CA (public); its DER hash is the operational room. */
+  readonly caCertPem: string;
+  readonly caCertDer: Buffer;
+  readonly brokerCertPem: string;
+  /** In memory only; never written, logged or sent. */
+  readonly privateKey: KeyObject;
+}
+
+export interface BrokerBootstrapOptions {
+  readonly fingerprint: string;
+  /** Optional pin: SHA-256 of the cluster CA DER, lower-case hex. */
+  readonly caSha256?: string;
+  /** Bound for each step (handshake, answer). */
+  readonly stepTimeoutMs: number;
+  readonly signal?: AbortSignal;
+  readonly logger: Logger;
+  /** The key the CSR is for; kept across retries within one process. @default a fresh P-256 key */
+  readonly keyPair?: KeyPair;
+}
+
+/** Runs one bootstrap exchange over a paired beacon stream. Always closes the stream. */
+export async function bootstrapBroker(
+  stream: Duplex,
+  options: BrokerBootstrapOptions,
+): Promise<BrokerCredentials> {
+  const keyPair = options.keyPair ?? generateKeyPair();
+  const csr = createCsr({ commonName: 'cloudtaser-broker', keyPair });
+  // A certificate nobody needs to trust: it only gives the init exchange TLS; its key dies with this call.
+  const ephemeral = issueSelfSignedSync({
+    commonName: 'cloudtaser-broker-init',
+    days: 1,
+    extKeyUsage: ['serverAuth'],
+  });
+  const socket = await acceptTls(
+    stream,
+    {
+      cert: ephemeral.certPem,
+      key: ephemeral.keyPem,
+      requestCert: true,
+      rejectUnauthorized: false, // we verify the bridge against the CA it presents, below
+      ALPNProtocols: [INIT_ALPN],
+    },
+    {
+      timeoutMs: options.stepTimeoutMs,
+      code: 'CT_BOOTSTRAP_PROTOCOL',
+      what: 'the init TLS handshake with the bridge',
+      signal: options.signal,
+    },
+  );
+  try {
+    const presentedCa = verifyBridgeChain(socket, options.caSha256);
+    writeBootstrapMessage(socket, {
+      v: 1,
+      type: 'bootstrap.request',
+      fingerprint: options.fingerprint,
+      csr: csr.csrPem,
+    });
+    const answer = await readBootstrapMessage(socket, {
+      timeoutMs: options.stepTimeoutMs,
+      signal: options.signal,
+      expect: ['bootstrap.accepted', 'bootstrap.refused'],
+    });
+    if (answer.type === 'bootstrap.refused') {
+      throw new CloudtaserError(
+        'CT_BOOTSTRAP_REFUSED',
+        `the bridge refused the bootstrap: ${answer.reason}`,
+        {
+          details: { refusal: answer.code },
+        },
+      );
+    }
+    if (answer.type !== 'bootstrap.accepted')
+      throw new CloudtaserError('CT_INTERNAL', 'unexpected bootstrap message');
+    const ca = parseCertificate(answer.caCert, 'CA certificate');
+    if (!ca.raw.equals(presentedCa.raw)) {
+      throw new CloudtaserError(
+        'CT_PKI_INVALID_CERT',
+        'the CA certificate the bridge sent differs from the CA it presented in TLS; refusing it',
+      );
+    }
+    checkPin(ca, options.caSha256);
+    const brokerCert = parseCertificate(answer.brokerCert, 'broker certificate');
+    if (!certificateMatchesKey(brokerCert, keyPair.privateKey)) {
+      throw new CloudtaserError(
+        'CT_PKI_INVALID_CERT',
+        'the broker certificate the bridge sent is not for our key; refusing it',
+      );
+    }
+    if (!isIssuedBy(brokerCert, ca)) {
+      throw new CloudtaserError(
+        'CT_PKI_INVALID_CERT',
+        'the broker certificate is not issued by the cluster CA (or is outside its validity); refusing it',
+      );
+    }
+    options.logger.info(
+      { event: 'broker.bootstrap_accepted', operationalHashPrefix: sha256Hex(ca.raw).slice(0, 12) },
+      'bootstrap accepted',
+    );
+    return {
+      caCertPem: ca.toString(),
+      caCertDer: ca.raw,
+      brokerCertPem: brokerCert.toString(),
+      privateKey: keyPair.privateKey,
+    };
+  } finally {
+    socket.end();
+    setTimeout(() => socket.destroy(), 500).unref();
+  }
+}
+
+/** The bridge must send [its client cert, the cluster CA]; the leaf must be issued by that self-signed CA. */
+function verifyBridgeChain(socket: TLSSocket, pin: string | undefined): X509Certificate {
+  const leafDetail = socket.getPeerCertificate(true);
+  if (!leafDetail?.raw)
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CERT',
+      'the bridge presented no client certificate in the init TLS',
+    );
+  const issuerDetail = leafDetail.issuerCertificate;
+  if (!issuerDetail?.raw || issuerDetail.raw.equals(leafDetail.raw)) {
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CERT',
+      'the bridge presented no CA certificate with its client certificate',
+    );
+  }
+  const leaf = new X509Certificate(leafDetail.raw);
+  const ca = new X509Certificate(issuerDetail.raw);
+  if (!ca.ca || !ca.checkIssued(ca) || !ca.verify(ca.publicKey)) {
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CERT',
+      'the CA the bridge presented is not a self-signed CA certificate',
+    );
+  }
+  checkPin(ca, pin);
+  if (!isIssuedBy(leaf, ca))
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CERT',
+      'the bridge client certificate is not issued by the CA it presented',
+    );
+  return ca;
+}
+
+function checkPin(ca: X509Certificate, pin: string | undefined): void {
+  if (pin === undefined) return;
+  const actual = sha256Hex(ca.raw);
+  if (actual !== pin) {
+    throw new CloudtaserError(
+      'CT_PKI_CA_PIN_MISMATCH',
+      `the cluster CA offered has SHA-256 ${actual.slice(0, 12)}..., not the pinned ${pin.slice(0, 12)}...; check --ca-sha256 (operator.broker.trust.caSha256) against \`cloudtaser-cli source status\``,
+    );
+  }
+}
+
+function parseCertificate(pem: string, what: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (err) {
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CERT',
+      `the ${what} the bridge sent is not a readable certificate`,
+      { cause: err },
+    );
+  }
+}

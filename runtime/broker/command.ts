@@ -1,0 +1,109 @@
+import type { Command } from 'commander';
+import { CloudtaserError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
+import {
+  collect,
+  parseDuration,
+  parseListenAddress,
+  readPemFile,
+  resolverFromEnvironment,
+  untilSignal,
+} from '../tunnel/index.js';
+import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
+
+interface BrokerRunFlags {
+  readonly beacon?: string[];
+  readonly beaconCa?: string;
+  readonly kubeconfig?: string;
+  readonly context?: string;
+  readonly caSha256?: string;
+  readonly healthListen?: string;
+  readonly stepTimeout: string;
+  readonly backoffInitial: string;
+  readonly backoffMax: string;
+  readonly rejectedRetry: string;
+  readonly pairTimeout: string;
+}
+
+/** `cloudtaser-cli broker run`: a thin shell over startBroker. Nothing is written to disk. */
+export function registerBrokerCommand(program: Command): Command {
+  const broker = program
+    .command('broker')
+    .description('the cluster side of the relay: bootstraps once, then holds the tunnel');
+  broker
+    .command('run')
+    .description('read the cluster fingerprint, bootstrap through the beacon, keep the mutual-TLS tunnel up')
+    .option(
+      '--beacon <host:port>',
+      'beacon address; repeatable; every A-record is dialled; wss://host:port selects WebSocket',
+      collect,
+    )
+    .option('--beacon-ca <path>', "PEM file with the CA of the beacon's certificate (default: system roots)")
+    .option(
+      '--kubeconfig <path>',
+      'kubeconfig to read the kube-system UID with (default: in-cluster config, else KUBECONFIG)',
+    )
+    .option('--context <name>', 'kubeconfig context')
+    .option(
+      '--ca-sha256 <hex>',
+      'pin: refuse a cluster CA whose SHA-256 differs (the operational hash from `source register`)',
+    )
+    .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
+    .option(
+      '--step-timeout <duration>',
+      'bound for each bootstrap or handshake step',
+      `${DEFAULT_BROKER_TIMING.stepTimeoutMs}ms`,
+    )
+    .option(
+      '--backoff-initial <duration>',
+      'first reconnect delay',
+      `${DEFAULT_BROKER_TIMING.backoffInitialMs}ms`,
+    )
+    .option(
+      '--backoff-max <duration>',
+      'cap of the reconnect backoff',
+      `${DEFAULT_BROKER_TIMING.backoffMaxMs}ms`,
+    )
+    .option(
+      '--rejected-retry <duration>',
+      'retry interval while the bootstrap is refused',
+      `${DEFAULT_BROKER_TIMING.rejectedRetryMs}ms`,
+    )
+    .option(
+      '--pair-timeout <duration>',
+      'abandon and redial a beacon wait after this long',
+      `${DEFAULT_BROKER_TIMING.pairTimeoutMs}ms`,
+    )
+    .action(async (flags: BrokerRunFlags) => {
+      const logger = createLogger('broker');
+      if (!flags.beacon?.length)
+        throw new CloudtaserError('CT_INVALID_ARGUMENT', 'broker run needs at least one --beacon host:port');
+      // Loaded here, not at the top: only the broker needs the Kubernetes client, and it is heavy to import.
+      const { defaultKubeConnection, readClusterFingerprint } = await import('../kube/index.js');
+      const connection = defaultKubeConnection({ kubeconfig: flags.kubeconfig, context: flags.context });
+      const handle = await startBroker({
+        beacons: flags.beacon,
+        beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
+        fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
+        caSha256: flags.caSha256,
+        resolve: resolverFromEnvironment(),
+        health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
+        timing: {
+          stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
+          backoffInitialMs: parseDuration(flags.backoffInitial, '--backoff-initial'),
+          backoffMaxMs: parseDuration(flags.backoffMax, '--backoff-max'),
+          rejectedRetryMs: parseDuration(flags.rejectedRetry, '--rejected-retry'),
+          pairTimeoutMs: parseDuration(flags.pairTimeout, '--pair-timeout'),
+        },
+        logger,
+      });
+      logger.info(
+        { event: 'broker.started', healthUrl: handle.healthUrl, beacons: flags.beacon },
+        'broker running',
+      );
+      const signal = await untilSignal();
+      logger.info({ event: 'broker.stopping', signal }, 'broker stopping');
+      await handle.close();
+    });
+  return broker;
+}

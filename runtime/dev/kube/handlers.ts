@@ -1,0 +1,935 @@
+/**
+ * Resource handlers of the Kubernetes test server (dev-only): namespaces, service accounts and their token
+ * subresource, secrets, events, TokenReview. Behaviour and texts follow wire-facts PART B.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Authorizer } from './rbac.js';
+import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
+import {
+  alreadyExists,
+  badRequest,
+  conflict,
+  internalError,
+  invalid,
+  KubeStatusError,
+  methodNotAllowed,
+  notFound,
+  preconditionConflict,
+  unsupportedMediaType,
+} from './status.js';
+import type { KubeObject, NewKubeObject, ObjectStore } from './store.js';
+import { toTable, wantsTable } from './table.js';
+import type { ServiceAccountTokenSigner } from './tokens.js';
+
+/** Who made the request, after authentication. */
+export interface UserInfo {
+  readonly username: string;
+  readonly uid: string;
+  readonly groups: readonly string[];
+  readonly extra: Record<string, string[]>;
+  readonly isAdmin: boolean;
+}
+
+export interface ResourceRequest {
+  readonly verb: string;
+  readonly group: string;
+  readonly version: string;
+  readonly resource: string;
+  readonly subresource?: string;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly query: URLSearchParams;
+  readonly body: unknown;
+  readonly contentType: string;
+  readonly accept: string | undefined;
+  readonly user: UserInfo;
+}
+
+export interface HandlerResult {
+  readonly status: number;
+  readonly body: unknown;
+  readonly warnings?: readonly string[];
+}
+
+export interface ServerState {
+  readonly store: ObjectStore;
+  readonly signer: ServiceAccountTokenSigner;
+  readonly authorizer: Authorizer;
+  readonly adminToken: string;
+  /** The API server's own audiences (used when a TokenRequest or TokenReview names none). */
+  readonly apiAudiences: readonly string[];
+  /** Minor version served; TokenReview metadata shape depends on it (wire-facts B0). */
+  readonly minorVersion: number;
+}
+
+/** Secrets larger than this are refused, as the API server does (1 MiB of data). */
+const MAX_SECRET_DATA_BYTES = 1024 * 1024;
+const MAX_ANNOTATIONS_BYTES = 256 * 1024;
+const DEFAULT_TOKEN_SECONDS = 3600;
+const MIN_TOKEN_SECONDS = 600;
+/** The longest token this server mints; longer requests are shortened with a Warning, as a real server does. */
+const MAX_TOKEN_SECONDS = 48 * 3600;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const CONFIG_KEY = /^[-._a-zA-Z0-9]+$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const SECRET_SELECTABLE_FIELDS = ['metadata.name', 'metadata.namespace', 'type'];
+const EVENT_SELECTABLE_FIELDS = [
+  'metadata.name',
+  'metadata.namespace',
+  'involvedObject.kind',
+  'involvedObject.namespace',
+  'involvedObject.name',
+  'involvedObject.uid',
+  'involvedObject.apiVersion',
+  'reason',
+  'type',
+  'source',
+];
+const OBJECT_META_FIELDS = new Set([
+  'name',
+  'generateName',
+  'namespace',
+  'selfLink',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'labels',
+  'annotations',
+  'ownerReferences',
+  'finalizers',
+  'managedFields',
+]);
+const TOP_LEVEL_FIELDS: Record<string, Set<string>> = {
+  secrets: new Set(['kind', 'apiVersion', 'metadata', 'data', 'stringData', 'type', 'immutable']),
+  serviceaccounts: new Set([
+    'kind',
+    'apiVersion',
+    'metadata',
+    'secrets',
+    'imagePullSecrets',
+    'automountServiceAccountToken',
+  ]),
+  namespaces: new Set(['kind', 'apiVersion', 'metadata', 'spec', 'status']),
+};
+
+export function adminUser(): UserInfo {
+  return {
+    username: 'kubernetes-admin',
+    uid: '',
+    groups: ['system:masters', 'system:authenticated'],
+    extra: {},
+    isAdmin: true,
+  };
+}
+
+/**
+ * Authenticates a bearer token the way the API server's token authenticators do: the static admin token,
+ * or a service-account JWT that is signed by this server, unexpired, meant for `audiences` and whose
+ * service account still exists with the same uid.
+ */
+export function authenticateToken(
+  state: ServerState,
+  token: string,
+  audiences: readonly string[],
+): { ok: true; user: UserInfo; audiences: string[] } | { ok: false; error: string } {
+  if (token === state.adminToken) return { ok: true, user: adminUser(), audiences: [...audiences] };
+  const checked = state.signer.check(token);
+  if (!checked.ok) return { ok: false, error: `[invalid bearer token, ${checked.error}]` };
+  const claims = checked.claims;
+  const matched = claims.aud.filter((a) => audiences.includes(a));
+  if (matched.length === 0) {
+    return {
+      ok: false,
+      error: `[invalid bearer token, token audiences ${JSON.stringify(claims.aud)} is invalid for the target audiences ${JSON.stringify(audiences)}]`,
+    };
+  }
+  const { namespace, serviceaccount, pod } = claims['kubernetes.io'];
+  const account = state.store.get('serviceaccounts', namespace, serviceaccount.name);
+  if (account === undefined || account.metadata.uid !== serviceaccount.uid) {
+    return {
+      ok: false,
+      error: `[invalid bearer token, service account ${namespace}/${serviceaccount.name} has been deleted or recreated]`,
+    };
+  }
+  const extra: Record<string, string[]> = {
+    'authentication.kubernetes.io/credential-id': [`JTI=${claims.jti}`],
+  };
+  if (pod !== undefined) {
+    extra['authentication.kubernetes.io/pod-name'] = [pod.name];
+    extra['authentication.kubernetes.io/pod-uid'] = [pod.uid];
+  }
+  return {
+    ok: true,
+    audiences: matched,
+    user: {
+      username: claims.sub,
+      uid: serviceaccount.uid,
+      groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
+      extra,
+      isAdmin: false,
+    },
+  };
+}
+
+export function handleResource(state: ServerState, req: ResourceRequest): HandlerResult {
+  const key = req.subresource === undefined ? req.resource : `${req.resource}/${req.subresource}`;
+  switch (key) {
+    case 'namespaces':
+      return handleNamespaces(state, req);
+    case 'serviceaccounts':
+      return handleServiceAccounts(state, req);
+    case 'serviceaccounts/token':
+      return handleTokenRequest(state, req);
+    case 'secrets':
+      return handleSecrets(state, req);
+    case 'events':
+      return handleEvents(state, req);
+    case 'tokenreviews':
+      return handleTokenReview(state, req);
+    default:
+      throw new KubeStatusError(404, 'NotFound', 'the server could not find the requested resource');
+  }
+}
+
+// ---- namespaces --------------------------------------------------------------------------------------------
+
+function handleNamespaces(state: ServerState, req: ResourceRequest): HandlerResult {
+  switch (req.verb) {
+    case 'get':
+      return { status: 200, body: mustGet(state, 'namespaces', undefined, req.name as string) };
+    case 'list':
+      return listResult(
+        state,
+        req,
+        'namespaces',
+        'NamespaceList',
+        undefined,
+        ['metadata.name', 'status.phase'],
+        (o) => ({
+          'metadata.name': o.metadata.name,
+          'status.phase': String((o.status as { phase?: string }).phase),
+        }),
+      );
+    case 'create': {
+      const warnings = checkFields(req, 'namespaces');
+      const body = objectBody(req.body, 'Namespace');
+      const name = resolveName(body, 'Namespace');
+      if (!DNS1123_LABEL.test(name) || name.length > 63) {
+        throw invalid('Namespace', '', name, [
+          {
+            field: 'metadata.name',
+            value: name,
+            why: "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+          },
+        ]);
+      }
+      return { status: 201, body: createNamespace(state, name, labelsOf(body)), warnings };
+    }
+    default:
+      throw methodNotAllowed();
+  }
+}
+
+/** Creates a namespace and its `default` service account, as the namespace and SA controllers would. */
+export function createNamespace(
+  state: ServerState,
+  name: string,
+  labels: Record<string, string> = {},
+  uid?: string,
+): KubeObject {
+  if (state.store.get('namespaces', undefined, name) !== undefined) throw alreadyExists('namespaces', name);
+  const created = state.store.create(
+    'namespaces',
+    {
+      kind: 'Namespace',
+      apiVersion: 'v1',
+      metadata: { name, labels: { ...labels, 'kubernetes.io/metadata.name': name } },
+      spec: { finalizers: ['kubernetes'] },
+      status: { phase: 'Active' },
+    },
+    uid,
+  );
+  createServiceAccountObject(state, name, 'default');
+  return created;
+}
+
+// ---- service accounts --------------------------------------------------------------------------------------
+
+function handleServiceAccounts(state: ServerState, req: ResourceRequest): HandlerResult {
+  const namespace = req.namespace;
+  switch (req.verb) {
+    case 'get':
+      return { status: 200, body: mustGet(state, 'serviceaccounts', namespace, req.name as string) };
+    case 'list':
+      return listResult(
+        state,
+        req,
+        'serviceaccounts',
+        'ServiceAccountList',
+        namespace,
+        ['metadata.name', 'metadata.namespace'],
+        metaFields,
+      );
+    case 'create': {
+      const warnings = checkFields(req, 'serviceaccounts');
+      const body = objectBody(req.body, 'ServiceAccount');
+      const ns = requireNamespace(state, req, body);
+      const name = resolveName(body, 'ServiceAccount');
+      checkSubdomainName('ServiceAccount', name);
+      return { status: 201, body: createServiceAccountObject(state, ns, name, labelsOf(body)), warnings };
+    }
+    case 'delete': {
+      const existing = mustGet(state, 'serviceaccounts', namespace, req.name as string);
+      state.store.delete('serviceaccounts', namespace, existing.metadata.name);
+      return { status: 200, body: existing };
+    }
+    default:
+      throw methodNotAllowed();
+  }
+}
+
+export function createServiceAccountObject(
+  state: ServerState,
+  namespace: string,
+  name: string,
+  labels?: Record<string, string>,
+): KubeObject {
+  if (state.store.get('namespaces', undefined, namespace) === undefined)
+    throw notFound('namespaces', namespace);
+  if (state.store.get('serviceaccounts', namespace, name) !== undefined)
+    throw alreadyExists('serviceaccounts', name);
+  return state.store.create('serviceaccounts', {
+    kind: 'ServiceAccount',
+    apiVersion: 'v1',
+    metadata: {
+      name,
+      namespace,
+      ...(labels === undefined || Object.keys(labels).length === 0 ? {} : { labels }),
+    },
+  });
+}
+
+function handleTokenRequest(state: ServerState, req: ResourceRequest): HandlerResult {
+  if (req.verb !== 'create') throw methodNotAllowed();
+  const namespace = req.namespace as string;
+  const name = req.name as string;
+  const body = objectBody(req.body, 'TokenRequest', 'authentication.k8s.io/v1');
+  const spec = (isRecord(body.spec) ? body.spec : {}) as Record<string, unknown>;
+  const account = state.store.get('serviceaccounts', namespace, name);
+  if (account === undefined) throw notFound('serviceaccounts', name);
+
+  const warnings: string[] = [];
+  let expirationSeconds = DEFAULT_TOKEN_SECONDS;
+  if (spec.expirationSeconds !== undefined && spec.expirationSeconds !== null) {
+    const requested = spec.expirationSeconds;
+    if (typeof requested !== 'number' || !Number.isInteger(requested))
+      throw badRequest('spec.expirationSeconds must be an integer');
+    if (requested < MIN_TOKEN_SECONDS) {
+      throw invalid('TokenRequest', 'authentication.k8s.io', '', [
+        {
+          field: 'spec.expirationSeconds',
+          value: requested,
+          why: 'may not specify a duration less than 10 minutes',
+        },
+      ]);
+    }
+    if (requested > 2 ** 32) {
+      throw invalid('TokenRequest', 'authentication.k8s.io', '', [
+        {
+          field: 'spec.expirationSeconds',
+          value: requested,
+          why: 'may not specify a duration larger than 2^32 seconds',
+        },
+      ]);
+    }
+    expirationSeconds = requested;
+    if (requested > MAX_TOKEN_SECONDS) {
+      expirationSeconds = MAX_TOKEN_SECONDS;
+      warnings.push(`requested expiration of ${requested} seconds shortened to ${MAX_TOKEN_SECONDS} seconds`);
+    }
+  }
+  const audiences =
+    Array.isArray(spec.audiences) && spec.audiences.length > 0 ? spec.audiences : [...state.apiAudiences];
+  if (!audiences.every((a) => typeof a === 'string' && a !== ''))
+    throw badRequest('spec.audiences must be non-empty strings');
+
+  let boundPod: { name: string; uid: string } | undefined;
+  const ref = spec.boundObjectRef;
+  if (ref !== undefined && ref !== null) {
+    if (!isRecord(ref)) throw badRequest('spec.boundObjectRef must be an object');
+    const kind = String(ref.kind ?? '');
+    if (kind === 'Pod') {
+      // The test server runs no pods, so a pod binding is taken on trust; its name and uid go into the claims.
+      boundPod = { name: String(ref.name ?? ''), uid: String(ref.uid ?? '') };
+    } else if (kind === 'Secret') {
+      const secret = state.store.get('secrets', namespace, String(ref.name ?? ''));
+      if (secret === undefined) throw notFound('secrets', String(ref.name ?? ''));
+      if (ref.uid !== undefined && ref.uid !== secret.metadata.uid) {
+        throw conflict(
+          'secrets',
+          secret.metadata.name,
+          `the UID in the bound object reference (${String(ref.uid)}) does not match the UID in record. The object might have been deleted and then recreated`,
+        );
+      }
+    } else {
+      throw badRequest(`cannot bind token to object of type ${kind}`);
+    }
+  }
+
+  const { token, claims } = state.signer.mint({
+    namespace,
+    name,
+    uid: account.metadata.uid,
+    audiences: audiences as string[],
+    expirationSeconds,
+    boundPod,
+  });
+  return {
+    status: 201,
+    warnings,
+    body: {
+      kind: 'TokenRequest',
+      apiVersion: 'authentication.k8s.io/v1',
+      metadata: { name, namespace, uid: account.metadata.uid, creationTimestamp: isoSeconds(claims.iat) },
+      spec: { audiences, expirationSeconds, boundObjectRef: ref ?? null },
+      status: { token, expirationTimestamp: isoSeconds(claims.exp) },
+    },
+  };
+}
+
+// ---- secrets -----------------------------------------------------------------------------------------------
+
+function handleSecrets(state: ServerState, req: ResourceRequest): HandlerResult {
+  const namespace = req.namespace;
+  switch (req.verb) {
+    case 'get':
+      return { status: 200, body: mustGet(state, 'secrets', namespace, req.name as string) };
+    case 'list':
+      return listResult(state, req, 'secrets', 'SecretList', namespace, SECRET_SELECTABLE_FIELDS, (o) => ({
+        ...metaFields(o),
+        type: String(o.type ?? ''),
+      }));
+    case 'create': {
+      const warnings = checkFields(req, 'secrets');
+      const body = objectBody(req.body, 'Secret');
+      const ns = requireNamespace(state, req, body);
+      const name = resolveName(body, 'Secret');
+      const secret = normaliseSecret(body, name, ns);
+      if (state.store.get('secrets', ns, name) !== undefined) throw alreadyExists('secrets', name);
+      return { status: 201, body: state.store.create('secrets', secret), warnings };
+    }
+    case 'update': {
+      const warnings = checkFields(req, 'secrets');
+      const current = mustGet(state, 'secrets', namespace, req.name as string);
+      const body = objectBody(req.body, 'Secret');
+      const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
+      if (meta.name !== undefined && meta.name !== current.metadata.name) {
+        throw badRequest('the name of the object does not match the name on the URL');
+      }
+      if (meta.resourceVersion === undefined || meta.resourceVersion === '') {
+        throw invalid('Secret', '', current.metadata.name, [
+          { field: 'metadata.resourceVersion', value: '', why: 'must be specified for an update' },
+        ]);
+      }
+      if (meta.resourceVersion !== current.metadata.resourceVersion) {
+        throw conflict(
+          'secrets',
+          current.metadata.name,
+          'the object has been modified; please apply your changes to the latest version and try again',
+        );
+      }
+      const next = normaliseSecret(body, current.metadata.name, current.metadata.namespace as string);
+      return { status: 200, body: storeSecretChange(state, current, next), warnings };
+    }
+    case 'patch':
+      return { status: 200, body: patchSecret(state, req) };
+    case 'delete':
+      return { status: 200, body: deleteSecret(state, req) };
+    default:
+      throw methodNotAllowed();
+  }
+}
+
+/** Builds the stored form of a Secret: `stringData` merged into `data`, type defaulted, fields validated. */
+function normaliseSecret(body: Record<string, unknown>, name: string, namespace: string): KubeObject {
+  checkSubdomainName('Secret', name);
+  const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
+  const data: Record<string, string> = {};
+  const causes: { field: string; value: unknown; why: string }[] = [];
+  if (body.data !== undefined && body.data !== null) {
+    if (!isRecord(body.data)) throw badRequest('data must be a map of base64 strings');
+    for (const [key, value] of Object.entries(body.data)) {
+      if (!CONFIG_KEY.test(key))
+        causes.push({
+          field: `data[${key}]`,
+          value: key,
+          why: "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        });
+      if (typeof value !== 'string' || !BASE64.test(value)) {
+        throw badRequest(
+          `Secret in version "v1" cannot be handled as a Secret: illegal base64 data at data[${key}]`,
+        );
+      }
+      data[key] = value;
+    }
+  }
+  if (body.stringData !== undefined && body.stringData !== null) {
+    if (!isRecord(body.stringData)) throw badRequest('stringData must be a map of strings');
+    for (const [key, value] of Object.entries(body.stringData)) {
+      if (!CONFIG_KEY.test(key))
+        causes.push({
+          field: `stringData[${key}]`,
+          value: key,
+          why: "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        });
+      data[key] = Buffer.from(String(value), 'utf8').toString('base64');
+    }
+  }
+  const size = Object.values(data).reduce((sum, v) => sum + Buffer.from(v, 'base64').length, 0);
+  if (size > MAX_SECRET_DATA_BYTES)
+    causes.push({
+      field: 'data',
+      value: '',
+      why: `Too long: must have at most ${MAX_SECRET_DATA_BYTES} bytes`,
+    });
+  const labels = labelsOf(body);
+  const annotations = annotationsOf(body);
+  validateLabelsAndAnnotations('Secret', name, labels, annotations, causes);
+  if (causes.length > 0) throw invalid('Secret', '', name, causes);
+  const type = typeof body.type === 'string' && body.type !== '' ? body.type : 'Opaque';
+  const metadata: Record<string, unknown> = { name, namespace };
+  if (Object.keys(labels).length > 0) metadata.labels = labels;
+  if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
+  for (const field of ['ownerReferences', 'finalizers'] as const)
+    if (meta[field] !== undefined) metadata[field] = meta[field];
+  return {
+    kind: 'Secret',
+    apiVersion: 'v1',
+    metadata: metadata as KubeObject['metadata'],
+    ...(body.immutable === undefined ? {} : { immutable: Boolean(body.immutable) }),
+    ...(Object.keys(data).length === 0 ? {} : { data }),
+    type,
+  };
+}
+
+/** Stores a changed secret; an unchanged one keeps its resourceVersion (no-op updates are not writes). */
+function storeSecretChange(state: ServerState, current: KubeObject, next: KubeObject): KubeObject {
+  next.metadata.uid = current.metadata.uid;
+  next.metadata.creationTimestamp = current.metadata.creationTimestamp;
+  next.metadata.resourceVersion = current.metadata.resourceVersion;
+  if (current.immutable === true) {
+    const causes: { field: string; value: unknown; why: string }[] = [];
+    if (JSON.stringify(current.data ?? {}) !== JSON.stringify(next.data ?? {}))
+      causes.push({ field: 'data', value: '', why: 'field is immutable when `immutable` is set' });
+    if (next.immutable !== true)
+      causes.push({
+        field: 'immutable',
+        value: next.immutable ?? false,
+        why: 'field is immutable when `immutable` is set',
+      });
+    if (causes.length > 0) throw invalid('Secret', '', current.metadata.name, causes);
+  }
+  if (current.type !== next.type) {
+    throw invalid('Secret', '', current.metadata.name, [
+      { field: 'type', value: next.type, why: 'field is immutable' },
+    ]);
+  }
+  if (JSON.stringify(current) === JSON.stringify(next)) return current;
+  return state.store.update('secrets', next);
+}
+
+function patchSecret(state: ServerState, req: ResourceRequest): KubeObject {
+  const type = req.contentType.split(';')[0].trim();
+  if (type !== 'application/merge-patch+json' && type !== 'application/strategic-merge-patch+json') {
+    throw unsupportedMediaType(type);
+  }
+  const current = mustGet(state, 'secrets', req.namespace, req.name as string);
+  if (!isRecord(req.body)) throw badRequest('the patch must be a JSON object');
+  const patch = req.body;
+  const patchMeta = isRecord(patch.metadata) ? patch.metadata : {};
+  // A resourceVersion in the patch is an optimistic lock, as on a real server.
+  if (
+    typeof patchMeta.resourceVersion === 'string' &&
+    patchMeta.resourceVersion !== current.metadata.resourceVersion
+  ) {
+    throw conflict(
+      'secrets',
+      current.metadata.name,
+      'the object has been modified; please apply your changes to the latest version and try again',
+    );
+  }
+  for (const field of ['name', 'namespace', 'uid'] as const) {
+    if (patchMeta[field] !== undefined && patchMeta[field] !== current.metadata[field]) {
+      throw invalid('Secret', '', current.metadata.name, [
+        { field: `metadata.${field}`, value: patchMeta[field], why: 'field is immutable' },
+      ]);
+    }
+  }
+  const merged = mergePatch(structuredClone(current), patch) as Record<string, unknown>;
+  const next = normaliseSecret(merged, current.metadata.name, current.metadata.namespace as string);
+  return storeSecretChange(state, current, next);
+}
+
+function deleteSecret(state: ServerState, req: ResourceRequest): object {
+  const current = mustGet(state, 'secrets', req.namespace, req.name as string);
+  const options = isRecord(req.body) ? req.body : {};
+  const preconditions = isRecord(options.preconditions) ? options.preconditions : {};
+  const name = current.metadata.name;
+  if (typeof preconditions.uid === 'string' && preconditions.uid !== current.metadata.uid) {
+    throw preconditionConflict(
+      'Secret',
+      name,
+      `the UID in the precondition (${preconditions.uid}) does not match the UID in record (${current.metadata.uid}). The object might have been deleted and then recreated`,
+    );
+  }
+  if (
+    typeof preconditions.resourceVersion === 'string' &&
+    preconditions.resourceVersion !== current.metadata.resourceVersion
+  ) {
+    throw preconditionConflict(
+      'Secret',
+      name,
+      `the ResourceVersion in the precondition (${preconditions.resourceVersion}) does not match the ResourceVersion in record (${current.metadata.resourceVersion}). The object might have been modified`,
+    );
+  }
+  if (options.dryRun === undefined && req.query.get('dryRun') === null)
+    state.store.delete('secrets', req.namespace, name);
+  // No `code` key: the API server leaves it at 0 for an immediate delete (wire-facts B4).
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Success',
+    details: { name, kind: 'secrets', uid: current.metadata.uid },
+  };
+}
+
+// ---- events ------------------------------------------------------------------------------------------------
+
+function handleEvents(state: ServerState, req: ResourceRequest): HandlerResult {
+  const namespace = req.namespace;
+  switch (req.verb) {
+    case 'get':
+      return { status: 200, body: mustGet(state, 'events', namespace, req.name as string) };
+    case 'list':
+      return listResult(state, req, 'events', 'EventList', namespace, EVENT_SELECTABLE_FIELDS, (o) => {
+        const ref = (isRecord(o.involvedObject) ? o.involvedObject : {}) as Record<string, unknown>;
+        const source = (isRecord(o.source) ? o.source : {}) as Record<string, unknown>;
+        return {
+          ...metaFields(o),
+          'involvedObject.kind': String(ref.kind ?? ''),
+          'involvedObject.namespace': String(ref.namespace ?? ''),
+          'involvedObject.name': String(ref.name ?? ''),
+          'involvedObject.uid': String(ref.uid ?? ''),
+          'involvedObject.apiVersion': String(ref.apiVersion ?? ''),
+          reason: String(o.reason ?? ''),
+          type: String(o.type ?? ''),
+          source: String(source.component ?? ''),
+        };
+      });
+    case 'create': {
+      const body = objectBody(req.body, 'Event');
+      const ns = requireNamespace(state, req, body);
+      const name = resolveName(body, 'Event');
+      checkSubdomainName('Event', name);
+      if (!isRecord(body.involvedObject)) {
+        throw invalid('Event', '', name, [
+          { field: 'involvedObject', value: '', why: 'involvedObject is required' },
+        ]);
+      }
+      if (state.store.get('events', ns, name) !== undefined) throw alreadyExists('events', name);
+      const { metadata: _ignored, ...rest } = body;
+      const event = {
+        ...rest,
+        kind: 'Event',
+        apiVersion: 'v1',
+        metadata: {
+          name,
+          namespace: ns,
+          ...(Object.keys(labelsOf(body)).length > 0 ? { labels: labelsOf(body) } : {}),
+        },
+      } as NewKubeObject;
+      return { status: 201, body: state.store.create('events', event) };
+    }
+    default:
+      throw methodNotAllowed();
+  }
+}
+
+// ---- TokenReview -------------------------------------------------------------------------------------------
+
+function handleTokenReview(state: ServerState, req: ResourceRequest): HandlerResult {
+  if (req.verb !== 'create') throw methodNotAllowed();
+  // Kind/apiVersion may be absent: OpenBao sends Go's encoding without them (wire-facts A5.2).
+  const body = objectBody(req.body, 'TokenReview', 'authentication.k8s.io/v1');
+  const spec = (isRecord(body.spec) ? body.spec : {}) as Record<string, unknown>;
+  const token = typeof spec.token === 'string' ? spec.token : '';
+  if (token === '') throw badRequest('token is required for TokenReview in authentication');
+  const requested =
+    Array.isArray(spec.audiences) && spec.audiences.length > 0
+      ? spec.audiences.filter((a): a is string => typeof a === 'string')
+      : [...state.apiAudiences];
+  const result = authenticateToken(state, token, requested);
+  const metadata = state.minorVersion < 34 ? { creationTimestamp: null } : {};
+  const echoedSpec = {
+    token,
+    ...(Array.isArray(spec.audiences) && spec.audiences.length > 0 ? { audiences: spec.audiences } : {}),
+  };
+  if (!result.ok) {
+    return {
+      status: 201,
+      body: {
+        kind: 'TokenReview',
+        apiVersion: 'authentication.k8s.io/v1',
+        metadata,
+        spec: echoedSpec,
+        status: { user: {}, error: result.error },
+      },
+    };
+  }
+  if (!result.audiences.some((a) => requested.includes(a))) throw internalError('error validating audiences');
+  const { username, uid, groups, extra } = result.user;
+  return {
+    status: 201,
+    body: {
+      kind: 'TokenReview',
+      apiVersion: 'authentication.k8s.io/v1',
+      metadata,
+      spec: echoedSpec,
+      status: {
+        authenticated: true,
+        user: {
+          username,
+          ...(uid === '' ? {} : { uid }),
+          groups,
+          ...(Object.keys(extra).length === 0 ? {} : { extra }),
+        },
+        audiences: result.audiences,
+      },
+    },
+  };
+}
+
+// ---- shared helpers ----------------------------------------------------------------------------------------
+
+function mustGet(
+  state: ServerState,
+  resource: string,
+  namespace: string | undefined,
+  name: string,
+): KubeObject {
+  const found = state.store.get(resource, namespace, name);
+  if (found === undefined) throw notFound(resource, name);
+  return found;
+}
+
+function listResult(
+  state: ServerState,
+  req: ResourceRequest,
+  resource: string,
+  listKind: string,
+  namespace: string | undefined,
+  selectableFields: readonly string[],
+  fieldsOf: (o: KubeObject) => Record<string, string>,
+): HandlerResult {
+  if (req.query.get('watch') === 'true' || req.query.get('watch') === '1') {
+    throw new KubeStatusError(
+      405,
+      'MethodNotAllowed',
+      'watch is not supported by the cloudtaser Kubernetes test server',
+    );
+  }
+  const labels = parseLabelSelector(req.query.get('labelSelector'));
+  const fields = parseFieldSelector(req.query.get('fieldSelector'), selectableFields);
+  const resourceVersion = state.store.currentResourceVersion();
+  let items = state.store
+    .list(resource, namespace)
+    .filter((o) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, fieldsOf(o)));
+  const offset = decodeContinue(req.query.get('continue'));
+  const limitText = req.query.get('limit');
+  const limit = limitText === null ? 0 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 0) throw badRequest(`invalid limit: ${JSON.stringify(limitText)}`);
+  items = items.slice(offset);
+  let next: string | undefined;
+  if (limit > 0 && items.length > limit) {
+    next = Buffer.from(JSON.stringify({ offset: offset + limit })).toString('base64url');
+    items = items.slice(0, limit);
+  }
+  if (wantsTable(req.accept)) {
+    const table = toTable(resource, items, resourceVersion);
+    if (table !== undefined) return { status: 200, body: table };
+  }
+  return {
+    status: 200,
+    body: {
+      kind: listKind,
+      apiVersion: 'v1',
+      metadata: { resourceVersion, ...(next === undefined ? {} : { continue: next }) },
+      items: items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest),
+    },
+  };
+}
+
+function decodeContinue(token: string | null): number {
+  if (token === null || token === '') return 0;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (isRecord(parsed) && Number.isInteger(parsed.offset) && (parsed.offset as number) >= 0)
+      return parsed.offset as number;
+  } catch {
+    // fall through to the error below
+  }
+  throw badRequest('continue key is not valid');
+}
+
+function metaFields(o: KubeObject): Record<string, string> {
+  return { 'metadata.name': o.metadata.name, 'metadata.namespace': String(o.metadata.namespace ?? '') };
+}
+
+function objectBody(body: unknown, kind: string, apiVersion = 'v1'): Record<string, unknown> {
+  if (!isRecord(body)) throw badRequest(`the body of the request must be a ${kind} object`);
+  if (body.kind !== undefined && body.kind !== kind) {
+    throw badRequest(
+      `${kind} in version "${apiVersion.split('/').pop()}" cannot be handled as a ${kind}: unexpected kind ${JSON.stringify(body.kind)}`,
+    );
+  }
+  if (body.metadata !== undefined && body.metadata !== null && !isRecord(body.metadata))
+    throw badRequest('metadata must be an object');
+  return body;
+}
+
+function resolveName(body: Record<string, unknown>, kind: string): string {
+  const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
+  if (typeof meta.name === 'string' && meta.name !== '') return meta.name;
+  if (typeof meta.generateName === 'string' && meta.generateName !== '') {
+    return `${meta.generateName}${randomBytes(4).toString('hex').slice(0, 5)}`;
+  }
+  throw invalid(kind, '', '', [
+    { field: 'metadata.name', value: '', why: 'name or generateName is required' },
+  ]);
+}
+
+function checkSubdomainName(kind: string, name: string): void {
+  if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) {
+    throw invalid(kind, '', name, [
+      {
+        field: 'metadata.name',
+        value: name,
+        why: "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+      },
+    ]);
+  }
+}
+
+function requireNamespace(state: ServerState, req: ResourceRequest, body: Record<string, unknown>): string {
+  const namespace = req.namespace as string;
+  const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
+  if (meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== namespace) {
+    throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+  }
+  if (state.store.get('namespaces', undefined, namespace) === undefined)
+    throw notFound('namespaces', namespace);
+  return namespace;
+}
+
+function labelsOf(body: Record<string, unknown>): Record<string, string> {
+  return stringMap((body.metadata as Record<string, unknown> | undefined)?.labels);
+}
+
+function annotationsOf(body: Record<string, unknown>): Record<string, string> {
+  return stringMap((body.metadata as Record<string, unknown> | undefined)?.annotations);
+}
+
+function stringMap(value: unknown): Record<string, string> {
+  if (value === undefined || value === null) return {};
+  if (!isRecord(value)) throw badRequest('labels and annotations must be maps of strings');
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string') throw badRequest(`label or annotation ${JSON.stringify(k)} must be a string`);
+    out[k] = v;
+  }
+  return out;
+}
+
+const QUALIFIED_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+function validateLabelsAndAnnotations(
+  _kind: string,
+  _name: string,
+  labels: Record<string, string>,
+  annotations: Record<string, string>,
+  causes: { field: string; value: unknown; why: string }[],
+): void {
+  for (const [k, v] of Object.entries(labels)) {
+    if (!QUALIFIED_KEY.test(k))
+      causes.push({
+        field: 'metadata.labels',
+        value: k,
+        why: 'name part must consist of alphanumeric characters',
+      });
+    if (!LABEL_VALUE.test(v))
+      causes.push({
+        field: 'metadata.labels',
+        value: v,
+        why: 'a valid label must be an empty string or consist of alphanumeric characters',
+      });
+  }
+  let size = 0;
+  for (const [k, v] of Object.entries(annotations)) {
+    if (!QUALIFIED_KEY.test(k))
+      causes.push({
+        field: 'metadata.annotations',
+        value: k,
+        why: 'name part must consist of alphanumeric characters',
+      });
+    size += k.length + v.length;
+  }
+  if (size > MAX_ANNOTATIONS_BYTES)
+    causes.push({
+      field: 'metadata.annotations',
+      value: '',
+      why: `Too long: must have at most ${MAX_ANNOTATIONS_BYTES} bytes`,
+    });
+}
+
+/** `fieldValidation=Strict` refuses unknown fields; the default (`Warn`) reports them in Warning headers. */
+function checkFields(req: ResourceRequest, resource: string): string[] {
+  const mode = req.query.get('fieldValidation') ?? 'Warn';
+  if (mode === 'Ignore' || !isRecord(req.body)) return [];
+  const allowed = TOP_LEVEL_FIELDS[resource];
+  const unknown = Object.keys(req.body)
+    .filter((k) => !allowed.has(k))
+    .map((k) => `unknown field "${k}"`);
+  if (isRecord(req.body.metadata)) {
+    for (const k of Object.keys(req.body.metadata))
+      if (!OBJECT_META_FIELDS.has(k)) unknown.push(`unknown field "metadata.${k}"`);
+  }
+  if (unknown.length > 0 && mode === 'Strict')
+    throw badRequest(`strict decoding error: ${unknown.join(', ')}`);
+  return unknown;
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isRecord(patch)) return patch;
+  const out: Record<string, unknown> = isRecord(target) ? { ...target } : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete out[key];
+    else out[key] = mergePatch(out[key], value);
+  }
+  return out;
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isoSeconds(epochSeconds: number): string {
+  return new Date(epochSeconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -1,0 +1,95 @@
+/** The few Kubernetes object shapes cloudtaser reads and writes, as they are on the wire (JSON). */
+
+export interface KubeObjectMeta {
+  readonly name: string;
+  readonly namespace?: string;
+  readonly uid: string;
+  readonly resourceVersion: string;
+  readonly creationTimestamp?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+export interface KubeNamespace {
+  readonly kind?: 'Namespace';
+  readonly apiVersion?: 'v1';
+  readonly metadata: KubeObjectMeta;
+  readonly status?: { readonly phase?: string };
+}
+
+export interface KubeSecret {
+  readonly kind?: 'Secret';
+  readonly apiVersion?: 'v1';
+  readonly metadata: KubeObjectMeta;
+  readonly type?: string;
+  /** Standard base64 of the raw bytes, per key. */
+  readonly data?: Readonly<Record<string, string>>;
+  readonly immutable?: boolean;
+}
+
+export interface KubeList<T> {
+  readonly metadata: { readonly resourceVersion?: string; readonly continue?: string };
+  readonly items: readonly T[];
+}
+
+export interface NewSecret {
+  readonly metadata: {
+    readonly name: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly annotations?: Readonly<Record<string, string>>;
+  };
+  readonly type?: string;
+  /** Base64 values; use `stringData` for text. */
+  readonly data?: Readonly<Record<string, string>>;
+  readonly stringData?: Readonly<Record<string, string>>;
+}
+
+/** What TokenReview says about a token (`status` of the response). */
+export interface TokenReviewStatus {
+  readonly authenticated?: boolean;
+  readonly user?: {
+    readonly username?: string;
+    readonly uid?: string;
+    readonly groups?: readonly string[];
+    readonly extra?: Readonly<Record<string, readonly string[]>>;
+  };
+  readonly audiences?: readonly string[];
+  readonly error?: string;
+}
+
+export interface ObjectReference {
+  readonly kind: string;
+  readonly apiVersion?: string;
+  readonly name: string;
+  readonly namespace?: string;
+  readonly uid?: string;
+}
+
+export interface NewEvent {
+  readonly involvedObject: ObjectReference;
+  readonly reason: string;
+  readonly message: string;
+  /** @default 'Normal' */
+  readonly type?: 'Normal' | 'Warning';
+  /** Reporting component, e.g. `cloudtaser-broker`. */
+  readonly component: string;
+}
+
+export interface KubeEvent {
+  readonly metadata: KubeObjectMeta;
+  readonly involvedObject: ObjectReference;
+  readonly reason?: string;
+  readonly message?: string;
+  readonly type?: string;
+}
+
+export interface ServiceAccountToken {
+  readonly token: string;
+  readonly expirationTimestamp: string;
+}
+
+export interface KubeVersion {
+  readonly major: string;
+  readonly minor: string;
+  readonly gitVersion: string;
+}

@@ -1,0 +1,139 @@
+/**
+ * The operational room's mutual TLS, both ends: the broker is the TLS server with its CA-issued certificate,
+ * the bridge the TLS client with its client certificate; each trusts ONLY the cluster CA. On top runs the
+ * multiplexer, with `GET /v1/tunnel/info` served on both ends (issue 3's round trip).
+ */
+import { X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { CloudtaserError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { isIssuedBy } from '../pki/index.js';
+import { createTunnelMux, type TunnelHandler, type TunnelLimits, type TunnelMux } from './mux.js';
+import { acceptTls, awaitSecure, INNER_TLS_MIN_VERSION, TUNNEL_ALPN } from './tls.js';
+
+export const TUNNEL_INFO_PATH = '/v1/tunnel/info';
+
+export interface TunnelInfo {
+  readonly role: 'broker' | 'bridge';
+  readonly protocol: 1;
+  readonly since: string;
+}
+
+export interface TunnelSessionOptions {
+  readonly caCertPem: string;
+  readonly certPem: string;
+  /** PEM, in memory only. */
+  readonly keyPem: string;
+  readonly handshakeTimeoutMs: number;
+  readonly limits?: Partial<TunnelLimits>;
+  /** Serves the peer's requests other than the info path. @default 404 */
+  readonly handler?: TunnelHandler;
+  readonly signal?: AbortSignal;
+  readonly logger: Logger;
+}
+
+export interface TunnelSession {
+  readonly mux: TunnelMux;
+  /** What the peer answered to GET /v1/tunnel/info. */
+  readonly peerInfo: TunnelInfo;
+}
+
+/** Broker end: TLS server over the paired stream. */
+export async function acceptTunnel(stream: Duplex, options: TunnelSessionOptions): Promise<TunnelSession> {
+  const socket = await acceptTls(
+    stream,
+    {
+      cert: options.certPem,
+      key: options.keyPem,
+      ca: [options.caCertPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [TUNNEL_ALPN],
+    },
+    {
+      timeoutMs: options.handshakeTimeoutMs,
+      code: 'CT_TUNNEL_CLOSED',
+      what: 'the tunnel mutual TLS handshake',
+      signal: options.signal,
+    },
+  );
+  return establish(socket, 'broker', options);
+}
+
+/** Bridge end: TLS client over the paired stream. */
+export function openTunnel(stream: Duplex, options: TunnelSessionOptions): Promise<TunnelSession> {
+  const socket = tlsConnect({
+    socket: stream,
+    cert: options.certPem,
+    key: options.keyPem,
+    ca: [options.caCertPem],
+    rejectUnauthorized: true,
+    minVersion: INNER_TLS_MIN_VERSION,
+    ALPNProtocols: [TUNNEL_ALPN],
+    // The broker certificate names no host: what identifies it is the cluster CA's signature.
+    checkServerIdentity: () => undefined,
+  });
+  return establish(socket, 'bridge', options);
+}
+
+async function establish(
+  socket: TLSSocket,
+  role: 'broker' | 'bridge',
+  options: TunnelSessionOptions,
+): Promise<TunnelSession> {
+  if (role === 'bridge') {
+    await awaitSecure(socket, {
+      timeoutMs: options.handshakeTimeoutMs,
+      code: 'CT_TUNNEL_CLOSED',
+      what: 'the tunnel mutual TLS handshake',
+      signal: options.signal,
+    });
+  }
+  // Belt and braces on top of OpenSSL's verification: the peer leaf must be issued by exactly this CA.
+  const peer = socket.getPeerX509Certificate();
+  if (!socket.authorized || !peer || !isIssuedBy(peer, new X509Certificate(options.caCertPem))) {
+    socket.destroy();
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CERT',
+      `the tunnel peer's certificate is not issued by the cluster CA (${String(socket.authorizationError ?? 'no certificate')})`,
+    );
+  }
+  const since = new Date().toISOString();
+  const info: TunnelInfo = { role, protocol: 1, since };
+  const handler = options.handler;
+  const mux = createTunnelMux(socket, {
+    side: role === 'bridge' ? 'initiator' : 'acceptor',
+    limits: options.limits,
+    logger: options.logger,
+    handler: async (request, context) => {
+      if (request.method === 'GET' && request.path === TUNNEL_INFO_PATH) {
+        return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(info) };
+      }
+      if (handler) return handler(request, context);
+      return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
+    },
+  });
+  try {
+    const response = await mux.request({ method: 'GET', path: TUNNEL_INFO_PATH }, undefined, {
+      timeoutMs: options.handshakeTimeoutMs,
+      signal: options.signal,
+    });
+    const peerInfo = JSON.parse(response.body.toString('utf8')) as TunnelInfo;
+    if (response.status !== 200 || peerInfo?.protocol !== 1 || peerInfo.role === role) {
+      throw new CloudtaserError(
+        'CT_TUNNEL_PROTOCOL',
+        `the tunnel peer answered ${TUNNEL_INFO_PATH} with status ${response.status} and an unusable body`,
+      );
+    }
+    return { mux, peerInfo };
+  } catch (err) {
+    mux.close({ code: 'CT_TUNNEL_PROTOCOL', reason: 'tunnel info round trip failed' });
+    if (err instanceof SyntaxError)
+      throw new CloudtaserError(
+        'CT_TUNNEL_PROTOCOL',
+        `the tunnel peer's ${TUNNEL_INFO_PATH} answer is not JSON`,
+      );
+    throw err;
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Real kubectl (the dispatcher at /usr/bin/kubectl picks a bundled version from /version) against the
+ * Kubernetes test server, through a kubeconfig the server writes. HOME is a temp dir so the discovery cache
+ * is private to this run.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type KubeTestServer, startKubeTestServer } from '../runtime/dev/kube/index.js';
+
+const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
+const available = existsSync(KUBECTL);
+
+let server: KubeTestServer;
+let home: string;
+let kubeconfig: string;
+
+beforeAll(async () => {
+  if (!available) return;
+  server = await startKubeTestServer();
+  home = await mkdtemp(join(tmpdir(), 'ct-kubectl-'));
+  kubeconfig = join(home, 'kubeconfig');
+  await server.writeKubeconfig(kubeconfig);
+});
+
+afterAll(async () => {
+  await server?.close();
+  if (home) await rm(home, { recursive: true, force: true });
+});
+
+/** Runs kubectl without blocking the event loop (the server lives in this process). */
+function kubectl(
+  args: string[],
+  config = kubeconfig,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(KUBECTL, ['--request-timeout=10s', ...args], {
+      env: { PATH: process.env.PATH, HOME: home, KUBECONFIG: config },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function ok(args: string[]): Promise<string> {
+  const result = await kubectl(args);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  return result.stdout;
+}
+
+describe.skipIf(!available)('real kubectl against the Kubernetes test server', () => {
+  it('prints the kube-system UID, the fingerprint', async () => {
+    expect(await ok(['get', 'ns', 'kube-system', '-o', 'jsonpath={.metadata.uid}'])).toBe(
+      server.kubeSystemUid,
+    );
+  });
+
+  it('creates a service account and a token that the server then accepts as a credential', async () => {
+    expect(await ok(['create', 'sa', 'app', '-n', 'default'])).toBe('serviceaccount/app created\n');
+    const token = (
+      await ok(['create', 'token', 'app', '-n', 'default', '--audience', 'openbao', '--duration', '20m'])
+    ).trim();
+    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+    expect(claims.sub).toBe('system:serviceaccount:default:app');
+    expect(claims.aud).toEqual(['openbao']);
+    expect(claims.exp - claims.iat).toBe(1200);
+
+    // A token for the API server's own audience authenticates kubectl; without RBAC it is forbidden.
+    const apiToken = (await ok(['create', 'token', 'app', '-n', 'default'])).trim();
+    const saConfig = join(home, 'sa-kubeconfig');
+    await server.writeKubeconfig(saConfig, { token: apiToken });
+    const denied = await kubectl(['get', 'ns', 'kube-system'], saConfig);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain(
+      'Error from server (Forbidden): namespaces "kube-system" is forbidden: User "system:serviceaccount:default:app"',
+    );
+  });
+
+  it('creates, reads, annotates and deletes a secret', async () => {
+    expect(
+      await ok(['create', 'secret', 'generic', 'db', '-n', 'default', '--from-literal=password=xyz']),
+    ).toBe('secret/db created\n');
+    expect(await ok(['get', 'secret', 'db', '-n', 'default', '-o', 'jsonpath={.data.password}'])).toBe(
+      Buffer.from('xyz').toString('base64'),
+    );
+    const table = await ok(['get', 'secret', 'db', '-n', 'default']);
+    expect(table).toMatch(/^NAME\s+TYPE\s+DATA\s+AGE\ndb\s+Opaque\s+1\s+\d+s\n$/);
+    const before = await ok([
+      'get',
+      'secret',
+      'db',
+      '-n',
+      'default',
+      '-o',
+      'jsonpath={.metadata.resourceVersion}',
+    ]);
+
+    expect(await ok(['annotate', 'secret', 'db', '-n', 'default', 'cloudtaser.io/migrated=true'])).toBe(
+      'secret/db annotated\n',
+    );
+    const annotated = JSON.parse(await ok(['get', 'secret', 'db', '-n', 'default', '-o', 'json']));
+    expect(annotated.metadata.annotations).toEqual({ 'cloudtaser.io/migrated': 'true' });
+    expect(annotated.metadata.resourceVersion).not.toBe(before);
+
+    expect(await ok(['label', 'secret', 'db', '-n', 'default', 'tier=db'])).toBe('secret/db labeled\n');
+    expect(await ok(['get', 'secret', '-n', 'default', '-l', 'tier=db', '-o', 'name'])).toBe('secret/db\n');
+
+    expect(await ok(['delete', 'secret', 'db', '-n', 'default'])).toBe('secret "db" deleted\n');
+    const gone = await kubectl(['get', 'secret', 'db', '-n', 'default']);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('Error from server (NotFound): secrets "db" not found');
+  });
+
+  it('refuses a duplicate secret with the AlreadyExists message', async () => {
+    await ok(['create', 'secret', 'generic', 'twice', '-n', 'default', '--from-literal=a=b']);
+    const again = await kubectl([
+      'create',
+      'secret',
+      'generic',
+      'twice',
+      '-n',
+      'default',
+      '--from-literal=a=b',
+    ]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('secrets "twice" already exists');
+  });
+});

@@ -1,0 +1,174 @@
+/**
+ * Test fixtures for the bridge/broker tests: an OpenBao test server, beacons on 127.0.0.1 and 127.0.0.2 with
+ * the SAME port (one name, two replicas through an injected resolver), a registered cluster.
+ */
+import { randomUUID } from 'node:crypto';
+import { Duplex } from 'node:stream';
+import { type BeaconHandle, createBeacon } from '../../runtime/beacon/index.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { issueSelfSignedSync } from '../../runtime/pki/index.js';
+import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
+
+export const BEACON_NAME = 'beacon.test';
+export const REPLICA_IPS = ['127.0.0.1', '127.0.0.2'];
+
+/** Short bounds so tests see waits, expiries and retries within a second. */
+export const FAST_BEACON_LIMITS = { brokerWaitMs: 2_000, bridgeWaitMs: 5_000, keepaliveIntervalMs: 1_000 };
+export const FAST_BROKER_TIMING = {
+  stepTimeoutMs: 3_000,
+  backoffInitialMs: 50,
+  backoffMaxMs: 1_000,
+  rejectedRetryMs: 300,
+  pairTimeoutMs: 4_000,
+};
+export const FAST_BRIDGE_TIMING = {
+  pollIntervalMs: 200,
+  stepTimeoutMs: 3_000,
+  backoffInitialMs: 50,
+  backoffMaxMs: 1_000,
+  waitRefreshMs: 3_000,
+};
+
+export const beaconCert = issueSelfSignedSync({
+  commonName: 'cloudtaser test beacon',
+  dnsNames: [BEACON_NAME, 'localhost'],
+  ipAddresses: REPLICA_IPS,
+});
+
+export const testResolve = async (host: string) => (host === BEACON_NAME ? [...REPLICA_IPS] : [host]);
+
+export interface Replicas {
+  readonly port: number;
+  readonly address: string;
+  readonly handles: (BeaconHandle | undefined)[];
+  stop(index: number): Promise<void>;
+  start(index: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Beacon replicas, one per loopback IP, sharing one port. */
+export async function startReplicas(count = REPLICA_IPS.length): Promise<Replicas> {
+  const first = await createBeacon({
+    host: REPLICA_IPS[0],
+    port: 0,
+    tls: beaconCert,
+    limits: FAST_BEACON_LIMITS,
+  });
+  const port = first.port;
+  const handles: (BeaconHandle | undefined)[] = [first];
+  const start = async (index: number) => {
+    handles[index] = await createBeacon({
+      host: REPLICA_IPS[index],
+      port,
+      tls: beaconCert,
+      limits: FAST_BEACON_LIMITS,
+    });
+  };
+  for (let i = 1; i < count; i++) await start(i);
+  return {
+    port,
+    address: `${BEACON_NAME}:${port}`,
+    handles,
+    async stop(index) {
+      await handles[index]?.close();
+      handles[index] = undefined;
+    },
+    start,
+    async close() {
+      for (const handle of handles) await handle?.close();
+    },
+  };
+}
+
+export interface SecretStore {
+  readonly server: OpenBaoTestServer;
+  readonly admin: OpenBaoClient;
+  register(fingerprint?: string): Promise<RegistrationResult>;
+  /** How many times `clusters/<fp>/initialized` was written successfully. */
+  initializedWrites(fingerprint: string): number;
+  close(): Promise<void>;
+}
+
+export async function startSecretStore(): Promise<SecretStore> {
+  const server = await startOpenBaoTestServer();
+  const admin = new OpenBaoClient({ address: server.address, token: server.rootToken });
+  return {
+    server,
+    admin,
+    register: (fingerprint = randomUUID()) => registerCluster(admin, { fingerprint }),
+    initializedWrites: (fingerprint) =>
+      server
+        .requestLog()
+        .filter(
+          (entry) =>
+            (entry.method === 'POST' || entry.method === 'PUT') &&
+            entry.path.endsWith(`data/clusters/${fingerprint}/initialized`) &&
+            entry.status < 300,
+        ).length,
+    async close() {
+      await admin.close();
+      await server.close();
+    },
+  };
+}
+
+/**
+ * Records every byte a paired stream carries in both directions, as the relay sees it. It sits as a JS
+ * Duplex between the beacon connection and the inner TLS, so nothing bypasses it.
+ */
+export class Capture {
+  readonly chunks: Buffer[] = [];
+
+  wrap = (inner: Duplex): Duplex => {
+    const chunks = this.chunks;
+    const proxy = new Duplex({
+      read() {
+        inner.resume();
+      },
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk));
+        inner.write(chunk, callback);
+      },
+      final(callback) {
+        inner.end();
+        callback();
+      },
+      destroy(err, callback) {
+        inner.destroy();
+        callback(err);
+      },
+    });
+    inner.on('data', (chunk: Buffer) => {
+      chunks.push(Buffer.from(chunk));
+      if (!proxy.push(chunk)) inner.pause();
+    });
+    inner.on('end', () => proxy.push(null));
+    inner.on('close', () => proxy.destroy());
+    inner.on('error', (err) => proxy.destroy(err));
+    return proxy;
+  };
+
+  all(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}

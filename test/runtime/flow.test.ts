@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type BridgeHandle, startBridge } from '../../runtime/bridge/index.js';
+import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
+import { deregisterCluster, getClusterStatus, rearmCluster } from '../../runtime/registration/index.js';
+import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
+import {
+  beaconCert,
+  Capture,
+  eventually,
+  FAST_BRIDGE_TIMING,
+  FAST_BROKER_TIMING,
+  type Replicas,
+  type SecretStore,
+  startReplicas,
+  startSecretStore,
+  testResolve,
+} from './fixtures.js';
+
+let store: SecretStore;
+let replicas: Replicas;
+const running: Array<{ close(): Promise<void> }> = [];
+
+beforeAll(async () => {
+  store = await startSecretStore();
+  replicas = await startReplicas();
+});
+afterAll(async () => {
+  await replicas?.close();
+  await store?.close();
+});
+afterEach(async () => {
+  for (const handle of running.splice(0).reverse()) await handle.close();
+  // Deregister everything so one test's clusters do not keep waiters on the shared beacons.
+});
+
+async function bridge(extra: Partial<Parameters<typeof startBridge>[0]> = {}): Promise<BridgeHandle> {
+  const handle = await startBridge({
+    openbao: store.admin,
+    beacons: [replicas.address],
+    beaconCaPem: beaconCert.certPem,
+    resolve: testResolve,
+    timing: FAST_BRIDGE_TIMING,
+    ...extra,
+  });
+  running.push(handle);
+  return handle;
+}
+
+async function broker(fingerprint: string, extra: Partial<BrokerOptions> = {}): Promise<BrokerHandle> {
+  const handle = await startBroker({
+    fingerprint,
+    beacons: [replicas.address],
+    beaconCaPem: beaconCert.certPem,
+    resolve: testResolve,
+    timing: FAST_BROKER_TIMING,
+    ...extra,
+  });
+  running.push(handle);
+  return handle;
+}
+
+describe('bridge and broker through two beacon replicas', () => {
+  it('bootstraps, records initialized once, runs mutual TLS with a tunnel both ways, and closes it on deregistration within one poll', async () => {
+    const cluster = await store.register();
+    const b = await bridge();
+    const k = await broker(cluster.fingerprint, {
+      caSha256: cluster.operationalHash,
+      health: { host: '127.0.0.1', port: 0 },
+    });
+    const status = await k.waitForPhase('operational', 15_000);
+    expect(status.operationalHashPrefix).toBe(cluster.operationalHash.slice(0, 12));
+    expect((await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint })).initialized).toBe(
+      true,
+    );
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+
+    // Requests flow both ways over the one tunnel.
+    const fromBroker = await k.tunnel()!.request({ method: 'GET', path: TUNNEL_INFO_PATH });
+    expect(JSON.parse(fromBroker.body.toString())).toMatchObject({ role: 'bridge', protocol: 1 });
+    await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+    const fromBridge = await b
+      .tunnels(cluster.fingerprint)[0]
+      .request({ method: 'GET', path: TUNNEL_INFO_PATH });
+    expect(JSON.parse(fromBridge.body.toString())).toMatchObject({ role: 'broker' });
+    expect(await k.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
+
+    // Probes: ready whatever the beacon does, status names the phase.
+    const statusBody = await (await fetch(`${k.healthUrl}/status`)).json();
+    expect(statusBody).toMatchObject({ phase: 'operational' });
+    expect((await fetch(`${k.healthUrl}/readyz`)).status).toBe(200);
+    expect(JSON.stringify(statusBody)).not.toContain(cluster.fingerprint);
+
+    const tunnel = k.tunnel()!;
+    const started = Date.now();
+    await deregisterCluster(store.admin, { fingerprint: cluster.fingerprint });
+    const why = await tunnel.done;
+    expect(Date.now() - started).toBeLessThan(FAST_BRIDGE_TIMING.pollIntervalMs * 2 + 500);
+    expect(why.message).toContain('deregistered');
+    await eventually(() => b.status().clusters.length === 0, 2_000, 'bridge forgets the cluster');
+    expect(b.tunnels()).toHaveLength(0);
+  });
+
+  it('refuses a second broker after init with the re-arm instructions while the first keeps its tunnel, and a re-arm heals it without a restart', async () => {
+    const cluster = await store.register();
+    await bridge();
+    const first = await broker(cluster.fingerprint);
+    await first.waitForPhase('operational', 15_000);
+    const firstTunnel = first.tunnel()!;
+
+    const second = await broker(cluster.fingerprint);
+    const rejected = await second.waitForPhase('rejected', 15_000);
+    expect(rejected.reason).toContain('already bootstrapped');
+    expect(rejected.reason).toContain('--rearm');
+    expect(rejected.lastErrorCode).toBe('CT_ALREADY_INITIALIZED');
+    expect(first.status().phase).toBe('operational');
+    expect(first.tunnel()).toBe(firstTunnel);
+    expect(await firstTunnel.ping()).toBeGreaterThanOrEqual(0);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+
+    await rearmCluster(store.admin, { fingerprint: cluster.fingerprint });
+    await second.waitForPhase('operational', 15_000);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
+  });
+
+  it('lets exactly one of two racing brokers bootstrap an uninitialized cluster', async () => {
+    const cluster = await store.register();
+    await bridge();
+    const [one, two] = await Promise.all([broker(cluster.fingerprint), broker(cluster.fingerprint)]);
+    await eventually(
+      () => {
+        const phases = [one.status().phase, two.status().phase].sort();
+        return phases[0] === 'operational' && phases[1] === 'rejected';
+      },
+      15_000,
+      'one operational and one rejected broker',
+    );
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  });
+
+  it('refuses the certificates when the CA does not match --ca-sha256, and records nothing', async () => {
+    const cluster = await store.register();
+    await bridge();
+    const k = await broker(cluster.fingerprint, { caSha256: 'ab'.repeat(32) });
+    await eventually(() => k.status().lastErrorCode === 'CT_PKI_CA_PIN_MISMATCH', 10_000, 'pin mismatch');
+    expect(k.status().phase).toBe('bootstrapping');
+    expect(k.status().reason).toContain('pinned');
+    expect((await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint })).initialized).toBe(
+      false,
+    );
+  });
+
+  it('relays no private key, fingerprint or secret in anything the beacon carries', async () => {
+    const cluster = await store.register();
+    const secret = `s3cr3t-${randomUUID()}`;
+    const capture = new Capture();
+    const b = await bridge({ handler: async () => ({ status: 200, body: secret }) });
+    const k = await broker(cluster.fingerprint, { observePairedStream: (stream) => capture.wrap(stream) });
+    await k.waitForPhase('operational', 15_000);
+    const answer = await k.tunnel()!.request({ method: 'GET', path: '/v1/secret' });
+    expect(answer.body.toString()).toBe(secret);
+    await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+
+    const relayed = capture.all();
+    expect(relayed.length).toBeGreaterThan(1000);
+    const text = relayed.toString('latin1');
+    for (const needle of [cluster.fingerprint, secret, 'PRIVATE KEY', 'BEGIN CERTIFICATE'])
+      expect(text).not.toContain(needle);
+    // DER private keys: PKCS#8 EC and SEC1 EC structures start with these bytes.
+    expect(relayed.includes(Buffer.from('020100301306072a8648ce3d0201', 'hex'))).toBe(false);
+    expect(relayed.includes(Buffer.from('020101042', 'hex'))).toBe(false);
+    const trust = await import('../../runtime/registration/index.js').then((m) =>
+      m.loadClusterTrust(store.admin, { namespace: cluster.namespace }),
+    );
+    const caKeyDer = trust.ca.privateKey.export({ format: 'der', type: 'pkcs8' });
+    expect(relayed.includes(caKeyDer.subarray(caKeyDer.length - 32))).toBe(false);
+    expect(text).not.toContain(Buffer.from(cluster.fingerprint).toString('base64').slice(0, 20));
+  });
+
+  it('pairs when either beacon replica is down', async () => {
+    for (const down of [0, 1]) {
+      const cluster = await store.register();
+      await replicas.stop(down);
+      try {
+        await bridge();
+        const k = await broker(cluster.fingerprint);
+        const status = await k.waitForPhase('operational', 15_000);
+        expect(status.beaconIp).toBe(down === 0 ? '127.0.0.2' : '127.0.0.1');
+      } finally {
+        await replicas.start(down);
+        for (const handle of running.splice(0).reverse()) await handle.close();
+        await deregisterCluster(store.admin, { fingerprint: cluster.fingerprint });
+      }
+    }
+  });
+});
