@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerBridgeCommand } from '../bridge/command.js';
 import { registerBrokerCommand } from '../broker/command.js';
+import { registerProviderCommand } from '../../provider/command.js';
 import { CloudtaserError } from '../core/errors.js';
 import { registerDevCommands } from './dev.js';
 import { registerSourceCommands } from './source.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerDevCommands(program);
   registerBridgeCommand(program);
   registerBrokerCommand(program);
+  registerProviderCommand(program);
   // Every subcommand inherits exitOverride so usage errors come back as exceptions we can code.
   const applyOverride = (cmd: Command) => {
     cmd.exitOverride();

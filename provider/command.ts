@@ -1,0 +1,37 @@
+/** `cloudtaser-cli provider install --mirror DIR`: wired into the CLI by the lead. */
+import type { Command } from 'commander';
+import { DEFAULT_PLATFORMS, installProviderMirror } from './packaging/mirror.js';
+
+export function registerProviderCommand(program: Command): void {
+  const provider = program.command('provider').description('terraform-provider-cloudtaser helpers');
+  provider
+    .command('install')
+    .description(
+      'Install terraform-provider-cloudtaser into a Terraform filesystem mirror and print the CLI configuration to use',
+    )
+    .requiredOption('--mirror <dir>', 'mirror directory (created if missing)')
+    .option('--packed', 'write zip archives instead of unpacked directories', false)
+    .option('--platform <os_arch...>', `platforms to install (default: ${DEFAULT_PLATFORMS.join(' ')})`)
+    .option('--bundle <file>', 'provider bundle to install (default: the one shipped in this package)')
+    .option('--json', 'print the result as JSON', false)
+    .action(
+      (options: { mirror: string; packed: boolean; platform?: string[]; bundle?: string; json: boolean }) => {
+        const result = installProviderMirror(options.mirror, {
+          layout: options.packed ? 'packed' : 'unpacked',
+          platforms: options.platform,
+          bundlePath: options.bundle,
+        });
+        if (options.json) {
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(
+          `Installed ${result.providerAddress} ${result.version} into ${result.mirrorDir} (${result.files.length} platform packages).\n` +
+            `Lock hash (same for every platform): ${result.h1}\n\n` +
+            `Add this to your Terraform CLI configuration (~/.terraformrc or the file TF_CLI_CONFIG_FILE names):\n\n` +
+            `${result.cliConfig}\n` +
+            'Requires Node.js >= 20 on the PATH terraform runs with.\n',
+        );
+      },
+    );
+}

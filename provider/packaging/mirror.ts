@@ -1,0 +1,232 @@
+/**
+ * Installs the bundled provider into a Terraform filesystem mirror and computes the lock-file hash.
+ * A JS provider is the same bytes on every platform, so one `h1:` hash is valid for all of them.
+ */
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { crc32, deflateRawSync } from 'node:zlib';
+import { CloudtaserError } from '../../runtime/core/errors.js';
+import { PROVIDER_ADDRESS, PROVIDER_VERSION } from '../cloudtaser.js';
+import { BUNDLE_FILE_NAME } from './bundle.js';
+
+/** Platforms with a POSIX shell and `#!/usr/bin/env node`; Windows would need a .exe shim. */
+export const DEFAULT_PLATFORMS = [
+  'linux_amd64',
+  'linux_arm64',
+  'darwin_amd64',
+  'darwin_arm64',
+  'freebsd_amd64',
+] as const;
+
+export interface InstallProviderMirrorOptions {
+  /** `unpacked` (HOST/NS/TYPE/VERSION/OS_ARCH/ dirs) or `packed` (zips). @default 'unpacked' */
+  readonly layout?: 'unpacked' | 'packed';
+  readonly platforms?: readonly string[];
+  /** The single-file bundle. @default dist/provider/terraform-provider-cloudtaser.cjs of this package */
+  readonly bundlePath?: string;
+  readonly version?: string;
+}
+
+export interface InstalledProviderMirror {
+  readonly mirrorDir: string;
+  readonly providerAddress: string;
+  readonly version: string;
+  /** `h1:...` for `.terraform.lock.hcl`, the same on every platform. */
+  readonly h1: string;
+  /** A `provider_installation { ... }` block for the Terraform CLI configuration. */
+  readonly cliConfig: string;
+  /** A `.terraform.lock.hcl` entry that pins this build. */
+  readonly lockFileEntry: string;
+  readonly files: readonly string[];
+}
+
+export function installProviderMirror(
+  dir: string,
+  options: InstallProviderMirrorOptions = {},
+): InstalledProviderMirror {
+  const mirrorDir = resolve(dir);
+  const version = options.version ?? PROVIDER_VERSION;
+  const bundlePath = options.bundlePath ?? findBundle();
+  const executable = readFileSync(bundlePath);
+  const [host, namespace, type] = PROVIDER_ADDRESS.split('/');
+  const executableName = `terraform-provider-${type}_v${version}`;
+  const platforms = options.platforms ?? DEFAULT_PLATFORMS;
+  const files: string[] = [];
+
+  for (const platform of platforms) {
+    if (!/^[a-z0-9]+_[a-z0-9]+$/.test(platform)) {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `platform "${platform}" is not OS_ARCH such as linux_amd64`,
+      );
+    }
+    if (options.layout === 'packed') {
+      const zipDir = join(mirrorDir, host, namespace, type);
+      mkdirSync(zipDir, { recursive: true });
+      const zipPath = join(zipDir, `terraform-provider-${type}_${version}_${platform}.zip`);
+      writeFileSync(zipPath, createZip([{ name: executableName, data: executable, mode: 0o755 }]));
+      files.push(zipPath);
+    } else {
+      const packageDir = join(mirrorDir, host, namespace, type, version, platform);
+      mkdirSync(packageDir, { recursive: true });
+      // Only one file may start with terraform-provider-TYPE in a package dir (Terraform picks the first).
+      for (const existing of readdirSync(packageDir)) {
+        if (existing.startsWith(`terraform-provider-${type}`) && existing !== executableName) {
+          throw new CloudtaserError(
+            'CT_INVALID_ARGUMENT',
+            `${join(packageDir, existing)} would shadow the provider executable; remove it and run install again`,
+          );
+        }
+      }
+      const target = join(packageDir, executableName);
+      writeFileSync(target, executable);
+      chmodSync(target, 0o755);
+      files.push(target);
+    }
+  }
+  const h1 = hashFiles([{ path: executableName, data: executable }]);
+  return {
+    mirrorDir,
+    providerAddress: PROVIDER_ADDRESS,
+    version,
+    h1,
+    cliConfig: providerInstallationBlock(mirrorDir),
+    lockFileEntry: lockFileEntry(version, h1),
+    files,
+  };
+}
+
+/** Terraform's "h1:" hash (Go dirhash Hash1) over a package's files. */
+export function hashFiles(entries: readonly { path: string; data: Uint8Array }[]): string {
+  const lines = [...entries]
+    .map((e) => ({ path: e.path.split(sep).join('/'), data: e.data }))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+    .map((e) => {
+      if (e.path.includes('\n'))
+        throw new CloudtaserError('CT_INVALID_ARGUMENT', 'file names with newlines cannot be hashed');
+      return `${createHash('sha256').update(e.data).digest('hex')}  ${e.path}\n`;
+    })
+    .join('');
+  return `h1:${createHash('sha256').update(lines).digest('base64')}`;
+}
+
+/** The h1 hash of an unpacked package directory, as `terraform init` computes it. */
+export function hashPackageDir(dir: string): string {
+  const entries: { path: string; data: Uint8Array }[] = [];
+  const walk = (current: string) => {
+    for (const name of readdirSync(current)) {
+      const full = join(current, name);
+      const st = statSync(full);
+      if (st.isDirectory()) walk(full);
+      else if (st.isFile()) entries.push({ path: relative(dir, full), data: readFileSync(full) });
+    }
+  };
+  walk(dir);
+  return hashFiles(entries);
+}
+
+export function providerInstallationBlock(mirrorDir: string): string {
+  return [
+    'provider_installation {',
+    '  filesystem_mirror {',
+    `    path    = ${JSON.stringify(mirrorDir)}`,
+    `    include = [${JSON.stringify(PROVIDER_ADDRESS)}]`,
+    '  }',
+    '  direct {',
+    `    exclude = [${JSON.stringify(PROVIDER_ADDRESS)}]`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+export function lockFileEntry(version: string, h1: string): string {
+  return [
+    `provider ${JSON.stringify(PROVIDER_ADDRESS)} {`,
+    `  version     = ${JSON.stringify(version)}`,
+    `  constraints = ${JSON.stringify(version)}`,
+    '  hashes = [',
+    `    ${JSON.stringify(h1)},`,
+    '  ]',
+    '}',
+    '',
+  ].join('\n');
+}
+
+function findBundle(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    resolve(here, '..', BUNDLE_FILE_NAME), // dist/provider/packaging -> dist/provider
+    resolve(here, '..', '..', 'dist', 'provider', BUNDLE_FILE_NAME), // source tree
+  ];
+  const found = candidates.find((c) => existsSync(c));
+  if (!found) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `the provider bundle ${BUNDLE_FILE_NAME} was not found (looked in ${candidates.join(', ')}); run npm run build first`,
+    );
+  }
+  return found;
+}
+
+/** A minimal zip writer (deflate, Unix mode bits kept so the script stays executable after unzip). */
+export function createZip(entries: readonly { name: string; data: Uint8Array; mode?: number }[]): Buffer {
+  const locals: Buffer[] = [];
+  const centrals: Buffer[] = [];
+  let offset = 0;
+  // Fixed timestamp (1980-01-01) so the same input gives the same zip bytes.
+  const dosTime = 0;
+  const dosDate = (0 << 9) | (1 << 5) | 1;
+  for (const entry of entries) {
+    const name = Buffer.from(entry.name, 'utf8');
+    const compressed = deflateRawSync(entry.data, { level: 9 });
+    const crc = crc32(entry.data);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(0x0800, 6); // UTF-8 names
+    local.writeUInt16LE(8, 8); // deflate
+    local.writeUInt16LE(dosTime, 10);
+    local.writeUInt16LE(dosDate, 12);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(compressed.length, 18);
+    local.writeUInt32LE(entry.data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    local.writeUInt16LE(0, 28);
+    locals.push(local, name, compressed);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE((3 << 8) | 20, 4); // made by Unix, so external attributes carry the mode
+    central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(0x0800, 8);
+    central.writeUInt16LE(8, 10);
+    central.writeUInt16LE(dosTime, 12);
+    central.writeUInt16LE(dosDate, 14);
+    central.writeUInt32LE(crc, 16);
+    central.writeUInt32LE(compressed.length, 20);
+    central.writeUInt32LE(entry.data.length, 24);
+    central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE((((entry.mode ?? 0o644) | 0o100000) << 16) >>> 0, 38);
+    central.writeUInt32LE(offset, 42);
+    centrals.push(central, name);
+    offset += local.length + name.length + compressed.length;
+  }
+  const centralSize = centrals.reduce((n, b) => n + b.length, 0);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(centralSize, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, ...centrals, end]);
+}

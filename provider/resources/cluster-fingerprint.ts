@@ -1,0 +1,162 @@
+/**
+ * `data.cloudtaser_cluster_fingerprint`: reads the UID of a cluster's kube-system namespace. The connection
+ * is given here (kubeconfig, host + token, or host + exec), never in the provider block. When an input is
+ * unknown (a cluster created in the same apply), Terraform defers the read to apply by itself.
+ */
+
+import type { KubeConnection } from '../../runtime/kube/index.js';
+import {
+  asCloudtaserError,
+  attributeError,
+  type Diagnostic,
+  DiagnosticsError,
+} from '../framework/diagnostics.js';
+import { defineDataSource } from '../framework/provider.js';
+import { loadKubeDomain } from '../load-domain.js';
+import { attr, type InferValues, nested } from '../schema/schema.js';
+import type { CloudtaserProviderClient } from './provider-config.js';
+
+const execBlock = {
+  description: 'Run a credential plugin (client.authentication.k8s.io ExecCredential), as kubectl does.',
+  attributes: {
+    api_version: attr.string({
+      description: 'ExecCredential API version, e.g. `client.authentication.k8s.io/v1beta1`.',
+      required: true,
+    }),
+    command: attr.string({
+      description: 'Command to run, e.g. `aws` or `gke-gcloud-auth-plugin`.',
+      required: true,
+    }),
+    args: attr.stringList({ description: 'Arguments for the command.', optional: true }),
+    env: attr.stringMap({ description: 'Extra environment variables for the command.', optional: true }),
+  },
+};
+
+export const clusterFingerprintBlock = {
+  description:
+    "Reads a cluster's fingerprint (the UID of its `kube-system` namespace). Connect with a kubeconfig " +
+    '(`kubeconfig_path`, optional `context`; default: `KUBECONFIG` or `~/.kube/config`), with `host` + `token`, ' +
+    'or with `host` + an `exec` block.',
+  attributes: {
+    kubeconfig_path: attr.string({
+      description:
+        'Path to a kubeconfig file; use an absolute path (`abspath(...)`) so it does not depend on the working directory.',
+      optional: true,
+    }),
+    context: attr.string({
+      description: 'Kubeconfig context to use instead of the current one.',
+      optional: true,
+    }),
+    host: attr.string({
+      description: 'Kubernetes API server URL, e.g. `https://1.2.3.4`. Use with `token` or an `exec` block.',
+      optional: true,
+      validate: [
+        (v) => (/^https?:\/\//.test(v) ? undefined : 'must be an http(s) URL such as https://203.0.113.10'),
+      ],
+    }),
+    token: attr.string({
+      description: 'Bearer token for `host`. Sensitive.',
+      optional: true,
+      sensitive: true,
+    }),
+    cluster_ca_certificate: attr.string({
+      description: 'PEM CA certificate of the API server for `host` (not base64-wrapped).',
+      optional: true,
+    }),
+    fingerprint: attr.string({ description: 'The UID of the `kube-system` namespace.', computed: true }),
+  },
+  blocks: { exec: nested.single(execBlock) },
+};
+
+type FingerprintConfig = InferValues<typeof clusterFingerprintBlock>;
+
+const set = (v: unknown) => v !== null && v !== undefined;
+
+/** Maps the configuration to one connection kind; exported for unit tests. */
+export function toKubeConnection(config: FingerprintConfig): KubeConnection {
+  if (set(config.exec)) {
+    const exec = config.exec!;
+    return {
+      kind: 'exec',
+      host: config.host!,
+      clusterCaCertificate: config.cluster_ca_certificate ?? undefined,
+      exec: {
+        apiVersion: exec.api_version!,
+        command: exec.command!,
+        args: exec.args ? [...exec.args] : undefined,
+        env: exec.env ? { ...exec.env } : undefined,
+      },
+    };
+  }
+  if (set(config.host)) {
+    return {
+      kind: 'token',
+      host: config.host!,
+      token: config.token!,
+      clusterCaCertificate: config.cluster_ca_certificate ?? undefined,
+    };
+  }
+  return {
+    kind: 'kubeconfig',
+    path: config.kubeconfig_path ?? undefined,
+    context: config.context ?? undefined,
+  };
+}
+
+export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderClient>()({
+  typeName: 'cloudtaser_cluster_fingerprint',
+  schema: { version: 0, block: clusterFingerprintBlock },
+
+  validate(config) {
+    const problems: Diagnostic[] = [];
+    const conflict = (attribute: string, message: string) =>
+      problems.push({
+        severity: 'error',
+        summary: 'Conflicting cluster connection settings',
+        detail: message,
+        attribute: [attribute],
+      });
+    const kubeconfigMode = set(config.kubeconfig_path) || set(config.context);
+    if (kubeconfigMode && (set(config.host) || set(config.token) || set(config.exec))) {
+      conflict(
+        set(config.host) ? 'host' : set(config.token) ? 'token' : 'exec',
+        'use either kubeconfig_path/context, or host with token or exec, not both',
+      );
+    }
+    if (set(config.token) && set(config.exec))
+      conflict('exec', 'use either token or an exec block, not both');
+    if ((set(config.token) || set(config.exec)) && !set(config.host)) {
+      conflict(set(config.token) ? 'token' : 'exec', 'token and exec need host (the API server URL)');
+    }
+    if (set(config.host) && !set(config.token) && !set(config.exec)) {
+      conflict('host', 'host needs a token or an exec block to authenticate');
+    }
+    if (set(config.cluster_ca_certificate) && !set(config.host)) {
+      conflict('cluster_ca_certificate', 'cluster_ca_certificate only applies with host');
+    }
+    if (problems.length > 0) throw new DiagnosticsError(problems);
+  },
+
+  async read({ config, signal }) {
+    signal.throwIfAborted();
+    const { readClusterFingerprint } = (await loadKubeDomain()).kube;
+    const connection = toKubeConnection(config);
+    let fingerprint: string;
+    try {
+      fingerprint = await readClusterFingerprint(connection, { signal });
+    } catch (err) {
+      const known = asCloudtaserError(err);
+      if (known && !known.details.attribute) {
+        const attribute =
+          connection.kind === 'kubeconfig'
+            ? config.kubeconfig_path
+              ? 'kubeconfig_path'
+              : undefined
+            : 'host';
+        if (attribute) throw attributeError([attribute], known.code, known.message, { cause: err });
+      }
+      throw err;
+    }
+    return { ...config, fingerprint };
+  },
+});

@@ -1,0 +1,164 @@
+/**
+ * Provider benchmarks.
+ * - provider.handshake_ms: spawn of the bundle (exactly as Terraform does it, with AutoMTLS) to the handshake
+ *   line; baseline = spawn of `node -e 0`-equivalent that prints one line. Goal: median <= 250 ms.
+ * - provider.apply_ms: `terraform apply` registering one cluster through the filesystem mirror (terraform
+ *   spawns the provider itself), beside `terraform apply` of an empty configuration.
+ * - provider.apply_20_ms: 20 registrations in one apply; goal <= 2x one registration.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BUNDLE_FILE_NAME, buildProviderBundle, packageRoot } from '../../provider/packaging/bundle.js';
+import { installProviderMirror } from '../../provider/packaging/mirror.js';
+import { createAutoMtlsCertificate } from '../../provider/wire/automtls-cert.js';
+import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
+import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { createWorkspace } from '../provider/support/terraform.js';
+import { type BenchContext, type Benchmark, type Metric, median, percentile } from './harness.js';
+
+async function bundlePath(): Promise<string> {
+  const built = join(packageRoot(), 'dist', 'provider', BUNDLE_FILE_NAME);
+  if (existsSync(built)) return built;
+  return (
+    await buildProviderBundle({ outfile: join(mkdtempSync(join(tmpdir(), 'ct-bench-')), BUNDLE_FILE_NAME) })
+  ).outfile;
+}
+
+function timeToFirstLine(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'ignore'] });
+    let done = false;
+    child.stdout.on('data', () => {
+      if (done) return;
+      done = true;
+      resolve(performance.now() - started);
+      child.kill('SIGKILL');
+    });
+    child.on('exit', (code) => {
+      if (!done) reject(new Error(`${command} exited with ${code} before printing a line`));
+    });
+  });
+}
+
+const handshake: Benchmark = {
+  name: 'provider.handshake',
+  async run(ctx: BenchContext): Promise<Metric[]> {
+    const bundle = await bundlePath();
+    const env = {
+      PATH: process.env.PATH,
+      [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE,
+      PLUGIN_PROTOCOL_VERSIONS: '5,6',
+      PLUGIN_CLIENT_CERT: createAutoMtlsCertificate().certPem,
+    };
+    const runs = ctx.quick ? 8 : 30;
+    const provider: number[] = [];
+    const baseline: number[] = [];
+    await timeToFirstLine(bundle, [], env); // warm the page cache
+    for (let i = 0; i < runs; i++) {
+      provider.push(await timeToFirstLine(bundle, [], env));
+      baseline.push(await timeToFirstLine(process.execPath, ['-e', 'process.stdout.write("x\\n")'], env));
+    }
+    const value = median(provider);
+    const base = median(baseline);
+    ctx.log(`provider.handshake_ms median ${value.toFixed(0)} ms (node -e 0: ${base.toFixed(0)} ms)`);
+    return [
+      {
+        name: 'provider.handshake_ms',
+        value,
+        unit: 'ms',
+        baseline: base,
+        baselineLabel: 'node -e 0 (spawn to first line)',
+        ratio: value / base,
+        goal: { op: '<=', limit: 250, on: 'value' },
+        extra: { p90: percentile(provider, 90), runs },
+      },
+    ];
+  },
+};
+
+function registrations(count: number): string {
+  const blocks = Array.from(
+    { length: count },
+    (_, i) => `resource "cloudtaser_cluster_registration" "c${i}" {\n  fingerprint = "${randomUUID()}"\n}\n`,
+  );
+  return `terraform {\n  required_providers {\n    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }\n  }\n}\nprovider "cloudtaser" {}\n${blocks.join('')}`;
+}
+
+const apply: Benchmark = {
+  name: 'provider.apply',
+  async run(ctx: BenchContext): Promise<Metric[]> {
+    const bundle = await bundlePath();
+    const mirror = mkdtempSync(join(tmpdir(), 'ct-bench-mirror-'));
+    const openbao = await startOpenBaoTestServer();
+    const installed = installProviderMirror(mirror, { bundlePath: bundle, platforms: ['linux_amd64'] });
+    const workspace = () =>
+      createWorkspace({
+        cliConfig: `disable_checkpoint = true\n${installed.cliConfig}`,
+        env: {
+          CLOUDTASER_SECRETSTORE_ADDRESS: openbao.address,
+          CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken,
+        },
+      });
+    const runs = ctx.quick ? 2 : 5;
+    const timeApply = async (config: string | undefined): Promise<number> => {
+      const ws = workspace();
+      try {
+        ws.write('main.tf', config ?? '');
+        if (config) {
+          const init = await ws.run(['init', '-no-color']);
+          if (init.code !== 0) throw new Error(`terraform init failed: ${init.stderr}`);
+        }
+        const r = await ws.run(['apply', '-auto-approve', '-no-color']);
+        if (r.code !== 0) throw new Error(`terraform apply failed: ${r.stderr}`);
+        return r.ms;
+      } finally {
+        ws.dispose();
+      }
+    };
+    const empty: number[] = [];
+    const one: number[] = [];
+    const twenty: number[] = [];
+    try {
+      for (let i = 0; i < runs; i++) {
+        empty.push(await timeApply(undefined));
+        one.push(await timeApply(registrations(1)));
+        twenty.push(await timeApply(registrations(20)));
+      }
+    } finally {
+      await openbao.close();
+      rmSync(mirror, { recursive: true, force: true });
+    }
+    const oneMs = median(one);
+    const twentyMs = median(twenty);
+    ctx.log(
+      `provider.apply_ms ${oneMs.toFixed(0)} ms (empty apply ${median(empty).toFixed(0)} ms); 20 registrations ${twentyMs.toFixed(0)} ms`,
+    );
+    return [
+      {
+        name: 'provider.apply_ms',
+        value: oneMs,
+        unit: 'ms',
+        baseline: median(empty),
+        baselineLabel: 'terraform apply of an empty configuration',
+        ratio: oneMs / median(empty),
+        extra: { runs },
+      },
+      {
+        name: 'provider.apply_20_ms',
+        value: twentyMs,
+        unit: 'ms',
+        baseline: oneMs,
+        baselineLabel: 'terraform apply registering one cluster',
+        ratio: twentyMs / oneMs,
+        goal: { op: '<=', limit: 2, on: 'ratio' },
+        extra: { runs },
+      },
+    ];
+  },
+};
+
+export const benchmarks: Benchmark[] = [handshake, apply];

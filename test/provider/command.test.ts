@@ -1,0 +1,70 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { registerProviderCommand } from '../../provider/command.js';
+
+describe('cloudtaser-cli provider install', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ct-cmd-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('installs every default platform and prints the provider_installation block and h1 hash', async () => {
+    const bundle = join(dir, 'bundle.cjs');
+    writeFileSync(bundle, '#!/usr/bin/env node\n');
+    const program = new Command().exitOverride();
+    registerProviderCommand(program);
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
+    try {
+      await program.parseAsync([
+        'node',
+        'cli',
+        'provider',
+        'install',
+        '--mirror',
+        join(dir, 'mirror'),
+        '--bundle',
+        bundle,
+      ]);
+    } finally {
+      spy.mockRestore();
+    }
+    const text = out.join('');
+    expect(text).toMatch(/Lock hash \(same for every platform\): h1:[A-Za-z0-9+/]+=*/);
+    expect(text).toContain('provider_installation {');
+    expect(text).toContain('filesystem_mirror {');
+    for (const platform of ['linux_amd64', 'linux_arm64', 'darwin_amd64', 'darwin_arm64']) {
+      const file = join(
+        dir,
+        'mirror/registry.terraform.io/cloudtaser/cloudtaser/0.1.0',
+        platform,
+        'terraform-provider-cloudtaser_v0.1.0',
+      );
+      expect(existsSync(file), file).toBe(true);
+    }
+  });
+
+  it('refuses a platform that is not OS_ARCH', async () => {
+    const program = new Command().exitOverride();
+    registerProviderCommand(program);
+    const bundle = join(dir, 'bundle.cjs');
+    await expect(
+      program.parseAsync([
+        'node',
+        'cli',
+        'provider',
+        'install',
+        '--mirror',
+        join(dir, 'm2'),
+        '--bundle',
+        bundle,
+        '--platform',
+        '../../etc',
+      ]),
+    ).rejects.toThrow(/not OS_ARCH/);
+  });
+});
