@@ -74,6 +74,12 @@ describe('cloudtaser_cluster_fingerprint configuration', () => {
     ).toEqual([]);
   });
 
+  it('defers the combination check while module variables are still unknown', async () => {
+    // An HCL module passes every connection input from variables; at validate time they are all unknown,
+    // and those that end up null must not count as set.
+    expect(await validate({ kubeconfig_path: unknown, host: unknown, token: unknown, exec: unknown })).toEqual([]);
+  });
+
   it('refuses mixed or incomplete connection settings, naming the attribute', async () => {
     const mixed = await validate({ kubeconfig_path: '/k', host: 'https://h', token: 't' });
     expect(mixed[0].detail).toContain('either kubeconfig_path/context, or host');

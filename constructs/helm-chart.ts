@@ -1,0 +1,124 @@
+/** What the three chart-deploying constructs share: where the chart comes from and how the release is made. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Construct } from 'constructs';
+import { type ITerraformDependable, TerraformStack, Token } from './cdktf.js';
+import {
+  type HelmProvider,
+  newHelmProvider,
+  newRelease,
+  type Release,
+  type ReleaseSet,
+} from './kubernetes.js';
+import { type KubernetesConnection, toHelmKubernetesConfig } from './kubernetes-connection.js';
+import { requireChartVersion, requireDnsLabel, requireNonEmpty } from './validation.js';
+import { CLOUDTASER_VERSION, DEFAULT_CHART_REPOSITORY } from './version.js';
+
+export type CloudtaserChartName = 'cloudtaser' | 'cloudtaser-beacon' | 'cloudtaser-bridge';
+
+/** Where a chart comes from and how its release is named. */
+export interface HelmChartOptions {
+  /** Chart repository: an `oci://` registry or an https chart repository; ignored for a local chart directory. @default 'oci://ghcr.io/cloudtaser/charts' */
+  readonly repository?: string;
+  /** Chart version. @default - the cloudtaser version of these constructs ('0.1.0') */
+  readonly version?: string;
+  /** Chart name in the repository, or a path to a chart directory (see `bundledChartPath`). @default - the chart's own name */
+  readonly chart?: string;
+  /** Helm release name. @default - the chart's own name */
+  readonly releaseName?: string;
+  /** Kubernetes namespace of the release. @default 'cloudtaser-system' */
+  readonly namespace?: string;
+  /** Create the namespace when it does not exist. @default true */
+  readonly createNamespace?: boolean;
+  /** Extra chart values, merged over the chart defaults (never put secrets here: they land in `cdktf.out`). @default - none */
+  readonly values?: { readonly [key: string]: unknown };
+}
+
+/** The absolute path of a chart shipped inside the installed cloudtaser package (no chart registry needed). */
+export function bundledChartPath(chart: CloudtaserChartName): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('bundledChartPath: the cloudtaser package root was not found');
+    dir = parent;
+  }
+  return join(dir, 'runtime', 'charts', chart);
+}
+
+export const DEFAULT_NAMESPACE = 'cloudtaser-system';
+
+export function validateChartOptions(prop: string, options: HelmChartOptions): void {
+  requireNonEmpty(`${prop}.repository`, options.repository);
+  requireChartVersion(`${prop}.version`, options.version);
+  requireNonEmpty(`${prop}.chart`, options.chart);
+  requireDnsLabel(`${prop}.releaseName`, options.releaseName);
+  requireDnsLabel(`${prop}.namespace`, options.namespace);
+}
+
+/** A provider alias unique in the stack and readable in the plan ("prod-eu" for a construct at stack/prod-eu). */
+export function providerAlias(scope: Construct, suffix = ''): string {
+  const stack = TerraformStack.of(scope);
+  const relative = scope.node.path.slice(stack.node.path.length + 1) || scope.node.id;
+  const alias = `${relative}${suffix}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  return /^[A-Za-z]/.test(alias) ? alias : `ct_${alias}`;
+}
+
+/** The helm provider to use: the one given, or one made from the (already validated) connection, or an error naming both props. */
+export function resolveHelmProvider(
+  scope: Construct,
+  prop: string,
+  helmProvider: HelmProvider | undefined,
+  kubernetes: KubernetesConnection | undefined,
+): HelmProvider {
+  if (helmProvider !== undefined) return helmProvider;
+  if (kubernetes === undefined) {
+    throw new TypeError(`'${prop}' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart`);
+  }
+  return newHelmProvider(scope, 'HelmProvider', {
+    alias: providerAlias(scope, '_helm'),
+    kubernetes: toHelmKubernetesConfig(kubernetes),
+  });
+}
+
+/** One `--set name=value`; `type: 'auto'` lets Helm read numbers and booleans, the default keeps a string. */
+export interface ChartSetting {
+  readonly name: string;
+  readonly value: string;
+  /** @default 'string' */
+  readonly type?: 'string' | 'auto';
+}
+
+export interface ChartReleaseOptions {
+  readonly chartName: CloudtaserChartName;
+  readonly options: HelmChartOptions;
+  readonly provider: HelmProvider;
+  /** `--set` values; they win over `options.values`. */
+  readonly set: readonly ChartSetting[];
+  /** @default - none */
+  readonly dependsOn?: ITerraformDependable[];
+}
+
+export function createChartRelease(scope: Construct, id: string, release: ChartReleaseOptions): Release {
+  const { options } = release;
+  const chart = options.chart ?? release.chartName;
+  const isLocalChart = chart.startsWith('/') || chart.startsWith('./') || chart.startsWith('../');
+  const set: ReleaseSet[] = release.set.map(({ name, value, type }) => ({
+    name,
+    // Helm parses `set` like `--set`: a literal comma would split the value (tokens are ours: hashes, names).
+    value: Token.isUnresolved(value) ? value : value.replaceAll(',', '\\,'),
+    type: type ?? 'string',
+  }));
+  return newRelease(scope, id, {
+    provider: release.provider,
+    name: options.releaseName ?? release.chartName,
+    namespace: options.namespace ?? DEFAULT_NAMESPACE,
+    createNamespace: options.createNamespace ?? true,
+    chart,
+    repository: isLocalChart ? undefined : (options.repository ?? DEFAULT_CHART_REPOSITORY),
+    version: isLocalChart ? undefined : (options.version ?? CLOUDTASER_VERSION),
+    values: options.values === undefined ? undefined : [JSON.stringify(options.values)],
+    set,
+    dependsOn: release.dependsOn,
+  });
+}

@@ -1,0 +1,281 @@
+/**
+ * `RegisteredCluster`: one cluster connected to the secret store, as infrastructure. Reads the cluster's
+ * fingerprint (the kube-system namespace UID), registers it with OpenBao through the cloudtaser provider, and
+ * deploys the operator chart with the one value it needs (the beacon address) plus the CA pin.
+ */
+import { Construct } from 'constructs';
+import {
+  CloudtaserProvider,
+  ClusterRegistration,
+  DataCloudtaserClusterFingerprint,
+} from './bindings/index.js';
+import {
+  createChartRelease,
+  type HelmChartOptions,
+  providerAlias,
+  resolveHelmProvider,
+  validateChartOptions,
+} from './helm-chart.js';
+import {
+  type HelmProvider,
+  type KubernetesProvider,
+  newDataKubernetesNamespace,
+  newKubernetesProvider,
+  type Release,
+} from './kubernetes.js';
+import {
+  type KubernetesConnection,
+  toFingerprintDataSourceConfig,
+  toKubernetesProviderConfig,
+  validateKubernetesConnection,
+} from './kubernetes-connection.js';
+import {
+  refuseProp,
+  requireBeaconAddress,
+  requireFingerprint,
+  requireHttpUrl,
+  requireMatch,
+} from './validation.js';
+
+/** The OpenBao side. The token is deliberately absent: the provider reads `CLOUDTASER_SECRETSTORE_TOKEN`. */
+export interface SecretStoreProps {
+  /** OpenBao address, e.g. `https://openbao.example.eu:8200`. Required unless `provider` is given. @default - none */
+  readonly address?: string;
+  /** PEM CA certificate(s) for OpenBao's TLS, instead of the system roots. @default - system roots */
+  readonly caCertPem?: string;
+  /** OpenBao namespace that holds every cluster namespace and the registration records. @default 'cloudtaser' */
+  readonly namespaceRoot?: string;
+  /** An existing cloudtaser provider to share between several clusters. @default - one is created */
+  readonly provider?: CloudtaserProvider;
+}
+
+/** The beacon the cluster's broker dials. */
+export interface BeaconEndpointProps {
+  /** `host:port` (e.g. `beacon.example.com:443`) or `wss://host[:port]`. */
+  readonly address: string;
+}
+
+/** Where the fingerprint comes from when it is not given literally. */
+export type FingerprintSource = 'kubernetes' | 'cloudtaser';
+
+/** How the operator gets onto the cluster. */
+export class OperatorInstall {
+  /** A Helm release of the operator chart, made by this construct (the default). */
+  public static helmRelease(options: HelmChartOptions = {}): OperatorInstall {
+    return new OperatorInstall(options);
+  }
+
+  /**
+   * No Helm release: the operator is deployed some other way (ArgoCD or Flux from git, or the local demo where
+   * the broker runs as a process). Feed it `RegisteredCluster.operatorValues`.
+   */
+  public static deployedElsewhere(): OperatorInstall {
+    return new OperatorInstall(undefined);
+  }
+
+  private constructor(
+    /** @internal undefined = deployed elsewhere */
+    public readonly _helm: HelmChartOptions | undefined,
+  ) {}
+}
+
+export interface RegisteredClusterProps {
+  /** The OpenBao that holds the registration. */
+  readonly secretStore: SecretStoreProps;
+  /** The beacon the operator's broker dials. */
+  readonly beacon: BeaconEndpointProps;
+  /**
+   * How to reach the cluster (host + token, host + exec, or a kubeconfig). Used for the fingerprint and the
+   * Helm release unless `kubernetesProvider` / `helmProvider` are given. @default - none
+   */
+  readonly kubernetes?: KubernetesConnection;
+  /** An existing hashicorp/kubernetes provider for the fingerprint read. @default - made from `kubernetes` */
+  readonly kubernetesProvider?: KubernetesProvider;
+  /** An existing hashicorp/helm provider for the operator release. @default - made from `kubernetes` */
+  readonly helmProvider?: HelmProvider;
+  /**
+   * Which provider reads the kube-system UID: hashicorp/kubernetes (`kubernetes`) or this project's
+   * `cloudtaser_cluster_fingerprint` data source (`cloudtaser`, needs `kubernetes`). @default 'kubernetes'
+   */
+  readonly fingerprintSource?: FingerprintSource;
+  /** The fingerprint itself, when it is already known; no data source is read then. @default - read from the cluster */
+  readonly fingerprint?: string;
+  /** How the operator is installed. @default OperatorInstall.helmRelease() */
+  readonly operator?: OperatorInstall;
+  /** Delete the cluster's OpenBao namespace and its workload secrets on destroy. @default false */
+  readonly purgeOnDestroy?: boolean;
+}
+
+/** The Helm values the operator chart needs, for `OperatorInstall.deployedElsewhere()`. */
+export interface OperatorValues {
+  readonly operator: {
+    readonly broker: {
+      readonly beacon: { readonly address: string };
+      readonly trust: { readonly caSha256: string };
+    };
+  };
+}
+
+export class RegisteredCluster extends Construct {
+  /** The cluster's fingerprint: the UID of its kube-system namespace. */
+  public readonly fingerprint: string;
+  /** The cluster's OpenBao namespace, `<namespaceRoot>/<fingerprint[:8]>`. */
+  public readonly namespace: string;
+  /** SHA-256 of `cloudtaser-init:<fingerprint>`: the beacon room of the one-time bootstrap. */
+  public readonly initHash: string;
+  /** SHA-256 of the cluster CA's DER: the beacon room of the tunnel, and the operator's CA pin. */
+  public readonly operationalHash: string;
+  /** The cluster CA certificate (PEM, public). */
+  public readonly caCertPem: string;
+  /** The `cloudtaser_cluster_registration` resource (child id 'Resource'). */
+  public readonly registration: ClusterRegistration;
+  /** The cloudtaser provider the registration uses. */
+  public readonly cloudtaserProvider: CloudtaserProvider;
+  /** The operator's Helm release, unless the operator is deployed elsewhere. */
+  public readonly operatorRelease?: Release;
+
+  private readonly beaconAddress: string;
+
+  public constructor(scope: Construct, id: string, props: RegisteredClusterProps) {
+    super(scope, id);
+    validateProps(props);
+    if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
+    this.beaconAddress = props.beacon.address;
+
+    this.cloudtaserProvider =
+      props.secretStore.provider ??
+      new CloudtaserProvider(this, 'Provider', {
+        alias: providerAlias(this),
+        secretstoreAddress: props.secretStore.address,
+        secretstoreCaCert: props.secretStore.caCertPem,
+        namespaceRoot: props.secretStore.namespaceRoot,
+      });
+
+    const fingerprint = props.fingerprint ?? this.readFingerprint(props);
+    this.registration = new ClusterRegistration(this, 'Resource', {
+      provider: this.cloudtaserProvider,
+      fingerprint,
+      purgeOnDestroy: props.purgeOnDestroy,
+    });
+    this.fingerprint = this.registration.fingerprint;
+    this.namespace = this.registration.namespace;
+    this.initHash = this.registration.initHash;
+    this.operationalHash = this.registration.operationalHash;
+    this.caCertPem = this.registration.caCertPem;
+
+    const helm = (props.operator ?? OperatorInstall.helmRelease())._helm;
+    if (helm !== undefined) {
+      this.operatorRelease = createChartRelease(this, 'Operator', {
+        chartName: 'cloudtaser',
+        options: helm,
+        provider: resolveHelmProvider(this, 'operator', props.helmProvider, props.kubernetes),
+        set: [
+          { name: 'operator.broker.beacon.address', value: props.beacon.address },
+          { name: 'operator.broker.trust.caSha256', value: this.operationalHash },
+        ],
+        // The operator must not start before the bridge can find its registration.
+        dependsOn: [this.registration],
+      });
+    }
+  }
+
+  /** What the operator chart needs; safe to commit to git (nothing secret). */
+  public get operatorValues(): OperatorValues {
+    return {
+      operator: {
+        broker: { beacon: { address: this.beaconAddress }, trust: { caSha256: this.operationalHash } },
+      },
+    };
+  }
+
+  private readFingerprint(props: RegisteredClusterProps): string {
+    if (props.fingerprintSource === 'cloudtaser') {
+      const source = new DataCloudtaserClusterFingerprint(this, 'Fingerprint', {
+        provider: this.cloudtaserProvider,
+        ...toFingerprintDataSourceConfig(props.kubernetes!),
+      });
+      return source.fingerprint;
+    }
+    let provider = props.kubernetesProvider;
+    if (provider === undefined) {
+      provider = newKubernetesProvider(this, 'KubernetesProvider', {
+        alias: providerAlias(this, '_kubernetes'),
+        ...toKubernetesProviderConfig(props.kubernetes!),
+      });
+    }
+    const kubeSystem = newDataKubernetesNamespace(this, 'KubeSystem', {
+      provider,
+      metadata: { name: 'kube-system' },
+    });
+    return kubeSystem.metadata.uid;
+  }
+}
+
+function validateProps(props: RegisteredClusterProps): void {
+  const secretStore = props.secretStore as SecretStoreProps & { token?: unknown };
+  refuseProp(
+    'secretStore.token',
+    secretStore.token,
+    'the provider reads CLOUDTASER_SECRETSTORE_TOKEN (or BAO_TOKEN / VAULT_TOKEN) from the environment so the token never lands in cdktf.out',
+  );
+  if (secretStore.provider !== undefined) {
+    for (const key of ['address', 'caCertPem', 'namespaceRoot'] as const) {
+      if (secretStore[key] !== undefined) {
+        throw new TypeError(
+          `'secretStore.${key}' is not supported if 'secretStore.provider' is used; configure the provider instead`,
+        );
+      }
+    }
+  } else if (secretStore.address === undefined) {
+    throw new TypeError("'secretStore.address' is required (or pass an existing 'secretStore.provider')");
+  }
+  requireHttpUrl('secretStore.address', secretStore.address);
+  requireMatch(
+    'secretStore.namespaceRoot',
+    secretStore.namespaceRoot,
+    /^[A-Za-z0-9][A-Za-z0-9_-]*(\/[A-Za-z0-9][A-Za-z0-9_-]*)*$/u,
+    'must be an OpenBao namespace path such as cloudtaser or team/cloudtaser',
+  );
+  if (props.beacon?.address === undefined) throw new TypeError("'beacon.address' is required");
+  requireBeaconAddress('beacon.address', props.beacon.address);
+
+  const source = props.fingerprintSource;
+  if (source !== undefined && source !== 'kubernetes' && source !== 'cloudtaser') {
+    throw new TypeError(
+      `'fingerprintSource' must be 'kubernetes' or 'cloudtaser'; got ${JSON.stringify(source)}`,
+    );
+  }
+  if (props.fingerprint !== undefined) {
+    requireFingerprint('fingerprint', props.fingerprint);
+    if (source !== undefined)
+      throw new TypeError("'fingerprintSource' is not supported if 'fingerprint' is used");
+  } else if (source === 'cloudtaser') {
+    if (props.kubernetes === undefined) {
+      throw new TypeError(
+        "'kubernetes' is required if 'fingerprintSource' is 'cloudtaser' (the data source connects by itself)",
+      );
+    }
+    if (props.kubernetesProvider !== undefined) {
+      throw new TypeError("'kubernetesProvider' is not supported if 'fingerprintSource' is 'cloudtaser'");
+    }
+  } else if (props.kubernetes === undefined && props.kubernetesProvider === undefined) {
+    throw new TypeError(
+      "'kubernetes' or 'kubernetesProvider' is required to read the fingerprint (or give 'fingerprint')",
+    );
+  } else if (
+    props.kubernetes !== undefined &&
+    props.kubernetesProvider !== undefined &&
+    props.helmProvider !== undefined
+  ) {
+    throw new TypeError(
+      "'kubernetes' is not supported if both 'kubernetesProvider' and 'helmProvider' are used (it would be ignored)",
+    );
+  }
+  const helm = props.operator?._helm;
+  if (helm !== undefined) validateChartOptions('operator', helm);
+  if (props.operator !== undefined && !(props.operator instanceof OperatorInstall)) {
+    throw new TypeError(
+      "'operator' must come from OperatorInstall.helmRelease() or OperatorInstall.deployedElsewhere()",
+    );
+  }
+}

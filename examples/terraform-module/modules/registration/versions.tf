@@ -1,0 +1,9 @@
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    cloudtaser = {
+      source  = "cloudtaser/cloudtaser"
+      version = "~> 0.1.0"
+    }
+  }
+}

@@ -1,0 +1,281 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isBeaconAddress } from '../../constructs/validation.js';
+import {
+  CHART_NAMES,
+  CHARTS_DIR,
+  controlKeywords,
+  isMap,
+  mergeValues,
+  readChart,
+  valuePathsIn,
+  withValue,
+} from './chart-files.js';
+import { assertSupportedKeywords, validateAgainstSchema } from './json-schema.js';
+
+const charts = CHART_NAMES.map(readChart);
+const requiredValues: Record<string, string[]> = {
+  cloudtaser: ['operator.broker.beacon.address'],
+  'cloudtaser-beacon': [],
+  'cloudtaser-bridge': [
+    'bridge.beacon.address',
+    'bridge.openbao.address',
+    'bridge.openbao.auth.approle.secretName',
+  ],
+};
+
+describe.each(charts)('chart $name', (chart) => {
+  it('has a v2 Chart.yaml whose name matches its folder and whose version is semver', () => {
+    expect(chart.chart.apiVersion).toBe('v2');
+    expect(chart.chart.name).toBe(chart.name);
+    expect(String(chart.chart.version)).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(String(chart.chart.appVersion)).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(chart.chart.type).toBe('application');
+  });
+
+  it('has a schema that uses only keywords the checker implements', () => {
+    expect(() => assertSupportedKeywords(chart.schema)).not.toThrow();
+  });
+
+  it('accepts its default values once the required values are set, and its example values', () => {
+    let values: unknown = chart.values;
+    for (const path of requiredValues[chart.name]) values = withValue(values, path, exampleFor(path));
+    expect(validateAgainstSchema(chart.schema, values)).toEqual([]);
+    expect(validateAgainstSchema(chart.schema, mergeValues(chart.values, chart.exampleValues))).toEqual([]);
+  });
+
+  it('rejects the default values alone with a message naming each required value', () => {
+    const problems = validateAgainstSchema(chart.schema, chart.values).map((p) => p.path);
+    expect(problems.sort()).toEqual([...requiredValues[chart.name]].sort());
+  });
+
+  it('describes every value of values.yaml in the schema (no undocumented or drifting key)', () => {
+    const missing: string[] = [];
+    const walk = (values: Record<string, unknown>, schema: Record<string, unknown>, path: string[]) => {
+      const properties = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
+      for (const [key, value] of Object.entries(values)) {
+        const child = properties[key];
+        if (child === undefined) {
+          if (schema.additionalProperties === undefined || schema.additionalProperties === false) {
+            missing.push([...path, key].join('.'));
+          }
+          continue;
+        }
+        if (isMap(value) && child.properties !== undefined) walk(value, child, [...path, key]);
+      }
+    };
+    walk(chart.values, chart.schema, []);
+    expect(missing).toEqual([]);
+  });
+
+  it('references only values that exist in values.yaml', () => {
+    const missing: string[] = [];
+    for (const [file, text] of chart.templates) {
+      for (const path of valuePathsIn(text)) {
+        let cursor: unknown = chart.values;
+        for (const key of path.split('.')) {
+          if (!isMap(cursor) || !(key in cursor)) {
+            missing.push(`${file}: .Values.${path}`);
+            break;
+          }
+          cursor = cursor[key];
+        }
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it('closes every template block and includes only templates it defines', () => {
+    const defined = new Set<string>();
+    const included = new Set<string>();
+    for (const [file, text] of chart.templates) {
+      let depth = 0;
+      for (const keyword of controlKeywords(text)) {
+        if (keyword === 'end') depth--;
+        else if (keyword !== 'else') depth++;
+        expect(depth, `${file} closes a block it never opened`).toBeGreaterThanOrEqual(0);
+      }
+      expect(depth, `${file} leaves ${depth} block(s) open`).toBe(0);
+      expect(text.split('{{').length, `${file} has unbalanced braces`).toBe(text.split('}}').length);
+      for (const m of text.matchAll(/define "([^"]+)"/g)) defined.add(m[1]);
+      for (const m of text.matchAll(/include "([^"]+)"/g)) included.add(m[1]);
+    }
+    for (const name of included) expect(defined.has(name), `include "${name}" has no define`).toBe(true);
+  });
+
+  it('labels every object with the standard app.kubernetes.io and helm.sh labels', () => {
+    const helpers = chart.templates.get('_helpers.tpl')!;
+    for (const label of [
+      'helm.sh/chart:',
+      'app.kubernetes.io/name:',
+      'app.kubernetes.io/instance:',
+      'app.kubernetes.io/version:',
+      'app.kubernetes.io/managed-by:',
+      'app.kubernetes.io/component:',
+      'app.kubernetes.io/part-of:',
+    ]) {
+      expect(helpers).toContain(label);
+    }
+    for (const [file, text] of chart.templates) {
+      if (file.startsWith('_') || file === 'NOTES.txt') continue;
+      const objects = text.split(/^---$/m).filter((doc) => /^kind:/m.test(doc)).length;
+      const labelled = (text.match(/include "[a-z-]+\.labels"/g) ?? []).length;
+      expect(labelled, `${file}: every object carries the standard labels`).toBeGreaterThanOrEqual(objects);
+    }
+  });
+
+  it('ships NOTES.txt and runs its pods as non-root with a read-only root filesystem', () => {
+    expect(chart.templates.has('NOTES.txt')).toBe(true);
+    const pod = chart.values.podSecurityContext as Record<string, unknown>;
+    const container = chart.values.securityContext as Record<string, unknown>;
+    expect(pod.runAsNonRoot).toBe(true);
+    expect(container.readOnlyRootFilesystem).toBe(true);
+    expect(container.allowPrivilegeEscalation).toBe(false);
+  });
+});
+
+describe('chart cloudtaser (operator)', () => {
+  const chart = charts[0];
+  const withAddress = withValue(chart.values, 'operator.broker.beacon.address', 'beacon.example.com:443');
+
+  it('fails a missing beacon address with a message that names operator.broker.beacon.address', () => {
+    const problems = validateAgainstSchema(chart.schema, chart.values);
+    expect(problems.map((p) => p.message)).toEqual([
+      'operator.broker.beacon.address: is required and must not be empty',
+    ]);
+    const helpers = chart.templates.get('_helpers.tpl')!;
+    expect(helpers).toMatch(
+      /required "operator\.broker\.beacon\.address is required: [^"]+--set operator\.broker\.beacon\.address=/,
+    );
+    expect(chart.templates.get('deployment.yaml')).toContain('include "cloudtaser.beaconAddress"');
+  });
+
+  it.each([
+    ['operator.broker.beacon.address', 'beacon example com'],
+    ['operator.broker.beacon.address', 'https://beacon.example.com'],
+    ['operator.broker.trust.caSha256', 'ABCDEF'],
+    ['operator.broker.trust.caSha256', 'a'.repeat(63)],
+    ['webhook.failurePolicy', 'Sometimes'],
+    ['operator.replicas', 0],
+    ['operator.migration.namespaces', ['a', 'a']],
+  ])('rejects %s = %j', (path, value) => {
+    const problems = validateAgainstSchema(chart.schema, withValue(withAddress, path, value));
+    expect(problems.map((p) => p.path)).toContain(path);
+  });
+
+  it('accepts a lower-case 64-hex caSha256 pin and both webhook failure policies', () => {
+    for (const policy of ['Fail', 'Ignore']) {
+      const values = withValue(
+        withValue(withAddress, 'webhook.failurePolicy', policy),
+        'operator.broker.trust.caSha256',
+        'ab'.repeat(32),
+      );
+      expect(validateAgainstSchema(chart.schema, values)).toEqual([]);
+    }
+  });
+
+  it('grants Secrets access only inside the migration switch and reads only the kube-system namespace', () => {
+    const rbac = chart.templates.get('rbac.yaml')!;
+    const [always] = rbac.split('{{- if .Values.operator.migration.enabled }}');
+    expect(always).not.toMatch(/resources: \["secrets"\]/);
+    expect(rbac).toMatch(/resources: \["secrets"\]/);
+    expect(always).toMatch(
+      /resources: \["namespaces"\]\s+resourceNames: \["kube-system"\]\s+verbs: \["get"\]/,
+    );
+    expect(always).toMatch(/resources: \["tokenreviews"\]\s+verbs: \["create"\]/);
+    expect(rbac).not.toMatch(/verbs: \["\*"\]|resources: \["\*"\]/);
+  });
+
+  it('probes /healthz and /readyz on the health port and takes failurePolicy and objectSelector from values', () => {
+    const deployment = chart.templates.get('deployment.yaml')!;
+    expect(deployment).toMatch(/livenessProbe:\s+httpGet:\s+path: \/healthz\s+port: health/);
+    expect(deployment).toMatch(/readinessProbe:\s+httpGet:\s+path: \/readyz\s+port: health/);
+    const webhook = chart.templates.get('mutatingwebhook.yaml')!;
+    expect(webhook).toContain('failurePolicy: {{ .Values.webhook.failurePolicy }}');
+    expect(webhook).toContain('toYaml .Values.webhook.objectSelector');
+    expect(webhook).not.toContain('caBundle:');
+  });
+});
+
+describe('chart cloudtaser-beacon', () => {
+  const chart = charts[1];
+  it('always creates a headless Service so clients see every replica, and a LoadBalancer on request', () => {
+    const service = chart.templates.get('service.yaml')!;
+    expect(service).toMatch(/-headless\n[\s\S]*?clusterIP: None/);
+    expect(service).toContain('type: {{ .Values.service.type }}');
+    expect(
+      validateAgainstSchema(chart.schema, withValue(chart.values, 'service.type', 'LoadBalancer')),
+    ).toEqual([]);
+    expect(
+      validateAgainstSchema(chart.schema, withValue(chart.values, 'service.type', 'ExternalName')),
+    ).not.toEqual([]);
+  });
+  it('takes its TLS certificate from a Secret and never from values', () => {
+    expect(chart.templates.get('deployment.yaml')).toMatch(
+      /secret:\s+secretName: \{\{ include "cloudtaser-beacon\.tlsSecretName"/,
+    );
+    expect(JSON.stringify(chart.values)).not.toMatch(/BEGIN|PRIVATE|tls\.key"?:/);
+  });
+});
+
+describe('chart cloudtaser-bridge', () => {
+  const chart = charts[2];
+  it('reads the AppRole role-id and secret-id from a Secret reference', () => {
+    const deployment = chart.templates.get('deployment.yaml')!;
+    expect(deployment.match(/secretKeyRef:/g)).toHaveLength(2);
+    const schemaText = JSON.stringify(chart.schema);
+    expect(schemaText).not.toMatch(/"(roleId|secretId)"\s*:/);
+  });
+});
+
+describe('beacon address rule shared by charts and constructs', () => {
+  const operator = charts[0];
+  const addressSchema = ['operator', 'broker', 'beacon', 'address'].reduce<Record<string, unknown>>(
+    (schema, key) => (schema.properties as Record<string, Record<string, unknown>>)[key],
+    operator.schema,
+  );
+  const pattern = new RegExp(addressSchema.pattern as string, 'u');
+  it.each([
+    ['beacon.example.com:443', true],
+    ['127.0.0.1:8443', true],
+    ['[::1]:443', true],
+    ['wss://beacon.example.com', true],
+    ['wss://beacon.example.com:443/relay', true],
+    ['beacon.example.com', false],
+    ['https://beacon.example.com:443', false],
+    ['beacon example.com:443', false],
+    ['', false],
+  ])('treats %j as valid=%s in the chart schema and in the constructs', (address, valid) => {
+    expect(pattern.test(address)).toBe(valid);
+    expect(isBeaconAddress(address)).toBe(valid);
+  });
+});
+
+function exampleFor(path: string): string {
+  if (path.endsWith('openbao.address')) return 'https://openbao.example.eu:8200';
+  if (path.endsWith('secretName')) return 'bridge-approle';
+  return 'beacon.example.com:443';
+}
+
+describe('container images', () => {
+  const imagesDir = join(CHARTS_DIR, '..', 'images');
+  it.each([
+    ['operator', 'cloudtaser', 'args: ["operator", "run"]'],
+    ['beacon', 'cloudtaser-beacon', '- beacon\n            - run'],
+    ['bridge', 'cloudtaser-bridge', '- bridge\n            - run'],
+  ] as const)(
+    'builds %s on a minimal Node base, runs it as non-root, and matches what its chart runs',
+    (process, chartName, chartArgs) => {
+      const dockerfile = readFileSync(join(imagesDir, `Dockerfile.${process}`), 'utf8');
+      expect(dockerfile).toMatch(/^FROM gcr\.io\/distroless\/nodejs20-debian12:nonroot$/m);
+      expect(dockerfile).toMatch(/^USER 65532:65532$/m);
+      expect(dockerfile).toContain(`CMD ["${process}", "run"]`);
+      const chart = readChart(chartName);
+      expect(chart.templates.get('deployment.yaml')).toContain(chartArgs);
+      expect(String((chart.values.image as Record<string, unknown>).repository)).toBe(
+        `ghcr.io/cloudtaser/cloudtaser-${process}`,
+      );
+    },
+  );
+});

@@ -1,0 +1,53 @@
+/** House rules for the constructs that a reviewer would otherwise have to check by eye. */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const DIR = resolve(import.meta.dirname, '../../constructs');
+const sources = [
+  ...readdirSync(DIR)
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => ({ file: f, text: readFileSync(join(DIR, f), 'utf8') })),
+  ...readdirSync(join(DIR, 'bindings'))
+    .filter((f) => f.endsWith('.ts') && f !== 'generate.ts')
+    .map((f) => ({ file: `bindings/${f}`, text: readFileSync(join(DIR, 'bindings', f), 'utf8') })),
+];
+
+describe('constructs conventions', () => {
+  it('imports cdktf only in constructs/cdktf.ts and the prebuilt providers only in constructs/kubernetes.ts', () => {
+    for (const { file, text } of sources) {
+      const specifiers = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]);
+      if (file !== 'cdktf.ts') expect(specifiers, file).not.toContain('cdktf');
+      if (file !== 'kubernetes.ts') {
+        expect(
+          specifiers.filter((s) => s.startsWith('@cdktf/')),
+          file,
+        ).toEqual([]);
+      }
+    }
+  });
+
+  it('never loads runtime or provider code at synth time', () => {
+    for (const { file, text } of sources) {
+      expect(text, file).not.toMatch(/from '\.\.\/(\.\.\/)?(runtime|provider)\//);
+    }
+  });
+
+  it('documents a default for every optional prop and makes every prop readonly', () => {
+    const problems: string[] = [];
+    for (const { file, text } of sources.filter((s) => !s.file.startsWith('bindings/'))) {
+      for (const match of text.matchAll(/export interface (\w+) \{([\s\S]*?)\n\}/g)) {
+        const lines = match[2].split('\n');
+        lines.forEach((line, index) => {
+          const prop = /^\s{2}(readonly )?(\w+)(\?)?:/.exec(line);
+          if (!prop) return;
+          if (!prop[1]) problems.push(`${file} ${match[1]}.${prop[2]} is not readonly`);
+          const doc = lines.slice(Math.max(0, index - 6), index).join('\n');
+          if (prop[3] && !/@default/.test(doc))
+            problems.push(`${file} ${match[1]}.${prop[2]} has no @default`);
+        });
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+});

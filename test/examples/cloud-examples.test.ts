@@ -1,0 +1,136 @@
+/**
+ * Synthesizes the GKE, EKS and AKS example apps in-process, with the root node_modules (CI runs no npm install
+ * in the example folders, so `cloudtaser/constructs` does not resolve from there). Each app's main.ts is
+ * imported through a copy beside it whose one `cloudtaser/constructs` specifier points at the source entry;
+ * everything else (cdktf, constructs, relative files) resolves exactly as in the example.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { secretsIn } from '../constructs/synth.js';
+
+const EXAMPLES = resolve(import.meta.dirname, '../../examples');
+const CONSTRUCTS_ENTRY = resolve(import.meta.dirname, '../../constructs/index.ts');
+const scratch: string[] = [];
+afterAll(() => {
+  for (const path of scratch) rmSync(path, { recursive: true, force: true });
+});
+
+async function importExample(cloud: string): Promise<ExampleApp> {
+  const main = readFileSync(join(EXAMPLES, cloud, 'main.ts'), 'utf8');
+  const rewired = main.replace("from 'cloudtaser/constructs'", `from ${JSON.stringify(CONSTRUCTS_ENTRY)}`);
+  expect(rewired).not.toBe(main);
+  const copy = join(EXAMPLES, cloud, `.main.vitest-${process.pid}.ts`);
+  writeFileSync(copy, rewired);
+  scratch.push(copy);
+  return (await import(copy)) as ExampleApp;
+}
+
+interface ExampleApp {
+  createApp(options: { outdir?: string }): { synth(): void };
+}
+
+const clouds = [
+  {
+    cloud: 'gke',
+    modules: {
+      network: 'terraform-google-modules/network/google',
+      gke: 'terraform-google-modules/kubernetes-engine/google',
+    },
+    execCommand: 'gke-gcloud-auth-plugin',
+  },
+  {
+    cloud: 'eks',
+    modules: { vpc: 'terraform-aws-modules/vpc/aws', eks: 'terraform-aws-modules/eks/aws' },
+    execCommand: 'aws',
+  },
+  { cloud: 'aks', modules: { aks: 'Azure/aks/azurerm' }, execCommand: 'kubelogin' },
+] as const;
+
+describe.each(clouds)('examples/$cloud', ({ cloud, modules, execCommand }) => {
+  const dir = join(EXAMPLES, cloud);
+
+  async function synth() {
+    const { createApp } = await importExample(cloud);
+    const outdir = mkdtempSync(join(tmpdir(), `cloudtaser-example-${cloud}-`));
+    scratch.push(outdir);
+    createApp({ outdir }).synth();
+    const read = (stack: string) =>
+      JSON.parse(readFileSync(join(outdir, 'stacks', stack, 'cdk.tf.json'), 'utf8'));
+    const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
+    return { outdir, manifest, cluster: read(`${cloud}-cluster`), cloudtaser: read(`${cloud}-cloudtaser`) };
+  }
+
+  it('ships its own package.json (cloudtaser from file:../..), cdktf.json and a README', () => {
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    expect(pkg.dependencies.cloudtaser).toBe('file:../..');
+    expect(pkg.dependencies.cdktf).toBeDefined();
+    const cdktf = JSON.parse(readFileSync(join(dir, 'cdktf.json'), 'utf8'));
+    expect(cdktf).toMatchObject({ language: 'typescript', sendCrashReports: 'false' });
+    expect(cdktf.app).toContain('main.ts');
+    const readme = readFileSync(join(dir, 'README.md'), 'utf8');
+    expect(readme).toMatch(/TerraformHclModule/);
+    expect(readme).toMatch(/@cdktf\/provider-/);
+    expect(readme).toMatch(/cross-stack/i);
+  });
+
+  it('imports cloudtaser only through its public entry, as a user would', () => {
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts') && !f.startsWith('.'))) {
+      const imports = [...readFileSync(join(dir, file), 'utf8').matchAll(/from '([^']+)'/g)].map((m) => m[1]);
+      for (const specifier of imports) {
+        expect(specifier, `${file} imports ${specifier}`).toMatch(
+          /^(cdktf|constructs|cloudtaser\/constructs|\.\/[a-z-]+\.js)$/,
+        );
+      }
+    }
+  });
+
+  it('synthesizes two stacks: the cluster from official modules, then the registration with cross-stack references', async () => {
+    const { manifest, cluster, cloudtaser } = await synth();
+    expect(Object.keys(manifest.stacks).sort()).toEqual([`${cloud}-cloudtaser`, `${cloud}-cluster`]);
+    expect(manifest.stacks[`${cloud}-cloudtaser`].dependencies).toEqual([`${cloud}-cluster`]);
+
+    for (const [name, source] of Object.entries(modules)) {
+      expect(cluster.module[name].source).toBe(source);
+      expect(cluster.module[name].version).toMatch(/^~> \d+\.\d+$/);
+    }
+    const crossStackOutputs = Object.keys(cluster.output).filter((o) => o.startsWith('cross-stack-output-'));
+    expect(crossStackOutputs.length).toBeGreaterThanOrEqual(2);
+
+    expect(Object.keys(cloudtaser.data.terraform_remote_state)).toEqual([
+      `cross-stack-reference-input-${cloud}-cluster`,
+    ]);
+    const kubernetes = cloudtaser.provider.kubernetes[0];
+    const helm = cloudtaser.provider.helm[0];
+    for (const value of [kubernetes.host, kubernetes.cluster_ca_certificate, helm.kubernetes.host]) {
+      expect(value).toContain(
+        `data.terraform_remote_state.cross-stack-reference-input-${cloud}-cluster.outputs.`,
+      );
+    }
+    expect(kubernetes.exec[0].command).toBe(execCommand);
+    expect(helm.kubernetes.exec.command).toBe(execCommand);
+
+    const registration = Object.values(cloudtaser.resource.cloudtaser_cluster_registration)[0] as {
+      fingerprint: string;
+    };
+    expect(registration.fingerprint).toMatch(/^\$\{data\.kubernetes_namespace\.[^.]+\.metadata\[0\]\.uid\}$/);
+    const release = Object.values(cloudtaser.resource.helm_release)[0] as {
+      set: Array<{ name: string; value: string }>;
+    };
+    expect(release.set.map((s) => s.name)).toEqual([
+      'operator.broker.beacon.address',
+      'operator.broker.trust.caSha256',
+    ]);
+    expect(cloudtaser.terraform.required_providers.cloudtaser.source).toBe('cloudtaser/cloudtaser');
+  });
+
+  it('uses no null_resource or local-exec and writes no token or private key', async () => {
+    const { cluster, cloudtaser } = await synth();
+    for (const stack of [cluster, cloudtaser]) {
+      const text = JSON.stringify(stack);
+      expect(text).not.toMatch(/null_resource|local-exec|terraform_data/);
+      expect(secretsIn(text)).toEqual([]);
+    }
+  });
+});
