@@ -5,13 +5,13 @@
  */
 
 import type { KubeConnection } from '../../runtime/kube/index.js';
+import { isUnknown } from '../cty/values.js';
 import {
   asCloudtaserError,
   attributeError,
   type Diagnostic,
   DiagnosticsError,
 } from '../framework/diagnostics.js';
-import { isUnknown } from '../cty/values.js';
 import { defineDataSource } from '../framework/provider.js';
 import { loadKubeDomain } from '../load-domain.js';
 import { attr, type InferValues, nested } from '../schema/schema.js';
@@ -119,7 +119,14 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
       });
     // Module variables reach validation as unknowns; Terraform validates again once they are known, so
     // judge the combination only then (an unknown may still turn out null).
-    const connectionInputs = [config.kubeconfig_path, config.context, config.host, config.token, config.exec, config.cluster_ca_certificate];
+    const connectionInputs = [
+      config.kubeconfig_path,
+      config.context,
+      config.host,
+      config.token,
+      config.exec,
+      config.cluster_ca_certificate,
+    ];
     if (connectionInputs.some((value) => isUnknown(value))) return;
     const kubeconfigMode = set(config.kubeconfig_path) || set(config.context);
     if (kubeconfigMode && (set(config.host) || set(config.token) || set(config.exec))) {

@@ -77,7 +77,9 @@ describe('cloudtaser_cluster_fingerprint configuration', () => {
   it('defers the combination check while module variables are still unknown', async () => {
     // An HCL module passes every connection input from variables; at validate time they are all unknown,
     // and those that end up null must not count as set.
-    expect(await validate({ kubeconfig_path: unknown, host: unknown, token: unknown, exec: unknown })).toEqual([]);
+    expect(
+      await validate({ kubeconfig_path: unknown, host: unknown, token: unknown, exec: unknown }),
+    ).toEqual([]);
   });
 
   it('refuses mixed or incomplete connection settings, naming the attribute', async () => {
