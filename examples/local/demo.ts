@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installProviderMirror } from '../../provider/packaging/mirror.js';
-import { startDevStack } from '../../runtime/dev/stack.js';
+import { type DevStack, startDevStack } from '../../runtime/dev/stack.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { getClusterStatus } from '../../runtime/registration/index.js';
 
@@ -52,17 +52,45 @@ async function step(name: string, work: () => Promise<string>): Promise<void> {
 }
 
 const workdir = await mkdtemp(join(tmpdir(), 'cloudtaser-demo-'));
-const stack = await startDevStack({ dir: join(workdir, 'dev') });
-const admin = new OpenBaoClient({ address: stack.secretstoreAddress, token: stack.secretstoreToken });
+let stack: DevStack | undefined;
+let admin: OpenBaoClient | undefined;
 let exitCode = 0;
 
 try {
-  await step(
-    'dev stack up',
-    async () =>
-      `OpenBao test server ${stack.secretstoreAddress}, Kubernetes test server ${stack.kubeUrl}, beacon ${stack.beaconAddress}`,
-  );
+  await step('dev stack up', async () => {
+    stack = await startDevStack({ dir: join(workdir, 'dev') });
+    admin = new OpenBaoClient({ address: stack.secretstoreAddress, token: stack.secretstoreToken });
+    return `OpenBao test server ${stack.secretstoreAddress}, Kubernetes test server ${stack.kubeUrl}, beacon ${stack.beaconAddress}`;
+  });
+  await demo(stack!, admin!);
+} catch {
+  exitCode = 1;
+} finally {
+  await step('stop everything', async () => {
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(
+      children.map((c) => (c.exitCode === null && c.signalCode === null ? once(c, 'exit') : undefined)),
+    );
+    await admin?.close();
+    await stack?.close();
+    await rm(workdir, { recursive: true, force: true });
+    return `${children.length} processes stopped, dev stack closed, temp files removed`;
+  }).catch(() => {
+    exitCode = 1;
+  });
+}
 
+process.stdout.write('\ncloudtaser local demo\n');
+for (const r of results)
+  process.stdout.write(
+    `  ${r.ok ? '✓' : '✗'} ${r.name.padEnd(45)} ${fmtMs(r.ms).padStart(8)}  ${r.detail}\n`,
+  );
+const total = results.reduce((sum, r) => sum + r.ms, 0);
+process.stdout.write(`  ${exitCode === 0 ? 'all steps worked' : 'FAILED'} in ${fmtMs(total)}\n`);
+process.exit(exitCode);
+
+/** Steps 2 to 6, once the dev stack is up. */
+async function demo(stack: DevStack, admin: OpenBaoClient): Promise<void> {
   const mirrorDir = join(workdir, 'mirror');
   const cliConfig = join(workdir, 'terraform.rc');
   await step('provider mirror', async () => {
@@ -167,24 +195,7 @@ try {
     const status = await waitFor(`http://${brokerHealth}/status`, (s) => s.phase !== 'operational', 15_000);
     return `broker left the operational phase ${fmtMs(performance.now() - started)} after destroy (now "${status.phase}")`;
   });
-} catch {
-  exitCode = 1;
-} finally {
-  for (const child of children) child.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
-  await admin.close();
-  await stack.close();
-  await rm(workdir, { recursive: true, force: true });
 }
-
-process.stdout.write('\ncloudtaser local demo\n');
-for (const r of results)
-  process.stdout.write(
-    `  ${r.ok ? '✓' : '✗'} ${r.name.padEnd(45)} ${fmtMs(r.ms).padStart(8)}  ${r.detail}\n`,
-  );
-const total = results.reduce((sum, r) => sum + r.ms, 0);
-process.stdout.write(`  ${exitCode === 0 ? 'all steps worked' : 'FAILED'} in ${fmtMs(total)}\n`);
-process.exit(exitCode);
 
 // --- helpers ---
 
