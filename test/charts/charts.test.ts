@@ -262,7 +262,7 @@ describe('container images', () => {
   const imagesDir = join(CHARTS_DIR, '..', 'images');
   it.each([
     ['operator', 'cloudtaser', 'args: ["operator", "run"]'],
-    ['beacon', 'cloudtaser-beacon', '- beacon\n            - run'],
+    ['beacon', 'cloudtaser-beacon', '- beacon\n            - serve'],
     ['bridge', 'cloudtaser-bridge', '- bridge\n            - run'],
   ] as const)(
     'builds %s on a minimal Node base, runs it as non-root, and matches what its chart runs',
@@ -270,7 +270,7 @@ describe('container images', () => {
       const dockerfile = readFileSync(join(imagesDir, `Dockerfile.${process}`), 'utf8');
       expect(dockerfile).toMatch(/^FROM gcr\.io\/distroless\/nodejs20-debian12:nonroot$/m);
       expect(dockerfile).toMatch(/^USER 65532:65532$/m);
-      expect(dockerfile).toContain(`CMD ["${process}", "run"]`);
+      expect(dockerfile).toContain(`CMD ["${process}", "${process === 'beacon' ? 'serve' : 'run'}"]`);
       const chart = readChart(chartName);
       expect(chart.templates.get('deployment.yaml')).toContain(chartArgs);
       expect(String((chart.values.image as Record<string, unknown>).repository)).toBe(
