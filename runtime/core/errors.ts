@@ -68,6 +68,7 @@ export const ErrorCodes = {
   // PKI
   CT_PKI_INVALID_CSR: 'a certificate signing request is malformed or its signature does not verify',
   CT_PKI_INVALID_CERT: 'a certificate is malformed, expired, or not issued by the expected CA',
+  CT_ATTESTATION_FAILED: 'a bootstrap attestation token was refused (signature, issuer, subject, audience, expiry)',
   CT_PKI_CA_PIN_MISMATCH: 'the CA offered does not match the pinned caSha256',
   // beacon and tunnel
   CT_BEACON_UNREACHABLE: 'the beacon could not be reached',
