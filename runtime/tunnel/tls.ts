@@ -9,7 +9,11 @@ export const INIT_ALPN = 'cloudtaser-init/1';
 export const TUNNEL_ALPN = 'cloudtaser-tunnel/1';
 export const INNER_TLS_MIN_VERSION = 'TLSv1.3' as const;
 
-/** Waits for the inner handshake to finish, or fails with `code` after `timeoutMs`. */
+/**
+ * Waits for the client side of an inner handshake to finish AND the peer certificate to verify, or fails with
+ * `code` after `timeoutMs`. Only `secureConnect` counts: `secure` fires before Node checks the peer's chain and
+ * validity, and a verification failure (expired, not yet valid, unknown CA) then arrives as a later `error`.
+ */
 export function awaitSecure(
   socket: TLSSocket,
   options: { timeoutMs: number; code: ErrorCode; what: string; signal?: AbortSignal },
@@ -17,7 +21,6 @@ export function awaitSecure(
   return new Promise((resolve, reject) => {
     const cleanup = () => {
       clearTimeout(timer);
-      socket.off('secure', onSecure);
       socket.off('secureConnect', onSecure);
       socket.off('error', onError);
       socket.off('close', onClose);
@@ -25,6 +28,9 @@ export function awaitSecure(
     };
     const onSecure = () => {
       cleanup();
+      // A socket error after this point belongs to whoever uses the socket next; until they attach their own
+      // listener, a stray one must not crash the process.
+      socket.on('error', ignoreLateError);
       resolve();
     };
     const fail = (err: CloudtaserError) => {
@@ -47,7 +53,6 @@ export function awaitSecure(
         ),
       options.timeoutMs,
     );
-    socket.once('secure', onSecure);
     socket.once('secureConnect', onSecure);
     socket.once('error', onError);
     socket.once('close', onClose);
@@ -55,6 +60,8 @@ export function awaitSecure(
     else options.signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+function ignoreLateError(): void {}
 
 /**
  * Runs the server side of an inner TLS handshake over a paired stream. It goes through a `tls.Server` on
@@ -74,7 +81,10 @@ export function acceptTls(
       server.removeAllListeners();
       stream.off('close', onClose);
     };
+    let settled = false;
     const fail = (err: CloudtaserError) => {
+      if (settled) return;
+      settled = true;
       cleanup();
       stream.destroy();
       reject(err);
@@ -86,6 +96,8 @@ export function acceptTls(
       guard.timeoutMs,
     );
     server.once('secureConnection', (socket: TLSSocket) => {
+      if (settled) return socket.destroy();
+      settled = true;
       cleanup();
       resolve(socket);
     });

@@ -1,0 +1,178 @@
+/**
+ * Fault injection during the self-bootstrap: OpenBao fails the bridge's one-time `initialized` check-and-set
+ * write, or is sealed, while a broker waits in the init room. The bridge must refuse (never hand out
+ * certificates it has not recorded), the broker must retry on its own and succeed once the fault clears, and
+ * `initialized` must be written exactly once.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type BeaconHandle, createBeacon } from '../../runtime/beacon/index.js';
+import { type BridgeHandle, startBridge } from '../../runtime/bridge/index.js';
+import { type BrokerHandle, startBroker } from '../../runtime/broker/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { getClusterStatus } from '../../runtime/registration/index.js';
+import {
+  beaconCert,
+  eventually,
+  FAST_BRIDGE_TIMING,
+  FAST_BROKER_TIMING,
+  type SecretStore,
+  startSecretStore,
+} from '../runtime/fixtures.js';
+import { type FaultProxy, startFaultProxy } from './openbao-proxy.js';
+
+let store: SecretStore;
+let beacon: BeaconHandle;
+let proxy: FaultProxy;
+const running: Array<{ close(): Promise<void> }> = [];
+
+beforeAll(async () => {
+  store = await startSecretStore();
+  proxy = await startFaultProxy(store.server.address);
+  beacon = await createBeacon({
+    host: '127.0.0.1',
+    port: 0,
+    tls: beaconCert,
+    limits: { brokerWaitMs: 2_000, bridgeWaitMs: 5_000, keepaliveIntervalMs: 1_000 },
+  });
+});
+afterAll(async () => {
+  await beacon?.close();
+  await proxy?.close();
+  await store?.close();
+});
+afterEach(async () => {
+  for (const handle of running.splice(0).reverse()) await handle.close();
+});
+
+/**
+ * The bridge with its own OpenBao client through the fault proxy: one retry, short timeout, so faults show
+ * within a second.
+ */
+async function bridge(timeoutMs = 2_000): Promise<BridgeHandle> {
+  const openbao = new OpenBaoClient({
+    address: proxy.address,
+    token: store.server.rootToken,
+    retries: 1,
+    retryBaseDelayMs: 1,
+    timeoutMs,
+  });
+  const handle = await startBridge({
+    openbao,
+    beacons: [`127.0.0.1:${beacon.port}`],
+    beaconCaPem: beaconCert.certPem,
+    timing: FAST_BRIDGE_TIMING,
+  });
+  running.push({
+    close: async () => {
+      await handle.close();
+      await openbao.close();
+    },
+  });
+  return handle;
+}
+
+async function broker(fingerprint: string): Promise<BrokerHandle> {
+  const handle = await startBroker({
+    fingerprint,
+    beacons: [`127.0.0.1:${beacon.port}`],
+    beaconCaPem: beaconCert.certPem,
+    timing: { ...FAST_BROKER_TIMING, backoffMaxMs: 300 },
+  });
+  running.push(handle);
+  return handle;
+}
+
+/** The bridge's one-time check-and-set write (reads of the same path pass). */
+function initializedWrite(fingerprint: string) {
+  return { method: 'POST', pathPattern: new RegExp(`/data/clusters/${fingerprint}/initialized$`) };
+}
+
+describe('bootstrap under OpenBao faults', () => {
+  it('refuses while the initialized write fails with 5xx, hands out no certificate, and succeeds once it clears', async () => {
+    const cluster = await store.register();
+    const b = await bridge();
+    // Two bootstrap attempts' worth of failures (each is one try plus one retry), then OpenBao is healthy.
+    proxy.inject({ ...initializedWrite(cluster.fingerprint), status: 500, times: 4 });
+    const k = await broker(cluster.fingerprint);
+    await eventually(() => b.status().bootstrapsRefused >= 1, 10_000, 'a refusal');
+    // While refused the broker holds no certificate: no operational room, still bootstrapping.
+    expect(k.status().phase).toBe('bootstrapping');
+    expect(k.status().operationalHashPrefix).toBeUndefined();
+    expect(k.status().lastErrorCode).toBe('CT_BOOTSTRAP_REFUSED');
+    await k.waitForPhase('operational', 15_000);
+    expect(b.status().bootstrapsRefused).toBeGreaterThanOrEqual(2);
+    expect(b.status().bootstrapsSigned).toBe(1);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  });
+
+  it('refuses while OpenBao is sealed and bootstraps once it is unsealed, initializing once', async () => {
+    const cluster = await store.register();
+    const b = await bridge();
+    await eventually(() => b.status().clusters.some((c) => c.waiting > 0), 5_000, 'bridge waiting');
+    store.server.seal();
+    try {
+      const k = await broker(cluster.fingerprint);
+      await eventually(() => k.status().lastErrorCode !== undefined, 10_000, 'a failed attempt');
+      expect(k.status().phase).toBe('bootstrapping');
+      expect(store.initializedWrites(cluster.fingerprint)).toBe(0);
+      store.server.unseal();
+      await k.waitForPhase('operational', 15_000);
+    } finally {
+      store.server.unseal();
+    }
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+    expect(b.status().bootstrapsSigned).toBe(1);
+  });
+
+  it('recognises its own write when OpenBao committed it but the answer was lost, and the broker finishes', async () => {
+    const cluster = await store.register();
+    const b = await bridge();
+    // A proxy in front of OpenBao forwards the write (it commits), then answers 502; the client retries the
+    // check-and-set, which now finds the record: it must be recognised as this bootstrap's own.
+    proxy.inject({ ...initializedWrite(cluster.fingerprint), afterForward: true, status: 502, times: 1 });
+    const k = await broker(cluster.fingerprint);
+    await k.waitForPhase('operational', 10_000);
+    expect(b.status().bootstrapsSigned).toBe(1);
+    expect(b.status().bootstrapsRefused).toBe(0);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  });
+
+  /** The bridge times out on the write; OpenBao applies it 150 ms later, before the broker's next attempt. */
+  async function timedOutWriteThatLands() {
+    const cluster = await store.register();
+    const b = await bridge(100);
+    proxy.inject({ ...initializedWrite(cluster.fingerprint), delayMs: 150, times: 1 });
+    const handle = await startBroker({
+      fingerprint: cluster.fingerprint,
+      beacons: [`127.0.0.1:${beacon.port}`],
+      beaconCaPem: beaconCert.certPem,
+      timing: { ...FAST_BROKER_TIMING, backoffInitialMs: 600, backoffMaxMs: 600, rejectedRetryMs: 300 },
+    });
+    running.push(handle);
+    return { cluster, b, k: handle };
+  }
+
+  it('never hands out a certificate without a record when the initialized write times out and lands late', async () => {
+    const { cluster, b, k } = await timedOutWriteThatLands();
+    await eventually(() => b.status().bootstrapsRefused >= 1, 10_000, 'a refusal');
+    await eventually(
+      async () => (await getClusterStatus(store.admin, cluster)).initialized,
+      5_000,
+      'late write',
+    );
+    expect(k.status().operationalHashPrefix).toBeUndefined();
+    expect(b.status().bootstrapsSigned).toBe(0);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  });
+
+  // BUG (runtime/bridge/bootstrap.ts): when the `initialized` write times out on the client but lands in
+  // OpenBao, the bridge refuses (correct: no certificate without a record), yet every retry of the SAME broker
+  // (same key) is then refused as already initialized, so the cluster needs a manual re-arm although no broker
+  // ever received a certificate. Fix idea: after an ambiguous write failure read the record back (the
+  // registration helper now recognises its own broker_cert_sha256), or record the broker key's SPKI hash and
+  // re-sign for that same key. Marked `fails` until fixed; the test above pins the safe part.
+  it.fails('lets the same broker finish after an initialized write that timed out but landed', async () => {
+    const { k } = await timedOutWriteThatLands();
+    await k.waitForPhase('operational', 3_000);
+  });
+});
