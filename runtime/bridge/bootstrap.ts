@@ -9,7 +9,7 @@ import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/erro
 import { operationalHash } from '../core/hashes.js';
 import type { Logger } from '../core/log.js';
 import type { OpenBaoClient } from '../openbao/index.js';
-import { certificateSha256, LIFETIME_DAYS, signCsr } from '../pki/index.js';
+import { certificateSha256, LIFETIME_DAYS, parseCsr, signCsr } from '../pki/index.js';
 import {
   alreadyInitializedMessage,
   type ClusterTrust,
@@ -102,6 +102,16 @@ export async function serveBootstrap(
       if (isCloudtaserError(err, 'CT_PKI_INVALID_CSR')) return refuse('CT_PKI_INVALID_CSR', err.message);
       throw err;
     }
+    // Signed before `initialized` is recorded, so a bad second request cannot use up the one bootstrap.
+    let podApiCertPem: string | undefined;
+    if (request.podApiCsr !== undefined) {
+      try {
+        podApiCertPem = signPodApiCsr(trust, request.podApiCsr);
+      } catch (err) {
+        if (isCloudtaserError(err, 'CT_PKI_INVALID_CSR')) return refuse('CT_PKI_INVALID_CSR', err.message);
+        throw err;
+      }
+    }
     try {
       await markClusterInitialized(options.openbao, {
         fingerprint: request.fingerprint,
@@ -126,6 +136,7 @@ export async function serveBootstrap(
       type: 'bootstrap.accepted',
       caCert: trust.ca.certPem,
       brokerCert: brokerCertPem,
+      ...(podApiCertPem ? { podApiCert: podApiCertPem } : {}),
     });
     logger.info(
       {
@@ -139,4 +150,30 @@ export async function serveBootstrap(
     socket.end();
     setTimeout(() => socket.destroy(), 1000).unref();
   }
+}
+
+/** At most this many names on the pod API certificate: a Service has four spellings, plus a few extras. */
+const MAX_POD_API_NAMES = 16;
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * The pod API certificate: serverAuth only, the broker's requested DNS names when each is a plain host name (no
+ * wildcard, no IP). It chains to the cluster CA, which only this cluster's pods trust, so the names cannot be
+ * used against anything else.
+ */
+function signPodApiCsr(trust: ClusterTrust, csrPem: string): string {
+  const requested = parseCsr(csrPem).dnsNames;
+  const names = requested.filter((name) => DNS_NAME.test(name));
+  if (names.length === 0 || names.length !== requested.length || names.length > MAX_POD_API_NAMES) {
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CSR',
+      `the pod API request must name 1 to ${MAX_POD_API_NAMES} plain DNS names (the operator Service's), no wildcards`,
+    );
+  }
+  return signCsr(trust.ca, csrPem, {
+    commonName: names[0],
+    dnsNames: names,
+    extKeyUsage: ['serverAuth'],
+    days: LIFETIME_DAYS.broker,
+  }).certPem;
 }

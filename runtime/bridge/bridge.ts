@@ -13,7 +13,10 @@ import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.j
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
+import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
 import type { OpenBaoClient } from '../openbao/index.js';
+import { createOpenBaoForwarder } from '../podapi/forward.js';
+import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import {
   DEFAULT_NAMESPACE_ROOT,
   listRegisteredClusters,
@@ -32,6 +35,7 @@ import {
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
+import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js';
 
 export interface BridgeTiming {
   /** How often OpenBao is listed for clusters. @default 10000 */
@@ -68,8 +72,22 @@ export interface BridgeOptions {
   readonly health?: { readonly host?: string; readonly port: number };
   readonly timing?: Partial<BridgeTiming>;
   readonly tunnelLimits?: Partial<TunnelLimits>;
-  /** Serves requests the broker sends through a tunnel (issue 6 adds the real ones). */
+  /**
+   * Serves broker requests other than the built-in ones (pod API `/openbao/v1/...` forwarded to OpenBao in the
+   * cluster namespace, and migration writes `/migration/v1/...` made with the bridge's own token).
+   */
   readonly handler?: TunnelHandler;
+  /** CA of OpenBao's certificate, for the pod API forwarder (which keeps its own connection pool). */
+  readonly openbaoCaCertPem?: string;
+  /**
+   * Serve the per-cluster TokenReview endpoint OpenBao's Kubernetes auth calls
+   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`). @default off
+   */
+  readonly tokenReview?: {
+    readonly host?: string;
+    readonly port: number;
+    readonly tls?: { readonly certPem: string; readonly keyPem: string };
+  };
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
   readonly logger?: Logger;
 }
@@ -97,6 +115,8 @@ export interface BridgeHandle {
   /** Polls OpenBao now instead of waiting for the interval. */
   pollNow(): Promise<void>;
   readonly healthUrl?: string;
+  /** Where the TokenReview endpoint listens, when enabled. */
+  readonly tokenReviewUrl?: string;
   close(): Promise<void>;
 }
 
@@ -141,6 +161,34 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     bootstrapsSigned,
     bootstrapsRefused,
   });
+
+  const forwarder = createOpenBaoForwarder({
+    address: options.openbao.address,
+    caCertPem: options.openbaoCaCertPem,
+    logger: log,
+  });
+
+  /** Live tunnel for one cluster (the newest one, when a reconnect briefly overlaps the old). */
+  const tunnelFor = (fingerprint: string): TunnelMux | undefined => {
+    const open = [...(clusters.get(fingerprint)?.tunnels ?? [])].filter((t) => !t.closed);
+    return open[open.length - 1];
+  };
+
+  /** What one cluster's broker may ask of this bridge through its tunnel. */
+  const clusterHandler =
+    (cluster: ClusterState, clusterLog: Logger): TunnelHandler =>
+    (request, context) => {
+      if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX))
+        return forwarder.forward(cluster.namespace, request, context.signal);
+      if (isMigrationRequest(request))
+        return serveMigration(options.openbao.withNamespace(cluster.namespace), request, clusterLog);
+      if (options.handler) return options.handler(request, context);
+      return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
+    };
+
+  const tokenReview: TokenReviewServer | undefined = options.tokenReview
+    ? await startTokenReviewServer({ ...options.tokenReview, tunnelFor, logger: log })
+    : undefined;
 
   const health: HealthServer | undefined = options.health
     ? await startHealthServer({
@@ -275,7 +323,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         keyPem: trust.bridgeKeyPem,
         handshakeTimeoutMs: timing.stepTimeoutMs,
         limits: options.tunnelLimits,
-        handler: options.handler,
+        handler: clusterHandler(cluster, clusterLog),
         signal: cluster.stop.signal,
         logger: clusterLog,
       });
@@ -401,6 +449,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       await polling;
     },
     healthUrl: health?.url,
+    tokenReviewUrl: tokenReview?.url,
     async close() {
       if (stop.signal.aborted) return;
       stop.abort();
@@ -408,7 +457,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       await polling.catch(() => undefined);
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
+      await tokenReview?.close();
       await health?.close();
+      await forwarder.close();
     },
   };
 }

@@ -28,6 +28,9 @@ interface BridgeRunFlags {
   readonly stepTimeout: string;
   readonly backoffMax: string;
   readonly waitRefresh: string;
+  readonly tokenreviewListen?: string;
+  readonly tokenreviewTlsCert?: string;
+  readonly tokenreviewTlsKey?: string;
 }
 
 /** `cloudtaser-cli bridge run`: a thin shell over startBridge. */
@@ -84,11 +87,27 @@ export function registerBridgeCommand(program: Command): Command {
       'replace an idle waiting connection after this long',
       `${DEFAULT_BRIDGE_TIMING.waitRefreshMs}ms`,
     )
+    .option(
+      '--tokenreview-listen <host:port>',
+      "serve OpenBao's Kubernetes-auth TokenReviews for every cluster here (/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews); registration's --tokenreview-endpoint must name it as OpenBao reaches it",
+    )
+    .option(
+      '--tokenreview-tls-cert <path>',
+      'PEM certificate for the TokenReview listener (default: plain HTTP)',
+    )
+    .option('--tokenreview-tls-key <path>', 'PEM key for --tokenreview-tls-cert')
     .action(async (flags: BridgeRunFlags) => {
       const logger = createLogger('bridge');
       if (!flags.beacon?.length)
         throw new CloudtaserError('CT_INVALID_ARGUMENT', 'bridge run needs at least one --beacon host:port');
       const openbao = await connectSecretStore(flags);
+      const tokenReviewCert = await readPemFile(flags.tokenreviewTlsCert, '--tokenreview-tls-cert');
+      const tokenReviewKey = await readPemFile(flags.tokenreviewTlsKey, '--tokenreview-tls-key');
+      if (Boolean(tokenReviewCert) !== Boolean(tokenReviewKey))
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          '--tokenreview-tls-cert and --tokenreview-tls-key go together',
+        );
       const handle = await startBridge({
         openbao,
         namespaceRoot: flags.namespaceRoot,
@@ -96,6 +115,16 @@ export function registerBridgeCommand(program: Command): Command {
         beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
         resolve: resolverFromEnvironment(),
         health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
+        openbaoCaCertPem: await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert'),
+        tokenReview: flags.tokenreviewListen
+          ? {
+              ...parseListenAddress(flags.tokenreviewListen, '--tokenreview-listen'),
+              tls:
+                tokenReviewCert && tokenReviewKey
+                  ? { certPem: tokenReviewCert, keyPem: tokenReviewKey }
+                  : undefined,
+            }
+          : undefined,
         timing: {
           pollIntervalMs: parseDuration(flags.pollInterval, '--poll-interval'),
           stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
@@ -105,7 +134,12 @@ export function registerBridgeCommand(program: Command): Command {
         logger,
       });
       logger.info(
-        { event: 'bridge.started', healthUrl: handle.healthUrl, beacons: flags.beacon },
+        {
+          event: 'bridge.started',
+          healthUrl: handle.healthUrl,
+          tokenReviewUrl: handle.tokenReviewUrl,
+          beacons: flags.beacon,
+        },
         'bridge running',
       );
       const signal = await untilSignal();

@@ -8,3 +8,8 @@ export {
   DEFAULT_BRIDGE_TIMING,
   startBridge,
 } from './bridge.js';
+export {
+  startTokenReviewServer,
+  type TokenReviewServer,
+  type TokenReviewServerOptions,
+} from './tokenreview.js';

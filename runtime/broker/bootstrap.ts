@@ -26,6 +26,10 @@ export interface BrokerCredentials {
   readonly brokerCertPem: string;
   /** In memory only; never written, logged or sent. */
   readonly privateKey: KeyObject;
+  /** The pod API serving certificate (cluster CA), when `podApi` was asked for and the bridge signed it. */
+  readonly podApiCertPem?: string;
+  /** Its key; in memory only. */
+  readonly podApiPrivateKey?: KeyObject;
 }
 
 export interface BrokerBootstrapOptions {
@@ -38,6 +42,8 @@ export interface BrokerBootstrapOptions {
   readonly logger: Logger;
   /** The key the CSR is for; kept across retries within one process. @default a fresh P-256 key */
   readonly keyPair?: KeyPair;
+  /** Also ask for a pod API serving certificate for these DNS names (the operator Service's). */
+  readonly podApi?: { readonly dnsNames: readonly string[]; readonly keyPair?: KeyPair };
 }
 
 /** Runs one bootstrap exchange over a paired beacon stream. Always closes the stream. */
@@ -47,6 +53,15 @@ export async function bootstrapBroker(
 ): Promise<BrokerCredentials> {
   const keyPair = options.keyPair ?? generateKeyPair();
   const csr = createCsr({ commonName: 'cloudtaser-broker', keyPair });
+  const podApiKeyPair = options.podApi ? (options.podApi.keyPair ?? generateKeyPair()) : undefined;
+  const podApiCsr =
+    options.podApi && podApiKeyPair
+      ? createCsr({
+          commonName: options.podApi.dnsNames[0] ?? 'cloudtaser',
+          dnsNames: options.podApi.dnsNames,
+          keyPair: podApiKeyPair,
+        })
+      : undefined;
   // A certificate nobody needs to trust: it only gives the init exchange TLS; its key dies with this call.
   const ephemeral = issueSelfSignedSync({
     commonName: 'cloudtaser-broker-init',
@@ -76,6 +91,7 @@ export async function bootstrapBroker(
       type: 'bootstrap.request',
       fingerprint: options.fingerprint,
       csr: csr.csrPem,
+      ...(podApiCsr ? { podApiCsr: podApiCsr.csrPem } : {}),
     });
     const answer = await readBootstrapMessage(socket, {
       timeoutMs: options.stepTimeoutMs,
@@ -114,6 +130,17 @@ export async function bootstrapBroker(
         'the broker certificate is not issued by the cluster CA (or is outside its validity); refusing it',
       );
     }
+    let podApiCertPem: string | undefined;
+    if (podApiKeyPair && answer.podApiCert !== undefined) {
+      const podApiCert = parseCertificate(answer.podApiCert, 'pod API certificate');
+      if (!certificateMatchesKey(podApiCert, podApiKeyPair.privateKey) || !isIssuedBy(podApiCert, ca)) {
+        throw new CloudtaserError(
+          'CT_PKI_INVALID_CERT',
+          'the pod API certificate the bridge sent is not for our key or not issued by the cluster CA; refusing it',
+        );
+      }
+      podApiCertPem = podApiCert.toString();
+    }
     options.logger.info(
       { event: 'broker.bootstrap_accepted', operationalHashPrefix: sha256Hex(ca.raw).slice(0, 12) },
       'bootstrap accepted',
@@ -123,6 +150,9 @@ export async function bootstrapBroker(
       caCertDer: ca.raw,
       brokerCertPem: brokerCert.toString(),
       privateKey: keyPair.privateKey,
+      ...(podApiCertPem && podApiKeyPair
+        ? { podApiCertPem, podApiPrivateKey: podApiKeyPair.privateKey }
+        : {}),
     };
   } finally {
     socket.end();

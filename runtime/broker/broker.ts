@@ -7,7 +7,10 @@ import { dialBeacon } from '../beacon/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
-import { generateKeyPair, privateKeyToPem } from '../pki/index.js';
+import type { KubeClient } from '../kube/index.js';
+import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
+import { generateKeyPair, issueSelfSignedSync, privateKeyToPem } from '../pki/index.js';
+import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
 import {
   createBackoff,
   type HealthServer,
@@ -19,7 +22,44 @@ import {
   type TunnelMux,
 } from '../tunnel/index.js';
 import { acceptTunnel } from '../tunnel/session.js';
+import type { InjectionConfig, WebhookState } from '../webhook/admission.js';
+import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
+import { isTokenReviewRequest, serveTokenReview } from './tokenreview.js';
+
+/** The Kubernetes calls the broker makes: TokenReview for OpenBao, and Secrets + Events for migration. */
+export type BrokerKubeApi = Pick<
+  KubeClient,
+  'createTokenReview' | 'listSecrets' | 'deleteSecret' | 'createEvent'
+>;
+
+export interface BrokerPodApiOptions {
+  readonly host?: string;
+  readonly port: number;
+  /** DNS names on the pod API certificate: the operator Service's (`svc`, `svc.ns`, `svc.ns.svc`, ...). */
+  readonly dnsNames: readonly string[];
+  /** The URL pods use. @default `https://<dnsNames[0]>:<port>` */
+  readonly url?: string;
+  readonly limits?: Partial<PodApiLimits>;
+}
+
+export interface BrokerWebhookOptions {
+  readonly host?: string;
+  readonly port: number;
+  /** Serving certificate. @default a self-signed one made in memory (its PEM is in /status as webhookCaPem) */
+  readonly tls?: { readonly certPem: string; readonly keyPem: string } | false;
+  readonly dnsNames?: readonly string[];
+  readonly injection: InjectionConfig;
+}
+
+export interface BrokerMigrationOptions {
+  /** @default every namespace */
+  readonly namespaces?: readonly string[];
+  /** @default 10000 */
+  readonly intervalMs?: number;
+  /** Test hook between the verified write and the delete. */
+  readonly afterVerifiedWrite?: (secret: { namespace: string; name: string }) => Promise<void> | void;
+}
 
 export type BrokerPhase =
   | 'starting'
@@ -43,6 +83,12 @@ export interface BrokerStatus {
   /** The beacon replica the live tunnel runs through. */
   readonly beaconIp?: string;
   readonly tunnel?: { readonly since: string; readonly lastPingRttMs?: number };
+  /** The pod API URL for pods, once operational with a pod API certificate. */
+  readonly podApiUrl?: string;
+  /** The cluster CA (public) pods trust for the pod API, once operational. */
+  readonly podApiCaPem?: string;
+  /** The webhook's serving CA (public), for the MutatingWebhookConfiguration's caBundle. */
+  readonly webhookCaPem?: string;
 }
 
 export interface BrokerTiming {
@@ -87,8 +133,19 @@ export interface BrokerOptions {
   readonly health?: { readonly host?: string; readonly port: number };
   readonly timing?: Partial<BrokerTiming>;
   readonly tunnelLimits?: Partial<TunnelLimits>;
-  /** Serves requests the bridge sends through the tunnel (issue 6 adds the real ones). */
+  /**
+   * Serves bridge requests other than the built-in TokenReview (`POST /kube/apis/authentication.k8s.io/v1/
+   * tokenreviews`, answered with `kube`). @default 404
+   */
   readonly handler?: TunnelHandler;
+  /** Kubernetes API access with the broker's own service account. Needed for TokenReview and migration. */
+  readonly kube?: BrokerKubeApi;
+  /** Serve the OpenBao-compatible pod API (asks the bridge for its certificate at bootstrap). @default off */
+  readonly podApi?: BrokerPodApiOptions;
+  /** Serve the mutating webhook. @default off */
+  readonly webhook?: BrokerWebhookOptions;
+  /** Migrate Secrets annotated cloudtaser.io/migrate=true (needs `kube`). @default off */
+  readonly migration?: BrokerMigrationOptions;
   /** Sees every stream the beacon pairs us with; tests wrap it to capture what the relay carries. */
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
   readonly logger?: Logger;
@@ -98,6 +155,10 @@ export interface BrokerHandle {
   status(): BrokerStatus;
   /** The live tunnel, when operational. */
   tunnel(): TunnelMux | undefined;
+  /** Where the pod API listens (as bound), once it runs. */
+  podApiListenUrl(): string | undefined;
+  readonly webhookUrl?: string;
+  readonly migrator?: SecretMigrator;
   /** Resolves when the broker reaches `phase`; rejects after `timeoutMs`. */
   waitForPhase(phase: BrokerPhase, timeoutMs?: number): Promise<BrokerStatus>;
   readonly healthUrl?: string;
@@ -120,6 +181,19 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
   // One key per process: retries reuse it, and it never leaves memory.
   const keyPair = generateKeyPair();
+  const podApiKeyPair = options.podApi ? generateKeyPair() : undefined;
+  if (options.podApi && options.podApi.dnsNames.length === 0)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'the pod API needs at least one DNS name (--pod-api-dns-name)',
+    );
+  if (options.migration && !options.kube)
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', 'migration needs Kubernetes API access (kube)');
+  const podApiUrl = options.podApi
+    ? (options.podApi.url ?? `https://${options.podApi.dnsNames[0]}:${options.podApi.port}`)
+    : undefined;
+  let podApiServer: PodApiServer | undefined;
+  let podApiCaPem: string | undefined;
 
   let status: BrokerStatus = {
     phase: 'starting',
@@ -144,12 +218,86 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     for (const wake of [...watchers]) wake();
   };
 
+  const isConnected = () => liveTunnel !== undefined && !liveTunnel.closed;
+  const currentStatus = (): BrokerStatus => ({
+    ...status,
+    ...(status.phase === 'operational' && podApiServer && podApiCaPem ? { podApiUrl, podApiCaPem } : {}),
+    ...(webhookCa ? { webhookCaPem: webhookCa } : {}),
+  });
+
+  const brokerHandler: TunnelHandler = (request, context) => {
+    if (isTokenReviewRequest(request)) return serveTokenReview(options.kube, request, log, context.signal);
+    if (options.handler) return options.handler(request, context);
+    return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
+  };
+
+  let webhookCa: string | undefined;
+  let webhook: WebhookServer | undefined;
+  if (options.webhook) {
+    let tls = options.webhook.tls;
+    if (tls === undefined) {
+      const names = options.webhook.dnsNames ?? options.podApi?.dnsNames ?? ['cloudtaser'];
+      const issued = issueSelfSignedSync({
+        commonName: names[0],
+        dnsNames: names,
+        extKeyUsage: ['serverAuth'],
+      });
+      tls = issued;
+      webhookCa = issued.certPem;
+    }
+    webhook = await startWebhookServer({
+      host: options.webhook.host,
+      port: options.webhook.port,
+      tls,
+      injection: options.webhook.injection,
+      logger: log,
+      state: (): WebhookState => ({
+        connected: isConnected(),
+        podApiUrl: podApiServer ? podApiUrl : undefined,
+        podApiCaPem: podApiServer ? podApiCaPem : undefined,
+      }),
+    });
+  }
+
+  const migrator =
+    options.migration && options.kube
+      ? startSecretMigrator({
+          kube: options.kube,
+          tunnel: () => (isConnected() ? liveTunnel : undefined),
+          namespaces: options.migration.namespaces,
+          intervalMs: options.migration.intervalMs,
+          afterVerifiedWrite: options.migration.afterVerifiedWrite,
+          logger: log,
+        })
+      : undefined;
+
+  /** Starts the pod API once the bootstrap brought its certificate. */
+  const ensurePodApi = async (credentials: BrokerCredentials) => {
+    if (!options.podApi || podApiServer) return;
+    if (!credentials.podApiCertPem || !credentials.podApiPrivateKey) {
+      log.warn(
+        { event: 'broker.podapi_no_certificate' },
+        'the bootstrap brought no pod API certificate; the pod API stays off until the next bootstrap',
+      );
+      return;
+    }
+    podApiCaPem = credentials.caCertPem;
+    podApiServer = await startPodApiServer({
+      host: options.podApi.host,
+      port: options.podApi.port,
+      tls: { certPem: credentials.podApiCertPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) },
+      tunnel: () => (isConnected() ? liveTunnel : undefined),
+      limits: options.podApi.limits,
+      logger: log,
+    });
+  };
+
   const health: HealthServer | undefined = options.health
     ? await startHealthServer({
         host: options.health.host,
         port: options.health.port,
         status: () => ({
-          ...status,
+          ...currentStatus(),
           tunnel: liveTunnel
             ? { ...status.tunnel, lastPingRttMs: liveTunnel.stats().lastPingRttMs }
             : undefined,
@@ -217,6 +365,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       signal: stop.signal,
       logger: log,
       keyPair,
+      ...(options.podApi && podApiKeyPair
+        ? { podApi: { dnsNames: options.podApi.dnsNames, keyPair: podApiKeyPair } }
+        : {}),
     });
   };
 
@@ -229,7 +380,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       keyPem: privateKeyToPem(credentials.privateKey),
       handshakeTimeoutMs: timing.stepTimeoutMs,
       limits: options.tunnelLimits,
-      handler: options.handler,
+      handler: brokerHandler,
       signal: stop.signal,
       logger: log,
     });
@@ -268,6 +419,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             if (!isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED')) throw err;
           }
         }
+        await ensurePodApi(credentials!);
         const session = await connect(credentials!);
         liveTunnel = session.mux;
         operationalMisses = 0;
@@ -315,15 +467,18 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const running = run();
 
   return {
-    status: () => ({ ...status }),
+    status: () => currentStatus(),
     tunnel: () => liveTunnel,
+    podApiListenUrl: () => podApiServer?.url,
+    webhookUrl: webhook?.url,
+    migrator,
     healthUrl: health?.url,
     waitForPhase(phase, timeoutMs = 30_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
           if (status.phase !== phase) return;
           cleanup();
-          resolve({ ...status });
+          resolve(currentStatus());
         };
         const timer = setTimeout(() => {
           cleanup();
@@ -347,6 +502,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       stop.abort();
       liveTunnel?.close({ code: 'CT_TUNNEL_CLOSED', reason: 'broker shutting down' });
       await running;
+      await migrator?.close();
+      await podApiServer?.close();
+      await webhook?.close();
       await health?.close();
       setStatus('stopped', 'closed');
     },

@@ -23,6 +23,30 @@ interface BrokerRunFlags {
   readonly backoffMax: string;
   readonly rejectedRetry: string;
   readonly pairTimeout: string;
+  readonly podApiListen?: string;
+  readonly podApiDnsName?: string[];
+  readonly podApiUrl?: string;
+  readonly serviceName: string;
+  readonly webhookListen?: string;
+  readonly webhookTlsCert?: string;
+  readonly webhookTlsKey?: string;
+  readonly injectImage?: string;
+  readonly migrate?: boolean;
+  readonly migrateNamespace?: string[];
+  readonly migrateInterval: string;
+}
+
+/** The Service's DNS names, as pods and the API server spell them (namespace from POD_NAMESPACE). */
+function serviceDnsNames(service: string): string[] {
+  const namespace = process.env.POD_NAMESPACE;
+  return namespace
+    ? [
+        `${service}.${namespace}.svc`,
+        `${service}.${namespace}.svc.cluster.local`,
+        `${service}.${namespace}`,
+        service,
+      ]
+    : [service];
 }
 
 /** `cloudtaser-cli broker run`: a thin shell over startBroker. Nothing is written to disk. */
@@ -74,18 +98,77 @@ export function registerBrokerCommand(program: Command): Command {
       'abandon and redial a beacon wait after this long',
       `${DEFAULT_BROKER_TIMING.pairTimeoutMs}ms`,
     )
+    .option(
+      '--pod-api-listen <host:port>',
+      'serve the OpenBao-compatible pod API here (TLS with a certificate the bridge signs at bootstrap)',
+    )
+    .option(
+      '--pod-api-dns-name <name>',
+      'DNS name on the pod API certificate; repeatable (default: the --service-name Service in $POD_NAMESPACE)',
+      collect,
+    )
+    .option('--pod-api-url <url>', 'the URL pods use (default: https://<first DNS name>:<port>)')
+    .option('--service-name <name>', "the operator Service's name", 'cloudtaser')
+    .option('--webhook-listen <host:port>', 'serve the mutating webhook (POST /mutate-pods) here')
+    .option(
+      '--webhook-tls-cert <path>',
+      'PEM serving certificate for the webhook (default: a self-signed one made in memory; /status shows webhookCaPem)',
+    )
+    .option('--webhook-tls-key <path>', 'PEM key for --webhook-tls-cert')
+    .option(
+      '--inject-image <image>',
+      'image of the injected init container (env CLOUDTASER_OPERATOR_IMAGE; the operator image)',
+    )
+    .option('--migrate', 'migrate Secrets annotated cloudtaser.io/migrate=true into OpenBao')
+    .option('--migrate-namespace <name>', 'only watch this namespace for migration; repeatable', collect)
+    .option('--migrate-interval <duration>', 'how often to look for annotated Secrets', '10s')
     .action(async (flags: BrokerRunFlags) => {
       const logger = createLogger('broker');
       if (!flags.beacon?.length)
         throw new CloudtaserError('CT_INVALID_ARGUMENT', 'broker run needs at least one --beacon host:port');
       // Loaded here, not at the top: only the broker needs the Kubernetes client, and it is heavy to import.
-      const { defaultKubeConnection, readClusterFingerprint } = await import('../kube/index.js');
+      const { defaultKubeConnection, KubeClient, readClusterFingerprint } = await import('../kube/index.js');
       const connection = defaultKubeConnection({ kubeconfig: flags.kubeconfig, context: flags.context });
+      const kube = KubeClient.fromConnection(connection, { logger });
+      const dnsNames = flags.podApiDnsName?.length ? flags.podApiDnsName : serviceDnsNames(flags.serviceName);
+      const podApiAddress = flags.podApiListen
+        ? parseListenAddress(flags.podApiListen, '--pod-api-listen')
+        : undefined;
+      const webhookCert = await readPemFile(flags.webhookTlsCert, '--webhook-tls-cert');
+      const webhookKey = await readPemFile(flags.webhookTlsKey, '--webhook-tls-key');
+      if (Boolean(webhookCert) !== Boolean(webhookKey))
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          '--webhook-tls-cert and --webhook-tls-key go together',
+        );
+      const injectImage = flags.injectImage ?? process.env.CLOUDTASER_OPERATOR_IMAGE;
+      if (flags.webhookListen && !injectImage)
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          '--webhook-listen needs --inject-image (or CLOUDTASER_OPERATOR_IMAGE): the image of the injected init container',
+        );
       const handle = await startBroker({
         beacons: flags.beacon,
         beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
         fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
         caSha256: flags.caSha256,
+        kube,
+        podApi: podApiAddress ? { ...podApiAddress, dnsNames, url: flags.podApiUrl } : undefined,
+        webhook:
+          flags.webhookListen && injectImage
+            ? {
+                ...parseListenAddress(flags.webhookListen, '--webhook-listen'),
+                dnsNames,
+                tls: webhookCert && webhookKey ? { certPem: webhookCert, keyPem: webhookKey } : undefined,
+                injection: { image: injectImage },
+              }
+            : undefined,
+        migration: flags.migrate
+          ? {
+              namespaces: flags.migrateNamespace,
+              intervalMs: parseDuration(flags.migrateInterval, '--migrate-interval'),
+            }
+          : undefined,
         resolve: resolverFromEnvironment(),
         health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
         timing: {
@@ -104,6 +187,7 @@ export function registerBrokerCommand(program: Command): Command {
       const signal = await untilSignal();
       logger.info({ event: 'broker.stopping', signal }, 'broker stopping');
       await handle.close();
+      kube.close();
     });
   return broker;
 }

@@ -1,9 +1,11 @@
 import { Command, CommanderError } from 'commander';
+import { registerProviderCommand } from '../../provider/command.js';
 import { registerBridgeCommand } from '../bridge/command.js';
 import { registerBrokerCommand } from '../broker/command.js';
-import { registerProviderCommand } from '../../provider/command.js';
 import { CloudtaserError } from '../core/errors.js';
+import { registerPodCommands } from '../webhook/command.js';
 import { registerDevCommands } from './dev.js';
+import { registerMigrateCommand } from './migrate.js';
 import { registerSourceCommands } from './source.js';
 import { registerTargetCommands } from './target.js';
 
@@ -17,6 +19,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerTargetCommands(program);
+  registerMigrateCommand(program);
+  registerPodCommands(program);
   registerSourceCommands(program);
   registerDevCommands(program);
   registerBridgeCommand(program);

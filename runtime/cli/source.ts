@@ -1,5 +1,12 @@
 import type { Command } from 'commander';
-import { deregisterCluster, getClusterStatus, rearmCluster, registerCluster } from '../registration/index.js';
+import {
+  DEFAULT_TOKENREVIEW_ENDPOINT,
+  deregisterCluster,
+  getClusterStatus,
+  rearmCluster,
+  registerCluster,
+} from '../registration/index.js';
+import { readPemFile } from '../tunnel/flags.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -20,38 +27,54 @@ export function registerSourceCommands(program: Command): void {
         'the cluster fingerprint from `cloudtaser-cli target fingerprint`',
       )
       .option('--rearm', 'allow one more bootstrap for an already initialized cluster')
+      .option(
+        '--tokenreview-endpoint <url>',
+        `the bridge's TokenReview listener as OpenBao reaches it (bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint>`,
+        DEFAULT_TOKENREVIEW_ENDPOINT,
+      )
+      .option('--tokenreview-ca-cert <path>', 'PEM CA of an https:// --tokenreview-endpoint')
       .option('--output <format>', 'text or json', 'text'),
-  ).action(async (opts: SourceFlags & { rearm?: boolean }) => {
-    const format = parseOutputFormat(opts.output);
-    const client = await openSecretStore(opts);
-    try {
-      const result = await withProgress('registering cluster', () =>
-        registerCluster(client, { fingerprint: opts.fingerprint, namespaceRoot: opts.namespaceRoot }),
-      );
-      let initialized = result.initialized;
-      if (opts.rearm) {
-        await rearmCluster(client, { fingerprint: result.fingerprint, namespaceRoot: opts.namespaceRoot });
-        initialized = false;
+  ).action(
+    async (
+      opts: SourceFlags & { rearm?: boolean; tokenreviewEndpoint: string; tokenreviewCaCert?: string },
+    ) => {
+      const format = parseOutputFormat(opts.output);
+      const tokenReviewCaCertPem = await readPemFile(opts.tokenreviewCaCert, '--tokenreview-ca-cert');
+      const client = await openSecretStore(opts);
+      try {
+        const result = await withProgress('registering cluster', () =>
+          registerCluster(client, {
+            fingerprint: opts.fingerprint,
+            namespaceRoot: opts.namespaceRoot,
+            tokenReviewEndpoint: opts.tokenreviewEndpoint,
+            tokenReviewCaCertPem,
+          }),
+        );
+        let initialized = result.initialized;
+        if (opts.rearm) {
+          await rearmCluster(client, { fingerprint: result.fingerprint, namespaceRoot: opts.namespaceRoot });
+          initialized = false;
+        }
+        const view = { ...result, initialized };
+        if (format === 'json') return printJson(view);
+        process.stdout.write(
+          [
+            `${result.changed ? 'Registered' : 'Already registered'} cluster ${result.fingerprint}${opts.rearm ? ' (re-armed: one more bootstrap allowed)' : ''}`,
+            `  Namespace:        ${result.namespace}`,
+            `  Init hash:        ${result.initHash}`,
+            `  Operational hash: ${result.operationalHash}`,
+            `  Initialized:      ${initialized ? 'yes' : 'no'}`,
+            '',
+            'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
+            `  helm install cloudtaser cloudtaser/cloudtaser --set operator.broker.beacon.address=<beacon-host>:443 --set operator.broker.trust.caSha256=${result.operationalHash}`,
+            '',
+          ].join('\n'),
+        );
+      } finally {
+        await client.close();
       }
-      const view = { ...result, initialized };
-      if (format === 'json') return printJson(view);
-      process.stdout.write(
-        [
-          `${result.changed ? 'Registered' : 'Already registered'} cluster ${result.fingerprint}${opts.rearm ? ' (re-armed: one more bootstrap allowed)' : ''}`,
-          `  Namespace:        ${result.namespace}`,
-          `  Init hash:        ${result.initHash}`,
-          `  Operational hash: ${result.operationalHash}`,
-          `  Initialized:      ${initialized ? 'yes' : 'no'}`,
-          '',
-          'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
-          `  helm install cloudtaser cloudtaser/cloudtaser --set operator.broker.beacon.address=<beacon-host>:443 --set operator.broker.trust.caSha256=${result.operationalHash}`,
-          '',
-        ].join('\n'),
-      );
-    } finally {
-      await client.close();
-    }
-  });
+    },
+  );
 
   addSecretStoreOptions(
     source

@@ -42,6 +42,8 @@ export interface RegisteredRecord {
 export interface InitializedRecord {
   readonly initialized_at: string;
   readonly broker_cert_sha256: string;
+  /** Random per write attempt: lets a retried check-and-set recognise its own committed write. */
+  readonly write_id?: string;
 }
 
 /** `system/bridge-ca` in the cluster namespace. The private key never leaves OpenBao except to the bridge. */

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix, initHash, parseFingerprint, sha256Hex } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
@@ -36,6 +36,28 @@ export interface RegistrationTarget {
   readonly logger?: Logger;
 }
 
+/**
+ * Where OpenBao reaches the bridge's TokenReview endpoint when nothing else is said: the bridge running beside
+ * OpenBao (sidecar or same host) with `--tokenreview-listen 127.0.0.1:8444`. When the bridge runs elsewhere,
+ * pass its address as OpenBao sees it, e.g. `http://cloudtaser-bridge.cloudtaser.svc:8444`.
+ */
+export const DEFAULT_TOKENREVIEW_ENDPOINT = 'http://127.0.0.1:8444';
+
+export interface RegisterOptions extends RegistrationTarget {
+  /**
+   * The bridge's TokenReview endpoint as OpenBao reaches it; the cluster's Kubernetes auth `kubernetes_host`
+   * becomes `<endpoint>/clusters/<fingerprint>`. @default DEFAULT_TOKENREVIEW_ENDPOINT
+   */
+  readonly tokenReviewEndpoint?: string;
+  /** PEM CA of the endpoint's certificate; required for an https:// endpoint. */
+  readonly tokenReviewCaCertPem?: string;
+}
+
+/** The `kubernetes_host` registration configures for a cluster. */
+export function tokenReviewHost(endpoint: string, fingerprint: string): string {
+  return `${endpoint.replace(/\/+$/, '')}/clusters/${parseFingerprint(fingerprint)}`;
+}
+
 export interface RegistrationResult {
   readonly fingerprint: string;
   readonly namespace: string;
@@ -59,7 +81,7 @@ const BRIDGE_RENEW_BEFORE_MS = 30 * 86_400_000;
  */
 export async function registerCluster(
   client: OpenBaoClient,
-  target: RegistrationTarget,
+  target: RegisterOptions,
 ): Promise<RegistrationResult> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
@@ -92,6 +114,7 @@ export async function registerCluster(
   const caOutcome = await ensureClusterCa(cluster, fingerprint);
   changed = caOutcome.created || changed;
   const ca = caOutcome.ca;
+  changed = (await ensureKubernetesAuthConfig(cluster, fingerprint, target, ca.certPem)) || changed;
   changed = (await ensureBridgeCertificate(cluster, ca)) || changed;
 
   // 5. The registration record the bridge discovers.
@@ -317,11 +340,18 @@ export async function markClusterInitialized(
   const record: InitializedRecord = {
     initialized_at: new Date().toISOString(),
     broker_cert_sha256: options.brokerCertSha256,
+    write_id: randomUUID(),
   };
   try {
     await root.kvWrite(RECORDS_MOUNT, paths.initialized(fingerprint), { ...record }, { cas: 0 });
   } catch (err) {
     if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) {
+      // The client retries a write whose answer was lost (5xx from a proxy, reset) although OpenBao committed
+      // it; the retry then meets our own record. The write id is unique to this call, so a match is us.
+      const existing = await root
+        .kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))
+        .catch(() => undefined);
+      if (existing?.data.write_id === record.write_id) return record;
       throw new CloudtaserError('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(fingerprint), {
         cause: err,
       });
@@ -348,6 +378,61 @@ export function alreadyInitializedMessage(fingerprint: string): string {
 }
 
 // --- private helpers ---
+
+/**
+ * Points the cluster namespace's Kubernetes auth at the bridge's per-cluster TokenReview endpoint (OpenBao cannot
+ * reach the cluster; the bridge carries the review through the tunnel). `disable_local_ca_jwt` keeps OpenBao from
+ * sending its own pod's service-account token there; the broker reviews with its own credentials anyway.
+ */
+async function ensureKubernetesAuthConfig(
+  cluster: OpenBaoClient,
+  fingerprint: string,
+  options: RegisterOptions,
+  clusterCaPem: string,
+): Promise<boolean> {
+  const endpoint = options.tokenReviewEndpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT;
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = new URL('invalid://');
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '') {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--tokenreview-endpoint ${JSON.stringify(endpoint)} must be an http(s):// URL of the bridge's TokenReview listener, e.g. ${DEFAULT_TOKENREVIEW_ENDPOINT}`,
+    );
+  }
+  if (url.protocol === 'https:' && !options.tokenReviewCaCertPem) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'an https:// --tokenreview-endpoint needs --tokenreview-ca-cert (the CA of the bridge listener certificate)',
+    );
+  }
+  const host = tokenReviewHost(endpoint, fingerprint);
+  // OpenBao needs some CA PEM even for http:// (it ignores it there); the cluster CA is public and at hand.
+  const caPem = options.tokenReviewCaCertPem ?? clusterCaPem;
+  const current = await cluster.request<{ data?: Record<string, unknown> }>(
+    'GET',
+    `auth/${KUBERNETES_AUTH_MOUNT}/config`,
+    { allow404: true },
+  );
+  const data = current.body?.data;
+  if (
+    current.status === 200 &&
+    data?.kubernetes_host === host &&
+    String(data?.kubernetes_ca_cert ?? '').trim() === caPem.trim() &&
+    data?.disable_local_ca_jwt === true
+  ) {
+    return false;
+  }
+  await cluster.writeKubernetesAuthConfig(KUBERNETES_AUTH_MOUNT, {
+    kubernetesHost: host,
+    kubernetesCaCert: caPem,
+    disableLocalCaJwt: true,
+  });
+  return true;
+}
 
 async function assertPrefixIsOurs(
   root: OpenBaoClient,

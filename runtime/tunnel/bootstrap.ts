@@ -24,6 +24,8 @@ export interface BootstrapRequest {
   readonly fingerprint: string;
   /** PEM PKCS#10 request for a key that never leaves the broker. */
   readonly csr: string;
+  /** Optional second request, for the pod API's serving key; its DNS names are the operator Service's. */
+  readonly podApiCsr?: string;
 }
 
 export interface BootstrapAccepted {
@@ -31,6 +33,8 @@ export interface BootstrapAccepted {
   readonly type: 'bootstrap.accepted';
   readonly caCert: string;
   readonly brokerCert: string;
+  /** The pod API serving certificate, present when the request carried `podApiCsr`. */
+  readonly podApiCert?: string;
 }
 
 export interface BootstrapRefused {
@@ -44,8 +48,8 @@ export type BootstrapMessage = BootstrapRequest | BootstrapAccepted | BootstrapR
 export type BootstrapMessageType = BootstrapMessage['type'];
 
 const FIELDS: Record<BootstrapMessageType, readonly string[]> = {
-  'bootstrap.request': ['v', 'type', 'fingerprint', 'csr'],
-  'bootstrap.accepted': ['v', 'type', 'caCert', 'brokerCert'],
+  'bootstrap.request': ['v', 'type', 'fingerprint', 'csr', 'podApiCsr'],
+  'bootstrap.accepted': ['v', 'type', 'caCert', 'brokerCert', 'podApiCert'],
   'bootstrap.refused': ['v', 'type', 'code', 'reason'],
 };
 
@@ -96,6 +100,9 @@ export function decodeBootstrapMessage(body: Uint8Array): BootstrapMessage {
         type: 'bootstrap.request',
         fingerprint: record.fingerprint,
         csr: pemField(record.csr, 'CERTIFICATE REQUEST', 'csr'),
+        ...(record.podApiCsr === undefined
+          ? {}
+          : { podApiCsr: pemField(record.podApiCsr, 'CERTIFICATE REQUEST', 'podApiCsr') }),
       };
     case 'bootstrap.accepted':
       return {
@@ -103,6 +110,9 @@ export function decodeBootstrapMessage(body: Uint8Array): BootstrapMessage {
         type: 'bootstrap.accepted',
         caCert: pemField(record.caCert, 'CERTIFICATE', 'caCert'),
         brokerCert: pemField(record.brokerCert, 'CERTIFICATE', 'brokerCert'),
+        ...(record.podApiCert === undefined
+          ? {}
+          : { podApiCert: pemField(record.podApiCert, 'CERTIFICATE', 'podApiCert') }),
       };
     case 'bootstrap.refused':
       if (typeof record.code !== 'string' || !Object.hasOwn(ErrorCodes, record.code))

@@ -1,0 +1,145 @@
+/**
+ * The pod API's allow-list: the only OpenBao requests a pod may send through the broker. Both ends check it
+ * (the broker before the tunnel, the bridge before OpenBao), so a broker that is not ours still cannot reach
+ * anything else. Paths are relative to the cluster namespace, which the bridge adds; a pod cannot name another.
+ */
+
+/** What a pod asked for, once it passed the allow-list. `path` has no leading slash and no query. */
+export interface AllowedPodRequest {
+  /** Stable name of the allow-list entry, for logs and metrics (never the path, which may name a secret). */
+  readonly route: PodApiRoute;
+  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'LIST';
+  /** Cluster-namespace-relative OpenBao path, percent-encoded per segment, e.g. `secret/data/app/db`. */
+  readonly path: string;
+  /** Only the query parameters the route understands (`version`, `list`). */
+  readonly query: string;
+}
+
+export type PodApiRoute =
+  | 'kubernetes-login'
+  | 'kv-read'
+  | 'kv-write'
+  | 'kv-metadata-read'
+  | 'kv-list'
+  | 'kv-mount-info'
+  | 'token-lookup-self'
+  | 'token-renew-self'
+  | 'token-revoke-self';
+
+export type PodApiRefusal =
+  | { readonly status: 404; readonly errors: string[] }
+  | { readonly status: 403; readonly errors: string[] }
+  | { readonly status: 405; readonly errors: string[] };
+
+/** OpenBao's own texts (wire-facts A0.3), so clients see the errors they already handle. */
+export const PERMISSION_DENIED = 'permission denied';
+
+const KV_MOUNT = 'secret';
+const MAX_SEGMENTS = 64;
+const MAX_SEGMENT_CHARS = 512;
+
+/**
+ * Decides whether `method` + `rawPath` (as a pod sent it, starting with `/v1/`, query included) may pass.
+ * Anything odd (dot segments, encoded slashes, control characters, empty segments) is refused, never cleaned up,
+ * so what the bridge forwards is exactly what was checked.
+ */
+export function checkPodRequest(method: string, rawPath: string): AllowedPodRequest | PodApiRefusal {
+  const queryAt = rawPath.indexOf('?');
+  const pathPart = queryAt < 0 ? rawPath : rawPath.slice(0, queryAt);
+  const params = new URLSearchParams(queryAt < 0 ? '' : rawPath.slice(queryAt + 1));
+  if (!pathPart.startsWith('/v1/')) return { status: 404, errors: [] };
+  const segments = splitSegments(pathPart.slice('/v1/'.length));
+  if (!segments) return denied();
+  let verb = method.toUpperCase();
+  if (verb === 'GET' && params.get('list') === 'true') verb = 'LIST';
+  const joined = segments.join('/');
+  const encoded = segments.map((s) => encodeURIComponent(s)).join('/');
+  const allow = (route: PodApiRoute, as: AllowedPodRequest['method'], query = ''): AllowedPodRequest => ({
+    route,
+    method: as,
+    path: encoded,
+    query,
+  });
+  const writeVerb = verb === 'POST' || verb === 'PUT';
+
+  if (joined === 'auth/kubernetes/login') {
+    return writeVerb ? allow('kubernetes-login', 'POST') : { status: 405, errors: ['unsupported operation'] };
+  }
+  if (joined === 'auth/token/lookup-self') {
+    return verb === 'GET' || writeVerb
+      ? allow('token-lookup-self', verb === 'GET' ? 'GET' : 'POST')
+      : denied();
+  }
+  if (joined === 'auth/token/renew-self') return writeVerb ? allow('token-renew-self', 'POST') : denied();
+  if (joined === 'auth/token/revoke-self') return writeVerb ? allow('token-revoke-self', 'POST') : denied();
+  // `vault kv get` asks which KV version the mount is before reading; harmless mount facts only.
+  if (joined === `sys/internal/ui/mounts/${KV_MOUNT}` && verb === 'GET') return allow('kv-mount-info', 'GET');
+
+  if (segments[0] === KV_MOUNT && segments.length >= 3) {
+    const kind = segments[1];
+    if (kind === 'data') {
+      if (verb === 'GET') return allow('kv-read', 'GET', versionQuery(params));
+      if (writeVerb) return allow('kv-write', 'POST');
+      if (verb === 'PATCH') return allow('kv-write', 'PATCH');
+      return denied();
+    }
+    if (kind === 'metadata') {
+      if (verb === 'GET') return allow('kv-metadata-read', 'GET');
+      if (verb === 'LIST') return allow('kv-list', 'LIST', 'list=true');
+      return denied();
+    }
+  }
+  if (segments[0] === KV_MOUNT && segments.length === 2 && segments[1] === 'metadata' && verb === 'LIST') {
+    return allow('kv-list', 'LIST', 'list=true');
+  }
+  return denied();
+}
+
+export function isRefusal(value: AllowedPodRequest | PodApiRefusal): value is PodApiRefusal {
+  return 'status' in value;
+}
+
+function denied(): PodApiRefusal {
+  return { status: 403, errors: [PERMISSION_DENIED] };
+}
+
+function versionQuery(params: URLSearchParams): string {
+  const version = params.get('version');
+  return version !== null && /^\d{1,9}$/.test(version) ? `version=${version}` : '';
+}
+
+/** Decoded segments, or undefined when the path is not one we forward verbatim. */
+function splitSegments(rest: string): string[] | undefined {
+  // A trailing slash is how LIST paths are written; other empty segments are refused.
+  const trimmed = rest.endsWith('/') ? rest.slice(0, -1) : rest;
+  const raw = trimmed.split('/');
+  if (raw.length === 0 || raw.length > MAX_SEGMENTS) return undefined;
+  const out: string[] = [];
+  for (const part of raw) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(part);
+    } catch {
+      return undefined;
+    }
+    if (
+      decoded === '' ||
+      decoded === '.' ||
+      decoded === '..' ||
+      decoded.length > MAX_SEGMENT_CHARS ||
+      decoded.includes('/') ||
+      decoded.includes('\\') ||
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+      /[\u0000-\u001f\u007f]/.test(decoded)
+    ) {
+      return undefined;
+    }
+    out.push(decoded);
+  }
+  return out;
+}
+
+/** The OpenBao error body: `{"errors":[...]}` plus the newline OpenBao ends bodies with. */
+export function openBaoErrorBody(errors: readonly string[]): string {
+  return `${JSON.stringify({ errors })}\n`;
+}

@@ -1,0 +1,27 @@
+export {
+  type AllowedPodRequest,
+  checkPodRequest,
+  isRefusal,
+  openBaoErrorBody,
+  PERMISSION_DENIED,
+  type PodApiRefusal,
+  type PodApiRoute,
+} from './allowlist.js';
+export { createOpenBaoForwarder, type OpenBaoForwarder, type OpenBaoForwarderOptions } from './forward.js';
+export { createRequestGate, type RequestGate } from './gate.js';
+export { kubeStatusBody } from './kube-status.js';
+export {
+  isKubernetesName,
+  MIGRATION_TUNNEL_PREFIX,
+  migrationKvPath,
+  OPENBAO_TUNNEL_PREFIX,
+  TOKENREVIEW_PATH,
+  TOKENREVIEW_TUNNEL_PATH,
+} from './protocol.js';
+export {
+  DEFAULT_POD_API_LIMITS,
+  type PodApiLimits,
+  type PodApiServer,
+  type PodApiServerOptions,
+  startPodApiServer,
+} from './server.js';

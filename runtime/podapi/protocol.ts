@@ -1,0 +1,24 @@
+/**
+ * Tunnel paths of the operational phase. Pod API requests and migration writes go broker -> bridge;
+ * TokenReviews go bridge -> broker. Each end serves only its own list and refuses everything else.
+ */
+
+/** Broker -> bridge: an allow-listed OpenBao request, e.g. `/openbao/v1/secret/data/app?version=2`. */
+export const OPENBAO_TUNNEL_PREFIX = '/openbao/v1/';
+
+/** Bridge -> broker: the one Kubernetes API call the broker makes on OpenBao's behalf. */
+export const TOKENREVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
+export const TOKENREVIEW_TUNNEL_PATH = `/kube${TOKENREVIEW_PATH}`;
+
+/** Broker -> bridge: migration of one Kubernetes Secret, `/migration/v1/secrets/<namespace>/<name>`. */
+export const MIGRATION_TUNNEL_PREFIX = '/migration/v1/secrets/';
+
+/** Where migrated Secrets land in the cluster namespace's `secret` KV v2 mount. */
+export function migrationKvPath(namespace: string, name: string): string {
+  return `k8s/${namespace}/${name}`;
+}
+
+/** Kubernetes object names (DNS-1123 subdomain) and namespaces (label) are all a migration path may hold. */
+export function isKubernetesName(value: string): boolean {
+  return value.length > 0 && value.length <= 253 && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(value);
+}

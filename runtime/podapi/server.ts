@@ -1,0 +1,227 @@
+/**
+ * The broker's pod API: speaks OpenBao's HTTP API to pods for the allow-list in allowlist.ts and carries each
+ * request through the tunnel to the bridge, which adds the cluster namespace and forwards it to OpenBao. So an
+ * app with VAULT_ADDR, Vault Agent, External Secrets or bank-vaults works unchanged against it.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { CloudtaserError } from '../core/errors.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import type { TunnelMux } from '../tunnel/index.js';
+import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
+import { createRequestGate } from './gate.js';
+import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
+
+export interface PodApiLimits {
+  /** Largest request body a pod may send. @default 512 KiB (below the tunnel's 1 MiB) */
+  readonly maxBodyBytes: number;
+  /** Requests in flight on the tunnel at once; the mux allows 32 per direction. @default 24 */
+  readonly maxInFlight: number;
+  /** Requests waiting for a slot; beyond that pods get 503 and retry. @default 2000 */
+  readonly maxWaiting: number;
+  /** Bound for one request through the tunnel. @default 30000 */
+  readonly timeoutMs: number;
+}
+
+export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
+  maxBodyBytes: 512 * 1024,
+  maxInFlight: 24,
+  maxWaiting: 2000,
+  timeoutMs: 30_000,
+});
+
+export interface PodApiServerOptions {
+  readonly host?: string;
+  readonly port: number;
+  /** Serving certificate (issued by the cluster CA at bootstrap); `false` serves plain HTTP (tests only). */
+  readonly tls: { readonly certPem: string; readonly keyPem: string } | false;
+  /** The live tunnel, if any. */
+  readonly tunnel: () => TunnelMux | undefined;
+  readonly limits?: Partial<PodApiLimits>;
+  readonly logger?: Logger;
+}
+
+export interface PodApiServer {
+  /** `https://host:port` as bound (tests); pods use the Service name in the certificate. */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const NOT_CONNECTED =
+  'the secret-store bridge is not connected yet (cloudtaser broker tunnel down); retry in a few seconds';
+
+export async function startPodApiServer(options: PodApiServerOptions): Promise<PodApiServer> {
+  const limits: PodApiLimits = { ...DEFAULT_POD_API_LIMITS, ...definedOnly(options.limits ?? {}) };
+  const log = (options.logger ?? silentLogger).child({ component: 'pod-api' });
+  const gate = createRequestGate({ maxInFlight: limits.maxInFlight, maxWaiting: limits.maxWaiting });
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    serve(req, res).catch((err: unknown) => {
+      log.warn({ event: 'podapi.failed', reason: (err as Error).message }, 'pod API request failed');
+      if (!res.headersSent) reply(res, 500, openBaoErrorBody(['internal error in the cloudtaser broker']));
+      else res.destroy();
+    });
+  };
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const method = req.method ?? 'GET';
+    const checked = checkPodRequest(method, req.url ?? '/');
+    if (isRefusal(checked)) {
+      req.resume();
+      log.info({ event: 'podapi.refused', method, status: checked.status }, 'pod API request refused');
+      reply(res, checked.status, openBaoErrorBody(checked.errors));
+      return;
+    }
+    const body = await readBody(req, limits.maxBodyBytes);
+    if (body === undefined) {
+      reply(res, 413, openBaoErrorBody(['http: request body too large']));
+      return;
+    }
+    const headers: Record<string, string> = {};
+    const token = podToken(req);
+    if (token) headers['x-vault-token'] = token;
+    if (body.length > 0) headers['content-type'] = contentType(req, checked.method);
+    const abort = new AbortController();
+    // Only a client that went away mid-request cancels it (an abort also costs a DOMException).
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    let status: number;
+    let responseBody: Buffer;
+    try {
+      const response = await gate.run(async () => {
+        const tunnel = options.tunnel();
+        if (!tunnel || tunnel.closed) throw new CloudtaserError('CT_TUNNEL_CLOSED', NOT_CONNECTED);
+        return tunnel.request(
+          {
+            method: checked.method,
+            path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+            headers,
+          },
+          body,
+          { timeoutMs: limits.timeoutMs, signal: abort.signal },
+        );
+      }, abort.signal);
+      status = response.status;
+      responseBody = response.body;
+    } catch (err) {
+      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      if (code === 'CT_CANCELLED') return;
+      log.warn({ event: 'podapi.tunnel_failed', route: checked.route, code }, 'pod API request failed');
+      reply(
+        res,
+        503,
+        openBaoErrorBody([code === 'CT_TUNNEL_CLOSED' ? NOT_CONNECTED : `${code}: retry shortly`]),
+      );
+      return;
+    }
+    log.debug(
+      {
+        event: 'podapi.request',
+        route: checked.route,
+        status,
+        ms: Math.round(performance.now() - started),
+      },
+      'pod API request',
+    );
+    reply(res, status, responseBody);
+  }
+
+  const server =
+    options.tls === false
+      ? createHttpServer(handler)
+      : createHttpsServer(
+          { cert: options.tls.certPem, key: options.tls.keyPem, minVersion: 'TLSv1.2' },
+          handler,
+        );
+  server.headersTimeout = 10_000;
+  server.requestTimeout = limits.timeoutMs + 5_000;
+  server.keepAliveTimeout = 30_000;
+  const scheme = options.tls === false ? 'http' : 'https';
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(
+        new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `cannot listen for the pod API on ${options.host ?? '0.0.0.0'}:${options.port}: ${err.message}`,
+          { cause: err },
+        ),
+      ),
+    );
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      const address = server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      log.info({ event: 'podapi.listening', port: address.port, scheme }, 'pod API listening');
+      resolve({
+        url: `${scheme}://${host}:${address.port}`,
+        port: address.port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.closeAllConnections();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** X-Vault-Token wins; `Authorization: Bearer` is the fallback, as in OpenBao. */
+function podToken(req: IncomingMessage): string | undefined {
+  const header = req.headers['x-vault-token'];
+  const direct = Array.isArray(header) ? header[0] : header;
+  if (direct) return sanitize(direct);
+  const auth = req.headers.authorization;
+  const match = auth ? /^Bearer\s+(.+)$/i.exec(auth) : null;
+  return match ? sanitize(match[1]) : undefined;
+}
+
+/** A token the tunnel head cannot carry is no token at all (OpenBao then says permission denied). */
+function sanitize(token: string): string | undefined {
+  const trimmed = token.trim();
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+  return trimmed.length > 0 && trimmed.length <= 4096 && !/[\u0000-\u001f\u007f]/.test(trimmed)
+    ? trimmed
+    : undefined;
+}
+
+function contentType(req: IncomingMessage, method: string): string {
+  if (method === 'PATCH') return 'application/merge-patch+json';
+  const given = req.headers['content-type'];
+  // OpenBao reads JSON whatever the type says; only form posts change that, and we forward JSON only.
+  return given?.startsWith('application/merge-patch+json') ? given : 'application/json';
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        over = true;
+        chunks.length = 0;
+        return;
+      }
+      if (!over) chunks.push(chunk);
+    });
+    req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function reply(res: ServerResponse, status: number, body: string | Buffer): void {
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(status === 204 ? undefined : body);
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

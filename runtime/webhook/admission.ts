@@ -1,0 +1,236 @@
+/**
+ * The mutating admission decision for pods (AdmissionReview v1, wire-facts B5). A pod labelled
+ * `cloudtaser.io/inject=true` gets what it needs to fetch its secrets at start into memory only: a
+ * memory-backed emptyDir, an init container that logs in through the broker's pod API and writes the secrets
+ * there, and VAULT_ADDR / VAULT_CACERT in every container so apps can also talk to the pod API themselves.
+ * No Kubernetes Secret is created. While the bridge is not connected such pods are refused at once.
+ */
+import { CloudtaserError } from '../core/errors.js';
+
+export const INJECT_LABEL = 'cloudtaser.io/inject';
+export const INJECTED_ANNOTATION = 'cloudtaser.io/injected';
+export const ROLE_ANNOTATION = 'cloudtaser.io/role';
+/** `cloudtaser.io/secret-<file>: <path under the secret mount>`, e.g. `cloudtaser.io/secret-db: app/db`. */
+export const SECRET_ANNOTATION_PREFIX = 'cloudtaser.io/secret-';
+export const VOLUME_NAME = 'cloudtaser-secrets';
+export const INIT_CONTAINER_NAME = 'cloudtaser-fetch';
+
+export interface WebhookState {
+  /** True while the broker's tunnel to the bridge is up. */
+  readonly connected: boolean;
+  /** The pod API URL pods use (the operator Service name on the certificate). */
+  readonly podApiUrl?: string;
+  /** The cluster CA (public) that signed the pod API certificate. */
+  readonly podApiCaPem?: string;
+}
+
+export interface InjectionConfig {
+  /** Image of the init container (the operator image, which has `cloudtaser-cli`). */
+  readonly image: string;
+  /** @default ['cloudtaser-cli', 'pod', 'fetch-secrets'] */
+  readonly command?: readonly string[];
+  /** Where the memory volume is mounted in every container. @default '/var/run/cloudtaser' */
+  readonly mountPath?: string;
+}
+
+export interface AdmissionResponse {
+  readonly uid: string;
+  readonly allowed: boolean;
+  readonly patchType?: 'JSONPatch';
+  readonly patch?: string;
+  readonly status?: { readonly code: number; readonly reason: string; readonly message: string };
+  readonly warnings?: string[];
+}
+
+export interface AdmissionReviewReply {
+  readonly apiVersion: 'admission.k8s.io/v1';
+  readonly kind: 'AdmissionReview';
+  readonly response: AdmissionResponse;
+}
+
+interface JsonPatchOp {
+  readonly op: 'add';
+  readonly path: string;
+  readonly value: unknown;
+}
+
+type Json = Record<string, unknown>;
+
+export const NOT_CONNECTED_MESSAGE =
+  'cloudtaser: the secret-store bridge is not connected yet, so this pod could not get its secrets; retry in a few seconds (the controller retries on its own)';
+
+/** Validates an AdmissionReview body; throws CT_INVALID_ARGUMENT for anything the API server would not send. */
+export function parseAdmissionReview(body: unknown): { uid: string; request: Json } {
+  const review = body as Json | null;
+  if (!review || typeof review !== 'object' || Array.isArray(review))
+    throw invalid('the body is not a JSON object');
+  if (review.apiVersion !== 'admission.k8s.io/v1' || review.kind !== 'AdmissionReview')
+    throw invalid('expected apiVersion admission.k8s.io/v1 and kind AdmissionReview');
+  const request = review.request as Json | undefined;
+  if (!request || typeof request !== 'object' || Array.isArray(request)) throw invalid('request is missing');
+  const uid = request.uid;
+  if (typeof uid !== 'string' || uid === '' || uid.length > 128) throw invalid('request.uid is missing');
+  return { uid, request };
+}
+
+/** Decides one admission request. Never throws for pod content: odd pods pass untouched or get a refusal. */
+export function reviewPod(
+  uid: string,
+  request: Json,
+  state: WebhookState,
+  config: InjectionConfig,
+): AdmissionResponse {
+  const kind = request.kind as Json | undefined;
+  const pod = request.object as Json | undefined;
+  if (kind?.kind !== 'Pod' || request.operation !== 'CREATE' || !isObject(pod)) return { uid, allowed: true };
+  const metadata = isObject(pod.metadata) ? pod.metadata : {};
+  const labels = isObject(metadata.labels) ? metadata.labels : {};
+  if (labels[INJECT_LABEL] !== 'true') return { uid, allowed: true };
+  const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
+  // Re-invocation, or a pod copied from an injected one: inject once.
+  if (annotations[INJECTED_ANNOTATION] === 'true') return { uid, allowed: true };
+
+  if (!state.connected) return refuse(uid, 503, 'ServiceUnavailable', NOT_CONNECTED_MESSAGE);
+  if (!state.podApiUrl || !state.podApiCaPem) {
+    return refuse(
+      uid,
+      503,
+      'ServiceUnavailable',
+      'cloudtaser: the broker has no pod API certificate yet; retry in a few seconds',
+    );
+  }
+  const secrets: Record<string, string> = {};
+  for (const [key, value] of Object.entries(annotations)) {
+    if (!key.startsWith(SECRET_ANNOTATION_PREFIX)) continue;
+    const file = key.slice(SECRET_ANNOTATION_PREFIX.length);
+    if (!/^[a-z0-9]([-a-z0-9_.]{0,62})$/.test(file) || typeof value !== 'string' || !isKvPath(value)) {
+      return refuse(
+        uid,
+        400,
+        'BadRequest',
+        `cloudtaser: annotation ${key} must name a file ([a-z0-9-_.]) and a path under the secret mount such as app/db`,
+      );
+    }
+    secrets[file] = value;
+  }
+  const spec = isObject(pod.spec) ? pod.spec : {};
+  const serviceAccount = typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : 'default';
+  const role =
+    typeof annotations[ROLE_ANNOTATION] === 'string' ? annotations[ROLE_ANNOTATION] : serviceAccount;
+  const mountPath = config.mountPath ?? '/var/run/cloudtaser';
+  const patch = buildPatch(pod, {
+    mountPath,
+    image: config.image,
+    command: config.command ?? ['cloudtaser-cli', 'pod', 'fetch-secrets'],
+    podApiUrl: state.podApiUrl,
+    caPem: state.podApiCaPem,
+    role: String(role),
+    secrets,
+  });
+  return {
+    uid,
+    allowed: true,
+    patchType: 'JSONPatch',
+    patch: Buffer.from(JSON.stringify(patch), 'utf8').toString('base64'),
+  };
+}
+
+export function admissionReply(response: AdmissionResponse): AdmissionReviewReply {
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
+}
+
+function buildPatch(
+  pod: Json,
+  inject: {
+    mountPath: string;
+    image: string;
+    command: readonly string[];
+    podApiUrl: string;
+    caPem: string;
+    role: string;
+    secrets: Record<string, string>;
+  },
+): JsonPatchOp[] {
+  const ops: JsonPatchOp[] = [];
+  const metadata = isObject(pod.metadata) ? pod.metadata : undefined;
+  const spec = isObject(pod.spec) ? pod.spec : {};
+  if (!metadata) ops.push({ op: 'add', path: '/metadata', value: {} });
+  if (!metadata || !isObject(metadata.annotations))
+    ops.push({ op: 'add', path: '/metadata/annotations', value: {} });
+  ops.push({ op: 'add', path: `/metadata/annotations/${pointer(INJECTED_ANNOTATION)}`, value: 'true' });
+
+  const volume = { name: VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '4Mi' } };
+  appendTo(ops, spec.volumes, '/spec/volumes', volume);
+
+  const mount = { name: VOLUME_NAME, mountPath: inject.mountPath };
+  const caFile = `${inject.mountPath}/ca.crt`;
+  const initContainer = {
+    name: INIT_CONTAINER_NAME,
+    image: inject.image,
+    command: [...inject.command],
+    env: [
+      { name: 'CLOUDTASER_POD_API_URL', value: inject.podApiUrl },
+      // Public: the cluster CA. It reaches the pod by injection, never through a Kubernetes Secret.
+      { name: 'CLOUDTASER_POD_API_CA_PEM', value: inject.caPem },
+      { name: 'CLOUDTASER_ROLE', value: inject.role },
+      { name: 'CLOUDTASER_SECRETS', value: JSON.stringify(inject.secrets) },
+      { name: 'CLOUDTASER_OUTPUT_DIR', value: inject.mountPath },
+    ],
+    volumeMounts: [mount],
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    },
+  };
+  // First, so the secrets are in place before any other init container runs.
+  if (Array.isArray(spec.initContainers) && spec.initContainers.length > 0)
+    ops.push({ op: 'add', path: '/spec/initContainers/0', value: initContainer });
+  else ops.push({ op: 'add', path: '/spec/initContainers', value: [initContainer] });
+
+  const containers = Array.isArray(spec.containers) ? spec.containers : [];
+  containers.forEach((container, index) => {
+    const c = isObject(container) ? container : {};
+    appendTo(ops, c.volumeMounts, `/spec/containers/${index}/volumeMounts`, { ...mount, readOnly: true });
+    const env = [
+      { name: 'VAULT_ADDR', value: inject.podApiUrl },
+      { name: 'VAULT_CACERT', value: caFile },
+    ];
+    if (Array.isArray(c.env))
+      for (const e of env) ops.push({ op: 'add', path: `/spec/containers/${index}/env/-`, value: e });
+    else ops.push({ op: 'add', path: `/spec/containers/${index}/env`, value: env });
+  });
+  return ops;
+}
+
+function appendTo(ops: JsonPatchOp[], existing: unknown, path: string, value: unknown): void {
+  if (Array.isArray(existing)) ops.push({ op: 'add', path: `${path}/-`, value });
+  else ops.push({ op: 'add', path, value: [value] });
+}
+
+/** RFC 6901: `~` -> `~0`, `/` -> `~1`. */
+function pointer(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+function isKvPath(value: string): boolean {
+  return (
+    value.length > 0 &&
+    value.length <= 512 &&
+    value.split('/').every((s) => s !== '' && s !== '.' && s !== '..' && /^[A-Za-z0-9._@=+,:-]+$/.test(s))
+  );
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function refuse(uid: string, code: number, reason: string, message: string): AdmissionResponse {
+  return { uid, allowed: false, status: { code, reason, message } };
+}
+
+function invalid(why: string): CloudtaserError {
+  return new CloudtaserError('CT_INVALID_ARGUMENT', `not an AdmissionReview v1: ${why}`);
+}

@@ -1,0 +1,43 @@
+import type { Command } from 'commander';
+import { CloudtaserError } from '../core/errors.js';
+import { fetchPodSecrets } from './fetch.js';
+
+/** `cloudtaser-cli pod fetch-secrets`: the injected init container's entry point; configured by env only. */
+export function registerPodCommands(program: Command): void {
+  const pod = program
+    .command('pod')
+    .description('commands run inside application pods (injected by the webhook)');
+  pod
+    .command('fetch-secrets')
+    .description(
+      'log in to the pod API with the pod service-account token and write the requested secrets into the memory volume',
+    )
+    .action(async () => {
+      const env = process.env;
+      const missing = [
+        'CLOUDTASER_POD_API_URL',
+        'CLOUDTASER_POD_API_CA_PEM',
+        'CLOUDTASER_ROLE',
+        'CLOUDTASER_OUTPUT_DIR',
+      ].filter((name) => !env[name]);
+      if (missing.length > 0)
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `missing ${missing.join(', ')} (set by the cloudtaser webhook)`,
+        );
+      let secrets: Record<string, string>;
+      try {
+        secrets = JSON.parse(env.CLOUDTASER_SECRETS ?? '{}') as Record<string, string>;
+      } catch {
+        throw new CloudtaserError('CT_INVALID_ARGUMENT', 'CLOUDTASER_SECRETS is not a JSON object');
+      }
+      const result = await fetchPodSecrets({
+        podApiUrl: env.CLOUDTASER_POD_API_URL!,
+        caPem: env.CLOUDTASER_POD_API_CA_PEM!,
+        role: env.CLOUDTASER_ROLE!,
+        secrets,
+        outputDir: env.CLOUDTASER_OUTPUT_DIR!,
+      });
+      process.stdout.write(`fetched ${result.written.length} secret(s): ${result.written.join(', ')}\n`);
+    });
+}

@@ -1,0 +1,19 @@
+export {
+  type AdmissionResponse,
+  type AdmissionReviewReply,
+  admissionReply,
+  INIT_CONTAINER_NAME,
+  INJECT_LABEL,
+  INJECTED_ANNOTATION,
+  type InjectionConfig,
+  NOT_CONNECTED_MESSAGE,
+  parseAdmissionReview,
+  ROLE_ANNOTATION,
+  reviewPod,
+  SECRET_ANNOTATION_PREFIX,
+  VOLUME_NAME,
+  type WebhookState,
+} from './admission.js';
+export { registerPodCommands } from './command.js';
+export { type FetchPodSecretsOptions, fetchPodSecrets, SERVICE_ACCOUNT_TOKEN_PATH } from './fetch.js';
+export { startWebhookServer, WEBHOOK_PATH, type WebhookServer, type WebhookServerOptions } from './server.js';

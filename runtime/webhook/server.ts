@@ -1,0 +1,127 @@
+/**
+ * The mutating webhook endpoint: `POST /mutate-pods` with an AdmissionReview v1 body. It answers from memory
+ * (no call leaves the process), so a refusal while the bridge is away comes back at once instead of stalling
+ * pod creation until the API server's timeout.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { CloudtaserError } from '../core/errors.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import {
+  admissionReply,
+  type InjectionConfig,
+  parseAdmissionReview,
+  reviewPod,
+  type WebhookState,
+} from './admission.js';
+
+export const WEBHOOK_PATH = '/mutate-pods';
+/** Pods with many containers stay far below this; the API server's own request limit is ~3 MiB. */
+const MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+export interface WebhookServerOptions {
+  readonly host?: string;
+  readonly port: number;
+  /** Serving certificate the API server trusts via caBundle; `false` serves plain HTTP (tests only). */
+  readonly tls: { readonly certPem: string; readonly keyPem: string } | false;
+  readonly state: () => WebhookState;
+  readonly injection: InjectionConfig;
+  readonly logger?: Logger;
+}
+
+export interface WebhookServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
+  const log = (options.logger ?? silentLogger).child({ component: 'webhook' });
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== WEBHOOK_PATH) {
+      req.resume();
+      return send(res, 404, { error: `not found; the webhook path is ${WEBHOOK_PATH}` });
+    }
+    if (req.method !== 'POST') {
+      req.resume();
+      return send(res, 405, { error: 'POST an AdmissionReview' });
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+    });
+    req.on('error', () => res.destroy());
+    req.on('end', () => {
+      if (size > MAX_BODY_BYTES) return send(res, 413, { error: 'AdmissionReview too large' });
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        return send(res, 400, { error: 'the body is not JSON' });
+      }
+      let parsed: ReturnType<typeof parseAdmissionReview>;
+      try {
+        parsed = parseAdmissionReview(body);
+      } catch (err) {
+        return send(res, 400, { error: (err as CloudtaserError).message });
+      }
+      const response = reviewPod(parsed.uid, parsed.request, options.state(), options.injection);
+      log.info(
+        {
+          event: 'webhook.reviewed',
+          namespace: typeof parsed.request.namespace === 'string' ? parsed.request.namespace : undefined,
+          allowed: response.allowed,
+          mutated: response.patch !== undefined,
+          code: response.status?.code,
+        },
+        'admission review answered',
+      );
+      send(res, 200, admissionReply(response));
+    });
+  };
+
+  const server =
+    options.tls === false
+      ? createHttpServer(handler)
+      : createHttpsServer(
+          { cert: options.tls.certPem, key: options.tls.keyPem, minVersion: 'TLSv1.2' },
+          handler,
+        );
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  const scheme = options.tls === false ? 'http' : 'https';
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(
+        new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `cannot listen for the webhook on ${options.host ?? '0.0.0.0'}:${options.port}: ${err.message}`,
+          { cause: err },
+        ),
+      ),
+    );
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      const address = server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      log.info({ event: 'webhook.listening', port: address.port, scheme }, 'webhook listening');
+      resolve({
+        url: `${scheme}://${host}:${address.port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.closeAllConnections();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,299 @@
+/**
+ * secret.read_latency: one pod's KV v2 read through the whole path, as deployed: the HTTPS pod API of a real
+ * `broker run` process -> tunnel -> a real beacon process (TLS door) -> a real `bridge run` process -> the OpenBao
+ * test server. Baseline: the same read made directly against the OpenBao test server in the same run. Both
+ * clients keep connections alive, as Vault clients do. value = median ms through the tunnel, baseline = median
+ * ms direct, goal ratio <= 2. Runs from the build (`npm run bench` builds first).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Agent, request } from 'undici';
+import { startKubeTestServer } from '../../runtime/dev/kube/index.js';
+import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { issueSelfSignedSync } from '../../runtime/pki/index.js';
+import { registerCluster } from '../../runtime/registration/index.js';
+import { startOperationalStack } from '../operational/stack.js';
+import { type Benchmark, type Metric, median, percentile, sample } from './harness.js';
+
+const dist = process.env.CLOUDTASER_TEST_DIST ?? resolve(import.meta.dirname, '../..');
+const cli = join(dist, 'runtime/cli/main.js');
+const beaconChild = join(dist, 'test/runtime/beacon-child.js');
+
+async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+async function until<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await check().catch(() => undefined);
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The same comparison with bridge, broker and beacon in this process (no scheduling between processes). */
+async function inProcessFigures(count: number): Promise<{ tunnel: number[]; direct: number[] }> {
+  const stack = await startOperationalStack({ logLevel: 'warn' });
+  const direct = new Agent({ connections: 1 });
+  try {
+    const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
+      body: { role: 'app', jwt: stack.podToken('app-a') },
+    });
+    const token = (login.body.auth as { client_token: string }).client_token;
+    const read = async (url: string, dispatcher: Agent, headers: Record<string, string>) => {
+      const response = await request(url, { dispatcher, headers: { 'x-vault-token': token, ...headers } });
+      if (response.statusCode !== 200) throw new Error(`read answered ${response.statusCode}`);
+      await response.body.json();
+    };
+    const tunnel: number[] = [];
+    const directSamples: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      directSamples.push(
+        ...(await sample(count / 5, () =>
+          read(`${stack.openbao.address}/v1/secret/data/app/db`, direct, {
+            'x-vault-namespace': stack.cluster.namespace,
+          }),
+        )),
+      );
+      tunnel.push(
+        ...(await sample(count / 5, () =>
+          read(`${stack.podApiUrl}/v1/secret/data/app/db`, stack.podAgent, {}),
+        )),
+      );
+    }
+    return { tunnel, direct: directSamples };
+  } finally {
+    await direct.close();
+    await stack.close();
+  }
+}
+
+export const benchmarks: Benchmark[] = [
+  {
+    name: 'secret',
+    async run(ctx) {
+      const count = ctx.quick ? 300 : 1500;
+      const dir = await mkdtemp(join(tmpdir(), 'ct-secret-bench-'));
+      const children: ChildProcess[] = [];
+      const spawnChild = (args: string[], env: Record<string, string> = {}) => {
+        const profile = process.env.CLOUDTASER_BENCH_PROFILE_DIR;
+        const nodeArgs = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [];
+        const child = spawn(process.execPath, [...nodeArgs, ...args], {
+          env: { ...process.env, CLOUDTASER_LOG_LEVEL: 'warn', ...env },
+          stdio: ['ignore', 'ignore', 'inherit'],
+        });
+        children.push(child);
+        return child;
+      };
+      const openbao = await startOpenBaoTestServer();
+      const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+      const kube = await startKubeTestServer();
+      const podAgent = new Agent({ connections: 1 });
+      const direct = new Agent({ connections: 1 });
+      try {
+        // Cluster side: the operator's service account with the RBAC the chart grants, and one app.
+        await kube.createServiceAccount('cloudtaser-system', 'cloudtaser');
+        kube.grant(
+          { namespace: 'cloudtaser-system', name: 'cloudtaser' },
+          { verbs: ['create'], resources: ['tokenreviews'], apiGroups: ['authentication.k8s.io'] },
+        );
+        kube.grant(
+          { namespace: 'cloudtaser-system', name: 'cloudtaser' },
+          { verbs: ['get'], resources: ['namespaces'], resourceNames: ['kube-system'] },
+        );
+        await kube.createServiceAccount('team-a', 'app-a');
+        const kubeconfig = join(dir, 'broker-kubeconfig');
+        await kube.writeKubeconfig(kubeconfig, {
+          token: kube.issueServiceAccountToken('cloudtaser-system', 'cloudtaser', {
+            expirationSeconds: 7200,
+          }),
+        });
+
+        const beaconCert = issueSelfSignedSync({ commonName: 'bench beacon', ipAddresses: ['127.0.0.1'] });
+        await writeFile(join(dir, 'beacon.pem'), beaconCert.certPem);
+        await writeFile(join(dir, 'beacon-key.pem'), beaconCert.keyPem);
+        const [beaconPort, reviewPort, podApiPort, healthPort] = [
+          await freePort(),
+          await freePort(),
+          await freePort(),
+          await freePort(),
+        ];
+        // CLOUDTASER_BENCH_PLAIN=1 measures the beacon's opt-in plain door (no outer TLS) instead of the TLS door.
+        const plain = process.env.CLOUDTASER_BENCH_PLAIN === '1';
+        const beacon = `${plain ? 'plain://' : ''}127.0.0.1:${beaconPort}`;
+        spawnChild([
+          beaconChild,
+          'beacon',
+          'serve',
+          '--listen',
+          `127.0.0.1:${beaconPort}`,
+          ...(plain ? ['--plain'] : []),
+          '--tls-cert',
+          join(dir, 'beacon.pem'),
+          '--tls-key',
+          join(dir, 'beacon-key.pem'),
+          '--metrics-listen',
+          'off',
+        ]);
+        spawnChild(
+          [
+            cli,
+            'bridge',
+            'run',
+            '--secretstore-address',
+            openbao.address,
+            '--beacon',
+            beacon,
+            '--beacon-ca',
+            join(dir, 'beacon.pem'),
+            '--poll-interval',
+            process.env.CLOUDTASER_BENCH_POLL ?? '200ms',
+            '--tokenreview-listen',
+            `127.0.0.1:${reviewPort}`,
+          ],
+          { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken },
+        );
+        const cluster = await registerCluster(admin, {
+          fingerprint: kube.kubeSystemUid,
+          tokenReviewEndpoint: `http://127.0.0.1:${reviewPort}`,
+        });
+        const clusterAdmin = admin.withNamespace(cluster.namespace);
+        await clusterAdmin.writePolicy('app-read', 'path "secret/data/app/*" { capabilities = ["read"] }\n');
+        await clusterAdmin.writeKubernetesAuthRole('kubernetes', 'app', {
+          boundServiceAccountNames: ['app-a'],
+          boundServiceAccountNamespaces: ['team-a'],
+          policies: ['app-read'],
+        });
+        await clusterAdmin.kvWrite('secret', 'app/db', { password: 'bench-value', user: 'app' });
+        spawnChild([
+          cli,
+          'broker',
+          'run',
+          '--beacon',
+          beacon,
+          '--beacon-ca',
+          join(dir, 'beacon.pem'),
+          '--kubeconfig',
+          kubeconfig,
+          '--ca-sha256',
+          cluster.operationalHash,
+          '--pod-api-listen',
+          `127.0.0.1:${podApiPort}`,
+          '--pod-api-dns-name',
+          'localhost',
+          '--health-listen',
+          `127.0.0.1:${healthPort}`,
+        ]);
+        const status = await until(async () => {
+          const response = await request(`http://127.0.0.1:${healthPort}/status`);
+          const body = (await response.body.json()) as { phase?: string; podApiCaPem?: string };
+          return body.phase === 'operational' && body.podApiCaPem ? body : undefined;
+        }, 'the broker process to become operational');
+        await podAgent.close();
+        const trusted = new Agent({ connect: { ca: status.podApiCaPem }, connections: 1 });
+        const podApi = `https://localhost:${podApiPort}`;
+
+        const login = await request(`${podApi}/v1/auth/kubernetes/login`, {
+          method: 'POST',
+          dispatcher: trusted,
+          body: JSON.stringify({ role: 'app', jwt: kube.issueServiceAccountToken('team-a', 'app-a') }),
+        });
+        const token = ((await login.body.json()) as { auth: { client_token: string } }).auth.client_token;
+
+        const throughTunnel = async () => {
+          const response = await request(`${podApi}/v1/secret/data/app/db`, {
+            dispatcher: trusted,
+            headers: { 'x-vault-token': token },
+          });
+          if (response.statusCode !== 200) throw new Error(`pod API read answered ${response.statusCode}`);
+          await response.body.json();
+        };
+        const directRead = async () => {
+          const response = await request(`${openbao.address}/v1/secret/data/app/db`, {
+            dispatcher: direct,
+            headers: { 'x-vault-token': token, 'x-vault-namespace': cluster.namespace },
+          });
+          if (response.statusCode !== 200) throw new Error(`direct read answered ${response.statusCode}`);
+          await response.body.json();
+        };
+        const localRefusal = async () => {
+          const response = await request(`${podApi}/v1/sys/mounts`, { dispatcher: trusted });
+          await response.body.dump();
+        };
+        // Interleaved rounds, so drift on a shared machine hits both sides alike.
+        const tunnelSamples: number[] = [];
+        const directSamples: number[] = [];
+        const rounds = 5;
+        for (let round = 0; round < rounds; round++) {
+          directSamples.push(...(await sample(count / rounds, directRead, 20)));
+          tunnelSamples.push(...(await sample(count / rounds, throughTunnel, 20)));
+        }
+        // What the broker alone costs: an HTTPS round trip to the pod API that never enters the tunnel.
+        const brokerOnly = median(await sample(200, localRefusal, 20));
+        await trusted.close();
+        const value = median(tunnelSamples);
+        const baseline = median(directSamples);
+        ctx.log(
+          `   through broker+beacon+bridge processes: median ${value.toFixed(3)} ms (p99 ${percentile(tunnelSamples, 99).toFixed(3)}); direct: median ${baseline.toFixed(3)} ms`,
+        );
+        const inProcess = await inProcessFigures(count);
+        const inProcessValue = median(inProcess.tunnel);
+        const inProcessBaseline = median(inProcess.direct);
+        ctx.log(
+          `   all in one process: median ${inProcessValue.toFixed(3)} ms through the tunnel, ${inProcessBaseline.toFixed(3)} ms direct`,
+        );
+        const metrics: Metric[] = [
+          {
+            name: 'secret.read_latency',
+            value,
+            unit: 'ms',
+            baseline,
+            baselineLabel: 'same KV read directly against the OpenBao test server',
+            ratio: value / baseline,
+            goal: { op: '<=', limit: 2, on: 'ratio' },
+            extra: {
+              samples: tunnelSamples.length,
+              tunnelP99Ms: percentile(tunnelSamples, 99),
+              directP99Ms: percentile(directSamples, 99),
+              brokerLocalRefusalMs: brokerOnly,
+            },
+          },
+          {
+            name: 'secret.read_latency_in_process',
+            value: inProcessValue,
+            unit: 'ms',
+            baseline: inProcessBaseline,
+            baselineLabel: 'same KV read directly against the OpenBao test server (same process)',
+            ratio: inProcessValue / inProcessBaseline,
+            extra: { samples: inProcess.tunnel.length },
+          },
+        ];
+        return metrics;
+      } finally {
+        for (const child of children) child.kill('SIGTERM');
+        await Promise.all(
+          children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))),
+        );
+        await direct.close();
+        await podAgent.close().catch(() => undefined);
+        await admin.close();
+        await kube.close();
+        await openbao.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  },
+];

@@ -1,0 +1,121 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { checkPodRequest, createRequestGate, isRefusal } from '../../runtime/podapi/index.js';
+
+describe('pod API allow-list', () => {
+  it.each([
+    ['POST', '/v1/auth/kubernetes/login', 'kubernetes-login', 'auth/kubernetes/login', ''],
+    ['PUT', '/v1/auth/kubernetes/login', 'kubernetes-login', 'auth/kubernetes/login', ''],
+    ['GET', '/v1/secret/data/app/db', 'kv-read', 'secret/data/app/db', ''],
+    ['GET', '/v1/secret/data/app/db?version=3&wrap=1', 'kv-read', 'secret/data/app/db', 'version=3'],
+    ['POST', '/v1/secret/data/app/db', 'kv-write', 'secret/data/app/db', ''],
+    ['PATCH', '/v1/secret/data/app/db', 'kv-write', 'secret/data/app/db', ''],
+    ['GET', '/v1/secret/metadata/app/db', 'kv-metadata-read', 'secret/metadata/app/db', ''],
+    ['GET', '/v1/secret/metadata/app/?list=true', 'kv-list', 'secret/metadata/app', 'list=true'],
+    ['GET', '/v1/auth/token/lookup-self', 'token-lookup-self', 'auth/token/lookup-self', ''],
+    ['POST', '/v1/auth/token/renew-self', 'token-renew-self', 'auth/token/renew-self', ''],
+    ['POST', '/v1/auth/token/revoke-self', 'token-revoke-self', 'auth/token/revoke-self', ''],
+    ['GET', '/v1/sys/internal/ui/mounts/secret', 'kv-mount-info', 'sys/internal/ui/mounts/secret', ''],
+    ['GET', '/v1/secret/data/a%20b/c', 'kv-read', 'secret/data/a%20b/c', ''],
+  ])('allows %s %s', (method, path, route, forwarded, query) => {
+    const result = checkPodRequest(method, path);
+    expect(isRefusal(result)).toBe(false);
+    expect(result).toMatchObject({ route, path: forwarded, query });
+  });
+
+  it.each([
+    ['GET', '/v1/sys/mounts'],
+    ['POST', '/v1/sys/policies/acl/x'],
+    ['GET', '/v1/secret/data/../../sys/mounts'],
+    ['GET', '/v1/secret/data/%2e%2e/x'],
+    ['GET', '/v1/secret/data/a%2fb'],
+    ['GET', '/v1/secret/data/a%5cb'],
+    ['GET', '/v1/secret/data/a%00b'],
+    ['GET', '/v1/secret/data//x'],
+    ['GET', '/v1/secret/data/%zz'],
+    ['DELETE', '/v1/secret/data/app/db'],
+    ['POST', '/v1/secret/destroy/app/db'],
+    ['GET', '/v1/secret/data'],
+    ['GET', '/v1/other/data/x'],
+    ['POST', '/v1/auth/token/create'],
+    ['GET', '/v1/auth/approle/login'],
+    ['GET', '/v1/cloudtaser/abcd1234/secret/data/x'],
+    ['GET', `/v1/secret/data/${'a/'.repeat(70)}x`],
+  ])('refuses %s %s with 403 permission denied', (method, path) => {
+    expect(checkPodRequest(method, path)).toEqual({ status: 403, errors: ['permission denied'] });
+  });
+
+  it('answers non-/v1 paths with a plain 404 and GET login with 405', () => {
+    expect(checkPodRequest('GET', '/ui/')).toEqual({ status: 404, errors: [] });
+    expect(checkPodRequest('GET', '/v1/auth/kubernetes/login')).toMatchObject({ status: 405 });
+  });
+
+  it('never forwards a path that leaves the secret mount or the allowed auth paths, whatever the input', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE'),
+        fc.string({ maxLength: 80 }),
+        (m, tail) => {
+          const result = checkPodRequest(m, `/v1/${tail}`);
+          if (isRefusal(result)) return;
+          const segments = result.path.split('/').map(decodeURIComponent);
+          expect(segments.every((s) => s !== '' && s !== '.' && s !== '..' && !s.includes('/'))).toBe(true);
+          expect(
+            result.path.startsWith('secret/data/') ||
+              result.path.startsWith('secret/metadata') ||
+              [
+                'auth/kubernetes/login',
+                'auth/token/lookup-self',
+                'auth/token/renew-self',
+                'auth/token/revoke-self',
+                'sys/internal/ui/mounts/secret',
+              ].includes(result.path),
+          ).toBe(true);
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('request gate', () => {
+  it('keeps at most maxInFlight running, queues the rest in order, and refuses beyond maxWaiting', async () => {
+    const gate = createRequestGate({ maxInFlight: 2, maxWaiting: 3 });
+    let running = 0;
+    let peak = 0;
+    const order: number[] = [];
+    const releases: Array<() => void> = [];
+    const job = (n: number) =>
+      gate.run(async () => {
+        running++;
+        peak = Math.max(peak, running);
+        order.push(n);
+        await new Promise<void>((r) => releases.push(r));
+        running--;
+        return n;
+      });
+    const jobs = [1, 2, 3, 4, 5].map(job);
+    await expect(job(6)).rejects.toMatchObject({ code: 'CT_TUNNEL_PROTOCOL' });
+    while (releases.length > 0 || order.length < 5) {
+      await new Promise((r) => setTimeout(r, 1));
+      releases.shift()?.();
+    }
+    expect(await Promise.all(jobs)).toEqual([1, 2, 3, 4, 5]);
+    expect(peak).toBe(2);
+    expect(order).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('drops a waiter whose request was cancelled', async () => {
+    const gate = createRequestGate({ maxInFlight: 1, maxWaiting: 5 });
+    let release!: () => void;
+    const first = gate.run(() => new Promise<void>((r) => (release = r)));
+    const cancel = new AbortController();
+    const second = gate.run(async () => 'ran', cancel.signal);
+    cancel.abort();
+    await expect(second).rejects.toMatchObject({ code: 'CT_CANCELLED' });
+    expect(gate.waiting).toBe(0);
+    release();
+    await first;
+    expect(gate.inFlight).toBe(0);
+  });
+});

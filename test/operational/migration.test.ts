@@ -1,0 +1,230 @@
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { buildProgram } from '../../runtime/cli/program.js';
+import { annotateSecretsForMigration, MIGRATE_ANNOTATION } from '../../runtime/migration/index.js';
+import { type OperationalStack, startOperationalStack } from './stack.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: AdmissionReview and Event JSON are read loosely in assertions
+type Loose = any;
+
+const NS = 'legacy';
+let stack: OperationalStack;
+/** Per-secret behaviour of the hook between the verified write and the delete. */
+const between = new Map<string, () => Promise<void>>();
+
+beforeAll(async () => {
+  stack = await startOperationalStack({
+    broker: {
+      migration: {
+        intervalMs: 0,
+        afterVerifiedWrite: async ({ name }) => {
+          const step = between.get(name);
+          between.delete(name);
+          await step?.();
+        },
+      },
+    },
+  });
+  await stack.kube.createNamespace(NS);
+}, 60_000);
+afterAll(async () => {
+  await stack?.close();
+});
+afterEach(() => between.clear());
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+async function createSecret(name: string, data: Record<string, string>, extra: object = {}) {
+  const entries = Object.entries(data).map(([k, v]) => [k, b64(v)]);
+  return stack.kubeAdmin.createSecret(NS, {
+    metadata: { name, labels: { app: 'legacy' } },
+    data: Object.fromEntries(entries),
+    ...extra,
+  });
+}
+
+async function mark(name: string) {
+  await stack.kubeAdmin.patchSecretMetadata(NS, name, { annotations: { [MIGRATE_ANNOTATION]: 'true' } });
+}
+
+async function secretExists(name: string): Promise<boolean> {
+  return stack.kubeAdmin.getSecret(NS, name).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function stored(name: string) {
+  return stack.clusterAdmin.kvRead('secret', `k8s/${NS}/${name}`);
+}
+
+async function events(name: string): Promise<Array<{ reason: string; type: string; message: string }>> {
+  const response = await request(`${stack.kube.url}/api/v1/namespaces/${NS}/events`, {
+    headers: { authorization: `Bearer ${stack.kube.adminToken}` },
+    dispatcher: new (await import('undici')).Agent({ connect: { ca: stack.kube.caCertPem } }),
+  });
+  const list = (await response.body.json()) as { items: Array<Record<string, Loose>> };
+  return list.items
+    .filter((e) => e.involvedObject?.name === name)
+    .map((e) => ({ reason: e.reason, type: e.type, message: e.message }));
+}
+
+const migrator = () => stack.broker.migrator!;
+
+describe('migration of Kubernetes Secrets into OpenBao', () => {
+  it('the CLI marks the selected Secrets (dry run changes nothing) and shows progress', async () => {
+    await createSecret('cli-a', { k: 'v' });
+    await createSecret('cli-b', { k: 'v' });
+    await stack.kubeAdmin.createSecret(NS, {
+      metadata: { name: 'unrelated', labels: { app: 'other' } },
+      data: { k: b64('v') },
+    });
+    const kubeconfig = join(tmpdir(), `ct-migrate-${process.pid}.yaml`);
+    await stack.kube.writeKubeconfig(kubeconfig);
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
+    try {
+      const argv = [
+        'node',
+        'cloudtaser-cli',
+        'target',
+        'migrate',
+        '--kubeconfig',
+        kubeconfig,
+        '--namespace',
+        NS,
+        '--selector',
+        'app=legacy',
+      ];
+      await buildProgram().parseAsync([...argv, '--dry-run']);
+      expect(
+        (await stack.kubeAdmin.getSecret(NS, 'cli-a')).metadata.annotations?.[MIGRATE_ANNOTATION],
+      ).toBeUndefined();
+      await buildProgram().parseAsync(argv);
+    } finally {
+      spy.mockRestore();
+      await rm(kubeconfig, { force: true });
+    }
+    const text = out.join('');
+    expect(text).toContain('[1/2] would-annotate');
+    expect(text).toContain('Dry run: nothing was changed.');
+    expect(text).toMatch(/\[2\/2\] annotated\s+legacy\/cli-b/);
+    expect((await stack.kubeAdmin.getSecret(NS, 'cli-a')).metadata.annotations?.[MIGRATE_ANNOTATION]).toBe(
+      'true',
+    );
+    expect(
+      (await stack.kubeAdmin.getSecret(NS, 'unrelated')).metadata.annotations?.[MIGRATE_ANNOTATION],
+    ).toBeUndefined();
+
+    const outcomes = await migrator().runOnce();
+    expect(outcomes.filter((o) => o.name.startsWith('cli-')).map((o) => o.result)).toEqual([
+      'migrated',
+      'migrated',
+    ]);
+    await stack.kubeAdmin.deleteSecret(NS, 'unrelated');
+  });
+
+  it('writes an annotated Secret to secret/k8s/<ns>/<name>, verifies it, deletes it, and reports an Event', async () => {
+    await createSecret('db', { password: 'hunter2-migrated', user: 'app' });
+    await createSecret('keep', { x: 'not annotated' });
+    await mark('db');
+    const outcomes = await migrator().runOnce();
+    expect(outcomes).toEqual([
+      expect.objectContaining({ name: 'db', result: 'migrated', kvPath: `k8s/${NS}/db`, version: 1 }),
+    ]);
+    expect((await stored('db'))?.data).toEqual({ password: 'hunter2-migrated', user: 'app' });
+    expect(await secretExists('db')).toBe(false);
+    expect(await secretExists('keep')).toBe(true);
+    expect(await events('db')).toContainEqual(
+      expect.objectContaining({ reason: 'Migrated', type: 'Normal' }),
+    );
+    // The bridge wrote it with its own credentials: the broker holds no OpenBao token at all.
+    expect(stack.logs.some((l) => l.includes('"event":"bridge.migration_written"'))).toBe(true);
+  });
+
+  it('loses nothing when the broker crashes between write and delete, and a rerun finishes the job', async () => {
+    await createSecret('crashy', { token: 'crash-test-value' });
+    await mark('crashy');
+    between.set('crashy', async () => {
+      throw new Error('simulated crash after the verified write');
+    });
+    const first = await migrator().runOnce();
+    expect(first).toEqual([expect.objectContaining({ name: 'crashy', result: 'failed' })]);
+    expect(await secretExists('crashy')).toBe(true);
+    expect((await stored('crashy'))?.data).toEqual({ token: 'crash-test-value' });
+
+    const second = await migrator().runOnce();
+    expect(second).toEqual([expect.objectContaining({ name: 'crashy', result: 'migrated', version: 1 })]);
+    expect(await secretExists('crashy')).toBe(false);
+    // The rerun found the verified copy and did not write a second version.
+    expect((await stored('crashy'))?.version).toBe(1);
+  });
+
+  it('does not delete a Secret edited after it was read, and migrates its new content on the next pass', async () => {
+    await createSecret('edited', { password: 'old-value' });
+    await mark('edited');
+    between.set('edited', async () => {
+      const response = await request(`${stack.kube.url}/api/v1/namespaces/${NS}/secrets/edited`, {
+        method: 'PATCH',
+        headers: {
+          authorization: `Bearer ${stack.kube.adminToken}`,
+          'content-type': 'application/merge-patch+json',
+        },
+        body: JSON.stringify({ data: { password: b64('new-value') } }),
+        dispatcher: new (await import('undici')).Agent({ connect: { ca: stack.kube.caCertPem } }),
+      });
+      expect(response.statusCode).toBe(200);
+      await response.body.dump();
+    });
+    const first = await migrator().runOnce();
+    expect(first).toEqual([expect.objectContaining({ name: 'edited', result: 'conflict' })]);
+    expect(await secretExists('edited')).toBe(true);
+    expect(await events('edited')).toContainEqual(
+      expect.objectContaining({ reason: 'MigrationConflict', type: 'Warning' }),
+    );
+
+    const second = await migrator().runOnce();
+    expect(second).toEqual([expect.objectContaining({ name: 'edited', result: 'migrated', version: 2 })]);
+    expect((await stored('edited'))?.data).toEqual({ password: 'new-value' });
+    expect(await secretExists('edited')).toBe(false);
+  });
+
+  it('skips Secrets Kubernetes manages and binary values, keeps them, and reports it once', async () => {
+    await createSecret(
+      'binary',
+      {},
+      { data: { blob: Buffer.from([0xff, 0xfe, 0x00, 0x80]).toString('base64') } },
+    );
+    await mark('binary');
+    const first = await migrator().runOnce();
+    expect(first).toEqual([expect.objectContaining({ name: 'binary', result: 'skipped' })]);
+    await migrator().runOnce();
+    expect(await secretExists('binary')).toBe(true);
+    expect(await stored('binary')).toBeUndefined();
+    expect((await events('binary')).filter((e) => e.reason === 'MigrationSkipped')).toHaveLength(1);
+  });
+
+  it('annotates through the library with an exact result, and refuses nothing silently', async () => {
+    await createSecret('lib-1', { a: '1' });
+    const result = await annotateSecretsForMigration(stack.kubeAdmin, {
+      namespace: NS,
+      selector: 'app=legacy',
+    });
+    expect(result.annotated.map((s) => s.name)).toContain('lib-1');
+    expect(result.alreadyAnnotated.map((s) => s.name)).toContain('binary');
+    const outcomes = await migrator().runOnce();
+    expect(outcomes.find((o) => o.name === 'lib-1')?.result).toBe('migrated');
+  });
+
+  it('wrote no migrated secret value to Loose log line', () => {
+    const all = stack.logs.join('\n');
+    for (const value of ['hunter2-migrated', 'crash-test-value', 'old-value', 'new-value'])
+      expect(all).not.toContain(value);
+  });
+});

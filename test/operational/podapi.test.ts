@@ -1,0 +1,292 @@
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OPENBAO_TUNNEL_PREFIX, TOKENREVIEW_TUNNEL_PATH } from '../../runtime/podapi/index.js';
+import { fetchPodSecrets } from '../../runtime/webhook/index.js';
+import {
+  APP_NAMESPACE,
+  BOUND_SA,
+  type OperationalStack,
+  ROLE,
+  SECRET_PATH,
+  SECRET_VALUE,
+  startOperationalStack,
+  UNBOUND_SA,
+} from './stack.js';
+
+let stack: OperationalStack;
+const seenTokens: string[] = [];
+
+beforeAll(async () => {
+  stack = await startOperationalStack();
+}, 60_000);
+afterAll(async () => {
+  await stack?.close();
+});
+
+async function login(jwt: string) {
+  return stack.podRequest('POST', '/v1/auth/kubernetes/login', { body: { role: ROLE, jwt } });
+}
+
+async function loginToken(serviceAccount = BOUND_SA): Promise<string> {
+  const jwt = stack.podToken(serviceAccount);
+  seenTokens.push(jwt);
+  const answer = await login(jwt);
+  expect(answer.status).toBe(200);
+  const token = (answer.body.auth as { client_token: string }).client_token;
+  seenTokens.push(token);
+  return token;
+}
+
+/** A JWT with pod A's claims, signed by a key the cluster never issued. */
+function forgedJwt(): string {
+  const real = stack.podToken(BOUND_SA);
+  const [header, claims] = real.split('.');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const signature = sign('sha256', Buffer.from(`${header}.${claims}`), {
+    key: privateKey,
+    dsaEncoding: 'ieee-p1363',
+  });
+  return `${header}.${claims}.${signature.toString('base64url')}`;
+}
+
+describe('pod API through broker, beacon and bridge', () => {
+  it('lets pod A (bound service account) log in and read its secret, with TokenReview carried through the tunnel', async () => {
+    const jwt = stack.podToken(BOUND_SA);
+    seenTokens.push(jwt);
+    const answer = await login(jwt);
+    expect(answer.status).toBe(200);
+    const auth = answer.body.auth as {
+      client_token: string;
+      policies: string[];
+      metadata: Record<string, string>;
+    };
+    seenTokens.push(auth.client_token);
+    expect(auth.policies).toContain('app-read');
+    expect(auth.metadata).toMatchObject({
+      service_account_name: BOUND_SA,
+      service_account_namespace: APP_NAMESPACE,
+    });
+
+    const read = await stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, {
+      token: auth.client_token,
+    });
+    expect(read.status).toBe(200);
+    expect((read.body.data as { data: Record<string, string> }).data.password).toBe(SECRET_VALUE);
+
+    const self = await stack.podRequest('GET', '/v1/auth/token/lookup-self', { token: auth.client_token });
+    expect(self.status).toBe(200);
+    expect((self.body.data as { namespace_path: string }).namespace_path).toBe(`${stack.cluster.namespace}/`);
+    // The login really reviewed the token in the cluster: the broker logged a TokenReview.
+    expect(stack.logs.some((line) => line.includes('"event":"broker.tokenreview"'))).toBe(true);
+  });
+
+  it('refuses pod B (service account not bound to the role) with 403', async () => {
+    const jwt = stack.podToken(UNBOUND_SA);
+    seenTokens.push(jwt);
+    const answer = await login(jwt);
+    expect(answer.status).toBe(403);
+    expect(answer.body).toEqual({ errors: ['service account name not authorized'] });
+  });
+
+  it('refuses a forged token (right claims, wrong signature) with 403 permission denied, because TokenReview says no', async () => {
+    const jwt = forgedJwt();
+    seenTokens.push(jwt);
+    const answer = await login(jwt);
+    expect(answer.status).toBe(403);
+    expect(answer.body).toEqual({ errors: ['permission denied'] });
+  });
+
+  it('refuses an expired token with 403', async () => {
+    const [header, claims] = stack.podToken(BOUND_SA).split('.');
+    const decoded = JSON.parse(Buffer.from(claims, 'base64url').toString()) as Record<string, number>;
+    const past = Math.floor(Date.now() / 1000) - 7200;
+    const expiredClaims = Buffer.from(
+      JSON.stringify({ ...decoded, iat: past - 600, nbf: past - 600, exp: past }),
+    ).toString('base64url');
+    const answer = await login(`${header}.${expiredClaims}.c2ln`);
+    expect(answer.status).toBe(403);
+    expect(JSON.stringify(answer.body.errors)).toContain('expired');
+  });
+
+  it('refuses paths outside the allow-list with OpenBao error shapes and never reaches OpenBao for them', async () => {
+    const token = await loginToken();
+    const before = stack.openbao.requestLog().length;
+    for (const path of [
+      '/v1/sys/mounts',
+      '/v1/sys/policies/acl/app-read',
+      '/v1/cloudtaser/secret/data/app/db',
+      '/v1/secret/data/../../sys/mounts',
+      '/v1/secret/data/%2e%2e/%2e%2e/sys/mounts',
+      '/v1/secret/data/app%2Fdb',
+      '/v1/auth/token/create',
+      '/v1/cubbyhole/x',
+    ]) {
+      const answer = await stack.podRequest('GET', path, { token });
+      expect({ path, status: answer.status, body: answer.body }).toEqual({
+        path,
+        status: 403,
+        body: { errors: ['permission denied'] },
+      });
+    }
+    const notV1 = await stack.podRequest('GET', '/ui/', { token });
+    expect(notV1).toEqual({ status: 404, body: { errors: [] } });
+    const deleteKv = await stack.podRequest('DELETE', `/v1/secret/data/${SECRET_PATH}`, { token });
+    expect(deleteKv.status).toBe(403);
+    expect(stack.openbao.requestLog().length).toBe(before);
+  });
+
+  it('lets policy decide KV writes: denied for a read-only pod, with OpenBao answering', async () => {
+    const token = await loginToken();
+    const write = await stack.podRequest('POST', `/v1/secret/data/${SECRET_PATH}`, {
+      token,
+      body: { data: { password: 'overwritten' } },
+    });
+    expect(write.status).toBe(403);
+    expect(String((write.body.errors as string[])[0])).toContain('permission denied');
+    const read = await stack.admin.withNamespace(stack.cluster.namespace).kvRead('secret', SECRET_PATH);
+    expect(read?.data.password).toBe(SECRET_VALUE);
+  });
+
+  it('renews and revokes a token; a revoked (replayed) token is refused', async () => {
+    const token = await loginToken();
+    expect((await stack.podRequest('POST', '/v1/auth/token/renew-self', { token, body: {} })).status).toBe(
+      200,
+    );
+    expect((await stack.podRequest('POST', '/v1/auth/token/revoke-self', { token })).status).toBe(204);
+    const replay = await stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token });
+    expect(replay.status).toBe(403);
+  });
+
+  it('refuses an oversized body with 413 before it reaches the tunnel', async () => {
+    const answer = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
+      body: { role: ROLE, jwt: 'x'.repeat(600 * 1024) },
+    });
+    expect(answer.status).toBe(413);
+    expect(answer.body.errors).toBeDefined();
+  });
+
+  it('the bridge refuses an OpenBao path outside the allow-list even when a broker sends it', async () => {
+    const tunnel = stack.broker.tunnel()!;
+    const answer = await tunnel.request({ method: 'GET', path: `${OPENBAO_TUNNEL_PREFIX}sys/mounts` });
+    expect(answer.status).toBe(403);
+    expect(JSON.parse(answer.body.toString())).toEqual({ errors: ['permission denied'] });
+  });
+
+  it('the broker serves only TokenReview to the bridge, and the bridge endpoint only POST on the cluster path', async () => {
+    const fromBridge = stack.bridge.tunnels(stack.cluster.fingerprint)[0];
+    const other = await fromBridge.request({ method: 'GET', path: '/kube/api/v1/secrets' });
+    expect(other.status).toBe(404);
+    const wrongVerb = await fromBridge.request({ method: 'GET', path: TOKENREVIEW_TUNNEL_PATH });
+    expect(wrongVerb.status).toBe(405);
+    const noToken = await fromBridge.request(
+      { method: 'POST', path: TOKENREVIEW_TUNNEL_PATH },
+      '{"spec":{}}',
+    );
+    expect(noToken.status).toBe(400);
+
+    const base = `${stack.bridge.tokenReviewUrl}/clusters/${stack.cluster.fingerprint}`;
+    const get = await request(`${base}/apis/authentication.k8s.io/v1/tokenreviews`);
+    expect(get.statusCode).toBe(405);
+    await get.body.dump();
+    const elsewhere = await request(`${base}/api/v1/namespaces/kube-system`);
+    expect(elsewhere.statusCode).toBe(404);
+    await elsewhere.body.dump();
+    const unknown = await request(
+      `${stack.bridge.tokenReviewUrl}/clusters/00000000-0000-4000-8000-000000000000/apis/authentication.k8s.io/v1/tokenreviews`,
+      { method: 'POST', body: '{"spec":{"token":"x"}}' },
+    );
+    expect(unknown.statusCode).toBe(503);
+    await unknown.body.dump();
+  });
+
+  it('works with an independent client: node-vault logs in and reads through the pod API', async () => {
+    const { default: nodeVault } = await import('node-vault');
+    const vault = nodeVault({
+      apiVersion: 'v1',
+      endpoint: stack.podApiUrl,
+      requestOptions: { ca: stack.podApiCaPem },
+    });
+    const jwt = stack.podToken(BOUND_SA);
+    seenTokens.push(jwt);
+    // node-vault builds the login path from `mount_point` (without it the path is auth//login).
+    const auth = await vault.kubernetesLogin({ role: ROLE, jwt, mount_point: 'kubernetes' });
+    seenTokens.push(auth.auth.client_token);
+    vault.token = auth.auth.client_token;
+    const read = await vault.read(`secret/data/${SECRET_PATH}`);
+    expect(read.data.data.password).toBe(SECRET_VALUE);
+  });
+
+  it('serves 200 concurrent pod reads without an error', async () => {
+    const token = await loginToken();
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, () => stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token })),
+    );
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(
+      answers.every((a) => (a.body.data as { data: { password: string } }).data.password === SECRET_VALUE),
+    ).toBe(true);
+  });
+
+  it('the injected init container logic (pod fetch-secrets) writes the secret and the CA into its volume', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ct-fetch-'));
+    try {
+      const jwt = stack.podToken(BOUND_SA);
+      seenTokens.push(jwt);
+      const result = await fetchPodSecrets({
+        podApiUrl: stack.podApiUrl,
+        caPem: stack.podApiCaPem,
+        role: ROLE,
+        secrets: { db: SECRET_PATH },
+        outputDir: dir,
+        jwt,
+      });
+      expect(result.written).toEqual(['db']);
+      expect(JSON.parse(await readFile(join(dir, 'db.json'), 'utf8')).password).toBe(SECRET_VALUE);
+      expect(await readFile(join(dir, 'ca.crt'), 'utf8')).toBe(stack.podApiCaPem);
+      const refused = fetchPodSecrets({
+        podApiUrl: stack.podApiUrl,
+        caPem: stack.podApiCaPem,
+        role: ROLE,
+        secrets: { db: SECRET_PATH },
+        outputDir: dir,
+        jwt: stack.podToken(UNBOUND_SA),
+      });
+      await expect(refused).rejects.toMatchObject({ code: 'CT_OPENBAO_PERMISSION_DENIED' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('serves a storm of 60 concurrent logins, each with its TokenReview through the tunnel, without an error', async () => {
+    const jwt = stack.podToken(BOUND_SA);
+    seenTokens.push(jwt);
+    const answers = await Promise.all(Array.from({ length: 60 }, () => login(jwt)));
+    expect(answers.map((a) => a.status).filter((s) => s !== 200)).toEqual([]);
+    for (const answer of answers) seenTokens.push((answer.body.auth as { client_token: string }).client_token);
+  });
+
+  it('shows podApiUrl and podApiCaPem on /status once operational', async () => {
+    const response = await request(`${stack.broker.healthUrl}/status`);
+    const status = (await response.body.json()) as Record<string, string>;
+    expect(status.phase).toBe('operational');
+    expect(status.podApiUrl).toMatch(/^https:\/\/localhost:\d+$/);
+    expect(status.podApiCaPem).toBe(stack.cluster.caCertPem);
+  });
+
+  it('wrote no token, JWT or secret value to any log line (runs last)', () => {
+    expect(stack.logs.length).toBeGreaterThan(20);
+    expect(seenTokens.length).toBeGreaterThan(5);
+    const all = stack.logs.join('\n');
+    expect(all).not.toContain(SECRET_VALUE);
+    for (const token of seenTokens) {
+      expect(all).not.toContain(token);
+      // A JWT's signature part alone would also be a leak.
+      const signature = token.split('.').at(-1) ?? token;
+      if (signature.length > 16) expect(all).not.toContain(signature);
+    }
+  });
+});

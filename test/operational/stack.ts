@@ -1,0 +1,219 @@
+/**
+ * The whole operational path on loopback: OpenBao test server, Kubernetes test server, one beacon replica, an
+ * in-process bridge (with its TokenReview endpoint) and broker (pod API, webhook, migration), a cluster
+ * registered with `--tokenreview-endpoint` pointing at that bridge. Every log line of bridge and broker is
+ * captured so tests can prove no token or secret value was written.
+ */
+import { Writable } from 'node:stream';
+import { Agent, request } from 'undici';
+import { type BridgeHandle, startBridge } from '../../runtime/bridge/index.js';
+import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
+import { createLogger } from '../../runtime/core/log.js';
+import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { KubeClient } from '../../runtime/kube/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
+import {
+  beaconCert,
+  FAST_BRIDGE_TIMING,
+  FAST_BROKER_TIMING,
+  type Replicas,
+  startReplicas,
+  testResolve,
+} from '../runtime/fixtures.js';
+
+export const OPERATOR_NAMESPACE = 'cloudtaser-system';
+export const OPERATOR_SA = 'cloudtaser';
+export const APP_NAMESPACE = 'team-a';
+export const BOUND_SA = 'app-a';
+export const UNBOUND_SA = 'app-b';
+export const ROLE = 'app';
+export const SECRET_PATH = 'app/db';
+export const SECRET_VALUE = 'pA55-w0rd-that-must-never-be-logged-7f3a';
+export const POD_API_DNS_NAMES = ['localhost', 'cloudtaser.cloudtaser-system.svc'];
+
+export interface OperationalStack {
+  readonly openbao: OpenBaoTestServer;
+  readonly admin: OpenBaoClient;
+  readonly kube: KubeTestServer;
+  /** Admin access to the test cluster (what `kubectl` with the admin kubeconfig does). */
+  readonly kubeAdmin: KubeClient;
+  /** The broker's own service-account access (TokenReview, Secrets, Events). */
+  readonly brokerKube: KubeClient;
+  readonly replicas: Replicas;
+  readonly bridge: BridgeHandle;
+  readonly broker: BrokerHandle;
+  readonly cluster: RegistrationResult;
+  /** OpenBao client for the cluster namespace, root token. */
+  readonly clusterAdmin: OpenBaoClient;
+  /** `https://localhost:<port>`: the pod API as a pod reaches it. */
+  readonly podApiUrl: string;
+  readonly podApiCaPem: string;
+  /** undici dispatcher that trusts the pod API's CA. */
+  readonly podAgent: Agent;
+  /** Every JSON line bridge and broker logged. */
+  readonly logs: string[];
+  podToken(serviceAccount: string, opts?: { expirationSeconds?: number }): string;
+  podRequest(
+    method: string,
+    path: string,
+    options?: { token?: string; body?: unknown },
+  ): Promise<{ status: number; body: Record<string, unknown> }>;
+  startBroker(extra?: Partial<BrokerOptions>): Promise<BrokerHandle>;
+  close(): Promise<void>;
+}
+
+export async function startOperationalStack(
+  options: { broker?: Partial<BrokerOptions>; logLevel?: string } = {},
+): Promise<OperationalStack> {
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, callback) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const logger = createLogger('operational-test', {
+    level: options.logLevel ?? 'debug',
+    destination: sink,
+  });
+  const closers: Array<() => Promise<unknown>> = [];
+  try {
+    const openbao = await startOpenBaoTestServer();
+    closers.push(() => openbao.close());
+    const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    closers.push(() => admin.close());
+    const kube = await startKubeTestServer();
+    closers.push(() => kube.close());
+    const kubeAdmin = KubeClient.fromConnection({
+      kind: 'token',
+      host: kube.url,
+      token: kube.adminToken,
+      clusterCaCertificate: kube.caCertPem,
+    });
+    closers.push(async () => kubeAdmin.close());
+
+    // The operator's service account with exactly the RBAC the chart must grant.
+    await kube.createServiceAccount(OPERATOR_NAMESPACE, OPERATOR_SA);
+    const operator = { namespace: OPERATOR_NAMESPACE, name: OPERATOR_SA };
+    kube.grant(operator, {
+      verbs: ['create'],
+      resources: ['tokenreviews'],
+      apiGroups: ['authentication.k8s.io'],
+    });
+    kube.grant(operator, { verbs: ['list', 'delete'], resources: ['secrets'] });
+    kube.grant(operator, { verbs: ['create'], resources: ['events'] });
+    const brokerKube = KubeClient.fromConnection({
+      kind: 'token',
+      host: kube.url,
+      token: kube.issueServiceAccountToken(OPERATOR_NAMESPACE, OPERATOR_SA, { expirationSeconds: 7200 }),
+      clusterCaCertificate: kube.caCertPem,
+    });
+    closers.push(async () => brokerKube.close());
+    await kube.createServiceAccount(APP_NAMESPACE, BOUND_SA);
+    await kube.createServiceAccount(APP_NAMESPACE, UNBOUND_SA);
+
+    const replicas = await startReplicas(1);
+    closers.push(() => replicas.close());
+
+    const bridge = await startBridge({
+      openbao: admin,
+      beacons: [replicas.address],
+      beaconCaPem: beaconCert.certPem,
+      resolve: testResolve,
+      timing: FAST_BRIDGE_TIMING,
+      tokenReview: { host: '127.0.0.1', port: 0 },
+      logger,
+    });
+    closers.push(() => bridge.close());
+
+    const cluster = await registerCluster(admin, {
+      fingerprint: kube.kubeSystemUid,
+      tokenReviewEndpoint: bridge.tokenReviewUrl,
+    });
+    const clusterAdmin = admin.withNamespace(cluster.namespace);
+    await clusterAdmin.writePolicy(
+      'app-read',
+      `path "secret/data/app/*" { capabilities = ["read"] }\npath "secret/metadata/app/*" { capabilities = ["read", "list"] }\n`,
+    );
+    await clusterAdmin.writeKubernetesAuthRole('kubernetes', ROLE, {
+      boundServiceAccountNames: [BOUND_SA],
+      boundServiceAccountNamespaces: [APP_NAMESPACE],
+      policies: ['app-read'],
+      ttl: '1h',
+    });
+    await clusterAdmin.kvWrite('secret', SECRET_PATH, { password: SECRET_VALUE, user: 'app' });
+    await bridge.pollNow();
+
+    const launch = async (extra: Partial<BrokerOptions> = {}) => {
+      const handle = await startBroker({
+        fingerprint: kube.kubeSystemUid,
+        beacons: [replicas.address],
+        beaconCaPem: beaconCert.certPem,
+        resolve: testResolve,
+        timing: FAST_BROKER_TIMING,
+        caSha256: cluster.operationalHash,
+        kube: brokerKube,
+        podApi: { host: '127.0.0.1', port: 0, dnsNames: POD_API_DNS_NAMES },
+        health: { host: '127.0.0.1', port: 0 },
+        logger,
+        ...options.broker,
+        ...extra,
+      });
+      closers.push(() => handle.close());
+      return handle;
+    };
+    const broker = await launch();
+    const status = await broker.waitForPhase('operational', 20_000);
+    const listen = new URL(broker.podApiListenUrl() ?? 'https://missing');
+    const podApiUrl = `https://localhost:${listen.port}`;
+    const podApiCaPem = status.podApiCaPem ?? '';
+    const podAgent = new Agent({ connect: { ca: podApiCaPem }, connections: 64 });
+    closers.push(() => podAgent.close());
+
+    return {
+      openbao,
+      admin,
+      kube,
+      kubeAdmin,
+      brokerKube,
+      replicas,
+      bridge,
+      broker,
+      cluster,
+      clusterAdmin,
+      podApiUrl,
+      podApiCaPem,
+      podAgent,
+      logs,
+      podToken: (serviceAccount, opts = {}) =>
+        kube.issueServiceAccountToken(APP_NAMESPACE, serviceAccount, {
+          expirationSeconds: opts.expirationSeconds ?? 3600,
+        }),
+      async podRequest(method, path, opts = {}) {
+        const response = await request(`${podApiUrl}${path}`, {
+          method: method as 'GET',
+          dispatcher: podAgent,
+          headers: {
+            ...(opts.token ? { 'x-vault-token': opts.token } : {}),
+            ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        });
+        const text = await response.body.text();
+        return {
+          status: response.statusCode,
+          body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+        };
+      },
+      startBroker: launch,
+      async close() {
+        for (const close of closers.reverse()) await close().catch(() => undefined);
+      },
+    };
+  } catch (err) {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    throw err;
+  }
+}
