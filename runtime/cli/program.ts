@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerProviderCommand } from '../../provider/command.js';
+import { registerBeaconCommand } from '../beacon/command.js';
 import { registerBridgeCommand } from '../bridge/command.js';
 import { registerBrokerCommand } from '../broker/command.js';
 import { CloudtaserError } from '../core/errors.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerPodCommands(program);
   registerSourceCommands(program);
   registerDevCommands(program);
+  registerBeaconCommand(program);
   registerBridgeCommand(program);
   registerBrokerCommand(program);
   registerProviderCommand(program);

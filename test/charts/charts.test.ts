@@ -194,7 +194,9 @@ describe('chart cloudtaser (operator)', () => {
     const webhook = chart.templates.get('mutatingwebhook.yaml')!;
     expect(webhook).toContain('failurePolicy: {{ .Values.webhook.failurePolicy }}');
     expect(webhook).toContain('toYaml .Values.webhook.objectSelector');
-    expect(webhook).not.toContain('caBundle:');
+    expect(webhook).toContain('path: /mutate-pods');
+    // The CA bundle only ever comes from a value (or cert-manager): never a literal certificate in the chart.
+    expect(webhook).toMatch(/caBundle: \{\{ \. \}\}/);
   });
 });
 
@@ -261,7 +263,7 @@ function exampleFor(path: string): string {
 describe('container images', () => {
   const imagesDir = join(CHARTS_DIR, '..', 'images');
   it.each([
-    ['operator', 'cloudtaser', 'args: ["operator", "run"]'],
+    ['operator', 'cloudtaser', '- broker\n            - run'],
     ['beacon', 'cloudtaser-beacon', '- beacon\n            - serve'],
     ['bridge', 'cloudtaser-bridge', '- bridge\n            - run'],
   ] as const)(
@@ -270,7 +272,8 @@ describe('container images', () => {
       const dockerfile = readFileSync(join(imagesDir, `Dockerfile.${process}`), 'utf8');
       expect(dockerfile).toMatch(/^FROM gcr\.io\/distroless\/nodejs20-debian12:nonroot$/m);
       expect(dockerfile).toMatch(/^USER 65532:65532$/m);
-      expect(dockerfile).toContain(`CMD ["${process}", "${process === 'beacon' ? 'serve' : 'run'}"]`);
+      const command = { operator: '["broker", "run"]', beacon: '["beacon", "serve"]', bridge: '["bridge", "run"]' }[process];
+      expect(dockerfile).toContain(`CMD ${command}`);
       const chart = readChart(chartName);
       expect(chart.templates.get('deployment.yaml')).toContain(chartArgs);
       expect(String((chart.values.image as Record<string, unknown>).repository)).toBe(
@@ -278,4 +281,31 @@ describe('container images', () => {
       );
     },
   );
+});
+
+describe('chart container args against the real cloudtaser-cli', () => {
+  it.each([
+    ['cloudtaser', 0],
+    ['cloudtaser-beacon', 1],
+    ['cloudtaser-bridge', 2],
+  ] as const)('%s runs a command and flags that exist in cloudtaser-cli', async (_name, index) => {
+    const { buildProgram } = await import('../../runtime/cli/program.js');
+    const deployment = charts[index].templates.get('deployment.yaml')!;
+    const block = /\n\s+args:\n((?:\s+(?:- .*|\{\{.*\}\})\n)+)/.exec(deployment);
+    expect(block, 'deployment has an args list').not.toBeNull();
+    const args = block![1]
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line.startsWith('- '))
+      .map((line) => line.slice(2).replace(/^"|"$/g, ''));
+    const [group, verb, ...flags] = args;
+    const command = buildProgram()
+      .commands.find((c) => c.name() === group)
+      ?.commands.find((c) => c.name() === verb);
+    expect(command, `cloudtaser-cli ${group} ${verb}`).toBeDefined();
+    const known = new Set(command!.options.map((o) => o.long));
+    for (const flag of flags.filter((f) => f.startsWith('--'))) {
+      expect(known, `${group} ${verb} has ${flag.split('=')[0]}`).toContain(flag.split('=')[0]);
+    }
+  });
 });
