@@ -29,7 +29,11 @@ export function registerBeaconCommand(
     .option('--listen <host:port>', 'address for the relay port', '0.0.0.0:443')
     .option('--tls-cert <file>', 'PEM certificate (chain) clients verify the beacon by')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
-    .option('--metrics-listen <host:port>', "address for /healthz, /readyz and /metrics, or 'off'", '0.0.0.0:9090')
+    .option(
+      '--metrics-listen <host:port>',
+      "address for /healthz, /readyz and /metrics, or 'off'",
+      '0.0.0.0:9090',
+    )
     .option('--plain', 'also accept the plain door (CTBCN/1 magic, no outer TLS)', false);
   for (const { key, flag, description, min, max } of BEACON_LIMIT_FLAGS) {
     serve.addOption(
@@ -61,14 +65,19 @@ export function registerBeaconCommand(
 }
 
 /** Turns CLI flags into library options (reads the certificate files). */
-export async function beaconOptionsFromFlags(flags: BeaconServeFlags): Promise<Omit<BeaconOptions, 'logger'>> {
+export async function beaconOptionsFromFlags(
+  flags: BeaconServeFlags,
+): Promise<Omit<BeaconOptions, 'logger'>> {
   if (!flags.tlsCert || !flags.tlsKey) {
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
       'beacon serve needs --tls-cert and --tls-key: the TLS door is always on, and clients verify the beacon by it',
     );
   }
-  const [certPem, keyPem] = await Promise.all([readPem(flags.tlsCert, '--tls-cert'), readPem(flags.tlsKey, '--tls-key')]);
+  const [certPem, keyPem] = await Promise.all([
+    readPem(flags.tlsCert, '--tls-cert'),
+    readPem(flags.tlsKey, '--tls-key'),
+  ]);
   const listen = parseListenAddress(flags.listen, '--listen');
   const limits: Partial<Record<keyof BeaconLimits, number>> = {};
   for (const { key } of BEACON_LIMIT_FLAGS) {
@@ -80,7 +89,8 @@ export async function beaconOptionsFromFlags(flags: BeaconServeFlags): Promise<O
     port: listen.port,
     tls: { certPem, keyPem },
     plain: flags.plain === true,
-    metrics: flags.metricsListen === 'off' ? false : parseListenAddress(flags.metricsListen, '--metrics-listen'),
+    metrics:
+      flags.metricsListen === 'off' ? false : parseListenAddress(flags.metricsListen, '--metrics-listen'),
     limits,
   };
 }
@@ -90,7 +100,10 @@ export function parseListenAddress(value: string, flag: string): { host: string;
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
   const port = match ? Number(match[3]) : Number.NaN;
   if (!match || port > 65_535) {
-    throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} ${JSON.stringify(value)} is not host:port (e.g. 0.0.0.0:443)`);
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${JSON.stringify(value)} is not host:port (e.g. 0.0.0.0:443)`,
+    );
   }
   return { host: match[1] ?? match[2], port };
 }
@@ -103,7 +116,10 @@ function flagKey(key: keyof BeaconLimits): string {
 
 function parseInteger(flag: string, value: string): number {
   if (!/^\d+$/.test(value)) {
-    throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} ${JSON.stringify(value)} is not a whole number`);
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${JSON.stringify(value)} is not a whole number`,
+    );
   }
   return Number(value);
 }
@@ -112,8 +128,12 @@ async function readPem(path: string, flag: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} ${path} could not be read: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${path} could not be read: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }

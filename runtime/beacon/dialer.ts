@@ -1,7 +1,12 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { connect as netConnect, isIP, type LookupFunction, type Socket } from 'node:net';
+import { isIP, type LookupFunction, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type ConnectionOptions, createSecureContext, type SecureContext, connect as tlsConnect } from 'node:tls';
+import {
+  type ConnectionOptions,
+  createSecureContext,
+  type SecureContext,
+  connect as tlsConnect,
+} from 'node:tls';
 import { type ClientOptions, createWebSocketStream, WebSocket } from 'ws';
 import { CloudtaserError } from '../core/index.js';
 import {
@@ -38,7 +43,8 @@ function secureContextFor(caCertPem: string | undefined): SecureContext | undefi
   if (caCertPem === undefined) return undefined;
   let context = secureContexts.get(caCertPem);
   if (!context) {
-    if (secureContexts.size >= MAX_CACHED_CONTEXTS) secureContexts.delete(secureContexts.keys().next().value!);
+    if (secureContexts.size >= MAX_CACHED_CONTEXTS)
+      secureContexts.delete(secureContexts.keys().next().value!);
     context = createSecureContext({ ca: caCertPem });
     secureContexts.set(caCertPem, context);
   }
@@ -62,12 +68,24 @@ export function parseBeaconAddress(address: string): BeaconTarget {
   if (text === '') throw invalid('it is empty');
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
   const door: BeaconDoor | undefined =
-    scheme === undefined || scheme === 'tls' ? 'tls' : scheme === 'wss' ? 'wss' : scheme === 'plain' ? 'plain' : undefined;
+    scheme === undefined || scheme === 'tls'
+      ? 'tls'
+      : scheme === 'wss'
+        ? 'wss'
+        : scheme === 'plain'
+          ? 'plain'
+          : undefined;
   if (!door) throw invalid(`scheme '${scheme}' is not tls, wss or plain`);
   let url: URL;
   try {
     // Bare `host:port` is the TLS door; an explicit scheme of our own makes URL parse the authority for us.
-    url = new URL(scheme === undefined ? `tls://${text}` : door === 'wss' ? text : `tls://${text.slice(scheme!.length + 3)}`);
+    url = new URL(
+      scheme === undefined
+        ? `tls://${text}`
+        : door === 'wss'
+          ? text
+          : `tls://${text.slice(scheme!.length + 3)}`,
+    );
   } catch {
     throw invalid('it does not parse as host:port');
   }
@@ -108,7 +126,10 @@ export interface ReplicaDialOptions {
 export function waitForPeer(options: ReplicaDialOptions): Promise<Duplex> {
   if (options.role !== 'broker' && options.role !== 'bridge') {
     return Promise.reject(
-      new CloudtaserError('CT_INVALID_ARGUMENT', `beacon role ${JSON.stringify(options.role)} is not broker or bridge`),
+      new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `beacon role ${JSON.stringify(options.role)} is not broker or bridge`,
+      ),
     );
   }
   if (!isRoomHash(options.hash)) {
@@ -181,17 +202,34 @@ class ReplicaDial {
     this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', this.onSocketData);
+    // Paused-mode reading: removing the 'readable' listener later returns the socket to the state of a
+    // fresh one, so the caller's first 'data' listener, pipe() or inner TLS starts the flow.
+    socket.on('readable', this.onSocketReadable);
     socket.on('error', this.onSocketError);
+    socket.on('end', this.onSocketClose);
     socket.on('close', this.onSocketClose);
   }
 
-  private readonly onSocketData = (chunk: Buffer) => {
+  private readonly onSocketReadable = () => {
+    const socket = this.socket!;
+    while (!this.settled) {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null) return;
+      this.onSocketData(chunk);
+    }
+  };
+
+  private onSocketData(chunk: Buffer): void {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
     while (!this.settled && this.buffered.length >= FRAME_HEADER_BYTES) {
       const length = this.buffered.readUInt16BE(0);
       if (length > MAX_FRAME_BYTES) {
-        this.fail(new CloudtaserError('CT_BEACON_PROTOCOL', `the beacon at ${this.where()} sent a ${length}-byte frame`));
+        this.fail(
+          new CloudtaserError(
+            'CT_BEACON_PROTOCOL',
+            `the beacon at ${this.where()} sent a ${length}-byte frame`,
+          ),
+        );
         return;
       }
       if (this.buffered.length < FRAME_HEADER_BYTES + length) return;
@@ -199,7 +237,7 @@ class ReplicaDial {
       this.buffered = this.buffered.subarray(FRAME_HEADER_BYTES + length);
       this.control(body);
     }
-  };
+  }
 
   private readonly onSocketError = (err: Error) => {
     this.fail(this.unreachable(err.message, err));
@@ -228,7 +266,10 @@ class ReplicaDial {
       maxPayload: 16 * 1024 * 1024,
       handshakeTimeout: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     } as ClientOptions;
-    const ws = new WebSocket(`wss://${hostForUrl}:${target.port}${target.path ?? WEBSOCKET_PATH}`, clientOptions);
+    const ws = new WebSocket(
+      `wss://${hostForUrl}:${target.port}${target.path ?? WEBSOCKET_PATH}`,
+      clientOptions,
+    );
     this.ws = ws;
     ws.binaryType = 'nodebuffer';
     ws.once('open', () => ws.send(announce, { binary: true }));
@@ -242,11 +283,21 @@ class ReplicaDial {
 
   private readonly onWebSocketMessage = (data: Buffer, isBinary: boolean) => {
     if (isBinary) {
-      this.fail(new CloudtaserError('CT_BEACON_PROTOCOL', `the beacon at ${this.where()} sent payload before pairing`));
+      this.fail(
+        new CloudtaserError(
+          'CT_BEACON_PROTOCOL',
+          `the beacon at ${this.where()} sent payload before pairing`,
+        ),
+      );
       return;
     }
     if (data.length > MAX_FRAME_BYTES) {
-      this.fail(new CloudtaserError('CT_BEACON_PROTOCOL', `the beacon at ${this.where()} sent an oversized control message`));
+      this.fail(
+        new CloudtaserError(
+          'CT_BEACON_PROTOCOL',
+          `the beacon at ${this.where()} sent an oversized control message`,
+        ),
+      );
       return;
     }
     this.control(data);
@@ -299,10 +350,10 @@ class ReplicaDial {
       return;
     }
     const socket = this.socket!;
-    socket.off('data', this.onSocketData);
+    socket.off('readable', this.onSocketReadable);
     socket.off('error', this.onSocketError);
+    socket.off('end', this.onSocketClose);
     socket.off('close', this.onSocketClose);
-    socket.pause();
     // The peer's first bytes may have arrived in the same read as `paired`; hand them on with the stream.
     if (this.buffered.length > 0) socket.unshift(this.buffered);
     this.buffered = Buffer.alloc(0);
@@ -357,9 +408,13 @@ export async function resolveBeacon(
   try {
     ips = [...new Set(await resolve(target.host))];
   } catch (err) {
-    throw new CloudtaserError('CT_BEACON_UNREACHABLE', `beacon name ${target.host} did not resolve: ${String(err)}`, {
-      cause: err,
-    });
+    throw new CloudtaserError(
+      'CT_BEACON_UNREACHABLE',
+      `beacon name ${target.host} did not resolve: ${String(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   if (ips.length === 0) {
     throw new CloudtaserError('CT_BEACON_UNREACHABLE', `beacon name ${target.host} resolved to no address`);
@@ -407,7 +462,8 @@ export async function dialBeacon(options: BeaconDialOptions): Promise<{ stream: 
           },
           (err: CloudtaserError) => {
             errors.push(err);
-            if (!winner && errors.length === ips.length) reject(pickDialError(errors, options.signal, options.address));
+            if (!winner && errors.length === ips.length)
+              reject(pickDialError(errors, options.signal, options.address));
           },
         );
       }
@@ -418,7 +474,11 @@ export async function dialBeacon(options: BeaconDialOptions): Promise<{ stream: 
 }
 
 /** The most telling of the replicas' errors: the caller's cancel, then a beacon's stated reason, then unreachable. */
-function pickDialError(errors: CloudtaserError[], signal: AbortSignal | undefined, address: string): CloudtaserError {
+function pickDialError(
+  errors: CloudtaserError[],
+  signal: AbortSignal | undefined,
+  address: string,
+): CloudtaserError {
   if (signal?.aborted) return new CloudtaserError('CT_CANCELLED', 'dialing the beacon was cancelled');
   const stated = errors.find((err) => err.code !== 'CT_BEACON_UNREACHABLE' && err.code !== 'CT_CANCELLED');
   if (stated) return stated;

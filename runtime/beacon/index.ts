@@ -1,3 +1,4 @@
+export { beaconOptionsFromFlags, parseListenAddress, registerBeaconCommand } from './command.js';
 export {
   type BeaconDialOptions,
   type BeaconResolver,
@@ -23,4 +24,3 @@ export {
   WEBSOCKET_PATH,
 } from './protocol.js';
 export { type BeaconHandle, type BeaconOptions, type BeaconStats, createBeacon } from './server.js';
-export { beaconOptionsFromFlags, parseListenAddress, registerBeaconCommand } from './command.js';

@@ -85,7 +85,11 @@ export class SocketLeg extends Leg {
     if (this.buffered.length < FRAME_HEADER_BYTES) return;
     const length = this.buffered.readUInt16BE(0);
     if (length > this.maxAnnounceBytes) {
-      this.events.fault(this, 'announce_too_large', `announce of ${length} bytes exceeds ${this.maxAnnounceBytes}`);
+      this.events.fault(
+        this,
+        'announce_too_large',
+        `announce of ${length} bytes exceeds ${this.maxAnnounceBytes}`,
+      );
       return;
     }
     if (this.buffered.length < FRAME_HEADER_BYTES + length) return;
@@ -154,7 +158,8 @@ export class WebSocketLeg extends Leg {
     ws.on('message', this.onMessage);
     // ws reports oversized messages and bad frames here and then closes the socket itself.
     ws.on('error', () => {
-      if (!this.paired && !this.rejected) this.events.fault(this, 'websocket_frame', 'invalid WebSocket frame');
+      if (!this.paired && !this.rejected)
+        this.events.fault(this, 'websocket_frame', 'invalid WebSocket frame');
     });
     ws.once('close', () => events.closed(this));
   }

@@ -51,12 +51,28 @@ export const BEACON_LIMIT_FLAGS: ReadonlyArray<{
   readonly min: number;
   readonly max?: number;
 }> = [
-  { key: 'announceTimeoutMs', flag: '--announce-timeout-ms', description: 'time from accept to announce', min: 100 },
-  { key: 'maxAnnounceBytes', flag: '--max-announce-bytes', description: 'largest announce body', min: 64, max: 512 },
+  {
+    key: 'announceTimeoutMs',
+    flag: '--announce-timeout-ms',
+    description: 'time from accept to announce',
+    min: 100,
+  },
+  {
+    key: 'maxAnnounceBytes',
+    flag: '--max-announce-bytes',
+    description: 'largest announce body',
+    min: 64,
+    max: 512,
+  },
   { key: 'brokerWaitMs', flag: '--broker-wait-ms', description: 'unmatched wait for a broker', min: 100 },
   { key: 'bridgeWaitMs', flag: '--bridge-wait-ms', description: 'unmatched wait for a bridge', min: 100 },
   { key: 'keepaliveIntervalMs', flag: '--keepalive-ms', description: 'ping interval while waiting', min: 50 },
-  { key: 'maxWaitingPerHash', flag: '--max-waiting-per-hash', description: 'waiters per hash and role', min: 1 },
+  {
+    key: 'maxWaitingPerHash',
+    flag: '--max-waiting-per-hash',
+    description: 'waiters per hash and role',
+    min: 1,
+  },
   {
     key: 'maxWaitingPerAddress',
     flag: '--max-waiting-per-address',
@@ -71,7 +87,12 @@ export const BEACON_LIMIT_FLAGS: ReadonlyArray<{
     min: 1,
   },
   { key: 'maxConnections', flag: '--max-connections', description: 'open connections in total', min: 2 },
-  { key: 'pairedIdleMs', flag: '--idle-timeout-ms', description: 'idle time of a paired connection', min: 100 },
+  {
+    key: 'pairedIdleMs',
+    flag: '--idle-timeout-ms',
+    description: 'idle time of a paired connection',
+    min: 100,
+  },
   {
     key: 'webSocketMaxPayloadBytes',
     flag: '--ws-max-payload',

@@ -20,9 +20,10 @@ export interface BeaconMetrics {
   accepted(door: string): void;
 }
 
-export function createBeaconMetrics(): BeaconMetrics {
+export function createBeaconMetrics(options: { processMetrics: boolean }): BeaconMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'cloudtaser_beacon_' });
+  // Process metrics watch GC and event-loop delay continuously; only pay for that when someone can scrape.
+  if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'cloudtaser_beacon_' });
   const counters: BeaconCounters = {
     connections: 0,
     waitingBroker: 0,
@@ -115,7 +116,9 @@ export async function startMetricsServer(
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const ready = isReady();
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      res
+        .writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(ready ? 'ready\n' : 'not ready\n');
     } else if (path === '/metrics') {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),

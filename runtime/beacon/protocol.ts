@@ -65,7 +65,10 @@ export function parseAnnounce(body: Uint8Array): Announce {
   }
   const record = value as Record<string, unknown>;
   if (record.v !== PROTOCOL_VERSION) {
-    throw new AnnounceError('bad_version', `announce version ${JSON.stringify(record.v)} is not supported; use 1`);
+    throw new AnnounceError(
+      'bad_version',
+      `announce version ${clip(JSON.stringify(record.v))} is not supported; use 1`,
+    );
   }
   if (record.role !== 'broker' && record.role !== 'bridge') {
     throw new AnnounceError('bad_role', 'announce role must be "broker" or "bridge"');
@@ -87,9 +90,16 @@ export function encodeJson(value: Announce | ControlMessage): Buffer {
 
 /** One raw/plain frame: 2-byte big-endian length, then the JSON body. */
 export function encodeFrame(value: Announce | ControlMessage): Buffer {
-  const body = encodeJson(value);
+  let body = encodeJson(value);
+  // An error reason may quote what a peer sent; shorten it rather than fail to tell the peer why it was refused.
+  if (body.length > MAX_FRAME_BYTES && 'reason' in value && typeof value.reason === 'string') {
+    body = encodeJson({ ...value, reason: clip(value.reason, 200) });
+  }
   if (body.length > MAX_FRAME_BYTES) {
-    throw new CloudtaserError('CT_INTERNAL', `beacon frame of ${body.length} bytes exceeds ${MAX_FRAME_BYTES}`);
+    throw new CloudtaserError(
+      'CT_INTERNAL',
+      `beacon frame of ${body.length} bytes exceeds ${MAX_FRAME_BYTES}`,
+    );
   }
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.length);
   frame.writeUInt16BE(body.length, 0);
@@ -111,7 +121,10 @@ export function parseControl(body: Uint8Array): ControlMessage | undefined {
     });
   }
   if (typeof value !== 'object' || value === null) {
-    throw new CloudtaserError('CT_BEACON_PROTOCOL', 'the beacon sent a control frame that is not a JSON object');
+    throw new CloudtaserError(
+      'CT_BEACON_PROTOCOL',
+      'the beacon sent a control frame that is not a JSON object',
+    );
   }
   const record = value as Record<string, unknown>;
   switch (record.t) {
@@ -128,4 +141,9 @@ export function parseControl(body: Uint8Array): ControlMessage | undefined {
     default:
       return undefined;
   }
+}
+
+/** Shortens peer-supplied text quoted in a reason, so a hostile value cannot inflate a frame or a log line. */
+function clip(text: string, max = 40): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
 }

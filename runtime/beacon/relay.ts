@@ -24,6 +24,7 @@ export function relayStreams(
   bridge: Duplex,
   totals: RelayTotals,
   onEnd: (end: RelayEnd) => void,
+  idle?: { readonly ms: number; onIdle(): void },
 ): { destroy(): void } {
   const startedAt = performance.now();
   let brokerToBridge = 0;
@@ -34,9 +35,32 @@ export function relayStreams(
 
   const destroyBoth = () => {
     aborted = true;
+    clearInterval(idleCheck);
     broker.destroy();
     bridge.destroy();
   };
+
+  // Idle detection by sampling the byte counters, not socket.setTimeout: a socket timeout is refreshed on
+  // every read and write, which costs measurable CPU at relay speeds. Fires between ms and 1.5 x ms of silence.
+  let lastSeen = -1;
+  let quietSince = performance.now();
+  const idleCheck = idle
+    ? setInterval(
+        () => {
+          const moved = brokerToBridge + bridgeToBroker;
+          const now = performance.now();
+          if (moved !== lastSeen) {
+            lastSeen = moved;
+            quietSince = now;
+          } else if (now - quietSince >= idle.ms) {
+            clearInterval(idleCheck);
+            idle.onIdle();
+          }
+        },
+        Math.max(50, Math.floor(idle.ms / 2)),
+      )
+    : undefined;
+  idleCheck?.unref();
 
   const pump = (source: Duplex, sink: Duplex, count: (bytes: number) => void) => {
     source.on('data', (chunk: Buffer) => {
@@ -62,6 +86,7 @@ export function relayStreams(
     closedCount += 1;
     if (closedCount === 2 && !finished) {
       finished = true;
+      clearInterval(idleCheck);
       onEnd({
         durationMs: performance.now() - startedAt,
         bytesBrokerToBridge: brokerToBridge,

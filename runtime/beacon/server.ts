@@ -1,11 +1,22 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { CloudtaserError, hashPrefix, type Logger, silentLogger } from '../core/index.js';
 import { type Leg, type LegEvents, type RejectCode, SocketLeg, WebSocketLeg } from './legs.js';
 import { type BeaconLimits, resolveLimits } from './limits.js';
-import { createBeaconMetrics, formatHost, startMetricsServer } from './metrics.js';
+import {
+  type BeaconCounters,
+  type BeaconMetrics,
+  createBeaconMetrics,
+  formatHost,
+  startMetricsServer,
+} from './metrics.js';
 import {
   type Announce,
   type BeaconDoor,
@@ -47,6 +58,8 @@ export interface BeaconStats {
   readonly paired: number;
   /** Rooms (hashes) with at least one waiter. */
   readonly rooms: number;
+  /** Source addresses the per-address bounds currently track. */
+  readonly trackedAddresses: number;
   readonly pairingsTotal: number;
   readonly rejectionsTotal: number;
   readonly bytesBrokerToBridge: number;
@@ -105,13 +118,19 @@ export async function createBeacon(options: BeaconOptions): Promise<BeaconHandle
       { cause: err },
     );
   }
-  const beacon = new BeaconServer(limits, secureContext, options.plain === true, options.logger ?? silentLogger);
+  const beacon = new BeaconServer(
+    limits,
+    secureContext,
+    options.plain === true,
+    options.logger ?? silentLogger,
+    Boolean(options.metrics),
+  );
   return beacon.start(options);
 }
 
 class BeaconServer implements LegEvents {
-  private readonly metrics = createBeaconMetrics();
-  private readonly counters = this.metrics.counters;
+  private readonly metrics: BeaconMetrics;
+  private readonly counters: BeaconCounters;
   private readonly connections = new Set<Connection>();
   private readonly connectionOf = new WeakMap<Socket, Connection>();
   private readonly pendingByAddress = new Map<string, number>();
@@ -134,7 +153,10 @@ class BeaconServer implements LegEvents {
     private readonly secureContext: SecureContext,
     private readonly plainDoor: boolean,
     private readonly log: Logger,
+    processMetrics: boolean,
   ) {
+    this.metrics = createBeaconMetrics({ processMetrics });
+    this.counters = this.metrics.counters;
     this.server = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
     this.http = createHttpServer({ maxHeaderSize: 8 * 1024 }, (req, res) => {
       this.rejectHttp(req.socket, 'http_not_found', `no route for ${req.method} ${safePath(req.url)}`);
@@ -142,7 +164,9 @@ class BeaconServer implements LegEvents {
     });
     this.http.headersTimeout = limits.announceTimeoutMs;
     this.http.requestTimeout = limits.announceTimeoutMs;
-    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.upgrade(req, socket, head),
+    );
     this.http.on('clientError', (_err, socket: Socket) => {
       this.rejectHttp(socket, 'http_malformed', 'malformed HTTP request');
       socket.destroy();
@@ -179,13 +203,23 @@ class BeaconServer implements LegEvents {
         metricsUrl = started.url;
       } catch (err) {
         await this.close();
-        throw new CloudtaserError('CT_INVALID_ARGUMENT', `beacon metrics server could not listen: ${String(err)}`, {
-          cause: err,
-        });
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `beacon metrics server could not listen: ${String(err)}`,
+          {
+            cause: err,
+          },
+        );
       }
     }
     const address = `${formatHost(host)}:${port}`;
-    this.log.info({ event: 'listening', address, plainDoor: this.plainDoor, metricsUrl, limits: this.limits });
+    this.log.info({
+      event: 'listening',
+      address,
+      plainDoor: this.plainDoor,
+      metricsUrl,
+      limits: this.limits,
+    });
     return {
       address,
       port,
@@ -205,6 +239,7 @@ class BeaconServer implements LegEvents {
       waitingBridges: this.counters.waitingBridge,
       paired: this.counters.paired,
       rooms: this.rooms.size,
+      trackedAddresses: new Set([...this.pendingByAddress.keys(), ...this.waitingByAddress.keys()]).size,
       pairingsTotal: this.pairingsTotal,
       rejectionsTotal: this.rejectionsTotal,
       bytesBrokerToBridge: this.counters.bytesBrokerToBridge,
@@ -252,9 +287,14 @@ class BeaconServer implements LegEvents {
     socket.once('close', () => this.forget(connection));
     if (this.counters.connections > this.limits.maxConnections) {
       // Refused before the door is known: no frame is possible without spending a TLS handshake on it.
-      this.reject('max_connections', 'CT_BEACON_LIMIT', `open connections exceed ${this.limits.maxConnections}`, {
-        remote,
-      });
+      this.reject(
+        'max_connections',
+        'CT_BEACON_LIMIT',
+        `open connections exceed ${this.limits.maxConnections}`,
+        {
+          remote,
+        },
+      );
       socket.destroy();
       return;
     }
@@ -287,9 +327,14 @@ class BeaconServer implements LegEvents {
       socket.off('data', onData);
       socket.pause();
       if (door === 'garbage') {
-        this.reject('garbage', 'CT_BEACON_PROTOCOL', 'first bytes are neither a TLS ClientHello nor the plain magic', {
-          remote: connection.remote,
-        });
+        this.reject(
+          'garbage',
+          'CT_BEACON_PROTOCOL',
+          'first bytes are neither a TLS ClientHello nor the plain magic',
+          {
+            remote: connection.remote,
+          },
+        );
         socket.destroy();
         return;
       }
@@ -337,9 +382,14 @@ class BeaconServer implements LegEvents {
     let secure = false;
     tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
       if (!secure) {
-        this.reject('tls_handshake', 'CT_BEACON_PROTOCOL', `outer TLS handshake failed (${err.code ?? 'error'})`, {
-          remote: connection.remote,
-        });
+        this.reject(
+          'tls_handshake',
+          'CT_BEACON_PROTOCOL',
+          `outer TLS handshake failed (${err.code ?? 'error'})`,
+          {
+            remote: connection.remote,
+          },
+        );
       }
       tlsSocket.destroy();
     });
@@ -408,7 +458,10 @@ class BeaconServer implements LegEvents {
   private announceTimedOut(connection: Connection): void {
     const message = `no announce within ${this.limits.announceTimeoutMs} ms`;
     const leg = connection.leg;
-    this.reject('announce_timeout', 'CT_BEACON_PROTOCOL', message, { door: leg?.door, remote: connection.remote });
+    this.reject('announce_timeout', 'CT_BEACON_PROTOCOL', message, {
+      door: leg?.door,
+      remote: connection.remote,
+    });
     if (leg) leg.reject('CT_BEACON_PROTOCOL', message);
     else {
       connection.tlsSocket?.destroy();
@@ -458,17 +511,32 @@ class BeaconServer implements LegEvents {
     const meta = legMeta(leg);
     const queued = room?.[announce.role].length ?? 0;
     if (queued >= this.limits.maxWaitingPerHash) {
-      this.rejectLeg(leg, 'waiting_per_hash', 'CT_BEACON_LIMIT', `${queued} ${announce.role}s already wait for this hash`);
+      this.rejectLeg(
+        leg,
+        'waiting_per_hash',
+        'CT_BEACON_LIMIT',
+        `${queued} ${announce.role}s already wait for this hash`,
+      );
       return;
     }
     const fromAddress = this.waitingByAddress.get(leg.remote) ?? 0;
     if (fromAddress >= this.limits.maxWaitingPerAddress) {
-      this.rejectLeg(leg, 'waiting_per_address', 'CT_BEACON_LIMIT', `${fromAddress} connections already wait from this address`);
+      this.rejectLeg(
+        leg,
+        'waiting_per_address',
+        'CT_BEACON_LIMIT',
+        `${fromAddress} connections already wait from this address`,
+      );
       return;
     }
     const total = this.counters.waitingBroker + this.counters.waitingBridge;
     if (total >= this.limits.maxWaiting) {
-      this.rejectLeg(leg, 'waiting_total', 'CT_BEACON_LIMIT', `the beacon already holds ${total} waiting connections`);
+      this.rejectLeg(
+        leg,
+        'waiting_total',
+        'CT_BEACON_LIMIT',
+        `the beacon already holds ${total} waiting connections`,
+      );
       return;
     }
     const target = room ?? { broker: [], bridge: [] };
@@ -480,7 +548,12 @@ class BeaconServer implements LegEvents {
     const waitMs = announce.role === 'broker' ? this.limits.brokerWaitMs : this.limits.bridgeWaitMs;
     const expiry = setTimeout(() => {
       this.withdraw(leg);
-      this.rejectLeg(leg, 'unmatched_timeout', 'CT_BEACON_LIMIT', `no peer arrived within ${waitMs} ms; dial again`);
+      this.rejectLeg(
+        leg,
+        'unmatched_timeout',
+        'CT_BEACON_LIMIT',
+        `no peer arrived within ${waitMs} ms; dial again`,
+      );
     }, waitMs);
     const keepalive = setInterval(() => leg.send({ t: 'ping' }), this.limits.keepaliveIntervalMs);
     expiry.unref();
@@ -523,31 +596,38 @@ class BeaconServer implements LegEvents {
     });
     const brokerStream = broker.detach();
     const bridgeStream = bridge.detach();
-    const relay = relayStreams(brokerStream, bridgeStream, this.counters, (end) => {
-      this.relays.delete(relay);
-      this.counters.paired -= 1;
-      this.log.info({
-        event: 'relay_closed',
-        hashPrefix: hash,
-        brokerDoor: broker.door,
-        bridgeDoor: bridge.door,
-        durationMs: round(end.durationMs),
-        bytesBrokerToBridge: end.bytesBrokerToBridge,
-        bytesBridgeToBroker: end.bytesBridgeToBroker,
-        aborted: end.aborted,
-      });
-    });
-    this.relays.add(relay);
     const onIdle = () => {
-      this.reject('paired_idle', 'CT_BEACON_LIMIT', `no bytes either way for ${this.limits.pairedIdleMs} ms`, {
-        hashPrefix: hash,
-      });
+      this.reject(
+        'paired_idle',
+        'CT_BEACON_LIMIT',
+        `no bytes either way for ${this.limits.pairedIdleMs} ms`,
+        {
+          hashPrefix: hash,
+        },
+      );
       relay.destroy();
     };
-    for (const leg of [broker, bridge]) {
-      leg.transport.setTimeout(this.limits.pairedIdleMs);
-      leg.transport.once('timeout', onIdle);
-    }
+    const relay = relayStreams(
+      brokerStream,
+      bridgeStream,
+      this.counters,
+      (end) => {
+        this.relays.delete(relay);
+        this.counters.paired -= 1;
+        this.log.info({
+          event: 'relay_closed',
+          hashPrefix: hash,
+          brokerDoor: broker.door,
+          bridgeDoor: bridge.door,
+          durationMs: round(end.durationMs),
+          bytesBrokerToBridge: end.bytesBrokerToBridge,
+          bytesBridgeToBroker: end.bytesBridgeToBroker,
+          aborted: end.aborted,
+        });
+      },
+      { ms: this.limits.pairedIdleMs, onIdle },
+    );
+    this.relays.add(relay);
   }
 
   /** Takes a leg out of its room's queue (idempotent). */

@@ -1,0 +1,104 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BeaconHandle, parseListenAddress, registerBeaconCommand } from '../../runtime/beacon/index.js';
+import { silentLogger } from '../../runtime/core/index.js';
+import { type Certs, makeCerts } from './helpers.js';
+
+let certs: Certs;
+let dir: string;
+
+beforeAll(async () => {
+  certs = makeCerts();
+  dir = await mkdtemp(join(tmpdir(), 'beacon-cmd-'));
+  await writeFile(join(dir, 'cert.pem'), certs.beacon.certPem);
+  await writeFile(join(dir, 'key.pem'), certs.beacon.keyPem);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function program(onStarted?: (handle: BeaconHandle) => void): Command {
+  const root = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+  registerBeaconCommand(root, { onStarted, logger: silentLogger });
+  return root;
+}
+
+describe('beacon serve command', () => {
+  it('starts a beacon from flags, applies every bound flag, serves metrics, and stops on SIGTERM', async () => {
+    let handle!: BeaconHandle;
+    await program((started) => {
+      handle = started;
+    }).parseAsync(
+      [
+        'beacon',
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--tls-cert',
+        join(dir, 'cert.pem'),
+        '--tls-key',
+        join(dir, 'key.pem'),
+        '--metrics-listen',
+        '127.0.0.1:0',
+        '--plain',
+        '--max-waiting-per-hash',
+        '3',
+        '--keepalive-ms',
+        '5000',
+        '--ws-max-payload',
+        '65536',
+      ],
+      { from: 'user' },
+    );
+    expect(handle.limits).toMatchObject({
+      maxWaitingPerHash: 3,
+      keepaliveIntervalMs: 5000,
+      webSocketMaxPayloadBytes: 65536,
+    });
+    expect(handle.limits.bridgeWaitMs).toBe(600_000);
+    expect((await fetch(`${handle.metricsUrl}/readyz`)).status).toBe(200);
+    process.emit('SIGTERM', 'SIGTERM');
+    await expect
+      .poll(async () =>
+        fetch(`${handle.metricsUrl}/healthz`).then(
+          () => 'up',
+          () => 'down',
+        ),
+      )
+      .toBe('down');
+  });
+
+  it('refuses to start without a certificate, with a bound below its minimum, or with a bad address', async () => {
+    await expect(program().parseAsync(['beacon', 'serve'], { from: 'user' })).rejects.toMatchObject({
+      code: 'CT_INVALID_ARGUMENT',
+    });
+    const base = ['beacon', 'serve', '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')];
+    await expect(
+      program().parseAsync(
+        [...base, '--listen', '127.0.0.1:0', '--metrics-listen', 'off', '--max-waiting', '0'],
+        {
+          from: 'user',
+        },
+      ),
+    ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
+    await expect(
+      program().parseAsync([...base, '--listen', 'nonsense'], { from: 'user' }),
+    ).rejects.toMatchObject({
+      code: 'CT_INVALID_ARGUMENT',
+    });
+    await expect(
+      program().parseAsync([...base, '--tls-key', join(dir, 'missing.pem')], { from: 'user' }),
+    ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
+  });
+
+  it('reads IPv4, IPv6 and name listen addresses', () => {
+    expect(parseListenAddress('0.0.0.0:443', '--listen')).toEqual({ host: '0.0.0.0', port: 443 });
+    expect(parseListenAddress('[::]:8443', '--listen')).toEqual({ host: '::', port: 8443 });
+    expect(parseListenAddress('localhost:0', '--listen')).toEqual({ host: 'localhost', port: 0 });
+    expect(() => parseListenAddress('::1:443', '--listen')).toThrow();
+    expect(() => parseListenAddress('x:70000', '--listen')).toThrow();
+  });
+});

@@ -1,0 +1,395 @@
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
+import {
+  announceFrame,
+  type Certs,
+  captureLogger,
+  collectFrames,
+  eventually,
+  frame,
+  makeCerts,
+  randomHash,
+  rawClient,
+  readBytes,
+  startBeacon,
+  targetFor,
+  webSocketClient,
+} from './helpers.js';
+
+let certs: Certs;
+let beacon: BeaconHandle;
+const log = captureLogger();
+
+const limits = {
+  announceTimeoutMs: 300,
+  brokerWaitMs: 300,
+  bridgeWaitMs: 600,
+  keepaliveIntervalMs: 100,
+  maxWaitingPerHash: 2,
+  maxWaitingPerAddress: 20,
+  maxWaiting: 30,
+  maxPendingPerAddress: 10,
+  maxConnections: 60,
+  pairedIdleMs: 400,
+  webSocketMaxPayloadBytes: 4096,
+};
+
+beforeAll(async () => {
+  certs = makeCerts();
+  beacon = await startBeacon(certs, { limits, logger: log.logger });
+});
+afterAll(async () => {
+  await beacon.close();
+});
+
+/** After every hostile act the beacon must still pair a normal broker and bridge. */
+async function assertStillServes(): Promise<void> {
+  const hash = randomHash();
+  const dial = (role: 'broker' | 'bridge') =>
+    waitForPeer({
+      target: targetFor(beacon, 'tls'),
+      ip: '127.0.0.1',
+      role,
+      hash,
+      caCertPem: certs.beacon.certPem,
+    });
+  const [broker, bridge] = await Promise.all([dial('broker'), dial('bridge')]);
+  const got = readBytes(bridge, 2);
+  broker.write('ok');
+  expect((await got).toString()).toBe('ok');
+  broker.destroy();
+  bridge.destroy();
+}
+
+function rejections(reason: string): number {
+  return log.lines.filter((line) => line.event === 'rejected' && line.reason === reason).length;
+}
+
+describe('beacon under hostile input', () => {
+  it('closes a connection whose first bytes are neither TLS nor the plain magic, and logs why', async () => {
+    const before = rejections('garbage');
+    const socket = await rawClient(beacon, certs, 'tcp');
+    const result = collectFrames(socket);
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect((await result).frames).toEqual([]);
+    expect(rejections('garbage')).toBe(before + 1);
+    await assertStillServes();
+  });
+
+  it('closes a slow announce (slowloris) with a protocol error frame once the announce deadline passes', async () => {
+    const socket = await rawClient(beacon, certs, 'tls');
+    const result = collectFrames(socket);
+    socket.write(Buffer.from([0x00])); // half a length header, then nothing
+    const { frames } = await result;
+    expect(frames).toEqual([
+      { t: 'error', code: 'CT_BEACON_PROTOCOL', reason: expect.stringContaining('no announce') },
+    ]);
+    await assertStillServes();
+  });
+
+  it('closes a connection that completes TCP but never starts TLS', async () => {
+    const socket = await rawClient(beacon, certs, 'tcp');
+    socket.on('error', () => {});
+    await once(socket, 'close');
+    expect(rejections('announce_timeout')).toBeGreaterThan(0);
+  });
+
+  it('refuses an oversized announce as soon as its length header arrives', async () => {
+    const socket = await rawClient(beacon, certs, 'tls');
+    const result = collectFrames(socket);
+    const header = Buffer.alloc(2);
+    header.writeUInt16BE(60_000, 0);
+    socket.write(header);
+    const { frames } = await result;
+    expect(frames).toEqual([
+      { t: 'error', code: 'CT_BEACON_PROTOCOL', reason: expect.stringContaining('exceeds 512') },
+    ]);
+  });
+
+  const malformed: [string, Buffer, string][] = [
+    ['a wrong version', frame(JSON.stringify({ v: 2, role: 'broker', hash: 'a'.repeat(64) })), 'version'],
+    ['a bad hash', frame(JSON.stringify({ v: 1, role: 'broker', hash: 'A'.repeat(64) })), 'hash'],
+    ['a short hash', frame(JSON.stringify({ v: 1, role: 'bridge', hash: 'ab' })), 'hash'],
+    ['an unknown role', frame(JSON.stringify({ v: 1, role: 'admin', hash: 'a'.repeat(64) })), 'role'],
+    ['invalid JSON', frame('{"v":1,'), 'JSON'],
+    ['a JSON array', frame('[1,2]'), 'object'],
+    ['an empty frame', frame(''), 'JSON'],
+    [
+      'an extra field',
+      frame(JSON.stringify({ v: 1, role: 'broker', hash: 'a'.repeat(64), x: 1 })),
+      'unknown field',
+    ],
+  ];
+  for (const [what, bytes, reason] of malformed) {
+    it(`refuses an announce with ${what} on the raw and plain doors`, async () => {
+      for (const door of ['tls', 'plain'] as const) {
+        const socket = await rawClient(beacon, certs, door);
+        const result = collectFrames(socket);
+        socket.write(bytes);
+        const { frames } = await result;
+        expect(frames).toEqual([
+          { t: 'error', code: 'CT_BEACON_PROTOCOL', reason: expect.stringContaining(reason) },
+        ]);
+      }
+    });
+  }
+
+  it('refuses bytes sent after the announce before pairing (the client must wait for paired)', async () => {
+    const socket = await rawClient(beacon, certs, 'plain');
+    const result = collectFrames(socket);
+    socket.write(Buffer.concat([announceFrame('bridge', randomHash()), Buffer.from('early')]));
+    const { frames } = await result;
+    expect(frames.at(-1)).toEqual({
+      t: 'error',
+      code: 'CT_BEACON_PROTOCOL',
+      reason: expect.stringContaining('before'),
+    });
+    await eventually(() => beacon.stats().waiting === 0);
+  });
+
+  it('refuses an oversized or textual announce on the WebSocket door', async () => {
+    const big = await webSocketClient(beacon, certs);
+    const bigMessages: string[] = [];
+    big.on('message', (data) => bigMessages.push(String(data)));
+    big.send(Buffer.alloc(2000, 0x7b));
+    await once(big, 'close');
+    expect(JSON.parse(bigMessages[0])).toMatchObject({ t: 'error', code: 'CT_BEACON_PROTOCOL' });
+
+    const huge = await webSocketClient(beacon, certs);
+    huge.on('error', () => {});
+    huge.send(Buffer.alloc(limits.webSocketMaxPayloadBytes + 1));
+    const [code] = (await once(huge, 'close')) as [number];
+    expect(code).toBe(1009);
+
+    const text = await webSocketClient(beacon, certs);
+    const textMessages: string[] = [];
+    text.on('message', (data) => textMessages.push(String(data)));
+    text.send(JSON.stringify({ v: 1, role: 'broker', hash: randomHash() }));
+    await once(text, 'close');
+    expect(JSON.parse(textMessages[0])).toMatchObject({ t: 'error', code: 'CT_BEACON_PROTOCOL' });
+    await assertStillServes();
+  });
+
+  it('answers 404 to HTTP requests other than the WebSocket upgrade', async () => {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: beacon.port,
+      ca: certs.beacon.certPem,
+      servername: 'localhost',
+      ALPNProtocols: ['http/1.1'],
+    });
+    await once(socket, 'secureConnect');
+    socket.write('GET /admin HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    const [data] = (await once(socket, 'data')) as [Buffer];
+    expect(data.toString()).toMatch(/^HTTP\/1\.1 404/);
+    socket.destroy();
+  });
+
+  it('limits waiters per hash and role, telling the extra one why', async () => {
+    const hash = randomHash();
+    const controller = new AbortController();
+    let waiting = 0;
+    const waiters = [0, 1].map(() =>
+      waitForPeer({
+        target: targetFor(beacon, 'tls'),
+        ip: '127.0.0.1',
+        role: 'bridge',
+        hash,
+        caCertPem: certs.beacon.certPem,
+        signal: controller.signal,
+        onWaiting: () => {
+          waiting += 1;
+        },
+      }).catch(() => undefined),
+    );
+    await eventually(() => waiting === 2);
+    const third = waitForPeer({
+      target: targetFor(beacon, 'plain'),
+      ip: '127.0.0.1',
+      role: 'bridge',
+      hash,
+    });
+    await expect(third).rejects.toMatchObject({
+      code: 'CT_BEACON_LIMIT',
+      details: { beaconCode: 'CT_BEACON_LIMIT' },
+    });
+    controller.abort();
+    await Promise.all(waiters);
+  });
+
+  it('limits waiters from one address and keeps serving others', async () => {
+    await eventually(() => beacon.stats().waiting === 0);
+    const controller = new AbortController();
+    const outcomes: Promise<unknown>[] = [];
+    let refused = 0;
+    for (let i = 0; i < limits.maxWaitingPerAddress + 5; i++) {
+      outcomes.push(
+        waitForPeer({
+          target: targetFor(beacon, 'plain'),
+          ip: '127.0.0.1',
+          role: 'bridge',
+          hash: randomHash(),
+          signal: controller.signal,
+        }).catch((err) => {
+          if (err.code === 'CT_BEACON_LIMIT') refused += 1;
+          return err;
+        }),
+      );
+      // Stay under the pending-per-address bound: a flood of waiters, not of half-open connections.
+      if (i % 5 === 4) await eventually(() => beacon.stats().pending === 0);
+    }
+    await eventually(() => refused === 5);
+    expect(rejections('waiting_per_address')).toBeGreaterThanOrEqual(5);
+    expect(beacon.stats().waiting).toBe(limits.maxWaitingPerAddress);
+    controller.abort();
+    const errors = (await Promise.all(outcomes)) as { code: string }[];
+    expect(errors.filter((err) => err.code === 'CT_BEACON_LIMIT')).toHaveLength(5);
+    await eventually(() => beacon.stats().waiting === 0);
+    await assertStillServes();
+  });
+
+  it('drops a flood of silent connections from one address at accept, beyond the pending bound', async () => {
+    const before = rejections('pending_per_address');
+    const sockets = await Promise.all(
+      Array.from({ length: limits.maxPendingPerAddress + 5 }, async () => {
+        const socket = netConnect({ host: '127.0.0.1', port: beacon.port });
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        return socket;
+      }),
+    );
+    await eventually(() => rejections('pending_per_address') >= before + 5);
+    expect(beacon.stats().pending).toBeLessThanOrEqual(limits.maxPendingPerAddress);
+    for (const socket of sockets) socket.destroy();
+    await eventually(() => beacon.stats().connections === 0);
+  });
+
+  it('ends an unmatched broker wait with a limit error, after keepalive pings', async () => {
+    const socket = await rawClient(beacon, certs, 'tls');
+    const result = collectFrames(socket);
+    socket.write(announceFrame('broker', randomHash()));
+    const { frames } = await result;
+    expect(frames[0]).toEqual({ t: 'waiting' });
+    expect(frames.filter((f) => f.t === 'ping').length).toBeGreaterThan(0);
+    expect(frames.at(-1)).toEqual({
+      t: 'error',
+      code: 'CT_BEACON_LIMIT',
+      reason: expect.stringContaining('no peer'),
+    });
+  });
+
+  it('closes a paired connection that stays idle', async () => {
+    const hash = randomHash();
+    const dial = (role: 'broker' | 'bridge') =>
+      waitForPeer({ target: targetFor(beacon, 'plain'), ip: '127.0.0.1', role, hash });
+    const [broker, bridge] = await Promise.all([dial('broker'), dial('bridge')]);
+    bridge.resume();
+    broker.resume();
+    // The dialer's sockets allow half-open, so the beacon's close shows up as 'end' on each side.
+    await Promise.all([once(broker, 'end'), once(bridge, 'end')]);
+    broker.destroy();
+    bridge.destroy();
+    expect(rejections('paired_idle')).toBeGreaterThan(0);
+  });
+
+  it('survives a mixed flood of hostile connections and holds no state for them afterwards', async () => {
+    const heapBefore = process.memoryUsage().heapUsed;
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          const door = i % 2 === 0 ? 'tls' : 'plain';
+          const socket = await rawClient(beacon, certs, door);
+          const result = collectFrames(socket);
+          if (i % 4 === 0) socket.write(frame('x'.repeat(100)));
+          else if (i % 4 === 1) socket.write(announceFrame('bridge', randomHash()));
+          else if (i % 4 === 2) socket.write(Buffer.from([0xff, 0xff, 1, 2, 3]));
+          else socket.write(Buffer.concat([announceFrame('broker', randomHash()), Buffer.alloc(1000)]));
+          if (i % 4 === 1) setTimeout(() => socket.destroy(), 20);
+          await result;
+        }),
+      );
+    }
+    await eventually(() => {
+      const stats = beacon.stats();
+      return (
+        stats.connections === 0 && stats.waiting === 0 && stats.rooms === 0 && stats.trackedAddresses === 0
+      );
+    });
+    // Loose sanity bound only: 80 hostile connections must not leave megabytes behind.
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 * 1024 * 1024);
+    await assertStillServes();
+  });
+
+  it('keeps a WebSocket waiter past the HTTP and announce deadlines until its own wait bound', async () => {
+    const frames: string[] = [];
+    const ws = await webSocketClient(beacon, certs);
+    ws.on('message', (data) => frames.push(String(data)));
+    ws.send(Buffer.from(JSON.stringify({ v: 1, role: 'bridge', hash: randomHash() })));
+    await once(ws, 'close');
+    // Pings kept coming for the whole bridge wait (600 ms) although the announce deadline is 300 ms.
+    expect(frames.filter((f) => f.includes('"ping"')).length).toBeGreaterThanOrEqual(3);
+    expect(JSON.parse(frames.at(-1)!)).toMatchObject({ t: 'error', code: 'CT_BEACON_LIMIT' });
+  });
+
+  it('returns to zero connections, waiters and rooms after all of the above', async () => {
+    await eventually(() => {
+      const stats = beacon.stats();
+      return stats.connections === 0 && stats.waiting === 0 && stats.rooms === 0 && stats.paired === 0;
+    });
+    expect(beacon.stats()).toMatchObject({ pending: 0, trackedAddresses: 0 });
+  });
+});
+
+describe('beacon total bounds', () => {
+  it('refuses waiters beyond the total and connections beyond the maximum', async () => {
+    const smallLog = captureLogger();
+    const small = await startBeacon(certs, {
+      limits: { maxWaiting: 3, maxConnections: 5, maxWaitingPerAddress: 100 },
+      logger: smallLog.logger,
+    });
+    try {
+      const controller = new AbortController();
+      const outcomes: Promise<unknown>[] = [];
+      let refused = 0;
+      for (let i = 0; i < 5; i++) {
+        outcomes.push(
+          waitForPeer({
+            target: targetFor(small, 'plain'),
+            ip: '127.0.0.1',
+            role: 'bridge',
+            hash: randomHash(),
+            signal: controller.signal,
+          }).catch((err) => {
+            if (err.code === 'CT_BEACON_LIMIT') refused += 1;
+            return err;
+          }),
+        );
+      }
+      await eventually(() => small.stats().waiting === 3 && refused === 2);
+      await eventually(() => small.stats().connections === 3);
+      const silent = await Promise.all(
+        [0, 1].map(async () => {
+          const socket = netConnect({ host: '127.0.0.1', port: small.port });
+          socket.on('error', () => {});
+          await once(socket, 'connect');
+          return socket;
+        }),
+      );
+      await eventually(() => small.stats().connections === 5);
+      const extra = netConnect({ host: '127.0.0.1', port: small.port });
+      extra.on('error', () => {});
+      await once(extra, 'close');
+      expect(smallLog.lines.filter((line) => line.reason === 'max_connections')).toHaveLength(1);
+      expect(smallLog.lines.filter((line) => line.reason === 'waiting_total')).toHaveLength(2);
+      for (const socket of silent) socket.destroy();
+      controller.abort();
+      const errors = (await Promise.all(outcomes)) as { code: string }[];
+      expect(errors.filter((err) => err.code === 'CT_BEACON_LIMIT')).toHaveLength(2);
+    } finally {
+      await small.close();
+    }
+  });
+});
