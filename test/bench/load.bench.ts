@@ -116,14 +116,12 @@ export const benchmarks: Benchmark[] = [
             },
           },
           {
-            name: 'beacon.idle_pair_kib',
+            // Plain door at scale; the TLS-door figure with its same-run baseline is beacon.idle_pair_kib.
+            name: 'beacon.idle_pair_kib_plain_at_scale',
             value: perPairKiB,
             unit: 'KiB/pair',
-            // reference/limits.md: a bare Node TCP relay costs 13.3 KiB per idle pair (plain door equivalent).
-            baseline: 13.3,
-            baselineLabel: 'bare TCP relay, reference/limits.md',
-            ratio: perPairKiB / 13.3,
-            goal: { op: '<=', limit: 3, on: 'ratio' },
+            // Not a same-run baseline: reference/limits.md measured 13.3 KiB per pair for a bare TCP relay.
+            extra: { referenceBareTcpRelayKiB: 13.3 },
           },
         ];
         return metrics;
