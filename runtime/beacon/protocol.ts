@@ -67,7 +67,7 @@ export function parseAnnounce(body: Uint8Array): Announce {
   if (record.v !== PROTOCOL_VERSION) {
     throw new AnnounceError(
       'bad_version',
-      `announce version ${clip(JSON.stringify(record.v))} is not supported; use 1`,
+      `announce version ${clip(String(JSON.stringify(record.v)))} is not supported; use 1`,
     );
   }
   if (record.role !== 'broker' && record.role !== 'bridge') {
