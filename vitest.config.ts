@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'runtime/**/*.test.ts', 'provider/**/*.test.ts', 'constructs/**/*.test.ts'],
+    include: [
+      'test/**/*.test.ts',
+      'runtime/**/*.test.ts',
+      'provider/**/*.test.ts',
+      'constructs/**/*.test.ts',
+    ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',

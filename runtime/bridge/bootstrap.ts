@@ -2,9 +2,12 @@
  * The bridge's side of the init room: TLS client with the bridge certificate and the cluster CA chain; read
  * {fingerprint, csr}; re-check OpenBao at that moment; sign; record `initialized` with cas=0; and only after
  * that write succeeded send the certificates. Every other outcome sends a refusal, never certificates.
+ * When the registration carries attestation settings, a valid service-account token bound to the CSR's key is
+ * required, and it also allows a re-bootstrap of an initialized cluster (an operator restart).
  */
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
+import { type AttestationPolicy, verifyAttestation } from '../attestation/index.js';
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import { operationalHash } from '../core/hashes.js';
 import type { Logger } from '../core/log.js';
@@ -36,7 +39,10 @@ export interface ServeBootstrapOptions {
 }
 
 export type BootstrapOutcome =
-  | { readonly signed: true }
+  | {
+      readonly signed: true /** An attested re-bootstrap replaced an earlier one. */;
+      readonly replaced: boolean;
+    }
   | { readonly signed: false; readonly code: ErrorCode };
 
 export async function serveBootstrap(
@@ -87,8 +93,21 @@ export async function serveBootstrap(
         `cluster ${request.fingerprint} is not registered with this secret store; run \`cloudtaser-cli source register\``,
       );
     }
-    if (status.initialized)
+    const policy = status.attestation;
+    if (policy) {
+      const refusal = checkAttestation(request, policy);
+      if (refusal) {
+        logger.info(
+          { event: 'bridge.attestation_refused', code: refusal.code, reason: refusal.why },
+          'bootstrap attestation refused',
+        );
+        return refuse(refusal.code, refusal.reason);
+      }
+    } else if (status.initialized) {
       return refuse('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(request.fingerprint));
+    }
+    // Trust on first use writes with cas=0; an attested re-bootstrap replaces exactly the version it read.
+    const replacesVersion = policy && status.initialized ? status.initializedVersion : undefined;
 
     let brokerCertPem: string;
     try {
@@ -117,10 +136,17 @@ export async function serveBootstrap(
         fingerprint: request.fingerprint,
         namespaceRoot: options.namespaceRoot,
         brokerCertSha256: certificateSha256(brokerCertPem),
+        replacesVersion,
       });
     } catch (err) {
-      if (isCloudtaserError(err, 'CT_ALREADY_INITIALIZED'))
-        return refuse('CT_ALREADY_INITIALIZED', err.message);
+      if (isCloudtaserError(err, 'CT_ALREADY_INITIALIZED')) {
+        // Under attestation a lost check-and-set only means another attested bootstrap won the same moment.
+        const reason =
+          replacesVersion !== undefined
+            ? 'another attested bootstrap of this cluster was recorded at the same moment; the broker retries'
+            : err.message;
+        return refuse('CT_ALREADY_INITIALIZED', reason);
+      }
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       logger.warn(
         { event: 'bridge.initialized_write_failed', code },
@@ -142,15 +168,70 @@ export async function serveBootstrap(
       {
         event: 'bridge.bootstrap_signed',
         brokerCertSha256Prefix: certificateSha256(brokerCertPem).slice(0, 12),
+        attested: policy !== undefined,
+        replaced: replacesVersion !== undefined,
       },
       'bootstrap signed and recorded',
     );
-    return { signed: true };
+    return { signed: true, replaced: replacesVersion !== undefined };
   } finally {
     socket.end();
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 }
+
+const MAX_REFUSAL_REASON_CHARS = 1000;
+
+/**
+ * Checks the request's attestation token against the registration's policy, offline. The token must be bound
+ * to the broker CSR's key and, when a pod API CSR comes along, to that key too (one token, two audiences), so
+ * no part of the request can be swapped. Returns the refusal, or undefined when the token is good.
+ */
+function checkAttestation(
+  request: BootstrapRequest,
+  policy: AttestationPolicy,
+): { code: ErrorCode; reason: string; why: string } | undefined {
+  const account = `${policy.serviceAccount.namespace}/${policy.serviceAccount.name}`;
+  if (request.attestation === undefined) {
+    return {
+      code: 'CT_ATTESTATION_FAILED',
+      why: 'missing',
+      reason: `bootstrap attestation refused (missing): this cluster's registration requires a service-account token and the broker sent none; run the broker with --attestation (Helm: operator.broker.attestation.enabled=true) as service account ${account}`,
+    };
+  }
+  const keys: string[] = [];
+  try {
+    keys.push(parseCsr(request.csr).publicKeySha256);
+    if (request.podApiCsr !== undefined) keys.push(parseCsr(request.podApiCsr).publicKeySha256);
+  } catch (err) {
+    if (isCloudtaserError(err, 'CT_PKI_INVALID_CSR'))
+      return { code: 'CT_PKI_INVALID_CSR', why: 'csr', reason: err.message };
+    throw err;
+  }
+  try {
+    for (const key of keys) verifyAttestation(request.attestation, key, policy);
+  } catch (err) {
+    if (!isCloudtaserError(err, 'CT_ATTESTATION_FAILED')) throw err;
+    const why = String(err.details.reason ?? 'unknown');
+    const reason = `${err.message}${ATTESTATION_ADVICE[why]?.(account) ?? ''}`;
+    return { code: 'CT_ATTESTATION_FAILED', why, reason: reason.slice(0, MAX_REFUSAL_REASON_CHARS) };
+  }
+  return undefined;
+}
+
+/** What the operator can do about each refusal (unknown-key's message already says "refresh the keys"). */
+const ATTESTATION_ADVICE: Record<string, (account: string) => string> = {
+  signature: () =>
+    "; the registered keys are not this cluster's: register again with its /openid/v1/jwks (`source register --attestation-jwks <file>`)",
+  issuer: () =>
+    "; register again with the cluster's issuer (`source register --attestation-issuer <url>`, the issuer of /.well-known/openid-configuration)",
+  subject: (account) =>
+    `; run the operator as ${account}, or register again with --attestation-service-account <namespace>/<name>`,
+  audience: () =>
+    '; the token was minted for another key (a replay or a substituted request); a genuine broker mints a fresh one on retry',
+  'not-yet-valid': () => '; check the clocks of the cluster and the bridge',
+  malformed: () => '; the broker sent something that is not a service-account token',
+};
 
 /** At most this many names on the pod API certificate: a Service has four spellings, plus a few extras. */
 const MAX_POD_API_NAMES = 16;

@@ -309,6 +309,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         });
         if (outcome.signed) {
           bootstrapsSigned++;
+          // An attested re-bootstrap means the operator restarted with a new key: the tunnels of the
+          // earlier broker belong to a process that is gone (or going), so they end now, not at a timeout.
+          if (outcome.replaced) {
+            for (const tunnel of cluster.tunnels)
+              tunnel.close({ code: 'CT_TUNNEL_CLOSED', reason: 'replaced by a newer attested bootstrap' });
+            clusterLog.info(
+              { event: 'bridge.bootstrap_replaced', closedTunnels: cluster.tunnels.size },
+              'attested re-bootstrap replaced the earlier broker',
+            );
+          }
           // The broker dials the operational room next: be there without waiting for the next poll.
           cluster.initialized = true;
           reconcile(cluster);

@@ -44,6 +44,11 @@ export interface BrokerBootstrapOptions {
   readonly keyPair?: KeyPair;
   /** Also ask for a pod API serving certificate for these DNS names (the operator Service's). */
   readonly podApi?: { readonly dnsNames: readonly string[]; readonly keyPair?: KeyPair };
+  /**
+   * Service-account token whose audiences bind `keyPair` (and the pod API key), sent with the CSR when the
+   * registration requires attested bootstrap. Pass `keyPair` too, or the token cannot match.
+   */
+  readonly attestationToken?: string;
 }
 
 /** Runs one bootstrap exchange over a paired beacon stream. Always closes the stream. */
@@ -92,6 +97,7 @@ export async function bootstrapBroker(
       fingerprint: options.fingerprint,
       csr: csr.csrPem,
       ...(podApiCsr ? { podApiCsr: podApiCsr.csrPem } : {}),
+      ...(options.attestationToken !== undefined ? { attestation: options.attestationToken } : {}),
     });
     const answer = await readBootstrapMessage(socket, {
       timeoutMs: options.stepTimeoutMs,

@@ -2,14 +2,16 @@
  * The broker: runs in the target cluster, dials out only. Reads the cluster fingerprint, bootstraps through
  * the init room, then holds the operational tunnel, reconnecting on its own. Nothing is written to disk.
  */
+import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon } from '../beacon/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import type { KubeClient } from '../kube/index.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
-import { generateKeyPair, issueSelfSignedSync, privateKeyToPem } from '../pki/index.js';
+import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
 import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
 import {
   createBackoff,
@@ -27,11 +29,25 @@ import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
 import { isTokenReviewRequest, serveTokenReview } from './tokenreview.js';
 
-/** The Kubernetes calls the broker makes: TokenReview for OpenBao, and Secrets + Events for migration. */
+/**
+ * The Kubernetes calls the broker makes: TokenReview for OpenBao, Secrets + Events for migration, and a
+ * TokenRequest for its own service account when bootstrap is attested.
+ */
 export type BrokerKubeApi = Pick<
   KubeClient,
   'createTokenReview' | 'listSecrets' | 'deleteSecret' | 'createEvent'
->;
+> &
+  Partial<Pick<KubeClient, 'createServiceAccountToken'>>;
+
+/** Lifetime asked for the attestation token: the API server's minimum; the bridge refuses anything over 1 h. */
+export const ATTESTATION_TOKEN_SECONDS = 600;
+
+export interface BrokerAttestationOptions {
+  /** The broker's own service account (the operator's), which the registration names. */
+  readonly serviceAccount: { readonly namespace: string; readonly name: string };
+  /** Where to request the token. @default the broker's `kube` */
+  readonly kube?: Pick<KubeClient, 'createServiceAccountToken'>;
+}
 
 export interface BrokerPodApiOptions {
   readonly host?: string;
@@ -144,6 +160,11 @@ export interface BrokerOptions {
   readonly podApi?: BrokerPodApiOptions;
   /** Serve the mutating webhook. @default off */
   readonly webhook?: BrokerWebhookOptions;
+  /**
+   * Attested bootstrap: send a service-account token bound to the CSR's key, so the bridge can verify the
+   * broker runs as the operator in this cluster, and allow a re-bootstrap after a restart. @default off
+   */
+  readonly attestation?: BrokerAttestationOptions;
   /** Migrate Secrets annotated cloudtaser.io/migrate=true (needs `kube`). @default off */
   readonly migration?: BrokerMigrationOptions;
   /** Sees every stream the beacon pairs us with; tests wrap it to capture what the relay carries. */
@@ -189,6 +210,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     );
   if (options.migration && !options.kube)
     throw new CloudtaserError('CT_INVALID_ARGUMENT', 'migration needs Kubernetes API access (kube)');
+  const attestationKube = options.attestation
+    ? (options.attestation.kube ?? (options.kube?.createServiceAccountToken ? options.kube : undefined))
+    : undefined;
+  if (options.attestation && !attestationKube?.createServiceAccountToken)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'attestation needs Kubernetes API access that can create service-account tokens (kube)',
+    );
   const podApiUrl = options.podApi
     ? (options.podApi.url ?? `https://${options.podApi.dnsNames[0]}:${options.podApi.port}`)
     : undefined;
@@ -355,7 +384,33 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   };
 
+  /** A fresh token per attempt, bound to both our keys; it is minted before dialing so a pairing is not wasted. */
+  const requestAttestationToken = async (): Promise<string | undefined> => {
+    if (!options.attestation || !attestationKube?.createServiceAccountToken) return undefined;
+    const { namespace, name } = options.attestation.serviceAccount;
+    const audiences = [keyPair, ...(podApiKeyPair ? [podApiKeyPair] : [])].map((pair) =>
+      attestationAudience(publicKeySha256(pair)),
+    );
+    try {
+      const issued = await attestationKube.createServiceAccountToken(
+        namespace,
+        name,
+        { audiences, expirationSeconds: ATTESTATION_TOKEN_SECONDS },
+        { signal: stop.signal },
+      );
+      return issued.token;
+    } catch (err) {
+      const error = toCloudtaserError(err);
+      throw new CloudtaserError(
+        error.code,
+        `could not request an attestation token for service account ${namespace}/${name}: ${error.message}; the broker needs \`create serviceaccounts/token\` on its own service account`,
+        { cause: err },
+      );
+    }
+  };
+
   const bootstrap = async (fingerprint: string): Promise<BrokerCredentials> => {
+    const attestationToken = await requestAttestationToken();
     const paired = await dial(initHash(fingerprint), 'init');
     log.info({ event: 'broker.paired', room: 'init', beaconIp: paired.ip }, 'paired in the init room');
     return bootstrapBroker(paired.stream, {
@@ -365,6 +420,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       signal: stop.signal,
       logger: log,
       keyPair,
+      attestationToken,
       ...(options.podApi && podApiKeyPair
         ? { podApi: { dnsNames: options.podApi.dnsNames, keyPair: podApiKeyPair } }
         : {}),
@@ -438,9 +494,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       } catch (err) {
         if (stop.signal.aborted) break;
         const error = toCloudtaserError(err);
-        if (error.code === 'CT_BOOTSTRAP_REFUSED' && error.details.refusal === 'CT_ALREADY_INITIALIZED') {
+        const refusal = error.code === 'CT_BOOTSTRAP_REFUSED' ? error.details.refusal : undefined;
+        if (refusal === 'CT_ALREADY_INITIALIZED' || refusal === 'CT_ATTESTATION_FAILED') {
+          // Both heal without a restart (a re-arm, refreshed keys, a fresh token): retry at the slow pace.
           setStatus('rejected', error.message.replace(/^the bridge refused the bootstrap: /, ''), {
-            lastErrorCode: 'CT_ALREADY_INITIALIZED',
+            lastErrorCode: refusal,
           });
           await sleep(jitter(timing.rejectedRetryMs), stop.signal);
           continue;
@@ -532,6 +590,13 @@ function firstFulfilled<T>(promises: Promise<T>[]): Promise<T> {
 function toCloudtaserError(err: unknown): CloudtaserError {
   if (err instanceof CloudtaserError) return err;
   return new CloudtaserError('CT_INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
+}
+
+/** SHA-256 of the SubjectPublicKeyInfo DER: what the bridge computes from our CSR. */
+function publicKeySha256(pair: KeyPair): string {
+  return createHash('sha256')
+    .update(pair.publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
 }
 
 function jitter(ms: number): number {

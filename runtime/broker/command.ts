@@ -34,6 +34,31 @@ interface BrokerRunFlags {
   readonly migrate?: boolean;
   readonly migrateNamespace?: string[];
   readonly migrateInterval: string;
+  readonly attestation?: boolean;
+  readonly serviceAccount?: string;
+}
+
+/** Helm's default for the operator's service account name (the namespace comes from POD_NAMESPACE). */
+const DEFAULT_SERVICE_ACCOUNT_NAME = 'cloudtaser';
+
+/** `--service-account ns/name`, else POD_NAMESPACE + SERVICE_ACCOUNT_NAME (downward API), else the chart default. */
+export function parseServiceAccount(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): { namespace: string; name: string } {
+  if (flag === undefined) {
+    return {
+      namespace: env.POD_NAMESPACE || 'cloudtaser-system',
+      name: env.SERVICE_ACCOUNT_NAME || DEFAULT_SERVICE_ACCOUNT_NAME,
+    };
+  }
+  const match = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?)$/.exec(flag);
+  if (!match)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--service-account ${JSON.stringify(flag)} must be <namespace>/<name>, e.g. cloudtaser-system/cloudtaser`,
+    );
+  return { namespace: match[1], name: match[3] };
 }
 
 /** The Service's DNS names, as pods and the API server spell them (namespace from POD_NAMESPACE). */
@@ -122,6 +147,14 @@ export function registerBrokerCommand(program: Command): Command {
     .option('--migrate', 'migrate Secrets annotated cloudtaser.io/migrate=true into OpenBao')
     .option('--migrate-namespace <name>', 'only watch this namespace for migration; repeatable', collect)
     .option('--migrate-interval <duration>', 'how often to look for annotated Secrets', '10s')
+    .option(
+      '--attestation',
+      'attested bootstrap: send a service-account token (TokenRequest, audience bound to the CSR key) with the CSR; needed when the cluster was registered with --attestation-issuer',
+    )
+    .option(
+      '--service-account <ns/name>',
+      'the service account the broker runs as, for --attestation (default: $POD_NAMESPACE/$SERVICE_ACCOUNT_NAME, else cloudtaser-system/cloudtaser)',
+    )
     .action(async (flags: BrokerRunFlags) => {
       const logger = createLogger('broker');
       if (!flags.beacon?.length)
@@ -153,6 +186,9 @@ export function registerBrokerCommand(program: Command): Command {
         fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
         caSha256: flags.caSha256,
         kube,
+        attestation: flags.attestation
+          ? { serviceAccount: parseServiceAccount(flags.serviceAccount) }
+          : undefined,
         podApi: podApiAddress ? { ...podApiAddress, dnsNames, url: flags.podApiUrl } : undefined,
         webhook:
           flags.webhookListen && injectImage

@@ -1,5 +1,7 @@
 export { type BrokerBootstrapOptions, type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
 export {
+  ATTESTATION_TOKEN_SECONDS,
+  type BrokerAttestationOptions,
   type BrokerHandle,
   type BrokerKubeApi,
   type BrokerMigrationOptions,

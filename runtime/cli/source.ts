@@ -1,5 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { CloudtaserError } from '../core/errors.js';
 import {
+  type AttestationSettings,
+  DEFAULT_OPERATOR_SERVICE_ACCOUNT,
   DEFAULT_TOKENREVIEW_ENDPOINT,
   deregisterCluster,
   getClusterStatus,
@@ -33,13 +37,33 @@ export function registerSourceCommands(program: Command): void {
         DEFAULT_TOKENREVIEW_ENDPOINT,
       )
       .option('--tokenreview-ca-cert <path>', 'PEM CA of an https:// --tokenreview-endpoint')
+      .option(
+        '--attestation-issuer <url>',
+        "attested bootstrap: the cluster's service-account issuer (`issuer` of /.well-known/openid-configuration); with --attestation-jwks",
+      )
+      .option(
+        '--attestation-jwks <file>',
+        "the cluster's service-account public keys (`kubectl get --raw /openid/v1/jwks > file`); re-run with a fresh file after a key rotation",
+      )
+      .option(
+        '--attestation-service-account <ns/name>',
+        `the operator's service account, the only one allowed to bootstrap (default ${DEFAULT_OPERATOR_SERVICE_ACCOUNT.namespace}/${DEFAULT_OPERATOR_SERVICE_ACCOUNT.name})`,
+      )
       .option('--output <format>', 'text or json', 'text'),
   ).action(
     async (
-      opts: SourceFlags & { rearm?: boolean; tokenreviewEndpoint: string; tokenreviewCaCert?: string },
+      opts: SourceFlags & {
+        rearm?: boolean;
+        tokenreviewEndpoint: string;
+        tokenreviewCaCert?: string;
+        attestationIssuer?: string;
+        attestationJwks?: string;
+        attestationServiceAccount?: string;
+      },
     ) => {
       const format = parseOutputFormat(opts.output);
       const tokenReviewCaCertPem = await readPemFile(opts.tokenreviewCaCert, '--tokenreview-ca-cert');
+      const attestation = await readAttestationFlags(opts);
       const client = await openSecretStore(opts);
       try {
         const result = await withProgress('registering cluster', () =>
@@ -48,6 +72,7 @@ export function registerSourceCommands(program: Command): void {
             namespaceRoot: opts.namespaceRoot,
             tokenReviewEndpoint: opts.tokenreviewEndpoint,
             tokenReviewCaCertPem,
+            attestation,
           }),
         );
         let initialized = result.initialized;
@@ -64,6 +89,7 @@ export function registerSourceCommands(program: Command): void {
             `  Init hash:        ${result.initHash}`,
             `  Operational hash: ${result.operationalHash}`,
             `  Initialized:      ${initialized ? 'yes' : 'no'}`,
+            `  Attested:         ${result.attested ? 'yes (bootstrap needs a service-account token; the broker runs with --attestation)' : 'no (trust on first use)'}`,
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
             `  helm install cloudtaser cloudtaser/cloudtaser --set operator.broker.beacon.address=<beacon-host>:443 --set operator.broker.trust.caSha256=${result.operationalHash}`,
@@ -131,6 +157,7 @@ export function registerSourceCommands(program: Command): void {
           `  Registered:  ${status.registered ? `yes (${status.registeredAt})` : 'no'}`,
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           `  Namespace:   ${status.namespace}`,
+          `  Attested:    ${status.attestation ? `yes (issuer ${status.attestation.issuer}, ${status.attestation.jwks.keys.length} key(s), service account ${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name})` : 'no'}`,
           '',
         ].join('\n'),
       );
@@ -138,4 +165,37 @@ export function registerSourceCommands(program: Command): void {
       await client.close();
     }
   });
+}
+
+/** Reads the attestation flags; undefined when none is given (an existing setting is then kept). */
+async function readAttestationFlags(opts: {
+  attestationIssuer?: string;
+  attestationJwks?: string;
+  attestationServiceAccount?: string;
+}): Promise<AttestationSettings | undefined> {
+  const { attestationIssuer: issuer, attestationJwks: jwksFile, attestationServiceAccount: account } = opts;
+  if (issuer === undefined && jwksFile === undefined && account === undefined) return undefined;
+  if (issuer === undefined || jwksFile === undefined) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      '--attestation-issuer and --attestation-jwks go together (--attestation-service-account is optional)',
+    );
+  }
+  let jwks: string;
+  try {
+    jwks = await readFile(jwksFile, 'utf8');
+  } catch (err) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--attestation-jwks ${JSON.stringify(jwksFile)} could not be read: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  let serviceAccount: { namespace: string; name: string } | undefined;
+  if (account !== undefined) {
+    const slash = account.indexOf('/');
+    serviceAccount = { namespace: account.slice(0, slash), name: account.slice(slash + 1) };
+    if (slash <= 0) serviceAccount = { namespace: '', name: account };
+  }
+  return { issuer, jwks, ...(serviceAccount ? { serviceAccount } : {}) };
 }

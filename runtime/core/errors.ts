@@ -68,7 +68,8 @@ export const ErrorCodes = {
   // PKI
   CT_PKI_INVALID_CSR: 'a certificate signing request is malformed or its signature does not verify',
   CT_PKI_INVALID_CERT: 'a certificate is malformed, expired, or not issued by the expected CA',
-  CT_ATTESTATION_FAILED: 'a bootstrap attestation token was refused (signature, issuer, subject, audience, expiry)',
+  CT_ATTESTATION_FAILED:
+    'a bootstrap attestation token was refused (signature, issuer, subject, audience, expiry)',
   CT_PKI_CA_PIN_MISMATCH: 'the CA offered does not match the pinned caSha256',
   // beacon and tunnel
   CT_BEACON_UNREACHABLE: 'the beacon could not be reached',
@@ -78,7 +79,8 @@ export const ErrorCodes = {
   CT_BOOTSTRAP_REFUSED: 'the bridge refused the bootstrap',
   CT_BOOTSTRAP_PROTOCOL: 'a bootstrap message was malformed, oversized or unexpected',
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
-  CT_TUNNEL_PROTOCOL: 'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
+  CT_TUNNEL_PROTOCOL:
+    'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',

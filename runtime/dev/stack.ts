@@ -50,7 +50,11 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     const kubeconfig = join(dir, 'kubeconfig');
     await kube.writeKubeconfig(kubeconfig);
 
-    const beaconCert = issueSelfSignedSync({ commonName: 'cloudtaser dev beacon', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const beaconCert = issueSelfSignedSync({
+      commonName: 'cloudtaser dev beacon',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
     const beaconCaFile = join(dir, 'beacon-ca.pem');
     await writeFile(beaconCaFile, beaconCert.certPem);
     const beacon = await createBeacon({

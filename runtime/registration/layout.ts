@@ -2,7 +2,8 @@
  * Where cloudtaser keeps its records in OpenBao (DESIGN.md section 4). Every path is written here once;
  * register, deregister, status and the bridge all go through these helpers.
  */
-import { X509Certificate } from 'node:crypto';
+import { type JsonWebKey, X509Certificate } from 'node:crypto';
+import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 
@@ -35,10 +36,24 @@ export interface RegisteredRecord {
   readonly namespace: string;
   readonly ca_sha256: string;
   readonly registered_at: string;
-  readonly attestation?: unknown;
+  /** Present when bootstrap requires a service-account token from the cluster (attested bootstrap). */
+  readonly attestation?: AttestationRecord;
 }
 
-/** `clusters/<fingerprint>/initialized`, written once with cas=0. */
+/** `attestation` in the registered record: what the bridge needs to check a bootstrap token offline. */
+export interface AttestationRecord {
+  /** `iss` of the cluster's service-account tokens. */
+  readonly issuer: string;
+  /** The issuer's public keys as served at `/openid/v1/jwks` (public material only). */
+  readonly jwks: { readonly keys: readonly JsonWebKey[] };
+  /** The operator's service account, the only subject accepted. */
+  readonly service_account: { readonly namespace: string; readonly name: string };
+}
+
+/**
+ * `clusters/<fingerprint>/initialized`, written once with cas=0; with attestation rewritten by each attested
+ * re-bootstrap with a check-and-set against the version read.
+ */
 export interface InitializedRecord {
   readonly initialized_at: string;
   readonly broker_cert_sha256: string;
@@ -99,4 +114,36 @@ export function asCertificateRecord<T extends { certificate: string; private_key
     throw new CloudtaserError('CT_REGISTRATION_CORRUPT', `stored ${what} is not a readable certificate`);
   }
   return data as unknown as T;
+}
+
+/** The attestation policy stored in a registered record, or undefined when attestation is off. */
+export function attestationPolicyOf(record: RegisteredRecord): AttestationPolicy | undefined {
+  const value = record.attestation as unknown;
+  if (value === undefined || value === null) return undefined;
+  const corrupt = () =>
+    new CloudtaserError(
+      'CT_REGISTRATION_CORRUPT',
+      `the attestation settings of the registration for ${record.fingerprint} are unreadable; run \`cloudtaser-cli source register --attestation-issuer ... --attestation-jwks ...\` again to repair them`,
+      { details: { fingerprint: record.fingerprint } },
+    );
+  const data = value as Partial<AttestationRecord>;
+  const account = data.service_account;
+  if (
+    typeof data.issuer !== 'string' ||
+    data.issuer === '' ||
+    typeof account?.namespace !== 'string' ||
+    typeof account.name !== 'string'
+  )
+    throw corrupt();
+  let jwks: { keys: JsonWebKey[] };
+  try {
+    jwks = parseJwks(data.jwks);
+  } catch {
+    throw corrupt();
+  }
+  return {
+    issuer: data.issuer,
+    jwks,
+    serviceAccount: { namespace: account.namespace, name: account.name },
+  };
 }

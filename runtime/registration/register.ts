@@ -1,8 +1,9 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
+import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix, initHash, parseFingerprint, sha256Hex } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
-import type { OpenBaoClient } from '../openbao/index.js';
+import type { KvSecret, OpenBaoClient } from '../openbao/index.js';
 import {
   type CertificateAuthority,
   createCertificateAuthority,
@@ -12,8 +13,10 @@ import {
   loadCertificateAuthority,
 } from '../pki/index.js';
 import {
+  type AttestationRecord,
   asCertificateRecord,
   asRegisteredRecord,
+  attestationPolicyOf,
   type BridgeCaRecord,
   type BridgeClientRecord,
   clusterNamespace,
@@ -51,6 +54,52 @@ export interface RegisterOptions extends RegistrationTarget {
   readonly tokenReviewEndpoint?: string;
   /** PEM CA of the endpoint's certificate; required for an https:// endpoint. */
   readonly tokenReviewCaCertPem?: string;
+  /**
+   * Turn on attested bootstrap, or refresh its keys after the cluster rotated them. Without it an existing
+   * attestation setting is kept as it is.
+   */
+  readonly attestation?: AttestationSettings;
+}
+
+/** The operator's service account when none is named: the Helm chart's default. */
+export const DEFAULT_OPERATOR_SERVICE_ACCOUNT = Object.freeze({
+  namespace: 'cloudtaser-system',
+  name: 'cloudtaser',
+});
+
+export interface AttestationSettings {
+  /** `iss` of the cluster's service-account tokens (`kubectl get --raw /.well-known/openid-configuration`). */
+  readonly issuer: string;
+  /** The cluster's `/openid/v1/jwks` document, as an object or JSON text. */
+  readonly jwks: unknown;
+  /** @default DEFAULT_OPERATOR_SERVICE_ACCOUNT */
+  readonly serviceAccount?: { readonly namespace: string; readonly name: string };
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const SERVICE_ACCOUNT_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Validates attestation settings into the stored record form; throws CT_INVALID_ARGUMENT naming the flag. */
+export function validateAttestationSettings(settings: AttestationSettings): AttestationRecord {
+  const issuer = settings.issuer;
+  if (typeof issuer !== 'string' || issuer.length === 0 || issuer.length > 1024 || /\s/.test(issuer)) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      "--attestation-issuer must be the cluster's service-account issuer (the `issuer` of /.well-known/openid-configuration), a URL of at most 1024 characters",
+    );
+  }
+  const account = settings.serviceAccount ?? DEFAULT_OPERATOR_SERVICE_ACCOUNT;
+  if (!DNS_LABEL.test(account.namespace) || !SERVICE_ACCOUNT_NAME.test(account.name)) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--attestation-service-account ${JSON.stringify(`${account.namespace}/${account.name}`)} must be <namespace>/<name> of the operator's service account, e.g. cloudtaser-system/cloudtaser`,
+    );
+  }
+  return {
+    issuer,
+    jwks: parseJwks(settings.jwks),
+    service_account: { namespace: account.namespace, name: account.name },
+  };
 }
 
 /** The `kubernetes_host` registration configures for a cluster. */
@@ -67,6 +116,8 @@ export interface RegistrationResult {
   readonly caCertPem: string;
   readonly initialized: boolean;
   readonly registeredAt: string;
+  /** True when bootstrap requires an attestation token (registered with attestation settings). */
+  readonly attested: boolean;
   /** False when everything already existed (an idempotent re-run). */
   readonly changed: boolean;
 }
@@ -88,6 +139,8 @@ export async function registerCluster(
   const log = (target.logger ?? silentLogger).child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
   const namespace = clusterNamespace(namespaceRoot, fingerprint);
   const fp8 = fingerprintPrefix(fingerprint);
+  // Validated before any write: a bad JWKS file must not leave a half-changed registration behind.
+  const attestation = target.attestation ? validateAttestationSettings(target.attestation) : undefined;
   let changed = false;
 
   // 1. Root namespace and its records mount.
@@ -120,20 +173,40 @@ export async function registerCluster(
   // 5. The registration record the bridge discovers.
   const operationalHash = sha256Hex(ca.certDer);
   const existing = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
+  const sameCluster =
+    existing !== undefined &&
+    existing.data.ca_sha256 === operationalHash &&
+    existing.data.namespace === namespace;
+  // Without new settings an existing attestation is kept: a plain re-run must not switch it off.
+  const wantedAttestation = attestation ?? (sameCluster ? storedAttestation(existing.data) : undefined);
   let registeredAt: string;
-  if (existing && existing.data.ca_sha256 === operationalHash && existing.data.namespace === namespace) {
+  if (
+    sameCluster &&
+    canonicalJson(existing.data.attestation ?? null) === canonicalJson(wantedAttestation ?? null)
+  ) {
     registeredAt = asRegisteredRecord(existing.data, fingerprint).registered_at;
   } else {
-    registeredAt = new Date().toISOString();
+    registeredAt = sameCluster
+      ? asRegisteredRecord(existing.data, fingerprint).registered_at
+      : new Date().toISOString();
     const record: RegisteredRecord = {
       fingerprint,
       namespace,
       ca_sha256: operationalHash,
       registered_at: registeredAt,
+      ...(wantedAttestation ? { attestation: wantedAttestation } : {}),
     };
     await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
     changed = true;
-    log.info({ event: 'registration.recorded', namespace }, 'cluster registered');
+    log.info(
+      {
+        event: sameCluster ? 'registration.attestation_updated' : 'registration.recorded',
+        namespace,
+        attested: wantedAttestation !== undefined,
+        attestationKeys: wantedAttestation?.jwks.keys.length,
+      },
+      sameCluster ? 'attestation settings updated' : 'cluster registered',
+    );
   }
 
   const initialized = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))) !== undefined;
@@ -145,6 +218,7 @@ export async function registerCluster(
     caCertPem: ca.certPem,
     initialized,
     registeredAt,
+    attested: wantedAttestation !== undefined,
     changed,
   };
 }
@@ -218,6 +292,10 @@ export interface ClusterStatus {
   readonly caCertPem?: string;
   readonly registeredAt?: string;
   readonly initializedAt?: string;
+  /** KV version of the `initialized` record: an attested re-bootstrap rewrites it with this check-and-set. */
+  readonly initializedVersion?: number;
+  /** The attestation policy, when bootstrap requires a token. */
+  readonly attestation?: AttestationPolicy;
 }
 
 /** Reads a cluster's registration state. Never writes. */
@@ -233,9 +311,11 @@ export async function getClusterStatus(
     return { ...base, registered: false, initialized: false };
   const root = client.withNamespace(namespaceRoot);
   const registered = await readIfMounted(root, paths.registered(fingerprint));
-  const initialized = await readIfMounted(root, paths.initialized(fingerprint));
+  const initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  const initialized = initializedSecret?.data;
   if (!registered) return { ...base, registered: false, initialized: initialized !== undefined };
   const record = asRegisteredRecord(registered, fingerprint);
+  const attestation = attestationPolicyOf(record);
   let caCertPem: string | undefined;
   const caRecord = await readIfMounted(client.withNamespace(namespace), paths.bridgeCa).catch((err) => {
     if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND')) return undefined;
@@ -251,6 +331,8 @@ export async function getClusterStatus(
     caCertPem,
     registeredAt: record.registered_at,
     initializedAt: typeof initialized?.initialized_at === 'string' ? initialized.initialized_at : undefined,
+    ...(initializedSecret ? { initializedVersion: initializedSecret.version } : {}),
+    ...(attestation ? { attestation } : {}),
   };
 }
 
@@ -259,6 +341,8 @@ export interface RegisteredCluster {
   readonly namespace: string;
   readonly operationalHash: string;
   readonly initialized: boolean;
+  /** Present (true) when bootstrap requires an attestation token. */
+  readonly attested?: true;
 }
 
 /** Every registered cluster under the root, as the bridge discovers them (one list plus two reads each). */
@@ -289,6 +373,7 @@ export async function listRegisteredClusters(
       namespace: record.namespace,
       operationalHash: record.ca_sha256,
       initialized: initialized !== undefined,
+      ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
     });
   }
   return out;
@@ -330,10 +415,17 @@ export async function loadClusterTrust(
 /**
  * Marks a cluster initialized with a check-and-set write (cas=0): exactly one caller ever succeeds, across
  * bridge replicas, so the bootstrap cannot be replayed. Throws CT_ALREADY_INITIALIZED for the losers.
+ * An attested re-bootstrap passes `replacesVersion` (the version it read): the rewrite is a check-and-set
+ * against that version, so of two concurrent re-bootstraps exactly one wins as well.
  */
 export async function markClusterInitialized(
   client: OpenBaoClient,
-  options: { fingerprint: string; namespaceRoot?: string; brokerCertSha256: string },
+  options: {
+    fingerprint: string;
+    namespaceRoot?: string;
+    brokerCertSha256: string;
+    replacesVersion?: number;
+  },
 ): Promise<InitializedRecord> {
   const fingerprint = parseFingerprint(options.fingerprint);
   const root = client.withNamespace(validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
@@ -343,7 +435,12 @@ export async function markClusterInitialized(
     write_id: randomUUID(),
   };
   try {
-    await root.kvWrite(RECORDS_MOUNT, paths.initialized(fingerprint), { ...record }, { cas: 0 });
+    await root.kvWrite(
+      RECORDS_MOUNT,
+      paths.initialized(fingerprint),
+      { ...record },
+      { cas: options.replacesVersion ?? 0 },
+    );
   } catch (err) {
     if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) {
       // The client retries a write whose answer was lost (5xx from a proxy, reset) although OpenBao committed
@@ -512,6 +609,35 @@ async function ensureBridgeCertificate(cluster: OpenBaoClient, ca: CertificateAu
     return ensureBridgeCertificate(cluster, ca);
   }
   return true;
+}
+
+/** The stored attestation record of a registered record, validated; undefined when absent. */
+function storedAttestation(data: Record<string, unknown>): AttestationRecord | undefined {
+  if (data.attestation === undefined || data.attestation === null) return undefined;
+  const policy = attestationPolicyOf(data as unknown as RegisteredRecord);
+  if (!policy) return undefined;
+  return { issuer: policy.issuer, jwks: policy.jwks, service_account: { ...policy.serviceAccount } };
+}
+
+/** JSON with object keys sorted, so a record read back from OpenBao (which may reorder keys) compares equal. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+async function readSecretIfMounted(client: OpenBaoClient, path: string): Promise<KvSecret | undefined> {
+  try {
+    return await client.kvRead(RECORDS_MOUNT, path);
+  } catch (err) {
+    if (isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return undefined;
+    throw err;
+  }
 }
 
 async function readIfMounted(

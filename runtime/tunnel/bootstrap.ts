@@ -1,6 +1,6 @@
 /**
  * Bootstrap messages, exchanged once inside the init room's end-to-end TLS:
- *   broker -> bridge  {v:1, type:'bootstrap.request',  fingerprint, csr}
+ *   broker -> bridge  {v:1, type:'bootstrap.request',  fingerprint, csr[, podApiCsr][, attestation]}
  *   bridge -> broker  {v:1, type:'bootstrap.accepted', caCert, brokerCert}
  *                  or {v:1, type:'bootstrap.refused',  code, reason}
  * Each message is a 4-byte big-endian length and UTF-8 JSON of at most MAX_BOOTSTRAP_MESSAGE_BYTES. Anything
@@ -11,8 +11,14 @@ import { CloudtaserError, type ErrorCode, ErrorCodes } from '../core/errors.js';
 import { isFingerprint } from '../core/hashes.js';
 
 export const BOOTSTRAP_VERSION = 1;
-/** A P-256 CSR is ~600 bytes of PEM, a certificate ~800: 8 KiB leaves room and still bounds memory. */
-export const MAX_BOOTSTRAP_MESSAGE_BYTES = 8 * 1024;
+/**
+ * A P-256 CSR is ~600 bytes of PEM, a certificate ~800, a service-account token 1-2 KiB: 16 KiB leaves room
+ * for two CSRs and the largest token we accept, and still bounds memory.
+ */
+export const MAX_BOOTSTRAP_MESSAGE_BYTES = 16 * 1024;
+/** Largest attestation token accepted in a request (the verifier's own bound). */
+export const MAX_ATTESTATION_TOKEN_CHARS = 8192;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const LENGTH_BYTES = 4;
 const MAX_PEM_CHARS = 4096;
 const MAX_REASON_CHARS = 1000;
@@ -26,6 +32,11 @@ export interface BootstrapRequest {
   readonly csr: string;
   /** Optional second request, for the pod API's serving key; its DNS names are the operator Service's. */
   readonly podApiCsr?: string;
+  /**
+   * Optional service-account token of the operator, minted by the cluster's API server with audience
+   * `cloudtaser-bootstrap:<sha256 of the CSR's public key>` (and one for `podApiCsr`'s key when present).
+   */
+  readonly attestation?: string;
 }
 
 export interface BootstrapAccepted {
@@ -48,7 +59,7 @@ export type BootstrapMessage = BootstrapRequest | BootstrapAccepted | BootstrapR
 export type BootstrapMessageType = BootstrapMessage['type'];
 
 const FIELDS: Record<BootstrapMessageType, readonly string[]> = {
-  'bootstrap.request': ['v', 'type', 'fingerprint', 'csr', 'podApiCsr'],
+  'bootstrap.request': ['v', 'type', 'fingerprint', 'csr', 'podApiCsr', 'attestation'],
   'bootstrap.accepted': ['v', 'type', 'caCert', 'brokerCert', 'podApiCert'],
   'bootstrap.refused': ['v', 'type', 'code', 'reason'],
 };
@@ -103,6 +114,7 @@ export function decodeBootstrapMessage(body: Uint8Array): BootstrapMessage {
         ...(record.podApiCsr === undefined
           ? {}
           : { podApiCsr: pemField(record.podApiCsr, 'CERTIFICATE REQUEST', 'podApiCsr') }),
+        ...(record.attestation === undefined ? {} : { attestation: tokenField(record.attestation) }),
       };
     case 'bootstrap.accepted':
       return {
@@ -223,6 +235,15 @@ function pemField(value: unknown, label: string, field: string): string {
   if (typeof value !== 'string' || value.length > MAX_PEM_CHARS || !pattern.test(value)) {
     throw protocol(
       `bootstrap field ${field} must be one PEM ${label} block of at most ${MAX_PEM_CHARS} characters`,
+    );
+  }
+  return value;
+}
+
+function tokenField(value: unknown): string {
+  if (typeof value !== 'string' || value.length > MAX_ATTESTATION_TOKEN_CHARS || !COMPACT_JWS.test(value)) {
+    throw protocol(
+      `bootstrap field attestation must be one compact JWS (three base64url parts) of at most ${MAX_ATTESTATION_TOKEN_CHARS} characters`,
     );
   }
   return value;

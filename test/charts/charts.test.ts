@@ -272,7 +272,11 @@ describe('container images', () => {
       const dockerfile = readFileSync(join(imagesDir, `Dockerfile.${process}`), 'utf8');
       expect(dockerfile).toMatch(/^FROM gcr\.io\/distroless\/nodejs20-debian12:nonroot$/m);
       expect(dockerfile).toMatch(/^USER 65532:65532$/m);
-      const command = { operator: '["broker", "run"]', beacon: '["beacon", "serve"]', bridge: '["bridge", "run"]' }[process];
+      const command = {
+        operator: '["broker", "run"]',
+        beacon: '["beacon", "serve"]',
+        bridge: '["bridge", "run"]',
+      }[process];
       expect(dockerfile).toContain(`CMD ${command}`);
       const chart = readChart(chartName);
       expect(chart.templates.get('deployment.yaml')).toContain(chartArgs);

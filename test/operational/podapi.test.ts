@@ -266,7 +266,8 @@ describe('pod API through broker, beacon and bridge', () => {
     seenTokens.push(jwt);
     const answers = await Promise.all(Array.from({ length: 60 }, () => login(jwt)));
     expect(answers.map((a) => a.status).filter((s) => s !== 200)).toEqual([]);
-    for (const answer of answers) seenTokens.push((answer.body.auth as { client_token: string }).client_token);
+    for (const answer of answers)
+      seenTokens.push((answer.body.auth as { client_token: string }).client_token);
   });
 
   it('shows podApiUrl and podApiCaPem on /status once operational', async () => {

@@ -1,0 +1,311 @@
+/**
+ * Attested bootstrap end to end, in-process: OpenBao test server, two beacon replicas, the Kubernetes test server
+ * minting real service-account tokens, the bridge and brokers through their library entry points.
+ */
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { Duplex } from 'node:stream';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { attestationAudience } from '../../runtime/attestation/index.js';
+import { type BridgeHandle, startBridge } from '../../runtime/bridge/index.js';
+import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
+import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
+import { KubeClient } from '../../runtime/kube/index.js';
+import { createCsr, parseCsr } from '../../runtime/pki/index.js';
+import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
+import {
+  beaconCert,
+  eventually,
+  FAST_BRIDGE_TIMING,
+  FAST_BROKER_TIMING,
+  type Replicas,
+  type SecretStore,
+  startReplicas,
+  startSecretStore,
+  testResolve,
+} from '../runtime/fixtures.js';
+
+const OPERATOR = { namespace: 'cloudtaser-system', name: 'cloudtaser' };
+const INTRUDER = { namespace: 'default', name: 'intruder' };
+
+let store: SecretStore;
+let replicas: Replicas;
+let kube: KubeTestServer;
+let jwks: unknown;
+const clients: KubeClient[] = [];
+const running: Array<{ close(): Promise<void> }> = [];
+
+/** A Kubernetes client authenticated as `account`, allowed to mint tokens for itself only (as the chart grants). */
+function kubeAs(account: { namespace: string; name: string }): KubeClient {
+  const client = KubeClient.fromConnection({
+    kind: 'token',
+    host: kube.url,
+    token: kube.issueServiceAccountToken(account.namespace, account.name, { expirationSeconds: 7200 }),
+    clusterCaCertificate: kube.caCertPem,
+  });
+  clients.push(client);
+  return client;
+}
+
+beforeAll(async () => {
+  store = await startSecretStore();
+  replicas = await startReplicas();
+  kube = await startKubeTestServer();
+  for (const account of [OPERATOR, INTRUDER]) {
+    await kube.createServiceAccount(account.namespace, account.name);
+    kube.grant(account, {
+      verbs: ['create'],
+      resources: ['serviceaccounts/token'],
+      namespace: account.namespace,
+      resourceNames: [account.name],
+    });
+  }
+  const response = await undiciFetch(`${kube.url}/openid/v1/jwks`, {
+    headers: { authorization: `Bearer ${kube.adminToken}` },
+    dispatcher: new Agent({ connect: { ca: kube.caCertPem } }),
+  });
+  jwks = await response.json();
+});
+afterAll(async () => {
+  for (const client of clients) client.close();
+  await replicas?.close();
+  await store?.close();
+  await kube?.close();
+});
+afterEach(async () => {
+  for (const handle of running.splice(0).reverse()) await handle.close();
+});
+
+async function registerAttested(fingerprint: string = randomUUID(), keys: unknown = jwks) {
+  return registerCluster(store.admin, {
+    fingerprint,
+    attestation: { issuer: kube.issuer, jwks: keys, serviceAccount: OPERATOR },
+  });
+}
+
+async function bridge(): Promise<BridgeHandle> {
+  const handle = await startBridge({
+    openbao: store.admin,
+    beacons: [replicas.address],
+    beaconCaPem: beaconCert.certPem,
+    resolve: testResolve,
+    timing: FAST_BRIDGE_TIMING,
+  });
+  running.push(handle);
+  return handle;
+}
+
+async function broker(fingerprint: string, extra: Partial<BrokerOptions> = {}): Promise<BrokerHandle> {
+  const handle = await startBroker({
+    fingerprint,
+    beacons: [replicas.address],
+    beaconCaPem: beaconCert.certPem,
+    resolve: testResolve,
+    timing: FAST_BROKER_TIMING,
+    ...extra,
+  });
+  running.push(handle);
+  return handle;
+}
+
+const attested = (account = OPERATOR): Partial<BrokerOptions> => ({
+  attestation: { serviceAccount: account, kube: kubeAs(account) },
+});
+
+/** A paired stream that can go silent in both directions without closing: a process that died without a FIN. */
+class Freezer {
+  frozen = false;
+  wrap = (inner: Duplex): Duplex => {
+    const proxy = new Duplex({
+      read() {
+        inner.resume();
+      },
+      write: (chunk: Buffer, _encoding, callback) => {
+        if (this.frozen) return callback();
+        inner.write(chunk, callback);
+      },
+      final(callback) {
+        inner.end();
+        callback();
+      },
+      destroy(err, callback) {
+        inner.destroy();
+        callback(err);
+      },
+    });
+    inner.on('data', (chunk: Buffer) => {
+      if (!this.frozen && !proxy.push(chunk)) inner.pause();
+    });
+    inner.on('end', () => proxy.push(null));
+    inner.on('close', () => proxy.destroy());
+    inner.on('error', (err) => proxy.destroy(err));
+    return proxy;
+  };
+}
+
+describe('attested bootstrap through the beacon', () => {
+  it('bootstraps with a token, then a restarted broker (new key, no admin action) bootstraps again and the old tunnel is replaced', async () => {
+    const cluster = await registerAttested();
+    expect(cluster.attested).toBe(true);
+    const b = await bridge();
+    const freezer = new Freezer();
+    const first = await broker(cluster.fingerprint, {
+      ...attested(),
+      caSha256: cluster.operationalHash,
+      observePairedStream: freezer.wrap,
+    });
+    await first.waitForPhase('operational', 15_000);
+    await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+    const oldTunnel = b.tunnels(cluster.fingerprint)[0];
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+    const before = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
+
+    // The old process dies without a goodbye; a new one starts with fresh state and a fresh key.
+    freezer.frozen = true;
+    const restarted = await broker(cluster.fingerprint, { ...attested(), caSha256: cluster.operationalHash });
+    await restarted.waitForPhase('operational', 15_000);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
+    const after = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
+    expect(after.initializedVersion).toBe((before.initializedVersion ?? 0) + 1);
+
+    const why = await oldTunnel.done;
+    expect(why.message).toContain('replaced');
+    await eventually(
+      () => b.tunnels(cluster.fingerprint).filter((t) => !t.closed).length === 1,
+      5_000,
+      'one live tunnel, the new one',
+    );
+    expect(await restarted.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
+  });
+
+  it('refuses a broker without a token (a stolen fingerprint) before and after init, records nothing, and says to turn attestation on', async () => {
+    const cluster = await registerAttested();
+    await bridge();
+    const thief = await broker(cluster.fingerprint, {
+      timing: { ...FAST_BROKER_TIMING, rejectedRetryMs: 200 },
+    });
+    const rejected = await thief.waitForPhase('rejected', 15_000);
+    expect(rejected.lastErrorCode).toBe('CT_ATTESTATION_FAILED');
+    expect(rejected.reason).toContain('--attestation');
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(0);
+
+    const genuine = await broker(cluster.fingerprint, attested());
+    await genuine.waitForPhase('operational', 15_000);
+    const tunnel = genuine.tunnel()!;
+    // Still refused once the cluster is initialized, and the genuine broker keeps its tunnel.
+    await sleepMs(600);
+    expect(thief.status()).toMatchObject({ phase: 'rejected', lastErrorCode: 'CT_ATTESTATION_FAILED' });
+    expect(genuine.tunnel()).toBe(tunnel);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  });
+
+  it('refuses a broker whose token is for another service account, naming the operator account', async () => {
+    const cluster = await registerAttested();
+    await bridge();
+    const intruder = await broker(cluster.fingerprint, attested(INTRUDER));
+    const rejected = await intruder.waitForPhase('rejected', 15_000);
+    expect(rejected.lastErrorCode).toBe('CT_ATTESTATION_FAILED');
+    expect(rejected.reason).toContain('(subject)');
+    expect(rejected.reason).toContain('cloudtaser-system/cloudtaser');
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(0);
+  });
+
+  it('refuses a replayed token minted for another key (or a substituted CSR)', async () => {
+    const cluster = await registerAttested();
+    await bridge();
+    const otherKey = parseCsr(createCsr({ commonName: 'victim' }).csrPem).publicKeySha256;
+    const replayer = await broker(cluster.fingerprint, {
+      attestation: {
+        serviceAccount: OPERATOR,
+        // A genuine operator token captured from another bootstrap: right account, right issuer, other key.
+        kube: {
+          createServiceAccountToken: async (namespace, name) => ({
+            token: kube.issueServiceAccountToken(namespace, name, {
+              audiences: [attestationAudience(otherKey)],
+              expirationSeconds: 600,
+            }),
+            expirationTimestamp: new Date(Date.now() + 600_000).toISOString(),
+          }),
+        },
+      },
+    });
+    const rejected = await replayer.waitForPhase('rejected', 15_000);
+    expect(rejected.lastErrorCode).toBe('CT_ATTESTATION_FAILED');
+    expect(rejected.reason).toContain('(audience)');
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(0);
+  });
+
+  it('after the cluster rotates its keys the broker status says to refresh them, and a re-registration with the new keys heals it on its own', async () => {
+    // The registration holds only a key the cluster no longer signs with.
+    const stale = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ format: 'jwk' });
+    const fingerprint = randomUUID();
+    await registerAttested(fingerprint, { keys: [{ ...stale, kid: 'retired-key', use: 'sig' }] });
+    await bridge();
+    const k = await broker(fingerprint, { ...attested(), health: { host: '127.0.0.1', port: 0 } });
+    const rejected = await k.waitForPhase('rejected', 15_000);
+    expect(rejected.lastErrorCode).toBe('CT_ATTESTATION_FAILED');
+    expect(rejected.reason).toContain('(unknown-key)');
+    expect(rejected.reason).toContain('refresh the registration');
+    const served = (await (await fetch(`${k.healthUrl}/status`)).json()) as { reason: string };
+    expect(served.reason).toContain('--attestation-jwks');
+
+    const refreshed = await registerAttested(fingerprint);
+    expect(refreshed.changed).toBe(true);
+    await k.waitForPhase('operational', 15_000);
+    expect(store.initializedWrites(fingerprint)).toBe(1);
+  });
+});
+
+describe('registration with attestation settings', () => {
+  it('stores issuer, keys and service account; keeps them on a plain re-run; re-running with the same settings changes nothing', async () => {
+    const cluster = await registerAttested();
+    const status = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
+    expect(status.attestation).toMatchObject({ issuer: kube.issuer, serviceAccount: OPERATOR });
+    expect(status.attestation?.jwks.keys.length).toBeGreaterThan(0);
+    expect(JSON.stringify(status.attestation)).not.toContain('"d"');
+
+    const plain = await registerCluster(store.admin, { fingerprint: cluster.fingerprint });
+    expect(plain).toMatchObject({ attested: true, changed: false });
+    const again = await registerAttested(cluster.fingerprint);
+    expect(again.changed).toBe(false);
+    expect(again.registeredAt).toBe(cluster.registeredAt);
+  });
+
+  it('validates the settings before writing anything', async () => {
+    const fingerprint: string = randomUUID();
+    const bad: Array<[string, unknown, { namespace: string; name: string }?]> = [
+      [kube.issuer, { keys: [] }],
+      [kube.issuer, 'not json'],
+      [kube.issuer, { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] }],
+      ['', jwks],
+      ['https://issuer with spaces', jwks],
+      [kube.issuer, jwks, { namespace: 'Bad_NS', name: 'x' }],
+      [kube.issuer, jwks, { namespace: 'ns', name: '' }],
+    ];
+    for (const [issuer, keys, serviceAccount] of bad) {
+      await expect(
+        registerCluster(store.admin, { fingerprint, attestation: { issuer, jwks: keys, serviceAccount } }),
+      ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
+    }
+    expect((await getClusterStatus(store.admin, { fingerprint })).registered).toBe(false);
+    const writes = store.server
+      .requestLog()
+      .filter((entry) => entry.method !== 'GET' && entry.method !== 'LIST');
+    expect(writes.some((entry) => entry.path.includes(fingerprint.slice(0, 8)))).toBe(false);
+  });
+
+  it('drops private key material from a JWKS given by mistake', async () => {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const privateJwk = pair.privateKey.export({ format: 'jwk' });
+    await expect(
+      registerCluster(store.admin, {
+        fingerprint: randomUUID(),
+        attestation: { issuer: kube.issuer, jwks: { keys: [privateJwk] } },
+      }),
+    ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
+  });
+});
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
