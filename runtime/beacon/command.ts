@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
+import { parseListenAddress } from '../core/health-server.js';
 import { CloudtaserError, createLogger, type Logger } from '../core/index.js';
 import { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS } from './limits.js';
 import { type BeaconHandle, type BeaconOptions, createBeacon } from './server.js';
@@ -96,17 +97,6 @@ export async function beaconOptionsFromFlags(
 }
 
 /** `host:port` or `[v6]:port`; port 0 asks the system for a free one. */
-export function parseListenAddress(value: string, flag: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim());
-  const port = match ? Number(match[3]) : Number.NaN;
-  if (!match || port > 65_535) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `${flag} ${JSON.stringify(value)} is not host:port (e.g. 0.0.0.0:443)`,
-    );
-  }
-  return { host: match[1] ?? match[2], port };
-}
 
 /** The camelCase key commander derives from a flag such as `--max-waiting-per-hash`. */
 function flagKey(key: keyof BeaconLimits): string {

@@ -1,4 +1,5 @@
-export { beaconOptionsFromFlags, parseListenAddress, registerBeaconCommand } from './command.js';
+export { parseListenAddress } from '../core/health-server.js';
+export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
   type BeaconDialOptions,
   type BeaconResolver,

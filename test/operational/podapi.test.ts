@@ -136,7 +136,16 @@ describe('pod API through broker, beacon and bridge', () => {
     expect(notV1).toEqual({ status: 404, body: { errors: [] } });
     const deleteKv = await stack.podRequest('DELETE', `/v1/secret/data/${SECRET_PATH}`, { token });
     expect(deleteKv.status).toBe(403);
-    expect(stack.openbao.requestLog().length).toBe(before);
+    // The bridge keeps polling OpenBao in the background; none of the refused requests may be among the new ones.
+    const reachedOpenBao = stack.openbao
+      .requestLog()
+      .slice(before)
+      .filter(
+        (entry) =>
+          /sys\/mounts|sys\/policies|token\/create|cubbyhole|secret\/data/.test(entry.path) ||
+          entry.method === 'DELETE',
+      );
+    expect(reachedOpenBao).toEqual([]);
   });
 
   it('lets policy decide KV writes: denied for a read-only pod, with OpenBao answering', async () => {
