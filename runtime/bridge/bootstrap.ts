@@ -94,6 +94,7 @@ export async function serveBootstrap(
       );
     }
     const policy = status.attestation;
+    let resumed = false;
     if (policy) {
       const refusal = checkAttestation(request, policy);
       if (refusal) {
@@ -104,7 +105,11 @@ export async function serveBootstrap(
         return refuse(refusal.code, refusal.reason);
       }
     } else if (status.initialized) {
-      return refuse('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(request.fingerprint));
+      // The record may name this very key: the broker's earlier attempt was recorded but its answer was lost.
+      // Only the key's holder can sign a CSR for it, so signing again for it gives nothing to anyone else.
+      const sameKey = status.initializedBrokerKeySha256 === csrKeySha256(request.csr);
+      if (!sameKey) return refuse('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(request.fingerprint));
+      resumed = true;
     }
     // Trust on first use writes with cas=0; an attested re-bootstrap replaces exactly the version it read.
     const replacesVersion = policy && status.initialized ? status.initializedVersion : undefined;
@@ -132,12 +137,15 @@ export async function serveBootstrap(
       }
     }
     try {
-      await markClusterInitialized(options.openbao, {
-        fingerprint: request.fingerprint,
-        namespaceRoot: options.namespaceRoot,
-        brokerCertSha256: certificateSha256(brokerCertPem),
-        replacesVersion,
-      });
+      if (!resumed) {
+        await markClusterInitialized(options.openbao, {
+          fingerprint: request.fingerprint,
+          namespaceRoot: options.namespaceRoot,
+          brokerCertSha256: certificateSha256(brokerCertPem),
+          brokerKeySha256: csrKeySha256(request.csr),
+          replacesVersion,
+        });
+      }
     } catch (err) {
       if (isCloudtaserError(err, 'CT_ALREADY_INITIALIZED')) {
         // Under attestation a lost check-and-set only means another attested bootstrap won the same moment.
@@ -170,6 +178,7 @@ export async function serveBootstrap(
         brokerCertSha256Prefix: certificateSha256(brokerCertPem).slice(0, 12),
         attested: policy !== undefined,
         replaced: replacesVersion !== undefined,
+        resumed,
       },
       'bootstrap signed and recorded',
     );
@@ -257,4 +266,13 @@ function signPodApiCsr(trust: ClusterTrust, csrPem: string): string {
     extKeyUsage: ['serverAuth'],
     days: LIFETIME_DAYS.broker,
   }).certPem;
+}
+
+/** SHA-256 of a CSR's public key, or undefined for a CSR that does not parse (it is refused when signed). */
+function csrKeySha256(csr: string): string | undefined {
+  try {
+    return parseCsr(csr).publicKeySha256;
+  } catch {
+    return undefined;
+  }
 }

@@ -57,6 +57,12 @@ export interface AttestationRecord {
 export interface InitializedRecord {
   readonly initialized_at: string;
   readonly broker_cert_sha256: string;
+  /**
+   * SHA-256 of the broker key's SubjectPublicKeyInfo. A broker that retries with the same in-memory key after
+   * an ambiguous write (the record landed, the answer was lost) proves it holds that key with its CSR, so the
+   * bridge may sign for it again without a re-arm.
+   */
+  readonly broker_key_sha256?: string;
   /** Random per write attempt: lets a retried check-and-set recognise its own committed write. */
   readonly write_id?: string;
 }

@@ -292,6 +292,8 @@ export interface ClusterStatus {
   readonly caCertPem?: string;
   readonly registeredAt?: string;
   readonly initializedAt?: string;
+  /** SHA-256 of the SPKI of the broker key the last bootstrap was signed for. */
+  readonly initializedBrokerKeySha256?: string;
   /** KV version of the `initialized` record: an attested re-bootstrap rewrites it with this check-and-set. */
   readonly initializedVersion?: number;
   /** The attestation policy, when bootstrap requires a token. */
@@ -331,6 +333,8 @@ export async function getClusterStatus(
     caCertPem,
     registeredAt: record.registered_at,
     initializedAt: typeof initialized?.initialized_at === 'string' ? initialized.initialized_at : undefined,
+    initializedBrokerKeySha256:
+      typeof initialized?.broker_key_sha256 === 'string' ? initialized.broker_key_sha256 : undefined,
     ...(initializedSecret ? { initializedVersion: initializedSecret.version } : {}),
     ...(attestation ? { attestation } : {}),
   };
@@ -424,6 +428,7 @@ export async function markClusterInitialized(
     fingerprint: string;
     namespaceRoot?: string;
     brokerCertSha256: string;
+    brokerKeySha256?: string;
     replacesVersion?: number;
   },
 ): Promise<InitializedRecord> {
@@ -432,6 +437,7 @@ export async function markClusterInitialized(
   const record: InitializedRecord = {
     initialized_at: new Date().toISOString(),
     broker_cert_sha256: options.brokerCertSha256,
+    ...(options.brokerKeySha256 ? { broker_key_sha256: options.brokerKeySha256 } : {}),
     write_id: randomUUID(),
   };
   try {

@@ -165,13 +165,10 @@ describe('bootstrap under OpenBao faults', () => {
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
   });
 
-  // BUG (runtime/bridge/bootstrap.ts): when the `initialized` write times out on the client but lands in
-  // OpenBao, the bridge refuses (correct: no certificate without a record), yet every retry of the SAME broker
-  // (same key) is then refused as already initialized, so the cluster needs a manual re-arm although no broker
-  // ever received a certificate. Fix idea: after an ambiguous write failure read the record back (the
-  // registration helper now recognises its own broker_cert_sha256), or record the broker key's SPKI hash and
-  // re-sign for that same key. Marked `fails` until fixed; the test above pins the safe part.
-  it.fails('lets the same broker finish after an initialized write that timed out but landed', async () => {
+  // Was a bug: when the `initialized` write timed out on the client but landed in OpenBao, every retry of the
+  // SAME broker (same key) was refused as already initialized. The record now names the broker key's SPKI
+  // hash, and the bridge signs again only for that key (whose holder alone can produce the CSR).
+  it('lets the same broker finish after an initialized write that timed out but landed', async () => {
     const { k } = await timedOutWriteThatLands();
     await k.waitForPhase('operational', 3_000);
   });
