@@ -174,6 +174,7 @@ class ReplicaDial {
     const frame = encodeFrame({ v: PROTOCOL_VERSION, role: this.options.role, hash: this.options.hash });
     let socket: Socket;
     if (target.door === 'tls') {
+      const sessionKey = `${ip}|${target.port}|${target.host}|${this.options.caCertPem ?? ''}`;
       const tlsSocket = tlsConnect({
         host: ip,
         port: target.port,
@@ -181,7 +182,11 @@ class ReplicaDial {
         secureContext: secureContextFor(this.options.caCertPem),
         ALPNProtocols: [RAW_ALPN],
         allowHalfOpen: true,
+        // Resume the outer TLS with the replica's last ticket: reconnects and re-pairings skip the certificate
+        // exchange (a replica that lost its ticket keys simply does a full handshake).
+        session: outerTlsSessions.get(sessionKey),
       } as ConnectionOptions);
+      tlsSocket.on('session', (session: Buffer) => rememberSession(sessionKey, session));
       tlsSocket.once('secureConnect', () => {
         if (tlsSocket.alpnProtocol !== RAW_ALPN) {
           this.fail(
@@ -488,4 +493,16 @@ function pickDialError(
     `no replica of beacon ${address} could be reached: ${errors.map((err) => err.message).join('; ')}`,
     { cause: new AggregateError(errors) },
   );
+}
+
+/** Outer-TLS session tickets per beacon replica, bounded so a long-lived process cannot grow it without end. */
+const outerTlsSessions = new Map<string, Buffer>();
+const MAX_REMEMBERED_SESSIONS = 64;
+
+function rememberSession(key: string, session: Buffer): void {
+  outerTlsSessions.delete(key);
+  outerTlsSessions.set(key, session);
+  if (outerTlsSessions.size > MAX_REMEMBERED_SESSIONS) {
+    outerTlsSessions.delete(outerTlsSessions.keys().next().value as string);
+  }
 }
