@@ -1,0 +1,60 @@
+/**
+ * Fault injection on the secret path: OpenBao answering 5xx or sealed while a pod reads through the broker,
+ * beacon and bridge. The pod sees OpenBao's own error shape (so existing clients retry as they would against
+ * OpenBao), nothing is cached or lost, the next read returns the secret, and no log line carries the value.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BOUND_SA,
+  type OperationalStack,
+  ROLE,
+  SECRET_PATH,
+  SECRET_VALUE,
+  startOperationalStack,
+} from '../operational/stack.js';
+
+let stack: OperationalStack;
+let token: string;
+
+beforeAll(async () => {
+  stack = await startOperationalStack();
+  const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
+    body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
+  });
+  expect(login.status).toBe(200);
+  token = (login.body.auth as { client_token: string }).client_token;
+}, 60_000);
+afterAll(async () => {
+  await stack?.close();
+});
+
+const read = () => stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token });
+
+describe('secret reads while OpenBao fails', () => {
+  it('passes an OpenBao 500 through in its own error shape, then reads the secret once it recovers', async () => {
+    stack.openbao.injectFault({ pathPattern: /\/v1\/secret\/data\//, status: 500, times: 1 });
+    const failed = await read();
+    expect(failed.status).toBe(500);
+    expect(Array.isArray(failed.body.errors)).toBe(true);
+    const ok = await read();
+    expect(ok.status).toBe(200);
+    expect((ok.body.data as { data: { password: string } }).data.password).toBe(SECRET_VALUE);
+  });
+
+  it('answers 503 "sealed" while OpenBao is sealed, and reads again after unseal', async () => {
+    stack.openbao.seal();
+    try {
+      const sealed = await read();
+      expect(sealed.status).toBe(503);
+      expect(JSON.stringify(sealed.body)).toMatch(/sealed/i);
+    } finally {
+      stack.openbao.unseal();
+    }
+    expect((await read()).status).toBe(200);
+  });
+
+  it('keeps the tunnel up through the faults and never logs the secret value', async () => {
+    expect(stack.broker.status().phase).toBe('operational');
+    expect(stack.logs.join('\n')).not.toContain(SECRET_VALUE);
+  });
+});
