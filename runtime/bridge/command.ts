@@ -8,6 +8,7 @@ import {
   parseDuration,
   parseListenAddress,
   readPemFile,
+  readTlsPairFlags,
   resolverFromEnvironment,
   untilSignal,
 } from '../tunnel/index.js';
@@ -101,13 +102,11 @@ export function registerBridgeCommand(program: Command): Command {
       if (!flags.beacon?.length)
         throw new CloudtaserError('CT_INVALID_ARGUMENT', 'bridge run needs at least one --beacon host:port');
       const openbao = await connectSecretStore(flags);
-      const tokenReviewCert = await readPemFile(flags.tokenreviewTlsCert, '--tokenreview-tls-cert');
-      const tokenReviewKey = await readPemFile(flags.tokenreviewTlsKey, '--tokenreview-tls-key');
-      if (Boolean(tokenReviewCert) !== Boolean(tokenReviewKey))
-        throw new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          '--tokenreview-tls-cert and --tokenreview-tls-key go together',
-        );
+      const tokenReviewTls = await readTlsPairFlags(
+        flags.tokenreviewTlsCert,
+        flags.tokenreviewTlsKey,
+        '--tokenreview-tls',
+      );
       const handle = await startBridge({
         openbao,
         namespaceRoot: flags.namespaceRoot,
@@ -119,10 +118,7 @@ export function registerBridgeCommand(program: Command): Command {
         tokenReview: flags.tokenreviewListen
           ? {
               ...parseListenAddress(flags.tokenreviewListen, '--tokenreview-listen'),
-              tls:
-                tokenReviewCert && tokenReviewKey
-                  ? { certPem: tokenReviewCert, keyPem: tokenReviewKey }
-                  : undefined,
+              tls: tokenReviewTls,
             }
           : undefined,
         timing: {

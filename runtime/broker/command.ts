@@ -6,6 +6,7 @@ import {
   parseDuration,
   parseListenAddress,
   readPemFile,
+  readTlsPairFlags,
   resolverFromEnvironment,
   untilSignal,
 } from '../tunnel/index.js';
@@ -167,13 +168,7 @@ export function registerBrokerCommand(program: Command): Command {
       const podApiAddress = flags.podApiListen
         ? parseListenAddress(flags.podApiListen, '--pod-api-listen')
         : undefined;
-      const webhookCert = await readPemFile(flags.webhookTlsCert, '--webhook-tls-cert');
-      const webhookKey = await readPemFile(flags.webhookTlsKey, '--webhook-tls-key');
-      if (Boolean(webhookCert) !== Boolean(webhookKey))
-        throw new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          '--webhook-tls-cert and --webhook-tls-key go together',
-        );
+      const webhookTls = await readTlsPairFlags(flags.webhookTlsCert, flags.webhookTlsKey, '--webhook-tls');
       const injectImage = flags.injectImage ?? process.env.CLOUDTASER_OPERATOR_IMAGE;
       if (flags.webhookListen && !injectImage)
         throw new CloudtaserError(
@@ -195,7 +190,7 @@ export function registerBrokerCommand(program: Command): Command {
             ? {
                 ...parseListenAddress(flags.webhookListen, '--webhook-listen'),
                 dnsNames,
-                tls: webhookCert && webhookKey ? { certPem: webhookCert, keyPem: webhookKey } : undefined,
+                tls: webhookTls,
                 injection: { image: injectImage },
               }
             : undefined,

@@ -44,3 +44,17 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', onSignal);
   });
 }
+
+/** Reads a `--*-tls-cert` / `--*-tls-key` pair: both or neither, so a half-configured listener fails at start. */
+export async function readTlsPairFlags(
+  certPath: string | undefined,
+  keyPath: string | undefined,
+  flagPrefix: string,
+): Promise<{ certPem: string; keyPem: string } | undefined> {
+  const certPem = await readPemFile(certPath, `${flagPrefix}-cert`);
+  const keyPem = await readPemFile(keyPath, `${flagPrefix}-key`);
+  if (Boolean(certPem) !== Boolean(keyPem)) {
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flagPrefix}-cert and ${flagPrefix}-key go together`);
+  }
+  return certPem && keyPem ? { certPem, keyPem } : undefined;
+}
