@@ -36,6 +36,8 @@ export type {
   KubernetesTokenConnection,
 } from './kubernetes-connection.js';
 export {
+  Attestation,
+  type AttestationIssuerProps,
   type BeaconEndpointProps,
   type FingerprintSource,
   OperatorInstall,

@@ -9,6 +9,7 @@ import {
   ClusterRegistration,
   DataCloudtaserClusterFingerprint,
 } from './bindings/index.js';
+import { Annotations, type IResolvable, Token } from './cdktf.js';
 import {
   createChartRelease,
   type HelmChartOptions,
@@ -34,6 +35,7 @@ import {
   requireBeaconAddress,
   requireFingerprint,
   requireHttpUrl,
+  requireJwks,
   requireMatch,
 } from './validation.js';
 
@@ -79,6 +81,45 @@ export class OperatorInstall {
   ) {}
 }
 
+/** The public material that lets the bridge check, offline, a bootstrap token from the cluster. */
+export interface AttestationIssuerProps {
+  /** `issuer` of the cluster's `/.well-known/openid-configuration`. */
+  readonly issuer: string;
+  /** The cluster's `/openid/v1/jwks`: JSON text or the parsed object. */
+  readonly jwks: string | { readonly keys: readonly unknown[] };
+}
+
+/**
+ * Attested bootstrap: the operator proves with a token of its own service account, minted by the cluster,
+ * that it runs in this very cluster. Without it the first broker to bootstrap is trusted (trust on first use).
+ */
+export class Attestation {
+  /**
+   * Read the issuer and its keys from the cluster with `cloudtaser_cluster_fingerprint` (needs `kubernetes`).
+   * The default when `fingerprintSource` is `'cloudtaser'`.
+   */
+  public static fromCluster(): Attestation {
+    return new Attestation('cluster', undefined);
+  }
+
+  /** Issuer and keys given here, e.g. read by another tool. Refresh `jwks` after the cluster rotates its key. */
+  public static fromIssuer(props: AttestationIssuerProps): Attestation {
+    return new Attestation('issuer', props);
+  }
+
+  /** No attestation: trust on first use. The default with `fingerprintSource: 'kubernetes'` or a literal fingerprint. */
+  public static disabled(): Attestation {
+    return new Attestation('disabled', undefined);
+  }
+
+  private constructor(
+    /** @internal */
+    public readonly _mode: 'cluster' | 'issuer' | 'disabled',
+    /** @internal */
+    public readonly _issuer: AttestationIssuerProps | undefined,
+  ) {}
+}
+
 export interface RegisteredClusterProps {
   /** The OpenBao that holds the registration. */
   readonly secretStore: SecretStoreProps;
@@ -104,6 +145,11 @@ export interface RegisteredClusterProps {
   readonly operator?: OperatorInstall;
   /** Delete the cluster's OpenBao namespace and its workload secrets on destroy. @default false */
   readonly purgeOnDestroy?: boolean;
+  /**
+   * Attested bootstrap. @default Attestation.fromCluster() with `fingerprintSource: 'cloudtaser'`, otherwise
+   * Attestation.disabled() (hashicorp/kubernetes cannot read the issuer keys; a warning says so)
+   */
+  readonly attestation?: Attestation;
 }
 
 /** The Helm values the operator chart needs, for `OperatorInstall.deployedElsewhere()`. */
@@ -112,6 +158,8 @@ export interface OperatorValues {
     readonly broker: {
       readonly beacon: { readonly address: string };
       readonly trust: { readonly caSha256: string };
+      /** Whether the broker sends an attestation token: the registration's `attested`. */
+      readonly attestation: { readonly enabled: boolean | IResolvable };
     };
   };
 }
@@ -152,10 +200,12 @@ export class RegisteredCluster extends Construct {
       });
 
     const fingerprint = props.fingerprint ?? this.readFingerprint(props);
+    const issuer = this.attestationIssuer(props);
     this.registration = new ClusterRegistration(this, 'Resource', {
       provider: this.cloudtaserProvider,
       fingerprint,
       purgeOnDestroy: props.purgeOnDestroy,
+      ...(issuer ? { attestationIssuer: issuer.issuer, attestationJwks: issuer.jwks } : {}),
     });
     this.fingerprint = this.registration.fingerprint;
     this.namespace = this.registration.namespace;
@@ -172,6 +222,12 @@ export class RegisteredCluster extends Construct {
         set: [
           { name: 'operator.broker.beacon.address', value: props.beacon.address },
           { name: 'operator.broker.trust.caSha256', value: this.operationalHash },
+          // What the registration records, so the broker sends a token exactly when the bridge requires one.
+          {
+            name: 'operator.broker.attestation.enabled',
+            value: Token.asString(this.registration.attested),
+            type: 'auto',
+          },
         ],
         // The operator must not start before the bridge can find its registration.
         dependsOn: [this.registration],
@@ -183,19 +239,60 @@ export class RegisteredCluster extends Construct {
   public get operatorValues(): OperatorValues {
     return {
       operator: {
-        broker: { beacon: { address: this.beaconAddress }, trust: { caSha256: this.operationalHash } },
+        broker: {
+          beacon: { address: this.beaconAddress },
+          trust: { caSha256: this.operationalHash },
+          attestation: { enabled: this.registration.attested },
+        },
       },
     };
   }
 
-  private readFingerprint(props: RegisteredClusterProps): string {
-    if (props.fingerprintSource === 'cloudtaser') {
-      const source = new DataCloudtaserClusterFingerprint(this, 'Fingerprint', {
-        provider: this.cloudtaserProvider,
-        ...toFingerprintDataSourceConfig(props.kubernetes!),
-      });
-      return source.fingerprint;
+  private clusterDataSource?: DataCloudtaserClusterFingerprint;
+
+  /** One cloudtaser_cluster_fingerprint read serves both the fingerprint and the issuer keys. */
+  private cloudtaserDataSource(props: RegisteredClusterProps): DataCloudtaserClusterFingerprint {
+    this.clusterDataSource ??= new DataCloudtaserClusterFingerprint(this, 'Fingerprint', {
+      provider: this.cloudtaserProvider,
+      ...toFingerprintDataSourceConfig(props.kubernetes!),
+    });
+    return this.clusterDataSource;
+  }
+
+  private attestationIssuer(props: RegisteredClusterProps): { issuer: string; jwks: string } | undefined {
+    const attestation =
+      props.attestation ??
+      (props.fingerprintSource === 'cloudtaser' && props.fingerprint === undefined
+        ? Attestation.fromCluster()
+        : Attestation.disabled());
+    if (attestation._mode === 'cluster') {
+      const source = this.cloudtaserDataSource(props);
+      return { issuer: source.serviceAccountIssuer, jwks: source.serviceAccountJwks };
     }
+    if (attestation._mode === 'issuer') {
+      const { issuer, jwks } = attestation._issuer!;
+      return { issuer, jwks: typeof jwks === 'string' ? jwks : JSON.stringify(jwks) };
+    }
+    // A deliberate Attestation.disabled() is noted; off by default is a warning that says how to turn it on.
+    if (props.attestation !== undefined) {
+      Annotations.of(this).addInfo(
+        'attested bootstrap is off (Attestation.disabled()): the first broker to reach the beacon with the init ' +
+          'hash is trusted (trust on first use)',
+      );
+    } else {
+      Annotations.of(this).addWarning(
+        "attested bootstrap is off: hashicorp/kubernetes cannot read the cluster's service-account keys, so the " +
+          'first broker to reach the beacon with the init hash is trusted (trust on first use). Set ' +
+          "fingerprintSource: 'cloudtaser', or 'attestation' to Attestation.fromCluster() or " +
+          'Attestation.fromIssuer(), to require a token of the operator service account (Attestation.disabled() ' +
+          'turns this warning into a note)',
+      );
+    }
+    return undefined;
+  }
+
+  private readFingerprint(props: RegisteredClusterProps): string {
+    if (props.fingerprintSource === 'cloudtaser') return this.cloudtaserDataSource(props).fingerprint;
     let provider = props.kubernetesProvider;
     if (provider === undefined) {
       provider = newKubernetesProvider(this, 'KubernetesProvider', {
@@ -270,6 +367,26 @@ function validateProps(props: RegisteredClusterProps): void {
     throw new TypeError(
       "'kubernetes' is not supported if both 'kubernetesProvider' and 'helmProvider' are used (it would be ignored)",
     );
+  }
+  const attestation = props.attestation;
+  if (attestation !== undefined && !(attestation instanceof Attestation)) {
+    throw new TypeError(
+      "'attestation' must come from Attestation.fromCluster(), Attestation.fromIssuer() or Attestation.disabled()",
+    );
+  }
+  if (attestation?._mode === 'cluster' && props.kubernetes === undefined) {
+    throw new TypeError(
+      "'kubernetes' is required if 'attestation' is Attestation.fromCluster() (cloudtaser_cluster_fingerprint reads the keys with it)",
+    );
+  }
+  if (attestation?._mode === 'issuer') {
+    const { issuer, jwks } = attestation._issuer ?? ({} as Partial<AttestationIssuerProps>);
+    if (typeof issuer !== 'string' || (!Token.isUnresolved(issuer) && !/^\S{1,1024}$/u.test(issuer))) {
+      throw new TypeError(
+        "'attestation.issuer' must be the cluster's service-account issuer URL (at most 1024 characters, no spaces)",
+      );
+    }
+    requireJwks('attestation.jwks', jwks);
   }
   const helm = props.operator?._helm;
   if (helm !== undefined) validateChartOptions('operator', helm);

@@ -101,3 +101,33 @@ export function refuseProp(prop: string, value: unknown, why: string): void {
 function truncate(value: string): string {
   return value.length > 80 ? `${value.slice(0, 77)}...` : value;
 }
+
+/**
+ * A JWKS as `/openid/v1/jwks` serves it: 1 to 32 RSA or EC public keys. The provider checks the keys themselves
+ * at plan time; this catches the wrong document (or a private key) at synth time.
+ */
+export function requireJwks(prop: string, value: unknown): void {
+  if (isUnresolved(value)) return;
+  let doc: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      doc = JSON.parse(value);
+    } catch {
+      doc = undefined;
+    }
+  }
+  const keys = (doc as { keys?: unknown } | undefined)?.keys;
+  const usable = (key: unknown) =>
+    typeof key === 'object' &&
+    key !== null &&
+    ((key as { kty?: unknown }).kty === 'RSA' || (key as { kty?: unknown }).kty === 'EC') &&
+    (key as { d?: unknown }).d === undefined;
+  if (Array.isArray(keys) && keys.some((key) => (key as { d?: unknown } | null)?.d !== undefined)) {
+    throw new TypeError(`'${prop}' holds a private key; give only the public keys of /openid/v1/jwks`);
+  }
+  if (!Array.isArray(keys) || keys.length === 0 || keys.length > 32 || !keys.some(usable)) {
+    throw new TypeError(
+      `'${prop}' must be the cluster's /openid/v1/jwks: {"keys":[...]} with 1 to 32 keys, at least one an RSA or EC public key`,
+    );
+  }
+}

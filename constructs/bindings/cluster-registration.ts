@@ -6,6 +6,26 @@ import { cdktf } from '../cdktf.js';
 
 export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments {
   /**
+   * Turns on attested bootstrap: the cluster's service-account issuer (`issuer` of
+   * `/.well-known/openid-configuration`, e.g.
+   * `data.cloudtaser_cluster_fingerprint.<name>.service_account_issuer`). The broker then proves with a token
+   * of the operator's service account that it runs in this cluster. Set together with `attestation_jwks`.
+   * Left out, the stored setting stays as it is (as with the CLI); to turn attestation off, replace the
+   * registration (`terraform apply -replace=...`).
+   */
+  readonly attestationIssuer?: string;
+  /**
+   * The cluster's service-account public keys as JSON text (`/openid/v1/jwks`, e.g.
+   * `data.cloudtaser_cluster_fingerprint.<name>.service_account_jwks`). Public material only. A new value
+   * (the cluster rotated its signing key) updates the registration in place.
+   */
+  readonly attestationJwks?: string;
+  /**
+   * The operator's service account, `<namespace>/<name>`: the only subject whose token bootstraps the
+   * cluster. Defaults to `cloudtaser-system/cloudtaser` when `attestation_issuer` is set.
+   */
+  readonly attestationServiceAccount?: string;
+  /**
    * The cluster's fingerprint: the UID of its `kube-system` namespace (a lower-case UUID).
    */
   readonly fingerprint: string;
@@ -28,6 +48,9 @@ export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments 
 export class ClusterRegistration extends cdktf.TerraformResource {
   public static readonly tfResourceType = 'cloudtaser_cluster_registration';
 
+  private _attestationIssuer?: string;
+  private _attestationJwks?: string;
+  private _attestationServiceAccount?: string;
   private _fingerprint?: string;
   private _purgeOnDestroy?: boolean | cdktf.IResolvable;
 
@@ -47,8 +70,78 @@ export class ClusterRegistration extends cdktf.TerraformResource {
       connection: config.connection,
       forEach: config.forEach,
     });
+    this._attestationIssuer = config.attestationIssuer;
+    this._attestationJwks = config.attestationJwks;
+    this._attestationServiceAccount = config.attestationServiceAccount;
     this._fingerprint = config.fingerprint;
     this._purgeOnDestroy = config.purgeOnDestroy;
+  }
+
+  // attestation_issuer: optional, computed
+  /**
+   * Turns on attested bootstrap: the cluster's service-account issuer (`issuer` of
+   * `/.well-known/openid-configuration`, e.g.
+   * `data.cloudtaser_cluster_fingerprint.<name>.service_account_issuer`). The broker then proves with a token
+   * of the operator's service account that it runs in this cluster. Set together with `attestation_jwks`.
+   * Left out, the stored setting stays as it is (as with the CLI); to turn attestation off, replace the
+   * registration (`terraform apply -replace=...`).
+   */
+  public get attestationIssuer(): string {
+    return this.getStringAttribute('attestation_issuer');
+  }
+  public set attestationIssuer(value: string) {
+    this._attestationIssuer = value;
+  }
+  public resetAttestationIssuer(): void {
+    this._attestationIssuer = undefined;
+  }
+  public get attestationIssuerInput(): string | undefined {
+    return this._attestationIssuer;
+  }
+
+  // attestation_jwks: optional, computed
+  /**
+   * The cluster's service-account public keys as JSON text (`/openid/v1/jwks`, e.g.
+   * `data.cloudtaser_cluster_fingerprint.<name>.service_account_jwks`). Public material only. A new value
+   * (the cluster rotated its signing key) updates the registration in place.
+   */
+  public get attestationJwks(): string {
+    return this.getStringAttribute('attestation_jwks');
+  }
+  public set attestationJwks(value: string) {
+    this._attestationJwks = value;
+  }
+  public resetAttestationJwks(): void {
+    this._attestationJwks = undefined;
+  }
+  public get attestationJwksInput(): string | undefined {
+    return this._attestationJwks;
+  }
+
+  // attestation_service_account: optional, computed
+  /**
+   * The operator's service account, `<namespace>/<name>`: the only subject whose token bootstraps the
+   * cluster. Defaults to `cloudtaser-system/cloudtaser` when `attestation_issuer` is set.
+   */
+  public get attestationServiceAccount(): string {
+    return this.getStringAttribute('attestation_service_account');
+  }
+  public set attestationServiceAccount(value: string) {
+    this._attestationServiceAccount = value;
+  }
+  public resetAttestationServiceAccount(): void {
+    this._attestationServiceAccount = undefined;
+  }
+  public get attestationServiceAccountInput(): string | undefined {
+    return this._attestationServiceAccount;
+  }
+
+  // attested: computed only
+  /**
+   * Whether bootstrap requires an attestation token (as recorded in OpenBao).
+   */
+  public get attested(): cdktf.IResolvable {
+    return this.getBooleanAttribute('attested');
   }
 
   // ca_cert_pem: computed only
@@ -133,6 +226,9 @@ export class ClusterRegistration extends cdktf.TerraformResource {
 
   protected override synthesizeAttributes(): { [name: string]: unknown } {
     return {
+      attestation_issuer: cdktf.stringToTerraform(this._attestationIssuer),
+      attestation_jwks: cdktf.stringToTerraform(this._attestationJwks),
+      attestation_service_account: cdktf.stringToTerraform(this._attestationServiceAccount),
       fingerprint: cdktf.stringToTerraform(this._fingerprint),
       purge_on_destroy: cdktf.booleanToTerraform(this._purgeOnDestroy),
     };
@@ -140,6 +236,24 @@ export class ClusterRegistration extends cdktf.TerraformResource {
 
   protected override synthesizeHclAttributes(): { [name: string]: unknown } {
     const attrs = {
+      attestation_issuer: {
+        value: cdktf.stringToHclTerraform(this._attestationIssuer),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'string',
+      },
+      attestation_jwks: {
+        value: cdktf.stringToHclTerraform(this._attestationJwks),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'string',
+      },
+      attestation_service_account: {
+        value: cdktf.stringToHclTerraform(this._attestationServiceAccount),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'string',
+      },
       fingerprint: {
         value: cdktf.stringToHclTerraform(this._fingerprint),
         isBlock: false,

@@ -248,6 +248,25 @@ export class DataCloudtaserClusterFingerprint extends cdktf.TerraformDataSource 
     return this._kubeconfigPath;
   }
 
+  // service_account_issuer: computed only
+  /**
+   * The cluster's service-account token issuer (`issuer` of `/.well-known/openid-configuration`), for
+   * `attestation_issuer` of `cloudtaser_cluster_registration`. Null (with a warning) when the cluster does
+   * not serve issuer discovery to these credentials.
+   */
+  public get serviceAccountIssuer(): string {
+    return this.getStringAttribute('service_account_issuer');
+  }
+
+  // service_account_jwks: computed only
+  /**
+   * The public keys of the cluster's service-account tokens (`/openid/v1/jwks`) as JSON text, for
+   * `attestation_jwks` of `cloudtaser_cluster_registration`. Null (with a warning) when unreadable.
+   */
+  public get serviceAccountJwks(): string {
+    return this.getStringAttribute('service_account_jwks');
+  }
+
   // token: optional, sensitive
   /**
    * Bearer token for `host`. Sensitive.

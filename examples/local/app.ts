@@ -7,7 +7,7 @@
  * CLOUDTASER_SECRETSTORE_TOKEN itself.
  */
 import { App, TerraformOutput, TerraformStack } from 'cdktf';
-import { OperatorInstall, RegisteredCluster } from 'cloudtaser/constructs';
+import { Attestation, OperatorInstall, RegisteredCluster } from 'cloudtaser/constructs';
 import type { Construct } from 'constructs';
 
 class LocalStack extends TerraformStack {
@@ -19,6 +19,8 @@ class LocalStack extends TerraformStack {
       kubernetes: { configPath: requireEnv('CLOUDTASER_DEMO_KUBECONFIG') },
       fingerprintSource: 'cloudtaser',
       operator: OperatorInstall.deployedElsewhere(),
+      // The demo's broker is a local process, not a pod with a service account to mint tokens for.
+      attestation: Attestation.disabled(),
     });
     new TerraformOutput(this, 'fingerprint', { value: cluster.fingerprint });
     new TerraformOutput(this, 'namespace', { value: cluster.namespace });

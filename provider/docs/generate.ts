@@ -33,6 +33,11 @@ provider "cloudtaser" {
 
 resource "cloudtaser_cluster_registration" "prod" {
   fingerprint = data.cloudtaser_cluster_fingerprint.prod.fingerprint
+
+  # Attested bootstrap: the operator proves with a service-account token that it runs in this cluster.
+  # After the cluster rotates its signing key, a plain apply updates the keys in place.
+  attestation_issuer = data.cloudtaser_cluster_fingerprint.prod.service_account_issuer
+  attestation_jwks   = data.cloudtaser_cluster_fingerprint.prod.service_account_jwks
 }
 
 output "init_hash" {

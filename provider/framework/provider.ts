@@ -75,7 +75,11 @@ export interface DataSourceDefinition<B extends Block, Client> {
   readonly schema: Schema<B>;
   validate?(config: InferValues<B>): void;
   read(
-    context: Omit<OperationContext<Client>, 'private'> & { config: InferValues<B> },
+    context: Omit<OperationContext<Client>, 'private'> & {
+      config: InferValues<B>;
+      /** Adds a warning Terraform shows beside a successful read. */
+      warn(warning: Omit<Diagnostic, 'severity'>): void;
+    },
   ): Promise<InferValues<B>>;
 }
 
@@ -444,7 +448,7 @@ export function createProviderHandlers<PB extends Block, Client>(
       }),
 
     ReadDataSource: (req) =>
-      guarded('ReadDataSource', `reading data.${req.typeName}`, async () => {
+      guarded('ReadDataSource', `reading data.${req.typeName}`, async (diagnostics) => {
         const dataSource = findDataSource(req.typeName);
         const block = dataSource.schema.block;
         const config = decode('ReadDataSource', 'config', req.config, block) as AnyValues;
@@ -459,6 +463,7 @@ export function createProviderHandlers<PB extends Block, Client>(
           signal: stop.signal,
           logger,
           config: config as never,
+          warn: (warning) => diagnostics.push({ ...warning, severity: 'warning' }),
         });
         return { state: encode(fillComplete(block, result as AnyValues, config), block) };
       }),

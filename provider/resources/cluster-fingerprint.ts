@@ -65,6 +65,19 @@ export const clusterFingerprintBlock = {
       optional: true,
     }),
     fingerprint: attr.string({ description: 'The UID of the `kube-system` namespace.', computed: true }),
+    service_account_issuer: attr.string({
+      description:
+        "The cluster's service-account token issuer (`issuer` of `/.well-known/openid-configuration`), for " +
+        '`attestation_issuer` of `cloudtaser_cluster_registration`. Null (with a warning) when the cluster ' +
+        'does not serve issuer discovery to these credentials.',
+      computed: true,
+    }),
+    service_account_jwks: attr.string({
+      description:
+        "The public keys of the cluster's service-account tokens (`/openid/v1/jwks`) as JSON text, for " +
+        '`attestation_jwks` of `cloudtaser_cluster_registration`. Null (with a warning) when unreadable.',
+      computed: true,
+    }),
   },
   blocks: { exec: nested.single(execBlock) },
 };
@@ -149,14 +162,20 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
     if (problems.length > 0) throw new DiagnosticsError(problems);
   },
 
-  async read({ config, signal }) {
+  async read({ config, signal, logger, warn }) {
     signal.throwIfAborted();
-    const { readClusterFingerprint } = (await loadKubeDomain()).kube;
+    const { readClusterFingerprint, readServiceAccountIssuer } = (await loadKubeDomain()).kube;
     const connection = toKubeConnection(config);
+    // Both reads run at once; the issuer is optional, so its failure must not fail the fingerprint read.
+    const issuerRead = readServiceAccountIssuer(connection, { signal }).then(
+      (found) => ({ found, failure: undefined }),
+      (failure: unknown) => ({ found: undefined, failure }),
+    );
     let fingerprint: string;
     try {
       fingerprint = await readClusterFingerprint(connection, { signal });
     } catch (err) {
+      await issuerRead;
       const known = asCloudtaserError(err);
       if (known && !known.details.attribute) {
         const attribute =
@@ -169,6 +188,25 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
       }
       throw err;
     }
-    return { ...config, fingerprint };
+    const { found: issuer, failure } = await issuerRead;
+    if (failure !== undefined) {
+      const known = asCloudtaserError(failure);
+      logger.warn('service_account_issuer_unreadable', 'could not read the service-account issuer', {
+        code: known?.code,
+      });
+      warn({
+        summary: 'Service-account issuer keys not readable',
+        detail:
+          `${known?.message ?? 'unexpected error'}. service_account_issuer and service_account_jwks are null, so ` +
+          'a registration fed from them runs without attested bootstrap; grant these credentials the ClusterRole ' +
+          'system:service-account-issuer-discovery, or give the issuer and keys explicitly.',
+      });
+    }
+    return {
+      ...config,
+      fingerprint,
+      service_account_issuer: issuer?.issuer ?? null,
+      service_account_jwks: issuer ? JSON.stringify(issuer.jwks) : null,
+    };
   },
 });

@@ -3,10 +3,11 @@
  * Read = status (gone -> recreate), Delete = deregister (workload secrets kept unless purge_on_destroy),
  * Import by fingerprint. Key material never reaches state: only the CA certificate (public) and hashes.
  */
-import { X509Certificate } from 'node:crypto';
+import { type JsonWebKey, X509Certificate } from 'node:crypto';
+import { parseJwks } from '../../runtime/attestation/verify.js';
 import { initHash, isFingerprint } from '../../runtime/core/hashes.js';
 import { isUnknown } from '../cty/values.js';
-import { attributeError } from '../framework/diagnostics.js';
+import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
 import { defineResource } from '../framework/provider.js';
 import { loadSecretStoreDomain } from '../load-domain.js';
 import { attr, type InferValues } from '../schema/schema.js';
@@ -14,6 +15,21 @@ import type { CloudtaserProviderClient } from './provider-config.js';
 
 export const FINGERPRINT_HINT =
   "must be a lower-case UUID: the UID of the cluster's kube-system namespace (`kubectl get namespace kube-system -o jsonpath={.metadata.uid}` or the cloudtaser_cluster_fingerprint data source)";
+
+/** The operator's service account in the Helm chart's defaults (runtime: DEFAULT_OPERATOR_SERVICE_ACCOUNT). */
+export const DEFAULT_ATTESTATION_SERVICE_ACCOUNT = 'cloudtaser-system/cloudtaser';
+
+const SERVICE_ACCOUNT_REF =
+  /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function jwksProblem(text: string): string | undefined {
+  try {
+    parseJwks(text);
+    return undefined;
+  } catch (err) {
+    return `${(err as Error).message} (for example data.cloudtaser_cluster_fingerprint.<name>.service_account_jwks)`;
+  }
+}
 
 export const clusterRegistrationBlock = {
   description:
@@ -34,6 +50,48 @@ export const clusterRegistrationBlock = {
       optional: true,
       computed: true,
       default: false,
+    }),
+    attestation_issuer: attr.string({
+      description:
+        "Turns on attested bootstrap: the cluster's service-account issuer (`issuer` of " +
+        '`/.well-known/openid-configuration`, e.g. `data.cloudtaser_cluster_fingerprint.<name>.service_account_issuer`). ' +
+        "The broker then proves with a token of the operator's service account that it runs in this cluster. " +
+        'Set together with `attestation_jwks`. Left out, the stored setting stays as it is (as with the CLI); ' +
+        'to turn attestation off, replace the registration (`terraform apply -replace=...`).',
+      optional: true,
+      computed: true,
+      validate: [
+        (v) =>
+          v.length > 0 && v.length <= 1024 && !/\s/.test(v)
+            ? undefined
+            : 'must be the issuer URL of the cluster (at most 1024 characters, no spaces)',
+      ],
+    }),
+    attestation_jwks: attr.string({
+      description:
+        "The cluster's service-account public keys as JSON text (`/openid/v1/jwks`, e.g. " +
+        '`data.cloudtaser_cluster_fingerprint.<name>.service_account_jwks`). Public material only. A new value ' +
+        '(the cluster rotated its signing key) updates the registration in place.',
+      optional: true,
+      computed: true,
+      validate: [jwksProblem],
+    }),
+    attestation_service_account: attr.string({
+      description:
+        "The operator's service account, `<namespace>/<name>`: the only subject whose token bootstraps the " +
+        `cluster. Defaults to \`${DEFAULT_ATTESTATION_SERVICE_ACCOUNT}\` when \`attestation_issuer\` is set.`,
+      optional: true,
+      computed: true,
+      validate: [
+        (v) =>
+          SERVICE_ACCOUNT_REF.test(v)
+            ? undefined
+            : `must be <namespace>/<name> of the operator's service account, e.g. ${DEFAULT_ATTESTATION_SERVICE_ACCOUNT}`,
+      ],
+    }),
+    attested: attr.bool({
+      description: 'Whether bootstrap requires an attestation token (as recorded in OpenBao).',
+      computed: true,
     }),
     id: attr.string({ description: 'Same as `fingerprint`.', computed: true }),
     namespace: attr.string({
@@ -80,11 +138,78 @@ function namespaceFor(root: string, fingerprint: string): string {
   return `${root}/${fingerprint.slice(0, 8)}`;
 }
 
+const isSet = (value: unknown) => value !== null && value !== undefined;
+
+/** The attestation settings registerCluster takes, from planned (known) values; undefined when off. */
+function attestationSettingsOf(planned: Registration) {
+  if (!isSet(planned.attestation_issuer)) return undefined;
+  const [namespace, name] = (
+    planned.attestation_service_account ?? DEFAULT_ATTESTATION_SERVICE_ACCOUNT
+  ).split('/');
+  return {
+    issuer: planned.attestation_issuer!,
+    jwks: planned.attestation_jwks!,
+    serviceAccount: { namespace, name },
+  };
+}
+
+/** Stored JWKS as state text: the state's own text while it means the same keys, so formatting is no drift. */
+function jwksStateText(stored: { keys: readonly JsonWebKey[] }, stateText: string | null): string {
+  const canonical = JSON.stringify({ keys: stored.keys });
+  if (typeof stateText === 'string') {
+    try {
+      if (JSON.stringify(parseJwks(stateText)) === canonical) return stateText;
+    } catch {
+      // unreadable state text: show the stored keys
+    }
+  }
+  return canonical;
+}
+
 export const clusterRegistrationResource = defineResource<CloudtaserProviderClient>()({
   typeName: 'cloudtaser_cluster_registration',
   schema: { version: 0, block: clusterRegistrationBlock },
 
-  modifyPlan({ planned, client }) {
+  validate(config) {
+    const problems: Diagnostic[] = [];
+    const issuer = config.attestation_issuer;
+    const jwks = config.attestation_jwks;
+    const account = config.attestation_service_account;
+    // Unknown values are judged again once known.
+    if ([issuer, jwks, account].some((value) => isUnknown(value))) return;
+    if (isSet(issuer) !== isSet(jwks)) {
+      problems.push({
+        severity: 'error',
+        summary: 'Incomplete attestation settings',
+        detail:
+          'attestation_issuer and attestation_jwks go together: set both (e.g. from data.cloudtaser_cluster_fingerprint) or neither',
+        attribute: [isSet(issuer) ? 'attestation_jwks' : 'attestation_issuer'],
+      });
+    }
+    if (isSet(account) && !isSet(issuer)) {
+      problems.push({
+        severity: 'error',
+        summary: 'Attestation service account without attestation',
+        detail: "'attestation_service_account' only applies when 'attestation_issuer' is set",
+        attribute: ['attestation_service_account'],
+      });
+    }
+    if (problems.length > 0) throw new DiagnosticsError(problems);
+  },
+
+  modifyPlan({ action, config, planned, client }) {
+    const issuer = config.attestation_issuer;
+    const accountUnset = config.attestation_service_account === null;
+    if (isSet(issuer) && !isUnknown(issuer)) {
+      planned.attested = true;
+      if (accountUnset) planned.attestation_service_account = DEFAULT_ATTESTATION_SERVICE_ACCOUNT;
+    } else if (issuer === null && action !== 'update') {
+      // A new registration without settings has none; an existing one keeps what is stored (computed carry-over).
+      planned.attestation_issuer = null;
+      planned.attestation_jwks = null;
+      if (accountUnset) planned.attestation_service_account = null;
+      planned.attested = false;
+    }
     // Pure functions of a known fingerprint are shown in the plan instead of "(known after apply)".
     const fingerprint = planned.fingerprint;
     if (typeof fingerprint !== 'string' || isUnknown(fingerprint) || !isFingerprint(fingerprint)) return;
@@ -99,9 +224,11 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     signal.throwIfAborted();
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
+    const attestation = attestationSettingsOf(planned);
     const result = await registerCluster(openBao, {
       fingerprint: planned.fingerprint!,
       namespaceRoot: client.namespaceRoot,
+      ...(attestation ? { attestation } : {}),
     });
     priv.set('registered_at', result.registeredAt);
     return {
@@ -112,6 +239,38 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       operational_hash: result.operationalHash,
       ca_cert_pem: normalizePem(result.caCertPem),
       initialized: result.initialized,
+      attestation_service_account: attestation
+        ? `${attestation.serviceAccount.namespace}/${attestation.serviceAccount.name}`
+        : null,
+      attested: result.attested,
+    };
+  },
+
+  // Only the attestation settings change in place (key rotation is a plain apply); registerCluster is
+  // idempotent for everything else, so re-running it with the new settings is the update.
+  async update({ prior, planned, client, signal, private: priv }) {
+    signal.throwIfAborted();
+    const attestation = attestationSettingsOf(planned);
+    const unchanged =
+      prior.attestation_issuer === planned.attestation_issuer &&
+      prior.attestation_jwks === planned.attestation_jwks &&
+      prior.attestation_service_account === planned.attestation_service_account;
+    if (unchanged || !attestation) return { ...prior, ...planned, attested: prior.attested ?? false };
+    const { registerCluster } = (await loadSecretStoreDomain()).registration;
+    const openBao = await client.openBao();
+    const result = await registerCluster(openBao, {
+      fingerprint: planned.fingerprint!,
+      namespaceRoot: namespaceRootOf(prior, client),
+      attestation,
+    });
+    priv.set('registered_at', result.registeredAt);
+    return {
+      ...planned,
+      namespace: result.namespace,
+      operational_hash: result.operationalHash,
+      ca_cert_pem: normalizePem(result.caCertPem),
+      initialized: result.initialized,
+      attested: result.attested,
     };
   },
 
@@ -134,6 +293,15 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       ca_cert_pem: normalizePem(status.caCertPem) ?? state.ca_cert_pem,
       initialized: status.initialized,
       purge_on_destroy: state.purge_on_destroy ?? false,
+      // The stored record, not the last config: a change made with the CLI shows as drift.
+      attestation_issuer: status.attestation?.issuer ?? null,
+      attestation_jwks: status.attestation
+        ? jwksStateText(status.attestation.jwks, state.attestation_jwks)
+        : null,
+      attestation_service_account: status.attestation
+        ? `${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name}`
+        : null,
+      attested: status.attestation !== undefined,
     };
   },
 

@@ -49,6 +49,8 @@ interface RequestSpec extends CallOptions {
 /** Largest response body read; a SecretList page with 500 large secrets stays well below it. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
+const ISSUER_DISCOVERY_PERMISSION =
+  'get nonResourceURLs /.well-known/openid-configuration and /openid/v1/jwks (ClusterRole system:service-account-issuer-discovery)';
 const NETWORK_ERRORS = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
@@ -110,6 +112,26 @@ export class KubeClient {
       method: 'GET',
       path: `/api/v1/namespaces/${segment(name, 'namespace name')}`,
       permission: `get namespaces ${name} (cluster scope)`,
+    });
+  }
+
+  /** Service-account issuer discovery (`/.well-known/openid-configuration`); served only when the issuer is a URL. */
+  async getOpenIdConfiguration(options?: CallOptions): Promise<Record<string, unknown>> {
+    return this.request<Record<string, unknown>>({
+      ...options,
+      method: 'GET',
+      path: '/.well-known/openid-configuration',
+      permission: ISSUER_DISCOVERY_PERMISSION,
+    });
+  }
+
+  /** The public keys that verify the cluster's service-account tokens (`/openid/v1/jwks`). */
+  async getServiceAccountJwks(options?: CallOptions): Promise<unknown> {
+    return this.request<unknown>({
+      ...options,
+      method: 'GET',
+      path: '/openid/v1/jwks',
+      permission: ISSUER_DISCOVERY_PERMISSION,
     });
   }
 

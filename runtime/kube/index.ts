@@ -8,4 +8,5 @@ export {
   loadKubeConfig,
 } from './connection.js';
 export { readClusterFingerprint } from './fingerprint.js';
+export { readServiceAccountIssuer, type ServiceAccountIssuer } from './service-account-issuer.js';
 export type * from './types.js';

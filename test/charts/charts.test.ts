@@ -187,6 +187,37 @@ describe('chart cloudtaser (operator)', () => {
     expect(rbac).not.toMatch(/verbs: \["\*"\]|resources: \["\*"\]/);
   });
 
+  it('with attestation on, runs the broker with --attestation, names its service account from the pod spec and may mint tokens only for it', () => {
+    const deployment = chart.templates.get('deployment.yaml')!;
+    const switchOn = '{{- if .Values.operator.broker.attestation.enabled }}';
+    const [args, env] = deployment.split('env:');
+    expect(args).toContain(`${switchOn}\n            - --attestation\n            {{- end }}`);
+    expect(env).toMatch(
+      /\{\{- if \.Values\.operator\.broker\.attestation\.enabled \}\}[\s\S]*?- name: SERVICE_ACCOUNT_NAME\s+valueFrom:\s+fieldRef:\s+fieldPath: spec\.serviceAccountName\s+\{\{- end \}\}/,
+    );
+    expect(env).toMatch(/- name: POD_NAMESPACE\s+valueFrom:\s+fieldRef:\s+fieldPath: metadata\.namespace/);
+    const rbac = chart.templates.get('rbac.yaml')!;
+    const attestationRbac = rbac.split(switchOn)[1].split('{{- end }}')[0];
+    expect(attestationRbac).toMatch(
+      /kind: Role\n[\s\S]*resources: \["serviceaccounts\/token"\]\s+resourceNames: \[\{\{ \$sa \| quote \}\}\]\s+verbs: \["create"\]/,
+    );
+    expect(attestationRbac).toMatch(/kind: RoleBinding[\s\S]*name: \{\{ \$sa \}\}/);
+    expect(attestationRbac).not.toContain('ClusterRole');
+    expect(chart.values).toMatchObject({ operator: { broker: { attestation: { enabled: true } } } });
+    expect(
+      validateAgainstSchema(
+        chart.schema,
+        withValue(withAddress, 'operator.broker.attestation.enabled', false),
+      ),
+    ).toEqual([]);
+    expect(
+      validateAgainstSchema(
+        chart.schema,
+        withValue(withAddress, 'operator.broker.attestation.enabled', 'yes'),
+      ).map((p) => p.path),
+    ).toContain('operator.broker.attestation.enabled');
+  });
+
   it('probes /healthz and /readyz on the health port and takes failurePolicy and objectSelector from values', () => {
     const deployment = chart.templates.get('deployment.yaml')!;
     expect(deployment).toMatch(/livenessProbe:\s+httpGet:\s+path: \/healthz\s+port: health/);

@@ -5,6 +5,7 @@ import { KubernetesProvider } from '@cdktf/provider-kubernetes/lib/provider/inde
 import { describe, expect, it } from 'vitest';
 import { TerraformOutput, TerraformVariable, Testing, Token } from '../../constructs/cdktf.js';
 import {
+  Attestation,
   bundledChartPath,
   CloudtaserProvider,
   OperatorInstall,
@@ -56,6 +57,11 @@ describe('RegisteredCluster', () => {
         name: 'operator.broker.trust.caSha256',
         value: `\${cloudtaser_cluster_registration.${registrationId}.operational_hash}`,
         type: 'string',
+      },
+      {
+        name: 'operator.broker.attestation.enabled',
+        value: `\${cloudtaser_cluster_registration.${registrationId}.attested}`,
+        type: 'auto',
       },
     ]);
     expect(json.terraform.required_providers.cloudtaser).toEqual({
@@ -236,6 +242,7 @@ describe('RegisteredCluster', () => {
         broker: {
           beacon: { address: 'beacon.example.com:443' },
           trust: { caSha256: `\${cloudtaser_cluster_registration.${id}.operational_hash}` },
+          attestation: { enabled: `\${cloudtaser_cluster_registration.${id}.attested}` },
         },
       },
     });
@@ -392,7 +399,10 @@ describe('RegisteredCluster', () => {
     new RegisteredCluster(
       literal,
       'c',
-      minimalProps({ kubernetes: { host: 'https://h.example', token: 'eyJhbGciOi-literal' } }),
+      minimalProps({
+        kubernetes: { host: 'https://h.example', token: 'eyJhbGciOi-literal' },
+        attestation: Attestation.disabled(),
+      }),
     );
     expect(annotationsOf(literal, 'warn')).toEqual([
       expect.stringMatching(/'kubernetes\.token' is a literal string and will be written to cdktf\.out/),
@@ -403,7 +413,10 @@ describe('RegisteredCluster', () => {
     new RegisteredCluster(
       reference,
       'c',
-      minimalProps({ kubernetes: { host: 'https://h.example', token: token.stringValue } }),
+      minimalProps({
+        kubernetes: { host: 'https://h.example', token: token.stringValue },
+        attestation: Attestation.disabled(),
+      }),
     );
     expect(annotationsOf(reference, 'warn')).toEqual([]);
   });
@@ -443,5 +456,156 @@ describe('RegisteredCluster', () => {
       if (previous === undefined) delete process.env.CLOUDTASER_SECRETSTORE_TOKEN;
       else process.env.CLOUDTASER_SECRETSTORE_TOKEN = previous;
     }
+  });
+
+  describe('attestation', () => {
+    const served = { keys: [{ kty: 'EC', crv: 'P-256', kid: 'k1', x: 'eA', y: 'eQ' }] };
+    const attestationWarnings = (stack: ReturnType<typeof newStack>) =>
+      annotationsOf(stack, 'warn').filter((message) => message.includes('attest'));
+    const infoOf = (stack: ReturnType<typeof newStack>) => {
+      const notes: string[] = [];
+      for (const child of stack.node.findAll())
+        for (const entry of child.node.metadata)
+          if (entry.type === '@cdktf/info') notes.push(String(entry.data));
+      return notes;
+    };
+
+    it('with the cloudtaser source, registers with the issuer and keys of the same data source read, and sets the Helm switch from attested', () => {
+      const stack = newStack();
+      new RegisteredCluster(stack, 'prod-eu', minimalProps({ fingerprintSource: 'cloudtaser' }));
+      const json = synthJson(stack);
+      const sourceId = Object.keys(json.data.cloudtaser_cluster_fingerprint)[0];
+      expect(Object.keys(json.data.cloudtaser_cluster_fingerprint)).toHaveLength(1);
+      const registrationId = Object.keys(json.resource.cloudtaser_cluster_registration)[0];
+      const registration = only(json.resource.cloudtaser_cluster_registration);
+      expect(registration.attestation_issuer).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_issuer}`,
+      );
+      expect(registration.attestation_jwks).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_jwks}`,
+      );
+      expect(registration.attestation_service_account).toBeUndefined();
+      const release = only(json.resource.helm_release);
+      expect(release.set).toContainEqual({
+        name: 'operator.broker.attestation.enabled',
+        value: `\${cloudtaser_cluster_registration.${registrationId}.attested}`,
+        type: 'auto',
+      });
+      expect(attestationWarnings(stack)).toEqual([]);
+    });
+
+    it('with the kubernetes source, is off by default with a warning that explains the trade-off and the way out', () => {
+      const stack = newStack();
+      new RegisteredCluster(stack, 'prod-eu', minimalProps());
+      const registration = only(synthJson(stack).resource.cloudtaser_cluster_registration);
+      expect(registration.attestation_issuer).toBeUndefined();
+      expect(registration.attestation_jwks).toBeUndefined();
+      expect(attestationWarnings(stack)).toEqual([
+        expect.stringMatching(/trust on first use[\s\S]*Attestation\.fromCluster\(\)/),
+      ]);
+    });
+
+    it('Attestation.fromCluster() with the kubernetes source reads the keys with a cloudtaser data source beside it', () => {
+      const stack = newStack();
+      new RegisteredCluster(stack, 'prod-eu', minimalProps({ attestation: Attestation.fromCluster() }));
+      const json = synthJson(stack);
+      const kubeSystemId = Object.keys(json.data.kubernetes_namespace)[0];
+      const sourceId = Object.keys(json.data.cloudtaser_cluster_fingerprint)[0];
+      const registration = only(json.resource.cloudtaser_cluster_registration);
+      expect(registration.fingerprint).toBe(`\${data.kubernetes_namespace.${kubeSystemId}.metadata[0].uid}`);
+      expect(registration.attestation_issuer).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_issuer}`,
+      );
+      expect(only(json.data.cloudtaser_cluster_fingerprint).host).toBe('https://203.0.113.10');
+      expect(attestationWarnings(stack)).toEqual([]);
+    });
+
+    it('Attestation.fromIssuer() registers the given issuer and keys (an object becomes JSON text)', () => {
+      const stack = newStack();
+      new RegisteredCluster(
+        stack,
+        'prod-eu',
+        minimalProps({
+          fingerprint: FINGERPRINT,
+          kubernetes: undefined,
+          operator: OperatorInstall.deployedElsewhere(),
+          attestation: Attestation.fromIssuer({ issuer: 'https://oidc.example/cluster', jwks: served }),
+        }),
+      );
+      const json = synthJson(stack);
+      const registration = only(json.resource.cloudtaser_cluster_registration);
+      expect(registration.attestation_issuer).toBe('https://oidc.example/cluster');
+      expect(JSON.parse(registration.attestation_jwks)).toEqual(served);
+      expect(json.data).toBeUndefined();
+    });
+
+    it('Attestation.disabled() leaves the settings out and notes it instead of warning', () => {
+      const stack = newStack();
+      new RegisteredCluster(
+        stack,
+        'prod-eu',
+        minimalProps({ fingerprintSource: 'cloudtaser', attestation: Attestation.disabled() }),
+      );
+      const registration = only(synthJson(stack).resource.cloudtaser_cluster_registration);
+      expect(registration.attestation_issuer).toBeUndefined();
+      expect(attestationWarnings(stack)).toEqual([]);
+      expect(infoOf(stack)).toEqual([expect.stringContaining('trust on first use')]);
+    });
+
+    it.each([
+      [
+        'fromCluster() without a kubernetes connection',
+        {
+          kubernetes: undefined,
+          kubernetesProvider: undefined,
+          fingerprint: FINGERPRINT,
+          attestation: Attestation.fromCluster(),
+        },
+        /'kubernetes' is required if 'attestation' is Attestation\.fromCluster\(\)/,
+      ],
+      [
+        'a JWKS that is not one',
+        { attestation: Attestation.fromIssuer({ issuer: 'https://i.example', jwks: '{"nokeys":1}' }) },
+        /'attestation\.jwks' must be the cluster's \/openid\/v1\/jwks/,
+      ],
+      [
+        'a JWKS holding a private key',
+        {
+          attestation: Attestation.fromIssuer({
+            issuer: 'https://i.example',
+            jwks: { keys: [{ ...served.keys[0], d: 'cHJpdg' }] },
+          }),
+        },
+        /'attestation\.jwks' holds a private key/,
+      ],
+      [
+        'an issuer with spaces',
+        { attestation: Attestation.fromIssuer({ issuer: 'https://a b', jwks: served }) },
+        /'attestation\.issuer' must be/,
+      ],
+      [
+        'something that is not an Attestation',
+        { attestation: { _mode: 'cluster' } as never },
+        /'attestation' must come from/,
+      ],
+    ])('refuses %s at synth time, naming the prop', (_what, overrides, message) => {
+      expect(() => new RegisteredCluster(newStack(), 'c', minimalProps(overrides as never))).toThrow(message);
+    });
+
+    it('accepts an issuer and keys that are still Terraform references', () => {
+      const stack = newStack();
+      const jwks = new TerraformVariable(stack, 'jwks', { type: 'string' });
+      const issuer = new TerraformVariable(stack, 'issuer', { type: 'string' });
+      new RegisteredCluster(
+        stack,
+        'c',
+        minimalProps({
+          attestation: Attestation.fromIssuer({ issuer: issuer.stringValue, jwks: jwks.stringValue }),
+        }),
+      );
+      const registration = only(synthJson(stack).resource.cloudtaser_cluster_registration);
+      expect(registration.attestation_jwks).toBe('${var.jwks}');
+      expect(registration.attestation_issuer).toBe('${var.issuer}');
+    });
   });
 });

@@ -121,6 +121,7 @@ describe.each(clouds)('examples/$cloud', ({ cloud, modules, execCommand }) => {
     expect(release.set.map((s) => s.name)).toEqual([
       'operator.broker.beacon.address',
       'operator.broker.trust.caSha256',
+      'operator.broker.attestation.enabled',
     ]);
     expect(cloudtaser.terraform.required_providers.cloudtaser.source).toBe('cloudtaser/cloudtaser');
   });

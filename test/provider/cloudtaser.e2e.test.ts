@@ -114,6 +114,10 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
     const resource = JSON.parse(state).resources[0].instances[0];
     expect(Object.keys(resource.attributes).sort()).toEqual(
       [
+        'attestation_issuer',
+        'attestation_jwks',
+        'attestation_service_account',
+        'attested',
         'ca_cert_pem',
         'fingerprint',
         'id',

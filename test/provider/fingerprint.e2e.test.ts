@@ -2,7 +2,9 @@
  * data.cloudtaser_cluster_fingerprint with the real terraform binary against the Kubernetes test server:
  * kubeconfig, host + token, and exec connections; a deferred read; a readable error for a bad token.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
@@ -11,7 +13,7 @@ import { silentProviderLogger } from '../../provider/wire/hclog.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { getClusterStatus } from '../../runtime/registration/index.js';
+import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
 import { createWorkspace, type TerraformWorkspace } from './support/terraform.js';
 
 const HEADER = `terraform {
@@ -136,6 +138,155 @@ output "fingerprint" { value = data.cloudtaser_cluster_fingerprint.this.fingerpr
     expect((await ws.run(['destroy', '-auto-approve', '-no-color'])).code).toBe(0);
   });
 
+  describe('attested bootstrap', () => {
+    let admin: OpenBaoClient;
+    const status = () => getClusterStatus(admin, { fingerprint: kube.kubeSystemUid });
+    const rotatedKey = () => {
+      const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+      return { kty: 'EC', kid: 'rotated', crv: 'P-256', alg: 'ES256', use: 'sig', x: jwk.x, y: jwk.y };
+    };
+    const registrationTf = (jwks: string, extra = '') => `${HEADER}
+provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+data "cloudtaser_cluster_fingerprint" "this" {
+  host                   = "${kube.url}"
+  token                  = "${kube.adminToken}"
+  cluster_ca_certificate = file("\${path.module}/ca.pem")
+}
+resource "cloudtaser_cluster_registration" "this" {
+  fingerprint        = data.cloudtaser_cluster_fingerprint.this.fingerprint
+  attestation_issuer = data.cloudtaser_cluster_fingerprint.this.service_account_issuer
+  attestation_jwks   = ${jwks}
+${extra}}
+output "fingerprint" { value = data.cloudtaser_cluster_fingerprint.this.fingerprint }
+output "attested" { value = cloudtaser_cluster_registration.this.attested }
+output "jwks" { value = data.cloudtaser_cluster_fingerprint.this.service_account_jwks }
+`;
+    const fromDataSource = 'data.cloudtaser_cluster_fingerprint.this.service_account_jwks';
+    let servedKeys: { keys: Record<string, unknown>[] };
+
+    beforeAll(() => {
+      admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    });
+    afterAll(async () => {
+      const destroyed = await ws.run(['destroy', '-auto-approve', '-no-color']);
+      expect(destroyed.code, destroyed.stdout + destroyed.stderr).toBe(0);
+      await admin?.close();
+    });
+
+    it('registers with the issuer and keys the data source read, and the OpenBao record holds them', async () => {
+      ws.write('main.tf', registrationTf(fromDataSource));
+      const r = await ws.run(['apply', '-auto-approve', '-no-color']);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const out = JSON.parse((await ws.run(['output', '-json'])).stdout);
+      expect(out.attested.value).toBe(true);
+      servedKeys = JSON.parse(out.jwks.value);
+      const s = await status();
+      expect(s.attestation?.issuer).toBe(kube.issuer);
+      expect(s.attestation?.serviceAccount).toEqual({ namespace: 'cloudtaser-system', name: 'cloudtaser' });
+      expect(s.attestation?.jwks.keys.map((k) => k.kid)).toEqual(servedKeys.keys.map((k) => k.kid));
+      expect(s.attestation?.jwks.keys[0].x).toBe(servedKeys.keys[0].x);
+      const again = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+      expect(again.code, again.stdout + again.stderr).toBe(0);
+    });
+
+    it('updates the keys in place when the JWKS changes (key rotation is a plain apply)', async () => {
+      const before = await status();
+      ws.write('jwks.json', JSON.stringify({ keys: [...servedKeys.keys, rotatedKey()] }));
+      ws.write('main.tf', registrationTf(`file("\${path.module}/jwks.json")`));
+      const plan = await ws.run(['plan', '-no-color']);
+      expect(plan.code, plan.stderr).toBe(0);
+      expect(plan.stdout).toContain('will be updated in-place');
+      expect(plan.stdout).toContain('0 to add, 1 to change, 0 to destroy');
+      const r = await ws.run(['apply', '-auto-approve', '-no-color']);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const after = await status();
+      expect(after.attestation?.jwks.keys.map((k) => k.kid)).toEqual([servedKeys.keys[0].kid, 'rotated']);
+      expect(after.operationalHash).toBe(before.operationalHash);
+      expect(after.registeredAt).toBe(before.registeredAt);
+    });
+
+    it('shows keys changed outside terraform as drift and puts the configured ones back', async () => {
+      await registerCluster(admin, {
+        fingerprint: kube.kubeSystemUid,
+        attestation: { issuer: kube.issuer, jwks: servedKeys },
+      });
+      const plan = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+      expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+      expect(plan.stdout).toContain('0 to add, 1 to change, 0 to destroy');
+      expect((await ws.run(['apply', '-auto-approve', '-no-color'])).code).toBe(0);
+      expect((await status()).attestation?.jwks.keys).toHaveLength(2);
+    });
+
+    it('refuses at plan time a JWKS without a usable public key, pointing at the attribute', async () => {
+      ws.write('main.tf', registrationTf('jsonencode({ keys = [{ kty = "oct", k = "c2VjcmV0" }] })'));
+      const r = await ws.run(['plan', '-no-color']);
+      expect(r.code).toBe(1);
+      expect(r.stderr.match(/Error: /g)).toHaveLength(1);
+      expect(r.stderr).toContain('attestation_jwks');
+      expect(r.stderr).toContain('no usable RSA or EC public key');
+    });
+
+    it('keeps the stored attestation when the settings leave the configuration, as the CLI does', async () => {
+      ws.write(
+        'main.tf',
+        registrationTf(fromDataSource).replace(/ {2}attestation_(issuer|jwks) += .*\n/g, ''),
+      );
+      const r = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect((await status()).attestation).toBeDefined();
+      const out = await ws.run(['apply', '-auto-approve', '-no-color']);
+      expect(out.code, out.stdout + out.stderr).toBe(0);
+      expect(JSON.parse((await ws.run(['output', '-json'])).stdout).attested.value).toBe(true);
+    });
+  });
+
+  it('leaves the issuer keys null with a warning when the cluster forbids discovery, and still reads the fingerprint', async () => {
+    const uid = '3a0c6f6e-2b1d-4c5e-8f70-1a2b3c4d5e6f';
+    const server: Server = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/api/v1/namespaces/kube-system') {
+        res.end(JSON.stringify({ metadata: { name: 'kube-system', uid, resourceVersion: '1' } }));
+        return;
+      }
+      res.statusCode = 403;
+      res.end(JSON.stringify({ kind: 'Status', reason: 'Forbidden', message: `forbidden: ${req.url}` }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      // Plain HTTP needs an explicit insecure-skip-tls-verify, which only a kubeconfig can say.
+      ws.write(
+        'forbidding.kubeconfig',
+        `apiVersion: v1
+kind: Config
+clusters: [{ name: c, cluster: { server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true } }]
+users: [{ name: u, user: { token: some-token } }]
+contexts: [{ name: x, context: { cluster: c, user: u } }]
+current-context: x
+`,
+      );
+      ws.write(
+        'main.tf',
+        `${HEADER}
+data "cloudtaser_cluster_fingerprint" "this" {
+  kubeconfig_path = abspath("\${path.module}/forbidding.kubeconfig")
+}
+output "fingerprint" { value = data.cloudtaser_cluster_fingerprint.this.fingerprint }
+output "issuer" { value = coalesce(data.cloudtaser_cluster_fingerprint.this.service_account_issuer, "none") }
+`,
+      );
+      const r = await ws.run(['apply', '-auto-approve', '-no-color']);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout + r.stderr).toContain('Warning: Service-account issuer keys not readable');
+      expect(r.stdout + r.stderr).toContain('system:service-account-issuer-discovery');
+      const out = JSON.parse((await ws.run(['output', '-json'])).stdout);
+      expect(out.fingerprint.value).toBe(uid);
+      expect(out.issuer.value).toBe('none');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it('reports a rejected token once, pointing at host', async () => {
     ws.write(
       'main.tf',
@@ -149,7 +300,7 @@ data "cloudtaser_cluster_fingerprint" "this" {
     );
     const r = await ws.run(['plan', '-no-color']);
     expect(r.code).toBe(1);
-    expect(r.stderr.match(/Error: /g)).toHaveLength(1);
+    expect(r.stderr.match(/Error: /g), r.stderr).toHaveLength(1);
     expect(r.stderr).toContain('CT_KUBE_UNAUTHORIZED');
     expect(r.stderr).toContain('host');
     expect(r.stderr).not.toContain('wrong-token');

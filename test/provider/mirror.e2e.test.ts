@@ -115,9 +115,13 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
         detached: true,
       });
       let out = '';
+      let interrupted = false;
       child.stdout.on('data', (d) => {
         out += d;
-        if (out.includes('Creating...') && !out.includes('Interrupt')) {
+        // Exactly one Ctrl-C: a second one (e.g. when output arrives in several chunks under load) makes
+        // terraform exit at once without waiting for the provider.
+        if (out.includes('Creating...') && !interrupted) {
+          interrupted = true;
           out += '[sent SIGINT]';
           setTimeout(() => process.kill(-child.pid!, 'SIGINT'), 300);
         }
