@@ -7,7 +7,7 @@
  * CLOUDTASER_SECRETSTORE_TOKEN itself.
  */
 import { App, TerraformOutput, TerraformStack } from 'cdktf';
-import { Attestation, OperatorInstall, RegisteredCluster } from 'cloudtaser/constructs';
+import { OperatorInstall, RegisteredCluster } from 'cloudtaser/constructs';
 import type { Construct } from 'constructs';
 
 class LocalStack extends TerraformStack {
@@ -18,14 +18,15 @@ class LocalStack extends TerraformStack {
       beacon: { address: requireEnv('CLOUDTASER_DEMO_BEACON') },
       kubernetes: { configPath: requireEnv('CLOUDTASER_DEMO_KUBECONFIG') },
       fingerprintSource: 'cloudtaser',
+      // The broker runs as a local process here, with the operator service account's kubeconfig; attestation
+      // stays on (the default with the cloudtaser fingerprint source), read from the dev cluster's issuer keys.
       operator: OperatorInstall.deployedElsewhere(),
-      // The demo's broker is a local process, not a pod with a service account to mint tokens for.
-      attestation: Attestation.disabled(),
     });
     new TerraformOutput(this, 'fingerprint', { value: cluster.fingerprint });
     new TerraformOutput(this, 'namespace', { value: cluster.namespace });
     new TerraformOutput(this, 'init_hash', { value: cluster.initHash });
     new TerraformOutput(this, 'operational_hash', { value: cluster.operationalHash });
+    new TerraformOutput(this, 'attested', { value: cluster.registration.attested });
   }
 }
 

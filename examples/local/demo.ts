@@ -133,7 +133,9 @@ async function demo(stack: DevStack, admin: OpenBaoClient): Promise<void> {
     outputs = JSON.parse(await readFile(join(appDir, 'outputs.json'), 'utf8')).local;
     const status = await getClusterStatus(admin, { fingerprint: outputs.fingerprint });
     if (!status.registered) throw new Error('cdktf deploy finished but OpenBao has no registration record');
-    return `fingerprint ${outputs.fingerprint} registered in ${outputs.namespace}`;
+    if (String(outputs.attested) !== 'true')
+      throw new Error('the registration is not attested; RegisteredCluster should turn attestation on');
+    return `fingerprint ${outputs.fingerprint} registered in ${outputs.namespace}, attested bootstrap on`;
   });
 
   const bridgeHealth = await freeAddress();
@@ -170,7 +172,10 @@ async function demo(stack: DevStack, admin: OpenBaoClient): Promise<void> {
         '--beacon-ca',
         stack.beaconCaFile,
         '--kubeconfig',
-        stack.kubeconfig,
+        stack.operatorKubeconfig,
+        '--attestation',
+        '--service-account',
+        'cloudtaser-system/cloudtaser',
         '--ca-sha256',
         outputs.operational_hash,
         '--health-listen',
@@ -179,7 +184,7 @@ async function demo(stack: DevStack, admin: OpenBaoClient): Promise<void> {
     );
     const started = performance.now();
     const status = await waitFor(`http://${brokerHealth}/status`, (s) => s.phase === 'operational', 30_000);
-    return `broker operational ${fmtMs(performance.now() - started)} after start, through beacon ${status.beaconIp}; CA pinned by caSha256`;
+    return `broker operational ${fmtMs(performance.now() - started)} after start, through beacon ${status.beaconIp}; CA pinned by caSha256, bootstrap attested by the operator's service-account token`;
   });
 
   await step('cdktf destroy (deregister the cluster)', async () => {

@@ -23,6 +23,7 @@ export function registerDevCommands(program: Command): void {
         secretstoreAddress: stack.secretstoreAddress,
         secretstoreToken: stack.secretstoreToken,
         kubeconfig: stack.kubeconfig,
+        operatorKubeconfig: stack.operatorKubeconfig,
         kubeSystemUid: stack.kubeSystemUid,
         beaconAddress: stack.beaconAddress,
         beaconCaFile: stack.beaconCaFile,

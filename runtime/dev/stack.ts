@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createBeacon } from '../beacon/index.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { issueSelfSignedSync } from '../pki/index.js';
+import { DEFAULT_OPERATOR_SERVICE_ACCOUNT as OPERATOR_SERVICE_ACCOUNT } from '../registration/index.js';
 import { startKubeTestServer } from './kube/index.js';
 import { startOpenBaoTestServer } from './openbao/index.js';
 
@@ -27,6 +28,11 @@ export interface DevStackInfo {
   readonly kubeSystemUid: string;
   readonly beaconAddress: string;
   readonly beaconCaFile: string;
+  /**
+   * Kubeconfig of the operator's service account (`cloudtaser-system/cloudtaser`) with the least privilege the
+   * broker needs: read the kube-system namespace, review tokens, and request tokens for itself (attestation).
+   */
+  readonly operatorKubeconfig: string;
 }
 
 export interface DevStack extends DevStackInfo {
@@ -49,6 +55,26 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     closers.push(() => kube.close());
     const kubeconfig = join(dir, 'kubeconfig');
     await kube.writeKubeconfig(kubeconfig);
+    const operator = { namespace: OPERATOR_SERVICE_ACCOUNT.namespace, name: OPERATOR_SERVICE_ACCOUNT.name };
+    await kube.createServiceAccount(operator.namespace, operator.name);
+    kube.grant(operator, { verbs: ['get'], resources: ['namespaces'], resourceNames: ['kube-system'] });
+    kube.grant(operator, {
+      verbs: ['create'],
+      resources: ['tokenreviews'],
+      apiGroups: ['authentication.k8s.io'],
+    });
+    kube.grant(operator, {
+      verbs: ['create'],
+      resources: ['serviceaccounts/token'],
+      resourceNames: [operator.name],
+      namespace: operator.namespace,
+    });
+    const operatorKubeconfig = join(dir, 'operator-kubeconfig');
+    await kube.writeKubeconfig(operatorKubeconfig, {
+      context: 'cloudtaser-operator',
+      namespace: operator.namespace,
+      token: kube.issueServiceAccountToken(operator.namespace, operator.name, { expirationSeconds: 86_400 }),
+    });
 
     const beaconCert = issueSelfSignedSync({
       commonName: 'cloudtaser dev beacon',
@@ -71,6 +97,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       secretstoreAddress: openbao.address,
       secretstoreToken: openbao.rootToken,
       kubeconfig,
+      operatorKubeconfig,
       kubeSystemUid: kube.kubeSystemUid,
       kubeUrl: kube.url,
       kubeAdminToken: kube.adminToken,
