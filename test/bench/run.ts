@@ -2,8 +2,8 @@
  * `npm run bench [-- --quick] [-- --json FILE]`: runs every `*.bench.js` beside this file and writes a JSON
  * report, a markdown table and an SVG chart. Each figure is printed next to its same-run baseline.
  */
-import { readdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Benchmark, goalMet, type Metric } from './harness.js';
 import { renderMarkdown, renderSvg } from './report.js';
@@ -55,6 +55,7 @@ const report = {
   ),
   failures,
 };
+await mkdir(dirname(resolvePath(jsonPath)), { recursive: true });
 await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
 const markdown = renderMarkdown(metrics);
 await writeFile(jsonPath.replace(/\.json$/, '') + '.md', markdown);
