@@ -8,6 +8,7 @@
  * A waiting connection that gets paired is handed off and replaced at once. A cluster that disappears from
  * OpenBao loses its waiters and its live tunnels at the next poll.
  */
+import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
@@ -19,6 +20,7 @@ import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import {
   DEFAULT_NAMESPACE_ROOT,
+  getClusterStatus,
   listRegisteredClusters,
   loadClusterTrust,
   type RegisteredCluster,
@@ -327,7 +329,17 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         }
         return;
       }
+      // Only the broker key the latest bootstrap was signed for may hold a tunnel: after a re-arm or an attested
+      // re-bootstrap, an earlier broker's still-valid certificate is refused here.
+      const { initializedBrokerKeySha256 } = await getClusterStatus(options.openbao, {
+        fingerprint: cluster.fingerprint,
+        namespaceRoot,
+      });
       const session = await openTunnel(stream, {
+        acceptPeer: (peer) =>
+          initializedBrokerKeySha256 === undefined || publicKeySha256(peer) === initializedBrokerKeySha256
+            ? undefined
+            : 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator',
         caCertPem: trust.ca.certPem,
         certPem: trust.bridgeCertPem,
         keyPem: trust.bridgeKeyPem,
@@ -476,4 +488,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
 
 function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** SHA-256 of a certificate's SubjectPublicKeyInfo, as recorded for the broker key at bootstrap. */
+function publicKeySha256(certificate: X509Certificate): string {
+  return createHash('sha256')
+    .update(certificate.publicKey.export({ format: 'der', type: 'spki' }))
+    .digest('hex');
 }

@@ -27,6 +27,11 @@ export interface TunnelSessionOptions {
   readonly keyPem: string;
   readonly handshakeTimeoutMs: number;
   readonly limits?: Partial<TunnelLimits>;
+  /**
+   * A further check of the peer's (already CA-verified) certificate; returns why it is refused, or undefined.
+   * The bridge uses it to accept only the broker key the latest bootstrap was signed for.
+   */
+  readonly acceptPeer?: (peer: X509Certificate) => string | undefined;
   /** Serves the peer's requests other than the info path. @default 404 */
   readonly handler?: TunnelHandler;
   readonly signal?: AbortSignal;
@@ -98,6 +103,11 @@ async function establish(
       'CT_PKI_INVALID_CERT',
       `the tunnel peer's certificate is not issued by the cluster CA (${String(socket.authorizationError ?? 'no certificate')})`,
     );
+  }
+  const refusal = options.acceptPeer?.(peer);
+  if (refusal !== undefined) {
+    socket.destroy();
+    throw new CloudtaserError('CT_PKI_INVALID_CERT', `the tunnel peer's certificate is refused: ${refusal}`);
   }
   const since = new Date().toISOString();
   const info: TunnelInfo = { role, protocol: 1, since };

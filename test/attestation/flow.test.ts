@@ -178,6 +178,27 @@ describe('attested bootstrap through the beacon', () => {
     expect(await restarted.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
   });
 
+  it('refuses a tunnel to an earlier broker that is still running after a newer bootstrap replaced it', async () => {
+    const cluster = await registerAttested();
+    const b = await bridge();
+    // The earlier broker keeps retrying the operational room with its old (still unexpired) certificate.
+    const earlier = await broker(cluster.fingerprint, {
+      ...attested(),
+      timing: { ...FAST_BROKER_TIMING, reBootstrapAfterFailures: 1_000 },
+    });
+    await earlier.waitForPhase('operational', 15_000);
+    const newer = await broker(cluster.fingerprint, attested());
+    await newer.waitForPhase('operational', 15_000);
+    await eventually(() => earlier.status().phase !== 'operational', 5_000, 'earlier broker tunnel closed');
+    // Give the earlier broker several reconnect attempts: none may hold a tunnel again.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(earlier.status().phase).not.toBe('operational');
+    expect(earlier.status().lastErrorCode).toBeDefined();
+    expect(b.tunnels(cluster.fingerprint).filter((t) => !t.closed)).toHaveLength(1);
+    expect(newer.status().phase).toBe('operational');
+    expect(await newer.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
+  });
+
   it('refuses a broker without a token (a stolen fingerprint) before and after init, records nothing, and says to turn attestation on', async () => {
     const cluster = await registerAttested();
     await bridge();
