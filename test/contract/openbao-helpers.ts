@@ -5,7 +5,11 @@ import { OpenBaoClient } from '../../runtime/openbao/index.js';
 
 export const REAL_ADDRESS = process.env.CLOUDTASER_TEST_OPENBAO_ADDR;
 export const REAL_TOKEN = process.env.CLOUDTASER_TEST_OPENBAO_TOKEN;
-/** Cases that need to control the server (seal, faults, no namespaces, a reachable fake Kubernetes) skip on a real one. */
+/**
+ * Cases that need to control the server (seal, faults, no namespaces, a reachable fake Kubernetes, the
+ * independent-client case aimed at the test server itself) skip only when the suite is pointed at a real OpenBao
+ * with CLOUDTASER_TEST_OPENBAO_ADDR/TOKEN; in CI (no real server) they always run.
+ */
 export const AGAINST_REAL_OPENBAO = Boolean(REAL_ADDRESS && REAL_TOKEN);
 
 export interface Target {

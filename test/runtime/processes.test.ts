@@ -223,7 +223,11 @@ async function newCluster(): Promise<{ kube: KubeTestServer; kubeconfig: string;
   return { kube, kubeconfig, fingerprint: kube.kubeSystemUid };
 }
 
+// `npm test` builds first, so the CLI exists; a bare `npx vitest run` without a build skips this file, but under
+// CI a missing build fails the run instead of silently skipping the real-process tests.
 const built = existsSync(cli);
+if (!built && process.env.CI)
+  throw new Error(`${cli} is missing; CI runs \`npm test\`, which builds before testing`);
 
 beforeAll(async () => {
   if (!built) return;
