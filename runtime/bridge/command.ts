@@ -4,17 +4,18 @@ import { createLogger } from '../core/log.js';
 import { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } from '../openbao/index.js';
 import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
 import {
-  collect,
+  addRelayClientOptions,
   parseDuration,
   parseListenAddress,
+  type RelayClientFlags,
   readPemFile,
+  readRelayClientFlags,
   readTlsPairFlags,
-  resolverFromEnvironment,
   untilSignal,
 } from '../tunnel/index.js';
 import { DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
 
-interface BridgeRunFlags {
+interface BridgeRunFlags extends RelayClientFlags {
   readonly secretstoreAddress?: string;
   readonly secretstoreToken?: string;
   readonly secretstoreCaCert?: string;
@@ -22,12 +23,7 @@ interface BridgeRunFlags {
   readonly approleRoleId?: string;
   readonly approleSecretId?: string;
   readonly approleMount: string;
-  readonly beacon?: string[];
-  readonly beaconCa?: string;
-  readonly healthListen?: string;
   readonly pollInterval: string;
-  readonly stepTimeout: string;
-  readonly backoffMax: string;
   readonly waitRefresh: string;
   readonly tokenreviewListen?: string;
   readonly tokenreviewTlsCert?: string;
@@ -39,8 +35,7 @@ export function registerBridgeCommand(program: Command): Command {
   const bridge = program
     .command('bridge')
     .description('the secret-store side of the relay: signs bootstraps, serves tunnels');
-  bridge
-    .command('run')
+  addRelayClientOptions(bridge.command('run'), DEFAULT_BRIDGE_TIMING)
     .description('discover registered clusters in OpenBao and wait for their brokers on every beacon replica')
     .option(
       '--secretstore-address <url>',
@@ -65,23 +60,10 @@ export function registerBridgeCommand(program: Command): Command {
       'AppRole secret id (env CLOUDTASER_APPROLE_SECRET_ID; prefer the environment)',
     )
     .option('--approle-mount <path>', 'AppRole auth mount', 'approle')
-    .option('--beacon <host:port>', 'beacon address; repeatable; wss://host:port selects WebSocket', collect)
-    .option('--beacon-ca <path>', "PEM file with the CA of the beacon's certificate (default: system roots)")
-    .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
     .option(
       '--poll-interval <duration>',
       'how often to list registered clusters',
       `${DEFAULT_BRIDGE_TIMING.pollIntervalMs}ms`,
-    )
-    .option(
-      '--step-timeout <duration>',
-      'bound for each bootstrap or handshake step',
-      `${DEFAULT_BRIDGE_TIMING.stepTimeoutMs}ms`,
-    )
-    .option(
-      '--backoff-max <duration>',
-      'cap of the redial backoff',
-      `${DEFAULT_BRIDGE_TIMING.backoffMaxMs}ms`,
     )
     .option(
       '--wait-refresh <duration>',
@@ -99,8 +81,7 @@ export function registerBridgeCommand(program: Command): Command {
     .option('--tokenreview-tls-key <path>', 'PEM key for --tokenreview-tls-cert')
     .action(async (flags: BridgeRunFlags) => {
       const logger = createLogger('bridge');
-      if (!flags.beacon?.length)
-        throw new CloudtaserError('CT_INVALID_ARGUMENT', 'bridge run needs at least one --beacon host:port');
+      const relay = await readRelayClientFlags(flags, 'bridge run');
       const openbao = await connectSecretStore(flags);
       const tokenReviewTls = await readTlsPairFlags(
         flags.tokenreviewTlsCert,
@@ -110,10 +91,10 @@ export function registerBridgeCommand(program: Command): Command {
       const handle = await startBridge({
         openbao,
         namespaceRoot: flags.namespaceRoot,
-        beacons: flags.beacon,
-        beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
-        resolve: resolverFromEnvironment(),
-        health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
+        beacons: relay.beacons,
+        beaconCaPem: relay.beaconCaPem,
+        resolve: relay.resolve,
+        health: relay.health,
         openbaoCaCertPem: await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert'),
         tokenReview: flags.tokenreviewListen
           ? {
@@ -123,8 +104,8 @@ export function registerBridgeCommand(program: Command): Command {
           : undefined,
         timing: {
           pollIntervalMs: parseDuration(flags.pollInterval, '--poll-interval'),
-          stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
-          backoffMaxMs: parseDuration(flags.backoffMax, '--backoff-max'),
+          stepTimeoutMs: relay.stepTimeoutMs,
+          backoffMaxMs: relay.backoffMaxMs,
           waitRefreshMs: parseDuration(flags.waitRefresh, '--wait-refresh'),
         },
         logger,

@@ -2,26 +2,22 @@ import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import {
+  addRelayClientOptions,
   collect,
   parseDuration,
   parseListenAddress,
-  readPemFile,
+  type RelayClientFlags,
+  readRelayClientFlags,
   readTlsPairFlags,
-  resolverFromEnvironment,
   untilSignal,
 } from '../tunnel/index.js';
 import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
 
-interface BrokerRunFlags {
-  readonly beacon?: string[];
-  readonly beaconCa?: string;
+interface BrokerRunFlags extends RelayClientFlags {
   readonly kubeconfig?: string;
   readonly context?: string;
   readonly caSha256?: string;
-  readonly healthListen?: string;
-  readonly stepTimeout: string;
   readonly backoffInitial: string;
-  readonly backoffMax: string;
   readonly rejectedRetry: string;
   readonly pairTimeout: string;
   readonly podApiListen?: string;
@@ -80,15 +76,8 @@ export function registerBrokerCommand(program: Command): Command {
   const broker = program
     .command('broker')
     .description('the cluster side of the relay: bootstraps once, then holds the tunnel');
-  broker
-    .command('run')
+  addRelayClientOptions(broker.command('run'), DEFAULT_BROKER_TIMING)
     .description('read the cluster fingerprint, bootstrap through the beacon, keep the mutual-TLS tunnel up')
-    .option(
-      '--beacon <host:port>',
-      'beacon address; repeatable; every A-record is dialled; wss://host:port selects WebSocket',
-      collect,
-    )
-    .option('--beacon-ca <path>', "PEM file with the CA of the beacon's certificate (default: system roots)")
     .option(
       '--kubeconfig <path>',
       'kubeconfig to read the kube-system UID with (default: in-cluster config, else KUBECONFIG)',
@@ -98,21 +87,10 @@ export function registerBrokerCommand(program: Command): Command {
       '--ca-sha256 <hex>',
       'pin: refuse a cluster CA whose SHA-256 differs (the operational hash from `source register`)',
     )
-    .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
-    .option(
-      '--step-timeout <duration>',
-      'bound for each bootstrap or handshake step',
-      `${DEFAULT_BROKER_TIMING.stepTimeoutMs}ms`,
-    )
     .option(
       '--backoff-initial <duration>',
       'first reconnect delay',
       `${DEFAULT_BROKER_TIMING.backoffInitialMs}ms`,
-    )
-    .option(
-      '--backoff-max <duration>',
-      'cap of the reconnect backoff',
-      `${DEFAULT_BROKER_TIMING.backoffMaxMs}ms`,
     )
     .option(
       '--rejected-retry <duration>',
@@ -158,8 +136,7 @@ export function registerBrokerCommand(program: Command): Command {
     )
     .action(async (flags: BrokerRunFlags) => {
       const logger = createLogger('broker');
-      if (!flags.beacon?.length)
-        throw new CloudtaserError('CT_INVALID_ARGUMENT', 'broker run needs at least one --beacon host:port');
+      const relay = await readRelayClientFlags(flags, 'broker run');
       // Loaded here, not at the top: only the broker needs the Kubernetes client, and it is heavy to import.
       const { defaultKubeConnection, KubeClient, readClusterFingerprint } = await import('../kube/index.js');
       const connection = defaultKubeConnection({ kubeconfig: flags.kubeconfig, context: flags.context });
@@ -176,8 +153,8 @@ export function registerBrokerCommand(program: Command): Command {
           '--webhook-listen needs --inject-image (or CLOUDTASER_OPERATOR_IMAGE): the image of the injected init container',
         );
       const handle = await startBroker({
-        beacons: flags.beacon,
-        beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
+        beacons: relay.beacons,
+        beaconCaPem: relay.beaconCaPem,
         fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
         caSha256: flags.caSha256,
         kube,
@@ -200,12 +177,12 @@ export function registerBrokerCommand(program: Command): Command {
               intervalMs: parseDuration(flags.migrateInterval, '--migrate-interval'),
             }
           : undefined,
-        resolve: resolverFromEnvironment(),
-        health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
+        resolve: relay.resolve,
+        health: relay.health,
         timing: {
-          stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
+          stepTimeoutMs: relay.stepTimeoutMs,
           backoffInitialMs: parseDuration(flags.backoffInitial, '--backoff-initial'),
-          backoffMaxMs: parseDuration(flags.backoffMax, '--backoff-max'),
+          backoffMaxMs: relay.backoffMaxMs,
           rejectedRetryMs: parseDuration(flags.rejectedRetry, '--rejected-retry'),
           pairTimeoutMs: parseDuration(flags.pairTimeout, '--pair-timeout'),
         },

@@ -1,6 +1,9 @@
 /** Flag parsing the bridge and broker commands share. */
 import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
+import { parseListenAddress } from '../core/health-server.js';
+import { resolverFromEnvironment } from './resolve.js';
 
 /** `250ms`, `10s`, `2m` or a bare number of milliseconds. */
 export function parseDuration(value: string, flag: string): number {
@@ -57,4 +60,49 @@ export async function readTlsPairFlags(
     throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flagPrefix}-cert and ${flagPrefix}-key go together`);
   }
   return certPem && keyPem ? { certPem, keyPem } : undefined;
+}
+
+/** The flags every process that dials the beacon shares (`bridge run`, `broker run`), as commander hands them over. */
+export interface RelayClientFlags {
+  readonly beacon?: string[];
+  readonly beaconCa?: string;
+  readonly healthListen?: string;
+  readonly stepTimeout: string;
+  readonly backoffMax: string;
+}
+
+/** Declares the shared relay-client flags once, with the calling process's timing defaults. */
+export function addRelayClientOptions(
+  command: Command,
+  defaults: { readonly stepTimeoutMs: number; readonly backoffMaxMs: number },
+): Command {
+  return command
+    .option(
+      '--beacon <host:port>',
+      'beacon address; repeatable; every A-record is dialled; wss://host:port selects WebSocket',
+      collect,
+    )
+    .option('--beacon-ca <path>', "PEM file with the CA of the beacon's certificate (default: system roots)")
+    .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
+    .option(
+      '--step-timeout <duration>',
+      'bound for each bootstrap or handshake step',
+      `${defaults.stepTimeoutMs}ms`,
+    )
+    .option('--backoff-max <duration>', 'cap of the reconnect backoff', `${defaults.backoffMaxMs}ms`);
+}
+
+/** Reads the shared relay-client flags; `process` names the command in the error for a missing `--beacon`. */
+export async function readRelayClientFlags(flags: RelayClientFlags, process: string) {
+  if (!flags.beacon?.length) {
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', `${process} needs at least one --beacon host:port`);
+  }
+  return {
+    beacons: flags.beacon,
+    beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
+    resolve: resolverFromEnvironment(),
+    health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
+    stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
+    backoffMaxMs: parseDuration(flags.backoffMax, '--backoff-max'),
+  };
 }
