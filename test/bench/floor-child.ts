@@ -1,0 +1,131 @@
+/**
+ * The transport floor for `secret.read_latency`: the same processes and the same TLS layers as the real path
+ * (pod HTTPS -> broker -> inner mutual TLS over the beacon's TLS door -> bridge -> OpenBao HTTPS), with every
+ * byte piped and nothing parsed. No allow-list, no multiplexer, no HTTP at the ends: what any design with this
+ * topology pays on this machine before it does its own work. The beacon in between is the real one.
+ *
+ *   node floor-child.js broker   # pod-facing TLS server; per pod connection: dial the beacon, inner TLS server
+ *   node floor-child.js bridge   # keeps one waiter parked; per pairing: inner TLS client, then TLS to OpenBao
+ *
+ * Configuration arrives in CT_BENCH_FLOOR (JSON, see FloorConfig); the broker reports its port over IPC.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  createSecureContext,
+  createServer as createTlsServer,
+  type TLSSocket,
+  connect as tlsConnect,
+} from 'node:tls';
+import { waitForPeer } from '../../runtime/beacon/index.js';
+
+export interface FloorConfig {
+  readonly beaconPort: number;
+  readonly beaconCaPem: string;
+  readonly room: string;
+  readonly caPem: string;
+  readonly broker: { readonly certPem: string; readonly keyPem: string };
+  readonly bridge: { readonly certPem: string; readonly keyPem: string };
+  /** The pod-facing certificate of the floor broker. */
+  readonly podApi: { readonly certPem: string; readonly keyPem: string };
+  readonly openbaoPort: number;
+  readonly openbaoCaPem: string;
+}
+
+const config = JSON.parse(process.env.CT_BENCH_FLOOR ?? '{}') as FloorConfig;
+const target = { door: 'tls' as const, host: '127.0.0.1', port: config.beaconPort };
+
+function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b);
+  b.pipe(a);
+  const down = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.on('error', down).on('close', down);
+  b.on('error', down).on('close', down);
+}
+
+async function runBroker(): Promise<void> {
+  // A never-listening tls.Server: only through one does Node verify the client certificate.
+  const inner = createTlsServer({
+    cert: config.broker.certPem,
+    key: config.broker.keyPem,
+    ca: config.caPem,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+  });
+  const server = createTlsServer(
+    { cert: config.podApi.certPem, key: config.podApi.keyPem, noDelay: true },
+    (pod) => {
+      pod.pause();
+      waitForPeer({
+        target,
+        ip: '127.0.0.1',
+        role: 'broker',
+        hash: config.room,
+        caCertPem: config.beaconCaPem,
+      }).then(
+        (stream) => {
+          inner.once('secureConnection', (tunnel: TLSSocket) => {
+            splice(pod, tunnel);
+            pod.resume();
+          });
+          inner.emit('connection', stream);
+        },
+        () => pod.destroy(),
+      );
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  process.send!({ port: (server.address() as AddressInfo).port });
+}
+
+async function runBridge(): Promise<void> {
+  const inner = createSecureContext({
+    cert: config.bridge.certPem,
+    key: config.bridge.keyPem,
+    ca: config.caPem,
+    minVersion: 'TLSv1.3',
+  });
+  const openbao = createSecureContext({ ca: config.openbaoCaPem });
+  process.send!({ port: 0 });
+  for (;;) {
+    const stream = await waitForPeer({
+      target,
+      ip: '127.0.0.1',
+      role: 'bridge',
+      hash: config.room,
+      caCertPem: config.beaconCaPem,
+    }).catch(() => undefined);
+    if (!stream) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      continue;
+    }
+    const tunnel = tlsConnect({ socket: stream, servername: 'broker', secureContext: inner });
+    tunnel.on('error', (err) => {
+      console.error('floor bridge: inner TLS failed:', err.message);
+      tunnel.destroy();
+    });
+    tunnel.once('secureConnect', () => {
+      const upstream = tlsConnect({
+        host: '127.0.0.1',
+        port: config.openbaoPort,
+        secureContext: openbao,
+      });
+      upstream.setNoDelay(true);
+      upstream.once('secureConnect', () => {
+        splice(tunnel, upstream);
+      });
+      upstream.on('error', () => tunnel.destroy());
+    });
+  }
+}
+
+process.on('disconnect', () => process.exit(0));
+if (process.argv[2] === 'broker') await runBroker();
+else if (process.argv[2] === 'bridge') await runBridge();
+else throw new Error(`floor-child: unknown role ${process.argv[2]}`);
