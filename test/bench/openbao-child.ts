@@ -6,9 +6,10 @@
  */
 import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 
-const tls = JSON.parse(process.env.CT_BENCH_OPENBAO_TLS ?? 'null') as
-  | { certPem: string; keyPem: string }
-  | null;
+const tls = JSON.parse(process.env.CT_BENCH_OPENBAO_TLS ?? 'null') as {
+  certPem: string;
+  keyPem: string;
+} | null;
 const server = await startOpenBaoTestServer(tls ? { tls } : {});
 process.send!({ address: server.address, rootToken: server.rootToken });
 process.on('disconnect', () => {

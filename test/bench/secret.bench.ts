@@ -291,9 +291,7 @@ export const benchmarks: Benchmark[] = [
               extKeyUsage: ['serverAuth'],
             }),
           ),
-          bridge: pemPair(
-            issueCertificate(floorCa, { commonName: 'bridge', extKeyUsage: ['clientAuth'] }),
-          ),
+          bridge: pemPair(issueCertificate(floorCa, { commonName: 'bridge', extKeyUsage: ['clientAuth'] })),
           podApi: pemPair(floorPodApi),
           openbaoPort: Number(new URL(openbao.address).port),
           openbaoCaPem: openbaoCert.certPem,
