@@ -25,6 +25,12 @@ import {
 } from '../tunnel/index.js';
 import { acceptTunnel } from '../tunnel/session.js';
 import type { InjectionConfig, WebhookState } from '../webhook/admission.js';
+import {
+  keepWebhookCaBundle,
+  type WebhookCaBundleKeeper,
+  type WebhookCaBundleStatus,
+  type WebhookConfigurationApi,
+} from '../webhook/ca-bundle.js';
 import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
 import { isTokenReviewRequest, serveTokenReview } from './tokenreview.js';
@@ -37,7 +43,12 @@ export type BrokerKubeApi = Pick<
   KubeClient,
   'createTokenReview' | 'listSecrets' | 'deleteSecret' | 'createEvent'
 > &
-  Partial<Pick<KubeClient, 'createServiceAccountToken'>>;
+  Partial<
+    Pick<
+      KubeClient,
+      'createServiceAccountToken' | 'getMutatingWebhookConfiguration' | 'patchMutatingWebhookConfiguration'
+    >
+  >;
 
 /** Lifetime asked for the attestation token: the API server's minimum; the bridge refuses anything over 1 h. */
 export const ATTESTATION_TOKEN_SECONDS = 600;
@@ -66,6 +77,14 @@ export interface BrokerWebhookOptions {
   readonly tls?: { readonly certPem: string; readonly keyPem: string } | false;
   readonly dnsNames?: readonly string[];
   readonly injection: InjectionConfig;
+  /**
+   * Keep this MutatingWebhookConfiguration's caBundle equal to the in-memory serving CA (through `kube`), so
+   * the API server can call the webhook after every restart and every `helm upgrade`. Ignored when `tls` is
+   * given (then cert-manager or the user owns the bundle). @default off
+   */
+  readonly configurationName?: string;
+  /** How often the caBundle is checked once current. @default 30000 */
+  readonly caBundleIntervalMs?: number;
 }
 
 export interface BrokerMigrationOptions {
@@ -105,6 +124,8 @@ export interface BrokerStatus {
   readonly podApiCaPem?: string;
   /** The webhook's serving CA (public), for the MutatingWebhookConfiguration's caBundle. */
   readonly webhookCaPem?: string;
+  /** Whether the webhook configuration trusts that CA yet, when the broker keeps it current. */
+  readonly webhookCaBundle?: WebhookCaBundleStatus;
 }
 
 export interface BrokerTiming {
@@ -252,6 +273,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     ...status,
     ...(status.phase === 'operational' && podApiServer && podApiCaPem ? { podApiUrl, podApiCaPem } : {}),
     ...(webhookCa ? { webhookCaPem: webhookCa } : {}),
+    ...(caBundle ? { webhookCaBundle: caBundle.status() } : {}),
   });
 
   const brokerHandler: TunnelHandler = (request, context) => {
@@ -262,6 +284,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
   let webhookCa: string | undefined;
   let webhook: WebhookServer | undefined;
+  let caBundle: WebhookCaBundleKeeper | undefined;
   if (options.webhook) {
     let tls = options.webhook.tls;
     if (tls === undefined) {
@@ -286,6 +309,24 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         podApiCaPem: podApiServer ? podApiCaPem : undefined,
       }),
     });
+    const configurationName = options.webhook.configurationName;
+    if (webhookCa && configurationName) {
+      const kube = options.kube;
+      if (!kube?.getMutatingWebhookConfiguration || !kube.patchMutatingWebhookConfiguration) {
+        await webhook.close();
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          'keeping the webhook caBundle current needs a Kubernetes client that can get and patch MutatingWebhookConfigurations',
+        );
+      }
+      caBundle = keepWebhookCaBundle({
+        kube: kube as WebhookConfigurationApi,
+        configurationName,
+        caPem: webhookCa,
+        intervalMs: options.webhook.caBundleIntervalMs,
+        logger: log,
+      });
+    }
   }
 
   const migrator =
@@ -562,6 +603,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       await running;
       await migrator?.close();
       await podApiServer?.close();
+      await caBundle?.close();
       await webhook?.close();
       await health?.close();
       setStatus('stopped', 'closed');

@@ -27,6 +27,7 @@ interface BrokerRunFlags extends RelayClientFlags {
   readonly webhookListen?: string;
   readonly webhookTlsCert?: string;
   readonly webhookTlsKey?: string;
+  readonly webhookConfiguration?: string;
   readonly injectImage?: string;
   readonly migrate?: boolean;
   readonly migrateNamespace?: string[];
@@ -120,6 +121,10 @@ export function registerBrokerCommand(program: Command): Command {
     )
     .option('--webhook-tls-key <path>', 'PEM key for --webhook-tls-cert')
     .option(
+      '--webhook-configuration <name>',
+      "keep this MutatingWebhookConfiguration's caBundle equal to the in-memory serving CA (needs get and patch on it; ignored with --webhook-tls-cert)",
+    )
+    .option(
       '--inject-image <image>',
       'image of the injected init container (env CLOUDTASER_OPERATOR_IMAGE; the operator image)',
     )
@@ -169,6 +174,7 @@ export function registerBrokerCommand(program: Command): Command {
                 dnsNames,
                 tls: webhookTls,
                 injection: { image: injectImage },
+                configurationName: flags.webhookConfiguration,
               }
             : undefined,
         migration: flags.migrate

@@ -10,8 +10,10 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { CloudtaserError, type ErrorCode, type Logger, silentLogger } from '../core/index.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
 import type {
+  JsonPatchOperation,
   KubeEvent,
   KubeList,
+  KubeMutatingWebhookConfiguration,
   KubeNamespace,
   KubeSecret,
   KubeVersion,
@@ -226,6 +228,34 @@ export class KubeClient {
       body: { metadata },
       contentType: 'application/merge-patch+json',
       permission: `patch secrets ${name} in namespace ${namespace}`,
+    });
+  }
+
+  async getMutatingWebhookConfiguration(
+    name: string,
+    options?: CallOptions,
+  ): Promise<KubeMutatingWebhookConfiguration> {
+    return this.request<KubeMutatingWebhookConfiguration>({
+      ...options,
+      method: 'GET',
+      path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
+      permission: `get mutatingwebhookconfigurations ${name} (group admissionregistration.k8s.io)`,
+    });
+  }
+
+  /** Applies an RFC 6902 JSON patch; start it with a `test` of /metadata/resourceVersion to make it conditional. */
+  async patchMutatingWebhookConfiguration(
+    name: string,
+    operations: readonly JsonPatchOperation[],
+    options?: CallOptions,
+  ): Promise<KubeMutatingWebhookConfiguration> {
+    return this.request<KubeMutatingWebhookConfiguration>({
+      ...options,
+      method: 'PATCH',
+      path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
+      body: operations,
+      contentType: 'application/json-patch+json',
+      permission: `patch mutatingwebhookconfigurations ${name} (group admissionregistration.k8s.io)`,
     });
   }
 
@@ -600,6 +630,8 @@ function segment(value: string, what: string): string {
   }
   return encodeURIComponent(value);
 }
+
+const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
 
 function secretsPath(namespace: string): string {
   return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/secrets`;

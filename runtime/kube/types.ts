@@ -27,6 +27,22 @@ export interface KubeSecret {
   readonly immutable?: boolean;
 }
 
+/** The part of an admissionregistration.k8s.io/v1 MutatingWebhookConfiguration cloudtaser reads and patches. */
+export interface KubeMutatingWebhookConfiguration {
+  readonly kind?: 'MutatingWebhookConfiguration';
+  readonly apiVersion?: 'admissionregistration.k8s.io/v1';
+  readonly metadata: KubeObjectMeta;
+  readonly webhooks?: ReadonlyArray<{
+    readonly name: string;
+    readonly clientConfig?: { readonly caBundle?: string; readonly url?: string; readonly service?: unknown };
+  }>;
+}
+
+/** One RFC 6902 operation (the subset we send). */
+export type JsonPatchOperation =
+  | { readonly op: 'test' | 'add' | 'replace'; readonly path: string; readonly value: unknown }
+  | { readonly op: 'remove'; readonly path: string };
+
 export interface KubeList<T> {
   readonly metadata: { readonly resourceVersion?: string; readonly continue?: string };
   readonly items: readonly T[];

@@ -14,6 +14,14 @@ export {
   VOLUME_NAME,
   type WebhookState,
 } from './admission.js';
+export {
+  caBundlePatch,
+  keepWebhookCaBundle,
+  type WebhookCaBundleKeeper,
+  type WebhookCaBundleOptions,
+  type WebhookCaBundleStatus,
+  type WebhookConfigurationApi,
+} from './ca-bundle.js';
 export { registerPodCommands } from './command.js';
 export { type FetchPodSecretsOptions, fetchPodSecrets, SERVICE_ACCOUNT_TOKEN_PATH } from './fetch.js';
 export { startWebhookServer, WEBHOOK_PATH, type WebhookServer, type WebhookServerOptions } from './server.js';

@@ -158,6 +158,7 @@ describe('chart cloudtaser (operator)', () => {
     ['operator.broker.trust.caSha256', 'a'.repeat(63)],
     ['webhook.failurePolicy', 'Sometimes'],
     ['operator.replicas', 0],
+    ['operator.replicas', 2],
     ['operator.migration.namespaces', ['a', 'a']],
   ])('rejects %s = %j', (path, value) => {
     const problems = validateAgainstSchema(chart.schema, withValue(withAddress, path, value));
@@ -227,7 +228,19 @@ describe('chart cloudtaser (operator)', () => {
     expect(webhook).toContain('toYaml .Values.webhook.objectSelector');
     expect(webhook).toContain('path: /mutate-pods');
     // The CA bundle only ever comes from a value (or cert-manager): never a literal certificate in the chart.
-    expect(webhook).toMatch(/caBundle: \{\{ \. \}\}/);
+    expect(webhook).toMatch(/caBundle: \{\{ \.Values\.webhook\.caBundle \}\}/);
+  });
+
+  it('lets the operator keep the caBundle of its own webhook configuration unless a TLS Secret is given', () => {
+    const deployment = chart.templates.get('deployment.yaml')!;
+    // Without webhook.tls.secretName the broker makes its serving CA in memory and patches the configuration
+    // the chart names after the release; the ClusterRole grants get/patch on exactly that name.
+    expect(deployment).toMatch(
+      /if \.Values\.webhook\.tls\.secretName[\s\S]*--webhook-tls-cert[\s\S]*else[\s\S]*--webhook-configuration=\{\{ include "cloudtaser\.fullname" \. \}\}/,
+    );
+    expect(chart.templates.get('rbac.yaml')).toMatch(
+      /resources: \["mutatingwebhookconfigurations"\]\s+resourceNames: \[\{\{ \$fullname \| quote \}\}\]\s+verbs: \["get", "patch"\]/,
+    );
   });
 });
 
