@@ -48,7 +48,7 @@ export function verifyAttestation(
   csrPublicKeySha256: string,
   policy: AttestationPolicy,
   now: Date = new Date(),
-): { subject: string; expiresAt: Date } {
+): { subject: string; expiresAt: Date /** `iat`, seconds since the epoch. */; issuedAt: number } {
   const fail = (reason: AttestationFailure, message: string): never => {
     throw new CloudtaserError(
       'CT_ATTESTATION_FAILED',
@@ -112,7 +112,7 @@ export function verifyAttestation(
       `the token lives longer than ${MAX_ATTESTATION_TOKEN_SECONDS} s; bootstrap tokens must be short-lived`,
     );
   }
-  return { subject, expiresAt: new Date(exp * 1000) };
+  return { subject, expiresAt: new Date(exp * 1000), issuedAt: iat };
 }
 
 /** Validates a JWKS document given to registration (CLI file or data source), keeping only usable public keys. */

@@ -95,8 +95,11 @@ export async function serveBootstrap(
     }
     const policy = status.attestation;
     let resumed = false;
+    let attestationIat: number | undefined;
     if (policy) {
-      const refusal = checkAttestation(request, policy);
+      const checked = checkAttestation(request, policy);
+      const refusal =
+        'code' in checked ? checked : replayedAttestation(checked.issuedAt, request.csr, status);
       if (refusal) {
         logger.info(
           { event: 'bridge.attestation_refused', code: refusal.code, reason: refusal.why },
@@ -104,6 +107,9 @@ export async function serveBootstrap(
         );
         return refuse(refusal.code, refusal.reason);
       }
+      attestationIat = (checked as { issuedAt: number }).issuedAt;
+      // The same key as recorded: the broker's earlier answer was lost; sign again without a rewrite.
+      resumed = status.initialized && status.initializedBrokerKeySha256 === csrKeySha256(request.csr);
     } else if (status.initialized) {
       // The record may name this very key: the broker's earlier attempt was recorded but its answer was lost.
       // Only the key's holder can sign a CSR for it, so signing again for it gives nothing to anyone else.
@@ -144,6 +150,7 @@ export async function serveBootstrap(
           brokerCertSha256: certificateSha256(brokerCertPem),
           brokerKeySha256: csrKeySha256(request.csr),
           replacesVersion,
+          attestationIat,
         });
       }
     } catch (err) {
@@ -199,7 +206,7 @@ const MAX_REFUSAL_REASON_CHARS = 1000;
 function checkAttestation(
   request: BootstrapRequest,
   policy: AttestationPolicy,
-): { code: ErrorCode; reason: string; why: string } | undefined {
+): AttestationRefusal | { issuedAt: number } {
   const account = `${policy.serviceAccount.namespace}/${policy.serviceAccount.name}`;
   if (request.attestation === undefined) {
     return {
@@ -217,15 +224,44 @@ function checkAttestation(
       return { code: 'CT_PKI_INVALID_CSR', why: 'csr', reason: err.message };
     throw err;
   }
+  let issuedAt = 0;
   try {
-    for (const key of keys) verifyAttestation(request.attestation, key, policy);
+    for (const key of keys) issuedAt = verifyAttestation(request.attestation, key, policy).issuedAt;
   } catch (err) {
     if (!isCloudtaserError(err, 'CT_ATTESTATION_FAILED')) throw err;
     const why = String(err.details.reason ?? 'unknown');
     const reason = `${err.message}${ATTESTATION_ADVICE[why]?.(account) ?? ''}`;
     return { code: 'CT_ATTESTATION_FAILED', why, reason: reason.slice(0, MAX_REFUSAL_REASON_CHARS) };
   }
-  return undefined;
+  return { issuedAt };
+}
+
+interface AttestationRefusal {
+  readonly code: ErrorCode;
+  readonly reason: string;
+  /** Short label for logs and metrics. */
+  readonly why: string;
+}
+
+/**
+ * A valid token can still be an old one: a request captured from an earlier broker (within the token's
+ * lifetime) would move the cluster back to that broker's key and cut the current broker off. So a bootstrap
+ * for another key than the recorded one must bring a token issued after the recorded bootstrap's token.
+ */
+function replayedAttestation(
+  issuedAt: number,
+  csr: string,
+  status: { initialized: boolean; initializedBrokerKeySha256?: string; initializedAttestationIat?: number },
+): AttestationRefusal | undefined {
+  if (!status.initialized || status.initializedAttestationIat === undefined) return undefined;
+  if (status.initializedBrokerKeySha256 === csrKeySha256(csr)) return undefined;
+  if (issuedAt > status.initializedAttestationIat) return undefined;
+  return {
+    code: 'CT_ATTESTATION_FAILED',
+    why: 'replayed',
+    reason:
+      'bootstrap attestation refused (replayed): the token was issued before the one behind the current bootstrap, so this request is older than the broker now trusted; a genuine broker mints a fresh token on retry',
+  };
 }
 
 /** What the operator can do about each refusal (unknown-key's message already says "refresh the keys"). */

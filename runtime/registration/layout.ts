@@ -65,6 +65,11 @@ export interface InitializedRecord {
   readonly broker_key_sha256?: string;
   /** Random per write attempt: lets a retried check-and-set recognise its own committed write. */
   readonly write_id?: string;
+  /**
+   * `iat` (seconds) of the attestation token behind this bootstrap. A later attested bootstrap for another key
+   * must bring a token issued after it, so a captured earlier request cannot take the cluster back.
+   */
+  readonly attestation_iat?: number;
 }
 
 /** `system/bridge-ca` in the cluster namespace. The private key never leaves OpenBao except to the bridge. */

@@ -296,6 +296,8 @@ export interface ClusterStatus {
   readonly initializedBrokerKeySha256?: string;
   /** KV version of the `initialized` record: an attested re-bootstrap rewrites it with this check-and-set. */
   readonly initializedVersion?: number;
+  /** `iat` of the attestation token behind the current bootstrap (attested bootstraps only). */
+  readonly initializedAttestationIat?: number;
   /** The attestation policy, when bootstrap requires a token. */
   readonly attestation?: AttestationPolicy;
 }
@@ -336,6 +338,9 @@ export async function getClusterStatus(
     initializedBrokerKeySha256:
       typeof initialized?.broker_key_sha256 === 'string' ? initialized.broker_key_sha256 : undefined,
     ...(initializedSecret ? { initializedVersion: initializedSecret.version } : {}),
+    ...(typeof initialized?.attestation_iat === 'number'
+      ? { initializedAttestationIat: initialized.attestation_iat }
+      : {}),
     ...(attestation ? { attestation } : {}),
   };
 }
@@ -430,6 +435,8 @@ export async function markClusterInitialized(
     brokerCertSha256: string;
     brokerKeySha256?: string;
     replacesVersion?: number;
+    /** `iat` of the attestation token the bootstrap was admitted with. */
+    attestationIat?: number;
   },
 ): Promise<InitializedRecord> {
   const fingerprint = parseFingerprint(options.fingerprint);
@@ -438,6 +445,7 @@ export async function markClusterInitialized(
     initialized_at: new Date().toISOString(),
     broker_cert_sha256: options.brokerCertSha256,
     ...(options.brokerKeySha256 ? { broker_key_sha256: options.brokerKeySha256 } : {}),
+    ...(options.attestationIat !== undefined ? { attestation_iat: options.attestationIat } : {}),
     write_id: randomUUID(),
   };
   try {

@@ -256,6 +256,44 @@ describe('attested bootstrap through the beacon', () => {
     expect(store.initializedWrites(cluster.fingerprint)).toBe(0);
   });
 
+  it('refuses an earlier request replayed after a newer bootstrap: a valid token for its own key, issued before the current one', async () => {
+    const cluster = await registerAttested();
+    await bridge();
+    const genuine = await broker(cluster.fingerprint, attested());
+    await genuine.waitForPhase('operational', 15_000);
+    const tunnel = genuine.tunnel();
+    const recorded = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
+    expect(recorded.initializedAttestationIat).toEqual(expect.any(Number));
+    // What a captured request from the broker before this one looks like to the bridge: right account, right
+    // issuer, bound to its own key, still unexpired, but issued before the token behind the current bootstrap.
+    const replayer = await broker(cluster.fingerprint, {
+      attestation: {
+        serviceAccount: OPERATOR,
+        kube: {
+          createServiceAccountToken: async (namespace, name, request = {}) => ({
+            token: kube.issueServiceAccountToken(namespace, name, {
+              audiences: [...(request.audiences ?? [])],
+              expirationSeconds: 600,
+              issuedAt: recorded.initializedAttestationIat! - 30,
+            }),
+            expirationTimestamp: new Date(Date.now() + 570_000).toISOString(),
+          }),
+        },
+      },
+      timing: { ...FAST_BROKER_TIMING, rejectedRetryMs: 200 },
+    });
+    const rejected = await replayer.waitForPhase('rejected', 15_000);
+    expect(rejected.lastErrorCode).toBe('CT_ATTESTATION_FAILED');
+    expect(rejected.reason).toContain('(replayed)');
+    await sleepMs(600);
+    // Nothing was rewritten and the current broker keeps its tunnel.
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+    const after = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
+    expect(after.initializedBrokerKeySha256).toBe(recorded.initializedBrokerKeySha256);
+    expect(genuine.tunnel()).toBe(tunnel);
+    expect(genuine.status().phase).toBe('operational');
+  });
+
   it('after the cluster rotates its keys the broker status says to refresh them, and a re-registration with the new keys heals it on its own', async () => {
     // The registration holds only a key the cluster no longer signs with.
     const stale = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ format: 'jwk' });

@@ -66,7 +66,13 @@ export interface KubeTestServer {
   issueServiceAccountToken(
     namespace: string,
     name: string,
-    opts?: { audiences?: string[]; expirationSeconds?: number; boundPod?: { name: string; uid: string } },
+    opts?: {
+      audiences?: string[];
+      expirationSeconds?: number;
+      boundPod?: { name: string; uid: string };
+      /** Issue time (seconds since the epoch) instead of now: for tokens captured earlier. */
+      issuedAt?: number;
+    },
   ): string;
   /** Grants a service account what an RBAC rule allows; without grants a service account may only read discovery. */
   grant(serviceAccount: { namespace: string; name: string }, rule: PolicyRule): void;
@@ -317,6 +323,7 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
         audiences: opts.audiences ?? state.apiAudiences,
         expirationSeconds: opts.expirationSeconds ?? 3600,
         boundPod: opts.boundPod,
+        now: opts.issuedAt,
       }).token;
     },
     grant: (serviceAccount, rule) => {
