@@ -63,6 +63,18 @@ export function awaitSecure(
 
 function ignoreLateError(): void {}
 
+/** OpenSSL verification codes an operator meets, in words. */
+const CERTIFICATE_ERRORS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'the certificate has expired (or this clock runs ahead)',
+  CERT_NOT_YET_VALID: 'the certificate is not valid yet (or this clock runs behind)',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'it is not issued by the cluster CA',
+  UNABLE_TO_GET_ISSUER_CERT: 'it is not issued by the cluster CA',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'it is not issued by the cluster CA',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'it is self-signed, not issued by the cluster CA',
+  CERT_SIGNATURE_FAILURE: 'its signature does not verify',
+  UNABLE_TO_VERIFY_FIRST_CERTIFICATE: 'it is not issued by the cluster CA',
+};
+
 /**
  * Runs the server side of an inner TLS handshake over a paired stream. It goes through a `tls.Server` on
  * purpose: a bare `new TLSSocket({ isServer: true })` neither sets `authorized` nor enforces
@@ -74,7 +86,14 @@ export function acceptTls(
   guard: { timeoutMs: number; code: ErrorCode; what: string; signal?: AbortSignal },
 ): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const server = createTlsServer({ ...options, minVersion: INNER_TLS_MIN_VERSION });
+    // Node's TLS server drops a client whose certificate fails verification without saying why (no
+    // 'tlsClientError'), so verification failures are enforced here instead, where the reason is known.
+    const enforceClientCert = options.requestCert === true && options.rejectUnauthorized !== false;
+    const server = createTlsServer({
+      ...options,
+      ...(enforceClientCert ? { rejectUnauthorized: false } : {}),
+      minVersion: INNER_TLS_MIN_VERSION,
+    });
     const cleanup = () => {
       clearTimeout(timer);
       guard.signal?.removeEventListener('abort', onAbort);
@@ -97,6 +116,17 @@ export function acceptTls(
     );
     server.once('secureConnection', (socket: TLSSocket) => {
       if (settled) return socket.destroy();
+      if (enforceClientCert && !socket.authorized) {
+        socket.destroy();
+        const why = String(socket.authorizationError ?? 'no certificate');
+        fail(
+          new CloudtaserError(
+            guard.code,
+            `${guard.what} failed: the peer's certificate was refused: ${CERTIFICATE_ERRORS[why] ?? why} (${why})`,
+          ),
+        );
+        return;
+      }
       settled = true;
       cleanup();
       resolve(socket);

@@ -80,10 +80,10 @@ describe('certificate validity under clock skew', () => {
     expect(results[1].status).toBe('rejected');
   });
 
-  // WEAKNESS (runtime/tunnel/tls.ts acceptTls): the broker reports "the peer closed the connection" instead of
-  // OpenSSL's "certificate has expired", because the stream's close wins the race with 'tlsClientError'. The
-  // refusal holds (above); the reason an operator needs does not reach the log. `fails` until fixed.
-  it.fails('names the expiry in the broker-side refusal of an expired bridge certificate', async () => {
+  // WAS A WEAKNESS (runtime/tunnel/tls.ts acceptTls): the broker reported "the peer closed the connection"
+  // instead of the expiry, because Node's TLS server drops a client whose certificate fails verification without
+  // emitting the reason. acceptTls now enforces the client certificate itself and names the OpenSSL reason.
+  it('names the expiry in the broker-side refusal of an expired bridge certificate', async () => {
     const results = await handshake(goodBroker, leaf('bridge', new Date(Date.now() - 3 * DAY_MS), 1));
     expect((results[0] as PromiseRejectedResult).reason.message).toMatch(/expired/i);
   });
