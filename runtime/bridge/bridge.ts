@@ -82,6 +82,11 @@ export interface BridgeOptions {
   /** CA of OpenBao's certificate, for the pod API forwarder (which keeps its own connection pool). */
   readonly openbaoCaCertPem?: string;
   /**
+   * How long a pod's request forwarded to OpenBao may take before the pod gets OpenBao's own 503 shape (it
+   * retries as it would against OpenBao). @default 15000
+   */
+  readonly podRequestTimeoutMs?: number;
+  /**
    * Serve the per-cluster TokenReview endpoint OpenBao's Kubernetes auth calls
    * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`). @default off
    */
@@ -167,6 +172,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   const forwarder = createOpenBaoForwarder({
     address: options.openbao.address,
     caCertPem: options.openbaoCaCertPem,
+    timeoutMs: options.podRequestTimeoutMs,
     logger: log,
   });
 

@@ -28,6 +28,7 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly tokenreviewListen?: string;
   readonly tokenreviewTlsCert?: string;
   readonly tokenreviewTlsKey?: string;
+  readonly podRequestTimeout: string;
 }
 
 /** `cloudtaser-cli bridge run`: a thin shell over startBridge. */
@@ -79,6 +80,11 @@ export function registerBridgeCommand(program: Command): Command {
       'PEM certificate for the TokenReview listener (default: plain HTTP)',
     )
     .option('--tokenreview-tls-key <path>', 'PEM key for --tokenreview-tls-cert')
+    .option(
+      '--pod-request-timeout <duration>',
+      "how long a pod's request may wait for OpenBao before the pod gets a 503 to retry",
+      '15s',
+    )
     .action(async (flags: BridgeRunFlags) => {
       const logger = createLogger('bridge');
       const relay = await readRelayClientFlags(flags, 'bridge run');
@@ -96,6 +102,7 @@ export function registerBridgeCommand(program: Command): Command {
         resolve: relay.resolve,
         health: relay.health,
         openbaoCaCertPem: await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert'),
+        podRequestTimeoutMs: parseDuration(flags.podRequestTimeout, '--pod-request-timeout'),
         tokenReview: flags.tokenreviewListen
           ? {
               ...parseListenAddress(flags.tokenreviewListen, '--tokenreview-listen'),

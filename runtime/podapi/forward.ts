@@ -96,14 +96,26 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         );
         return { status: response.statusCode, headers: JSON_HEADERS, body: Buffer.concat(chunks) };
       } catch (err) {
+        const timedOut = abort.signal.aborted && !signal?.aborted;
         log.warn(
-          { event: 'podapi.openbao_unreachable', route: checked.route, reason: (err as Error).message },
-          'OpenBao did not answer a pod API request',
+          {
+            event: 'podapi.openbao_unreachable',
+            code: timedOut ? 'CT_OPENBAO_TIMEOUT' : 'CT_OPENBAO_UNREACHABLE',
+            route: checked.route,
+            reason: timedOut ? `no answer within ${timeoutMs} ms` : (err as Error).message,
+          },
+          timedOut
+            ? 'OpenBao did not answer a pod API request in time'
+            : 'OpenBao could not be reached for a pod API request',
         );
         return {
           status: 503,
           headers: JSON_HEADERS,
-          body: openBaoErrorBody(['the secret store did not answer the cloudtaser bridge; retry shortly']),
+          body: openBaoErrorBody([
+            timedOut
+              ? 'the secret store did not answer the cloudtaser bridge in time; retry shortly'
+              : 'the secret store did not answer the cloudtaser bridge; retry shortly',
+          ]),
         };
       } finally {
         clearTimeout(timer);

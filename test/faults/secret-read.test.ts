@@ -1,6 +1,6 @@
 /**
- * Fault injection on the secret path: OpenBao answering 5xx or sealed while a pod reads through the broker,
- * beacon and bridge. The pod sees OpenBao's own error shape (so existing clients retry as they would against
+ * Fault injection on the secret path: OpenBao answering 5xx, sealed, or too slowly while a pod reads through the
+ * broker, beacon and bridge. The pod sees OpenBao's own error shape (so existing clients retry as they would against
  * OpenBao), nothing is cached or lost, the next read returns the secret, and no log line carries the value.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,11 +13,13 @@ import {
   startOperationalStack,
 } from '../operational/stack.js';
 
+const POD_REQUEST_TIMEOUT_MS = 1_000;
 let stack: OperationalStack;
 let token: string;
 
 beforeAll(async () => {
-  stack = await startOperationalStack();
+  // A short bound on OpenBao's answer so the timeout case runs in a second (production default: 15 s).
+  stack = await startOperationalStack({ bridge: { podRequestTimeoutMs: POD_REQUEST_TIMEOUT_MS } });
   const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
     body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
   });
@@ -51,6 +53,26 @@ describe('secret reads while OpenBao fails', () => {
       stack.openbao.unseal();
     }
     expect((await read()).status).toBe(200);
+  });
+
+  it("answers 503 in OpenBao's shape when OpenBao does not answer in time, logs CT_OPENBAO_TIMEOUT, and the next read succeeds", async () => {
+    stack.openbao.injectFault({ pathPattern: /\/v1\/secret\/data\//, delayMs: 3 * POD_REQUEST_TIMEOUT_MS });
+    const slow = await read();
+    expect(slow.status).toBe(503);
+    expect(slow.body.errors).toEqual([expect.stringMatching(/did not answer the cloudtaser bridge in time/)]);
+    const logged = stack.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(logged).toContainEqual(
+      expect.objectContaining({ event: 'podapi.openbao_unreachable', code: 'CT_OPENBAO_TIMEOUT' }),
+    );
+    const ok = await read();
+    expect(ok.status).toBe(200);
+    expect((ok.body.data as { data: { password: string } }).data.password).toBe(SECRET_VALUE);
+  });
+
+  it('serves a read that is slow but inside the bound', async () => {
+    stack.openbao.injectFault({ pathPattern: /\/v1\/secret\/data\//, delayMs: POD_REQUEST_TIMEOUT_MS / 4 });
+    const slowButFine = await read();
+    expect(slowButFine.status).toBe(200);
   });
 
   it('keeps the tunnel up through the faults and never logs the secret value', async () => {

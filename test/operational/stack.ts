@@ -6,7 +6,7 @@
  */
 import { Writable } from 'node:stream';
 import { Agent, request } from 'undici';
-import { type BridgeHandle, startBridge } from '../../runtime/bridge/index.js';
+import { type BridgeHandle, type BridgeOptions, startBridge } from '../../runtime/bridge/index.js';
 import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
 import { createLogger } from '../../runtime/core/log.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
@@ -65,7 +65,7 @@ export interface OperationalStack {
 }
 
 export async function startOperationalStack(
-  options: { broker?: Partial<BrokerOptions>; logLevel?: string } = {},
+  options: { broker?: Partial<BrokerOptions>; bridge?: Partial<BridgeOptions>; logLevel?: string } = {},
 ): Promise<OperationalStack> {
   const logs: string[] = [];
   const sink = new Writable({
@@ -125,6 +125,7 @@ export async function startOperationalStack(
       timing: FAST_BRIDGE_TIMING,
       tokenReview: { host: '127.0.0.1', port: 0 },
       logger,
+      ...options.bridge,
     });
     closers.push(() => bridge.close());
 
