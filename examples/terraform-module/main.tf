@@ -9,6 +9,9 @@ module "registration" {
   token                  = var.token
   exec                   = var.exec
   purge_on_destroy       = var.purge_on_destroy
+
+  attestation                 = var.attestation
+  attestation_service_account = var.attestation_service_account
 }
 
 module "operator" {
@@ -17,6 +20,7 @@ module "operator" {
 
   beacon_address   = var.beacon_address
   ca_sha256        = module.registration.operational_hash
+  attestation      = module.registration.attested
   chart_version    = var.chart_version
   chart_repository = var.chart_repository
 

@@ -23,8 +23,9 @@ output "operator_values" {
   value = {
     operator = {
       broker = {
-        beacon = { address = var.beacon_address }
-        trust  = { caSha256 = module.registration.operational_hash }
+        beacon      = { address = var.beacon_address }
+        trust       = { caSha256 = module.registration.operational_hash }
+        attestation = { enabled = module.registration.attested }
       }
     }
   }

@@ -79,3 +79,15 @@ variable "purge_on_destroy" {
   type        = bool
   default     = false
 }
+
+variable "attestation" {
+  description = "Require an attested bootstrap (issuer and keys read through the cluster connection). See modules/registration."
+  type        = bool
+  default     = true
+}
+
+variable "attestation_service_account" {
+  description = "namespace/name of the operator's service account; null for cloudtaser-system/cloudtaser."
+  type        = string
+  default     = null
+}

@@ -167,6 +167,7 @@ describe('examples/terraform-module registration, applied for real', () => {
         'output "fingerprint" {\n  value = module.registration.fingerprint\n}',
         'output "namespace" {\n  value = module.registration.namespace\n}',
         'output "operational_hash" {\n  value = module.registration.operational_hash\n}',
+        'output "attested" {\n  value = module.registration.attested\n}',
       ].join('\n\n'),
     );
     const client = new OpenBaoClient({ address: dev.secretstoreAddress, token: dev.secretstoreToken });
@@ -182,6 +183,13 @@ describe('examples/terraform-module registration, applied for real', () => {
     expect(outputs.operational_hash.value).toMatch(/^[0-9a-f]{64}$/);
     const status = await getClusterStatus(client, { fingerprint: dev.kubeSystemUid });
     expect(status.registered).toBe(true);
+    // Attestation is on by default: issuer and keys were read through the same kubeconfig.
+    expect(outputs.attested.value).toBe(true);
+    expect(status.attestation?.issuer).toEqual(expect.stringMatching(/^https:\/\//));
+    expect(status.attestation?.serviceAccount).toEqual({
+      namespace: 'cloudtaser-system',
+      name: 'cloudtaser',
+    });
 
     const state = readFileSync(join(workspace.dir, 'terraform.tfstate'), 'utf8');
     expect(secretsIn(state, [dev.secretstoreToken])).toEqual([]);

@@ -20,5 +20,10 @@ resource "helm_release" "operator" {
       value = var.ca_sha256
       type  = "string"
     },
+    {
+      name  = "operator.broker.attestation.enabled"
+      value = tostring(var.attestation)
+      type  = "auto"
+    },
   ]
 }

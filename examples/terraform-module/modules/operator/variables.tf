@@ -13,6 +13,12 @@ variable "ca_sha256" {
   type        = string
 }
 
+variable "attestation" {
+  description = "Run the broker with attested bootstrap; set it to the registration's attested output."
+  type        = bool
+  default     = false
+}
+
 variable "chart_version" {
   description = "Version of the cloudtaser operator chart."
   type        = string

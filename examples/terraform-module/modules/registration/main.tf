@@ -7,6 +7,14 @@ locals {
     var.host == null ? "kubeconfig" :
     var.exec != null ? "exec" : "token"
   )
+  read = concat(
+    data.cloudtaser_cluster_fingerprint.kubeconfig,
+    data.cloudtaser_cluster_fingerprint.exec,
+    data.cloudtaser_cluster_fingerprint.token,
+  )
+  # Explicit values win; otherwise what the cluster serves (null, with a provider warning, when it does not).
+  attestation_issuer = var.attestation ? try(coalesce(var.attestation_issuer, one(local.read[*].service_account_issuer)), null) : null
+  attestation_jwks   = var.attestation ? try(coalesce(var.attestation_jwks, one(local.read[*].service_account_jwks)), null) : null
 }
 
 data "cloudtaser_cluster_fingerprint" "kubeconfig" {
@@ -39,11 +47,17 @@ data "cloudtaser_cluster_fingerprint" "token" {
 }
 
 resource "cloudtaser_cluster_registration" "this" {
-  fingerprint = coalesce(
-    var.fingerprint,
-    one(data.cloudtaser_cluster_fingerprint.kubeconfig[*].fingerprint),
-    one(data.cloudtaser_cluster_fingerprint.exec[*].fingerprint),
-    one(data.cloudtaser_cluster_fingerprint.token[*].fingerprint),
-  )
+  fingerprint      = coalesce(var.fingerprint, one(local.read[*].fingerprint))
   purge_on_destroy = var.purge_on_destroy
+
+  attestation_issuer          = local.attestation_issuer
+  attestation_jwks            = local.attestation_jwks
+  attestation_service_account = local.attestation_issuer == null ? null : var.attestation_service_account
+
+  lifecycle {
+    precondition {
+      condition     = !var.attestation || local.attestation_issuer == null || local.attestation_jwks != null
+      error_message = "attestation needs both the issuer and the JWKS; give attestation_jwks with attestation_issuer, or set attestation = false."
+    }
+  }
 }

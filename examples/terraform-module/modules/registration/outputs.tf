@@ -22,3 +22,8 @@ output "ca_cert_pem" {
   description = "The cluster CA certificate (public)."
   value       = cloudtaser_cluster_registration.this.ca_cert_pem
 }
+
+output "attested" {
+  description = "Whether bootstrap requires an attestation token: pass it to the operator chart (operator.broker.attestation.enabled)."
+  value       = cloudtaser_cluster_registration.this.attested
+}

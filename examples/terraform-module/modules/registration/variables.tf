@@ -51,3 +51,27 @@ variable "purge_on_destroy" {
   type        = bool
   default     = false
 }
+
+variable "attestation" {
+  description = "Require an attested bootstrap: the operator proves it runs as attestation_service_account in this cluster with a service-account token, so a restarted operator bootstraps again on its own and a stolen fingerprint is useless. The issuer and keys are read through the connection above unless given below."
+  type        = bool
+  default     = true
+}
+
+variable "attestation_issuer" {
+  description = "The cluster's service-account issuer, when it cannot be read through the connection (e.g. fingerprint given)."
+  type        = string
+  default     = null
+}
+
+variable "attestation_jwks" {
+  description = "The cluster's /openid/v1/jwks as JSON text, with attestation_issuer."
+  type        = string
+  default     = null
+}
+
+variable "attestation_service_account" {
+  description = "namespace/name of the operator's service account. Null: the provider's default (cloudtaser-system/cloudtaser)."
+  type        = string
+  default     = null
+}
