@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { CloudtaserError } from './errors.js';
+import { formatHost, listenHttp } from './listen.js';
 import { type Logger, silentLogger } from './log.js';
 
 /** An extra GET route on a health port: `/status` (JSON) on bridge and broker, `/metrics` on the beacon. */
@@ -57,33 +57,13 @@ export function startHealthServer(options: HealthServerOptions): Promise<HealthS
   });
   server.headersTimeout = 5_000;
   server.requestTimeout = 10_000;
-  const host = options.host ?? '0.0.0.0';
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(
-        new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          `cannot listen for health probes on ${host}:${options.port}: ${err.message}`,
-          {
-            cause: err,
-          },
-        ),
-      ),
-    );
-    server.listen(options.port, host, () => {
-      const address = server.address() as AddressInfo;
-      log.info({ event: 'health.listening', port: address.port }, 'health endpoint listening');
-      resolve({
-        url: `http://${formatHost(address.address)}:${address.port}`,
-        server,
-        close: () =>
-          new Promise<void>((done) => {
-            server.closeAllConnections();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
+  return listenHttp(server, {
+    host: options.host,
+    port: options.port,
+    what: 'health probes',
+    event: 'health.listening',
+    logger: log,
+  }).then((listening) => ({ url: listening.url, server, close: listening.close }));
 }
 
 /** `host:port`, `[v6]:port` or `:port` (all interfaces) from a `--*-listen` flag. */
@@ -99,6 +79,4 @@ export function parseListenAddress(value: string, flag: string): { host: string;
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }
 
-export function formatHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
+export { formatHost };

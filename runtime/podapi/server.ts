@@ -5,8 +5,8 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { CloudtaserError } from '../core/errors.js';
+import { listenHttp } from '../core/listen.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import type { TunnelMux } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
@@ -140,32 +140,14 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   server.headersTimeout = 10_000;
   server.requestTimeout = limits.timeoutMs + 5_000;
   server.keepAliveTimeout = 30_000;
-  const scheme = options.tls === false ? 'http' : 'https';
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(
-        new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          `cannot listen for the pod API on ${options.host ?? '0.0.0.0'}:${options.port}: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
-      const address = server.address() as AddressInfo;
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      log.info({ event: 'podapi.listening', port: address.port, scheme }, 'pod API listening');
-      resolve({
-        url: `${scheme}://${host}:${address.port}`,
-        port: address.port,
-        close: () =>
-          new Promise<void>((done) => {
-            server.closeAllConnections();
-            server.close(() => done());
-          }),
-      });
-    });
+  const listening = await listenHttp(server, {
+    host: options.host,
+    port: options.port,
+    what: 'the pod API',
+    event: 'podapi.listening',
+    logger: log,
   });
+  return { url: listening.url, port: listening.port, close: listening.close };
 }
 
 /** X-Vault-Token wins; `Authorization: Bearer` is the fallback, as in OpenBao. */

@@ -5,8 +5,8 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { CloudtaserError } from '../core/errors.js';
+import type { CloudtaserError } from '../core/errors.js';
+import { listenHttp } from '../core/listen.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import {
   admissionReply,
@@ -35,7 +35,7 @@ export interface WebhookServer {
   close(): Promise<void>;
 }
 
-export function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
+export async function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
   const log = (options.logger ?? silentLogger).child({ component: 'webhook' });
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -93,31 +93,14 @@ export function startWebhookServer(options: WebhookServerOptions): Promise<Webho
         );
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
-  const scheme = options.tls === false ? 'http' : 'https';
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(
-        new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          `cannot listen for the webhook on ${options.host ?? '0.0.0.0'}:${options.port}: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
-      const address = server.address() as AddressInfo;
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      log.info({ event: 'webhook.listening', port: address.port, scheme }, 'webhook listening');
-      resolve({
-        url: `${scheme}://${host}:${address.port}`,
-        close: () =>
-          new Promise<void>((done) => {
-            server.closeAllConnections();
-            server.close(() => done());
-          }),
-      });
-    });
+  const listening = await listenHttp(server, {
+    host: options.host,
+    port: options.port,
+    what: 'the webhook',
+    event: 'webhook.listening',
+    logger: log,
   });
+  return { url: listening.url, close: listening.close };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

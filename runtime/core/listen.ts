@@ -1,0 +1,67 @@
+/**
+ * One way to put an HTTP(S) server on a port, for every listener a process has (probes, pod API, webhook):
+ * the same listen error (CT_INVALID_ARGUMENT naming the flag's purpose), the same `<scheme>://host:port` URL and
+ * the same close, which also ends keep-alive connections so shutdown never waits on an idle client.
+ */
+import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { CloudtaserError } from './errors.js';
+import { type Logger, silentLogger } from './log.js';
+
+export interface ListeningServer {
+  /** `http(s)://host:port` as bound (IPv6 hosts in brackets). */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export function listenHttp(
+  server: HttpServer | HttpsServer,
+  options: {
+    readonly host?: string;
+    readonly port: number;
+    /** What listens, for the error and the log: "the pod API", "health probes". */
+    readonly what: string;
+    /** Log event on success, e.g. `podapi.listening`. */
+    readonly event: string;
+    readonly logger?: Logger;
+  },
+): Promise<ListeningServer> {
+  const host = options.host ?? '0.0.0.0';
+  const scheme = isTlsServer(server) ? 'https' : 'http';
+  const log = options.logger ?? silentLogger;
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(
+        new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `cannot listen for ${options.what} on ${host}:${options.port}: ${err.message}`,
+          { cause: err },
+        ),
+      ),
+    );
+    server.listen(options.port, host, () => {
+      const address = server.address() as AddressInfo;
+      log.info({ event: options.event, port: address.port, scheme }, `${options.what} listening`);
+      resolve({
+        url: `${scheme}://${formatHost(address.address)}:${address.port}`,
+        port: address.port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.closeAllConnections();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** https.Server is a tls.Server underneath; it alone has `setSecureContext`. */
+function isTlsServer(server: HttpServer | HttpsServer): boolean {
+  return typeof (server as { setSecureContext?: unknown }).setSecureContext === 'function';
+}
+
+export function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
