@@ -7,22 +7,21 @@ import { Duplex } from 'node:stream';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { attestationAudience } from '../../runtime/attestation/index.js';
-import { type BridgeHandle, startBridge } from '../../runtime/bridge/index.js';
-import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
+import type { BridgeHandle } from '../../runtime/bridge/index.js';
+import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { createCsr, parseCsr } from '../../runtime/pki/index.js';
 import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
 import {
-  beaconCert,
   eventually,
-  FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
   type Replicas,
   type SecretStore,
   startReplicas,
   startSecretStore,
-  testResolve,
+  startTestBridge,
+  startTestBroker,
 } from '../runtime/fixtures.js';
 
 const OPERATOR = { namespace: 'cloudtaser-system', name: 'cloudtaser' };
@@ -84,26 +83,13 @@ async function registerAttested(fingerprint: string = randomUUID(), keys: unknow
 }
 
 async function bridge(): Promise<BridgeHandle> {
-  const handle = await startBridge({
-    openbao: store.admin,
-    beacons: [replicas.address],
-    beaconCaPem: beaconCert.certPem,
-    resolve: testResolve,
-    timing: FAST_BRIDGE_TIMING,
-  });
+  const handle = await startTestBridge({ openbao: store.admin, beacons: [replicas.address] });
   running.push(handle);
   return handle;
 }
 
 async function broker(fingerprint: string, extra: Partial<BrokerOptions> = {}): Promise<BrokerHandle> {
-  const handle = await startBroker({
-    fingerprint,
-    beacons: [replicas.address],
-    beaconCaPem: beaconCert.certPem,
-    resolve: testResolve,
-    timing: FAST_BROKER_TIMING,
-    ...extra,
-  });
+  const handle = await startTestBroker({ fingerprint, beacons: [replicas.address], ...extra });
   running.push(handle);
   return handle;
 }

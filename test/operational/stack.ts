@@ -6,22 +6,15 @@
  */
 import { Writable } from 'node:stream';
 import { Agent, request } from 'undici';
-import { type BridgeHandle, type BridgeOptions, startBridge } from '../../runtime/bridge/index.js';
-import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
+import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js';
+import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { createLogger } from '../../runtime/core/log.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
-import {
-  beaconCert,
-  FAST_BRIDGE_TIMING,
-  FAST_BROKER_TIMING,
-  type Replicas,
-  startReplicas,
-  testResolve,
-} from '../runtime/fixtures.js';
+import { type Replicas, startReplicas, startTestBridge, startTestBroker } from '../runtime/fixtures.js';
 
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
 export const OPERATOR_SA = 'cloudtaser';
@@ -117,12 +110,9 @@ export async function startOperationalStack(
     const replicas = await startReplicas(1);
     closers.push(() => replicas.close());
 
-    const bridge = await startBridge({
+    const bridge = await startTestBridge({
       openbao: admin,
       beacons: [replicas.address],
-      beaconCaPem: beaconCert.certPem,
-      resolve: testResolve,
-      timing: FAST_BRIDGE_TIMING,
       tokenReview: { host: '127.0.0.1', port: 0 },
       logger,
       ...options.bridge,
@@ -148,12 +138,9 @@ export async function startOperationalStack(
     await bridge.pollNow();
 
     const launch = async (extra: Partial<BrokerOptions> = {}) => {
-      const handle = await startBroker({
+      const handle = await startTestBroker({
         fingerprint: kube.kubeSystemUid,
         beacons: [replicas.address],
-        beaconCaPem: beaconCert.certPem,
-        resolve: testResolve,
-        timing: FAST_BROKER_TIMING,
         caSha256: cluster.operationalHash,
         kube: brokerKube,
         podApi: { host: '127.0.0.1', port: 0, dnsNames: POD_API_DNS_NAMES },

@@ -1,6 +1,5 @@
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBridge } from '../../runtime/bridge/index.js';
 import {
   INIT_CONTAINER_NAME,
   INJECT_LABEL,
@@ -8,7 +7,7 @@ import {
   VOLUME_NAME,
   WEBHOOK_PATH,
 } from '../../runtime/webhook/index.js';
-import { beaconCert, eventually, FAST_BRIDGE_TIMING, testResolve } from '../runtime/fixtures.js';
+import { eventually, startTestBridge } from '../runtime/fixtures.js';
 import { type OperationalStack, startOperationalStack } from './stack.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: AdmissionReview and Event JSON are read loosely in assertions
@@ -244,13 +243,7 @@ describe('mutating webhook', () => {
     expect(podApi.status).toBe(503);
     expect(String((podApi.body.errors as string[])[0])).toContain('not connected');
 
-    const bridge = await startBridge({
-      openbao: stack.admin,
-      beacons: [stack.replicas.address],
-      beaconCaPem: beaconCert.certPem,
-      resolve: testResolve,
-      timing: FAST_BRIDGE_TIMING,
-    });
+    const bridge = await startTestBridge({ openbao: stack.admin, beacons: [stack.replicas.address] });
     try {
       await stack.broker.waitForPhase('operational', 20_000);
       const back = await admit(review('u-back', pod({ [INJECT_LABEL]: 'true' })));

@@ -5,6 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import { type BeaconHandle, createBeacon } from '../../runtime/beacon/index.js';
+import { type BridgeHandle, type BridgeOptions, startBridge } from '../../runtime/bridge/index.js';
+import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { issueSelfSignedSync } from '../../runtime/pki/index.js';
@@ -171,4 +173,28 @@ export async function eventually<T>(
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+/** A bridge as every test starts one: the test beacon CA and resolver, fast timing; `options` override. */
+export function startTestBridge(
+  options: Partial<BridgeOptions> & Pick<BridgeOptions, 'openbao' | 'beacons'>,
+): Promise<BridgeHandle> {
+  return startBridge({
+    beaconCaPem: beaconCert.certPem,
+    resolve: testResolve,
+    timing: FAST_BRIDGE_TIMING,
+    ...options,
+  });
+}
+
+/** A broker as every test starts one: the test beacon CA and resolver, fast timing; `options` override. */
+export function startTestBroker(
+  options: Partial<BrokerOptions> & Pick<BrokerOptions, 'fingerprint' | 'beacons'>,
+): Promise<BrokerHandle> {
+  return startBroker({
+    beaconCaPem: beaconCert.certPem,
+    resolve: testResolve,
+    timing: FAST_BROKER_TIMING,
+    ...options,
+  });
 }

@@ -1,20 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeHandle, startBridge } from '../../runtime/bridge/index.js';
-import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
+import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js';
+import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { deregisterCluster, getClusterStatus, rearmCluster } from '../../runtime/registration/index.js';
 import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
 import {
-  beaconCert,
   Capture,
   eventually,
   FAST_BRIDGE_TIMING,
-  FAST_BROKER_TIMING,
   type Replicas,
   type SecretStore,
   startReplicas,
   startSecretStore,
-  testResolve,
+  startTestBridge,
+  startTestBroker,
 } from './fixtures.js';
 
 let store: SecretStore;
@@ -34,28 +33,14 @@ afterEach(async () => {
   // Deregister everything so one test's clusters do not keep waiters on the shared beacons.
 });
 
-async function bridge(extra: Partial<Parameters<typeof startBridge>[0]> = {}): Promise<BridgeHandle> {
-  const handle = await startBridge({
-    openbao: store.admin,
-    beacons: [replicas.address],
-    beaconCaPem: beaconCert.certPem,
-    resolve: testResolve,
-    timing: FAST_BRIDGE_TIMING,
-    ...extra,
-  });
+async function bridge(extra: Partial<BridgeOptions> = {}): Promise<BridgeHandle> {
+  const handle = await startTestBridge({ openbao: store.admin, beacons: [replicas.address], ...extra });
   running.push(handle);
   return handle;
 }
 
 async function broker(fingerprint: string, extra: Partial<BrokerOptions> = {}): Promise<BrokerHandle> {
-  const handle = await startBroker({
-    fingerprint,
-    beacons: [replicas.address],
-    beaconCaPem: beaconCert.certPem,
-    resolve: testResolve,
-    timing: FAST_BROKER_TIMING,
-    ...extra,
-  });
+  const handle = await startTestBroker({ fingerprint, beacons: [replicas.address], ...extra });
   running.push(handle);
   return handle;
 }
