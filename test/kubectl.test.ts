@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -126,6 +126,47 @@ describe.skipIf(!available)('real kubectl against the Kubernetes test server', (
     const gone = await kubectl(['get', 'secret', 'db', '-n', 'default']);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain('Error from server (NotFound): secrets "db" not found');
+  });
+
+  it('applies, re-applies and lists a MutatingWebhookConfiguration', async () => {
+    const manifest = (timeout: number) => `apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: cloudtaser
+webhooks:
+  - name: inject.cloudtaser.io
+    clientConfig:
+      service: { namespace: cloudtaser, name: cloudtaser-operator, path: /mutate }
+    rules:
+      - { operations: [CREATE], apiGroups: [''], apiVersions: [v1], resources: [pods] }
+    sideEffects: None
+    admissionReviewVersions: [v1]
+    timeoutSeconds: ${timeout}
+`;
+    const file = join(home, 'webhook.yaml');
+    // The test server serves no OpenAPI document, which kubectl's client-side schema validation needs.
+    const apply = ['apply', '--validate=false', '-f', file];
+    await writeFile(file, manifest(5));
+    expect(await ok(apply)).toBe(
+      'mutatingwebhookconfiguration.admissionregistration.k8s.io/cloudtaser created\n',
+    );
+    await writeFile(file, manifest(7));
+    // The second apply is a strategic merge patch that merges the webhook by name.
+    expect(await ok(apply)).toBe(
+      'mutatingwebhookconfiguration.admissionregistration.k8s.io/cloudtaser configured\n',
+    );
+    expect(
+      await ok([
+        'get',
+        'mutatingwebhookconfiguration',
+        'cloudtaser',
+        '-o',
+        'jsonpath={.webhooks[0].timeoutSeconds} {.webhooks[0].failurePolicy} {.metadata.generation}',
+      ]),
+    ).toBe('7 Fail 2');
+    expect(await ok(['get', 'mutatingwebhookconfigurations'])).toMatch(
+      /^NAME\s+WEBHOOKS\s+AGE\ncloudtaser\s+1\s+\d+s\n$/,
+    );
   });
 
   it('refuses a duplicate secret with the AlreadyExists message', async () => {

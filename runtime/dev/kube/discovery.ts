@@ -81,6 +81,15 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     namespaced: false,
     verbs: ['create'],
   },
+  {
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    name: 'mutatingwebhookconfigurations',
+    singularName: 'mutatingwebhookconfiguration',
+    kind: 'MutatingWebhookConfiguration',
+    namespaced: false,
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+  },
 ];
 
 export function findResource(group: string, version: string, name: string): ResourceDefinition | undefined {

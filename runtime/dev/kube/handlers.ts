@@ -1,25 +1,45 @@
 /**
  * Resource handlers of the Kubernetes test server (dev-only): namespaces, service accounts and their token
- * subresource, secrets, events, TokenReview. Behaviour and texts follow wire-facts PART B.
+ * subresource, secrets, events, TokenReview, MutatingWebhookConfigurations. Behaviour and texts follow
+ * wire-facts PART B.
  */
 import { randomBytes } from 'node:crypto';
+import {
+  applyPatch,
+  JSON_PATCH,
+  jsonEqual,
+  MERGE_PATCH,
+  OBJECT_META_STRATEGY,
+  type PatchType,
+  patchTypeOf,
+  STRATEGIC_MERGE_PATCH,
+  type StrategicSchema,
+} from './patch.js';
 import type { Authorizer } from './rbac.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 import {
   alreadyExists,
   badRequest,
   conflict,
+  type FieldError,
   internalError,
   invalid,
   KubeStatusError,
   methodNotAllowed,
   notFound,
   preconditionConflict,
-  unsupportedMediaType,
 } from './status.js';
 import type { KubeObject, NewKubeObject, ObjectStore } from './store.js';
 import { toTable, wantsTable } from './table.js';
 import type { ServiceAccountTokenSigner } from './tokens.js';
+import {
+  MUTATING_WEBHOOK_CONFIGURATION_KIND,
+  normaliseMutatingWebhooks,
+  WEBHOOK_CONFIGURATION_API_VERSION,
+  WEBHOOK_CONFIGURATION_FIELDS,
+  WEBHOOK_CONFIGURATION_GROUP,
+  WEBHOOK_CONFIGURATION_STRATEGY,
+} from './webhook-configurations.js';
 
 /** Who made the request, after authentication. */
 export interface UserInfo {
@@ -114,6 +134,7 @@ const TOP_LEVEL_FIELDS: Record<string, Set<string>> = {
     'automountServiceAccountToken',
   ]),
   namespaces: new Set(['kind', 'apiVersion', 'metadata', 'spec', 'status']),
+  mutatingwebhookconfigurations: WEBHOOK_CONFIGURATION_FIELDS,
 };
 
 export function adminUser(): UserInfo {
@@ -190,6 +211,8 @@ export function handleResource(state: ServerState, req: ResourceRequest): Handle
       return handleEvents(state, req);
     case 'tokenreviews':
       return handleTokenReview(state, req);
+    case 'mutatingwebhookconfigurations':
+      return handleMutatingWebhookConfigurations(state, req);
     default:
       throw new KubeStatusError(404, 'NotFound', 'the server could not find the requested resource');
   }
@@ -426,29 +449,14 @@ function handleSecrets(state: ServerState, req: ResourceRequest): HandlerResult 
       const warnings = checkFields(req, 'secrets');
       const current = mustGet(state, 'secrets', namespace, req.name as string);
       const body = objectBody(req.body, 'Secret');
-      const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
-      if (meta.name !== undefined && meta.name !== current.metadata.name) {
-        throw badRequest('the name of the object does not match the name on the URL');
-      }
-      if (meta.resourceVersion === undefined || meta.resourceVersion === '') {
-        throw invalid('Secret', '', current.metadata.name, [
-          { field: 'metadata.resourceVersion', value: '', why: 'must be specified for an update' },
-        ]);
-      }
-      if (meta.resourceVersion !== current.metadata.resourceVersion) {
-        throw conflict(
-          'secrets',
-          current.metadata.name,
-          'the object has been modified; please apply your changes to the latest version and try again',
-        );
-      }
+      checkUpdatePreconditions(SECRETS, current, body);
       const next = normaliseSecret(body, current.metadata.name, current.metadata.namespace as string);
       return { status: 200, body: storeSecretChange(state, current, next), warnings };
     }
     case 'patch':
       return { status: 200, body: patchSecret(state, req) };
     case 'delete':
-      return { status: 200, body: deleteSecret(state, req) };
+      return { status: 200, body: deleteObject(state, req, SECRETS) };
     default:
       throw methodNotAllowed();
   }
@@ -457,8 +465,8 @@ function handleSecrets(state: ServerState, req: ResourceRequest): HandlerResult 
 /** Builds the stored form of a Secret: `stringData` merged into `data`, type defaulted, fields validated. */
 function normaliseSecret(body: Record<string, unknown>, name: string, namespace: string): KubeObject {
   checkSubdomainName('Secret', name);
-  const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
-  const data: Record<string, string> = {};
+  // No prototype: a key named `__proto__` is a valid Secret key and must be stored like any other.
+  const data: Record<string, string> = Object.create(null);
   const causes: { field: string; value: unknown; why: string }[] = [];
   if (body.data !== undefined && body.data !== null) {
     if (!isRecord(body.data)) throw badRequest('data must be a map of base64 strings');
@@ -501,26 +509,18 @@ function normaliseSecret(body: Record<string, unknown>, name: string, namespace:
   validateLabelsAndAnnotations('Secret', name, labels, annotations, causes);
   if (causes.length > 0) throw invalid('Secret', '', name, causes);
   const type = typeof body.type === 'string' && body.type !== '' ? body.type : 'Opaque';
-  const metadata: Record<string, unknown> = { name, namespace };
-  if (Object.keys(labels).length > 0) metadata.labels = labels;
-  if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
-  for (const field of ['ownerReferences', 'finalizers'] as const)
-    if (meta[field] !== undefined) metadata[field] = meta[field];
   return {
     kind: 'Secret',
     apiVersion: 'v1',
-    metadata: metadata as KubeObject['metadata'],
+    metadata: storedMetadata(body, name, namespace, labels, annotations),
     ...(body.immutable === undefined ? {} : { immutable: Boolean(body.immutable) }),
     ...(Object.keys(data).length === 0 ? {} : { data }),
     type,
   };
 }
 
-/** Stores a changed secret; an unchanged one keeps its resourceVersion (no-op updates are not writes). */
+/** Stores a changed secret once the Secret-only update rules (immutability, fixed type) allow it. */
 function storeSecretChange(state: ServerState, current: KubeObject, next: KubeObject): KubeObject {
-  next.metadata.uid = current.metadata.uid;
-  next.metadata.creationTimestamp = current.metadata.creationTimestamp;
-  next.metadata.resourceVersion = current.metadata.resourceVersion;
   if (current.immutable === true) {
     const causes: { field: string; value: unknown; why: string }[] = [];
     if (JSON.stringify(current.data ?? {}) !== JSON.stringify(next.data ?? {}))
@@ -538,74 +538,123 @@ function storeSecretChange(state: ServerState, current: KubeObject, next: KubeOb
       { field: 'type', value: next.type, why: 'field is immutable' },
     ]);
   }
-  if (JSON.stringify(current) === JSON.stringify(next)) return current;
-  return state.store.update('secrets', next);
+  return storeChange(state, 'secrets', current, next);
 }
 
 function patchSecret(state: ServerState, req: ResourceRequest): KubeObject {
-  const type = req.contentType.split(';')[0].trim();
-  if (type !== 'application/merge-patch+json' && type !== 'application/strategic-merge-patch+json') {
-    throw unsupportedMediaType(type);
-  }
-  const current = mustGet(state, 'secrets', req.namespace, req.name as string);
-  if (!isRecord(req.body)) throw badRequest('the patch must be a JSON object');
-  const patch = req.body;
-  const patchMeta = isRecord(patch.metadata) ? patch.metadata : {};
-  // A resourceVersion in the patch is an optimistic lock, as on a real server.
-  if (
-    typeof patchMeta.resourceVersion === 'string' &&
-    patchMeta.resourceVersion !== current.metadata.resourceVersion
-  ) {
-    throw conflict(
-      'secrets',
-      current.metadata.name,
-      'the object has been modified; please apply your changes to the latest version and try again',
-    );
-  }
-  for (const field of ['name', 'namespace', 'uid'] as const) {
-    if (patchMeta[field] !== undefined && patchMeta[field] !== current.metadata[field]) {
-      throw invalid('Secret', '', current.metadata.name, [
-        { field: `metadata.${field}`, value: patchMeta[field], why: 'field is immutable' },
-      ]);
-    }
-  }
-  const merged = mergePatch(structuredClone(current), patch) as Record<string, unknown>;
-  const next = normaliseSecret(merged, current.metadata.name, current.metadata.namespace as string);
+  const { current, patched } = patchedObject(state, req, SECRETS);
+  const next = normaliseSecret(patched, current.metadata.name, current.metadata.namespace as string);
   return storeSecretChange(state, current, next);
 }
 
-function deleteSecret(state: ServerState, req: ResourceRequest): object {
-  const current = mustGet(state, 'secrets', req.namespace, req.name as string);
-  const options = isRecord(req.body) ? req.body : {};
-  const preconditions = isRecord(options.preconditions) ? options.preconditions : {};
-  const name = current.metadata.name;
-  if (typeof preconditions.uid === 'string' && preconditions.uid !== current.metadata.uid) {
-    throw preconditionConflict(
-      'Secret',
-      name,
-      `the UID in the precondition (${preconditions.uid}) does not match the UID in record (${current.metadata.uid}). The object might have been deleted and then recreated`,
-    );
+// ---- MutatingWebhookConfigurations ------------------------------------------------------------------------
+
+function handleMutatingWebhookConfigurations(state: ServerState, req: ResourceRequest): HandlerResult {
+  const { resource, group } = MUTATING_WEBHOOK_CONFIGURATIONS;
+  switch (req.verb) {
+    case 'get':
+      return { status: 200, body: mustGet(state, resource, undefined, req.name as string, group) };
+    case 'list':
+      return listResult(
+        state,
+        req,
+        resource,
+        'MutatingWebhookConfigurationList',
+        undefined,
+        ['metadata.name'],
+        (o) => ({ 'metadata.name': o.metadata.name }),
+        WEBHOOK_CONFIGURATION_API_VERSION,
+      );
+    case 'create': {
+      const body = objectBody(
+        req.body,
+        MUTATING_WEBHOOK_CONFIGURATION_KIND,
+        WEBHOOK_CONFIGURATION_API_VERSION,
+      );
+      const name = resolveName(body, MUTATING_WEBHOOK_CONFIGURATION_KIND, group);
+      const { object, warnings } = buildWebhookConfiguration(req, body, name);
+      if (state.store.get(resource, undefined, name) !== undefined)
+        throw alreadyExists(resource, name, group);
+      object.metadata.generation = 1;
+      return { status: 201, body: state.store.create(resource, object), warnings };
+    }
+    case 'update': {
+      const current = mustGet(state, resource, undefined, req.name as string, group);
+      const body = objectBody(
+        req.body,
+        MUTATING_WEBHOOK_CONFIGURATION_KIND,
+        WEBHOOK_CONFIGURATION_API_VERSION,
+      );
+      checkUpdatePreconditions(MUTATING_WEBHOOK_CONFIGURATIONS, current, body);
+      const { object, warnings } = buildWebhookConfiguration(req, body, current.metadata.name);
+      return { status: 200, body: storeWebhookConfigurationChange(state, current, object), warnings };
+    }
+    case 'patch': {
+      const { current, patched } = patchedObject(state, req, MUTATING_WEBHOOK_CONFIGURATIONS);
+      const body = objectBody(
+        patched,
+        MUTATING_WEBHOOK_CONFIGURATION_KIND,
+        WEBHOOK_CONFIGURATION_API_VERSION,
+      );
+      const { object, warnings } = buildWebhookConfiguration(req, body, current.metadata.name, patched);
+      return { status: 200, body: storeWebhookConfigurationChange(state, current, object), warnings };
+    }
+    case 'delete':
+      return { status: 200, body: deleteObject(state, req, MUTATING_WEBHOOK_CONFIGURATIONS) };
+    default:
+      throw methodNotAllowed();
   }
-  if (
-    typeof preconditions.resourceVersion === 'string' &&
-    preconditions.resourceVersion !== current.metadata.resourceVersion
-  ) {
-    throw preconditionConflict(
-      'Secret',
-      name,
-      `the ResourceVersion in the precondition (${preconditions.resourceVersion}) does not match the ResourceVersion in record (${current.metadata.resourceVersion}). The object might have been modified`,
-    );
-  }
-  if (options.dryRun === undefined && req.query.get('dryRun') === null)
-    state.store.delete('secrets', req.namespace, name);
-  // No `code` key: the API server leaves it at 0 for an immediate delete (wire-facts B4).
-  return {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Success',
-    details: { name, kind: 'secrets', uid: current.metadata.uid },
+}
+
+/**
+ * The stored form of a MutatingWebhookConfiguration, in the API server's order of checks: body decoding
+ * (400), unknown fields under `fieldValidation`, then one 422 with every field problem.
+ */
+function buildWebhookConfiguration(
+  req: ResourceRequest,
+  body: Record<string, unknown>,
+  name: string,
+  checkedForUnknownFields: unknown = req.body,
+): { object: KubeObject; warnings: string[] } {
+  const { webhooks, errors, unknownFields } = normaliseMutatingWebhooks(body.webhooks);
+  const labels = labelsOf(body);
+  const annotations = annotationsOf(body);
+  const warnings = checkFields(
+    req,
+    MUTATING_WEBHOOK_CONFIGURATIONS.resource,
+    checkedForUnknownFields,
+    unknownFields,
+  );
+  const metadataErrors: FieldError[] = subdomainNameErrors(name);
+  validateLabelsAndAnnotations(
+    MUTATING_WEBHOOK_CONFIGURATION_KIND,
+    name,
+    labels,
+    annotations,
+    metadataErrors,
+  );
+  const all = [...metadataErrors, ...errors];
+  if (all.length > 0)
+    throw invalid(MUTATING_WEBHOOK_CONFIGURATION_KIND, WEBHOOK_CONFIGURATION_GROUP, name, all);
+  const object: KubeObject = {
+    kind: MUTATING_WEBHOOK_CONFIGURATION_KIND,
+    apiVersion: WEBHOOK_CONFIGURATION_API_VERSION,
+    metadata: storedMetadata(body, name, undefined, labels, annotations),
+    // An empty list is left out, as the API server's omitempty does.
+    ...(webhooks === undefined || webhooks.length === 0 ? {} : { webhooks }),
   };
+  return { object, warnings };
+}
+
+/** `metadata.generation` counts changes to the webhooks, as the API server's strategy does. */
+function storeWebhookConfigurationChange(
+  state: ServerState,
+  current: KubeObject,
+  next: KubeObject,
+): KubeObject {
+  const generation = typeof current.metadata.generation === 'number' ? current.metadata.generation : 1;
+  next.metadata.generation = jsonEqual(current.webhooks, next.webhooks) ? generation : generation + 1;
+  return storeChange(state, MUTATING_WEBHOOK_CONFIGURATIONS.resource, current, next);
 }
 
 // ---- events ------------------------------------------------------------------------------------------------
@@ -716,15 +765,160 @@ function handleTokenReview(state: ServerState, req: ResourceRequest): HandlerRes
 
 // ---- shared helpers ----------------------------------------------------------------------------------------
 
+/** How shared handler code names a resource in messages, and which patches it takes. */
+interface ResourceNames {
+  /** Plural, as in URLs and RBAC. */
+  readonly resource: string;
+  readonly kind: string;
+  readonly group: string;
+  readonly patchTypes: readonly PatchType[];
+  readonly strategy: StrategicSchema;
+}
+
+const SECRETS: ResourceNames = {
+  resource: 'secrets',
+  kind: 'Secret',
+  group: '',
+  // The contract pins JSON patch on secrets to 415; nothing in cloudtaser sends one.
+  patchTypes: [MERGE_PATCH, STRATEGIC_MERGE_PATCH],
+  strategy: OBJECT_META_STRATEGY,
+};
+
+const MUTATING_WEBHOOK_CONFIGURATIONS: ResourceNames = {
+  resource: 'mutatingwebhookconfigurations',
+  kind: MUTATING_WEBHOOK_CONFIGURATION_KIND,
+  group: WEBHOOK_CONFIGURATION_GROUP,
+  patchTypes: [JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH],
+  strategy: WEBHOOK_CONFIGURATION_STRATEGY,
+};
+
 function mustGet(
   state: ServerState,
   resource: string,
   namespace: string | undefined,
   name: string,
+  group = '',
 ): KubeObject {
   const found = state.store.get(resource, namespace, name);
-  if (found === undefined) throw notFound(resource, name);
+  if (found === undefined) throw notFound(resource, name, group);
   return found;
+}
+
+/** PUT rules every type shares: the URL names the object, and the body carries the current resourceVersion. */
+function checkUpdatePreconditions(
+  names: ResourceNames,
+  current: KubeObject,
+  body: Record<string, unknown>,
+): void {
+  const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
+  if (meta.name !== undefined && meta.name !== current.metadata.name) {
+    throw badRequest('the name of the object does not match the name on the URL');
+  }
+  if (meta.resourceVersion === undefined || meta.resourceVersion === '') {
+    throw invalid(names.kind, names.group, current.metadata.name, [
+      { field: 'metadata.resourceVersion', value: '', why: 'must be specified for an update' },
+    ]);
+  }
+  if (meta.resourceVersion !== current.metadata.resourceVersion) {
+    throw conflict(
+      names.resource,
+      current.metadata.name,
+      'the object has been modified; please apply your changes to the latest version and try again',
+      names.group,
+    );
+  }
+}
+
+/**
+ * The common part of every PATCH: the content type picks the patch format (415 when the type takes no
+ * such patch), the object must exist, and the patched object may not move or rename it. A resourceVersion
+ * left in the patched object is an optimistic lock, as on a real server.
+ */
+function patchedObject(
+  state: ServerState,
+  req: ResourceRequest,
+  names: ResourceNames,
+): { current: KubeObject; patched: Record<string, unknown> } {
+  const type = patchTypeOf(req.contentType, names.patchTypes);
+  const current = mustGet(state, names.resource, req.namespace, req.name as string, names.group);
+  const patched = applyPatch(current, req.body, type, names.strategy);
+  const meta = isRecord(patched.metadata) ? patched.metadata : {};
+  if (
+    typeof meta.resourceVersion === 'string' &&
+    meta.resourceVersion !== '' &&
+    meta.resourceVersion !== current.metadata.resourceVersion
+  ) {
+    throw conflict(
+      names.resource,
+      current.metadata.name,
+      'the object has been modified; please apply your changes to the latest version and try again',
+      names.group,
+    );
+  }
+  for (const field of ['name', 'namespace', 'uid'] as const) {
+    if (meta[field] !== undefined && meta[field] !== current.metadata[field]) {
+      throw invalid(names.kind, names.group, current.metadata.name, [
+        { field: `metadata.${field}`, value: meta[field], why: 'field is immutable' },
+      ]);
+    }
+  }
+  return { current, patched };
+}
+
+/** Stores `next` in place of `current`; an unchanged object keeps its resourceVersion (no-op writes). */
+function storeChange(
+  state: ServerState,
+  resource: string,
+  current: KubeObject,
+  next: KubeObject,
+): KubeObject {
+  next.metadata.uid = current.metadata.uid;
+  next.metadata.creationTimestamp = current.metadata.creationTimestamp;
+  next.metadata.resourceVersion = current.metadata.resourceVersion;
+  if (jsonEqual(current, next)) return current;
+  return state.store.update(resource, next);
+}
+
+/** DELETE with optional uid/resourceVersion preconditions; 200 with a Success Status. */
+function deleteObject(state: ServerState, req: ResourceRequest, names: ResourceNames): object {
+  const current = mustGet(state, names.resource, req.namespace, req.name as string, names.group);
+  const options = isRecord(req.body) ? req.body : {};
+  const preconditions = isRecord(options.preconditions) ? options.preconditions : {};
+  const name = current.metadata.name;
+  if (typeof preconditions.uid === 'string' && preconditions.uid !== current.metadata.uid) {
+    throw preconditionConflict(
+      names.kind,
+      name,
+      `the UID in the precondition (${preconditions.uid}) does not match the UID in record (${current.metadata.uid}). The object might have been deleted and then recreated`,
+      names.group,
+    );
+  }
+  if (
+    typeof preconditions.resourceVersion === 'string' &&
+    preconditions.resourceVersion !== current.metadata.resourceVersion
+  ) {
+    throw preconditionConflict(
+      names.kind,
+      name,
+      `the ResourceVersion in the precondition (${preconditions.resourceVersion}) does not match the ResourceVersion in record (${current.metadata.resourceVersion}). The object might have been modified`,
+      names.group,
+    );
+  }
+  if (options.dryRun === undefined && req.query.get('dryRun') === null)
+    state.store.delete(names.resource, req.namespace, name);
+  // No `code` key: the API server leaves it at 0 for an immediate delete (wire-facts B4).
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Success',
+    details: {
+      name,
+      ...(names.group === '' ? {} : { group: names.group }),
+      kind: names.resource,
+      uid: current.metadata.uid,
+    },
+  };
 }
 
 function listResult(
@@ -735,6 +929,7 @@ function listResult(
   namespace: string | undefined,
   selectableFields: readonly string[],
   fieldsOf: (o: KubeObject) => Record<string, string>,
+  apiVersion = 'v1',
 ): HandlerResult {
   if (req.query.get('watch') === 'true' || req.query.get('watch') === '1') {
     throw new KubeStatusError(
@@ -767,7 +962,7 @@ function listResult(
     status: 200,
     body: {
       kind: listKind,
-      apiVersion: 'v1',
+      apiVersion,
       metadata: { resourceVersion, ...(next === undefined ? {} : { continue: next }) },
       items: items.map(({ kind: _k, apiVersion: _a, ...rest }) => rest),
     },
@@ -802,27 +997,31 @@ function objectBody(body: unknown, kind: string, apiVersion = 'v1'): Record<stri
   return body;
 }
 
-function resolveName(body: Record<string, unknown>, kind: string): string {
+function resolveName(body: Record<string, unknown>, kind: string, group = ''): string {
   const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
   if (typeof meta.name === 'string' && meta.name !== '') return meta.name;
   if (typeof meta.generateName === 'string' && meta.generateName !== '') {
     return `${meta.generateName}${randomBytes(4).toString('hex').slice(0, 5)}`;
   }
-  throw invalid(kind, '', '', [
+  throw invalid(kind, group, '', [
     { field: 'metadata.name', value: '', why: 'name or generateName is required' },
   ]);
 }
 
 function checkSubdomainName(kind: string, name: string): void {
-  if (name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) {
-    throw invalid(kind, '', name, [
-      {
-        field: 'metadata.name',
-        value: name,
-        why: "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-      },
-    ]);
-  }
+  const errors = subdomainNameErrors(name);
+  if (errors.length > 0) throw invalid(kind, '', name, errors);
+}
+
+function subdomainNameErrors(name: string): FieldError[] {
+  if (name.length <= 253 && DNS1123_SUBDOMAIN.test(name)) return [];
+  return [
+    {
+      field: 'metadata.name',
+      value: name,
+      why: "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+    },
+  ];
 }
 
 function requireNamespace(state: ServerState, req: ResourceRequest, body: Record<string, unknown>): string {
@@ -842,6 +1041,23 @@ function labelsOf(body: Record<string, unknown>): Record<string, string> {
 
 function annotationsOf(body: Record<string, unknown>): Record<string, string> {
   return stringMap((body.metadata as Record<string, unknown> | undefined)?.annotations);
+}
+
+/** The metadata a write keeps from the request; the store adds uid, resourceVersion and creationTimestamp. */
+function storedMetadata(
+  body: Record<string, unknown>,
+  name: string,
+  namespace: string | undefined,
+  labels: Record<string, string>,
+  annotations: Record<string, string>,
+): KubeObject['metadata'] {
+  const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
+  const metadata: Record<string, unknown> = namespace === undefined ? { name } : { name, namespace };
+  if (Object.keys(labels).length > 0) metadata.labels = labels;
+  if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
+  for (const field of ['ownerReferences', 'finalizers'] as const)
+    if (meta[field] !== undefined) metadata[field] = meta[field];
+  return metadata as KubeObject['metadata'];
 }
 
 function stringMap(value: unknown): Record<string, string> {
@@ -864,7 +1080,7 @@ function validateLabelsAndAnnotations(
   _name: string,
   labels: Record<string, string>,
   annotations: Record<string, string>,
-  causes: { field: string; value: unknown; why: string }[],
+  causes: FieldError[],
 ): void {
   for (const [k, v] of Object.entries(labels)) {
     if (!QUALIFIED_KEY.test(k))
@@ -898,32 +1114,30 @@ function validateLabelsAndAnnotations(
     });
 }
 
-/** `fieldValidation=Strict` refuses unknown fields; the default (`Warn`) reports them in Warning headers. */
-function checkFields(req: ResourceRequest, resource: string): string[] {
+/**
+ * `fieldValidation=Strict` refuses unknown fields; the default (`Warn`) reports them in Warning headers.
+ * `nested` carries unknown fields a type's own decoder found below the top level.
+ */
+function checkFields(
+  req: ResourceRequest,
+  resource: string,
+  object: unknown = req.body,
+  nested: readonly string[] = [],
+): string[] {
   const mode = req.query.get('fieldValidation') ?? 'Warn';
-  if (mode === 'Ignore' || !isRecord(req.body)) return [];
+  if (mode === 'Ignore' || !isRecord(object)) return [];
   const allowed = TOP_LEVEL_FIELDS[resource];
-  const unknown = Object.keys(req.body)
+  const unknown = Object.keys(object)
     .filter((k) => !allowed.has(k))
     .map((k) => `unknown field "${k}"`);
-  if (isRecord(req.body.metadata)) {
-    for (const k of Object.keys(req.body.metadata))
+  if (isRecord(object.metadata)) {
+    for (const k of Object.keys(object.metadata))
       if (!OBJECT_META_FIELDS.has(k)) unknown.push(`unknown field "metadata.${k}"`);
   }
+  unknown.push(...nested);
   if (unknown.length > 0 && mode === 'Strict')
     throw badRequest(`strict decoding error: ${unknown.join(', ')}`);
   return unknown;
-}
-
-/** RFC 7386 JSON merge patch. */
-function mergePatch(target: unknown, patch: unknown): unknown {
-  if (!isRecord(patch)) return patch;
-  const out: Record<string, unknown> = isRecord(target) ? { ...target } : {};
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete out[key];
-    else out[key] = mergePatch(out[key], value);
-  }
-  return out;
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

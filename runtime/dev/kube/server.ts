@@ -10,6 +10,7 @@ import { type Logger, silentLogger } from '../../core/index.js';
 import { createCertificateAuthority, issueCertificate, LIFETIME_DAYS } from '../../pki/index.js';
 import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, findResource } from './discovery.js';
 import {
+  adminUser,
   authenticateToken,
   createNamespace,
   createServiceAccountObject,
@@ -62,6 +63,13 @@ export interface KubeTestServer {
   writeKubeconfig(path: string, opts?: WriteKubeconfigOptions): Promise<void>;
   createNamespace(name: string): Promise<{ uid: string }>;
   createServiceAccount(namespace: string, name: string): Promise<{ uid: string }>;
+  /**
+   * Creates an admissionregistration.k8s.io/v1 MutatingWebhookConfiguration with the validation and
+   * defaults of a POST by the admin; a refused object throws its Status message.
+   */
+  createMutatingWebhookConfiguration(
+    configuration: Record<string, unknown>,
+  ): Promise<{ uid: string; resourceVersion: string }>;
   /** Mints a real signed JWT for an existing service account (default audience: the API server's). */
   issueServiceAccountToken(
     namespace: string,
@@ -259,7 +267,9 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
       namespace,
       name,
       query,
-      body: parseBody(rawBody),
+      // A PATCH's content type picks its format, so a non-JSON one (apply-patch+yaml) must reach the
+      // handler's 415 instead of failing here as unparsable JSON.
+      body: method === 'PATCH' && !/json/i.test(contentType) ? rawBody.toString('utf8') : parseBody(rawBody),
       contentType,
       accept: req.headers.accept,
       user,
@@ -311,6 +321,20 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
         createNamespace(state, namespace);
       const existing = state.store.get('serviceaccounts', namespace, name);
       return { uid: (existing ?? createServiceAccountObject(state, namespace, name)).metadata.uid };
+    },
+    createMutatingWebhookConfiguration: async (configuration) => {
+      const created = handleResource(state, {
+        verb: 'create',
+        group: 'admissionregistration.k8s.io',
+        version: 'v1',
+        resource: 'mutatingwebhookconfigurations',
+        query: new URLSearchParams(),
+        body: structuredClone(configuration),
+        contentType: 'application/json',
+        accept: undefined,
+        user: adminUser(),
+      }).body as KubeObject;
+      return { uid: created.metadata.uid, resourceVersion: created.metadata.resourceVersion };
     },
     issueServiceAccountToken: (namespace, name, opts = {}) => {
       const account = state.store.get('serviceaccounts', namespace, name);

@@ -91,15 +91,17 @@ export function conflict(resource: string, name: string, detail: string, group =
 }
 
 /** Delete-precondition conflicts name the Kind (`Secret`), not the plural resource (wire-facts B4). */
-export function preconditionConflict(kind: string, name: string, detail: string): KubeStatusError {
+export function preconditionConflict(
+  kind: string,
+  name: string,
+  detail: string,
+  group = '',
+): KubeStatusError {
   return new KubeStatusError(
     409,
     'Conflict',
-    `Operation cannot be fulfilled on ${kind} "${name}": ${detail}`,
-    {
-      name,
-      kind,
-    },
+    `Operation cannot be fulfilled on ${qualifiedResource(kind, group)} "${name}": ${detail}`,
+    { name, ...(group === '' ? {} : { group }), kind },
   );
 }
 
@@ -107,23 +109,58 @@ export function badRequest(message: string): KubeStatusError {
   return new KubeStatusError(400, 'BadRequest', message);
 }
 
+/** How a field is wrong, as apimachinery's field.ErrorType names it (the Status cause reason is `FieldValue<type>`). */
+export type FieldErrorType = 'Invalid' | 'Required' | 'Duplicate' | 'NotSupported';
+
+/** One field problem of a 422; `type` defaults to `Invalid`. */
+export interface FieldError {
+  readonly type?: FieldErrorType;
+  readonly field: string;
+  readonly value?: unknown;
+  /** The explanation after the value (`Invalid`, `Required`). */
+  readonly why?: string;
+  /** The accepted values (`NotSupported`). */
+  readonly supported?: readonly string[];
+}
+
+const FIELD_ERROR_TEXT: Record<FieldErrorType, string> = {
+  Invalid: 'Invalid value',
+  Required: 'Required value',
+  Duplicate: 'Duplicate value',
+  NotSupported: 'Unsupported value',
+};
+
+/** The message after `<field>: `, formatted as field.Error.ErrorBody() does. */
+function fieldErrorBody(error: FieldError): string {
+  const type = error.type ?? 'Invalid';
+  let body =
+    type === 'Required'
+      ? FIELD_ERROR_TEXT[type]
+      : `${FIELD_ERROR_TEXT[type]}: ${JSON.stringify(error.value)}`;
+  if (type === 'NotSupported' && error.supported !== undefined)
+    body += `: supported values: ${error.supported.map((v) => JSON.stringify(v)).join(', ')}`;
+  else if (error.why !== undefined && error.why !== '') body += `: ${error.why}`;
+  return body;
+}
+
+/** 422 Invalid: `<Kind>.<group> "<name>" is invalid: <field>: <problem>`, with one cause per field error. */
 export function invalid(
   kind: string,
   group: string,
   name: string,
-  causes: { field: string; value: unknown; why: string }[],
+  errors: readonly FieldError[],
 ): KubeStatusError {
   const kindName = group === '' ? kind : `${kind}.${group}`;
-  const messages = causes.map((c) => `${c.field}: Invalid value: ${JSON.stringify(c.value)}: ${c.why}`);
+  const messages = errors.map((e) => `${e.field}: ${fieldErrorBody(e)}`);
   const text = messages.length === 1 ? messages[0] : `[${messages.join(', ')}]`;
   return new KubeStatusError(422, 'Invalid', `${kindName} "${name}" is invalid: ${text}`, {
     name,
     ...(group === '' ? {} : { group }),
     kind,
-    causes: causes.map((c, i) => ({
-      reason: 'FieldValueInvalid',
-      message: messages[i].slice(c.field.length + 2),
-      field: c.field,
+    causes: errors.map((e) => ({
+      reason: `FieldValue${e.type ?? 'Invalid'}`,
+      message: fieldErrorBody(e),
+      field: e.field,
     })),
   });
 }
@@ -160,16 +197,24 @@ export function methodNotAllowed(): KubeStatusError {
   );
 }
 
-export function unsupportedMediaType(contentType: string): KubeStatusError {
+export function unsupportedMediaType(
+  contentType: string,
+  accepted: readonly string[] = [
+    'application/json',
+    'application/merge-patch+json',
+    'application/strategic-merge-patch+json',
+  ],
+): KubeStatusError {
   return new KubeStatusError(
     415,
     'UnsupportedMediaType',
-    `the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json; got ${JSON.stringify(contentType)}`,
+    `the body of the request was in an unknown format - accepted media types include: ${accepted.join(', ')}; got ${JSON.stringify(contentType)}`,
   );
 }
 
-export function requestEntityTooLarge(limit: number): KubeStatusError {
-  return new KubeStatusError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${limit}`);
+export function requestEntityTooLarge(limit: number | string): KubeStatusError {
+  const detail = typeof limit === 'number' ? `limit is ${limit}` : limit;
+  return new KubeStatusError(413, 'RequestEntityTooLarge', `Request entity too large: ${detail}`);
 }
 
 export function internalError(message: string): KubeStatusError {

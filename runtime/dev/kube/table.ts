@@ -45,6 +45,11 @@ const COLUMNS: Record<string, readonly Column[]> = {
     { name: 'Object', type: 'string', cell: (o) => involvedObject(o) },
     { name: 'Message', type: 'string', cell: (o) => String(o.message ?? '') },
   ],
+  mutatingwebhookconfigurations: [
+    nameColumn,
+    { name: 'Webhooks', type: 'integer', cell: (o) => ((o.webhooks as unknown[] | undefined) ?? []).length },
+    ageColumn,
+  ],
 };
 
 /** True when the client's Accept header asks for a Table (kubectl's default human output). */
