@@ -487,6 +487,13 @@ const throughputBenchmark: Benchmark = {
       return mbps;
     };
     try {
+      // One untimed transfer through every relay and door first: the first runs of each fresh process are
+      // JIT and allocator warm-up (round 1 measured 30-40 % below round 3 without it), not relay cost.
+      const warmupBytes = 16 * 1024 * 1024;
+      await bulkThroughput(certs, pipe.port, sender, 'tls', warmupBytes);
+      await bulkThroughput(certs, beacon.port, sender, 'tls', warmupBytes);
+      await bulkThroughput(certs, otherDoors.port, sender, 'plain', warmupBytes);
+      await bulkThroughput(certs, otherDoors.port, sender, 'wss', warmupBytes);
       // Interleaved, alternating which goes first, so drift over the run hits both alike; the goal ratio is
       // the median of per-round ratios (paired comparison).
       for (let round = 0; round < rounds; round++) {
