@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
@@ -146,7 +146,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     throw new CloudtaserError('CT_INVALID_ARGUMENT', 'the bridge needs at least one --beacon address');
   const timing: BridgeTiming = { ...DEFAULT_BRIDGE_TIMING, ...definedOnly(options.timing ?? {}) };
   const namespaceRoot = options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT;
-  const log = (options.logger ?? silentLogger).child({ component: 'bridge' });
+  const log = moduleLogger(options.logger, 'bridge');
   const stop = new AbortController();
   const clusters = new Map<string, ClusterState>();
   /** Last good resolution per beacon address; kept when DNS fails so waiters survive a DNS blip. */

@@ -11,7 +11,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix, isFingerprint } from '../core/hashes.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import { createRequestGate, type RequestGate } from '../podapi/gate.js';
 import { kubeStatusBody } from '../podapi/kube-status.js';
 import { TOKENREVIEW_PATH, TOKENREVIEW_TUNNEL_PATH } from '../podapi/protocol.js';
@@ -40,7 +40,7 @@ const MAX_BODY_BYTES = 64 * 1024;
 const ROUTE = /^\/clusters\/([0-9a-f-]{36})(\/apis\/authentication\.k8s\.io\/v1\/tokenreviews)\/?$/;
 
 export function startTokenReviewServer(options: TokenReviewServerOptions): Promise<TokenReviewServer> {
-  const log = (options.logger ?? silentLogger).child({ component: 'bridge-tokenreview' });
+  const log = moduleLogger(options.logger, 'bridge-tokenreview');
   const timeoutMs = options.timeoutMs ?? 10_000;
   // A login storm must queue, not overrun the tunnel's 32 streams per direction (which would fail logins).
   const gates = new WeakMap<TunnelMux, RequestGate>();

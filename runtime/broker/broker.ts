@@ -8,7 +8,7 @@ import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon } from '../beacon/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import type { KubeClient } from '../kube/index.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
@@ -218,7 +218,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     );
   }
   const timing: BrokerTiming = { ...DEFAULT_BROKER_TIMING, ...definedOnly(options.timing ?? {}) };
-  const log = (options.logger ?? silentLogger).child({ component: 'broker' });
+  const log = moduleLogger(options.logger, 'broker');
   const stop = new AbortController();
   const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
   // One key per process: retries reuse it, and it never leaves memory.

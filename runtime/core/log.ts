@@ -48,5 +48,17 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
   );
 }
 
+/**
+ * The logger one part of a process writes with. `component` names the process (createLogger sets it once);
+ * the part goes in `module`, so a line never carries two `component` keys. A library started by a process of
+ * the same name (the broker library in `broker run`) adds nothing.
+ */
+export function moduleLogger(logger: Logger | undefined, module: string): Logger {
+  const base = logger ?? silentLogger;
+  const bindings = base.bindings() as { component?: unknown; module?: unknown };
+  if (bindings.component === module || bindings.module === module) return base;
+  return base.child({ module });
+}
+
 /** A logger that drops everything; the default for library use where the caller passed none. */
 export const silentLogger: Logger = pino({ level: 'silent' });

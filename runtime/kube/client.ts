@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { CloudtaserError, type ErrorCode, type Logger, silentLogger } from '../core/index.js';
+import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
 import type {
   JsonPatchOperation,
@@ -86,7 +86,7 @@ export class KubeClient {
     this.server = cluster.server.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.description = options.description ?? `context ${kubeConfig.getCurrentContext()}`;
-    this.logger = (options.logger ?? silentLogger).child({ component: 'kube-client' });
+    this.logger = moduleLogger(options.logger, 'kube-client');
   }
 
   static fromConnection(

@@ -9,7 +9,7 @@
  * Every step is idempotent, so a crash anywhere loses nothing and the next pass finishes the job.
  */
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import type { KubeClient, KubeSecret } from '../kube/index.js';
 import { isKubernetesName, MIGRATION_TUNNEL_PREFIX, migrationKvPath } from '../podapi/protocol.js';
 import { sleep, type TunnelMux } from '../tunnel/index.js';
@@ -54,7 +54,7 @@ export interface SecretMigrator {
 }
 
 export function startSecretMigrator(options: SecretMigratorOptions): SecretMigrator {
-  const log = (options.logger ?? silentLogger).child({ component: 'migration' });
+  const log = moduleLogger(options.logger, 'migration');
   const component = options.component ?? 'cloudtaser-broker';
   const intervalMs = options.intervalMs ?? 10_000;
   const stop = new AbortController();

@@ -3,7 +3,7 @@
  * OpenBao, returning OpenBao's answer as it is. The pod's token passes through; the bridge's own is never used.
  */
 import { Agent } from 'undici';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
 import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
@@ -32,7 +32,7 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
   const basePath = base.pathname.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 15_000;
   const maxResponseBytes = options.maxResponseBytes ?? 960 * 1024;
-  const log = (options.logger ?? silentLogger).child({ component: 'bridge-podapi' });
+  const log = moduleLogger(options.logger, 'bridge-podapi');
   const agent = new Agent({
     connect: { ...(options.caCertPem ? { ca: options.caCertPem } : {}), timeout: timeoutMs },
     keepAliveTimeout: 10_000,

@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from 'node:https';
 import { CloudtaserError } from '../core/errors.js';
 import { listenHttp } from '../core/listen.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import type { TunnelMux } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
 import { createRequestGate } from './gate.js';
@@ -54,7 +54,7 @@ const NOT_CONNECTED =
 
 export async function startPodApiServer(options: PodApiServerOptions): Promise<PodApiServer> {
   const limits: PodApiLimits = { ...DEFAULT_POD_API_LIMITS, ...definedOnly(options.limits ?? {}) };
-  const log = (options.logger ?? silentLogger).child({ component: 'pod-api' });
+  const log = moduleLogger(options.logger, 'pod-api');
   const gate = createRequestGate({ maxInFlight: limits.maxInFlight, maxWaiting: limits.maxWaiting });
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import {
   DATA_CHUNK_BYTES,
   encodeFrame,
@@ -141,7 +141,7 @@ interface RemoteStream {
 /** Wraps a connected Duplex (the mutual-TLS socket) in a multiplexer. */
 export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): TunnelMux {
   const limits = resolveTunnelLimits(options.limits);
-  const log = (options.logger ?? silentLogger).child({ component: 'tunnel' });
+  const log = moduleLogger(options.logger, 'tunnel');
   const localParity = options.side === 'initiator' ? 1 : 0;
   const decoder = new FrameDecoder(limits.maxFramePayloadBytes);
   const local = new Map<number, LocalStream>();

@@ -6,7 +6,7 @@
  * only when the bundle differs. The patch is conditional on the resourceVersion it read, so a concurrent edit is
  * never overwritten: it is read again on the next round.
  */
-import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import { CloudtaserError, type Logger, moduleLogger } from '../core/index.js';
 import type { JsonPatchOperation, KubeClient } from '../kube/index.js';
 
 export type WebhookConfigurationApi = Pick<
@@ -47,7 +47,7 @@ export interface WebhookCaBundleKeeper {
 }
 
 export function keepWebhookCaBundle(options: WebhookCaBundleOptions): WebhookCaBundleKeeper {
-  const log = (options.logger ?? silentLogger).child({ component: 'webhook-ca-bundle' });
+  const log = moduleLogger(options.logger, 'webhook-ca-bundle');
   const intervalMs = options.intervalMs ?? 30_000;
   const retryMs = options.retryMs ?? 2_000;
   const wanted = Buffer.from(options.caPem).toString('base64');

@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from 'node:https';
 import type { CloudtaserError } from '../core/errors.js';
 import { listenHttp } from '../core/listen.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger } from '../core/log.js';
 import {
   admissionReply,
   type InjectionConfig,
@@ -36,7 +36,7 @@ export interface WebhookServer {
 }
 
 export async function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {
-  const log = (options.logger ?? silentLogger).child({ component: 'webhook' });
+  const log = moduleLogger(options.logger, 'webhook');
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];

@@ -6,7 +6,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
-import { type Logger, silentLogger } from '../../core/index.js';
+import { type Logger, moduleLogger } from '../../core/index.js';
 import { createCertificateAuthority, issueCertificate, LIFETIME_DAYS } from '../../pki/index.js';
 import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, findResource } from './discovery.js';
 import {
@@ -94,7 +94,7 @@ const ISSUER_DISCOVERY_PATHS = new Set(['/.well-known/openid-configuration', '/o
 const VERSION_PATTERN = /^v(\d+)\.(\d+)\.(\d+)$/;
 
 export async function startKubeTestServer(options: KubeTestServerOptions = {}): Promise<KubeTestServer> {
-  const logger = (options.logger ?? silentLogger).child({ component: 'kube-test-server' });
+  const logger = moduleLogger(options.logger, 'kube-test-server');
   const gitVersion = options.version ?? 'v1.31.0';
   const versionMatch = VERSION_PATTERN.exec(gitVersion);
   if (versionMatch === null)
