@@ -313,7 +313,11 @@ class BeaconServer implements LegEvents {
     connection.pending = true;
     this.pending += 1;
     connection.deadline = setTimeout(() => this.announceTimedOut(connection), this.limits.announceTimeoutMs);
-    this.peek(connection);
+    // Only the plain door needs a look at the first bytes. Reading them in JS before the TLS socket takes the
+    // connection over costs about 15 % more relay CPU per byte for the connection's whole life (measured against
+    // tls.createServer), so with the plain door off (the default) TLS gets the connection untouched.
+    if (this.plainDoor) this.peek(connection);
+    else this.openTlsDoor(connection);
   }
 
   /** Reads just enough bytes to pick the door, then puts them back for the door to read. */
@@ -382,13 +386,15 @@ class BeaconServer implements LegEvents {
     let secure = false;
     tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
       if (!secure) {
+        // Without the first-bytes look (plain door off), OpenSSL is what finds bytes that are not TLS at all.
+        const notTls = !this.plainDoor && NOT_TLS_ERRORS.test(err.code ?? '');
         this.reject(
-          'tls_handshake',
+          notTls ? 'garbage' : 'tls_handshake',
           'CT_BEACON_PROTOCOL',
-          `outer TLS handshake failed (${err.code ?? 'error'})`,
-          {
-            remote: connection.remote,
-          },
+          notTls
+            ? `first bytes are not a TLS ClientHello (${err.code}); the plain door is off`
+            : `outer TLS handshake failed (${err.code ?? 'error'})`,
+          { remote: connection.remote },
         );
       }
       tlsSocket.destroy();
@@ -670,6 +676,10 @@ class BeaconServer implements LegEvents {
     this.log.warn({ event: 'rejected', reason, code, message, ...meta });
   }
 }
+
+/** OpenSSL's codes for a first record that is not TLS (an HTTP request, random bytes, the plain magic). */
+const NOT_TLS_ERRORS =
+  /HTTP_REQUEST|HTTPS_PROXY_REQUEST|WRONG_VERSION_NUMBER|UNKNOWN_PROTOCOL|PACKET_LENGTH_TOO_LONG/;
 
 function legMeta(leg: Leg): Record<string, unknown> {
   return {

@@ -26,7 +26,8 @@ import {
 } from '../../runtime/pki/index.js';
 import { type BenchContext, type Benchmark, type Metric, median, percentile } from './harness.js';
 
-type RelayKind = 'beacon' | 'pipe-relay';
+/** `beacon`: as deployed by default (TLS and WebSocket doors); `beacon-all-doors`: the plain door on too. */
+type RelayKind = 'beacon' | 'beacon-all-doors' | 'pipe-relay';
 
 interface BenchCerts {
   readonly beacon: { certPem: string; keyPem: string };
@@ -67,12 +68,12 @@ type ChildRequest =
 async function runChild(kind: string): Promise<void> {
   const certs = JSON.parse(process.env.CT_BENCH_CERTS ?? '{}') as BenchCerts;
   const send = (message: unknown) => process.send!(message);
-  if (kind === 'beacon') {
+  if (kind === 'beacon' || kind === 'beacon-all-doors') {
     const beacon = await createBeacon({
       host: '127.0.0.1',
       port: 0,
       tls: certs.beacon,
-      plain: true,
+      plain: kind === 'beacon-all-doors',
       metrics: false,
       limits: {
         maxWaitingPerAddress: 100_000,
@@ -356,6 +357,7 @@ const pairingBenchmark: Benchmark = {
     }
     direct.close();
     const beacon = await startChild('beacon', certs);
+    const allDoors = await startChild('beacon-all-doors', certs);
     const pipe = await startChild('pipe-relay', certs);
     const samples: number[] = [];
     const plainSamples: number[] = [];
@@ -364,7 +366,7 @@ const pairingBenchmark: Benchmark = {
       // Interleaved so drift hits every path alike.
       for (let i = 0; i < warmup + count; i++) {
         const tlsMs = await pairingThroughBeacon(certs, beacon.port, 'tls');
-        const plainMs = await pairingThroughBeacon(certs, beacon.port, 'plain');
+        const plainMs = await pairingThroughBeacon(certs, allDoors.port, 'plain');
         const pipeMs = await pairingThroughBeacon(certs, pipe.port, 'tls');
         if (i < warmup) continue;
         samples.push(tlsMs);
@@ -372,7 +374,7 @@ const pairingBenchmark: Benchmark = {
         pipeSamples.push(pipeMs);
       }
     } finally {
-      await Promise.all([beacon.stop(), pipe.stop()]);
+      await Promise.all([beacon.stop(), allDoors.stop(), pipe.stop()]);
     }
     ctx.log(
       `pairing p50: beacon tls ${median(samples).toFixed(2)} ms, plain ${median(plainSamples).toFixed(2)}, minimal TLS pipe relay ${median(pipeSamples).toFixed(2)}, direct ${median(baseline).toFixed(2)}`,
@@ -470,10 +472,10 @@ const throughputBenchmark: Benchmark = {
     const bytes = (ctx.quick ? 64 : 256) * 1024 * 1024;
     const rounds = ctx.quick ? 3 : 5;
     const sender = await startChild('sender', certs);
-    // The TLS comparison gets a beacon child of its own, so both relays under comparison carry only raw TLS
-    // traffic (the plain and WebSocket runs would otherwise leave their heap and GC state behind).
+    // The TLS comparison gets a beacon child of its own, configured as deployed by default (plain door off), so
+    // both relays under comparison carry only raw TLS traffic; the plain and WebSocket runs use another child.
     const beacon = await startChild('beacon', certs);
-    const otherDoors = await startChild('beacon', certs);
+    const otherDoors = await startChild('beacon-all-doors', certs);
     const pipe = await startChild('pipe-relay', certs);
     const results: Record<string, number[]> = { beacon: [], pipe: [], plain: [], wss: [] };
     const ratios: number[] = [];
