@@ -65,6 +65,7 @@ async function ok(args: string[]): Promise<string> {
   return result.stdout;
 }
 
+// Skipped only where kubectl is not installed and CI is unset (see above).
 describe.skipIf(!available)('real kubectl against the Kubernetes test server', () => {
   it('prints the kube-system UID, the fingerprint', async () => {
     expect(await ok(['get', 'ns', 'kube-system', '-o', 'jsonpath={.metadata.uid}'])).toBe(

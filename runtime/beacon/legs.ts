@@ -96,16 +96,8 @@ export class SocketLeg extends Leg {
     const body = this.buffered.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length);
     const extra = this.buffered.length - FRAME_HEADER_BYTES - length;
     this.buffered = Buffer.alloc(0);
-    let announce: Announce;
-    try {
-      announce = parseAnnounce(body);
-    } catch (err) {
-      if (err instanceof AnnounceError) {
-        this.events.fault(this, err.fault, err.message);
-        return;
-      }
-      throw err;
-    }
+    const announce = announceOrFault(this, body, this.events);
+    if (!announce) return;
     if (extra > 0) {
       this.events.fault(this, 'early_data', 'client sent bytes after its announce before it was paired');
       return;
@@ -182,16 +174,8 @@ export class WebSocketLeg extends Leg {
       );
       return;
     }
-    let announce: Announce;
-    try {
-      announce = parseAnnounce(body);
-    } catch (err) {
-      if (err instanceof AnnounceError) {
-        this.events.fault(this, err.fault, err.message);
-        return;
-      }
-      throw err;
-    }
+    const announce = announceOrFault(this, body, this.events);
+    if (!announce) return;
     this.events.announced(this, announce);
   }
 
@@ -222,3 +206,14 @@ export class WebSocketLeg extends Leg {
 }
 
 function discard(): void {}
+
+/** The parsed announce, or undefined after reporting why it was refused (the same for every door). */
+function announceOrFault(leg: Leg, body: Buffer, events: LegEvents): Announce | undefined {
+  try {
+    return parseAnnounce(body);
+  } catch (err) {
+    if (!(err instanceof AnnounceError)) throw err;
+    events.fault(leg, err.fault, err.message);
+    return undefined;
+  }
+}

@@ -94,12 +94,14 @@ export async function serveBootstrap(
       );
     }
     const policy = status.attestation;
+    // The broker key this request is for, parsed once (undefined for a CSR that does not parse: refused below).
+    const brokerKeySha256 = csrKeySha256(request.csr);
     let resumed = false;
     let attestationIat: number | undefined;
     if (policy) {
       const checked = checkAttestation(request, policy);
       const refusal =
-        'code' in checked ? checked : replayedAttestation(checked.issuedAt, request.csr, status);
+        'code' in checked ? checked : replayedAttestation(checked.issuedAt, brokerKeySha256, status);
       if (refusal) {
         logger.info(
           { event: 'bridge.attestation_refused', code: refusal.code, reason: refusal.why },
@@ -109,11 +111,11 @@ export async function serveBootstrap(
       }
       attestationIat = (checked as { issuedAt: number }).issuedAt;
       // The same key as recorded: the broker's earlier answer was lost; sign again without a rewrite.
-      resumed = status.initialized && status.initializedBrokerKeySha256 === csrKeySha256(request.csr);
+      resumed = status.initialized && status.initializedBrokerKeySha256 === brokerKeySha256;
     } else if (status.initialized) {
       // The record may name this very key: the broker's earlier attempt was recorded but its answer was lost.
       // Only the key's holder can sign a CSR for it, so signing again for it gives nothing to anyone else.
-      const sameKey = status.initializedBrokerKeySha256 === csrKeySha256(request.csr);
+      const sameKey = status.initializedBrokerKeySha256 === brokerKeySha256;
       if (!sameKey) return refuse('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(request.fingerprint));
       resumed = true;
     }
@@ -148,7 +150,7 @@ export async function serveBootstrap(
           fingerprint: request.fingerprint,
           namespaceRoot: options.namespaceRoot,
           brokerCertSha256: certificateSha256(brokerCertPem),
-          brokerKeySha256: csrKeySha256(request.csr),
+          brokerKeySha256,
           replacesVersion,
           attestationIat,
         });
@@ -250,11 +252,11 @@ interface AttestationRefusal {
  */
 function replayedAttestation(
   issuedAt: number,
-  csr: string,
+  brokerKeySha256: string | undefined,
   status: { initialized: boolean; initializedBrokerKeySha256?: string; initializedAttestationIat?: number },
 ): AttestationRefusal | undefined {
   if (!status.initialized || status.initializedAttestationIat === undefined) return undefined;
-  if (status.initializedBrokerKeySha256 === csrKeySha256(csr)) return undefined;
+  if (status.initializedBrokerKeySha256 === brokerKeySha256) return undefined;
   if (issuedAt > status.initializedAttestationIat) return undefined;
   return {
     code: 'CT_ATTESTATION_FAILED',

@@ -28,11 +28,10 @@ import {
 import {
   createBackoff,
   type HealthServer,
-  type Resolve,
+  type RelayPartyOptions,
   sleep,
   startHealthServer,
   type TunnelHandler,
-  type TunnelLimits,
   type TunnelMux,
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
@@ -63,17 +62,12 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   waitRefreshMs: 60_000,
 });
 
-export interface BridgeOptions {
+export interface BridgeOptions extends RelayPartyOptions {
   /** OpenBao client authenticated as the bridge (its own token or AppRole login, never an admin token). */
   readonly openbao: OpenBaoClient;
   /** @default 'cloudtaser' */
   readonly namespaceRoot?: string;
-  readonly beacons: readonly string[];
-  readonly beaconCaPem?: string;
-  readonly resolve?: Resolve;
-  readonly health?: { readonly host?: string; readonly port: number };
   readonly timing?: Partial<BridgeTiming>;
-  readonly tunnelLimits?: Partial<TunnelLimits>;
   /**
    * Serves broker requests other than the built-in ones (pod API `/openbao/v1/...` forwarded to OpenBao in the
    * cluster namespace, and migration writes `/migration/v1/...` made with the bridge's own token).

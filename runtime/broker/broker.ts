@@ -16,11 +16,10 @@ import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../poda
 import {
   createBackoff,
   type HealthServer,
-  type Resolve,
+  type RelayPartyOptions,
   sleep,
   startHealthServer,
   type TunnelHandler,
-  type TunnelLimits,
   type TunnelMux,
 } from '../tunnel/index.js';
 import { acceptTunnel } from '../tunnel/session.js';
@@ -155,21 +154,12 @@ export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
   reBootstrapAfterFailures: 3,
 });
 
-export interface BrokerOptions {
-  /** Beacon addresses (`host:port`, `wss://host:port`, `plain://host:port`); every A-record of each is dialled. */
-  readonly beacons: readonly string[];
-  /** Trust for the beacon's outer TLS. @default the system roots */
-  readonly beaconCaPem?: string;
+export interface BrokerOptions extends RelayPartyOptions {
   /** The cluster fingerprint, or how to read it (the kube-system UID). Retried with backoff on failure. */
   readonly fingerprint: string | ((signal: AbortSignal) => Promise<string>);
   /** Optional pin: SHA-256 (hex) of the cluster CA DER. */
   readonly caSha256?: string;
-  /** Injectable resolver for beacon names (tests). @default DNS */
-  readonly resolve?: Resolve;
-  /** Serve /healthz, /readyz, /status here. @default off */
-  readonly health?: { readonly host?: string; readonly port: number };
   readonly timing?: Partial<BrokerTiming>;
-  readonly tunnelLimits?: Partial<TunnelLimits>;
   /**
    * Serves bridge requests other than the built-in TokenReview (`POST /kube/apis/authentication.k8s.io/v1/
    * tokenreviews`, answered with `kube`). @default 404

@@ -3,8 +3,8 @@
  * the same listen error (CT_INVALID_ARGUMENT naming the flag's purpose), the same `<scheme>://host:port` URL and
  * the same close, which also ends keep-alive connections so shutdown never waits on an idle client.
  */
-import type { Server as HttpServer } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
+import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { CloudtaserError } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
@@ -14,6 +14,16 @@ export interface ListeningServer {
   readonly url: string;
   readonly port: number;
   close(): Promise<void>;
+}
+
+/** HTTPS with the given certificate (TLS 1.2 at least), or plain HTTP when `tls` is false (tests, local use). */
+export function createHttpOrHttpsServer(
+  tls: { readonly certPem: string; readonly keyPem: string } | false,
+  handler: RequestListener,
+): HttpServer | HttpsServer {
+  return tls === false
+    ? createHttpServer(handler)
+    : createHttpsServer({ cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' }, handler);
 }
 
 export function listenHttp(

@@ -3,10 +3,9 @@
  * request through the tunnel to the bridge, which adds the cluster namespace and forwards it to OpenBao. So an
  * app with VAULT_ADDR, Vault Agent, External Secrets or bank-vaults works unchanged against it.
  */
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CloudtaserError } from '../core/errors.js';
-import { listenHttp } from '../core/listen.js';
+import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { TunnelMux } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
@@ -130,13 +129,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     reply(res, status, responseBody);
   }
 
-  const server =
-    options.tls === false
-      ? createHttpServer(handler)
-      : createHttpsServer(
-          { cert: options.tls.certPem, key: options.tls.keyPem, minVersion: 'TLSv1.2' },
-          handler,
-        );
+  const server = createHttpOrHttpsServer(options.tls, handler);
   server.headersTimeout = 10_000;
   server.requestTimeout = limits.timeoutMs + 5_000;
   server.keepAliveTimeout = 30_000;

@@ -5,6 +5,7 @@ export * from './frames.js';
 export * from './heads.js';
 export * from './health.js';
 export * from './mux.js';
+export * from './party.js';
 export * from './resolve.js';
 export * from './session.js';
 export * from './tls.js';

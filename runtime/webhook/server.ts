@@ -3,10 +3,9 @@
  * (no call leaves the process), so a refusal while the bridge is away comes back at once instead of stalling
  * pod creation until the API server's timeout.
  */
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CloudtaserError } from '../core/errors.js';
-import { listenHttp } from '../core/listen.js';
+import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import {
   admissionReply,
@@ -84,13 +83,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     });
   };
 
-  const server =
-    options.tls === false
-      ? createHttpServer(handler)
-      : createHttpsServer(
-          { cert: options.tls.certPem, key: options.tls.keyPem, minVersion: 'TLSv1.2' },
-          handler,
-        );
+  const server = createHttpOrHttpsServer(options.tls, handler);
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
   const listening = await listenHttp(server, {

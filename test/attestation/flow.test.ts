@@ -3,7 +3,7 @@
  * minting real service-account tokens, the bridge and brokers through their library entry points.
  */
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { attestationAudience } from '../../runtime/attestation/index.js';
@@ -16,6 +16,7 @@ import { getClusterStatus, registerCluster } from '../../runtime/registration/in
 import {
   eventually,
   FAST_BROKER_TIMING,
+  interpose,
   type Replicas,
   type SecretStore,
   startReplicas,
@@ -101,32 +102,7 @@ const attested = (account = OPERATOR): Partial<BrokerOptions> => ({
 /** A paired stream that can go silent in both directions without closing: a process that died without a FIN. */
 class Freezer {
   frozen = false;
-  wrap = (inner: Duplex): Duplex => {
-    const proxy = new Duplex({
-      read() {
-        inner.resume();
-      },
-      write: (chunk: Buffer, _encoding, callback) => {
-        if (this.frozen) return callback();
-        inner.write(chunk, callback);
-      },
-      final(callback) {
-        inner.end();
-        callback();
-      },
-      destroy(err, callback) {
-        inner.destroy();
-        callback(err);
-      },
-    });
-    inner.on('data', (chunk: Buffer) => {
-      if (!this.frozen && !proxy.push(chunk)) inner.pause();
-    });
-    inner.on('end', () => proxy.push(null));
-    inner.on('close', () => proxy.destroy());
-    inner.on('error', (err) => proxy.destroy(err));
-    return proxy;
-  };
+  wrap = (inner: Duplex): Duplex => interpose(inner, () => !this.frozen);
 }
 
 describe('attested bootstrap through the beacon', () => {

@@ -359,6 +359,8 @@ describe('sys/health and sys/seal-status', () => {
   });
 });
 
+// Skipped against a real OpenBao: the cases point its Kubernetes auth at a TokenReview endpoint in this process,
+// which a remote OpenBao cannot reach. The same login path runs for real through the bridge in test/operational.
 describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenReview endpoint', () => {
   let kube: Server;
   let kubeUrl: string;
@@ -501,6 +503,8 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
   });
 });
 
+// Skipped against a real OpenBao: these cases seal the server or inspect its request log, which only the test
+// server lets a test do.
 describe.skipIf(AGAINST_REAL_OPENBAO)('server-only behaviour', () => {
   it('answers every logical request with 503 "Vault is sealed" while sealed, and the client reports CT_OPENBAO_SEALED', async () => {
     target.server!.seal();
@@ -596,6 +600,8 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('server-only behaviour', () => {
   });
 });
 
+// Skipped against a real OpenBao: it cross-checks the test server's wire format with a second client; against a
+// real OpenBao there is nothing to cross-check.
 describe.skipIf(AGAINST_REAL_OPENBAO)('an independent client (node-vault) against the test server', () => {
   it('writes, reads and lists KV v2 and reads health through node-vault', async () => {
     const { default: nodeVault } = await import('node-vault');

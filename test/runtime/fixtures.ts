@@ -116,40 +116,48 @@ export async function startSecretStore(): Promise<SecretStore> {
 }
 
 /**
+ * A JS Duplex between a paired stream and its user, so a test can see or hold back the bytes: `pass` decides per
+ * chunk (and direction) whether it goes through. Backpressure, end, close and errors pass through unchanged.
+ */
+export function interpose(inner: Duplex, pass: (chunk: Buffer, direction: 'out' | 'in') => boolean): Duplex {
+  const proxy = new Duplex({
+    read() {
+      inner.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      if (!pass(chunk, 'out')) return callback();
+      inner.write(chunk, callback);
+    },
+    final(callback) {
+      inner.end();
+      callback();
+    },
+    destroy(err, callback) {
+      inner.destroy();
+      callback(err);
+    },
+  });
+  inner.on('data', (chunk: Buffer) => {
+    if (pass(chunk, 'in') && !proxy.push(chunk)) inner.pause();
+  });
+  inner.on('end', () => proxy.push(null));
+  inner.on('close', () => proxy.destroy());
+  inner.on('error', (err) => proxy.destroy(err));
+  return proxy;
+}
+
+/**
  * Records every byte a paired stream carries in both directions, as the relay sees it. It sits as a JS
  * Duplex between the beacon connection and the inner TLS, so nothing bypasses it.
  */
 export class Capture {
   readonly chunks: Buffer[] = [];
 
-  wrap = (inner: Duplex): Duplex => {
-    const chunks = this.chunks;
-    const proxy = new Duplex({
-      read() {
-        inner.resume();
-      },
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(Buffer.from(chunk));
-        inner.write(chunk, callback);
-      },
-      final(callback) {
-        inner.end();
-        callback();
-      },
-      destroy(err, callback) {
-        inner.destroy();
-        callback(err);
-      },
+  wrap = (inner: Duplex): Duplex =>
+    interpose(inner, (chunk) => {
+      this.chunks.push(Buffer.from(chunk));
+      return true;
     });
-    inner.on('data', (chunk: Buffer) => {
-      chunks.push(Buffer.from(chunk));
-      if (!proxy.push(chunk)) inner.pause();
-    });
-    inner.on('end', () => proxy.push(null));
-    inner.on('close', () => proxy.destroy());
-    inner.on('error', (err) => proxy.destroy(err));
-    return proxy;
-  };
 
   all(): Buffer {
     return Buffer.concat(this.chunks);
