@@ -3,13 +3,13 @@
  * Kubernetes test server, through a kubeconfig the server writes. HOME is a temp dir so the discovery cache
  * is private to this run.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KubeTestServer, startKubeTestServer } from '../runtime/dev/kube/index.js';
+import { type ProcessResult, runProcess } from './run-process.js';
 
 const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 // kubectl is installed on the project's machines and CI; a contributor without it skips this file locally, but
@@ -36,25 +36,9 @@ afterAll(async () => {
 });
 
 /** Runs kubectl without blocking the event loop (the server lives in this process). */
-function kubectl(
-  args: string[],
-  config = kubeconfig,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(KUBECTL, ['--request-timeout=10s', ...args], {
-      env: { PATH: process.env.PATH, HOME: home, KUBECONFIG: config },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+function kubectl(args: string[], config = kubeconfig): Promise<ProcessResult> {
+  return runProcess(KUBECTL, ['--request-timeout=10s', ...args], {
+    env: { PATH: process.env.PATH, HOME: home, KUBECONFIG: config },
   });
 }
 

@@ -1,24 +1,14 @@
-import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runProcess } from '../run-process.js';
 
 const demo = resolve(import.meta.dirname, '../../dist/examples/local/demo.js');
 
 describe('npm run demo (examples/local)', () => {
   it('registers with cdktf deploy, bootstraps to operational, deregisters with cdktf destroy, and exits 0', async () => {
-    const child = spawn(process.execPath, [demo], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { code, stdout, stderr } = await runProcess(process.execPath, [demo], {
       env: { ...process.env, CHECKPOINT_DISABLE: '1' },
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const code = await new Promise((done) => child.on('exit', done));
     expect(code, `${stdout}\n${stderr}`).toBe(0);
     for (const step of [
       'cdktf deploy',

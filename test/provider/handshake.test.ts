@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createAutoMtlsCertificate } from '../../provider/wire/automtls-cert.js';
 import { hclogTimestamp } from '../../provider/wire/hclog.js';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
+import { runProcess } from '../run-process.js';
 import { testBundle } from './support/bundle.js';
 import { launchProvider } from './support/launch.js';
 
@@ -15,18 +16,7 @@ beforeAll(async () => {
 }, 60_000);
 
 function runToExit(args: string[], env: Record<string, string>) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(bundle, args, { env: { PATH: process.env.PATH ?? '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess(bundle, args, { env: { PATH: process.env.PATH ?? '', ...env } });
 }
 
 describe('go-plugin handshake of the bundled provider', () => {
