@@ -187,8 +187,14 @@ export async function rawClient(
   return socket;
 }
 
-/** Collects every control frame a raw client receives until the connection closes. */
-export function collectFrames(socket: Socket): Promise<{ frames: Record<string, unknown>[]; closed: true }> {
+/**
+ * Collects every control frame a raw client receives until the connection closes, or until a frame of type
+ * `leaveOn` arrives (then the client leaves). `leftover` counts bytes that never formed a whole frame.
+ */
+export function collectFrames(
+  socket: Socket,
+  options: { leaveOn?: string } = {},
+): Promise<{ frames: Record<string, unknown>[]; leftover: number; closed: true }> {
   return new Promise((resolve) => {
     let buffered = Buffer.alloc(0);
     const frames: Record<string, unknown>[] = [];
@@ -200,9 +206,10 @@ export function collectFrames(socket: Socket): Promise<{ frames: Record<string, 
         frames.push(JSON.parse(buffered.subarray(2, 2 + length).toString('utf8')));
         buffered = buffered.subarray(2 + length);
       }
+      if (options.leaveOn !== undefined && frames.some((f) => f.t === options.leaveOn)) socket.destroy();
     });
     socket.on('error', () => {});
-    socket.once('close', () => resolve({ frames, closed: true }));
+    socket.once('close', () => resolve({ frames, leftover: buffered.length, closed: true }));
   });
 }
 

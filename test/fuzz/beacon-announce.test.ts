@@ -19,6 +19,7 @@ import {
   waitForPeer,
 } from '../../runtime/beacon/index.js';
 import { issueSelfSignedSync } from '../../runtime/pki/index.js';
+import { collectFrames } from '../beacon/helpers.js';
 import { captureLogger, eventually, fuzzRuns, fuzzTimeout, heapUsedAfterGc } from './support.js';
 
 const MAX_ANNOUNCE_BYTES = 512;
@@ -102,22 +103,7 @@ interface Outcome {
 
 /** Reads frames until the beacon closes, or until it says `waiting` (then we leave). */
 function readUntilCloseOrWaiting(socket: Socket): Promise<Outcome> {
-  return new Promise((resolve) => {
-    let buffered = Buffer.alloc(0);
-    const frames: Record<string, unknown>[] = [];
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2) {
-        const length = buffered.readUInt16BE(0);
-        if (buffered.length < 2 + length) break;
-        frames.push(JSON.parse(buffered.subarray(2, 2 + length).toString('utf8')));
-        buffered = buffered.subarray(2 + length);
-      }
-      if (frames.some((f) => f.t === 'waiting')) socket.destroy();
-    });
-    socket.on('error', () => {});
-    socket.once('close', () => resolve({ frames, leftover: buffered.length }));
-  });
+  return collectFrames(socket, { leaveOn: 'waiting' });
 }
 
 async function openPlain(): Promise<Socket> {
