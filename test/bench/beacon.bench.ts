@@ -19,11 +19,7 @@ import {
 } from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type BeaconTarget, createBeacon, waitForPeer } from '../../runtime/beacon/index.js';
-import {
-  createCertificateAuthority,
-  issueCertificate,
-  issueSelfSignedSync,
-} from '../../runtime/pki/index.js';
+import { makeCerts as makeTestCerts } from '../beacon/helpers.js';
 import { type BenchContext, type Benchmark, type Metric, median, percentile } from './harness.js';
 
 /** `beacon`: as deployed by default (TLS and WebSocket doors); `beacon-all-doors`: the plain door on too. */
@@ -36,25 +32,14 @@ interface BenchCerts {
   readonly bridge: { certPem: string; keyPem: string };
 }
 
+/** The beacon tests' certificate set, as plain PEM strings so it can travel to the child processes as JSON. */
 function makeCerts(): BenchCerts {
-  const beacon = issueSelfSignedSync({
-    commonName: 'bench beacon',
-    dnsNames: ['localhost'],
-    ipAddresses: ['127.0.0.1'],
+  const { beacon, caPem, broker, bridge } = makeTestCerts();
+  const pem = (issued: { certPem: string; keyPem?: string }) => ({
+    certPem: issued.certPem,
+    keyPem: issued.keyPem!,
   });
-  const ca = createCertificateAuthority({ commonName: 'bench cluster ca' });
-  const broker = issueCertificate(ca, {
-    commonName: 'broker',
-    dnsNames: ['broker'],
-    extKeyUsage: ['serverAuth'],
-  });
-  const bridge = issueCertificate(ca, { commonName: 'bridge', extKeyUsage: ['clientAuth'] });
-  return {
-    beacon: { certPem: beacon.certPem, keyPem: beacon.keyPem },
-    caPem: ca.certPem,
-    broker: { certPem: broker.certPem, keyPem: broker.keyPem! },
-    bridge: { certPem: bridge.certPem, keyPem: bridge.keyPem! },
-  };
+  return { beacon: pem(beacon), caPem, broker: pem(broker), bridge: pem(bridge) };
 }
 
 // ---------------------------------------------------------------------------------------------------------
