@@ -22,8 +22,10 @@ const exec = {
   args: ['eks', 'get-token', '--cluster-name', 'prod'],
   env: { AWS_PROFILE: 'ops' },
 };
+/** A Terraform reference, as a user passes a token (never a literal). */
+const TOKEN_REFERENCE = ['$', '{var.token}'].join('');
 const connections = {
-  token: { host: 'https://203.0.113.10', clusterCaCertificate: 'PEM', token: '${var.token}' },
+  token: { host: 'https://203.0.113.10', clusterCaCertificate: 'PEM', token: TOKEN_REFERENCE },
   exec: { host: 'https://203.0.113.10', clusterCaCertificate: 'PEM' },
   kubeconfig: { configPath: '/home/ops/.kube/config', configContext: 'prod' },
 } as const;
@@ -101,7 +103,7 @@ describe('helm and kubernetes bindings match the prebuilt packages', () => {
     expect(result.ours).toEqual(result.prebuilt);
     expect(result.oursHcl).toBe(result.prebuiltHcl);
     expect((result.ours as { output: { uid: { value: string } } }).output.uid.value).toBe(
-      '${data.kubernetes_namespace.KubeSystem.metadata[0].uid}',
+      `\${data.kubernetes_namespace.KubeSystem.metadata[0].uid}`,
     );
   });
 });
