@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
-import type { Cluster, Context, User } from '@kubernetes/client-node';
-import { KubeConfig } from '@kubernetes/client-node';
 import { CloudtaserError } from '../core/index.js';
+import type { Cluster, Context, User } from './client-node.js';
+import { KubeConfig } from './client-node.js';
 
 export type KubeConnection =
   /** A kubeconfig file. `path` defaults to the `KUBECONFIG` list, else `~/.kube/config`. */
