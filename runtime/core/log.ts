@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { CloudtaserError } from './errors.js';
 
 export type { Logger };
 
@@ -23,6 +24,20 @@ const REDACT = [
   'headers["x-vault-token"]',
 ];
 
+/** The levels `--log-level` and `CLOUDTASER_LOG_LEVEL` accept, most severe first. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Checks a log level from `source` (a flag or variable name, for the message); a bad one is a usage error. */
+export function parseLogLevel(value: string, source: string): LogLevel {
+  const level = value.trim().toLowerCase();
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `${source} must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(value)}`,
+  );
+}
+
 export interface LoggerOptions {
   /** Minimum level. @default process.env.CLOUDTASER_LOG_LEVEL ?? 'info' */
   readonly level?: string;
@@ -35,7 +50,10 @@ export interface LoggerOptions {
  * across processes; tokens and keys are redacted by key name as a second line of defence.
  */
 export function createLogger(component: string, options: LoggerOptions = {}): Logger {
-  const level = options.level ?? process.env.CLOUDTASER_LOG_LEVEL ?? 'info';
+  const fromEnv = process.env.CLOUDTASER_LOG_LEVEL;
+  // A typo in the variable must not silently fall back to another level.
+  const level =
+    options.level ?? (fromEnv === undefined ? 'info' : parseLogLevel(fromEnv, 'CLOUDTASER_LOG_LEVEL'));
   return pino(
     {
       level,

@@ -64,19 +64,21 @@ describe('the tarball', () => {
       expect(tarball.files, file).toContain(file);
   });
 
-  it('ships no test code, no examples, no build-time generators and no source map without its source', () => {
+  it('ships no test code, no examples, no build-only scripts and no source map without its source', () => {
     const unwanted = tarball.files.filter(
       (f) =>
         f.startsWith('dist/test/') ||
         f.startsWith('dist/examples/') ||
         /\.test\.(js|d\.ts)$/.test(f) ||
-        /(^|\/)generate\.(js|d\.ts)$/.test(f) ||
+        f.startsWith('dist/constructs/bindings/generate.') ||
         /bundle-client-node\./.test(f) ||
         f.endsWith('biome.json'),
     );
     expect(unwanted).toEqual([]);
     const maps = tarball.files.filter((f) => f.endsWith('.map'));
-    const orphans = maps.filter((m) => !tarball.files.includes(m.replace(/^dist\//, '').replace(/\.js\.map$/, '.ts')));
+    const orphans = maps.filter(
+      (m) => !tarball.files.includes(m.replace(/^dist\//, '').replace(/\.js\.map$/, '.ts')),
+    );
     expect(orphans).toEqual([]);
     // No compiled file points at a map that is not there either.
     const js = tarball.files.filter((f) => f.endsWith('.js'));
@@ -97,11 +99,20 @@ describe('the tarball', () => {
     expect(pkg.repository.url).toMatch(/^git\+https:\/\//);
     expect(pkg.homepage).toMatch(/^https:\/\//);
     expect(pkg.bugs.url).toMatch(/^https:\/\//);
-    expect(pkg.keywords).toEqual(expect.arrayContaining(['openbao', 'kubernetes', 'terraform', 'cdktf', 'cdktn']));
+    expect(pkg.keywords).toEqual(
+      expect.arrayContaining(['openbao', 'kubernetes', 'terraform', 'cdktf', 'cdktn']),
+    );
     expect(pkg.engines.node).toBe('>=20.18');
     expect(Object.keys(pkg.peerDependencies).sort()).toEqual(['cdktf', 'cdktn', 'constructs']);
-    for (const peer of Object.keys(pkg.peerDependencies)) expect(pkg.peerDependenciesMeta[peer].optional).toBe(true);
-    for (const heavy of ['cdktf', 'constructs', '@cdktf/provider-helm', '@kubernetes/client-node', 'protobufjs'])
+    for (const peer of Object.keys(pkg.peerDependencies))
+      expect(pkg.peerDependenciesMeta[peer].optional).toBe(true);
+    for (const heavy of [
+      'cdktf',
+      'constructs',
+      '@cdktf/provider-helm',
+      '@kubernetes/client-node',
+      'protobufjs',
+    ])
       expect(pkg.dependencies[heavy], heavy).toBeUndefined();
     expect(pkg.dependencies['node-forge']).toBeDefined();
   });
@@ -132,7 +143,7 @@ describe('a CLI-only install (npm install --omit=dev of the tarball, no peers)',
       'function',
       '5af11b82299622a908c5aa10383bfcfd84f6cd251c7094e2246c7daf419dc463',
       'function',
-      'cloudtaser/cloudtaser',
+      'registry.terraform.io/cloudtaser/cloudtaser',
     ]);
   });
 
@@ -158,8 +169,17 @@ describe('a CLI-only install (npm install --omit=dev of the tarball, no peers)',
     expect(provider.code).toBe(0);
     expect(provider.stdout).toMatch(/^Usage: terraform-provider-cloudtaser/);
     // The single-file bundle Terraform runs from a mirror needs nothing from node_modules' dev side either.
-    const bundle = join(cliOnly, 'node_modules', 'cloudtaser', 'dist', 'provider', 'terraform-provider-cloudtaser.cjs');
-    const version = await runProcess(process.execPath, [bundle, '--version'], { env: { PATH: process.env.PATH } });
+    const bundle = join(
+      cliOnly,
+      'node_modules',
+      'cloudtaser',
+      'dist',
+      'provider',
+      'terraform-provider-cloudtaser.cjs',
+    );
+    const version = await runProcess(process.execPath, [bundle, '--version'], {
+      env: { PATH: process.env.PATH },
+    });
     expect(version.stdout.trim()).toBe('terraform-provider-cloudtaser 0.1.0');
   });
 
