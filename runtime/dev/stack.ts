@@ -30,7 +30,8 @@ export interface DevStackInfo {
   readonly beaconCaFile: string;
   /**
    * Kubeconfig of the operator's service account (`cloudtaser-system/cloudtaser`) with the least privilege the
-   * broker needs: read the kube-system namespace, review tokens, and request tokens for itself (attestation).
+   * broker needs: read the kube-system namespace, review tokens, request tokens for itself (attestation), and
+   * read and delete Secrets (migration), as the chart grants it.
    */
   readonly operatorKubeconfig: string;
 }
@@ -70,6 +71,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       resourceNames: [operator.name],
       namespace: operator.namespace,
     });
+    // What the chart grants when migration is on (operator.migration.enabled, every namespace).
+    kube.grant(operator, { verbs: ['get', 'list', 'delete'], resources: ['secrets'] });
     const operatorKubeconfig = join(dir, 'operator-kubeconfig');
     await kube.writeKubeconfig(operatorKubeconfig, {
       context: 'cloudtaser-operator',
