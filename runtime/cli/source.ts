@@ -11,6 +11,7 @@ import {
   registerCluster,
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
+import { operatorInstallCommand } from './charts.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -92,7 +93,7 @@ export function registerSourceCommands(program: Command): void {
             `  Attested:         ${result.attested ? 'yes (bootstrap needs a service-account token; the broker runs with --attestation)' : 'no (trust on first use)'}`,
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
-            `  helm install cloudtaser cloudtaser/cloudtaser --set operator.broker.beacon.address=<beacon-host>:443 --set operator.broker.trust.caSha256=${result.operationalHash}`,
+            `  ${operatorInstallCommand('<beacon-host>:443', result.operationalHash)}`,
             '',
           ].join('\n'),
         );

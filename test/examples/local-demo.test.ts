@@ -60,6 +60,24 @@ describe('npm run demo (examples/local)', () => {
     expect(code).toBe(1);
   });
 
+  it('has the README that app.ts points to, with every step the demo runs', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync(resolve(ROOT, 'examples/local/README.md'), 'utf8');
+    expect(readFileSync(resolve(ROOT, 'examples/local/app.ts'), 'utf8')).toContain(
+      'examples/local/README.md',
+    );
+    for (const step of [
+      'a secret written in OpenBao',
+      'a pod reads it',
+      'the webhook injects',
+      'a Secret migrated',
+      'cdktf destroy',
+      'tunnel closed',
+    ])
+      expect(readme).toContain(step);
+    expect(readme).toContain('npm run demo -- --cdk cdktn');
+  });
+
   it('--help prints usage and exits 0; the launcher does not rebuild a current dist/', async () => {
     const { code, stdout, stderr } = await runProcess(process.execPath, [launcher, '--help'], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME },
