@@ -68,13 +68,17 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
 
 /**
  * The logger one part of a process writes with. `component` names the process (createLogger sets it once);
- * the part goes in `module`, so a line never carries two `component` keys. A library started by a process of
+ * the part goes in `module` (a part of a part in `submodule`), so a line never carries a key twice. A library started by a process of
  * the same name (the broker library in `broker run`) adds nothing.
  */
 export function moduleLogger(logger: Logger | undefined, module: string): Logger {
   const base = logger ?? silentLogger;
-  const bindings = base.bindings() as { component?: unknown; module?: unknown };
-  if (bindings.component === module || bindings.module === module) return base;
+  const bindings = base.bindings() as { component?: unknown; module?: unknown; submodule?: unknown };
+  if (bindings.component === module || bindings.module === module || bindings.submodule === module)
+    return base;
+  // A part started by another part (the broker library inside a test process, then its pod API): pino cannot
+  // replace a binding, so the inner name goes in `submodule` rather than a second `module` key.
+  if (bindings.module !== undefined) return base.child({ submodule: module });
   return base.child({ module });
 }
 
