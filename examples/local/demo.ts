@@ -453,7 +453,8 @@ async function migrateSecret(s: DemoState): Promise<string> {
 }
 
 async function destroy(s: DemoState): Promise<string> {
-  await runCdk('destroy', ['destroy', 'local', '--auto-approve', '--skip-provider-lock'], s);
+  // The deploy's synthesis in cdktf.out is current: no second run of the app.
+  await runCdk('destroy', ['destroy', 'local', '--auto-approve', '--skip-provider-lock', '--skip-synth'], s);
   const status = await getClusterStatus(s.admin, { fingerprint: s.outputs.fingerprint });
   if (status.registered)
     throw new Error(`${cdk} destroy finished but the registration record is still there`);

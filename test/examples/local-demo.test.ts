@@ -86,5 +86,5 @@ describe('npm run demo (examples/local)', () => {
     expect(code).toBe(0);
     expect(stdout).toMatch(/^Usage: npm run demo -- \[--cdk cdktf\|cdktn\]/);
     expect(stderr).toBe('demo: dist/ is newer than every source; no build needed\n');
-  });
+  }, 120_000);
 });

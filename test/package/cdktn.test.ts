@@ -6,7 +6,8 @@
  * test installs Node 22 from the npm registry (`node-<platform>-<arch>`) for the CLI alone; the constructs, the
  * app and every cloudtaser process keep running on this Node.
  */
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +18,8 @@ const work = mkdtempSync(join(tmpdir(), 'ct-cdktn-'));
 const project = join(work, 'project');
 let cliNodeBin: string | undefined;
 
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+// Hundreds of MB of node_modules: removing them can take a while on a busy machine.
+afterAll(() => rm(work, { recursive: true, force: true }), 300_000);
 
 function nodeAtLeast(major: number, minor: number): boolean {
   const [a, b] = process.versions.node.split('.').map(Number);

@@ -4,7 +4,8 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -28,7 +29,8 @@ const cliOnly = join(work, 'cli-only');
 const withCdktf = join(work, 'with-cdktf');
 let tarball: PackedTarball;
 
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+// Hundreds of MB of node_modules: removing them can take a while on a busy machine.
+afterAll(() => rm(work, { recursive: true, force: true }), 300_000);
 
 beforeAll(async () => {
   tarball = await packTarball(join(work, 'tarball'));
