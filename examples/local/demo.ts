@@ -501,7 +501,7 @@ function runCdk(label: string, args: string[], s: DemoState): Promise<void> {
     const child = spawn(cdkCli!, args, { cwd: s.appDir, env: s.cdkEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     const started = performance.now();
     let output = '';
-    let lastPhase = 'starting';
+    let lastPhase = `starting the ${cdk} CLI`;
     let lastReport = performance.now();
     const report = (text: string) => {
       lastReport = performance.now();
