@@ -1,5 +1,5 @@
 /** `Beacon`: the stateless relay, deployed from the cloudtaser-beacon chart. */
-import { Construct } from 'constructs';
+import { Construct } from './cdktf.js';
 import {
   type ChartSetting,
   createChartRelease,

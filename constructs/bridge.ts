@@ -1,5 +1,5 @@
 /** `Bridge`: the process beside OpenBao that serves every registered cluster, from the cloudtaser-bridge chart. */
-import { Construct } from 'constructs';
+import { Construct } from './cdktf.js';
 import {
   type ChartSetting,
   createChartRelease,

@@ -1,7 +1,8 @@
 /**
  * `cloudtaser/constructs`: CDKTF constructs for cloudtaser. Register clusters with the secret store
  * (`RegisteredCluster`), deploy the relay (`Beacon`) and the bridge beside OpenBao (`Bridge`), or use the
- * generated provider bindings directly.
+ * generated provider bindings directly. Backed by `cdktf` or the community fork `cdktn` (see `./cdktf.ts`);
+ * `cdk` is that library, so an app builds its App and stacks from the same one.
  */
 export {
   Beacon,
@@ -27,6 +28,7 @@ export {
   type BridgeOpenBaoProps,
   type BridgeProps,
 } from './bridge.js';
+export { type CdkLibraryName, cdkLibrary, cdktf as cdk } from './cdktf.js';
 export { bundledChartPath, type CloudtaserChartName, type HelmChartOptions } from './helm-chart.js';
 export type {
   KubeconfigConnection,

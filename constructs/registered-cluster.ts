@@ -3,13 +3,12 @@
  * fingerprint (the kube-system namespace UID), registers it with OpenBao through the cloudtaser provider, and
  * deploys the operator chart with the one value it needs (the beacon address) plus the CA pin.
  */
-import { Construct } from 'constructs';
 import {
   CloudtaserProvider,
   ClusterRegistration,
   DataCloudtaserClusterFingerprint,
 } from './bindings/index.js';
-import { Annotations, type IResolvable, Token } from './cdktf.js';
+import { Annotations, Construct, type IResolvable, Token } from './cdktf.js';
 import {
   createChartRelease,
   type HelmChartOptions,

@@ -17,6 +17,9 @@ export function registerDevCommands(program: Command): void {
     .option('--json', 'print only the JSON line (the default output is that line too; kept for scripts)')
     .action(async (opts: { dir?: string; json?: boolean }) => {
       const logger = createLogger('dev');
+      // Listen before the JSON line goes out: a script that reads it and stops us at once must not find the
+      // default action (exit by signal, temp files left behind).
+      const stopRequested = Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
       const { startDevStack } = await import('../dev/stack.js');
       const stack = await startDevStack({ dir: opts.dir, logger });
       const info = {
@@ -34,7 +37,7 @@ export function registerDevCommands(program: Command): void {
           `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.secretstoreToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nCtrl-C stops it.\n`,
         );
       }
-      await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+      await stopRequested;
       await stack.close();
     });
 }

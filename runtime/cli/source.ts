@@ -11,6 +11,7 @@ import {
   registerCluster,
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
+import { operatorInstallCommand } from './charts.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -92,7 +93,7 @@ export function registerSourceCommands(program: Command): void {
             `  Attested:         ${result.attested ? 'yes (bootstrap needs a service-account token; the broker runs with --attestation)' : 'no (trust on first use)'}`,
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
-            `  helm install cloudtaser cloudtaser/cloudtaser --set operator.broker.beacon.address=<beacon-host>:443 --set operator.broker.trust.caSha256=${result.operationalHash}`,
+            `  ${operatorInstallCommand('<beacon-host>:443', result.operationalHash)}`,
             '',
           ].join('\n'),
         );
@@ -151,10 +152,29 @@ export function registerSourceCommands(program: Command): void {
         const { caCertPem: _ca, ...view } = status;
         return printJson(view);
       }
+      if (!status.registered) {
+        // Nothing exists for this fingerprint: name no namespace as if it did, say what would create one.
+        process.stdout.write(
+          [
+            `Cluster ${status.fingerprint}`,
+            `  Registered:  no (no registration record in OpenBao at ${client.address}, namespace root ${opts.namespaceRoot})`,
+            ...(status.initialized
+              ? [
+                  '  Initialized: a stale initialization record remains; register again, then deregister to clear it',
+                ]
+              : []),
+            `  Namespace:   none (registering creates ${status.namespace})`,
+            '',
+            `Register it with: cloudtaser-cli source register --fingerprint ${status.fingerprint}`,
+            '',
+          ].join('\n'),
+        );
+        return;
+      }
       process.stdout.write(
         [
           `Cluster ${status.fingerprint}`,
-          `  Registered:  ${status.registered ? `yes (${status.registeredAt})` : 'no'}`,
+          `  Registered:  yes (${status.registeredAt})`,
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           `  Namespace:   ${status.namespace}`,
           `  Attested:    ${status.attestation ? `yes (issuer ${status.attestation.issuer}, ${status.attestation.jwks.keys.length} key(s), service account ${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name})` : 'no'}`,

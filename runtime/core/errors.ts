@@ -84,6 +84,9 @@ export const ErrorCodes = {
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',
+  // packaging and command line
+  CT_PEER_DEPENDENCY_MISSING:
+    'an optional peer dependency the entry point needs is not installed (cloudtaser/constructs: cdktf or cdktn, and constructs)',
   // generic
   CT_INTERNAL: 'a bug: an invariant did not hold',
   CT_CANCELLED: 'the operation was cancelled',

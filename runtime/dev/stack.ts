@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBeacon } from '../beacon/index.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { type Logger, moduleLogger, silentLogger } from '../core/log.js';
 import { issueSelfSignedSync } from '../pki/index.js';
 import { DEFAULT_OPERATOR_SERVICE_ACCOUNT as OPERATOR_SERVICE_ACCOUNT } from '../registration/index.js';
 import { startKubeTestServer } from './kube/index.js';
@@ -30,7 +30,8 @@ export interface DevStackInfo {
   readonly beaconCaFile: string;
   /**
    * Kubeconfig of the operator's service account (`cloudtaser-system/cloudtaser`) with the least privilege the
-   * broker needs: read the kube-system namespace, review tokens, and request tokens for itself (attestation).
+   * broker needs: read the kube-system namespace, review tokens, request tokens for itself (attestation), and
+   * read and delete Secrets (migration), as the chart grants it.
    */
   readonly operatorKubeconfig: string;
 }
@@ -49,9 +50,10 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
   await mkdir(dir, { recursive: true });
   const closers: Array<() => Promise<void>> = [];
   try {
-    const openbao = await startOpenBaoTestServer({ logger: logger.child({ component: 'dev-openbao' }) });
+    const openbao = await startOpenBaoTestServer({ logger: moduleLogger(logger, 'openbao-test-server') });
     closers.push(() => openbao.close());
-    const kube = await startKubeTestServer({ logger: logger.child({ component: 'dev-kube' }) });
+    // It names its own module (kube-test-server); a second key here would duplicate it.
+    const kube = await startKubeTestServer({ logger });
     closers.push(() => kube.close());
     const kubeconfig = join(dir, 'kubeconfig');
     await kube.writeKubeconfig(kubeconfig);
@@ -69,6 +71,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       resourceNames: [operator.name],
       namespace: operator.namespace,
     });
+    // What the chart grants when migration is on (operator.migration.enabled, every namespace).
+    kube.grant(operator, { verbs: ['get', 'list', 'delete'], resources: ['secrets'] });
     const operatorKubeconfig = join(dir, 'operator-kubeconfig');
     await kube.writeKubeconfig(operatorKubeconfig, {
       context: 'cloudtaser-operator',
@@ -89,7 +93,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       tls: { certPem: beaconCert.certPem, keyPem: beaconCert.keyPem },
       plain: options.plainBeacon ?? false,
       metrics: false,
-      logger: logger.child({ component: 'dev-beacon' }),
+      logger: moduleLogger(logger, 'beacon'),
     });
     closers.push(() => beacon.close());
 

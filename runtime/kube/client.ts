@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
+import type { KubeConfig } from './client-node.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
 import type {
   JsonPatchOperation,

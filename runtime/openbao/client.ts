@@ -21,6 +21,8 @@ export interface OpenBaoClientOptions {
   readonly namespace?: string;
   /** Per request, including retries' individual attempts. @default 10_000 */
   readonly timeoutMs?: number;
+  /** How the caller's user raises `timeoutMs` (a flag, an attribute), named in CT_OPENBAO_TIMEOUT. @default - none */
+  readonly timeoutHint?: string;
   /** Retries on 5xx, sealed, standby and connection resets only; never on other 4xx. @default 3 */
   readonly retries?: number;
   /** First backoff step; doubles per attempt with full jitter, capped at 2 s. @default 200 */
@@ -146,6 +148,7 @@ interface SharedConnection {
   readonly agent: Agent;
   readonly logger: Logger;
   readonly timeoutMs: number;
+  readonly timeoutHint?: string;
   readonly retries: number;
   readonly retryBaseDelayMs: number;
   readonly maxResponseBytes: number;
@@ -246,6 +249,7 @@ export class OpenBaoClient {
         }),
         logger: options.logger ?? silentLogger,
         timeoutMs,
+        timeoutHint: options.timeoutHint,
         retries: options.retries ?? 3,
         retryBaseDelayMs: options.retryBaseDelayMs ?? 200,
         maxResponseBytes: options.maxResponseBytes ?? 32 * 1024 * 1024,
@@ -362,7 +366,7 @@ export class OpenBaoClient {
         }
         const code = (outcome.error as { code?: string })?.code;
         if (outcome.timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-          throw timeoutError(ctx, shared.timeoutMs);
+          throw timeoutError(ctx, shared.timeoutMs, shared.timeoutHint);
         }
         const mapped = mapNetworkError(outcome.error, ctx);
         if (isConnectionReset(outcome.error) && attempt < shared.retries) {

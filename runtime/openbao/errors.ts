@@ -95,10 +95,11 @@ export function isUnreachableCode(err: unknown): boolean {
   return code !== undefined && UNREACHABLE_CODES.has(code);
 }
 
-export function timeoutError(ctx: RequestContext, timeoutMs: number): CloudtaserError {
+/** `hint` names how the user raises the timeout; without one the message promises no setting that may not exist. */
+export function timeoutError(ctx: RequestContext, timeoutMs: number, hint?: string): CloudtaserError {
   return new CloudtaserError(
     'CT_OPENBAO_TIMEOUT',
-    `OpenBao at ${ctx.address} did not answer ${where(ctx)} within ${timeoutMs} ms; check its health or raise the timeout`,
+    `OpenBao at ${ctx.address} did not answer ${where(ctx)} within ${timeoutMs} ms; check its health${hint ? ` or raise the timeout (${hint})` : ''}`,
     { details: details(ctx, { timeoutMs }) },
   );
 }

@@ -87,9 +87,9 @@ describe('cloudtaser-cli against the test servers', () => {
   it.each([
     [['source', 'register', '--fingerprint', 'nope'], 'CT_INVALID_FINGERPRINT'],
     [['source', 'status', '--fingerprint', '../../sys'], 'CT_INVALID_FINGERPRINT'],
-  ])('refuses bad input %j with %s and exit 1', async (args, code) => {
+  ])('refuses bad input %j with %s and exit 2 (a usage error)', async (args, code) => {
     const result = await runCli([...args, '--secretstore-address', openbao.address], env);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr.trim()).toMatch(new RegExp(`^${code}: `));
     expect(result.stdout).toBe('');
   });
@@ -123,7 +123,7 @@ describe('cloudtaser-cli against the test servers', () => {
       '--secretstore-address',
       openbao.address,
     ]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^CT_TOKEN_MISSING: .*CLOUDTASER_SECRETSTORE_TOKEN/);
   });
 

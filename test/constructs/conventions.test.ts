@@ -14,16 +14,19 @@ const sources = [
 ];
 
 describe('constructs conventions', () => {
-  it('imports cdktf only in constructs/cdktf.ts and the prebuilt providers only in constructs/kubernetes.ts', () => {
+  it('loads cdktf, cdktn and constructs only in constructs/cdktf.ts, and no prebuilt @cdktf/provider-* package', () => {
     for (const { file, text } of sources) {
-      const specifiers = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]);
-      if (file !== 'cdktf.ts') expect(specifiers, file).not.toContain('cdktf');
-      if (file !== 'kubernetes.ts') {
-        expect(
-          specifiers.filter((s) => s.startsWith('@cdktf/')),
-          file,
-        ).toEqual([]);
+      const valueImports = [...text.matchAll(/^import (?!type )[^;]*? from '([^']+)'/gms)].map((m) => m[1]);
+      const allImports = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]);
+      if (file !== 'cdktf.ts') {
+        for (const peer of ['cdktf', 'cdktn', 'constructs'])
+          expect(valueImports, `${file} loads ${peer} itself`).not.toContain(peer);
+        expect(allImports, file).not.toContain('cdktf');
       }
+      expect(
+        allImports.filter((s) => s.startsWith('@cdktf/') || s.startsWith('@cdktn/')),
+        file,
+      ).toEqual([]);
     }
   });
 

@@ -4,6 +4,7 @@
  * imported through a copy beside it whose one `cloudtaser/constructs` specifier points at the source entry;
  * everything else (cdktf, constructs, relative files) resolves exactly as in the example.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -62,17 +63,61 @@ describe.each(clouds)('examples/$cloud', ({ cloud, modules, execCommand }) => {
     return { outdir, manifest, cluster: read(`${cloud}-cluster`), cloudtaser: read(`${cloud}-cloudtaser`) };
   }
 
-  it('ships its own package.json (cloudtaser from file:../..), cdktf.json and a README', () => {
+  it('ships its own package.json (cloudtaser from file:../.., installed as a copy), cdktf.json and a README', () => {
     const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
     expect(pkg.dependencies.cloudtaser).toBe('file:../..');
     expect(pkg.dependencies.cdktf).toBeDefined();
+    expect(pkg.dependencies.constructs).toBeDefined();
+    // The constructs declare their helm/kubernetes resources themselves: no prebuilt provider package.
+    expect(Object.keys(pkg.dependencies).filter((d) => d.startsWith('@cdktf/'))).toEqual([]);
+    // What cdktf.json runs must be installed by `npm install` in this folder, and npx must not fetch it instead.
+    expect(pkg.devDependencies).toHaveProperty('tsx');
+    expect(pkg.devDependencies).toHaveProperty('cdktf-cli');
     const cdktf = JSON.parse(readFileSync(join(dir, 'cdktf.json'), 'utf8'));
-    expect(cdktf).toMatchObject({ language: 'typescript', sendCrashReports: 'false' });
-    expect(cdktf.app).toContain('main.ts');
+    expect(cdktf).toMatchObject({
+      language: 'typescript',
+      sendCrashReports: 'false',
+      app: 'npx --no-install tsx main.ts',
+    });
+    expect(readFileSync(join(dir, '.npmrc'), 'utf8')).toMatch(/^install-links=true$/m);
     const readme = readFileSync(join(dir, 'README.md'), 'utf8');
     expect(readme).toMatch(/TerraformHclModule/);
     expect(readme).toMatch(/@cdktf\/provider-/);
     expect(readme).toMatch(/cross-stack/i);
+  });
+
+  it('has a README written for its cloud: what it creates, the requirements, and the commands in order', () => {
+    const readme = readFileSync(join(dir, 'README.md'), 'utf8');
+    const cloudName = cloud.toUpperCase();
+    expect(readme).toMatch(new RegExp(`^# cloudtaser on ${cloudName} \\(CDKTF\\)`));
+    // "a GKE" (gee), "an EKS", "an AKS": the article of the spoken letter.
+    expect(readme).toMatch(new RegExp(`Creates ${cloud === 'gke' ? 'a' : 'an'} ${cloudName} cluster`));
+    expect(readme).not.toMatch(/\ba [AEIOU][A-Z]{2}\b/);
+    for (const section of ['## Requirements', '## Commands']) expect(readme).toContain(section);
+    expect(readme).toContain(execCommand === 'aws' ? 'aws eks get-token' : execCommand);
+    for (const module of Object.values(modules)) expect(readme).toContain(module);
+    const commands = /## Commands\n\n```sh\n([\s\S]*?)```/.exec(readme)![1];
+    const order = [
+      `cd examples/${cloud}`,
+      'npm install',
+      'provider install --mirror',
+      `npx cdktf deploy ${cloud}-cluster ${cloud}-cloudtaser`,
+      `npx cdktf destroy ${cloud}-cloudtaser ${cloud}-cluster`,
+    ];
+    const positions = order.map((c) => commands.indexOf(c));
+    expect(positions, commands).not.toContain(-1);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+    expect(readme).not.toMatch(/without any npm install/);
+  });
+
+  it('keeps no lockfile in git: npm writes one on install and .gitignore ignores it', () => {
+    const lockfile = `examples/${cloud}/package-lock.json`;
+    const ignored = spawnSync('git', ['check-ignore', '-q', lockfile], { cwd: join(EXAMPLES, '..') });
+    expect(ignored.status, `${lockfile} is ignored`).toBe(0);
+    const tracked = spawnSync('git', ['ls-files', '--error-unmatch', lockfile], {
+      cwd: join(EXAMPLES, '..'),
+    });
+    expect(tracked.status, `${lockfile} is not tracked`).not.toBe(0);
   });
 
   it('imports cloudtaser only through its public entry, as a user would', () => {

@@ -75,6 +75,17 @@ describe('go-plugin handshake of the bundled provider', () => {
     expect(r.stderr).toContain('--debug');
   });
 
+  it.each([['--help'], ['-h']])(
+    '%s prints usage on stdout and exits 0 (a request, not an error)',
+    async (flag) => {
+      const r = await runToExit([flag], {});
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: terraform-provider-cloudtaser /);
+      expect(r.stdout).toContain('--debug');
+      expect(r.stderr).toBe('');
+    },
+  );
+
   it('when terraform offers only protocol 5, says so on the first stdout line (shown to the user)', async () => {
     const r = await runToExit([], { [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, PLUGIN_PROTOCOL_VERSIONS: '5' });
     expect(r.code).toBe(1);
