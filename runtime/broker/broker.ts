@@ -229,7 +229,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       'CT_INVALID_ARGUMENT',
       'attestation needs Kubernetes API access that can create service-account tokens (kube)',
     );
-  const podApiUrl = options.podApi
+  // Port 0 (tests, local use) is replaced by the bound port once the pod API listens.
+  let podApiUrl = options.podApi
     ? (options.podApi.url ?? `https://${options.podApi.dnsNames[0]}:${options.podApi.port}`)
     : undefined;
   let podApiServer: PodApiServer | undefined;
@@ -350,6 +351,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       limits: options.podApi.limits,
       logger: log,
     });
+    if (!options.podApi.url && options.podApi.port === 0)
+      podApiUrl = `https://${options.podApi.dnsNames[0]}:${new URL(podApiServer.url).port}`;
   };
 
   const health: HealthServer | undefined = options.health
