@@ -32,11 +32,17 @@ import {
 } from '../webhook/ca-bundle.js';
 import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
-import { isTokenReviewRequest, serveTokenReview } from './tokenreview.js';
+import {
+  isNamespaceRequest,
+  isTokenReviewRequest,
+  serveNamespaceRead,
+  serveTokenReview,
+} from './tokenreview.js';
 
 /**
- * The Kubernetes calls the broker makes: TokenReview for OpenBao, Secrets + Events for migration, and a
- * TokenRequest for its own service account when bootstrap is attested.
+ * The Kubernetes calls the broker makes (runtime/kube/permissions.ts `operatorKubeAccess`): TokenReview and
+ * namespace reads for OpenBao, Secrets + Events for migration, a TokenRequest for its own service account when
+ * bootstrap is attested, and its webhook configuration's caBundle.
  */
 export type BrokerKubeApi = Pick<
   KubeClient,
@@ -45,7 +51,10 @@ export type BrokerKubeApi = Pick<
   Partial<
     Pick<
       KubeClient,
-      'createServiceAccountToken' | 'getMutatingWebhookConfiguration' | 'patchMutatingWebhookConfiguration'
+      | 'getNamespace'
+      | 'createServiceAccountToken'
+      | 'getMutatingWebhookConfiguration'
+      | 'patchMutatingWebhookConfiguration'
     >
   >;
 
@@ -269,6 +278,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
   const brokerHandler: TunnelHandler = (request, context) => {
     if (isTokenReviewRequest(request)) return serveTokenReview(options.kube, request, log, context.signal);
+    if (isNamespaceRequest(request)) return serveNamespaceRead(options.kube, request, log, context.signal);
     if (options.handler) return options.handler(request, context);
     return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
   };

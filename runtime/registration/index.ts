@@ -1,2 +1,3 @@
 export * from './layout.js';
 export * from './register.js';
+export * from './tokenreview.js';

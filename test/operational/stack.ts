@@ -97,6 +97,7 @@ export async function startOperationalStack(
     });
     kube.grant(operator, { verbs: ['list', 'delete'], resources: ['secrets'] });
     kube.grant(operator, { verbs: ['create'], resources: ['events'] });
+    kube.grant(operator, { verbs: ['get'], resources: ['namespaces'] });
     const brokerKube = KubeClient.fromConnection({
       kind: 'token',
       host: kube.url,
