@@ -26,8 +26,10 @@ export {
   type BridgeBeaconProps,
   type BridgeOpenBaoProps,
   type BridgeProps,
+  type KubernetesAuthOptions,
 } from './bridge.js';
 export { bundledChartPath, type CloudtaserChartName, type HelmChartOptions } from './helm-chart.js';
+export type { HelmProvider, KubernetesProvider, Release } from './kubernetes.js';
 export type {
   KubeconfigConnection,
   KubernetesConnection,
@@ -45,6 +47,7 @@ export {
   RegisteredCluster,
   type RegisteredClusterProps,
   type SecretStoreProps,
+  type TokenReviewEndpointProps,
 } from './registered-cluster.js';
 export { isBeaconAddress } from './validation.js';
 export { CLOUDTASER_VERSION, DEFAULT_CHART_REPOSITORY } from './version.js';

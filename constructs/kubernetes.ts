@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import type * as HelmProviderModule from '@cdktf/provider-helm/lib/provider/index.js';
 import type * as ReleaseModule from '@cdktf/provider-helm/lib/release/index.js';
 import type * as NamespaceModule from '@cdktf/provider-kubernetes/lib/data-kubernetes-namespace/index.js';
+import type * as ServiceModule from '@cdktf/provider-kubernetes/lib/data-kubernetes-service/index.js';
 import type * as KubernetesProviderModule from '@cdktf/provider-kubernetes/lib/provider/index.js';
 import type { Construct } from 'constructs';
 
@@ -50,4 +51,15 @@ export function newDataKubernetesNamespace(
     '@cdktf/provider-kubernetes/lib/data-kubernetes-namespace/index.js',
   ) as typeof NamespaceModule;
   return new DataKubernetesNamespace(scope, id, config);
+}
+
+export function newDataKubernetesService(
+  scope: Construct,
+  id: string,
+  config: ServiceModule.DataKubernetesServiceConfig,
+) {
+  const { DataKubernetesService } = load(
+    '@cdktf/provider-kubernetes/lib/data-kubernetes-service/index.js',
+  ) as typeof ServiceModule;
+  return new DataKubernetesService(scope, id, config);
 }

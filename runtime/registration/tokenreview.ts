@@ -11,7 +11,7 @@
  *     and refuses any review that does not carry it.
  */
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { isCloudtaserError } from '../core/errors.js';
 import { parseFingerprint } from '../core/hashes.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import {
@@ -21,13 +21,11 @@ import {
   loadCertificateAuthority,
 } from '../pki/index.js';
 import { asCertificateRecord, KUBERNETES_AUTH_MOUNT, RECORDS_MOUNT } from './layout.js';
-
-/**
- * Where OpenBao reaches the bridge's TokenReview endpoint when nothing else is said: the bridge chart's Service
- * with its default release name and the constructs' default namespace. Name yours with `--tokenreview-endpoint`
- * (the bridge chart's NOTES print it).
- */
-export const DEFAULT_TOKENREVIEW_ENDPOINT = 'https://cloudtaser-bridge.cloudtaser-system.svc:8444';
+import {
+  DEFAULT_TOKENREVIEW_ENDPOINT,
+  parseTokenReviewEndpoint,
+  tokenReviewHost,
+} from './tokenreview-endpoint.js';
 
 export const TOKENREVIEW_PATHS = {
   /** Root namespace, records mount: the listener CA every replica issues its serving certificate from. */
@@ -40,33 +38,6 @@ export const TOKENREVIEW_PATHS = {
 export interface ReviewerRecord {
   readonly reviewer_sha256: string;
   readonly created_at: string;
-}
-
-/** The `kubernetes_host` registration configures for a cluster. */
-export function tokenReviewHost(endpoint: string, fingerprint: string): string {
-  return `${endpoint.replace(/\/+$/, '')}/clusters/${parseFingerprint(fingerprint)}`;
-}
-
-/** Validates `--tokenreview-endpoint`: an http(s) URL without query or fragment. */
-export function parseTokenReviewEndpoint(endpoint: string): URL {
-  let url: URL | undefined;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    url = undefined;
-  }
-  if (
-    !url ||
-    (url.protocol !== 'http:' && url.protocol !== 'https:') ||
-    url.search !== '' ||
-    url.hash !== ''
-  ) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `--tokenreview-endpoint ${JSON.stringify(endpoint)} must be an https:// URL of the bridge's TokenReview Service as OpenBao reaches it, e.g. ${DEFAULT_TOKENREVIEW_ENDPOINT}`,
-    );
-  }
-  return url;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isBeaconAddress } from '../../constructs/validation.js';
+import { BEACON_ADDRESS_PATTERN, isBeaconAddress } from '../../constructs/validation.js';
 import {
   CHART_NAMES,
   CHARTS_DIR,
@@ -278,6 +278,11 @@ describe('beacon address rule shared by charts and constructs', () => {
     operator.schema,
   );
   const pattern = new RegExp(addressSchema.pattern as string, 'u');
+  it('is one text: the operator and bridge schemas carry the constructs pattern', () => {
+    expect(addressSchema.pattern).toBe(BEACON_ADDRESS_PATTERN);
+    const bridge = charts[2].schema as { properties: Record<string, any> };
+    expect(bridge.properties.bridge.properties.beacon.properties.address.pattern).toBe(BEACON_ADDRESS_PATTERN);
+  });
   it.each([
     ['beacon.example.com:443', true],
     ['127.0.0.1:8443', true],
@@ -285,10 +290,14 @@ describe('beacon address rule shared by charts and constructs', () => {
     ['wss://beacon.example.com', true],
     ['wss://beacon.example.com:443/relay', true],
     ['beacon.example.com', false],
+    ['beacon.example.com:0', false],
+    ['beacon.example.com:99999', false],
+    ['beacon.example.com:65535', true],
+    ['wss://beacon.example.com:65536', false],
     ['https://beacon.example.com:443', false],
     ['beacon example.com:443', false],
     ['', false],
-  ])('treats %j as valid=%s in the chart schema and in the constructs', (address, valid) => {
+  ])('treats %j as valid=%s in the chart schemas and in the constructs', (address, valid) => {
     expect(pattern.test(address)).toBe(valid);
     expect(isBeaconAddress(address)).toBe(valid);
   });
