@@ -7,7 +7,7 @@ import type { Construct } from 'constructs';
 import { Annotations, Token } from './cdktf.js';
 
 /** A TCP port, 1 to 65535, as a regular expression (the chart schemas use the same text). */
-const PORT = String.raw`([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])`;
+const PORT = '([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
 const HOST = String.raw`([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])`;
 /** `host:port`, `[v6]:port` or `wss://host[:port][/path]`; the port 1 to 65535. */
 export const BEACON_ADDRESS_PATTERN = String.raw`^(wss://${HOST}(:${PORT})?(/\S*)?|${HOST}:${PORT})$`;

@@ -322,6 +322,7 @@ describe('synth-time checks', () => {
     new RegisteredCluster(stack, 'eu', {
       secretStore: { address: 'http://openbao.example.eu:8200' },
       beacon: { address: 'beacon.example.com:443' },
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a Terraform reference, as users pass it
       kubernetes: { host: 'http://203.0.113.10', token: '${var.token}' },
       tokenReview: { endpoint: 'http://bridge.openbao.svc:8444' },
     });
