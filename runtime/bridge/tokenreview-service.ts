@@ -19,8 +19,11 @@ import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js
 export type TokenReviewTls =
   /** Issued in memory from the listener CA registration keeps in OpenBao (the default). */
   | 'openbao'
-  /** PEM files (e.g. a cert-manager Secret), read again when they change; `caFile` lets peers verify each other. */
-  | { readonly files: TlsFiles }
+  /**
+   * PEM files (e.g. a cert-manager Secret), read again when they change (every `intervalMs`, default 10 s);
+   * `caFile` lets peers verify each other.
+   */
+  | { readonly files: TlsFiles; readonly intervalMs?: number }
   /** Given as is. */
   | { readonly certPem: string; readonly keyPem: string; readonly caPem?: string }
   /** Plain HTTP: OpenBao would send the reviewer credential in clear. Local use only. */
@@ -125,6 +128,7 @@ export async function startBridgeTokenReview(options: {
       watcher = await watchTlsFiles({
         files: tls.files,
         what: 'TokenReview listener',
+        intervalMs: tls.intervalMs,
         logger: log,
         onChange: (material) => {
           server.setCertificate(material);

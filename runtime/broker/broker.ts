@@ -9,6 +9,7 @@ import { dialBeacon } from '../beacon/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { type TlsFiles, type TlsFilesWatcher, watchTlsFiles } from '../core/tls-files.js';
 import type { KubeClient } from '../kube/index.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
@@ -83,6 +84,13 @@ export interface BrokerWebhookOptions {
   readonly port: number;
   /** Serving certificate. @default a self-signed one made in memory (its PEM is in /status as webhookCaPem) */
   readonly tls?: { readonly certPem: string; readonly keyPem: string } | false;
+  /**
+   * Serving certificate from files (a mounted `webhook.tls.secretName`), read again when they change so a renewal
+   * reaches the webhook without a restart. Wins over `tls`. @default none
+   */
+  readonly tlsFiles?: TlsFiles;
+  /** How often `tlsFiles` are checked. @default 10000 */
+  readonly tlsReloadIntervalMs?: number;
   readonly dnsNames?: readonly string[];
   readonly injection: InjectionConfig;
   /**
@@ -286,8 +294,19 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   let webhookCa: string | undefined;
   let webhook: WebhookServer | undefined;
   let caBundle: WebhookCaBundleKeeper | undefined;
+  let webhookTlsWatcher: TlsFilesWatcher | undefined;
   if (options.webhook) {
     let tls = options.webhook.tls;
+    if (options.webhook.tlsFiles) {
+      webhookTlsWatcher = await watchTlsFiles({
+        files: options.webhook.tlsFiles,
+        what: 'webhook',
+        intervalMs: options.webhook.tlsReloadIntervalMs,
+        logger: log,
+        onChange: (material) => webhook?.setCertificate(material),
+      });
+      tls = webhookTlsWatcher.current();
+    }
     if (tls === undefined) {
       const names = options.webhook.dnsNames ?? options.podApi?.dnsNames ?? ['cloudtaser'];
       const issued = issueSelfSignedSync({
@@ -607,6 +626,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       await migrator?.close();
       await podApiServer?.close();
       await caBundle?.close();
+      webhookTlsWatcher?.close();
       await webhook?.close();
       await health?.close();
       setStatus('stopped', 'closed');
