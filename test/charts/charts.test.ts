@@ -280,8 +280,11 @@ describe('beacon address rule shared by charts and constructs', () => {
   const pattern = new RegExp(addressSchema.pattern as string, 'u');
   it('is one text: the operator and bridge schemas carry the constructs pattern', () => {
     expect(addressSchema.pattern).toBe(BEACON_ADDRESS_PATTERN);
-    const bridge = charts[2].schema as { properties: Record<string, any> };
-    expect(bridge.properties.bridge.properties.beacon.properties.address.pattern).toBe(BEACON_ADDRESS_PATTERN);
+    const bridgeAddress = ['bridge', 'beacon', 'address'].reduce<Record<string, unknown>>(
+      (schema, key) => (schema.properties as Record<string, Record<string, unknown>>)[key],
+      charts[2].schema,
+    );
+    expect(bridgeAddress.pattern).toBe(BEACON_ADDRESS_PATTERN);
   });
   it.each([
     ['beacon.example.com:443', true],
