@@ -59,15 +59,14 @@ describe('runtime/charts/README.md', () => {
 });
 
 describe('runtime/images/README.md', () => {
-  it.each([
-    ['operator', 'cloudtaser'],
-    ['beacon', 'cloudtaser-beacon'],
-    ['bridge', 'cloudtaser-bridge'],
-  ] as const)('gives the %s image the default command of its Dockerfile, a command of the CLI', (image) => {
-    const dockerfile = readFileSync(join(CHARTS_DIR, '..', 'images', `Dockerfile.${image}`), 'utf8');
-    const cmd = JSON.parse(/^CMD (.+)$/m.exec(dockerfile)![1]) as string[];
-    const row = imagesReadme.split('\n').find((line) => line.includes(`Dockerfile.${image}`))!;
-    expect(row).toContain(`| \`${cmd.join(' ')}\``);
-    expect(command(cmd[0], cmd[1]), cmd.join(' ')).toBeDefined();
-  });
+  it.each(['operator', 'beacon', 'bridge'] as const)(
+    'gives the %s image the default command of its Dockerfile, a command of the CLI',
+    (image) => {
+      const dockerfile = readFileSync(join(CHARTS_DIR, '..', 'images', `Dockerfile.${image}`), 'utf8');
+      const cmd = JSON.parse(/^CMD (.+)$/m.exec(dockerfile)![1]) as string[];
+      const row = imagesReadme.split('\n').find((line) => line.includes(`Dockerfile.${image}`))!;
+      expect(row).toContain(`| \`${cmd.join(' ')}\``);
+      expect(command(cmd[0], cmd[1]), cmd.join(' ')).toBeDefined();
+    },
+  );
 });
