@@ -1,8 +1,11 @@
 /** `Bridge`: the process beside OpenBao that serves every registered cluster, from the cloudtaser-bridge chart. */
+import { Beacon } from './beacon.js';
 import { Construct } from './cdktf.js';
 import {
   type ChartSetting,
+  chartFullname,
   createChartRelease,
+  DEFAULT_NAMESPACE,
   type HelmChartOptions,
   resolveHelmProvider,
   validateChartOptions,
@@ -16,6 +19,8 @@ import {
   requireHttpUrl,
   requireIntegerInRange,
   requireNonEmpty,
+  validateAt,
+  warnIfPlainHttp,
 } from './validation.js';
 
 export interface AppRoleSecretOptions {
@@ -29,8 +34,28 @@ export interface AppRoleSecretOptions {
   readonly mountPath?: string;
 }
 
+export interface KubernetesAuthOptions {
+  /** OpenBao role bound to the bridge's service account. @default 'cloudtaser-bridge' */
+  readonly role?: string;
+  /** Mount path of OpenBao's Kubernetes auth method. @default 'kubernetes' */
+  readonly mountPath?: string;
+  /** Audience of the bridge's projected token (the role's `audience`). @default - the API server's */
+  readonly audience?: string;
+}
+
 /** How the bridge logs in to OpenBao. Credentials are always referenced, never passed. */
 export class BridgeAuth {
+  /**
+   * OpenBao's Kubernetes auth with the bridge's own projected service-account token, for an OpenBao in the
+   * bridge's cluster: nothing to create beforehand, no stored credential.
+   */
+  public static kubernetes(options: KubernetesAuthOptions = {}): BridgeAuth {
+    requireNonEmpty('BridgeAuth.kubernetes(role)', options.role);
+    requireNonEmpty('BridgeAuth.kubernetes(mountPath)', options.mountPath);
+    requireNonEmpty('BridgeAuth.kubernetes(audience)', options.audience);
+    return new BridgeAuth(undefined, { ...options });
+  }
+
   /** AppRole, with the role-id and secret-id read from a Kubernetes Secret at run time. */
   public static appRoleFromSecret(options: AppRoleSecretOptions): BridgeAuth {
     const hostile = options as AppRoleSecretOptions & { roleId?: unknown; secretId?: unknown };
@@ -44,12 +69,14 @@ export class BridgeAuth {
     requireNonEmpty('BridgeAuth.appRoleFromSecret(roleIdKey)', options.roleIdKey);
     requireNonEmpty('BridgeAuth.appRoleFromSecret(secretIdKey)', options.secretIdKey);
     requireNonEmpty('BridgeAuth.appRoleFromSecret(mountPath)', options.mountPath);
-    return new BridgeAuth({ ...options });
+    return new BridgeAuth({ ...options }, undefined);
   }
 
   private constructor(
     /** @internal */
-    public readonly _appRole: AppRoleSecretOptions,
+    public readonly _appRole: AppRoleSecretOptions | undefined,
+    /** @internal */
+    public readonly _kubernetes: KubernetesAuthOptions | undefined,
   ) {}
 }
 
@@ -63,10 +90,15 @@ export interface BridgeOpenBaoProps {
 }
 
 export interface BridgeBeaconProps {
-  /** The beacon's address; for a beacon in the same cluster use `Beacon.headlessAddress`. */
-  readonly address: string;
+  /** The beacon's address. @default - `deployment.headlessAddress` (required when `deployment` is not given) */
+  readonly address?: string;
   /** ConfigMap (key `ca.crt`) with the beacon's CA. @default - system roots */
   readonly caConfigMap?: string;
+  /**
+   * The `Beacon` construct this bridge waits at, when this app deploys it: the bridge's release then waits for
+   * the beacon's, and dials its headless Service unless `address` says otherwise. @default - none
+   */
+  readonly deployment?: Beacon;
 }
 
 export interface BridgeProps {
@@ -76,8 +108,10 @@ export interface BridgeProps {
   readonly openBao: BridgeOpenBaoProps;
   /** How the bridge logs in to OpenBao. */
   readonly auth: BridgeAuth;
-  /** Number of replicas; any replica serves any cluster. @default 2 */
+  /** Number of replicas; any replica serves any cluster and any TokenReview. @default 2 */
   readonly replicas?: number;
+  /** Port of the TokenReview endpoint OpenBao calls (pods and Service; 1024 or above). @default 8444 */
+  readonly tokenReviewPort?: number;
   /** Chart source, release name, namespace and extra values. @default - the published chart, release 'cloudtaser-bridge' */
   readonly chart?: HelmChartOptions;
   /** How to reach the cluster that runs the bridge. @default - none (then `helmProvider` is required) */
@@ -89,49 +123,94 @@ export interface BridgeProps {
 export class Bridge extends Construct {
   /** The Helm release (child id 'Resource'). */
   public readonly release: Release;
+  /**
+   * The TokenReview endpoint as OpenBao reaches it (the bridge's Service, HTTPS): give it to
+   * `RegisteredCluster` `tokenReview.endpoint` (and the provider's `tokenreview_endpoint`).
+   */
+  public readonly tokenReviewEndpoint: string;
 
   public constructor(scope: Construct, id: string, props: BridgeProps) {
     super(scope, id);
-    if (props.beacon?.address === undefined) throw new TypeError("'beacon.address' is required");
-    requireBeaconAddress('beacon.address', props.beacon.address);
-    if (props.openBao?.address === undefined) throw new TypeError("'openBao.address' is required");
-    requireHttpUrl('openBao.address', props.openBao.address);
-    requireDnsSubdomain('beacon.caConfigMap', props.beacon.caConfigMap);
-    requireDnsSubdomain('openBao.caConfigMap', props.openBao.caConfigMap);
-    refuseProp(
-      'openBao.token',
-      (props.openBao as { token?: unknown }).token,
-      "use 'auth' (a Secret reference)",
+    const beaconAddress = props.beacon?.address ?? props.beacon?.deployment?.headlessAddress;
+    validateAt(this, () => {
+      if (beaconAddress === undefined)
+        throw new TypeError("'beacon.address' is required (or 'beacon.deployment', a Beacon of this app)");
+      if (props.beacon.deployment !== undefined && !(props.beacon.deployment instanceof Beacon))
+        throw new TypeError("'beacon.deployment' must be a Beacon construct");
+      requireBeaconAddress('beacon.address', beaconAddress);
+      if (props.openBao?.address === undefined) throw new TypeError("'openBao.address' is required");
+      requireHttpUrl('openBao.address', props.openBao.address, 'https://openbao.openbao.svc:8200');
+      requireDnsSubdomain('beacon.caConfigMap', props.beacon.caConfigMap);
+      requireDnsSubdomain('openBao.caConfigMap', props.openBao.caConfigMap);
+      refuseProp(
+        'openBao.token',
+        (props.openBao as { token?: unknown }).token,
+        "use 'auth' (a Secret reference)",
+      );
+      if (!(props.auth instanceof BridgeAuth))
+        throw new TypeError(
+          "'auth' must come from BridgeAuth.appRoleFromSecret() or BridgeAuth.kubernetes()",
+        );
+      requireIntegerInRange('replicas', props.replicas, 1, 100);
+      requireIntegerInRange('tokenReviewPort', props.tokenReviewPort, 1024, 65535);
+      if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
+      if (props.chart !== undefined) validateChartOptions('chart', props.chart);
+      if (props.kubernetes === undefined && props.helmProvider === undefined)
+        throw new TypeError("'Bridge' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart");
+    });
+    warnIfPlainHttp(
+      this,
+      'openBao.address',
+      props.openBao.address,
+      "the bridge's OpenBao token would travel in clear",
     );
-    if (!(props.auth instanceof BridgeAuth))
-      throw new TypeError("'auth' must come from BridgeAuth.appRoleFromSecret()");
-    requireIntegerInRange('replicas', props.replicas, 1, 100);
-    if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
-    if (props.chart !== undefined) validateChartOptions('chart', props.chart);
 
-    const appRole = props.auth._appRole;
     const set: ChartSetting[] = [
       { name: 'replicas', value: String(props.replicas ?? 2), type: 'auto' },
-      { name: 'bridge.beacon.address', value: props.beacon.address },
+      { name: 'bridge.beacon.address', value: beaconAddress! },
       { name: 'bridge.openbao.address', value: props.openBao.address },
-      { name: 'bridge.openbao.auth.method', value: 'approle' },
-      { name: 'bridge.openbao.auth.approle.secretName', value: appRole.secretName },
     ];
     const optional: Array<[string, string | undefined]> = [
       ['bridge.beacon.caConfigMap', props.beacon.caConfigMap],
       ['bridge.openbao.caConfigMap', props.openBao.caConfigMap],
       ['bridge.openbao.namespaceRoot', props.openBao.namespaceRoot],
-      ['bridge.openbao.auth.approle.roleIdKey', appRole.roleIdKey],
-      ['bridge.openbao.auth.approle.secretIdKey', appRole.secretIdKey],
-      ['bridge.openbao.auth.approle.mountPath', appRole.mountPath],
     ];
+    const appRole = props.auth._appRole;
+    const kubernetesAuth = props.auth._kubernetes;
+    if (appRole) {
+      set.push({ name: 'bridge.openbao.auth.method', value: 'approle' });
+      set.push({ name: 'bridge.openbao.auth.approle.secretName', value: appRole.secretName });
+      optional.push(
+        ['bridge.openbao.auth.approle.roleIdKey', appRole.roleIdKey],
+        ['bridge.openbao.auth.approle.secretIdKey', appRole.secretIdKey],
+        ['bridge.openbao.auth.approle.mountPath', appRole.mountPath],
+      );
+    } else if (kubernetesAuth) {
+      set.push({ name: 'bridge.openbao.auth.method', value: 'kubernetes' });
+      optional.push(
+        ['bridge.openbao.auth.kubernetes.role', kubernetesAuth.role],
+        ['bridge.openbao.auth.kubernetes.mountPath', kubernetesAuth.mountPath],
+        ['bridge.openbao.auth.kubernetes.audience', kubernetesAuth.audience],
+      );
+    }
+    if (props.tokenReviewPort !== undefined)
+      set.push({ name: 'bridge.tokenReview.port', value: String(props.tokenReviewPort), type: 'auto' });
     for (const [name, value] of optional) if (value !== undefined) set.push({ name, value });
+
+    const chart = props.chart ?? {};
+    const fullname = chartFullname(chart.releaseName ?? 'cloudtaser-bridge', 'cloudtaser-bridge');
+    const port = props.tokenReviewPort ?? DEFAULT_TOKENREVIEW_PORT;
+    this.tokenReviewEndpoint = `https://${fullname}.${chart.namespace ?? DEFAULT_NAMESPACE}.svc:${port}`;
 
     this.release = createChartRelease(this, 'Resource', {
       chartName: 'cloudtaser-bridge',
-      options: props.chart ?? {},
+      options: chart,
       provider: resolveHelmProvider(this, 'Bridge', props.helmProvider, props.kubernetes),
       set,
+      // A bridge dialling a beacon that is not there yet only retries; waiting keeps the first apply quiet.
+      dependsOn: props.beacon.deployment ? [props.beacon.deployment.release] : undefined,
     });
   }
 }
+
+const DEFAULT_TOKENREVIEW_PORT = 8444;

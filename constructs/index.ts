@@ -27,9 +27,11 @@ export {
   type BridgeBeaconProps,
   type BridgeOpenBaoProps,
   type BridgeProps,
+  type KubernetesAuthOptions,
 } from './bridge.js';
 export { type CdkLibraryName, cdkLibrary, cdktf as cdk } from './cdktf.js';
 export { bundledChartPath, type CloudtaserChartName, type HelmChartOptions } from './helm-chart.js';
+export type { HelmProvider, KubernetesProvider, Release } from './kubernetes.js';
 export type {
   KubeconfigConnection,
   KubernetesConnection,
@@ -47,6 +49,7 @@ export {
   RegisteredCluster,
   type RegisteredClusterProps,
   type SecretStoreProps,
+  type TokenReviewEndpointProps,
 } from './registered-cluster.js';
 export { isBeaconAddress } from './validation.js';
 export { CLOUDTASER_VERSION, DEFAULT_CHART_REPOSITORY } from './version.js';

@@ -82,6 +82,10 @@ export interface DataKubernetesNamespaceConfig extends TerraformMetaArguments {
   readonly metadata: { readonly name?: string };
 }
 
+export interface DataKubernetesServiceConfig extends TerraformMetaArguments {
+  readonly metadata: { readonly name: string; readonly namespace?: string };
+}
+
 /** Any helm provider: ours, a prebuilt `@cdktf/provider-helm` one, or one from `cdktf get`. */
 export type HelmProvider = TerraformProvider;
 /** Any kubernetes provider, as for `HelmProvider`. */
@@ -157,6 +161,15 @@ const NAMESPACE_DATA: Fields = {
     tf: 'metadata',
     hclType: 'list',
     fields: { name: { kind: 'string', tf: 'name' } },
+  },
+};
+
+const SERVICE_DATA: Fields = {
+  metadata: {
+    kind: 'object',
+    tf: 'metadata',
+    hclType: 'list',
+    fields: { name: { kind: 'string', tf: 'name' }, namespace: { kind: 'string', tf: 'namespace' } },
   },
 };
 
@@ -264,41 +277,39 @@ function pick(config: Plain, fields: Fields): Plain {
   return Object.fromEntries(Object.keys(fields).map((key) => [key, config[key]]));
 }
 
-// --- the four bindings ---
+// --- the bindings ---
 
-class HelmProviderBinding extends TerraformProvider {
+/**
+ * A provider block. `alias` is read by cdktf's base class (for `fqn`, which every resource's `provider` names), so
+ * it must be a getter over the configuration, as the generated bindings have it.
+ */
+class ProviderBinding extends TerraformProvider {
   private readonly config: Plain;
-  constructor(scope: Construct, id: string, config: HelmProviderConfig) {
+  constructor(
+    scope: Construct,
+    id: string,
+    type: 'helm' | 'kubernetes',
+    private readonly fields: Fields,
+    config: HelmProviderConfig | KubernetesProviderConfig,
+  ) {
     super(scope, id, {
-      terraformResourceType: 'helm',
-      terraformGeneratorMetadata: HELM,
-      terraformProviderSource: 'helm',
+      terraformResourceType: type,
+      terraformGeneratorMetadata: type === 'helm' ? HELM : KUBERNETES,
+      terraformProviderSource: type,
     });
-    this.config = pick(config as Plain, HELM_PROVIDER);
+    this.config = pick(config as Plain, fields);
+  }
+  override get alias(): string | undefined {
+    return this.config.alias as string | undefined;
+  }
+  override set alias(_value: string | undefined) {
+    throw new TypeError('the alias of a cloudtaser-made provider is fixed at construction');
   }
   protected override synthesizeAttributes(): Record<string, unknown> {
-    return { ...toTerraform(HELM_PROVIDER, this.config) };
+    return { ...toTerraform(this.fields, this.config) };
   }
   protected override synthesizeHclAttributes(): Record<string, unknown> {
-    return { ...toHcl(HELM_PROVIDER, this.config) };
-  }
-}
-
-class KubernetesProviderBinding extends TerraformProvider {
-  private readonly config: Plain;
-  constructor(scope: Construct, id: string, config: KubernetesProviderConfig) {
-    super(scope, id, {
-      terraformResourceType: 'kubernetes',
-      terraformGeneratorMetadata: KUBERNETES,
-      terraformProviderSource: 'kubernetes',
-    });
-    this.config = pick(config as Plain, KUBERNETES_PROVIDER);
-  }
-  protected override synthesizeAttributes(): Record<string, unknown> {
-    return { ...toTerraform(KUBERNETES_PROVIDER, this.config) };
-  }
-  protected override synthesizeHclAttributes(): Record<string, unknown> {
-    return { ...toHcl(KUBERNETES_PROVIDER, this.config) };
+    return { ...toHcl(this.fields, this.config) };
   }
 }
 
@@ -350,6 +361,33 @@ export class DataKubernetesNamespace extends TerraformDataSource {
   }
 }
 
+/** The `kubernetes_service` data source; read for a LoadBalancer Service's external address. */
+export class DataKubernetesService extends TerraformDataSource {
+  private readonly config: Plain;
+  constructor(scope: Construct, id: string, config: DataKubernetesServiceConfig) {
+    super(scope, id, {
+      terraformResourceType: 'kubernetes_service',
+      terraformGeneratorMetadata: KUBERNETES,
+      ...metaArguments(config),
+    });
+    this.config = pick(config as unknown as Plain, SERVICE_DATA);
+  }
+  /** The first load-balancer ingress (hostname on AWS, IP on GCP and Azure), known after apply. */
+  get loadBalancerIngress(): { readonly hostname: string; readonly ip: string } {
+    const ingress = 'status[0].load_balancer[0].ingress[0]';
+    return {
+      hostname: this.getStringAttribute(`${ingress}.hostname`),
+      ip: this.getStringAttribute(`${ingress}.ip`),
+    };
+  }
+  protected override synthesizeAttributes(): Record<string, unknown> {
+    return { ...toTerraform(SERVICE_DATA, this.config) };
+  }
+  protected override synthesizeHclAttributes(): Record<string, unknown> {
+    return { ...toHcl(SERVICE_DATA, this.config) };
+  }
+}
+
 function metaArguments(config: TerraformMetaArguments) {
   const { provider, dependsOn, count, lifecycle, provisioners, connection, forEach } = config;
   return {
@@ -366,7 +404,7 @@ function metaArguments(config: TerraformMetaArguments) {
 }
 
 export function newHelmProvider(scope: Construct, id: string, config: HelmProviderConfig): HelmProvider {
-  return new HelmProviderBinding(scope, id, config);
+  return new ProviderBinding(scope, id, 'helm', HELM_PROVIDER, config);
 }
 
 export function newRelease(scope: Construct, id: string, config: ReleaseConfig): Release {
@@ -378,7 +416,7 @@ export function newKubernetesProvider(
   id: string,
   config: KubernetesProviderConfig,
 ): KubernetesProvider {
-  return new KubernetesProviderBinding(scope, id, config);
+  return new ProviderBinding(scope, id, 'kubernetes', KUBERNETES_PROVIDER, config);
 }
 
 export function newDataKubernetesNamespace(
@@ -387,4 +425,12 @@ export function newDataKubernetesNamespace(
   config: DataKubernetesNamespaceConfig,
 ): DataKubernetesNamespace {
   return new DataKubernetesNamespace(scope, id, config);
+}
+
+export function newDataKubernetesService(
+  scope: Construct,
+  id: string,
+  config: DataKubernetesServiceConfig,
+): DataKubernetesService {
+  return new DataKubernetesService(scope, id, config);
 }

@@ -36,6 +36,19 @@ export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments 
    * @default false
    */
   readonly purgeOnDestroy?: boolean | cdktf.IResolvable;
+  /**
+   * PEM CA of the bridge listener's certificate, only when you bring that certificate (bridge chart
+   * `bridge.tokenReview.tls.secretName`). Left out, the listener CA registration keeps in OpenBao.
+   */
+  readonly tokenreviewCaCert?: string;
+  /**
+   * The bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it); the cluster's
+   * Kubernetes auth calls `<endpoint>/clusters/<fingerprint>` with a reviewer credential set here. Defaults
+   * to `https://cloudtaser-bridge.cloudtaser-system.svc:8444`. A change updates the registration in place.
+   *
+   * @default "https://cloudtaser-bridge.cloudtaser-system.svc:8444"
+   */
+  readonly tokenreviewEndpoint?: string;
 }
 
 /**
@@ -53,6 +66,8 @@ export class ClusterRegistration extends cdktf.TerraformResource {
   private _attestationServiceAccount?: string;
   private _fingerprint?: string;
   private _purgeOnDestroy?: boolean | cdktf.IResolvable;
+  private _tokenreviewCaCert?: string;
+  private _tokenreviewEndpoint?: string;
 
   public constructor(scope: Construct, id: string, config: ClusterRegistrationConfig) {
     super(scope, id, {
@@ -75,6 +90,8 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     this._attestationServiceAccount = config.attestationServiceAccount;
     this._fingerprint = config.fingerprint;
     this._purgeOnDestroy = config.purgeOnDestroy;
+    this._tokenreviewCaCert = config.tokenreviewCaCert;
+    this._tokenreviewEndpoint = config.tokenreviewEndpoint;
   }
 
   // attestation_issuer: optional, computed
@@ -224,6 +241,43 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     return this._purgeOnDestroy;
   }
 
+  // tokenreview_ca_cert: optional
+  /**
+   * PEM CA of the bridge listener's certificate, only when you bring that certificate (bridge chart
+   * `bridge.tokenReview.tls.secretName`). Left out, the listener CA registration keeps in OpenBao.
+   */
+  public get tokenreviewCaCert(): string {
+    return this.getStringAttribute('tokenreview_ca_cert');
+  }
+  public set tokenreviewCaCert(value: string) {
+    this._tokenreviewCaCert = value;
+  }
+  public resetTokenreviewCaCert(): void {
+    this._tokenreviewCaCert = undefined;
+  }
+  public get tokenreviewCaCertInput(): string | undefined {
+    return this._tokenreviewCaCert;
+  }
+
+  // tokenreview_endpoint: optional, computed
+  /**
+   * The bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it); the cluster's
+   * Kubernetes auth calls `<endpoint>/clusters/<fingerprint>` with a reviewer credential set here. Defaults
+   * to `https://cloudtaser-bridge.cloudtaser-system.svc:8444`. A change updates the registration in place.
+   */
+  public get tokenreviewEndpoint(): string {
+    return this.getStringAttribute('tokenreview_endpoint');
+  }
+  public set tokenreviewEndpoint(value: string) {
+    this._tokenreviewEndpoint = value;
+  }
+  public resetTokenreviewEndpoint(): void {
+    this._tokenreviewEndpoint = undefined;
+  }
+  public get tokenreviewEndpointInput(): string | undefined {
+    return this._tokenreviewEndpoint;
+  }
+
   protected override synthesizeAttributes(): { [name: string]: unknown } {
     return {
       attestation_issuer: cdktf.stringToTerraform(this._attestationIssuer),
@@ -231,6 +285,8 @@ export class ClusterRegistration extends cdktf.TerraformResource {
       attestation_service_account: cdktf.stringToTerraform(this._attestationServiceAccount),
       fingerprint: cdktf.stringToTerraform(this._fingerprint),
       purge_on_destroy: cdktf.booleanToTerraform(this._purgeOnDestroy),
+      tokenreview_ca_cert: cdktf.stringToTerraform(this._tokenreviewCaCert),
+      tokenreview_endpoint: cdktf.stringToTerraform(this._tokenreviewEndpoint),
     };
   }
 
@@ -265,6 +321,18 @@ export class ClusterRegistration extends cdktf.TerraformResource {
         isBlock: false,
         type: 'simple',
         storageClassType: 'boolean',
+      },
+      tokenreview_ca_cert: {
+        value: cdktf.stringToHclTerraform(this._tokenreviewCaCert),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'string',
+      },
+      tokenreview_endpoint: {
+        value: cdktf.stringToHclTerraform(this._tokenreviewEndpoint),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'string',
       },
     };
     return definedOnly(attrs);

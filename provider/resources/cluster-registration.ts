@@ -6,6 +6,10 @@
 import { type JsonWebKey, X509Certificate } from 'node:crypto';
 import { parseJwks } from '../../runtime/attestation/verify.js';
 import { initHash, isFingerprint } from '../../runtime/core/hashes.js';
+import {
+  DEFAULT_TOKENREVIEW_ENDPOINT,
+  tokenReviewEndpointProblem,
+} from '../../runtime/registration/tokenreview-endpoint.js';
 import { isUnknown } from '../cty/values.js';
 import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
 import { defineResource } from '../framework/provider.js';
@@ -89,6 +93,25 @@ export const clusterRegistrationBlock = {
             : `must be <namespace>/<name> of the operator's service account, e.g. ${DEFAULT_ATTESTATION_SERVICE_ACCOUNT}`,
       ],
     }),
+    tokenreview_endpoint: attr.string({
+      description:
+        "The bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it); the cluster's " +
+        'Kubernetes auth calls `<endpoint>/clusters/<fingerprint>` with a reviewer credential set here. ' +
+        `Defaults to \`${DEFAULT_TOKENREVIEW_ENDPOINT}\`. A change updates the registration in place.`,
+      optional: true,
+      computed: true,
+      default: DEFAULT_TOKENREVIEW_ENDPOINT,
+      validate: [(v) => tokenReviewEndpointProblem(v)],
+    }),
+    tokenreview_ca_cert: attr.string({
+      description:
+        "PEM CA of the bridge listener's certificate, only when you bring that certificate (bridge chart " +
+        '`bridge.tokenReview.tls.secretName`). Left out, the listener CA registration keeps in OpenBao.',
+      optional: true,
+      validate: [
+        (v) => (v.includes('-----BEGIN CERTIFICATE-----') ? undefined : 'must be a PEM certificate'),
+      ],
+    }),
     attested: attr.bool({
       description: 'Whether bootstrap requires an attestation token (as recorded in OpenBao).',
       computed: true,
@@ -139,6 +162,14 @@ function namespaceFor(root: string, fingerprint: string): string {
 }
 
 const isSet = (value: unknown) => value !== null && value !== undefined;
+
+/** The TokenReview endpoint settings registerCluster takes. */
+function tokenReviewOf(planned: Registration) {
+  return {
+    tokenReviewEndpoint: planned.tokenreview_endpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT,
+    ...(isSet(planned.tokenreview_ca_cert) ? { tokenReviewCaCertPem: planned.tokenreview_ca_cert! } : {}),
+  };
+}
 
 /** The attestation settings registerCluster takes, from planned (known) values; undefined when off. */
 function attestationSettingsOf(planned: Registration) {
@@ -229,6 +260,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       fingerprint: planned.fingerprint!,
       namespaceRoot: client.namespaceRoot,
       ...(attestation ? { attestation } : {}),
+      ...tokenReviewOf(planned),
     });
     priv.set('registered_at', result.registeredAt);
     return {
@@ -246,22 +278,27 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     };
   },
 
-  // Only the attestation settings change in place (key rotation is a plain apply); registerCluster is
-  // idempotent for everything else, so re-running it with the new settings is the update.
+  // The attestation settings and the TokenReview endpoint change in place (key rotation is a plain apply);
+  // registerCluster is idempotent for everything else, so re-running it with the new settings is the update.
   async update({ prior, planned, client, signal, private: priv }) {
     signal.throwIfAborted();
     const attestation = attestationSettingsOf(planned);
-    const unchanged =
+    const attestationUnchanged =
       prior.attestation_issuer === planned.attestation_issuer &&
       prior.attestation_jwks === planned.attestation_jwks &&
       prior.attestation_service_account === planned.attestation_service_account;
-    if (unchanged || !attestation) return { ...prior, ...planned, attested: prior.attested ?? false };
+    const tokenReviewUnchanged =
+      prior.tokenreview_endpoint === planned.tokenreview_endpoint &&
+      (prior.tokenreview_ca_cert ?? null) === (planned.tokenreview_ca_cert ?? null);
+    if ((attestationUnchanged || !attestation) && tokenReviewUnchanged)
+      return { ...prior, ...planned, attested: prior.attested ?? false };
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const result = await registerCluster(openBao, {
       fingerprint: planned.fingerprint!,
       namespaceRoot: namespaceRootOf(prior, client),
-      attestation,
+      ...(attestation ? { attestation } : {}),
+      ...tokenReviewOf(planned),
     });
     priv.set('registered_at', result.registeredAt);
     return {

@@ -36,7 +36,11 @@ import {
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
-import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js';
+import {
+  type BridgeTokenReview,
+  type BridgeTokenReviewOptions,
+  startBridgeTokenReview,
+} from './tokenreview-service.js';
 
 export interface BridgeTiming {
   /** How often OpenBao is listed for clusters. @default 10000 */
@@ -81,14 +85,12 @@ export interface BridgeOptions extends RelayPartyOptions {
    */
   readonly podRequestTimeoutMs?: number;
   /**
-   * Serve the per-cluster TokenReview endpoint OpenBao's Kubernetes auth calls
-   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`). @default off
+   * Serve the per-cluster endpoint OpenBao's Kubernetes auth calls instead of an API server
+   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`, `/clusters/<fingerprint>/api/v1/
+   * namespaces/<ns>`), HTTPS by default, only for OpenBao's reviewer credential, forwarding to the replica that
+   * holds the cluster's tunnel. @default off
    */
-  readonly tokenReview?: {
-    readonly host?: string;
-    readonly port: number;
-    readonly tls?: { readonly certPem: string; readonly keyPem: string };
-  };
+  readonly tokenReview?: BridgeTokenReviewOptions;
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
   readonly logger?: Logger;
 }
@@ -188,8 +190,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
     };
 
-  const tokenReview: TokenReviewServer | undefined = options.tokenReview
-    ? await startTokenReviewServer({ ...options.tokenReview, tunnelFor, logger: log })
+  const tokenReview: BridgeTokenReview | undefined = options.tokenReview
+    ? await startBridgeTokenReview({
+        listener: options.tokenReview,
+        openbao: options.openbao,
+        namespaceRoot,
+        namespaceOf: (fingerprint) => clusters.get(fingerprint)?.namespace,
+        tunnelFor,
+        resolve: options.resolve,
+        logger: log,
+      })
     : undefined;
 
   const health: HealthServer | undefined = options.health
@@ -444,6 +454,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     for (const cluster of [...clusters.values()]) {
       if (!seen.has(cluster.fingerprint)) dropCluster(cluster, 'the cluster was deregistered');
     }
+    await tokenReview?.refresh();
   }
 
   let polling: Promise<void> = poll();

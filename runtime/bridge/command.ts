@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
@@ -5,15 +6,16 @@ import { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } fro
 import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
 import {
   addRelayClientOptions,
+  collect,
   parseDuration,
   parseListenAddress,
   type RelayClientFlags,
   readPemFile,
   readRelayClientFlags,
-  readTlsPairFlags,
   untilSignal,
 } from '../tunnel/index.js';
 import { DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
+import type { TokenReviewTls } from './tokenreview-service.js';
 
 interface BridgeRunFlags extends RelayClientFlags {
   readonly secretstoreAddress?: string;
@@ -28,6 +30,13 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly tokenreviewListen?: string;
   readonly tokenreviewTlsCert?: string;
   readonly tokenreviewTlsKey?: string;
+  readonly tokenreviewTlsCa?: string;
+  readonly tokenreviewPlainHttp?: boolean;
+  readonly tokenreviewDnsName?: string[];
+  readonly tokenreviewPeers?: string;
+  readonly kubernetesAuthRole?: string;
+  readonly kubernetesAuthMount: string;
+  readonly kubernetesAuthTokenFile: string;
   readonly podRequestTimeout: string;
 }
 
@@ -62,6 +71,16 @@ export function registerBridgeCommand(program: Command): Command {
     )
     .option('--approle-mount <path>', 'AppRole auth mount', 'approle')
     .option(
+      '--kubernetes-auth-role <role>',
+      "log in with OpenBao's Kubernetes auth and the bridge's own service-account token instead (an OpenBao in the bridge's cluster)",
+    )
+    .option('--kubernetes-auth-mount <path>', 'Kubernetes auth mount', 'kubernetes')
+    .option(
+      '--kubernetes-auth-token-file <path>',
+      'the service-account token for --kubernetes-auth-role',
+      '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    )
+    .option(
       '--poll-interval <duration>',
       'how often to list registered clusters',
       `${DEFAULT_BRIDGE_TIMING.pollIntervalMs}ms`,
@@ -77,9 +96,26 @@ export function registerBridgeCommand(program: Command): Command {
     )
     .option(
       '--tokenreview-tls-cert <path>',
-      'PEM certificate for the TokenReview listener (default: plain HTTP)',
+      'PEM certificate for the TokenReview listener, read again when it changes (default: one issued in memory from the listener CA registration keeps in OpenBao)',
     )
     .option('--tokenreview-tls-key <path>', 'PEM key for --tokenreview-tls-cert')
+    .option(
+      '--tokenreview-tls-ca <path>',
+      'PEM CA of --tokenreview-tls-cert, to verify the peers (--tokenreview-peers) with',
+    )
+    .option(
+      '--tokenreview-dns-name <name>',
+      'DNS name on the issued listener certificate (the Service OpenBao dials); repeatable',
+      collect,
+    )
+    .option(
+      '--tokenreview-peers <host:port>',
+      "the bridge's headless Service: a replica without the cluster's tunnel forwards the review to these A-records",
+    )
+    .option(
+      '--tokenreview-plain-http',
+      'serve TokenReviews over plain HTTP (local use only: OpenBao sends its reviewer credential in clear)',
+    )
     .option(
       '--pod-request-timeout <duration>',
       "how long a pod's request may wait for OpenBao before the pod gets a 503 to retry",
@@ -89,11 +125,7 @@ export function registerBridgeCommand(program: Command): Command {
       const logger = createLogger('bridge');
       const relay = await readRelayClientFlags(flags, 'bridge run');
       const openbao = await connectSecretStore(flags);
-      const tokenReviewTls = await readTlsPairFlags(
-        flags.tokenreviewTlsCert,
-        flags.tokenreviewTlsKey,
-        '--tokenreview-tls',
-      );
+      const tokenReviewTls = tokenReviewTlsFrom(flags);
       const handle = await startBridge({
         openbao,
         namespaceRoot: flags.namespaceRoot,
@@ -107,6 +139,8 @@ export function registerBridgeCommand(program: Command): Command {
           ? {
               ...parseListenAddress(flags.tokenreviewListen, '--tokenreview-listen'),
               tls: tokenReviewTls,
+              dnsNames: flags.tokenreviewDnsName,
+              peers: flags.tokenreviewPeers,
             }
           : undefined,
         timing: {
@@ -134,6 +168,39 @@ export function registerBridgeCommand(program: Command): Command {
   return bridge;
 }
 
+/** The listener's certificate source: files (reloaded on change), plain HTTP, or issued from OpenBao's listener CA. */
+function tokenReviewTlsFrom(flags: BridgeRunFlags): TokenReviewTls {
+  const files = [flags.tokenreviewTlsCert, flags.tokenreviewTlsKey];
+  if (flags.tokenreviewPlainHttp) {
+    if (files.some(Boolean) || flags.tokenreviewTlsCa)
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        '--tokenreview-plain-http cannot be combined with --tokenreview-tls-cert, --tokenreview-tls-key or --tokenreview-tls-ca',
+      );
+    return false;
+  }
+  if (files.every((f) => f === undefined)) {
+    if (flags.tokenreviewTlsCa)
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        '--tokenreview-tls-ca goes with --tokenreview-tls-cert and --tokenreview-tls-key',
+      );
+    return 'openbao';
+  }
+  if (!flags.tokenreviewTlsCert || !flags.tokenreviewTlsKey)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      '--tokenreview-tls-cert and --tokenreview-tls-key go together',
+    );
+  return {
+    files: {
+      certFile: flags.tokenreviewTlsCert,
+      keyFile: flags.tokenreviewTlsKey,
+      caFile: flags.tokenreviewTlsCa,
+    },
+  };
+}
+
 async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient> {
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
@@ -143,6 +210,21 @@ async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient>
     );
   }
   const caCertPem = await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert');
+  if (flags.kubernetesAuthRole) {
+    let jwt: string;
+    try {
+      jwt = (await readFile(flags.kubernetesAuthTokenFile, 'utf8')).trim();
+    } catch (err) {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `--kubernetes-auth-role needs the bridge's service-account token at ${flags.kubernetesAuthTokenFile} (${(err as NodeJS.ErrnoException).code}); mount one or pass --kubernetes-auth-token-file`,
+        { cause: err },
+      );
+    }
+    const anonymous = new OpenBaoClient({ address, caCertPem });
+    const auth = await anonymous.kubernetesLogin(flags.kubernetesAuthMount, flags.kubernetesAuthRole, jwt);
+    return anonymous.withToken(auth.clientToken);
+  }
   const roleId = flags.approleRoleId ?? process.env.CLOUDTASER_APPROLE_ROLE_ID;
   const secretId = flags.approleSecretId ?? process.env.CLOUDTASER_APPROLE_SECRET_ID;
   if (roleId || secretId) {

@@ -9,7 +9,16 @@ export {
   startBridge,
 } from './bridge.js';
 export {
+  FORWARDED_HEADER,
   startTokenReviewServer,
+  type TokenReviewPeers,
   type TokenReviewServer,
   type TokenReviewServerOptions,
+  TUNNEL_HEADER,
 } from './tokenreview.js';
+export {
+  type BridgeTokenReview,
+  type BridgeTokenReviewOptions,
+  startBridgeTokenReview,
+  type TokenReviewTls,
+} from './tokenreview-service.js';

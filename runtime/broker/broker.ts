@@ -9,6 +9,7 @@ import { dialBeacon } from '../beacon/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { type TlsFiles, type TlsFilesWatcher, watchTlsFiles } from '../core/tls-files.js';
 import type { KubeClient } from '../kube/index.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
@@ -32,11 +33,17 @@ import {
 } from '../webhook/ca-bundle.js';
 import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
-import { isTokenReviewRequest, serveTokenReview } from './tokenreview.js';
+import {
+  isNamespaceRequest,
+  isTokenReviewRequest,
+  serveNamespaceRead,
+  serveTokenReview,
+} from './tokenreview.js';
 
 /**
- * The Kubernetes calls the broker makes: TokenReview for OpenBao, Secrets + Events for migration, and a
- * TokenRequest for its own service account when bootstrap is attested.
+ * The Kubernetes calls the broker makes (runtime/kube/permissions.ts `operatorKubeAccess`): TokenReview and
+ * namespace reads for OpenBao, Secrets + Events for migration, a TokenRequest for its own service account when
+ * bootstrap is attested, and its webhook configuration's caBundle.
  */
 export type BrokerKubeApi = Pick<
   KubeClient,
@@ -45,7 +52,10 @@ export type BrokerKubeApi = Pick<
   Partial<
     Pick<
       KubeClient,
-      'createServiceAccountToken' | 'getMutatingWebhookConfiguration' | 'patchMutatingWebhookConfiguration'
+      | 'getNamespace'
+      | 'createServiceAccountToken'
+      | 'getMutatingWebhookConfiguration'
+      | 'patchMutatingWebhookConfiguration'
     >
   >;
 
@@ -74,6 +84,13 @@ export interface BrokerWebhookOptions {
   readonly port: number;
   /** Serving certificate. @default a self-signed one made in memory (its PEM is in /status as webhookCaPem) */
   readonly tls?: { readonly certPem: string; readonly keyPem: string } | false;
+  /**
+   * Serving certificate from files (a mounted `webhook.tls.secretName`), read again when they change so a renewal
+   * reaches the webhook without a restart. Wins over `tls`. @default none
+   */
+  readonly tlsFiles?: TlsFiles;
+  /** How often `tlsFiles` are checked. @default 10000 */
+  readonly tlsReloadIntervalMs?: number;
   readonly dnsNames?: readonly string[];
   readonly injection: InjectionConfig;
   /**
@@ -229,7 +246,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       'CT_INVALID_ARGUMENT',
       'attestation needs Kubernetes API access that can create service-account tokens (kube)',
     );
-  const podApiUrl = options.podApi
+  // Port 0 (tests, local use) is replaced by the bound port once the pod API listens.
+  let podApiUrl = options.podApi
     ? (options.podApi.url ?? `https://${options.podApi.dnsNames[0]}:${options.podApi.port}`)
     : undefined;
   let podApiServer: PodApiServer | undefined;
@@ -268,6 +286,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
   const brokerHandler: TunnelHandler = (request, context) => {
     if (isTokenReviewRequest(request)) return serveTokenReview(options.kube, request, log, context.signal);
+    if (isNamespaceRequest(request)) return serveNamespaceRead(options.kube, request, log, context.signal);
     if (options.handler) return options.handler(request, context);
     return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
   };
@@ -275,8 +294,19 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   let webhookCa: string | undefined;
   let webhook: WebhookServer | undefined;
   let caBundle: WebhookCaBundleKeeper | undefined;
+  let webhookTlsWatcher: TlsFilesWatcher | undefined;
   if (options.webhook) {
     let tls = options.webhook.tls;
+    if (options.webhook.tlsFiles) {
+      webhookTlsWatcher = await watchTlsFiles({
+        files: options.webhook.tlsFiles,
+        what: 'webhook',
+        intervalMs: options.webhook.tlsReloadIntervalMs,
+        logger: log,
+        onChange: (material) => webhook?.setCertificate(material),
+      });
+      tls = webhookTlsWatcher.current();
+    }
     if (tls === undefined) {
       const names = options.webhook.dnsNames ?? options.podApi?.dnsNames ?? ['cloudtaser'];
       const issued = issueSelfSignedSync({
@@ -350,6 +380,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       limits: options.podApi.limits,
       logger: log,
     });
+    if (!options.podApi.url && options.podApi.port === 0)
+      podApiUrl = `https://${options.podApi.dnsNames[0]}:${new URL(podApiServer.url).port}`;
   };
 
   const health: HealthServer | undefined = options.health
@@ -594,6 +626,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       await migrator?.close();
       await podApiServer?.close();
       await caBundle?.close();
+      webhookTlsWatcher?.close();
       await webhook?.close();
       await health?.close();
       setStatus('stopped', 'closed');

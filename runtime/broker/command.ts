@@ -8,7 +8,6 @@ import {
   parseListenAddress,
   type RelayClientFlags,
   readRelayClientFlags,
-  readTlsPairFlags,
   untilSignal,
 } from '../tunnel/index.js';
 import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
@@ -117,7 +116,7 @@ export function registerBrokerCommand(program: Command): Command {
     .option('--webhook-listen <host:port>', 'serve the mutating webhook (POST /mutate-pods) here')
     .option(
       '--webhook-tls-cert <path>',
-      'PEM serving certificate for the webhook (default: a self-signed one made in memory; /status shows webhookCaPem)',
+      'PEM serving certificate for the webhook, read again when it changes (default: a self-signed one made in memory; /status shows webhookCaPem)',
     )
     .option('--webhook-tls-key <path>', 'PEM key for --webhook-tls-cert')
     .option(
@@ -150,7 +149,16 @@ export function registerBrokerCommand(program: Command): Command {
       const podApiAddress = flags.podApiListen
         ? parseListenAddress(flags.podApiListen, '--pod-api-listen')
         : undefined;
-      const webhookTls = await readTlsPairFlags(flags.webhookTlsCert, flags.webhookTlsKey, '--webhook-tls');
+      if (Boolean(flags.webhookTlsCert) !== Boolean(flags.webhookTlsKey))
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          '--webhook-tls-cert and --webhook-tls-key go together',
+        );
+      // Read again when they change: a renewed Secret reaches the webhook without a restart.
+      const webhookTlsFiles =
+        flags.webhookTlsCert && flags.webhookTlsKey
+          ? { certFile: flags.webhookTlsCert, keyFile: flags.webhookTlsKey }
+          : undefined;
       const injectImage = flags.injectImage ?? process.env.CLOUDTASER_OPERATOR_IMAGE;
       if (flags.webhookListen && !injectImage)
         throw new CloudtaserError(
@@ -172,7 +180,7 @@ export function registerBrokerCommand(program: Command): Command {
             ? {
                 ...parseListenAddress(flags.webhookListen, '--webhook-listen'),
                 dnsNames,
-                tls: webhookTls,
+                tlsFiles: webhookTlsFiles,
                 injection: { image: injectImage },
                 configurationName: flags.webhookConfiguration,
               }

@@ -34,10 +34,13 @@ export function registerSourceCommands(program: Command): void {
       .option('--rearm', 'allow one more bootstrap for an already initialized cluster')
       .option(
         '--tokenreview-endpoint <url>',
-        `the bridge's TokenReview listener as OpenBao reaches it (bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint>`,
+        `the bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it; bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint> with a reviewer credential registration sets`,
         DEFAULT_TOKENREVIEW_ENDPOINT,
       )
-      .option('--tokenreview-ca-cert <path>', 'PEM CA of an https:// --tokenreview-endpoint')
+      .option(
+        '--tokenreview-ca-cert <path>',
+        "PEM CA of the bridge listener's certificate when you bring it (bridge run --tokenreview-tls-cert); default: the listener CA registration keeps in OpenBao",
+      )
       .option(
         '--attestation-issuer <url>',
         "attested bootstrap: the cluster's service-account issuer (`issuer` of /.well-known/openid-configuration); with --attestation-jwks",

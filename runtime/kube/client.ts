@@ -9,6 +9,7 @@ import https from 'node:https';
 import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
 import type { KubeConfig } from './client-node.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
+import { describePermission, type KubeCall } from './permissions.js';
 import type {
   JsonPatchOperation,
   KubeEvent,
@@ -44,15 +45,15 @@ interface RequestSpec extends CallOptions {
   readonly query?: Record<string, string | number | undefined>;
   readonly body?: unknown;
   readonly contentType?: string;
-  /** `verb resource [name] [in namespace ns]`, used in the Forbidden message to say what RBAC must allow. */
-  readonly permission: string;
+  /** The call's row in KUBE_CALLS: what RBAC must allow, said in the Forbidden message. */
+  readonly call: KubeCall;
+  /** The object named, for that message. */
+  readonly target?: { readonly name?: string; readonly namespace?: string };
 }
 
 /** Largest response body read; a SecretList page with 500 large secrets stays well below it. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
-const ISSUER_DISCOVERY_PERMISSION =
-  'get nonResourceURLs /.well-known/openid-configuration and /openid/v1/jwks (ClusterRole system:service-account-issuer-discovery)';
 const NETWORK_ERRORS = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
@@ -104,7 +105,7 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: '/version',
-      permission: 'get /version',
+      call: 'getVersion',
     });
   }
 
@@ -113,7 +114,8 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: `/api/v1/namespaces/${segment(name, 'namespace name')}`,
-      permission: `get namespaces ${name} (cluster scope)`,
+      call: 'getNamespace',
+      target: { name },
     });
   }
 
@@ -123,7 +125,7 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: '/.well-known/openid-configuration',
-      permission: ISSUER_DISCOVERY_PERMISSION,
+      call: 'getOpenIdConfiguration',
     });
   }
 
@@ -133,7 +135,7 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: '/openid/v1/jwks',
-      permission: ISSUER_DISCOVERY_PERMISSION,
+      call: 'getServiceAccountJwks',
     });
   }
 
@@ -157,8 +159,7 @@ export class KubeClient {
         kind: 'TokenReview',
         spec: { token, ...(audiences.length === 0 ? {} : { audiences: [...audiences] }) },
       },
-      permission:
-        'create tokenreviews.authentication.k8s.io (cluster scope; ClusterRole system:auth-delegator)',
+      call: 'createTokenReview',
     });
     return response.status ?? {};
   }
@@ -168,7 +169,8 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: `${secretsPath(namespace)}/${segment(name, 'secret name')}`,
-      permission: `get secrets ${name} in namespace ${namespace}`,
+      call: 'getSecret',
+      target: { name, namespace },
     });
   }
 
@@ -192,8 +194,8 @@ export class KubeClient {
         limit: options.limit,
         continue: options.continue,
       },
-      permission:
-        namespace === undefined ? 'list secrets (all namespaces)' : `list secrets in namespace ${namespace}`,
+      call: 'listSecrets',
+      target: { namespace },
     });
   }
 
@@ -203,7 +205,8 @@ export class KubeClient {
       method: 'POST',
       path: secretsPath(namespace),
       body: { apiVersion: 'v1', kind: 'Secret', ...secret },
-      permission: `create secrets in namespace ${namespace}`,
+      call: 'createSecret',
+      target: { namespace },
     });
   }
 
@@ -227,7 +230,8 @@ export class KubeClient {
       path: `${secretsPath(namespace)}/${segment(name, 'secret name')}`,
       body: { metadata },
       contentType: 'application/merge-patch+json',
-      permission: `patch secrets ${name} in namespace ${namespace}`,
+      call: 'patchSecretMetadata',
+      target: { name, namespace },
     });
   }
 
@@ -239,7 +243,8 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
-      permission: `get mutatingwebhookconfigurations ${name} (group admissionregistration.k8s.io)`,
+      call: 'getMutatingWebhookConfiguration',
+      target: { name },
     });
   }
 
@@ -255,7 +260,8 @@ export class KubeClient {
       path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
       body: operations,
       contentType: 'application/json-patch+json',
-      permission: `patch mutatingwebhookconfigurations ${name} (group admissionregistration.k8s.io)`,
+      call: 'patchMutatingWebhookConfiguration',
+      target: { name },
     });
   }
 
@@ -277,7 +283,8 @@ export class KubeClient {
         propagationPolicy: 'Background',
         ...(hasPreconditions ? { preconditions } : {}),
       },
-      permission: `delete secrets ${name} in namespace ${namespace}`,
+      call: 'deleteSecret',
+      target: { name, namespace },
     });
   }
 
@@ -306,7 +313,8 @@ export class KubeClient {
         lastTimestamp: now,
         count: 1,
       },
-      permission: `create events in namespace ${namespace}`,
+      call: 'createEvent',
+      target: { namespace },
     });
   }
 
@@ -334,7 +342,8 @@ export class KubeClient {
           boundObjectRef: request.boundObjectRef ?? null,
         },
       },
-      permission: `create serviceaccounts/token ${name} in namespace ${namespace}`,
+      call: 'createServiceAccountToken',
+      target: { name, namespace },
     });
     const status = response.status;
     if (typeof status?.token !== 'string' || status.token === '') {
@@ -573,7 +582,10 @@ export class KubeClient {
           `the Kubernetes API server at ${this.server} rejected the credentials of ${this.description} (401 Unauthorized): the token has expired or is invalid, or the exec plugin returned a bad token; refresh the credentials and retry`,
         );
       case 403:
-        return make('CT_KUBE_FORBIDDEN', `${serverMessage}; RBAC must allow: ${spec.permission}`);
+        return make(
+          'CT_KUBE_FORBIDDEN',
+          `${serverMessage}; RBAC must allow: ${describePermission(spec.call, spec.target)}`,
+        );
       case 404:
         return make('CT_KUBE_NOT_FOUND', serverMessage);
       case 409:

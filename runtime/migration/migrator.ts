@@ -11,6 +11,7 @@
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { KubeClient, KubeSecret } from '../kube/index.js';
+import type { MIGRATION_CALLS } from '../kube/permissions.js';
 import { isKubernetesName, MIGRATION_TUNNEL_PREFIX, migrationKvPath } from '../podapi/protocol.js';
 import { sleep, type TunnelMux } from '../tunnel/index.js';
 import { secretDataDigest } from './digest.js';
@@ -19,7 +20,8 @@ export const MIGRATE_ANNOTATION = 'cloudtaser.io/migrate';
 /** Secret types Kubernetes manages itself: migrating (and deleting) them would break the cluster. */
 const NEVER_MIGRATED = new Set(['kubernetes.io/service-account-token', 'bootstrap.kubernetes.io/token']);
 
-export type MigrationKubeApi = Pick<KubeClient, 'listSecrets' | 'deleteSecret' | 'createEvent'>;
+/** Exactly the calls the chart grants for migration (runtime/kube/permissions.ts). */
+export type MigrationKubeApi = Pick<KubeClient, (typeof MIGRATION_CALLS)[number]>;
 
 export type MigrationResult = 'migrated' | 'conflict' | 'skipped' | 'failed';
 

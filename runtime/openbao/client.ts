@@ -129,6 +129,8 @@ export interface KubernetesAuthConfig {
 export interface KubernetesAuthRole {
   readonly boundServiceAccountNames: readonly string[];
   readonly boundServiceAccountNamespaces: readonly string[];
+  /** A label selector (JSON or YAML) over namespace labels; OpenBao then reads the pod's namespace. */
+  readonly boundServiceAccountNamespaceSelector?: string;
   readonly policies: readonly string[];
   /** Seconds or a Go duration such as '1h'. */
   readonly ttl?: number | string;
@@ -792,6 +794,7 @@ export class OpenBaoClient {
       body: {
         bound_service_account_names: options.boundServiceAccountNames,
         bound_service_account_namespaces: options.boundServiceAccountNamespaces,
+        bound_service_account_namespace_selector: options.boundServiceAccountNamespaceSelector,
         token_policies: options.policies,
         token_ttl: options.ttl,
         audience: options.audience,

@@ -1,2 +1,4 @@
 export * from './layout.js';
 export * from './register.js';
+export * from './tokenreview.js';
+export * from './tokenreview-endpoint.js';

@@ -30,6 +30,7 @@ import {
   validateNamespaceRoot,
   WORKLOAD_MOUNT,
 } from './layout.js';
+import { ensureTokenReviewAuth, TOKENREVIEW_PATHS } from './tokenreview.js';
 
 export interface RegistrationTarget {
   /** The cluster's kube-system namespace UID. */
@@ -39,20 +40,16 @@ export interface RegistrationTarget {
   readonly logger?: Logger;
 }
 
-/**
- * Where OpenBao reaches the bridge's TokenReview endpoint when nothing else is said: the bridge running beside
- * OpenBao (sidecar or same host) with `--tokenreview-listen 127.0.0.1:8444`. When the bridge runs elsewhere,
- * pass its address as OpenBao sees it, e.g. `http://cloudtaser-bridge.cloudtaser.svc:8444`.
- */
-export const DEFAULT_TOKENREVIEW_ENDPOINT = 'http://127.0.0.1:8444';
-
 export interface RegisterOptions extends RegistrationTarget {
   /**
    * The bridge's TokenReview endpoint as OpenBao reaches it; the cluster's Kubernetes auth `kubernetes_host`
    * becomes `<endpoint>/clusters/<fingerprint>`. @default DEFAULT_TOKENREVIEW_ENDPOINT
    */
   readonly tokenReviewEndpoint?: string;
-  /** PEM CA of the endpoint's certificate; required for an https:// endpoint. */
+  /**
+   * PEM CA of the endpoint's certificate when you bring the listener certificate (e.g. cert-manager). Without it,
+   * the listener CA registration keeps in OpenBao, from which the bridge issues its own.
+   */
   readonly tokenReviewCaCertPem?: string;
   /**
    * Turn on attested bootstrap, or refresh its keys after the cluster rotated them. Without it an existing
@@ -100,11 +97,6 @@ export function validateAttestationSettings(settings: AttestationSettings): Atte
     jwks: parseJwks(settings.jwks),
     service_account: { namespace: account.namespace, name: account.name },
   };
-}
-
-/** The `kubernetes_host` registration configures for a cluster. */
-export function tokenReviewHost(endpoint: string, fingerprint: string): string {
-  return `${endpoint.replace(/\/+$/, '')}/clusters/${parseFingerprint(fingerprint)}`;
 }
 
 export interface RegistrationResult {
@@ -167,7 +159,11 @@ export async function registerCluster(
   const caOutcome = await ensureClusterCa(cluster, fingerprint);
   changed = caOutcome.created || changed;
   const ca = caOutcome.ca;
-  changed = (await ensureKubernetesAuthConfig(cluster, fingerprint, target, ca.certPem)) || changed;
+  changed =
+    (await ensureTokenReviewAuth(root, cluster, fingerprint, {
+      endpoint: target.tokenReviewEndpoint,
+      caCertPem: target.tokenReviewCaCertPem,
+    })) || changed;
   changed = (await ensureBridgeCertificate(cluster, ca)) || changed;
 
   // 5. The registration record the bridge discovers.
@@ -265,6 +261,8 @@ export async function deregisterCluster(
     const cluster = client.withNamespace(namespace);
     await deleteIfMounted(cluster, paths.bridgeCa);
     await deleteIfMounted(cluster, paths.bridgeClient);
+    // Without its record the bridge refuses every TokenReview for this cluster.
+    await deleteIfMounted(cluster, TOKENREVIEW_PATHS.reviewer);
   }
   let purged = false;
   if (options.purge && ownedByUs) {
@@ -489,61 +487,6 @@ export function alreadyInitializedMessage(fingerprint: string): string {
 }
 
 // --- private helpers ---
-
-/**
- * Points the cluster namespace's Kubernetes auth at the bridge's per-cluster TokenReview endpoint (OpenBao cannot
- * reach the cluster; the bridge carries the review through the tunnel). `disable_local_ca_jwt` keeps OpenBao from
- * sending its own pod's service-account token there; the broker reviews with its own credentials anyway.
- */
-async function ensureKubernetesAuthConfig(
-  cluster: OpenBaoClient,
-  fingerprint: string,
-  options: RegisterOptions,
-  clusterCaPem: string,
-): Promise<boolean> {
-  const endpoint = options.tokenReviewEndpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT;
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    url = new URL('invalid://');
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '') {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `--tokenreview-endpoint ${JSON.stringify(endpoint)} must be an http(s):// URL of the bridge's TokenReview listener, e.g. ${DEFAULT_TOKENREVIEW_ENDPOINT}`,
-    );
-  }
-  if (url.protocol === 'https:' && !options.tokenReviewCaCertPem) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      'an https:// --tokenreview-endpoint needs --tokenreview-ca-cert (the CA of the bridge listener certificate)',
-    );
-  }
-  const host = tokenReviewHost(endpoint, fingerprint);
-  // OpenBao needs some CA PEM even for http:// (it ignores it there); the cluster CA is public and at hand.
-  const caPem = options.tokenReviewCaCertPem ?? clusterCaPem;
-  const current = await cluster.request<{ data?: Record<string, unknown> }>(
-    'GET',
-    `auth/${KUBERNETES_AUTH_MOUNT}/config`,
-    { allow404: true },
-  );
-  const data = current.body?.data;
-  if (
-    current.status === 200 &&
-    data?.kubernetes_host === host &&
-    String(data?.kubernetes_ca_cert ?? '').trim() === caPem.trim() &&
-    data?.disable_local_ca_jwt === true
-  ) {
-    return false;
-  }
-  await cluster.writeKubernetesAuthConfig(KUBERNETES_AUTH_MOUNT, {
-    kubernetesHost: host,
-    kubernetesCaCert: caPem,
-    disableLocalCaJwt: true,
-  });
-  return true;
-}
 
 async function assertPrefixIsOurs(
   root: OpenBaoClient,

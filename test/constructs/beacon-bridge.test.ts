@@ -31,7 +31,8 @@ describe('Beacon', () => {
     expect(release.set).toContainEqual({ name: 'replicas', value: '2', type: 'auto' });
     expect(settings(release)).toMatchObject({ 'service.type': 'ClusterIP', 'beacon.plainDoor': 'false' });
     expect(only(json.provider.helm).kubernetes).toEqual({ config_path: '/home/ops/.kube/eu-config' });
-    expect(beacon.headlessAddress).toBe('cloudtaser-beacon-headless.cloudtaser-system.svc:443');
+    // The pods' own port: a headless Service translates no port.
+    expect(beacon.headlessAddress).toBe('cloudtaser-beacon-headless.cloudtaser-system.svc:8443');
     expect(beacon.node.defaultChild).toBe(beacon.release);
   });
 
@@ -176,7 +177,10 @@ describe('Bridge', () => {
 
   it.each([
     [{ beacon: { address: 'beacon' } }, /'beacon\.address' must be the beacon's host:port/],
-    [{ openBao: { address: 'openbao:8200' } }, /'openBao\.address' must be an http\(s\) URL/],
+    [
+      { openBao: { address: 'openbao:8200' } },
+      /^stack\/b: 'openBao\.address' must be an https URL such as https:\/\/openbao/,
+    ],
     [
       { auth: { _appRole: { secretName: 'x' } } as never },
       /'auth' must come from BridgeAuth\.appRoleFromSecret\(\)/,

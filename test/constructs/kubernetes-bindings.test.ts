@@ -6,11 +6,13 @@
 import { HelmProvider } from '@cdktf/provider-helm/lib/provider/index.js';
 import { Release } from '@cdktf/provider-helm/lib/release/index.js';
 import { DataKubernetesNamespace } from '@cdktf/provider-kubernetes/lib/data-kubernetes-namespace/index.js';
+import { DataKubernetesService } from '@cdktf/provider-kubernetes/lib/data-kubernetes-service/index.js';
 import { KubernetesProvider } from '@cdktf/provider-kubernetes/lib/provider/index.js';
 import { describe, expect, it } from 'vitest';
 import { TerraformOutput, TerraformStack, Testing } from '../../constructs/cdktf.js';
 import {
   newDataKubernetesNamespace,
+  newDataKubernetesService,
   newHelmProvider,
   newKubernetesProvider,
   newRelease,
@@ -105,5 +107,51 @@ describe('helm and kubernetes bindings match the prebuilt packages', () => {
     expect((result.ours as { output: { uid: { value: string } } }).output.uid.value).toBe(
       `\${data.kubernetes_namespace.KubeSystem.metadata[0].uid}`,
     );
+  });
+
+  it('a helm_release and a data source name their aliased provider (helm.<alias>, kubernetes.<alias>)', () => {
+    const result = synthBoth((stack, prebuilt) => {
+      const helmConfig = { alias: 'eu_helm', kubernetes: connections.kubeconfig };
+      const kubeConfig = { alias: 'eu_kubernetes', ...connections.kubeconfig };
+      const helm = prebuilt
+        ? new HelmProvider(stack, 'HelmProvider', helmConfig)
+        : newHelmProvider(stack, 'HelmProvider', helmConfig);
+      const kubernetes = prebuilt
+        ? new KubernetesProvider(stack, 'KubernetesProvider', kubeConfig)
+        : newKubernetesProvider(stack, 'KubernetesProvider', kubeConfig);
+      const release = { provider: helm, name: 'cloudtaser', chart: 'cloudtaser' };
+      if (prebuilt) new Release(stack, 'Release', release);
+      else newRelease(stack, 'Release', release);
+      const namespace = { provider: kubernetes, metadata: { name: 'kube-system' } };
+      if (prebuilt) new DataKubernetesNamespace(stack, 'KubeSystem', namespace);
+      else newDataKubernetesNamespace(stack, 'KubeSystem', namespace);
+    });
+    expect(result.ours).toEqual(result.prebuilt);
+    expect(result.oursHcl).toBe(result.prebuiltHcl);
+    const json = result.ours as {
+      resource: { helm_release: { Release: { provider: string } } };
+      data: { kubernetes_namespace: { KubeSystem: { provider: string } } };
+    };
+    expect(json.resource.helm_release.Release.provider).toBe('helm.eu_helm');
+    expect(json.data.kubernetes_namespace.KubeSystem.provider).toBe('kubernetes.eu_kubernetes');
+  });
+
+  it("the kubernetes_service data source and the load balancer's ingress address", () => {
+    const result = synthBoth((stack, prebuilt) => {
+      const provider = new KubernetesProvider(stack, 'KubernetesProvider', connections.kubeconfig);
+      const config = { provider, metadata: { name: 'cloudtaser-beacon', namespace: 'cloudtaser-beacon' } };
+      if (prebuilt) {
+        const service = new DataKubernetesService(stack, 'LoadBalancer', config);
+        const ingress = service.status.get(0).loadBalancer.get(0).ingress.get(0);
+        new TerraformOutput(stack, 'hostname', { value: ingress.hostname });
+        new TerraformOutput(stack, 'ip', { value: ingress.ip });
+      } else {
+        const ingress = newDataKubernetesService(stack, 'LoadBalancer', config).loadBalancerIngress;
+        new TerraformOutput(stack, 'hostname', { value: ingress.hostname });
+        new TerraformOutput(stack, 'ip', { value: ingress.ip });
+      }
+    });
+    expect(result.ours).toEqual(result.prebuilt);
+    expect(result.oursHcl).toBe(result.prebuiltHcl);
   });
 });

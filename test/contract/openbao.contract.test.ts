@@ -365,6 +365,9 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
   let kube: Server;
   let kubeUrl: string;
   const reviews: { authorization: string | undefined; body: Record<string, unknown> }[] = [];
+  /** `GET /api/v1/namespaces/<ns>` reads, and the labels each namespace answers with. */
+  const namespaceReads: { authorization: string | undefined; name: string }[] = [];
+  const namespaceLabels = new Map<string, Record<string, string>>([['labelled', { team: 'web' }]]);
   let answer: (body: Record<string, unknown>) => { status: number; body: unknown } = () => ({
     status: 201,
     body: {},
@@ -373,6 +376,17 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
 
   beforeAll(async () => {
     kube = createServer(async (req: IncomingMessage, res) => {
+      const read = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(req.url ?? '');
+      if (req.method === 'GET' && read) {
+        namespaceReads.push({ authorization: req.headers.authorization, name: read[1] });
+        const labels = namespaceLabels.get(read[1]);
+        const status = labels ? 200 : 404;
+        const body = labels
+          ? { kind: 'Namespace', apiVersion: 'v1', metadata: { name: read[1], labels } }
+          : { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 };
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+        return;
+      }
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
@@ -471,6 +485,42 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
     );
   });
 
+  it('reads the pod namespace with the reviewer JWT for a role with a namespace selector, before the review (namespace_validator.go)', async () => {
+    // The reviewer vouches for the pod in the namespace its token names.
+    answer = (body) => {
+      const reply = approve(body);
+      (reply.body.status.user as { username: string }).username = `system:serviceaccount:labelled:${sa.name}`;
+      return reply;
+    };
+    const ns = root.withNamespace(`${base}/fresh`);
+    await ns.writeKubernetesAuthRole('kubernetes', 'by-label', {
+      boundServiceAccountNames: ['web'],
+      boundServiceAccountNamespaces: [],
+      boundServiceAccountNamespaceSelector: '{"matchLabels":{"team":"web"}}',
+      policies: ['app'],
+      ttl: '1h',
+      audience: 'openbao',
+    });
+    const login = (namespace: string) =>
+      raw(target, 'POST', 'auth/kubernetes/login', {
+        namespace: `${base}/fresh`,
+        token: null,
+        body: { role: 'by-label', jwt: serviceAccountJwt({ ...sa, namespace, aud: ['openbao'] }) },
+      });
+    namespaceReads.length = 0;
+    reviews.length = 0;
+    expect((await login('labelled')).status).toBe(200);
+    expect(namespaceReads).toEqual([{ authorization: 'Bearer reviewer-jwt', name: 'labelled' }]);
+    expect(reviews).toHaveLength(1);
+    namespaceLabels.set('other-team', { team: 'db' });
+    const other = await login('other-team');
+    expect(other.json).toEqual({ errors: ['namespace not authorized'] });
+    const missing = await login('gone');
+    expect(missing.status).toBe(403);
+    expect(String((missing.json!.errors as string[])[0])).toMatch(/^namespace not authorized err=/);
+    expect(reviews).toHaveLength(1);
+  });
+
   it('refuses a service account outside the role, an expired token and a wrong audience before any review', async () => {
     answer = approve;
     reviews.length = 0;
@@ -500,6 +550,24 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
     });
     expect(unknownRole.json).toEqual({ errors: ['invalid role name "nope"'] });
     expect(reviews).toHaveLength(0);
+  });
+});
+
+describe('Kubernetes auth config as OpenBao stores it (path_config.go)', () => {
+  it('keeps kubernetes_host exactly as given, trailing slash included, and only warns about a CA that is not PEM', async () => {
+    const ns = root.withNamespace(`${base}/fresh`);
+    await ns.enableAuth('kube-exact', 'kubernetes');
+    const write = await raw(target, 'POST', 'auth/kube-exact/config', {
+      namespace: `${base}/fresh`,
+      body: { kubernetes_host: 'https://bridge.example:8444/clusters/x/', kubernetes_ca_cert: 'not a PEM' },
+    });
+    expect(write.status).toBe(200);
+    expect((write.json!.warnings as string[]).length).toBeGreaterThan(0);
+    const read = await raw(target, 'GET', 'auth/kube-exact/config', { namespace: `${base}/fresh` });
+    expect((read.json!.data as Record<string, unknown>).kubernetes_host).toBe(
+      'https://bridge.example:8444/clusters/x/',
+    );
+    expect((read.json!.data as Record<string, unknown>).kubernetes_ca_cert).toBe('not a PEM');
   });
 });
 

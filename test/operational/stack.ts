@@ -9,7 +9,12 @@ import { Agent, request } from 'undici';
 import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js';
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { createLogger } from '../../runtime/core/log.js';
-import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
+import {
+  type KubeAuditEntry,
+  type KubeTestServer,
+  type PolicyRule,
+  startKubeTestServer,
+} from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
@@ -58,7 +63,17 @@ export interface OperationalStack {
 }
 
 export async function startOperationalStack(
-  options: { broker?: Partial<BrokerOptions>; bridge?: Partial<BridgeOptions>; logLevel?: string } = {},
+  options: {
+    broker?: Partial<BrokerOptions>;
+    bridge?: Partial<BridgeOptions>;
+    logLevel?: string;
+    /** The operator's RBAC instead of the default grants (e.g. the rules a rendered chart grants). */
+    operatorRbac?: readonly PolicyRule[];
+    /** Sees every non-admin Kubernetes request with its RBAC decision. */
+    kubeAudit?: (entry: KubeAuditEntry) => void;
+    /** Runs before the broker starts (objects the broker expects to find). */
+    beforeBroker?: (kube: KubeTestServer) => Promise<void>;
+  } = {},
 ): Promise<OperationalStack> {
   const logs: string[] = [];
   const sink = new Writable({
@@ -77,7 +92,7 @@ export async function startOperationalStack(
     closers.push(() => openbao.close());
     const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
     closers.push(() => admin.close());
-    const kube = await startKubeTestServer();
+    const kube = await startKubeTestServer({ audit: options.kubeAudit });
     closers.push(() => kube.close());
     const kubeAdmin = KubeClient.fromConnection({
       kind: 'token',
@@ -90,13 +105,13 @@ export async function startOperationalStack(
     // The operator's service account with exactly the RBAC the chart must grant.
     await kube.createServiceAccount(OPERATOR_NAMESPACE, OPERATOR_SA);
     const operator = { namespace: OPERATOR_NAMESPACE, name: OPERATOR_SA };
-    kube.grant(operator, {
-      verbs: ['create'],
-      resources: ['tokenreviews'],
-      apiGroups: ['authentication.k8s.io'],
-    });
-    kube.grant(operator, { verbs: ['list', 'delete'], resources: ['secrets'] });
-    kube.grant(operator, { verbs: ['create'], resources: ['events'] });
+    const grants: readonly PolicyRule[] = options.operatorRbac ?? [
+      { verbs: ['create'], resources: ['tokenreviews'], apiGroups: ['authentication.k8s.io'] },
+      { verbs: ['list', 'delete'], resources: ['secrets'] },
+      { verbs: ['create'], resources: ['events'] },
+      { verbs: ['get'], resources: ['namespaces'] },
+    ];
+    for (const rule of grants) kube.grant(operator, rule);
     const brokerKube = KubeClient.fromConnection({
       kind: 'token',
       host: kube.url,
@@ -136,10 +151,13 @@ export async function startOperationalStack(
     });
     await clusterAdmin.kvWrite('secret', SECRET_PATH, { password: SECRET_VALUE, user: 'app' });
     await bridge.pollNow();
+    await options.beforeBroker?.(kube);
 
     const launch = async (extra: Partial<BrokerOptions> = {}) => {
       const handle = await startTestBroker({
-        fingerprint: kube.kubeSystemUid,
+        // Read as `broker run` reads it: the kube-system UID, with the operator's own credentials.
+        fingerprint: async (signal) =>
+          (await brokerKube.getNamespace('kube-system', { signal })).metadata?.uid ?? '',
         beacons: [replicas.address],
         caSha256: cluster.operationalHash,
         kube: brokerKube,
