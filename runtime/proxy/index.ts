@@ -1,0 +1,16 @@
+export { createHttpDispatcher, type HttpDispatcherOptions, proxyFailure } from './dispatcher.js';
+export {
+  authority,
+  beaconProxySetting,
+  NO_PROXY_FLAG_VALUE,
+  NoProxyList,
+  type ProxyDestination,
+  ProxyEndpoint,
+  type ProxyRoute,
+  type ProxySetting,
+  parseProxyUrl,
+  proxySettingFromEnvironment,
+  redactProxyUrl,
+  routeFor,
+} from './settings.js';
+export { openProxyTunnel, type TunnelOptions } from './tunnel.js';
