@@ -2,11 +2,15 @@ export { parseListenAddress } from '../core/health-server.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
   type BeaconDialOptions,
+  type BeaconDialPlan,
+  type BeaconPlanOptions,
   type BeaconResolver,
   type BeaconTarget,
   dialBeacon,
   parseBeaconAddress,
+  planBeaconDial,
   type ReplicaDialOptions,
+  reportFanOut,
   resolveBeacon,
   systemResolver,
   waitForPeer,
