@@ -8,7 +8,7 @@ import {
   connect as tlsConnect,
 } from 'node:tls';
 import { type ClientOptions, createWebSocketStream, WebSocket } from 'ws';
-import { CloudtaserError, type Logger, moduleLogger, silentLogger } from '../core/index.js';
+import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
 import {
   authority,
   openProxyTunnel,
@@ -550,8 +550,22 @@ export async function planBeaconDial(
   }
 }
 
-/** Addresses (per proxy) currently dialled by name, with the reason that was logged. */
-const reducedFanOut = new Map<string, string>();
+/**
+ * Addresses (per proxy) currently dialled by name, with the reason that was logged; one memory per logger, so
+ * each broker or bridge in a process reports for itself.
+ */
+const reducedFanOut = new WeakMap<object, Map<string, string>>();
+const NO_LOGGER = {};
+
+function fanOutMemory(logger: Logger | undefined): Map<string, string> {
+  const owner = logger ?? NO_LOGGER;
+  let memory = reducedFanOut.get(owner);
+  if (!memory) {
+    memory = new Map();
+    reducedFanOut.set(owner, memory);
+  }
+  return memory;
+}
 
 /**
  * Logs once when a beacon address starts being dialled by name through the proxy instead of on every replica,
@@ -563,11 +577,13 @@ export function reportFanOut(
   reducedBecause: string | undefined,
 ): void {
   const key = fanOutKey(plan);
-  const log = moduleLogger(logger ?? silentLogger, 'beacon-dialer');
+  const memory = fanOutMemory(logger);
+  // The caller's logger as it is: it already names the process (and the part of it) that dials.
+  const log = logger ?? silentLogger;
   const beacon = authority(plan.target.host, plan.target.port);
   if (reducedBecause !== undefined) {
-    if (reducedFanOut.has(key)) return;
-    reducedFanOut.set(key, reducedBecause);
+    if (memory.has(key)) return;
+    memory.set(key, reducedBecause);
     log.warn(
       {
         event: 'beacon.fanout_reduced',
@@ -579,12 +595,47 @@ export function reportFanOut(
       `replica fan-out reduced: dialing beacon ${beacon} by name through the HTTP proxy, which reaches one replica of its choosing, because ${reducedBecause}. ` +
         'A broker and a bridge that both dial by name may wait on different replicas; allow CONNECT to the replica addresses, or give one side a direct path',
     );
-  } else if (reducedFanOut.delete(key)) {
+  } else if (memory.delete(key)) {
     log.info(
       { event: 'beacon.fanout_restored', address: plan.address, proxy: plan.route.proxy?.display },
       `every replica of beacon ${beacon} is reachable through the HTTP proxy again`,
     );
   }
+}
+
+/** One line per beacon address at start: which HTTP proxy carries it, or why none does. */
+export function logBeaconRoutes(
+  logger: Logger,
+  addresses: readonly string[],
+  setting: ProxySetting = proxySettingFromEnvironment(),
+): void {
+  for (const address of addresses) {
+    let target: BeaconTarget;
+    try {
+      target = parseBeaconAddress(address);
+    } catch {
+      continue; // the first dial reports a malformed address with its code
+    }
+    const route = routeFor(setting, { secure: true, host: target.host, port: target.port });
+    logger.info(
+      {
+        event: 'beacon.route',
+        address,
+        proxy: route.proxy?.display,
+        proxySource: route.proxy?.source,
+        reason: route.reason,
+      },
+      route.proxy
+        ? `beacon ${address} through HTTP proxy ${route.proxy.describe()}`
+        : `beacon ${address} dialled directly: ${route.reason}`,
+    );
+  }
+}
+
+/** Why a plan dials by name after the proxy refused every replica address (the same words on both sides). */
+export function everyReplicaRefused(plan: BeaconDialPlan, errors: readonly CloudtaserError[]): string {
+  const statuses = [...new Set(errors.map((err) => err.details.status ?? 'no answer'))].join(', ');
+  return `the proxy refused CONNECT to every replica address of ${plan.target.host} (${plan.replicas.length} addresses; ${statuses})`;
 }
 
 function fanOutKey(plan: BeaconDialPlan): string {
@@ -619,7 +670,7 @@ export async function dialBeacon(options: BeaconDialOptions): Promise<{ stream: 
     return everyReplica;
   }
   // When nothing got through at all, the error says so; a later dial by name that works is news again.
-  if (plan.reducedBecause !== undefined) reducedFanOut.delete(fanOutKey(plan));
+  if (plan.reducedBecause !== undefined) fanOutMemory(options.logger).delete(fanOutKey(plan));
   const byNameHelps =
     plan.route.proxy !== undefined &&
     plan.reducedBecause === undefined &&
@@ -627,17 +678,10 @@ export async function dialBeacon(options: BeaconDialOptions): Promise<{ stream: 
     !options.signal?.aborted &&
     everyReplica.errors.every((err) => err.code === 'CT_PROXY_REFUSED');
   if (!byNameHelps) throw pickDialError(everyReplica.errors, options.signal, options.address);
-  const statuses = [...new Set(everyReplica.errors.map((err) => err.details.status ?? 'no answer'))].join(
-    ', ',
-  );
-  reportFanOut(
-    options.logger,
-    plan,
-    `the proxy refused CONNECT to every replica address of ${plan.target.host} (${plan.replicas.length} addresses; ${statuses})`,
-  );
+  reportFanOut(options.logger, plan, everyReplicaRefused(plan, everyReplica.errors));
   const byName = await dialReplicas(options, plan, [plan.target.host]);
   if ('stream' in byName) return byName;
-  reducedFanOut.delete(fanOutKey(plan));
+  fanOutMemory(options.logger).delete(fanOutKey(plan));
   throw pickDialError(byName.errors, options.signal, options.address);
 }
 

@@ -7,6 +7,8 @@ export {
   type BeaconResolver,
   type BeaconTarget,
   dialBeacon,
+  everyReplicaRefused,
+  logBeaconRoutes,
   parseBeaconAddress,
   planBeaconDial,
   type ReplicaDialOptions,

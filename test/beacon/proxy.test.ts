@@ -238,7 +238,7 @@ describe('beacon dialer through an HTTP proxy', () => {
     expect(reduced).toHaveLength(1);
     expect(reduced[0]).toMatchObject({
       level: 40,
-      module: 'beacon-dialer',
+      component: 'beacon',
       proxy: proxy.url,
       reason: expect.stringContaining(
         'the proxy refused CONNECT to every replica address of beacon.test (2 addresses; 403)',
