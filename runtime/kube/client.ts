@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
+import { parseProxyUrl, proxyFailure } from '../proxy/index.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
 import type {
   JsonPatchOperation,
@@ -518,6 +519,8 @@ export class KubeClient {
   }
 
   private transportError(err: unknown): CloudtaserError {
+    const proxied = this.proxyError(err);
+    if (proxied) return proxied;
     const error = err as NodeJS.ErrnoException;
     const code = error.code ?? '';
     if (NETWORK_ERRORS.has(code)) {
@@ -551,6 +554,21 @@ export class KubeClient {
         details: { server: this.server, errno: code },
       },
     );
+  }
+
+  /** With the kubeconfig's http(s) proxy-url (client-node tunnels through it), a failure the proxy caused. */
+  private proxyError(err: unknown): CloudtaserError | undefined {
+    const proxyUrl = this.kubeConfig.getCurrentCluster()?.proxyUrl;
+    if (!proxyUrl || !/^https?:\/\//i.test(proxyUrl)) return undefined;
+    try {
+      return proxyFailure(
+        err,
+        parseProxyUrl(proxyUrl, 'the kubeconfig proxy-url'),
+        new URL(this.server).host,
+      );
+    } catch {
+      return undefined; // a proxy-url we cannot read: the plain transport error says what happened
+    }
   }
 
   private statusError(status: number, body: unknown, spec: RequestSpec): CloudtaserError {

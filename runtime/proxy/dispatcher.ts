@@ -57,9 +57,10 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): {
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /**
- * The CT_PROXY_* error for an undici failure that the proxy caused, or undefined when the failure lies beyond it.
+ * The CT_PROXY_* error for a failure that the proxy caused, or undefined when the failure lies beyond it.
  * undici's ProxyAgent reports a non-2xx CONNECT answer only in its message ("Proxy response (407) !== 200 when
- * HTTP Tunneling", lib/dispatcher/proxy-agent.js); test/proxy/openbao-proxy.test.ts pins that wording.
+ * HTTP Tunneling", lib/dispatcher/proxy-agent.js), and so does hpagent, which @kubernetes/client-node uses for a
+ * kubeconfig's proxy-url ("Bad response: 407", index.js); the tests in test/proxy pin both wordings.
  */
 export function proxyFailure(
   err: unknown,
@@ -68,7 +69,11 @@ export function proxyFailure(
 ): CloudtaserError | undefined {
   for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
     const message = (e as { message?: unknown }).message;
-    const status = typeof message === 'string' ? /Proxy response \((\d{3})\)/.exec(message)?.[1] : undefined;
+    const match =
+      typeof message === 'string'
+        ? /Proxy response \((\d{3})\)|^Bad response: (\d{3})$/.exec(message)
+        : undefined;
+    const status = match?.[1] ?? match?.[2];
     if (status) return refusal(proxy, destination, Number(status));
     const code = (e as { code?: unknown }).code;
     // Through a proxy every TCP connection the dispatcher opens goes to the proxy.
