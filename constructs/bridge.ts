@@ -9,6 +9,7 @@ import {
 } from './helm-chart.js';
 import type { HelmProvider, Release } from './kubernetes.js';
 import { type KubernetesConnection, validateKubernetesConnection } from './kubernetes-connection.js';
+import { type ProxyProps, proxyChartSettings, validateProxyProps } from './proxy.js';
 import {
   refuseProp,
   requireBeaconAddress,
@@ -84,6 +85,11 @@ export interface BridgeProps {
   readonly kubernetes?: KubernetesConnection;
   /** An existing hashicorp/helm provider. @default - made from `kubernetes` */
   readonly helmProvider?: HelmProvider;
+  /**
+   * HTTP proxy settings for the bridge (the chart's `proxy` block); list an in-cluster OpenBao in `noProxy`.
+   * @default - no proxy
+   */
+  readonly proxy?: ProxyProps;
 }
 
 export class Bridge extends Construct {
@@ -108,6 +114,7 @@ export class Bridge extends Construct {
     requireIntegerInRange('replicas', props.replicas, 1, 100);
     if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
     if (props.chart !== undefined) validateChartOptions('chart', props.chart);
+    validateProxyProps('proxy', props.proxy);
 
     const appRole = props.auth._appRole;
     const set: ChartSetting[] = [
@@ -126,6 +133,7 @@ export class Bridge extends Construct {
       ['bridge.openbao.auth.approle.mountPath', appRole.mountPath],
     ];
     for (const [name, value] of optional) if (value !== undefined) set.push({ name, value });
+    set.push(...proxyChartSettings(props.proxy));
 
     this.release = createChartRelease(this, 'Resource', {
       chartName: 'cloudtaser-bridge',

@@ -35,6 +35,7 @@ export type {
   KubernetesExecCredential,
   KubernetesTokenConnection,
 } from './kubernetes-connection.js';
+export type { ProxyProps } from './proxy.js';
 export {
   Attestation,
   type AttestationIssuerProps,

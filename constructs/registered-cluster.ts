@@ -30,6 +30,7 @@ import {
   toKubernetesProviderConfig,
   validateKubernetesConnection,
 } from './kubernetes-connection.js';
+import { type ProxyProps, proxyChartSettings, validateProxyProps } from './proxy.js';
 import {
   refuseProp,
   requireBeaconAddress,
@@ -150,6 +151,8 @@ export interface RegisteredClusterProps {
    * Attestation.disabled() (hashicorp/kubernetes cannot read the issuer keys; a warning says so)
    */
   readonly attestation?: Attestation;
+  /** HTTP proxy settings for the operator (the chart's `proxy` block). @default - no proxy */
+  readonly proxy?: ProxyProps;
 }
 
 /** The Helm values the operator chart needs, for `OperatorInstall.deployedElsewhere()`. */
@@ -228,6 +231,7 @@ export class RegisteredCluster extends Construct {
             value: Token.asString(this.registration.attested),
             type: 'auto',
           },
+          ...proxyChartSettings(props.proxy),
         ],
         // The operator must not start before the bridge can find its registration.
         dependsOn: [this.registration],
@@ -388,6 +392,7 @@ function validateProps(props: RegisteredClusterProps): void {
     }
     requireJwks('attestation.jwks', jwks);
   }
+  validateProxyProps('proxy', props.proxy);
   const helm = props.operator?._helm;
   if (helm !== undefined) validateChartOptions('operator', helm);
   if (props.operator !== undefined && !(props.operator instanceof OperatorInstall)) {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { isChartProxyUrl } from '../../constructs/proxy.js';
 import { isBeaconAddress } from '../../constructs/validation.js';
 import {
   CHART_NAMES,
@@ -335,6 +336,27 @@ describe.each(['cloudtaser', 'cloudtaser-bridge'] as const)('chart %s proxy bloc
   ])('refuses %s = %j: no credentials, SOCKS, paths or unknown keys in values', (path, value) => {
     const problems = validateAgainstSchema(chart.schema, withValue(base, path, value));
     expect(problems.map((p) => p.path)).toContain(path === 'proxy.httpProxy' ? 'proxy' : path);
+  });
+});
+
+describe('proxy URL rule shared by charts and constructs', () => {
+  const httpsProxy = ['proxy', 'httpsProxy'].reduce<Record<string, unknown>>(
+    (schema, key) => (schema.properties as Record<string, Record<string, unknown>>)[key],
+    charts[0].schema,
+  );
+  const pattern = new RegExp(httpsProxy.pattern as string, 'u');
+  it.each([
+    ['http://proxy.corp.example:3128', true],
+    ['https://proxy.corp.example', true],
+    ['proxy:8080', true],
+    ['http://[2001:db8::1]:3128', true],
+    ['http://user:pw@proxy:3128', false],
+    ['socks5://proxy:1080', false],
+    ['http://proxy:3128/x', false],
+    ['proxy corp', false],
+  ])('treats %j as valid=%s in the chart schema and in the constructs', (url, valid) => {
+    expect(pattern.test(url)).toBe(valid);
+    expect(isChartProxyUrl(url)).toBe(valid);
   });
 });
 
