@@ -8,7 +8,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
-import { parseProxyUrl, proxyFailure } from '../proxy/index.js';
+import { proxyFailure } from '../proxy/errors.js';
+import { parseProxyUrl } from '../proxy/settings.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
 import type {
   JsonPatchOperation,

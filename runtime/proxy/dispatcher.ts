@@ -4,10 +4,7 @@
  * undici's EnvHttpProxyAgent, so the OpenBao client and the beacon dialer follow the same rule.
  */
 import { Agent, type Dispatcher, ProxyAgent } from 'undici';
-import type { CloudtaserError } from '../core/errors.js';
-import type { ProxyEndpoint } from './settings.js';
 import { type ProxyRoute, type ProxySetting, proxySettingFromEnvironment, routeFor } from './settings.js';
-import { refusal, tunnelFailure } from './tunnel.js';
 
 export interface HttpDispatcherOptions {
   /** The one origin this dispatcher is for, e.g. `https://openbao.example.eu:8200`. */
@@ -51,34 +48,4 @@ export function createHttpDispatcher(options: HttpDispatcherOptions): {
     }),
     route,
   };
-}
-
-/** Codes that, with a proxy in the path, can only come from the connection to the proxy. */
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
-
-/**
- * The CT_PROXY_* error for a failure that the proxy caused, or undefined when the failure lies beyond it.
- * undici's ProxyAgent reports a non-2xx CONNECT answer only in its message ("Proxy response (407) !== 200 when
- * HTTP Tunneling", lib/dispatcher/proxy-agent.js), and so does hpagent, which @kubernetes/client-node uses for a
- * kubeconfig's proxy-url ("Bad response: 407", index.js); the tests in test/proxy pin both wordings.
- */
-export function proxyFailure(
-  err: unknown,
-  proxy: ProxyEndpoint,
-  destination: string,
-): CloudtaserError | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
-    const message = (e as { message?: unknown }).message;
-    const match =
-      typeof message === 'string'
-        ? /Proxy response \((\d{3})\)|^Bad response: (\d{3})$/.exec(message)
-        : undefined;
-    const status = match?.[1] ?? match?.[2];
-    if (status) return refusal(proxy, destination, Number(status));
-    const code = (e as { code?: unknown }).code;
-    // Through a proxy every TCP connection the dispatcher opens goes to the proxy.
-    if (typeof code === 'string' && CONNECT_CODES.has(code)) return tunnelFailure(proxy, destination, e);
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
 }

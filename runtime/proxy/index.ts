@@ -1,4 +1,5 @@
-export { createHttpDispatcher, type HttpDispatcherOptions, proxyFailure } from './dispatcher.js';
+export { createHttpDispatcher, type HttpDispatcherOptions } from './dispatcher.js';
+export { proxyFailure, refusal, tunnelFailure } from './errors.js';
 export {
   authority,
   beaconProxySetting,
