@@ -177,10 +177,21 @@ class ReplicaDial {
     private readonly reject: (err: Error) => void,
   ) {
     const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    this.connectTimer = setTimeout(
-      () => this.fail(this.unreachable(`no answer to the announce within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    this.connectTimer = setTimeout(() => {
+      const proxy = options.proxy;
+      // Still waiting for the proxy's answer to CONNECT: the proxy is what stalls, so name it.
+      if (proxy && !this.tunnel) {
+        this.fail(
+          new CloudtaserError(
+            'CT_PROXY_UNREACHABLE',
+            `the HTTP proxy ${proxy.describe()} did not answer CONNECT ${authority(options.ip, options.target.port)} within ${timeoutMs} ms; check that it is up and reachable from here`,
+            { details: { proxy: proxy.display, proxySource: proxy.source, ip: options.ip } },
+          ),
+        );
+        return;
+      }
+      this.fail(this.unreachable(`no answer to the announce within ${timeoutMs} ms`));
+    }, timeoutMs);
     options.signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 

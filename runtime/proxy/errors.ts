@@ -67,10 +67,11 @@ export function tunnelFailure(proxy: ProxyEndpoint, target: string, err: unknown
       { cause: err, details },
     );
   }
-  if (typeof code === 'string' && code.startsWith('HPE_')) {
+  // undici's HTTPParserError; its code is sometimes unset, its name is not.
+  if ((typeof code === 'string' && code.startsWith('HPE_')) || (err as Error)?.name === 'HTTPParserError') {
     return new CloudtaserError(
       'CT_PROXY_REFUSED',
-      `${proxy.describe()} answered CONNECT ${target} with something that is not HTTP (${code}); is it an HTTP proxy?`,
+      `${proxy.describe()} answered CONNECT ${target} with something that is not HTTP (${typeof code === 'string' ? code : (err as Error).message}); is it an HTTP proxy?`,
       { cause: err, details },
     );
   }

@@ -5,6 +5,7 @@
  */
 import { once } from 'node:events';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, dialBeacon, waitForPeer } from '../../runtime/beacon/index.js';
 import { isCloudtaserError } from '../../runtime/core/index.js';
@@ -297,5 +298,110 @@ describe('beacon dialer through an HTTP proxy', () => {
     expect((failure as Error).message).toContain(`${proxy.url} (--beacon-proxy)`);
     expect((failure as Error).message).toContain(`CONNECT ${NAME}:${beacon.port}`);
     expect(capture.lines.some((line) => line.event === 'beacon.fanout_reduced')).toBe(true);
+  });
+});
+
+/**
+ * A rogue "proxy" written for the test: it is the adversary, not the proxy under test. `mitm` answers CONNECT
+ * with 200 and then plays the beacon with its own certificate for the beacon's name; `garbage` answers with
+ * something that is not HTTP; `silent` never answers.
+ */
+async function startRogueProxy(mode: 'mitm' | 'garbage' | 'silent') {
+  const rogue = makeCerts().beacon;
+  const seen = { connects: 0, tlsHandshakes: 0, plaintext: [] as Buffer[] };
+  const server = createNetServer((socket) => {
+    socket.on('error', () => undefined);
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (!head.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      seen.connects++;
+      if (mode === 'silent') return;
+      if (mode === 'garbage') {
+        socket.end('SSH-2.0-OpenSSH_9.6\r\n\r\n');
+        return;
+      }
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      const tlsSocket = new TLSSocket(socket, { isServer: true, cert: rogue.certPem, key: rogue.keyPem });
+      tlsSocket.on('error', () => undefined);
+      tlsSocket.on('secure', () => seen.tlsHandshakes++);
+      tlsSocket.on('data', (data: Buffer) => seen.plaintext.push(data));
+    };
+    socket.on('data', onData);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    seen,
+    close: () => new Promise<void>((done) => server.close(() => done())),
+  };
+}
+
+describe('beacon dialer against hostile and broken proxies', () => {
+  it.each(['tls', 'wss'] as const)(
+    'refuses a proxy that answers CONNECT and plays the beacon with its own certificate (%s door): no announce reaches it',
+    async (door) => {
+      const rogue = await startRogueProxy('mitm');
+      try {
+        const failure = await dialBeacon({
+          address: addressFor(door),
+          resolve: async () => ['127.0.0.1'],
+          role: 'broker',
+          hash: randomHash(),
+          caCertPem: certs.beacon.certPem,
+          proxy: fixed(rogue.url),
+        }).catch((err: unknown) => err);
+        expect(isCloudtaserError(failure, 'CT_BEACON_UNREACHABLE'), String(failure)).toBe(true);
+        expect((failure as Error).message).toMatch(/certificate/i);
+        expect(rogue.seen.connects).toBeGreaterThan(0);
+        expect(rogue.seen.tlsHandshakes).toBe(0);
+        expect(Buffer.concat(rogue.seen.plaintext).length).toBe(0);
+      } finally {
+        await rogue.close();
+      }
+    },
+  );
+
+  it('reports a proxy that does not speak HTTP as CT_PROXY_REFUSED saying so', async () => {
+    const rogue = await startRogueProxy('garbage');
+    try {
+      const failure = await waitForPeer({
+        target: { door: 'tls', host: NAME, port: beacon.port },
+        ip: '127.0.0.1',
+        role: 'bridge',
+        hash: randomHash(),
+        caCertPem: certs.beacon.certPem,
+        proxy: parseProxyUrl(rogue.url, 'HTTPS_PROXY'),
+      }).catch((err: unknown) => err);
+      expect(isCloudtaserError(failure, 'CT_PROXY_REFUSED'), String(failure)).toBe(true);
+      expect((failure as Error).message).toContain(`${rogue.url} (HTTPS_PROXY) answered CONNECT`);
+      expect((failure as Error).message).toContain('is it an HTTP proxy?');
+    } finally {
+      await rogue.close();
+    }
+  });
+
+  it('bounds a proxy that never answers CONNECT and names it (CT_PROXY_UNREACHABLE)', async () => {
+    const rogue = await startRogueProxy('silent');
+    try {
+      const failure = await waitForPeer({
+        target: { door: 'wss', host: NAME, port: beacon.port, path: '/v1/relay' },
+        ip: '127.0.0.1',
+        role: 'broker',
+        hash: randomHash(),
+        caCertPem: certs.beacon.certPem,
+        proxy: parseProxyUrl(rogue.url, '--beacon-proxy'),
+        connectTimeoutMs: 300,
+      }).catch((err: unknown) => err);
+      expect(isCloudtaserError(failure, 'CT_PROXY_UNREACHABLE'), String(failure)).toBe(true);
+      expect((failure as Error).message).toBe(
+        `the HTTP proxy ${rogue.url} (--beacon-proxy) did not answer CONNECT 127.0.0.1:${beacon.port} within 300 ms; check that it is up and reachable from here`,
+      );
+      expect(rogue.seen.connects).toBe(1);
+    } finally {
+      await rogue.close();
+    }
   });
 });
