@@ -90,3 +90,18 @@ export function proxyChartSettings(proxy: ProxyProps | undefined): ChartSetting[
   add('credentialsSecret.key', proxy.credentialsSecret?.key);
   return settings;
 }
+
+/** The chart's `proxy` values as an object, for `RegisteredCluster.operatorValues` (only what was given). */
+export function proxyChartValues(proxy: ProxyProps): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  if (proxy.beaconProxy !== undefined) values.beaconProxy = proxy.beaconProxy;
+  if (proxy.httpsProxy !== undefined) values.httpsProxy = proxy.httpsProxy;
+  if (proxy.noProxy !== undefined) values.noProxy = proxy.noProxy.join(',');
+  if (proxy.credentialsSecret !== undefined) {
+    values.credentialsSecret = {
+      name: proxy.credentialsSecret.name,
+      ...(proxy.credentialsSecret.key === undefined ? {} : { key: proxy.credentialsSecret.key }),
+    };
+  }
+  return values;
+}

@@ -30,7 +30,7 @@ import {
   toKubernetesProviderConfig,
   validateKubernetesConnection,
 } from './kubernetes-connection.js';
-import { type ProxyProps, proxyChartSettings, validateProxyProps } from './proxy.js';
+import { type ProxyProps, proxyChartSettings, proxyChartValues, validateProxyProps } from './proxy.js';
 import {
   refuseProp,
   requireBeaconAddress,
@@ -165,6 +165,8 @@ export interface OperatorValues {
       readonly attestation: { readonly enabled: boolean | IResolvable };
     };
   };
+  /** The chart's proxy block, when the `proxy` prop is given. */
+  readonly proxy?: Record<string, unknown>;
 }
 
 export class RegisteredCluster extends Construct {
@@ -186,12 +188,14 @@ export class RegisteredCluster extends Construct {
   public readonly operatorRelease?: Release;
 
   private readonly beaconAddress: string;
+  private readonly proxy?: ProxyProps;
 
   public constructor(scope: Construct, id: string, props: RegisteredClusterProps) {
     super(scope, id);
     validateProps(props);
     if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
     this.beaconAddress = props.beacon.address;
+    this.proxy = props.proxy;
 
     this.cloudtaserProvider =
       props.secretStore.provider ??
@@ -249,6 +253,7 @@ export class RegisteredCluster extends Construct {
           attestation: { enabled: this.registration.attested },
         },
       },
+      ...(this.proxy ? { proxy: proxyChartValues(this.proxy) } : {}),
     };
   }
 

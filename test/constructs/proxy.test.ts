@@ -1,7 +1,13 @@
 /** The `proxy` prop of RegisteredCluster and Bridge: the charts' proxy block, with no credential in cdktf.out. */
 import { describe, expect, it } from 'vitest';
 import { TerraformVariable } from '../../constructs/cdktf.js';
-import { Bridge, BridgeAuth, type ProxyProps, RegisteredCluster } from '../../constructs/index.js';
+import {
+  Bridge,
+  BridgeAuth,
+  OperatorInstall,
+  type ProxyProps,
+  RegisteredCluster,
+} from '../../constructs/index.js';
 import { newStack, only, secretsIn, synthJson, type TerraformJson } from './synth.js';
 
 const kubernetes = { configPath: '/home/ops/.kube/eu-config' };
@@ -103,3 +109,27 @@ describe.each([
 function validateWith(build: (proxy: ProxyProps) => unknown, url: string) {
   return build({ httpsProxy: url });
 }
+
+describe('RegisteredCluster.operatorValues with a proxy', () => {
+  it('carries the proxy block for an operator deployed elsewhere (ArgoCD, Flux)', () => {
+    const stack = newStack();
+    const registered = new RegisteredCluster(stack, 'gitops', {
+      secretStore: { address: 'https://openbao.example.eu:8200' },
+      beacon: { address: 'beacon.example.com:443' },
+      fingerprint: FINGERPRINT,
+      operator: OperatorInstall.deployedElsewhere(),
+      proxy: { httpsProxy: 'http://proxy.corp.example:3128', noProxy: ['.corp.example', '10.0.0.0/8'] },
+    });
+    expect(registered.operatorValues.proxy).toEqual({
+      httpsProxy: 'http://proxy.corp.example:3128',
+      noProxy: '.corp.example,10.0.0.0/8',
+    });
+    const without = new RegisteredCluster(stack, 'plain', {
+      secretStore: { address: 'https://openbao.example.eu:8200' },
+      beacon: { address: 'beacon.example.com:443' },
+      fingerprint: FINGERPRINT,
+      operator: OperatorInstall.deployedElsewhere(),
+    });
+    expect(without.operatorValues).not.toHaveProperty('proxy');
+  });
+});

@@ -10,6 +10,7 @@ import {
   proxySettingFromEnvironment,
   routeFor,
 } from '../../runtime/proxy/index.js';
+import { readRelayClientFlags } from '../../runtime/tunnel/index.js';
 
 const beacon = { secure: true, host: 'beacon.example.com', port: 443 };
 
@@ -172,5 +173,20 @@ describe('beaconProxySetting (--beacon-proxy)', () => {
 
   it('refuses a malformed flag at start, naming the flag', () => {
     expect(() => beaconProxySetting('http://proxy:3128/x')).toThrow(/^--beacon-proxy /);
+  });
+});
+
+describe('bridge run / broker run flags', () => {
+  const flags = { beacon: ['beacon.example.com:443'], stepTimeout: '1s', backoffMax: '1s' };
+
+  it('stop at start on a malformed --beacon-proxy, naming the flag', async () => {
+    await expect(
+      readRelayClientFlags({ ...flags, beaconProxy: 'socks5://proxy:1080' }, 'broker run'),
+    ).rejects.toThrow(/^--beacon-proxy .*SOCKS proxies are not supported/);
+  });
+
+  it('read --beacon-proxy none as a direct route', async () => {
+    const relay = await readRelayClientFlags({ ...flags, beaconProxy: 'none' }, 'bridge run');
+    expect(routeFor(relay.beaconProxy, beacon)).toEqual({ reason: '--beacon-proxy none' });
   });
 });
