@@ -9,15 +9,16 @@ import {
 } from 'node:tls';
 import { type ClientOptions, createWebSocketStream, WebSocket } from 'ws';
 import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+// settings and tunnel only: the undici dispatcher (proxy/dispatcher.ts) is the OpenBao client's business.
 import {
   authority,
-  openProxyTunnel,
   type ProxyEndpoint,
   type ProxyRoute,
   type ProxySetting,
   proxySettingFromEnvironment,
   routeFor,
-} from '../proxy/index.js';
+} from '../proxy/settings.js';
+import { openProxyTunnel } from '../proxy/tunnel.js';
 import {
   type BeaconDoor,
   type BeaconRole,

@@ -13,7 +13,7 @@ import type { KubeClient } from '../kube/index.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
 import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
-import { proxySettingFromEnvironment } from '../proxy/index.js';
+import { proxySettingFromEnvironment } from '../proxy/settings.js';
 import {
   createBackoff,
   type HealthServer,

@@ -5,7 +5,6 @@
  * hand here; errors.ts turns a refusal into the CT_PROXY_* code that names the proxy.
  */
 import type { Socket } from 'node:net';
-import { Client } from 'undici';
 import { CloudtaserError } from '../core/errors.js';
 import { refusal, tunnelFailure } from './errors.js';
 import { authority, type ProxyEndpoint } from './settings.js';
@@ -29,6 +28,8 @@ export async function openProxyTunnel(
 ): Promise<Socket> {
   const target = authority(destination.host, destination.port);
   if (options.signal?.aborted) throw cancelled(proxy, target);
+  // Loaded on first use: a broker without a proxy never pays for undici at start.
+  const { Client } = await import('undici');
   const client = new Client(proxy.display, {
     connect: { timeout: options.connectTimeoutMs ?? 10_000 },
   });

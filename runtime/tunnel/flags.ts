@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { parseListenAddress } from '../core/health-server.js';
-import { beaconProxySetting } from '../proxy/index.js';
+import { beaconProxySetting } from '../proxy/settings.js';
 import { resolverFromEnvironment } from './resolve.js';
 
 /** `250ms`, `10s`, `2m` or a bare number of milliseconds. */

@@ -1,5 +1,5 @@
 /** What both ends of the tunnel (the bridge and the broker) are told about reaching the beacon and serving probes. */
-import type { ProxySetting } from '../proxy/index.js';
+import type { ProxySetting } from '../proxy/settings.js';
 import type { TunnelLimits } from './mux.js';
 import type { Resolve } from './resolve.js';
 
