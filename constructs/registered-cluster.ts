@@ -165,7 +165,7 @@ export interface OperatorValues {
       readonly attestation: { readonly enabled: boolean | IResolvable };
     };
   };
-  /** The chart's proxy block, when the `proxy` prop is given. */
+  /** The chart's proxy block, when the `proxy` prop is given. @default - absent (no proxy) */
   readonly proxy?: Record<string, unknown>;
 }
 
