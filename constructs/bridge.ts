@@ -12,6 +12,7 @@ import {
 } from './helm-chart.js';
 import type { HelmProvider, Release } from './kubernetes.js';
 import { type KubernetesConnection, validateKubernetesConnection } from './kubernetes-connection.js';
+import { type ProxyProps, proxyChartSettings, validateProxyProps } from './proxy.js';
 import {
   refuseProp,
   requireBeaconAddress,
@@ -118,6 +119,11 @@ export interface BridgeProps {
   readonly kubernetes?: KubernetesConnection;
   /** An existing hashicorp/helm provider. @default - made from `kubernetes` */
   readonly helmProvider?: HelmProvider;
+  /**
+   * HTTP proxy settings for the bridge (the chart's `proxy` block); list an in-cluster OpenBao in `noProxy`.
+   * @default - no proxy
+   */
+  readonly proxy?: ProxyProps;
 }
 
 export class Bridge extends Construct {
@@ -155,6 +161,7 @@ export class Bridge extends Construct {
       requireIntegerInRange('tokenReviewPort', props.tokenReviewPort, 1024, 65535);
       if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
       if (props.chart !== undefined) validateChartOptions('chart', props.chart);
+      validateProxyProps('proxy', props.proxy);
       if (props.kubernetes === undefined && props.helmProvider === undefined)
         throw new TypeError("'Bridge' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart");
     });
@@ -196,6 +203,7 @@ export class Bridge extends Construct {
     if (props.tokenReviewPort !== undefined)
       set.push({ name: 'bridge.tokenReview.port', value: String(props.tokenReviewPort), type: 'auto' });
     for (const [name, value] of optional) if (value !== undefined) set.push({ name, value });
+    set.push(...proxyChartSettings(props.proxy));
 
     const chart = props.chart ?? {};
     const fullname = chartFullname(chart.releaseName ?? 'cloudtaser-bridge', 'cloudtaser-bridge');

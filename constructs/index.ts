@@ -39,6 +39,7 @@ export type {
   KubernetesExecCredential,
   KubernetesTokenConnection,
 } from './kubernetes-connection.js';
+export type { ProxyProps } from './proxy.js';
 export {
   Attestation,
   type AttestationIssuerProps,

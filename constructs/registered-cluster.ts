@@ -31,6 +31,7 @@ import {
   toKubernetesProviderConfig,
   validateKubernetesConnection,
 } from './kubernetes-connection.js';
+import { type ProxyProps, proxyChartSettings, proxyChartValues, validateProxyProps } from './proxy.js';
 import {
   refuseProp,
   requireBeaconAddress,
@@ -178,6 +179,8 @@ export interface RegisteredClusterProps {
    * defaults, `https://cloudtaser-bridge.cloudtaser-system.svc:8444`
    */
   readonly tokenReview?: TokenReviewEndpointProps;
+  /** HTTP proxy settings for the operator (the chart's `proxy` block). @default - no proxy */
+  readonly proxy?: ProxyProps;
 }
 
 /** The Helm values the operator chart needs, for `OperatorInstall.deployedElsewhere()`. */
@@ -190,6 +193,8 @@ export interface OperatorValues {
       readonly attestation: { readonly enabled: boolean | IResolvable };
     };
   };
+  /** The chart's proxy block, when the `proxy` prop is given. @default - absent (no proxy) */
+  readonly proxy?: Record<string, unknown>;
 }
 
 export class RegisteredCluster extends Construct {
@@ -214,6 +219,7 @@ export class RegisteredCluster extends Construct {
 
   private readonly beaconAddress: string;
   private readonly beaconCaConfigMap?: string;
+  private readonly proxy?: ProxyProps;
 
   public constructor(scope: Construct, id: string, props: RegisteredClusterProps) {
     super(scope, id);
@@ -239,6 +245,7 @@ export class RegisteredCluster extends Construct {
     this.operatorServiceAccount = helm
       ? `${helm.namespace ?? DEFAULT_NAMESPACE}/${operatorServiceAccountName(helm)}`
       : (props.operator?._serviceAccount ?? `${DEFAULT_NAMESPACE}/cloudtaser`);
+    this.proxy = props.proxy;
 
     this.cloudtaserProvider =
       props.secretStore.provider ??
@@ -290,6 +297,7 @@ export class RegisteredCluster extends Construct {
           ...(props.beacon.caConfigMap
             ? [{ name: 'operator.broker.beacon.caConfigMap', value: props.beacon.caConfigMap }]
             : []),
+          ...proxyChartSettings(props.proxy),
         ],
         // The operator must not start before the bridge can find its registration.
         dependsOn: [this.registration],
@@ -310,6 +318,7 @@ export class RegisteredCluster extends Construct {
           attestation: { enabled: this.registration.attested },
         },
       },
+      ...(this.proxy ? { proxy: proxyChartValues(this.proxy) } : {}),
     };
   }
 
@@ -474,6 +483,7 @@ function validateProps(props: RegisteredClusterProps): void {
     }
     requireJwks('attestation.jwks', jwks);
   }
+  validateProxyProps('proxy', props.proxy);
   const helm = props.operator?._helm;
   if (helm !== undefined) validateChartOptions('operator', helm);
   if (props.operator !== undefined && !(props.operator instanceof OperatorInstall)) {

@@ -2,11 +2,17 @@ export { parseListenAddress } from '../core/health-server.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
   type BeaconDialOptions,
+  type BeaconDialPlan,
+  type BeaconPlanOptions,
   type BeaconResolver,
   type BeaconTarget,
   dialBeacon,
+  everyReplicaRefused,
+  logBeaconRoutes,
   parseBeaconAddress,
+  planBeaconDial,
   type ReplicaDialOptions,
+  reportFanOut,
   resolveBeacon,
   systemResolver,
   waitForPeer,

@@ -10,7 +10,15 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.js';
+import {
+  type BeaconDialPlan,
+  type BeaconTarget,
+  everyReplicaRefused,
+  logBeaconRoutes,
+  planBeaconDial,
+  reportFanOut,
+  waitForPeer,
+} from '../beacon/index.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
@@ -18,6 +26,7 @@ import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js'
 import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
+import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
 import {
   DEFAULT_NAMESPACE_ROOT,
   getClusterStatus,
@@ -137,16 +146,32 @@ interface ClusterState {
 
 type Room = 'init' | 'operational';
 
+/** What the bridge knows about one beacon address: the plan from the last good resolution, and its fan-out. */
+interface BeaconReplicas {
+  readonly plan: BeaconDialPlan;
+  /** Replica addresses the proxy refused (CT_PROXY_REFUSED), with the refusal. */
+  readonly refused: Map<string, CloudtaserError>;
+  /** Set while the address is dialled by name through the proxy: why. */
+  byName?: string;
+  /** When dialling by name began; every FANOUT_RETRY_MS the addresses are tried again. */
+  byNameSince?: number;
+}
+
+/** How long the bridge dials a beacon by name before it tries every replica address through the proxy again. */
+const FANOUT_RETRY_MS = 5 * 60_000;
+
 export async function startBridge(options: BridgeOptions): Promise<BridgeHandle> {
   if (options.beacons.length === 0)
     throw new CloudtaserError('CT_INVALID_ARGUMENT', 'the bridge needs at least one --beacon address');
   const timing: BridgeTiming = { ...DEFAULT_BRIDGE_TIMING, ...definedOnly(options.timing ?? {}) };
   const namespaceRoot = options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT;
   const log = moduleLogger(options.logger, 'bridge');
+  const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
+  logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
   const clusters = new Map<string, ClusterState>();
   /** Last good resolution per beacon address; kept when DNS fails so waiters survive a DNS blip. */
-  const replicas = new Map<string, { target: BeaconTarget; ips: string[] }>();
+  const replicas = new Map<string, BeaconReplicas>();
   let lastPollAt: string | undefined;
   let lastPollError: string | undefined;
   let bootstrapsSigned = 0;
@@ -219,11 +244,15 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   /** Starts missing waiters and stops unwanted ones for one cluster. */
   function reconcile(cluster: ClusterState): void {
     if (cluster.stop.signal.aborted) return;
-    const wanted = new Map<string, { room: Room; address: string; target: BeaconTarget; ip: string }>();
+    const wanted = new Map<
+      string,
+      { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint }
+    >();
     for (const room of roomsOf(cluster)) {
-      for (const [address, resolved] of replicas) {
-        for (const ip of resolved.ips)
-          wanted.set(`${room}|${address}|${ip}`, { room, address, target: resolved.target, ip });
+      for (const [address, known] of replicas) {
+        const { target, route } = known.plan;
+        for (const ip of known.byName ? [target.host] : known.plan.replicas)
+          wanted.set(`${room}|${address}|${ip}`, { room, address, target, ip, proxy: route.proxy });
       }
     }
     for (const [key, controller] of cluster.waiters) {
@@ -237,25 +266,32 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (cluster.waiters.has(key)) continue;
       const controller = new AbortController();
       cluster.waiters.set(key, controller);
-      void waitLoop(
-        cluster,
-        key,
-        spec.room,
-        spec.target,
-        spec.ip,
-        AbortSignal.any([controller.signal, cluster.stop.signal]),
-      );
+      void waitLoop(cluster, key, spec, AbortSignal.any([controller.signal, cluster.stop.signal]));
     }
+  }
+
+  /**
+   * The proxy refused one replica address. When it has refused every address of the beacon, the bridge waits on
+   * the name instead (the proxy picks the replica) and says so once; the addresses are tried again later.
+   */
+  function noteProxyRefusal(address: string, ip: string, error: CloudtaserError): void {
+    const known = replicas.get(address);
+    if (!known || known.byName || !known.plan.route.proxy || ip === known.plan.target.host) return;
+    known.refused.set(ip, error);
+    if (!known.plan.replicas.every((replica) => known.refused.has(replica))) return;
+    known.byName = everyReplicaRefused(known.plan, [...known.refused.values()]);
+    known.byNameSince = Date.now();
+    reportFanOut(log, known.plan, known.byName);
+    for (const cluster of clusters.values()) reconcile(cluster);
   }
 
   async function waitLoop(
     cluster: ClusterState,
     key: string,
-    room: Room,
-    target: BeaconTarget,
-    ip: string,
+    spec: { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint },
     signal: AbortSignal,
   ): Promise<void> {
+    const { room, target, ip } = spec;
     const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
     const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
     while (!signal.aborted) {
@@ -269,10 +305,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           role: 'bridge',
           hash,
           caCertPem: options.beaconCaPem,
+          proxy: spec.proxy,
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
             cluster.waiting.add(key);
+            const known = replicas.get(spec.address);
+            if (known?.plan.route.proxy && !known.byName && ip !== target.host) {
+              known.refused.delete(ip);
+              reportFanOut(log, known.plan, undefined);
+            }
           },
         });
         cluster.waiting.delete(key);
@@ -284,6 +326,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         cluster.waiting.delete(key);
         if (signal.aborted) break;
         const error = err as CloudtaserError;
+        if (error.code === 'CT_PROXY_REFUSED') noteProxyRefusal(spec.address, ip, error);
+        if (signal.aborted) break;
         // A wait that the beacon ended after its bound, or our refresh, is routine: redial at once.
         const delay = reachedWaiting || refresh.signal.aborted ? 0 : backoff.next();
         if (!reachedWaiting)
@@ -397,7 +441,21 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   async function poll(): Promise<void> {
     for (const address of options.beacons) {
       try {
-        replicas.set(address, await resolveBeacon(address, options.resolve));
+        const plan = await planBeaconDial(address, { resolve: options.resolve, proxy: beaconProxy });
+        const known = replicas.get(address);
+        const same =
+          known !== undefined &&
+          known.plan.reducedBecause === plan.reducedBecause &&
+          known.plan.replicas.join(',') === plan.replicas.join(',');
+        if (plan.reducedBecause !== undefined) {
+          reportFanOut(log, plan, plan.reducedBecause);
+          if (!same) replicas.set(address, { plan, refused: new Map() });
+        } else if (!same) {
+          // New addresses: try every one of them again.
+          replicas.set(address, { plan, refused: new Map() });
+        } else if (known.byName && Date.now() - (known.byNameSince ?? 0) >= FANOUT_RETRY_MS) {
+          replicas.set(address, { plan, refused: new Map() });
+        }
       } catch (err) {
         log.warn(
           { event: 'bridge.resolve_failed', address, reason: (err as Error).message },

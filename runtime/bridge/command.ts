@@ -131,6 +131,7 @@ export function registerBridgeCommand(program: Command): Command {
         namespaceRoot: flags.namespaceRoot,
         beacons: relay.beacons,
         beaconCaPem: relay.beaconCaPem,
+        beaconProxy: relay.beaconProxy,
         resolve: relay.resolve,
         health: relay.health,
         openbaoCaCertPem: await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert'),

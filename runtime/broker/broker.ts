@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { attestationAudience } from '../attestation/index.js';
-import { dialBeacon } from '../beacon/index.js';
+import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
@@ -14,6 +14,7 @@ import type { KubeClient } from '../kube/index.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
 import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
+import { proxySettingFromEnvironment } from '../proxy/settings.js';
 import {
   createBackoff,
   type HealthServer,
@@ -226,6 +227,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   }
   const timing: BrokerTiming = { ...DEFAULT_BROKER_TIMING, ...definedOnly(options.timing ?? {}) };
   const log = moduleLogger(options.logger, 'broker');
+  const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
+  logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
   const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
   // One key per process: retries reuse it, and it never leaves memory.
@@ -418,7 +421,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           hash,
           caCertPem: options.beaconCaPem,
           resolve: options.resolve,
+          proxy: beaconProxy,
           signal: attempt.signal,
+          logger: log,
         }),
       );
       const winner = await firstFulfilled(dials);

@@ -168,6 +168,7 @@ export function registerBrokerCommand(program: Command): Command {
       const handle = await startBroker({
         beacons: relay.beacons,
         beaconCaPem: relay.beaconCaPem,
+        beaconProxy: relay.beaconProxy,
         fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
         caSha256: flags.caSha256,
         kube,

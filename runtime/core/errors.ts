@@ -81,6 +81,13 @@ export const ErrorCodes = {
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
   CT_TUNNEL_PROTOCOL:
     'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
+  // HTTP proxies (HTTPS_PROXY, HTTP_PROXY, --beacon-proxy): the message names the proxy, never its credentials
+  CT_PROXY_UNREACHABLE:
+    'the HTTP proxy itself could not be reached (its name does not resolve, connection refused, reset, timeout)',
+  CT_PROXY_AUTH:
+    'the HTTP proxy asked for credentials (407): none were in the proxy URL, they were wrong, or it wants a scheme other than Basic',
+  CT_PROXY_REFUSED:
+    'the HTTP proxy would not open the tunnel: it answered CONNECT with a non-2xx status (403 policy, 502/503/504 cannot reach the destination) or closed without an answer',
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',

@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
+import { proxyFailure } from '../proxy/errors.js';
+import { parseProxyUrl } from '../proxy/settings.js';
 import type { KubeConfig } from './client-node.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
 import { describePermission, type KubeCall } from './permissions.js';
@@ -527,6 +529,8 @@ export class KubeClient {
   }
 
   private transportError(err: unknown): CloudtaserError {
+    const proxied = this.proxyError(err);
+    if (proxied) return proxied;
     const error = err as NodeJS.ErrnoException;
     const code = error.code ?? '';
     if (NETWORK_ERRORS.has(code)) {
@@ -560,6 +564,21 @@ export class KubeClient {
         details: { server: this.server, errno: code },
       },
     );
+  }
+
+  /** With the kubeconfig's http(s) proxy-url (client-node tunnels through it), a failure the proxy caused. */
+  private proxyError(err: unknown): CloudtaserError | undefined {
+    const proxyUrl = this.kubeConfig.getCurrentCluster()?.proxyUrl;
+    if (!proxyUrl || !/^https?:\/\//i.test(proxyUrl)) return undefined;
+    try {
+      return proxyFailure(
+        err,
+        parseProxyUrl(proxyUrl, 'the kubeconfig proxy-url'),
+        new URL(this.server).host,
+      );
+    } catch {
+      return undefined; // a proxy-url we cannot read: the plain transport error says what happened
+    }
   }
 
   private statusError(status: number, body: unknown, spec: RequestSpec): CloudtaserError {

@@ -1,5 +1,6 @@
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import { createHttpDispatcher, type ProxyEndpoint, type ProxySetting } from '../proxy/index.js';
 import {
   isConnectionReset,
   isSealedOrStandby,
@@ -29,6 +30,11 @@ export interface OpenBaoClientOptions {
   readonly retryBaseDelayMs?: number;
   /** Largest response body read. @default 32 MiB */
   readonly maxResponseBytes?: number;
+  /**
+   * How to reach OpenBao: as HTTPS_PROXY / HTTP_PROXY / NO_PROXY say (runtime/proxy/settings.ts has the rule),
+   * through one proxy, or directly. @default the environment
+   */
+  readonly proxy?: ProxySetting;
   readonly logger?: Logger;
 }
 
@@ -147,7 +153,9 @@ export interface AppRoleRole {
 interface SharedConnection {
   readonly origin: string;
   readonly basePath: string;
-  readonly agent: Agent;
+  readonly agent: Dispatcher;
+  /** The HTTP proxy requests go through (undici's ProxyAgent), for messages; undefined when direct. */
+  readonly proxy?: ProxyEndpoint;
   readonly logger: Logger;
   readonly timeoutMs: number;
   readonly timeoutHint?: string;
@@ -242,13 +250,18 @@ export class OpenBaoClient {
       this.#shared = connection;
     } else {
       const timeoutMs = options.timeoutMs ?? 10_000;
+      const { dispatcher, route } = createHttpDispatcher({
+        origin: url.origin,
+        caCertPem: options.caCertPem,
+        connectTimeoutMs: timeoutMs,
+        keepAliveTimeoutMs: 10_000,
+        proxy: options.proxy,
+      });
       this.#shared = {
         origin: url.origin,
         basePath: url.pathname.replace(/\/+$/, ''),
-        agent: new Agent({
-          connect: { ...(options.caCertPem ? { ca: options.caCertPem } : {}), timeout: timeoutMs },
-          keepAliveTimeout: 10_000,
-        }),
+        agent: dispatcher,
+        proxy: route.proxy,
         logger: options.logger ?? silentLogger,
         timeoutMs,
         timeoutHint: options.timeoutHint,
@@ -306,6 +319,7 @@ export class OpenBaoClient {
       path: cleanPath,
       address: this.address,
       namespace: sendNamespace ? this.namespace : '',
+      proxy: shared.proxy,
     };
     const query = new URLSearchParams();
     let wireMethod: string = method;
@@ -454,7 +468,14 @@ export class OpenBaoClient {
         version = (await this.health()).version;
       } catch (err) {
         // A proxy that hides sys/health must not block real work: only network failures stop us here.
-        const network = ['CT_OPENBAO_UNREACHABLE', 'CT_OPENBAO_TIMEOUT', 'CT_OPENBAO_TLS'];
+        const network = [
+          'CT_OPENBAO_UNREACHABLE',
+          'CT_OPENBAO_TIMEOUT',
+          'CT_OPENBAO_TLS',
+          'CT_PROXY_UNREACHABLE',
+          'CT_PROXY_AUTH',
+          'CT_PROXY_REFUSED',
+        ];
         if (err instanceof CloudtaserError && network.includes(err.code)) throw err;
         return;
       }

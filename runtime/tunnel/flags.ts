@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { parseListenAddress } from '../core/health-server.js';
+import { beaconProxySetting } from '../proxy/settings.js';
 import { resolverFromEnvironment } from './resolve.js';
 
 /** `250ms`, `10s`, `2m` or a bare number of milliseconds. */
@@ -66,6 +67,7 @@ export async function readTlsPairFlags(
 export interface RelayClientFlags {
   readonly beacon?: string[];
   readonly beaconCa?: string;
+  readonly beaconProxy?: string;
   readonly healthListen?: string;
   readonly stepTimeout: string;
   readonly backoffMax: string;
@@ -83,6 +85,10 @@ export function addRelayClientOptions(
       collect,
     )
     .option('--beacon-ca <path>', "PEM file with the CA of the beacon's certificate (default: system roots)")
+    .option(
+      '--beacon-proxy <url|none>',
+      'HTTP proxy to the beacon (CONNECT): http://[user:password@]host:port, or none to dial directly whatever HTTPS_PROXY says (default: HTTPS_PROXY and NO_PROXY)',
+    )
     .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
     .option(
       '--step-timeout <duration>',
@@ -100,6 +106,8 @@ export async function readRelayClientFlags(flags: RelayClientFlags, process: str
   return {
     beacons: flags.beacon,
     beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
+    // Parsed now, so a malformed URL (flag or HTTPS_PROXY) stops the process at start, naming where it came from.
+    beaconProxy: beaconProxySetting(flags.beaconProxy),
     resolve: resolverFromEnvironment(),
     health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
     stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),

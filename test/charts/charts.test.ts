@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { isChartProxyUrl } from '../../constructs/proxy.js';
 import { BEACON_ADDRESS_PATTERN, isBeaconAddress } from '../../constructs/validation.js';
 import {
   CHART_NAMES,
@@ -265,9 +266,93 @@ describe('chart cloudtaser-bridge', () => {
   const chart = charts[2];
   it('reads the AppRole role-id and secret-id from a Secret reference', () => {
     const deployment = chart.templates.get('deployment.yaml')!;
-    expect(deployment.match(/secretKeyRef:/g)).toHaveLength(2);
+    // Two for AppRole, one for the proxy URL with credentials (proxy.credentialsSecret).
+    expect(deployment.match(/secretKeyRef:/g)).toHaveLength(3);
+    expect(
+      deployment.match(/name: \{\{ \.Values\.bridge\.openbao\.auth\.approle\.secretName \}\}/g),
+    ).toHaveLength(2);
     const schemaText = JSON.stringify(chart.schema);
     expect(schemaText).not.toMatch(/"(roleId|secretId)"\s*:/);
+  });
+});
+
+describe.each(['cloudtaser', 'cloudtaser-bridge'] as const)('chart %s proxy block', (name) => {
+  const chart = charts.find((c) => c.name === name)!;
+  let base: Record<string, unknown> = chart.values;
+  for (const path of requiredValues[name]) base = withValue(base, path, exampleFor(path));
+  const deployment = chart.templates.get('deployment.yaml')!;
+  const [args, env] = deployment.split('          env:');
+
+  it('defaults to no proxy: nothing rendered unless a value is set', () => {
+    expect(chart.values.proxy).toEqual({
+      beaconProxy: '',
+      httpsProxy: '',
+      noProxy: '',
+      credentialsSecret: { name: '', key: 'proxy-url' },
+    });
+    expect(validateAgainstSchema(chart.schema, base)).toEqual([]);
+  });
+
+  it('renders beaconProxy as the --beacon-proxy flag, only when set', () => {
+    expect(args).toContain(
+      '{{- with .Values.proxy.beaconProxy }}\n            - --beacon-proxy={{ . }}\n            {{- end }}',
+    );
+  });
+
+  it('renders HTTPS_PROXY from the credentials Secret, else from httpsProxy, and NO_PROXY from noProxy', () => {
+    expect(env).toMatch(
+      /\{\{- if \.Values\.proxy\.credentialsSecret\.name \}\}[\s\S]*?- name: HTTPS_PROXY\s+valueFrom:\s+secretKeyRef:\s+name: \{\{ \.Values\.proxy\.credentialsSecret\.name \}\}\s+key: \{\{ \.Values\.proxy\.credentialsSecret\.key \}\}\s+\{\{- else if \.Values\.proxy\.httpsProxy \}\}\s+- name: HTTPS_PROXY\s+value: \{\{ \.Values\.proxy\.httpsProxy \| quote \}\}\s+\{\{- end \}\}/,
+    );
+    expect(env).toMatch(
+      /\{\{- with \.Values\.proxy\.noProxy \}\}\s+- name: NO_PROXY\s+value: \{\{ \. \| quote \}\}\s+\{\{- end \}\}/,
+    );
+  });
+
+  it.each([
+    ['proxy.beaconProxy', 'http://proxy.corp:3128'],
+    ['proxy.beaconProxy', 'proxy.corp:8080'],
+    ['proxy.beaconProxy', 'none'],
+    ['proxy.httpsProxy', 'https://proxy.corp'],
+    ['proxy.httpsProxy', 'http://[2001:db8::1]:3128'],
+    ['proxy.noProxy', '.svc,.cluster.local,10.0.0.0/8,openbao.example.eu:8200'],
+    ['proxy.credentialsSecret.name', 'corp-proxy'],
+  ])('accepts %s = %j', (path, value) => {
+    expect(validateAgainstSchema(chart.schema, withValue(base, path, value))).toEqual([]);
+  });
+
+  it.each([
+    ['proxy.beaconProxy', 'http://user:secret@proxy.corp:3128'],
+    ['proxy.httpsProxy', 'http://user:secret@proxy.corp:3128'],
+    ['proxy.httpsProxy', 'socks5://proxy.corp:1080'],
+    ['proxy.beaconProxy', 'http://proxy.corp:3128/path'],
+    ['proxy.noProxy', 'a.example b.example'],
+    ['proxy.credentialsSecret.name', 'Corp_Proxy'],
+    ['proxy.credentialsSecret.key', ''],
+    ['proxy.httpProxy', 'http://proxy.corp:3128'],
+  ])('refuses %s = %j: no credentials, SOCKS, paths or unknown keys in values', (path, value) => {
+    const problems = validateAgainstSchema(chart.schema, withValue(base, path, value));
+    expect(problems.map((p) => p.path)).toContain(path);
+  });
+});
+
+describe('proxy URL rule shared by charts and constructs', () => {
+  const httpsProxy = ['proxy', 'httpsProxy'].reduce<Record<string, unknown>>(
+    (schema, key) => (schema.properties as Record<string, Record<string, unknown>>)[key],
+    charts[0].schema,
+  );
+  const pattern = new RegExp(httpsProxy.pattern as string, 'u');
+  it.each([
+    ['http://proxy.corp.example:3128', true],
+    ['https://proxy.corp.example', true],
+    ['proxy:8080', true],
+    ['http://[2001:db8::1]:3128', true],
+    ['http://user:pw@proxy:3128', false],
+    ['socks5://proxy:1080', false],
+    ['http://proxy:3128/x', false],
+    ['proxy corp', false],
+  ])('treats %j as valid=%s in the chart schema and in the constructs', (url, valid) => {
+    expect(pattern.test(url)).toBe(valid);
+    expect(isChartProxyUrl(url)).toBe(valid);
   });
 });
 
