@@ -18,7 +18,7 @@ import {
   VOLUME_NAME,
   WEBHOOK_PATH,
 } from '../../runtime/webhook/index.js';
-import { readImageFromDockerfile, type ContainerImage, type Kubelet, runContainer } from './kubelet.js';
+import { type ContainerImage, type Kubelet, readImageFromDockerfile, runContainer } from './kubelet.js';
 import {
   APP_NAMESPACE,
   BOUND_SA,
