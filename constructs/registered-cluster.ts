@@ -146,6 +146,12 @@ export interface RegisteredClusterProps {
   /** Delete the cluster's OpenBao namespace and its workload secrets on destroy. @default false */
   readonly purgeOnDestroy?: boolean;
   /**
+   * Migrate this cluster's Kubernetes Secrets into OpenBao: sets `migration_enabled` on the registration (the
+   * bridge refuses migration with CT_MIGRATION_DISABLED without it) and `operator.migration.enabled` on the
+   * operator release (the broker's `--migrate` and its Secret RBAC). @default false
+   */
+  readonly migration?: boolean;
+  /**
    * Attested bootstrap. @default Attestation.fromCluster() with `fingerprintSource: 'cloudtaser'`, otherwise
    * Attestation.disabled() (hashicorp/kubernetes cannot read the issuer keys; a warning says so)
    */
@@ -205,6 +211,7 @@ export class RegisteredCluster extends Construct {
       provider: this.cloudtaserProvider,
       fingerprint,
       purgeOnDestroy: props.purgeOnDestroy,
+      migrationEnabled: props.migration ?? false,
       ...(issuer ? { attestationIssuer: issuer.issuer, attestationJwks: issuer.jwks } : {}),
     });
     this.fingerprint = this.registration.fingerprint;
@@ -228,6 +235,10 @@ export class RegisteredCluster extends Construct {
             value: Token.asString(this.registration.attested),
             type: 'auto',
           },
+          // Both halves from one prop; the bridge still checks the registration, so the chart value alone does nothing.
+          ...(props.migration
+            ? [{ name: 'operator.migration.enabled', value: 'true', type: 'auto' as const }]
+            : []),
         ],
         // The operator must not start before the bridge can find its registration.
         dependsOn: [this.registration],

@@ -93,6 +93,16 @@ export const clusterRegistrationBlock = {
       description: 'Whether bootstrap requires an attestation token (as recorded in OpenBao).',
       computed: true,
     }),
+    migration_enabled: attr.bool({
+      description:
+        "When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target " +
+        "migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's " +
+        'namespace, writing only keys that hold no other value. When false the bridge refuses migration with ' +
+        '`CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.',
+      optional: true,
+      computed: true,
+      default: false,
+    }),
     id: attr.string({ description: 'Same as `fingerprint`.', computed: true }),
     namespace: attr.string({
       description: "The cluster's OpenBao namespace, `<namespace_root>/<fingerprint[:8]>`.",
@@ -229,10 +239,12 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       fingerprint: planned.fingerprint!,
       namespaceRoot: client.namespaceRoot,
       ...(attestation ? { attestation } : {}),
+      migration: planned.migration_enabled === true,
     });
     priv.set('registered_at', result.registeredAt);
     return {
       ...planned,
+      migration_enabled: result.migrationEnabled,
       id: result.fingerprint,
       namespace: result.namespace,
       init_hash: result.initHash,
@@ -246,26 +258,31 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     };
   },
 
-  // Only the attestation settings change in place (key rotation is a plain apply); registerCluster is
-  // idempotent for everything else, so re-running it with the new settings is the update.
+  // Only the attestation settings and migration_enabled change in place (key rotation is a plain apply);
+  // registerCluster is idempotent for everything else, so re-running it with the new settings is the update.
   async update({ prior, planned, client, signal, private: priv }) {
     signal.throwIfAborted();
-    const attestation = attestationSettingsOf(planned);
-    const unchanged =
+    const attestationUnchanged =
       prior.attestation_issuer === planned.attestation_issuer &&
       prior.attestation_jwks === planned.attestation_jwks &&
       prior.attestation_service_account === planned.attestation_service_account;
-    if (unchanged || !attestation) return { ...prior, ...planned, attested: prior.attested ?? false };
+    // Switching attestation off needs a replacement (see attestation_issuer), so no settings = keep stored.
+    const attestation = attestationUnchanged ? undefined : attestationSettingsOf(planned);
+    const migrationUnchanged = (prior.migration_enabled ?? false) === (planned.migration_enabled ?? false);
+    if (attestation === undefined && migrationUnchanged)
+      return { ...prior, ...planned, attested: prior.attested ?? false };
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const result = await registerCluster(openBao, {
       fingerprint: planned.fingerprint!,
       namespaceRoot: namespaceRootOf(prior, client),
-      attestation,
+      ...(attestation ? { attestation } : {}),
+      migration: planned.migration_enabled === true,
     });
     priv.set('registered_at', result.registeredAt);
     return {
       ...planned,
+      migration_enabled: result.migrationEnabled,
       namespace: result.namespace,
       operational_hash: result.operationalHash,
       ca_cert_pem: normalizePem(result.caCertPem),
@@ -302,6 +319,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
         ? `${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name}`
         : null,
       attested: status.attestation !== undefined,
+      migration_enabled: status.migrationEnabled,
     };
   },
 

@@ -49,11 +49,17 @@ export function registerSourceCommands(program: Command): void {
         '--attestation-service-account <ns/name>',
         `the operator's service account, the only one allowed to bootstrap (default ${DEFAULT_OPERATOR_SERVICE_ACCOUNT.namespace}/${DEFAULT_OPERATOR_SERVICE_ACCOUNT.name})`,
       )
+      .option(
+        '--migration',
+        "let the bridge migrate this cluster's Kubernetes Secrets into OpenBao (target migrate + broker --migrate)",
+      )
+      .option('--no-migration', 'refuse migration for this cluster (the default for a new registration)')
       .option('--output <format>', 'text or json', 'text'),
   ).action(
     async (
       opts: SourceFlags & {
         rearm?: boolean;
+        migration?: boolean;
         tokenreviewEndpoint: string;
         tokenreviewCaCert?: string;
         attestationIssuer?: string;
@@ -73,6 +79,7 @@ export function registerSourceCommands(program: Command): void {
             tokenReviewEndpoint: opts.tokenreviewEndpoint,
             tokenReviewCaCertPem,
             attestation,
+            migration: opts.migration,
           }),
         );
         let initialized = result.initialized;
@@ -90,6 +97,7 @@ export function registerSourceCommands(program: Command): void {
             `  Operational hash: ${result.operationalHash}`,
             `  Initialized:      ${initialized ? 'yes' : 'no'}`,
             `  Attested:         ${result.attested ? 'yes (bootstrap needs a service-account token; the broker runs with --attestation)' : 'no (trust on first use)'}`,
+            `  Migration:        ${result.migrationEnabled ? 'enabled (the bridge writes Secrets the broker migrates to secret/k8s/)' : 'disabled (the bridge refuses it: CT_MIGRATION_DISABLED)'}`,
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
             `  helm install cloudtaser cloudtaser/cloudtaser --set operator.broker.beacon.address=<beacon-host>:443 --set operator.broker.trust.caSha256=${result.operationalHash}`,
@@ -157,6 +165,7 @@ export function registerSourceCommands(program: Command): void {
           `  Registered:  ${status.registered ? `yes (${status.registeredAt})` : 'no'}`,
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           `  Namespace:   ${status.namespace}`,
+          `  Migration:   ${status.migrationEnabled ? 'enabled' : 'disabled'}`,
           `  Attested:    ${status.attestation ? `yes (issuer ${status.attestation.issuer}, ${status.attestation.jwks.keys.length} key(s), service account ${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name})` : 'no'}`,
           '',
         ].join('\n'),
