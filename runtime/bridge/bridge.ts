@@ -126,6 +126,8 @@ interface ClusterState {
   readonly namespace: string;
   readonly operationalHash: string;
   initialized: boolean;
+  /** The registration's migration setting, refreshed at every poll. */
+  migrationEnabled: boolean;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
@@ -183,7 +185,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX))
         return forwarder.forward(cluster.namespace, request, context.signal);
       if (isMigrationRequest(request))
-        return serveMigration(options.openbao.withNamespace(cluster.namespace), request, clusterLog);
+        return serveMigration(request, {
+          cluster: options.openbao.withNamespace(cluster.namespace),
+          enabled: cluster.migrationEnabled,
+          log: clusterLog,
+        });
       if (options.handler) return options.handler(request, context);
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
     };
@@ -423,6 +429,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           namespace: entry.namespace,
           operationalHash: entry.operationalHash,
           initialized: entry.initialized,
+          migrationEnabled: entry.migrationEnabled === true,
           stop: new AbortController(),
           waiters: new Map(),
           waiting: new Set(),
@@ -439,6 +446,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         );
       }
       cluster.initialized = entry.initialized;
+      cluster.migrationEnabled = entry.migrationEnabled === true;
       reconcile(cluster);
     }
     for (const cluster of [...clusters.values()]) {

@@ -1,2 +1,3 @@
 export * from './layout.js';
+export * from './policies.js';
 export * from './register.js';

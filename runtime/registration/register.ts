@@ -327,11 +327,19 @@ export async function getClusterStatus(
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const namespace = clusterNamespace(namespaceRoot, fingerprint);
   const base = { fingerprint, namespace, initHash: initHash(fingerprint) };
-  if ((await client.readNamespace(namespaceRoot)) === undefined)
-    return { ...base, registered: false, initialized: false, migrationEnabled: false };
   const root = client.withNamespace(namespaceRoot);
-  const registered = await readIfMounted(root, paths.registered(fingerprint));
-  const initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  let registered: Record<string, unknown> | undefined;
+  let initializedSecret: KvSecret | undefined;
+  try {
+    registered = await readIfMounted(root, paths.registered(fingerprint));
+    initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  } catch (err) {
+    // No namespace root yet: nothing is registered. Told by the read itself, so the bridge, which also calls
+    // this, needs no right on sys/namespaces.
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND'))
+      return { ...base, registered: false, initialized: false, migrationEnabled: false };
+    throw err;
+  }
   const initialized = initializedSecret?.data;
   if (!registered)
     return { ...base, registered: false, initialized: initialized !== undefined, migrationEnabled: false };

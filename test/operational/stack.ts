@@ -13,7 +13,11 @@ import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
+import {
+  type RegisterOptions,
+  type RegistrationResult,
+  registerCluster,
+} from '../../runtime/registration/index.js';
 import { type Replicas, startReplicas, startTestBridge, startTestBroker } from '../runtime/fixtures.js';
 
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
@@ -58,7 +62,13 @@ export interface OperationalStack {
 }
 
 export async function startOperationalStack(
-  options: { broker?: Partial<BrokerOptions>; bridge?: Partial<BridgeOptions>; logLevel?: string } = {},
+  options: {
+    broker?: Partial<BrokerOptions>;
+    bridge?: Partial<BridgeOptions>;
+    /** Registration settings beyond the fingerprint and TokenReview endpoint (e.g. `migration: true`). */
+    registration?: Partial<RegisterOptions>;
+    logLevel?: string;
+  } = {},
 ): Promise<OperationalStack> {
   const logs: string[] = [];
   const sink = new Writable({
@@ -122,6 +132,7 @@ export async function startOperationalStack(
     const cluster = await registerCluster(admin, {
       fingerprint: kube.kubeSystemUid,
       tokenReviewEndpoint: bridge.tokenReviewUrl,
+      ...options.registration,
     });
     const clusterAdmin = admin.withNamespace(cluster.namespace);
     await clusterAdmin.writePolicy(
