@@ -247,12 +247,19 @@ function nonExact(acl: CompiledAcl, path: string): Set<Capability> | undefined {
   const candidates: Candidate[] = [];
   let longest: string | undefined;
   for (const prefix of acl.prefix.keys()) {
-    if (path.startsWith(prefix) && (longest === undefined || prefix.length > longest.length)) longest = prefix;
+    if (path.startsWith(prefix) && (longest === undefined || prefix.length > longest.length))
+      longest = prefix;
   }
   if (longest !== undefined) {
     const capabilities = acl.prefix.get(longest)!;
     if (acl.segment.size === 0) return capabilities;
-    candidates.push({ firstWildcard: longest.length, isPrefix: true, wildcards: 0, path: longest, capabilities });
+    candidates.push({
+      firstWildcard: longest.length,
+      isPrefix: true,
+      wildcards: 0,
+      path: longest,
+      capabilities,
+    });
   }
   const parts = path.split('/');
   for (const [full, capabilities] of acl.segment) {
@@ -269,7 +276,8 @@ function nonExact(acl: CompiledAcl, path: string): Set<Capability> | undefined {
       if (segment === parts[i]) return true;
       return isPrefix && i === segments.length - 1 && parts[i].startsWith(segment);
     });
-    if (matched) candidates.push({ firstWildcard: full.indexOf('+'), isPrefix, wildcards, path: body, capabilities });
+    if (matched)
+      candidates.push({ firstWildcard: full.indexOf('+'), isPrefix, wildcards, path: body, capabilities });
   }
   if (candidates.length === 0) return undefined;
   // The same priority as upstream: a later first wildcard, then not-a-prefix, then fewer `+`, then longer,
