@@ -7,8 +7,12 @@ import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   deregisterCluster,
   getClusterStatus,
+  POLICY_NAMES,
+  type PolicyIdentity,
   rearmCluster,
   registerCluster,
+  renderPolicyHcl,
+  validateNamespaceRoot,
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
@@ -21,6 +25,7 @@ interface SourceFlags extends SecretStoreFlags {
 
 export function registerSourceCommands(program: Command): void {
   const source = program.command('source').description('commands run on the secret-store (OpenBao) side');
+  registerPolicyCommand(source);
 
   addSecretStoreOptions(
     source
@@ -174,6 +179,34 @@ export function registerSourceCommands(program: Command): void {
       await client.close();
     }
   });
+}
+
+/** `source policy bridge|registrar`: prints the shipped OpenBao policy; no OpenBao call. */
+function registerPolicyCommand(source: Command): void {
+  source
+    .command('policy')
+    .description(
+      'print the OpenBao ACL policy (HCL) an identity needs: bridge (bridge run) or registrar (register/status/deregister, the Terraform provider, RegisteredCluster); write it in the root namespace',
+    )
+    .argument('<identity>', 'bridge or registrar')
+    .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser')
+    .option(
+      '--no-migration',
+      'bridge: leave out the secret/k8s/ lines (no cluster registered with --migration)',
+    )
+    .action((identity: string, opts: { namespaceRoot: string; migration: boolean }) => {
+      if (!(identity in POLICY_NAMES)) {
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `unknown identity ${JSON.stringify(identity)}: use \`source policy bridge\` or \`source policy registrar\``,
+        );
+      }
+      const hcl = renderPolicyHcl(identity as PolicyIdentity, {
+        namespaceRoot: validateNamespaceRoot(opts.namespaceRoot),
+        without: opts.migration ? [] : ['migration'],
+      });
+      process.stdout.write(hcl);
+    });
 }
 
 /** Reads the attestation flags; undefined when none is given (an existing setting is then kept). */

@@ -271,7 +271,7 @@ export function renderPolicyHcl(identity: PolicyIdentity, options: PolicyRenderO
   const header = [
     `# ${POLICY_NAMES[identity]}: the OpenBao policy of the cloudtaser ${identity === 'bridge' ? 'bridge (bridge run)' : 'registrar (source register/status/deregister, the Terraform provider, RegisteredCluster)'}.`,
     '# Write it in the ROOT namespace (no -namespace / X-Vault-Namespace), for a token or AppRole of the root namespace:',
-    `#   bao policy write ${POLICY_NAMES[identity]} ${POLICY_NAMES[identity]}.hcl`,
+    `#   cloudtaser-cli source policy ${identity} | bao policy write ${POLICY_NAMES[identity]} -`,
     `# Paths are full paths from the root: "${namespaceRoot}/..." is the namespace root, "${namespaceRoot}/+/..." every cluster namespace.`,
   ];
   const blocks = rows.map(
