@@ -349,6 +349,8 @@ describe('what the identities cannot do', () => {
     const rows = POLICY_ROWS.filter((row) => row.feature !== 'migration');
     const failure = await runAs('bridge', rows);
     expect(failure?.operation).toBe('migrate');
-    expect((failure?.error as CloudtaserError).message).toContain('cloudtaser-cli source policy bridge');
+    expect(String((failure?.error as CloudtaserError | undefined)?.message)).toContain(
+      'cloudtaser-cli source policy bridge',
+    );
   });
 });
