@@ -245,7 +245,7 @@ describe('migration of Kubernetes Secrets into OpenBao', () => {
 
   it('stops when the registration turns migration off: every Secret kept, CT_MIGRATION_DISABLED in /status; on again, it resumes', async () => {
     const register = (migration: boolean) =>
-      registerCluster(stack.admin, {
+      registerCluster(stack.registrar, {
         fingerprint: stack.cluster.fingerprint,
         tokenReviewEndpoint: stack.bridge.tokenReviewUrl,
         migration,

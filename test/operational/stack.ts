@@ -18,6 +18,7 @@ import {
   type RegistrationResult,
   registerCluster,
 } from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 import { type Replicas, startReplicas, startTestBridge, startTestBroker } from '../runtime/fixtures.js';
 
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
@@ -32,7 +33,12 @@ export const POD_API_DNS_NAMES = ['localhost', 'cloudtaser.cloudtaser-system.svc
 
 export interface OperationalStack {
   readonly openbao: OpenBaoTestServer;
+  /** Root token: the OpenBao admin's own work (pod roles and policies, inspection). */
   readonly admin: OpenBaoClient;
+  /** Exactly the shipped registrar policy: how the stack registers the cluster. */
+  readonly registrar: OpenBaoClient;
+  /** Exactly the shipped bridge policy (AppRole login): what the stack's bridge runs with. */
+  readonly bridgeOpenBao: OpenBaoClient;
   readonly kube: KubeTestServer;
   /** Admin access to the test cluster (what `kubectl` with the admin kubeconfig does). */
   readonly kubeAdmin: KubeClient;
@@ -87,6 +93,10 @@ export async function startOperationalStack(
     closers.push(() => openbao.close());
     const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
     closers.push(() => admin.close());
+    // The bridge and registration run with exactly the shipped policies (docs/openbao-policies.md).
+    const identities = await provisionIdentities(admin);
+    const registrar = admin.withToken(identities.registrarToken);
+    const bridgeOpenBao = admin.withToken(identities.bridgeToken);
     const kube = await startKubeTestServer();
     closers.push(() => kube.close());
     const kubeAdmin = KubeClient.fromConnection({
@@ -121,7 +131,7 @@ export async function startOperationalStack(
     closers.push(() => replicas.close());
 
     const bridge = await startTestBridge({
-      openbao: admin,
+      openbao: bridgeOpenBao,
       beacons: [replicas.address],
       tokenReview: { host: '127.0.0.1', port: 0 },
       logger,
@@ -129,7 +139,7 @@ export async function startOperationalStack(
     });
     closers.push(() => bridge.close());
 
-    const cluster = await registerCluster(admin, {
+    const cluster = await registerCluster(registrar, {
       fingerprint: kube.kubeSystemUid,
       tokenReviewEndpoint: bridge.tokenReviewUrl,
       ...options.registration,
@@ -174,6 +184,8 @@ export async function startOperationalStack(
     return {
       openbao,
       admin,
+      registrar,
+      bridgeOpenBao,
       kube,
       kubeAdmin,
       brokerKube,
