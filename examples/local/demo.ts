@@ -108,7 +108,8 @@ async function demo(stack: DevStack, admin: OpenBaoClient): Promise<void> {
     TF_CLI_CONFIG_FILE: cliConfig,
     TF_IN_AUTOMATION: '1',
     CLOUDTASER_SECRETSTORE_ADDRESS: stack.secretstoreAddress,
-    CLOUDTASER_SECRETSTORE_TOKEN: stack.secretstoreToken,
+    // The registrar's least-privilege token, not the root token (docs/openbao-policies.md).
+    CLOUDTASER_SECRETSTORE_TOKEN: stack.registrarToken,
     CLOUDTASER_DEMO_BEACON: stack.beaconAddress,
     CLOUDTASER_DEMO_KUBECONFIG: stack.kubeconfig,
   };
@@ -159,7 +160,7 @@ async function demo(stack: DevStack, admin: OpenBaoClient): Promise<void> {
           '1s',
         ],
         {
-          CLOUDTASER_SECRETSTORE_TOKEN: stack.secretstoreToken,
+          CLOUDTASER_SECRETSTORE_TOKEN: stack.bridgeToken,
         },
       ),
     );
