@@ -1,5 +1,7 @@
 /** `Bridge`: the process beside OpenBao that serves every registered cluster, from the cloudtaser-bridge chart. */
 import { Construct } from 'constructs';
+// The one runtime module constructs may load at synth time: the policy table, pure data that imports nothing.
+import { POLICY_NAMES, renderPolicyHcl } from '../runtime/registration/policies.js';
 import {
   type ChartSetting,
   createChartRelease,
@@ -89,6 +91,16 @@ export interface BridgeProps {
 export class Bridge extends Construct {
   /** The Helm release (child id 'Resource'). */
   public readonly release: Release;
+  /** Name to give the bridge's OpenBao policy (the AppRole's token policy). */
+  public readonly policyName: string = POLICY_NAMES.bridge;
+  /**
+   * The bridge's least-privilege OpenBao policy (HCL) for `openBao.namespaceRoot`, as
+   * `cloudtaser-cli source policy bridge` prints it. Write it in the ROOT namespace and give it to the AppRole
+   * the bridge logs in with, e.g. with the hashicorp/vault provider (OpenBao speaks its API):
+   * `new Policy(this, 'bridge-policy', { name: bridge.policyName, policy: bridge.policyHcl })`.
+   * See docs/openbao-policies.md.
+   */
+  public readonly policyHcl: string;
 
   public constructor(scope: Construct, id: string, props: BridgeProps) {
     super(scope, id);
@@ -127,6 +139,7 @@ export class Bridge extends Construct {
     ];
     for (const [name, value] of optional) if (value !== undefined) set.push({ name, value });
 
+    this.policyHcl = renderPolicyHcl('bridge', { namespaceRoot: props.openBao.namespaceRoot });
     this.release = createChartRelease(this, 'Resource', {
       chartName: 'cloudtaser-bridge',
       options: props.chart ?? {},
