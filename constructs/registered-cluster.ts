@@ -96,7 +96,7 @@ export interface AttestationIssuerProps {
 export class Attestation {
   /**
    * Read the issuer and its keys from the cluster with `cloudtaser_cluster_fingerprint` (needs `kubernetes`).
-   * The default when `fingerprintSource` is `'cloudtaser'`.
+   * The default whenever `kubernetes` is given.
    */
   public static fromCluster(): Attestation {
     return new Attestation('cluster', undefined);
@@ -107,7 +107,7 @@ export class Attestation {
     return new Attestation('issuer', props);
   }
 
-  /** No attestation: trust on first use. The default with `fingerprintSource: 'kubernetes'` or a literal fingerprint. */
+  /** No attestation: trust on first use. Only ever by choice, or (with a warning) without a `kubernetes` connection. */
   public static disabled(): Attestation {
     return new Attestation('disabled', undefined);
   }
@@ -152,8 +152,9 @@ export interface RegisteredClusterProps {
    */
   readonly migration?: boolean;
   /**
-   * Attested bootstrap. @default Attestation.fromCluster() with `fingerprintSource: 'cloudtaser'`, otherwise
-   * Attestation.disabled() (hashicorp/kubernetes cannot read the issuer keys; a warning says so)
+   * Attested bootstrap. @default Attestation.fromCluster() whenever `kubernetes` is given (with
+   * `fingerprintSource: 'kubernetes'` a cloudtaser data source reads the keys beside hashicorp/kubernetes);
+   * without a `kubernetes` connection it cannot read them: off, with a warning naming Attestation.fromIssuer()
    */
   readonly attestation?: Attestation;
 }
@@ -271,11 +272,9 @@ export class RegisteredCluster extends Construct {
   }
 
   private attestationIssuer(props: RegisteredClusterProps): { issuer: string; jwks: string } | undefined {
+    // On wherever the construct can read the cluster's keys: the README promises attested bootstrap by default.
     const attestation =
-      props.attestation ??
-      (props.fingerprintSource === 'cloudtaser' && props.fingerprint === undefined
-        ? Attestation.fromCluster()
-        : Attestation.disabled());
+      props.attestation ?? (props.kubernetes !== undefined ? Attestation.fromCluster() : Attestation.disabled());
     if (attestation._mode === 'cluster') {
       const source = this.cloudtaserDataSource(props);
       return { issuer: source.serviceAccountIssuer, jwks: source.serviceAccountJwks };
@@ -292,11 +291,10 @@ export class RegisteredCluster extends Construct {
       );
     } else {
       Annotations.of(this).addWarning(
-        "attested bootstrap is off: hashicorp/kubernetes cannot read the cluster's service-account keys, so the " +
-          'first broker to reach the beacon with the init hash is trusted (trust on first use). Set ' +
-          "fingerprintSource: 'cloudtaser', or 'attestation' to Attestation.fromCluster() or " +
-          'Attestation.fromIssuer(), to require a token of the operator service account (Attestation.disabled() ' +
-          'turns this warning into a note)',
+        "attested bootstrap is off: without a 'kubernetes' connection the construct cannot read the cluster's " +
+          'service-account keys, so the first broker to reach the beacon with the init hash is trusted (trust on ' +
+          "first use). Give 'kubernetes', or set 'attestation' to Attestation.fromIssuer({ issuer, jwks }), to " +
+          'require a token of the operator service account (Attestation.disabled() turns this warning into a note)',
       );
     }
     return undefined;

@@ -494,14 +494,41 @@ describe('RegisteredCluster', () => {
       expect(attestationWarnings(stack)).toEqual([]);
     });
 
-    it('with the kubernetes source, is off by default with a warning that explains the trade-off and the way out', () => {
+    it('with the kubernetes source and a kubernetes connection, is on by default: a cloudtaser data source reads the keys', () => {
       const stack = newStack();
       new RegisteredCluster(stack, 'prod-eu', minimalProps());
+      const json = synthJson(stack);
+      const sourceId = Object.keys(json.data.cloudtaser_cluster_fingerprint)[0];
+      const registrationId = Object.keys(json.resource.cloudtaser_cluster_registration)[0];
+      const registration = only(json.resource.cloudtaser_cluster_registration);
+      expect(registration.attestation_issuer).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_issuer}`,
+      );
+      expect(registration.attestation_jwks).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_jwks}`,
+      );
+      expect(only(json.resource.helm_release).set).toContainEqual({
+        name: 'operator.broker.attestation.enabled',
+        value: `\${cloudtaser_cluster_registration.${registrationId}.attested}`,
+        type: 'auto',
+      });
+      expect(attestationWarnings(stack)).toEqual([]);
+    });
+
+    it('without a kubernetes connection, is off with a warning that explains the trade-off and the way out', () => {
+      const stack = newStack();
+      const kubernetesProvider = new KubernetesProvider(stack, 'k8s', {});
+      const helmProvider = new HelmProvider(stack, 'helm', {});
+      new RegisteredCluster(
+        stack,
+        'prod-eu',
+        minimalProps({ kubernetes: undefined, kubernetesProvider, helmProvider }),
+      );
       const registration = only(synthJson(stack).resource.cloudtaser_cluster_registration);
       expect(registration.attestation_issuer).toBeUndefined();
       expect(registration.attestation_jwks).toBeUndefined();
       expect(attestationWarnings(stack)).toEqual([
-        expect.stringMatching(/trust on first use[\s\S]*Attestation\.fromCluster\(\)/),
+        expect.stringMatching(/trust on first use[\s\S]*Attestation\.fromIssuer\(/),
       ]);
     });
 

@@ -6,6 +6,8 @@
  * operation that needs it fails here.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CloudtaserError, isCloudtaserError } from '../../runtime/core/errors.js';
 import { silentLogger } from '../../runtime/core/log.js';
@@ -238,6 +240,13 @@ describe('shipped OpenBao policies', () => {
     expect(text).toContain(`cloudtaser/+/${RECORDS_MOUNT}/data/${paths.bridgeClient}`);
     expect(text).toContain(`cloudtaser/+/auth/${KUBERNETES_AUTH_MOUNT}/config`);
     expect(text).toContain(`cloudtaser/+/${WORKLOAD_MOUNT}/data/k8s/+/+`);
+  });
+
+  it('are documented in docs/openbao-policies.md exactly as shipped', () => {
+    const doc = readFileSync(resolve(import.meta.dirname, '../../docs/openbao-policies.md'), 'utf8');
+    expect(doc).toContain(renderPolicyHcl('registrar'));
+    expect(doc).toContain(renderPolicyHcl('bridge'));
+    for (const row of POLICY_ROWS) expect(doc).toContain(row.why);
   });
 
   it.each(['registrar', 'bridge'] as const)('let the %s do everything it does', async (identity) => {
