@@ -274,7 +274,8 @@ export class RegisteredCluster extends Construct {
   private attestationIssuer(props: RegisteredClusterProps): { issuer: string; jwks: string } | undefined {
     // On wherever the construct can read the cluster's keys: the README promises attested bootstrap by default.
     const attestation =
-      props.attestation ?? (props.kubernetes !== undefined ? Attestation.fromCluster() : Attestation.disabled());
+      props.attestation ??
+      (props.kubernetes !== undefined ? Attestation.fromCluster() : Attestation.disabled());
     if (attestation._mode === 'cluster') {
       const source = this.cloudtaserDataSource(props);
       return { issuer: source.serviceAccountIssuer, jwks: source.serviceAccountJwks };
