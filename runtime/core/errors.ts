@@ -60,7 +60,7 @@ export const ErrorCodes = {
   CT_MIGRATION_DISABLED:
     "the bridge refused a migration: the cluster's registration does not enable it (source register --migration, migration_enabled, RegisteredCluster 'migration')",
   CT_MIGRATION_CONFLICT:
-    'secret/k8s/<namespace>/<name> already holds a value this migration did not write (or wrote over an hour ago); nothing was written and the Secret is kept',
+    'secret/k8s/<namespace>/<name> already holds a value this migration did not write (or could not record as its own, or wrote over an hour ago); nothing was written and the Secret is kept',
   CT_MIGRATION_UNVERIFIED:
     'the value read back from OpenBao did not prove the migrated write (missing, deleted or different); the Secret is kept',
   // Kubernetes

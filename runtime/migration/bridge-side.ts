@@ -177,7 +177,7 @@ function conflict(kvPath: string): TunnelReply {
   return refusal(
     409,
     'CT_MIGRATION_CONFLICT',
-    `secret/${kvPath} already holds a value this migration did not write (or wrote over an hour ago); nothing was written and the Secret is kept. Compare the two and delete one of them by hand`,
+    `secret/${kvPath} already holds a value this migration did not write (or could not record as its own, or wrote over an hour ago); nothing was written and the Secret is kept. Compare the two and delete one of them by hand`,
   );
 }
 

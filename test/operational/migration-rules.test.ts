@@ -142,6 +142,24 @@ describe('bridge-side migration rules', () => {
     expect((await asAdmin.kvRead('secret', 'k8s/ns1/rotated'))?.data).toEqual({ p: 'rotated-by-admin' });
   });
 
+  it('keeps the Secret (never deletes unverified) when it could not record its write, and refuses to claim it later', async () => {
+    const from = source();
+    // The marker write fails past the client's retries: the value landed, its ownership was not recorded.
+    server.injectFault({
+      pathPattern: /\/metadata\/k8s\/ns1\/unmarked$/,
+      method: 'POST',
+      status: 500,
+      times: 4,
+    });
+    const first = await put('unmarked', { data: { a: '1' }, source: from, nonce: newMigrationNonce() });
+    expect([first.status, first.body.code]).toEqual([502, 'CT_OPENBAO_ERROR']);
+    expect(first.body.proof).toBeUndefined();
+    const retry = await put('unmarked', { data: { a: '1' }, source: from, nonce: newMigrationNonce() });
+    expect([retry.status, retry.body.code]).toEqual([409, 'CT_MIGRATION_CONFLICT']);
+    expect(retry.body.error).toContain('could not record');
+    expect((await asAdmin.kvRead('secret', 'k8s/ns1/unmarked'))?.version).toBe(1);
+  });
+
   it('keeps custom metadata someone else set when it records its own write', async () => {
     await asAdmin.kvWriteMetadata('secret', 'k8s/ns1/annotated', { customMetadata: { owner: 'team-a' } });
     const answer = await put('annotated', { data: { a: '1' }, source: source(), nonce: newMigrationNonce() });
