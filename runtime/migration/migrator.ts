@@ -100,17 +100,17 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
     for (const secret of await annotatedSecrets()) {
       if (stop.signal.aborted) break;
       // One refusal covers the whole cluster: the rest are not sent, only told why.
-      const outcome = refusal ? await reportRefused(secret, refusal) : await migrateOne(secret);
-      if (outcome?.result === 'refused' && !refusal) refusal = outcome.refusal;
-      if (outcome) outcomes.push(outcome.outcome);
+      const outcome = refusal ?? (await migrateOne(secret));
+      if (outcome instanceof CloudtaserError) {
+        refusal = outcome;
+        outcomes.push(await reportRefused(secret, refusal));
+      } else if (outcome) outcomes.push(outcome);
     }
     return outcomes;
   }
 
-  async function reportRefused(
-    secret: KubeSecret,
-    refusal: CloudtaserError,
-  ): Promise<{ outcome: MigrationOutcome; result: 'refused'; refusal: CloudtaserError }> {
+  /** One Event per Secret (and resourceVersion) saying why the bridge refuses; the Secret is kept. */
+  async function reportRefused(secret: KubeSecret, refusal: CloudtaserError): Promise<MigrationOutcome> {
     const namespace = secret.metadata.namespace ?? '';
     const name = secret.metadata.name;
     const key = `${secret.metadata.uid}@${secret.metadata.resourceVersion}#${refusal.code}`;
@@ -124,15 +124,11 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       );
     }
     return {
-      outcome: {
-        namespace,
-        name,
-        kvPath: migrationKvPath(namespace, name),
-        result: 'refused',
-        reason: refusal.code,
-      },
+      namespace,
+      name,
+      kvPath: migrationKvPath(namespace, name),
       result: 'refused',
-      refusal,
+      reason: refusal.code,
     };
   }
 
@@ -152,18 +148,8 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
     return found;
   }
 
-  async function migrateOne(
-    secret: KubeSecret,
-  ): Promise<{ outcome: MigrationOutcome; result?: 'refused'; refusal?: CloudtaserError } | undefined> {
-    const outcome = await migrateOneSecret(secret);
-    if (outcome instanceof CloudtaserError) return reportRefused(secret, outcome);
-    return outcome ? { outcome } : undefined;
-  }
-
   /** One Secret: its outcome, or the bridge's refusal of migration for the whole cluster. */
-  async function migrateOneSecret(
-    secret: KubeSecret,
-  ): Promise<MigrationOutcome | CloudtaserError | undefined> {
+  async function migrateOne(secret: KubeSecret): Promise<MigrationOutcome | CloudtaserError | undefined> {
     const namespace = secret.metadata.namespace ?? '';
     const name = secret.metadata.name;
     const kvPath = migrationKvPath(namespace, name);

@@ -458,6 +458,25 @@ describe('RegisteredCluster', () => {
     }
   });
 
+  it("'migration' turns on both halves: the registration's migration_enabled and the operator's migration switch", () => {
+    const off = newStack();
+    new RegisteredCluster(off, 'prod-eu', minimalProps());
+    const offJson = synthJson(off);
+    expect(only(offJson.resource.cloudtaser_cluster_registration).migration_enabled).toBe(false);
+    expect(only(offJson.resource.helm_release).set.map((s: { name: string }) => s.name)).not.toContain(
+      'operator.migration.enabled',
+    );
+    const on = newStack();
+    new RegisteredCluster(on, 'prod-eu', minimalProps({ migration: true }));
+    const onJson = synthJson(on);
+    expect(only(onJson.resource.cloudtaser_cluster_registration).migration_enabled).toBe(true);
+    expect(only(onJson.resource.helm_release).set).toContainEqual({
+      name: 'operator.migration.enabled',
+      value: 'true',
+      type: 'auto',
+    });
+  });
+
   describe('attestation', () => {
     const served = { keys: [{ kty: 'EC', crv: 'P-256', kid: 'k1', x: 'eA', y: 'eQ' }] };
     const attestationWarnings = (stack: ReturnType<typeof newStack>) =>
