@@ -14,7 +14,12 @@ import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.j
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
+import {
+  createRefusalLogGate,
+  isMigrationRequest,
+  type RefusalLogGate,
+  serveMigration,
+} from '../migration/bridge-side.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
@@ -128,6 +133,8 @@ interface ClusterState {
   initialized: boolean;
   /** The registration's migration setting, refreshed at every poll. */
   migrationEnabled: boolean;
+  /** One migration-refusal log line per code per minute for this cluster. */
+  readonly migrationRefusalLog: RefusalLogGate;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
@@ -189,6 +196,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           cluster: options.openbao.withNamespace(cluster.namespace),
           enabled: cluster.migrationEnabled,
           log: clusterLog,
+          refusalLog: cluster.migrationRefusalLog,
         });
       if (options.handler) return options.handler(request, context);
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
@@ -430,6 +438,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           operationalHash: entry.operationalHash,
           initialized: entry.initialized,
           migrationEnabled: entry.migrationEnabled === true,
+          migrationRefusalLog: createRefusalLogGate(),
           stop: new AbortController(),
           waiters: new Map(),
           waiting: new Set(),

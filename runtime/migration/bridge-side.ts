@@ -42,8 +42,30 @@ export interface MigrationServiceOptions {
   /** What the cluster's registration says (migrationEnabledOf); false refuses every request. */
   readonly enabled: boolean;
   readonly log: Logger;
+  /**
+   * Decides whether a refusal is logged, and how many were held back since the last one: a broker that repeats a
+   * refused request (or a rogue one flooding it) costs one line per interval. @default log every refusal
+   */
+  readonly refusalLog?: RefusalLogGate;
   /** @default Date.now */
   readonly now?: () => number;
+}
+
+/** Returns undefined to hold a refusal's log line back, or how many were held back before this one. */
+export type RefusalLogGate = (code: string) => { suppressed: number } | undefined;
+
+/** A gate that lets one refusal line per code through every `intervalMs` (one per cluster in the bridge). */
+export function createRefusalLogGate(intervalMs = 60_000, now: () => number = Date.now): RefusalLogGate {
+  const last = new Map<string, { at: number; held: number }>();
+  return (code) => {
+    const entry = last.get(code);
+    if (entry && now() - entry.at < intervalMs) {
+      entry.held++;
+      return undefined;
+    }
+    last.set(code, { at: now(), held: 0 });
+    return { suppressed: entry?.held ?? 0 };
+  };
 }
 
 export async function serveMigration(
@@ -51,11 +73,14 @@ export async function serveMigration(
   options: MigrationServiceOptions,
 ): Promise<TunnelReply> {
   const { log } = options;
+  const gate = options.refusalLog ?? (() => ({ suppressed: 0 }));
   if (!options.enabled) {
-    log.warn(
-      { event: 'bridge.migration_refused', code: 'CT_MIGRATION_DISABLED' },
-      "the broker asked for a migration but the cluster's registration does not enable it",
-    );
+    const pass = gate('CT_MIGRATION_DISABLED');
+    if (pass)
+      log.warn(
+        { event: 'bridge.migration_refused', code: 'CT_MIGRATION_DISABLED', suppressed: pass.suppressed },
+        "the broker asked for a migration but the cluster's registration does not enable it",
+      );
     return refusal(
       403,
       'CT_MIGRATION_DISABLED',
@@ -105,10 +130,12 @@ export async function serveMigration(
         },
       });
     } else {
-      secretLog.warn(
-        { event: 'bridge.migration_refused', code: 'CT_MIGRATION_CONFLICT' },
-        'refused a migration: the OpenBao key already holds a value this migration did not write',
-      );
+      const pass = gate('CT_MIGRATION_CONFLICT');
+      if (pass)
+        secretLog.warn(
+          { event: 'bridge.migration_refused', code: 'CT_MIGRATION_CONFLICT', suppressed: pass.suppressed },
+          'refused a migration: the OpenBao key already holds a value this migration did not write',
+        );
       return conflict(kvPath);
     }
     const stored = await cluster.kvRead(WORKLOAD_MOUNT, kvPath, { version });

@@ -7,7 +7,13 @@ export {
   pendingMigrations,
   type SecretRef,
 } from './annotate.js';
-export { isMigrationRequest, type MigrationServiceOptions, serveMigration } from './bridge-side.js';
+export {
+  createRefusalLogGate,
+  isMigrationRequest,
+  type MigrationServiceOptions,
+  type RefusalLogGate,
+  serveMigration,
+} from './bridge-side.js';
 export {
   MIGRATE_ANNOTATION,
   type MigrationKubeApi,

@@ -3,11 +3,13 @@
  * with the bridge's shipped least-privilege policy, and the broker's proof check with a bridge that lies.
  */
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../runtime/core/log.js';
+import { createLogger, silentLogger } from '../../runtime/core/log.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import type { KubeSecret } from '../../runtime/kube/index.js';
 import {
+  createRefusalLogGate,
   MIGRATION_MARKER,
   MIGRATION_OWNERSHIP_MS,
   type MigrationAnswer,
@@ -191,6 +193,33 @@ describe('bridge-side migration rules', () => {
       expect([answer.status, answer.body.code]).toEqual([403, 'CT_MIGRATION_DISABLED']);
     }
     expect(server.requestLog().length).toBe(before);
+  });
+
+  it('logs a repeated refusal once per interval, counting what it held back', async () => {
+    const lines: string[] = [];
+    const log = createLogger('test', {
+      level: 'warn',
+      destination: new Writable({
+        write(chunk, _encoding, callback) {
+          lines.push(String(chunk));
+          callback();
+        },
+      }),
+    });
+    let now = 0;
+    const refusalLog = createRefusalLogGate(60_000, () => now);
+    const request = {
+      method: 'PUT',
+      path: '/migration/v1/secrets/ns1/x',
+      headers: {},
+      body: Buffer.from('{}'),
+    };
+    for (let i = 0; i < 100; i++)
+      await serveMigration(request, { cluster: asBridge, enabled: false, log, refusalLog });
+    now = 60_000;
+    await serveMigration(request, { cluster: asBridge, enabled: false, log, refusalLog });
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[1])).toMatchObject({ event: 'bridge.migration_refused', suppressed: 99 });
   });
 
   it.each([
