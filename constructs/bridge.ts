@@ -1,4 +1,7 @@
 /** `Bridge`: the process beside OpenBao that serves every registered cluster, from the cloudtaser-bridge chart. */
+
+// The one runtime module constructs may load at synth time: the policy table, pure data that imports nothing.
+import { POLICY_NAMES, renderPolicyHcl } from '../runtime/registration/policies.js';
 import { Beacon } from './beacon.js';
 import { Construct } from './cdktf.js';
 import {
@@ -134,6 +137,16 @@ export class Bridge extends Construct {
    * `RegisteredCluster` `tokenReview.endpoint` (and the provider's `tokenreview_endpoint`).
    */
   public readonly tokenReviewEndpoint: string;
+  /** Name to give the bridge's OpenBao policy (the AppRole's token policy). */
+  public readonly policyName: string = POLICY_NAMES.bridge;
+  /**
+   * The bridge's least-privilege OpenBao policy (HCL) for `openBao.namespaceRoot`, as
+   * `cloudtaser-cli source policy bridge` prints it. Write it in the ROOT namespace and give it to the AppRole
+   * the bridge logs in with, e.g. with the hashicorp/vault provider (OpenBao speaks its API):
+   * `new Policy(this, 'bridge-policy', { name: bridge.policyName, policy: bridge.policyHcl })`.
+   * See docs/openbao-policies.md.
+   */
+  public readonly policyHcl: string;
 
   public constructor(scope: Construct, id: string, props: BridgeProps) {
     super(scope, id);
@@ -210,6 +223,7 @@ export class Bridge extends Construct {
     const port = props.tokenReviewPort ?? DEFAULT_TOKENREVIEW_PORT;
     this.tokenReviewEndpoint = `https://${fullname}.${chart.namespace ?? DEFAULT_NAMESPACE}.svc:${port}`;
 
+    this.policyHcl = renderPolicyHcl('bridge', { namespaceRoot: props.openBao.namespaceRoot });
     this.release = createChartRelease(this, 'Resource', {
       chartName: 'cloudtaser-bridge',
       options: chart,

@@ -120,7 +120,7 @@ export interface AttestationIssuerProps {
 export class Attestation {
   /**
    * Read the issuer and its keys from the cluster with `cloudtaser_cluster_fingerprint` (needs `kubernetes`).
-   * The default when `fingerprintSource` is `'cloudtaser'`.
+   * The default whenever `kubernetes` is given.
    */
   public static fromCluster(): Attestation {
     return new Attestation('cluster', undefined);
@@ -131,7 +131,7 @@ export class Attestation {
     return new Attestation('issuer', props);
   }
 
-  /** No attestation: trust on first use. The default with `fingerprintSource: 'kubernetes'` or a literal fingerprint. */
+  /** No attestation: trust on first use. Only ever by choice, or (with a warning) without a `kubernetes` connection. */
   public static disabled(): Attestation {
     return new Attestation('disabled', undefined);
   }
@@ -170,8 +170,15 @@ export interface RegisteredClusterProps {
   /** Delete the cluster's OpenBao namespace and its workload secrets on destroy. @default false */
   readonly purgeOnDestroy?: boolean;
   /**
-   * Attested bootstrap. @default Attestation.fromCluster() whenever `kubernetes` is given (the issuer keys are
-   * read with it), otherwise Attestation.disabled() (with a warning that says how to turn it on)
+   * Migrate this cluster's Kubernetes Secrets into OpenBao: sets `migration_enabled` on the registration (the
+   * bridge refuses migration with CT_MIGRATION_DISABLED without it) and `operator.migration.enabled` on the
+   * operator release (the broker's `--migrate` and its Secret RBAC). @default false
+   */
+  readonly migration?: boolean;
+  /**
+   * Attested bootstrap. @default Attestation.fromCluster() whenever `kubernetes` is given (with
+   * `fingerprintSource: 'kubernetes'` a cloudtaser data source reads the keys beside hashicorp/kubernetes);
+   * without a `kubernetes` connection it cannot read them: off, with a warning naming Attestation.fromIssuer()
    */
   readonly attestation?: Attestation;
   /**
@@ -262,6 +269,7 @@ export class RegisteredCluster extends Construct {
       provider: this.cloudtaserProvider,
       fingerprint,
       purgeOnDestroy: props.purgeOnDestroy,
+      migrationEnabled: props.migration ?? false,
       ...(issuer
         ? {
             attestationIssuer: issuer.issuer,
@@ -298,6 +306,10 @@ export class RegisteredCluster extends Construct {
             ? [{ name: 'operator.broker.beacon.caConfigMap', value: props.beacon.caConfigMap }]
             : []),
           ...proxyChartSettings(props.proxy),
+          // Both halves from one prop; the bridge still checks the registration, so the chart value alone does nothing.
+          ...(props.migration
+            ? [{ name: 'operator.migration.enabled', value: 'true', type: 'auto' as const }]
+            : []),
         ],
         // The operator must not start before the bridge can find its registration.
         dependsOn: [this.registration],
@@ -354,10 +366,10 @@ export class RegisteredCluster extends Construct {
       );
     } else {
       Annotations.of(this).addWarning(
-        "attested bootstrap is off: without 'kubernetes' the cluster's service-account keys cannot be read, so " +
-          'the first broker to reach the beacon with the init hash is trusted (trust on first use). Give ' +
-          "'kubernetes', or set 'attestation' to Attestation.fromIssuer(), to require a token of the operator " +
-          'service account (Attestation.disabled() turns this warning into a note)',
+        "attested bootstrap is off: without a 'kubernetes' connection the construct cannot read the cluster's " +
+          'service-account keys, so the first broker to reach the beacon with the init hash is trusted (trust on ' +
+          "first use). Give 'kubernetes', or set 'attestation' to Attestation.fromIssuer({ issuer, jwks }), to " +
+          'require a token of the operator service account (Attestation.disabled() turns this warning into a note)',
       );
     }
     return undefined;

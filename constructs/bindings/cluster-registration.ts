@@ -30,6 +30,15 @@ export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments 
    */
   readonly fingerprint: string;
   /**
+   * When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target
+   * migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's
+   * namespace, writing only keys that hold no other value. When false the bridge refuses migration with
+   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.
+   *
+   * @default false
+   */
+  readonly migrationEnabled?: boolean | cdktf.IResolvable;
+  /**
    * When true, destroying the registration also deletes the cluster's OpenBao namespace with every workload
    * secret in it. Defaults to `false`.
    *
@@ -65,6 +74,7 @@ export class ClusterRegistration extends cdktf.TerraformResource {
   private _attestationJwks?: string;
   private _attestationServiceAccount?: string;
   private _fingerprint?: string;
+  private _migrationEnabled?: boolean | cdktf.IResolvable;
   private _purgeOnDestroy?: boolean | cdktf.IResolvable;
   private _tokenreviewCaCert?: string;
   private _tokenreviewEndpoint?: string;
@@ -89,6 +99,7 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     this._attestationJwks = config.attestationJwks;
     this._attestationServiceAccount = config.attestationServiceAccount;
     this._fingerprint = config.fingerprint;
+    this._migrationEnabled = config.migrationEnabled;
     this._purgeOnDestroy = config.purgeOnDestroy;
     this._tokenreviewCaCert = config.tokenreviewCaCert;
     this._tokenreviewEndpoint = config.tokenreviewEndpoint;
@@ -207,6 +218,26 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     return this.getBooleanAttribute('initialized');
   }
 
+  // migration_enabled: optional, computed
+  /**
+   * When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target
+   * migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's
+   * namespace, writing only keys that hold no other value. When false the bridge refuses migration with
+   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.
+   */
+  public get migrationEnabled(): cdktf.IResolvable {
+    return this.getBooleanAttribute('migration_enabled');
+  }
+  public set migrationEnabled(value: boolean | cdktf.IResolvable) {
+    this._migrationEnabled = value;
+  }
+  public resetMigrationEnabled(): void {
+    this._migrationEnabled = undefined;
+  }
+  public get migrationEnabledInput(): boolean | cdktf.IResolvable | undefined {
+    return this._migrationEnabled;
+  }
+
   // namespace: computed only
   /**
    * The cluster's OpenBao namespace, `<namespace_root>/<fingerprint[:8]>`.
@@ -284,6 +315,7 @@ export class ClusterRegistration extends cdktf.TerraformResource {
       attestation_jwks: cdktf.stringToTerraform(this._attestationJwks),
       attestation_service_account: cdktf.stringToTerraform(this._attestationServiceAccount),
       fingerprint: cdktf.stringToTerraform(this._fingerprint),
+      migration_enabled: cdktf.booleanToTerraform(this._migrationEnabled),
       purge_on_destroy: cdktf.booleanToTerraform(this._purgeOnDestroy),
       tokenreview_ca_cert: cdktf.stringToTerraform(this._tokenreviewCaCert),
       tokenreview_endpoint: cdktf.stringToTerraform(this._tokenreviewEndpoint),
@@ -315,6 +347,12 @@ export class ClusterRegistration extends cdktf.TerraformResource {
         isBlock: false,
         type: 'simple',
         storageClassType: 'string',
+      },
+      migration_enabled: {
+        value: cdktf.booleanToHclTerraform(this._migrationEnabled),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'boolean',
       },
       purge_on_destroy: {
         value: cdktf.booleanToHclTerraform(this._purgeOnDestroy),

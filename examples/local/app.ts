@@ -23,6 +23,8 @@ class LocalStack extends cdk.TerraformStack {
       // The broker runs as a local process here, with the operator service account's kubeconfig; attestation
       // stays on (the default with the cloudtaser fingerprint source), read from the dev cluster's issuer keys.
       operator: OperatorInstall.deployedElsewhere(),
+      // The demo migrates a Kubernetes Secret: the bridge serves migration only for registrations that allow it.
+      migration: true,
     });
     new cdk.TerraformOutput(this, 'fingerprint', { value: cluster.fingerprint });
     new cdk.TerraformOutput(this, 'namespace', { value: cluster.namespace });

@@ -214,7 +214,8 @@ async function providerMirror(s: DemoState): Promise<string> {
     TF_IN_AUTOMATION: '1',
     CLOUDTASER_CDK: cdk,
     CLOUDTASER_SECRETSTORE_ADDRESS: s.stack.secretstoreAddress,
-    CLOUDTASER_SECRETSTORE_TOKEN: s.stack.secretstoreToken,
+    // The registrar's least-privilege token, not the root token (docs/openbao-policies.md).
+    CLOUDTASER_SECRETSTORE_TOKEN: s.stack.registrarToken,
     CLOUDTASER_DEMO_BEACON: s.stack.beaconAddress,
     CLOUDTASER_DEMO_KUBECONFIG: s.stack.kubeconfig,
   };
@@ -261,7 +262,7 @@ async function bootstrap(s: DemoState): Promise<string> {
     '--secretstore-address',
     s.stack.secretstoreAddress,
     '--tokenreview-endpoint',
-    `http://${s.bridgeTokenReview}`,
+    `https://${s.bridgeTokenReview}`,
     '--output',
     'json',
   ]);
@@ -286,7 +287,8 @@ async function bootstrap(s: DemoState): Promise<string> {
         '--poll-interval',
         '1s',
       ],
-      { CLOUDTASER_SECRETSTORE_TOKEN: s.stack.secretstoreToken },
+      // The bridge's own least-privilege token (the cloudtaser-bridge policy), as in production.
+      { CLOUDTASER_SECRETSTORE_TOKEN: s.stack.bridgeToken },
     ),
   );
   children.push(
@@ -545,7 +547,8 @@ async function runCli(s: DemoState, args: string[]): Promise<string> {
   const child = spawn(process.execPath, [cli, ...args], {
     env: {
       ...process.env,
-      CLOUDTASER_SECRETSTORE_TOKEN: s.stack.secretstoreToken,
+      // `source register` runs as the registrar (docs/openbao-policies.md), never with the root token.
+      CLOUDTASER_SECRETSTORE_TOKEN: s.stack.registrarToken,
       CLOUDTASER_LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -116,6 +116,16 @@ export const clusterRegistrationBlock = {
       description: 'Whether bootstrap requires an attestation token (as recorded in OpenBao).',
       computed: true,
     }),
+    migration_enabled: attr.bool({
+      description:
+        "When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target " +
+        "migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's " +
+        'namespace, writing only keys that hold no other value. When false the bridge refuses migration with ' +
+        '`CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.',
+      optional: true,
+      computed: true,
+      default: false,
+    }),
     id: attr.string({ description: 'Same as `fingerprint`.', computed: true }),
     namespace: attr.string({
       description: "The cluster's OpenBao namespace, `<namespace_root>/<fingerprint[:8]>`.",
@@ -261,10 +271,12 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       namespaceRoot: client.namespaceRoot,
       ...(attestation ? { attestation } : {}),
       ...tokenReviewOf(planned),
+      migration: planned.migration_enabled === true,
     });
     priv.set('registered_at', result.registeredAt);
     return {
       ...planned,
+      migration_enabled: result.migrationEnabled,
       id: result.fingerprint,
       namespace: result.namespace,
       init_hash: result.initHash,
@@ -278,19 +290,22 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     };
   },
 
-  // The attestation settings and the TokenReview endpoint change in place (key rotation is a plain apply);
-  // registerCluster is idempotent for everything else, so re-running it with the new settings is the update.
+  // The attestation settings, migration_enabled and the TokenReview endpoint change in place (key rotation is a
+  // plain apply); registerCluster is idempotent for everything else, so re-running it with the new settings is the
+  // update.
   async update({ prior, planned, client, signal, private: priv }) {
     signal.throwIfAborted();
-    const attestation = attestationSettingsOf(planned);
     const attestationUnchanged =
       prior.attestation_issuer === planned.attestation_issuer &&
       prior.attestation_jwks === planned.attestation_jwks &&
       prior.attestation_service_account === planned.attestation_service_account;
+    // Switching attestation off needs a replacement (see attestation_issuer), so no settings = keep stored.
+    const attestation = attestationUnchanged ? undefined : attestationSettingsOf(planned);
+    const migrationUnchanged = (prior.migration_enabled ?? false) === (planned.migration_enabled ?? false);
     const tokenReviewUnchanged =
       prior.tokenreview_endpoint === planned.tokenreview_endpoint &&
       (prior.tokenreview_ca_cert ?? null) === (planned.tokenreview_ca_cert ?? null);
-    if ((attestationUnchanged || !attestation) && tokenReviewUnchanged)
+    if (attestation === undefined && migrationUnchanged && tokenReviewUnchanged)
       return { ...prior, ...planned, attested: prior.attested ?? false };
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
@@ -299,10 +314,12 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       namespaceRoot: namespaceRootOf(prior, client),
       ...(attestation ? { attestation } : {}),
       ...tokenReviewOf(planned),
+      migration: planned.migration_enabled === true,
     });
     priv.set('registered_at', result.registeredAt);
     return {
       ...planned,
+      migration_enabled: result.migrationEnabled,
       namespace: result.namespace,
       operational_hash: result.operationalHash,
       ca_cert_pem: normalizePem(result.caCertPem),
@@ -339,6 +356,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
         ? `${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name}`
         : null,
       attested: status.attestation !== undefined,
+      migration_enabled: status.migrationEnabled,
     };
   },
 

@@ -22,7 +22,12 @@ import {
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
+import {
+  createRefusalLogGate,
+  isMigrationRequest,
+  type RefusalLogGate,
+  serveMigration,
+} from '../migration/bridge-side.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
@@ -137,6 +142,10 @@ interface ClusterState {
   readonly namespace: string;
   readonly operationalHash: string;
   initialized: boolean;
+  /** The registration's migration setting, refreshed at every poll. */
+  migrationEnabled: boolean;
+  /** One migration-refusal log line per code per minute for this cluster. */
+  readonly migrationRefusalLog: RefusalLogGate;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
@@ -210,7 +219,12 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX))
         return forwarder.forward(cluster.namespace, request, context.signal);
       if (isMigrationRequest(request))
-        return serveMigration(options.openbao.withNamespace(cluster.namespace), request, clusterLog);
+        return serveMigration(request, {
+          cluster: options.openbao.withNamespace(cluster.namespace),
+          enabled: cluster.migrationEnabled,
+          log: clusterLog,
+          refusalLog: cluster.migrationRefusalLog,
+        });
       if (options.handler) return options.handler(request, context);
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
     };
@@ -491,6 +505,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           namespace: entry.namespace,
           operationalHash: entry.operationalHash,
           initialized: entry.initialized,
+          migrationEnabled: entry.migrationEnabled === true,
+          migrationRefusalLog: createRefusalLogGate(),
           stop: new AbortController(),
           waiters: new Map(),
           waiting: new Set(),
@@ -507,6 +523,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         );
       }
       cluster.initialized = entry.initialized;
+      cluster.migrationEnabled = entry.migrationEnabled === true;
       reconcile(cluster);
     }
     for (const cluster of [...clusters.values()]) {

@@ -11,7 +11,7 @@ import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core
 import { type Logger, moduleLogger } from '../core/log.js';
 import { type TlsFiles, type TlsFilesWatcher, watchTlsFiles } from '../core/tls-files.js';
 import type { KubeClient } from '../kube/index.js';
-import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
+import { type MigrationStatus, type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
 import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
 import { proxySettingFromEnvironment } from '../proxy/settings.js';
@@ -143,6 +143,8 @@ export interface BrokerStatus {
   readonly webhookCaPem?: string;
   /** Whether the webhook configuration trusts that CA yet, when the broker keeps it current. */
   readonly webhookCaBundle?: WebhookCaBundleStatus;
+  /** Secret migration, when it runs: whether the bridge accepts it for this cluster, and the last code. */
+  readonly migration?: MigrationStatus;
 }
 
 export interface BrokerTiming {
@@ -280,8 +282,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
 
   const isConnected = () => liveTunnel !== undefined && !liveTunnel.closed;
+  // Declared before anything can ask for the status (the health server answers while startup still runs).
+  let migrator: SecretMigrator | undefined;
   const currentStatus = (): BrokerStatus => ({
     ...status,
+    ...(migrator ? { migration: migrator.status() } : {}),
     ...(status.phase === 'operational' && podApiServer && podApiCaPem ? { podApiUrl, podApiCaPem } : {}),
     ...(webhookCa ? { webhookCaPem: webhookCa } : {}),
     ...(caBundle ? { webhookCaBundle: caBundle.status() } : {}),
@@ -352,7 +357,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   }
 
-  const migrator =
+  migrator =
     options.migration && options.kube
       ? startSecretMigrator({
           kube: options.kube,

@@ -127,7 +127,10 @@ export function registerBrokerCommand(program: Command): Command {
       '--inject-image <image>',
       'image of the injected init container (env CLOUDTASER_OPERATOR_IMAGE; the operator image)',
     )
-    .option('--migrate', 'migrate Secrets annotated cloudtaser.io/migrate=true into OpenBao')
+    .option(
+      '--migrate',
+      'migrate Secrets annotated cloudtaser.io/migrate=true into OpenBao (the bridge also needs the cluster registered with --migration)',
+    )
     .option('--migrate-namespace <name>', 'only watch this namespace for migration; repeatable', collect)
     .option('--migrate-interval <duration>', 'how often to look for annotated Secrets', '10s')
     .option(

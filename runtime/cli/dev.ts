@@ -25,6 +25,8 @@ export function registerDevCommands(program: Command): void {
       const info = {
         secretstoreAddress: stack.secretstoreAddress,
         secretstoreToken: stack.secretstoreToken,
+        registrarToken: stack.registrarToken,
+        bridgeToken: stack.bridgeToken,
         kubeconfig: stack.kubeconfig,
         operatorKubeconfig: stack.operatorKubeconfig,
         kubeSystemUid: stack.kubeSystemUid,
@@ -34,7 +36,7 @@ export function registerDevCommands(program: Command): void {
       printJson(info);
       if (!opts.json && process.stderr.isTTY) {
         process.stderr.write(
-          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.secretstoreToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nCtrl-C stops it.\n`,
+          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.registrarToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nCtrl-C stops it.\n`,
         );
       }
       await stopRequested;

@@ -23,7 +23,7 @@ export function addSecretStoreOptions(command: Command): Command {
     )
     .option(
       '--secretstore-token <token>',
-      'OpenBao admin token (env CLOUDTASER_SECRETSTORE_TOKEN, then BAO_TOKEN, then VAULT_TOKEN; prefer the environment, flags show up in shell history)',
+      'OpenBao token with the cloudtaser-registrar policy, see `source policy registrar` (env CLOUDTASER_SECRETSTORE_TOKEN, then BAO_TOKEN, then VAULT_TOKEN; prefer the environment, flags show up in shell history)',
     )
     .option('--secretstore-ca-cert <path>', 'PEM file with the CA that signed the OpenBao certificate')
     .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser')

@@ -7,8 +7,12 @@ import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   deregisterCluster,
   getClusterStatus,
+  POLICY_NAMES,
+  type PolicyIdentity,
   rearmCluster,
   registerCluster,
+  renderPolicyHcl,
+  validateNamespaceRoot,
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
 import { operatorInstallCommand } from './charts.js';
@@ -22,6 +26,7 @@ interface SourceFlags extends SecretStoreFlags {
 
 export function registerSourceCommands(program: Command): void {
   const source = program.command('source').description('commands run on the secret-store (OpenBao) side');
+  registerPolicyCommand(source);
 
   addSecretStoreOptions(
     source
@@ -53,11 +58,17 @@ export function registerSourceCommands(program: Command): void {
         '--attestation-service-account <ns/name>',
         `the operator's service account, the only one allowed to bootstrap (default ${DEFAULT_OPERATOR_SERVICE_ACCOUNT.namespace}/${DEFAULT_OPERATOR_SERVICE_ACCOUNT.name})`,
       )
+      .option(
+        '--migration',
+        "let the bridge migrate this cluster's Kubernetes Secrets into OpenBao (target migrate + broker --migrate)",
+      )
+      .option('--no-migration', 'refuse migration for this cluster (the default for a new registration)')
       .option('--output <format>', 'text or json', 'text'),
   ).action(
     async (
       opts: SourceFlags & {
         rearm?: boolean;
+        migration?: boolean;
         tokenreviewEndpoint: string;
         tokenreviewCaCert?: string;
         attestationIssuer?: string;
@@ -77,6 +88,7 @@ export function registerSourceCommands(program: Command): void {
             tokenReviewEndpoint: opts.tokenreviewEndpoint,
             tokenReviewCaCertPem,
             attestation,
+            migration: opts.migration,
           }),
         );
         let initialized = result.initialized;
@@ -94,6 +106,7 @@ export function registerSourceCommands(program: Command): void {
             `  Operational hash: ${result.operationalHash}`,
             `  Initialized:      ${initialized ? 'yes' : 'no'}`,
             `  Attested:         ${result.attested ? 'yes (bootstrap needs a service-account token; the broker runs with --attestation)' : 'no (trust on first use)'}`,
+            `  Migration:        ${result.migrationEnabled ? 'enabled (the bridge writes Secrets the broker migrates to secret/k8s/)' : 'disabled (the bridge refuses it: CT_MIGRATION_DISABLED)'}`,
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
             `  ${operatorInstallCommand('<beacon-host>:443', result.operationalHash)}`,
@@ -180,6 +193,7 @@ export function registerSourceCommands(program: Command): void {
           `  Registered:  yes (${status.registeredAt})`,
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           `  Namespace:   ${status.namespace}`,
+          `  Migration:   ${status.migrationEnabled ? 'enabled' : 'disabled'}`,
           `  Attested:    ${status.attestation ? `yes (issuer ${status.attestation.issuer}, ${status.attestation.jwks.keys.length} key(s), service account ${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name})` : 'no'}`,
           '',
         ].join('\n'),
@@ -188,6 +202,34 @@ export function registerSourceCommands(program: Command): void {
       await client.close();
     }
   });
+}
+
+/** `source policy bridge|registrar`: prints the shipped OpenBao policy; no OpenBao call. */
+function registerPolicyCommand(source: Command): void {
+  source
+    .command('policy')
+    .description(
+      'print the OpenBao ACL policy (HCL) an identity needs: bridge (bridge run) or registrar (register/status/deregister, the Terraform provider, RegisteredCluster); write it in the root namespace',
+    )
+    .argument('<identity>', 'bridge or registrar')
+    .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser')
+    .option(
+      '--no-migration',
+      'bridge: leave out the secret/k8s/ lines (no cluster registered with --migration)',
+    )
+    .action((identity: string, opts: { namespaceRoot: string; migration: boolean }) => {
+      if (!(identity in POLICY_NAMES)) {
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `unknown identity ${JSON.stringify(identity)}: use \`source policy bridge\` or \`source policy registrar\``,
+        );
+      }
+      const hcl = renderPolicyHcl(identity as PolicyIdentity, {
+        namespaceRoot: validateNamespaceRoot(opts.namespaceRoot),
+        without: opts.migration ? [] : ['migration'],
+      });
+      process.stdout.write(hcl);
+    });
 }
 
 /** Reads the attestation flags; undefined when none is given (an existing setting is then kept). */

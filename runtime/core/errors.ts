@@ -56,6 +56,13 @@ export const ErrorCodes = {
   CT_NOT_REGISTERED: 'the fingerprint is not registered',
   CT_ALREADY_INITIALIZED: 'the cluster has already bootstrapped once (re-arm to allow another)',
   CT_REGISTRATION_CORRUPT: 'a registration record exists but is unreadable or inconsistent',
+  // migration and least privilege (issue 11)
+  CT_MIGRATION_DISABLED:
+    "the bridge refused a migration: the cluster's registration does not enable it (source register --migration, migration_enabled, RegisteredCluster 'migration')",
+  CT_MIGRATION_CONFLICT:
+    'secret/k8s/<namespace>/<name> already holds a value this migration did not write (or could not record as its own, or wrote over an hour ago); nothing was written and the Secret is kept',
+  CT_MIGRATION_UNVERIFIED:
+    'the value read back from OpenBao did not prove the migrated write (missing, deleted or different); the Secret is kept',
   // Kubernetes
   CT_KUBE_CONFIG: 'no usable Kubernetes connection could be loaded (kubeconfig, context, in-cluster)',
   CT_KUBE_UNREACHABLE: 'the Kubernetes API server could not be reached',

@@ -8,8 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBeacon } from '../beacon/index.js';
 import { type Logger, moduleLogger, silentLogger } from '../core/log.js';
+import { OpenBaoClient } from '../openbao/index.js';
 import { issueSelfSignedSync } from '../pki/index.js';
 import { DEFAULT_OPERATOR_SERVICE_ACCOUNT as OPERATOR_SERVICE_ACCOUNT } from '../registration/index.js';
+import { provisionIdentities } from './identities.js';
 import { startKubeTestServer } from './kube/index.js';
 import { startOpenBaoTestServer } from './openbao/index.js';
 
@@ -23,7 +25,12 @@ export interface DevStackOptions {
 
 export interface DevStackInfo {
   readonly secretstoreAddress: string;
+  /** The OpenBao test server's root token: the admin's, for inspection only. */
   readonly secretstoreToken: string;
+  /** A token with exactly the shipped registrar policy: for `source register`, Terraform and CDKTF. */
+  readonly registrarToken: string;
+  /** A token with exactly the shipped bridge policy (an AppRole login): for `bridge run`. */
+  readonly bridgeToken: string;
   readonly kubeconfig: string;
   readonly kubeSystemUid: string;
   readonly beaconAddress: string;
@@ -52,6 +59,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
   try {
     const openbao = await startOpenBaoTestServer({ logger: moduleLogger(logger, 'openbao-test-server') });
     closers.push(() => openbao.close());
+    const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    const identities = await provisionIdentities(admin).finally(() => admin.close());
     // It names its own module (kube-test-server); a second key here would duplicate it.
     const kube = await startKubeTestServer({ logger });
     closers.push(() => kube.close());
@@ -100,6 +109,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     return {
       secretstoreAddress: openbao.address,
       secretstoreToken: openbao.rootToken,
+      registrarToken: identities.registrarToken,
+      bridgeToken: identities.bridgeToken,
       kubeconfig,
       operatorKubeconfig,
       kubeSystemUid: kube.kubeSystemUid,

@@ -731,6 +731,20 @@ export class OpenBaoClient {
     };
   }
 
+  /**
+   * Sets a key's custom metadata (OpenBao replaces the whole map: pass every key to keep). Creates the metadata
+   * when the key has none.
+   */
+  async kvWriteMetadata(
+    mount: string,
+    path: string,
+    options: { customMetadata: Record<string, string> },
+  ): Promise<void> {
+    await this.request('POST', `${trimSlashes(mount)}/metadata/${kvKey(path)}`, {
+      body: { custom_metadata: options.customMetadata },
+    });
+  }
+
   /** Removes every version and the metadata (afterwards cas=0 works again). Missing = ok. */
   async kvDeleteMetadata(mount: string, path: string): Promise<void> {
     await this.request('DELETE', `${trimSlashes(mount)}/metadata/${kvKey(path)}`);

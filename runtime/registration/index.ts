@@ -1,4 +1,5 @@
 export * from './layout.js';
+export * from './policies.js';
 export * from './register.js';
 export * from './tokenreview.js';
 export * from './tokenreview-endpoint.js';

@@ -23,6 +23,7 @@ import {
   DEFAULT_NAMESPACE_ROOT,
   type InitializedRecord,
   KUBERNETES_AUTH_MOUNT,
+  migrationEnabledOf,
   OWNER_METADATA_KEY,
   paths,
   RECORDS_MOUNT,
@@ -56,6 +57,11 @@ export interface RegisterOptions extends RegistrationTarget {
    * attestation setting is kept as it is.
    */
   readonly attestation?: AttestationSettings;
+  /**
+   * Let the bridge migrate this cluster's Kubernetes Secrets into OpenBao (`true`) or refuse it (`false`).
+   * Undefined keeps the stored setting (off for a new registration).
+   */
+  readonly migration?: boolean;
 }
 
 /** The operator's service account when none is named: the Helm chart's default. */
@@ -110,6 +116,8 @@ export interface RegistrationResult {
   readonly registeredAt: string;
   /** True when bootstrap requires an attestation token (registered with attestation settings). */
   readonly attested: boolean;
+  /** True when the bridge serves Secret migration for this cluster. */
+  readonly migrationEnabled: boolean;
   /** False when everything already existed (an idempotent re-run). */
   readonly changed: boolean;
 }
@@ -175,10 +183,13 @@ export async function registerCluster(
     existing.data.namespace === namespace;
   // Without new settings an existing attestation is kept: a plain re-run must not switch it off.
   const wantedAttestation = attestation ?? (sameCluster ? storedAttestation(existing.data) : undefined);
+  // The same for migration: only an explicit true/false changes it.
+  const wantedMigration = target.migration ?? (sameCluster ? migrationEnabledOf(existing.data) : false);
   let registeredAt: string;
   if (
     sameCluster &&
-    canonicalJson(existing.data.attestation ?? null) === canonicalJson(wantedAttestation ?? null)
+    canonicalJson(existing.data.attestation ?? null) === canonicalJson(wantedAttestation ?? null) &&
+    migrationEnabledOf(existing.data) === wantedMigration
   ) {
     registeredAt = asRegisteredRecord(existing.data, fingerprint).registered_at;
   } else {
@@ -191,17 +202,19 @@ export async function registerCluster(
       ca_sha256: operationalHash,
       registered_at: registeredAt,
       ...(wantedAttestation ? { attestation: wantedAttestation } : {}),
+      ...(wantedMigration ? { migration_enabled: true } : {}),
     };
     await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
     changed = true;
     log.info(
       {
-        event: sameCluster ? 'registration.attestation_updated' : 'registration.recorded',
+        event: sameCluster ? 'registration.settings_updated' : 'registration.recorded',
         namespace,
         attested: wantedAttestation !== undefined,
         attestationKeys: wantedAttestation?.jwks.keys.length,
+        migrationEnabled: wantedMigration,
       },
-      sameCluster ? 'attestation settings updated' : 'cluster registered',
+      sameCluster ? 'registration settings updated' : 'cluster registered',
     );
   }
 
@@ -215,6 +228,7 @@ export async function registerCluster(
     initialized,
     registeredAt,
     attested: wantedAttestation !== undefined,
+    migrationEnabled: wantedMigration,
     changed,
   };
 }
@@ -298,6 +312,8 @@ export interface ClusterStatus {
   readonly initializedAttestationIat?: number;
   /** The attestation policy, when bootstrap requires a token. */
   readonly attestation?: AttestationPolicy;
+  /** Whether the registration lets the bridge migrate Secrets (false when not registered). */
+  readonly migrationEnabled: boolean;
 }
 
 /** Reads a cluster's registration state. Never writes. */
@@ -309,13 +325,22 @@ export async function getClusterStatus(
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const namespace = clusterNamespace(namespaceRoot, fingerprint);
   const base = { fingerprint, namespace, initHash: initHash(fingerprint) };
-  if ((await client.readNamespace(namespaceRoot)) === undefined)
-    return { ...base, registered: false, initialized: false };
   const root = client.withNamespace(namespaceRoot);
-  const registered = await readIfMounted(root, paths.registered(fingerprint));
-  const initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  let registered: Record<string, unknown> | undefined;
+  let initializedSecret: KvSecret | undefined;
+  try {
+    registered = await readIfMounted(root, paths.registered(fingerprint));
+    initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  } catch (err) {
+    // No namespace root yet: nothing is registered. Told by the read itself, so the bridge, which also calls
+    // this, needs no right on sys/namespaces.
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND'))
+      return { ...base, registered: false, initialized: false, migrationEnabled: false };
+    throw err;
+  }
   const initialized = initializedSecret?.data;
-  if (!registered) return { ...base, registered: false, initialized: initialized !== undefined };
+  if (!registered)
+    return { ...base, registered: false, initialized: initialized !== undefined, migrationEnabled: false };
   const record = asRegisteredRecord(registered, fingerprint);
   const attestation = attestationPolicyOf(record);
   let caCertPem: string | undefined;
@@ -340,6 +365,7 @@ export async function getClusterStatus(
       ? { initializedAttestationIat: initialized.attestation_iat }
       : {}),
     ...(attestation ? { attestation } : {}),
+    migrationEnabled: migrationEnabledOf(record),
   };
 }
 
@@ -350,6 +376,8 @@ export interface RegisteredCluster {
   readonly initialized: boolean;
   /** Present (true) when bootstrap requires an attestation token. */
   readonly attested?: true;
+  /** Present (true) when the registration lets the bridge migrate Secrets. */
+  readonly migrationEnabled?: true;
 }
 
 /** Every registered cluster under the root, as the bridge discovers them (one list plus two reads each). */
@@ -381,6 +409,7 @@ export async function listRegisteredClusters(
       operationalHash: record.ca_sha256,
       initialized: initialized !== undefined,
       ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
+      ...(migrationEnabledOf(record) ? { migrationEnabled: true as const } : {}),
     });
   }
   return out;

@@ -1,6 +1,6 @@
 import { HelmProvider } from '@cdktf/provider-helm/lib/provider/index.js';
 import { describe, expect, it } from 'vitest';
-import { Testing } from '../../constructs/cdktf.js';
+import { TerraformOutput, Testing } from '../../constructs/cdktf.js';
 import {
   Beacon,
   BeaconExposure,
@@ -9,6 +9,7 @@ import {
   BridgeAuth,
   type BridgeProps,
 } from '../../constructs/index.js';
+import { renderPolicyHcl } from '../../runtime/registration/policies.js';
 import { newStack, only, secretsIn, synthJson, type TerraformJson } from './synth.js';
 
 const kubernetes = { configPath: '/home/ops/.kube/eu-config' };
@@ -118,6 +119,21 @@ describe('Bridge', () => {
       'bridge.openbao.auth.method': 'approle',
       'bridge.openbao.auth.approle.secretName': 'bridge-approle',
     });
+  });
+
+  it('exposes its least-privilege OpenBao policy for the namespace root it serves, as the CLI prints it', () => {
+    const stack = newStack();
+    const bridge = new Bridge(
+      stack,
+      'bridge',
+      props({ openBao: { address: 'https://openbao.openbao.svc:8200', namespaceRoot: 'team' } }),
+    );
+    expect(bridge.policyName).toBe('cloudtaser-bridge');
+    expect(bridge.policyHcl).toBe(renderPolicyHcl('bridge', { namespaceRoot: 'team' }));
+    expect(bridge.policyHcl).toContain('path "team/+/cloudtaser/data/system/bridge-ca"');
+    new TerraformOutput(stack, 'bridge_policy', { value: bridge.policyHcl });
+    expect(synthJson(stack).output.bridge_policy.value).toBe(bridge.policyHcl);
+    expect(new Bridge(newStack(), 'b', props()).policyHcl).toBe(renderPolicyHcl('bridge'));
   });
 
   it('escapes commas in literal values so Helm does not split them', () => {

@@ -459,6 +459,25 @@ describe('RegisteredCluster', () => {
     }
   });
 
+  it("'migration' turns on both halves: the registration's migration_enabled and the operator's migration switch", () => {
+    const off = newStack();
+    new RegisteredCluster(off, 'prod-eu', minimalProps());
+    const offJson = synthJson(off);
+    expect(only(offJson.resource.cloudtaser_cluster_registration).migration_enabled).toBe(false);
+    expect(only(offJson.resource.helm_release).set.map((s: { name: string }) => s.name)).not.toContain(
+      'operator.migration.enabled',
+    );
+    const on = newStack();
+    new RegisteredCluster(on, 'prod-eu', minimalProps({ migration: true }));
+    const onJson = synthJson(on);
+    expect(only(onJson.resource.cloudtaser_cluster_registration).migration_enabled).toBe(true);
+    expect(only(onJson.resource.helm_release).set).toContainEqual({
+      name: 'operator.migration.enabled',
+      value: 'true',
+      type: 'auto',
+    });
+  });
+
   describe('attestation', () => {
     const served = { keys: [{ kty: 'EC', crv: 'P-256', kid: 'k1', x: 'eA', y: 'eQ' }] };
     const attestationWarnings = (stack: ReturnType<typeof newStack>) =>
@@ -496,15 +515,24 @@ describe('RegisteredCluster', () => {
       expect(attestationWarnings(stack)).toEqual([]);
     });
 
-    it('with the kubernetes source, is on by default: the issuer keys are read through the same connection', () => {
+    it('with the kubernetes source and a kubernetes connection, is on by default: a cloudtaser data source reads the keys', () => {
       const stack = newStack();
       new RegisteredCluster(stack, 'prod-eu', minimalProps());
       const json = synthJson(stack);
       const sourceId = Object.keys(json.data.cloudtaser_cluster_fingerprint)[0];
+      const registrationId = Object.keys(json.resource.cloudtaser_cluster_registration)[0];
       const registration = only(json.resource.cloudtaser_cluster_registration);
       expect(registration.attestation_issuer).toBe(
         `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_issuer}`,
       );
+      expect(registration.attestation_jwks).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_jwks}`,
+      );
+      expect(only(json.resource.helm_release).set).toContainEqual({
+        name: 'operator.broker.attestation.enabled',
+        value: `\${cloudtaser_cluster_registration.${registrationId}.attested}`,
+        type: 'auto',
+      });
       expect(registration.attestation_service_account).toBe('cloudtaser-system/cloudtaser');
       expect(attestationWarnings(stack)).toEqual([]);
     });
@@ -521,7 +549,7 @@ describe('RegisteredCluster', () => {
       const registration = only(synthJson(stack).resource.cloudtaser_cluster_registration);
       expect(registration.attestation_issuer).toBeUndefined();
       expect(attestationWarnings(stack)).toEqual([
-        expect.stringMatching(/trust on first use[\s\S]*Attestation\.fromIssuer\(\)/),
+        expect.stringMatching(/trust on first use[\s\S]*Attestation\.fromIssuer\(/),
       ]);
     });
 

@@ -342,6 +342,91 @@ describe('tokens and policies', () => {
   });
 });
 
+// What cloudtaser's identities rely on (runtime/registration/policies.ts): a policy in the ROOT namespace whose
+// full paths reach child namespaces through `+`, sudo on sys/auth/<path>, create vs update on KV v2.
+describe('ACL policies of root-namespace tokens in child namespaces', () => {
+  const tokens = new Map<OpenBaoClient, string>();
+  async function tokenWith(hcl: string): Promise<OpenBaoClient> {
+    const name = uniqueName('ct-policy');
+    await root.writePolicy(name, hcl);
+    const auth = await root.createToken({ policies: [name], ttl: '10m' });
+    const client = root.withToken(auth.clientToken);
+    tokens.set(client, auth.clientToken);
+    return client;
+  }
+
+  it('reaches every child namespace through + in a full path, and nothing the path does not name', async () => {
+    const parent = root.withNamespace(base);
+    await parent.createNamespace('acl-a');
+    await parent.createNamespace('acl-b');
+    for (const child of ['acl-a', 'acl-b']) {
+      await root.withNamespace(`${base}/${child}`).enableKvV2('kv');
+      await root.withNamespace(`${base}/${child}`).kvWrite('kv', 'shared/x', { v: child });
+      await root.withNamespace(`${base}/${child}`).kvWrite('kv', 'private/x', { v: child });
+    }
+    await parent.enableKvV2('kv').catch(() => false);
+    await parent.kvWrite('kv', 'shared/x', { v: 'parent' });
+    const reader = await tokenWith(`path "${base}/+/kv/data/shared/+" { capabilities = ["read"] }`);
+    expect((await reader.withNamespace(`${base}/acl-a`).kvRead('kv', 'shared/x'))?.data).toEqual({
+      v: 'acl-a',
+    });
+    // `+` stands for one namespace below the parent: the parent itself is not reached.
+    await expectCode(reader.withNamespace(base).kvRead('kv', 'shared/x'), 'CT_OPENBAO_PERMISSION_DENIED');
+    const denied = await expectCode(
+      reader.withNamespace(`${base}/acl-b`).kvRead('kv', 'private/x'),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    expect(denied.details.errors).toEqual([ACL_DENIED]);
+    // The namespace given as a URL prefix instead of the header is the same full path to the ACL.
+    const viaPrefix = await raw(target, 'GET', `${base}/acl-b/kv/data/shared/x`, {
+      token: tokens.get(reader),
+    });
+    expect(viaPrefix.status).toBe(200);
+  });
+
+  it('needs sudo to enable an auth method (sys/auth/* is root-protected), not to list them', async () => {
+    const parent = root.withNamespace(base);
+    await parent.createNamespace('acl-sudo');
+    const ns = `${base}/acl-sudo`;
+    const withoutSudo = await tokenWith(
+      `path "${ns}/sys/auth" { capabilities = ["read"] }\npath "${ns}/sys/auth/*" { capabilities = ["update"] }`,
+    );
+    expect(Object.keys(await withoutSudo.withNamespace(ns).listAuthMounts())).toContain('token/');
+    const denied = await expectCode(
+      withoutSudo.withNamespace(ns).enableAuth('kubernetes', 'kubernetes'),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    expect(denied.details.errors).toEqual([ACL_DENIED]);
+    const withSudo = await tokenWith(
+      `path "${ns}/sys/auth" { capabilities = ["read"] }\npath "${ns}/sys/auth/*" { capabilities = ["update", "sudo"] }`,
+    );
+    expect(await withSudo.withNamespace(ns).enableAuth('kubernetes', 'kubernetes')).toBe(true);
+  });
+
+  it('asks create for the first KV v2 write of a key and update for the next ones', async () => {
+    const ns = root.withNamespace(base);
+    const createOnly = await tokenWith(`path "${base}/kv/data/acl-cu/*" { capabilities = ["create"] }`);
+    await createOnly.withNamespace(base).kvWrite('kv', 'acl-cu/a', { n: 1 });
+    await expectCode(
+      createOnly.withNamespace(base).kvWrite('kv', 'acl-cu/a', { n: 2 }),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    const updateOnly = await tokenWith(`path "${base}/kv/data/acl-cu/*" { capabilities = ["update"] }`);
+    await expectCode(
+      updateOnly.withNamespace(base).kvWrite('kv', 'acl-cu/b', { n: 1 }),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    await updateOnly.withNamespace(base).kvWrite('kv', 'acl-cu/a', { n: 3 });
+    expect((await ns.kvRead('kv', 'acl-cu/a'))?.version).toBe(2);
+  });
+
+  it('lets LIST use a rule on the folder written without the trailing slash', async () => {
+    await root.withNamespace(base).kvWrite('kv', 'acl-list/one', { n: 1 });
+    const lister = await tokenWith(`path "${base}/kv/metadata/acl-list" { capabilities = ["list"] }`);
+    expect(await lister.withNamespace(base).kvList('kv', 'acl-list')).toEqual(['one']);
+  });
+});
+
 describe('sys/health and sys/seal-status', () => {
   it('refuses sys/health with a namespace header, and the client never sends one there', async () => {
     const answer = await raw(target, 'GET', 'sys/health', { namespace: base });

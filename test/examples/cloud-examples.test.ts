@@ -29,7 +29,7 @@ async function importExample(cloud: string): Promise<ExampleApp> {
 }
 
 interface ExampleApp {
-  createApp(options: { outdir?: string }): { synth(): void };
+  createApp(options: { outdir?: string }): import('constructs').Construct & { synth(): void };
 }
 
 const clouds = [
@@ -56,11 +56,24 @@ describe.each(clouds)('examples/$cloud', ({ cloud, modules, execCommand }) => {
     const { createApp } = await importExample(cloud);
     const outdir = mkdtempSync(join(tmpdir(), `cloudtaser-example-${cloud}-`));
     scratch.push(outdir);
-    createApp({ outdir }).synth();
+    const app = createApp({ outdir });
+    app.synth();
     const read = (stack: string) =>
       JSON.parse(readFileSync(join(outdir, 'stacks', stack, 'cdk.tf.json'), 'utf8'));
     const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
-    return { outdir, manifest, cluster: read(`${cloud}-cluster`), cloudtaser: read(`${cloud}-cloudtaser`) };
+    // What `cdktf synth` prints as warnings: the constructs' warning annotations.
+    const warnings = app.node
+      .findAll()
+      .flatMap((node) => node.node.metadata)
+      .filter((entry) => entry.type === '@cdktf/warn')
+      .map((entry) => String(entry.data));
+    return {
+      outdir,
+      manifest,
+      warnings,
+      cluster: read(`${cloud}-cluster`),
+      cloudtaser: read(`${cloud}-cloudtaser`),
+    };
   }
 
   it('ships its own package.json (cloudtaser from file:../.., installed as a copy), cdktf.json and a README', () => {
@@ -169,6 +182,36 @@ describe.each(clouds)('examples/$cloud', ({ cloud, modules, execCommand }) => {
       'operator.broker.attestation.enabled',
     ]);
     expect(cloudtaser.terraform.required_providers.cloudtaser.source).toBe('cloudtaser/cloudtaser');
+  });
+
+  it('turns attested bootstrap on, as the README says: keys read from the cluster, the operator sends a token', async () => {
+    const { cloudtaser, warnings } = await synth();
+    const sources = cloudtaser.data.cloudtaser_cluster_fingerprint as Record<string, Record<string, unknown>>;
+    expect(Object.keys(sources)).toHaveLength(1);
+    const [sourceId, source] = Object.entries(sources)[0];
+    expect(source.host).toContain(
+      `data.terraform_remote_state.cross-stack-reference-input-${cloud}-cluster.outputs.`,
+    );
+    expect((source.exec as { command: string }).command).toBe(execCommand);
+    const [registrationId, registration] = Object.entries(
+      cloudtaser.resource.cloudtaser_cluster_registration,
+    )[0] as [string, Record<string, unknown>];
+    expect(registration.attestation_issuer).toBe(
+      `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_issuer}`,
+    );
+    expect(registration.attestation_jwks).toBe(
+      `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_jwks}`,
+    );
+    const release = Object.values(cloudtaser.resource.helm_release)[0] as {
+      set: Array<{ name: string; value: string }>;
+    };
+    expect(release.set).toContainEqual(
+      expect.objectContaining({
+        name: 'operator.broker.attestation.enabled',
+        value: `\${cloudtaser_cluster_registration.${registrationId}.attested}`,
+      }),
+    );
+    expect(warnings.filter((w) => /trust on first use|attest/i.test(w))).toEqual([]);
   });
 
   it('uses no null_resource or local-exec and writes no token or private key', async () => {

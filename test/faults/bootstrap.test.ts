@@ -51,7 +51,7 @@ afterEach(async () => {
 async function bridge(timeoutMs = 2_000): Promise<BridgeHandle> {
   const openbao = new OpenBaoClient({
     address: proxy.address,
-    token: store.server.rootToken,
+    token: store.identities.bridgeToken,
     retries: 1,
     retryBaseDelayMs: 1,
     timeoutMs,

@@ -64,6 +64,8 @@ function chartRules(): PolicyRule[] {
 
 beforeAll(async () => {
   stack = await startOperationalStack({
+    // The bridge serves migration only for a registration that allows it.
+    registration: { migration: true },
     operatorRbac: chartRules(),
     kubeAudit: (entry) => {
       if (entry.user === operatorUser) audit.push(entry);

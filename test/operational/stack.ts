@@ -18,7 +18,12 @@ import {
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
+import {
+  type RegisterOptions,
+  type RegistrationResult,
+  registerCluster,
+} from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 import { type Replicas, startReplicas, startTestBridge, startTestBroker } from '../runtime/fixtures.js';
 
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
@@ -33,7 +38,12 @@ export const POD_API_DNS_NAMES = ['localhost', 'cloudtaser.cloudtaser-system.svc
 
 export interface OperationalStack {
   readonly openbao: OpenBaoTestServer;
+  /** Root token: the OpenBao admin's own work (pod roles and policies, inspection). */
   readonly admin: OpenBaoClient;
+  /** Exactly the shipped registrar policy: how the stack registers the cluster. */
+  readonly registrar: OpenBaoClient;
+  /** Exactly the shipped bridge policy (AppRole login): what the stack's bridge runs with. */
+  readonly bridgeOpenBao: OpenBaoClient;
   readonly kube: KubeTestServer;
   /** Admin access to the test cluster (what `kubectl` with the admin kubeconfig does). */
   readonly kubeAdmin: KubeClient;
@@ -66,6 +76,8 @@ export async function startOperationalStack(
   options: {
     broker?: Partial<BrokerOptions>;
     bridge?: Partial<BridgeOptions>;
+    /** Registration settings beyond the fingerprint and TokenReview endpoint (e.g. `migration: true`). */
+    registration?: Partial<RegisterOptions>;
     logLevel?: string;
     /** The operator's RBAC instead of the default grants (e.g. the rules a rendered chart grants). */
     operatorRbac?: readonly PolicyRule[];
@@ -92,6 +104,10 @@ export async function startOperationalStack(
     closers.push(() => openbao.close());
     const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
     closers.push(() => admin.close());
+    // The bridge and registration run with exactly the shipped policies (docs/openbao-policies.md).
+    const identities = await provisionIdentities(admin);
+    const registrar = admin.withToken(identities.registrarToken);
+    const bridgeOpenBao = admin.withToken(identities.bridgeToken);
     const kube = await startKubeTestServer({ audit: options.kubeAudit });
     closers.push(() => kube.close());
     const kubeAdmin = KubeClient.fromConnection({
@@ -126,7 +142,7 @@ export async function startOperationalStack(
     closers.push(() => replicas.close());
 
     const bridge = await startTestBridge({
-      openbao: admin,
+      openbao: bridgeOpenBao,
       beacons: [replicas.address],
       tokenReview: { host: '127.0.0.1', port: 0 },
       logger,
@@ -134,9 +150,10 @@ export async function startOperationalStack(
     });
     closers.push(() => bridge.close());
 
-    const cluster = await registerCluster(admin, {
+    const cluster = await registerCluster(registrar, {
       fingerprint: kube.kubeSystemUid,
       tokenReviewEndpoint: bridge.tokenReviewUrl,
+      ...options.registration,
     });
     const clusterAdmin = admin.withNamespace(cluster.namespace);
     await clusterAdmin.writePolicy(
@@ -181,6 +198,8 @@ export async function startOperationalStack(
     return {
       openbao,
       admin,
+      registrar,
+      bridgeOpenBao,
       kube,
       kubeAdmin,
       brokerKube,

@@ -289,7 +289,7 @@ describe('mutating webhook', () => {
     expect(podApi.status).toBe(503);
     expect(String((podApi.body.errors as string[])[0])).toContain('not connected');
 
-    const bridge = await startTestBridge({ openbao: stack.admin, beacons: [stack.replicas.address] });
+    const bridge = await startTestBridge({ openbao: stack.bridgeOpenBao, beacons: [stack.replicas.address] });
     try {
       await stack.broker.waitForPhase('operational', 20_000);
       const back = await admit(review('u-back', pod({ [INJECT_LABEL]: 'true' })));

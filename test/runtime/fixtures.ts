@@ -11,6 +11,7 @@ import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/de
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { issueSelfSignedSync } from '../../runtime/pki/index.js';
 import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
+import { type CloudtaserIdentities, provisionIdentities } from '../openbao-identities.js';
 
 export const BEACON_NAME = 'beacon.test';
 export const REPLICA_IPS = ['127.0.0.1', '127.0.0.2'];
@@ -85,7 +86,13 @@ export async function startReplicas(count = REPLICA_IPS.length): Promise<Replica
 
 export interface SecretStore {
   readonly server: OpenBaoTestServer;
+  /** Root token: for what the test inspects or breaks on purpose, never for the bridge or registration. */
   readonly admin: OpenBaoClient;
+  /** Exactly the shipped registrar policy (register, status, rearm, deregister). */
+  readonly registrar: OpenBaoClient;
+  /** Exactly the shipped bridge policy, logged in through AppRole. */
+  readonly bridge: OpenBaoClient;
+  readonly identities: CloudtaserIdentities;
   register(fingerprint?: string): Promise<RegistrationResult>;
   /** How many times `clusters/<fp>/initialized` was written successfully. */
   initializedWrites(fingerprint: string): number;
@@ -95,10 +102,15 @@ export interface SecretStore {
 export async function startSecretStore(): Promise<SecretStore> {
   const server = await startOpenBaoTestServer();
   const admin = new OpenBaoClient({ address: server.address, token: server.rootToken });
+  const identities = await provisionIdentities(admin);
+  const registrar = admin.withToken(identities.registrarToken);
   return {
     server,
     admin,
-    register: (fingerprint = randomUUID()) => registerCluster(admin, { fingerprint }),
+    registrar,
+    bridge: admin.withToken(identities.bridgeToken),
+    identities,
+    register: (fingerprint = randomUUID()) => registerCluster(registrar, { fingerprint }),
     initializedWrites: (fingerprint) =>
       server
         .requestLog()

@@ -148,7 +148,11 @@ async function startBridgeProcess(healthPort: number): Promise<ChildProcess> {
       '--wait-refresh',
       '3s',
     ],
-    { CLOUDTASER_SECRETSTORE_TOKEN: store.server.rootToken },
+    // The bridge's own identity as deployed: AppRole with exactly the shipped bridge policy.
+    {
+      CLOUDTASER_APPROLE_ROLE_ID: store.identities.bridgeRoleId,
+      CLOUDTASER_APPROLE_SECRET_ID: store.identities.bridgeSecretId,
+    },
   );
 }
 
@@ -299,13 +303,13 @@ describe.skipIf(!built)('bridge and broker as real processes', () => {
     const rejected = await waitForPhase(brokerPort, 'rejected');
     expect(rejected.reason).toContain('--rearm');
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
-    await rearmCluster(store.admin, { fingerprint: cluster.fingerprint });
+    await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
     await waitForPhase(brokerPort, 'operational');
     expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
 
     // Deregistration: the bridge drops the tunnel within one poll interval (plus the poll's own time).
     const before = Date.now();
-    await deregisterCluster(store.admin, { fingerprint: cluster.fingerprint });
+    await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
     await eventually(
       async () => (await brokerStatus(brokerPort))?.phase !== 'operational',
       3_000,
