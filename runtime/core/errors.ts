@@ -81,6 +81,13 @@ export const ErrorCodes = {
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
   CT_TUNNEL_PROTOCOL:
     'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
+  // trust that holds against rogue bridges, hostile beacons and restarts (issue 11)
+  CT_BEACON_UNAUTHENTICATED:
+    'the beacon refused a bridge: its outer TLS presented no client certificate from one of the bridge CAs the beacon trusts (or it used the plain door)',
+  CT_BEACON_IDENTITY:
+    'the bridge has no usable beacon client certificate: the beacon client CA is missing from OpenBao (run `cloudtaser-cli source beacon-ca`) or its certificate files are unusable',
+  CT_TRUST_RECORD_UNAVAILABLE:
+    "the broker cannot read or write the cluster's trust record (the ConfigMap holding the accepted CA hash); it stays closed until it can",
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',

@@ -1,2 +1,3 @@
+export * from './beacon-client-ca.js';
 export * from './layout.js';
 export * from './register.js';

@@ -9,7 +9,11 @@ import { type BridgeHandle, type BridgeOptions, startBridge } from '../../runtim
 import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { issueSelfSignedSync } from '../../runtime/pki/index.js';
+import {
+  createCertificateAuthority,
+  issueCertificate,
+  issueSelfSignedSync,
+} from '../../runtime/pki/index.js';
 import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
 
 export const BEACON_NAME = 'beacon.test';
@@ -38,6 +42,19 @@ export const beaconCert = issueSelfSignedSync({
   ipAddresses: REPLICA_IPS,
 });
 
+/**
+ * The bridges' identity towards the test beacons, as production has it: a beacon client CA the beacons trust
+ * and a client certificate from it that every test bridge presents.
+ */
+export const beaconClientCa = createCertificateAuthority({ commonName: 'test beacon client CA' });
+const testBridgeClient = issueCertificate(beaconClientCa, {
+  commonName: 'cloudtaser-bridge',
+  extKeyUsage: ['clientAuth'],
+});
+export const testBeaconIdentity = {
+  current: () => ({ certPem: testBridgeClient.certPem, keyPem: testBridgeClient.keyPem! }),
+};
+
 export const testResolve = async (host: string) => (host === BEACON_NAME ? [...REPLICA_IPS] : [host]);
 
 export interface Replicas {
@@ -55,6 +72,7 @@ export async function startReplicas(count = REPLICA_IPS.length): Promise<Replica
     host: REPLICA_IPS[0],
     port: 0,
     tls: beaconCert,
+    bridgeCaPems: [beaconClientCa.certPem],
     limits: FAST_BEACON_LIMITS,
   });
   const port = first.port;
@@ -64,6 +82,7 @@ export async function startReplicas(count = REPLICA_IPS.length): Promise<Replica
       host: REPLICA_IPS[index],
       port,
       tls: beaconCert,
+      bridgeCaPems: [beaconClientCa.certPem],
       limits: FAST_BEACON_LIMITS,
     });
   };
@@ -189,6 +208,7 @@ export function startTestBridge(
 ): Promise<BridgeHandle> {
   return startBridge({
     beaconCaPem: beaconCert.certPem,
+    beaconIdentity: testBeaconIdentity,
     resolve: testResolve,
     timing: FAST_BRIDGE_TIMING,
     ...options,
