@@ -103,6 +103,6 @@ describe.skipIf(!built)(
       } finally {
         rogue.stop();
       }
-    });
+    }, 120_000);
   },
 );
