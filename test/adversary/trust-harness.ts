@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { connect as tlsConnect } from 'node:tls';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { waitForPeer } from '../../runtime/beacon/index.js';
 import { operationalHash } from '../../runtime/core/hashes.js';
 import { silentLogger } from '../../runtime/core/index.js';
@@ -21,6 +21,7 @@ import {
   type CertificateAuthority,
   createCertificateAuthority,
   issueCertificate,
+  issueSelfSignedSync,
   signCsr,
 } from '../../runtime/pki/index.js';
 import { ensureBeaconClientCa, type RegistrationResult } from '../../runtime/registration/index.js';
@@ -528,4 +529,57 @@ export function watchBroker(healthPort: number, rogueOperationalHash: string) {
       await loop;
     },
   };
+}
+
+/**
+ * Fake brokers hammering a room: each announces as a broker, and when paired plays a TLS server with a
+ * self-signed certificate (so the bridge does its part of a handshake), then goes again at once. Refusals by the
+ * beacon are retried after a short pause, as a determined attacker would.
+ */
+export function startFakeBrokers(options: { beaconAddress: string; hash: string; count: number }): {
+  readonly counts: { pairings: number; refused: Record<string, number> };
+  stop(): void;
+} {
+  const counts = { pairings: 0, refused: {} as Record<string, number> };
+  const stop = new AbortController();
+  const [host, port] = [options.beaconAddress.split(':')[0], Number(options.beaconAddress.split(':')[1])];
+  const fake = issueSelfSigned();
+  const loop = async () => {
+    while (!stop.signal.aborted) {
+      try {
+        const stream = await waitForPeer({
+          target: { door: 'tls', host: 'localhost', port },
+          ip: host,
+          role: 'broker',
+          hash: options.hash,
+          caCertPem: beaconCert.certPem,
+          signal: stop.signal,
+        });
+        counts.pairings++;
+        const server = createTlsServer({ cert: fake.certPem, key: fake.keyPem, minVersion: 'TLSv1.3' });
+        server.on('tlsClientError', () => stream.destroy());
+        server.on('secureConnection', (socket) => socket.destroy());
+        stream.on('error', () => {});
+        server.emit('connection', stream);
+        await new Promise<void>((done) => {
+          const timer = setTimeout(done, 2_000);
+          stream.once('close', () => {
+            clearTimeout(timer);
+            done();
+          });
+        });
+        stream.destroy();
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'unknown';
+        counts.refused[code] = (counts.refused[code] ?? 0) + 1;
+        await new Promise((done) => setTimeout(done, 20));
+      }
+    }
+  };
+  for (let i = 0; i < options.count; i++) void loop();
+  return { counts, stop: () => stop.abort() };
+}
+
+function issueSelfSigned() {
+  return issueSelfSignedSync({ commonName: 'fake broker', extKeyUsage: ['serverAuth'] });
 }
