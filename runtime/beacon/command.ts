@@ -66,19 +66,28 @@ export function registerBeaconCommand(
     const logger = hooks.logger ?? createLogger('beacon');
     const running: { handle?: BeaconHandle } = {};
     const { options, files } = await beaconOptionsFromFlags(flags, { logger, running });
-    let handle: BeaconHandle;
+    let started: BeaconHandle;
     try {
-      handle = await createBeacon({ ...options, logger });
+      started = await createBeacon({ ...options, logger });
     } catch (err) {
       for (const watched of files) watched.close();
       throw err;
     }
     // From here on a changed file reaches new connections; the watchers were started before the beacon so a
-    // file that cannot be read at all fails the start instead.
+    // file that cannot be read at all fails the start instead. Closing the beacon stops watching.
+    const handle: BeaconHandle = {
+      ...started,
+      stats: () => started.stats(),
+      close: async () => {
+        for (const watched of files) watched.close();
+        process.off('SIGTERM', shutdown);
+        process.off('SIGINT', shutdown);
+        await started.close();
+      },
+    };
     running.handle = handle;
     const shutdown = (signal: string) => {
       logger.info({ event: 'shutdown', signal });
-      for (const watched of files) watched.close();
       handle.close().then(
         () => {
           process.exitCode = 0;
