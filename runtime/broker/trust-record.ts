@@ -126,7 +126,7 @@ export function configMapTrustRecord(kube: TrustRecordKubeApi, ref: TrustRecordR
       } catch (err) {
         // Someone wrote first (a create that meets an existing object is the same race).
         if (isCloudtaserError(err, 'CT_KUBE_CONFLICT')) throw err;
-        throw unavailable(expectedVersion === undefined ? 'create' : 'update', err);
+        throw unavailable(expectedVersion === undefined ? 'create' : 'patch', err);
       }
     },
   };
