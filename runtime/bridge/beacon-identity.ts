@@ -15,6 +15,8 @@ import { loadBeaconClientCa } from '../registration/index.js';
 export interface BeaconIdentity {
   /** The certificate to present on the next dial. */
   current(): BeaconClientCertificate;
+  /** Looks for a new certificate now (files: re-read them); resolves true when it changed. */
+  checkNow?(): Promise<boolean>;
   close(): void;
 }
 
@@ -32,6 +34,7 @@ export interface MintedBeaconIdentityOptions {
 
 const DEFAULT_LIFETIME_MS = 6 * 3_600_000;
 const DAY_MS = 86_400_000;
+const SKEW_ALLOWANCE_MS = 5 * 60_000;
 
 /**
  * Reads the beacon client CA from OpenBao and mints a client certificate in memory; renews it at half its
@@ -44,17 +47,20 @@ export async function startMintedBeaconIdentity(
   const log = moduleLogger(options.logger, 'beacon-identity');
   const lifetimeMs = options.lifetimeMs ?? DEFAULT_LIFETIME_MS;
   const retryMs = options.retryMs ?? 30_000;
-  if (!Number.isFinite(lifetimeMs) || lifetimeMs < 60_000)
+  if (!Number.isFinite(lifetimeMs) || lifetimeMs < 10_000)
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      'the beacon client certificate lifetime must be at least 1 minute',
+      'the beacon client certificate lifetime must be at least 10 seconds',
     );
   const mint = async (): Promise<BeaconClientCertificate> => {
     const ca = await loadBeaconClientCa(options.openbao, { namespaceRoot: options.namespaceRoot });
+    // Valid from a few minutes back (clock skew at the beacon) until `lifetimeMs` from now.
+    const notBefore = new Date(Date.now() - SKEW_ALLOWANCE_MS);
     const issued = issueCertificate(ca, {
       commonName: 'cloudtaser-bridge',
       extKeyUsage: ['clientAuth'],
-      days: lifetimeMs / DAY_MS,
+      notBefore,
+      days: (lifetimeMs + SKEW_ALLOWANCE_MS) / DAY_MS,
     });
     const certificate = new X509Certificate(issued.certPem);
     log.info(
@@ -117,5 +123,9 @@ export async function watchBeaconIdentityFiles(options: {
     },
     onChange: () => undefined,
   });
-  return { current: () => watched.current(), close: () => watched.close() };
+  return {
+    current: () => watched.current(),
+    checkNow: () => watched.checkNow(),
+    close: () => watched.close(),
+  };
 }
