@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { waitForPeer } from '../../runtime/beacon/index.js';
@@ -36,7 +36,11 @@ import {
 } from '../../runtime/tunnel/index.js';
 import { beaconCert, eventually, type SecretStore, startSecretStore } from '../runtime/fixtures.js';
 
-const root = resolve(import.meta.dirname, '../..');
+/** The repository: two folders up from the source, three from its compiled copy (the benchmarks run that). */
+const root = resolve(
+  import.meta.dirname,
+  import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../..' : '../..',
+);
 /** The build under test. */
 export const dist = process.env.CLOUDTASER_TEST_DIST ?? join(root, 'dist');
 const cli = join(dist, 'runtime/cli/main.js');
