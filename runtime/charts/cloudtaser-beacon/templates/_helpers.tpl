@@ -42,3 +42,8 @@ app.kubernetes.io/part-of: cloudtaser
 {{- define "cloudtaser-beacon.tlsSecretName" -}}
 {{- default (printf "%s-tls" (include "cloudtaser-beacon.fullname" .)) .Values.tls.secretName }}
 {{- end }}
+
+{{/* The ConfigMap (key ca.crt) with the CAs of the bridges' client certificates. */}}
+{{- define "cloudtaser-beacon.bridgeCaConfigMap" -}}
+{{- default (printf "%s-bridge-ca" (include "cloudtaser-beacon.fullname" .)) .Values.beacon.bridgeAuth.caConfigMap }}
+{{- end }}

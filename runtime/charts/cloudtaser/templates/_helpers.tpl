@@ -51,3 +51,8 @@ app.kubernetes.io/part-of: cloudtaser
 {{- define "cloudtaser.beaconAddress" -}}
 {{- required "operator.broker.beacon.address is required: set it to the beacon's host:port, e.g. --set operator.broker.beacon.address=beacon.example.com:443" .Values.operator.broker.beacon.address }}
 {{- end }}
+
+{{/* The broker's trust record ConfigMap (see trust-record.yaml); the Role grants get/patch on this name only. */}}
+{{- define "cloudtaser.trustRecordName" -}}
+{{- printf "%s-trust" (include "cloudtaser.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
