@@ -1,10 +1,13 @@
 /** `Beacon`: the stateless relay, deployed from the cloudtaser-beacon chart. */
 import { Construct } from 'constructs';
+import type { BridgeIdentity } from './bridge-identity.js';
+import { Token } from './cdktf.js';
 import {
   type ChartSetting,
   createChartRelease,
   DEFAULT_NAMESPACE,
   type HelmChartOptions,
+  releaseSettings,
   resolveHelmProvider,
   validateChartOptions,
 } from './helm-chart.js';
@@ -62,6 +65,17 @@ export interface BeaconProps {
   readonly exposure?: BeaconExposure;
   /** Also accept the plain door (no outer TLS; for deployments that pin the cluster CA). @default false */
   readonly plainDoor?: boolean;
+  /**
+   * The bridges this beacon admits: their identities (or PEM CA certificates). More can be added with
+   * `admitBridges()`. Without any, the beacon reads the CAs from the ConfigMap "<release>-bridge-ca", which must
+   * then exist. @default - none here
+   */
+  readonly bridges?: ReadonlyArray<BridgeIdentity | string>;
+  /**
+   * INSECURE: let any client wait as a bridge (no client certificate): anyone who knows a room hash can squat it.
+   * For closed test networks only. @default false
+   */
+  readonly allowAnonymousBridges?: boolean;
   /** Chart source, release name, namespace and extra values. @default - the published chart, release 'cloudtaser-beacon' */
   readonly chart?: HelmChartOptions;
   /** How to reach the cluster that runs the beacon. @default - none (then `helmProvider` is required) */
@@ -79,6 +93,9 @@ export class Beacon extends Construct {
   public readonly headlessAddress: string;
   /** Name of the client-facing Service (ClusterIP or LoadBalancer). */
   public readonly serviceName: string;
+  private readonly settings: ChartSetting[];
+  private readonly bridgeCaPems: string[] = [];
+  private readonly anonymousBridges: boolean;
 
   public constructor(scope: Construct, id: string, props: BeaconProps = {}) {
     super(scope, id);
@@ -93,6 +110,9 @@ export class Beacon extends Construct {
         "'exposure' must come from BeaconExposure.clusterOnly() or BeaconExposure.loadBalancer()",
       );
     }
+    if (props.allowAnonymousBridges && props.bridges?.length)
+      throw new TypeError("'bridges' is not supported if 'allowAnonymousBridges' is used");
+    this.anonymousBridges = props.allowAnonymousBridges === true;
     const chart = props.chart ?? {};
     const releaseName = chart.releaseName ?? 'cloudtaser-beacon';
     this.namespace = chart.namespace ?? DEFAULT_NAMESPACE;
@@ -107,7 +127,9 @@ export class Beacon extends Construct {
       { name: 'replicas', value: String(props.replicas ?? 2), type: 'auto' },
       { name: 'service.type', value: exposure._serviceType },
       { name: 'beacon.plainDoor', value: String(props.plainDoor ?? false), type: 'auto' },
+      { name: 'beacon.bridgeAuth.allowAnonymous', value: String(this.anonymousBridges), type: 'auto' },
     ];
+    this.settings = set;
     if (props.tls !== undefined) set.push({ name: 'tls.secretName', value: props.tls._secretName });
     const values: Record<string, unknown> = { ...(chart.values ?? {}) };
     if (
@@ -129,5 +151,28 @@ export class Beacon extends Construct {
       provider: resolveHelmProvider(this, 'Beacon', props.helmProvider, props.kubernetes),
       set,
     });
+    if (props.bridges?.length) this.admitBridges(...props.bridges);
+  }
+
+  /**
+   * Admits bridges whose client certificates come from these CAs: a `BridgeIdentity` (its public certificate,
+   * from Terraform state) or a PEM CA certificate. One beacon can serve the bridges of several OpenBao operators.
+   */
+  public admitBridges(...bridges: ReadonlyArray<BridgeIdentity | string>): void {
+    if (this.anonymousBridges)
+      throw new TypeError("'admitBridges()' is not supported if 'allowAnonymousBridges' is used");
+    for (const bridge of bridges) {
+      const pem = typeof bridge === 'string' ? bridge : bridge.caCertPem;
+      if (
+        typeof bridge === 'string' &&
+        !Token.isUnresolved(pem) &&
+        !pem.includes('-----BEGIN CERTIFICATE-----')
+      )
+        throw new TypeError("'admitBridges()' takes a BridgeIdentity or a PEM CA certificate");
+      // One `set` per certificate: a PEM in `values` would be folded by YAML, a `set` value is taken as written.
+      this.settings.push({ name: `beacon.bridgeAuth.caPems[${this.bridgeCaPems.length}]`, value: pem });
+      this.bridgeCaPems.push(pem);
+    }
+    this.release.putSet(releaseSettings(this.settings));
   }
 }

@@ -1,5 +1,6 @@
 /** `Bridge`: the process beside OpenBao that serves every registered cluster, from the cloudtaser-bridge chart. */
 import { Construct } from 'constructs';
+import type { BridgeIdentity } from './bridge-identity.js';
 import {
   type ChartSetting,
   createChartRelease,
@@ -53,6 +54,33 @@ export class BridgeAuth {
   ) {}
 }
 
+/** Where the bridge's client certificate for the beacon comes from (the beacon admits only such bridges). */
+export class BridgeBeaconCertificate {
+  /**
+   * Minted by the bridge in memory from the beacon client CA in OpenBao, and renewed (the default). Pass the
+   * `BridgeIdentity` that creates the CA so the bridge starts after it; without one the CA must already exist
+   * (`cloudtaser-cli source beacon-ca`).
+   */
+  public static minted(identity?: BridgeIdentity): BridgeBeaconCertificate {
+    return new BridgeBeaconCertificate('openbao', identity, undefined);
+  }
+
+  /** A `kubernetes.io/tls` Secret in the release namespace (e.g. from cert-manager), re-read when renewed. */
+  public static fromSecret(secretName: string): BridgeBeaconCertificate {
+    requireDnsSubdomain('BridgeBeaconCertificate.fromSecret(secretName)', secretName);
+    return new BridgeBeaconCertificate('files', undefined, secretName);
+  }
+
+  private constructor(
+    /** @internal */
+    public readonly _source: 'openbao' | 'files',
+    /** @internal */
+    public readonly _identity: BridgeIdentity | undefined,
+    /** @internal */
+    public readonly _secretName: string | undefined,
+  ) {}
+}
+
 export interface BridgeOpenBaoProps {
   /** OpenBao address as the bridge sees it, e.g. `https://openbao.openbao.svc:8200`. */
   readonly address: string;
@@ -76,6 +104,8 @@ export interface BridgeProps {
   readonly openBao: BridgeOpenBaoProps;
   /** How the bridge logs in to OpenBao. */
   readonly auth: BridgeAuth;
+  /** The client certificate that lets the bridge wait at the beacon. @default BridgeBeaconCertificate.minted() */
+  readonly beaconCertificate?: BridgeBeaconCertificate;
   /** Number of replicas; any replica serves any cluster. @default 2 */
   readonly replicas?: number;
   /** Chart source, release name, namespace and extra values. @default - the published chart, release 'cloudtaser-bridge' */
@@ -105,6 +135,11 @@ export class Bridge extends Construct {
     );
     if (!(props.auth instanceof BridgeAuth))
       throw new TypeError("'auth' must come from BridgeAuth.appRoleFromSecret()");
+    const certificate = props.beaconCertificate ?? BridgeBeaconCertificate.minted();
+    if (!(certificate instanceof BridgeBeaconCertificate))
+      throw new TypeError(
+        "'beaconCertificate' must come from BridgeBeaconCertificate.minted() or BridgeBeaconCertificate.fromSecret()",
+      );
     requireIntegerInRange('replicas', props.replicas, 1, 100);
     if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
     if (props.chart !== undefined) validateChartOptions('chart', props.chart);
@@ -116,7 +151,10 @@ export class Bridge extends Construct {
       { name: 'bridge.openbao.address', value: props.openBao.address },
       { name: 'bridge.openbao.auth.method', value: 'approle' },
       { name: 'bridge.openbao.auth.approle.secretName', value: appRole.secretName },
+      { name: 'bridge.beacon.clientIdentity.source', value: certificate._source },
     ];
+    if (certificate._secretName !== undefined)
+      set.push({ name: 'bridge.beacon.clientIdentity.secretName', value: certificate._secretName });
     const optional: Array<[string, string | undefined]> = [
       ['bridge.beacon.caConfigMap', props.beacon.caConfigMap],
       ['bridge.openbao.caConfigMap', props.openBao.caConfigMap],
@@ -132,6 +170,8 @@ export class Bridge extends Construct {
       options: props.chart ?? {},
       provider: resolveHelmProvider(this, 'Bridge', props.helmProvider, props.kubernetes),
       set,
+      // The bridge mints its beacon certificate at start: the CA must exist by then.
+      dependsOn: certificate._identity ? [certificate._identity.resource] : undefined,
     });
   }
 }

@@ -11,6 +11,8 @@ export {
   BeaconTls,
 } from './beacon.js';
 export {
+  BeaconClientCa,
+  type BeaconClientCaConfig,
   CloudtaserProvider,
   type CloudtaserProviderConfig,
   ClusterRegistration,
@@ -23,10 +25,12 @@ export {
   type AppRoleSecretOptions,
   Bridge,
   BridgeAuth,
+  BridgeBeaconCertificate,
   type BridgeBeaconProps,
   type BridgeOpenBaoProps,
   type BridgeProps,
 } from './bridge.js';
+export { BridgeIdentity, type BridgeIdentityProps } from './bridge-identity.js';
 export { bundledChartPath, type CloudtaserChartName, type HelmChartOptions } from './helm-chart.js';
 export type {
   KubeconfigConnection,
