@@ -599,7 +599,11 @@ function handleConfigMaps(state: ServerState, req: ResourceRequest): HandlerResu
   }
 }
 
-/** The stored form of a ConfigMap: string `data`, base64 `binaryData`, keys valid and not in both. */
+/**
+ * The stored form of a ConfigMap: string `data`, base64 `binaryData`, keys valid and not in both, at most 1 MiB in
+ * all (K8S pkg/apis/core/validation/validation.go `ValidateConfigMap`: `IsConfigMapKey`, "duplicate of key present
+ * in data", `MaxSecretSize`). Updates and patches with a stale resourceVersion are 409 Conflicts (patchedObject).
+ */
 function normaliseConfigMap(body: Record<string, unknown>, name: string, namespace: string): KubeObject {
   checkSubdomainName('ConfigMap', name);
   const causes: FieldError[] = [];
