@@ -274,7 +274,9 @@ export class KubeClient {
       method: 'PATCH',
       path: `${configMapsPath(namespace)}/${segment(name, 'configmap name')}`,
       body: {
-        ...(options.resourceVersion !== undefined ? { metadata: { resourceVersion: options.resourceVersion } } : {}),
+        ...(options.resourceVersion !== undefined
+          ? { metadata: { resourceVersion: options.resourceVersion } }
+          : {}),
         data,
       },
       contentType: 'application/merge-patch+json',

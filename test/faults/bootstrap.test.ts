@@ -11,8 +11,8 @@ import { type BrokerHandle, startBroker } from '../../runtime/broker/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { getClusterStatus } from '../../runtime/registration/index.js';
 import {
-  beaconClientCa,
   beaconCert,
+  beaconClientCa,
   eventually,
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
