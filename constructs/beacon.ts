@@ -1,5 +1,6 @@
 /** `Beacon`: the stateless relay, deployed from the cloudtaser-beacon chart. */
-import { Construct, Fn } from './cdktf.js';
+import type { BridgeIdentity } from './bridge-identity.js';
+import { Construct, Fn, Token } from './cdktf.js';
 import {
   type ChartSetting,
   chartFullname,
@@ -8,6 +9,7 @@ import {
   DEFAULT_NAMESPACE,
   type HelmChartOptions,
   providerAlias,
+  releaseSettings,
   resolveHelmProvider,
   validateChartOptions,
 } from './helm-chart.js';
@@ -83,6 +85,17 @@ export interface BeaconProps {
   readonly port?: number;
   /** Port brokers dial on the client-facing Service (ClusterIP or LoadBalancer). @default 443 */
   readonly servicePort?: number;
+  /**
+   * The bridges this beacon admits: their identities (or PEM CA certificates). More can be added with
+   * `admitBridges()`. Without any, the chart's ConfigMap "<release>-bridge-ca" keeps what was written into it
+   * (empty at first: the beacon then refuses every bridge, logging `no_bridge_ca`). @default - none here
+   */
+  readonly bridges?: ReadonlyArray<BridgeIdentity | string>;
+  /**
+   * INSECURE: let any client wait as a bridge (no client certificate): anyone who knows a room hash can squat it.
+   * For closed test networks only. @default false
+   */
+  readonly allowAnonymousBridges?: boolean;
   /** Chart source, release name, namespace and extra values. @default - the published chart, release 'cloudtaser-beacon' */
   readonly chart?: HelmChartOptions;
   /** How to reach the cluster that runs the beacon. @default - none (then `helmProvider` is required) */
@@ -109,6 +122,9 @@ export class Beacon extends Construct {
    * without one, or the in-cluster Service name when the beacon is cluster-only.
    */
   public readonly brokerAddress: string;
+  private readonly settings: ChartSetting[];
+  private readonly bridgeCaPems: string[] = [];
+  private readonly anonymousBridges: boolean;
 
   public constructor(scope: Construct, id: string, props: BeaconProps = {}) {
     super(scope, id);
@@ -139,7 +155,10 @@ export class Beacon extends Construct {
       requireDnsSubdomain('exposure.hostname', props.exposure?._loadBalancer.hostname);
       if (props.kubernetes === undefined && props.helmProvider === undefined)
         throw new TypeError("'Beacon' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart");
+      if (props.allowAnonymousBridges && props.bridges?.length)
+        throw new TypeError("'bridges' is not supported if 'allowAnonymousBridges' is used");
     });
+    this.anonymousBridges = props.allowAnonymousBridges === true;
     const chart = props.chart ?? {};
     const releaseName = chart.releaseName ?? 'cloudtaser-beacon';
     this.namespace = chart.namespace ?? DEFAULT_NAMESPACE;
@@ -155,10 +174,12 @@ export class Beacon extends Construct {
       { name: 'replicas', value: String(props.replicas ?? 2), type: 'auto' },
       { name: 'service.type', value: exposure._serviceType },
       { name: 'beacon.plainDoor', value: String(props.plainDoor ?? false), type: 'auto' },
+      { name: 'beacon.bridgeAuth.allowAnonymous', value: String(this.anonymousBridges), type: 'auto' },
     ];
     if (props.port !== undefined) set.push({ name: 'beacon.port', value: String(props.port), type: 'auto' });
     if (props.servicePort !== undefined)
       set.push({ name: 'service.port', value: String(props.servicePort), type: 'auto' });
+    this.settings = set;
     if (props.tls !== undefined) set.push({ name: 'tls.secretName', value: props.tls._secretName });
     const values: Record<string, unknown> = { ...(chart.values ?? {}) };
     if (
@@ -188,6 +209,33 @@ export class Beacon extends Construct {
     } else {
       this.brokerAddress = `${this.loadBalancerHost(props)}:${servicePort}`;
     }
+    if (props.bridges?.length) this.admitBridges(...props.bridges);
+  }
+
+  /**
+   * Admits bridges whose client certificates come from these CAs: a `BridgeIdentity` (its public certificate,
+   * from Terraform state) or a PEM CA certificate. One beacon can serve the bridges of several OpenBao operators.
+   */
+  public admitBridges(...bridges: ReadonlyArray<BridgeIdentity | string>): void {
+    validateAt(this, () => {
+      if (this.anonymousBridges)
+        throw new TypeError("'admitBridges()' is not supported if 'allowAnonymousBridges' is used");
+      for (const bridge of bridges) {
+        if (
+          typeof bridge === 'string' &&
+          !Token.isUnresolved(bridge) &&
+          !bridge.includes('-----BEGIN CERTIFICATE-----')
+        )
+          throw new TypeError("'admitBridges()' takes a BridgeIdentity or a PEM CA certificate");
+      }
+    });
+    for (const bridge of bridges) {
+      const pem = typeof bridge === 'string' ? bridge : bridge.caCertPem;
+      // One `set` per certificate: a PEM in `values` would be folded by YAML, a `set` value is taken as written.
+      this.settings.push({ name: `beacon.bridgeAuth.caPems[${this.bridgeCaPems.length}]`, value: pem });
+      this.bridgeCaPems.push(pem);
+    }
+    this.release.putSet(releaseSettings(this.settings));
   }
 
   /** The load balancer's hostname (AWS) or IP (GCP, Azure), read from the Service after apply. */

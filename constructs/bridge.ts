@@ -1,8 +1,8 @@
 /** `Bridge`: the process beside OpenBao that serves every registered cluster, from the cloudtaser-bridge chart. */
-
 // The one runtime module constructs may load at synth time: the policy table, pure data that imports nothing.
 import { POLICY_NAMES, renderPolicyHcl } from '../runtime/registration/policies.js';
 import { Beacon } from './beacon.js';
+import type { BridgeIdentity } from './bridge-identity.js';
 import { Construct } from './cdktf.js';
 import {
   type ChartSetting,
@@ -84,6 +84,33 @@ export class BridgeAuth {
   ) {}
 }
 
+/** Where the bridge's client certificate for the beacon comes from (the beacon admits only such bridges). */
+export class BridgeBeaconCertificate {
+  /**
+   * Minted by the bridge in memory from the beacon client CA in OpenBao, and renewed (the default). Pass the
+   * `BridgeIdentity` that creates the CA so the bridge starts after it; without one the CA must already exist
+   * (`cloudtaser-cli source beacon-ca`).
+   */
+  public static minted(identity?: BridgeIdentity): BridgeBeaconCertificate {
+    return new BridgeBeaconCertificate('openbao', identity, undefined);
+  }
+
+  /** A `kubernetes.io/tls` Secret in the release namespace (e.g. from cert-manager), re-read when renewed. */
+  public static fromSecret(secretName: string): BridgeBeaconCertificate {
+    requireDnsSubdomain('BridgeBeaconCertificate.fromSecret(secretName)', secretName);
+    return new BridgeBeaconCertificate('files', undefined, secretName);
+  }
+
+  private constructor(
+    /** @internal */
+    public readonly _source: 'openbao' | 'files',
+    /** @internal */
+    public readonly _identity: BridgeIdentity | undefined,
+    /** @internal */
+    public readonly _secretName: string | undefined,
+  ) {}
+}
+
 export interface BridgeOpenBaoProps {
   /** OpenBao address as the bridge sees it, e.g. `https://openbao.openbao.svc:8200`. */
   readonly address: string;
@@ -112,6 +139,8 @@ export interface BridgeProps {
   readonly openBao: BridgeOpenBaoProps;
   /** How the bridge logs in to OpenBao. */
   readonly auth: BridgeAuth;
+  /** The client certificate that lets the bridge wait at the beacon. @default BridgeBeaconCertificate.minted() */
+  readonly beaconCertificate?: BridgeBeaconCertificate;
   /** Number of replicas; any replica serves any cluster and any TokenReview. @default 2 */
   readonly replicas?: number;
   /** Port of the TokenReview endpoint OpenBao calls (pods and Service; 1024 or above). @default 8444 */
@@ -184,12 +213,22 @@ export class Bridge extends Construct {
       props.openBao.address,
       "the bridge's OpenBao token would travel in clear",
     );
+    const certificate = props.beaconCertificate ?? BridgeBeaconCertificate.minted();
+    validateAt(this, () => {
+      if (!(certificate instanceof BridgeBeaconCertificate))
+        throw new TypeError(
+          "'beaconCertificate' must come from BridgeBeaconCertificate.minted() or BridgeBeaconCertificate.fromSecret()",
+        );
+    });
 
     const set: ChartSetting[] = [
       { name: 'replicas', value: String(props.replicas ?? 2), type: 'auto' },
       { name: 'bridge.beacon.address', value: beaconAddress! },
       { name: 'bridge.openbao.address', value: props.openBao.address },
+      { name: 'bridge.beacon.clientIdentity.source', value: certificate._source },
     ];
+    if (certificate._secretName !== undefined)
+      set.push({ name: 'bridge.beacon.clientIdentity.secretName', value: certificate._secretName });
     const optional: Array<[string, string | undefined]> = [
       ['bridge.beacon.caConfigMap', props.beacon.caConfigMap],
       ['bridge.openbao.caConfigMap', props.openBao.caConfigMap],
@@ -229,8 +268,12 @@ export class Bridge extends Construct {
       options: chart,
       provider: resolveHelmProvider(this, 'Bridge', props.helmProvider, props.kubernetes),
       set,
-      // A bridge dialling a beacon that is not there yet only retries; waiting keeps the first apply quiet.
-      dependsOn: props.beacon.deployment ? [props.beacon.deployment.release] : undefined,
+      dependsOn: [
+        // A bridge dialling a beacon that is not there yet only retries; waiting keeps the first apply quiet.
+        ...(props.beacon.deployment ? [props.beacon.deployment.release] : []),
+        // The bridge mints its beacon certificate at start: the CA must exist by then.
+        ...(certificate._identity ? [certificate._identity.resource] : []),
+      ],
     });
   }
 }

@@ -136,16 +136,21 @@ export interface ChartReleaseOptions {
   readonly dependsOn?: ITerraformDependable[];
 }
 
-export function createChartRelease(scope: Construct, id: string, release: ChartReleaseOptions): Release {
-  const { options } = release;
-  const chart = options.chart ?? release.chartName;
-  const isLocalChart = chart.startsWith('/') || chart.startsWith('./') || chart.startsWith('../');
-  const set: ReleaseSet[] = release.set.map(({ name, value, type }) => ({
+/** `--set` values as the helm provider takes them. */
+export function releaseSettings(settings: readonly ChartSetting[]): ReleaseSet[] {
+  return settings.map(({ name, value, type }) => ({
     name,
     // Helm parses `set` like `--set`: a literal comma would split the value (tokens are ours: hashes, names).
     value: Token.isUnresolved(value) ? value : value.replaceAll(',', '\\,'),
     type: type ?? 'string',
   }));
+}
+
+export function createChartRelease(scope: Construct, id: string, release: ChartReleaseOptions): Release {
+  const { options } = release;
+  const chart = options.chart ?? release.chartName;
+  const isLocalChart = chart.startsWith('/') || chart.startsWith('./') || chart.startsWith('../');
+  const set = releaseSettings(release.set);
   return newRelease(scope, id, {
     provider: release.provider,
     name: options.releaseName ?? release.chartName,

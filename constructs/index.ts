@@ -12,6 +12,8 @@ export {
   BeaconTls,
 } from './beacon.js';
 export {
+  BeaconClientCa,
+  type BeaconClientCaConfig,
   CloudtaserProvider,
   type CloudtaserProviderConfig,
   ClusterRegistration,
@@ -24,11 +26,13 @@ export {
   type AppRoleSecretOptions,
   Bridge,
   BridgeAuth,
+  BridgeBeaconCertificate,
   type BridgeBeaconProps,
   type BridgeOpenBaoProps,
   type BridgeProps,
   type KubernetesAuthOptions,
 } from './bridge.js';
+export { BridgeIdentity, type BridgeIdentityProps } from './bridge-identity.js';
 export { type CdkLibraryName, cdkLibrary, cdktf as cdk } from './cdktf.js';
 export { bundledChartPath, type CloudtaserChartName, type HelmChartOptions } from './helm-chart.js';
 export type { HelmProvider, KubernetesProvider, Release } from './kubernetes.js';

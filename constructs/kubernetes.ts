@@ -315,7 +315,7 @@ class ProviderBinding extends TerraformProvider {
 
 /** `helm_release`. */
 export class Release extends TerraformResource {
-  private readonly config: Plain;
+  private config: Plain;
   constructor(scope: Construct, id: string, config: ReleaseConfig) {
     super(scope, id, {
       terraformResourceType: 'helm_release',
@@ -323,6 +323,10 @@ export class Release extends TerraformResource {
       ...metaArguments(config),
     });
     this.config = pick(config as unknown as Plain, RELEASE);
+  }
+  /** Replaces the `set` entries (as the generated bindings' `putSet` does): for values added after creation. */
+  putSet(set: ReleaseSet[] | IResolvable): void {
+    this.config = { ...this.config, set };
   }
   /** The release's status (`deployed`, ...), known after apply. */
   get status(): string {

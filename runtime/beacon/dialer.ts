@@ -45,18 +45,41 @@ export interface BeaconTarget {
 }
 
 const DEFAULT_PORT = 443;
-/** Parsing a CA bundle into a secure context costs milliseconds; dial loops reuse a few. */
+/** A client certificate for the beacon's outer TLS: how a bridge proves it may wait in rooms. */
+export interface BeaconClientCertificate {
+  readonly certPem: string;
+  /** PEM, in memory only. */
+  readonly keyPem: string;
+}
+
+/** Parsing a CA bundle or a key into a secure context costs milliseconds; dial loops reuse a few. */
 const secureContexts = new Map<string, SecureContext>();
 const MAX_CACHED_CONTEXTS = 8;
 
-function secureContextFor(caCertPem: string | undefined): SecureContext | undefined {
-  if (caCertPem === undefined) return undefined;
-  let context = secureContexts.get(caCertPem);
+function secureContextFor(
+  caCertPem: string | undefined,
+  client: BeaconClientCertificate | undefined,
+): SecureContext | undefined {
+  if (caCertPem === undefined && client === undefined) return undefined;
+  // The certificate identifies the key, so the key itself never becomes part of a map key.
+  const cacheKey = `${caCertPem ?? ''}\0${client?.certPem ?? ''}`;
+  let context = secureContexts.get(cacheKey);
   if (!context) {
     if (secureContexts.size >= MAX_CACHED_CONTEXTS)
       secureContexts.delete(secureContexts.keys().next().value!);
-    context = createSecureContext({ ca: caCertPem });
-    secureContexts.set(caCertPem, context);
+    try {
+      context = createSecureContext({
+        ...(caCertPem !== undefined ? { ca: caCertPem } : {}),
+        ...(client ? { cert: client.certPem, key: client.keyPem } : {}),
+      });
+    } catch (err) {
+      throw new CloudtaserError(
+        'CT_BEACON_IDENTITY',
+        `the beacon CA or client certificate is unusable: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    secureContexts.set(cacheKey, context);
   }
   return context;
 }
@@ -130,6 +153,11 @@ export interface ReplicaDialOptions {
   readonly hash: string;
   /** Trust for the outer TLS (TLS and wss doors). @default the system roots */
   readonly caCertPem?: string;
+  /**
+   * The client certificate the outer TLS presents (TLS and wss doors): a bridge's proof that it may wait in rooms.
+   * Brokers dial without one. @default none
+   */
+  readonly clientCertificate?: BeaconClientCertificate;
   readonly signal?: AbortSignal;
   /** Called once when the beacon has accepted the announce and the connection waits for its peer. */
   onWaiting?(): void;
@@ -236,21 +264,31 @@ class ReplicaDial {
     const frame = encodeFrame({ v: PROTOCOL_VERSION, role: this.options.role, hash: this.options.hash });
     let socket: Socket;
     if (target.door === 'tls') {
+      const client = this.options.clientCertificate;
       const sessionKey = `${ip}|${target.port}|${target.host}|${this.options.caCertPem ?? ''}`;
+      let secureContext: SecureContext | undefined;
+      try {
+        secureContext = secureContextFor(this.options.caCertPem, client);
+      } catch (err) {
+        queueMicrotask(() => this.fail(err as Error));
+        return;
+      }
       const outerTls: ConnectionOptions & { allowHalfOpen: boolean } = {
         servername: isIP(target.host) ? undefined : target.host,
-        secureContext: secureContextFor(this.options.caCertPem),
+        secureContext,
         ALPNProtocols: [RAW_ALPN],
         allowHalfOpen: true,
         // Resume the outer TLS with the replica's last ticket: reconnects and re-pairings skip the certificate
-        // exchange (a replica that lost its ticket keys simply does a full handshake).
-        session: outerTlsSessions.get(sessionKey),
+        // exchange (a replica that lost its ticket keys simply does a full handshake). Not with a client
+        // certificate: the beacon then checks the bridge's current certificate on every connection, not one a
+        // ticket remembers.
+        session: client ? undefined : outerTlsSessions.get(sessionKey),
       };
       // The same outer TLS over a direct connection or a proxy tunnel: only where the bytes travel differs.
       const tlsSocket = tlsConnect(
         tunnel ? { ...outerTls, socket: tunnel } : { ...outerTls, host: ip, port: target.port },
       );
-      tlsSocket.on('session', (session: Buffer) => rememberSession(sessionKey, session));
+      if (!client) tlsSocket.on('session', (session: Buffer) => rememberSession(sessionKey, session));
       tlsSocket.once('secureConnect', () => {
         if (tlsSocket.alpnProtocol !== RAW_ALPN) {
           this.fail(
@@ -330,9 +368,16 @@ class ReplicaDial {
       } else callback(null, ip, family);
     };
     const hostForUrl = target.host.includes(':') ? `[${target.host}]` : target.host;
+    let secureContext: SecureContext | undefined;
+    try {
+      secureContext = secureContextFor(this.options.caCertPem, this.options.clientCertificate);
+    } catch (err) {
+      queueMicrotask(() => this.fail(err as Error));
+      return;
+    }
     // ws hands unknown options on to tls.connect (or to createConnection), which takes the cached secure context.
     const clientOptions = {
-      secureContext: secureContextFor(this.options.caCertPem),
+      secureContext,
       // Through a proxy, ws runs its TLS and upgrade over the CONNECT tunnel with every TLS option it was given.
       ...(tunnel
         ? {
@@ -410,7 +455,9 @@ class ReplicaDial {
       case 'error':
         this.fail(
           new CloudtaserError(
-            message.code === 'CT_BEACON_LIMIT' ? 'CT_BEACON_LIMIT' : 'CT_BEACON_REJECTED',
+            message.code === 'CT_BEACON_LIMIT' || message.code === 'CT_BEACON_UNAUTHENTICATED'
+              ? message.code
+              : 'CT_BEACON_REJECTED',
             `the beacon at ${this.where()} refused the connection: ${message.code}: ${message.reason}`,
             { details: { beaconCode: message.code, reason: message.reason, ip: this.options.ip } },
           ),

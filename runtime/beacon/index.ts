@@ -1,6 +1,8 @@
 export { parseListenAddress } from '../core/health-server.js';
+export { type BridgeCaSet, bridgeRefusal, loadBridgeCas } from './bridge-auth.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
+  type BeaconClientCertificate,
   type BeaconDialOptions,
   type BeaconDialPlan,
   type BeaconPlanOptions,

@@ -11,6 +11,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import {
+  type BeaconClientCertificate,
   type BeaconDialPlan,
   type BeaconTarget,
   everyReplicaRefused,
@@ -20,8 +21,9 @@ import {
   waitForPeer,
 } from '../beacon/index.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
-import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
+import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { createLogSummarizer } from '../core/log-summary.js';
 import {
   createRefusalLogGate,
   isMigrationRequest,
@@ -33,6 +35,7 @@ import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
 import {
+  type ClusterTrust,
   DEFAULT_NAMESPACE_ROOT,
   getClusterStatus,
   listRegisteredClusters,
@@ -50,6 +53,7 @@ import {
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
+import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
 import {
   type BridgeTokenReview,
   type BridgeTokenReviewOptions,
@@ -70,6 +74,15 @@ export interface BridgeTiming {
    * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
    */
   readonly waitRefreshMs: number;
+  /** Pause of a room's waiters after one failed handshake there; doubles with each further failure. @default 250 */
+  readonly handshakeBackoffInitialMs: number;
+  /** Cap of that pause. @default 15000 */
+  readonly handshakeBackoffMaxMs: number;
+  /**
+   * How long a cluster's trust material (CA, bridge certificate, current broker key) is used from memory before
+   * the poll marks it for a fresh read: pairings never read OpenBao themselves. @default 300000
+   */
+  readonly trustRefreshMs: number;
 }
 
 export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
@@ -78,6 +91,9 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   backoffInitialMs: 500,
   backoffMaxMs: 30_000,
   waitRefreshMs: 60_000,
+  handshakeBackoffInitialMs: 250,
+  handshakeBackoffMaxMs: 15_000,
+  trustRefreshMs: 300_000,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {
@@ -105,6 +121,12 @@ export interface BridgeOptions extends RelayPartyOptions {
    * holds the cluster's tunnel. @default off
    */
   readonly tokenReview?: BridgeTokenReviewOptions;
+  /**
+   * The client certificate the bridge presents to the beacon, asked again for every dial (it is renewed):
+   * see startMintedBeaconIdentity and watchBeaconIdentityFiles. @default none (only an anonymous-bridge beacon
+   * lets such a bridge wait)
+   */
+  readonly beaconIdentity?: { current(): BeaconClientCertificate | undefined };
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
   readonly logger?: Logger;
 }
@@ -115,6 +137,8 @@ export interface BridgeClusterStatus {
   /** Waiting connections (rooms x beacon replicas). */
   readonly waiting: number;
   readonly tunnels: number;
+  /** Consecutive failed handshakes in the operational room (a flood shows here, paced by the bridge). */
+  readonly failedHandshakes: number;
 }
 
 export interface BridgeStatus {
@@ -123,6 +147,8 @@ export interface BridgeStatus {
   readonly lastPollError?: string;
   readonly bootstrapsSigned: number;
   readonly bootstrapsRefused: number;
+  /** Why the beacon refused this bridge's identity, while it does (CT_BEACON_UNAUTHENTICATED / CT_BEACON_IDENTITY). */
+  readonly beaconIdentityError?: string;
 }
 
 export interface BridgeHandle {
@@ -151,6 +177,15 @@ interface ClusterState {
   /** Waiters that have reached the beacon's `waiting` state. */
   readonly waiting: Set<string>;
   readonly tunnels: Set<TunnelMux>;
+  /** The CA and bridge certificate, read once and kept in memory (refreshed at the poll after trustRefreshMs). */
+  trust?: Promise<ClusterTrust>;
+  trustLoadedAt?: number;
+  /**
+   * SHA-256 of the broker key the latest bootstrap was signed for (null: none recorded), kept in memory and
+   * updated by our own bootstraps; re-read when an operational peer does not match it or at the poll.
+   */
+  brokerKey?: Promise<string | null>;
+  readonly gates: Record<Room, HandshakeGate>;
 }
 
 type Room = 'init' | 'operational';
@@ -185,18 +220,25 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   let lastPollError: string | undefined;
   let bootstrapsSigned = 0;
   let bootstrapsRefused = 0;
+  let beaconIdentityError: string | undefined;
+  // A flood makes one failure per pairing; one line per room and minute says so, with counts.
+  const sessionFailures = createLogSummarizer(log, { summaryEvent: 'bridge.session_failures_summary' });
+  const beaconFailures = createLogSummarizer(log, { summaryEvent: 'bridge.beacon_failures_summary' });
 
+  // Served on the health port: fingerprints and room hashes appear only as prefixes, whatever an error said.
   const status = (): BridgeStatus => ({
     clusters: [...clusters.values()].map((c) => ({
       fingerprintPrefix: fingerprintPrefix(c.fingerprint),
       initialized: c.initialized,
       waiting: c.waiting.size,
       tunnels: c.tunnels.size,
+      failedHandshakes: c.gates.operational.failures,
     })),
     lastPollAt,
-    lastPollError,
+    lastPollError: lastPollError === undefined ? undefined : redactIdentifiers(lastPollError),
     bootstrapsSigned,
     bootstrapsRefused,
+    ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
   });
 
   const forwarder = createOpenBaoForwarder({
@@ -258,6 +300,15 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   /** Starts missing waiters and stops unwanted ones for one cluster. */
   function reconcile(cluster: ClusterState): void {
     if (cluster.stop.signal.aborted) return;
+    if (
+      cluster.trustLoadedAt !== undefined &&
+      performance.now() - cluster.trustLoadedAt > timing.trustRefreshMs
+    ) {
+      // Read again at the next pairing: a re-run of `register` may have renewed the bridge certificate.
+      cluster.trust = undefined;
+      cluster.trustLoadedAt = undefined;
+      cluster.brokerKey = undefined;
+    }
     const wanted = new Map<
       string,
       { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint }
@@ -308,7 +359,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     const { room, target, ip } = spec;
     const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
     const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
+    const gate = cluster.gates[room];
     while (!signal.aborted) {
+      await gate.ready(signal);
+      if (signal.aborted) break;
       let reachedWaiting = false;
       const refresh = new AbortController();
       const refreshTimer = setTimeout(() => refresh.abort(), timing.waitRefreshMs);
@@ -320,9 +374,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           hash,
           caCertPem: options.beaconCaPem,
           proxy: spec.proxy,
+          clientCertificate: options.beaconIdentity?.current(),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
+            beaconIdentityError = undefined;
             cluster.waiting.add(key);
             const known = replicas.get(spec.address);
             if (known?.plan.route.proxy && !known.byName && ip !== target.host) {
@@ -334,8 +390,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         cluster.waiting.delete(key);
         backoff.reset();
         const observed = options.observePairedStream ? options.observePairedStream(stream, room) : stream;
-        log.info({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
-        void handlePaired(cluster, room, observed);
+        // Anyone can pair with us in the operational room: a line per pairing would be theirs to multiply.
+        log.debug({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
+        // One handshake per room at a time: the waiter goes back to the beacon only when this one is decided.
+        await handlePaired(cluster, room, observed);
       } catch (err) {
         cluster.waiting.delete(key);
         if (signal.aborted) break;
@@ -344,8 +402,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         if (signal.aborted) break;
         // A wait that the beacon ended after its bound, or our refresh, is routine: redial at once.
         const delay = reachedWaiting || refresh.signal.aborted ? 0 : backoff.next();
+        if (error.code === 'CT_BEACON_UNAUTHENTICATED' || error.code === 'CT_BEACON_IDENTITY')
+          beaconIdentityError = error.message;
         if (!reachedWaiting)
-          log.warn(
+          beaconFailures.warn(
+            `${ip}|${error.code}`,
             {
               event: 'bridge.beacon_failed',
               code: error.code,
@@ -353,7 +414,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               delayMs: delay,
               reason: error.message,
             },
-            'beacon dial failed',
+            error.code === 'CT_BEACON_UNAUTHENTICATED'
+              ? 'the beacon refused this bridge: it does not trust its client certificate; give the beacon the beacon client CA (--bridge-ca)'
+              : 'beacon dial failed',
           );
         await sleep(delay, signal);
       } finally {
@@ -363,10 +426,44 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     cluster.waiting.delete(key);
   }
 
+  /** The cluster's CA and bridge certificate from memory; read from OpenBao on first use and after a refresh. */
+  function trustOf(cluster: ClusterState): Promise<ClusterTrust> {
+    if (!cluster.trust) {
+      const loading = loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      cluster.trust = loading;
+      cluster.trustLoadedAt = performance.now();
+      // A failed read is not cached: the next pairing tries again.
+      loading.catch(() => {
+        if (cluster.trust === loading) {
+          cluster.trust = undefined;
+          cluster.trustLoadedAt = undefined;
+        }
+      });
+    }
+    return cluster.trust;
+  }
+
+  /** The broker key the latest bootstrap was signed for, from memory; read from OpenBao when unknown. */
+  function brokerKeyOf(cluster: ClusterState): Promise<string | null> {
+    if (!cluster.brokerKey) {
+      const loading = getClusterStatus(options.openbao, {
+        fingerprint: cluster.fingerprint,
+        namespaceRoot,
+      }).then((status) => status.initializedBrokerKeySha256 ?? null);
+      cluster.brokerKey = loading;
+      loading.catch(() => {
+        if (cluster.brokerKey === loading) cluster.brokerKey = undefined;
+      });
+    }
+    return cluster.brokerKey;
+  }
+
   async function handlePaired(cluster: ClusterState, room: Room, stream: Duplex): Promise<void> {
     const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) });
+    const gate = cluster.gates[room];
+    let staleKey = false;
     try {
-      const trust = await loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      const trust = await trustOf(cluster);
       if (room === 'init') {
         const outcome = await serveBootstrap(stream, {
           fingerprint: cluster.fingerprint,
@@ -378,7 +475,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           logger: clusterLog,
         });
         if (outcome.signed) {
+          gate.succeeded();
           bootstrapsSigned++;
+          cluster.brokerKey = Promise.resolve(outcome.brokerKeySha256 ?? null);
           // An attested re-bootstrap means the operator restarted with a new key: the tunnels of the
           // earlier broker belong to a process that is gone (or going), so they end now, not at a timeout.
           if (outcome.replaced) {
@@ -393,21 +492,24 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           cluster.initialized = true;
           reconcile(cluster);
         } else {
+          // A refusal is a handshake that gave nothing: repeated ones are paced like failures.
+          gate.failed();
           bootstrapsRefused++;
         }
         return;
       }
       // Only the broker key the latest bootstrap was signed for may hold a tunnel: after a re-arm or an attested
       // re-bootstrap, an earlier broker's still-valid certificate is refused here.
-      const { initializedBrokerKeySha256 } = await getClusterStatus(options.openbao, {
-        fingerprint: cluster.fingerprint,
-        namespaceRoot,
-      });
+      const initializedBrokerKeySha256 = await brokerKeyOf(cluster);
       const session = await openTunnel(stream, {
-        acceptPeer: (peer) =>
-          initializedBrokerKeySha256 === undefined || publicKeySha256(peer) === initializedBrokerKeySha256
-            ? undefined
-            : 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator',
+        acceptPeer: (peer) => {
+          if (initializedBrokerKeySha256 === null || publicKeySha256(peer) === initializedBrokerKeySha256)
+            return undefined;
+          // Another bridge replica may have signed a newer bootstrap: the next pairing reads the record again.
+          // Only a certificate of the cluster CA gets this far, so a stranger cannot make us re-read.
+          staleKey = true;
+          return 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator';
+        },
         caCertPem: trust.ca.certPem,
         certPem: trust.bridgeCertPem,
         keyPem: trust.bridgeKeyPem,
@@ -421,22 +523,35 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         session.mux.close({ code: 'CT_NOT_REGISTERED', reason: 'the cluster was deregistered' });
         return;
       }
+      gate.succeeded();
       cluster.tunnels.add(session.mux);
       clusterLog.info(
         { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
         'operational tunnel open',
       );
-      const why = await session.mux.done;
-      cluster.tunnels.delete(session.mux);
-      clusterLog.info(
-        { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
-        'operational tunnel closed',
-      );
+      // The handshake is decided: the waiter may go back to the beacon while the tunnel lives on.
+      void session.mux.done.then((why) => {
+        cluster.tunnels.delete(session.mux);
+        clusterLog.info(
+          { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
+          'operational tunnel closed',
+        );
+      });
     } catch (err) {
       stream.destroy();
+      if (staleKey) cluster.brokerKey = undefined;
+      gate.failed();
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
-      clusterLog.warn(
-        { event: 'bridge.session_failed', room, code, reason: (err as Error).message },
+      sessionFailures.warn(
+        `${cluster.fingerprint}|${room}`,
+        {
+          event: 'bridge.session_failed',
+          fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
+          room,
+          code,
+          reason: (err as Error).message,
+          failures: gate.failures,
+        },
         'session with a broker failed',
       );
     }
@@ -511,6 +626,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           waiters: new Map(),
           waiting: new Set(),
           tunnels: new Set(),
+          gates: { init: newGate(), operational: newGate() },
         };
         clusters.set(entry.fingerprint, cluster);
         log.info(
@@ -522,6 +638,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           'serving a cluster',
         );
       }
+      // A re-arm (initialized gone) or a bootstrap elsewhere changes which broker key may hold a tunnel.
+      if (cluster.initialized !== entry.initialized) cluster.brokerKey = undefined;
       cluster.initialized = entry.initialized;
       cluster.migrationEnabled = entry.migrationEnabled === true;
       reconcile(cluster);
@@ -530,6 +648,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (!seen.has(cluster.fingerprint)) dropCluster(cluster, 'the cluster was deregistered');
     }
     await tokenReview?.refresh();
+  }
+
+  function newGate(): HandshakeGate {
+    return createHandshakeGate({
+      initialMs: timing.handshakeBackoffInitialMs,
+      maxMs: timing.handshakeBackoffMaxMs,
+    });
   }
 
   let polling: Promise<void> = poll();
@@ -565,6 +690,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       await polling.catch(() => undefined);
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
+      sessionFailures.close();
+      beaconFailures.close();
       await tokenReview?.close();
       await health?.close();
       await forwarder.close();

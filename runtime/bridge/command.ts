@@ -14,6 +14,11 @@ import {
   readRelayClientFlags,
   untilSignal,
 } from '../tunnel/index.js';
+import {
+  type BeaconIdentity,
+  startMintedBeaconIdentity,
+  watchBeaconIdentityFiles,
+} from './beacon-identity.js';
 import { DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
 import type { TokenReviewTls } from './tokenreview-service.js';
 
@@ -38,6 +43,10 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly kubernetesAuthMount: string;
   readonly kubernetesAuthTokenFile: string;
   readonly podRequestTimeout: string;
+  readonly beaconClientIdentity: string;
+  readonly beaconClientCert?: string;
+  readonly beaconClientKey?: string;
+  readonly beaconClientCertLifetime: string;
 }
 
 /** `cloudtaser-cli bridge run`: a thin shell over startBridge. */
@@ -117,6 +126,21 @@ export function registerBridgeCommand(program: Command): Command {
       'serve TokenReviews over plain HTTP (local use only: OpenBao sends its reviewer credential in clear)',
     )
     .option(
+      '--beacon-client-identity <source>',
+      "the client certificate that lets this bridge wait at the beacon: 'openbao' mints it in memory from the beacon client CA in OpenBao (`cloudtaser-cli source beacon-ca`), 'files' reads --beacon-client-cert/--beacon-client-key (e.g. cert-manager), 'none' sends none (only for a beacon run with --allow-anonymous-bridges)",
+      'openbao',
+    )
+    .option(
+      '--beacon-client-cert <path>',
+      "PEM client certificate for the beacon (with 'files'); re-read when it changes",
+    )
+    .option('--beacon-client-key <path>', 'PEM key of --beacon-client-cert')
+    .option(
+      '--beacon-client-cert-lifetime <duration>',
+      "lifetime of each certificate minted with 'openbao' (renewed at half of it)",
+      '6h',
+    )
+    .option(
       '--pod-request-timeout <duration>',
       "how long a pod's request may wait for OpenBao before the pod gets a 503 to retry",
       '15s',
@@ -125,10 +149,12 @@ export function registerBridgeCommand(program: Command): Command {
       const logger = createLogger('bridge');
       const relay = await readRelayClientFlags(flags, 'bridge run');
       const openbao = await connectSecretStore(flags);
+      const beaconIdentity = await startBeaconIdentity(flags, openbao, logger);
       const tokenReviewTls = tokenReviewTlsFrom(flags);
       const handle = await startBridge({
         openbao,
         namespaceRoot: flags.namespaceRoot,
+        beaconIdentity,
         beacons: relay.beacons,
         beaconCaPem: relay.beaconCaPem,
         beaconProxy: relay.beaconProxy,
@@ -164,6 +190,7 @@ export function registerBridgeCommand(program: Command): Command {
       const signal = await untilSignal();
       logger.info({ event: 'bridge.stopping', signal }, 'bridge stopping');
       await handle.close();
+      beaconIdentity?.close();
       await openbao.close();
     });
   return bridge;
@@ -200,6 +227,53 @@ function tokenReviewTlsFrom(flags: BridgeRunFlags): TokenReviewTls {
       caFile: flags.tokenreviewTlsCa,
     },
   };
+}
+
+/** The bridge's client certificate for the beacon, from the source `--beacon-client-identity` names. */
+async function startBeaconIdentity(
+  flags: BridgeRunFlags,
+  openbao: OpenBaoClient,
+  logger: ReturnType<typeof createLogger>,
+): Promise<BeaconIdentity | undefined> {
+  const fromFiles = flags.beaconClientCert !== undefined || flags.beaconClientKey !== undefined;
+  if (fromFiles && flags.beaconClientIdentity !== 'openbao' && flags.beaconClientIdentity !== 'files')
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--beacon-client-cert/--beacon-client-key read the identity from files; they do not go with --beacon-client-identity ${flags.beaconClientIdentity}`,
+    );
+  // 'openbao' is the default, so naming the files is enough to switch to them.
+  const mode = fromFiles ? 'files' : flags.beaconClientIdentity;
+  switch (mode) {
+    case 'openbao':
+      return startMintedBeaconIdentity({
+        openbao,
+        namespaceRoot: flags.namespaceRoot,
+        lifetimeMs: parseDuration(flags.beaconClientCertLifetime, '--beacon-client-cert-lifetime'),
+        logger,
+      });
+    case 'files':
+      if (!flags.beaconClientCert || !flags.beaconClientKey)
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          '--beacon-client-cert and --beacon-client-key go together',
+        );
+      return watchBeaconIdentityFiles({
+        certFile: flags.beaconClientCert,
+        keyFile: flags.beaconClientKey,
+        logger,
+      });
+    case 'none':
+      logger.warn(
+        { event: 'bridge.beacon_identity_none' },
+        'this bridge presents no client certificate: only a beacon run with --allow-anonymous-bridges lets it wait',
+      );
+      return undefined;
+    default:
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `--beacon-client-identity ${JSON.stringify(mode)} is not openbao, files or none`,
+      );
+  }
 }
 
 async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient> {

@@ -1,3 +1,9 @@
+export {
+  type BeaconIdentity,
+  type MintedBeaconIdentityOptions,
+  startMintedBeaconIdentity,
+  watchBeaconIdentityFiles,
+} from './beacon-identity.js';
 export { type BootstrapOutcome, type ServeBootstrapOptions, serveBootstrap } from './bootstrap.js';
 export {
   type BridgeClusterStatus,

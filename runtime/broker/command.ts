@@ -11,6 +11,12 @@ import {
   untilSignal,
 } from '../tunnel/index.js';
 import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
+import {
+  configMapTrustRecord,
+  DEFAULT_TRUST_RECORD_NAME,
+  DEFAULT_TRUST_RECORD_NAMESPACE,
+  type TrustRecordRef,
+} from './trust-record.js';
 
 interface BrokerRunFlags extends RelayClientFlags {
   readonly kubeconfig?: string;
@@ -33,6 +39,7 @@ interface BrokerRunFlags extends RelayClientFlags {
   readonly migrateInterval: string;
   readonly attestation?: boolean;
   readonly serviceAccount?: string;
+  readonly trustRecord?: string;
 }
 
 /** Helm's default for the operator's service account name (the namespace comes from POD_NAMESPACE). */
@@ -54,6 +61,25 @@ export function parseServiceAccount(
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
       `--service-account ${JSON.stringify(flag)} must be <namespace>/<name>, e.g. cloudtaser-system/cloudtaser`,
+    );
+  return { namespace: match[1], name: match[3] };
+}
+
+/** `--trust-record ns/name`, else `$POD_NAMESPACE/cloudtaser-trust`, else the chart's default namespace. */
+export function parseTrustRecordRef(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): TrustRecordRef {
+  if (flag === undefined)
+    return {
+      namespace: env.POD_NAMESPACE || DEFAULT_TRUST_RECORD_NAMESPACE,
+      name: DEFAULT_TRUST_RECORD_NAME,
+    };
+  const match = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?)$/.exec(flag);
+  if (!match)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--trust-record ${JSON.stringify(flag)} must be <namespace>/<configmap name>, e.g. ${DEFAULT_TRUST_RECORD_NAMESPACE}/${DEFAULT_TRUST_RECORD_NAME}`,
     );
   return { namespace: match[1], name: match[3] };
 }
@@ -86,6 +112,10 @@ export function registerBrokerCommand(program: Command): Command {
     .option(
       '--ca-sha256 <hex>',
       'pin: refuse a cluster CA whose SHA-256 differs (the operational hash from `source register`)',
+    )
+    .option(
+      '--trust-record <ns/name>',
+      `ConfigMap that records the cluster CA accepted at first contact, so restarts and re-bootstraps accept only it (needs get and patch on it; default: $POD_NAMESPACE/${DEFAULT_TRUST_RECORD_NAME}, else ${DEFAULT_TRUST_RECORD_NAMESPACE}/${DEFAULT_TRUST_RECORD_NAME})`,
     )
     .option(
       '--backoff-initial <duration>',
@@ -174,6 +204,7 @@ export function registerBrokerCommand(program: Command): Command {
         beaconProxy: relay.beaconProxy,
         fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
         caSha256: flags.caSha256,
+        trustRecord: configMapTrustRecord(kube, parseTrustRecordRef(flags.trustRecord)),
         kube,
         attestation: flags.attestation
           ? { serviceAccount: parseServiceAccount(flags.serviceAccount) }

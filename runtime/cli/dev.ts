@@ -32,6 +32,8 @@ export function registerDevCommands(program: Command): void {
         kubeSystemUid: stack.kubeSystemUid,
         beaconAddress: stack.beaconAddress,
         beaconCaFile: stack.beaconCaFile,
+        beaconClientCaFile: stack.beaconClientCaFile,
+        trustRecord: stack.trustRecord,
       };
       printJson(info);
       if (!opts.json && process.stderr.isTTY) {

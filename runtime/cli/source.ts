@@ -6,6 +6,7 @@ import {
   DEFAULT_OPERATOR_SERVICE_ACCOUNT,
   DEFAULT_TOKENREVIEW_ENDPOINT,
   deregisterCluster,
+  ensureBeaconClientCa,
   getClusterStatus,
   POLICY_NAMES,
   type PolicyIdentity,
@@ -150,6 +151,8 @@ export function registerSourceCommands(program: Command): void {
     }
   });
 
+  registerBeaconCaCommand(source);
+
   addSecretStoreOptions(
     source
       .command('status')
@@ -230,6 +233,34 @@ function registerPolicyCommand(source: Command): void {
       });
       process.stdout.write(hcl);
     });
+}
+
+/** `source beacon-ca`: the bridges' identity towards the beacon; prints the public certificate the beacon trusts. */
+function registerBeaconCaCommand(source: Command): void {
+  addSecretStoreOptions(
+    source
+      .command('beacon-ca')
+      .description(
+        'create (once) the beacon client CA in OpenBao and print its certificate: give it to the beacon (--bridge-ca); bridges mint their client certificates from it',
+      )
+      .option('--output <format>', 'pem or json', 'pem'),
+  ).action(async (opts: SecretStoreFlags & { output: string }) => {
+    if (opts.output !== 'pem' && opts.output !== 'json')
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `--output ${JSON.stringify(opts.output)} is not pem or json`,
+      );
+    const client = await openSecretStore(opts);
+    try {
+      const ca = await withProgress('ensuring the beacon client CA', () =>
+        ensureBeaconClientCa(client, { namespaceRoot: opts.namespaceRoot }),
+      );
+      if (opts.output === 'json') return printJson(ca);
+      process.stdout.write(ca.certPem);
+    } finally {
+      await client.close();
+    }
+  });
 }
 
 /** Reads the attestation flags; undefined when none is given (an existing setting is then kept). */

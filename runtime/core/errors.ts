@@ -95,6 +95,13 @@ export const ErrorCodes = {
     'the HTTP proxy asked for credentials (407): none were in the proxy URL, they were wrong, or it wants a scheme other than Basic',
   CT_PROXY_REFUSED:
     'the HTTP proxy would not open the tunnel: it answered CONNECT with a non-2xx status (403 policy, 502/503/504 cannot reach the destination) or closed without an answer',
+  // trust that holds against rogue bridges, hostile beacons and restarts (issue 11)
+  CT_BEACON_UNAUTHENTICATED:
+    'the beacon refused a bridge: its outer TLS presented no client certificate from one of the bridge CAs the beacon trusts (or it used the plain door)',
+  CT_BEACON_IDENTITY:
+    'the bridge has no usable beacon client certificate: the beacon client CA is missing from OpenBao (run `cloudtaser-cli source beacon-ca`) or its certificate files are unusable',
+  CT_TRUST_RECORD_UNAVAILABLE:
+    "the broker cannot read or write the cluster's trust record (the ConfigMap holding the accepted CA hash); it stays closed until it can",
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',

@@ -14,6 +14,7 @@ import { describeConnection, type KubeConnection, loadKubeConfig } from './conne
 import { describePermission, type KubeCall } from './permissions.js';
 import type {
   JsonPatchOperation,
+  KubeConfigMap,
   KubeEvent,
   KubeList,
   KubeMutatingWebhookConfiguration,
@@ -233,6 +234,61 @@ export class KubeClient {
       body: { metadata },
       contentType: 'application/merge-patch+json',
       call: 'patchSecretMetadata',
+      target: { name, namespace },
+    });
+  }
+
+  async getConfigMap(namespace: string, name: string, options?: CallOptions): Promise<KubeConfigMap> {
+    return this.request<KubeConfigMap>({
+      ...options,
+      method: 'GET',
+      path: `${configMapsPath(namespace)}/${segment(name, 'configmap name')}`,
+      call: 'getConfigMap',
+      target: { name, namespace },
+    });
+  }
+
+  async createConfigMap(
+    namespace: string,
+    configMap: {
+      metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+      data?: Record<string, string>;
+    },
+    options?: CallOptions,
+  ): Promise<KubeConfigMap> {
+    return this.request<KubeConfigMap>({
+      ...options,
+      method: 'POST',
+      path: configMapsPath(namespace),
+      body: { apiVersion: 'v1', kind: 'ConfigMap', ...configMap },
+      call: 'createConfigMap',
+      target: { name: configMap.metadata.name, namespace },
+    });
+  }
+
+  /**
+   * Merge-patches a ConfigMap's data (a `null` value removes the key), leaving its labels and annotations (Helm's
+   * ownership among them) as they are. With `resourceVersion` the patch only applies to that version; otherwise
+   * CT_KUBE_CONFLICT.
+   */
+  async patchConfigMapData(
+    namespace: string,
+    name: string,
+    data: Record<string, string | null>,
+    options: CallOptions & { resourceVersion?: string } = {},
+  ): Promise<KubeConfigMap> {
+    return this.request<KubeConfigMap>({
+      ...options,
+      method: 'PATCH',
+      path: `${configMapsPath(namespace)}/${segment(name, 'configmap name')}`,
+      body: {
+        ...(options.resourceVersion !== undefined
+          ? { metadata: { resourceVersion: options.resourceVersion } }
+          : {}),
+        data,
+      },
+      contentType: 'application/merge-patch+json',
+      call: 'patchConfigMapData',
       target: { name, namespace },
     });
   }
@@ -666,6 +722,10 @@ const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutat
 
 function secretsPath(namespace: string): string {
   return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/secrets`;
+}
+
+function configMapsPath(namespace: string): string {
+  return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/configmaps`;
 }
 
 function firstLine(text: string | undefined): string {

@@ -59,6 +59,9 @@ export const KUBE_CALLS = {
     scope: 'cluster',
   },
   createEvent: { verb: 'create', group: '', resource: 'events', scope: 'namespace' },
+  getConfigMap: { verb: 'get', group: '', resource: 'configmaps', scope: 'namespace' },
+  createConfigMap: { verb: 'create', group: '', resource: 'configmaps', scope: 'namespace' },
+  patchConfigMapData: { verb: 'patch', group: '', resource: 'configmaps', scope: 'namespace' },
   createServiceAccountToken: {
     verb: 'create',
     group: '',
@@ -114,6 +117,8 @@ export interface OperatorFeatures {
   readonly webhookConfiguration?: string;
   /** Secret migration, in these namespaces or (undefined / empty) in every one. */
   readonly migration?: { readonly namespaces?: readonly string[] };
+  /** The ConfigMap that records the CA the broker accepted (read and patched, never created: the chart makes it). */
+  readonly trustRecord?: { readonly namespace: string; readonly name: string };
 }
 
 /**
@@ -130,6 +135,14 @@ export function operatorKubeAccess(features: OperatorFeatures): KubeGrant[] {
   if (features.webhookConfiguration) {
     for (const call of ['getMutatingWebhookConfiguration', 'patchMutatingWebhookConfiguration'] as const)
       grants.push({ call, resourceNames: [features.webhookConfiguration] });
+  }
+  if (features.trustRecord) {
+    for (const call of ['getConfigMap', 'patchConfigMapData'] as const)
+      grants.push({
+        call,
+        namespace: features.trustRecord.namespace,
+        resourceNames: [features.trustRecord.name],
+      });
   }
   if (features.attestation) {
     grants.push({
@@ -162,5 +175,31 @@ export const OPERATOR_CALLS = [
   'getMutatingWebhookConfiguration',
   'patchMutatingWebhookConfiguration',
   'createServiceAccountToken',
+  'getConfigMap',
+  'patchConfigMapData',
   ...MIGRATION_CALLS,
 ] as const satisfies readonly KubeCall[];
+
+/** A Kubernetes RBAC rule (a Role's or ClusterRole's `rules` entry) and where it is bound. */
+export interface RbacRule {
+  readonly verbs: readonly string[];
+  readonly apiGroups: readonly string[];
+  readonly resources: readonly string[];
+  readonly resourceNames?: readonly string[];
+  /** The namespace of a Role; undefined = a ClusterRole. */
+  readonly namespace?: string;
+}
+
+/** The grants as RBAC rules, one per grant (what a chart renders and the Kubernetes test server enforces). */
+export function rbacRules(grants: readonly KubeGrant[]): RbacRule[] {
+  return grants.map((grant) => {
+    const permission = KUBE_CALLS[grant.call] as ResourcePermission;
+    return {
+      verbs: [permission.verb],
+      apiGroups: [permission.group],
+      resources: [permission.resource],
+      ...(grant.resourceNames ? { resourceNames: grant.resourceNames } : {}),
+      ...(permission.scope === 'namespace' && grant.namespace ? { namespace: grant.namespace } : {}),
+    };
+  });
+}

@@ -1,3 +1,4 @@
+export * from './beacon-client-ca.js';
 export * from './layout.js';
 export * from './policies.js';
 export * from './register.js';

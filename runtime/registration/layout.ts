@@ -24,6 +24,8 @@ export const paths = {
   initialized: (fingerprint: string) => `clusters/${fingerprint}/initialized`,
   bridgeCa: 'system/bridge-ca',
   bridgeClient: 'system/bridge-client',
+  /** In the root namespace: the CA whose client certificates let bridges wait at the beacon. */
+  beaconClientCa: 'system/beacon-client-ca',
 } as const;
 
 export function clusterNamespace(namespaceRoot: string, fingerprint: string): string {

@@ -205,6 +205,13 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     capabilities: ['delete'],
     why: "deregister removes the reviewer record, so the bridge refuses the cluster's TokenReviews at once",
   },
+  {
+    identity: 'registrar',
+    scope: 'namespace-root',
+    path: `${RECORDS}/data/system/beacon-client-ca`,
+    capabilities: ['create', 'read'],
+    why: 'source beacon-ca (and cloudtaser_beacon_client_ca) creates the beacon client CA once (check-and-set) and reads its certificate',
+  },
 
   // --- bridge: `bridge run` (discovery, bootstrap, tunnels, migration) ---
   {
@@ -241,6 +248,13 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     path: `${RECORDS}/data/system/bridge-client`,
     capabilities: ['read'],
     why: 'its client certificate for the mutual-TLS tunnel',
+  },
+  {
+    identity: 'bridge',
+    scope: 'namespace-root',
+    path: `${RECORDS}/data/system/beacon-client-ca`,
+    capabilities: ['read'],
+    why: 'mints its beacon client certificate in memory from the beacon client CA at start (the beacon admits only such bridges)',
   },
   {
     identity: 'bridge',

@@ -6,16 +6,17 @@ import { parseListenAddress } from '../core/health-server.js';
 import { beaconProxySetting } from '../proxy/settings.js';
 import { resolverFromEnvironment } from './resolve.js';
 
-/** `250ms`, `10s`, `2m` or a bare number of milliseconds. */
+/** `250ms`, `10s`, `2m`, `6h` or a bare number of milliseconds. */
 export function parseDuration(value: string, flag: string): number {
-  const match = /^(\d+)(ms|s|m)?$/.exec(value.trim());
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
   if (!match)
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s or 2m`,
+      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m or 6h`,
     );
   const amount = Number(match[1]);
-  const ms = match[2] === 's' ? amount * 1000 : match[2] === 'm' ? amount * 60_000 : amount;
+  const unitMs = { s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 's' | 'm' | 'h'] ?? 1;
+  const ms = amount * unitMs;
   if (ms < 1 || !Number.isSafeInteger(ms))
     throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} must be at least 1 ms`);
   return ms;

@@ -23,7 +23,7 @@ import { silentLogger } from '../../runtime/core/log.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { privateKeyToPem } from '../../runtime/pki/index.js';
-import { registerCluster } from '../../runtime/registration/index.js';
+import { ensureBeaconClientCa, registerCluster } from '../../runtime/registration/index.js';
 import { acceptTunnel, type TunnelMux } from '../../runtime/tunnel/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
 import { beaconCert, FAST_BEACON_LIMITS } from '../runtime/fixtures.js';
@@ -62,7 +62,15 @@ beforeAll(async () => {
   enabledNamespace = (await registerCluster(registrar, { fingerprint: enabled, migration: true })).namespace;
   await admin.withNamespace(enabledNamespace).kvWrite('secret', `k8s/${NS}/db`, FOREIGN_VALUE);
 
-  beacon = await createBeacon({ host: '127.0.0.1', port: 0, tls: beaconCert, limits: FAST_BEACON_LIMITS });
+  // The beacon admits bridges with a certificate from the beacon client CA in OpenBao, as deployed.
+  const beaconClientCa = await ensureBeaconClientCa(admin);
+  beacon = await createBeacon({
+    host: '127.0.0.1',
+    port: 0,
+    tls: beaconCert,
+    bridgeCaPems: [beaconClientCa.certPem],
+    limits: FAST_BEACON_LIMITS,
+  });
   const beaconCa = join(dir, 'beacon-ca.pem');
   await writeFile(beaconCa, beaconCert.certPem);
   bridge = spawn(

@@ -31,6 +31,7 @@ import { type RegistrationResult, registerCluster } from '../../runtime/registra
 import {
   BEACON_NAME,
   beaconCert,
+  beaconClientFlags,
   eventually,
   REPLICA_IPS,
   type Replicas,
@@ -102,6 +103,7 @@ beforeAll(async () => {
       replicas.address,
       '--beacon-ca',
       beaconCaFile,
+      ...(await beaconClientFlags(dir)),
       '--poll-interval',
       '200ms',
       '--tokenreview-listen',

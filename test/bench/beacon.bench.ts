@@ -64,6 +64,7 @@ async function runChild(kind: string): Promise<void> {
       port: 0,
       tls: certs.beacon,
       plain: kind === 'beacon-all-doors',
+      allowAnonymousBridges: true,
       metrics: false,
       limits: {
         maxWaitingPerAddress: 100_000,

@@ -373,6 +373,8 @@ const FUNCTIONS: Record<string, Fn> = {
     const text = goString(s);
     return text.startsWith(String(prefix)) ? text.slice(String(prefix).length) : text;
   },
+  // Sprig's trim is Go's strings.TrimSpace.
+  trim: (_e, _s, [s]) => goString(s).trim(),
   replace: (_e, _s, [from, to, s]) => goString(s).split(String(from)).join(String(to)),
   contains: (_e, _s, [sub, s]) => goString(s).includes(String(sub)),
   hasPrefix: (_e, _s, [prefix, s]) => goString(s).startsWith(String(prefix)),

@@ -85,6 +85,12 @@ function expectedGrants(features: OperatorFeatures): string[] {
     .sort();
 }
 
+function trustRecordOf(flag: string | undefined): OperatorFeatures['trustRecord'] {
+  if (flag === undefined) return undefined;
+  const [namespace, name] = flag.split('/');
+  return { namespace: namespace!, name: name! };
+}
+
 const OPERATOR_COMBINATIONS: Array<[string, Record<string, unknown>]> = [
   ['the defaults (attestation on, the operator keeps the webhook caBundle)', {}],
   ['attestation off', { operator: { broker: { attestation: { enabled: false } } } }],
@@ -125,7 +131,13 @@ describe('operator RBAC is exactly what the operator calls (runtime/kube/permiss
       migration: args.includes('--migrate')
         ? { namespaces: flagValues(args, '--migrate-namespace') }
         : undefined,
+      trustRecord: trustRecordOf(flagValues(args, '--trust-record')[0]),
     };
+    // The broker records its CA in the ConfigMap the chart creates, under that name.
+    expect(features.trustRecord).toEqual({
+      namespace: 'ops',
+      name: objectsOf(rendered, 'ConfigMap').find((c) => c.metadata.name.endsWith('-trust'))?.metadata.name,
+    });
     // The switches reach the process as the values say.
     expect(features.attestation !== undefined).toBe(merged.operator.broker.attestation.enabled);
     expect(features.migration !== undefined).toBe(merged.operator.migration.enabled);
@@ -139,6 +151,7 @@ describe('operator RBAC is exactly what the operator calls (runtime/kube/permiss
       attestation: { namespace: 'n', serviceAccount: 's' },
       webhookConfiguration: 'w',
       migration: {},
+      trustRecord: { namespace: 'n', name: 't' },
     }).map((g) => g.call);
     expect(new Set(all)).toEqual(new Set(OPERATOR_CALLS));
     const rendered = render('cloudtaser', { operator: { migration: { enabled: true } } });

@@ -95,7 +95,7 @@ describe('cloudtaser-cli against the test servers', () => {
       ['source', 'policy', 'bridge', '--namespace-root', 'a/b'],
     ]) {
       const bad = await runCli(args);
-      expect(bad.code, args.join(' ')).toBe(1);
+      expect(bad.code, args.join(' ')).toBe(2); // a usage error (test/cli/conventions.test.ts)
       expect(bad.stderr).toMatch(/^CT_INVALID_ARGUMENT: /);
       expect(bad.stdout).toBe('');
     }

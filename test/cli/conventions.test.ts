@@ -86,7 +86,7 @@ describe('usage errors: exit 2, one CT_ line on stderr, nothing on stdout', () =
       'a command group without a command',
       ['source'],
       {},
-      /cloudtaser-cli source needs a command: register, deregister, status/,
+      /cloudtaser-cli source needs a command: policy, register, deregister, beacon-ca, status/,
     ],
     [
       'an unknown flag',

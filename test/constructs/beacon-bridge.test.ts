@@ -118,6 +118,7 @@ describe('Bridge', () => {
       'bridge.openbao.namespaceRoot': 'team',
       'bridge.openbao.auth.method': 'approle',
       'bridge.openbao.auth.approle.secretName': 'bridge-approle',
+      'bridge.beacon.clientIdentity.source': 'openbao',
     });
   });
 

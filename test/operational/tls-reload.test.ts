@@ -122,7 +122,8 @@ describe.each([
       await eventually(
         () =>
           logs.some(
-            (l) => l.includes('"event":"tls.reload_failed"') && l.includes('does not belong to its key'),
+            (l) =>
+              l.includes('"event":"tls_files.reload_failed"') && l.includes('does not belong to its key'),
           ),
         5_000,
         'the refused half-written renewal in the log',
@@ -134,7 +135,7 @@ describe.each([
         5_000,
         'the renewed certificate',
       );
-      expect(logs.some((l) => l.includes('"event":"tls.reloaded"'))).toBe(true);
+      expect(logs.some((l) => l.includes('"event":"tls_files.reloaded"'))).toBe(true);
     } finally {
       await listener.close();
     }

@@ -32,7 +32,10 @@ describe('go-plugin handshake of the bundled provider', () => {
       expect(x509.ca).toBe(true);
       expect(x509.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
       const schema = await p.call('GetProviderSchema');
-      expect(Object.keys(schema.resourceSchemas)).toEqual(['cloudtaser_cluster_registration']);
+      expect(Object.keys(schema.resourceSchemas)).toEqual([
+        'cloudtaser_cluster_registration',
+        'cloudtaser_beacon_client_ca',
+      ]);
       expect(Object.keys(schema.dataSourceSchemas)).toEqual(['cloudtaser_cluster_fingerprint']);
       expect(schema.serverCapabilities).toMatchObject({ planDestroy: true, getProviderSchemaOptional: true });
       expect(await p.shutdown()).toBe(0);
@@ -98,6 +101,7 @@ describe('go-plugin handshake of the bundled provider', () => {
       expect(p.fields[5]).toBe('');
       expect((await p.call('GetMetadata')).resources).toEqual([
         { typeName: 'cloudtaser_cluster_registration' },
+        { typeName: 'cloudtaser_beacon_client_ca' },
       ]);
       expect(await p.shutdown()).toBe(0);
     } finally {

@@ -18,9 +18,11 @@ import { issueSelfSignedSync } from '../../runtime/pki/index.js';
 import {
   clusterNamespace,
   deregisterCluster,
+  ensureBeaconClientCa,
   getClusterStatus,
   KUBERNETES_AUTH_MOUNT,
   listRegisteredClusters,
+  loadBeaconClientCa,
   loadClusterTrust,
   loadReviewerSha256,
   loadTokenReviewCa,
@@ -80,6 +82,7 @@ const REGISTRAR_OPERATIONS: readonly Operation[] = [
       }),
   ],
   ['status', (w, fp) => getClusterStatus(w.registrar, { fingerprint: fp, namespaceRoot: w.namespaceRoot })],
+  ['beacon-ca', (w) => ensureBeaconClientCa(w.registrar, { namespaceRoot: w.namespaceRoot })],
   ['rearm', (w, fp) => rearmCluster(w.registrar, { fingerprint: fp, namespaceRoot: w.namespaceRoot })],
   [
     'deregister',
@@ -123,6 +126,10 @@ async function migrate(w: World, fp: string, resourceVersion: string): Promise<v
 /** Everything the bridge does with its own token: discovery, bootstrap, tunnels, migration. */
 const BRIDGE_OPERATIONS: readonly Operation[] = [
   ['discover', (w) => listRegisteredClusters(w.bridge, { namespaceRoot: w.namespaceRoot })],
+  [
+    'mint the beacon client certificate',
+    (w) => loadBeaconClientCa(w.bridge, { namespaceRoot: w.namespaceRoot }),
+  ],
   [
     'load cluster trust',
     (w, fp) => loadClusterTrust(w.bridge, { namespace: clusterNamespace(w.namespaceRoot, fp) }),
@@ -203,6 +210,9 @@ const NEEDED_BY: Record<string, string> = {
   'registrar cluster:cloudtaser/data/system/tokenreview update': 're-point TokenReview',
   'registrar cluster:cloudtaser/metadata/system/tokenreview delete': 'deregister',
   'bridge namespace-root:cloudtaser/data/tokenreview/ca read': 'serve TokenReview',
+  'registrar namespace-root:cloudtaser/data/system/beacon-client-ca create': 'beacon-ca',
+  'registrar namespace-root:cloudtaser/data/system/beacon-client-ca read': 'beacon-ca',
+  'bridge namespace-root:cloudtaser/data/system/beacon-client-ca read': 'mint the beacon client certificate',
   'bridge cluster:cloudtaser/data/system/tokenreview read': 'serve TokenReview',
   'bridge namespace-root:cloudtaser/metadata/clusters/ list': 'discover',
   'bridge namespace-root:cloudtaser/data/clusters/+/registered read': 'discover',
@@ -244,8 +254,10 @@ async function runAs(
     };
     const fingerprint = randomUUID();
     // The bridge serves registrations an admin made (with the full registrar policy, as in production).
-    if (identity === 'bridge')
+    if (identity === 'bridge') {
       await registerCluster(admin, { fingerprint, namespaceRoot, migration: true, logger: silentLogger });
+      await ensureBeaconClientCa(admin, { namespaceRoot });
+    }
     const operations = identity === 'bridge' ? BRIDGE_OPERATIONS : REGISTRAR_OPERATIONS;
     for (const [name, run] of operations) {
       try {
@@ -267,6 +279,7 @@ describe('shipped OpenBao policies', () => {
     expect(text).toContain(`cloudtaser/${RECORDS_MOUNT}/data/${paths.registered('+')}`);
     expect(text).toContain(`cloudtaser/${RECORDS_MOUNT}/data/${paths.initialized('+')}`);
     expect(text).toContain(`cloudtaser/+/${RECORDS_MOUNT}/data/${paths.bridgeCa}`);
+    expect(text).toContain(`cloudtaser/${RECORDS_MOUNT}/data/${paths.beaconClientCa}`);
     expect(text).toContain(`cloudtaser/+/${RECORDS_MOUNT}/data/${paths.bridgeClient}`);
     expect(text).toContain(`cloudtaser/+/auth/${KUBERNETES_AUTH_MOUNT}/config`);
     expect(text).toContain(`cloudtaser/+/${WORKLOAD_MOUNT}/data/k8s/+/+`);

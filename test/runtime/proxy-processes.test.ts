@@ -17,6 +17,8 @@ import { startTestProxy, type TestProxy } from '../proxy/test-proxy.js';
 import {
   BEACON_NAME,
   beaconCert,
+  beaconClientCa,
+  beaconClientFlags,
   eventually,
   FAST_BEACON_LIMITS,
   type SecretStore,
@@ -50,7 +52,13 @@ beforeAll(async () => {
   if (!built) return;
   dir = await mkdtemp(join(tmpdir(), 'cloudtaser-proxy-proc-'));
   store = await startSecretStore();
-  beacon = await createBeacon({ host: '127.0.0.1', port: 0, tls: beaconCert, limits: FAST_BEACON_LIMITS });
+  beacon = await createBeacon({
+    host: '127.0.0.1',
+    port: 0,
+    tls: beaconCert,
+    bridgeCaPems: [beaconClientCa.certPem],
+    limits: FAST_BEACON_LIMITS,
+  });
   proxy = await startTestProxy({
     credentials: { username: USER, password: PASSWORD },
     refuseHosts: [UNTOUCHED_IP],
@@ -64,6 +72,8 @@ beforeAll(async () => {
   beaconCaFile = join(dir, 'beacon.pem');
   await writeFile(beaconCaFile, beaconCert.certPem);
   kube = await startKubeTestServer();
+  // The operator's namespace, where the broker keeps its trust record (the default --trust-record).
+  await kube.createServiceAccount('cloudtaser-system', 'cloudtaser');
   kubeconfig = join(dir, 'kubeconfig');
   await kube.writeKubeconfig(kubeconfig);
 });
@@ -174,6 +184,7 @@ describe.skipIf(!built)('bridge run and broker run behind an HTTP proxy', () => 
         `${BEACON_NAME}:${beacon.port}`,
         '--beacon-ca',
         beaconCaFile,
+        ...(await beaconClientFlags(dir)),
         '--poll-interval',
         '200ms',
         '--backoff-max',

@@ -61,3 +61,8 @@ always survives. Call with (dict "root" . "suffix" "headless").
 {{- define "cloudtaser-beacon.headlessAddress" -}}
 {{- printf "%s.%s.svc:%d" (include "cloudtaser-beacon.suffixedName" (dict "root" . "suffix" "headless")) .Release.Namespace (int .Values.beacon.port) }}
 {{- end }}
+
+{{/* The ConfigMap (key ca.crt) with the CAs of the bridges' client certificates. */}}
+{{- define "cloudtaser-beacon.bridgeCaConfigMap" -}}
+{{- default (include "cloudtaser-beacon.suffixedName" (dict "root" . "suffix" "bridge-ca")) .Values.beacon.bridgeAuth.caConfigMap }}
+{{- end }}

@@ -82,3 +82,8 @@ Longer than 63 characters, it keeps a hash of the whole so it stays unique. Call
 {{- define "cloudtaser.beaconAddress" -}}
 {{- required "operator.broker.beacon.address is required: set it to the beacon's host:port, e.g. --set operator.broker.beacon.address=beacon.example.com:443" .Values.operator.broker.beacon.address }}
 {{- end }}
+
+{{/* The broker's trust record ConfigMap (see trust-record.yaml); the Role grants get/patch on this name only. */}}
+{{- define "cloudtaser.trustRecordName" -}}
+{{- include "cloudtaser.suffixedName" (dict "root" . "suffix" "trust") }}
+{{- end }}
