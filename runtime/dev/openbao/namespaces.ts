@@ -28,7 +28,8 @@ export class Namespace {
   /** Auth mounts keyed by their path under `auth/` (`token/`, `kubernetes/`). */
   readonly authMounts = new Map<string, Mount>();
   readonly policies = new Map<string, StoredPolicy>();
-  customMetadata: Record<string, string> = {};
+  /** null when the namespace was written without custom metadata, as OpenBao stores it (reads back `null`). */
+  customMetadata: Record<string, string> | null = null;
   tainted = false;
   /** Set once the async delete finished; tokens of a deleted namespace stop working. */
   deleted = false;
@@ -63,7 +64,7 @@ export class Namespace {
   /** The namespace object as `sys/namespaces` shows it. */
   describe(): Record<string, unknown> {
     return {
-      custom_metadata: { ...this.customMetadata },
+      custom_metadata: this.customMetadata === null ? null : { ...this.customMetadata },
       id: this.id,
       locked: false,
       path: this.path,

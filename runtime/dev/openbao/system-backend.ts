@@ -117,15 +117,18 @@ export function createSystemBackend(context: SystemContext): Backend {
         if (isRecord(custom) && Object.values(custom).some((value) => typeof value !== 'string')) {
           throw badRequest('custom_metadata values must be strings');
         }
+        // A write without custom_metadata stores none, which reads back as null; an explicit {} stays {}
+        // (internal/vault/logical_system_namespaces.go reads the field only when it was sent).
+        const metadata = isRecord(custom) ? { ...(custom as Record<string, string>) } : null;
         if (existing) {
           if (existing.tainted) throw badRequest('namespace with that name exists and is currently tainted');
-          existing.customMetadata = { ...((custom as Record<string, string> | undefined) ?? {}) };
+          existing.customMetadata = metadata;
           return ok(existing.describe());
         }
         if (parent.mounts.has(`${name}/`))
           throw badRequest(`new namespace conflicts with existing mount: ${name}/`);
         const child = new Namespace(name, parent);
-        child.customMetadata = { ...((custom as Record<string, string> | undefined) ?? {}) };
+        child.customMetadata = metadata;
         installBuiltinMounts(child, context.mountDeps(), false);
         installDefaultPolicy(child);
         parent.children.set(name, child);
@@ -137,11 +140,13 @@ export function createSystemBackend(context: SystemContext): Backend {
         const custom = request.body.custom_metadata;
         if (custom === null) existing.customMetadata = {};
         else if (isRecord(custom)) {
+          const merged = { ...(existing.customMetadata ?? {}) };
           for (const [key, value] of Object.entries(custom)) {
-            if (value === null) delete existing.customMetadata[key];
+            if (value === null) delete merged[key];
             else if (typeof value !== 'string') throw badRequest('custom_metadata values must be strings');
-            else existing.customMetadata[key] = value;
+            else merged[key] = value;
           }
+          existing.customMetadata = merged;
         }
         return ok(existing.describe());
       }
