@@ -6,6 +6,7 @@ import { Agent } from 'undici';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
+import { unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
 
 export interface OpenBaoForwarderOptions {
@@ -50,12 +51,15 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         log.warn({ event: 'podapi.bridge_refused', method: request.method }, 'refused a pod API request');
         return { status: 403, headers: JSON_HEADERS, body: openBaoErrorBody(['permission denied']) };
       }
-      const headers: Record<string, string> = {
-        accept: 'application/json',
-        'x-vault-namespace': namespace,
-      };
-      const token = request.headers['x-vault-token'];
-      if (token) headers['x-vault-token'] = token;
+      const health = checked.route === 'sys-health';
+      const headers: Record<string, string> = { accept: 'application/json' };
+      // sys/health is global and unauthenticated: OpenBao refuses it with a namespace header, and no token
+      // needs to travel for it.
+      if (!health) {
+        headers['x-vault-namespace'] = namespace;
+        const token = request.headers['x-vault-token'];
+        if (token) headers['x-vault-token'] = token;
+      }
       if (request.body.length > 0) {
         headers['content-type'] = request.headers['content-type'] ?? 'application/json';
       }
@@ -97,6 +101,10 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         return { status: response.statusCode, headers: JSON_HEADERS, body: Buffer.concat(chunks) };
       } catch (err) {
         const timedOut = abort.signal.aborted && !signal?.aborted;
+        if (health) {
+          const answer = unavailableHealthAnswer(checked.query);
+          return { status: answer.status, headers: JSON_HEADERS, body: answer.body };
+        }
         log.warn(
           {
             event: 'podapi.openbao_unreachable',

@@ -3,6 +3,7 @@
  * policies use (`path "x/*" { capabilities = [...] }`, also the JSON form and base64) and decides per path,
  * picking the most specific matching rule as OpenBao does.
  */
+import type { Namespace } from './namespaces.js';
 import { badRequest } from './wire.js';
 
 export const CAPABILITIES = [
@@ -254,4 +255,35 @@ export function isAllowed(policies: readonly StoredPolicy[], path: string, capab
   if (best === undefined) return false;
   const caps = merged.get(best)!;
   return !caps.has('deny') && caps.has(capability);
+}
+
+/**
+ * Whether the policies grant anything at all on or below a mount, which is what `sys/internal/ui/mounts/<path>`
+ * asks before it describes the mount (OpenBao's `hasMountAccess`, internal/vault/logical_system_helpers.go): a
+ * capability other than deny on the mount path itself, or any rule under it (exact, glob or `+`) with one.
+ */
+export function hasMountAccess(policies: readonly StoredPolicy[], mountPath: string): boolean {
+  const granted = CAPABILITIES.filter((c) => c !== 'deny');
+  if (granted.some((capability) => isAllowed(policies, mountPath, capability))) return true;
+  const mountSegments = mountPath.replace(/\/$/, '').split('/');
+  for (const policy of policies) {
+    for (const rule of policy.rules) {
+      if (rule.capabilities.has('deny') || !granted.some((c) => rule.capabilities.has(c))) continue;
+      const bare = rule.pattern.replace(/\*$/, '');
+      if (bare.startsWith(mountPath)) return true;
+      const segments = bare.split('/');
+      if (
+        rule.pattern.includes('+') &&
+        segments.length > mountSegments.length &&
+        mountSegments.every((segment, i) => segments[i] === '+' || segments[i] === segment)
+      )
+        return true;
+    }
+  }
+  return false;
+}
+
+/** The policies a token names, as stored in its namespace (missing names are skipped, as OpenBao does). */
+export function policiesOf(namespace: Namespace, names: readonly string[]): StoredPolicy[] {
+  return names.map((name) => namespace.policies.get(name)).filter((p): p is StoredPolicy => p !== undefined);
 }

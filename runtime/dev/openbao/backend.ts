@@ -19,7 +19,10 @@ export interface BaoRequest {
   readonly namespace: Namespace;
   readonly body: Record<string, unknown>;
   readonly query: URLSearchParams;
-  /** Undefined on unauthenticated (login) paths. */
+  /**
+   * The caller's token. On unauthenticated paths (logins, sys/internal/ui/mounts) it is whatever was sent and
+   * was not checked: undefined, or a token of another namespace.
+   */
   readonly token: TokenEntry | undefined;
 }
 

@@ -2,7 +2,7 @@
  * DEV-ONLY test infrastructure: the logical request pipeline of the OpenBao-compatible test server, in
  * OpenBao's order: namespace resolution, token check, ACL, mount routing, backend.
  */
-import { type Capability, isAllowed, type StoredPolicy } from './acl.js';
+import { type Capability, isAllowed, policiesOf } from './acl.js';
 import type { BaoRequest, Operation } from './backend.js';
 import { type Mount, type Namespace, resolveNamespace } from './namespaces.js';
 import type { TokenStore } from './tokens.js';
@@ -42,10 +42,6 @@ function findMount(namespace: Namespace, path: string): { mount: Mount; mountPat
   return { mount: best, mountPath: relative.slice(best.path.length) };
 }
 
-function policiesOf(namespace: Namespace, names: readonly string[]): StoredPolicy[] {
-  return names.map((name) => namespace.policies.get(name)).filter((p): p is StoredPolicy => p !== undefined);
-}
-
 export async function routeLogical(context: RouterContext, input: LogicalInput): Promise<BaoResponse> {
   const { namespace, relativePath } = context.namespacesEnabled
     ? resolveNamespace(context.root, input.namespaceHeader, input.path)
@@ -59,7 +55,8 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
   const routed = findMount(namespace, path);
   const unauthenticated =
     routed?.mount.backend.isUnauthenticated?.(routed.mountPath.replace(/\/$/, '')) === true;
-  const token = unauthenticated ? undefined : context.tokens.lookup(input.token);
+  // On unauthenticated paths a token is looked up but not enforced: sys/internal/ui/mounts checks it itself.
+  const token = context.tokens.lookup(input.token);
   // Unknown, expired or revoked tokens, and tokens of a namespace that is not an ancestor, all read the same.
   if (!unauthenticated && !token?.namespace.isAncestorOrSelf(namespace)) throw permissionDenied();
 
@@ -69,7 +66,7 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
     if (!routed.mount.backend.exists(probe)) operation = 'create';
   }
 
-  if (token && !token.policies.includes('root')) {
+  if (!unauthenticated && token && !token.policies.includes('root')) {
     const aclPath = token.namespace.relativePathOf(namespace) + path;
     const policies = policiesOf(token.namespace, token.policies);
     if (!isAllowed(policies, aclPath, operation as Capability)) throw aclDenied();

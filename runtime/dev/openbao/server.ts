@@ -11,8 +11,8 @@ import {
 } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
+import { withCustomVerbs } from '../../core/custom-verbs.js';
 import { type Logger, silentLogger } from '../../core/index.js';
-import { withCustomVerbs } from './custom-verbs.js';
 import type { MountDeps } from './mounts.js';
 import { installBuiltinMounts } from './mounts.js';
 import { Namespace } from './namespaces.js';

@@ -2,11 +2,12 @@
  * DEV-ONLY test infrastructure: the `sys/` backend of the OpenBao-compatible test server: namespaces, secret
  * mounts, auth mounts and ACL policies, relative to the namespace a request resolved to.
  */
-import { DEFAULT_POLICY_TEXT, parsePolicy, type StoredPolicy } from './acl.js';
+import { DEFAULT_POLICY_TEXT, hasMountAccess, parsePolicy, policiesOf, type StoredPolicy } from './acl.js';
 import type { Backend, BaoRequest } from './backend.js';
 import { createAuthMount, createSecretMount, installBuiltinMounts, type MountDeps } from './mounts.js';
 import { type Mount, Namespace, validateNamespaceName } from './namespaces.js';
 import {
+  aclDenied as aclDeniedError,
   BaoError,
   type BaoResponse,
   badRequest,
@@ -290,17 +291,46 @@ export function createSystemBackend(context: SystemContext): Backend {
     return noContent();
   }
 
+  /**
+   * `GET sys/internal/ui/mounts/<path>`: the mount `<path>` lies in, for the KV preflight of the CLI and of
+   * consul-template. Unauthenticated in routing, it checks the token itself (internal/vault/logical_system.go
+   * `pathInternalUIMountRead`): no usable token is `permission denied`; no mount there, or a token whose policies
+   * grant nothing on or below the mount, is the preflight 403, so the path cannot be used to probe for mounts.
+   */
   function uiMount(request: BaoRequest, rest: string): BaoResponse {
-    const mount = request.namespace.mounts.get(normaliseMountPath(rest));
-    if (!mount) {
-      throw new BaoError(403, [
-        `preflight capability check returned 403, please ensure client's policies grant access to path "${rest}/"`,
-      ]);
+    if (request.operation !== 'read') throw unsupportedOperation();
+    const path = `${rest.replace(/^\/+/, '').replace(/\/+$/, '')}/`;
+    if (path === '/') throw badRequest('path not set');
+    const preflightDenied = new BaoError(403, [
+      `preflight capability check returned 403, please ensure client's policies grant access to path "${path}"`,
+    ]);
+    const ns = request.namespace;
+    const auth = path.startsWith('auth/');
+    const table = auth ? ns.authMounts : ns.mounts;
+    const relative = auth ? path.slice('auth/'.length) : path;
+    let mount: Mount | undefined;
+    for (const candidate of table.values()) {
+      if (relative.startsWith(candidate.path) && (!mount || candidate.path.length > mount.path.length))
+        mount = candidate;
     }
-    return ok({ ...describeMount(mount), path: mount.path });
+    if (!mount) throw preflightDenied;
+    const token = request.token;
+    if (!token?.namespace.isAncestorOrSelf(ns)) throw aclDeniedError();
+    const mountPath = `${auth ? 'auth/' : ''}${mount.path}`;
+    if (
+      !token.policies.includes('root') &&
+      !hasMountAccess(
+        policiesOf(token.namespace, token.policies),
+        token.namespace.relativePathOf(ns) + mountPath,
+      )
+    ) {
+      throw preflightDenied;
+    }
+    return ok({ ...describeMount(mount), path: mountPath });
   }
 
   return {
+    isUnauthenticated: (path) => path === 'internal/ui/mounts' || path.startsWith('internal/ui/mounts/'),
     handle(request) {
       const path = request.mountPath;
       const segments = path.split('/');
