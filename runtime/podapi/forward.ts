@@ -3,7 +3,9 @@
  * OpenBao, returning OpenBao's answer as it is. The pod's token passes through; the bridge's own is never used.
  */
 import { Agent } from 'undici';
+import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { requestFollowingRedirects } from '../openbao/redirect.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
 import { unavailableHealthAnswer } from './health.js';
@@ -70,16 +72,25 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
       const onCancel = () => abort.abort();
       signal?.addEventListener('abort', onCancel, { once: true });
       try {
-        const response = await agent.request({
-          origin: base.origin,
-          path: `${basePath}/v1/${checked.path}${query}`,
-          method: checked.method === 'LIST' ? 'GET' : checked.method,
-          headers,
-          body: request.body.length > 0 ? request.body : undefined,
-          signal: abort.signal,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
+        // A standby that cannot forward answers 307: the pod must never see (or be sent to) that address.
+        const response = await requestFollowingRedirects(
+          agent,
+          {
+            url: new URL(`${base.origin}${basePath}/v1/${checked.path}${query}`),
+            method: checked.method === 'LIST' ? 'GET' : checked.method,
+            headers,
+            body: request.body.length > 0 ? request.body : undefined,
+            signal: abort.signal,
+            timeoutMs,
+          },
+          {
+            onRedirect: (from, to) =>
+              log.debug(
+                { event: 'podapi.redirected', route: checked.route, from: from.origin, to: to.origin },
+                'OpenBao standby redirected a pod API request to the active node',
+              ),
+          },
+        );
         const chunks: Buffer[] = [];
         let size = 0;
         for await (const chunk of response.body) {
@@ -104,6 +115,24 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         if (health) {
           const answer = unavailableHealthAnswer(checked.query);
           return { status: answer.status, headers: JSON_HEADERS, body: answer.body };
+        }
+        if (isCloudtaserError(err, 'CT_OPENBAO_REDIRECT')) {
+          log.warn(
+            {
+              event: 'podapi.openbao_redirect_refused',
+              code: err.code,
+              route: checked.route,
+              reason: err.message,
+            },
+            'OpenBao redirected a pod API request in a way the bridge does not follow',
+          );
+          return {
+            status: 502,
+            headers: JSON_HEADERS,
+            body: openBaoErrorBody([
+              'the secret store redirected the cloudtaser bridge to another scheme or in a loop; the bridge operator must point it at the active OpenBao node',
+            ]),
+          };
         }
         log.warn(
           {

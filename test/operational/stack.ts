@@ -10,7 +10,11 @@ import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js'
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { createLogger } from '../../runtime/core/log.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
-import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import {
+  type OpenBaoTestServer,
+  type StandbyOptions,
+  startOpenBaoTestServer,
+} from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
@@ -58,7 +62,13 @@ export interface OperationalStack {
 }
 
 export async function startOperationalStack(
-  options: { broker?: Partial<BrokerOptions>; bridge?: Partial<BridgeOptions>; logLevel?: string } = {},
+  options: {
+    broker?: Partial<BrokerOptions>;
+    bridge?: Partial<BridgeOptions>;
+    logLevel?: string;
+    /** The bridge talks to OpenBao through an HA standby node with these options (registration uses the active). */
+    bridgeThroughStandby?: StandbyOptions;
+  } = {},
 ): Promise<OperationalStack> {
   const logs: string[] = [];
   const sink = new Writable({
@@ -110,8 +120,15 @@ export async function startOperationalStack(
     const replicas = await startReplicas(1);
     closers.push(() => replicas.close());
 
+    let bridgeOpenBao = admin;
+    if (options.bridgeThroughStandby) {
+      const standby = await openbao.startStandby(options.bridgeThroughStandby);
+      closers.push(() => standby.close());
+      bridgeOpenBao = new OpenBaoClient({ address: standby.address, token: openbao.rootToken, logger });
+      closers.push(() => bridgeOpenBao.close());
+    }
     const bridge = await startTestBridge({
-      openbao: admin,
+      openbao: bridgeOpenBao,
       beacons: [replicas.address],
       tokenReview: { host: '127.0.0.1', port: 0 },
       logger,

@@ -98,8 +98,27 @@ export function createKvV2Backend(store: KvStore): Backend {
     !version.destroyed &&
     (version.deletionMs === undefined || version.deletionMs > now());
 
-  function readData(request: BaoRequest, key: string): BaoResponse {
+  /**
+   * The key as a read sees it: on a lagging HA standby (`visibleAsOf`) only the versions written by then, with
+   * the newest of them as the current one; undefined when none was. Deletions are seen at once (a simplification).
+   */
+  function visibleKey(request: BaoRequest, key: string): KeyMetadata | undefined {
     const meta = store.keys.get(key);
+    const asOf = request.visibleAsOf;
+    if (!meta || asOf === undefined) return meta;
+    if (meta.createdMs > asOf) return undefined;
+    const versions = new Map([...meta.versions].filter(([, version]) => version.createdMs <= asOf));
+    const numbers = [...versions.keys()];
+    return {
+      ...meta,
+      versions,
+      currentVersion: numbers.length === 0 ? 0 : Math.max(...numbers),
+      oldestVersion: numbers.length === 0 ? 0 : Math.min(...numbers),
+    };
+  }
+
+  function readData(request: BaoRequest, key: string): BaoResponse {
+    const meta = visibleKey(request, key);
     if (!meta) throw notFoundEmpty();
     const asked = request.query.get('version');
     const number = asked === null || asked === '' || asked === '0' ? meta.currentVersion : Number(asked);
@@ -168,12 +187,14 @@ export function createKvV2Backend(store: KvStore): Backend {
     return ok(versionMetadata(entry, number, entry.versions.get(number)!));
   }
 
-  function listKeys(prefix: string, detailed: boolean): BaoResponse {
+  function listKeys(request: BaoRequest, prefix: string, detailed: boolean): BaoResponse {
     const folder = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
     const names = new Set<string>();
     const info: Record<string, unknown> = {};
-    for (const [key, meta] of store.keys) {
+    for (const key of store.keys.keys()) {
       if (!key.startsWith(folder)) continue;
+      const meta = visibleKey(request, key);
+      if (!meta) continue;
       const rest = key.slice(folder.length);
       const slash = rest.indexOf('/');
       const name = slash < 0 ? rest : rest.slice(0, slash + 1);
@@ -270,7 +291,7 @@ export function createKvV2Backend(store: KvStore): Backend {
         const family = request.mountPath.split('/')[0];
         if (family !== 'metadata' && family !== 'detailed-metadata') throw unsupportedOperation();
         const prefix = request.mountPath.slice(family.length + 1);
-        return listKeys(prefix, family === 'detailed-metadata');
+        return listKeys(request, prefix, family === 'detailed-metadata');
       }
       if (!parts) {
         return { kind: 'data', status: 404, data: null, warnings: [INVALID_PATH_WARNING] };
@@ -310,7 +331,7 @@ export function createKvV2Backend(store: KvStore): Backend {
           throw unsupportedOperation();
         case 'metadata':
           if (operation === 'read') {
-            const meta = store.keys.get(key);
+            const meta = visibleKey(request, key);
             if (!meta) throw notFoundEmpty();
             return ok(describeMetadata(meta));
           }

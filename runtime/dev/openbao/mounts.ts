@@ -41,6 +41,7 @@ function mount(
     description: '',
     backend,
     local: false,
+    createdMs: Date.now(),
   };
 }
 

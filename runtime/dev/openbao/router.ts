@@ -4,7 +4,7 @@
  */
 import { type Capability, isAllowed, policiesOf } from './acl.js';
 import type { BaoRequest, Operation } from './backend.js';
-import { type Mount, type Namespace, resolveNamespace } from './namespaces.js';
+import { isVisible, type Mount, type Namespace, resolveNamespace, type VisibleAsOf } from './namespaces.js';
 import type { TokenStore } from './tokens.js';
 import { aclDenied, BaoError, type BaoResponse, badRequest, permissionDenied } from './wire.js';
 
@@ -16,6 +16,8 @@ export interface LogicalInput {
   readonly token: string | undefined;
   readonly body: Record<string, unknown>;
   readonly query: URLSearchParams;
+  /** A read on a lagging HA standby: state written after this time (ms) is not visible. */
+  readonly visibleAsOf?: VisibleAsOf;
 }
 
 export interface RouterContext {
@@ -24,13 +26,18 @@ export interface RouterContext {
   readonly namespacesEnabled: boolean;
 }
 
-function findMount(namespace: Namespace, path: string): { mount: Mount; mountPath: string } | undefined {
+function findMount(
+  namespace: Namespace,
+  path: string,
+  asOf: VisibleAsOf,
+): { mount: Mount; mountPath: string } | undefined {
   const auth = path.startsWith('auth/');
   const table = auth ? namespace.authMounts : namespace.mounts;
   const relative = auth ? path.slice('auth/'.length) : path;
   let best: Mount | undefined;
   for (const mount of table.values()) {
     const bare = mount.path.slice(0, -1);
+    if (!isVisible(mount.createdMs, asOf)) continue;
     if (
       (relative === bare || relative.startsWith(mount.path)) &&
       (!best || mount.path.length > best.path.length)
@@ -44,7 +51,7 @@ function findMount(namespace: Namespace, path: string): { mount: Mount; mountPat
 
 export async function routeLogical(context: RouterContext, input: LogicalInput): Promise<BaoResponse> {
   const { namespace, relativePath } = context.namespacesEnabled
-    ? resolveNamespace(context.root, input.namespaceHeader, input.path)
+    ? resolveNamespace(context.root, input.namespaceHeader, input.path, input.visibleAsOf)
     : { namespace: context.root, relativePath: input.path };
   let path = relativePath;
   const listing = input.operation === 'list' || input.operation === 'scan';
@@ -52,7 +59,7 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
   const writing = input.operation === 'update' || input.operation === 'patch';
   if (writing && path.endsWith('/')) throw badRequest("cannot write to a path ending in '/'");
 
-  const routed = findMount(namespace, path);
+  const routed = findMount(namespace, path, input.visibleAsOf);
   const unauthenticated =
     routed?.mount.backend.isUnauthenticated?.(routed.mountPath.replace(/\/$/, '')) === true;
   // On unauthenticated paths a token is looked up but not enforced: sys/internal/ui/mounts checks it itself.
@@ -85,6 +92,7 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
       body: input.body,
       query: input.query,
       token,
+      visibleAsOf: input.visibleAsOf,
     };
   }
 }

@@ -5,7 +5,8 @@
 import { DEFAULT_POLICY_TEXT, hasMountAccess, parsePolicy, policiesOf, type StoredPolicy } from './acl.js';
 import type { Backend, BaoRequest } from './backend.js';
 import { createAuthMount, createSecretMount, installBuiltinMounts, type MountDeps } from './mounts.js';
-import { type Mount, Namespace, validateNamespaceName } from './namespaces.js';
+import { isVisible, type Mount, Namespace, validateNamespaceName } from './namespaces.js';
+import type { RateLimitQuotas } from './quotas.js';
 import {
   aclDenied as aclDeniedError,
   BaoError,
@@ -26,6 +27,8 @@ export interface SystemContext {
   onNamespaceDeleted(namespace: Namespace): void;
   /** Timers the server must clear on close. */
   track(timer: NodeJS.Timeout): void;
+  /** Rate-limit quotas, which the server enforces on every request. */
+  readonly quotas: RateLimitQuotas;
 }
 
 /** sys/ APIs that only work in the root namespace when reached through a path prefix. */
@@ -88,12 +91,14 @@ export function createSystemBackend(context: SystemContext): Backend {
     if (!context.namespacesEnabled) throw unsupportedPath();
     const parent = request.namespace;
     const { operation } = request;
+    const seen = (ns: Namespace) => isVisible(ns.createdMs, request.visibleAsOf);
     if (operation === 'list' || operation === 'scan') {
       if (rest !== '') throw unsupportedPath();
-      const found =
+      const found = (
         operation === 'list'
           ? [...parent.children.values()]
-          : [...parent.descendants()].filter((ns) => !ns.deleted);
+          : [...parent.descendants()].filter((ns) => !ns.deleted)
+      ).filter(seen);
       if (found.length === 0) throw notFoundEmpty();
       const keyInfo: Record<string, unknown> = {};
       for (const ns of found) keyInfo[parent.relativePathOf(ns)] = ns.describe();
@@ -106,7 +111,7 @@ export function createSystemBackend(context: SystemContext): Backend {
     switch (operation) {
       case 'read':
         validateNamespaceName(name);
-        if (!existing) throw notFoundEmpty();
+        if (!existing || !seen(existing)) throw notFoundEmpty();
         return ok(existing.describe());
       case 'create':
       case 'update': {
@@ -180,7 +185,8 @@ export function createSystemBackend(context: SystemContext): Backend {
     if (rest === '') {
       if (operation !== 'read') throw unsupportedOperation();
       const data: Record<string, unknown> = {};
-      for (const mount of ns.mounts.values()) data[mount.path] = describeMount(mount);
+      for (const mount of ns.mounts.values())
+        if (isVisible(mount.createdMs, request.visibleAsOf)) data[mount.path] = describeMount(mount);
       return ok(data, { injectTopLevel: true });
     }
     const path = normaliseMountPath(rest);
@@ -220,7 +226,8 @@ export function createSystemBackend(context: SystemContext): Backend {
     if (rest === '') {
       if (operation !== 'read') throw unsupportedOperation();
       const data: Record<string, unknown> = {};
-      for (const mount of ns.authMounts.values()) data[mount.path] = describeMount(mount);
+      for (const mount of ns.authMounts.values())
+        if (isVisible(mount.createdMs, request.visibleAsOf)) data[mount.path] = describeMount(mount);
       return ok(data, { injectTopLevel: true });
     }
     const path = normaliseMountPath(rest);
@@ -291,6 +298,39 @@ export function createSystemBackend(context: SystemContext): Backend {
     return noContent();
   }
 
+  /** `sys/quotas/rate-limit/:name` and `sys/quotas/config` (root namespace only, like every sys/quotas path). */
+  function quotas(request: BaoRequest, rest: string): BaoResponse {
+    const { operation } = request;
+    if (rest === 'config') {
+      if (operation === 'read') return ok(context.quotas.config());
+      if (operation !== 'create' && operation !== 'update') throw unsupportedOperation();
+      context.quotas.configure(request.body);
+      return noContent();
+    }
+    if (rest === 'rate-limit') {
+      if (operation !== 'list') throw unsupportedOperation();
+      const keys = context.quotas.names();
+      if (keys.length === 0) throw notFoundEmpty();
+      return ok({ keys });
+    }
+    if (!rest.startsWith('rate-limit/')) throw unsupportedPath();
+    const name = rest.slice('rate-limit/'.length);
+    if (name === '' || name.includes('/')) throw badRequest('missing quota name');
+    switch (operation) {
+      case 'read':
+        return ok(context.quotas.read(name));
+      case 'create':
+      case 'update':
+        context.quotas.write(name, request.body);
+        return noContent();
+      case 'delete':
+        context.quotas.delete(name);
+        return noContent();
+      default:
+        throw unsupportedOperation();
+    }
+  }
+
   /**
    * `GET sys/internal/ui/mounts/<path>`: the mount `<path>` lies in, for the KV preflight of the CLI and of
    * consul-template. Unauthenticated in routing, it checks the token itself (internal/vault/logical_system.go
@@ -310,7 +350,11 @@ export function createSystemBackend(context: SystemContext): Backend {
     const relative = auth ? path.slice('auth/'.length) : path;
     let mount: Mount | undefined;
     for (const candidate of table.values()) {
-      if (relative.startsWith(candidate.path) && (!mount || candidate.path.length > mount.path.length))
+      if (
+        relative.startsWith(candidate.path) &&
+        isVisible(candidate.createdMs, request.visibleAsOf) &&
+        (!mount || candidate.path.length > mount.path.length)
+      )
         mount = candidate;
     }
     if (!mount) throw preflightDenied;
@@ -344,6 +388,7 @@ export function createSystemBackend(context: SystemContext): Backend {
         ['policies/acl', (rest) => policies(request, rest.replace(/\/$/, ''), false)],
         ['policy', (rest) => policies(request, rest.replace(/\/$/, ''), true)],
         ['internal/ui/mounts', (rest) => uiMount(request, rest)],
+        ['quotas', (rest) => quotas(request, rest.replace(/\/$/, ''))],
       ];
       for (const [prefix, route] of routes) {
         if (path === prefix) return route('');
