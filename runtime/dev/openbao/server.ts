@@ -54,8 +54,12 @@ export interface OpenBaoTestServerOptions {
 export interface InjectedFault {
   /** Tested against the URL path, e.g. `/v1/secret/data/app`. */
   readonly pathPattern: RegExp;
+  /** Only requests with this HTTP method (e.g. `POST`). @default any */
+  readonly method?: string;
   /** Answer with this status and OpenBao's error body for it. */
   readonly status?: number;
+  /** The `errors` list to answer with instead of the usual text for `status`. */
+  readonly errors?: readonly string[];
   /** Wait this long before answering (or before handling normally when no status is given). */
   readonly delayMs?: number;
   /** How many matching requests the fault applies to. @default 1 */
@@ -302,7 +306,12 @@ export async function startOpenBaoTestServer(
     const nsHeader = String(req.headers['x-vault-namespace'] ?? '');
     if (nsHeader !== '' && namespacesEnabled) res.setHeader('X-Vault-Namespace', nsHeader);
 
-    const fault = faults.find((entry) => entry.remaining > 0 && entry.fault.pathPattern.test(url.pathname));
+    const fault = faults.find(
+      (entry) =>
+        entry.remaining > 0 &&
+        entry.fault.pathPattern.test(url.pathname) &&
+        (entry.fault.method === undefined || entry.fault.method === method),
+    );
     if (fault) {
       fault.remaining--;
       if (fault.fault.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.fault.delayMs));
@@ -310,7 +319,8 @@ export async function startOpenBaoTestServer(
       if (fault.fault.sealed) return send(res, 503, { errors: [SEALED_TEXT] }, head);
       if (fault.fault.status !== undefined) {
         const text = FAULT_TEXTS[fault.fault.status];
-        return send(res, fault.fault.status, { errors: text === undefined ? [] : [text] }, head);
+        const errors = fault.fault.errors ?? (text === undefined ? [] : [text]);
+        return send(res, fault.fault.status, { errors }, head);
       }
     }
 
