@@ -1,7 +1,9 @@
 /**
  * DEV-ONLY test infrastructure: ACL policies for the OpenBao-compatible test server. Parses the HCL subset
- * policies use (`path "x/*" { capabilities = [...] }`, also the JSON form and base64) and decides per path,
- * picking the most specific matching rule as OpenBao does.
+ * policies use (`path "x/*" { capabilities = [...] }`, also the JSON form and base64; internal/vault/policy/
+ * policy.go `ParseACLPolicy`) and decides per path, picking the most specific matching rule as OpenBao does
+ * (internal/vault/acl.go `AllowOperation`, with `+` and glob priority from `CheckAllowedFromNonExactPaths`).
+ * The default policy is internal/vault/policy_store.go `defaultPolicy`, in part.
  */
 import type { Namespace } from './namespaces.js';
 import { badRequest } from './wire.js';

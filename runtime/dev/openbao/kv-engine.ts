@@ -1,6 +1,11 @@
 /**
  * DEV-ONLY test infrastructure: a KV version 2 secrets engine for the OpenBao-compatible test server, with
- * OpenBao's check-and-set rules, not-found shapes and error texts.
+ * OpenBao's check-and-set rules, not-found shapes and error texts (wire-facts A3). Upstream, in
+ * internal/builtin/logical/kv/: path_data.go (writes, `validateCheckAndSetOption`, reads whose deleted or
+ * destroyed version is a 404 carrying the envelope, PATCH as a JSON merge patch), path_metadata.go (metadata
+ * read, write and delete; LIST with folders ending in `/`; an empty list is 404), path_delete.go,
+ * path_destroy.go (`No version number provided` / `no version number provided`), path_config.go, backend.go
+ * (`pathInvalid`: 404 with a warning for the bare mount or an unknown sub-path).
  */
 import type { Backend, BaoRequest } from './backend.js';
 import {

@@ -1,6 +1,10 @@
 /**
  * DEV-ONLY test infrastructure: the logical request pipeline of the OpenBao-compatible test server, in
- * OpenBao's order: namespace resolution, token check, ACL, mount routing, backend.
+ * OpenBao's order: namespace resolution, token check, ACL, mount routing, backend (internal/vault/
+ * request_handling.go `handleCancelableRequest`: a trailing-slash write is 400 `cannot write to a path ending in
+ * '/'`, LIST adds the slash; `CheckToken` before the router; the existence check picks create or update).
+ * An unmatched path is 404 `no handler for route "<p>". route entry not found.` (internal/vault/routing/router.go);
+ * wire-facts A0.3.
  */
 import { type Capability, isAllowed, policiesOf } from './acl.js';
 import type { BaoRequest, Operation } from './backend.js';

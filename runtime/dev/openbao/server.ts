@@ -2,6 +2,11 @@
  * DEV-ONLY test infrastructure, never a production code path: an in-memory OpenBao-compatible HTTP(S) server
  * for tests and the local demo, built from the project's wire facts (envelopes, status codes, exact error texts,
  * namespaces, KV v2, tokens, ACL policies, Kubernetes and AppRole auth). It also injects faults on demand.
+ * The HTTP layer follows internal/http/: handler.go (404 `{"errors":[]}` outside /v1/, the namespace header
+ * echoed back, `restrictedSysAPIsNonLogical`: 400 `operation unavailable in namespaces`, the 32 MiB request
+ * limit), logical.go `buildLogicalRequestNoAuth` (methods, LIST/SCAN and `?list=`/`?scan=` as Go booleans, PATCH
+ * needing merge-patch or 415, JSON read whatever the content type unless it is a form), sys_health.go,
+ * sys_seal.go; HA standbys follow handler.go `handleRequestForwarding`/`respondStandby`.
  */
 import {
   createServer as createHttpServer,
