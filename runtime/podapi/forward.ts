@@ -5,7 +5,7 @@
 import { Agent } from 'undici';
 import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { requestFollowingRedirects } from '../openbao/redirect.js';
+import { requestFollowingRedirects } from '../openbao/index.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
 import { unavailableHealthAnswer } from './health.js';
