@@ -431,10 +431,12 @@ export class OpenBaoClient {
         }
       }
       if ((status >= 200 && status < 300) || options.acceptStatuses?.includes(status)) {
+        if (sendNamespace) shared.ledger.namespaceSeen(this.namespace);
         return { status, body: parsed as T };
       }
       const errors = this.#scrub(extractErrors(parsed));
       const namespaceMissing = status === 404 && errors.some((e) => e.includes('namespace not found'));
+      if (sendNamespace && !namespaceMissing) shared.ledger.namespaceSeen(this.namespace);
       if (namespaceMissing && sendNamespace) {
         // A namespace this connection created may not have reached the standby that answered yet.
         lagWait ??= this.#startLagWait(shared.ledger.createdNamespaceDeadline(this.namespace));
@@ -705,13 +707,15 @@ export class OpenBaoClient {
       (await this.request<{ data: Record<string, MountInfo> }>('GET', path)).body?.data ?? {};
     const expected = this.#shared.ledger.expectedMounts(this.namespace, kind);
     if (!expected) return read();
-    return this.#readConsistent(
+    const table = await this.#readConsistent(
       `the ${kind === 'auth' ? 'auth methods' : 'mounts'} ${expected.paths.join(', ')}`,
       expected.deadline,
       this.#context('GET', path),
       read,
-      (table) => expected.paths.every((mount) => table[mount] !== undefined),
+      (listed) => expected.paths.every((mount) => listed[mount] !== undefined),
     );
+    this.#shared.ledger.mountsSeen(this.namespace, kind);
+    return table;
   }
 
   /**
@@ -814,8 +818,9 @@ export class OpenBaoClient {
       expected.deadline,
       this.#context('GET', apiPath),
       read,
-      ({ secret, seenVersion }) => kvConsistent(expected.value, secret, seenVersion),
+      ({ seenVersion }) => kvConsistent(expected.value, seenVersion),
     );
+    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
     return answer.secret;
   }
 
@@ -886,13 +891,15 @@ export class OpenBaoClient {
   /** Removes every version and the metadata (afterwards cas=0 works again). Missing = ok. */
   async kvDeleteMetadata(mount: string, path: string): Promise<void> {
     await this.request('DELETE', `${trimSlashes(mount)}/metadata/${kvKey(path)}`);
-    this.#shared.ledger.kv(this.namespace, trimSlashes(mount), kvKey(path), { kind: 'absent' });
+    // A deletion is not waited for: it is seldom read back, so its expectation would outlive the moment and
+    // mistake a later re-creation by another process for lag. What this process wrote before is forgotten.
+    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
   }
 
   /** Soft-deletes the latest version (recoverable with undelete). Missing = ok. */
   async kvDelete(mount: string, path: string): Promise<void> {
     await this.request('DELETE', `${trimSlashes(mount)}/data/${kvKey(path)}`);
-    this.#shared.ledger.kv(this.namespace, trimSlashes(mount), kvKey(path), { kind: 'absent' });
+    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
   }
 
   // ---- tokens and policies ----
@@ -1115,14 +1122,12 @@ function toAuthResult(raw: RawAuth | undefined, path: string, client: OpenBaoCli
 }
 
 /** Whether a KV read (its secret and the version number it names) shows what the ledger expects. */
-function kvConsistent(expected: KvExpectation, secret: KvSecret | undefined, seenVersion: number): boolean {
+function kvConsistent(expected: KvExpectation, seenVersion: number): boolean {
   switch (expected.kind) {
     case 'at-least':
       return seenVersion >= expected.version;
     case 'not':
       return seenVersion !== expected.version;
-    case 'absent':
-      return secret === undefined;
   }
 }
 

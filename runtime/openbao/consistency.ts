@@ -4,6 +4,12 @@
  * version just written is missing. The ledger remembers, per connection and for a bounded time, what this
  * process wrote (or learnt exists from a check-and-set conflict), so the client can tell "not replicated yet"
  * from "not there" and wait, bounded, for the read to catch up.
+ *
+ * An entry is dropped as soon as a read shows the write: from then on a read that contradicts it is taken as
+ * what it is, most likely another process changing the record since (a re-registration, a re-arm), not lag.
+ * Deletions are not waited for: they are seldom read back, and a later re-creation by another process would look
+ * like lag. Only a change by another process between a write and its first read-back costs the wait, ending in
+ * CT_OPENBAO_READ_LAG, whose message says so.
  */
 
 /** What a KV read must show to be at least as new as what this process knows. */
@@ -11,9 +17,7 @@ export type KvExpectation =
   /** This process wrote version `version`: the read must show it or a later one. */
   | { readonly kind: 'at-least'; readonly version: number }
   /** A check-and-set against `version` lost: the current version is another one. */
-  | { readonly kind: 'not'; readonly version: number }
-  /** This process deleted the key (or its latest version). */
-  | { readonly kind: 'absent' };
+  | { readonly kind: 'not'; readonly version: number };
 
 interface Entry<T> {
   readonly value: T;
@@ -37,6 +41,11 @@ export class WriteLedger {
     this.#put(this.#namespaces, path, true);
   }
 
+  /** A request in namespace `path` got an answer other than `namespace not found`: the standby shows it. */
+  namespaceSeen(path: string): void {
+    this.#namespaces.delete(path);
+  }
+
   namespaceDeleted(path: string): void {
     for (const key of [...this.#namespaces.keys()])
       if (key === path || key.startsWith(`${path}/`)) this.#namespaces.delete(key);
@@ -58,9 +67,20 @@ export class WriteLedger {
     return this.#live(this.#kv, `${namespace}|${mount}|${key}`);
   }
 
+  /** A read showed what `kv` expected: later reads need not wait for it. */
+  kvSeen(namespace: string, mount: string, key: string): void {
+    this.#kv.delete(`${namespace}|${mount}|${key}`);
+  }
+
   /** A secret engine (`kind` 'secret') or auth method ('auth') is mounted at `path` (with trailing slash). */
   mounted(namespace: string, kind: 'secret' | 'auth', path: string): void {
     this.#put(this.#mounts, `${namespace}|${kind}|${path}`, path);
+  }
+
+  /** A listing of `namespace` showed these mounts. */
+  mountsSeen(namespace: string, kind: 'secret' | 'auth'): void {
+    const prefix = `${namespace}|${kind}|`;
+    for (const key of [...this.#mounts.keys()]) if (key.startsWith(prefix)) this.#mounts.delete(key);
   }
 
   /** Mount paths a listing of `namespace` must show, with the latest deadline among them. */

@@ -641,7 +641,7 @@ async function ensureBridgeCertificate(
 function recordKeptChanging(what: string, cause: unknown): CloudtaserError {
   return new CloudtaserError(
     'CT_OPENBAO_CAS_MISMATCH',
-    `the ${what} record changed under this registration ${MAX_RECORD_CONFLICTS} times in a row (check-and-set conflicts): another register run is writing it at the same time; let that one finish and run this one again`,
+    `the ${what} record changed under this registration ${MAX_RECORD_CONFLICTS} times in a row (check-and-set conflicts): another register run is writing it at the same time (let that one finish and run this one again), or its latest version was deleted with \`kv delete\` (restore it with \`kv undelete\`, or deregister and register the cluster again)`,
     { cause },
   );
 }

@@ -83,6 +83,15 @@ describe('registration against the OpenBao test server', () => {
     }
   });
 
+  it('stops with a clear error, not a loop, when the CA record was soft-deleted (kv delete) and register runs again', async () => {
+    const fp = randomFingerprint();
+    const first = await registerCluster(admin, { fingerprint: fp });
+    await admin.withNamespace(first.namespace).kvDelete('cloudtaser', 'system/bridge-ca');
+    const err = await registerCluster(admin, { fingerprint: fp }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CT_OPENBAO_CAS_MISMATCH' });
+    expect((err as Error).message).toMatch(/cluster CA record changed .* 5 times.*kv undelete/);
+  });
+
   it('is idempotent: a second run keeps the same CA and reports no change', async () => {
     const first = await registerCluster(admin, { fingerprint: FP });
     const second = await registerCluster(admin, { fingerprint: FP });
