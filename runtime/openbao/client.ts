@@ -781,8 +781,9 @@ export class OpenBaoClient {
   // ---- KV v2 ----
 
   /**
-   * The secret's data, or undefined when missing, deleted or destroyed. Right after this connection wrote or
-   * deleted it, waits (bounded) until the answer reflects that, in case the answering node is a lagging standby.
+   * The secret's data, or undefined when missing, deleted or destroyed. Right after this connection wrote it (or
+   * lost a check-and-set on it), waits (bounded) until the answer is at least that new, in case the answering
+   * node is a standby that lags the active node.
    */
   async kvRead(
     mount: string,
