@@ -4,7 +4,8 @@
  * sends. The bridge checks that token offline against the issuer keys stored at registration, so no call to
  * the cluster is needed and a token is useless with any other key.
  */
-import { createPublicKey, type JsonWebKey, type KeyObject, verify } from 'node:crypto';
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { compactVerify, type JWK } from 'jose';
 import { CloudtaserError } from '../core/errors.js';
 
 /** Audience prefix of a bootstrap attestation token; the rest is the hex SHA-256 of the CSR's SPKI. */
@@ -13,7 +14,25 @@ export const ATTESTATION_AUDIENCE_PREFIX = 'cloudtaser-bootstrap:';
 export const MAX_ATTESTATION_TOKEN_SECONDS = 3600;
 /** Clock skew allowed between the cluster's API server and the bridge. */
 export const CLOCK_SKEW_SECONDS = 120;
+/** RSA keys shorter than this are refused, at registration and when verifying (RFC 7518 section 3.3). */
+export const MIN_RSA_BITS = 2048;
 const MAX_TOKEN_BYTES = 8192;
+
+/**
+ * The algorithms Kubernetes signs service-account tokens with, and the key each needs: RS256 for an RSA key,
+ * ES256/ES384/ES512 for a P-256/P-384/P-521 key (kubernetes pkg/serviceaccount/jwt.go, `JWTTokenGenerator`
+ * picks the algorithm from the signing key). Nothing else is ever accepted, `none` included.
+ */
+const SIGNING_ALGORITHMS = {
+  RS256: { kty: 'RSA' },
+  ES256: { kty: 'EC', crv: 'P-256' },
+  ES384: { kty: 'EC', crv: 'P-384' },
+  ES512: { kty: 'EC', crv: 'P-521' },
+} as const;
+type SigningAlgorithm = keyof typeof SIGNING_ALGORITHMS;
+
+/** Node's names for the curves JWK calls P-256, P-384 and P-521. */
+const NODE_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
 
 export interface AttestationPolicy {
   /** `iss` of the cluster's service-account tokens (its OIDC issuer URL). */
@@ -26,7 +45,11 @@ export interface AttestationPolicy {
 
 export type AttestationFailure =
   | 'malformed'
+  | 'algorithm'
+  | 'crit'
   | 'unknown-key'
+  | 'key-mismatch'
+  | 'weak-key'
   | 'signature'
   | 'issuer'
   | 'subject'
@@ -41,14 +64,16 @@ export function attestationAudience(csrPublicKeySha256: string): string {
 
 /**
  * Verifies an attestation token for a CSR whose SPKI hashes to `csrPublicKeySha256`. Throws
- * `CT_ATTESTATION_FAILED` with `details.reason`; the message says what to do.
+ * `CT_ATTESTATION_FAILED` with `details.reason`; the message says what to do. The signature is checked with
+ * `jose`, and only with a registered key whose type, curve and size fit the token's algorithm: Node's own
+ * `verify` would accept an ES256 signature made with a P-384 key, or a 1024-bit RSA key.
  */
-export function verifyAttestation(
+export async function verifyAttestation(
   token: string,
   csrPublicKeySha256: string,
   policy: AttestationPolicy,
   now: Date = new Date(),
-): { subject: string; expiresAt: Date /** `iat`, seconds since the epoch. */; issuedAt: number } {
+): Promise<{ subject: string; expiresAt: Date /** `iat`, seconds since the epoch. */; issuedAt: number }> {
   const fail = (reason: AttestationFailure, message: string): never => {
     throw new CloudtaserError(
       'CT_ATTESTATION_FAILED',
@@ -63,28 +88,56 @@ export function verifyAttestation(
   const parts = token.split('.');
   if (parts.length !== 3) fail('malformed', 'the token is not a compact JWS');
   const header = decodeSegment(parts[0]) ?? fail('malformed', 'the token header is not JSON');
-  const claims = decodeSegment(parts[1]) ?? fail('malformed', 'the token claims are not JSON');
-  const signature = Buffer.from(parts[2], 'base64url');
 
+  // Kubernetes never marks a header parameter critical; one we would have to understand is refused (RFC 7515 4.1.11).
+  if ('crit' in header)
+    fail(
+      'crit',
+      `the token header marks ${JSON.stringify(header.crit)} as critical extensions, which a service-account token never carries`,
+    );
   const alg = header.alg;
-  if (alg !== 'RS256' && alg !== 'ES256')
-    fail('malformed', `algorithm ${String(alg)} is not accepted (RS256 or ES256 only)`);
+  if (typeof alg !== 'string' || !Object.hasOwn(SIGNING_ALGORITHMS, alg))
+    fail(
+      'algorithm',
+      `algorithm ${JSON.stringify(alg)} is not accepted (Kubernetes signs with ${Object.keys(SIGNING_ALGORITHMS).join(', ')})`,
+    );
+  const algorithm = alg as SigningAlgorithm;
+
   const candidates = policy.jwks.keys.filter((key) => header.kid === undefined || key.kid === header.kid);
-  const keys = candidates.map(toPublicKey).filter((key): key is KeyObject => key !== undefined);
-  if (keys.length === 0) {
+  const described = candidates
+    .map((jwk) => ({ jwk, key: toPublicKey(jwk) }))
+    .filter((entry): entry is { jwk: JsonWebKey; key: KeyObject } => entry.key !== undefined);
+  if (described.length === 0) {
     fail(
       'unknown-key',
       `the cluster signed it with a key (kid ${JSON.stringify(header.kid)}) the registration does not know; the cluster's service-account signing key was probably rotated: refresh the registration's keys (\`cloudtaser-cli source register --attestation-jwks <file>\` or re-apply the Terraform registration)`,
     );
   }
-  const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
-  const valid = keys.some((key) =>
-    alg === 'ES256'
-      ? key.asymmetricKeyType === 'ec' &&
-        verify('sha256', signed, { key, dsaEncoding: 'ieee-p1363' }, signature)
-      : key.asymmetricKeyType === 'rsa' && verify('sha256', signed, key, signature),
-  );
-  if (!valid) fail('signature', 'the signature does not verify against the registered issuer keys');
+  const misfits = described.map(({ jwk, key }) => ({ jwk, misfit: misfitFor(algorithm, jwk, key) }));
+  const fitting = misfits.filter((entry) => entry.misfit === undefined).map((entry) => entry.jwk);
+  if (fitting.length === 0) {
+    const reasons = misfits.map((entry) => entry.misfit ?? '');
+    if (reasons.every((reason) => reason.startsWith('RSA key of')))
+      fail('weak-key', `the registered ${reasons[0]}; Kubernetes keys must be at least ${MIN_RSA_BITS} bits`);
+    fail('key-mismatch', `the token says ${algorithm} but the registered ${reasons.join('; ')}`);
+  }
+
+  let payload: Uint8Array | undefined;
+  for (const jwk of fitting) {
+    try {
+      payload = (await compactVerify(token, publicJwk(jwk), { algorithms: [algorithm] })).payload;
+      break;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED')
+        fail('malformed', `the token is not a valid JWS (${(err as Error).message})`);
+    }
+  }
+  if (payload === undefined)
+    fail('signature', 'the signature does not verify against the registered issuer keys');
+  const claims =
+    parseObject(Buffer.from(payload as Uint8Array).toString('utf8')) ??
+    fail('malformed', 'the token claims are not JSON');
 
   if (claims.iss !== policy.issuer)
     fail(
@@ -125,17 +178,59 @@ export function parseJwks(input: unknown): { keys: JsonWebKey[] } {
       'the attestation JWKS must be a JSON object {"keys":[...]} with 1 to 32 keys, as served at /openid/v1/jwks',
     );
   }
-  const usable = (keys as JsonWebKey[]).filter(
-    (key) => toPublicKey(key) !== undefined && key.d === undefined,
-  );
+  const usable = (keys as JsonWebKey[]).filter((key) => {
+    if (key === null || typeof key !== 'object' || key.d !== undefined) return false;
+    const publicKey = toPublicKey(key);
+    return publicKey !== undefined && usableForSomeAlgorithm(key, publicKey);
+  });
   if (usable.length === 0)
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      'the attestation JWKS holds no usable RSA or EC public key',
+      `the attestation JWKS holds no usable RSA or EC public key (Kubernetes signs with RSA keys of at least ${MIN_RSA_BITS} bits, or EC keys on P-256, P-384 or P-521)`,
     );
   return {
     keys: usable.map(({ kty, kid, n, e, crv, x, y, alg, use }) => ({ kty, kid, n, e, crv, x, y, alg, use })),
   };
+}
+
+/** Why `jwk` cannot check an `algorithm` signature, or undefined when it can. */
+function misfitFor(algorithm: SigningAlgorithm, jwk: JsonWebKey, key: KeyObject): string | undefined {
+  const wanted = SIGNING_ALGORITHMS[algorithm];
+  const name = `key ${JSON.stringify(jwk.kid ?? '(no kid)')}`;
+  if (jwk.use !== undefined && jwk.use !== 'sig') return `${name} is not a signing key (use ${jwk.use})`;
+  if (jwk.alg !== undefined && jwk.alg !== algorithm) return `${name} is for ${jwk.alg}`;
+  const details = key.asymmetricKeyDetails ?? {};
+  if (wanted.kty === 'RSA') {
+    if (key.asymmetricKeyType !== 'rsa') return `${name} is ${describeKey(key)}, not RSA`;
+    const bits = details.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS) return `RSA key of ${bits} bits (${name})`;
+    return undefined;
+  }
+  const curve = NODE_CURVES[details.namedCurve ?? ''];
+  if (key.asymmetricKeyType !== 'ec' || curve !== wanted.crv)
+    return `${name} is ${describeKey(key)}, not EC ${wanted.crv}`;
+  return undefined;
+}
+
+function usableForSomeAlgorithm(jwk: JsonWebKey, key: KeyObject): boolean {
+  return (Object.keys(SIGNING_ALGORITHMS) as SigningAlgorithm[]).some(
+    (algorithm) => misfitFor(algorithm, jwk, key) === undefined,
+  );
+}
+
+function describeKey(key: KeyObject): string {
+  const details = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'rsa') return `RSA ${details.modulusLength ?? '?'} bits`;
+  if (key.asymmetricKeyType === 'ec')
+    return `EC ${NODE_CURVES[details.namedCurve ?? ''] ?? details.namedCurve}`;
+  return String(key.asymmetricKeyType);
+}
+
+/** Only the public parameters go to jose: `use`, `alg` and `kid` were checked above. */
+function publicJwk(jwk: JsonWebKey): JWK {
+  return jwk.kty === 'RSA'
+    ? { kty: 'RSA', n: jwk.n, e: jwk.e }
+    : { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y };
 }
 
 function toPublicKey(jwk: JsonWebKey): KeyObject | undefined {
@@ -148,7 +243,11 @@ function toPublicKey(jwk: JsonWebKey): KeyObject | undefined {
 }
 
 function decodeSegment(segment: string): Record<string, unknown> | undefined {
-  const value = safeJson(Buffer.from(segment, 'base64url').toString('utf8'));
+  return parseObject(Buffer.from(segment, 'base64url').toString('utf8'));
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  const value = safeJson(text);
   return value && typeof value === 'object' && !Array.isArray(value)
     ? (value as Record<string, unknown>)
     : undefined;

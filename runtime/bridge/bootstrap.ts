@@ -102,7 +102,7 @@ export async function serveBootstrap(
     let resumed = false;
     let attestationIat: number | undefined;
     if (policy) {
-      const checked = checkAttestation(request, policy);
+      const checked = await checkAttestation(request, policy);
       const refusal =
         'code' in checked ? checked : replayedAttestation(checked.issuedAt, brokerKeySha256, status);
       if (refusal) {
@@ -208,10 +208,10 @@ const MAX_REFUSAL_REASON_CHARS = 1000;
  * to the broker CSR's key and, when a pod API CSR comes along, to that key too (one token, two audiences), so
  * no part of the request can be swapped. Returns the refusal, or undefined when the token is good.
  */
-function checkAttestation(
+async function checkAttestation(
   request: BootstrapRequest,
   policy: AttestationPolicy,
-): AttestationRefusal | { issuedAt: number } {
+): Promise<AttestationRefusal | { issuedAt: number }> {
   const account = `${policy.serviceAccount.namespace}/${policy.serviceAccount.name}`;
   if (request.attestation === undefined) {
     return {
@@ -231,7 +231,7 @@ function checkAttestation(
   }
   let issuedAt = 0;
   try {
-    for (const key of keys) issuedAt = verifyAttestation(request.attestation, key, policy).issuedAt;
+    for (const key of keys) issuedAt = (await verifyAttestation(request.attestation, key, policy)).issuedAt;
   } catch (err) {
     if (!isCloudtaserError(err, 'CT_ATTESTATION_FAILED')) throw err;
     const why = String(err.details.reason ?? 'unknown');
@@ -281,6 +281,12 @@ const ATTESTATION_ADVICE: Record<string, (account: string) => string> = {
     '; the token was minted for another key (a replay or a substituted request); a genuine broker mints a fresh one on retry',
   'not-yet-valid': () => '; check the clocks of the cluster and the bridge',
   malformed: () => '; the broker sent something that is not a service-account token',
+  algorithm: () => '; the broker sent something that is not a service-account token',
+  crit: () => '; the broker sent something that is not a service-account token',
+  'key-mismatch': () =>
+    "; the registered key with this kid does not fit the token's algorithm: register again with the cluster's /openid/v1/jwks (`source register --attestation-jwks <file>`)",
+  'weak-key': () =>
+    "; rotate the cluster's service-account signing key to RSA >= 2048 bits or EC, then register again with its /openid/v1/jwks",
 };
 
 /** At most this many names on the pod API certificate: a Service has four spellings, plus a few extras. */

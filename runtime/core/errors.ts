@@ -51,6 +51,12 @@ export const ErrorCodes = {
   CT_OPENBAO_NOT_FOUND: 'the OpenBao path does not exist',
   CT_OPENBAO_ERROR: 'OpenBao answered with an unexpected error',
   CT_OPENBAO_BAD_RESPONSE: 'OpenBao answered with a body this client cannot read',
+  // OpenBao in HA and under quotas
+  CT_OPENBAO_READ_LAG:
+    'OpenBao did not show a write of this process within the bound (an HA standby lagging the active node)',
+  CT_OPENBAO_REDIRECT:
+    'OpenBao redirected a request without a usable Location, to another scheme, or in a loop',
+  CT_OPENBAO_RATE_LIMITED: 'an OpenBao rate-limit quota kept refusing the request (429) after the retries',
   // registration
   CT_NAMESPACE_CLASH: 'the cluster namespace prefix already belongs to another fingerprint',
   CT_NOT_REGISTERED: 'the fingerprint is not registered',

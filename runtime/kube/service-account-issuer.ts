@@ -17,7 +17,11 @@ const MAX_ISSUER_LENGTH = 1024;
 /**
  * Reads the cluster's service-account issuer and its public keys, the material registration stores so the bridge
  * can check bootstrap tokens offline. Needs `get` on the non-resource URLs `/.well-known/openid-configuration`
- * and `/openid/v1/jwks` (bound to every authenticated user by default on most clusters).
+ * and `/openid/v1/jwks`. Kubernetes grants that through the ClusterRole `system:service-account-issuer-discovery`,
+ * which its bootstrap RBAC policy binds to the group `system:serviceaccounts` only (by default since 1.20, when
+ * ServiceAccountIssuerDiscovery went beta; GA in 1.21): service accounts can read these URLs, a plain
+ * authenticated user cannot. An admin kubeconfig (cluster-admin) reads them; any other user needs
+ * `kubectl create clusterrolebinding <name> --clusterrole=system:service-account-issuer-discovery --user=<user>`.
  */
 export async function readServiceAccountIssuer(
   connection: KubeConnection,

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
-import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import { CloudtaserError, isCloudtaserError, type Logger, silentLogger } from '../core/index.js';
 import { createHttpDispatcher, type ProxyEndpoint, type ProxySetting } from '../proxy/index.js';
+import { type KvExpectation, WriteLedger } from './consistency.js';
 import {
   isConnectionReset,
   isSealedOrStandby,
@@ -8,8 +9,10 @@ import {
   mapHttpError,
   mapNetworkError,
   type RequestContext,
+  readLagError,
   timeoutError,
 } from './errors.js';
+import { requestFollowingRedirects } from './redirect.js';
 
 export interface OpenBaoClientOptions {
   /** `https://vault.example:8200` (http allowed). */
@@ -35,6 +38,11 @@ export interface OpenBaoClientOptions {
    * through one proxy, or directly. @default the environment
    */
   readonly proxy?: ProxySetting;
+  /**
+   * How long after its own write this client waits for an HA standby to show it (a namespace it created, a KV
+   * version it wrote) before it reports `CT_OPENBAO_READ_LAG`. @default 10_000
+   */
+  readonly readAfterWriteTimeoutMs?: number;
   readonly logger?: Logger;
 }
 
@@ -162,12 +170,17 @@ interface SharedConnection {
   readonly retries: number;
   readonly retryBaseDelayMs: number;
   readonly maxResponseBytes: number;
+  /** What this connection wrote lately, so reads right after can wait out a lagging HA standby. */
+  readonly ledger: WriteLedger;
   namespaceSupport?: Promise<void>;
   closed: boolean;
 }
 
 const NAMESPACE_SEGMENT = /^[^\s/+*]+$/;
 const MAX_BACKOFF_MS = 2_000;
+/** A rate-limit quota counts per interval (1 s by default): the first retry waits at least half a second. */
+const RATE_LIMIT_FIRST_CEILING_MS = 1_000;
+const RATE_LIMIT_MAX_DELAY_MS = 30_000;
 /** KV v2 asks clients to retry this 400 right after mounting (the one-time upgrade gate). */
 const KV_UPGRADE_TEXT = 'Upgrading from non-versioned to versioned data';
 const SHARED = Symbol('shared');
@@ -268,6 +281,7 @@ export class OpenBaoClient {
         retries: options.retries ?? 3,
         retryBaseDelayMs: options.retryBaseDelayMs ?? 200,
         maxResponseBytes: options.maxResponseBytes ?? 32 * 1024 * 1024,
+        ledger: new WriteLedger(options.readAfterWriteTimeoutMs ?? 10_000),
         closed: false,
       };
     }
@@ -290,6 +304,11 @@ export class OpenBaoClient {
   /** Whether a token is configured (the token itself is never exposed). */
   get hasToken(): boolean {
     return this.#token !== undefined;
+  }
+
+  /** How long reads right after this connection's writes wait for a lagging HA standby. */
+  get readAfterWriteTimeoutMs(): number {
+    return this.#shared.ledger.boundMs;
   }
 
   /** Low-level call: maps errors to CT_ codes, retries what is safe to retry. */
@@ -332,7 +351,7 @@ export class OpenBaoClient {
       if (value !== undefined) query.set(key, String(value));
     }
     const search = query.size > 0 ? `?${query.toString()}` : '';
-    const requestPath = `${shared.basePath}/v1/${encodePath(cleanPath)}${search}`;
+    const requestUrl = new URL(`${shared.origin}${shared.basePath}/v1/${encodePath(cleanPath)}${search}`);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (options.authenticated !== false && this.#token) headers['x-vault-token'] = this.#token;
     if (sendNamespace) headers['x-vault-namespace'] = this.namespace;
@@ -342,8 +361,12 @@ export class OpenBaoClient {
       headers['content-type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
     }
 
+    /** Set while a `namespace not found` is waited out as HA lag after this connection created the namespace. */
+    let lagWait: { deadline: number; since: number; delayMs: number } | undefined;
     for (let attempt = 0; ; attempt++) {
-      let outcome: { status: number; text: string } | { error: unknown; timedOut: boolean };
+      let outcome:
+        | { status: number; text: string; headers: Record<string, string | string[] | undefined> }
+        | { error: unknown; timedOut: boolean };
       const controller = new AbortController();
       let timedOut = false;
       const timer = setTimeout(() => {
@@ -351,22 +374,35 @@ export class OpenBaoClient {
         controller.abort();
       }, shared.timeoutMs);
       try {
-        const response = await shared.agent.request({
-          origin: shared.origin,
-          path: requestPath,
-          method: wireMethod as Dispatcher.HttpMethod,
-          headers,
-          body,
-          signal: controller.signal,
-          headersTimeout: shared.timeoutMs,
-          bodyTimeout: shared.timeoutMs,
-        });
+        const response = await requestFollowingRedirects(
+          shared.agent,
+          {
+            url: requestUrl,
+            method: wireMethod as Dispatcher.HttpMethod,
+            headers,
+            body,
+            signal: controller.signal,
+            timeoutMs: shared.timeoutMs,
+          },
+          {
+            onRedirect: (from, to) =>
+              shared.logger.info(
+                { event: 'openbao.redirected', path: cleanPath, from: from.origin, to: to.origin },
+                'OpenBao standby redirected the request to the active node',
+              ),
+          },
+        );
         const text = await readLimited(response.body, shared.maxResponseBytes);
         outcome =
           text === undefined
             ? { error: 'too-large', timedOut: false }
-            : { status: response.statusCode, text };
+            : { status: response.statusCode, text, headers: response.headers };
       } catch (err) {
+        if (isCloudtaserError(err, 'CT_OPENBAO_REDIRECT')) {
+          err.details.path = cleanPath;
+          err.details.namespace = ctx.namespace;
+          throw err;
+        }
         outcome = { error: err, timedOut };
       } finally {
         clearTimeout(timer);
@@ -415,11 +451,27 @@ export class OpenBaoClient {
         }
       }
       if ((status >= 200 && status < 300) || options.acceptStatuses?.includes(status)) {
+        if (sendNamespace) shared.ledger.namespaceSeen(this.namespace);
         return { status, body: parsed as T };
       }
       const errors = this.#scrub(extractErrors(parsed));
-      if (status === 404 && options.allow404 && !errors.some((e) => e.includes('namespace not found'))) {
+      const namespaceMissing = status === 404 && errors.some((e) => e.includes('namespace not found'));
+      if (sendNamespace && !namespaceMissing) shared.ledger.namespaceSeen(this.namespace);
+      if (namespaceMissing && sendNamespace) {
+        // A namespace this connection created may not have reached the standby that answered yet.
+        lagWait ??= this.#startLagWait(shared.ledger.createdNamespaceDeadline(this.namespace));
+        if (lagWait) {
+          attempt--;
+          await this.#waitOutLag(lagWait, `namespace "${this.namespace}"`, ctx);
+          continue;
+        }
+      }
+      if (status === 404 && options.allow404 && !namespaceMissing) {
         return { status, body: parsed as T };
+      }
+      if (status === 429 && attempt < shared.retries) {
+        await this.#rateLimitBackoff(attempt, ctx, outcome.headers['retry-after'], errors);
+        continue;
       }
       const retryable =
         status >= 500 ||
@@ -429,7 +481,7 @@ export class OpenBaoClient {
         await this.#backoff(attempt, { ...ctx }, `status_${status}`);
         continue;
       }
-      throw mapHttpError(status, errors, ctx);
+      throw mapHttpError(status, errors, ctx, attempt);
     }
   }
 
@@ -437,6 +489,84 @@ export class OpenBaoClient {
   #scrub(errors: string[]): string[] {
     const token = this.#token;
     return token ? errors.map((e) => e.split(token).join('[redacted]')) : errors;
+  }
+
+  /**
+   * Waits after a 429 from a rate-limit quota: `Retry-After` when OpenBao sends it (quotas with response
+   * headers), else a backoff whose first step is at least half the default quota interval, so a retry does not
+   * land in the same window.
+   */
+  async #rateLimitBackoff(
+    attempt: number,
+    ctx: RequestContext,
+    retryAfter: string | string[] | undefined,
+    errors: readonly string[],
+  ): Promise<void> {
+    const seconds = Number(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
+    const ceiling = Math.min(RATE_LIMIT_MAX_DELAY_MS, RATE_LIMIT_FIRST_CEILING_MS * 2 ** attempt);
+    const delay =
+      Number.isFinite(seconds) && seconds >= 0
+        ? Math.min(RATE_LIMIT_MAX_DELAY_MS, seconds * 1000)
+        : Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    this.#shared.logger.warn(
+      {
+        event: 'openbao.rate_limited',
+        path: ctx.path,
+        namespace: ctx.namespace,
+        attempt: attempt + 1,
+        delayMs: delay,
+        retryAfter: Number.isFinite(seconds) ? seconds : undefined,
+        reason: errors[0]?.slice(0, 200),
+      },
+      'OpenBao rate-limit quota refused the request; retrying after a pause',
+    );
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+
+  #startLagWait(
+    deadline: number | undefined,
+  ): { deadline: number; since: number; delayMs: number } | undefined {
+    return deadline === undefined ? undefined : { deadline, since: Date.now(), delayMs: 25 };
+  }
+
+  /** One pause while an HA standby catches up with a write of this connection; past the bound, the clear error. */
+  async #waitOutLag(
+    wait: { deadline: number; since: number; delayMs: number },
+    what: string,
+    ctx: RequestContext,
+  ): Promise<void> {
+    const left = wait.deadline - Date.now();
+    if (left <= 0) throw readLagError(what, Date.now() - wait.since, this.#shared.ledger.boundMs, ctx);
+    if (wait.delayMs === 25)
+      this.#shared.logger.warn(
+        { event: 'openbao.read_lag', path: ctx.path, namespace: ctx.namespace, waitUpToMs: left },
+        'OpenBao does not show a write of this process yet (HA standby lag); waiting for it',
+      );
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait.delayMs, left)));
+    wait.delayMs = Math.min(wait.delayMs * 2, 500);
+  }
+
+  /**
+   * Repeats `read` until it is `consistent` with what this connection wrote, or `deadline` passes
+   * (`CT_OPENBAO_READ_LAG`). For reads right after an own write through an address that may be a lagging standby.
+   */
+  async #readConsistent<V>(
+    what: string,
+    deadline: number,
+    ctx: RequestContext,
+    read: () => Promise<V>,
+    consistent: (value: V) => boolean,
+  ): Promise<V> {
+    const wait = { deadline, since: Date.now(), delayMs: 25 };
+    for (;;) {
+      const value = await read();
+      if (consistent(value)) return value;
+      await this.#waitOutLag(wait, what, ctx);
+    }
+  }
+
+  #context(method: string, path: string): RequestContext {
+    return { method, path, address: this.address, namespace: this.namespace };
   }
 
   async #backoff(attempt: number, ctx: RequestContext, reason: string): Promise<void> {
@@ -533,7 +663,12 @@ export class OpenBaoClient {
     const response = await this.#namespaceRequest<{ data: RawNamespace }>('POST', `sys/namespaces/${name}`, {
       body: options.customMetadata ? { custom_metadata: options.customMetadata } : {},
     });
+    this.#shared.ledger.namespaceCreated(this.#childPath(name));
     return toNamespaceInfo(response.body?.data);
+  }
+
+  #childPath(name: string): string {
+    return this.namespace ? `${this.namespace}/${name}` : name;
   }
 
   /** Creates every missing namespace along `path` (e.g. `cloudtaser/0ad50c05`) below this client's namespace. */
@@ -570,6 +705,7 @@ export class OpenBaoClient {
   ): Promise<void> {
     assertSegment(name);
     await this.#namespaceRequest('DELETE', `sys/namespaces/${name}`);
+    this.#shared.ledger.namespaceDeleted(this.#childPath(name));
     if (!options.wait) return;
     const deadline = Date.now() + (options.waitTimeoutMs ?? 30_000);
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
@@ -589,8 +725,24 @@ export class OpenBaoClient {
 
   /** Secret engine mounts keyed by path with trailing '/', e.g. `secret/`. */
   async listMounts(): Promise<Record<string, MountInfo>> {
-    const response = await this.request<{ data: Record<string, MountInfo> }>('GET', 'sys/mounts');
-    return response.body?.data ?? {};
+    return this.#listMountTable('secret', 'sys/mounts');
+  }
+
+  /** A mount table, waiting (bounded) until it shows the mounts this connection made or saw in use. */
+  async #listMountTable(kind: 'secret' | 'auth', path: string): Promise<Record<string, MountInfo>> {
+    const read = async () =>
+      (await this.request<{ data: Record<string, MountInfo> }>('GET', path)).body?.data ?? {};
+    const expected = this.#shared.ledger.expectedMounts(this.namespace, kind);
+    if (!expected) return read();
+    const table = await this.#readConsistent(
+      `the ${kind === 'auth' ? 'auth methods' : 'mounts'} ${expected.paths.join(', ')}`,
+      expected.deadline,
+      this.#context('GET', path),
+      read,
+      (listed) => expected.paths.every((mount) => listed[mount] !== undefined),
+    );
+    this.#shared.ledger.mountsSeen(this.namespace, kind);
+    return table;
   }
 
   /**
@@ -613,17 +765,19 @@ export class OpenBaoClient {
       await this.request('POST', `sys/mounts/${trimSlashes(path)}`, {
         body: { type: 'kv', options: { version: '2' } },
       });
+      this.#shared.ledger.mounted(this.namespace, 'secret', key);
       return true;
     } catch (err) {
-      // Lost a race with another writer: accept it if what is there now is KV v2.
-      if (isAlreadyInUse(err) && check((await this.listMounts())[key])) return false;
+      // Lost a race with another writer: accept it if what is there now is KV v2 (once a standby shows it).
+      if (!isAlreadyInUse(err)) throw err;
+      this.#shared.ledger.mounted(this.namespace, 'secret', key);
+      if (check((await this.listMounts())[key])) return false;
       throw err;
     }
   }
 
   async listAuthMounts(): Promise<Record<string, MountInfo>> {
-    const response = await this.request<{ data: Record<string, MountInfo> }>('GET', 'sys/auth');
-    return response.body?.data ?? {};
+    return this.#listMountTable('auth', 'sys/auth');
   }
 
   /** Enables an auth method at `path`; the same type already there is fine. Resolves true when created. */
@@ -641,37 +795,61 @@ export class OpenBaoClient {
     if (check((await this.listAuthMounts())[key])) return false;
     try {
       await this.request('POST', `sys/auth/${trimSlashes(path)}`, { body: { type } });
+      this.#shared.ledger.mounted(this.namespace, 'auth', key);
       return true;
     } catch (err) {
-      if (isAlreadyInUse(err) && check((await this.listAuthMounts())[key])) return false;
+      if (!isAlreadyInUse(err)) throw err;
+      this.#shared.ledger.mounted(this.namespace, 'auth', key);
+      if (check((await this.listAuthMounts())[key])) return false;
       throw err;
     }
   }
 
   // ---- KV v2 ----
 
-  /** The secret's data, or undefined when missing, deleted or destroyed. */
+  /**
+   * The secret's data, or undefined when missing, deleted or destroyed. Right after this connection wrote it (or
+   * lost a check-and-set on it), waits (bounded) until the answer is at least that new, in case the answering
+   * node is a standby that lags the active node.
+   */
   async kvRead(
     mount: string,
     path: string,
     options: { version?: number } = {},
   ): Promise<KvSecret | undefined> {
-    const response = await this.request<{ data: RawKvRead }>(
-      'GET',
-      `${trimSlashes(mount)}/data/${kvKey(path)}`,
-      {
+    const apiPath = `${trimSlashes(mount)}/data/${kvKey(path)}`;
+    const read = async () => {
+      const response = await this.request<{ data: RawKvRead }>('GET', apiPath, {
         query: { version: options.version },
         allow404: true,
-      },
-    );
-    const data = response.body?.data;
-    if (response.status === 404 || !data || data.data === null || data.data === undefined) return undefined;
-    return {
-      data: data.data,
-      version: Number(data.metadata?.version ?? 0),
-      createdTime: String(data.metadata?.created_time ?? ''),
-      customMetadata: data.metadata?.custom_metadata ?? null,
+      });
+      const data = response.body?.data;
+      // A deleted or destroyed version still names its number (404 with the envelope).
+      const seenVersion = Number(data?.metadata?.version ?? 0);
+      if (response.status === 404 || !data || data.data === null || data.data === undefined)
+        return { secret: undefined, seenVersion };
+      const secret: KvSecret = {
+        data: data.data,
+        version: seenVersion,
+        createdTime: String(data.metadata?.created_time ?? ''),
+        customMetadata: data.metadata?.custom_metadata ?? null,
+      };
+      return { secret, seenVersion };
     };
+    const expected =
+      options.version === undefined
+        ? this.#shared.ledger.kvExpectation(this.namespace, trimSlashes(mount), kvKey(path))
+        : undefined;
+    if (!expected) return (await read()).secret;
+    const answer = await this.#readConsistent(
+      `the latest write to ${apiPath}`,
+      expected.deadline,
+      this.#context('GET', apiPath),
+      read,
+      ({ seenVersion }) => kvConsistent(expected.value, seenVersion),
+    );
+    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
+    return answer.secret;
   }
 
   /** Writes a new version. With `cas`, only if the current version equals it (0 = never written); else CT_OPENBAO_CAS_MISMATCH. */
@@ -683,12 +861,19 @@ export class OpenBaoClient {
   ): Promise<{ version: number }> {
     const body: Record<string, unknown> = { data };
     if (options.cas !== undefined) body.options = { cas: options.cas };
-    const response = await this.request<{ data: { version: number } }>(
-      'POST',
-      `${trimSlashes(mount)}/data/${kvKey(path)}`,
-      { body },
-    );
-    return { version: Number(response.body?.data?.version ?? 0) };
+    const ledger = this.#shared.ledger;
+    let response: OpenBaoResponse<{ data: { version: number } }>;
+    try {
+      response = await this.request('POST', `${trimSlashes(mount)}/data/${kvKey(path)}`, { body });
+    } catch (err) {
+      // The check-and-set lost, so another version is current: a read right after must not show the old one.
+      if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH') && options.cas !== undefined)
+        ledger.kv(this.namespace, trimSlashes(mount), kvKey(path), { kind: 'not', version: options.cas });
+      throw err;
+    }
+    const version = Number(response.body?.data?.version ?? 0);
+    ledger.kv(this.namespace, trimSlashes(mount), kvKey(path), { kind: 'at-least', version });
+    return { version };
   }
 
   /** Keys directly under `prefix` (folders end in '/'); [] when there are none. */
@@ -748,11 +933,15 @@ export class OpenBaoClient {
   /** Removes every version and the metadata (afterwards cas=0 works again). Missing = ok. */
   async kvDeleteMetadata(mount: string, path: string): Promise<void> {
     await this.request('DELETE', `${trimSlashes(mount)}/metadata/${kvKey(path)}`);
+    // A deletion is not waited for: it is seldom read back, so its expectation would outlive the moment and
+    // mistake a later re-creation by another process for lag. What this process wrote before is forgotten.
+    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
   }
 
   /** Soft-deletes the latest version (recoverable with undelete). Missing = ok. */
   async kvDelete(mount: string, path: string): Promise<void> {
     await this.request('DELETE', `${trimSlashes(mount)}/data/${kvKey(path)}`);
+    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
   }
 
   // ---- tokens and policies ----
@@ -973,6 +1162,16 @@ function toAuthResult(raw: RawAuth | undefined, path: string, client: OpenBaoCli
     renewable: raw.renewable === true,
     metadata: raw.metadata ?? null,
   };
+}
+
+/** Whether a KV read (its secret and the version number it names) shows what the ledger expects. */
+function kvConsistent(expected: KvExpectation, seenVersion: number): boolean {
+  switch (expected.kind) {
+    case 'at-least':
+      return seenVersion >= expected.version;
+    case 'not':
+      return seenVersion !== expected.version;
+  }
 }
 
 function extractErrors(body: unknown): string[] {

@@ -119,18 +119,39 @@ export function isSealedOrStandby(status: number, errors: readonly string[]): bo
   return status === 503 && (text.includes('sealed') || text.includes('standby') || errors.length === 0);
 }
 
-/** Maps an OpenBao error answer to a stable code. `errors` is OpenBao's `errors` list (never echoes a token). */
+/** An HA standby did not show a write of this process within the bound. */
+export function readLagError(
+  what: string,
+  waitedMs: number,
+  boundMs: number,
+  ctx: RequestContext,
+): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_READ_LAG',
+    `OpenBao at ${ctx.address} still does not show ${what}, written by this process, after ${waitedMs} ms (bound ${boundMs} ms after the write) for ${where(ctx)}: an HA standby is lagging the active node (or someone undid the write meanwhile); check the standbys' replication, or point the client at the active node`,
+    { details: details(ctx, { waitedMs, boundMs }) },
+  );
+}
+
+/**
+ * Maps an OpenBao error answer to a stable code. `errors` is OpenBao's `errors` list (never echoes a token);
+ * `retries` says how often the request was already retried.
+ */
 export function mapHttpError(
   status: number,
   errors: readonly string[],
   ctx: RequestContext,
+  retries = 0,
 ): CloudtaserError {
   const text = errors.map((e) => e.replace(/^1 error occurred:\s*\*\s*/, '').trim()).join('; ');
   const lower = text.toLowerCase();
   const info = details(ctx, { status, errors: [...errors] });
   let code: ErrorCode;
   let message: string;
-  if (status === 403) {
+  if (status === 429) {
+    code = 'CT_OPENBAO_RATE_LIMITED';
+    message = `OpenBao's rate-limit quota refused ${where(ctx)} (${text || 'status 429'}) after ${retries} retries; raise the quota (sys/quotas/rate-limit) for this path or namespace, or make fewer requests`;
+  } else if (status === 403) {
     code = 'CT_OPENBAO_PERMISSION_DENIED';
     message = `OpenBao denied ${where(ctx)} (${text || 'permission denied'}): the token is missing, expired or revoked, or its policies do not allow this path; check the token and its policies`;
   } else if (lower.includes('sealed')) {

@@ -18,3 +18,4 @@ export {
   type TokenInfo,
 } from './client.js';
 export { resolveSecretStoreAddress, resolveSecretStoreToken } from './env.js';
+export { MAX_REDIRECTS, type RedirectableRequest, requestFollowingRedirects } from './redirect.js';

@@ -3,15 +3,17 @@
  * (the broker before the tunnel, the bridge before OpenBao), so a broker that is not ours still cannot reach
  * anything else. Paths are relative to the cluster namespace, which the bridge adds; a pod cannot name another.
  */
+import { healthQuery, parseGoBool } from './health.js';
 
 /** What a pod asked for, once it passed the allow-list. `path` has no leading slash and no query. */
 export interface AllowedPodRequest {
   /** Stable name of the allow-list entry, for logs and metrics (never the path, which may name a secret). */
   readonly route: PodApiRoute;
+  /** The method carried through the tunnel (a pod's HEAD on sys/health travels as GET). */
   readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'LIST';
   /** Cluster-namespace-relative OpenBao path, percent-encoded per segment, e.g. `secret/data/app/db`. */
   readonly path: string;
-  /** Only the query parameters the route understands (`version`, `list`). */
+  /** Only the query parameters the route understands (`version`, `list`, sys/health's codes). */
   readonly query: string;
 }
 
@@ -22,14 +24,15 @@ export type PodApiRoute =
   | 'kv-metadata-read'
   | 'kv-list'
   | 'kv-mount-info'
+  | 'sys-health'
   | 'token-lookup-self'
   | 'token-renew-self'
   | 'token-revoke-self';
 
-export type PodApiRefusal =
-  | { readonly status: 404; readonly errors: string[] }
-  | { readonly status: 403; readonly errors: string[] }
-  | { readonly status: 405; readonly errors: string[] };
+export interface PodApiRefusal {
+  readonly status: 400 | 403 | 404 | 405;
+  readonly errors: string[];
+}
 
 /** OpenBao's own texts (wire-facts A0.3), so clients see the errors they already handle. */
 export const PERMISSION_DENIED = 'permission denied';
@@ -51,8 +54,24 @@ export function checkPodRequest(method: string, rawPath: string): AllowedPodRequ
   const segments = splitSegments(pathPart.slice('/v1/'.length));
   if (!segments) return denied();
   let verb = method.toUpperCase();
-  if (verb === 'GET' && params.get('list') === 'true') verb = 'LIST';
   const joined = segments.join('/');
+  // Unauthenticated on OpenBao, and HEAD is what load balancers and hvac send (internal/http/sys_health.go).
+  if (joined === 'sys/health') {
+    if (verb !== 'GET' && verb !== 'HEAD') return { status: 405, errors: [] };
+    const health = healthQuery(params);
+    if ('error' in health) return { status: 400, errors: [health.error] };
+    return { route: 'sys-health', method: 'GET', path: 'sys/health', query: health.query };
+  }
+  if (verb === 'GET') {
+    // OpenBao parses `list` with Go's ParseBool (`list=1` from node-vault's noCustomHTTPVerbs is a list too).
+    const list = params.get('list');
+    const listing = list === null || list === '' ? false : parseGoBool(list);
+    if (listing === undefined)
+      return { status: 400, errors: [`bad value for list parameter: ${JSON.stringify(list?.slice(0, 32))}`] };
+    if (listing) verb = 'LIST';
+    // SCAN is not on the allow-list, in either spelling.
+    if (params.has('scan')) return denied();
+  }
   const encoded = segments.map((s) => encodeURIComponent(s)).join('/');
   const allow = (route: PodApiRoute, as: AllowedPodRequest['method'], query = ''): AllowedPodRequest => ({
     route,
@@ -72,8 +91,17 @@ export function checkPodRequest(method: string, rawPath: string): AllowedPodRequ
   }
   if (joined === 'auth/token/renew-self') return writeVerb ? allow('token-renew-self', 'POST') : denied();
   if (joined === 'auth/token/revoke-self') return writeVerb ? allow('token-revoke-self', 'POST') : denied();
-  // `vault kv get` asks which KV version the mount is before reading; harmless mount facts only.
-  if (joined === `sys/internal/ui/mounts/${KV_MOUNT}` && verb === 'GET') return allow('kv-mount-info', 'GET');
+  // The KV preflight of the `bao`/`vault` CLI (command/kv_helpers.go `kvPreflightVersionRequest`) and of
+  // consul-template (`isKVv2`): which mount a path is in and its KV version. Only for the `secret/` mount, and
+  // OpenBao decides with the pod's token whether it may know (the token needs some capability under the mount).
+  if (
+    verb === 'GET' &&
+    segments.length >= 5 &&
+    segments.slice(0, 4).join('/') === 'sys/internal/ui/mounts' &&
+    segments[4] === KV_MOUNT
+  ) {
+    return allow('kv-mount-info', 'GET');
+  }
 
   if (segments[0] === KV_MOUNT && segments.length >= 3) {
     const kind = segments[1];
@@ -97,6 +125,42 @@ export function checkPodRequest(method: string, rawPath: string): AllowedPodRequ
 
 export function isRefusal(value: AllowedPodRequest | PodApiRefusal): value is PodApiRefusal {
   return 'status' in value;
+}
+
+/** The request headers the allow-list looks at besides the token. */
+export interface PodRequestHeaders {
+  /** `X-Vault-Namespace` as sent. */
+  readonly namespace?: string;
+  /** `X-Vault-Wrap-TTL` as sent. */
+  readonly wrapTtl?: string;
+}
+
+/**
+ * Refuses what the pod API cannot honour instead of quietly ignoring it: response wrapping (the client would
+ * get plaintext where it expects a wrapping token), and a namespace header, which could only ever name something
+ * other than the cluster namespace the bridge puts every request in. `root` (or empty) is the cluster namespace.
+ */
+export function checkPodHeaders(route: PodApiRoute, headers: PodRequestHeaders): PodApiRefusal | undefined {
+  if (headers.wrapTtl !== undefined) {
+    return {
+      status: 400,
+      errors: [
+        'response wrapping is not available through the cloudtaser pod API; unset VAULT_WRAP_TTL (X-Vault-Wrap-TTL, -wrap-ttl) and read the secret directly',
+      ],
+    };
+  }
+  const namespace = headers.namespace;
+  if (namespace === undefined || namespace.trim() === '') return undefined;
+  // OpenBao refuses any namespace header on sys/health (internal/http/handler.go `restrictedSysAPIsNonLogical`).
+  if (route === 'sys-health') return { status: 400, errors: ['operation unavailable in namespaces'] };
+  const cleaned = namespace.trim().replace(/^\/+|\/+$/g, '');
+  if (cleaned === '' || cleaned === 'root') return undefined;
+  return {
+    status: 404,
+    errors: [
+      "namespace not found: the cloudtaser pod API serves this cluster's namespace only; unset VAULT_NAMESPACE (X-Vault-Namespace)",
+    ],
+  };
 }
 
 function denied(): PodApiRefusal {

@@ -2,10 +2,13 @@
  * The bridge's half of the pod API: checks the allow-list again, adds the cluster namespace and forwards to
  * OpenBao, returning OpenBao's answer as it is. The pod's token passes through; the bridge's own is never used.
  */
+import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { requestFollowingRedirects } from '../openbao/index.js';
 import { createHttpDispatcher, type ProxySetting, proxyFailure } from '../proxy/index.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
+import { unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
 
 export interface OpenBaoForwarderOptions {
@@ -55,12 +58,15 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         log.warn({ event: 'podapi.bridge_refused', method: request.method }, 'refused a pod API request');
         return { status: 403, headers: JSON_HEADERS, body: openBaoErrorBody(['permission denied']) };
       }
-      const headers: Record<string, string> = {
-        accept: 'application/json',
-        'x-vault-namespace': namespace,
-      };
-      const token = request.headers['x-vault-token'];
-      if (token) headers['x-vault-token'] = token;
+      const health = checked.route === 'sys-health';
+      const headers: Record<string, string> = { accept: 'application/json' };
+      // sys/health is global and unauthenticated: OpenBao refuses it with a namespace header, and no token
+      // needs to travel for it.
+      if (!health) {
+        headers['x-vault-namespace'] = namespace;
+        const token = request.headers['x-vault-token'];
+        if (token) headers['x-vault-token'] = token;
+      }
       if (request.body.length > 0) {
         headers['content-type'] = request.headers['content-type'] ?? 'application/json';
       }
@@ -71,16 +77,25 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
       const onCancel = () => abort.abort();
       signal?.addEventListener('abort', onCancel, { once: true });
       try {
-        const response = await agent.request({
-          origin: base.origin,
-          path: `${basePath}/v1/${checked.path}${query}`,
-          method: checked.method === 'LIST' ? 'GET' : checked.method,
-          headers,
-          body: request.body.length > 0 ? request.body : undefined,
-          signal: abort.signal,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
+        // A standby that cannot forward answers 307: the pod must never see (or be sent to) that address.
+        const response = await requestFollowingRedirects(
+          agent,
+          {
+            url: new URL(`${base.origin}${basePath}/v1/${checked.path}${query}`),
+            method: checked.method === 'LIST' ? 'GET' : checked.method,
+            headers,
+            body: request.body.length > 0 ? request.body : undefined,
+            signal: abort.signal,
+            timeoutMs,
+          },
+          {
+            onRedirect: (from, to) =>
+              log.debug(
+                { event: 'podapi.redirected', route: checked.route, from: from.origin, to: to.origin },
+                'OpenBao standby redirected a pod API request to the active node',
+              ),
+          },
+        );
         const chunks: Buffer[] = [];
         let size = 0;
         for await (const chunk of response.body) {
@@ -102,6 +117,28 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         return { status: response.statusCode, headers: JSON_HEADERS, body: Buffer.concat(chunks) };
       } catch (err) {
         const timedOut = abort.signal.aborted && !signal?.aborted;
+        if (health) {
+          const answer = unavailableHealthAnswer(checked.query);
+          return { status: answer.status, headers: JSON_HEADERS, body: answer.body };
+        }
+        if (isCloudtaserError(err, 'CT_OPENBAO_REDIRECT')) {
+          log.warn(
+            {
+              event: 'podapi.openbao_redirect_refused',
+              code: err.code,
+              route: checked.route,
+              reason: err.message,
+            },
+            'OpenBao redirected a pod API request in a way the bridge does not follow',
+          );
+          return {
+            status: 502,
+            headers: JSON_HEADERS,
+            body: openBaoErrorBody([
+              'the secret store redirected the cloudtaser bridge to another scheme or in a loop; the bridge operator must point it at the active OpenBao node',
+            ]),
+          };
+        }
         const proxied = route.proxy ? proxyFailure(err, route.proxy, base.host) : undefined;
         log.warn(
           {

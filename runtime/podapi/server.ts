@@ -4,12 +4,22 @@
  * app with VAULT_ADDR, Vault Agent, External Secrets or bank-vaults works unchanged against it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { acceptCustomVerbs } from '../core/custom-verbs.js';
 import { CloudtaserError } from '../core/errors.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { TunnelMux } from '../tunnel/index.js';
-import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
+import {
+  type AllowedPodRequest,
+  checkPodHeaders,
+  checkPodRequest,
+  isRefusal,
+  openBaoErrorBody,
+  type PodApiRefusal,
+  type PodApiRoute,
+} from './allowlist.js';
 import { createRequestGate } from './gate.js';
+import { unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
 
 export interface PodApiLimits {
@@ -67,11 +77,25 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const method = req.method ?? 'GET';
-    const checked = checkPodRequest(method, req.url ?? '/');
-    if (isRefusal(checked)) {
+    const head = method === 'HEAD';
+    const refuse = (refusal: PodApiRefusal, route?: PodApiRoute): void => {
       req.resume();
-      log.info({ event: 'podapi.refused', method, status: checked.status }, 'pod API request refused');
-      reply(res, checked.status, openBaoErrorBody(checked.errors));
+      log.info(
+        { event: 'podapi.refused', method, status: refusal.status, ...(route ? { route } : {}) },
+        'pod API request refused',
+      );
+      reply(res, refusal.status, openBaoErrorBody(refusal.errors), head);
+    };
+    const checked = checkPodRequest(method, req.url ?? '/');
+    if (isRefusal(checked)) return refuse(checked);
+    const headerRefusal = checkPodHeaders(checked.route, {
+      namespace: firstHeader(req, 'x-vault-namespace'),
+      wrapTtl: firstHeader(req, 'x-vault-wrap-ttl'),
+    });
+    if (headerRefusal) return refuse(headerRefusal, checked.route);
+    if (checked.route === 'sys-health') {
+      req.resume();
+      await serveHealth(checked, res, head);
       return;
     }
     const body = await readBody(req, limits.maxBodyBytes);
@@ -129,7 +153,45 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     reply(res, status, responseBody);
   }
 
+  /**
+   * sys/health: OpenBao's own answer through the tunnel, without the pod's token or a namespace; while the
+   * secret store cannot be reached, the answer of a sealed server (see health.ts).
+   */
+  async function serveHealth(checked: AllowedPodRequest, res: ServerResponse, head: boolean): Promise<void> {
+    const abort = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    try {
+      const response = await gate.run(async () => {
+        const tunnel = options.tunnel();
+        if (!tunnel || tunnel.closed) throw new CloudtaserError('CT_TUNNEL_CLOSED', NOT_CONNECTED);
+        return tunnel.request(
+          {
+            method: 'GET',
+            path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+            headers: {},
+          },
+          undefined,
+          { timeoutMs: limits.timeoutMs, signal: abort.signal },
+        );
+      }, abort.signal);
+      reply(res, response.status, response.body, head);
+    } catch (err) {
+      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      if (code === 'CT_CANCELLED') return;
+      log.debug(
+        { event: 'podapi.health_unavailable', code },
+        'secret store unreachable: sys/health says sealed',
+      );
+      const answer = unavailableHealthAnswer(checked.query);
+      reply(res, answer.status, answer.body, head);
+    }
+  }
+
   const server = createHttpOrHttpsServer(options.tls, handler);
+  // hvac and node-vault list with the HTTP method LIST, which Node's parser would refuse with a bare 400.
+  acceptCustomVerbs(server);
   server.headersTimeout = 10_000;
   server.requestTimeout = limits.timeoutMs + 5_000;
   server.keepAliveTimeout = 30_000;
@@ -188,13 +250,18 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
   });
 }
 
-function reply(res: ServerResponse, status: number, body: string | Buffer): void {
+function reply(res: ServerResponse, status: number, body: string | Buffer, head = false): void {
   res.writeHead(status, {
     'content-type': 'application/json',
     'cache-control': 'no-store',
     'content-length': Buffer.byteLength(body),
   });
-  res.end(status === 204 ? undefined : body);
+  res.end(status === 204 || head ? undefined : body);
+}
+
+function firstHeader(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

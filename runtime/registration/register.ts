@@ -545,9 +545,16 @@ function namespaceOwner(ns: { customMetadata?: Record<string, string> }): string
   return ns.customMetadata?.[OWNER_METADATA_KEY];
 }
 
+/**
+ * Check-and-set conflicts one create-once record may meet before registration gives up: each one means another
+ * writer won, whose record the next read returns (the client waits for a lagging standby to show it).
+ */
+const MAX_RECORD_CONFLICTS = 5;
+
 async function ensureClusterCa(
   cluster: OpenBaoClient,
   fingerprint: string,
+  conflicts = 0,
 ): Promise<{ ca: CertificateAuthority; created: boolean }> {
   const stored = asCertificateRecord<BridgeCaRecord>(
     (await cluster.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data,
@@ -564,12 +571,17 @@ async function ensureClusterCa(
   } catch (err) {
     // A concurrent register won the race: use its CA so both runs agree.
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
-    return ensureClusterCa(cluster, fingerprint);
+    if (conflicts + 1 >= MAX_RECORD_CONFLICTS) throw recordKeptChanging('cluster CA', err);
+    return ensureClusterCa(cluster, fingerprint, conflicts + 1);
   }
   return { ca, created: true };
 }
 
-async function ensureBridgeCertificate(cluster: OpenBaoClient, ca: CertificateAuthority): Promise<boolean> {
+async function ensureBridgeCertificate(
+  cluster: OpenBaoClient,
+  ca: CertificateAuthority,
+  conflicts = 0,
+): Promise<boolean> {
   const stored = await cluster.kvRead(RECORDS_MOUNT, paths.bridgeClient);
   const record = asCertificateRecord<BridgeClientRecord>(stored?.data, 'bridge certificate');
   if (record) {
@@ -592,9 +604,18 @@ async function ensureBridgeCertificate(cluster: OpenBaoClient, ca: CertificateAu
   } catch (err) {
     // A concurrent register wrote one first; keep theirs if it is good (one bridge certificate, not two).
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
-    return ensureBridgeCertificate(cluster, ca);
+    if (conflicts + 1 >= MAX_RECORD_CONFLICTS) throw recordKeptChanging('bridge certificate', err);
+    return ensureBridgeCertificate(cluster, ca, conflicts + 1);
   }
   return true;
+}
+
+function recordKeptChanging(what: string, cause: unknown): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_CAS_MISMATCH',
+    `the ${what} record changed under this registration ${MAX_RECORD_CONFLICTS} times in a row (check-and-set conflicts): another register run is writing it at the same time (let that one finish and run this one again), or its latest version was deleted with \`kv delete\` (restore it with \`kv undelete\`, or deregister and register the cluster again)`,
+    { cause },
+  );
 }
 
 /** The stored attestation record of a registered record, validated; undefined when absent. */

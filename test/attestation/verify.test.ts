@@ -1,4 +1,4 @@
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { createHmac, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,6 +11,67 @@ import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube
 import { createCsr, parseCsr } from '../../runtime/pki/index.js';
 
 const OPERATOR = { namespace: 'cloudtaser-system', name: 'cloudtaser' };
+const SUBJECT = 'system:serviceaccount:cloudtaser-system:cloudtaser';
+
+async function fetchJwks(kube: KubeTestServer): Promise<unknown> {
+  const dispatcher = new Agent({ connect: { ca: kube.caCertPem } });
+  try {
+    const response = await undiciFetch(`${kube.url}/openid/v1/jwks`, {
+      headers: { authorization: `Bearer ${kube.adminToken}` },
+      dispatcher,
+    });
+    return await response.json();
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+/** A token signed by hand, for the cases the API server (and jose) would never sign. */
+function craftToken(
+  header: Record<string, unknown>,
+  claims: Record<string, unknown>,
+  signer: (input: Buffer) => Buffer,
+) {
+  const input = `${part(header)}.${part(claims)}`;
+  return `${input}.${signer(Buffer.from(input)).toString('base64url')}`;
+}
+
+const ecdsa = (hash: string, key: KeyObject) => (input: Buffer) =>
+  sign(hash, input, { key, dsaEncoding: 'ieee-p1363' });
+const rsa = (key: KeyObject) => (input: Buffer) => sign('sha256', input, key);
+
+function claimsFor(keySha: string, issuer: string): Record<string, unknown> {
+  const now = Math.floor(Date.now() / 1000);
+  return {
+    iss: issuer,
+    sub: SUBJECT,
+    aud: [attestationAudience(keySha)],
+    iat: now,
+    nbf: now,
+    exp: now + 600,
+  };
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<Error & { details: { reason: string } }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error & { details: { reason: string } };
+  }
+  throw new Error('expected the token to be refused');
+}
+
+async function reasonOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (err) {
+    expect(err).toMatchObject({ code: 'CT_ATTESTATION_FAILED' });
+    return (err as { details: { reason: string } }).details.reason;
+  }
+}
 
 describe('attested bootstrap: verifying a service-account token offline', () => {
   let kube: KubeTestServer;
@@ -21,12 +82,7 @@ describe('attested bootstrap: verifying a service-account token offline', () => 
     kube = await startKubeTestServer();
     await kube.createServiceAccount(OPERATOR.namespace, OPERATOR.name);
     await kube.createServiceAccount('default', 'intruder');
-    const response = await undiciFetch(`${kube.url}/openid/v1/jwks`, {
-      headers: { authorization: `Bearer ${kube.adminToken}` },
-      dispatcher: new Agent({ connect: { ca: kube.caCertPem } }),
-    });
-    const jwks = await response.json();
-    policy = { issuer: kube.issuer, jwks: parseJwks(jwks), serviceAccount: OPERATOR };
+    policy = { issuer: kube.issuer, jwks: parseJwks(await fetchJwks(kube)), serviceAccount: OPERATOR };
     keySha = parseCsr(createCsr({ commonName: 'broker' }).csrPem).publicKeySha256;
   });
   afterAll(async () => {
@@ -39,89 +95,93 @@ describe('attested bootstrap: verifying a service-account token offline', () => 
       expirationSeconds,
     });
 
-  it('accepts a token from the cluster bound to this CSR key, for the operator service account', () => {
-    expect(verifyAttestation(tokenFor(keySha), keySha, policy).subject).toBe(
-      'system:serviceaccount:cloudtaser-system:cloudtaser',
-    );
+  it('accepts an RS256 token (what kubeadm, GKE, EKS and AKS clusters sign) bound to this CSR key, for the operator service account', async () => {
+    const token = tokenFor(keySha);
+    expect(JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString()).alg).toBe('RS256');
+    expect((await verifyAttestation(token, keySha, policy)).subject).toBe(SUBJECT);
   });
 
-  it('refuses a substituted CSR: the token is bound to another key', () => {
+  it('refuses a substituted CSR: the token is bound to another key', async () => {
     const other = parseCsr(createCsr({ commonName: 'attacker' }).csrPem).publicKeySha256;
-    expect(() => verifyAttestation(tokenFor(keySha), other, policy)).toThrowError(
-      expect.objectContaining({ code: 'CT_ATTESTATION_FAILED', details: { reason: 'audience' } }),
-    );
+    expect(await reasonOf(verifyAttestation(tokenFor(keySha), other, policy))).toBe('audience');
   });
 
-  it('refuses a token of another service account (a pod on the cluster that is not the operator)', () => {
-    expect(() =>
-      verifyAttestation(tokenFor(keySha, { namespace: 'default', name: 'intruder' }), keySha, policy),
-    ).toThrowError(expect.objectContaining({ details: { reason: 'subject' } }));
+  it('refuses a token of another service account (a pod on the cluster that is not the operator)', async () => {
+    const intruder = tokenFor(keySha, { namespace: 'default', name: 'intruder' });
+    expect(await reasonOf(verifyAttestation(intruder, keySha, policy))).toBe('subject');
   });
 
-  it('refuses an expired token (a replay after its lifetime) and a token from another issuer', () => {
+  it('refuses an expired token (a replay after its lifetime) and a token from another issuer', async () => {
     const later = new Date(Date.now() + 3_600_000);
-    expect(() => verifyAttestation(tokenFor(keySha), keySha, policy, later)).toThrowError(
-      expect.objectContaining({ details: { reason: 'expired' } }),
-    );
-    expect(() =>
-      verifyAttestation(tokenFor(keySha), keySha, { ...policy, issuer: 'https://other.example' }),
-    ).toThrowError(expect.objectContaining({ details: { reason: 'issuer' } }));
+    expect(await reasonOf(verifyAttestation(tokenFor(keySha), keySha, policy, later))).toBe('expired');
+    expect(
+      await reasonOf(
+        verifyAttestation(tokenFor(keySha), keySha, { ...policy, issuer: 'https://other.example' }),
+      ),
+    ).toBe('issuer');
   });
 
-  it('refuses a long-lived token: bootstrap tokens must be short', () => {
-    expect(() => verifyAttestation(tokenFor(keySha, OPERATOR, 86_400), keySha, policy)).toThrowError(
-      expect.objectContaining({ details: { reason: 'lifetime' } }),
+  it('refuses a long-lived token: bootstrap tokens must be short', async () => {
+    expect(await reasonOf(verifyAttestation(tokenFor(keySha, OPERATOR, 86_400), keySha, policy))).toBe(
+      'lifetime',
     );
   });
 
-  it('tells the operator to refresh the keys when the cluster rotated its signing key', () => {
-    const rotated = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const header = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'new-key' })).toString('base64url');
-    const now = Math.floor(Date.now() / 1000);
-    const claims = Buffer.from(
-      JSON.stringify({
-        iss: kube.issuer,
-        sub: 'system:serviceaccount:cloudtaser-system:cloudtaser',
-        aud: [attestationAudience(keySha)],
-        iat: now,
-        nbf: now,
-        exp: now + 600,
-      }),
-    ).toString('base64url');
-    const sig = sign('sha256', Buffer.from(`${header}.${claims}`), {
-      key: rotated.privateKey,
-      dsaEncoding: 'ieee-p1363',
-    }).toString('base64url');
-    const err = (() => {
-      try {
-        verifyAttestation(`${header}.${claims}.${sig}`, keySha, policy);
-      } catch (e) {
-        return e as Error & { details: { reason: string } };
-      }
-    })();
+  it('tells the operator to refresh the keys when the cluster rotated its signing key', async () => {
+    const rotated = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const token = craftToken(
+      { alg: 'RS256', kid: 'new-key' },
+      claimsFor(keySha, kube.issuer),
+      rsa(rotated.privateKey),
+    );
+    const err = await failureOf(verifyAttestation(token, keySha, policy));
     expect(err?.details.reason).toBe('unknown-key');
     expect(err?.message).toMatch(/rotated.*refresh the registration's keys/);
   });
 
-  it('refuses a forged signature, alg none, and malformed or oversized tokens', () => {
-    const good = tokenFor(keySha);
-    const [h, c] = good.split('.');
-    const forged = `${h}.${c}.${Buffer.alloc(64, 1).toString('base64url')}`;
-    expect(() => verifyAttestation(forged, keySha, policy)).toThrowError(
-      expect.objectContaining({ details: { reason: 'signature' } }),
-    );
-    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${c}.`;
-    expect(() => verifyAttestation(none, keySha, policy)).toThrowError(
-      expect.objectContaining({ details: { reason: 'malformed' } }),
-    );
-    for (const bad of ['', 'a.b', 'x'.repeat(10_000), '!!.??.**']) {
-      expect(() => verifyAttestation(bad, keySha, policy)).toThrowError(
-        expect.objectContaining({ code: 'CT_ATTESTATION_FAILED' }),
-      );
+  it('refuses a forged signature, alg none, and malformed or oversized tokens', async () => {
+    const [h, c] = tokenFor(keySha).split('.');
+    const forged = `${h}.${c}.${Buffer.alloc(256, 1).toString('base64url')}`;
+    expect(await reasonOf(verifyAttestation(forged, keySha, policy))).toBe('signature');
+    const none = `${part({ alg: 'none' })}.${c}.`;
+    expect(await reasonOf(verifyAttestation(none, keySha, policy))).toBe('algorithm');
+    for (const bad of [
+      '',
+      'a.b',
+      'x'.repeat(10_000),
+      '!!.??.**',
+      `${h}.${c}`,
+      `${h}.!!.${Buffer.alloc(8).toString('base64url')}`,
+    ]) {
+      expect(await reasonOf(verifyAttestation(bad, keySha, policy))).toBeDefined();
     }
   });
 
-  it('accepts only public keys in a registration JWKS', () => {
+  it('refuses a token whose header carries crit, even when the signature is good', async () => {
+    const kid = policy.jwks.keys[0].kid;
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const own: AttestationPolicy = {
+      ...policy,
+      jwks: parseJwks({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' }] }),
+    };
+    const claims = claimsFor(keySha, kube.issuer);
+    const plain = craftToken({ alg: 'RS256', kid }, claims, rsa(privateKey));
+    expect((await verifyAttestation(plain, keySha, own)).subject).toBe(SUBJECT);
+    for (const crit of [['exp'], ['b64'], []]) {
+      const token = craftToken({ alg: 'RS256', kid, crit, b64: true, exp: 1 }, claims, rsa(privateKey));
+      expect(await reasonOf(verifyAttestation(token, keySha, own))).toBe('crit');
+    }
+  });
+
+  it('refuses HS256 made with the RSA public key as the secret (algorithm confusion)', async () => {
+    const jwk = policy.jwks.keys[0];
+    const token = craftToken({ alg: 'HS256', kid: jwk.kid }, claimsFor(keySha, kube.issuer), (input) =>
+      createHmac('sha256', JSON.stringify(jwk)).update(input).digest(),
+    );
+    expect(await reasonOf(verifyAttestation(token, keySha, policy))).toBe('algorithm');
+  });
+
+  it('accepts only public keys of a usable type and size in a registration JWKS', () => {
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     expect(() => parseJwks({ keys: [privateKey.export({ format: 'jwk' })] })).toThrowError(
       expect.objectContaining({ code: 'CT_INVALID_ARGUMENT' }),
@@ -129,5 +189,106 @@ describe('attested bootstrap: verifying a service-account token offline', () => 
     expect(() => parseJwks('not json')).toThrowError(
       expect.objectContaining({ code: 'CT_INVALID_ARGUMENT' }),
     );
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' });
+    expect(() => parseJwks({ keys: [weak] })).toThrowError(/at least 2048 bits/);
+    const strong = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
+    expect(parseJwks({ keys: [weak, { ...strong, kid: 'ok' }] }).keys.map((k) => k.kid)).toEqual(['ok']);
+  });
+});
+
+describe('attestation: the signing algorithm must fit the registered key', () => {
+  const keySha = 'a'.repeat(64);
+  const issuer = 'https://kubernetes.default.svc.cluster.local';
+  const policyWith = (keys: Record<string, unknown>[]): AttestationPolicy => ({
+    issuer,
+    // Built directly, as a registration stored before stricter JWKS checks would hold it.
+    jwks: { keys },
+    serviceAccount: OPERATOR,
+  });
+  const jwkOf = (key: KeyObject, extra: Record<string, unknown>) => ({
+    ...key.export({ format: 'jwk' }),
+    ...extra,
+  });
+
+  it.each([
+    ['ES256', 'P-256', 'sha256'],
+    ['ES384', 'P-384', 'sha384'],
+    ['ES512', 'P-521', 'sha512'],
+  ])('accepts %s from a %s key', async (alg, curve, hash) => {
+    const pair = generateKeyPairSync('ec', { namedCurve: curve });
+    const policy = policyWith([jwkOf(pair.publicKey, { kid: 'k', alg, use: 'sig' })]);
+    const token = craftToken({ alg, kid: 'k' }, claimsFor(keySha, issuer), ecdsa(hash, pair.privateKey));
+    expect((await verifyAttestation(token, keySha, policy)).subject).toBe(SUBJECT);
+  });
+
+  it('refuses an ES256 signature made with a P-384 key (which Node crypto alone would accept)', async () => {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const policy = policyWith([jwkOf(pair.publicKey, { kid: 'k' })]);
+    const token = craftToken(
+      { alg: 'ES256', kid: 'k' },
+      claimsFor(keySha, issuer),
+      ecdsa('sha256', pair.privateKey),
+    );
+    const [h, c, s] = token.split('.');
+    const nodeAlone = verify(
+      'sha256',
+      Buffer.from(`${h}.${c}`),
+      { key: pair.publicKey, dsaEncoding: 'ieee-p1363' },
+      Buffer.from(s, 'base64url'),
+    );
+    expect(nodeAlone).toBe(true);
+    expect(await reasonOf(verifyAttestation(token, keySha, policy))).toBe('key-mismatch');
+  });
+
+  it('refuses an RS256 token signed with a 1024-bit RSA key', async () => {
+    const pair = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const policy = policyWith([jwkOf(pair.publicKey, { kid: 'k' })]);
+    const token = craftToken({ alg: 'RS256', kid: 'k' }, claimsFor(keySha, issuer), rsa(pair.privateKey));
+    const err = await failureOf(verifyAttestation(token, keySha, policy));
+    expect(err.details.reason).toBe('weak-key');
+    expect(err.message).toMatch(/1024 bits.*at least 2048/);
+  });
+
+  it('refuses an algorithm that does not fit the key: RS256 against an EC key, ES256 against an RSA key, a JWK pinned to another alg', async () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const rsaPair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const claims = claimsFor(keySha, issuer);
+    const rsOnEc = craftToken({ alg: 'RS256', kid: 'ec' }, claims, rsa(rsaPair.privateKey));
+    expect(
+      await reasonOf(verifyAttestation(rsOnEc, keySha, policyWith([jwkOf(ec.publicKey, { kid: 'ec' })]))),
+    ).toBe('key-mismatch');
+    const esOnRsa = craftToken({ alg: 'ES256', kid: 'rsa' }, claims, ecdsa('sha256', ec.privateKey));
+    expect(
+      await reasonOf(
+        verifyAttestation(esOnRsa, keySha, policyWith([jwkOf(rsaPair.publicKey, { kid: 'rsa' })])),
+      ),
+    ).toBe('key-mismatch');
+    const pinned = policyWith([jwkOf(ec.publicKey, { kid: 'ec', alg: 'ES384' })]);
+    const es256 = craftToken({ alg: 'ES256', kid: 'ec' }, claims, ecdsa('sha256', ec.privateKey));
+    expect(await reasonOf(verifyAttestation(es256, keySha, pinned))).toBe('key-mismatch');
+  });
+});
+
+describe.each(['ES256', 'ES384', 'ES512'] as const)('a cluster that signs with %s', (algorithm) => {
+  let kube: KubeTestServer;
+  beforeAll(async () => {
+    kube = await startKubeTestServer({ serviceAccountSigningAlgorithm: algorithm });
+    await kube.createServiceAccount(OPERATOR.namespace, OPERATOR.name);
+  });
+  afterAll(async () => {
+    await kube?.close();
+  });
+
+  it('serves its key in the JWKS and its tokens verify', async () => {
+    const jwks = (await fetchJwks(kube)) as { keys: Array<{ alg: string }> };
+    expect(jwks.keys.map((k) => k.alg)).toEqual([algorithm]);
+    const policy = { issuer: kube.issuer, jwks: parseJwks(jwks), serviceAccount: OPERATOR };
+    const keySha = 'b'.repeat(64);
+    const token = kube.issueServiceAccountToken(OPERATOR.namespace, OPERATOR.name, {
+      audiences: [attestationAudience(keySha)],
+      expirationSeconds: 600,
+    });
+    expect(JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString()).alg).toBe(algorithm);
+    expect((await verifyAttestation(token, keySha, policy)).subject).toBe(SUBJECT);
   });
 });

@@ -393,11 +393,20 @@ describe('Kubernetes test server wire behaviour', () => {
       400,
     );
     expect((await call('GET', '/api/v1/namespaces/default/secrets?continue=garbage', {})).status).toBe(400);
+    // JSON patch is a patch type every built-in resource takes: a missing Secret is a 404, not a 415.
     expect(
       (
         await call('PATCH', '/api/v1/namespaces/default/secrets/none', {
           body: [],
           contentType: 'application/json-patch+json',
+        })
+      ).status,
+    ).toBe(404);
+    expect(
+      (
+        await call('PATCH', '/api/v1/namespaces/default/secrets/none', {
+          body: {},
+          contentType: 'text/plain',
         })
       ).status,
     ).toBe(415);
@@ -426,7 +435,31 @@ describe('Kubernetes test server wire behaviour', () => {
   });
 
   serverOnly(
-    'mints ES256 tokens with a kid and the claims of B3, verifiable with the served JWKS',
+    'applies a JSON patch (RFC 6902) to a Secret like the API server, a failed test op being a 422',
+    async () => {
+      await call('POST', '/api/v1/namespaces/default/secrets', {
+        body: { metadata: { name: 'json-patched' }, stringData: { k: 'v' } },
+      });
+      const patched = await call('PATCH', '/api/v1/namespaces/default/secrets/json-patched', {
+        contentType: 'application/json-patch+json',
+        body: [
+          { op: 'add', path: '/metadata/labels', value: { tier: 'db' } },
+          { op: 'replace', path: '/data/k', value: Buffer.from('w').toString('base64') },
+        ],
+      });
+      expect(patched.status).toBe(200);
+      expect(patched.json.metadata.labels).toEqual({ tier: 'db' });
+      expect(patched.json.data).toEqual({ k: Buffer.from('w').toString('base64') });
+      const failedTest = await call('PATCH', '/api/v1/namespaces/default/secrets/json-patched', {
+        contentType: 'application/json-patch+json',
+        body: [{ op: 'test', path: '/metadata/labels/tier', value: 'web' }],
+      });
+      expect(failedTest.status).toBe(422);
+    },
+  );
+
+  serverOnly(
+    'mints RS256 tokens by default (like kubeadm, GKE, EKS, AKS) with a kid and the claims of B3, verifiable with the served JWKS',
     async () => {
       const s = server as KubeTestServer;
       await s.createServiceAccount('ns1', 'app');
@@ -444,7 +477,7 @@ describe('Kubernetes test server wire behaviour', () => {
       const [header, payload, signature] = minted.json.status.token.split('.');
       const head = JSON.parse(Buffer.from(header, 'base64url').toString());
       const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
-      expect(head.alg).toBe('ES256');
+      expect(head.alg).toBe('RS256');
       expect(claims).toMatchObject({
         aud: ['openbao'],
         iss: s.issuer,
@@ -458,10 +491,11 @@ describe('Kubernetes test server wire behaviour', () => {
       expect(claims.exp - claims.iat).toBe(3600);
       const jwks = await call('GET', '/openid/v1/jwks');
       const jwk = jwks.json.keys.find((k: { kid: string }) => k.kid === head.kid);
+      expect(jwk).toMatchObject({ kty: 'RSA', alg: 'RS256', use: 'sig' });
       const ok = verify(
         'sha256',
         Buffer.from(`${header}.${payload}`),
-        { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+        createPublicKey({ key: jwk, format: 'jwk' }),
         Buffer.from(signature, 'base64url'),
       );
       expect(ok).toBe(true);

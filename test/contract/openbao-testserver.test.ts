@@ -1,8 +1,7 @@
-/** Unit tests of the dev-only OpenBao test server's pieces: ACL matching, policy parsing, custom HTTP verbs. */
+/** Unit tests of the dev-only OpenBao test server's pieces: ACL matching, policy parsing, custom HTTP verbs on the wire. */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAllowed, parsePolicy, type StoredPolicy } from '../../runtime/dev/openbao/acl.js';
-import { rewriteCustomVerbs } from '../../runtime/dev/openbao/custom-verbs.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { BaoError } from '../../runtime/dev/openbao/wire.js';
 
@@ -113,19 +112,6 @@ describe('ACL policies', () => {
     'path "x" { capabilities = ["read"] } /* open comment',
   ])('refuses malformed policy %j with 400', (text) => {
     expect(() => parsePolicy(text)).toThrowError(BaoError);
-  });
-});
-
-describe('custom verbs', () => {
-  it('rewrites LIST and SCAN request lines, and nothing inside a JSON body', () => {
-    const list = rewriteCustomVerbs(Buffer.from('LIST /v1/secret/metadata/a HTTP/1.1\r\nHost: x\r\n\r\n'));
-    expect(list.toString()).toMatch(/^GET \/v1\/secret\/metadata\/a\?list=true HTTP\/1.1\r\n/);
-    const scan = rewriteCustomVerbs(Buffer.from('SCAN /v1/sys/namespaces?x=1 HTTP/1.1\r\n'));
-    expect(scan.toString()).toMatch(/^GET \/v1\/sys\/namespaces\?x=1&scan=true /);
-    const body = Buffer.from(
-      'POST /v1/a HTTP/1.1\r\nContent-Length: 30\r\n\r\n{"note":"LIST /v1/x HTTP/1.1"}',
-    );
-    expect(rewriteCustomVerbs(body).toString()).toBe(body.toString());
   });
 });
 

@@ -121,6 +121,22 @@ describe('namespaces', () => {
     expect(await ns.listNamespaces()).toContain('cloudtaser');
   });
 
+  it('reads back custom_metadata null for a namespace created without it, and the map when one was given', async () => {
+    const bare = uniqueName('bare');
+    const tagged = uniqueName('tagged');
+    await raw(target, 'POST', `sys/namespaces/${bare}`, { namespace: base, body: {} });
+    await raw(target, 'POST', `sys/namespaces/${tagged}`, {
+      namespace: base,
+      body: { custom_metadata: { owner: 'team-a' } },
+    });
+    const bareRead = await raw(target, 'GET', `sys/namespaces/${bare}`, { namespace: base });
+    expect((bareRead.json!.data as Record<string, unknown>).custom_metadata).toBeNull();
+    const taggedRead = await raw(target, 'GET', `sys/namespaces/${tagged}`, { namespace: base });
+    expect((taggedRead.json!.data as Record<string, unknown>).custom_metadata).toEqual({ owner: 'team-a' });
+    // The client reads null as "no metadata".
+    expect((await root.withNamespace(base).readNamespace(bare))?.customMetadata).toEqual({});
+  });
+
   it('refuses a multi-segment name with 400', async () => {
     const answer = await raw(target, 'POST', 'sys/namespaces/a/b', { namespace: base, body: {} });
     expect(answer.status).toBe(400);

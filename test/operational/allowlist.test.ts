@@ -16,6 +16,22 @@ describe('pod API allow-list', () => {
     ['POST', '/v1/auth/token/renew-self', 'token-renew-self', 'auth/token/renew-self', ''],
     ['POST', '/v1/auth/token/revoke-self', 'token-revoke-self', 'auth/token/revoke-self', ''],
     ['GET', '/v1/sys/internal/ui/mounts/secret', 'kv-mount-info', 'sys/internal/ui/mounts/secret', ''],
+    [
+      'GET',
+      '/v1/sys/internal/ui/mounts/secret/app/db?x=1',
+      'kv-mount-info',
+      'sys/internal/ui/mounts/secret/app/db',
+      '',
+    ],
+    ['GET', '/v1/secret/metadata/app?list=1', 'kv-list', 'secret/metadata/app', 'list=true'],
+    [
+      'GET',
+      '/v1/sys/health?standbyok=true&bogus=1&sealedcode=299',
+      'sys-health',
+      'sys/health',
+      'standbyok=true&sealedcode=299',
+    ],
+    ['HEAD', '/v1/sys/health', 'sys-health', 'sys/health', ''],
     ['GET', '/v1/secret/data/a%20b/c', 'kv-read', 'secret/data/a%20b/c', ''],
   ])('allows %s %s', (method, path, route, forwarded, query) => {
     const result = checkPodRequest(method, path);
@@ -41,6 +57,12 @@ describe('pod API allow-list', () => {
     ['GET', '/v1/auth/approle/login'],
     ['GET', '/v1/cloudtaser/abcd1234/secret/data/x'],
     ['GET', `/v1/secret/data/${'a/'.repeat(70)}x`],
+    ['GET', '/v1/sys/internal/ui/mounts/cloudtaser'],
+    ['GET', '/v1/sys/internal/ui/mounts'],
+    ['GET', '/v1/sys/internal/ui/mounts/secret?list=true'],
+    ['POST', '/v1/sys/internal/ui/mounts/secret'],
+    ['GET', '/v1/secret/metadata/app?scan=true'],
+    ['HEAD', '/v1/secret/data/app/db'],
   ])('refuses %s %s with 403 permission denied', (method, path) => {
     expect(checkPodRequest(method, path)).toEqual({ status: 403, errors: ['permission denied'] });
   });
@@ -53,7 +75,7 @@ describe('pod API allow-list', () => {
   it('never forwards a path that leaves the secret mount or the allowed auth paths, whatever the input', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE'),
+        fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'),
         fc.string({ maxLength: 80 }),
         (m, tail) => {
           const result = checkPodRequest(m, `/v1/${tail}`);
@@ -68,8 +90,9 @@ describe('pod API allow-list', () => {
                 'auth/token/lookup-self',
                 'auth/token/renew-self',
                 'auth/token/revoke-self',
-                'sys/internal/ui/mounts/secret',
-              ].includes(result.path),
+                'sys/health',
+              ].includes(result.path) ||
+              /^sys\/internal\/ui\/mounts\/secret(\/|$)/.test(result.path),
           ).toBe(true);
         },
       ),

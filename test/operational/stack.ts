@@ -15,7 +15,11 @@ import {
   type PolicyRule,
   startKubeTestServer,
 } from '../../runtime/dev/kube/index.js';
-import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import {
+  type OpenBaoTestServer,
+  type StandbyOptions,
+  startOpenBaoTestServer,
+} from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import {
@@ -85,6 +89,8 @@ export async function startOperationalStack(
     kubeAudit?: (entry: KubeAuditEntry) => void;
     /** Runs before the broker starts (objects the broker expects to find). */
     beforeBroker?: (kube: KubeTestServer) => Promise<void>;
+    /** The bridge talks to OpenBao through an HA standby node with these options (registration uses the active). */
+    bridgeThroughStandby?: StandbyOptions;
   } = {},
 ): Promise<OperationalStack> {
   const logs: string[] = [];
@@ -107,7 +113,7 @@ export async function startOperationalStack(
     // The bridge and registration run with exactly the shipped policies (docs/openbao-policies.md).
     const identities = await provisionIdentities(admin);
     const registrar = admin.withToken(identities.registrarToken);
-    const bridgeOpenBao = admin.withToken(identities.bridgeToken);
+    let bridgeOpenBao = admin.withToken(identities.bridgeToken);
     const kube = await startKubeTestServer({ audit: options.kubeAudit });
     closers.push(() => kube.close());
     const kubeAdmin = KubeClient.fromConnection({
@@ -141,6 +147,13 @@ export async function startOperationalStack(
     const replicas = await startReplicas(1);
     closers.push(() => replicas.close());
 
+    if (options.bridgeThroughStandby) {
+      const standby = await openbao.startStandby(options.bridgeThroughStandby);
+      closers.push(() => standby.close());
+      // The bridge's own identity, through the standby.
+      bridgeOpenBao = new OpenBaoClient({ address: standby.address, token: identities.bridgeToken, logger });
+      closers.push(() => bridgeOpenBao.close());
+    }
     const bridge = await startTestBridge({
       openbao: bridgeOpenBao,
       beacons: [replicas.address],

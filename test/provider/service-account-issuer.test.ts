@@ -73,7 +73,7 @@ describe('readServiceAccountIssuer', () => {
     const found = await readServiceAccountIssuer({ kind: 'kubeconfig', path: kubeconfig });
     expect(found.issuer).toBe(kube.issuer);
     expect(found.jwks.keys).toHaveLength(1);
-    expect(found.jwks.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256' });
+    expect(found.jwks.keys[0]).toMatchObject({ kty: 'RSA', alg: 'RS256' });
   });
 
   it('keeps only public RSA/EC keys: private parameters and symmetric keys never come back', async () => {

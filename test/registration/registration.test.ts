@@ -68,6 +68,38 @@ describe('registration against the OpenBao test server', () => {
     expect(new X509Certificate(String(bridge?.data.certificate)).checkIssued(ca)).toBe(true);
   });
 
+  it('gives up with a clear CT_OPENBAO_CAS_MISMATCH when the CA record keeps changing under it', async () => {
+    server.injectFault({
+      pathPattern: /\/data\/system\/bridge-ca$/,
+      method: 'POST',
+      status: 400,
+      errors: ['check-and-set parameter did not match the current version'],
+      times: 5,
+    });
+    const hasty = new OpenBaoClient({
+      address: server.address,
+      token: server.rootToken,
+      retries: 0,
+      readAfterWriteTimeoutMs: 0,
+    });
+    try {
+      const err = await registerCluster(hasty, { fingerprint: randomFingerprint() }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'CT_OPENBAO_CAS_MISMATCH' });
+      expect((err as Error).message).toMatch(/changed under this registration 5 times.*run this one again/);
+    } finally {
+      await hasty.close();
+    }
+  });
+
+  it('stops with a clear error, not a loop, when the CA record was soft-deleted (kv delete) and register runs again', async () => {
+    const fp = randomFingerprint();
+    const first = await registerCluster(admin, { fingerprint: fp });
+    await admin.withNamespace(first.namespace).kvDelete('cloudtaser', 'system/bridge-ca');
+    const err = await registerCluster(admin, { fingerprint: fp }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CT_OPENBAO_CAS_MISMATCH' });
+    expect((err as Error).message).toMatch(/cluster CA record changed .* 5 times.*kv undelete/);
+  });
+
   it('is idempotent: a second run keeps the same CA and reports no change', async () => {
     const first = await registerCluster(registrar, { fingerprint: FP });
     const second = await registerCluster(registrar, { fingerprint: FP });

@@ -1,6 +1,8 @@
 /**
  * What the Kubernetes test server serves, described once: the resource table drives routing, discovery
- * documents (/api, /apis, /api/v1, /apis/<group>/<version>) and scope checks. Dev-only.
+ * documents (/api, /apis, /api/v1, /apis/<group>/<version>) and scope checks. Dev-only. The documents follow
+ * k8s.io/apiserver pkg/endpoints/discovery (`APIVersions`, `APIGroupList`, `APIResourceList` with verbs,
+ * shortNames and `<resource>/<subresource>` entries), which kubectl reads to map kinds to resources.
  */
 
 export interface ResourceDefinition {

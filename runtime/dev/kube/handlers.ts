@@ -903,8 +903,9 @@ const SECRETS: ResourceNames = {
   resource: 'secrets',
   kind: 'Secret',
   group: '',
-  // The contract pins JSON patch on secrets to 415; nothing in cloudtaser sends one.
-  patchTypes: [MERGE_PATCH, STRATEGIC_MERGE_PATCH],
+  // Every built-in type takes JSON, merge and strategic merge patches (k8s.io/apiserver
+  // pkg/endpoints/handlers/patch.go `PatchResource`; strategic merge is refused only for custom resources).
+  patchTypes: [JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH],
   strategy: OBJECT_META_STRATEGY,
 };
 

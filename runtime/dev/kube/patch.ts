@@ -1,7 +1,10 @@
 /**
  * The three PATCH body formats the API server applies to built-in types (dev-only test server code):
  * JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch. Pure functions on JSON
- * values; failures are thrown as the Status errors the API server sends for them.
+ * values; failures are thrown as the Status errors the API server sends for them. Upstream: k8s.io/apiserver
+ * pkg/endpoints/handlers/patch.go (`PatchResource`: the content type picks the format, an unknown one is 415;
+ * `jsonPatcher` and `smpPatcher`), github.com/evanphx/json-patch (RFC 6902 and 7386 as the API server applies
+ * them), k8s.io/apimachinery pkg/util/strategicpatch (`patchMergeKey`, `$patch`, set-like primitive lists).
  */
 import { badRequest, KubeStatusError, requestEntityTooLarge, unsupportedMediaType } from './status.js';
 

@@ -1,6 +1,9 @@
 /**
  * A small, real authorizer for the Kubernetes test server (dev-only): the admin may do everything; a
- * service account may do only what a rule granted to it allows, as RBAC would with Roles and ClusterRoles.
+ * service account may do only what a rule granted to it allows, as RBAC would with Roles and ClusterRoles
+ * (kubernetes plugin/pkg/auth/authorizer/rbac/rbac.go `RulesAllow`: verb, API group, resource or
+ * `resource/subresource`, resourceNames, each with `*`; a namespaced grant covers its namespace only). Denials
+ * are the 403 of status.ts `forbidden`.
  */
 
 /** One grant, shaped like an RBAC PolicyRule plus the scope a RoleBinding would give it. */

@@ -1,6 +1,9 @@
 /**
  * Label and field selectors as the API server parses them (wire-facts B4). Dev-only test server code.
- * A malformed selector is a 400 BadRequest, never a silent "match everything".
+ * A malformed selector is a 400 BadRequest, never a silent "match everything". Upstream: k8s.io/apimachinery
+ * pkg/labels/selector.go (`Parse`: `=`, `==`, `!=`, `in`, `notin`, `key`, `!key`, AND by comma; key and value
+ * syntax from pkg/util/validation), pkg/fields/selector.go (`ParseSelector`), and for Secrets the selectable
+ * fields of kubernetes pkg/registry/core/secret/strategy.go `SelectableFields` (`field label not supported`).
  */
 import { badRequest } from './status.js';
 

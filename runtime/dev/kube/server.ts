@@ -24,7 +24,7 @@ import { Authorizer, type PolicyRule } from './rbac.js';
 import { badRequest, forbidden, KubeStatusError, requestEntityTooLarge, unauthorized } from './status.js';
 import { type KubeObject, ObjectStore } from './store.js';
 import { toTable, wantsTable } from './table.js';
-import { ServiceAccountTokenSigner } from './tokens.js';
+import { type ServiceAccountSigningAlgorithm, ServiceAccountTokenSigner } from './tokens.js';
 
 export interface KubeTestServerOptions {
   /** @default '127.0.0.1' */
@@ -50,6 +50,11 @@ export interface KubeTestServerOptions {
    * audit log records them (`verb`, `objectRef`, `annotations["authorization.k8s.io/decision"]`).
    */
   readonly audit?: (entry: KubeAuditEntry) => void;
+  /**
+   * How service-account tokens are signed. @default 'RS256', what kubeadm, GKE, EKS and AKS clusters use
+   * (an RSA `--service-account-signing-key-file`); ES256/ES384/ES512 stand for a P-256/P-384/P-521 key.
+   */
+  readonly serviceAccountSigningAlgorithm?: ServiceAccountSigningAlgorithm;
   readonly logger?: Logger;
 }
 
@@ -121,7 +126,7 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
 
   const state: ServerState = {
     store: new ObjectStore(),
-    signer: new ServiceAccountTokenSigner(issuer),
+    signer: new ServiceAccountTokenSigner(issuer, options.serviceAccountSigningAlgorithm),
     authorizer: new Authorizer(),
     adminToken: randomBytes(32).toString('base64url'),
     apiAudiences: [issuer],
@@ -203,7 +208,7 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
         jwks_uri: `${url}/openid/v1/jwks`,
         response_types_supported: ['id_token'],
         subject_types_supported: ['public'],
-        id_token_signing_alg_values_supported: ['ES256'],
+        id_token_signing_alg_values_supported: [state.signer.algorithm],
       },
     };
   }
@@ -220,7 +225,12 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
     if (method === 'GET') {
       if (path === '/api') return { status: 200, body: apiVersions(host) };
       if (path === '/apis') return { status: 200, body: apiGroupList() };
-      if (ISSUER_DISCOVERY_PATHS.has(path)) return issuerDiscovery(path);
+      if (ISSUER_DISCOVERY_PATHS.has(path)) {
+        // kube-apiserver's bootstrap policy (plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go) binds the
+        // ClusterRole system:service-account-issuer-discovery to the group system:serviceaccounts (by default
+        // since 1.20); the admin (system:masters) may read anything. Those are the only users this server has.
+        return issuerDiscovery(path);
+      }
     }
     const segments = path
       .split('/')

@@ -1,6 +1,8 @@
 /**
  * In-memory object storage for the Kubernetes test server (dev-only). One global resourceVersion counter,
- * bumped on every change, as etcd's revision is on a real cluster.
+ * bumped on every change, as etcd's revision is on a real cluster (k8s.io/apiserver pkg/storage/etcd3
+ * `store`: resourceVersion is the etcd ModRevision, shared by every object; uid and creationTimestamp are set
+ * once on create by pkg/registry/rest/create.go `BeforeCreate`).
  */
 import { randomUUID } from 'node:crypto';
 

@@ -1,8 +1,24 @@
 /**
  * Service-account token signing and validation for the Kubernetes test server (dev-only).
- * Tokens are real ES256 JWTs with a `kid`, claims as the API server mints them (wire-facts B3).
+ * Tokens are real JWTs with a `kid`, claims as the API server mints them (wire-facts B3). Like the API server,
+ * the algorithm follows the signing key (kubernetes pkg/serviceaccount/jwt.go `JWTTokenGenerator`): RS256 for
+ * an RSA key, which is what kubeadm, GKE, EKS and AKS use, or ES256/ES384/ES512 for a P-256/P-384/P-521 key.
  */
 import { createHash, generateKeyPairSync, type KeyObject, randomUUID, sign, verify } from 'node:crypto';
+
+/** The algorithms the API server signs service-account tokens with. */
+export type ServiceAccountSigningAlgorithm = 'RS256' | 'ES256' | 'ES384' | 'ES512';
+
+/** Key and hash for each algorithm; ECDSA signatures are the JWS r||s form (RFC 7518 section 3.4). */
+const ALGORITHMS: Record<
+  ServiceAccountSigningAlgorithm,
+  { readonly hash: string; readonly curve?: string; readonly jwkCurve?: string }
+> = {
+  RS256: { hash: 'sha256' },
+  ES256: { hash: 'sha256', curve: 'prime256v1', jwkCurve: 'P-256' },
+  ES384: { hash: 'sha384', curve: 'secp384r1', jwkCurve: 'P-384' },
+  ES512: { hash: 'sha512', curve: 'secp521r1', jwkCurve: 'P-521' },
+};
 
 export interface ServiceAccountClaims {
   readonly aud: string[];
@@ -40,12 +56,22 @@ const MAX_TOKEN_LENGTH = 16 * 1024;
 export class ServiceAccountTokenSigner {
   readonly issuer: string;
   readonly keyId: string;
+  readonly algorithm: ServiceAccountSigningAlgorithm;
   private readonly privateKey: KeyObject;
   private readonly publicKey: KeyObject;
 
-  constructor(issuer: string) {
+  constructor(issuer: string, algorithm: ServiceAccountSigningAlgorithm = 'RS256') {
     this.issuer = issuer;
-    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    if (!Object.hasOwn(ALGORITHMS, algorithm))
+      throw new TypeError(
+        `serviceAccountSigningAlgorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}`,
+      );
+    this.algorithm = algorithm;
+    const curve = ALGORITHMS[algorithm].curve;
+    const pair =
+      curve === undefined
+        ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+        : generateKeyPairSync('ec', { namedCurve: curve });
     this.privateKey = pair.privateKey;
     this.publicKey = pair.publicKey;
     // Same derivation as the API server: base64url(SHA-256(DER of the public key)).
@@ -72,9 +98,9 @@ export class ServiceAccountTokenSigner {
           : { pod: { name: options.boundPod.name, uid: options.boundPod.uid } }),
       },
     };
-    const header = { alg: 'ES256', kid: this.keyId };
+    const header = { alg: this.algorithm, kid: this.keyId };
     const signingInput = `${base64urlJson(header)}.${base64urlJson(claims)}`;
-    const signature = sign('sha256', Buffer.from(signingInput), {
+    const signature = sign(ALGORITHMS[this.algorithm].hash, Buffer.from(signingInput), {
       key: this.privateKey,
       dsaEncoding: 'ieee-p1363',
     });
@@ -88,12 +114,12 @@ export class ServiceAccountTokenSigner {
     if (parts.length !== 3) return { ok: false, error: 'token is not a JWT' };
     const [headerPart, payloadPart, signaturePart] = parts;
     const header = parseJsonPart(headerPart);
-    if (header === undefined || header.alg !== 'ES256' || header.kid !== this.keyId) {
+    if (header === undefined || header.alg !== this.algorithm || header.kid !== this.keyId) {
       return { ok: false, error: 'token signed by an unknown key or with an unexpected algorithm' };
     }
     const signature = Buffer.from(signaturePart, 'base64url');
     const valid = verify(
-      'sha256',
+      ALGORITHMS[this.algorithm].hash,
       Buffer.from(`${headerPart}.${payloadPart}`),
       { key: this.publicKey, dsaEncoding: 'ieee-p1363' },
       signature,
@@ -108,11 +134,20 @@ export class ServiceAccountTokenSigner {
     return { ok: true, claims: payload };
   }
 
-  /** The key set served at /openid/v1/jwks. */
+  /**
+   * The key set served at /openid/v1/jwks: `use`, `kty`, `kid`, `alg` and the public parameters
+   * (kubernetes pkg/serviceaccount/openidmetadata.go `publicJWKSFromKeys`).
+   */
   jwks(): { keys: Record<string, string>[] } {
     const jwk = this.publicKey.export({ format: 'jwk' }) as Record<string, string>;
+    const base = { use: 'sig', kid: this.keyId, alg: this.algorithm };
+    const curve = ALGORITHMS[this.algorithm].jwkCurve;
     return {
-      keys: [{ use: 'sig', kty: 'EC', kid: this.keyId, crv: 'P-256', alg: 'ES256', x: jwk.x, y: jwk.y }],
+      keys: [
+        curve === undefined
+          ? { ...base, kty: 'RSA', n: jwk.n, e: jwk.e }
+          : { ...base, kty: 'EC', crv: curve, x: jwk.x, y: jwk.y },
+      ],
     };
   }
 

@@ -1,9 +1,11 @@
 /**
  * DEV-ONLY test infrastructure: ACL policies for the OpenBao-compatible test server. Parses the HCL subset
- * policies use (`path "x/*" { capabilities = [...] }`, also the JSON form and base64) and decides per path the
- * way OpenBao's internal/vault/policy/acl.go does: an exact rule first, else the longest prefix rule and the
- * `+` segment rules by upstream's priority order; LIST/SCAN also try the path without its trailing slash.
+ * policies use (`path "x/*" { capabilities = [...] }`, also the JSON form and base64; internal/vault/policy/
+ * policy.go `ParseACLPolicy`) and decides per path, picking the most specific matching rule as OpenBao does
+ * (internal/vault/acl.go `AllowOperation`, with `+` and glob priority from `CheckAllowedFromNonExactPaths`).
+ * The default policy is internal/vault/policy_store.go `defaultPolicy`, in part.
  */
+import type { Namespace } from './namespaces.js';
 import { badRequest } from './wire.js';
 
 export const CAPABILITIES = [
@@ -337,4 +339,35 @@ export function isRootPath(rootPaths: readonly string[] | undefined, mountPath: 
   return (rootPaths ?? []).some((pattern) =>
     pattern.endsWith('*') ? mountPath.startsWith(pattern.slice(0, -1)) : mountPath === pattern,
   );
+}
+
+/**
+ * Whether the policies grant anything at all on or below a mount, which is what `sys/internal/ui/mounts/<path>`
+ * asks before it describes the mount (OpenBao's `hasMountAccess`, internal/vault/logical_system_helpers.go): a
+ * capability other than deny on the mount path itself, or any rule under it (exact, glob or `+`) with one.
+ */
+export function hasMountAccess(policies: readonly StoredPolicy[], mountPath: string): boolean {
+  const granted = CAPABILITIES.filter((c) => c !== 'deny');
+  if (granted.some((capability) => isAllowed(policies, mountPath, capability))) return true;
+  const mountSegments = mountPath.replace(/\/$/, '').split('/');
+  for (const policy of policies) {
+    for (const rule of policy.rules) {
+      if (rule.capabilities.has('deny') || !granted.some((c) => rule.capabilities.has(c))) continue;
+      const bare = rule.pattern.replace(/\*$/, '');
+      if (bare.startsWith(mountPath)) return true;
+      const segments = bare.split('/');
+      if (
+        rule.pattern.includes('+') &&
+        segments.length > mountSegments.length &&
+        mountSegments.every((segment, i) => segments[i] === '+' || segments[i] === segment)
+      )
+        return true;
+    }
+  }
+  return false;
+}
+
+/** The policies a token names, as stored in its namespace (missing names are skipped, as OpenBao does). */
+export function policiesOf(namespace: Namespace, names: readonly string[]): StoredPolicy[] {
+  return names.map((name) => namespace.policies.get(name)).filter((p): p is StoredPolicy => p !== undefined);
 }

@@ -1,6 +1,8 @@
 /**
  * DEV-ONLY test infrastructure: the AppRole auth method of the OpenBao-compatible test server (roles, role IDs,
- * secret IDs, login), enough for the bridge's own credentials.
+ * secret IDs, login), enough for the bridge's own credentials. Follows internal/builtin/credential/approle/
+ * (path_role.go for roles, role-id and secret-id; path_login.go for login, whose wrong or expired credentials
+ * are 400 `invalid role or secret ID` and missing ones 400 `missing role_id` / `missing secret_id`; wire-facts A6).
  */
 import { randomUUID } from 'node:crypto';
 import type { Backend, BaoRequest } from './backend.js';

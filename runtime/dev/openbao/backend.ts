@@ -2,7 +2,7 @@
  * DEV-ONLY test infrastructure: the contract between the test server's router and its backends
  * (system, KV v2, token, kubernetes, approle), mirroring OpenBao's logical request.
  */
-import type { Mount, Namespace } from './namespaces.js';
+import type { Mount, Namespace, VisibleAsOf } from './namespaces.js';
 import type { TokenEntry } from './tokens.js';
 import type { BaoResponse } from './wire.js';
 
@@ -19,8 +19,13 @@ export interface BaoRequest {
   readonly namespace: Namespace;
   readonly body: Record<string, unknown>;
   readonly query: URLSearchParams;
-  /** Undefined on unauthenticated (login) paths. */
+  /**
+   * The caller's token. On unauthenticated paths (logins, sys/internal/ui/mounts) it is whatever was sent and
+   * was not checked: undefined, or a token of another namespace.
+   */
   readonly token: TokenEntry | undefined;
+  /** Set when a lagging HA standby serves this read: what was written after it is not seen yet. */
+  readonly visibleAsOf?: VisibleAsOf;
 }
 
 export interface Backend {

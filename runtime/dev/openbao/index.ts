@@ -4,8 +4,10 @@
  */
 export {
   type InjectedFault,
+  type OpenBaoStandby,
   type OpenBaoTestServer,
   type OpenBaoTestServerOptions,
   type RequestLogEntry,
+  type StandbyOptions,
   startOpenBaoTestServer,
 } from './server.js';

@@ -1,6 +1,11 @@
 /**
  * DEV-ONLY test infrastructure: a KV version 2 secrets engine for the OpenBao-compatible test server, with
- * OpenBao's check-and-set rules, not-found shapes and error texts.
+ * OpenBao's check-and-set rules, not-found shapes and error texts (wire-facts A3). Upstream, in
+ * internal/builtin/logical/kv/: path_data.go (writes, `validateCheckAndSetOption`, reads whose deleted or
+ * destroyed version is a 404 carrying the envelope, PATCH as a JSON merge patch), path_metadata.go (metadata
+ * read, write and delete; LIST with folders ending in `/`; an empty list is 404), path_delete.go,
+ * path_destroy.go (`No version number provided` / `no version number provided`), path_config.go, backend.go
+ * (`pathInvalid`: 404 with a warning for the bare mount or an unknown sub-path).
  */
 import type { Backend, BaoRequest } from './backend.js';
 import {
@@ -98,8 +103,27 @@ export function createKvV2Backend(store: KvStore): Backend {
     !version.destroyed &&
     (version.deletionMs === undefined || version.deletionMs > now());
 
-  function readData(request: BaoRequest, key: string): BaoResponse {
+  /**
+   * The key as a read sees it: on a lagging HA standby (`visibleAsOf`) only the versions written by then, with
+   * the newest of them as the current one; undefined when none was. Deletions are seen at once (a simplification).
+   */
+  function visibleKey(request: BaoRequest, key: string): KeyMetadata | undefined {
     const meta = store.keys.get(key);
+    const asOf = request.visibleAsOf;
+    if (!meta || asOf === undefined) return meta;
+    if (meta.createdMs > asOf) return undefined;
+    const versions = new Map([...meta.versions].filter(([, version]) => version.createdMs <= asOf));
+    const numbers = [...versions.keys()];
+    return {
+      ...meta,
+      versions,
+      currentVersion: numbers.length === 0 ? 0 : Math.max(...numbers),
+      oldestVersion: numbers.length === 0 ? 0 : Math.min(...numbers),
+    };
+  }
+
+  function readData(request: BaoRequest, key: string): BaoResponse {
+    const meta = visibleKey(request, key);
     if (!meta) throw notFoundEmpty();
     const asked = request.query.get('version');
     const number = asked === null || asked === '' || asked === '0' ? meta.currentVersion : Number(asked);
@@ -168,12 +192,14 @@ export function createKvV2Backend(store: KvStore): Backend {
     return ok(versionMetadata(entry, number, entry.versions.get(number)!));
   }
 
-  function listKeys(prefix: string, detailed: boolean): BaoResponse {
+  function listKeys(request: BaoRequest, prefix: string, detailed: boolean): BaoResponse {
     const folder = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
     const names = new Set<string>();
     const info: Record<string, unknown> = {};
-    for (const [key, meta] of store.keys) {
+    for (const key of store.keys.keys()) {
       if (!key.startsWith(folder)) continue;
+      const meta = visibleKey(request, key);
+      if (!meta) continue;
       const rest = key.slice(folder.length);
       const slash = rest.indexOf('/');
       const name = slash < 0 ? rest : rest.slice(0, slash + 1);
@@ -270,7 +296,7 @@ export function createKvV2Backend(store: KvStore): Backend {
         const family = request.mountPath.split('/')[0];
         if (family !== 'metadata' && family !== 'detailed-metadata') throw unsupportedOperation();
         const prefix = request.mountPath.slice(family.length + 1);
-        return listKeys(prefix, family === 'detailed-metadata');
+        return listKeys(request, prefix, family === 'detailed-metadata');
       }
       if (!parts) {
         return { kind: 'data', status: 404, data: null, warnings: [INVALID_PATH_WARNING] };
@@ -310,7 +336,7 @@ export function createKvV2Backend(store: KvStore): Backend {
           throw unsupportedOperation();
         case 'metadata':
           if (operation === 'read') {
-            const meta = store.keys.get(key);
+            const meta = visibleKey(request, key);
             if (!meta) throw notFoundEmpty();
             return ok(describeMetadata(meta));
           }

@@ -1,6 +1,10 @@
 /**
  * DEV-ONLY test infrastructure: builds the mounts of the OpenBao-compatible test server (the built-in ones each
- * namespace starts with, and the secret engines and auth methods users enable).
+ * namespace starts with, and the secret engines and auth methods users enable). A new namespace gets cubbyhole,
+ * sys, identity, the token auth mount and the default policy, and no KV (internal/vault/namespace_store.go
+ * `initializeNamespace`, internal/vault/mount.go `requiredMountTable`); the dev server's root also has KV v2 at
+ * `secret/` (internal/command/server.go, dev setup). `kv` with `options.version` "2" and `kv-v2` are the same
+ * engine (internal/vault/logical_system.go `handleMount`); wire-facts A1.4, A2.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -41,6 +45,7 @@ function mount(
     description: '',
     backend,
     local: false,
+    createdMs: Date.now(),
   };
 }
 

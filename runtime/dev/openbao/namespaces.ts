@@ -17,18 +17,33 @@ export interface Mount {
   readonly description: string;
   readonly backend: Backend;
   readonly local: boolean;
+  /** When it was mounted: a lagging HA standby does not see it for a while (see `visibleAsOf`). */
+  readonly createdMs: number;
+}
+
+/**
+ * A read served by an HA standby that lags the active node (OpenBao >= 2.5 serves reads on standbys): it sees
+ * namespaces, mounts and KV versions written up to this time (ms) only. Undefined = the current state.
+ */
+export type VisibleAsOf = number | undefined;
+
+/** Whether something written at `createdMs` is visible to a read as of `asOf`. */
+export function isVisible(createdMs: number, asOf: VisibleAsOf): boolean {
+  return asOf === undefined || createdMs <= asOf;
 }
 
 export class Namespace {
   readonly id: string;
   readonly uuid = randomUUID();
+  readonly createdMs = Date.now();
   readonly children = new Map<string, Namespace>();
   /** Secret engine mounts keyed by path (`secret/`), including the built-in `sys/`, `cubbyhole/`, `identity/`. */
   readonly mounts = new Map<string, Mount>();
   /** Auth mounts keyed by their path under `auth/` (`token/`, `kubernetes/`). */
   readonly authMounts = new Map<string, Mount>();
   readonly policies = new Map<string, StoredPolicy>();
-  customMetadata: Record<string, string> = {};
+  /** null when the namespace was written without custom metadata, as OpenBao stores it (reads back `null`). */
+  customMetadata: Record<string, string> | null = null;
   tainted = false;
   /** Set once the async delete finished; tokens of a deleted namespace stop working. */
   deleted = false;
@@ -63,7 +78,7 @@ export class Namespace {
   /** The namespace object as `sys/namespaces` shows it. */
   describe(): Record<string, unknown> {
     return {
-      custom_metadata: { ...this.customMetadata },
+      custom_metadata: this.customMetadata === null ? null : { ...this.customMetadata },
       id: this.id,
       locked: false,
       path: this.path,
@@ -95,10 +110,15 @@ export function resolveNamespace(
   root: Namespace,
   header: string,
   urlPath: string,
+  asOf?: VisibleAsOf,
 ): { namespace: Namespace; relativePath: string } {
+  const childOf = (parent: Namespace, name: string): Namespace | undefined => {
+    const child = parent.children.get(name);
+    return child && isVisible(child.createdMs, asOf) ? child : undefined;
+  };
   let namespace = root;
   for (const segment of canonicalNamespaceHeader(header)) {
-    const child = namespace.children.get(segment);
+    const child = childOf(namespace, segment);
     if (!child) throw new BaoError(404, ['namespace not found']);
     namespace = child;
   }
@@ -106,7 +126,7 @@ export function resolveNamespace(
   for (;;) {
     const slash = rest.indexOf('/');
     if (slash <= 0) break;
-    const child = namespace.children.get(rest.slice(0, slash));
+    const child = childOf(namespace, rest.slice(0, slash));
     if (!child) break;
     namespace = child;
     rest = rest.slice(slash + 1);

@@ -1,10 +1,14 @@
 /**
  * DEV-ONLY test infrastructure: the logical request pipeline of the OpenBao-compatible test server, in
- * OpenBao's order: namespace resolution, token check, ACL, mount routing, backend.
+ * OpenBao's order: namespace resolution, token check, ACL, mount routing, backend (internal/vault/
+ * request_handling.go `handleCancelableRequest`: a trailing-slash write is 400 `cannot write to a path ending in
+ * '/'`, LIST adds the slash; `CheckToken` before the router; the existence check picks create or update).
+ * An unmatched path is 404 `no handler for route "<p>". route entry not found.` (internal/vault/routing/router.go);
+ * wire-facts A0.3.
  */
-import { type Capability, checkAcl, isRootPath, type StoredPolicy } from './acl.js';
+import { type Capability, checkAcl, isRootPath, policiesOf } from './acl.js';
 import type { BaoRequest, Operation } from './backend.js';
-import { type Mount, type Namespace, resolveNamespace } from './namespaces.js';
+import { isVisible, type Mount, type Namespace, resolveNamespace, type VisibleAsOf } from './namespaces.js';
 import type { TokenStore } from './tokens.js';
 import { aclDenied, BaoError, type BaoResponse, badRequest, permissionDenied } from './wire.js';
 
@@ -16,6 +20,8 @@ export interface LogicalInput {
   readonly token: string | undefined;
   readonly body: Record<string, unknown>;
   readonly query: URLSearchParams;
+  /** A read on a lagging HA standby: state written after this time (ms) is not visible. */
+  readonly visibleAsOf?: VisibleAsOf;
 }
 
 export interface RouterContext {
@@ -24,13 +30,18 @@ export interface RouterContext {
   readonly namespacesEnabled: boolean;
 }
 
-function findMount(namespace: Namespace, path: string): { mount: Mount; mountPath: string } | undefined {
+function findMount(
+  namespace: Namespace,
+  path: string,
+  asOf: VisibleAsOf,
+): { mount: Mount; mountPath: string } | undefined {
   const auth = path.startsWith('auth/');
   const table = auth ? namespace.authMounts : namespace.mounts;
   const relative = auth ? path.slice('auth/'.length) : path;
   let best: Mount | undefined;
   for (const mount of table.values()) {
     const bare = mount.path.slice(0, -1);
+    if (!isVisible(mount.createdMs, asOf)) continue;
     if (
       (relative === bare || relative.startsWith(mount.path)) &&
       (!best || mount.path.length > best.path.length)
@@ -42,13 +53,9 @@ function findMount(namespace: Namespace, path: string): { mount: Mount; mountPat
   return { mount: best, mountPath: relative.slice(best.path.length) };
 }
 
-function policiesOf(namespace: Namespace, names: readonly string[]): StoredPolicy[] {
-  return names.map((name) => namespace.policies.get(name)).filter((p): p is StoredPolicy => p !== undefined);
-}
-
 export async function routeLogical(context: RouterContext, input: LogicalInput): Promise<BaoResponse> {
   const { namespace, relativePath } = context.namespacesEnabled
-    ? resolveNamespace(context.root, input.namespaceHeader, input.path)
+    ? resolveNamespace(context.root, input.namespaceHeader, input.path, input.visibleAsOf)
     : { namespace: context.root, relativePath: input.path };
   let path = relativePath;
   const listing = input.operation === 'list' || input.operation === 'scan';
@@ -56,10 +63,11 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
   const writing = input.operation === 'update' || input.operation === 'patch';
   if (writing && path.endsWith('/')) throw badRequest("cannot write to a path ending in '/'");
 
-  const routed = findMount(namespace, path);
+  const routed = findMount(namespace, path, input.visibleAsOf);
   const unauthenticated =
     routed?.mount.backend.isUnauthenticated?.(routed.mountPath.replace(/\/$/, '')) === true;
-  const token = unauthenticated ? undefined : context.tokens.lookup(input.token);
+  // On unauthenticated paths a token is looked up but not enforced: sys/internal/ui/mounts checks it itself.
+  const token = context.tokens.lookup(input.token);
   // Unknown, expired or revoked tokens, and tokens of a namespace that is not an ancestor, all read the same.
   if (!unauthenticated && !token?.namespace.isAncestorOrSelf(namespace)) throw permissionDenied();
 
@@ -69,7 +77,7 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
     if (!routed.mount.backend.exists(probe)) operation = 'create';
   }
 
-  if (token && !token.policies.includes('root')) {
+  if (!unauthenticated && token && !token.policies.includes('root')) {
     // Policies are the token namespace's, matched against the path from that namespace (acl.go AllowOperation
     // prefixes both with the namespace path).
     const aclPath = token.namespace.relativePathOf(namespace) + path;
@@ -93,6 +101,7 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
       body: input.body,
       query: input.query,
       token,
+      visibleAsOf: input.visibleAsOf,
     };
   }
 }

@@ -2,6 +2,11 @@
  * DEV-ONLY test infrastructure, never a production code path: an in-memory OpenBao-compatible HTTP(S) server
  * for tests and the local demo, built from the project's wire facts (envelopes, status codes, exact error texts,
  * namespaces, KV v2, tokens, ACL policies, Kubernetes and AppRole auth). It also injects faults on demand.
+ * The HTTP layer follows internal/http/: handler.go (404 `{"errors":[]}` outside /v1/, the namespace header
+ * echoed back, `restrictedSysAPIsNonLogical`: 400 `operation unavailable in namespaces`, the 32 MiB request
+ * limit), logical.go `buildLogicalRequestNoAuth` (methods, LIST/SCAN and `?list=`/`?scan=` as Go booleans, PATCH
+ * needing merge-patch or 415, JSON read whatever the content type unless it is a form), sys_health.go,
+ * sys_seal.go; HA standbys follow handler.go `handleRequestForwarding`/`respondStandby`.
  */
 import {
   createServer as createHttpServer,
@@ -11,15 +16,25 @@ import {
 } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
+import { withCustomVerbs } from '../../core/custom-verbs.js';
 import { type Logger, silentLogger } from '../../core/index.js';
-import { withCustomVerbs } from './custom-verbs.js';
 import type { MountDeps } from './mounts.js';
 import { installBuiltinMounts } from './mounts.js';
-import { Namespace } from './namespaces.js';
+import { canonicalNamespaceHeader, Namespace } from './namespaces.js';
+import { RateLimitQuotas } from './quotas.js';
 import { routeLogical } from './router.js';
 import { createSystemBackend, installDefaultPolicy } from './system-backend.js';
 import { TokenStore } from './tokens.js';
-import { BaoError, type BaoResponse, envelope, goJson, isRecord, randomBase62, SEALED_TEXT } from './wire.js';
+import {
+  BaoError,
+  type BaoResponse,
+  envelope,
+  goJson,
+  isRecord,
+  parseGoBool,
+  randomBase62,
+  SEALED_TEXT,
+} from './wire.js';
 
 export interface OpenBaoTestServerOptions {
   /** @default '127.0.0.1' */
@@ -48,6 +63,8 @@ export interface InjectedFault {
   readonly method?: string;
   /** Answer with this status and OpenBao's error body for it. */
   readonly status?: number;
+  /** The `errors` list to answer with instead of the usual text for `status`. */
+  readonly errors?: readonly string[];
   /** Wait this long before answering (or before handling normally when no status is given). */
   readonly delayMs?: number;
   /** How many matching requests the fault applies to. @default 1 */
@@ -65,9 +82,36 @@ export interface RequestLogEntry {
   readonly status: number;
 }
 
+/**
+ * An HA standby node in front of the same storage (OpenBao >= 2.5 serves reads on standbys). Reads see the state
+ * as it was `readLagMs` ago; writes are forwarded to the active node, or, without request forwarding, answered
+ * with 307 and a `Location` on the active node (internal/http/handler.go `handleRequestForwarding`,
+ * `respondStandby`). sys/health says `standby: true` (429 unless `standbyok`).
+ */
+export interface StandbyOptions {
+  /** How far behind the active node reads are. @default 0 */
+  readonly readLagMs?: number;
+  /** Forward what the standby cannot serve; false = answer 307 to `redirectAddress`. @default true */
+  readonly requestForwarding?: boolean;
+  /** Serve reads locally (with the lag); false = reads go the way of writes. @default true */
+  readonly serveReads?: boolean;
+  /**
+   * Where a 307 points (scheme, host and port; the request's path and query are kept), or a function giving it
+   * (so a standby can point at itself, for a loop). @default the active node
+   */
+  readonly redirectAddress?: string | (() => string);
+}
+
+export interface OpenBaoStandby {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
 export interface OpenBaoTestServer {
   readonly address: string;
   readonly rootToken: string;
+  /** Starts a standby node sharing this server's storage, on its own port. */
+  startStandby(options?: StandbyOptions): Promise<OpenBaoStandby>;
   seal(): void;
   unseal(): void;
   /** The next `times` requests whose path matches answer with `status` (and the OpenBao error body), or are delayed. */
@@ -104,6 +148,14 @@ const ROOT_ONLY_WITH_HEADER = new Set([
   'in-flight-req',
 ]);
 
+type NodeRole =
+  | { readonly kind: 'active' }
+  | ({ readonly kind: 'standby'; readonly redirectTo: () => string } & Required<
+      Omit<StandbyOptions, 'redirectAddress'>
+    >);
+
+const ACTIVE: NodeRole = { kind: 'active' };
+
 export async function startOpenBaoTestServer(
   options: OpenBaoTestServerOptions = {},
 ): Promise<OpenBaoTestServer> {
@@ -117,6 +169,7 @@ export async function startOpenBaoTestServer(
   const timers = new Set<NodeJS.Timeout>();
   const faults: { fault: InjectedFault; remaining: number }[] = [];
   const log: RequestLogEntry[] = [];
+  const quotas = new RateLimitQuotas();
   let sealed = false;
 
   const root = new Namespace('', undefined);
@@ -134,6 +187,7 @@ export async function startOpenBaoTestServer(
       );
     },
     track: (timer) => timers.add(timer),
+    quotas,
   });
   const deps: MountDeps = { tokens, logger, systemBackend };
   installBuiltinMounts(root, deps, true);
@@ -161,18 +215,35 @@ export async function startOpenBaoTestServer(
     else send(res, response.status ?? 200, envelope(response), head);
   }
 
-  function health(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, head: boolean): void {
+  /** internal/http/sys_health.go `getSysHealth`: the state picks the status, each overridable by a parameter. */
+  function health(res: ServerResponse, query: URLSearchParams, head: boolean, node: NodeRole): void {
     const code = (name: string, fallback: number): number => {
       const value = query.get(name);
       if (value === null) return fallback;
-      if (!/^\d+$/.test(value)) throw new BaoError(400, [`bad code for ${name}: ${value}`]);
+      if (!/^\d+$/.test(value)) throw new BaoError(400, []);
       return Number(value);
     };
-    const status = sealed ? code('sealedcode', 503) : code('activecode', 200);
+    const flag = (name: string): boolean => {
+      const value = query.get(name);
+      if (value === null) return false;
+      const parsed = parseGoBool(value);
+      if (parsed === undefined) throw new BaoError(400, []);
+      return parsed;
+    };
+    const standbyOk = flag('standbyok');
+    flag('perfstandbyok');
+    const sealedCode = code('sealedcode', 503);
+    const standbyCode = code('standbycode', 429);
+    const activeCode = code('activecode', 200);
+    code('uninitcode', 501);
+    code('drsecondarycode', 472);
+    code('performancestandbycode', 473);
+    const standby = node.kind === 'standby';
+    const status = sealed ? sealedCode : standby && !standbyOk ? standbyCode : activeCode;
     const body: Record<string, unknown> = {
       initialized: true,
       sealed,
-      standby: false,
+      standby,
       performance_standby: false,
       replication_performance_mode: 'disabled',
       replication_dr_mode: 'disabled',
@@ -180,7 +251,6 @@ export async function startOpenBaoTestServer(
       version,
     };
     if (!sealed) Object.assign(body, { cluster_name: clusterName, cluster_id: clusterId });
-    void req;
     send(res, status, body, head);
   }
 
@@ -234,7 +304,7 @@ export async function startOpenBaoTestServer(
     return parsed;
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, node: NodeRole): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://openbao.invalid');
     const method = (req.method ?? 'GET').toUpperCase();
     const head = method === 'HEAD';
@@ -254,7 +324,8 @@ export async function startOpenBaoTestServer(
       if (fault.fault.sealed) return send(res, 503, { errors: [SEALED_TEXT] }, head);
       if (fault.fault.status !== undefined) {
         const text = FAULT_TEXTS[fault.fault.status];
-        return send(res, fault.fault.status, { errors: text === undefined ? [] : [text] }, head);
+        const errors = fault.fault.errors ?? (text === undefined ? [] : [text]);
+        return send(res, fault.fault.status, { errors }, head);
       }
     }
 
@@ -277,7 +348,7 @@ export async function startOpenBaoTestServer(
     }
     if (path === 'sys/health') {
       if (method !== 'GET' && !head) return send(res, 405, { errors: [] }, head);
-      return health(req, res, url.searchParams, head);
+      return health(res, url.searchParams, head, node);
     }
     if (path === 'sys/seal-status') {
       if (method !== 'GET') return send(res, 405, { errors: [] }, head);
@@ -286,8 +357,15 @@ export async function startOpenBaoTestServer(
     if (sealed) return send(res, 503, { errors: [SEALED_TEXT] }, head);
 
     let operation: 'read' | 'list' | 'scan' | 'update' | 'delete' | 'patch';
-    const list = url.searchParams.get('list') === 'true';
-    const scan = url.searchParams.get('scan') === 'true';
+    // `list` and `scan` are Go booleans (`list=1` lists); anything else is a 400 (internal/http/logical.go).
+    const flag = (name: string): boolean | undefined => {
+      const value = url.searchParams.get(name);
+      return value === null || value === '' ? false : parseGoBool(value);
+    };
+    const list = flag('list');
+    const scan = flag('scan');
+    if ((method === 'GET' || head) && (list === undefined || scan === undefined))
+      return send(res, 400, { errors: [] }, head);
     switch (method) {
       case 'GET':
       case 'HEAD':
@@ -328,6 +406,34 @@ export async function startOpenBaoTestServer(
         return send(res, 405, { errors: [] }, head);
     }
 
+    // HA: a standby serves reads itself (behind by its lag) and forwards or redirects the rest.
+    let visibleAsOf: number | undefined;
+    if (node.kind === 'standby') {
+      const reading = operation === 'read' || operation === 'list' || operation === 'scan';
+      if (reading && node.serveReads) {
+        visibleAsOf = Date.now() - node.readLagMs;
+      } else if (!node.requestForwarding) {
+        req.resume();
+        res.setHeader('Location', `${node.redirectTo()}${req.url ?? '/'}`);
+        return send(res, 307, undefined, head);
+      }
+    }
+
+    const quota = quotas.check(
+      namespacesEnabled
+        ? canonicalNamespaceHeader(nsHeader)
+            .map((segment) => `${segment}/`)
+            .join('')
+        : '',
+      path,
+      req.socket.remoteAddress ?? '',
+    );
+    for (const [name, value] of Object.entries(quota.headers ?? {})) res.setHeader(name, value);
+    if (!quota.allowed) {
+      req.resume();
+      return send(res, 429, { errors: [`request path "${path}": rate limit quota exceeded`] }, head);
+    }
+
     const raw = await readBody(req);
     if (raw === undefined) {
       res.setHeader('Connection', 'close');
@@ -342,50 +448,68 @@ export async function startOpenBaoTestServer(
         : undefined);
     const response = await routeLogical(
       { root, tokens, namespacesEnabled },
-      { operation, path, namespaceHeader: nsHeader, token, body, query: url.searchParams },
+      { operation, path, namespaceHeader: nsHeader, token, body, query: url.searchParams, visibleAsOf },
     );
     sendBao(res, response, head);
   }
 
-  const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    const url = new URL(req.url ?? '/', 'http://openbao.invalid');
-    res.on('finish', () => {
-      log.push({
-        method: req.method ?? '',
-        path: url.pathname,
-        namespace: String(req.headers['x-vault-namespace'] ?? ''),
-        status: res.statusCode,
+  const listenerFor =
+    (node: NodeRole) =>
+    (req: IncomingMessage, res: ServerResponse): void => {
+      const url = new URL(req.url ?? '/', 'http://openbao.invalid');
+      res.on('finish', () => {
+        log.push({
+          method: req.method ?? '',
+          path: url.pathname,
+          namespace: String(req.headers['x-vault-namespace'] ?? ''),
+          status: res.statusCode,
+        });
       });
-    });
-    handle(req, res).catch((err: unknown) => {
-      if (res.headersSent) return;
-      if (err instanceof BaoError)
-        return send(res, err.status, { errors: err.errors }, req.method === 'HEAD');
-      logger.error({ event: 'openbao_dev.internal_error', err }, 'test server bug');
-      send(res, 500, { errors: [`1 error occurred:\n\t* internal error\n\n`] }, false);
-    });
-  };
+      handle(req, res, node).catch((err: unknown) => {
+        if (res.headersSent) return;
+        if (err instanceof BaoError)
+          return send(res, err.status, { errors: err.errors }, req.method === 'HEAD');
+        logger.error({ event: 'openbao_dev.internal_error', err }, 'test server bug');
+        send(res, 500, { errors: [`1 error occurred:\n\t* internal error\n\n`] }, false);
+      });
+    };
 
-  // The HTTP parser never listens itself: connections reach it through the LIST/SCAN rewrite.
-  const http: Server = createHttpServer(listener);
-  const sockets = new Set<Socket>();
-  const accept = (socket: Socket): void => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    http.emit('connection', withCustomVerbs(socket));
-  };
-  const server = options.tls
-    ? createTlsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, accept)
-    : createNetServer(accept);
-  server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
-  });
-  const bound = server.address() as AddressInfo;
-  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-  const address = `${options.tls ? 'https' : 'http'}://${host}:${bound.port}`;
+  /** One node's listener: the HTTP parser never listens itself, connections reach it through the LIST/SCAN rewrite. */
+  async function serveNode(node: NodeRole): Promise<{ address: string; close(): Promise<void> }> {
+    const http: Server = createHttpServer(listenerFor(node));
+    const sockets = new Set<Socket>();
+    const accept = (socket: Socket): void => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+      http.emit('connection', withCustomVerbs(socket));
+    };
+    const server = options.tls
+      ? createTlsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, accept)
+      : createNetServer(accept);
+    server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(node.kind === 'active' ? (options.port ?? 0) : 0, options.host ?? '127.0.0.1', () =>
+        resolve(),
+      );
+    });
+    const bound = server.address() as AddressInfo;
+    const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+    return {
+      address: `${options.tls ? 'https' : 'http'}://${host}:${bound.port}`,
+      close: async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        http.close();
+        await closed;
+      },
+    };
+  }
+
+  const active = await serveNode(ACTIVE);
+  const address = active.address;
+  const standbys = new Set<{ close(): Promise<void> }>();
   logger.info(
     { event: 'openbao_dev.started', address, namespaces: namespacesEnabled },
     'OpenBao test server started',
@@ -394,6 +518,27 @@ export async function startOpenBaoTestServer(
   return {
     address,
     rootToken,
+    async startStandby(standby = {}) {
+      const node: NodeRole = {
+        kind: 'standby',
+        readLagMs: standby.readLagMs ?? 0,
+        requestForwarding: standby.requestForwarding ?? true,
+        serveReads: standby.serveReads ?? true,
+        redirectTo: () => {
+          const target = standby.redirectAddress ?? address;
+          return (typeof target === 'function' ? target() : target).replace(/\/+$/, '');
+        },
+      };
+      const served = await serveNode(node);
+      standbys.add(served);
+      return {
+        address: served.address,
+        close: async () => {
+          standbys.delete(served);
+          await served.close();
+        },
+      };
+    },
     seal: () => {
       sealed = true;
     },
@@ -406,10 +551,8 @@ export async function startOpenBaoTestServer(
     requestLog: () => [...log],
     close: async () => {
       for (const timer of timers) clearTimeout(timer);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      http.close();
-      await closed;
+      await Promise.all([...standbys].map((standby) => standby.close()));
+      await active.close();
       const allNamespaces = [root, ...root.descendants()];
       await Promise.all(
         allNamespaces.flatMap((ns) =>

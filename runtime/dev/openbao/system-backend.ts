@@ -2,11 +2,13 @@
  * DEV-ONLY test infrastructure: the `sys/` backend of the OpenBao-compatible test server: namespaces, secret
  * mounts, auth mounts and ACL policies, relative to the namespace a request resolved to.
  */
-import { DEFAULT_POLICY_TEXT, parsePolicy, type StoredPolicy } from './acl.js';
+import { DEFAULT_POLICY_TEXT, hasMountAccess, parsePolicy, policiesOf, type StoredPolicy } from './acl.js';
 import type { Backend, BaoRequest } from './backend.js';
 import { createAuthMount, createSecretMount, installBuiltinMounts, type MountDeps } from './mounts.js';
-import { type Mount, Namespace, validateNamespaceName } from './namespaces.js';
+import { isVisible, type Mount, Namespace, validateNamespaceName } from './namespaces.js';
+import type { RateLimitQuotas } from './quotas.js';
 import {
+  aclDenied as aclDeniedError,
   BaoError,
   type BaoResponse,
   badRequest,
@@ -25,6 +27,8 @@ export interface SystemContext {
   onNamespaceDeleted(namespace: Namespace): void;
   /** Timers the server must clear on close. */
   track(timer: NodeJS.Timeout): void;
+  /** Rate-limit quotas, which the server enforces on every request. */
+  readonly quotas: RateLimitQuotas;
 }
 
 /** sys/ APIs that only work in the root namespace when reached through a path prefix. */
@@ -114,12 +118,14 @@ export function createSystemBackend(context: SystemContext): Backend {
     if (!context.namespacesEnabled) throw unsupportedPath();
     const parent = request.namespace;
     const { operation } = request;
+    const seen = (ns: Namespace) => isVisible(ns.createdMs, request.visibleAsOf);
     if (operation === 'list' || operation === 'scan') {
       if (rest !== '') throw unsupportedPath();
-      const found =
+      const found = (
         operation === 'list'
           ? [...parent.children.values()]
-          : [...parent.descendants()].filter((ns) => !ns.deleted);
+          : [...parent.descendants()].filter((ns) => !ns.deleted)
+      ).filter(seen);
       if (found.length === 0) throw notFoundEmpty();
       const keyInfo: Record<string, unknown> = {};
       for (const ns of found) keyInfo[parent.relativePathOf(ns)] = ns.describe();
@@ -132,7 +138,7 @@ export function createSystemBackend(context: SystemContext): Backend {
     switch (operation) {
       case 'read':
         validateNamespaceName(name);
-        if (!existing) throw notFoundEmpty();
+        if (!existing || !seen(existing)) throw notFoundEmpty();
         return ok(existing.describe());
       case 'create':
       case 'update': {
@@ -144,15 +150,18 @@ export function createSystemBackend(context: SystemContext): Backend {
         if (isRecord(custom) && Object.values(custom).some((value) => typeof value !== 'string')) {
           throw badRequest('custom_metadata values must be strings');
         }
+        // A write without custom_metadata stores none, which reads back as null; an explicit {} stays {}
+        // (internal/vault/logical_system_namespaces.go reads the field only when it was sent).
+        const metadata = isRecord(custom) ? { ...(custom as Record<string, string>) } : null;
         if (existing) {
           if (existing.tainted) throw badRequest('namespace with that name exists and is currently tainted');
-          existing.customMetadata = { ...((custom as Record<string, string> | undefined) ?? {}) };
+          existing.customMetadata = metadata;
           return ok(existing.describe());
         }
         if (parent.mounts.has(`${name}/`))
           throw badRequest(`new namespace conflicts with existing mount: ${name}/`);
         const child = new Namespace(name, parent);
-        child.customMetadata = { ...((custom as Record<string, string> | undefined) ?? {}) };
+        child.customMetadata = metadata;
         installBuiltinMounts(child, context.mountDeps(), false);
         installDefaultPolicy(child);
         parent.children.set(name, child);
@@ -164,11 +173,13 @@ export function createSystemBackend(context: SystemContext): Backend {
         const custom = request.body.custom_metadata;
         if (custom === null) existing.customMetadata = {};
         else if (isRecord(custom)) {
+          const merged = { ...(existing.customMetadata ?? {}) };
           for (const [key, value] of Object.entries(custom)) {
-            if (value === null) delete existing.customMetadata[key];
+            if (value === null) delete merged[key];
             else if (typeof value !== 'string') throw badRequest('custom_metadata values must be strings');
-            else existing.customMetadata[key] = value;
+            else merged[key] = value;
           }
+          existing.customMetadata = merged;
         }
         return ok(existing.describe());
       }
@@ -201,7 +212,8 @@ export function createSystemBackend(context: SystemContext): Backend {
     if (rest === '') {
       if (operation !== 'read') throw unsupportedOperation();
       const data: Record<string, unknown> = {};
-      for (const mount of ns.mounts.values()) data[mount.path] = describeMount(mount);
+      for (const mount of ns.mounts.values())
+        if (isVisible(mount.createdMs, request.visibleAsOf)) data[mount.path] = describeMount(mount);
       return ok(data, { injectTopLevel: true });
     }
     const path = normaliseMountPath(rest);
@@ -241,7 +253,8 @@ export function createSystemBackend(context: SystemContext): Backend {
     if (rest === '') {
       if (operation !== 'read') throw unsupportedOperation();
       const data: Record<string, unknown> = {};
-      for (const mount of ns.authMounts.values()) data[mount.path] = describeMount(mount);
+      for (const mount of ns.authMounts.values())
+        if (isVisible(mount.createdMs, request.visibleAsOf)) data[mount.path] = describeMount(mount);
       return ok(data, { injectTopLevel: true });
     }
     const path = normaliseMountPath(rest);
@@ -312,18 +325,84 @@ export function createSystemBackend(context: SystemContext): Backend {
     return noContent();
   }
 
-  function uiMount(request: BaoRequest, rest: string): BaoResponse {
-    const mount = request.namespace.mounts.get(normaliseMountPath(rest));
-    if (!mount) {
-      throw new BaoError(403, [
-        `preflight capability check returned 403, please ensure client's policies grant access to path "${rest}/"`,
-      ]);
+  /** `sys/quotas/rate-limit/:name` and `sys/quotas/config` (root namespace only, like every sys/quotas path). */
+  function quotas(request: BaoRequest, rest: string): BaoResponse {
+    const { operation } = request;
+    if (rest === 'config') {
+      if (operation === 'read') return ok(context.quotas.config());
+      if (operation !== 'create' && operation !== 'update') throw unsupportedOperation();
+      context.quotas.configure(request.body);
+      return noContent();
     }
-    return ok({ ...describeMount(mount), path: mount.path });
+    if (rest === 'rate-limit') {
+      if (operation !== 'list') throw unsupportedOperation();
+      const keys = context.quotas.names();
+      if (keys.length === 0) throw notFoundEmpty();
+      return ok({ keys });
+    }
+    if (!rest.startsWith('rate-limit/')) throw unsupportedPath();
+    const name = rest.slice('rate-limit/'.length);
+    if (name === '' || name.includes('/')) throw badRequest('missing quota name');
+    switch (operation) {
+      case 'read':
+        return ok(context.quotas.read(name));
+      case 'create':
+      case 'update':
+        context.quotas.write(name, request.body);
+        return noContent();
+      case 'delete':
+        context.quotas.delete(name);
+        return noContent();
+      default:
+        throw unsupportedOperation();
+    }
+  }
+
+  /**
+   * `GET sys/internal/ui/mounts/<path>`: the mount `<path>` lies in, for the KV preflight of the CLI and of
+   * consul-template. Unauthenticated in routing, it checks the token itself (internal/vault/logical_system.go
+   * `pathInternalUIMountRead`): no usable token is `permission denied`; no mount there, or a token whose policies
+   * grant nothing on or below the mount, is the preflight 403, so the path cannot be used to probe for mounts.
+   */
+  function uiMount(request: BaoRequest, rest: string): BaoResponse {
+    if (request.operation !== 'read') throw unsupportedOperation();
+    const path = `${rest.replace(/^\/+/, '').replace(/\/+$/, '')}/`;
+    if (path === '/') throw badRequest('path not set');
+    const preflightDenied = new BaoError(403, [
+      `preflight capability check returned 403, please ensure client's policies grant access to path "${path}"`,
+    ]);
+    const ns = request.namespace;
+    const auth = path.startsWith('auth/');
+    const table = auth ? ns.authMounts : ns.mounts;
+    const relative = auth ? path.slice('auth/'.length) : path;
+    let mount: Mount | undefined;
+    for (const candidate of table.values()) {
+      if (
+        relative.startsWith(candidate.path) &&
+        isVisible(candidate.createdMs, request.visibleAsOf) &&
+        (!mount || candidate.path.length > mount.path.length)
+      )
+        mount = candidate;
+    }
+    if (!mount) throw preflightDenied;
+    const token = request.token;
+    if (!token?.namespace.isAncestorOrSelf(ns)) throw aclDeniedError();
+    const mountPath = `${auth ? 'auth/' : ''}${mount.path}`;
+    if (
+      !token.policies.includes('root') &&
+      !hasMountAccess(
+        policiesOf(token.namespace, token.policies),
+        token.namespace.relativePathOf(ns) + mountPath,
+      )
+    ) {
+      throw preflightDenied;
+    }
+    return ok({ ...describeMount(mount), path: mountPath });
   }
 
   return {
     rootPaths: SYS_ROOT_PATHS,
+    isUnauthenticated: (path) => path === 'internal/ui/mounts' || path.startsWith('internal/ui/mounts/'),
     handle(request) {
       const path = request.mountPath;
       const segments = path.split('/');
@@ -337,6 +416,7 @@ export function createSystemBackend(context: SystemContext): Backend {
         ['policies/acl', (rest) => policies(request, rest.replace(/\/$/, ''), false)],
         ['policy', (rest) => policies(request, rest.replace(/\/$/, ''), true)],
         ['internal/ui/mounts', (rest) => uiMount(request, rest)],
+        ['quotas', (rest) => quotas(request, rest.replace(/\/$/, ''))],
       ];
       for (const [prefix, route] of routes) {
         if (path === prefix) return route('');

@@ -1,6 +1,11 @@
 /**
  * DEV-ONLY test infrastructure: the token store and the `auth/token/` backend of the OpenBao-compatible test
- * server. Tokens belong to a namespace and work there and below it.
+ * server. Tokens belong to a namespace and work there and below it (internal/vault/request_handling.go
+ * `fetchACLTokenEntryAndEntity`). Upstream sources the behaviours follow (openbao/openbao, wire-facts A4):
+ * create, lookup(-self), renew(-self), revoke(-self) in internal/vault/token_store.go (`handleCreateCommon`,
+ * `handleLookup`, `handleRenewSelf`, `handleRevokeSelf`); the 32-day default TTL in internal/vault/expiration.go;
+ * an unknown, expired or revoked token is a plain 403 `permission denied` (internal/vault/request_handling.go
+ * `CheckToken`).
  */
 import { randomBytes } from 'node:crypto';
 import type { Backend, BaoRequest } from './backend.js';

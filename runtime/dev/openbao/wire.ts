@@ -1,6 +1,9 @@
 /**
  * DEV-ONLY test infrastructure: wire helpers for the OpenBao-compatible test server (envelopes, error
- * shapes, ids). Never used by production code paths.
+ * shapes, ids). Never used by production code paths. The envelope is sdk/logical/translate_response.go
+ * `HTTPResponse` (eight keys, this order, no `mount_type`); error bodies and statuses follow
+ * sdk/logical/response_util.go `RespondErrorCommon`; go-multierror formats handler errors on non-login paths;
+ * Go's encoding/json escapes <, >, & and U+2028/9 and ends with a newline (wire-facts A0.2, A0.3).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 
@@ -157,4 +160,11 @@ export function stringList(value: unknown): string[] {
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Go's strconv.ParseBool, which OpenBao uses for query flags such as `list` and `standbyok`. */
+export function parseGoBool(value: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  return undefined;
 }

@@ -1,0 +1,68 @@
+/**
+ * `GET|HEAD /v1/sys/health` through the pod API. It is unauthenticated on OpenBao and answers in status codes
+ * (internal/http/sys_health.go `getSysHealth`): 200 active, 429 standby, 472 DR secondary, 473 performance standby,
+ * 501 not initialised, 503 sealed, each replaceable by a query parameter. While the tunnel is up the pod gets
+ * OpenBao's own answer; while it is down (or OpenBao cannot be reached from the bridge) the pod API answers the
+ * way a sealed server does, because that is what it is to the pod: a server that cannot serve secrets now.
+ */
+
+/** The parameters OpenBao reads, and their kind; others are dropped, as OpenBao ignores them. */
+const HEALTH_PARAMETERS: Record<string, 'bool' | 'code'> = {
+  standbyok: 'bool',
+  perfstandbyok: 'bool',
+  activecode: 'code',
+  standbycode: 'code',
+  drsecondarycode: 'code',
+  performancestandbycode: 'code',
+  sealedcode: 'code',
+  uninitcode: 'code',
+};
+
+/** Go's strconv.ParseBool, which OpenBao uses for `standbyok`, `perfstandbyok` and `list`. */
+export function parseGoBool(value: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  return undefined;
+}
+
+/**
+ * The query a pod's sys/health request may carry on: only OpenBao's parameters, each validated as OpenBao does
+ * (a code that is not an integer, or a flag that is not a boolean, is a 400). Codes must be valid HTTP statuses
+ * (100-599): OpenBao would pass any integer to Go's WriteHeader, which fails on the rest.
+ */
+export function healthQuery(params: URLSearchParams): { query: string } | { error: string } {
+  const kept = new URLSearchParams();
+  for (const [name, kind] of Object.entries(HEALTH_PARAMETERS)) {
+    const value = params.get(name);
+    if (value === null) continue;
+    if (kind === 'bool' && parseGoBool(value) === undefined)
+      return {
+        error: `bad value for ${name} parameter: ${JSON.stringify(value.slice(0, 32))} is not a boolean`,
+      };
+    if (kind === 'code' && !(/^\d{3}$/.test(value) && Number(value) >= 100 && Number(value) <= 599))
+      return {
+        error: `bad value for ${name} parameter: ${JSON.stringify(value.slice(0, 32))} is not an HTTP status code`,
+      };
+    kept.set(name, value);
+  }
+  return { query: kept.toString() };
+}
+
+/**
+ * What the pod API answers on sys/health when the secret store cannot be reached: OpenBao's sealed answer
+ * (status 503, or `sealedcode`), with the body fields a sealed server sends (no cluster name or id).
+ */
+export function unavailableHealthAnswer(query: string): { status: number; body: string } {
+  const sealedCode = new URLSearchParams(query).get('sealedcode');
+  const body = {
+    initialized: true,
+    sealed: true,
+    standby: false,
+    performance_standby: false,
+    replication_performance_mode: 'disabled',
+    replication_dr_mode: 'disabled',
+    server_time_utc: Math.floor(Date.now() / 1000),
+    version: '',
+  };
+  return { status: sealedCode === null ? 503 : Number(sealedCode), body: `${JSON.stringify(body)}\n` };
+}
