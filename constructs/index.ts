@@ -11,8 +11,11 @@ export {
   BeaconTls,
 } from './beacon.js';
 export {
+  CloudtaserFunctions,
   CloudtaserProvider,
   type CloudtaserProviderConfig,
+  type CloudtaserProviderKubernetes,
+  type CloudtaserProviderKubernetesExec,
   ClusterRegistration,
   type ClusterRegistrationConfig,
   DataCloudtaserClusterFingerprint,

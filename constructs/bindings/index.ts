@@ -4,4 +4,5 @@
 /** CDKTF bindings for the cloudtaser/cloudtaser provider 0.1.0. */
 export * from './cluster-registration.js';
 export * from './data-cloudtaser-cluster-fingerprint.js';
+export * from './functions.js';
 export * from './provider.js';

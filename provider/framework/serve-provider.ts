@@ -33,7 +33,8 @@ export async function startProviderServer<PB extends Block, Client>(
   const logger = options.logger ?? createHclogLogger();
   const handle = await startPluginServer({
     handlers: createProviderHandlers(definition, { logger, dumpValues: options.dumpValues }),
-    providerAddress: definition.address,
+    // Terraform and OpenTofu name the provider by different registry hosts; one process answers to both.
+    providerAddress: [definition.address, ...(definition.aliases ?? [])],
     network: options.network,
     logger,
   });
@@ -107,7 +108,7 @@ export async function runProviderProcess<PB extends Block, Client>(
   };
   handle = await startPluginServer({
     handlers: createProviderHandlers(definition, { logger }),
-    providerAddress: definition.address,
+    providerAddress: [definition.address, ...(definition.aliases ?? [])],
     network: env.CLOUDTASER_PROVIDER_NETWORK === 'tcp' ? 'tcp' : undefined,
     portRange: [minPort, maxPort],
     clientCertPem: env.PLUGIN_CLIENT_CERT || undefined,
@@ -150,6 +151,6 @@ async function runDebug<PB extends Block, Client>(
   stdout(
     `Provider started in debug mode (plaintext, pid ${process.pid}). To attach Terraform, run in another shell:\n\n` +
       `\texport TF_REATTACH_PROVIDERS='${handle.reattachConfig}'\n\n` +
-      `Then run terraform as usual. Press Ctrl-C here to stop the provider.\n`,
+      "Then run terraform or tofu as usual (the line covers both tools' provider addresses). Press Ctrl-C here to stop the provider.\n",
   );
 }

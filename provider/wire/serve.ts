@@ -36,6 +36,7 @@ export const PROVIDER_RPCS = {
   MoveResourceState: [m.MoveResourceStateRequest, m.MoveResourceStateResponse],
   ReadDataSource: [m.ReadDataSourceRequest, m.ReadDataSourceResponse],
   GetFunctions: [m.Empty, m.GetFunctionsResponse],
+  CallFunction: [m.CallFunctionRequest, m.CallFunctionResponse],
   StopProvider: [m.Empty, m.StopProviderResponse],
 } as const satisfies Record<string, readonly [MessageSpec, MessageSpec]>;
 
@@ -45,8 +46,8 @@ export type ProviderRpcHandlers = Partial<Record<ProviderRpcName, (request: Msg)
 export interface StartPluginServerOptions {
   /** One handler per tfplugin6 RPC; missing ones answer UNIMPLEMENTED. */
   readonly handlers: ProviderRpcHandlers;
-  /** Provider source address, used in the reattach configuration. */
-  readonly providerAddress: string;
+  /** Provider source address(es), used as keys of the reattach configuration (one process serves them all). */
+  readonly providerAddress: string | readonly string[];
   /** `unix` (default) or `tcp` on 127.0.0.1. */
   readonly network?: 'unix' | 'tcp';
   /** Terraform's client certificate (PEM). When set, AutoMTLS is on and the handshake carries our cert. */
@@ -205,15 +206,16 @@ export async function startPluginServer(options: StartPluginServerOptions): Prom
   }
 
   const handshakeLine = `1|${PLUGIN_PROTOCOL_VERSION}|${network}|${address}|grpc|${certField}`;
-  const reattachConfig = JSON.stringify({
-    [options.providerAddress]: {
-      Protocol: 'grpc',
-      ProtocolVersion: PLUGIN_PROTOCOL_VERSION,
-      Pid: process.pid,
-      Test: true,
-      Addr: { Network: network, String: address },
-    },
-  });
+  const reattachEntry = {
+    Protocol: 'grpc',
+    ProtocolVersion: PLUGIN_PROTOCOL_VERSION,
+    Pid: process.pid,
+    Test: true,
+    Addr: { Network: network, String: address },
+  };
+  const addresses =
+    typeof options.providerAddress === 'string' ? [options.providerAddress] : options.providerAddress;
+  const reattachConfig = JSON.stringify(Object.fromEntries(addresses.map((key) => [key, reattachEntry])));
   logger.debug('listening', 'provider is serving', { network, address, tls: certField !== '' });
   return { handshakeLine, network, address, reattachConfig, close };
 }

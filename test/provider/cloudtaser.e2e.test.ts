@@ -114,6 +114,7 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
     const resource = JSON.parse(state).resources[0].instances[0];
     expect(Object.keys(resource.attributes).sort()).toEqual(
       [
+        'adopt_existing',
         'attestation_issuer',
         'attestation_jwks',
         'attestation_service_account',
