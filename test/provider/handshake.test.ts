@@ -9,6 +9,7 @@ import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.
 import { runProcess } from '../run-process.js';
 import { testBundle } from './support/bundle.js';
 import { launchProvider } from './support/launch.js';
+import { createWorkspace } from './support/terraform.js';
 
 let bundle: string;
 beforeAll(async () => {
@@ -152,7 +153,7 @@ describe('go-plugin handshake of the bundled provider', () => {
     expect(alive()).toBe(false);
   });
 
-  it('--debug prints an export TF_REATTACH_PROVIDERS line that terraform can use, and stops on Ctrl-C', async () => {
+  it('--debug prints one TF_REATTACH_PROVIDERS line for the Terraform and the OpenTofu address that terraform can use under either, and stops on Ctrl-C', async () => {
     const child = spawn(bundle, ['--debug'], { env: { PATH: process.env.PATH ?? '' } });
     const line = await new Promise<string>((resolve) => {
       let out = '';
@@ -162,9 +163,32 @@ describe('go-plugin handshake of the bundled provider', () => {
         if (match) resolve(match[1]);
       });
     });
-    const config = JSON.parse(line)['registry.terraform.io/cloudtaser/cloudtaser'];
+    const reattach = JSON.parse(line);
+    expect(Object.keys(reattach).sort()).toEqual([
+      'registry.opentofu.org/cloudtaser/cloudtaser',
+      'registry.terraform.io/cloudtaser/cloudtaser',
+    ]);
+    const config = reattach['registry.terraform.io/cloudtaser/cloudtaser'];
     expect(config).toMatchObject({ Protocol: 'grpc', ProtocolVersion: 6, Test: true, Pid: child.pid });
     expect(config.Addr.Network).toBe('unix');
+    expect(reattach['registry.opentofu.org/cloudtaser/cloudtaser']).toEqual(config);
+    // No tofu binary here: terraform itself resolves an explicit registry.opentofu.org source through the
+    // same reattach key, which is the address OpenTofu gives `source = "cloudtaser/cloudtaser"`.
+    for (const host of ['registry.terraform.io', 'registry.opentofu.org']) {
+      const ws = createWorkspace({ env: { TF_REATTACH_PROVIDERS: line } });
+      try {
+        ws.write(
+          'main.tf',
+          `terraform {\n  required_providers {\n    cloudtaser = { source = "${host}/cloudtaser/cloudtaser" }\n  }\n}\n` +
+            'output "ns" { value = provider::cloudtaser::namespace("6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b") }\n',
+        );
+        const plan = await ws.run(['plan', '-no-color']);
+        expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+        expect(plan.stdout).toContain('ns = "cloudtaser/6f1c2a3b"');
+      } finally {
+        ws.dispose();
+      }
+    }
     child.kill('SIGINT');
     expect(await new Promise((r) => child.on('exit', r))).toBe(0);
   });
