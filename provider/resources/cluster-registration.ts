@@ -342,6 +342,11 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
   async read({ state, client, signal, private: priv, warn }) {
     signal.throwIfAborted();
     if (client.secretStoreUnknown.length > 0) {
+      // A state that was never read (an import) has nothing to show: importing needs OpenBao now.
+      if (typeof state.namespace !== 'string') {
+        const problem = client.secretStoreProblem()!;
+        throw new CloudtaserError(problem.code, `importing cluster ${state.fingerprint}: ${problem.message}`);
+      }
       warn({
         summary: 'Registration not refreshed: provider configuration not known yet',
         detail:
