@@ -56,6 +56,8 @@ export async function runProviderProcess<PB extends Block, Client>(
   definition: ProviderDefinition<PB, Client>,
   options: RunProviderProcessOptions = {},
 ): Promise<void> {
+  // Captured before any await: if Terraform dies while we start, the change of parent is still seen.
+  const parent = process.ppid;
   const argv = options.argv ?? process.argv.slice(2);
   const env = options.env ?? process.env;
   const stdout = options.stdout ?? ((text: string) => process.stdout.write(text));
@@ -127,7 +129,6 @@ export async function runProviderProcess<PB extends Block, Client>(
   });
   process.on('SIGTERM', () => shutdown(0));
   // If Terraform dies without calling Shutdown we are re-parented; do not linger as an orphan.
-  const parent = process.ppid;
   setInterval(() => {
     if (process.ppid !== parent) {
       logger.warn('parent_gone', 'Terraform exited without shutting the provider down; exiting');

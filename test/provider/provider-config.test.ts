@@ -9,6 +9,7 @@ import { decodeMsgpack, encodeMsgpack } from '../../provider/cty/msgpack.js';
 import { Unknown, unknown } from '../../provider/cty/values.js';
 import { createProviderHandlers, defineResource } from '../../provider/framework/provider.js';
 import { clusterRegistrationBlock } from '../../provider/resources/cluster-registration.js';
+import { cloudtaserFunctions } from '../../provider/resources/functions.js';
 import { providerBlock } from '../../provider/resources/provider-config.js';
 import { attr, impliedType } from '../../provider/schema/schema.js';
 import * as m from '../../provider/wire/messages.js';
@@ -159,6 +160,18 @@ describe('deprecation messages and functions on the wire', () => {
     const attributeBytes = encodeMessage(m.SchemaAttribute, { name: 'n', deprecationMessage: 'x' });
     expect(attributeBytes.includes(tag(12))).toBe(true);
     expect(encodeMessage(m.SchemaBlock, { deprecationMessage: 'x' })[0]).toBe(tag(7));
+  });
+
+  it('documents every function with examples whose results are what the function returns', () => {
+    for (const fn of cloudtaserFunctions) {
+      for (const example of fn.examples ?? []) {
+        const call = /^provider::cloudtaser::(\w+)\((.*)\)$/.exec(example.expression);
+        if (!call || call[2].includes('cloudtaser_cluster_registration')) continue;
+        expect(call[1]).toBe(fn.name);
+        const args = JSON.parse(`[${call[2]}]`) as string[];
+        expect(JSON.stringify(fn.run(args)), example.expression).toBe(example.result);
+      }
+    }
   });
 
   it('refuses an empty deprecation message in the schema DSL', () => {
