@@ -13,6 +13,8 @@
  * - unknown methods answer UNIMPLEMENTED, which go-plugin tolerates for GRPCBroker and GRPCStdio;
  * - compressed messages are refused (Terraform's client never compresses).
  */
+
+import { X509Certificate } from 'node:crypto';
 import {
   constants,
   createSecureServer,
@@ -22,7 +24,7 @@ import {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
-import type { SecureContextOptions } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Msg } from './protobuf.js';
 
 export const GrpcStatus = {
@@ -63,8 +65,11 @@ export interface GrpcServerOptions {
   readonly methods: ReadonlyMap<string, UnaryMethod | IdleStreamMethod>;
   /** Largest request message accepted. */
   readonly maxMessageBytes: number;
-  /** TLS with a required client certificate signed by `ca`; omitted = plaintext HTTP/2 (h2c, prior knowledge). */
-  readonly tls?: { readonly key: string; readonly cert: string; readonly ca: string };
+  /**
+   * TLS that admits exactly one client certificate (PEM), as go-plugin's AutoMTLS does with Terraform's
+   * per-process certificate; omitted = plaintext HTTP/2 (h2c, prior knowledge).
+   */
+  readonly tls?: { readonly key: string; readonly cert: string; readonly clientCert: string };
   readonly onError?: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -103,13 +108,18 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const onError = options.onError ?? (() => {});
   const settings = { initialWindowSize: 1 << 20 };
   let server: Http2Server;
+  let pinnedClientCert: Buffer | undefined;
   if (options.tls) {
+    pinnedClientCert = new X509Certificate(options.tls.clientCert).raw;
+    // No `ca`: Node builds a private copy of its whole root store (~150 certificates parsed) for any context
+    // with a `ca`, a fixed cost in every provider process. The client certificate is pinned instead (below):
+    // the TLS handshake proves the client holds its key (CertificateVerify is checked regardless), and only
+    // the one certificate Terraform handed us is accepted, which is stricter than a chain check.
     const secure: SecureContextOptions & Record<string, unknown> = {
       key: options.tls.key,
       cert: options.tls.cert,
-      ca: options.tls.ca,
       requestCert: true,
-      rejectUnauthorized: true,
+      rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
       ALPNProtocols: ['h2'],
     };
@@ -119,6 +129,17 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   }
 
   server.on('session', (session) => {
+    if (pinnedClientCert) {
+      // Emitted before the session reads its first frame, so a refused client never reaches a handler.
+      const peer = (session.socket as TLSSocket).getPeerCertificate?.();
+      if (!peer?.raw || !pinnedClientCert.equals(peer.raw)) {
+        onError('grpc_client_refused', {
+          reason: peer?.raw ? 'unexpected client certificate' : 'no client certificate',
+        });
+        session.destroy();
+        return;
+      }
+    }
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
     session.on('error', (err) => onError('grpc_session_error', { error: err.message }));

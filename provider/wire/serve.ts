@@ -120,11 +120,11 @@ export async function startPluginServer(options: StartPluginServerOptions): Prom
   unary('/grpc.health.v1.Health/Check', m.HealthCheckRequest, m.HealthCheckResponse, () => ({ status: 1 }));
 
   let certField = '';
-  let tls: { key: string; cert: string; ca: string } | undefined;
+  let tls: { key: string; cert: string; clientCert: string } | undefined;
   if (options.clientCertPem) {
     const cert = createAutoMtlsCertificate();
-    // Terraform's per-process client certificate is the only CA we trust, and a client cert is required.
-    tls = { key: cert.keyPem, cert: cert.certPem, ca: options.clientCertPem };
+    // Terraform's per-process client certificate is the only client we accept.
+    tls = { key: cert.keyPem, cert: cert.certPem, clientCert: options.clientCertPem };
     certField = handshakeCertField(cert.certDer);
   }
   const server = createGrpcServer({

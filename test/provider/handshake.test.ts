@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createAutoMtlsCertificate } from '../../provider/wire/automtls-cert.js';
 import { hclogTimestamp } from '../../provider/wire/hclog.js';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
+import { issueSelfSignedSync } from '../../runtime/pki/index.js';
 import { runProcess } from '../run-process.js';
 import { testBundle } from './support/bundle.js';
 import { launchProvider } from './support/launch.js';
@@ -43,26 +44,36 @@ describe('go-plugin handshake of the bundled provider', () => {
     }
   });
 
-  it("refuses a TLS client that does not present terraform's client certificate", async () => {
+  it("refuses a TLS client without terraform's client certificate, or with another one, and keeps serving terraform", async () => {
     const p = await launchProvider(bundle);
     try {
       const padded = p.fields[5] + '='.repeat((4 - (p.fields[5].length % 4)) % 4);
       const pem = `-----BEGIN CERTIFICATE-----\n${padded.match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
-      const stranger = new grpc.Client(`unix:${p.fields[3]}`, grpc.credentials.createSsl(Buffer.from(pem)), {
-        'grpc.ssl_target_name_override': 'localhost',
-      });
-      const error = await new Promise<grpc.ServiceError | null>((resolve) => {
-        stranger.makeUnaryRequest(
-          '/tfplugin6.Provider/GetProviderSchema',
-          () => Buffer.alloc(0),
-          (b: Buffer) => b,
-          {},
-          { deadline: Date.now() + 3000 },
-          (err) => resolve(err),
-        );
-      });
-      stranger.close();
-      expect(error?.code).toBe(grpc.status.UNAVAILABLE);
+      const other = issueSelfSignedSync({ commonName: 'localhost', dnsNames: ['localhost'] });
+      const credentials = [
+        grpc.credentials.createSsl(Buffer.from(pem)),
+        grpc.credentials.createSsl(Buffer.from(pem), Buffer.from(other.keyPem), Buffer.from(other.certPem)),
+      ];
+      for (const credential of credentials) {
+        const stranger = new grpc.Client(`unix:${p.fields[3]}`, credential, {
+          'grpc.ssl_target_name_override': 'localhost',
+        });
+        const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+          stranger.makeUnaryRequest(
+            '/tfplugin6.Provider/GetProviderSchema',
+            () => Buffer.alloc(0),
+            (b: Buffer) => b,
+            {},
+            { deadline: Date.now() + 3000 },
+            (err) => resolve(err),
+          );
+        });
+        stranger.close();
+        expect(error?.code).toBe(grpc.status.UNAVAILABLE);
+      }
+      expect(Object.keys((await p.call('GetProviderSchema')).resourceSchemas)).toEqual([
+        'cloudtaser_cluster_registration',
+      ]);
     } finally {
       p.kill();
     }
