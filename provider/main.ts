@@ -2,6 +2,7 @@
 /**
  * terraform-provider-cloudtaser. Terraform starts it; nothing may reach stdout before the handshake line.
  */
+import { setFlagsFromString } from 'node:v8';
 import { createCloudtaserProvider } from './cloudtaser.js';
 import { runProviderProcess } from './framework/serve-provider.js';
 
@@ -13,6 +14,12 @@ if (major < 20) {
   );
   process.exit(1);
 }
+
+// undici (the OpenBao client's HTTP stack) parses responses with a WebAssembly build of llhttp. V8 compiles it
+// again with TurboFan on background threads, and a process cannot exit before those threads are joined: every
+// provider process that talked to OpenBao took about a second from Terraform's Shutdown to its exit
+// (measured; Terraform waits for it). The baseline compiler alone is ample for a few requests per process.
+setFlagsFromString('--liftoff-only');
 
 runProviderProcess(createCloudtaserProvider()).catch((err: unknown) => {
   process.stdout.write(`terraform-provider-cloudtaser failed to start: ${(err as Error).message}\n`);
