@@ -544,6 +544,16 @@ export function validateAttributes(block: Block, config: AnyValues, path: Attrib
   const out: Diagnostic[] = [];
   for (const [name, a] of Object.entries(block.attributes)) {
     const value = config[name];
+    // Terraform (up to 1.14 at least) does not warn about a deprecated argument in configuration by itself;
+    // the provider does, with the message, as the Go plugin framework does. Unknown values count as set.
+    if (a.deprecated && value !== null && value !== undefined && (a.required || a.optional)) {
+      out.push({
+        severity: 'warning',
+        summary: `Argument ${[...path, name].join('.')} is deprecated`,
+        detail: a.deprecated,
+        attribute: [...path, name],
+      });
+    }
     if (value === null || value === undefined || !isWhollyKnown(value)) continue;
     for (const validate of a.validate ?? []) {
       const problem = (validate as (v: unknown) => string | undefined)(value);

@@ -100,6 +100,11 @@ const thingBlock = {
     keep: attr.bool({ description: 'State-only flag.', optional: true, computed: true, default: false }),
     tags: attr.stringMap({ description: 'Tags.', optional: true }),
     count_hint: attr.number({ description: 'A number.', optional: true }),
+    old_label: attr.string({
+      description: 'A label kept for old configurations.',
+      optional: true,
+      deprecated: 'use tags instead; old_label is removed in echo 1.0',
+    }),
     secret_out: attr.string({
       description: 'Computed output (not sensitive, so fixture capture may dump it).',
       computed: true,
