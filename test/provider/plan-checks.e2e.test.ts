@@ -11,6 +11,7 @@ import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
 import { type ProviderServerHandle, startProviderServer } from '../../provider/framework/serve-provider.js';
 import { silentProviderLogger } from '../../provider/wire/hclog.js';
 import { initHash } from '../../runtime/core/hashes.js';
+import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { deregisterCluster, getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
@@ -284,6 +285,56 @@ resource "cloudtaser_cluster_registration" "late" { fingerprint = "${FP_RACE}" }
       const state = JSON.parse(readFileSync(join(ws.dir, 'terraform.tfstate'), 'utf8'));
       expect(state.resources.flatMap((r: { instances: unknown[] }) => r.instances)).toEqual([]);
       await deregisterCluster(admin, { fingerprint: FP_RACE });
+    });
+  });
+
+  describe("the provider's kubernetes block, known only during apply", () => {
+    let kube: KubeTestServer;
+    beforeAll(async () => {
+      kube = await startKubeTestServer();
+    });
+    afterAll(async () => {
+      await kube?.close();
+    });
+
+    const config = (dependsOn: string) => `${HEADER}
+variable "k8s_token" {
+  type      = string
+  sensitive = true
+}
+resource "terraform_data" "cluster" { input = "${kube.url}" }
+provider "cloudtaser" {
+  kubernetes {
+    host                   = terraform_data.cluster.output
+    token                  = var.k8s_token
+    cluster_ca_certificate = file("\${path.module}/ca.pem")
+  }
+}
+data "cloudtaser_cluster_fingerprint" "this" {${dependsOn}}
+output "fingerprint" { value = data.cloudtaser_cluster_fingerprint.this.fingerprint }
+`;
+
+    it('says to add depends_on when a fingerprint read would need it during plan, and reads during apply with it', async () => {
+      const ws = workspace(withoutToken, { TF_VAR_k8s_token: kube.adminToken });
+      ws.write('ca.pem', kube.caCertPem ?? '');
+      ws.write('main.tf', config(''));
+      const plan = await ws.run(['plan', '-no-color']);
+      expect(plan.code).toBe(1);
+      const text = flat(plan.stderr);
+      expect(text).toContain('CT_PROVIDER_CONFIG_UNKNOWN');
+      expect(text).toContain(
+        'add depends_on = [<the resource that creates the cluster>] to this data source',
+      );
+
+      ws.write('main.tf', config('\n  depends_on = [terraform_data.cluster]\n'));
+      const deferred = await ws.run(['plan', '-no-color']);
+      expect(deferred.code, deferred.stdout + deferred.stderr).toBe(0);
+      expect(deferred.stdout).toContain('will be read during apply');
+      const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
+      expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+      expect(JSON.parse((await ws.run(['output', '-json'])).stdout).fingerprint.value).toBe(
+        kube.kubeSystemUid,
+      );
     });
   });
 });
