@@ -78,7 +78,9 @@ export function cloudtaserProviderKubernetesExecToHclTerraform(struct?: Cloudtas
  * Connection to the cluster for `cloudtaser_cluster_fingerprint` data sources that set no connection of their
  * own: `host` with `token` or an `exec` block. Terraform keeps provider configuration out of state and plan
  * files, and accepts ephemeral values here (e.g. a token from an `ephemeral` resource), so a credential given
- * here is never persisted. One cluster per provider configuration: use `alias` for several.
+ * here is never persisted. One cluster per provider configuration: use `alias` for several. When the block
+ * refers to a cluster created in the same run, give the data source `depends_on` on that cluster so Terraform
+ * reads it during apply.
  */
 export interface CloudtaserProviderKubernetes {
   /**
@@ -164,7 +166,8 @@ export interface CloudtaserProviderConfig {
    * their own: `host` with `token` or an `exec` block. Terraform keeps provider configuration out of state
    * and plan files, and accepts ephemeral values here (e.g. a token from an `ephemeral` resource), so a
    * credential given here is never persisted. One cluster per provider configuration: use `alias` for
-   * several.
+   * several. When the block refers to a cluster created in the same run, give the data source `depends_on` on
+   * that cluster so Terraform reads it during apply.
    */
   readonly kubernetes?: CloudtaserProviderKubernetes;
   /**

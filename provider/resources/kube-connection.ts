@@ -61,7 +61,9 @@ export const providerKubernetesBlock = {
     'Connection to the cluster for `cloudtaser_cluster_fingerprint` data sources that set no connection of their ' +
     'own: `host` with `token` or an `exec` block. Terraform keeps provider configuration out of state and plan ' +
     'files, and accepts ephemeral values here (e.g. a token from an `ephemeral` resource), so a credential given ' +
-    'here is never persisted. One cluster per provider configuration: use `alias` for several.',
+    'here is never persisted. One cluster per provider configuration: use `alias` for several. When the block ' +
+    'refers to a cluster created in the same run, give the data source `depends_on` on that cluster so Terraform ' +
+    'reads it during apply.',
   attributes: {
     host: attr.string({ ...hostOptions, required: true }),
     token: tokenAttribute,
