@@ -76,11 +76,11 @@ export function cloudtaserProviderKubernetesExecToHclTerraform(struct?: Cloudtas
 
 /**
  * Connection to the cluster for `cloudtaser_cluster_fingerprint` data sources that set no connection of their
- * own: `host` with `token` or an `exec` block. Terraform keeps provider configuration out of state and plan
- * files, and accepts ephemeral values here (e.g. a token from an `ephemeral` resource), so a credential given
- * here is never persisted. One cluster per provider configuration: use `alias` for several. When the block
- * refers to a cluster created in the same run, give the data source `depends_on` on that cluster so Terraform
- * reads it during apply.
+ * own: `host` with `token` or an `exec` block. Terraform never writes provider configuration to state, and it
+ * accepts ephemeral values here (an `ephemeral` variable or resource), which saved plan files do not keep
+ * either. One cluster per provider configuration: use `alias` for several. When the block refers to a cluster
+ * created in the same run, give the data source `depends_on` on that cluster so Terraform reads it during
+ * apply.
  */
 export interface CloudtaserProviderKubernetes {
   /**
@@ -163,11 +163,11 @@ export interface CloudtaserProviderConfig {
   readonly secretstoreCaCert?: string;
   /**
    * Connection to the cluster for `cloudtaser_cluster_fingerprint` data sources that set no connection of
-   * their own: `host` with `token` or an `exec` block. Terraform keeps provider configuration out of state
-   * and plan files, and accepts ephemeral values here (e.g. a token from an `ephemeral` resource), so a
-   * credential given here is never persisted. One cluster per provider configuration: use `alias` for
-   * several. When the block refers to a cluster created in the same run, give the data source `depends_on` on
-   * that cluster so Terraform reads it during apply.
+   * their own: `host` with `token` or an `exec` block. Terraform never writes provider configuration to
+   * state, and it accepts ephemeral values here (an `ephemeral` variable or resource), which saved plan files
+   * do not keep either. One cluster per provider configuration: use `alias` for several. When the block
+   * refers to a cluster created in the same run, give the data source `depends_on` on that cluster so
+   * Terraform reads it during apply.
    */
   readonly kubernetes?: CloudtaserProviderKubernetes;
   /**

@@ -58,8 +58,8 @@ data "cloudtaser_cluster_fingerprint" "gke" {
   cluster_ca_certificate = base64decode(google_container_cluster.prod.master_auth[0].cluster_ca_certificate)
 }
 
-# Credentials in the provider's kubernetes block: provider configuration is never written to state or plan
-# files, and it accepts ephemeral values (Terraform >= 1.10), so the token is never persisted anywhere.
+# Credentials in the provider's kubernetes block: provider configuration is never written to state, and from an
+# ephemeral variable (Terraform >= 1.10) the token is not kept in a saved plan either.
 variable "prod_token" {
   type      = string
   sensitive = true
@@ -131,7 +131,8 @@ values during apply. Run \`terraform plan\` again after that apply to compare th
 No token, private key or Kubernetes credential is written to state: the registration keeps the cluster CA
 certificate (public) and hashes, and \`cloudtaser_cluster_fingerprint\` returns null for \`token\` and the
 \`exec\` block's \`args\` and \`env\`. Credentials given in the provider block (\`secretstore_token\`, the
-\`kubernetes\` block) are never persisted by Terraform at all. The state still tells which clusters are
+\`kubernetes\` block) never reach the state, and from an ephemeral variable or resource (Terraform >= 1.10) not a
+saved plan file either (a plain variable's value is kept in a saved plan). The state still tells which clusters are
 registered where: keep it in a backend with access control and encryption, or, for a local
 \`terraform.tfstate\` (which Terraform writes with the process umask, typically \`0644\`), run Terraform with
 \`umask 077\`.
