@@ -92,11 +92,11 @@ describe('framework against the real terraform binary (echo provider)', () => {
   });
 
   it('sends a deprecated attribute with its deprecation_message, which terraform 1.11 accepts, and warns with the message when it is set', async () => {
-    ws.write('main.tf', config('gamma', 'v1').replace('value = "v1"', 'value = "v1"\n  old_label = "x"'));
+    ws.write('main.tf', `${config('gamma', 'v1')}\nresource "echo_legacy" "l" {\n  old_label = "x"\n}\n`);
     const schema = await ws.run(['providers', 'schema', '-json']);
     expect(schema.code, schema.stderr).toBe(0);
     const attribute = JSON.parse(schema.stdout).provider_schemas['registry.terraform.io/cloudtaser/echo']
-      .resource_schemas.echo_thing.block.attributes.old_label;
+      .resource_schemas.echo_legacy.block.attributes.old_label;
     // 1.11 speaks protocol 6.8: it keeps the flag and skips the 6.10 message field without complaint.
     expect(attribute.deprecated).toBe(true);
     const plan = await ws.run(['plan', '-no-color']);
@@ -105,6 +105,6 @@ describe('framework against the real terraform binary (echo provider)', () => {
     const text = (plan.stdout + plan.stderr).replace(/\s+/g, ' ');
     expect(text).toContain('Warning: Argument old_label is deprecated');
     expect(text).toContain('use tags instead; old_label is removed in echo 1.0');
-    expect(text).toMatch(/on main\.tf line \d+, in resource "echo_thing" "a"/);
+    expect(text).toMatch(/on main\.tf line \d+, in resource "echo_legacy" "l"/);
   });
 });
