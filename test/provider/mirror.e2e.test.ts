@@ -103,11 +103,13 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
     try {
       ws.write('main.tf', CONFIG.replace(FP, FP_CTRL_C));
       expect((await ws.run(['init', '-no-color'])).code).toBe(0);
-      // The registration record write is held for 1.5 s, so the interrupt lands mid-ApplyResourceChange.
+      // Every request for the registration record is held for 1.5 s, so the interrupt lands mid-
+      // ApplyResourceChange: the ownership checks of the plan and apply walks read it, then the create reads it
+      // once more before registerCluster reads and writes it (five requests).
       openbao.injectFault({
         pathPattern: new RegExp(`clusters/${FP_CTRL_C}/registered`),
         delayMs: 1500,
-        times: 2,
+        times: 5,
       });
       const child = spawn(TERRAFORM, ['apply', '-auto-approve', '-no-color'], {
         cwd: ws.dir,
