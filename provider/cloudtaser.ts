@@ -1,5 +1,6 @@
 /** The cloudtaser provider: one definition that the executable, the docs and the CDKTF bindings share. */
 import type { ProviderDefinition } from './framework/provider.js';
+import { PROVIDER_ADDRESS, PROVIDER_ADDRESSES, PROVIDER_VERSION } from './identity.js';
 import { clusterFingerprintDataSource } from './resources/cluster-fingerprint.js';
 import { clusterRegistrationResource } from './resources/cluster-registration.js';
 import { cloudtaserFunctions } from './resources/functions.js';
@@ -11,18 +12,13 @@ import {
   validateProviderConfig,
 } from './resources/provider-config.js';
 
-/** What users write as `source`; each tool prefixes its own default registry host. */
-export const PROVIDER_SOURCE = 'cloudtaser/cloudtaser';
-/**
- * Terraform reads `cloudtaser/cloudtaser` as registry.terraform.io/cloudtaser/cloudtaser, OpenTofu as
- * registry.opentofu.org/cloudtaser/cloudtaser; the mirror, the lock entries and --debug cover both.
- */
-export const PROVIDER_HOSTS = ['registry.terraform.io', 'registry.opentofu.org'] as const;
-export const PROVIDER_ADDRESS = `${PROVIDER_HOSTS[0]}/${PROVIDER_SOURCE}`;
-export const PROVIDER_ADDRESSES: readonly string[] = PROVIDER_HOSTS.map(
-  (host) => `${host}/${PROVIDER_SOURCE}`,
-);
-export const PROVIDER_VERSION = '0.1.0';
+export {
+  PROVIDER_ADDRESS,
+  PROVIDER_ADDRESSES,
+  PROVIDER_HOSTS,
+  PROVIDER_SOURCE,
+  PROVIDER_VERSION,
+} from './identity.js';
 
 export function createCloudtaserProvider(
   options: { env?: NodeJS.ProcessEnv } = {},

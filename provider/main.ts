@@ -3,8 +3,8 @@
  * terraform-provider-cloudtaser. Terraform starts it; nothing may reach stdout before the handshake line.
  */
 import { setFlagsFromString } from 'node:v8';
-import { createCloudtaserProvider } from './cloudtaser.js';
-import { runProviderProcess } from './framework/serve-provider.js';
+import { PROVIDER_ADDRESS, PROVIDER_ADDRESSES, PROVIDER_VERSION } from './identity.js';
+import { runPluginProcess } from './wire/plugin-process.js';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 20) {
@@ -21,7 +21,21 @@ if (major < 20) {
 // (measured; Terraform waits for it). The baseline compiler alone is ample for a few requests per process.
 setFlagsFromString('--liftoff-only');
 
-runProviderProcess(createCloudtaserProvider()).catch((err: unknown) => {
+const identity = {
+  address: PROVIDER_ADDRESS,
+  aliases: PROVIDER_ADDRESSES.filter((address) => address !== PROVIDER_ADDRESS),
+  version: PROVIDER_VERSION,
+};
+
+// The provider itself (framework, schemas, resources) is evaluated on the first RPC, after the handshake line:
+// Terraform connects and sets up TLS meanwhile, so that work overlaps instead of adding to every start.
+runPluginProcess(identity, async (logger) => {
+  const [{ createCloudtaserProvider }, { createProviderHandlers }] = await Promise.all([
+    import('./cloudtaser.js'),
+    import('./framework/provider.js'),
+  ]);
+  return createProviderHandlers(createCloudtaserProvider(), { logger });
+}).catch((err: unknown) => {
   process.stdout.write(`terraform-provider-cloudtaser failed to start: ${(err as Error).message}\n`);
   process.exit(1);
 });

@@ -9,7 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudtaserError } from '../../runtime/core/errors.js';
 import { createAutoMtlsCertificate } from './automtls-cert.js';
-import { createGrpcServer, type GrpcServer, type IdleStreamMethod, type UnaryMethod } from './grpc-server.js';
+import {
+  createGrpcServer,
+  GrpcError,
+  type GrpcServer,
+  GrpcStatus,
+  type IdleStreamMethod,
+  type UnaryMethod,
+} from './grpc-server.js';
 import { createHclogLogger, type ProviderLogger } from './hclog.js';
 import * as m from './messages.js';
 import { decodeMessage, encodeMessage, type MessageSpec, type Msg } from './protobuf.js';
@@ -44,8 +51,11 @@ export type ProviderRpcName = keyof typeof PROVIDER_RPCS;
 export type ProviderRpcHandlers = Partial<Record<ProviderRpcName, (request: Msg) => Promise<Msg> | Msg>>;
 
 export interface StartPluginServerOptions {
-  /** One handler per tfplugin6 RPC; missing ones answer UNIMPLEMENTED. */
-  readonly handlers: ProviderRpcHandlers;
+  /**
+   * One handler per tfplugin6 RPC; missing ones answer UNIMPLEMENTED. A function is called once, on the first
+   * RPC, so the provider's own code need not be evaluated before the handshake line.
+   */
+  readonly handlers: ProviderRpcHandlers | (() => Promise<ProviderRpcHandlers>);
   /** Provider source address(es), used as keys of the reattach configuration (one process serves them all). */
   readonly providerAddress: string | readonly string[];
   /** `unix` (default) or `tcp` on 127.0.0.1. */
@@ -93,11 +103,29 @@ export async function startPluginServer(options: StartPluginServerOptions): Prom
       handle,
     });
 
-  // tfplugin6.Provider: only the RPCs with a handler exist; the rest answer UNIMPLEMENTED.
+  // tfplugin6.Provider. With eager handlers only the RPCs that have one exist; lazy ones are looked up on call.
+  let loaded: Promise<ProviderRpcHandlers> | undefined;
+  const handlersNow = (): Promise<ProviderRpcHandlers> => {
+    const given = options.handlers;
+    loaded ??= typeof given === 'function' ? given() : Promise.resolve(given);
+    return loaded;
+  };
   for (const [name, [requestSpec, responseSpec]] of Object.entries(PROVIDER_RPCS)) {
-    const handler = options.handlers[name as ProviderRpcName];
-    if (!handler) continue;
+    if (typeof options.handlers !== 'function' && !options.handlers[name as ProviderRpcName]) continue;
     unary(`/tfplugin6.Provider/${name}`, requestSpec, responseSpec, async (request) => {
+      let handler: ProviderRpcHandlers[ProviderRpcName];
+      try {
+        handler = (await handlersNow())[name as ProviderRpcName];
+      } catch (err) {
+        // Every RPC of this process fails the same way; Terraform shows the message as the RPC's error.
+        logger.error('provider_load_failed', 'the provider code failed to load', {
+          rpc: name,
+          error: (err as Error).message,
+        });
+        throw err;
+      }
+      if (!handler)
+        throw new GrpcError(GrpcStatus.UNIMPLEMENTED, `${name} is not implemented by this provider`);
       try {
         return await handler(request);
       } catch (err) {
