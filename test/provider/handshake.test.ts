@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAutoMtlsCertificate } from '../../provider/wire/automtls-cert.js';
 import { hclogTimestamp } from '../../provider/wire/hclog.js';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
@@ -136,21 +137,27 @@ describe('go-plugin handshake of the bundled provider', () => {
   });
 
   it('exits by itself when terraform dies without calling Shutdown', async () => {
-    const shell = spawn('sh', ['-c', '"$0" & echo "pid:$!"; sleep 0.5', bundle], {
+    // The shell plays Terraform: it starts the provider in the background (sharing its stdout pipe), then waits
+    // on `read` until the test has seen the handshake line, i.e. until the provider has noted its parent. Only
+    // then does the shell exit, so the provider is re-parented while watching (no timing assumption).
+    const shell = spawn('sh', ['-c', '"$0" & echo "pid:$!"; read -r _', bundle], {
       env: {
         PATH: process.env.PATH ?? '',
         [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE,
         PLUGIN_PROTOCOL_VERSIONS: '6',
       },
-      stdio: ['ignore', 'pipe', 'ignore'],
+      stdio: ['pipe', 'pipe', 'ignore'],
     });
+    const shellExited = once(shell, 'exit');
     let out = '';
     shell.stdout.on('data', (d) => {
       out += d;
     });
-    await new Promise((r) => shell.on('exit', r));
+    await vi.waitFor(() => expect(out).toMatch(/^1\|6\|unix\|/m), { timeout: 20_000, interval: 20 });
     const pid = Number(/pid:(\d+)/.exec(out)?.[1]);
     expect(pid).toBeGreaterThan(0);
+    shell.stdin.end('\n');
+    await shellExited;
     const alive = () => {
       try {
         process.kill(pid, 0);
@@ -159,10 +166,9 @@ describe('go-plugin handshake of the bundled provider', () => {
         return false;
       }
     };
-    const deadline = Date.now() + 5000;
-    while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(alive()).toBe(false);
-  });
+    // The provider polls its parent once a second; allow for a loaded machine.
+    await vi.waitFor(() => expect(alive()).toBe(false), { timeout: 15_000, interval: 100 });
+  }, 40_000);
 
   it('--debug prints one TF_REATTACH_PROVIDERS line for the Terraform and the OpenTofu address that terraform can use under either, and stops on Ctrl-C', async () => {
     const child = spawn(bundle, ['--debug'], { env: { PATH: process.env.PATH ?? '' } });
