@@ -1,6 +1,7 @@
 /** The cloudtaser provider: one definition that the executable, the docs and the CDKTF bindings share. */
 import type { ProviderDefinition } from './framework/provider.js';
 import { PROVIDER_ADDRESS, PROVIDER_ADDRESSES, PROVIDER_VERSION } from './identity.js';
+import { beaconClientCaResource } from './resources/beacon-client-ca.js';
 import { clusterFingerprintDataSource } from './resources/cluster-fingerprint.js';
 import { clusterRegistrationResource } from './resources/cluster-registration.js';
 import { cloudtaserFunctions } from './resources/functions.js';
@@ -30,7 +31,7 @@ export function createCloudtaserProvider(
     schema: providerSchema,
     validate: (config) => validateProviderConfig(config, options.env ?? process.env),
     configure: ({ config }) => configureCloudtaser(config, options.env ?? process.env),
-    resources: [clusterRegistrationResource],
+    resources: [clusterRegistrationResource, beaconClientCaResource],
     dataSources: [clusterFingerprintDataSource],
     functions: cloudtaserFunctions,
   };
@@ -39,7 +40,10 @@ export function createCloudtaserProvider(
 /** Every schema of the provider, for docs and binding generators. */
 export const cloudtaserSchemas = {
   provider: providerSchema,
-  resources: { [clusterRegistrationResource.typeName]: clusterRegistrationResource.schema },
+  resources: {
+    [clusterRegistrationResource.typeName]: clusterRegistrationResource.schema,
+    [beaconClientCaResource.typeName]: beaconClientCaResource.schema,
+  },
   dataSources: { [clusterFingerprintDataSource.typeName]: clusterFingerprintDataSource.schema },
   functions: cloudtaserFunctions,
 } as const;

@@ -45,6 +45,12 @@ resource "cloudtaser_cluster_registration" "prod" {
 output "init_hash" {
   value = cloudtaser_cluster_registration.prod.init_hash
 }`,
+  cloudtaser_beacon_client_ca: `resource "cloudtaser_beacon_client_ca" "this" {}
+
+# The beacon admits as bridges only clients with a certificate from this CA (public; its key stays in OpenBao).
+output "beacon_bridge_ca_pem" {
+  value = cloudtaser_beacon_client_ca.this.ca_cert_pem
+}`,
   cloudtaser_cluster_fingerprint: `# From a kubeconfig
 data "cloudtaser_cluster_fingerprint" "from_kubeconfig" {
   kubeconfig_path = pathexpand("~/.kube/config")
@@ -96,6 +102,14 @@ already registered in OpenBao (by \`cloudtaser-cli source register\` or another 
 (and again at apply) with \`CT_REGISTRATION_EXISTS\` and the \`terraform import\` command to run. To take such a
 registration over without importing, set \`adopt_existing = true\`. If an apply was interrupted after the
 registration was written but before Terraform saved its state, import it the same way.`;
+
+const IMPORT_TEXTS: Record<string, string> = {
+  cloudtaser_beacon_client_ca: `There is one beacon client CA per namespace root; import it with any id and Terraform reads it:
+
+\`\`\`shell
+terraform import cloudtaser_beacon_client_ca.this beacon-client-ca
+\`\`\``,
+};
 
 const IMPORT_TEXT = `Import a registration by its fingerprint (the kube-system namespace UID):
 
@@ -173,7 +187,10 @@ export function generateProviderDocs(): Record<string, string> {
       frontTitle: `${type} Resource - terraform-provider-${PROVIDER_NAME}`,
       schema,
       example: EXAMPLES[type as keyof typeof EXAMPLES],
-      extra: `## Existing registrations\n\n${OWNERSHIP_TEXT}\n\n## Import\n\n${IMPORT_TEXT}`,
+      extra:
+        type === 'cloudtaser_cluster_registration'
+          ? `## Existing registrations\n\n${OWNERSHIP_TEXT}\n\n## Import\n\n${IMPORT_TEXT}`
+          : `## Import\n\n${IMPORT_TEXTS[type] ?? IMPORT_TEXT}`,
     });
   }
   for (const [type, schema] of Object.entries(cloudtaserSchemas.dataSources)) {

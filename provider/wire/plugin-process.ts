@@ -54,6 +54,19 @@ export async function runPluginProcess(
     exit(0);
     return;
   }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    // A request for usage is not an error: exit 0, text on stdout (Terraform never passes --help).
+    stdout(
+      `Usage: ${name} [--version | --debug | --help]\n\n` +
+        `${name} is a Terraform plugin: Terraform starts it from a configuration that requires "${identity.address}"\n` +
+        '(install it with `cloudtaser-cli provider install --mirror DIR`).\n\n' +
+        '  --version  print the version and exit\n' +
+        '  --debug    serve on a local socket and print a TF_REATTACH_PROVIDERS line to export for terraform\n' +
+        '  --help     print this text\n',
+    );
+    exit(0);
+    return;
+  }
   if (argv.includes('--debug')) {
     const logger = createHclogLogger({ write: stderr });
     const handle = await startPluginServer({

@@ -10,15 +10,32 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.js';
+import {
+  type BeaconClientCertificate,
+  type BeaconDialPlan,
+  type BeaconTarget,
+  everyReplicaRefused,
+  logBeaconRoutes,
+  planBeaconDial,
+  reportFanOut,
+  waitForPeer,
+} from '../beacon/index.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
-import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
+import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
+import { createLogSummarizer } from '../core/log-summary.js';
+import {
+  createRefusalLogGate,
+  isMigrationRequest,
+  type RefusalLogGate,
+  serveMigration,
+} from '../migration/bridge-side.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
+import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
 import {
+  type ClusterTrust,
   DEFAULT_NAMESPACE_ROOT,
   getClusterStatus,
   listRegisteredClusters,
@@ -36,7 +53,12 @@ import {
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
-import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js';
+import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
+import {
+  type BridgeTokenReview,
+  type BridgeTokenReviewOptions,
+  startBridgeTokenReview,
+} from './tokenreview-service.js';
 
 export interface BridgeTiming {
   /** How often OpenBao is listed for clusters. @default 10000 */
@@ -52,6 +74,15 @@ export interface BridgeTiming {
    * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
    */
   readonly waitRefreshMs: number;
+  /** Pause of a room's waiters after one failed handshake there; doubles with each further failure. @default 250 */
+  readonly handshakeBackoffInitialMs: number;
+  /** Cap of that pause. @default 15000 */
+  readonly handshakeBackoffMaxMs: number;
+  /**
+   * How long a cluster's trust material (CA, bridge certificate, current broker key) is used from memory before
+   * the poll marks it for a fresh read: pairings never read OpenBao themselves. @default 300000
+   */
+  readonly trustRefreshMs: number;
 }
 
 export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
@@ -60,6 +91,9 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   backoffInitialMs: 500,
   backoffMaxMs: 30_000,
   waitRefreshMs: 60_000,
+  handshakeBackoffInitialMs: 250,
+  handshakeBackoffMaxMs: 15_000,
+  trustRefreshMs: 300_000,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {
@@ -81,14 +115,18 @@ export interface BridgeOptions extends RelayPartyOptions {
    */
   readonly podRequestTimeoutMs?: number;
   /**
-   * Serve the per-cluster TokenReview endpoint OpenBao's Kubernetes auth calls
-   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`). @default off
+   * Serve the per-cluster endpoint OpenBao's Kubernetes auth calls instead of an API server
+   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`, `/clusters/<fingerprint>/api/v1/
+   * namespaces/<ns>`), HTTPS by default, only for OpenBao's reviewer credential, forwarding to the replica that
+   * holds the cluster's tunnel. @default off
    */
-  readonly tokenReview?: {
-    readonly host?: string;
-    readonly port: number;
-    readonly tls?: { readonly certPem: string; readonly keyPem: string };
-  };
+  readonly tokenReview?: BridgeTokenReviewOptions;
+  /**
+   * The client certificate the bridge presents to the beacon, asked again for every dial (it is renewed):
+   * see startMintedBeaconIdentity and watchBeaconIdentityFiles. @default none (only an anonymous-bridge beacon
+   * lets such a bridge wait)
+   */
+  readonly beaconIdentity?: { current(): BeaconClientCertificate | undefined };
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
   readonly logger?: Logger;
 }
@@ -99,6 +137,8 @@ export interface BridgeClusterStatus {
   /** Waiting connections (rooms x beacon replicas). */
   readonly waiting: number;
   readonly tunnels: number;
+  /** Consecutive failed handshakes in the operational room (a flood shows here, paced by the bridge). */
+  readonly failedHandshakes: number;
 }
 
 export interface BridgeStatus {
@@ -107,6 +147,8 @@ export interface BridgeStatus {
   readonly lastPollError?: string;
   readonly bootstrapsSigned: number;
   readonly bootstrapsRefused: number;
+  /** Why the beacon refused this bridge's identity, while it does (CT_BEACON_UNAUTHENTICATED / CT_BEACON_IDENTITY). */
+  readonly beaconIdentityError?: string;
 }
 
 export interface BridgeHandle {
@@ -126,14 +168,41 @@ interface ClusterState {
   readonly namespace: string;
   readonly operationalHash: string;
   initialized: boolean;
+  /** The registration's migration setting, refreshed at every poll. */
+  migrationEnabled: boolean;
+  /** One migration-refusal log line per code per minute for this cluster. */
+  readonly migrationRefusalLog: RefusalLogGate;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
   readonly waiting: Set<string>;
   readonly tunnels: Set<TunnelMux>;
+  /** The CA and bridge certificate, read once and kept in memory (refreshed at the poll after trustRefreshMs). */
+  trust?: Promise<ClusterTrust>;
+  trustLoadedAt?: number;
+  /**
+   * SHA-256 of the broker key the latest bootstrap was signed for (null: none recorded), kept in memory and
+   * updated by our own bootstraps; re-read when an operational peer does not match it or at the poll.
+   */
+  brokerKey?: Promise<string | null>;
+  readonly gates: Record<Room, HandshakeGate>;
 }
 
 type Room = 'init' | 'operational';
+
+/** What the bridge knows about one beacon address: the plan from the last good resolution, and its fan-out. */
+interface BeaconReplicas {
+  readonly plan: BeaconDialPlan;
+  /** Replica addresses the proxy refused (CT_PROXY_REFUSED), with the refusal. */
+  readonly refused: Map<string, CloudtaserError>;
+  /** Set while the address is dialled by name through the proxy: why. */
+  byName?: string;
+  /** When dialling by name began; every FANOUT_RETRY_MS the addresses are tried again. */
+  byNameSince?: number;
+}
+
+/** How long the bridge dials a beacon by name before it tries every replica address through the proxy again. */
+const FANOUT_RETRY_MS = 5 * 60_000;
 
 export async function startBridge(options: BridgeOptions): Promise<BridgeHandle> {
   if (options.beacons.length === 0)
@@ -141,26 +210,35 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   const timing: BridgeTiming = { ...DEFAULT_BRIDGE_TIMING, ...definedOnly(options.timing ?? {}) };
   const namespaceRoot = options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT;
   const log = moduleLogger(options.logger, 'bridge');
+  const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
+  logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
   const clusters = new Map<string, ClusterState>();
   /** Last good resolution per beacon address; kept when DNS fails so waiters survive a DNS blip. */
-  const replicas = new Map<string, { target: BeaconTarget; ips: string[] }>();
+  const replicas = new Map<string, BeaconReplicas>();
   let lastPollAt: string | undefined;
   let lastPollError: string | undefined;
   let bootstrapsSigned = 0;
   let bootstrapsRefused = 0;
+  let beaconIdentityError: string | undefined;
+  // A flood makes one failure per pairing; one line per room and minute says so, with counts.
+  const sessionFailures = createLogSummarizer(log, { summaryEvent: 'bridge.session_failures_summary' });
+  const beaconFailures = createLogSummarizer(log, { summaryEvent: 'bridge.beacon_failures_summary' });
 
+  // Served on the health port: fingerprints and room hashes appear only as prefixes, whatever an error said.
   const status = (): BridgeStatus => ({
     clusters: [...clusters.values()].map((c) => ({
       fingerprintPrefix: fingerprintPrefix(c.fingerprint),
       initialized: c.initialized,
       waiting: c.waiting.size,
       tunnels: c.tunnels.size,
+      failedHandshakes: c.gates.operational.failures,
     })),
     lastPollAt,
-    lastPollError,
+    lastPollError: lastPollError === undefined ? undefined : redactIdentifiers(lastPollError),
     bootstrapsSigned,
     bootstrapsRefused,
+    ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
   });
 
   const forwarder = createOpenBaoForwarder({
@@ -183,13 +261,26 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX))
         return forwarder.forward(cluster.namespace, request, context.signal);
       if (isMigrationRequest(request))
-        return serveMigration(options.openbao.withNamespace(cluster.namespace), request, clusterLog);
+        return serveMigration(request, {
+          cluster: options.openbao.withNamespace(cluster.namespace),
+          enabled: cluster.migrationEnabled,
+          log: clusterLog,
+          refusalLog: cluster.migrationRefusalLog,
+        });
       if (options.handler) return options.handler(request, context);
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
     };
 
-  const tokenReview: TokenReviewServer | undefined = options.tokenReview
-    ? await startTokenReviewServer({ ...options.tokenReview, tunnelFor, logger: log })
+  const tokenReview: BridgeTokenReview | undefined = options.tokenReview
+    ? await startBridgeTokenReview({
+        listener: options.tokenReview,
+        openbao: options.openbao,
+        namespaceRoot,
+        namespaceOf: (fingerprint) => clusters.get(fingerprint)?.namespace,
+        tunnelFor,
+        resolve: options.resolve,
+        logger: log,
+      })
     : undefined;
 
   const health: HealthServer | undefined = options.health
@@ -209,11 +300,24 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   /** Starts missing waiters and stops unwanted ones for one cluster. */
   function reconcile(cluster: ClusterState): void {
     if (cluster.stop.signal.aborted) return;
-    const wanted = new Map<string, { room: Room; address: string; target: BeaconTarget; ip: string }>();
+    if (
+      cluster.trustLoadedAt !== undefined &&
+      performance.now() - cluster.trustLoadedAt > timing.trustRefreshMs
+    ) {
+      // Read again at the next pairing: a re-run of `register` may have renewed the bridge certificate.
+      cluster.trust = undefined;
+      cluster.trustLoadedAt = undefined;
+      cluster.brokerKey = undefined;
+    }
+    const wanted = new Map<
+      string,
+      { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint }
+    >();
     for (const room of roomsOf(cluster)) {
-      for (const [address, resolved] of replicas) {
-        for (const ip of resolved.ips)
-          wanted.set(`${room}|${address}|${ip}`, { room, address, target: resolved.target, ip });
+      for (const [address, known] of replicas) {
+        const { target, route } = known.plan;
+        for (const ip of known.byName ? [target.host] : known.plan.replicas)
+          wanted.set(`${room}|${address}|${ip}`, { room, address, target, ip, proxy: route.proxy });
       }
     }
     for (const [key, controller] of cluster.waiters) {
@@ -227,28 +331,38 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (cluster.waiters.has(key)) continue;
       const controller = new AbortController();
       cluster.waiters.set(key, controller);
-      void waitLoop(
-        cluster,
-        key,
-        spec.room,
-        spec.target,
-        spec.ip,
-        AbortSignal.any([controller.signal, cluster.stop.signal]),
-      );
+      void waitLoop(cluster, key, spec, AbortSignal.any([controller.signal, cluster.stop.signal]));
     }
+  }
+
+  /**
+   * The proxy refused one replica address. When it has refused every address of the beacon, the bridge waits on
+   * the name instead (the proxy picks the replica) and says so once; the addresses are tried again later.
+   */
+  function noteProxyRefusal(address: string, ip: string, error: CloudtaserError): void {
+    const known = replicas.get(address);
+    if (!known || known.byName || !known.plan.route.proxy || ip === known.plan.target.host) return;
+    known.refused.set(ip, error);
+    if (!known.plan.replicas.every((replica) => known.refused.has(replica))) return;
+    known.byName = everyReplicaRefused(known.plan, [...known.refused.values()]);
+    known.byNameSince = Date.now();
+    reportFanOut(log, known.plan, known.byName);
+    for (const cluster of clusters.values()) reconcile(cluster);
   }
 
   async function waitLoop(
     cluster: ClusterState,
     key: string,
-    room: Room,
-    target: BeaconTarget,
-    ip: string,
+    spec: { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint },
     signal: AbortSignal,
   ): Promise<void> {
+    const { room, target, ip } = spec;
     const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
     const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
+    const gate = cluster.gates[room];
     while (!signal.aborted) {
+      await gate.ready(signal);
+      if (signal.aborted) break;
       let reachedWaiting = false;
       const refresh = new AbortController();
       const refreshTimer = setTimeout(() => refresh.abort(), timing.waitRefreshMs);
@@ -259,25 +373,40 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           role: 'bridge',
           hash,
           caCertPem: options.beaconCaPem,
+          proxy: spec.proxy,
+          clientCertificate: options.beaconIdentity?.current(),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
+            beaconIdentityError = undefined;
             cluster.waiting.add(key);
+            const known = replicas.get(spec.address);
+            if (known?.plan.route.proxy && !known.byName && ip !== target.host) {
+              known.refused.delete(ip);
+              reportFanOut(log, known.plan, undefined);
+            }
           },
         });
         cluster.waiting.delete(key);
         backoff.reset();
         const observed = options.observePairedStream ? options.observePairedStream(stream, room) : stream;
-        log.info({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
-        void handlePaired(cluster, room, observed);
+        // Anyone can pair with us in the operational room: a line per pairing would be theirs to multiply.
+        log.debug({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
+        // One handshake per room at a time: the waiter goes back to the beacon only when this one is decided.
+        await handlePaired(cluster, room, observed);
       } catch (err) {
         cluster.waiting.delete(key);
         if (signal.aborted) break;
         const error = err as CloudtaserError;
+        if (error.code === 'CT_PROXY_REFUSED') noteProxyRefusal(spec.address, ip, error);
+        if (signal.aborted) break;
         // A wait that the beacon ended after its bound, or our refresh, is routine: redial at once.
         const delay = reachedWaiting || refresh.signal.aborted ? 0 : backoff.next();
+        if (error.code === 'CT_BEACON_UNAUTHENTICATED' || error.code === 'CT_BEACON_IDENTITY')
+          beaconIdentityError = error.message;
         if (!reachedWaiting)
-          log.warn(
+          beaconFailures.warn(
+            `${ip}|${error.code}`,
             {
               event: 'bridge.beacon_failed',
               code: error.code,
@@ -285,7 +414,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               delayMs: delay,
               reason: error.message,
             },
-            'beacon dial failed',
+            error.code === 'CT_BEACON_UNAUTHENTICATED'
+              ? 'the beacon refused this bridge: it does not trust its client certificate; give the beacon the beacon client CA (--bridge-ca)'
+              : 'beacon dial failed',
           );
         await sleep(delay, signal);
       } finally {
@@ -295,10 +426,44 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     cluster.waiting.delete(key);
   }
 
+  /** The cluster's CA and bridge certificate from memory; read from OpenBao on first use and after a refresh. */
+  function trustOf(cluster: ClusterState): Promise<ClusterTrust> {
+    if (!cluster.trust) {
+      const loading = loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      cluster.trust = loading;
+      cluster.trustLoadedAt = performance.now();
+      // A failed read is not cached: the next pairing tries again.
+      loading.catch(() => {
+        if (cluster.trust === loading) {
+          cluster.trust = undefined;
+          cluster.trustLoadedAt = undefined;
+        }
+      });
+    }
+    return cluster.trust;
+  }
+
+  /** The broker key the latest bootstrap was signed for, from memory; read from OpenBao when unknown. */
+  function brokerKeyOf(cluster: ClusterState): Promise<string | null> {
+    if (!cluster.brokerKey) {
+      const loading = getClusterStatus(options.openbao, {
+        fingerprint: cluster.fingerprint,
+        namespaceRoot,
+      }).then((status) => status.initializedBrokerKeySha256 ?? null);
+      cluster.brokerKey = loading;
+      loading.catch(() => {
+        if (cluster.brokerKey === loading) cluster.brokerKey = undefined;
+      });
+    }
+    return cluster.brokerKey;
+  }
+
   async function handlePaired(cluster: ClusterState, room: Room, stream: Duplex): Promise<void> {
     const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) });
+    const gate = cluster.gates[room];
+    let staleKey = false;
     try {
-      const trust = await loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      const trust = await trustOf(cluster);
       if (room === 'init') {
         const outcome = await serveBootstrap(stream, {
           fingerprint: cluster.fingerprint,
@@ -310,7 +475,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           logger: clusterLog,
         });
         if (outcome.signed) {
+          gate.succeeded();
           bootstrapsSigned++;
+          cluster.brokerKey = Promise.resolve(outcome.brokerKeySha256 ?? null);
           // An attested re-bootstrap means the operator restarted with a new key: the tunnels of the
           // earlier broker belong to a process that is gone (or going), so they end now, not at a timeout.
           if (outcome.replaced) {
@@ -325,21 +492,24 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           cluster.initialized = true;
           reconcile(cluster);
         } else {
+          // A refusal is a handshake that gave nothing: repeated ones are paced like failures.
+          gate.failed();
           bootstrapsRefused++;
         }
         return;
       }
       // Only the broker key the latest bootstrap was signed for may hold a tunnel: after a re-arm or an attested
       // re-bootstrap, an earlier broker's still-valid certificate is refused here.
-      const { initializedBrokerKeySha256 } = await getClusterStatus(options.openbao, {
-        fingerprint: cluster.fingerprint,
-        namespaceRoot,
-      });
+      const initializedBrokerKeySha256 = await brokerKeyOf(cluster);
       const session = await openTunnel(stream, {
-        acceptPeer: (peer) =>
-          initializedBrokerKeySha256 === undefined || publicKeySha256(peer) === initializedBrokerKeySha256
-            ? undefined
-            : 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator',
+        acceptPeer: (peer) => {
+          if (initializedBrokerKeySha256 === null || publicKeySha256(peer) === initializedBrokerKeySha256)
+            return undefined;
+          // Another bridge replica may have signed a newer bootstrap: the next pairing reads the record again.
+          // Only a certificate of the cluster CA gets this far, so a stranger cannot make us re-read.
+          staleKey = true;
+          return 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator';
+        },
         caCertPem: trust.ca.certPem,
         certPem: trust.bridgeCertPem,
         keyPem: trust.bridgeKeyPem,
@@ -353,22 +523,35 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         session.mux.close({ code: 'CT_NOT_REGISTERED', reason: 'the cluster was deregistered' });
         return;
       }
+      gate.succeeded();
       cluster.tunnels.add(session.mux);
       clusterLog.info(
         { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
         'operational tunnel open',
       );
-      const why = await session.mux.done;
-      cluster.tunnels.delete(session.mux);
-      clusterLog.info(
-        { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
-        'operational tunnel closed',
-      );
+      // The handshake is decided: the waiter may go back to the beacon while the tunnel lives on.
+      void session.mux.done.then((why) => {
+        cluster.tunnels.delete(session.mux);
+        clusterLog.info(
+          { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
+          'operational tunnel closed',
+        );
+      });
     } catch (err) {
       stream.destroy();
+      if (staleKey) cluster.brokerKey = undefined;
+      gate.failed();
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
-      clusterLog.warn(
-        { event: 'bridge.session_failed', room, code, reason: (err as Error).message },
+      sessionFailures.warn(
+        `${cluster.fingerprint}|${room}`,
+        {
+          event: 'bridge.session_failed',
+          fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
+          room,
+          code,
+          reason: (err as Error).message,
+          failures: gate.failures,
+        },
         'session with a broker failed',
       );
     }
@@ -387,7 +570,21 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   async function poll(): Promise<void> {
     for (const address of options.beacons) {
       try {
-        replicas.set(address, await resolveBeacon(address, options.resolve));
+        const plan = await planBeaconDial(address, { resolve: options.resolve, proxy: beaconProxy });
+        const known = replicas.get(address);
+        const same =
+          known !== undefined &&
+          known.plan.reducedBecause === plan.reducedBecause &&
+          known.plan.replicas.join(',') === plan.replicas.join(',');
+        if (plan.reducedBecause !== undefined) {
+          reportFanOut(log, plan, plan.reducedBecause);
+          if (!same) replicas.set(address, { plan, refused: new Map() });
+        } else if (!same) {
+          // New addresses: try every one of them again.
+          replicas.set(address, { plan, refused: new Map() });
+        } else if (known.byName && Date.now() - (known.byNameSince ?? 0) >= FANOUT_RETRY_MS) {
+          replicas.set(address, { plan, refused: new Map() });
+        }
       } catch (err) {
         log.warn(
           { event: 'bridge.resolve_failed', address, reason: (err as Error).message },
@@ -423,10 +620,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           namespace: entry.namespace,
           operationalHash: entry.operationalHash,
           initialized: entry.initialized,
+          migrationEnabled: entry.migrationEnabled === true,
+          migrationRefusalLog: createRefusalLogGate(),
           stop: new AbortController(),
           waiters: new Map(),
           waiting: new Set(),
           tunnels: new Set(),
+          gates: { init: newGate(), operational: newGate() },
         };
         clusters.set(entry.fingerprint, cluster);
         log.info(
@@ -438,12 +638,23 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           'serving a cluster',
         );
       }
+      // A re-arm (initialized gone) or a bootstrap elsewhere changes which broker key may hold a tunnel.
+      if (cluster.initialized !== entry.initialized) cluster.brokerKey = undefined;
       cluster.initialized = entry.initialized;
+      cluster.migrationEnabled = entry.migrationEnabled === true;
       reconcile(cluster);
     }
     for (const cluster of [...clusters.values()]) {
       if (!seen.has(cluster.fingerprint)) dropCluster(cluster, 'the cluster was deregistered');
     }
+    await tokenReview?.refresh();
+  }
+
+  function newGate(): HandshakeGate {
+    return createHandshakeGate({
+      initialMs: timing.handshakeBackoffInitialMs,
+      maxMs: timing.handshakeBackoffMaxMs,
+    });
   }
 
   let polling: Promise<void> = poll();
@@ -479,6 +690,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       await polling.catch(() => undefined);
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
+      sessionFailures.close();
+      beaconFailures.close();
       await tokenReview?.close();
       await health?.close();
       await forwarder.close();

@@ -1,2 +1,6 @@
+export * from './beacon-client-ca.js';
 export * from './layout.js';
+export * from './policies.js';
 export * from './register.js';
+export * from './tokenreview.js';
+export * from './tokenreview-endpoint.js';

@@ -26,7 +26,7 @@ import {
   issueCertificate,
   issueSelfSignedSync,
 } from '../../runtime/pki/index.js';
-import { registerCluster } from '../../runtime/registration/index.js';
+import { ensureBeaconClientCa, registerCluster } from '../../runtime/registration/index.js';
 import { startOperationalStack } from '../operational/stack.js';
 import type { FloorConfig } from './floor-child.js';
 import { type Benchmark, type Metric, median, percentile, sample } from './harness.js';
@@ -166,6 +166,9 @@ export const benchmarks: Benchmark[] = [
         const beaconCert = issueSelfSignedSync({ commonName: 'bench beacon', ipAddresses: ['127.0.0.1'] });
         await writeFile(join(dir, 'beacon.pem'), beaconCert.certPem);
         await writeFile(join(dir, 'beacon-key.pem'), beaconCert.keyPem);
+        // The bridge mints its beacon client certificate from this CA; the beacon admits only such bridges.
+        const beaconClientCa = await ensureBeaconClientCa(admin);
+        await writeFile(join(dir, 'beacon-client-ca.pem'), beaconClientCa.certPem);
         const [beaconPort, reviewPort, podApiPort, healthPort] = [
           await freePort(),
           await freePort(),
@@ -186,6 +189,8 @@ export const benchmarks: Benchmark[] = [
           join(dir, 'beacon.pem'),
           '--tls-key',
           join(dir, 'beacon-key.pem'),
+          '--bridge-ca',
+          join(dir, 'beacon-client-ca.pem'),
           '--metrics-listen',
           'off',
         ]);

@@ -17,6 +17,7 @@ describe('registry docs generated from the schema', () => {
       'functions/namespace.md',
       'functions/operational_hash.md',
       'index.md',
+      'resources/beacon_client_ca.md',
       'resources/cluster_registration.md',
     ]);
     for (const [path, content] of Object.entries(generated)) {
