@@ -14,8 +14,11 @@ export {
 export {
   BeaconClientCa,
   type BeaconClientCaConfig,
+  CloudtaserFunctions,
   CloudtaserProvider,
   type CloudtaserProviderConfig,
+  type CloudtaserProviderKubernetes,
+  type CloudtaserProviderKubernetesExec,
   ClusterRegistration,
   type ClusterRegistrationConfig,
   DataCloudtaserClusterFingerprint,

@@ -7,7 +7,7 @@ export function registerProviderCommand(program: Command): void {
   provider
     .command('install')
     .description(
-      'Install terraform-provider-cloudtaser into a Terraform filesystem mirror and print the CLI configuration to use',
+      'Install terraform-provider-cloudtaser into a filesystem mirror for Terraform and OpenTofu and print the CLI configuration to use',
     )
     .requiredOption('--mirror <dir>', 'mirror directory (created if missing)')
     .option('--packed', 'write zip archives instead of unpacked directories', false)
@@ -26,11 +26,15 @@ export function registerProviderCommand(program: Command): void {
           return;
         }
         process.stdout.write(
-          `Installed ${result.providerAddress} ${result.version} into ${result.mirrorDir} (${result.files.length} platform packages).\n` +
-            `Lock hash (same for every platform): ${result.h1}\n\n` +
-            `Add this to your Terraform CLI configuration (~/.terraformrc or the file TF_CLI_CONFIG_FILE names):\n\n` +
+          `Installed ${result.providerAddresses.join(' and ')} ${result.version} into ${result.mirrorDir} ` +
+            `(${result.files.length} packages: the same bytes under both hosts).\n` +
+            `Lock hash (same for every platform and both addresses): ${result.h1}\n\n` +
+            'Add this to your CLI configuration: ~/.terraformrc for Terraform, ~/.tofurc for OpenTofu, or the file\n' +
+            'TF_CLI_CONFIG_FILE names (both tools read it). It covers both tools:\n\n' +
             `${result.cliConfig}\n` +
-            'Requires Node.js >= 20 on the PATH terraform runs with.\n',
+            'In configurations keep source = "cloudtaser/cloudtaser": Terraform resolves it to registry.terraform.io,\n' +
+            'OpenTofu to registry.opentofu.org, and the mirror serves both.\n' +
+            'Requires Node.js >= 20 on the PATH terraform or tofu runs with.\n',
         );
       },
     );

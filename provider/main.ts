@@ -2,8 +2,9 @@
 /**
  * terraform-provider-cloudtaser. Terraform starts it; nothing may reach stdout before the handshake line.
  */
-import { createCloudtaserProvider } from './cloudtaser.js';
-import { runProviderProcess } from './framework/serve-provider.js';
+import { setFlagsFromString } from 'node:v8';
+import { PROVIDER_ADDRESS, PROVIDER_ADDRESSES, PROVIDER_VERSION } from './identity.js';
+import { runPluginProcess } from './wire/plugin-process.js';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 20) {
@@ -14,7 +15,27 @@ if (major < 20) {
   process.exit(1);
 }
 
-runProviderProcess(createCloudtaserProvider()).catch((err: unknown) => {
+// undici (the OpenBao client's HTTP stack) parses responses with a WebAssembly build of llhttp. V8 compiles it
+// again with TurboFan on background threads, and a process cannot exit before those threads are joined: every
+// provider process that talked to OpenBao took about a second from Terraform's Shutdown to its exit
+// (measured; Terraform waits for it). The baseline compiler alone is ample for a few requests per process.
+setFlagsFromString('--liftoff-only');
+
+const identity = {
+  address: PROVIDER_ADDRESS,
+  aliases: PROVIDER_ADDRESSES.filter((address) => address !== PROVIDER_ADDRESS),
+  version: PROVIDER_VERSION,
+};
+
+// The provider itself (framework, schemas, resources) is evaluated on the first RPC, after the handshake line:
+// Terraform connects and sets up TLS meanwhile, so that work overlaps instead of adding to every start.
+runPluginProcess(identity, async (logger) => {
+  const [{ createCloudtaserProvider }, { createProviderHandlers }] = await Promise.all([
+    import('./cloudtaser.js'),
+    import('./framework/provider.js'),
+  ]);
+  return createProviderHandlers(createCloudtaserProvider(), { logger });
+}).catch((err: unknown) => {
   process.stdout.write(`terraform-provider-cloudtaser failed to start: ${(err as Error).message}\n`);
   process.exit(1);
 });

@@ -6,6 +6,14 @@ import { cdktf } from '../cdktf.js';
 
 export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments {
   /**
+   * When true, creating this resource takes over a registration that already exists in OpenBao (made by
+   * `cloudtaser-cli source register` or another Terraform state) instead of refusing. Prefer `terraform
+   * import`, which keeps one owner explicit; never set it in two states for one cluster. Defaults to `false`.
+   *
+   * @default false
+   */
+  readonly adoptExisting?: boolean | cdktf.IResolvable;
+  /**
    * Turns on attested bootstrap: the cluster's service-account issuer (`issuer` of
    * `/.well-known/openid-configuration`, e.g.
    * `data.cloudtaser_cluster_fingerprint.<name>.service_account_issuer`). The broker then proves with a token
@@ -70,6 +78,7 @@ export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments 
 export class ClusterRegistration extends cdktf.TerraformResource {
   public static readonly tfResourceType = 'cloudtaser_cluster_registration';
 
+  private _adoptExisting?: boolean | cdktf.IResolvable;
   private _attestationIssuer?: string;
   private _attestationJwks?: string;
   private _attestationServiceAccount?: string;
@@ -95,6 +104,7 @@ export class ClusterRegistration extends cdktf.TerraformResource {
       connection: config.connection,
       forEach: config.forEach,
     });
+    this._adoptExisting = config.adoptExisting;
     this._attestationIssuer = config.attestationIssuer;
     this._attestationJwks = config.attestationJwks;
     this._attestationServiceAccount = config.attestationServiceAccount;
@@ -103,6 +113,25 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     this._purgeOnDestroy = config.purgeOnDestroy;
     this._tokenreviewCaCert = config.tokenreviewCaCert;
     this._tokenreviewEndpoint = config.tokenreviewEndpoint;
+  }
+
+  // adopt_existing: optional, computed
+  /**
+   * When true, creating this resource takes over a registration that already exists in OpenBao (made by
+   * `cloudtaser-cli source register` or another Terraform state) instead of refusing. Prefer `terraform
+   * import`, which keeps one owner explicit; never set it in two states for one cluster. Defaults to `false`.
+   */
+  public get adoptExisting(): cdktf.IResolvable {
+    return this.getBooleanAttribute('adopt_existing');
+  }
+  public set adoptExisting(value: boolean | cdktf.IResolvable) {
+    this._adoptExisting = value;
+  }
+  public resetAdoptExisting(): void {
+    this._adoptExisting = undefined;
+  }
+  public get adoptExistingInput(): boolean | cdktf.IResolvable | undefined {
+    return this._adoptExisting;
   }
 
   // attestation_issuer: optional, computed
@@ -311,6 +340,7 @@ export class ClusterRegistration extends cdktf.TerraformResource {
 
   protected override synthesizeAttributes(): { [name: string]: unknown } {
     return {
+      adopt_existing: cdktf.booleanToTerraform(this._adoptExisting),
       attestation_issuer: cdktf.stringToTerraform(this._attestationIssuer),
       attestation_jwks: cdktf.stringToTerraform(this._attestationJwks),
       attestation_service_account: cdktf.stringToTerraform(this._attestationServiceAccount),
@@ -324,6 +354,12 @@ export class ClusterRegistration extends cdktf.TerraformResource {
 
   protected override synthesizeHclAttributes(): { [name: string]: unknown } {
     const attrs = {
+      adopt_existing: {
+        value: cdktf.booleanToHclTerraform(this._adoptExisting),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'boolean',
+      },
       attestation_issuer: {
         value: cdktf.stringToHclTerraform(this._attestationIssuer),
         isBlock: false,

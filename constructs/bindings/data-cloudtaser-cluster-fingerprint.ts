@@ -10,7 +10,9 @@ export interface DataCloudtaserClusterFingerprintExec {
    */
   readonly apiVersion: string;
   /**
-   * Arguments for the command.
+   * Arguments for the command. Sensitive, since they can carry a credential; never stored in state.
+   *
+   * Sensitive: pass a reference, not a literal, to keep it out of `cdktf.out`.
    */
   readonly args?: string[];
   /**
@@ -18,7 +20,10 @@ export interface DataCloudtaserClusterFingerprintExec {
    */
   readonly command: string;
   /**
-   * Extra environment variables for the command.
+   * Extra environment variables for the command. Sensitive, since they can carry a credential; never stored
+   * in state.
+   *
+   * Sensitive: pass a reference, not a literal, to keep it out of `cdktf.out`.
    */
   readonly env?: { [key: string]: string };
 }
@@ -119,7 +124,7 @@ export interface DataCloudtaserClusterFingerprintConfig extends cdktf.TerraformM
    */
   readonly kubeconfigPath?: string;
   /**
-   * Bearer token for `host`. Sensitive.
+   * Bearer token for `host`. Sensitive; never stored in state.
    *
    * Sensitive: pass a reference, not a literal, to keep it out of `cdktf.out`.
    */
@@ -135,7 +140,8 @@ export interface DataCloudtaserClusterFingerprintConfig extends cdktf.TerraformM
  *
  * Reads a cluster's fingerprint (the UID of its `kube-system` namespace). Connect with a kubeconfig
  * (`kubeconfig_path`, optional `context`; default: `KUBECONFIG` or `~/.kube/config`), with `host` + `token`,
- * or with `host` + an `exec` block.
+ * with `host` + an `exec` block, or leave all of them out to use the provider's `kubernetes` block.
+ * Credentials (`token`, `exec` arguments and environment) are never written to state.
  */
 export class DataCloudtaserClusterFingerprint extends cdktf.TerraformDataSource {
   public static readonly tfResourceType = 'cloudtaser_cluster_fingerprint';
@@ -269,7 +275,7 @@ export class DataCloudtaserClusterFingerprint extends cdktf.TerraformDataSource 
 
   // token: optional, sensitive
   /**
-   * Bearer token for `host`. Sensitive.
+   * Bearer token for `host`. Sensitive; never stored in state.
    */
   public get token(): string {
     return this.getStringAttribute('token');

@@ -13,6 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cloudtaserSchemas, PROVIDER_ADDRESS, PROVIDER_VERSION } from '../../provider/cloudtaser.js';
+import type { FunctionDefinition } from '../../provider/framework/functions.js';
 import { exportSchemaJson, type Schema } from '../../provider/schema/schema.js';
 
 /** One block as `terraform providers schema -json` shapes it (and `exportSchemaJson` returns it). */
@@ -32,6 +33,8 @@ export interface AttributeJson {
   readonly force_new?: boolean;
   readonly default?: unknown;
   readonly env?: readonly string[];
+  readonly deprecated?: boolean;
+  readonly deprecation_message?: string;
 }
 
 export interface BlockTypeJson {
@@ -41,6 +44,22 @@ export interface BlockTypeJson {
   readonly max_items?: number;
 }
 
+/** A function as `terraform providers schema -json` shapes it. */
+export interface FunctionParameterJson {
+  readonly name: string;
+  readonly type: unknown;
+  readonly description?: string;
+}
+
+export interface FunctionJson {
+  readonly summary?: string;
+  readonly description?: string;
+  readonly return_type: unknown;
+  readonly parameters?: readonly FunctionParameterJson[];
+  readonly variadic_parameter?: FunctionParameterJson;
+  readonly deprecation_message?: string;
+}
+
 export interface ProviderSchemaJson {
   /** e.g. registry.terraform.io/cloudtaser/cloudtaser */
   readonly address: string;
@@ -48,6 +67,7 @@ export interface ProviderSchemaJson {
   readonly provider: { readonly block: BlockJson };
   readonly resourceSchemas: Readonly<Record<string, { readonly block: BlockJson }>>;
   readonly dataSourceSchemas: Readonly<Record<string, { readonly block: BlockJson }>>;
+  readonly functions?: Readonly<Record<string, FunctionJson>>;
 }
 
 const HEADER = [
@@ -69,6 +89,23 @@ export function cloudtaserSchemaJson(): ProviderSchemaJson {
     dataSourceSchemas: Object.fromEntries(
       Object.entries(cloudtaserSchemas.dataSources).map(([name, schema]) => [name, toJson(schema)]),
     ),
+    functions: Object.fromEntries(cloudtaserSchemas.functions.map((fn) => [fn.name, functionJson(fn)])),
+  };
+}
+
+function functionJson(fn: FunctionDefinition): FunctionJson {
+  const parameter = (p: FunctionDefinition['parameters'][number]) => ({
+    name: p.name,
+    type: p.type,
+    description: p.description,
+  });
+  return {
+    summary: fn.summary,
+    description: fn.description,
+    return_type: fn.returns,
+    parameters: fn.parameters.map(parameter),
+    ...(fn.variadic ? { variadic_parameter: parameter(fn.variadic) } : {}),
+    ...(fn.deprecated ? { deprecation_message: fn.deprecated } : {}),
   };
 }
 
@@ -100,6 +137,10 @@ export function generateBindings(schema: ProviderSchemaJson): Map<string, string
     const file = `data-${kebab(typeName)}.ts`;
     files.set(file, elementFile(meta, typeName, block, 'data'));
     exports.push(`export * from './${file.replace(/\.ts$/, '.js')}';`);
+  }
+  if (schema.functions && Object.keys(schema.functions).length > 0) {
+    files.set('functions.ts', functionsFile(meta, schema.functions));
+    exports.push("export * from './functions.js';");
   }
   files.set(
     'index.ts',
@@ -203,16 +244,26 @@ function providerFile(meta: Meta, block: BlockJson): string {
   const attributes = Object.entries(block.attributes ?? {}).sort(([a], [b]) => a.localeCompare(b));
   const kept = attributes.filter(([, a]) => !omittedFromProvider(a));
   const omitted = attributes.filter(([, a]) => omittedFromProvider(a));
+  const blocks = Object.entries(block.block_types ?? {}).sort(([a], [b]) => a.localeCompare(b));
   const lines: string[] = [
     HEADER,
     "import type { Construct } from 'constructs';",
     "import { cdktf } from '../cdktf.js';",
     '',
   ];
+  for (const [name, nestedType] of blocks) {
+    lines.push(...providerStructCode(`${className}${pascal(name)}`, name, nestedType));
+  }
 
   lines.push(`export interface ${className}Config {`);
   for (const [name, a] of kept) {
     lines.push(...jsdoc(a.description, '  ', a), `  readonly ${camel(name)}?: ${typeInfo(a.type, name).ts};`);
+  }
+  for (const [name, b] of blocks) {
+    lines.push(
+      ...jsdoc(b.block.description, '  '),
+      `  readonly ${camel(name)}?: ${className}${pascal(name)};`,
+    );
   }
   lines.push(
     '  /**',
@@ -234,6 +285,7 @@ function providerFile(meta: Meta, block: BlockJson): string {
   lines.push(`export class ${className} extends cdktf.TerraformProvider {`);
   lines.push(`  public static readonly tfResourceType = '${meta.providerName}';`, '');
   for (const [name, a] of kept) lines.push(`  private _${camel(name)}?: ${typeInfo(a.type, name).ts};`);
+  for (const [name] of blocks) lines.push(`  private _${camel(name)}?: ${className}${pascal(name)};`);
   lines.push('  private _alias?: string;', '');
   lines.push(
     `  public constructor(scope: Construct, id: string, config: ${className}Config = {}) {`,
@@ -247,7 +299,7 @@ function providerFile(meta: Meta, block: BlockJson): string {
     `      terraformProviderSource: '${meta.source}',`,
     '    });',
   );
-  for (const [name] of kept) lines.push(`    this._${camel(name)} = config.${camel(name)};`);
+  for (const [name] of [...kept, ...blocks]) lines.push(`    this._${camel(name)} = config.${camel(name)};`);
   lines.push('    this._alias = config.alias;', '  }', '');
   for (const [name, a] of [...kept, ['alias', { type: 'string' } as AttributeJson] as const]) {
     const prop = camel(name);
@@ -270,9 +322,29 @@ function providerFile(meta: Meta, block: BlockJson): string {
       '',
     );
   }
+  for (const [name] of blocks) {
+    const struct = `${className}${pascal(name)}`;
+    lines.push(
+      `  public get ${camel(name)}(): ${struct} | undefined {`,
+      `    return this._${camel(name)};`,
+      '  }',
+      `  public set ${camel(name)}(value: ${struct} | undefined) {`,
+      `    this._${camel(name)} = value;`,
+      '  }',
+      `  public reset${pascal(name)}(): void {`,
+      `    this._${camel(name)} = undefined;`,
+      '  }',
+      '',
+    );
+  }
   lines.push('  protected override synthesizeAttributes(): { [name: string]: unknown } {', '    return {');
   for (const [name, a] of kept)
     lines.push(`      ${name}: ${typeInfo(a.type, name).toTerraform}(this._${camel(name)}),`);
+  for (const [name] of blocks) {
+    lines.push(
+      `      ${name}: ${lowerFirst(`${className}${pascal(name)}`)}ToTerraform(this._${camel(name)}),`,
+    );
+  }
   lines.push('      alias: cdktf.stringToTerraform(this._alias),', '    };', '  }', '');
   lines.push(
     '  protected override synthesizeHclAttributes(): { [name: string]: unknown } {',
@@ -281,8 +353,147 @@ function providerFile(meta: Meta, block: BlockJson): string {
   for (const [name, a] of [...kept, ['alias', { type: 'string' } as AttributeJson] as const]) {
     lines.push(...hclEntry(name, typeInfo(a.type, name), `this._${camel(name)}`, '      '));
   }
+  for (const [name] of blocks) {
+    const struct = `${className}${pascal(name)}`;
+    lines.push(
+      `      ${name}: {`,
+      `        value: ${lowerFirst(struct)}ToHclTerraform(this._${camel(name)}),`,
+      '        isBlock: true,',
+      "        type: 'struct',",
+      `        storageClassType: '${struct}',`,
+      '      },',
+    );
+  }
   lines.push('    };', '    return definedOnly(attrs);', '  }', '}', '', ...definedOnlyHelper());
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Provider-defined functions as static methods that synthesize `provider::<name>::<function>(...)`, so CDKTF code
+ * computes e.g. an init hash in the configuration itself, known at plan time.
+ */
+function functionsFile(meta: Meta, functions: Readonly<Record<string, FunctionJson>>): string {
+  const className = `${pascal(meta.providerName)}Functions`;
+  const tsType = (type: unknown, where: string) => {
+    if (type === 'string') return 'string';
+    if (type === 'bool') return 'boolean | cdktf.IResolvable';
+    throw new Error(`bindings generator: function ${where} has type ${JSON.stringify(type)}, not mapped yet`);
+  };
+  const lines: string[] = [
+    HEADER,
+    "import { cdktf } from '../cdktf.js';",
+    '',
+    '/**',
+    ...wrap(
+      `Provider-defined functions of the ${meta.source} provider (Terraform >= 1.8, OpenTofu >= 1.7). Each call ` +
+        `synthesizes \`provider::${meta.providerName}::<name>(...)\`; Terraform requires the provider in the stack, so ` +
+        `create a \`${pascal(meta.providerName)}Provider\` in any stack that calls them.`,
+      ' * ',
+    ),
+    ' */',
+    "// biome-ignore lint/complexity/noStaticOnlyClass: shaped like cdktf's own Fn, which CDKTF users know",
+    `export class ${className} {`,
+  ];
+  for (const [name, fn] of Object.entries(functions).sort(([a], [b]) => a.localeCompare(b))) {
+    const parameters = (fn.parameters ?? []).map(
+      (p) => `${camel(p.name)}: ${tsType(p.type, `${name}(${p.name})`)}`,
+    );
+    const args = (fn.parameters ?? []).map((p) => camel(p.name));
+    if (fn.variadic_parameter) {
+      const v = fn.variadic_parameter;
+      parameters.push(`...${camel(v.name)}: ${tsType(v.type, `${name}(${v.name})`)}[]`);
+      args.push(`...${camel(v.name)}`);
+    }
+    const returns =
+      fn.return_type === 'bool' ? 'cdktf.IResolvable' : tsType(fn.return_type, `${name} result`);
+    const call = `cdktf.call('provider::${meta.providerName}::${name}', [${args.join(', ')}])`;
+    lines.push('  /**', ...wrap(fn.summary ?? '', '   * '), '   *', ...wrap(fn.description ?? '', '   * '));
+    for (const p of [...(fn.parameters ?? []), ...(fn.variadic_parameter ? [fn.variadic_parameter] : [])]) {
+      lines.push(...wrap(`@param ${camel(p.name)} ${p.description ?? ''}`, '   * '));
+    }
+    if (fn.deprecation_message) lines.push(...wrap(`@deprecated ${fn.deprecation_message}`, '   * '));
+    lines.push(
+      '   */',
+      `  public static ${camel(name)}(${parameters.join(', ')}): ${returns} {`,
+      returns === 'string' ? `    return cdktf.Token.asString(${call});` : `    return ${call};`,
+      '  }',
+      '',
+    );
+  }
+  lines.pop();
+  lines.push('}');
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * A provider block's nested block as a plain struct (providers cannot be referenced, so no output reference),
+ * with its own nested blocks inside, and the two mappers synth uses.
+ */
+function providerStructCode(struct: string, name: string, nestedType: BlockTypeJson): string[] {
+  if (nestedType.nesting_mode !== 'single') {
+    throw new Error(
+      `bindings generator: provider block ${name} nests as ${nestedType.nesting_mode}; only single is mapped`,
+    );
+  }
+  const attributes = Object.entries(nestedType.block.attributes ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const blocks = Object.entries(nestedType.block.block_types ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const lines: string[] = [];
+  for (const [inner, innerType] of blocks)
+    lines.push(...providerStructCode(`${struct}${pascal(inner)}`, inner, innerType));
+  lines.push(...jsdoc(nestedType.block.description, ''), `export interface ${struct} {`);
+  for (const [attrName, a] of attributes) {
+    lines.push(
+      ...jsdoc(a.description, '  ', a),
+      `  readonly ${camel(attrName)}${a.required ? '' : '?'}: ${typeInfo(a.type, `${name}.${attrName}`).ts};`,
+    );
+  }
+  for (const [inner, innerType] of blocks) {
+    lines.push(
+      ...jsdoc(innerType.block.description, '  '),
+      `  readonly ${camel(inner)}?: ${struct}${pascal(inner)};`,
+    );
+  }
+  lines.push('}', '');
+  const fn = lowerFirst(struct);
+  for (const [suffix, key] of [
+    ['ToTerraform', 'toTerraform'],
+    ['ToHclTerraform', 'toHcl'],
+  ] as const) {
+    lines.push(
+      `export function ${fn}${suffix}(struct?: ${struct}): unknown {`,
+      '  if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) return struct;',
+      `  const value = struct as ${struct};`,
+    );
+    if (key === 'toTerraform') {
+      lines.push('  return {');
+      for (const [attrName, a] of attributes) {
+        lines.push(`    ${attrName}: ${typeInfo(a.type, attrName).toTerraform}(value.${camel(attrName)}),`);
+      }
+      for (const [inner] of blocks) {
+        lines.push(
+          `    ${inner}: ${lowerFirst(`${struct}${pascal(inner)}`)}ToTerraform(value.${camel(inner)}),`,
+        );
+      }
+      lines.push('  };', '}', '');
+    } else {
+      lines.push('  const attrs = {');
+      for (const [attrName, a] of attributes)
+        lines.push(...hclEntry(attrName, typeInfo(a.type, attrName), `value.${camel(attrName)}`, '    '));
+      for (const [inner] of blocks) {
+        const innerStruct = `${struct}${pascal(inner)}`;
+        lines.push(
+          `    ${inner}: {`,
+          `      value: ${lowerFirst(innerStruct)}ToHclTerraform(value.${camel(inner)}),`,
+          '      isBlock: true,',
+          "      type: 'struct',",
+          `      storageClassType: '${innerStruct}',`,
+          '    },',
+        );
+      }
+      lines.push('  };', '  return definedOnly(attrs);', '}', '');
+    }
+  }
+  return lines;
 }
 
 function elementFile(meta: Meta, typeName: string, block: BlockJson, kind: 'resource' | 'data'): string {
@@ -535,6 +746,9 @@ function jsdoc(description: string | undefined, indent: string, attribute?: Attr
   const body = wrap(description ?? '', `${indent} * `);
   if (attribute?.default !== undefined)
     body.push(`${indent} *`, `${indent} * @default ${JSON.stringify(attribute.default)}`);
+  if (attribute?.deprecated) {
+    body.push(`${indent} *`, ...wrap(`@deprecated ${attribute.deprecation_message ?? ''}`, `${indent} * `));
+  }
   if (attribute?.sensitive)
     body.push(
       `${indent} *`,

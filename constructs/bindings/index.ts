@@ -5,4 +5,5 @@
 export * from './beacon-client-ca.js';
 export * from './cluster-registration.js';
 export * from './data-cloudtaser-cluster-fingerprint.js';
+export * from './functions.js';
 export * from './provider.js';

@@ -4,10 +4,152 @@
 import type { Construct } from 'constructs';
 import { cdktf } from '../cdktf.js';
 
+/**
+ * Run a credential plugin (client.authentication.k8s.io ExecCredential), as kubectl does.
+ */
+export interface CloudtaserProviderKubernetesExec {
+  /**
+   * ExecCredential API version, e.g. `client.authentication.k8s.io/v1beta1`.
+   */
+  readonly apiVersion: string;
+  /**
+   * Arguments for the command. Sensitive, since they can carry a credential; never stored in state.
+   *
+   * Sensitive: pass a reference, not a literal, to keep it out of `cdktf.out`.
+   */
+  readonly args?: string[];
+  /**
+   * Command to run, e.g. `aws` or `gke-gcloud-auth-plugin`.
+   */
+  readonly command: string;
+  /**
+   * Extra environment variables for the command. Sensitive, since they can carry a credential; never stored
+   * in state.
+   *
+   * Sensitive: pass a reference, not a literal, to keep it out of `cdktf.out`.
+   */
+  readonly env?: { [key: string]: string };
+}
+
+export function cloudtaserProviderKubernetesExecToTerraform(struct?: CloudtaserProviderKubernetesExec): unknown {
+  if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) return struct;
+  const value = struct as CloudtaserProviderKubernetesExec;
+  return {
+    api_version: cdktf.stringToTerraform(value.apiVersion),
+    args: cdktf.listMapper(cdktf.stringToTerraform, false)(value.args),
+    command: cdktf.stringToTerraform(value.command),
+    env: cdktf.hashMapper(cdktf.stringToTerraform)(value.env),
+  };
+}
+
+export function cloudtaserProviderKubernetesExecToHclTerraform(struct?: CloudtaserProviderKubernetesExec): unknown {
+  if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) return struct;
+  const value = struct as CloudtaserProviderKubernetesExec;
+  const attrs = {
+    api_version: {
+      value: cdktf.stringToHclTerraform(value.apiVersion),
+      isBlock: false,
+      type: 'simple',
+      storageClassType: 'string',
+    },
+    args: {
+      value: cdktf.listMapperHcl(cdktf.stringToHclTerraform, false)(value.args),
+      isBlock: false,
+      type: 'list',
+      storageClassType: 'stringList',
+    },
+    command: {
+      value: cdktf.stringToHclTerraform(value.command),
+      isBlock: false,
+      type: 'simple',
+      storageClassType: 'string',
+    },
+    env: {
+      value: cdktf.hashMapperHcl(cdktf.stringToHclTerraform)(value.env),
+      isBlock: false,
+      type: 'map',
+      storageClassType: 'stringMap',
+    },
+  };
+  return definedOnly(attrs);
+}
+
+/**
+ * Connection to the cluster for `cloudtaser_cluster_fingerprint` data sources that set no connection of their
+ * own: `host` with `token` or an `exec` block. Terraform never writes provider configuration to state, and it
+ * accepts ephemeral values here (an `ephemeral` variable or resource), which saved plan files do not keep
+ * either. One cluster per provider configuration: use `alias` for several. When the block refers to a cluster
+ * created in the same run, give the data source `depends_on` on that cluster so Terraform reads it during
+ * apply.
+ */
+export interface CloudtaserProviderKubernetes {
+  /**
+   * PEM CA certificate of the API server for `host` (not base64-wrapped).
+   */
+  readonly clusterCaCertificate?: string;
+  /**
+   * Kubernetes API server URL, e.g. `https://1.2.3.4`. Use with `token` or an `exec` block.
+   */
+  readonly host: string;
+  /**
+   * Bearer token for `host`. Sensitive; never stored in state.
+   *
+   * Sensitive: pass a reference, not a literal, to keep it out of `cdktf.out`.
+   */
+  readonly token?: string;
+  /**
+   * Run a credential plugin (client.authentication.k8s.io ExecCredential), as kubectl does.
+   */
+  readonly exec?: CloudtaserProviderKubernetesExec;
+}
+
+export function cloudtaserProviderKubernetesToTerraform(struct?: CloudtaserProviderKubernetes): unknown {
+  if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) return struct;
+  const value = struct as CloudtaserProviderKubernetes;
+  return {
+    cluster_ca_certificate: cdktf.stringToTerraform(value.clusterCaCertificate),
+    host: cdktf.stringToTerraform(value.host),
+    token: cdktf.stringToTerraform(value.token),
+    exec: cloudtaserProviderKubernetesExecToTerraform(value.exec),
+  };
+}
+
+export function cloudtaserProviderKubernetesToHclTerraform(struct?: CloudtaserProviderKubernetes): unknown {
+  if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) return struct;
+  const value = struct as CloudtaserProviderKubernetes;
+  const attrs = {
+    cluster_ca_certificate: {
+      value: cdktf.stringToHclTerraform(value.clusterCaCertificate),
+      isBlock: false,
+      type: 'simple',
+      storageClassType: 'string',
+    },
+    host: {
+      value: cdktf.stringToHclTerraform(value.host),
+      isBlock: false,
+      type: 'simple',
+      storageClassType: 'string',
+    },
+    token: {
+      value: cdktf.stringToHclTerraform(value.token),
+      isBlock: false,
+      type: 'simple',
+      storageClassType: 'string',
+    },
+    exec: {
+      value: cloudtaserProviderKubernetesExecToHclTerraform(value.exec),
+      isBlock: true,
+      type: 'struct',
+      storageClassType: 'CloudtaserProviderKubernetesExec',
+    },
+  };
+  return definedOnly(attrs);
+}
+
 export interface CloudtaserProviderConfig {
   /**
    * OpenBao namespace under which every cluster namespace (`<namespace_root>/<fingerprint[:8]>`) and the
-   * registration records live. Defaults to `cloudtaser`.
+   * registration records live: one segment of letters, digits, `-`, `_` or `.`. Defaults to `cloudtaser`.
    */
   readonly namespaceRoot?: string;
   /**
@@ -20,6 +162,15 @@ export interface CloudtaserProviderConfig {
    */
   readonly secretstoreCaCert?: string;
   /**
+   * Connection to the cluster for `cloudtaser_cluster_fingerprint` data sources that set no connection of
+   * their own: `host` with `token` or an `exec` block. Terraform never writes provider configuration to
+   * state, and it accepts ephemeral values here (an `ephemeral` variable or resource), which saved plan files
+   * do not keep either. One cluster per provider configuration: use `alias` for several. When the block
+   * refers to a cluster created in the same run, give the data source `depends_on` on that cluster so
+   * Terraform reads it during apply.
+   */
+  readonly kubernetes?: CloudtaserProviderKubernetes;
+  /**
    * Alias name of this provider configuration, for several configurations in one stack.
    */
   readonly alias?: string;
@@ -27,8 +178,8 @@ export interface CloudtaserProviderConfig {
 
 /**
  * The cloudtaser provider registers Kubernetes clusters with an EU-hosted OpenBao ("secret store") so their
- * cloudtaser operator can bootstrap through the beacon relay. It talks to OpenBao only; cluster access is
- * configured on the `cloudtaser_cluster_fingerprint` data source.
+ * cloudtaser operator can bootstrap through the beacon relay. It talks to OpenBao, and to a cluster only to
+ * read its fingerprint (`cloudtaser_cluster_fingerprint`).
  *
  * `secretstore_token` is deliberately not a property: it is sensitive and the provider reads it from the
  * environment (`CLOUDTASER_SECRETSTORE_TOKEN`, `BAO_TOKEN`, `VAULT_TOKEN`), so it never lands in `cdktf.out`.
@@ -39,6 +190,7 @@ export class CloudtaserProvider extends cdktf.TerraformProvider {
   private _namespaceRoot?: string;
   private _secretstoreAddress?: string;
   private _secretstoreCaCert?: string;
+  private _kubernetes?: CloudtaserProviderKubernetes;
   private _alias?: string;
 
   public constructor(scope: Construct, id: string, config: CloudtaserProviderConfig = {}) {
@@ -54,6 +206,7 @@ export class CloudtaserProvider extends cdktf.TerraformProvider {
     this._namespaceRoot = config.namespaceRoot;
     this._secretstoreAddress = config.secretstoreAddress;
     this._secretstoreCaCert = config.secretstoreCaCert;
+    this._kubernetes = config.kubernetes;
     this._alias = config.alias;
   }
 
@@ -109,11 +262,22 @@ export class CloudtaserProvider extends cdktf.TerraformProvider {
     return this._alias;
   }
 
+  public get kubernetes(): CloudtaserProviderKubernetes | undefined {
+    return this._kubernetes;
+  }
+  public set kubernetes(value: CloudtaserProviderKubernetes | undefined) {
+    this._kubernetes = value;
+  }
+  public resetKubernetes(): void {
+    this._kubernetes = undefined;
+  }
+
   protected override synthesizeAttributes(): { [name: string]: unknown } {
     return {
       namespace_root: cdktf.stringToTerraform(this._namespaceRoot),
       secretstore_address: cdktf.stringToTerraform(this._secretstoreAddress),
       secretstore_ca_cert: cdktf.stringToTerraform(this._secretstoreCaCert),
+      kubernetes: cloudtaserProviderKubernetesToTerraform(this._kubernetes),
       alias: cdktf.stringToTerraform(this._alias),
     };
   }
@@ -143,6 +307,12 @@ export class CloudtaserProvider extends cdktf.TerraformProvider {
         isBlock: false,
         type: 'simple',
         storageClassType: 'string',
+      },
+      kubernetes: {
+        value: cloudtaserProviderKubernetesToHclTerraform(this._kubernetes),
+        isBlock: true,
+        type: 'struct',
+        storageClassType: 'CloudtaserProviderKubernetes',
       },
     };
     return definedOnly(attrs);

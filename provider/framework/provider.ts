@@ -22,6 +22,7 @@ import {
   errorToDiagnostics,
   pathToWire,
 } from './diagnostics.js';
+import { callFunction, type FunctionDefinition, toWireFunction } from './functions.js';
 import { planChange } from './plan.js';
 import { PrivateState } from './private-state.js';
 
@@ -32,6 +33,19 @@ export interface OperationContext<Client> {
   readonly logger: ProviderLogger;
   /** Provider-private state of this resource instance; read and write. */
   readonly private: PrivateState;
+}
+
+/** Adds a warning Terraform shows beside the result of the call. */
+export type Warn = (warning: Omit<Diagnostic, 'severity'>) => void;
+
+export interface PlanCheckContext<B extends Block, Client> {
+  readonly action: 'create' | 'update' | 'replace' | 'delete';
+  readonly prior: InferValues<B> | null;
+  /** Null when planning a delete. */
+  readonly config: InferValues<B> | null;
+  readonly client: Client | undefined;
+  readonly signal: AbortSignal;
+  readonly warn: Warn;
 }
 
 export interface PlanContext<B extends Block, Client> {
@@ -50,11 +64,18 @@ export interface ResourceDefinition<B extends Block, Client> {
   /** Throw attributeError(...) or DiagnosticsError for invalid config. Values may be Unknown. */
   validate?(config: InferValues<B>): void;
   modifyPlan?(context: PlanContext<B, Client>): void;
+  /**
+   * Runs on every plan of a change, deletes included, before modifyPlan: throw to refuse the plan (what would
+   * otherwise fail only at apply). May read remote state; values in config may be Unknown.
+   */
+  checkPlan?(context: PlanCheckContext<B, Client>): Promise<void> | void;
   create(
     context: OperationContext<Client> & { planned: InferValues<B>; config: InferValues<B> },
   ): Promise<InferValues<B>>;
   /** Return null when the remote object is gone; Terraform then plans to create it again. */
-  read(context: OperationContext<Client> & { state: InferValues<B> }): Promise<InferValues<B> | null>;
+  read(
+    context: OperationContext<Client> & { state: InferValues<B>; warn: Warn },
+  ): Promise<InferValues<B> | null>;
   /** Omit when every in-place change only lives in state. */
   update?(
     context: OperationContext<Client> & {
@@ -78,7 +99,7 @@ export interface DataSourceDefinition<B extends Block, Client> {
     context: Omit<OperationContext<Client>, 'private'> & {
       config: InferValues<B>;
       /** Adds a warning Terraform shows beside a successful read. */
-      warn(warning: Omit<Diagnostic, 'severity'>): void;
+      warn: Warn;
     },
   ): Promise<InferValues<B>>;
 }
@@ -92,6 +113,8 @@ export interface ConfigureContext<B extends Block> {
 export interface ProviderDefinition<PB extends Block, Client> {
   /** e.g. registry.terraform.io/cloudtaser/cloudtaser */
   readonly address: string;
+  /** Other addresses of the same provider, e.g. registry.opentofu.org/cloudtaser/cloudtaser (debug reattach). */
+  readonly aliases?: readonly string[];
   readonly version: string;
   readonly schema: Schema<PB>;
   validate?(config: InferValues<PB>): void;
@@ -100,6 +123,8 @@ export interface ProviderDefinition<PB extends Block, Client> {
   readonly resources: readonly ResourceDefinition<any, Client>[];
   // biome-ignore lint/suspicious/noExplicitAny: heterogeneous data source list
   readonly dataSources: readonly DataSourceDefinition<any, Client>[];
+  /** Provider-defined functions: pure, callable before any configuration. */
+  readonly functions?: readonly FunctionDefinition[];
 }
 
 /**
@@ -139,6 +164,9 @@ export function createProviderHandlers<PB extends Block, Client>(
 
   const resources = new Map(definition.resources.map((r) => [r.typeName, r]));
   const dataSources = new Map(definition.dataSources.map((d) => [d.typeName, d]));
+  const functions = new Map((definition.functions ?? []).map((fn) => [fn.name, fn]));
+  const wireFunctions = () =>
+    Object.fromEntries([...functions].map(([name, fn]) => [name, toWireFunction(fn)]));
   const types = new Map<Block, CtyType>();
   const typeOf = (block: Block): CtyType => {
     let t = types.get(block);
@@ -259,6 +287,7 @@ export function createProviderHandlers<PB extends Block, Client>(
     ),
     providerMeta: { version: 0, block: { version: 0, attributes: [], blockTypes: [], description: '' } },
     serverCapabilities: { planDestroy: true, getProviderSchemaOptional: true },
+    functions: wireFunctions(),
   });
 
   return {
@@ -266,6 +295,7 @@ export function createProviderHandlers<PB extends Block, Client>(
       serverCapabilities: { planDestroy: true, getProviderSchemaOptional: true },
       resources: definition.resources.map((r) => ({ typeName: r.typeName })),
       dataSources: definition.dataSources.map((d) => ({ typeName: d.typeName })),
+      functions: [...functions.keys()].map((name) => ({ name })),
       diagnostics: [],
     }),
 
@@ -341,25 +371,39 @@ export function createProviderHandlers<PB extends Block, Client>(
       }),
 
     ReadResource: (req) =>
-      guarded('ReadResource', `reading ${req.typeName}`, async () => {
+      guarded('ReadResource', `reading ${req.typeName}`, async (diagnostics) => {
         const resource = findResource(req.typeName);
         const block = resource.schema.block;
         const state = decode('ReadResource', 'current_state', req.currentState, block);
         if (state === null) return { newState: encode(null, block), private: req.private };
         const ctx = operation(req.private);
-        const next = await resource.read({ ...ctx, state: state as never });
+        const next = await resource.read({
+          ...ctx,
+          state: state as never,
+          warn: (warning) => diagnostics.push({ ...warning, severity: 'warning' }),
+        });
         const newState = fillComplete(block, next as AnyValues | null, state as AnyValues);
         return { newState: encode(newState, block), private: newState ? ctx.private.toBytes() : undefined };
       }),
 
     PlanResourceChange: (req) =>
-      guarded('PlanResourceChange', `planning ${req.typeName}`, () => {
+      guarded('PlanResourceChange', `planning ${req.typeName}`, async (diagnostics) => {
         const resource = findResource(req.typeName);
         const block = resource.schema.block;
         const prior = decode('PlanResourceChange', 'prior_state', req.priorState, block);
         const proposed = decode('PlanResourceChange', 'proposed_new_state', req.proposedNewState, block);
         const config = decode('PlanResourceChange', 'config', req.config, block);
         const result = planChange(block, { prior, proposed, config });
+        if (result.action !== 'none' && resource.checkPlan) {
+          await resource.checkPlan({
+            action: result.action,
+            prior: prior as never,
+            config: config as never,
+            client: configured ? client : undefined,
+            signal: stop.signal,
+            warn: (warning) => diagnostics.push({ ...warning, severity: 'warning' }),
+          });
+        }
         if (result.action !== 'delete' && result.action !== 'none' && resource.modifyPlan) {
           resource.modifyPlan({
             action: result.action,
@@ -468,7 +512,10 @@ export function createProviderHandlers<PB extends Block, Client>(
         return { state: encode(fillComplete(block, result as AnyValues, config), block) };
       }),
 
-    GetFunctions: () => ({ diagnostics: [] }),
+    GetFunctions: () => ({ functions: wireFunctions(), diagnostics: [] }),
+
+    // Pure: no client, no configuration needed (Terraform may call it from `terraform console`).
+    CallFunction: (req) => callFunction(functions, req.name ?? '', req.arguments ?? []),
 
     StopProvider: () => {
       logger.info(
@@ -497,6 +544,16 @@ export function validateAttributes(block: Block, config: AnyValues, path: Attrib
   const out: Diagnostic[] = [];
   for (const [name, a] of Object.entries(block.attributes)) {
     const value = config[name];
+    // Terraform (up to 1.14 at least) does not warn about a deprecated argument in configuration by itself;
+    // the provider does, with the message, as the Go plugin framework does. Unknown values count as set.
+    if (a.deprecated && value !== null && value !== undefined && (a.required || a.optional)) {
+      out.push({
+        severity: 'warning',
+        summary: `Argument ${[...path, name].join('.')} is deprecated`,
+        detail: a.deprecated,
+        attribute: [...path, name],
+      });
+    }
     if (value === null || value === undefined || !isWhollyKnown(value)) continue;
     for (const validate of a.validate ?? []) {
       const problem = (validate as (v: unknown) => string | undefined)(value);

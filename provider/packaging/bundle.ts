@@ -6,8 +6,32 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { brotliCompressSync, constants as zlibConstants } from 'node:zlib';
+import { CHUNK_MARKER } from './chunk-loader.js';
 
 export const BUNDLE_FILE_NAME = 'terraform-provider-cloudtaser.cjs';
+
+/**
+ * Libraries whose entry point evaluates far more than the runtime uses, replaced in the provider's chunks by
+ * the parts it does use. Profiled in the provider process (registration chunk, before this): undici's index
+ * evaluated fetch, cookies, WebSocket, mocks and caches (~75% of the chunk's evaluation); node-forge's index
+ * evaluated every cipher, TLS and PKCS module. Evaluated in each process that reads or writes OpenBao.
+ * - undici: runtime/openbao uses only `Agent` and `agent.request`; `request` and the other dispatcher methods
+ *   are added to Dispatcher.prototype from lib/api, exactly as undici's index.js does.
+ * - node-forge: runtime/pki/der.ts uses only `forge.asn1` and `forge.util`; each lib module registers itself
+ *   on the shared forge object, as the index does for all of them.
+ * An upgrade that moves these files fails the build (unresolvable path), never silently.
+ */
+const NARROWED_IMPORTS = {
+  undici: (modules: string) =>
+    `const Dispatcher = require(${JSON.stringify(join(modules, 'undici/lib/dispatcher/dispatcher.js'))});\n` +
+    `Object.assign(Dispatcher.prototype, require(${JSON.stringify(join(modules, 'undici/lib/api/index.js'))}));\n` +
+    `module.exports = { Dispatcher, Agent: require(${JSON.stringify(join(modules, 'undici/lib/dispatcher/agent.js'))}) };\n`,
+  'node-forge': (modules: string) =>
+    `require(${JSON.stringify(join(modules, 'node-forge/lib/asn1.js'))});\n` +
+    `require(${JSON.stringify(join(modules, 'node-forge/lib/util.js'))});\n` +
+    `module.exports = require(${JSON.stringify(join(modules, 'node-forge/lib/forge.js'))});\n`,
+} as const;
 
 export interface BuildProviderBundleOptions {
   /** Repository or package root. @default three levels above this file's folder (works for src and dist) */
@@ -38,6 +62,11 @@ export async function buildProviderBundle(options: BuildProviderBundleOptions = 
   const distEntry = join(root, 'dist', 'provider', 'main.js');
   const entry = options.entry ?? (existsSync(distEntry) ? distEntry : join(root, 'provider', 'main.ts'));
   const lazyDir = join(dirname(entry), 'lazy');
+  const loaderPath = join(
+    dirname(entry),
+    'packaging',
+    `chunk-loader${entry.endsWith('.ts') ? '.ts' : '.js'}`,
+  );
   // esbuild is a build-time (dev) dependency only; loaded here so the runtime never needs it.
   const esbuild = await import('esbuild');
   const common: import('esbuild').BuildOptions = {
@@ -56,7 +85,22 @@ export async function buildProviderBundle(options: BuildProviderBundleOptions = 
   };
   const importMetaBanner = 'const __ctImportMetaUrl = require("url").pathToFileURL(__filename).href;';
 
-  // 1. Each lazy/* module (OpenBao + registration, Kubernetes) as its own chunk of code.
+  // 1. Each lazy/* module (OpenBao + registration, Kubernetes) as its own chunk of code, with the two
+  //    libraries that dominate its evaluation narrowed to what the runtime uses (see NARROWED_IMPORTS).
+  const narrow: import('esbuild').Plugin = {
+    name: 'narrow-imports',
+    setup(build) {
+      const filter = new RegExp(`^(${Object.keys(NARROWED_IMPORTS).join('|')})$`);
+      build.onResolve({ filter }, (args) =>
+        args.namespace === 'narrowed' ? undefined : { path: args.path, namespace: 'narrowed' },
+      );
+      build.onLoad({ filter: /.*/, namespace: 'narrowed' }, (args) => ({
+        loader: 'js',
+        resolveDir: root,
+        contents: NARROWED_IMPORTS[args.path as keyof typeof NARROWED_IMPORTS](join(root, 'node_modules')),
+      }));
+    },
+  };
   const chunks = new Map<string, string>();
   for (const file of readdirSync(lazyDir)) {
     const match = /^([a-z-]+)\.(js|ts)$/.exec(file);
@@ -66,19 +110,34 @@ export async function buildProviderBundle(options: BuildProviderBundleOptions = 
       entryPoints: [join(lazyDir, file)],
       outfile: join(lazyDir, `${match[1]}.cjs`),
       banner: { js: importMetaBanner },
+      plugins: [narrow],
     });
     chunks.set(match[1], built.outputFiles![0].text);
   }
 
-  // 2. The start-up code, with every chunk embedded as a string literal and compiled on first import:
-  //    scanning a string costs far less than parsing the same code, and Terraform starts several
-  //    provider processes per command.
+  // 2. The start-up code. Every chunk travels in the same file, brotli-compressed and base64-encoded inside a
+  //    trailing block comment, and is read back from the file and compiled on first import. V8 skips a
+  //    comment without building anything, whereas a 1 MB string literal is scanned, allocated and hashed in
+  //    every one of the 3-5 provider processes Terraform starts per command (measured: ~60% of the
+  //    start-up above a bare `node` before this layout). Base64 can never contain the `*/` that ends it.
+  const payload = [...chunks]
+    .map(([name, code]) => {
+      const packed = brotliCompressSync(Buffer.from(code, 'utf8'), {
+        params: {
+          [zlibConstants.BROTLI_PARAM_QUALITY]: 11,
+          [zlibConstants.BROTLI_PARAM_SIZE_HINT]: code.length,
+        },
+      });
+      return `/*${CHUNK_MARKER}${name}:${packed.toString('base64')}*/`;
+    })
+    .join('\n');
   const result = await esbuild.build({
     ...common,
     entryPoints: [entry],
     outfile,
     // The entry's own '#!/usr/bin/env node' line is kept at the top by esbuild.
     banner: { js: importMetaBanner },
+    footer: { js: payload },
     plugins: [
       {
         name: 'embed-lazy-chunks',
@@ -89,24 +148,10 @@ export async function buildProviderBundle(options: BuildProviderBundleOptions = 
           });
           build.onLoad({ filter: /.*/, namespace: 'embedded-chunk' }, (args) => ({
             loader: 'js',
+            resolveDir: dirname(loaderPath),
             contents:
-              `const Module = require('node:module');\n` +
-              `const code = ${JSON.stringify(chunks.get(args.path))};\n` +
-              `const m = new Module(__filename + '#${args.path}', module);\n` +
-              `m.filename = __filename;\n` +
-              `m.paths = Module._nodeModulePaths(require('node:path').dirname(__filename));\n` +
-              `m._compile(code, __filename + '#${args.path}');\n` +
-              `module.exports = m.exports;\n`,
-          }));
-          // grpc-js only loads proto-loader for channelz/ORCA services, which this server never registers.
-          build.onResolve({ filter: /^@grpc\/proto-loader$/ }, () => ({
-            path: 'proto-loader',
-            namespace: 'stub',
-          }));
-          build.onLoad({ filter: /.*/, namespace: 'stub' }, () => ({
-            loader: 'js',
-            contents:
-              "throw new Error('@grpc/proto-loader is not bundled into terraform-provider-cloudtaser');",
+              `const { loadEmbeddedChunk } = require(${JSON.stringify(loaderPath)});\n` +
+              `module.exports = loadEmbeddedChunk(${JSON.stringify(args.path)}, module, __filename);\n`,
           }));
         },
       },

@@ -1,6 +1,11 @@
 /**
- * Installs the bundled provider into a Terraform filesystem mirror and computes the lock-file hash.
+ * Installs the bundled provider into a filesystem mirror and computes the lock-file hash.
  * A JS provider is the same bytes on every platform, so one `h1:` hash is valid for all of them.
+ *
+ * Terraform and OpenTofu read the same mirror layout (OpenTofu's installer is a fork of Terraform's
+ * `internal/getproviders` and `internal/providercache`) but resolve `source = "cloudtaser/cloudtaser"` to
+ * different hosts: registry.terraform.io and registry.opentofu.org. So every package is written under both
+ * hosts, byte for byte the same, and the lock hash is the same for both addresses.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -16,7 +21,13 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { CloudtaserError } from '../../runtime/core/errors.js';
-import { PROVIDER_ADDRESS, PROVIDER_VERSION } from '../cloudtaser.js';
+import {
+  PROVIDER_ADDRESS,
+  PROVIDER_ADDRESSES,
+  PROVIDER_HOSTS,
+  PROVIDER_SOURCE,
+  PROVIDER_VERSION,
+} from '../cloudtaser.js';
 import { BUNDLE_FILE_NAME } from './bundle.js';
 
 /** Platforms with a POSIX shell and `#!/usr/bin/env node`; Windows would need a .exe shim. */
@@ -39,14 +50,19 @@ export interface InstallProviderMirrorOptions {
 
 export interface InstalledProviderMirror {
   readonly mirrorDir: string;
+  /** Terraform's address of the provider (registry.terraform.io/...). */
   readonly providerAddress: string;
+  /** Every address the mirror serves: Terraform's and OpenTofu's. */
+  readonly providerAddresses: readonly string[];
   readonly version: string;
   /** `h1:...` for `.terraform.lock.hcl`, the same on every platform. */
   readonly h1: string;
-  /** A `provider_installation { ... }` block for the Terraform CLI configuration. */
+  /** A `provider_installation { ... }` block for the CLI configuration of Terraform and of OpenTofu. */
   readonly cliConfig: string;
-  /** A `.terraform.lock.hcl` entry that pins this build. */
+  /** A `.terraform.lock.hcl` entry that pins this build for Terraform. */
   readonly lockFileEntry: string;
+  /** The same entry per address (OpenTofu's lock file names registry.opentofu.org/...). */
+  readonly lockFileEntries: Readonly<Record<string, string>>;
   readonly files: readonly string[];
 }
 
@@ -58,7 +74,7 @@ export function installProviderMirror(
   const version = options.version ?? PROVIDER_VERSION;
   const bundlePath = options.bundlePath ?? findBundle();
   const executable = readFileSync(bundlePath);
-  const [host, namespace, type] = PROVIDER_ADDRESS.split('/');
+  const [namespace, type] = PROVIDER_SOURCE.split('/');
   const executableName = `terraform-provider-${type}_v${version}`;
   const platforms = options.platforms ?? DEFAULT_PLATFORMS;
   const files: string[] = [];
@@ -70,40 +86,66 @@ export function installProviderMirror(
         `platform "${platform}" is not OS_ARCH such as linux_amd64`,
       );
     }
-    if (options.layout === 'packed') {
-      const zipDir = join(mirrorDir, host, namespace, type);
-      mkdirSync(zipDir, { recursive: true });
-      const zipPath = join(zipDir, `terraform-provider-${type}_${version}_${platform}.zip`);
-      writeFileSync(zipPath, createZip([{ name: executableName, data: executable, mode: 0o755 }]));
-      files.push(zipPath);
-    } else {
-      const packageDir = join(mirrorDir, host, namespace, type, version, platform);
-      mkdirSync(packageDir, { recursive: true });
-      // Only one file may start with terraform-provider-TYPE in a package dir (Terraform picks the first).
-      for (const existing of readdirSync(packageDir)) {
-        if (existing.startsWith(`terraform-provider-${type}`) && existing !== executableName) {
-          throw new CloudtaserError(
-            'CT_INVALID_ARGUMENT',
-            `${join(packageDir, existing)} would shadow the provider executable; remove it and run install again`,
-          );
-        }
-      }
-      const target = join(packageDir, executableName);
-      writeFileSync(target, executable);
-      chmodSync(target, 0o755);
-      files.push(target);
+    for (const host of PROVIDER_HOSTS) {
+      const typeDir = join(mirrorDir, host, namespace, type);
+      files.push(
+        installPackage({ typeDir, type, version, platform, executableName, executable }, options.layout),
+      );
     }
   }
   const h1 = hashFiles([{ path: executableName, data: executable }]);
   return {
     mirrorDir,
     providerAddress: PROVIDER_ADDRESS,
+    providerAddresses: PROVIDER_ADDRESSES,
     version,
     h1,
     cliConfig: providerInstallationBlock(mirrorDir),
     lockFileEntry: lockFileEntry(version, h1),
+    lockFileEntries: Object.fromEntries(
+      PROVIDER_ADDRESSES.map((address) => [address, lockFileEntry(version, h1, address)]),
+    ),
     files,
   };
+}
+
+interface PackageToInstall {
+  /** <mirror>/<host>/<namespace>/<type> */
+  readonly typeDir: string;
+  readonly type: string;
+  readonly version: string;
+  readonly platform: string;
+  readonly executableName: string;
+  readonly executable: Buffer;
+}
+
+/** Writes one platform's package under one host; returns the zip or the executable written. */
+function installPackage(
+  { typeDir, type, version, platform, executableName, executable }: PackageToInstall,
+  layout: InstallProviderMirrorOptions['layout'],
+): string {
+  if (layout === 'packed') {
+    mkdirSync(typeDir, { recursive: true });
+    const zipPath = join(typeDir, `terraform-provider-${type}_${version}_${platform}.zip`);
+    writeFileSync(zipPath, createZip([{ name: executableName, data: executable, mode: 0o755 }]));
+    return zipPath;
+  } else {
+    const packageDir = join(typeDir, version, platform);
+    mkdirSync(packageDir, { recursive: true });
+    // Only one file may start with terraform-provider-TYPE in a package dir (Terraform picks the first).
+    for (const existing of readdirSync(packageDir)) {
+      if (existing.startsWith(`terraform-provider-${type}`) && existing !== executableName) {
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `${join(packageDir, existing)} would shadow the provider executable; remove it and run install again`,
+        );
+      }
+    }
+    const target = join(packageDir, executableName);
+    writeFileSync(target, executable);
+    chmodSync(target, 0o755);
+    return target;
+  }
 }
 
 /** Terraform's "h1:" hash (Go dirhash Hash1) over a package's files. */
@@ -135,24 +177,29 @@ export function hashPackageDir(dir: string): string {
   return hashFiles(entries);
 }
 
+/**
+ * The `provider_installation` block, for `~/.terraformrc` (Terraform) or `~/.tofurc` (OpenTofu), or the file
+ * TF_CLI_CONFIG_FILE names (both read it). It covers both addresses, so one file serves both tools.
+ */
 export function providerInstallationBlock(mirrorDir: string): string {
+  const addresses = PROVIDER_ADDRESSES.map((address) => JSON.stringify(address)).join(', ');
   return [
     'provider_installation {',
     '  filesystem_mirror {',
     `    path    = ${JSON.stringify(mirrorDir)}`,
-    `    include = [${JSON.stringify(PROVIDER_ADDRESS)}]`,
+    `    include = [${addresses}]`,
     '  }',
     '  direct {',
-    `    exclude = [${JSON.stringify(PROVIDER_ADDRESS)}]`,
+    `    exclude = [${addresses}]`,
     '  }',
     '}',
     '',
   ].join('\n');
 }
 
-export function lockFileEntry(version: string, h1: string): string {
+export function lockFileEntry(version: string, h1: string, address: string = PROVIDER_ADDRESS): string {
   return [
-    `provider ${JSON.stringify(PROVIDER_ADDRESS)} {`,
+    `provider ${JSON.stringify(address)} {`,
     `  version     = ${JSON.stringify(version)}`,
     `  constraints = ${JSON.stringify(version)}`,
     '  hashes = [',

@@ -1,9 +1,15 @@
 /**
  * `data.cloudtaser_cluster_fingerprint`: reads the UID of a cluster's kube-system namespace. The connection
- * is given here (kubeconfig, host + token, or host + exec), never in the provider block. When an input is
- * unknown (a cluster created in the same apply), Terraform defers the read to apply by itself.
+ * is given here (kubeconfig, host + token, or host + exec) or, for credentials that must never be persisted,
+ * in the provider's `kubernetes` block. When an input is unknown (a cluster created in the same apply),
+ * Terraform defers the read to apply by itself.
+ *
+ * Terraform stores a data source's result in state, so the result carries no credential: `token` and the
+ * `exec` block's `args` and `env` come back null (Terraform accepts a data source result that differs from
+ * its configuration, and plans no change for it).
  */
 
+import { CloudtaserError } from '../../runtime/core/errors.js';
 import type { KubeConnection } from '../../runtime/kube/index.js';
 import { isUnknown } from '../cty/values.js';
 import {
@@ -15,29 +21,22 @@ import {
 import { defineDataSource } from '../framework/provider.js';
 import { loadKubeDomain } from '../load-domain.js';
 import { attr, type InferValues, nested } from '../schema/schema.js';
+import {
+  clusterCaAttribute,
+  execBlock,
+  hostAttribute,
+  hostConnection,
+  hostConnectionProblems,
+  tokenAttribute,
+} from './kube-connection.js';
 import type { CloudtaserProviderClient } from './provider-config.js';
-
-const execBlock = {
-  description: 'Run a credential plugin (client.authentication.k8s.io ExecCredential), as kubectl does.',
-  attributes: {
-    api_version: attr.string({
-      description: 'ExecCredential API version, e.g. `client.authentication.k8s.io/v1beta1`.',
-      required: true,
-    }),
-    command: attr.string({
-      description: 'Command to run, e.g. `aws` or `gke-gcloud-auth-plugin`.',
-      required: true,
-    }),
-    args: attr.stringList({ description: 'Arguments for the command.', optional: true }),
-    env: attr.stringMap({ description: 'Extra environment variables for the command.', optional: true }),
-  },
-};
 
 export const clusterFingerprintBlock = {
   description:
     "Reads a cluster's fingerprint (the UID of its `kube-system` namespace). Connect with a kubeconfig " +
     '(`kubeconfig_path`, optional `context`; default: `KUBECONFIG` or `~/.kube/config`), with `host` + `token`, ' +
-    'or with `host` + an `exec` block.',
+    "with `host` + an `exec` block, or leave all of them out to use the provider's `kubernetes` block. " +
+    'Credentials (`token`, `exec` arguments and environment) are never written to state.',
   attributes: {
     kubeconfig_path: attr.string({
       description:
@@ -48,22 +47,9 @@ export const clusterFingerprintBlock = {
       description: 'Kubeconfig context to use instead of the current one.',
       optional: true,
     }),
-    host: attr.string({
-      description: 'Kubernetes API server URL, e.g. `https://1.2.3.4`. Use with `token` or an `exec` block.',
-      optional: true,
-      validate: [
-        (v) => (/^https?:\/\//.test(v) ? undefined : 'must be an http(s) URL such as https://203.0.113.10'),
-      ],
-    }),
-    token: attr.string({
-      description: 'Bearer token for `host`. Sensitive.',
-      optional: true,
-      sensitive: true,
-    }),
-    cluster_ca_certificate: attr.string({
-      description: 'PEM CA certificate of the API server for `host` (not base64-wrapped).',
-      optional: true,
-    }),
+    host: hostAttribute,
+    token: tokenAttribute,
+    cluster_ca_certificate: clusterCaAttribute,
     fingerprint: attr.string({ description: 'The UID of the `kube-system` namespace.', computed: true }),
     service_account_issuer: attr.string({
       description:
@@ -86,34 +72,34 @@ type FingerprintConfig = InferValues<typeof clusterFingerprintBlock>;
 
 const set = (v: unknown) => v !== null && v !== undefined;
 
-/** Maps the configuration to one connection kind; exported for unit tests. */
+/** True when the data source names a connection of its own (otherwise the provider's `kubernetes` block applies). */
+export function hasOwnConnection(config: FingerprintConfig): boolean {
+  return [
+    config.kubeconfig_path,
+    config.context,
+    config.host,
+    config.token,
+    config.exec,
+    config.cluster_ca_certificate,
+  ].some(set);
+}
+
+/** Maps the data source's own configuration to one connection kind; exported for unit tests. */
 export function toKubeConnection(config: FingerprintConfig): KubeConnection {
-  if (set(config.exec)) {
-    const exec = config.exec!;
-    return {
-      kind: 'exec',
-      host: config.host!,
-      clusterCaCertificate: config.cluster_ca_certificate ?? undefined,
-      exec: {
-        apiVersion: exec.api_version!,
-        command: exec.command!,
-        args: exec.args ? [...exec.args] : undefined,
-        env: exec.env ? { ...exec.env } : undefined,
-      },
-    };
-  }
-  if (set(config.host)) {
-    return {
-      kind: 'token',
-      host: config.host!,
-      token: config.token!,
-      clusterCaCertificate: config.cluster_ca_certificate ?? undefined,
-    };
-  }
+  if (set(config.host) || set(config.exec)) return hostConnection(config);
   return {
     kind: 'kubeconfig',
     path: config.kubeconfig_path ?? undefined,
     context: config.context ?? undefined,
+  };
+}
+
+/** The result as stored in state: the configuration with every credential-carrying value null. */
+export function withoutCredentials(config: FingerprintConfig): FingerprintConfig {
+  return {
+    ...config,
+    token: null,
+    exec: config.exec ? { ...config.exec, args: null, env: null } : null,
   };
 }
 
@@ -122,14 +108,6 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
   schema: { version: 0, block: clusterFingerprintBlock },
 
   validate(config) {
-    const problems: Diagnostic[] = [];
-    const conflict = (attribute: string, message: string) =>
-      problems.push({
-        severity: 'error',
-        summary: 'Conflicting cluster connection settings',
-        detail: message,
-        attribute: [attribute],
-      });
     // Module variables reach validation as unknowns; Terraform validates again once they are known, so
     // judge the combination only then (an unknown may still turn out null).
     const connectionInputs = [
@@ -141,20 +119,22 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
       config.cluster_ca_certificate,
     ];
     if (connectionInputs.some((value) => isUnknown(value))) return;
+    const problems: Diagnostic[] = [];
+    const conflict = (attribute: string, message: string) =>
+      problems.push({
+        severity: 'error',
+        summary: 'Conflicting cluster connection settings',
+        detail: message,
+        attribute: [attribute],
+      });
     const kubeconfigMode = set(config.kubeconfig_path) || set(config.context);
     if (kubeconfigMode && (set(config.host) || set(config.token) || set(config.exec))) {
       conflict(
         set(config.host) ? 'host' : set(config.token) ? 'token' : 'exec',
         'use either kubeconfig_path/context, or host with token or exec, not both',
       );
-    }
-    if (set(config.token) && set(config.exec))
-      conflict('exec', 'use either token or an exec block, not both');
-    if ((set(config.token) || set(config.exec)) && !set(config.host)) {
-      conflict(set(config.token) ? 'token' : 'exec', 'token and exec need host (the API server URL)');
-    }
-    if (set(config.host) && !set(config.token) && !set(config.exec)) {
-      conflict('host', 'host needs a token or an exec block to authenticate');
+    } else {
+      problems.push(...hostConnectionProblems(config));
     }
     if (set(config.cluster_ca_certificate) && !set(config.host)) {
       conflict('cluster_ca_certificate', 'cluster_ca_certificate only applies with host');
@@ -162,10 +142,25 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
     if (problems.length > 0) throw new DiagnosticsError(problems);
   },
 
-  async read({ config, signal, logger, warn }) {
+  async read({ config, client, signal, logger, warn }) {
     signal.throwIfAborted();
+    const providerConnection = client.kubernetes;
+    const own = hasOwnConnection(config);
+    if (!own && providerConnection.state === 'unknown') {
+      throw new CloudtaserError(
+        'CT_PROVIDER_CONFIG_UNKNOWN',
+        "this data source uses the cloudtaser provider's kubernetes block, which depends on values Terraform only " +
+          'knows during apply (a cluster created in this run), but Terraform reads data sources during plan unless ' +
+          'they depend on a pending change: add depends_on = [<the resource that creates the cluster>] to this ' +
+          'data source so Terraform reads it during apply',
+      );
+    }
+    const fromProvider = !own && providerConnection.state === 'known';
+    const connection: KubeConnection =
+      providerConnection.state === 'known' && fromProvider
+        ? providerConnection.connection
+        : toKubeConnection(config);
     const { readClusterFingerprint, readServiceAccountIssuer } = (await loadKubeDomain()).kube;
-    const connection = toKubeConnection(config);
     // Both reads run at once; the issuer is optional, so its failure must not fail the fingerprint read.
     const issuerRead = readServiceAccountIssuer(connection, { signal }).then(
       (found) => ({ found, failure: undefined }),
@@ -177,7 +172,7 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
     } catch (err) {
       await issuerRead;
       const known = asCloudtaserError(err);
-      if (known && !known.details.attribute) {
+      if (known && !known.details.attribute && !fromProvider) {
         const attribute =
           connection.kind === 'kubeconfig'
             ? config.kubeconfig_path
@@ -185,6 +180,15 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
               : undefined
             : 'host';
         if (attribute) throw attributeError([attribute], known.code, known.message, { cause: err });
+      }
+      if (known && fromProvider) {
+        throw new CloudtaserError(
+          known.code,
+          `${known.message} (connection from the provider's kubernetes block)`,
+          {
+            cause: err,
+          },
+        );
       }
       throw err;
     }
@@ -203,7 +207,7 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
       });
     }
     return {
-      ...config,
+      ...withoutCredentials(config),
       fingerprint,
       service_account_issuer: issuer?.issuer ?? null,
       service_account_jwks: issuer ? JSON.stringify(issuer.jwks) : null,

@@ -2,15 +2,19 @@
  * `cloudtaser_cluster_registration`: registers one cluster (by fingerprint) with OpenBao. Create = register,
  * Read = status (gone -> recreate), Delete = deregister (workload secrets kept unless purge_on_destroy),
  * Import by fingerprint. Key material never reaches state: only the CA certificate (public) and hashes.
+ *
+ * One registration has one owner: creating a registration that already exists in OpenBao (registered by the
+ * CLI or another state) is refused, at plan and again at apply, unless `adopt_existing` says to take it over.
  */
 import { type JsonWebKey, X509Certificate } from 'node:crypto';
 import { parseJwks } from '../../runtime/attestation/verify.js';
+import { CloudtaserError } from '../../runtime/core/errors.js';
 import { initHash, isFingerprint } from '../../runtime/core/hashes.js';
 import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   tokenReviewEndpointProblem,
 } from '../../runtime/registration/tokenreview-endpoint.js';
-import { isUnknown } from '../cty/values.js';
+import { isUnknown, unknown } from '../cty/values.js';
 import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
 import { defineResource } from '../framework/provider.js';
 import { loadSecretStoreDomain } from '../load-domain.js';
@@ -47,6 +51,18 @@ export const clusterRegistrationBlock = {
       forceNew: true,
       validate: [(v) => (isFingerprint(v) ? undefined : `"${v.slice(0, 80)}" ${FINGERPRINT_HINT}`)],
     }),
+    // --- ownership (issue 15) ---
+    adopt_existing: attr.bool({
+      description:
+        'When true, creating this resource takes over a registration that already exists in OpenBao (made by ' +
+        '`cloudtaser-cli source register` or another Terraform state) instead of refusing. Prefer ' +
+        '`terraform import`, which keeps one owner explicit; never set it in two states for one cluster. ' +
+        'Defaults to `false`.',
+      optional: true,
+      computed: true,
+      default: false,
+    }),
+    // --- end ownership ---
     purge_on_destroy: attr.bool({
       description:
         "When true, destroying the registration also deletes the cluster's OpenBao namespace with every " +
@@ -207,6 +223,34 @@ function jwksStateText(stored: { keys: readonly JsonWebKey[] }, stateText: strin
   return canonical;
 }
 
+/** The provider's problem without its provider-block attribute path (it would be read against this resource). */
+function secretStoreProblemFor(client: CloudtaserProviderClient | undefined): CloudtaserError | undefined {
+  const problem = client?.secretStoreProblem();
+  return problem ? new CloudtaserError(problem.code, problem.message) : undefined;
+}
+
+/** Refuses to create a registration another owner already holds (see adopt_existing). */
+async function assertNotRegisteredElsewhere(
+  client: CloudtaserProviderClient,
+  fingerprint: string,
+  namespaceRoot: string | undefined,
+): Promise<void> {
+  const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
+  const status = await getClusterStatus(await client.openBao(), { fingerprint, namespaceRoot });
+  if (!status.registered) return;
+  throw attributeError(
+    ['fingerprint'],
+    'CT_REGISTRATION_EXISTS',
+    `cluster ${fingerprint} is already registered in OpenBao (namespace ${status.namespace}` +
+      `${status.registeredAt ? `, registered ${status.registeredAt}` : ''}) but not in this Terraform state: ` +
+      'the CLI or another state registered it, and two owners would deregister it under each other. ' +
+      `To manage it from this configuration, import it: terraform import cloudtaser_cluster_registration.<name> ${fingerprint} ` +
+      '(<name> is this resource\'s name, shown after "with" below; with modules, its full address), or add ' +
+      `import { to = cloudtaser_cluster_registration.<name>, id = "${fingerprint}" } to the configuration. ` +
+      'To take it over as it is instead, set adopt_existing = true.',
+  );
+}
+
 export const clusterRegistrationResource = defineResource<CloudtaserProviderClient>()({
   typeName: 'cloudtaser_cluster_registration',
   schema: { version: 0, block: clusterRegistrationBlock },
@@ -238,7 +282,22 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     if (problems.length > 0) throw new DiagnosticsError(problems);
   },
 
+  async checkPlan({ action, config, client }) {
+    // Fail at plan what would fail at apply: missing or unusable OpenBao settings (not unknown ones: those are
+    // only final during apply, when Terraform configures the provider again).
+    const problem = secretStoreProblemFor(client);
+    if (problem && problem.code !== 'CT_PROVIDER_CONFIG_UNKNOWN') throw problem;
+    if ((action !== 'create' && action !== 'replace') || !client || problem) return;
+    const fingerprint = config?.fingerprint;
+    const adopt = config?.adopt_existing;
+    if (typeof fingerprint !== 'string' || isUnknown(fingerprint) || !isFingerprint(fingerprint)) return;
+    if (adopt === true || isUnknown(adopt)) return;
+    await assertNotRegisteredElsewhere(client, fingerprint, client.namespaceRoot);
+  },
+
   modifyPlan({ action, config, planned, client }) {
+    // Whether the broker has bootstrapped is OpenBao's to say at apply time, not the stored state's.
+    if (action === 'update') planned.initialized = unknown as never;
     const issuer = config.attestation_issuer;
     const accountUnset = config.attestation_service_account === null;
     if (isSet(issuer) && !isUnknown(issuer)) {
@@ -265,6 +324,10 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     signal.throwIfAborted();
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
+    // Checked again here: the plan may be old, or its provider configuration was unknown at plan time.
+    if (planned.adopt_existing !== true) {
+      await assertNotRegisteredElsewhere(client, planned.fingerprint!, client.namespaceRoot);
+    }
     const attestation = attestationSettingsOf(planned);
     const result = await registerCluster(openBao, {
       fingerprint: planned.fingerprint!,
@@ -306,7 +369,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       prior.tokenreview_endpoint === planned.tokenreview_endpoint &&
       (prior.tokenreview_ca_cert ?? null) === (planned.tokenreview_ca_cert ?? null);
     if (attestation === undefined && migrationUnchanged && tokenReviewUnchanged)
-      return { ...prior, ...planned, attested: prior.attested ?? false };
+      return { ...prior, ...planned, initialized: prior.initialized, attested: prior.attested ?? false };
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const result = await registerCluster(openBao, {
@@ -328,8 +391,25 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     };
   },
 
-  async read({ state, client, signal, private: priv }) {
+  async read({ state, client, signal, private: priv, warn }) {
     signal.throwIfAborted();
+    if (client.secretStoreUnknown.length > 0) {
+      // A state that was never read (an import) has nothing to show: importing needs OpenBao now.
+      if (typeof state.namespace !== 'string') {
+        const problem = client.secretStoreProblem()!;
+        throw new CloudtaserError(problem.code, `importing cluster ${state.fingerprint}: ${problem.message}`);
+      }
+      warn({
+        summary: 'Registration not refreshed: provider configuration not known yet',
+        detail:
+          `The cloudtaser provider arguments ${client.secretStoreUnknown.join(', ')} depend on values Terraform only ` +
+          'knows during apply, so this plan could not reach OpenBao and shows the registration of cluster ' +
+          `${state.fingerprint} as stored in the state; changes made outside Terraform are not shown. Apply ` +
+          'configures the provider with the final values; run plan again afterwards to compare with OpenBao.',
+      });
+      // State written before adopt_existing existed reads as false, so upgrading the provider plans no change.
+      return { ...state, adopt_existing: state.adopt_existing ?? false };
+    }
     const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const status = await getClusterStatus(openBao, {
@@ -347,6 +427,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       ca_cert_pem: normalizePem(status.caCertPem) ?? state.ca_cert_pem,
       initialized: status.initialized,
       purge_on_destroy: state.purge_on_destroy ?? false,
+      adopt_existing: state.adopt_existing ?? false,
       // The stored record, not the last config: a change made with the CLI shows as drift.
       attestation_issuer: status.attestation?.issuer ?? null,
       attestation_jwks: status.attestation
@@ -381,6 +462,6 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       );
     }
     // Terraform calls read right after; it fills the rest or reports that nothing is registered.
-    return { id: fingerprint, fingerprint, purge_on_destroy: false };
+    return { id: fingerprint, fingerprint, purge_on_destroy: false, adopt_existing: false };
   },
 });

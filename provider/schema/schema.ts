@@ -23,6 +23,10 @@ export interface AttributeOptions<T> {
   readonly validate?: readonly Validator<T>[];
   /** Environment variables read (in order) when the attribute is unset; documentation and provider config only. */
   readonly env?: readonly string[];
+  /**
+   * Deprecates the attribute with this message: Terraform marks it deprecated (protocol `deprecated`) and
+   * clients that speak protocol 6.10 show the message itself (`deprecation_message`).
+   */
   readonly deprecated?: string;
 }
 
@@ -43,6 +47,8 @@ export interface NestedBlock<B extends Block = Block, N extends NestingMode = Ne
 
 export interface Block {
   readonly description: string;
+  /** Deprecates the whole block (resource, data source, provider or nested block) with this message. */
+  readonly deprecated?: string;
   // biome-ignore lint/suspicious/noExplicitAny: attribute value types differ per attribute
   readonly attributes: { readonly [name: string]: Attribute<any> };
   readonly blocks?: { readonly [name: string]: NestedBlock };
@@ -61,6 +67,9 @@ function attribute<T>(type: CtyType, options: AttributeOptions<T>): Attribute<T>
     );
   }
   if (!options.description.trim()) throw new TypeError('every attribute needs a description');
+  if (options.deprecated !== undefined && !options.deprecated.trim()) {
+    throw new TypeError('a deprecation needs a message that says what to use instead');
+  }
   return { kind: 'attribute', type, ...options };
 }
 
@@ -142,6 +151,8 @@ function wireBlock(block: Block, version: number): Record<string, unknown> {
     version,
     description: block.description,
     descriptionKind: 1,
+    deprecated: block.deprecated !== undefined,
+    deprecationMessage: block.deprecated,
     attributes: Object.entries(block.attributes)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([name, a]) => ({
@@ -154,6 +165,7 @@ function wireBlock(block: Block, version: number): Record<string, unknown> {
         computed: a.computed === true,
         sensitive: a.sensitive === true,
         deprecated: a.deprecated !== undefined,
+        deprecationMessage: a.deprecated,
       })),
     blockTypes: Object.entries(block.blocks ?? {})
       .sort(([a], [b]) => a.localeCompare(b))
@@ -175,6 +187,7 @@ export function exportSchemaJson(schema: Schema): Record<string, unknown> {
   const blockJson = (block: Block): Record<string, unknown> => ({
     description: block.description,
     description_kind: 'markdown',
+    ...(block.deprecated !== undefined ? { deprecated: true, deprecation_message: block.deprecated } : {}),
     attributes: Object.fromEntries(
       Object.entries(block.attributes).map(([name, a]) => [
         name,
@@ -189,6 +202,7 @@ export function exportSchemaJson(schema: Schema): Record<string, unknown> {
           ...(a.forceNew ? { force_new: true } : {}),
           ...(a.default !== undefined ? { default: a.default } : {}),
           ...(a.env ? { env: a.env } : {}),
+          ...(a.deprecated !== undefined ? { deprecated: true, deprecation_message: a.deprecated } : {}),
         },
       ]),
     ),

@@ -1,5 +1,5 @@
 /**
- * Our own message tables for Terraform plugin protocol 6.8 (package `tfplugin6`) and go-plugin's
+ * Our own message tables for Terraform plugin protocol 6 up to 6.10 (package `tfplugin6`) and go-plugin's
  * controller/stdio services (package `plugin`). Only the fields this provider reads or writes are listed;
  * unknown fields are skipped on decode, which protobuf allows.
  */
@@ -48,6 +48,8 @@ export const SchemaAttribute: MessageSpec = message('Schema.Attribute', [
   f('descriptionKind', 8, 'enum'),
   f('deprecated', 9, 'bool'),
   f('writeOnly', 11, 'bool'),
+  // Protocol 6.10 (Terraform >= 1.15 and OpenTofu's matching release); older clients skip unknown fields.
+  f('deprecationMessage', 12, 'string'),
 ]);
 
 export const SchemaBlock: MessageSpec = message('Schema.Block', [
@@ -57,6 +59,8 @@ export const SchemaBlock: MessageSpec = message('Schema.Block', [
   f('description', 4, 'string'),
   f('descriptionKind', 5, 'enum'),
   f('deprecated', 6, 'bool'),
+  // Protocol 6.10, as Schema.Attribute field 12.
+  f('deprecationMessage', 7, 'string'),
 ]);
 
 export const SchemaNestedBlock: MessageSpec = message('Schema.NestedBlock', [
@@ -91,12 +95,43 @@ const clientCapabilities = (no: number) =>
 const typeName = f('typeName', 1, 'string');
 const typeNameMeta = message('TypeNameMetadata', [typeName]);
 
+// Provider-defined functions (protocol 6.5, Terraform >= 1.8, OpenTofu >= 1.7).
+export const FunctionParameter: MessageSpec = message('Function.Parameter', [
+  f('name', 1, 'string'),
+  f('type', 2, 'bytes'),
+  f('allowNullValue', 3, 'bool'),
+  f('allowUnknownValues', 4, 'bool'),
+  f('description', 5, 'string'),
+  f('descriptionKind', 6, 'enum'),
+]);
+
+export const FunctionReturn: MessageSpec = message('Function.Return', [f('type', 1, 'bytes')]);
+
+export const ProviderFunction: MessageSpec = message('Function', [
+  f('parameters', 1, 'message', { repeated: true, message: () => FunctionParameter }),
+  f('variadicParameter', 2, 'message', { message: () => FunctionParameter }),
+  f('return', 3, 'message', { message: () => FunctionReturn }),
+  f('summary', 4, 'string'),
+  f('description', 5, 'string'),
+  f('descriptionKind', 6, 'enum'),
+  f('deprecationMessage', 7, 'string'),
+]);
+
+/** `text` is shown to the user; `functionArgument` (0-based) makes Terraform point at that argument. */
+export const FunctionError: MessageSpec = message('FunctionError', [
+  f('text', 1, 'string'),
+  f('functionArgument', 2, 'int64'),
+]);
+
+const functionMeta = message('FunctionMetadata', [f('name', 1, 'string')]);
+
 export const GetMetadataRequest = Empty;
 export const GetMetadataResponse = message('GetMetadata.Response', [
   f('serverCapabilities', 1, 'message', { message: () => ServerCapabilities }),
   diagnostics(2),
   f('dataSources', 3, 'message', { repeated: true, message: () => typeNameMeta }),
   f('resources', 4, 'message', { repeated: true, message: () => typeNameMeta }),
+  f('functions', 5, 'message', { repeated: true, message: () => functionMeta }),
 ]);
 
 export const GetProviderSchemaRequest = Empty;
@@ -107,6 +142,7 @@ export const GetProviderSchemaResponse = message('GetProviderSchema.Response', [
   diagnostics(4),
   f('providerMeta', 5, 'message', { message: () => Schema }),
   f('serverCapabilities', 6, 'message', { message: () => ServerCapabilities }),
+  f('functions', 7, 'map', { message: () => ProviderFunction }),
 ]);
 
 export const ValidateProviderConfigRequest = message('ValidateProviderConfig.Request', [
@@ -229,7 +265,19 @@ export const ReadDataSourceResponse = message('ReadDataSource.Response', [
   diagnostics(2),
 ]);
 
-export const GetFunctionsResponse = message('GetFunctions.Response', [diagnostics(2)]);
+export const GetFunctionsResponse = message('GetFunctions.Response', [
+  f('functions', 1, 'map', { message: () => ProviderFunction }),
+  diagnostics(2),
+]);
+
+export const CallFunctionRequest = message('CallFunction.Request', [
+  f('name', 1, 'string'),
+  f('arguments', 2, 'message', { repeated: true, message: () => DynamicValue }),
+]);
+export const CallFunctionResponse = message('CallFunction.Response', [
+  dynamic('result', 1),
+  f('error', 2, 'message', { message: () => FunctionError }),
+]);
 
 export const StopProviderResponse = message('StopProvider.Response', [f('error', 1, 'string')]);
 

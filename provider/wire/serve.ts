@@ -7,9 +7,16 @@ import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { CloudtaserError } from '../../runtime/core/errors.js';
 import { createAutoMtlsCertificate } from './automtls-cert.js';
+import {
+  createGrpcServer,
+  GrpcError,
+  type GrpcServer,
+  GrpcStatus,
+  type IdleStreamMethod,
+  type UnaryMethod,
+} from './grpc-server.js';
 import { createHclogLogger, type ProviderLogger } from './hclog.js';
 import * as m from './messages.js';
 import { decodeMessage, encodeMessage, type MessageSpec, type Msg } from './protobuf.js';
@@ -17,7 +24,7 @@ import { decodeMessage, encodeMessage, type MessageSpec, type Msg } from './prot
 export const MAGIC_COOKIE_KEY = 'TF_PLUGIN_MAGIC_COOKIE';
 export const MAGIC_COOKIE_VALUE = 'd602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2';
 export const PLUGIN_PROTOCOL_VERSION = 6;
-/** Requests carry whole configurations and states; grpc-js's 4 MiB default is far too small. */
+/** Requests carry whole configurations and states (Terraform itself allows up to 2 GiB); 256 MiB as terraform-plugin-go. */
 export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 /** Every tfplugin6 RPC: name -> [request, response] message tables. */
@@ -36,6 +43,7 @@ export const PROVIDER_RPCS = {
   MoveResourceState: [m.MoveResourceStateRequest, m.MoveResourceStateResponse],
   ReadDataSource: [m.ReadDataSourceRequest, m.ReadDataSourceResponse],
   GetFunctions: [m.Empty, m.GetFunctionsResponse],
+  CallFunction: [m.CallFunctionRequest, m.CallFunctionResponse],
   StopProvider: [m.Empty, m.StopProviderResponse],
 } as const satisfies Record<string, readonly [MessageSpec, MessageSpec]>;
 
@@ -43,10 +51,13 @@ export type ProviderRpcName = keyof typeof PROVIDER_RPCS;
 export type ProviderRpcHandlers = Partial<Record<ProviderRpcName, (request: Msg) => Promise<Msg> | Msg>>;
 
 export interface StartPluginServerOptions {
-  /** One handler per tfplugin6 RPC; missing ones answer UNIMPLEMENTED. */
-  readonly handlers: ProviderRpcHandlers;
-  /** Provider source address, used in the reattach configuration. */
-  readonly providerAddress: string;
+  /**
+   * One handler per tfplugin6 RPC; missing ones answer UNIMPLEMENTED. A function is called once, on the first
+   * RPC, so the provider's own code need not be evaluated before the handshake line.
+   */
+  readonly handlers: ProviderRpcHandlers | (() => Promise<ProviderRpcHandlers>);
+  /** Provider source address(es), used as keys of the reattach configuration (one process serves them all). */
+  readonly providerAddress: string | readonly string[];
   /** `unix` (default) or `tcp` on 127.0.0.1. */
   readonly network?: 'unix' | 'tcp';
   /** Terraform's client certificate (PEM). When set, AutoMTLS is on and the handshake carries our cert. */
@@ -76,117 +87,87 @@ export function handshakeCertField(certDer: Uint8Array): string {
 export async function startPluginServer(options: StartPluginServerOptions): Promise<PluginServerHandle> {
   const logger = options.logger ?? createHclogLogger();
   const network = options.network ?? (process.platform === 'win32' ? 'tcp' : 'unix');
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  });
-  const openStdioStreams = new Set<grpc.ServerWritableStream<Msg, Msg>>();
   let closed = false;
   let socketPath: string | undefined;
+
+  const methods = new Map<string, UnaryMethod | IdleStreamMethod>();
+  const unary = (
+    path: string,
+    requestSpec: MessageSpec,
+    responseSpec: MessageSpec,
+    handle: UnaryMethod['handle'],
+  ) =>
+    methods.set(path, {
+      decode: (bytes) => decodeMessage(requestSpec, bytes),
+      encode: (message) => encodeMessage(responseSpec, message),
+      handle,
+    });
+
+  // tfplugin6.Provider. With eager handlers only the RPCs that have one exist; lazy ones are looked up on call.
+  let loaded: Promise<ProviderRpcHandlers> | undefined;
+  const handlersNow = (): Promise<ProviderRpcHandlers> => {
+    const given = options.handlers;
+    loaded ??= typeof given === 'function' ? given() : Promise.resolve(given);
+    return loaded;
+  };
+  for (const [name, [requestSpec, responseSpec]] of Object.entries(PROVIDER_RPCS)) {
+    if (typeof options.handlers !== 'function' && !options.handlers[name as ProviderRpcName]) continue;
+    unary(`/tfplugin6.Provider/${name}`, requestSpec, responseSpec, async (request) => {
+      let handler: ProviderRpcHandlers[ProviderRpcName];
+      try {
+        handler = (await handlersNow())[name as ProviderRpcName];
+      } catch (err) {
+        // Every RPC of this process fails the same way; Terraform shows the message as the RPC's error.
+        logger.error('provider_load_failed', 'the provider code failed to load', {
+          rpc: name,
+          error: (err as Error).message,
+        });
+        throw err;
+      }
+      if (!handler)
+        throw new GrpcError(GrpcStatus.UNIMPLEMENTED, `${name} is not implemented by this provider`);
+      try {
+        return await handler(request);
+      } catch (err) {
+        logger.error('rpc_failed', 'an RPC handler threw', { rpc: name, error: (err as Error).message });
+        throw err;
+      }
+    });
+  }
+  // plugin.GRPCController: Terraform calls Shutdown once per process; without it, it waits 2 s and SIGKILLs.
+  unary('/plugin.GRPCController/Shutdown', m.Empty, m.Empty, () => {
+    logger.debug('shutdown_requested', 'Terraform asked the provider to shut down');
+    setImmediate(() => {
+      void close().then(() => options.onShutdown?.());
+    });
+    return {};
+  });
+  // plugin.GRPCStdio: kept open and empty; we never write to stdout after the handshake.
+  methods.set('/plugin.GRPCStdio/StreamStdio', { idleStream: true });
+  // grpc.health.v1.Health: go-plugin documents service "plugin" = SERVING.
+  unary('/grpc.health.v1.Health/Check', m.HealthCheckRequest, m.HealthCheckResponse, () => ({ status: 1 }));
+
+  let certField = '';
+  let tls: { key: string; cert: string; clientCert: string } | undefined;
+  if (options.clientCertPem) {
+    const cert = createAutoMtlsCertificate();
+    // Terraform's per-process client certificate is the only client we accept.
+    tls = { key: cert.keyPem, cert: cert.certPem, clientCert: options.clientCertPem };
+    certField = handshakeCertField(cert.certDer);
+  }
+  const server = createGrpcServer({
+    methods,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    tls,
+    onError: (event, fields) => logger.debug(event, 'gRPC transport event', fields),
+  });
 
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
-    for (const stream of openStdioStreams) stream.end();
-    openStdioStreams.clear();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 250);
-      force.unref();
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await server.close(250);
     if (socketPath) removeSocket(socketPath);
   };
-
-  // tfplugin6.Provider
-  const providerService: Record<string, grpc.MethodDefinition<Msg, Msg>> = {};
-  const providerImpl: grpc.UntypedServiceImplementation = {};
-  for (const [name, [requestSpec, responseSpec]] of Object.entries(PROVIDER_RPCS)) {
-    providerService[name] = unaryDefinition(`/tfplugin6.Provider/${name}`, requestSpec, responseSpec);
-    const handler = options.handlers[name as ProviderRpcName];
-    providerImpl[name] = (call: grpc.ServerUnaryCall<Msg, Msg>, callback: grpc.sendUnaryData<Msg>) => {
-      if (!handler) {
-        callback({ code: grpc.status.UNIMPLEMENTED, details: `${name} is not implemented by this provider` });
-        return;
-      }
-      Promise.resolve()
-        .then(() => handler(call.request))
-        .then(
-          (response) => callback(null, response),
-          (err: unknown) => {
-            logger.error('rpc_failed', 'an RPC handler threw', { rpc: name, error: (err as Error).message });
-            callback({ code: grpc.status.INTERNAL, details: (err as Error).message });
-          },
-        );
-    };
-  }
-  server.addService(providerService, providerImpl);
-
-  // plugin.GRPCController: Terraform calls Shutdown once per process; without it, it waits 2 s and SIGKILLs.
-  server.addService(
-    { Shutdown: unaryDefinition('/plugin.GRPCController/Shutdown', m.Empty, m.Empty) },
-    {
-      Shutdown: (_call: grpc.ServerUnaryCall<Msg, Msg>, callback: grpc.sendUnaryData<Msg>) => {
-        logger.debug('shutdown_requested', 'Terraform asked the provider to shut down');
-        callback(null, {});
-        setImmediate(() => {
-          void close().then(() => options.onShutdown?.());
-        });
-      },
-    },
-  );
-
-  // plugin.GRPCStdio: kept open and empty; we never write to stdout after the handshake.
-  server.addService(
-    {
-      StreamStdio: {
-        path: '/plugin.GRPCStdio/StreamStdio',
-        requestStream: false,
-        responseStream: true,
-        requestSerialize: serializer(m.Empty),
-        requestDeserialize: deserializer(m.Empty),
-        responseSerialize: serializer(m.StdioData),
-        responseDeserialize: deserializer(m.StdioData),
-      },
-    },
-    {
-      StreamStdio: (stream: grpc.ServerWritableStream<Msg, Msg>) => {
-        if (closed) {
-          stream.end();
-          return;
-        }
-        openStdioStreams.add(stream);
-        stream.on('cancelled', () => openStdioStreams.delete(stream));
-      },
-    },
-  );
-
-  // grpc.health.v1.Health: go-plugin documents service "plugin" = SERVING.
-  server.addService(
-    { Check: unaryDefinition('/grpc.health.v1.Health/Check', m.HealthCheckRequest, m.HealthCheckResponse) },
-    {
-      Check: (_call: grpc.ServerUnaryCall<Msg, Msg>, callback: grpc.sendUnaryData<Msg>) =>
-        callback(null, { status: 1 }),
-    },
-  );
-
-  let certField = '';
-  let credentials = grpc.ServerCredentials.createInsecure();
-  if (options.clientCertPem) {
-    const cert = createAutoMtlsCertificate();
-    // Terraform's per-process client certificate is the only CA we trust, and a client cert is required.
-    credentials = grpc.ServerCredentials.createSsl(
-      Buffer.from(options.clientCertPem),
-      [{ private_key: Buffer.from(cert.keyPem), cert_chain: Buffer.from(cert.certPem) }],
-      true,
-    );
-    certField = handshakeCertField(cert.certDer);
-  }
 
   let address: string;
   if (network === 'unix') {
@@ -197,65 +178,33 @@ export async function startPluginServer(options: StartPluginServerOptions): Prom
         `socket path ${socketPath} is too long for a unix socket; set TMPDIR to a shorter directory`,
       );
     }
-    await bind(server, `unix:${socketPath}`, credentials);
+    await server.listen({ path: socketPath });
     address = socketPath;
   } else {
     const [min, max] = options.portRange ?? [0, 0];
-    address = await bindTcp(server, credentials, min, max);
+    address = await listenTcp(server, min, max);
   }
 
   const handshakeLine = `1|${PLUGIN_PROTOCOL_VERSION}|${network}|${address}|grpc|${certField}`;
-  const reattachConfig = JSON.stringify({
-    [options.providerAddress]: {
-      Protocol: 'grpc',
-      ProtocolVersion: PLUGIN_PROTOCOL_VERSION,
-      Pid: process.pid,
-      Test: true,
-      Addr: { Network: network, String: address },
-    },
-  });
+  const reattachEntry = {
+    Protocol: 'grpc',
+    ProtocolVersion: PLUGIN_PROTOCOL_VERSION,
+    Pid: process.pid,
+    Test: true,
+    Addr: { Network: network, String: address },
+  };
+  const addresses =
+    typeof options.providerAddress === 'string' ? [options.providerAddress] : options.providerAddress;
+  const reattachConfig = JSON.stringify(Object.fromEntries(addresses.map((key) => [key, reattachEntry])));
   logger.debug('listening', 'provider is serving', { network, address, tls: certField !== '' });
   return { handshakeLine, network, address, reattachConfig, close };
 }
 
-function serializer(spec: MessageSpec): (value: Msg) => Buffer {
-  return (value) => {
-    const bytes = encodeMessage(spec, value);
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
-}
-
-function deserializer(spec: MessageSpec): (data: Buffer) => Msg {
-  return (data) => decodeMessage(spec, data);
-}
-
-function unaryDefinition(path: string, requestSpec: MessageSpec, responseSpec: MessageSpec) {
-  return {
-    path,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: serializer(requestSpec),
-    requestDeserialize: deserializer(requestSpec),
-    responseSerialize: serializer(responseSpec),
-    responseDeserialize: deserializer(responseSpec),
-  } satisfies grpc.MethodDefinition<Msg, Msg>;
-}
-
-function bind(server: grpc.Server, target: string, credentials: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(target, credentials, (err, port) => (err ? reject(err) : resolve(port)));
-  });
-}
-
-async function bindTcp(server: grpc.Server, credentials: grpc.ServerCredentials, min: number, max: number) {
-  if (!min || !max || max < min) {
-    const port = await bind(server, '127.0.0.1:0', credentials);
-    return `127.0.0.1:${port}`;
-  }
+async function listenTcp(server: GrpcServer, min: number, max: number): Promise<string> {
+  if (!min || !max || max < min) return server.listen({ port: 0 });
   for (let port = min; port <= max; port++) {
     try {
-      await bind(server, `127.0.0.1:${port}`, credentials);
-      return `127.0.0.1:${port}`;
+      return await server.listen({ port });
     } catch {
       // port taken: try the next one, as go-plugin does
     }

@@ -111,6 +111,11 @@ export const ErrorCodes = {
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',
+  // provider: configuration, adoption and functions (issue 15)
+  CT_PROVIDER_CONFIG_UNKNOWN:
+    'the provider configuration depends on values Terraform only knows during apply, and this step needs them now',
+  CT_REGISTRATION_EXISTS:
+    'the cluster is already registered in OpenBao but not in this Terraform state (import it, or set adopt_existing)',
   // packaging and command line
   CT_PEER_DEPENDENCY_MISSING:
     'an optional peer dependency the entry point needs is not installed (cloudtaser/constructs: cdktf or cdktn, and constructs)',

@@ -119,6 +119,7 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
     const resource = JSON.parse(state).resources[0].instances[0];
     expect(Object.keys(resource.attributes).sort()).toEqual(
       [
+        'adopt_existing',
         'attestation_issuer',
         'attestation_jwks',
         'attestation_service_account',
@@ -248,7 +249,7 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
     expect(r.stderr).not.toContain('not-the-token');
   });
 
-  it('exports the same schema terraform reports (`terraform providers schema -json`), for binding generators', async () => {
+  it('exports the same schema terraform reports (`terraform providers schema -json`), for binding generators, with every input that can carry a credential sensitive', async () => {
     ws.write('main.tf', mainTf({ address: openbao.address }));
     const r = await ws.run(['providers', 'schema', '-json']);
     expect(r.code, r.stderr).toBe(0);
@@ -267,6 +268,15 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
       reported.data_source_schemas.cloudtaser_cluster_fingerprint.block.block_types.exec.nesting_mode,
     ).toBe('single');
     expect(reported.provider.block.attributes.secretstore_token.sensitive).toBe(true);
+    // Every fingerprint input that can carry a Kubernetes credential is sensitive as terraform sees it, in
+    // the data source and in the provider's kubernetes block (so plans and `terraform show` redact it).
+    const fingerprint = reported.data_source_schemas.cloudtaser_cluster_fingerprint.block;
+    const kubernetes = reported.provider.block.block_types.kubernetes.block;
+    for (const block of [fingerprint, kubernetes]) {
+      expect(block.attributes.token.sensitive).toBe(true);
+      expect(block.block_types.exec.block.attributes.args.sensitive).toBe(true);
+      expect(block.block_types.exec.block.attributes.env.sensitive).toBe(true);
+    }
   });
 
   it('reports an unreachable address once', async () => {

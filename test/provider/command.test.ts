@@ -9,7 +9,7 @@ describe('cloudtaser-cli provider install', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ct-cmd-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('installs every default platform and prints the provider_installation block and h1 hash', async () => {
+  it('installs every default platform under the Terraform and the OpenTofu host and prints one provider_installation block covering both', async () => {
     const bundle = join(dir, 'bundle.cjs');
     writeFileSync(bundle, '#!/usr/bin/env node\n');
     const program = new Command().exitOverride();
@@ -34,17 +34,23 @@ describe('cloudtaser-cli provider install', () => {
       spy.mockRestore();
     }
     const text = out.join('');
-    expect(text).toMatch(/Lock hash \(same for every platform\): h1:[A-Za-z0-9+/]+=*/);
+    expect(text).toMatch(/Lock hash \(same for every platform and both addresses\): h1:[A-Za-z0-9+/]+=*/);
     expect(text).toContain('provider_installation {');
-    expect(text).toContain('filesystem_mirror {');
-    for (const platform of ['linux_amd64', 'linux_arm64', 'darwin_amd64', 'darwin_arm64']) {
-      const file = join(
-        dir,
-        'mirror/registry.terraform.io/cloudtaser/cloudtaser/0.1.0',
-        platform,
-        'terraform-provider-cloudtaser_v0.1.0',
-      );
-      expect(existsSync(file), file).toBe(true);
+    const both =
+      '["registry.terraform.io/cloudtaser/cloudtaser", "registry.opentofu.org/cloudtaser/cloudtaser"]';
+    expect(text).toContain(`include = ${both}`);
+    expect(text).toContain(`exclude = ${both}`);
+    expect(text).toContain('~/.tofurc');
+    for (const host of ['registry.terraform.io', 'registry.opentofu.org']) {
+      for (const platform of ['linux_amd64', 'linux_arm64', 'darwin_amd64', 'darwin_arm64']) {
+        const file = join(
+          dir,
+          `mirror/${host}/cloudtaser/cloudtaser/0.1.0`,
+          platform,
+          'terraform-provider-cloudtaser_v0.1.0',
+        );
+        expect(existsSync(file), file).toBe(true);
+      }
     }
   });
 

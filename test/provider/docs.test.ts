@@ -12,6 +12,10 @@ describe('registry docs generated from the schema', () => {
     const generated = generateProviderDocs();
     expect(Object.keys(generated).sort()).toEqual([
       'data-sources/cluster_fingerprint.md',
+      'functions/init_hash.md',
+      'functions/is_fingerprint.md',
+      'functions/namespace.md',
+      'functions/operational_hash.md',
       'index.md',
       'resources/beacon_client_ca.md',
       'resources/cluster_registration.md',

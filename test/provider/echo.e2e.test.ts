@@ -90,4 +90,21 @@ describe('framework against the real terraform binary (echo provider)', () => {
     expect(r.stderr).toContain('contains a space; use dashes');
     expect(r.stderr).toContain('on main.tf line');
   });
+
+  it('sends a deprecated attribute with its deprecation_message, which terraform 1.11 accepts, and warns with the message when it is set', async () => {
+    ws.write('main.tf', `${config('gamma', 'v1')}\nresource "echo_legacy" "l" {\n  old_label = "x"\n}\n`);
+    const schema = await ws.run(['providers', 'schema', '-json']);
+    expect(schema.code, schema.stderr).toBe(0);
+    const attribute = JSON.parse(schema.stdout).provider_schemas['registry.terraform.io/cloudtaser/echo']
+      .resource_schemas.echo_legacy.block.attributes.old_label;
+    // 1.11 speaks protocol 6.8: it keeps the flag and skips the 6.10 message field without complaint.
+    expect(attribute.deprecated).toBe(true);
+    const plan = await ws.run(['plan', '-no-color']);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+    // The message itself reaches the user through the provider's validation warning, on every version.
+    const text = (plan.stdout + plan.stderr).replace(/\s+/g, ' ');
+    expect(text).toContain('Warning: Argument old_label is deprecated');
+    expect(text).toContain('use tags instead; old_label is removed in echo 1.0');
+    expect(text).toMatch(/on main\.tf line \d+, in resource "echo_legacy" "l"/);
+  });
 });

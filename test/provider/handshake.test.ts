@@ -1,14 +1,17 @@
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAutoMtlsCertificate } from '../../provider/wire/automtls-cert.js';
 import { hclogTimestamp } from '../../provider/wire/hclog.js';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
+import { issueSelfSignedSync } from '../../runtime/pki/index.js';
 import { runProcess } from '../run-process.js';
 import { testBundle } from './support/bundle.js';
 import { launchProvider } from './support/launch.js';
+import { createWorkspace } from './support/terraform.js';
 
 let bundle: string;
 beforeAll(async () => {
@@ -45,26 +48,37 @@ describe('go-plugin handshake of the bundled provider', () => {
     }
   });
 
-  it("refuses a TLS client that does not present terraform's client certificate", async () => {
+  it("refuses a TLS client without terraform's client certificate, or with another one, and keeps serving terraform", async () => {
     const p = await launchProvider(bundle);
     try {
       const padded = p.fields[5] + '='.repeat((4 - (p.fields[5].length % 4)) % 4);
       const pem = `-----BEGIN CERTIFICATE-----\n${padded.match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
-      const stranger = new grpc.Client(`unix:${p.fields[3]}`, grpc.credentials.createSsl(Buffer.from(pem)), {
-        'grpc.ssl_target_name_override': 'localhost',
-      });
-      const error = await new Promise<grpc.ServiceError | null>((resolve) => {
-        stranger.makeUnaryRequest(
-          '/tfplugin6.Provider/GetProviderSchema',
-          () => Buffer.alloc(0),
-          (b: Buffer) => b,
-          {},
-          { deadline: Date.now() + 3000 },
-          (err) => resolve(err),
-        );
-      });
-      stranger.close();
-      expect(error?.code).toBe(grpc.status.UNAVAILABLE);
+      const other = issueSelfSignedSync({ commonName: 'localhost', dnsNames: ['localhost'] });
+      const credentials = [
+        grpc.credentials.createSsl(Buffer.from(pem)),
+        grpc.credentials.createSsl(Buffer.from(pem), Buffer.from(other.keyPem), Buffer.from(other.certPem)),
+      ];
+      for (const credential of credentials) {
+        const stranger = new grpc.Client(`unix:${p.fields[3]}`, credential, {
+          'grpc.ssl_target_name_override': 'localhost',
+        });
+        const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+          stranger.makeUnaryRequest(
+            '/tfplugin6.Provider/GetProviderSchema',
+            () => Buffer.alloc(0),
+            (b: Buffer) => b,
+            {},
+            { deadline: Date.now() + 3000 },
+            (err) => resolve(err),
+          );
+        });
+        stranger.close();
+        expect(error?.code).toBe(grpc.status.UNAVAILABLE);
+      }
+      expect(Object.keys((await p.call('GetProviderSchema')).resourceSchemas)).toEqual([
+        'cloudtaser_cluster_registration',
+        'cloudtaser_beacon_client_ca',
+      ]);
     } finally {
       p.kill();
     }
@@ -139,21 +153,27 @@ describe('go-plugin handshake of the bundled provider', () => {
   });
 
   it('exits by itself when terraform dies without calling Shutdown', async () => {
-    const shell = spawn('sh', ['-c', '"$0" & echo "pid:$!"; sleep 0.5', bundle], {
+    // The shell plays Terraform: it starts the provider in the background (sharing its stdout pipe), then waits
+    // on `read` until the test has seen the handshake line, i.e. until the provider has noted its parent. Only
+    // then does the shell exit, so the provider is re-parented while watching (no timing assumption).
+    const shell = spawn('sh', ['-c', '"$0" & echo "pid:$!"; read -r _', bundle], {
       env: {
         PATH: process.env.PATH ?? '',
         [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE,
         PLUGIN_PROTOCOL_VERSIONS: '6',
       },
-      stdio: ['ignore', 'pipe', 'ignore'],
+      stdio: ['pipe', 'pipe', 'ignore'],
     });
+    const shellExited = once(shell, 'exit');
     let out = '';
     shell.stdout.on('data', (d) => {
       out += d;
     });
-    await new Promise((r) => shell.on('exit', r));
+    await vi.waitFor(() => expect(out).toMatch(/^1\|6\|unix\|/m), { timeout: 20_000, interval: 20 });
     const pid = Number(/pid:(\d+)/.exec(out)?.[1]);
     expect(pid).toBeGreaterThan(0);
+    shell.stdin.end('\n');
+    await shellExited;
     const alive = () => {
       try {
         process.kill(pid, 0);
@@ -162,12 +182,11 @@ describe('go-plugin handshake of the bundled provider', () => {
         return false;
       }
     };
-    const deadline = Date.now() + 5000;
-    while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(alive()).toBe(false);
-  });
+    // The provider polls its parent once a second; allow for a loaded machine.
+    await vi.waitFor(() => expect(alive()).toBe(false), { timeout: 15_000, interval: 100 });
+  }, 40_000);
 
-  it('--debug prints an export TF_REATTACH_PROVIDERS line that terraform can use, and stops on Ctrl-C', async () => {
+  it('--debug prints one TF_REATTACH_PROVIDERS line for the Terraform and the OpenTofu address that terraform can use under either, and stops on Ctrl-C', async () => {
     const child = spawn(bundle, ['--debug'], { env: { PATH: process.env.PATH ?? '' } });
     const line = await new Promise<string>((resolve) => {
       let out = '';
@@ -177,9 +196,32 @@ describe('go-plugin handshake of the bundled provider', () => {
         if (match) resolve(match[1]);
       });
     });
-    const config = JSON.parse(line)['registry.terraform.io/cloudtaser/cloudtaser'];
+    const reattach = JSON.parse(line);
+    expect(Object.keys(reattach).sort()).toEqual([
+      'registry.opentofu.org/cloudtaser/cloudtaser',
+      'registry.terraform.io/cloudtaser/cloudtaser',
+    ]);
+    const config = reattach['registry.terraform.io/cloudtaser/cloudtaser'];
     expect(config).toMatchObject({ Protocol: 'grpc', ProtocolVersion: 6, Test: true, Pid: child.pid });
     expect(config.Addr.Network).toBe('unix');
+    expect(reattach['registry.opentofu.org/cloudtaser/cloudtaser']).toEqual(config);
+    // No tofu binary here: terraform itself resolves an explicit registry.opentofu.org source through the
+    // same reattach key, which is the address OpenTofu gives `source = "cloudtaser/cloudtaser"`.
+    for (const host of ['registry.terraform.io', 'registry.opentofu.org']) {
+      const ws = createWorkspace({ env: { TF_REATTACH_PROVIDERS: line } });
+      try {
+        ws.write(
+          'main.tf',
+          `terraform {\n  required_providers {\n    cloudtaser = { source = "${host}/cloudtaser/cloudtaser" }\n  }\n}\n` +
+            'output "ns" { value = provider::cloudtaser::namespace("6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b") }\n',
+        );
+        const plan = await ws.run(['plan', '-no-color']);
+        expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+        expect(plan.stdout).toContain('ns = "cloudtaser/6f1c2a3b"');
+      } finally {
+        ws.dispose();
+      }
+    }
     child.kill('SIGINT');
     expect(await new Promise((r) => child.on('exit', r))).toBe(0);
   });

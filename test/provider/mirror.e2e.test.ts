@@ -109,11 +109,13 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
     try {
       ws.write('main.tf', CONFIG.replace(FP, FP_CTRL_C));
       expect((await ws.run(['init', '-no-color'])).code).toBe(0);
-      // The registration record write is held for 1.5 s, so the interrupt lands mid-ApplyResourceChange.
+      // Every request for the registration record is held for 1.5 s, so the interrupt lands mid-
+      // ApplyResourceChange: the ownership checks of the plan and apply walks read it, then the create reads it
+      // once more before registerCluster reads and writes it (five requests).
       openbao.injectFault({
         pathPattern: new RegExp(`clusters/${FP_CTRL_C}/registered`),
         delayMs: 1500,
-        times: 2,
+        times: 5,
       });
       const child = spawn(TERRAFORM, ['apply', '-auto-approve', '-no-color'], {
         cwd: ws.dir,
@@ -147,6 +149,75 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
       ws.dispose();
     }
   }, 120_000);
+
+  /*
+   * OpenTofu. No `tofu` binary can be installed here (no network but npm), so this test drives the layout
+   * OpenTofu expects with terraform, whose installer OpenTofu forked. What we rely on, as we read the
+   * opentofu/opentofu sources (internal/addrs, internal/getproviders, internal/providercache,
+   * internal/depsfile) and state as claims, not as things this test observed from tofu itself:
+   * - `source = "cloudtaser/cloudtaser"` means registry.opentofu.org/cloudtaser/cloudtaser under OpenTofu
+   *   (its default registry host), so the mirror must hold the package under that host directory;
+   * - OpenTofu's filesystem_mirror reads the same two layouts as Terraform: unpacked
+   *   HOST/NAMESPACE/TYPE/VERSION/OS_ARCH/ and packed HOST/NAMESPACE/TYPE/terraform-provider-TYPE_VERSION_OS_ARCH.zip,
+   *   and looks for an executable named terraform-provider-TYPE[_...] in the package;
+   * - its lock file (.terraform.lock.hcl) records h1: hashes computed as golang.org/x/mod dirhash Hash1 over the
+   *   package contents, so the same package has the same h1: under either address;
+   * - its CLI configuration takes the same provider_installation block (~/.tofurc or TF_CLI_CONFIG_FILE).
+   * What the test proves: both hosts hold byte-identical packages with one h1:, and an installer that follows
+   * those rules (terraform, given the explicit registry.opentofu.org address) installs, locks and runs the
+   * provider from the OpenTofu host directory through the printed block. It does not prove tofu's own
+   * behaviour, which a CI job with a tofu binary should check.
+   */
+  for (const layout of ['unpacked', 'packed'] as const) {
+    it(`serves OpenTofu's address from the same mirror with the same h1 (${layout} layout, driven by terraform)`, async () => {
+      const mirror = mkdtempSync(join(tmpdir(), 'ct-mirror-tofu-'));
+      dirs.push(mirror);
+      const installed = installProviderMirror(mirror, {
+        bundlePath: bundle,
+        layout,
+        platforms: ['linux_amd64'],
+      });
+      const tofu = 'registry.opentofu.org/cloudtaser/cloudtaser';
+      expect(installed.providerAddresses).toEqual(['registry.terraform.io/cloudtaser/cloudtaser', tofu]);
+      if (layout === 'unpacked') {
+        const dirOf = (host: string) => join(mirror, host, 'cloudtaser/cloudtaser/0.1.0/linux_amd64');
+        expect(hashPackageDir(dirOf('registry.opentofu.org'))).toBe(installed.h1);
+        expect(hashPackageDir(dirOf('registry.terraform.io'))).toBe(installed.h1);
+        const exe = 'terraform-provider-cloudtaser_v0.1.0';
+        expect(readFileSync(join(dirOf('registry.opentofu.org'), exe))).toEqual(
+          readFileSync(join(dirOf('registry.terraform.io'), exe)),
+        );
+        expect(statSync(join(dirOf('registry.opentofu.org'), exe)).mode & 0o111).toBeTruthy();
+      } else {
+        const zipOf = (host: string) =>
+          readFileSync(
+            join(mirror, host, 'cloudtaser/cloudtaser/terraform-provider-cloudtaser_0.1.0_linux_amd64.zip'),
+          );
+        expect(zipOf('registry.opentofu.org')).toEqual(zipOf('registry.terraform.io'));
+      }
+      expect(installed.lockFileEntries[tofu]).toContain(`provider "${tofu}" {`);
+      expect(installed.lockFileEntries[tofu]).toContain(installed.h1);
+
+      const ws = createWorkspace({ cliConfig: `disable_checkpoint = true\n${installed.cliConfig}` });
+      try {
+        ws.write(
+          'main.tf',
+          `terraform {\n  required_providers {\n    cloudtaser = { source = "${tofu}", version = "0.1.0" }\n  }\n}\n` +
+            'output "ns" { value = provider::cloudtaser::namespace("3c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f") }\n',
+        );
+        const init = await ws.run(['init', '-no-color']);
+        expect(init.code, init.stdout + init.stderr).toBe(0);
+        const lock = readFileSync(join(ws.dir, '.terraform.lock.hcl'), 'utf8');
+        expect(lock).toContain(`provider "${tofu}" {`);
+        expect(lock).toContain(installed.h1);
+        const plan = await ws.run(['plan', '-no-color']);
+        expect(plan.code, plan.stdout + plan.stderr).toBe(0);
+        expect(plan.stdout).toContain('ns = "cloudtaser/3c9d8e7f"');
+      } finally {
+        ws.dispose();
+      }
+    }, 120_000);
+  }
 
   it('computes h1 the way golang.org/x/mod dirhash does (sorted paths, two spaces, newline)', () => {
     const a = new TextEncoder().encode('a');

@@ -66,6 +66,13 @@ export function createEchoProvider(store: EchoStore): ProviderDefinition<typeof 
           return { id, name: thing.name, value: thing.value, upper: thing.name.toUpperCase(), tags: null };
         },
       }),
+      defineResource<EchoStore>()({
+        typeName: 'echo_legacy',
+        schema: { version: 0, block: legacyBlock },
+        create: async ({ planned }) => ({ ...planned, id: randomUUID() }),
+        read: async ({ state }) => state,
+        delete: async () => {},
+      }),
     ],
     dataSources: [
       defineDataSource<EchoStore>()({
@@ -103,6 +110,19 @@ const thingBlock = {
     secret_out: attr.string({
       description: 'Computed output (not sensitive, so fixture capture may dump it).',
       computed: true,
+    }),
+  },
+};
+
+/** A resource with a deprecated argument (kept apart from echo_thing, whose captured fixtures must not move). */
+const legacyBlock = {
+  description: 'A thing with a deprecated argument.',
+  attributes: {
+    id: attr.string({ description: 'Random id.', computed: true }),
+    old_label: attr.string({
+      description: 'A label kept for old configurations.',
+      optional: true,
+      deprecated: 'use tags instead; old_label is removed in echo 1.0',
     }),
   },
 };

@@ -21,7 +21,8 @@ export interface TerraformWorkspace {
   readonly home: string;
   readonly env: Record<string, string>;
   write(name: string, content: string): void;
-  run(args: readonly string[], extraEnv?: Record<string, string>): Promise<TerraformResult>;
+  /** `input` is written to terraform's stdin (e.g. expressions for `terraform console`). */
+  run(args: readonly string[], extraEnv?: Record<string, string>, input?: string): Promise<TerraformResult>;
   dispose(): void;
 }
 
@@ -50,10 +51,10 @@ export function createWorkspace(
     home,
     env,
     write: (name, content) => writeFileSync(join(dir, name), content),
-    run: (args, extraEnv = {}) =>
+    run: (args, extraEnv = {}, input) =>
       new Promise((resolve) => {
         const started = performance.now();
-        execFile(
+        const child = execFile(
           TERRAFORM,
           [...args],
           { cwd: dir, env: { ...env, ...extraEnv }, maxBuffer: 32 * 1024 * 1024, timeout: 90_000 },
@@ -62,6 +63,7 @@ export function createWorkspace(
             resolve({ code, stdout, stderr, ms: performance.now() - started });
           },
         );
+        child.stdin?.end(input ?? '');
       }),
     dispose: () => rmSync(root, { recursive: true, force: true }),
   };
