@@ -1,4 +1,5 @@
 export { parseListenAddress } from '../core/health-server.js';
+export { createDialAdmission, type DialAdmission } from './admission.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
   type BeaconDialOptions,

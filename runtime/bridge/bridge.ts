@@ -10,7 +10,14 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { type BeaconTarget, resolveBeacon, waitForPeer } from '../beacon/index.js';
+import {
+  type BeaconTarget,
+  createDialAdmission,
+  type DialAdmission,
+  resolveBeacon,
+  waitForPeer,
+} from '../beacon/index.js';
+import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
@@ -90,8 +97,16 @@ export interface BridgeOptions extends RelayPartyOptions {
     readonly tls?: { readonly certPem: string; readonly keyPem: string };
   };
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
+  /**
+   * Waiting connections opening at once towards one beacon replica (connect, outer TLS, announce). Keep it
+   * below the beacon's `--max-pending-per-address` (64 by default). @default 32
+   */
+  readonly beaconDialConcurrency?: number;
   readonly logger?: Logger;
 }
+
+/** Below the beacon's default `maxPendingPerAddress` (64), so a redial burst is never refused for its size. */
+export const DEFAULT_BEACON_DIAL_CONCURRENCY = 32;
 
 export interface BridgeClusterStatus {
   readonly fingerprintPrefix: string;
@@ -202,6 +217,17 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       })
     : undefined;
 
+  /** One admission per beacon replica: bounds the dials opening at once towards it (reconnect storms). */
+  const admissions = new Map<string, DialAdmission>();
+  function admissionFor(ip: string): DialAdmission {
+    let admission = admissions.get(ip);
+    if (!admission) {
+      admission = createDialAdmission(options.beaconDialConcurrency ?? DEFAULT_BEACON_DIAL_CONCURRENCY);
+      admissions.set(ip, admission);
+    }
+    return admission;
+  }
+
   function roomsOf(cluster: ClusterState): Room[] {
     return cluster.initialized ? ['init', 'operational'] : ['init'];
   }
@@ -251,7 +277,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     while (!signal.aborted) {
       let reachedWaiting = false;
       const refresh = new AbortController();
-      const refreshTimer = setTimeout(() => refresh.abort(), timing.waitRefreshMs);
+      // Jittered over the second half of the period: waiters started together must not all refresh together.
+      const refreshTimer = setTimeout(
+        () => refresh.abort(),
+        timing.waitRefreshMs - jitteredInterval(Math.floor(timing.waitRefreshMs / 2)),
+      );
       try {
         const stream = await waitForPeer({
           target,
@@ -259,6 +289,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           role: 'bridge',
           hash,
           caCertPem: options.beaconCaPem,
+          admission: admissionFor(ip),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
@@ -274,8 +305,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         cluster.waiting.delete(key);
         if (signal.aborted) break;
         const error = err as CloudtaserError;
-        // A wait that the beacon ended after its bound, or our refresh, is routine: redial at once.
-        const delay = reachedWaiting || refresh.signal.aborted ? 0 : backoff.next();
+        // Our own refresh is routine: redial at once. A wait the beacon ended (its bound, or the replica went
+        // away) starts a fresh, jittered backoff: every waiter on that replica fails at the same moment.
+        if (reachedWaiting) backoff.reset();
+        const delay = refresh.signal.aborted ? 0 : backoff.next();
         if (!reachedWaiting)
           log.warn(
             {

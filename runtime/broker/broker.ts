@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon } from '../beacon/index.js';
+import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
@@ -134,7 +135,10 @@ export interface BrokerTiming {
   readonly backoffInitialMs: number;
   /** Reconnect delay cap. @default 30000 */
   readonly backoffMaxMs: number;
-  /** Retry interval while rejected (already initialized), so a re-arm heals without a restart. @default 60000 */
+  /**
+   * Retry interval while rejected (already initialized), so a re-arm heals without a restart; each wait is
+   * drawn uniformly from 0 to this, so refused brokers of many clusters do not return together. @default 60000
+   */
   readonly rejectedRetryMs: number;
   /**
    * A dial that has not paired after this long is abandoned and retried, so a beacon replica that vanished
@@ -519,9 +523,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const why = await session.mux.done;
         liveTunnel = undefined;
         if (stop.signal.aborted) break;
-        setStatus('reconnecting', `the tunnel closed (${why.message}); reconnecting`, {
+        // A first, jittered pause: when a beacon replica or a bridge restarts, every broker loses its tunnel at
+        // the same instant, and redialing in step would hit the survivors as one burst.
+        const pause = backoff.next();
+        setStatus('reconnecting', `the tunnel closed (${why.message}); reconnecting in ${pause} ms`, {
           lastErrorCode: why.code,
         });
+        await sleep(pause, stop.signal);
       } catch (err) {
         if (stop.signal.aborted) break;
         const error = toCloudtaserError(err);
@@ -531,7 +539,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           setStatus('rejected', error.message.replace(/^the bridge refused the bootstrap: /, ''), {
             lastErrorCode: refusal,
           });
-          await sleep(jitter(timing.rejectedRetryMs), stop.signal);
+          await sleep(jitteredInterval(timing.rejectedRetryMs), stop.signal);
           continue;
         }
         if (credentials && (error.code === 'CT_BEACON_LIMIT' || error.code === 'CT_BEACON_REJECTED'))
@@ -629,10 +637,6 @@ function publicKeySha256(pair: KeyPair): string {
   return createHash('sha256')
     .update(pair.publicKey.export({ type: 'spki', format: 'der' }))
     .digest('hex');
-}
-
-function jitter(ms: number): number {
-  return Math.round(ms * (0.8 + Math.random() * 0.4));
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -1,5 +1,5 @@
 import { Agent, type Dispatcher } from 'undici';
-import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import { backoffDelay, CloudtaserError, type Logger, silentLogger } from '../core/index.js';
 import {
   isConnectionReset,
   isSealedOrStandby,
@@ -420,8 +420,7 @@ export class OpenBaoClient {
   }
 
   async #backoff(attempt: number, ctx: RequestContext, reason: string): Promise<void> {
-    const ceiling = Math.min(MAX_BACKOFF_MS, this.#shared.retryBaseDelayMs * 2 ** attempt);
-    const delay = Math.round(Math.random() * ceiling);
+    const delay = backoffDelay(attempt, { initialMs: this.#shared.retryBaseDelayMs, maxMs: MAX_BACKOFF_MS });
     this.#shared.logger.warn(
       {
         event: 'openbao.retry',

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { createDialAdmission } from '../beacon/admission.js';
+import { backoffCeiling, backoffDelay, createBackoff, jitteredInterval } from './backoff.js';
+
+describe('the one backoff', () => {
+  const options = { initialMs: 100, maxMs: 1_000 };
+
+  it('doubles the ceiling per attempt up to the cap', () => {
+    expect([0, 1, 2, 3, 4, 10, 500].map((attempt) => backoffCeiling(attempt, options))).toEqual([
+      100, 200, 400, 800, 1_000, 1_000, 1_000,
+    ]);
+  });
+
+  it('draws each delay uniformly from zero to the ceiling (full jitter)', () => {
+    expect(backoffDelay(2, options, () => 0)).toBe(0);
+    expect(backoffDelay(2, options, () => 0.5)).toBe(200);
+    expect(backoffDelay(2, options, () => 0.999_999)).toBe(400);
+    expect(jitteredInterval(60_000, () => 0.25)).toBe(15_000);
+  });
+
+  it('spreads a thousand clients that failed together over the whole window instead of bunching them', () => {
+    const delays = Array.from({ length: 1_000 }, () => createBackoff(options).next());
+    // Ten buckets of 10 ms over [0, 100]: full jitter puts roughly 100 in each, none empty, none crowded.
+    const buckets = new Array(10).fill(0);
+    for (const delay of delays) buckets[Math.min(9, Math.floor(delay / 10))]++;
+    expect(Math.min(...buckets)).toBeGreaterThan(40);
+    expect(Math.max(...buckets)).toBeLessThan(200);
+  });
+
+  it('starts again from the first ceiling after reset', () => {
+    const backoff = createBackoff({ initialMs: 10, maxMs: 10_000 });
+    for (let i = 0; i < 8; i++) backoff.next();
+    expect(backoff.attempts).toBe(8);
+    backoff.reset();
+    expect(backoff.next()).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('dial admission', () => {
+  it('lets at most maxOpening dials open at once and hands a released slot to the next in line', async () => {
+    const admission = createDialAdmission(2);
+    const a = await admission.acquire();
+    const b = await admission.acquire();
+    const order: string[] = [];
+    const c = admission.acquire().then((release) => {
+      order.push('c');
+      return release;
+    });
+    const d = admission.acquire().then((release) => {
+      order.push('d');
+      return release;
+    });
+    expect(admission.opening).toBe(2);
+    expect(admission.queued).toBe(2);
+    a();
+    a(); // a second release of the same slot changes nothing
+    const releaseC = await c;
+    expect(order).toEqual(['c']);
+    expect(admission.opening).toBe(2);
+    b();
+    (await d)();
+    releaseC();
+    expect(admission.opening).toBe(0);
+    expect(order).toEqual(['c', 'd']);
+  });
+
+  it('drops a queued dial whose signal aborts, with CT_CANCELLED, and keeps the slot count right', async () => {
+    const admission = createDialAdmission(1);
+    const first = await admission.acquire();
+    const abort = new AbortController();
+    const queued = admission.acquire(abort.signal);
+    abort.abort();
+    await expect(queued).rejects.toMatchObject({ code: 'CT_CANCELLED' });
+    expect(admission.queued).toBe(0);
+    first();
+    expect(admission.opening).toBe(0);
+  });
+
+  it('refuses a bound below one', () => {
+    expect(() => createDialAdmission(0)).toThrow(expect.objectContaining({ code: 'CT_INVALID_ARGUMENT' }));
+  });
+});
