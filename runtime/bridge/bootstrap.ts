@@ -153,6 +153,7 @@ export async function serveBootstrap(
           brokerKeySha256,
           replacesVersion,
           attestationIat,
+          logger,
         });
       }
     } catch (err) {

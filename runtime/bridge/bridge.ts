@@ -26,11 +26,10 @@ import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import {
+  type ClusterTrust,
   DEFAULT_NAMESPACE_ROOT,
-  getClusterStatus,
-  listRegisteredClusters,
   loadClusterTrust,
-  type RegisteredCluster,
+  readInitializedBrokerKey,
 } from '../registration/index.js';
 import {
   createBackoff,
@@ -43,6 +42,7 @@ import {
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
+import { createClusterDiscovery, DEFAULT_DISCOVERY_RESYNC_MS, type DiscoveryPoll } from './discovery.js';
 import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js';
 
 export interface BridgeTiming {
@@ -59,6 +59,11 @@ export interface BridgeTiming {
    * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
    */
   readonly waitRefreshMs: number;
+  /**
+   * Every this long the bridge lists all clusters even though the discovery journal says nothing changed
+   * (anti-entropy against writers that do not journal); 0 = never. @default 21600000 (6 h)
+   */
+  readonly discoveryResyncMs: number;
 }
 
 export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
@@ -67,6 +72,7 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   backoffInitialMs: 500,
   backoffMaxMs: 30_000,
   waitRefreshMs: 60_000,
+  discoveryResyncMs: DEFAULT_DISCOVERY_RESYNC_MS,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {
@@ -120,6 +126,8 @@ export interface BridgeStatus {
   readonly clusters: BridgeClusterStatus[];
   readonly lastPollAt?: string;
   readonly lastPollError?: string;
+  /** Discovery journal generation the cluster list is current with. */
+  readonly discoveryGeneration?: number;
   readonly bootstrapsSigned: number;
   readonly bootstrapsRefused: number;
 }
@@ -141,6 +149,8 @@ interface ClusterState {
   readonly namespace: string;
   readonly operationalHash: string;
   initialized: boolean;
+  /** The CA and bridge certificate, loaded once per registration; dropped when discovery reports a change. */
+  trust?: Promise<ClusterTrust>;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
@@ -174,8 +184,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     })),
     lastPollAt,
     lastPollError,
+    discoveryGeneration: discovery.generation,
     bootstrapsSigned,
     bootstrapsRefused,
+  });
+
+  const discovery = createClusterDiscovery({
+    openbao: options.openbao,
+    namespaceRoot,
+    resyncIntervalMs: timing.discoveryResyncMs,
+    logger: log,
   });
 
   const forwarder = createOpenBaoForwarder({
@@ -331,7 +349,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   async function handlePaired(cluster: ClusterState, room: Room, stream: Duplex): Promise<void> {
     const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) });
     try {
-      const trust = await loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      cluster.trust ??= loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      const trust = await cluster.trust.catch((err) => {
+        cluster.trust = undefined;
+        throw err;
+      });
       if (room === 'init') {
         const outcome = await serveBootstrap(stream, {
           fingerprint: cluster.fingerprint,
@@ -364,7 +386,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       }
       // Only the broker key the latest bootstrap was signed for may hold a tunnel: after a re-arm or an attested
       // re-bootstrap, an earlier broker's still-valid certificate is refused here.
-      const { initializedBrokerKeySha256 } = await getClusterStatus(options.openbao, {
+      const initializedBrokerKeySha256 = await readInitializedBrokerKey(options.openbao, {
         fingerprint: cluster.fingerprint,
         namespaceRoot,
       });
@@ -418,9 +440,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   }
 
   async function poll(): Promise<void> {
+    let replicasMoved = false;
     for (const address of options.beacons) {
       try {
-        replicas.set(address, await resolveBeacon(address, options.resolve));
+        const resolved = await resolveBeacon(address, options.resolve);
+        const before = replicas.get(address);
+        replicasMoved ||= before === undefined || sameSet(before.ips, resolved.ips) === false;
+        replicas.set(address, resolved);
       } catch (err) {
         log.warn(
           { event: 'bridge.resolve_failed', address, reason: (err as Error).message },
@@ -428,24 +454,28 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         );
       }
     }
-    let registered: RegisteredCluster[];
+    let found: DiscoveryPoll;
     try {
-      registered = await listRegisteredClusters(options.openbao, { namespaceRoot });
+      found = await discovery.poll();
       lastPollAt = new Date().toISOString();
       lastPollError = undefined;
     } catch (err) {
       lastPollError = err instanceof CloudtaserError ? err.toLine() : String(err);
       log.warn(
         { event: 'bridge.poll_failed', reason: lastPollError },
-        'could not list clusters; keeping the current ones',
+        'could not read the clusters; keeping the current ones',
       );
-      for (const cluster of clusters.values()) reconcile(cluster);
+      if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
       return;
     }
-    const seen = new Set<string>();
-    for (const entry of registered) {
-      seen.add(entry.fingerprint);
-      let cluster = clusters.get(entry.fingerprint);
+    // Only what discovery re-read needs a look; the rest is as it was (a poll costs O(changes), not O(fleet)).
+    for (const fingerprint of found.changed) {
+      const entry = found.clusters.get(fingerprint);
+      let cluster = clusters.get(fingerprint);
+      if (!entry) {
+        if (cluster) dropCluster(cluster, 'the cluster was deregistered');
+        continue;
+      }
       if (cluster && cluster.operationalHash !== entry.operationalHash) {
         dropCluster(cluster, 'the cluster was registered again with a new CA');
         cluster = undefined;
@@ -471,12 +501,12 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           'serving a cluster',
         );
       }
+      // A change may have renewed the bridge certificate: load the trust material again at the next pairing.
+      cluster.trust = undefined;
       cluster.initialized = entry.initialized;
       reconcile(cluster);
     }
-    for (const cluster of [...clusters.values()]) {
-      if (!seen.has(cluster.fingerprint)) dropCluster(cluster, 'the cluster was deregistered');
-    }
+    if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
   }
 
   let polling: Promise<void> = poll();
@@ -517,6 +547,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       await forwarder.close();
     },
   };
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((item) => b.includes(item));
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

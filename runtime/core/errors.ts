@@ -56,6 +56,9 @@ export const ErrorCodes = {
   CT_NOT_REGISTERED: 'the fingerprint is not registered',
   CT_ALREADY_INITIALIZED: 'the cluster has already bootstrapped once (re-arm to allow another)',
   CT_REGISTRATION_CORRUPT: 'a registration record exists but is unreadable or inconsistent',
+  // discovery (issue 16)
+  CT_DISCOVERY_CONTENDED:
+    'the discovery journal kept changing under check-and-set (too many registrations at the same moment)',
   // Kubernetes
   CT_KUBE_CONFIG: 'no usable Kubernetes connection could be loaded (kubeconfig, context, in-cluster)',
   CT_KUBE_UNREACHABLE: 'the Kubernetes API server could not be reached',

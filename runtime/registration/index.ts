@@ -1,2 +1,3 @@
+export * from './change-journal.js';
 export * from './layout.js';
 export * from './register.js';

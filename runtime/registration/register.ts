@@ -12,6 +12,7 @@ import {
   LIFETIME_DAYS,
   loadCertificateAuthority,
 } from '../pki/index.js';
+import { announceChange, type ChangeAnnouncement } from './change-journal.js';
 import {
   type AttestationRecord,
   asCertificateRecord,
@@ -147,6 +148,9 @@ export async function registerCluster(
   await client.createNamespace(namespaceRoot);
   const root = client.withNamespace(namespaceRoot);
   changed = (await root.enableKvV2(RECORDS_MOUNT)) || changed;
+  // Bridges learn of what follows from the discovery journal: `begin` before the first write they must see,
+  // `end` after the last (a run that fails in between is still seen, once the journal's watch window passed).
+  const announcement = announceChange(root, { fingerprint, change: 'register', logger: log });
 
   // 2. Refuse a prefix clash before writing anything cluster-specific.
   await assertPrefixIsOurs(root, namespaceRoot, fingerprint);
@@ -168,7 +172,7 @@ export async function registerCluster(
   changed = caOutcome.created || changed;
   const ca = caOutcome.ca;
   changed = (await ensureKubernetesAuthConfig(cluster, fingerprint, target, ca.certPem)) || changed;
-  changed = (await ensureBridgeCertificate(cluster, ca)) || changed;
+  changed = (await ensureBridgeCertificate(cluster, ca, announcement)) || changed;
 
   // 5. The registration record the bridge discovers.
   const operationalHash = sha256Hex(ca.certDer);
@@ -196,6 +200,7 @@ export async function registerCluster(
       registered_at: registeredAt,
       ...(wantedAttestation ? { attestation: wantedAttestation } : {}),
     };
+    await announcement.begin();
     await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
     changed = true;
     log.info(
@@ -210,6 +215,7 @@ export async function registerCluster(
   }
 
   const initialized = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))) !== undefined;
+  await announcement.end();
   return {
     fingerprint,
     namespace,
@@ -255,6 +261,9 @@ export async function deregisterCluster(
   if (!rootExists) return { fingerprint, namespace, removed: false, purged: false };
   const root = client.withNamespace(namespaceRoot);
   const registered = await readIfMounted(root, paths.registered(fingerprint));
+  const announcement = announceChange(root, { fingerprint, change: 'deregister', logger: log });
+  // Without a registration record no bridge serves the cluster: nothing to announce.
+  if (registered !== undefined) await announcement.begin();
   // Registration first: from this write on the bridge no longer treats the cluster as registered.
   await deleteIfMounted(root, paths.registered(fingerprint));
   await deleteIfMounted(root, paths.initialized(fingerprint));
@@ -266,6 +275,7 @@ export async function deregisterCluster(
     await deleteIfMounted(cluster, paths.bridgeCa);
     await deleteIfMounted(cluster, paths.bridgeClient);
   }
+  await announcement.end();
   let purged = false;
   if (options.purge && ownedByUs) {
     await root.deleteNamespace(fp8, { wait: true });
@@ -352,12 +362,21 @@ export interface RegisteredCluster {
   readonly initialized: boolean;
   /** Present (true) when bootstrap requires an attestation token. */
   readonly attested?: true;
+  /** SHA-256 of the SPKI of the broker key the latest bootstrap was signed for, when initialized. */
+  readonly brokerKeySha256?: string;
 }
 
-/** Every registered cluster under the root, as the bridge discovers them (one list plus two reads each). */
+/** Clusters read at once by a full listing: enough to hide latency, few enough not to flood OpenBao. */
+const LIST_CONCURRENCY = 8;
+
+/**
+ * Every registered cluster under the root, as a bridge's full resync sees them: one LIST plus two reads per
+ * cluster, a few clusters at a time. A record that cannot be read as a registration is reported to
+ * `onCorrupt` (when given) and skipped, so one damaged record does not hide the rest of the fleet.
+ */
 export async function listRegisteredClusters(
   client: OpenBaoClient,
-  options: { namespaceRoot?: string } = {},
+  options: { namespaceRoot?: string; onCorrupt?: (fingerprint: string, err: CloudtaserError) => void } = {},
 ): Promise<RegisteredCluster[]> {
   const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const root = client.withNamespace(namespaceRoot);
@@ -369,23 +388,63 @@ export async function listRegisteredClusters(
       return [];
     throw err;
   });
-  const out: RegisteredCluster[] = [];
-  for (const key of keys) {
-    const fingerprint = key.replace(/\/$/, '');
-    if (!/^[0-9a-f-]{36}$/.test(fingerprint)) continue;
-    const registered = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
-    if (!registered) continue;
-    const record = asRegisteredRecord(registered.data, fingerprint);
-    const initialized = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
-    out.push({
-      fingerprint,
-      namespace: record.namespace,
-      operationalHash: record.ca_sha256,
-      initialized: initialized !== undefined,
-      ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
-    });
-  }
-  return out;
+  const fingerprints = keys.map((key) => key.replace(/\/$/, '')).filter((fp) => /^[0-9a-f-]{36}$/.test(fp));
+  const found: (RegisteredCluster | undefined)[] = new Array(fingerprints.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < fingerprints.length) {
+      const at = next++;
+      try {
+        found[at] = await readRegisteredCluster(root, fingerprints[at]);
+      } catch (err) {
+        if (!options.onCorrupt || !isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
+        options.onCorrupt(fingerprints[at], err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, fingerprints.length) }, worker));
+  return found.filter((cluster) => cluster !== undefined);
+}
+
+/**
+ * One cluster as a bridge serves it (registration and initialization records, read together), or undefined
+ * when it is not registered. `root` is a client for the root namespace. Throws CT_REGISTRATION_CORRUPT for an
+ * unreadable registration record.
+ */
+export async function readRegisteredCluster(
+  root: OpenBaoClient,
+  fingerprint: string,
+): Promise<RegisteredCluster | undefined> {
+  const [registered, initialized] = await Promise.all([
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
+  ]);
+  if (!registered) return undefined;
+  const record = asRegisteredRecord(registered.data, fingerprint);
+  const brokerKeySha256 = initialized?.data.broker_key_sha256;
+  return {
+    fingerprint,
+    namespace: record.namespace,
+    operationalHash: record.ca_sha256,
+    initialized: initialized !== undefined,
+    ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
+    ...(typeof brokerKeySha256 === 'string' ? { brokerKeySha256 } : {}),
+  };
+}
+
+/**
+ * SHA-256 of the broker key the latest bootstrap of a cluster was signed for (one read), or undefined when the
+ * cluster is not initialized or the record predates key recording. The bridge checks it for every operational
+ * pairing, so a broker replaced by a re-arm or an attested re-bootstrap is refused at once.
+ */
+export async function readInitializedBrokerKey(
+  client: OpenBaoClient,
+  target: RegistrationTarget,
+): Promise<string | undefined> {
+  const fingerprint = parseFingerprint(target.fingerprint);
+  const root = client.withNamespace(validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  const key = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)))?.data.broker_key_sha256;
+  return typeof key === 'string' ? key : undefined;
 }
 
 export interface ClusterTrust {
@@ -437,10 +496,31 @@ export async function markClusterInitialized(
     replacesVersion?: number;
     /** `iat` of the attestation token the bootstrap was admitted with. */
     attestationIat?: number;
+    logger?: Logger;
   },
 ): Promise<InitializedRecord> {
   const fingerprint = parseFingerprint(options.fingerprint);
   const root = client.withNamespace(validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  // The other bridge replicas learn of the bootstrap (and of a re-bootstrap's new key) from the journal.
+  const announcement = announceChange(root, { fingerprint, change: 'initialize', logger: options.logger });
+  await announcement.begin();
+  try {
+    return await writeInitialized(root, fingerprint, options);
+  } finally {
+    await announcement.end();
+  }
+}
+
+async function writeInitialized(
+  root: OpenBaoClient,
+  fingerprint: string,
+  options: {
+    brokerCertSha256: string;
+    brokerKeySha256?: string;
+    replacesVersion?: number;
+    attestationIat?: number;
+  },
+): Promise<InitializedRecord> {
   const record: InitializedRecord = {
     initialized_at: new Date().toISOString(),
     broker_cert_sha256: options.brokerCertSha256,
@@ -480,7 +560,10 @@ export async function rearmCluster(
   const fingerprint = parseFingerprint(target.fingerprint);
   const root = client.withNamespace(validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
   const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
+  const announcement = announceChange(root, { fingerprint, change: 'rearm', logger: target.logger });
+  if (existing !== undefined) await announcement.begin();
   await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
+  await announcement.end();
   return { wasInitialized: existing !== undefined };
 }
 
@@ -597,7 +680,11 @@ async function ensureClusterCa(
   return { ca, created: true };
 }
 
-async function ensureBridgeCertificate(cluster: OpenBaoClient, ca: CertificateAuthority): Promise<boolean> {
+async function ensureBridgeCertificate(
+  cluster: OpenBaoClient,
+  ca: CertificateAuthority,
+  announcement: ChangeAnnouncement,
+): Promise<boolean> {
   const stored = await cluster.kvRead(RECORDS_MOUNT, paths.bridgeClient);
   const record = asCertificateRecord<BridgeClientRecord>(stored?.data, 'bridge certificate');
   if (record) {
@@ -615,12 +702,14 @@ async function ensureBridgeCertificate(cluster: OpenBaoClient, ca: CertificateAu
     private_key: issued.keyPem!,
     ca_chain: ca.certPem,
   };
+  // Bridges load this certificate for every pairing: a new one is a change they must see.
+  await announcement.begin();
   try {
     await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeClient, { ...next }, { cas: stored?.version ?? 0 });
   } catch (err) {
     // A concurrent register wrote one first; keep theirs if it is good (one bridge certificate, not two).
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
-    return ensureBridgeCertificate(cluster, ca);
+    return ensureBridgeCertificate(cluster, ca, announcement);
   }
   return true;
 }

@@ -138,7 +138,7 @@ describe('bridge and broker through two beacon replicas', () => {
       10_000,
       'pin mismatch',
     );
-    expect(refused.phase).toBe('bootstrapping');
+    expect(refused?.phase).toBe('bootstrapping');
     expect((await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint })).initialized).toBe(
       false,
     );

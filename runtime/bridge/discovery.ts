@@ -1,0 +1,233 @@
+/**
+ * Cluster discovery for the bridge, at a cost that does not grow with the fleet. A poll reads the discovery
+ * journal (one request, see registration/change-journal.ts) and re-reads only the clusters it names; when
+ * nothing changed that is the whole poll. The bridge lists every cluster (a full resync) only when it has no
+ * view yet, when the journal was recreated (new epoch) or moved backwards, when it fell further behind than the
+ * journal reaches, and, as anti-entropy against writers that do not journal, every `resyncIntervalMs`.
+ *
+ * Never missing a change rests on the writers' order (`begin`, records, `end`):
+ *   - an `end` makes the next poll re-read the cluster, after its records were written;
+ *   - a `begin` without its `end` (the writer is slow, or died between a record write and the journal update)
+ *     is watched: the cluster is re-read once OPEN_CHANGE_WATCH_MS after the bridge first saw it, when any
+ *     write of that writer has landed;
+ *   - a full resync reads every record after reading the journal, and watches every `begin` still open in it.
+ */
+
+import { jitteredInterval } from '../core/backoff.js';
+import { isCloudtaserError } from '../core/errors.js';
+import { fingerprintPrefix } from '../core/hashes.js';
+import type { Logger } from '../core/log.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import {
+  type ChangeJournal,
+  ensureChangeJournal,
+  listRegisteredClusters,
+  OPEN_CHANGE_WATCH_MS,
+  type RegisteredCluster,
+  readChangeJournal,
+  readRegisteredCluster,
+  validateNamespaceRoot,
+} from '../registration/index.js';
+
+export interface ClusterDiscoveryOptions {
+  readonly openbao: OpenBaoClient;
+  readonly namespaceRoot: string;
+  /** List every cluster this often even when the journal says nothing changed; 0 = never. @default 21600000 (6 h) */
+  readonly resyncIntervalMs?: number;
+  /** How long an announced change may stay open before the cluster is re-read anyway. @default OPEN_CHANGE_WATCH_MS */
+  readonly openChangeWatchMs?: number;
+  /** Clusters re-read at once when many changed. @default 8 */
+  readonly readConcurrency?: number;
+  readonly logger: Logger;
+  /** Injectable clock (tests). @default performance.now */
+  readonly now?: () => number;
+}
+
+export interface DiscoveryPoll {
+  /** Every cluster registered now. */
+  readonly clusters: ReadonlyMap<string, RegisteredCluster>;
+  /** Fingerprints whose records were re-read this poll (new, removed or updated; may be unchanged). */
+  readonly changed: ReadonlySet<string>;
+  /** True when this poll listed every cluster (then `changed` holds all of them, old and new). */
+  readonly resynced: boolean;
+  /** Why a full resync ran, when it did. */
+  readonly resyncReason?: 'start' | 'epoch' | 'behind' | 'interval' | 'no-journal';
+}
+
+export interface ClusterDiscovery {
+  /** One poll. Throws when OpenBao cannot be read; the view is then left as it was. */
+  poll(): Promise<DiscoveryPoll>;
+  /** Journal generation the view is current with (undefined before the first successful poll). */
+  readonly generation: number | undefined;
+  /** Announced changes whose `end` has not been seen yet. */
+  readonly openChanges: number;
+}
+
+export const DEFAULT_DISCOVERY_RESYNC_MS = 6 * 3_600_000;
+
+interface OpenChange {
+  readonly fingerprint: string;
+  /** When this bridge first saw the `begin` (its own clock). */
+  readonly seenAt: number;
+}
+
+export function createClusterDiscovery(options: ClusterDiscoveryOptions): ClusterDiscovery {
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot);
+  const root = options.openbao.withNamespace(namespaceRoot);
+  const now = options.now ?? (() => performance.now());
+  const watchMs = options.openChangeWatchMs ?? OPEN_CHANGE_WATCH_MS;
+  const resyncMs = options.resyncIntervalMs ?? DEFAULT_DISCOVERY_RESYNC_MS;
+  const concurrency = options.readConcurrency ?? 8;
+  const log = options.logger;
+  let clusters = new Map<string, RegisteredCluster>();
+  let view: { epoch: string; generation: number } | undefined;
+  /** Open announcements by writer id. */
+  let open = new Map<string, OpenChange>();
+  let nextResyncAt = 0;
+
+  const scheduleResync = () => {
+    // Jittered over the second half of the interval, so replicas started together do not resync together.
+    nextResyncAt = resyncMs > 0 ? now() + resyncMs - jitteredInterval(Math.floor(resyncMs / 2)) : Infinity;
+  };
+
+  async function fullResync(
+    journal: ChangeJournal,
+    reason: DiscoveryPoll['resyncReason'],
+  ): Promise<DiscoveryPoll> {
+    const listed = await listRegisteredClusters(options.openbao, {
+      namespaceRoot,
+      onCorrupt: (fingerprint, err) =>
+        log.warn(
+          {
+            event: 'discovery.record_corrupt',
+            fingerprintPrefix: fingerprintPrefix(fingerprint),
+            code: err.code,
+            reason: err.message,
+          },
+          'skipping a cluster whose registration record is unreadable; run `cloudtaser-cli source register` for it again',
+        ),
+    });
+    const next = new Map(listed.map((cluster) => [cluster.fingerprint, cluster]));
+    const changed = new Set([...clusters.keys(), ...next.keys()]);
+    // Writers still between `begin` and `end` may write after the listing read their cluster: watch them.
+    const stillOpen = new Map<string, OpenChange>();
+    const ended = new Set(journal.entries.filter((e) => e.phase === 'end').map((e) => e.writer));
+    for (const entry of journal.entries) {
+      if (entry.phase === 'begin' && !ended.has(entry.writer))
+        stillOpen.set(
+          entry.writer,
+          open.get(entry.writer) ?? { fingerprint: entry.fingerprint, seenAt: now() },
+        );
+    }
+    clusters = next;
+    open = stillOpen;
+    view = { epoch: journal.epoch, generation: journal.generation };
+    scheduleResync();
+    log.info(
+      {
+        event: 'discovery.resynced',
+        reason,
+        clusters: clusters.size,
+        generation: journal.generation,
+        openChanges: open.size,
+      },
+      'listed every registered cluster',
+    );
+    return { clusters, changed, resynced: true, resyncReason: reason };
+  }
+
+  async function reread(fingerprints: Set<string>): Promise<Map<string, RegisteredCluster | undefined>> {
+    const list = [...fingerprints];
+    const out = new Map<string, RegisteredCluster | undefined>();
+    let next = 0;
+    const worker = async () => {
+      while (next < list.length) {
+        const fingerprint = list[next++];
+        try {
+          out.set(fingerprint, await readRegisteredCluster(root, fingerprint));
+        } catch (err) {
+          if (!isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
+          log.warn(
+            {
+              event: 'discovery.record_corrupt',
+              fingerprintPrefix: fingerprintPrefix(fingerprint),
+              code: err.code,
+              reason: err.message,
+            },
+            'no longer serving a cluster whose registration record is unreadable; run `cloudtaser-cli source register` for it again',
+          );
+          out.set(fingerprint, undefined);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker));
+    return out;
+  }
+
+  return {
+    async poll() {
+      let stored = await readChangeJournal(root);
+      let created = false;
+      if (!stored || 'corrupt' in stored) {
+        // No journal yet (a fresh install, or one from before discovery journals): create it, so that from now
+        // on every writer journals against one epoch. A corrupt one is replaced the same way.
+        stored = await ensureChangeJournal(root, log);
+        created = true;
+      }
+      const journal = stored.journal;
+      if (!view) return fullResync(journal, 'start');
+      if (created) return fullResync(journal, 'no-journal');
+      if (journal.epoch !== view.epoch || journal.generation < view.generation)
+        return fullResync(journal, 'epoch');
+      const oldest = journal.entries[0]?.generation ?? journal.generation + 1;
+      if (journal.generation > view.generation && oldest > view.generation + 1)
+        return fullResync(journal, 'behind');
+      if (now() >= nextResyncAt) return fullResync(journal, 'interval');
+
+      const dirty = new Set<string>();
+      const nextOpen = new Map(open);
+      for (const entry of journal.entries) {
+        if (entry.generation <= view.generation) continue;
+        if (entry.phase === 'begin') {
+          if (!nextOpen.has(entry.writer))
+            nextOpen.set(entry.writer, { fingerprint: entry.fingerprint, seenAt: now() });
+        } else {
+          nextOpen.delete(entry.writer);
+          dirty.add(entry.fingerprint);
+        }
+      }
+      for (const [writer, change] of nextOpen) {
+        if (now() - change.seenAt < watchMs) continue;
+        log.info(
+          {
+            event: 'discovery.open_change_expired',
+            fingerprintPrefix: fingerprintPrefix(change.fingerprint),
+            watchedMs: Math.round(now() - change.seenAt),
+          },
+          'an announced change never ended (its writer may have died); reading the cluster again',
+        );
+        nextOpen.delete(writer);
+        dirty.add(change.fingerprint);
+      }
+      const read = dirty.size > 0 ? await reread(dirty) : new Map<string, RegisteredCluster | undefined>();
+      // Only now, with every read done, does the view move: a failed read leaves the same entries for next time.
+      if (read.size > 0) {
+        const next = new Map(clusters);
+        for (const [fingerprint, cluster] of read) {
+          if (cluster) next.set(fingerprint, cluster);
+          else next.delete(fingerprint);
+        }
+        clusters = next;
+      }
+      open = nextOpen;
+      view = { epoch: journal.epoch, generation: journal.generation };
+      return { clusters, changed: dirty, resynced: false };
+    },
+    get generation() {
+      return view?.generation;
+    },
+    get openChanges() {
+      return open.size;
+    },
+  };
+}

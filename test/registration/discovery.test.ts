@@ -1,0 +1,296 @@
+/**
+ * Discovery at a cost that does not grow with the fleet (issue 16): the bridge's poll reads the discovery journal
+ * and only the clusters it names. Requests are counted on the OpenBao test server, as OpenBao would see them.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClusterDiscovery } from '../../runtime/bridge/discovery.js';
+import { silentLogger } from '../../runtime/core/log.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import {
+  announceChange,
+  deregisterCluster,
+  listRegisteredClusters,
+  MAX_JOURNAL_ENTRIES,
+  markClusterInitialized,
+  paths,
+  RECORDS_MOUNT,
+  readChangeJournal,
+  rearmCluster,
+  registerCluster,
+} from '../../runtime/registration/index.js';
+
+let server: OpenBaoTestServer;
+let admin: OpenBaoClient;
+let root: OpenBaoClient;
+/** A clock the test moves, for the open-change watch. */
+let clock = 0;
+
+beforeAll(async () => {
+  server = await startOpenBaoTestServer();
+  admin = new OpenBaoClient({ address: server.address, token: server.rootToken, retries: 0 });
+  root = admin.withNamespace('cloudtaser');
+});
+afterAll(async () => {
+  await admin.close();
+  await server.close();
+});
+
+function discovery(options: { resyncIntervalMs?: number } = {}) {
+  return createClusterDiscovery({
+    openbao: admin,
+    namespaceRoot: 'cloudtaser',
+    logger: silentLogger,
+    openChangeWatchMs: 60_000,
+    resyncIntervalMs: options.resyncIntervalMs ?? 0,
+    now: () => clock,
+  });
+}
+
+/** OpenBao requests `work` makes, as the server logged them. */
+async function requestsDuring<T>(work: () => Promise<T>): Promise<{ result: T; requests: number }> {
+  const before = server.requestLog().length;
+  const result = await work();
+  return { result, requests: server.requestLog().length - before };
+}
+
+describe('discovery journal', () => {
+  const fleet: string[] = [];
+
+  beforeAll(async () => {
+    for (let i = 0; i < 60; i++)
+      fleet.push((await registerCluster(admin, { fingerprint: randomUUID() })).fingerprint);
+  }, 60_000);
+
+  it('polls a fleet where nothing changed with one OpenBao request, where listing costs two per cluster', async () => {
+    const bridge = discovery();
+    const first = await bridge.poll();
+    expect(first.resynced).toBe(true);
+    expect(first.clusters.size).toBeGreaterThanOrEqual(fleet.length);
+    const steady = await requestsDuring(() => bridge.poll());
+    expect(steady.result.resynced).toBe(false);
+    expect(steady.result.changed.size).toBe(0);
+    expect(steady.requests).toBe(1);
+    expect(steady.result.clusters.size).toBe(first.clusters.size);
+    // The algorithm it replaces, in the same run: one LIST plus two reads per cluster.
+    const listing = await requestsDuring(() => listRegisteredClusters(admin));
+    expect(listing.requests).toBe(1 + 2 * first.clusters.size);
+  });
+
+  it('sees a new registration, a deregistration, a bootstrap, a re-arm and an attested re-bootstrap within one poll', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const fingerprint = randomUUID();
+    await registerCluster(admin, { fingerprint });
+    let seen = await bridge.poll();
+    expect(seen.changed.has(fingerprint)).toBe(true);
+    expect(seen.clusters.get(fingerprint)).toMatchObject({ initialized: false });
+
+    await markClusterInitialized(admin, {
+      fingerprint,
+      brokerCertSha256: 'a'.repeat(64),
+      brokerKeySha256: 'b'.repeat(64),
+    });
+    seen = await bridge.poll();
+    expect(seen.clusters.get(fingerprint)).toMatchObject({
+      initialized: true,
+      brokerKeySha256: 'b'.repeat(64),
+    });
+
+    // An attested re-bootstrap rewrites `initialized` for a new broker key: the bridge must see the new key.
+    const version = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)))!.version;
+    await markClusterInitialized(admin, {
+      fingerprint,
+      brokerCertSha256: 'c'.repeat(64),
+      brokerKeySha256: 'd'.repeat(64),
+      replacesVersion: version,
+    });
+    seen = await bridge.poll();
+    expect(seen.clusters.get(fingerprint)?.brokerKeySha256).toBe('d'.repeat(64));
+
+    await rearmCluster(admin, { fingerprint });
+    seen = await bridge.poll();
+    expect(seen.clusters.get(fingerprint)).toMatchObject({ initialized: false });
+    expect(seen.clusters.get(fingerprint)?.brokerKeySha256).toBeUndefined();
+
+    await deregisterCluster(admin, { fingerprint });
+    seen = await bridge.poll();
+    expect(seen.changed.has(fingerprint)).toBe(true);
+    expect(seen.clusters.has(fingerprint)).toBe(false);
+    expect(seen.resynced).toBe(false);
+  });
+
+  it('reads only the clusters that changed: one poll after two changes costs the journal plus two reads each', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const a = randomUUID();
+    const b = randomUUID();
+    await registerCluster(admin, { fingerprint: a });
+    await registerCluster(admin, { fingerprint: b });
+    const poll = await requestsDuring(() => bridge.poll());
+    expect([...poll.result.changed].sort()).toEqual([a, b].sort());
+    expect(poll.requests).toBe(1 + 2 * 2);
+  });
+
+  it('lands both entries of two registrations racing for the journal, and a poll sees both clusters', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const racers = Array.from({ length: 6 }, () => randomUUID());
+    await Promise.all(racers.map((fingerprint) => registerCluster(admin, { fingerprint })));
+    const journal = await readChangeJournal(root);
+    if (!journal || 'corrupt' in journal) throw new Error('journal missing');
+    for (const fingerprint of racers) {
+      const mine = journal.journal.entries.filter((e) => e.fingerprint === fingerprint).map((e) => e.phase);
+      expect(mine).toEqual(['begin', 'end']);
+    }
+    // Generations are dense: no entry was written over another.
+    const generations = journal.journal.entries.map((e) => e.generation);
+    expect(generations).toEqual(generations.map((_, i) => generations[0] + i));
+    const seen = await bridge.poll();
+    for (const fingerprint of racers) expect(seen.clusters.has(fingerprint)).toBe(true);
+  });
+
+  it('resyncs in full when it fell further behind than the journal reaches, and misses nothing', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const gone = fleet.pop()!;
+    await deregisterCluster(admin, { fingerprint: gone });
+    // Enough other changes to push the deregistration (and everything the bridge has not read) off the journal.
+    const noise = randomUUID();
+    for (let i = 0; i < MAX_JOURNAL_ENTRIES / 2 + 1; i++) {
+      const announcement = announceChange(root, { fingerprint: noise, change: 'register' });
+      await announcement.begin();
+      await announcement.end();
+    }
+    const seen = await bridge.poll();
+    expect(seen.resynced).toBe(true);
+    expect(seen.resyncReason).toBe('behind');
+    expect(seen.clusters.has(gone)).toBe(false);
+    expect(seen.clusters.has(fleet[0])).toBe(true);
+    const steady = await requestsDuring(() => bridge.poll());
+    expect(steady.requests).toBe(1);
+  });
+
+  it('never misses a writer that died between its record write and the journal update', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const fingerprint = randomUUID();
+    // The writer announces, and the bridge polls before the record lands (the unlucky interleaving).
+    const writer = announceChange(root, { fingerprint, change: 'register' });
+    await writer.begin();
+    expect((await bridge.poll()).clusters.has(fingerprint)).toBe(false);
+    expect(bridge.openChanges).toBe(1);
+    // The record lands; the writer dies before its `end`.
+    await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), {
+      fingerprint,
+      namespace: `cloudtaser/${fingerprint.slice(0, 8)}`,
+      ca_sha256: 'e'.repeat(64),
+      registered_at: new Date().toISOString(),
+    });
+    // A bridge that starts now lists it directly (its full resync reads after the write).
+    const fresh = discovery();
+    expect((await fresh.poll()).clusters.has(fingerprint)).toBe(true);
+    // The running bridge re-reads the cluster once the writer's window has passed.
+    clock += 30_000;
+    expect((await bridge.poll()).clusters.has(fingerprint)).toBe(false);
+    clock += 30_001;
+    const late = await bridge.poll();
+    expect(late.changed.has(fingerprint)).toBe(true);
+    expect(late.clusters.get(fingerprint)).toMatchObject({ operationalHash: 'e'.repeat(64) });
+    expect(bridge.openChanges).toBe(0);
+    await root.kvDeleteMetadata(RECORDS_MOUNT, paths.registered(fingerprint));
+  });
+
+  it('watches a change left open when its full resync listed the cluster before the dead writer wrote', async () => {
+    const fingerprint = randomUUID();
+    const writer = announceChange(root, { fingerprint, change: 'register' });
+    await writer.begin();
+    const bridge = discovery();
+    const first = await bridge.poll();
+    expect(first.resynced).toBe(true);
+    expect(first.clusters.has(fingerprint)).toBe(false);
+    // Ours, and the dead writer of the test before, whose `begin` is still in the journal.
+    expect(bridge.openChanges).toBe(2);
+    await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), {
+      fingerprint,
+      namespace: `cloudtaser/${fingerprint.slice(0, 8)}`,
+      ca_sha256: 'f'.repeat(64),
+      registered_at: new Date().toISOString(),
+    });
+    clock += 60_001;
+    expect((await bridge.poll()).clusters.has(fingerprint)).toBe(true);
+    await root.kvDeleteMetadata(RECORDS_MOUNT, paths.registered(fingerprint));
+  });
+
+  it('replaces an unreadable journal with a new epoch, and every bridge resyncs once instead of trusting it', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const before = await readChangeJournal(root);
+    if (!before || 'corrupt' in before) throw new Error('journal missing');
+    for (const hostile of [
+      { format: 1, epoch: 'x', generation: 5, entries: 'not a list' },
+      {
+        format: 1,
+        epoch: 'x',
+        generation: 5,
+        entries: [
+          {
+            generation: 5,
+            fingerprint: '../../sys',
+            change: 'register',
+            writer: '0'.repeat(16),
+            phase: 'end',
+          },
+        ],
+      },
+      { format: 1, epoch: 'x', generation: 5, entries: new Array(MAX_JOURNAL_ENTRIES + 1).fill(null) },
+      { format: 2, epoch: 'x', generation: 5, entries: [] },
+    ]) {
+      const current = (await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal))!;
+      await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, hostile, { cas: current.version });
+      expect(await readChangeJournal(root)).toMatchObject({ corrupt: true });
+      const seen = await bridge.poll();
+      expect(seen.resynced).toBe(true);
+      expect(seen.clusters.has(fleet[0])).toBe(true);
+      const after = await readChangeJournal(root);
+      if (!after || 'corrupt' in after) throw new Error('the bridge left the journal unreadable');
+      expect(after.journal.epoch).not.toBe(before.journal.epoch);
+      expect((await bridge.poll()).resynced).toBe(false);
+    }
+    // A writer meeting an unreadable journal starts a new one too, and its change is seen.
+    const current = (await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal))!;
+    await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, { junk: true }, { cas: current.version });
+    const fingerprint = randomUUID();
+    await registerCluster(admin, { fingerprint });
+    expect((await bridge.poll()).clusters.has(fingerprint)).toBe(true);
+  });
+
+  it('starts a journal where none exists (an install from before journals) and then polls it in one request', async () => {
+    await root.kvDeleteMetadata(RECORDS_MOUNT, paths.discoveryJournal);
+    const bridge = discovery();
+    const first = await bridge.poll();
+    expect(first.resynced).toBe(true);
+    expect(await readChangeJournal(root)).toMatchObject({ journal: { generation: 0, entries: [] } });
+    expect((await requestsDuring(() => bridge.poll())).requests).toBe(1);
+  });
+
+  it('lists everything again after the anti-entropy interval, for writers that do not journal', async () => {
+    const bridge = discovery({ resyncIntervalMs: 100_000 });
+    await bridge.poll();
+    const fingerprint = randomUUID();
+    // Written behind the journal's back (an old CLI, a hand edit): invisible until the interval is up.
+    await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), {
+      fingerprint,
+      namespace: `cloudtaser/${fingerprint.slice(0, 8)}`,
+      ca_sha256: '1'.repeat(64),
+      registered_at: new Date().toISOString(),
+    });
+    expect((await bridge.poll()).clusters.has(fingerprint)).toBe(false);
+    clock += 100_001;
+    const seen = await bridge.poll();
+    expect(seen.resyncReason).toBe('interval');
+    expect(seen.clusters.has(fingerprint)).toBe(true);
+    await root.kvDeleteMetadata(RECORDS_MOUNT, paths.registered(fingerprint));
+  });
+});
