@@ -42,6 +42,8 @@ export type BootstrapOutcome =
   | {
       readonly signed: true /** An attested re-bootstrap replaced an earlier one. */;
       readonly replaced: boolean;
+      /** SHA-256 of the SPKI of the broker key signed for: the only key its operational room accepts now. */
+      readonly brokerKeySha256?: string;
     }
   | { readonly signed: false; readonly code: ErrorCode };
 
@@ -192,7 +194,7 @@ export async function serveBootstrap(
       },
       'bootstrap signed and recorded',
     );
-    return { signed: true, replaced: replacesVersion !== undefined };
+    return { signed: true, replaced: replacesVersion !== undefined, brokerKeySha256 };
   } finally {
     socket.end();
     setTimeout(() => socket.destroy(), 1000).unref();

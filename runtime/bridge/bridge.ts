@@ -25,12 +25,7 @@ import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js'
 import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
-import {
-  type ClusterTrust,
-  DEFAULT_NAMESPACE_ROOT,
-  loadClusterTrust,
-  readInitializedBrokerKey,
-} from '../registration/index.js';
+import { type ClusterTrust, DEFAULT_NAMESPACE_ROOT, loadClusterTrust } from '../registration/index.js';
 import {
   createBackoff,
   type HealthServer,
@@ -151,6 +146,13 @@ interface ClusterState {
   initialized: boolean;
   /** The CA and bridge certificate, loaded once per registration; dropped when discovery reports a change. */
   trust?: Promise<ClusterTrust>;
+  /**
+   * The broker key the latest bootstrap was signed for (from discovery, or from our own signing): the only one
+   * the operational room accepts, so a broker replaced by an attested re-bootstrap cannot come back.
+   */
+  brokerKeySha256?: string;
+  /** The broker key behind each live tunnel, to end those a newer bootstrap replaced. */
+  readonly tunnelKeys: Map<TunnelMux, string>;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
@@ -378,23 +380,25 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           }
           // The broker dials the operational room next: be there without waiting for the next poll.
           cluster.initialized = true;
+          if (outcome.brokerKeySha256) cluster.brokerKeySha256 = outcome.brokerKeySha256;
           reconcile(cluster);
         } else {
           bootstrapsRefused++;
         }
         return;
       }
-      // Only the broker key the latest bootstrap was signed for may hold a tunnel: after a re-arm or an attested
-      // re-bootstrap, an earlier broker's still-valid certificate is refused here.
-      const initializedBrokerKeySha256 = await readInitializedBrokerKey(options.openbao, {
-        fingerprint: cluster.fingerprint,
-        namespaceRoot,
-      });
+      // Only the broker key the latest bootstrap was signed for may hold a tunnel: after an attested re-bootstrap
+      // an earlier broker's still-valid certificate is refused here. The key comes from discovery (a bootstrap on
+      // another replica is seen within one poll, and its tunnels to older keys end then), not from a read per
+      // pairing, so a reconnect storm costs OpenBao nothing.
+      let peerKey: string | undefined;
       const session = await openTunnel(stream, {
-        acceptPeer: (peer) =>
-          initializedBrokerKeySha256 === undefined || publicKeySha256(peer) === initializedBrokerKeySha256
+        acceptPeer: (peer) => {
+          peerKey = publicKeySha256(peer);
+          return cluster.brokerKeySha256 === undefined || peerKey === cluster.brokerKeySha256
             ? undefined
-            : 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator',
+            : 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator';
+        },
         caCertPem: trust.ca.certPem,
         certPem: trust.bridgeCertPem,
         keyPem: trust.bridgeKeyPem,
@@ -409,12 +413,14 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         return;
       }
       cluster.tunnels.add(session.mux);
+      if (peerKey) cluster.tunnelKeys.set(session.mux, peerKey);
       clusterLog.info(
         { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
         'operational tunnel open',
       );
       const why = await session.mux.done;
       cluster.tunnels.delete(session.mux);
+      cluster.tunnelKeys.delete(session.mux);
       clusterLog.info(
         { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
         'operational tunnel closed',
@@ -425,6 +431,18 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       clusterLog.warn(
         { event: 'bridge.session_failed', room, code, reason: (err as Error).message },
         'session with a broker failed',
+      );
+    }
+  }
+
+  /** A bootstrap (here or on another replica) signed for a new broker key: tunnels to older keys end now. */
+  function endReplacedTunnels(cluster: ClusterState): void {
+    for (const [tunnel, key] of cluster.tunnelKeys) {
+      if (key === cluster.brokerKeySha256) continue;
+      tunnel.close({ code: 'CT_TUNNEL_CLOSED', reason: 'replaced by a newer bootstrap of this cluster' });
+      log.info(
+        { event: 'bridge.tunnel_replaced', fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) },
+        'closed the tunnel of a broker that a newer bootstrap replaced',
       );
     }
   }
@@ -487,9 +505,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           operationalHash: entry.operationalHash,
           initialized: entry.initialized,
           stop: new AbortController(),
+          brokerKeySha256: entry.brokerKeySha256,
           waiters: new Map(),
           waiting: new Set(),
           tunnels: new Set(),
+          tunnelKeys: new Map(),
         };
         clusters.set(entry.fingerprint, cluster);
         log.info(
@@ -501,9 +521,15 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           'serving a cluster',
         );
       }
-      // A change may have renewed the bridge certificate: load the trust material again at the next pairing.
-      cluster.trust = undefined;
+      // A registration may have renewed the bridge certificate: load it again at the next pairing.
+      if (found.trustChanged.has(fingerprint)) cluster.trust = undefined;
       cluster.initialized = entry.initialized;
+      // The record decides, as a read per pairing would have (after a re-arm there is no key: any broker the
+      // cluster CA signed may connect until the next bootstrap names one).
+      const replaced =
+        entry.brokerKeySha256 !== undefined && entry.brokerKeySha256 !== cluster.brokerKeySha256;
+      cluster.brokerKeySha256 = entry.brokerKeySha256;
+      if (replaced) endReplacedTunnels(cluster);
       reconcile(cluster);
     }
     if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);

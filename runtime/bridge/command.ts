@@ -13,7 +13,7 @@ import {
   readTlsPairFlags,
   untilSignal,
 } from '../tunnel/index.js';
-import { DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
+import { DEFAULT_BEACON_DIAL_CONCURRENCY, DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
 
 interface BridgeRunFlags extends RelayClientFlags {
   readonly secretstoreAddress?: string;
@@ -25,6 +25,8 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly approleMount: string;
   readonly pollInterval: string;
   readonly waitRefresh: string;
+  readonly discoveryResync: string;
+  readonly beaconDialConcurrency: string;
   readonly tokenreviewListen?: string;
   readonly tokenreviewTlsCert?: string;
   readonly tokenreviewTlsKey?: string;
@@ -72,6 +74,16 @@ export function registerBridgeCommand(program: Command): Command {
       `${DEFAULT_BRIDGE_TIMING.waitRefreshMs}ms`,
     )
     .option(
+      '--discovery-resync <duration>',
+      'list every registered cluster this often even when the discovery journal says nothing changed (anti-entropy); 0 = never',
+      `${DEFAULT_BRIDGE_TIMING.discoveryResyncMs / 60_000}m`,
+    )
+    .option(
+      '--beacon-dial-concurrency <n>',
+      "waiting connections opening at once towards one beacon replica; keep it below the beacon's --max-pending-per-address",
+      String(DEFAULT_BEACON_DIAL_CONCURRENCY),
+    )
+    .option(
       '--tokenreview-listen <host:port>',
       "serve OpenBao's Kubernetes-auth TokenReviews for every cluster here (/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews); registration's --tokenreview-endpoint must name it as OpenBao reaches it",
     )
@@ -114,7 +126,12 @@ export function registerBridgeCommand(program: Command): Command {
           stepTimeoutMs: relay.stepTimeoutMs,
           backoffMaxMs: relay.backoffMaxMs,
           waitRefreshMs: parseDuration(flags.waitRefresh, '--wait-refresh'),
+          discoveryResyncMs:
+            flags.discoveryResync.trim() === '0'
+              ? 0
+              : parseDuration(flags.discoveryResync, '--discovery-resync'),
         },
+        beaconDialConcurrency: parsePositiveInteger(flags.beaconDialConcurrency, '--beacon-dial-concurrency'),
         logger,
       });
       logger.info(
@@ -132,6 +149,16 @@ export function registerBridgeCommand(program: Command): Command {
       await openbao.close();
     });
   return bridge;
+}
+
+function parsePositiveInteger(value: string, flag: string): number {
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(parsed) || parsed < 1)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${JSON.stringify(value)} must be a whole number >= 1`,
+    );
+  return parsed;
 }
 
 async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient> {

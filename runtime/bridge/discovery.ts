@@ -48,6 +48,11 @@ export interface DiscoveryPoll {
   readonly clusters: ReadonlyMap<string, RegisteredCluster>;
   /** Fingerprints whose records were re-read this poll (new, removed or updated; may be unchanged). */
   readonly changed: ReadonlySet<string>;
+  /**
+   * Those of `changed` whose registration or certificates may have changed (a `register` or `deregister`, or a
+   * change of unknown kind): a bootstrap or re-arm leaves the cluster's trust material as it was.
+   */
+  readonly trustChanged: ReadonlySet<string>;
   /** True when this poll listed every cluster (then `changed` holds all of them, old and new). */
   readonly resynced: boolean;
   /** Why a full resync ran, when it did. */
@@ -133,7 +138,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       },
       'listed every registered cluster',
     );
-    return { clusters, changed, resynced: true, resyncReason: reason };
+    return { clusters, changed, trustChanged: changed, resynced: true, resyncReason: reason };
   }
 
   async function reread(fingerprints: Set<string>): Promise<Map<string, RegisteredCluster | undefined>> {
@@ -185,6 +190,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       if (now() >= nextResyncAt) return fullResync(journal, 'interval');
 
       const dirty = new Set<string>();
+      const trustChanged = new Set<string>();
       const nextOpen = new Map(open);
       for (const entry of journal.entries) {
         if (entry.generation <= view.generation) continue;
@@ -194,6 +200,8 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         } else {
           nextOpen.delete(entry.writer);
           dirty.add(entry.fingerprint);
+          if (entry.change === 'register' || entry.change === 'deregister')
+            trustChanged.add(entry.fingerprint);
         }
       }
       for (const [writer, change] of nextOpen) {
@@ -208,6 +216,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         );
         nextOpen.delete(writer);
         dirty.add(change.fingerprint);
+        trustChanged.add(change.fingerprint);
       }
       const read = dirty.size > 0 ? await reread(dirty) : new Map<string, RegisteredCluster | undefined>();
       // Only now, with every read done, does the view move: a failed read leaves the same entries for next time.
@@ -221,7 +230,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       }
       open = nextOpen;
       view = { epoch: journal.epoch, generation: journal.generation };
-      return { clusters, changed: dirty, resynced: false };
+      return { clusters, changed: dirty, trustChanged, resynced: false };
     },
     get generation() {
       return view?.generation;

@@ -11,6 +11,7 @@
  *   2. the record writes themselves;
  *   3. `end` (after the last record write): a bridge re-reads the cluster at its next poll.
  * A writer that needs longer than BEGIN_VALID_MS between `begin` and a record write announces `begin` again.
+ * Announcements made at the same time by one process share check-and-set writes (group commit, below).
  *
  * The journal keeps the newest MAX_JOURNAL_ENTRIES entries. A bridge that fell further behind (or meets a new
  * `epoch`: the record was deleted or reset) lists every cluster once instead (a full resync).
@@ -21,7 +22,7 @@ import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix, parseFingerprint } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import type { OpenBaoClient } from '../openbao/index.js';
-import { paths, RECORDS_MOUNT } from './layout.js';
+import { DEFAULT_NAMESPACE_ROOT, paths, RECORDS_MOUNT, validateNamespaceRoot } from './layout.js';
 
 /** Entries kept; at ~140 bytes each the record stays near 70 KiB, far below OpenBao's 1 MiB storage entry. */
 export const MAX_JOURNAL_ENTRIES = 512;
@@ -157,10 +158,14 @@ export interface ChangeAnnouncement {
 }
 
 export function announceChange(
-  root: OpenBaoClient,
-  options: { fingerprint: string; change: ClusterChange; logger?: Logger },
+  client: OpenBaoClient,
+  options: { namespaceRoot?: string; fingerprint: string; change: ClusterChange; logger?: Logger },
 ): ChangeAnnouncement {
   const fingerprint = parseFingerprint(options.fingerprint);
+  const appender = appenderFor(
+    client,
+    validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT),
+  );
   const writer = randomBytes(8).toString('hex');
   const logger = options.logger ?? silentLogger;
   let begunAt: number | undefined;
@@ -168,14 +173,14 @@ export function announceChange(
   return {
     async begin() {
       if (begunAt !== undefined && performance.now() - begunAt < BEGIN_VALID_MS) return;
-      await appendEntry(root, { fingerprint, change: options.change, writer, phase: 'begin' }, logger);
+      await appender.append({ fingerprint, change: options.change, writer, phase: 'begin' }, logger);
       begunAt = performance.now();
     },
     async end() {
       if (begunAt === undefined || ended) return;
       ended = true;
       try {
-        await appendEntry(root, { fingerprint, change: options.change, writer, phase: 'end' }, logger);
+        await appender.append({ fingerprint, change: options.change, writer, phase: 'end' }, logger);
       } catch (err) {
         logger.warn(
           {
@@ -198,25 +203,96 @@ export function announceChange(
 // --- private helpers ---
 
 const APPEND_BACKOFF = { initialMs: 10, maxMs: 500 };
+/** Entries one write may add: well below the journal's size, so a batch never pushes itself out. */
+const MAX_BATCH = 128;
 
-async function appendEntry(
+interface PendingEntry {
+  readonly entry: Omit<JournalEntry, 'generation'>;
+  readonly logger: Logger;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Group commit: the announcements of one process (a bridge signing a hundred bootstraps at once, a Terraform run
+ * registering clusters in parallel) wait in one queue, and each check-and-set write carries every entry queued
+ * meanwhile. Writers then compete per process, not per change, and a burst of N changes costs a few writes
+ * instead of N contended ones.
+ */
+interface JournalAppender {
+  append(entry: Omit<JournalEntry, 'generation'>, logger: Logger): Promise<void>;
+}
+
+const appenders = new WeakMap<OpenBaoClient, Map<string, JournalAppender>>();
+
+function appenderFor(client: OpenBaoClient, namespaceRoot: string): JournalAppender {
+  let byRoot = appenders.get(client);
+  if (!byRoot) {
+    byRoot = new Map();
+    appenders.set(client, byRoot);
+  }
+  let appender = byRoot.get(namespaceRoot);
+  if (!appender) {
+    appender = createAppender(client.withNamespace(namespaceRoot));
+    byRoot.set(namespaceRoot, appender);
+  }
+  return appender;
+}
+
+function createAppender(root: OpenBaoClient): JournalAppender {
+  const queue: PendingEntry[] = [];
+  let draining = false;
+  const drain = async () => {
+    draining = true;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.splice(0, MAX_BATCH);
+        try {
+          await appendEntries(
+            root,
+            batch.map((pending) => pending.entry),
+            batch[0].logger,
+          );
+          for (const pending of batch) pending.resolve();
+        } catch (err) {
+          for (const pending of batch) pending.reject(err);
+        }
+      }
+    } finally {
+      draining = false;
+    }
+  };
+  return {
+    append(entry, logger) {
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ entry, logger, resolve, reject });
+        if (!draining) void drain();
+      });
+    },
+  };
+}
+
+async function appendEntries(
   root: OpenBaoClient,
-  entry: Omit<JournalEntry, 'generation'>,
+  batch: ReadonlyArray<Omit<JournalEntry, 'generation'>>,
   logger: Logger,
 ): Promise<void> {
   let deletedVersion = 0;
   for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
     const stored = await readChangeJournal(root);
     const current = stored && !('corrupt' in stored) ? stored.journal : undefined;
-    // A retried write whose answer was lost may already be in: the writer id and phase identify it.
-    if (current?.entries.some((e) => e.writer === entry.writer && e.phase === entry.phase)) return;
+    // A retried write whose answer was lost may already be in: the writer id and phase identify each entry.
+    const landed = new Set(current?.entries.map((e) => `${e.writer}|${e.phase}`) ?? []);
+    const missing = batch.filter((e) => !landed.has(`${e.writer}|${e.phase}`));
+    if (missing.length === 0) return;
     if (stored && 'corrupt' in stored) logCorrupt(logger);
-    const generation = (current?.generation ?? 0) + 1;
+    let generation = current?.generation ?? 0;
+    const added = missing.map((entry) => ({ ...entry, generation: ++generation }));
     const next: ChangeJournal = {
       // A missing or unreadable journal starts a new epoch: bridges cannot trust what they knew of the old one.
       epoch: current?.epoch ?? randomUUID(),
       generation,
-      entries: [...(current?.entries ?? []), { ...entry, generation }].slice(-MAX_JOURNAL_ENTRIES),
+      entries: [...(current?.entries ?? []), ...added].slice(-MAX_JOURNAL_ENTRIES),
     };
     try {
       await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, toRecord(next), {

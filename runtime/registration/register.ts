@@ -150,7 +150,12 @@ export async function registerCluster(
   changed = (await root.enableKvV2(RECORDS_MOUNT)) || changed;
   // Bridges learn of what follows from the discovery journal: `begin` before the first write they must see,
   // `end` after the last (a run that fails in between is still seen, once the journal's watch window passed).
-  const announcement = announceChange(root, { fingerprint, change: 'register', logger: log });
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'register',
+    logger: log,
+  });
 
   // 2. Refuse a prefix clash before writing anything cluster-specific.
   await assertPrefixIsOurs(root, namespaceRoot, fingerprint);
@@ -261,7 +266,12 @@ export async function deregisterCluster(
   if (!rootExists) return { fingerprint, namespace, removed: false, purged: false };
   const root = client.withNamespace(namespaceRoot);
   const registered = await readIfMounted(root, paths.registered(fingerprint));
-  const announcement = announceChange(root, { fingerprint, change: 'deregister', logger: log });
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'deregister',
+    logger: log,
+  });
   // Without a registration record no bridge serves the cluster: nothing to announce.
   if (registered !== undefined) await announcement.begin();
   // Registration first: from this write on the bridge no longer treats the cluster as registered.
@@ -432,21 +442,6 @@ export async function readRegisteredCluster(
   };
 }
 
-/**
- * SHA-256 of the broker key the latest bootstrap of a cluster was signed for (one read), or undefined when the
- * cluster is not initialized or the record predates key recording. The bridge checks it for every operational
- * pairing, so a broker replaced by a re-arm or an attested re-bootstrap is refused at once.
- */
-export async function readInitializedBrokerKey(
-  client: OpenBaoClient,
-  target: RegistrationTarget,
-): Promise<string | undefined> {
-  const fingerprint = parseFingerprint(target.fingerprint);
-  const root = client.withNamespace(validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
-  const key = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)))?.data.broker_key_sha256;
-  return typeof key === 'string' ? key : undefined;
-}
-
 export interface ClusterTrust {
   readonly ca: CertificateAuthority;
   readonly bridgeCertPem: string;
@@ -500,9 +495,15 @@ export async function markClusterInitialized(
   },
 ): Promise<InitializedRecord> {
   const fingerprint = parseFingerprint(options.fingerprint);
-  const root = client.withNamespace(validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
   // The other bridge replicas learn of the bootstrap (and of a re-bootstrap's new key) from the journal.
-  const announcement = announceChange(root, { fingerprint, change: 'initialize', logger: options.logger });
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'initialize',
+    logger: options.logger,
+  });
   await announcement.begin();
   try {
     return await writeInitialized(root, fingerprint, options);
@@ -558,9 +559,15 @@ export async function rearmCluster(
   target: RegistrationTarget,
 ): Promise<{ wasInitialized: boolean }> {
   const fingerprint = parseFingerprint(target.fingerprint);
-  const root = client.withNamespace(validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
   const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
-  const announcement = announceChange(root, { fingerprint, change: 'rearm', logger: target.logger });
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'rearm',
+    logger: target.logger,
+  });
   if (existing !== undefined) await announcement.begin();
   await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
   await announcement.end();

@@ -48,6 +48,13 @@ function discovery(options: { resyncIntervalMs?: number } = {}) {
   });
 }
 
+/** Successful writes of the journal record so far. */
+const journalWrites = () =>
+  server
+    .requestLog()
+    .filter((e) => e.method === 'POST' && e.path.endsWith(`data/${paths.discoveryJournal}`) && e.status < 300)
+    .length;
+
 /** OpenBao requests `work` makes, as the server logged them. */
 async function requestsDuring<T>(work: () => Promise<T>): Promise<{ result: T; requests: number }> {
   const before = server.requestLog().length;
@@ -151,6 +158,20 @@ describe('discovery journal', () => {
     for (const fingerprint of racers) expect(seen.clusters.has(fingerprint)).toBe(true);
   });
 
+  it('carries a burst of announcements from one process in a few check-and-set writes (group commit)', async () => {
+    const writesBefore = journalWrites();
+    const fingerprints = new Set<string>(Array.from({ length: 100 }, () => randomUUID()));
+    const burst = [...fingerprints].map((fingerprint) =>
+      announceChange(admin, { fingerprint, change: 'initialize' }),
+    );
+    await Promise.all(burst.map((announcement) => announcement.begin()));
+    await Promise.all(burst.map((announcement) => announcement.end()));
+    expect(journalWrites() - writesBefore).toBeLessThanOrEqual(6);
+    const journal = await readChangeJournal(root);
+    if (!journal || 'corrupt' in journal) throw new Error('journal missing');
+    expect(journal.journal.entries.filter((e) => fingerprints.has(e.fingerprint))).toHaveLength(200);
+  });
+
   it('resyncs in full when it fell further behind than the journal reaches, and misses nothing', async () => {
     const bridge = discovery();
     await bridge.poll();
@@ -159,7 +180,7 @@ describe('discovery journal', () => {
     // Enough other changes to push the deregistration (and everything the bridge has not read) off the journal.
     const noise = randomUUID();
     for (let i = 0; i < MAX_JOURNAL_ENTRIES / 2 + 1; i++) {
-      const announcement = announceChange(root, { fingerprint: noise, change: 'register' });
+      const announcement = announceChange(admin, { fingerprint: noise, change: 'register' });
       await announcement.begin();
       await announcement.end();
     }
@@ -177,7 +198,7 @@ describe('discovery journal', () => {
     await bridge.poll();
     const fingerprint = randomUUID();
     // The writer announces, and the bridge polls before the record lands (the unlucky interleaving).
-    const writer = announceChange(root, { fingerprint, change: 'register' });
+    const writer = announceChange(admin, { fingerprint, change: 'register' });
     await writer.begin();
     expect((await bridge.poll()).clusters.has(fingerprint)).toBe(false);
     expect(bridge.openChanges).toBe(1);
@@ -204,7 +225,7 @@ describe('discovery journal', () => {
 
   it('watches a change left open when its full resync listed the cluster before the dead writer wrote', async () => {
     const fingerprint = randomUUID();
-    const writer = announceChange(root, { fingerprint, change: 'register' });
+    const writer = announceChange(admin, { fingerprint, change: 'register' });
     await writer.begin();
     const bridge = discovery();
     const first = await bridge.poll();
