@@ -171,13 +171,29 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
 
   return {
     async poll() {
-      let stored = await readChangeJournal(root);
+      let stored: Awaited<ReturnType<typeof readChangeJournal>>;
       let created = false;
-      if (!stored || 'corrupt' in stored) {
-        // No journal yet (a fresh install, or one from before discovery journals): create it, so that from now
-        // on every writer journals against one epoch. A corrupt one is replaced the same way.
-        stored = await ensureChangeJournal(root, log);
-        created = true;
+      try {
+        stored = await readChangeJournal(root);
+        if (!stored || 'corrupt' in stored) {
+          // No journal yet (a fresh install, or one from before discovery journals): create it, so that from
+          // now on every writer journals against one epoch. A corrupt one is replaced the same way.
+          stored = await ensureChangeJournal(root, log);
+          created = true;
+        }
+      } catch (err) {
+        // No root namespace or records mount yet: nothing is registered. The first registration creates them,
+        // and the next poll lists everything from scratch.
+        if (
+          !isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') &&
+          !isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')
+        )
+          throw err;
+        const changed = new Set(clusters.keys());
+        clusters = new Map();
+        open = new Map();
+        view = undefined;
+        return { clusters, changed, trustChanged: changed, resynced: false };
       }
       const journal = stored.journal;
       if (!view) return fullResync(journal, 'start');

@@ -62,6 +62,31 @@ async function requestsDuring<T>(work: () => Promise<T>): Promise<{ result: T; r
   return { result, requests: server.requestLog().length - before };
 }
 
+describe('discovery before anything is registered', () => {
+  it('finds no cluster in one request per poll while the root namespace does not exist yet, then lists the first', async () => {
+    const empty = await startOpenBaoTestServer();
+    const client = new OpenBaoClient({ address: empty.address, token: empty.rootToken, retries: 0 });
+    try {
+      const bridge = createClusterDiscovery({
+        openbao: client,
+        namespaceRoot: 'cloudtaser',
+        logger: silentLogger,
+      });
+      expect((await bridge.poll()).clusters.size).toBe(0);
+      const before = empty.requestLog().length;
+      expect((await bridge.poll()).clusters.size).toBe(0);
+      expect(empty.requestLog().length - before).toBe(1);
+      const first = await registerCluster(client, { fingerprint: randomUUID() });
+      const seen = await bridge.poll();
+      expect(seen.resynced).toBe(true);
+      expect([...seen.clusters.keys()]).toEqual([first.fingerprint]);
+    } finally {
+      await client.close();
+      await empty.close();
+    }
+  });
+});
+
 describe('discovery journal', () => {
   const fleet: string[] = [];
 
