@@ -25,4 +25,5 @@ export {
   RAW_ALPN,
   WEBSOCKET_PATH,
 } from './protocol.js';
+export { type CircuitTicket, createReplicaCircuit, type ReplicaCircuit } from './replica-circuit.js';
 export { type BeaconHandle, type BeaconOptions, type BeaconStats, createBeacon } from './server.js';

@@ -13,7 +13,9 @@ import type { Duplex } from 'node:stream';
 import {
   type BeaconTarget,
   createDialAdmission,
+  createReplicaCircuit,
   type DialAdmission,
+  type ReplicaCircuit,
   resolveBeacon,
   waitForPeer,
 } from '../beacon/index.js';
@@ -105,6 +107,9 @@ export interface BridgeOptions extends RelayPartyOptions {
   readonly beaconDialConcurrency?: number;
   readonly logger?: Logger;
 }
+
+/** Longest pause between two probes of an unreachable beacon replica. */
+const CIRCUIT_PROBE_MAX_MS = 2_000;
 
 /** Below the beacon's default `maxPendingPerAddress` (64), so a redial burst is never refused for its size. */
 export const DEFAULT_BEACON_DIAL_CONCURRENCY = 32;
@@ -237,6 +242,21 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       })
     : undefined;
 
+  /** Per beacon replica: one prober while it is unreachable, everyone back at once when it answers again. */
+  const circuits = new Map<string, ReplicaCircuit>();
+  function circuitFor(ip: string): ReplicaCircuit {
+    let circuit = circuits.get(ip);
+    if (!circuit) {
+      circuit = createReplicaCircuit({
+        initialMs: timing.backoffInitialMs,
+        // One dial per replica, so it can afford to look often: the waiters return soon after the replica does.
+        maxMs: Math.min(timing.backoffMaxMs, CIRCUIT_PROBE_MAX_MS),
+      });
+      circuits.set(ip, circuit);
+    }
+    return circuit;
+  }
+
   /** One admission per beacon replica: bounds the dials opening at once towards it (reconnect storms). */
   const admissions = new Map<string, DialAdmission>();
   function admissionFor(ip: string): DialAdmission {
@@ -294,7 +314,14 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   ): Promise<void> {
     const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
     const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
+    const circuit = circuitFor(ip);
     while (!signal.aborted) {
+      // While the replica is unreachable one waiter probes it and the rest wait here for it to get through.
+      const pass = await circuit.beforeDial(signal);
+      if (signal.aborted) {
+        pass.done();
+        break;
+      }
       let reachedWaiting = false;
       const refresh = new AbortController();
       // Jittered over the second half of the period: waiters started together must not all refresh together.
@@ -313,9 +340,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
+            pass.reached();
             cluster.waiting.add(key);
           },
         });
+        pass.reached();
         cluster.waiting.delete(key);
         backoff.reset();
         const observed = options.observePairedStream ? options.observePairedStream(stream, room) : stream;
@@ -325,23 +354,29 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         cluster.waiting.delete(key);
         if (signal.aborted) break;
         const error = err as CloudtaserError;
-        // Our own refresh is routine: redial at once. A wait the beacon ended (its bound, or the replica went
-        // away) starts a fresh, jittered backoff: every waiter on that replica fails at the same moment.
+        // Unreachable: the circuit paces the next attempt (one probe for all waiters on this replica). A beacon
+        // that answered (a bound, a refusal) is reachable: this waiter backs off on its own, from a fresh start
+        // when the wait it had was ended, since every waiter on that replica ended at the same moment.
+        const unreachable = error.code === 'CT_BEACON_UNREACHABLE';
+        if (unreachable) pass.unreachable();
+        else if (error.code !== 'CT_CANCELLED') pass.reached();
         if (reachedWaiting) backoff.reset();
-        const delay = refresh.signal.aborted ? 0 : backoff.next();
-        if (!reachedWaiting)
+        const delay = refresh.signal.aborted || unreachable ? 0 : backoff.next();
+        if (!reachedWaiting && (!unreachable || pass.probe))
           log.warn(
             {
               event: 'bridge.beacon_failed',
               code: error.code,
               beaconIp: ip,
               delayMs: delay,
+              probe: pass.probe,
               reason: error.message,
             },
             'beacon dial failed',
           );
         await sleep(delay, signal);
       } finally {
+        pass.done();
         clearTimeout(refreshTimer);
       }
     }

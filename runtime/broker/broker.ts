@@ -133,7 +133,10 @@ export interface BrokerTiming {
   readonly stepTimeoutMs: number;
   /** First reconnect delay. @default 500 */
   readonly backoffInitialMs: number;
-  /** Reconnect delay cap. @default 30000 */
+  /**
+   * Reconnect delay cap. Kept short because a broker that lost its beacon should be back soon after the beacon
+   * is (a replica restart); one dial per cluster every few seconds costs a dead address nothing. @default 5000
+   */
   readonly backoffMaxMs: number;
   /**
    * Retry interval while rejected (already initialized), so a re-arm heals without a restart; each wait is
@@ -152,7 +155,7 @@ export interface BrokerTiming {
 export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
   stepTimeoutMs: 10_000,
   backoffInitialMs: 500,
-  backoffMaxMs: 30_000,
+  backoffMaxMs: 5_000,
   rejectedRetryMs: 60_000,
   pairTimeoutMs: 45_000,
   reBootstrapAfterFailures: 3,

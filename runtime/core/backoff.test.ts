@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { createDialAdmission } from '../beacon/admission.js';
 import { backoffCeiling, backoffDelay, createBackoff, jitteredInterval } from './backoff.js';
 
 describe('the one backoff', () => {
@@ -33,50 +32,5 @@ describe('the one backoff', () => {
     expect(backoff.attempts).toBe(8);
     backoff.reset();
     expect(backoff.next()).toBeLessThanOrEqual(10);
-  });
-});
-
-describe('dial admission', () => {
-  it('lets at most maxOpening dials open at once and hands a released slot to the next in line', async () => {
-    const admission = createDialAdmission(2);
-    const a = await admission.acquire();
-    const b = await admission.acquire();
-    const order: string[] = [];
-    const c = admission.acquire().then((release) => {
-      order.push('c');
-      return release;
-    });
-    const d = admission.acquire().then((release) => {
-      order.push('d');
-      return release;
-    });
-    expect(admission.opening).toBe(2);
-    expect(admission.queued).toBe(2);
-    a();
-    a(); // a second release of the same slot changes nothing
-    const releaseC = await c;
-    expect(order).toEqual(['c']);
-    expect(admission.opening).toBe(2);
-    b();
-    (await d)();
-    releaseC();
-    expect(admission.opening).toBe(0);
-    expect(order).toEqual(['c', 'd']);
-  });
-
-  it('drops a queued dial whose signal aborts, with CT_CANCELLED, and keeps the slot count right', async () => {
-    const admission = createDialAdmission(1);
-    const first = await admission.acquire();
-    const abort = new AbortController();
-    const queued = admission.acquire(abort.signal);
-    abort.abort();
-    await expect(queued).rejects.toMatchObject({ code: 'CT_CANCELLED' });
-    expect(admission.queued).toBe(0);
-    first();
-    expect(admission.opening).toBe(0);
-  });
-
-  it('refuses a bound below one', () => {
-    expect(() => createDialAdmission(0)).toThrow(expect.objectContaining({ code: 'CT_INVALID_ARGUMENT' }));
   });
 });
