@@ -2,7 +2,7 @@
  * The bridge's half of the pod API: checks the allow-list again, adds the cluster namespace and forwards to
  * OpenBao, returning OpenBao's answer as it is. The pod's token passes through; the bridge's own is never used.
  */
-import { Agent } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
@@ -60,43 +60,23 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         headers['content-type'] = request.headers['content-type'] ?? 'application/json';
       }
       const query = checked.query ? `?${checked.query}` : '';
-      // A plain controller and timer: AbortSignal.any/timeout cost a millisecond per request on Node 20.
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), timeoutMs);
-      const onCancel = () => abort.abort();
-      signal?.addEventListener('abort', onCancel, { once: true });
+      let outcome: Awaited<ReturnType<typeof dispatchOnce>>;
       try {
-        const response = await agent.request({
-          origin: base.origin,
-          path: `${basePath}/v1/${checked.path}${query}`,
-          method: checked.method === 'LIST' ? 'GET' : checked.method,
-          headers,
-          body: request.body.length > 0 ? request.body : undefined,
-          signal: abort.signal,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of response.body) {
-          size += (chunk as Buffer).length;
-          if (size > maxResponseBytes) {
-            response.body.destroy();
-            return {
-              status: 502,
-              headers: JSON_HEADERS,
-              body: openBaoErrorBody(['the OpenBao answer is too large for the cloudtaser tunnel']),
-            };
-          }
-          chunks.push(chunk as Buffer);
-        }
-        log.debug(
-          { event: 'podapi.forwarded', route: checked.route, status: response.statusCode },
-          'pod API request forwarded',
+        outcome = await dispatchOnce(
+          agent,
+          {
+            origin: base.origin,
+            path: `${basePath}/v1/${checked.path}${query}`,
+            method: (checked.method === 'LIST' ? 'GET' : checked.method) as Dispatcher.HttpMethod,
+            headers,
+            body: request.body.length > 0 ? request.body : undefined,
+            headersTimeout: timeoutMs,
+            bodyTimeout: timeoutMs,
+          },
+          { timeoutMs, maxResponseBytes, signal },
         );
-        return { status: response.statusCode, headers: JSON_HEADERS, body: Buffer.concat(chunks) };
       } catch (err) {
-        const timedOut = abort.signal.aborted && !signal?.aborted;
+        const timedOut = (err as { timedOut?: boolean }).timedOut === true;
         log.warn(
           {
             event: 'podapi.openbao_unreachable',
@@ -117,13 +97,92 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
               : 'the secret store did not answer the cloudtaser bridge; retry shortly',
           ]),
         };
-      } finally {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onCancel);
       }
+      if (outcome === 'too-large') {
+        return {
+          status: 502,
+          headers: JSON_HEADERS,
+          body: openBaoErrorBody(['the OpenBao answer is too large for the cloudtaser tunnel']),
+        };
+      }
+      log.debug(
+        { event: 'podapi.forwarded', route: checked.route, status: outcome.status },
+        'pod API request forwarded',
+      );
+      return { status: outcome.status, headers: JSON_HEADERS, body: outcome.body };
     },
     close: () => agent.close(),
   };
+}
+
+/**
+ * One request on the pooled connections, answered as a whole: undici's dispatch with a handler that keeps the
+ * chunks, instead of `request()` with its response stream, async iterator and extra copies (this runs for every
+ * pod read). Rejects with `timedOut` set when `timeoutMs` passed, and with the error when OpenBao could not be
+ * reached; resolves 'too-large' (after abandoning the answer) when it exceeds `maxResponseBytes`.
+ */
+function dispatchOnce(
+  agent: Agent,
+  options: Dispatcher.DispatchOptions,
+  limits: { timeoutMs: number; maxResponseBytes: number; signal?: AbortSignal },
+): Promise<{ status: number; body: Buffer } | 'too-large'> {
+  return new Promise((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let settled = false;
+    let stopReason: Error | undefined;
+    let status = 0;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      limits.signal?.removeEventListener('abort', onCancel);
+      outcome();
+    };
+    const stop = (reason: Error) => {
+      stopReason ??= reason;
+      controller?.abort(reason);
+    };
+    // A plain timer and listener: AbortSignal.any/timeout cost a millisecond per request on Node 20.
+    const timer = setTimeout(
+      () => stop(Object.assign(new Error('timed out'), { timedOut: true })),
+      limits.timeoutMs,
+    );
+    const onCancel = () => stop(new Error('the pod cancelled the request'));
+    limits.signal?.addEventListener('abort', onCancel, { once: true });
+    agent.dispatch(options, {
+      onRequestStart(started) {
+        controller = started;
+        if (stopReason) started.abort(stopReason);
+      },
+      onResponseStart(_controller, statusCode) {
+        status = statusCode;
+      },
+      onResponseData(current, chunk) {
+        size += chunk.length;
+        if (size > limits.maxResponseBytes) {
+          finish(() => resolve('too-large'));
+          current.abort(new Error('answer too large'));
+          return;
+        }
+        chunks.push(chunk);
+      },
+      onResponseEnd() {
+        finish(() =>
+          resolve({ status, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) }),
+        );
+      },
+      onResponseError(_controller, err) {
+        const code = (err as { code?: string }).code;
+        const timedOut =
+          (stopReason as { timedOut?: boolean } | undefined)?.timedOut === true ||
+          code === 'UND_ERR_HEADERS_TIMEOUT' ||
+          code === 'UND_ERR_BODY_TIMEOUT';
+        finish(() => reject(timedOut ? Object.assign(err, { timedOut: true }) : (stopReason ?? err)));
+      },
+    });
+  });
 }
 
 function withList(path: string): string {
