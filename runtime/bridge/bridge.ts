@@ -10,6 +10,7 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import {
   type BeaconTarget,
   createDialAdmission,
@@ -31,6 +32,7 @@ import { type ClusterTrust, DEFAULT_NAMESPACE_ROOT, loadClusterTrust } from '../
 import {
   createBackoff,
   type HealthServer,
+  INNER_TLS_MIN_VERSION,
   type RelayPartyOptions,
   sleep,
   startHealthServer,
@@ -151,6 +153,8 @@ interface ClusterState {
   initialized: boolean;
   /** The CA and bridge certificate, loaded once per registration; dropped when discovery reports a change. */
   trust?: Promise<ClusterTrust>;
+  /** The operational room's TLS context, built once from `trust` (dropped with it). */
+  tunnelContext?: { readonly trust: ClusterTrust; readonly context: SecureContext };
   /**
    * The broker key the latest bootstrap was signed for (from discovery, or from our own signing): the only one
    * the operational room accepts, so a broker replaced by an attested re-bootstrap cannot come back.
@@ -427,7 +431,20 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       // another replica is seen within one poll, and its tunnels to older keys end then), not from a read per
       // pairing, so a reconnect storm costs OpenBao nothing.
       let peerKey: string | undefined;
+      if (cluster.tunnelContext?.trust !== trust) {
+        cluster.tunnelContext = {
+          trust,
+          context: createSecureContext({
+            cert: trust.bridgeCertPem,
+            key: trust.bridgeKeyPem,
+            ca: [trust.ca.certPem],
+            minVersion: INNER_TLS_MIN_VERSION,
+          }),
+        };
+      }
       const session = await openTunnel(stream, {
+        secureContext: cluster.tunnelContext.context,
+        caCertificate: trust.ca.certificate,
         acceptPeer: (peer) => {
           peerKey = publicKeySha256(peer);
           return cluster.brokerKeySha256 === undefined || peerKey === cluster.brokerKeySha256
