@@ -11,6 +11,15 @@
  *     is watched: the cluster is re-read once OPEN_CHANGE_WATCH_MS after the bridge first saw it, when any
  *     write of that writer has landed;
  *   - a full resync reads every record after reading the journal, and watches every `begin` still open in it.
+ *
+ * The journal is a hint, never a source of trust: an entry only makes the bridge re-read a cluster's records,
+ * so a forged or replayed entry costs a read and cannot bring back a deregistered cluster or an old broker key.
+ * What a hostile writer of the journal could try is to hide an entry (a deregistration) by rewriting history.
+ * The bridge resyncs in full instead of trusting the journal when history does not hold together:
+ *   - the record was recreated or moved backwards (new epoch, lower generation: a restored stale copy);
+ *   - the last entry this bridge read is no longer what it was at its generation (rewritten history);
+ *   - the record changed more often than entries were added (KV versions are counted by OpenBao, and every
+ *     genuine write adds at least one entry, so a write that replaced entries instead of adding them shows).
  */
 
 import { jitteredInterval } from '../core/backoff.js';
@@ -56,7 +65,7 @@ export interface DiscoveryPoll {
   /** True when this poll listed every cluster (then `changed` holds all of them, old and new). */
   readonly resynced: boolean;
   /** Why a full resync ran, when it did. */
-  readonly resyncReason?: 'start' | 'epoch' | 'behind' | 'interval' | 'no-journal';
+  readonly resyncReason?: 'start' | 'epoch' | 'behind' | 'rewritten' | 'interval' | 'no-journal';
 }
 
 export interface ClusterDiscovery {
@@ -69,6 +78,40 @@ export interface ClusterDiscovery {
 }
 
 export const DEFAULT_DISCOVERY_RESYNC_MS = 6 * 3_600_000;
+
+interface JournalView {
+  readonly epoch: string;
+  readonly generation: number;
+  readonly version: number;
+  readonly newest?: string;
+}
+
+function viewOf(journal: ChangeJournal, version: number): JournalView {
+  const newest = journal.entries[journal.entries.length - 1];
+  return {
+    epoch: journal.epoch,
+    generation: journal.generation,
+    version,
+    newest: newest && entryIdentity(newest),
+  };
+}
+
+function entryIdentity(entry: ChangeJournal['entries'][number]): string {
+  return `${entry.generation}|${entry.writer}|${entry.phase}|${entry.fingerprint}|${entry.change}`;
+}
+
+/** Whether `journal` (at KV `version`) extends what `view` saw without rewriting or dropping any of it. */
+function extendsView(view: JournalView, journal: ChangeJournal, version: number): boolean {
+  if (version < view.version) return false;
+  // Every genuine write adds at least one entry.
+  if (journal.generation - view.generation < version - view.version) return false;
+  if (view.newest === undefined) return true;
+  const oldest = journal.entries[0]?.generation ?? journal.generation + 1;
+  // Pushed off the journal already: the 'behind' check handles it.
+  if (oldest > view.generation) return true;
+  const same = journal.entries[view.generation - oldest];
+  return same !== undefined && entryIdentity(same) === view.newest;
+}
 
 interface OpenChange {
   readonly fingerprint: string;
@@ -85,7 +128,11 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
   const concurrency = options.readConcurrency ?? 8;
   const log = options.logger;
   let clusters = new Map<string, RegisteredCluster>();
-  let view: { epoch: string; generation: number } | undefined;
+  /**
+   * What this bridge last read: the epoch, the generation, the KV version of the record, and the newest entry
+   * (writer and phase at that generation) to check the history it extends is still the same.
+   */
+  let view: JournalView | undefined;
   /** Open announcements by writer id. */
   let open = new Map<string, OpenChange>();
   let nextResyncAt = 0;
@@ -97,6 +144,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
 
   async function fullResync(
     journal: ChangeJournal,
+    version: number,
     reason: DiscoveryPoll['resyncReason'],
   ): Promise<DiscoveryPoll> {
     const listed = await listRegisteredClusters(options.openbao, {
@@ -126,9 +174,9 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     }
     clusters = next;
     open = stillOpen;
-    view = { epoch: journal.epoch, generation: journal.generation };
+    view = viewOf(journal, version);
     scheduleResync();
-    log.info(
+    log[reason === 'rewritten' ? 'warn' : 'info'](
       {
         event: 'discovery.resynced',
         reason,
@@ -136,7 +184,9 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         generation: journal.generation,
         openChanges: open.size,
       },
-      'listed every registered cluster',
+      reason === 'rewritten'
+        ? 'the discovery journal was rewritten instead of appended to (a writer outside cloudtaser, or a restored backup); listed every registered cluster instead of trusting it, check who writes discovery/journal'
+        : 'listed every registered cluster',
     );
     return { clusters, changed, trustChanged: changed, resynced: true, resyncReason: reason };
   }
@@ -195,15 +245,16 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         view = undefined;
         return { clusters, changed, trustChanged: changed, resynced: false };
       }
-      const journal = stored.journal;
-      if (!view) return fullResync(journal, 'start');
-      if (created) return fullResync(journal, 'no-journal');
+      const { journal, version } = stored;
+      if (!view) return fullResync(journal, version, 'start');
+      if (created) return fullResync(journal, version, 'no-journal');
       if (journal.epoch !== view.epoch || journal.generation < view.generation)
-        return fullResync(journal, 'epoch');
+        return fullResync(journal, version, 'epoch');
+      if (!extendsView(view, journal, version)) return fullResync(journal, version, 'rewritten');
       const oldest = journal.entries[0]?.generation ?? journal.generation + 1;
       if (journal.generation > view.generation && oldest > view.generation + 1)
-        return fullResync(journal, 'behind');
-      if (now() >= nextResyncAt) return fullResync(journal, 'interval');
+        return fullResync(journal, version, 'behind');
+      if (now() >= nextResyncAt) return fullResync(journal, version, 'interval');
 
       const dirty = new Set<string>();
       const trustChanged = new Set<string>();
@@ -245,7 +296,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         clusters = next;
       }
       open = nextOpen;
-      view = { epoch: journal.epoch, generation: journal.generation };
+      view = viewOf(journal, version);
       return { clusters, changed: dirty, trustChanged, resynced: false };
     },
     get generation() {

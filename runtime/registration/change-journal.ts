@@ -93,7 +93,8 @@ export function parseJournal(data: Record<string, unknown>): ChangeJournal | und
       !entry ||
       typeof entry !== 'object' ||
       !Number.isSafeInteger(entry.generation) ||
-      (entry.generation as number) <= previous ||
+      // Dense: writers number every entry one above the last, so a gap means an entry was taken out.
+      (previous !== 0 && entry.generation !== previous + 1) ||
       (entry.generation as number) > (generation as number) ||
       typeof entry.fingerprint !== 'string' ||
       !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(entry.fingerprint) ||

@@ -292,6 +292,19 @@ describe('discovery journal', () => {
       },
       { format: 1, epoch: 'x', generation: 5, entries: new Array(MAX_JOURNAL_ENTRIES + 1).fill(null) },
       { format: 2, epoch: 'x', generation: 5, entries: [] },
+      // An entry taken out of the middle (generations 3 and 5 with no 4): history with a hole is not trusted.
+      {
+        format: 1,
+        epoch: 'x',
+        generation: 5,
+        entries: [3, 5].map((generation) => ({
+          generation,
+          fingerprint: fleet[0],
+          change: 'deregister',
+          writer: `${generation}`.repeat(16),
+          phase: 'end',
+        })),
+      },
     ]) {
       const current = (await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal))!;
       await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, hostile, { cas: current.version });
@@ -310,6 +323,111 @@ describe('discovery journal', () => {
     const fingerprint = randomUUID();
     await registerCluster(admin, { fingerprint });
     expect((await bridge.poll()).clusters.has(fingerprint)).toBe(true);
+  });
+
+  it('resyncs instead of trusting a restored stale copy of the journal, and sees the deregistration the copy leaves out', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const stale = (await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal))!;
+    const gone = fleet.pop()!;
+    await deregisterCluster(admin, { fingerprint: gone });
+    // A rogue (or a restore of a backup) puts the old journal back before the bridge polls: same epoch and the
+    // generation the bridge already saw, so nothing looks new, but OpenBao counted the writes.
+    const current = (await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal))!;
+    await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, stale.data, { cas: current.version });
+    const seen = await bridge.poll();
+    expect(seen.resynced).toBe(true);
+    expect(seen.resyncReason).toBe('rewritten');
+    expect(seen.clusters.has(gone)).toBe(false);
+    expect(seen.trustChanged.has(gone)).toBe(true);
+    expect((await bridge.poll()).resynced).toBe(false);
+  });
+
+  it('resyncs when a rogue writer replaces the entries of a deregistration with others, instead of missing it', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const gone = fleet.pop()!;
+    await deregisterCluster(admin, { fingerprint: gone });
+    const current = (await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal))!;
+    const entries = current.data.entries as Array<Record<string, unknown>>;
+    const decoy = randomUUID();
+    // The deregistration's begin and end become two harmless-looking entries about another cluster, with the
+    // same generations, so the journal parses and moves forward as far as the bridge expects.
+    const forged = entries.map((entry) =>
+      entry.fingerprint === gone ? { ...entry, fingerprint: decoy, change: 'initialize' } : entry,
+    );
+    await root.kvWrite(
+      RECORDS_MOUNT,
+      paths.discoveryJournal,
+      { ...current.data, entries: forged },
+      { cas: current.version },
+    );
+    const seen = await bridge.poll();
+    expect(seen.resyncReason).toBe('rewritten');
+    expect(seen.clusters.has(gone)).toBe(false);
+  });
+
+  it('resyncs when the entry it last read was rewritten under the same generation', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const current = (await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal))!;
+    const entries = current.data.entries as Array<Record<string, unknown>>;
+    const newest = entries[entries.length - 1];
+    // The newest entry the bridge read now names another writer, and one extra entry pays for the write.
+    const forged = [
+      ...entries.slice(0, -1),
+      { ...newest, writer: 'f'.repeat(16) },
+      {
+        ...newest,
+        generation: (newest.generation as number) + 1,
+        writer: 'e'.repeat(16),
+        change: 'initialize',
+      },
+    ];
+    await root.kvWrite(
+      RECORDS_MOUNT,
+      paths.discoveryJournal,
+      { ...current.data, generation: (current.data.generation as number) + 1, entries: forged },
+      { cas: current.version },
+    );
+    expect((await bridge.poll()).resyncReason).toBe('rewritten');
+  });
+
+  it('re-reads the records for a replayed entry and serves neither a deregistered cluster nor a replaced broker key again', async () => {
+    const bridge = discovery();
+    const fingerprint = randomUUID();
+    await registerCluster(admin, { fingerprint });
+    await markClusterInitialized(admin, {
+      fingerprint,
+      brokerCertSha256: '1'.repeat(64),
+      brokerKeySha256: '2'.repeat(64),
+    });
+    const version = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)))!.version;
+    await markClusterInitialized(admin, {
+      fingerprint,
+      brokerCertSha256: '3'.repeat(64),
+      brokerKeySha256: '4'.repeat(64),
+      replacesVersion: version,
+    });
+    expect((await bridge.poll()).clusters.get(fingerprint)?.brokerKeySha256).toBe('4'.repeat(64));
+    // Replaying the first bootstrap's announcement only makes the bridge read the record: the new key stays.
+    for (const change of ['initialize', 'register'] as const) {
+      const replay = announceChange(admin, { fingerprint, change });
+      await replay.begin();
+      await replay.end();
+      const seen = await bridge.poll();
+      expect(seen.changed.has(fingerprint)).toBe(true);
+      expect(seen.clusters.get(fingerprint)?.brokerKeySha256).toBe('4'.repeat(64));
+    }
+    await deregisterCluster(admin, { fingerprint });
+    expect((await bridge.poll()).clusters.has(fingerprint)).toBe(false);
+    // Replaying the registration's announcement after the deregistration brings nothing back.
+    const replay = announceChange(admin, { fingerprint, change: 'register' });
+    await replay.begin();
+    await replay.end();
+    const seen = await bridge.poll();
+    expect(seen.changed.has(fingerprint)).toBe(true);
+    expect(seen.clusters.has(fingerprint)).toBe(false);
   });
 
   it('starts a journal where none exists (an install from before journals) and then polls it in one request', async () => {
