@@ -361,6 +361,8 @@ const reconnectBenchmark: Benchmark = {
       // RSS of the bridge serving no cluster, once it settled.
       await new Promise((r) => setTimeout(r, 2_000));
       const rssNoneKib = rssKibOf(bridgePid);
+      // The beacon with only the bridge's status traffic behind it: the baseline of its per-cluster memory.
+      const beaconNone = await beacon.report();
 
       let t0 = performance.now();
       const fingerprints = Array.from({ length: clusters }, () => randomUUID());
@@ -507,6 +509,23 @@ const reconnectBenchmark: Benchmark = {
             rssFleetMiB: Number((rssFleetKib / 1024).toFixed(1)),
             waitingConnectionsPerCluster: 2,
             tunnelsPerCluster: 1,
+          },
+        },
+        {
+          // What a beacon replica holds per cluster: the bridge's waiting connections in both rooms and the
+          // operational tunnel's two legs (broker and bridge), as TLS sockets in the beacon's process.
+          name: 'beacon.rss_per_cluster_kib',
+          value: (beaconBefore.rssBytes - beaconNone.rssBytes) / 1024 / clusters,
+          unit: 'KiB/cluster',
+          baseline: beaconNone.rssBytes / 1024,
+          baselineLabel: 'the beacon process with no cluster connected (whole RSS, KiB)',
+          extra: {
+            clusters,
+            bridgeReplicas: 1,
+            connectionsWithFleet: beaconBefore.stats.connections,
+            connectionsPerCluster: Number((beaconBefore.stats.connections / clusters).toFixed(2)),
+            rssNoneMiB: Number((beaconNone.rssBytes / 2 ** 20).toFixed(1)),
+            rssFleetMiB: Number((beaconBefore.rssBytes / 2 ** 20).toFixed(1)),
           },
         },
       ];
