@@ -1,4 +1,5 @@
 /** What the three chart-deploying constructs share: where the chart comes from and how the release is made. */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,15 +57,27 @@ export function validateChartOptions(prop: string, options: HelmChartOptions): v
   requireDnsLabel(`${prop}.namespace`, options.namespace);
 }
 
-/** A provider alias unique in the stack and readable in the plan ("prod-eu" for a construct at stack/prod-eu). */
+/**
+ * A provider alias unique in the stack and readable in the plan ("prod-eu" for a construct at stack/prod-eu).
+ * When the path had to be rewritten to fit an alias (ids `prod.eu` or nested paths `a/b`), a hash of the path
+ * keeps it apart from the id that reads the same (`prod_eu`, `a_b`).
+ */
 export function providerAlias(scope: Construct, suffix = ''): string {
   const stack = TerraformStack.of(scope);
   const relative = scope.node.path.slice(stack.node.path.length + 1) || scope.node.id;
-  const alias = `${relative}${suffix}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  const wanted = `${relative}${suffix}`;
+  let alias = wanted.replace(/[^A-Za-z0-9_-]/g, '_');
+  if (alias !== wanted) alias = `${alias}_${createHash('sha256').update(wanted).digest('hex').slice(0, 8)}`;
   return /^[A-Za-z]/.test(alias) ? alias : `ct_${alias}`;
 }
 
-/** The helm provider to use: the one given, or one made from the (already validated) connection, or an error naming both props. */
+/** Helm providers already made in a stack, by connection: one provider per cluster, whatever uses it. */
+const helmProviders = new WeakMap<TerraformStack, Map<string, HelmProvider>>();
+
+/**
+ * The helm provider to use: the one given, or the stack's provider for this (already validated) connection,
+ * made on first use; or an error naming both props.
+ */
 export function resolveHelmProvider(
   scope: Construct,
   prop: string,
@@ -75,10 +88,34 @@ export function resolveHelmProvider(
   if (kubernetes === undefined) {
     throw new TypeError(`'${prop}' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart`);
   }
-  return newHelmProvider(scope, 'HelmProvider', {
-    alias: providerAlias(scope, '_helm'),
-    kubernetes: toHelmKubernetesConfig(kubernetes),
-  });
+  const stack = TerraformStack.of(scope);
+  let byConnection = helmProviders.get(stack);
+  if (!byConnection) {
+    byConnection = new Map();
+    helmProviders.set(stack, byConnection);
+  }
+  const config = toHelmKubernetesConfig(kubernetes);
+  const key = canonicalJson(config);
+  let provider = byConnection.get(key);
+  if (!provider) {
+    provider = newHelmProvider(scope, 'HelmProvider', {
+      alias: providerAlias(scope, '_helm'),
+      kubernetes: config,
+    });
+    byConnection.set(key, provider);
+  }
+  return provider;
+}
+
+/** The chart's `fullname` helper: the release name, or release-chart unless the release name holds the chart's. */
+export function chartFullname(releaseName: string, chartName: CloudtaserChartName): string {
+  const name = releaseName.includes(chartName) ? releaseName : `${releaseName}-${chartName}`;
+  return name.slice(0, 63).replace(/-+$/, '');
+}
+
+/** The charts' `suffixedName` helper: the full name shortened so `-<suffix>` fits 63 characters. */
+export function chartSuffixedName(fullname: string, suffix: string): string {
+  return `${fullname.slice(0, 62 - suffix.length).replace(/-+$/, '')}-${suffix}`;
 }
 
 /** One `--set name=value`; `type: 'auto'` lets Helm read numbers and booleans, the default keeps a string. */
@@ -99,16 +136,21 @@ export interface ChartReleaseOptions {
   readonly dependsOn?: ITerraformDependable[];
 }
 
-export function createChartRelease(scope: Construct, id: string, release: ChartReleaseOptions): Release {
-  const { options } = release;
-  const chart = options.chart ?? release.chartName;
-  const isLocalChart = chart.startsWith('/') || chart.startsWith('./') || chart.startsWith('../');
-  const set: ReleaseSet[] = release.set.map(({ name, value, type }) => ({
+/** `--set` values as the helm provider takes them. */
+export function releaseSettings(settings: readonly ChartSetting[]): ReleaseSet[] {
+  return settings.map(({ name, value, type }) => ({
     name,
     // Helm parses `set` like `--set`: a literal comma would split the value (tokens are ours: hashes, names).
     value: Token.isUnresolved(value) ? value : value.replaceAll(',', '\\,'),
     type: type ?? 'string',
   }));
+}
+
+export function createChartRelease(scope: Construct, id: string, release: ChartReleaseOptions): Release {
+  const { options } = release;
+  const chart = options.chart ?? release.chartName;
+  const isLocalChart = chart.startsWith('/') || chart.startsWith('./') || chart.startsWith('../');
+  const set = releaseSettings(release.set);
   return newRelease(scope, id, {
     provider: release.provider,
     name: options.releaseName ?? release.chartName,
@@ -121,4 +163,16 @@ export function createChartRelease(scope: Construct, id: string, release: ChartR
     set,
     dependsOn: release.dependsOn,
   });
+}
+
+/** JSON with object keys sorted and undefined left out, so two equal connections give one key. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object')
+    return `{${Object.keys(value)
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(value);
 }

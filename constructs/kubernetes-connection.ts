@@ -6,7 +6,7 @@ import type { Construct } from 'constructs';
 import type { DataCloudtaserClusterFingerprintConfig } from './bindings/index.js';
 import { Annotations } from './cdktf.js';
 import type { HelmProviderConfig, KubernetesProviderConfig } from './kubernetes.js';
-import { isUnresolved, refuseProp, requireHttpUrl, requireNonEmpty } from './validation.js';
+import { isUnresolved, refuseProp, requireHttpUrl, requireNonEmpty, warnIfPlainHttp } from './validation.js';
 
 /** An ExecCredential plugin, as kubectl runs it (`gke-gcloud-auth-plugin`, `aws eks get-token`, `kubelogin`). */
 export interface KubernetesExecCredential {
@@ -78,7 +78,17 @@ export function validateKubernetesConnection(
   if (c.host === undefined) {
     throw new TypeError(`'${prop}' needs 'host' with 'token' or 'exec', or 'configPath'`);
   }
-  requireHttpUrl(`${prop}.host`, c.host);
+  requireHttpUrl(
+    `${prop}.host`,
+    c.host,
+    'https://203.0.113.10 or https://my-cluster.example.com:6443 (the API server URL)',
+  );
+  warnIfPlainHttp(
+    scope,
+    `${prop}.host`,
+    c.host,
+    'the Kubernetes providers would send the bearer token or exec credential in clear',
+  );
   if (c.token !== undefined && c.exec !== undefined) {
     throw new TypeError(`'${prop}.token' is not supported if '${prop}.exec' is used`);
   }

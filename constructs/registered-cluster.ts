@@ -3,15 +3,16 @@
  * fingerprint (the kube-system namespace UID), registers it with OpenBao through the cloudtaser provider, and
  * deploys the operator chart with the one value it needs (the beacon address) plus the CA pin.
  */
-import { Construct } from 'constructs';
 import {
   CloudtaserProvider,
   ClusterRegistration,
   DataCloudtaserClusterFingerprint,
 } from './bindings/index.js';
-import { Annotations, type IResolvable, Token } from './cdktf.js';
+import { Annotations, Construct, type IResolvable, Token } from './cdktf.js';
 import {
+  chartFullname,
   createChartRelease,
+  DEFAULT_NAMESPACE,
   type HelmChartOptions,
   providerAlias,
   resolveHelmProvider,
@@ -30,13 +31,17 @@ import {
   toKubernetesProviderConfig,
   validateKubernetesConnection,
 } from './kubernetes-connection.js';
+import { type ProxyProps, proxyChartSettings, proxyChartValues, validateProxyProps } from './proxy.js';
 import {
   refuseProp,
   requireBeaconAddress,
+  requireDnsSubdomain,
   requireFingerprint,
   requireHttpUrl,
   requireJwks,
   requireMatch,
+  validateAt,
+  warnIfPlainHttp,
 } from './validation.js';
 
 /** The OpenBao side. The token is deliberately absent: the provider reads `CLOUDTASER_SECRETSTORE_TOKEN`. */
@@ -53,8 +58,24 @@ export interface SecretStoreProps {
 
 /** The beacon the cluster's broker dials. */
 export interface BeaconEndpointProps {
-  /** `host:port` (e.g. `beacon.example.com:443`) or `wss://host[:port]`. */
+  /** `host:port` (e.g. `beacon.example.com:443`, or `Beacon.brokerAddress`) or `wss://host[:port]`. */
   readonly address: string;
+  /**
+   * ConfigMap (key `ca.crt`) in the operator's namespace with the beacon certificate's CA, when it is not from a
+   * public CA (the same option `Bridge` takes). @default - system roots
+   */
+  readonly caConfigMap?: string;
+}
+
+/** Where OpenBao's Kubernetes auth reaches the bridge's TokenReview endpoint for this cluster. */
+export interface TokenReviewEndpointProps {
+  /** The bridge's TokenReview Service as OpenBao reaches it: `Bridge.tokenReviewEndpoint`. */
+  readonly endpoint: string;
+  /**
+   * PEM CA of the listener certificate, only when you bring it (bridge chart `bridge.tokenReview.tls.secretName`).
+   * @default - the listener CA registration keeps in OpenBao
+   */
+  readonly caCertPem?: string;
 }
 
 /** Where the fingerprint comes from when it is not given literally. */
@@ -69,15 +90,18 @@ export class OperatorInstall {
 
   /**
    * No Helm release: the operator is deployed some other way (ArgoCD or Flux from git, or the local demo where
-   * the broker runs as a process). Feed it `RegisteredCluster.operatorValues`.
+   * the broker runs as a process). Feed it `RegisteredCluster.operatorValues`. `serviceAccount`
+   * (`<namespace>/<name>`) is the one it runs as, for attested bootstrap.
    */
-  public static deployedElsewhere(): OperatorInstall {
-    return new OperatorInstall(undefined);
+  public static deployedElsewhere(options: { readonly serviceAccount?: string } = {}): OperatorInstall {
+    return new OperatorInstall(undefined, options.serviceAccount);
   }
 
   private constructor(
     /** @internal undefined = deployed elsewhere */
     public readonly _helm: HelmChartOptions | undefined,
+    /** @internal the operator's service account when deployed elsewhere */
+    public readonly _serviceAccount?: string,
   ) {}
 }
 
@@ -96,7 +120,7 @@ export interface AttestationIssuerProps {
 export class Attestation {
   /**
    * Read the issuer and its keys from the cluster with `cloudtaser_cluster_fingerprint` (needs `kubernetes`).
-   * The default when `fingerprintSource` is `'cloudtaser'`.
+   * The default whenever `kubernetes` is given.
    */
   public static fromCluster(): Attestation {
     return new Attestation('cluster', undefined);
@@ -107,7 +131,7 @@ export class Attestation {
     return new Attestation('issuer', props);
   }
 
-  /** No attestation: trust on first use. The default with `fingerprintSource: 'kubernetes'` or a literal fingerprint. */
+  /** No attestation: trust on first use. Only ever by choice, or (with a warning) without a `kubernetes` connection. */
   public static disabled(): Attestation {
     return new Attestation('disabled', undefined);
   }
@@ -146,22 +170,38 @@ export interface RegisteredClusterProps {
   /** Delete the cluster's OpenBao namespace and its workload secrets on destroy. @default false */
   readonly purgeOnDestroy?: boolean;
   /**
-   * Attested bootstrap. @default Attestation.fromCluster() with `fingerprintSource: 'cloudtaser'`, otherwise
-   * Attestation.disabled() (hashicorp/kubernetes cannot read the issuer keys; a warning says so)
+   * Migrate this cluster's Kubernetes Secrets into OpenBao: sets `migration_enabled` on the registration (the
+   * bridge refuses migration with CT_MIGRATION_DISABLED without it) and `operator.migration.enabled` on the
+   * operator release (the broker's `--migrate` and its Secret RBAC). @default false
+   */
+  readonly migration?: boolean;
+  /**
+   * Attested bootstrap. @default Attestation.fromCluster() whenever `kubernetes` is given (with
+   * `fingerprintSource: 'kubernetes'` a cloudtaser data source reads the keys beside hashicorp/kubernetes);
+   * without a `kubernetes` connection it cannot read them: off, with a warning naming Attestation.fromIssuer()
    */
   readonly attestation?: Attestation;
+  /**
+   * Where OpenBao's Kubernetes auth reaches the bridge's TokenReview endpoint. @default - the bridge chart's
+   * defaults, `https://cloudtaser-bridge.cloudtaser-system.svc:8444`
+   */
+  readonly tokenReview?: TokenReviewEndpointProps;
+  /** HTTP proxy settings for the operator (the chart's `proxy` block). @default - no proxy */
+  readonly proxy?: ProxyProps;
 }
 
 /** The Helm values the operator chart needs, for `OperatorInstall.deployedElsewhere()`. */
 export interface OperatorValues {
   readonly operator: {
     readonly broker: {
-      readonly beacon: { readonly address: string };
+      readonly beacon: { readonly address: string; readonly caConfigMap?: string };
       readonly trust: { readonly caSha256: string };
       /** Whether the broker sends an attestation token: the registration's `attested`. */
       readonly attestation: { readonly enabled: boolean | IResolvable };
     };
   };
+  /** The chart's proxy block, when the `proxy` prop is given. @default - absent (no proxy) */
+  readonly proxy?: Record<string, unknown>;
 }
 
 export class RegisteredCluster extends Construct {
@@ -181,14 +221,38 @@ export class RegisteredCluster extends Construct {
   public readonly cloudtaserProvider: CloudtaserProvider;
   /** The operator's Helm release, unless the operator is deployed elsewhere. */
   public readonly operatorRelease?: Release;
+  /** `<namespace>/<name>` of the operator's service account: the only subject attested bootstrap accepts. */
+  public readonly operatorServiceAccount: string;
 
   private readonly beaconAddress: string;
+  private readonly beaconCaConfigMap?: string;
+  private readonly proxy?: ProxyProps;
 
   public constructor(scope: Construct, id: string, props: RegisteredClusterProps) {
     super(scope, id);
-    validateProps(props);
-    if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
+    validateAt(this, () => {
+      validateProps(props);
+      if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
+    });
+    warnIfPlainHttp(
+      this,
+      'secretStore.address',
+      props.secretStore.address,
+      "the provider's OpenBao token would travel in clear",
+    );
+    warnIfPlainHttp(
+      this,
+      'tokenReview.endpoint',
+      props.tokenReview?.endpoint,
+      'OpenBao would send the reviewer credential and every pod token it reviews in clear',
+    );
     this.beaconAddress = props.beacon.address;
+    this.beaconCaConfigMap = props.beacon.caConfigMap;
+    const helm = (props.operator ?? OperatorInstall.helmRelease())._helm;
+    this.operatorServiceAccount = helm
+      ? `${helm.namespace ?? DEFAULT_NAMESPACE}/${operatorServiceAccountName(helm)}`
+      : (props.operator?._serviceAccount ?? `${DEFAULT_NAMESPACE}/cloudtaser`);
+    this.proxy = props.proxy;
 
     this.cloudtaserProvider =
       props.secretStore.provider ??
@@ -205,7 +269,18 @@ export class RegisteredCluster extends Construct {
       provider: this.cloudtaserProvider,
       fingerprint,
       purgeOnDestroy: props.purgeOnDestroy,
-      ...(issuer ? { attestationIssuer: issuer.issuer, attestationJwks: issuer.jwks } : {}),
+      migrationEnabled: props.migration ?? false,
+      ...(issuer
+        ? {
+            attestationIssuer: issuer.issuer,
+            attestationJwks: issuer.jwks,
+            // Derived from the release, so another release name or namespace still matches the broker.
+            attestationServiceAccount: this.operatorServiceAccount,
+          }
+        : {}),
+      ...(props.tokenReview
+        ? { tokenreviewEndpoint: props.tokenReview.endpoint, tokenreviewCaCert: props.tokenReview.caCertPem }
+        : {}),
     });
     this.fingerprint = this.registration.fingerprint;
     this.namespace = this.registration.namespace;
@@ -213,7 +288,6 @@ export class RegisteredCluster extends Construct {
     this.operationalHash = this.registration.operationalHash;
     this.caCertPem = this.registration.caCertPem;
 
-    const helm = (props.operator ?? OperatorInstall.helmRelease())._helm;
     if (helm !== undefined) {
       this.operatorRelease = createChartRelease(this, 'Operator', {
         chartName: 'cloudtaser',
@@ -228,6 +302,14 @@ export class RegisteredCluster extends Construct {
             value: Token.asString(this.registration.attested),
             type: 'auto',
           },
+          ...(props.beacon.caConfigMap
+            ? [{ name: 'operator.broker.beacon.caConfigMap', value: props.beacon.caConfigMap }]
+            : []),
+          ...proxyChartSettings(props.proxy),
+          // Both halves from one prop; the bridge still checks the registration, so the chart value alone does nothing.
+          ...(props.migration
+            ? [{ name: 'operator.migration.enabled', value: 'true', type: 'auto' as const }]
+            : []),
         ],
         // The operator must not start before the bridge can find its registration.
         dependsOn: [this.registration],
@@ -240,11 +322,15 @@ export class RegisteredCluster extends Construct {
     return {
       operator: {
         broker: {
-          beacon: { address: this.beaconAddress },
+          beacon: {
+            address: this.beaconAddress,
+            ...(this.beaconCaConfigMap ? { caConfigMap: this.beaconCaConfigMap } : {}),
+          },
           trust: { caSha256: this.operationalHash },
           attestation: { enabled: this.registration.attested },
         },
       },
+      ...(this.proxy ? { proxy: proxyChartValues(this.proxy) } : {}),
     };
   }
 
@@ -260,11 +346,10 @@ export class RegisteredCluster extends Construct {
   }
 
   private attestationIssuer(props: RegisteredClusterProps): { issuer: string; jwks: string } | undefined {
+    // On wherever the issuer can be read: the cloudtaser data source reads it with the `kubernetes` connection.
     const attestation =
       props.attestation ??
-      (props.fingerprintSource === 'cloudtaser' && props.fingerprint === undefined
-        ? Attestation.fromCluster()
-        : Attestation.disabled());
+      (props.kubernetes !== undefined ? Attestation.fromCluster() : Attestation.disabled());
     if (attestation._mode === 'cluster') {
       const source = this.cloudtaserDataSource(props);
       return { issuer: source.serviceAccountIssuer, jwks: source.serviceAccountJwks };
@@ -281,11 +366,10 @@ export class RegisteredCluster extends Construct {
       );
     } else {
       Annotations.of(this).addWarning(
-        "attested bootstrap is off: hashicorp/kubernetes cannot read the cluster's service-account keys, so the " +
-          'first broker to reach the beacon with the init hash is trusted (trust on first use). Set ' +
-          "fingerprintSource: 'cloudtaser', or 'attestation' to Attestation.fromCluster() or " +
-          'Attestation.fromIssuer(), to require a token of the operator service account (Attestation.disabled() ' +
-          'turns this warning into a note)',
+        "attested bootstrap is off: without a 'kubernetes' connection the construct cannot read the cluster's " +
+          'service-account keys, so the first broker to reach the beacon with the init hash is trusted (trust on ' +
+          "first use). Give 'kubernetes', or set 'attestation' to Attestation.fromIssuer({ issuer, jwks }), to " +
+          'require a token of the operator service account (Attestation.disabled() turns this warning into a note)',
       );
     }
     return undefined;
@@ -308,6 +392,14 @@ export class RegisteredCluster extends Construct {
   }
 }
 
+/** The operator chart's service account name for these release options (serviceAccount.name, else the fullname). */
+function operatorServiceAccountName(helm: HelmChartOptions): string {
+  const named = (helm.values?.serviceAccount as { name?: unknown } | undefined)?.name;
+  return typeof named === 'string' && named !== ''
+    ? named
+    : chartFullname(helm.releaseName ?? 'cloudtaser', 'cloudtaser');
+}
+
 function validateProps(props: RegisteredClusterProps): void {
   const secretStore = props.secretStore as SecretStoreProps & { token?: unknown };
   refuseProp(
@@ -326,7 +418,7 @@ function validateProps(props: RegisteredClusterProps): void {
   } else if (secretStore.address === undefined) {
     throw new TypeError("'secretStore.address' is required (or pass an existing 'secretStore.provider')");
   }
-  requireHttpUrl('secretStore.address', secretStore.address);
+  requireHttpUrl('secretStore.address', secretStore.address, 'https://openbao.example.eu:8200');
   requireMatch(
     'secretStore.namespaceRoot',
     secretStore.namespaceRoot,
@@ -335,6 +427,21 @@ function validateProps(props: RegisteredClusterProps): void {
   );
   if (props.beacon?.address === undefined) throw new TypeError("'beacon.address' is required");
   requireBeaconAddress('beacon.address', props.beacon.address);
+  requireDnsSubdomain('beacon.caConfigMap', props.beacon.caConfigMap);
+  if (props.tokenReview !== undefined) {
+    if (props.tokenReview.endpoint === undefined) throw new TypeError("'tokenReview.endpoint' is required");
+    requireHttpUrl(
+      'tokenReview.endpoint',
+      props.tokenReview.endpoint,
+      'https://cloudtaser-bridge.openbao.svc:8444',
+    );
+    requireMatch(
+      'tokenReview.caCertPem',
+      props.tokenReview.caCertPem,
+      /-----BEGIN CERTIFICATE-----/u,
+      'must be a PEM certificate (the CA of the listener certificate you bring)',
+    );
+  }
 
   const source = props.fingerprintSource;
   if (source !== undefined && source !== 'kubernetes' && source !== 'cloudtaser') {
@@ -388,6 +495,7 @@ function validateProps(props: RegisteredClusterProps): void {
     }
     requireJwks('attestation.jwks', jwks);
   }
+  validateProxyProps('proxy', props.proxy);
   const helm = props.operator?._helm;
   if (helm !== undefined) validateChartOptions('operator', helm);
   if (props.operator !== undefined && !(props.operator instanceof OperatorInstall)) {

@@ -3,10 +3,15 @@
  * values.schema.json; test/charts proves both accept the same addresses). Values that are still tokens are
  * skipped: they resolve only when Terraform runs.
  */
-import { Token } from './cdktf.js';
+import type { Construct } from 'constructs';
+import { Annotations, Token } from './cdktf.js';
 
-const BEACON_ADDRESS =
-  /^(wss:\/\/[A-Za-z0-9.\-[\]:]+(\/\S*)?|[A-Za-z0-9.-]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5})$/u;
+/** A TCP port, 1 to 65535, as a regular expression (the chart schemas use the same text). */
+const PORT = '([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
+const HOST = String.raw`([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])`;
+/** `host:port`, `[v6]:port` or `wss://host[:port][/path]`; the port 1 to 65535. */
+export const BEACON_ADDRESS_PATTERN = String.raw`^(wss://${HOST}(:${PORT})?(/\S*)?|${HOST}:${PORT})$`;
+const BEACON_ADDRESS = new RegExp(BEACON_ADDRESS_PATTERN, 'u');
 const HTTP_URL = /^https?:\/\/[^\s/]+(\/\S*)?$/u;
 const FINGERPRINT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/u;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/u;
@@ -39,8 +44,40 @@ export function requireBeaconAddress(prop: string, value: string | undefined): v
   );
 }
 
-export function requireHttpUrl(prop: string, value: string | undefined): void {
-  requireMatch(prop, value, HTTP_URL, 'must be an http(s) URL such as https://openbao.example.eu:8200');
+/** An http(s) URL; `example` is a URL of the right kind for the message ("https://openbao.example.eu:8200"). */
+export function requireHttpUrl(prop: string, value: string | undefined, example: string): void {
+  requireMatch(prop, value, HTTP_URL, `must be an https URL such as ${example}`);
+  const port =
+    value !== undefined && !isUnresolved(value)
+      ? /^https?:\/\/[^/]*:(\d+)(\/|$)/u.exec(value)?.[1]
+      : undefined;
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535))
+    throw new TypeError(`'${prop}' has port ${port}; a port is 1 to 65535`);
+}
+
+/** A warning (not an error: local demos use it) when a URL that carries credentials is plain http. */
+export function warnIfPlainHttp(
+  scope: Construct,
+  prop: string,
+  value: string | undefined,
+  why: string,
+): void {
+  if (value === undefined || isUnresolved(value) || !value.startsWith('http://')) return;
+  Annotations.of(scope).addWarning(`'${prop}' is http://: ${why}; use https:// outside a local demo`);
+}
+
+/**
+ * Runs a construct's synth-time checks and puts the construct's path in front of any refusal, so an app with
+ * several clusters says which one is wrong.
+ */
+export function validateAt(scope: Construct, checks: () => void): void {
+  try {
+    checks();
+  } catch (err) {
+    if (err instanceof TypeError && !err.message.startsWith(`${scope.node.path}: `))
+      throw new TypeError(`${scope.node.path}: ${err.message}`);
+    throw err;
+  }
 }
 
 export function requireFingerprint(prop: string, value: string | undefined): void {

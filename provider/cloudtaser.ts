@@ -1,5 +1,6 @@
 /** The cloudtaser provider: one definition that the executable, the docs and the CDKTF bindings share. */
 import type { ProviderDefinition } from './framework/provider.js';
+import { beaconClientCaResource } from './resources/beacon-client-ca.js';
 import { clusterFingerprintDataSource } from './resources/cluster-fingerprint.js';
 import { clusterRegistrationResource } from './resources/cluster-registration.js';
 import {
@@ -20,7 +21,7 @@ export function createCloudtaserProvider(
     version: PROVIDER_VERSION,
     schema: providerSchema,
     configure: ({ config }) => configureCloudtaser(config, options.env ?? process.env),
-    resources: [clusterRegistrationResource],
+    resources: [clusterRegistrationResource, beaconClientCaResource],
     dataSources: [clusterFingerprintDataSource],
   };
 }
@@ -28,6 +29,9 @@ export function createCloudtaserProvider(
 /** Every schema of the provider, for docs and binding generators. */
 export const cloudtaserSchemas = {
   provider: providerSchema,
-  resources: { [clusterRegistrationResource.typeName]: clusterRegistrationResource.schema },
+  resources: {
+    [clusterRegistrationResource.typeName]: clusterRegistrationResource.schema,
+    [beaconClientCaResource.typeName]: beaconClientCaResource.schema,
+  },
   dataSources: { [clusterFingerprintDataSource.typeName]: clusterFingerprintDataSource.schema },
 } as const;

@@ -30,12 +30,34 @@ export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments 
    */
   readonly fingerprint: string;
   /**
+   * When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target
+   * migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's
+   * namespace, writing only keys that hold no other value. When false the bridge refuses migration with
+   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.
+   *
+   * @default false
+   */
+  readonly migrationEnabled?: boolean | cdktf.IResolvable;
+  /**
    * When true, destroying the registration also deletes the cluster's OpenBao namespace with every workload
    * secret in it. Defaults to `false`.
    *
    * @default false
    */
   readonly purgeOnDestroy?: boolean | cdktf.IResolvable;
+  /**
+   * PEM CA of the bridge listener's certificate, only when you bring that certificate (bridge chart
+   * `bridge.tokenReview.tls.secretName`). Left out, the listener CA registration keeps in OpenBao.
+   */
+  readonly tokenreviewCaCert?: string;
+  /**
+   * The bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it); the cluster's
+   * Kubernetes auth calls `<endpoint>/clusters/<fingerprint>` with a reviewer credential set here. Defaults
+   * to `https://cloudtaser-bridge.cloudtaser-system.svc:8444`. A change updates the registration in place.
+   *
+   * @default "https://cloudtaser-bridge.cloudtaser-system.svc:8444"
+   */
+  readonly tokenreviewEndpoint?: string;
 }
 
 /**
@@ -52,7 +74,10 @@ export class ClusterRegistration extends cdktf.TerraformResource {
   private _attestationJwks?: string;
   private _attestationServiceAccount?: string;
   private _fingerprint?: string;
+  private _migrationEnabled?: boolean | cdktf.IResolvable;
   private _purgeOnDestroy?: boolean | cdktf.IResolvable;
+  private _tokenreviewCaCert?: string;
+  private _tokenreviewEndpoint?: string;
 
   public constructor(scope: Construct, id: string, config: ClusterRegistrationConfig) {
     super(scope, id, {
@@ -74,7 +99,10 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     this._attestationJwks = config.attestationJwks;
     this._attestationServiceAccount = config.attestationServiceAccount;
     this._fingerprint = config.fingerprint;
+    this._migrationEnabled = config.migrationEnabled;
     this._purgeOnDestroy = config.purgeOnDestroy;
+    this._tokenreviewCaCert = config.tokenreviewCaCert;
+    this._tokenreviewEndpoint = config.tokenreviewEndpoint;
   }
 
   // attestation_issuer: optional, computed
@@ -190,6 +218,26 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     return this.getBooleanAttribute('initialized');
   }
 
+  // migration_enabled: optional, computed
+  /**
+   * When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target
+   * migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's
+   * namespace, writing only keys that hold no other value. When false the bridge refuses migration with
+   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.
+   */
+  public get migrationEnabled(): cdktf.IResolvable {
+    return this.getBooleanAttribute('migration_enabled');
+  }
+  public set migrationEnabled(value: boolean | cdktf.IResolvable) {
+    this._migrationEnabled = value;
+  }
+  public resetMigrationEnabled(): void {
+    this._migrationEnabled = undefined;
+  }
+  public get migrationEnabledInput(): boolean | cdktf.IResolvable | undefined {
+    return this._migrationEnabled;
+  }
+
   // namespace: computed only
   /**
    * The cluster's OpenBao namespace, `<namespace_root>/<fingerprint[:8]>`.
@@ -224,13 +272,53 @@ export class ClusterRegistration extends cdktf.TerraformResource {
     return this._purgeOnDestroy;
   }
 
+  // tokenreview_ca_cert: optional
+  /**
+   * PEM CA of the bridge listener's certificate, only when you bring that certificate (bridge chart
+   * `bridge.tokenReview.tls.secretName`). Left out, the listener CA registration keeps in OpenBao.
+   */
+  public get tokenreviewCaCert(): string {
+    return this.getStringAttribute('tokenreview_ca_cert');
+  }
+  public set tokenreviewCaCert(value: string) {
+    this._tokenreviewCaCert = value;
+  }
+  public resetTokenreviewCaCert(): void {
+    this._tokenreviewCaCert = undefined;
+  }
+  public get tokenreviewCaCertInput(): string | undefined {
+    return this._tokenreviewCaCert;
+  }
+
+  // tokenreview_endpoint: optional, computed
+  /**
+   * The bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it); the cluster's
+   * Kubernetes auth calls `<endpoint>/clusters/<fingerprint>` with a reviewer credential set here. Defaults
+   * to `https://cloudtaser-bridge.cloudtaser-system.svc:8444`. A change updates the registration in place.
+   */
+  public get tokenreviewEndpoint(): string {
+    return this.getStringAttribute('tokenreview_endpoint');
+  }
+  public set tokenreviewEndpoint(value: string) {
+    this._tokenreviewEndpoint = value;
+  }
+  public resetTokenreviewEndpoint(): void {
+    this._tokenreviewEndpoint = undefined;
+  }
+  public get tokenreviewEndpointInput(): string | undefined {
+    return this._tokenreviewEndpoint;
+  }
+
   protected override synthesizeAttributes(): { [name: string]: unknown } {
     return {
       attestation_issuer: cdktf.stringToTerraform(this._attestationIssuer),
       attestation_jwks: cdktf.stringToTerraform(this._attestationJwks),
       attestation_service_account: cdktf.stringToTerraform(this._attestationServiceAccount),
       fingerprint: cdktf.stringToTerraform(this._fingerprint),
+      migration_enabled: cdktf.booleanToTerraform(this._migrationEnabled),
       purge_on_destroy: cdktf.booleanToTerraform(this._purgeOnDestroy),
+      tokenreview_ca_cert: cdktf.stringToTerraform(this._tokenreviewCaCert),
+      tokenreview_endpoint: cdktf.stringToTerraform(this._tokenreviewEndpoint),
     };
   }
 
@@ -260,11 +348,29 @@ export class ClusterRegistration extends cdktf.TerraformResource {
         type: 'simple',
         storageClassType: 'string',
       },
+      migration_enabled: {
+        value: cdktf.booleanToHclTerraform(this._migrationEnabled),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'boolean',
+      },
       purge_on_destroy: {
         value: cdktf.booleanToHclTerraform(this._purgeOnDestroy),
         isBlock: false,
         type: 'simple',
         storageClassType: 'boolean',
+      },
+      tokenreview_ca_cert: {
+        value: cdktf.stringToHclTerraform(this._tokenreviewCaCert),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'string',
+      },
+      tokenreview_endpoint: {
+        value: cdktf.stringToHclTerraform(this._tokenreviewEndpoint),
+        isBlock: false,
+        type: 'simple',
+        storageClassType: 'string',
       },
     };
     return definedOnly(attrs);

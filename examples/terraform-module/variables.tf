@@ -87,7 +87,25 @@ variable "attestation" {
 }
 
 variable "attestation_service_account" {
-  description = "namespace/name of the operator's service account; null for cloudtaser-system/cloudtaser."
+  description = "namespace/name of the operator's service account; null for the operator release's own (<release_namespace>/cloudtaser)."
+  type        = string
+  default     = null
+}
+
+variable "release_namespace" {
+  description = "Kubernetes namespace of the operator release (its service account is the one attestation accepts)."
+  type        = string
+  default     = "cloudtaser-system"
+}
+
+variable "tokenreview_endpoint" {
+  description = "The bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it). Null: the provider's default."
+  type        = string
+  default     = null
+}
+
+variable "tokenreview_ca_cert" {
+  description = "PEM CA of the bridge listener's certificate, only when you bring it. Null: the listener CA kept in OpenBao."
   type        = string
   default     = null
 }

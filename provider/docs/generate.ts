@@ -43,6 +43,12 @@ resource "cloudtaser_cluster_registration" "prod" {
 output "init_hash" {
   value = cloudtaser_cluster_registration.prod.init_hash
 }`,
+  cloudtaser_beacon_client_ca: `resource "cloudtaser_beacon_client_ca" "this" {}
+
+# The beacon admits as bridges only clients with a certificate from this CA (public; its key stays in OpenBao).
+output "beacon_bridge_ca_pem" {
+  value = cloudtaser_beacon_client_ca.this.ca_cert_pem
+}`,
   cloudtaser_cluster_fingerprint: `# From a kubeconfig
 data "cloudtaser_cluster_fingerprint" "from_kubeconfig" {
   kubeconfig_path = pathexpand("~/.kube/config")
@@ -67,6 +73,14 @@ data "cloudtaser_cluster_fingerprint" "eks" {
   }
 }`,
 } as const;
+
+const IMPORT_TEXTS: Record<string, string> = {
+  cloudtaser_beacon_client_ca: `There is one beacon client CA per namespace root; import it with any id and Terraform reads it:
+
+\`\`\`shell
+terraform import cloudtaser_beacon_client_ca.this beacon-client-ca
+\`\`\``,
+};
 
 const IMPORT_TEXT = `Import a registration by its fingerprint (the kube-system namespace UID):
 
@@ -104,7 +118,7 @@ export function generateProviderDocs(): Record<string, string> {
       frontTitle: `${type} Resource - terraform-provider-${PROVIDER_NAME}`,
       schema,
       example: EXAMPLES[type as keyof typeof EXAMPLES],
-      extra: `## Import\n\n${IMPORT_TEXT}`,
+      extra: `## Import\n\n${IMPORT_TEXTS[type] ?? IMPORT_TEXT}`,
     });
   }
   for (const [type, schema] of Object.entries(cloudtaserSchemas.dataSources)) {

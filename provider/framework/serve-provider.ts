@@ -67,6 +67,19 @@ export async function runProviderProcess<PB extends Block, Client>(
     exit(0);
     return;
   }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    // A request for usage is not an error: exit 0, text on stdout (Terraform never passes --help).
+    stdout(
+      `Usage: ${name} [--version | --debug | --help]\n\n` +
+        `${name} is a Terraform plugin: Terraform starts it from a configuration that requires "${definition.address}"\n` +
+        '(install it with `cloudtaser-cli provider install --mirror DIR`).\n\n' +
+        '  --version  print the version and exit\n' +
+        '  --debug    serve on a local socket and print a TF_REATTACH_PROVIDERS line to export for terraform\n' +
+        '  --help     print this text\n',
+    );
+    exit(0);
+    return;
+  }
   if (argv.includes('--debug')) {
     await runDebug(definition, stdout, stderr, exit);
     return;

@@ -118,8 +118,13 @@ export async function buildProviderBundle(options: BuildProviderBundleOptions = 
   return { outfile, bytes: statSync(outfile).size };
 }
 
-// `node dist/provider/packaging/bundle.js` builds the bundle.
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+// `node dist/provider/packaging/bundle.js` builds the bundle. The file-name check keeps this from firing inside a
+// single-file bundle of the CLI (the container images), where every module shares the bundle's import.meta.url.
+if (
+  process.argv[1] &&
+  /\/bundle\.[cm]?[jt]s$/.test(import.meta.url) &&
+  import.meta.url === pathToFileURL(resolve(process.argv[1])).href
+) {
   buildProviderBundle().then(
     (bundle) => process.stderr.write(`wrote ${bundle.outfile} (${Math.round(bundle.bytes / 1024)} KiB)\n`),
     (err: unknown) => {

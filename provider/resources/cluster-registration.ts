@@ -6,6 +6,10 @@
 import { type JsonWebKey, X509Certificate } from 'node:crypto';
 import { parseJwks } from '../../runtime/attestation/verify.js';
 import { initHash, isFingerprint } from '../../runtime/core/hashes.js';
+import {
+  DEFAULT_TOKENREVIEW_ENDPOINT,
+  tokenReviewEndpointProblem,
+} from '../../runtime/registration/tokenreview-endpoint.js';
 import { isUnknown } from '../cty/values.js';
 import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
 import { defineResource } from '../framework/provider.js';
@@ -89,9 +93,38 @@ export const clusterRegistrationBlock = {
             : `must be <namespace>/<name> of the operator's service account, e.g. ${DEFAULT_ATTESTATION_SERVICE_ACCOUNT}`,
       ],
     }),
+    tokenreview_endpoint: attr.string({
+      description:
+        "The bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it); the cluster's " +
+        'Kubernetes auth calls `<endpoint>/clusters/<fingerprint>` with a reviewer credential set here. ' +
+        `Defaults to \`${DEFAULT_TOKENREVIEW_ENDPOINT}\`. A change updates the registration in place.`,
+      optional: true,
+      computed: true,
+      default: DEFAULT_TOKENREVIEW_ENDPOINT,
+      validate: [(v) => tokenReviewEndpointProblem(v)],
+    }),
+    tokenreview_ca_cert: attr.string({
+      description:
+        "PEM CA of the bridge listener's certificate, only when you bring that certificate (bridge chart " +
+        '`bridge.tokenReview.tls.secretName`). Left out, the listener CA registration keeps in OpenBao.',
+      optional: true,
+      validate: [
+        (v) => (v.includes('-----BEGIN CERTIFICATE-----') ? undefined : 'must be a PEM certificate'),
+      ],
+    }),
     attested: attr.bool({
       description: 'Whether bootstrap requires an attestation token (as recorded in OpenBao).',
       computed: true,
+    }),
+    migration_enabled: attr.bool({
+      description:
+        "When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target " +
+        "migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's " +
+        'namespace, writing only keys that hold no other value. When false the bridge refuses migration with ' +
+        '`CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.',
+      optional: true,
+      computed: true,
+      default: false,
     }),
     id: attr.string({ description: 'Same as `fingerprint`.', computed: true }),
     namespace: attr.string({
@@ -139,6 +172,14 @@ function namespaceFor(root: string, fingerprint: string): string {
 }
 
 const isSet = (value: unknown) => value !== null && value !== undefined;
+
+/** The TokenReview endpoint settings registerCluster takes. */
+function tokenReviewOf(planned: Registration) {
+  return {
+    tokenReviewEndpoint: planned.tokenreview_endpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT,
+    ...(isSet(planned.tokenreview_ca_cert) ? { tokenReviewCaCertPem: planned.tokenreview_ca_cert! } : {}),
+  };
+}
 
 /** The attestation settings registerCluster takes, from planned (known) values; undefined when off. */
 function attestationSettingsOf(planned: Registration) {
@@ -229,10 +270,13 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       fingerprint: planned.fingerprint!,
       namespaceRoot: client.namespaceRoot,
       ...(attestation ? { attestation } : {}),
+      ...tokenReviewOf(planned),
+      migration: planned.migration_enabled === true,
     });
     priv.set('registered_at', result.registeredAt);
     return {
       ...planned,
+      migration_enabled: result.migrationEnabled,
       id: result.fingerprint,
       namespace: result.namespace,
       init_hash: result.initHash,
@@ -246,26 +290,36 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     };
   },
 
-  // Only the attestation settings change in place (key rotation is a plain apply); registerCluster is
-  // idempotent for everything else, so re-running it with the new settings is the update.
+  // The attestation settings, migration_enabled and the TokenReview endpoint change in place (key rotation is a
+  // plain apply); registerCluster is idempotent for everything else, so re-running it with the new settings is the
+  // update.
   async update({ prior, planned, client, signal, private: priv }) {
     signal.throwIfAborted();
-    const attestation = attestationSettingsOf(planned);
-    const unchanged =
+    const attestationUnchanged =
       prior.attestation_issuer === planned.attestation_issuer &&
       prior.attestation_jwks === planned.attestation_jwks &&
       prior.attestation_service_account === planned.attestation_service_account;
-    if (unchanged || !attestation) return { ...prior, ...planned, attested: prior.attested ?? false };
+    // Switching attestation off needs a replacement (see attestation_issuer), so no settings = keep stored.
+    const attestation = attestationUnchanged ? undefined : attestationSettingsOf(planned);
+    const migrationUnchanged = (prior.migration_enabled ?? false) === (planned.migration_enabled ?? false);
+    const tokenReviewUnchanged =
+      prior.tokenreview_endpoint === planned.tokenreview_endpoint &&
+      (prior.tokenreview_ca_cert ?? null) === (planned.tokenreview_ca_cert ?? null);
+    if (attestation === undefined && migrationUnchanged && tokenReviewUnchanged)
+      return { ...prior, ...planned, attested: prior.attested ?? false };
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const result = await registerCluster(openBao, {
       fingerprint: planned.fingerprint!,
       namespaceRoot: namespaceRootOf(prior, client),
-      attestation,
+      ...(attestation ? { attestation } : {}),
+      ...tokenReviewOf(planned),
+      migration: planned.migration_enabled === true,
     });
     priv.set('registered_at', result.registeredAt);
     return {
       ...planned,
+      migration_enabled: result.migrationEnabled,
       namespace: result.namespace,
       operational_hash: result.operationalHash,
       ca_cert_pem: normalizePem(result.caCertPem),
@@ -302,6 +356,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
         ? `${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name}`
         : null,
       attested: status.attestation !== undefined,
+      migration_enabled: status.migrationEnabled,
     };
   },
 

@@ -1,7 +1,9 @@
-import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import { type Command, Option } from 'commander';
 import { parseListenAddress } from '../core/health-server.js';
 import { CloudtaserError, createLogger, type Logger } from '../core/index.js';
+import { DEFAULT_RELOAD_INTERVAL_MS, type WatchedPemFiles, watchPemFiles } from '../core/tls-files.js';
+import { loadBridgeCas } from './bridge-auth.js';
 import { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS } from './limits.js';
 import { type BeaconHandle, type BeaconOptions, createBeacon } from './server.js';
 
@@ -12,6 +14,9 @@ export interface BeaconServeFlags {
   readonly tlsKey?: string;
   readonly metricsListen: string;
   readonly plain?: boolean;
+  readonly bridgeCa?: string[];
+  readonly allowAnonymousBridges?: boolean;
+  readonly tlsReloadInterval?: string;
   readonly [limit: string]: unknown;
 }
 
@@ -35,7 +40,21 @@ export function registerBeaconCommand(
       "address for /healthz, /readyz and /metrics, or 'off'",
       '0.0.0.0:9090',
     )
-    .option('--plain', 'also accept the plain door (CTBCN/1 magic, no outer TLS)', false);
+    .option('--plain', 'also accept the plain door (CTBCN/1 magic, no outer TLS)', false)
+    .option(
+      '--bridge-ca <file>',
+      'PEM CA (or bundle) whose client certificates may wait as bridges; repeatable, one per OpenBao operator served (`cloudtaser-cli source beacon-ca` prints it); re-read when it changes',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
+    .option(
+      '--allow-anonymous-bridges',
+      'INSECURE: let any client wait as a bridge (no --bridge-ca); anyone who knows a room hash can squat it',
+    )
+    .option(
+      '--tls-reload-interval <ms>',
+      'how often the certificate and bridge CA files are re-read (milliseconds)',
+      String(DEFAULT_RELOAD_INTERVAL_MS),
+    );
   for (const { key, flag, description, min, max } of BEACON_LIMIT_FLAGS) {
     serve.addOption(
       new Option(`${flag} <n>`, `${description} (min ${min}${max === undefined ? '' : `, max ${max}`})`)
@@ -45,7 +64,28 @@ export function registerBeaconCommand(
   }
   serve.action(async (flags: BeaconServeFlags) => {
     const logger = hooks.logger ?? createLogger('beacon');
-    const handle = await createBeacon({ ...(await beaconOptionsFromFlags(flags)), logger });
+    const running: { handle?: BeaconHandle } = {};
+    const { options, files } = await beaconOptionsFromFlags(flags, { logger, running });
+    let started: BeaconHandle;
+    try {
+      started = await createBeacon({ ...options, logger });
+    } catch (err) {
+      for (const watched of files) watched.close();
+      throw err;
+    }
+    // From here on a changed file reaches new connections; the watchers were started before the beacon so a
+    // file that cannot be read at all fails the start instead. Closing the beacon stops watching.
+    const handle: BeaconHandle = {
+      ...started,
+      stats: () => started.stats(),
+      close: async () => {
+        for (const watched of files) watched.close();
+        process.off('SIGTERM', shutdown);
+        process.off('SIGINT', shutdown);
+        await started.close();
+      },
+    };
+    running.handle = handle;
     const shutdown = (signal: string) => {
       logger.info({ event: 'shutdown', signal });
       handle.close().then(
@@ -65,20 +105,75 @@ export function registerBeaconCommand(
   return beacon;
 }
 
-/** Turns CLI flags into library options (reads the certificate files). */
+/**
+ * Turns CLI flags into library options and starts watching the certificate and bridge CA files: a change
+ * reaches new connections (through `updateTls` / `updateBridgeCas` of the running beacon) without a restart.
+ */
 export async function beaconOptionsFromFlags(
   flags: BeaconServeFlags,
-): Promise<Omit<BeaconOptions, 'logger'>> {
+  reload: { readonly logger?: Logger; readonly running?: { readonly handle?: BeaconHandle } } = {},
+): Promise<{ options: Omit<BeaconOptions, 'logger'>; files: WatchedPemFiles<unknown>[] }> {
   if (!flags.tlsCert || !flags.tlsKey) {
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
       'beacon serve needs --tls-cert and --tls-key: the TLS door is always on, and clients verify the beacon by it',
     );
   }
-  const [certPem, keyPem] = await Promise.all([
-    readPem(flags.tlsCert, '--tls-cert'),
-    readPem(flags.tlsKey, '--tls-key'),
-  ]);
+  const bridgeCaFiles = flags.bridgeCa ?? [];
+  if (bridgeCaFiles.length === 0 && !flags.allowAnonymousBridges) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      "beacon serve needs --bridge-ca <file> (the CA of the bridges' client certificates; `cloudtaser-cli source beacon-ca` prints it), or --allow-anonymous-bridges to let anyone wait as a bridge (insecure)",
+    );
+  }
+  if (bridgeCaFiles.length > 0 && flags.allowAnonymousBridges) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      '--bridge-ca and --allow-anonymous-bridges are mutually exclusive',
+    );
+  }
+  const intervalMs = parseInteger(
+    '--tls-reload-interval',
+    flags.tlsReloadInterval ?? String(DEFAULT_RELOAD_INTERVAL_MS),
+  );
+  if (intervalMs < 100)
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', '--tls-reload-interval must be at least 100 ms');
+  const files: WatchedPemFiles<unknown>[] = [];
+  const tlsFiles = await watchPemFiles({
+    files: [flags.tlsCert, flags.tlsKey],
+    what: 'beacon TLS certificate (--tls-cert, --tls-key)',
+    intervalMs,
+    logger: reload.logger,
+    load: ([certPem, keyPem]) => {
+      // Parsing here refuses a certificate written before its key (mid-rotation) until both match.
+      createSecureContext({ cert: certPem, key: keyPem });
+      return { certPem, keyPem };
+    },
+    onChange: (tls) => reload.running?.handle?.updateTls(tls),
+  });
+  files.push(tlsFiles);
+  let bridgeCaPems: string[] | undefined;
+  if (bridgeCaFiles.length > 0) {
+    try {
+      const bridgeCas = await watchPemFiles({
+        files: bridgeCaFiles,
+        what: 'bridge CAs (--bridge-ca)',
+        intervalMs,
+        logger: reload.logger,
+        load: (contents) => {
+          loadBridgeCas(contents);
+          return [...contents];
+        },
+        onChange: (pems) => reload.running?.handle?.updateBridgeCas(pems),
+      });
+      files.push(bridgeCas);
+      bridgeCaPems = bridgeCas.current();
+    } catch (err) {
+      tlsFiles.close();
+      throw err;
+    }
+  }
+  const { certPem, keyPem } = tlsFiles.current();
   const listen = parseListenAddress(flags.listen, '--listen');
   const limits: Partial<Record<keyof BeaconLimits, number>> = {};
   for (const { key } of BEACON_LIMIT_FLAGS) {
@@ -86,13 +181,17 @@ export async function beaconOptionsFromFlags(
     if (typeof value === 'number') limits[key] = value;
   }
   return {
-    host: listen.host,
-    port: listen.port,
-    tls: { certPem, keyPem },
-    plain: flags.plain === true,
-    metrics:
-      flags.metricsListen === 'off' ? false : parseListenAddress(flags.metricsListen, '--metrics-listen'),
-    limits,
+    options: {
+      host: listen.host,
+      port: listen.port,
+      tls: { certPem, keyPem },
+      ...(bridgeCaPems ? { bridgeCaPems } : { allowAnonymousBridges: true }),
+      plain: flags.plain === true,
+      metrics:
+        flags.metricsListen === 'off' ? false : parseListenAddress(flags.metricsListen, '--metrics-listen'),
+      limits,
+    },
+    files,
   };
 }
 
@@ -112,18 +211,4 @@ function parseInteger(flag: string, value: string): number {
     );
   }
   return Number(value);
-}
-
-async function readPem(path: string, flag: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `${flag} ${path} could not be read: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
-  }
 }

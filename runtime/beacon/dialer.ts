@@ -8,7 +8,17 @@ import {
   connect as tlsConnect,
 } from 'node:tls';
 import { type ClientOptions, createWebSocketStream, WebSocket } from 'ws';
-import { CloudtaserError } from '../core/index.js';
+import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+// settings and tunnel only: the undici dispatcher (proxy/dispatcher.ts) is the OpenBao client's business.
+import {
+  authority,
+  type ProxyEndpoint,
+  type ProxyRoute,
+  type ProxySetting,
+  proxySettingFromEnvironment,
+  routeFor,
+} from '../proxy/settings.js';
+import { openProxyTunnel } from '../proxy/tunnel.js';
 import type { DialAdmission } from './admission.js';
 import {
   type BeaconDoor,
@@ -36,18 +46,41 @@ export interface BeaconTarget {
 }
 
 const DEFAULT_PORT = 443;
-/** Parsing a CA bundle into a secure context costs milliseconds; dial loops reuse a few. */
+/** A client certificate for the beacon's outer TLS: how a bridge proves it may wait in rooms. */
+export interface BeaconClientCertificate {
+  readonly certPem: string;
+  /** PEM, in memory only. */
+  readonly keyPem: string;
+}
+
+/** Parsing a CA bundle or a key into a secure context costs milliseconds; dial loops reuse a few. */
 const secureContexts = new Map<string, SecureContext>();
 const MAX_CACHED_CONTEXTS = 8;
 
-function secureContextFor(caCertPem: string | undefined): SecureContext | undefined {
-  if (caCertPem === undefined) return undefined;
-  let context = secureContexts.get(caCertPem);
+function secureContextFor(
+  caCertPem: string | undefined,
+  client: BeaconClientCertificate | undefined,
+): SecureContext | undefined {
+  if (caCertPem === undefined && client === undefined) return undefined;
+  // The certificate identifies the key, so the key itself never becomes part of a map key.
+  const cacheKey = `${caCertPem ?? ''}\0${client?.certPem ?? ''}`;
+  let context = secureContexts.get(cacheKey);
   if (!context) {
     if (secureContexts.size >= MAX_CACHED_CONTEXTS)
       secureContexts.delete(secureContexts.keys().next().value!);
-    context = createSecureContext({ ca: caCertPem });
-    secureContexts.set(caCertPem, context);
+    try {
+      context = createSecureContext({
+        ...(caCertPem !== undefined ? { ca: caCertPem } : {}),
+        ...(client ? { cert: client.certPem, key: client.keyPem } : {}),
+      });
+    } catch (err) {
+      throw new CloudtaserError(
+        'CT_BEACON_IDENTITY',
+        `the beacon CA or client certificate is unusable: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    secureContexts.set(cacheKey, context);
   }
   return context;
 }
@@ -106,13 +139,26 @@ export function parseBeaconAddress(address: string): BeaconTarget {
 
 export interface ReplicaDialOptions {
   readonly target: BeaconTarget;
-  /** The replica's IP address (one of the target name's A/AAAA records). */
+  /**
+   * The replica's IP address (one of the target name's A/AAAA records); through a proxy that must resolve the
+   * name itself, the beacon's name (see planBeaconDial).
+   */
   readonly ip: string;
+  /**
+   * Reach the replica through this HTTP proxy with CONNECT. Only the tunnel changes: the outer TLS (name check,
+   * ALPN, session resumption) and the inner TLS run end to end exactly as without it. @default direct
+   */
+  readonly proxy?: ProxyEndpoint;
   readonly role: BeaconRole;
   /** Room hash: 64 lower-case hex characters. */
   readonly hash: string;
   /** Trust for the outer TLS (TLS and wss doors). @default the system roots */
   readonly caCertPem?: string;
+  /**
+   * The client certificate the outer TLS presents (TLS and wss doors): a bridge's proof that it may wait in rooms.
+   * Brokers dial without one. @default none
+   */
+  readonly clientCertificate?: BeaconClientCertificate;
   readonly signal?: AbortSignal;
   /** Called once when the beacon has accepted the announce and the connection waits for its peer. */
   onWaiting?(): void;
@@ -176,6 +222,9 @@ export function waitForPeer(options: ReplicaDialOptions): Promise<Duplex> {
 class ReplicaDial {
   private settled = false;
   private waitingSeen = false;
+  /** The CONNECT tunnel, when the replica is reached through a proxy; owned until the caller gets the stream. */
+  private tunnel: Socket | undefined;
+  private readonly tunnelAbort = new AbortController();
   private socket: Socket | undefined;
   private ws: WebSocket | undefined;
   private buffered: Buffer = Buffer.alloc(0);
@@ -188,36 +237,89 @@ class ReplicaDial {
     private readonly reject: (err: Error) => void,
   ) {
     const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    this.connectTimer = setTimeout(
-      () => this.fail(this.unreachable(`no answer to the announce within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    this.connectTimer = setTimeout(() => {
+      const proxy = options.proxy;
+      // Still waiting for the proxy's answer to CONNECT: the proxy is what stalls, so name it.
+      if (proxy && !this.tunnel) {
+        this.fail(
+          new CloudtaserError(
+            'CT_PROXY_UNREACHABLE',
+            `the HTTP proxy ${proxy.describe()} did not answer CONNECT ${authority(options.ip, options.target.port)} within ${timeoutMs} ms; check that it is up and reachable from here`,
+            { details: { proxy: proxy.display, proxySource: proxy.source, ip: options.ip } },
+          ),
+        );
+        return;
+      }
+      this.fail(this.unreachable(`no answer to the announce within ${timeoutMs} ms`));
+    }, timeoutMs);
     options.signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
   start(): void {
+    const { proxy, ip, target } = this.options;
+    if (!proxy) {
+      this.connect(undefined);
+      return;
+    }
+    // The tunnel first; then the same door code as a direct dial runs over it.
+    openProxyTunnel(
+      proxy,
+      { host: ip, port: target.port },
+      {
+        signal: this.tunnelAbort.signal,
+        connectTimeoutMs: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      },
+    ).then(
+      (tunnel) => {
+        if (this.settled) {
+          tunnel.destroy();
+          return;
+        }
+        // Half-close passes through like on a direct TCP connection (as far as the proxy keeps it).
+        tunnel.allowHalfOpen = true;
+        this.tunnel = tunnel;
+        this.connect(tunnel);
+      },
+      (err: Error) => this.fail(err),
+    );
+  }
+
+  /** Runs the door over a fresh TCP connection, or over `tunnel` (a CONNECT tunnel to the replica). */
+  private connect(tunnel: Socket | undefined): void {
     const { target, ip } = this.options;
     const announce = encodeJson({ v: PROTOCOL_VERSION, role: this.options.role, hash: this.options.hash });
     if (target.door === 'wss') {
-      this.startWebSocket(announce);
+      this.startWebSocket(announce, tunnel);
       return;
     }
     const frame = encodeFrame({ v: PROTOCOL_VERSION, role: this.options.role, hash: this.options.hash });
     let socket: Socket;
     if (target.door === 'tls') {
+      const client = this.options.clientCertificate;
       const sessionKey = `${ip}|${target.port}|${target.host}|${this.options.caCertPem ?? ''}`;
-      const tlsSocket = tlsConnect({
-        host: ip,
-        port: target.port,
+      let secureContext: SecureContext | undefined;
+      try {
+        secureContext = secureContextFor(this.options.caCertPem, client);
+      } catch (err) {
+        queueMicrotask(() => this.fail(err as Error));
+        return;
+      }
+      const outerTls: ConnectionOptions & { allowHalfOpen: boolean } = {
         servername: isIP(target.host) ? undefined : target.host,
-        secureContext: secureContextFor(this.options.caCertPem),
+        secureContext,
         ALPNProtocols: [RAW_ALPN],
         allowHalfOpen: true,
         // Resume the outer TLS with the replica's last ticket: reconnects and re-pairings skip the certificate
-        // exchange (a replica that lost its ticket keys simply does a full handshake).
-        session: outerTlsSessions.get(sessionKey),
-      } as ConnectionOptions);
-      tlsSocket.on('session', (session: Buffer) => rememberSession(sessionKey, session));
+        // exchange (a replica that lost its ticket keys simply does a full handshake). Not with a client
+        // certificate: the beacon then checks the bridge's current certificate on every connection, not one a
+        // ticket remembers.
+        session: client ? undefined : outerTlsSessions.get(sessionKey),
+      };
+      // The same outer TLS over a direct connection or a proxy tunnel: only where the bytes travel differs.
+      const tlsSocket = tlsConnect(
+        tunnel ? { ...outerTls, socket: tunnel } : { ...outerTls, host: ip, port: target.port },
+      );
+      if (!client) tlsSocket.on('session', (session: Buffer) => rememberSession(sessionKey, session));
       tlsSocket.once('secureConnect', () => {
         if (tlsSocket.alpnProtocol !== RAW_ALPN) {
           this.fail(
@@ -231,6 +333,9 @@ class ReplicaDial {
         tlsSocket.write(frame);
       });
       socket = tlsSocket;
+    } else if (tunnel) {
+      socket = tunnel;
+      socket.write(Buffer.concat([PLAIN_MAGIC, frame]));
     } else {
       socket = netConnect({ host: ip, port: target.port, allowHalfOpen: true });
       socket.once('connect', () => socket.write(Buffer.concat([PLAIN_MAGIC, frame])));
@@ -283,7 +388,7 @@ class ReplicaDial {
     this.fail(this.unreachable('the beacon closed the connection before pairing'));
   };
 
-  private startWebSocket(announce: Buffer): void {
+  private startWebSocket(announce: Buffer, tunnel: Socket | undefined): void {
     const { target, ip } = this.options;
     const lookup: LookupFunction = (_hostname, lookupOptions, callback) => {
       const family = isIP(ip) === 6 ? 6 : 4;
@@ -294,14 +399,31 @@ class ReplicaDial {
       } else callback(null, ip, family);
     };
     const hostForUrl = target.host.includes(':') ? `[${target.host}]` : target.host;
-    // ws hands unknown options on to tls.connect, which takes the cached secure context.
+    let secureContext: SecureContext | undefined;
+    try {
+      secureContext = secureContextFor(this.options.caCertPem, this.options.clientCertificate);
+    } catch (err) {
+      queueMicrotask(() => this.fail(err as Error));
+      return;
+    }
+    // ws hands unknown options on to tls.connect (or to createConnection), which takes the cached secure context.
     const clientOptions = {
-      secureContext: secureContextFor(this.options.caCertPem),
-      lookup,
+      secureContext,
+      // Through a proxy, ws runs its TLS and upgrade over the CONNECT tunnel with every TLS option it was given.
+      ...(tunnel
+        ? {
+            createConnection: (options: ConnectionOptions) =>
+              tlsConnect({
+                ...options,
+                socket: tunnel,
+                servername: isIP(target.host) ? undefined : target.host,
+              }),
+          }
+        : { lookup }),
       perMessageDeflate: false,
       maxPayload: 16 * 1024 * 1024,
       handshakeTimeout: this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    } as ClientOptions;
+    } as unknown as ClientOptions;
     const ws = new WebSocket(
       `wss://${hostForUrl}:${target.port}${target.path ?? WEBSOCKET_PATH}`,
       clientOptions,
@@ -364,7 +486,9 @@ class ReplicaDial {
       case 'error':
         this.fail(
           new CloudtaserError(
-            message.code === 'CT_BEACON_LIMIT' ? 'CT_BEACON_LIMIT' : 'CT_BEACON_REJECTED',
+            message.code === 'CT_BEACON_LIMIT' || message.code === 'CT_BEACON_UNAUTHENTICATED'
+              ? message.code
+              : 'CT_BEACON_REJECTED',
             `the beacon at ${this.where()} refused the connection: ${message.code}: ${message.reason}`,
             { details: { beaconCode: message.code, reason: message.reason, ip: this.options.ip } },
           ),
@@ -400,8 +524,10 @@ class ReplicaDial {
     if (this.settled) return;
     this.settled = true;
     this.cleanup();
+    this.tunnelAbort.abort();
     this.socket?.destroy();
     this.ws?.terminate();
+    this.tunnel?.destroy();
     this.reject(err);
   }
 
@@ -411,8 +537,8 @@ class ReplicaDial {
   }
 
   private where(): string {
-    const { target, ip } = this.options;
-    return `${target.door}://${target.host}:${target.port} (${ip})`;
+    const { target, ip, proxy } = this.options;
+    return `${target.door}://${authority(target.host, target.port)} (${ip}${proxy ? ` through HTTP proxy ${proxy.describe()}` : ''})`;
   }
 
   private unreachable(why: string, cause?: unknown): CloudtaserError {
@@ -458,19 +584,203 @@ export async function resolveBeacon(
   return { target, ips };
 }
 
-export interface BeaconDialOptions extends Omit<ReplicaDialOptions, 'ip' | 'target'> {
+/** How one beacon address is dialled: the target, the proxy decision and the replica addresses. */
+export interface BeaconDialPlan {
+  /** The address as configured (`host:port`, `wss://...`). */
+  readonly address: string;
+  readonly target: BeaconTarget;
+  /** Which HTTP proxy carries the connections, or why none does. */
+  readonly route: ProxyRoute;
+  /** Every A/AAAA record of the name; the name itself when only the proxy can resolve it. */
+  readonly replicas: readonly string[];
+  /** Set when the plan dials by name instead of every replica, saying why. */
+  readonly reducedBecause?: string;
+}
+
+export interface BeaconPlanOptions {
+  readonly resolve?: BeaconResolver;
+  /**
+   * How the beacon is reached: through a fixed HTTP proxy, never through one, or as HTTPS_PROXY/NO_PROXY say.
+   * Every door is a TLS destination for the rule (the plain door too: it shares the beacon's TLS port).
+   * @default proxySettingFromEnvironment()
+   */
+  readonly proxy?: ProxySetting;
+}
+
+/**
+ * Decides how to reach one beacon address. Directly, a name that does not resolve is an error. Through a proxy
+ * this host may not be able to resolve the name at all (the proxy resolves it): the plan then dials by name and
+ * says so in `reducedBecause`.
+ */
+export async function planBeaconDial(
+  address: string,
+  options: BeaconPlanOptions = {},
+): Promise<BeaconDialPlan> {
+  const target = parseBeaconAddress(address);
+  const route = routeFor(options.proxy ?? proxySettingFromEnvironment(), {
+    secure: true,
+    host: target.host,
+    port: target.port,
+  });
+  if (!route.proxy || isIP(target.host)) {
+    const { ips } = await resolveBeacon(address, options.resolve);
+    return { address, target, route, replicas: ips };
+  }
+  try {
+    const { ips } = await resolveBeacon(address, options.resolve);
+    return { address, target, route, replicas: ips };
+  } catch (err) {
+    return {
+      address,
+      target,
+      route,
+      replicas: [target.host],
+      reducedBecause: `this host cannot resolve ${target.host} (${(err as Error).message}), so the proxy resolves it`,
+    };
+  }
+}
+
+/**
+ * Addresses (per proxy) currently dialled by name, with the reason that was logged; one memory per logger, so
+ * each broker or bridge in a process reports for itself.
+ */
+const reducedFanOut = new WeakMap<object, Map<string, string>>();
+const NO_LOGGER = {};
+
+function fanOutMemory(logger: Logger | undefined): Map<string, string> {
+  const owner = logger ?? NO_LOGGER;
+  let memory = reducedFanOut.get(owner);
+  if (!memory) {
+    memory = new Map();
+    reducedFanOut.set(owner, memory);
+  }
+  return memory;
+}
+
+/**
+ * Logs once when a beacon address starts being dialled by name through the proxy instead of on every replica,
+ * and once when every replica is reachable again. Both the broker (dialBeacon) and the bridge report here.
+ */
+export function reportFanOut(
+  logger: Logger | undefined,
+  plan: BeaconDialPlan,
+  reducedBecause: string | undefined,
+): void {
+  const key = fanOutKey(plan);
+  const memory = fanOutMemory(logger);
+  // The caller's logger as it is: it already names the process (and the part of it) that dials.
+  const log = logger ?? silentLogger;
+  const beacon = authority(plan.target.host, plan.target.port);
+  if (reducedBecause !== undefined) {
+    if (memory.has(key)) return;
+    memory.set(key, reducedBecause);
+    log.warn(
+      {
+        event: 'beacon.fanout_reduced',
+        address: plan.address,
+        proxy: plan.route.proxy?.display,
+        proxySource: plan.route.proxy?.source,
+        reason: reducedBecause,
+      },
+      `replica fan-out reduced: dialing beacon ${beacon} by name through the HTTP proxy, which reaches one replica of its choosing, because ${reducedBecause}. ` +
+        'A broker and a bridge that both dial by name may wait on different replicas; allow CONNECT to the replica addresses, or give one side a direct path',
+    );
+  } else if (memory.delete(key)) {
+    log.info(
+      { event: 'beacon.fanout_restored', address: plan.address, proxy: plan.route.proxy?.display },
+      `every replica of beacon ${beacon} is reachable through the HTTP proxy again`,
+    );
+  }
+}
+
+/** One line per beacon address at start: which HTTP proxy carries it, or why none does. */
+export function logBeaconRoutes(
+  logger: Logger,
+  addresses: readonly string[],
+  setting: ProxySetting = proxySettingFromEnvironment(),
+): void {
+  for (const address of addresses) {
+    let target: BeaconTarget;
+    try {
+      target = parseBeaconAddress(address);
+    } catch {
+      continue; // the first dial reports a malformed address with its code
+    }
+    const route = routeFor(setting, { secure: true, host: target.host, port: target.port });
+    logger.info(
+      {
+        event: 'beacon.route',
+        address,
+        proxy: route.proxy?.display,
+        proxySource: route.proxy?.source,
+        reason: route.reason,
+      },
+      route.proxy
+        ? `beacon ${address} through HTTP proxy ${route.proxy.describe()}`
+        : `beacon ${address} dialled directly: ${route.reason}`,
+    );
+  }
+}
+
+/** Why a plan dials by name after the proxy refused every replica address (the same words on both sides). */
+export function everyReplicaRefused(plan: BeaconDialPlan, errors: readonly CloudtaserError[]): string {
+  const statuses = [...new Set(errors.map((err) => err.details.status ?? 'no answer'))].join(', ');
+  return `the proxy refused CONNECT to every replica address of ${plan.target.host} (${plan.replicas.length} addresses; ${statuses})`;
+}
+
+function fanOutKey(plan: BeaconDialPlan): string {
+  return `${plan.route.proxy?.display ?? 'direct'}|${plan.address}`;
+}
+
+export interface BeaconDialOptions
+  extends Omit<ReplicaDialOptions, 'ip' | 'target' | 'proxy'>,
+    BeaconPlanOptions {
   /** The beacon address as in the Helm value (see parseBeaconAddress). */
   readonly address: string;
-  readonly resolve?: BeaconResolver;
+  /** Gets the one line when replica fan-out is reduced, and when it is whole again. @default silent */
+  readonly logger?: Logger;
 }
 
 /**
  * Resolves every A/AAAA record of the name, dials all replicas in parallel and returns the first pairing;
  * the other attempts are closed. Rejects only when every replica failed (or the signal aborted).
+ *
+ * Through an HTTP proxy every replica is still dialled by address (CONNECT ip:port). When the proxy refuses every
+ * one of them (a proxy that only tunnels to names, or one that cannot route to the addresses this host
+ * resolved), or this host cannot resolve the name, the dialer degrades: it dials the name through the proxy and
+ * logs once that the replica fan-out is reduced. It tries every replica again on the next dial.
  */
 export async function dialBeacon(options: BeaconDialOptions): Promise<{ stream: Duplex; ip: string }> {
-  const { target, ips } = await resolveBeacon(options.address, options.resolve);
+  const plan = await planBeaconDial(options.address, options);
   if (options.signal?.aborted) throw new CloudtaserError('CT_CANCELLED', 'dialing the beacon was cancelled');
+  if (plan.reducedBecause !== undefined) reportFanOut(options.logger, plan, plan.reducedBecause);
+  const everyReplica = await dialReplicas(options, plan, plan.replicas);
+  if ('stream' in everyReplica) {
+    if (plan.route.proxy && plan.reducedBecause === undefined) reportFanOut(options.logger, plan, undefined);
+    return everyReplica;
+  }
+  // When nothing got through at all, the error says so; a later dial by name that works is news again.
+  if (plan.reducedBecause !== undefined) fanOutMemory(options.logger).delete(fanOutKey(plan));
+  const byNameHelps =
+    plan.route.proxy !== undefined &&
+    plan.reducedBecause === undefined &&
+    !isIP(plan.target.host) &&
+    !options.signal?.aborted &&
+    everyReplica.errors.every((err) => err.code === 'CT_PROXY_REFUSED');
+  if (!byNameHelps) throw pickDialError(everyReplica.errors, options.signal, options.address);
+  reportFanOut(options.logger, plan, everyReplicaRefused(plan, everyReplica.errors));
+  const byName = await dialReplicas(options, plan, [plan.target.host]);
+  if ('stream' in byName) return byName;
+  fanOutMemory(options.logger).delete(fanOutKey(plan));
+  throw pickDialError(byName.errors, options.signal, options.address);
+}
+
+/** Dials every replica in parallel; the first pairing, or every replica's error. */
+async function dialReplicas(
+  options: BeaconDialOptions,
+  plan: BeaconDialPlan,
+  replicas: readonly string[],
+): Promise<{ stream: Duplex; ip: string } | { errors: CloudtaserError[] }> {
   const attempts = new AbortController();
   const forwardAbort = () => attempts.abort();
   options.signal?.addEventListener('abort', forwardAbort, { once: true });
@@ -481,11 +791,18 @@ export async function dialBeacon(options: BeaconDialOptions): Promise<{ stream: 
     options.onWaiting?.();
   };
   try {
-    return await new Promise<{ stream: Duplex; ip: string }>((resolve, reject) => {
+    return await new Promise((resolve) => {
       let winner = false;
       const errors: CloudtaserError[] = [];
-      for (const ip of ips) {
-        waitForPeer({ ...options, target, ip, signal: attempts.signal, onWaiting }).then(
+      for (const ip of replicas) {
+        waitForPeer({
+          ...options,
+          target: plan.target,
+          ip,
+          proxy: plan.route.proxy,
+          signal: attempts.signal,
+          onWaiting,
+        }).then(
           (stream) => {
             if (winner) {
               // Paired on a second replica in the same moment: close it so that peer dials again.
@@ -498,8 +815,7 @@ export async function dialBeacon(options: BeaconDialOptions): Promise<{ stream: 
           },
           (err: CloudtaserError) => {
             errors.push(err);
-            if (!winner && errors.length === ips.length)
-              reject(pickDialError(errors, options.signal, options.address));
+            if (!winner && errors.length === replicas.length) resolve({ errors });
           },
         );
       }

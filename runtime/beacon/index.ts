@@ -1,13 +1,21 @@
 export { parseListenAddress } from '../core/health-server.js';
 export { createDialAdmission, type DialAdmission } from './admission.js';
+export { type BridgeCaSet, bridgeRefusal, loadBridgeCas } from './bridge-auth.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
+  type BeaconClientCertificate,
   type BeaconDialOptions,
+  type BeaconDialPlan,
+  type BeaconPlanOptions,
   type BeaconResolver,
   type BeaconTarget,
   dialBeacon,
+  everyReplicaRefused,
+  logBeaconRoutes,
   parseBeaconAddress,
+  planBeaconDial,
   type ReplicaDialOptions,
+  reportFanOut,
   resolveBeacon,
   systemResolver,
   waitForPeer,

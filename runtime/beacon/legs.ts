@@ -13,7 +13,7 @@ import {
 } from './protocol.js';
 
 /** Codes the beacon puts in an `error` frame. */
-export type RejectCode = 'CT_BEACON_PROTOCOL' | 'CT_BEACON_LIMIT';
+export type RejectCode = 'CT_BEACON_PROTOCOL' | 'CT_BEACON_LIMIT' | 'CT_BEACON_UNAUTHENTICATED';
 
 /** What a leg reports to the server; the server owns bounds, pairing and metrics. */
 export interface LegEvents {

@@ -26,6 +26,12 @@ export interface BeaconLimits {
   readonly pairedIdleMs: number;
   /** Largest WebSocket message accepted from a client. */
   readonly webSocketMaxPayloadBytes: number;
+  /**
+   * Pairings per room hash per second (a bucket of this many, refilled at this rate). A room sees a few
+   * pairings a minute in normal use; over the bound an arriving broker is refused and an arriving bridge waits,
+   * so flooding a room costs the flooder, not the bridge behind it.
+   */
+  readonly maxPairingsPerHashPerSecond: number;
 }
 
 export const DEFAULT_BEACON_LIMITS: BeaconLimits = Object.freeze({
@@ -41,6 +47,7 @@ export const DEFAULT_BEACON_LIMITS: BeaconLimits = Object.freeze({
   maxConnections: 20_000,
   pairedIdleMs: 900_000,
   webSocketMaxPayloadBytes: 1024 * 1024,
+  maxPairingsPerHashPerSecond: 5,
 });
 
 /** The flag for each bound, its help text, and the smallest value that still makes sense. */
@@ -98,6 +105,12 @@ export const BEACON_LIMIT_FLAGS: ReadonlyArray<{
     flag: '--ws-max-payload',
     description: 'largest WebSocket message',
     min: 1024,
+  },
+  {
+    key: 'maxPairingsPerHashPerSecond',
+    flag: '--max-pairings-per-hash-per-second',
+    description: 'pairings per room hash per second',
+    min: 1,
   },
 ];
 

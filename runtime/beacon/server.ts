@@ -8,6 +8,7 @@ import {
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { CloudtaserError, hashPrefix, type Logger, silentLogger } from '../core/index.js';
+import { type BridgeCaSet, bridgeRefusal, loadBridgeCas } from './bridge-auth.js';
 import { type Leg, type LegEvents, type RejectCode, SocketLeg, WebSocketLeg } from './legs.js';
 import { type BeaconLimits, resolveLimits } from './limits.js';
 import {
@@ -34,8 +35,19 @@ export interface BeaconOptions {
   readonly host?: string;
   /** Port to listen on; 0 picks a free one. @default 443 */
   readonly port?: number;
-  /** The beacon's own certificate and key for the TLS door (PEM). */
+  /** The beacon's own certificate and key for the TLS door (PEM). Replace them later with `updateTls`. */
   readonly tls: { readonly certPem: string; readonly keyPem: string };
+  /**
+   * CA certificates (PEM, each may be a bundle) whose client certificates may wait as bridges: one per OpenBao
+   * operator this beacon serves. Brokers stay anonymous. Replace them later with `updateBridgeCas`. Exactly one
+   * of `bridgeCaPems` and `allowAnonymousBridges` is required.
+   */
+  readonly bridgeCaPems?: readonly string[];
+  /**
+   * Let any client wait as a bridge (no client certificate checked). Anyone who knows a room hash can then
+   * squat it: for tests and closed networks only; the beacon logs a warning at start. @default false
+   */
+  readonly allowAnonymousBridges?: boolean;
   /** Accept the plain door (`CTBCN/1\n` magic, no outer TLS). @default false */
   readonly plain?: boolean;
   /** Health, readiness and Prometheus endpoints on their own port; `false` for none. @default false */
@@ -74,6 +86,10 @@ export interface BeaconHandle {
   readonly metricsUrl?: string;
   readonly limits: BeaconLimits;
   stats(): BeaconStats;
+  /** New connections use this certificate from now on; open ones keep theirs. Throws CT_INVALID_ARGUMENT when unusable. */
+  updateTls(tls: { readonly certPem: string; readonly keyPem: string }): void;
+  /** New bridge announces are checked against these CAs from now on. Throws CT_INVALID_ARGUMENT when unusable. */
+  updateBridgeCas(pems: readonly string[]): void;
   /** Stops accepting, drops every connection and the metrics server. */
   close(): Promise<void>;
 }
@@ -103,12 +119,40 @@ export async function createBeacon(options: BeaconOptions): Promise<BeaconHandle
       "beacon option 'tls' needs certPem and keyPem; give the beacon a certificate its clients trust",
     );
   }
+  const anonymous = options.allowAnonymousBridges === true;
+  if (anonymous === (options.bridgeCaPems !== undefined)) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      anonymous
+        ? "beacon options 'bridgeCaPems' and 'allowAnonymousBridges' are mutually exclusive"
+        : "beacon option 'bridgeCaPems' is required (the CAs of the bridges' client certificates); 'allowAnonymousBridges: true' lets anyone wait as a bridge",
+    );
+  }
   const limits = resolveLimits(options.limits);
-  let secureContext: SecureContext;
+  const beacon = new BeaconServer(
+    limits,
+    buildSecureContext(options.tls, undefined),
+    anonymous ? undefined : parseBridgeCas(options.bridgeCaPems ?? []),
+    options.plain === true,
+    options.logger ?? silentLogger,
+    Boolean(options.metrics),
+  );
+  return beacon.start(options);
+}
+
+/** The outer TLS context: the beacon's certificate, and the bridge CAs named in its certificate request. */
+function buildSecureContext(
+  tls: { readonly certPem: string; readonly keyPem: string },
+  bridgeCas: BridgeCaSet | undefined,
+): SecureContext {
   try {
-    secureContext = createSecureContext({
-      cert: options.tls.certPem,
-      key: options.tls.keyPem,
+    return createSecureContext({
+      cert: tls.certPem,
+      key: tls.keyPem,
+      ...(bridgeCas?.pem ? { ca: bridgeCas.pem } : {}),
+      // OpenSSL refuses to resume a session of a server that asks for client certificates unless a session id
+      // context is set (it would end the handshake with an internal error); brokers resume their sessions.
+      sessionIdContext: 'cloudtaser-beacon',
       minVersion: 'TLSv1.2',
     });
   } catch (err) {
@@ -118,14 +162,20 @@ export async function createBeacon(options: BeaconOptions): Promise<BeaconHandle
       { cause: err },
     );
   }
-  const beacon = new BeaconServer(
-    limits,
-    secureContext,
-    options.plain === true,
-    options.logger ?? silentLogger,
-    Boolean(options.metrics),
-  );
-  return beacon.start(options);
+}
+
+function parseBridgeCas(pems: readonly string[]): BridgeCaSet {
+  try {
+    return loadBridgeCas(pems);
+  } catch (err) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `beacon bridge CAs are unusable: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
 }
 
 class BeaconServer implements LegEvents {
@@ -136,11 +186,16 @@ class BeaconServer implements LegEvents {
   private readonly pendingByAddress = new Map<string, number>();
   private readonly waitingByAddress = new Map<string, number>();
   private readonly rooms = new Map<string, Room>();
+  /** Pairing budget per room hash (a token bucket), and the timers that pair rooms held back by it. */
+  private readonly pairingBudgets = new Map<string, { tokens: number; at: number }>();
+  private readonly pairingTimers = new Map<string, NodeJS.Timeout>();
+  private readonly budgetSweep: NodeJS.Timeout;
   private readonly relays = new Set<{ destroy(): void }>();
   private readonly server: NetServer;
   private readonly http: HttpServer;
   private readonly wss: WebSocketServer;
   private metricsServer: HttpServer | undefined;
+  private tls!: { readonly certPem: string; readonly keyPem: string };
   private nextLegId = 1;
   private pending = 0;
   private pairingsTotal = 0;
@@ -150,7 +205,9 @@ class BeaconServer implements LegEvents {
 
   constructor(
     private readonly limits: BeaconLimits,
-    private readonly secureContext: SecureContext,
+    private secureContext: SecureContext,
+    /** Undefined: anonymous bridges allowed. */
+    private bridgeCas: BridgeCaSet | undefined,
     private readonly plainDoor: boolean,
     private readonly log: Logger,
     processMetrics: boolean,
@@ -171,6 +228,9 @@ class BeaconServer implements LegEvents {
       this.rejectHttp(socket, 'http_malformed', 'malformed HTTP request');
       socket.destroy();
     });
+    // Full buckets carry no information; dropping them keeps the table as small as the rooms in use.
+    this.budgetSweep = setInterval(() => this.sweepPairingBudgets(), 10_000);
+    this.budgetSweep.unref();
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: limits.webSocketMaxPayloadBytes,
@@ -180,6 +240,7 @@ class BeaconServer implements LegEvents {
   }
 
   async start(options: BeaconOptions): Promise<BeaconHandle> {
+    this.tls = options.tls;
     const host = options.host ?? '0.0.0.0';
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -218,14 +279,44 @@ class BeaconServer implements LegEvents {
       address,
       plainDoor: this.plainDoor,
       metricsUrl,
+      bridgeAuthentication: this.bridgeCas ? 'client-certificate' : 'anonymous',
+      bridgeCas: this.bridgeCas?.certificates.length,
       limits: this.limits,
     });
+    if (!this.bridgeCas)
+      this.log.warn({
+        event: 'anonymous_bridges',
+        message:
+          'bridges are not authenticated: anyone who knows a room hash can wait as a bridge; give the beacon its bridge CAs (--bridge-ca)',
+      });
+    else if (this.bridgeCas.certificates.length === 0)
+      this.log.warn({
+        event: 'no_bridge_ca',
+        message:
+          'the bridge CA file holds no certificate: every bridge is refused until it does (cloudtaser-cli source beacon-ca prints the CA; Helm beacon.bridgeAuth.caPems)',
+      });
     return {
       address,
       port,
       metricsUrl,
       limits: this.limits,
       stats: () => this.stats(),
+      updateTls: (tls) => {
+        this.secureContext = buildSecureContext(tls, this.bridgeCas);
+        this.tls = tls;
+        this.log.info({ event: 'tls_updated' });
+      },
+      updateBridgeCas: (pems) => {
+        if (!this.bridgeCas)
+          throw new CloudtaserError(
+            'CT_INVALID_ARGUMENT',
+            'this beacon runs with anonymous bridges; restart it with bridge CAs to authenticate bridges',
+          );
+        const cas = parseBridgeCas(pems);
+        this.secureContext = buildSecureContext(this.tls, cas);
+        this.bridgeCas = cas;
+        this.log.info({ event: 'bridge_cas_updated', bridgeCas: cas.certificates.length });
+      },
       close: () => this.close(),
     };
   }
@@ -260,6 +351,9 @@ class BeaconServer implements LegEvents {
       for (const leg of [...room.broker, ...room.bridge]) this.stopWaiting(leg);
     }
     this.rooms.clear();
+    clearInterval(this.budgetSweep);
+    for (const timer of this.pairingTimers.values()) clearTimeout(timer);
+    this.pairingTimers.clear();
     this.wss.close();
     if (this.metricsServer) {
       const metricsServer = this.metricsServer;
@@ -379,6 +473,9 @@ class BeaconServer implements LegEvents {
       isServer: true,
       secureContext: this.secureContext,
       ALPNProtocols: [RAW_ALPN, HTTP_ALPN],
+      // Ask every client for a certificate without requiring one: bridges send theirs, brokers send none. Who may
+      // wait as a bridge is decided at announce time (bridgeRefusal), against the CAs in force then.
+      ...(this.bridgeCas ? { requestCert: true, rejectUnauthorized: false } : {}),
     });
     connection.tlsSocket = tlsSocket;
     this.connectionOf.set(tlsSocket, connection);
@@ -501,18 +598,39 @@ class BeaconServer implements LegEvents {
       clearTimeout(connection.deadline);
       this.releasePending(connection);
     }
+    if (announce.role === 'bridge' && this.bridgeCas) {
+      const refusal = bridgeRefusal(connection?.tlsSocket, this.bridgeCas);
+      if (refusal) {
+        this.rejectLeg(leg, 'bridge_unauthenticated', 'CT_BEACON_UNAUTHENTICATED', refusal, announce);
+        return;
+      }
+    }
     leg.role = announce.role;
     leg.hash = announce.hash;
     const room = this.rooms.get(announce.hash);
     const peers = room?.[opposite(announce.role)];
+    let heldBack = false;
     if (peers && peers.length > 0) {
-      const peer = peers.shift()!;
-      this.stopWaiting(peer);
-      this.dropRoomIfEmpty(announce.hash);
-      leg.send({ t: 'waiting' });
-      if (announce.role === 'broker') this.pair(leg, peer);
-      else this.pair(peer, leg);
-      return;
+      if (this.takePairingToken(announce.hash)) {
+        const peer = peers.shift()!;
+        this.stopWaiting(peer);
+        this.dropRoomIfEmpty(announce.hash);
+        leg.send({ t: 'waiting' });
+        if (announce.role === 'broker') this.pair(leg, peer);
+        else this.pair(peer, leg);
+        return;
+      }
+      if (announce.role === 'broker') {
+        this.rejectLeg(
+          leg,
+          'pairings_per_hash',
+          'CT_BEACON_LIMIT',
+          `this room already paired ${this.limits.maxPairingsPerHashPerSecond} times in the last second; dial again`,
+        );
+        return;
+      }
+      // A bridge is never refused for the rate: it waits, and the room pairs as soon as the budget allows.
+      heldBack = true;
     }
     const meta = legMeta(leg);
     const queued = room?.[announce.role].length ?? 0;
@@ -567,6 +685,54 @@ class BeaconServer implements LegEvents {
     leg.waiting = { timers: [expiry, keepalive], since: performance.now() };
     leg.send({ t: 'waiting' });
     this.log.info({ event: 'waiting', ...meta, announceMs: round(performance.now() - leg.acceptedAt) });
+    if (heldBack) this.schedulePairing(announce.hash);
+  }
+
+  /** Takes one pairing from the room's budget; false when the room is over its rate. */
+  private takePairingToken(hash: string): boolean {
+    const rate = this.limits.maxPairingsPerHashPerSecond;
+    const now = performance.now();
+    const budget = this.pairingBudgets.get(hash) ?? { tokens: rate, at: now };
+    budget.tokens = Math.min(rate, budget.tokens + ((now - budget.at) * rate) / 1000);
+    budget.at = now;
+    this.pairingBudgets.set(hash, budget);
+    if (budget.tokens < 1) return false;
+    budget.tokens -= 1;
+    return true;
+  }
+
+  /** Pairs the room's waiting brokers and bridges once its budget has a token again. */
+  private schedulePairing(hash: string): void {
+    if (this.pairingTimers.has(hash) || this.closing) return;
+    const budget = this.pairingBudgets.get(hash);
+    const missing = budget ? Math.max(0, 1 - budget.tokens) : 0;
+    const delayMs = Math.ceil((missing * 1000) / this.limits.maxPairingsPerHashPerSecond);
+    const timer = setTimeout(() => {
+      this.pairingTimers.delete(hash);
+      const room = this.rooms.get(hash);
+      while (room && room.broker.length > 0 && room.bridge.length > 0) {
+        if (!this.takePairingToken(hash)) {
+          this.schedulePairing(hash);
+          return;
+        }
+        const broker = room.broker.shift()!;
+        const bridge = room.bridge.shift()!;
+        this.stopWaiting(broker);
+        this.stopWaiting(bridge);
+        this.pair(broker, bridge);
+      }
+      this.dropRoomIfEmpty(hash);
+    }, delayMs);
+    timer.unref();
+    this.pairingTimers.set(hash, timer);
+  }
+
+  private sweepPairingBudgets(): void {
+    const rate = this.limits.maxPairingsPerHashPerSecond;
+    const now = performance.now();
+    for (const [hash, budget] of this.pairingBudgets) {
+      if (budget.tokens + ((now - budget.at) * rate) / 1000 >= rate) this.pairingBudgets.delete(hash);
+    }
   }
 
   fault(leg: Leg, reason: string, message: string): void {
@@ -663,9 +829,12 @@ class BeaconServer implements LegEvents {
     if (room && room.broker.length === 0 && room.bridge.length === 0) this.rooms.delete(hash);
   }
 
-  private rejectLeg(leg: Leg, reason: string, code: RejectCode, message: string): void {
+  private rejectLeg(leg: Leg, reason: string, code: RejectCode, message: string, announce?: Announce): void {
     if (leg.rejected) return;
-    this.reject(reason, code, message, legMeta(leg));
+    const meta = legMeta(leg);
+    // A refusal before the leg joins a room still says which role and room it asked for (hash prefix only).
+    if (announce) Object.assign(meta, { role: announce.role, hashPrefix: hashPrefix(announce.hash) });
+    this.reject(reason, code, message, meta);
     leg.reject(code, message);
   }
 

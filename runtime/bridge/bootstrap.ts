@@ -40,7 +40,8 @@ export interface ServeBootstrapOptions {
 
 export type BootstrapOutcome =
   | {
-      readonly signed: true /** An attested re-bootstrap replaced an earlier one. */;
+      readonly signed: true;
+      /** An attested re-bootstrap replaced an earlier one. */
       readonly replaced: boolean;
       /** SHA-256 of the SPKI of the broker key signed for: the only key its operational room accepts now. */
       readonly brokerKeySha256?: string;

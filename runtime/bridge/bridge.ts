@@ -12,23 +12,40 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import {
+  type BeaconClientCertificate,
+  type BeaconDialPlan,
   type BeaconTarget,
   createDialAdmission,
   createReplicaCircuit,
   type DialAdmission,
+  everyReplicaRefused,
+  logBeaconRoutes,
+  planBeaconDial,
   type ReplicaCircuit,
-  resolveBeacon,
+  reportFanOut,
   waitForPeer,
 } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
-import { fingerprintPrefix, hashPrefix, initHash } from '../core/hashes.js';
+import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
+import { createLogSummarizer } from '../core/log-summary.js';
+import {
+  createRefusalLogGate,
+  isMigrationRequest,
+  type RefusalLogGate,
+  serveMigration,
+} from '../migration/bridge-side.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
-import { type ClusterTrust, DEFAULT_NAMESPACE_ROOT, loadClusterTrust } from '../registration/index.js';
+import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
+import {
+  type ClusterTrust,
+  DEFAULT_NAMESPACE_ROOT,
+  getClusterStatus,
+  loadClusterTrust,
+} from '../registration/index.js';
 import {
   createBackoff,
   type HealthServer,
@@ -42,7 +59,12 @@ import {
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
 import { createClusterDiscovery, DEFAULT_DISCOVERY_RESYNC_MS, type DiscoveryPoll } from './discovery.js';
-import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js';
+import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
+import {
+  type BridgeTokenReview,
+  type BridgeTokenReviewOptions,
+  startBridgeTokenReview,
+} from './tokenreview-service.js';
 
 export interface BridgeTiming {
   /** How often OpenBao is listed for clusters. @default 10000 */
@@ -63,6 +85,16 @@ export interface BridgeTiming {
    * (anti-entropy against writers that do not journal); 0 = never. @default 21600000 (6 h)
    */
   readonly discoveryResyncMs: number;
+  /** Pause of a room's waiters after one failed handshake there; doubles with each further failure. @default 250 */
+  readonly handshakeBackoffInitialMs: number;
+  /** Cap of that pause. @default 15000 */
+  readonly handshakeBackoffMaxMs: number;
+  /**
+   * How long a cluster's trust material (CA, bridge certificate) is used from memory before the poll marks it for
+   * a fresh read: pairings never read OpenBao themselves. Discovery already reloads it when a registration
+   * changes it, so this is anti-entropy only, as long as the discovery resync. @default 21600000 (6 h)
+   */
+  readonly trustRefreshMs: number;
 }
 
 export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
@@ -72,6 +104,9 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   backoffMaxMs: 30_000,
   waitRefreshMs: 60_000,
   discoveryResyncMs: DEFAULT_DISCOVERY_RESYNC_MS,
+  handshakeBackoffInitialMs: 250,
+  handshakeBackoffMaxMs: 15_000,
+  trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {
@@ -93,14 +128,18 @@ export interface BridgeOptions extends RelayPartyOptions {
    */
   readonly podRequestTimeoutMs?: number;
   /**
-   * Serve the per-cluster TokenReview endpoint OpenBao's Kubernetes auth calls
-   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`). @default off
+   * Serve the per-cluster endpoint OpenBao's Kubernetes auth calls instead of an API server
+   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`, `/clusters/<fingerprint>/api/v1/
+   * namespaces/<ns>`), HTTPS by default, only for OpenBao's reviewer credential, forwarding to the replica that
+   * holds the cluster's tunnel. @default off
    */
-  readonly tokenReview?: {
-    readonly host?: string;
-    readonly port: number;
-    readonly tls?: { readonly certPem: string; readonly keyPem: string };
-  };
+  readonly tokenReview?: BridgeTokenReviewOptions;
+  /**
+   * The client certificate the bridge presents to the beacon, asked again for every dial (it is renewed):
+   * see startMintedBeaconIdentity and watchBeaconIdentityFiles. @default none (only an anonymous-bridge beacon
+   * lets such a bridge wait)
+   */
+  readonly beaconIdentity?: { current(): BeaconClientCertificate | undefined };
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
   /**
    * Waiting connections opening at once towards one beacon replica (connect, outer TLS, announce). Keep it
@@ -122,6 +161,8 @@ export interface BridgeClusterStatus {
   /** Waiting connections (rooms x beacon replicas). */
   readonly waiting: number;
   readonly tunnels: number;
+  /** Consecutive failed handshakes in the operational room (a flood shows here, paced by the bridge). */
+  readonly failedHandshakes: number;
 }
 
 export interface BridgeStatus {
@@ -132,6 +173,8 @@ export interface BridgeStatus {
   readonly discoveryGeneration?: number;
   readonly bootstrapsSigned: number;
   readonly bootstrapsRefused: number;
+  /** Why the beacon refused this bridge's identity, while it does (CT_BEACON_UNAUTHENTICATED / CT_BEACON_IDENTITY). */
+  readonly beaconIdentityError?: string;
 }
 
 export interface BridgeHandle {
@@ -151,25 +194,46 @@ interface ClusterState {
   readonly namespace: string;
   readonly operationalHash: string;
   initialized: boolean;
-  /** The CA and bridge certificate, loaded once per registration; dropped when discovery reports a change. */
-  trust?: Promise<ClusterTrust>;
   /** The operational room's TLS context, built once from `trust` (dropped with it). */
   tunnelContext?: { readonly trust: ClusterTrust; readonly context: SecureContext };
   /**
-   * The broker key the latest bootstrap was signed for (from discovery, or from our own signing): the only one
-   * the operational room accepts, so a broker replaced by an attested re-bootstrap cannot come back.
+   * The broker key the latest bootstrap was signed for (from discovery, from our own signing, or read again when
+   * a CA-signed peer does not match it): the only one the operational room accepts, so a broker replaced by an
+   * attested re-bootstrap cannot come back. Undefined: none recorded (after a re-arm), any CA-signed broker.
    */
   brokerKeySha256?: string;
   /** The broker key behind each live tunnel, to end those a newer bootstrap replaced. */
   readonly tunnelKeys: Map<TunnelMux, string>;
+  /** The registration's migration setting, refreshed at every poll. */
+  migrationEnabled: boolean;
+  /** One migration-refusal log line per code per minute for this cluster. */
+  readonly migrationRefusalLog: RefusalLogGate;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
   readonly waiting: Set<string>;
   readonly tunnels: Set<TunnelMux>;
+  /** The CA and bridge certificate, read once and kept in memory (refreshed at the poll after trustRefreshMs). */
+  trust?: Promise<ClusterTrust>;
+  trustLoadedAt?: number;
+  readonly gates: Record<Room, HandshakeGate>;
 }
 
 type Room = 'init' | 'operational';
+
+/** What the bridge knows about one beacon address: the plan from the last good resolution, and its fan-out. */
+interface BeaconReplicas {
+  readonly plan: BeaconDialPlan;
+  /** Replica addresses the proxy refused (CT_PROXY_REFUSED), with the refusal. */
+  readonly refused: Map<string, CloudtaserError>;
+  /** Set while the address is dialled by name through the proxy: why. */
+  byName?: string;
+  /** When dialling by name began; every FANOUT_RETRY_MS the addresses are tried again. */
+  byNameSince?: number;
+}
+
+/** How long the bridge dials a beacon by name before it tries every replica address through the proxy again. */
+const FANOUT_RETRY_MS = 5 * 60_000;
 
 export async function startBridge(options: BridgeOptions): Promise<BridgeHandle> {
   if (options.beacons.length === 0)
@@ -177,27 +241,36 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   const timing: BridgeTiming = { ...DEFAULT_BRIDGE_TIMING, ...definedOnly(options.timing ?? {}) };
   const namespaceRoot = options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT;
   const log = moduleLogger(options.logger, 'bridge');
+  const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
+  logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
   const clusters = new Map<string, ClusterState>();
   /** Last good resolution per beacon address; kept when DNS fails so waiters survive a DNS blip. */
-  const replicas = new Map<string, { target: BeaconTarget; ips: string[] }>();
+  const replicas = new Map<string, BeaconReplicas>();
   let lastPollAt: string | undefined;
   let lastPollError: string | undefined;
   let bootstrapsSigned = 0;
   let bootstrapsRefused = 0;
+  let beaconIdentityError: string | undefined;
+  // A flood makes one failure per pairing; one line per room and minute says so, with counts.
+  const sessionFailures = createLogSummarizer(log, { summaryEvent: 'bridge.session_failures_summary' });
+  const beaconFailures = createLogSummarizer(log, { summaryEvent: 'bridge.beacon_failures_summary' });
 
+  // Served on the health port: fingerprints and room hashes appear only as prefixes, whatever an error said.
   const status = (): BridgeStatus => ({
     clusters: [...clusters.values()].map((c) => ({
       fingerprintPrefix: fingerprintPrefix(c.fingerprint),
       initialized: c.initialized,
       waiting: c.waiting.size,
       tunnels: c.tunnels.size,
+      failedHandshakes: c.gates.operational.failures,
     })),
     lastPollAt,
-    lastPollError,
+    lastPollError: lastPollError === undefined ? undefined : redactIdentifiers(lastPollError),
     discoveryGeneration: discovery.generation,
     bootstrapsSigned,
     bootstrapsRefused,
+    ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
   });
 
   const discovery = createClusterDiscovery({
@@ -227,13 +300,26 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX))
         return forwarder.forward(cluster.namespace, request, context.signal);
       if (isMigrationRequest(request))
-        return serveMigration(options.openbao.withNamespace(cluster.namespace), request, clusterLog);
+        return serveMigration(request, {
+          cluster: options.openbao.withNamespace(cluster.namespace),
+          enabled: cluster.migrationEnabled,
+          log: clusterLog,
+          refusalLog: cluster.migrationRefusalLog,
+        });
       if (options.handler) return options.handler(request, context);
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
     };
 
-  const tokenReview: TokenReviewServer | undefined = options.tokenReview
-    ? await startTokenReviewServer({ ...options.tokenReview, tunnelFor, logger: log })
+  const tokenReview: BridgeTokenReview | undefined = options.tokenReview
+    ? await startBridgeTokenReview({
+        listener: options.tokenReview,
+        openbao: options.openbao,
+        namespaceRoot,
+        namespaceOf: (fingerprint) => clusters.get(fingerprint)?.namespace,
+        tunnelFor,
+        resolve: options.resolve,
+        logger: log,
+      })
     : undefined;
 
   const health: HealthServer | undefined = options.health
@@ -279,11 +365,23 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   /** Starts missing waiters and stops unwanted ones for one cluster. */
   function reconcile(cluster: ClusterState): void {
     if (cluster.stop.signal.aborted) return;
-    const wanted = new Map<string, { room: Room; address: string; target: BeaconTarget; ip: string }>();
+    if (
+      cluster.trustLoadedAt !== undefined &&
+      performance.now() - cluster.trustLoadedAt > timing.trustRefreshMs
+    ) {
+      // Read again at the next pairing: a re-run of `register` may have renewed the bridge certificate.
+      cluster.trust = undefined;
+      cluster.trustLoadedAt = undefined;
+    }
+    const wanted = new Map<
+      string,
+      { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint }
+    >();
     for (const room of roomsOf(cluster)) {
-      for (const [address, resolved] of replicas) {
-        for (const ip of resolved.ips)
-          wanted.set(`${room}|${address}|${ip}`, { room, address, target: resolved.target, ip });
+      for (const [address, known] of replicas) {
+        const { target, route } = known.plan;
+        for (const ip of known.byName ? [target.host] : known.plan.replicas)
+          wanted.set(`${room}|${address}|${ip}`, { room, address, target, ip, proxy: route.proxy });
       }
     }
     for (const [key, controller] of cluster.waiters) {
@@ -297,29 +395,39 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (cluster.waiters.has(key)) continue;
       const controller = new AbortController();
       cluster.waiters.set(key, controller);
-      void waitLoop(
-        cluster,
-        key,
-        spec.room,
-        spec.target,
-        spec.ip,
-        AbortSignal.any([controller.signal, cluster.stop.signal]),
-      );
+      void waitLoop(cluster, key, spec, AbortSignal.any([controller.signal, cluster.stop.signal]));
     }
+  }
+
+  /**
+   * The proxy refused one replica address. When it has refused every address of the beacon, the bridge waits on
+   * the name instead (the proxy picks the replica) and says so once; the addresses are tried again later.
+   */
+  function noteProxyRefusal(address: string, ip: string, error: CloudtaserError): void {
+    const known = replicas.get(address);
+    if (!known || known.byName || !known.plan.route.proxy || ip === known.plan.target.host) return;
+    known.refused.set(ip, error);
+    if (!known.plan.replicas.every((replica) => known.refused.has(replica))) return;
+    known.byName = everyReplicaRefused(known.plan, [...known.refused.values()]);
+    known.byNameSince = Date.now();
+    reportFanOut(log, known.plan, known.byName);
+    for (const cluster of clusters.values()) reconcile(cluster);
   }
 
   async function waitLoop(
     cluster: ClusterState,
     key: string,
-    room: Room,
-    target: BeaconTarget,
-    ip: string,
+    spec: { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint },
     signal: AbortSignal,
   ): Promise<void> {
+    const { room, target, ip } = spec;
     const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
     const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
+    const gate = cluster.gates[room];
     const circuit = circuitFor(ip);
     while (!signal.aborted) {
+      await gate.ready(signal);
+      if (signal.aborted) break;
       // While the replica is unreachable one waiter probes it and the rest wait here for it to get through.
       const pass = await circuit.beforeDial(signal);
       if (signal.aborted) {
@@ -340,24 +448,35 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           role: 'bridge',
           hash,
           caCertPem: options.beaconCaPem,
+          proxy: spec.proxy,
+          clientCertificate: options.beaconIdentity?.current(),
           admission: admissionFor(ip),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
             pass.reached();
+            beaconIdentityError = undefined;
             cluster.waiting.add(key);
+            const known = replicas.get(spec.address);
+            if (known?.plan.route.proxy && !known.byName && ip !== target.host) {
+              known.refused.delete(ip);
+              reportFanOut(log, known.plan, undefined);
+            }
           },
         });
         pass.reached();
         cluster.waiting.delete(key);
         backoff.reset();
         const observed = options.observePairedStream ? options.observePairedStream(stream, room) : stream;
-        log.info({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
-        void handlePaired(cluster, room, observed);
+        // Anyone can pair with us in the operational room: a line per pairing would be theirs to multiply.
+        log.debug({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
+        // One handshake per room at a time: the waiter goes back to the beacon only when this one is decided.
+        await handlePaired(cluster, room, observed);
       } catch (err) {
         cluster.waiting.delete(key);
         if (signal.aborted) break;
         const error = err as CloudtaserError;
+        if (error.code === 'CT_PROXY_REFUSED') noteProxyRefusal(spec.address, ip, error);
         // Unreachable: the circuit paces the next attempt (one probe for all waiters on this replica). A beacon
         // that answered (a bound, a refusal) is reachable: this waiter backs off on its own, from a fresh start
         // when the wait it had was ended, since every waiter on that replica ended at the same moment.
@@ -366,8 +485,12 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         else if (error.code !== 'CT_CANCELLED') pass.reached();
         if (reachedWaiting) backoff.reset();
         const delay = refresh.signal.aborted || unreachable ? 0 : backoff.next();
-        if (!reachedWaiting && (!unreachable || pass.probe))
-          log.warn(
+        if (error.code === 'CT_BEACON_UNAUTHENTICATED' || error.code === 'CT_BEACON_IDENTITY')
+          beaconIdentityError = error.message;
+        // A dial our own refresh cancelled (queued in the admission during a storm) is not a failure to report.
+        if (!reachedWaiting && error.code !== 'CT_CANCELLED' && (!unreachable || pass.probe))
+          beaconFailures.warn(
+            `${ip}|${error.code}`,
             {
               event: 'bridge.beacon_failed',
               code: error.code,
@@ -376,7 +499,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               probe: pass.probe,
               reason: error.message,
             },
-            'beacon dial failed',
+            error.code === 'CT_BEACON_UNAUTHENTICATED'
+              ? 'the beacon refused this bridge: it does not trust its client certificate; give the beacon the beacon client CA (--bridge-ca)'
+              : 'beacon dial failed',
           );
         await sleep(delay, signal);
       } finally {
@@ -387,14 +512,54 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     cluster.waiting.delete(key);
   }
 
+  /** The cluster's CA and bridge certificate from memory; read from OpenBao on first use and after a refresh. */
+  function trustOf(cluster: ClusterState): Promise<ClusterTrust> {
+    if (!cluster.trust) {
+      const loading = loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      cluster.trust = loading;
+      cluster.trustLoadedAt = performance.now();
+      // A failed read is not cached: the next pairing tries again.
+      loading.catch(() => {
+        if (cluster.trust === loading) {
+          cluster.trust = undefined;
+          cluster.trustLoadedAt = undefined;
+        }
+      });
+    }
+    return cluster.trust;
+  }
+
+  /** Records the broker key the latest bootstrap was signed for; tunnels of any other key end now. */
+  function setBrokerKey(cluster: ClusterState, brokerKeySha256: string | undefined): void {
+    const replaced = brokerKeySha256 !== undefined && brokerKeySha256 !== cluster.brokerKeySha256;
+    cluster.brokerKeySha256 = brokerKeySha256;
+    if (replaced) endReplacedTunnels(cluster);
+  }
+
+  /**
+   * A broker of the cluster CA presented a key we do not hold as the latest: read the initialization record once
+   * (another replica may have signed a bootstrap our next poll would report), so the new broker need not wait.
+   */
+  function rereadBrokerKey(cluster: ClusterState, clusterLog: Logger): void {
+    void getClusterStatus(options.openbao, { fingerprint: cluster.fingerprint, namespaceRoot }).then(
+      (status) => {
+        if (!cluster.stop.signal.aborted && status.initializedBrokerKeySha256 !== undefined)
+          setBrokerKey(cluster, status.initializedBrokerKeySha256);
+      },
+      (err) =>
+        clusterLog.warn(
+          { event: 'bridge.broker_key_read_failed', reason: (err as Error).message },
+          'could not read which broker key the latest bootstrap recorded; the next poll will tell',
+        ),
+    );
+  }
+
   async function handlePaired(cluster: ClusterState, room: Room, stream: Duplex): Promise<void> {
     const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) });
+    const gate = cluster.gates[room];
+    let staleKey = false;
     try {
-      cluster.trust ??= loadClusterTrust(options.openbao, { namespace: cluster.namespace });
-      const trust = await cluster.trust.catch((err) => {
-        cluster.trust = undefined;
-        throw err;
-      });
+      const trust = await trustOf(cluster);
       if (room === 'init') {
         const outcome = await serveBootstrap(stream, {
           fingerprint: cluster.fingerprint,
@@ -406,6 +571,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           logger: clusterLog,
         });
         if (outcome.signed) {
+          gate.succeeded();
           bootstrapsSigned++;
           // An attested re-bootstrap means the operator restarted with a new key: the tunnels of the
           // earlier broker belong to a process that is gone (or going), so they end now, not at a timeout.
@@ -419,17 +585,19 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           }
           // The broker dials the operational room next: be there without waiting for the next poll.
           cluster.initialized = true;
-          if (outcome.brokerKeySha256) cluster.brokerKeySha256 = outcome.brokerKeySha256;
+          if (outcome.brokerKeySha256) setBrokerKey(cluster, outcome.brokerKeySha256);
           reconcile(cluster);
         } else {
+          // A refusal is a handshake that gave nothing: repeated ones are paced like failures.
+          gate.failed();
           bootstrapsRefused++;
         }
         return;
       }
       // Only the broker key the latest bootstrap was signed for may hold a tunnel: after an attested re-bootstrap
       // an earlier broker's still-valid certificate is refused here. The key comes from discovery (a bootstrap on
-      // another replica is seen within one poll, and its tunnels to older keys end then), not from a read per
-      // pairing, so a reconnect storm costs OpenBao nothing.
+      // another replica is seen within one poll, and its tunnels to older keys end then) and our own signing,
+      // not from a read per pairing, so a reconnect storm costs OpenBao nothing.
       let peerKey: string | undefined;
       if (cluster.tunnelContext?.trust !== trust) {
         cluster.tunnelContext = {
@@ -447,9 +615,12 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         caCertificate: trust.ca.certificate,
         acceptPeer: (peer) => {
           peerKey = publicKeySha256(peer);
-          return cluster.brokerKeySha256 === undefined || peerKey === cluster.brokerKeySha256
-            ? undefined
-            : 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator';
+          if (cluster.brokerKeySha256 === undefined || peerKey === cluster.brokerKeySha256) return undefined;
+          // Another bridge replica may have signed a newer bootstrap that our next poll has not seen yet: read
+          // the record once now. Only a certificate of the cluster CA gets this far, so a stranger cannot make
+          // us read, and the room's handshake gate paces a broker that keeps coming back.
+          staleKey = true;
+          return 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator';
         },
         caCertPem: trust.ca.certPem,
         certPem: trust.bridgeCertPem,
@@ -464,24 +635,37 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         session.mux.close({ code: 'CT_NOT_REGISTERED', reason: 'the cluster was deregistered' });
         return;
       }
+      gate.succeeded();
       cluster.tunnels.add(session.mux);
       if (peerKey) cluster.tunnelKeys.set(session.mux, peerKey);
       clusterLog.info(
         { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
         'operational tunnel open',
       );
-      const why = await session.mux.done;
-      cluster.tunnels.delete(session.mux);
-      cluster.tunnelKeys.delete(session.mux);
-      clusterLog.info(
-        { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
-        'operational tunnel closed',
-      );
+      // The handshake is decided: the waiter may go back to the beacon while the tunnel lives on.
+      void session.mux.done.then((why) => {
+        cluster.tunnels.delete(session.mux);
+        cluster.tunnelKeys.delete(session.mux);
+        clusterLog.info(
+          { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
+          'operational tunnel closed',
+        );
+      });
     } catch (err) {
       stream.destroy();
+      if (staleKey) rereadBrokerKey(cluster, clusterLog);
+      gate.failed();
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
-      clusterLog.warn(
-        { event: 'bridge.session_failed', room, code, reason: (err as Error).message },
+      sessionFailures.warn(
+        `${cluster.fingerprint}|${room}`,
+        {
+          event: 'bridge.session_failed',
+          fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
+          room,
+          code,
+          reason: (err as Error).message,
+          failures: gate.failures,
+        },
         'session with a broker failed',
       );
     }
@@ -513,10 +697,26 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     let replicasMoved = false;
     for (const address of options.beacons) {
       try {
-        const resolved = await resolveBeacon(address, options.resolve);
-        const before = replicas.get(address);
-        replicasMoved ||= before === undefined || sameSet(before.ips, resolved.ips) === false;
-        replicas.set(address, resolved);
+        const plan = await planBeaconDial(address, { resolve: options.resolve, proxy: beaconProxy });
+        const known = replicas.get(address);
+        const same =
+          known !== undefined &&
+          known.plan.reducedBecause === plan.reducedBecause &&
+          known.plan.replicas.join(',') === plan.replicas.join(',');
+        if (plan.reducedBecause !== undefined) {
+          reportFanOut(log, plan, plan.reducedBecause);
+          if (!same) {
+            replicas.set(address, { plan, refused: new Map() });
+            replicasMoved = true;
+          }
+        } else if (!same) {
+          // New addresses: try every one of them again.
+          replicas.set(address, { plan, refused: new Map() });
+          replicasMoved = true;
+        } else if (known.byName && Date.now() - (known.byNameSince ?? 0) >= FANOUT_RETRY_MS) {
+          replicas.set(address, { plan, refused: new Map() });
+          replicasMoved = true;
+        }
       } catch (err) {
         log.warn(
           { event: 'bridge.resolve_failed', address, reason: (err as Error).message },
@@ -556,12 +756,15 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           namespace: entry.namespace,
           operationalHash: entry.operationalHash,
           initialized: entry.initialized,
+          migrationEnabled: entry.migrationEnabled === true,
+          migrationRefusalLog: createRefusalLogGate(),
           stop: new AbortController(),
           brokerKeySha256: entry.brokerKeySha256,
           waiters: new Map(),
           waiting: new Set(),
           tunnels: new Set(),
           tunnelKeys: new Map(),
+          gates: { init: newGate(), operational: newGate() },
         };
         clusters.set(entry.fingerprint, cluster);
         log.info(
@@ -574,17 +777,26 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         );
       }
       // A registration may have renewed the bridge certificate: load it again at the next pairing.
-      if (found.trustChanged.has(fingerprint)) cluster.trust = undefined;
+      if (found.trustChanged.has(fingerprint)) {
+        cluster.trust = undefined;
+        cluster.trustLoadedAt = undefined;
+      }
       cluster.initialized = entry.initialized;
+      cluster.migrationEnabled = entry.migrationEnabled === true;
       // The record decides, as a read per pairing would have (after a re-arm there is no key: any broker the
       // cluster CA signed may connect until the next bootstrap names one).
-      const replaced =
-        entry.brokerKeySha256 !== undefined && entry.brokerKeySha256 !== cluster.brokerKeySha256;
-      cluster.brokerKeySha256 = entry.brokerKeySha256;
-      if (replaced) endReplacedTunnels(cluster);
+      setBrokerKey(cluster, entry.brokerKeySha256);
       reconcile(cluster);
     }
     if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
+    await tokenReview?.refresh();
+  }
+
+  function newGate(): HandshakeGate {
+    return createHandshakeGate({
+      initialMs: timing.handshakeBackoffInitialMs,
+      maxMs: timing.handshakeBackoffMaxMs,
+    });
   }
 
   let polling: Promise<void> = poll();
@@ -620,15 +832,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       await polling.catch(() => undefined);
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
+      sessionFailures.close();
+      beaconFailures.close();
       await tokenReview?.close();
       await health?.close();
       await forwarder.close();
     },
   };
-}
-
-function sameSet(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((item) => b.includes(item));
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

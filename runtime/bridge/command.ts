@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
@@ -5,15 +6,21 @@ import { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } fro
 import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
 import {
   addRelayClientOptions,
+  collect,
   parseDuration,
   parseListenAddress,
   type RelayClientFlags,
   readPemFile,
   readRelayClientFlags,
-  readTlsPairFlags,
   untilSignal,
 } from '../tunnel/index.js';
+import {
+  type BeaconIdentity,
+  startMintedBeaconIdentity,
+  watchBeaconIdentityFiles,
+} from './beacon-identity.js';
 import { DEFAULT_BEACON_DIAL_CONCURRENCY, DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
+import type { TokenReviewTls } from './tokenreview-service.js';
 
 interface BridgeRunFlags extends RelayClientFlags {
   readonly secretstoreAddress?: string;
@@ -30,7 +37,18 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly tokenreviewListen?: string;
   readonly tokenreviewTlsCert?: string;
   readonly tokenreviewTlsKey?: string;
+  readonly tokenreviewTlsCa?: string;
+  readonly tokenreviewPlainHttp?: boolean;
+  readonly tokenreviewDnsName?: string[];
+  readonly tokenreviewPeers?: string;
+  readonly kubernetesAuthRole?: string;
+  readonly kubernetesAuthMount: string;
+  readonly kubernetesAuthTokenFile: string;
   readonly podRequestTimeout: string;
+  readonly beaconClientIdentity: string;
+  readonly beaconClientCert?: string;
+  readonly beaconClientKey?: string;
+  readonly beaconClientCertLifetime: string;
 }
 
 /** `cloudtaser-cli bridge run`: a thin shell over startBridge. */
@@ -64,6 +82,16 @@ export function registerBridgeCommand(program: Command): Command {
     )
     .option('--approle-mount <path>', 'AppRole auth mount', 'approle')
     .option(
+      '--kubernetes-auth-role <role>',
+      "log in with OpenBao's Kubernetes auth and the bridge's own service-account token instead (an OpenBao in the bridge's cluster)",
+    )
+    .option('--kubernetes-auth-mount <path>', 'Kubernetes auth mount', 'kubernetes')
+    .option(
+      '--kubernetes-auth-token-file <path>',
+      'the service-account token for --kubernetes-auth-role',
+      '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    )
+    .option(
       '--poll-interval <duration>',
       'how often to list registered clusters',
       `${DEFAULT_BRIDGE_TIMING.pollIntervalMs}ms`,
@@ -89,9 +117,41 @@ export function registerBridgeCommand(program: Command): Command {
     )
     .option(
       '--tokenreview-tls-cert <path>',
-      'PEM certificate for the TokenReview listener (default: plain HTTP)',
+      'PEM certificate for the TokenReview listener, read again when it changes (default: one issued in memory from the listener CA registration keeps in OpenBao)',
     )
     .option('--tokenreview-tls-key <path>', 'PEM key for --tokenreview-tls-cert')
+    .option(
+      '--tokenreview-tls-ca <path>',
+      'PEM CA of --tokenreview-tls-cert, to verify the peers (--tokenreview-peers) with',
+    )
+    .option(
+      '--tokenreview-dns-name <name>',
+      'DNS name on the issued listener certificate (the Service OpenBao dials); repeatable',
+      collect,
+    )
+    .option(
+      '--tokenreview-peers <host:port>',
+      "the bridge's headless Service: a replica without the cluster's tunnel forwards the review to these A-records",
+    )
+    .option(
+      '--tokenreview-plain-http',
+      'serve TokenReviews over plain HTTP (local use only: OpenBao sends its reviewer credential in clear)',
+    )
+    .option(
+      '--beacon-client-identity <source>',
+      "the client certificate that lets this bridge wait at the beacon: 'openbao' mints it in memory from the beacon client CA in OpenBao (`cloudtaser-cli source beacon-ca`), 'files' reads --beacon-client-cert/--beacon-client-key (e.g. cert-manager), 'none' sends none (only for a beacon run with --allow-anonymous-bridges)",
+      'openbao',
+    )
+    .option(
+      '--beacon-client-cert <path>',
+      "PEM client certificate for the beacon (with 'files'); re-read when it changes",
+    )
+    .option('--beacon-client-key <path>', 'PEM key of --beacon-client-cert')
+    .option(
+      '--beacon-client-cert-lifetime <duration>',
+      "lifetime of each certificate minted with 'openbao' (renewed at half of it)",
+      '6h',
+    )
     .option(
       '--pod-request-timeout <duration>',
       "how long a pod's request may wait for OpenBao before the pod gets a 503 to retry",
@@ -101,16 +161,15 @@ export function registerBridgeCommand(program: Command): Command {
       const logger = createLogger('bridge');
       const relay = await readRelayClientFlags(flags, 'bridge run');
       const openbao = await connectSecretStore(flags);
-      const tokenReviewTls = await readTlsPairFlags(
-        flags.tokenreviewTlsCert,
-        flags.tokenreviewTlsKey,
-        '--tokenreview-tls',
-      );
+      const beaconIdentity = await startBeaconIdentity(flags, openbao, logger);
+      const tokenReviewTls = tokenReviewTlsFrom(flags);
       const handle = await startBridge({
         openbao,
         namespaceRoot: flags.namespaceRoot,
+        beaconIdentity,
         beacons: relay.beacons,
         beaconCaPem: relay.beaconCaPem,
+        beaconProxy: relay.beaconProxy,
         resolve: relay.resolve,
         health: relay.health,
         openbaoCaCertPem: await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert'),
@@ -119,6 +178,8 @@ export function registerBridgeCommand(program: Command): Command {
           ? {
               ...parseListenAddress(flags.tokenreviewListen, '--tokenreview-listen'),
               tls: tokenReviewTls,
+              dnsNames: flags.tokenreviewDnsName,
+              peers: flags.tokenreviewPeers,
             }
           : undefined,
         timing: {
@@ -146,6 +207,7 @@ export function registerBridgeCommand(program: Command): Command {
       const signal = await untilSignal();
       logger.info({ event: 'bridge.stopping', signal }, 'bridge stopping');
       await handle.close();
+      beaconIdentity?.close();
       await openbao.close();
     });
   return bridge;
@@ -161,6 +223,86 @@ function parsePositiveInteger(value: string, flag: string): number {
   return parsed;
 }
 
+/** The listener's certificate source: files (reloaded on change), plain HTTP, or issued from OpenBao's listener CA. */
+function tokenReviewTlsFrom(flags: BridgeRunFlags): TokenReviewTls {
+  const files = [flags.tokenreviewTlsCert, flags.tokenreviewTlsKey];
+  if (flags.tokenreviewPlainHttp) {
+    if (files.some(Boolean) || flags.tokenreviewTlsCa)
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        '--tokenreview-plain-http cannot be combined with --tokenreview-tls-cert, --tokenreview-tls-key or --tokenreview-tls-ca',
+      );
+    return false;
+  }
+  if (files.every((f) => f === undefined)) {
+    if (flags.tokenreviewTlsCa)
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        '--tokenreview-tls-ca goes with --tokenreview-tls-cert and --tokenreview-tls-key',
+      );
+    return 'openbao';
+  }
+  if (!flags.tokenreviewTlsCert || !flags.tokenreviewTlsKey)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      '--tokenreview-tls-cert and --tokenreview-tls-key go together',
+    );
+  return {
+    files: {
+      certFile: flags.tokenreviewTlsCert,
+      keyFile: flags.tokenreviewTlsKey,
+      caFile: flags.tokenreviewTlsCa,
+    },
+  };
+}
+
+/** The bridge's client certificate for the beacon, from the source `--beacon-client-identity` names. */
+async function startBeaconIdentity(
+  flags: BridgeRunFlags,
+  openbao: OpenBaoClient,
+  logger: ReturnType<typeof createLogger>,
+): Promise<BeaconIdentity | undefined> {
+  const fromFiles = flags.beaconClientCert !== undefined || flags.beaconClientKey !== undefined;
+  if (fromFiles && flags.beaconClientIdentity !== 'openbao' && flags.beaconClientIdentity !== 'files')
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--beacon-client-cert/--beacon-client-key read the identity from files; they do not go with --beacon-client-identity ${flags.beaconClientIdentity}`,
+    );
+  // 'openbao' is the default, so naming the files is enough to switch to them.
+  const mode = fromFiles ? 'files' : flags.beaconClientIdentity;
+  switch (mode) {
+    case 'openbao':
+      return startMintedBeaconIdentity({
+        openbao,
+        namespaceRoot: flags.namespaceRoot,
+        lifetimeMs: parseDuration(flags.beaconClientCertLifetime, '--beacon-client-cert-lifetime'),
+        logger,
+      });
+    case 'files':
+      if (!flags.beaconClientCert || !flags.beaconClientKey)
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          '--beacon-client-cert and --beacon-client-key go together',
+        );
+      return watchBeaconIdentityFiles({
+        certFile: flags.beaconClientCert,
+        keyFile: flags.beaconClientKey,
+        logger,
+      });
+    case 'none':
+      logger.warn(
+        { event: 'bridge.beacon_identity_none' },
+        'this bridge presents no client certificate: only a beacon run with --allow-anonymous-bridges lets it wait',
+      );
+      return undefined;
+    default:
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `--beacon-client-identity ${JSON.stringify(mode)} is not openbao, files or none`,
+      );
+  }
+}
+
 async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient> {
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
@@ -170,6 +312,21 @@ async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient>
     );
   }
   const caCertPem = await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert');
+  if (flags.kubernetesAuthRole) {
+    let jwt: string;
+    try {
+      jwt = (await readFile(flags.kubernetesAuthTokenFile, 'utf8')).trim();
+    } catch (err) {
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `--kubernetes-auth-role needs the bridge's service-account token at ${flags.kubernetesAuthTokenFile} (${(err as NodeJS.ErrnoException).code}); mount one or pass --kubernetes-auth-token-file`,
+        { cause: err },
+      );
+    }
+    const anonymous = new OpenBaoClient({ address, caCertPem });
+    const auth = await anonymous.kubernetesLogin(flags.kubernetesAuthMount, flags.kubernetesAuthRole, jwt);
+    return anonymous.withToken(auth.clientToken);
+  }
   const roleId = flags.approleRoleId ?? process.env.CLOUDTASER_APPROLE_ROLE_ID;
   const secretId = flags.approleSecretId ?? process.env.CLOUDTASER_APPROLE_SECRET_ID;
   if (roleId || secretId) {

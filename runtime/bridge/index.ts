@@ -1,3 +1,9 @@
+export {
+  type BeaconIdentity,
+  type MintedBeaconIdentityOptions,
+  startMintedBeaconIdentity,
+  watchBeaconIdentityFiles,
+} from './beacon-identity.js';
 export { type BootstrapOutcome, type ServeBootstrapOptions, serveBootstrap } from './bootstrap.js';
 export {
   type BridgeClusterStatus,
@@ -9,7 +15,16 @@ export {
   startBridge,
 } from './bridge.js';
 export {
+  FORWARDED_HEADER,
   startTokenReviewServer,
+  type TokenReviewPeers,
   type TokenReviewServer,
   type TokenReviewServerOptions,
+  TUNNEL_HEADER,
 } from './tokenreview.js';
+export {
+  type BridgeTokenReview,
+  type BridgeTokenReviewOptions,
+  startBridgeTokenReview,
+  type TokenReviewTls,
+} from './tokenreview-service.js';

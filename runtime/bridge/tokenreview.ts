@@ -1,45 +1,98 @@
 /**
- * The TokenReview endpoint the bridge serves beside OpenBao. Registration points each cluster namespace's
- * Kubernetes auth `kubernetes_host` at `<endpoint>/clusters/<fingerprint>`; OpenBao then POSTs
- * `<host>/apis/authentication.k8s.io/v1/tokenreviews` here, and the bridge carries the review through that
- * cluster's tunnel to its broker, which asks the cluster's API server. Nothing else is served.
- * The Authorization header OpenBao sends (a reviewer or the pod's own JWT) is dropped: the broker reviews
- * with its own service account.
+ * The endpoint OpenBao's Kubernetes auth calls instead of an API server. Registration points each cluster
+ * namespace's `kubernetes_host` at `<endpoint>/clusters/<fingerprint>`, so OpenBao sends here:
+ *   - `POST <host>/apis/authentication.k8s.io/v1/tokenreviews` on every login, and
+ *   - `GET <host>/api/v1/namespaces/<ns>` for roles with `bound_service_account_namespace_selector`
+ *     (upstream internal/builtin/credential/kubernetes/{token_review.go,namespace_validator.go}),
+ * and the bridge carries each through that cluster's tunnel to its broker, which asks the cluster's API server
+ * with its own service account. Nothing else is served.
+ *
+ * Only OpenBao may ask: every request must carry, as its bearer token, the cluster's reviewer credential that
+ * registration set as `token_reviewer_jwt` (compared in constant time against its SHA-256); anything else is
+ * refused with 401 in Kubernetes' Status shape before it costs a tunnel stream or a gate slot.
+ *
+ * Any number of replicas: the broker holds one tunnel, to one replica. A replica without that tunnel forwards the
+ * request (same credential, same body) to its peers, the A-records of the bridge's headless Service, over TLS
+ * trusted to the listener CA; the peer holding the tunnel answers, the others answer "no tunnel" at once. A
+ * forwarded request is never forwarded again.
  */
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { Agent, request as httpRequest } from 'undici';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix, isFingerprint } from '../core/hashes.js';
+import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { createRequestGate, type RequestGate } from '../podapi/gate.js';
 import { kubeStatusBody } from '../podapi/kube-status.js';
-import { TOKENREVIEW_PATH, TOKENREVIEW_TUNNEL_PATH } from '../podapi/protocol.js';
-import type { TunnelMux } from '../tunnel/index.js';
+import {
+  isNamespaceName,
+  NAMESPACE_PATH_PREFIX,
+  NAMESPACE_TUNNEL_PREFIX,
+  TOKENREVIEW_PATH,
+  TOKENREVIEW_TUNNEL_PATH,
+} from '../podapi/protocol.js';
+import type { RequestHead, TunnelMux } from '../tunnel/index.js';
+
+/** Set on a request one replica forwards to another; a forwarded request is never forwarded again. */
+export const FORWARDED_HEADER = 'x-cloudtaser-forwarded';
+/** Set on a replica's answer when it holds no tunnel to the cluster, so the forwarder asks the next peer. */
+export const TUNNEL_HEADER = 'x-cloudtaser-tunnel';
+
+export interface TokenReviewPeers {
+  /** The peers' addresses (the headless Service's A-records; this replica may be among them). */
+  resolve(): Promise<string[]>;
+  /** The port every replica listens on. */
+  readonly port: number;
+  /** Name on the replicas' certificates (the Service name OpenBao dials). */
+  readonly servername: string;
+  /** CA that signed the replicas' certificates, at the time of the call. */
+  caPem(): string | undefined;
+}
 
 export interface TokenReviewServerOptions {
   readonly host?: string;
   readonly port: number;
-  /** Serve HTTPS with this certificate (give its CA to registration); plain HTTP when absent. */
-  readonly tls?: { readonly certPem: string; readonly keyPem: string };
+  /**
+   * HTTPS with this certificate; `'later'` listens with TLS that fails handshakes until `setCertificate` (the
+   * listener CA may not exist before the first registration); `false` serves plain HTTP (local use only: OpenBao
+   * would send the reviewer credential in clear).
+   */
+  readonly tls: { readonly certPem: string; readonly keyPem: string } | 'later' | false;
   /** A live tunnel to the cluster with this fingerprint, if any. */
   readonly tunnelFor: (fingerprint: string) => TunnelMux | undefined;
+  /**
+   * SHA-256 (hex) of the cluster's reviewer credential, or undefined for a cluster that is not registered.
+   * `afterMismatch` lets the owner read it again from OpenBao (a re-registration rotates it), at its own pace.
+   */
+  readonly reviewerFor: (fingerprint: string, afterMismatch: boolean) => Promise<string | undefined>;
+  readonly peers?: TokenReviewPeers;
   /** @default 10000 */
   readonly timeoutMs?: number;
   readonly logger?: Logger;
 }
 
 export interface TokenReviewServer {
-  /** `http(s)://host:port`: what registration's `--tokenreview-endpoint` should name (as OpenBao reaches it). */
+  /** `http(s)://host:port` as bound. */
   readonly url: string;
+  /** Serves new connections with this certificate (renewal, or the first one in `'later'` mode). */
+  setCertificate(pair: { readonly certPem: string; readonly keyPem: string }): void;
   close(): Promise<void>;
 }
 
 /** TokenReview requests carry one JWT; 64 KiB is generous and bounds memory. */
 const MAX_BODY_BYTES = 64 * 1024;
-const ROUTE = /^\/clusters\/([0-9a-f-]{36})(\/apis\/authentication\.k8s\.io\/v1\/tokenreviews)\/?$/;
+const ROUTE = /^\/clusters\/([0-9a-f-]{36})(\/.*)$/;
+const UNAUTHORIZED = kubeStatusBody(401, 'Unauthorized', 'Unauthorized');
+/** A refusal is logged at most once per window per cluster, with the count of those not logged. */
+const REFUSAL_LOG_WINDOW_MS = 10_000;
 
-export function startTokenReviewServer(options: TokenReviewServerOptions): Promise<TokenReviewServer> {
+type Route =
+  | { kind: 'review'; fingerprint: string }
+  | { kind: 'namespace'; fingerprint: string; name: string };
+
+export async function startTokenReviewServer(options: TokenReviewServerOptions): Promise<TokenReviewServer> {
   const log = moduleLogger(options.logger, 'bridge-tokenreview');
   const timeoutMs = options.timeoutMs ?? 10_000;
   // A login storm must queue, not overrun the tunnel's 32 streams per direction (which would fail logins).
@@ -52,6 +105,8 @@ export function startTokenReviewServer(options: TokenReviewServerOptions): Promi
     }
     return gate;
   };
+  const refusals = new Map<string, { since: number; suppressed: number }>();
+  let peerAgent: { caPem: string; agent: Agent } | undefined;
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     serve(req, res).catch((err: unknown) => {
@@ -62,9 +117,8 @@ export function startTokenReviewServer(options: TokenReviewServerOptions): Promi
   };
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    const match = ROUTE.exec(path);
-    if (!match || !isFingerprint(match[1]) || match[2] !== TOKENREVIEW_PATH) {
+    const route = parseRoute((req.url ?? '/').split('?')[0]);
+    if (!route) {
       req.resume();
       send(
         res,
@@ -73,21 +127,43 @@ export function startTokenReviewServer(options: TokenReviewServerOptions): Promi
       );
       return;
     }
-    if (req.method !== 'POST') {
+    const method = route.kind === 'review' ? 'POST' : 'GET';
+    if (req.method !== method) {
       req.resume();
-      send(res, 405, kubeStatusBody(405, 'MethodNotAllowed', 'only POST is served'));
+      send(res, 405, kubeStatusBody(405, 'MethodNotAllowed', `only ${method} is served here`));
       return;
     }
-    const fingerprint = match[1];
-    const body = await readBody(req);
+    const { fingerprint } = route;
+    // Authentication first: an unauthenticated request reads no body, opens no stream, takes no gate slot.
+    const credential = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (!(await authorized(fingerprint, credential))) {
+      req.resume();
+      refused(fingerprint, credential === undefined ? 'no bearer token' : 'wrong credential');
+      send(res, 401, UNAUTHORIZED);
+      return;
+    }
+    const body = route.kind === 'review' ? await readBody(req) : Buffer.alloc(0);
+    if (route.kind === 'namespace') req.resume();
     if (body === undefined) {
       send(res, 413, kubeStatusBody(413, 'RequestEntityTooLarge', 'the TokenReview body is too large'));
       return;
     }
-    const tunnel = options.tunnelFor(fingerprint);
     const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
+    const tunnel = options.tunnelFor(fingerprint);
     if (!tunnel || tunnel.closed) {
-      clusterLog.info({ event: 'tokenreview.no_tunnel' }, 'TokenReview for a cluster without a live tunnel');
+      const forwarded = req.headers[FORWARDED_HEADER] !== undefined;
+      if (!forwarded && options.peers) {
+        const answer = await askPeers(req, body, credential!);
+        if (answer) {
+          clusterLog.debug({ event: 'tokenreview.forwarded', status: answer.status }, 'answered by a peer');
+          send(res, answer.status, answer.body);
+          return;
+        }
+      }
+      clusterLog.info(
+        { event: 'tokenreview.no_tunnel', forwarded },
+        'TokenReview for a cluster without a live tunnel on this replica',
+      );
       send(
         res,
         503,
@@ -96,18 +172,24 @@ export function startTokenReviewServer(options: TokenReviewServerOptions): Promi
           'ServiceUnavailable',
           'the cluster broker is not connected; the login fails until it is',
         ),
+        { [TUNNEL_HEADER]: 'absent' },
       );
       return;
     }
     try {
-      const response = await gateFor(tunnel).run(() =>
-        tunnel.request(
-          { method: 'POST', path: TOKENREVIEW_TUNNEL_PATH, headers: { 'content-type': 'application/json' } },
-          body,
-          { timeoutMs },
-        ),
+      const request: RequestHead =
+        route.kind === 'review'
+          ? {
+              method: 'POST' as const,
+              path: TOKENREVIEW_TUNNEL_PATH,
+              headers: { 'content-type': 'application/json' },
+            }
+          : { method: 'GET' as const, path: `${NAMESPACE_TUNNEL_PREFIX}${route.name}`, headers: {} };
+      const response = await gateFor(tunnel).run(() => tunnel.request(request, body, { timeoutMs }));
+      clusterLog.debug(
+        { event: 'tokenreview.relayed', kind: route.kind, status: response.status },
+        'relayed through the tunnel',
       );
-      clusterLog.debug({ event: 'tokenreview.relayed', status: response.status }, 'TokenReview relayed');
       send(res, response.status, response.body);
     } catch (err) {
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
@@ -120,39 +202,129 @@ export function startTokenReviewServer(options: TokenReviewServerOptions): Promi
     }
   }
 
-  const server = options.tls
-    ? createHttpsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, handler)
-    : createHttpServer(handler);
+  async function authorized(fingerprint: string, credential: string | undefined): Promise<boolean> {
+    if (credential === undefined || credential.length > 16 * 1024) return false;
+    const presented = createHash('sha256').update(credential, 'utf8').digest();
+    const matches = (hex: string | undefined) =>
+      hex !== undefined && timingSafeEqual(presented, Buffer.from(hex, 'hex'));
+    if (matches(await options.reviewerFor(fingerprint, false))) return true;
+    return matches(await options.reviewerFor(fingerprint, true));
+  }
+
+  function refused(fingerprint: string, why: string): void {
+    const now = Date.now();
+    const seen = refusals.get(fingerprint);
+    if (seen && now - seen.since < REFUSAL_LOG_WINDOW_MS) {
+      seen.suppressed++;
+      return;
+    }
+    refusals.set(fingerprint, { since: now, suppressed: 0 });
+    log.warn(
+      {
+        event: 'tokenreview.unauthorized',
+        fingerprintPrefix: fingerprintPrefix(fingerprint),
+        reason: why,
+        suppressedSinceLast: seen?.suppressed ?? 0,
+      },
+      "refused a TokenReview without the cluster's reviewer credential: only OpenBao (token_reviewer_jwt set by registration) may ask; re-run registration if OpenBao's config was replaced",
+    );
+    if (refusals.size > 10_000) refusals.clear();
+  }
+
+  /** The first peer answer from a replica that holds the tunnel; undefined when none does. */
+  async function askPeers(
+    req: IncomingMessage,
+    body: Buffer,
+    credential: string,
+  ): Promise<{ status: number; body: Buffer } | undefined> {
+    const peers = options.peers!;
+    const caPem = peers.caPem();
+    if (!caPem) return undefined;
+    if (peerAgent?.caPem !== caPem) {
+      void peerAgent?.agent.close();
+      peerAgent = { caPem, agent: new Agent({ connect: { ca: caPem, servername: peers.servername } }) };
+    }
+    const dispatcher = peerAgent.agent;
+    let addresses: string[];
+    try {
+      addresses = await peers.resolve();
+    } catch (err) {
+      log.warn(
+        { event: 'tokenreview.peers_unresolved', reason: (err as Error).message },
+        'peers did not resolve',
+      );
+      return undefined;
+    }
+    const abort = new AbortController();
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const asks = addresses.map(async (address) => {
+      const host = address.includes(':') ? `[${address}]` : address;
+      const response = await httpRequest(`https://${host}:${peers.port}${req.url}`, {
+        method: req.method as 'GET' | 'POST',
+        dispatcher,
+        headers: {
+          authorization: `Bearer ${credential}`,
+          'content-type': 'application/json',
+          [FORWARDED_HEADER]: '1',
+        },
+        body: req.method === 'POST' ? body : undefined,
+        signal: AbortSignal.any([abort.signal, timeout]),
+      });
+      const answer = Buffer.from(await response.body.arrayBuffer());
+      if (response.headers[TUNNEL_HEADER] === 'absent') throw new Error('no tunnel there');
+      return { status: response.statusCode, body: answer };
+    });
+    try {
+      const answer = await Promise.any(asks);
+      abort.abort();
+      return answer;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // `'later'`: TLS with no certificate yet; handshakes fail until setCertificate gives one.
+  const server =
+    options.tls === 'later'
+      ? createHttpsServer({ minVersion: 'TLSv1.2' }, handler)
+      : createHttpOrHttpsServer(options.tls, handler);
   server.headersTimeout = 10_000;
   server.requestTimeout = timeoutMs + 5_000;
-  const scheme = options.tls ? 'https' : 'http';
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(
-        new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          `cannot listen for TokenReviews on ${options.host ?? '0.0.0.0'}:${options.port}: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
-      const address = server.address() as AddressInfo;
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      log.info(
-        { event: 'tokenreview.listening', port: address.port, scheme },
-        'TokenReview endpoint listening',
-      );
-      resolve({
-        url: `${scheme}://${host}:${address.port}`,
-        close: () =>
-          new Promise<void>((done) => {
-            server.closeAllConnections();
-            server.close(() => done());
-          }),
-      });
-    });
+  const listening = await listenHttp(server, {
+    host: options.host,
+    port: options.port,
+    what: 'TokenReviews',
+    event: 'tokenreview.listening',
+    logger: log,
   });
+  return {
+    url: listening.url,
+    setCertificate(pair) {
+      if (options.tls === false)
+        throw new CloudtaserError('CT_INTERNAL', 'a plain-HTTP listener has no certificate');
+      (server as HttpsServer).setSecureContext({
+        cert: pair.certPem,
+        key: pair.keyPem,
+        minVersion: 'TLSv1.2',
+      });
+    },
+    async close() {
+      await listening.close();
+      await peerAgent?.agent.close();
+    },
+  };
+}
+
+function parseRoute(path: string): Route | undefined {
+  const match = ROUTE.exec(path);
+  if (!match || !isFingerprint(match[1])) return undefined;
+  const rest = match[2].replace(/\/$/, '');
+  if (rest === TOKENREVIEW_PATH) return { kind: 'review', fingerprint: match[1] };
+  if (rest.startsWith(NAMESPACE_PATH_PREFIX)) {
+    const name = decodeURIComponent(rest.slice(NAMESPACE_PATH_PREFIX.length));
+    if (isNamespaceName(name)) return { kind: 'namespace', fingerprint: match[1], name };
+  }
+  return undefined;
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
@@ -168,7 +340,16 @@ function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
   });
 }
 
-function send(res: ServerResponse, status: number, body: string | Buffer): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string | Buffer,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    ...headers,
+  });
   res.end(body);
 }

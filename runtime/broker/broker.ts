@@ -5,15 +5,23 @@
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { attestationAudience } from '../attestation/index.js';
-import { dialBeacon } from '../beacon/index.js';
+import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { hashPrefix, initHash, operationalHash, parseFingerprint } from '../core/hashes.js';
+import {
+  hashPrefix,
+  initHash,
+  operationalHash,
+  parseFingerprint,
+  redactIdentifiers,
+} from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { type TlsFiles, type TlsFilesWatcher, watchTlsFiles } from '../core/tls-files.js';
 import type { KubeClient } from '../kube/index.js';
-import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
+import { type MigrationStatus, type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
 import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
+import { proxySettingFromEnvironment } from '../proxy/settings.js';
 import {
   createBackoff,
   type HealthServer,
@@ -33,11 +41,18 @@ import {
 } from '../webhook/ca-bundle.js';
 import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
-import { isTokenReviewRequest, serveTokenReview } from './tokenreview.js';
+import {
+  isNamespaceRequest,
+  isTokenReviewRequest,
+  serveNamespaceRead,
+  serveTokenReview,
+} from './tokenreview.js';
+import { memoryTrustRecord, type TrustRecordStore } from './trust-record.js';
 
 /**
- * The Kubernetes calls the broker makes: TokenReview for OpenBao, Secrets + Events for migration, and a
- * TokenRequest for its own service account when bootstrap is attested.
+ * The Kubernetes calls the broker makes (runtime/kube/permissions.ts `operatorKubeAccess`): TokenReview and
+ * namespace reads for OpenBao, Secrets + Events for migration, a TokenRequest for its own service account when
+ * bootstrap is attested, and its webhook configuration's caBundle.
  */
 export type BrokerKubeApi = Pick<
   KubeClient,
@@ -46,7 +61,10 @@ export type BrokerKubeApi = Pick<
   Partial<
     Pick<
       KubeClient,
-      'createServiceAccountToken' | 'getMutatingWebhookConfiguration' | 'patchMutatingWebhookConfiguration'
+      | 'getNamespace'
+      | 'createServiceAccountToken'
+      | 'getMutatingWebhookConfiguration'
+      | 'patchMutatingWebhookConfiguration'
     >
   >;
 
@@ -75,6 +93,13 @@ export interface BrokerWebhookOptions {
   readonly port: number;
   /** Serving certificate. @default a self-signed one made in memory (its PEM is in /status as webhookCaPem) */
   readonly tls?: { readonly certPem: string; readonly keyPem: string } | false;
+  /**
+   * Serving certificate from files (a mounted `webhook.tls.secretName`), read again when they change so a renewal
+   * reaches the webhook without a restart. Wins over `tls`. @default none
+   */
+  readonly tlsFiles?: TlsFiles;
+  /** How often `tlsFiles` are checked. @default 10000 */
+  readonly tlsReloadIntervalMs?: number;
   readonly dnsNames?: readonly string[];
   readonly injection: InjectionConfig;
   /**
@@ -126,6 +151,8 @@ export interface BrokerStatus {
   readonly webhookCaPem?: string;
   /** Whether the webhook configuration trusts that CA yet, when the broker keeps it current. */
   readonly webhookCaBundle?: WebhookCaBundleStatus;
+  /** Secret migration, when it runs: whether the bridge accepts it for this cluster, and the last code. */
+  readonly migration?: MigrationStatus;
 }
 
 export interface BrokerTiming {
@@ -164,8 +191,17 @@ export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
 export interface BrokerOptions extends RelayPartyOptions {
   /** The cluster fingerprint, or how to read it (the kube-system UID). Retried with backoff on failure. */
   readonly fingerprint: string | ((signal: AbortSignal) => Promise<string>);
-  /** Optional pin: SHA-256 (hex) of the cluster CA DER. */
+  /**
+   * Admin pin: SHA-256 (hex) of the cluster CA DER. It wins over the trust record, and is written into it (the
+   * log says when that replaces a different record).
+   */
   readonly caSha256?: string;
+  /**
+   * Where the first CA accepted without a pin is recorded, so that from then on (restarts and re-bootstraps
+   * included) the broker behaves as pinned; see configMapTrustRecord. `broker run` always gives one.
+   * @default process memory only: a restarted broker would trust the first CA again (a warning says so)
+   */
+  readonly trustRecord?: TrustRecordStore;
   readonly timing?: Partial<BrokerTiming>;
   /**
    * Serves bridge requests other than the built-in TokenReview (`POST /kube/apis/authentication.k8s.io/v1/
@@ -208,6 +244,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   if (options.beacons.length === 0)
     throw new CloudtaserError('CT_INVALID_ARGUMENT', 'the broker needs at least one --beacon address');
   const pin = options.caSha256?.trim().toLowerCase();
+  const trustRecord = options.trustRecord ?? memoryTrustRecord();
   if (pin !== undefined && !/^[0-9a-f]{64}$/.test(pin)) {
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
@@ -216,6 +253,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   }
   const timing: BrokerTiming = { ...DEFAULT_BROKER_TIMING, ...definedOnly(options.timing ?? {}) };
   const log = moduleLogger(options.logger, 'broker');
+  const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
+  logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
   const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
   // One key per process: retries reuse it, and it never leaves memory.
@@ -236,7 +275,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       'CT_INVALID_ARGUMENT',
       'attestation needs Kubernetes API access that can create service-account tokens (kube)',
     );
-  const podApiUrl = options.podApi
+  // Port 0 (tests, local use) is replaced by the bound port once the pod API listens.
+  let podApiUrl = options.podApi
     ? (options.podApi.url ?? `https://${options.podApi.dnsNames[0]}:${options.podApi.port}`)
     : undefined;
   let podApiServer: PodApiServer | undefined;
@@ -266,8 +306,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
 
   const isConnected = () => liveTunnel !== undefined && !liveTunnel.closed;
+  // Declared before anything can ask for the status (the health server answers while startup still runs).
+  let migrator: SecretMigrator | undefined;
   const currentStatus = (): BrokerStatus => ({
     ...status,
+    ...(migrator ? { migration: migrator.status() } : {}),
+    reason: redactIdentifiers(status.reason),
     ...(status.phase === 'operational' && podApiServer && podApiCaPem ? { podApiUrl, podApiCaPem } : {}),
     ...(webhookCa ? { webhookCaPem: webhookCa } : {}),
     ...(caBundle ? { webhookCaBundle: caBundle.status() } : {}),
@@ -275,6 +319,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
   const brokerHandler: TunnelHandler = (request, context) => {
     if (isTokenReviewRequest(request)) return serveTokenReview(options.kube, request, log, context.signal);
+    if (isNamespaceRequest(request)) return serveNamespaceRead(options.kube, request, log, context.signal);
     if (options.handler) return options.handler(request, context);
     return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
   };
@@ -282,8 +327,19 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   let webhookCa: string | undefined;
   let webhook: WebhookServer | undefined;
   let caBundle: WebhookCaBundleKeeper | undefined;
+  let webhookTlsWatcher: TlsFilesWatcher | undefined;
   if (options.webhook) {
     let tls = options.webhook.tls;
+    if (options.webhook.tlsFiles) {
+      webhookTlsWatcher = await watchTlsFiles({
+        files: options.webhook.tlsFiles,
+        what: 'webhook',
+        intervalMs: options.webhook.tlsReloadIntervalMs,
+        logger: log,
+        onChange: (material) => webhook?.setCertificate(material),
+      });
+      tls = webhookTlsWatcher.current();
+    }
     if (tls === undefined) {
       const names = options.webhook.dnsNames ?? options.podApi?.dnsNames ?? ['cloudtaser'];
       const issued = issueSelfSignedSync({
@@ -326,7 +382,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   }
 
-  const migrator =
+  migrator =
     options.migration && options.kube
       ? startSecretMigrator({
           kube: options.kube,
@@ -357,6 +413,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       limits: options.podApi.limits,
       logger: log,
     });
+    if (!options.podApi.url && options.podApi.port === 0)
+      podApiUrl = `https://${options.podApi.dnsNames[0]}:${new URL(podApiServer.url).port}`;
   };
 
   const health: HealthServer | undefined = options.health
@@ -393,7 +451,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           hash,
           caCertPem: options.beaconCaPem,
           resolve: options.resolve,
+          proxy: beaconProxy,
           signal: attempt.signal,
+          logger: log,
         }),
       );
       const winner = await firstFulfilled(dials);
@@ -447,13 +507,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   };
 
-  const bootstrap = async (fingerprint: string): Promise<BrokerCredentials> => {
+  const bootstrap = async (fingerprint: string, caPin: string | undefined): Promise<BrokerCredentials> => {
     const attestationToken = await requestAttestationToken();
     const paired = await dial(initHash(fingerprint), 'init');
     log.info({ event: 'broker.paired', room: 'init', beaconIp: paired.ip }, 'paired in the init room');
     return bootstrapBroker(paired.stream, {
       fingerprint,
-      caSha256: pin,
+      caSha256: caPin,
       stepTimeoutMs: timing.stepTimeoutMs,
       signal: stop.signal,
       logger: log,
@@ -481,10 +541,114 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     return { ...session, ip: paired.ip };
   };
 
+  /**
+   * The pin for the next init bootstrap: the admin's, else the trust record's, else the CA of the credentials in
+   * hand (a re-bootstrap never moves to another CA on its own). Undefined only for the very first contact of a
+   * cluster with no record: trust on first use, recorded before it is used. A record that cannot be read counts
+   * as "unknown", never as "empty".
+   */
+  const pinForBootstrap = async (credentials: BrokerCredentials | undefined): Promise<string | undefined> => {
+    if (pin) return pin;
+    const held = credentials ? operationalHash(credentials.caCertDer) : undefined;
+    try {
+      return (await trustRecord.read(stop.signal)).caSha256 ?? held;
+    } catch (err) {
+      if (held) return held;
+      throw err;
+    }
+  };
+
+  /** Records the CA accepted at first contact; until this succeeds the broker does not go operational on it. */
+  const recordAcceptedCa = async (credentials: BrokerCredentials): Promise<void> => {
+    const hash = operationalHash(credentials.caCertDer);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const record = await trustRecord.read(stop.signal);
+      if (record.caSha256 === hash) return;
+      if (record.caSha256 !== undefined) {
+        throw new CloudtaserError(
+          'CT_PKI_CA_PIN_MISMATCH',
+          `the bridge offered cluster CA ${hash.slice(0, 8)}… but the trust record ${trustRecord.description} pins ${record.caSha256.slice(0, 8)}…; refusing it and bootstrapping again against the record`,
+        );
+      }
+      try {
+        await trustRecord.write(
+          { caSha256: hash, recordedBy: 'broker (first bootstrap)' },
+          record.version,
+          stop.signal,
+        );
+        log.info(
+          {
+            event: 'broker.trust_recorded',
+            caSha256Prefix: hash.slice(0, 8),
+            record: trustRecord.description,
+          },
+          'recorded the cluster CA accepted at first contact; from now on the broker accepts only this CA',
+        );
+        return;
+      } catch (err) {
+        if (!isCloudtaserError(err, 'CT_KUBE_CONFLICT')) throw err;
+      }
+    }
+    throw new CloudtaserError(
+      'CT_TRUST_RECORD_UNAVAILABLE',
+      `the trust record ${trustRecord.description} kept changing while the broker recorded its CA; retrying`,
+    );
+  };
+
+  /** An admin pin replaces whatever the record holds, so that removing the pin later keeps this CA. */
+  const writeAdminPin = async (adminPin: string): Promise<void> => {
+    try {
+      const record = await trustRecord.read(stop.signal);
+      if (record.caSha256 === adminPin) return;
+      await trustRecord.write(
+        { caSha256: adminPin, recordedBy: 'admin pin (--ca-sha256, operator.broker.trust.caSha256)' },
+        record.version,
+        stop.signal,
+      );
+      if (record.caSha256 !== undefined)
+        log.warn(
+          {
+            event: 'broker.trust_record_replaced',
+            previousCaSha256Prefix: record.caSha256.slice(0, 8),
+            pinnedCaSha256Prefix: adminPin.slice(0, 8),
+            record: trustRecord.description,
+          },
+          'the admin pin replaced a different CA in the trust record; the broker accepts only the pinned CA',
+        );
+      else
+        log.info(
+          {
+            event: 'broker.trust_recorded',
+            caSha256Prefix: adminPin.slice(0, 8),
+            record: trustRecord.description,
+          },
+          'recorded the admin pin in the trust record',
+        );
+    } catch (err) {
+      // The pin itself protects this broker; the record only matters once the pin is removed.
+      log.warn(
+        {
+          event: 'broker.trust_record_write_failed',
+          code: toCloudtaserError(err).code,
+          reason: (err as Error).message,
+        },
+        'could not write the admin pin into the trust record; the pin still applies',
+      );
+    }
+  };
+  if (!options.trustRecord && !pin)
+    log.warn(
+      { event: 'broker.trust_record_memory' },
+      'no trust record is configured: the first CA accepted is pinned for this process only, and a restarted broker trusts the first CA it meets again',
+    );
+
   const run = async () => {
     let fingerprint: string | undefined;
     let credentials: BrokerCredentials | undefined;
+    /** Accepted at first contact (no pin) and not yet in the trust record: not to be used yet. */
+    let unrecorded = false;
     let operationalMisses = 0;
+    if (pin && options.trustRecord) void writeAdminPin(pin);
     while (!stop.signal.aborted) {
       try {
         if (!fingerprint) {
@@ -499,18 +663,35 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         if (tryInit) {
           if (!credentials && status.phase !== 'rejected')
             setStatus('bootstrapping', 'waiting for the bridge in the init room');
+          const caPin = await pinForBootstrap(credentials);
           try {
-            credentials = await bootstrap(fingerprint);
+            const fresh = await bootstrap(fingerprint, caPin);
+            credentials = fresh;
+            unrecorded = caPin === undefined;
             operationalMisses = 0;
             setStatus('connecting', 'bootstrapped; dialing the operational room', {
               lastErrorCode: undefined,
-              operationalHashPrefix: hashPrefix(operationalHash(credentials.caCertDer)),
+              operationalHashPrefix: hashPrefix(operationalHash(fresh.caCertDer)),
             });
           } catch (err) {
-            // With certificates in hand a refusal only means "still initialized": keep using them.
+            // With certificates in hand a refusal only means "still initialized": keep using them. A CA that
+            // does not match the pin (a rogue bridge in the init room) never replaces them either.
             if (!credentials) throw err;
             operationalMisses = 0;
             if (!isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED')) throw err;
+          }
+        }
+        if (unrecorded) {
+          try {
+            await recordAcceptedCa(credentials!);
+            unrecorded = false;
+          } catch (err) {
+            if (isCloudtaserError(err, 'CT_PKI_CA_PIN_MISMATCH')) {
+              // The record names another CA (an admin pinned it meanwhile): these credentials are not to be used.
+              credentials = undefined;
+              unrecorded = false;
+            }
+            throw err;
           }
         }
         await ensurePodApi(credentials!);
@@ -550,12 +731,15 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const delay = backoff.next();
         const phase: BrokerPhase = !fingerprint
           ? 'starting'
-          : !credentials
+          : !credentials || unrecorded
             ? status.phase === 'rejected'
               ? 'rejected'
               : 'bootstrapping'
             : 'reconnecting';
-        setStatus(phase, `${error.message}; retrying in ${delay} ms`, { lastErrorCode: error.code });
+        const reason = unrecorded
+          ? `accepted cluster CA ${operationalHash(credentials!.caCertDer).slice(0, 8)}… at first contact but has not recorded it, so it stays closed: ${error.message}; retrying in ${delay} ms`
+          : `${error.message}; retrying in ${delay} ms`;
+        setStatus(phase, reason, { lastErrorCode: error.code });
         log.warn(
           { event: 'broker.retry', code: error.code, delayMs: delay, reason: error.message },
           'broker attempt failed',
@@ -605,6 +789,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       await migrator?.close();
       await podApiServer?.close();
       await caBundle?.close();
+      webhookTlsWatcher?.close();
       await webhook?.close();
       await health?.close();
       setStatus('stopped', 'closed');

@@ -8,10 +8,15 @@ import {
   parseListenAddress,
   type RelayClientFlags,
   readRelayClientFlags,
-  readTlsPairFlags,
   untilSignal,
 } from '../tunnel/index.js';
 import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
+import {
+  configMapTrustRecord,
+  DEFAULT_TRUST_RECORD_NAME,
+  DEFAULT_TRUST_RECORD_NAMESPACE,
+  type TrustRecordRef,
+} from './trust-record.js';
 
 interface BrokerRunFlags extends RelayClientFlags {
   readonly kubeconfig?: string;
@@ -34,6 +39,7 @@ interface BrokerRunFlags extends RelayClientFlags {
   readonly migrateInterval: string;
   readonly attestation?: boolean;
   readonly serviceAccount?: string;
+  readonly trustRecord?: string;
 }
 
 /** Helm's default for the operator's service account name (the namespace comes from POD_NAMESPACE). */
@@ -55,6 +61,25 @@ export function parseServiceAccount(
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
       `--service-account ${JSON.stringify(flag)} must be <namespace>/<name>, e.g. cloudtaser-system/cloudtaser`,
+    );
+  return { namespace: match[1], name: match[3] };
+}
+
+/** `--trust-record ns/name`, else `$POD_NAMESPACE/cloudtaser-trust`, else the chart's default namespace. */
+export function parseTrustRecordRef(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): TrustRecordRef {
+  if (flag === undefined)
+    return {
+      namespace: env.POD_NAMESPACE || DEFAULT_TRUST_RECORD_NAMESPACE,
+      name: DEFAULT_TRUST_RECORD_NAME,
+    };
+  const match = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?)$/.exec(flag);
+  if (!match)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--trust-record ${JSON.stringify(flag)} must be <namespace>/<configmap name>, e.g. ${DEFAULT_TRUST_RECORD_NAMESPACE}/${DEFAULT_TRUST_RECORD_NAME}`,
     );
   return { namespace: match[1], name: match[3] };
 }
@@ -89,6 +114,10 @@ export function registerBrokerCommand(program: Command): Command {
       'pin: refuse a cluster CA whose SHA-256 differs (the operational hash from `source register`)',
     )
     .option(
+      '--trust-record <ns/name>',
+      `ConfigMap that records the cluster CA accepted at first contact, so restarts and re-bootstraps accept only it (needs get and patch on it; default: $POD_NAMESPACE/${DEFAULT_TRUST_RECORD_NAME}, else ${DEFAULT_TRUST_RECORD_NAMESPACE}/${DEFAULT_TRUST_RECORD_NAME})`,
+    )
+    .option(
       '--backoff-initial <duration>',
       'first reconnect delay',
       `${DEFAULT_BROKER_TIMING.backoffInitialMs}ms`,
@@ -117,7 +146,7 @@ export function registerBrokerCommand(program: Command): Command {
     .option('--webhook-listen <host:port>', 'serve the mutating webhook (POST /mutate-pods) here')
     .option(
       '--webhook-tls-cert <path>',
-      'PEM serving certificate for the webhook (default: a self-signed one made in memory; /status shows webhookCaPem)',
+      'PEM serving certificate for the webhook, read again when it changes (default: a self-signed one made in memory; /status shows webhookCaPem)',
     )
     .option('--webhook-tls-key <path>', 'PEM key for --webhook-tls-cert')
     .option(
@@ -128,7 +157,10 @@ export function registerBrokerCommand(program: Command): Command {
       '--inject-image <image>',
       'image of the injected init container (env CLOUDTASER_OPERATOR_IMAGE; the operator image)',
     )
-    .option('--migrate', 'migrate Secrets annotated cloudtaser.io/migrate=true into OpenBao')
+    .option(
+      '--migrate',
+      'migrate Secrets annotated cloudtaser.io/migrate=true into OpenBao (the bridge also needs the cluster registered with --migration)',
+    )
     .option('--migrate-namespace <name>', 'only watch this namespace for migration; repeatable', collect)
     .option('--migrate-interval <duration>', 'how often to look for annotated Secrets', '10s')
     .option(
@@ -150,7 +182,16 @@ export function registerBrokerCommand(program: Command): Command {
       const podApiAddress = flags.podApiListen
         ? parseListenAddress(flags.podApiListen, '--pod-api-listen')
         : undefined;
-      const webhookTls = await readTlsPairFlags(flags.webhookTlsCert, flags.webhookTlsKey, '--webhook-tls');
+      if (Boolean(flags.webhookTlsCert) !== Boolean(flags.webhookTlsKey))
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          '--webhook-tls-cert and --webhook-tls-key go together',
+        );
+      // Read again when they change: a renewed Secret reaches the webhook without a restart.
+      const webhookTlsFiles =
+        flags.webhookTlsCert && flags.webhookTlsKey
+          ? { certFile: flags.webhookTlsCert, keyFile: flags.webhookTlsKey }
+          : undefined;
       const injectImage = flags.injectImage ?? process.env.CLOUDTASER_OPERATOR_IMAGE;
       if (flags.webhookListen && !injectImage)
         throw new CloudtaserError(
@@ -160,8 +201,10 @@ export function registerBrokerCommand(program: Command): Command {
       const handle = await startBroker({
         beacons: relay.beacons,
         beaconCaPem: relay.beaconCaPem,
+        beaconProxy: relay.beaconProxy,
         fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
         caSha256: flags.caSha256,
+        trustRecord: configMapTrustRecord(kube, parseTrustRecordRef(flags.trustRecord)),
         kube,
         attestation: flags.attestation
           ? { serviceAccount: parseServiceAccount(flags.serviceAccount) }
@@ -172,7 +215,7 @@ export function registerBrokerCommand(program: Command): Command {
             ? {
                 ...parseListenAddress(flags.webhookListen, '--webhook-listen'),
                 dnsNames,
-                tls: webhookTls,
+                tlsFiles: webhookTlsFiles,
                 injection: { image: injectImage },
                 configurationName: flags.webhookConfiguration,
               }

@@ -15,3 +15,14 @@ export {
   startBroker,
 } from './broker.js';
 export { isTokenReviewRequest, serveTokenReview, type TokenReviewApi } from './tokenreview.js';
+export {
+  configMapTrustRecord,
+  DEFAULT_TRUST_RECORD_NAME,
+  DEFAULT_TRUST_RECORD_NAMESPACE,
+  memoryTrustRecord,
+  parseCaSha256,
+  type TrustRecord,
+  type TrustRecordKubeApi,
+  type TrustRecordRef,
+  type TrustRecordStore,
+} from './trust-record.js';

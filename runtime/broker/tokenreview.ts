@@ -1,16 +1,18 @@
 /**
- * The broker's answer to TokenReviews the bridge carries through the tunnel for OpenBao's Kubernetes auth. Only
- * `POST /kube/apis/authentication.k8s.io/v1/tokenreviews` is served; the review is made with the broker's own
- * service account (ClusterRole system:auth-delegator), never with a credential that came through the tunnel.
+ * The broker's answer to the Kubernetes API calls the bridge carries through the tunnel for OpenBao's Kubernetes
+ * auth: `POST /kube/apis/authentication.k8s.io/v1/tokenreviews` on every login, and `GET /kube/api/v1/namespaces/
+ * <ns>` for roles with bound_service_account_namespace_selector. Both are made with the broker's own service
+ * account, never with a credential that came through the tunnel; nothing else is served.
  */
 import { CloudtaserError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { KubeClient } from '../kube/index.js';
 import { kubeStatusBody } from '../podapi/kube-status.js';
-import { TOKENREVIEW_TUNNEL_PATH } from '../podapi/protocol.js';
+import { isNamespaceName, NAMESPACE_TUNNEL_PREFIX, TOKENREVIEW_TUNNEL_PATH } from '../podapi/protocol.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 
 export type TokenReviewApi = Pick<KubeClient, 'createTokenReview'>;
+export type NamespaceReadApi = Pick<KubeClient, 'getNamespace'>;
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 const MAX_TOKEN_CHARS = 16 * 1024;
@@ -101,4 +103,80 @@ function parseSpec(body: Buffer): { token: string; audiences: string[] } | undef
         .slice(0, MAX_AUDIENCES)
     : [];
   return { token: spec.token, audiences };
+}
+
+export function isNamespaceRequest(request: TunnelRequest): boolean {
+  return request.path.split('?')[0].startsWith(NAMESPACE_TUNNEL_PREFIX);
+}
+
+/**
+ * One namespace, as OpenBao's namespace selector reads it (`metadata.labels`), trimmed to its name, uid and
+ * labels: annotations and status stay in the cluster.
+ */
+export async function serveNamespaceRead(
+  kube: Partial<NamespaceReadApi> | undefined,
+  request: TunnelRequest,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<TunnelReply> {
+  if (request.method !== 'GET') {
+    return { status: 405, headers: JSON_HEADERS, body: kubeStatusBody(405, 'MethodNotAllowed', 'only GET') };
+  }
+  const name = decodeURIComponent(request.path.split('?')[0].slice(NAMESPACE_TUNNEL_PREFIX.length));
+  if (!isNamespaceName(name)) {
+    return {
+      status: 404,
+      headers: JSON_HEADERS,
+      body: kubeStatusBody(404, 'NotFound', 'the server could not find the requested resource'),
+    };
+  }
+  if (!kube?.getNamespace) {
+    return {
+      status: 503,
+      headers: JSON_HEADERS,
+      body: kubeStatusBody(
+        503,
+        'ServiceUnavailable',
+        'this broker has no Kubernetes API access for namespace reads',
+      ),
+    };
+  }
+  try {
+    const namespace = await kube.getNamespace(name, { signal });
+    log.info({ event: 'broker.namespace_read', namespace: name }, 'namespace labels read for OpenBao');
+    return {
+      status: 200,
+      headers: JSON_HEADERS,
+      body: JSON.stringify({
+        kind: 'Namespace',
+        apiVersion: 'v1',
+        metadata: {
+          name: namespace.metadata?.name ?? name,
+          uid: namespace.metadata?.uid,
+          labels: namespace.metadata?.labels ?? {},
+        },
+      }),
+    };
+  } catch (err) {
+    const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+    if (code === 'CT_KUBE_NOT_FOUND')
+      return {
+        status: 404,
+        headers: JSON_HEADERS,
+        body: kubeStatusBody(404, 'NotFound', `namespaces "${name}" not found`),
+      };
+    log.warn({ event: 'broker.namespace_read_failed', code }, 'namespace read for OpenBao failed');
+    const forbidden = code === 'CT_KUBE_FORBIDDEN';
+    return {
+      status: forbidden ? 403 : 500,
+      headers: JSON_HEADERS,
+      body: kubeStatusBody(
+        forbidden ? 403 : 500,
+        forbidden ? 'Forbidden' : 'InternalError',
+        forbidden
+          ? 'the cloudtaser broker may not get namespaces; the operator chart grants it (ClusterRole)'
+          : 'Internal error occurred: namespace read failed in the cluster',
+      ),
+    };
+  }
 }

@@ -17,24 +17,31 @@ export function registerDevCommands(program: Command): void {
     .option('--json', 'print only the JSON line (the default output is that line too; kept for scripts)')
     .action(async (opts: { dir?: string; json?: boolean }) => {
       const logger = createLogger('dev');
+      // Listen before the JSON line goes out: a script that reads it and stops us at once must not find the
+      // default action (exit by signal, temp files left behind).
+      const stopRequested = Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
       const { startDevStack } = await import('../dev/stack.js');
       const stack = await startDevStack({ dir: opts.dir, logger });
       const info = {
         secretstoreAddress: stack.secretstoreAddress,
         secretstoreToken: stack.secretstoreToken,
+        registrarToken: stack.registrarToken,
+        bridgeToken: stack.bridgeToken,
         kubeconfig: stack.kubeconfig,
         operatorKubeconfig: stack.operatorKubeconfig,
         kubeSystemUid: stack.kubeSystemUid,
         beaconAddress: stack.beaconAddress,
         beaconCaFile: stack.beaconCaFile,
+        beaconClientCaFile: stack.beaconClientCaFile,
+        trustRecord: stack.trustRecord,
       };
       printJson(info);
       if (!opts.json && process.stderr.isTTY) {
         process.stderr.write(
-          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.secretstoreToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nCtrl-C stops it.\n`,
+          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.registrarToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nCtrl-C stops it.\n`,
         );
       }
-      await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+      await stopRequested;
       await stack.close();
     });
 }

@@ -1,4 +1,4 @@
-import { CloudtaserError } from '../core/errors.js';
+import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 
 export type OutputFormat = 'text' | 'json';
 
@@ -36,15 +36,26 @@ export async function withProgress<T>(label: string, work: () => Promise<T>): Pr
   }
 }
 
-/** Turns any failure into the one-line `CT_CODE: message` form and an exit code. */
+/**
+ * Codes that mean "what was typed is wrong" (a flag or environment variable missing or invalid): usage errors,
+ * exit 2, as for commander's own (unknown option, missing required flag). Everything else exits 1.
+ */
+export const USAGE_ERROR_CODES: readonly ErrorCode[] = [
+  'CT_INVALID_ARGUMENT',
+  'CT_INVALID_FINGERPRINT',
+  'CT_TOKEN_MISSING',
+];
+
+/** Turns any failure into the one-line `CT_CODE: message` form on stderr and an exit code (2 usage, 1 other). */
 export function reportFailure(err: unknown): number {
   if (err instanceof CloudtaserError) {
-    process.stderr.write(`${err.toLine()}\n`);
-    return 1;
+    // One line: a message that carries a newline (a cause's text) is folded.
+    process.stderr.write(`${err.toLine().replace(/\s*\n\s*/g, ' ')}\n`);
+    return USAGE_ERROR_CODES.includes(err.code) ? 2 : 1;
   }
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(
-    `CT_INTERNAL: ${message} (this is a bug; please report it with the command you ran)\n`,
+    `CT_INTERNAL: ${message.replace(/\s*\n\s*/g, ' ')} (this is a bug; please report it with the command you ran)\n`,
   );
   if (process.env.CLOUDTASER_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   return 1;

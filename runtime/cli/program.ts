@@ -1,9 +1,10 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { registerProviderCommand } from '../../provider/command.js';
 import { registerBeaconCommand } from '../beacon/command.js';
 import { registerBridgeCommand } from '../bridge/command.js';
 import { registerBrokerCommand } from '../broker/command.js';
 import { CloudtaserError } from '../core/errors.js';
+import { LOG_LEVELS, parseLogLevel } from '../core/log.js';
 import { registerPodCommands } from '../webhook/command.js';
 import { registerDevCommands } from './dev.js';
 import { registerMigrateCommand } from './migrate.js';
@@ -16,9 +17,7 @@ export const VERSION = '0.1.0';
 export function buildProgram(): Command {
   const program = new Command('cloudtaser-cli')
     .description('connect Kubernetes clusters to an EU-hosted OpenBao through an outbound-only relay')
-    .version(VERSION)
-    .showHelpAfterError('(run with --help for usage)')
-    .exitOverride();
+    .version(VERSION);
   registerTargetCommands(program);
   registerMigrateCommand(program);
   registerPodCommands(program);
@@ -28,25 +27,59 @@ export function buildProgram(): Command {
   registerBridgeCommand(program);
   registerBrokerCommand(program);
   registerProviderCommand(program);
-  // Every subcommand inherits exitOverride so usage errors come back as exceptions we can code.
-  const applyOverride = (cmd: Command) => {
-    cmd.exitOverride();
-    for (const child of cmd.commands) applyOverride(child);
+  // Every command, at every depth: usage errors come back as exceptions we turn into ONE coded line (commander
+  // prints nothing itself), and every command that runs takes --log-level.
+  const applyConventions = (cmd: Command) => {
+    const path = commandPath(cmd);
+    cmd.exitOverride((err) => {
+      throw Object.assign(err, { commandPath: path, subcommands: cmd.commands.map((c) => c.name()) });
+    });
+    cmd.configureOutput({ writeErr: () => {}, outputError: () => {} });
+    if (cmd.commands.length === 0 && cmd !== program) {
+      cmd.addOption(
+        new Option(
+          '--log-level <level>',
+          `minimum level of the JSON log lines on stderr: ${LOG_LEVELS.join(', ')} (env CLOUDTASER_LOG_LEVEL; default info)`,
+        ),
+      );
+    }
+    for (const child of cmd.commands) applyConventions(child);
   };
-  applyOverride(program);
+  applyConventions(program);
+  // Before any command runs: the log level from the flag, else the environment, checked once (a usage error).
+  program.hook('preAction', (_program, action) => {
+    const flag = action.opts().logLevel as string | undefined;
+    if (flag !== undefined) process.env.CLOUDTASER_LOG_LEVEL = parseLogLevel(flag, '--log-level');
+    else if (process.env.CLOUDTASER_LOG_LEVEL !== undefined)
+      parseLogLevel(process.env.CLOUDTASER_LOG_LEVEL, 'CLOUDTASER_LOG_LEVEL');
+  });
   return program;
 }
 
-/** Maps commander's usage errors to our stable code; help and version requests are not errors. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * Maps commander's usage errors to our stable code, in one line that names the command's --help; help and
+ * version requests are not errors.
+ */
 export function usageError(err: unknown): CloudtaserError | 'exit-ok' | undefined {
   if (!(err instanceof CommanderError)) return undefined;
-  if (
-    err.code === 'commander.helpDisplayed' ||
-    err.code === 'commander.version' ||
-    err.code === 'commander.help'
-  ) {
-    return 'exit-ok';
-  }
+  const { commandPath: path = 'cloudtaser-cli', subcommands = [] } = err as CommanderError & {
+    commandPath?: string;
+    subcommands?: string[];
+  };
   if (err.exitCode === 0) return 'exit-ok';
-  return new CloudtaserError('CT_INVALID_ARGUMENT', err.message.replace(/^error: /, ''));
+  if (err.code === 'commander.help') {
+    // A command group called without a command: commander shows its help as an error.
+    return new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${path} needs a command: ${subcommands.filter((c) => c !== 'help').join(', ')} (see ${path} --help)`,
+    );
+  }
+  const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+  return new CloudtaserError('CT_INVALID_ARGUMENT', `${message} (see ${path} --help)`);
 }

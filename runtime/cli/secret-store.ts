@@ -8,7 +8,11 @@ export interface SecretStoreFlags {
   readonly secretstoreToken?: string;
   readonly secretstoreCaCert?: string;
   readonly namespaceRoot: string;
+  readonly timeout: string;
 }
+
+/** Bounds of --timeout, in seconds. */
+const TIMEOUT_SECONDS = { min: 1, max: 600, default: 10 } as const;
 
 /** The flags every `source` command shares, declared once. */
 export function addSecretStoreOptions(command: Command): Command {
@@ -19,13 +23,29 @@ export function addSecretStoreOptions(command: Command): Command {
     )
     .option(
       '--secretstore-token <token>',
-      'OpenBao admin token (env CLOUDTASER_SECRETSTORE_TOKEN, then BAO_TOKEN, then VAULT_TOKEN; prefer the environment, flags show up in shell history)',
+      'OpenBao token with the cloudtaser-registrar policy, see `source policy registrar` (env CLOUDTASER_SECRETSTORE_TOKEN, then BAO_TOKEN, then VAULT_TOKEN; prefer the environment, flags show up in shell history)',
     )
     .option('--secretstore-ca-cert <path>', 'PEM file with the CA that signed the OpenBao certificate')
-    .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser');
+    .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser')
+    .option(
+      '--timeout <seconds>',
+      `how long each OpenBao request may take (${TIMEOUT_SECONDS.min}-${TIMEOUT_SECONDS.max})`,
+      String(TIMEOUT_SECONDS.default),
+    );
 }
 
 export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoClient> {
+  const timeoutSeconds = Number(flags.timeout);
+  if (
+    !Number.isFinite(timeoutSeconds) ||
+    timeoutSeconds < TIMEOUT_SECONDS.min ||
+    timeoutSeconds > TIMEOUT_SECONDS.max
+  ) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--timeout must be a number of seconds from ${TIMEOUT_SECONDS.min} to ${TIMEOUT_SECONDS.max}, not ${JSON.stringify(flags.timeout)}`,
+    );
+  }
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
     throw new CloudtaserError(
@@ -49,5 +69,11 @@ export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoC
       );
     });
   }
-  return new OpenBaoClient({ address, token, caCertPem });
+  return new OpenBaoClient({
+    address,
+    token,
+    caCertPem,
+    timeoutMs: Math.round(timeoutSeconds * 1000),
+    timeoutHint: '--timeout SECONDS',
+  });
 }

@@ -6,11 +6,17 @@ import {
   DEFAULT_OPERATOR_SERVICE_ACCOUNT,
   DEFAULT_TOKENREVIEW_ENDPOINT,
   deregisterCluster,
+  ensureBeaconClientCa,
   getClusterStatus,
+  POLICY_NAMES,
+  type PolicyIdentity,
   rearmCluster,
   registerCluster,
+  renderPolicyHcl,
+  validateNamespaceRoot,
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
+import { operatorInstallCommand } from './charts.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -21,6 +27,7 @@ interface SourceFlags extends SecretStoreFlags {
 
 export function registerSourceCommands(program: Command): void {
   const source = program.command('source').description('commands run on the secret-store (OpenBao) side');
+  registerPolicyCommand(source);
 
   addSecretStoreOptions(
     source
@@ -33,10 +40,13 @@ export function registerSourceCommands(program: Command): void {
       .option('--rearm', 'allow one more bootstrap for an already initialized cluster')
       .option(
         '--tokenreview-endpoint <url>',
-        `the bridge's TokenReview listener as OpenBao reaches it (bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint>`,
+        `the bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it; bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint> with a reviewer credential registration sets`,
         DEFAULT_TOKENREVIEW_ENDPOINT,
       )
-      .option('--tokenreview-ca-cert <path>', 'PEM CA of an https:// --tokenreview-endpoint')
+      .option(
+        '--tokenreview-ca-cert <path>',
+        "PEM CA of the bridge listener's certificate when you bring it (bridge run --tokenreview-tls-cert); default: the listener CA registration keeps in OpenBao",
+      )
       .option(
         '--attestation-issuer <url>',
         "attested bootstrap: the cluster's service-account issuer (`issuer` of /.well-known/openid-configuration); with --attestation-jwks",
@@ -49,11 +59,17 @@ export function registerSourceCommands(program: Command): void {
         '--attestation-service-account <ns/name>',
         `the operator's service account, the only one allowed to bootstrap (default ${DEFAULT_OPERATOR_SERVICE_ACCOUNT.namespace}/${DEFAULT_OPERATOR_SERVICE_ACCOUNT.name})`,
       )
+      .option(
+        '--migration',
+        "let the bridge migrate this cluster's Kubernetes Secrets into OpenBao (target migrate + broker --migrate)",
+      )
+      .option('--no-migration', 'refuse migration for this cluster (the default for a new registration)')
       .option('--output <format>', 'text or json', 'text'),
   ).action(
     async (
       opts: SourceFlags & {
         rearm?: boolean;
+        migration?: boolean;
         tokenreviewEndpoint: string;
         tokenreviewCaCert?: string;
         attestationIssuer?: string;
@@ -73,6 +89,7 @@ export function registerSourceCommands(program: Command): void {
             tokenReviewEndpoint: opts.tokenreviewEndpoint,
             tokenReviewCaCertPem,
             attestation,
+            migration: opts.migration,
           }),
         );
         let initialized = result.initialized;
@@ -90,9 +107,10 @@ export function registerSourceCommands(program: Command): void {
             `  Operational hash: ${result.operationalHash}`,
             `  Initialized:      ${initialized ? 'yes' : 'no'}`,
             `  Attested:         ${result.attested ? 'yes (bootstrap needs a service-account token; the broker runs with --attestation)' : 'no (trust on first use)'}`,
+            `  Migration:        ${result.migrationEnabled ? 'enabled (the bridge writes Secrets the broker migrates to secret/k8s/)' : 'disabled (the bridge refuses it: CT_MIGRATION_DISABLED)'}`,
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
-            `  helm install cloudtaser cloudtaser/cloudtaser --set operator.broker.beacon.address=<beacon-host>:443 --set operator.broker.trust.caSha256=${result.operationalHash}`,
+            `  ${operatorInstallCommand('<beacon-host>:443', result.operationalHash)}`,
             '',
           ].join('\n'),
         );
@@ -133,6 +151,8 @@ export function registerSourceCommands(program: Command): void {
     }
   });
 
+  registerBeaconCaCommand(source);
+
   addSecretStoreOptions(
     source
       .command('status')
@@ -151,16 +171,92 @@ export function registerSourceCommands(program: Command): void {
         const { caCertPem: _ca, ...view } = status;
         return printJson(view);
       }
+      if (!status.registered) {
+        // Nothing exists for this fingerprint: name no namespace as if it did, say what would create one.
+        process.stdout.write(
+          [
+            `Cluster ${status.fingerprint}`,
+            `  Registered:  no (no registration record in OpenBao at ${client.address}, namespace root ${opts.namespaceRoot})`,
+            ...(status.initialized
+              ? [
+                  '  Initialized: a stale initialization record remains; register again, then deregister to clear it',
+                ]
+              : []),
+            `  Namespace:   none (registering creates ${status.namespace})`,
+            '',
+            `Register it with: cloudtaser-cli source register --fingerprint ${status.fingerprint}`,
+            '',
+          ].join('\n'),
+        );
+        return;
+      }
       process.stdout.write(
         [
           `Cluster ${status.fingerprint}`,
-          `  Registered:  ${status.registered ? `yes (${status.registeredAt})` : 'no'}`,
+          `  Registered:  yes (${status.registeredAt})`,
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           `  Namespace:   ${status.namespace}`,
+          `  Migration:   ${status.migrationEnabled ? 'enabled' : 'disabled'}`,
           `  Attested:    ${status.attestation ? `yes (issuer ${status.attestation.issuer}, ${status.attestation.jwks.keys.length} key(s), service account ${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name})` : 'no'}`,
           '',
         ].join('\n'),
       );
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+/** `source policy bridge|registrar`: prints the shipped OpenBao policy; no OpenBao call. */
+function registerPolicyCommand(source: Command): void {
+  source
+    .command('policy')
+    .description(
+      'print the OpenBao ACL policy (HCL) an identity needs: bridge (bridge run) or registrar (register/status/deregister, the Terraform provider, RegisteredCluster); write it in the root namespace',
+    )
+    .argument('<identity>', 'bridge or registrar')
+    .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser')
+    .option(
+      '--no-migration',
+      'bridge: leave out the secret/k8s/ lines (no cluster registered with --migration)',
+    )
+    .action((identity: string, opts: { namespaceRoot: string; migration: boolean }) => {
+      if (!(identity in POLICY_NAMES)) {
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `unknown identity ${JSON.stringify(identity)}: use \`source policy bridge\` or \`source policy registrar\``,
+        );
+      }
+      const hcl = renderPolicyHcl(identity as PolicyIdentity, {
+        namespaceRoot: validateNamespaceRoot(opts.namespaceRoot),
+        without: opts.migration ? [] : ['migration'],
+      });
+      process.stdout.write(hcl);
+    });
+}
+
+/** `source beacon-ca`: the bridges' identity towards the beacon; prints the public certificate the beacon trusts. */
+function registerBeaconCaCommand(source: Command): void {
+  addSecretStoreOptions(
+    source
+      .command('beacon-ca')
+      .description(
+        'create (once) the beacon client CA in OpenBao and print its certificate: give it to the beacon (--bridge-ca); bridges mint their client certificates from it',
+      )
+      .option('--output <format>', 'pem or json', 'pem'),
+  ).action(async (opts: SecretStoreFlags & { output: string }) => {
+    if (opts.output !== 'pem' && opts.output !== 'json')
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `--output ${JSON.stringify(opts.output)} is not pem or json`,
+      );
+    const client = await openSecretStore(opts);
+    try {
+      const ca = await withProgress('ensuring the beacon client CA', () =>
+        ensureBeaconClientCa(client, { namespaceRoot: opts.namespaceRoot }),
+      );
+      if (opts.output === 'json') return printJson(ca);
+      process.stdout.write(ca.certPem);
     } finally {
       await client.close();
     }

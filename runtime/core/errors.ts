@@ -59,6 +59,13 @@ export const ErrorCodes = {
   // discovery (issue 16)
   CT_DISCOVERY_CONTENDED:
     'the discovery journal kept changing under check-and-set (too many registrations at the same moment)',
+  // migration and least privilege (issue 11)
+  CT_MIGRATION_DISABLED:
+    "the bridge refused a migration: the cluster's registration does not enable it (source register --migration, migration_enabled, RegisteredCluster 'migration')",
+  CT_MIGRATION_CONFLICT:
+    'secret/k8s/<namespace>/<name> already holds a value this migration did not write (or could not record as its own, or wrote over an hour ago); nothing was written and the Secret is kept',
+  CT_MIGRATION_UNVERIFIED:
+    'the value read back from OpenBao did not prove the migrated write (missing, deleted or different); the Secret is kept',
   // Kubernetes
   CT_KUBE_CONFIG: 'no usable Kubernetes connection could be loaded (kubeconfig, context, in-cluster)',
   CT_KUBE_UNREACHABLE: 'the Kubernetes API server could not be reached',
@@ -84,9 +91,26 @@ export const ErrorCodes = {
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
   CT_TUNNEL_PROTOCOL:
     'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
+  // HTTP proxies (HTTPS_PROXY, HTTP_PROXY, --beacon-proxy): the message names the proxy, never its credentials
+  CT_PROXY_UNREACHABLE:
+    'the HTTP proxy itself could not be reached (its name does not resolve, connection refused, reset, timeout)',
+  CT_PROXY_AUTH:
+    'the HTTP proxy asked for credentials (407): none were in the proxy URL, they were wrong, or it wants a scheme other than Basic',
+  CT_PROXY_REFUSED:
+    'the HTTP proxy would not open the tunnel: it answered CONNECT with a non-2xx status (403 policy, 502/503/504 cannot reach the destination) or closed without an answer',
+  // trust that holds against rogue bridges, hostile beacons and restarts (issue 11)
+  CT_BEACON_UNAUTHENTICATED:
+    'the beacon refused a bridge: its outer TLS presented no client certificate from one of the bridge CAs the beacon trusts (or it used the plain door)',
+  CT_BEACON_IDENTITY:
+    'the bridge has no usable beacon client certificate: the beacon client CA is missing from OpenBao (run `cloudtaser-cli source beacon-ca`) or its certificate files are unusable',
+  CT_TRUST_RECORD_UNAVAILABLE:
+    "the broker cannot read or write the cluster's trust record (the ConfigMap holding the accepted CA hash); it stays closed until it can",
   // provider
   CT_PROVIDER_PROTOCOL: 'Terraform sent something the provider cannot decode',
   CT_PROVIDER_NOT_CONFIGURED: 'the provider was used before it was configured',
+  // packaging and command line
+  CT_PEER_DEPENDENCY_MISSING:
+    'an optional peer dependency the entry point needs is not installed (cloudtaser/constructs: cdktf or cdktn, and constructs)',
   // generic
   CT_INTERNAL: 'a bug: an invariant did not hold',
   CT_CANCELLED: 'the operation was cancelled',

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { CloudtaserError } from './errors.js';
-import { fingerprintPrefix, initHash, operationalHash, parseFingerprint } from './hashes.js';
+import {
+  fingerprintPrefix,
+  initHash,
+  operationalHash,
+  parseFingerprint,
+  redactIdentifiers,
+} from './hashes.js';
 
 describe('info hashes', () => {
   it('matches the published init-hash test vector', () => {
@@ -38,5 +44,16 @@ describe('info hashes', () => {
 
   it('uses the first 8 characters as the namespace prefix', () => {
     expect(fingerprintPrefix('0ad50c05-1153-4508-9237-4cb2912e2c23')).toBe('0ad50c05');
+  });
+});
+
+describe('redactIdentifiers', () => {
+  it('shortens every fingerprint to 8 characters and every 64-hex hash to 12, whatever the case, and leaves other text', () => {
+    const fingerprint = '0ad50c05-1153-4508-9237-4cb2912e2c23';
+    const hash = '5af11b82299622a908c5aa10383bfcfd84f6cd251c7094e2246c7daf419dc463';
+    const text = `cluster ${fingerprint} (${fingerprint.toUpperCase()}) room ${hash}; short abcdef0123, id 42`;
+    expect(redactIdentifiers(text)).toBe(
+      'cluster 0ad50c05… (0AD50C05…) room 5af11b822996…; short abcdef0123, id 42',
+    );
   });
 });

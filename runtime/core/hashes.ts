@@ -49,3 +49,17 @@ export function sha256Hex(data: string | Uint8Array): string {
 export function hashPrefix(hash: string): string {
   return hash.slice(0, 12);
 }
+
+const UUID_ANYWHERE = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi;
+const HEX64_ANYWHERE = /\b[0-9a-f]{64}\b/gi;
+
+/**
+ * Text fit for a status endpoint: every fingerprint (a UUID) shortened to its 8-character prefix and every room
+ * hash or CA hash (64 hex) to 12 characters. A probe port is reachable by more than its owner; the prefixes are
+ * enough to act on (`source status`, the namespace name) and give nobody a room to wait in.
+ */
+export function redactIdentifiers(text: string): string {
+  return text
+    .replace(UUID_ANYWHERE, (uuid) => `${uuid.slice(0, 8)}…`)
+    .replace(HEX64_ANYWHERE, (hash) => `${hash.slice(0, 12)}…`);
+}

@@ -34,6 +34,32 @@ describe('moduleLogger', () => {
     expect(moduleLogger(tunnel, 'tunnel')).toBe(tunnel);
   });
 
+  it('names a part of a part in `submodule`, so no key appears twice', async () => {
+    const { lines, logger } = capture();
+    moduleLogger(moduleLogger(logger, 'webhook'), 'webhook-ca-bundle').info({ event: 'x' }, 'x');
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const key of ['component', 'module', 'submodule'])
+      expect(lines[0].match(new RegExp(`"${key}"`, 'g'))).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({
+      component: 'broker',
+      module: 'webhook',
+      submodule: 'webhook-ca-bundle',
+    });
+  });
+
+  it('refuses a CLOUDTASER_LOG_LEVEL outside the levels pino knows, naming the variable', () => {
+    const saved = process.env.CLOUDTASER_LOG_LEVEL;
+    process.env.CLOUDTASER_LOG_LEVEL = 'verbose';
+    try {
+      expect(() => createLogger('broker')).toThrow(
+        'CLOUDTASER_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"',
+      );
+    } finally {
+      if (saved === undefined) delete process.env.CLOUDTASER_LOG_LEVEL;
+      else process.env.CLOUDTASER_LOG_LEVEL = saved;
+    }
+  });
+
   it('stays silent without a logger', () => {
     expect(moduleLogger(undefined, 'tunnel').isLevelEnabled('error')).toBe(false);
   });

@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { CloudtaserError } from './errors.js';
 
 export type { Logger };
 
@@ -23,6 +24,20 @@ const REDACT = [
   'headers["x-vault-token"]',
 ];
 
+/** The levels `--log-level` and `CLOUDTASER_LOG_LEVEL` accept, most severe first. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Checks a log level from `source` (a flag or variable name, for the message); a bad one is a usage error. */
+export function parseLogLevel(value: string, source: string): LogLevel {
+  const level = value.trim().toLowerCase();
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `${source} must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(value)}`,
+  );
+}
+
 export interface LoggerOptions {
   /** Minimum level. @default process.env.CLOUDTASER_LOG_LEVEL ?? 'info' */
   readonly level?: string;
@@ -35,7 +50,10 @@ export interface LoggerOptions {
  * across processes; tokens and keys are redacted by key name as a second line of defence.
  */
 export function createLogger(component: string, options: LoggerOptions = {}): Logger {
-  const level = options.level ?? process.env.CLOUDTASER_LOG_LEVEL ?? 'info';
+  const fromEnv = process.env.CLOUDTASER_LOG_LEVEL;
+  // A typo in the variable must not silently fall back to another level.
+  const level =
+    options.level ?? (fromEnv === undefined ? 'info' : parseLogLevel(fromEnv, 'CLOUDTASER_LOG_LEVEL'));
   return pino(
     {
       level,
@@ -50,13 +68,17 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
 
 /**
  * The logger one part of a process writes with. `component` names the process (createLogger sets it once);
- * the part goes in `module`, so a line never carries two `component` keys. A library started by a process of
+ * the part goes in `module` (a part of a part in `submodule`), so a line never carries a key twice. A library started by a process of
  * the same name (the broker library in `broker run`) adds nothing.
  */
 export function moduleLogger(logger: Logger | undefined, module: string): Logger {
   const base = logger ?? silentLogger;
-  const bindings = base.bindings() as { component?: unknown; module?: unknown };
-  if (bindings.component === module || bindings.module === module) return base;
+  const bindings = base.bindings() as { component?: unknown; module?: unknown; submodule?: unknown };
+  if (bindings.component === module || bindings.module === module || bindings.submodule === module)
+    return base;
+  // A part started by another part (the broker library inside a test process, then its pod API): pino cannot
+  // replace a binding, so the inner name goes in `submodule` rather than a second `module` key.
+  if (bindings.module !== undefined) return base.child({ submodule: module });
   return base.child({ module });
 }
 

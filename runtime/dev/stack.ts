@@ -7,9 +7,17 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBeacon } from '../beacon/index.js';
-import { type Logger, silentLogger } from '../core/log.js';
+import { DEFAULT_TRUST_RECORD_NAME } from '../broker/trust-record.js';
+import { type Logger, moduleLogger, silentLogger } from '../core/log.js';
+import { KubeClient } from '../kube/index.js';
+import { operatorKubeAccess, rbacRules } from '../kube/permissions.js';
+import { OpenBaoClient } from '../openbao/index.js';
 import { issueSelfSignedSync } from '../pki/index.js';
-import { DEFAULT_OPERATOR_SERVICE_ACCOUNT as OPERATOR_SERVICE_ACCOUNT } from '../registration/index.js';
+import {
+  ensureBeaconClientCa,
+  DEFAULT_OPERATOR_SERVICE_ACCOUNT as OPERATOR_SERVICE_ACCOUNT,
+} from '../registration/index.js';
+import { provisionIdentities } from './identities.js';
 import { startKubeTestServer } from './kube/index.js';
 import { startOpenBaoTestServer } from './openbao/index.js';
 
@@ -23,14 +31,27 @@ export interface DevStackOptions {
 
 export interface DevStackInfo {
   readonly secretstoreAddress: string;
+  /** The OpenBao test server's root token: the admin's, for inspection only. */
   readonly secretstoreToken: string;
+  /** A token with exactly the shipped registrar policy: for `source register`, Terraform and CDKTF. */
+  readonly registrarToken: string;
+  /** A token with exactly the shipped bridge policy (an AppRole login): for `bridge run`. */
+  readonly bridgeToken: string;
   readonly kubeconfig: string;
   readonly kubeSystemUid: string;
   readonly beaconAddress: string;
   readonly beaconCaFile: string;
   /**
+   * The beacon client CA (public certificate) the beacon trusts; it is in the dev OpenBao, so `bridge run` mints
+   * its beacon client certificate from it with no flag.
+   */
+  readonly beaconClientCaFile: string;
+  /** The broker's trust record ConfigMap (`broker run --trust-record`), which the operator may get and patch. */
+  readonly trustRecord: string;
+  /**
    * Kubeconfig of the operator's service account (`cloudtaser-system/cloudtaser`) with the least privilege the
-   * broker needs: read the kube-system namespace, review tokens, and request tokens for itself (attestation).
+   * broker needs: read the kube-system namespace, review tokens, request tokens for itself (attestation), and
+   * read and delete Secrets (migration), as the chart grants it.
    */
   readonly operatorKubeconfig: string;
 }
@@ -49,26 +70,33 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
   await mkdir(dir, { recursive: true });
   const closers: Array<() => Promise<void>> = [];
   try {
-    const openbao = await startOpenBaoTestServer({ logger: logger.child({ component: 'dev-openbao' }) });
+    const openbao = await startOpenBaoTestServer({ logger: moduleLogger(logger, 'openbao-test-server') });
     closers.push(() => openbao.close());
-    const kube = await startKubeTestServer({ logger: logger.child({ component: 'dev-kube' }) });
+    const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    const identities = await provisionIdentities(admin).finally(() => admin.close());
+    // It names its own module (kube-test-server); a second key here would duplicate it.
+    const kube = await startKubeTestServer({ logger });
     closers.push(() => kube.close());
     const kubeconfig = join(dir, 'kubeconfig');
     await kube.writeKubeconfig(kubeconfig);
     const operator = { namespace: OPERATOR_SERVICE_ACCOUNT.namespace, name: OPERATOR_SERVICE_ACCOUNT.name };
     await kube.createServiceAccount(operator.namespace, operator.name);
-    kube.grant(operator, { verbs: ['get'], resources: ['namespaces'], resourceNames: ['kube-system'] });
-    kube.grant(operator, {
-      verbs: ['create'],
-      resources: ['tokenreviews'],
-      apiGroups: ['authentication.k8s.io'],
+    // The trust record, created as the chart does (the broker may read and patch it, never create it: RBAC
+    // cannot limit `create` by name).
+    const trustRecord = { namespace: operator.namespace, name: DEFAULT_TRUST_RECORD_NAME };
+    const kubeAdmin = KubeClient.fromConnection({ kind: 'kubeconfig', path: kubeconfig });
+    try {
+      await kubeAdmin.createConfigMap(trustRecord.namespace, { metadata: { name: trustRecord.name } });
+    } finally {
+      kubeAdmin.close();
+    }
+    // Exactly what the chart grants with attestation and migration on (one table: runtime/kube/permissions.ts).
+    const grants = operatorKubeAccess({
+      attestation: { namespace: operator.namespace, serviceAccount: operator.name },
+      migration: {},
+      trustRecord,
     });
-    kube.grant(operator, {
-      verbs: ['create'],
-      resources: ['serviceaccounts/token'],
-      resourceNames: [operator.name],
-      namespace: operator.namespace,
-    });
+    for (const rule of rbacRules(grants)) kube.grant(operator, rule);
     const operatorKubeconfig = join(dir, 'operator-kubeconfig');
     await kube.writeKubeconfig(operatorKubeconfig, {
       context: 'cloudtaser-operator',
@@ -83,19 +111,27 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
     });
     const beaconCaFile = join(dir, 'beacon-ca.pem');
     await writeFile(beaconCaFile, beaconCert.certPem);
+    // Bridges authenticate to the beacon, as in production: the beacon client CA lives in the dev OpenBao.
+    const openbaoAdmin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    const beaconClientCa = await ensureBeaconClientCa(openbaoAdmin).finally(() => openbaoAdmin.close());
+    const beaconClientCaFile = join(dir, 'beacon-client-ca.pem');
+    await writeFile(beaconClientCaFile, beaconClientCa.certPem);
     const beacon = await createBeacon({
       host: '127.0.0.1',
       port: 0,
       tls: { certPem: beaconCert.certPem, keyPem: beaconCert.keyPem },
+      bridgeCaPems: [beaconClientCa.certPem],
       plain: options.plainBeacon ?? false,
       metrics: false,
-      logger: logger.child({ component: 'dev-beacon' }),
+      logger: moduleLogger(logger, 'beacon'),
     });
     closers.push(() => beacon.close());
 
     return {
       secretstoreAddress: openbao.address,
       secretstoreToken: openbao.rootToken,
+      registrarToken: identities.registrarToken,
+      bridgeToken: identities.bridgeToken,
       kubeconfig,
       operatorKubeconfig,
       kubeSystemUid: kube.kubeSystemUid,
@@ -104,6 +140,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       beaconAddress: beacon.address,
       beaconCaFile,
       beaconCaPem: beaconCert.certPem,
+      beaconClientCaFile,
+      trustRecord: `${trustRecord.namespace}/${trustRecord.name}`,
       async close() {
         for (const close of closers.reverse()) await close().catch(() => undefined);
         if (ownsDir) await rm(dir, { recursive: true, force: true });

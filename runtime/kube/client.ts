@@ -6,11 +6,15 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
+import { proxyFailure } from '../proxy/errors.js';
+import { parseProxyUrl } from '../proxy/settings.js';
+import type { KubeConfig } from './client-node.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
+import { describePermission, type KubeCall } from './permissions.js';
 import type {
   JsonPatchOperation,
+  KubeConfigMap,
   KubeEvent,
   KubeList,
   KubeMutatingWebhookConfiguration,
@@ -44,15 +48,15 @@ interface RequestSpec extends CallOptions {
   readonly query?: Record<string, string | number | undefined>;
   readonly body?: unknown;
   readonly contentType?: string;
-  /** `verb resource [name] [in namespace ns]`, used in the Forbidden message to say what RBAC must allow. */
-  readonly permission: string;
+  /** The call's row in KUBE_CALLS: what RBAC must allow, said in the Forbidden message. */
+  readonly call: KubeCall;
+  /** The object named, for that message. */
+  readonly target?: { readonly name?: string; readonly namespace?: string };
 }
 
 /** Largest response body read; a SecretList page with 500 large secrets stays well below it. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
-const ISSUER_DISCOVERY_PERMISSION =
-  'get nonResourceURLs /.well-known/openid-configuration and /openid/v1/jwks (ClusterRole system:service-account-issuer-discovery)';
 const NETWORK_ERRORS = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
@@ -104,7 +108,7 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: '/version',
-      permission: 'get /version',
+      call: 'getVersion',
     });
   }
 
@@ -113,7 +117,8 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: `/api/v1/namespaces/${segment(name, 'namespace name')}`,
-      permission: `get namespaces ${name} (cluster scope)`,
+      call: 'getNamespace',
+      target: { name },
     });
   }
 
@@ -123,7 +128,7 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: '/.well-known/openid-configuration',
-      permission: ISSUER_DISCOVERY_PERMISSION,
+      call: 'getOpenIdConfiguration',
     });
   }
 
@@ -133,7 +138,7 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: '/openid/v1/jwks',
-      permission: ISSUER_DISCOVERY_PERMISSION,
+      call: 'getServiceAccountJwks',
     });
   }
 
@@ -157,8 +162,7 @@ export class KubeClient {
         kind: 'TokenReview',
         spec: { token, ...(audiences.length === 0 ? {} : { audiences: [...audiences] }) },
       },
-      permission:
-        'create tokenreviews.authentication.k8s.io (cluster scope; ClusterRole system:auth-delegator)',
+      call: 'createTokenReview',
     });
     return response.status ?? {};
   }
@@ -168,7 +172,8 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: `${secretsPath(namespace)}/${segment(name, 'secret name')}`,
-      permission: `get secrets ${name} in namespace ${namespace}`,
+      call: 'getSecret',
+      target: { name, namespace },
     });
   }
 
@@ -192,8 +197,8 @@ export class KubeClient {
         limit: options.limit,
         continue: options.continue,
       },
-      permission:
-        namespace === undefined ? 'list secrets (all namespaces)' : `list secrets in namespace ${namespace}`,
+      call: 'listSecrets',
+      target: { namespace },
     });
   }
 
@@ -203,7 +208,8 @@ export class KubeClient {
       method: 'POST',
       path: secretsPath(namespace),
       body: { apiVersion: 'v1', kind: 'Secret', ...secret },
-      permission: `create secrets in namespace ${namespace}`,
+      call: 'createSecret',
+      target: { namespace },
     });
   }
 
@@ -227,7 +233,63 @@ export class KubeClient {
       path: `${secretsPath(namespace)}/${segment(name, 'secret name')}`,
       body: { metadata },
       contentType: 'application/merge-patch+json',
-      permission: `patch secrets ${name} in namespace ${namespace}`,
+      call: 'patchSecretMetadata',
+      target: { name, namespace },
+    });
+  }
+
+  async getConfigMap(namespace: string, name: string, options?: CallOptions): Promise<KubeConfigMap> {
+    return this.request<KubeConfigMap>({
+      ...options,
+      method: 'GET',
+      path: `${configMapsPath(namespace)}/${segment(name, 'configmap name')}`,
+      call: 'getConfigMap',
+      target: { name, namespace },
+    });
+  }
+
+  async createConfigMap(
+    namespace: string,
+    configMap: {
+      metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+      data?: Record<string, string>;
+    },
+    options?: CallOptions,
+  ): Promise<KubeConfigMap> {
+    return this.request<KubeConfigMap>({
+      ...options,
+      method: 'POST',
+      path: configMapsPath(namespace),
+      body: { apiVersion: 'v1', kind: 'ConfigMap', ...configMap },
+      call: 'createConfigMap',
+      target: { name: configMap.metadata.name, namespace },
+    });
+  }
+
+  /**
+   * Merge-patches a ConfigMap's data (a `null` value removes the key), leaving its labels and annotations (Helm's
+   * ownership among them) as they are. With `resourceVersion` the patch only applies to that version; otherwise
+   * CT_KUBE_CONFLICT.
+   */
+  async patchConfigMapData(
+    namespace: string,
+    name: string,
+    data: Record<string, string | null>,
+    options: CallOptions & { resourceVersion?: string } = {},
+  ): Promise<KubeConfigMap> {
+    return this.request<KubeConfigMap>({
+      ...options,
+      method: 'PATCH',
+      path: `${configMapsPath(namespace)}/${segment(name, 'configmap name')}`,
+      body: {
+        ...(options.resourceVersion !== undefined
+          ? { metadata: { resourceVersion: options.resourceVersion } }
+          : {}),
+        data,
+      },
+      contentType: 'application/merge-patch+json',
+      call: 'patchConfigMapData',
+      target: { name, namespace },
     });
   }
 
@@ -239,7 +301,8 @@ export class KubeClient {
       ...options,
       method: 'GET',
       path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
-      permission: `get mutatingwebhookconfigurations ${name} (group admissionregistration.k8s.io)`,
+      call: 'getMutatingWebhookConfiguration',
+      target: { name },
     });
   }
 
@@ -255,7 +318,8 @@ export class KubeClient {
       path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
       body: operations,
       contentType: 'application/json-patch+json',
-      permission: `patch mutatingwebhookconfigurations ${name} (group admissionregistration.k8s.io)`,
+      call: 'patchMutatingWebhookConfiguration',
+      target: { name },
     });
   }
 
@@ -277,7 +341,8 @@ export class KubeClient {
         propagationPolicy: 'Background',
         ...(hasPreconditions ? { preconditions } : {}),
       },
-      permission: `delete secrets ${name} in namespace ${namespace}`,
+      call: 'deleteSecret',
+      target: { name, namespace },
     });
   }
 
@@ -306,7 +371,8 @@ export class KubeClient {
         lastTimestamp: now,
         count: 1,
       },
-      permission: `create events in namespace ${namespace}`,
+      call: 'createEvent',
+      target: { namespace },
     });
   }
 
@@ -334,7 +400,8 @@ export class KubeClient {
           boundObjectRef: request.boundObjectRef ?? null,
         },
       },
-      permission: `create serviceaccounts/token ${name} in namespace ${namespace}`,
+      call: 'createServiceAccountToken',
+      target: { name, namespace },
     });
     const status = response.status;
     if (typeof status?.token !== 'string' || status.token === '') {
@@ -518,6 +585,8 @@ export class KubeClient {
   }
 
   private transportError(err: unknown): CloudtaserError {
+    const proxied = this.proxyError(err);
+    if (proxied) return proxied;
     const error = err as NodeJS.ErrnoException;
     const code = error.code ?? '';
     if (NETWORK_ERRORS.has(code)) {
@@ -553,6 +622,21 @@ export class KubeClient {
     );
   }
 
+  /** With the kubeconfig's http(s) proxy-url (client-node tunnels through it), a failure the proxy caused. */
+  private proxyError(err: unknown): CloudtaserError | undefined {
+    const proxyUrl = this.kubeConfig.getCurrentCluster()?.proxyUrl;
+    if (!proxyUrl || !/^https?:\/\//i.test(proxyUrl)) return undefined;
+    try {
+      return proxyFailure(
+        err,
+        parseProxyUrl(proxyUrl, 'the kubeconfig proxy-url'),
+        new URL(this.server).host,
+      );
+    } catch {
+      return undefined; // a proxy-url we cannot read: the plain transport error says what happened
+    }
+  }
+
   private statusError(status: number, body: unknown, spec: RequestSpec): CloudtaserError {
     const kubeStatus = (typeof body === 'object' && body !== null ? body : {}) as {
       message?: unknown;
@@ -573,7 +657,10 @@ export class KubeClient {
           `the Kubernetes API server at ${this.server} rejected the credentials of ${this.description} (401 Unauthorized): the token has expired or is invalid, or the exec plugin returned a bad token; refresh the credentials and retry`,
         );
       case 403:
-        return make('CT_KUBE_FORBIDDEN', `${serverMessage}; RBAC must allow: ${spec.permission}`);
+        return make(
+          'CT_KUBE_FORBIDDEN',
+          `${serverMessage}; RBAC must allow: ${describePermission(spec.call, spec.target)}`,
+        );
       case 404:
         return make('CT_KUBE_NOT_FOUND', serverMessage);
       case 409:
@@ -635,6 +722,10 @@ const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutat
 
 function secretsPath(namespace: string): string {
   return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/secrets`;
+}
+
+function configMapsPath(namespace: string): string {
+  return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/configmaps`;
 }
 
 function firstLine(text: string | undefined): string {

@@ -6,9 +6,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
-import type { Cluster, Context, User } from '@kubernetes/client-node';
-import { KubeConfig } from '@kubernetes/client-node';
 import { CloudtaserError } from '../core/index.js';
+import type { Cluster, Context, User } from './client-node.js';
+import { KubeConfig } from './client-node.js';
 
 export type KubeConnection =
   /** A kubeconfig file. `path` defaults to the `KUBECONFIG` list, else `~/.kube/config`. */
@@ -154,14 +154,37 @@ function loadFromKubeconfigFiles(path: string | undefined, context: string | und
   let currentContext: string | undefined;
   for (const file of files) {
     const kc = new KubeConfig();
+    let text: string;
     try {
-      kc.loadFromString(readFileSync(file, 'utf8'));
-      kc.makePathsAbsolute(dirname(file));
+      text = readFileSync(file, 'utf8');
     } catch (err) {
       throw configError(
-        `kubeconfig file ${file} could not be read: ${(err as Error).message}`,
+        `kubeconfig file ${file} could not be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
         { path: file },
         err,
+      );
+    }
+    if (text.trim() === '') {
+      // kubectl skips an empty file in a KUBECONFIG list; on its own it gives no cluster to talk to.
+      if (files.length > 1) continue;
+      throw configError(`${file} is empty, not a kubeconfig; check the path`, { path: file });
+    }
+    try {
+      kc.loadFromString(text);
+      kc.makePathsAbsolute(dirname(file));
+    } catch (err) {
+      const yamlError = err as Error & { reason?: string; mark?: { line?: number } };
+      const why =
+        yamlError.name === 'YAMLException'
+          ? `it is not YAML (${yamlError.reason ?? 'parse error'}${yamlError.mark?.line === undefined ? '' : ` on line ${yamlError.mark.line + 1}`})`
+          : (err as Error).message.split('\n')[0];
+      throw configError(`${file} is not a usable kubeconfig: ${why}`, { path: file }, err);
+    }
+    // Any YAML loads (a values file, a certificate); without a single cluster, context or user it is not a kubeconfig.
+    if (kc.getClusters().length + kc.getContexts().length + kc.getUsers().length === 0) {
+      throw configError(
+        `${file} is not a kubeconfig: it has no clusters, contexts or users (a kubeconfig is YAML with kind: Config, as kubectl writes to ~/.kube/config); check the path`,
+        { path: file },
       );
     }
     for (const c of kc.getClusters() ?? []) if (!clusters.some((x) => x.name === c.name)) clusters.push(c);

@@ -27,6 +27,13 @@ export interface KubeSecret {
   readonly immutable?: boolean;
 }
 
+export interface KubeConfigMap {
+  readonly kind?: 'ConfigMap';
+  readonly apiVersion?: 'v1';
+  readonly metadata: KubeObjectMeta;
+  readonly data?: Readonly<Record<string, string>>;
+}
+
 /** The part of an admissionregistration.k8s.io/v1 MutatingWebhookConfiguration cloudtaser reads and patches. */
 export interface KubeMutatingWebhookConfiguration {
   readonly kind?: 'MutatingWebhookConfiguration';

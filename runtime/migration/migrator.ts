@@ -1,27 +1,44 @@
 /**
  * The broker's Secret migrator. It polls for Secrets annotated `cloudtaser.io/migrate=true` (the test server has
  * no watch, and a poll also heals anything a crash left behind) and for each one:
- *   1. writes its data through the tunnel (the bridge writes to `secret/k8s/<ns>/<name>` with its own token);
- *   2. reads it back (a digest) and compares;
+ *   1. sends its data, its uid/resourceVersion and a fresh nonce through the tunnel; the bridge writes it to
+ *      `secret/k8s/<ns>/<name>` with its own token, create-only (see bridge-side.ts), reads it back and answers
+ *      an HMAC of what OpenBao stored, keyed by the nonce;
+ *   2. checks that proof against its own copy of the data: nothing is deleted before it is verified;
  *   3. deletes the Secret only with a `resourceVersion` + `uid` precondition, so one edited after it was read
  *      survives (and is migrated again, with its new content, on the next pass);
  *   4. reports the outcome as a Kubernetes Event on the Secret.
- * Every step is idempotent, so a crash anywhere loses nothing and the next pass finishes the job.
+ * Every step is idempotent, so a crash anywhere loses nothing and the next pass finishes the job. When the
+ * bridge refuses migration for this cluster (CT_MIGRATION_DISABLED), the pass stops asking, every marked Secret
+ * gets one Event saying why, and `status()` (the broker's /status `migration`) shows the code.
  */
-import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { CloudtaserError, type ErrorCode, ErrorCodes, isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { KubeClient, KubeSecret } from '../kube/index.js';
+import type { MIGRATION_CALLS } from '../kube/permissions.js';
 import { isKubernetesName, MIGRATION_TUNNEL_PREFIX, migrationKvPath } from '../podapi/protocol.js';
 import { sleep, type TunnelMux } from '../tunnel/index.js';
-import { secretDataDigest } from './digest.js';
+import { type MigrationRequestBody, migrationProof, newMigrationNonce } from './protocol.js';
 
 export const MIGRATE_ANNOTATION = 'cloudtaser.io/migrate';
 /** Secret types Kubernetes manages itself: migrating (and deleting) them would break the cluster. */
 const NEVER_MIGRATED = new Set(['kubernetes.io/service-account-token', 'bootstrap.kubernetes.io/token']);
 
-export type MigrationKubeApi = Pick<KubeClient, 'listSecrets' | 'deleteSecret' | 'createEvent'>;
+/** Exactly the calls the chart grants for migration (runtime/kube/permissions.ts). */
+export type MigrationKubeApi = Pick<KubeClient, (typeof MIGRATION_CALLS)[number]>;
 
-export type MigrationResult = 'migrated' | 'conflict' | 'skipped' | 'failed';
+export type MigrationResult = 'migrated' | 'conflict' | 'skipped' | 'failed' | 'refused';
+
+/** What the broker's /status shows about migration. */
+export interface MigrationStatus {
+  /** `waiting`: no answer from the bridge yet; `active`: it accepts migrations; `refused`: it refuses them. */
+  readonly state: 'waiting' | 'active' | 'refused';
+  /** Code of the refusal or of the last failed migration. */
+  readonly lastErrorCode?: string;
+  /** What to do about a refusal. */
+  readonly reason?: string;
+  readonly since: string;
+}
 
 export interface MigrationOutcome {
   readonly namespace: string;
@@ -50,6 +67,7 @@ export interface SecretMigratorOptions {
 export interface SecretMigrator {
   /** One pass over every annotated Secret; concurrent calls share the running pass. */
   runOnce(): Promise<MigrationOutcome[]>;
+  status(): MigrationStatus;
   close(): Promise<void>;
 }
 
@@ -58,20 +76,62 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
   const component = options.component ?? 'cloudtaser-broker';
   const intervalMs = options.intervalMs ?? 10_000;
   const stop = new AbortController();
-  /** uid@resourceVersion of Secrets already reported as skipped, so a poll does not repeat the Event. */
+  /** uid@resourceVersion of Secrets already reported as skipped or refused, so a poll does not repeat the Event. */
   const reportedSkips = new Set<string>();
   let running: Promise<MigrationOutcome[]> | undefined;
+  let status: MigrationStatus = { state: 'waiting', since: new Date().toISOString() };
+
+  function setStatus(next: Omit<MigrationStatus, 'since'>): void {
+    const changed = next.state !== status.state || next.lastErrorCode !== status.lastErrorCode;
+    status = { ...next, since: changed ? new Date().toISOString() : status.since };
+    if (changed && next.state === 'refused') {
+      log.warn(
+        { event: 'migration.refused', code: next.lastErrorCode, reason: next.reason },
+        'the bridge refuses migration for this cluster; marked Secrets are kept',
+      );
+    } else if (changed && next.state === 'active') {
+      log.info({ event: 'migration.accepted' }, 'the bridge accepts migrations for this cluster');
+    }
+  }
 
   async function pass(): Promise<MigrationOutcome[]> {
     const tunnel = options.tunnel();
     if (!tunnel || tunnel.closed) return [];
     const outcomes: MigrationOutcome[] = [];
+    let refusal: CloudtaserError | undefined;
     for (const secret of await annotatedSecrets()) {
       if (stop.signal.aborted) break;
-      const outcome = await migrateOne(secret);
-      if (outcome) outcomes.push(outcome);
+      // One refusal covers the whole cluster: the rest are not sent, only told why.
+      const outcome = refusal ?? (await migrateOne(secret));
+      if (outcome instanceof CloudtaserError) {
+        refusal = outcome;
+        outcomes.push(await reportRefused(secret, refusal));
+      } else if (outcome) outcomes.push(outcome);
     }
     return outcomes;
+  }
+
+  /** One Event per Secret (and resourceVersion) saying why the bridge refuses; the Secret is kept. */
+  async function reportRefused(secret: KubeSecret, refusal: CloudtaserError): Promise<MigrationOutcome> {
+    const namespace = secret.metadata.namespace ?? '';
+    const name = secret.metadata.name;
+    const key = `${secret.metadata.uid}@${secret.metadata.resourceVersion}#${refusal.code}`;
+    if (!reportedSkips.has(key)) {
+      reportedSkips.add(key);
+      await report(
+        secret,
+        'Warning',
+        'MigrationRefused',
+        `not migrated (${refusal.code}): ${refusal.message}; the Secret is kept`,
+      );
+    }
+    return {
+      namespace,
+      name,
+      kvPath: migrationKvPath(namespace, name),
+      result: 'refused',
+      reason: refusal.code,
+    };
   }
 
   async function annotatedSecrets(): Promise<KubeSecret[]> {
@@ -90,7 +150,8 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
     return found;
   }
 
-  async function migrateOne(secret: KubeSecret): Promise<MigrationOutcome | undefined> {
+  /** One Secret: its outcome, or the bridge's refusal of migration for the whole cluster. */
+  async function migrateOne(secret: KubeSecret): Promise<MigrationOutcome | CloudtaserError | undefined> {
     const namespace = secret.metadata.namespace ?? '';
     const name = secret.metadata.name;
     const kvPath = migrationKvPath(namespace, name);
@@ -115,21 +176,30 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
     const data = decoded;
     let version: number;
     try {
-      const digest = secretDataDigest(data);
-      const stored = await tunnelJson('GET', namespace, name);
-      if (stored.status === 200 && stored.body.digest === digest) {
-        version = Number(stored.body.version);
-      } else {
-        const written = await tunnelJson('PUT', namespace, name, { data });
-        if (written.status !== 200) throw bridgeError(written.body);
-        const readBack = await tunnelJson('GET', namespace, name);
-        if (readBack.status !== 200 || readBack.body.digest !== digest) {
-          throw new CloudtaserError(
-            'CT_OPENBAO_BAD_RESPONSE',
-            'the value read back from OpenBao differs from the Secret; the Secret is kept',
-          );
-        }
-        version = Number(readBack.body.version);
+      const request: MigrationRequestBody = {
+        data,
+        source: { uid: secret.metadata.uid ?? '', resourceVersion: secret.metadata.resourceVersion ?? '' },
+        nonce: newMigrationNonce(),
+      };
+      const answer = await tunnelJson('PUT', namespace, name, request);
+      if (answer.status === 403 && answer.body.code === 'CT_MIGRATION_DISABLED') {
+        const refusal = bridgeError(answer.body);
+        setStatus({ state: 'refused', lastErrorCode: refusal.code, reason: refusal.message });
+        return refusal;
+      }
+      if (answer.status !== 200) throw bridgeError(answer.body);
+      setStatus({ state: 'active' });
+      version = Number(answer.body.version);
+      // The proof is keyed by our nonce and covers what OpenBao stored: equal means it holds exactly our data.
+      if (
+        !Number.isInteger(version) ||
+        version < 1 ||
+        answer.body.proof !== migrationProof(request.nonce, version, data)
+      ) {
+        throw new CloudtaserError(
+          'CT_MIGRATION_UNVERIFIED',
+          'the value OpenBao holds does not match the Secret; the Secret is kept',
+        );
       }
       await options.afterVerifiedWrite?.({ namespace, name });
     } catch (err) {
@@ -137,6 +207,7 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       const reason = err instanceof CloudtaserError ? err.message : 'unexpected failure';
       secretLog.warn({ event: 'migration.failed', code }, 'migration failed; the Secret is kept');
       await report(secret, 'Warning', 'MigrationFailed', `not migrated yet (${code}): ${reason}; will retry`);
+      if (status.state !== 'refused') setStatus({ ...status, lastErrorCode: code });
       return { ...base, result: 'failed', reason: code };
     }
 
@@ -178,7 +249,7 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
   }
 
   async function tunnelJson(
-    method: 'GET' | 'PUT',
+    method: 'PUT',
     namespace: string,
     name: string,
     body?: unknown,
@@ -258,6 +329,7 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
 
   return {
     runOnce,
+    status: () => status,
     async close() {
       stop.abort();
       await loop;
@@ -280,9 +352,12 @@ function decodeData(secret: KubeSecret): Record<string, string> | string {
   return out;
 }
 
+/** The bridge's refusal with its code (a known CT_ code, else CT_OPENBAO_ERROR); texts are cut to 300. */
 function bridgeError(body: Record<string, unknown>): CloudtaserError {
+  const code =
+    typeof body.code === 'string' && body.code in ErrorCodes ? (body.code as ErrorCode) : 'CT_OPENBAO_ERROR';
   return new CloudtaserError(
-    'CT_OPENBAO_ERROR',
+    code,
     typeof body.error === 'string' ? body.error.slice(0, 300) : 'the bridge refused the write',
   );
 }

@@ -1,5 +1,6 @@
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { backoffDelay, CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import { createHttpDispatcher, type ProxyEndpoint, type ProxySetting } from '../proxy/index.js';
 import {
   isConnectionReset,
   isSealedOrStandby,
@@ -21,12 +22,19 @@ export interface OpenBaoClientOptions {
   readonly namespace?: string;
   /** Per request, including retries' individual attempts. @default 10_000 */
   readonly timeoutMs?: number;
+  /** How the caller's user raises `timeoutMs` (a flag, an attribute), named in CT_OPENBAO_TIMEOUT. @default - none */
+  readonly timeoutHint?: string;
   /** Retries on 5xx, sealed, standby and connection resets only; never on other 4xx. @default 3 */
   readonly retries?: number;
   /** First backoff step; doubles per attempt with full jitter, capped at 2 s. @default 200 */
   readonly retryBaseDelayMs?: number;
   /** Largest response body read. @default 32 MiB */
   readonly maxResponseBytes?: number;
+  /**
+   * How to reach OpenBao: as HTTPS_PROXY / HTTP_PROXY / NO_PROXY say (runtime/proxy/settings.ts has the rule),
+   * through one proxy, or directly. @default the environment
+   */
+  readonly proxy?: ProxySetting;
   readonly logger?: Logger;
 }
 
@@ -127,6 +135,8 @@ export interface KubernetesAuthConfig {
 export interface KubernetesAuthRole {
   readonly boundServiceAccountNames: readonly string[];
   readonly boundServiceAccountNamespaces: readonly string[];
+  /** A label selector (JSON or YAML) over namespace labels; OpenBao then reads the pod's namespace. */
+  readonly boundServiceAccountNamespaceSelector?: string;
   readonly policies: readonly string[];
   /** Seconds or a Go duration such as '1h'. */
   readonly ttl?: number | string;
@@ -143,9 +153,12 @@ export interface AppRoleRole {
 interface SharedConnection {
   readonly origin: string;
   readonly basePath: string;
-  readonly agent: Agent;
+  readonly agent: Dispatcher;
+  /** The HTTP proxy requests go through (undici's ProxyAgent), for messages; undefined when direct. */
+  readonly proxy?: ProxyEndpoint;
   readonly logger: Logger;
   readonly timeoutMs: number;
+  readonly timeoutHint?: string;
   readonly retries: number;
   readonly retryBaseDelayMs: number;
   readonly maxResponseBytes: number;
@@ -237,15 +250,21 @@ export class OpenBaoClient {
       this.#shared = connection;
     } else {
       const timeoutMs = options.timeoutMs ?? 10_000;
+      const { dispatcher, route } = createHttpDispatcher({
+        origin: url.origin,
+        caCertPem: options.caCertPem,
+        connectTimeoutMs: timeoutMs,
+        keepAliveTimeoutMs: 10_000,
+        proxy: options.proxy,
+      });
       this.#shared = {
         origin: url.origin,
         basePath: url.pathname.replace(/\/+$/, ''),
-        agent: new Agent({
-          connect: { ...(options.caCertPem ? { ca: options.caCertPem } : {}), timeout: timeoutMs },
-          keepAliveTimeout: 10_000,
-        }),
+        agent: dispatcher,
+        proxy: route.proxy,
         logger: options.logger ?? silentLogger,
         timeoutMs,
+        timeoutHint: options.timeoutHint,
         retries: options.retries ?? 3,
         retryBaseDelayMs: options.retryBaseDelayMs ?? 200,
         maxResponseBytes: options.maxResponseBytes ?? 32 * 1024 * 1024,
@@ -300,6 +319,7 @@ export class OpenBaoClient {
       path: cleanPath,
       address: this.address,
       namespace: sendNamespace ? this.namespace : '',
+      proxy: shared.proxy,
     };
     const query = new URLSearchParams();
     let wireMethod: string = method;
@@ -362,7 +382,7 @@ export class OpenBaoClient {
         }
         const code = (outcome.error as { code?: string })?.code;
         if (outcome.timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-          throw timeoutError(ctx, shared.timeoutMs);
+          throw timeoutError(ctx, shared.timeoutMs, shared.timeoutHint);
         }
         const mapped = mapNetworkError(outcome.error, ctx);
         if (isConnectionReset(outcome.error) && attempt < shared.retries) {
@@ -447,7 +467,14 @@ export class OpenBaoClient {
         version = (await this.health()).version;
       } catch (err) {
         // A proxy that hides sys/health must not block real work: only network failures stop us here.
-        const network = ['CT_OPENBAO_UNREACHABLE', 'CT_OPENBAO_TIMEOUT', 'CT_OPENBAO_TLS'];
+        const network = [
+          'CT_OPENBAO_UNREACHABLE',
+          'CT_OPENBAO_TIMEOUT',
+          'CT_OPENBAO_TLS',
+          'CT_PROXY_UNREACHABLE',
+          'CT_PROXY_AUTH',
+          'CT_PROXY_REFUSED',
+        ];
         if (err instanceof CloudtaserError && network.includes(err.code)) throw err;
         return;
       }
@@ -703,6 +730,20 @@ export class OpenBaoClient {
     };
   }
 
+  /**
+   * Sets a key's custom metadata (OpenBao replaces the whole map: pass every key to keep). Creates the metadata
+   * when the key has none.
+   */
+  async kvWriteMetadata(
+    mount: string,
+    path: string,
+    options: { customMetadata: Record<string, string> },
+  ): Promise<void> {
+    await this.request('POST', `${trimSlashes(mount)}/metadata/${kvKey(path)}`, {
+      body: { custom_metadata: options.customMetadata },
+    });
+  }
+
   /** Removes every version and the metadata (afterwards cas=0 works again). Missing = ok. */
   async kvDeleteMetadata(mount: string, path: string): Promise<void> {
     await this.request('DELETE', `${trimSlashes(mount)}/metadata/${kvKey(path)}`);
@@ -787,6 +828,7 @@ export class OpenBaoClient {
       body: {
         bound_service_account_names: options.boundServiceAccountNames,
         bound_service_account_namespaces: options.boundServiceAccountNamespaces,
+        bound_service_account_namespace_selector: options.boundServiceAccountNamespaceSelector,
         token_policies: options.policies,
         token_ttl: options.ttl,
         audience: options.audience,

@@ -1,4 +1,5 @@
 import { CloudtaserError, type ErrorCode } from '../core/index.js';
+import { type ProxyEndpoint, proxyFailure } from '../proxy/index.js';
 
 /** Facts about one request, for messages and `details`. Never a token. */
 export interface RequestContext {
@@ -6,6 +7,8 @@ export interface RequestContext {
   readonly path: string;
   readonly address: string;
   readonly namespace: string;
+  /** The HTTP proxy between us and OpenBao, when there is one. */
+  readonly proxy?: ProxyEndpoint;
 }
 
 /** Network error codes that mean "this server could not be reached". */
@@ -62,10 +65,16 @@ function where(ctx: RequestContext): string {
   return `${ctx.method} ${ctx.path}${ctx.namespace ? ` in namespace "${ctx.namespace}"` : ''}`;
 }
 
-/** Maps a failure below HTTP (DNS, TCP, TLS) to a stable code. */
+/** Maps a failure below HTTP (DNS, TCP, TLS, the proxy in between) to a stable code. */
 export function mapNetworkError(err: unknown, ctx: RequestContext): CloudtaserError {
+  if (ctx.proxy) {
+    const proxied = proxyFailure(err, ctx.proxy, new URL(ctx.address).host);
+    if (proxied) return proxied;
+  }
   const code = errorCodeOf(err);
-  const reason = (err as Error)?.message ?? String(err);
+  // Beyond a proxy, the SRE needs to know the path the request took.
+  const via = ctx.proxy ? ` through the HTTP proxy ${ctx.proxy.describe()}` : '';
+  const reason = `${(err as Error)?.message ?? String(err)}${via}`;
   if (
     code !== undefined &&
     (TLS_CODES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))
@@ -79,13 +88,13 @@ export function mapNetworkError(err: unknown, ctx: RequestContext): CloudtaserEr
   if (code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new CloudtaserError(
       'CT_OPENBAO_TIMEOUT',
-      `connecting to OpenBao at ${ctx.address} timed out; check the address and that nothing drops the traffic`,
+      `connecting to OpenBao at ${ctx.address}${via} timed out; check the address and that nothing drops the traffic`,
       { cause: err, details: details(ctx, { reason: code }) },
     );
   }
   return new CloudtaserError(
     'CT_OPENBAO_UNREACHABLE',
-    `could not reach OpenBao at ${ctx.address}: ${code ?? reason}; check the address and that OpenBao is running`,
+    `could not reach OpenBao at ${ctx.address}${via}: ${code ?? reason}; check the address and that OpenBao is running`,
     { cause: err, details: details(ctx, { reason: code ?? reason }) },
   );
 }
@@ -95,10 +104,11 @@ export function isUnreachableCode(err: unknown): boolean {
   return code !== undefined && UNREACHABLE_CODES.has(code);
 }
 
-export function timeoutError(ctx: RequestContext, timeoutMs: number): CloudtaserError {
+/** `hint` names how the user raises the timeout; without one the message promises no setting that may not exist. */
+export function timeoutError(ctx: RequestContext, timeoutMs: number, hint?: string): CloudtaserError {
   return new CloudtaserError(
     'CT_OPENBAO_TIMEOUT',
-    `OpenBao at ${ctx.address} did not answer ${where(ctx)} within ${timeoutMs} ms; check its health or raise the timeout`,
+    `OpenBao at ${ctx.address}${ctx.proxy ? ` (through the HTTP proxy ${ctx.proxy.describe()})` : ''} did not answer ${where(ctx)} within ${timeoutMs} ms; check its health${hint ? ` or raise the timeout (${hint})` : ''}`,
     { details: details(ctx, { timeoutMs }) },
   );
 }

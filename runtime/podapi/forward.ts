@@ -2,8 +2,9 @@
  * The bridge's half of the pod API: checks the allow-list again, adds the cluster namespace and forwards to
  * OpenBao, returning OpenBao's answer as it is. The pod's token passes through; the bridge's own is never used.
  */
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { createHttpDispatcher, type ProxySetting, proxyFailure } from '../proxy/index.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
 import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
@@ -16,6 +17,8 @@ export interface OpenBaoForwarderOptions {
   readonly timeoutMs?: number;
   /** Largest OpenBao answer carried back; the tunnel's body limit is 1 MiB. @default 960 KiB */
   readonly maxResponseBytes?: number;
+  /** How to reach OpenBao (the same rule as the OpenBao client). @default the environment */
+  readonly proxy?: ProxySetting;
   readonly logger?: Logger;
 }
 
@@ -33,9 +36,12 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
   const timeoutMs = options.timeoutMs ?? 15_000;
   const maxResponseBytes = options.maxResponseBytes ?? 960 * 1024;
   const log = moduleLogger(options.logger, 'bridge-podapi');
-  const agent = new Agent({
-    connect: { ...(options.caCertPem ? { ca: options.caCertPem } : {}), timeout: timeoutMs },
-    keepAliveTimeout: 10_000,
+  const { dispatcher: agent, route } = createHttpDispatcher({
+    origin: base.origin,
+    caCertPem: options.caCertPem,
+    connectTimeoutMs: timeoutMs,
+    keepAliveTimeoutMs: 10_000,
+    proxy: options.proxy,
   });
 
   return {
@@ -77,12 +83,16 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         );
       } catch (err) {
         const timedOut = (err as { timedOut?: boolean }).timedOut === true;
+        const proxied = route.proxy ? proxyFailure(err, route.proxy, base.host) : undefined;
         log.warn(
           {
             event: 'podapi.openbao_unreachable',
-            code: timedOut ? 'CT_OPENBAO_TIMEOUT' : 'CT_OPENBAO_UNREACHABLE',
+            code: timedOut ? 'CT_OPENBAO_TIMEOUT' : (proxied?.code ?? 'CT_OPENBAO_UNREACHABLE'),
             route: checked.route,
-            reason: timedOut ? `no answer within ${timeoutMs} ms` : (err as Error).message,
+            reason: timedOut
+              ? `no answer within ${timeoutMs} ms`
+              : (proxied?.message ?? (err as Error).message),
+            proxy: route.proxy?.display,
           },
           timedOut
             ? 'OpenBao did not answer a pod API request in time'
@@ -122,7 +132,7 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
  * reached; resolves 'too-large' (after abandoning the answer) when it exceeds `maxResponseBytes`.
  */
 function dispatchOnce(
-  agent: Agent,
+  agent: Dispatcher,
   options: Dispatcher.DispatchOptions,
   limits: { timeoutMs: number; maxResponseBytes: number; signal?: AbortSignal },
 ): Promise<{ status: number; body: Buffer } | 'too-large'> {

@@ -12,8 +12,11 @@ export { createRequestGate, type RequestGate } from './gate.js';
 export { kubeStatusBody } from './kube-status.js';
 export {
   isKubernetesName,
+  isNamespaceName,
   MIGRATION_TUNNEL_PREFIX,
   migrationKvPath,
+  NAMESPACE_PATH_PREFIX,
+  NAMESPACE_TUNNEL_PREFIX,
   OPENBAO_TUNNEL_PREFIX,
   TOKENREVIEW_PATH,
   TOKENREVIEW_TUNNEL_PATH,

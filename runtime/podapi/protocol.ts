@@ -6,9 +6,20 @@
 /** Broker -> bridge: an allow-listed OpenBao request, e.g. `/openbao/v1/secret/data/app?version=2`. */
 export const OPENBAO_TUNNEL_PREFIX = '/openbao/v1/';
 
-/** Bridge -> broker: the one Kubernetes API call the broker makes on OpenBao's behalf. */
+/** Bridge -> broker: the Kubernetes API calls the broker makes on OpenBao's behalf (its Kubernetes auth). */
 export const TOKENREVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
 export const TOKENREVIEW_TUNNEL_PATH = `/kube${TOKENREVIEW_PATH}`;
+/**
+ * `GET /api/v1/namespaces/<name>`: OpenBao reads a pod's namespace labels for roles with
+ * `bound_service_account_namespace_selector` (upstream internal/builtin/credential/kubernetes/namespace_validator.go).
+ */
+export const NAMESPACE_PATH_PREFIX = '/api/v1/namespaces/';
+export const NAMESPACE_TUNNEL_PREFIX = `/kube${NAMESPACE_PATH_PREFIX}`;
+
+/** A namespace name (DNS-1123 label), the only thing a namespace read may carry. */
+export function isNamespaceName(value: string): boolean {
+  return value.length > 0 && value.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(value);
+}
 
 /** Broker -> bridge: migration of one Kubernetes Secret, `/migration/v1/secrets/<namespace>/<name>`. */
 export const MIGRATION_TUNNEL_PREFIX = '/migration/v1/secrets/';

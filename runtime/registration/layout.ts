@@ -26,6 +26,8 @@ export const paths = {
   discoveryJournal: 'discovery/journal',
   bridgeCa: 'system/bridge-ca',
   bridgeClient: 'system/bridge-client',
+  /** In the root namespace: the CA whose client certificates let bridges wait at the beacon. */
+  beaconClientCa: 'system/beacon-client-ca',
 } as const;
 
 export function clusterNamespace(namespaceRoot: string, fingerprint: string): string {
@@ -40,6 +42,8 @@ export interface RegisteredRecord {
   readonly registered_at: string;
   /** Present when bootstrap requires a service-account token from the cluster (attested bootstrap). */
   readonly attestation?: AttestationRecord;
+  /** True when the bridge may write this cluster's Kubernetes Secrets into OpenBao (migration). Absent = off. */
+  readonly migration_enabled?: boolean;
 }
 
 /** `attestation` in the registered record: what the bridge needs to check a bootstrap token offline. */
@@ -159,4 +163,9 @@ export function attestationPolicyOf(record: RegisteredRecord): AttestationPolicy
     jwks,
     serviceAccount: { namespace: account.namespace, name: account.name },
   };
+}
+
+/** The one rule for whether a registration enables migration: only an explicit `true` does. */
+export function migrationEnabledOf(record: { readonly migration_enabled?: unknown }): boolean {
+  return record.migration_enabled === true;
 }

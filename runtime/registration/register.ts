@@ -24,6 +24,7 @@ import {
   DEFAULT_NAMESPACE_ROOT,
   type InitializedRecord,
   KUBERNETES_AUTH_MOUNT,
+  migrationEnabledOf,
   OWNER_METADATA_KEY,
   paths,
   RECORDS_MOUNT,
@@ -31,6 +32,7 @@ import {
   validateNamespaceRoot,
   WORKLOAD_MOUNT,
 } from './layout.js';
+import { ensureTokenReviewAuth, TOKENREVIEW_PATHS } from './tokenreview.js';
 
 export interface RegistrationTarget {
   /** The cluster's kube-system namespace UID. */
@@ -40,26 +42,27 @@ export interface RegistrationTarget {
   readonly logger?: Logger;
 }
 
-/**
- * Where OpenBao reaches the bridge's TokenReview endpoint when nothing else is said: the bridge running beside
- * OpenBao (sidecar or same host) with `--tokenreview-listen 127.0.0.1:8444`. When the bridge runs elsewhere,
- * pass its address as OpenBao sees it, e.g. `http://cloudtaser-bridge.cloudtaser.svc:8444`.
- */
-export const DEFAULT_TOKENREVIEW_ENDPOINT = 'http://127.0.0.1:8444';
-
 export interface RegisterOptions extends RegistrationTarget {
   /**
    * The bridge's TokenReview endpoint as OpenBao reaches it; the cluster's Kubernetes auth `kubernetes_host`
    * becomes `<endpoint>/clusters/<fingerprint>`. @default DEFAULT_TOKENREVIEW_ENDPOINT
    */
   readonly tokenReviewEndpoint?: string;
-  /** PEM CA of the endpoint's certificate; required for an https:// endpoint. */
+  /**
+   * PEM CA of the endpoint's certificate when you bring the listener certificate (e.g. cert-manager). Without it,
+   * the listener CA registration keeps in OpenBao, from which the bridge issues its own.
+   */
   readonly tokenReviewCaCertPem?: string;
   /**
    * Turn on attested bootstrap, or refresh its keys after the cluster rotated them. Without it an existing
    * attestation setting is kept as it is.
    */
   readonly attestation?: AttestationSettings;
+  /**
+   * Let the bridge migrate this cluster's Kubernetes Secrets into OpenBao (`true`) or refuse it (`false`).
+   * Undefined keeps the stored setting (off for a new registration).
+   */
+  readonly migration?: boolean;
 }
 
 /** The operator's service account when none is named: the Helm chart's default. */
@@ -103,11 +106,6 @@ export function validateAttestationSettings(settings: AttestationSettings): Atte
   };
 }
 
-/** The `kubernetes_host` registration configures for a cluster. */
-export function tokenReviewHost(endpoint: string, fingerprint: string): string {
-  return `${endpoint.replace(/\/+$/, '')}/clusters/${parseFingerprint(fingerprint)}`;
-}
-
 export interface RegistrationResult {
   readonly fingerprint: string;
   readonly namespace: string;
@@ -119,6 +117,8 @@ export interface RegistrationResult {
   readonly registeredAt: string;
   /** True when bootstrap requires an attestation token (registered with attestation settings). */
   readonly attested: boolean;
+  /** True when the bridge serves Secret migration for this cluster. */
+  readonly migrationEnabled: boolean;
   /** False when everything already existed (an idempotent re-run). */
   readonly changed: boolean;
 }
@@ -176,7 +176,11 @@ export async function registerCluster(
   const caOutcome = await ensureClusterCa(cluster, fingerprint);
   changed = caOutcome.created || changed;
   const ca = caOutcome.ca;
-  changed = (await ensureKubernetesAuthConfig(cluster, fingerprint, target, ca.certPem)) || changed;
+  changed =
+    (await ensureTokenReviewAuth(root, cluster, fingerprint, {
+      endpoint: target.tokenReviewEndpoint,
+      caCertPem: target.tokenReviewCaCertPem,
+    })) || changed;
   changed = (await ensureBridgeCertificate(cluster, ca, announcement)) || changed;
 
   // 5. The registration record the bridge discovers.
@@ -188,10 +192,13 @@ export async function registerCluster(
     existing.data.namespace === namespace;
   // Without new settings an existing attestation is kept: a plain re-run must not switch it off.
   const wantedAttestation = attestation ?? (sameCluster ? storedAttestation(existing.data) : undefined);
+  // The same for migration: only an explicit true/false changes it.
+  const wantedMigration = target.migration ?? (sameCluster ? migrationEnabledOf(existing.data) : false);
   let registeredAt: string;
   if (
     sameCluster &&
-    canonicalJson(existing.data.attestation ?? null) === canonicalJson(wantedAttestation ?? null)
+    canonicalJson(existing.data.attestation ?? null) === canonicalJson(wantedAttestation ?? null) &&
+    migrationEnabledOf(existing.data) === wantedMigration
   ) {
     registeredAt = asRegisteredRecord(existing.data, fingerprint).registered_at;
   } else {
@@ -204,18 +211,20 @@ export async function registerCluster(
       ca_sha256: operationalHash,
       registered_at: registeredAt,
       ...(wantedAttestation ? { attestation: wantedAttestation } : {}),
+      ...(wantedMigration ? { migration_enabled: true } : {}),
     };
     await announcement.begin();
     await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
     changed = true;
     log.info(
       {
-        event: sameCluster ? 'registration.attestation_updated' : 'registration.recorded',
+        event: sameCluster ? 'registration.settings_updated' : 'registration.recorded',
         namespace,
         attested: wantedAttestation !== undefined,
         attestationKeys: wantedAttestation?.jwks.keys.length,
+        migrationEnabled: wantedMigration,
       },
-      sameCluster ? 'attestation settings updated' : 'cluster registered',
+      sameCluster ? 'registration settings updated' : 'cluster registered',
     );
   }
 
@@ -230,6 +239,7 @@ export async function registerCluster(
     initialized,
     registeredAt,
     attested: wantedAttestation !== undefined,
+    migrationEnabled: wantedMigration,
     changed,
   };
 }
@@ -284,6 +294,8 @@ export async function deregisterCluster(
     const cluster = client.withNamespace(namespace);
     await deleteIfMounted(cluster, paths.bridgeCa);
     await deleteIfMounted(cluster, paths.bridgeClient);
+    // Without its record the bridge refuses every TokenReview for this cluster.
+    await deleteIfMounted(cluster, TOKENREVIEW_PATHS.reviewer);
   }
   await announcement.end();
   let purged = false;
@@ -320,6 +332,8 @@ export interface ClusterStatus {
   readonly initializedAttestationIat?: number;
   /** The attestation policy, when bootstrap requires a token. */
   readonly attestation?: AttestationPolicy;
+  /** Whether the registration lets the bridge migrate Secrets (false when not registered). */
+  readonly migrationEnabled: boolean;
 }
 
 /** Reads a cluster's registration state. Never writes. */
@@ -331,13 +345,22 @@ export async function getClusterStatus(
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const namespace = clusterNamespace(namespaceRoot, fingerprint);
   const base = { fingerprint, namespace, initHash: initHash(fingerprint) };
-  if ((await client.readNamespace(namespaceRoot)) === undefined)
-    return { ...base, registered: false, initialized: false };
   const root = client.withNamespace(namespaceRoot);
-  const registered = await readIfMounted(root, paths.registered(fingerprint));
-  const initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  let registered: Record<string, unknown> | undefined;
+  let initializedSecret: KvSecret | undefined;
+  try {
+    registered = await readIfMounted(root, paths.registered(fingerprint));
+    initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  } catch (err) {
+    // No namespace root yet: nothing is registered. Told by the read itself, so the bridge, which also calls
+    // this, needs no right on sys/namespaces.
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND'))
+      return { ...base, registered: false, initialized: false, migrationEnabled: false };
+    throw err;
+  }
   const initialized = initializedSecret?.data;
-  if (!registered) return { ...base, registered: false, initialized: initialized !== undefined };
+  if (!registered)
+    return { ...base, registered: false, initialized: initialized !== undefined, migrationEnabled: false };
   const record = asRegisteredRecord(registered, fingerprint);
   const attestation = attestationPolicyOf(record);
   let caCertPem: string | undefined;
@@ -362,6 +385,7 @@ export async function getClusterStatus(
       ? { initializedAttestationIat: initialized.attestation_iat }
       : {}),
     ...(attestation ? { attestation } : {}),
+    migrationEnabled: migrationEnabledOf(record),
   };
 }
 
@@ -374,6 +398,8 @@ export interface RegisteredCluster {
   readonly attested?: true;
   /** SHA-256 of the SPKI of the broker key the latest bootstrap was signed for, when initialized. */
   readonly brokerKeySha256?: string;
+  /** Present (true) when the registration lets the bridge migrate Secrets. */
+  readonly migrationEnabled?: true;
 }
 
 /** Clusters read at once by a full listing: enough to hide latency, few enough not to flood OpenBao. */
@@ -438,6 +464,7 @@ export async function readRegisteredCluster(
     operationalHash: record.ca_sha256,
     initialized: initialized !== undefined,
     ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
+    ...(migrationEnabledOf(record) ? { migrationEnabled: true as const } : {}),
     ...(typeof brokerKeySha256 === 'string' ? { brokerKeySha256 } : {}),
   };
 }
@@ -579,61 +606,6 @@ export function alreadyInitializedMessage(fingerprint: string): string {
 }
 
 // --- private helpers ---
-
-/**
- * Points the cluster namespace's Kubernetes auth at the bridge's per-cluster TokenReview endpoint (OpenBao cannot
- * reach the cluster; the bridge carries the review through the tunnel). `disable_local_ca_jwt` keeps OpenBao from
- * sending its own pod's service-account token there; the broker reviews with its own credentials anyway.
- */
-async function ensureKubernetesAuthConfig(
-  cluster: OpenBaoClient,
-  fingerprint: string,
-  options: RegisterOptions,
-  clusterCaPem: string,
-): Promise<boolean> {
-  const endpoint = options.tokenReviewEndpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT;
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    url = new URL('invalid://');
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '') {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `--tokenreview-endpoint ${JSON.stringify(endpoint)} must be an http(s):// URL of the bridge's TokenReview listener, e.g. ${DEFAULT_TOKENREVIEW_ENDPOINT}`,
-    );
-  }
-  if (url.protocol === 'https:' && !options.tokenReviewCaCertPem) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      'an https:// --tokenreview-endpoint needs --tokenreview-ca-cert (the CA of the bridge listener certificate)',
-    );
-  }
-  const host = tokenReviewHost(endpoint, fingerprint);
-  // OpenBao needs some CA PEM even for http:// (it ignores it there); the cluster CA is public and at hand.
-  const caPem = options.tokenReviewCaCertPem ?? clusterCaPem;
-  const current = await cluster.request<{ data?: Record<string, unknown> }>(
-    'GET',
-    `auth/${KUBERNETES_AUTH_MOUNT}/config`,
-    { allow404: true },
-  );
-  const data = current.body?.data;
-  if (
-    current.status === 200 &&
-    data?.kubernetes_host === host &&
-    String(data?.kubernetes_ca_cert ?? '').trim() === caPem.trim() &&
-    data?.disable_local_ca_jwt === true
-  ) {
-    return false;
-  }
-  await cluster.writeKubernetesAuthConfig(KUBERNETES_AUTH_MOUNT, {
-    kubernetesHost: host,
-    kubernetesCaCert: caPem,
-    disableLocalCaJwt: true,
-  });
-  return true;
-}
 
 async function assertPrefixIsOurs(
   root: OpenBaoClient,

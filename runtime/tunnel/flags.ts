@@ -3,18 +3,20 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { parseListenAddress } from '../core/health-server.js';
+import { beaconProxySetting } from '../proxy/settings.js';
 import { resolverFromEnvironment } from './resolve.js';
 
-/** `250ms`, `10s`, `2m` or a bare number of milliseconds. */
+/** `250ms`, `10s`, `2m`, `6h` or a bare number of milliseconds. */
 export function parseDuration(value: string, flag: string): number {
-  const match = /^(\d+)(ms|s|m)?$/.exec(value.trim());
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
   if (!match)
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s or 2m`,
+      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m or 6h`,
     );
   const amount = Number(match[1]);
-  const ms = match[2] === 's' ? amount * 1000 : match[2] === 'm' ? amount * 60_000 : amount;
+  const unitMs = { s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 's' | 'm' | 'h'] ?? 1;
+  const ms = amount * unitMs;
   if (ms < 1 || !Number.isSafeInteger(ms))
     throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} must be at least 1 ms`);
   return ms;
@@ -66,6 +68,7 @@ export async function readTlsPairFlags(
 export interface RelayClientFlags {
   readonly beacon?: string[];
   readonly beaconCa?: string;
+  readonly beaconProxy?: string;
   readonly healthListen?: string;
   readonly stepTimeout: string;
   readonly backoffMax: string;
@@ -83,6 +86,10 @@ export function addRelayClientOptions(
       collect,
     )
     .option('--beacon-ca <path>', "PEM file with the CA of the beacon's certificate (default: system roots)")
+    .option(
+      '--beacon-proxy <url|none>',
+      'HTTP proxy to the beacon (CONNECT): http://[user:password@]host:port, or none to dial directly whatever HTTPS_PROXY says (default: HTTPS_PROXY and NO_PROXY)',
+    )
     .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
     .option(
       '--step-timeout <duration>',
@@ -100,6 +107,8 @@ export async function readRelayClientFlags(flags: RelayClientFlags, process: str
   return {
     beacons: flags.beacon,
     beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
+    // Parsed now, so a malformed URL (flag or HTTPS_PROXY) stops the process at start, naming where it came from.
+    beaconProxy: beaconProxySetting(flags.beaconProxy),
     resolve: resolverFromEnvironment(),
     health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
     stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),

@@ -14,6 +14,28 @@ export const ROLE_ANNOTATION = 'cloudtaser.io/role';
 export const SECRET_ANNOTATION_PREFIX = 'cloudtaser.io/secret-';
 export const VOLUME_NAME = 'cloudtaser-secrets';
 export const INIT_CONTAINER_NAME = 'cloudtaser-fetch';
+/** `cloudtaser.io/token-audience: <aud>`: the audience of the login token, when the OpenBao role names another. */
+export const TOKEN_AUDIENCE_ANNOTATION = 'cloudtaser.io/token-audience';
+/**
+ * The init container's own service-account token, projected by the kubelet (upstream: a pod or service account
+ * with `automountServiceAccountToken: false` gets no token file, so the injected container brings its own).
+ */
+export const TOKEN_VOLUME_NAME = 'cloudtaser-token';
+export const TOKEN_MOUNT_PATH = '/var/run/cloudtaser-token';
+export const TOKEN_FILE = 'token';
+/**
+ * Default audience of the login token: OpenBao's, not the API server's, so a token OpenBao (or anyone between)
+ * sees cannot be replayed against the cluster's API. A Kubernetes auth role with no `audience` accepts it (OpenBao
+ * then asks TokenReview for the token's own audience); a role with `audience: openbao` pins it.
+ */
+export const DEFAULT_TOKEN_AUDIENCE = 'openbao';
+/** The API server's minimum for a projected token; the init container uses it once, within seconds. */
+export const TOKEN_EXPIRATION_SECONDS = 600;
+/**
+ * Arguments of the init container. The command is left to the image: its ENTRYPOINT runs `cloudtaser-cli`
+ * (`node /app/cloudtaser-cli.mjs` in the distroless operator image, which has no shell and no PATH entry for it).
+ */
+export const INIT_CONTAINER_ARGS: readonly string[] = Object.freeze(['pod', 'fetch-secrets']);
 
 export interface WebhookState {
   /** True while the broker's tunnel to the bridge is up. */
@@ -27,8 +49,10 @@ export interface WebhookState {
 export interface InjectionConfig {
   /** Image of the init container (the operator image, which has `cloudtaser-cli`). */
   readonly image: string;
-  /** @default ['cloudtaser-cli', 'pod', 'fetch-secrets'] */
-  readonly command?: readonly string[];
+  /** Arguments after the image's entry point. @default INIT_CONTAINER_ARGS */
+  readonly args?: readonly string[];
+  /** Audience of the projected login token, unless the pod's annotation names one. @default DEFAULT_TOKEN_AUDIENCE */
+  readonly tokenAudience?: string;
   /** Where the memory volume is mounted in every container. @default '/var/run/cloudtaser' */
   readonly mountPath?: string;
 }
@@ -117,11 +141,21 @@ export function reviewPod(
   const serviceAccount = typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : 'default';
   const role =
     typeof annotations[ROLE_ANNOTATION] === 'string' ? annotations[ROLE_ANNOTATION] : serviceAccount;
+  const audience = annotations[TOKEN_AUDIENCE_ANNOTATION] ?? config.tokenAudience ?? DEFAULT_TOKEN_AUDIENCE;
+  if (typeof audience !== 'string' || !/^[\x21-\x7e]{1,256}$/.test(audience)) {
+    return refuse(
+      uid,
+      400,
+      'BadRequest',
+      `cloudtaser: annotation ${TOKEN_AUDIENCE_ANNOTATION} must be one audience (1 to 256 printable characters, no spaces), e.g. ${DEFAULT_TOKEN_AUDIENCE}`,
+    );
+  }
   const mountPath = config.mountPath ?? '/var/run/cloudtaser';
   const patch = buildPatch(pod, {
     mountPath,
     image: config.image,
-    command: config.command ?? ['cloudtaser-cli', 'pod', 'fetch-secrets'],
+    args: config.args ?? INIT_CONTAINER_ARGS,
+    audience,
     podApiUrl: state.podApiUrl,
     caPem: state.podApiCaPem,
     role: String(role),
@@ -144,7 +178,8 @@ function buildPatch(
   inject: {
     mountPath: string;
     image: string;
-    command: readonly string[];
+    args: readonly string[];
+    audience: string;
     podApiUrl: string;
     caPem: string;
     role: string;
@@ -160,14 +195,31 @@ function buildPatch(
   ops.push({ op: 'add', path: `/metadata/annotations/${pointer(INJECTED_ANNOTATION)}`, value: 'true' });
 
   const volume = { name: VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '4Mi' } };
+  const tokenVolume = {
+    name: TOKEN_VOLUME_NAME,
+    projected: {
+      sources: [
+        {
+          serviceAccountToken: {
+            path: TOKEN_FILE,
+            audience: inject.audience,
+            expirationSeconds: TOKEN_EXPIRATION_SECONDS,
+          },
+        },
+      ],
+    },
+  };
   appendTo(ops, spec.volumes, '/spec/volumes', volume);
+  // Once the first append made the list, the second appends to it.
+  ops.push({ op: 'add', path: '/spec/volumes/-', value: tokenVolume });
 
   const mount = { name: VOLUME_NAME, mountPath: inject.mountPath };
   const caFile = `${inject.mountPath}/ca.crt`;
   const initContainer = {
     name: INIT_CONTAINER_NAME,
     image: inject.image,
-    command: [...inject.command],
+    // No `command`: the image's ENTRYPOINT (the CLI) runs with these arguments.
+    args: [...inject.args],
     env: [
       { name: 'CLOUDTASER_POD_API_URL', value: inject.podApiUrl },
       // Public: the cluster CA. It reaches the pod by injection, never through a Kubernetes Secret.
@@ -175,8 +227,9 @@ function buildPatch(
       { name: 'CLOUDTASER_ROLE', value: inject.role },
       { name: 'CLOUDTASER_SECRETS', value: JSON.stringify(inject.secrets) },
       { name: 'CLOUDTASER_OUTPUT_DIR', value: inject.mountPath },
+      { name: 'CLOUDTASER_TOKEN_FILE', value: `${TOKEN_MOUNT_PATH}/${TOKEN_FILE}` },
     ],
-    volumeMounts: [mount],
+    volumeMounts: [mount, { name: TOKEN_VOLUME_NAME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }],
     resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
     securityContext: {
       allowPrivilegeEscalation: false,

@@ -37,6 +37,7 @@ export function registerPodCommands(program: Command): void {
         role: env.CLOUDTASER_ROLE!,
         secrets,
         outputDir: env.CLOUDTASER_OUTPUT_DIR!,
+        tokenFile: env.CLOUDTASER_TOKEN_FILE || undefined,
       });
       process.stdout.write(`fetched ${result.written.length} secret(s): ${result.written.join(', ')}\n`);
     });

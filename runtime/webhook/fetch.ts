@@ -18,14 +18,19 @@ export interface FetchPodSecretsOptions {
   /** File name -> path under the `secret` KV v2 mount. */
   readonly secrets: Readonly<Record<string, string>>;
   readonly outputDir: string;
-  /** @default the pod's mounted service-account token */
+  /** @default read from `tokenFile` */
   readonly jwt?: string;
+  /**
+   * The service-account token file: the webhook's projected token (`CLOUDTASER_TOKEN_FILE`), else the
+   * automounted one. @default SERVICE_ACCOUNT_TOKEN_PATH
+   */
+  readonly tokenFile?: string;
   /** @default 5 (with 1 s between tries, for a broker that is still connecting) */
   readonly attempts?: number;
 }
 
 export async function fetchPodSecrets(options: FetchPodSecretsOptions): Promise<{ written: string[] }> {
-  const jwt = options.jwt ?? (await readFile(SERVICE_ACCOUNT_TOKEN_PATH, 'utf8')).trim();
+  const jwt = options.jwt ?? (await readServiceAccountToken(options.tokenFile ?? SERVICE_ACCOUNT_TOKEN_PATH));
   const agent = new Agent({ connect: { ca: options.caPem } });
   const base = options.podApiUrl.replace(/\/+$/, '');
   const call = async (method: 'GET' | 'POST', path: string, token?: string, body?: unknown) => {
@@ -72,4 +77,17 @@ export async function fetchPodSecrets(options: FetchPodSecretsOptions): Promise<
   } finally {
     await agent.close();
   }
+}
+
+async function readServiceAccountToken(path: string): Promise<string> {
+  try {
+    const token = (await readFile(path, 'utf8')).trim();
+    if (token !== '') return token;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `no service-account token at ${path}: the cloudtaser webhook mounts a projected token for this container; recreate the pod so the webhook injects it (a pod created before the operator upgrade lacks it)`,
+  );
 }

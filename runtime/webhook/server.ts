@@ -4,7 +4,8 @@
  * pod creation until the API server's timeout.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CloudtaserError } from '../core/errors.js';
+import type { Server as HttpsServer } from 'node:https';
+import { CloudtaserError } from '../core/errors.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import {
@@ -31,6 +32,8 @@ export interface WebhookServerOptions {
 
 export interface WebhookServer {
   readonly url: string;
+  /** Serves new connections with this certificate (a renewed `webhook.tls.secretName`); HTTPS only. */
+  setCertificate(pair: { readonly certPem: string; readonly keyPem: string }): void;
   close(): Promise<void>;
 }
 
@@ -93,7 +96,19 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     event: 'webhook.listening',
     logger: log,
   });
-  return { url: listening.url, close: listening.close };
+  return {
+    url: listening.url,
+    setCertificate(pair) {
+      if (options.tls === false)
+        throw new CloudtaserError('CT_INTERNAL', 'a plain-HTTP webhook has no certificate');
+      (server as HttpsServer).setSecureContext({
+        cert: pair.certPem,
+        key: pair.keyPem,
+        minVersion: 'TLSv1.2',
+      });
+    },
+    close: listening.close,
+  };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -77,14 +77,14 @@ afterEach(async () => {
 });
 
 async function registerAttested(fingerprint: string = randomUUID(), keys: unknown = jwks) {
-  return registerCluster(store.admin, {
+  return registerCluster(store.registrar, {
     fingerprint,
     attestation: { issuer: kube.issuer, jwks: keys, serviceAccount: OPERATOR },
   });
 }
 
 async function bridge(): Promise<BridgeHandle> {
-  const handle = await startTestBridge({ openbao: store.admin, beacons: [replicas.address] });
+  const handle = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] });
   running.push(handle);
   return handle;
 }
@@ -285,7 +285,7 @@ describe('registration with attestation settings', () => {
     expect(status.attestation?.jwks.keys.length).toBeGreaterThan(0);
     expect(JSON.stringify(status.attestation)).not.toContain('"d"');
 
-    const plain = await registerCluster(store.admin, { fingerprint: cluster.fingerprint });
+    const plain = await registerCluster(store.registrar, { fingerprint: cluster.fingerprint });
     expect(plain).toMatchObject({ attested: true, changed: false });
     const again = await registerAttested(cluster.fingerprint);
     expect(again.changed).toBe(false);
@@ -305,7 +305,10 @@ describe('registration with attestation settings', () => {
     ];
     for (const [issuer, keys, serviceAccount] of bad) {
       await expect(
-        registerCluster(store.admin, { fingerprint, attestation: { issuer, jwks: keys, serviceAccount } }),
+        registerCluster(store.registrar, {
+          fingerprint,
+          attestation: { issuer, jwks: keys, serviceAccount },
+        }),
       ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
     }
     expect((await getClusterStatus(store.admin, { fingerprint })).registered).toBe(false);
@@ -319,7 +322,7 @@ describe('registration with attestation settings', () => {
     const pair = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const privateJwk = pair.privateKey.export({ format: 'jwk' });
     await expect(
-      registerCluster(store.admin, {
+      registerCluster(store.registrar, {
         fingerprint: randomUUID(),
         attestation: { issuer: kube.issuer, jwks: { keys: [privateJwk] } },
       }),

@@ -44,6 +44,7 @@ describe('beacon serve command', () => {
         '--metrics-listen',
         '127.0.0.1:0',
         '--plain',
+        '--allow-anonymous-bridges',
         '--max-waiting-per-hash',
         '3',
         '--keepalive-ms',
@@ -75,7 +76,15 @@ describe('beacon serve command', () => {
     await expect(program().parseAsync(['beacon', 'serve'], { from: 'user' })).rejects.toMatchObject({
       code: 'CT_INVALID_ARGUMENT',
     });
-    const base = ['beacon', 'serve', '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')];
+    const base = [
+      'beacon',
+      'serve',
+      '--tls-cert',
+      join(dir, 'cert.pem'),
+      '--tls-key',
+      join(dir, 'key.pem'),
+      '--allow-anonymous-bridges',
+    ];
     await expect(
       program().parseAsync(
         [...base, '--listen', '127.0.0.1:0', '--metrics-listen', 'off', '--max-waiting', '0'],

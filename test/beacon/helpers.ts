@@ -63,12 +63,20 @@ export function captureLogger(): { logger: Logger; lines: Record<string, unknown
 
 export async function startBeacon(
   certs: Certs,
-  options: { limits?: Partial<BeaconLimits>; plain?: boolean; logger?: Logger; metrics?: boolean } = {},
+  options: {
+    limits?: Partial<BeaconLimits>;
+    plain?: boolean;
+    logger?: Logger;
+    metrics?: boolean;
+    /** Authenticate bridges against these CAs. @default anonymous bridges (the pairing tests' subject is pairing) */
+    bridgeCaPems?: string[];
+  } = {},
 ): Promise<BeaconHandle> {
   return createBeacon({
     host: '127.0.0.1',
     port: 0,
     tls: { certPem: certs.beacon.certPem, keyPem: certs.beacon.keyPem },
+    ...(options.bridgeCaPems ? { bridgeCaPems: options.bridgeCaPems } : { allowAnonymousBridges: true }),
     plain: options.plain ?? true,
     metrics: options.metrics ? { host: '127.0.0.1', port: 0 } : false,
     limits: options.limits,

@@ -18,12 +18,17 @@ import {
   connect as tlsConnect,
 } from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Server as ProxyServer } from 'proxy-chain';
 import { type BeaconTarget, createBeacon, waitForPeer } from '../../runtime/beacon/index.js';
+import { type ProxyEndpoint, parseProxyUrl } from '../../runtime/proxy/index.js';
 import { makeCerts as makeTestCerts } from '../beacon/helpers.js';
 import { type BenchContext, type Benchmark, type Metric, median, percentile } from './harness.js';
 
-/** `beacon`: as deployed by default (TLS and WebSocket doors); `beacon-all-doors`: the plain door on too. */
-type RelayKind = 'beacon' | 'beacon-all-doors' | 'pipe-relay';
+/**
+ * `beacon`: as deployed by default (TLS and WebSocket doors); `beacon-all-doors`: the plain door on too;
+ * `http-proxy`: a real HTTP CONNECT proxy (proxy-chain) in front of the beacon, as in a proxied cluster.
+ */
+type RelayKind = 'beacon' | 'beacon-all-doors' | 'pipe-relay' | 'http-proxy';
 
 interface BenchCerts {
   readonly beacon: { certPem: string; keyPem: string };
@@ -59,6 +64,7 @@ async function runChild(kind: string): Promise<void> {
       port: 0,
       tls: certs.beacon,
       plain: kind === 'beacon-all-doors',
+      allowAnonymousBridges: true,
       metrics: false,
       limits: {
         maxWaitingPerAddress: 100_000,
@@ -70,6 +76,10 @@ async function runChild(kind: string): Promise<void> {
     send({ ready: true, port: beacon.port });
   } else if (kind === 'pipe-relay') {
     send({ ready: true, port: await startPipeRelay(certs) });
+  } else if (kind === 'http-proxy') {
+    const proxy = new ProxyServer({ host: '127.0.0.1', port: 0 });
+    await proxy.listen();
+    send({ ready: true, port: proxy.port });
   } else if (kind !== 'sender') {
     throw new Error(`unknown child kind ${kind}`);
   } else {
@@ -260,6 +270,7 @@ async function pairingThroughBeacon(
   certs: BenchCerts,
   port: number,
   door: BeaconTarget['door'] = 'tls',
+  proxy?: ProxyEndpoint,
 ): Promise<number> {
   const room = hash();
   let parked!: () => void;
@@ -282,6 +293,7 @@ async function pairingThroughBeacon(
     role: 'broker',
     hash: room,
     caCertPem: certs.beacon.certPem,
+    proxy,
     onWaiting: parked,
   }).then((stream) => server.emit('connection', stream));
   await isParked;
@@ -293,6 +305,7 @@ async function pairingThroughBeacon(
     role: 'bridge',
     hash: room,
     caCertPem: certs.beacon.certPem,
+    proxy,
   });
   const b = innerClient(certs, stream);
   b.once('secureConnect', () => b.write('x'));
@@ -344,25 +357,31 @@ const pairingBenchmark: Benchmark = {
     const beacon = await startChild('beacon', certs);
     const allDoors = await startChild('beacon-all-doors', certs);
     const pipe = await startChild('pipe-relay', certs);
+    const httpProxy = await startChild('http-proxy', certs);
+    // Both sides behind the proxy: each dial is a CONNECT, then the same outer and inner TLS as without it.
+    const proxy = parseProxyUrl(`http://127.0.0.1:${httpProxy.port}`, 'bench');
     const samples: number[] = [];
     const plainSamples: number[] = [];
     const pipeSamples: number[] = [];
+    const proxySamples: number[] = [];
     try {
       // Interleaved so drift hits every path alike.
       for (let i = 0; i < warmup + count; i++) {
         const tlsMs = await pairingThroughBeacon(certs, beacon.port, 'tls');
         const plainMs = await pairingThroughBeacon(certs, allDoors.port, 'plain');
         const pipeMs = await pairingThroughBeacon(certs, pipe.port, 'tls');
+        const proxyMs = await pairingThroughBeacon(certs, beacon.port, 'tls', proxy);
         if (i < warmup) continue;
         samples.push(tlsMs);
         plainSamples.push(plainMs);
         pipeSamples.push(pipeMs);
+        proxySamples.push(proxyMs);
       }
     } finally {
-      await Promise.all([beacon.stop(), allDoors.stop(), pipe.stop()]);
+      await Promise.all([beacon.stop(), allDoors.stop(), pipe.stop(), httpProxy.stop()]);
     }
     ctx.log(
-      `pairing p50: beacon tls ${median(samples).toFixed(2)} ms, plain ${median(plainSamples).toFixed(2)}, minimal TLS pipe relay ${median(pipeSamples).toFixed(2)}, direct ${median(baseline).toFixed(2)}`,
+      `pairing p50: beacon tls ${median(samples).toFixed(2)} ms, through an HTTP proxy ${median(proxySamples).toFixed(2)}, plain ${median(plainSamples).toFixed(2)}, minimal TLS pipe relay ${median(pipeSamples).toFixed(2)}, direct ${median(baseline).toFixed(2)}`,
     );
     return [
       {
@@ -382,6 +401,21 @@ const pairingBenchmark: Benchmark = {
           plainDoorP99Ms: Number(percentile(plainSamples, 99).toFixed(2)),
           minimalTlsPipeRelayP50Ms: Number(median(pipeSamples).toFixed(2)),
           minimalTlsPipeRelayP99Ms: Number(percentile(pipeSamples, 99).toFixed(2)),
+        },
+      },
+      {
+        name: 'beacon.pairing_p50_ms_via_proxy',
+        value: median(proxySamples),
+        unit: 'ms',
+        baseline: median(samples),
+        baselineLabel:
+          'the same pairing through the beacon without a proxy (beacon.pairing_p50_ms), same run',
+        ratio: median(proxySamples) / median(samples),
+        extra: {
+          samples: count,
+          proxy: 'proxy-chain (Node) in its own process, both sides tunnelling with CONNECT',
+          viaProxyP99Ms: Number(percentile(proxySamples, 99).toFixed(2)),
+          directP99Ms: Number(percentile(samples, 99).toFixed(2)),
         },
       },
       {

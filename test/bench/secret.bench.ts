@@ -31,7 +31,7 @@ import {
   issueCertificate,
   issueSelfSignedSync,
 } from '../../runtime/pki/index.js';
-import { registerCluster } from '../../runtime/registration/index.js';
+import { ensureBeaconClientCa, registerCluster } from '../../runtime/registration/index.js';
 import { startOperationalStack } from '../operational/stack.js';
 import type { FloorConfig } from './floor-child.js';
 import { type Benchmark, type Metric, median, percentile, sample } from './harness.js';
@@ -194,6 +194,9 @@ export const benchmarks: Benchmark[] = [
         const beaconCert = issueSelfSignedSync({ commonName: 'bench beacon', ipAddresses: ['127.0.0.1'] });
         await writeFile(join(dir, 'beacon.pem'), beaconCert.certPem);
         await writeFile(join(dir, 'beacon-key.pem'), beaconCert.keyPem);
+        // The bridge mints its beacon client certificate from this CA; the beacon admits only such bridges.
+        const beaconClientCa = await ensureBeaconClientCa(admin);
+        await writeFile(join(dir, 'beacon-client-ca.pem'), beaconClientCa.certPem);
         const [beaconPort, reviewPort, podApiPort, healthPort] = [
           await freePort(),
           await freePort(),
@@ -214,6 +217,8 @@ export const benchmarks: Benchmark[] = [
           join(dir, 'beacon.pem'),
           '--tls-key',
           join(dir, 'beacon-key.pem'),
+          '--bridge-ca',
+          join(dir, 'beacon-client-ca.pem'),
           '--metrics-listen',
           'off',
           // The transport floor pairs every one of its connections in one room (the real path: one per cluster);

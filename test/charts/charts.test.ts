@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isBeaconAddress } from '../../constructs/validation.js';
+import { isChartProxyUrl } from '../../constructs/proxy.js';
+import { BEACON_ADDRESS_PATTERN, isBeaconAddress } from '../../constructs/validation.js';
 import {
   CHART_NAMES,
   CHARTS_DIR,
@@ -12,7 +13,7 @@ import {
   valuePathsIn,
   withValue,
 } from './chart-files.js';
-import { assertSupportedKeywords, validateAgainstSchema } from './json-schema.js';
+import { compileSchema, validateValues as validateAgainstSchema } from './values-schema.js';
 
 const charts = CHART_NAMES.map(readChart);
 const requiredValues: Record<string, string[]> = {
@@ -34,8 +35,39 @@ describe.each(charts)('chart $name', (chart) => {
     expect(chart.chart.type).toBe('application');
   });
 
-  it('has a schema that uses only keywords the checker implements', () => {
-    expect(() => assertSupportedKeywords(chart.schema)).not.toThrow();
+  it('has a schema that ajv compiles in strict mode, closed (additionalProperties: false) at every level', () => {
+    expect(() => compileSchema(chart.schema)).not.toThrow();
+    const open: string[] = [];
+    const walk = (node: Record<string, unknown>, path: string) => {
+      const properties = node.properties as Record<string, Record<string, unknown>> | undefined;
+      if (properties === undefined) return;
+      if (node.additionalProperties !== false) open.push(path || '(root)');
+      for (const [key, child] of Object.entries(properties)) walk(child, path ? `${path}.${key}` : key);
+    };
+    walk(chart.schema, '');
+    expect(open).toEqual([]);
+  });
+
+  it('refuses a misspelt key at any level with its path', () => {
+    const top = validateAgainstSchema(chart.schema, { ...chart.values, replicaz: 2 });
+    expect(top.map((p) => p.path)).toContain('replicaz');
+    const nested = withValue(chart.values, 'image.tagg', 'x');
+    expect(validateAgainstSchema(chart.schema, nested).map((p) => p.message)).toContain(
+      'image.tagg: is not a value of this chart (misspelt?)',
+    );
+  });
+
+  it('accepts image.digest only as a sha256 digest', () => {
+    const required = requiredValues[chart.name].reduce<unknown>(
+      (values, path) => withValue(values, path, exampleFor(path)),
+      chart.values,
+    );
+    expect(
+      validateAgainstSchema(chart.schema, withValue(required, 'image.digest', `sha256:${'a'.repeat(64)}`)),
+    ).toEqual([]);
+    expect(
+      validateAgainstSchema(chart.schema, withValue(required, 'image.digest', 'latest')).map((p) => p.path),
+    ).toEqual(['image.digest']);
   });
 
   it('accepts its default values once the required values are set, and its example values', () => {
@@ -176,18 +208,6 @@ describe('chart cloudtaser (operator)', () => {
     }
   });
 
-  it('grants Secrets access only inside the migration switch and reads only the kube-system namespace', () => {
-    const rbac = chart.templates.get('rbac.yaml')!;
-    const [always] = rbac.split('{{- if .Values.operator.migration.enabled }}');
-    expect(always).not.toMatch(/resources: \["secrets"\]/);
-    expect(rbac).toMatch(/resources: \["secrets"\]/);
-    expect(always).toMatch(
-      /resources: \["namespaces"\]\s+resourceNames: \["kube-system"\]\s+verbs: \["get"\]/,
-    );
-    expect(always).toMatch(/resources: \["tokenreviews"\]\s+verbs: \["create"\]/);
-    expect(rbac).not.toMatch(/verbs: \["\*"\]|resources: \["\*"\]/);
-  });
-
   it('with attestation on, runs the broker with --attestation, names its service account from the pod spec and may mint tokens only for it', () => {
     const deployment = chart.templates.get('deployment.yaml')!;
     const switchOn = '{{- if .Values.operator.broker.attestation.enabled }}';
@@ -230,33 +250,10 @@ describe('chart cloudtaser (operator)', () => {
     // The CA bundle only ever comes from a value (or cert-manager): never a literal certificate in the chart.
     expect(webhook).toMatch(/caBundle: \{\{ \.Values\.webhook\.caBundle \}\}/);
   });
-
-  it('lets the operator keep the caBundle of its own webhook configuration unless a TLS Secret is given', () => {
-    const deployment = chart.templates.get('deployment.yaml')!;
-    // Without webhook.tls.secretName the broker makes its serving CA in memory and patches the configuration
-    // the chart names after the release; the ClusterRole grants get/patch on exactly that name.
-    expect(deployment).toMatch(
-      /if \.Values\.webhook\.tls\.secretName[\s\S]*--webhook-tls-cert[\s\S]*else[\s\S]*--webhook-configuration=\{\{ include "cloudtaser\.fullname" \. \}\}/,
-    );
-    expect(chart.templates.get('rbac.yaml')).toMatch(
-      /resources: \["mutatingwebhookconfigurations"\]\s+resourceNames: \[\{\{ \$fullname \| quote \}\}\]\s+verbs: \["get", "patch"\]/,
-    );
-  });
 });
 
 describe('chart cloudtaser-beacon', () => {
   const chart = charts[1];
-  it('always creates a headless Service so clients see every replica, and a LoadBalancer on request', () => {
-    const service = chart.templates.get('service.yaml')!;
-    expect(service).toMatch(/-headless\n[\s\S]*?clusterIP: None/);
-    expect(service).toContain('type: {{ .Values.service.type }}');
-    expect(
-      validateAgainstSchema(chart.schema, withValue(chart.values, 'service.type', 'LoadBalancer')),
-    ).toEqual([]);
-    expect(
-      validateAgainstSchema(chart.schema, withValue(chart.values, 'service.type', 'ExternalName')),
-    ).not.toEqual([]);
-  });
   it('takes its TLS certificate from a Secret and never from values', () => {
     expect(chart.templates.get('deployment.yaml')).toMatch(
       /secret:\s+secretName: \{\{ include "cloudtaser-beacon\.tlsSecretName"/,
@@ -269,9 +266,93 @@ describe('chart cloudtaser-bridge', () => {
   const chart = charts[2];
   it('reads the AppRole role-id and secret-id from a Secret reference', () => {
     const deployment = chart.templates.get('deployment.yaml')!;
-    expect(deployment.match(/secretKeyRef:/g)).toHaveLength(2);
+    // Two for AppRole, one for the proxy URL with credentials (proxy.credentialsSecret).
+    expect(deployment.match(/secretKeyRef:/g)).toHaveLength(3);
+    expect(
+      deployment.match(/name: \{\{ \.Values\.bridge\.openbao\.auth\.approle\.secretName \}\}/g),
+    ).toHaveLength(2);
     const schemaText = JSON.stringify(chart.schema);
     expect(schemaText).not.toMatch(/"(roleId|secretId)"\s*:/);
+  });
+});
+
+describe.each(['cloudtaser', 'cloudtaser-bridge'] as const)('chart %s proxy block', (name) => {
+  const chart = charts.find((c) => c.name === name)!;
+  let base: Record<string, unknown> = chart.values;
+  for (const path of requiredValues[name]) base = withValue(base, path, exampleFor(path));
+  const deployment = chart.templates.get('deployment.yaml')!;
+  const [args, env] = deployment.split('          env:');
+
+  it('defaults to no proxy: nothing rendered unless a value is set', () => {
+    expect(chart.values.proxy).toEqual({
+      beaconProxy: '',
+      httpsProxy: '',
+      noProxy: '',
+      credentialsSecret: { name: '', key: 'proxy-url' },
+    });
+    expect(validateAgainstSchema(chart.schema, base)).toEqual([]);
+  });
+
+  it('renders beaconProxy as the --beacon-proxy flag, only when set', () => {
+    expect(args).toContain(
+      '{{- with .Values.proxy.beaconProxy }}\n            - --beacon-proxy={{ . }}\n            {{- end }}',
+    );
+  });
+
+  it('renders HTTPS_PROXY from the credentials Secret, else from httpsProxy, and NO_PROXY from noProxy', () => {
+    expect(env).toMatch(
+      /\{\{- if \.Values\.proxy\.credentialsSecret\.name \}\}[\s\S]*?- name: HTTPS_PROXY\s+valueFrom:\s+secretKeyRef:\s+name: \{\{ \.Values\.proxy\.credentialsSecret\.name \}\}\s+key: \{\{ \.Values\.proxy\.credentialsSecret\.key \}\}\s+\{\{- else if \.Values\.proxy\.httpsProxy \}\}\s+- name: HTTPS_PROXY\s+value: \{\{ \.Values\.proxy\.httpsProxy \| quote \}\}\s+\{\{- end \}\}/,
+    );
+    expect(env).toMatch(
+      /\{\{- with \.Values\.proxy\.noProxy \}\}\s+- name: NO_PROXY\s+value: \{\{ \. \| quote \}\}\s+\{\{- end \}\}/,
+    );
+  });
+
+  it.each([
+    ['proxy.beaconProxy', 'http://proxy.corp:3128'],
+    ['proxy.beaconProxy', 'proxy.corp:8080'],
+    ['proxy.beaconProxy', 'none'],
+    ['proxy.httpsProxy', 'https://proxy.corp'],
+    ['proxy.httpsProxy', 'http://[2001:db8::1]:3128'],
+    ['proxy.noProxy', '.svc,.cluster.local,10.0.0.0/8,openbao.example.eu:8200'],
+    ['proxy.credentialsSecret.name', 'corp-proxy'],
+  ])('accepts %s = %j', (path, value) => {
+    expect(validateAgainstSchema(chart.schema, withValue(base, path, value))).toEqual([]);
+  });
+
+  it.each([
+    ['proxy.beaconProxy', 'http://user:secret@proxy.corp:3128'],
+    ['proxy.httpsProxy', 'http://user:secret@proxy.corp:3128'],
+    ['proxy.httpsProxy', 'socks5://proxy.corp:1080'],
+    ['proxy.beaconProxy', 'http://proxy.corp:3128/path'],
+    ['proxy.noProxy', 'a.example b.example'],
+    ['proxy.credentialsSecret.name', 'Corp_Proxy'],
+    ['proxy.credentialsSecret.key', ''],
+    ['proxy.httpProxy', 'http://proxy.corp:3128'],
+  ])('refuses %s = %j: no credentials, SOCKS, paths or unknown keys in values', (path, value) => {
+    const problems = validateAgainstSchema(chart.schema, withValue(base, path, value));
+    expect(problems.map((p) => p.path)).toContain(path);
+  });
+});
+
+describe('proxy URL rule shared by charts and constructs', () => {
+  const httpsProxy = ['proxy', 'httpsProxy'].reduce<Record<string, unknown>>(
+    (schema, key) => (schema.properties as Record<string, Record<string, unknown>>)[key],
+    charts[0].schema,
+  );
+  const pattern = new RegExp(httpsProxy.pattern as string, 'u');
+  it.each([
+    ['http://proxy.corp.example:3128', true],
+    ['https://proxy.corp.example', true],
+    ['proxy:8080', true],
+    ['http://[2001:db8::1]:3128', true],
+    ['http://user:pw@proxy:3128', false],
+    ['socks5://proxy:1080', false],
+    ['http://proxy:3128/x', false],
+    ['proxy corp', false],
+  ])('treats %j as valid=%s in the chart schema and in the constructs', (url, valid) => {
+    expect(pattern.test(url)).toBe(valid);
+    expect(isChartProxyUrl(url)).toBe(valid);
   });
 });
 
@@ -282,6 +363,14 @@ describe('beacon address rule shared by charts and constructs', () => {
     operator.schema,
   );
   const pattern = new RegExp(addressSchema.pattern as string, 'u');
+  it('is one text: the operator and bridge schemas carry the constructs pattern', () => {
+    expect(addressSchema.pattern).toBe(BEACON_ADDRESS_PATTERN);
+    const bridgeAddress = ['bridge', 'beacon', 'address'].reduce<Record<string, unknown>>(
+      (schema, key) => (schema.properties as Record<string, Record<string, unknown>>)[key],
+      charts[2].schema,
+    );
+    expect(bridgeAddress.pattern).toBe(BEACON_ADDRESS_PATTERN);
+  });
   it.each([
     ['beacon.example.com:443', true],
     ['127.0.0.1:8443', true],
@@ -289,10 +378,14 @@ describe('beacon address rule shared by charts and constructs', () => {
     ['wss://beacon.example.com', true],
     ['wss://beacon.example.com:443/relay', true],
     ['beacon.example.com', false],
+    ['beacon.example.com:0', false],
+    ['beacon.example.com:99999', false],
+    ['beacon.example.com:65535', true],
+    ['wss://beacon.example.com:65536', false],
     ['https://beacon.example.com:443', false],
     ['beacon example.com:443', false],
     ['', false],
-  ])('treats %j as valid=%s in the chart schema and in the constructs', (address, valid) => {
+  ])('treats %j as valid=%s in the chart schemas and in the constructs', (address, valid) => {
     expect(pattern.test(address)).toBe(valid);
     expect(isBeaconAddress(address)).toBe(valid);
   });

@@ -6,6 +6,9 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { renderPolicyHcl } from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 import { CLI, runCli } from './run-cli.js';
 
 describe('cloudtaser-cli against the test servers', () => {
@@ -20,7 +23,10 @@ describe('cloudtaser-cli against the test servers', () => {
     const dir = await mkdtemp(join(tmpdir(), 'cloudtaser-cli-'));
     kubeconfig = join(dir, 'kubeconfig');
     await kube.writeKubeconfig(kubeconfig);
-    env = { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken };
+    // The CLI registers with the registrar identity only, as an operator following docs/openbao-policies.md.
+    const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    env = { CLOUDTASER_SECRETSTORE_TOKEN: (await provisionIdentities(admin)).registrarToken };
+    await admin.close();
   });
   afterAll(async () => {
     await openbao?.close();
@@ -73,6 +79,45 @@ describe('cloudtaser-cli against the test servers', () => {
     expect(JSON.parse((await runCli(['source', 'status', ...base], env)).stdout).registered).toBe(false);
   });
 
+  it('source policy prints the shipped policy of each identity, under any namespace root, without OpenBao', async () => {
+    for (const identity of ['bridge', 'registrar'] as const) {
+      const printed = await runCli(['source', 'policy', identity]);
+      expect(printed.code, printed.stderr).toBe(0);
+      expect(printed.stdout).toBe(renderPolicyHcl(identity));
+    }
+    const other = await runCli(['source', 'policy', 'registrar', '--namespace-root', 'acme']);
+    expect(other.stdout).toBe(renderPolicyHcl('registrar', { namespaceRoot: 'acme' }));
+    expect(other.stdout).toContain('path "acme/+/sys/auth/kubernetes"');
+    const lean = await runCli(['source', 'policy', 'bridge', '--no-migration']);
+    expect(lean.stdout).not.toContain('/secret/');
+    for (const args of [
+      ['source', 'policy', 'admin'],
+      ['source', 'policy', 'bridge', '--namespace-root', 'a/b'],
+    ]) {
+      const bad = await runCli(args);
+      expect(bad.code, args.join(' ')).toBe(2); // a usage error (test/cli/conventions.test.ts)
+      expect(bad.stderr).toMatch(/^CT_INVALID_ARGUMENT: /);
+      expect(bad.stdout).toBe('');
+    }
+  });
+
+  it('register --migration / --no-migration switch the setting; without either it is kept', async () => {
+    const fp = crypto.randomUUID();
+    const base = ['source', 'register', '--fingerprint', fp, '--secretstore-address', openbao.address];
+    const on = await runCli([...base, '--migration', '--output', 'json'], env);
+    expect(on.code, on.stderr).toBe(0);
+    expect(JSON.parse(on.stdout).migrationEnabled).toBe(true);
+    const kept = await runCli(base, env);
+    expect(kept.stdout).toContain('Migration:        enabled');
+    const off = await runCli([...base, '--no-migration', '--output', 'json'], env);
+    expect(JSON.parse(off.stdout).migrationEnabled).toBe(false);
+    const status = await runCli(
+      ['source', 'status', '--fingerprint', fp, '--secretstore-address', openbao.address],
+      env,
+    );
+    expect(status.stdout).toContain('Migration:   disabled');
+  });
+
   it('register in text mode tells the admin the one Helm value to set', async () => {
     const fp = crypto.randomUUID();
     const result = await runCli(
@@ -87,9 +132,9 @@ describe('cloudtaser-cli against the test servers', () => {
   it.each([
     [['source', 'register', '--fingerprint', 'nope'], 'CT_INVALID_FINGERPRINT'],
     [['source', 'status', '--fingerprint', '../../sys'], 'CT_INVALID_FINGERPRINT'],
-  ])('refuses bad input %j with %s and exit 1', async (args, code) => {
+  ])('refuses bad input %j with %s and exit 2 (a usage error)', async (args, code) => {
     const result = await runCli([...args, '--secretstore-address', openbao.address], env);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr.trim()).toMatch(new RegExp(`^${code}: `));
     expect(result.stdout).toBe('');
   });
@@ -123,7 +168,7 @@ describe('cloudtaser-cli against the test servers', () => {
       '--secretstore-address',
       openbao.address,
     ]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^CT_TOKEN_MISSING: .*CLOUDTASER_SECRETSTORE_TOKEN/);
   });
 

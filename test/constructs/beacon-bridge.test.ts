@@ -1,6 +1,6 @@
 import { HelmProvider } from '@cdktf/provider-helm/lib/provider/index.js';
 import { describe, expect, it } from 'vitest';
-import { Testing } from '../../constructs/cdktf.js';
+import { TerraformOutput, Testing } from '../../constructs/cdktf.js';
 import {
   Beacon,
   BeaconExposure,
@@ -9,6 +9,7 @@ import {
   BridgeAuth,
   type BridgeProps,
 } from '../../constructs/index.js';
+import { renderPolicyHcl } from '../../runtime/registration/policies.js';
 import { newStack, only, secretsIn, synthJson, type TerraformJson } from './synth.js';
 
 const kubernetes = { configPath: '/home/ops/.kube/eu-config' };
@@ -31,7 +32,8 @@ describe('Beacon', () => {
     expect(release.set).toContainEqual({ name: 'replicas', value: '2', type: 'auto' });
     expect(settings(release)).toMatchObject({ 'service.type': 'ClusterIP', 'beacon.plainDoor': 'false' });
     expect(only(json.provider.helm).kubernetes).toEqual({ config_path: '/home/ops/.kube/eu-config' });
-    expect(beacon.headlessAddress).toBe('cloudtaser-beacon-headless.cloudtaser-system.svc:443');
+    // The pods' own port: a headless Service translates no port.
+    expect(beacon.headlessAddress).toBe('cloudtaser-beacon-headless.cloudtaser-system.svc:8443');
     expect(beacon.node.defaultChild).toBe(beacon.release);
   });
 
@@ -116,7 +118,23 @@ describe('Bridge', () => {
       'bridge.openbao.namespaceRoot': 'team',
       'bridge.openbao.auth.method': 'approle',
       'bridge.openbao.auth.approle.secretName': 'bridge-approle',
+      'bridge.beacon.clientIdentity.source': 'openbao',
     });
+  });
+
+  it('exposes its least-privilege OpenBao policy for the namespace root it serves, as the CLI prints it', () => {
+    const stack = newStack();
+    const bridge = new Bridge(
+      stack,
+      'bridge',
+      props({ openBao: { address: 'https://openbao.openbao.svc:8200', namespaceRoot: 'team' } }),
+    );
+    expect(bridge.policyName).toBe('cloudtaser-bridge');
+    expect(bridge.policyHcl).toBe(renderPolicyHcl('bridge', { namespaceRoot: 'team' }));
+    expect(bridge.policyHcl).toContain('path "team/+/cloudtaser/data/system/bridge-ca"');
+    new TerraformOutput(stack, 'bridge_policy', { value: bridge.policyHcl });
+    expect(synthJson(stack).output.bridge_policy.value).toBe(bridge.policyHcl);
+    expect(new Bridge(newStack(), 'b', props()).policyHcl).toBe(renderPolicyHcl('bridge'));
   });
 
   it('escapes commas in literal values so Helm does not split them', () => {
@@ -176,7 +194,10 @@ describe('Bridge', () => {
 
   it.each([
     [{ beacon: { address: 'beacon' } }, /'beacon\.address' must be the beacon's host:port/],
-    [{ openBao: { address: 'openbao:8200' } }, /'openBao\.address' must be an http\(s\) URL/],
+    [
+      { openBao: { address: 'openbao:8200' } },
+      /^stack\/b: 'openBao\.address' must be an https URL such as https:\/\/openbao/,
+    ],
     [
       { auth: { _appRole: { secretName: 'x' } } as never },
       /'auth' must come from BridgeAuth\.appRoleFromSecret\(\)/,

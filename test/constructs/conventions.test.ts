@@ -14,23 +14,29 @@ const sources = [
 ];
 
 describe('constructs conventions', () => {
-  it('imports cdktf only in constructs/cdktf.ts and the prebuilt providers only in constructs/kubernetes.ts', () => {
+  it('loads cdktf, cdktn and constructs only in constructs/cdktf.ts, and no prebuilt @cdktf/provider-* package', () => {
     for (const { file, text } of sources) {
-      const specifiers = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]);
-      if (file !== 'cdktf.ts') expect(specifiers, file).not.toContain('cdktf');
-      if (file !== 'kubernetes.ts') {
-        expect(
-          specifiers.filter((s) => s.startsWith('@cdktf/')),
-          file,
-        ).toEqual([]);
+      const valueImports = [...text.matchAll(/^import (?!type )[^;]*? from '([^']+)'/gms)].map((m) => m[1]);
+      const allImports = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]);
+      if (file !== 'cdktf.ts') {
+        for (const peer of ['cdktf', 'cdktn', 'constructs'])
+          expect(valueImports, `${file} loads ${peer} itself`).not.toContain(peer);
+        expect(allImports, file).not.toContain('cdktf');
       }
+      expect(
+        allImports.filter((s) => s.startsWith('@cdktf/') || s.startsWith('@cdktn/')),
+        file,
+      ).toEqual([]);
     }
   });
 
-  it('never loads runtime or provider code at synth time', () => {
+  it('never loads runtime or provider code at synth time, except the import-free policy table', () => {
+    const allowed = "from '../runtime/registration/policies.js'";
     for (const { file, text } of sources) {
-      expect(text, file).not.toMatch(/from '\.\.\/(\.\.\/)?(runtime|provider)\//);
+      expect(text.replaceAll(allowed, ''), file).not.toMatch(/from '\.\.\/(\.\.\/)?(runtime|provider)\//);
     }
+    const table = readFileSync(resolve(DIR, '../runtime/registration/policies.ts'), 'utf8');
+    expect(table).not.toMatch(/^import /m);
   });
 
   it('documents a default for every optional prop and makes every prop readonly', () => {

@@ -281,7 +281,7 @@ describe('RegisteredCluster', () => {
       [
         'a secret-store address that is not a URL',
         { secretStore: { address: 'openbao:8200' } },
-        /'secretStore\.address' must be an http\(s\) URL/,
+        /^stack\/c: 'secretStore\.address' must be an https URL such as https:\/\/openbao\.example\.eu:8200/,
       ],
       ['a missing secret-store address', { secretStore: {} }, /'secretStore\.address' is required/],
       [
@@ -332,7 +332,8 @@ describe('RegisteredCluster', () => {
       [
         'a host that is not a URL',
         { kubernetes: { host: '10.0.0.1', token: '${var.t}' } },
-        /'kubernetes\.host' must be an http\(s\) URL/,
+        // The example is a Kubernetes API server URL, not OpenBao's.
+        /^stack\/c: 'kubernetes\.host' must be an https URL such as https:\/\/203\.0\.113\.10 or https:\/\/my-cluster\.example\.com:6443/,
       ],
       [
         'a kubeconfig together with a host',
@@ -370,7 +371,7 @@ describe('RegisteredCluster', () => {
     } catch (err) {
       message = (err as Error).message;
     }
-    expect(message).toMatch(/^'beacon\.address' must be .*; got "b+\.\.\."$/);
+    expect(message).toMatch(/^stack\/c: 'beacon\.address' must be .*; got "b+\.\.\."$/);
     expect(message.length).toBeLessThan(300);
   });
 
@@ -458,6 +459,25 @@ describe('RegisteredCluster', () => {
     }
   });
 
+  it("'migration' turns on both halves: the registration's migration_enabled and the operator's migration switch", () => {
+    const off = newStack();
+    new RegisteredCluster(off, 'prod-eu', minimalProps());
+    const offJson = synthJson(off);
+    expect(only(offJson.resource.cloudtaser_cluster_registration).migration_enabled).toBe(false);
+    expect(only(offJson.resource.helm_release).set.map((s: { name: string }) => s.name)).not.toContain(
+      'operator.migration.enabled',
+    );
+    const on = newStack();
+    new RegisteredCluster(on, 'prod-eu', minimalProps({ migration: true }));
+    const onJson = synthJson(on);
+    expect(only(onJson.resource.cloudtaser_cluster_registration).migration_enabled).toBe(true);
+    expect(only(onJson.resource.helm_release).set).toContainEqual({
+      name: 'operator.migration.enabled',
+      value: 'true',
+      type: 'auto',
+    });
+  });
+
   describe('attestation', () => {
     const served = { keys: [{ kty: 'EC', crv: 'P-256', kid: 'k1', x: 'eA', y: 'eQ' }] };
     const attestationWarnings = (stack: ReturnType<typeof newStack>) =>
@@ -484,7 +504,8 @@ describe('RegisteredCluster', () => {
       expect(registration.attestation_jwks).toBe(
         `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_jwks}`,
       );
-      expect(registration.attestation_service_account).toBeUndefined();
+      // The operator release's own service account (release cloudtaser in cloudtaser-system).
+      expect(registration.attestation_service_account).toBe('cloudtaser-system/cloudtaser');
       const release = only(json.resource.helm_release);
       expect(release.set).toContainEqual({
         name: 'operator.broker.attestation.enabled',
@@ -494,14 +515,77 @@ describe('RegisteredCluster', () => {
       expect(attestationWarnings(stack)).toEqual([]);
     });
 
-    it('with the kubernetes source, is off by default with a warning that explains the trade-off and the way out', () => {
+    it('with the kubernetes source and a kubernetes connection, is on by default: a cloudtaser data source reads the keys', () => {
       const stack = newStack();
       new RegisteredCluster(stack, 'prod-eu', minimalProps());
+      const json = synthJson(stack);
+      const sourceId = Object.keys(json.data.cloudtaser_cluster_fingerprint)[0];
+      const registrationId = Object.keys(json.resource.cloudtaser_cluster_registration)[0];
+      const registration = only(json.resource.cloudtaser_cluster_registration);
+      expect(registration.attestation_issuer).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_issuer}`,
+      );
+      expect(registration.attestation_jwks).toBe(
+        `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_jwks}`,
+      );
+      expect(only(json.resource.helm_release).set).toContainEqual({
+        name: 'operator.broker.attestation.enabled',
+        value: `\${cloudtaser_cluster_registration.${registrationId}.attested}`,
+        type: 'auto',
+      });
+      expect(registration.attestation_service_account).toBe('cloudtaser-system/cloudtaser');
+      expect(attestationWarnings(stack)).toEqual([]);
+    });
+
+    it('without a kubernetes connection (providers given), is off with a warning that explains the trade-off and the way out', () => {
+      const stack = newStack();
+      const kubernetesProvider = new KubernetesProvider(stack, 'k8s', { configPath: '/kube' });
+      const helmProvider = new HelmProvider(stack, 'helm', { kubernetes: { configPath: '/kube' } });
+      new RegisteredCluster(
+        stack,
+        'prod-eu',
+        minimalProps({ kubernetes: undefined, kubernetesProvider, helmProvider }),
+      );
       const registration = only(synthJson(stack).resource.cloudtaser_cluster_registration);
       expect(registration.attestation_issuer).toBeUndefined();
-      expect(registration.attestation_jwks).toBeUndefined();
       expect(attestationWarnings(stack)).toEqual([
-        expect.stringMatching(/trust on first use[\s\S]*Attestation\.fromCluster\(\)/),
+        expect.stringMatching(/trust on first use[\s\S]*Attestation\.fromIssuer\(/),
+      ]);
+    });
+
+    it('names the service account of the release it deploys, so another release name or namespace still matches the broker', () => {
+      const stack = newStack();
+      const a = new RegisteredCluster(
+        stack,
+        'a',
+        minimalProps({
+          operator: OperatorInstall.helmRelease({ releaseName: 'ops', namespace: 'platform' }),
+        }),
+      );
+      const b = new RegisteredCluster(
+        stack,
+        'b',
+        minimalProps({
+          operator: OperatorInstall.helmRelease({ values: { serviceAccount: { name: 'broker-sa' } } }),
+        }),
+      );
+      const c = new RegisteredCluster(
+        stack,
+        'c',
+        minimalProps({ operator: OperatorInstall.deployedElsewhere({ serviceAccount: 'gitops/op' }) }),
+      );
+      expect([a.operatorServiceAccount, b.operatorServiceAccount, c.operatorServiceAccount]).toEqual([
+        'platform/ops-cloudtaser',
+        'cloudtaser-system/broker-sa',
+        'gitops/op',
+      ]);
+      const accounts = Object.values(synthJson(stack).resource.cloudtaser_cluster_registration).map(
+        (r) => (r as { attestation_service_account: string }).attestation_service_account,
+      );
+      expect(accounts.sort()).toEqual([
+        'cloudtaser-system/broker-sa',
+        'gitops/op',
+        'platform/ops-cloudtaser',
       ]);
     });
 

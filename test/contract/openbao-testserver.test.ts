@@ -36,6 +36,67 @@ describe('ACL policies', () => {
     expect(isAllowed([broad, narrow], 'secret/data/locked', 'read')).toBe(false);
   });
 
+  // The priority order of internal/vault/policy/acl.go (AllowOperation, CheckAllowedFromNonExactPaths).
+  it('prefers an exact rule to any glob, and the longest prefix among prefix rules', () => {
+    const p = policy(`
+      path "secret/*" { capabilities = ["read"] }
+      path "secret/data/*" { capabilities = ["deny"] }
+      path "secret/data/open" { capabilities = ["read"] }
+      path "secret/+/open2" { capabilities = ["deny"] }
+    `);
+    expect(isAllowed([p], 'secret/data/open', 'read')).toBe(true);
+    expect(isAllowed([p], 'secret/data/closed', 'read')).toBe(false);
+    expect(isAllowed([p], 'secret/metadata/x', 'read')).toBe(true);
+  });
+
+  it('ranks + rules as upstream: later first wildcard, then not a prefix, then fewer +, then longer', () => {
+    const later = policy(
+      'path "foo/+/bar" { capabilities = ["deny"] }\npath "foo/b*" { capabilities = ["read"] }',
+    );
+    expect(isAllowed([later], 'foo/bz/bar', 'read')).toBe(true);
+    const exactBeatsPrefix = policy(
+      'path "foo/+/bar" { capabilities = ["read"] }\npath "foo/+/ba*" { capabilities = ["deny"] }',
+    );
+    expect(isAllowed([exactBeatsPrefix], 'foo/x/bar', 'read')).toBe(true);
+    expect(isAllowed([exactBeatsPrefix], 'foo/x/bat', 'read')).toBe(false);
+    const fewer = policy(
+      'path "a/+/+/d" { capabilities = ["deny"] }\npath "a/+/c/d" { capabilities = ["read"] }',
+    );
+    expect(isAllowed([fewer], 'a/b/c/d', 'read')).toBe(true);
+    expect(isAllowed([fewer], 'a/b/x/d', 'read')).toBe(false);
+    const longer = policy(
+      'path "k/+/ab*" { capabilities = ["read"] }\npath "k/+/a*" { capabilities = ["deny"] }',
+    );
+    expect(isAllowed([longer], 'k/z/abc', 'read')).toBe(true);
+  });
+
+  it('matches + against exactly one segment, including a namespace name in a full path', () => {
+    const p = policy('path "cloudtaser/+/secret/data/k8s/+/+" { capabilities = ["read"] }');
+    expect(isAllowed([p], 'cloudtaser/ab12cd34/secret/data/k8s/ns/name', 'read')).toBe(true);
+    expect(isAllowed([p], 'cloudtaser/ab12cd34/secret/data/k8s/ns', 'read')).toBe(false);
+    expect(isAllowed([p], 'cloudtaser/ab12cd34/secret/data/k8s/ns/name/x', 'read')).toBe(false);
+    expect(isAllowed([p], 'cloudtaser/a/b/secret/data/k8s/ns/name', 'read')).toBe(false);
+    expect(isAllowed([p], 'cloudtaser/ab12cd34/secret/data/app/ns/name', 'read')).toBe(false);
+  });
+
+  it('lets LIST use a rule written without the trailing slash', () => {
+    const p = policy(
+      'path "kv/metadata/clusters" { capabilities = ["list"] }\npath "kv/metadata/+" { capabilities = ["list"] }',
+    );
+    expect(isAllowed([p], 'kv/metadata/clusters/', 'list')).toBe(true);
+    expect(isAllowed([p], 'kv/metadata/other/', 'list')).toBe(true);
+    expect(isAllowed([p], 'kv/metadata/clusters/', 'read')).toBe(false);
+  });
+
+  it('merges rules of the same path across policies, a deny leaving nothing else', () => {
+    const a = policy('path "x/y" { capabilities = ["read"] }');
+    const b = policy('path "x/y" { capabilities = ["update"] }');
+    const c = policy('path "x/y" { capabilities = ["deny"] }');
+    expect(isAllowed([a, b], 'x/y', 'update')).toBe(true);
+    expect(isAllowed([a, b, c], 'x/y', 'read')).toBe(false);
+    expect(isAllowed([c, a], 'x/y', 'read')).toBe(false);
+  });
+
   it('accepts the JSON form and base64 HCL', () => {
     const json = policy('{"path":{"kv/data/a":{"capabilities":["read"]}}}');
     expect(isAllowed([json], 'kv/data/a', 'read')).toBe(true);
@@ -46,7 +107,7 @@ describe('ACL policies', () => {
   it.each([
     'path "x" { capabilities = ["fly"] }',
     'path "x" { capabilities = ["read"] ',
-    'path "a/*/b" { capabilities = ["read"] }',
+    'path "a/+*" { capabilities = ["read"] }',
     'secret "x" {}',
     'path "unterminated { }',
     'path "x" { capabilities = ["read"] } /* open comment',

@@ -342,6 +342,91 @@ describe('tokens and policies', () => {
   });
 });
 
+// What cloudtaser's identities rely on (runtime/registration/policies.ts): a policy in the ROOT namespace whose
+// full paths reach child namespaces through `+`, sudo on sys/auth/<path>, create vs update on KV v2.
+describe('ACL policies of root-namespace tokens in child namespaces', () => {
+  const tokens = new Map<OpenBaoClient, string>();
+  async function tokenWith(hcl: string): Promise<OpenBaoClient> {
+    const name = uniqueName('ct-policy');
+    await root.writePolicy(name, hcl);
+    const auth = await root.createToken({ policies: [name], ttl: '10m' });
+    const client = root.withToken(auth.clientToken);
+    tokens.set(client, auth.clientToken);
+    return client;
+  }
+
+  it('reaches every child namespace through + in a full path, and nothing the path does not name', async () => {
+    const parent = root.withNamespace(base);
+    await parent.createNamespace('acl-a');
+    await parent.createNamespace('acl-b');
+    for (const child of ['acl-a', 'acl-b']) {
+      await root.withNamespace(`${base}/${child}`).enableKvV2('kv');
+      await root.withNamespace(`${base}/${child}`).kvWrite('kv', 'shared/x', { v: child });
+      await root.withNamespace(`${base}/${child}`).kvWrite('kv', 'private/x', { v: child });
+    }
+    await parent.enableKvV2('kv').catch(() => false);
+    await parent.kvWrite('kv', 'shared/x', { v: 'parent' });
+    const reader = await tokenWith(`path "${base}/+/kv/data/shared/+" { capabilities = ["read"] }`);
+    expect((await reader.withNamespace(`${base}/acl-a`).kvRead('kv', 'shared/x'))?.data).toEqual({
+      v: 'acl-a',
+    });
+    // `+` stands for one namespace below the parent: the parent itself is not reached.
+    await expectCode(reader.withNamespace(base).kvRead('kv', 'shared/x'), 'CT_OPENBAO_PERMISSION_DENIED');
+    const denied = await expectCode(
+      reader.withNamespace(`${base}/acl-b`).kvRead('kv', 'private/x'),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    expect(denied.details.errors).toEqual([ACL_DENIED]);
+    // The namespace given as a URL prefix instead of the header is the same full path to the ACL.
+    const viaPrefix = await raw(target, 'GET', `${base}/acl-b/kv/data/shared/x`, {
+      token: tokens.get(reader),
+    });
+    expect(viaPrefix.status).toBe(200);
+  });
+
+  it('needs sudo to enable an auth method (sys/auth/* is root-protected), not to list them', async () => {
+    const parent = root.withNamespace(base);
+    await parent.createNamespace('acl-sudo');
+    const ns = `${base}/acl-sudo`;
+    const withoutSudo = await tokenWith(
+      `path "${ns}/sys/auth" { capabilities = ["read"] }\npath "${ns}/sys/auth/*" { capabilities = ["update"] }`,
+    );
+    expect(Object.keys(await withoutSudo.withNamespace(ns).listAuthMounts())).toContain('token/');
+    const denied = await expectCode(
+      withoutSudo.withNamespace(ns).enableAuth('kubernetes', 'kubernetes'),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    expect(denied.details.errors).toEqual([ACL_DENIED]);
+    const withSudo = await tokenWith(
+      `path "${ns}/sys/auth" { capabilities = ["read"] }\npath "${ns}/sys/auth/*" { capabilities = ["update", "sudo"] }`,
+    );
+    expect(await withSudo.withNamespace(ns).enableAuth('kubernetes', 'kubernetes')).toBe(true);
+  });
+
+  it('asks create for the first KV v2 write of a key and update for the next ones', async () => {
+    const ns = root.withNamespace(base);
+    const createOnly = await tokenWith(`path "${base}/kv/data/acl-cu/*" { capabilities = ["create"] }`);
+    await createOnly.withNamespace(base).kvWrite('kv', 'acl-cu/a', { n: 1 });
+    await expectCode(
+      createOnly.withNamespace(base).kvWrite('kv', 'acl-cu/a', { n: 2 }),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    const updateOnly = await tokenWith(`path "${base}/kv/data/acl-cu/*" { capabilities = ["update"] }`);
+    await expectCode(
+      updateOnly.withNamespace(base).kvWrite('kv', 'acl-cu/b', { n: 1 }),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+    await updateOnly.withNamespace(base).kvWrite('kv', 'acl-cu/a', { n: 3 });
+    expect((await ns.kvRead('kv', 'acl-cu/a'))?.version).toBe(2);
+  });
+
+  it('lets LIST use a rule on the folder written without the trailing slash', async () => {
+    await root.withNamespace(base).kvWrite('kv', 'acl-list/one', { n: 1 });
+    const lister = await tokenWith(`path "${base}/kv/metadata/acl-list" { capabilities = ["list"] }`);
+    expect(await lister.withNamespace(base).kvList('kv', 'acl-list')).toEqual(['one']);
+  });
+});
+
 describe('sys/health and sys/seal-status', () => {
   it('refuses sys/health with a namespace header, and the client never sends one there', async () => {
     const answer = await raw(target, 'GET', 'sys/health', { namespace: base });
@@ -365,6 +450,9 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
   let kube: Server;
   let kubeUrl: string;
   const reviews: { authorization: string | undefined; body: Record<string, unknown> }[] = [];
+  /** `GET /api/v1/namespaces/<ns>` reads, and the labels each namespace answers with. */
+  const namespaceReads: { authorization: string | undefined; name: string }[] = [];
+  const namespaceLabels = new Map<string, Record<string, string>>([['labelled', { team: 'web' }]]);
   let answer: (body: Record<string, unknown>) => { status: number; body: unknown } = () => ({
     status: 201,
     body: {},
@@ -373,6 +461,17 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
 
   beforeAll(async () => {
     kube = createServer(async (req: IncomingMessage, res) => {
+      const read = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(req.url ?? '');
+      if (req.method === 'GET' && read) {
+        namespaceReads.push({ authorization: req.headers.authorization, name: read[1] });
+        const labels = namespaceLabels.get(read[1]);
+        const status = labels ? 200 : 404;
+        const body = labels
+          ? { kind: 'Namespace', apiVersion: 'v1', metadata: { name: read[1], labels } }
+          : { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 };
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+        return;
+      }
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
@@ -471,6 +570,42 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
     );
   });
 
+  it('reads the pod namespace with the reviewer JWT for a role with a namespace selector, before the review (namespace_validator.go)', async () => {
+    // The reviewer vouches for the pod in the namespace its token names.
+    answer = (body) => {
+      const reply = approve(body);
+      (reply.body.status.user as { username: string }).username = `system:serviceaccount:labelled:${sa.name}`;
+      return reply;
+    };
+    const ns = root.withNamespace(`${base}/fresh`);
+    await ns.writeKubernetesAuthRole('kubernetes', 'by-label', {
+      boundServiceAccountNames: ['web'],
+      boundServiceAccountNamespaces: [],
+      boundServiceAccountNamespaceSelector: '{"matchLabels":{"team":"web"}}',
+      policies: ['app'],
+      ttl: '1h',
+      audience: 'openbao',
+    });
+    const login = (namespace: string) =>
+      raw(target, 'POST', 'auth/kubernetes/login', {
+        namespace: `${base}/fresh`,
+        token: null,
+        body: { role: 'by-label', jwt: serviceAccountJwt({ ...sa, namespace, aud: ['openbao'] }) },
+      });
+    namespaceReads.length = 0;
+    reviews.length = 0;
+    expect((await login('labelled')).status).toBe(200);
+    expect(namespaceReads).toEqual([{ authorization: 'Bearer reviewer-jwt', name: 'labelled' }]);
+    expect(reviews).toHaveLength(1);
+    namespaceLabels.set('other-team', { team: 'db' });
+    const other = await login('other-team');
+    expect(other.json).toEqual({ errors: ['namespace not authorized'] });
+    const missing = await login('gone');
+    expect(missing.status).toBe(403);
+    expect(String((missing.json!.errors as string[])[0])).toMatch(/^namespace not authorized err=/);
+    expect(reviews).toHaveLength(1);
+  });
+
   it('refuses a service account outside the role, an expired token and a wrong audience before any review', async () => {
     answer = approve;
     reviews.length = 0;
@@ -500,6 +635,24 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('Kubernetes auth against a fake TokenRevie
     });
     expect(unknownRole.json).toEqual({ errors: ['invalid role name "nope"'] });
     expect(reviews).toHaveLength(0);
+  });
+});
+
+describe('Kubernetes auth config as OpenBao stores it (path_config.go)', () => {
+  it('keeps kubernetes_host exactly as given, trailing slash included, and only warns about a CA that is not PEM', async () => {
+    const ns = root.withNamespace(`${base}/fresh`);
+    await ns.enableAuth('kube-exact', 'kubernetes');
+    const write = await raw(target, 'POST', 'auth/kube-exact/config', {
+      namespace: `${base}/fresh`,
+      body: { kubernetes_host: 'https://bridge.example:8444/clusters/x/', kubernetes_ca_cert: 'not a PEM' },
+    });
+    expect(write.status).toBe(200);
+    expect((write.json!.warnings as string[]).length).toBeGreaterThan(0);
+    const read = await raw(target, 'GET', 'auth/kube-exact/config', { namespace: `${base}/fresh` });
+    expect((read.json!.data as Record<string, unknown>).kubernetes_host).toBe(
+      'https://bridge.example:8444/clusters/x/',
+    );
+    expect((read.json!.data as Record<string, unknown>).kubernetes_ca_cert).toBe('not a PEM');
   });
 });
 

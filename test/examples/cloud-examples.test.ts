@@ -4,6 +4,7 @@
  * imported through a copy beside it whose one `cloudtaser/constructs` specifier points at the source entry;
  * everything else (cdktf, constructs, relative files) resolves exactly as in the example.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -28,7 +29,7 @@ async function importExample(cloud: string): Promise<ExampleApp> {
 }
 
 interface ExampleApp {
-  createApp(options: { outdir?: string }): { synth(): void };
+  createApp(options: { outdir?: string }): import('constructs').Construct & { synth(): void };
 }
 
 const clouds = [
@@ -55,24 +56,81 @@ describe.each(clouds)('examples/$cloud', ({ cloud, modules, execCommand }) => {
     const { createApp } = await importExample(cloud);
     const outdir = mkdtempSync(join(tmpdir(), `cloudtaser-example-${cloud}-`));
     scratch.push(outdir);
-    createApp({ outdir }).synth();
+    const app = createApp({ outdir });
+    app.synth();
     const read = (stack: string) =>
       JSON.parse(readFileSync(join(outdir, 'stacks', stack, 'cdk.tf.json'), 'utf8'));
     const manifest = JSON.parse(readFileSync(join(outdir, 'manifest.json'), 'utf8'));
-    return { outdir, manifest, cluster: read(`${cloud}-cluster`), cloudtaser: read(`${cloud}-cloudtaser`) };
+    // What `cdktf synth` prints as warnings: the constructs' warning annotations.
+    const warnings = app.node
+      .findAll()
+      .flatMap((node) => node.node.metadata)
+      .filter((entry) => entry.type === '@cdktf/warn')
+      .map((entry) => String(entry.data));
+    return {
+      outdir,
+      manifest,
+      warnings,
+      cluster: read(`${cloud}-cluster`),
+      cloudtaser: read(`${cloud}-cloudtaser`),
+    };
   }
 
-  it('ships its own package.json (cloudtaser from file:../..), cdktf.json and a README', () => {
+  it('ships its own package.json (cloudtaser from file:../.., installed as a copy), cdktf.json and a README', () => {
     const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
     expect(pkg.dependencies.cloudtaser).toBe('file:../..');
     expect(pkg.dependencies.cdktf).toBeDefined();
+    expect(pkg.dependencies.constructs).toBeDefined();
+    // The constructs declare their helm/kubernetes resources themselves: no prebuilt provider package.
+    expect(Object.keys(pkg.dependencies).filter((d) => d.startsWith('@cdktf/'))).toEqual([]);
+    // What cdktf.json runs must be installed by `npm install` in this folder, and npx must not fetch it instead.
+    expect(pkg.devDependencies).toHaveProperty('tsx');
+    expect(pkg.devDependencies).toHaveProperty('cdktf-cli');
     const cdktf = JSON.parse(readFileSync(join(dir, 'cdktf.json'), 'utf8'));
-    expect(cdktf).toMatchObject({ language: 'typescript', sendCrashReports: 'false' });
-    expect(cdktf.app).toContain('main.ts');
+    expect(cdktf).toMatchObject({
+      language: 'typescript',
+      sendCrashReports: 'false',
+      app: 'npx --no-install tsx main.ts',
+    });
+    expect(readFileSync(join(dir, '.npmrc'), 'utf8')).toMatch(/^install-links=true$/m);
     const readme = readFileSync(join(dir, 'README.md'), 'utf8');
     expect(readme).toMatch(/TerraformHclModule/);
     expect(readme).toMatch(/@cdktf\/provider-/);
     expect(readme).toMatch(/cross-stack/i);
+  });
+
+  it('has a README written for its cloud: what it creates, the requirements, and the commands in order', () => {
+    const readme = readFileSync(join(dir, 'README.md'), 'utf8');
+    const cloudName = cloud.toUpperCase();
+    expect(readme).toMatch(new RegExp(`^# cloudtaser on ${cloudName} \\(CDKTF\\)`));
+    // "a GKE" (gee), "an EKS", "an AKS": the article of the spoken letter.
+    expect(readme).toMatch(new RegExp(`Creates ${cloud === 'gke' ? 'a' : 'an'} ${cloudName} cluster`));
+    expect(readme).not.toMatch(/\ba [AEIOU][A-Z]{2}\b/);
+    for (const section of ['## Requirements', '## Commands']) expect(readme).toContain(section);
+    expect(readme).toContain(execCommand === 'aws' ? 'aws eks get-token' : execCommand);
+    for (const module of Object.values(modules)) expect(readme).toContain(module);
+    const commands = /## Commands\n\n```sh\n([\s\S]*?)```/.exec(readme)![1];
+    const order = [
+      `cd examples/${cloud}`,
+      'npm install',
+      'provider install --mirror',
+      `npx cdktf deploy ${cloud}-cluster ${cloud}-cloudtaser`,
+      `npx cdktf destroy ${cloud}-cloudtaser ${cloud}-cluster`,
+    ];
+    const positions = order.map((c) => commands.indexOf(c));
+    expect(positions, commands).not.toContain(-1);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+    expect(readme).not.toMatch(/without any npm install/);
+  });
+
+  it('keeps no lockfile in git: npm writes one on install and .gitignore ignores it', () => {
+    const lockfile = `examples/${cloud}/package-lock.json`;
+    const ignored = spawnSync('git', ['check-ignore', '-q', lockfile], { cwd: join(EXAMPLES, '..') });
+    expect(ignored.status, `${lockfile} is ignored`).toBe(0);
+    const tracked = spawnSync('git', ['ls-files', '--error-unmatch', lockfile], {
+      cwd: join(EXAMPLES, '..'),
+    });
+    expect(tracked.status, `${lockfile} is not tracked`).not.toBe(0);
   });
 
   it('imports cloudtaser only through its public entry, as a user would', () => {
@@ -124,6 +182,36 @@ describe.each(clouds)('examples/$cloud', ({ cloud, modules, execCommand }) => {
       'operator.broker.attestation.enabled',
     ]);
     expect(cloudtaser.terraform.required_providers.cloudtaser.source).toBe('cloudtaser/cloudtaser');
+  });
+
+  it('turns attested bootstrap on, as the README says: keys read from the cluster, the operator sends a token', async () => {
+    const { cloudtaser, warnings } = await synth();
+    const sources = cloudtaser.data.cloudtaser_cluster_fingerprint as Record<string, Record<string, unknown>>;
+    expect(Object.keys(sources)).toHaveLength(1);
+    const [sourceId, source] = Object.entries(sources)[0];
+    expect(source.host).toContain(
+      `data.terraform_remote_state.cross-stack-reference-input-${cloud}-cluster.outputs.`,
+    );
+    expect((source.exec as { command: string }).command).toBe(execCommand);
+    const [registrationId, registration] = Object.entries(
+      cloudtaser.resource.cloudtaser_cluster_registration,
+    )[0] as [string, Record<string, unknown>];
+    expect(registration.attestation_issuer).toBe(
+      `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_issuer}`,
+    );
+    expect(registration.attestation_jwks).toBe(
+      `\${data.cloudtaser_cluster_fingerprint.${sourceId}.service_account_jwks}`,
+    );
+    const release = Object.values(cloudtaser.resource.helm_release)[0] as {
+      set: Array<{ name: string; value: string }>;
+    };
+    expect(release.set).toContainEqual(
+      expect.objectContaining({
+        name: 'operator.broker.attestation.enabled',
+        value: `\${cloudtaser_cluster_registration.${registrationId}.attested}`,
+      }),
+    );
+    expect(warnings.filter((w) => /trust on first use|attest/i.test(w))).toEqual([]);
   });
 
   it('uses no null_resource or local-exec and writes no token or private key', async () => {

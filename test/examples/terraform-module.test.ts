@@ -147,7 +147,7 @@ describe('examples/terraform-module registration, applied for real', () => {
     });
     workspace = createWorkspace({
       cliConfig: `disable_checkpoint = true\n${mirror.cliConfig}`,
-      env: { CLOUDTASER_SECRETSTORE_TOKEN: dev.secretstoreToken },
+      env: { CLOUDTASER_SECRETSTORE_TOKEN: dev.registrarToken },
     });
   }, 120_000);
 
@@ -192,7 +192,7 @@ describe('examples/terraform-module registration, applied for real', () => {
     });
 
     const state = readFileSync(join(workspace.dir, 'terraform.tfstate'), 'utf8');
-    expect(secretsIn(state, [dev.secretstoreToken])).toEqual([]);
+    expect(secretsIn(state, [dev.secretstoreToken, dev.registrarToken])).toEqual([]);
 
     const plan = await workspace.run(['plan', '-detailed-exitcode', '-input=false', '-no-color']);
     expect(plan.code, plan.stdout).toBe(0);

@@ -12,11 +12,13 @@ import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { getClusterStatus } from '../../runtime/registration/index.js';
 import {
   beaconCert,
+  beaconClientCa,
   eventually,
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
   type SecretStore,
   startSecretStore,
+  testBeaconIdentity,
 } from '../runtime/fixtures.js';
 import { type FaultProxy, startFaultProxy } from './openbao-proxy.js';
 
@@ -32,6 +34,7 @@ beforeAll(async () => {
     host: '127.0.0.1',
     port: 0,
     tls: beaconCert,
+    bridgeCaPems: [beaconClientCa.certPem],
     limits: { brokerWaitMs: 2_000, bridgeWaitMs: 5_000, keepaliveIntervalMs: 1_000 },
   });
 });
@@ -51,7 +54,7 @@ afterEach(async () => {
 async function bridge(timeoutMs = 2_000): Promise<BridgeHandle> {
   const openbao = new OpenBaoClient({
     address: proxy.address,
-    token: store.server.rootToken,
+    token: store.identities.bridgeToken,
     retries: 1,
     retryBaseDelayMs: 1,
     timeoutMs,
@@ -60,6 +63,7 @@ async function bridge(timeoutMs = 2_000): Promise<BridgeHandle> {
     openbao,
     beacons: [`127.0.0.1:${beacon.port}`],
     beaconCaPem: beaconCert.certPem,
+    beaconIdentity: testBeaconIdentity,
     timing: FAST_BRIDGE_TIMING,
   });
   running.push({

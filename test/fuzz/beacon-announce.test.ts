@@ -54,6 +54,7 @@ beforeAll(async () => {
     port: 0,
     tls: cert,
     plain: true,
+    allowAnonymousBridges: true,
     logger: log.logger,
     limits: { announceTimeoutMs: ANNOUNCE_TIMEOUT_MS, brokerWaitMs: 5_000, bridgeWaitMs: 5_000 },
   });
@@ -373,6 +374,7 @@ describe('beacon bugs found by fuzzing (regressions)', () => {
       port: 0,
       tls: { certPem: cert.certPem, keyPem: cert.keyPem },
       plain: true,
+      allowAnonymousBridges: true,
       metrics: false,
     });
     try {

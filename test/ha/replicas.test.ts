@@ -98,7 +98,7 @@ describe('beacon replicas behind one name', () => {
   it('re-pairs the broker and bridge on the other replica within the backoff bound when the carrying one is killed mid-tunnel', async () => {
     const cluster = await store.register();
     bridge = await startBridge({
-      openbao: store.admin,
+      openbao: store.bridge,
       beacons: [`${BEACON_NAME}:${port}`],
       beaconCaPem: beaconCert.certPem,
       resolve,

@@ -73,7 +73,7 @@ describe('soak: repeated bootstrap and tunnel round trips', () => {
       const cluster = await store.register();
       const beaconAddress = `127.0.0.1:${beacon.port}`;
       bridge = await startBridge({
-        openbao: store.admin,
+        openbao: store.bridge,
         beacons: [beaconAddress],
         beaconCaPem: beaconCert.certPem,
         timing: FAST_BRIDGE_TIMING,
@@ -82,7 +82,7 @@ describe('soak: repeated bootstrap and tunnel round trips', () => {
       let rounds = 0;
       let roundTrips = 0;
       const cycle = async () => {
-        if (rounds > 0) await rearmCluster(store.admin, { fingerprint: cluster.fingerprint });
+        if (rounds > 0) await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
         const broker = await startBroker({
           fingerprint: cluster.fingerprint,
           beacons: [beaconAddress],

@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '../../runtime/cli/program.js';
 import { annotateSecretsForMigration, MIGRATE_ANNOTATION } from '../../runtime/migration/index.js';
+import { registerCluster } from '../../runtime/registration/index.js';
 import { type OperationalStack, startOperationalStack } from './stack.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: AdmissionReview and Event JSON are read loosely in assertions
@@ -17,6 +18,7 @@ const between = new Map<string, () => Promise<void>>();
 
 beforeAll(async () => {
   stack = await startOperationalStack({
+    registration: { migration: true },
     broker: {
       migration: {
         intervalMs: 0,
@@ -222,9 +224,75 @@ describe('migration of Kubernetes Secrets into OpenBao', () => {
     expect(outcomes.find((o) => o.name === 'lib-1')?.result).toBe('migrated');
   });
 
-  it('wrote no migrated secret value to Loose log line', () => {
+  it('keeps a Secret whose OpenBao path already holds a hand-written value, and says so on the Secret', async () => {
+    await stack.clusterAdmin.kvWrite('secret', `k8s/${NS}/handmade`, { password: 'set-by-an-admin' });
+    await createSecret('handmade', { password: 'cluster-copy' });
+    await mark('handmade');
+    const outcomes = (await migrator().runOnce()).filter((o) => o.name === 'handmade');
+    expect(outcomes).toEqual([
+      expect.objectContaining({ name: 'handmade', result: 'failed', reason: 'CT_MIGRATION_CONFLICT' }),
+    ]);
+    expect(await secretExists('handmade')).toBe(true);
+    expect((await stored('handmade'))?.data).toEqual({ password: 'set-by-an-admin' });
+    expect(await events('handmade')).toContainEqual(
+      expect.objectContaining({
+        reason: 'MigrationFailed',
+        message: expect.stringContaining('CT_MIGRATION_CONFLICT'),
+      }),
+    );
+    await stack.kubeAdmin.deleteSecret(NS, 'handmade');
+  });
+
+  it('stops when the registration turns migration off: every Secret kept, CT_MIGRATION_DISABLED in /status; on again, it resumes', async () => {
+    const register = (migration: boolean) =>
+      registerCluster(stack.registrar, {
+        fingerprint: stack.cluster.fingerprint,
+        tokenReviewEndpoint: stack.bridge.tokenReviewUrl,
+        migration,
+      });
+    await register(false);
+    await stack.bridge.pollNow();
+    await createSecret('paused', { token: 'paused-value' });
+    await mark('paused');
+    const refused = (await migrator().runOnce()).filter((o) => o.name === 'paused');
+    expect(refused).toEqual([
+      expect.objectContaining({ name: 'paused', result: 'refused', reason: 'CT_MIGRATION_DISABLED' }),
+    ]);
+    expect(await secretExists('paused')).toBe(true);
+    expect(await stored('paused')).toBeUndefined();
+    const health = await request(`${stack.broker.healthUrl}/status`);
+    const status = (await health.body.json()) as Loose;
+    expect(status.migration).toMatchObject({ state: 'refused', lastErrorCode: 'CT_MIGRATION_DISABLED' });
+    expect(status.migration.reason).toContain('--migration');
+    expect(await events('paused')).toContainEqual(
+      expect.objectContaining({ reason: 'MigrationRefused', type: 'Warning' }),
+    );
+    expect(
+      stack.logs.some(
+        (l) => l.includes('"event":"migration.refused"') && l.includes('CT_MIGRATION_DISABLED'),
+      ),
+    ).toBe(true);
+
+    await register(true);
+    await stack.bridge.pollNow();
+    expect((await migrator().runOnce()).filter((o) => o.name === 'paused')).toEqual([
+      expect.objectContaining({ name: 'paused', result: 'migrated' }),
+    ]);
+    expect(stack.broker.status().migration?.state).toBe('active');
+    expect(await secretExists('paused')).toBe(false);
+  });
+
+  it('wrote no migrated secret value to any log line', () => {
     const all = stack.logs.join('\n');
-    for (const value of ['hunter2-migrated', 'crash-test-value', 'old-value', 'new-value'])
+    for (const value of [
+      'hunter2-migrated',
+      'crash-test-value',
+      'old-value',
+      'new-value',
+      'cluster-copy',
+      'set-by-an-admin',
+      'paused-value',
+    ])
       expect(all).not.toContain(value);
   });
 });

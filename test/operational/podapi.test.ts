@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OPENBAO_TUNNEL_PREFIX, TOKENREVIEW_TUNNEL_PATH } from '../../runtime/podapi/index.js';
+import {
+  NAMESPACE_TUNNEL_PREFIX,
+  OPENBAO_TUNNEL_PREFIX,
+  TOKENREVIEW_TUNNEL_PATH,
+} from '../../runtime/podapi/index.js';
 import { fetchPodSecrets } from '../../runtime/webhook/index.js';
 import {
   APP_NAMESPACE,
@@ -185,7 +189,7 @@ describe('pod API through broker, beacon and bridge', () => {
     expect(JSON.parse(answer.body.toString())).toEqual({ errors: ['permission denied'] });
   });
 
-  it('the broker serves only TokenReview to the bridge, and the bridge endpoint only POST on the cluster path', async () => {
+  it('the broker serves the bridge only TokenReview and namespace reads (trimmed to name, uid and labels)', async () => {
     const fromBridge = stack.bridge.tunnels(stack.cluster.fingerprint)[0];
     const other = await fromBridge.request({ method: 'GET', path: '/kube/api/v1/secrets' });
     expect(other.status).toBe(404);
@@ -196,20 +200,27 @@ describe('pod API through broker, beacon and bridge', () => {
       '{"spec":{}}',
     );
     expect(noToken.status).toBe(400);
-
-    const base = `${stack.bridge.tokenReviewUrl}/clusters/${stack.cluster.fingerprint}`;
-    const get = await request(`${base}/apis/authentication.k8s.io/v1/tokenreviews`);
-    expect(get.statusCode).toBe(405);
-    await get.body.dump();
-    const elsewhere = await request(`${base}/api/v1/namespaces/kube-system`);
-    expect(elsewhere.statusCode).toBe(404);
-    await elsewhere.body.dump();
-    const unknown = await request(
-      `${stack.bridge.tokenReviewUrl}/clusters/00000000-0000-4000-8000-000000000000/apis/authentication.k8s.io/v1/tokenreviews`,
-      { method: 'POST', body: '{"spec":{"token":"x"}}' },
-    );
-    expect(unknown.statusCode).toBe(503);
-    await unknown.body.dump();
+    const namespace = await fromBridge.request({
+      method: 'GET',
+      path: `${NAMESPACE_TUNNEL_PREFIX}${APP_NAMESPACE}`,
+    });
+    expect(namespace.status).toBe(200);
+    const read = JSON.parse(namespace.body.toString());
+    expect(Object.keys(read.metadata).sort()).toEqual(['labels', 'name', 'uid']);
+    expect(read.metadata.labels).toMatchObject({ 'kubernetes.io/metadata.name': APP_NAMESPACE });
+    const missing = await fromBridge.request({ method: 'GET', path: `${NAMESPACE_TUNNEL_PREFIX}no-such-ns` });
+    expect(missing.status).toBe(404);
+    expect(JSON.parse(missing.body.toString())).toMatchObject({ kind: 'Status', reason: 'NotFound' });
+    const write = await fromBridge.request({
+      method: 'DELETE',
+      path: `${NAMESPACE_TUNNEL_PREFIX}${APP_NAMESPACE}`,
+    });
+    expect(write.status).toBe(405);
+    const traversal = await fromBridge.request({
+      method: 'GET',
+      path: `${NAMESPACE_TUNNEL_PREFIX}a/secrets`,
+    });
+    expect(traversal.status).toBe(404);
   });
 
   it('works with an independent client: node-vault logs in and reads through the pod API', async () => {

@@ -9,11 +9,21 @@ import { Agent, request } from 'undici';
 import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js';
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { createLogger } from '../../runtime/core/log.js';
-import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
+import {
+  type KubeAuditEntry,
+  type KubeTestServer,
+  type PolicyRule,
+  startKubeTestServer,
+} from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
+import {
+  type RegisterOptions,
+  type RegistrationResult,
+  registerCluster,
+} from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 import { type Replicas, startReplicas, startTestBridge, startTestBroker } from '../runtime/fixtures.js';
 
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
@@ -28,7 +38,12 @@ export const POD_API_DNS_NAMES = ['localhost', 'cloudtaser.cloudtaser-system.svc
 
 export interface OperationalStack {
   readonly openbao: OpenBaoTestServer;
+  /** Root token: the OpenBao admin's own work (pod roles and policies, inspection). */
   readonly admin: OpenBaoClient;
+  /** Exactly the shipped registrar policy: how the stack registers the cluster. */
+  readonly registrar: OpenBaoClient;
+  /** Exactly the shipped bridge policy (AppRole login): what the stack's bridge runs with. */
+  readonly bridgeOpenBao: OpenBaoClient;
   readonly kube: KubeTestServer;
   /** Admin access to the test cluster (what `kubectl` with the admin kubeconfig does). */
   readonly kubeAdmin: KubeClient;
@@ -58,7 +73,19 @@ export interface OperationalStack {
 }
 
 export async function startOperationalStack(
-  options: { broker?: Partial<BrokerOptions>; bridge?: Partial<BridgeOptions>; logLevel?: string } = {},
+  options: {
+    broker?: Partial<BrokerOptions>;
+    bridge?: Partial<BridgeOptions>;
+    /** Registration settings beyond the fingerprint and TokenReview endpoint (e.g. `migration: true`). */
+    registration?: Partial<RegisterOptions>;
+    logLevel?: string;
+    /** The operator's RBAC instead of the default grants (e.g. the rules a rendered chart grants). */
+    operatorRbac?: readonly PolicyRule[];
+    /** Sees every non-admin Kubernetes request with its RBAC decision. */
+    kubeAudit?: (entry: KubeAuditEntry) => void;
+    /** Runs before the broker starts (objects the broker expects to find). */
+    beforeBroker?: (kube: KubeTestServer) => Promise<void>;
+  } = {},
 ): Promise<OperationalStack> {
   const logs: string[] = [];
   const sink = new Writable({
@@ -77,7 +104,11 @@ export async function startOperationalStack(
     closers.push(() => openbao.close());
     const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
     closers.push(() => admin.close());
-    const kube = await startKubeTestServer();
+    // The bridge and registration run with exactly the shipped policies (docs/openbao-policies.md).
+    const identities = await provisionIdentities(admin);
+    const registrar = admin.withToken(identities.registrarToken);
+    const bridgeOpenBao = admin.withToken(identities.bridgeToken);
+    const kube = await startKubeTestServer({ audit: options.kubeAudit });
     closers.push(() => kube.close());
     const kubeAdmin = KubeClient.fromConnection({
       kind: 'token',
@@ -90,13 +121,13 @@ export async function startOperationalStack(
     // The operator's service account with exactly the RBAC the chart must grant.
     await kube.createServiceAccount(OPERATOR_NAMESPACE, OPERATOR_SA);
     const operator = { namespace: OPERATOR_NAMESPACE, name: OPERATOR_SA };
-    kube.grant(operator, {
-      verbs: ['create'],
-      resources: ['tokenreviews'],
-      apiGroups: ['authentication.k8s.io'],
-    });
-    kube.grant(operator, { verbs: ['list', 'delete'], resources: ['secrets'] });
-    kube.grant(operator, { verbs: ['create'], resources: ['events'] });
+    const grants: readonly PolicyRule[] = options.operatorRbac ?? [
+      { verbs: ['create'], resources: ['tokenreviews'], apiGroups: ['authentication.k8s.io'] },
+      { verbs: ['list', 'delete'], resources: ['secrets'] },
+      { verbs: ['create'], resources: ['events'] },
+      { verbs: ['get'], resources: ['namespaces'] },
+    ];
+    for (const rule of grants) kube.grant(operator, rule);
     const brokerKube = KubeClient.fromConnection({
       kind: 'token',
       host: kube.url,
@@ -111,7 +142,7 @@ export async function startOperationalStack(
     closers.push(() => replicas.close());
 
     const bridge = await startTestBridge({
-      openbao: admin,
+      openbao: bridgeOpenBao,
       beacons: [replicas.address],
       tokenReview: { host: '127.0.0.1', port: 0 },
       logger,
@@ -119,9 +150,10 @@ export async function startOperationalStack(
     });
     closers.push(() => bridge.close());
 
-    const cluster = await registerCluster(admin, {
+    const cluster = await registerCluster(registrar, {
       fingerprint: kube.kubeSystemUid,
       tokenReviewEndpoint: bridge.tokenReviewUrl,
+      ...options.registration,
     });
     const clusterAdmin = admin.withNamespace(cluster.namespace);
     await clusterAdmin.writePolicy(
@@ -136,10 +168,13 @@ export async function startOperationalStack(
     });
     await clusterAdmin.kvWrite('secret', SECRET_PATH, { password: SECRET_VALUE, user: 'app' });
     await bridge.pollNow();
+    await options.beforeBroker?.(kube);
 
     const launch = async (extra: Partial<BrokerOptions> = {}) => {
       const handle = await startTestBroker({
-        fingerprint: kube.kubeSystemUid,
+        // Read as `broker run` reads it: the kube-system UID, with the operator's own credentials.
+        fingerprint: async (signal) =>
+          (await brokerKube.getNamespace('kube-system', { signal })).metadata?.uid ?? '',
         beacons: [replicas.address],
         caSha256: cluster.operationalHash,
         kube: brokerKube,
@@ -163,6 +198,8 @@ export async function startOperationalStack(
     return {
       openbao,
       admin,
+      registrar,
+      bridgeOpenBao,
       kube,
       kubeAdmin,
       brokerKube,

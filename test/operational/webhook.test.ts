@@ -1,9 +1,13 @@
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  DEFAULT_TOKEN_AUDIENCE,
   INIT_CONTAINER_NAME,
   INJECT_LABEL,
   NOT_CONNECTED_MESSAGE,
+  TOKEN_AUDIENCE_ANNOTATION,
+  TOKEN_EXPIRATION_SECONDS,
+  TOKEN_VOLUME_NAME,
   VOLUME_NAME,
   WEBHOOK_PATH,
 } from '../../runtime/webhook/index.js';
@@ -131,10 +135,35 @@ describe('mutating webhook', () => {
     expect(mutated.metadata.annotations['cloudtaser.io/injected']).toBe('true');
     expect(mutated.spec.volumes).toEqual([
       { name: VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '4Mi' } },
+      {
+        name: TOKEN_VOLUME_NAME,
+        projected: {
+          sources: [
+            {
+              serviceAccountToken: {
+                path: 'token',
+                audience: DEFAULT_TOKEN_AUDIENCE,
+                expirationSeconds: TOKEN_EXPIRATION_SECONDS,
+              },
+            },
+          ],
+        },
+      },
     ]);
     const init = mutated.spec.initContainers[0];
     expect(init.name).toBe(INIT_CONTAINER_NAME);
     expect(init.image).toBe(IMAGE);
+    // The image's entry point runs the CLI; only the arguments are set.
+    expect(init.command).toBeUndefined();
+    expect(init.args).toEqual(['pod', 'fetch-secrets']);
+    // The projected token is mounted into the init container only; app containers get none from us.
+    expect(init.volumeMounts).toContainEqual({
+      name: TOKEN_VOLUME_NAME,
+      mountPath: '/var/run/cloudtaser-token',
+      readOnly: true,
+    });
+    for (const container of mutated.spec.containers)
+      expect(JSON.stringify(container.volumeMounts)).not.toContain(TOKEN_VOLUME_NAME);
     const env = Object.fromEntries(init.env.map((e: { name: string; value: string }) => [e.name, e.value]));
     expect(env.CLOUDTASER_POD_API_URL).toBe(stack.broker.status().podApiUrl);
     expect(env.CLOUDTASER_POD_API_CA_PEM).toBe(stack.cluster.caCertPem);
@@ -168,7 +197,11 @@ describe('mutating webhook', () => {
       original,
       JSON.parse(Buffer.from(answer.body.response.patch, 'base64').toString()),
     );
-    expect(mutated.spec.volumes.map((v: { name: string }) => v.name)).toEqual(['data', VOLUME_NAME]);
+    expect(mutated.spec.volumes.map((v: { name: string }) => v.name)).toEqual([
+      'data',
+      VOLUME_NAME,
+      TOKEN_VOLUME_NAME,
+    ]);
     expect(mutated.spec.initContainers.map((c: { name: string }) => c.name)).toEqual([
       INIT_CONTAINER_NAME,
       'migrate',
@@ -185,6 +218,19 @@ describe('mutating webhook', () => {
       const answer = await admit(body);
       expect(answer.body.response).toEqual({ uid, allowed: true });
     }
+  });
+
+  it('takes the login token audience from the pod annotation and refuses one with spaces', async () => {
+    const custom = await admit(
+      review('u-aud', pod({ [INJECT_LABEL]: 'true' }, { [TOKEN_AUDIENCE_ANNOTATION]: 'vault' })),
+    );
+    const ops = JSON.parse(Buffer.from(custom.body.response.patch, 'base64').toString());
+    expect(JSON.stringify(ops)).toContain('"audience":"vault"');
+    const bad = await admit(
+      review('u-aud2', pod({ [INJECT_LABEL]: 'true' }, { [TOKEN_AUDIENCE_ANNOTATION]: 'two words' })),
+    );
+    expect(bad.body.response.allowed).toBe(false);
+    expect(bad.body.response.status.message).toContain(TOKEN_AUDIENCE_ANNOTATION);
   });
 
   it('refuses a labelled pod whose secret annotation is malformed, with the reason', async () => {
@@ -243,7 +289,7 @@ describe('mutating webhook', () => {
     expect(podApi.status).toBe(503);
     expect(String((podApi.body.errors as string[])[0])).toContain('not connected');
 
-    const bridge = await startTestBridge({ openbao: stack.admin, beacons: [stack.replicas.address] });
+    const bridge = await startTestBridge({ openbao: stack.bridgeOpenBao, beacons: [stack.replicas.address] });
     try {
       await stack.broker.waitForPhase('operational', 20_000);
       const back = await admit(review('u-back', pod({ [INJECT_LABEL]: 'true' })));

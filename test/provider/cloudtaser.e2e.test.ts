@@ -13,7 +13,8 @@ import { silentProviderLogger } from '../../provider/wire/hclog.js';
 import { initHash, sha256Hex } from '../../runtime/core/hashes.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { deregisterCluster, getClusterStatus } from '../../runtime/registration/index.js';
+import { deregisterCluster, getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 import { createWorkspace, type TerraformWorkspace } from './support/terraform.js';
 
 const FP = '6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b';
@@ -23,6 +24,7 @@ function mainTf(options: {
   address: string;
   fingerprint?: string;
   purge?: boolean;
+  migration?: boolean;
   token?: string;
   extra?: string;
 }) {
@@ -37,7 +39,7 @@ provider "cloudtaser" {
 ${options.token ? `  secretstore_token = "${options.token}"\n` : ''}}
 resource "cloudtaser_cluster_registration" "prod" {
   fingerprint = ${options.fingerprint ?? `"${FP}"`}
-${options.purge ? '  purge_on_destroy = true\n' : ''}}
+${options.purge ? '  purge_on_destroy = true\n' : ''}${options.migration === undefined ? '' : `  migration_enabled = ${options.migration}\n`}}
 output "init_hash" { value = cloudtaser_cluster_registration.prod.init_hash }
 output "namespace" { value = cloudtaser_cluster_registration.prod.namespace }
 output "operational_hash" { value = cloudtaser_cluster_registration.prod.operational_hash }
@@ -51,6 +53,8 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
   let provider: ProviderServerHandle;
   let ws: TerraformWorkspace;
   let admin: OpenBaoClient;
+  /** What the provider runs with: exactly the shipped registrar policy. */
+  let registrarToken: string;
 
   const outputs = async () => {
     const r = await ws.run(['output', '-json']);
@@ -64,9 +68,10 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
   beforeAll(async () => {
     openbao = await startOpenBaoTestServer();
     admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    registrarToken = (await provisionIdentities(admin)).registrarToken;
     // The provider reads the token from its environment, as it would from terraform's.
     provider = await startProviderServer(
-      createCloudtaserProvider({ env: { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken } }),
+      createCloudtaserProvider({ env: { CLOUDTASER_SECRETSTORE_TOKEN: registrarToken } }),
       { logger: silentProviderLogger },
     );
     ws = createWorkspace({ env: provider.reattachEnv });
@@ -110,7 +115,7 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
     const state = readFileSync(join(ws.dir, 'terraform.tfstate'), 'utf8');
     expect(state).toContain('BEGIN CERTIFICATE');
     expect(state).not.toMatch(/PRIVATE KEY/);
-    expect(state).not.toContain(openbao.rootToken);
+    expect(state).not.toContain(registrarToken);
     const resource = JSON.parse(state).resources[0].instances[0];
     expect(Object.keys(resource.attributes).sort()).toEqual(
       [
@@ -123,11 +128,33 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
         'id',
         'init_hash',
         'initialized',
+        'migration_enabled',
         'namespace',
         'operational_hash',
         'purge_on_destroy',
+        'tokenreview_ca_cert',
+        'tokenreview_endpoint',
       ].sort(),
     );
+  });
+
+  it('switches migration_enabled in place, the registration record follows, and a CLI change shows as drift', async () => {
+    ws.write('main.tf', mainTf({ address: openbao.address, migration: true }));
+    const on = await ws.run(['apply', '-auto-approve', '-no-color']);
+    expect(on.code, on.stderr).toBe(0);
+    expect(on.stdout).toContain('0 added, 1 changed, 0 destroyed');
+    expect((await status()).migrationEnabled).toBe(true);
+    // Turned off behind Terraform's back (source register --no-migration): the next plan puts it back.
+    await registerCluster(admin, { fingerprint: FP, migration: false });
+    const drift = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+    expect(drift.code, drift.stderr).toBe(2);
+    expect(drift.stdout).toMatch(/migration_enabled\s+= false -> true/);
+    ws.write('main.tf', mainTf({ address: openbao.address }));
+    const off = await ws.run(['apply', '-auto-approve', '-no-color']);
+    expect(off.code, off.stderr).toBe(0);
+    expect((await status()).migrationEnabled).toBe(false);
+    const quiet = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+    expect(quiet.code, quiet.stdout).toBe(0);
   });
 
   it('sees an out-of-band deregistration as drift and re-registers on apply', async () => {
@@ -193,8 +220,9 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
     );
     const plan = await ws.run(['plan', '-no-color']);
     expect(plan.code, plan.stderr).toBe(0);
-    expect(plan.stdout).toContain('fingerprint      = (known after apply)');
-    expect(plan.stdout).toContain('init_hash        = (known after apply)');
+    // Terraform aligns the `=` by the longest attribute name in the block, so only the spacing is free.
+    expect(plan.stdout).toMatch(/fingerprint\s+= \(known after apply\)/);
+    expect(plan.stdout).toMatch(/init_hash\s+= \(known after apply\)/);
     const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
     expect(apply.code, apply.stderr).toBe(0);
     expect((await status(FP2)).registered).toBe(true);

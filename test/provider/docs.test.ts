@@ -13,6 +13,7 @@ describe('registry docs generated from the schema', () => {
     expect(Object.keys(generated).sort()).toEqual([
       'data-sources/cluster_fingerprint.md',
       'index.md',
+      'resources/beacon_client_ca.md',
       'resources/cluster_registration.md',
     ]);
     for (const [path, content] of Object.entries(generated)) {

@@ -32,7 +32,10 @@ describe('go-plugin handshake of the bundled provider', () => {
       expect(x509.ca).toBe(true);
       expect(x509.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
       const schema = await p.call('GetProviderSchema');
-      expect(Object.keys(schema.resourceSchemas)).toEqual(['cloudtaser_cluster_registration']);
+      expect(Object.keys(schema.resourceSchemas)).toEqual([
+        'cloudtaser_cluster_registration',
+        'cloudtaser_beacon_client_ca',
+      ]);
       expect(Object.keys(schema.dataSourceSchemas)).toEqual(['cloudtaser_cluster_fingerprint']);
       expect(schema.serverCapabilities).toMatchObject({ planDestroy: true, getProviderSchemaOptional: true });
       expect(await p.shutdown()).toBe(0);
@@ -75,6 +78,17 @@ describe('go-plugin handshake of the bundled provider', () => {
     expect(r.stderr).toContain('--debug');
   });
 
+  it.each([['--help'], ['-h']])(
+    '%s prints usage on stdout and exits 0 (a request, not an error)',
+    async (flag) => {
+      const r = await runToExit([flag], {});
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: terraform-provider-cloudtaser /);
+      expect(r.stdout).toContain('--debug');
+      expect(r.stderr).toBe('');
+    },
+  );
+
   it('when terraform offers only protocol 5, says so on the first stdout line (shown to the user)', async () => {
     const r = await runToExit([], { [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE, PLUGIN_PROTOCOL_VERSIONS: '5' });
     expect(r.code).toBe(1);
@@ -87,6 +101,7 @@ describe('go-plugin handshake of the bundled provider', () => {
       expect(p.fields[5]).toBe('');
       expect((await p.call('GetMetadata')).resources).toEqual([
         { typeName: 'cloudtaser_cluster_registration' },
+        { typeName: 'cloudtaser_beacon_client_ca' },
       ]);
       expect(await p.shutdown()).toBe(0);
     } finally {

@@ -11,6 +11,7 @@ import { hashFiles, hashPackageDir, installProviderMirror } from '../../provider
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { getClusterStatus } from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 import { testBundle } from './support/bundle.js';
 import { createWorkspace, TERRAFORM } from './support/terraform.js';
 
@@ -34,12 +35,17 @@ resource "cloudtaser_cluster_registration" "prod" {
 
 describe('provider installed from a filesystem mirror, spawned by terraform', () => {
   let openbao: OpenBaoTestServer;
+  /** The provider runs with exactly the shipped registrar policy. */
+  let registrarToken: string;
   let bundle: string;
   const dirs: string[] = [];
 
   beforeAll(async () => {
     bundle = await testBundle();
     openbao = await startOpenBaoTestServer();
+    const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    registrarToken = (await provisionIdentities(admin)).registrarToken;
+    await admin.close();
   }, 60_000);
   afterAll(async () => {
     await openbao?.close();
@@ -60,7 +66,7 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
         cliConfig: `disable_checkpoint = true\n${installed.cliConfig}`,
         env: {
           CLOUDTASER_SECRETSTORE_ADDRESS: openbao.address,
-          CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken,
+          CLOUDTASER_SECRETSTORE_TOKEN: registrarToken,
         },
       });
       try {
@@ -97,7 +103,7 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
       cliConfig: `disable_checkpoint = true\n${installed.cliConfig}`,
       env: {
         CLOUDTASER_SECRETSTORE_ADDRESS: openbao.address,
-        CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken,
+        CLOUDTASER_SECRETSTORE_TOKEN: registrarToken,
       },
     });
     try {

@@ -12,6 +12,7 @@ import {
   rearmCluster,
   registerCluster,
 } from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 
 const FP = '0ad50c05-1153-4508-9237-4cb2912e2c23';
 const CLASHING_FP = '0ad50c05-ffff-4508-9237-4cb2912e2c23';
@@ -22,11 +23,18 @@ function randomFingerprint(): string {
 
 describe('registration against the OpenBao test server', () => {
   let server: OpenBaoTestServer;
+  /** Root token, only to inspect what registration wrote. */
   let admin: OpenBaoClient;
+  /** Registration runs with exactly the shipped registrar policy, the bridge's calls with the bridge policy. */
+  let registrar: OpenBaoClient;
+  let bridge: OpenBaoClient;
 
   beforeAll(async () => {
     server = await startOpenBaoTestServer();
     admin = new OpenBaoClient({ address: server.address, token: server.rootToken, retries: 0 });
+    const identities = await provisionIdentities(admin);
+    registrar = admin.withToken(identities.registrarToken);
+    bridge = admin.withToken(identities.bridgeToken);
   });
   afterAll(async () => {
     await admin.close();
@@ -34,7 +42,7 @@ describe('registration against the OpenBao test server', () => {
   });
 
   it('creates the namespace, mounts, CA, bridge certificate and records at the documented paths', async () => {
-    const result = await registerCluster(admin, { fingerprint: FP });
+    const result = await registerCluster(registrar, { fingerprint: FP });
     expect(result).toMatchObject({
       fingerprint: FP,
       namespace: 'cloudtaser/0ad50c05',
@@ -61,8 +69,8 @@ describe('registration against the OpenBao test server', () => {
   });
 
   it('is idempotent: a second run keeps the same CA and reports no change', async () => {
-    const first = await registerCluster(admin, { fingerprint: FP });
-    const second = await registerCluster(admin, { fingerprint: FP });
+    const first = await registerCluster(registrar, { fingerprint: FP });
+    const second = await registerCluster(registrar, { fingerprint: FP });
     expect(second.operationalHash).toBe(first.operationalHash);
     expect(second.registeredAt).toBe(first.registeredAt);
     expect(second.changed).toBe(false);
@@ -73,37 +81,37 @@ describe('registration against the OpenBao test server', () => {
     await admin
       .withNamespace('cloudtaser')
       .createNamespace(fp.slice(0, 8), { customMetadata: { cloudtaser_fingerprint: fp } });
-    const result = await registerCluster(admin, { fingerprint: fp });
+    const result = await registerCluster(registrar, { fingerprint: fp });
     expect(result.changed).toBe(true);
-    expect((await getClusterStatus(admin, { fingerprint: fp })).registered).toBe(true);
+    expect((await getClusterStatus(registrar, { fingerprint: fp })).registered).toBe(true);
   });
 
   it('agrees on one CA when two registrations of the same cluster race', async () => {
     const fp = randomFingerprint();
     const [a, b] = await Promise.all([
-      registerCluster(admin, { fingerprint: fp }),
-      registerCluster(admin, { fingerprint: fp }),
+      registerCluster(registrar, { fingerprint: fp }),
+      registerCluster(registrar, { fingerprint: fp }),
     ]);
     expect(a.operationalHash).toBe(b.operationalHash);
   });
 
   it('refuses a fingerprint whose 8-character prefix belongs to another cluster, writing nothing', async () => {
-    await registerCluster(admin, { fingerprint: FP });
-    await expect(registerCluster(admin, { fingerprint: CLASHING_FP })).rejects.toMatchObject({
+    await registerCluster(registrar, { fingerprint: FP });
+    await expect(registerCluster(registrar, { fingerprint: CLASHING_FP })).rejects.toMatchObject({
       code: 'CT_NAMESPACE_CLASH',
     });
-    const status = await getClusterStatus(admin, { fingerprint: CLASHING_FP });
+    const status = await getClusterStatus(registrar, { fingerprint: CLASHING_FP });
     expect(status.registered).toBe(false);
     // The original cluster is untouched.
-    expect((await getClusterStatus(admin, { fingerprint: FP })).registered).toBe(true);
+    expect((await getClusterStatus(registrar, { fingerprint: FP })).registered).toBe(true);
   });
 
   it('refuses a fingerprint that is not a UUID before sending any request', async () => {
     const before = server.requestLog().length;
-    await expect(registerCluster(admin, { fingerprint: 'not-a-uuid' })).rejects.toMatchObject({
+    await expect(registerCluster(registrar, { fingerprint: 'not-a-uuid' })).rejects.toMatchObject({
       code: 'CT_INVALID_FINGERPRINT',
     });
-    await expect(registerCluster(admin, { fingerprint: `${FP}/../x` })).rejects.toMatchObject({
+    await expect(registerCluster(registrar, { fingerprint: `${FP}/../x` })).rejects.toMatchObject({
       code: 'CT_INVALID_FINGERPRINT',
     });
     expect(server.requestLog().length).toBe(before);
@@ -141,56 +149,56 @@ describe('registration against the OpenBao test server', () => {
 
   it('marks a cluster initialized exactly once; re-arm allows one more', async () => {
     const fp = randomFingerprint();
-    await registerCluster(admin, { fingerprint: fp });
+    await registerCluster(registrar, { fingerprint: fp });
     const results = await Promise.allSettled(
       [1, 2, 3].map(() =>
-        markClusterInitialized(admin, { fingerprint: fp, brokerCertSha256: 'a'.repeat(64) }),
+        markClusterInitialized(bridge, { fingerprint: fp, brokerCertSha256: 'a'.repeat(64) }),
       ),
     );
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
     expect(rejected.reason.code).toBe('CT_ALREADY_INITIALIZED');
     expect(rejected.reason.message).toContain('--rearm');
-    expect((await rearmCluster(admin, { fingerprint: fp })).wasInitialized).toBe(true);
-    await markClusterInitialized(admin, { fingerprint: fp, brokerCertSha256: 'b'.repeat(64) });
-    expect((await getClusterStatus(admin, { fingerprint: fp })).initialized).toBe(true);
+    expect((await rearmCluster(registrar, { fingerprint: fp })).wasInitialized).toBe(true);
+    await markClusterInitialized(bridge, { fingerprint: fp, brokerCertSha256: 'b'.repeat(64) });
+    expect((await getClusterStatus(registrar, { fingerprint: fp })).initialized).toBe(true);
   });
 
   it('lists registered clusters and hands the bridge its trust material', async () => {
     const fp = randomFingerprint();
-    const result = await registerCluster(admin, { fingerprint: fp });
-    const found = (await listRegisteredClusters(admin)).find((c) => c.fingerprint === fp);
+    const result = await registerCluster(registrar, { fingerprint: fp });
+    const found = (await listRegisteredClusters(bridge)).find((c) => c.fingerprint === fp);
     expect(found).toEqual({
       fingerprint: fp,
       namespace: result.namespace,
       operationalHash: result.operationalHash,
       initialized: false,
     });
-    const trust = await loadClusterTrust(admin, { namespace: result.namespace });
+    const trust = await loadClusterTrust(bridge, { namespace: result.namespace });
     expect(trust.ca.certPem).toBe(result.caCertPem);
     expect(new X509Certificate(trust.bridgeCertPem).checkIssued(trust.ca.certificate)).toBe(true);
   });
 
   it('deregisters without touching workload secrets, and a new registration gets a fresh CA', async () => {
     const fp = randomFingerprint();
-    const first = await registerCluster(admin, { fingerprint: fp });
+    const first = await registerCluster(registrar, { fingerprint: fp });
     const cluster = admin.withNamespace(first.namespace);
     await cluster.kvWrite('secret', 'app/db', { password: 'kept' });
-    const removed = await deregisterCluster(admin, { fingerprint: fp });
+    const removed = await deregisterCluster(registrar, { fingerprint: fp });
     expect(removed).toMatchObject({ removed: true, purged: false });
-    expect((await getClusterStatus(admin, { fingerprint: fp })).registered).toBe(false);
+    expect((await getClusterStatus(registrar, { fingerprint: fp })).registered).toBe(false);
     expect((await cluster.kvRead('secret', 'app/db'))?.data).toEqual({ password: 'kept' });
-    expect((await listRegisteredClusters(admin)).map((c) => c.fingerprint)).not.toContain(fp);
-    const again = await registerCluster(admin, { fingerprint: fp });
+    expect((await listRegisteredClusters(bridge)).map((c) => c.fingerprint)).not.toContain(fp);
+    const again = await registerCluster(registrar, { fingerprint: fp });
     expect(again.operationalHash).not.toBe(first.operationalHash);
     expect((await cluster.kvRead('secret', 'app/db'))?.data).toEqual({ password: 'kept' });
   });
 
   it('purges the namespace and its workload secrets only when asked', async () => {
     const fp = randomFingerprint();
-    const result = await registerCluster(admin, { fingerprint: fp });
+    const result = await registerCluster(registrar, { fingerprint: fp });
     await admin.withNamespace(result.namespace).kvWrite('secret', 'app/db', { password: 'gone' });
-    expect(await deregisterCluster(admin, { fingerprint: fp, purge: true })).toMatchObject({
+    expect(await deregisterCluster(registrar, { fingerprint: fp, purge: true })).toMatchObject({
       removed: true,
       purged: true,
     });
@@ -198,12 +206,12 @@ describe('registration against the OpenBao test server', () => {
   });
 
   it('deregistering an unknown cluster is not an error', async () => {
-    expect(await deregisterCluster(admin, { fingerprint: randomFingerprint() })).toMatchObject({
+    expect(await deregisterCluster(registrar, { fingerprint: randomFingerprint() })).toMatchObject({
       removed: false,
     });
   });
 
   it('init hash in status is the published function of the fingerprint', async () => {
-    expect((await getClusterStatus(admin, { fingerprint: FP })).initHash).toBe(initHash(FP));
+    expect((await getClusterStatus(registrar, { fingerprint: FP })).initHash).toBe(initHash(FP));
   });
 });

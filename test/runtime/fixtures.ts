@@ -3,14 +3,21 @@
  * the SAME port (one name, two replicas through an injected resolver), a registered cluster.
  */
 import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { type BeaconHandle, createBeacon } from '../../runtime/beacon/index.js';
 import { type BridgeHandle, type BridgeOptions, startBridge } from '../../runtime/bridge/index.js';
 import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { issueSelfSignedSync } from '../../runtime/pki/index.js';
+import {
+  createCertificateAuthority,
+  issueCertificate,
+  issueSelfSignedSync,
+} from '../../runtime/pki/index.js';
 import { type RegistrationResult, registerCluster } from '../../runtime/registration/index.js';
+import { type CloudtaserIdentities, provisionIdentities } from '../openbao-identities.js';
 
 export const BEACON_NAME = 'beacon.test';
 export const REPLICA_IPS = ['127.0.0.1', '127.0.0.2'];
@@ -38,6 +45,32 @@ export const beaconCert = issueSelfSignedSync({
   ipAddresses: REPLICA_IPS,
 });
 
+/**
+ * The bridges' identity towards the test beacons, as production has it: a beacon client CA the beacons trust
+ * and a client certificate from it that every test bridge presents.
+ */
+export const beaconClientCa = createCertificateAuthority({ commonName: 'test beacon client CA' });
+const testBridgeClient = issueCertificate(beaconClientCa, {
+  commonName: 'cloudtaser-bridge',
+  extKeyUsage: ['clientAuth'],
+});
+export const testBeaconIdentity = {
+  current: () => ({ certPem: testBridgeClient.certPem, keyPem: testBridgeClient.keyPem! }),
+};
+
+/**
+ * `bridge run` flags that give a bridge process the test beacon client certificate as files (what a cert-manager
+ * Secret gives it), so it is admitted by beacons built with `bridgeCaPems: [beaconClientCa.certPem]`.
+ */
+export async function beaconClientFlags(dir: string): Promise<string[]> {
+  const { certPem, keyPem } = testBeaconIdentity.current();
+  const cert = join(dir, 'beacon-client.crt');
+  const key = join(dir, 'beacon-client.key');
+  await writeFile(cert, certPem);
+  await writeFile(key, keyPem, { mode: 0o600 });
+  return ['--beacon-client-identity', 'files', '--beacon-client-cert', cert, '--beacon-client-key', key];
+}
+
 export const testResolve = async (host: string) => (host === BEACON_NAME ? [...REPLICA_IPS] : [host]);
 
 export interface Replicas {
@@ -55,6 +88,7 @@ export async function startReplicas(count = REPLICA_IPS.length): Promise<Replica
     host: REPLICA_IPS[0],
     port: 0,
     tls: beaconCert,
+    bridgeCaPems: [beaconClientCa.certPem],
     limits: FAST_BEACON_LIMITS,
   });
   const port = first.port;
@@ -64,6 +98,7 @@ export async function startReplicas(count = REPLICA_IPS.length): Promise<Replica
       host: REPLICA_IPS[index],
       port,
       tls: beaconCert,
+      bridgeCaPems: [beaconClientCa.certPem],
       limits: FAST_BEACON_LIMITS,
     });
   };
@@ -85,7 +120,13 @@ export async function startReplicas(count = REPLICA_IPS.length): Promise<Replica
 
 export interface SecretStore {
   readonly server: OpenBaoTestServer;
+  /** Root token: for what the test inspects or breaks on purpose, never for the bridge or registration. */
   readonly admin: OpenBaoClient;
+  /** Exactly the shipped registrar policy (register, status, rearm, deregister). */
+  readonly registrar: OpenBaoClient;
+  /** Exactly the shipped bridge policy, logged in through AppRole. */
+  readonly bridge: OpenBaoClient;
+  readonly identities: CloudtaserIdentities;
   register(fingerprint?: string): Promise<RegistrationResult>;
   /** How many times `clusters/<fp>/initialized` was written successfully. */
   initializedWrites(fingerprint: string): number;
@@ -95,10 +136,15 @@ export interface SecretStore {
 export async function startSecretStore(): Promise<SecretStore> {
   const server = await startOpenBaoTestServer();
   const admin = new OpenBaoClient({ address: server.address, token: server.rootToken });
+  const identities = await provisionIdentities(admin);
+  const registrar = admin.withToken(identities.registrarToken);
   return {
     server,
     admin,
-    register: (fingerprint = randomUUID()) => registerCluster(admin, { fingerprint }),
+    registrar,
+    bridge: admin.withToken(identities.bridgeToken),
+    identities,
+    register: (fingerprint = randomUUID()) => registerCluster(registrar, { fingerprint }),
     initializedWrites: (fingerprint) =>
       server
         .requestLog()
@@ -189,6 +235,7 @@ export function startTestBridge(
 ): Promise<BridgeHandle> {
   return startBridge({
     beaconCaPem: beaconCert.certPem,
+    beaconIdentity: testBeaconIdentity,
     resolve: testResolve,
     timing: FAST_BRIDGE_TIMING,
     ...options,

@@ -34,7 +34,7 @@ afterEach(async () => {
 });
 
 async function bridge(extra: Partial<BridgeOptions> = {}): Promise<BridgeHandle> {
-  const handle = await startTestBridge({ openbao: store.admin, beacons: [replicas.address], ...extra });
+  const handle = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address], ...extra });
   running.push(handle);
   return handle;
 }
@@ -78,7 +78,7 @@ describe('bridge and broker through two beacon replicas', () => {
 
     const tunnel = k.tunnel()!;
     const started = Date.now();
-    await deregisterCluster(store.admin, { fingerprint: cluster.fingerprint });
+    await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
     const why = await tunnel.done;
     expect(Date.now() - started).toBeLessThan(FAST_BRIDGE_TIMING.pollIntervalMs * 2 + 500);
     expect(why.message).toContain('deregistered');
@@ -103,7 +103,7 @@ describe('bridge and broker through two beacon replicas', () => {
     expect(await firstTunnel.ping()).toBeGreaterThanOrEqual(0);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
 
-    await rearmCluster(store.admin, { fingerprint: cluster.fingerprint });
+    await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
     await second.waitForPhase('operational', 15_000);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
   });
@@ -183,7 +183,7 @@ describe('bridge and broker through two beacon replicas', () => {
       } finally {
         await replicas.start(down);
         for (const handle of running.splice(0).reverse()) await handle.close();
-        await deregisterCluster(store.admin, { fingerprint: cluster.fingerprint });
+        await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
       }
     }
   });

@@ -11,7 +11,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
-import { deregisterCluster, getClusterStatus, rearmCluster } from '../../runtime/registration/index.js';
+import {
+  deregisterCluster,
+  ensureBeaconClientCa,
+  getClusterStatus,
+  rearmCluster,
+} from '../../runtime/registration/index.js';
 import {
   BEACON_NAME,
   beaconCert,
@@ -103,6 +108,8 @@ async function startBeacon(index: number): Promise<void> {
     certFile,
     '--tls-key',
     keyFile,
+    '--bridge-ca',
+    join(dir, 'beacon-client-ca.pem'),
     '--metrics-listen',
     'off',
     '--broker-wait-ms',
@@ -148,7 +155,11 @@ async function startBridgeProcess(healthPort: number): Promise<ChildProcess> {
       '--wait-refresh',
       '3s',
     ],
-    { CLOUDTASER_SECRETSTORE_TOKEN: store.server.rootToken },
+    // The bridge's own identity as deployed: AppRole with exactly the shipped bridge policy.
+    {
+      CLOUDTASER_APPROLE_ROLE_ID: store.identities.bridgeRoleId,
+      CLOUDTASER_APPROLE_SECRET_ID: store.identities.bridgeSecretId,
+    },
   );
 }
 
@@ -217,6 +228,8 @@ async function waitForPhase(port: number, phase: string, timeoutMs = 15_000): Pr
 async function newCluster(): Promise<{ kube: KubeTestServer; kubeconfig: string; fingerprint: string }> {
   const kube = await startKubeTestServer();
   kubes.push(kube);
+  // The operator's namespace, where the broker records the CA it accepts (the chart creates both).
+  await kube.createNamespace('cloudtaser-system');
   const kubeconfig = join(dir, `kubeconfig-${kubes.length}`);
   await kube.writeKubeconfig(kubeconfig);
   await store.register(kube.kubeSystemUid);
@@ -236,6 +249,8 @@ beforeAll(async () => {
   beaconCaFile = join(dir, 'beacon.pem');
   await writeFile(beaconCaFile, beaconCert.certPem);
   await writeFile(join(dir, 'beacon-key.pem'), beaconCert.keyPem);
+  // Bridges mint their beacon client certificate from this CA (in OpenBao); the beacons admit only such bridges.
+  await writeFile(join(dir, 'beacon-client-ca.pem'), (await ensureBeaconClientCa(store.admin)).certPem);
   beaconPort = await freePort();
   await startBeacon(0);
   await startBeacon(1);
@@ -299,13 +314,13 @@ describe.skipIf(!built)('bridge and broker as real processes', () => {
     const rejected = await waitForPhase(brokerPort, 'rejected');
     expect(rejected.reason).toContain('--rearm');
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
-    await rearmCluster(store.admin, { fingerprint: cluster.fingerprint });
+    await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
     await waitForPhase(brokerPort, 'operational');
     expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
 
     // Deregistration: the bridge drops the tunnel within one poll interval (plus the poll's own time).
     const before = Date.now();
-    await deregisterCluster(store.admin, { fingerprint: cluster.fingerprint });
+    await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
     await eventually(
       async () => (await brokerStatus(brokerPort))?.phase !== 'operational',
       3_000,

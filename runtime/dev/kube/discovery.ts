@@ -65,6 +65,16 @@ export const RESOURCES: readonly ResourceDefinition[] = [
   {
     group: '',
     version: 'v1',
+    name: 'configmaps',
+    singularName: 'configmap',
+    kind: 'ConfigMap',
+    namespaced: true,
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+    shortNames: ['cm'],
+  },
+  {
+    group: '',
+    version: 'v1',
     name: 'events',
     singularName: 'event',
     kind: 'Event',

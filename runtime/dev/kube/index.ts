@@ -4,4 +4,9 @@
  */
 export type { KubeconfigExec, WriteKubeconfigOptions } from './kubeconfig.js';
 export type { PolicyRule } from './rbac.js';
-export { type KubeTestServer, type KubeTestServerOptions, startKubeTestServer } from './server.js';
+export {
+  type KubeAuditEntry,
+  type KubeTestServer,
+  type KubeTestServerOptions,
+  startKubeTestServer,
+} from './server.js';

@@ -49,6 +49,9 @@ export class Authorizer {
         matches(rule.verbs, attrs.verb) &&
         matches(rule.apiGroups ?? [''], attrs.group) &&
         matches(rule.resources, resource) &&
+        // A `create` names no object yet, so a rule with resourceNames never allows it, as upstream RBAC
+        // (K8S plugin/pkg/auth/authorizer/rbac/rbac.go `RuleAllows` with an empty name; the RBAC docs: "You cannot
+        // restrict create or deletecollection requests by their resource name").
         (rule.resourceNames === undefined ||
           (attrs.name !== undefined && rule.resourceNames.includes(attrs.name))),
     );

@@ -45,7 +45,23 @@ export interface KubeTestServerOptions {
   readonly issuer?: string;
   /** Serve /.well-known/openid-configuration and /openid/v1/jwks without a token. @default false, as on a real cluster */
   readonly anonymousIssuerDiscovery?: boolean;
+  /**
+   * Sees every resource request of a non-admin user with its RBAC attributes and decision, as the API server's
+   * audit log records them (`verb`, `objectRef`, `annotations["authorization.k8s.io/decision"]`).
+   */
+  readonly audit?: (entry: KubeAuditEntry) => void;
   readonly logger?: Logger;
+}
+
+export interface KubeAuditEntry {
+  readonly user: string;
+  readonly verb: string;
+  readonly group: string;
+  readonly resource: string;
+  readonly subresource?: string;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly allowed: boolean;
 }
 
 export interface KubeTestServer {
@@ -249,7 +265,9 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
     const verb = verbFor(method, name, query);
     if (!user.isAdmin) {
       const attrs = { verb, group, resource: resourceName, subresource, namespace, name };
-      if (!state.authorizer.allows(user.username, false, attrs)) {
+      const allowed = state.authorizer.allows(user.username, false, attrs);
+      options.audit?.({ user: user.username, ...attrs, allowed });
+      if (!allowed) {
         throw forbidden({
           user: user.username,
           ...attrs,

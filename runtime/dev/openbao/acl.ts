@@ -1,7 +1,8 @@
 /**
  * DEV-ONLY test infrastructure: ACL policies for the OpenBao-compatible test server. Parses the HCL subset
- * policies use (`path "x/*" { capabilities = [...] }`, also the JSON form and base64) and decides per path,
- * picking the most specific matching rule as OpenBao does.
+ * policies use (`path "x/*" { capabilities = [...] }`, also the JSON form and base64) and decides per path the
+ * way OpenBao's internal/vault/policy/acl.go does: an exact rule first, else the longest prefix rule and the
+ * `+` segment rules by upstream's priority order; LIST/SCAN also try the path without its trailing slash.
  */
 import { badRequest } from './wire.js';
 
@@ -186,72 +187,154 @@ function makeRule(pattern: string, capabilities: unknown): PolicyRule {
       throw badRequest(`failed to parse policy: path "${pattern}": invalid capability "${capability}"`);
     }
   }
-  const wildcard = pattern.indexOf('*');
-  if (wildcard >= 0 && wildcard !== pattern.length - 1) {
-    throw badRequest(`failed to parse policy: path "${pattern}": '*' is only allowed at the end of a path`);
+  const path = pattern.replace(/^\/+/, '');
+  // policy.go parsePath: `+*` is refused; a `*` anywhere but the end is an ordinary character.
+  if (path.includes('+*')) {
+    throw badRequest(`failed to parse policy: path "${path}": invalid use of wildcards ('+*' is forbidden)`);
   }
-  return { pattern: pattern.replace(/^\/+/, ''), capabilities: new Set(list as Capability[]) };
+  return { pattern: path, capabilities: new Set(list as Capability[]) };
 }
 
-function matches(pattern: string, path: string): boolean {
-  const glob = pattern.endsWith('*');
-  const body = glob ? pattern.slice(0, -1) : pattern;
-  const patternSegments = body.split('/');
-  const pathSegments = path.split('/');
-  if (!glob && patternSegments.length !== pathSegments.length) return false;
-  if (glob && pathSegments.length < patternSegments.length) return false;
-  for (let i = 0; i < patternSegments.length; i++) {
-    const want = patternSegments[i];
-    const have = pathSegments[i];
-    const last = i === patternSegments.length - 1;
-    if (want === '+') {
-      if (have === '' && !(glob && last)) return false;
-      continue;
-    }
-    if (last && glob) return have.startsWith(want);
-    if (want !== have) return false;
-  }
-  return true;
-}
-
-/** Higher wins. Exact beats glob; a later first wildcard, then longer, then fewer `+` wins (as OpenBao orders). */
-function specificity(pattern: string): [number, number, number, number] {
-  const glob = pattern.endsWith('*');
-  const plus = pattern.indexOf('+');
-  const firstWildcard = Math.min(plus < 0 ? Infinity : plus, glob ? pattern.length - 1 : Infinity);
-  return [
-    glob || plus >= 0 ? 0 : 1,
-    firstWildcard === Infinity ? pattern.length : firstWildcard,
-    pattern.length,
-    -(pattern.split('+').length - 1),
-  ];
-}
-
-function moreSpecific(a: string, b: string): boolean {
-  const sa = specificity(a);
-  const sb = specificity(b);
-  for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sa[i] > sb[i];
-  return a > b;
+/** policy.go parsePath: a path has segment wildcards when a whole-segment-leading `+` appears. */
+function hasSegmentWildcards(pattern: string): boolean {
+  return pattern === '+' || pattern.includes('/+') || pattern.startsWith('+/');
 }
 
 /**
- * Whether the union of `policies` grants `capability` on `path`. Rules with the same pattern merge; among
- * matching patterns the most specific decides; `deny` there wins.
+ * The policies of one token compiled as OpenBao's NewACL (internal/vault/policy/acl.go) does: rules with the
+ * same path merge (a `deny` anywhere leaves only `deny`); exact rules, prefix rules (`foo/*`) and rules with
+ * `+` segments are kept apart, because they are matched differently.
  */
-export function isAllowed(policies: readonly StoredPolicy[], path: string, capability: Capability): boolean {
-  const merged = new Map<string, Set<Capability>>();
+interface CompiledAcl {
+  readonly exact: Map<string, Set<Capability>>;
+  /** Keyed by the prefix without its `*`. */
+  readonly prefix: Map<string, Set<Capability>>;
+  /** Keyed by the full pattern (a trailing `*` kept). */
+  readonly segment: Map<string, Set<Capability>>;
+}
+
+function compile(policies: readonly StoredPolicy[]): CompiledAcl {
+  const acl: CompiledAcl = { exact: new Map(), prefix: new Map(), segment: new Map() };
   for (const policy of policies) {
     for (const rule of policy.rules) {
-      const set = merged.get(rule.pattern) ?? new Set<Capability>();
-      for (const c of rule.capabilities) set.add(c);
-      merged.set(rule.pattern, set);
+      let table: Map<string, Set<Capability>>;
+      let key = rule.pattern;
+      if (hasSegmentWildcards(key)) table = acl.segment;
+      else if (key.endsWith('*')) {
+        table = acl.prefix;
+        key = key.slice(0, -1);
+      } else table = acl.exact;
+      const existing = table.get(key);
+      if (!existing) table.set(key, new Set(rule.capabilities));
+      else if (existing.has('deny')) continue;
+      else if (rule.capabilities.has('deny')) table.set(key, new Set<Capability>(['deny']));
+      else for (const c of rule.capabilities) existing.add(c);
     }
   }
-  let best: string | undefined;
-  for (const pattern of merged.keys()) {
-    if (matches(pattern, path) && (best === undefined || moreSpecific(pattern, best))) best = pattern;
+  return acl;
+}
+
+interface Candidate {
+  readonly firstWildcard: number;
+  readonly isPrefix: boolean;
+  readonly wildcards: number;
+  readonly path: string;
+  readonly capabilities: Set<Capability>;
+}
+
+/** acl.go CheckAllowedFromNonExactPaths: the longest prefix rule and every matching `+` rule compete. */
+function nonExact(acl: CompiledAcl, path: string): Set<Capability> | undefined {
+  const candidates: Candidate[] = [];
+  let longest: string | undefined;
+  for (const prefix of acl.prefix.keys()) {
+    if (path.startsWith(prefix) && (longest === undefined || prefix.length > longest.length))
+      longest = prefix;
   }
-  if (best === undefined) return false;
-  const caps = merged.get(best)!;
-  return !caps.has('deny') && caps.has(capability);
+  if (longest !== undefined) {
+    const capabilities = acl.prefix.get(longest)!;
+    if (acl.segment.size === 0) return capabilities;
+    candidates.push({
+      firstWildcard: longest.length,
+      isPrefix: true,
+      wildcards: 0,
+      path: longest,
+      capabilities,
+    });
+  }
+  const parts = path.split('/');
+  for (const [full, capabilities] of acl.segment) {
+    const isPrefix = full.endsWith('*');
+    const body = isPrefix ? full.slice(0, -1) : full;
+    const segments = body.split('/');
+    if (parts.length < segments.length || (!isPrefix && segments.length !== parts.length)) continue;
+    let wildcards = 0;
+    const matched = segments.every((segment, i) => {
+      if (segment === '+') {
+        wildcards++;
+        return true;
+      }
+      if (segment === parts[i]) return true;
+      return isPrefix && i === segments.length - 1 && parts[i].startsWith(segment);
+    });
+    if (matched)
+      candidates.push({ firstWildcard: full.indexOf('+'), isPrefix, wildcards, path: body, capabilities });
+  }
+  if (candidates.length === 0) return undefined;
+  // The same priority as upstream: a later first wildcard, then not-a-prefix, then fewer `+`, then longer,
+  // then (arbitrarily) the lexicographically greater path wins.
+  candidates.sort(
+    (a, b) =>
+      a.firstWildcard - b.firstWildcard ||
+      Number(b.isPrefix) - Number(a.isPrefix) ||
+      b.wildcards - a.wildcards ||
+      a.path.length - b.path.length ||
+      (a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
+  );
+  return candidates[candidates.length - 1].capabilities;
+}
+
+/** The capabilities that decide `path` for `operation` (acl.go AllowOperation), or undefined when none match. */
+function lookup(acl: CompiledAcl, path: string, operation: Capability): Set<Capability> | undefined {
+  const listing = operation === 'list' || operation === 'scan';
+  const exact = acl.exact.get(path) ?? (listing ? acl.exact.get(path.replace(/\/$/, '')) : undefined);
+  if (exact) return exact;
+  const found = nonExact(acl, path);
+  if (found) return found;
+  // LIST/SCAN retry without the trailing slash: `foo/+` then covers `LIST foo/bar/`.
+  if (listing && path.endsWith('/')) return nonExact(acl, path.slice(0, -1));
+  return undefined;
+}
+
+export interface AclDecision {
+  readonly allowed: boolean;
+  /** The deciding rule grants `sudo`: required on root-protected paths (e.g. `sys/auth/*`). */
+  readonly sudo: boolean;
+}
+
+/**
+ * Whether the union of `policies` grants `operation` on `path` (a path relative to the policies' namespace, as
+ * OpenBao prefixes both with that namespace). `deny` on the deciding rule refuses everything.
+ */
+export function checkAcl(
+  policies: readonly StoredPolicy[],
+  path: string,
+  operation: Capability,
+): AclDecision {
+  const capabilities = lookup(compile(policies), path, operation);
+  if (!capabilities || capabilities.has('deny')) return { allowed: false, sudo: false };
+  return { allowed: capabilities.has(operation), sudo: capabilities.has('sudo') };
+}
+
+export function isAllowed(policies: readonly StoredPolicy[], path: string, capability: Capability): boolean {
+  return checkAcl(policies, path, capability).allowed;
+}
+
+/**
+ * Whether a mount-relative path is root-protected (PathsSpecial.Root of the backend; router.go RootPath): a
+ * pattern ending in `*` is a prefix, anything else must match exactly.
+ */
+export function isRootPath(rootPaths: readonly string[] | undefined, mountPath: string): boolean {
+  return (rootPaths ?? []).some((pattern) =>
+    pattern.endsWith('*') ? mountPath.startsWith(pattern.slice(0, -1)) : mountPath === pattern,
+  );
 }

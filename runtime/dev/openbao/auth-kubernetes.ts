@@ -1,11 +1,14 @@
 /**
  * DEV-ONLY test infrastructure: the Kubernetes auth method of the OpenBao-compatible test server. Login really
- * calls TokenReview at the configured `kubernetes_host` (trusting the configured CA), as OpenBao does, then
- * checks the bound service account names, namespaces and audience.
+ * calls the configured `kubernetes_host` (trusting the configured CA), as OpenBao does
+ * (internal/builtin/credential/kubernetes/{path_login.go,token_review.go,namespace_validator.go}): a namespace
+ * read for roles with a namespace selector, then TokenReview, then the bound names, namespaces and audience.
  */
+
 import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Agent, request as httpRequest } from 'undici';
+import { parse as parseYaml } from 'yaml';
 import type { Backend, BaoRequest } from './backend.js';
 import type { Namespace } from './namespaces.js';
 import { authBlock, type TokenStore } from './tokens.js';
@@ -44,6 +47,8 @@ interface KubernetesConfig {
 interface KubernetesRole {
   readonly boundNames: string[];
   readonly boundNamespaces: string[];
+  /** bound_service_account_namespace_selector as given (JSON or YAML label selector), '' when unset. */
+  readonly namespaceSelector: string;
   readonly policies: string[];
   readonly ttlSeconds: number;
   readonly audience: string;
@@ -144,7 +149,8 @@ export function createKubernetesAuthBackend(deps: {
   const roles = new Map<string, KubernetesRole>();
 
   function writeConfig(body: Record<string, unknown>): BaoResponse {
-    const host = typeof body.kubernetes_host === 'string' ? body.kubernetes_host.trim() : '';
+    // Stored exactly as given; only calls trim a trailing slash (path_config.go, token_review.go).
+    const host = typeof body.kubernetes_host === 'string' ? body.kubernetes_host : '';
     if (host === '') throw badRequest('no host provided');
     const disableLocalCaJwt = body.disable_local_ca_jwt === true || body.disable_local_ca_jwt === 'true';
     let ca = typeof body.kubernetes_ca_cert === 'string' ? body.kubernetes_ca_cert : '';
@@ -155,20 +161,22 @@ export function createKubernetesAuthBackend(deps: {
       if (!existsSync(LOCAL_CA_PATH)) throw badRequest(`open ${LOCAL_CA_PATH}: no such file or directory`);
       ca = readFileSync(LOCAL_CA_PATH, 'utf8');
     }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----'))
-      throw badRequest('failed to parse kubernetes_ca_cert as PEM');
+    // Upstream only warns: the config is stored and TLS to an https host fails later (path_config.go).
+    const warnings = ca.includes('-----BEGIN CERTIFICATE-----')
+      ? []
+      : ['Configured CA PEM data contains no valid certificates, TLS verification will fail'];
     if (body.pem_keys !== undefined && stringList(body.pem_keys).length > 0) {
       throw badRequest('pem_keys are not supported by this test server');
     }
     void config?.agent?.close();
     config = {
-      kubernetesHost: host.replace(/\/+$/, ''),
+      kubernetesHost: host,
       kubernetesCaCert: ca,
       tokenReviewerJwt: typeof body.token_reviewer_jwt === 'string' ? body.token_reviewer_jwt : '',
       disableLocalCaJwt,
       agent: host.startsWith('https://') ? new Agent({ connect: { ca } }) : undefined,
     };
-    return noContent();
+    return warnings.length > 0 ? ok(null, { warnings }) : noContent();
   }
 
   function writeRole(name: string, body: Record<string, unknown>): BaoResponse {
@@ -182,9 +190,15 @@ export function createKubernetesAuthBackend(deps: {
     }
     checkStarMix(boundNames, 'bound_service_account_names');
     checkStarMix(boundNamespaces, 'bound_service_account_namespaces');
+    const selector =
+      typeof body.bound_service_account_namespace_selector === 'string'
+        ? body.bound_service_account_namespace_selector
+        : '';
+    if (selector !== '') parseNamespaceSelector(selector);
     roles.set(name, {
       boundNames,
       boundNamespaces,
+      namespaceSelector: selector,
       policies: stringList(body.token_policies ?? body.policies),
       ttlSeconds: parseDurationSeconds(body.token_ttl ?? body.ttl, 'token_ttl'),
       audience: typeof body.audience === 'string' ? body.audience : '',
@@ -195,21 +209,45 @@ export function createKubernetesAuthBackend(deps: {
     return noContent();
   }
 
+  /** The bearer of every call to the host: token_reviewer_jwt, else the local token file, else the client's JWT. */
+  function reviewerOf(jwt: string, cfg: KubernetesConfig): string {
+    let reviewer = cfg.tokenReviewerJwt;
+    if (reviewer === '' && !cfg.disableLocalCaJwt && existsSync(LOCAL_JWT_PATH)) {
+      reviewer = readFileSync(LOCAL_JWT_PATH, 'utf8').trim();
+    }
+    return reviewer === '' ? jwt : reviewer;
+  }
+
+  /** `GET {host}/api/v1/namespaces/{ns}` and the selector over its labels (namespace_validator.go). */
+  async function namespaceMatches(namespace: string, selector: string, jwt: string, cfg: KubernetesConfig) {
+    const url = new URL(`${cfg.kubernetesHost.replace(/\/$/, '')}/api/v1/namespaces/${namespace}`);
+    const response = await httpRequest(url, {
+      method: 'GET',
+      dispatcher: cfg.agent,
+      headers: { authorization: `Bearer ${reviewerOf(jwt, cfg)}`, accept: 'application/json' },
+      headersTimeout: TOKEN_REVIEW_TIMEOUT_MS,
+      bodyTimeout: TOKEN_REVIEW_TIMEOUT_MS,
+    });
+    const text = await response.body.text();
+    if (response.statusCode !== 200) throw new Error(`failed to get namespace (code ${response.statusCode})`);
+    const labels = ((JSON.parse(text) as { metadata?: { labels?: Record<string, string> } }).metadata
+      ?.labels ?? {}) as Record<string, string>;
+    return selectorMatches(parseNamespaceSelector(selector), labels);
+  }
+
   async function review(
     jwt: string,
     claims: ServiceAccountClaims,
     role: KubernetesRole,
     cfg: KubernetesConfig,
   ) {
-    let reviewer = cfg.tokenReviewerJwt;
-    if (reviewer === '' && !cfg.disableLocalCaJwt && existsSync(LOCAL_JWT_PATH)) {
-      reviewer = readFileSync(LOCAL_JWT_PATH, 'utf8').trim();
-    }
-    if (reviewer === '') reviewer = jwt;
+    const reviewer = reviewerOf(jwt, cfg);
     const audiences = role.audience !== '' ? [role.audience] : claims.audiences;
     const spec: Record<string, unknown> = { token: jwt };
     if (audiences.length > 0) spec.audiences = audiences;
-    const url = new URL(`${cfg.kubernetesHost}/apis/authentication.k8s.io/v1/tokenreviews`);
+    const url = new URL(
+      `${cfg.kubernetesHost.replace(/\/$/, '')}/apis/authentication.k8s.io/v1/tokenreviews`,
+    );
     const response = await httpRequest(url, {
       method: 'POST',
       dispatcher: cfg.agent,
@@ -272,7 +310,14 @@ export function createKubernetesAuthBackend(deps: {
       throw new BaoError(403, ['service account name not authorized']);
     }
     if (!role.boundNamespaces.some((pattern) => globMatch(pattern, claims.namespace))) {
-      throw new BaoError(403, ['namespace not authorized']);
+      if (role.namespaceSelector === '') throw new BaoError(403, ['namespace not authorized']);
+      let matched: boolean;
+      try {
+        matched = await namespaceMatches(claims.namespace, role.namespaceSelector, jwt, config);
+      } catch (err) {
+        throw new BaoError(403, [`namespace not authorized err=${(err as Error).message}`]);
+      }
+      if (!matched) throw new BaoError(403, ['namespace not authorized']);
     }
     try {
       await review(jwt, claims, role, config);
@@ -346,7 +391,7 @@ export function createKubernetesAuthBackend(deps: {
         const data: Record<string, unknown> = {
           alias_name_source: role.aliasNameSource,
           bound_service_account_names: role.boundNames,
-          bound_service_account_namespace_selector: '',
+          bound_service_account_namespace_selector: role.namespaceSelector,
           bound_service_account_namespaces: role.boundNamespaces,
           token_bound_cidrs: [],
           token_explicit_max_ttl: 0,
@@ -365,4 +410,49 @@ export function createKubernetesAuthBackend(deps: {
       throw unsupportedPath();
     },
   };
+}
+
+interface LabelSelector {
+  readonly matchLabels: Record<string, string>;
+  readonly matchExpressions: Array<{ key: string; operator: string; values: string[] }>;
+}
+
+/** A metav1.LabelSelector in JSON or YAML, as the role takes it; 400 when it does not parse. */
+function parseNamespaceSelector(text: string): LabelSelector {
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (err) {
+    throw badRequest(
+      `invalid "bound_service_account_namespace_selector" configured: ${(err as Error).message}`,
+    );
+  }
+  const raw = (value ?? {}) as { matchLabels?: unknown; matchExpressions?: unknown };
+  const matchLabels = (
+    typeof raw.matchLabels === 'object' && raw.matchLabels ? raw.matchLabels : {}
+  ) as Record<string, string>;
+  const matchExpressions = (Array.isArray(raw.matchExpressions) ? raw.matchExpressions : []) as Array<{
+    key: string;
+    operator: string;
+    values?: string[];
+  }>;
+  for (const e of matchExpressions)
+    if (!['In', 'NotIn', 'Exists', 'DoesNotExist'].includes(e.operator))
+      throw badRequest(
+        `invalid "bound_service_account_namespace_selector" configured: operator ${e.operator}`,
+      );
+  return { matchLabels, matchExpressions: matchExpressions.map((e) => ({ ...e, values: e.values ?? [] })) };
+}
+
+/** Kubernetes label selector semantics (apimachinery labels.Selector): every requirement must hold. */
+function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
+  for (const [key, value] of Object.entries(selector.matchLabels)) if (labels[key] !== value) return false;
+  for (const { key, operator, values } of selector.matchExpressions) {
+    const has = Object.hasOwn(labels, key);
+    if (operator === 'In' && !(has && values.includes(labels[key]))) return false;
+    if (operator === 'NotIn' && has && values.includes(labels[key])) return false;
+    if (operator === 'Exists' && !has) return false;
+    if (operator === 'DoesNotExist' && has) return false;
+  }
+  return true;
 }

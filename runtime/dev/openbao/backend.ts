@@ -28,6 +28,11 @@ export interface Backend {
   exists?(request: BaoRequest): boolean;
   /** Paths (relative to the mount) that need no token, like `login`. */
   isUnauthenticated?(mountPath: string): boolean;
+  /**
+   * Root-protected paths relative to the mount (OpenBao's PathsSpecial.Root): a non-root token needs `sudo` on
+   * them besides the operation's capability. A trailing `*` is a prefix.
+   */
+  readonly rootPaths?: readonly string[];
   handle(request: BaoRequest): Promise<BaoResponse> | BaoResponse;
   /** Releases sockets the backend opened (the Kubernetes reviewer's connection pool). */
   close?(): Promise<void>;

@@ -2,7 +2,7 @@
  * DEV-ONLY test infrastructure: the logical request pipeline of the OpenBao-compatible test server, in
  * OpenBao's order: namespace resolution, token check, ACL, mount routing, backend.
  */
-import { type Capability, isAllowed, type StoredPolicy } from './acl.js';
+import { type Capability, checkAcl, isRootPath, type StoredPolicy } from './acl.js';
 import type { BaoRequest, Operation } from './backend.js';
 import { type Mount, type Namespace, resolveNamespace } from './namespaces.js';
 import type { TokenStore } from './tokens.js';
@@ -70,9 +70,14 @@ export async function routeLogical(context: RouterContext, input: LogicalInput):
   }
 
   if (token && !token.policies.includes('root')) {
+    // Policies are the token namespace's, matched against the path from that namespace (acl.go AllowOperation
+    // prefixes both with the namespace path).
     const aclPath = token.namespace.relativePathOf(namespace) + path;
     const policies = policiesOf(token.namespace, token.policies);
-    if (!isAllowed(policies, aclPath, operation as Capability)) throw aclDenied();
+    const decision = checkAcl(policies, aclPath, operation as Capability);
+    // request_handling.go CheckToken: a root-protected path (router.go RootPath) also needs `sudo`.
+    const rootPath = routed !== undefined && isRootPath(routed.mount.backend.rootPaths, routed.mountPath);
+    if (!decision.allowed || (rootPath && !decision.sudo)) throw aclDenied();
   }
 
   if (!routed) throw new BaoError(404, [`no handler for route "${path}". route entry not found.`]);

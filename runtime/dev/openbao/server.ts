@@ -44,6 +44,8 @@ export interface OpenBaoTestServerOptions {
 export interface InjectedFault {
   /** Tested against the URL path, e.g. `/v1/secret/data/app`. */
   readonly pathPattern: RegExp;
+  /** Only requests with this HTTP method (e.g. `POST`). @default any */
+  readonly method?: string;
   /** Answer with this status and OpenBao's error body for it. */
   readonly status?: number;
   /** Wait this long before answering (or before handling normally when no status is given). */
@@ -239,7 +241,12 @@ export async function startOpenBaoTestServer(
     const nsHeader = String(req.headers['x-vault-namespace'] ?? '');
     if (nsHeader !== '' && namespacesEnabled) res.setHeader('X-Vault-Namespace', nsHeader);
 
-    const fault = faults.find((entry) => entry.remaining > 0 && entry.fault.pathPattern.test(url.pathname));
+    const fault = faults.find(
+      (entry) =>
+        entry.remaining > 0 &&
+        entry.fault.pathPattern.test(url.pathname) &&
+        (entry.fault.method === undefined || entry.fault.method.toUpperCase() === method),
+    );
     if (fault) {
       fault.remaining--;
       if (fault.fault.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.fault.delayMs));

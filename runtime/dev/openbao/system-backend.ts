@@ -51,6 +51,33 @@ const ROOT_ONLY = [
   'mfa',
 ];
 
+/**
+ * The system backend's root-protected paths (internal/vault/logical_system.go PathsSpecial.Root): enabling or
+ * reading an auth method (`sys/auth/<path>`), audit devices, raw storage, lease tooling need `sudo`.
+ */
+const SYS_ROOT_PATHS = [
+  'auth/*',
+  'remount',
+  'audit',
+  'audit/*',
+  'raw',
+  'raw/*',
+  'rotate',
+  'rotate/keyring',
+  'rotate/root',
+  'config/cors',
+  'config/auditing/*',
+  'config/ui/headers/*',
+  'plugins/catalog/*',
+  'revoke-prefix/*',
+  'revoke-force/*',
+  'leases/revoke-prefix/*',
+  'leases/revoke-force/*',
+  'leases/lookup/*',
+  'leases',
+  'internal/inspect/*',
+];
+
 export function createPolicy(name: string, text: string): StoredPolicy {
   return { name, text, rules: parsePolicy(text), version: 1, modified: Date.now() };
 }
@@ -296,6 +323,7 @@ export function createSystemBackend(context: SystemContext): Backend {
   }
 
   return {
+    rootPaths: SYS_ROOT_PATHS,
     handle(request) {
       const path = request.mountPath;
       const segments = path.split('/');

@@ -155,6 +155,8 @@ function describeToken(entry: TokenEntry): Record<string, unknown> {
 /** `auth/token/`: create, lookup(-self), renew-self, revoke(-self). */
 export function createTokenBackend(store: TokenStore): Backend {
   return {
+    // token_store.go PathsSpecial.Root.
+    rootPaths: ['revoke-orphan/*', 'accessors*'],
     handle(request: BaoRequest): BaoResponse {
       const token = request.token!;
       const { operation, body } = request;

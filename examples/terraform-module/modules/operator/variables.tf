@@ -3,8 +3,8 @@ variable "beacon_address" {
   type        = string
 
   validation {
-    condition     = can(regex("^(wss://[A-Za-z0-9.\\-\\[\\]:]+(/\\S*)?|[A-Za-z0-9.\\-]+:[0-9]{1,5}|\\[[0-9A-Fa-f:.]+\\]:[0-9]{1,5})$", var.beacon_address))
-    error_message = "beacon_address must be the beacon's host:port (e.g. beacon.example.com:443) or wss://host[:port]."
+    condition     = can(regex("^(wss://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/\\S*)?|([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))$", var.beacon_address))
+    error_message = "beacon_address must be the beacon's host:port (e.g. beacon.example.com:443, port 1 to 65535) or wss://host[:port]."
   }
 }
 

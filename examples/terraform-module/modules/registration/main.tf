@@ -54,6 +54,10 @@ resource "cloudtaser_cluster_registration" "this" {
   attestation_jwks            = local.attestation_jwks
   attestation_service_account = local.attestation_issuer == null ? null : var.attestation_service_account
 
+  # Where OpenBao's Kubernetes auth reaches the bridge's TokenReview Service (the bridge chart's NOTES print it).
+  tokenreview_endpoint = var.tokenreview_endpoint
+  tokenreview_ca_cert  = var.tokenreview_ca_cert
+
   lifecycle {
     precondition {
       condition     = !var.attestation || local.attestation_issuer == null || local.attestation_jwks != null

@@ -75,3 +75,15 @@ variable "attestation_service_account" {
   type        = string
   default     = null
 }
+
+variable "tokenreview_endpoint" {
+  description = "The bridge's TokenReview Service as OpenBao reaches it, e.g. https://cloudtaser-bridge.openbao.svc:8444 (the bridge chart's NOTES print it). Null: the provider's default (the bridge chart's defaults)."
+  type        = string
+  default     = null
+}
+
+variable "tokenreview_ca_cert" {
+  description = "PEM CA of the bridge listener's certificate, only when you bring it (bridge.tokenReview.tls.secretName). Null: the listener CA registration keeps in OpenBao."
+  type        = string
+  default     = null
+}

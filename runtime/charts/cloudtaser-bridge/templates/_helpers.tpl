@@ -35,12 +35,41 @@ app.kubernetes.io/component: bridge
 app.kubernetes.io/part-of: cloudtaser
 {{- end }}
 
+{{/* repository@digest when a digest is given (immutable), else repository:tag (tag defaults to appVersion). */}}
 {{- define "cloudtaser-bridge.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+An object's name with a suffix, kept within 63 characters: the full name is shortened first, so the suffix
+always survives. Call with (dict "root" . "suffix" "peers").
+*/}}
+{{- define "cloudtaser-bridge.suffixedName" -}}
+{{- $base := include "cloudtaser-bridge.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base .suffix }}
+{{- end }}
+
+{{/* The TokenReview endpoint as OpenBao reaches it: what `source register --tokenreview-endpoint` takes. */}}
+{{- define "cloudtaser-bridge.tokenReviewEndpoint" -}}
+{{- printf "https://%s.%s.svc:%d" (include "cloudtaser-bridge.fullname" .) .Release.Namespace (int .Values.bridge.tokenReview.port) }}
+{{- end }}
+
+{{- define "cloudtaser-bridge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cloudtaser-bridge.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
 {{- end }}
 
 {{- define "cloudtaser-bridge.required" -}}
-{{- $beacon := required "bridge.beacon.address is required: the beacon's host:port, e.g. --set bridge.beacon.address=cloudtaser-beacon-headless.cloudtaser.svc:443" .Values.bridge.beacon.address }}
+{{- $beacon := required "bridge.beacon.address is required: the beacon's host:port, e.g. --set bridge.beacon.address=cloudtaser-beacon-headless.cloudtaser-system.svc:8443" .Values.bridge.beacon.address }}
 {{- $openbao := required "bridge.openbao.address is required: OpenBao's URL, e.g. --set bridge.openbao.address=https://openbao.openbao.svc:8200" .Values.bridge.openbao.address }}
-{{- $approle := required "bridge.openbao.auth.approle.secretName is required: a Secret with the AppRole role-id and secret-id (never put them in values)" .Values.bridge.openbao.auth.approle.secretName }}
+{{- if eq .Values.bridge.openbao.auth.method "approle" }}
+{{- $approle := required "bridge.openbao.auth.approle.secretName is required with auth.method approle: a Secret with the AppRole role-id and secret-id (never put them in values), or use auth.method kubernetes" .Values.bridge.openbao.auth.approle.secretName }}
+{{- end }}
 {{- end }}

@@ -1,0 +1,47 @@
+/**
+ * Paces the handshakes the bridge does in one room. The operational room's hash is public (the CA's hash), so
+ * anyone can pair with the bridge there, over and over; each pairing costs the bridge a TLS handshake. After a
+ * handshake that failed, the room's waiters return to the beacon only after a delay that doubles with each
+ * further failure (up to a cap), and one success resets it. The flooder then meets an empty room instead of
+ * our CPU. A live tunnel is untouched: it was paired earlier and does not go through the gate.
+ */
+import { sleep } from '../tunnel/index.js';
+
+export interface HandshakeGateOptions {
+  /** Delay after the first failure. */
+  readonly initialMs: number;
+  /** Largest delay. */
+  readonly maxMs: number;
+}
+
+export interface HandshakeGate {
+  /** Resolves when a waiter may go back to the beacon (at once unless recent handshakes failed). */
+  ready(signal: AbortSignal): Promise<void>;
+  failed(): void;
+  succeeded(): void;
+  /** Consecutive failures so far. */
+  readonly failures: number;
+}
+
+export function createHandshakeGate(options: HandshakeGateOptions): HandshakeGate {
+  let failures = 0;
+  let openAt = 0;
+  return {
+    async ready(signal) {
+      // Several waiters (one per beacon replica) may wait on the same gate; each sleeps to the same moment.
+      while (!signal.aborted && performance.now() < openAt) await sleep(openAt - performance.now(), signal);
+    },
+    failed() {
+      failures++;
+      const delay = Math.min(options.maxMs, options.initialMs * 2 ** Math.min(failures - 1, 30));
+      openAt = Math.max(openAt, performance.now() + delay);
+    },
+    succeeded() {
+      failures = 0;
+      openAt = 0;
+    },
+    get failures() {
+      return failures;
+    },
+  };
+}

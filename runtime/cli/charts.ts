@@ -1,0 +1,19 @@
+/**
+ * Where users get the Helm charts: the OCI registry (Helm >= 3.8 pulls `oci://` charts without `helm repo add`),
+ * one version per cloudtaser release. The constructs' default (`constructs/version.ts`), the Terraform module's
+ * default, the README and the charts README say the same; `test/charts/chart-location.test.ts` keeps them equal.
+ * The npm package also carries the charts (`runtime/charts/<chart>`) for installs without a registry.
+ */
+export const CHART_REPOSITORY = 'oci://ghcr.io/cloudtaser/charts';
+export const CHART_VERSION = '0.1.0';
+export const OPERATOR_NAMESPACE = 'cloudtaser-system';
+
+/** The `helm install` of the operator chart with the one value it needs and the optional CA pin. */
+export function operatorInstallCommand(beaconAddress: string, caSha256?: string): string {
+  return [
+    `helm install cloudtaser ${CHART_REPOSITORY}/cloudtaser --version ${CHART_VERSION}`,
+    `--namespace ${OPERATOR_NAMESPACE} --create-namespace`,
+    `--set operator.broker.beacon.address=${beaconAddress}`,
+    ...(caSha256 ? [`--set operator.broker.trust.caSha256=${caSha256}`] : []),
+  ].join(' ');
+}

@@ -1,0 +1,79 @@
+/**
+ * Log lines about things a stranger can make happen at will (a pairing that fails, an announce that is refused)
+ * must not let that stranger fill the disk or drown the lines an SRE needs. The first occurrence per key and
+ * window is logged in full; the rest are counted, and one summary line with the counts closes the window.
+ */
+import type { Logger } from './log.js';
+
+export interface LogSummarizerOptions {
+  /** Length of a window. @default 60000 */
+  readonly windowMs?: number;
+  /** Event name of the summary line, e.g. `bridge.session_failures_summary`. */
+  readonly summaryEvent: string;
+}
+
+export interface LogSummarizer {
+  /**
+   * Logs `fields` at warn level if it is the first line of `key` in the current window, otherwise counts it
+   * under `fields.code` (or `other`) for the summary.
+   */
+  warn(key: string, fields: Record<string, unknown>, message: string): void;
+  /** Lines written in full and lines folded into summaries since the start (for tests and metrics). */
+  readonly counts: { readonly logged: number; readonly suppressed: number };
+  /** Writes pending summaries now and stops the timers. */
+  close(): void;
+}
+
+interface Window {
+  readonly timer: NodeJS.Timeout;
+  readonly fields: Record<string, unknown>;
+  readonly byCode: Map<string, number>;
+  suppressed: number;
+}
+
+export function createLogSummarizer(log: Logger, options: LogSummarizerOptions): LogSummarizer {
+  const windowMs = options.windowMs ?? 60_000;
+  const windows = new Map<string, Window>();
+  const counts = { logged: 0, suppressed: 0 };
+  const flush = (key: string) => {
+    const window = windows.get(key);
+    if (!window) return;
+    windows.delete(key);
+    clearTimeout(window.timer);
+    if (window.suppressed === 0) return;
+    counts.logged++;
+    log.warn(
+      {
+        ...window.fields,
+        event: options.summaryEvent,
+        suppressed: window.suppressed,
+        byCode: Object.fromEntries(window.byCode),
+        windowMs,
+      },
+      `${window.suppressed} more like the last one in ${Math.round(windowMs / 1000)} s (not logged one by one)`,
+    );
+  };
+  return {
+    warn(key, fields, message) {
+      const window = windows.get(key);
+      if (window) {
+        window.suppressed++;
+        counts.suppressed++;
+        const code = typeof fields.code === 'string' ? fields.code : 'other';
+        window.byCode.set(code, (window.byCode.get(code) ?? 0) + 1);
+        return;
+      }
+      counts.logged++;
+      log.warn(fields, message);
+      // What the summary repeats: where it happened, not the details of the first occurrence.
+      const { reason: _reason, code: _code, event: _event, ...where } = fields;
+      const timer = setTimeout(() => flush(key), windowMs);
+      timer.unref();
+      windows.set(key, { timer, fields: where, byCode: new Map(), suppressed: 0 });
+    },
+    counts,
+    close() {
+      for (const key of [...windows.keys()]) flush(key);
+    },
+  };
+}

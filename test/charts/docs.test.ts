@@ -1,0 +1,72 @@
+/**
+ * The charts README and the images README say only what exists: every `cloudtaser-cli <group> <verb>` they name is
+ * a command of the real CLI, every `--flag` in a command's paragraph is a flag of that command, every value path is
+ * a value of a chart, and each image's default command is its Dockerfile's CMD.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../../runtime/cli/program.js';
+import { CHART_NAMES, CHARTS_DIR, isMap, readChart } from './chart-files.js';
+
+const program = buildProgram();
+const chartsReadme = readFileSync(join(CHARTS_DIR, 'README.md'), 'utf8');
+const imagesReadme = readFileSync(join(CHARTS_DIR, '..', 'images', 'README.md'), 'utf8');
+
+function command(group: string, verb: string): Command | undefined {
+  return program.commands.find((c) => c.name() === group)?.commands.find((c) => c.name() === verb);
+}
+
+describe('runtime/charts/README.md', () => {
+  it('names only cloudtaser-cli commands that exist', () => {
+    const named = [...chartsReadme.matchAll(/cloudtaser-cli ([a-z-]+) ([a-z-]+)/g)].map((m) => [m[1], m[2]]);
+    expect(named.length).toBeGreaterThanOrEqual(3);
+    for (const [group, verb] of named) expect(command(group, verb), `${group} ${verb}`).toBeDefined();
+  });
+
+  it('lists, in each process paragraph, only flags of that process command', () => {
+    const paragraphs = chartsReadme.split(/\n\n/).filter((p) => /^\*\*\w+\*\* \(`cloudtaser-cli /.test(p));
+    expect(paragraphs).toHaveLength(3);
+    for (const paragraph of paragraphs) {
+      const [, group, verb] = /`cloudtaser-cli ([a-z-]+) ([a-z-]+)`/.exec(paragraph)!;
+      const known = new Set(command(group, verb)!.options.map((o) => o.long));
+      const flags = [...paragraph.matchAll(/`(--[a-z0-9-]+)`/g)].map((m) => m[1]);
+      expect(flags.length, `${group} ${verb}`).toBeGreaterThan(3);
+      for (const flag of flags) expect(known, `${group} ${verb} ${flag}`).toContain(flag);
+    }
+  });
+
+  it('names only values the charts have', () => {
+    const charts = CHART_NAMES.map(readChart);
+    const exists = (path: string) =>
+      charts.some((chart) => {
+        let cursor: unknown = chart.values;
+        for (const key of path.split('.')) {
+          if (!isMap(cursor) || !(key in cursor)) return false;
+          cursor = cursor[key];
+        }
+        return true;
+      });
+    const paths = [
+      ...chartsReadme.matchAll(
+        /`((?:operator|bridge|beacon|webhook|networkPolicy|tls|service|podDisruptionBudget|image)\.[A-Za-z.]+)`/g,
+      ),
+    ].map((m) => m[1].replace(/=.*$/, ''));
+    expect(paths.length).toBeGreaterThan(8);
+    for (const path of paths) expect(exists(path), path).toBe(true);
+  });
+});
+
+describe('runtime/images/README.md', () => {
+  it.each(['operator', 'beacon', 'bridge'] as const)(
+    'gives the %s image the default command of its Dockerfile, a command of the CLI',
+    (image) => {
+      const dockerfile = readFileSync(join(CHARTS_DIR, '..', 'images', `Dockerfile.${image}`), 'utf8');
+      const cmd = JSON.parse(/^CMD (.+)$/m.exec(dockerfile)![1]) as string[];
+      const row = imagesReadme.split('\n').find((line) => line.includes(`Dockerfile.${image}`))!;
+      expect(row).toContain(`| \`${cmd.join(' ')}\``);
+      expect(command(cmd[0], cmd[1]), cmd.join(' ')).toBeDefined();
+    },
+  );
+});

@@ -1,0 +1,480 @@
+/**
+ * The charts as Kubernetes receives them: each is rendered (test/charts/helm-template.ts plays `helm template`)
+ * with its defaults, its example values and the combinations of its switches, and the objects are checked for
+ * what a cluster needs to run them: RBAC exactly as the code calls it, Service ports that reach listening
+ * ports, names Kubernetes accepts, addresses that match what is served, flags the CLI has.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../../runtime/cli/program.js';
+import {
+  isResourcePermission,
+  KUBE_CALLS,
+  OPERATOR_CALLS,
+  type OperatorFeatures,
+  operatorKubeAccess,
+  type ResourcePermission,
+} from '../../runtime/kube/permissions.js';
+import { CHART_NAMES, CHARTS_DIR, readChart } from './chart-files.js';
+import type { RenderedChart } from './helm-template.js';
+import {
+  CLUSTER_SCOPED_KINDS,
+  containerArgs,
+  deepMerge,
+  flagValues,
+  type K8sObject,
+  objectsOf,
+  only,
+  RELEASE_NAMESPACE,
+  REQUIRED_VALUES,
+  render,
+} from './render.js';
+import { validateValues } from './values-schema.js';
+
+// ---- RBAC: what the chart grants = what the operator calls ---------------------------------------------------
+
+/** One normalised RBAC grant: `verb group/resource in <namespace|*> on <names|*>`. */
+function grantsOf(rendered: RenderedChart, serviceAccount: { namespace: string; name: string }): string[] {
+  const roles = new Map<string, K8sObject>();
+  for (const role of [...objectsOf(rendered, 'Role'), ...objectsOf(rendered, 'ClusterRole')])
+    roles.set(`${role.kind}/${role.metadata.namespace ?? ''}/${role.metadata.name}`, role);
+  const grants: string[] = [];
+  for (const binding of [
+    ...objectsOf(rendered, 'RoleBinding'),
+    ...objectsOf(rendered, 'ClusterRoleBinding'),
+  ]) {
+    const bound = binding.subjects.some(
+      (s: K8sObject) =>
+        s.kind === 'ServiceAccount' &&
+        s.name === serviceAccount.name &&
+        s.namespace === serviceAccount.namespace,
+    );
+    if (!bound) continue;
+    const roleNamespace = binding.roleRef.kind === 'Role' ? binding.metadata.namespace : '';
+    const role = roles.get(`${binding.roleRef.kind}/${roleNamespace}/${binding.roleRef.name}`);
+    expect(role, `${binding.kind} ${binding.metadata.name} refers to a role the chart renders`).toBeDefined();
+    const where = binding.kind === 'RoleBinding' ? binding.metadata.namespace : '*';
+    for (const rule of role.rules) {
+      for (const verb of rule.verbs)
+        for (const group of rule.apiGroups)
+          for (const resource of rule.resources)
+            grants.push(grant(verb, group, resource, where, rule.resourceNames));
+    }
+  }
+  return grants.sort();
+}
+
+function grant(
+  verb: string,
+  group: string,
+  resource: string,
+  where: string,
+  names?: readonly string[],
+): string {
+  return `${verb} ${group || 'core'}/${resource} in ${where} on ${names ? [...names].sort().join(',') : '*'}`;
+}
+
+function expectedGrants(features: OperatorFeatures): string[] {
+  return operatorKubeAccess(features)
+    .map((g) => {
+      const permission = KUBE_CALLS[g.call] as ResourcePermission;
+      const where = permission.scope === 'cluster' ? '*' : (g.namespace ?? '*');
+      return grant(permission.verb, permission.group, permission.resource, where, g.resourceNames);
+    })
+    .sort();
+}
+
+function trustRecordOf(flag: string | undefined): OperatorFeatures['trustRecord'] {
+  if (flag === undefined) return undefined;
+  const [namespace, name] = flag.split('/');
+  return { namespace: namespace!, name: name! };
+}
+
+const OPERATOR_COMBINATIONS: Array<[string, Record<string, unknown>]> = [
+  ['the defaults (attestation on, the operator keeps the webhook caBundle)', {}],
+  ['attestation off', { operator: { broker: { attestation: { enabled: false } } } }],
+  ['migration in every namespace', { operator: { migration: { enabled: true } } }],
+  [
+    'migration in two namespaces',
+    { operator: { migration: { enabled: true, namespaces: ['team-a', 'team-b'] } } },
+  ],
+  [
+    'webhook certificate from a Secret (caBundle kept by cert-manager)',
+    { webhook: { tls: { secretName: 'hook-tls' } } },
+  ],
+  [
+    'everything on, another service account name, another release',
+    {
+      operator: { migration: { enabled: true, namespaces: ['default'] } },
+      serviceAccount: { name: 'ops-broker' },
+    },
+  ],
+];
+
+describe('operator RBAC is exactly what the operator calls (runtime/kube/permissions.ts)', () => {
+  it.each(OPERATOR_COMBINATIONS)('with %s', (_name, values) => {
+    const release = { name: 'ct', namespace: 'ops' };
+    const rendered = render('cloudtaser', values, release);
+    const deployment = only(rendered, 'Deployment');
+    const args = containerArgs(deployment);
+    const serviceAccount = { namespace: 'ops', name: deployment.spec.template.spec.serviceAccountName };
+    const merged = rendered.values as K8sObject;
+    const webhookConfiguration = flagValues(args, '--webhook-configuration')[0];
+    if (webhookConfiguration !== undefined)
+      expect(webhookConfiguration).toBe(only(rendered, 'MutatingWebhookConfiguration').metadata.name);
+    const features: OperatorFeatures = {
+      attestation: args.includes('--attestation')
+        ? { namespace: serviceAccount.namespace, serviceAccount: serviceAccount.name }
+        : undefined,
+      webhookConfiguration,
+      migration: args.includes('--migrate')
+        ? { namespaces: flagValues(args, '--migrate-namespace') }
+        : undefined,
+      trustRecord: trustRecordOf(flagValues(args, '--trust-record')[0]),
+    };
+    // The broker records its CA in the ConfigMap the chart creates, under that name.
+    expect(features.trustRecord).toEqual({
+      namespace: 'ops',
+      name: objectsOf(rendered, 'ConfigMap').find((c) => c.metadata.name.endsWith('-trust'))?.metadata.name,
+    });
+    // The switches reach the process as the values say.
+    expect(features.attestation !== undefined).toBe(merged.operator.broker.attestation.enabled);
+    expect(features.migration !== undefined).toBe(merged.operator.migration.enabled);
+    expect(features.webhookConfiguration === undefined).toBe(merged.webhook.tls.secretName !== '');
+    expect(grantsOf(rendered, serviceAccount)).toEqual(expectedGrants(features));
+  });
+
+  it('declares a resource permission for every call the operator makes, and no wildcard', () => {
+    for (const call of OPERATOR_CALLS) expect(isResourcePermission(KUBE_CALLS[call]), call).toBe(true);
+    const all = operatorKubeAccess({
+      attestation: { namespace: 'n', serviceAccount: 's' },
+      webhookConfiguration: 'w',
+      migration: {},
+      trustRecord: { namespace: 'n', name: 't' },
+    }).map((g) => g.call);
+    expect(new Set(all)).toEqual(new Set(OPERATOR_CALLS));
+    const rendered = render('cloudtaser', { operator: { migration: { enabled: true } } });
+    expect(JSON.stringify(rendered.objects)).not.toMatch(/"\*"/);
+  });
+
+  it('lets migration record Events (create events) next to list and delete on Secrets, and nothing more on Secrets', () => {
+    const rendered = render('cloudtaser', {
+      operator: { migration: { enabled: true, namespaces: ['default'] } },
+    });
+    const role = objectsOf(rendered, 'Role').find((r) => r.metadata.namespace === 'default');
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'delete'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    ]);
+  });
+});
+
+// ---- names, uniqueness, ports --------------------------------------------------------------------------------
+
+const LONG_RELEASE = 'a-release-name-that-is-as-long-as-helm-allows-53chars'; // 53 characters, Helm's limit
+
+describe.each(CHART_NAMES)('chart %s rendered', (chartName) => {
+  it('keeps every object name within 63 characters with the longest release name Helm allows', () => {
+    expect(LONG_RELEASE).toHaveLength(53);
+    const rendered = render(
+      chartName,
+      {},
+      { name: LONG_RELEASE, namespace: 'a-namespace-with-a-long-name-too' },
+    );
+    for (const object of rendered.objects) {
+      expect(object.metadata.name.length, `${object.kind} ${object.metadata.name}`).toBeLessThanOrEqual(63);
+      expect(object.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    }
+    // Suffixed names stay distinct after shortening.
+    const names = rendered.objects.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`);
+    expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('names cluster-scoped objects per release, so another name or namespace never collides', () => {
+    const clusterNames = (release: { name: string; namespace: string }) =>
+      render(chartName, {}, release)
+        .objects.filter((o) => CLUSTER_SCOPED_KINDS.has(o.kind))
+        .map((o) => `${o.kind}/${o.metadata.name}`);
+    const a = clusterNames({ name: 'cloudtaser', namespace: 'team-a' });
+    const b = clusterNames({ name: 'cloudtaser', namespace: 'team-b' });
+    const c = clusterNames({ name: 'other', namespace: 'team-a' });
+    const d = clusterNames({ name: LONG_RELEASE, namespace: 'team-a-with-a-long-namespace-name' });
+    const e = clusterNames({ name: LONG_RELEASE, namespace: 'team-b-with-a-long-namespace-name' });
+    for (const [x, y] of [
+      [a, b],
+      [a, c],
+      [d, e],
+    ])
+      for (const name of x) expect(y).not.toContain(name);
+  });
+
+  it('points every Service port at a port a container listens on (headless Services on the same number)', () => {
+    const rendered = render(chartName);
+    const deployments = objectsOf(rendered, 'Deployment');
+    for (const service of objectsOf(rendered, 'Service')) {
+      const pods = deployments.filter((d) =>
+        Object.entries(service.spec.selector).every(([k, v]) => d.spec.template.metadata.labels[k] === v),
+      );
+      expect(pods.length, `Service ${service.metadata.name} selects a Deployment`).toBe(1);
+      const containerPorts = pods[0].spec.template.spec.containers.flatMap((c: K8sObject) => c.ports ?? []);
+      for (const port of service.spec.ports) {
+        const target = containerPorts.find((p: K8sObject) =>
+          typeof port.targetPort === 'string'
+            ? p.name === port.targetPort
+            : p.containerPort === port.targetPort,
+        );
+        expect(target, `${service.metadata.name}:${port.port} -> ${port.targetPort}`).toBeDefined();
+        if (service.spec.clusterIP === 'None') expect(port.port).toBe(target.containerPort);
+      }
+    }
+  });
+
+  it('listens on ports of 1024 or above (the processes run as uid 65532) and its schema refuses lower ones', () => {
+    const rendered = render(chartName);
+    for (const deployment of objectsOf(rendered, 'Deployment'))
+      for (const container of deployment.spec.template.spec.containers)
+        for (const port of container.ports) expect(port.containerPort).toBeGreaterThanOrEqual(1024);
+    const chart = readChart(chartName);
+    const portPaths = {
+      cloudtaser: ['operator.healthPort', 'operator.webhookPort', 'operator.podApiPort'],
+      'cloudtaser-beacon': ['beacon.port', 'beacon.metricsPort'],
+      'cloudtaser-bridge': ['bridge.metricsPort', 'bridge.tokenReview.port'],
+    }[chartName];
+    for (const path of portPaths) {
+      const values = deepMerge(deepMerge(chart.values, REQUIRED_VALUES[chartName]), dotted(path, 443));
+      expect(
+        validateValues(chart.schema, values).map((p) => p.path),
+        path,
+      ).toContain(path);
+    }
+  });
+
+  it('runs a command and flags that exist in cloudtaser-cli, plus extraArgs and extraEnv as given', () => {
+    const extra = {
+      cloudtaser: 'operator',
+      'cloudtaser-beacon': 'beacon',
+      'cloudtaser-bridge': 'bridge',
+    }[chartName];
+    const rendered = render(chartName, {
+      [extra]: {
+        extraArgs: ['--log-level-probe'],
+        extraEnv: [{ name: 'HTTPS_PROXY', value: 'http://proxy:3128' }],
+      },
+      image: { digest: `sha256:${'b'.repeat(64)}` },
+    });
+    const container = only(rendered, 'Deployment').spec.template.spec.containers[0];
+    expect(container.image).toMatch(new RegExp(`@sha256:${'b'.repeat(64)}$`));
+    expect(container.args.at(-1)).toBe('--log-level-probe');
+    expect(container.env).toContainEqual({ name: 'HTTPS_PROXY', value: 'http://proxy:3128' });
+    for (const values of [{}, readChart(chartName).exampleValues]) {
+      const [group, verb, ...flags] = containerArgs(only(render(chartName, values), 'Deployment'));
+      const command = buildProgram()
+        .commands.find((c) => c.name() === group)
+        ?.commands.find((c) => c.name() === verb);
+      expect(command, `cloudtaser-cli ${group} ${verb}`).toBeDefined();
+      const known = new Set(command!.options.map((o) => o.long));
+      for (const flag of flags) expect(known, `${group} ${verb} ${flag}`).toContain(flag.split('=')[0]);
+    }
+  });
+
+  it('installs its example values on an empty cluster: no object in a namespace that may not exist, no reference to a Secret or ConfigMap it does not create', () => {
+    const chart = readChart(chartName);
+    expect(validateValues(chart.schema, deepMerge(chart.values, chart.exampleValues))).toEqual([]);
+    const rendered = render(chartName, chart.exampleValues);
+    const always = new Set([RELEASE_NAMESPACE, 'default', 'kube-system']);
+    for (const object of rendered.objects)
+      if (object.metadata.namespace !== undefined)
+        expect(always, `${object.kind} ${object.metadata.name}`).toContain(object.metadata.namespace);
+    const created = new Set(
+      rendered.objects
+        .filter((o) => o.kind === 'Secret' || o.kind === 'ConfigMap')
+        .map((o) => `${o.kind}/${o.metadata.name}`),
+    );
+    for (const reference of podReferences(rendered)) expect(created, reference).toContain(reference);
+  });
+
+  it('spreads multi-replica pods over nodes and zones by default, and takes priorityClassName', () => {
+    const rendered = render(chartName, { priorityClassName: 'cloudtaser-critical' });
+    const spec = only(rendered, 'Deployment').spec.template.spec;
+    expect(spec.priorityClassName).toBe('cloudtaser-critical');
+    if (chartName === 'cloudtaser') return; // one replica by design
+    expect(spec.topologySpreadConstraints.map((c: K8sObject) => c.topologyKey)).toEqual([
+      'kubernetes.io/hostname',
+      'topology.kubernetes.io/zone',
+    ]);
+    for (const constraint of spec.topologySpreadConstraints) {
+      expect(constraint.whenUnsatisfiable).toBe('ScheduleAnyway');
+      expect(constraint.labelSelector.matchLabels).toEqual(
+        only(rendered, 'Deployment').spec.selector.matchLabels,
+      );
+    }
+  });
+
+  it('ships a .helmignore', () => {
+    expect(readFileSync(join(CHARTS_DIR, chartName, '.helmignore'), 'utf8')).toMatch(/^\.git\/$/m);
+  });
+});
+
+describe('chart cloudtaser (operator) rendered', () => {
+  it('replaces its pod with Recreate, so two brokers never run at once', () => {
+    expect(only(render('cloudtaser'), 'Deployment').spec.strategy).toEqual({ type: 'Recreate' });
+  });
+
+  it('says in NOTES what the webhook does while the pod is replaced, and whether a restart needs a re-arm', () => {
+    const fail = render('cloudtaser').notes;
+    expect(fail).toMatch(/Recreate[\s\S]*labelled pods created meanwhile are refused/);
+    expect(fail).toMatch(/bootstraps again on its own \(service account cloudtaser-system\/cloudtaser\)/);
+    const ignore = render('cloudtaser', {
+      webhook: { failurePolicy: 'Ignore' },
+      operator: { broker: { attestation: { enabled: false } } },
+    }).notes;
+    expect(ignore).toMatch(/start WITHOUT their secrets/);
+    expect(ignore).toMatch(/needs a re-arm/);
+  });
+
+  it('runs the broker with attestation by default as the release service account, whatever the release is called', () => {
+    const rendered = render('cloudtaser', {}, { name: 'ops', namespace: 'platform' });
+    const deployment = only(rendered, 'Deployment');
+    expect(containerArgs(deployment)).toContain('--attestation');
+    const env = deployment.spec.template.spec.containers[0].env;
+    expect(env).toContainEqual({
+      name: 'SERVICE_ACCOUNT_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } },
+    });
+    expect(env).toContainEqual({
+      name: 'POD_NAMESPACE',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } },
+    });
+    expect(deployment.spec.template.spec.serviceAccountName).toBe(
+      only(rendered, 'ServiceAccount').metadata.name,
+    );
+    expect(deployment.spec.template.spec.serviceAccountName).toBe('ops-cloudtaser');
+  });
+
+  it('calls the webhook through the Service port that reaches the webhook container port', () => {
+    const rendered = render('cloudtaser', { service: { port: 8443 } });
+    const hook = only(rendered, 'MutatingWebhookConfiguration').webhooks[0].clientConfig.service;
+    const service = only(rendered, 'Service');
+    expect(hook.name).toBe(service.metadata.name);
+    expect(service.spec.ports.find((p: K8sObject) => p.port === hook.port).targetPort).toBe('webhook');
+  });
+});
+
+describe('chart cloudtaser-beacon rendered', () => {
+  it('prints in NOTES the headless address bridges dial, on the port the pods listen on, whatever service.port is', () => {
+    const rendered = render('cloudtaser-beacon', { service: { port: 4443 }, beacon: { port: 9443 } });
+    const headless = objectsOf(rendered, 'Service').find((s) => s.spec.clusterIP === 'None');
+    const address = `${headless.metadata.name}.${RELEASE_NAMESPACE}.svc:${headless.spec.ports[0].port}`;
+    expect(rendered.notes).toContain(`dial every replica:  ${address}`);
+    expect(address).toBe('cloudtaser-beacon-headless.cloudtaser-system.svc:9443');
+  });
+
+  it('keeps a PodDisruptionBudget over its replicas', () => {
+    const pdb = only(render('cloudtaser-beacon', { replicas: 3 }), 'PodDisruptionBudget');
+    expect(pdb.spec.minAvailable).toBe(1);
+    expect(objectsOf(render('cloudtaser-beacon', { replicas: 1 }), 'PodDisruptionBudget')).toEqual([]);
+  });
+
+  it('makes its own self-signed TLS Secret only when asked, and mounts whichever Secret it names', () => {
+    expect(objectsOf(render('cloudtaser-beacon'), 'Secret')).toEqual([]);
+    const rendered = render('cloudtaser-beacon', {
+      tls: { generate: { enabled: true, dnsNames: ['beacon.test'] } },
+    });
+    const secret = only(rendered, 'Secret');
+    expect(secret.type).toBe('kubernetes.io/tls');
+    expect(Buffer.from(secret.data['tls.crt'], 'base64').toString()).toContain('BEGIN CERTIFICATE');
+    const volume = only(rendered, 'Deployment').spec.template.spec.volumes.find((v: K8sObject) => v.secret);
+    expect(volume.secret.secretName).toBe(secret.metadata.name);
+  });
+});
+
+describe('chart cloudtaser-bridge rendered', () => {
+  it('serves TokenReview on a Service OpenBao reaches over HTTPS, prints that endpoint, and finds peers through a headless Service', () => {
+    const rendered = render('cloudtaser-bridge', {}, { name: 'bridge', namespace: 'openbao' });
+    const args = containerArgs(only(rendered, 'Deployment'));
+    const services = objectsOf(rendered, 'Service');
+    const endpointService = services.find((s) => s.metadata.name === 'bridge-cloudtaser-bridge');
+    const port = endpointService.spec.ports.find((p: K8sObject) => p.targetPort === 'tokenreview').port;
+    const endpoint = `https://${endpointService.metadata.name}.openbao.svc:${port}`;
+    expect(rendered.notes).toContain(`--tokenreview-endpoint ${endpoint}`);
+    // The serving certificate carries the name OpenBao dials.
+    expect(flagValues(args, '--tokenreview-dns-name')).toContain(
+      `${endpointService.metadata.name}.openbao.svc`,
+    );
+    const peers = services.find((s) => s.spec.clusterIP === 'None');
+    expect(flagValues(args, '--tokenreview-peers')).toEqual([
+      `${peers.metadata.name}.openbao.svc:${peers.spec.ports[0].port}`,
+    ]);
+    expect(args.some((a) => a.startsWith('--tokenreview-plain-http'))).toBe(false);
+  });
+
+  it('admits only OpenBao and its own replicas to the TokenReview port (NetworkPolicy), with a configurable OpenBao selector', () => {
+    const rendered = render('cloudtaser-bridge', {
+      networkPolicy: {
+        openbao: {
+          podSelector: { matchLabels: { app: 'vault' } },
+          namespaceSelector: { matchLabels: { team: 'sec' } },
+        },
+      },
+    });
+    const policy = only(rendered, 'NetworkPolicy');
+    expect(policy.spec.podSelector.matchLabels).toEqual(
+      only(rendered, 'Deployment').spec.selector.matchLabels,
+    );
+    const review = policy.spec.ingress.find((r: K8sObject) => r.ports[0].port === 'tokenreview');
+    expect(review.from).toEqual([
+      { podSelector: { matchLabels: only(rendered, 'Deployment').spec.selector.matchLabels } },
+      { podSelector: { matchLabels: { app: 'vault' } }, namespaceSelector: { matchLabels: { team: 'sec' } } },
+    ]);
+    expect(
+      objectsOf(render('cloudtaser-bridge', { networkPolicy: { enabled: false } }), 'NetworkPolicy'),
+    ).toEqual([]);
+    // By default: the OpenBao Helm chart's pods, in any namespace.
+    const byDefault = only(render('cloudtaser-bridge'), 'NetworkPolicy').spec.ingress[0].from[1];
+    expect(byDefault).toEqual({
+      podSelector: { matchLabels: { 'app.kubernetes.io/name': 'openbao' } },
+      namespaceSelector: {},
+    });
+  });
+
+  it('takes the listener certificate from a Secret when named, mounted as a folder so renewals reach the process', () => {
+    const rendered = render('cloudtaser-bridge', {
+      bridge: { tokenReview: { tls: { secretName: 'tr-tls' } } },
+    });
+    const spec = only(rendered, 'Deployment').spec.template.spec;
+    const args = containerArgs(only(rendered, 'Deployment'));
+    expect(flagValues(args, '--tokenreview-tls-cert')).toEqual(['/etc/cloudtaser/tokenreview-tls/tls.crt']);
+    expect(flagValues(args, '--tokenreview-tls-ca')).toEqual(['/etc/cloudtaser/tokenreview-tls/ca.crt']);
+    const mount = spec.containers[0].volumeMounts.find((m: K8sObject) => m.name === 'tokenreview-tls');
+    expect(mount.subPath).toBeUndefined();
+    expect(spec.volumes).toContainEqual({ name: 'tokenreview-tls', secret: { secretName: 'tr-tls' } });
+  });
+});
+
+/** `Secret/<name>` and `ConfigMap/<name>` every pod of the chart refers to. */
+function podReferences(rendered: RenderedChart): string[] {
+  const references: string[] = [];
+  for (const deployment of objectsOf(rendered, 'Deployment')) {
+    const spec = deployment.spec.template.spec;
+    for (const volume of spec.volumes ?? []) {
+      if (volume.secret) references.push(`Secret/${volume.secret.secretName}`);
+      if (volume.configMap) references.push(`ConfigMap/${volume.configMap.name}`);
+    }
+    for (const container of [...(spec.initContainers ?? []), ...spec.containers]) {
+      for (const env of container.env ?? []) {
+        if (env.valueFrom?.secretKeyRef) references.push(`Secret/${env.valueFrom.secretKeyRef.name}`);
+        if (env.valueFrom?.configMapKeyRef)
+          references.push(`ConfigMap/${env.valueFrom.configMapKeyRef.name}`);
+      }
+    }
+  }
+  return references;
+}
+
+function dotted(path: string, value: unknown): Record<string, unknown> {
+  return path
+    .split('.')
+    .reverse()
+    .reduce<unknown>((inner, key) => ({ [key]: inner }), value) as Record<string, unknown>;
+}

@@ -1,0 +1,314 @@
+/**
+ * The CLI's conventions, uniformly, through the built `cloudtaser-cli` (README "Command reference"):
+ * one `CT_CODE: message` line per error on stderr, usage errors exit 2 and other failures 1, --help exits 0 on
+ * every command, --log-level / CLOUDTASER_LOG_LEVEL checked and honoured, log lines with one key of each name.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildProgram } from '../../runtime/cli/program.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { CLI, runCli } from './run-cli.js';
+
+const FP = '0ad50c05-1153-4508-9237-4cb2912e2c23';
+const dir = mkdtempSync(join(tmpdir(), 'ct-cli-conventions-'));
+
+/** stderr must be exactly one line: the coded error. */
+function oneLine(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l !== '');
+  expect(lines, stderr).toHaveLength(1);
+  return lines[0];
+}
+
+describe('usage errors: exit 2, one CT_ line on stderr, nothing on stdout', () => {
+  const notAKubeconfig = join(dir, 'values.yaml');
+  writeFileSync(notAKubeconfig, 'replicaCount: 2\nimage: {repository: nginx}\n');
+  const token = { CLOUDTASER_SECRETSTORE_TOKEN: 'root' };
+  const address = ['--secretstore-address', 'http://127.0.0.1:9'];
+
+  it.each([
+    [
+      '--output yaml',
+      ['source', 'status', '--fingerprint', FP, ...address, '--output', 'yaml'],
+      token,
+      /--output must be "text" or "json", not "yaml"/,
+    ],
+    [
+      'a secret-store address that is not a URL',
+      ['source', 'status', '--fingerprint', FP, '--secretstore-address', 'openbao:8200'],
+      token,
+      /"openbao:8200" must start with https:\/\/ or http:\/\//,
+    ],
+    [
+      'no secret-store address',
+      ['source', 'status', '--fingerprint', FP],
+      token,
+      /no secret-store address: pass --secretstore-address/,
+    ],
+    [
+      'no secret-store token',
+      ['source', 'status', '--fingerprint', FP, ...address],
+      {},
+      /^CT_TOKEN_MISSING: .*CLOUDTASER_SECRETSTORE_TOKEN/,
+    ],
+    [
+      'a fingerprint that is not a UUID',
+      ['source', 'status', '--fingerprint', 'nope', ...address],
+      token,
+      /^CT_INVALID_FINGERPRINT: /,
+    ],
+    [
+      'beacon serve without TLS',
+      ['beacon', 'serve', '--listen', '127.0.0.1:0'],
+      {},
+      /beacon serve needs --tls-cert and --tls-key/,
+    ],
+    [
+      'a missing required flag',
+      ['source', 'register'],
+      {},
+      /required option '--fingerprint <uuid>' not specified \(see cloudtaser-cli source register --help\)$/,
+    ],
+    ['an unknown command', ['nosuch'], {}, /unknown command 'nosuch' \(see cloudtaser-cli --help\)$/],
+    [
+      'an unknown subcommand',
+      ['source', 'regster'],
+      {},
+      /unknown command 'regster'.*\(see cloudtaser-cli source --help\)$/,
+    ],
+    [
+      'a command group without a command',
+      ['source'],
+      {},
+      /cloudtaser-cli source needs a command: policy, register, deregister, beacon-ca, status/,
+    ],
+    [
+      'an unknown flag',
+      ['source', 'status', '--fingerprint', FP, '--no-such-flag'],
+      {},
+      /unknown option '--no-such-flag'/,
+    ],
+    [
+      '--log-level bogus',
+      ['target', 'fingerprint', '--log-level', 'bogus'],
+      {},
+      /--log-level must be one of fatal, error, warn, info, debug, trace, silent, not "bogus"/,
+    ],
+    [
+      'CLOUDTASER_LOG_LEVEL=bogus',
+      ['target', 'fingerprint'],
+      { CLOUDTASER_LOG_LEVEL: 'bogus' },
+      /CLOUDTASER_LOG_LEVEL must be one of/,
+    ],
+    [
+      '--timeout 0',
+      ['source', 'status', '--fingerprint', FP, ...address, '--timeout', '0'],
+      token,
+      /--timeout must be a number of seconds from 1 to 600/,
+    ],
+    [
+      '--wait abc on migrate',
+      ['target', 'migrate', '--wait', 'abc'],
+      {},
+      /--wait must be a whole number of seconds/,
+    ],
+  ] as const)('%s', async (_name, args, env, message) => {
+    const result = await runCli([...args], env);
+    const line = oneLine(result.stderr);
+    expect(line).toMatch(/^CT_[A-Z_]+: /);
+    expect(line).toMatch(message);
+    expect(result.stdout).toBe('');
+    expect(result.code).toBe(2);
+  });
+});
+
+describe('other failures: exit 1, one CT_ line', () => {
+  it('a file that is not a kubeconfig is named as such, not as a kubeconfig without a current-context', async () => {
+    const file = join(dir, 'values.yaml');
+    const result = await runCli(['target', 'fingerprint', '--kubeconfig', file]);
+    expect(oneLine(result.stderr)).toBe(
+      `CT_KUBE_CONFIG: ${file} is not a kubeconfig: it has no clusters, contexts or users (a kubeconfig is YAML with kind: Config, as kubectl writes to ~/.kube/config); check the path`,
+    );
+    expect(result.code).toBe(1);
+  });
+
+  it('a file that is not YAML at all says so with the line, in one line', async () => {
+    const file = join(dir, 'notes.txt');
+    writeFileSync(file, 'key: value\n  - broken: [\n');
+    const result = await runCli(['target', 'fingerprint', '--kubeconfig', file]);
+    expect(oneLine(result.stderr)).toMatch(
+      /^CT_KUBE_CONFIG: .*notes\.txt is not a usable kubeconfig: it is not YAML \(.* on line \d+\)$/,
+    );
+    expect(result.code).toBe(1);
+  });
+
+  describe('an OpenBao that accepts connections and never answers', () => {
+    let silent: Server;
+    const sockets: Socket[] = [];
+    beforeAll(async () => {
+      silent = createServer((socket) => sockets.push(socket)).listen(0, '127.0.0.1');
+      await once(silent, 'listening');
+    });
+    afterAll(() => {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    });
+
+    it('times out after --timeout and names that flag in the message', async () => {
+      const { port } = silent.address() as { port: number };
+      const started = performance.now();
+      const result = await runCli(
+        [
+          'source',
+          'status',
+          '--fingerprint',
+          FP,
+          '--secretstore-address',
+          `http://127.0.0.1:${port}`,
+          '--timeout',
+          '1',
+        ],
+        { CLOUDTASER_SECRETSTORE_TOKEN: 'root' },
+      );
+      const line = oneLine(result.stderr);
+      expect(line).toMatch(
+        /^CT_OPENBAO_TIMEOUT: OpenBao at http:\/\/127\.0\.0\.1:\d+ did not answer .* within 1000 ms/,
+      );
+      expect(line).toContain('raise the timeout (--timeout SECONDS)');
+      expect(result.code).toBe(1);
+      // One second per attempt, not the ten-second default.
+      expect(performance.now() - started).toBeLessThan(9_000);
+    });
+  });
+});
+
+describe('--help', () => {
+  /** Every command path in the tree, as a user types it. */
+  function commandPaths(cmd: Command, prefix: string[] = []): string[][] {
+    const here = cmd.parent ? [...prefix, cmd.name()] : [];
+    return [here, ...cmd.commands.flatMap((child) => commandPaths(child, here))];
+  }
+
+  it('exits 0 with usage on stdout and nothing on stderr for every command', async () => {
+    const paths = commandPaths(buildProgram()).filter((p) => p.at(-1) !== 'help');
+    expect(paths.length).toBeGreaterThan(15);
+    const failures: string[] = [];
+    for (let i = 0; i < paths.length; i += 3) {
+      await Promise.all(
+        paths.slice(i, i + 3).map(async (path) => {
+          const result = await runCli([...path, '--help'], {}, 60_000);
+          if (result.code !== 0 || result.stderr !== '' || !result.stdout.startsWith('Usage: cloudtaser-cli'))
+            failures.push(`${path.join(' ')}: exit ${result.code}, stderr ${JSON.stringify(result.stderr)}`);
+        }),
+      );
+    }
+    expect(failures).toEqual([]);
+  }, 240_000);
+
+  it('documents --log-level with its levels on every command that runs', async () => {
+    const result = await runCli(['bridge', 'run', '--help']);
+    expect(result.stdout.replace(/\s+/g, ' ')).toContain(
+      '--log-level <level> minimum level of the JSON log lines on stderr: fatal, error, warn, info, debug, trace, silent (env CLOUDTASER_LOG_LEVEL; default info)',
+    );
+  });
+});
+
+describe('log lines of dev up', () => {
+  /** Starts `dev up`, waits for its JSON line, stops it, and returns its stderr log lines. */
+  async function devUpLogLines(args: string[], env: Record<string, string> = {}): Promise<string[]> {
+    const child = spawn(process.execPath, [CLI, 'dev', 'up', '--json', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    await new Promise((resolve, reject) => {
+      createInterface({ input: child.stdout }).once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`dev up exited ${code}: ${stderr}`)));
+    });
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    expect((await exited)[0]).toBe(0);
+    return stderr.split('\n').filter((l) => l !== '');
+  }
+
+  /** Top-level keys that appear more than once in a JSON line (JSON.parse would hide them). */
+  function duplicateKeys(line: string): string[] {
+    const seen = new Map<string, number>();
+    let depth = 0;
+    let inString = false;
+    let start = -1;
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i];
+      if (inString) {
+        if (c === '\\') i++;
+        else if (c === '"') {
+          inString = false;
+          const rest = line.slice(i + 1).trimStart();
+          if (depth === 1 && rest.startsWith(':')) {
+            const key = line.slice(start + 1, i);
+            seen.set(key, (seen.get(key) ?? 0) + 1);
+          }
+        }
+      } else if (c === '"') {
+        inString = true;
+        start = i;
+      } else if (c === '{' || c === '[') depth++;
+      else if (c === '}' || c === ']') depth--;
+    }
+    return [...seen].filter(([, n]) => n > 1).map(([k]) => k);
+  }
+
+  it('carry one component, one module at most, and an event; nothing twice', async () => {
+    const lines = await devUpLogLines([]);
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    for (const line of lines) {
+      expect(duplicateKeys(line), line).toEqual([]);
+      const entry = JSON.parse(line);
+      expect(entry.component, line).toBe('dev');
+      expect(typeof entry.event, line).toBe('string');
+    }
+    expect(new Set(lines.map((l) => JSON.parse(l).module))).toEqual(
+      new Set(['openbao-test-server', 'kube-test-server', 'beacon']),
+    );
+  }, 60_000);
+
+  it('--log-level warn drops the info lines; CLOUDTASER_LOG_LEVEL does the same and the flag wins over it', async () => {
+    expect(await devUpLogLines(['--log-level', 'warn'])).toEqual([]);
+    expect(await devUpLogLines([], { CLOUDTASER_LOG_LEVEL: 'error' })).toEqual([]);
+    const flagWins = await devUpLogLines(['--log-level', 'info'], { CLOUDTASER_LOG_LEVEL: 'error' });
+    expect(flagWins.length).toBeGreaterThanOrEqual(3);
+  }, 90_000);
+});
+
+describe('source status of a cluster that is not registered', () => {
+  let openbao: OpenBaoTestServer;
+  beforeAll(async () => {
+    openbao = await startOpenBaoTestServer();
+  });
+  afterAll(() => openbao?.close());
+
+  it('says it is not registered and names no namespace as if it existed', async () => {
+    const result = await runCli(
+      ['source', 'status', '--fingerprint', FP, '--secretstore-address', openbao.address],
+      {
+        CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken,
+      },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('Registered:  no (no registration record in OpenBao at');
+    expect(result.stdout).toContain(`Namespace:   none (registering creates cloudtaser/${FP.slice(0, 8)})`);
+    expect(result.stdout).not.toMatch(/Namespace:\s+cloudtaser\//);
+    expect(result.stdout).not.toContain('Attested');
+    expect(result.stdout).toContain(`Register it with: cloudtaser-cli source register --fingerprint ${FP}`);
+  });
+});

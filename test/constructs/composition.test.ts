@@ -1,0 +1,358 @@
+/**
+ * The constructs compose the way the deployment does: provider aliases unique whatever the ids (checked with the
+ * real `terraform validate`), one helm provider per cluster connection, the Bridge after the Beacon, addresses
+ * that match what the charts serve (the chart is rendered with the very values the construct passes), ports and
+ * schemes checked at synth time, and the construct path in every refusal.
+ */
+import { join } from 'node:path';
+import { Construct } from 'constructs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TerraformOutput, Testing } from '../../constructs/cdktf.js';
+import {
+  Beacon,
+  BeaconExposure,
+  Bridge,
+  BridgeAuth,
+  OperatorInstall,
+  RegisteredCluster,
+  type Release,
+} from '../../constructs/index.js';
+import { installProviderMirror } from '../../provider/packaging/mirror.js';
+import { CHARTS_DIR } from '../charts/chart-files.js';
+import { mergeValues, renderChart } from '../charts/helm-template.js';
+import { testBundle } from '../provider/support/bundle.js';
+import { createWorkspace, type TerraformWorkspace } from '../provider/support/terraform.js';
+import { annotationsOf, newStack, only, synthJson, type TerraformJson } from './synth.js';
+
+const kubernetes = { configPath: '/home/ops/.kube/eu-config' };
+const otherCluster = { configPath: '/home/ops/.kube/us-config' };
+const appRole = BridgeAuth.appRoleFromSecret({ secretName: 'bridge-approle' });
+
+/** The values Helm would get from a synthesized helm_release: `values` merged, then every `set` applied. */
+function releaseValues(release: TerraformJson): Record<string, unknown> {
+  let values = (release.values ? JSON.parse(release.values[0]) : {}) as Record<string, unknown>;
+  for (const { name, value, type } of release.set as Array<{ name: string; value: string; type: string }>) {
+    const parsed =
+      type === 'auto' && /^(true|false|-?\d+)$/.test(value)
+        ? JSON.parse(value)
+        : value.replaceAll('\\,', ',');
+    const override = name
+      .split('.')
+      .reverse()
+      .reduce<unknown>((inner, key) => ({ [key]: inner }), parsed);
+    values = mergeValues(values, override) as Record<string, unknown>;
+  }
+  return values;
+}
+
+function renderRelease(release: TerraformJson, chart: string): { objects: TerraformJson[]; notes: string } {
+  return renderChart(join(CHARTS_DIR, chart), {
+    name: release.name,
+    namespace: release.namespace,
+    values: releaseValues(release),
+  });
+}
+
+describe('provider aliases', () => {
+  it('stay unique for ids that read alike (prod.eu / prod_eu) and nested paths (team/x / team_x)', () => {
+    const stack = newStack();
+    const team = new Construct(stack, 'team');
+    const clusters = [
+      new RegisteredCluster(stack, 'prod.eu', elsewhere()),
+      new RegisteredCluster(stack, 'prod_eu', elsewhere()),
+      new RegisteredCluster(team, 'x', elsewhere()),
+      new RegisteredCluster(stack, 'team_x', elsewhere()),
+    ];
+    const aliases = clusters.map((c) => (c.cloudtaserProvider as unknown as { alias: string }).alias);
+    expect(new Set(aliases).size).toBe(4);
+    // Readable where nothing had to be rewritten.
+    expect(aliases).toContain('prod_eu');
+    expect(aliases).toContain('team_x');
+  });
+
+  describe('terraform validate on an app with such ids', () => {
+    let workspace: TerraformWorkspace;
+    beforeAll(async () => {
+      workspace = createWorkspace();
+      const mirror = installProviderMirror(join(workspace.dir, '..', 'mirror'), {
+        bundlePath: await testBundle(),
+        platforms: ['linux_amd64'],
+      });
+      workspace.write('../terraform.rc', `disable_checkpoint = true\n${mirror.cliConfig}`);
+    }, 120_000);
+    afterAll(() => workspace?.dispose());
+
+    it('passes (no duplicate provider configuration)', async () => {
+      const stack = newStack();
+      const team = new Construct(stack, 'team');
+      new RegisteredCluster(stack, 'prod.eu', elsewhere());
+      new RegisteredCluster(stack, 'prod_eu', elsewhere());
+      new RegisteredCluster(team, 'x', elsewhere());
+      new RegisteredCluster(stack, 'team_x', elsewhere());
+      workspace.write('main.tf.json', Testing.synth(stack));
+      const init = await workspace.run(['init', '-backend=false', '-no-color']);
+      expect(init.code, init.stderr + init.stdout).toBe(0);
+      const validate = await workspace.run(['validate', '-no-color']);
+      expect(validate.code, validate.stderr + validate.stdout).toBe(0);
+    }, 120_000);
+  });
+});
+
+function elsewhere() {
+  return {
+    secretStore: { address: 'https://openbao.example.eu:8200' },
+    beacon: { address: 'beacon.example.com:443' },
+    kubernetes,
+    fingerprintSource: 'cloudtaser' as const,
+    operator: OperatorInstall.deployedElsewhere(),
+  };
+}
+
+describe('one helm provider per cluster connection', () => {
+  it('is shared by the Beacon, the Bridge and an operator on the same cluster, and another cluster gets its own', () => {
+    const stack = newStack();
+    const beacon = new Beacon(stack, 'beacon', { kubernetes });
+    new Bridge(stack, 'bridge', {
+      kubernetes: { ...kubernetes },
+      beacon: { deployment: beacon },
+      openBao: { address: 'https://openbao.openbao.svc:8200' },
+      auth: appRole,
+    });
+    new RegisteredCluster(stack, 'eu', {
+      secretStore: { address: 'https://openbao.example.eu:8200' },
+      beacon: { address: beacon.brokerAddress },
+      kubernetes,
+    });
+    new RegisteredCluster(stack, 'us', {
+      secretStore: { address: 'https://openbao.example.eu:8200' },
+      beacon: { address: 'beacon.example.com:443' },
+      kubernetes: otherCluster,
+    });
+    const json = synthJson(stack);
+    const helm = json.provider.helm as TerraformJson[];
+    expect(helm.map((p) => p.kubernetes.config_path).sort()).toEqual([
+      '/home/ops/.kube/eu-config',
+      '/home/ops/.kube/us-config',
+    ]);
+    const providerOf = (path: string) =>
+      Object.entries(json.resource.helm_release as Record<string, TerraformJson>).find(([id]) =>
+        id.startsWith(path),
+      )![1].provider;
+    const eu = helm.find((p) => p.kubernetes.config_path.includes('eu-config'))!;
+    const us = helm.find((p) => p.kubernetes.config_path.includes('us-config'))!;
+    for (const id of ['beacon', 'bridge', 'eu_Operator']) expect(providerOf(id), id).toBe(`helm.${eu.alias}`);
+    expect(providerOf('us_Operator')).toBe(`helm.${us.alias}`);
+  });
+});
+
+describe('Beacon and Bridge', () => {
+  it('orders the Bridge after the Beacon it waits at, and dials the headless address on the pods port', () => {
+    const stack = newStack();
+    const beacon = new Beacon(stack, 'beacon', { kubernetes, port: 9443 });
+    const bridge = new Bridge(stack, 'bridge', {
+      kubernetes,
+      beacon: { deployment: beacon },
+      openBao: { address: 'https://openbao.openbao.svc:8200' },
+      auth: appRole,
+    });
+    const json = synthJson(stack);
+    const releases = json.resource.helm_release as Record<string, TerraformJson>;
+    const bridgeRelease = Object.values(releases).find((r) => r.chart === 'cloudtaser-bridge')!;
+    const beaconId = Object.keys(releases).find((id) => releases[id].chart === 'cloudtaser-beacon')!;
+    expect(bridgeRelease.depends_on).toEqual([`helm_release.${beaconId}`]);
+    expect(bridgeRelease.set).toContainEqual({
+      name: 'bridge.beacon.address',
+      value: 'cloudtaser-beacon-headless.cloudtaser-system.svc:9443',
+      type: 'string',
+    });
+    // `Release` is exported for escape hatches and tests.
+    const typed: Release = bridge.release;
+    expect(typed.terraformResourceType).toBe('helm_release');
+  });
+
+  it.each([
+    ['the defaults', {}],
+    ['a pod port override', { port: 9443 }],
+    ['a service port override', { servicePort: 4443 }],
+    [
+      'a release name, namespace and chart values',
+      { chart: { releaseName: 'edge', namespace: 'relay', values: { beacon: { port: 10443 } } } },
+    ],
+    [
+      'the longest release name Helm allows (the full name is cut to 63 characters)',
+      { chart: { releaseName: 'x'.repeat(53) } },
+    ],
+  ])('gives bridges the headless address the rendered chart serves and prints, with %s', (_name, props) => {
+    const stack = newStack();
+    const beacon = new Beacon(stack, 'beacon', { kubernetes, ...props });
+    const release = only(synthJson(stack).resource.helm_release);
+    const rendered = renderRelease(release, 'cloudtaser-beacon');
+    const headless = rendered.objects.find((o) => o.kind === 'Service' && o.spec.clusterIP === 'None')!;
+    const deployment = rendered.objects.find((o) => o.kind === 'Deployment')!;
+    const containerPort = deployment.spec.template.spec.containers[0].ports.find(
+      (p: TerraformJson) => p.name === 'beacon',
+    ).containerPort;
+    expect(beacon.headlessAddress).toBe(
+      `${headless.metadata.name}.${release.namespace}.svc:${containerPort}`,
+    );
+    expect(rendered.notes).toContain(beacon.headlessAddress);
+  });
+
+  it('exposes the address brokers dial: the load balancer hostname, its read-back address, or the in-cluster Service', () => {
+    const stack = newStack();
+    const named = new Beacon(stack, 'named', {
+      kubernetes,
+      servicePort: 8443,
+      exposure: BeaconExposure.loadBalancer({ hostname: 'beacon.example.com' }),
+    });
+    const unnamed = new Beacon(stack, 'unnamed', {
+      kubernetes,
+      chart: { releaseName: 'edge' },
+      exposure: BeaconExposure.loadBalancer(),
+    });
+    const inside = new Beacon(stack, 'inside', { kubernetes, chart: { releaseName: 'inner' } });
+    expect(named.brokerAddress).toBe('beacon.example.com:8443');
+    expect(inside.brokerAddress).toBe('inner-cloudtaser-beacon.cloudtaser-system.svc:443');
+    const json = synthJson(stack);
+    const service = only(json.data.kubernetes_service);
+    expect(service.metadata).toEqual({ name: 'edge-cloudtaser-beacon', namespace: 'cloudtaser-system' });
+    new TerraformOutput(stack, 'address', { value: unnamed.brokerAddress });
+    const address = synthJson(stack).output.address.value as string;
+    expect(address).toMatch(
+      /coalesce\(data\.kubernetes_service\.[^.]+\.status\[0\]\.load_balancer\[0\]\.ingress\[0\]\.hostname/,
+    );
+    expect(address).toMatch(/:443$/);
+  });
+
+  it('gives registration the TokenReview endpoint the rendered bridge chart serves and prints', () => {
+    const stack = newStack();
+    const bridge = new Bridge(stack, 'bridge', {
+      kubernetes,
+      beacon: { address: 'beacon.example.com:443' },
+      openBao: { address: 'https://openbao.openbao.svc:8200' },
+      auth: BridgeAuth.kubernetes({ role: 'bridge' }),
+      tokenReviewPort: 9444,
+      chart: { releaseName: 'edge', namespace: 'openbao' },
+    });
+    const release = only(synthJson(stack).resource.helm_release);
+    const rendered = renderRelease(release, 'cloudtaser-bridge');
+    expect(bridge.tokenReviewEndpoint).toBe('https://edge-cloudtaser-bridge.openbao.svc:9444');
+    expect(rendered.notes).toContain(`--tokenreview-endpoint ${bridge.tokenReviewEndpoint}`);
+    const clusterStack = newStack();
+    const cluster = new RegisteredCluster(clusterStack, 'eu', {
+      secretStore: { address: 'https://openbao.example.eu:8200' },
+      beacon: { address: 'beacon.example.com:443', caConfigMap: 'beacon-ca' },
+      kubernetes,
+      tokenReview: { endpoint: bridge.tokenReviewEndpoint },
+    });
+    const json = synthJson(clusterStack);
+    expect(only(json.resource.cloudtaser_cluster_registration).tokenreview_endpoint).toBe(
+      'https://edge-cloudtaser-bridge.openbao.svc:9444',
+    );
+    // The same beacon options on both sides: the operator gets the beacon CA ConfigMap too.
+    expect(only(json.resource.helm_release).set).toContainEqual({
+      name: 'operator.broker.beacon.caConfigMap',
+      value: 'beacon-ca',
+      type: 'string',
+    });
+    expect(cluster.operatorValues.operator.broker.beacon).toEqual({
+      address: 'beacon.example.com:443',
+      caConfigMap: 'beacon-ca',
+    });
+  });
+});
+
+describe('synth-time checks', () => {
+  it.each([
+    [
+      'a beacon address on port 0',
+      () => cluster({ beacon: { address: 'beacon.example.com:0' } }),
+      /'beacon\.address'/,
+    ],
+    [
+      'a beacon address on port 99999',
+      () => cluster({ beacon: { address: 'beacon.example.com:99999' } }),
+      /'beacon\.address'/,
+    ],
+    [
+      'a Beacon pod port of 0',
+      () => new Beacon(newStack(), 'b', { kubernetes, port: 0 }),
+      /'port' must be an integer from 1024 to 65535; got 0/,
+    ],
+    [
+      'a Beacon service port of 99999',
+      () => new Beacon(newStack(), 'b', { kubernetes, servicePort: 99999 }),
+      /'servicePort' must be an integer from 1 to 65535/,
+    ],
+    [
+      'a Beacon port in chart values of 99999',
+      () => new Beacon(newStack(), 'b', { kubernetes, chart: { values: { beacon: { port: 99999 } } } }),
+      /'port'/,
+    ],
+    [
+      'an OpenBao address on port 0',
+      () => cluster({ secretStore: { address: 'https://openbao.example.eu:0' } }),
+      /port 0/,
+    ],
+    [
+      'a TokenReview endpoint that is not a URL',
+      () => cluster({ tokenReview: { endpoint: 'bridge:8444' } }),
+      /'tokenReview\.endpoint' must be an https URL/,
+    ],
+  ])('refuses %s, naming the construct path and the prop', (_name, build, message) => {
+    expect(build).toThrow(message);
+    expect(build).toThrow(/^stack\/[a-z]+: '/);
+  });
+
+  it('puts the full construct path of a nested construct in front of the refusal', () => {
+    const stack = newStack();
+    const team = new Construct(stack, 'team-eu');
+    expect(
+      () =>
+        new RegisteredCluster(team, 'prod', {
+          secretStore: { address: 'openbao' },
+          beacon: { address: 'beacon.example.com:443' },
+          kubernetes,
+        }),
+    ).toThrow(/^stack\/team-eu\/prod: 'secretStore\.address'/);
+  });
+
+  it('warns about http:// OpenBao, Kubernetes and TokenReview addresses, saying what would travel in clear', () => {
+    const stack = newStack();
+    new RegisteredCluster(stack, 'eu', {
+      secretStore: { address: 'http://openbao.example.eu:8200' },
+      beacon: { address: 'beacon.example.com:443' },
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a Terraform reference, as users pass it
+      kubernetes: { host: 'http://203.0.113.10', token: '${var.token}' },
+      tokenReview: { endpoint: 'http://bridge.openbao.svc:8444' },
+    });
+    new Bridge(stack, 'bridge', {
+      kubernetes,
+      beacon: { address: 'beacon.example.com:443' },
+      openBao: { address: 'http://openbao.openbao.svc:8200' },
+      auth: appRole,
+    });
+    const warnings = annotationsOf(stack, 'warn');
+    expect(warnings).toContainEqual(
+      expect.stringMatching(
+        /'secretStore\.address' is http:\/\/: the provider's OpenBao token would travel in clear/,
+      ),
+    );
+    expect(warnings).toContainEqual(expect.stringMatching(/'kubernetes\.host' is http:\/\/: .*bearer token/));
+    expect(warnings).toContainEqual(
+      expect.stringMatching(/'tokenReview\.endpoint' is http:\/\/: .*reviewer credential/),
+    );
+    expect(warnings).toContainEqual(
+      expect.stringMatching(/'openBao\.address' is http:\/\/: the bridge's OpenBao token/),
+    );
+  });
+});
+
+function cluster(overrides: object) {
+  return new RegisteredCluster(newStack(), 'eu', {
+    secretStore: { address: 'https://openbao.example.eu:8200' },
+    beacon: { address: 'beacon.example.com:443' },
+    kubernetes,
+    ...overrides,
+  });
+}
