@@ -19,6 +19,7 @@ import {
   routeFor,
 } from '../proxy/settings.js';
 import { openProxyTunnel } from '../proxy/tunnel.js';
+import type { DialAdmission } from './admission.js';
 import {
   type BeaconDoor,
   type BeaconRole,
@@ -163,6 +164,8 @@ export interface ReplicaDialOptions {
   onWaiting?(): void;
   /** From dial to the beacon's `waiting` frame. @default 10000 */
   readonly connectTimeoutMs?: number;
+  /** Shared bound on dials opening at once (see admission.ts); the connect timeout starts once admitted. */
+  readonly admission?: DialAdmission;
 }
 
 /**
@@ -184,7 +187,35 @@ export function waitForPeer(options: ReplicaDialOptions): Promise<Duplex> {
     );
   }
   if (options.signal?.aborted) return Promise.reject(cancelled(options));
-  return new Promise<Duplex>((resolve, reject) => new ReplicaDial(options, resolve, reject).start());
+  const admission = options.admission;
+  if (!admission)
+    return new Promise<Duplex>((resolve, reject) => new ReplicaDial(options, resolve, reject).start());
+  return admission.acquire(options.signal).then(
+    (release) =>
+      new Promise<Duplex>((resolve, reject) => {
+        const admitted: ReplicaDialOptions = {
+          ...options,
+          onWaiting: () => {
+            release();
+            options.onWaiting?.();
+          },
+        };
+        new ReplicaDial(
+          admitted,
+          (stream) => {
+            release();
+            resolve(stream);
+          },
+          (err) => {
+            release();
+            reject(err);
+          },
+        ).start();
+      }),
+    () => {
+      throw cancelled(options);
+    },
+  );
 }
 
 /** The state of one waitForPeer call; private to this file. */

@@ -1,4 +1,5 @@
 export { parseListenAddress } from '../core/health-server.js';
+export { createDialAdmission, type DialAdmission } from './admission.js';
 export { type BridgeCaSet, bridgeRefusal, loadBridgeCas } from './bridge-auth.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
@@ -32,4 +33,5 @@ export {
   RAW_ALPN,
   WEBSOCKET_PATH,
 } from './protocol.js';
+export { type CircuitTicket, createReplicaCircuit, type ReplicaCircuit } from './replica-circuit.js';
 export { type BeaconHandle, type BeaconOptions, type BeaconStats, createBeacon } from './server.js';

@@ -43,7 +43,7 @@ export type BootstrapOutcome =
       readonly signed: true;
       /** An attested re-bootstrap replaced an earlier one. */
       readonly replaced: boolean;
-      /** SHA-256 of the broker key signed for: the only one that may now hold a tunnel. */
+      /** SHA-256 of the SPKI of the broker key signed for: the only key its operational room accepts now. */
       readonly brokerKeySha256?: string;
     }
   | { readonly signed: false; readonly code: ErrorCode };
@@ -156,6 +156,7 @@ export async function serveBootstrap(
           brokerKeySha256,
           replacesVersion,
           attestationIat,
+          logger,
         });
       }
     } catch (err) {

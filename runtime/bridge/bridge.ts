@@ -10,16 +10,22 @@
  */
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import {
   type BeaconClientCertificate,
   type BeaconDialPlan,
   type BeaconTarget,
+  createDialAdmission,
+  createReplicaCircuit,
+  type DialAdmission,
   everyReplicaRefused,
   logBeaconRoutes,
   planBeaconDial,
+  type ReplicaCircuit,
   reportFanOut,
   waitForPeer,
 } from '../beacon/index.js';
+import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
@@ -38,13 +44,12 @@ import {
   type ClusterTrust,
   DEFAULT_NAMESPACE_ROOT,
   getClusterStatus,
-  listRegisteredClusters,
   loadClusterTrust,
-  type RegisteredCluster,
 } from '../registration/index.js';
 import {
   createBackoff,
   type HealthServer,
+  INNER_TLS_MIN_VERSION,
   type RelayPartyOptions,
   sleep,
   startHealthServer,
@@ -53,6 +58,7 @@ import {
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
+import { createClusterDiscovery, DEFAULT_DISCOVERY_RESYNC_MS, type DiscoveryPoll } from './discovery.js';
 import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
 import {
   type BridgeTokenReview,
@@ -74,13 +80,19 @@ export interface BridgeTiming {
    * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
    */
   readonly waitRefreshMs: number;
+  /**
+   * Every this long the bridge lists all clusters even though the discovery journal says nothing changed
+   * (anti-entropy against writers that do not journal); 0 = never. @default 21600000 (6 h)
+   */
+  readonly discoveryResyncMs: number;
   /** Pause of a room's waiters after one failed handshake there; doubles with each further failure. @default 250 */
   readonly handshakeBackoffInitialMs: number;
   /** Cap of that pause. @default 15000 */
   readonly handshakeBackoffMaxMs: number;
   /**
-   * How long a cluster's trust material (CA, bridge certificate, current broker key) is used from memory before
-   * the poll marks it for a fresh read: pairings never read OpenBao themselves. @default 300000
+   * How long a cluster's trust material (CA, bridge certificate) is used from memory before the poll marks it for
+   * a fresh read: pairings never read OpenBao themselves. Discovery already reloads it when a registration
+   * changes it, so this is anti-entropy only, as long as the discovery resync. @default 21600000 (6 h)
    */
   readonly trustRefreshMs: number;
 }
@@ -91,9 +103,10 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   backoffInitialMs: 500,
   backoffMaxMs: 30_000,
   waitRefreshMs: 60_000,
+  discoveryResyncMs: DEFAULT_DISCOVERY_RESYNC_MS,
   handshakeBackoffInitialMs: 250,
   handshakeBackoffMaxMs: 15_000,
-  trustRefreshMs: 300_000,
+  trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {
@@ -128,8 +141,19 @@ export interface BridgeOptions extends RelayPartyOptions {
    */
   readonly beaconIdentity?: { current(): BeaconClientCertificate | undefined };
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
+  /**
+   * Waiting connections opening at once towards one beacon replica (connect, outer TLS, announce). Keep it
+   * below the beacon's `--max-pending-per-address` (64 by default). @default 32
+   */
+  readonly beaconDialConcurrency?: number;
   readonly logger?: Logger;
 }
+
+/** Longest pause between two probes of an unreachable beacon replica. */
+const CIRCUIT_PROBE_MAX_MS = 2_000;
+
+/** Below the beacon's default `maxPendingPerAddress` (64), so a redial burst is never refused for its size. */
+export const DEFAULT_BEACON_DIAL_CONCURRENCY = 32;
 
 export interface BridgeClusterStatus {
   readonly fingerprintPrefix: string;
@@ -145,6 +169,8 @@ export interface BridgeStatus {
   readonly clusters: BridgeClusterStatus[];
   readonly lastPollAt?: string;
   readonly lastPollError?: string;
+  /** Discovery journal generation the cluster list is current with. */
+  readonly discoveryGeneration?: number;
   readonly bootstrapsSigned: number;
   readonly bootstrapsRefused: number;
   /** Why the beacon refused this bridge's identity, while it does (CT_BEACON_UNAUTHENTICATED / CT_BEACON_IDENTITY). */
@@ -168,6 +194,16 @@ interface ClusterState {
   readonly namespace: string;
   readonly operationalHash: string;
   initialized: boolean;
+  /** The operational room's TLS context, built once from `trust` (dropped with it). */
+  tunnelContext?: { readonly trust: ClusterTrust; readonly context: SecureContext };
+  /**
+   * The broker key the latest bootstrap was signed for (from discovery, from our own signing, or read again when
+   * a CA-signed peer does not match it): the only one the operational room accepts, so a broker replaced by an
+   * attested re-bootstrap cannot come back. Undefined: none recorded (after a re-arm), any CA-signed broker.
+   */
+  brokerKeySha256?: string;
+  /** The broker key behind each live tunnel, to end those a newer bootstrap replaced. */
+  readonly tunnelKeys: Map<TunnelMux, string>;
   /** The registration's migration setting, refreshed at every poll. */
   migrationEnabled: boolean;
   /** One migration-refusal log line per code per minute for this cluster. */
@@ -180,11 +216,6 @@ interface ClusterState {
   /** The CA and bridge certificate, read once and kept in memory (refreshed at the poll after trustRefreshMs). */
   trust?: Promise<ClusterTrust>;
   trustLoadedAt?: number;
-  /**
-   * SHA-256 of the broker key the latest bootstrap was signed for (null: none recorded), kept in memory and
-   * updated by our own bootstraps; re-read when an operational peer does not match it or at the poll.
-   */
-  brokerKey?: Promise<string | null>;
   readonly gates: Record<Room, HandshakeGate>;
 }
 
@@ -236,9 +267,17 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     })),
     lastPollAt,
     lastPollError: lastPollError === undefined ? undefined : redactIdentifiers(lastPollError),
+    discoveryGeneration: discovery.generation,
     bootstrapsSigned,
     bootstrapsRefused,
     ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
+  });
+
+  const discovery = createClusterDiscovery({
+    openbao: options.openbao,
+    namespaceRoot,
+    resyncIntervalMs: timing.discoveryResyncMs,
+    logger: log,
   });
 
   const forwarder = createOpenBaoForwarder({
@@ -293,6 +332,32 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       })
     : undefined;
 
+  /** Per beacon replica: one prober while it is unreachable, everyone back at once when it answers again. */
+  const circuits = new Map<string, ReplicaCircuit>();
+  function circuitFor(ip: string): ReplicaCircuit {
+    let circuit = circuits.get(ip);
+    if (!circuit) {
+      circuit = createReplicaCircuit({
+        initialMs: timing.backoffInitialMs,
+        // One dial per replica, so it can afford to look often: the waiters return soon after the replica does.
+        maxMs: Math.min(timing.backoffMaxMs, CIRCUIT_PROBE_MAX_MS),
+      });
+      circuits.set(ip, circuit);
+    }
+    return circuit;
+  }
+
+  /** One admission per beacon replica: bounds the dials opening at once towards it (reconnect storms). */
+  const admissions = new Map<string, DialAdmission>();
+  function admissionFor(ip: string): DialAdmission {
+    let admission = admissions.get(ip);
+    if (!admission) {
+      admission = createDialAdmission(options.beaconDialConcurrency ?? DEFAULT_BEACON_DIAL_CONCURRENCY);
+      admissions.set(ip, admission);
+    }
+    return admission;
+  }
+
   function roomsOf(cluster: ClusterState): Room[] {
     return cluster.initialized ? ['init', 'operational'] : ['init'];
   }
@@ -307,7 +372,6 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       // Read again at the next pairing: a re-run of `register` may have renewed the bridge certificate.
       cluster.trust = undefined;
       cluster.trustLoadedAt = undefined;
-      cluster.brokerKey = undefined;
     }
     const wanted = new Map<
       string,
@@ -360,12 +424,23 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
     const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
     const gate = cluster.gates[room];
+    const circuit = circuitFor(ip);
     while (!signal.aborted) {
       await gate.ready(signal);
       if (signal.aborted) break;
+      // While the replica is unreachable one waiter probes it and the rest wait here for it to get through.
+      const pass = await circuit.beforeDial(signal);
+      if (signal.aborted) {
+        pass.done();
+        break;
+      }
       let reachedWaiting = false;
       const refresh = new AbortController();
-      const refreshTimer = setTimeout(() => refresh.abort(), timing.waitRefreshMs);
+      // Jittered over the second half of the period: waiters started together must not all refresh together.
+      const refreshTimer = setTimeout(
+        () => refresh.abort(),
+        timing.waitRefreshMs - jitteredInterval(Math.floor(timing.waitRefreshMs / 2)),
+      );
       try {
         const stream = await waitForPeer({
           target,
@@ -375,9 +450,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           caCertPem: options.beaconCaPem,
           proxy: spec.proxy,
           clientCertificate: options.beaconIdentity?.current(),
+          admission: admissionFor(ip),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
+            pass.reached();
             beaconIdentityError = undefined;
             cluster.waiting.add(key);
             const known = replicas.get(spec.address);
@@ -387,6 +464,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
             }
           },
         });
+        pass.reached();
         cluster.waiting.delete(key);
         backoff.reset();
         const observed = options.observePairedStream ? options.observePairedStream(stream, room) : stream;
@@ -399,12 +477,18 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         if (signal.aborted) break;
         const error = err as CloudtaserError;
         if (error.code === 'CT_PROXY_REFUSED') noteProxyRefusal(spec.address, ip, error);
-        if (signal.aborted) break;
-        // A wait that the beacon ended after its bound, or our refresh, is routine: redial at once.
-        const delay = reachedWaiting || refresh.signal.aborted ? 0 : backoff.next();
+        // Unreachable: the circuit paces the next attempt (one probe for all waiters on this replica). A beacon
+        // that answered (a bound, a refusal) is reachable: this waiter backs off on its own, from a fresh start
+        // when the wait it had was ended, since every waiter on that replica ended at the same moment.
+        const unreachable = error.code === 'CT_BEACON_UNREACHABLE';
+        if (unreachable) pass.unreachable();
+        else if (error.code !== 'CT_CANCELLED') pass.reached();
+        if (reachedWaiting) backoff.reset();
+        const delay = refresh.signal.aborted || unreachable ? 0 : backoff.next();
         if (error.code === 'CT_BEACON_UNAUTHENTICATED' || error.code === 'CT_BEACON_IDENTITY')
           beaconIdentityError = error.message;
-        if (!reachedWaiting)
+        // A dial our own refresh cancelled (queued in the admission during a storm) is not a failure to report.
+        if (!reachedWaiting && error.code !== 'CT_CANCELLED' && (!unreachable || pass.probe))
           beaconFailures.warn(
             `${ip}|${error.code}`,
             {
@@ -412,6 +496,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               code: error.code,
               beaconIp: ip,
               delayMs: delay,
+              probe: pass.probe,
               reason: error.message,
             },
             error.code === 'CT_BEACON_UNAUTHENTICATED'
@@ -420,6 +505,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           );
         await sleep(delay, signal);
       } finally {
+        pass.done();
         clearTimeout(refreshTimer);
       }
     }
@@ -443,19 +529,29 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     return cluster.trust;
   }
 
-  /** The broker key the latest bootstrap was signed for, from memory; read from OpenBao when unknown. */
-  function brokerKeyOf(cluster: ClusterState): Promise<string | null> {
-    if (!cluster.brokerKey) {
-      const loading = getClusterStatus(options.openbao, {
-        fingerprint: cluster.fingerprint,
-        namespaceRoot,
-      }).then((status) => status.initializedBrokerKeySha256 ?? null);
-      cluster.brokerKey = loading;
-      loading.catch(() => {
-        if (cluster.brokerKey === loading) cluster.brokerKey = undefined;
-      });
-    }
-    return cluster.brokerKey;
+  /** Records the broker key the latest bootstrap was signed for; tunnels of any other key end now. */
+  function setBrokerKey(cluster: ClusterState, brokerKeySha256: string | undefined): void {
+    const replaced = brokerKeySha256 !== undefined && brokerKeySha256 !== cluster.brokerKeySha256;
+    cluster.brokerKeySha256 = brokerKeySha256;
+    if (replaced) endReplacedTunnels(cluster);
+  }
+
+  /**
+   * A broker of the cluster CA presented a key we do not hold as the latest: read the initialization record once
+   * (another replica may have signed a bootstrap our next poll would report), so the new broker need not wait.
+   */
+  function rereadBrokerKey(cluster: ClusterState, clusterLog: Logger): void {
+    void getClusterStatus(options.openbao, { fingerprint: cluster.fingerprint, namespaceRoot }).then(
+      (status) => {
+        if (!cluster.stop.signal.aborted && status.initializedBrokerKeySha256 !== undefined)
+          setBrokerKey(cluster, status.initializedBrokerKeySha256);
+      },
+      (err) =>
+        clusterLog.warn(
+          { event: 'bridge.broker_key_read_failed', reason: (err as Error).message },
+          'could not read which broker key the latest bootstrap recorded; the next poll will tell',
+        ),
+    );
   }
 
   async function handlePaired(cluster: ClusterState, room: Room, stream: Duplex): Promise<void> {
@@ -477,7 +573,6 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         if (outcome.signed) {
           gate.succeeded();
           bootstrapsSigned++;
-          cluster.brokerKey = Promise.resolve(outcome.brokerKeySha256 ?? null);
           // An attested re-bootstrap means the operator restarted with a new key: the tunnels of the
           // earlier broker belong to a process that is gone (or going), so they end now, not at a timeout.
           if (outcome.replaced) {
@@ -490,6 +585,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           }
           // The broker dials the operational room next: be there without waiting for the next poll.
           cluster.initialized = true;
+          if (outcome.brokerKeySha256) setBrokerKey(cluster, outcome.brokerKeySha256);
           reconcile(cluster);
         } else {
           // A refusal is a handshake that gave nothing: repeated ones are paced like failures.
@@ -498,15 +594,31 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         }
         return;
       }
-      // Only the broker key the latest bootstrap was signed for may hold a tunnel: after a re-arm or an attested
-      // re-bootstrap, an earlier broker's still-valid certificate is refused here.
-      const initializedBrokerKeySha256 = await brokerKeyOf(cluster);
+      // Only the broker key the latest bootstrap was signed for may hold a tunnel: after an attested re-bootstrap
+      // an earlier broker's still-valid certificate is refused here. The key comes from discovery (a bootstrap on
+      // another replica is seen within one poll, and its tunnels to older keys end then) and our own signing,
+      // not from a read per pairing, so a reconnect storm costs OpenBao nothing.
+      let peerKey: string | undefined;
+      if (cluster.tunnelContext?.trust !== trust) {
+        cluster.tunnelContext = {
+          trust,
+          context: createSecureContext({
+            cert: trust.bridgeCertPem,
+            key: trust.bridgeKeyPem,
+            ca: [trust.ca.certPem],
+            minVersion: INNER_TLS_MIN_VERSION,
+          }),
+        };
+      }
       const session = await openTunnel(stream, {
+        secureContext: cluster.tunnelContext.context,
+        caCertificate: trust.ca.certificate,
         acceptPeer: (peer) => {
-          if (initializedBrokerKeySha256 === null || publicKeySha256(peer) === initializedBrokerKeySha256)
-            return undefined;
-          // Another bridge replica may have signed a newer bootstrap: the next pairing reads the record again.
-          // Only a certificate of the cluster CA gets this far, so a stranger cannot make us re-read.
+          peerKey = publicKeySha256(peer);
+          if (cluster.brokerKeySha256 === undefined || peerKey === cluster.brokerKeySha256) return undefined;
+          // Another bridge replica may have signed a newer bootstrap that our next poll has not seen yet: read
+          // the record once now. Only a certificate of the cluster CA gets this far, so a stranger cannot make
+          // us read, and the room's handshake gate paces a broker that keeps coming back.
           staleKey = true;
           return 'it belongs to an earlier bootstrap of this cluster (a newer broker replaced it); restart that operator';
         },
@@ -525,6 +637,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       }
       gate.succeeded();
       cluster.tunnels.add(session.mux);
+      if (peerKey) cluster.tunnelKeys.set(session.mux, peerKey);
       clusterLog.info(
         { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
         'operational tunnel open',
@@ -532,6 +645,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       // The handshake is decided: the waiter may go back to the beacon while the tunnel lives on.
       void session.mux.done.then((why) => {
         cluster.tunnels.delete(session.mux);
+        cluster.tunnelKeys.delete(session.mux);
         clusterLog.info(
           { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
           'operational tunnel closed',
@@ -539,7 +653,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       });
     } catch (err) {
       stream.destroy();
-      if (staleKey) cluster.brokerKey = undefined;
+      if (staleKey) rereadBrokerKey(cluster, clusterLog);
       gate.failed();
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       sessionFailures.warn(
@@ -557,6 +671,18 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     }
   }
 
+  /** A bootstrap (here or on another replica) signed for a new broker key: tunnels to older keys end now. */
+  function endReplacedTunnels(cluster: ClusterState): void {
+    for (const [tunnel, key] of cluster.tunnelKeys) {
+      if (key === cluster.brokerKeySha256) continue;
+      tunnel.close({ code: 'CT_TUNNEL_CLOSED', reason: 'replaced by a newer bootstrap of this cluster' });
+      log.info(
+        { event: 'bridge.tunnel_replaced', fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) },
+        'closed the tunnel of a broker that a newer bootstrap replaced',
+      );
+    }
+  }
+
   function dropCluster(cluster: ClusterState, reason: string, code: ErrorCode = 'CT_NOT_REGISTERED'): void {
     cluster.stop.abort();
     clusters.delete(cluster.fingerprint);
@@ -568,6 +694,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   }
 
   async function poll(): Promise<void> {
+    let replicasMoved = false;
     for (const address of options.beacons) {
       try {
         const plan = await planBeaconDial(address, { resolve: options.resolve, proxy: beaconProxy });
@@ -578,12 +705,17 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           known.plan.replicas.join(',') === plan.replicas.join(',');
         if (plan.reducedBecause !== undefined) {
           reportFanOut(log, plan, plan.reducedBecause);
-          if (!same) replicas.set(address, { plan, refused: new Map() });
+          if (!same) {
+            replicas.set(address, { plan, refused: new Map() });
+            replicasMoved = true;
+          }
         } else if (!same) {
           // New addresses: try every one of them again.
           replicas.set(address, { plan, refused: new Map() });
+          replicasMoved = true;
         } else if (known.byName && Date.now() - (known.byNameSince ?? 0) >= FANOUT_RETRY_MS) {
           replicas.set(address, { plan, refused: new Map() });
+          replicasMoved = true;
         }
       } catch (err) {
         log.warn(
@@ -592,24 +724,28 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         );
       }
     }
-    let registered: RegisteredCluster[];
+    let found: DiscoveryPoll;
     try {
-      registered = await listRegisteredClusters(options.openbao, { namespaceRoot });
+      found = await discovery.poll();
       lastPollAt = new Date().toISOString();
       lastPollError = undefined;
     } catch (err) {
       lastPollError = err instanceof CloudtaserError ? err.toLine() : String(err);
       log.warn(
         { event: 'bridge.poll_failed', reason: lastPollError },
-        'could not list clusters; keeping the current ones',
+        'could not read the clusters; keeping the current ones',
       );
-      for (const cluster of clusters.values()) reconcile(cluster);
+      if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
       return;
     }
-    const seen = new Set<string>();
-    for (const entry of registered) {
-      seen.add(entry.fingerprint);
-      let cluster = clusters.get(entry.fingerprint);
+    // Only what discovery re-read needs a look; the rest is as it was (a poll costs O(changes), not O(fleet)).
+    for (const fingerprint of found.changed) {
+      const entry = found.clusters.get(fingerprint);
+      let cluster = clusters.get(fingerprint);
+      if (!entry) {
+        if (cluster) dropCluster(cluster, 'the cluster was deregistered');
+        continue;
+      }
       if (cluster && cluster.operationalHash !== entry.operationalHash) {
         dropCluster(cluster, 'the cluster was registered again with a new CA');
         cluster = undefined;
@@ -623,9 +759,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           migrationEnabled: entry.migrationEnabled === true,
           migrationRefusalLog: createRefusalLogGate(),
           stop: new AbortController(),
+          brokerKeySha256: entry.brokerKeySha256,
           waiters: new Map(),
           waiting: new Set(),
           tunnels: new Set(),
+          tunnelKeys: new Map(),
           gates: { init: newGate(), operational: newGate() },
         };
         clusters.set(entry.fingerprint, cluster);
@@ -638,15 +776,19 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           'serving a cluster',
         );
       }
-      // A re-arm (initialized gone) or a bootstrap elsewhere changes which broker key may hold a tunnel.
-      if (cluster.initialized !== entry.initialized) cluster.brokerKey = undefined;
+      // A registration may have renewed the bridge certificate: load it again at the next pairing.
+      if (found.trustChanged.has(fingerprint)) {
+        cluster.trust = undefined;
+        cluster.trustLoadedAt = undefined;
+      }
       cluster.initialized = entry.initialized;
       cluster.migrationEnabled = entry.migrationEnabled === true;
+      // The record decides, as a read per pairing would have (after a re-arm there is no key: any broker the
+      // cluster CA signed may connect until the next bootstrap names one).
+      setBrokerKey(cluster, entry.brokerKeySha256);
       reconcile(cluster);
     }
-    for (const cluster of [...clusters.values()]) {
-      if (!seen.has(cluster.fingerprint)) dropCluster(cluster, 'the cluster was deregistered');
-    }
+    if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
     await tokenReview?.refresh();
   }
 

@@ -19,7 +19,7 @@ import {
   startMintedBeaconIdentity,
   watchBeaconIdentityFiles,
 } from './beacon-identity.js';
-import { DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
+import { DEFAULT_BEACON_DIAL_CONCURRENCY, DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
 import type { TokenReviewTls } from './tokenreview-service.js';
 
 interface BridgeRunFlags extends RelayClientFlags {
@@ -32,6 +32,8 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly approleMount: string;
   readonly pollInterval: string;
   readonly waitRefresh: string;
+  readonly discoveryResync: string;
+  readonly beaconDialConcurrency: string;
   readonly tokenreviewListen?: string;
   readonly tokenreviewTlsCert?: string;
   readonly tokenreviewTlsKey?: string;
@@ -98,6 +100,16 @@ export function registerBridgeCommand(program: Command): Command {
       '--wait-refresh <duration>',
       'replace an idle waiting connection after this long',
       `${DEFAULT_BRIDGE_TIMING.waitRefreshMs}ms`,
+    )
+    .option(
+      '--discovery-resync <duration>',
+      'list every registered cluster this often even when the discovery journal says nothing changed (anti-entropy); 0 = never',
+      `${DEFAULT_BRIDGE_TIMING.discoveryResyncMs / 60_000}m`,
+    )
+    .option(
+      '--beacon-dial-concurrency <n>',
+      "waiting connections opening at once towards one beacon replica; keep it below the beacon's --max-pending-per-address",
+      String(DEFAULT_BEACON_DIAL_CONCURRENCY),
     )
     .option(
       '--tokenreview-listen <host:port>',
@@ -175,7 +187,12 @@ export function registerBridgeCommand(program: Command): Command {
           stepTimeoutMs: relay.stepTimeoutMs,
           backoffMaxMs: relay.backoffMaxMs,
           waitRefreshMs: parseDuration(flags.waitRefresh, '--wait-refresh'),
+          discoveryResyncMs:
+            flags.discoveryResync.trim() === '0'
+              ? 0
+              : parseDuration(flags.discoveryResync, '--discovery-resync'),
         },
+        beaconDialConcurrency: parsePositiveInteger(flags.beaconDialConcurrency, '--beacon-dial-concurrency'),
         logger,
       });
       logger.info(
@@ -194,6 +211,16 @@ export function registerBridgeCommand(program: Command): Command {
       await openbao.close();
     });
   return bridge;
+}
+
+function parsePositiveInteger(value: string, flag: string): number {
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(parsed) || parsed < 1)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${JSON.stringify(value)} must be a whole number >= 1`,
+    );
+  return parsed;
 }
 
 /** The listener's certificate source: files (reloaded on change), plain HTTP, or issued from OpenBao's listener CA. */

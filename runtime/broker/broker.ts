@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
+import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import {
   hashPrefix,
@@ -159,9 +160,15 @@ export interface BrokerTiming {
   readonly stepTimeoutMs: number;
   /** First reconnect delay. @default 500 */
   readonly backoffInitialMs: number;
-  /** Reconnect delay cap. @default 30000 */
+  /**
+   * Reconnect delay cap. Kept short because a broker that lost its beacon should be back soon after the beacon
+   * is (a replica restart); one dial per cluster every few seconds costs a dead address nothing. @default 5000
+   */
   readonly backoffMaxMs: number;
-  /** Retry interval while rejected (already initialized), so a re-arm heals without a restart. @default 60000 */
+  /**
+   * Retry interval while rejected (already initialized), so a re-arm heals without a restart; each wait is
+   * drawn uniformly from 0 to this, so refused brokers of many clusters do not return together. @default 60000
+   */
   readonly rejectedRetryMs: number;
   /**
    * A dial that has not paired after this long is abandoned and retried, so a beacon replica that vanished
@@ -175,7 +182,7 @@ export interface BrokerTiming {
 export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
   stepTimeoutMs: 10_000,
   backoffInitialMs: 500,
-  backoffMaxMs: 30_000,
+  backoffMaxMs: 5_000,
   rejectedRetryMs: 60_000,
   pairTimeoutMs: 45_000,
   reBootstrapAfterFailures: 3,
@@ -700,9 +707,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const why = await session.mux.done;
         liveTunnel = undefined;
         if (stop.signal.aborted) break;
-        setStatus('reconnecting', `the tunnel closed (${why.message}); reconnecting`, {
+        // A first, jittered pause: when a beacon replica or a bridge restarts, every broker loses its tunnel at
+        // the same instant, and redialing in step would hit the survivors as one burst.
+        const pause = backoff.next();
+        setStatus('reconnecting', `the tunnel closed (${why.message}); reconnecting in ${pause} ms`, {
           lastErrorCode: why.code,
         });
+        await sleep(pause, stop.signal);
       } catch (err) {
         if (stop.signal.aborted) break;
         const error = toCloudtaserError(err);
@@ -712,7 +723,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           setStatus('rejected', error.message.replace(/^the bridge refused the bootstrap: /, ''), {
             lastErrorCode: refusal,
           });
-          await sleep(jitter(timing.rejectedRetryMs), stop.signal);
+          await sleep(jitteredInterval(timing.rejectedRetryMs), stop.signal);
           continue;
         }
         if (credentials && (error.code === 'CT_BEACON_LIMIT' || error.code === 'CT_BEACON_REJECTED'))
@@ -814,10 +825,6 @@ function publicKeySha256(pair: KeyPair): string {
   return createHash('sha256')
     .update(pair.publicKey.export({ type: 'spki', format: 'der' }))
     .digest('hex');
-}
-
-function jitter(ms: number): number {
-  return Math.round(ms * (0.8 + Math.random() * 0.4));
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

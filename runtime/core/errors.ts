@@ -62,6 +62,9 @@ export const ErrorCodes = {
   CT_NOT_REGISTERED: 'the fingerprint is not registered',
   CT_ALREADY_INITIALIZED: 'the cluster has already bootstrapped once (re-arm to allow another)',
   CT_REGISTRATION_CORRUPT: 'a registration record exists but is unreadable or inconsistent',
+  // discovery (issue 16)
+  CT_DISCOVERY_CONTENDED:
+    'the discovery journal kept changing under check-and-set (too many registrations at the same moment)',
   // migration and least privilege (issue 11)
   CT_MIGRATION_DISABLED:
     "the bridge refused a migration: the cluster's registration does not enable it (source register --migration, migration_enabled, RegisteredCluster 'migration')",

@@ -1,5 +1,11 @@
 import type { Dispatcher } from 'undici';
-import { CloudtaserError, isCloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import {
+  backoffDelay,
+  CloudtaserError,
+  isCloudtaserError,
+  type Logger,
+  silentLogger,
+} from '../core/index.js';
 import { createHttpDispatcher, type ProxyEndpoint, type ProxySetting } from '../proxy/index.js';
 import { type KvExpectation, WriteLedger } from './consistency.js';
 import {
@@ -570,8 +576,7 @@ export class OpenBaoClient {
   }
 
   async #backoff(attempt: number, ctx: RequestContext, reason: string): Promise<void> {
-    const ceiling = Math.min(MAX_BACKOFF_MS, this.#shared.retryBaseDelayMs * 2 ** attempt);
-    const delay = Math.round(Math.random() * ceiling);
+    const delay = backoffDelay(attempt, { initialMs: this.#shared.retryBaseDelayMs, maxMs: MAX_BACKOFF_MS });
     this.#shared.logger.warn(
       {
         event: 'openbao.retry',

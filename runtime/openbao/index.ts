@@ -18,4 +18,9 @@ export {
   type TokenInfo,
 } from './client.js';
 export { resolveSecretStoreAddress, resolveSecretStoreToken } from './env.js';
-export { MAX_REDIRECTS, type RedirectableRequest, requestFollowingRedirects } from './redirect.js';
+export {
+  MAX_REDIRECTS,
+  type RedirectableRequest,
+  redirectTarget,
+  requestFollowingRedirects,
+} from './redirect.js';

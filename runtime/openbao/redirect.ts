@@ -44,29 +44,55 @@ export async function requestFollowingRedirects(
     });
     if (response.statusCode !== 307 && response.statusCode !== 308) return response;
     await response.body.dump();
-    const location = firstHeader(response.headers.location);
-    const refuse = (why: string): never => {
-      throw new CloudtaserError(
-        'CT_OPENBAO_REDIRECT',
-        `OpenBao at ${url.origin} redirected ${request.method} ${url.pathname} ${why}; point the client at the active node, or fix the standbys' api_addr`,
-        { details: { from: url.origin, location: location?.slice(0, 200), hops: hop } },
-      );
-    };
-    if (!location) refuse(`(${response.statusCode}) without a Location header`);
-    let next: URL;
-    try {
-      next = new URL(location as string, url);
-    } catch {
-      return refuse(`to ${JSON.stringify((location as string).slice(0, 200))}, which is not a URL`);
-    }
-    if (next.protocol !== url.protocol)
-      refuse(`to ${next.origin}: another scheme than ${url.protocol.slice(0, -1)}, which is not followed`);
-    if (hop >= maxRedirects) refuse(`${hop + 1} times (the last to ${next.origin}): a redirect loop`);
+    const next = redirectTarget(url, {
+      method: request.method,
+      statusCode: response.statusCode,
+      location: firstHeader(response.headers.location),
+      hop,
+      maxRedirects,
+    });
     options.onRedirect?.(url, next);
     url = next;
   }
 }
 
-function firstHeader(value: string | string[] | undefined): string | undefined {
+/**
+ * Where a 307/308 answer to `from` sends the request next, or `CT_OPENBAO_REDIRECT` for a redirect without a
+ * usable `Location`, to another scheme, or beyond `maxRedirects` (`hop` counts the redirects already followed).
+ * Shared by the OpenBao client and the bridge's pod API forwarder.
+ */
+export function redirectTarget(
+  from: URL,
+  answer: {
+    readonly method: string;
+    readonly statusCode: number;
+    readonly location: string | undefined;
+    readonly hop: number;
+    readonly maxRedirects?: number;
+  },
+): URL {
+  const { location, hop } = answer;
+  const maxRedirects = answer.maxRedirects ?? MAX_REDIRECTS;
+  const refuse = (why: string): never => {
+    throw new CloudtaserError(
+      'CT_OPENBAO_REDIRECT',
+      `OpenBao at ${from.origin} redirected ${answer.method} ${from.pathname} ${why}; point the client at the active node, or fix the standbys' api_addr`,
+      { details: { from: from.origin, location: location?.slice(0, 200), hops: hop } },
+    );
+  };
+  if (!location) return refuse(`(${answer.statusCode}) without a Location header`);
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    return refuse(`to ${JSON.stringify(location.slice(0, 200))}, which is not a URL`);
+  }
+  if (next.protocol !== from.protocol)
+    refuse(`to ${next.origin}: another scheme than ${from.protocol.slice(0, -1)}, which is not followed`);
+  if (hop >= maxRedirects) refuse(`${hop + 1} times (the last to ${next.origin}): a redirect loop`);
+  return next;
+}
+
+export function firstHeader(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }

@@ -2,9 +2,10 @@
  * The bridge's half of the pod API: checks the allow-list again, adds the cluster namespace and forwards to
  * OpenBao, returning OpenBao's answer as it is. The pod's token passes through; the bridge's own is never used.
  */
+import type { Dispatcher } from 'undici';
 import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { requestFollowingRedirects } from '../openbao/index.js';
+import { redirectTarget } from '../openbao/index.js';
 import { createHttpDispatcher, type ProxySetting, proxyFailure } from '../proxy/index.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
@@ -71,52 +72,40 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         headers['content-type'] = request.headers['content-type'] ?? 'application/json';
       }
       const query = checked.query ? `?${checked.query}` : '';
-      // A plain controller and timer: AbortSignal.any/timeout cost a millisecond per request on Node 20.
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), timeoutMs);
-      const onCancel = () => abort.abort();
-      signal?.addEventListener('abort', onCancel, { once: true });
+      let outcome: Awaited<ReturnType<typeof dispatchOnce>>;
       try {
-        // A standby that cannot forward answers 307: the pod must never see (or be sent to) that address.
-        const response = await requestFollowingRedirects(
-          agent,
-          {
-            url: new URL(`${base.origin}${basePath}/v1/${checked.path}${query}`),
-            method: checked.method === 'LIST' ? 'GET' : checked.method,
-            headers,
-            body: request.body.length > 0 ? request.body : undefined,
-            signal: abort.signal,
-            timeoutMs,
-          },
-          {
-            onRedirect: (from, to) =>
-              log.debug(
-                { event: 'podapi.redirected', route: checked.route, from: from.origin, to: to.origin },
-                'OpenBao standby redirected a pod API request to the active node',
-              ),
-          },
-        );
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of response.body) {
-          size += (chunk as Buffer).length;
-          if (size > maxResponseBytes) {
-            response.body.destroy();
-            return {
-              status: 502,
-              headers: JSON_HEADERS,
-              body: openBaoErrorBody(['the OpenBao answer is too large for the cloudtaser tunnel']),
-            };
-          }
-          chunks.push(chunk as Buffer);
+        // A standby that cannot forward answers 307: the pod must never see (or be sent to) that address, so the
+        // bridge follows it with the same request (redirectTarget: same scheme, at most MAX_REDIRECTS hops).
+        let url = new URL(`${base.origin}${basePath}/v1/${checked.path}${query}`);
+        for (let hop = 0; ; hop++) {
+          outcome = await dispatchOnce(
+            agent,
+            {
+              origin: url.origin,
+              path: `${url.pathname}${url.search}`,
+              method: (checked.method === 'LIST' ? 'GET' : checked.method) as Dispatcher.HttpMethod,
+              headers,
+              body: request.body.length > 0 ? request.body : undefined,
+              headersTimeout: timeoutMs,
+              bodyTimeout: timeoutMs,
+            },
+            { timeoutMs, maxResponseBytes, signal },
+          );
+          if (outcome === 'too-large' || (outcome.status !== 307 && outcome.status !== 308)) break;
+          const next = redirectTarget(url, {
+            method: checked.method,
+            statusCode: outcome.status,
+            location: outcome.location,
+            hop,
+          });
+          log.debug(
+            { event: 'podapi.redirected', route: checked.route, from: url.origin, to: next.origin },
+            'OpenBao standby redirected a pod API request to the active node',
+          );
+          url = next;
         }
-        log.debug(
-          { event: 'podapi.forwarded', route: checked.route, status: response.statusCode },
-          'pod API request forwarded',
-        );
-        return { status: response.statusCode, headers: JSON_HEADERS, body: Buffer.concat(chunks) };
       } catch (err) {
-        const timedOut = abort.signal.aborted && !signal?.aborted;
+        const timedOut = (err as { timedOut?: boolean }).timedOut === true;
         if (health) {
           const answer = unavailableHealthAnswer(checked.query);
           return { status: answer.status, headers: JSON_HEADERS, body: answer.body };
@@ -163,13 +152,102 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
               : 'the secret store did not answer the cloudtaser bridge; retry shortly',
           ]),
         };
-      } finally {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onCancel);
       }
+      if (outcome === 'too-large') {
+        return {
+          status: 502,
+          headers: JSON_HEADERS,
+          body: openBaoErrorBody(['the OpenBao answer is too large for the cloudtaser tunnel']),
+        };
+      }
+      log.debug(
+        { event: 'podapi.forwarded', route: checked.route, status: outcome.status },
+        'pod API request forwarded',
+      );
+      return { status: outcome.status, headers: JSON_HEADERS, body: outcome.body };
     },
     close: () => agent.close(),
   };
+}
+
+/**
+ * One request on the pooled connections, answered as a whole: undici's dispatch with a handler that keeps the
+ * chunks, instead of `request()` with its response stream, async iterator and extra copies (this runs for every
+ * pod read). Rejects with `timedOut` set when `timeoutMs` passed, and with the error when OpenBao could not be
+ * reached; resolves 'too-large' (after abandoning the answer) when it exceeds `maxResponseBytes`.
+ */
+function dispatchOnce(
+  agent: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  limits: { timeoutMs: number; maxResponseBytes: number; signal?: AbortSignal },
+): Promise<{ status: number; body: Buffer; location?: string } | 'too-large'> {
+  return new Promise((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let settled = false;
+    let stopReason: Error | undefined;
+    let status = 0;
+    let location: string | undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      limits.signal?.removeEventListener('abort', onCancel);
+      outcome();
+    };
+    const stop = (reason: Error) => {
+      stopReason ??= reason;
+      controller?.abort(reason);
+    };
+    // A plain timer and listener: AbortSignal.any/timeout cost a millisecond per request on Node 20.
+    const timer = setTimeout(
+      () => stop(Object.assign(new Error('timed out'), { timedOut: true })),
+      limits.timeoutMs,
+    );
+    const onCancel = () => stop(new Error('the pod cancelled the request'));
+    limits.signal?.addEventListener('abort', onCancel, { once: true });
+    agent.dispatch(options, {
+      onRequestStart(started) {
+        controller = started;
+        if (stopReason) started.abort(stopReason);
+      },
+      onResponseStart(_controller, statusCode, headers) {
+        status = statusCode;
+        // Only a redirect's Location is kept: the pod gets JSON_HEADERS, never OpenBao's own headers.
+        if (statusCode === 307 || statusCode === 308) {
+          const value = (headers as Record<string, string | string[] | undefined>).location;
+          location = Array.isArray(value) ? value[0] : value;
+        }
+      },
+      onResponseData(current, chunk) {
+        size += chunk.length;
+        if (size > limits.maxResponseBytes) {
+          finish(() => resolve('too-large'));
+          current.abort(new Error('answer too large'));
+          return;
+        }
+        chunks.push(chunk);
+      },
+      onResponseEnd() {
+        finish(() =>
+          resolve({
+            status,
+            body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
+            ...(location === undefined ? {} : { location }),
+          }),
+        );
+      },
+      onResponseError(_controller, err) {
+        const code = (err as { code?: string }).code;
+        const timedOut =
+          (stopReason as { timedOut?: boolean } | undefined)?.timedOut === true ||
+          code === 'UND_ERR_HEADERS_TIMEOUT' ||
+          code === 'UND_ERR_BODY_TIMEOUT';
+        finish(() => reject(timedOut ? Object.assign(err, { timedOut: true }) : (stopReason ?? err)));
+      },
+    });
+  });
 }
 
 function withList(path: string): string {

@@ -1,4 +1,5 @@
 export * from './beacon-client-ca.js';
+export * from './change-journal.js';
 export * from './layout.js';
 export * from './policies.js';
 export * from './register.js';

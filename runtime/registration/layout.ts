@@ -22,6 +22,8 @@ export const paths = {
   clustersPrefix: 'clusters/',
   registered: (fingerprint: string) => `clusters/${fingerprint}/registered`,
   initialized: (fingerprint: string) => `clusters/${fingerprint}/initialized`,
+  /** The discovery journal (change-journal.ts): which clusters changed, so bridges need not list them all. */
+  discoveryJournal: 'discovery/journal',
   bridgeCa: 'system/bridge-ca',
   bridgeClient: 'system/bridge-client',
   /** In the root namespace: the CA whose client certificates let bridges wait at the beacon. */

@@ -115,6 +115,20 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
   },
   {
     identity: 'registrar',
+    scope: 'namespace-root',
+    path: `${RECORDS}/data/discovery/journal`,
+    capabilities: ['create', 'read', 'update'],
+    why: 'register, --rearm and deregister append their change to the discovery journal (read, then check-and-set write; create on first use) so every bridge sees it within one poll',
+  },
+  {
+    identity: 'registrar',
+    scope: 'namespace-root',
+    path: `${RECORDS}/metadata/discovery/journal`,
+    capabilities: ['read'],
+    why: 'an append to a discovery journal someone soft-deleted reads its last version, to replace it with check-and-set',
+  },
+  {
+    identity: 'registrar',
     scope: 'cluster',
     path: 'sys/mounts',
     capabilities: ['read'],
@@ -219,7 +233,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     scope: 'namespace-root',
     path: `${RECORDS}/metadata/clusters/`,
     capabilities: ['list'],
-    why: 'discovers registered clusters at every poll',
+    why: 'lists registered clusters when discovery resyncs in full (at start, on a new journal epoch, when it fell behind the journal, every 6 h); steady polls read only the journal',
   },
   {
     identity: 'bridge',
@@ -234,6 +248,20 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     path: `${RECORDS}/data/clusters/+/initialized`,
     capabilities: ['create', 'read', 'update'],
     why: 'marks a cluster initialized once (create, check-and-set 0); an attested re-bootstrap rewrites it (update, check-and-set); read at discovery and bootstrap',
+  },
+  {
+    identity: 'bridge',
+    scope: 'namespace-root',
+    path: `${RECORDS}/data/discovery/journal`,
+    capabilities: ['create', 'read', 'update'],
+    why: 'discovery reads the discovery journal at every poll (one request however many clusters) and creates it when missing; a bootstrap appends its announcement (check-and-set)',
+  },
+  {
+    identity: 'bridge',
+    scope: 'namespace-root',
+    path: `${RECORDS}/metadata/discovery/journal`,
+    capabilities: ['read'],
+    why: 'discovery replaces a discovery journal someone soft-deleted: it reads the last version for check-and-set',
   },
   {
     identity: 'bridge',

@@ -12,6 +12,7 @@ import {
   LIFETIME_DAYS,
   loadCertificateAuthority,
 } from '../pki/index.js';
+import { announceChange, type ChangeAnnouncement } from './change-journal.js';
 import {
   type AttestationRecord,
   asCertificateRecord,
@@ -147,6 +148,14 @@ export async function registerCluster(
   await client.createNamespace(namespaceRoot);
   const root = client.withNamespace(namespaceRoot);
   changed = (await root.enableKvV2(RECORDS_MOUNT)) || changed;
+  // Bridges learn of what follows from the discovery journal: `begin` before the first write they must see,
+  // `end` after the last (a run that fails in between is still seen, once the journal's watch window passed).
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'register',
+    logger: log,
+  });
 
   // 2. Refuse a prefix clash before writing anything cluster-specific.
   await assertPrefixIsOurs(root, namespaceRoot, fingerprint);
@@ -172,7 +181,7 @@ export async function registerCluster(
       endpoint: target.tokenReviewEndpoint,
       caCertPem: target.tokenReviewCaCertPem,
     })) || changed;
-  changed = (await ensureBridgeCertificate(cluster, ca)) || changed;
+  changed = (await ensureBridgeCertificate(cluster, ca, announcement)) || changed;
 
   // 5. The registration record the bridge discovers.
   const operationalHash = sha256Hex(ca.certDer);
@@ -204,6 +213,7 @@ export async function registerCluster(
       ...(wantedAttestation ? { attestation: wantedAttestation } : {}),
       ...(wantedMigration ? { migration_enabled: true } : {}),
     };
+    await announcement.begin();
     await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
     changed = true;
     log.info(
@@ -219,6 +229,7 @@ export async function registerCluster(
   }
 
   const initialized = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))) !== undefined;
+  await announcement.end();
   return {
     fingerprint,
     namespace,
@@ -265,6 +276,14 @@ export async function deregisterCluster(
   if (!rootExists) return { fingerprint, namespace, removed: false, purged: false };
   const root = client.withNamespace(namespaceRoot);
   const registered = await readIfMounted(root, paths.registered(fingerprint));
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'deregister',
+    logger: log,
+  });
+  // Without a registration record no bridge serves the cluster: nothing to announce.
+  if (registered !== undefined) await announcement.begin();
   // Registration first: from this write on the bridge no longer treats the cluster as registered.
   await deleteIfMounted(root, paths.registered(fingerprint));
   await deleteIfMounted(root, paths.initialized(fingerprint));
@@ -278,6 +297,7 @@ export async function deregisterCluster(
     // Without its record the bridge refuses every TokenReview for this cluster.
     await deleteIfMounted(cluster, TOKENREVIEW_PATHS.reviewer);
   }
+  await announcement.end();
   let purged = false;
   if (options.purge && ownedByUs) {
     await root.deleteNamespace(fp8, { wait: true });
@@ -376,14 +396,23 @@ export interface RegisteredCluster {
   readonly initialized: boolean;
   /** Present (true) when bootstrap requires an attestation token. */
   readonly attested?: true;
+  /** SHA-256 of the SPKI of the broker key the latest bootstrap was signed for, when initialized. */
+  readonly brokerKeySha256?: string;
   /** Present (true) when the registration lets the bridge migrate Secrets. */
   readonly migrationEnabled?: true;
 }
 
-/** Every registered cluster under the root, as the bridge discovers them (one list plus two reads each). */
+/** Clusters read at once by a full listing: enough to hide latency, few enough not to flood OpenBao. */
+const LIST_CONCURRENCY = 8;
+
+/**
+ * Every registered cluster under the root, as a bridge's full resync sees them: one LIST plus two reads per
+ * cluster, a few clusters at a time. A record that cannot be read as a registration is reported to
+ * `onCorrupt` (when given) and skipped, so one damaged record does not hide the rest of the fleet.
+ */
 export async function listRegisteredClusters(
   client: OpenBaoClient,
-  options: { namespaceRoot?: string } = {},
+  options: { namespaceRoot?: string; onCorrupt?: (fingerprint: string, err: CloudtaserError) => void } = {},
 ): Promise<RegisteredCluster[]> {
   const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const root = client.withNamespace(namespaceRoot);
@@ -395,24 +424,49 @@ export async function listRegisteredClusters(
       return [];
     throw err;
   });
-  const out: RegisteredCluster[] = [];
-  for (const key of keys) {
-    const fingerprint = key.replace(/\/$/, '');
-    if (!/^[0-9a-f-]{36}$/.test(fingerprint)) continue;
-    const registered = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
-    if (!registered) continue;
-    const record = asRegisteredRecord(registered.data, fingerprint);
-    const initialized = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
-    out.push({
-      fingerprint,
-      namespace: record.namespace,
-      operationalHash: record.ca_sha256,
-      initialized: initialized !== undefined,
-      ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
-      ...(migrationEnabledOf(record) ? { migrationEnabled: true as const } : {}),
-    });
-  }
-  return out;
+  const fingerprints = keys.map((key) => key.replace(/\/$/, '')).filter((fp) => /^[0-9a-f-]{36}$/.test(fp));
+  const found: (RegisteredCluster | undefined)[] = new Array(fingerprints.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < fingerprints.length) {
+      const at = next++;
+      try {
+        found[at] = await readRegisteredCluster(root, fingerprints[at]);
+      } catch (err) {
+        if (!options.onCorrupt || !isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
+        options.onCorrupt(fingerprints[at], err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, fingerprints.length) }, worker));
+  return found.filter((cluster) => cluster !== undefined);
+}
+
+/**
+ * One cluster as a bridge serves it (registration and initialization records, read together), or undefined
+ * when it is not registered. `root` is a client for the root namespace. Throws CT_REGISTRATION_CORRUPT for an
+ * unreadable registration record.
+ */
+export async function readRegisteredCluster(
+  root: OpenBaoClient,
+  fingerprint: string,
+): Promise<RegisteredCluster | undefined> {
+  const [registered, initialized] = await Promise.all([
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
+  ]);
+  if (!registered) return undefined;
+  const record = asRegisteredRecord(registered.data, fingerprint);
+  const brokerKeySha256 = initialized?.data.broker_key_sha256;
+  return {
+    fingerprint,
+    namespace: record.namespace,
+    operationalHash: record.ca_sha256,
+    initialized: initialized !== undefined,
+    ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
+    ...(migrationEnabledOf(record) ? { migrationEnabled: true as const } : {}),
+    ...(typeof brokerKeySha256 === 'string' ? { brokerKeySha256 } : {}),
+  };
 }
 
 export interface ClusterTrust {
@@ -464,10 +518,37 @@ export async function markClusterInitialized(
     replacesVersion?: number;
     /** `iat` of the attestation token the bootstrap was admitted with. */
     attestationIat?: number;
+    logger?: Logger;
   },
 ): Promise<InitializedRecord> {
   const fingerprint = parseFingerprint(options.fingerprint);
-  const root = client.withNamespace(validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
+  // The other bridge replicas learn of the bootstrap (and of a re-bootstrap's new key) from the journal.
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'initialize',
+    logger: options.logger,
+  });
+  await announcement.begin();
+  try {
+    return await writeInitialized(root, fingerprint, options);
+  } finally {
+    await announcement.end();
+  }
+}
+
+async function writeInitialized(
+  root: OpenBaoClient,
+  fingerprint: string,
+  options: {
+    brokerCertSha256: string;
+    brokerKeySha256?: string;
+    replacesVersion?: number;
+    attestationIat?: number;
+  },
+): Promise<InitializedRecord> {
   const record: InitializedRecord = {
     initialized_at: new Date().toISOString(),
     broker_cert_sha256: options.brokerCertSha256,
@@ -505,9 +586,18 @@ export async function rearmCluster(
   target: RegistrationTarget,
 ): Promise<{ wasInitialized: boolean }> {
   const fingerprint = parseFingerprint(target.fingerprint);
-  const root = client.withNamespace(validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT));
+  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
   const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'rearm',
+    logger: target.logger,
+  });
+  if (existing !== undefined) await announcement.begin();
   await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
+  await announcement.end();
   return { wasInitialized: existing !== undefined };
 }
 
@@ -580,6 +670,7 @@ async function ensureClusterCa(
 async function ensureBridgeCertificate(
   cluster: OpenBaoClient,
   ca: CertificateAuthority,
+  announcement: ChangeAnnouncement,
   conflicts = 0,
 ): Promise<boolean> {
   const stored = await cluster.kvRead(RECORDS_MOUNT, paths.bridgeClient);
@@ -599,13 +690,15 @@ async function ensureBridgeCertificate(
     private_key: issued.keyPem!,
     ca_chain: ca.certPem,
   };
+  // Bridges load this certificate for every pairing: a new one is a change they must see.
+  await announcement.begin();
   try {
     await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeClient, { ...next }, { cas: stored?.version ?? 0 });
   } catch (err) {
     // A concurrent register wrote one first; keep theirs if it is good (one bridge certificate, not two).
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
     if (conflicts + 1 >= MAX_RECORD_CONFLICTS) throw recordKeptChanging('bridge certificate', err);
-    return ensureBridgeCertificate(cluster, ca, conflicts + 1);
+    return ensureBridgeCertificate(cluster, ca, announcement, conflicts + 1);
   }
   return true;
 }

@@ -59,6 +59,28 @@ export function encodeFrame(type: FrameTypeValue, streamId: number, payload: Uin
 
 const EMPTY = Buffer.alloc(0);
 
+/** Several frames of one stream, encoded into one buffer (one copy of each payload, one write). */
+export function encodeFrames(
+  streamId: number,
+  frames: ReadonlyArray<readonly [FrameTypeValue, Uint8Array?]>,
+): Buffer {
+  if (!Number.isInteger(streamId) || streamId < 0 || streamId > MAX_STREAM_ID) {
+    throw new CloudtaserError('CT_INTERNAL', `tunnel stream id ${streamId} is out of range`);
+  }
+  let total = 0;
+  for (const [, payload] of frames) total += FRAME_HEADER_BYTES + (payload?.byteLength ?? 0);
+  const out = Buffer.allocUnsafe(total);
+  let offset = 0;
+  for (const [type, payload = EMPTY] of frames) {
+    out.writeUInt8(type, offset);
+    out.writeUInt32BE(streamId, offset + 1);
+    out.writeUInt32BE(payload.byteLength, offset + 5);
+    out.set(payload, offset + FRAME_HEADER_BYTES);
+    offset += FRAME_HEADER_BYTES + payload.byteLength;
+  }
+  return out;
+}
+
 /**
  * Incremental decoder: feed it chunks as they arrive, get whole frames back. Throws CT_TUNNEL_PROTOCOL on an
  * unknown type or a payload over `maxPayloadBytes`; the caller then closes the tunnel.

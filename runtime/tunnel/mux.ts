@@ -14,6 +14,7 @@ import { type Logger, moduleLogger } from '../core/log.js';
 import {
   DATA_CHUNK_BYTES,
   encodeFrame,
+  encodeFrames,
   type Frame,
   FrameDecoder,
   FrameType,
@@ -280,7 +281,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
         entry.settle(undefined, {
           status: entry.response.status,
           headers: entry.response.headers,
-          body: Buffer.concat(entry.chunks),
+          body: joinChunks(entry.chunks, entry.bytes),
         });
         return;
       case FrameType.RESET: {
@@ -355,7 +356,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
       method: entry.head.method,
       path: entry.head.path,
       headers: entry.head.headers ?? {},
-      body: Buffer.concat(entry.chunks),
+      body: joinChunks(entry.chunks, entry.bytes),
     };
     entry.chunks = [];
     let reply: TunnelReply;
@@ -511,12 +512,11 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
     return stream.write(frame);
   }
 
-  /** Several frames of one stream in a single write (small requests and answers). */
+  /** Several frames of one stream in a single write (small requests and answers), encoded in one buffer. */
   function writeFrames(id: number, frames: Array<[FrameTypeValue, Uint8Array?]>): boolean {
     if (closed || stream.destroyed) return true;
-    const encoded = frames.map(([type, payload]) => encodeFrame(type, id, payload));
-    const joined = Buffer.concat(encoded);
-    framesOut += encoded.length;
+    const joined = encodeFrames(id, frames);
+    framesOut += frames.length;
     bytesOut += joined.length;
     return stream.write(joined);
   }
@@ -681,6 +681,14 @@ export function resolveTunnelLimits(overrides: Partial<TunnelLimits> = {}): Tunn
 function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** The body as one Buffer: the chunk itself when there is one (no copy), else one concatenation. */
+function joinChunks(chunks: Buffer[], bytes: number): Buffer {
+  if (chunks.length === 1) return chunks[0];
+  return chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks, bytes);
+}
+
+const EMPTY_BODY = Buffer.alloc(0);
 
 function dataFrame(body: Buffer): Array<[FrameTypeValue, Uint8Array]> {
   return body.length > 0 ? [[FrameType.DATA, body]] : [];

@@ -5,7 +5,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type SecureContext, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { CloudtaserError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { isIssuedBy } from '../pki/index.js';
@@ -26,6 +26,14 @@ export interface TunnelSessionOptions {
   /** PEM, in memory only. */
   readonly keyPem: string;
   readonly handshakeTimeoutMs: number;
+  /**
+   * The bridge end's TLS context built from `caCertPem`, `certPem` and `keyPem` once, for every tunnel of the
+   * cluster (parsing them per connection is most of a reconnect's CPU on a bridge serving many clusters).
+   * @default built per connection
+   */
+  readonly secureContext?: SecureContext;
+  /** `caCertPem` already parsed. @default parsed per connection */
+  readonly caCertificate?: X509Certificate;
   readonly limits?: Partial<TunnelLimits>;
   /**
    * A further check of the peer's (already CA-verified) certificate; returns why it is refused, or undefined.
@@ -66,13 +74,13 @@ export async function acceptTunnel(stream: Duplex, options: TunnelSessionOptions
   return establish(socket, 'broker', options);
 }
 
-/** Bridge end: TLS client over the paired stream. */
+/** Bridge end: TLS client over the paired stream (with `secureContext` when given, else the PEMs). */
 export function openTunnel(stream: Duplex, options: TunnelSessionOptions): Promise<TunnelSession> {
   const socket = tlsConnect({
     socket: stream,
-    cert: options.certPem,
-    key: options.keyPem,
-    ca: [options.caCertPem],
+    ...(options.secureContext
+      ? { secureContext: options.secureContext }
+      : { cert: options.certPem, key: options.keyPem, ca: [options.caCertPem] }),
     rejectUnauthorized: true,
     minVersion: INNER_TLS_MIN_VERSION,
     ALPNProtocols: [TUNNEL_ALPN],
@@ -97,7 +105,8 @@ async function establish(
   }
   // Belt and braces on top of OpenSSL's verification: the peer leaf must be issued by exactly this CA.
   const peer = socket.getPeerX509Certificate();
-  if (!socket.authorized || !peer || !isIssuedBy(peer, new X509Certificate(options.caCertPem))) {
+  const ca = options.caCertificate ?? new X509Certificate(options.caCertPem);
+  if (!socket.authorized || !peer || !isIssuedBy(peer, ca)) {
     socket.destroy();
     throw new CloudtaserError(
       'CT_PKI_INVALID_CERT',

@@ -5,6 +5,7 @@
  * topology pays on this machine before it does its own work. The beacon in between is the real one.
  *
  *   node floor-child.js broker   # pod-facing TLS server; per pod connection: dial the beacon, inner TLS server
+ *                                # (concurrent pod connections each get their own pairing and tunnel)
  *   node floor-child.js bridge   # keeps one waiter parked; per pairing: inner TLS client, then TLS to OpenBao
  *
  * Configuration arrives in CT_BENCH_FLOOR (JSON, see FloorConfig); the broker reports its port over IPC.
@@ -15,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import {
   createSecureContext,
   createServer as createTlsServer,
+  type SecureContext,
   type TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
@@ -48,19 +50,20 @@ function splice(a: Duplex, b: Duplex): void {
 }
 
 async function runBroker(): Promise<void> {
-  // A never-listening tls.Server: only through one does Node verify the client certificate.
-  const inner = createTlsServer({
-    cert: config.broker.certPem,
-    key: config.broker.keyPem,
-    ca: config.caPem,
-    requestCert: true,
-    rejectUnauthorized: true,
-    minVersion: 'TLSv1.3',
-  });
   const server = createTlsServer(
     { cert: config.podApi.certPem, key: config.podApi.keyPem, noDelay: true },
     (pod) => {
       pod.pause();
+      // A never-listening tls.Server per pod connection (only through one does Node verify the client
+      // certificate), so that concurrent pod connections each get their own tunnel.
+      const inner = createTlsServer({
+        cert: config.broker.certPem,
+        key: config.broker.keyPem,
+        ca: config.caPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.3',
+      });
       waitForPeer({
         target,
         ip: '127.0.0.1',
@@ -75,7 +78,10 @@ async function runBroker(): Promise<void> {
           });
           inner.emit('connection', stream);
         },
-        () => pod.destroy(),
+        (err: Error) => {
+          console.error('floor broker: pairing failed:', err.message);
+          pod.destroy();
+        },
       );
     },
   );
@@ -93,6 +99,14 @@ async function runBridge(): Promise<void> {
   });
   const openbao = createSecureContext({ ca: config.openbaoCaPem });
   process.send!({ port: 0 });
+  // Several waiters, as the real bridge keeps one per room and replica: concurrent pod connections pair at once.
+  await Promise.all(Array.from({ length: FLOOR_BRIDGE_WAITERS }, () => waitLoop(inner, openbao)));
+}
+
+/** Waiters the floor bridge keeps parked (the beacon takes up to 8 per room and role). */
+const FLOOR_BRIDGE_WAITERS = 4;
+
+async function waitLoop(inner: SecureContext, openbao: SecureContext): Promise<never> {
   for (;;) {
     const stream = await waitForPeer({
       target,

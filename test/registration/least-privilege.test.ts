@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createClusterDiscovery } from '../../runtime/bridge/discovery.js';
 import { CloudtaserError, isCloudtaserError } from '../../runtime/core/errors.js';
 import { silentLogger } from '../../runtime/core/log.js';
 import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
@@ -21,7 +22,6 @@ import {
   ensureBeaconClientCa,
   getClusterStatus,
   KUBERNETES_AUTH_MOUNT,
-  listRegisteredClusters,
   loadBeaconClientCa,
   loadClusterTrust,
   loadReviewerSha256,
@@ -81,6 +81,18 @@ const REGISTRAR_OPERATIONS: readonly Operation[] = [
         tokenReviewEndpoint: 'https://cloudtaser-bridge.openbao.svc:8444',
       }),
   ],
+  [
+    'register after the discovery journal was soft-deleted',
+    async (w, fp) => {
+      await w.admin.withNamespace(w.namespaceRoot).kvDelete(RECORDS_MOUNT, paths.discoveryJournal);
+      // A settings change writes the registration record, so it is announced in the journal.
+      return registerCluster(w.registrar, {
+        fingerprint: fp,
+        namespaceRoot: w.namespaceRoot,
+        migration: false,
+      });
+    },
+  ],
   ['status', (w, fp) => getClusterStatus(w.registrar, { fingerprint: fp, namespaceRoot: w.namespaceRoot })],
   ['beacon-ca', (w) => ensureBeaconClientCa(w.registrar, { namespaceRoot: w.namespaceRoot })],
   ['rearm', (w, fp) => rearmCluster(w.registrar, { fingerprint: fp, namespaceRoot: w.namespaceRoot })],
@@ -125,7 +137,15 @@ async function migrate(w: World, fp: string, resourceVersion: string): Promise<v
 
 /** Everything the bridge does with its own token: discovery, bootstrap, tunnels, migration. */
 const BRIDGE_OPERATIONS: readonly Operation[] = [
-  ['discover', (w) => listRegisteredClusters(w.bridge, { namespaceRoot: w.namespaceRoot })],
+  [
+    'discover',
+    (w) =>
+      createClusterDiscovery({
+        openbao: w.bridge,
+        namespaceRoot: w.namespaceRoot,
+        logger: silentLogger,
+      }).poll(),
+  ],
   [
     'mint the beacon client certificate',
     (w) => loadBeaconClientCa(w.bridge, { namespaceRoot: w.namespaceRoot }),
@@ -170,6 +190,30 @@ const BRIDGE_OPERATIONS: readonly Operation[] = [
   ],
   ['migrate', (w, fp) => migrate(w, fp, '1')],
   ['migrate an edited Secret', (w, fp) => migrate(w, fp, '2')],
+  [
+    'replace a soft-deleted discovery journal',
+    async (w) => {
+      await w.admin.withNamespace(w.namespaceRoot).kvDelete(RECORDS_MOUNT, paths.discoveryJournal);
+      const discovery = createClusterDiscovery({
+        openbao: w.bridge,
+        namespaceRoot: w.namespaceRoot,
+        logger: silentLogger,
+      });
+      return discovery.poll();
+    },
+  ],
+  [
+    'start a discovery journal where none exists',
+    async (w) => {
+      await w.admin.withNamespace(w.namespaceRoot).kvDeleteMetadata(RECORDS_MOUNT, paths.discoveryJournal);
+      const discovery = createClusterDiscovery({
+        openbao: w.bridge,
+        namespaceRoot: w.namespaceRoot,
+        logger: silentLogger,
+      });
+      return discovery.poll();
+    },
+  ],
 ];
 
 /** Which operation fails first when a capability of a line is taken away: `<identity> <path> <capability>`. */
@@ -214,6 +258,17 @@ const NEEDED_BY: Record<string, string> = {
   'registrar namespace-root:cloudtaser/data/system/beacon-client-ca read': 'beacon-ca',
   'bridge namespace-root:cloudtaser/data/system/beacon-client-ca read': 'mint the beacon client certificate',
   'bridge cluster:cloudtaser/data/system/tokenreview read': 'serve TokenReview',
+  'registrar namespace-root:cloudtaser/data/discovery/journal create': 'register',
+  'registrar namespace-root:cloudtaser/data/discovery/journal read': 'register',
+  'registrar namespace-root:cloudtaser/data/discovery/journal update': 'register with new settings',
+  'registrar namespace-root:cloudtaser/metadata/discovery/journal read':
+    'register after the discovery journal was soft-deleted',
+  'bridge namespace-root:cloudtaser/data/discovery/journal create':
+    'start a discovery journal where none exists',
+  'bridge namespace-root:cloudtaser/data/discovery/journal read': 'discover',
+  'bridge namespace-root:cloudtaser/data/discovery/journal update': 'bootstrap',
+  'bridge namespace-root:cloudtaser/metadata/discovery/journal read':
+    'replace a soft-deleted discovery journal',
   'bridge namespace-root:cloudtaser/metadata/clusters/ list': 'discover',
   'bridge namespace-root:cloudtaser/data/clusters/+/registered read': 'discover',
   'bridge namespace-root:cloudtaser/data/clusters/+/initialized create': 'bootstrap',

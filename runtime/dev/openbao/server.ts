@@ -477,6 +477,9 @@ export async function startOpenBaoTestServer(
   /** One node's listener: the HTTP parser never listens itself, connections reach it through the LIST/SCAN rewrite. */
   async function serveNode(node: NodeRole): Promise<{ address: string; close(): Promise<void> }> {
     const http: Server = createHttpServer(listenerFor(node));
+    // OpenBao keeps idle keep-alive connections for 5 minutes (tcp listener `http_idle_timeout`, default "5m":
+    // website/content/docs/configuration/listener/tcp.mdx); Node's default of 5 s would close them far sooner.
+    http.keepAliveTimeout = 300_000;
     const sockets = new Set<Socket>();
     const accept = (socket: Socket): void => {
       sockets.add(socket);

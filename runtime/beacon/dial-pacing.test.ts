@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { createDialAdmission } from './admission.js';
+import { createReplicaCircuit } from './replica-circuit.js';
+
+describe('dial admission', () => {
+  it('lets at most maxOpening dials open at once and hands a released slot to the next in line', async () => {
+    const admission = createDialAdmission(2);
+    const a = await admission.acquire();
+    const b = await admission.acquire();
+    const order: string[] = [];
+    const c = admission.acquire().then((release) => {
+      order.push('c');
+      return release;
+    });
+    const d = admission.acquire().then((release) => {
+      order.push('d');
+      return release;
+    });
+    expect(admission.opening).toBe(2);
+    expect(admission.queued).toBe(2);
+    a();
+    a(); // a second release of the same slot changes nothing
+    const releaseC = await c;
+    expect(order).toEqual(['c']);
+    expect(admission.opening).toBe(2);
+    b();
+    (await d)();
+    releaseC();
+    expect(admission.opening).toBe(0);
+    expect(order).toEqual(['c', 'd']);
+  });
+
+  it('drops a queued dial whose signal aborts, with CT_CANCELLED, and keeps the slot count right', async () => {
+    const admission = createDialAdmission(1);
+    const first = await admission.acquire();
+    const abort = new AbortController();
+    const queued = admission.acquire(abort.signal);
+    abort.abort();
+    await expect(queued).rejects.toMatchObject({ code: 'CT_CANCELLED' });
+    expect(admission.queued).toBe(0);
+    first();
+    expect(admission.opening).toBe(0);
+  });
+
+  it('refuses a bound below one', () => {
+    expect(() => createDialAdmission(0)).toThrow(expect.objectContaining({ code: 'CT_INVALID_ARGUMENT' }));
+  });
+});
+
+describe('replica circuit', () => {
+  const fast = { initialMs: 1, maxMs: 2 };
+
+  it('lets every dial through while the replica is reachable', async () => {
+    const circuit = createReplicaCircuit(fast);
+    const signal = new AbortController().signal;
+    const passes = await Promise.all([1, 2, 3].map(() => circuit.beforeDial(signal)));
+    expect(passes.map((pass) => pass.probe)).toEqual([false, false, false]);
+    for (const pass of passes) pass.done();
+  });
+
+  it('sends one probe at a time to an unreachable replica and releases everyone when a probe gets through', async () => {
+    const circuit = createReplicaCircuit(fast);
+    const signal = new AbortController().signal;
+    const failing = await circuit.beforeDial(signal);
+    failing.unreachable();
+    failing.done();
+    expect(circuit.state).toBe('unreachable');
+    // Ten waiters come back at once: one probes, nine wait for its outcome.
+    const passes = [...Array(10)].map(() => circuit.beforeDial(signal));
+    const probe = await Promise.race(passes);
+    expect(probe.probe).toBe(true);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(circuit.waiting).toBe(9);
+    // The probe fails: still one prober, the others keep waiting.
+    probe.unreachable();
+    probe.done();
+    const again = await circuit.beforeDial(signal);
+    expect(again.probe).toBe(true);
+    expect(circuit.waiting).toBe(9);
+    again.reached();
+    again.done();
+    const released = await Promise.all(passes);
+    expect(circuit.state).toBe('reachable');
+    // The first probe, and nine released by the second probe getting through.
+    expect(released.filter((pass) => pass.probe)).toHaveLength(1);
+    for (const pass of released) pass.done();
+  });
+
+  it('hands the probe to a waiting caller when the prober is cancelled', async () => {
+    const circuit = createReplicaCircuit(fast);
+    const first = await circuit.beforeDial(new AbortController().signal);
+    first.unreachable();
+    first.done();
+    const cancelled = new AbortController();
+    const prober = await circuit.beforeDial(cancelled.signal);
+    expect(prober.probe).toBe(true);
+    const waiter = circuit.beforeDial(new AbortController().signal);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(circuit.waiting).toBe(1);
+    cancelled.abort();
+    prober.done();
+    expect((await waiter).probe).toBe(true);
+  });
+});

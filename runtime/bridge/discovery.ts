@@ -1,0 +1,309 @@
+/**
+ * Cluster discovery for the bridge, at a cost that does not grow with the fleet. A poll reads the discovery
+ * journal (one request, see registration/change-journal.ts) and re-reads only the clusters it names; when
+ * nothing changed that is the whole poll. The bridge lists every cluster (a full resync) only when it has no
+ * view yet, when the journal was recreated (new epoch) or moved backwards, when it fell further behind than the
+ * journal reaches, and, as anti-entropy against writers that do not journal, every `resyncIntervalMs`.
+ *
+ * Never missing a change rests on the writers' order (`begin`, records, `end`):
+ *   - an `end` makes the next poll re-read the cluster, after its records were written;
+ *   - a `begin` without its `end` (the writer is slow, or died between a record write and the journal update)
+ *     is watched: the cluster is re-read once OPEN_CHANGE_WATCH_MS after the bridge first saw it, when any
+ *     write of that writer has landed;
+ *   - a full resync reads every record after reading the journal, and watches every `begin` still open in it.
+ *
+ * The journal is a hint, never a source of trust: an entry only makes the bridge re-read a cluster's records,
+ * so a forged or replayed entry costs a read and cannot bring back a deregistered cluster or an old broker key.
+ * What a hostile writer of the journal could try is to hide an entry (a deregistration) by rewriting history.
+ * The bridge resyncs in full instead of trusting the journal when history does not hold together:
+ *   - the record was recreated or moved backwards (new epoch, lower generation: a restored stale copy);
+ *   - the last entry this bridge read is no longer what it was at its generation (rewritten history);
+ *   - the record changed more often than entries were added (KV versions are counted by OpenBao, and every
+ *     genuine write adds at least one entry, so a write that replaced entries instead of adding them shows).
+ */
+
+import { jitteredInterval } from '../core/backoff.js';
+import { isCloudtaserError } from '../core/errors.js';
+import { fingerprintPrefix } from '../core/hashes.js';
+import type { Logger } from '../core/log.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import {
+  type ChangeJournal,
+  ensureChangeJournal,
+  listRegisteredClusters,
+  OPEN_CHANGE_WATCH_MS,
+  type RegisteredCluster,
+  readChangeJournal,
+  readRegisteredCluster,
+  validateNamespaceRoot,
+} from '../registration/index.js';
+
+export interface ClusterDiscoveryOptions {
+  readonly openbao: OpenBaoClient;
+  readonly namespaceRoot: string;
+  /** List every cluster this often even when the journal says nothing changed; 0 = never. @default 21600000 (6 h) */
+  readonly resyncIntervalMs?: number;
+  /** How long an announced change may stay open before the cluster is re-read anyway. @default OPEN_CHANGE_WATCH_MS */
+  readonly openChangeWatchMs?: number;
+  /** Clusters re-read at once when many changed. @default 8 */
+  readonly readConcurrency?: number;
+  readonly logger: Logger;
+  /** Injectable clock (tests). @default performance.now */
+  readonly now?: () => number;
+}
+
+export interface DiscoveryPoll {
+  /** Every cluster registered now. */
+  readonly clusters: ReadonlyMap<string, RegisteredCluster>;
+  /** Fingerprints whose records were re-read this poll (new, removed or updated; may be unchanged). */
+  readonly changed: ReadonlySet<string>;
+  /**
+   * Those of `changed` whose registration or certificates may have changed (a `register` or `deregister`, or a
+   * change of unknown kind): a bootstrap or re-arm leaves the cluster's trust material as it was.
+   */
+  readonly trustChanged: ReadonlySet<string>;
+  /** True when this poll listed every cluster (then `changed` holds all of them, old and new). */
+  readonly resynced: boolean;
+  /** Why a full resync ran, when it did. */
+  readonly resyncReason?: 'start' | 'epoch' | 'behind' | 'rewritten' | 'interval' | 'no-journal';
+}
+
+export interface ClusterDiscovery {
+  /** One poll. Throws when OpenBao cannot be read; the view is then left as it was. */
+  poll(): Promise<DiscoveryPoll>;
+  /** Journal generation the view is current with (undefined before the first successful poll). */
+  readonly generation: number | undefined;
+  /** Announced changes whose `end` has not been seen yet. */
+  readonly openChanges: number;
+}
+
+export const DEFAULT_DISCOVERY_RESYNC_MS = 6 * 3_600_000;
+
+interface JournalView {
+  readonly epoch: string;
+  readonly generation: number;
+  readonly version: number;
+  readonly newest?: string;
+}
+
+function viewOf(journal: ChangeJournal, version: number): JournalView {
+  const newest = journal.entries[journal.entries.length - 1];
+  return {
+    epoch: journal.epoch,
+    generation: journal.generation,
+    version,
+    newest: newest && entryIdentity(newest),
+  };
+}
+
+function entryIdentity(entry: ChangeJournal['entries'][number]): string {
+  return `${entry.generation}|${entry.writer}|${entry.phase}|${entry.fingerprint}|${entry.change}`;
+}
+
+/** Whether `journal` (at KV `version`) extends what `view` saw without rewriting or dropping any of it. */
+function extendsView(view: JournalView, journal: ChangeJournal, version: number): boolean {
+  if (version < view.version) return false;
+  // Every genuine write adds at least one entry.
+  if (journal.generation - view.generation < version - view.version) return false;
+  if (view.newest === undefined) return true;
+  const oldest = journal.entries[0]?.generation ?? journal.generation + 1;
+  // Pushed off the journal already: the 'behind' check handles it.
+  if (oldest > view.generation) return true;
+  const same = journal.entries[view.generation - oldest];
+  return same !== undefined && entryIdentity(same) === view.newest;
+}
+
+interface OpenChange {
+  readonly fingerprint: string;
+  /** When this bridge first saw the `begin` (its own clock). */
+  readonly seenAt: number;
+}
+
+export function createClusterDiscovery(options: ClusterDiscoveryOptions): ClusterDiscovery {
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot);
+  const root = options.openbao.withNamespace(namespaceRoot);
+  const now = options.now ?? (() => performance.now());
+  const watchMs = options.openChangeWatchMs ?? OPEN_CHANGE_WATCH_MS;
+  const resyncMs = options.resyncIntervalMs ?? DEFAULT_DISCOVERY_RESYNC_MS;
+  const concurrency = options.readConcurrency ?? 8;
+  const log = options.logger;
+  let clusters = new Map<string, RegisteredCluster>();
+  /**
+   * What this bridge last read: the epoch, the generation, the KV version of the record, and the newest entry
+   * (writer and phase at that generation) to check the history it extends is still the same.
+   */
+  let view: JournalView | undefined;
+  /** Open announcements by writer id. */
+  let open = new Map<string, OpenChange>();
+  let nextResyncAt = 0;
+
+  const scheduleResync = () => {
+    // Jittered over the second half of the interval, so replicas started together do not resync together.
+    nextResyncAt = resyncMs > 0 ? now() + resyncMs - jitteredInterval(Math.floor(resyncMs / 2)) : Infinity;
+  };
+
+  async function fullResync(
+    journal: ChangeJournal,
+    version: number,
+    reason: DiscoveryPoll['resyncReason'],
+  ): Promise<DiscoveryPoll> {
+    const listed = await listRegisteredClusters(options.openbao, {
+      namespaceRoot,
+      onCorrupt: (fingerprint, err) =>
+        log.warn(
+          {
+            event: 'discovery.record_corrupt',
+            fingerprintPrefix: fingerprintPrefix(fingerprint),
+            code: err.code,
+            reason: err.message,
+          },
+          'skipping a cluster whose registration record is unreadable; run `cloudtaser-cli source register` for it again',
+        ),
+    });
+    const next = new Map(listed.map((cluster) => [cluster.fingerprint, cluster]));
+    const changed = new Set([...clusters.keys(), ...next.keys()]);
+    // Writers still between `begin` and `end` may write after the listing read their cluster: watch them.
+    const stillOpen = new Map<string, OpenChange>();
+    const ended = new Set(journal.entries.filter((e) => e.phase === 'end').map((e) => e.writer));
+    for (const entry of journal.entries) {
+      if (entry.phase === 'begin' && !ended.has(entry.writer))
+        stillOpen.set(
+          entry.writer,
+          open.get(entry.writer) ?? { fingerprint: entry.fingerprint, seenAt: now() },
+        );
+    }
+    clusters = next;
+    open = stillOpen;
+    view = viewOf(journal, version);
+    scheduleResync();
+    log[reason === 'rewritten' ? 'warn' : 'info'](
+      {
+        event: 'discovery.resynced',
+        reason,
+        clusters: clusters.size,
+        generation: journal.generation,
+        openChanges: open.size,
+      },
+      reason === 'rewritten'
+        ? 'the discovery journal was rewritten instead of appended to (a writer outside cloudtaser, or a restored backup); listed every registered cluster instead of trusting it, check who writes discovery/journal'
+        : 'listed every registered cluster',
+    );
+    return { clusters, changed, trustChanged: changed, resynced: true, resyncReason: reason };
+  }
+
+  async function reread(fingerprints: Set<string>): Promise<Map<string, RegisteredCluster | undefined>> {
+    const list = [...fingerprints];
+    const out = new Map<string, RegisteredCluster | undefined>();
+    let next = 0;
+    const worker = async () => {
+      while (next < list.length) {
+        const fingerprint = list[next++];
+        try {
+          out.set(fingerprint, await readRegisteredCluster(root, fingerprint));
+        } catch (err) {
+          if (!isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
+          log.warn(
+            {
+              event: 'discovery.record_corrupt',
+              fingerprintPrefix: fingerprintPrefix(fingerprint),
+              code: err.code,
+              reason: err.message,
+            },
+            'no longer serving a cluster whose registration record is unreadable; run `cloudtaser-cli source register` for it again',
+          );
+          out.set(fingerprint, undefined);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker));
+    return out;
+  }
+
+  return {
+    async poll() {
+      let stored: Awaited<ReturnType<typeof readChangeJournal>>;
+      let created = false;
+      try {
+        stored = await readChangeJournal(root);
+        if (!stored || 'corrupt' in stored) {
+          // No journal yet (a fresh install, or one from before discovery journals): create it, so that from
+          // now on every writer journals against one epoch. A corrupt one is replaced the same way.
+          stored = await ensureChangeJournal(root, log);
+          created = true;
+        }
+      } catch (err) {
+        // No root namespace or records mount yet: nothing is registered. The first registration creates them,
+        // and the next poll lists everything from scratch.
+        if (
+          !isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') &&
+          !isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')
+        )
+          throw err;
+        const changed = new Set(clusters.keys());
+        clusters = new Map();
+        open = new Map();
+        view = undefined;
+        return { clusters, changed, trustChanged: changed, resynced: false };
+      }
+      const { journal, version } = stored;
+      if (!view) return fullResync(journal, version, 'start');
+      if (created) return fullResync(journal, version, 'no-journal');
+      if (journal.epoch !== view.epoch || journal.generation < view.generation)
+        return fullResync(journal, version, 'epoch');
+      if (!extendsView(view, journal, version)) return fullResync(journal, version, 'rewritten');
+      const oldest = journal.entries[0]?.generation ?? journal.generation + 1;
+      if (journal.generation > view.generation && oldest > view.generation + 1)
+        return fullResync(journal, version, 'behind');
+      if (now() >= nextResyncAt) return fullResync(journal, version, 'interval');
+
+      const dirty = new Set<string>();
+      const trustChanged = new Set<string>();
+      const nextOpen = new Map(open);
+      for (const entry of journal.entries) {
+        if (entry.generation <= view.generation) continue;
+        if (entry.phase === 'begin') {
+          if (!nextOpen.has(entry.writer))
+            nextOpen.set(entry.writer, { fingerprint: entry.fingerprint, seenAt: now() });
+        } else {
+          nextOpen.delete(entry.writer);
+          dirty.add(entry.fingerprint);
+          if (entry.change === 'register' || entry.change === 'deregister')
+            trustChanged.add(entry.fingerprint);
+        }
+      }
+      for (const [writer, change] of nextOpen) {
+        if (now() - change.seenAt < watchMs) continue;
+        log.info(
+          {
+            event: 'discovery.open_change_expired',
+            fingerprintPrefix: fingerprintPrefix(change.fingerprint),
+            watchedMs: Math.round(now() - change.seenAt),
+          },
+          'an announced change never ended (its writer may have died); reading the cluster again',
+        );
+        nextOpen.delete(writer);
+        dirty.add(change.fingerprint);
+        trustChanged.add(change.fingerprint);
+      }
+      const read = dirty.size > 0 ? await reread(dirty) : new Map<string, RegisteredCluster | undefined>();
+      // Only now, with every read done, does the view move: a failed read leaves the same entries for next time.
+      if (read.size > 0) {
+        const next = new Map(clusters);
+        for (const [fingerprint, cluster] of read) {
+          if (cluster) next.set(fingerprint, cluster);
+          else next.delete(fingerprint);
+        }
+        clusters = next;
+      }
+      open = nextOpen;
+      view = viewOf(journal, version);
+      return { clusters, changed: dirty, trustChanged, resynced: false };
+    },
+    get generation() {
+      return view?.generation;
+    },
+    get openChanges() {
+      return open.size;
+    },
+  };
+}

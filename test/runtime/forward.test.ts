@@ -1,0 +1,161 @@
+/**
+ * The bridge's pod API forwarder against a plain HTTP server standing in for OpenBao: what it sends, and what a
+ * pod gets back when OpenBao answers too much, too late, or not at all. (The full path through broker, beacon
+ * and bridge is covered in test/operational and test/faults.)
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createOpenBaoForwarder, type OpenBaoForwarder } from '../../runtime/podapi/forward.js';
+import { OPENBAO_TUNNEL_PREFIX } from '../../runtime/podapi/protocol.js';
+import { eventually } from './fixtures.js';
+
+let server: Server;
+let address: string;
+let answer: (req: IncomingMessage, res: ServerResponse) => void;
+const seen: Array<{ method?: string; url?: string; headers: IncomingMessage['headers'] }> = [];
+let aborted = 0;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    seen.push({ method: req.method, url: req.url, headers: req.headers });
+    res.on('close', () => {
+      if (!res.writableFinished) aborted++;
+    });
+    answer(req, res);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  address = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+function forwarder(
+  options: { timeoutMs?: number; maxResponseBytes?: number; to?: string } = {},
+): OpenBaoForwarder {
+  return createOpenBaoForwarder({ address: options.to ?? address, ...options });
+}
+
+const read = (path = 'secret/data/app/db') => ({
+  method: 'GET',
+  path: `${OPENBAO_TUNNEL_PREFIX}${path}`,
+  headers: { 'x-vault-token': 'hvs.pod-token' },
+  body: Buffer.alloc(0),
+});
+
+describe('pod API forwarder', () => {
+  it("adds the cluster namespace, passes the pod's token, and returns OpenBao's status and body as they are", async () => {
+    answer = (_req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end('{"errors":[]}\n');
+    };
+    const f = forwarder();
+    try {
+      const reply = await f.forward('cloudtaser/abcd1234', read());
+      expect(reply.status).toBe(404);
+      expect(Buffer.from(reply.body as Uint8Array).toString()).toBe('{"errors":[]}\n');
+      const request = seen.at(-1)!;
+      expect(request).toMatchObject({ method: 'GET', url: '/v1/secret/data/app/db' });
+      expect(request.headers['x-vault-namespace']).toBe('cloudtaser/abcd1234');
+      expect(request.headers['x-vault-token']).toBe('hvs.pod-token');
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('carries an answer of many chunks whole', async () => {
+    const big = Buffer.alloc(300 * 1024, 'x');
+    answer = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      for (let i = 0; i < big.length; i += 1000) res.write(big.subarray(i, i + 1000));
+      res.end();
+    };
+    const f = forwarder();
+    try {
+      const reply = await f.forward('ns', read());
+      expect(Buffer.compare(Buffer.from(reply.body as Uint8Array), big)).toBe(0);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it("answers 502 in OpenBao's error shape for an answer over the tunnel's limit, and abandons it", async () => {
+    answer = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(Buffer.alloc(4096, 'y'));
+      // The rest never comes: the forwarder must not wait for it.
+    };
+    const f = forwarder({ maxResponseBytes: 1024 });
+    try {
+      const reply = await f.forward('ns', read());
+      expect(reply.status).toBe(502);
+      expect(JSON.parse(String(reply.body))).toEqual({
+        errors: ['the OpenBao answer is too large for the cloudtaser tunnel'],
+      });
+      await eventually(() => aborted > 0, 5_000, 'the abandoned answer closed');
+    } finally {
+      await f.close();
+    }
+  });
+
+  it("answers 503 'in time' when OpenBao does not answer within the bound", async () => {
+    answer = () => undefined;
+    const f = forwarder({ timeoutMs: 200 });
+    try {
+      const reply = await f.forward('ns', read());
+      expect(reply.status).toBe(503);
+      expect(String(reply.body)).toContain('in time');
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('answers 503 when OpenBao cannot be reached', async () => {
+    const closed = createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const f = forwarder({ to: `http://127.0.0.1:${port}` });
+    try {
+      const reply = await f.forward('ns', read());
+      expect(reply.status).toBe(503);
+      expect(String(reply.body)).toContain('did not answer the cloudtaser bridge');
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('stops the request to OpenBao when the pod goes away', async () => {
+    answer = () => undefined;
+    const f = forwarder();
+    const before = aborted;
+    const sent = seen.length;
+    const cancel = new AbortController();
+    try {
+      const pending = f.forward('ns', read(), cancel.signal);
+      await eventually(() => seen.length > sent, 5_000, 'the request at OpenBao');
+      cancel.abort();
+      expect((await pending).status).toBe(503);
+      await eventually(() => aborted > before, 5_000, 'the request to OpenBao closed');
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('refuses a path outside the allow-list without asking OpenBao', async () => {
+    const f = forwarder();
+    const count = seen.length;
+    try {
+      const reply = await f.forward('ns', read('sys/mounts'));
+      expect(reply.status).toBe(403);
+      expect(seen.length).toBe(count);
+    } finally {
+      await f.close();
+    }
+  });
+});
