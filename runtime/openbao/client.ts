@@ -36,7 +36,21 @@ export interface OpenBaoClientOptions {
    */
   readonly proxy?: ProxySetting;
   readonly logger?: Logger;
+  /**
+   * Told about every request once it is decided (after its retries), for metrics; shared with derived clients.
+   * @default none
+   */
+  readonly observer?: OpenBaoRequestObserver;
 }
+
+/** One decided OpenBao request: `outcome` is `ok` or the CT_ code it failed with. Never the path or the token. */
+export interface OpenBaoRequestEvent {
+  readonly method: HttpMethod;
+  readonly outcome: string;
+  readonly seconds: number;
+}
+
+export type OpenBaoRequestObserver = (event: OpenBaoRequestEvent) => void;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'LIST';
 
@@ -162,6 +176,7 @@ interface SharedConnection {
   readonly retries: number;
   readonly retryBaseDelayMs: number;
   readonly maxResponseBytes: number;
+  readonly observer?: OpenBaoRequestObserver;
   namespaceSupport?: Promise<void>;
   closed: boolean;
 }
@@ -268,6 +283,7 @@ export class OpenBaoClient {
         retries: options.retries ?? 3,
         retryBaseDelayMs: options.retryBaseDelayMs ?? 200,
         maxResponseBytes: options.maxResponseBytes ?? 32 * 1024 * 1024,
+        observer: options.observer,
         closed: false,
       };
     }
@@ -301,9 +317,23 @@ export class OpenBaoClient {
     if (this.#shared.closed) {
       throw new CloudtaserError('CT_INTERNAL', 'OpenBao client used after close(); create a new client');
     }
+    const observer = this.#shared.observer;
     const sendNamespace = options.sendNamespace !== false && this.namespace !== '';
-    if (sendNamespace) await this.#ensureNamespaceSupport();
-    return this.#send<T>(method, path, options, sendNamespace);
+    if (!observer) {
+      if (sendNamespace) await this.#ensureNamespaceSupport();
+      return this.#send<T>(method, path, options, sendNamespace);
+    }
+    const started = performance.now();
+    try {
+      if (sendNamespace) await this.#ensureNamespaceSupport();
+      const response = await this.#send<T>(method, path, options, sendNamespace);
+      observer({ method, outcome: 'ok', seconds: (performance.now() - started) / 1000 });
+      return response;
+    } catch (err) {
+      const outcome = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      observer({ method, outcome, seconds: (performance.now() - started) / 1000 });
+      throw err;
+    }
   }
 
   async #send<T>(

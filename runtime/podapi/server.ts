@@ -38,6 +38,8 @@ export interface PodApiServerOptions {
   /** The live tunnel, if any. */
   readonly tunnel: () => TunnelMux | undefined;
   readonly limits?: Partial<PodApiLimits>;
+  /** Told every answered request: allow-list route (`refused` when off it), status and seconds. @default none */
+  readonly observe?: (route: string, status: number, seconds: number) => void;
   readonly logger?: Logger;
 }
 
@@ -64,6 +66,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     });
   };
 
+  const observe = options.observe;
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const method = req.method ?? 'GET';
@@ -72,11 +75,13 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       req.resume();
       log.info({ event: 'podapi.refused', method, status: checked.status }, 'pod API request refused');
       reply(res, checked.status, openBaoErrorBody(checked.errors));
+      observe?.('refused', checked.status, (performance.now() - started) / 1000);
       return;
     }
     const body = await readBody(req, limits.maxBodyBytes);
     if (body === undefined) {
       reply(res, 413, openBaoErrorBody(['http: request body too large']));
+      observe?.(checked.route, 413, (performance.now() - started) / 1000);
       return;
     }
     const headers: Record<string, string> = {};
@@ -115,6 +120,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         503,
         openBaoErrorBody([code === 'CT_TUNNEL_CLOSED' ? NOT_CONNECTED : `${code}: retry shortly`]),
       );
+      observe?.(checked.route, 503, (performance.now() - started) / 1000);
       return;
     }
     log.debug(
@@ -127,6 +133,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       'pod API request',
     );
     reply(res, status, responseBody);
+    observe?.(checked.route, status, (performance.now() - started) / 1000);
   }
 
   const server = createHttpOrHttpsServer(options.tls, handler);
