@@ -236,7 +236,7 @@ describe('Grafana dashboard (docs/grafana/cloudtaser.json)', () => {
     expect(dashboard.templating.list.map((v: K8sObject) => v.name)).toContain('datasource');
     const ids = dashboard.panels.map((p: K8sObject) => p.id);
     expect(new Set(ids).size).toBe(ids.length);
-    for (const panel of panels) expect(panel.datasource.uid).toBe('${datasource}');
+    for (const panel of panels) expect(panel.datasource.uid).toBe(`\${datasource}`);
   });
 
   it('is caught by the metric check when it names a metric nobody exports', async () => {
