@@ -17,6 +17,7 @@ import {
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
 import { operatorInstallCommand } from './charts.js';
+import { registerSourceDoctorCommand } from './doctor.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -152,6 +153,7 @@ export function registerSourceCommands(program: Command): void {
   });
 
   registerBeaconCaCommand(source);
+  registerSourceDoctorCommand(source);
 
   addSecretStoreOptions(
     source
