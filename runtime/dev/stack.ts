@@ -40,6 +40,8 @@ export interface DevStackInfo {
   readonly kubeconfig: string;
   readonly kubeSystemUid: string;
   readonly beaconAddress: string;
+  /** The dev beacon's Prometheus metrics (`cloudtaser_beacon_*`). */
+  readonly beaconMetricsUrl: string;
   readonly beaconCaFile: string;
   /**
    * The beacon client CA (public certificate) the beacon trusts; it is in the dev OpenBao, so `bridge run` mints
@@ -122,7 +124,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       tls: { certPem: beaconCert.certPem, keyPem: beaconCert.keyPem },
       bridgeCaPems: [beaconClientCa.certPem],
       plain: options.plainBeacon ?? false,
-      metrics: false,
+      // Its /metrics on a free loopback port: `dev up` prints it, next to where bridge and broker serve theirs.
+      metrics: { host: '127.0.0.1', port: 0 },
       logger: moduleLogger(logger, 'beacon'),
     });
     closers.push(() => beacon.close());
@@ -138,6 +141,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       kubeUrl: kube.url,
       kubeAdminToken: kube.adminToken,
       beaconAddress: beacon.address,
+      beaconMetricsUrl: `${beacon.metricsUrl}/metrics`,
       beaconCaFile,
       beaconCaPem: beaconCert.certPem,
       beaconClientCaFile,
