@@ -62,6 +62,11 @@ export interface DevStack extends DevStackInfo {
   readonly beaconCaPem: string;
   readonly kubeUrl: string;
   readonly kubeAdminToken: string;
+  /**
+   * Places the operator's Deployment as the chart would (with its status), standing in for the operator the demo
+   * runs as a local process, so `target doctor` finds it. The Kubernetes test server serves Deployments read-only.
+   */
+  placeOperatorDeployment(args: readonly string[]): void;
   close(): Promise<void>;
 }
 
@@ -140,6 +145,26 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       kubeSystemUid: kube.kubeSystemUid,
       kubeUrl: kube.url,
       kubeAdminToken: kube.adminToken,
+      placeOperatorDeployment: (args) =>
+        kube.applyDeployment({
+          metadata: { name: 'cloudtaser', namespace: 'cloudtaser-system' },
+          spec: {
+            replicas: 1,
+            template: {
+              spec: {
+                containers: [
+                  {
+                    name: 'operator',
+                    args: [...args],
+                    livenessProbe: { httpGet: { path: '/healthz', port: 'health' } },
+                    readinessProbe: { httpGet: { path: '/readyz', port: 'health' } },
+                  },
+                ],
+              },
+            },
+          },
+          status: { replicas: 1, readyReplicas: 1, availableReplicas: 1 },
+        }),
       beaconAddress: beacon.address,
       beaconMetricsUrl: `${beacon.metricsUrl}/metrics`,
       beaconCaFile,

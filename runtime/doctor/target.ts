@@ -86,7 +86,14 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
   let replicas: string[] = [];
   let target: ReturnType<typeof beaconTarget> | undefined;
 
-  const flag = (name: string) => args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+  /** A flag of the operator's command, as `--flag=value` (the chart's form) or `--flag value`. */
+  const flag = (name: string): string | undefined => {
+    for (let i = 0; i < args.length; i++) {
+      if (args[i].startsWith(`${name}=`)) return args[i].slice(name.length + 1);
+      if (args[i] === name) return args[i + 1];
+    }
+    return undefined;
+  };
 
   const checks: Record<TargetLinkId, () => Promise<CheckResult>> = {
     async cluster() {
