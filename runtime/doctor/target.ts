@@ -190,7 +190,7 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
       const configuration = options.webhookConfiguration ?? flag('--webhook-configuration');
       if (!configuration)
         return warn(
-          'the operator does not keep a webhook configuration itself (its certificate comes from a Secret); not checked',
+          'the operator runs without --webhook-configuration (its certificate comes from a Secret, or it runs outside the chart): caBundle not checked',
           'pass --webhook-configuration <name> to check the caBundle cert-manager keeps',
         );
       let webhooks: Awaited<ReturnType<TargetDoctorKube['getMutatingWebhookConfiguration']>>['webhooks'];
