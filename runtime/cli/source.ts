@@ -153,7 +153,6 @@ export function registerSourceCommands(program: Command): void {
   });
 
   registerBeaconCaCommand(source);
-  registerSourceDoctorCommand(source);
 
   addSecretStoreOptions(
     source
@@ -207,6 +206,7 @@ export function registerSourceCommands(program: Command): void {
       await client.close();
     }
   });
+  registerSourceDoctorCommand(source);
 }
 
 /** `source policy bridge|registrar`: prints the shipped OpenBao policy; no OpenBao call. */
