@@ -112,6 +112,8 @@ interface DemoState {
   appDir: string;
   outputs: Record<string, string>;
   brokerHealth: string;
+  bridgeHealth?: string;
+  brokerArgs?: string[];
   bridgeTokenReview: string;
   podApiUrl: string;
   webhookUrl: string;
@@ -133,6 +135,7 @@ const steps: Array<[string, (s: DemoState) => Promise<string>]> = [
   ["a pod's service account logs in through the pod API and reads it", podReadsSecret],
   ['the webhook injects the in-memory secret volume', webhookInjects],
   ['a Kubernetes Secret migrated into OpenBao and removed', migrateSecret],
+  ['doctor on both sides: every link of the healthy path', doctor],
   [`${cdk} destroy (deregister the cluster)`, destroy],
   ['tunnel closed after deregistration', tunnelClosed],
 ];
@@ -250,6 +253,7 @@ async function deploy(s: DemoState): Promise<string> {
 async function bootstrap(s: DemoState): Promise<string> {
   s.brokerHealth = await freeAddress();
   const bridgeHealth = await freeAddress();
+  s.bridgeHealth = bridgeHealth;
   s.bridgeTokenReview = await freeAddress();
   const podApi = await freeAddress();
   const webhook = await freeAddress();
@@ -291,36 +295,35 @@ async function bootstrap(s: DemoState): Promise<string> {
       { CLOUDTASER_SECRETSTORE_TOKEN: s.stack.bridgeToken },
     ),
   );
-  children.push(
-    startCli('broker', [
-      'broker',
-      'run',
-      '--beacon',
-      s.stack.beaconAddress,
-      '--beacon-ca',
-      s.stack.beaconCaFile,
-      '--kubeconfig',
-      s.stack.operatorKubeconfig,
-      '--attestation',
-      '--service-account',
-      'cloudtaser-system/cloudtaser',
-      '--ca-sha256',
-      s.outputs.operational_hash,
-      '--health-listen',
-      s.brokerHealth,
-      '--pod-api-listen',
-      podApi,
-      '--pod-api-dns-name',
-      'localhost',
-      '--webhook-listen',
-      webhook,
-      '--inject-image',
-      OPERATOR_IMAGE,
-      '--migrate',
-      '--migrate-interval',
-      '1s',
-    ]),
-  );
+  s.brokerArgs = [
+    'broker',
+    'run',
+    '--beacon',
+    s.stack.beaconAddress,
+    '--beacon-ca',
+    s.stack.beaconCaFile,
+    '--kubeconfig',
+    s.stack.operatorKubeconfig,
+    '--attestation',
+    '--service-account',
+    'cloudtaser-system/cloudtaser',
+    '--ca-sha256',
+    s.outputs.operational_hash,
+    '--health-listen',
+    s.brokerHealth,
+    '--pod-api-listen',
+    podApi,
+    '--pod-api-dns-name',
+    'localhost',
+    '--webhook-listen',
+    webhook,
+    '--inject-image',
+    OPERATOR_IMAGE,
+    '--migrate',
+    '--migrate-interval',
+    '1s',
+  ];
+  children.push(startCli('broker', s.brokerArgs));
   const started = performance.now();
   s.broker = await waitForStatus(s.brokerHealth, (b) => b.phase === 'operational', 30_000);
   s.podApiUrl = `https://localhost:${podApi.split(':')[1]}`;
@@ -543,6 +546,56 @@ function runCdk(label: string, args: string[], s: DemoState): Promise<void> {
 }
 
 /** Runs one cloudtaser-cli command to its end and returns its stdout; a failure carries its CT_ line. */
+/** `target doctor` and `source doctor` on the running path; the reports are printed, any broken link fails the step. */
+async function doctor(s: DemoState): Promise<string> {
+  // The operator runs here as a local process; its Deployment is placed in the cluster as the chart would make it.
+  s.stack.placeOperatorDeployment(s.brokerArgs ?? []);
+  const reports: string[] = [];
+  const exits: number[] = [];
+  for (const args of [
+    [
+      'target',
+      'doctor',
+      '--kubeconfig',
+      s.stack.kubeconfig,
+      '--broker-status-url',
+      `http://${s.brokerHealth}`,
+      '--beacon-ca',
+      s.stack.beaconCaFile,
+    ],
+    [
+      'source',
+      'doctor',
+      '--secretstore-address',
+      s.stack.secretstoreAddress,
+      '--fingerprint',
+      s.outputs.fingerprint,
+      '--bridge-health-url',
+      `http://${s.bridgeHealth}`,
+    ],
+  ]) {
+    const child = spawn(process.execPath, [cli, ...args], {
+      env: {
+        ...process.env,
+        CLOUDTASER_SECRETSTORE_TOKEN: s.stack.registrarToken,
+        CLOUDTASER_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    const [code] = await once(child, 'exit');
+    reports.push(out);
+    exits.push(code as number);
+  }
+  process.stderr.write(`\n${reports.join('\n')}\n`);
+  if (exits.some((code) => code !== 0))
+    throw new Error(`doctor found a broken link (exit ${exits.join(', ')})`);
+  return 'target doctor and source doctor: healthy (exit 0 on both sides)';
+}
+
 async function runCli(s: DemoState, args: string[]): Promise<string> {
   const child = spawn(process.execPath, [cli, ...args], {
     env: {

@@ -739,6 +739,8 @@ export interface BeaconDialOptions
   readonly address: string;
   /** Gets the one line when replica fan-out is reduced, and when it is whole again. @default silent */
   readonly logger?: Logger;
+  /** Told each replica's result (`waiting`, `paired` or the CT_ code it failed with), for metrics. @default none */
+  readonly onReplicaResult?: (ip: string, result: string) => void;
 }
 
 /**
@@ -801,7 +803,10 @@ async function dialReplicas(
           ip,
           proxy: plan.route.proxy,
           signal: attempts.signal,
-          onWaiting,
+          onWaiting: () => {
+            options.onReplicaResult?.(ip, 'waiting');
+            onWaiting();
+          },
         }).then(
           (stream) => {
             if (winner) {
@@ -809,11 +814,14 @@ async function dialReplicas(
               stream.destroy();
               return;
             }
+            options.onReplicaResult?.(ip, 'paired');
             winner = true;
             attempts.abort();
             resolve({ stream, ip });
           },
           (err: CloudtaserError) => {
+            // The other replicas of a won (or cancelled) dial are closed by us: that says nothing about them.
+            if (!attempts.signal.aborted) options.onReplicaResult?.(ip, err.code ?? 'CT_INTERNAL');
             errors.push(err);
             if (!winner && errors.length === replicas.length) resolve({ errors });
           },

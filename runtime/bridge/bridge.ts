@@ -55,11 +55,13 @@ import {
   startHealthServer,
   type TunnelHandler,
   type TunnelMux,
+  type TunnelReply,
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
 import { serveBootstrap } from './bootstrap.js';
 import { createClusterDiscovery, DEFAULT_DISCOVERY_RESYNC_MS, type DiscoveryPoll } from './discovery.js';
 import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
+import type { BridgeMetrics } from './metrics.js';
 import {
   type BridgeTokenReview,
   type BridgeTokenReviewOptions,
@@ -146,6 +148,11 @@ export interface BridgeOptions extends RelayPartyOptions {
    * below the beacon's `--max-pending-per-address` (64 by default). @default 32
    */
   readonly beaconDialConcurrency?: number;
+  /**
+   * Count what happens into these metrics (createBridgeMetrics) and serve them as `/metrics` on the health port.
+   * @default no metrics
+   */
+  readonly metrics?: BridgeMetrics;
   readonly logger?: Logger;
 }
 
@@ -273,6 +280,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
   });
 
+  const metrics = options.metrics;
+  metrics?.track({
+    clusters: () =>
+      [...clusters.values()].map((c) => ({
+        fingerprint: c.fingerprint,
+        initialized: c.initialized,
+        tunnels: [...c.tunnels].filter((t) => !t.closed).length,
+      })),
+  });
+
   const discovery = createClusterDiscovery({
     openbao: options.openbao,
     namespaceRoot,
@@ -297,15 +314,19 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   const clusterHandler =
     (cluster: ClusterState, clusterLog: Logger): TunnelHandler =>
     (request, context) => {
-      if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX))
-        return forwarder.forward(cluster.namespace, request, context.signal);
-      if (isMigrationRequest(request))
-        return serveMigration(request, {
+      if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX)) {
+        const forwarded = forwarder.forward(cluster.namespace, request, context.signal);
+        return metrics ? observePodForward(metrics, forwarded) : forwarded;
+      }
+      if (isMigrationRequest(request)) {
+        const migrated = serveMigration(request, {
           cluster: options.openbao.withNamespace(cluster.namespace),
           enabled: cluster.migrationEnabled,
           log: clusterLog,
           refusalLog: cluster.migrationRefusalLog,
         });
+        return metrics ? observeMigration(metrics, migrated) : migrated;
+      }
       if (options.handler) return options.handler(request, context);
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
     };
@@ -318,6 +339,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         namespaceOf: (fingerprint) => clusters.get(fingerprint)?.namespace,
         tunnelFor,
         resolve: options.resolve,
+        observe: metrics ? (outcome) => metrics.tokenReview(outcome) : undefined,
         logger: log,
       })
     : undefined;
@@ -328,6 +350,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         port: options.health.port,
         status,
         ready: () => !stop.signal.aborted,
+        metrics: metrics?.registry,
         logger: log,
       })
     : undefined;
@@ -455,6 +478,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           onWaiting: () => {
             reachedWaiting = true;
             pass.reached();
+            metrics?.beaconDial(ip, 'waiting');
             beaconIdentityError = undefined;
             cluster.waiting.add(key);
             const known = replicas.get(spec.address);
@@ -467,6 +491,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         pass.reached();
         cluster.waiting.delete(key);
         backoff.reset();
+        metrics?.beaconDial(ip, 'paired');
         const observed = options.observePairedStream ? options.observePairedStream(stream, room) : stream;
         // Anyone can pair with us in the operational room: a line per pairing would be theirs to multiply.
         log.debug({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
@@ -484,6 +509,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         if (unreachable) pass.unreachable();
         else if (error.code !== 'CT_CANCELLED') pass.reached();
         if (reachedWaiting) backoff.reset();
+        if (!reachedWaiting && !refresh.signal.aborted && error.code !== 'CT_CANCELLED')
+          metrics?.beaconDial(ip, error.code ?? 'CT_INTERNAL');
         const delay = refresh.signal.aborted || unreachable ? 0 : backoff.next();
         if (error.code === 'CT_BEACON_UNAUTHENTICATED' || error.code === 'CT_BEACON_IDENTITY')
           beaconIdentityError = error.message;
@@ -570,6 +597,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           signal: cluster.stop.signal,
           logger: clusterLog,
         });
+        metrics?.bootstrap(cluster.fingerprint, outcome.signed ? 'signed' : outcome.code);
         if (outcome.signed) {
           gate.succeeded();
           bootstrapsSigned++;
@@ -638,6 +666,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       gate.succeeded();
       cluster.tunnels.add(session.mux);
       if (peerKey) cluster.tunnelKeys.set(session.mux, peerKey);
+      metrics?.tunnelOpened(cluster.fingerprint);
       clusterLog.info(
         { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
         'operational tunnel open',
@@ -646,6 +675,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       void session.mux.done.then((why) => {
         cluster.tunnels.delete(session.mux);
         cluster.tunnelKeys.delete(session.mux);
+        metrics?.tunnelClosed(cluster.fingerprint);
         clusterLog.info(
           { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
           'operational tunnel closed',
@@ -656,6 +686,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (staleKey) rereadBrokerKey(cluster, clusterLog);
       gate.failed();
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      metrics?.refusal(code);
       sessionFailures.warn(
         `${cluster.fingerprint}|${room}`,
         {
@@ -724,13 +755,18 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         );
       }
     }
+    metrics?.keepReplicas(
+      [...replicas.values()].flatMap((known) => [...known.plan.replicas, known.plan.target.host]),
+    );
     let found: DiscoveryPoll;
     try {
       found = await discovery.poll();
       lastPollAt = new Date().toISOString();
       lastPollError = undefined;
+      metrics?.poll('ok');
     } catch (err) {
       lastPollError = err instanceof CloudtaserError ? err.toLine() : String(err);
+      metrics?.poll(err instanceof CloudtaserError ? err.code : 'CT_INTERNAL');
       log.warn(
         { event: 'bridge.poll_failed', reason: lastPollError },
         'could not read the clusters; keeping the current ones',
@@ -839,6 +875,31 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       await forwarder.close();
     },
   };
+}
+
+/** Times a pod request forwarded to OpenBao; a 5xx from OpenBao (or the forwarder's own 502/503) is a failure. */
+async function observePodForward(metrics: BridgeMetrics, reply: Promise<TunnelReply>): Promise<TunnelReply> {
+  const started = performance.now();
+  const answer = await reply;
+  const outcome = answer.status >= 500 ? `http_${answer.status}` : 'ok';
+  metrics.openbaoRequest('pods', outcome, (performance.now() - started) / 1000);
+  return answer;
+}
+
+/** Counts a migration write by the code the bridge answered with (`accepted` for a 2xx). */
+async function observeMigration(metrics: BridgeMetrics, reply: Promise<TunnelReply> | TunnelReply) {
+  const answer = await reply;
+  if (answer.status < 300) metrics.migration('accepted');
+  else {
+    let code = 'CT_INTERNAL';
+    try {
+      const body = answer.body ?? '';
+      const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
+      code = String(JSON.parse(text).code ?? code);
+    } catch {}
+    metrics.migration(code);
+  }
+  return answer;
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

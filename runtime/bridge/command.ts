@@ -20,6 +20,7 @@ import {
   watchBeaconIdentityFiles,
 } from './beacon-identity.js';
 import { DEFAULT_BEACON_DIAL_CONCURRENCY, DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
+import { type BridgeMetrics, createBridgeMetrics } from './metrics.js';
 import type { TokenReviewTls } from './tokenreview-service.js';
 
 interface BridgeRunFlags extends RelayClientFlags {
@@ -160,7 +161,9 @@ export function registerBridgeCommand(program: Command): Command {
     .action(async (flags: BridgeRunFlags) => {
       const logger = createLogger('bridge');
       const relay = await readRelayClientFlags(flags, 'bridge run');
-      const openbao = await connectSecretStore(flags);
+      // Metrics are served on the probe port; without one nobody could scrape them.
+      const metrics = relay.health ? createBridgeMetrics() : undefined;
+      const openbao = await connectSecretStore(flags, metrics);
       const beaconIdentity = await startBeaconIdentity(flags, openbao, logger);
       const tokenReviewTls = tokenReviewTlsFrom(flags);
       const handle = await startBridge({
@@ -174,6 +177,7 @@ export function registerBridgeCommand(program: Command): Command {
         health: relay.health,
         openbaoCaCertPem: await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert'),
         podRequestTimeoutMs: parseDuration(flags.podRequestTimeout, '--pod-request-timeout'),
+        metrics,
         tokenReview: flags.tokenreviewListen
           ? {
               ...parseListenAddress(flags.tokenreviewListen, '--tokenreview-listen'),
@@ -303,7 +307,8 @@ async function startBeaconIdentity(
   }
 }
 
-async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient> {
+async function connectSecretStore(flags: BridgeRunFlags, metrics?: BridgeMetrics): Promise<OpenBaoClient> {
+  const observer = metrics?.openbaoObserver;
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
     throw new CloudtaserError(
@@ -323,7 +328,7 @@ async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient>
         { cause: err },
       );
     }
-    const anonymous = new OpenBaoClient({ address, caCertPem });
+    const anonymous = new OpenBaoClient({ address, caCertPem, observer });
     const auth = await anonymous.kubernetesLogin(flags.kubernetesAuthMount, flags.kubernetesAuthRole, jwt);
     return anonymous.withToken(auth.clientToken);
   }
@@ -336,7 +341,7 @@ async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient>
         'AppRole login needs both --approle-role-id and --approle-secret-id (or their environment variables)',
       );
     }
-    const anonymous = new OpenBaoClient({ address, caCertPem });
+    const anonymous = new OpenBaoClient({ address, caCertPem, observer });
     const auth = await anonymous.appRoleLogin(flags.approleMount, roleId, secretId);
     return anonymous.withToken(auth.clientToken);
   }
@@ -347,5 +352,5 @@ async function connectSecretStore(flags: BridgeRunFlags): Promise<OpenBaoClient>
       "no credentials for the bridge: set CLOUDTASER_SECRETSTORE_TOKEN to the bridge's own token, or pass --approle-role-id with CLOUDTASER_APPROLE_SECRET_ID",
     );
   }
-  return new OpenBaoClient({ address, token, caCertPem });
+  return new OpenBaoClient({ address, token, caCertPem, observer });
 }

@@ -15,6 +15,13 @@ export {
   startBridge,
 } from './bridge.js';
 export {
+  type BridgeMetrics,
+  type BridgeMetricsOptions,
+  type BridgeMetricsSource,
+  createBridgeMetrics,
+  type OpenBaoRequestSource,
+} from './metrics.js';
+export {
   FORWARDED_HEADER,
   startTokenReviewServer,
   type TokenReviewPeers,

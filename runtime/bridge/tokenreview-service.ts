@@ -13,7 +13,7 @@ import type { OpenBaoClient } from '../openbao/index.js';
 import { issueCertificate } from '../pki/index.js';
 import { loadReviewerSha256, loadTokenReviewCa } from '../registration/index.js';
 import type { Resolve, TunnelMux } from '../tunnel/index.js';
-import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js';
+import { startTokenReviewServer, type TokenReviewOutcome, type TokenReviewServer } from './tokenreview.js';
 
 /** Where the listener's certificate comes from. */
 export type TokenReviewTls =
@@ -60,6 +60,8 @@ export async function startBridgeTokenReview(options: {
   readonly namespaceOf: (fingerprint: string) => string | undefined;
   readonly tunnelFor: (fingerprint: string) => TunnelMux | undefined;
   readonly resolve?: Resolve;
+  /** Told how every request was answered (for metrics). */
+  readonly observe?: (outcome: TokenReviewOutcome) => void;
   readonly logger?: Logger;
 }): Promise<BridgeTokenReview> {
   const log = moduleLogger(options.logger, 'bridge-tokenreview');
@@ -120,6 +122,7 @@ export async function startBridgeTokenReview(options: {
     tunnelFor: options.tunnelFor,
     reviewerFor,
     peers,
+    observe: options.observe,
     logger: options.logger,
   });
 

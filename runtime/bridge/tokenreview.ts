@@ -70,8 +70,19 @@ export interface TokenReviewServerOptions {
   readonly peers?: TokenReviewPeers;
   /** @default 10000 */
   readonly timeoutMs?: number;
+  /** Told how every request was answered (for metrics). @default nothing */
+  readonly observe?: (outcome: TokenReviewOutcome) => void;
   readonly logger?: Logger;
 }
+
+/** How the bridge answered one TokenReview (or namespace read) OpenBao sent it. */
+export type TokenReviewOutcome =
+  | 'relayed'
+  | 'forwarded'
+  | 'no_tunnel'
+  | 'unauthorized'
+  | 'tunnel_failed'
+  | 'invalid';
 
 export interface TokenReviewServer {
   /** `http(s)://host:port` as bound. */
@@ -116,10 +127,13 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     });
   };
 
+  const observe = options.observe ?? (() => undefined);
+
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const route = parseRoute((req.url ?? '/').split('?')[0]);
     if (!route) {
       req.resume();
+      observe('invalid');
       send(
         res,
         404,
@@ -130,6 +144,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     const method = route.kind === 'review' ? 'POST' : 'GET';
     if (req.method !== method) {
       req.resume();
+      observe('invalid');
       send(res, 405, kubeStatusBody(405, 'MethodNotAllowed', `only ${method} is served here`));
       return;
     }
@@ -139,12 +154,14 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     if (!(await authorized(fingerprint, credential))) {
       req.resume();
       refused(fingerprint, credential === undefined ? 'no bearer token' : 'wrong credential');
+      observe('unauthorized');
       send(res, 401, UNAUTHORIZED);
       return;
     }
     const body = route.kind === 'review' ? await readBody(req) : Buffer.alloc(0);
     if (route.kind === 'namespace') req.resume();
     if (body === undefined) {
+      observe('invalid');
       send(res, 413, kubeStatusBody(413, 'RequestEntityTooLarge', 'the TokenReview body is too large'));
       return;
     }
@@ -156,6 +173,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
         const answer = await askPeers(req, body, credential!);
         if (answer) {
           clusterLog.debug({ event: 'tokenreview.forwarded', status: answer.status }, 'answered by a peer');
+          observe('forwarded');
           send(res, answer.status, answer.body);
           return;
         }
@@ -164,6 +182,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
         { event: 'tokenreview.no_tunnel', forwarded },
         'TokenReview for a cluster without a live tunnel on this replica',
       );
+      observe('no_tunnel');
       send(
         res,
         503,
@@ -190,10 +209,12 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
         { event: 'tokenreview.relayed', kind: route.kind, status: response.status },
         'relayed through the tunnel',
       );
+      observe('relayed');
       send(res, response.status, response.body);
     } catch (err) {
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       clusterLog.warn({ event: 'tokenreview.tunnel_failed', code }, 'TokenReview through the tunnel failed');
+      observe('tunnel_failed');
       send(
         res,
         503,

@@ -30,6 +30,7 @@ import {
   startHealthServer,
   type TunnelHandler,
   type TunnelMux,
+  type TunnelReply,
 } from '../tunnel/index.js';
 import { acceptTunnel } from '../tunnel/session.js';
 import type { InjectionConfig, WebhookState } from '../webhook/admission.js';
@@ -41,6 +42,7 @@ import {
 } from '../webhook/ca-bundle.js';
 import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
+import type { BrokerMetrics } from './metrics.js';
 import {
   isNamespaceRequest,
   isTokenReviewRequest,
@@ -223,6 +225,11 @@ export interface BrokerOptions extends RelayPartyOptions {
   readonly migration?: BrokerMigrationOptions;
   /** Sees every stream the beacon pairs us with; tests wrap it to capture what the relay carries. */
   readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
+  /**
+   * Count what happens into these metrics (createBrokerMetrics) and serve them as `/metrics` on the health port.
+   * @default no metrics
+   */
+  readonly metrics?: BrokerMetrics;
   readonly logger?: Logger;
 }
 
@@ -306,6 +313,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
 
   const isConnected = () => liveTunnel !== undefined && !liveTunnel.closed;
+  const metrics = options.metrics;
+  metrics?.track({
+    phase: () => status.phase,
+    tunnelUp: isConnected,
+    migration: () => migrator?.status(),
+  });
   // Declared before anything can ask for the status (the health server answers while startup still runs).
   let migrator: SecretMigrator | undefined;
   const currentStatus = (): BrokerStatus => ({
@@ -318,8 +331,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   });
 
   const brokerHandler: TunnelHandler = (request, context) => {
-    if (isTokenReviewRequest(request)) return serveTokenReview(options.kube, request, log, context.signal);
-    if (isNamespaceRequest(request)) return serveNamespaceRead(options.kube, request, log, context.signal);
+    if (isTokenReviewRequest(request))
+      return countReview(metrics, 'review', serveTokenReview(options.kube, request, log, context.signal));
+    if (isNamespaceRequest(request))
+      return countReview(
+        metrics,
+        'namespace',
+        serveNamespaceRead(options.kube, request, log, context.signal),
+      );
     if (options.handler) return options.handler(request, context);
     return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
   };
@@ -355,6 +374,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       port: options.webhook.port,
       tls,
       injection: options.webhook.injection,
+      observe: metrics ? (outcome, reason) => metrics.admission(outcome, reason) : undefined,
       logger: log,
       state: (): WebhookState => ({
         connected: isConnected(),
@@ -390,6 +410,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           namespaces: options.migration.namespaces,
           intervalMs: options.migration.intervalMs,
           afterVerifiedWrite: options.migration.afterVerifiedWrite,
+          onOutcome: metrics ? (outcome, code) => metrics.migration(outcome, code) : undefined,
           logger: log,
         })
       : undefined;
@@ -411,6 +432,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       tls: { certPem: credentials.podApiCertPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) },
       tunnel: () => (isConnected() ? liveTunnel : undefined),
       limits: options.podApi.limits,
+      observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,
       logger: log,
     });
     if (!options.podApi.url && options.podApi.port === 0)
@@ -429,6 +451,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         }),
         // Ready means the process works; the beacon's state is reported by /status, not by failing probes.
         ready: () => !stop.signal.aborted,
+        metrics: metrics?.registry,
         logger: log,
       })
     : undefined;
@@ -454,6 +477,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           proxy: beaconProxy,
           signal: attempt.signal,
           logger: log,
+          onReplicaResult: metrics ? (ip, result) => metrics.beaconDial(ip, result) : undefined,
         }),
       );
       const winner = await firstFulfilled(dials);
@@ -511,7 +535,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     const attestationToken = await requestAttestationToken();
     const paired = await dial(initHash(fingerprint), 'init');
     log.info({ event: 'broker.paired', room: 'init', beaconIp: paired.ip }, 'paired in the init room');
-    return bootstrapBroker(paired.stream, {
+    const bootstrapped = bootstrapBroker(paired.stream, {
       fingerprint,
       caSha256: caPin,
       stepTimeoutMs: timing.stepTimeoutMs,
@@ -523,6 +547,18 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         ? { podApi: { dnsNames: options.podApi.dnsNames, keyPair: podApiKeyPair } }
         : {}),
     });
+    if (!metrics) return bootstrapped;
+    try {
+      const credentials = await bootstrapped;
+      metrics.bootstrap('signed');
+      return credentials;
+    } catch (err) {
+      const error = toCloudtaserError(err);
+      const refusal = error.code === 'CT_BOOTSTRAP_REFUSED' ? error.details.refusal : undefined;
+      if (error.code !== 'CT_CANCELLED')
+        metrics.bootstrap(typeof refusal === 'string' ? refusal : error.code);
+      throw err;
+    }
   };
 
   const connect = async (credentials: BrokerCredentials) => {
@@ -697,6 +733,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         await ensurePodApi(credentials!);
         const session = await connect(credentials!);
         liveTunnel = session.mux;
+        metrics?.tunnelOpened();
         operationalMisses = 0;
         backoff.reset();
         setStatus('operational', 'mutual TLS tunnel to the bridge is up', {
@@ -706,6 +743,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         });
         const why = await session.mux.done;
         liveTunnel = undefined;
+        metrics?.tunnelClosed(why.code);
         if (stop.signal.aborted) break;
         // A first, jittered pause: when a beacon replica or a bridge restarts, every broker loses its tunnel at
         // the same instant, and redialing in step would hit the survivors as one burst.
@@ -813,6 +851,17 @@ function firstFulfilled<T>(promises: Promise<T>[]): Promise<T> {
       });
     }
   });
+}
+
+/** Counts a TokenReview or namespace read the bridge asked for, by the status the API server gave. */
+async function countReview(
+  metrics: BrokerMetrics | undefined,
+  kind: 'review' | 'namespace',
+  reply: Promise<TunnelReply> | TunnelReply,
+): Promise<TunnelReply> {
+  const answer = await reply;
+  metrics?.tokenReview(kind, answer.status);
+  return answer;
 }
 
 function toCloudtaserError(err: unknown): CloudtaserError {

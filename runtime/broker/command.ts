@@ -11,6 +11,7 @@ import {
   untilSignal,
 } from '../tunnel/index.js';
 import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
+import { createBrokerMetrics } from './metrics.js';
 import {
   configMapTrustRecord,
   DEFAULT_TRUST_RECORD_NAME,
@@ -228,6 +229,8 @@ export function registerBrokerCommand(program: Command): Command {
           : undefined,
         resolve: relay.resolve,
         health: relay.health,
+        // Metrics are served on the probe port; without one nobody could scrape them.
+        metrics: relay.health ? createBrokerMetrics() : undefined,
         timing: {
           stepTimeoutMs: relay.stepTimeoutMs,
           backoffInitialMs: parseDuration(flags.backoffInitial, '--backoff-initial'),

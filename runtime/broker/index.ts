@@ -14,6 +14,13 @@ export {
   DEFAULT_BROKER_TIMING,
   startBroker,
 } from './broker.js';
+export {
+  type AdmissionOutcome,
+  type BrokerMetrics,
+  type BrokerMetricsOptions,
+  type BrokerMetricsSource,
+  createBrokerMetrics,
+} from './metrics.js';
 export { isTokenReviewRequest, serveTokenReview, type TokenReviewApi } from './tokenreview.js';
 export {
   configMapTrustRecord,

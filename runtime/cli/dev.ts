@@ -31,6 +31,12 @@ export function registerDevCommands(program: Command): void {
         operatorKubeconfig: stack.operatorKubeconfig,
         kubeSystemUid: stack.kubeSystemUid,
         beaconAddress: stack.beaconAddress,
+        // Where the metrics are: the beacon's now; bridge and broker serve theirs on the port --metrics-listen names.
+        metrics: {
+          beacon: stack.beaconMetricsUrl,
+          bridge: 'http://<bridge run --metrics-listen host:port>/metrics (cloudtaser_bridge_*)',
+          broker: 'http://<broker run --metrics-listen host:port>/metrics (cloudtaser_broker_*)',
+        },
         beaconCaFile: stack.beaconCaFile,
         beaconClientCaFile: stack.beaconClientCaFile,
         trustRecord: stack.trustRecord,
@@ -38,7 +44,7 @@ export function registerDevCommands(program: Command): void {
       printJson(info);
       if (!opts.json && process.stderr.isTTY) {
         process.stderr.write(
-          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.registrarToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nCtrl-C stops it.\n`,
+          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.registrarToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nMetrics: beacon ${stack.beaconMetricsUrl}; bridge and broker on their --metrics-listen port (/metrics).\nDiagnose: cloudtaser-cli target doctor --kubeconfig ${stack.kubeconfig} ... and cloudtaser-cli source doctor --fingerprint ${stack.kubeSystemUid} --bridge-health-url <url>\nCtrl-C stops it.\n`,
         );
       }
       await stopRequested;

@@ -17,6 +17,7 @@ import {
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
 import { operatorInstallCommand } from './charts.js';
+import { registerSourceDoctorCommand } from './doctor.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -205,6 +206,7 @@ export function registerSourceCommands(program: Command): void {
       await client.close();
     }
   });
+  registerSourceDoctorCommand(source);
 }
 
 /** `source policy bridge|registrar`: prints the shipped OpenBao policy; no OpenBao call. */

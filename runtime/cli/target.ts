@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { TrustRecord, TrustRecordStore } from '../broker/trust-record.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { registerTargetDoctorCommand } from './doctor.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 
 interface TrustFlags {
@@ -45,6 +46,7 @@ export function registerTargetCommands(program: Command): void {
       );
     });
   registerTrustCommands(target);
+  registerTargetDoctorCommand(target);
 }
 
 /**

@@ -123,6 +123,11 @@ export const ErrorCodes = {
   CT_PEER_DEPENDENCY_MISSING:
     'an optional peer dependency the entry point needs is not installed (cloudtaser/constructs: cdktf or cdktn, and constructs)',
   // generic
+  // Operations (metrics and `doctor`).
+  CT_WEBHOOK_REFUSED:
+    'the webhook refused a pod it should inject (bridge not connected, bad cloudtaser annotations); counted in metrics',
+  CT_DOCTOR_BROKEN_LINK:
+    '`cloudtaser-cli target doctor` / `source doctor` found a broken link on the path; the exit code says which',
   CT_INTERNAL: 'a bug: an invariant did not hold',
   CT_CANCELLED: 'the operation was cancelled',
 } as const;

@@ -40,6 +40,8 @@ export interface DevStackInfo {
   readonly kubeconfig: string;
   readonly kubeSystemUid: string;
   readonly beaconAddress: string;
+  /** The dev beacon's Prometheus metrics (`cloudtaser_beacon_*`). */
+  readonly beaconMetricsUrl: string;
   readonly beaconCaFile: string;
   /**
    * The beacon client CA (public certificate) the beacon trusts; it is in the dev OpenBao, so `bridge run` mints
@@ -60,6 +62,11 @@ export interface DevStack extends DevStackInfo {
   readonly beaconCaPem: string;
   readonly kubeUrl: string;
   readonly kubeAdminToken: string;
+  /**
+   * Places the operator's Deployment as the chart would (with its status), standing in for the operator the demo
+   * runs as a local process, so `target doctor` finds it. The Kubernetes test server serves Deployments read-only.
+   */
+  placeOperatorDeployment(args: readonly string[]): void;
   close(): Promise<void>;
 }
 
@@ -122,7 +129,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       tls: { certPem: beaconCert.certPem, keyPem: beaconCert.keyPem },
       bridgeCaPems: [beaconClientCa.certPem],
       plain: options.plainBeacon ?? false,
-      metrics: false,
+      // Its /metrics on a free loopback port: `dev up` prints it, next to where bridge and broker serve theirs.
+      metrics: { host: '127.0.0.1', port: 0 },
       logger: moduleLogger(logger, 'beacon'),
     });
     closers.push(() => beacon.close());
@@ -137,7 +145,28 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
       kubeSystemUid: kube.kubeSystemUid,
       kubeUrl: kube.url,
       kubeAdminToken: kube.adminToken,
+      placeOperatorDeployment: (args) =>
+        kube.applyDeployment({
+          metadata: { name: 'cloudtaser', namespace: 'cloudtaser-system' },
+          spec: {
+            replicas: 1,
+            template: {
+              spec: {
+                containers: [
+                  {
+                    name: 'operator',
+                    args: [...args],
+                    livenessProbe: { httpGet: { path: '/healthz', port: 'health' } },
+                    readinessProbe: { httpGet: { path: '/readyz', port: 'health' } },
+                  },
+                ],
+              },
+            },
+          },
+          status: { replicas: 1, readyReplicas: 1, availableReplicas: 1 },
+        }),
       beaconAddress: beacon.address,
+      beaconMetricsUrl: `${beacon.metricsUrl}/metrics`,
       beaconCaFile,
       beaconCaPem: beaconCert.certPem,
       beaconClientCaFile,

@@ -15,6 +15,7 @@ import { describePermission, type KubeCall } from './permissions.js';
 import type {
   JsonPatchOperation,
   KubeConfigMap,
+  KubeDeployment,
   KubeEvent,
   KubeList,
   KubeMutatingWebhookConfiguration,
@@ -235,6 +236,33 @@ export class KubeClient {
       contentType: 'application/merge-patch+json',
       call: 'patchSecretMetadata',
       target: { name, namespace },
+    });
+  }
+
+  async getDeployment(namespace: string, name: string, options?: CallOptions): Promise<KubeDeployment> {
+    return this.request<KubeDeployment>({
+      ...options,
+      method: 'GET',
+      path: `/apis/apps/v1/namespaces/${segment(namespace, 'namespace name')}/deployments/${segment(name, 'deployment name')}`,
+      call: 'getDeployment',
+      target: { name, namespace },
+    });
+  }
+
+  /** GET through the API server's service proxy (`services/<name>:<port>/proxy/<path>`): a pod's plain-HTTP port. */
+  async getServiceProxy(
+    namespace: string,
+    service: string,
+    port: string,
+    path: string,
+    options?: CallOptions,
+  ): Promise<unknown> {
+    return this.request<unknown>({
+      ...options,
+      method: 'GET',
+      path: `/api/v1/namespaces/${segment(namespace, 'namespace name')}/services/${segment(`${service}:${port}`, 'service name')}/proxy/${path.replace(/^\/+/, '')}`,
+      call: 'getServiceProxy',
+      target: { name: service, namespace },
     });
   }
 

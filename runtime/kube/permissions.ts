@@ -68,6 +68,9 @@ export const KUBE_CALLS = {
     resource: 'serviceaccounts/token',
     scope: 'namespace',
   },
+  // Read by `cloudtaser-cli target doctor` with the admin's kubeconfig, never by the operator.
+  getDeployment: { verb: 'get', group: 'apps', resource: 'deployments', scope: 'namespace' },
+  getServiceProxy: { verb: 'get', group: '', resource: 'services/proxy', scope: 'namespace' },
 } as const satisfies Record<string, ResourcePermission | NonResourcePermission>;
 
 export type KubeCall = keyof typeof KUBE_CALLS;

@@ -34,6 +34,41 @@ export interface KubeConfigMap {
   readonly data?: Readonly<Record<string, string>>;
 }
 
+/** The part of an apps/v1 Deployment `doctor` reads: replicas, its first containers' args and probes, status. */
+export interface KubeDeployment {
+  readonly kind?: 'Deployment';
+  readonly apiVersion?: 'apps/v1';
+  readonly metadata: KubeObjectMeta;
+  readonly spec?: {
+    readonly replicas?: number;
+    readonly template?: {
+      readonly spec?: {
+        readonly containers?: ReadonlyArray<{
+          readonly name: string;
+          readonly args?: readonly string[];
+          readonly ports?: ReadonlyArray<{ readonly name?: string; readonly containerPort: number }>;
+          readonly livenessProbe?: {
+            readonly httpGet?: { readonly path?: string; readonly port?: number | string };
+          };
+          readonly readinessProbe?: {
+            readonly httpGet?: { readonly path?: string; readonly port?: number | string };
+          };
+        }>;
+      };
+    };
+  };
+  readonly status?: {
+    readonly replicas?: number;
+    readonly readyReplicas?: number;
+    readonly availableReplicas?: number;
+    readonly conditions?: ReadonlyArray<{
+      readonly type: string;
+      readonly status: string;
+      readonly message?: string;
+    }>;
+  };
+}
+
 /** The part of an admissionregistration.k8s.io/v1 MutatingWebhookConfiguration cloudtaser reads and patches. */
 export interface KubeMutatingWebhookConfiguration {
   readonly kind?: 'MutatingWebhookConfiguration';

@@ -61,6 +61,8 @@ export interface SecretMigratorOptions {
   readonly component?: string;
   /** Test hook run between the verified write and the delete (a throw there is a crash at that point). */
   readonly afterVerifiedWrite?: (secret: { namespace: string; name: string }) => Promise<void> | void;
+  /** Told every Secret's outcome (with the refusal's code when the bridge refused), for metrics. @default none */
+  readonly onOutcome?: (outcome: MigrationOutcome, code?: string) => void;
   readonly logger?: Logger;
 }
 
@@ -105,8 +107,13 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       const outcome = refusal ?? (await migrateOne(secret));
       if (outcome instanceof CloudtaserError) {
         refusal = outcome;
-        outcomes.push(await reportRefused(secret, refusal));
-      } else if (outcome) outcomes.push(outcome);
+        const refused = await reportRefused(secret, refusal);
+        outcomes.push(refused);
+        options.onOutcome?.(refused, refusal.code);
+      } else if (outcome) {
+        outcomes.push(outcome);
+        options.onOutcome?.(outcome);
+      }
     }
     return outcomes;
   }

@@ -50,7 +50,21 @@ export interface OpenBaoClientOptions {
    */
   readonly readAfterWriteTimeoutMs?: number;
   readonly logger?: Logger;
+  /**
+   * Told about every request once it is decided (after its retries), for metrics; shared with derived clients.
+   * @default none
+   */
+  readonly observer?: OpenBaoRequestObserver;
 }
+
+/** One decided OpenBao request: `outcome` is `ok` or the CT_ code it failed with. Never the path or the token. */
+export interface OpenBaoRequestEvent {
+  readonly method: HttpMethod;
+  readonly outcome: string;
+  readonly seconds: number;
+}
+
+export type OpenBaoRequestObserver = (event: OpenBaoRequestEvent) => void;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'LIST';
 
@@ -178,6 +192,7 @@ interface SharedConnection {
   readonly maxResponseBytes: number;
   /** What this connection wrote lately, so reads right after can wait out a lagging HA standby. */
   readonly ledger: WriteLedger;
+  readonly observer?: OpenBaoRequestObserver;
   namespaceSupport?: Promise<void>;
   closed: boolean;
 }
@@ -288,6 +303,7 @@ export class OpenBaoClient {
         retryBaseDelayMs: options.retryBaseDelayMs ?? 200,
         maxResponseBytes: options.maxResponseBytes ?? 32 * 1024 * 1024,
         ledger: new WriteLedger(options.readAfterWriteTimeoutMs ?? 10_000),
+        observer: options.observer,
         closed: false,
       };
     }
@@ -326,9 +342,23 @@ export class OpenBaoClient {
     if (this.#shared.closed) {
       throw new CloudtaserError('CT_INTERNAL', 'OpenBao client used after close(); create a new client');
     }
+    const observer = this.#shared.observer;
     const sendNamespace = options.sendNamespace !== false && this.namespace !== '';
-    if (sendNamespace) await this.#ensureNamespaceSupport();
-    return this.#send<T>(method, path, options, sendNamespace);
+    if (!observer) {
+      if (sendNamespace) await this.#ensureNamespaceSupport();
+      return this.#send<T>(method, path, options, sendNamespace);
+    }
+    const started = performance.now();
+    try {
+      if (sendNamespace) await this.#ensureNamespaceSupport();
+      const response = await this.#send<T>(method, path, options, sendNamespace);
+      observer({ method, outcome: 'ok', seconds: (performance.now() - started) / 1000 });
+      return response;
+    } catch (err) {
+      const outcome = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      observer({ method, outcome, seconds: (performance.now() - started) / 1000 });
+      throw err;
+    }
   }
 
   async #send<T>(

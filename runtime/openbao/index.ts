@@ -1,3 +1,4 @@
+export type { OpenBaoRequestEvent, OpenBaoRequestObserver } from './client.js';
 export {
   type AppRoleRole,
   type AuthResult,

@@ -48,6 +48,8 @@ export interface PodApiServerOptions {
   /** The live tunnel, if any. */
   readonly tunnel: () => TunnelMux | undefined;
   readonly limits?: Partial<PodApiLimits>;
+  /** Told every answered request: allow-list route (`refused` when off it), status and seconds. @default none */
+  readonly observe?: (route: string, status: number, seconds: number) => void;
   readonly logger?: Logger;
 }
 
@@ -74,6 +76,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     });
   };
 
+  const observe = options.observe;
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const method = req.method ?? 'GET';
@@ -85,6 +88,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         'pod API request refused',
       );
       reply(res, refusal.status, openBaoErrorBody(refusal.errors), head);
+      observe?.('refused', refusal.status, (performance.now() - started) / 1000);
     };
     const checked = checkPodRequest(method, req.url ?? '/');
     if (isRefusal(checked)) return refuse(checked);
@@ -96,11 +100,13 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     if (checked.route === 'sys-health') {
       req.resume();
       await serveHealth(checked, res, head);
+      observe?.(checked.route, res.statusCode, (performance.now() - started) / 1000);
       return;
     }
     const body = await readBody(req, limits.maxBodyBytes);
     if (body === undefined) {
       reply(res, 413, openBaoErrorBody(['http: request body too large']));
+      observe?.(checked.route, 413, (performance.now() - started) / 1000);
       return;
     }
     const headers: Record<string, string> = {};
@@ -139,6 +145,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         503,
         openBaoErrorBody([code === 'CT_TUNNEL_CLOSED' ? NOT_CONNECTED : `${code}: retry shortly`]),
       );
+      observe?.(checked.route, 503, (performance.now() - started) / 1000);
       return;
     }
     log.debug(
@@ -151,6 +158,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       'pod API request',
     );
     reply(res, status, responseBody);
+    observe?.(checked.route, status, (performance.now() - started) / 1000);
   }
 
   /**

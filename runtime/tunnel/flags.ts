@@ -70,6 +70,7 @@ export interface RelayClientFlags {
   readonly beaconCa?: string;
   readonly beaconProxy?: string;
   readonly healthListen?: string;
+  readonly metricsListen?: string;
   readonly stepTimeout: string;
   readonly backoffMax: string;
 }
@@ -90,7 +91,11 @@ export function addRelayClientOptions(
       '--beacon-proxy <url|none>',
       'HTTP proxy to the beacon (CONNECT): http://[user:password@]host:port, or none to dial directly whatever HTTPS_PROXY says (default: HTTPS_PROXY and NO_PROXY)',
     )
-    .option('--health-listen <host:port>', 'serve /healthz, /readyz and /status here')
+    .option('--health-listen <host:port>', 'serve /healthz, /readyz, /status and /metrics here')
+    .option(
+      '--metrics-listen <host:port>',
+      'the same port under the name `beacon serve` uses: /metrics (Prometheus), /healthz, /readyz and /status',
+    )
     .option(
       '--step-timeout <duration>',
       'bound for each bootstrap or handshake step',
@@ -110,8 +115,19 @@ export async function readRelayClientFlags(flags: RelayClientFlags, process: str
     // Parsed now, so a malformed URL (flag or HTTPS_PROXY) stops the process at start, naming where it came from.
     beaconProxy: beaconProxySetting(flags.beaconProxy),
     resolve: resolverFromEnvironment(),
-    health: flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined,
+    health: probeListen(flags),
     stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
     backoffMaxMs: parseDuration(flags.backoffMax, '--backoff-max'),
   };
+}
+
+/** `--metrics-listen` and `--health-listen` name the one probe port; naming two different ones is a mistake. */
+function probeListen(flags: RelayClientFlags): { host: string; port: number } | undefined {
+  if (flags.metricsListen && flags.healthListen && flags.metricsListen !== flags.healthListen)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--metrics-listen ${flags.metricsListen} and --health-listen ${flags.healthListen} name the same port (metrics, probes and /status); give one of them`,
+    );
+  if (flags.metricsListen) return parseListenAddress(flags.metricsListen, '--metrics-listen');
+  return flags.healthListen ? parseListenAddress(flags.healthListen, '--health-listen') : undefined;
 }

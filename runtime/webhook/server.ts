@@ -27,6 +27,11 @@ export interface WebhookServerOptions {
   readonly tls: { readonly certPem: string; readonly keyPem: string } | false;
   readonly state: () => WebhookState;
   readonly injection: InjectionConfig;
+  /**
+   * Told how every AdmissionReview was answered: mutated, allowed (not ours to change), refused (with the status
+   * reason) or invalid (not an AdmissionReview). @default none
+   */
+  readonly observe?: (outcome: 'mutated' | 'allowed' | 'refused' | 'invalid', reason?: string) => void;
   readonly logger?: Logger;
 }
 
@@ -63,15 +68,21 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       try {
         body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
       } catch {
+        options.observe?.('invalid');
         return send(res, 400, { error: 'the body is not JSON' });
       }
       let parsed: ReturnType<typeof parseAdmissionReview>;
       try {
         parsed = parseAdmissionReview(body);
       } catch (err) {
+        options.observe?.('invalid');
         return send(res, 400, { error: (err as CloudtaserError).message });
       }
       const response = reviewPod(parsed.uid, parsed.request, options.state(), options.injection);
+      options.observe?.(
+        !response.allowed ? 'refused' : response.patch !== undefined ? 'mutated' : 'allowed',
+        response.allowed ? undefined : response.status?.reason,
+      );
       log.info(
         {
           event: 'webhook.reviewed',

@@ -247,6 +247,12 @@ describe('cloudtaser-cli against the test servers', () => {
         'beaconCaFile',
       ]),
     );
+    // It says where the metrics are, and the beacon's answer there is Prometheus text.
+    expect(info.metrics.bridge).toContain('--metrics-listen');
+    expect(info.metrics.broker).toContain('--metrics-listen');
+    const scraped = await fetch(info.metrics.beacon);
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain('# TYPE cloudtaser_beacon_connections gauge');
     const fingerprint = JSON.parse(
       (await runCli(['target', 'fingerprint', '--kubeconfig', info.kubeconfig, '--output', 'json'])).stdout,
     ).fingerprint;

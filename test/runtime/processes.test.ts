@@ -150,7 +150,8 @@ async function startBridgeProcess(healthPort: number): Promise<ChildProcess> {
       '1s',
       '--step-timeout',
       '3s',
-      '--health-listen',
+      // The flag the chart passes: one port for /metrics, probes and /status.
+      '--metrics-listen',
       `127.0.0.1:${healthPort}`,
       '--wait-refresh',
       '3s',
@@ -178,7 +179,7 @@ async function startBrokerProcess(
     beaconCaFile,
     '--kubeconfig',
     kubeconfig,
-    '--health-listen',
+    '--metrics-listen',
     `127.0.0.1:${healthPort}`,
     '--backoff-initial',
     '50ms',
@@ -278,6 +279,18 @@ describe.skipIf(!built)('bridge and broker as real processes', () => {
     );
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
     expect((await fetch(`http://127.0.0.1:${brokerPort}/readyz`)).status).toBe(200);
+    // Both processes serve Prometheus metrics on that port, from their own registry.
+    const brokerMetrics = await (await fetch(`http://127.0.0.1:${brokerPort}/metrics`)).text();
+    expect(brokerMetrics).toContain('cloudtaser_broker_phase{phase="operational"} 1');
+    expect(brokerMetrics).toContain('cloudtaser_broker_process_cpu_seconds_total');
+    await eventually(
+      async () =>
+        (await (await fetch(`http://127.0.0.1:${bridgePort}/metrics`)).text()).includes(
+          `cloudtaser_bridge_tunnel_up{cluster="${cluster.fingerprint.slice(0, 8)}"} 1`,
+        ),
+      5_000,
+      'bridge tunnel_up',
+    );
 
     // kill -9 the beacon replica carrying the tunnel: the broker comes back through a replica on its own.
     const carrier = REPLICA_IPS.indexOf(status.beaconIp!);

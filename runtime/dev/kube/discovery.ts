@@ -102,6 +102,18 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     namespaced: false,
     verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
   },
+  // Read-only here: the test server runs no Deployment controller, so tests place Deployments with their status
+  // (applyDeployment), as the controller would have written it.
+  {
+    group: 'apps',
+    version: 'v1',
+    name: 'deployments',
+    singularName: 'deployment',
+    kind: 'Deployment',
+    namespaced: true,
+    verbs: ['get', 'list'],
+    shortNames: ['deploy'],
+  },
 ];
 
 export function findResource(group: string, version: string, name: string): ResourceDefinition | undefined {

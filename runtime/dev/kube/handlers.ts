@@ -216,6 +216,8 @@ export function handleResource(state: ServerState, req: ResourceRequest): Handle
       return handleTokenReview(state, req);
     case 'mutatingwebhookconfigurations':
       return handleMutatingWebhookConfigurations(state, req);
+    case 'deployments':
+      return handleDeployments(state, req);
     default:
       throw new KubeStatusError(404, 'NotFound', 'the server could not find the requested resource');
   }
@@ -548,6 +550,27 @@ function patchSecret(state: ServerState, req: ResourceRequest): KubeObject {
   const { current, patched } = patchedObject(state, req, SECRETS);
   const next = normaliseSecret(patched, current.metadata.name, current.metadata.namespace as string);
   return storeSecretChange(state, current, next);
+}
+
+// ---- deployments (read-only) ------------------------------------------------------------------------------
+
+function handleDeployments(state: ServerState, req: ResourceRequest): HandlerResult {
+  switch (req.verb) {
+    case 'get':
+      return { status: 200, body: mustGet(state, 'deployments', req.namespace, req.name as string) };
+    case 'list':
+      return listResult(
+        state,
+        req,
+        'deployments',
+        'DeploymentList',
+        req.namespace,
+        ['metadata.name', 'metadata.namespace'],
+        metaFields,
+      );
+    default:
+      throw methodNotAllowed();
+  }
 }
 
 // ---- configmaps --------------------------------------------------------------------------------------------

@@ -91,6 +91,11 @@ export interface KubeTestServer {
   createMutatingWebhookConfiguration(
     configuration: Record<string, unknown>,
   ): Promise<{ uid: string; resourceVersion: string }>;
+  /**
+   * Places (or replaces) an apps/v1 Deployment with the status given, as the Deployment controller would report
+   * it; the API serves Deployments read-only. The namespace is created when missing.
+   */
+  applyDeployment(deployment: Record<string, unknown>): void;
   /** Mints a real signed JWT for an existing service account (default audience: the API server's). */
   issueServiceAccountToken(
     namespace: string,
@@ -349,6 +354,25 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
         createNamespace(state, namespace);
       const existing = state.store.get('serviceaccounts', namespace, name);
       return { uid: (existing ?? createServiceAccountObject(state, namespace, name)).metadata.uid };
+    },
+    applyDeployment: (deployment) => {
+      const metadata = (deployment.metadata ?? {}) as { name?: string; namespace?: string };
+      if (!metadata.name || !metadata.namespace)
+        throw new TypeError('applyDeployment needs metadata.name and metadata.namespace');
+      if (state.store.get('namespaces', undefined, metadata.namespace) === undefined)
+        createNamespace(state, metadata.namespace);
+      const object = {
+        ...structuredClone(deployment),
+        kind: 'Deployment',
+        apiVersion: 'apps/v1',
+      } as unknown as KubeObject;
+      const existing = state.store.get('deployments', metadata.namespace, metadata.name);
+      if (existing)
+        state.store.update('deployments', {
+          ...object,
+          metadata: { ...existing.metadata, ...(object.metadata as object) },
+        } as KubeObject);
+      else state.store.create('deployments', object as never);
     },
     createMutatingWebhookConfiguration: async (configuration) => {
       const created = handleResource(state, {

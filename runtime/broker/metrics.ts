@@ -1,0 +1,191 @@
+/**
+ * The broker's Prometheus metrics (`cloudtaser_broker_*`), served as `/metrics` on its probe port. One broker
+ * serves one cluster, so no label names the cluster; none names a pod, a path or a token either: a pod API
+ * request is labelled by its allow-list route, a beacon replica by its address, a failure by its CT_ code.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { createProcessRegistry, REQUEST_SECONDS_BUCKETS } from '../core/metrics.js';
+import type { MigrationOutcome, MigrationStatus } from '../migration/migrator.js';
+
+/** Every phase `/status` can report, so each one has a series (0 or 1) from the first scrape on. */
+const PHASES = [
+  'starting',
+  'bootstrapping',
+  'rejected',
+  'connecting',
+  'operational',
+  'reconnecting',
+  'stopped',
+] as const;
+
+/** What the gauges read at scrape time. */
+export interface BrokerMetricsSource {
+  phase(): string;
+  tunnelUp(): boolean;
+  migration(): MigrationStatus | undefined;
+}
+
+/** How the webhook answered one AdmissionReview. */
+export type AdmissionOutcome = 'mutated' | 'allowed' | 'refused' | 'invalid';
+
+export interface BrokerMetrics {
+  readonly registry: Registry;
+  track(source: BrokerMetricsSource): void;
+  tunnelOpened(): void;
+  /** The tunnel closed with this CT_ code. */
+  tunnelClosed(code: string): void;
+  /** `signed`, or the CT_ code the bootstrap failed with once paired (a refusal carries the bridge's code). */
+  bootstrap(outcome: string): void;
+  /** One dial of one beacon replica: `waiting`, `paired`, or the CT_ code it failed with. */
+  beaconDial(replica: string, result: string): void;
+  podApiRequest(route: string, status: number, seconds: number): void;
+  /** One TokenReview or namespace read the bridge asked this broker to make, by kind and HTTP status. */
+  tokenReview(kind: 'review' | 'namespace', status: number): void;
+  admission(outcome: AdmissionOutcome, reason?: string): void;
+  migration(outcome: MigrationOutcome, code?: string): void;
+  refusal(code: string): void;
+}
+
+export interface BrokerMetricsOptions {
+  /** Also export the Node process metrics (`cloudtaser_broker_process_*`, `cloudtaser_broker_nodejs_*`). @default true */
+  readonly processMetrics?: boolean;
+}
+
+export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerMetrics {
+  const registry = createProcessRegistry('cloudtaser_broker_', options.processMetrics ?? true);
+  let source: BrokerMetricsSource | undefined;
+  const replicaUp = new Map<string, number>();
+
+  new Gauge({
+    name: 'cloudtaser_broker_phase',
+    help: 'The phase /status reports: 1 for the current one, 0 for the others',
+    labelNames: ['phase'],
+    registers: [registry],
+    collect() {
+      const current = source?.phase() ?? 'starting';
+      for (const phase of PHASES) this.set({ phase }, phase === current ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'cloudtaser_broker_tunnel_up',
+    help: 'Whether the operational tunnel to the bridge is up (1) or not (0)',
+    registers: [registry],
+    collect() {
+      this.set(source?.tunnelUp() ? 1 : 0);
+    },
+  });
+  const tunnelOpens = new Counter({
+    name: 'cloudtaser_broker_tunnel_opens_total',
+    help: 'Operational tunnels opened with the bridge (each reconnect opens one)',
+    registers: [registry],
+  });
+  const tunnelCloses = new Counter({
+    name: 'cloudtaser_broker_tunnel_closes_total',
+    help: 'Operational tunnels that closed, by the CT_ code they closed with',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const bootstraps = new Counter({
+    name: 'cloudtaser_broker_bootstraps_total',
+    help: 'Bootstraps in the init room once paired: signed, or the CT_ code it failed with (a refusal: the code the bridge gave)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const beaconDials = new Counter({
+    name: 'cloudtaser_broker_beacon_dials_total',
+    help: 'Dials of one beacon replica: result waiting (reached the room), paired, or the CT_ code of the failure',
+    labelNames: ['replica', 'result'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'cloudtaser_broker_beacon_replica_up',
+    help: 'Whether the last dial of a beacon replica reached it (1) or failed (0)',
+    labelNames: ['replica'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [replica, up] of replicaUp) this.set({ replica }, up);
+    },
+  });
+  const podApiRequests = new Counter({
+    name: 'cloudtaser_broker_podapi_requests_total',
+    help: 'Pod API requests by allow-list route (refused: not on it) and the HTTP status the pod got',
+    labelNames: ['route', 'status'],
+    registers: [registry],
+  });
+  const podApiSeconds = new Histogram({
+    name: 'cloudtaser_broker_podapi_request_duration_seconds',
+    help: 'Time from a pod API request to its answer, through the tunnel and OpenBao, by route',
+    labelNames: ['route'],
+    buckets: [...REQUEST_SECONDS_BUCKETS],
+    registers: [registry],
+  });
+  const tokenReviews = new Counter({
+    name: 'cloudtaser_broker_tokenreviews_total',
+    help: "TokenReviews (kind review) and namespace reads (kind namespace) the bridge forwarded for OpenBao's Kubernetes auth, by the API server's status",
+    labelNames: ['kind', 'status'],
+    registers: [registry],
+  });
+  const admissions = new Counter({
+    name: 'cloudtaser_broker_webhook_admissions_total',
+    help: 'AdmissionReviews answered: mutated, allowed (not ours to change), refused (with the reason) or invalid',
+    labelNames: ['outcome', 'reason'],
+    registers: [registry],
+  });
+  const migrations = new Counter({
+    name: 'cloudtaser_broker_migration_secrets_total',
+    help: 'Annotated Secrets handled by migration: migrated, conflict, skipped, failed or refused',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'cloudtaser_broker_migration_state',
+    help: 'Migration as /status reports it (waiting, active, refused): 1 for the current state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const current = source?.migration()?.state;
+      if (current === undefined) return;
+      for (const state of ['waiting', 'active', 'refused']) this.set({ state }, state === current ? 1 : 0);
+    },
+  });
+  const refusals = new Counter({
+    name: 'cloudtaser_broker_refusals_total',
+    help: 'Refusals this broker met or made (bootstrap, CA pin, migration, webhook), by CT_ code',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    track(next) {
+      source = next;
+    },
+    tunnelOpened: () => tunnelOpens.inc(),
+    tunnelClosed: (code) => tunnelCloses.inc({ code }),
+    bootstrap(outcome) {
+      bootstraps.inc({ outcome });
+      if (outcome !== 'signed') refusals.inc({ code: outcome });
+    },
+    beaconDial(replica, result) {
+      beaconDials.inc({ replica, result });
+      if (result !== 'CT_CANCELLED')
+        replicaUp.set(replica, result === 'waiting' || result === 'paired' ? 1 : 0);
+    },
+    podApiRequest(route, status, seconds) {
+      podApiRequests.inc({ route, status: String(status) });
+      podApiSeconds.observe({ route }, seconds);
+    },
+    tokenReview: (kind, status) => tokenReviews.inc({ kind, status: String(status) }),
+    admission(outcome, reason) {
+      admissions.inc({ outcome, reason: reason ?? '' });
+      if (outcome === 'refused') refusals.inc({ code: 'CT_WEBHOOK_REFUSED' });
+    },
+    migration(outcome, code) {
+      migrations.inc({ result: outcome.result });
+      if (outcome.result === 'refused' && code) refusals.inc({ code });
+    },
+    refusal: (code) => refusals.inc({ code }),
+  };
+}

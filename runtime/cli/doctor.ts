@@ -1,0 +1,115 @@
+/**
+ * `cloudtaser-cli target doctor` and `cloudtaser-cli source doctor`: thin commands over runtime/doctor. They print
+ * the report (text or --output json) and exit with the first broken link's code (0 when healthy; the table is in
+ * README "Operating cloudtaser").
+ */
+import type { Command } from 'commander';
+import type { DoctorReport } from '../doctor/index.js';
+import { readPemFile } from '../tunnel/index.js';
+import { parseOutputFormat, printJson } from './output.js';
+import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
+
+export function registerTargetDoctorCommand(target: Command): void {
+  target
+    .command('doctor')
+    .description(
+      'walk the target side of the path (API server, operator, webhook, beacon replicas, trust, broker) and name the first broken link',
+    )
+    .option(
+      '--kubeconfig <path>',
+      'kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)',
+    )
+    .option('--context <name>', 'kubeconfig context (default: the current context)')
+    .option('--namespace <name>', "the operator's namespace", 'cloudtaser-system')
+    .option(
+      '--release <name>',
+      "the operator's Deployment and Service name (the chart's full name)",
+      'cloudtaser',
+    )
+    .option(
+      '--broker-status-url <url>',
+      "read the broker's /status here (e.g. a port-forward) instead of through the API server's service proxy",
+    )
+    .option('--beacon <host:port>', "the beacon address (default: the operator's --beacon)")
+    .option('--beacon-ca <path>', "PEM CA of the beacon's certificate (default: the system roots)")
+    .option(
+      '--webhook-configuration <name>',
+      "the MutatingWebhookConfiguration (default: the operator's --webhook-configuration)",
+    )
+    .option('--output <format>', 'text or json', 'text')
+    .action(
+      async (opts: {
+        kubeconfig?: string;
+        context?: string;
+        namespace: string;
+        release: string;
+        brokerStatusUrl?: string;
+        beacon?: string;
+        beaconCa?: string;
+        webhookConfiguration?: string;
+        output: string;
+      }) => {
+        const format = parseOutputFormat(opts.output);
+        const { defaultKubeConnection, KubeClient } = await import('../kube/index.js');
+        const { runTargetDoctor } = await import('../doctor/index.js');
+        const kube = KubeClient.fromConnection(
+          defaultKubeConnection({ kubeconfig: opts.kubeconfig, context: opts.context }),
+        );
+        try {
+          const report = await runTargetDoctor({
+            kube,
+            namespace: opts.namespace,
+            deployment: opts.release,
+            brokerStatusUrl: opts.brokerStatusUrl,
+            beacon: opts.beacon,
+            beaconCaPem: await readPemFile(opts.beaconCa, '--beacon-ca'),
+            webhookConfiguration: opts.webhookConfiguration,
+          });
+          await print(report, format);
+        } finally {
+          kube.close();
+        }
+      },
+    );
+}
+
+export function registerSourceDoctorCommand(source: Command): void {
+  addSecretStoreOptions(
+    source
+      .command('doctor')
+      .description(
+        "walk the secret-store side of one cluster's path (records, namespace, Kubernetes auth, bridge, beacon replicas, tunnel) and name the first broken link",
+      )
+      .requiredOption('--fingerprint <uuid>', 'the cluster fingerprint')
+      .option(
+        '--bridge-health-url <url>',
+        "the bridge's probe port (its -metrics Service), e.g. http://127.0.0.1:9090",
+      )
+      .option('--output <format>', 'text or json', 'text'),
+  ).action(
+    async (opts: SecretStoreFlags & { fingerprint: string; bridgeHealthUrl?: string; output: string }) => {
+      const format = parseOutputFormat(opts.output);
+      const { runSourceDoctor } = await import('../doctor/index.js');
+      const openbao = await openSecretStore(opts);
+      try {
+        const report = await runSourceDoctor({
+          openbao,
+          fingerprint: opts.fingerprint,
+          namespaceRoot: opts.namespaceRoot,
+          bridgeHealthUrl: opts.bridgeHealthUrl,
+        });
+        await print(report, format);
+      } finally {
+        await openbao.close();
+      }
+    },
+  );
+}
+
+async function print(report: DoctorReport, format: 'text' | 'json'): Promise<void> {
+  const { formatDoctorReport } = await import('../doctor/index.js');
+  if (format === 'json') printJson(report);
+  else process.stdout.write(formatDoctorReport(report));
+  // The report is the output; the exit code names the broken link for scripts.
+  process.exitCode = report.exitCode;
+}

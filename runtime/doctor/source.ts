@@ -1,0 +1,224 @@
+/**
+ * `cloudtaser-cli source doctor`: walks the secret-store side of the path for one cluster with OpenBao
+ * credentials (the registrar's or an admin's): its records, namespace, mounts and Kubernetes auth, then the bridge's
+ * health, the beacon replicas as the bridge sees them (its /metrics), and whether it holds the cluster's tunnel.
+ */
+import { fingerprintPrefix } from '../core/hashes.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import { clusterNamespace, DEFAULT_NAMESPACE_ROOT, getClusterStatus } from '../registration/index.js';
+import {
+  broken,
+  type CheckResult,
+  type DoctorReport,
+  ok,
+  SOURCE_LINKS,
+  type SourceLinkId,
+  walkLinks,
+  warn,
+} from './report.js';
+
+export interface SourceDoctorOptions {
+  readonly openbao: OpenBaoClient;
+  readonly fingerprint: string;
+  /** @default 'cloudtaser' */
+  readonly namespaceRoot?: string;
+  /** The bridge's probe port (`http://host:port`), serving /readyz, /status and /metrics. */
+  readonly bridgeHealthUrl?: string;
+  /** @default 5000 */
+  readonly timeoutMs?: number;
+}
+
+interface BridgeStatusView {
+  readonly clusters?: Array<{
+    fingerprintPrefix: string;
+    initialized: boolean;
+    waiting: number;
+    tunnels: number;
+  }>;
+  readonly lastPollError?: string;
+  readonly beaconIdentityError?: string;
+}
+
+export async function runSourceDoctor(options: SourceDoctorOptions): Promise<DoctorReport> {
+  const root = options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT;
+  const fp = options.fingerprint;
+  const fp8 = fingerprintPrefix(fp);
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  const bridgeUrl = options.bridgeHealthUrl?.replace(/\/+$/, '');
+  let record: Awaited<ReturnType<typeof getClusterStatus>> | undefined;
+  let bridge: BridgeStatusView | undefined;
+  const namespace = clusterNamespace(root, fp);
+  const get = (path: string) => fetch(`${bridgeUrl}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+  const noBridge = () =>
+    warn(
+      'no --bridge-health-url: not checked',
+      'pass the bridge probe port, e.g. a port-forward to its -metrics Service',
+    );
+
+  const checks: Record<SourceLinkId, () => Promise<CheckResult>> = {
+    async openbao() {
+      try {
+        const health = await options.openbao.health();
+        await options.openbao.lookupSelf();
+        return ok(`${options.openbao.address} answers (version ${health.version ?? '?'}), token valid`);
+      } catch (err) {
+        return broken(
+          `${(err as Error).message}`,
+          'check CLOUDTASER_SECRETSTORE_ADDRESS, the CA (--secretstore-ca-cert) and the token',
+          {
+            code: codeOf(err),
+          },
+        );
+      }
+    },
+    async registration() {
+      record = await getClusterStatus(options.openbao, { fingerprint: fp, namespaceRoot: root });
+      if (!record.registered)
+        return broken(
+          `no registration record for ${fp}`,
+          `register it: \`cloudtaser-cli source register --fingerprint ${fp}\``,
+          {
+            code: 'CT_NOT_REGISTERED',
+          },
+        );
+      return ok(`registered at ${record.registeredAt ?? '?'}, namespace ${record.namespace}`, {
+        namespace: record.namespace,
+      });
+    },
+    async namespace() {
+      const cluster = options.openbao.withNamespace(namespace);
+      try {
+        const mounts = await cluster.listMounts();
+        const auth = await cluster.listAuthMounts();
+        const missing = [
+          ...['cloudtaser/', 'secret/'].filter((m) => !mounts[m]),
+          ...['kubernetes/'].filter((m) => !auth[m]).map((m) => `auth/${m}`),
+        ];
+        if (missing.length > 0)
+          return broken(
+            `namespace ${namespace} lacks ${missing.join(', ')}`,
+            `run \`cloudtaser-cli source register --fingerprint ${fp}\` again (it is idempotent)`,
+          );
+        return ok(`namespace ${namespace} with cloudtaser/, secret/ and auth/kubernetes/`);
+      } catch (err) {
+        return broken(
+          `cannot read namespace ${namespace}: ${(err as Error).message}`,
+          `run \`cloudtaser-cli source register --fingerprint ${fp}\` again`,
+          {
+            code: codeOf(err),
+          },
+        );
+      }
+    },
+    async 'kubernetes-auth'() {
+      const response = await options.openbao
+        .withNamespace(namespace)
+        .request<{ data?: { kubernetes_host?: string } }>('GET', 'auth/kubernetes/config', {
+          allow404: true,
+        });
+      const host = response.body?.data?.kubernetes_host;
+      if (!host)
+        return broken(
+          'auth/kubernetes has no kubernetes_host: pods cannot log in',
+          `run \`cloudtaser-cli source register --fingerprint ${fp} --tokenreview-endpoint <bridge URL>\``,
+        );
+      return ok(`TokenReviews go to ${host}`, { kubernetesHost: host });
+    },
+    async bridge() {
+      if (!bridgeUrl) return noBridge();
+      try {
+        const ready = await get('/readyz');
+        bridge = (await (await get('/status')).json()) as BridgeStatusView;
+        if (ready.status !== 200)
+          return broken(`the bridge is not ready (${ready.status})`, 'look at the bridge log');
+      } catch (err) {
+        return broken(
+          `the bridge does not answer at ${bridgeUrl}: ${(err as Error).message}`,
+          'check the URL and that the bridge pods run',
+        );
+      }
+      if (bridge.lastPollError)
+        return broken(
+          `the bridge cannot list clusters: ${bridge.lastPollError}`,
+          "check the bridge's OpenBao token and policy (docs/openbao-policies.md)",
+        );
+      if (bridge.beaconIdentityError)
+        return broken(
+          `the beacon refuses the bridge: ${bridge.beaconIdentityError}`,
+          'give the beacon the beacon client CA (--bridge-ca)',
+          {
+            code: 'CT_BEACON_UNAUTHENTICATED',
+          },
+        );
+      return ok(`ready, serving ${bridge.clusters?.length ?? 0} cluster(s)`);
+    },
+    async 'beacon-replicas'() {
+      if (!bridgeUrl) return noBridge();
+      const response = await get('/metrics');
+      if (response.status !== 200)
+        return warn(
+          'the bridge serves no /metrics: replicas not checked',
+          'run the bridge with --metrics-listen',
+        );
+      const replicas = [
+        ...(await response.text()).matchAll(
+          /^cloudtaser_bridge_beacon_replica_up\{replica="([^"]+)"\} (\S+)$/gm,
+        ),
+      ].map((m) => ({ replica: m[1], up: Number(m[2]) === 1 }));
+      const down = replicas.filter((r) => !r.up).map((r) => r.replica);
+      if (replicas.length === 0)
+        return warn(
+          'the bridge has not dialled a beacon replica yet',
+          'wait one poll interval and run doctor again',
+        );
+      if (down.length > 0)
+        return broken(
+          `the bridge cannot reach beacon replica(s) ${down.join(', ')}`,
+          'check egress from the bridge to those addresses (firewall, proxy) and those beacon pods',
+          {
+            code: 'CT_BEACON_UNREACHABLE',
+            facts: { replicas },
+          },
+        );
+      return ok(`${replicas.length} replica(s) reachable: ${replicas.map((r) => r.replica).join(', ')}`, {
+        replicas,
+      });
+    },
+    async 'bridge-cluster'() {
+      if (!bridgeUrl) return noBridge();
+      if (!bridge?.clusters?.some((c) => c.fingerprintPrefix === fp8))
+        return broken(
+          `the bridge does not serve ${fp8}`,
+          "the bridge lists clusters at every poll: check its namespace root (--namespace-root) and its policy's read on the registration records",
+        );
+      return ok(`the bridge serves ${fp8}`);
+    },
+    async initialization() {
+      if (!record?.initialized)
+        return broken(
+          'the cluster has never bootstrapped: no broker has reached the bridge',
+          'install the operator in the cluster and run `cloudtaser-cli target doctor` there',
+        );
+      return ok(`bootstrapped at ${record.initializedAt ?? '?'}`);
+    },
+    async tunnel() {
+      if (!bridgeUrl) return noBridge();
+      const cluster = bridge?.clusters?.find((c) => c.fingerprintPrefix === fp8);
+      if (!cluster || cluster.tunnels < 1)
+        return broken(
+          `the bridge holds no tunnel for ${fp8}`,
+          'the broker is not connected: run `cloudtaser-cli target doctor` in the cluster',
+          {
+            code: 'CT_TUNNEL_CLOSED',
+          },
+        );
+      return ok(`${cluster.tunnels} tunnel(s) up`);
+    },
+  };
+  return walkLinks('source', SOURCE_LINKS, (link) => checks[link.id]());
+}
+
+function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && code.startsWith('CT_') ? code : undefined;
+}

@@ -1,0 +1,284 @@
+/**
+ * `doctor` on both sides of the local operational stack: healthy, it exits 0; with one link broken at a time it
+ * stops there and names it, with its exit code.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createBridgeMetrics } from '../../runtime/bridge/index.js';
+import { buildProgram } from '../../runtime/cli/program.js';
+import {
+  type DoctorReport,
+  runSourceDoctor,
+  runTargetDoctor,
+  SOURCE_LINKS,
+  TARGET_LINKS,
+  type TargetDoctorOptions,
+} from '../../runtime/doctor/index.js';
+import { KubeClient } from '../../runtime/kube/index.js';
+import { beaconCert, testResolve } from '../runtime/fixtures.js';
+import { OPERATOR_NAMESPACE, type OperationalStack, startOperationalStack } from './stack.js';
+
+let stack: OperationalStack;
+let dir: string;
+
+function operatorDeployment(name: string, args: string[], available = 1) {
+  const probe = (path: string) => ({ httpGet: { path, port: 'health' } });
+  return {
+    metadata: { name, namespace: OPERATOR_NAMESPACE },
+    spec: {
+      replicas: 1,
+      template: {
+        spec: {
+          containers: [
+            { name: 'operator', args, livenessProbe: probe('/healthz'), readinessProbe: probe('/readyz') },
+          ],
+        },
+      },
+    },
+    status: { replicas: 1, availableReplicas: available, readyReplicas: available },
+  };
+}
+
+beforeAll(async () => {
+  stack = await startOperationalStack({
+    bridge: {
+      health: { host: '127.0.0.1', port: 0 },
+      metrics: createBridgeMetrics({ processMetrics: false }),
+    },
+    broker: {
+      webhook: { host: '127.0.0.1', port: 0, dnsNames: ['localhost'], injection: { image: 'operator:test' } },
+    },
+  });
+  // Both addresses the beacon name resolves to run a replica.
+  await stack.replicas.start(1);
+  dir = await mkdtemp(join(tmpdir(), 'doctor-'));
+  const caBundle = (pem: string) => Buffer.from(pem).toString('base64');
+  const webhook = (name: string, pem: string) => ({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name },
+    webhooks: [
+      {
+        name: 'inject.cloudtaser.io',
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        clientConfig: {
+          service: { name: 'cloudtaser', namespace: OPERATOR_NAMESPACE, path: '/mutate-pods' },
+          caBundle: caBundle(pem),
+        },
+      },
+    ],
+  });
+  await stack.kube.createMutatingWebhookConfiguration(
+    webhook('cloudtaser', stack.broker.status().webhookCaPem!),
+  );
+  await stack.kube.createMutatingWebhookConfiguration(webhook('stale', beaconCert.certPem));
+  const args = [
+    'broker',
+    'run',
+    `--beacon=${stack.replicas.address}`,
+    `--ca-sha256=${stack.cluster.operationalHash}`,
+    '--webhook-configuration=cloudtaser',
+  ];
+  stack.kube.applyDeployment(operatorDeployment('cloudtaser', args));
+  stack.kube.applyDeployment(operatorDeployment('crashing', args, 0));
+  stack.kube.applyDeployment(
+    operatorDeployment('repinned', [...args.slice(0, 3), `--ca-sha256=${'ab'.repeat(32)}`, args[4]]),
+  );
+}, 60_000);
+afterAll(async () => {
+  await stack?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const targetOptions = (extra: Partial<TargetDoctorOptions> = {}): TargetDoctorOptions => ({
+  kube: stack.kubeAdmin,
+  namespace: OPERATOR_NAMESPACE,
+  brokerStatusUrl: stack.broker.healthUrl,
+  beaconCaPem: beaconCert.certPem,
+  resolve: testResolve,
+  timeoutMs: 2_000,
+  ...extra,
+});
+
+function expectBrokenAt(report: DoctorReport, link: string, code: number): void {
+  expect(report.healthy).toBe(false);
+  expect(report.brokenLink).toBe(link);
+  expect(report.exitCode).toBe(code);
+  const index = report.steps.findIndex((s) => s.link === link);
+  expect(report.steps[index].fix?.length).toBeGreaterThan(10);
+  // Walked in order: everything before is checked, everything after is not.
+  for (const step of report.steps.slice(0, index)) expect(step.state).not.toBe('not-checked');
+  for (const step of report.steps.slice(index + 1)) expect(step.state).toBe('not-checked');
+}
+
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('target doctor', () => {
+  it('walks every link of a healthy path and exits 0', async () => {
+    const report = await runTargetDoctor(targetOptions());
+    expect(report.steps.map((s) => [s.link, s.state])).toEqual(TARGET_LINKS.map((l) => [l.id, 'ok']));
+    expect(report).toMatchObject({ healthy: true, exitCode: 0 });
+  });
+
+  it('names an unreachable API server (10)', async () => {
+    const kube = KubeClient.fromConnection({
+      kind: 'token',
+      host: `https://127.0.0.1:${await deadPort()}`,
+      token: 'x',
+    });
+    expectBrokenAt(await runTargetDoctor(targetOptions({ kube })), 'cluster', 10);
+    kube.close();
+  });
+
+  it('names a missing or unavailable operator Deployment (12)', async () => {
+    expectBrokenAt(await runTargetDoctor(targetOptions({ deployment: 'not-installed' })), 'operator', 12);
+    const crashing = await runTargetDoctor(targetOptions({ deployment: 'crashing' }));
+    expectBrokenAt(crashing, 'operator', 12);
+    expect(crashing.steps[2].detail).toContain('no available replica');
+  });
+
+  it('names an unreadable broker /status (13)', async () => {
+    expectBrokenAt(
+      await runTargetDoctor(targetOptions({ brokerStatusUrl: `http://127.0.0.1:${await deadPort()}` })),
+      'broker-status',
+      13,
+    );
+  });
+
+  it('names a webhook configuration whose caBundle is not the serving CA (14)', async () => {
+    const report = await runTargetDoctor(targetOptions({ webhookConfiguration: 'stale' }));
+    expectBrokenAt(report, 'webhook', 14);
+  });
+
+  it('names a beacon name without A-records (15), a replica that refuses TCP (16) and an untrusted certificate (17)', async () => {
+    expectBrokenAt(await runTargetDoctor(targetOptions({ resolve: async () => [] })), 'beacon-dns', 15);
+    const port = await deadPort();
+    const tcp = await runTargetDoctor(targetOptions({ beacon: `127.0.0.1:${port}` }));
+    expectBrokenAt(tcp, 'beacon-tcp', 16);
+    expect(tcp.steps.find((s) => s.link === 'beacon-tcp')?.detail).toContain('ECONNREFUSED');
+    const tls = await runTargetDoctor(targetOptions({ beaconCaPem: undefined }));
+    expectBrokenAt(tls, 'beacon-tls', 17);
+    expect(tls.steps.find((s) => s.link === 'beacon-tls')?.detail).toContain('not trusted');
+  });
+
+  it('names a pin that is not the CA the broker runs with (18)', async () => {
+    const report = await runTargetDoctor(targetOptions({ deployment: 'repinned' }));
+    expectBrokenAt(report, 'trust', 18);
+    expect(report.steps.find((s) => s.link === 'trust')?.code).toBe('CT_PKI_CA_PIN_MISMATCH');
+  });
+
+  it('runs as `cloudtaser-cli target doctor --output json` with the exit code of the broken link', async () => {
+    const kubeconfig = join(dir, 'kubeconfig');
+    await stack.kube.writeKubeconfig(kubeconfig);
+    const caFile = join(dir, 'beacon-ca.pem');
+    await writeFile(caFile, beaconCert.certPem);
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
+    const previous = process.exitCode;
+    try {
+      await buildProgram().parseAsync([
+        'node',
+        'cloudtaser-cli',
+        'target',
+        'doctor',
+        '--kubeconfig',
+        kubeconfig,
+        '--broker-status-url',
+        stack.broker.healthUrl!,
+        '--beacon',
+        `127.0.0.1:${stack.replicas.port}`,
+        '--beacon-ca',
+        caFile,
+        '--webhook-configuration',
+        'stale',
+        '--output',
+        'json',
+      ]);
+      expect(process.exitCode).toBe(14);
+    } finally {
+      spy.mockRestore();
+      process.exitCode = previous;
+    }
+    const report = JSON.parse(out.join(''));
+    expect(report).toMatchObject({ side: 'target', healthy: false, brokenLink: 'webhook', exitCode: 14 });
+  });
+});
+
+describe('source doctor', () => {
+  const sourceOptions = () => ({
+    openbao: stack.admin,
+    fingerprint: stack.cluster.fingerprint,
+    bridgeHealthUrl: stack.bridge.healthUrl,
+    timeoutMs: 2_000,
+  });
+
+  it('walks every link of a healthy path, including the beacon replicas the bridge sees, and exits 0', async () => {
+    // The bridge dialled the second replica before it started: it is healthy once its backoff brings it back.
+    await vi.waitFor(
+      async () => {
+        const report = await runSourceDoctor(sourceOptions());
+        expect(report.steps.map((s) => [s.link, s.state])).toEqual(SOURCE_LINKS.map((l) => [l.id, 'ok']));
+        expect(report.exitCode).toBe(0);
+      },
+      { timeout: 15_000, interval: 200 },
+    );
+  });
+
+  it('names a fingerprint that is not registered (21) and an unreachable bridge (24)', async () => {
+    expectBrokenAt(
+      await runSourceDoctor({ ...sourceOptions(), fingerprint: '3f0c2b1e-0000-4000-8000-000000000000' }),
+      'registration',
+      21,
+    );
+    expectBrokenAt(
+      await runSourceDoctor({ ...sourceOptions(), bridgeHealthUrl: `http://127.0.0.1:${await deadPort()}` }),
+      'bridge',
+      24,
+    );
+  });
+
+  it('names a beacon replica the bridge cannot reach (25), as its /metrics reports it', async () => {
+    await stack.replicas.stop(1);
+    try {
+      await vi.waitFor(
+        async () => {
+          const report = await runSourceDoctor(sourceOptions());
+          expectBrokenAt(report, 'beacon-replicas', 25);
+          expect(report.steps.find((s) => s.link === 'beacon-replicas')?.detail).toContain('127.0.0.2');
+        },
+        { timeout: 15_000, interval: 100 },
+      );
+    } finally {
+      await stack.replicas.start(1);
+    }
+  });
+
+  it('names OpenBao credentials that do not work (20)', async () => {
+    expectBrokenAt(
+      await runSourceDoctor({ ...sourceOptions(), openbao: stack.admin.withToken('nope') }),
+      'openbao',
+      20,
+    );
+  });
+
+  it('names the broker phase once the bridge is gone (19), after every earlier target link checks out', async () => {
+    await stack.bridge.close();
+    await vi.waitFor(() => expect(stack.broker.status().phase).not.toBe('operational'), { timeout: 10_000 });
+    const report = await runTargetDoctor(targetOptions());
+    expectBrokenAt(report, 'broker-phase', 19);
+    expect(report.steps.at(-1)?.fix).toContain('source doctor');
+  });
+});
