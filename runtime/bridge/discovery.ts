@@ -199,7 +199,9 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       while (next < list.length) {
         const fingerprint = list[next++];
         try {
-          out.set(fingerprint, await readRegisteredCluster(root, fingerprint));
+          // The journal named this cluster: another writer may have deleted a record this bridge wrote moments
+          // ago (a re-arm or deregistration right after a bootstrap); that is the change, not a lagging standby.
+          out.set(fingerprint, await readRegisteredCluster(root, fingerprint, { changedByOthers: true }));
         } catch (err) {
           if (!isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
           log.warn(

@@ -845,12 +845,15 @@ export class OpenBaoClient {
   /**
    * The secret's data, or undefined when missing, deleted or destroyed. Right after this connection wrote it (or
    * lost a check-and-set on it), waits (bounded) until the answer is at least that new, in case the answering
-   * node is a standby that lags the active node.
+   * node is a standby that lags the active node. `changedByOthers`: the caller knows another process changed the
+   * record after this connection's write (the discovery journal says so), so a record gone with its whole history
+   * (404 without a version: deleted with its metadata) is that change, not lag; any version shown must still be
+   * at least this connection's.
    */
   async kvRead(
     mount: string,
     path: string,
-    options: { version?: number } = {},
+    options: { version?: number; changedByOthers?: boolean } = {},
   ): Promise<KvSecret | undefined> {
     const apiPath = `${trimSlashes(mount)}/data/${kvKey(path)}`;
     const read = async () => {
@@ -881,7 +884,8 @@ export class OpenBaoClient {
       expected.deadline,
       this.#context('GET', apiPath),
       read,
-      ({ seenVersion }) => kvConsistent(expected.value, seenVersion),
+      ({ seenVersion }) =>
+        kvConsistent(expected.value, seenVersion) || (options.changedByOthers === true && seenVersion === 0),
     );
     this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
     return answer.secret;

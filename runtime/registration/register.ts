@@ -450,10 +450,11 @@ export async function listRegisteredClusters(
 export async function readRegisteredCluster(
   root: OpenBaoClient,
   fingerprint: string,
+  options: { changedByOthers?: boolean } = {},
 ): Promise<RegisteredCluster | undefined> {
   const [registered, initialized] = await Promise.all([
-    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
-    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint), options),
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint), options),
   ]);
   if (!registered) return undefined;
   const record = asRegisteredRecord(registered.data, fingerprint);
