@@ -66,9 +66,10 @@ describe('/status shows prefixes, never the fingerprint or a full hash', () => {
     expect(rejected.reason).toMatch(/--rearm/);
   });
 
-  it('in the bridge: a poll error that names a cluster', async () => {
+  it('in the bridge: a corrupt registration record neither fails the poll nor puts the fingerprint in /status', async () => {
     const fingerprint = randomUUID();
-    // A registration record without its fields: the poll's error names the fingerprint.
+    // A registration record without its fields: discovery skips that one cluster (logging its prefix) and serves
+    // the rest, so /status has no poll error, and nothing in it names the cluster in full.
     await store.register(fingerprint);
     await store.admin
       .withNamespace('cloudtaser')
@@ -81,9 +82,8 @@ describe('/status shows prefixes, never the fingerprint or a full hash', () => {
       health: { host: '127.0.0.1', port: 0 },
     });
     closers.push(() => bridge.close());
-    expect(bridge.status().lastPollError).toMatch(/CT_REGISTRATION_CORRUPT/);
+    expect(bridge.status().lastPollError).toBeUndefined();
     const text = await statusText(bridge.healthUrl);
-    expect(text).toContain(`${fingerprint.slice(0, 8)}…`);
     expect(text).not.toContain(fingerprint);
     expect(text).not.toContain(initHash(fingerprint));
   });
