@@ -231,8 +231,10 @@ describe.skipIf(!built)('bridge run and broker run behind an HTTP proxy', () => 
     const broker = brokerRun(brokerPort, proxyUrl('not-the-password'));
     const failed = await eventually(
       async () => {
+        // `reason` is the current step's: between retries it says what the broker does now ("waiting for the
+        // bridge ..."), while `lastErrorCode` keeps the last failure. Wait for a snapshot taken on the failure.
         const body = await status(brokerPort);
-        return body?.lastErrorCode ? body : undefined;
+        return body?.lastErrorCode && String(body.reason).includes('HTTP proxy') ? body : undefined;
       },
       20_000,
       'broker reports the proxy',
