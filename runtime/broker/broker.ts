@@ -140,6 +140,8 @@ export interface BrokerStatus {
   readonly since: string;
   /** The stable code of the last failure, if any. */
   readonly lastErrorCode?: string;
+  /** The message of that failure: kept while the broker retries, so `reason` can move on to the current step. */
+  readonly lastError?: string;
   /** First 12 hex characters of the operational room (the CA hash) once bootstrapped. */
   readonly operationalHashPrefix?: string;
   /** The beacon replica the live tunnel runs through. */
@@ -325,6 +327,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     ...status,
     ...(migrator ? { migration: migrator.status() } : {}),
     reason: redactIdentifiers(status.reason),
+    ...(status.lastError ? { lastError: redactIdentifiers(status.lastError) } : {}),
     ...(status.phase === 'operational' && podApiServer && podApiCaPem ? { podApiUrl, podApiCaPem } : {}),
     ...(webhookCa ? { webhookCaPem: webhookCa } : {}),
     ...(caBundle ? { webhookCaBundle: caBundle.status() } : {}),
@@ -698,7 +701,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const tryInit = !credentials || operationalMisses >= timing.reBootstrapAfterFailures;
         if (tryInit) {
           if (!credentials && status.phase !== 'rejected')
-            setStatus('bootstrapping', 'waiting for the bridge in the init room');
+            setStatus(
+              'bootstrapping',
+              status.lastError
+                ? `waiting for the bridge in the init room; the last attempt failed: ${status.lastError}`
+                : 'waiting for the bridge in the init room',
+            );
           const caPin = await pinForBootstrap(credentials);
           try {
             const fresh = await bootstrap(fingerprint, caPin);
@@ -707,6 +715,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             operationalMisses = 0;
             setStatus('connecting', 'bootstrapped; dialing the operational room', {
               lastErrorCode: undefined,
+              lastError: undefined,
               operationalHashPrefix: hashPrefix(operationalHash(fresh.caCertDer)),
             });
           } catch (err) {
@@ -738,6 +747,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         backoff.reset();
         setStatus('operational', 'mutual TLS tunnel to the bridge is up', {
           lastErrorCode: undefined,
+          lastError: undefined,
           beaconIp: session.ip,
           tunnel: { since: new Date().toISOString() },
         });
@@ -750,6 +760,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const pause = backoff.next();
         setStatus('reconnecting', `the tunnel closed (${why.message}); reconnecting in ${pause} ms`, {
           lastErrorCode: why.code,
+          lastError: why.message,
         });
         await sleep(pause, stop.signal);
       } catch (err) {
@@ -760,6 +771,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           // Both heal without a restart (a re-arm, refreshed keys, a fresh token): retry at the slow pace.
           setStatus('rejected', error.message.replace(/^the bridge refused the bootstrap: /, ''), {
             lastErrorCode: refusal,
+            lastError: error.message,
           });
           await sleep(jitteredInterval(timing.rejectedRetryMs), stop.signal);
           continue;
@@ -777,7 +789,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const reason = unrecorded
           ? `accepted cluster CA ${operationalHash(credentials!.caCertDer).slice(0, 8)}… at first contact but has not recorded it, so it stays closed: ${error.message}; retrying in ${delay} ms`
           : `${error.message}; retrying in ${delay} ms`;
-        setStatus(phase, reason, { lastErrorCode: error.code });
+        setStatus(phase, reason, { lastErrorCode: error.code, lastError: error.message });
         log.warn(
           { event: 'broker.retry', code: error.code, delayMs: delay, reason: error.message },
           'broker attempt failed',

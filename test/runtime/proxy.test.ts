@@ -127,6 +127,8 @@ describe('bridge and broker behind an HTTP proxy', () => {
       return body.lastErrorCode ? body : undefined;
     }, 10_000)) as Record<string, string>;
     expect(status.lastErrorCode).toBe('CT_PROXY_AUTH');
+    // Between retries the reason names the current step and still carries the last failure; lastError keeps it.
+    expect(status.lastError).toContain(`the HTTP proxy ${proxy.url} (HTTPS_PROXY) answered CONNECT`);
     expect(status.reason).toContain(`the HTTP proxy ${proxy.url} (HTTPS_PROXY) answered CONNECT`);
     expect(status.reason).toContain('refused the user name and password in the proxy URL');
     expect(status.reason).not.toMatch(/unreachable|wrong/);
