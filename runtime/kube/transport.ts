@@ -1,33 +1,21 @@
 /**
- * A thin Kubernetes API client: the handful of calls cloudtaser makes, with errors mapped to stable CT_ codes.
- * Credentials (tokens, exec plugins, client certificates, CA) come from @kubernetes/client-node's KubeConfig;
- * the HTTP exchange is ours so that every failure can say what to do. Bearer tokens never reach a log or an error.
+ * The HTTP exchange of the Kubernetes API client: credentials from @kubernetes/client-node's KubeConfig (tokens,
+ * exec plugins, client certificates, CA), pooled connections, time limits, JSON bodies, and every failure turned
+ * into a CT_KUBE_* error (errors.ts). The typed calls live in client.ts. Bearer tokens never reach a log or an error.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
-import { proxyFailure } from '../proxy/errors.js';
-import { parseProxyUrl } from '../proxy/settings.js';
+import { CloudtaserError, type Logger, moduleLogger } from '../core/index.js';
 import type { KubeConfig } from './client-node.js';
-import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
-import { describePermission, type KubeCall } from './permissions.js';
-import type {
-  JsonPatchOperation,
-  KubeConfigMap,
-  KubeDeployment,
-  KubeEvent,
-  KubeList,
-  KubeMutatingWebhookConfiguration,
-  KubeNamespace,
-  KubeSecret,
-  KubeVersion,
-  NewEvent,
-  NewSecret,
-  ObjectReference,
-  ServiceAccountToken,
-  TokenReviewStatus,
-} from './types.js';
+import {
+  cancelledError,
+  credentialError,
+  type FailedCall,
+  type KubeErrorContext,
+  statusError,
+  transportError,
+} from './errors.js';
 
 export interface KubeClientOptions {
   /** Per-request time limit. @default 15000 */
@@ -43,39 +31,24 @@ export interface CallOptions {
   readonly timeoutMs?: number;
 }
 
-interface RequestSpec extends CallOptions {
+export interface RequestSpec extends CallOptions, FailedCall {
   readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE' | 'PUT';
-  readonly path: string;
   readonly query?: Record<string, string | number | undefined>;
   readonly body?: unknown;
   readonly contentType?: string;
-  /** The call's row in KUBE_CALLS: what RBAC must allow, said in the Forbidden message. */
-  readonly call: KubeCall;
-  /** The object named, for that message. */
-  readonly target?: { readonly name?: string; readonly namespace?: string };
 }
 
 /** Largest response body read; a SecretList page with 500 large secrets stays well below it. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
-const NETWORK_ERRORS = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ECONNABORTED',
-]);
 
-export class KubeClient {
+/** One API server connection (the kubeconfig's current context): sends requests and maps their failures. */
+export class KubeTransport implements KubeErrorContext {
   /** The API server URL of the current context. */
   readonly server: string;
-  private readonly kubeConfig: KubeConfig;
+  readonly kubeConfig: KubeConfig;
+  readonly description: string;
   private readonly timeoutMs: number;
-  private readonly description: string;
   private readonly logger: Logger;
   private readonly agents = new Map<string, http.Agent>();
 
@@ -94,361 +67,14 @@ export class KubeClient {
     this.logger = moduleLogger(options.logger, 'kube-client');
   }
 
-  static fromConnection(
-    connection: KubeConnection,
-    options: Omit<KubeClientOptions, 'description'> = {},
-  ): KubeClient {
-    return new KubeClient(loadKubeConfig(connection), {
-      ...options,
-      description: describeConnection(connection),
-    });
-  }
-
-  async getVersion(options?: CallOptions): Promise<KubeVersion> {
-    return this.request<KubeVersion>({
-      ...options,
-      method: 'GET',
-      path: '/version',
-      call: 'getVersion',
-    });
-  }
-
-  async getNamespace(name: string, options?: CallOptions): Promise<KubeNamespace> {
-    return this.request<KubeNamespace>({
-      ...options,
-      method: 'GET',
-      path: `/api/v1/namespaces/${segment(name, 'namespace name')}`,
-      call: 'getNamespace',
-      target: { name },
-    });
-  }
-
-  /** Service-account issuer discovery (`/.well-known/openid-configuration`); served only when the issuer is a URL. */
-  async getOpenIdConfiguration(options?: CallOptions): Promise<Record<string, unknown>> {
-    return this.request<Record<string, unknown>>({
-      ...options,
-      method: 'GET',
-      path: '/.well-known/openid-configuration',
-      call: 'getOpenIdConfiguration',
-    });
-  }
-
-  /** The public keys that verify the cluster's service-account tokens (`/openid/v1/jwks`). */
-  async getServiceAccountJwks(options?: CallOptions): Promise<unknown> {
-    return this.request<unknown>({
-      ...options,
-      method: 'GET',
-      path: '/openid/v1/jwks',
-      call: 'getServiceAccountJwks',
-    });
-  }
-
-  /**
-   * Asks the API server whether `token` is valid for `audiences` (the server's own when empty). A rejected
-   * token is not an error: the status says `authenticated` is not true and carries `error`.
-   */
-  async createTokenReview(
-    token: string,
-    audiences: readonly string[] = [],
-    options?: CallOptions,
-  ): Promise<TokenReviewStatus> {
-    if (typeof token !== 'string' || token === '')
-      throw new CloudtaserError('CT_INVALID_ARGUMENT', 'createTokenReview needs a non-empty token');
-    const response = await this.request<{ status?: TokenReviewStatus }>({
-      ...options,
-      method: 'POST',
-      path: '/apis/authentication.k8s.io/v1/tokenreviews',
-      body: {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenReview',
-        spec: { token, ...(audiences.length === 0 ? {} : { audiences: [...audiences] }) },
-      },
-      call: 'createTokenReview',
-    });
-    return response.status ?? {};
-  }
-
-  async getSecret(namespace: string, name: string, options?: CallOptions): Promise<KubeSecret> {
-    return this.request<KubeSecret>({
-      ...options,
-      method: 'GET',
-      path: `${secretsPath(namespace)}/${segment(name, 'secret name')}`,
-      call: 'getSecret',
-      target: { name, namespace },
-    });
-  }
-
-  /** Lists secrets in one namespace, or in all when `namespace` is undefined. One page; follow `metadata.continue`. */
-  async listSecrets(
-    namespace: string | undefined,
-    options: CallOptions & {
-      labelSelector?: string;
-      fieldSelector?: string;
-      limit?: number;
-      continue?: string;
-    } = {},
-  ): Promise<KubeList<KubeSecret>> {
-    return this.request<KubeList<KubeSecret>>({
-      ...options,
-      method: 'GET',
-      path: namespace === undefined ? '/api/v1/secrets' : secretsPath(namespace),
-      query: {
-        labelSelector: options.labelSelector,
-        fieldSelector: options.fieldSelector,
-        limit: options.limit,
-        continue: options.continue,
-      },
-      call: 'listSecrets',
-      target: { namespace },
-    });
-  }
-
-  async createSecret(namespace: string, secret: NewSecret, options?: CallOptions): Promise<KubeSecret> {
-    return this.request<KubeSecret>({
-      ...options,
-      method: 'POST',
-      path: secretsPath(namespace),
-      body: { apiVersion: 'v1', kind: 'Secret', ...secret },
-      call: 'createSecret',
-      target: { namespace },
-    });
-  }
-
-  /**
-   * Merge-patches a secret's labels and annotations (a `null` value removes the key). With `resourceVersion`
-   * the patch only applies to that version; otherwise CT_KUBE_CONFLICT.
-   */
-  async patchSecretMetadata(
-    namespace: string,
-    name: string,
-    patch: { labels?: Record<string, string | null>; annotations?: Record<string, string | null> },
-    options: CallOptions & { resourceVersion?: string } = {},
-  ): Promise<KubeSecret> {
-    const metadata: Record<string, unknown> = {};
-    if (patch.labels !== undefined) metadata.labels = patch.labels;
-    if (patch.annotations !== undefined) metadata.annotations = patch.annotations;
-    if (options.resourceVersion !== undefined) metadata.resourceVersion = options.resourceVersion;
-    return this.request<KubeSecret>({
-      ...options,
-      method: 'PATCH',
-      path: `${secretsPath(namespace)}/${segment(name, 'secret name')}`,
-      body: { metadata },
-      contentType: 'application/merge-patch+json',
-      call: 'patchSecretMetadata',
-      target: { name, namespace },
-    });
-  }
-
-  async getDeployment(namespace: string, name: string, options?: CallOptions): Promise<KubeDeployment> {
-    return this.request<KubeDeployment>({
-      ...options,
-      method: 'GET',
-      path: `/apis/apps/v1/namespaces/${segment(namespace, 'namespace name')}/deployments/${segment(name, 'deployment name')}`,
-      call: 'getDeployment',
-      target: { name, namespace },
-    });
-  }
-
-  /** GET through the API server's service proxy (`services/<name>:<port>/proxy/<path>`): a pod's plain-HTTP port. */
-  async getServiceProxy(
-    namespace: string,
-    service: string,
-    port: string,
-    path: string,
-    options?: CallOptions,
-  ): Promise<unknown> {
-    return this.request<unknown>({
-      ...options,
-      method: 'GET',
-      path: `/api/v1/namespaces/${segment(namespace, 'namespace name')}/services/${segment(`${service}:${port}`, 'service name')}/proxy/${path.replace(/^\/+/, '')}`,
-      call: 'getServiceProxy',
-      target: { name: service, namespace },
-    });
-  }
-
-  async getConfigMap(namespace: string, name: string, options?: CallOptions): Promise<KubeConfigMap> {
-    return this.request<KubeConfigMap>({
-      ...options,
-      method: 'GET',
-      path: `${configMapsPath(namespace)}/${segment(name, 'configmap name')}`,
-      call: 'getConfigMap',
-      target: { name, namespace },
-    });
-  }
-
-  async createConfigMap(
-    namespace: string,
-    configMap: {
-      metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-      data?: Record<string, string>;
-    },
-    options?: CallOptions,
-  ): Promise<KubeConfigMap> {
-    return this.request<KubeConfigMap>({
-      ...options,
-      method: 'POST',
-      path: configMapsPath(namespace),
-      body: { apiVersion: 'v1', kind: 'ConfigMap', ...configMap },
-      call: 'createConfigMap',
-      target: { name: configMap.metadata.name, namespace },
-    });
-  }
-
-  /**
-   * Merge-patches a ConfigMap's data (a `null` value removes the key), leaving its labels and annotations (Helm's
-   * ownership among them) as they are. With `resourceVersion` the patch only applies to that version; otherwise
-   * CT_KUBE_CONFLICT.
-   */
-  async patchConfigMapData(
-    namespace: string,
-    name: string,
-    data: Record<string, string | null>,
-    options: CallOptions & { resourceVersion?: string } = {},
-  ): Promise<KubeConfigMap> {
-    return this.request<KubeConfigMap>({
-      ...options,
-      method: 'PATCH',
-      path: `${configMapsPath(namespace)}/${segment(name, 'configmap name')}`,
-      body: {
-        ...(options.resourceVersion !== undefined
-          ? { metadata: { resourceVersion: options.resourceVersion } }
-          : {}),
-        data,
-      },
-      contentType: 'application/merge-patch+json',
-      call: 'patchConfigMapData',
-      target: { name, namespace },
-    });
-  }
-
-  async getMutatingWebhookConfiguration(
-    name: string,
-    options?: CallOptions,
-  ): Promise<KubeMutatingWebhookConfiguration> {
-    return this.request<KubeMutatingWebhookConfiguration>({
-      ...options,
-      method: 'GET',
-      path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
-      call: 'getMutatingWebhookConfiguration',
-      target: { name },
-    });
-  }
-
-  /** Applies an RFC 6902 JSON patch; start it with a `test` of /metadata/resourceVersion to make it conditional. */
-  async patchMutatingWebhookConfiguration(
-    name: string,
-    operations: readonly JsonPatchOperation[],
-    options?: CallOptions,
-  ): Promise<KubeMutatingWebhookConfiguration> {
-    return this.request<KubeMutatingWebhookConfiguration>({
-      ...options,
-      method: 'PATCH',
-      path: `${WEBHOOK_CONFIGURATIONS_PATH}/${segment(name, 'MutatingWebhookConfiguration name')}`,
-      body: operations,
-      contentType: 'application/json-patch+json',
-      call: 'patchMutatingWebhookConfiguration',
-      target: { name },
-    });
-  }
-
-  /** Deletes a secret only if it still has the given resourceVersion/uid (CT_KUBE_CONFLICT otherwise). */
-  async deleteSecret(
-    namespace: string,
-    name: string,
-    preconditions: { resourceVersion?: string; uid?: string } = {},
-    options?: CallOptions,
-  ): Promise<void> {
-    const hasPreconditions = preconditions.resourceVersion !== undefined || preconditions.uid !== undefined;
-    await this.request<unknown>({
-      ...options,
-      method: 'DELETE',
-      path: `${secretsPath(namespace)}/${segment(name, 'secret name')}`,
-      body: {
-        apiVersion: 'v1',
-        kind: 'DeleteOptions',
-        propagationPolicy: 'Background',
-        ...(hasPreconditions ? { preconditions } : {}),
-      },
-      call: 'deleteSecret',
-      target: { name, namespace },
-    });
-  }
-
-  /** Records a core/v1 Event about an object, as controllers do. */
-  async createEvent(namespace: string, event: NewEvent, options?: CallOptions): Promise<KubeEvent> {
-    const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const reference: ObjectReference = {
-      ...event.involvedObject,
-      namespace: event.involvedObject.namespace ?? namespace,
-    };
-    return this.request<KubeEvent>({
-      ...options,
-      method: 'POST',
-      path: `/api/v1/namespaces/${segment(namespace, 'namespace name')}/events`,
-      body: {
-        apiVersion: 'v1',
-        kind: 'Event',
-        metadata: { generateName: `${event.involvedObject.name}.`, namespace },
-        involvedObject: reference,
-        reason: event.reason,
-        message: event.message,
-        type: event.type ?? 'Normal',
-        source: { component: event.component },
-        reportingComponent: event.component,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-      },
-      call: 'createEvent',
-      target: { namespace },
-    });
-  }
-
-  /** TokenRequest: a short-lived token for a service account (`kubectl create token`). */
-  async createServiceAccountToken(
-    namespace: string,
-    name: string,
-    request: {
-      audiences?: readonly string[];
-      expirationSeconds?: number;
-      boundObjectRef?: ObjectReference;
-    } = {},
-    options?: CallOptions,
-  ): Promise<ServiceAccountToken> {
-    const response = await this.request<{ status?: Partial<ServiceAccountToken> }>({
-      ...options,
-      method: 'POST',
-      path: `/api/v1/namespaces/${segment(namespace, 'namespace name')}/serviceaccounts/${segment(name, 'service account name')}/token`,
-      body: {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: {
-          audiences: request.audiences === undefined ? null : [...request.audiences],
-          expirationSeconds: request.expirationSeconds ?? null,
-          boundObjectRef: request.boundObjectRef ?? null,
-        },
-      },
-      call: 'createServiceAccountToken',
-      target: { name, namespace },
-    });
-    const status = response.status;
-    if (typeof status?.token !== 'string' || status.token === '') {
-      throw new CloudtaserError(
-        'CT_KUBE_ERROR',
-        `the API server at ${this.server} returned a TokenRequest without a token`,
-      );
-    }
-    return { token: status.token, expirationTimestamp: String(status.expirationTimestamp ?? '') };
-  }
-
   /** Closes pooled connections. The client stays usable; new connections are opened on demand. */
   close(): void {
     for (const agent of this.agents.values()) agent.destroy();
     this.agents.clear();
   }
 
-  private async request<T>(spec: RequestSpec): Promise<T> {
-    if (spec.signal?.aborted) throw this.cancelled(spec.signal.reason);
+  async request<T>(spec: RequestSpec): Promise<T> {
+    if (spec.signal?.aborted) throw cancelledError(this, spec.signal.reason);
     const url = new URL(this.server + spec.path);
     for (const [key, value] of Object.entries(spec.query ?? {})) {
       if (value !== undefined && value !== '') url.searchParams.set(key, String(value));
@@ -478,7 +104,7 @@ export class KubeClient {
         payload,
       );
     } catch (err) {
-      if (spec.signal?.aborted) throw this.cancelled(err);
+      if (spec.signal?.aborted) throw cancelledError(this, err);
       if (timeout.aborted) {
         throw new CloudtaserError(
           'CT_KUBE_UNREACHABLE',
@@ -488,7 +114,7 @@ export class KubeClient {
           },
         );
       }
-      throw this.transportError(err);
+      throw transportError(this, err);
     }
     this.logger.debug(
       { event: 'kube_request', method: spec.method, path: spec.path, status: response.status },
@@ -507,7 +133,7 @@ export class KubeClient {
       }
       return body as T;
     }
-    throw this.statusError(response.status, body, spec);
+    throw statusError(this, response.status, body, spec);
   }
 
   /** Runs the credential machinery (token, token file, exec plugin, client certificate) for one request. */
@@ -520,7 +146,7 @@ export class KubeClient {
     try {
       await this.kubeConfig.applyToHTTPSOptions(opts);
     } catch (err) {
-      throw this.credentialError(err);
+      throw credentialError(this, err);
     }
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(opts.headers ?? {}))
@@ -562,144 +188,6 @@ export class KubeClient {
     }
     return agent;
   }
-
-  private cancelled(cause: unknown): CloudtaserError {
-    return new CloudtaserError(
-      'CT_CANCELLED',
-      `request to the Kubernetes API server at ${this.server} was cancelled`,
-      { cause },
-    );
-  }
-
-  private credentialError(err: unknown): CloudtaserError {
-    const error = err as NodeJS.ErrnoException & { path?: string; spawnargs?: string[] };
-    const user = this.kubeConfig.getCurrentUser();
-    const exec = (user?.exec ?? undefined) as { command?: string; installHint?: string } | undefined;
-    if (exec?.command !== undefined) {
-      if (error.code === 'ENOENT' || error.code === 'EACCES') {
-        const hint = exec.installHint
-          ? ` ${exec.installHint.trim()}`
-          : ' Install it or fix the command path in the kubeconfig or exec block.';
-        return new CloudtaserError(
-          'CT_KUBE_CONFIG',
-          `exec credential plugin ${JSON.stringify(exec.command)} could not be run (${error.code}) for ${this.description}.${hint}`,
-          {
-            cause: err,
-            details: { command: exec.command },
-          },
-        );
-      }
-      return new CloudtaserError(
-        'CT_KUBE_UNAUTHORIZED',
-        `exec credential plugin ${JSON.stringify(exec.command)} failed for ${this.description}: ${firstLine(error.message)}; log in again with the cloud CLI (gcloud auth login, aws sso login, az login) and retry`,
-        { cause: err, details: { command: exec.command } },
-      );
-    }
-    if (/HTTP protocol is not allowed/.test(error.message ?? '')) {
-      return new CloudtaserError(
-        'CT_KUBE_CONFIG',
-        `the server ${this.server} uses http://; use https:// or set insecure-skip-tls-verify explicitly (${this.description})`,
-        { cause: err },
-      );
-    }
-    return new CloudtaserError(
-      'CT_KUBE_CONFIG',
-      `credentials for ${this.description} could not be loaded: ${firstLine(error.message)}`,
-      {
-        cause: err,
-        details: error.path === undefined ? {} : { path: error.path },
-      },
-    );
-  }
-
-  private transportError(err: unknown): CloudtaserError {
-    const proxied = this.proxyError(err);
-    if (proxied) return proxied;
-    const error = err as NodeJS.ErrnoException;
-    const code = error.code ?? '';
-    if (NETWORK_ERRORS.has(code)) {
-      return new CloudtaserError(
-        'CT_KUBE_UNREACHABLE',
-        `the Kubernetes API server at ${this.server} could not be reached (${code}); check the server address in ${this.description} and that the cluster is running`,
-        {
-          cause: err,
-          details: { server: this.server, errno: code },
-        },
-      );
-    }
-    if (
-      /CERT|SSL|TLS|SIGNATURE|ALTNAME|EPROTO/i.test(code) ||
-      /certificate|ssl|tls/i.test(error.message ?? '')
-    ) {
-      return new CloudtaserError(
-        'CT_KUBE_TLS',
-        `TLS with the Kubernetes API server at ${this.server} failed (${code || firstLine(error.message)}); check the cluster CA certificate in ${this.description}`,
-        {
-          cause: err,
-          details: { server: this.server, errno: code },
-        },
-      );
-    }
-    return new CloudtaserError(
-      'CT_KUBE_UNREACHABLE',
-      `the Kubernetes API server at ${this.server} could not be reached: ${firstLine(error.message)}`,
-      {
-        cause: err,
-        details: { server: this.server, errno: code },
-      },
-    );
-  }
-
-  /** With the kubeconfig's http(s) proxy-url (client-node tunnels through it), a failure the proxy caused. */
-  private proxyError(err: unknown): CloudtaserError | undefined {
-    const proxyUrl = this.kubeConfig.getCurrentCluster()?.proxyUrl;
-    if (!proxyUrl || !/^https?:\/\//i.test(proxyUrl)) return undefined;
-    try {
-      return proxyFailure(
-        err,
-        parseProxyUrl(proxyUrl, 'the kubeconfig proxy-url'),
-        new URL(this.server).host,
-      );
-    } catch {
-      return undefined; // a proxy-url we cannot read: the plain transport error says what happened
-    }
-  }
-
-  private statusError(status: number, body: unknown, spec: RequestSpec): CloudtaserError {
-    const kubeStatus = (typeof body === 'object' && body !== null ? body : {}) as {
-      message?: unknown;
-      reason?: unknown;
-    };
-    const serverMessage =
-      typeof kubeStatus.message === 'string' ? kubeStatus.message.slice(0, 500) : `HTTP ${status}`;
-    const details = {
-      server: this.server,
-      status,
-      reason: typeof kubeStatus.reason === 'string' ? kubeStatus.reason : undefined,
-    };
-    const make = (code: ErrorCode, message: string) => new CloudtaserError(code, message, { details });
-    switch (status) {
-      case 401:
-        return make(
-          'CT_KUBE_UNAUTHORIZED',
-          `the Kubernetes API server at ${this.server} rejected the credentials of ${this.description} (401 Unauthorized): the token has expired or is invalid, or the exec plugin returned a bad token; refresh the credentials and retry`,
-        );
-      case 403:
-        return make(
-          'CT_KUBE_FORBIDDEN',
-          `${serverMessage}; RBAC must allow: ${describePermission(spec.call, spec.target)}`,
-        );
-      case 404:
-        return make('CT_KUBE_NOT_FOUND', serverMessage);
-      case 409:
-        return make('CT_KUBE_CONFLICT', `${serverMessage}; read the object again and retry`);
-      default:
-        return make(
-          'CT_KUBE_ERROR',
-          `the Kubernetes API server at ${this.server} answered ${spec.method} ${spec.path} with ${status}: ${serverMessage}`,
-        );
-    }
-  }
 }
 
 function send(
@@ -734,28 +222,4 @@ function parseJson(body: Buffer): unknown {
   } catch {
     return undefined;
   }
-}
-
-function segment(value: string, what: string): string {
-  if (typeof value !== 'string' || value === '' || value === '.' || value === '..' || value.length > 253) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `${what} ${JSON.stringify(value)} is not a valid Kubernetes name`,
-    );
-  }
-  return encodeURIComponent(value);
-}
-
-const WEBHOOK_CONFIGURATIONS_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
-
-function secretsPath(namespace: string): string {
-  return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/secrets`;
-}
-
-function configMapsPath(namespace: string): string {
-  return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/configmaps`;
-}
-
-function firstLine(text: string | undefined): string {
-  return (text ?? '').trim().split('\n')[0].slice(0, 300) || 'no message';
 }
