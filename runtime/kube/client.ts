@@ -11,6 +11,8 @@ import type {
   KubeConfigMap,
   KubeDeployment,
   KubeEvent,
+  KubeLease,
+  KubeLeaseSpec,
   KubeList,
   KubeMutatingWebhookConfiguration,
   KubeNamespace,
@@ -382,6 +384,117 @@ export class KubeClient {
     return { token: status.token, expirationTimestamp: String(status.expirationTimestamp ?? '') };
   }
 
+  /** A Lease; CT_KUBE_NOT_FOUND when there is none by that name. */
+  async getLease(namespace: string, name: string, options?: CallOptions): Promise<KubeLease> {
+    return withLeaseSpec(
+      await this.request<KubeLease>({
+        ...options,
+        method: 'GET',
+        path: `${leasesPath(namespace)}/${segment(name, 'lease name')}`,
+        call: 'getLease',
+        target: { name, namespace },
+      }),
+    );
+  }
+
+  /** Every Lease in the namespace (optionally by label selector), following continue tokens page by page. */
+  async listLeases(
+    namespace: string,
+    options: CallOptions & { labelSelector?: string } = {},
+  ): Promise<KubeLease[]> {
+    const leases: KubeLease[] = [];
+    let next: string | undefined;
+    do {
+      const page: KubeList<KubeLease> = await this.request<KubeList<KubeLease>>({
+        ...options,
+        method: 'GET',
+        path: leasesPath(namespace),
+        query: { labelSelector: options.labelSelector, limit: LEASE_PAGE_SIZE, continue: next },
+        call: 'listLeases',
+        target: { namespace },
+      });
+      for (const item of page.items ?? []) leases.push(withLeaseSpec(item));
+      next = page.metadata?.continue || undefined;
+    } while (next !== undefined);
+    return leases;
+  }
+
+  /** Creates a Lease; CT_KUBE_CONFLICT when one by that name exists (another replica got there first). */
+  async createLease(
+    namespace: string,
+    lease: { metadata: { name: string; labels?: Record<string, string> }; spec: KubeLeaseSpec },
+    options?: CallOptions,
+  ): Promise<KubeLease> {
+    return withLeaseSpec(
+      await this.request<KubeLease>({
+        ...options,
+        method: 'POST',
+        path: leasesPath(namespace),
+        body: {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: lease.metadata,
+          spec: lease.spec,
+        },
+        call: 'createLease',
+        target: { name: lease.metadata.name, namespace },
+      }),
+    );
+  }
+
+  /**
+   * Replaces a Lease (PUT). It must carry the metadata.resourceVersion it was read at: the write is a
+   * compare-and-swap, and a stale version is CT_KUBE_CONFLICT (someone else renewed or took it meanwhile).
+   */
+  async updateLease(namespace: string, lease: KubeLease, options?: CallOptions): Promise<KubeLease> {
+    const name = lease.metadata.name;
+    if (!lease.metadata.resourceVersion)
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `updateLease needs metadata.resourceVersion of lease ${JSON.stringify(name)}: read it first, so that the update cannot overwrite another holder's renewal`,
+      );
+    return withLeaseSpec(
+      await this.request<KubeLease>({
+        ...options,
+        method: 'PUT',
+        path: `${leasesPath(namespace)}/${segment(name, 'lease name')}`,
+        body: {
+          ...lease,
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { ...lease.metadata, namespace },
+        },
+        call: 'updateLease',
+        target: { name, namespace },
+      }),
+    );
+  }
+
+  /**
+   * Deletes a Lease; with `resourceVersion` only if it still has that version (CT_KUBE_CONFLICT otherwise).
+   * CT_KUBE_NOT_FOUND when it is already gone.
+   */
+  async deleteLease(
+    namespace: string,
+    name: string,
+    options: CallOptions & { resourceVersion?: string } = {},
+  ): Promise<void> {
+    await this.request<unknown>({
+      ...options,
+      method: 'DELETE',
+      path: `${leasesPath(namespace)}/${segment(name, 'lease name')}`,
+      body: {
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        ...(options.resourceVersion === undefined
+          ? {}
+          : { preconditions: { resourceVersion: options.resourceVersion } }),
+      },
+      call: 'deleteLease',
+      target: { name, namespace },
+    });
+  }
+
   /** Closes pooled connections. The client stays usable; new connections are opened on demand. */
   close(): void {
     this.transport.close();
@@ -410,4 +523,16 @@ function secretsPath(namespace: string): string {
 
 function configMapsPath(namespace: string): string {
   return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/configmaps`;
+}
+
+/** Page size when listing Leases: one page per shard set is the common case. */
+const LEASE_PAGE_SIZE = 500;
+
+function leasesPath(namespace: string): string {
+  return `/apis/coordination.k8s.io/v1/namespaces/${segment(namespace, 'namespace name')}/leases`;
+}
+
+/** The API server leaves out an empty spec; callers always get an object to read. */
+function withLeaseSpec(lease: KubeLease): KubeLease {
+  return lease.spec === undefined || lease.spec === null ? { ...lease, spec: {} } : lease;
 }

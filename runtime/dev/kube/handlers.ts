@@ -5,6 +5,7 @@
 import { handleConfigMaps } from './config-maps.js';
 import { handleDeployments } from './deployments.js';
 import { handleEvents } from './events.js';
+import { handleLeases } from './leases.js';
 import { handleMutatingWebhookConfigurations } from './mutating-webhook-configurations.js';
 import { handleNamespaces } from './namespaces.js';
 import type { HandlerResult, ResourceRequest, ServerState } from './requests.js';
@@ -25,6 +26,7 @@ const HANDLERS: Readonly<Record<string, ResourceHandler>> = {
   tokenreviews: handleTokenReview,
   mutatingwebhookconfigurations: handleMutatingWebhookConfigurations,
   deployments: handleDeployments,
+  leases: handleLeases,
 };
 
 export function handleResource(state: ServerState, req: ResourceRequest): HandlerResult {
