@@ -16,6 +16,7 @@ import { createNamespace } from './namespaces.js';
 import { Authorizer, type PolicyRule } from './rbac.js';
 import type { HandlerResult, ServerState, UserInfo } from './requests.js';
 import { createServiceAccountObject } from './service-accounts.js';
+import { forwardToService, parseServiceProxyPath, ServiceBackends } from './service-proxy.js';
 import { badRequest, forbidden, KubeStatusError, requestEntityTooLarge, unauthorized } from './status.js';
 import { type KubeObject, ObjectStore } from './store.js';
 import { toTable, wantsTable } from './table.js';
@@ -103,6 +104,19 @@ export interface KubeTestServer {
       issuedAt?: number;
     },
   ): string;
+  /**
+   * Where the service proxy (`services/<name>:<port>/proxy/...`) of a Service port leads, e.g. a broker's health
+   * server; `null` registers the Service with no ready endpoint (503 "no endpoints available"). Services never
+   * registered are 404.
+   */
+  registerServiceBackend(
+    namespace: string,
+    service: string,
+    port: string | number,
+    backendUrl: string | null,
+  ): void;
+  /** Forgets a Service registered with registerServiceBackend (its proxy answers 404 again). */
+  removeService(namespace: string, service: string): void;
   /** Grants a service account what an RBAC rule allows; without grants a service account may only read discovery. */
   grant(serviceAccount: { namespace: string; name: string }, rule: PolicyRule): void;
   close(): Promise<void>;
@@ -132,6 +146,7 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
     apiAudiences: [issuer],
     minorVersion: Number(versionMatch[2]),
   };
+  const serviceBackends = new ServiceBackends();
   for (const name of ['default', 'kube-node-lease', 'kube-public']) createNamespace(state, name);
   createNamespace(state, 'kube-system', {}, kubeSystemUid);
 
@@ -160,6 +175,22 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
       } else {
         const user = authenticate(req);
         username = user.username;
+        const proxy = parseServiceProxyPath(parsed.pathname);
+        if (proxy !== undefined) {
+          const name = decodeURIComponent(parsed.pathname.split('/')[6]);
+          authorize(user, {
+            verb: verbFor(method, name, new URLSearchParams()),
+            group: '',
+            resource: 'services',
+            subresource: 'proxy',
+            namespace: proxy.namespace,
+            name,
+          });
+          const backend = serviceBackends.resolve(proxy);
+          logger.debug({ event: 'service_proxy', method, path, user: username }, 'proxying');
+          await forwardToService(req, res, body, backend, proxy, parsed.search);
+          return;
+        }
         result = route(method, path, parsed.searchParams, body, req, user);
       }
     } catch (err) {
@@ -273,18 +304,7 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
     if (definition.namespaced && namespace === undefined && name !== undefined) throw notFoundPath();
 
     const verb = verbFor(method, name, query);
-    if (!user.isAdmin) {
-      const attrs = { verb, group, resource: resourceName, subresource, namespace, name };
-      const allowed = state.authorizer.allows(user.username, false, attrs);
-      options.audit?.({ user: user.username, ...attrs, allowed });
-      if (!allowed) {
-        throw forbidden({
-          user: user.username,
-          ...attrs,
-          name: verb === 'create' && subresource === undefined ? undefined : name,
-        });
-      }
-    }
+    authorize(user, { verb, group, resource: resourceName, subresource, namespace, name });
     const contentType = String(req.headers['content-type'] ?? 'application/json');
     const result = handleResource(state, {
       verb,
@@ -307,6 +327,30 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
       if (table !== undefined) return { status: 200, body: table };
     }
     return result;
+  }
+
+  /** RBAC for a non-admin user's resource request, audited as the API server's audit log records it. */
+  function authorize(
+    user: UserInfo,
+    attrs: {
+      verb: string;
+      group: string;
+      resource: string;
+      subresource?: string;
+      namespace?: string;
+      name?: string;
+    },
+  ): void {
+    if (user.isAdmin) return;
+    const allowed = state.authorizer.allows(user.username, false, attrs);
+    options.audit?.({ user: user.username, ...attrs, allowed });
+    if (!allowed) {
+      throw forbidden({
+        user: user.username,
+        ...attrs,
+        name: attrs.verb === 'create' && attrs.subresource === undefined ? undefined : attrs.name,
+      });
+    }
   }
 
   const server =
@@ -397,6 +441,9 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
         now: opts.issuedAt,
       }).token;
     },
+    registerServiceBackend: (namespace, service, port, backendUrl) =>
+      serviceBackends.register(namespace, service, port, backendUrl),
+    removeService: (namespace, service) => serviceBackends.remove(namespace, service),
     grant: (serviceAccount, rule) => {
       state.authorizer.grant(
         `system:serviceaccount:${serviceAccount.namespace}:${serviceAccount.name}`,
