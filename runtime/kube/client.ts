@@ -445,6 +445,8 @@ export class KubeClient {
   /**
    * Replaces a Lease (PUT). It must carry the metadata.resourceVersion it was read at: the write is a
    * compare-and-swap, and a stale version is CT_KUBE_CONFLICT (someone else renewed or took it meanwhile).
+   * A Lease deleted since it was read is created again by this PUT, as the API server allows for Leases (create
+   * on update), whatever resourceVersion it carries.
    */
   async updateLease(namespace: string, lease: KubeLease, options?: CallOptions): Promise<KubeLease> {
     const name = lease.metadata.name;

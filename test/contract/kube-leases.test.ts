@@ -178,15 +178,34 @@ describe('Leases through KubeClient', () => {
     );
   });
 
-  it('answers a missing lease with CT_KUBE_NOT_FOUND on get, update and delete', async () => {
+  it('answers a missing lease with CT_KUBE_NOT_FOUND on get and delete', async () => {
     const name = uniqueName('missing');
     const err = await expectCode(client.getLease(NAMESPACE, name), 'CT_KUBE_NOT_FOUND');
     expect(err.message).toContain(`leases.coordination.k8s.io "${name}" not found`);
-    await expectCode(
-      client.updateLease(NAMESPACE, { metadata: { name, resourceVersion: '1' }, spec: {} }),
-      'CT_KUBE_NOT_FOUND',
-    );
     await expectCode(client.deleteLease(NAMESPACE, name), 'CT_KUBE_NOT_FOUND');
+  });
+
+  it('creates a missing lease on update, whatever resourceVersion it carries, as the API server does for Leases', async () => {
+    const name = uniqueName('recreated');
+    const first = await client.createLease(NAMESPACE, {
+      metadata: { name },
+      spec: { holderIdentity: 'bridge-a' },
+    });
+    await client.deleteLease(NAMESPACE, name);
+    const res = await call('PUT', `${leasesPath}/${name}`, {
+      ...first,
+      spec: { holderIdentity: 'bridge-b' },
+    });
+    expect(res.status).toBe(201);
+    expect(res.json.metadata.uid).not.toBe(first.metadata.uid);
+    expect(res.json.metadata.resourceVersion).not.toBe(first.metadata.resourceVersion);
+    await client.deleteLease(NAMESPACE, name);
+    const again = await client.updateLease(NAMESPACE, { ...first, spec: { holderIdentity: 'bridge-c' } });
+    expect(again.spec.holderIdentity).toBe('bridge-c');
+    expect((await client.getLease(NAMESPACE, name)).metadata.uid).toBe(again.metadata.uid);
+    // The URL names the lease: a body naming another is refused, as on any PUT.
+    const renamed = await call('PUT', `${leasesPath}/${uniqueName('url')}`, { metadata: { name }, spec: {} });
+    expect(renamed.status).toBe(400);
   });
 
   it('deletes only at the given resourceVersion, then reports the lease gone', async () => {

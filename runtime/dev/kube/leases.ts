@@ -95,9 +95,10 @@ export function handleLeases(state: ServerState, req: ResourceRequest): HandlerR
       return { status: 201, body: state.store.create('leases', lease), warnings };
     }
     case 'update': {
-      const current = mustGet(state, 'leases', namespace, req.name as string, LEASE_GROUP);
       const body = objectBody(req.body, 'Lease', LEASE_API_VERSION);
       const warnings = checkFields(req, LEASE_FIELDS, req.body, unknownSpecFields(body));
+      const current = state.store.get('leases', namespace, req.name as string);
+      if (current === undefined) return createOnUpdate(state, req, body, warnings);
       checkUpdatePreconditions(LEASES, current, body);
       const next = normaliseLease(body, current.metadata.name, current.metadata.namespace as string);
       return { status: 200, body: storeChange(state, 'leases', current, next), warnings };
@@ -113,6 +114,24 @@ export function handleLeases(state: ServerState, req: ResourceRequest): HandlerR
     default:
       throw methodNotAllowed();
   }
+}
+
+/**
+ * Leases allow create on update (K8S pkg/registry/coordination/lease/strategy.go `AllowCreateOnUpdate` is true; the
+ * generic store's Update then creates): a PUT to a missing Lease creates it, whatever resourceVersion it carries.
+ */
+function createOnUpdate(
+  state: ServerState,
+  req: ResourceRequest,
+  body: Record<string, unknown>,
+  warnings: string[],
+): HandlerResult {
+  const name = req.name as string;
+  const meta = (isRecord(body.metadata) ? body.metadata : {}) as Record<string, unknown>;
+  if (meta.name !== undefined && meta.name !== name)
+    throw badRequest('the name of the object does not match the name on the URL');
+  const ns = requireNamespace(state, req, body);
+  return { status: 201, body: state.store.create('leases', normaliseLease(body, name, ns)), warnings };
 }
 
 function unknownSpecFields(body: Record<string, unknown>): string[] {
