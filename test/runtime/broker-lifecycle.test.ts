@@ -3,49 +3,21 @@
  * steps opened, and close() is one operation however often it is called. No beacon is needed: the tunnel stays
  * down, and the webhook and probe port do not wait for it.
  */
-import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
+import { freePort, isListening, occupyPort } from '../ports.js';
 
 const FINGERPRINT = '5b2a6f0e-3c1d-4e8f-9a7b-2c4d6e8f0a1b';
 
-const opened: Server[] = [];
+const held: Array<{ release(): Promise<void> }> = [];
 afterEach(async () => {
-  await Promise.all(opened.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
+  await Promise.all(held.splice(0).map((port) => port.release()));
 });
 
-/** Binds a port on 127.0.0.1 and keeps it. */
-async function occupy(port = 0): Promise<{ server: Server; port: number }> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  opened.push(server);
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return { server, port: address.port };
-}
-
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const { server, port } = await occupy();
-  opened.splice(opened.indexOf(server), 1);
-  await new Promise((resolve) => server.close(resolve));
+async function occupy(): Promise<{ port: number }> {
+  const port = await occupyPort();
+  held.push(port);
   return port;
-}
-
-/** True when something listens on the port: binding it fails with EADDRINUSE. */
-async function isListening(port: number): Promise<boolean> {
-  try {
-    const { server } = await occupy(port);
-    opened.splice(opened.indexOf(server), 1);
-    await new Promise((resolve) => server.close(resolve));
-    return false;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') return true;
-    throw err;
-  }
 }
 
 function brokerOptions(webhookPort: number, healthPort: number): BrokerOptions {
