@@ -17,7 +17,7 @@ import {
 } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { KubeClient } from '../kube/index.js';
-import { type MigrationStatus, type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
+import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, type KeyPair, privateKeyToPem } from '../pki/index.js';
 import { proxySettingFromEnvironment } from '../proxy/settings.js';
 import {
@@ -30,11 +30,11 @@ import {
   type TunnelReply,
 } from '../tunnel/index.js';
 import { acceptTunnel } from '../tunnel/session.js';
-import type { WebhookCaBundleStatus } from '../webhook/ca-bundle.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
 import { startBrokerHealth } from './health.js';
 import type { BrokerMetrics } from './metrics.js';
 import { type BrokerPodApi, type BrokerPodApiOptions, brokerPodApi } from './pod-api.js';
+import type { BrokerPhase, BrokerStatus } from './status.js';
 import {
   isNamespaceRequest,
   isTokenReviewRequest,
@@ -80,42 +80,6 @@ export interface BrokerMigrationOptions {
   readonly intervalMs?: number;
   /** Test hook between the verified write and the delete. */
   readonly afterVerifiedWrite?: (secret: { namespace: string; name: string }) => Promise<void> | void;
-}
-
-export type BrokerPhase =
-  | 'starting'
-  | 'bootstrapping'
-  | 'rejected'
-  | 'connecting'
-  | 'operational'
-  | 'reconnecting'
-  | 'stopped';
-
-export interface BrokerStatus {
-  readonly phase: BrokerPhase;
-  /** Human-readable: what the broker is doing or why it is stuck, and what to do. */
-  readonly reason: string;
-  /** When the phase last changed (ISO 8601). */
-  readonly since: string;
-  /** The stable code of the last failure, if any. */
-  readonly lastErrorCode?: string;
-  /** The message of that failure: kept while the broker retries, so `reason` can move on to the current step. */
-  readonly lastError?: string;
-  /** First 12 hex characters of the operational room (the CA hash) once bootstrapped. */
-  readonly operationalHashPrefix?: string;
-  /** The beacon replica the live tunnel runs through. */
-  readonly beaconIp?: string;
-  readonly tunnel?: { readonly since: string; readonly lastPingRttMs?: number };
-  /** The pod API URL for pods, once operational with a pod API certificate. */
-  readonly podApiUrl?: string;
-  /** The cluster CA (public) pods trust for the pod API, once operational. */
-  readonly podApiCaPem?: string;
-  /** The webhook's serving CA (public), for the MutatingWebhookConfiguration's caBundle. */
-  readonly webhookCaPem?: string;
-  /** Whether the webhook configuration trusts that CA yet, when the broker keeps it current. */
-  readonly webhookCaBundle?: WebhookCaBundleStatus;
-  /** Secret migration, when it runs: whether the bridge accepts it for this cluster, and the last code. */
-  readonly migration?: MigrationStatus;
 }
 
 export interface BrokerTiming {

@@ -4,8 +4,8 @@
  */
 import type { Logger } from '../core/log.js';
 import { type HealthServer, startHealthServer, type TunnelMux } from '../tunnel/index.js';
-import type { BrokerStatus } from './broker.js';
 import type { BrokerMetrics } from './metrics.js';
+import type { BrokerStatus } from './status.js';
 
 export interface BrokerHealthContext {
   readonly status: () => BrokerStatus;

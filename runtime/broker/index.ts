@@ -6,8 +6,6 @@ export {
   type BrokerKubeApi,
   type BrokerMigrationOptions,
   type BrokerOptions,
-  type BrokerPhase,
-  type BrokerStatus,
   type BrokerTiming,
   DEFAULT_BROKER_TIMING,
   startBroker,
@@ -20,6 +18,7 @@ export {
   createBrokerMetrics,
 } from './metrics.js';
 export type { BrokerPodApiOptions } from './pod-api.js';
+export type { BrokerPhase, BrokerStatus } from './status.js';
 export { isTokenReviewRequest, serveTokenReview, type TokenReviewApi } from './tokenreview.js';
 export {
   configMapTrustRecord,
