@@ -23,7 +23,7 @@ export type Refuse = (
   meta: Record<string, unknown>,
 ) => void;
 
-/** What a leg reports to the server; the server owns bounds, pairing and metrics. */
+/** What a leg reports to the pairing core (pairing.ts), which owns rooms, waiting bounds and the relay. */
 export interface LegEvents {
   announced(leg: Leg, announce: Announce): void;
   /** The client broke the protocol before pairing; `reason` is a metric label. */
