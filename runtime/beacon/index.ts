@@ -1,25 +1,20 @@
 export { parseListenAddress } from '../core/health-server.js';
+export { type BeaconTarget, parseBeaconAddress } from './address.js';
 export { createDialAdmission, type DialAdmission } from './admission.js';
 export { type BridgeCaSet, bridgeRefusal, loadBridgeCas } from './bridge-auth.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {
-  type BeaconClientCertificate,
-  type BeaconDialOptions,
   type BeaconDialPlan,
   type BeaconPlanOptions,
   type BeaconResolver,
-  type BeaconTarget,
-  dialBeacon,
   everyReplicaRefused,
   logBeaconRoutes,
-  parseBeaconAddress,
   planBeaconDial,
-  type ReplicaDialOptions,
   reportFanOut,
   resolveBeacon,
   systemResolver,
-  waitForPeer,
-} from './dialer.js';
+} from './dial-plan.js';
+export { type BeaconDialOptions, dialBeacon } from './dialer.js';
 export { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS, resolveLimits } from './limits.js';
 export {
   type Announce,
@@ -34,4 +29,5 @@ export {
   WEBSOCKET_PATH,
 } from './protocol.js';
 export { type CircuitTicket, createReplicaCircuit, type ReplicaCircuit } from './replica-circuit.js';
+export { type BeaconClientCertificate, type ReplicaDialOptions, waitForPeer } from './replica-dial.js';
 export { type BeaconHandle, type BeaconOptions, type BeaconStats, createBeacon } from './server.js';

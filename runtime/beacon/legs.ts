@@ -15,7 +15,15 @@ import {
 /** Codes the beacon puts in an `error` frame. */
 export type RejectCode = 'CT_BEACON_PROTOCOL' | 'CT_BEACON_LIMIT' | 'CT_BEACON_UNAUTHENTICATED';
 
-/** What a leg reports to the server; the server owns bounds, pairing and metrics. */
+/** The beacon's one refusal path (logs and counts); the doors and the pairing core both refuse through it. */
+export type Refuse = (
+  reason: string,
+  code: RejectCode,
+  message: string,
+  meta: Record<string, unknown>,
+) => void;
+
+/** What a leg reports to the pairing core (pairing.ts), which owns rooms, waiting bounds and the relay. */
 export interface LegEvents {
   announced(leg: Leg, announce: Announce): void;
   /** The client broke the protocol before pairing; `reason` is a metric label. */

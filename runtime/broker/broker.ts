@@ -16,33 +16,25 @@ import {
   redactIdentifiers,
 } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { type TlsFiles, type TlsFilesWatcher, watchTlsFiles } from '../core/tls-files.js';
 import type { KubeClient } from '../kube/index.js';
-import { type MigrationStatus, type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
-import { generateKeyPair, issueSelfSignedSync, type KeyPair, privateKeyToPem } from '../pki/index.js';
-import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
+import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
+import { generateKeyPair, type KeyPair, privateKeyToPem } from '../pki/index.js';
 import { proxySettingFromEnvironment } from '../proxy/settings.js';
 import {
   createBackoff,
   type HealthServer,
   type RelayPartyOptions,
   sleep,
-  startHealthServer,
   type TunnelHandler,
   type TunnelMux,
   type TunnelReply,
 } from '../tunnel/index.js';
 import { acceptTunnel } from '../tunnel/session.js';
-import type { InjectionConfig, WebhookState } from '../webhook/admission.js';
-import {
-  keepWebhookCaBundle,
-  type WebhookCaBundleKeeper,
-  type WebhookCaBundleStatus,
-  type WebhookConfigurationApi,
-} from '../webhook/ca-bundle.js';
-import { startWebhookServer, type WebhookServer } from '../webhook/server.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
+import { startBrokerHealth } from './health.js';
 import type { BrokerMetrics } from './metrics.js';
+import { type BrokerPodApi, type BrokerPodApiOptions, brokerPodApi } from './pod-api.js';
+import type { BrokerPhase, BrokerStatus } from './status.js';
 import {
   isNamespaceRequest,
   isTokenReviewRequest,
@@ -50,6 +42,7 @@ import {
   serveTokenReview,
 } from './tokenreview.js';
 import { memoryTrustRecord, type TrustRecordStore } from './trust-record.js';
+import { type BrokerWebhook, type BrokerWebhookOptions, startBrokerWebhook } from './webhook.js';
 
 /**
  * The Kubernetes calls the broker makes (runtime/kube/permissions.ts `operatorKubeAccess`): TokenReview and
@@ -80,40 +73,6 @@ export interface BrokerAttestationOptions {
   readonly kube?: Pick<KubeClient, 'createServiceAccountToken'>;
 }
 
-export interface BrokerPodApiOptions {
-  readonly host?: string;
-  readonly port: number;
-  /** DNS names on the pod API certificate: the operator Service's (`svc`, `svc.ns`, `svc.ns.svc`, ...). */
-  readonly dnsNames: readonly string[];
-  /** The URL pods use. @default `https://<dnsNames[0]>:<port>` */
-  readonly url?: string;
-  readonly limits?: Partial<PodApiLimits>;
-}
-
-export interface BrokerWebhookOptions {
-  readonly host?: string;
-  readonly port: number;
-  /** Serving certificate. @default a self-signed one made in memory (its PEM is in /status as webhookCaPem) */
-  readonly tls?: { readonly certPem: string; readonly keyPem: string } | false;
-  /**
-   * Serving certificate from files (a mounted `webhook.tls.secretName`), read again when they change so a renewal
-   * reaches the webhook without a restart. Wins over `tls`. @default none
-   */
-  readonly tlsFiles?: TlsFiles;
-  /** How often `tlsFiles` are checked. @default 10000 */
-  readonly tlsReloadIntervalMs?: number;
-  readonly dnsNames?: readonly string[];
-  readonly injection: InjectionConfig;
-  /**
-   * Keep this MutatingWebhookConfiguration's caBundle equal to the in-memory serving CA (through `kube`), so
-   * the API server can call the webhook after every restart and every `helm upgrade`. Ignored when `tls` is
-   * given (then cert-manager or the user owns the bundle). @default off
-   */
-  readonly configurationName?: string;
-  /** How often the caBundle is checked once current. @default 30000 */
-  readonly caBundleIntervalMs?: number;
-}
-
 export interface BrokerMigrationOptions {
   /** @default every namespace */
   readonly namespaces?: readonly string[];
@@ -121,42 +80,6 @@ export interface BrokerMigrationOptions {
   readonly intervalMs?: number;
   /** Test hook between the verified write and the delete. */
   readonly afterVerifiedWrite?: (secret: { namespace: string; name: string }) => Promise<void> | void;
-}
-
-export type BrokerPhase =
-  | 'starting'
-  | 'bootstrapping'
-  | 'rejected'
-  | 'connecting'
-  | 'operational'
-  | 'reconnecting'
-  | 'stopped';
-
-export interface BrokerStatus {
-  readonly phase: BrokerPhase;
-  /** Human-readable: what the broker is doing or why it is stuck, and what to do. */
-  readonly reason: string;
-  /** When the phase last changed (ISO 8601). */
-  readonly since: string;
-  /** The stable code of the last failure, if any. */
-  readonly lastErrorCode?: string;
-  /** The message of that failure: kept while the broker retries, so `reason` can move on to the current step. */
-  readonly lastError?: string;
-  /** First 12 hex characters of the operational room (the CA hash) once bootstrapped. */
-  readonly operationalHashPrefix?: string;
-  /** The beacon replica the live tunnel runs through. */
-  readonly beaconIp?: string;
-  readonly tunnel?: { readonly since: string; readonly lastPingRttMs?: number };
-  /** The pod API URL for pods, once operational with a pod API certificate. */
-  readonly podApiUrl?: string;
-  /** The cluster CA (public) pods trust for the pod API, once operational. */
-  readonly podApiCaPem?: string;
-  /** The webhook's serving CA (public), for the MutatingWebhookConfiguration's caBundle. */
-  readonly webhookCaPem?: string;
-  /** Whether the webhook configuration trusts that CA yet, when the broker keeps it current. */
-  readonly webhookCaBundle?: WebhookCaBundleStatus;
-  /** Secret migration, when it runs: whether the bridge accepts it for this cluster, and the last code. */
-  readonly migration?: MigrationStatus;
 }
 
 export interface BrokerTiming {
@@ -284,13 +207,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       'CT_INVALID_ARGUMENT',
       'attestation needs Kubernetes API access that can create service-account tokens (kube)',
     );
-  // Port 0 (tests, local use) is replaced by the bound port once the pod API listens.
-  let podApiUrl = options.podApi
-    ? (options.podApi.url ?? `https://${options.podApi.dnsNames[0]}:${options.podApi.port}`)
-    : undefined;
-  let podApiServer: PodApiServer | undefined;
-  let podApiCaPem: string | undefined;
-
   let status: BrokerStatus = {
     phase: 'starting',
     reason: 'reading the cluster fingerprint',
@@ -321,17 +237,26 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     tunnelUp: isConnected,
     migration: () => migrator?.status(),
   });
+  const connectedTunnel = () => (isConnected() ? liveTunnel : undefined);
   // Declared before anything can ask for the status (the health server answers while startup still runs).
   let migrator: SecretMigrator | undefined;
-  const currentStatus = (): BrokerStatus => ({
-    ...status,
-    ...(migrator ? { migration: migrator.status() } : {}),
-    reason: redactIdentifiers(status.reason),
-    ...(status.lastError ? { lastError: redactIdentifiers(status.lastError) } : {}),
-    ...(status.phase === 'operational' && podApiServer && podApiCaPem ? { podApiUrl, podApiCaPem } : {}),
-    ...(webhookCa ? { webhookCaPem: webhookCa } : {}),
-    ...(caBundle ? { webhookCaBundle: caBundle.status() } : {}),
-  });
+  let webhook: BrokerWebhook | undefined;
+  const podApi: BrokerPodApi | undefined = options.podApi
+    ? brokerPodApi(options.podApi, { tunnel: connectedTunnel, metrics, logger: log })
+    : undefined;
+  const currentStatus = (): BrokerStatus => {
+    const podApiEndpoint = status.phase === 'operational' ? podApi?.endpoint() : undefined;
+    const caBundle = webhook?.caBundleStatus();
+    return {
+      ...status,
+      ...(migrator ? { migration: migrator.status() } : {}),
+      reason: redactIdentifiers(status.reason),
+      ...(status.lastError ? { lastError: redactIdentifiers(status.lastError) } : {}),
+      ...(podApiEndpoint ? { podApiUrl: podApiEndpoint.url, podApiCaPem: podApiEndpoint.caPem } : {}),
+      ...(webhook?.caPem ? { webhookCaPem: webhook.caPem } : {}),
+      ...(caBundle ? { webhookCaBundle: caBundle } : {}),
+    };
+  };
 
   const brokerHandler: TunnelHandler = (request, context) => {
     if (isTokenReviewRequest(request))
@@ -346,118 +271,48 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
   };
 
-  let webhookCa: string | undefined;
-  let webhook: WebhookServer | undefined;
-  let caBundle: WebhookCaBundleKeeper | undefined;
-  let webhookTlsWatcher: TlsFilesWatcher | undefined;
-  if (options.webhook) {
-    let tls = options.webhook.tls;
-    if (options.webhook.tlsFiles) {
-      webhookTlsWatcher = await watchTlsFiles({
-        files: options.webhook.tlsFiles,
-        what: 'webhook',
-        intervalMs: options.webhook.tlsReloadIntervalMs,
-        logger: log,
-        onChange: (material) => webhook?.setCertificate(material),
-      });
-      tls = webhookTlsWatcher.current();
-    }
-    if (tls === undefined) {
-      const names = options.webhook.dnsNames ?? options.podApi?.dnsNames ?? ['cloudtaser'];
-      const issued = issueSelfSignedSync({
-        commonName: names[0],
-        dnsNames: names,
-        extKeyUsage: ['serverAuth'],
-      });
-      tls = issued;
-      webhookCa = issued.certPem;
-    }
-    webhook = await startWebhookServer({
-      host: options.webhook.host,
-      port: options.webhook.port,
-      tls,
-      injection: options.webhook.injection,
-      observe: metrics ? (outcome, reason) => metrics.admission(outcome, reason) : undefined,
-      logger: log,
-      state: (): WebhookState => ({
-        connected: isConnected(),
-        podApiUrl: podApiServer ? podApiUrl : undefined,
-        podApiCaPem: podApiServer ? podApiCaPem : undefined,
-      }),
-    });
-    const configurationName = options.webhook.configurationName;
-    if (webhookCa && configurationName) {
-      const kube = options.kube;
-      if (!kube?.getMutatingWebhookConfiguration || !kube.patchMutatingWebhookConfiguration) {
-        await webhook.close();
-        throw new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          'keeping the webhook caBundle current needs a Kubernetes client that can get and patch MutatingWebhookConfigurations',
-        );
-      }
-      caBundle = keepWebhookCaBundle({
-        kube: kube as WebhookConfigurationApi,
-        configurationName,
-        caPem: webhookCa,
-        intervalMs: options.webhook.caBundleIntervalMs,
+  let health: HealthServer | undefined;
+  // Started in this order; a step that fails closes what the earlier ones opened, so nothing keeps listening.
+  try {
+    if (options.webhook) {
+      webhook = await startBrokerWebhook(options.webhook, {
+        fallbackDnsNames: options.podApi?.dnsNames,
+        kube: options.kube,
+        state: () => {
+          const endpoint = podApi?.endpoint();
+          return { connected: isConnected(), podApiUrl: endpoint?.url, podApiCaPem: endpoint?.caPem };
+        },
+        metrics,
         logger: log,
       });
     }
-  }
-
-  migrator =
-    options.migration && options.kube
-      ? startSecretMigrator({
-          kube: options.kube,
-          tunnel: () => (isConnected() ? liveTunnel : undefined),
-          namespaces: options.migration.namespaces,
-          intervalMs: options.migration.intervalMs,
-          afterVerifiedWrite: options.migration.afterVerifiedWrite,
-          onOutcome: metrics ? (outcome, code) => metrics.migration(outcome, code) : undefined,
-          logger: log,
-        })
-      : undefined;
-
-  /** Starts the pod API once the bootstrap brought its certificate. */
-  const ensurePodApi = async (credentials: BrokerCredentials) => {
-    if (!options.podApi || podApiServer) return;
-    if (!credentials.podApiCertPem || !credentials.podApiPrivateKey) {
-      log.warn(
-        { event: 'broker.podapi_no_certificate' },
-        'the bootstrap brought no pod API certificate; the pod API stays off until the next bootstrap',
-      );
-      return;
-    }
-    podApiCaPem = credentials.caCertPem;
-    podApiServer = await startPodApiServer({
-      host: options.podApi.host,
-      port: options.podApi.port,
-      tls: { certPem: credentials.podApiCertPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) },
-      tunnel: () => (isConnected() ? liveTunnel : undefined),
-      limits: options.podApi.limits,
-      observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,
-      logger: log,
-    });
-    if (!options.podApi.url && options.podApi.port === 0)
-      podApiUrl = `https://${options.podApi.dnsNames[0]}:${new URL(podApiServer.url).port}`;
-  };
-
-  const health: HealthServer | undefined = options.health
-    ? await startHealthServer({
-        host: options.health.host,
-        port: options.health.port,
-        status: () => ({
-          ...currentStatus(),
-          tunnel: liveTunnel
-            ? { ...status.tunnel, lastPingRttMs: liveTunnel.stats().lastPingRttMs }
-            : undefined,
-        }),
-        // Ready means the process works; the beacon's state is reported by /status, not by failing probes.
+    migrator =
+      options.migration && options.kube
+        ? startSecretMigrator({
+            kube: options.kube,
+            tunnel: connectedTunnel,
+            namespaces: options.migration.namespaces,
+            intervalMs: options.migration.intervalMs,
+            afterVerifiedWrite: options.migration.afterVerifiedWrite,
+            onOutcome: metrics ? (outcome, code) => metrics.migration(outcome, code) : undefined,
+            logger: log,
+          })
+        : undefined;
+    if (options.health) {
+      health = await startBrokerHealth(options.health, {
+        status: currentStatus,
+        tunnel: () => liveTunnel,
         ready: () => !stop.signal.aborted,
-        metrics: metrics?.registry,
+        metrics,
         logger: log,
-      })
-    : undefined;
+      });
+    }
+  } catch (err) {
+    stop.abort();
+    await migrator?.close();
+    await webhook?.close();
+    throw err;
+  }
 
   const dial = async (hash: string, room: 'init' | 'operational') => {
     const attempt = new AbortController();
@@ -739,7 +594,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             throw err;
           }
         }
-        await ensurePodApi(credentials!);
+        await podApi?.start(credentials!);
         const session = await connect(credentials!);
         liveTunnel = session.mux;
         metrics?.tunnelOpened();
@@ -799,11 +654,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   };
   const running = run();
+  let closing: Promise<void> | undefined;
 
   return {
     status: () => currentStatus(),
     tunnel: () => liveTunnel,
-    podApiListenUrl: () => podApiServer?.url,
+    podApiListenUrl: () => podApi?.listenUrl(),
     webhookUrl: webhook?.url,
     migrator,
     healthUrl: health?.url,
@@ -831,18 +687,18 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         check();
       });
     },
-    async close() {
-      if (stop.signal.aborted) return;
-      stop.abort();
-      liveTunnel?.close({ code: 'CT_TUNNEL_CLOSED', reason: 'broker shutting down' });
-      await running;
-      await migrator?.close();
-      await podApiServer?.close();
-      await caBundle?.close();
-      webhookTlsWatcher?.close();
-      await webhook?.close();
-      await health?.close();
-      setStatus('stopped', 'closed');
+    close() {
+      closing ??= (async () => {
+        stop.abort();
+        liveTunnel?.close({ code: 'CT_TUNNEL_CLOSED', reason: 'broker shutting down' });
+        await running;
+        await migrator?.close();
+        await podApi?.close();
+        await webhook?.close();
+        await health?.close();
+        setStatus('stopped', 'closed');
+      })();
+      return closing;
     },
   };
 }

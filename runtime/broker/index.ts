@@ -6,11 +6,7 @@ export {
   type BrokerKubeApi,
   type BrokerMigrationOptions,
   type BrokerOptions,
-  type BrokerPhase,
-  type BrokerPodApiOptions,
-  type BrokerStatus,
   type BrokerTiming,
-  type BrokerWebhookOptions,
   DEFAULT_BROKER_TIMING,
   startBroker,
 } from './broker.js';
@@ -21,6 +17,8 @@ export {
   type BrokerMetricsSource,
   createBrokerMetrics,
 } from './metrics.js';
+export type { BrokerPodApiOptions } from './pod-api.js';
+export type { BrokerPhase, BrokerStatus } from './status.js';
 export { isTokenReviewRequest, serveTokenReview, type TokenReviewApi } from './tokenreview.js';
 export {
   configMapTrustRecord,
@@ -33,3 +31,4 @@ export {
   type TrustRecordRef,
   type TrustRecordStore,
 } from './trust-record.js';
+export type { BrokerWebhookOptions } from './webhook.js';

@@ -1,24 +1,26 @@
-import type { Dispatcher } from 'undici';
+/**
+ * The OpenBao API the project uses: namespaces, mounts and auth methods, KV v2, tokens and policies, Kubernetes
+ * and AppRole auth, health. How requests travel (pool, proxy, redirects, retries, error codes) is transport.ts.
+ */
+import { CloudtaserError, isCloudtaserError, type Logger } from '../core/index.js';
+import type { ProxySetting } from '../proxy/index.js';
+import type { KvExpectation } from './consistency.js';
+import type { RequestContext } from './errors.js';
 import {
-  backoffDelay,
-  CloudtaserError,
-  isCloudtaserError,
-  type Logger,
-  silentLogger,
-} from '../core/index.js';
-import { createHttpDispatcher, type ProxyEndpoint, type ProxySetting } from '../proxy/index.js';
-import { type KvExpectation, WriteLedger } from './consistency.js';
-import {
-  isConnectionReset,
-  isSealedOrStandby,
-  isUnreachableCode,
-  mapHttpError,
-  mapNetworkError,
-  type RequestContext,
-  readLagError,
-  timeoutError,
-} from './errors.js';
-import { requestFollowingRedirects } from './redirect.js';
+  type HttpMethod,
+  type OpenBaoRequestObserver,
+  type OpenBaoResponse,
+  OpenBaoTransport,
+  type RequestOptions,
+} from './transport.js';
+
+export type {
+  HttpMethod,
+  OpenBaoRequestEvent,
+  OpenBaoRequestObserver,
+  OpenBaoResponse,
+  RequestOptions,
+} from './transport.js';
 
 export interface OpenBaoClientOptions {
   /** `https://vault.example:8200` (http allowed). */
@@ -55,35 +57,6 @@ export interface OpenBaoClientOptions {
    * @default none
    */
   readonly observer?: OpenBaoRequestObserver;
-}
-
-/** One decided OpenBao request: `outcome` is `ok` or the CT_ code it failed with. Never the path or the token. */
-export interface OpenBaoRequestEvent {
-  readonly method: HttpMethod;
-  readonly outcome: string;
-  readonly seconds: number;
-}
-
-export type OpenBaoRequestObserver = (event: OpenBaoRequestEvent) => void;
-
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'LIST';
-
-export interface RequestOptions {
-  readonly body?: unknown;
-  readonly query?: Record<string, string | number | boolean | undefined>;
-  /** Return `{ status: 404 }` instead of throwing CT_OPENBAO_NOT_FOUND. */
-  readonly allow404?: boolean;
-  /** false = send no token (login paths, sys/health). @default true */
-  readonly authenticated?: boolean;
-  /** false = never send X-Vault-Namespace (sys/health rejects it). @default true */
-  readonly sendNamespace?: boolean;
-  /** Accept these statuses as answers with a body instead of errors (sys/health's 429/503/501...). */
-  readonly acceptStatuses?: readonly number[];
-}
-
-export interface OpenBaoResponse<T> {
-  readonly status: number;
-  readonly body?: T;
 }
 
 export interface NamespaceInfo {
@@ -177,33 +150,7 @@ export interface AppRoleRole {
   readonly secretIdTtl?: number | string;
 }
 
-/** One connection pool and one namespace-support verdict, shared by a client and everything derived from it. */
-interface SharedConnection {
-  readonly origin: string;
-  readonly basePath: string;
-  readonly agent: Dispatcher;
-  /** The HTTP proxy requests go through (undici's ProxyAgent), for messages; undefined when direct. */
-  readonly proxy?: ProxyEndpoint;
-  readonly logger: Logger;
-  readonly timeoutMs: number;
-  readonly timeoutHint?: string;
-  readonly retries: number;
-  readonly retryBaseDelayMs: number;
-  readonly maxResponseBytes: number;
-  /** What this connection wrote lately, so reads right after can wait out a lagging HA standby. */
-  readonly ledger: WriteLedger;
-  readonly observer?: OpenBaoRequestObserver;
-  namespaceSupport?: Promise<void>;
-  closed: boolean;
-}
-
 const NAMESPACE_SEGMENT = /^[^\s/+*]+$/;
-const MAX_BACKOFF_MS = 2_000;
-/** A rate-limit quota counts per interval (1 s by default): the first retry waits at least half a second. */
-const RATE_LIMIT_FIRST_CEILING_MS = 1_000;
-const RATE_LIMIT_MAX_DELAY_MS = 30_000;
-/** KV v2 asks clients to retry this 400 right after mounting (the one-time upgrade gate). */
-const KV_UPGRADE_TEXT = 'Upgrading from non-versioned to versioned data';
 const SHARED = Symbol('shared');
 
 /** Cleans an absolute namespace: trims slashes; '' and 'root' mean the root namespace. */
@@ -219,22 +166,6 @@ export function normaliseNamespace(namespace: string | undefined): string {
     }
   }
   return trimmed;
-}
-
-/** Encodes an API path segment by segment; refuses `.`/`..` and control characters so a name cannot climb. */
-function encodePath(path: string): string {
-  const clean = path.replace(/^\/+/, '');
-  const segments = clean.split('/');
-  for (const segment of segments) {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
-    if (segment === '.' || segment === '..' || /[\u0000-\u001f\u007f]/.test(segment)) {
-      throw new CloudtaserError(
-        'CT_INVALID_ARGUMENT',
-        `OpenBao path ${JSON.stringify(path.slice(0, 200))} contains '.', '..' or control characters; use plain names`,
-      );
-    }
-  }
-  return segments.map(encodeURIComponent).join('/');
 }
 
 /** Versions of servers that have no namespaces: HashiCorp Vault OSS (1.x without +ent) and OpenBao before 2.3. */
@@ -256,12 +187,12 @@ export class OpenBaoClient {
   readonly address: string;
   readonly namespace: string;
   readonly #token: string | undefined;
-  readonly #shared: SharedConnection;
+  readonly #transport: OpenBaoTransport;
 
   constructor(options: OpenBaoClientOptions);
   /** @internal derived clients share the connection */
-  constructor(options: OpenBaoClientOptions, shared: typeof SHARED, connection: SharedConnection);
-  constructor(options: OpenBaoClientOptions, shared?: typeof SHARED, connection?: SharedConnection) {
+  constructor(options: OpenBaoClientOptions, shared: typeof SHARED, connection: OpenBaoTransport);
+  constructor(options: OpenBaoClientOptions, shared?: typeof SHARED, connection?: OpenBaoTransport) {
     let url: URL;
     try {
       url = new URL(options.address);
@@ -280,38 +211,16 @@ export class OpenBaoClient {
     this.address = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
     this.namespace = normaliseNamespace(options.namespace);
     this.#token = options.token === undefined || options.token === '' ? undefined : options.token;
-    if (shared === SHARED && connection) {
-      this.#shared = connection;
-    } else {
-      const timeoutMs = options.timeoutMs ?? 10_000;
-      const { dispatcher, route } = createHttpDispatcher({
-        origin: url.origin,
-        caCertPem: options.caCertPem,
-        connectTimeoutMs: timeoutMs,
-        keepAliveTimeoutMs: 10_000,
-        proxy: options.proxy,
-      });
-      this.#shared = {
-        origin: url.origin,
-        basePath: url.pathname.replace(/\/+$/, ''),
-        agent: dispatcher,
-        proxy: route.proxy,
-        logger: options.logger ?? silentLogger,
-        timeoutMs,
-        timeoutHint: options.timeoutHint,
-        retries: options.retries ?? 3,
-        retryBaseDelayMs: options.retryBaseDelayMs ?? 200,
-        maxResponseBytes: options.maxResponseBytes ?? 32 * 1024 * 1024,
-        ledger: new WriteLedger(options.readAfterWriteTimeoutMs ?? 10_000),
-        observer: options.observer,
-        closed: false,
-      };
-    }
+    this.#transport = shared === SHARED && connection ? connection : new OpenBaoTransport(url, options);
   }
 
   /** A client for an absolute namespace (e.g. `cloudtaser/0ad50c05`) sharing this client's connections and token. */
   withNamespace(namespace: string): OpenBaoClient {
-    return new OpenBaoClient({ address: this.address, token: this.#token, namespace }, SHARED, this.#shared);
+    return new OpenBaoClient(
+      { address: this.address, token: this.#token, namespace },
+      SHARED,
+      this.#transport,
+    );
   }
 
   /** A client that authenticates with `token`, sharing this client's connections and namespace. */
@@ -319,7 +228,7 @@ export class OpenBaoClient {
     return new OpenBaoClient(
       { address: this.address, token, namespace: this.namespace },
       SHARED,
-      this.#shared,
+      this.#transport,
     );
   }
 
@@ -330,7 +239,7 @@ export class OpenBaoClient {
 
   /** How long reads right after this connection's writes wait for a lagging HA standby. */
   get readAfterWriteTimeoutMs(): number {
-    return this.#shared.ledger.boundMs;
+    return this.#transport.ledger.boundMs;
   }
 
   /** Low-level call: maps errors to CT_ codes, retries what is safe to retry. */
@@ -339,19 +248,19 @@ export class OpenBaoClient {
     path: string,
     options: RequestOptions = {},
   ): Promise<OpenBaoResponse<T>> {
-    if (this.#shared.closed) {
+    if (this.#transport.closed) {
       throw new CloudtaserError('CT_INTERNAL', 'OpenBao client used after close(); create a new client');
     }
-    const observer = this.#shared.observer;
+    const observer = this.#transport.observer;
     const sendNamespace = options.sendNamespace !== false && this.namespace !== '';
     if (!observer) {
       if (sendNamespace) await this.#ensureNamespaceSupport();
-      return this.#send<T>(method, path, options, sendNamespace);
+      return this.#transport.send<T>(this.#caller(), method, path, options, sendNamespace);
     }
     const started = performance.now();
     try {
       if (sendNamespace) await this.#ensureNamespaceSupport();
-      const response = await this.#send<T>(method, path, options, sendNamespace);
+      const response = await this.#transport.send<T>(this.#caller(), method, path, options, sendNamespace);
       observer({ method, outcome: 'ok', seconds: (performance.now() - started) / 1000 });
       return response;
     } catch (err) {
@@ -361,264 +270,12 @@ export class OpenBaoClient {
     }
   }
 
-  async #send<T>(
-    method: HttpMethod,
-    path: string,
-    options: RequestOptions,
-    sendNamespace: boolean,
-  ): Promise<OpenBaoResponse<T>> {
-    const shared = this.#shared;
-    const cleanPath = path.replace(/^\/+/, '');
-    const ctx: RequestContext = {
-      method,
-      path: cleanPath,
-      address: this.address,
-      namespace: sendNamespace ? this.namespace : '',
-      proxy: shared.proxy,
-    };
-    const query = new URLSearchParams();
-    let wireMethod: string = method;
-    if (method === 'LIST') {
-      // The custom LIST verb trips some proxies; OpenBao treats GET ?list=true the same.
-      wireMethod = 'GET';
-      query.set('list', 'true');
-    }
-    for (const [key, value] of Object.entries(options.query ?? {})) {
-      if (value !== undefined) query.set(key, String(value));
-    }
-    const search = query.size > 0 ? `?${query.toString()}` : '';
-    const requestUrl = new URL(`${shared.origin}${shared.basePath}/v1/${encodePath(cleanPath)}${search}`);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (options.authenticated !== false && this.#token) headers['x-vault-token'] = this.#token;
-    if (sendNamespace) headers['x-vault-namespace'] = this.namespace;
-    let body: string | undefined;
-    if (options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers['content-type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
-    }
-
-    /** Set while a `namespace not found` is waited out as HA lag after this connection created the namespace. */
-    let lagWait: { deadline: number; since: number; delayMs: number } | undefined;
-    for (let attempt = 0; ; attempt++) {
-      let outcome:
-        | { status: number; text: string; headers: Record<string, string | string[] | undefined> }
-        | { error: unknown; timedOut: boolean };
-      const controller = new AbortController();
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        controller.abort();
-      }, shared.timeoutMs);
-      try {
-        const response = await requestFollowingRedirects(
-          shared.agent,
-          {
-            url: requestUrl,
-            method: wireMethod as Dispatcher.HttpMethod,
-            headers,
-            body,
-            signal: controller.signal,
-            timeoutMs: shared.timeoutMs,
-          },
-          {
-            onRedirect: (from, to) =>
-              shared.logger.info(
-                { event: 'openbao.redirected', path: cleanPath, from: from.origin, to: to.origin },
-                'OpenBao standby redirected the request to the active node',
-              ),
-          },
-        );
-        const text = await readLimited(response.body, shared.maxResponseBytes);
-        outcome =
-          text === undefined
-            ? { error: 'too-large', timedOut: false }
-            : { status: response.statusCode, text, headers: response.headers };
-      } catch (err) {
-        if (isCloudtaserError(err, 'CT_OPENBAO_REDIRECT')) {
-          err.details.path = cleanPath;
-          err.details.namespace = ctx.namespace;
-          throw err;
-        }
-        outcome = { error: err, timedOut };
-      } finally {
-        clearTimeout(timer);
-      }
-
-      if ('error' in outcome) {
-        if (outcome.error === 'too-large') {
-          throw new CloudtaserError(
-            'CT_OPENBAO_BAD_RESPONSE',
-            `OpenBao's answer to ${method} ${cleanPath} exceeded ${shared.maxResponseBytes} bytes; check the address points at OpenBao`,
-            { details: { ...ctx, status: undefined } },
-          );
-        }
-        const code = (outcome.error as { code?: string })?.code;
-        if (outcome.timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-          throw timeoutError(ctx, shared.timeoutMs, shared.timeoutHint);
-        }
-        const mapped = mapNetworkError(outcome.error, ctx);
-        if (isConnectionReset(outcome.error) && attempt < shared.retries) {
-          await this.#backoff(attempt, ctx, 'connection_reset');
-          continue;
-        }
-        if (!isUnreachableCode(outcome.error) && mapped.code === 'CT_OPENBAO_UNREACHABLE') {
-          shared.logger.debug(
-            { event: 'openbao.request_failed', path: cleanPath },
-            'unclassified network error',
-          );
-        }
-        throw mapped;
-      }
-
-      const { status, text } = outcome;
-      let parsed: unknown;
-      if (text.trim() !== '') {
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          parsed = undefined;
-          if (status >= 200 && status < 300) {
-            throw new CloudtaserError(
-              'CT_OPENBAO_BAD_RESPONSE',
-              `OpenBao answered ${method} ${cleanPath} with a body that is not JSON; check the address points at OpenBao`,
-              { details: { ...ctx, status } },
-            );
-          }
-        }
-      }
-      if ((status >= 200 && status < 300) || options.acceptStatuses?.includes(status)) {
-        if (sendNamespace) shared.ledger.namespaceSeen(this.namespace);
-        return { status, body: parsed as T };
-      }
-      const errors = this.#scrub(extractErrors(parsed));
-      const namespaceMissing = status === 404 && errors.some((e) => e.includes('namespace not found'));
-      if (sendNamespace && !namespaceMissing) shared.ledger.namespaceSeen(this.namespace);
-      if (namespaceMissing && sendNamespace) {
-        // A namespace this connection created may not have reached the standby that answered yet.
-        lagWait ??= this.#startLagWait(shared.ledger.createdNamespaceDeadline(this.namespace));
-        if (lagWait) {
-          attempt--;
-          await this.#waitOutLag(lagWait, `namespace "${this.namespace}"`, ctx);
-          continue;
-        }
-      }
-      if (status === 404 && options.allow404 && !namespaceMissing) {
-        return { status, body: parsed as T };
-      }
-      if (status === 429 && attempt < shared.retries) {
-        await this.#rateLimitBackoff(attempt, ctx, outcome.headers['retry-after'], errors);
-        continue;
-      }
-      const retryable =
-        status >= 500 ||
-        isSealedOrStandby(status, errors) ||
-        (status === 400 && errors.some((e) => e.includes(KV_UPGRADE_TEXT)));
-      if (retryable && attempt < shared.retries) {
-        await this.#backoff(attempt, { ...ctx }, `status_${status}`);
-        continue;
-      }
-      throw mapHttpError(status, errors, ctx, attempt);
-    }
-  }
-
-  /** Removes this client's token from server texts, in case a proxy echoes request headers. */
-  #scrub(errors: string[]): string[] {
-    const token = this.#token;
-    return token ? errors.map((e) => e.split(token).join('[redacted]')) : errors;
-  }
-
-  /**
-   * Waits after a 429 from a rate-limit quota: `Retry-After` when OpenBao sends it (quotas with response
-   * headers), else a backoff whose first step is at least half the default quota interval, so a retry does not
-   * land in the same window.
-   */
-  async #rateLimitBackoff(
-    attempt: number,
-    ctx: RequestContext,
-    retryAfter: string | string[] | undefined,
-    errors: readonly string[],
-  ): Promise<void> {
-    const seconds = Number(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
-    const ceiling = Math.min(RATE_LIMIT_MAX_DELAY_MS, RATE_LIMIT_FIRST_CEILING_MS * 2 ** attempt);
-    const delay =
-      Number.isFinite(seconds) && seconds >= 0
-        ? Math.min(RATE_LIMIT_MAX_DELAY_MS, seconds * 1000)
-        : Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-    this.#shared.logger.warn(
-      {
-        event: 'openbao.rate_limited',
-        path: ctx.path,
-        namespace: ctx.namespace,
-        attempt: attempt + 1,
-        delayMs: delay,
-        retryAfter: Number.isFinite(seconds) ? seconds : undefined,
-        reason: errors[0]?.slice(0, 200),
-      },
-      'OpenBao rate-limit quota refused the request; retrying after a pause',
-    );
-    await new Promise((resolve) => setTimeout(resolve, delay));
-  }
-
-  #startLagWait(
-    deadline: number | undefined,
-  ): { deadline: number; since: number; delayMs: number } | undefined {
-    return deadline === undefined ? undefined : { deadline, since: Date.now(), delayMs: 25 };
-  }
-
-  /** One pause while an HA standby catches up with a write of this connection; past the bound, the clear error. */
-  async #waitOutLag(
-    wait: { deadline: number; since: number; delayMs: number },
-    what: string,
-    ctx: RequestContext,
-  ): Promise<void> {
-    const left = wait.deadline - Date.now();
-    if (left <= 0) throw readLagError(what, Date.now() - wait.since, this.#shared.ledger.boundMs, ctx);
-    if (wait.delayMs === 25)
-      this.#shared.logger.warn(
-        { event: 'openbao.read_lag', path: ctx.path, namespace: ctx.namespace, waitUpToMs: left },
-        'OpenBao does not show a write of this process yet (HA standby lag); waiting for it',
-      );
-    await new Promise((resolve) => setTimeout(resolve, Math.min(wait.delayMs, left)));
-    wait.delayMs = Math.min(wait.delayMs * 2, 500);
-  }
-
-  /**
-   * Repeats `read` until it is `consistent` with what this connection wrote, or `deadline` passes
-   * (`CT_OPENBAO_READ_LAG`). For reads right after an own write through an address that may be a lagging standby.
-   */
-  async #readConsistent<V>(
-    what: string,
-    deadline: number,
-    ctx: RequestContext,
-    read: () => Promise<V>,
-    consistent: (value: V) => boolean,
-  ): Promise<V> {
-    const wait = { deadline, since: Date.now(), delayMs: 25 };
-    for (;;) {
-      const value = await read();
-      if (consistent(value)) return value;
-      await this.#waitOutLag(wait, what, ctx);
-    }
+  #caller() {
+    return { address: this.address, namespace: this.namespace, token: this.#token };
   }
 
   #context(method: string, path: string): RequestContext {
     return { method, path, address: this.address, namespace: this.namespace };
-  }
-
-  async #backoff(attempt: number, ctx: RequestContext, reason: string): Promise<void> {
-    const delay = backoffDelay(attempt, { initialMs: this.#shared.retryBaseDelayMs, maxMs: MAX_BACKOFF_MS });
-    this.#shared.logger.warn(
-      {
-        event: 'openbao.retry',
-        path: ctx.path,
-        namespace: ctx.namespace,
-        attempt: attempt + 1,
-        reason,
-        delayMs: delay,
-      },
-      'retrying OpenBao request',
-    );
-    await new Promise((resolve) => setTimeout(resolve, delay));
   }
 
   /**
@@ -626,7 +283,7 @@ export class OpenBaoClient {
    * X-Vault-Namespace and would write into its root. Decided once per connection from sys/health's version.
    */
   async #ensureNamespaceSupport(): Promise<void> {
-    const shared = this.#shared;
+    const shared = this.#transport;
     shared.namespaceSupport ??= (async () => {
       let version: string;
       try {
@@ -698,7 +355,7 @@ export class OpenBaoClient {
     const response = await this.#namespaceRequest<{ data: RawNamespace }>('POST', `sys/namespaces/${name}`, {
       body: options.customMetadata ? { custom_metadata: options.customMetadata } : {},
     });
-    this.#shared.ledger.namespaceCreated(this.#childPath(name));
+    this.#transport.ledger.namespaceCreated(this.#childPath(name));
     return toNamespaceInfo(response.body?.data);
   }
 
@@ -740,7 +397,7 @@ export class OpenBaoClient {
   ): Promise<void> {
     assertSegment(name);
     await this.#namespaceRequest('DELETE', `sys/namespaces/${name}`);
-    this.#shared.ledger.namespaceDeleted(this.#childPath(name));
+    this.#transport.ledger.namespaceDeleted(this.#childPath(name));
     if (!options.wait) return;
     const deadline = Date.now() + (options.waitTimeoutMs ?? 30_000);
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
@@ -767,16 +424,16 @@ export class OpenBaoClient {
   async #listMountTable(kind: 'secret' | 'auth', path: string): Promise<Record<string, MountInfo>> {
     const read = async () =>
       (await this.request<{ data: Record<string, MountInfo> }>('GET', path)).body?.data ?? {};
-    const expected = this.#shared.ledger.expectedMounts(this.namespace, kind);
+    const expected = this.#transport.ledger.expectedMounts(this.namespace, kind);
     if (!expected) return read();
-    const table = await this.#readConsistent(
+    const table = await this.#transport.readConsistent(
       `the ${kind === 'auth' ? 'auth methods' : 'mounts'} ${expected.paths.join(', ')}`,
       expected.deadline,
       this.#context('GET', path),
       read,
       (listed) => expected.paths.every((mount) => listed[mount] !== undefined),
     );
-    this.#shared.ledger.mountsSeen(this.namespace, kind);
+    this.#transport.ledger.mountsSeen(this.namespace, kind);
     return table;
   }
 
@@ -800,12 +457,12 @@ export class OpenBaoClient {
       await this.request('POST', `sys/mounts/${trimSlashes(path)}`, {
         body: { type: 'kv', options: { version: '2' } },
       });
-      this.#shared.ledger.mounted(this.namespace, 'secret', key);
+      this.#transport.ledger.mounted(this.namespace, 'secret', key);
       return true;
     } catch (err) {
       // Lost a race with another writer: accept it if what is there now is KV v2 (once a standby shows it).
       if (!isAlreadyInUse(err)) throw err;
-      this.#shared.ledger.mounted(this.namespace, 'secret', key);
+      this.#transport.ledger.mounted(this.namespace, 'secret', key);
       if (check((await this.listMounts())[key])) return false;
       throw err;
     }
@@ -830,11 +487,11 @@ export class OpenBaoClient {
     if (check((await this.listAuthMounts())[key])) return false;
     try {
       await this.request('POST', `sys/auth/${trimSlashes(path)}`, { body: { type } });
-      this.#shared.ledger.mounted(this.namespace, 'auth', key);
+      this.#transport.ledger.mounted(this.namespace, 'auth', key);
       return true;
     } catch (err) {
       if (!isAlreadyInUse(err)) throw err;
-      this.#shared.ledger.mounted(this.namespace, 'auth', key);
+      this.#transport.ledger.mounted(this.namespace, 'auth', key);
       if (check((await this.listAuthMounts())[key])) return false;
       throw err;
     }
@@ -876,10 +533,10 @@ export class OpenBaoClient {
     };
     const expected =
       options.version === undefined
-        ? this.#shared.ledger.kvExpectation(this.namespace, trimSlashes(mount), kvKey(path))
+        ? this.#transport.ledger.kvExpectation(this.namespace, trimSlashes(mount), kvKey(path))
         : undefined;
     if (!expected) return (await read()).secret;
-    const answer = await this.#readConsistent(
+    const answer = await this.#transport.readConsistent(
       `the latest write to ${apiPath}`,
       expected.deadline,
       this.#context('GET', apiPath),
@@ -887,7 +544,7 @@ export class OpenBaoClient {
       ({ seenVersion }) =>
         kvConsistent(expected.value, seenVersion) || (options.changedByOthers === true && seenVersion === 0),
     );
-    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
+    this.#transport.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
     return answer.secret;
   }
 
@@ -900,7 +557,7 @@ export class OpenBaoClient {
   ): Promise<{ version: number }> {
     const body: Record<string, unknown> = { data };
     if (options.cas !== undefined) body.options = { cas: options.cas };
-    const ledger = this.#shared.ledger;
+    const ledger = this.#transport.ledger;
     let response: OpenBaoResponse<{ data: { version: number } }>;
     try {
       response = await this.request('POST', `${trimSlashes(mount)}/data/${kvKey(path)}`, { body });
@@ -974,13 +631,13 @@ export class OpenBaoClient {
     await this.request('DELETE', `${trimSlashes(mount)}/metadata/${kvKey(path)}`);
     // A deletion is not waited for: it is seldom read back, so its expectation would outlive the moment and
     // mistake a later re-creation by another process for lag. What this process wrote before is forgotten.
-    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
+    this.#transport.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
   }
 
   /** Soft-deletes the latest version (recoverable with undelete). Missing = ok. */
   async kvDelete(mount: string, path: string): Promise<void> {
     await this.request('DELETE', `${trimSlashes(mount)}/data/${kvKey(path)}`);
-    this.#shared.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
+    this.#transport.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
   }
 
   // ---- tokens and policies ----
@@ -1118,7 +775,8 @@ export class OpenBaoClient {
 
   /** sys/health, never with the namespace header (OpenBao refuses it there) and without a token. */
   async health(): Promise<HealthInfo> {
-    const response = await this.#send<Record<string, unknown>>(
+    const response = await this.#transport.send<Record<string, unknown>>(
+      this.#caller(),
       'GET',
       'sys/health',
       { authenticated: false, acceptStatuses: [429, 472, 473, 501, 503] },
@@ -1135,10 +793,8 @@ export class OpenBaoClient {
   }
 
   /** Closes the shared connection pool: derived clients (withNamespace/withToken) stop working too. */
-  async close(): Promise<void> {
-    if (this.#shared.closed) return;
-    this.#shared.closed = true;
-    await this.#shared.agent.close();
+  close(): Promise<void> {
+    return this.#transport.close();
   }
 }
 
@@ -1213,11 +869,6 @@ function kvConsistent(expected: KvExpectation, seenVersion: number): boolean {
   }
 }
 
-function extractErrors(body: unknown): string[] {
-  const errors = (body as { errors?: unknown })?.errors;
-  return Array.isArray(errors) ? errors.map(String) : [];
-}
-
 function isAlreadyInUse(err: unknown): boolean {
   return (
     err instanceof CloudtaserError &&
@@ -1257,21 +908,4 @@ function assertSegment(name: string): string {
     );
   }
   return name;
-}
-
-async function readLimited(
-  body: AsyncIterable<Buffer | Uint8Array>,
-  limit: number,
-): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) {
-      (body as { destroy?: () => void }).destroy?.();
-      return undefined;
-    }
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -41,6 +41,87 @@ const KV_MOUNT = 'secret';
 const MAX_SEGMENTS = 64;
 const MAX_SEGMENT_CHARS = 512;
 
+type WireMethod = AllowedPodRequest['method'];
+
+/** How one verb on a route's paths travels, or why it is refused; `params` is the pod's query. */
+type VerbDecision = (
+  params: URLSearchParams,
+) => { readonly route: PodApiRoute; readonly method: WireMethod; readonly query?: string } | PodApiRefusal;
+
+interface AllowListEntry {
+  /** Decoded segments: a literal, `*` for one segment, or a last `**` for any number of further segments. */
+  readonly path: string;
+  /** The verbs allowed (after `?list` turned a GET into LIST, unless `verbAsSent`). */
+  readonly verbs: Readonly<Partial<Record<string, VerbDecision>>>;
+  /** The answer to any other verb. @default 403 permission denied */
+  readonly otherVerbs?: PodApiRefusal;
+  /** Decided on the verb as sent: `list` and `scan` mean nothing here. */
+  readonly verbAsSent?: true;
+}
+
+const to =
+  (route: PodApiRoute, method: WireMethod, query?: (params: URLSearchParams) => string): VerbDecision =>
+  (params) => ({ route, method, query: query?.(params) });
+
+const sysHealth: VerbDecision = (params) => {
+  const health = healthQuery(params);
+  if ('error' in health) return { status: 400, errors: [health.error] };
+  return { route: 'sys-health', method: 'GET', query: health.query };
+};
+
+/**
+ * The allow-list, first match wins. Every path not here, and every verb not named for a path, is refused with
+ * OpenBao's 403 (or the entry's `otherVerbs`).
+ */
+const ALLOW_LIST: readonly AllowListEntry[] = [
+  // Unauthenticated on OpenBao, and HEAD is what load balancers and hvac send (internal/http/sys_health.go).
+  {
+    path: 'sys/health',
+    verbs: { GET: sysHealth, HEAD: sysHealth },
+    otherVerbs: { status: 405, errors: [] },
+    verbAsSent: true,
+  },
+  {
+    path: 'auth/kubernetes/login',
+    verbs: { POST: to('kubernetes-login', 'POST'), PUT: to('kubernetes-login', 'POST') },
+    otherVerbs: { status: 405, errors: ['unsupported operation'] },
+  },
+  {
+    path: 'auth/token/lookup-self',
+    verbs: {
+      GET: to('token-lookup-self', 'GET'),
+      POST: to('token-lookup-self', 'POST'),
+      PUT: to('token-lookup-self', 'POST'),
+    },
+  },
+  {
+    path: 'auth/token/renew-self',
+    verbs: { POST: to('token-renew-self', 'POST'), PUT: to('token-renew-self', 'POST') },
+  },
+  {
+    path: 'auth/token/revoke-self',
+    verbs: { POST: to('token-revoke-self', 'POST'), PUT: to('token-revoke-self', 'POST') },
+  },
+  // The KV preflight of the `bao`/`vault` CLI (command/kv_helpers.go `kvPreflightVersionRequest`) and of
+  // consul-template (`isKVv2`): which mount a path is in and its KV version. Only for the `secret/` mount, and
+  // OpenBao decides with the pod's token whether it may know (the token needs some capability under the mount).
+  { path: `sys/internal/ui/mounts/${KV_MOUNT}/**`, verbs: { GET: to('kv-mount-info', 'GET') } },
+  {
+    path: `${KV_MOUNT}/data/*/**`,
+    verbs: {
+      GET: to('kv-read', 'GET', versionQuery),
+      POST: to('kv-write', 'POST'),
+      PUT: to('kv-write', 'POST'),
+      PATCH: to('kv-write', 'PATCH'),
+    },
+  },
+  {
+    path: `${KV_MOUNT}/metadata/*/**`,
+    verbs: { GET: to('kv-metadata-read', 'GET'), LIST: to('kv-list', 'LIST', () => 'list=true') },
+  },
+  { path: `${KV_MOUNT}/metadata`, verbs: { LIST: to('kv-list', 'LIST', () => 'list=true') } },
+];
+
 /**
  * Decides whether `method` + `rawPath` (as a pod sent it, starting with `/v1/`, query included) may pass.
  * Anything odd (dot segments, encoded slashes, control characters, empty segments) is refused, never cleaned up,
@@ -53,74 +134,47 @@ export function checkPodRequest(method: string, rawPath: string): AllowedPodRequ
   if (!pathPart.startsWith('/v1/')) return { status: 404, errors: [] };
   const segments = splitSegments(pathPart.slice('/v1/'.length));
   if (!segments) return denied();
-  let verb = method.toUpperCase();
-  const joined = segments.join('/');
-  // Unauthenticated on OpenBao, and HEAD is what load balancers and hvac send (internal/http/sys_health.go).
-  if (joined === 'sys/health') {
-    if (verb !== 'GET' && verb !== 'HEAD') return { status: 405, errors: [] };
-    const health = healthQuery(params);
-    if ('error' in health) return { status: 400, errors: [health.error] };
-    return { route: 'sys-health', method: 'GET', path: 'sys/health', query: health.query };
-  }
-  if (verb === 'GET') {
-    // OpenBao parses `list` with Go's ParseBool (`list=1` from node-vault's noCustomHTTPVerbs is a list too).
-    const list = params.get('list');
-    const listing = list === null || list === '' ? false : parseGoBool(list);
-    if (listing === undefined)
-      return { status: 400, errors: [`bad value for list parameter: ${JSON.stringify(list?.slice(0, 32))}`] };
-    if (listing) verb = 'LIST';
-    // SCAN is not on the allow-list, in either spelling.
-    if (params.has('scan')) return denied();
-  }
-  const encoded = segments.map((s) => encodeURIComponent(s)).join('/');
-  const allow = (route: PodApiRoute, as: AllowedPodRequest['method'], query = ''): AllowedPodRequest => ({
-    route,
-    method: as,
-    path: encoded,
-    query,
-  });
-  const writeVerb = verb === 'POST' || verb === 'PUT';
+  const entry = ALLOW_LIST.find((candidate) => matchesPath(candidate.path, segments));
+  let verb: string | PodApiRefusal = method.toUpperCase();
+  if (!entry?.verbAsSent) verb = readVerb(verb, params);
+  if (typeof verb !== 'string') return verb;
+  if (!entry) return denied();
+  // Own keys only: a verb is the pod's text and must never find an inherited property.
+  const decide = Object.hasOwn(entry.verbs, verb) ? entry.verbs[verb] : undefined;
+  if (!decide) return entry.otherVerbs ? copyRefusal(entry.otherVerbs) : denied();
+  const decision = decide(params);
+  if ('status' in decision) return decision;
+  return {
+    route: decision.route,
+    method: decision.method,
+    path: segments.map((s) => encodeURIComponent(s)).join('/'),
+    query: decision.query ?? '',
+  };
+}
 
-  if (joined === 'auth/kubernetes/login') {
-    return writeVerb ? allow('kubernetes-login', 'POST') : { status: 405, errors: ['unsupported operation'] };
-  }
-  if (joined === 'auth/token/lookup-self') {
-    return verb === 'GET' || writeVerb
-      ? allow('token-lookup-self', verb === 'GET' ? 'GET' : 'POST')
-      : denied();
-  }
-  if (joined === 'auth/token/renew-self') return writeVerb ? allow('token-renew-self', 'POST') : denied();
-  if (joined === 'auth/token/revoke-self') return writeVerb ? allow('token-revoke-self', 'POST') : denied();
-  // The KV preflight of the `bao`/`vault` CLI (command/kv_helpers.go `kvPreflightVersionRequest`) and of
-  // consul-template (`isKVv2`): which mount a path is in and its KV version. Only for the `secret/` mount, and
-  // OpenBao decides with the pod's token whether it may know (the token needs some capability under the mount).
-  if (
-    verb === 'GET' &&
-    segments.length >= 5 &&
-    segments.slice(0, 4).join('/') === 'sys/internal/ui/mounts' &&
-    segments[4] === KV_MOUNT
-  ) {
-    return allow('kv-mount-info', 'GET');
-  }
+/** The verb OpenBao sees: a GET with a true `list` is a LIST. A `scan` (SCAN's other spelling) is refused. */
+function readVerb(verb: string, params: URLSearchParams): string | PodApiRefusal {
+  if (verb !== 'GET') return verb;
+  // OpenBao parses `list` with Go's ParseBool (`list=1` from node-vault's noCustomHTTPVerbs is a list too).
+  const list = params.get('list');
+  const listing = list === null || list === '' ? false : parseGoBool(list);
+  if (listing === undefined)
+    return { status: 400, errors: [`bad value for list parameter: ${JSON.stringify(list?.slice(0, 32))}`] };
+  // SCAN is not on the allow-list, in either spelling.
+  if (params.has('scan')) return denied();
+  return listing ? 'LIST' : verb;
+}
 
-  if (segments[0] === KV_MOUNT && segments.length >= 3) {
-    const kind = segments[1];
-    if (kind === 'data') {
-      if (verb === 'GET') return allow('kv-read', 'GET', versionQuery(params));
-      if (writeVerb) return allow('kv-write', 'POST');
-      if (verb === 'PATCH') return allow('kv-write', 'PATCH');
-      return denied();
-    }
-    if (kind === 'metadata') {
-      if (verb === 'GET') return allow('kv-metadata-read', 'GET');
-      if (verb === 'LIST') return allow('kv-list', 'LIST', 'list=true');
-      return denied();
-    }
-  }
-  if (segments[0] === KV_MOUNT && segments.length === 2 && segments[1] === 'metadata' && verb === 'LIST') {
-    return allow('kv-list', 'LIST', 'list=true');
-  }
-  return denied();
+function matchesPath(pattern: string, segments: readonly string[]): boolean {
+  const parts = pattern.split('/');
+  const open = parts[parts.length - 1] === '**';
+  const fixed = open ? parts.slice(0, -1) : parts;
+  if (open ? segments.length < fixed.length : segments.length !== fixed.length) return false;
+  return fixed.every((part, i) => part === '*' || part === segments[i]);
+}
+
+function copyRefusal(refusal: PodApiRefusal): PodApiRefusal {
+  return { status: refusal.status, errors: [...refusal.errors] };
 }
 
 export function isRefusal(value: AllowedPodRequest | PodApiRefusal): value is PodApiRefusal {

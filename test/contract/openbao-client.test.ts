@@ -262,6 +262,18 @@ describe('namespace support detection', () => {
   });
 });
 
+describe('closing', () => {
+  it('closes the shared pool once: every close(), from the client or a derived one, is the first one', async () => {
+    const c = client();
+    await c.kvWrite('secret', 'closing/a', { v: '1' });
+    const first = c.close();
+    expect(c.withToken('other').close()).toBe(first);
+    expect(c.close()).toBe(first);
+    await first;
+    await expect(c.kvRead('secret', 'closing/a')).rejects.toMatchObject({ code: 'CT_INTERNAL' });
+  });
+});
+
 describe('secret-store settings from flags and environment', () => {
   it('prefers the flag, then CLOUDTASER_*, then BAO_*, then VAULT_*', () => {
     const env = { VAULT_TOKEN: 'v', BAO_TOKEN: 'b', CLOUDTASER_SECRETSTORE_TOKEN: 'c' };

@@ -1,0 +1,349 @@
+/**
+ * The beacon's pairing core: rooms keyed by hash where brokers and bridges wait for each other, the bounds on
+ * waiting (per room, per address, in total, in time), the pairing rate per room, and the byte copy between a
+ * paired broker and bridge. It sees legs, never sockets or doors.
+ */
+import { hashPrefix, type Logger } from '../core/index.js';
+import type { Leg, LegEvents, Refuse, RejectCode } from './legs.js';
+import type { BeaconLimits } from './limits.js';
+import type { BeaconMetrics } from './metrics.js';
+import type { Announce, BeaconRole } from './protocol.js';
+import { relayStreams } from './relay.js';
+
+export interface PairingCoreOptions {
+  readonly limits: BeaconLimits;
+  readonly metrics: BeaconMetrics;
+  readonly log: Logger;
+  readonly refuse: Refuse;
+  /**
+   * Told of every announce before the leg may wait; returns why it may not (a bridge without a certificate of a
+   * bridge CA), or undefined.
+   */
+  readonly admit: (leg: Leg, role: BeaconRole) => string | undefined;
+}
+
+interface Room {
+  readonly broker: Leg[];
+  readonly bridge: Leg[];
+}
+
+export class PairingCore implements LegEvents {
+  private readonly limits: BeaconLimits;
+  private readonly metrics: BeaconMetrics;
+  private readonly log: Logger;
+  private readonly refuse: Refuse;
+  private readonly admit: PairingCoreOptions['admit'];
+  private readonly waitingByAddress = new Map<string, number>();
+  private readonly rooms = new Map<string, Room>();
+  /** Pairing budget per room hash (a token bucket), and the timers that pair rooms held back by it. */
+  private readonly pairingBudgets = new Map<string, { tokens: number; at: number }>();
+  private readonly pairingTimers = new Map<string, NodeJS.Timeout>();
+  private readonly budgetSweep: NodeJS.Timeout;
+  private readonly relays = new Set<{ destroy(): void }>();
+  private pairings = 0;
+  private closing = false;
+
+  constructor(options: PairingCoreOptions) {
+    this.limits = options.limits;
+    this.metrics = options.metrics;
+    this.log = options.log;
+    this.refuse = options.refuse;
+    this.admit = options.admit;
+    // Full buckets carry no information; dropping them keeps the table as small as the rooms in use.
+    this.budgetSweep = setInterval(() => this.sweepPairingBudgets(), 10_000);
+    this.budgetSweep.unref();
+  }
+
+  /** Rooms (hashes) with at least one waiter. */
+  get roomCount(): number {
+    return this.rooms.size;
+  }
+
+  get pairingsTotal(): number {
+    return this.pairings;
+  }
+
+  /** Source addresses with waiting connections. */
+  waitingAddresses(): Iterable<string> {
+    return this.waitingByAddress.keys();
+  }
+
+  /** Ends every relay and every wait; announces after this are ignored. */
+  close(): void {
+    this.closing = true;
+    for (const relay of this.relays) relay.destroy();
+    for (const room of this.rooms.values()) {
+      for (const leg of [...room.broker, ...room.bridge]) this.stopWaiting(leg);
+    }
+    this.rooms.clear();
+    clearInterval(this.budgetSweep);
+    for (const timer of this.pairingTimers.values()) clearTimeout(timer);
+    this.pairingTimers.clear();
+  }
+
+  // ---- LegEvents ----
+
+  announced(leg: Leg, announce: Announce): void {
+    if (leg.rejected || this.closing) return;
+    const refusal = this.admit(leg, announce.role);
+    if (refusal) {
+      this.rejectLeg(leg, 'bridge_unauthenticated', 'CT_BEACON_UNAUTHENTICATED', refusal, announce);
+      return;
+    }
+    leg.role = announce.role;
+    leg.hash = announce.hash;
+    const room = this.rooms.get(announce.hash);
+    const peers = room?.[opposite(announce.role)];
+    let heldBack = false;
+    if (peers && peers.length > 0) {
+      if (this.takePairingToken(announce.hash)) {
+        const peer = peers.shift()!;
+        this.stopWaiting(peer);
+        this.dropRoomIfEmpty(announce.hash);
+        leg.send({ t: 'waiting' });
+        if (announce.role === 'broker') this.pair(leg, peer);
+        else this.pair(peer, leg);
+        return;
+      }
+      if (announce.role === 'broker') {
+        this.rejectLeg(
+          leg,
+          'pairings_per_hash',
+          'CT_BEACON_LIMIT',
+          `this room already paired ${this.limits.maxPairingsPerHashPerSecond} times in the last second; dial again`,
+        );
+        return;
+      }
+      // A bridge is never refused for the rate: it waits, and the room pairs as soon as the budget allows.
+      heldBack = true;
+    }
+    const meta = legMeta(leg);
+    const queued = room?.[announce.role].length ?? 0;
+    if (queued >= this.limits.maxWaitingPerHash) {
+      this.rejectLeg(
+        leg,
+        'waiting_per_hash',
+        'CT_BEACON_LIMIT',
+        `${queued} ${announce.role}s already wait for this hash`,
+      );
+      return;
+    }
+    const fromAddress = this.waitingByAddress.get(leg.remote) ?? 0;
+    if (fromAddress >= this.limits.maxWaitingPerAddress) {
+      this.rejectLeg(
+        leg,
+        'waiting_per_address',
+        'CT_BEACON_LIMIT',
+        `${fromAddress} connections already wait from this address`,
+      );
+      return;
+    }
+    const counters = this.metrics.counters;
+    const total = counters.waitingBroker + counters.waitingBridge;
+    if (total >= this.limits.maxWaiting) {
+      this.rejectLeg(
+        leg,
+        'waiting_total',
+        'CT_BEACON_LIMIT',
+        `the beacon already holds ${total} waiting connections`,
+      );
+      return;
+    }
+    const target = room ?? { broker: [], bridge: [] };
+    if (!room) this.rooms.set(announce.hash, target);
+    target[announce.role].push(leg);
+    this.waitingByAddress.set(leg.remote, fromAddress + 1);
+    if (announce.role === 'broker') counters.waitingBroker += 1;
+    else counters.waitingBridge += 1;
+    const waitMs = announce.role === 'broker' ? this.limits.brokerWaitMs : this.limits.bridgeWaitMs;
+    const expiry = setTimeout(() => {
+      this.withdraw(leg);
+      this.rejectLeg(
+        leg,
+        'unmatched_timeout',
+        'CT_BEACON_LIMIT',
+        `no peer arrived within ${waitMs} ms; dial again`,
+      );
+    }, waitMs);
+    const keepalive = setInterval(() => leg.send({ t: 'ping' }), this.limits.keepaliveIntervalMs);
+    expiry.unref();
+    keepalive.unref();
+    leg.waiting = { timers: [expiry, keepalive], since: performance.now() };
+    leg.send({ t: 'waiting' });
+    this.log.info({ event: 'waiting', ...meta, announceMs: round(performance.now() - leg.acceptedAt) });
+    if (heldBack) this.schedulePairing(announce.hash);
+  }
+
+  fault(leg: Leg, reason: string, message: string): void {
+    this.withdraw(leg);
+    this.rejectLeg(leg, reason, 'CT_BEACON_PROTOCOL', message);
+  }
+
+  closed(leg: Leg): void {
+    if (leg.waiting) {
+      this.withdraw(leg);
+      this.log.info({ event: 'waiter_left', ...legMeta(leg) });
+    }
+  }
+
+  // ---- the pairing rate per room ----
+
+  /** Takes one pairing from the room's budget; false when the room is over its rate. */
+  private takePairingToken(hash: string): boolean {
+    const rate = this.limits.maxPairingsPerHashPerSecond;
+    const now = performance.now();
+    const budget = this.pairingBudgets.get(hash) ?? { tokens: rate, at: now };
+    budget.tokens = Math.min(rate, budget.tokens + ((now - budget.at) * rate) / 1000);
+    budget.at = now;
+    this.pairingBudgets.set(hash, budget);
+    if (budget.tokens < 1) return false;
+    budget.tokens -= 1;
+    return true;
+  }
+
+  /** Pairs the room's waiting brokers and bridges once its budget has a token again. */
+  private schedulePairing(hash: string): void {
+    if (this.pairingTimers.has(hash) || this.closing) return;
+    const budget = this.pairingBudgets.get(hash);
+    const missing = budget ? Math.max(0, 1 - budget.tokens) : 0;
+    const delayMs = Math.ceil((missing * 1000) / this.limits.maxPairingsPerHashPerSecond);
+    const timer = setTimeout(() => {
+      this.pairingTimers.delete(hash);
+      const room = this.rooms.get(hash);
+      while (room && room.broker.length > 0 && room.bridge.length > 0) {
+        if (!this.takePairingToken(hash)) {
+          this.schedulePairing(hash);
+          return;
+        }
+        const broker = room.broker.shift()!;
+        const bridge = room.bridge.shift()!;
+        this.stopWaiting(broker);
+        this.stopWaiting(bridge);
+        this.pair(broker, bridge);
+      }
+      this.dropRoomIfEmpty(hash);
+    }, delayMs);
+    timer.unref();
+    this.pairingTimers.set(hash, timer);
+  }
+
+  private sweepPairingBudgets(): void {
+    const rate = this.limits.maxPairingsPerHashPerSecond;
+    const now = performance.now();
+    for (const [hash, budget] of this.pairingBudgets) {
+      if (budget.tokens + ((now - budget.at) * rate) / 1000 >= rate) this.pairingBudgets.delete(hash);
+    }
+  }
+
+  // ---- pairing and the byte copy ----
+
+  private pair(broker: Leg, bridge: Leg): void {
+    broker.paired = true;
+    bridge.paired = true;
+    this.pairings += 1;
+    this.metrics.counters.paired += 1;
+    this.metrics.pairing(broker.door, bridge.door);
+    broker.send({ t: 'paired' });
+    bridge.send({ t: 'paired' });
+    const waitedMs = round(performance.now() - Math.min(broker.acceptedAt, bridge.acceptedAt));
+    const hash = hashPrefix(broker.hash!);
+    this.log.info({
+      event: 'paired',
+      hashPrefix: hash,
+      brokerDoor: broker.door,
+      bridgeDoor: bridge.door,
+      brokerRemote: broker.remote,
+      bridgeRemote: bridge.remote,
+      waitedMs,
+    });
+    const brokerStream = broker.detach();
+    const bridgeStream = bridge.detach();
+    const onIdle = () => {
+      this.refuse(
+        'paired_idle',
+        'CT_BEACON_LIMIT',
+        `no bytes either way for ${this.limits.pairedIdleMs} ms`,
+        {
+          hashPrefix: hash,
+        },
+      );
+      relay.destroy();
+    };
+    const relay = relayStreams(
+      brokerStream,
+      bridgeStream,
+      this.metrics.counters,
+      (end) => {
+        this.relays.delete(relay);
+        this.metrics.counters.paired -= 1;
+        this.log.info({
+          event: 'relay_closed',
+          hashPrefix: hash,
+          brokerDoor: broker.door,
+          bridgeDoor: bridge.door,
+          durationMs: round(end.durationMs),
+          bytesBrokerToBridge: end.bytesBrokerToBridge,
+          bytesBridgeToBroker: end.bytesBridgeToBroker,
+          aborted: end.aborted,
+        });
+      },
+      { ms: this.limits.pairedIdleMs, onIdle },
+    );
+    this.relays.add(relay);
+  }
+
+  // ---- leaving a room ----
+
+  /** Takes a leg out of its room's queue (idempotent). */
+  private withdraw(leg: Leg): void {
+    if (!leg.waiting || !leg.hash || !leg.role) return;
+    const room = this.rooms.get(leg.hash);
+    const queue = room?.[leg.role];
+    const index = queue ? queue.indexOf(leg) : -1;
+    if (index >= 0) queue!.splice(index, 1);
+    this.stopWaiting(leg);
+    this.dropRoomIfEmpty(leg.hash);
+  }
+
+  private stopWaiting(leg: Leg): void {
+    if (!leg.waiting) return;
+    for (const timer of leg.waiting.timers) clearTimeout(timer);
+    leg.waiting = undefined;
+    if (leg.role === 'broker') this.metrics.counters.waitingBroker -= 1;
+    else this.metrics.counters.waitingBridge -= 1;
+    const count = (this.waitingByAddress.get(leg.remote) ?? 1) - 1;
+    if (count <= 0) this.waitingByAddress.delete(leg.remote);
+    else this.waitingByAddress.set(leg.remote, count);
+  }
+
+  private dropRoomIfEmpty(hash: string): void {
+    const room = this.rooms.get(hash);
+    if (room && room.broker.length === 0 && room.bridge.length === 0) this.rooms.delete(hash);
+  }
+
+  private rejectLeg(leg: Leg, reason: string, code: RejectCode, message: string, announce?: Announce): void {
+    if (leg.rejected) return;
+    const meta = legMeta(leg);
+    // A refusal before the leg joins a room still says which role and room it asked for (hash prefix only).
+    if (announce) Object.assign(meta, { role: announce.role, hashPrefix: hashPrefix(announce.hash) });
+    this.refuse(reason, code, message, meta);
+    leg.reject(code, message);
+  }
+}
+
+function legMeta(leg: Leg): Record<string, unknown> {
+  return {
+    door: leg.door,
+    role: leg.role,
+    remote: leg.remote,
+    hashPrefix: leg.hash ? hashPrefix(leg.hash) : undefined,
+  };
+}
+
+function opposite(role: BeaconRole): BeaconRole {
+  return role === 'broker' ? 'bridge' : 'broker';
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

@@ -1,0 +1,104 @@
+/**
+ * The broker's side of the pod API: it cannot listen before a bootstrap brought its certificate, so it starts
+ * on the first set of credentials that carries one, and from then on tells pods (through /status and the
+ * webhook) where it is and which CA to trust.
+ */
+import type { Logger } from '../core/log.js';
+import { privateKeyToPem } from '../pki/index.js';
+import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
+import type { TunnelMux } from '../tunnel/index.js';
+import type { BrokerCredentials } from './bootstrap.js';
+import type { BrokerMetrics } from './metrics.js';
+
+export interface BrokerPodApiOptions {
+  readonly host?: string;
+  readonly port: number;
+  /** DNS names on the pod API certificate: the operator Service's (`svc`, `svc.ns`, `svc.ns.svc`, ...). */
+  readonly dnsNames: readonly string[];
+  /** The URL pods use. @default `https://<dnsNames[0]>:<port>` */
+  readonly url?: string;
+  readonly limits?: Partial<PodApiLimits>;
+}
+
+export interface BrokerPodApiContext {
+  /** The live tunnel, if any. */
+  readonly tunnel: () => TunnelMux | undefined;
+  readonly metrics?: BrokerMetrics;
+  readonly logger: Logger;
+}
+
+/** Where pods reach the pod API and the CA (public) they trust for it. */
+export interface PodApiEndpoint {
+  readonly url: string;
+  readonly caPem: string;
+}
+
+export interface BrokerPodApi {
+  /** Starts the pod API if these credentials carry its certificate; once it runs, later calls do nothing. */
+  start(credentials: BrokerCredentials): Promise<void>;
+  /** Once it runs: the address pods use and the CA they trust. */
+  endpoint(): PodApiEndpoint | undefined;
+  /** Where it listens, as bound, once it runs. */
+  listenUrl(): string | undefined;
+  /** Waits for a start under way, then closes; every call returns the first call's promise. */
+  close(): Promise<void>;
+}
+
+export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApiContext): BrokerPodApi {
+  const log = context.logger;
+  let server: PodApiServer | undefined;
+  let endpoint: PodApiEndpoint | undefined;
+  let starting: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+
+  const listen = async (credentials: BrokerCredentials) => {
+    if (!credentials.podApiCertPem || !credentials.podApiPrivateKey) {
+      log.warn(
+        { event: 'broker.podapi_no_certificate' },
+        'the bootstrap brought no pod API certificate; the pod API stays off until the next bootstrap',
+      );
+      return;
+    }
+    const metrics = context.metrics;
+    const started = await startPodApiServer({
+      host: options.host,
+      port: options.port,
+      tls: { certPem: credentials.podApiCertPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) },
+      tunnel: context.tunnel,
+      limits: options.limits,
+      observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,
+      logger: log,
+    });
+    if (closing) {
+      // close() came while it was binding: do not leave it listening.
+      await started.close();
+      return;
+    }
+    server = started;
+    // Port 0 (tests, local use) is replaced by the bound port.
+    const port = !options.url && options.port === 0 ? new URL(started.url).port : options.port;
+    endpoint = {
+      url: options.url ?? `https://${options.dnsNames[0]}:${port}`,
+      caPem: credentials.caCertPem,
+    };
+  };
+
+  return {
+    async start(credentials) {
+      if (server || closing) return;
+      starting ??= listen(credentials).finally(() => {
+        starting = undefined;
+      });
+      await starting;
+    },
+    endpoint: () => endpoint,
+    listenUrl: () => server?.url,
+    close() {
+      closing ??= (async () => {
+        await starting?.catch(() => undefined);
+        await server?.close();
+      })();
+      return closing;
+    },
+  };
+}

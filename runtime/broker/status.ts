@@ -1,0 +1,39 @@
+/** What the broker reports about itself: /status, waitForPhase, the phase metric. */
+import type { MigrationStatus } from '../migration/migrator.js';
+import type { WebhookCaBundleStatus } from '../webhook/ca-bundle.js';
+
+export type BrokerPhase =
+  | 'starting'
+  | 'bootstrapping'
+  | 'rejected'
+  | 'connecting'
+  | 'operational'
+  | 'reconnecting'
+  | 'stopped';
+
+export interface BrokerStatus {
+  readonly phase: BrokerPhase;
+  /** Human-readable: what the broker is doing or why it is stuck, and what to do. */
+  readonly reason: string;
+  /** When the phase last changed (ISO 8601). */
+  readonly since: string;
+  /** The stable code of the last failure, if any. */
+  readonly lastErrorCode?: string;
+  /** The message of that failure: kept while the broker retries, so `reason` can move on to the current step. */
+  readonly lastError?: string;
+  /** First 12 hex characters of the operational room (the CA hash) once bootstrapped. */
+  readonly operationalHashPrefix?: string;
+  /** The beacon replica the live tunnel runs through. */
+  readonly beaconIp?: string;
+  readonly tunnel?: { readonly since: string; readonly lastPingRttMs?: number };
+  /** The pod API URL for pods, once operational with a pod API certificate. */
+  readonly podApiUrl?: string;
+  /** The cluster CA (public) pods trust for the pod API, once operational. */
+  readonly podApiCaPem?: string;
+  /** The webhook's serving CA (public), for the MutatingWebhookConfiguration's caBundle. */
+  readonly webhookCaPem?: string;
+  /** Whether the webhook configuration trusts that CA yet, when the broker keeps it current. */
+  readonly webhookCaBundle?: WebhookCaBundleStatus;
+  /** Secret migration, when it runs: whether the bridge accepts it for this cluster, and the last code. */
+  readonly migration?: MigrationStatus;
+}
