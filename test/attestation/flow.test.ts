@@ -14,7 +14,6 @@ import { KubeClient } from '../../runtime/kube/index.js';
 import { createCsr, parseCsr } from '../../runtime/pki/index.js';
 import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
 import {
-  eventually,
   FAST_BROKER_TIMING,
   interpose,
   type Replicas,
@@ -24,6 +23,7 @@ import {
   startTestBridge,
   startTestBroker,
 } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 const OPERATOR = { namespace: 'cloudtaser-system', name: 'cloudtaser' };
 const INTRUDER = { namespace: 'default', name: 'intruder' };
@@ -117,7 +117,10 @@ describe('attested bootstrap through the beacon', () => {
       observePairedStream: freezer.wrap,
     });
     await first.waitForPhase('operational', 15_000);
-    await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+    await waitUntil(() => b.tunnels(cluster.fingerprint).length === 1, {
+      timeoutMs: 5_000,
+      what: 'bridge tunnel',
+    });
     const oldTunnel = b.tunnels(cluster.fingerprint)[0];
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
     const before = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
@@ -132,11 +135,10 @@ describe('attested bootstrap through the beacon', () => {
 
     const why = await oldTunnel.done;
     expect(why.message).toContain('replaced');
-    await eventually(
-      () => b.tunnels(cluster.fingerprint).filter((t) => !t.closed).length === 1,
-      5_000,
-      'one live tunnel, the new one',
-    );
+    await waitUntil(() => b.tunnels(cluster.fingerprint).filter((t) => !t.closed).length === 1, {
+      timeoutMs: 5_000,
+      what: 'one live tunnel, the new one',
+    });
     expect(await restarted.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
   });
 
@@ -151,7 +153,10 @@ describe('attested bootstrap through the beacon', () => {
     await earlier.waitForPhase('operational', 15_000);
     const newer = await broker(cluster.fingerprint, attested());
     await newer.waitForPhase('operational', 15_000);
-    await eventually(() => earlier.status().phase !== 'operational', 5_000, 'earlier broker tunnel closed');
+    await waitUntil(() => earlier.status().phase !== 'operational', {
+      timeoutMs: 5_000,
+      what: 'earlier broker tunnel closed',
+    });
     // Give the earlier broker several reconnect attempts: none may hold a tunnel again.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(earlier.status().phase).not.toBe('operational');

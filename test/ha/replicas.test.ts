@@ -12,12 +12,12 @@ import { type BeaconProcess, startBeaconProcess } from '../load/processes.js';
 import {
   BEACON_NAME,
   beaconCert,
-  eventually,
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
   type SecretStore,
   startSecretStore,
 } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 const IPS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 /**
@@ -84,11 +84,10 @@ async function killCarrierAndTimeRepair(
   replicas.delete(oldIp);
   // In-flight requests fail fast with a code; none hangs and none is answered twice.
   expect(await Promise.all(inFlight)).toEqual(['CT_TUNNEL_CLOSED', 'CT_TUNNEL_CLOSED', 'CT_TUNNEL_CLOSED']);
-  await eventually(
-    () => broker.status().phase === 'operational' && broker.tunnel() !== tunnel,
-    REPAIR_BOUND_MS + 5_000,
-    'operational again',
-  );
+  await waitUntil(() => broker.status().phase === 'operational' && broker.tunnel() !== tunnel, {
+    timeoutMs: REPAIR_BOUND_MS + 5_000,
+    what: 'operational again',
+  });
   const ms = performance.now() - started;
   timings[label] = Math.round(ms);
   return { ms, newIp: broker.status().beaconIp!, oldIp };
@@ -117,11 +116,10 @@ describe('beacon replicas behind one name', () => {
     });
     await broker.waitForPhase('operational', 15_000);
     // The bridge waits on every replica, so the survivor already holds its waiter.
-    await eventually(
-      () => bridge.status().clusters[0]?.waiting === 4,
-      5_000,
-      'bridge waiting on both replicas',
-    );
+    await waitUntil(() => bridge.status().clusters[0]?.waiting === 4, {
+      timeoutMs: 5_000,
+      what: 'bridge waiting on both replicas',
+    });
 
     const { ms, newIp, oldIp } = await killCarrierAndTimeRepair('kill_carrier_of_2');
     expect(newIp).not.toBe(oldIp);
@@ -140,11 +138,10 @@ describe('beacon replicas behind one name', () => {
     // DNS now lists the survivor and the new replica (the dead one has left the Service's endpoints).
     published = [survivor, IPS[2]];
     await bridge.pollNow();
-    await eventually(
-      () => bridge.status().clusters[0]?.waiting === 4,
-      5_000,
-      'bridge waiting on the new replica',
-    );
+    await waitUntil(() => bridge.status().clusters[0]?.waiting === 4, {
+      timeoutMs: 5_000,
+      what: 'bridge waiting on the new replica',
+    });
     expect(dead).not.toBe(IPS[2]);
 
     const { ms, newIp } = await killCarrierAndTimeRepair('kill_carrier_after_scale_out');
