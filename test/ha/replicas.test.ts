@@ -35,6 +35,8 @@ let published: string[] = [];
 let bridge: BridgeHandle;
 let broker: BrokerHandle;
 const timings: Record<string, number> = {};
+/** How many `/v1/slow` requests reached the bridge's handler (which holds them open). */
+let slowRequestsHeld = 0;
 
 const resolve = async (host: string) => (host === BEACON_NAME ? [...published] : [host]);
 
@@ -71,6 +73,7 @@ async function killCarrierAndTimeRepair(
 ): Promise<{ ms: number; newIp: string; oldIp: string }> {
   const oldIp = broker.status().beaconIp!;
   const tunnel = broker.tunnel()!;
+  const held = slowRequestsHeld;
   // Requests in flight at the moment of the kill: the bridge handler holds them open.
   const inFlight = [1, 2, 3].map(() =>
     tunnel.request({ method: 'GET', path: '/v1/slow' }).then(
@@ -78,7 +81,9 @@ async function killCarrierAndTimeRepair(
       (err: { code: string }) => err.code,
     ),
   );
-  await new Promise((r) => setTimeout(r, 50));
+  await waitUntil(() => slowRequestsHeld >= held + inFlight.length, {
+    what: 'the bridge holding the in-flight requests',
+  });
   const started = performance.now();
   await replicas.get(oldIp)!.kill9();
   replicas.delete(oldIp);
@@ -103,7 +108,10 @@ describe('beacon replicas behind one name', () => {
       resolve,
       timing: FAST_BRIDGE_TIMING,
       handler: async (request) => {
-        if (request.path === '/v1/slow') await new Promise((r) => setTimeout(r, 30_000));
+        if (request.path === '/v1/slow') {
+          slowRequestsHeld++;
+          await new Promise((r) => setTimeout(r, 30_000));
+        }
         return { status: 200, body: 'ok' };
       },
     });
