@@ -305,6 +305,21 @@ describe('source doctor', () => {
     });
   });
 
+  it('names a cluster namespace that is gone while its registration record stays (22)', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      await stack.admin.withNamespace('cloudtaser').deleteNamespace(fingerprintPrefix(cluster.fingerprint), {
+        wait: true,
+      });
+      const report = await doctor();
+      expectBrokenAt(report, 'namespace', 22);
+      expect(stepOf(report, 'namespace')).toMatchObject({
+        code: 'CT_OPENBAO_NAMESPACE_NOT_FOUND',
+        detail: expect.stringContaining(`cannot read namespace ${cluster.namespace}`),
+      });
+      expectTextSaysWhatToDo(report, `cloudtaser-cli source register --fingerprint ${cluster.fingerprint}`);
+    });
+  });
+
   it('names a cluster whose Kubernetes auth has no configuration (23): the method was disabled and enabled again', async () => {
     await withExtraCluster(async (cluster, doctor) => {
       const namespace = stack.admin.withNamespace(cluster.namespace);
