@@ -180,7 +180,8 @@ describe('keepWebhookCaBundle', () => {
       caPem: CA_PEM,
       retryMs: 20,
     });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // The configuration does not exist yet: the first attempt fails.
+    await expect.poll(() => keeper.status().state, { timeout: 2_000 }).toBe('failing');
     fake.create();
     await expect.poll(() => keeper.status().state, { timeout: 2_000 }).toBe('current');
     await keeper.close();

@@ -15,7 +15,8 @@ import {
 } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RAW_ALPN } from '../../runtime/beacon/index.js';
-import { beaconCert, eventually } from '../runtime/fixtures.js';
+import { beaconCert } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import {
   built,
   emptyCounts,
@@ -158,11 +159,10 @@ describe.skipIf(!built)(
     it('keeps the broker on its CA: no re-bootstrap moves it to the rogue CA, and it returns to the real bridge once the relay relays again', async () => {
       // The broker runs without a pin, through the relay; the bridge reaches the real beacon directly.
       const broker = await stage.startBroker({ beaconAddress: `127.0.0.1:${relay.port}` });
-      await eventually(
-        async () => (await statusOf(broker.healthPort))?.phase === 'operational',
-        20_000,
-        'broker operational',
-      );
+      await waitUntil(async () => (await statusOf(broker.healthPort))?.phase === 'operational', {
+        timeoutMs: 20_000,
+        what: 'broker operational',
+      });
       const realHashPrefix = stage.cluster.operationalHash.slice(0, 12);
       expect((await statusOf(broker.healthPort))?.operationalHashPrefix).toBe(realHashPrefix);
 
@@ -171,11 +171,10 @@ describe.skipIf(!built)(
         relay.turnHostile();
         // Three CT_BEACON_LIMIT answers send the broker to the init room, where the relay plays the bridge; give it
         // several rounds of that.
-        await eventually(
-          () => relay.counts.initPairings >= 3 || watch.operationalOnRogue,
-          40_000,
-          'the broker in the rogue init room',
-        );
+        await waitUntil(() => relay.counts.initPairings >= 3 || watch.operationalOnRogue, {
+          timeoutMs: 40_000,
+          what: 'the broker in the rogue init room',
+        });
         expect(relay.limitAnswers).toBeGreaterThanOrEqual(3);
         expect(watch.operationalOnRogue, 'operational on the rogue CA').toBe(false);
         expect(relay.counts.bootstrapRequests, 'fingerprint and CSR sent to the rogue').toBe(0);
@@ -184,13 +183,12 @@ describe.skipIf(!built)(
 
         // The relay relays honestly again: the broker is back on the real bridge with the credentials it kept.
         relay.mode = 'honest';
-        await eventually(
+        await waitUntil(
           async () => {
             const status = await statusOf(broker.healthPort);
             return status?.phase === 'operational' && status.operationalHashPrefix === realHashPrefix;
           },
-          30_000,
-          'the broker back on the real CA',
+          { timeoutMs: 30_000, what: 'the broker back on the real CA' },
         );
         expect(watch.operationalOnRogue).toBe(false);
       } finally {

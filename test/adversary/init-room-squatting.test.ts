@@ -6,7 +6,7 @@
  * its bridge CAs, so the rogues never wait at all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import { built, startRogueBridge, startTrustStage, statusOf, type TrustStage } from './trust-harness.js';
 
 let stage: TrustStage;
@@ -29,20 +29,18 @@ describe.skipIf(!built)('attack: rogue bridges without a bridge certificate squa
     });
     try {
       // The rogues have tried long enough to fill the room, had the beacon let them.
-      await eventually(
+      await waitUntil(
         () =>
           rogue.counts.waitingAccepted >= 8 ||
           Object.values(rogue.counts.refused).reduce((a, b) => a + b, 0) >= 16,
-        15_000,
-        'the rogue waiters trying the init room',
+        { timeoutMs: 15_000, what: 'the rogue waiters trying the init room' },
       );
       await stage.startBridge();
       const broker = await stage.startBroker({ pin: stage.cluster.operationalHash });
-      await eventually(
-        async () => (await statusOf(broker.healthPort))?.phase === 'operational',
-        20_000,
-        'the pinned broker operational while rogues squat',
-      );
+      await waitUntil(async () => (await statusOf(broker.healthPort))?.phase === 'operational', {
+        timeoutMs: 20_000,
+        what: 'the pinned broker operational while rogues squat',
+      });
       expect((await statusOf(broker.healthPort))?.operationalHashPrefix).toBe(
         stage.cluster.operationalHash.slice(0, 12),
       );

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { rearmCluster } from '../../runtime/registration/index.js';
-import { eventually } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import {
   built,
   startRogueBridge,
@@ -37,11 +37,10 @@ describe.skipIf(!built)(
       const realHashPrefix = stage.cluster.operationalHash.slice(0, 12);
       // First start: no pin anywhere; the broker bootstraps with the real bridge and records its CA.
       const first = await stage.startBroker();
-      await eventually(
-        async () => (await statusOf(first.healthPort))?.phase === 'operational',
-        20_000,
-        'first broker operational',
-      );
+      await waitUntil(async () => (await statusOf(first.healthPort))?.phase === 'operational', {
+        timeoutMs: 20_000,
+        what: 'first broker operational',
+      });
       expect((await statusOf(first.healthPort))?.operationalHashPrefix).toBe(realHashPrefix);
 
       const rogue = startRogueBridge({
@@ -50,7 +49,10 @@ describe.skipIf(!built)(
         waiters: 4,
       });
       try {
-        await eventually(() => rogue.counts.waitingAccepted >= 4, 10_000, 'rogue waiters in the init room');
+        await waitUntil(() => rogue.counts.waitingAccepted >= 4, {
+          timeoutMs: 10_000,
+          what: 'rogue waiters in the init room',
+        });
         // The operator pod restarts: a new process, a new key, nothing in memory.
         await first.process.kill();
         const second = await stage.startBroker();
@@ -58,11 +60,10 @@ describe.skipIf(!built)(
         try {
           // The restarted broker meets the rogue waiters again and again (and the real bridge, which refuses it: the
           // cluster is initialized and this test runs without attestation).
-          await eventually(
-            () => rogue.counts.initPairings >= 3 || watch.operationalOnRogue,
-            30_000,
-            'the broker meeting rogue waiters',
-          );
+          await waitUntil(() => rogue.counts.initPairings >= 3 || watch.operationalOnRogue, {
+            timeoutMs: 30_000,
+            what: 'the broker meeting rogue waiters',
+          });
           expect(watch.operationalOnRogue, 'operational on the rogue CA').toBe(false);
           expect(rogue.counts.bootstrapRequests, 'fingerprint and CSR sent to the rogue').toBe(0);
           expect(rogue.counts.tunnelsOpened, 'tunnels to the rogue').toBe(0);
@@ -71,11 +72,10 @@ describe.skipIf(!built)(
           // The admin re-arms (the documented way to let a restarted, unattested operator in): the broker meets
           // the real bridge among the rogue waiters and is operational on the real CA, and only on it.
           await rearmCluster(stage.store.admin, { fingerprint: stage.cluster.fingerprint });
-          await eventually(
-            async () => (await statusOf(second.healthPort))?.phase === 'operational',
-            30_000,
-            'the restarted broker operational after the re-arm',
-          );
+          await waitUntil(async () => (await statusOf(second.healthPort))?.phase === 'operational', {
+            timeoutMs: 30_000,
+            what: 'the restarted broker operational after the re-arm',
+          });
           expect((await statusOf(second.healthPort))?.operationalHashPrefix).toBe(realHashPrefix);
           expect(watch.operationalOnRogue).toBe(false);
           expect(rogue.counts.tunnelsOpened).toBe(0);

@@ -7,7 +7,7 @@
  * over the same time, measured in the same test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import {
   built,
   type CliProcess,
@@ -57,11 +57,10 @@ async function floodAndMeasure(
 ): Promise<{ idle: Sample; flood: Sample; tunnelSince: string; pairings: number }> {
   const bridge = stage.bridge!;
   const broker = await stage.startBroker({ pin: stage.cluster.operationalHash });
-  await eventually(
-    async () => (await statusOf(broker.healthPort))?.phase === 'operational',
-    20_000,
-    'broker operational',
-  );
+  await waitUntil(async () => (await statusOf(broker.healthPort))?.phase === 'operational', {
+    timeoutMs: 20_000,
+    what: 'broker operational',
+  });
   const tunnelSince = (await statusOf(broker.healthPort))!.tunnel!.since;
   // Idle baseline: the same bridge, same window, nothing but its own polls.
   const idleStart = sample(stage, bridge);

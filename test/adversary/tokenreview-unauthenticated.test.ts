@@ -32,12 +32,12 @@ import {
   BEACON_NAME,
   beaconCert,
   beaconClientFlags,
-  eventually,
   REPLICA_IPS,
   type Replicas,
   startReplicas,
   startTestBroker,
 } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const cli = join(process.env.CLOUDTASER_TEST_DIST ?? join(root, 'dist'), 'runtime/cli/main.js');
@@ -126,10 +126,12 @@ beforeAll(async () => {
   bridge.stderr!.on('data', (chunk: Buffer) =>
     logLines.push(...chunk.toString().split('\n').filter(Boolean)),
   );
-  const listening = await eventually(
+  const listening = await waitUntil(
     () => logLines.map((l) => safeJson(l)).find((l) => l?.event === 'tokenreview.listening'),
-    20_000,
-    `the bridge's TokenReview listener (log so far: ${logLines.slice(-5).join(' | ')})`,
+    {
+      timeoutMs: 20_000,
+      what: `the bridge's TokenReview listener (log so far: ${logLines.slice(-5).join(' | ')})`,
+    },
   );
   endpoint = `${listening.scheme}://localhost:${port}`;
 
@@ -161,7 +163,10 @@ beforeAll(async () => {
   });
   await broker.waitForPhase('operational', 30_000);
   // The listener certificate is issued at the bridge's next poll after registration made its CA.
-  await eventually(async () => (await openbaoLogin()) === 200, 20_000, 'a real login through the bridge');
+  await waitUntil(async () => (await openbaoLogin()) === 200, {
+    timeoutMs: 20_000,
+    what: 'a real login through the bridge',
+  });
 }, 120_000);
 
 afterAll(async () => {

@@ -34,7 +34,8 @@ import {
   type TunnelMux,
   writeBootstrapMessage,
 } from '../../runtime/tunnel/index.js';
-import { beaconCert, eventually, type SecretStore, startSecretStore } from '../runtime/fixtures.js';
+import { beaconCert, type SecretStore, startSecretStore } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 /** The repository: two folders up from the source, three from its compiled copy (the benchmarks run that). */
 const root = resolve(
@@ -207,10 +208,9 @@ export async function startTrustStage(options: StageOptions = {}): Promise<Trust
     if (supports(serve, flag)) beaconArgs.push(flag, ...(value === undefined ? [] : [value]));
   const beacon = startCli(beaconArgs);
   processes.push(beacon);
-  await eventually(
+  await waitUntil(
     async () => (await fetch(`http://127.0.0.1:${beaconMetricsPort}/readyz`).catch(() => undefined))?.ok,
-    15_000,
-    'the beacon',
+    { timeoutMs: 15_000, what: 'the beacon' },
   );
   const beaconAddress = `127.0.0.1:${port}`;
 
@@ -241,22 +241,20 @@ export async function startTrustStage(options: StageOptions = {}): Promise<Trust
       { CLOUDTASER_SECRETSTORE_TOKEN: store.server.rootToken },
     );
     processes.push(bridge);
-    await eventually(
+    await waitUntil(
       async () => (await statusOf<{ clusters: unknown[] }>(bridgeHealthPort))?.clusters.length === 1,
-      15_000,
-      'the bridge serving the cluster',
+      { timeoutMs: 15_000, what: 'the bridge serving the cluster' },
     );
     return bridge;
   };
   if (!options.deferBridge) {
     await startBridge();
-    await eventually(
+    await waitUntil(
       async () =>
         ((await statusOf<{ clusters: { waiting: number }[] }>(bridgeHealthPort))?.clusters ?? []).some(
           (c) => c.waiting > 0,
         ),
-      15_000,
-      'the bridge waiting in the init room',
+      { timeoutMs: 15_000, what: 'the bridge waiting in the init room' },
     );
   }
 

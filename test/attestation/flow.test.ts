@@ -7,14 +7,13 @@ import type { Duplex } from 'node:stream';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { attestationAudience } from '../../runtime/attestation/index.js';
-import type { BridgeHandle } from '../../runtime/bridge/index.js';
+import { type BridgeHandle, type BridgeOptions, createBridgeMetrics } from '../../runtime/bridge/index.js';
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { createCsr, parseCsr } from '../../runtime/pki/index.js';
 import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
 import {
-  eventually,
   FAST_BROKER_TIMING,
   interpose,
   type Replicas,
@@ -24,6 +23,7 @@ import {
   startTestBridge,
   startTestBroker,
 } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 const OPERATOR = { namespace: 'cloudtaser-system', name: 'cloudtaser' };
 const INTRUDER = { namespace: 'default', name: 'intruder' };
@@ -83,8 +83,8 @@ async function registerAttested(fingerprint: string = randomUUID(), keys: unknow
   });
 }
 
-async function bridge(): Promise<BridgeHandle> {
-  const handle = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] });
+async function bridge(extra: Partial<BridgeOptions> = {}): Promise<BridgeHandle> {
+  const handle = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address], ...extra });
   running.push(handle);
   return handle;
 }
@@ -117,7 +117,10 @@ describe('attested bootstrap through the beacon', () => {
       observePairedStream: freezer.wrap,
     });
     await first.waitForPhase('operational', 15_000);
-    await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+    await waitUntil(() => b.tunnels(cluster.fingerprint).length === 1, {
+      timeoutMs: 5_000,
+      what: 'bridge tunnel',
+    });
     const oldTunnel = b.tunnels(cluster.fingerprint)[0];
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
     const before = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
@@ -132,17 +135,23 @@ describe('attested bootstrap through the beacon', () => {
 
     const why = await oldTunnel.done;
     expect(why.message).toContain('replaced');
-    await eventually(
-      () => b.tunnels(cluster.fingerprint).filter((t) => !t.closed).length === 1,
-      5_000,
-      'one live tunnel, the new one',
-    );
+    await waitUntil(() => b.tunnels(cluster.fingerprint).filter((t) => !t.closed).length === 1, {
+      timeoutMs: 5_000,
+      what: 'one live tunnel, the new one',
+    });
     expect(await restarted.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
   });
 
   it('refuses a tunnel to an earlier broker that is still running after a newer bootstrap replaced it', async () => {
     const cluster = await registerAttested();
-    const b = await bridge();
+    const metrics = createBridgeMetrics({ processMetrics: false });
+    const b = await bridge({ metrics });
+    // The bridge refuses the earlier broker's certificate (valid, but no longer the bootstrapped key) by this code.
+    const refusedCertificates = async () => {
+      const text = await metrics.registry.metrics();
+      const match = /cloudtaser_bridge_refusals_total\{code="CT_PKI_INVALID_CERT"\} (\d+)/.exec(text);
+      return match ? Number(match[1]) : 0;
+    };
     // The earlier broker keeps retrying the operational room with its old (still unexpired) certificate.
     const earlier = await broker(cluster.fingerprint, {
       ...attested(),
@@ -151,19 +160,26 @@ describe('attested bootstrap through the beacon', () => {
     await earlier.waitForPhase('operational', 15_000);
     const newer = await broker(cluster.fingerprint, attested());
     await newer.waitForPhase('operational', 15_000);
-    await eventually(() => earlier.status().phase !== 'operational', 5_000, 'earlier broker tunnel closed');
-    // Give the earlier broker several reconnect attempts: none may hold a tunnel again.
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await waitUntil(() => earlier.status().phase !== 'operational', {
+      timeoutMs: 5_000,
+      what: 'earlier broker tunnel closed',
+    });
+    // Let the earlier broker come back more than once: the bridge refuses each attempt, none holds a tunnel again.
+    const before = await refusedCertificates();
+    await waitUntil(async () => (await refusedCertificates()) >= before + 2, {
+      timeoutMs: 20_000,
+      what: 'two refused reconnects of the earlier broker',
+    });
     expect(earlier.status().phase).not.toBe('operational');
-    expect(earlier.status().lastErrorCode).toBeDefined();
+    expect(earlier.status().lastErrorCode).toBe('CT_TUNNEL_CLOSED');
     expect(b.tunnels(cluster.fingerprint).filter((t) => !t.closed)).toHaveLength(1);
     expect(newer.status().phase).toBe('operational');
     expect(await newer.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
-  });
+  }, 60_000);
 
   it('refuses a broker without a token (a stolen fingerprint) before and after init, records nothing, and says to turn attestation on', async () => {
     const cluster = await registerAttested();
-    await bridge();
+    const b = await bridge();
     const thief = await broker(cluster.fingerprint, {
       timing: { ...FAST_BROKER_TIMING, rejectedRetryMs: 200 },
     });
@@ -175,8 +191,13 @@ describe('attested bootstrap through the beacon', () => {
     const genuine = await broker(cluster.fingerprint, attested());
     await genuine.waitForPhase('operational', 15_000);
     const tunnel = genuine.tunnel()!;
-    // Still refused once the cluster is initialized, and the genuine broker keeps its tunnel.
-    await sleepMs(600);
+    // Still refused once the cluster is initialized (the bridge turns down its next attempt), and the genuine
+    // broker keeps its tunnel.
+    const refusedBefore = b.status().bootstrapsRefused;
+    await waitUntil(() => b.status().bootstrapsRefused > refusedBefore, {
+      timeoutMs: 15_000,
+      what: "the thief's next attempt refused",
+    });
     expect(thief.status()).toMatchObject({ phase: 'rejected', lastErrorCode: 'CT_ATTESTATION_FAILED' });
     expect(genuine.tunnel()).toBe(tunnel);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
@@ -220,7 +241,7 @@ describe('attested bootstrap through the beacon', () => {
 
   it('refuses an earlier request replayed after a newer bootstrap: a valid token for its own key, issued before the current one', async () => {
     const cluster = await registerAttested();
-    await bridge();
+    const b = await bridge();
     const genuine = await broker(cluster.fingerprint, attested());
     await genuine.waitForPhase('operational', 15_000);
     const tunnel = genuine.tunnel();
@@ -247,7 +268,12 @@ describe('attested bootstrap through the beacon', () => {
     const rejected = await replayer.waitForPhase('rejected', 15_000);
     expect(rejected.lastErrorCode).toBe('CT_ATTESTATION_FAILED');
     expect(rejected.reason).toContain('(replayed)');
-    await sleepMs(600);
+    // Its next attempt is refused as well.
+    const refusedBefore = b.status().bootstrapsRefused;
+    await waitUntil(() => b.status().bootstrapsRefused > refusedBefore, {
+      timeoutMs: 15_000,
+      what: "the replayer's next attempt refused",
+    });
     // Nothing was rewritten and the current broker keeps its tunnel.
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
     const after = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
@@ -329,7 +355,3 @@ describe('registration with attestation settings', () => {
     ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
   });
 });
-
-function sleepMs(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

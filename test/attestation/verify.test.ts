@@ -145,16 +145,26 @@ describe('attested bootstrap: verifying a service-account token offline', () => 
     expect(await reasonOf(verifyAttestation(forged, keySha, policy))).toBe('signature');
     const none = `${part({ alg: 'none' })}.${c}.`;
     expect(await reasonOf(verifyAttestation(none, keySha, policy))).toBe('algorithm');
-    for (const bad of [
-      '',
-      'a.b',
-      'x'.repeat(10_000),
-      '!!.??.**',
-      `${h}.${c}`,
-      `${h}.!!.${Buffer.alloc(8).toString('base64url')}`,
-    ]) {
-      expect(await reasonOf(verifyAttestation(bad, keySha, policy))).toBeDefined();
-    }
+    const malformed = {
+      empty: '',
+      'two parts': 'a.b',
+      oversized: 'x'.repeat(10_000),
+      'not base64url': '!!.??.**',
+      'no signature part': `${h}.${c}`,
+      'claims not base64url': `${h}.!!.${Buffer.alloc(8).toString('base64url')}`,
+    };
+    const reasons: Record<string, string | undefined> = {};
+    for (const [name, bad] of Object.entries(malformed))
+      reasons[name] = await reasonOf(verifyAttestation(bad, keySha, policy));
+    expect(reasons).toEqual({
+      empty: 'malformed',
+      'two parts': 'malformed',
+      oversized: 'malformed',
+      'not base64url': 'malformed',
+      'no signature part': 'malformed',
+      // The signature is checked over the raw parts before the claims are decoded.
+      'claims not base64url': 'signature',
+    });
   });
 
   it('refuses a token whose header carries crit, even when the signature is good', async () => {

@@ -7,11 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, PLAIN_MAGIC, waitForPeer } from '../../runtime/beacon/index.js';
+import { waitUntil } from '../support/wait.js';
 import {
   type Certs,
   captureLogger,
   collectFrames,
-  eventually,
   makeCerts,
   randomHash,
   rawClient,
@@ -70,7 +70,7 @@ describe('beacon with the plain door off (the default)', () => {
       const result = collectFrames(socket);
       socket.write(bytes);
       expect((await result).frames).toEqual([]);
-      await eventually(() => garbageRejections().length > before);
+      await waitUntil(() => garbageRejections().length > before);
       const line = garbageRejections().at(-1)!;
       expect(line.code).toBe('CT_BEACON_PROTOCOL');
       expect(String(line.message)).toMatch(/not a TLS ClientHello .*plain door is off/);

@@ -231,12 +231,3 @@ export async function webSocketClient(
   await once(ws, 'open');
   return ws;
 }
-
-/** Polls until `check` is true; unit tests wait for outcomes, never for wall-clock durations. */
-export async function eventually(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

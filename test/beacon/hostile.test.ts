@@ -3,12 +3,12 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
+import { waitUntil } from '../support/wait.js';
 import {
   announceFrame,
   type Certs,
   captureLogger,
   collectFrames,
-  eventually,
   frame,
   makeCerts,
   randomHash,
@@ -147,7 +147,7 @@ describe('beacon under hostile input', () => {
       code: 'CT_BEACON_PROTOCOL',
       reason: expect.stringContaining('before'),
     });
-    await eventually(() => beacon.stats().waiting === 0);
+    await waitUntil(() => beacon.stats().waiting === 0);
   });
 
   it('refuses an oversized or textual announce on the WebSocket door', async () => {
@@ -205,7 +205,7 @@ describe('beacon under hostile input', () => {
         },
       }).catch(() => undefined),
     );
-    await eventually(() => waiting === 2);
+    await waitUntil(() => waiting === 2);
     const third = waitForPeer({
       target: targetFor(beacon, 'plain'),
       ip: '127.0.0.1',
@@ -221,7 +221,7 @@ describe('beacon under hostile input', () => {
   });
 
   it('limits waiters from one address and keeps serving others', async () => {
-    await eventually(() => beacon.stats().waiting === 0);
+    await waitUntil(() => beacon.stats().waiting === 0);
     const controller = new AbortController();
     const outcomes: Promise<unknown>[] = [];
     let refused = 0;
@@ -239,15 +239,15 @@ describe('beacon under hostile input', () => {
         }),
       );
       // Stay under the pending-per-address bound: a flood of waiters, not of half-open connections.
-      if (i % 5 === 4) await eventually(() => beacon.stats().pending === 0);
+      if (i % 5 === 4) await waitUntil(() => beacon.stats().pending === 0);
     }
-    await eventually(() => refused === 5);
+    await waitUntil(() => refused === 5);
     expect(rejections('waiting_per_address')).toBeGreaterThanOrEqual(5);
     expect(beacon.stats().waiting).toBe(limits.maxWaitingPerAddress);
     controller.abort();
     const errors = (await Promise.all(outcomes)) as { code: string }[];
     expect(errors.filter((err) => err.code === 'CT_BEACON_LIMIT')).toHaveLength(5);
-    await eventually(() => beacon.stats().waiting === 0);
+    await waitUntil(() => beacon.stats().waiting === 0);
     await assertStillServes();
   });
 
@@ -261,10 +261,10 @@ describe('beacon under hostile input', () => {
         return socket;
       }),
     );
-    await eventually(() => rejections('pending_per_address') >= before + 5);
+    await waitUntil(() => rejections('pending_per_address') >= before + 5);
     expect(beacon.stats().pending).toBeLessThanOrEqual(limits.maxPendingPerAddress);
     for (const socket of sockets) socket.destroy();
-    await eventually(() => beacon.stats().connections === 0);
+    await waitUntil(() => beacon.stats().connections === 0);
   });
 
   it('ends an unmatched broker wait with a limit error, after keepalive pings', async () => {
@@ -312,7 +312,7 @@ describe('beacon under hostile input', () => {
         }),
       );
     }
-    await eventually(() => {
+    await waitUntil(() => {
       const stats = beacon.stats();
       return (
         stats.connections === 0 && stats.waiting === 0 && stats.rooms === 0 && stats.trackedAddresses === 0
@@ -335,7 +335,7 @@ describe('beacon under hostile input', () => {
   });
 
   it('returns to zero connections, waiters and rooms after all of the above', async () => {
-    await eventually(() => {
+    await waitUntil(() => {
       const stats = beacon.stats();
       return stats.connections === 0 && stats.waiting === 0 && stats.rooms === 0 && stats.paired === 0;
     });
@@ -368,8 +368,8 @@ describe('beacon total bounds', () => {
           }),
         );
       }
-      await eventually(() => small.stats().waiting === 3 && refused === 2);
-      await eventually(() => small.stats().connections === 3);
+      await waitUntil(() => small.stats().waiting === 3 && refused === 2);
+      await waitUntil(() => small.stats().connections === 3);
       const silent = await Promise.all(
         [0, 1].map(async () => {
           const socket = netConnect({ host: '127.0.0.1', port: small.port });
@@ -378,7 +378,7 @@ describe('beacon total bounds', () => {
           return socket;
         }),
       );
-      await eventually(() => small.stats().connections === 5);
+      await waitUntil(() => small.stats().connections === 5);
       const extra = netConnect({ host: '127.0.0.1', port: small.port });
       extra.on('error', () => {});
       await once(extra, 'close');

@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
 import { hashPrefix } from '../../runtime/core/index.js';
+import { waitUntil } from '../support/wait.js';
 import {
   announceFrame,
   type Certs,
   captureLogger,
   collectFrames,
-  eventually,
   innerMutualTls,
   makeCerts,
   randomHash,
@@ -51,7 +51,7 @@ describe('beacon logs and metrics', () => {
     expect((await got).toString()).toBe(payload);
     broker.end();
     bridge.end();
-    await eventually(() => log.lines.some((line) => line.event === 'relay_closed'));
+    await waitUntil(() => log.lines.some((line) => line.event === 'relay_closed'));
 
     const all = log.raw.join('\n');
     expect(all).not.toContain(payload);
@@ -123,7 +123,7 @@ describe('beacon logs and metrics', () => {
         waiting = true;
       },
     }).catch(() => undefined);
-    await eventually(() => waiting);
+    await waitUntil(() => waiting);
     const text = await (await fetch(`${beacon.metricsUrl}/metrics`)).text();
     expect(text).toMatch(/^cloudtaser_beacon_waiting\{role="bridge"\} 1$/m);
     expect(beacon.stats()).toMatchObject({ waitingBridges: 1, waiting: 1, rooms: 1 });

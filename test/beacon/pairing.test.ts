@@ -3,9 +3,9 @@ import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
+import { waitUntil } from '../support/wait.js';
 import {
   type Certs,
-  eventually,
   innerMutualTls,
   makeCerts,
   randomHash,
@@ -147,7 +147,7 @@ describe('beacon pairing', () => {
         }).catch((err) => err),
       );
     }
-    await eventually(() => waitingCount === 3);
+    await waitUntil(() => waitingCount === 3);
     expect(beacon.stats().paired).toBe(0);
     controller.abort();
     const results = await Promise.all(waits);
@@ -218,7 +218,7 @@ describe('beacon pairing', () => {
       const reply = readAll(broker);
       bridge.end('reply');
       expect((await reply).toString()).toBe('reply');
-      await eventually(() => beacon.stats().paired === 0);
+      await waitUntil(() => beacon.stats().paired === 0);
     });
   }
 
@@ -229,7 +229,7 @@ describe('beacon pairing', () => {
     broker.destroy();
     await ended;
     bridge.destroy();
-    await eventually(() => beacon.stats().paired === 0);
+    await waitUntil(() => beacon.stats().paired === 0);
   });
 
   it('closes a WebSocket peer when its raw peer ends', async () => {
@@ -238,7 +238,7 @@ describe('beacon pairing', () => {
     bridge.end('bye');
     expect((await ended).toString()).toBe('bye');
     broker.end();
-    await eventually(() => beacon.stats().paired === 0);
+    await waitUntil(() => beacon.stats().paired === 0);
   });
 });
 

@@ -22,7 +22,8 @@ import {
   issueCertificate,
   issueSelfSignedSync,
 } from '../../runtime/pki/index.js';
-import { captureLogger, eventually, randomHash } from './helpers.js';
+import { waitUntil } from '../support/wait.js';
+import { captureLogger, randomHash } from './helpers.js';
 
 let dir: string;
 const running: BeaconHandle[] = [];
@@ -94,11 +95,15 @@ describe('beacon serve reloads changed files', () => {
 
     // Half-way through a rotation: the new certificate is written, its key not yet. The old pair stays.
     await writeFile(certFile, second.certPem);
-    await eventually(() => log.lines.some((line) => line.event === 'tls_files.reload_failed'), 5_000);
+    await waitUntil(() => log.lines.some((line) => line.event === 'tls_files.reload_failed'), {
+      timeoutMs: 5_000,
+    });
     expect((await servedCertificate(beacon.port)).subject).toContain('beacon before rotation');
 
     await writeFile(keyFile, second.keyPem);
-    await eventually(() => log.lines.some((line) => line.event === 'tls_files.reloaded'), 5_000);
+    await waitUntil(() => log.lines.some((line) => line.event === 'tls_files.reloaded'), {
+      timeoutMs: 5_000,
+    });
     expect((await servedCertificate(beacon.port)).subject).toContain('beacon after rotation');
     // No key material in what was logged about the reload.
     expect(log.raw.join('\n')).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
@@ -144,23 +149,23 @@ describe('beacon serve reloads changed files', () => {
     expect(await outcome(newCa)).toBe('CT_BEACON_UNAUTHENTICATED');
     // Rotation, step 1: the bundle holds both CAs while bridges move over.
     await writeFile(caFile, `${oldCa.certPem}${newCa.certPem}`);
-    await eventually(() => log.lines.some((line) => line.event === 'bridge_cas_updated'), 5_000);
+    await waitUntil(() => log.lines.some((line) => line.event === 'bridge_cas_updated'), {
+      timeoutMs: 5_000,
+    });
     expect(await outcome(newCa)).toBe('waiting');
     expect(await outcome(oldCa)).toBe('waiting');
     // Step 3: the old CA is removed once no bridge uses it.
     await writeFile(caFile, newCa.certPem);
-    await eventually(
-      () => log.lines.filter((line) => line.event === 'bridge_cas_updated').length >= 2,
-      5_000,
-    );
+    await waitUntil(() => log.lines.filter((line) => line.event === 'bridge_cas_updated').length >= 2, {
+      timeoutMs: 5_000,
+    });
     expect(await outcome(oldCa)).toBe('CT_BEACON_UNAUTHENTICATED');
     expect(await outcome(newCa)).toBe('waiting');
     // A file that is not a CA bundle is refused and the CAs in force stay.
     await writeFile(caFile, 'garbage');
-    await eventually(
-      () => log.lines.filter((line) => line.event === 'tls_files.reload_failed').length >= 1,
-      5_000,
-    );
+    await waitUntil(() => log.lines.filter((line) => line.event === 'tls_files.reload_failed').length >= 1, {
+      timeoutMs: 5_000,
+    });
     expect(await outcome(newCa)).toBe('waiting');
   });
 

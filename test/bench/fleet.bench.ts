@@ -37,6 +37,7 @@ import {
 } from '../../runtime/registration/index.js';
 import type { TunnelMux } from '../../runtime/tunnel/index.js';
 import { type BeaconProcess, startBeaconProcess } from '../load/processes.js';
+import { waitUntil } from '../support/wait.js';
 import { type Benchmark, type Metric, median, percentile } from './harness.js';
 
 const dist = process.env.CLOUDTASER_TEST_DIST ?? resolve(import.meta.dirname, '../..');
@@ -277,16 +278,6 @@ interface BridgeProcessStatus {
   readonly bootstrapsRefused: number;
 }
 
-async function until<T>(check: () => Promise<T | undefined>, what: string, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 const reconnectBenchmark: Benchmark = {
   name: 'fleet.reconnect',
   async run(ctx) {
@@ -353,11 +344,11 @@ const reconnectBenchmark: Benchmark = {
         const response = await request(`http://127.0.0.1:${healthPort}/status`);
         return (await response.body.json()) as BridgeProcessStatus;
       };
-      await until(
-        async () => ((await bridgeStatus()).lastPollAt ? true : undefined),
-        'the bridge process',
-        60_000,
-      );
+      await waitUntil(async () => (await bridgeStatus()).lastPollAt, {
+        what: 'the bridge process',
+        timeoutMs: 60_000,
+        intervalMs: 50,
+      });
       // RSS of the bridge serving no cluster, once it settled.
       await new Promise((r) => setTimeout(r, 2_000));
       const rssNoneKib = rssKibOf(bridgePid);
@@ -368,17 +359,17 @@ const reconnectBenchmark: Benchmark = {
       const fingerprints = Array.from({ length: clusters }, () => randomUUID());
       await inParallel(fingerprints, 16, (fingerprint) => registerCluster(admin, { fingerprint }));
       ctx.log(`   ${clusters} clusters registered in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      await until(
-        async () => ((await bridgeStatus()).clusters.length === clusters ? true : undefined),
-        'the bridge to discover every cluster',
-        120_000,
-      );
+      await waitUntil(async () => (await bridgeStatus()).clusters.length === clusters, {
+        what: 'the bridge to discover every cluster',
+        timeoutMs: 120_000,
+        intervalMs: 50,
+      });
       // Registered but not bootstrapped: one waiting connection per cluster (the init room).
-      await until(
-        async () => ((await bridgeStatus()).clusters.every((c) => c.waiting === 1) ? true : undefined),
-        'the bridge to wait in every init room',
-        120_000,
-      );
+      await waitUntil(async () => (await bridgeStatus()).clusters.every((c) => c.waiting === 1), {
+        what: 'the bridge to wait in every init room',
+        timeoutMs: 120_000,
+        intervalMs: 50,
+      });
       const rssWaitingKib = rssKibOf(bridgePid);
       // The first bootstraps in groups, as a fleet rolls its operators out; that is not what is measured.
       t0 = performance.now();
@@ -397,19 +388,18 @@ const reconnectBenchmark: Benchmark = {
         `   ${clusters} brokers bootstrapped and operational in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
       // Every tunnel and waiter in place, and a poll after the last bootstrap, so the window below is the storm.
-      const settled = await until(
+      const settled = await waitUntil(
         async () => {
           const status = await bridgeStatus();
           return status.clusters.every((c) => c.tunnels === 1 && c.waiting === 2) ? status : undefined;
         },
-        'the bridge to wait in both rooms of every cluster',
-        120_000,
+        { what: 'the bridge to wait in both rooms of every cluster', timeoutMs: 120_000, intervalMs: 50 },
       );
-      await until(
-        async () => ((await bridgeStatus()).lastPollAt !== settled.lastPollAt ? true : undefined),
-        'one more discovery poll',
-        30_000,
-      );
+      await waitUntil(async () => (await bridgeStatus()).lastPollAt !== settled.lastPollAt, {
+        what: 'one more discovery poll',
+        timeoutMs: 30_000,
+        intervalMs: 50,
+      });
       const rssFleetKib = rssKibOf(bridgePid);
       const beaconBefore = await beacon.report();
 
@@ -428,13 +418,9 @@ const reconnectBenchmark: Benchmark = {
       beacon = await startBeaconProcess({ ...beaconConfig, port: beaconPort });
       beaconPid = beacon.pid;
       const restartMs = performance.now() - killedAt;
-      await until(
-        async () =>
-          brokers.every((b) => b.status().phase === 'operational' && b.tunnel() !== tunnels.get(b))
-            ? true
-            : undefined,
-        'every broker operational on a new tunnel',
-        600_000,
+      await waitUntil(
+        async () => brokers.every((b) => b.status().phase === 'operational' && b.tunnel() !== tunnels.get(b)),
+        { what: 'every broker operational on a new tunnel', timeoutMs: 600_000, intervalMs: 50 },
       );
       const reconnectMs = performance.now() - killedAt;
       clearInterval(watch);

@@ -5,7 +5,7 @@
  * (quick mode shortens both windows to 5 s; the goal is then scaled to the window).
  */
 import { startFakeBrokers, startTrustStage, statusOf } from '../adversary/trust-harness.js';
-import { eventually } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import type { Benchmark } from './harness.js';
 
 const FAKE_BROKERS = 8;
@@ -20,11 +20,10 @@ export const benchmarks: Benchmark[] = [
       try {
         const bridge = stage.bridge!;
         const broker = await stage.startBroker({ pin: stage.cluster.operationalHash });
-        await eventually(
-          async () => (await statusOf(broker.healthPort))?.phase === 'operational',
-          30_000,
-          'broker operational',
-        );
+        await waitUntil(async () => (await statusOf(broker.healthPort))?.phase === 'operational', {
+          timeoutMs: 30_000,
+          what: 'broker operational',
+        });
         const tunnelSince = (await statusOf(broker.healthPort))?.tunnel?.since;
         const wait = () => new Promise((done) => setTimeout(done, windowMs));
         const idleStart = bridge.cpuSeconds();

@@ -7,6 +7,7 @@
  */
 import { fork } from 'node:child_process';
 import { childEntry, openFileLimit, startBeaconProcess } from '../load/processes.js';
+import { waitUntil } from '../support/wait.js';
 import type { Benchmark, Metric } from './harness.js';
 
 const MIB = 1024 * 1024;
@@ -80,7 +81,10 @@ export const benchmarks: Benchmark[] = [
         // Warm-up as in reference/limits.md: open and close 200 pairs, then take the idle baseline.
         const warm = await holdPairs(beacon.port, 200);
         warm();
-        await waitUntil(async () => (await beacon.report()).stats.connections === 0);
+        await waitUntil(async () => (await beacon.report()).stats.connections === 0, {
+          timeoutMs: 20_000,
+          intervalMs: 50,
+        });
         const idle = await beacon.report();
         const started = performance.now();
         const release = await holdPairs(beacon.port, pairs);
@@ -131,11 +135,3 @@ export const benchmarks: Benchmark[] = [
     },
   },
 ];
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

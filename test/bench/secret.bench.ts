@@ -33,6 +33,7 @@ import {
 } from '../../runtime/pki/index.js';
 import { ensureBeaconClientCa, registerCluster } from '../../runtime/registration/index.js';
 import { startOperationalStack } from '../operational/stack.js';
+import { waitUntil } from '../support/wait.js';
 import type { FloorConfig } from './floor-child.js';
 import { type Benchmark, type Metric, median, percentile, sample } from './harness.js';
 
@@ -51,16 +52,6 @@ async function freePort(): Promise<number> {
       server.close(() => done(port));
     });
   });
-}
-
-async function until<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** The same comparison with bridge, broker and beacon in this process (no scheduling between processes). */
@@ -293,11 +284,14 @@ export const benchmarks: Benchmark[] = [
           '--health-listen',
           `127.0.0.1:${healthPort}`,
         ]);
-        const status = await until(async () => {
-          const response = await request(`http://127.0.0.1:${healthPort}/status`);
-          const body = (await response.body.json()) as { phase?: string; podApiCaPem?: string };
-          return body.phase === 'operational' && body.podApiCaPem ? body : undefined;
-        }, 'the broker process to become operational');
+        const status = await waitUntil(
+          async () => {
+            const response = await request(`http://127.0.0.1:${healthPort}/status`);
+            const body = (await response.body.json()) as { phase?: string; podApiCaPem?: string };
+            return body.phase === 'operational' && body.podApiCaPem ? body : undefined;
+          },
+          { what: 'the broker process to become operational', timeoutMs: 30_000, intervalMs: 100 },
+        );
         await podAgent.close();
         const trusted = new Agent({ connect: { ca: status.podApiCaPem }, connections: 1 });
         const podApi = `https://localhost:${podApiPort}`;

@@ -88,16 +88,6 @@ export async function raw(
   return { status: response.status, text, json, headers: response.headers };
 }
 
-export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** Builds an unsigned-looking service-account JWT (OpenBao checks no signature without pem_keys). */
 export function serviceAccountJwt(claims: {
   namespace: string;

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloudtaserError } from '../../runtime/core/index.js';
 import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { waitUntil } from '../support/wait.js';
 import {
   AGAINST_REAL_OPENBAO,
   clientFor,
-  eventually,
   raw,
   serviceAccountJwt,
   startTarget,
@@ -194,7 +194,9 @@ describe('namespaces', () => {
     const answer = await raw(target, 'DELETE', 'sys/namespaces/doomed', { namespace: base });
     expect(answer.status).toBe(200);
     expect((answer.json!.data as { status: string }).status).toBe('in-progress');
-    await eventually(async () => ((await ns.readNamespace('doomed')) === undefined ? true : undefined));
+    await waitUntil(async () => (await ns.readNamespace('doomed')) === undefined, {
+      what: 'the deleted namespace gone',
+    });
     const missing = await raw(target, 'DELETE', 'sys/namespaces/doomed', { namespace: base });
     expect(missing.status).toBe(200);
     expect(missing.json!.warnings).toEqual(['requested namespace does not exist']);

@@ -13,13 +13,13 @@ import { getClusterStatus } from '../../runtime/registration/index.js';
 import {
   beaconCert,
   beaconClientCa,
-  eventually,
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
   type SecretStore,
   startSecretStore,
   testBeaconIdentity,
 } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import { type FaultProxy, startFaultProxy } from './openbao-proxy.js';
 
 let store: SecretStore;
@@ -98,13 +98,12 @@ describe('bootstrap under OpenBao faults', () => {
     // Two bootstrap attempts' worth of failures (each is one try plus one retry), then OpenBao is healthy.
     proxy.inject({ ...initializedWrite(cluster.fingerprint), status: 500, times: 4 });
     const k = await broker(cluster.fingerprint);
-    await eventually(() => b.status().bootstrapsRefused >= 1, 10_000, 'a refusal');
+    await waitUntil(() => b.status().bootstrapsRefused >= 1, { timeoutMs: 10_000, what: 'a refusal' });
     // The broker learns of the refusal a moment after the bridge counts it (under load, noticeably later).
-    await eventually(
-      () => k.status().lastErrorCode === 'CT_BOOTSTRAP_REFUSED',
-      10_000,
-      'the broker saw the refusal',
-    );
+    await waitUntil(() => k.status().lastErrorCode === 'CT_BOOTSTRAP_REFUSED', {
+      timeoutMs: 10_000,
+      what: 'the broker saw the refusal',
+    });
     // While refused the broker holds no certificate: no operational room, still bootstrapping.
     expect(k.status().phase).toBe('bootstrapping');
     expect(k.status().operationalHashPrefix).toBeUndefined();
@@ -117,11 +116,17 @@ describe('bootstrap under OpenBao faults', () => {
   it('refuses while OpenBao is sealed and bootstraps once it is unsealed, initializing once', async () => {
     const cluster = await store.register();
     const b = await bridge();
-    await eventually(() => b.status().clusters.some((c) => c.waiting > 0), 5_000, 'bridge waiting');
+    await waitUntil(() => b.status().clusters.some((c) => c.waiting > 0), {
+      timeoutMs: 5_000,
+      what: 'bridge waiting',
+    });
     store.server.seal();
     try {
       const k = await broker(cluster.fingerprint);
-      await eventually(() => k.status().lastErrorCode !== undefined, 10_000, 'a failed attempt');
+      await waitUntil(() => k.status().lastErrorCode !== undefined, {
+        timeoutMs: 10_000,
+        what: 'a failed attempt',
+      });
       expect(k.status().phase).toBe('bootstrapping');
       expect(store.initializedWrites(cluster.fingerprint)).toBe(0);
       store.server.unseal();
@@ -163,12 +168,11 @@ describe('bootstrap under OpenBao faults', () => {
 
   it('never hands out a certificate without a record when the initialized write times out and lands late', async () => {
     const { cluster, b, k } = await timedOutWriteThatLands();
-    await eventually(() => b.status().bootstrapsRefused >= 1, 10_000, 'a refusal');
-    await eventually(
-      async () => (await getClusterStatus(store.admin, cluster)).initialized,
-      5_000,
-      'late write',
-    );
+    await waitUntil(() => b.status().bootstrapsRefused >= 1, { timeoutMs: 10_000, what: 'a refusal' });
+    await waitUntil(async () => (await getClusterStatus(store.admin, cluster)).initialized, {
+      timeoutMs: 5_000,
+      what: 'late write',
+    });
     expect(k.status().operationalHashPrefix).toBeUndefined();
     expect(b.status().bootstrapsSigned).toBe(0);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);

@@ -20,7 +20,8 @@ import {
 } from '../../runtime/beacon/index.js';
 import { issueSelfSignedSync } from '../../runtime/pki/index.js';
 import { collectFrames } from '../beacon/helpers.js';
-import { captureLogger, eventually, fuzzRuns, fuzzTimeout, heapUsedAfterGc } from './support.js';
+import { waitUntil } from '../support/wait.js';
+import { captureLogger, fuzzRuns, fuzzTimeout, heapUsedAfterGc } from './support.js';
 
 const MAX_ANNOUNCE_BYTES = 512;
 /** The smallest announce deadline the beacon accepts; bounds the cost of an incomplete case. */
@@ -147,12 +148,12 @@ async function runCase(
   if (expectWaiting !== undefined) expect(waiting).toBe(expectWaiting);
   if (waiting) {
     // We left: the beacon must forget the waiter, and it logged no rejection for a valid announce.
-    await eventually(() => beacon.stats().waiting === 0, 2_000, 'waiter withdrawn');
+    await waitUntil(() => beacon.stats().waiting === 0, { timeoutMs: 2_000, what: 'waiter withdrawn' });
     expect(rejectedLines().length).toBe(before);
     return;
   }
   // Closed by the beacon: exactly one rejection, with a known reason, a code and a message.
-  await eventually(() => rejectedLines().length > before, 2_000, 'a rejection log line');
+  await waitUntil(() => rejectedLines().length > before, { timeoutMs: 2_000, what: 'a rejection log line' });
   const added = rejectedLines().slice(before);
   expect(added).toHaveLength(1);
   const [line] = added;
@@ -244,7 +245,10 @@ describe('fuzzing the beacon announce', () => {
             expect(result.frames.some((f) => f.t === 'waiting')).toBe(false);
             if (batch[i][0] !== 0x16) expect(result.leftover).toBe(0);
           }
-          await eventually(() => rejectedLines().length >= before + batch.length, 2_000, 'rejection lines');
+          await waitUntil(() => rejectedLines().length >= before + batch.length, {
+            timeoutMs: 2_000,
+            what: 'rejection lines',
+          });
           const added = rejectedLines().slice(before);
           expect(added).toHaveLength(batch.length);
           for (const line of added) {
@@ -308,10 +312,16 @@ describe('fuzzing the beacon announce', () => {
           const valid = binary && isValidAnnounce(body);
           expect(messages.some((m) => m.t === 'waiting')).toBe(valid);
           if (valid) {
-            await eventually(() => beacon.stats().waiting === 0, 2_000, 'waiter withdrawn');
+            await waitUntil(() => beacon.stats().waiting === 0, {
+              timeoutMs: 2_000,
+              what: 'waiter withdrawn',
+            });
             return;
           }
-          await eventually(() => rejectedLines().length > before, 2_000, 'a rejection log line');
+          await waitUntil(() => rejectedLines().length > before, {
+            timeoutMs: 2_000,
+            what: 'a rejection log line',
+          });
           const added = rejectedLines().slice(before);
           expect(added).toHaveLength(1);
           expect(KNOWN_REASONS.has(added[0].reason ?? '')).toBe(true);
@@ -338,7 +348,7 @@ describe('fuzzing the beacon announce', () => {
     expect(String((await got)[0])).toBe('ok');
     broker.destroy();
     bridge.destroy();
-    await eventually(
+    await waitUntil(
       () => {
         const stats = beacon.stats();
         return (
@@ -349,8 +359,7 @@ describe('fuzzing the beacon announce', () => {
           stats.paired === 0
         );
       },
-      5_000,
-      'the beacon to hold no connection, waiter or room',
+      { timeoutMs: 5_000, what: 'the beacon to hold no connection, waiter or room' },
     );
     // Thousands of hostile connections later the beacon holds nothing per connection: the heap is back
     // near where it started. 24 MiB of slack covers fast-check, the log capture and V8's own growth.
@@ -395,7 +404,7 @@ describe('beacon bugs found by fuzzing (regressions)', () => {
       await closed;
       expect(reply).toContain('"code":"CT_BEACON_PROTOCOL"');
       expect(reply.length).toBeLessThan(512);
-      await eventually(() => beacon.stats().connections === 0);
+      await waitUntil(() => beacon.stats().connections === 0);
       expect(beacon.stats()).toMatchObject({ connections: 0, rejectionsTotal: 1 });
     } finally {
       await beacon.close();

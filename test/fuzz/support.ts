@@ -73,12 +73,3 @@ export function heapUsedAfterGc(): number {
   collectGarbage();
   return process.memoryUsage().heapUsed;
 }
-
-/** Polls until `check` holds; tests wait for outcomes, never for wall-clock durations. */
-export async function eventually(check: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}

@@ -12,12 +12,12 @@ import { type BeaconProcess, startBeaconProcess } from '../load/processes.js';
 import {
   BEACON_NAME,
   beaconCert,
-  eventually,
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
   type SecretStore,
   startSecretStore,
 } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 const IPS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 /**
@@ -35,6 +35,8 @@ let published: string[] = [];
 let bridge: BridgeHandle;
 let broker: BrokerHandle;
 const timings: Record<string, number> = {};
+/** How many `/v1/slow` requests reached the bridge's handler (which holds them open). */
+let slowRequestsHeld = 0;
 
 const resolve = async (host: string) => (host === BEACON_NAME ? [...published] : [host]);
 
@@ -71,6 +73,7 @@ async function killCarrierAndTimeRepair(
 ): Promise<{ ms: number; newIp: string; oldIp: string }> {
   const oldIp = broker.status().beaconIp!;
   const tunnel = broker.tunnel()!;
+  const held = slowRequestsHeld;
   // Requests in flight at the moment of the kill: the bridge handler holds them open.
   const inFlight = [1, 2, 3].map(() =>
     tunnel.request({ method: 'GET', path: '/v1/slow' }).then(
@@ -78,17 +81,18 @@ async function killCarrierAndTimeRepair(
       (err: { code: string }) => err.code,
     ),
   );
-  await new Promise((r) => setTimeout(r, 50));
+  await waitUntil(() => slowRequestsHeld >= held + inFlight.length, {
+    what: 'the bridge holding the in-flight requests',
+  });
   const started = performance.now();
   await replicas.get(oldIp)!.kill9();
   replicas.delete(oldIp);
   // In-flight requests fail fast with a code; none hangs and none is answered twice.
   expect(await Promise.all(inFlight)).toEqual(['CT_TUNNEL_CLOSED', 'CT_TUNNEL_CLOSED', 'CT_TUNNEL_CLOSED']);
-  await eventually(
-    () => broker.status().phase === 'operational' && broker.tunnel() !== tunnel,
-    REPAIR_BOUND_MS + 5_000,
-    'operational again',
-  );
+  await waitUntil(() => broker.status().phase === 'operational' && broker.tunnel() !== tunnel, {
+    timeoutMs: REPAIR_BOUND_MS + 5_000,
+    what: 'operational again',
+  });
   const ms = performance.now() - started;
   timings[label] = Math.round(ms);
   return { ms, newIp: broker.status().beaconIp!, oldIp };
@@ -104,7 +108,10 @@ describe('beacon replicas behind one name', () => {
       resolve,
       timing: FAST_BRIDGE_TIMING,
       handler: async (request) => {
-        if (request.path === '/v1/slow') await new Promise((r) => setTimeout(r, 30_000));
+        if (request.path === '/v1/slow') {
+          slowRequestsHeld++;
+          await new Promise((r) => setTimeout(r, 30_000));
+        }
         return { status: 200, body: 'ok' };
       },
     });
@@ -117,11 +124,10 @@ describe('beacon replicas behind one name', () => {
     });
     await broker.waitForPhase('operational', 15_000);
     // The bridge waits on every replica, so the survivor already holds its waiter.
-    await eventually(
-      () => bridge.status().clusters[0]?.waiting === 4,
-      5_000,
-      'bridge waiting on both replicas',
-    );
+    await waitUntil(() => bridge.status().clusters[0]?.waiting === 4, {
+      timeoutMs: 5_000,
+      what: 'bridge waiting on both replicas',
+    });
 
     const { ms, newIp, oldIp } = await killCarrierAndTimeRepair('kill_carrier_of_2');
     expect(newIp).not.toBe(oldIp);
@@ -140,11 +146,10 @@ describe('beacon replicas behind one name', () => {
     // DNS now lists the survivor and the new replica (the dead one has left the Service's endpoints).
     published = [survivor, IPS[2]];
     await bridge.pollNow();
-    await eventually(
-      () => bridge.status().clusters[0]?.waiting === 4,
-      5_000,
-      'bridge waiting on the new replica',
-    );
+    await waitUntil(() => bridge.status().clusters[0]?.waiting === 4, {
+      timeoutMs: 5_000,
+      what: 'bridge waiting on the new replica',
+    });
     expect(dead).not.toBe(IPS[2]);
 
     const { ms, newIp } = await killCarrierAndTimeRepair('kill_carrier_after_scale_out');

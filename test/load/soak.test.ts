@@ -13,12 +13,12 @@ import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
 import { heapUsedAfterGc } from '../fuzz/support.js';
 import {
   beaconCert,
-  eventually,
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
   type SecretStore,
   startSecretStore,
 } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import { type BeaconProcess, openFdsOf, rssOf, startBeaconProcess } from './processes.js';
 
 const SECONDS = Number(process.env.CLOUDTASER_SOAK_SECONDS ?? 10);
@@ -93,11 +93,10 @@ describe('soak: repeated bootstrap and tunnel round trips', () => {
         try {
           await broker.waitForPhase('operational', 15_000);
           const tunnel = broker.tunnel()!;
-          await eventually(
-            () => bridge.tunnels(cluster.fingerprint).some((t) => !t.closed),
-            5_000,
-            'bridge tunnel',
-          );
+          await waitUntil(() => bridge.tunnels(cluster.fingerprint).some((t) => !t.closed), {
+            timeoutMs: 5_000,
+            what: 'bridge tunnel',
+          });
           const bridgeTunnel = bridge.tunnels(cluster.fingerprint).find((t) => !t.closed)!;
           const body = Buffer.alloc(2048, rounds % 256);
           for (let i = 0; i < ROUND_TRIPS_PER_ROUND; i++) {
@@ -111,11 +110,10 @@ describe('soak: repeated bootstrap and tunnel round trips', () => {
           await broker.close();
         }
         // The bridge's side of the closed tunnel goes away too before the next round.
-        await eventually(
-          () => bridge.tunnels(cluster.fingerprint).every((t) => t.closed),
-          5_000,
-          'bridge tunnel closed',
-        );
+        await waitUntil(() => bridge.tunnels(cluster.fingerprint).every((t) => t.closed), {
+          timeoutMs: 5_000,
+          what: 'bridge tunnel closed',
+        });
         rounds++;
       };
 
@@ -125,7 +123,10 @@ describe('soak: repeated bootstrap and tunnel round trips', () => {
       const warm = await sample();
       while (Date.now() < deadline) await cycle();
       // Let closed sockets leave the kernel tables and the beacon's maps before measuring.
-      await eventually(async () => (await beacon.report()).stats.paired === 0, 5_000, 'beacon idle');
+      await waitUntil(async () => (await beacon.report()).stats.paired === 0, {
+        timeoutMs: 5_000,
+        what: 'beacon idle',
+      });
       const end = await sample();
 
       const summary = {

@@ -2,6 +2,7 @@
  * `doctor` on both sides of the local operational stack: healthy, it exits 0; with one link broken at a time it
  * stops there and names it, with its exit code.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,8 +10,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createBridgeMetrics } from '../../runtime/bridge/index.js';
 import { buildProgram } from '../../runtime/cli/program.js';
+import { fingerprintPrefix } from '../../runtime/core/hashes.js';
 import {
   type DoctorReport,
+  formatDoctorReport,
   runSourceDoctor,
   runTargetDoctor,
   SOURCE_LINKS,
@@ -18,7 +21,13 @@ import {
   type TargetDoctorOptions,
 } from '../../runtime/doctor/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
-import { beaconCert, testResolve } from '../runtime/fixtures.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import {
+  deregisterCluster,
+  type RegistrationResult,
+  registerCluster,
+} from '../../runtime/registration/index.js';
+import { beaconCert, startTestBroker, testResolve } from '../runtime/fixtures.js';
 import { OPERATOR_NAMESPACE, type OperationalStack, startOperationalStack } from './stack.js';
 
 let stack: OperationalStack;
@@ -235,6 +244,149 @@ describe('source doctor', () => {
       },
       { timeout: 15_000, interval: 200 },
     );
+  });
+
+  /**
+   * A second cluster registered beside the stack's, for a test to break on its own. Doctor reads OpenBao through
+   * its own client, as the CLI does in its own process: a client that made the registration's writes would wait
+   * for them to show (read-your-writes) instead of seeing what the test broke since.
+   */
+  async function withExtraCluster(
+    test: (cluster: RegistrationResult, doctor: () => Promise<DoctorReport>) => Promise<void>,
+    namespaceRoot?: string,
+  ): Promise<void> {
+    const fingerprint = randomUUID();
+    const cluster = await registerCluster(namespaceRoot ? stack.admin : stack.registrar, {
+      fingerprint,
+      tokenReviewEndpoint: stack.bridge.tokenReviewUrl,
+      ...(namespaceRoot ? { namespaceRoot } : {}),
+    });
+    const openbao = new OpenBaoClient({ address: stack.openbao.address, token: stack.openbao.rootToken });
+    try {
+      await test(cluster, () =>
+        runSourceDoctor({
+          ...sourceOptions(),
+          openbao,
+          fingerprint,
+          ...(namespaceRoot ? { namespaceRoot } : {}),
+        }),
+      );
+    } finally {
+      await openbao.close();
+      await deregisterCluster(namespaceRoot ? stack.admin : stack.registrar, {
+        fingerprint,
+        ...(namespaceRoot ? { namespaceRoot } : {}),
+      });
+    }
+  }
+
+  const stepOf = (report: DoctorReport, link: string) => report.steps.find((s) => s.link === link);
+
+  /** The text a person reads: the broken link with what to do under it, and the verdict with the exit code. */
+  function expectTextSaysWhatToDo(report: DoctorReport, whatToDo: string): void {
+    const lines = formatDoctorReport(report).split('\n');
+    const at = lines.findIndex((line) => line.trimStart().startsWith(`BROKEN ${report.brokenLink} `));
+    expect(at).toBeGreaterThan(-1);
+    expect(lines[at + 1].trimStart()).toMatch(/^-> /);
+    expect(lines[at + 1]).toContain(whatToDo);
+    const code = stepOf(report, report.brokenLink ?? '')?.code;
+    expect(lines).toContain(
+      `Broken link: ${report.brokenLink} (exit ${report.exitCode})${code ? ` [${code}]` : ''}`,
+    );
+  }
+
+  it('names a cluster namespace that lost a mount (22)', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      await stack.admin.withNamespace(cluster.namespace).request('DELETE', 'sys/mounts/secret');
+      const report = await doctor();
+      expectBrokenAt(report, 'namespace', 22);
+      expect(stepOf(report, 'namespace')?.detail).toBe(`namespace ${cluster.namespace} lacks secret/`);
+      expectTextSaysWhatToDo(report, `cloudtaser-cli source register --fingerprint ${cluster.fingerprint}`);
+    });
+  });
+
+  it('names a cluster namespace that is gone while its registration record stays (22)', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      await stack.admin.withNamespace('cloudtaser').deleteNamespace(fingerprintPrefix(cluster.fingerprint), {
+        wait: true,
+      });
+      const report = await doctor();
+      expectBrokenAt(report, 'namespace', 22);
+      expect(stepOf(report, 'namespace')).toMatchObject({
+        code: 'CT_OPENBAO_NAMESPACE_NOT_FOUND',
+        detail: expect.stringContaining(`cannot read namespace ${cluster.namespace}`),
+      });
+      expectTextSaysWhatToDo(report, `cloudtaser-cli source register --fingerprint ${cluster.fingerprint}`);
+    });
+  });
+
+  it('names a cluster whose Kubernetes auth has no configuration (23): the method was disabled and enabled again', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      const namespace = stack.admin.withNamespace(cluster.namespace);
+      await namespace.request('DELETE', 'sys/auth/kubernetes');
+      await namespace.request('POST', 'sys/auth/kubernetes', { body: { type: 'kubernetes' } });
+      const report = await doctor();
+      expectBrokenAt(report, 'kubernetes-auth', 23);
+      expect(stepOf(report, 'namespace')?.state).toBe('ok');
+      expect(stepOf(report, 'kubernetes-auth')?.detail).toContain('pods cannot log in');
+      expectTextSaysWhatToDo(
+        report,
+        `cloudtaser-cli source register --fingerprint ${cluster.fingerprint} --tokenreview-endpoint`,
+      );
+    });
+  });
+
+  it('names a bridge that does not serve the cluster (26): registered under a namespace root the bridge does not list', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      await stack.bridge.pollNow();
+      const report = await doctor();
+      expectBrokenAt(report, 'bridge-cluster', 26);
+      expect(stepOf(report, 'bridge-cluster')?.detail).toBe(
+        `the bridge does not serve ${fingerprintPrefix(cluster.fingerprint)}`,
+      );
+      expectTextSaysWhatToDo(report, '--namespace-root');
+    }, 'cloudtaser-eu');
+  });
+
+  it('names a registered cluster that never bootstrapped (27), then its tunnel once its broker is gone (28)', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      // The bridge serves the new cluster from its next poll on; no broker has come yet.
+      await vi.waitFor(
+        async () => {
+          const report = await doctor();
+          expectBrokenAt(report, 'initialization', 27);
+          expectTextSaysWhatToDo(report, 'cloudtaser-cli target doctor');
+        },
+        { timeout: 15_000, interval: 200 },
+      );
+      const broker = await startTestBroker({
+        fingerprint: cluster.fingerprint,
+        beacons: [stack.replicas.address],
+        caSha256: cluster.operationalHash,
+      });
+      try {
+        await broker.waitForPhase('operational', 20_000);
+        await vi.waitFor(async () => expect((await doctor()).exitCode).toBe(0), {
+          timeout: 15_000,
+          interval: 200,
+        });
+      } finally {
+        await broker.close();
+      }
+      await vi.waitFor(
+        async () => {
+          const report = await doctor();
+          expectBrokenAt(report, 'tunnel', 28);
+          expect(stepOf(report, 'initialization')?.state).toBe('ok');
+          expect(stepOf(report, 'tunnel')).toMatchObject({
+            code: 'CT_TUNNEL_CLOSED',
+            detail: `the bridge holds no tunnel for ${fingerprintPrefix(cluster.fingerprint)}`,
+          });
+          expectTextSaysWhatToDo(report, 'cloudtaser-cli target doctor');
+        },
+        { timeout: 15_000, interval: 200 },
+      );
+    });
   });
 
   it('names a fingerprint that is not registered (21) and an unreachable bridge (24)', async () => {

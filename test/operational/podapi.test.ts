@@ -179,7 +179,7 @@ describe('pod API through broker, beacon and bridge', () => {
       body: { role: ROLE, jwt: 'x'.repeat(600 * 1024) },
     });
     expect(answer.status).toBe(413);
-    expect(answer.body.errors).toBeDefined();
+    expect(answer.body.errors).toEqual(['http: request body too large']);
   });
 
   it('the bridge refuses an OpenBao path outside the allow-list even when a broker sends it', async () => {

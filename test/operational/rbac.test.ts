@@ -11,7 +11,7 @@ import type { KubeAuditEntry, PolicyRule } from '../../runtime/dev/kube/index.js
 import { KUBE_CALLS, operatorKubeAccess, type ResourcePermission } from '../../runtime/kube/permissions.js';
 import { MIGRATE_ANNOTATION } from '../../runtime/migration/index.js';
 import { type K8sObject, objectsOf, only, render } from '../charts/render.js';
-import { eventually } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import {
   APP_NAMESPACE,
   BOUND_SA,
@@ -111,27 +111,24 @@ describe('operator RBAC as the chart renders it', () => {
       metadata: { name: 'db', annotations: { [MIGRATE_ANNOTATION]: 'true' } },
       data: { password: Buffer.from('x').toString('base64') },
     });
-    await eventually(
+    await waitUntil(
       () =>
         stack.kubeAdmin.getSecret(MIGRATION_NS, 'db').then(
           () => false,
           () => true,
         ),
-      15_000,
-      'the migrated Secret deleted',
+      { timeoutMs: 15_000, what: 'the migrated Secret deleted' },
     );
     // The Event on it follows the delete.
-    await eventually(
-      () => audit.some((e) => e.resource === 'events' && e.namespace === MIGRATION_NS),
-      10_000,
-      'the migration Event',
-    );
+    await waitUntil(() => audit.some((e) => e.resource === 'events' && e.namespace === MIGRATION_NS), {
+      timeoutMs: 10_000,
+      what: 'the migration Event',
+    });
     // caBundle kept.
-    await eventually(
-      () => stack.broker.status().webhookCaBundle?.state === 'current',
-      10_000,
-      'caBundle current',
-    );
+    await waitUntil(() => stack.broker.status().webhookCaBundle?.state === 'current', {
+      timeoutMs: 10_000,
+      what: 'caBundle current',
+    });
 
     const used = new Set(audit.map(describeEntry));
     expect(audit.filter((e) => !e.allowed).map(describeEntry)).toEqual([]);

@@ -15,7 +15,8 @@ import { startBridgeTokenReview } from '../../runtime/bridge/index.js';
 import { createLogger } from '../../runtime/core/log.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { createCertificateAuthority, issueCertificate } from '../../runtime/pki/index.js';
-import { eventually, startTestBroker } from '../runtime/fixtures.js';
+import { startTestBroker } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 const ca = createCertificateAuthority({ commonName: 'reload test CA' });
 let dir: string;
@@ -119,22 +120,20 @@ describe.each([
       // Half-written: the new certificate is there, its key not yet.
       const second = issue('second');
       await writeFile(files.certFile, second.certPem);
-      await eventually(
+      await waitUntil(
         () =>
           logs.some(
             (l) =>
               l.includes('"event":"tls_files.reload_failed"') && l.includes('does not belong to its key'),
           ),
-        5_000,
-        'the refused half-written renewal in the log',
+        { timeoutMs: 5_000, what: 'the refused half-written renewal in the log' },
       );
       expect(await servedName(listener.url)).toBe('first');
       await writeFile(files.keyFile, second.keyPem);
-      await eventually(
-        async () => (await servedName(listener.url)) === 'second',
-        5_000,
-        'the renewed certificate',
-      );
+      await waitUntil(async () => (await servedName(listener.url)) === 'second', {
+        timeoutMs: 5_000,
+        what: 'the renewed certificate',
+      });
       expect(logs.some((l) => l.includes('"event":"tls_files.reloaded"'))).toBe(true);
     } finally {
       await listener.close();

@@ -11,7 +11,7 @@ import { startBroker } from '../../runtime/broker/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { NOT_CONNECTED_MESSAGE, WEBHOOK_PATH } from '../../runtime/webhook/index.js';
-import { eventually } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: Kubernetes JSON is read loosely in assertions
 type Loose = any;
@@ -110,11 +110,10 @@ describe('webhook caBundle kept by the operator', () => {
   it('sets the bundle on start, and the bundle verifies the webhook as the API server would call it', async () => {
     const operator = await startOperator();
     try {
-      await eventually(
-        () => operator.status().webhookCaBundle?.state === 'current' || undefined,
-        10_000,
-        'caBundle current',
-      );
+      await waitUntil(() => operator.status().webhookCaBundle?.state === 'current', {
+        timeoutMs: 10_000,
+        what: 'caBundle current',
+      });
       const bundle = await storedBundle();
       expect(Buffer.from(bundle!, 'base64').toString()).toBe(operator.status().webhookCaPem);
 
@@ -166,11 +165,10 @@ describe('webhook caBundle kept by the operator', () => {
       });
       expect(replaced.status).toBe(200);
       expect(await storedBundle()).toBeUndefined();
-      await eventually(
-        async () => (await storedBundle()) === bundle || undefined,
-        10_000,
-        'caBundle restored',
-      );
+      await waitUntil(async () => (await storedBundle()) === bundle, {
+        timeoutMs: 10_000,
+        what: 'caBundle restored',
+      });
     } finally {
       await operator.close();
     }
@@ -178,16 +176,18 @@ describe('webhook caBundle kept by the operator', () => {
 
   it('a restarted operator (new in-memory CA) replaces the previous bundle', async () => {
     const first = await startOperator();
-    await eventually(() => first.status().webhookCaBundle?.state === 'current' || undefined, 10_000, 'first');
+    await waitUntil(() => first.status().webhookCaBundle?.state === 'current', {
+      timeoutMs: 10_000,
+      what: 'first',
+    });
     const firstCa = first.status().webhookCaPem;
     await first.close();
     const second = await startOperator();
     try {
-      await eventually(
-        () => second.status().webhookCaBundle?.state === 'current' || undefined,
-        10_000,
-        'second',
-      );
+      await waitUntil(() => second.status().webhookCaBundle?.state === 'current', {
+        timeoutMs: 10_000,
+        what: 'second',
+      });
       expect(second.status().webhookCaPem).not.toBe(firstCa);
       expect(Buffer.from((await storedBundle())!, 'base64').toString()).toBe(second.status().webhookCaPem);
     } finally {
@@ -201,10 +201,9 @@ describe('webhook caBundle kept by the operator', () => {
     ).toBe(201);
     const operator = await startOperator('someone-elses');
     try {
-      const status = await eventually(
+      const status = await waitUntil(
         () => (operator.status().webhookCaBundle?.state === 'failing' ? operator.status() : undefined),
-        10_000,
-        'failing',
+        { timeoutMs: 10_000, what: 'failing' },
       );
       expect(status?.webhookCaBundle?.lastErrorCode).toBe('CT_KUBE_FORBIDDEN');
       expect(status?.webhookCaBundle?.reason).toMatch(

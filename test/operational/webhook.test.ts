@@ -11,7 +11,8 @@ import {
   VOLUME_NAME,
   WEBHOOK_PATH,
 } from '../../runtime/webhook/index.js';
-import { eventually, startTestBridge } from '../runtime/fixtures.js';
+import { startTestBridge } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 import { type OperationalStack, startOperationalStack } from './stack.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: AdmissionReview and Event JSON are read loosely in assertions
@@ -265,11 +266,10 @@ describe('mutating webhook', () => {
 
   it('refuses labelled pods at once while the bridge is away, keeps passing unlabelled ones, and recovers when it is back', async () => {
     await stack.bridge.close();
-    await eventually(
-      () => stack.broker.status().phase !== 'operational',
-      10_000,
-      'broker notices the bridge left',
-    );
+    await waitUntil(() => stack.broker.status().phase !== 'operational', {
+      timeoutMs: 10_000,
+      what: 'broker notices the bridge left',
+    });
 
     const started = Date.now();
     const refused = await admit(review('u-away', pod({ [INJECT_LABEL]: 'true' })));

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
 import { decodeJsonValue } from '../../provider/cty/json.js';
@@ -141,7 +142,8 @@ describe('framework RPC handlers', () => {
       ...definition.resources[0],
       importState: async ({ signal }: { signal: AbortSignal }) => {
         seen = signal;
-        await new Promise((r) => setTimeout(r, 20));
+        // Held until Terraform's StopProvider aborts it, as a long import would be.
+        if (!signal.aborted) await once(signal, 'abort');
         throw signal.reason;
       },
     };

@@ -9,6 +9,7 @@ import { hclogTimestamp } from '../../provider/wire/hclog.js';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
 import { issueSelfSignedSync } from '../../runtime/pki/index.js';
 import { runProcess } from '../run-process.js';
+import { waitUntil } from '../support/wait.js';
 import { testBundle } from './support/bundle.js';
 import { launchProvider } from './support/launch.js';
 import { createWorkspace } from './support/terraform.js';
@@ -138,10 +139,12 @@ describe('go-plugin handshake of the bundled provider', () => {
   });
 
   it('ignores SIGINT (Ctrl-C reaches the process group) and keeps serving; SIGTERM removes the socket', async () => {
-    const p = await launchProvider(bundle);
+    const p = await launchProvider(bundle, { env: { TF_LOG_PROVIDER: 'DEBUG' } });
     try {
       p.child.kill('SIGINT');
-      await new Promise((r) => setTimeout(r, 100));
+      // The provider has run its SIGINT handler once it logs that it ignored the signal; a process that exits
+      // on SIGINT would have gone by then.
+      await waitUntil(() => p.stderr().includes('"sigint_ignored"'), { what: 'the SIGINT handled' });
       expect((await p.call('StopProvider')).error).toBe('');
       expect(p.child.exitCode).toBeNull();
       p.child.kill('SIGTERM');

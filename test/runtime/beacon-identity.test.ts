@@ -18,7 +18,8 @@ import {
   loadBeaconClientCa,
   readBeaconClientCaCertificate,
 } from '../../runtime/registration/index.js';
-import { beaconCert, eventually, type SecretStore, startSecretStore, startTestBridge } from './fixtures.js';
+import { waitUntil } from '../support/wait.js';
+import { beaconCert, type SecretStore, startSecretStore, startTestBridge } from './fixtures.js';
 
 let store: SecretStore;
 let dir: string;
@@ -60,10 +61,9 @@ describe('the bridge beacon identity', () => {
       expect(first.keyUsage).toContain('1.3.6.1.5.5.7.3.2');
       // Valid until about `lifetime` from now, not a day or a year.
       expect(Date.parse(first.validTo) - Date.now()).toBeLessThanOrEqual(11_000);
-      await eventually(
+      await waitUntil(
         () => new X509Certificate(identity.current().certPem).serialNumber !== first.serialNumber,
-        10_000,
-        'a renewal',
+        { timeoutMs: 10_000, what: 'a renewal' },
       );
       expect(isIssuedBy(identity.current().certPem, ca.certPem)).toBe(true);
     } finally {
@@ -97,7 +97,10 @@ describe('the bridge beacon identity', () => {
       expect(await identity.checkNow?.()).toBe(false);
       expect(identity.current().certPem).toBe(one.certPem);
       await writeFile(keyFile, two.keyPem!);
-      await eventually(() => identity.current().certPem === two.certPem, 5_000, 'the rotated pair');
+      await waitUntil(() => identity.current().certPem === two.certPem, {
+        timeoutMs: 5_000,
+        what: 'the rotated pair',
+      });
     } finally {
       identity.close();
     }
@@ -133,16 +136,14 @@ describe('a bridge at an authenticating beacon', () => {
       beaconIdentity: { current: () => undefined },
     });
     try {
-      await eventually(
-        () => good.status().clusters.some((c) => c.waiting > 0),
-        10_000,
-        'the identified bridge waiting',
-      );
-      await eventually(
-        () => anonymous.status().beaconIdentityError !== undefined,
-        10_000,
-        'the refusal in /status',
-      );
+      await waitUntil(() => good.status().clusters.some((c) => c.waiting > 0), {
+        timeoutMs: 10_000,
+        what: 'the identified bridge waiting',
+      });
+      await waitUntil(() => anonymous.status().beaconIdentityError !== undefined, {
+        timeoutMs: 10_000,
+        what: 'the refusal in /status',
+      });
       expect(anonymous.status().beaconIdentityError).toMatch(/CT_BEACON_UNAUTHENTICATED/);
       expect(anonymous.status().clusters.every((c) => c.waiting === 0)).toBe(true);
       expect(good.status().beaconIdentityError).toBeUndefined();

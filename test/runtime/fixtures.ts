@@ -210,25 +210,6 @@ export class Capture {
   }
 }
 
-export async function eventually<T>(
-  check: () => T | Promise<T>,
-  timeoutMs = 10_000,
-  what = 'condition',
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
-
 /** A bridge as every test starts one: the test beacon CA and resolver, fast timing; `options` override. */
 export function startTestBridge(
   options: Partial<BridgeOptions> & Pick<BridgeOptions, 'openbao' | 'beacons'>,

@@ -12,9 +12,9 @@ import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { markClusterInitialized, paths, RECORDS_MOUNT } from '../../runtime/registration/index.js';
 import type { TunnelMux } from '../../runtime/tunnel/index.js';
 import { type BeaconProcess, startBeaconProcess } from '../load/processes.js';
+import { waitUntil } from '../support/wait.js';
 import {
   beaconCert,
-  eventually,
   FAST_BEACON_LIMITS,
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
@@ -69,10 +69,9 @@ describe('bridge discovery in a fleet', () => {
     const before = store.server.requestLog().length;
     await bridge.pollNow();
     expect(requestsSince(before)).toBe(3);
-    await eventually(
+    await waitUntil(
       () => bridge.status().clusters.find((c) => added.fingerprint.startsWith(c.fingerprintPrefix))?.waiting,
-      5_000,
-      'waiters for the new cluster',
+      { timeoutMs: 5_000, what: 'waiters for the new cluster' },
     );
   });
 
@@ -94,7 +93,10 @@ describe('bridge discovery in a fleet', () => {
     });
     running.push(earlier);
     await earlier.waitForPhase('operational', 15_000);
-    await eventually(() => bridge.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+    await waitUntil(() => bridge.tunnels(cluster.fingerprint).length === 1, {
+      timeoutMs: 5_000,
+      what: 'bridge tunnel',
+    });
     const tunnel = bridge.tunnels(cluster.fingerprint)[0];
 
     // Another replica signs an attested re-bootstrap for a new operator key, as it records it in OpenBao.
@@ -117,7 +119,10 @@ describe('bridge discovery in a fleet', () => {
       const match = /cloudtaser_bridge_refusals_total\{code="CT_PKI_INVALID_CERT"\} (\d+)/.exec(text);
       return match ? Number(match[1]) : 0;
     };
-    await eventually(async () => (await refused()) >= 3, 20_000, 'three refused reconnects');
+    await waitUntil(async () => (await refused()) >= 3, {
+      timeoutMs: 20_000,
+      what: 'three refused reconnects',
+    });
     expect(earlier.status().phase).not.toBe('operational');
     expect(bridge.tunnels(cluster.fingerprint).filter((t) => !t.closed)).toHaveLength(0);
   });
@@ -188,13 +193,12 @@ describe('reconnect storm', () => {
       tls: beaconCert,
       limits,
     });
-    await eventually(
+    await waitUntil(
       () =>
         brokers.every(
           (broker) => broker.status().phase === 'operational' && broker.tunnel() !== tunnels.get(broker),
         ),
-      120_000,
-      'every broker operational on a new tunnel',
+      { timeoutMs: 120_000, what: 'every broker operational on a new tunnel' },
     );
     clearInterval(watch);
     const requests = store.server.requestLog().slice(mark);

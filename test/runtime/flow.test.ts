@@ -4,9 +4,9 @@ import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js'
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { deregisterCluster, getClusterStatus, rearmCluster } from '../../runtime/registration/index.js';
 import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
+import { waitUntil } from '../support/wait.js';
 import {
   Capture,
-  eventually,
   FAST_BRIDGE_TIMING,
   type Replicas,
   type SecretStore,
@@ -63,7 +63,10 @@ describe('bridge and broker through two beacon replicas', () => {
     // Requests flow both ways over the one tunnel.
     const fromBroker = await k.tunnel()!.request({ method: 'GET', path: TUNNEL_INFO_PATH });
     expect(JSON.parse(fromBroker.body.toString())).toMatchObject({ role: 'bridge', protocol: 1 });
-    await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+    await waitUntil(() => b.tunnels(cluster.fingerprint).length === 1, {
+      timeoutMs: 5_000,
+      what: 'bridge tunnel',
+    });
     const fromBridge = await b
       .tunnels(cluster.fingerprint)[0]
       .request({ method: 'GET', path: TUNNEL_INFO_PATH });
@@ -82,7 +85,10 @@ describe('bridge and broker through two beacon replicas', () => {
     const why = await tunnel.done;
     expect(Date.now() - started).toBeLessThan(FAST_BRIDGE_TIMING.pollIntervalMs * 2 + 500);
     expect(why.message).toContain('deregistered');
-    await eventually(() => b.status().clusters.length === 0, 2_000, 'bridge forgets the cluster');
+    await waitUntil(() => b.status().clusters.length === 0, {
+      timeoutMs: 2_000,
+      what: 'bridge forgets the cluster',
+    });
     expect(b.tunnels()).toHaveLength(0);
   });
 
@@ -112,13 +118,12 @@ describe('bridge and broker through two beacon replicas', () => {
     const cluster = await store.register();
     await bridge();
     const [one, two] = await Promise.all([broker(cluster.fingerprint), broker(cluster.fingerprint)]);
-    await eventually(
+    await waitUntil(
       () => {
         const phases = [one.status().phase, two.status().phase].sort();
         return phases[0] === 'operational' && phases[1] === 'rejected';
       },
-      15_000,
-      'one operational and one rejected broker',
+      { timeoutMs: 15_000, what: 'one operational and one rejected broker' },
     );
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
   });
@@ -128,15 +133,14 @@ describe('bridge and broker through two beacon replicas', () => {
     await bridge();
     const k = await broker(cluster.fingerprint, { caSha256: 'ab'.repeat(32) });
     // One snapshot: with jittered retries the next attempt may already have replaced the reason.
-    const refused = await eventually(
+    const refused = await waitUntil(
       () => {
         const status = k.status();
         return status.lastErrorCode === 'CT_PKI_CA_PIN_MISMATCH' && status.reason.includes('pinned')
           ? status
           : undefined;
       },
-      10_000,
-      'pin mismatch',
+      { timeoutMs: 10_000, what: 'pin mismatch' },
     );
     expect(refused?.phase).toBe('bootstrapping');
     expect((await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint })).initialized).toBe(
@@ -153,7 +157,10 @@ describe('bridge and broker through two beacon replicas', () => {
     await k.waitForPhase('operational', 15_000);
     const answer = await k.tunnel()!.request({ method: 'GET', path: '/v1/secret' });
     expect(answer.body.toString()).toBe(secret);
-    await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+    await waitUntil(() => b.tunnels(cluster.fingerprint).length === 1, {
+      timeoutMs: 5_000,
+      what: 'bridge tunnel',
+    });
 
     const relayed = capture.all();
     expect(relayed.length).toBeGreaterThan(1000);

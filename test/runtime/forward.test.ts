@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOpenBaoForwarder, type OpenBaoForwarder } from '../../runtime/podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../../runtime/podapi/protocol.js';
-import { eventually } from './fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 let server: Server;
 let address: string;
@@ -96,7 +96,7 @@ describe('pod API forwarder', () => {
       expect(JSON.parse(String(reply.body))).toEqual({
         errors: ['the OpenBao answer is too large for the cloudtaser tunnel'],
       });
-      await eventually(() => aborted > 0, 5_000, 'the abandoned answer closed');
+      await waitUntil(() => aborted > 0, { timeoutMs: 5_000, what: 'the abandoned answer closed' });
     } finally {
       await f.close();
     }
@@ -138,10 +138,10 @@ describe('pod API forwarder', () => {
     const cancel = new AbortController();
     try {
       const pending = f.forward('ns', read(), cancel.signal);
-      await eventually(() => seen.length > sent, 5_000, 'the request at OpenBao');
+      await waitUntil(() => seen.length > sent, { timeoutMs: 5_000, what: 'the request at OpenBao' });
       cancel.abort();
       expect((await pending).status).toBe(503);
-      await eventually(() => aborted > before, 5_000, 'the request to OpenBao closed');
+      await waitUntil(() => aborted > before, { timeoutMs: 5_000, what: 'the request to OpenBao closed' });
     } finally {
       await f.close();
     }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import {
   FrameType,
   type TunnelMux,
 } from '../../runtime/tunnel/index.js';
+import { waitUntil } from '../support/wait.js';
 import { duplexPair } from './duplex-pair.js';
 
 const open: TunnelMux[] = [];
@@ -38,7 +40,19 @@ function muxFacingRawPeer(side: 'initiator' | 'acceptor' = 'acceptor', limits = 
 }
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
-const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+/**
+ * The frames the mux sent back once it has handled everything written before: a PING from the raw peer is
+ * answered in order, so its PONG proves the frames ahead of it were processed (and an answer that is not there
+ * by then was not sent).
+ */
+async function framesAfterHandling(raw: Duplex, received: Frame[]): Promise<Frame[]> {
+  const payload = randomBytes(8);
+  raw.write(encodeFrame(FrameType.PING, 0, payload));
+  await waitUntil(() => received.some((f) => f.type === FrameType.PONG && f.payload.equals(payload)), {
+    what: 'the PONG to the barrier PING',
+  });
+  return received.filter((f) => f.type !== FrameType.PONG);
+}
 
 describe('tunnel multiplexer: requests both ways', () => {
   it('carries a request and its response from the initiator to the acceptor', async () => {
@@ -100,7 +114,7 @@ describe('tunnel multiplexer: requests both ways', () => {
     const { initiator, acceptor } = pairOfMuxes();
     expect(await initiator.ping()).toBeGreaterThanOrEqual(0);
     expect(await acceptor.ping()).toBeGreaterThanOrEqual(0);
-    expect(initiator.stats().lastPingRttMs).toBeDefined();
+    expect(initiator.stats().lastPingRttMs).toBeGreaterThanOrEqual(0);
   });
 
   it('answers 503 when no handler is set', async () => {
@@ -133,8 +147,8 @@ describe('tunnel multiplexer: failures stay per stream', () => {
     raw.write(encodeFrame(FrameType.DATA, 1, Buffer.alloc(DATA_CHUNK_BYTES)));
     raw.write(encodeFrame(FrameType.DATA, 1, Buffer.alloc(10))); // late frame for the reset stream: ignored
     raw.write(encodeFrame(FrameType.END, 1));
-    await tick();
-    expect(received.map((f) => [f.type, f.streamId])).toEqual([[FrameType.RESET, 1]]);
+    const sent = await framesAfterHandling(raw, received);
+    expect(sent.map((f) => [f.type, f.streamId])).toEqual([[FrameType.RESET, 1]]);
     expect(JSON.parse(received[0].payload.toString()).code).toBe('CT_TUNNEL_PROTOCOL');
     expect(mux.closed).toBe(false);
   });
@@ -153,8 +167,8 @@ describe('tunnel multiplexer: failures stay per stream', () => {
       raw.write(encodeFrame(FrameType.OPEN, id, json({ method: 'GET', path: '/x' })));
       raw.write(encodeFrame(FrameType.END, id));
     }
-    await tick();
-    expect(received.map((f) => [f.type, f.streamId])).toEqual([[FrameType.RESET, 5]]);
+    const sent = await framesAfterHandling(raw, received);
+    expect(sent.map((f) => [f.type, f.streamId])).toEqual([[FrameType.RESET, 5]]);
     expect(mux.closed).toBe(false);
   });
 
@@ -174,8 +188,7 @@ describe('tunnel multiplexer: failures stay per stream', () => {
     ).rejects.toMatchObject({
       code: 'CT_TUNNEL_PROTOCOL',
     });
-    await tick();
-    expect(aborted).toBe(true);
+    await waitUntil(() => aborted, { what: "the acceptor's handler aborted" });
     expect(initiator.closed).toBe(false);
   });
 
@@ -192,9 +205,13 @@ describe('tunnel multiplexer: failures stay per stream', () => {
 
   it('rejects pending requests when the tunnel closes and tells the peer why', async () => {
     const { initiator, acceptor } = pairOfMuxes();
-    acceptor.handle(() => new Promise(() => undefined));
+    let arrived = false;
+    acceptor.handle(() => {
+      arrived = true;
+      return new Promise(() => undefined);
+    });
     const pending = initiator.request({ method: 'GET', path: '/x' });
-    await tick();
+    await waitUntil(() => arrived, { what: 'the request at the acceptor' });
     acceptor.close({ code: 'CT_TUNNEL_CLOSED', reason: 'cluster deregistered' });
     await expect(pending).rejects.toMatchObject({ code: 'CT_TUNNEL_CLOSED' });
     const why = await initiator.done;
@@ -296,9 +313,10 @@ describe('tunnel multiplexer: malformed input closes the tunnel with CT_TUNNEL_P
       send(raw);
       const why = await mux.done;
       expect(why.code).toBe('CT_TUNNEL_PROTOCOL');
-      await tick();
-      const goaway = received.find((f) => f.type === FrameType.GOAWAY);
-      expect(goaway && JSON.parse(goaway.payload.toString()).code).toBe('CT_TUNNEL_PROTOCOL');
+      const goaway = await waitUntil(() => received.find((f) => f.type === FrameType.GOAWAY), {
+        what: 'the GOAWAY',
+      });
+      expect(JSON.parse(goaway.payload.toString()).code).toBe('CT_TUNNEL_PROTOCOL');
     });
   }
 

@@ -17,14 +17,8 @@ import {
   getClusterStatus,
   rearmCluster,
 } from '../../runtime/registration/index.js';
-import {
-  BEACON_NAME,
-  beaconCert,
-  eventually,
-  REPLICA_IPS,
-  type SecretStore,
-  startSecretStore,
-} from './fixtures.js';
+import { waitUntil } from '../support/wait.js';
+import { BEACON_NAME, beaconCert, REPLICA_IPS, type SecretStore, startSecretStore } from './fixtures.js';
 
 const root = resolve(import.meta.dirname, '../..');
 /** The build under test; CLOUDTASER_TEST_DIST points at another output folder of `tsc -p tsconfig.build.json`. */
@@ -120,15 +114,14 @@ async function startBeacon(index: number): Promise<void> {
     '1000',
   ]);
   // Listening = a TCP connect succeeds.
-  await eventually(
+  await waitUntil(
     () =>
       new Promise<boolean>((done) => {
         const probe = createServer();
         probe.once('error', () => done(true)); // port taken by the beacon
         probe.listen(beaconPort, REPLICA_IPS[index], () => probe.close(() => done(false)));
       }),
-    10_000,
-    `beacon ${index} listening`,
+    { timeoutMs: 10_000, what: `beacon ${index} listening` },
   );
 }
 
@@ -213,13 +206,12 @@ async function brokerStatus(port: number): Promise<Status | undefined> {
 async function waitForPhase(port: number, phase: string, timeoutMs = 15_000): Promise<Status> {
   let last: Status | undefined;
   try {
-    return (await eventually<Status | undefined>(
+    return (await waitUntil<Status | undefined>(
       async () => {
         last = await brokerStatus(port);
         return last?.phase === phase ? last : undefined;
       },
-      timeoutMs,
-      `broker on :${port} to be ${phase}`,
+      { timeoutMs, what: `broker on :${port} to be ${phase}` },
     )) as Status;
   } catch (err) {
     throw new Error(`${(err as Error).message}; last status ${JSON.stringify(last)}`);
@@ -283,23 +275,21 @@ describe.skipIf(!built)('bridge and broker as real processes', () => {
     const brokerMetrics = await (await fetch(`http://127.0.0.1:${brokerPort}/metrics`)).text();
     expect(brokerMetrics).toContain('cloudtaser_broker_phase{phase="operational"} 1');
     expect(brokerMetrics).toContain('cloudtaser_broker_process_cpu_seconds_total');
-    await eventually(
+    await waitUntil(
       async () =>
         (await (await fetch(`http://127.0.0.1:${bridgePort}/metrics`)).text()).includes(
           `cloudtaser_bridge_tunnel_up{cluster="${cluster.fingerprint.slice(0, 8)}"} 1`,
         ),
-      5_000,
-      'bridge tunnel_up',
+      { timeoutMs: 5_000, what: 'bridge tunnel_up' },
     );
 
     // kill -9 the beacon replica carrying the tunnel: the broker comes back through a replica on its own.
     const carrier = REPLICA_IPS.indexOf(status.beaconIp!);
     await kill9(beacons[carrier]);
-    await eventually(
-      async () => (await brokerStatus(brokerPort))?.phase !== 'operational',
-      5_000,
-      'broker notices',
-    );
+    await waitUntil(async () => (await brokerStatus(brokerPort))?.phase !== 'operational', {
+      timeoutMs: 5_000,
+      what: 'broker notices',
+    });
     status = await waitForPhase(brokerPort, 'operational');
     expect(status.beaconIp).toBe(REPLICA_IPS[1 - carrier]);
     await startBeacon(carrier);
@@ -334,11 +324,10 @@ describe.skipIf(!built)('bridge and broker as real processes', () => {
     // Deregistration: the bridge drops the tunnel within one poll interval (plus the poll's own time).
     const before = Date.now();
     await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
-    await eventually(
-      async () => (await brokerStatus(brokerPort))?.phase !== 'operational',
-      3_000,
-      'tunnel closed',
-    );
+    await waitUntil(async () => (await brokerStatus(brokerPort))?.phase !== 'operational', {
+      timeoutMs: 3_000,
+      what: 'tunnel closed',
+    });
     expect(Date.now() - before).toBeLessThan(POLL_MS * 2 + 700);
     await kill9(broker);
   }, 90_000);

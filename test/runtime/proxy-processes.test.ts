@@ -14,12 +14,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, createBeacon } from '../../runtime/beacon/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { startTestProxy, type TestProxy } from '../proxy/test-proxy.js';
+import { waitUntil } from '../support/wait.js';
 import {
   BEACON_NAME,
   beaconCert,
   beaconClientCa,
   beaconClientFlags,
-  eventually,
   FAST_BEACON_LIMITS,
   type SecretStore,
   startSecretStore,
@@ -195,10 +195,9 @@ describe.skipIf(!built)('bridge run and broker run behind an HTTP proxy', () => 
       { CLOUDTASER_SECRETSTORE_TOKEN: store.server.rootToken, HTTPS_PROXY: proxyUrl(PASSWORD) },
     );
     const broker = brokerRun(brokerPort, proxyUrl(PASSWORD));
-    const operational = await eventually(
+    const operational = await waitUntil(
       async () => ((await status(brokerPort))?.phase === 'operational' ? status(brokerPort) : undefined),
-      45_000,
-      'broker operational',
+      { timeoutMs: 45_000, what: 'broker operational' },
     ).catch((err: Error) => {
       throw new Error(`${err.message}\nbroker: ${broker.output()}\nbridge: ${bridge.output()}`);
     });
@@ -229,15 +228,14 @@ describe.skipIf(!built)('bridge run and broker run behind an HTTP proxy', () => 
   it('a proxy that refuses the credentials shows in /status as CT_PROXY_AUTH naming the proxy', async () => {
     const brokerPort = await freePort();
     const broker = brokerRun(brokerPort, proxyUrl('not-the-password'));
-    const failed = await eventually(
+    const failed = await waitUntil(
       async () => {
         // `reason` is the current step's: between retries it says what the broker does now ("waiting for the
         // bridge ..."), while `lastErrorCode` keeps the last failure. Wait for a snapshot taken on the failure.
         const body = await status(brokerPort);
         return body?.lastErrorCode && String(body.reason).includes('HTTP proxy') ? body : undefined;
       },
-      20_000,
-      'broker reports the proxy',
+      { timeoutMs: 20_000, what: 'broker reports the proxy' },
     );
     expect(failed?.lastErrorCode).toBe('CT_PROXY_AUTH');
     expect(failed?.reason).toContain(

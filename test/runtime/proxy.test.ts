@@ -13,9 +13,9 @@ import { getClusterStatus } from '../../runtime/registration/index.js';
 import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
 import { captureLogger } from '../beacon/helpers.js';
 import { startTestProxy, type TestProxy } from '../proxy/test-proxy.js';
+import { waitUntil } from '../support/wait.js';
 import {
   BEACON_NAME,
-  eventually,
   REPLICA_IPS,
   type Replicas,
   type SecretStore,
@@ -100,7 +100,10 @@ describe('bridge and broker behind an HTTP proxy', () => {
       );
       const reply = await k.tunnel()!.request({ method: 'GET', path: TUNNEL_INFO_PATH });
       expect(JSON.parse(reply.body.toString())).toMatchObject({ role: 'bridge' });
-      await eventually(() => b.tunnels(cluster.fingerprint).length === 1, 5_000, 'bridge tunnel');
+      await waitUntil(() => b.tunnels(cluster.fingerprint).length === 1, {
+        timeoutMs: 5_000,
+        what: 'bridge tunnel',
+      });
 
       // Both rooms were reached through the proxy, on every replica address, with the credentials.
       for (const ip of REPLICA_IPS) {
@@ -122,10 +125,13 @@ describe('bridge and broker behind an HTTP proxy', () => {
       beaconProxy: beaconProxySetting(undefined, { HTTPS_PROXY: proxy.urlWith('relay', 'wrong') }),
       health: { host: '127.0.0.1', port: 0 },
     });
-    const status = (await eventually(async () => {
-      const body = (await (await fetch(`${k.healthUrl}/status`)).json()) as Record<string, string>;
-      return body.lastErrorCode ? body : undefined;
-    }, 10_000)) as Record<string, string>;
+    const status = (await waitUntil(
+      async () => {
+        const body = (await (await fetch(`${k.healthUrl}/status`)).json()) as Record<string, string>;
+        return body.lastErrorCode ? body : undefined;
+      },
+      { timeoutMs: 10_000 },
+    )) as Record<string, string>;
     expect(status.lastErrorCode).toBe('CT_PROXY_AUTH');
     // Between retries the reason names the current step and still carries the last failure; lastError keeps it.
     expect(status.lastError).toContain(`the HTTP proxy ${proxy.url} (HTTPS_PROXY) answered CONNECT`);

@@ -19,8 +19,8 @@ import {
 import type { Logger } from '../../runtime/core/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
+import { waitUntil } from '../support/wait.js';
 import {
-  eventually,
   type Replicas,
   type SecretStore,
   startReplicas,
@@ -157,11 +157,10 @@ describe('the broker trust record', () => {
       beacons: [replicas.address],
       trustRecord: configMapTrustRecord(client, { namespace: NAMESPACE, name: 'record-of-no-grants' }),
     });
-    await eventually(
-      () => handle.status().lastErrorCode === 'CT_TRUST_RECORD_UNAVAILABLE',
-      10_000,
-      'the record refusal',
-    );
+    await waitUntil(() => handle.status().lastErrorCode === 'CT_TRUST_RECORD_UNAVAILABLE', {
+      timeoutMs: 10_000,
+      what: 'the record refusal',
+    });
     expect(handle.status().phase).toBe('bootstrapping');
     expect(handle.status().reason).toMatch(
       /cannot read the trust record ConfigMap cloudtaser-system\/record-of-no-grants: CT_KUBE_FORBIDDEN/,
@@ -202,11 +201,10 @@ describe('the broker trust record', () => {
       beacons: [replicas.address],
       trustRecord: configMapTrustRecord(client, { namespace: NAMESPACE, name }),
     });
-    await eventually(
-      () => /has not recorded it/.test(handle.status().reason),
-      10_000,
-      'the unrecorded CA refusal',
-    );
+    await waitUntil(() => /has not recorded it/.test(handle.status().reason), {
+      timeoutMs: 10_000,
+      what: 'the unrecorded CA refusal',
+    });
     const status = handle.status();
     expect(status.phase).toBe('bootstrapping');
     expect(status.lastErrorCode).toBe('CT_TRUST_RECORD_UNAVAILABLE');
@@ -232,11 +230,10 @@ describe('the broker trust record', () => {
       beacons: [replicas.address],
       trustRecord: configMapTrustRecord(admin, { namespace: NAMESPACE, name }),
     });
-    await eventually(
-      () => handle.status().lastErrorCode === 'CT_PKI_CA_PIN_MISMATCH',
-      10_000,
-      'the pin refusal',
-    );
+    await waitUntil(() => handle.status().lastErrorCode === 'CT_PKI_CA_PIN_MISMATCH', {
+      timeoutMs: 10_000,
+      what: 'the pin refusal',
+    });
     expect(handle.status().phase).not.toBe('operational');
     await handle.close();
 
@@ -247,11 +244,10 @@ describe('the broker trust record', () => {
       beacons: [replicas.address],
       trustRecord: configMapTrustRecord(admin, { namespace: NAMESPACE, name: corrupt }),
     });
-    await eventually(
-      () => second.status().lastErrorCode === 'CT_TRUST_RECORD_UNAVAILABLE',
-      10_000,
-      'the corrupt record refusal',
-    );
+    await waitUntil(() => second.status().lastErrorCode === 'CT_TRUST_RECORD_UNAVAILABLE', {
+      timeoutMs: 10_000,
+      what: 'the corrupt record refusal',
+    });
     expect(second.status().reason).toMatch(/target trust pin/);
   });
 
@@ -268,9 +264,9 @@ describe('the broker trust record', () => {
       logger: log.logger,
     });
     await handle.waitForPhase('operational', 15_000);
-    await eventually(
+    await waitUntil(
       async () => (await admin.getConfigMap(NAMESPACE, name)).data?.caSha256 === registered.operationalHash,
-      5_000,
+      { timeoutMs: 5_000 },
     );
     expect(log.events).toContainEqual(
       expect.objectContaining({
