@@ -1,5 +1,5 @@
 export { parseListenAddress } from '../core/health-server.js';
-export { createDialAdmission, type DialAdmission } from './admission.js';
+export { createDialAdmission, type DialAdmission, withPriority } from './admission.js';
 export { type BridgeCaSet, bridgeRefusal, loadBridgeCas } from './bridge-auth.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {

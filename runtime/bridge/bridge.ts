@@ -24,6 +24,7 @@ import {
   type ReplicaCircuit,
   reportFanOut,
   waitForPeer,
+  withPriority,
 } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
@@ -492,7 +493,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           caCertPem: options.beaconCaPem,
           proxy: spec.proxy,
           clientCertificate: options.beaconIdentity?.current(),
-          admission: admissionFor(ip),
+          // Operational rooms first: that is where brokers are redialing after a replica restart.
+          admission: withPriority(admissionFor(ip), room === 'operational' ? 0 : 1),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
