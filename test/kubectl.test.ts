@@ -154,6 +154,39 @@ webhooks:
     );
   });
 
+  it('applies a Lease and lists leases in a namespace with the holder column', async () => {
+    await server.createNamespace('shards');
+    const file = join(home, 'lease.yaml');
+    await writeFile(
+      file,
+      `apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: bridge-shard-0
+  namespace: shards
+spec:
+  holderIdentity: bridge-a
+  leaseDurationSeconds: 15
+  renewTime: "2026-12-05T06:30:00.000000Z"
+`,
+    );
+    expect(await ok(['apply', '--validate=false', '-f', file])).toBe(
+      'lease.coordination.k8s.io/bridge-shard-0 created\n',
+    );
+    expect(await ok(['get', 'leases', '-n', 'shards'])).toMatch(
+      /^NAME\s+HOLDER\s+AGE\nbridge-shard-0\s+bridge-a\s+\d+s\n$/,
+    );
+    expect(
+      await ok(['get', 'lease', 'bridge-shard-0', '-n', 'shards', '-o', 'jsonpath={.spec.renewTime}']),
+    ).toBe('2026-12-05T06:30:00.000000Z');
+    const empty = await kubectl(['get', 'leases', '-n', 'default']);
+    expect(empty.code).toBe(0);
+    expect(empty.stderr).toBe('No resources found in default namespace.\n');
+    expect(await ok(['delete', 'lease', 'bridge-shard-0', '-n', 'shards'])).toBe(
+      'lease.coordination.k8s.io "bridge-shard-0" deleted\n',
+    );
+  });
+
   it('refuses a duplicate secret with the AlreadyExists message', async () => {
     await ok(['create', 'secret', 'generic', 'twice', '-n', 'default', '--from-literal=a=b']);
     const again = await kubectl([

@@ -1,22 +1,18 @@
 /**
- * A thin Kubernetes API client: the handful of calls cloudtaser makes, with errors mapped to stable CT_ codes.
- * Credentials (tokens, exec plugins, client certificates, CA) come from @kubernetes/client-node's KubeConfig;
- * the HTTP exchange is ours so that every failure can say what to do. Bearer tokens never reach a log or an error.
+ * A thin Kubernetes API client: the handful of calls cloudtaser makes, each typed, with errors mapped to stable
+ * CT_ codes. The HTTP exchange, credentials and error mapping are in transport.ts and errors.ts.
  */
-import { createHash } from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
-import { CloudtaserError, type ErrorCode, type Logger, moduleLogger } from '../core/index.js';
-import { proxyFailure } from '../proxy/errors.js';
-import { parseProxyUrl } from '../proxy/settings.js';
+import { CloudtaserError } from '../core/index.js';
 import type { KubeConfig } from './client-node.js';
 import { describeConnection, type KubeConnection, loadKubeConfig } from './connection.js';
-import { describePermission, type KubeCall } from './permissions.js';
+import { type CallOptions, type KubeClientOptions, KubeTransport, type RequestSpec } from './transport.js';
 import type {
   JsonPatchOperation,
   KubeConfigMap,
   KubeDeployment,
   KubeEvent,
+  KubeLease,
+  KubeLeaseSpec,
   KubeList,
   KubeMutatingWebhookConfiguration,
   KubeNamespace,
@@ -29,69 +25,16 @@ import type {
   TokenReviewStatus,
 } from './types.js';
 
-export interface KubeClientOptions {
-  /** Per-request time limit. @default 15000 */
-  readonly timeoutMs?: number;
-  /** Says where the connection came from in error messages (never secret). */
-  readonly description?: string;
-  readonly logger?: Logger;
-}
-
-export interface CallOptions {
-  readonly signal?: AbortSignal;
-  /** Overrides the client's per-request time limit. */
-  readonly timeoutMs?: number;
-}
-
-interface RequestSpec extends CallOptions {
-  readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE' | 'PUT';
-  readonly path: string;
-  readonly query?: Record<string, string | number | undefined>;
-  readonly body?: unknown;
-  readonly contentType?: string;
-  /** The call's row in KUBE_CALLS: what RBAC must allow, said in the Forbidden message. */
-  readonly call: KubeCall;
-  /** The object named, for that message. */
-  readonly target?: { readonly name?: string; readonly namespace?: string };
-}
-
-/** Largest response body read; a SecretList page with 500 large secrets stays well below it. */
-const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
-const DEFAULT_TIMEOUT_MS = 15_000;
-const NETWORK_ERRORS = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ECONNABORTED',
-]);
+export type { CallOptions, KubeClientOptions } from './transport.js';
 
 export class KubeClient {
   /** The API server URL of the current context. */
   readonly server: string;
-  private readonly kubeConfig: KubeConfig;
-  private readonly timeoutMs: number;
-  private readonly description: string;
-  private readonly logger: Logger;
-  private readonly agents = new Map<string, http.Agent>();
+  private readonly transport: KubeTransport;
 
   constructor(kubeConfig: KubeConfig, options: KubeClientOptions = {}) {
-    const cluster = kubeConfig.getCurrentCluster();
-    if (cluster === null || !cluster.server) {
-      throw new CloudtaserError(
-        'CT_KUBE_CONFIG',
-        'the Kubernetes configuration has no current cluster with a server; pick a context that names one',
-      );
-    }
-    this.kubeConfig = kubeConfig;
-    this.server = cluster.server.replace(/\/+$/, '');
-    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.description = options.description ?? `context ${kubeConfig.getCurrentContext()}`;
-    this.logger = moduleLogger(options.logger, 'kube-client');
+    this.transport = new KubeTransport(kubeConfig, options);
+    this.server = this.transport.server;
   }
 
   static fromConnection(
@@ -441,298 +384,124 @@ export class KubeClient {
     return { token: status.token, expirationTimestamp: String(status.expirationTimestamp ?? '') };
   }
 
+  /** A Lease; CT_KUBE_NOT_FOUND when there is none by that name. */
+  async getLease(namespace: string, name: string, options?: CallOptions): Promise<KubeLease> {
+    return withLeaseSpec(
+      await this.request<KubeLease>({
+        ...options,
+        method: 'GET',
+        path: `${leasesPath(namespace)}/${segment(name, 'lease name')}`,
+        call: 'getLease',
+        target: { name, namespace },
+      }),
+    );
+  }
+
+  /** Every Lease in the namespace (optionally by label selector), following continue tokens page by page. */
+  async listLeases(
+    namespace: string,
+    options: CallOptions & { labelSelector?: string } = {},
+  ): Promise<KubeLease[]> {
+    const leases: KubeLease[] = [];
+    let next: string | undefined;
+    do {
+      const page: KubeList<KubeLease> = await this.request<KubeList<KubeLease>>({
+        ...options,
+        method: 'GET',
+        path: leasesPath(namespace),
+        query: { labelSelector: options.labelSelector, limit: LEASE_PAGE_SIZE, continue: next },
+        call: 'listLeases',
+        target: { namespace },
+      });
+      for (const item of page.items ?? []) leases.push(withLeaseSpec(item));
+      next = page.metadata?.continue || undefined;
+    } while (next !== undefined);
+    return leases;
+  }
+
+  /** Creates a Lease; CT_KUBE_CONFLICT when one by that name exists (another replica got there first). */
+  async createLease(
+    namespace: string,
+    lease: { metadata: { name: string; labels?: Record<string, string> }; spec: KubeLeaseSpec },
+    options?: CallOptions,
+  ): Promise<KubeLease> {
+    return withLeaseSpec(
+      await this.request<KubeLease>({
+        ...options,
+        method: 'POST',
+        path: leasesPath(namespace),
+        body: {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: lease.metadata,
+          spec: lease.spec,
+        },
+        call: 'createLease',
+        target: { name: lease.metadata.name, namespace },
+      }),
+    );
+  }
+
+  /**
+   * Replaces a Lease (PUT). It must carry the metadata.resourceVersion it was read at: the write is a
+   * compare-and-swap, and a stale version is CT_KUBE_CONFLICT (someone else renewed or took it meanwhile).
+   */
+  async updateLease(namespace: string, lease: KubeLease, options?: CallOptions): Promise<KubeLease> {
+    const name = lease.metadata.name;
+    if (!lease.metadata.resourceVersion)
+      throw new CloudtaserError(
+        'CT_INVALID_ARGUMENT',
+        `updateLease needs metadata.resourceVersion of lease ${JSON.stringify(name)}: read it first, so that the update cannot overwrite another holder's renewal`,
+      );
+    return withLeaseSpec(
+      await this.request<KubeLease>({
+        ...options,
+        method: 'PUT',
+        path: `${leasesPath(namespace)}/${segment(name, 'lease name')}`,
+        body: {
+          ...lease,
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { ...lease.metadata, namespace },
+        },
+        call: 'updateLease',
+        target: { name, namespace },
+      }),
+    );
+  }
+
+  /**
+   * Deletes a Lease; with `resourceVersion` only if it still has that version (CT_KUBE_CONFLICT otherwise).
+   * CT_KUBE_NOT_FOUND when it is already gone.
+   */
+  async deleteLease(
+    namespace: string,
+    name: string,
+    options: CallOptions & { resourceVersion?: string } = {},
+  ): Promise<void> {
+    await this.request<unknown>({
+      ...options,
+      method: 'DELETE',
+      path: `${leasesPath(namespace)}/${segment(name, 'lease name')}`,
+      body: {
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        ...(options.resourceVersion === undefined
+          ? {}
+          : { preconditions: { resourceVersion: options.resourceVersion } }),
+      },
+      call: 'deleteLease',
+      target: { name, namespace },
+    });
+  }
+
   /** Closes pooled connections. The client stays usable; new connections are opened on demand. */
   close(): void {
-    for (const agent of this.agents.values()) agent.destroy();
-    this.agents.clear();
+    this.transport.close();
   }
 
-  private async request<T>(spec: RequestSpec): Promise<T> {
-    if (spec.signal?.aborted) throw this.cancelled(spec.signal.reason);
-    const url = new URL(this.server + spec.path);
-    for (const [key, value] of Object.entries(spec.query ?? {})) {
-      if (value !== undefined && value !== '') url.searchParams.set(key, String(value));
-    }
-    const tls = await this.credentials();
-    const payload = spec.body === undefined ? undefined : Buffer.from(JSON.stringify(spec.body));
-    const headers: Record<string, string> = {
-      ...tls.headers,
-      accept: 'application/json',
-      'user-agent': 'cloudtaser',
-      ...(payload === undefined
-        ? {}
-        : {
-            'content-type': spec.contentType ?? 'application/json',
-            'content-length': String(payload.length),
-          }),
-    };
-    const timeoutMs = spec.timeoutMs ?? this.timeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = spec.signal === undefined ? timeout : AbortSignal.any([spec.signal, timeout]);
-
-    let response: { status: number; body: Buffer };
-    try {
-      response = await send(
-        url,
-        { method: spec.method, headers, agent: this.agentFor(url, tls.agentOptions, tls.agent), signal },
-        payload,
-      );
-    } catch (err) {
-      if (spec.signal?.aborted) throw this.cancelled(err);
-      if (timeout.aborted) {
-        throw new CloudtaserError(
-          'CT_KUBE_UNREACHABLE',
-          `the Kubernetes API server at ${this.server} did not answer within ${timeoutMs} ms; check that the cluster is up and reachable from here (${this.description})`,
-          {
-            details: { server: this.server, timeoutMs },
-          },
-        );
-      }
-      throw this.transportError(err);
-    }
-    this.logger.debug(
-      { event: 'kube_request', method: spec.method, path: spec.path, status: response.status },
-      'Kubernetes API call',
-    );
-    const body = parseJson(response.body);
-    if (response.status >= 200 && response.status < 300) {
-      if (body === undefined && response.body.length > 0) {
-        throw new CloudtaserError(
-          'CT_KUBE_ERROR',
-          `the server at ${this.server} answered ${spec.method} ${spec.path} with a body that is not JSON; is ${this.server} a Kubernetes API server?`,
-          {
-            details: { server: this.server, status: response.status },
-          },
-        );
-      }
-      return body as T;
-    }
-    throw this.statusError(response.status, body, spec);
-  }
-
-  /** Runs the credential machinery (token, token file, exec plugin, client certificate) for one request. */
-  private async credentials(): Promise<{
-    headers: Record<string, string>;
-    agent?: http.Agent;
-    agentOptions: https.AgentOptions;
-  }> {
-    const opts: https.RequestOptions = {};
-    try {
-      await this.kubeConfig.applyToHTTPSOptions(opts);
-    } catch (err) {
-      throw this.credentialError(err);
-    }
-    const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(opts.headers ?? {}))
-      if (value !== undefined) headers[key.toLowerCase()] = String(value);
-    if (opts.auth) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
-    const cluster = this.kubeConfig.getCurrentCluster();
-    return {
-      headers,
-      // A proxy agent is used as client-node built it; otherwise we pool connections ourselves.
-      agent: cluster?.proxyUrl ? (opts.agent as http.Agent) : undefined,
-      agentOptions: {
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
-        ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
-        ...(opts.servername === undefined ? {} : { servername: opts.servername }),
-      },
-    };
-  }
-
-  private agentFor(url: URL, options: https.AgentOptions, proxyAgent: http.Agent | undefined): http.Agent {
-    if (proxyAgent !== undefined) return proxyAgent;
-    // Keyed by a hash of the TLS material so a rotated client certificate gets a fresh pool.
-    const key = createHash('sha256')
-      .update(url.protocol)
-      .update(String(options.ca ?? ''))
-      .update(String(options.cert ?? ''))
-      .update(String(options.key ?? ''))
-      .update(String(options.rejectUnauthorized))
-      .update(String(options.servername ?? ''))
-      .digest('hex');
-    let agent = this.agents.get(key);
-    if (agent === undefined) {
-      agent =
-        url.protocol === 'http:'
-          ? new http.Agent({ keepAlive: true })
-          : new https.Agent({ ...options, keepAlive: true });
-      this.agents.set(key, agent);
-    }
-    return agent;
-  }
-
-  private cancelled(cause: unknown): CloudtaserError {
-    return new CloudtaserError(
-      'CT_CANCELLED',
-      `request to the Kubernetes API server at ${this.server} was cancelled`,
-      { cause },
-    );
-  }
-
-  private credentialError(err: unknown): CloudtaserError {
-    const error = err as NodeJS.ErrnoException & { path?: string; spawnargs?: string[] };
-    const user = this.kubeConfig.getCurrentUser();
-    const exec = (user?.exec ?? undefined) as { command?: string; installHint?: string } | undefined;
-    if (exec?.command !== undefined) {
-      if (error.code === 'ENOENT' || error.code === 'EACCES') {
-        const hint = exec.installHint
-          ? ` ${exec.installHint.trim()}`
-          : ' Install it or fix the command path in the kubeconfig or exec block.';
-        return new CloudtaserError(
-          'CT_KUBE_CONFIG',
-          `exec credential plugin ${JSON.stringify(exec.command)} could not be run (${error.code}) for ${this.description}.${hint}`,
-          {
-            cause: err,
-            details: { command: exec.command },
-          },
-        );
-      }
-      return new CloudtaserError(
-        'CT_KUBE_UNAUTHORIZED',
-        `exec credential plugin ${JSON.stringify(exec.command)} failed for ${this.description}: ${firstLine(error.message)}; log in again with the cloud CLI (gcloud auth login, aws sso login, az login) and retry`,
-        { cause: err, details: { command: exec.command } },
-      );
-    }
-    if (/HTTP protocol is not allowed/.test(error.message ?? '')) {
-      return new CloudtaserError(
-        'CT_KUBE_CONFIG',
-        `the server ${this.server} uses http://; use https:// or set insecure-skip-tls-verify explicitly (${this.description})`,
-        { cause: err },
-      );
-    }
-    return new CloudtaserError(
-      'CT_KUBE_CONFIG',
-      `credentials for ${this.description} could not be loaded: ${firstLine(error.message)}`,
-      {
-        cause: err,
-        details: error.path === undefined ? {} : { path: error.path },
-      },
-    );
-  }
-
-  private transportError(err: unknown): CloudtaserError {
-    const proxied = this.proxyError(err);
-    if (proxied) return proxied;
-    const error = err as NodeJS.ErrnoException;
-    const code = error.code ?? '';
-    if (NETWORK_ERRORS.has(code)) {
-      return new CloudtaserError(
-        'CT_KUBE_UNREACHABLE',
-        `the Kubernetes API server at ${this.server} could not be reached (${code}); check the server address in ${this.description} and that the cluster is running`,
-        {
-          cause: err,
-          details: { server: this.server, errno: code },
-        },
-      );
-    }
-    if (
-      /CERT|SSL|TLS|SIGNATURE|ALTNAME|EPROTO/i.test(code) ||
-      /certificate|ssl|tls/i.test(error.message ?? '')
-    ) {
-      return new CloudtaserError(
-        'CT_KUBE_TLS',
-        `TLS with the Kubernetes API server at ${this.server} failed (${code || firstLine(error.message)}); check the cluster CA certificate in ${this.description}`,
-        {
-          cause: err,
-          details: { server: this.server, errno: code },
-        },
-      );
-    }
-    return new CloudtaserError(
-      'CT_KUBE_UNREACHABLE',
-      `the Kubernetes API server at ${this.server} could not be reached: ${firstLine(error.message)}`,
-      {
-        cause: err,
-        details: { server: this.server, errno: code },
-      },
-    );
-  }
-
-  /** With the kubeconfig's http(s) proxy-url (client-node tunnels through it), a failure the proxy caused. */
-  private proxyError(err: unknown): CloudtaserError | undefined {
-    const proxyUrl = this.kubeConfig.getCurrentCluster()?.proxyUrl;
-    if (!proxyUrl || !/^https?:\/\//i.test(proxyUrl)) return undefined;
-    try {
-      return proxyFailure(
-        err,
-        parseProxyUrl(proxyUrl, 'the kubeconfig proxy-url'),
-        new URL(this.server).host,
-      );
-    } catch {
-      return undefined; // a proxy-url we cannot read: the plain transport error says what happened
-    }
-  }
-
-  private statusError(status: number, body: unknown, spec: RequestSpec): CloudtaserError {
-    const kubeStatus = (typeof body === 'object' && body !== null ? body : {}) as {
-      message?: unknown;
-      reason?: unknown;
-    };
-    const serverMessage =
-      typeof kubeStatus.message === 'string' ? kubeStatus.message.slice(0, 500) : `HTTP ${status}`;
-    const details = {
-      server: this.server,
-      status,
-      reason: typeof kubeStatus.reason === 'string' ? kubeStatus.reason : undefined,
-    };
-    const make = (code: ErrorCode, message: string) => new CloudtaserError(code, message, { details });
-    switch (status) {
-      case 401:
-        return make(
-          'CT_KUBE_UNAUTHORIZED',
-          `the Kubernetes API server at ${this.server} rejected the credentials of ${this.description} (401 Unauthorized): the token has expired or is invalid, or the exec plugin returned a bad token; refresh the credentials and retry`,
-        );
-      case 403:
-        return make(
-          'CT_KUBE_FORBIDDEN',
-          `${serverMessage}; RBAC must allow: ${describePermission(spec.call, spec.target)}`,
-        );
-      case 404:
-        return make('CT_KUBE_NOT_FOUND', serverMessage);
-      case 409:
-        return make('CT_KUBE_CONFLICT', `${serverMessage}; read the object again and retry`);
-      default:
-        return make(
-          'CT_KUBE_ERROR',
-          `the Kubernetes API server at ${this.server} answered ${spec.method} ${spec.path} with ${status}: ${serverMessage}`,
-        );
-    }
-  }
-}
-
-function send(
-  url: URL,
-  options: { method: string; headers: Record<string, string>; agent: http.Agent; signal: AbortSignal },
-  payload: Buffer | undefined,
-): Promise<{ status: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const request = (url.protocol === 'http:' ? http.request : https.request)(url, options, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_RESPONSE_BYTES) {
-          res.destroy(new Error(`response larger than ${MAX_RESPONSE_BYTES} bytes`));
-          return;
-        }
-        chunks.push(chunk);
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    request.on('error', reject);
-    request.end(payload);
-  });
-}
-
-function parseJson(body: Buffer): unknown {
-  if (body.length === 0) return undefined;
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
+  private request<T>(spec: RequestSpec): Promise<T> {
+    return this.transport.request<T>(spec);
   }
 }
 
@@ -756,6 +525,14 @@ function configMapsPath(namespace: string): string {
   return `/api/v1/namespaces/${segment(namespace, 'namespace name')}/configmaps`;
 }
 
-function firstLine(text: string | undefined): string {
-  return (text ?? '').trim().split('\n')[0].slice(0, 300) || 'no message';
+/** Page size when listing Leases: one page per shard set is the common case. */
+const LEASE_PAGE_SIZE = 500;
+
+function leasesPath(namespace: string): string {
+  return `/apis/coordination.k8s.io/v1/namespaces/${segment(namespace, 'namespace name')}/leases`;
+}
+
+/** The API server leaves out an empty spec; callers always get an object to read. */
+function withLeaseSpec(lease: KubeLease): KubeLease {
+  return lease.spec === undefined || lease.spec === null ? { ...lease, spec: {} } : lease;
 }

@@ -71,6 +71,12 @@ export const KUBE_CALLS = {
   // Read by `cloudtaser-cli target doctor` with the admin's kubeconfig, never by the operator.
   getDeployment: { verb: 'get', group: 'apps', resource: 'deployments', scope: 'namespace' },
   getServiceProxy: { verb: 'get', group: '', resource: 'services/proxy', scope: 'namespace' },
+  // Bridge replicas share clusters out by Lease (coordination.k8s.io/v1).
+  getLease: { verb: 'get', group: 'coordination.k8s.io', resource: 'leases', scope: 'namespace' },
+  listLeases: { verb: 'list', group: 'coordination.k8s.io', resource: 'leases', scope: 'namespace' },
+  createLease: { verb: 'create', group: 'coordination.k8s.io', resource: 'leases', scope: 'namespace' },
+  updateLease: { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', scope: 'namespace' },
+  deleteLease: { verb: 'delete', group: 'coordination.k8s.io', resource: 'leases', scope: 'namespace' },
 } as const satisfies Record<string, ResourcePermission | NonResourcePermission>;
 
 export type KubeCall = keyof typeof KUBE_CALLS;

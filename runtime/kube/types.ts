@@ -151,3 +151,26 @@ export interface KubeVersion {
   readonly minor: string;
   readonly gitVersion: string;
 }
+
+/** LeaseSpec (coordination.k8s.io/v1). Times are MicroTime: RFC 3339 with six fractional digits, e.g. 2026-12-05T06:30:00.000000Z. */
+export interface KubeLeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
+export interface KubeLease {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    uid?: string;
+    creationTimestamp?: string;
+  };
+  spec: KubeLeaseSpec;
+}

@@ -114,6 +114,15 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     verbs: ['get', 'list'],
     shortNames: ['deploy'],
   },
+  {
+    group: 'coordination.k8s.io',
+    version: 'v1',
+    name: 'leases',
+    singularName: 'lease',
+    kind: 'Lease',
+    namespaced: true,
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+  },
 ];
 
 export function findResource(group: string, version: string, name: string): ResourceDefinition | undefined {

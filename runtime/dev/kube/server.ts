@@ -8,19 +8,14 @@ import https from 'node:https';
 import { type AddressInfo, isIP, type Socket } from 'node:net';
 import { type Logger, moduleLogger } from '../../core/index.js';
 import { createCertificateAuthority, issueCertificate, LIFETIME_DAYS } from '../../pki/index.js';
+import { adminUser, authenticateToken } from './authentication.js';
 import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, findResource } from './discovery.js';
-import {
-  adminUser,
-  authenticateToken,
-  createNamespace,
-  createServiceAccountObject,
-  type HandlerResult,
-  handleResource,
-  type ServerState,
-  type UserInfo,
-} from './handlers.js';
+import { handleResource } from './handlers.js';
 import { type WriteKubeconfigOptions, writeKubeconfigFile } from './kubeconfig.js';
+import { createNamespace } from './namespaces.js';
 import { Authorizer, type PolicyRule } from './rbac.js';
+import type { HandlerResult, ServerState, UserInfo } from './requests.js';
+import { createServiceAccountObject } from './service-accounts.js';
 import { badRequest, forbidden, KubeStatusError, requestEntityTooLarge, unauthorized } from './status.js';
 import { type KubeObject, ObjectStore } from './store.js';
 import { toTable, wantsTable } from './table.js';

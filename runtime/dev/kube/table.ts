@@ -45,6 +45,16 @@ const COLUMNS: Record<string, readonly Column[]> = {
     { name: 'Object', type: 'string', cell: (o) => involvedObject(o) },
     { name: 'Message', type: 'string', cell: (o) => String(o.message ?? '') },
   ],
+  // The API server's printer for Leases (K8S pkg/printers/internalversion `printLease`): Name, Holder, Age.
+  leases: [
+    nameColumn,
+    {
+      name: 'Holder',
+      type: 'string',
+      cell: (o) => String((o.spec as { holderIdentity?: string } | undefined)?.holderIdentity ?? ''),
+    },
+    ageColumn,
+  ],
   mutatingwebhookconfigurations: [
     nameColumn,
     { name: 'Webhooks', type: 'integer', cell: (o) => ((o.webhooks as unknown[] | undefined) ?? []).length },
