@@ -308,6 +308,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         initialized: c.initialized,
         tunnels: [...c.tunnels].filter((t) => !t.closed).length,
       })),
+    shards: () => {
+      const now = shards?.status();
+      return now && { held: now.held.length, members: now.members, failing: now.lastError !== undefined };
+    },
   });
 
   const discovery = createClusterDiscovery({

@@ -251,6 +251,7 @@ export function registerBridgeCommand(program: Command): Command {
       const signal = await untilSignal();
       logger.info({ event: 'bridge.stopping', signal }, 'bridge stopping');
       await handle.close();
+      sharding?.leases.close?.();
       beaconIdentity?.close();
       await openbao.close();
     });

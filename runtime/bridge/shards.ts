@@ -23,6 +23,9 @@ import { sleep } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 
+/** The Kubernetes calls sharding makes (rows of KUBE_CALLS): the chart's Role grants exactly these. */
+export const SHARD_LEASE_CALLS = ['listLeases', 'createLease', 'updateLease', 'deleteLease'] as const;
+
 /** The Lease calls sharding makes; `KubeClient` has them. */
 export interface LeaseApi {
   listLeases(
@@ -40,6 +43,8 @@ export interface LeaseApi {
     name: string,
     options?: { resourceVersion?: string; signal?: AbortSignal },
   ): Promise<void>;
+  /** Closes the connection pool, when the bridge command made the client. */
+  close?(): void;
 }
 
 export interface ShardLeaseSpec {
@@ -284,12 +289,11 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
 
     await renewMember(at);
 
-    // Live members: member Leases seen changing within their duration (this one counts itself).
+    // Live members: this replica and every other member Lease seen changing within its duration.
     const memberNames = listed
       .filter((l) => l.metadata.labels?.[LABEL_KIND] === 'member')
       .map((l) => l.metadata.name);
-    members = Math.max(1, memberNames.filter((name) => name === memberName || !isFree(name, at)).length);
-    if (!memberNames.includes(memberName)) members++;
+    members = 1 + memberNames.filter((name) => name !== memberName && !isFree(name, at)).length;
     const slots = options.shards * replicasPerShard;
     target = Math.min(options.shards, Math.ceil(slots / members));
 

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { BridgeHandle } from '../../runtime/bridge/index.js';
+import { type BridgeHandle, type BridgeMetrics, createBridgeMetrics } from '../../runtime/bridge/index.js';
 import { shardOf } from '../../runtime/bridge/shards.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
@@ -52,9 +52,10 @@ afterEach(async () => {
   for (const handle of running.splice(0).reverse()) await handle.close();
 });
 
-function bridge(identity: string): Promise<BridgeHandle> {
+function bridge(identity: string, metrics?: BridgeMetrics): Promise<BridgeHandle> {
   return startTestBridge({
     openbao: store.bridge,
+    metrics,
     beacons: [replicas.address],
     sharding: {
       leases,
@@ -83,7 +84,8 @@ describe('bridge replicas sharded with Leases', () => {
     // Enough clusters that every shard has some (shardOf is a hash; check rather than hope).
     while (clusters.length < 8 || new Set(clusters.map((c) => shardOf(c.fingerprint, SHARDS))).size < SHARDS)
       clusters.push(await store.register());
-    const a = await bridge('bridge-a');
+    const metrics = createBridgeMetrics({ processMetrics: false });
+    const a = await bridge('bridge-a', metrics);
     const b = await bridge('bridge-b');
     const prefixes = clusters.map((c) => fingerprintPrefix(c.fingerprint)).sort();
     await vi.waitFor(
@@ -96,6 +98,10 @@ describe('bridge replicas sharded with Leases', () => {
       { timeout: 15_000, interval: 100 },
     );
     expect(a.status().shards).toMatchObject({ shards: SHARDS, members: 2, target: 2 });
+    const exposition = await metrics.registry.metrics();
+    expect(exposition).toContain('cloudtaser_bridge_shards{kind="held"} 2');
+    expect(exposition).toContain('cloudtaser_bridge_shards{kind="members"} 2');
+    expect(exposition).toContain('cloudtaser_bridge_shards{kind="round_failing"} 0');
     expect(served(a).filter((p) => served(b).includes(p))).toEqual([]);
 
     const brokers: BrokerHandle[] = [];

@@ -40,7 +40,7 @@ beforeAll(async () => {
   kube.grant(
     { namespace: NAMESPACE, name: 'bridge' },
     {
-      verbs: ['get', 'list', 'create', 'update', 'delete'],
+      verbs: ['list', 'create', 'update', 'delete'],
       apiGroups: ['coordination.k8s.io'],
       resources: ['leases'],
       namespace: NAMESPACE,
