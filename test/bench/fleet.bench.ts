@@ -33,6 +33,7 @@ import {
 } from '../../runtime/pki/index.js';
 import {
   announceChange,
+  ensureBeaconClientCa,
   ensureChangeJournal,
   listRegisteredClusters,
   MAX_JOURNAL_ENTRIES,
@@ -355,6 +356,9 @@ const reconnectBenchmark: Benchmark = {
       caCertPem: openbao.caPem,
     });
     const beaconTls = issueSelfSignedSync({ commonName: 'bench beacon', ipAddresses: ['127.0.0.1'] });
+    // The bridge proves itself to the beacon as in production: a client certificate it mints from the beacon
+    // client CA in OpenBao, which the beacon trusts (`source beacon-ca`, `--bridge-ca`).
+    const bridgeCa = await ensureBeaconClientCa(admin);
     // The brokers run in this process, so they all come from 127.0.0.1; in a fleet each cluster has its own
     // address. The per-address bounds are lifted for that reason only; the bridge's own dials stay bounded by
     // its admission (32 opening at once), below the default of 64.
@@ -362,6 +366,7 @@ const reconnectBenchmark: Benchmark = {
       host: '127.0.0.1',
       plain: false,
       tls: beaconTls,
+      bridgeCaPems: [bridgeCa.certPem],
       limits: {
         maxPendingPerAddress: 10_000,
         maxWaitingPerAddress: 100_000,
