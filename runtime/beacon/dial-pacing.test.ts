@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createDialAdmission } from './admission.js';
+import { createDialAdmission, withPriority } from './admission.js';
 import { createReplicaCircuit } from './replica-circuit.js';
 
 describe('dial admission', () => {
@@ -40,6 +40,38 @@ describe('dial admission', () => {
     expect(admission.queued).toBe(0);
     first();
     expect(admission.opening).toBe(0);
+  });
+
+  it('opens queued dials by priority, in arrival order within one priority (operational rooms before init rooms)', async () => {
+    const admission = createDialAdmission(1);
+    const operational = withPriority(admission, 0);
+    const init = withPriority(admission, 1);
+    const first = await init.acquire();
+    const order: string[] = [];
+    const take = (which: typeof admission, name: string) =>
+      which.acquire().then((release) => {
+        order.push(name);
+        return release;
+      });
+    const queued = {
+      'init-1': take(init, 'init-1'),
+      'init-2': take(init, 'init-2'),
+      'op-1': take(operational, 'op-1'),
+      'op-2': take(operational, 'op-2'),
+    };
+    expect(admission.queued).toBe(4);
+    expect(admission.opening).toBe(1);
+    // One slot: each release hands it to the next in line; follow the chain.
+    let release = first;
+    for (const name of ['op-1', 'op-2', 'init-1', 'init-2'] as const) {
+      release();
+      release = await queued[name];
+      expect(order.at(-1)).toBe(name);
+      expect(admission.opening).toBe(1);
+    }
+    release();
+    expect(admission.opening).toBe(0);
+    expect(order).toEqual(['op-1', 'op-2', 'init-1', 'init-2']);
   });
 
   it('refuses a bound below one', () => {

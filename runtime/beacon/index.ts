@@ -1,6 +1,6 @@
 export { parseListenAddress } from '../core/health-server.js';
 export { type BeaconTarget, parseBeaconAddress } from './address.js';
-export { createDialAdmission, type DialAdmission } from './admission.js';
+export { createDialAdmission, type DialAdmission, withPriority } from './admission.js';
 export { type BridgeCaSet, bridgeRefusal, loadBridgeCas } from './bridge-auth.js';
 export { beaconOptionsFromFlags, registerBeaconCommand } from './command.js';
 export {

@@ -24,6 +24,7 @@ import {
   type ReplicaCircuit,
   reportFanOut,
   waitForPeer,
+  withPriority,
 } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
@@ -45,6 +46,7 @@ import {
   DEFAULT_NAMESPACE_ROOT,
   getClusterStatus,
   loadClusterTrust,
+  type RegisteredCluster,
 } from '../registration/index.js';
 import {
   createBackoff,
@@ -62,6 +64,12 @@ import { serveBootstrap } from './bootstrap.js';
 import { createClusterDiscovery, DEFAULT_DISCOVERY_RESYNC_MS, type DiscoveryPoll } from './discovery.js';
 import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
 import type { BridgeMetrics } from './metrics.js';
+import {
+  type ShardMembership,
+  type ShardMembershipOptions,
+  type ShardMembershipStatus,
+  startShardMembership,
+} from './shards.js';
 import {
   type BridgeTokenReview,
   type BridgeTokenReviewOptions,
@@ -153,6 +161,11 @@ export interface BridgeOptions extends RelayPartyOptions {
    * @default no metrics
    */
   readonly metrics?: BridgeMetrics;
+  /**
+   * Serve only the clusters of the shards this replica holds a Kubernetes Lease for (docs/scaling.md), for fleets
+   * larger than one replica holds. @default every replica serves every cluster
+   */
+  readonly sharding?: Omit<ShardMembershipOptions, 'onChange' | 'logger'>;
   readonly logger?: Logger;
 }
 
@@ -182,6 +195,8 @@ export interface BridgeStatus {
   readonly bootstrapsRefused: number;
   /** Why the beacon refused this bridge's identity, while it does (CT_BEACON_UNAUTHENTICATED / CT_BEACON_IDENTITY). */
   readonly beaconIdentityError?: string;
+  /** With sharding: the shards this replica serves and how the Lease rounds go. */
+  readonly shards?: ShardMembershipStatus;
 }
 
 export interface BridgeHandle {
@@ -252,6 +267,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
   const clusters = new Map<string, ClusterState>();
+  /** Every registered cluster, as of the last poll; with sharding this replica serves some of them. */
+  let registered: ReadonlyMap<string, RegisteredCluster> = new Map();
+  let shards: ShardMembership | undefined;
+  const serves = (fingerprint: string) => shards?.serves(fingerprint) ?? true;
   /** Last good resolution per beacon address; kept when DNS fails so waiters survive a DNS blip. */
   const replicas = new Map<string, BeaconReplicas>();
   let lastPollAt: string | undefined;
@@ -278,6 +297,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     bootstrapsSigned,
     bootstrapsRefused,
     ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
+    ...(shards ? { shards: shards.status() } : {}),
   });
 
   const metrics = options.metrics;
@@ -288,6 +308,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         initialized: c.initialized,
         tunnels: [...c.tunnels].filter((t) => !t.closed).length,
       })),
+    shards: () => {
+      const now = shards?.status();
+      return now && { held: now.held.length, members: now.members, failing: now.lastError !== undefined };
+    },
   });
 
   const discovery = createClusterDiscovery({
@@ -473,7 +497,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           caCertPem: options.beaconCaPem,
           proxy: spec.proxy,
           clientCertificate: options.beaconIdentity?.current(),
-          admission: admissionFor(ip),
+          // Operational rooms first: that is where brokers are redialing after a replica restart.
+          admission: withPriority(admissionFor(ip), room === 'operational' ? 0 : 1),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
@@ -724,6 +749,61 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     );
   }
 
+  /** Starts serving a registered cluster, or brings the served one up to date with its records. */
+  function serveCluster(entry: RegisteredCluster, trustChanged: boolean): void {
+    let cluster = clusters.get(entry.fingerprint);
+    if (cluster && cluster.operationalHash !== entry.operationalHash) {
+      dropCluster(cluster, 'the cluster was registered again with a new CA');
+      cluster = undefined;
+    }
+    if (!cluster) {
+      cluster = {
+        fingerprint: entry.fingerprint,
+        namespace: entry.namespace,
+        operationalHash: entry.operationalHash,
+        initialized: entry.initialized,
+        migrationEnabled: entry.migrationEnabled === true,
+        migrationRefusalLog: createRefusalLogGate(),
+        stop: new AbortController(),
+        brokerKeySha256: entry.brokerKeySha256,
+        waiters: new Map(),
+        waiting: new Set(),
+        tunnels: new Set(),
+        tunnelKeys: new Map(),
+        gates: { init: newGate(), operational: newGate() },
+      };
+      clusters.set(entry.fingerprint, cluster);
+      log.info(
+        {
+          event: 'bridge.cluster_discovered',
+          fingerprintPrefix: fingerprintPrefix(entry.fingerprint),
+          initialized: entry.initialized,
+        },
+        'serving a cluster',
+      );
+    }
+    // A registration may have renewed the bridge certificate: load it again at the next pairing.
+    if (trustChanged) {
+      cluster.trust = undefined;
+      cluster.trustLoadedAt = undefined;
+    }
+    cluster.initialized = entry.initialized;
+    cluster.migrationEnabled = entry.migrationEnabled === true;
+    // The record decides, as a read per pairing would have (after a re-arm there is no key: any broker the
+    // cluster CA signed may connect until the next bootstrap names one).
+    setBrokerKey(cluster, entry.brokerKeySha256);
+    reconcile(cluster);
+  }
+
+  /** The held shards changed: serve the clusters that moved here, stop those that moved away. */
+  function reshard(): void {
+    for (const cluster of [...clusters.values()])
+      if (!serves(cluster.fingerprint))
+        dropCluster(cluster, 'another bridge replica serves its shard now', 'CT_TUNNEL_CLOSED');
+    for (const entry of registered.values())
+      if (serves(entry.fingerprint) && !clusters.has(entry.fingerprint)) serveCluster(entry, true);
+  }
+
   async function poll(): Promise<void> {
     let replicasMoved = false;
     for (const address of options.beacons) {
@@ -774,55 +854,20 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
       return;
     }
+    registered = found.clusters;
     // Only what discovery re-read needs a look; the rest is as it was (a poll costs O(changes), not O(fleet)).
     for (const fingerprint of found.changed) {
       const entry = found.clusters.get(fingerprint);
-      let cluster = clusters.get(fingerprint);
+      const cluster = clusters.get(fingerprint);
       if (!entry) {
         if (cluster) dropCluster(cluster, 'the cluster was deregistered');
         continue;
       }
-      if (cluster && cluster.operationalHash !== entry.operationalHash) {
-        dropCluster(cluster, 'the cluster was registered again with a new CA');
-        cluster = undefined;
+      if (!serves(fingerprint)) {
+        if (cluster) dropCluster(cluster, 'another bridge replica serves its shard now', 'CT_TUNNEL_CLOSED');
+        continue;
       }
-      if (!cluster) {
-        cluster = {
-          fingerprint: entry.fingerprint,
-          namespace: entry.namespace,
-          operationalHash: entry.operationalHash,
-          initialized: entry.initialized,
-          migrationEnabled: entry.migrationEnabled === true,
-          migrationRefusalLog: createRefusalLogGate(),
-          stop: new AbortController(),
-          brokerKeySha256: entry.brokerKeySha256,
-          waiters: new Map(),
-          waiting: new Set(),
-          tunnels: new Set(),
-          tunnelKeys: new Map(),
-          gates: { init: newGate(), operational: newGate() },
-        };
-        clusters.set(entry.fingerprint, cluster);
-        log.info(
-          {
-            event: 'bridge.cluster_discovered',
-            fingerprintPrefix: fingerprintPrefix(entry.fingerprint),
-            initialized: entry.initialized,
-          },
-          'serving a cluster',
-        );
-      }
-      // A registration may have renewed the bridge certificate: load it again at the next pairing.
-      if (found.trustChanged.has(fingerprint)) {
-        cluster.trust = undefined;
-        cluster.trustLoadedAt = undefined;
-      }
-      cluster.initialized = entry.initialized;
-      cluster.migrationEnabled = entry.migrationEnabled === true;
-      // The record decides, as a read per pairing would have (after a re-arm there is no key: any broker the
-      // cluster CA signed may connect until the next bootstrap names one).
-      setBrokerKey(cluster, entry.brokerKeySha256);
-      reconcile(cluster);
+      serveCluster(entry, found.trustChanged.has(fingerprint));
     }
     if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
     await tokenReview?.refresh();
@@ -835,6 +880,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     });
   }
 
+  // Before the first poll, so a sharded replica never opens waiters for clusters another replica serves.
+  if (options.sharding)
+    shards = await startShardMembership({ ...options.sharding, logger: log, onChange: () => reshard() });
   let polling: Promise<void> = poll();
   await polling;
   const pollLoop = (async () => {
@@ -866,6 +914,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       stop.abort();
       await pollLoop;
       await polling.catch(() => undefined);
+      // Leases first: the replicas sharing our shards take them at once, then the brokers we drop redial there.
+      await shards?.close();
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
       sessionFailures.close();

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
@@ -19,8 +21,14 @@ import {
   startMintedBeaconIdentity,
   watchBeaconIdentityFiles,
 } from './beacon-identity.js';
-import { DEFAULT_BEACON_DIAL_CONCURRENCY, DEFAULT_BRIDGE_TIMING, startBridge } from './bridge.js';
+import {
+  type BridgeOptions,
+  DEFAULT_BEACON_DIAL_CONCURRENCY,
+  DEFAULT_BRIDGE_TIMING,
+  startBridge,
+} from './bridge.js';
 import { type BridgeMetrics, createBridgeMetrics } from './metrics.js';
+import { validateShardSettings } from './shards.js';
 import type { TokenReviewTls } from './tokenreview-service.js';
 
 interface BridgeRunFlags extends RelayClientFlags {
@@ -50,6 +58,12 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly beaconClientCert?: string;
   readonly beaconClientKey?: string;
   readonly beaconClientCertLifetime: string;
+  readonly shards: string;
+  readonly shardReplicas: string;
+  readonly shardIdentity?: string;
+  readonly shardNamespace?: string;
+  readonly shardLeasePrefix: string;
+  readonly shardKubeconfig?: string;
 }
 
 /** `cloudtaser-cli bridge run`: a thin shell over startBridge. */
@@ -158,8 +172,33 @@ export function registerBridgeCommand(program: Command): Command {
       "how long a pod's request may wait for OpenBao before the pod gets a 503 to retry",
       '15s',
     )
+    .option(
+      '--shards <count>',
+      'serve only the clusters of the shards this replica holds a Kubernetes Lease for (docs/scaling.md); 0: every replica serves every cluster',
+      '0',
+    )
+    .option(
+      '--shard-replicas <count>',
+      'bridge replicas serving each shard (2 keeps clusters served through a restart)',
+      '2',
+    )
+    .option(
+      '--shard-identity <name>',
+      "this replica's name in the Leases (default: POD_NAME, else the host name)",
+    )
+    .option(
+      '--shard-namespace <namespace>',
+      "where the Leases live (default: POD_NAMESPACE, else the pod's service-account namespace)",
+    )
+    .option(
+      '--shard-lease-prefix <name>',
+      'Lease names start with it (the Helm release name)',
+      'cloudtaser-bridge',
+    )
+    .option('--shard-kubeconfig <path>', "kubeconfig for the Leases (default: the pod's own service account)")
     .action(async (flags: BridgeRunFlags) => {
       const logger = createLogger('bridge');
+      const sharding = await shardingFrom(flags);
       const relay = await readRelayClientFlags(flags, 'bridge run');
       // Metrics are served on the probe port; without one nobody could scrape them.
       const metrics = relay.health ? createBridgeMetrics() : undefined;
@@ -197,6 +236,7 @@ export function registerBridgeCommand(program: Command): Command {
               : parseDuration(flags.discoveryResync, '--discovery-resync'),
         },
         beaconDialConcurrency: parsePositiveInteger(flags.beaconDialConcurrency, '--beacon-dial-concurrency'),
+        sharding,
         logger,
       });
       logger.info(
@@ -211,10 +251,40 @@ export function registerBridgeCommand(program: Command): Command {
       const signal = await untilSignal();
       logger.info({ event: 'bridge.stopping', signal }, 'bridge stopping');
       await handle.close();
+      sharding?.leases.close?.();
       beaconIdentity?.close();
       await openbao.close();
     });
   return bridge;
+}
+
+/** `--shards 0` (the default): no sharding. Otherwise the Lease settings, checked before anything starts. */
+async function shardingFrom(flags: BridgeRunFlags): Promise<BridgeOptions['sharding']> {
+  if (flags.shards.trim() === '0') return undefined;
+  const shards = parsePositiveInteger(flags.shards, '--shards');
+  const replicasPerShard = parsePositiveInteger(flags.shardReplicas, '--shard-replicas');
+  validateShardSettings(shards, replicasPerShard);
+  const identity = flags.shardIdentity || process.env.POD_NAME || hostname();
+  const namespace = flags.shardNamespace || process.env.POD_NAMESPACE || serviceAccountNamespace();
+  if (!namespace)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      '--shards needs the namespace of the Leases: pass --shard-namespace, or set POD_NAMESPACE from the downward API',
+    );
+  // Loaded only with sharding: the Kubernetes client (and its kubeconfig loader) is not needed otherwise.
+  const { defaultKubeConnection, KubeClient } = await import('../kube/index.js');
+  const leases = KubeClient.fromConnection(defaultKubeConnection({ kubeconfig: flags.shardKubeconfig }));
+  return { leases, namespace, identity, shards, replicasPerShard, prefix: flags.shardLeasePrefix };
+}
+
+function serviceAccountNamespace(): string | undefined {
+  try {
+    return (
+      readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined
+    );
+  } catch {
+    return undefined;
+  }
 }
 
 function parsePositiveInteger(value: string, flag: string): number {

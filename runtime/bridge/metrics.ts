@@ -15,6 +15,8 @@ export interface BridgeMetricsSource {
     readonly initialized: boolean;
     readonly tunnels: number;
   }>;
+  /** With sharding: the shards this replica holds, the live replicas, and whether the last Lease round failed. */
+  shards?(): { readonly held: number; readonly members: number; readonly failing: boolean } | undefined;
 }
 
 /** Where an OpenBao request came from: the bridge's own work, or a pod's request forwarded for a cluster. */
@@ -69,6 +71,20 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
       }
       this.set({ state: 'initialized' }, initialized);
       this.set({ state: 'registered' }, registered);
+    },
+  });
+  new Gauge({
+    name: 'cloudtaser_bridge_shards',
+    help: 'With sharding: shards this replica holds a Lease for (held), live bridge replicas (members), and 1 while the last Lease round failed (round_failing)',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const shards = source?.shards?.();
+      if (!shards) return;
+      this.set({ kind: 'held' }, shards.held);
+      this.set({ kind: 'members' }, shards.members);
+      this.set({ kind: 'round_failing' }, shards.failing ? 1 : 0);
     },
   });
   new Gauge({

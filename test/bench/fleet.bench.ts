@@ -18,16 +18,22 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { request } from 'undici';
 import { createClusterDiscovery } from '../../runtime/bridge/discovery.js';
 import { type BrokerHandle, startBroker } from '../../runtime/broker/index.js';
 import { silentLogger } from '../../runtime/core/log.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { issueSelfSignedSync } from '../../runtime/pki/index.js';
+import {
+  createCertificateAuthority,
+  issueCertificate,
+  issueSelfSignedSync,
+} from '../../runtime/pki/index.js';
 import {
   announceChange,
+  ensureBeaconClientCa,
   ensureChangeJournal,
   listRegisteredClusters,
   MAX_JOURNAL_ENTRIES,
@@ -39,6 +45,57 @@ import type { TunnelMux } from '../../runtime/tunnel/index.js';
 import { type BeaconProcess, startBeaconProcess } from '../load/processes.js';
 import { waitUntil } from '../support/wait.js';
 import { type Benchmark, type Metric, median, percentile } from './harness.js';
+
+/**
+ * TLS handshakes a reconnect costs per cluster: the broker's and the bridge's two waiters' outer handshakes with
+ * the beacon (3), and the end-to-end mutual TLS between broker and bridge (1).
+ */
+const HANDSHAKES_PER_RECONNECT = 4;
+
+/**
+ * The physical floor of a reconnect storm on this machine: the wall time of `count` mutual-TLS handshakes over
+ * loopback with P-256 certificates (what every leg uses), both ends in this process (so one core does both
+ * sides' work, as the storm's processes share the machine's cores). Measured in the same run as the storm.
+ */
+async function tlsHandshakeMs(count: number): Promise<number> {
+  const ca = createCertificateAuthority({ commonName: 'floor CA' });
+  const server = issueCertificate(ca, { commonName: 'floor server', ipAddresses: ['127.0.0.1'] });
+  const client = issueCertificate(ca, { commonName: 'floor client', extKeyUsage: ['clientAuth'] });
+  const listener = createTlsServer(
+    { key: server.keyPem, cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+    (socket) => socket.end(),
+  );
+  listener.listen(0, '127.0.0.1');
+  await once(listener, 'listening');
+  const port = (listener.address() as { port: number }).port;
+  const one = () =>
+    new Promise<void>((done, fail) => {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port,
+        ca: ca.certPem,
+        key: client.keyPem,
+        cert: client.certPem,
+      });
+      socket.once('secureConnect', () => {
+        socket.destroy();
+        done();
+      });
+      socket.once('error', fail);
+    });
+  // Warm-up, then the timed run with a few in flight (as a storm has).
+  for (let i = 0; i < 20; i++) await one();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next++ < count) await one();
+    }),
+  );
+  const elapsed = performance.now() - t0;
+  listener.close();
+  return elapsed / count;
+}
 
 const dist = process.env.CLOUDTASER_TEST_DIST ?? resolve(import.meta.dirname, '../..');
 const cli = join(dist, 'runtime/cli/main.js');
@@ -290,6 +347,9 @@ const reconnectBenchmark: Benchmark = {
       caCertPem: openbao.caPem,
     });
     const beaconTls = issueSelfSignedSync({ commonName: 'bench beacon', ipAddresses: ['127.0.0.1'] });
+    // The bridge proves itself to the beacon as in production: a client certificate it mints from the beacon
+    // client CA in OpenBao, which the beacon trusts (`source beacon-ca`, `--bridge-ca`).
+    const bridgeCa = await ensureBeaconClientCa(admin);
     // The brokers run in this process, so they all come from 127.0.0.1; in a fleet each cluster has its own
     // address. The per-address bounds are lifted for that reason only; the bridge's own dials stay bounded by
     // its admission (32 opening at once), below the default of 64.
@@ -297,6 +357,7 @@ const reconnectBenchmark: Benchmark = {
       host: '127.0.0.1',
       plain: false,
       tls: beaconTls,
+      bridgeCaPems: [bridgeCa.certPem],
       limits: {
         maxPendingPerAddress: 10_000,
         maxWaitingPerAddress: 100_000,
@@ -434,6 +495,12 @@ const reconnectBenchmark: Benchmark = {
         (after.bootstrapsRefused - before.bootstrapsRefused);
       const peaks = cpu.peaks();
       const beaconAfter = await beacon.report();
+      // The floor, in this run: the storm's handshakes spread over every core, nothing else.
+      const handshakeMs = await tlsHandshakeMs(ctx.quick ? 200 : 1_000);
+      const floorS = (HANDSHAKES_PER_RECONNECT * clusters * handshakeMs) / availableParallelism() / 1000;
+      ctx.log(
+        `   TLS floor: ${handshakeMs.toFixed(2)} ms per mutual-TLS handshake (both ends, one core); ${HANDSHAKES_PER_RECONNECT} x ${clusters} handshakes over ${availableParallelism()} cores = ${floorS.toFixed(2)} s`,
+      );
       const perClusterKib = (rssFleetKib - rssNoneKib) / clusters;
       ctx.log(
         `   reconnect after kill -9 of the beacon: ${(reconnectMs / 1000).toFixed(2)} s (beacon back after ${(restartMs / 1000).toFixed(2)} s), ${requests} OpenBao requests, ${bootstraps} bootstrap attempts, phases seen ${[...phases].join(',')}; peak CPU beacon ${peaks.beacon?.toFixed(0)} %, bridge ${peaks.bridge?.toFixed(0)} %; brokers (this process) ${((ownCpu.user + ownCpu.system) / 1e6).toFixed(1)} CPU s`,
@@ -460,6 +527,19 @@ const reconnectBenchmark: Benchmark = {
             brokersCpuSeconds: Number(((ownCpu.user + ownCpu.system) / 1e6).toFixed(1)),
             beaconRssMiBBefore: Number((beaconBefore.rssBytes / 2 ** 20).toFixed(1)),
             beaconConnectionsAfter: beaconAfter.stats.connections,
+          },
+        },
+        {
+          name: 'fleet.reconnect_to_tls_floor',
+          value: reconnectMs / 1000,
+          unit: 's',
+          baseline: floorS,
+          baselineLabel: `${HANDSHAKES_PER_RECONNECT} mutual-TLS handshakes per cluster on every core, nothing else (same run)`,
+          ratio: reconnectMs / 1000 / floorS,
+          extra: {
+            clusters,
+            handshakeMs: Number(handshakeMs.toFixed(3)),
+            cores: availableParallelism(),
           },
         },
         {

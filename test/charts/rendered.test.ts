@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SHARD_LEASE_CALLS } from '../../runtime/bridge/shards.js';
 import { buildProgram } from '../../runtime/cli/program.js';
 import {
   isResourcePermission,
@@ -436,6 +437,43 @@ describe('chart cloudtaser-bridge rendered', () => {
       podSelector: { matchLabels: { 'app.kubernetes.io/name': 'openbao' } },
       namespaceSelector: {},
     });
+  });
+
+  it('with sharding on, grants exactly the Lease calls sharding makes, in its own namespace, and passes the shard flags and pod identity', () => {
+    const off = render('cloudtaser-bridge', {}, { name: 'bridge', namespace: 'openbao' });
+    expect(objectsOf(off, 'Role')).toEqual([]);
+    expect(only(off, 'Deployment').spec.template.spec.automountServiceAccountToken).toBe(false);
+
+    const rendered = render(
+      'cloudtaser-bridge',
+      { sharding: { enabled: true, shards: 32, replicasPerShard: 2 } },
+      { name: 'bridge', namespace: 'openbao' },
+    );
+    const deployment = only(rendered, 'Deployment');
+    const serviceAccount = { namespace: 'openbao', name: deployment.spec.template.spec.serviceAccountName };
+    const expected = SHARD_LEASE_CALLS.map((call) => {
+      const permission = KUBE_CALLS[call];
+      return grant(permission.verb, permission.group, permission.resource, 'openbao');
+    }).sort();
+    expect(grantsOf(rendered, serviceAccount)).toEqual(expected);
+    expect(deployment.spec.template.spec.automountServiceAccountToken).toBe(true);
+    const args = containerArgs(deployment);
+    expect(flagValues(args, '--shards')).toEqual(['32']);
+    expect(flagValues(args, '--shard-replicas')).toEqual(['2']);
+    expect(flagValues(args, '--shard-lease-prefix')).toEqual([deployment.metadata.name]);
+    const env = deployment.spec.template.spec.containers[0].env;
+    expect(env).toContainEqual({ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+    expect(env).toContainEqual({
+      name: 'POD_NAMESPACE',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } },
+    });
+    // The schema refuses what the CLI would refuse.
+    const { schema, values: defaults } = readChart('cloudtaser-bridge');
+    const withSharding = (sharding: unknown) =>
+      deepMerge(deepMerge(defaults, REQUIRED_VALUES['cloudtaser-bridge']), { sharding });
+    expect(validateValues(schema, withSharding({ enabled: true, shards: 16 }))).toEqual([]);
+    for (const bad of [{ shards: 0 }, { replicasPerShard: 4 }, { shard: 3 }])
+      expect(validateValues(schema, withSharding(bad)), JSON.stringify(bad)).not.toEqual([]);
   });
 
   it('takes the listener certificate from a Secret when named, mounted as a folder so renewals reach the process', () => {

@@ -228,6 +228,30 @@ describe('cloudtaser-cli against the test servers', () => {
     }
   });
 
+  it('bridge run refuses shard settings it cannot use before it connects to anything', async () => {
+    const tooMany = await runCli(['bridge', 'run', '--beacon', 'beacon.test:443', '--shards', '2000']);
+    expect(tooMany.code).toBe(2);
+    expect(tooMany.stderr).toContain(
+      'CT_INVALID_ARGUMENT: --shards 2000 must be a whole number from 1 to 1024',
+    );
+    const replicas = await runCli([
+      'bridge',
+      'run',
+      '--beacon',
+      'beacon.test:443',
+      '--shards',
+      '8',
+      '--shard-replicas',
+      '5',
+    ]);
+    expect(replicas.code).toBe(2);
+    expect(replicas.stderr).toContain('--shard-replicas 5 must be 1, 2 or 3');
+    // Outside a pod, without --shard-namespace: where would the Leases live?
+    const nowhere = await runCli(['bridge', 'run', '--beacon', 'beacon.test:443', '--shards', '8']);
+    expect(nowhere.code).toBe(2);
+    expect(nowhere.stderr).toContain('pass --shard-namespace, or set POD_NAMESPACE');
+  });
+
   it('dev up prints one JSON line with a working stack and cleans up on SIGTERM', async () => {
     const child = spawn(process.execPath, [CLI, 'dev', 'up', '--json'], {
       stdio: ['ignore', 'pipe', 'pipe'],

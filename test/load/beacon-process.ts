@@ -16,6 +16,11 @@ export interface BeaconProcessConfig {
   readonly tls?: { readonly certPem: string; readonly keyPem: string };
   /** Log level for the child's JSON lines on stderr. @default 'silent' */
   readonly logLevel?: string;
+  /**
+   * CA certificates of the bridges' client identity, as production runs the beacon (`--bridge-ca`): a bridge
+   * then proves itself in the outer handshake. @default any client may wait as a bridge
+   */
+  readonly bridgeCaPems?: readonly string[];
 }
 
 export interface BeaconProcessReport {
@@ -35,8 +40,11 @@ const beacon = await createBeacon({
   port: config.port,
   plain: config.plain ?? true,
   tls,
-  // The load tests measure relaying, not who may wait: any client may wait as a bridge.
-  allowAnonymousBridges: true,
+  // The load tests measure relaying, not who may wait: any client may wait as a bridge, unless the benchmark
+  // gives the bridges' CA (the fleet storm measures the handshakes production makes).
+  ...(config.bridgeCaPems?.length
+    ? { bridgeCaPems: [...config.bridgeCaPems] }
+    : { allowAnonymousBridges: true }),
   limits: config.limits,
   metrics: false,
   logger,

@@ -1,0 +1,452 @@
+/**
+ * Sharding bridge replicas with Kubernetes Leases (coordination.k8s.io/v1), for fleets larger than one replica
+ * holds (docs/scaling.md).
+ *
+ * A cluster belongs to shard `shardOf(fingerprint)`; each shard has `replicasPerShard` slots, one Lease per slot
+ * (`<prefix>-shard-<i>-<slot>`). A bridge replica serves the clusters of the shards it holds a slot of, and never
+ * holds two slots of one shard, so with two slots a cluster is served by two replicas and a dying replica costs
+ * its brokers no wait for a Lease to expire. Each replica also renews a member Lease (`<prefix>-member-<id>`):
+ * the live members tell every replica its fair share, ceil(slots / members), so a new replica is given shards
+ * (the others release their extras) and a dead one's shards are taken over once its Leases expire.
+ *
+ * Leases decide capacity, never trust: every replica may still serve any cluster (OpenBao's policies and the
+ * cluster CA decide who may), so a wrong or stale shard map costs memory and connections, not security. That is
+ * why an API server that cannot be reached leaves a replica serving what it holds (two replicas serving one
+ * cluster is harmless; nobody serving it is an outage) and why there is no fencing.
+ *
+ * Expiry follows client-go's leader election (tools/leaderelection): a Lease is judged by when this replica last
+ * saw it change, on its own clock, never by the renewTime another node's clock wrote, so clock skew between
+ * nodes does not hand a live replica's shard to another.
+ */
+import { createHash } from 'node:crypto';
+import { sleep } from '../core/backoff.js';
+import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { type Logger, moduleLogger } from '../core/log.js';
+
+/** The Kubernetes calls sharding makes (rows of KUBE_CALLS): the chart's Role grants exactly these. */
+export const SHARD_LEASE_CALLS = ['listLeases', 'createLease', 'updateLease', 'deleteLease'] as const;
+
+/** The Lease calls sharding makes; `KubeClient` has them. */
+export interface LeaseApi {
+  listLeases(
+    namespace: string,
+    options?: { labelSelector?: string; signal?: AbortSignal },
+  ): Promise<ShardLease[]>;
+  createLease(
+    namespace: string,
+    lease: { metadata: { name: string; labels?: Record<string, string> }; spec: ShardLeaseSpec },
+    options?: { signal?: AbortSignal },
+  ): Promise<ShardLease>;
+  updateLease(namespace: string, lease: ShardLease, options?: { signal?: AbortSignal }): Promise<ShardLease>;
+  deleteLease(
+    namespace: string,
+    name: string,
+    options?: { resourceVersion?: string; signal?: AbortSignal },
+  ): Promise<void>;
+  /** Closes the connection pool, when the bridge command made the client. */
+  close?(): void;
+}
+
+export interface ShardLeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
+export interface ShardLease {
+  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  spec: ShardLeaseSpec;
+}
+
+export interface ShardMembershipOptions {
+  readonly leases: LeaseApi;
+  /** The bridge's own namespace (the Leases live there; the bridge's Role allows them there only). */
+  readonly namespace: string;
+  /** Number of shards. Fixed for a fleet: changing it moves clusters between replicas (once, harmlessly). */
+  readonly shards: number;
+  /** Replicas that serve each shard. @default 2 */
+  readonly replicasPerShard?: number;
+  /** This replica's name in the Leases: the pod name. */
+  readonly identity: string;
+  /** Lease names start with it, e.g. the Helm release's full name. @default 'cloudtaser-bridge' */
+  readonly prefix?: string;
+  /** @default 15 */
+  readonly leaseDurationSeconds?: number;
+  /** How often the Leases are renewed and rebalanced. @default 5000 */
+  readonly renewIntervalMs?: number;
+  /** Called after every round in which the held shards changed. */
+  readonly onChange?: (held: ReadonlySet<number>) => void;
+  readonly logger?: Logger;
+  /** For tests: the local clock. */
+  readonly now?: () => number;
+}
+
+export interface ShardMembershipStatus {
+  readonly shards: number;
+  readonly replicasPerShard: number;
+  /** Shards this replica serves. */
+  readonly held: number[];
+  /** Live bridge replicas, this one included. */
+  readonly members: number;
+  /** The slots this replica aims to hold: ceil(shards x replicasPerShard / members). */
+  readonly target: number;
+  readonly lastRoundAt?: string;
+  /** The last failed round (the replica keeps serving what it holds meanwhile). */
+  readonly lastError?: string;
+}
+
+export interface ShardMembership {
+  /** Whether this replica serves the cluster. */
+  serves(fingerprint: string): boolean;
+  /** One round now (renew, rebalance); resolves when it is done. */
+  roundNow(): Promise<void>;
+  status(): ShardMembershipStatus;
+  /** Stops renewing and releases every held Lease, so other replicas take the shards at once. */
+  close(): Promise<void>;
+}
+
+const LABEL_GROUP = 'cloudtaser.io/bridge-leases';
+const LABEL_KIND = 'cloudtaser.io/lease-kind';
+/** Member Leases not renewed for this many durations are deleted by whoever sees them (a pod gone for good). */
+const MEMBER_GC_DURATIONS = 20;
+
+/** The shard a cluster belongs to: stable for a fingerprint and a shard count, no coordination per cluster. */
+export function shardOf(fingerprint: string, shards: number): number {
+  const digest = createHash('sha256').update(fingerprint.toLowerCase()).digest();
+  return digest.readUInt32BE(0) % shards;
+}
+
+export function validateShardSettings(shards: number, replicasPerShard: number): void {
+  if (!Number.isInteger(shards) || shards < 1 || shards > 1024)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--shards ${shards} must be a whole number from 1 to 1024 (e.g. 16; keep it fixed for a fleet)`,
+    );
+  if (!Number.isInteger(replicasPerShard) || replicasPerShard < 1 || replicasPerShard > 3)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--shard-replicas ${replicasPerShard} must be 1, 2 or 3 (2 keeps every cluster served while a replica restarts)`,
+    );
+}
+
+/** What this replica last saw of a Lease, and when (on its own clock). */
+interface Observed {
+  readonly lease: ShardLease;
+  readonly seenChangingAt: number;
+}
+
+export async function startShardMembership(options: ShardMembershipOptions): Promise<ShardMembership> {
+  const replicasPerShard = options.replicasPerShard ?? 2;
+  validateShardSettings(options.shards, replicasPerShard);
+  if (!options.identity)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'sharding needs this replica identity (--shard-identity, or POD_NAME from the downward API)',
+    );
+  const prefix = options.prefix ?? 'cloudtaser-bridge';
+  const durationS = options.leaseDurationSeconds ?? 15;
+  const durationMs = durationS * 1000;
+  const renewMs = options.renewIntervalMs ?? 5000;
+  const now = options.now ?? Date.now;
+  const log = moduleLogger(options.logger, 'bridge.shards');
+  const { leases, namespace, identity } = options;
+  const stop = new AbortController();
+
+  const slotName = (shard: number, slot: number) => `${prefix}-shard-${shard}-${slot}`;
+  const memberName = `${prefix}-member-${identity}`;
+  const labels = (kind: 'shard' | 'member') => ({ [LABEL_GROUP]: prefix, [LABEL_KIND]: kind });
+
+  /** Slots held, by Lease name, with the Lease as last written by us. */
+  const heldSlots = new Map<string, { shard: number; lease: ShardLease }>();
+  const observed = new Map<string, Observed>();
+  let members = 1;
+  let target = Math.ceil((options.shards * replicasPerShard) / members);
+  let lastRoundAt: string | undefined;
+  let lastError: string | undefined;
+  let lastErrorLogged: string | undefined;
+
+  const heldShards = (): Set<number> => new Set([...heldSlots.values()].map((s) => s.shard));
+  let served = heldShards();
+
+  const micro = (ms: number) => new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+
+  /** Free: released, never held, or not seen changing for a whole duration (its holder stopped renewing). */
+  const isFree = (name: string, at: number): boolean => {
+    const seen = observed.get(name);
+    if (!seen) return true;
+    const holder = seen.lease.spec.holderIdentity;
+    if (!holder) return true;
+    const duration = (seen.lease.spec.leaseDurationSeconds ?? durationS) * 1000;
+    return at - seen.seenChangingAt > duration;
+  };
+
+  const observe = (lease: ShardLease, at: number) => {
+    const before = observed.get(lease.metadata.name);
+    if (!before || before.lease.metadata.resourceVersion !== lease.metadata.resourceVersion)
+      observed.set(lease.metadata.name, { lease, seenChangingAt: at });
+  };
+
+  const isConflict = (err: unknown) =>
+    isCloudtaserError(err, 'CT_KUBE_CONFLICT') || isCloudtaserError(err, 'CT_KUBE_NOT_FOUND');
+
+  async function renewMember(at: number): Promise<void> {
+    const mine = observed.get(memberName)?.lease;
+    const spec = { holderIdentity: identity, leaseDurationSeconds: durationS, renewTime: micro(at) };
+    try {
+      const written = mine
+        ? await leases.updateLease(
+            namespace,
+            { ...mine, spec: { ...mine.spec, ...spec } },
+            { signal: stop.signal },
+          )
+        : await leases.createLease(
+            namespace,
+            {
+              metadata: { name: memberName, labels: labels('member') },
+              spec: { ...spec, acquireTime: micro(at) },
+            },
+            { signal: stop.signal },
+          );
+      observe(written, at);
+    } catch (err) {
+      // Someone else wrote it (a previous pod with our name, or a person): read it at the next list, retry then.
+      if (!isConflict(err)) throw err;
+      observed.delete(memberName);
+    }
+  }
+
+  async function take(shard: number, slot: number, at: number): Promise<boolean> {
+    const name = slotName(shard, slot);
+    const seen = observed.get(name)?.lease;
+    const spec: ShardLeaseSpec = {
+      holderIdentity: identity,
+      leaseDurationSeconds: durationS,
+      acquireTime: micro(at),
+      renewTime: micro(at),
+      leaseTransitions: (seen?.spec.leaseTransitions ?? -1) + 1,
+    };
+    try {
+      const written = seen
+        ? await leases.updateLease(namespace, { ...seen, spec }, { signal: stop.signal })
+        : await leases.createLease(
+            namespace,
+            { metadata: { name, labels: labels('shard') }, spec },
+            { signal: stop.signal },
+          );
+      observe(written, at);
+      heldSlots.set(name, { shard, lease: written });
+      log.info(
+        {
+          event: 'bridge.shard_acquired',
+          shard,
+          slot,
+          previousHolder: seen?.spec.holderIdentity || undefined,
+        },
+        `now serving shard ${shard}`,
+      );
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false; // another replica was faster: fine, it serves the shard
+      throw err;
+    }
+  }
+
+  async function release(name: string, reason: string): Promise<void> {
+    const held = heldSlots.get(name);
+    if (!held) return;
+    heldSlots.delete(name);
+    try {
+      // As client-go releases: an empty holder and the shortest duration, so others take it at once.
+      const written = await leases.updateLease(namespace, {
+        ...held.lease,
+        spec: { ...held.lease.spec, holderIdentity: '', leaseDurationSeconds: 1 },
+      });
+      observe(written, now());
+    } catch (err) {
+      // Taken meanwhile or unreachable: either way it expires on its own.
+      log.debug({ event: 'bridge.shard_release_failed', reason: (err as Error).message }, 'release failed');
+    }
+    log.info(
+      { event: 'bridge.shard_released', shard: held.shard, reason },
+      `stopped serving shard ${held.shard}`,
+    );
+  }
+
+  async function round(): Promise<void> {
+    const at = now();
+    const listed = await leases.listLeases(namespace, {
+      labelSelector: `${LABEL_GROUP}=${prefix}`,
+      signal: stop.signal,
+    });
+    const present = new Set<string>();
+    for (const lease of listed) {
+      present.add(lease.metadata.name);
+      observe(lease, at);
+    }
+    for (const name of [...observed.keys()]) if (!present.has(name)) observed.delete(name);
+
+    await renewMember(at);
+
+    // Live members: this replica and every other member Lease seen changing within its duration.
+    const memberNames = listed
+      .filter((l) => l.metadata.labels?.[LABEL_KIND] === 'member')
+      .map((l) => l.metadata.name);
+    members = 1 + memberNames.filter((name) => name !== memberName && !isFree(name, at)).length;
+    const slots = options.shards * replicasPerShard;
+    target = Math.min(options.shards, Math.ceil(slots / members));
+
+    // Renew what we hold; a Lease someone else wrote since (a conflict) is lost.
+    for (const [name, held] of [...heldSlots]) {
+      const current = observed.get(name)?.lease;
+      if (!current || current.spec.holderIdentity !== identity) {
+        heldSlots.delete(name);
+        log.warn(
+          {
+            event: 'bridge.shard_lost',
+            shard: held.shard,
+            holder: current?.spec.holderIdentity || undefined,
+          },
+          `shard ${held.shard} is held by another replica now`,
+        );
+        continue;
+      }
+      try {
+        const written = await leases.updateLease(
+          namespace,
+          { ...current, spec: { ...current.spec, renewTime: micro(at), leaseDurationSeconds: durationS } },
+          { signal: stop.signal },
+        );
+        observe(written, at);
+        heldSlots.set(name, { shard: held.shard, lease: written });
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        heldSlots.delete(name);
+        log.warn(
+          { event: 'bridge.shard_lost', shard: held.shard },
+          `shard ${held.shard} was taken by another replica`,
+        );
+      }
+    }
+
+    // Over the fair share (a replica joined): give back the extras, the ones we rank lowest first.
+    const byPreference = (a: number, b: number) => rank(b) - rank(a);
+    if (heldSlots.size > target) {
+      const extras = [...heldSlots.entries()]
+        .sort(([, a], [, b]) => byPreference(a.shard, b.shard))
+        .slice(target);
+      for (const [name] of extras)
+        await release(name, `rebalancing: ${members} replicas share ${slots} slots`);
+    }
+
+    // Under it: take free slots, shards this replica ranks highest first (rendezvous hashing, so replicas prefer
+    // different shards and seldom race for the same Lease), never two slots of one shard.
+    if (heldSlots.size < target) {
+      const mine = heldShards();
+      const candidates = [...Array(options.shards).keys()].filter((s) => !mine.has(s)).sort(byPreference);
+      for (const shard of candidates) {
+        if (heldSlots.size >= target || stop.signal.aborted) break;
+        for (let slot = 0; slot < replicasPerShard; slot++) {
+          if (!isFree(slotName(shard, slot), at)) continue;
+          if (await take(shard, slot, at)) break;
+        }
+      }
+    }
+
+    // Member Leases of pods gone for good: delete them so the list stays the size of the live fleet.
+    for (const name of memberNames) {
+      const seen = observed.get(name);
+      if (name === memberName || !seen) continue;
+      if (at - seen.seenChangingAt > MEMBER_GC_DURATIONS * durationMs)
+        await leases
+          .deleteLease(namespace, name, { resourceVersion: seen.lease.metadata.resourceVersion })
+          .catch(() => undefined);
+    }
+  }
+
+  const rankCache = new Map<number, number>();
+  function rank(shard: number): number {
+    let value = rankCache.get(shard);
+    if (value === undefined) {
+      value = createHash('sha256').update(`${identity}/${shard}`).digest().readUInt32BE(0);
+      rankCache.set(shard, value);
+    }
+    return value;
+  }
+
+  async function runRound(): Promise<void> {
+    try {
+      await round();
+      lastRoundAt = new Date(now()).toISOString();
+      if (lastError) log.info({ event: 'bridge.shards_recovered' }, 'Lease rounds work again');
+      lastError = undefined;
+      lastErrorLogged = undefined;
+    } catch (err) {
+      if (stop.signal.aborted) return;
+      const error = isCloudtaserError(err) ? err : new CloudtaserError('CT_INTERNAL', String(err));
+      lastError = error.toLine();
+      // Fail static: keep serving the shards held (duplicate service is safe, none is an outage); one line per cause.
+      if (lastErrorLogged !== error.code) {
+        lastErrorLogged = error.code;
+        log.warn(
+          { event: 'bridge.shards_round_failed', code: error.code, reason: error.message, held: [...served] },
+          'could not renew the shard Leases; serving the shards held until the API server answers again',
+        );
+      }
+    }
+    const next = heldShards();
+    if (lastError === undefined && !sameSet(next, served)) {
+      served = next;
+      options.onChange?.(served);
+    }
+  }
+
+  let current: Promise<void> = runRound();
+  await current;
+  const loop = (async () => {
+    while (!stop.signal.aborted) {
+      await sleep(renewMs, stop.signal);
+      if (stop.signal.aborted) break;
+      current = runRound();
+      await current;
+    }
+  })();
+
+  let closing: Promise<void> | undefined;
+  return {
+    serves: (fingerprint) => served.has(shardOf(fingerprint, options.shards)),
+    async roundNow() {
+      await current;
+      current = runRound();
+      await current;
+    },
+    status: () => ({
+      shards: options.shards,
+      replicasPerShard,
+      held: [...served].sort((a, b) => a - b),
+      members,
+      target,
+      lastRoundAt,
+      lastError,
+    }),
+    close() {
+      closing ??= (async () => {
+        stop.abort();
+        await loop;
+        await current.catch(() => undefined);
+        for (const name of [...heldSlots.keys()]) await release(name, 'the bridge is shutting down');
+        const mine = observed.get(memberName);
+        if (mine)
+          await leases
+            .deleteLease(namespace, memberName, { resourceVersion: mine.lease.metadata.resourceVersion })
+            .catch(() => undefined);
+      })();
+      return closing;
+    },
+  };
+}
+
+function sameSet(a: ReadonlySet<number>, b: ReadonlySet<number>): boolean {
+  return a.size === b.size && [...a].every((v) => b.has(v));
+}

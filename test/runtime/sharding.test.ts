@@ -1,0 +1,138 @@
+/**
+ * Bridge replicas sharded with Kubernetes Leases (docs/scaling.md): each cluster is served (waiters, tunnels) by
+ * the replica holding its shard only; when that replica stops, another takes the shard and the cluster's broker
+ * comes back on it without a bootstrap. Leases are capacity, never trust: a replica that serves a shard it does
+ * not hold is still held to the cluster CA and the recorded broker key (covered by the trust tests).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type BridgeHandle, type BridgeMetrics, createBridgeMetrics } from '../../runtime/bridge/index.js';
+import { shardOf } from '../../runtime/bridge/shards.js';
+import type { BrokerHandle } from '../../runtime/broker/index.js';
+import { fingerprintPrefix } from '../../runtime/core/hashes.js';
+import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
+import { KubeClient } from '../../runtime/kube/index.js';
+import {
+  type Replicas,
+  type SecretStore,
+  startReplicas,
+  startSecretStore,
+  startTestBridge,
+  startTestBroker,
+} from './fixtures.js';
+
+const NAMESPACE = 'openbao';
+const SHARDS = 4;
+let store: SecretStore;
+let replicas: Replicas;
+let kube: KubeTestServer;
+let leases: KubeClient;
+let dir: string;
+const running: Array<{ close(): Promise<void> }> = [];
+
+beforeAll(async () => {
+  store = await startSecretStore();
+  replicas = await startReplicas(1);
+  kube = await startKubeTestServer();
+  await kube.createNamespace(NAMESPACE);
+  dir = await mkdtemp(join(tmpdir(), 'ct-sharding-'));
+  await kube.writeKubeconfig(join(dir, 'admin'));
+  leases = KubeClient.fromConnection({ kind: 'kubeconfig', path: join(dir, 'admin') });
+});
+afterAll(async () => {
+  leases?.close();
+  await kube?.close();
+  await replicas?.close();
+  await store?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+afterEach(async () => {
+  for (const handle of running.splice(0).reverse()) await handle.close();
+});
+
+function bridge(identity: string, metrics?: BridgeMetrics): Promise<BridgeHandle> {
+  return startTestBridge({
+    openbao: store.bridge,
+    metrics,
+    beacons: [replicas.address],
+    sharding: {
+      leases,
+      namespace: NAMESPACE,
+      shards: SHARDS,
+      replicasPerShard: 1,
+      identity,
+      leaseDurationSeconds: 1,
+      renewIntervalMs: 250,
+    },
+  }).then((handle) => {
+    running.push(handle);
+    return handle;
+  });
+}
+
+const served = (b: BridgeHandle) =>
+  b
+    .status()
+    .clusters.map((c) => c.fingerprintPrefix)
+    .sort();
+
+describe('bridge replicas sharded with Leases', () => {
+  it('serve disjoint clusters that together cover the fleet, and a stopped replica’s clusters move to the other without a bootstrap', async () => {
+    const clusters = [];
+    // Enough clusters that every shard has some (shardOf is a hash; check rather than hope).
+    while (clusters.length < 8 || new Set(clusters.map((c) => shardOf(c.fingerprint, SHARDS))).size < SHARDS)
+      clusters.push(await store.register());
+    const metrics = createBridgeMetrics({ processMetrics: false });
+    const a = await bridge('bridge-a', metrics);
+    const b = await bridge('bridge-b');
+    const prefixes = clusters.map((c) => fingerprintPrefix(c.fingerprint)).sort();
+    await vi.waitFor(
+      () => {
+        const both = [...served(a), ...served(b)].sort();
+        expect(both).toEqual(prefixes);
+        expect(served(a).length).toBeGreaterThan(0);
+        expect(served(b).length).toBeGreaterThan(0);
+      },
+      { timeout: 15_000, interval: 100 },
+    );
+    expect(a.status().shards).toMatchObject({ shards: SHARDS, members: 2, target: 2 });
+    const exposition = await metrics.registry.metrics();
+    expect(exposition).toContain('cloudtaser_bridge_shards{kind="held"} 2');
+    expect(exposition).toContain('cloudtaser_bridge_shards{kind="members"} 2');
+    expect(exposition).toContain('cloudtaser_bridge_shards{kind="round_failing"} 0');
+    expect(served(a).filter((p) => served(b).includes(p))).toEqual([]);
+
+    const brokers: BrokerHandle[] = [];
+    for (const cluster of clusters) {
+      const broker = await startTestBroker({ fingerprint: cluster.fingerprint, beacons: [replicas.address] });
+      running.push(broker);
+      brokers.push(broker);
+    }
+    await Promise.all(brokers.map((broker) => broker.waitForPhase('operational', 30_000)));
+    const signedBefore = a.status().bootstrapsSigned + b.status().bootstrapsSigned;
+    expect(signedBefore).toBe(clusters.length);
+    // Each tunnel is on the replica that serves the cluster, and only there.
+    for (const cluster of clusters) {
+      const owner = served(a).includes(fingerprintPrefix(cluster.fingerprint)) ? a : b;
+      const other = owner === a ? b : a;
+      expect(owner.tunnels(cluster.fingerprint)).toHaveLength(1);
+      expect(other.tunnels(cluster.fingerprint)).toHaveLength(0);
+    }
+
+    // bridge-b stops: it releases its Leases, bridge-a takes them and serves every cluster.
+    running.splice(running.indexOf(b), 1);
+    await b.close();
+    await vi.waitFor(() => expect(served(a)).toEqual(prefixes), { timeout: 15_000, interval: 100 });
+    expect(a.status().shards?.held).toEqual([0, 1, 2, 3]);
+    for (const cluster of clusters)
+      await vi.waitFor(() => expect(a.tunnels(cluster.fingerprint).length).toBeGreaterThan(0), {
+        timeout: 30_000,
+        interval: 100,
+      });
+    await Promise.all(brokers.map((broker) => broker.waitForPhase('operational', 30_000)));
+    // No broker bootstrapped again: the moved clusters came back on their certificates.
+    for (const cluster of clusters) expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  }, 90_000);
+});
