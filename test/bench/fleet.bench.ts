@@ -59,7 +59,11 @@ const HANDSHAKES_PER_RECONNECT = 4;
  */
 async function tlsHandshakeMs(count: number): Promise<number> {
   const ca = createCertificateAuthority({ commonName: 'floor CA' });
-  const server = issueCertificate(ca, { commonName: 'floor server', ipAddresses: ['127.0.0.1'] });
+  const server = issueCertificate(ca, {
+    commonName: 'floor server',
+    ipAddresses: ['127.0.0.1'],
+    extKeyUsage: ['serverAuth'],
+  });
   const client = issueCertificate(ca, { commonName: 'floor client', extKeyUsage: ['clientAuth'] });
   const listener = createTlsServer(
     { key: server.keyPem, cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
@@ -495,15 +499,15 @@ const reconnectBenchmark: Benchmark = {
         (after.bootstrapsRefused - before.bootstrapsRefused);
       const peaks = cpu.peaks();
       const beaconAfter = await beacon.report();
+      const perClusterKib = (rssFleetKib - rssNoneKib) / clusters;
+      ctx.log(
+        `   reconnect after kill -9 of the beacon: ${(reconnectMs / 1000).toFixed(2)} s (beacon back after ${(restartMs / 1000).toFixed(2)} s), ${requests} OpenBao requests, ${bootstraps} bootstrap attempts, phases seen ${[...phases].join(',')}; peak CPU beacon ${peaks.beacon?.toFixed(0)} %, bridge ${peaks.bridge?.toFixed(0)} %; brokers (this process) ${((ownCpu.user + ownCpu.system) / 1e6).toFixed(1)} CPU s`,
+      );
       // The floor, in this run: the storm's handshakes spread over every core, nothing else.
       const handshakeMs = await tlsHandshakeMs(ctx.quick ? 200 : 1_000);
       const floorS = (HANDSHAKES_PER_RECONNECT * clusters * handshakeMs) / availableParallelism() / 1000;
       ctx.log(
         `   TLS floor: ${handshakeMs.toFixed(2)} ms per mutual-TLS handshake (both ends, one core); ${HANDSHAKES_PER_RECONNECT} x ${clusters} handshakes over ${availableParallelism()} cores = ${floorS.toFixed(2)} s`,
-      );
-      const perClusterKib = (rssFleetKib - rssNoneKib) / clusters;
-      ctx.log(
-        `   reconnect after kill -9 of the beacon: ${(reconnectMs / 1000).toFixed(2)} s (beacon back after ${(restartMs / 1000).toFixed(2)} s), ${requests} OpenBao requests, ${bootstraps} bootstrap attempts, phases seen ${[...phases].join(',')}; peak CPU beacon ${peaks.beacon?.toFixed(0)} %, bridge ${peaks.bridge?.toFixed(0)} %; brokers (this process) ${((ownCpu.user + ownCpu.system) / 1e6).toFixed(1)} CPU s`,
       );
       ctx.log(
         `   bridge RSS ${(rssNoneKib / 1024).toFixed(1)} MiB serving none, ${(rssFleetKib / 1024).toFixed(1)} MiB serving ${clusters} (${perClusterKib.toFixed(1)} KiB per cluster); beacon RSS ${(beaconBefore.rssBytes / 2 ** 20).toFixed(1)} MiB before the kill, ${(beaconAfter.rssBytes / 2 ** 20).toFixed(1)} MiB after, ${beaconAfter.stats.connections} connections`,
