@@ -11,21 +11,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import {
-  type BeaconClientCertificate,
-  type BeaconDialPlan,
-  type BeaconTarget,
-  createDialAdmission,
-  createReplicaCircuit,
-  type DialAdmission,
-  everyReplicaRefused,
-  logBeaconRoutes,
-  planBeaconDial,
-  type ReplicaCircuit,
-  reportFanOut,
-  waitForPeer,
-  withPriority,
-} from '../beacon/index.js';
+import { type BeaconTarget, logBeaconRoutes, waitForPeer, withPriority } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
@@ -37,7 +23,6 @@ import {
   type RefusalLogGate,
   serveMigration,
 } from '../migration/bridge-side.js';
-import type { OpenBaoClient } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
@@ -52,7 +37,6 @@ import {
   createBackoff,
   type HealthServer,
   INNER_TLS_MIN_VERSION,
-  type RelayPartyOptions,
   sleep,
   startHealthServer,
   type TunnelHandler,
@@ -60,156 +44,31 @@ import {
   type TunnelReply,
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
+import { createBeaconReplicaSet, type ReplicaTarget } from './beacon-replicas.js';
 import { serveBootstrap } from './bootstrap.js';
-import { createClusterDiscovery, DEFAULT_DISCOVERY_RESYNC_MS, type DiscoveryPoll } from './discovery.js';
+import { createClusterDiscovery, type DiscoveryPoll } from './discovery.js';
 import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
 import type { BridgeMetrics } from './metrics.js';
 import {
-  type ShardMembership,
-  type ShardMembershipOptions,
-  type ShardMembershipStatus,
-  startShardMembership,
-} from './shards.js';
-import {
-  type BridgeTokenReview,
-  type BridgeTokenReviewOptions,
-  startBridgeTokenReview,
-} from './tokenreview-service.js';
+  type BridgeHandle,
+  type BridgeOptions,
+  type BridgeStatus,
+  type BridgeTiming,
+  DEFAULT_BEACON_DIAL_CONCURRENCY,
+  DEFAULT_BRIDGE_TIMING,
+} from './options.js';
+import { type ShardMembership, startShardMembership } from './shards.js';
+import { type BridgeTokenReview, startBridgeTokenReview } from './tokenreview-service.js';
 
-export interface BridgeTiming {
-  /** How often OpenBao is listed for clusters. @default 10000 */
-  readonly pollIntervalMs: number;
-  /** Bound for each bootstrap / handshake step. @default 10000 */
-  readonly stepTimeoutMs: number;
-  /** First redial delay after a beacon failure. @default 500 */
-  readonly backoffInitialMs: number;
-  /** Redial delay cap. @default 30000 */
-  readonly backoffMaxMs: number;
-  /**
-   * A waiting connection is replaced after this long even if nothing happened, so a beacon replica that
-   * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
-   */
-  readonly waitRefreshMs: number;
-  /**
-   * Every this long the bridge lists all clusters even though the discovery journal says nothing changed
-   * (anti-entropy against writers that do not journal); 0 = never. @default 21600000 (6 h)
-   */
-  readonly discoveryResyncMs: number;
-  /** Pause of a room's waiters after one failed handshake there; doubles with each further failure. @default 250 */
-  readonly handshakeBackoffInitialMs: number;
-  /** Cap of that pause. @default 15000 */
-  readonly handshakeBackoffMaxMs: number;
-  /**
-   * How long a cluster's trust material (CA, bridge certificate) is used from memory before the poll marks it for
-   * a fresh read: pairings never read OpenBao themselves. Discovery already reloads it when a registration
-   * changes it, so this is anti-entropy only, as long as the discovery resync. @default 21600000 (6 h)
-   */
-  readonly trustRefreshMs: number;
-}
-
-export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
-  pollIntervalMs: 10_000,
-  stepTimeoutMs: 10_000,
-  backoffInitialMs: 500,
-  backoffMaxMs: 30_000,
-  waitRefreshMs: 60_000,
-  discoveryResyncMs: DEFAULT_DISCOVERY_RESYNC_MS,
-  handshakeBackoffInitialMs: 250,
-  handshakeBackoffMaxMs: 15_000,
-  trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
-});
-
-export interface BridgeOptions extends RelayPartyOptions {
-  /** OpenBao client authenticated as the bridge (its own token or AppRole login, never an admin token). */
-  readonly openbao: OpenBaoClient;
-  /** @default 'cloudtaser' */
-  readonly namespaceRoot?: string;
-  readonly timing?: Partial<BridgeTiming>;
-  /**
-   * Serves broker requests other than the built-in ones (pod API `/openbao/v1/...` forwarded to OpenBao in the
-   * cluster namespace, and migration writes `/migration/v1/...` made with the bridge's own token).
-   */
-  readonly handler?: TunnelHandler;
-  /** CA of OpenBao's certificate, for the pod API forwarder (which keeps its own connection pool). */
-  readonly openbaoCaCertPem?: string;
-  /**
-   * How long a pod's request forwarded to OpenBao may take before the pod gets OpenBao's own 503 shape (it
-   * retries as it would against OpenBao). @default 15000
-   */
-  readonly podRequestTimeoutMs?: number;
-  /**
-   * Serve the per-cluster endpoint OpenBao's Kubernetes auth calls instead of an API server
-   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`, `/clusters/<fingerprint>/api/v1/
-   * namespaces/<ns>`), HTTPS by default, only for OpenBao's reviewer credential, forwarding to the replica that
-   * holds the cluster's tunnel. @default off
-   */
-  readonly tokenReview?: BridgeTokenReviewOptions;
-  /**
-   * The client certificate the bridge presents to the beacon, asked again for every dial (it is renewed):
-   * see startMintedBeaconIdentity and watchBeaconIdentityFiles. @default none (only an anonymous-bridge beacon
-   * lets such a bridge wait)
-   */
-  readonly beaconIdentity?: { current(): BeaconClientCertificate | undefined };
-  readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
-  /**
-   * Waiting connections opening at once towards one beacon replica (connect, outer TLS, announce). Keep it
-   * below the beacon's `--max-pending-per-address` (64 by default). @default 32
-   */
-  readonly beaconDialConcurrency?: number;
-  /**
-   * Count what happens into these metrics (createBridgeMetrics) and serve them as `/metrics` on the health port.
-   * @default no metrics
-   */
-  readonly metrics?: BridgeMetrics;
-  /**
-   * Serve only the clusters of the shards this replica holds a Kubernetes Lease for (docs/scaling.md), for fleets
-   * larger than one replica holds. @default every replica serves every cluster
-   */
-  readonly sharding?: Omit<ShardMembershipOptions, 'onChange' | 'logger'>;
-  readonly logger?: Logger;
-}
-
-/** Longest pause between two probes of an unreachable beacon replica. */
-const CIRCUIT_PROBE_MAX_MS = 2_000;
-
-/** Below the beacon's default `maxPendingPerAddress` (64), so a redial burst is never refused for its size. */
-export const DEFAULT_BEACON_DIAL_CONCURRENCY = 32;
-
-export interface BridgeClusterStatus {
-  readonly fingerprintPrefix: string;
-  readonly initialized: boolean;
-  /** Waiting connections (rooms x beacon replicas). */
-  readonly waiting: number;
-  readonly tunnels: number;
-  /** Consecutive failed handshakes in the operational room (a flood shows here, paced by the bridge). */
-  readonly failedHandshakes: number;
-}
-
-export interface BridgeStatus {
-  readonly clusters: BridgeClusterStatus[];
-  readonly lastPollAt?: string;
-  readonly lastPollError?: string;
-  /** Discovery journal generation the cluster list is current with. */
-  readonly discoveryGeneration?: number;
-  readonly bootstrapsSigned: number;
-  readonly bootstrapsRefused: number;
-  /** Why the beacon refused this bridge's identity, while it does (CT_BEACON_UNAUTHENTICATED / CT_BEACON_IDENTITY). */
-  readonly beaconIdentityError?: string;
-  /** With sharding: the shards this replica serves and how the Lease rounds go. */
-  readonly shards?: ShardMembershipStatus;
-}
-
-export interface BridgeHandle {
-  status(): BridgeStatus;
-  /** Live tunnels, optionally for one fingerprint. */
-  tunnels(fingerprint?: string): TunnelMux[];
-  /** Polls OpenBao now instead of waiting for the interval. */
-  pollNow(): Promise<void>;
-  readonly healthUrl?: string;
-  /** Where the TokenReview endpoint listens, when enabled. */
-  readonly tokenReviewUrl?: string;
-  close(): Promise<void>;
-}
+export {
+  type BridgeClusterStatus,
+  type BridgeHandle,
+  type BridgeOptions,
+  type BridgeStatus,
+  type BridgeTiming,
+  DEFAULT_BEACON_DIAL_CONCURRENCY,
+  DEFAULT_BRIDGE_TIMING,
+} from './options.js';
 
 interface ClusterState {
   readonly fingerprint: string;
@@ -243,20 +102,6 @@ interface ClusterState {
 
 type Room = 'init' | 'operational';
 
-/** What the bridge knows about one beacon address: the plan from the last good resolution, and its fan-out. */
-interface BeaconReplicas {
-  readonly plan: BeaconDialPlan;
-  /** Replica addresses the proxy refused (CT_PROXY_REFUSED), with the refusal. */
-  readonly refused: Map<string, CloudtaserError>;
-  /** Set while the address is dialled by name through the proxy: why. */
-  byName?: string;
-  /** When dialling by name began; every FANOUT_RETRY_MS the addresses are tried again. */
-  byNameSince?: number;
-}
-
-/** How long the bridge dials a beacon by name before it tries every replica address through the proxy again. */
-const FANOUT_RETRY_MS = 5 * 60_000;
-
 export async function startBridge(options: BridgeOptions): Promise<BridgeHandle> {
   if (options.beacons.length === 0)
     throw new CloudtaserError('CT_INVALID_ARGUMENT', 'the bridge needs at least one --beacon address');
@@ -271,8 +116,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   let registered: ReadonlyMap<string, RegisteredCluster> = new Map();
   let shards: ShardMembership | undefined;
   const serves = (fingerprint: string) => shards?.serves(fingerprint) ?? true;
-  /** Last good resolution per beacon address; kept when DNS fails so waiters survive a DNS blip. */
-  const replicas = new Map<string, BeaconReplicas>();
+  /** Last good resolution per beacon address (kept when DNS fails so waiters survive a DNS blip), circuits, admissions. */
+  const replicas = createBeaconReplicaSet({
+    beacons: options.beacons,
+    resolve: options.resolve,
+    proxy: beaconProxy,
+    dialConcurrency: options.beaconDialConcurrency ?? DEFAULT_BEACON_DIAL_CONCURRENCY,
+    backoffInitialMs: timing.backoffInitialMs,
+    backoffMaxMs: timing.backoffMaxMs,
+    log,
+  });
   let lastPollAt: string | undefined;
   let lastPollError: string | undefined;
   let bootstrapsSigned = 0;
@@ -379,32 +232,6 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       })
     : undefined;
 
-  /** Per beacon replica: one prober while it is unreachable, everyone back at once when it answers again. */
-  const circuits = new Map<string, ReplicaCircuit>();
-  function circuitFor(ip: string): ReplicaCircuit {
-    let circuit = circuits.get(ip);
-    if (!circuit) {
-      circuit = createReplicaCircuit({
-        initialMs: timing.backoffInitialMs,
-        // One dial per replica, so it can afford to look often: the waiters return soon after the replica does.
-        maxMs: Math.min(timing.backoffMaxMs, CIRCUIT_PROBE_MAX_MS),
-      });
-      circuits.set(ip, circuit);
-    }
-    return circuit;
-  }
-
-  /** One admission per beacon replica: bounds the dials opening at once towards it (reconnect storms). */
-  const admissions = new Map<string, DialAdmission>();
-  function admissionFor(ip: string): DialAdmission {
-    let admission = admissions.get(ip);
-    if (!admission) {
-      admission = createDialAdmission(options.beaconDialConcurrency ?? DEFAULT_BEACON_DIAL_CONCURRENCY);
-      admissions.set(ip, admission);
-    }
-    return admission;
-  }
-
   function roomsOf(cluster: ClusterState): Room[] {
     return cluster.initialized ? ['init', 'operational'] : ['init'];
   }
@@ -420,17 +247,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       cluster.trust = undefined;
       cluster.trustLoadedAt = undefined;
     }
-    const wanted = new Map<
-      string,
-      { room: Room; address: string; target: BeaconTarget; ip: string; proxy?: ProxyEndpoint }
-    >();
-    for (const room of roomsOf(cluster)) {
-      for (const [address, known] of replicas) {
-        const { target, route } = known.plan;
-        for (const ip of known.byName ? [target.host] : known.plan.replicas)
-          wanted.set(`${room}|${address}|${ip}`, { room, address, target, ip, proxy: route.proxy });
-      }
-    }
+    const wanted = new Map<string, ReplicaTarget & { room: Room }>();
+    for (const room of roomsOf(cluster))
+      for (const place of replicas.targets())
+        wanted.set(`${room}|${place.address}|${place.ip}`, { ...place, room });
     for (const [key, controller] of cluster.waiters) {
       if (!wanted.has(key)) {
         controller.abort();
@@ -446,21 +266,6 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     }
   }
 
-  /**
-   * The proxy refused one replica address. When it has refused every address of the beacon, the bridge waits on
-   * the name instead (the proxy picks the replica) and says so once; the addresses are tried again later.
-   */
-  function noteProxyRefusal(address: string, ip: string, error: CloudtaserError): void {
-    const known = replicas.get(address);
-    if (!known || known.byName || !known.plan.route.proxy || ip === known.plan.target.host) return;
-    known.refused.set(ip, error);
-    if (!known.plan.replicas.every((replica) => known.refused.has(replica))) return;
-    known.byName = everyReplicaRefused(known.plan, [...known.refused.values()]);
-    known.byNameSince = Date.now();
-    reportFanOut(log, known.plan, known.byName);
-    for (const cluster of clusters.values()) reconcile(cluster);
-  }
-
   async function waitLoop(
     cluster: ClusterState,
     key: string,
@@ -471,7 +276,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
     const hash = room === 'init' ? initHash(cluster.fingerprint) : cluster.operationalHash;
     const gate = cluster.gates[room];
-    const circuit = circuitFor(ip);
+    const circuit = replicas.circuitFor(ip);
     while (!signal.aborted) {
       await gate.ready(signal);
       if (signal.aborted) break;
@@ -498,7 +303,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           proxy: spec.proxy,
           clientCertificate: options.beaconIdentity?.current(),
           // Operational rooms first: that is where brokers are redialing after a replica restart.
-          admission: withPriority(admissionFor(ip), room === 'operational' ? 0 : 1),
+          admission: withPriority(replicas.admissionFor(ip), room === 'operational' ? 0 : 1),
           signal: AbortSignal.any([signal, refresh.signal]),
           onWaiting: () => {
             reachedWaiting = true;
@@ -506,11 +311,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
             metrics?.beaconDial(ip, 'waiting');
             beaconIdentityError = undefined;
             cluster.waiting.add(key);
-            const known = replicas.get(spec.address);
-            if (known?.plan.route.proxy && !known.byName && ip !== target.host) {
-              known.refused.delete(ip);
-              reportFanOut(log, known.plan, undefined);
-            }
+            replicas.reached(spec.address, ip);
           },
         });
         pass.reached();
@@ -526,7 +327,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         cluster.waiting.delete(key);
         if (signal.aborted) break;
         const error = err as CloudtaserError;
-        if (error.code === 'CT_PROXY_REFUSED') noteProxyRefusal(spec.address, ip, error);
+        if (error.code === 'CT_PROXY_REFUSED' && replicas.proxyRefused(spec.address, ip, error))
+          for (const each of clusters.values()) reconcile(each);
         // Unreachable: the circuit paces the next attempt (one probe for all waiters on this replica). A beacon
         // that answered (a bound, a refusal) is reachable: this waiter backs off on its own, from a fresh start
         // when the wait it had was ended, since every waiter on that replica ended at the same moment.
@@ -805,39 +607,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   }
 
   async function poll(): Promise<void> {
-    let replicasMoved = false;
-    for (const address of options.beacons) {
-      try {
-        const plan = await planBeaconDial(address, { resolve: options.resolve, proxy: beaconProxy });
-        const known = replicas.get(address);
-        const same =
-          known !== undefined &&
-          known.plan.reducedBecause === plan.reducedBecause &&
-          known.plan.replicas.join(',') === plan.replicas.join(',');
-        if (plan.reducedBecause !== undefined) {
-          reportFanOut(log, plan, plan.reducedBecause);
-          if (!same) {
-            replicas.set(address, { plan, refused: new Map() });
-            replicasMoved = true;
-          }
-        } else if (!same) {
-          // New addresses: try every one of them again.
-          replicas.set(address, { plan, refused: new Map() });
-          replicasMoved = true;
-        } else if (known.byName && Date.now() - (known.byNameSince ?? 0) >= FANOUT_RETRY_MS) {
-          replicas.set(address, { plan, refused: new Map() });
-          replicasMoved = true;
-        }
-      } catch (err) {
-        log.warn(
-          { event: 'bridge.resolve_failed', address, reason: (err as Error).message },
-          'beacon name did not resolve; keeping the last answer',
-        );
-      }
-    }
-    metrics?.keepReplicas(
-      [...replicas.values()].flatMap((known) => [...known.plan.replicas, known.plan.target.host]),
-    );
+    const replicasMoved = await replicas.refresh();
+    metrics?.keepReplicas(replicas.knownReplicas());
     let found: DiscoveryPoll;
     try {
       found = await discovery.poll();

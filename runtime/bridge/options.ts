@@ -1,0 +1,145 @@
+/**
+ * What a bridge is started with and what it reports: its options, timing, status and handle. The bridge itself
+ * (discovery, waiters, sessions) is in bridge.ts; this is the surface the CLI, the tests and embedders see.
+ */
+import type { Duplex } from 'node:stream';
+import type { BeaconClientCertificate } from '../beacon/index.js';
+import type { Logger } from '../core/log.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import type { RelayPartyOptions, TunnelHandler, TunnelMux } from '../tunnel/index.js';
+import { DEFAULT_DISCOVERY_RESYNC_MS } from './discovery.js';
+import type { BridgeMetrics } from './metrics.js';
+import type { ShardMembershipOptions, ShardMembershipStatus } from './shards.js';
+import type { BridgeTokenReviewOptions } from './tokenreview-service.js';
+
+export interface BridgeTiming {
+  /** How often OpenBao is listed for clusters. @default 10000 */
+  readonly pollIntervalMs: number;
+  /** Bound for each bootstrap / handshake step. @default 10000 */
+  readonly stepTimeoutMs: number;
+  /** First redial delay after a beacon failure. @default 500 */
+  readonly backoffInitialMs: number;
+  /** Redial delay cap. @default 30000 */
+  readonly backoffMaxMs: number;
+  /**
+   * A waiting connection is replaced after this long even if nothing happened, so a beacon replica that
+   * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
+   */
+  readonly waitRefreshMs: number;
+  /**
+   * Every this long the bridge lists all clusters even though the discovery journal says nothing changed
+   * (anti-entropy against writers that do not journal); 0 = never. @default 21600000 (6 h)
+   */
+  readonly discoveryResyncMs: number;
+  /** Pause of a room's waiters after one failed handshake there; doubles with each further failure. @default 250 */
+  readonly handshakeBackoffInitialMs: number;
+  /** Cap of that pause. @default 15000 */
+  readonly handshakeBackoffMaxMs: number;
+  /**
+   * How long a cluster's trust material (CA, bridge certificate) is used from memory before the poll marks it for
+   * a fresh read: pairings never read OpenBao themselves. Discovery already reloads it when a registration
+   * changes it, so this is anti-entropy only, as long as the discovery resync. @default 21600000 (6 h)
+   */
+  readonly trustRefreshMs: number;
+}
+
+export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
+  pollIntervalMs: 10_000,
+  stepTimeoutMs: 10_000,
+  backoffInitialMs: 500,
+  backoffMaxMs: 30_000,
+  waitRefreshMs: 60_000,
+  discoveryResyncMs: DEFAULT_DISCOVERY_RESYNC_MS,
+  handshakeBackoffInitialMs: 250,
+  handshakeBackoffMaxMs: 15_000,
+  trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
+});
+
+export interface BridgeOptions extends RelayPartyOptions {
+  /** OpenBao client authenticated as the bridge (its own token or AppRole login, never an admin token). */
+  readonly openbao: OpenBaoClient;
+  /** @default 'cloudtaser' */
+  readonly namespaceRoot?: string;
+  readonly timing?: Partial<BridgeTiming>;
+  /**
+   * Serves broker requests other than the built-in ones (pod API `/openbao/v1/...` forwarded to OpenBao in the
+   * cluster namespace, and migration writes `/migration/v1/...` made with the bridge's own token).
+   */
+  readonly handler?: TunnelHandler;
+  /** CA of OpenBao's certificate, for the pod API forwarder (which keeps its own connection pool). */
+  readonly openbaoCaCertPem?: string;
+  /**
+   * How long a pod's request forwarded to OpenBao may take before the pod gets OpenBao's own 503 shape (it
+   * retries as it would against OpenBao). @default 15000
+   */
+  readonly podRequestTimeoutMs?: number;
+  /**
+   * Serve the per-cluster endpoint OpenBao's Kubernetes auth calls instead of an API server
+   * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`, `/clusters/<fingerprint>/api/v1/
+   * namespaces/<ns>`), HTTPS by default, only for OpenBao's reviewer credential, forwarding to the replica that
+   * holds the cluster's tunnel. @default off
+   */
+  readonly tokenReview?: BridgeTokenReviewOptions;
+  /**
+   * The client certificate the bridge presents to the beacon, asked again for every dial (it is renewed):
+   * see startMintedBeaconIdentity and watchBeaconIdentityFiles. @default none (only an anonymous-bridge beacon
+   * lets such a bridge wait)
+   */
+  readonly beaconIdentity?: { current(): BeaconClientCertificate | undefined };
+  readonly observePairedStream?: (stream: Duplex, room: 'init' | 'operational') => Duplex;
+  /**
+   * Waiting connections opening at once towards one beacon replica (connect, outer TLS, announce). Keep it
+   * below the beacon's `--max-pending-per-address` (64 by default). @default 32
+   */
+  readonly beaconDialConcurrency?: number;
+  /**
+   * Count what happens into these metrics (createBridgeMetrics) and serve them as `/metrics` on the health port.
+   * @default no metrics
+   */
+  readonly metrics?: BridgeMetrics;
+  /**
+   * Serve only the clusters of the shards this replica holds a Kubernetes Lease for (docs/scaling.md), for fleets
+   * larger than one replica holds. @default every replica serves every cluster
+   */
+  readonly sharding?: Omit<ShardMembershipOptions, 'onChange' | 'logger'>;
+  readonly logger?: Logger;
+}
+
+/** Below the beacon's default `maxPendingPerAddress` (64), so a redial burst is never refused for its size. */
+export const DEFAULT_BEACON_DIAL_CONCURRENCY = 32;
+
+export interface BridgeClusterStatus {
+  readonly fingerprintPrefix: string;
+  readonly initialized: boolean;
+  /** Waiting connections (rooms x beacon replicas). */
+  readonly waiting: number;
+  readonly tunnels: number;
+  /** Consecutive failed handshakes in the operational room (a flood shows here, paced by the bridge). */
+  readonly failedHandshakes: number;
+}
+
+export interface BridgeStatus {
+  readonly clusters: BridgeClusterStatus[];
+  readonly lastPollAt?: string;
+  readonly lastPollError?: string;
+  /** Discovery journal generation the cluster list is current with. */
+  readonly discoveryGeneration?: number;
+  readonly bootstrapsSigned: number;
+  readonly bootstrapsRefused: number;
+  /** Why the beacon refused this bridge's identity, while it does (CT_BEACON_UNAUTHENTICATED / CT_BEACON_IDENTITY). */
+  readonly beaconIdentityError?: string;
+  /** With sharding: the shards this replica serves and how the Lease rounds go. */
+  readonly shards?: ShardMembershipStatus;
+}
+
+export interface BridgeHandle {
+  status(): BridgeStatus;
+  /** Live tunnels, optionally for one fingerprint. */
+  tunnels(fingerprint?: string): TunnelMux[];
+  /** Polls OpenBao now instead of waiting for the interval. */
+  pollNow(): Promise<void>;
+  readonly healthUrl?: string;
+  /** Where the TokenReview endpoint listens, when enabled. */
+  readonly tokenReviewUrl?: string;
+  close(): Promise<void>;
+}
