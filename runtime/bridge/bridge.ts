@@ -17,12 +17,7 @@ import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
-import {
-  createRefusalLogGate,
-  isMigrationRequest,
-  type RefusalLogGate,
-  serveMigration,
-} from '../migration/bridge-side.js';
+import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
@@ -88,7 +83,6 @@ interface ClusterState {
   /** The registration's migration setting, refreshed at every poll. */
   migrationEnabled: boolean;
   /** One migration-refusal log line per code per minute for this cluster. */
-  readonly migrationRefusalLog: RefusalLogGate;
   readonly stop: AbortController;
   readonly waiters: Map<string, AbortController>;
   /** Waiters that have reached the beacon's `waiting` state. */
@@ -134,6 +128,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   // A flood makes one failure per pairing; one line per room and minute says so, with counts.
   const sessionFailures = createLogSummarizer(log, { summaryEvent: 'bridge.session_failures_summary' });
   const beaconFailures = createLogSummarizer(log, { summaryEvent: 'bridge.beacon_failures_summary' });
+  const migrationRefusals = createLogSummarizer(log, {
+    summaryEvent: 'bridge.migration_refusals_summary',
+  });
 
   // Served on the health port: fingerprints and room hashes appear only as prefixes, whatever an error said.
   const status = (): BridgeStatus => ({
@@ -200,7 +197,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           cluster: options.openbao.withNamespace(cluster.namespace),
           enabled: cluster.migrationEnabled,
           log: clusterLog,
-          refusalLog: cluster.migrationRefusalLog,
+          // One line per cluster and code per minute; the rest fold into a summary line.
+          refusalLog: {
+            warn: (code, fields, message) =>
+              migrationRefusals.warn(`${cluster.fingerprint}|${code}`, fields, message),
+          },
         });
         return metrics ? observeMigration(metrics, migrated) : migrated;
       }
@@ -565,7 +566,6 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         operationalHash: entry.operationalHash,
         initialized: entry.initialized,
         migrationEnabled: entry.migrationEnabled === true,
-        migrationRefusalLog: createRefusalLogGate(),
         stop: new AbortController(),
         brokerKeySha256: entry.brokerKeySha256,
         waiters: new Map(),
@@ -691,6 +691,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
       sessionFailures.close();
       beaconFailures.close();
+      migrationRefusals.close();
       await tokenReview?.close();
       await health?.close();
       await forwarder.close();

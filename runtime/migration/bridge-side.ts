@@ -17,6 +17,7 @@
  */
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import type { LogSummarizer } from '../core/log-summary.js';
 import type { KvMetadata, OpenBaoClient } from '../openbao/index.js';
 import { isKubernetesName, MIGRATION_TUNNEL_PREFIX, migrationKvPath } from '../podapi/protocol.js';
 import { WORKLOAD_MOUNT } from '../registration/layout.js';
@@ -43,29 +44,13 @@ export interface MigrationServiceOptions {
   readonly enabled: boolean;
   readonly log: Logger;
   /**
-   * Decides whether a refusal is logged, and how many were held back since the last one: a broker that repeats a
-   * refused request (or a rogue one flooding it) costs one line per interval. @default log every refusal
+   * Where refusals are logged, keyed by code: a summarizer (core/log-summary.ts) logs the first per window and
+   * folds the rest into one summary line, so a broker that repeats a refused request (or a rogue one flooding
+   * it) costs one line per window. @default every refusal logged on `log`
    */
-  readonly refusalLog?: RefusalLogGate;
+  readonly refusalLog?: Pick<LogSummarizer, 'warn'>;
   /** @default Date.now */
   readonly now?: () => number;
-}
-
-/** Returns undefined to hold a refusal's log line back, or how many were held back before this one. */
-export type RefusalLogGate = (code: string) => { suppressed: number } | undefined;
-
-/** A gate that lets one refusal line per code through every `intervalMs` (one per cluster in the bridge). */
-export function createRefusalLogGate(intervalMs = 60_000, now: () => number = Date.now): RefusalLogGate {
-  const last = new Map<string, { at: number; held: number }>();
-  return (code) => {
-    const entry = last.get(code);
-    if (entry && now() - entry.at < intervalMs) {
-      entry.held++;
-      return undefined;
-    }
-    last.set(code, { at: now(), held: 0 });
-    return { suppressed: entry?.held ?? 0 };
-  };
 }
 
 export async function serveMigration(
@@ -73,14 +58,17 @@ export async function serveMigration(
   options: MigrationServiceOptions,
 ): Promise<TunnelReply> {
   const { log } = options;
-  const gate = options.refusalLog ?? (() => ({ suppressed: 0 }));
+  const refused = (logger: Logger, code: ErrorCode, message: string) => {
+    const fields = { event: 'bridge.migration_refused', code, ...logger.bindings() };
+    if (options.refusalLog) options.refusalLog.warn(code, fields, message);
+    else logger.warn({ event: 'bridge.migration_refused', code }, message);
+  };
   if (!options.enabled) {
-    const pass = gate('CT_MIGRATION_DISABLED');
-    if (pass)
-      log.warn(
-        { event: 'bridge.migration_refused', code: 'CT_MIGRATION_DISABLED', suppressed: pass.suppressed },
-        "the broker asked for a migration but the cluster's registration does not enable it",
-      );
+    refused(
+      log,
+      'CT_MIGRATION_DISABLED',
+      "the broker asked for a migration but the cluster's registration does not enable it",
+    );
     return refusal(
       403,
       'CT_MIGRATION_DISABLED',
@@ -130,12 +118,11 @@ export async function serveMigration(
         },
       });
     } else {
-      const pass = gate('CT_MIGRATION_CONFLICT');
-      if (pass)
-        secretLog.warn(
-          { event: 'bridge.migration_refused', code: 'CT_MIGRATION_CONFLICT', suppressed: pass.suppressed },
-          'refused a migration: the OpenBao key already holds a value this migration did not write',
-        );
+      refused(
+        secretLog,
+        'CT_MIGRATION_CONFLICT',
+        'refused a migration: the OpenBao key already holds a value this migration did not write',
+      );
       return conflict(kvPath);
     }
     const stored = await cluster.kvRead(WORKLOAD_MOUNT, kvPath, { version });

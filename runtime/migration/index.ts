@@ -8,10 +8,8 @@ export {
   type SecretRef,
 } from './annotate.js';
 export {
-  createRefusalLogGate,
   isMigrationRequest,
   type MigrationServiceOptions,
-  type RefusalLogGate,
   serveMigration,
 } from './bridge-side.js';
 export {

@@ -6,10 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, silentLogger } from '../../runtime/core/log.js';
+import { createLogSummarizer } from '../../runtime/core/log-summary.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import type { KubeSecret } from '../../runtime/kube/index.js';
 import {
-  createRefusalLogGate,
   MIGRATION_MARKER,
   MIGRATION_OWNERSHIP_MS,
   type MigrationAnswer,
@@ -206,8 +206,7 @@ describe('bridge-side migration rules', () => {
         },
       }),
     });
-    let now = 0;
-    const refusalLog = createRefusalLogGate(60_000, () => now);
+    const refusalLog = createLogSummarizer(log, { summaryEvent: 'bridge.migration_refusals_summary' });
     const request = {
       method: 'PUT',
       path: '/migration/v1/secrets/ns1/x',
@@ -216,10 +215,19 @@ describe('bridge-side migration rules', () => {
     };
     for (let i = 0; i < 100; i++)
       await serveMigration(request, { cluster: asBridge, enabled: false, log, refusalLog });
-    now = 60_000;
-    await serveMigration(request, { cluster: asBridge, enabled: false, log, refusalLog });
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({
+      event: 'bridge.migration_refused',
+      code: 'CT_MIGRATION_DISABLED',
+    });
+    // The window closes (here: at once): one summary line counts the 99 held back, by code.
+    refusalLog.close();
     expect(lines).toHaveLength(2);
-    expect(JSON.parse(lines[1])).toMatchObject({ event: 'bridge.migration_refused', suppressed: 99 });
+    expect(JSON.parse(lines[1])).toMatchObject({
+      event: 'bridge.migration_refusals_summary',
+      suppressed: 99,
+      byCode: { CT_MIGRATION_DISABLED: 99 },
+    });
   });
 
   it.each([
