@@ -8,14 +8,9 @@ import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import {
-  hashPrefix,
-  initHash,
-  operationalHash,
-  parseFingerprint,
-  redactIdentifiers,
-} from '../core/hashes.js';
+import { hashPrefix, initHash, operationalHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { parseFingerprint } from '../core/rules.js';
 import { type TlsFiles, type TlsFilesWatcher, watchTlsFiles } from '../core/tls-files.js';
 import type { KubeClient } from '../kube/index.js';
 import { type MigrationStatus, type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';

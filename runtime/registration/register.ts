@@ -1,8 +1,16 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { fingerprintPrefix, initHash, parseFingerprint, sha256Hex } from '../core/hashes.js';
+import { fingerprintPrefix, initHash, sha256Hex } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
+import {
+  DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF,
+  ISSUER_RULE,
+  parseFingerprint,
+  parseNamespacedName,
+  requireRule,
+  SERVICE_ACCOUNT_RULE,
+} from '../core/rules.js';
 import type { KvSecret, OpenBaoClient } from '../openbao/index.js';
 import {
   type CertificateAuthority,
@@ -66,10 +74,9 @@ export interface RegisterOptions extends RegistrationTarget {
 }
 
 /** The operator's service account when none is named: the Helm chart's default. */
-export const DEFAULT_OPERATOR_SERVICE_ACCOUNT = Object.freeze({
-  namespace: 'cloudtaser-system',
-  name: 'cloudtaser',
-});
+export const DEFAULT_OPERATOR_SERVICE_ACCOUNT = Object.freeze(
+  parseNamespacedName(DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF)!,
+);
 
 export interface AttestationSettings {
   /** `iss` of the cluster's service-account tokens (`kubectl get --raw /.well-known/openid-configuration`). */
@@ -80,25 +87,11 @@ export interface AttestationSettings {
   readonly serviceAccount?: { readonly namespace: string; readonly name: string };
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const SERVICE_ACCOUNT_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
 /** Validates attestation settings into the stored record form; throws CT_INVALID_ARGUMENT naming the flag. */
 export function validateAttestationSettings(settings: AttestationSettings): AttestationRecord {
-  const issuer = settings.issuer;
-  if (typeof issuer !== 'string' || issuer.length === 0 || issuer.length > 1024 || /\s/.test(issuer)) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      "--attestation-issuer must be the cluster's service-account issuer (the `issuer` of /.well-known/openid-configuration), a URL of at most 1024 characters",
-    );
-  }
+  const issuer = requireRule(ISSUER_RULE, '--attestation-issuer', settings.issuer);
   const account = settings.serviceAccount ?? DEFAULT_OPERATOR_SERVICE_ACCOUNT;
-  if (!DNS_LABEL.test(account.namespace) || !SERVICE_ACCOUNT_NAME.test(account.name)) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `--attestation-service-account ${JSON.stringify(`${account.namespace}/${account.name}`)} must be <namespace>/<name> of the operator's service account, e.g. cloudtaser-system/cloudtaser`,
-    );
-  }
+  requireRule(SERVICE_ACCOUNT_RULE, '--attestation-service-account', `${account.namespace}/${account.name}`);
   return {
     issuer,
     jwks: parseJwks(settings.jwks),
