@@ -552,9 +552,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       return credentials;
     } catch (err) {
       const error = toCloudtaserError(err);
-      const refusal = error.code === 'CT_BOOTSTRAP_REFUSED' ? error.details.refusal : undefined;
-      if (error.code !== 'CT_CANCELLED')
-        metrics.bootstrap(typeof refusal === 'string' ? refusal : error.code);
+      const refusal = isCloudtaserError(error, 'CT_BOOTSTRAP_REFUSED') ? error.details.refusal : undefined;
+      if (error.code !== 'CT_CANCELLED') metrics.bootstrap(refusal ?? error.code);
       throw err;
     }
   };
@@ -761,7 +760,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       } catch (err) {
         if (stop.signal.aborted) break;
         const error = toCloudtaserError(err);
-        const refusal = error.code === 'CT_BOOTSTRAP_REFUSED' ? error.details.refusal : undefined;
+        const refusal = isCloudtaserError(error, 'CT_BOOTSTRAP_REFUSED') ? error.details.refusal : undefined;
         if (refusal === 'CT_ALREADY_INITIALIZED' || refusal === 'CT_ATTESTATION_FAILED') {
           // Both heal without a restart (a re-arm, refreshed keys, a fresh token): retry at the slow pace.
           setStatus('rejected', error.message.replace(/^the bridge refused the bootstrap: /, ''), {
