@@ -190,7 +190,7 @@ const isSet = (value: unknown) => value !== null && value !== undefined;
 function tokenReviewOf(planned: Registration) {
   return {
     tokenReviewEndpoint: planned.tokenreview_endpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT,
-    ...(isSet(planned.tokenreview_ca_cert) ? { tokenReviewCaCertPem: planned.tokenreview_ca_cert! } : {}),
+    ...(isSet(planned.tokenreview_ca_cert) ? { tokenReviewCaCertPem: planned.tokenreview_ca_cert } : {}),
   };
 }
 
@@ -198,7 +198,7 @@ function tokenReviewOf(planned: Registration) {
 function attestationSettingsOf(planned: Registration) {
   if (!isSet(planned.attestation_issuer)) return undefined;
   return {
-    issuer: planned.attestation_issuer!,
+    issuer: planned.attestation_issuer,
     jwks: planned.attestation_jwks!,
     serviceAccount: parseServiceAccountRef(
       'attestation_service_account',
@@ -323,11 +323,11 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const openBao = await client.openBao();
     // Checked again here: the plan may be old, or its provider configuration was unknown at plan time.
     if (planned.adopt_existing !== true) {
-      await assertNotRegisteredElsewhere(client, planned.fingerprint!, client.namespaceRoot);
+      await assertNotRegisteredElsewhere(client, planned.fingerprint, client.namespaceRoot);
     }
     const attestation = attestationSettingsOf(planned);
     const result = await registerCluster(openBao, {
-      fingerprint: planned.fingerprint!,
+      fingerprint: planned.fingerprint,
       namespaceRoot: client.namespaceRoot,
       ...(attestation ? { attestation } : {}),
       ...tokenReviewOf(planned),
@@ -370,7 +370,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const result = await registerCluster(openBao, {
-      fingerprint: planned.fingerprint!,
+      fingerprint: planned.fingerprint,
       namespaceRoot: namespaceRootOf(prior, client),
       ...(attestation ? { attestation } : {}),
       ...tokenReviewOf(planned),
@@ -410,7 +410,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const status = await getClusterStatus(openBao, {
-      fingerprint: state.fingerprint!,
+      fingerprint: state.fingerprint,
       namespaceRoot: namespaceRootOf(state, client),
     });
     if (!status.registered) return null;
@@ -443,7 +443,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const { deregisterCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     await deregisterCluster(openBao, {
-      fingerprint: state.fingerprint!,
+      fingerprint: state.fingerprint,
       namespaceRoot: namespaceRootOf(state, client),
       purge: state.purge_on_destroy === true,
     });
