@@ -103,6 +103,26 @@ export function hclEntry(name: string, info: TypeInfo, expression: string, inden
   ];
 }
 
+/** The HCL entry of a nested block held in a struct: `expression` is the struct's value. */
+export function blockHclEntry(name: string, struct: string, expression: string, indent: string): string[] {
+  return [
+    `${indent}${name}: {`,
+    `${indent}  value: ${lowerFirst(struct)}ToHclTerraform(${expression}),`,
+    `${indent}  isBlock: true,`,
+    `${indent}  type: 'struct',`,
+    `${indent}  storageClassType: '${struct}',`,
+    `${indent}},`,
+  ];
+}
+
+/** The fields of a nested block's struct interface, one per attribute, each with its jsdoc. */
+export function structFields(block: string, attributes: readonly [string, AttributeJson][]): string[] {
+  return attributes.flatMap(([attrName, a]) => [
+    ...jsdoc(a.description, '  ', a),
+    `  readonly ${camel(attrName)}${a.required ? '' : '?'}: ${typeInfo(a.type, `${block}.${attrName}`).ts};`,
+  ]);
+}
+
 export function definedOnlyHelper(): string[] {
   return [
     '/** Drops attributes left unset, as the HCL synthesizer expects. */',

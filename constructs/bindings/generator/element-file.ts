@@ -1,6 +1,7 @@
 /** Emits one resource or data source file: its construct, config interface and nested block structs. */
 
 import {
+  blockHclEntry,
   camel,
   definedOnlyHelper,
   flags,
@@ -12,6 +13,7 @@ import {
   type Meta,
   pascal,
   stripProvider,
+  structFields,
   typeInfo,
   wrap,
 } from './code.js';
@@ -149,14 +151,8 @@ export function elementFile(
   for (const [name, a] of inputs)
     lines.push(...hclEntry(name, typeInfo(a.type, name), `this._${camel(name)}`, '      '));
   for (const [name] of blocks) {
-    const struct = `${className}${pascal(name)}`;
     lines.push(
-      `      ${name}: {`,
-      `        value: ${lowerFirst(`${className}${pascal(name)}`)}ToHclTerraform(this._${camel(name)}.internalValue),`,
-      '        isBlock: true,',
-      "        type: 'struct',",
-      `        storageClassType: '${struct}',`,
-      '      },',
+      ...blockHclEntry(name, `${className}${pascal(name)}`, `this._${camel(name)}.internalValue`, '      '),
     );
   }
   lines.push('    };', '    return definedOnly(attrs);', '  }', '}', '', ...definedOnlyHelper());
@@ -172,14 +168,7 @@ function nestedBlockCode(struct: string, name: string, nestedType: BlockTypeJson
   const attributes = Object.entries(nestedType.block.attributes ?? {}).sort(([a], [b]) => a.localeCompare(b));
   const fn = lowerFirst(struct);
   const lines: string[] = [];
-  lines.push(`export interface ${struct} {`);
-  for (const [attrName, a] of attributes) {
-    lines.push(
-      ...jsdoc(a.description, '  ', a),
-      `  readonly ${camel(attrName)}${a.required ? '' : '?'}: ${typeInfo(a.type, `${name}.${attrName}`).ts};`,
-    );
-  }
-  lines.push('}', '');
+  lines.push(`export interface ${struct} {`, ...structFields(name, attributes), '}', '');
   lines.push(
     `export function ${fn}ToTerraform(struct?: ${struct} | ${struct}OutputReference): unknown {`,
     '  if (!cdktf.canInspect(struct) || cdktf.Tokenization.isResolvable(struct)) return struct;',

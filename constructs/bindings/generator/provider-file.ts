@@ -1,6 +1,7 @@
 /** Emits `provider.ts`: the provider construct, its config interface and its nested block structs. */
 
 import {
+  blockHclEntry,
   camel,
   definedOnlyHelper,
   HEADER,
@@ -9,6 +10,7 @@ import {
   lowerFirst,
   type Meta,
   pascal,
+  structFields,
   typeInfo,
   wrap,
 } from './code.js';
@@ -134,15 +136,7 @@ export function providerFile(meta: Meta, block: BlockJson): string {
     lines.push(...hclEntry(name, typeInfo(a.type, name), `this._${camel(name)}`, '      '));
   }
   for (const [name] of blocks) {
-    const struct = `${className}${pascal(name)}`;
-    lines.push(
-      `      ${name}: {`,
-      `        value: ${lowerFirst(struct)}ToHclTerraform(this._${camel(name)}),`,
-      '        isBlock: true,',
-      "        type: 'struct',",
-      `        storageClassType: '${struct}',`,
-      '      },',
-    );
+    lines.push(...blockHclEntry(name, `${className}${pascal(name)}`, `this._${camel(name)}`, '      '));
   }
   lines.push('    };', '    return definedOnly(attrs);', '  }', '}', '', ...definedOnlyHelper());
   return `${lines.join('\n')}\n`;
@@ -163,13 +157,11 @@ function providerStructCode(struct: string, name: string, nestedType: BlockTypeJ
   const lines: string[] = [];
   for (const [inner, innerType] of blocks)
     lines.push(...providerStructCode(`${struct}${pascal(inner)}`, inner, innerType));
-  lines.push(...jsdoc(nestedType.block.description, ''), `export interface ${struct} {`);
-  for (const [attrName, a] of attributes) {
-    lines.push(
-      ...jsdoc(a.description, '  ', a),
-      `  readonly ${camel(attrName)}${a.required ? '' : '?'}: ${typeInfo(a.type, `${name}.${attrName}`).ts};`,
-    );
-  }
+  lines.push(
+    ...jsdoc(nestedType.block.description, ''),
+    `export interface ${struct} {`,
+    ...structFields(name, attributes),
+  );
   for (const [inner, innerType] of blocks) {
     lines.push(
       ...jsdoc(innerType.block.description, '  '),
@@ -203,15 +195,7 @@ function providerStructCode(struct: string, name: string, nestedType: BlockTypeJ
       for (const [attrName, a] of attributes)
         lines.push(...hclEntry(attrName, typeInfo(a.type, attrName), `value.${camel(attrName)}`, '    '));
       for (const [inner] of blocks) {
-        const innerStruct = `${struct}${pascal(inner)}`;
-        lines.push(
-          `    ${inner}: {`,
-          `      value: ${lowerFirst(innerStruct)}ToHclTerraform(value.${camel(inner)}),`,
-          '      isBlock: true,',
-          "      type: 'struct',",
-          `      storageClassType: '${innerStruct}',`,
-          '    },',
-        );
+        lines.push(...blockHclEntry(inner, `${struct}${pascal(inner)}`, `value.${camel(inner)}`, '    '));
       }
       lines.push('  };', '  return definedOnly(attrs);', '}', '');
     }
