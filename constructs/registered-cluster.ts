@@ -38,6 +38,7 @@ import {
   requireDnsSubdomain,
   requireFingerprint,
   requireHttpUrl,
+  requireIssuer,
   requireJwks,
   requireMatch,
   validateAt,
@@ -488,11 +489,8 @@ function validateProps(props: RegisteredClusterProps): void {
   }
   if (attestation?._mode === 'issuer') {
     const { issuer, jwks } = attestation._issuer ?? ({} as Partial<AttestationIssuerProps>);
-    if (typeof issuer !== 'string' || (!Token.isUnresolved(issuer) && !/^\S{1,1024}$/u.test(issuer))) {
-      throw new TypeError(
-        "'attestation.issuer' must be the cluster's service-account issuer URL (at most 1024 characters, no spaces)",
-      );
-    }
+    if (issuer === undefined) throw new TypeError("'attestation.issuer' is required");
+    requireIssuer('attestation.issuer', issuer);
     requireJwks('attestation.jwks', jwks);
   }
   validateProxyProps('proxy', props.proxy);

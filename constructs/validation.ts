@@ -1,47 +1,48 @@
 /**
- * Synth-time checks shared by the constructs (and, for the beacon address, mirrored by the charts'
- * values.schema.json; test/charts proves both accept the same addresses). Values that are still tokens are
- * skipped: they resolve only when Terraform runs.
+ * Synth-time checks shared by the constructs. The rules the CLI and the provider check too (fingerprint, beacon
+ * address, issuer, Kubernetes names) come from runtime/core/rules.ts; this file only turns their refusals into
+ * the constructs' TypeErrors. Values that are still tokens are skipped: they resolve only when Terraform runs.
  */
 import type { Construct } from 'constructs';
+import {
+  BEACON_ADDRESS_RULE,
+  DNS_LABEL_RULE,
+  FINGERPRINT_RULE,
+  type InputRule,
+  ISSUER_RULE,
+  KUBERNETES_NAME_RULE,
+  ruleViolation,
+} from '../runtime/core/rules.js';
 import { Annotations, Token } from './cdktf.js';
 
-/** A TCP port, 1 to 65535, as a regular expression (the chart schemas use the same text). */
-const PORT = '([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
-const HOST = String.raw`([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])`;
-/** `host:port`, `[v6]:port` or `wss://host[:port][/path]`; the port 1 to 65535. */
-export const BEACON_ADDRESS_PATTERN = String.raw`^(wss://${HOST}(:${PORT})?(/\S*)?|${HOST}:${PORT})$`;
-const BEACON_ADDRESS = new RegExp(BEACON_ADDRESS_PATTERN, 'u');
-const HTTP_URL = /^https?:\/\/[^\s/]+(\/\S*)?$/u;
-const FINGERPRINT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/u;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/u;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/u;
-const CHART_VERSION = /^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/u;
+// The charts' values.schema.json carry the beacon address pattern (test/charts holds them equal).
+export { BEACON_ADDRESS_PATTERN, isBeaconAddress } from '../runtime/core/rules.js';
 
-/** `host:port`, `[v6]:port` or `wss://host[:port][/path]`, as the operator chart accepts it. */
-export function isBeaconAddress(value: string): boolean {
-  return BEACON_ADDRESS.test(value);
-}
+const HTTP_URL = /^https?:\/\/[^\s/]+(\/\S*)?$/u;
+const CHART_VERSION = /^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/u;
 
 export function isUnresolved(value: unknown): boolean {
   return Token.isUnresolved(value);
 }
 
-/** Throws a TypeError that names the prop, unless the value is a token. */
-export function requireMatch(prop: string, value: string | undefined, rule: RegExp, expected: string): void {
+/**
+ * Throws a TypeError that names the prop when `rule` refuses the value, unless the value is undefined or a
+ * token. Construct refusals are TypeErrors, as for any bad argument; the rule's CloudtaserError, with its code,
+ * is the cause.
+ */
+export function requireRule(prop: string, value: string | undefined, rule: InputRule): void {
   if (value === undefined || isUnresolved(value)) return;
-  if (!rule.test(value)) {
-    throw new TypeError(`'${prop}' ${expected}; got ${JSON.stringify(truncate(value))}`);
-  }
+  const violation = ruleViolation(rule, `'${prop}'`, value);
+  if (violation) throw new TypeError(violation.message, { cause: violation });
+}
+
+/** A rule of one construct only: `expected` says what a valid value is ("must be a PEM certificate"). */
+export function requireMatch(prop: string, value: string | undefined, rule: RegExp, expected: string): void {
+  requireRule(prop, value, { code: 'CT_INVALID_ARGUMENT', expected, test: (v) => rule.test(v) });
 }
 
 export function requireBeaconAddress(prop: string, value: string | undefined): void {
-  requireMatch(
-    prop,
-    value,
-    BEACON_ADDRESS,
-    "must be the beacon's host:port (e.g. beacon.example.com:443) or wss://host[:port]",
-  );
+  requireRule(prop, value, BEACON_ADDRESS_RULE);
 }
 
 /** An http(s) URL; `example` is a URL of the right kind for the message ("https://openbao.example.eu:8200"). */
@@ -75,38 +76,27 @@ export function validateAt(scope: Construct, checks: () => void): void {
     checks();
   } catch (err) {
     if (err instanceof TypeError && !err.message.startsWith(`${scope.node.path}: `))
-      throw new TypeError(`${scope.node.path}: ${err.message}`);
+      throw new TypeError(`${scope.node.path}: ${err.message}`, { cause: err.cause });
     throw err;
   }
 }
 
 export function requireFingerprint(prop: string, value: string | undefined): void {
-  requireMatch(
-    prop,
-    value,
-    FINGERPRINT,
-    "must be a lower-case UUID (the UID of the cluster's kube-system namespace)",
-  );
+  requireRule(prop, value, FINGERPRINT_RULE);
+}
+
+/** The cluster's service-account issuer, as attestation compares it with a token's `iss`. */
+export function requireIssuer(prop: string, value: string | undefined): void {
+  requireRule(prop, value, ISSUER_RULE);
 }
 
 export function requireDnsLabel(prop: string, value: string | undefined): void {
-  if (value !== undefined && !isUnresolved(value) && value.length > 63) {
-    throw new TypeError(`'${prop}' must be at most 63 characters; got ${value.length}`);
-  }
-  requireMatch(prop, value, DNS_LABEL, 'must be a DNS label (lower-case letters, digits and "-")');
+  requireRule(prop, value, DNS_LABEL_RULE);
 }
 
 /** Names of Secrets and ConfigMaps: DNS subdomains (lower case, digits, "-" and ".", at most 253). */
 export function requireDnsSubdomain(prop: string, value: string | undefined): void {
-  if (value !== undefined && !isUnresolved(value) && value.length > 253) {
-    throw new TypeError(`'${prop}' must be at most 253 characters; got ${value.length}`);
-  }
-  requireMatch(
-    prop,
-    value,
-    DNS_SUBDOMAIN,
-    'must be a Kubernetes object name (lower-case letters, digits, "-" and ".")',
-  );
+  requireRule(prop, value, KUBERNETES_NAME_RULE);
 }
 
 export function requireChartVersion(prop: string, value: string | undefined): void {
@@ -133,10 +123,6 @@ export function requireIntegerInRange(
 /** For props a JavaScript caller might pass even though the types leave them out (a token, a secret). */
 export function refuseProp(prop: string, value: unknown, why: string): void {
   if (value !== undefined) throw new TypeError(`'${prop}' is not supported: ${why}`);
-}
-
-function truncate(value: string): string {
-  return value.length > 80 ? `${value.slice(0, 77)}...` : value;
 }
 
 /**

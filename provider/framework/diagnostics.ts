@@ -2,7 +2,7 @@
  * Diagnostics: what Terraform shows the user. Every exception a handler throws becomes exactly one ERROR
  * diagnostic with a short summary, an actionable detail and, when known, the attribute it is about.
  */
-import { CloudtaserError, type ErrorCode, ErrorCodes } from '../../runtime/core/errors.js';
+import { CloudtaserError, type ErrorCode, ErrorCodes, isCloudtaserError } from '../../runtime/core/errors.js';
 
 export type AttributePathStep = string | number;
 export type AttributePath = readonly AttributePathStep[];
@@ -37,29 +37,10 @@ export function summaryForCode(code: ErrorCode): string {
   return `${text.charAt(0).toUpperCase()}${text.slice(1)} (${code})`;
 }
 
-/**
- * Recognises a CloudtaserError by shape, not by class: in the bundle the domain code carries its own copy
- * of the class (it is compiled separately and lazily), so `instanceof` would miss its errors.
- */
-export function asCloudtaserError(err: unknown): CloudtaserError | undefined {
-  if (err instanceof CloudtaserError) return err;
-  if (
-    err instanceof Error &&
-    err.name === 'CloudtaserError' &&
-    typeof (err as { code?: unknown }).code === 'string' &&
-    Object.hasOwn(ErrorCodes, (err as unknown as { code: string }).code)
-  ) {
-    const shaped = err as Error & { code: ErrorCode; details?: Record<string, unknown> };
-    return new CloudtaserError(shaped.code, shaped.message, { cause: err, details: shaped.details ?? {} });
-  }
-  return undefined;
-}
-
 /** Turns anything thrown into one diagnostic; `context` names the operation for unexpected errors. */
 export function errorToDiagnostic(err: unknown, context: string, attribute?: AttributePath): Diagnostic {
-  const known = asCloudtaserError(err);
-  if (known) {
-    const err = known;
+  // The lazy chunks carry their own copy of the class; isCloudtaserError knows their errors by the brand.
+  if (isCloudtaserError(err)) {
     const path = (err.details.attribute as AttributePath | undefined) ?? attribute;
     return { severity: 'error', summary: summaryForCode(err.code), detail: err.message, attribute: path };
   }

@@ -4,11 +4,10 @@
  * so it never sees the provider client. Arguments arrive msgpack-encoded with the parameter's type; an
  * error goes back as a FunctionError that names the argument, which Terraform underlines in the config.
  */
-import { CloudtaserError, type ErrorCode } from '../../runtime/core/errors.js';
+import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../../runtime/core/errors.js';
 import { decodeMsgpack, encodeMsgpack } from '../cty/msgpack.js';
 import type { CtyType } from '../cty/types.js';
 import type { Value } from '../cty/values.js';
-import { asCloudtaserError } from './diagnostics.js';
 
 export interface FunctionParameter {
   readonly name: string;
@@ -44,7 +43,6 @@ export class FunctionArgumentError extends CloudtaserError {
     message: string,
   ) {
     super(code, message, { details: { argument: index } });
-    this.name = 'CloudtaserError';
   }
 }
 
@@ -115,7 +113,7 @@ export function callFunction(
   try {
     return { result: { msgpack: encodeMsgpack(definition.run(args), definition.returns) } };
   } catch (err) {
-    const known = asCloudtaserError(err);
+    const known = isCloudtaserError(err) ? err : undefined;
     const index = known?.details.argument;
     return {
       error: {

@@ -3,7 +3,7 @@
  * upgrade, data source read, provider configure). It owns decoding, the generic plan, private state,
  * cancellation and turning exceptions into diagnostics, so resource code stays about the domain.
  */
-import { CloudtaserError } from '../../runtime/core/errors.js';
+import { CloudtaserError, isCloudtaserError } from '../../runtime/core/errors.js';
 import { decodeJsonValue } from '../cty/json.js';
 import { decodeMsgpack, encodeMsgpack } from '../cty/msgpack.js';
 import type { CtyType } from '../cty/types.js';
@@ -15,7 +15,6 @@ import type { Msg } from '../wire/protobuf.js';
 import type { ProviderRpcHandlers } from '../wire/serve.js';
 import {
   type AttributePath,
-  asCloudtaserError,
   type Diagnostic,
   DiagnosticsError,
   diagnosticToWire,
@@ -236,7 +235,7 @@ export function createProviderHandlers<PB extends Block, Client>(
       const out = errorToDiagnostics(err, context);
       logger.warn('rpc_error', `${rpc} failed`, {
         rpc,
-        code: asCloudtaserError(err)?.code,
+        code: isCloudtaserError(err) ? err.code : undefined,
         summary: out[0]?.summary,
       });
       return { diagnostics: [...diagnostics, ...out].map(diagnosticToWire) };

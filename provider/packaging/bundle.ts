@@ -18,7 +18,7 @@ export const BUNDLE_FILE_NAME = 'terraform-provider-cloudtaser.cjs';
  * evaluated every cipher, TLS and PKCS module. Evaluated in each process that reads or writes OpenBao.
  * - undici: runtime/openbao uses only `Agent` and `agent.request`; `request` and the other dispatcher methods
  *   are added to Dispatcher.prototype from lib/api, exactly as undici's index.js does.
- * - node-forge: runtime/pki/der.ts uses only `forge.asn1` and `forge.util`; each lib module registers itself
+ * - node-forge: runtime/pki/der-decode.ts uses only `forge.asn1` and `forge.util`; each lib module registers itself
  *   on the shared forge object, as the index does for all of them.
  * An upgrade that moves these files fails the build (unresolvable path), never silently.
  */

@@ -9,15 +9,10 @@
  * its configuration, and plans no change for it).
  */
 
-import { CloudtaserError } from '../../runtime/core/errors.js';
+import { CloudtaserError, isCloudtaserError } from '../../runtime/core/errors.js';
 import type { KubeConnection } from '../../runtime/kube/index.js';
 import { isUnknown } from '../cty/values.js';
-import {
-  asCloudtaserError,
-  attributeError,
-  type Diagnostic,
-  DiagnosticsError,
-} from '../framework/diagnostics.js';
+import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
 import { defineDataSource } from '../framework/provider.js';
 import { loadKubeDomain } from '../load-domain.js';
 import { attr, type InferValues, nested } from '../schema/schema.js';
@@ -171,7 +166,7 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
       fingerprint = await readClusterFingerprint(connection, { signal });
     } catch (err) {
       await issuerRead;
-      const known = asCloudtaserError(err);
+      const known = isCloudtaserError(err) ? err : undefined;
       if (known && !known.details.attribute && !fromProvider) {
         const attribute =
           connection.kind === 'kubeconfig'
@@ -194,7 +189,7 @@ export const clusterFingerprintDataSource = defineDataSource<CloudtaserProviderC
     }
     const { found: issuer, failure } = await issuerRead;
     if (failure !== undefined) {
-      const known = asCloudtaserError(failure);
+      const known = isCloudtaserError(failure) ? failure : undefined;
       logger.warn('service_account_issuer_unreadable', 'could not read the service-account issuer', {
         code: known?.code,
       });

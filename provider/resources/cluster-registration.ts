@@ -9,7 +9,16 @@
 import { type JsonWebKey, X509Certificate } from 'node:crypto';
 import { parseJwks } from '../../runtime/attestation/verify.js';
 import { CloudtaserError } from '../../runtime/core/errors.js';
-import { initHash, isFingerprint } from '../../runtime/core/hashes.js';
+import { initHash } from '../../runtime/core/hashes.js';
+import {
+  DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF,
+  FINGERPRINT_RULE,
+  ISSUER_RULE,
+  isFingerprint,
+  parseServiceAccountRef,
+  ruleViolation,
+  SERVICE_ACCOUNT_RULE,
+} from '../../runtime/core/rules.js';
 import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   tokenReviewEndpointProblem,
@@ -21,14 +30,12 @@ import { loadSecretStoreDomain } from '../load-domain.js';
 import { attr, type InferValues } from '../schema/schema.js';
 import type { CloudtaserProviderClient } from './provider-config.js';
 
+/** Where a Terraform user gets a fingerprint, appended to a refusal. */
 export const FINGERPRINT_HINT =
-  "must be a lower-case UUID: the UID of the cluster's kube-system namespace (`kubectl get namespace kube-system -o jsonpath={.metadata.uid}` or the cloudtaser_cluster_fingerprint data source)";
+  'read it with `kubectl get namespace kube-system -o jsonpath={.metadata.uid}` or the cloudtaser_cluster_fingerprint data source';
 
 /** The operator's service account in the Helm chart's defaults (runtime: DEFAULT_OPERATOR_SERVICE_ACCOUNT). */
-export const DEFAULT_ATTESTATION_SERVICE_ACCOUNT = 'cloudtaser-system/cloudtaser';
-
-const SERVICE_ACCOUNT_REF =
-  /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const DEFAULT_ATTESTATION_SERVICE_ACCOUNT = DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF;
 
 function jwksProblem(text: string): string | undefined {
   try {
@@ -49,7 +56,7 @@ export const clusterRegistrationBlock = {
       description: "The cluster's fingerprint: the UID of its `kube-system` namespace (a lower-case UUID).",
       required: true,
       forceNew: true,
-      validate: [(v) => (isFingerprint(v) ? undefined : `"${v.slice(0, 80)}" ${FINGERPRINT_HINT}`)],
+      validate: [(v) => ruleViolation(FINGERPRINT_RULE, 'fingerprint', v, FINGERPRINT_HINT)?.message],
     }),
     // --- ownership (issue 15) ---
     adopt_existing: attr.bool({
@@ -80,12 +87,7 @@ export const clusterRegistrationBlock = {
         'to turn attestation off, replace the registration (`terraform apply -replace=...`).',
       optional: true,
       computed: true,
-      validate: [
-        (v) =>
-          v.length > 0 && v.length <= 1024 && !/\s/.test(v)
-            ? undefined
-            : 'must be the issuer URL of the cluster (at most 1024 characters, no spaces)',
-      ],
+      validate: [(v) => ruleViolation(ISSUER_RULE, 'attestation_issuer', v)?.message],
     }),
     attestation_jwks: attr.string({
       description:
@@ -102,12 +104,7 @@ export const clusterRegistrationBlock = {
         `cluster. Defaults to \`${DEFAULT_ATTESTATION_SERVICE_ACCOUNT}\` when \`attestation_issuer\` is set.`,
       optional: true,
       computed: true,
-      validate: [
-        (v) =>
-          SERVICE_ACCOUNT_REF.test(v)
-            ? undefined
-            : `must be <namespace>/<name> of the operator's service account, e.g. ${DEFAULT_ATTESTATION_SERVICE_ACCOUNT}`,
-      ],
+      validate: [(v) => ruleViolation(SERVICE_ACCOUNT_RULE, 'attestation_service_account', v)?.message],
     }),
     tokenreview_endpoint: attr.string({
       description:
@@ -193,20 +190,20 @@ const isSet = (value: unknown) => value !== null && value !== undefined;
 function tokenReviewOf(planned: Registration) {
   return {
     tokenReviewEndpoint: planned.tokenreview_endpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT,
-    ...(isSet(planned.tokenreview_ca_cert) ? { tokenReviewCaCertPem: planned.tokenreview_ca_cert! } : {}),
+    ...(isSet(planned.tokenreview_ca_cert) ? { tokenReviewCaCertPem: planned.tokenreview_ca_cert } : {}),
   };
 }
 
 /** The attestation settings registerCluster takes, from planned (known) values; undefined when off. */
 function attestationSettingsOf(planned: Registration) {
   if (!isSet(planned.attestation_issuer)) return undefined;
-  const [namespace, name] = (
-    planned.attestation_service_account ?? DEFAULT_ATTESTATION_SERVICE_ACCOUNT
-  ).split('/');
   return {
-    issuer: planned.attestation_issuer!,
+    issuer: planned.attestation_issuer,
     jwks: planned.attestation_jwks!,
-    serviceAccount: { namespace, name },
+    serviceAccount: parseServiceAccountRef(
+      'attestation_service_account',
+      planned.attestation_service_account ?? DEFAULT_ATTESTATION_SERVICE_ACCOUNT,
+    ),
   };
 }
 
@@ -326,11 +323,11 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const openBao = await client.openBao();
     // Checked again here: the plan may be old, or its provider configuration was unknown at plan time.
     if (planned.adopt_existing !== true) {
-      await assertNotRegisteredElsewhere(client, planned.fingerprint!, client.namespaceRoot);
+      await assertNotRegisteredElsewhere(client, planned.fingerprint, client.namespaceRoot);
     }
     const attestation = attestationSettingsOf(planned);
     const result = await registerCluster(openBao, {
-      fingerprint: planned.fingerprint!,
+      fingerprint: planned.fingerprint,
       namespaceRoot: client.namespaceRoot,
       ...(attestation ? { attestation } : {}),
       ...tokenReviewOf(planned),
@@ -373,7 +370,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const result = await registerCluster(openBao, {
-      fingerprint: planned.fingerprint!,
+      fingerprint: planned.fingerprint,
       namespaceRoot: namespaceRootOf(prior, client),
       ...(attestation ? { attestation } : {}),
       ...tokenReviewOf(planned),
@@ -413,7 +410,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const status = await getClusterStatus(openBao, {
-      fingerprint: state.fingerprint!,
+      fingerprint: state.fingerprint,
       namespaceRoot: namespaceRootOf(state, client),
     });
     if (!status.registered) return null;
@@ -446,7 +443,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const { deregisterCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     await deregisterCluster(openBao, {
-      fingerprint: state.fingerprint!,
+      fingerprint: state.fingerprint,
       namespaceRoot: namespaceRootOf(state, client),
       purge: state.purge_on_destroy === true,
     });
@@ -454,13 +451,8 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
 
   async importState({ id }) {
     const fingerprint = id.trim();
-    if (!isFingerprint(fingerprint)) {
-      throw attributeError(
-        [],
-        'CT_INVALID_FINGERPRINT',
-        `import ID "${id.slice(0, 80)}" ${FINGERPRINT_HINT}`,
-      );
-    }
+    const violation = ruleViolation(FINGERPRINT_RULE, 'the import ID', fingerprint, FINGERPRINT_HINT);
+    if (violation) throw attributeError([], violation.code, violation.message);
     // Terraform calls read right after; it fills the rest or reports that nothing is registered.
     return { id: fingerprint, fingerprint, purge_on_destroy: false, adopt_existing: false };
   },

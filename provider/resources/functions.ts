@@ -4,7 +4,8 @@
  * apply is the same value the CLI, the broker and the bridge compute.
  */
 import { X509Certificate } from 'node:crypto';
-import { initHash, isFingerprint, operationalHash, parseFingerprint } from '../../runtime/core/hashes.js';
+import { initHash, operationalHash } from '../../runtime/core/hashes.js';
+import { isFingerprint, parseFingerprint } from '../../runtime/core/rules.js';
 import {
   clusterNamespace,
   DEFAULT_NAMESPACE_ROOT,

@@ -84,14 +84,14 @@ export function hostConnection(values: {
   exec: InferValues<typeof execBlock> | null;
 }): KubeConnection {
   if (set(values.exec)) {
-    const exec = values.exec!;
+    const exec = values.exec;
     return {
       kind: 'exec',
       host: values.host!,
       clusterCaCertificate: values.cluster_ca_certificate ?? undefined,
       exec: {
-        apiVersion: exec.api_version!,
-        command: exec.command!,
+        apiVersion: exec.api_version,
+        command: exec.command,
         args: exec.args ? [...exec.args] : undefined,
         env: exec.env ? { ...exec.env } : undefined,
       },

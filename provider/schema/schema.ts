@@ -30,10 +30,21 @@ export interface AttributeOptions<T> {
   readonly deprecated?: string;
 }
 
-export interface Attribute<T = unknown> extends AttributeOptions<T> {
+/**
+ * `R` records `required` in the type, so InferValues can give a required attribute a value type without `null`
+ * (Terraform refuses a configuration that leaves one unset).
+ */
+export interface Attribute<T = unknown, R extends boolean = boolean> extends AttributeOptions<T> {
   readonly kind: 'attribute';
   readonly type: CtyType;
+  readonly required?: R;
 }
+
+/** The attribute `options` declare: required in the type exactly when `required: true` is written. */
+type AttributeOf<T, O extends AttributeOptions<T>> = Attribute<
+  T,
+  O extends { required: true } ? true : false
+>;
 
 export type NestingMode = 'single' | 'list' | 'set';
 
@@ -59,7 +70,7 @@ export interface Schema<B extends Block = Block> {
   readonly block: B;
 }
 
-function attribute<T>(type: CtyType, options: AttributeOptions<T>): Attribute<T> {
+function attribute<T, const O extends AttributeOptions<T>>(type: CtyType, options: O): AttributeOf<T, O> {
   const flags = [options.required, options.optional || options.computed].filter(Boolean).length;
   if (flags !== 1) {
     throw new TypeError(
@@ -70,19 +81,21 @@ function attribute<T>(type: CtyType, options: AttributeOptions<T>): Attribute<T>
   if (options.deprecated !== undefined && !options.deprecated.trim()) {
     throw new TypeError('a deprecation needs a message that says what to use instead');
   }
-  return { kind: 'attribute', type, ...options };
+  return { kind: 'attribute', type, ...options } as AttributeOf<T, O>;
 }
 
 export const attr = {
-  string: (options: AttributeOptions<string>) => attribute<string>('string', options),
-  bool: (options: AttributeOptions<boolean>) => attribute<boolean>('bool', options),
-  number: (options: AttributeOptions<number | BigNumber>) => attribute<number | BigNumber>('number', options),
-  stringList: (options: AttributeOptions<readonly string[]>) =>
-    attribute<readonly string[]>(['list', 'string'], options),
-  stringMap: (options: AttributeOptions<Readonly<Record<string, string>>>) =>
-    attribute<Readonly<Record<string, string>>>(['map', 'string'], options),
+  string: <const O extends AttributeOptions<string>>(options: O) => attribute<string, O>('string', options),
+  bool: <const O extends AttributeOptions<boolean>>(options: O) => attribute<boolean, O>('bool', options),
+  number: <const O extends AttributeOptions<number | BigNumber>>(options: O) =>
+    attribute<number | BigNumber, O>('number', options),
+  stringList: <const O extends AttributeOptions<readonly string[]>>(options: O) =>
+    attribute<readonly string[], O>(['list', 'string'], options),
+  stringMap: <const O extends AttributeOptions<Readonly<Record<string, string>>>>(options: O) =>
+    attribute<Readonly<Record<string, string>>, O>(['map', 'string'], options),
   /** Any type; T is only for the TypeScript view. */
-  ofType: <T = Value>(type: CtyType, options: AttributeOptions<T>) => attribute<T>(type, options),
+  ofType: <T = Value, const O extends AttributeOptions<T> = AttributeOptions<T>>(type: CtyType, options: O) =>
+    attribute<T, O>(type, options),
 };
 
 export const nested = {
@@ -108,7 +121,8 @@ export const nested = {
 
 // ------------------------------------------------------------------ TypeScript view of values
 
-type AttributeValue<A> = A extends Attribute<infer T> ? T | null : never;
+type AttributeValue<A> =
+  A extends Attribute<infer T, true> ? T : A extends Attribute<infer T> ? T | null : never;
 type BlockValue<N> =
   N extends NestedBlock<infer B, infer M>
     ? M extends 'single'
@@ -117,8 +131,9 @@ type BlockValue<N> =
     : never;
 
 /**
- * The object a handler sees for a block: every attribute present, `null` when unset. At plan time any
- * field may also be an `Unknown`; handlers that run at apply time see known config values.
+ * The object a handler sees for a block: every attribute present; an optional or computed one `null` when unset,
+ * a required one never (Terraform refuses a configuration without it). At plan time any field may also be an
+ * `Unknown`; handlers that run at apply time see known config values.
  */
 export type InferValues<B extends Block> = {
   -readonly [K in keyof B['attributes']]: AttributeValue<B['attributes'][K]>;

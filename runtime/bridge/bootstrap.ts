@@ -235,7 +235,7 @@ async function checkAttestation(
     for (const key of keys) issuedAt = (await verifyAttestation(request.attestation, key, policy)).issuedAt;
   } catch (err) {
     if (!isCloudtaserError(err, 'CT_ATTESTATION_FAILED')) throw err;
-    const why = String(err.details.reason ?? 'unknown');
+    const why = err.details.reason;
     const reason = `${err.message}${ATTESTATION_ADVICE[why]?.(account) ?? ''}`;
     return { code: 'CT_ATTESTATION_FAILED', why, reason: reason.slice(0, MAX_REFUSAL_REASON_CHARS) };
   }

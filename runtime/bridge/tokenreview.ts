@@ -21,9 +21,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { Agent, request as httpRequest } from 'undici';
 import { CloudtaserError } from '../core/errors.js';
-import { fingerprintPrefix, isFingerprint } from '../core/hashes.js';
+import { fingerprintPrefix } from '../core/hashes.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { isFingerprint } from '../core/rules.js';
 import { createRequestGate, type RequestGate } from '../podapi/gate.js';
 import { kubeStatusBody } from '../podapi/kube-status.js';
 import {

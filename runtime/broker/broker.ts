@@ -8,14 +8,9 @@ import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import {
-  hashPrefix,
-  initHash,
-  operationalHash,
-  parseFingerprint,
-  redactIdentifiers,
-} from '../core/hashes.js';
+import { hashPrefix, initHash, operationalHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { parseFingerprint } from '../core/rules.js';
 import type { KubeClient } from '../kube/index.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, type KeyPair, privateKeyToPem } from '../pki/index.js';
@@ -412,9 +407,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       return credentials;
     } catch (err) {
       const error = toCloudtaserError(err);
-      const refusal = error.code === 'CT_BOOTSTRAP_REFUSED' ? error.details.refusal : undefined;
-      if (error.code !== 'CT_CANCELLED')
-        metrics.bootstrap(typeof refusal === 'string' ? refusal : error.code);
+      const refusal = isCloudtaserError(error, 'CT_BOOTSTRAP_REFUSED') ? error.details.refusal : undefined;
+      if (error.code !== 'CT_CANCELLED') metrics.bootstrap(refusal ?? error.code);
       throw err;
     }
   };
@@ -621,7 +615,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       } catch (err) {
         if (stop.signal.aborted) break;
         const error = toCloudtaserError(err);
-        const refusal = error.code === 'CT_BOOTSTRAP_REFUSED' ? error.details.refusal : undefined;
+        const refusal = isCloudtaserError(error, 'CT_BOOTSTRAP_REFUSED') ? error.details.refusal : undefined;
         if (refusal === 'CT_ALREADY_INITIALIZED' || refusal === 'CT_ATTESTATION_FAILED') {
           // Both heal without a restart (a re-arm, refreshed keys, a fresh token): retry at the slow pace.
           setStatus('rejected', error.message.replace(/^the bridge refused the bootstrap: /, ''), {

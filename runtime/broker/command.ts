@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
+import { parseNamespacedName, parseServiceAccountRef } from '../core/rules.js';
 import {
   addRelayClientOptions,
   collect,
@@ -57,13 +58,7 @@ export function parseServiceAccount(
       name: env.SERVICE_ACCOUNT_NAME || DEFAULT_SERVICE_ACCOUNT_NAME,
     };
   }
-  const match = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?)$/.exec(flag);
-  if (!match)
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `--service-account ${JSON.stringify(flag)} must be <namespace>/<name>, e.g. cloudtaser-system/cloudtaser`,
-    );
-  return { namespace: match[1], name: match[3] };
+  return parseServiceAccountRef('--service-account', flag);
 }
 
 /** `--trust-record ns/name`, else `$POD_NAMESPACE/cloudtaser-trust`, else the chart's default namespace. */
@@ -76,13 +71,13 @@ export function parseTrustRecordRef(
       namespace: env.POD_NAMESPACE || DEFAULT_TRUST_RECORD_NAMESPACE,
       name: DEFAULT_TRUST_RECORD_NAME,
     };
-  const match = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?)$/.exec(flag);
-  if (!match)
+  const ref = parseNamespacedName(flag);
+  if (!ref)
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
       `--trust-record ${JSON.stringify(flag)} must be <namespace>/<configmap name>, e.g. ${DEFAULT_TRUST_RECORD_NAMESPACE}/${DEFAULT_TRUST_RECORD_NAME}`,
     );
-  return { namespace: match[1], name: match[3] };
+  return ref;
 }
 
 /** The Service's DNS names, as pods and the API server spell them (namespace from POD_NAMESPACE). */

@@ -1,21 +1,70 @@
 /**
+ * The brand every copy of the class puts on its errors. A bundle may carry a second copy of this module (the
+ * provider compiles its OpenBao and Kubernetes code as separate lazy chunks), and an error from one copy is not
+ * an instance of the other's class; a symbol from the global registry is the same in every copy.
+ */
+const CLOUDTASER_ERROR = Symbol.for('cloudtaser.error');
+
+/**
+ * The machine-readable facts a code carries in `details`, for the codes whose callers read them. Other codes
+ * carry free-form facts (address, path, status...). Adding a field is fine; renaming one breaks callers.
+ */
+export interface ErrorDetailsByCode {
+  /** The code the bridge refused with (CT_ALREADY_INITIALIZED, CT_ATTESTATION_FAILED, ...). */
+  CT_BOOTSTRAP_REFUSED: { readonly refusal: ErrorCode };
+  /** Which check refused the token (see AttestationFailure: 'expired', 'audience', 'unknown-key', ...). */
+  CT_ATTESTATION_FAILED: { readonly reason: string };
+  /** The fingerprint being registered and the one that owns the namespace prefix. */
+  CT_NAMESPACE_CLASH: { readonly fingerprint: string; readonly owner: string };
+}
+
+export type ErrorDetails<C extends ErrorCode = ErrorCode> = Record<string, unknown> &
+  (C extends keyof ErrorDetailsByCode ? ErrorDetailsByCode[C] : unknown);
+
+/** The constructor's options: `details` is required, and typed, for the codes ErrorDetailsByCode lists. */
+export type CloudtaserErrorOptions<C extends ErrorCode> = {
+  readonly cause?: unknown;
+} & (C extends keyof ErrorDetailsByCode
+  ? { readonly details: ErrorDetails<C> }
+  : { readonly details?: Record<string, unknown> });
+
+/**
  * One root error class for the whole project. Callers switch on `code`, never on message text.
  * Messages say what went wrong and what to do; they never contain a token, a key or a secret value.
+ * `instanceof CloudtaserError` and isCloudtaserError recognise the errors of every copy of this class by its brand.
  */
-export class CloudtaserError extends Error {
-  readonly code: ErrorCode;
+export class CloudtaserError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
   /** Extra machine-readable facts (address, path, fingerprint...). Never secrets. */
-  readonly details: Record<string, unknown>;
+  readonly details: ErrorDetails<C>;
 
   constructor(
-    code: ErrorCode,
+    code: C,
     message: string,
-    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+    ...[options]: C extends keyof ErrorDetailsByCode
+      ? [CloudtaserErrorOptions<C>]
+      : [CloudtaserErrorOptions<C>?]
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CloudtaserError';
     this.code = code;
-    this.details = options.details ?? {};
+    this.details = (options?.details ?? {}) as ErrorDetails<C>;
+    // Not enumerable: logs and JSON of an error stay as they were.
+    Object.defineProperty(this, CLOUDTASER_ERROR, { value: true });
+  }
+
+  /**
+   * Answers `instanceof CloudtaserError` by the brand, so an error from another copy of the class passes.
+   * A subclass keeps the ordinary prototype check (`instanceof FunctionArgumentError`).
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class on the right of instanceof, maybe a subclass
+    if (this !== CloudtaserError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return (
+      typeof value === 'object' &&
+      value !== null &&
+      (value as Record<symbol, unknown>)[CLOUDTASER_ERROR] === true
+    );
   }
 
   /** The one-line form the CLI prints: `CT_CODE: message`. */
@@ -24,7 +73,11 @@ export class CloudtaserError extends Error {
   }
 }
 
-export function isCloudtaserError(err: unknown, code?: ErrorCode): err is CloudtaserError {
+/** True for an error of any copy of CloudtaserError (see the brand), with `code` when one is given. */
+export function isCloudtaserError<C extends ErrorCode = ErrorCode>(
+  err: unknown,
+  code?: C,
+): err is CloudtaserError<C> {
   return err instanceof CloudtaserError && (code === undefined || err.code === code);
 }
 

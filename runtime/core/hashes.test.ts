@@ -1,12 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CloudtaserError } from './errors.js';
-import {
-  fingerprintPrefix,
-  initHash,
-  operationalHash,
-  parseFingerprint,
-  redactIdentifiers,
-} from './hashes.js';
+import { fingerprintPrefix, initHash, operationalHash, redactIdentifiers } from './hashes.js';
+import { parseFingerprint } from './rules.js';
 
 describe('info hashes', () => {
   it('matches the published init-hash test vector', () => {

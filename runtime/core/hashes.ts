@@ -1,30 +1,8 @@
 import { createHash } from 'node:crypto';
-import { CloudtaserError } from './errors.js';
+import { parseFingerprint } from './rules.js';
 
 /** Prefix that turns a fingerprint into the init room key; changing it breaks every deployed broker. */
 const INIT_HASH_PREFIX = 'cloudtaser-init:';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** True for a kube-system namespace UID as Kubernetes prints it (lower-case UUID). */
-export function isFingerprint(value: string): boolean {
-  return UUID.test(value);
-}
-
-/**
- * Validates and normalises a fingerprint. Upper-case input is accepted and lowered, because people paste
- * UIDs from tools that upper-case them; anything else that is not a UUID is refused before any write.
- */
-export function parseFingerprint(value: unknown): string {
-  const text = typeof value === 'string' ? value.trim().toLowerCase() : '';
-  if (!isFingerprint(text)) {
-    throw new CloudtaserError(
-      'CT_INVALID_FINGERPRINT',
-      `fingerprint ${JSON.stringify(String(value).slice(0, 80))} is not a UUID; use the kube-system namespace UID that \`cloudtaser-cli target fingerprint\` prints`,
-    );
-  }
-  return text;
-}
 
 /** The first 8 characters of the fingerprint: the cluster's OpenBao namespace name under the root. */
 export function fingerprintPrefix(fingerprint: string): string {

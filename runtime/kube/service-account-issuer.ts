@@ -1,6 +1,6 @@
 import type { JsonWebKey } from 'node:crypto';
 import { parseJwks } from '../attestation/index.js';
-import { CloudtaserError, isCloudtaserError } from '../core/index.js';
+import { CloudtaserError, ISSUER_RULE, isCloudtaserError } from '../core/index.js';
 import { KubeClient } from './client.js';
 import type { KubeConnection } from './connection.js';
 
@@ -11,8 +11,6 @@ export interface ServiceAccountIssuer {
   /** The usable public keys of `/openid/v1/jwks` (anything that is not an RSA/EC public key is dropped). */
   readonly jwks: { readonly keys: readonly JsonWebKey[] };
 }
-
-const MAX_ISSUER_LENGTH = 1024;
 
 /**
  * Reads the cluster's service-account issuer and its public keys, the material registration stores so the bridge
@@ -41,15 +39,11 @@ export async function readServiceAccountIssuer(
       throw err;
     });
     const issuer = discovery?.issuer;
-    if (
-      typeof issuer !== 'string' ||
-      issuer === '' ||
-      issuer.length > MAX_ISSUER_LENGTH ||
-      /\s/.test(issuer)
-    ) {
+    // Registration stores it under the same rule the CLI, provider and constructs check.
+    if (typeof issuer !== 'string' || !ISSUER_RULE.test(issuer)) {
       throw new CloudtaserError(
         'CT_KUBE_ERROR',
-        `the /.well-known/openid-configuration of ${client.server} has no usable "issuer" (a URL of at most ${MAX_ISSUER_LENGTH} characters); is this a Kubernetes API server?`,
+        `the /.well-known/openid-configuration of ${client.server} has no usable "issuer" (a URL of at most 1024 characters, no spaces); is this a Kubernetes API server?`,
         { details: { server: client.server } },
       );
     }

@@ -9,6 +9,7 @@
  * anyone else stored.
  */
 import { createHmac, randomBytes } from 'node:crypto';
+import { isKubernetesUid } from '../core/rules.js';
 
 /** Custom metadata the bridge keeps on `secret/k8s/<ns>/<name>`: which Secret's migration wrote which version. */
 export const MIGRATION_MARKER = Object.freeze({
@@ -49,7 +50,6 @@ export interface MigrationAnswer {
 }
 
 const NONCE_BYTES = 32;
-const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const RESOURCE_VERSION = /^[A-Za-z0-9._-]{1,64}$/;
 const MAX_KEYS = 1024;
 
@@ -86,7 +86,7 @@ export function parseMigrationRequest(body: Buffer): MigrationRequestBody | stri
   if (entries.length > MAX_KEYS) return `"data" has more than ${MAX_KEYS} keys`;
   if (entries.some(([, v]) => typeof v !== 'string')) return '"data" values must be strings';
   const source = record?.source as Partial<MigrationSource> | undefined;
-  if (typeof source?.uid !== 'string' || !UID.test(source.uid))
+  if (typeof source?.uid !== 'string' || !isKubernetesUid(source.uid))
     return '"source.uid" must be the Secret\'s metadata.uid';
   if (typeof source.resourceVersion !== 'string' || !RESOURCE_VERSION.test(source.resourceVersion))
     return '"source.resourceVersion" must be the Secret\'s metadata.resourceVersion';

@@ -12,28 +12,25 @@ import {
 import { isIP } from 'node:net';
 import { CloudtaserError } from '../core/errors.js';
 import {
-  type Asn1,
   bits,
   bool,
   children,
   explicit,
-  fromDer,
+  extension,
   implicitConstructed,
   implicitPrimitive,
   integerFromBytes,
   OID,
   octets,
   oid,
-  oidOf,
-  raw,
   readTlv,
   seq,
   set,
   smallInteger,
   time,
-  toDer,
   utf8,
 } from './der.js';
+import { type Asn1, fromDer, oidOf } from './der-decode.js';
 
 /**
  * Lifetimes, and why:
@@ -210,18 +207,17 @@ export function createCsr(options: {
 }): CertificateSigningRequest {
   const keys = options.keyPair ?? generateKeyPair();
   const spki = keys.publicKey.export({ format: 'der', type: 'spki' });
-  const attributes: Asn1[] = [];
+  const attributes: Buffer[] = [];
   const san = subjectAltNameExtension({ dnsNames: options.dnsNames });
   if (san.length > 0) attributes.push(seq([oid(OID.extensionRequest), set([seq(san)])]));
-  const info = seq([
+  const infoDer = seq([
     smallInteger(0),
     distinguishedName(options.commonName),
-    raw(spki),
+    spki,
     implicitConstructed(0, attributes),
   ]);
-  const infoDer = toDer(info);
   const signature = sign('sha256', infoDer, { key: keys.privateKey, dsaEncoding: 'der' });
-  const csrDer = toDer(seq([raw(infoDer), seq([oid(OID.ecdsaWithSha256)]), bits(signature)]));
+  const csrDer = seq([infoDer, seq([oid(OID.ecdsaWithSha256)]), bits(signature)]);
   return { csrDer, csrPem: derToPem(csrDer, 'CERTIFICATE REQUEST'), privateKey: keys.privateKey };
 }
 
@@ -349,7 +345,7 @@ function buildLeaf(ca: CertificateAuthority, publicKey: KeyObject, options: Subj
   const usages = options.extKeyUsage ?? ['clientAuth'];
   const caSpki = ca.certificate.publicKey.export({ format: 'der', type: 'spki' });
   return buildCertificate({
-    issuer: raw(subjectDer(ca.certDer)),
+    issuer: subjectDer(ca.certDer),
     subject: distinguishedName(options.commonName, options.organization),
     spki,
     notBefore,
@@ -367,12 +363,12 @@ function buildLeaf(ca: CertificateAuthority, publicKey: KeyObject, options: Subj
 }
 
 interface CertificateParts {
-  readonly issuer: Asn1;
-  readonly subject: Asn1;
+  readonly issuer: Buffer;
+  readonly subject: Buffer;
   readonly spki: Buffer;
   readonly notBefore: Date;
   readonly notAfter: Date;
-  readonly extensions: Asn1[];
+  readonly extensions: Buffer[];
   readonly signingKey: KeyObject;
 }
 
@@ -381,23 +377,22 @@ function buildCertificate(parts: CertificateParts): Buffer {
   serial[0] &= 0x7f; // positive INTEGER
   serial[0] |= 0x01; // no leading zero byte, so the encoding is minimal DER
   const algorithm = seq([oid(OID.ecdsaWithSha256)]);
-  const tbs = seq([
+  const tbsDer = seq([
     explicit(0, smallInteger(2)),
     integerFromBytes(serial),
     algorithm,
     parts.issuer,
     seq([time(parts.notBefore), time(parts.notAfter)]),
     parts.subject,
-    raw(parts.spki),
+    parts.spki,
     explicit(3, seq(parts.extensions)),
   ]);
-  const tbsDer = toDer(tbs);
   const signature = sign('sha256', tbsDer, { key: parts.signingKey, dsaEncoding: 'der' });
-  return toDer(seq([raw(tbsDer), seq([oid(OID.ecdsaWithSha256)]), bits(signature)]));
+  return seq([tbsDer, seq([oid(OID.ecdsaWithSha256)]), bits(signature)]);
 }
 
-function distinguishedName(commonName: string, organization?: string): Asn1 {
-  const rdns: Asn1[] = [];
+function distinguishedName(commonName: string, organization?: string): Buffer {
+  const rdns: Buffer[] = [];
   if (organization) rdns.push(set([seq([oid(OID.organization), utf8(organization)])]));
   rdns.push(set([seq([oid(OID.commonName), utf8(commonName)])]));
   return seq(rdns);
@@ -412,14 +407,11 @@ function subjectDer(certDer: Buffer): Buffer {
   return certDer.subarray(subject.start, subject.end);
 }
 
-function extension(id: string, critical: boolean, value: Asn1): Asn1 {
-  const items = [oid(id)];
-  if (critical) items.push(bool(true));
-  items.push(octets(toDer(value)));
-  return seq(items);
-}
-
-function keyUsageBits(usage: { digitalSignature?: boolean; keyCertSign?: boolean; cRLSign?: boolean }): Asn1 {
+function keyUsageBits(usage: {
+  digitalSignature?: boolean;
+  keyCertSign?: boolean;
+  cRLSign?: boolean;
+}): Buffer {
   // Bit 0 is the most significant bit of the first byte (X.509 KeyUsage numbering).
   let byte = 0;
   if (usage.digitalSignature) byte |= 0x80;
@@ -428,15 +420,15 @@ function keyUsageBits(usage: { digitalSignature?: boolean; keyCertSign?: boolean
   return bits(Uint8Array.of(byte));
 }
 
-function ekuOid(usage: ExtKeyUsage): Asn1 {
+function ekuOid(usage: ExtKeyUsage): Buffer {
   return oid(usage === 'serverAuth' ? OID.serverAuth : OID.clientAuth);
 }
 
 function subjectAltNameExtension(options: {
   dnsNames?: readonly string[];
   ipAddresses?: readonly string[];
-}): Asn1[] {
-  const names: Asn1[] = [];
+}): Buffer[] {
+  const names: Buffer[] = [];
   for (const dns of options.dnsNames ?? []) names.push(implicitPrimitive(2, dns));
   for (const ip of options.ipAddresses ?? []) names.push(implicitPrimitive(7, ipBytes(ip)));
   return names.length === 0 ? [] : [extension(OID.subjectAltName, false, seq(names))];

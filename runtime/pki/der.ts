@@ -1,11 +1,11 @@
-import forge from 'node-forge';
-
 /**
- * DER building blocks on top of node-forge's ASN.1 encoder. node-forge cannot create EC certificates, but
- * its ASN.1 layer is a sound DER writer; keys and signatures come from node:crypto.
+ * The project's one DER writer, and a TLV walker for reading back what it or others wrote. Every certificate and
+ * request we build is assembled from these blocks: the cluster PKI (certificates.ts) and the provider's AutoMTLS
+ * certificate (provider/wire/automtls-cert.ts). Each block returns its finished encoding, so a structure is
+ * built bottom up with no encoder pass at the end. Imports nothing, so the provider can make its handshake
+ * certificate without loading node-forge (about 40 ms per provider start); keys and signatures come from
+ * node:crypto.
  */
-const asn1 = forge.asn1;
-export type Asn1 = forge.asn1.Asn1;
 
 export const OID = {
   ecPublicKey: '1.2.840.10045.2.1',
@@ -25,68 +25,109 @@ export const OID = {
   extensionRequest: '1.2.840.113549.1.9.14',
 } as const;
 
-const { Class, Type } = asn1;
+const TAG = {
+  boolean: 0x01,
+  integer: 0x02,
+  bitString: 0x03,
+  octetString: 0x04,
+  oid: 0x06,
+  utf8String: 0x0c,
+  utcTime: 0x17,
+  generalizedTime: 0x18,
+  sequence: 0x30,
+  set: 0x31,
+  /** Context-specific class; add the tag number, and CONSTRUCTED for a constructed one. */
+  context: 0x80,
+  constructed: 0x20,
+} as const;
 
-export function seq(items: Asn1[]): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.SEQUENCE, true, items);
+/** One TLV: the tag byte, the definite length (short form below 128, else long form), the contents. */
+export function tlv(tag: number, content: Uint8Array): Buffer {
+  const n = content.length;
+  let length: number[];
+  if (n < 0x80) length = [n];
+  else {
+    length = [];
+    for (let rest = n; rest > 0; rest = Math.floor(rest / 256)) length.unshift(rest & 0xff);
+    length.unshift(0x80 | length.length);
+  }
+  return Buffer.concat([Buffer.from([tag, ...length]), content]);
 }
-export function set(items: Asn1[]): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.SET, true, items);
+
+export function seq(items: readonly Uint8Array[]): Buffer {
+  return tlv(TAG.sequence, Buffer.concat(items));
 }
-export function oid(value: string): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.OID, false, asn1.oidToDer(value).getBytes());
+/** SET OF: DER orders the elements by their encodings. */
+export function set(items: readonly Uint8Array[]): Buffer {
+  return tlv(TAG.set, Buffer.concat([...items].sort(Buffer.compare)));
 }
-export function bool(value: boolean): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.BOOLEAN, false, value ? '\xff' : '\x00');
+export function oid(dotted: string): Buffer {
+  const arcs = dotted.split('.').map(Number);
+  if (arcs.length < 2 || arcs.some((arc) => !Number.isSafeInteger(arc) || arc < 0) || arcs[0] > 2)
+    throw new RangeError(`invalid OID ${dotted}`);
+  const bytes: number[] = [];
+  for (const arc of [40 * arcs[0] + arcs[1], ...arcs.slice(2)]) {
+    // Base 128, most significant group first, every byte but the last with the high bit set.
+    const groups = [arc & 0x7f];
+    for (let rest = Math.floor(arc / 128); rest > 0; rest = Math.floor(rest / 128))
+      groups.unshift((rest & 0x7f) | 0x80);
+    bytes.push(...groups);
+  }
+  return tlv(TAG.oid, Buffer.from(bytes));
 }
-export function integerFromBytes(bytes: Uint8Array): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.INTEGER, false, binary(bytes));
+export function bool(value: boolean): Buffer {
+  return tlv(TAG.boolean, Buffer.from([value ? 0xff : 0x00]));
 }
-export function smallInteger(value: number): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.INTEGER, false, asn1.integerToDer(value).getBytes());
+/** An INTEGER from its two's-complement bytes, with redundant leading bytes dropped (DER is minimal). */
+export function integerFromBytes(bytes: Uint8Array): Buffer {
+  let start = 0;
+  while (
+    start < bytes.length - 1 &&
+    ((bytes[start] === 0x00 && (bytes[start + 1] & 0x80) === 0) ||
+      (bytes[start] === 0xff && (bytes[start + 1] & 0x80) !== 0))
+  )
+    start++;
+  return tlv(TAG.integer, bytes.subarray(start));
 }
-export function utf8(value: string): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.UTF8, false, forge.util.encodeUtf8(value));
+export function smallInteger(value: number): Buffer {
+  if (!Number.isSafeInteger(value) || value < -(2 ** 31) || value >= 2 ** 31)
+    throw new RangeError(`${value} is not a 32-bit integer`);
+  const bytes = Buffer.alloc(4);
+  bytes.writeInt32BE(value);
+  return integerFromBytes(bytes);
 }
-export function octets(bytes: Uint8Array): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.OCTETSTRING, false, binary(bytes));
+export function utf8(value: string): Buffer {
+  return tlv(TAG.utf8String, Buffer.from(value, 'utf8'));
+}
+export function octets(bytes: Uint8Array): Buffer {
+  return tlv(TAG.octetString, bytes);
 }
 /** BIT STRING with zero unused bits. */
-export function bits(bytes: Uint8Array): Asn1 {
-  return asn1.create(Class.UNIVERSAL, Type.BITSTRING, false, `\x00${binary(bytes)}`);
+export function bits(bytes: Uint8Array): Buffer {
+  return tlv(TAG.bitString, Buffer.concat([Buffer.from([0]), bytes]));
 }
-export function explicit(tag: number, inner: Asn1): Asn1 {
-  return asn1.create(Class.CONTEXT_SPECIFIC, tag, true, [inner]);
+export function explicit(tag: number, inner: Uint8Array): Buffer {
+  return tlv(TAG.context | TAG.constructed | tag, inner);
 }
-export function implicitPrimitive(tag: number, bytes: Uint8Array | string): Asn1 {
-  return asn1.create(Class.CONTEXT_SPECIFIC, tag, false, typeof bytes === 'string' ? bytes : binary(bytes));
+/** A context-specific primitive, e.g. a dNSName [2] (text is taken byte for byte: names are ASCII). */
+export function implicitPrimitive(tag: number, bytes: Uint8Array | string): Buffer {
+  return tlv(TAG.context | tag, typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes);
 }
-export function implicitConstructed(tag: number, items: Asn1[]): Asn1 {
-  return asn1.create(Class.CONTEXT_SPECIFIC, tag, true, items);
+export function implicitConstructed(tag: number, items: readonly Uint8Array[]): Buffer {
+  return tlv(TAG.context | TAG.constructed | tag, Buffer.concat(items));
 }
-/** X.509 Time: UTCTime until 2049, GeneralizedTime after (RFC 5280 4.1.2.5). */
-export function time(date: Date): Asn1 {
-  return date.getUTCFullYear() < 2050
-    ? asn1.create(Class.UNIVERSAL, Type.UTCTIME, false, asn1.dateToUtcTime(date))
-    : asn1.create(Class.UNIVERSAL, Type.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(date));
+/** X.509 Time to the second: UTCTime until 2049, GeneralizedTime after (RFC 5280 4.1.2.5). */
+export function time(date: Date): Buffer {
+  const two = (value: number) => String(value).padStart(2, '0');
+  const rest = `${two(date.getUTCMonth() + 1)}${two(date.getUTCDate())}${two(date.getUTCHours())}${two(date.getUTCMinutes())}${two(date.getUTCSeconds())}Z`;
+  const year = date.getUTCFullYear();
+  return year < 2050
+    ? tlv(TAG.utcTime, Buffer.from(`${two(year % 100)}${rest}`, 'ascii'))
+    : tlv(TAG.generalizedTime, Buffer.from(`${year}${rest}`, 'ascii'));
 }
-/** Embeds already-encoded DER (an SPKI from node:crypto) as a node. */
-export function raw(der: Uint8Array): Asn1 {
-  return asn1.fromDer(forge.util.createBuffer(binary(der)));
-}
-export function toDer(node: Asn1): Buffer {
-  return Buffer.from(asn1.toDer(node).getBytes(), 'binary');
-}
-export function fromDer(der: Uint8Array): Asn1 {
-  // decodeBitStrings off: BIT STRING contents stay opaque bytes (signatures, keys), as we want them.
-  const options = { strict: true, decodeBitStrings: false } as unknown as boolean;
-  return asn1.fromDer(forge.util.createBuffer(binary(der)), options);
-}
-export function binary(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('binary');
-}
-export function oidOf(node: Asn1): string {
-  return asn1.derToOid(forge.util.createBuffer(node.value as string));
+/** An X.509 extension: its OID, `critical` only when true (DER leaves out a default), the value's DER. */
+export function extension(id: string, critical: boolean, value: Uint8Array): Buffer {
+  return seq([oid(id), ...(critical ? [bool(true)] : []), octets(value)]);
 }
 
 /** One TLV located in a buffer: lets us slice the exact signed bytes instead of re-encoding them. */

@@ -2,6 +2,7 @@
  * Tunnel paths of the operational phase. Pod API requests and migration writes go broker -> bridge;
  * TokenReviews go bridge -> broker. Each end serves only its own list and refuses everything else.
  */
+import { isDnsLabel, isDnsSubdomain } from '../core/rules.js';
 
 /** Broker -> bridge: an allow-listed OpenBao request, e.g. `/openbao/v1/secret/data/app?version=2`. */
 export const OPENBAO_TUNNEL_PREFIX = '/openbao/v1/';
@@ -18,7 +19,7 @@ export const NAMESPACE_TUNNEL_PREFIX = `/kube${NAMESPACE_PATH_PREFIX}`;
 
 /** A namespace name (DNS-1123 label), the only thing a namespace read may carry. */
 export function isNamespaceName(value: string): boolean {
-  return value.length > 0 && value.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(value);
+  return isDnsLabel(value);
 }
 
 /** Broker -> bridge: migration of one Kubernetes Secret, `/migration/v1/secrets/<namespace>/<name>`. */
@@ -31,5 +32,5 @@ export function migrationKvPath(namespace: string, name: string): string {
 
 /** Kubernetes object names (DNS-1123 subdomain) and namespaces (label) are all a migration path may hold. */
 export function isKubernetesName(value: string): boolean {
-  return value.length > 0 && value.length <= 253 && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(value);
+  return isDnsSubdomain(value);
 }

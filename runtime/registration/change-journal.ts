@@ -19,8 +19,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { backoffDelay, sleep } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { fingerprintPrefix, parseFingerprint } from '../core/hashes.js';
+import { fingerprintPrefix } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
+import { isFingerprint, parseFingerprint } from '../core/rules.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { DEFAULT_NAMESPACE_ROOT, paths, RECORDS_MOUNT, validateNamespaceRoot } from './layout.js';
 
@@ -97,7 +98,7 @@ export function parseJournal(data: Record<string, unknown>): ChangeJournal | und
       (previous !== 0 && entry.generation !== previous + 1) ||
       (entry.generation as number) > (generation as number) ||
       typeof entry.fingerprint !== 'string' ||
-      !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(entry.fingerprint) ||
+      !isFingerprint(entry.fingerprint) ||
       !CHANGES.includes(entry.change as ClusterChange) ||
       typeof entry.writer !== 'string' ||
       !/^[0-9a-f]{16}$/.test(entry.writer) ||

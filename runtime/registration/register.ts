@@ -1,9 +1,17 @@
-import { randomUUID, X509Certificate } from 'node:crypto';
-import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
+import { X509Certificate } from 'node:crypto';
+import { parseJwks } from '../attestation/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { fingerprintPrefix, initHash, parseFingerprint, sha256Hex } from '../core/hashes.js';
+import { fingerprintPrefix, initHash, sha256Hex } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
-import type { KvSecret, OpenBaoClient } from '../openbao/index.js';
+import {
+  DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF,
+  ISSUER_RULE,
+  parseFingerprint,
+  parseNamespacedName,
+  requireRule,
+  SERVICE_ACCOUNT_RULE,
+} from '../core/rules.js';
+import type { OpenBaoClient } from '../openbao/index.js';
 import {
   type CertificateAuthority,
   createCertificateAuthority,
@@ -22,7 +30,6 @@ import {
   type BridgeClientRecord,
   clusterNamespace,
   DEFAULT_NAMESPACE_ROOT,
-  type InitializedRecord,
   KUBERNETES_AUTH_MOUNT,
   migrationEnabledOf,
   OWNER_METADATA_KEY,
@@ -32,6 +39,7 @@ import {
   validateNamespaceRoot,
   WORKLOAD_MOUNT,
 } from './layout.js';
+import { deleteIfMounted, readIfMounted } from './mounted-records.js';
 import { ensureTokenReviewAuth, TOKENREVIEW_PATHS } from './tokenreview.js';
 
 export interface RegistrationTarget {
@@ -66,10 +74,9 @@ export interface RegisterOptions extends RegistrationTarget {
 }
 
 /** The operator's service account when none is named: the Helm chart's default. */
-export const DEFAULT_OPERATOR_SERVICE_ACCOUNT = Object.freeze({
-  namespace: 'cloudtaser-system',
-  name: 'cloudtaser',
-});
+export const DEFAULT_OPERATOR_SERVICE_ACCOUNT = Object.freeze(
+  parseNamespacedName(DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF)!,
+);
 
 export interface AttestationSettings {
   /** `iss` of the cluster's service-account tokens (`kubectl get --raw /.well-known/openid-configuration`). */
@@ -80,25 +87,11 @@ export interface AttestationSettings {
   readonly serviceAccount?: { readonly namespace: string; readonly name: string };
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const SERVICE_ACCOUNT_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
 /** Validates attestation settings into the stored record form; throws CT_INVALID_ARGUMENT naming the flag. */
 export function validateAttestationSettings(settings: AttestationSettings): AttestationRecord {
-  const issuer = settings.issuer;
-  if (typeof issuer !== 'string' || issuer.length === 0 || issuer.length > 1024 || /\s/.test(issuer)) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      "--attestation-issuer must be the cluster's service-account issuer (the `issuer` of /.well-known/openid-configuration), a URL of at most 1024 characters",
-    );
-  }
+  const issuer = requireRule(ISSUER_RULE, '--attestation-issuer', settings.issuer);
   const account = settings.serviceAccount ?? DEFAULT_OPERATOR_SERVICE_ACCOUNT;
-  if (!DNS_LABEL.test(account.namespace) || !SERVICE_ACCOUNT_NAME.test(account.name)) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `--attestation-service-account ${JSON.stringify(`${account.namespace}/${account.name}`)} must be <namespace>/<name> of the operator's service account, e.g. cloudtaser-system/cloudtaser`,
-    );
-  }
+  requireRule(SERVICE_ACCOUNT_RULE, '--attestation-service-account', `${account.namespace}/${account.name}`);
   return {
     issuer,
     jwks: parseJwks(settings.jwks),
@@ -314,298 +307,6 @@ export async function deregisterCluster(
   return { fingerprint, namespace, removed: registered !== undefined, purged };
 }
 
-export interface ClusterStatus {
-  readonly fingerprint: string;
-  readonly namespace: string;
-  readonly registered: boolean;
-  readonly initialized: boolean;
-  readonly initHash: string;
-  readonly operationalHash?: string;
-  readonly caCertPem?: string;
-  readonly registeredAt?: string;
-  readonly initializedAt?: string;
-  /** SHA-256 of the SPKI of the broker key the last bootstrap was signed for. */
-  readonly initializedBrokerKeySha256?: string;
-  /** KV version of the `initialized` record: an attested re-bootstrap rewrites it with this check-and-set. */
-  readonly initializedVersion?: number;
-  /** `iat` of the attestation token behind the current bootstrap (attested bootstraps only). */
-  readonly initializedAttestationIat?: number;
-  /** The attestation policy, when bootstrap requires a token. */
-  readonly attestation?: AttestationPolicy;
-  /** Whether the registration lets the bridge migrate Secrets (false when not registered). */
-  readonly migrationEnabled: boolean;
-}
-
-/** Reads a cluster's registration state. Never writes. */
-export async function getClusterStatus(
-  client: OpenBaoClient,
-  target: RegistrationTarget,
-): Promise<ClusterStatus> {
-  const fingerprint = parseFingerprint(target.fingerprint);
-  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
-  const namespace = clusterNamespace(namespaceRoot, fingerprint);
-  const base = { fingerprint, namespace, initHash: initHash(fingerprint) };
-  const root = client.withNamespace(namespaceRoot);
-  let registered: Record<string, unknown> | undefined;
-  let initializedSecret: KvSecret | undefined;
-  try {
-    registered = await readIfMounted(root, paths.registered(fingerprint));
-    initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
-  } catch (err) {
-    // No namespace root yet: nothing is registered. Told by the read itself, so the bridge, which also calls
-    // this, needs no right on sys/namespaces.
-    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND'))
-      return { ...base, registered: false, initialized: false, migrationEnabled: false };
-    throw err;
-  }
-  const initialized = initializedSecret?.data;
-  if (!registered)
-    return { ...base, registered: false, initialized: initialized !== undefined, migrationEnabled: false };
-  const record = asRegisteredRecord(registered, fingerprint);
-  const attestation = attestationPolicyOf(record);
-  let caCertPem: string | undefined;
-  const caRecord = await readIfMounted(client.withNamespace(namespace), paths.bridgeCa).catch((err) => {
-    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND')) return undefined;
-    throw err;
-  });
-  if (typeof caRecord?.certificate === 'string')
-    caCertPem = new X509Certificate(caRecord.certificate).toString();
-  return {
-    ...base,
-    registered: true,
-    initialized: initialized !== undefined,
-    operationalHash: record.ca_sha256,
-    caCertPem,
-    registeredAt: record.registered_at,
-    initializedAt: typeof initialized?.initialized_at === 'string' ? initialized.initialized_at : undefined,
-    initializedBrokerKeySha256:
-      typeof initialized?.broker_key_sha256 === 'string' ? initialized.broker_key_sha256 : undefined,
-    ...(initializedSecret ? { initializedVersion: initializedSecret.version } : {}),
-    ...(typeof initialized?.attestation_iat === 'number'
-      ? { initializedAttestationIat: initialized.attestation_iat }
-      : {}),
-    ...(attestation ? { attestation } : {}),
-    migrationEnabled: migrationEnabledOf(record),
-  };
-}
-
-export interface RegisteredCluster {
-  readonly fingerprint: string;
-  readonly namespace: string;
-  readonly operationalHash: string;
-  readonly initialized: boolean;
-  /** Present (true) when bootstrap requires an attestation token. */
-  readonly attested?: true;
-  /** SHA-256 of the SPKI of the broker key the latest bootstrap was signed for, when initialized. */
-  readonly brokerKeySha256?: string;
-  /** Present (true) when the registration lets the bridge migrate Secrets. */
-  readonly migrationEnabled?: true;
-}
-
-/** Clusters read at once by a full listing: enough to hide latency, few enough not to flood OpenBao. */
-const LIST_CONCURRENCY = 8;
-
-/**
- * Every registered cluster under the root, as a bridge's full resync sees them: one LIST plus two reads per
- * cluster, a few clusters at a time. A record that cannot be read as a registration is reported to
- * `onCorrupt` (when given) and skipped, so one damaged record does not hide the rest of the fleet.
- */
-export async function listRegisteredClusters(
-  client: OpenBaoClient,
-  options: { namespaceRoot?: string; onCorrupt?: (fingerprint: string, err: CloudtaserError) => void } = {},
-): Promise<RegisteredCluster[]> {
-  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
-  const root = client.withNamespace(namespaceRoot);
-  const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix).catch((err) => {
-    if (
-      isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') ||
-      isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')
-    )
-      return [];
-    throw err;
-  });
-  const fingerprints = keys.map((key) => key.replace(/\/$/, '')).filter((fp) => /^[0-9a-f-]{36}$/.test(fp));
-  const found: (RegisteredCluster | undefined)[] = new Array(fingerprints.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < fingerprints.length) {
-      const at = next++;
-      try {
-        found[at] = await readRegisteredCluster(root, fingerprints[at]);
-      } catch (err) {
-        if (!options.onCorrupt || !isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
-        options.onCorrupt(fingerprints[at], err);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, fingerprints.length) }, worker));
-  return found.filter((cluster) => cluster !== undefined);
-}
-
-/**
- * One cluster as a bridge serves it (registration and initialization records, read together), or undefined
- * when it is not registered. `root` is a client for the root namespace. Throws CT_REGISTRATION_CORRUPT for an
- * unreadable registration record.
- */
-export async function readRegisteredCluster(
-  root: OpenBaoClient,
-  fingerprint: string,
-  options: { changedByOthers?: boolean } = {},
-): Promise<RegisteredCluster | undefined> {
-  const [registered, initialized] = await Promise.all([
-    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint), options),
-    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint), options),
-  ]);
-  if (!registered) return undefined;
-  const record = asRegisteredRecord(registered.data, fingerprint);
-  const brokerKeySha256 = initialized?.data.broker_key_sha256;
-  return {
-    fingerprint,
-    namespace: record.namespace,
-    operationalHash: record.ca_sha256,
-    initialized: initialized !== undefined,
-    ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
-    ...(migrationEnabledOf(record) ? { migrationEnabled: true as const } : {}),
-    ...(typeof brokerKeySha256 === 'string' ? { brokerKeySha256 } : {}),
-  };
-}
-
-export interface ClusterTrust {
-  readonly ca: CertificateAuthority;
-  readonly bridgeCertPem: string;
-  readonly bridgeKeyPem: string;
-}
-
-/** The bridge's view of one cluster: the CA (to sign the broker's CSR) and its own client certificate. */
-export async function loadClusterTrust(
-  client: OpenBaoClient,
-  cluster: { namespace: string },
-): Promise<ClusterTrust> {
-  const ns = client.withNamespace(cluster.namespace);
-  const caRecord = asCertificateRecord<BridgeCaRecord>(
-    (await ns.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data,
-    'cluster CA',
-  );
-  const bridgeRecord = asCertificateRecord<BridgeClientRecord>(
-    (await ns.kvRead(RECORDS_MOUNT, paths.bridgeClient))?.data,
-    'bridge certificate',
-  );
-  if (!caRecord || !bridgeRecord) {
-    throw new CloudtaserError(
-      'CT_REGISTRATION_CORRUPT',
-      `cluster namespace ${cluster.namespace} has no CA or bridge certificate; run \`cloudtaser-cli source register\` again`,
-    );
-  }
-  return {
-    ca: loadCertificateAuthority(caRecord.certificate, caRecord.private_key),
-    bridgeCertPem: bridgeRecord.certificate,
-    bridgeKeyPem: bridgeRecord.private_key,
-  };
-}
-
-/**
- * Marks a cluster initialized with a check-and-set write (cas=0): exactly one caller ever succeeds, across
- * bridge replicas, so the bootstrap cannot be replayed. Throws CT_ALREADY_INITIALIZED for the losers.
- * An attested re-bootstrap passes `replacesVersion` (the version it read): the rewrite is a check-and-set
- * against that version, so of two concurrent re-bootstraps exactly one wins as well.
- */
-export async function markClusterInitialized(
-  client: OpenBaoClient,
-  options: {
-    fingerprint: string;
-    namespaceRoot?: string;
-    brokerCertSha256: string;
-    brokerKeySha256?: string;
-    replacesVersion?: number;
-    /** `iat` of the attestation token the bootstrap was admitted with. */
-    attestationIat?: number;
-    logger?: Logger;
-  },
-): Promise<InitializedRecord> {
-  const fingerprint = parseFingerprint(options.fingerprint);
-  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
-  const root = client.withNamespace(namespaceRoot);
-  // The other bridge replicas learn of the bootstrap (and of a re-bootstrap's new key) from the journal.
-  const announcement = announceChange(client, {
-    namespaceRoot,
-    fingerprint,
-    change: 'initialize',
-    logger: options.logger,
-  });
-  await announcement.begin();
-  try {
-    return await writeInitialized(root, fingerprint, options);
-  } finally {
-    await announcement.end();
-  }
-}
-
-async function writeInitialized(
-  root: OpenBaoClient,
-  fingerprint: string,
-  options: {
-    brokerCertSha256: string;
-    brokerKeySha256?: string;
-    replacesVersion?: number;
-    attestationIat?: number;
-  },
-): Promise<InitializedRecord> {
-  const record: InitializedRecord = {
-    initialized_at: new Date().toISOString(),
-    broker_cert_sha256: options.brokerCertSha256,
-    ...(options.brokerKeySha256 ? { broker_key_sha256: options.brokerKeySha256 } : {}),
-    ...(options.attestationIat !== undefined ? { attestation_iat: options.attestationIat } : {}),
-    write_id: randomUUID(),
-  };
-  try {
-    await root.kvWrite(
-      RECORDS_MOUNT,
-      paths.initialized(fingerprint),
-      { ...record },
-      { cas: options.replacesVersion ?? 0 },
-    );
-  } catch (err) {
-    if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) {
-      // The client retries a write whose answer was lost (5xx from a proxy, reset) although OpenBao committed
-      // it; the retry then meets our own record. The write id is unique to this call, so a match is us.
-      const existing = await root
-        .kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))
-        .catch(() => undefined);
-      if (existing?.data.write_id === record.write_id) return record;
-      throw new CloudtaserError('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(fingerprint), {
-        cause: err,
-      });
-    }
-    throw err;
-  }
-  return record;
-}
-
-/** Allows one more bootstrap for a registered cluster by removing its `initialized` record. */
-export async function rearmCluster(
-  client: OpenBaoClient,
-  target: RegistrationTarget,
-): Promise<{ wasInitialized: boolean }> {
-  const fingerprint = parseFingerprint(target.fingerprint);
-  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
-  const root = client.withNamespace(namespaceRoot);
-  const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
-  const announcement = announceChange(client, {
-    namespaceRoot,
-    fingerprint,
-    change: 'rearm',
-    logger: target.logger,
-  });
-  if (existing !== undefined) await announcement.begin();
-  await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
-  await announcement.end();
-  return { wasInitialized: existing !== undefined };
-}
-
-export function alreadyInitializedMessage(fingerprint: string): string {
-  return `cluster ${fingerprint} has already bootstrapped once; to allow a new bootstrap run \`cloudtaser-cli source register --fingerprint ${fingerprint} --rearm\` (or replace the cloudtaser_cluster_registration resource)`;
-}
-
 // --- private helpers ---
 
 async function assertPrefixIsOurs(
@@ -730,35 +431,4 @@ function canonicalJson(value: unknown): string {
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
-}
-
-async function readSecretIfMounted(client: OpenBaoClient, path: string): Promise<KvSecret | undefined> {
-  try {
-    return await client.kvRead(RECORDS_MOUNT, path);
-  } catch (err) {
-    if (isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return undefined;
-    throw err;
-  }
-}
-
-async function readIfMounted(
-  client: OpenBaoClient,
-  path: string,
-): Promise<Record<string, unknown> | undefined> {
-  try {
-    return (await client.kvRead(RECORDS_MOUNT, path))?.data;
-  } catch (err) {
-    // A namespace without the records mount has no records: same as absent.
-    if (isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return undefined;
-    throw err;
-  }
-}
-
-async function deleteIfMounted(client: OpenBaoClient, path: string): Promise<void> {
-  try {
-    await client.kvDeleteMetadata(RECORDS_MOUNT, path);
-  } catch (err) {
-    if (isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) return;
-    throw err;
-  }
 }

@@ -3,7 +3,7 @@
  * validation and the `kubernetes_host` registration derives from it.
  */
 import { CloudtaserError } from '../core/errors.js';
-import { parseFingerprint } from '../core/hashes.js';
+import { parseFingerprint } from '../core/rules.js';
 
 /**
  * Where OpenBao reaches the bridge's TokenReview endpoint when nothing else is said: the bridge chart's Service

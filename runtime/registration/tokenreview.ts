@@ -12,7 +12,7 @@
  */
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { isCloudtaserError } from '../core/errors.js';
-import { parseFingerprint } from '../core/hashes.js';
+import { parseFingerprint } from '../core/rules.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import {
   type CertificateAuthority,

@@ -8,7 +8,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { CloudtaserError, type ErrorCode, ErrorCodes } from '../core/errors.js';
-import { isFingerprint } from '../core/hashes.js';
+import { isFingerprint } from '../core/rules.js';
 
 export const BOOTSTRAP_VERSION = 1;
 /**

@@ -30,13 +30,19 @@ describe('constructs conventions', () => {
     }
   });
 
-  it('never loads runtime or provider code at synth time, except the import-free policy table', () => {
-    const allowed = "from '../runtime/registration/policies.js'";
+  it('never loads runtime or provider code at synth time, except the import-free policy table and input rules', () => {
+    const allowed = ["from '../runtime/registration/policies.js'", "from '../runtime/core/rules.js'"];
     for (const { file, text } of sources) {
-      expect(text.replaceAll(allowed, ''), file).not.toMatch(/from '\.\.\/(\.\.\/)?(runtime|provider)\//);
+      const rest = allowed.reduce((left, from) => left.replaceAll(from, ''), text);
+      expect(rest, file).not.toMatch(/from '\.\.\/(\.\.\/)?(runtime|provider)\//);
     }
     const table = readFileSync(resolve(DIR, '../runtime/registration/policies.ts'), 'utf8');
     expect(table).not.toMatch(/^import /m);
+    // The rules load the error class and nothing else; the error class loads nothing.
+    const rules = readFileSync(resolve(DIR, '../runtime/core/rules.ts'), 'utf8');
+    expect([...rules.matchAll(/from '([^']+)'/g)].map((m) => m[1])).toEqual(['./errors.js']);
+    const errors = readFileSync(resolve(DIR, '../runtime/core/errors.ts'), 'utf8');
+    expect(errors).not.toMatch(/^import /m);
   });
 
   it('documents a default for every optional prop and makes every prop readonly', () => {

@@ -73,6 +73,7 @@ describe('the tarball', () => {
         f.startsWith('dist/examples/') ||
         /\.test\.(js|d\.ts)$/.test(f) ||
         f.startsWith('dist/constructs/bindings/generate.') ||
+        f.startsWith('dist/constructs/bindings/generator/') ||
         /bundle-client-node\./.test(f) ||
         f.endsWith('biome.json'),
     );

@@ -1,4 +1,7 @@
 import { once } from 'node:events';
+import Module from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
 import { decodeJsonValue } from '../../provider/cty/json.js';
@@ -10,6 +13,24 @@ import { impliedType } from '../../provider/schema/schema.js';
 import { createHclogLogger } from '../../provider/wire/hclog.js';
 import { CloudtaserError } from '../../runtime/core/errors.js';
 import { createEchoProvider, type EchoStore } from './support/echo-provider.js';
+
+/**
+ * runtime/core/errors.ts bundled by esbuild into CommonJS and compiled in this realm, as provider/packaging builds
+ * and loads each lazy chunk: a second copy of the class.
+ */
+async function bundledErrorsChunk(): Promise<typeof import('../../runtime/core/errors.js')> {
+  const esbuild = await import('esbuild');
+  const built = await esbuild.build({
+    entryPoints: [fileURLToPath(new URL('../../runtime/core/errors.ts', import.meta.url))],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    write: false,
+  });
+  const chunk = { exports: {} as typeof import('../../runtime/core/errors.js') };
+  new Script(Module.wrap(built.outputFiles[0].text)).runInThisContext()(chunk.exports, undefined, chunk);
+  return chunk.exports;
+}
 
 const store = (): EchoStore => ({ things: new Map(), calls: [] });
 
@@ -38,13 +59,18 @@ describe('framework RPC handlers', () => {
     });
   });
 
-  it('recognises a CloudtaserError from a separately bundled copy of the class by its shape', () => {
-    const foreign = Object.assign(new Error('denied; check the token'), {
-      name: 'CloudtaserError',
-      code: 'CT_OPENBAO_PERMISSION_DENIED',
-      details: {},
+  it('recognises a CloudtaserError from a separately bundled copy of the class, as the lazy chunks carry one', async () => {
+    const chunk = await bundledErrorsChunk();
+    expect(chunk.CloudtaserError).not.toBe(CloudtaserError);
+    const foreign = new chunk.CloudtaserError('CT_OPENBAO_PERMISSION_DENIED', 'denied; check the token', {
+      details: { attribute: ['secretstore_address'] },
     });
-    expect(errorToDiagnostic(foreign, 'x').summary).toContain('(CT_OPENBAO_PERMISSION_DENIED)');
+    expect(errorToDiagnostic(foreign, 'x')).toEqual({
+      severity: 'error',
+      summary: expect.stringContaining('(CT_OPENBAO_PERMISSION_DENIED)'),
+      detail: 'denied; check the token',
+      attribute: ['secretstore_address'],
+    });
     expect(errorToDiagnostic(new TypeError('boom'), 'applying x').summary).toBe(
       'Unexpected error while applying x',
     );

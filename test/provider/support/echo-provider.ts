@@ -41,9 +41,9 @@ export function createEchoProvider(store: EchoStore): ProviderDefinition<typeof 
         async create({ planned, client, private: priv }) {
           client.calls.push('create');
           const id = randomUUID();
-          client.things.set(id, { name: planned.name!, value: planned.value });
+          client.things.set(id, { name: planned.name, value: planned.value });
           priv.set('created_by', 'echo');
-          return { ...planned, id, upper: planned.name!.toUpperCase(), secret_out: 'not-a-secret' };
+          return { ...planned, id, upper: planned.name.toUpperCase(), secret_out: 'not-a-secret' };
         },
         async read({ state, client }) {
           client.calls.push('read');
@@ -53,7 +53,7 @@ export function createEchoProvider(store: EchoStore): ProviderDefinition<typeof 
         },
         async update({ planned, client }) {
           client.calls.push('update');
-          client.things.set(planned.id!, { name: planned.name!, value: planned.value });
+          client.things.set(planned.id!, { name: planned.name, value: planned.value });
           return planned;
         },
         async delete({ state, client }) {

@@ -1,0 +1,159 @@
+/**
+ * The bootstrap's records, as the bridge and `source register --rearm` handle them: the cluster's trust (CA and
+ * bridge certificate) the bridge loads to sign a broker's request, the one-time `initialized` record written
+ * with check-and-set, and the re-arm that allows one more bootstrap.
+ */
+import { randomUUID } from 'node:crypto';
+import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { parseFingerprint } from '../core/rules.js';
+import type { OpenBaoClient } from '../openbao/index.js';
+import { type CertificateAuthority, loadCertificateAuthority } from '../pki/index.js';
+import { announceChange } from './change-journal.js';
+import {
+  asCertificateRecord,
+  type BridgeCaRecord,
+  type BridgeClientRecord,
+  DEFAULT_NAMESPACE_ROOT,
+  type InitializedRecord,
+  paths,
+  RECORDS_MOUNT,
+  validateNamespaceRoot,
+} from './layout.js';
+import type { RegistrationTarget } from './register.js';
+
+export interface ClusterTrust {
+  readonly ca: CertificateAuthority;
+  readonly bridgeCertPem: string;
+  readonly bridgeKeyPem: string;
+}
+
+/** The bridge's view of one cluster: the CA (to sign the broker's CSR) and its own client certificate. */
+export async function loadClusterTrust(
+  client: OpenBaoClient,
+  cluster: { namespace: string },
+): Promise<ClusterTrust> {
+  const ns = client.withNamespace(cluster.namespace);
+  const caRecord = asCertificateRecord<BridgeCaRecord>(
+    (await ns.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data,
+    'cluster CA',
+  );
+  const bridgeRecord = asCertificateRecord<BridgeClientRecord>(
+    (await ns.kvRead(RECORDS_MOUNT, paths.bridgeClient))?.data,
+    'bridge certificate',
+  );
+  if (!caRecord || !bridgeRecord) {
+    throw new CloudtaserError(
+      'CT_REGISTRATION_CORRUPT',
+      `cluster namespace ${cluster.namespace} has no CA or bridge certificate; run \`cloudtaser-cli source register\` again`,
+    );
+  }
+  return {
+    ca: loadCertificateAuthority(caRecord.certificate, caRecord.private_key),
+    bridgeCertPem: bridgeRecord.certificate,
+    bridgeKeyPem: bridgeRecord.private_key,
+  };
+}
+
+/**
+ * Marks a cluster initialized with a check-and-set write (cas=0): exactly one caller ever succeeds, across
+ * bridge replicas, so the bootstrap cannot be replayed. Throws CT_ALREADY_INITIALIZED for the losers.
+ * An attested re-bootstrap passes `replacesVersion` (the version it read): the rewrite is a check-and-set
+ * against that version, so of two concurrent re-bootstraps exactly one wins as well.
+ */
+export async function markClusterInitialized(
+  client: OpenBaoClient,
+  options: {
+    fingerprint: string;
+    namespaceRoot?: string;
+    brokerCertSha256: string;
+    brokerKeySha256?: string;
+    replacesVersion?: number;
+    /** `iat` of the attestation token the bootstrap was admitted with. */
+    attestationIat?: number;
+    logger?: Logger;
+  },
+): Promise<InitializedRecord> {
+  const fingerprint = parseFingerprint(options.fingerprint);
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
+  // The other bridge replicas learn of the bootstrap (and of a re-bootstrap's new key) from the journal.
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'initialize',
+    logger: options.logger,
+  });
+  await announcement.begin();
+  try {
+    return await writeInitialized(root, fingerprint, options);
+  } finally {
+    await announcement.end();
+  }
+}
+
+async function writeInitialized(
+  root: OpenBaoClient,
+  fingerprint: string,
+  options: {
+    brokerCertSha256: string;
+    brokerKeySha256?: string;
+    replacesVersion?: number;
+    attestationIat?: number;
+  },
+): Promise<InitializedRecord> {
+  const record: InitializedRecord = {
+    initialized_at: new Date().toISOString(),
+    broker_cert_sha256: options.brokerCertSha256,
+    ...(options.brokerKeySha256 ? { broker_key_sha256: options.brokerKeySha256 } : {}),
+    ...(options.attestationIat !== undefined ? { attestation_iat: options.attestationIat } : {}),
+    write_id: randomUUID(),
+  };
+  try {
+    await root.kvWrite(
+      RECORDS_MOUNT,
+      paths.initialized(fingerprint),
+      { ...record },
+      { cas: options.replacesVersion ?? 0 },
+    );
+  } catch (err) {
+    if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) {
+      // The client retries a write whose answer was lost (5xx from a proxy, reset) although OpenBao committed
+      // it; the retry then meets our own record. The write id is unique to this call, so a match is us.
+      const existing = await root
+        .kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))
+        .catch(() => undefined);
+      if (existing?.data.write_id === record.write_id) return record;
+      throw new CloudtaserError('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(fingerprint), {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  return record;
+}
+
+/** Allows one more bootstrap for a registered cluster by removing its `initialized` record. */
+export async function rearmCluster(
+  client: OpenBaoClient,
+  target: RegistrationTarget,
+): Promise<{ wasInitialized: boolean }> {
+  const fingerprint = parseFingerprint(target.fingerprint);
+  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
+  const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
+  const announcement = announceChange(client, {
+    namespaceRoot,
+    fingerprint,
+    change: 'rearm',
+    logger: target.logger,
+  });
+  if (existing !== undefined) await announcement.begin();
+  await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
+  await announcement.end();
+  return { wasInitialized: existing !== undefined };
+}
+
+export function alreadyInitializedMessage(fingerprint: string): string {
+  return `cluster ${fingerprint} has already bootstrapped once; to allow a new bootstrap run \`cloudtaser-cli source register --fingerprint ${fingerprint} --rearm\` (or replace the cloudtaser_cluster_registration resource)`;
+}

@@ -1,0 +1,178 @@
+/**
+ * Reading registrations, never writing them: one cluster's full status (the CLI's `source status`, the provider's
+ * read), and the registered clusters as a bridge serves them (its full resync and its per-cluster re-reads).
+ */
+import { X509Certificate } from 'node:crypto';
+import type { AttestationPolicy } from '../attestation/index.js';
+import { type CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { initHash } from '../core/hashes.js';
+import { parseFingerprint } from '../core/rules.js';
+import type { KvSecret, OpenBaoClient } from '../openbao/index.js';
+import {
+  asRegisteredRecord,
+  attestationPolicyOf,
+  clusterNamespace,
+  DEFAULT_NAMESPACE_ROOT,
+  migrationEnabledOf,
+  paths,
+  RECORDS_MOUNT,
+  validateNamespaceRoot,
+} from './layout.js';
+import { readIfMounted, readSecretIfMounted } from './mounted-records.js';
+import type { RegistrationTarget } from './register.js';
+
+export interface ClusterStatus {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  readonly registered: boolean;
+  readonly initialized: boolean;
+  readonly initHash: string;
+  readonly operationalHash?: string;
+  readonly caCertPem?: string;
+  readonly registeredAt?: string;
+  readonly initializedAt?: string;
+  /** SHA-256 of the SPKI of the broker key the last bootstrap was signed for. */
+  readonly initializedBrokerKeySha256?: string;
+  /** KV version of the `initialized` record: an attested re-bootstrap rewrites it with this check-and-set. */
+  readonly initializedVersion?: number;
+  /** `iat` of the attestation token behind the current bootstrap (attested bootstraps only). */
+  readonly initializedAttestationIat?: number;
+  /** The attestation policy, when bootstrap requires a token. */
+  readonly attestation?: AttestationPolicy;
+  /** Whether the registration lets the bridge migrate Secrets (false when not registered). */
+  readonly migrationEnabled: boolean;
+}
+
+/** Reads a cluster's registration state. Never writes. */
+export async function getClusterStatus(
+  client: OpenBaoClient,
+  target: RegistrationTarget,
+): Promise<ClusterStatus> {
+  const fingerprint = parseFingerprint(target.fingerprint);
+  const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const namespace = clusterNamespace(namespaceRoot, fingerprint);
+  const base = { fingerprint, namespace, initHash: initHash(fingerprint) };
+  const root = client.withNamespace(namespaceRoot);
+  let registered: Record<string, unknown> | undefined;
+  let initializedSecret: KvSecret | undefined;
+  try {
+    registered = await readIfMounted(root, paths.registered(fingerprint));
+    initializedSecret = await readSecretIfMounted(root, paths.initialized(fingerprint));
+  } catch (err) {
+    // No namespace root yet: nothing is registered. Told by the read itself, so the bridge, which also calls
+    // this, needs no right on sys/namespaces.
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND'))
+      return { ...base, registered: false, initialized: false, migrationEnabled: false };
+    throw err;
+  }
+  const initialized = initializedSecret?.data;
+  if (!registered)
+    return { ...base, registered: false, initialized: initialized !== undefined, migrationEnabled: false };
+  const record = asRegisteredRecord(registered, fingerprint);
+  const attestation = attestationPolicyOf(record);
+  let caCertPem: string | undefined;
+  const caRecord = await readIfMounted(client.withNamespace(namespace), paths.bridgeCa).catch((err) => {
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND')) return undefined;
+    throw err;
+  });
+  if (typeof caRecord?.certificate === 'string')
+    caCertPem = new X509Certificate(caRecord.certificate).toString();
+  return {
+    ...base,
+    registered: true,
+    initialized: initialized !== undefined,
+    operationalHash: record.ca_sha256,
+    caCertPem,
+    registeredAt: record.registered_at,
+    initializedAt: typeof initialized?.initialized_at === 'string' ? initialized.initialized_at : undefined,
+    initializedBrokerKeySha256:
+      typeof initialized?.broker_key_sha256 === 'string' ? initialized.broker_key_sha256 : undefined,
+    ...(initializedSecret ? { initializedVersion: initializedSecret.version } : {}),
+    ...(typeof initialized?.attestation_iat === 'number'
+      ? { initializedAttestationIat: initialized.attestation_iat }
+      : {}),
+    ...(attestation ? { attestation } : {}),
+    migrationEnabled: migrationEnabledOf(record),
+  };
+}
+
+export interface RegisteredCluster {
+  readonly fingerprint: string;
+  readonly namespace: string;
+  readonly operationalHash: string;
+  readonly initialized: boolean;
+  /** Present (true) when bootstrap requires an attestation token. */
+  readonly attested?: true;
+  /** SHA-256 of the SPKI of the broker key the latest bootstrap was signed for, when initialized. */
+  readonly brokerKeySha256?: string;
+  /** Present (true) when the registration lets the bridge migrate Secrets. */
+  readonly migrationEnabled?: true;
+}
+
+/** Clusters read at once by a full listing: enough to hide latency, few enough not to flood OpenBao. */
+const LIST_CONCURRENCY = 8;
+
+/**
+ * Every registered cluster under the root, as a bridge's full resync sees them: one LIST plus two reads per
+ * cluster, a few clusters at a time. A record that cannot be read as a registration is reported to
+ * `onCorrupt` (when given) and skipped, so one damaged record does not hide the rest of the fleet.
+ */
+export async function listRegisteredClusters(
+  client: OpenBaoClient,
+  options: { namespaceRoot?: string; onCorrupt?: (fingerprint: string, err: CloudtaserError) => void } = {},
+): Promise<RegisteredCluster[]> {
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
+  const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix).catch((err) => {
+    if (
+      isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') ||
+      isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')
+    )
+      return [];
+    throw err;
+  });
+  const fingerprints = keys.map((key) => key.replace(/\/$/, '')).filter((fp) => /^[0-9a-f-]{36}$/.test(fp));
+  const found: (RegisteredCluster | undefined)[] = new Array(fingerprints.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < fingerprints.length) {
+      const at = next++;
+      try {
+        found[at] = await readRegisteredCluster(root, fingerprints[at]);
+      } catch (err) {
+        if (!options.onCorrupt || !isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
+        options.onCorrupt(fingerprints[at], err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, fingerprints.length) }, worker));
+  return found.filter((cluster) => cluster !== undefined);
+}
+
+/**
+ * One cluster as a bridge serves it (registration and initialization records, read together), or undefined
+ * when it is not registered. `root` is a client for the root namespace. Throws CT_REGISTRATION_CORRUPT for an
+ * unreadable registration record.
+ */
+export async function readRegisteredCluster(
+  root: OpenBaoClient,
+  fingerprint: string,
+  options: { changedByOthers?: boolean } = {},
+): Promise<RegisteredCluster | undefined> {
+  const [registered, initialized] = await Promise.all([
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint), options),
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint), options),
+  ]);
+  if (!registered) return undefined;
+  const record = asRegisteredRecord(registered.data, fingerprint);
+  const brokerKeySha256 = initialized?.data.broker_key_sha256;
+  return {
+    fingerprint,
+    namespace: record.namespace,
+    operationalHash: record.ca_sha256,
+    initialized: initialized !== undefined,
+    ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
+    ...(migrationEnabledOf(record) ? { migrationEnabled: true as const } : {}),
+    ...(typeof brokerKeySha256 === 'string' ? { brokerKeySha256 } : {}),
+  };
+}
