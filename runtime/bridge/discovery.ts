@@ -162,6 +162,24 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     });
     const next = new Map(listed.map((cluster) => [cluster.fingerprint, cluster]));
     const changed = new Set([...clusters.keys(), ...next.keys()]);
+    // Trust material is reloaded only where it may have changed: a cluster new or gone, a new CA, or a
+    // register/deregister the journal still shows. A bridge-certificate renewal pushed off the journal is not seen
+    // here, and need not be: register renews 30 days before expiry, so the certificate in memory stays valid until
+    // the periodic trust refresh (trustRefreshMs) loads the new one. Reloading everything instead would make the
+    // next reconnect storm read two records per cluster from OpenBao.
+    const trustChanged = new Set<string>();
+    for (const fingerprint of changed) {
+      const before = clusters.get(fingerprint);
+      const after = next.get(fingerprint);
+      if (!before || !after || before.operationalHash !== after.operationalHash)
+        trustChanged.add(fingerprint);
+    }
+    for (const entry of journal.entries)
+      if (
+        (view === undefined || entry.generation > view.generation) &&
+        (entry.change === 'register' || entry.change === 'deregister')
+      )
+        trustChanged.add(entry.fingerprint);
     // Writers still between `begin` and `end` may write after the listing read their cluster: watch them.
     const stillOpen = new Map<string, OpenChange>();
     const ended = new Set(journal.entries.filter((e) => e.phase === 'end').map((e) => e.writer));
@@ -188,7 +206,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         ? 'the discovery journal was rewritten instead of appended to (a writer outside cloudtaser, or a restored backup); listed every registered cluster instead of trusting it, check who writes discovery/journal'
         : 'listed every registered cluster',
     );
-    return { clusters, changed, trustChanged: changed, resynced: true, resyncReason: reason };
+    return { clusters, changed, trustChanged, resynced: true, resyncReason: reason };
   }
 
   async function reread(fingerprints: Set<string>): Promise<Map<string, RegisteredCluster | undefined>> {

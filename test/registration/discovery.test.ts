@@ -218,6 +218,27 @@ describe('discovery journal', () => {
     expect(steady.requests).toBe(1);
   });
 
+  it('after a full resync marks for a trust reload only what may have changed it, so the next reconnect storm does not read every cluster again', async () => {
+    const bridge = discovery();
+    await bridge.poll();
+    const gone = fleet.pop()!;
+    await deregisterCluster(admin, { fingerprint: gone });
+    const added = randomUUID();
+    await registerCluster(admin, { fingerprint: added });
+    // Bootstraps and other changes that do not touch trust material push everything off the journal.
+    const noise = randomUUID();
+    for (let i = 0; i < MAX_JOURNAL_ENTRIES / 2 + 1; i++) {
+      const announcement = announceChange(admin, { fingerprint: noise, change: 'initialize' });
+      await announcement.begin();
+      await announcement.end();
+    }
+    const seen = await bridge.poll();
+    expect(seen.resyncReason).toBe('behind');
+    // Every cluster is looked at again; only the new and the deregistered one reload their CA and certificate.
+    expect(seen.changed.has(fleet[0])).toBe(true);
+    expect([...seen.trustChanged].sort()).toEqual([added, gone].sort());
+  });
+
   it('never misses a writer that died between its record write and the journal update', async () => {
     const bridge = discovery();
     await bridge.poll();
