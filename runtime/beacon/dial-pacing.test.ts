@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { describe, expect, it, vi } from 'vitest';
 import { createDialAdmission, withPriority } from './admission.js';
 import { createReplicaCircuit } from './replica-circuit.js';
+import { waitForPeer } from './replica-dial.js';
 
 describe('dial admission', () => {
   it('lets at most maxOpening dials open at once and hands a released slot to the next in line', async () => {
@@ -132,5 +135,55 @@ describe('replica circuit', () => {
     cancelled.abort();
     prober.done();
     expect((await waiter).probe).toBe(true);
+  });
+});
+
+describe('a dial the admission lets through as it is cancelled', () => {
+  it('never opens a connection: aborting a queue of dials leaves no socket behind (a bridge stopping with a storm in flight exited only when killed)', async () => {
+    // A "beacon" that accepts TCP and never answers: every dial stays in its opening phase until cancelled.
+    const sockets = new Set<Socket>();
+    let accepted = 0;
+    const server = createServer((socket) => {
+      accepted++;
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.resume(); // read, so the client's close is seen
+      socket.on('close', () => sockets.delete(socket));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const admission = createDialAdmission(1);
+    const dial = (signal: AbortSignal) =>
+      waitForPeer({
+        target: { door: 'tls', host: '127.0.0.1', port },
+        ip: '127.0.0.1',
+        role: 'bridge',
+        hash: 'a'.repeat(64),
+        admission,
+        signal,
+        connectTimeoutMs: 60_000,
+      }).catch((err: { code: string }) => err.code);
+    try {
+      const stop = new AbortController();
+      const first = dial(stop.signal);
+      await vi.waitFor(() => expect(accepted).toBe(1));
+      // Queued after the first dial listens for the abort, so the abort reaches the first dial before them.
+      const queued = [dial(stop.signal), dial(stop.signal)];
+      // The first dial's failure releases its slot to the next in line in the same cascade that cancels it.
+      stop.abort();
+      expect(await Promise.all([first, ...queued])).toEqual(['CT_CANCELLED', 'CT_CANCELLED', 'CT_CANCELLED']);
+      // Proof that nothing else is on its way: a later dial is the second connection the server ever sees.
+      const later = new AbortController();
+      const third = dial(later.signal);
+      await vi.waitFor(() => expect(accepted).toBe(2));
+      later.abort();
+      expect(await third).toBe('CT_CANCELLED');
+      await vi.waitFor(() => expect(sockets.size).toBe(0));
+      expect(admission.opening).toBe(0);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
   });
 });

@@ -190,9 +190,13 @@ class ReplicaDial {
       this.fail(this.unreachable(`no answer to the announce within ${timeoutMs} ms`));
     }, timeoutMs);
     options.signal?.addEventListener('abort', this.onAbort, { once: true });
+    // Aborted before we listened (the admission handed us a slot in the same cascade that aborted us): an
+    // 'abort' listener added now never fires, and a dial started anyway would hold a waiting socket forever.
+    if (options.signal?.aborted) this.onAbort();
   }
 
   start(): void {
+    if (this.settled) return;
     const { proxy, ip, target } = this.options;
     if (!proxy) {
       this.connect(undefined);
