@@ -13,6 +13,26 @@ import {
   OpenBaoTransport,
   type RequestOptions,
 } from './transport.js';
+import type {
+  AppRoleRole,
+  AuthResult,
+  HealthInfo,
+  KubernetesAuthConfig,
+  KubernetesAuthRole,
+  KvMetadata,
+  KvSecret,
+  MountInfo,
+  NamespaceInfo,
+  TokenInfo,
+} from './types.js';
+import {
+  type RawAuth,
+  type RawKvMetadata,
+  type RawKvRead,
+  type RawNamespace,
+  toAuthResult,
+  toNamespaceInfo,
+} from './wire.js';
 
 export type {
   HttpMethod,
@@ -21,6 +41,18 @@ export type {
   OpenBaoResponse,
   RequestOptions,
 } from './transport.js';
+export type {
+  AppRoleRole,
+  AuthResult,
+  HealthInfo,
+  KubernetesAuthConfig,
+  KubernetesAuthRole,
+  KvMetadata,
+  KvSecret,
+  MountInfo,
+  NamespaceInfo,
+  TokenInfo,
+} from './types.js';
 
 export interface OpenBaoClientOptions {
   /** `https://vault.example:8200` (http allowed). */
@@ -57,97 +89,6 @@ export interface OpenBaoClientOptions {
    * @default none
    */
   readonly observer?: OpenBaoRequestObserver;
-}
-
-export interface NamespaceInfo {
-  readonly id: string;
-  /** Full path without the trailing slash, e.g. `cloudtaser/0ad50c05`. */
-  readonly path: string;
-  readonly uuid?: string;
-  readonly tainted: boolean;
-  readonly locked: boolean;
-  readonly customMetadata: Record<string, string>;
-}
-
-export interface MountInfo {
-  readonly type: string;
-  readonly options?: Record<string, string>;
-  readonly accessor?: string;
-  readonly description?: string;
-}
-
-export interface KvSecret {
-  readonly data: Record<string, unknown>;
-  readonly version: number;
-  readonly createdTime: string;
-  readonly customMetadata: Record<string, string> | null;
-}
-
-export interface KvMetadata {
-  readonly currentVersion: number;
-  readonly oldestVersion: number;
-  readonly createdTime: string;
-  readonly updatedTime: string;
-  readonly maxVersions: number;
-  readonly casRequired: boolean;
-  readonly customMetadata: Record<string, string> | null;
-  readonly versions: Record<number, { createdTime: string; deletionTime: string; destroyed: boolean }>;
-}
-
-export interface TokenInfo {
-  readonly policies: string[];
-  /** Seconds left; 0 for tokens that never expire (root). */
-  readonly ttl: number;
-  readonly accessor: string;
-  readonly displayName: string;
-  readonly expireTime: string | null;
-  readonly renewable: boolean;
-  /** Namespace the token belongs to, without trailing slash; '' for root. */
-  readonly namespacePath: string;
-  readonly meta: Record<string, string> | null;
-}
-
-/** What a login or token creation returns. `clientToken` is a secret: never log it. */
-export interface AuthResult {
-  readonly clientToken: string;
-  readonly accessor: string;
-  readonly policies: string[];
-  readonly leaseDuration: number;
-  readonly renewable: boolean;
-  readonly metadata: Record<string, string> | null;
-}
-
-export interface HealthInfo {
-  readonly initialized: boolean;
-  readonly sealed: boolean;
-  readonly standby: boolean;
-  readonly version: string;
-  /** HTTP status of sys/health (200 active, 429 standby, 503 sealed, 501 uninitialised). */
-  readonly status: number;
-}
-
-export interface KubernetesAuthConfig {
-  readonly kubernetesHost: string;
-  readonly kubernetesCaCert?: string;
-  readonly tokenReviewerJwt?: string;
-  readonly disableLocalCaJwt?: boolean;
-}
-
-export interface KubernetesAuthRole {
-  readonly boundServiceAccountNames: readonly string[];
-  readonly boundServiceAccountNamespaces: readonly string[];
-  /** A label selector (JSON or YAML) over namespace labels; OpenBao then reads the pod's namespace. */
-  readonly boundServiceAccountNamespaceSelector?: string;
-  readonly policies: readonly string[];
-  /** Seconds or a Go duration such as '1h'. */
-  readonly ttl?: number | string;
-  readonly audience?: string;
-}
-
-export interface AppRoleRole {
-  readonly policies: readonly string[];
-  readonly tokenTtl?: number | string;
-  readonly secretIdTtl?: number | string;
 }
 
 const NAMESPACE_SEGMENT = /^[^\s/+*]+$/;
@@ -796,67 +737,6 @@ export class OpenBaoClient {
   close(): Promise<void> {
     return this.#transport.close();
   }
-}
-
-interface RawNamespace {
-  id?: string;
-  path?: string;
-  uuid?: string;
-  tainted?: boolean;
-  locked?: boolean;
-  custom_metadata?: Record<string, string> | null;
-}
-
-interface RawKvRead {
-  data: Record<string, unknown> | null;
-  metadata?: { version?: number; created_time?: string; custom_metadata?: Record<string, string> | null };
-}
-
-interface RawKvMetadata {
-  current_version?: number;
-  oldest_version?: number;
-  created_time?: string;
-  updated_time?: string;
-  max_versions?: number;
-  cas_required?: boolean;
-  custom_metadata?: Record<string, string> | null;
-  versions?: Record<string, { created_time: string; deletion_time: string; destroyed: boolean }>;
-}
-
-interface RawAuth {
-  client_token?: string;
-  accessor?: string;
-  policies?: string[];
-  lease_duration?: number;
-  renewable?: boolean;
-  metadata?: Record<string, string> | null;
-}
-
-function toNamespaceInfo(raw: RawNamespace | undefined): NamespaceInfo {
-  return {
-    id: String(raw?.id ?? ''),
-    path: String(raw?.path ?? '').replace(/\/$/, ''),
-    uuid: raw?.uuid,
-    tainted: raw?.tainted === true,
-    locked: raw?.locked === true,
-    customMetadata: raw?.custom_metadata ?? {},
-  };
-}
-
-function toAuthResult(raw: RawAuth | undefined, path: string, client: OpenBaoClient): AuthResult {
-  if (!raw?.client_token) {
-    throw new CloudtaserError('CT_OPENBAO_BAD_RESPONSE', `OpenBao's answer to ${path} has no auth block`, {
-      details: { path, address: client.address, namespace: client.namespace },
-    });
-  }
-  return {
-    clientToken: raw.client_token,
-    accessor: String(raw.accessor ?? ''),
-    policies: raw.policies ?? [],
-    leaseDuration: Number(raw.lease_duration ?? 0),
-    renewable: raw.renewable === true,
-    metadata: raw.metadata ?? null,
-  };
 }
 
 /** Whether a KV read (its secret and the version number it names) shows what the ledger expects. */
