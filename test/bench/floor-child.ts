@@ -33,6 +33,8 @@ export interface FloorConfig {
   readonly podApi: { readonly certPem: string; readonly keyPem: string };
   readonly openbaoPort: number;
   readonly openbaoCaPem: string;
+  /** The floor bridge's client certificate towards the beacon (a bridge proves itself, as the real one does). */
+  readonly beaconClient: { readonly certPem: string; readonly keyPem: string };
 }
 
 const config = JSON.parse(process.env.CT_BENCH_FLOOR ?? '{}') as FloorConfig;
@@ -114,6 +116,7 @@ async function waitLoop(inner: SecureContext, openbao: SecureContext): Promise<n
       role: 'bridge',
       hash: config.room,
       caCertPem: config.beaconCaPem,
+      clientCertificate: config.beaconClient,
     }).catch(() => undefined);
     if (!stream) {
       await new Promise((resolve) => setTimeout(resolve, 50));
