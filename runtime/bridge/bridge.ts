@@ -55,15 +55,8 @@ import {
 import { type ShardMembership, startShardMembership } from './shards.js';
 import { type BridgeTokenReview, startBridgeTokenReview } from './tokenreview-service.js';
 
-export {
-  type BridgeClusterStatus,
-  type BridgeHandle,
-  type BridgeOptions,
-  type BridgeStatus,
-  type BridgeTiming,
-  DEFAULT_BEACON_DIAL_CONCURRENCY,
-  DEFAULT_BRIDGE_TIMING,
-} from './options.js';
+// The surface (options, status, handle) lives in options.ts; importers of bridge.js keep finding it here.
+export * from './options.js';
 
 interface ClusterState {
   readonly fingerprint: string;

@@ -70,7 +70,10 @@ export async function serveTokenReview(
     };
   } catch (err) {
     const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
-    log.warn({ event: 'broker.tokenreview_failed', code }, 'TokenReview against the cluster failed');
+    log.warn(
+      { event: 'broker.tokenreview_failed', code, reason: (err as Error).message },
+      'TokenReview against the cluster failed',
+    );
     const httpStatus = code === 'CT_KUBE_FORBIDDEN' ? 403 : 500;
     return {
       status: httpStatus,

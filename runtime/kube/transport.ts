@@ -17,6 +17,9 @@ import {
   transportError,
 } from './errors.js';
 
+/** Connections open at once to one API server (per credentials); more requests wait for one of them. */
+const MAX_SOCKETS_PER_SERVER = 16;
+
 export interface KubeClientOptions {
   /** Per-request time limit. @default 15000 */
   readonly timeoutMs?: number;
@@ -180,10 +183,12 @@ export class KubeTransport implements KubeErrorContext {
       .digest('hex');
     let agent = this.agents.get(key);
     if (agent === undefined) {
+      // Bounded: a storm of pod logins makes one TokenReview each, and hundreds of simultaneous handshakes with
+      // the API server fail where a few kept-alive connections serve them all (requests queue in the agent).
       agent =
         url.protocol === 'http:'
-          ? new http.Agent({ keepAlive: true })
-          : new https.Agent({ ...options, keepAlive: true });
+          ? new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS_PER_SERVER })
+          : new https.Agent({ ...options, keepAlive: true, maxSockets: MAX_SOCKETS_PER_SERVER });
       this.agents.set(key, agent);
     }
     return agent;

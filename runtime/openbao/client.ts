@@ -41,18 +41,7 @@ export type {
   OpenBaoResponse,
   RequestOptions,
 } from './transport.js';
-export type {
-  AppRoleRole,
-  AuthResult,
-  HealthInfo,
-  KubernetesAuthConfig,
-  KubernetesAuthRole,
-  KvMetadata,
-  KvSecret,
-  MountInfo,
-  NamespaceInfo,
-  TokenInfo,
-} from './types.js';
+export type * from './types.js';
 
 export interface OpenBaoClientOptions {
   /** `https://vault.example:8200` (http allowed). */

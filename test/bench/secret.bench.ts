@@ -175,6 +175,11 @@ export const benchmarks: Benchmark[] = [
           { namespace: 'cloudtaser-system', name: 'cloudtaser' },
           { verbs: ['get'], resources: ['namespaces'], resourceNames: ['kube-system'] },
         );
+        // The trust record (the CA the broker accepted at first contact), as the chart's Role allows it.
+        kube.grant(
+          { namespace: 'cloudtaser-system', name: 'cloudtaser' },
+          { verbs: ['get', 'create', 'patch'], resources: ['configmaps'], namespace: 'cloudtaser-system' },
+        );
         await kube.createServiceAccount('team-a', 'app-a');
         const kubeconfig = join(dir, 'broker-kubeconfig');
         await kube.writeKubeconfig(kubeconfig, {

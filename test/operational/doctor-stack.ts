@@ -1,7 +1,7 @@
 /**
  * Shared setup for the doctor tests: the local operational stack with what `cloudtaser-cli target doctor` reads on
  * a real cluster (the operator's Deployment, its MutatingWebhookConfiguration), and the assertions on a report.
- * doctor-service-proxy.test.ts uses it; doctor.test.ts keeps its own copy of the same setup for now.
+ * doctor.test.ts and doctor-service-proxy.test.ts use it.
  */
 import { createServer } from 'node:net';
 import { expect } from 'vitest';

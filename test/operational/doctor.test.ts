@@ -4,11 +4,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createBridgeMetrics } from '../../runtime/bridge/index.js';
 import { buildProgram } from '../../runtime/cli/program.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
 import {
@@ -28,71 +26,26 @@ import {
   registerCluster,
 } from '../../runtime/registration/index.js';
 import { beaconCert, startTestBroker, testResolve } from '../runtime/fixtures.js';
-import { OPERATOR_NAMESPACE, type OperationalStack, startOperationalStack } from './stack.js';
+import {
+  deadPort,
+  expectBrokenAt,
+  operatorArgs,
+  operatorDeployment,
+  startDoctorStack,
+  webhookConfiguration,
+} from './doctor-stack.js';
+import { OPERATOR_NAMESPACE, type OperationalStack } from './stack.js';
 
 let stack: OperationalStack;
 let dir: string;
 
-function operatorDeployment(name: string, args: string[], available = 1) {
-  const probe = (path: string) => ({ httpGet: { path, port: 'health' } });
-  return {
-    metadata: { name, namespace: OPERATOR_NAMESPACE },
-    spec: {
-      replicas: 1,
-      template: {
-        spec: {
-          containers: [
-            { name: 'operator', args, livenessProbe: probe('/healthz'), readinessProbe: probe('/readyz') },
-          ],
-        },
-      },
-    },
-    status: { replicas: 1, availableReplicas: available, readyReplicas: available },
-  };
-}
-
 beforeAll(async () => {
-  stack = await startOperationalStack({
-    bridge: {
-      health: { host: '127.0.0.1', port: 0 },
-      metrics: createBridgeMetrics({ processMetrics: false }),
-    },
-    broker: {
-      webhook: { host: '127.0.0.1', port: 0, dnsNames: ['localhost'], injection: { image: 'operator:test' } },
-    },
-  });
-  // Both addresses the beacon name resolves to run a replica.
-  await stack.replicas.start(1);
+  // Every target link healthy: the operator Deployment `cloudtaser` and its webhook configuration in place.
+  stack = await startDoctorStack();
   dir = await mkdtemp(join(tmpdir(), 'doctor-'));
-  const caBundle = (pem: string) => Buffer.from(pem).toString('base64');
-  const webhook = (name: string, pem: string) => ({
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'MutatingWebhookConfiguration',
-    metadata: { name },
-    webhooks: [
-      {
-        name: 'inject.cloudtaser.io',
-        admissionReviewVersions: ['v1'],
-        sideEffects: 'None',
-        clientConfig: {
-          service: { name: 'cloudtaser', namespace: OPERATOR_NAMESPACE, path: '/mutate-pods' },
-          caBundle: caBundle(pem),
-        },
-      },
-    ],
-  });
-  await stack.kube.createMutatingWebhookConfiguration(
-    webhook('cloudtaser', stack.broker.status().webhookCaPem!),
-  );
-  await stack.kube.createMutatingWebhookConfiguration(webhook('stale', beaconCert.certPem));
-  const args = [
-    'broker',
-    'run',
-    `--beacon=${stack.replicas.address}`,
-    `--ca-sha256=${stack.cluster.operationalHash}`,
-    '--webhook-configuration=cloudtaser',
-  ];
-  stack.kube.applyDeployment(operatorDeployment('cloudtaser', args));
+  // And the broken variants some tests point doctor at instead.
+  await stack.kube.createMutatingWebhookConfiguration(webhookConfiguration('stale', beaconCert.certPem));
+  const args = operatorArgs(stack);
   stack.kube.applyDeployment(operatorDeployment('crashing', args, 0));
   stack.kube.applyDeployment(
     operatorDeployment('repinned', [...args.slice(0, 3), `--ca-sha256=${'ab'.repeat(32)}`, args[4]]),
@@ -112,25 +65,6 @@ const targetOptions = (extra: Partial<TargetDoctorOptions> = {}): TargetDoctorOp
   timeoutMs: 2_000,
   ...extra,
 });
-
-function expectBrokenAt(report: DoctorReport, link: string, code: number): void {
-  expect(report.healthy).toBe(false);
-  expect(report.brokenLink).toBe(link);
-  expect(report.exitCode).toBe(code);
-  const index = report.steps.findIndex((s) => s.link === link);
-  expect(report.steps[index].fix?.length).toBeGreaterThan(10);
-  // Walked in order: everything before is checked, everything after is not.
-  for (const step of report.steps.slice(0, index)) expect(step.state).not.toBe('not-checked');
-  for (const step of report.steps.slice(index + 1)) expect(step.state).toBe('not-checked');
-}
-
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('target doctor', () => {
   it('walks every link of a healthy path and exits 0', async () => {
