@@ -2,10 +2,12 @@
  * The OpenBao API the project uses: namespaces, mounts and auth methods, KV v2, tokens and policies, Kubernetes
  * and AppRole auth, health. How requests travel (pool, proxy, redirects, retries, error codes) is transport.ts.
  */
-import { CloudtaserError, isCloudtaserError, type Logger } from '../core/index.js';
+import { CloudtaserError, type Logger } from '../core/index.js';
 import type { ProxySetting } from '../proxy/index.js';
-import type { KvExpectation } from './consistency.js';
+import * as auth from './auth.js';
 import type { RequestContext } from './errors.js';
+import * as kv from './kv.js';
+import { assertSegment, NAMESPACE_SEGMENT, trimSlashes } from './paths.js';
 import {
   type HttpMethod,
   type OpenBaoRequestObserver,
@@ -25,14 +27,7 @@ import type {
   NamespaceInfo,
   TokenInfo,
 } from './types.js';
-import {
-  type RawAuth,
-  type RawKvMetadata,
-  type RawKvRead,
-  type RawNamespace,
-  toAuthResult,
-  toNamespaceInfo,
-} from './wire.js';
+import { type RawNamespace, toNamespaceInfo } from './wire.js';
 
 export type {
   HttpMethod,
@@ -80,7 +75,6 @@ export interface OpenBaoClientOptions {
   readonly observer?: OpenBaoRequestObserver;
 }
 
-const NAMESPACE_SEGMENT = /^[^\s/+*]+$/;
 const SHARED = Symbol('shared');
 
 /** Cleans an absolute namespace: trims slashes; '' and 'root' mean the root namespace. */
@@ -427,278 +421,124 @@ export class OpenBaoClient {
     }
   }
 
-  // ---- KV v2 ----
+  // ---- KV v2 (kv.ts) ----
 
   /**
-   * The secret's data, or undefined when missing, deleted or destroyed. Right after this connection wrote it (or
-   * lost a check-and-set on it), waits (bounded) until the answer is at least that new, in case the answering
-   * node is a standby that lags the active node. `changedByOthers`: the caller knows another process changed the
-   * record after this connection's write (the discovery journal says so), so a record gone with its whole history
-   * (404 without a version: deleted with its metadata) is that change, not lag; any version shown must still be
-   * at least this connection's.
+   * The secret's data, or undefined when missing, deleted or destroyed; right after this connection wrote it,
+   * waits (bounded) for a lagging standby. `changedByOthers`: see kv.ts.
    */
-  async kvRead(
+  kvRead(
     mount: string,
     path: string,
     options: { version?: number; changedByOthers?: boolean } = {},
   ): Promise<KvSecret | undefined> {
-    const apiPath = `${trimSlashes(mount)}/data/${kvKey(path)}`;
-    const read = async () => {
-      const response = await this.request<{ data: RawKvRead }>('GET', apiPath, {
-        query: { version: options.version },
-        allow404: true,
-      });
-      const data = response.body?.data;
-      // A deleted or destroyed version still names its number (404 with the envelope).
-      const seenVersion = Number(data?.metadata?.version ?? 0);
-      if (response.status === 404 || !data || data.data === null || data.data === undefined)
-        return { secret: undefined, seenVersion };
-      const secret: KvSecret = {
-        data: data.data,
-        version: seenVersion,
-        createdTime: String(data.metadata?.created_time ?? ''),
-        customMetadata: data.metadata?.custom_metadata ?? null,
-      };
-      return { secret, seenVersion };
-    };
-    const expected =
-      options.version === undefined
-        ? this.#transport.ledger.kvExpectation(this.namespace, trimSlashes(mount), kvKey(path))
-        : undefined;
-    if (!expected) return (await read()).secret;
-    const answer = await this.#transport.readConsistent(
-      `the latest write to ${apiPath}`,
-      expected.deadline,
-      this.#context('GET', apiPath),
-      read,
-      ({ seenVersion }) =>
-        kvConsistent(expected.value, seenVersion) || (options.changedByOthers === true && seenVersion === 0),
-    );
-    this.#transport.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
-    return answer.secret;
+    return kv.kvRead(this.#kvHost(), mount, path, options);
   }
 
   /** Writes a new version. With `cas`, only if the current version equals it (0 = never written); else CT_OPENBAO_CAS_MISMATCH. */
-  async kvWrite(
+  kvWrite(
     mount: string,
     path: string,
     data: Record<string, unknown>,
     options: { cas?: number } = {},
   ): Promise<{ version: number }> {
-    const body: Record<string, unknown> = { data };
-    if (options.cas !== undefined) body.options = { cas: options.cas };
-    const ledger = this.#transport.ledger;
-    let response: OpenBaoResponse<{ data: { version: number } }>;
-    try {
-      response = await this.request('POST', `${trimSlashes(mount)}/data/${kvKey(path)}`, { body });
-    } catch (err) {
-      // The check-and-set lost, so another version is current: a read right after must not show the old one.
-      if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH') && options.cas !== undefined)
-        ledger.kv(this.namespace, trimSlashes(mount), kvKey(path), { kind: 'not', version: options.cas });
-      throw err;
-    }
-    const version = Number(response.body?.data?.version ?? 0);
-    ledger.kv(this.namespace, trimSlashes(mount), kvKey(path), { kind: 'at-least', version });
-    return { version };
+    return kv.kvWrite(this.#kvHost(), mount, path, data, options);
   }
 
   /** Keys directly under `prefix` (folders end in '/'); [] when there are none. */
-  async kvList(mount: string, prefix: string): Promise<string[]> {
-    const folder = trimSlashes(prefix);
-    const response = await this.request<{ data: { keys?: string[] } }>(
-      'LIST',
-      `${trimSlashes(mount)}/metadata/${folder === '' ? '' : `${kvKey(folder)}/`}`,
-      { allow404: true },
-    );
-    if (response.status === 404) return [];
-    return response.body?.data?.keys ?? [];
+  kvList(mount: string, prefix: string): Promise<string[]> {
+    return kv.kvList(this.#kvHost(), mount, prefix);
   }
 
-  async kvReadMetadata(mount: string, path: string): Promise<KvMetadata | undefined> {
-    const response = await this.request<{ data: RawKvMetadata }>(
-      'GET',
-      `${trimSlashes(mount)}/metadata/${kvKey(path)}`,
-      { allow404: true },
-    );
-    const raw = response.body?.data;
-    if (response.status === 404 || !raw) return undefined;
-    const versions: KvMetadata['versions'] = {};
-    for (const [number, version] of Object.entries(raw.versions ?? {})) {
-      versions[Number(number)] = {
-        createdTime: version.created_time,
-        deletionTime: version.deletion_time,
-        destroyed: version.destroyed,
-      };
-    }
-    return {
-      currentVersion: Number(raw.current_version ?? 0),
-      oldestVersion: Number(raw.oldest_version ?? 0),
-      createdTime: String(raw.created_time ?? ''),
-      updatedTime: String(raw.updated_time ?? ''),
-      maxVersions: Number(raw.max_versions ?? 0),
-      casRequired: raw.cas_required === true,
-      customMetadata: raw.custom_metadata ?? null,
-      versions,
-    };
+  kvReadMetadata(mount: string, path: string): Promise<KvMetadata | undefined> {
+    return kv.kvReadMetadata(this.#kvHost(), mount, path);
   }
 
-  /**
-   * Sets a key's custom metadata (OpenBao replaces the whole map: pass every key to keep). Creates the metadata
-   * when the key has none.
-   */
-  async kvWriteMetadata(
+  /** Sets a key's custom metadata (the whole map: pass every key to keep). */
+  kvWriteMetadata(
     mount: string,
     path: string,
     options: { customMetadata: Record<string, string> },
   ): Promise<void> {
-    await this.request('POST', `${trimSlashes(mount)}/metadata/${kvKey(path)}`, {
-      body: { custom_metadata: options.customMetadata },
-    });
+    return kv.kvWriteMetadata(this.#kvHost(), mount, path, options);
   }
 
   /** Removes every version and the metadata (afterwards cas=0 works again). Missing = ok. */
-  async kvDeleteMetadata(mount: string, path: string): Promise<void> {
-    await this.request('DELETE', `${trimSlashes(mount)}/metadata/${kvKey(path)}`);
-    // A deletion is not waited for: it is seldom read back, so its expectation would outlive the moment and
-    // mistake a later re-creation by another process for lag. What this process wrote before is forgotten.
-    this.#transport.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
+  kvDeleteMetadata(mount: string, path: string): Promise<void> {
+    return kv.kvDeleteMetadata(this.#kvHost(), mount, path);
   }
 
   /** Soft-deletes the latest version (recoverable with undelete). Missing = ok. */
-  async kvDelete(mount: string, path: string): Promise<void> {
-    await this.request('DELETE', `${trimSlashes(mount)}/data/${kvKey(path)}`);
-    this.#transport.ledger.kvSeen(this.namespace, trimSlashes(mount), kvKey(path));
+  kvDelete(mount: string, path: string): Promise<void> {
+    return kv.kvDelete(this.#kvHost(), mount, path);
   }
 
-  // ---- tokens and policies ----
-
-  async lookupSelf(): Promise<TokenInfo> {
-    const response = await this.request<{ data: Record<string, unknown> }>('GET', 'auth/token/lookup-self');
-    const data = response.body?.data ?? {};
+  #kvHost(): kv.KvHost {
+    const transport = this.#transport;
     return {
-      policies: Array.isArray(data.policies) ? data.policies.map(String) : [],
-      ttl: Number(data.ttl ?? 0),
-      accessor: String(data.accessor ?? ''),
-      displayName: String(data.display_name ?? ''),
-      expireTime: typeof data.expire_time === 'string' ? data.expire_time : null,
-      renewable: data.renewable === true,
-      namespacePath: typeof data.namespace_path === 'string' ? data.namespace_path.replace(/\/$/, '') : '',
-      meta: (data.meta as Record<string, string> | null | undefined) ?? null,
+      namespace: this.namespace,
+      request: (method, path, options) => this.request(method, path, options),
+      ledger: transport.ledger,
+      readConsistent: transport.readConsistent.bind(transport),
+      context: (method, path) => this.#context(method, path),
     };
   }
 
+  // ---- tokens, policies, Kubernetes auth, AppRole (auth.ts) ----
+
+  lookupSelf(): Promise<TokenInfo> {
+    return auth.lookupSelf(this);
+  }
+
   /** Creates a child token in this client's namespace. */
-  async createToken(options: {
-    policies: readonly string[];
-    ttl?: number | string;
-    displayName?: string;
-    noDefaultPolicy?: boolean;
-  }): Promise<AuthResult> {
-    const response = await this.request<{ auth: RawAuth }>('POST', 'auth/token/create', {
-      body: {
-        policies: options.policies,
-        ttl: options.ttl,
-        display_name: options.displayName,
-        no_default_policy: options.noDefaultPolicy,
-      },
-    });
-    return toAuthResult(response.body?.auth, 'auth/token/create', this);
+  createToken(options: Parameters<typeof auth.createToken>[1]): Promise<AuthResult> {
+    return auth.createToken(this, options);
   }
 
-  async revokeSelf(): Promise<void> {
-    await this.request('POST', 'auth/token/revoke-self');
+  revokeSelf(): Promise<void> {
+    return auth.revokeSelf(this);
   }
 
-  async writePolicy(name: string, hcl: string): Promise<void> {
-    await this.request('PUT', `sys/policies/acl/${assertSegment(name)}`, { body: { policy: hcl } });
+  writePolicy(name: string, hcl: string): Promise<void> {
+    return auth.writePolicy(this, name, hcl);
   }
 
-  async readPolicy(name: string): Promise<string | undefined> {
-    const response = await this.request<{ data: { policy?: string } }>(
-      'GET',
-      `sys/policies/acl/${assertSegment(name)}`,
-      { allow404: true },
-    );
-    return response.status === 404 ? undefined : (response.body?.data?.policy ?? '');
+  readPolicy(name: string): Promise<string | undefined> {
+    return auth.readPolicy(this, name);
   }
 
-  async deletePolicy(name: string): Promise<void> {
-    await this.request('DELETE', `sys/policies/acl/${assertSegment(name)}`);
+  deletePolicy(name: string): Promise<void> {
+    return auth.deletePolicy(this, name);
   }
 
-  // ---- Kubernetes auth ----
-
-  async writeKubernetesAuthConfig(mount: string, config: KubernetesAuthConfig): Promise<void> {
-    await this.request('POST', `auth/${trimSlashes(mount)}/config`, {
-      body: {
-        kubernetes_host: config.kubernetesHost,
-        kubernetes_ca_cert: config.kubernetesCaCert,
-        token_reviewer_jwt: config.tokenReviewerJwt,
-        disable_local_ca_jwt: config.disableLocalCaJwt,
-      },
-    });
+  writeKubernetesAuthConfig(mount: string, config: KubernetesAuthConfig): Promise<void> {
+    return auth.writeKubernetesAuthConfig(this, mount, config);
   }
 
-  async writeKubernetesAuthRole(mount: string, role: string, options: KubernetesAuthRole): Promise<void> {
-    await this.request('POST', `auth/${trimSlashes(mount)}/role/${assertSegment(role)}`, {
-      body: {
-        bound_service_account_names: options.boundServiceAccountNames,
-        bound_service_account_namespaces: options.boundServiceAccountNamespaces,
-        bound_service_account_namespace_selector: options.boundServiceAccountNamespaceSelector,
-        token_policies: options.policies,
-        token_ttl: options.ttl,
-        audience: options.audience,
-      },
-    });
+  writeKubernetesAuthRole(mount: string, role: string, options: KubernetesAuthRole): Promise<void> {
+    return auth.writeKubernetesAuthRole(this, mount, role, options);
   }
 
   /** Logs a pod in with its service-account JWT (sent to this client's namespace, without a token). */
-  async kubernetesLogin(mount: string, role: string, jwt: string): Promise<AuthResult> {
-    const path = `auth/${trimSlashes(mount)}/login`;
-    const response = await this.request<{ auth: RawAuth }>('POST', path, {
-      body: { role, jwt },
-      authenticated: false,
-    });
-    return toAuthResult(response.body?.auth, path, this);
+  kubernetesLogin(mount: string, role: string, jwt: string): Promise<AuthResult> {
+    return auth.kubernetesLogin(this, mount, role, jwt);
   }
 
-  // ---- AppRole ----
-
-  async writeAppRole(mount: string, role: string, options: AppRoleRole): Promise<void> {
-    await this.request('POST', `auth/${trimSlashes(mount)}/role/${assertSegment(role)}`, {
-      body: {
-        token_policies: options.policies,
-        token_ttl: options.tokenTtl,
-        secret_id_ttl: options.secretIdTtl,
-      },
-    });
+  writeAppRole(mount: string, role: string, options: AppRoleRole): Promise<void> {
+    return auth.writeAppRole(this, mount, role, options);
   }
 
-  async readAppRoleId(mount: string, role: string): Promise<string> {
-    const response = await this.request<{ data: { role_id: string } }>(
-      'GET',
-      `auth/${trimSlashes(mount)}/role/${assertSegment(role)}/role-id`,
-    );
-    return String(response.body?.data?.role_id ?? '');
+  readAppRoleId(mount: string, role: string): Promise<string> {
+    return auth.readAppRoleId(this, mount, role);
   }
 
   /** A fresh secret ID: a credential; never log it. */
-  async createAppRoleSecretId(mount: string, role: string): Promise<string> {
-    const response = await this.request<{ data: { secret_id: string } }>(
-      'POST',
-      `auth/${trimSlashes(mount)}/role/${assertSegment(role)}/secret-id`,
-      { body: {} },
-    );
-    return String(response.body?.data?.secret_id ?? '');
+  createAppRoleSecretId(mount: string, role: string): Promise<string> {
+    return auth.createAppRoleSecretId(this, mount, role);
   }
 
-  async appRoleLogin(mount: string, roleId: string, secretId: string): Promise<AuthResult> {
-    const path = `auth/${trimSlashes(mount)}/login`;
-    const response = await this.request<{ auth: RawAuth }>('POST', path, {
-      body: { role_id: roleId, secret_id: secretId },
-      authenticated: false,
-    });
-    return toAuthResult(response.body?.auth, path, this);
+  appRoleLogin(mount: string, roleId: string, secretId: string): Promise<AuthResult> {
+    return auth.appRoleLogin(this, mount, roleId, secretId);
   }
 
   // ---- health ----
@@ -728,16 +568,6 @@ export class OpenBaoClient {
   }
 }
 
-/** Whether a KV read (its secret and the version number it names) shows what the ledger expects. */
-function kvConsistent(expected: KvExpectation, seenVersion: number): boolean {
-  switch (expected.kind) {
-    case 'at-least':
-      return seenVersion >= expected.version;
-    case 'not':
-      return seenVersion !== expected.version;
-  }
-}
-
 function isAlreadyInUse(err: unknown): boolean {
   return (
     err instanceof CloudtaserError &&
@@ -752,29 +582,4 @@ function namespacesUnsupported(version: string | undefined, cause?: unknown): Cl
     `namespaces need OpenBao >= 2.3 (found ${version || 'a server without the sys/namespaces API'}); upgrade OpenBao`,
     { cause, details: { version } },
   );
-}
-
-function trimSlashes(value: string): string {
-  return value.replace(/^\/+|\/+$/g, '');
-}
-
-function kvKey(path: string): string {
-  const key = trimSlashes(path);
-  if (key === '') {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      'KV secret path is empty; name the secret, e.g. clusters/<fp>/registered',
-    );
-  }
-  return key;
-}
-
-function assertSegment(name: string): string {
-  if (!NAMESPACE_SEGMENT.test(name) || name === '.' || name === '..') {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `${JSON.stringify(name.slice(0, 100))} is not a single name; use one path segment without '/', spaces, '+' or '*'`,
-    );
-  }
-  return name;
 }
