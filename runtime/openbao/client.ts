@@ -2,17 +2,16 @@
  * The OpenBao API the project uses: namespaces, mounts and auth methods, KV v2, tokens and policies, Kubernetes
  * and AppRole auth, health. How requests travel (pool, proxy, redirects, retries, error codes) is transport.ts.
  */
-import { CloudtaserError, type Logger } from '../core/index.js';
-import type { ProxySetting } from '../proxy/index.js';
+import { CloudtaserError } from '../core/index.js';
 import * as auth from './auth.js';
 import type { RequestContext } from './errors.js';
 import * as kv from './kv.js';
 import { assertSegment, NAMESPACE_SEGMENT, trimSlashes } from './paths.js';
 import {
   type HttpMethod,
-  type OpenBaoRequestObserver,
   type OpenBaoResponse,
   OpenBaoTransport,
+  type OpenBaoTransportOptions,
   type RequestOptions,
 } from './transport.js';
 import type {
@@ -38,41 +37,13 @@ export type {
 } from './transport.js';
 export type * from './types.js';
 
-export interface OpenBaoClientOptions {
+export interface OpenBaoClientOptions extends OpenBaoTransportOptions {
   /** `https://vault.example:8200` (http allowed). */
   readonly address: string;
   /** Never logged, never in an error message. */
   readonly token?: string;
-  /** PEM of the CA that signed OpenBao's certificate; replaces the system roots for this client. */
-  readonly caCertPem?: string;
   /** Absolute namespace, sent as X-Vault-Namespace; '' (or 'root') = root. @default '' */
   readonly namespace?: string;
-  /** Per request, including retries' individual attempts. @default 10_000 */
-  readonly timeoutMs?: number;
-  /** How the caller's user raises `timeoutMs` (a flag, an attribute), named in CT_OPENBAO_TIMEOUT. @default - none */
-  readonly timeoutHint?: string;
-  /** Retries on 5xx, sealed, standby and connection resets only; never on other 4xx. @default 3 */
-  readonly retries?: number;
-  /** First backoff step; doubles per attempt with full jitter, capped at 2 s. @default 200 */
-  readonly retryBaseDelayMs?: number;
-  /** Largest response body read. @default 32 MiB */
-  readonly maxResponseBytes?: number;
-  /**
-   * How to reach OpenBao: as HTTPS_PROXY / HTTP_PROXY / NO_PROXY say (runtime/proxy/settings.ts has the rule),
-   * through one proxy, or directly. @default the environment
-   */
-  readonly proxy?: ProxySetting;
-  /**
-   * How long after its own write this client waits for an HA standby to show it (a namespace it created, a KV
-   * version it wrote) before it reports `CT_OPENBAO_READ_LAG`. @default 10_000
-   */
-  readonly readAfterWriteTimeoutMs?: number;
-  readonly logger?: Logger;
-  /**
-   * Told about every request once it is decided (after its retries), for metrics; shared with derived clients.
-   * @default none
-   */
-  readonly observer?: OpenBaoRequestObserver;
 }
 
 const SHARED = Symbol('shared');

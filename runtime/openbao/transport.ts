@@ -61,16 +61,35 @@ export interface OpenBaoCaller {
   readonly token: string | undefined;
 }
 
+/** How requests travel: the client's options other than where and as whom (client.ts). */
 export interface OpenBaoTransportOptions {
+  /** PEM of the CA that signed OpenBao's certificate; replaces the system roots for this client. */
   readonly caCertPem?: string;
+  /** Per request, including retries' individual attempts. @default 10_000 */
   readonly timeoutMs?: number;
+  /** How the caller's user raises `timeoutMs` (a flag, an attribute), named in CT_OPENBAO_TIMEOUT. @default - none */
   readonly timeoutHint?: string;
+  /** Retries on 5xx, sealed, standby and connection resets only; never on other 4xx. @default 3 */
   readonly retries?: number;
+  /** First backoff step; doubles per attempt with full jitter, capped at 2 s. @default 200 */
   readonly retryBaseDelayMs?: number;
+  /** Largest response body read. @default 32 MiB */
   readonly maxResponseBytes?: number;
+  /**
+   * How to reach OpenBao: as HTTPS_PROXY / HTTP_PROXY / NO_PROXY say (runtime/proxy/settings.ts has the rule),
+   * through one proxy, or directly. @default the environment
+   */
   readonly proxy?: ProxySetting;
+  /**
+   * How long after its own write this client waits for an HA standby to show it (a namespace it created, a KV
+   * version it wrote) before it reports `CT_OPENBAO_READ_LAG`. @default 10_000
+   */
   readonly readAfterWriteTimeoutMs?: number;
   readonly logger?: Logger;
+  /**
+   * Told about every request once it is decided (after its retries), for metrics; shared with derived clients.
+   * @default none
+   */
   readonly observer?: OpenBaoRequestObserver;
 }
 
