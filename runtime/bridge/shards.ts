@@ -111,6 +111,8 @@ const LABEL_GROUP = 'cloudtaser.io/bridge-leases';
 const LABEL_KIND = 'cloudtaser.io/lease-kind';
 /** Member Leases not renewed for this many durations are deleted by whoever sees them (a pod gone for good). */
 const MEMBER_GC_DURATIONS = 20;
+/** How long closing waits for its Lease releases before it lets them expire instead. */
+const RELEASE_ON_CLOSE_MS = 3_000;
 
 /** The shard a cluster belongs to: stable for a fingerprint and a shard count, no coordination per cluster. */
 export function shardOf(fingerprint: string, shards: number): number {
@@ -253,16 +255,17 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     }
   }
 
-  async function release(name: string, reason: string): Promise<void> {
+  async function release(name: string, reason: string, signal?: AbortSignal): Promise<void> {
     const held = heldSlots.get(name);
     if (!held) return;
     heldSlots.delete(name);
     try {
       // As client-go releases: an empty holder and the shortest duration, so others take it at once.
-      const written = await leases.updateLease(namespace, {
-        ...held.lease,
-        spec: { ...held.lease.spec, holderIdentity: '', leaseDurationSeconds: 1 },
-      });
+      const written = await leases.updateLease(
+        namespace,
+        { ...held.lease, spec: { ...held.lease.spec, holderIdentity: '', leaseDurationSeconds: 1 } },
+        { signal },
+      );
       observe(written, now());
     } catch (err) {
       // Taken meanwhile or unreachable: either way it expires on its own.
@@ -435,12 +438,24 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         stop.abort();
         await loop;
         await current.catch(() => undefined);
-        for (const name of [...heldSlots.keys()]) await release(name, 'the bridge is shutting down');
+        // All at once and bounded: with the API server down a release would wait out the client's timeout per
+        // Lease, and a pod being stopped has a grace period; unreleased Leases simply expire.
+        const giveUp = AbortSignal.timeout(RELEASE_ON_CLOSE_MS);
         const mine = observed.get(memberName);
-        if (mine)
-          await leases
-            .deleteLease(namespace, memberName, { resourceVersion: mine.lease.metadata.resourceVersion })
-            .catch(() => undefined);
+        await Promise.race([
+          Promise.all([
+            ...[...heldSlots.keys()].map((name) => release(name, 'the bridge is shutting down', giveUp)),
+            mine
+              ? leases
+                  .deleteLease(namespace, memberName, {
+                    resourceVersion: mine.lease.metadata.resourceVersion,
+                    signal: giveUp,
+                  })
+                  .catch(() => undefined)
+              : undefined,
+          ]),
+          new Promise((resolve) => giveUp.addEventListener('abort', resolve, { once: true })),
+        ]);
       })();
       return closing;
     },

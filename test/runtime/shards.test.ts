@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
+  type LeaseApi,
   type ShardMembership,
   type ShardMembershipOptions,
   shardOf,
@@ -233,6 +234,34 @@ describe('shard membership', () => {
       loneClient.close();
       await rm(unreachable, { recursive: true, force: true });
     }
+  });
+
+  it('closes within a bound when the API server stops answering, leaving its Leases to expire', async () => {
+    const start = fleet();
+    let blackholed = false;
+    // The API server keeps the connection and never answers: every call hangs until its signal gives up.
+    const hang = (options?: { signal?: AbortSignal }) =>
+      new Promise<never>((_, reject) =>
+        options?.signal?.addEventListener('abort', () => reject(new Error('gave up')), { once: true }),
+      );
+    const leases: LeaseApi = {
+      listLeases: (ns, o) => (blackholed ? hang(o) : client.listLeases(ns, o)),
+      createLease: (ns, l, o) => (blackholed ? hang(o) : client.createLease(ns, l, o)),
+      updateLease: (ns, l, o) => (blackholed ? hang(o) : client.updateLease(ns, l, o)),
+      deleteLease: (ns, n, o) => (blackholed ? hang(o) : client.deleteLease(ns, n, o)),
+    };
+    const a = await start('bridge-a', { leases });
+    expect(held(a)).toHaveLength(8);
+    blackholed = true;
+    const started = performance.now();
+    running.splice(running.indexOf(a), 1);
+    await a.close();
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThanOrEqual(2_900);
+    expect(took).toBeLessThan(10_000);
+    // Nothing was released: another replica gets the shards once the Leases expire (1 s here).
+    const b = await start('bridge-b');
+    await settle([b], () => held(b).length === 8, 'bridge-b takes the expired Leases');
   });
 
   it('costs the API server the same few requests per round whatever the fleet size', async () => {
