@@ -18,7 +18,6 @@ import { RAW_ALPN } from '../../runtime/beacon/index.js';
 import { beaconCert } from '../runtime/fixtures.js';
 import { waitUntil } from '../support/wait.js';
 import {
-  built,
   emptyCounts,
   type RogueCounts,
   type RogueIdentity,
@@ -138,7 +137,6 @@ let stage: TrustStage;
 let relay: HostileRelay;
 
 beforeAll(async () => {
-  if (!built) return;
   stage = await startTrustStage();
   const [host, port] = stage.beaconAddress.split(':');
   relay = new HostileRelay(
@@ -153,47 +151,44 @@ afterAll(async () => {
   await stage?.close();
 });
 
-describe.skipIf(!built)(
-  'attack: a hostile relay cuts the tunnel, answers CT_BEACON_LIMIT and plays the bridge',
-  () => {
-    it('keeps the broker on its CA: no re-bootstrap moves it to the rogue CA, and it returns to the real bridge once the relay relays again', async () => {
-      // The broker runs without a pin, through the relay; the bridge reaches the real beacon directly.
-      const broker = await stage.startBroker({ beaconAddress: `127.0.0.1:${relay.port}` });
-      await waitUntil(async () => (await statusOf(broker.healthPort))?.phase === 'operational', {
-        timeoutMs: 20_000,
-        what: 'broker operational',
+describe('attack: a hostile relay cuts the tunnel, answers CT_BEACON_LIMIT and plays the bridge', () => {
+  it('keeps the broker on its CA: no re-bootstrap moves it to the rogue CA, and it returns to the real bridge once the relay relays again', async () => {
+    // The broker runs without a pin, through the relay; the bridge reaches the real beacon directly.
+    const broker = await stage.startBroker({ beaconAddress: `127.0.0.1:${relay.port}` });
+    await waitUntil(async () => (await statusOf(broker.healthPort))?.phase === 'operational', {
+      timeoutMs: 20_000,
+      what: 'broker operational',
+    });
+    const realHashPrefix = stage.cluster.operationalHash.slice(0, 12);
+    expect((await statusOf(broker.healthPort))?.operationalHashPrefix).toBe(realHashPrefix);
+
+    const watch = watchBroker(broker.healthPort, relay.rogue.operationalHash);
+    try {
+      relay.turnHostile();
+      // Three CT_BEACON_LIMIT answers send the broker to the init room, where the relay plays the bridge; give it
+      // several rounds of that.
+      await waitUntil(() => relay.counts.initPairings >= 3 || watch.operationalOnRogue, {
+        timeoutMs: 40_000,
+        what: 'the broker in the rogue init room',
       });
-      const realHashPrefix = stage.cluster.operationalHash.slice(0, 12);
-      expect((await statusOf(broker.healthPort))?.operationalHashPrefix).toBe(realHashPrefix);
+      expect(relay.limitAnswers).toBeGreaterThanOrEqual(3);
+      expect(watch.operationalOnRogue, 'operational on the rogue CA').toBe(false);
+      expect(relay.counts.bootstrapRequests, 'fingerprint and CSR sent to the rogue').toBe(0);
+      expect(relay.counts.tunnelsOpened, 'tunnels to the rogue').toBe(0);
+      expect(relay.counts.tokenReviewsAnswered, 'TokenReviews answered for the rogue').toBe(0);
 
-      const watch = watchBroker(broker.healthPort, relay.rogue.operationalHash);
-      try {
-        relay.turnHostile();
-        // Three CT_BEACON_LIMIT answers send the broker to the init room, where the relay plays the bridge; give it
-        // several rounds of that.
-        await waitUntil(() => relay.counts.initPairings >= 3 || watch.operationalOnRogue, {
-          timeoutMs: 40_000,
-          what: 'the broker in the rogue init room',
-        });
-        expect(relay.limitAnswers).toBeGreaterThanOrEqual(3);
-        expect(watch.operationalOnRogue, 'operational on the rogue CA').toBe(false);
-        expect(relay.counts.bootstrapRequests, 'fingerprint and CSR sent to the rogue').toBe(0);
-        expect(relay.counts.tunnelsOpened, 'tunnels to the rogue').toBe(0);
-        expect(relay.counts.tokenReviewsAnswered, 'TokenReviews answered for the rogue').toBe(0);
-
-        // The relay relays honestly again: the broker is back on the real bridge with the credentials it kept.
-        relay.mode = 'honest';
-        await waitUntil(
-          async () => {
-            const status = await statusOf(broker.healthPort);
-            return status?.phase === 'operational' && status.operationalHashPrefix === realHashPrefix;
-          },
-          { timeoutMs: 30_000, what: 'the broker back on the real CA' },
-        );
-        expect(watch.operationalOnRogue).toBe(false);
-      } finally {
-        await watch.stop();
-      }
-    }, 120_000);
-  },
-);
+      // The relay relays honestly again: the broker is back on the real bridge with the credentials it kept.
+      relay.mode = 'honest';
+      await waitUntil(
+        async () => {
+          const status = await statusOf(broker.healthPort);
+          return status?.phase === 'operational' && status.operationalHashPrefix === realHashPrefix;
+        },
+        { timeoutMs: 30_000, what: 'the broker back on the real CA' },
+      );
+      expect(watch.operationalOnRogue).toBe(false);
+    } finally {
+      await watch.stop();
+    }
+  }, 120_000);
+});

@@ -7,12 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../support/wait.js';
-import { built, startRogueBridge, startTrustStage, statusOf, type TrustStage } from './trust-harness.js';
+import { startRogueBridge, startTrustStage, statusOf, type TrustStage } from './trust-harness.js';
 
 let stage: TrustStage;
 
 beforeAll(async () => {
-  if (!built) return;
   // The bridge comes after the rogues, as it does after every restart or wait refresh.
   stage = await startTrustStage({ deferBridge: true });
 });
@@ -20,7 +19,7 @@ afterAll(async () => {
   await stage?.close();
 });
 
-describe.skipIf(!built)('attack: rogue bridges without a bridge certificate squat the init room', () => {
+describe('attack: rogue bridges without a bridge certificate squat the init room', () => {
   it('refuses every rogue waiter at the beacon, and a pinned broker meets the real bridge while they keep trying', async () => {
     const rogue = startRogueBridge({
       beaconAddress: stage.beaconAddress,

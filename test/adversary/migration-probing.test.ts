@@ -11,7 +11,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -27,12 +26,10 @@ import { ensureBeaconClientCa, registerCluster } from '../../runtime/registratio
 import { acceptTunnel, type TunnelMux } from '../../runtime/tunnel/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
 import { beaconCert, FAST_BEACON_LIMITS } from '../runtime/fixtures.js';
+import { builtCli } from '../support/built-cli.js';
 
 const root = resolve(import.meta.dirname, '../..');
-const cli = join(process.env.CLOUDTASER_TEST_DIST ?? join(root, 'dist'), 'runtime/cli/main.js');
-const built = existsSync(cli);
-if (!built && process.env.CI)
-  throw new Error(`${cli} is missing; CI runs \`npm test\`, which builds before testing`);
+const cli = builtCli();
 
 const NS = 'legacy';
 /** What someone else (an admin, another tool) stored at the path migration would use. */
@@ -52,7 +49,6 @@ let enabledNamespace: string;
 let disabledNamespace: string;
 
 beforeAll(async () => {
-  if (!built) return;
   dir = await mkdtemp(join(tmpdir(), 'cloudtaser-adversary-'));
   openbao = await startOpenBaoTestServer();
   admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
@@ -216,7 +212,7 @@ async function storedAt(namespace: string, name: string) {
   return admin.withNamespace(namespace).kvRead('secret', `k8s/${NS}/${name}`);
 }
 
-describe.skipIf(!built)('attack: migration probing through a rogue broker', () => {
+describe('attack: migration probing through a rogue broker', () => {
   it('refuses migration for a cluster whose registration does not enable it, and writes nothing', async () => {
     const tunnel = await rogueBroker(disabled);
     const before = openbao.requestLog().length;

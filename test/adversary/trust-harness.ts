@@ -6,11 +6,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve, sep } from 'node:path';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { waitForPeer } from '../../runtime/beacon/index.js';
@@ -35,17 +35,12 @@ import {
   writeBootstrapMessage,
 } from '../../runtime/tunnel/index.js';
 import { beaconCert, type SecretStore, startSecretStore } from '../runtime/fixtures.js';
+import { builtCli, root } from '../support/built-cli.js';
 import { waitUntil } from '../support/wait.js';
 
-/** The repository: two folders up from the source, three from its compiled copy (the benchmarks run that). */
-const root = resolve(
-  import.meta.dirname,
-  import.meta.dirname.includes(`${sep}dist${sep}`) ? '../../..' : '../..',
-);
-/** The build under test. */
-export const dist = process.env.CLOUDTASER_TEST_DIST ?? join(root, 'dist');
-const cli = join(dist, 'runtime/cli/main.js');
-export const built = existsSync(cli);
+export { dist } from '../support/built-cli.js';
+
+const cli = builtCli();
 
 const helpTexts = new Map<string, string>();
 /** Whether the build under test knows `flag` for `command` (e.g. ['beacon', 'serve']). */

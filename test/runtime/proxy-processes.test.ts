@@ -5,7 +5,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, createBeacon } from '../../runtime/beacon/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { startTestProxy, type TestProxy } from '../proxy/test-proxy.js';
+import { builtCli } from '../support/built-cli.js';
 import { waitUntil } from '../support/wait.js';
 import {
   BEACON_NAME,
@@ -26,11 +26,8 @@ import {
 } from './fixtures.js';
 
 const root = resolve(import.meta.dirname, '../..');
-const dist = process.env.CLOUDTASER_TEST_DIST ?? join(root, 'dist');
-const cli = join(dist, 'runtime/cli/main.js');
-const built = existsSync(cli);
-if (!built && process.env.CI)
-  throw new Error(`${cli} is missing; CI runs \`npm test\`, which builds before testing`);
+const _dist = process.env.CLOUDTASER_TEST_DIST ?? join(root, 'dist');
+const cli = builtCli();
 
 /** Reachable directly, refused by the proxy: a direct dial would show up here. */
 const UNTOUCHED_IP = '127.0.0.3';
@@ -49,7 +46,6 @@ const untouchedConnections: Socket[] = [];
 const children = new Set<ChildProcess & { output: () => string }>();
 
 beforeAll(async () => {
-  if (!built) return;
   dir = await mkdtemp(join(tmpdir(), 'cloudtaser-proxy-proc-'));
   store = await startSecretStore();
   beacon = await createBeacon({
@@ -169,7 +165,7 @@ function brokerRun(healthPort: number, beaconProxy: string) {
   );
 }
 
-describe.skipIf(!built)('bridge run and broker run behind an HTTP proxy', () => {
+describe('bridge run and broker run behind an HTTP proxy', () => {
   it('bootstrap and tunnel go through the proxy only (bridge: HTTPS_PROXY, TLS door; broker: --beacon-proxy, WebSocket door), and no credential reaches a log', async () => {
     await store.register(kube.kubeSystemUid);
     const bridgePort = await freePort();
