@@ -49,7 +49,8 @@ export {
   type StartProviderServerOptions,
   startProviderServer,
 } from './framework/serve-provider.js';
-export { BUNDLE_FILE_NAME, buildProviderBundle } from './packaging/bundle.js';
+// The bundler (packaging/bundle.ts) is a build step that needs esbuild, a dev dependency: not exported.
+export { BUNDLE_FILE_NAME } from './packaging/bundle-name.js';
 export {
   DEFAULT_PLATFORMS,
   hashFiles,

@@ -7,9 +7,10 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { brotliCompressSync, constants as zlibConstants } from 'node:zlib';
+import { BUNDLE_FILE_NAME } from './bundle-name.js';
 import { CHUNK_MARKER } from './chunk-loader.js';
 
-export const BUNDLE_FILE_NAME = 'terraform-provider-cloudtaser.cjs';
+export { BUNDLE_FILE_NAME };
 
 /**
  * Libraries whose entry point evaluates far more than the runtime uses, replaced in the provider's chunks by

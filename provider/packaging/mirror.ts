@@ -28,7 +28,7 @@ import {
   PROVIDER_SOURCE,
   PROVIDER_VERSION,
 } from '../cloudtaser.js';
-import { BUNDLE_FILE_NAME } from './bundle.js';
+import { BUNDLE_FILE_NAME } from './bundle-name.js';
 
 /** Platforms with a POSIX shell and `#!/usr/bin/env node`; Windows would need a .exe shim. */
 export const DEFAULT_PLATFORMS = [
