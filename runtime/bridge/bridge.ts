@@ -193,7 +193,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           // One line per cluster and code per minute; the rest fold into a summary line.
           refusalLog: {
             warn: (code, fields, message) =>
-              migrationRefusals.warn(`${cluster.fingerprint}|${code}`, fields, message),
+              migrationRefusals.warn(
+                `${cluster.fingerprint}|${code}`,
+                { ...fields, fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) },
+                message,
+              ),
           },
         });
         return metrics ? observeMigration(metrics, migrated) : migrated;

@@ -58,14 +58,14 @@ export async function serveMigration(
   options: MigrationServiceOptions,
 ): Promise<TunnelReply> {
   const { log } = options;
-  const refused = (logger: Logger, code: ErrorCode, message: string) => {
-    const fields = { event: 'bridge.migration_refused', code, ...logger.bindings() };
+  // `where` names the Secret when there is one; the refusal log adds the cluster.
+  const refused = (code: ErrorCode, message: string, where: Record<string, string> = {}) => {
+    const fields = { event: 'bridge.migration_refused', code, ...where };
     if (options.refusalLog) options.refusalLog.warn(code, fields, message);
-    else logger.warn({ event: 'bridge.migration_refused', code }, message);
+    else log.warn(fields, message);
   };
   if (!options.enabled) {
     refused(
-      log,
       'CT_MIGRATION_DISABLED',
       "the broker asked for a migration but the cluster's registration does not enable it",
     );
@@ -119,9 +119,9 @@ export async function serveMigration(
       });
     } else {
       refused(
-        secretLog,
         'CT_MIGRATION_CONFLICT',
         'refused a migration: the OpenBao key already holds a value this migration did not write',
+        { secretNamespace: namespace, secretName: name },
       );
       return conflict(kvPath);
     }

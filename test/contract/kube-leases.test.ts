@@ -3,12 +3,11 @@
  * semantics bridge replicas shard on (create races, stale updates, conditional deletes), and the server's
  * refusals of malformed Leases as the real API server words them.
  */
-import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isCloudtaserError } from '../../runtime/core/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient, type KubeLease } from '../../runtime/kube/index.js';
+import { expectCode, uniqueName } from '../support/expect-code.js';
 
 const NAMESPACE = 'bridge-shards';
 const RENEWED = '2026-12-05T06:30:00.000000Z';
@@ -34,20 +33,6 @@ afterAll(async () => {
   await dispatcher?.close();
   await server?.close();
 });
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(isCloudtaserError(err), `expected ${code}, got ${String(err)}`).toBe(true);
-  expect((err as { code: string }).code).toBe(code);
-  return err as Error;
-}
-
-function uniqueName(prefix: string): string {
-  return `${prefix}-${randomUUID().slice(0, 8)}`;
-}
 
 /** A raw API call as the admin, to see the exact Status body the client turns into an error. */
 async function call(method: string, path: string, body?: unknown, contentType = 'application/json') {

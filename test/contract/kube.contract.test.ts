@@ -8,9 +8,10 @@
 import { createPublicKey, randomUUID, verify } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isCloudtaserError, isFingerprint } from '../../runtime/core/index.js';
+import { isFingerprint } from '../../runtime/core/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient, type KubeConnection, readClusterFingerprint } from '../../runtime/kube/index.js';
+import { expectCode, uniqueName } from '../support/expect-code.js';
 
 const realKubeconfig = process.env.CLOUDTASER_TEST_KUBE_CONFIG;
 const namespace = process.env.CLOUDTASER_TEST_KUBE_NAMESPACE ?? 'default';
@@ -41,20 +42,6 @@ afterAll(async () => {
   client?.close();
   await server?.close();
 });
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(isCloudtaserError(err), `expected ${code}, got ${String(err)}`).toBe(true);
-  expect((err as { code: string }).code).toBe(code);
-  return err as Error;
-}
-
-function uniqueName(prefix: string): string {
-  return `${prefix}-${randomUUID().slice(0, 8)}`;
-}
 
 describe('Kubernetes access contract', () => {
   it('reads the cluster fingerprint as the kube-system namespace UID', async () => {

@@ -1,5 +1,3 @@
-/** Shared setup for the OpenBao contract tests: the in-process test server, or a real OpenBao from the environment. */
-import { randomBytes } from 'node:crypto';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 
@@ -26,10 +24,7 @@ export async function startTarget(): Promise<Target> {
   return { address: server.address, token: server.rootToken, server, close: () => server.close() };
 }
 
-/** A namespace name unique to this run, so runs against a shared real OpenBao never collide. */
-export function uniqueName(prefix: string): string {
-  return `${prefix}-${randomBytes(4).toString('hex')}`;
-}
+export { uniqueName } from '../support/expect-code.js';
 
 export function clientFor(
   target: Target,

@@ -5,9 +5,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudtaserError } from '../../runtime/core/index.js';
 import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { expectCode } from '../support/expect-code.js';
 import { waitUntil } from '../support/wait.js';
 import {
   AGAINST_REAL_OPENBAO,
@@ -31,17 +31,6 @@ const ENVELOPE_KEYS = [
 ];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const ACL_DENIED = '1 error occurred:\n\t* permission denied\n\n';
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<CloudtaserError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(CloudtaserError);
-    expect((err as CloudtaserError).code).toBe(code);
-    return err as CloudtaserError;
-  }
-  throw new Error(`expected ${code}, but the call succeeded`);
-}
 
 let target: Target;
 let root: OpenBaoClient;

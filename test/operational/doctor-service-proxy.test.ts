@@ -9,11 +9,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildProgram } from '../../runtime/cli/program.js';
 import { runTargetDoctor, TARGET_LINKS, type TargetDoctorOptions } from '../../runtime/doctor/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import { beaconCert, testResolve } from '../runtime/fixtures.js';
-import { expectBrokenAt, startDoctorStack } from './doctor-stack.js';
+import { expectBrokenAt, runDoctorCli, startDoctorStack } from './doctor-stack.js';
 import { OPERATOR_NAMESPACE, type OperationalStack } from './stack.js';
 
 let stack: OperationalStack;
@@ -106,16 +105,9 @@ describe('target doctor through the service proxy (default mode)', () => {
     const kubeconfig = join(dir, 'kubeconfig');
     await stack.kube.writeKubeconfig(kubeconfig);
     stack.kube.registerServiceBackend(OPERATOR_NAMESPACE, 'cloudtaser', 'metrics', null);
-    const out: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    const previous = process.exitCode;
+    let result: Awaited<ReturnType<typeof runDoctorCli>>;
     try {
-      await buildProgram().parseAsync([
-        'node',
-        'cloudtaser-cli',
+      result = await runDoctorCli([
         'target',
         'doctor',
         '--kubeconfig',
@@ -125,13 +117,11 @@ describe('target doctor through the service proxy (default mode)', () => {
         '--output',
         'json',
       ]);
-      expect(process.exitCode).toBe(13);
     } finally {
-      spy.mockRestore();
-      process.exitCode = previous;
       stack.kube.registerServiceBackend(OPERATOR_NAMESPACE, 'cloudtaser', 'metrics', stack.broker.healthUrl!);
     }
-    const report = JSON.parse(out.join(''));
+    const { exitCode, report } = result;
+    expect(exitCode).toBe(13);
     expect(report).toMatchObject({
       side: 'target',
       healthy: false,

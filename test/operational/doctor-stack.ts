@@ -4,8 +4,9 @@
  * doctor.test.ts and doctor-service-proxy.test.ts use it.
  */
 import { createServer } from 'node:net';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { createBridgeMetrics } from '../../runtime/bridge/index.js';
+import { buildProgram } from '../../runtime/cli/program.js';
 import type { DoctorReport } from '../../runtime/doctor/index.js';
 import { OPERATOR_NAMESPACE, type OperationalStack, startOperationalStack } from './stack.js';
 
@@ -99,4 +100,28 @@ export async function deadPort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/**
+ * Runs `cloudtaser-cli <args>` in this process as a user would (`--output json`), and gives back the exit code it
+ * set and the report it printed; stdout and process.exitCode are restored afterwards.
+ */
+export async function runDoctorCli(
+  args: string[],
+): Promise<{ exitCode: number | undefined; report: DoctorReport }> {
+  const out: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    out.push(String(chunk));
+    return true;
+  });
+  const previous = process.exitCode;
+  let exitCode: number | undefined;
+  try {
+    await buildProgram().parseAsync(['node', 'cloudtaser-cli', ...args]);
+    exitCode = process.exitCode === undefined ? undefined : Number(process.exitCode);
+  } finally {
+    spy.mockRestore();
+    process.exitCode = previous;
+  }
+  return { exitCode, report: JSON.parse(out.join('')) as DoctorReport };
 }

@@ -7,7 +7,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildProgram } from '../../runtime/cli/program.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
 import {
   type DoctorReport,
@@ -31,6 +30,7 @@ import {
   expectBrokenAt,
   operatorArgs,
   operatorDeployment,
+  runDoctorCli,
   startDoctorStack,
   webhookConfiguration,
 } from './doctor-stack.js';
@@ -125,37 +125,23 @@ describe('target doctor', () => {
     await stack.kube.writeKubeconfig(kubeconfig);
     const caFile = join(dir, 'beacon-ca.pem');
     await writeFile(caFile, beaconCert.certPem);
-    const out: string[] = [];
-    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      out.push(String(chunk));
-      return true;
-    });
-    const previous = process.exitCode;
-    try {
-      await buildProgram().parseAsync([
-        'node',
-        'cloudtaser-cli',
-        'target',
-        'doctor',
-        '--kubeconfig',
-        kubeconfig,
-        '--broker-status-url',
-        stack.broker.healthUrl!,
-        '--beacon',
-        `127.0.0.1:${stack.replicas.port}`,
-        '--beacon-ca',
-        caFile,
-        '--webhook-configuration',
-        'stale',
-        '--output',
-        'json',
-      ]);
-      expect(process.exitCode).toBe(14);
-    } finally {
-      spy.mockRestore();
-      process.exitCode = previous;
-    }
-    const report = JSON.parse(out.join(''));
+    const { exitCode, report } = await runDoctorCli([
+      'target',
+      'doctor',
+      '--kubeconfig',
+      kubeconfig,
+      '--broker-status-url',
+      stack.broker.healthUrl!,
+      '--beacon',
+      `127.0.0.1:${stack.replicas.port}`,
+      '--beacon-ca',
+      caFile,
+      '--webhook-configuration',
+      'stale',
+      '--output',
+      'json',
+    ]);
+    expect(exitCode).toBe(14);
     expect(report).toMatchObject({ side: 'target', healthy: false, brokenLink: 'webhook', exitCode: 14 });
   });
 });
