@@ -155,6 +155,10 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   const log = moduleLogger(options.logger, 'bridge.shards');
   const { leases, namespace, identity } = options;
   const stop = new AbortController();
+  /** This replica's preference for each shard (rendezvous hashing): fixed for its identity. */
+  const rank = Array.from({ length: options.shards }, (_, shard) =>
+    createHash('sha256').update(`${identity}/${shard}`).digest().readUInt32BE(0),
+  );
 
   const slotName = (shard: number, slot: number) => `${prefix}-shard-${shard}-${slot}`;
   const memberName = `${prefix}-member-${identity}`;
@@ -334,7 +338,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     }
 
     // Over the fair share (a replica joined): give back the extras, the ones we rank lowest first.
-    const byPreference = (a: number, b: number) => rank(b) - rank(a);
+    const byPreference = (a: number, b: number) => rank[b] - rank[a];
     if (heldSlots.size > target) {
       const extras = [...heldSlots.entries()]
         .sort(([, a], [, b]) => byPreference(a.shard, b.shard))
@@ -366,16 +370,6 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
           .deleteLease(namespace, name, { resourceVersion: seen.lease.metadata.resourceVersion })
           .catch(() => undefined);
     }
-  }
-
-  const rankCache = new Map<number, number>();
-  function rank(shard: number): number {
-    let value = rankCache.get(shard);
-    if (value === undefined) {
-      value = createHash('sha256').update(`${identity}/${shard}`).digest().readUInt32BE(0);
-      rankCache.set(shard, value);
-    }
-    return value;
   }
 
   async function runRound(): Promise<void> {
