@@ -2,7 +2,6 @@
 /**
  * terraform-provider-cloudtaser. Terraform starts it; nothing may reach stdout before the handshake line.
  */
-import { setFlagsFromString } from 'node:v8';
 import { PROVIDER_ADDRESS, PROVIDER_ADDRESSES, PROVIDER_VERSION } from './identity.js';
 import { runPluginProcess } from './wire/plugin-process.js';
 
@@ -14,12 +13,6 @@ if (major < 20) {
   );
   process.exit(1);
 }
-
-// undici (the OpenBao client's HTTP stack) parses responses with a WebAssembly build of llhttp. V8 compiles it
-// again with TurboFan on background threads, and a process cannot exit before those threads are joined: every
-// provider process that talked to OpenBao took about a second from Terraform's Shutdown to its exit
-// (measured; Terraform waits for it). The baseline compiler alone is ample for a few requests per process.
-setFlagsFromString('--liftoff-only');
 
 const identity = {
   address: PROVIDER_ADDRESS,

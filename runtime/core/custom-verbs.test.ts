@@ -134,12 +134,15 @@ describe('acceptCustomVerbs on a Node HTTP server', () => {
     await new Promise((resolve) => server?.close(resolve));
   });
 
-  async function start(keepAliveTimeout = 5_000): Promise<{ port: number; seen: string[] }> {
+  async function start(
+    keepAliveTimeout = 5_000,
+    body: string | Buffer = 'ok',
+  ): Promise<{ port: number; seen: string[] }> {
     const seen: string[] = [];
     server = createServer((req: IncomingMessage, res) => {
       seen.push(`${req.method} ${req.url}`);
       req.resume();
-      req.on('end', () => res.end('ok'));
+      req.on('end', () => res.end(body));
     });
     server.keepAliveTimeout = keepAliveTimeout;
     acceptCustomVerbs(server);
@@ -186,6 +189,29 @@ describe('acceptCustomVerbs on a Node HTTP server', () => {
     await once(exchange.socket, 'close');
     expect(exchange.text).toMatch(/^HTTP\/1.1 400/);
     expect(seen).toEqual([]);
+  });
+
+  it('hands a response head and body to the socket as one write, and no empty write after it', async () => {
+    // A Buffer body, as the pod API answers: Node writes the head and the body as two chunks.
+    const { port } = await start(5_000, Buffer.from('ok'));
+    const socketWrites: number[] = [];
+    // Runs before the wrapper takes the socket: counts what reaches the socket's own write path.
+    server!.prependListener('connection', (socket: Socket) => {
+      const single = socket._write.bind(socket);
+      const vectored = socket._writev!.bind(socket);
+      socket._write = (chunk, encoding, callback) => {
+        socketWrites.push((chunk as Buffer).length);
+        single(chunk, encoding, callback);
+      };
+      socket._writev = (chunks, callback) => {
+        socketWrites.push(chunks.reduce((sum, { chunk }) => sum + (chunk as Buffer).length, 0));
+        vectored(chunks, callback);
+      };
+    });
+    const exchange = await rawExchange(port, ['GET /v1/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    await once(exchange.socket, 'end');
+    expect(exchange.text).toMatch(/^HTTP\/1.1 200[\s\S]*\r\n\r\nok$/);
+    expect(socketWrites).toEqual([Buffer.byteLength(exchange.text)]);
   });
 
   it('keeps the server closing idle keep-alive connections (its timers reach the wrapped socket)', async () => {

@@ -31,7 +31,8 @@ export interface OpenBaoForwarder {
   close(): Promise<void>;
 }
 
-const JSON_HEADERS = { 'content-type': 'application/json' };
+/** Frozen: the tunnel encodes a frozen head once per status (tunnel/heads.ts). */
+const JSON_HEADERS = Object.freeze({ 'content-type': 'application/json' });
 
 export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBaoForwarder {
   const base = new URL(options.address);

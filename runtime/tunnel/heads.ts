@@ -44,7 +44,29 @@ export function decodeRequestHead(payload: Buffer): RequestHead {
   return checkRequestHead(parseObject(payload, 'OPEN'), 'CT_TUNNEL_PROTOCOL');
 }
 
+/**
+ * Encoded heads of answers whose headers object is frozen (a shared constant), per status: the bridge answers
+ * nearly every pod read with the same head, and encoding it (validation, JSON, UTF-8) was a visible share of
+ * its CPU per read. Callers copy the bytes into a frame, so sharing one Buffer is safe.
+ */
+const sharedResponseHeads = new WeakMap<TunnelHeaders, Map<number, Buffer>>();
+
 export function encodeResponseHead(head: ResponseHead): Buffer {
+  const shared = head.headers !== undefined && Object.isFrozen(head.headers);
+  if (shared) {
+    const cached = sharedResponseHeads.get(head.headers!)?.get(head.status);
+    if (cached) return cached;
+  }
+  const encoded = encodeResponseHeadUncached(head);
+  if (shared) {
+    let byStatus = sharedResponseHeads.get(head.headers!);
+    if (!byStatus) sharedResponseHeads.set(head.headers!, (byStatus = new Map()));
+    byStatus.set(head.status, encoded);
+  }
+  return encoded;
+}
+
+function encodeResponseHeadUncached(head: ResponseHead): Buffer {
   const normalized = checkResponseHead(
     { status: head.status, headers: head.headers ?? {} },
     'CT_INVALID_ARGUMENT',

@@ -19,6 +19,7 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,6 +54,45 @@ async function freePort(): Promise<number> {
       server.close(() => done(port));
     });
   });
+}
+
+/** CPU milliseconds a process has used so far (user + system), from /proc; undefined where there is no /proc. */
+function processCpuMs(pid: number): number | undefined {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are fields 14 and 15, in ticks.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ; 100 on every Linux the bench runs on (`getconf CLK_TCK`). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/**
+ * CPU ms per call spent by each named process while `fn` runs `count` times one after another: where a read's
+ * time goes, process by process (the bench's own process, which plays the pod, included).
+ */
+async function cpuPerCall(
+  processes: Record<string, number | undefined>,
+  count: number,
+  fn: () => Promise<unknown>,
+): Promise<Record<string, number>> {
+  const before = Object.fromEntries(
+    Object.entries(processes).map(([name, pid]) => [name, pid === undefined ? undefined : processCpuMs(pid)]),
+  );
+  const ownBefore = process.cpuUsage();
+  for (let i = 0; i < count; i++) await fn();
+  const own = process.cpuUsage(ownBefore);
+  const out: Record<string, number> = { pod: (own.user + own.system) / 1000 / count };
+  for (const [name, pid] of Object.entries(processes)) {
+    const after = pid === undefined ? undefined : processCpuMs(pid);
+    const start = before[name];
+    if (after !== undefined && start !== undefined) out[name] = (after - start) / count;
+  }
+  return out;
 }
 
 /** The same comparison with bridge, broker and beacon in this process (no scheduling between processes). */
@@ -96,17 +136,21 @@ function pemPair(issued: { certPem: string; keyPem?: string }): { certPem: strin
   return { certPem: issued.certPem, keyPem: issued.keyPem! };
 }
 
-/** Starts the floor's bridge and broker processes; returns the floor broker's pod-facing port. */
-async function startFloor(config: FloorConfig, children: ChildProcess[]): Promise<number> {
+/** Starts the floor's bridge and broker processes; returns the floor broker's pod-facing port and both pids. */
+async function startFloor(
+  config: FloorConfig,
+  children: ChildProcess[],
+): Promise<{ port: number; bridgePid?: number; brokerPid?: number }> {
   const env = { ...process.env, CT_BENCH_FLOOR: JSON.stringify(config) };
   const start = async (role: 'bridge' | 'broker') => {
     const child = fork(floorChild, [role], { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     children.push(child);
     const [ready] = (await once(child, 'message')) as [{ port: number }];
-    return ready.port;
+    return { port: ready.port, pid: child.pid };
   };
-  await start('bridge');
-  return start('broker');
+  const bridge = await start('bridge');
+  const broker = await start('broker');
+  return { port: broker.port, bridgePid: bridge.pid, brokerPid: broker.pid };
 }
 
 /** The login storm's baseline auth mount (TokenReviews straight to Kubernetes). */
@@ -203,7 +247,7 @@ export const benchmarks: Benchmark[] = [
         // CLOUDTASER_BENCH_PLAIN=1 measures the beacon's opt-in plain door (no outer TLS) instead of the TLS door.
         const plain = process.env.CLOUDTASER_BENCH_PLAIN === '1';
         const beacon = `${plain ? 'plain://' : ''}127.0.0.1:${beaconPort}`;
-        spawnChild([
+        const beaconProcess = spawnChild([
           beaconChild,
           'beacon',
           'serve',
@@ -225,7 +269,7 @@ export const benchmarks: Benchmark[] = [
           '--max-pairings-per-hash-per-second',
           '10000',
         ]);
-        spawnChild(
+        const bridgeProcess = spawnChild(
           [
             cli,
             'bridge',
@@ -274,7 +318,7 @@ export const benchmarks: Benchmark[] = [
           boundServiceAccountNamespaces: ['team-a'],
           policies: ['app-read'],
         });
-        spawnChild([
+        const brokerProcess = spawnChild([
           cli,
           'broker',
           'run',
@@ -361,7 +405,8 @@ export const benchmarks: Benchmark[] = [
         };
         // Minted once; the bench is far shorter than its lifetime, so no renewal timer is needed.
         floorBeaconIdentity.close();
-        const floorPort = await startFloor(floorConfig, children);
+        const floorProcesses = await startFloor(floorConfig, children);
+        const floorPort = floorProcesses.port;
         const floorAgent = new Agent({ connect: { ca: floorPodApi.certPem }, connections: 1 });
         const floorRead = async () => {
           const response = await request(`https://localhost:${floorPort}/v1/secret/data/app/db`, {
@@ -381,6 +426,40 @@ export const benchmarks: Benchmark[] = [
           tunnelSamples.push(...(await sample(count / rounds, throughTunnel, 20)));
           floorSamples.push(...(await sample(count / rounds, floorRead, 20)));
         }
+        // Where a read's CPU goes, process by process, through the tunnel and through the floor.
+        const cpuReads = ctx.quick ? 300 : 1000;
+        const phaseStart = process.hrtime.bigint();
+        const tunnelCpu = await cpuPerCall(
+          {
+            broker: brokerProcess.pid,
+            beacon: beaconProcess.pid,
+            bridge: bridgeProcess.pid,
+            openbao: openbaoProcess.pid,
+          },
+          cpuReads,
+          throughTunnel,
+        );
+        if (process.env.CLOUDTASER_BENCH_PROFILE_DIR)
+          // Monotonic µs, the clock of the children's --cpu-prof samples: lets a profile be cut to this phase.
+          ctx.log(
+            `   profile window of the tunnel reads: ${phaseStart / 1000n} ${process.hrtime.bigint() / 1000n} µs`,
+          );
+        const floorCpu = await cpuPerCall(
+          {
+            broker: floorProcesses.brokerPid,
+            beacon: beaconProcess.pid,
+            bridge: floorProcesses.bridgePid,
+            openbao: openbaoProcess.pid,
+          },
+          cpuReads,
+          floorRead,
+        );
+        const cpuLine = (cpu: Record<string, number>) =>
+          Object.entries(cpu)
+            .map(([name, ms]) => `${name} ${ms.toFixed(3)}`)
+            .join(', ');
+        ctx.log(`   CPU ms per read through the tunnel: ${cpuLine(tunnelCpu)}`);
+        ctx.log(`   CPU ms per read through the floor:  ${cpuLine(floorCpu)}`);
         await floorAgent.close();
         const floor = median(floorSamples);
 

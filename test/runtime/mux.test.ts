@@ -6,7 +6,9 @@ import { CloudtaserError } from '../../runtime/core/index.js';
 import {
   createTunnelMux,
   DATA_CHUNK_BYTES,
+  decodeResponseHead,
   encodeFrame,
+  encodeResponseHead,
   type Frame,
   FrameDecoder,
   FrameType,
@@ -340,6 +342,28 @@ describe('tunnel multiplexer: malformed input closes the tunnel with CT_TUNNEL_P
       }),
       { numRuns: 150 },
     );
+  });
+});
+
+describe('response heads', () => {
+  it('encodes a frozen (shared) headers object once per status, byte for byte as an unfrozen one', () => {
+    const shared = Object.freeze({ 'content-type': 'application/json' });
+    const ok = encodeResponseHead({ status: 200, headers: shared });
+    expect(encodeResponseHead({ status: 200, headers: shared })).toBe(ok);
+    expect(
+      ok.equals(encodeResponseHead({ status: 200, headers: { 'content-type': 'application/json' } })),
+    ).toBe(true);
+    const notFound = encodeResponseHead({ status: 404, headers: shared });
+    expect(decodeResponseHead(notFound)).toEqual({ status: 404, headers: shared });
+    expect(decodeResponseHead(encodeResponseHead({ status: 200, headers: shared })).status).toBe(200);
+  });
+
+  it('still refuses an invalid head whose headers are frozen, every time', () => {
+    const shared = Object.freeze({ 'content-type': 'application/json' });
+    for (let i = 0; i < 2; i++)
+      expect(() => encodeResponseHead({ status: 999, headers: shared })).toThrow(/100 to 599/);
+    const badName = Object.freeze({ 'Bad Name': 'x' });
+    expect(() => encodeResponseHead({ status: 200, headers: badName })).toThrow(CloudtaserError);
   });
 });
 
