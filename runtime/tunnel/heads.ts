@@ -59,8 +59,8 @@ export function encodeResponseHead(head: ResponseHead): Buffer {
   }
   const encoded = encodeResponseHeadUncached(head);
   if (shared) {
-    let byStatus = sharedResponseHeads.get(head.headers!);
-    if (!byStatus) sharedResponseHeads.set(head.headers!, (byStatus = new Map()));
+    const byStatus = sharedResponseHeads.get(head.headers!) ?? new Map<number, Buffer>();
+    sharedResponseHeads.set(head.headers!, byStatus);
     byStatus.set(head.status, encoded);
   }
   return encoded;
