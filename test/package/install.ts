@@ -46,6 +46,36 @@ function npmCommand(): string {
   return process.platform === 'win32' ? 'npm.cmd' : 'npm';
 }
 
+/**
+ * Type-checks `source` as a TypeScript user's file in `dir` (strict, `skipLibCheck` off, Node's module resolution)
+ * with the repository's compiler and @types/node, the one types package a Node TypeScript project always has.
+ * Every declaration file the imports reach is checked, so one naming a package the install lacks fails here.
+ */
+export async function typecheckConsumer(dir: string, source: string): Promise<ProcessResult> {
+  writeFileSync(join(dir, 'consumer.ts'), source);
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    `${JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        skipLibCheck: false,
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        target: 'es2022',
+        types: ['node'],
+        typeRoots: [join(REPO, 'node_modules', '@types')],
+      },
+      files: ['consumer.ts'],
+    })}\n`,
+  );
+  return runProcess(process.execPath, [join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    timeoutMs: 120_000,
+  });
+}
+
 /** Disk usage of a folder in KiB, as `du -sk` reports it (the figure `du -sh` rounds). */
 export function diskUsageKiB(dir: string): number {
   return Number(execFileSync('du', ['-sk', dir], { encoding: 'utf8' }).split(/\s/)[0]);

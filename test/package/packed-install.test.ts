@@ -19,6 +19,7 @@ import {
   REPO,
   runModule,
   SYNTH_REGISTERED_CLUSTER,
+  typecheckConsumer,
 } from './install.js';
 
 /** The CLI-only install's goal (issue 12): what `du -sh node_modules` shows must stay at or below this. */
@@ -150,6 +151,19 @@ describe('a CLI-only install (npm install --omit=dev of the tarball, no peers)',
     ]);
   });
 
+  it('type-checks a TypeScript user of cloudtaser/runtime and cloudtaser/provider with skipLibCheck off', async () => {
+    // The declarations once re-exported @kubernetes/client-node's types, a package installs do not carry.
+    const result = await typecheckConsumer(
+      cliOnly,
+      `import * as runtime from 'cloudtaser/runtime';
+       import * as provider from 'cloudtaser/provider';
+       const client: runtime.KubeClient | undefined = undefined;
+       export const used: unknown[] = [runtime.registerCluster, provider.createCloudtaserProvider, client];\n`,
+    );
+    expect(result.stdout + result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  }, 120_000);
+
   it('refuses cloudtaser/constructs with one line naming the peer dependencies to install', async () => {
     const result = await runModule(
       cliOnly,
@@ -260,4 +274,14 @@ describe('an install with the cdktf peer dependencies', () => {
     const kib = diskUsageKiB(join(withCdktf, 'node_modules'));
     process.stdout.write(`[packed-install] du -sk node_modules with cdktf + constructs: ${kib} KiB\n`);
   });
+
+  it('type-checks a TypeScript user of cloudtaser/constructs with skipLibCheck off', async () => {
+    const result = await typecheckConsumer(
+      withCdktf,
+      `import { RegisteredCluster, Beacon, Bridge } from 'cloudtaser/constructs';
+       export const used: unknown[] = [RegisteredCluster, Beacon, Bridge];\n`,
+    );
+    expect(result.stdout + result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  }, 120_000);
 });
