@@ -22,7 +22,7 @@ import { Server as ProxyServer } from 'proxy-chain';
 import { type BeaconTarget, createBeacon, waitForPeer } from '../../runtime/beacon/index.js';
 import { type ProxyEndpoint, parseProxyUrl } from '../../runtime/proxy/index.js';
 import { makeCerts as makeTestCerts } from '../beacon/helpers.js';
-import { type BenchContext, type Benchmark, type Metric, median, percentile } from './harness.js';
+import { type BenchContext, type Benchmark, type Metric, median, percentile, sized } from './harness.js';
 
 /**
  * `beacon`: as deployed by default (TLS and WebSocket doors); `beacon-all-doors`: the plain door on too;
@@ -342,8 +342,8 @@ const pairingBenchmark: Benchmark = {
   name: 'beacon.pairing',
   async run(ctx: BenchContext): Promise<Metric[]> {
     const certs = makeCerts();
-    const warmup = ctx.quick ? 5 : 20;
-    const count = ctx.quick ? 50 : 200;
+    const warmup = sized(ctx, 20, 5, 2);
+    const count = sized(ctx, 200, 50, 10);
     const direct = innerServer(certs);
     direct.listen(0, '127.0.0.1');
     await once(direct, 'listening');
@@ -491,8 +491,8 @@ const throughputBenchmark: Benchmark = {
   name: 'beacon.relay_throughput',
   async run(ctx: BenchContext): Promise<Metric[]> {
     const certs = makeCerts();
-    const bytes = (ctx.quick ? 64 : 256) * 1024 * 1024;
-    const rounds = ctx.quick ? 3 : 5;
+    const bytes = sized(ctx, 256, 64, 8) * 1024 * 1024;
+    const rounds = sized(ctx, 5, 3, 1);
     const sender = await startChild('sender', certs);
     // The TLS comparison gets a beacon child of its own, configured as deployed by default (plain door off), so
     // both relays under comparison carry only raw TLS traffic; the plain and WebSocket runs use another child.
@@ -625,7 +625,7 @@ const idleMemoryBenchmark: Benchmark = {
   name: 'beacon.idle_pair_kib',
   async run(ctx: BenchContext): Promise<Metric[]> {
     const certs = makeCerts();
-    const count = ctx.quick ? 400 : 2000;
+    const count = sized(ctx, 2000, 400, 50);
     const pipeKib = await idleKibPerPair('pipe-relay', certs, count);
     const beaconKib = await idleKibPerPair('beacon', certs, count);
     ctx.log(`idle pair: beacon ${beaconKib.toFixed(1)} KiB, pipe relay ${pipeKib.toFixed(1)} KiB`);
@@ -657,7 +657,7 @@ if (isMain && process.argv[2] === 'child') {
 } else if (isMain) {
   const quick = process.argv.includes('--quick');
   const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7);
-  const ctx: BenchContext = { quick, log: (message) => process.stderr.write(`${message}\n`) };
+  const ctx: BenchContext = { quick, smoke: false, log: (message) => process.stderr.write(`${message}\n`) };
   const metrics: Metric[] = [];
   for (const benchmark of benchmarks) {
     if (only && benchmark.name !== only) continue;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, TerraformStack } from '../../constructs/cdktf.js';
 import { OperatorInstall, RegisteredCluster } from '../../constructs/index.js';
-import { type Benchmark, median, sample } from './harness.js';
+import { type Benchmark, median, sample, sized } from './harness.js';
 
 const settings = {
   secretstoreAddress: 'https://openbao.example.eu:8200',
@@ -76,12 +76,12 @@ export const benchmarks: Benchmark[] = [
       try {
         let n = 0;
         const out = () => join(scratch, String(n++));
-        const warmRuns = ctx.quick ? 15 : 60;
+        const warmRuns = sized(ctx, 60, 15, 3);
         const empty = median(await sample(warmRuns, () => synthEmpty(out())));
         const registration = median(await sample(warmRuns, () => synthRegistration(out())));
         const withHelm = median(await sample(warmRuns, () => synthWithHelm(out())));
         // Interleaved, so machine drift hits both series alike.
-        const coldRuns = ctx.quick ? 4 : 12;
+        const coldRuns = sized(ctx, 12, 4, 1);
         const coldEmptyRuns: number[] = [];
         const coldRegistrationRuns: number[] = [];
         coldSynth(out(), true);

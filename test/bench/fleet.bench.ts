@@ -44,7 +44,7 @@ import {
 import type { TunnelMux } from '../../runtime/tunnel/index.js';
 import { type BeaconProcess, startBeaconProcess } from '../load/processes.js';
 import { waitUntil } from '../support/wait.js';
-import { type Benchmark, type Metric, median, percentile } from './harness.js';
+import { type Benchmark, type Metric, median, percentile, sized } from './harness.js';
 
 /**
  * TLS handshakes a reconnect costs per cluster: the broker's and the bridge's two waiters' outer handshakes with
@@ -154,8 +154,8 @@ async function inParallel<T>(items: readonly T[], concurrency: number, work: (it
 const discoveryBenchmark: Benchmark = {
   name: 'bridge.discovery',
   async run(ctx) {
-    const clusters = ctx.quick ? 2_000 : 10_000;
-    const polls = ctx.quick ? 20 : 50;
+    const clusters = sized(ctx, 10_000, 2_000, 200);
+    const polls = sized(ctx, 50, 20, 3);
     const openbao = await startOpenBaoProcess();
     const admin = new OpenBaoClient({
       address: openbao.address,
@@ -343,7 +343,7 @@ interface BridgeProcessStatus {
 const reconnectBenchmark: Benchmark = {
   name: 'fleet.reconnect',
   async run(ctx) {
-    const clusters = ctx.quick ? 100 : 1_000;
+    const clusters = sized(ctx, 1_000, 100, 10);
     const dir = await mkdtemp(join(tmpdir(), 'ct-fleet-bench-'));
     const openbao = await startOpenBaoProcess();
     const admin = new OpenBaoClient({
@@ -395,6 +395,8 @@ const reconnectBenchmark: Benchmark = {
           join(dir, 'beacon.pem'),
           '--health-listen',
           `127.0.0.1:${healthPort}`,
+          // The production poll interval, except in a smoke run, which only checks that the bench still runs.
+          ...(ctx.smoke ? ['--poll-interval', '1s'] : []),
         ],
         {
           env: {
@@ -416,13 +418,13 @@ const reconnectBenchmark: Benchmark = {
         intervalMs: 50,
       });
       // RSS of the bridge serving no cluster, once it settled.
-      await new Promise((r) => setTimeout(r, 2_000));
+      await new Promise((r) => setTimeout(r, sized(ctx, 2_000, 2_000, 200)));
       const rssNoneKib = rssKibOf(bridgePid);
       // The beacon with only the bridge's status traffic behind it: the baseline of its per-cluster memory.
       const beaconNone = await beacon.report();
 
       // The floor, in this run: the storm's handshakes spread over every core, nothing else.
-      const handshakeMs = await tlsHandshakeCpuMs(ctx.quick ? 300 : 1_000);
+      const handshakeMs = await tlsHandshakeCpuMs(sized(ctx, 1_000, 300, 20));
       const floorS = (HANDSHAKES_PER_RECONNECT * clusters * handshakeMs) / availableParallelism() / 1000;
       ctx.log(
         `   TLS floor: ${handshakeMs.toFixed(2)} CPU ms per mutual-TLS handshake (both ends); ${HANDSHAKES_PER_RECONNECT} x ${clusters} handshakes over ${availableParallelism()} cores = ${floorS.toFixed(2)} s`,

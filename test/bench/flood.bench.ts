@@ -6,7 +6,7 @@
  */
 import { startFakeBrokers, startTrustStage, statusOf } from '../adversary/trust-harness.js';
 import { waitUntil } from '../support/wait.js';
-import type { Benchmark } from './harness.js';
+import { type Benchmark, sized } from './harness.js';
 
 const FAKE_BROKERS = 8;
 const GOAL_S_PER_15_S = 0.5;
@@ -15,7 +15,7 @@ export const benchmarks: Benchmark[] = [
   {
     name: 'bridge.flood',
     async run(ctx) {
-      const windowMs = ctx.quick ? 5_000 : 15_000;
+      const windowMs = sized(ctx, 15_000, 5_000, 1_000);
       const stage = await startTrustStage({ bridgePollInterval: '1s' });
       try {
         const bridge = stage.bridge!;

@@ -24,6 +24,11 @@ export interface Metric {
 export interface BenchContext {
   /** `--quick`: fewer iterations, same code paths. */
   readonly quick: boolean;
+  /**
+   * `--smoke` (implies quick; the test suite runs it so a benchmark cannot rot unnoticed): the smallest sizes that
+   * still run every code path. Its figures mean nothing.
+   */
+  readonly smoke: boolean;
   /** Progress lines go to stderr so the JSON report on stdout stays clean. */
   log(message: string): void;
 }
@@ -31,6 +36,11 @@ export interface BenchContext {
 export interface Benchmark {
   readonly name: string;
   run(ctx: BenchContext): Promise<Metric[]>;
+}
+
+/** The size for this run: `full`, `quick` with --quick, `smoke` with --smoke (default: `quick`). */
+export function sized(ctx: BenchContext, full: number, quick: number, smoke = quick): number {
+  return ctx.smoke ? smoke : ctx.quick ? quick : full;
 }
 
 export function median(samples: number[]): number {

@@ -8,7 +8,7 @@
 import { fork } from 'node:child_process';
 import { childEntry, openFileLimit, startBeaconProcess } from '../load/processes.js';
 import { waitUntil } from '../support/wait.js';
-import type { Benchmark, Metric } from './harness.js';
+import { type Benchmark, type Metric, sized } from './harness.js';
 
 const MIB = 1024 * 1024;
 const PAIRS_PER_GENERATOR = 4_000;
@@ -56,7 +56,7 @@ export const benchmarks: Benchmark[] = [
   {
     name: 'beacon.idle_10k_rss_mib',
     async run(ctx) {
-      const target = ctx.quick ? 2_000 : 10_000;
+      const target = sized(ctx, 10_000, 2_000, 200);
       const fdLimit = openFileLimit();
       const fitting = Math.floor((fdLimit - BEACON_FD_RESERVE) / 2);
       const pairs = Math.min(target, fitting);
@@ -103,7 +103,7 @@ export const benchmarks: Benchmark[] = [
         );
         const metrics: Metric[] = [
           {
-            name: ctx.quick ? 'beacon.idle_2k_rss_mib' : 'beacon.idle_10k_rss_mib',
+            name: `beacon.idle_${target % 1000 === 0 ? `${target / 1000}k` : target}_rss_mib`,
             value,
             unit: 'MiB',
             baseline: idle.rssBytes / MIB,

@@ -13,7 +13,7 @@ import {
   SECRET_PATH,
   startOperationalStack,
 } from '../operational/stack.js';
-import { type Benchmark, median } from './harness.js';
+import { type Benchmark, median, sized } from './harness.js';
 
 async function readerFor(stack: OperationalStack): Promise<() => Promise<void>> {
   const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
@@ -45,7 +45,7 @@ export const benchmarks: Benchmark[] = [
       try {
         const readOff = await readerFor(off);
         const readOn = await readerFor(on);
-        const batches = ctx.quick ? 10 : 40;
+        const batches = sized(ctx, 40, 10, 2);
         const perBatch = 20;
         const withMetrics: number[] = [];
         const without: number[] = [];

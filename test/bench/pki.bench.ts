@@ -1,6 +1,6 @@
 import forge from 'node-forge';
 import { createCertificateAuthority, createCsr, issueCertificate, signCsr } from '../../runtime/pki/index.js';
-import { type Benchmark, median, sample } from './harness.js';
+import { type Benchmark, median, sample, sized } from './harness.js';
 
 /** What registration plus one bootstrap cost in key material: CA, bridge client certificate, one signed CSR. */
 function generateClusterMaterial(): void {
@@ -37,8 +37,8 @@ export const benchmarks: Benchmark[] = [
   {
     name: 'pki',
     async run(ctx) {
-      const ours = await sample(ctx.quick ? 100 : 400, generateClusterMaterial, 10);
-      const forgeRuns = await sample(ctx.quick ? 3 : 7, forgeRsaBaseline, 1);
+      const ours = await sample(sized(ctx, 400, 100, 10), generateClusterMaterial, 10);
+      const forgeRuns = await sample(sized(ctx, 7, 3, 1), forgeRsaBaseline, 1);
       const value = median(ours);
       const baseline = median(forgeRuns);
       ctx.log(

@@ -19,7 +19,7 @@ import { createAutoMtlsCertificate } from '../../provider/wire/automtls-cert.js'
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
 import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { createWorkspace } from '../provider/support/terraform.js';
-import { type BenchContext, type Benchmark, type Metric, median, percentile } from './harness.js';
+import { type BenchContext, type Benchmark, type Metric, median, percentile, sized } from './harness.js';
 
 async function bundlePath(): Promise<string> {
   const built = join(packageRoot(), 'dist', 'provider', BUNDLE_FILE_NAME);
@@ -56,7 +56,7 @@ const handshake: Benchmark = {
       PLUGIN_PROTOCOL_VERSIONS: '5,6',
       PLUGIN_CLIENT_CERT: createAutoMtlsCertificate().certPem,
     };
-    const runs = ctx.quick ? 8 : 30;
+    const runs = sized(ctx, 30, 8, 2);
     const provider: number[] = [];
     const baseline: number[] = [];
     await timeToFirstLine(bundle, [], env); // warm the page cache
@@ -112,7 +112,7 @@ const apply: Benchmark = {
           XDG_CACHE_HOME: cacheHome,
         },
       });
-    const runs = ctx.quick ? 2 : 5;
+    const runs = sized(ctx, 5, 2, 1);
     const timeApply = async (config: string | undefined): Promise<number> => {
       const ws = workspace();
       try {

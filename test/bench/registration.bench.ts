@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { registerCluster } from '../../runtime/registration/index.js';
-import { type Benchmark, median, percentile, sample } from './harness.js';
+import { type Benchmark, median, percentile, sample, sized } from './harness.js';
 
 /**
  * `registration.register_ms`: one full `register` (namespace, mounts, CA, bridge certificate, records) against
@@ -21,17 +21,17 @@ export const benchmarks: Benchmark[] = [
         await bench.enableKvV2('kv');
         let i = 0;
         const write = await sample(
-          ctx.quick ? 200 : 1000,
+          sized(ctx, 1000, 200, 20),
           () => bench.kvWrite('kv', `k${i++ % 50}`, { v: i }),
           20,
         );
         const register = await sample(
-          ctx.quick ? 30 : 150,
+          sized(ctx, 150, 30, 5),
           () => registerCluster(client, { fingerprint: randomUUID() }),
           3,
         );
         const again = await sample(
-          ctx.quick ? 30 : 150,
+          sized(ctx, 150, 30, 5),
           () => registerCluster(client, { fingerprint: '0ad50c05-1153-4508-9237-4cb2912e2c23' }),
           3,
         );

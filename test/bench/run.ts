@@ -9,7 +9,8 @@ import { type Benchmark, goalMet, type Metric } from './harness.js';
 import { renderMarkdown, renderSvg } from './report.js';
 
 const args = process.argv.slice(2);
-const quick = args.includes('--quick');
+const smoke = args.includes('--smoke');
+const quick = smoke || args.includes('--quick');
 const jsonIndex = args.indexOf('--json');
 const jsonPath = jsonIndex >= 0 ? args[jsonIndex + 1] : 'bench-report.json';
 const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
@@ -27,7 +28,7 @@ for (const file of files) {
     const started = Date.now();
     log(`== ${bench.name} (${file})`);
     try {
-      metrics.push(...(await bench.run({ quick, log })));
+      metrics.push(...(await bench.run({ quick, smoke, log })));
     } catch (err) {
       failures.push(`${bench.name}: ${(err as Error).stack ?? err}`);
       log(`!! ${bench.name} failed: ${(err as Error).message}`);
@@ -39,6 +40,7 @@ for (const file of files) {
 const report = {
   generatedAt: new Date().toISOString(),
   quick,
+  smoke,
   machine: { node: process.version, cpus: (await import('node:os')).cpus().length },
   metrics: Object.fromEntries(
     metrics.map((m) => [

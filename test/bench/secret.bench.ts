@@ -37,7 +37,7 @@ import { ensureBeaconClientCa, registerCluster } from '../../runtime/registratio
 import { startOperationalStack } from '../operational/stack.js';
 import { waitUntil } from '../support/wait.js';
 import type { FloorConfig } from './floor-child.js';
-import { type Benchmark, type Metric, median, percentile, sample } from './harness.js';
+import { type Benchmark, type Metric, median, percentile, sample, sized } from './harness.js';
 
 const dist = process.env.CLOUDTASER_TEST_DIST ?? resolve(import.meta.dirname, '../..');
 const cli = join(dist, 'runtime/cli/main.js');
@@ -180,7 +180,7 @@ export const benchmarks: Benchmark[] = [
   {
     name: 'secret',
     async run(ctx) {
-      const count = ctx.quick ? 300 : 1500;
+      const count = sized(ctx, 1500, 300, 30);
       const dir = await mkdtemp(join(tmpdir(), 'ct-secret-bench-'));
       const children: ChildProcess[] = [];
       const spawnChild = (args: string[], env: Record<string, string> = {}) => {
@@ -427,7 +427,7 @@ export const benchmarks: Benchmark[] = [
           floorSamples.push(...(await sample(count / rounds, floorRead, 20)));
         }
         // Where a read's CPU goes, process by process, through the tunnel and through the floor.
-        const cpuReads = ctx.quick ? 300 : 1000;
+        const cpuReads = sized(ctx, 1000, 300, 30);
         const phaseStart = process.hrtime.bigint();
         const tunnelCpu = await cpuPerCall(
           {
@@ -466,8 +466,8 @@ export const benchmarks: Benchmark[] = [
         // Throughput: 64 readers at once through the one tunnel, against 64 readers through the floor (its own
         // pairing per connection) and 64 straight at OpenBao, in interleaved rounds.
         const readers = 64;
-        const windowMs = ctx.quick ? 1_500 : 4_000;
-        const throughputRounds = ctx.quick ? 2 : 3;
+        const windowMs = sized(ctx, 4_000, 1_500, 300);
+        const throughputRounds = sized(ctx, 3, 2, 1);
         // Connections stay open between rounds (a pod keeps its client), so every round measures reads only.
         const keepAlive = { keepAliveTimeout: 120_000, keepAliveMaxTimeout: 120_000 };
         const manyTunnel = new Agent({
@@ -527,7 +527,7 @@ export const benchmarks: Benchmark[] = [
 
         // Login storm: 500 pods log in and read one secret at once, through the tunnel (OpenBao's TokenReviews
         // come back through the bridge and the tunnel) and straight at OpenBao (TokenReviews to Kubernetes).
-        const pods = ctx.quick ? 200 : 500;
+        const pods = sized(ctx, 500, 200, 20);
         const podTokens = Array.from({ length: pods }, () =>
           kube.issueServiceAccountToken('team-a', 'app-a'),
         );
@@ -578,7 +578,7 @@ export const benchmarks: Benchmark[] = [
             await agent.close();
           }
         };
-        const stormRounds = ctx.quick ? 1 : 3;
+        const stormRounds = sized(ctx, 3, 1, 1);
         const stormTunnel: number[] = [];
         const stormDirect: number[] = [];
         for (let round = 0; round < stormRounds; round++) {
