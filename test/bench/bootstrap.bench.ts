@@ -12,6 +12,7 @@ import { startDevStack } from '../../runtime/dev/stack.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { createCertificateAuthority, issueCertificate } from '../../runtime/pki/index.js';
 import { deregisterCluster, registerCluster } from '../../runtime/registration/index.js';
+import { waitUntil } from '../support/wait.js';
 import { type Benchmark, median, percentile, sample, sized } from './harness.js';
 
 async function directMutualTlsHandshakes(count: number): Promise<number[]> {
@@ -77,13 +78,14 @@ export const benchmarks: Benchmark[] = [
           await registerCluster(admin, { fingerprint });
           await bridge.pollNow();
           // "Bridge already waiting": the init room has a waiter on the beacon before the clock starts.
-          const waitUntil = performance.now() + 10_000;
-          while (!bridge.status().clusters.some((c) => c.waiting > 0)) {
-            // A bridge the beacon refuses never waits; say why instead of spinning forever.
-            if (performance.now() > waitUntil)
-              throw new Error(`the bridge has no waiter after 10 s: ${JSON.stringify(bridge.status())}`);
-            await new Promise((resolve) => setTimeout(resolve, 5));
-          }
+          // Bounded: a bridge the beacon refuses never waits; its status then says why.
+          await waitUntil(() => bridge.status().clusters.some((c) => c.waiting > 0), {
+            what: 'the bridge to wait in the init room',
+            timeoutMs: 10_000,
+            intervalMs: 5,
+          }).catch((err: Error) => {
+            throw new Error(`${err.message}; bridge status: ${JSON.stringify(bridge.status())}`);
+          });
           const started = performance.now();
           const broker = await startBroker({
             fingerprint,
