@@ -113,6 +113,8 @@ interface OpenBaoProcess {
   readonly pid: number;
   /** Requests the OpenBao process has served so far. */
   requests(): Promise<number>;
+  /** The requests served after the first `since`, counted by method, path, namespace and status. */
+  routes(since: number): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 
@@ -131,6 +133,11 @@ async function startOpenBaoProcess(): Promise<OpenBaoProcess> {
       const reply = once(child, 'message') as Promise<[{ requests: number }]>;
       child.send({ cmd: 'requests' });
       return (await reply)[0].requests;
+    },
+    async routes(since) {
+      const reply = once(child, 'message') as Promise<[{ routes: Record<string, number> }]>;
+      child.send({ cmd: 'routes', since });
+      return (await reply)[0].routes;
     },
     async close() {
       if (child.exitCode !== null) return;
@@ -501,6 +508,8 @@ const reconnectBenchmark: Benchmark = {
       cpu.stop();
       const ownCpu = process.cpuUsage(ownCpuBefore);
       const requests = (await openbao.requests()) - requestsBefore;
+      // Which requests they were: an unexpected count is then explained by the report, not guessed at later.
+      const requestRoutes = requests > 0 ? await openbao.routes(requestsBefore) : {};
       const after = await bridgeStatus();
       const bootstraps =
         after.bootstrapsSigned -
@@ -512,6 +521,12 @@ const reconnectBenchmark: Benchmark = {
       ctx.log(
         `   reconnect after kill -9 of the beacon: ${(reconnectMs / 1000).toFixed(2)} s (beacon back after ${(restartMs / 1000).toFixed(2)} s), ${requests} OpenBao requests, ${bootstraps} bootstrap attempts, phases seen ${[...phases].join(',')}; peak CPU beacon ${peaks.beacon?.toFixed(0)} %, bridge ${peaks.bridge?.toFixed(0)} %; brokers (this process) ${((ownCpu.user + ownCpu.system) / 1e6).toFixed(1)} CPU s`,
       );
+      const routeSummary = Object.entries(requestRoutes)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 8)
+        .map(([route, count]) => `${count} x ${route}`)
+        .join('; ');
+      if (routeSummary) ctx.log(`   OpenBao requests in the reconnect window: ${routeSummary}`);
       ctx.log(
         `   bridge RSS ${(rssNoneKib / 1024).toFixed(1)} MiB serving none, ${(rssFleetKib / 1024).toFixed(1)} MiB serving ${clusters} (${perClusterKib.toFixed(1)} KiB per cluster); beacon RSS ${(beaconBefore.rssBytes / 2 ** 20).toFixed(1)} MiB before the kill, ${(beaconAfter.rssBytes / 2 ** 20).toFixed(1)} MiB after, ${beaconAfter.stats.connections} connections`,
       );
@@ -527,6 +542,7 @@ const reconnectBenchmark: Benchmark = {
           extra: {
             clusters,
             openbaoRequests: requests,
+            ...(routeSummary ? { openbaoRequestRoutes: routeSummary } : {}),
             bootstrapAttempts: bootstraps,
             sawBootstrappingPhase: phases.has('bootstrapping') ? 'yes' : 'no',
             beaconPeakCpuPercent: Math.round(peaks.beacon ?? Number.NaN),
