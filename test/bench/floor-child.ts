@@ -8,9 +8,20 @@
  *                                # (concurrent pod connections each get their own pairing and tunnel)
  *   node floor-child.js bridge   # keeps one waiter parked; per pairing: inner TLS client, then TLS to OpenBao
  *
+ * and the HTTP termination floor: the same topology where both ends terminate HTTP with the stock libraries and
+ * nothing of ours (no allow-list, no multiplexer, no namespace rewriting): what any design that must read each
+ * pod request (as the allow-list does) pays for Node's HTTP stack. Sequential reads only (one tunnel).
+ *
+ *   node floor-child.js http-broker  # Node HTTPS server for pods; each request re-issued with an undici Client
+ *                                    # over one inner TLS tunnel (the broker is its TLS server, as in production)
+ *   node floor-child.js http-bridge  # per pairing: a Node HTTP server on the inner TLS tunnel; each request
+ *                                    # re-issued to OpenBao with an undici Agent
+ *
  * Configuration arrives in CT_BENCH_FLOOR (JSON, see FloorConfig); the broker reports its port over IPC.
  */
 import { once } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
@@ -20,6 +31,7 @@ import {
   type TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
+import { Agent, Client, type Dispatcher } from 'undici';
 import { waitForPeer } from '../../runtime/beacon/index.js';
 
 export interface FloorConfig {
@@ -142,7 +154,130 @@ async function waitLoop(inner: SecureContext, openbao: SecureContext): Promise<n
   }
 }
 
+/** Pairs once as the broker and completes the inner mutual TLS as its server: the tunnel of the HTTP floor. */
+async function brokerTunnel(): Promise<TLSSocket> {
+  const inner = createTlsServer({
+    cert: config.broker.certPem,
+    key: config.broker.keyPem,
+    ca: config.caPem,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+  });
+  const stream = await waitForPeer({
+    target,
+    ip: '127.0.0.1',
+    role: 'broker',
+    hash: config.room,
+    caCertPem: config.beaconCaPem,
+  });
+  const secured = once(inner, 'secureConnection') as Promise<[TLSSocket]>;
+  inner.emit('connection', stream);
+  const [tunnel] = await secured;
+  tunnel.setNoDelay?.(true);
+  return tunnel;
+}
+
+/** Reads a request's body and forwards method, URL and the two Vault headers with `dispatcher`; replies as is. */
+async function relayRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  dispatcher: Dispatcher,
+  origin: string,
+): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const headers: Record<string, string> = {};
+  for (const name of ['x-vault-token', 'x-vault-namespace', 'content-type']) {
+    const value = req.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  const answer = await dispatcher.request({
+    origin,
+    path: req.url ?? '/',
+    method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+    headers,
+    body: chunks.length > 0 ? Buffer.concat(chunks) : undefined,
+  });
+  const body = Buffer.from(await answer.body.arrayBuffer());
+  res.writeHead(answer.statusCode, { 'content-type': 'application/json', 'content-length': body.length });
+  res.end(body);
+}
+
+function failWith502(res: ServerResponse, err: Error): void {
+  console.error('floor: relay failed:', err.message);
+  if (!res.headersSent) res.writeHead(502).end();
+  else res.destroy();
+}
+
+async function runHttpBroker(): Promise<void> {
+  let client: Promise<Client> | undefined;
+  const tunnelClient = () => {
+    client ??= brokerTunnel().then(
+      (tunnel) =>
+        new Client('http://tunnel', {
+          // Called back on a later turn: undici 7 never writes a request on a socket handed back synchronously.
+          connect: (_options, callback) => {
+            setImmediate(() => callback(null, tunnel));
+          },
+        }),
+    );
+    return client;
+  };
+  const server = createHttpsServer(
+    { cert: config.podApi.certPem, key: config.podApi.keyPem, noDelay: true },
+    (req, res) => {
+      tunnelClient()
+        .then((dispatcher) => relayRequest(req, res, dispatcher, 'http://tunnel'))
+        .catch((err: Error) => failWith502(res, err));
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  process.send!({ port: (server.address() as AddressInfo).port });
+}
+
+async function runHttpBridge(): Promise<void> {
+  const inner = createSecureContext({
+    cert: config.bridge.certPem,
+    key: config.bridge.keyPem,
+    ca: config.caPem,
+    minVersion: 'TLSv1.3',
+  });
+  const origin = `https://127.0.0.1:${config.openbaoPort}`;
+  const openbao = new Agent({ connect: { ca: config.openbaoCaPem } });
+  const server = createHttpServer((req, res) => {
+    relayRequest(req, res, openbao, origin).catch((err: Error) => failWith502(res, err));
+  });
+  process.send!({ port: 0 });
+  for (;;) {
+    const stream = await waitForPeer({
+      target,
+      ip: '127.0.0.1',
+      role: 'bridge',
+      hash: config.room,
+      caCertPem: config.beaconCaPem,
+      clientCertificate: config.beaconClient,
+    }).catch(() => undefined);
+    if (!stream) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      continue;
+    }
+    const tunnel = tlsConnect({ socket: stream, servername: 'broker', secureContext: inner });
+    tunnel.on('error', (err) => {
+      console.error('floor http bridge: inner TLS failed:', err.message);
+      tunnel.destroy();
+    });
+    tunnel.once('secureConnect', () => {
+      tunnel.setNoDelay?.(true);
+      server.emit('connection', tunnel);
+    });
+  }
+}
+
 process.on('disconnect', () => process.exit(0));
 if (process.argv[2] === 'broker') await runBroker();
 else if (process.argv[2] === 'bridge') await runBridge();
+else if (process.argv[2] === 'http-broker') await runHttpBroker();
+else if (process.argv[2] === 'http-bridge') await runHttpBridge();
 else throw new Error(`floor-child: unknown role ${process.argv[2]}`);
