@@ -103,7 +103,8 @@ export async function buildProviderBundle(options: BuildProviderBundleOptions = 
     },
   };
   const chunks = new Map<string, string>();
-  for (const file of readdirSync(lazyDir)) {
+  // An entry without a lazy/ folder (the benchmark's floor provider) has no chunks.
+  for (const file of existsSync(lazyDir) ? readdirSync(lazyDir) : []) {
     const match = /^([a-z-]+)\.(js|ts)$/.exec(file);
     if (!match || file.endsWith('.d.ts')) continue;
     const built = await esbuild.build({

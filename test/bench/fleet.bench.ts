@@ -593,7 +593,8 @@ const reconnectBenchmark: Benchmark = {
           value: perClusterKib,
           unit: 'KiB/cluster',
           baseline: rssNoneKib,
-          baselineLabel: 'the bridge process serving no cluster (whole RSS, KiB)',
+          baselineLabel: 'the bridge process serving no cluster (whole RSS)',
+          baselineUnit: 'KiB',
           extra: {
             clusters,
             beaconReplicas: 1,
@@ -613,7 +614,8 @@ const reconnectBenchmark: Benchmark = {
           value: (beaconBefore.rssBytes - beaconNone.rssBytes) / 1024 / clusters,
           unit: 'KiB/cluster',
           baseline: beaconNone.rssBytes / 1024,
-          baselineLabel: 'the beacon process with no cluster connected (whole RSS, KiB)',
+          baselineLabel: 'the beacon process with no cluster connected (whole RSS)',
+          baselineUnit: 'KiB',
           extra: {
             clusters,
             bridgeReplicas: 1,

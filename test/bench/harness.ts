@@ -15,6 +15,8 @@ export interface Metric {
   readonly unit: string;
   readonly baseline?: number;
   readonly baselineLabel?: string;
+  /** When the baseline is not in the value's unit (a whole RSS beside a per-cluster figure). @default unit */
+  readonly baselineUnit?: string;
   readonly ratio?: number;
   readonly goal?: Goal;
   /** Free-form extras (p99, per-door figures) kept in the JSON report. */

@@ -4,7 +4,7 @@ export function renderMarkdown(metrics: Metric[]): string {
   const rows = metrics.map((m) => {
     const met = goalMet(m);
     const goal = m.goal ? `${m.goal.on === 'ratio' ? 'ratio ' : ''}${m.goal.op} ${m.goal.limit}` : '';
-    return `| ${m.name} | ${fmt(m.value)} ${m.unit} | ${m.baseline === undefined ? '' : `${fmt(m.baseline)} ${m.unit} (${m.baselineLabel ?? 'baseline'})`} | ${m.ratio === undefined ? '' : fmt(m.ratio)} | ${goal} | ${met === undefined ? '' : met ? 'met' : '**not met**'} |`;
+    return `| ${m.name} | ${fmt(m.value)} ${m.unit} | ${m.baseline === undefined ? '' : `${fmt(m.baseline)} ${m.baselineUnit ?? m.unit} (${m.baselineLabel ?? 'baseline'})`} | ${m.ratio === undefined ? '' : fmt(m.ratio)} | ${goal} | ${met === undefined ? '' : met ? 'met' : '**not met**'} |`;
   });
   return [
     '| metric | value | baseline (same run) | ratio | goal | status |',

@@ -48,7 +48,13 @@ const report = {
       {
         value: round(m.value),
         unit: m.unit,
-        ...(m.baseline === undefined ? {} : { baseline: round(m.baseline), baselineLabel: m.baselineLabel }),
+        ...(m.baseline === undefined
+          ? {}
+          : {
+              baseline: round(m.baseline),
+              baselineLabel: m.baselineLabel,
+              baselineUnit: m.baselineUnit ?? m.unit,
+            }),
         ...(m.ratio === undefined ? {} : { ratio: round(m.ratio) }),
         ...(m.goal ? { goal: `${m.goal.on} ${m.goal.op} ${m.goal.limit}`, met: goalMet(m) } : {}),
         ...(m.extra ? { extra: m.extra } : {}),
