@@ -61,7 +61,7 @@ export function renderSvg(metrics: Metric[]): string {
     }
     y += 24;
   }
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${parts.join('')}</svg>\n`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" font-family="sans-serif" role="img"><title>cloudtaser benchmark figures beside their same-run baselines</title><rect width="100%" height="100%" fill="white"/>${parts.join('')}</svg>\n`;
 }
 
 function fmt(n: number): string {
