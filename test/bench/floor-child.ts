@@ -29,6 +29,7 @@ import {
   createServer as createTlsServer,
   type SecureContext,
   type TLSSocket,
+  type Server as TlsServer,
   connect as tlsConnect,
 } from 'node:tls';
 import { Agent, Client, type Dispatcher } from 'undici';
@@ -63,6 +64,28 @@ function splice(a: Duplex, b: Duplex): void {
   b.on('error', down).on('close', down);
 }
 
+/** The broker end of the inner mutual TLS: a never-listening server, fed the paired stream by hand. */
+function brokerInnerServer(): TlsServer {
+  return createTlsServer({
+    cert: config.broker.certPem,
+    key: config.broker.keyPem,
+    ca: config.caPem,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+  });
+}
+
+function pairAsBroker(): Promise<Duplex> {
+  return waitForPeer({
+    target,
+    ip: '127.0.0.1',
+    role: 'broker',
+    hash: config.room,
+    caCertPem: config.beaconCaPem,
+  });
+}
+
 async function runBroker(): Promise<void> {
   const server = createTlsServer(
     { cert: config.podApi.certPem, key: config.podApi.keyPem, noDelay: true },
@@ -70,21 +93,8 @@ async function runBroker(): Promise<void> {
       pod.pause();
       // A never-listening tls.Server per pod connection (only through one does Node verify the client
       // certificate), so that concurrent pod connections each get their own tunnel.
-      const inner = createTlsServer({
-        cert: config.broker.certPem,
-        key: config.broker.keyPem,
-        ca: config.caPem,
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.3',
-      });
-      waitForPeer({
-        target,
-        ip: '127.0.0.1',
-        role: 'broker',
-        hash: config.room,
-        caCertPem: config.beaconCaPem,
-      }).then(
+      const inner = brokerInnerServer();
+      pairAsBroker().then(
         (stream) => {
           inner.once('secureConnection', (tunnel: TLSSocket) => {
             splice(pod, tunnel);
@@ -105,22 +115,45 @@ async function runBroker(): Promise<void> {
 }
 
 async function runBridge(): Promise<void> {
-  const inner = createSecureContext({
-    cert: config.bridge.certPem,
-    key: config.bridge.keyPem,
-    ca: config.caPem,
-    minVersion: 'TLSv1.3',
-  });
+  const inner = bridgeInnerContext();
   const openbao = createSecureContext({ ca: config.openbaoCaPem });
   process.send!({ port: 0 });
+  const toOpenBao = (tunnel: TLSSocket) => {
+    const upstream = tlsConnect({
+      host: '127.0.0.1',
+      port: config.openbaoPort,
+      secureContext: openbao,
+    });
+    upstream.setNoDelay(true);
+    upstream.once('secureConnect', () => {
+      splice(tunnel, upstream);
+    });
+    upstream.on('error', () => tunnel.destroy());
+  };
   // Several waiters, as the real bridge keeps one per room and replica: concurrent pod connections pair at once.
-  await Promise.all(Array.from({ length: FLOOR_BRIDGE_WAITERS }, () => waitLoop(inner, openbao)));
+  await Promise.all(
+    Array.from({ length: FLOOR_BRIDGE_WAITERS }, () => acceptTunnels(inner, 'floor bridge', toOpenBao)),
+  );
 }
 
 /** Waiters the floor bridge keeps parked (the beacon takes up to 8 per room and role). */
 const FLOOR_BRIDGE_WAITERS = 4;
 
-async function waitLoop(inner: SecureContext, openbao: SecureContext): Promise<never> {
+function bridgeInnerContext(): SecureContext {
+  return createSecureContext({
+    cert: config.bridge.certPem,
+    key: config.bridge.keyPem,
+    ca: config.caPem,
+    minVersion: 'TLSv1.3',
+  });
+}
+
+/** One waiter of a floor bridge: pairs, completes the inner TLS as its client, hands each tunnel on; forever. */
+async function acceptTunnels(
+  inner: SecureContext,
+  label: string,
+  onTunnel: (tunnel: TLSSocket) => void,
+): Promise<never> {
   for (;;) {
     const stream = await waitForPeer({
       target,
@@ -136,41 +169,17 @@ async function waitLoop(inner: SecureContext, openbao: SecureContext): Promise<n
     }
     const tunnel = tlsConnect({ socket: stream, servername: 'broker', secureContext: inner });
     tunnel.on('error', (err) => {
-      console.error('floor bridge: inner TLS failed:', err.message);
+      console.error(`${label}: inner TLS failed:`, err.message);
       tunnel.destroy();
     });
-    tunnel.once('secureConnect', () => {
-      const upstream = tlsConnect({
-        host: '127.0.0.1',
-        port: config.openbaoPort,
-        secureContext: openbao,
-      });
-      upstream.setNoDelay(true);
-      upstream.once('secureConnect', () => {
-        splice(tunnel, upstream);
-      });
-      upstream.on('error', () => tunnel.destroy());
-    });
+    tunnel.once('secureConnect', () => onTunnel(tunnel));
   }
 }
 
 /** Pairs once as the broker and completes the inner mutual TLS as its server: the tunnel of the HTTP floor. */
 async function brokerTunnel(): Promise<TLSSocket> {
-  const inner = createTlsServer({
-    cert: config.broker.certPem,
-    key: config.broker.keyPem,
-    ca: config.caPem,
-    requestCert: true,
-    rejectUnauthorized: true,
-    minVersion: 'TLSv1.3',
-  });
-  const stream = await waitForPeer({
-    target,
-    ip: '127.0.0.1',
-    role: 'broker',
-    hash: config.room,
-    caCertPem: config.beaconCaPem,
-  });
+  const inner = brokerInnerServer();
+  const stream = await pairAsBroker();
   const secured = once(inner, 'secureConnection') as Promise<[TLSSocket]>;
   inner.emit('connection', stream);
   const [tunnel] = await secured;
@@ -238,41 +247,17 @@ async function runHttpBroker(): Promise<void> {
 }
 
 async function runHttpBridge(): Promise<void> {
-  const inner = createSecureContext({
-    cert: config.bridge.certPem,
-    key: config.bridge.keyPem,
-    ca: config.caPem,
-    minVersion: 'TLSv1.3',
-  });
   const origin = `https://127.0.0.1:${config.openbaoPort}`;
   const openbao = new Agent({ connect: { ca: config.openbaoCaPem } });
   const server = createHttpServer((req, res) => {
     relayRequest(req, res, openbao, origin).catch((err: Error) => failWith502(res, err));
   });
   process.send!({ port: 0 });
-  for (;;) {
-    const stream = await waitForPeer({
-      target,
-      ip: '127.0.0.1',
-      role: 'bridge',
-      hash: config.room,
-      caCertPem: config.beaconCaPem,
-      clientCertificate: config.beaconClient,
-    }).catch(() => undefined);
-    if (!stream) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      continue;
-    }
-    const tunnel = tlsConnect({ socket: stream, servername: 'broker', secureContext: inner });
-    tunnel.on('error', (err) => {
-      console.error('floor http bridge: inner TLS failed:', err.message);
-      tunnel.destroy();
-    });
-    tunnel.once('secureConnect', () => {
-      tunnel.setNoDelay?.(true);
-      server.emit('connection', tunnel);
-    });
-  }
+  // One waiter: the HTTP floor measures sequential reads over one tunnel.
+  await acceptTunnels(bridgeInnerContext(), 'floor http bridge', (tunnel) => {
+    tunnel.setNoDelay?.(true);
+    server.emit('connection', tunnel);
+  });
 }
 
 process.on('disconnect', () => process.exit(0));
