@@ -49,6 +49,12 @@ export interface BrokerBootstrapOptions {
    * registration requires attested bootstrap. Pass `keyPair` too, or the token cannot match.
    */
   readonly attestationToken?: string;
+  /**
+   * Runs once the bridge's chain has been verified (and matched the pin, if any) and before anything about this
+   * cluster is sent. Without a pin the broker records the presented CA here, so a bootstrap the bridge spends is
+   * never left without a record; a throw ends the exchange with nothing sent.
+   */
+  readonly beforeRequest?: (presentedCa: X509Certificate) => Promise<void>;
 }
 
 /** Runs one bootstrap exchange over a paired beacon stream. Always closes the stream. */
@@ -91,6 +97,7 @@ export async function bootstrapBroker(
   );
   try {
     const presentedCa = verifyBridgeChain(socket, options.caSha256);
+    await options.beforeRequest?.(presentedCa);
     writeBootstrapMessage(socket, {
       v: 1,
       type: 'bootstrap.request',
@@ -195,8 +202,18 @@ function verifyBridgeChain(socket: TLSSocket, pin: string | undefined): X509Cert
       'CT_PKI_INVALID_CERT',
       'the bridge client certificate is not issued by the CA it presented',
     );
+  // The cluster CA also signs broker and pod API certificates (serverAuth): only a bridge's client certificate
+  // may play the bridge, as the operational room's TLS (purpose check) already demands.
+  if (!leaf.keyUsage?.includes(CLIENT_AUTH_OID))
+    throw new CloudtaserError(
+      'CT_PKI_INVALID_CERT',
+      'the certificate the bridge presented is not a client certificate (no clientAuth extended key usage); refusing it',
+    );
   return ca;
 }
+
+/** id-kp-clientAuth (RFC 5280 4.2.1.12). */
+const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
 
 function checkPin(ca: X509Certificate, pin: string | undefined): void {
   if (pin === undefined) return;

@@ -2,7 +2,7 @@
  * The broker: runs in the target cluster, dials out only. Reads the cluster fingerprint, bootstraps through
  * the init room, then holds the operational tunnel, reconnecting on its own. Nothing is written to disk.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
@@ -275,6 +275,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       logger: log,
       keyPair,
       attestationToken,
+      // Trust on first use is recorded before it is used: nothing about the cluster (fingerprint, CSR, token)
+      // goes to a bridge whose CA is neither pinned nor recorded, so a bootstrap the bridge spends always leaves
+      // the record behind (a restart then meets the real bridge's "already initialized" pinned, not open).
+      ...(caPin === undefined ? { beforeRequest: recordFirstContactCa } : {}),
       ...(options.podApi && podApiKeyPair
         ? { podApi: { dnsNames: options.podApi.dnsNames, keyPair: podApiKeyPair } }
         : {}),
@@ -325,9 +329,27 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   };
 
-  /** Records the CA accepted at first contact; until this succeeds the broker does not go operational on it. */
-  const recordAcceptedCa = async (credentials: BrokerCredentials): Promise<void> => {
-    const hash = operationalHash(credentials.caCertDer);
+  /**
+   * Records the CA a bridge presents at first contact (empty record, no pin), before the broker sends it anything.
+   * A record that cannot be written ends the exchange with nothing sent, so the one-time bootstrap stays unspent.
+   */
+  const recordFirstContactCa = async (presentedCa: X509Certificate): Promise<void> => {
+    const hash = operationalHash(presentedCa.raw);
+    try {
+      await recordCa(hash);
+    } catch (err) {
+      if (isCloudtaserError(err, 'CT_PKI_CA_PIN_MISMATCH') || isCloudtaserError(err, 'CT_CANCELLED'))
+        throw err;
+      const error = toCloudtaserError(err);
+      throw new CloudtaserError(
+        error.code,
+        `a bridge presented cluster CA ${hash.slice(0, 8)}… at first contact, but the broker cannot record it, so it sent nothing and stays closed: ${error.message}`,
+        { cause: err },
+      );
+    }
+  };
+
+  const recordCa = async (hash: string): Promise<void> => {
     for (let attempt = 0; attempt < 3; attempt++) {
       const record = await trustRecord.read(stop.signal);
       if (record.caSha256 === hash) return;
@@ -349,7 +371,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             caSha256Prefix: hash.slice(0, 8),
             record: trustRecord.description,
           },
-          'recorded the cluster CA accepted at first contact; from now on the broker accepts only this CA',
+          'recorded the cluster CA presented at first contact, before sending the bridge anything; from now on the broker accepts only this CA',
         );
         return;
       } catch (err) {
@@ -412,8 +434,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const run = async () => {
     let fingerprint: string | undefined;
     let credentials: BrokerCredentials | undefined;
-    /** Accepted at first contact (no pin) and not yet in the trust record: not to be used yet. */
-    let unrecorded = false;
     let operationalMisses = 0;
     if (pin && options.trustRecord) void writeAdminPin(pin);
     while (!stop.signal.aborted) {
@@ -439,7 +459,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           try {
             const fresh = await bootstrap(fingerprint, caPin);
             credentials = fresh;
-            unrecorded = caPin === undefined;
             operationalMisses = 0;
             setStatus('connecting', 'bootstrapped; dialing the operational room', {
               lastErrorCode: undefined,
@@ -452,19 +471,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             if (!credentials) throw err;
             operationalMisses = 0;
             if (!isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED')) throw err;
-          }
-        }
-        if (unrecorded) {
-          try {
-            await recordAcceptedCa(credentials!);
-            unrecorded = false;
-          } catch (err) {
-            if (isCloudtaserError(err, 'CT_PKI_CA_PIN_MISMATCH')) {
-              // The record names another CA (an admin pinned it meanwhile): these credentials are not to be used.
-              credentials = undefined;
-              unrecorded = false;
-            }
-            throw err;
           }
         }
         await podApi?.start(credentials!);
@@ -509,15 +515,15 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const delay = backoff.next();
         const phase: BrokerPhase = !fingerprint
           ? 'starting'
-          : !credentials || unrecorded
+          : !credentials
             ? status.phase === 'rejected'
               ? 'rejected'
               : 'bootstrapping'
             : 'reconnecting';
-        const reason = unrecorded
-          ? `accepted cluster CA ${operationalHash(credentials!.caCertDer).slice(0, 8)}… at first contact but has not recorded it, so it stays closed: ${error.message}; retrying in ${delay} ms`
-          : `${error.message}; retrying in ${delay} ms`;
-        setStatus(phase, reason, { lastErrorCode: error.code, lastError: error.message });
+        setStatus(phase, `${error.message}; retrying in ${delay} ms`, {
+          lastErrorCode: error.code,
+          lastError: error.message,
+        });
         log.warn(
           { event: 'broker.retry', code: error.code, delayMs: delay, reason: error.message },
           'broker attempt failed',

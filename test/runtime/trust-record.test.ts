@@ -178,7 +178,7 @@ describe('the broker trust record', () => {
     await handle.waitForPhase('operational', 15_000);
   });
 
-  it('does not go operational on a CA it accepted but could not record, and goes once it can', async () => {
+  it('sends a first-contact bridge nothing until its CA is recorded, so the one-time bootstrap stays unspent; goes once it can record', async () => {
     const { registered, bridge } = await cluster();
     const account = { namespace: NAMESPACE, name: `read-only-${randomUUID().slice(0, 8)}` };
     const name = `record-${account.name}`;
@@ -201,16 +201,24 @@ describe('the broker trust record', () => {
       beacons: [replicas.address],
       trustRecord: configMapTrustRecord(client, { namespace: NAMESPACE, name }),
     });
-    await waitUntil(() => /has not recorded it/.test(handle.status().reason), {
+    await waitUntil(() => /cannot record it, so it sent nothing/.test(handle.status().reason), {
       timeoutMs: 10_000,
       what: 'the unrecorded CA refusal',
     });
     const status = handle.status();
     expect(status.phase).toBe('bootstrapping');
     expect(status.lastErrorCode).toBe('CT_TRUST_RECORD_UNAVAILABLE');
-    expect(status.reason).toMatch(/cannot patch the trust record .*CT_KUBE_FORBIDDEN/);
+    expect(status.reason).toMatch(
+      new RegExp(
+        `presented cluster CA ${registered.operationalHash.slice(0, 8)}… at first contact.*cannot patch the trust record .*CT_KUBE_FORBIDDEN`,
+      ),
+    );
     expect(handle.tunnel()).toBeUndefined();
     expect(bridge.tunnels()).toHaveLength(0);
+    // Nothing was sent: the bridge signed nothing and OpenBao's one-time bootstrap is still unspent, so a restart
+    // of this broker (the RBAC fix is usually a `helm upgrade`) meets a bridge that can still answer it.
+    expect(bridge.status().bootstrapsSigned).toBe(0);
+    expect(store.initializedWrites(registered.fingerprint)).toBe(0);
     kube.grant(account, {
       verbs: ['patch'],
       resources: ['configmaps'],
