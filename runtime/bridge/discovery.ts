@@ -10,7 +10,18 @@
  *   - a `begin` without its `end` (the writer is slow, or died between a record write and the journal update)
  *     is watched: the cluster is re-read once OPEN_CHANGE_WATCH_MS after the bridge first saw it, when any
  *     write of that writer has landed;
- *   - a full resync reads every record after reading the journal, and watches every `begin` still open in it.
+ *   - a full resync reads every record after reading the journal, and watches every `begin` still open in it, as
+ *     well as every one it was already watching (a `begin` pushed out of the journal by newer entries is still
+ *     open, and its writer may still write).
+ *
+ * Behind one address that spreads reads over OpenBao nodes (standbys answer reads since OpenBao 2.5 and may lag the
+ * active node), the journal may come from an up-to-date node and a cluster's records from a lagging one:
+ *   - an `end` promises what a read must show (a `register` a record, a `deregister` none, an `initialize` the
+ *     cluster initialized, a `rearm` not); a read that contradicts it is read again at the next polls, up to
+ *     SETTLE_POLLS, and a `register` that left the CA as it was is read once more (a lagging node shows the
+ *     previous record, which looks just like a re-registration that kept its CA);
+ *   - a journal read older than the view (lower generation or KV version, same epoch) is most likely a lagging
+ *     node: the view is kept, and only STALE_JOURNAL_POLLS such reads in a row make the bridge resync in full.
  *
  * The journal is a hint, never a source of trust: an entry only makes the bridge re-read a cluster's records,
  * so a forged or replayed entry costs a read and cannot bring back a deregistered cluster or an old broker key.
@@ -29,6 +40,7 @@ import type { Logger } from '../core/log.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import {
   type ChangeJournal,
+  type ClusterChange,
   ensureChangeJournal,
   listRegisteredClusters,
   OPEN_CHANGE_WATCH_MS,
@@ -78,6 +90,24 @@ export interface ClusterDiscovery {
 }
 
 export const DEFAULT_DISCOVERY_RESYNC_MS = 6 * 3_600_000;
+/** Polls at which a cluster whose read contradicted its change's `end` is read again (a lagging node answered). */
+export const SETTLE_POLLS = 3;
+/** Journal reads in a row older than the view, taken for a lagging node, before the bridge resyncs in full. */
+export const STALE_JOURNAL_POLLS = 3;
+
+/** Whether a read of a cluster contradicts what the `end` of `change` promises: it came from a node behind. */
+function contradicts(change: ClusterChange, cluster: RegisteredCluster | undefined): boolean {
+  switch (change) {
+    case 'register':
+      return cluster === undefined;
+    case 'deregister':
+      return cluster !== undefined;
+    case 'initialize':
+      return cluster === undefined || !cluster.initialized;
+    case 'rearm':
+      return cluster?.initialized === true;
+  }
+}
 
 interface JournalView {
   readonly epoch: string;
@@ -119,6 +149,20 @@ interface OpenChange {
   readonly seenAt: number;
 }
 
+/** A cluster to read again: what its newest change promises, and how many more polls to try. */
+interface Settling {
+  readonly change: ClusterChange;
+  readonly polls: number;
+}
+
+/** The newest ended change per cluster among `entries` (oldest first). */
+function endedChanges(entries: ChangeJournal['entries'], after: number): Map<string, ClusterChange> {
+  const changes = new Map<string, ClusterChange>();
+  for (const entry of entries)
+    if (entry.generation > after && entry.phase === 'end') changes.set(entry.fingerprint, entry.change);
+  return changes;
+}
+
 export function createClusterDiscovery(options: ClusterDiscoveryOptions): ClusterDiscovery {
   const namespaceRoot = validateNamespaceRoot(options.namespaceRoot);
   const root = options.openbao.withNamespace(namespaceRoot);
@@ -135,7 +179,48 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
   let view: JournalView | undefined;
   /** Open announcements by writer id. */
   let open = new Map<string, OpenChange>();
+  /** Clusters whose last read contradicted their change's `end` (or may be a lagging copy): read again. */
+  let settling = new Map<string, Settling>();
+  /** Journal reads in a row older than the view. */
+  let staleJournalReads = 0;
   let nextResyncAt = 0;
+
+  /** What to read again next poll: reads that contradict their change, and registers whose CA looks unchanged. */
+  const settleAfter = (
+    changes: ReadonlyMap<string, ClusterChange>,
+    before: ReadonlyMap<string, RegisteredCluster>,
+    after: ReadonlyMap<string, RegisteredCluster>,
+    previous: ReadonlyMap<string, Settling>,
+  ): Map<string, Settling> => {
+    const next = new Map<string, Settling>();
+    const notVisible: string[] = [];
+    for (const [fingerprint, change] of changes) {
+      const read = after.get(fingerprint);
+      const polls = (previous.get(fingerprint)?.polls ?? SETTLE_POLLS + 1) - 1;
+      if (contradicts(change, read)) {
+        if (polls > 0) next.set(fingerprint, { change, polls });
+        else notVisible.push(`${fingerprintPrefix(fingerprint)} (${change})`);
+      } else if (
+        change === 'register' &&
+        !previous.has(fingerprint) &&
+        read !== undefined &&
+        before.get(fingerprint)?.operationalHash === read.operationalHash
+      ) {
+        // Once: a lagging node shows the previous record, which reads like a re-registration that kept its CA.
+        next.set(fingerprint, { change, polls: SETTLE_POLLS });
+      }
+    }
+    if (notVisible.length > 0)
+      log.warn(
+        {
+          event: 'discovery.changes_not_visible',
+          clusters: notVisible.length,
+          first: notVisible.slice(0, 5),
+        },
+        `the discovery journal announced changes that ${SETTLE_POLLS + 1} reads of the clusters did not show; serving what OpenBao shows (a writer outside cloudtaser, or a forged journal entry)`,
+      );
+    return next;
+  };
 
   const scheduleResync = () => {
     // Jittered over the second half of the interval, so replicas started together do not resync together.
@@ -190,6 +275,21 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
           open.get(entry.writer) ?? { fingerprint: entry.fingerprint, seenAt: now() },
         );
     }
+    // Changes already watched whose `begin` this journal no longer shows (pushed out, or a new epoch) may still
+    // write after the listing: they stay watched until their `end` or their watch runs out.
+    for (const [writer, change] of open)
+      if (!ended.has(writer) && !stillOpen.has(writer)) stillOpen.set(writer, change);
+    // The listing may have come from a node behind the journal's: a change it contradicts is read again.
+    const recent = endedChanges(journal.entries, view?.generation ?? 0);
+    const contradicted = new Map<string, Settling>();
+    for (const [fingerprint, change] of recent)
+      if (contradicts(change, next.get(fingerprint)))
+        contradicted.set(fingerprint, { change, polls: SETTLE_POLLS });
+    // Clusters still being read again when the resync came: the listing is one more read of them.
+    for (const [fingerprint, entry] of settling)
+      if (!contradicted.has(fingerprint) && contradicts(entry.change, next.get(fingerprint)))
+        contradicted.set(fingerprint, entry);
+    settling = contradicted;
     clusters = next;
     open = stillOpen;
     view = viewOf(journal, version);
@@ -268,6 +368,21 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       const { journal, version } = stored;
       if (!view) return fullResync(journal, version, 'start');
       if (created) return fullResync(journal, version, 'no-journal');
+      const behindView =
+        journal.epoch === view.epoch && (journal.generation < view.generation || version < view.version);
+      if (behindView && ++staleJournalReads < STALE_JOURNAL_POLLS) {
+        // Most likely a node behind the one the previous poll read: keep the view and read again next poll.
+        log.debug(
+          {
+            event: 'discovery.journal_behind_view',
+            generation: journal.generation,
+            viewGeneration: view.generation,
+          },
+          'the discovery journal read is older than what this bridge already saw (a lagging OpenBao node?); keeping the view',
+        );
+        return { clusters, changed: new Set(), trustChanged: new Set(), resynced: false };
+      }
+      staleJournalReads = 0;
       if (journal.epoch !== view.epoch || journal.generation < view.generation)
         return fullResync(journal, version, 'epoch');
       if (!extendsView(view, journal, version)) return fullResync(journal, version, 'rewritten');
@@ -282,13 +397,25 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       for (const entry of journal.entries) {
         if (entry.generation <= view.generation) continue;
         if (entry.phase === 'begin') {
-          if (!nextOpen.has(entry.writer))
-            nextOpen.set(entry.writer, { fingerprint: entry.fingerprint, seenAt: now() });
+          // Watched from the newest `begin` of a writer (writers re-announce under a new id; one that repeats its
+          // id is watched from the repetition all the same).
+          nextOpen.set(entry.writer, { fingerprint: entry.fingerprint, seenAt: now() });
         } else {
           nextOpen.delete(entry.writer);
           dirty.add(entry.fingerprint);
           if (entry.change === 'register' || entry.change === 'deregister')
             trustChanged.add(entry.fingerprint);
+        }
+      }
+      // Clusters whose last read contradicted their change: read again, unless this poll names them anyway.
+      const changes = endedChanges(journal.entries, view.generation);
+      const carried = new Map<string, Settling>();
+      for (const [fingerprint, entry] of settling) {
+        dirty.add(fingerprint);
+        if (entry.change === 'register' || entry.change === 'deregister') trustChanged.add(fingerprint);
+        if (!changes.has(fingerprint)) {
+          changes.set(fingerprint, entry.change);
+          carried.set(fingerprint, entry);
         }
       }
       for (const [writer, change] of nextOpen) {
@@ -307,6 +434,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       }
       const read = dirty.size > 0 ? await reread(dirty) : new Map<string, RegisteredCluster | undefined>();
       // Only now, with every read done, does the view move: a failed read leaves the same entries for next time.
+      const before = clusters;
       if (read.size > 0) {
         const next = new Map(clusters);
         for (const [fingerprint, cluster] of read) {
@@ -315,6 +443,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         }
         clusters = next;
       }
+      settling = settleAfter(changes, before, clusters, carried);
       open = nextOpen;
       view = viewOf(journal, version);
       return { clusters, changed: dirty, trustChanged, resynced: false };

@@ -10,7 +10,9 @@
  *      journal update is never missed;
  *   2. the record writes themselves;
  *   3. `end` (after the last record write): a bridge re-reads the cluster at its next poll.
- * A writer that needs longer than BEGIN_VALID_MS between `begin` and a record write announces `begin` again.
+ * A writer that needs longer than BEGIN_VALID_MS between `begin` and a record write announces `begin` again, under a
+ * new writer id (a bridge watches each `begin` from when it saw it, so the watch then runs from the newest one), and
+ * its `end` closes every id it began under.
  * Announcements made at the same time by one process share check-and-set writes (group commit, below).
  *
  * The journal keeps the newest MAX_JOURNAL_ENTRIES entries. A bridge that fell further behind (or meets a new
@@ -46,7 +48,7 @@ export interface JournalEntry {
   readonly generation: number;
   readonly fingerprint: string;
   readonly change: ClusterChange;
-  /** Random per announcement: pairs an `end` with its `begin`. */
+  /** Random per `begin` of an announcement: pairs an `end` with its `begin`. */
   readonly writer: string;
   readonly phase: 'begin' | 'end';
 }
@@ -168,13 +170,18 @@ export function announceChange(
     client,
     validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT),
   );
-  const writer = randomBytes(8).toString('hex');
   const logger = options.logger ?? silentLogger;
+  /** The writer id of each `begin` appended (or perhaps appended: a write whose answer was lost), oldest first. */
+  const writers: string[] = [];
   let begunAt: number | undefined;
   let ended = false;
   return {
     async begin() {
       if (begunAt !== undefined && performance.now() - begunAt < BEGIN_VALID_MS) return;
+      // A new id per `begin`: the same id again would read as a retry of the first one (the append skips entries
+      // already in), and a bridge would keep watching from the first.
+      const writer = randomBytes(8).toString('hex');
+      writers.push(writer);
       await appender.append({ fingerprint, change: options.change, writer, phase: 'begin' }, logger);
       begunAt = performance.now();
     },
@@ -182,7 +189,12 @@ export function announceChange(
       if (begunAt === undefined || ended) return;
       ended = true;
       try {
-        await appender.append({ fingerprint, change: options.change, writer, phase: 'end' }, logger);
+        // One write for all of them (group commit): an `end` whose `begin` never landed only costs a bridge a read.
+        await Promise.all(
+          writers.map((writer) =>
+            appender.append({ fingerprint, change: options.change, writer, phase: 'end' }, logger),
+          ),
+        );
       } catch (err) {
         logger.warn(
           {

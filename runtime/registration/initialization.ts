@@ -148,7 +148,9 @@ export async function rearmCluster(
     change: 'rearm',
     logger: target.logger,
   });
-  if (existing !== undefined) await announcement.begin();
+  // Announced even when no record was read: a bootstrap that lands between that read and the delete below is
+  // removed too, and a bridge that saw it must hear of it.
+  await announcement.begin();
   await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
   await announcement.end();
   return { wasInitialized: existing !== undefined };

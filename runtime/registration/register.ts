@@ -275,8 +275,14 @@ export async function deregisterCluster(
     change: 'deregister',
     logger: log,
   });
-  // Without a registration record no bridge serves the cluster: nothing to announce.
-  if (registered !== undefined) await announcement.begin();
+  // Announced whatever the read above found: a registration that lands between that read and the deletes below
+  // is deleted too, and a bridge that read it meanwhile must hear of it. Only a namespace without the records mount
+  // (nothing was ever registered there) has no journal to announce in.
+  try {
+    await announcement.begin();
+  } catch (err) {
+    if (!isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) throw err;
+  }
   // Registration first: from this write on the bridge no longer treats the cluster as registered.
   await deleteIfMounted(root, paths.registered(fingerprint));
   await deleteIfMounted(root, paths.initialized(fingerprint));
