@@ -15,8 +15,10 @@
  * cluster is harmless; nobody serving it is an outage) and why there is no fencing.
  *
  * Expiry follows client-go's leader election (tools/leaderelection): a Lease is judged by when this replica last
- * saw it change, on its own clock, never by the renewTime another node's clock wrote, so clock skew between
- * nodes does not hand a live replica's shard to another.
+ * saw it change, on its own monotonic clock, never by the renewTime another node's clock wrote, so neither clock
+ * skew between nodes nor a step of this node's wall clock (NTP, a resumed VM) moves a takeover. Each API call of a
+ * round has a deadline of a third of the Lease duration (client-go renews within a deadline shorter than the
+ * duration too), so one hung request costs a round, not the replica's shards.
  */
 import { createHash } from 'node:crypto';
 import { sleep } from '../core/backoff.js';
@@ -79,7 +81,7 @@ export interface ShardMembershipOptions {
   /** Called after every round in which the held shards changed. */
   readonly onChange?: (held: ReadonlySet<number>) => void;
   readonly logger?: Logger;
-  /** For tests: the local clock. */
+  /** For tests: the local clock (milliseconds; only differences matter). @default a monotonic clock */
   readonly now?: () => number;
 }
 
@@ -151,10 +153,13 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   const durationS = options.leaseDurationSeconds ?? 15;
   const durationMs = durationS * 1000;
   const renewMs = options.renewIntervalMs ?? 5000;
-  const now = options.now ?? Date.now;
+  const now = options.now ?? monotonicNow;
+  /** Per API call: a hung request ends the round long before the Leases this replica holds expire. */
+  const callTimeoutMs = Math.max(100, Math.floor(durationMs / 3));
   const log = moduleLogger(options.logger, 'bridge.shards');
   const { leases, namespace, identity } = options;
   const stop = new AbortController();
+  const callSignal = () => AbortSignal.any([stop.signal, AbortSignal.timeout(callTimeoutMs)]);
   /** This replica's preference for each shard (rendezvous hashing): fixed for its identity. */
   const rank = Array.from({ length: options.shards }, (_, shard) =>
     createHash('sha256').update(`${identity}/${shard}`).digest().readUInt32BE(0),
@@ -205,7 +210,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         ? await leases.updateLease(
             namespace,
             { ...mine, spec: { ...mine.spec, ...spec } },
-            { signal: stop.signal },
+            { signal: callSignal() },
           )
         : await leases.createLease(
             namespace,
@@ -213,7 +218,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
               metadata: { name: memberName, labels: labels('member') },
               spec: { ...spec, acquireTime: micro(at) },
             },
-            { signal: stop.signal },
+            { signal: callSignal() },
           );
       observe(written, at);
     } catch (err) {
@@ -235,11 +240,11 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     };
     try {
       const written = seen
-        ? await leases.updateLease(namespace, { ...seen, spec }, { signal: stop.signal })
+        ? await leases.updateLease(namespace, { ...seen, spec }, { signal: callSignal() })
         : await leases.createLease(
             namespace,
             { metadata: { name, labels: labels('shard') }, spec },
-            { signal: stop.signal },
+            { signal: callSignal() },
           );
       observe(written, at);
       heldSlots.set(name, { shard, lease: written });
@@ -268,7 +273,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       const written = await leases.updateLease(
         namespace,
         { ...held.lease, spec: { ...held.lease.spec, holderIdentity: '', leaseDurationSeconds: 1 } },
-        { signal },
+        { signal: signal ?? callSignal() },
       );
       observe(written, now());
     } catch (err) {
@@ -285,7 +290,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     const at = now();
     const listed = await leases.listLeases(namespace, {
       labelSelector: `${LABEL_GROUP}=${prefix}`,
-      signal: stop.signal,
+      signal: callSignal(),
     });
     const present = new Set<string>();
     for (const lease of listed) {
@@ -323,7 +328,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         const written = await leases.updateLease(
           namespace,
           { ...current, spec: { ...current.spec, renewTime: micro(at), leaseDurationSeconds: durationS } },
-          { signal: stop.signal },
+          { signal: callSignal() },
         );
         observe(written, at);
         heldSlots.set(name, { shard: held.shard, lease: written });
@@ -367,7 +372,10 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       if (name === memberName || !seen) continue;
       if (at - seen.seenChangingAt > MEMBER_GC_DURATIONS * durationMs)
         await leases
-          .deleteLease(namespace, name, { resourceVersion: seen.lease.metadata.resourceVersion })
+          .deleteLease(namespace, name, {
+            resourceVersion: seen.lease.metadata.resourceVersion,
+            signal: callSignal(),
+          })
           .catch(() => undefined);
     }
   }
@@ -392,8 +400,10 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         );
       }
     }
-    const next = heldShards();
-    if (lastError === undefined && !sameSet(next, served)) {
+    // After a failed round, fail static covers what it took before failing too: a slot it now renews is one no
+    // other replica takes, so serving it is what keeps its clusters served.
+    const next = lastError === undefined ? heldShards() : new Set([...served, ...heldShards()]);
+    if (!sameSet(next, served)) {
       served = next;
       options.onChange?.(served);
     }
@@ -454,6 +464,14 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       return closing;
     },
   };
+}
+
+/**
+ * Milliseconds on a monotonic clock (no NTP or VM-resume steps), near the wall clock only so that the renewTime
+ * written into a Lease for people to read looks right.
+ */
+export function monotonicNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 function sameSet(a: ReadonlySet<number>, b: ReadonlySet<number>): boolean {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   type LeaseApi,
+  monotonicNow,
   type ShardMembership,
   type ShardMembershipOptions,
   shardOf,
@@ -181,6 +182,88 @@ describe('shard membership', () => {
     // It takes only what bridge-a released for the new fair share, never a Lease bridge-a still renews.
     expect(held(a).length + held(ahead).length).toBe(8);
     expect(held(a).filter((s) => held(ahead).includes(s))).toEqual([]);
+  });
+
+  it('judges expiry on a monotonic clock by default, which a step of the wall clock does not move', () => {
+    // Before the fix the default was Date.now: an NTP step back of ten minutes right after bridge-a saw a crashed
+    // replica's last renewal delayed the takeover by ten minutes (reproduced with an injected stepped clock).
+    const realNow = Date.now;
+    const first = monotonicNow();
+    const stepped = vi.spyOn(Date, 'now').mockImplementation(() => realNow() - 600_000);
+    try {
+      const second = monotonicNow();
+      expect(second).toBeGreaterThanOrEqual(first);
+      expect(second - first).toBeLessThan(1_000);
+    } finally {
+      stepped.mockRestore();
+    }
+  });
+
+  it('gives each API call a deadline under the Lease duration, so one hung request does not hand its shards away', async () => {
+    const start = fleet();
+    let hangNext = false;
+    // A request that never answers, as a stuck connection does; like the real client it ends when its signal does.
+    const hanging: LeaseApi = {
+      listLeases: (namespace, options) => {
+        if (!hangNext) return client.listLeases(namespace, options);
+        hangNext = false;
+        return new Promise((_, reject) =>
+          options?.signal?.addEventListener('abort', () => reject(options.signal?.reason), { once: true }),
+        );
+      },
+      createLease: (namespace, lease, options) => client.createLease(namespace, lease, options),
+      updateLease: (namespace, lease, options) => client.updateLease(namespace, lease, options),
+      deleteLease: (namespace, name, options) => client.deleteLease(namespace, name, options),
+    };
+    const a = await start('bridge-a', { leases: hanging });
+    const b = await start('bridge-b');
+    await settle([a, b], () => held(a).length === 4 && held(b).length === 4, 'an even split');
+    const before = held(a);
+    hangNext = true;
+    const started = performance.now();
+    await a.roundNow(); // ends at the call deadline (a third of the 1 s duration), not the client's 15 s
+    expect(performance.now() - started).toBeLessThan(900);
+    expect(a.status().lastError).toBeDefined();
+    await a.roundNow(); // the next round renews in time
+    await b.roundNow();
+    expect(held(b).filter((shard) => before.includes(shard))).toEqual([]);
+    expect(held(a)).toEqual(before);
+  });
+
+  it('serves a shard it took in a round that failed later on, as fail static serves what it holds', async () => {
+    const start = fleet();
+    let failSecondTake = false;
+    let takes = 0;
+    // A take writes acquireTime = renewTime; a renewal keeps the old acquireTime. The API server throttles (429)
+    // the second take of the round.
+    const isTake = (lease: { spec: { acquireTime?: string; renewTime?: string } }) =>
+      lease.spec.acquireTime !== undefined && lease.spec.acquireTime === lease.spec.renewTime;
+    const throttled: LeaseApi = {
+      listLeases: (namespace, options) => client.listLeases(namespace, options),
+      createLease: (namespace, lease, options) => client.createLease(namespace, lease, options),
+      updateLease: async (namespace, lease, options) => {
+        if (failSecondTake && lease.metadata.name.includes('-shard-') && isTake(lease) && ++takes >= 2)
+          throw new Error('the Kubernetes API server answered with 429: too many requests');
+        return client.updateLease(namespace, lease, options);
+      },
+      deleteLease: (namespace, name, options) => client.deleteLease(namespace, name, options),
+    };
+    const a = await start('bridge-a', { leases: throttled });
+    const b = await start('bridge-b');
+    await settle([a, b], () => held(a).length === 4 && held(b).length === 4, 'an even split');
+    // bridge-b leaves (releasing its Leases); bridge-a's next round takes one of them, then fails on the next take.
+    await b.close();
+    running.splice(running.indexOf(b), 1);
+    failSecondTake = true;
+    await a.roundNow();
+    expect(a.status().lastError).toBeDefined();
+    const mine = (await client.listLeases(NAMESPACE))
+      .filter((lease) => lease.metadata.name.includes('-shard-') && lease.spec.holderIdentity === 'bridge-a')
+      .map((lease) => Number(lease.metadata.name.split('-shard-')[1].split('-')[0]));
+    expect(mine).toHaveLength(5);
+    // Before the fix: served stayed at the 4 of the last good round while the Leases named bridge-a for 5, and
+    // no other replica takes a Lease bridge-a renews.
+    expect(held(a)).toEqual([...mine].sort((x, y) => x - y));
   });
 
   it('loses a shard to a rogue writer of its Lease and says so; capacity only, the shard is taken back once the rogue stops', async () => {
