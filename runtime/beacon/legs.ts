@@ -140,10 +140,31 @@ export class SocketLeg extends Leg {
   }
 }
 
+/**
+ * Bytes a WebSocket client may send before it is paired besides its announce: frame headers and a few control
+ * frames. ws only hands over whole messages, and buffers a message until its last fragment (up to
+ * --ws-max-payload), so the raw and plain doors' early refusals are enforced here on the bytes themselves.
+ */
+const UNPAIRED_WEBSOCKET_SLACK_BYTES = 1024;
+
 /** A WebSocket-door connection: announce in the first binary message, control frames as text messages. */
 export class WebSocketLeg extends Leg {
   private readonly onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) =>
     this.receive(data, isBinary);
+  private unpairedBytes = 0;
+  /** Counts what arrives before pairing, so an unfinished message cannot make ws buffer up to its payload limit. */
+  private readonly onUnpairedBytes = (chunk: Buffer) => {
+    this.unpairedBytes += chunk.length;
+    if (this.unpairedBytes <= this.maxAnnounceBytes + UNPAIRED_WEBSOCKET_SLACK_BYTES || this.rejected) return;
+    this.transport.off('data', this.onUnpairedBytes);
+    if (this.role === undefined)
+      this.events.fault(
+        this,
+        'announce_too_large',
+        `${this.unpairedBytes} bytes before a complete announce (at most ${this.maxAnnounceBytes})`,
+      );
+    else this.events.fault(this, 'early_data', 'client sent data before it was paired');
+  };
 
   constructor(
     id: number,
@@ -156,6 +177,7 @@ export class WebSocketLeg extends Leg {
   ) {
     super(id, 'wss', remote, transport, acceptedAt);
     ws.on('message', this.onMessage);
+    transport.on('data', this.onUnpairedBytes);
     // ws reports oversized messages and bad frames here and then closes the socket itself.
     ws.on('error', () => {
       if (!this.paired && !this.rejected)
@@ -205,7 +227,22 @@ export class WebSocketLeg extends Leg {
 
   detach(): Duplex {
     this.ws.off('message', this.onMessage);
-    return createWebSocketStream(this.ws);
+    this.transport.off('data', this.onUnpairedBytes);
+    const stream = createWebSocketStream(this.ws);
+    // ws ends the stream's readable side when the connection closes, but its writable side waits for a 'finish'
+    // that a closed socket never gives: the stream never closed, and the pair stayed in the relay (and in
+    // cloudtaser_beacon_paired) until the idle timeout. A close without a close frame (1006: a reset, a crash, a
+    // dropped network) is a reset and takes the pair down, as a TCP reset does on the other doors; after a clean
+    // close the stream closes once its end has reached the relay.
+    this.ws.once('close', (code: number) => {
+      if (stream.destroyed) return;
+      if (code === 1006) stream.destroy(new Error('the WebSocket connection closed without a close frame'));
+      else
+        setImmediate(() => {
+          if (!stream.destroyed) stream.destroy();
+        });
+    });
+    return stream;
   }
 
   destroy(): void {
