@@ -343,10 +343,20 @@ function parseRoute(path: string): Route | undefined {
   const rest = match[2].replace(/\/$/, '');
   if (rest === TOKENREVIEW_PATH) return { kind: 'review', fingerprint: match[1] };
   if (rest.startsWith(NAMESPACE_PATH_PREFIX)) {
-    const name = decodeURIComponent(rest.slice(NAMESPACE_PATH_PREFIX.length));
-    if (isNamespaceName(name)) return { kind: 'namespace', fingerprint: match[1], name };
+    const name = decodePathSegment(rest.slice(NAMESPACE_PATH_PREFIX.length));
+    if (name !== undefined && isNamespaceName(name))
+      return { kind: 'namespace', fingerprint: match[1], name };
   }
   return undefined;
+}
+
+/** Undefined for a malformed escape (e.g. `%E0%A4%A`): an unknown path (404), not a failure of ours (500). */
+function decodePathSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer | undefined> {

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { acceptCustomVerbs, CustomVerbRewriter } from './custom-verbs.js';
 
 interface GeneratedRequest {
@@ -102,6 +102,21 @@ describe('CustomVerbRewriter', () => {
     expect(feed(Buffer.from('\r\nLIST /v1/x HTTP/1.1\r\n\r\n'), [1, 3]).toString()).toBe(
       '\r\nGET /v1/x?list=true HTTP/1.1\r\n\r\n',
     );
+  });
+
+  it('makes the verb the only list flag, so a LIST with ?list=false is still a list (OpenBao ignores the query there)', () => {
+    const line = (request: string) =>
+      feed(Buffer.from(`${request}\r\n\r\n`), [])
+        .toString()
+        .split('\r\n')[0];
+    // Before the fix: GET …?list=false&list=true, which the allow-list (first value) took for a KV read.
+    expect(line('LIST /v1/secret/data/app?list=false HTTP/1.1')).toBe(
+      'GET /v1/secret/data/app?list=true HTTP/1.1',
+    );
+    expect(line('LIST /v1/secret/metadata/app?l%69st=0&after=b&list HTTP/1.1')).toBe(
+      'GET /v1/secret/metadata/app?after=b&list=true HTTP/1.1',
+    );
+    expect(line('SCAN /v1/x?scan=false&list=false HTTP/1.1')).toBe('GET /v1/x?list=false&scan=true HTTP/1.1');
   });
 
   it.each([
@@ -219,5 +234,27 @@ describe('acceptCustomVerbs on a Node HTTP server', () => {
     const exchange = await rawExchange(port, ['LIST /v1/x HTTP/1.1\r\nHost: x\r\n\r\n']);
     await once(exchange.socket, 'close');
     expect(exchange.text).toMatch(/^HTTP\/1.1 200/);
+  });
+
+  it('cuts a connection whose next request line dribbles in longer than headersTimeout (slow-loris)', async () => {
+    const { port } = await start(3_000);
+    server!.headersTimeout = 600;
+    const exchange = await rawExchange(port, ['GET /x HTTP/1.1\r\nHost: x\r\n\r\n']);
+    let closed = false;
+    exchange.socket.once('close', () => {
+      closed = true;
+    });
+    exchange.socket.on('error', () => undefined);
+    await vi.waitFor(() => expect(exchange.text).toMatch(/\r\n\r\nok$/), { timeout: 2_000 });
+    // One byte of the next request line every 150 ms: every byte restarts the socket's idle timer, and Node's
+    // own headersTimeout never starts for a line it has not seen. Before the fix: still open after 4 s.
+    const line = 'LIST /v1/secret/metadata/app HTTP/1.1';
+    const started = performance.now();
+    for (let i = 0; !closed && performance.now() - started < 4_000; i++) {
+      exchange.socket.write(line[i % line.length]);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+    }
+    expect(closed).toBe(true);
+    expect(performance.now() - started).toBeLessThan(2_000);
   });
 });

@@ -51,6 +51,11 @@ export class CustomVerbRewriter {
     return this.#state === 'opaque';
   }
 
+  /** True while part of a request line is held back (the HTTP parser has not seen the request start yet). */
+  get holding(): boolean {
+    return this.#held.length > 0;
+  }
+
   push(chunk: Buffer): Buffer {
     const out: Buffer[] = [];
     /** Start of the part of `chunk` that is passed on unchanged and not yet in `out`. */
@@ -134,8 +139,7 @@ export class CustomVerbRewriter {
     const custom = CUSTOM_REQUEST_LINE.exec(text);
     if (!custom) return raw;
     const [, verb, target, version, eol] = custom;
-    const flag = REWRITES[verb];
-    return Buffer.from(`GET ${target}${target.includes('?') ? '&' : '?'}${flag} ${version}${eol}`, 'latin1');
+    return Buffer.from(`GET ${withVerbFlag(target, REWRITES[verb])} ${version}${eol}`, 'latin1');
   }
 
   #onLine(state: State, line: string): void {
@@ -212,6 +216,31 @@ export class CustomVerbRewriter {
   }
 }
 
+/**
+ * `target` with the verb's flag (`list=true`) as its only `list` parameter: OpenBao takes the LIST verb as a list
+ * whatever the query says, so a `?list=false` already there must not turn it into a read (the allow-list and the
+ * bridge read the first value). Other parameters are kept byte for byte.
+ */
+function withVerbFlag(target: string, flag: string): string {
+  const question = target.indexOf('?');
+  if (question < 0) return `${target}?${flag}`;
+  const name = flag.slice(0, flag.indexOf('='));
+  const kept = target
+    .slice(question + 1)
+    .split('&')
+    .filter((pair) => pair !== '' && decodedName(pair) !== name);
+  return `${target.slice(0, question)}?${[...kept, flag].join('&')}`;
+}
+
+function decodedName(pair: string): string {
+  const raw = pair.split('=')[0].replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
 interface RequestHead {
   contentLength?: number;
   transferEncoding?: string;
@@ -227,9 +256,16 @@ function newHead(): RequestHead {
 /**
  * Wraps an accepted socket so that its inbound bytes pass through a `CustomVerbRewriter`; writes, timeouts and
  * the lifecycle go straight to the socket. The HTTP server reads the wrapper instead of the socket.
+ *
+ * `headersTimeoutMs`: how long a request line may stay incomplete. Node's HTTP server starts its own
+ * `headersTimeout` only when it sees a request begin, and a request line held back here is one it has not seen:
+ * without this a client sending a byte every few seconds kept a keep-alive connection open for ever (the
+ * socket's idle timeout restarts with every byte).
  */
-export function withCustomVerbs(socket: Socket): Duplex {
+export function withCustomVerbs(socket: Socket, options: { headersTimeoutMs?: number } = {}): Duplex {
   const rewriter = new CustomVerbRewriter();
+  const headersTimeoutMs = options.headersTimeoutMs ?? 60_000;
+  let holdTimer: NodeJS.Timeout | undefined;
   const wrapper = new Duplex({
     // The HTTP server half-closes on its own terms (it ends the response, then the socket).
     allowHalfOpen: true,
@@ -262,6 +298,13 @@ export function withCustomVerbs(socket: Socket): Duplex {
   socket.on('data', (chunk: Buffer) => {
     const rewritten = rewriter.push(chunk);
     if (rewritten.length > 0 && !wrapper.push(rewritten)) socket.pause();
+    if (!rewriter.holding) {
+      clearTimeout(holdTimer);
+      holdTimer = undefined;
+    } else if (holdTimer === undefined && headersTimeoutMs > 0) {
+      holdTimer = setTimeout(() => socket.destroy(), headersTimeoutMs);
+      holdTimer.unref();
+    }
   });
   socket.on('end', () => {
     const rest = rewriter.end();
@@ -271,7 +314,10 @@ export function withCustomVerbs(socket: Socket): Duplex {
   // The HTTP server arms keep-alive and request timers on the socket it was given, and listens there.
   socket.on('timeout', () => wrapper.emit('timeout'));
   socket.on('error', (err) => wrapper.destroy(err));
-  socket.on('close', () => wrapper.destroy());
+  socket.on('close', () => {
+    clearTimeout(holdTimer);
+    wrapper.destroy();
+  });
   Object.assign(wrapper, {
     remoteAddress: socket.remoteAddress,
     remotePort: socket.remotePort,
@@ -325,5 +371,10 @@ export function acceptCustomVerbs(server: HttpServer | HttpsServer): void {
   }
   const [handOver] = listeners;
   server.removeListener(event, handOver);
-  server.on(event, (socket: Socket) => handOver.call(server, withCustomVerbs(socket) as unknown as Socket));
+  server.on(event, (socket: Socket) =>
+    handOver.call(
+      server,
+      withCustomVerbs(socket, { headersTimeoutMs: server.headersTimeout }) as unknown as Socket,
+    ),
+  );
 }

@@ -31,6 +31,12 @@ export interface PodApiLimits {
   readonly maxWaiting: number;
   /** Bound for one request through the tunnel. @default 30000 */
   readonly timeoutMs: number;
+  /**
+   * Request body bytes held at once over all connections (read, waiting for a tunnel slot, or in flight); beyond
+   * it a request with a body gets 503 and its connection is closed. Without it, pods holding half-sent or
+   * pipelined bodies could push the broker past its memory limit. @default 32 MiB
+   */
+  readonly maxBufferedBodyBytes: number;
 }
 
 export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
@@ -38,6 +44,7 @@ export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
   maxInFlight: 24,
   maxWaiting: 2000,
   timeoutMs: 30_000,
+  maxBufferedBodyBytes: 32 * 1024 * 1024,
 });
 
 export interface PodApiServerOptions {
@@ -67,6 +74,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   const limits: PodApiLimits = { ...DEFAULT_POD_API_LIMITS, ...definedOnly(options.limits ?? {}) };
   const log = moduleLogger(options.logger, 'pod-api');
   const gate = createRequestGate({ maxInFlight: limits.maxInFlight, maxWaiting: limits.maxWaiting });
+  let bufferedBodyBytes = 0;
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     serve(req, res).catch((err: unknown) => {
@@ -103,7 +111,33 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       observe?.(checked.route, res.statusCode, (performance.now() - started) / 1000);
       return;
     }
-    const body = await readBody(req, limits.maxBodyBytes);
+    // Body bytes count against the server-wide budget from the first byte read until the answer is gone.
+    let reserved = 0;
+    res.once('close', () => {
+      bufferedBodyBytes -= reserved;
+      reserved = 0;
+    });
+    const reserve = (bytes: number): boolean => {
+      if (bufferedBodyBytes + bytes > limits.maxBufferedBodyBytes) return false;
+      bufferedBodyBytes += bytes;
+      reserved += bytes;
+      return true;
+    };
+    const body = await readBody(req, limits.maxBodyBytes, reserve);
+    if (body === BUDGET_SPENT) {
+      log.warn(
+        {
+          event: 'podapi.body_budget_spent',
+          route: checked.route,
+          maxBufferedBodyBytes: limits.maxBufferedBodyBytes,
+        },
+        'too many request body bytes held at once; refusing a request with a body (503) and closing its connection',
+      );
+      res.setHeader('connection', 'close');
+      reply(res, 503, openBaoErrorBody([BUDGET_SPENT_MESSAGE]));
+      observe?.(checked.route, 503, (performance.now() - started) / 1000);
+      return;
+    }
     if (body === undefined) {
       reply(res, 413, openBaoErrorBody(['http: request body too large']));
       observe?.(checked.route, 413, (performance.now() - started) / 1000);
@@ -241,7 +275,19 @@ function contentType(req: IncomingMessage, method: string): string {
 
 const NO_BODY = Buffer.alloc(0);
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+const BUDGET_SPENT = Symbol('body budget spent');
+const BUDGET_SPENT_MESSAGE =
+  'the cloudtaser broker holds too many request bodies at once; retry in a few seconds';
+
+/**
+ * The body, undefined when it is over `limit` (read to its end and discarded), or BUDGET_SPENT when `reserve`
+ * refuses a chunk (the rest is not read: the caller answers 503 and closes the connection).
+ */
+function readBody(
+  req: IncomingMessage,
+  limit: number,
+  reserve: (bytes: number) => boolean,
+): Promise<Buffer | undefined | typeof BUDGET_SPENT> {
   // A request that announces no body (the reads that make up most traffic) has none to wait for; Node discards
   // the empty request stream itself once the response ends.
   const length = req.headers['content-length'];
@@ -251,15 +297,24 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
         over = true;
         chunks.length = 0;
         return;
       }
-      if (!over) chunks.push(chunk);
-    });
+      if (over) return;
+      if (!reserve(chunk.length)) {
+        req.off('data', onData);
+        req.pause();
+        chunks.length = 0;
+        resolve(BUDGET_SPENT);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks)));
     req.on('error', reject);
   });

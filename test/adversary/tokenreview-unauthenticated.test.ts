@@ -240,6 +240,15 @@ describe('bridge TokenReview endpoint against callers other than OpenBao', () =>
     expect(reviewsMade()).toBe(before);
   });
 
+  it('answers a path with a malformed percent-escape with 404, as any unknown path, before any credential check', async () => {
+    // Before the fix: decodeURIComponent threw, 500, and an unthrottled warn line per request.
+    const response = await request(`${endpoint}/clusters/${kube.kubeSystemUid}/api/v1/namespaces/%E0%A4%A`, {
+      dispatcher: agent,
+    });
+    await response.body.text();
+    expect(response.statusCode).toBe(404);
+  });
+
   it('keeps OpenBao logins working through a flood of 1100 unauthenticated reviews (more than the per-tunnel gate holds), none of which reaches the cluster', async () => {
     const before = reviewsMade();
     const flood = Promise.all(Array.from({ length: 1100 }, () => attackerReview().then((a) => a.status)));
