@@ -172,6 +172,11 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   /** Slots held, by Lease name, with the Lease as last written by us. */
   const heldSlots = new Map<string, { shard: number; lease: ShardLease }>();
   const observed = new Map<string, Observed>();
+  /** Since when (this replica's clock) each slot has been free, while it stays free. */
+  const freeSince = new Map<string, number>();
+  /** A replica's preference for a shard: the same hash every replica computes for every other. */
+  const rankOf = (member: string, shard: number) =>
+    createHash('sha256').update(`${member}/${shard}`).digest().readUInt32BE(0);
   let members = 1;
   let target = Math.ceil((options.shards * replicasPerShard) / members);
   let lastRoundAt: string | undefined;
@@ -305,9 +310,45 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     const memberNames = listed
       .filter((l) => l.metadata.labels?.[LABEL_KIND] === 'member')
       .map((l) => l.metadata.name);
-    members = 1 + memberNames.filter((name) => name !== memberName && !isFree(name, at)).length;
+    const liveMembers = [
+      identity,
+      ...memberNames
+        .filter((name) => name !== memberName && !isFree(name, at))
+        .map((name) => observed.get(name)?.lease.spec.holderIdentity)
+        .filter((holder): holder is string => typeof holder === 'string' && holder !== ''),
+    ];
+    members = liveMembers.length;
     const slots = options.shards * replicasPerShard;
     target = Math.min(options.shards, Math.ceil(slots / members));
+    // Who holds which shard, as the list shows it (live holders only): decides which releases can be taken up by
+    // another replica and who adopts a slot that stays free.
+    const holdersOf = new Map<number, Set<string>>();
+    const slotsHeldBy = new Map<string, number>();
+    for (let shard = 0; shard < options.shards; shard++) {
+      const holders = new Set<string>();
+      for (let slot = 0; slot < replicasPerShard; slot++) {
+        const name = slotName(shard, slot);
+        if (isFree(name, at)) {
+          if (!freeSince.has(name)) freeSince.set(name, at);
+          continue;
+        }
+        freeSince.delete(name);
+        const holder = observed.get(name)?.lease.spec.holderIdentity;
+        if (holder) {
+          holders.add(holder);
+          slotsHeldBy.set(holder, (slotsHeldBy.get(holder) ?? 0) + 1);
+        }
+      }
+      holdersOf.set(shard, holders);
+    }
+    /** Whether another live replica under its share holds no slot of the shard (so it takes it when released). */
+    const othersCouldTake = (shard: number) =>
+      liveMembers.some(
+        (member) =>
+          member !== identity &&
+          (slotsHeldBy.get(member) ?? 0) < target &&
+          !holdersOf.get(shard)?.has(member),
+      );
 
     // Renew what we hold; a Lease someone else wrote since (a conflict) is lost.
     for (const [name, held] of [...heldSlots]) {
@@ -342,12 +383,14 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       }
     }
 
-    // Over the fair share (a replica joined): give back the extras, the ones we rank lowest first.
+    // Over the fair share (a replica joined): give back the extras, the ones we rank lowest first, but only
+    // shards another live replica can take (it holds no slot of them): a slot nobody else may hold would stay free.
     const byPreference = (a: number, b: number) => rank[b] - rank[a];
     if (heldSlots.size > target) {
       const extras = [...heldSlots.entries()]
-        .sort(([, a], [, b]) => byPreference(a.shard, b.shard))
-        .slice(target);
+        .sort(([, a], [, b]) => byPreference(b.shard, a.shard))
+        .filter(([, held]) => othersCouldTake(held.shard))
+        .slice(0, heldSlots.size - target);
       for (const [name] of extras)
         await release(name, `rebalancing: ${members} replicas share ${slots} slots`);
     }
@@ -363,6 +406,25 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
           if (!isFree(slotName(shard, slot), at)) continue;
           if (await take(shard, slot, at)) break;
         }
+      }
+    }
+
+    // A slot that stays free although replicas run: the replicas under their share may all hold the other slot of
+    // its shard already (a joining replica with two slots per shard), or fail to take it. After a Lease duration
+    // the live replica holding no slot of the shard that ranks it highest takes it, whatever its share; after each
+    // further duration the next one may too, so one replica that keeps failing does not leave it free.
+    if (!stop.signal.aborted) {
+      for (const [name, since] of freeSince) {
+        const shard = Number(name.slice(`${prefix}-shard-`.length).split('-')[0]);
+        if (heldShards().has(shard) || !Number.isInteger(shard) || shard >= options.shards) continue;
+        const eligible = liveMembers
+          .filter((member) => !holdersOf.get(shard)?.has(member))
+          .sort((x, y) => rankOf(y, shard) - rankOf(x, shard));
+        const turn = Math.floor((at - since) / durationMs) - 1;
+        const mine = eligible.indexOf(identity);
+        if (turn < 0 || mine < 0 || mine > turn) continue;
+        const slot = Number(name.slice(name.lastIndexOf('-') + 1));
+        if (await take(shard, slot, at)) freeSince.delete(name);
       }
     }
 

@@ -154,6 +154,25 @@ describe('shard membership', () => {
     expect(changes.at(-1)).toEqual(held(c));
   });
 
+  it('with two slots per shard, gives a joining replica its share and leaves no slot free', async () => {
+    // Before the fix: the two settled replicas released overlapping shards, the newcomer could take only one slot
+    // of each, and nobody at its share took the other: [11, 11, 9] of 32 slots, one shard on one replica for good.
+    const start = fleet({ shards: 16, replicasPerShard: 2 });
+    const a = await start('bridge-a');
+    const b = await start('bridge-b');
+    await settle([a, b], () => held(a).length === 16 && held(b).length === 16, 'both hold every shard');
+    const c = await start('bridge-c');
+    await settle(
+      [a, b, c],
+      () => held(a).length + held(b).length + held(c).length === 32 && held(c).length >= 10,
+      'every slot held, the newcomer at its share',
+    );
+    for (const member of [a, b, c]) expect(held(member).length).toBeLessThanOrEqual(11);
+    // A few more rounds: it stays that way (no flapping).
+    for (let round = 0; round < 5; round++) for (const member of [a, b, c]) await member.roundNow();
+    expect(held(a).length + held(b).length + held(c).length).toBe(32);
+  });
+
   it("takes over a crashed replica's shards once its Leases stop changing for their duration", async () => {
     const start = fleet();
     const a = await start('bridge-a');
