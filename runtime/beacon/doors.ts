@@ -332,7 +332,14 @@ export class BeaconDoors {
     });
   }
 
+  /** Sockets whose HTTP request was already refused: requests pipelined behind it add no log line or count. */
+  private readonly refusedHttp = new WeakSet<Socket>();
+
   private rejectHttp(socket: Socket, reason: string, message: string): void {
+    // One refusal per connection, as PROTOCOL.md promises: Node dispatches every request pipelined in one read
+    // before `connection: close` takes effect (500 requests in 13.5 KB made 500 log lines).
+    if (this.refusedHttp.has(socket)) return;
+    this.refusedHttp.add(socket);
     const connection = this.connectionOf.get(socket);
     this.refuse(reason, 'CT_BEACON_PROTOCOL', message, { door: 'wss', remote: connection?.remote });
   }

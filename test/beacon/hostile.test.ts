@@ -175,6 +175,26 @@ describe('beacon under hostile input', () => {
     await assertStillServes();
   });
 
+  it('logs one refusal for a connection however many HTTP requests it pipelines', async () => {
+    // Before the fix: every request pipelined in one read was dispatched before `connection: close` took effect,
+    // so 500 requests (13.5 KB) made 500 log lines and 500 increments of rejections_total.
+    const before = log.lines.filter((l) => l.event === 'rejected' && l.reason === 'http_not_found').length;
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: beacon.port,
+      ca: certs.beacon.certPem,
+      servername: 'localhost',
+      ALPNProtocols: ['http/1.1'],
+    });
+    await once(socket, 'secureConnect');
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    socket.write(Buffer.from('GET / HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(500)));
+    await once(socket, 'close');
+    const after = log.lines.filter((l) => l.event === 'rejected' && l.reason === 'http_not_found').length;
+    expect(after - before).toBe(1);
+  });
+
   it('answers 404 to HTTP requests other than the WebSocket upgrade', async () => {
     const socket = tlsConnect({
       host: '127.0.0.1',
