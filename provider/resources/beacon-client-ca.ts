@@ -4,6 +4,7 @@
  * private key never leaves OpenBao, where each bridge reads it to mint its own short-lived client certificate.
  * Give `ca_cert_pem` to the beacon (`beacon serve --bridge-ca`, the beacon chart's `bridgeAuth.caPems`).
  */
+import { CloudtaserError } from '../../runtime/core/errors.js';
 import { defineResource } from '../framework/provider.js';
 import { loadSecretStoreDomain } from '../load-domain.js';
 import { attr } from '../schema/schema.js';
@@ -41,8 +42,24 @@ export const beaconClientCaResource = defineResource<CloudtaserProviderClient>()
     return prior;
   },
 
-  async read({ state, client, signal }) {
+  async read({ state, client, signal, warn }) {
     signal.throwIfAborted();
+    if (client.secretStoreUnknown.length > 0) {
+      // As the registration does: a plan whose provider arguments are known only at apply keeps the stored CA
+      // (it failed the whole plan with CT_PROVIDER_CONFIG_UNKNOWN); an import, which has nothing stored, needs them.
+      if (typeof state.ca_sha256 !== 'string') {
+        const problem = client.secretStoreProblem()!;
+        throw new CloudtaserError(problem.code, `importing the beacon client CA: ${problem.message}`);
+      }
+      warn({
+        summary: 'Beacon client CA not refreshed: provider configuration not known yet',
+        detail:
+          `The cloudtaser provider arguments ${client.secretStoreUnknown.join(', ')} depend on values Terraform only ` +
+          'knows during apply, so this plan shows the beacon client CA as stored in the state. Run plan again after ' +
+          'apply to compare with OpenBao.',
+      });
+      return state;
+    }
     const { readBeaconClientCaCertificate } = (await loadSecretStoreDomain()).registration;
     const ca = await readBeaconClientCaCertificate(await client.openBao(), {
       namespaceRoot: client.namespaceRoot,

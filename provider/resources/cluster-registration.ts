@@ -7,7 +7,7 @@
  * CLI or another state) is refused, at plan and again at apply, unless `adopt_existing` says to take it over.
  */
 import { type JsonWebKey, X509Certificate } from 'node:crypto';
-import { parseJwks } from '../../runtime/attestation/verify.js';
+import { parseJwks, refusePrivateJwks } from '../../runtime/attestation/verify.js';
 import { CloudtaserError } from '../../runtime/core/errors.js';
 import { initHash } from '../../runtime/core/hashes.js';
 import {
@@ -39,6 +39,7 @@ export const DEFAULT_ATTESTATION_SERVICE_ACCOUNT = DEFAULT_OPERATOR_SERVICE_ACCO
 
 function jwksProblem(text: string): string | undefined {
   try {
+    refusePrivateJwks(text);
     parseJwks(text);
     return undefined;
   } catch (err) {
@@ -297,7 +298,13 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     if (action === 'update') planned.initialized = unknown as never;
     const issuer = config.attestation_issuer;
     const accountUnset = config.attestation_service_account === null;
-    if (isSet(issuer) && !isUnknown(issuer)) {
+    if (isUnknown(issuer)) {
+      // Known only at apply (e.g. from a data source read then): whether it turns attestation on, and the default
+      // account that comes with it, are known then too. Before, an update kept the stored `false`/null here and
+      // Terraform stopped with "Provider produced inconsistent final plan".
+      planned.attested = unknown as never;
+      if (accountUnset) planned.attestation_service_account = unknown as never;
+    } else if (isSet(issuer)) {
       planned.attested = true;
       if (accountUnset) planned.attestation_service_account = DEFAULT_ATTESTATION_SERVICE_ACCOUNT;
     } else if (issuer === null && action !== 'update') {
@@ -305,7 +312,9 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       planned.attestation_issuer = null;
       planned.attestation_jwks = null;
       if (accountUnset) planned.attestation_service_account = null;
-      planned.attested = false;
+      // Adopting keeps whatever attestation the registration already has (registerCluster keeps stored settings).
+      const adopting = planned.adopt_existing === true || isUnknown(planned.adopt_existing);
+      planned.attested = adopting ? (unknown as never) : false;
     }
     // Pure functions of a known fingerprint are shown in the plan instead of "(known after apply)".
     const fingerprint = planned.fingerprint;
@@ -407,13 +416,25 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       // State written before adopt_existing existed reads as false, so upgrading the provider plans no change.
       return { ...state, adopt_existing: state.adopt_existing ?? false };
     }
-    const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
+    const { getClusterStatus, readTokenReviewEndpoint } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
     const status = await getClusterStatus(openBao, {
       fingerprint: state.fingerprint,
       namespaceRoot: namespaceRootOf(state, client),
     });
     if (!status.registered) return null;
+    // What OpenBao's Kubernetes auth points at, not the last config: a change made with the CLI (or a state from an
+    // import, which holds the default) shows as drift instead of being rewritten by the next unrelated update.
+    const endpoint = await readTokenReviewEndpoint(
+      openBao.withNamespace(status.namespace),
+      state.fingerprint,
+    );
+    const storedEndpoint = state.tokenreview_endpoint;
+    const tokenReviewEndpoint =
+      endpoint === undefined ||
+      (typeof storedEndpoint === 'string' && storedEndpoint.replace(/\/+$/, '') === endpoint)
+        ? storedEndpoint
+        : endpoint;
     if (status.registeredAt) priv.set('registered_at', status.registeredAt);
     return {
       ...state,
@@ -435,6 +456,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
         : null,
       attested: status.attestation !== undefined,
       migration_enabled: status.migrationEnabled,
+      tokenreview_endpoint: tokenReviewEndpoint,
     };
   },
 

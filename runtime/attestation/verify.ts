@@ -168,6 +168,31 @@ export async function verifyAttestation(
   return { subject, expiresAt: new Date(exp * 1000), issuedAt: iat };
 }
 
+/** JWK members of private keys (RFC 7518 6.2.2, 6.3.2, 6.4.1): present only in a private or symmetric key. */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+
+/**
+ * Refuses a JWKS a person gives to registration (CLI file, Terraform attribute) that holds a private key: that text
+ * travels into plans, state, logs and files, and a signing key there is a leak however little of it registration
+ * keeps. (A JWKS read from a cluster is cleaned by parseJwks instead: its private members are dropped.)
+ */
+export function refusePrivateJwks(input: unknown): void {
+  const doc = typeof input === 'string' ? safeJson(input) : input;
+  const keys = (doc as { keys?: unknown })?.keys;
+  if (!Array.isArray(keys)) return;
+  const withPrivateParts = keys.find(
+    (key) =>
+      key !== null &&
+      typeof key === 'object' &&
+      PRIVATE_JWK_MEMBERS.some((member) => (key as Record<string, unknown>)[member] !== undefined),
+  ) as JsonWebKey | undefined;
+  if (withPrivateParts)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `the attestation JWKS holds a private key (key ${JSON.stringify(withPrivateParts.kid ?? '(no kid)')} has private members such as "d"); give the public keys only, as served at /openid/v1/jwks`,
+    );
+}
+
 /** Validates a JWKS document given to registration (CLI file or data source), keeping only usable public keys. */
 export function parseJwks(input: unknown): { keys: JsonWebKey[] } {
   const doc = typeof input === 'string' ? safeJson(input) : input;

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { parseJwks } from '../attestation/index.js';
+import { parseJwks, refusePrivateJwks } from '../attestation/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix, initHash, sha256Hex } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
@@ -92,6 +92,7 @@ export function validateAttestationSettings(settings: AttestationSettings): Atte
   const issuer = requireRule(ISSUER_RULE, '--attestation-issuer', settings.issuer);
   const account = settings.serviceAccount ?? DEFAULT_OPERATOR_SERVICE_ACCOUNT;
   requireRule(SERVICE_ACCOUNT_RULE, '--attestation-service-account', `${account.namespace}/${account.name}`);
+  refusePrivateJwks(settings.jwks);
   return {
     issuer,
     jwks: parseJwks(settings.jwks),

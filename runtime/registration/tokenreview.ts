@@ -159,3 +159,23 @@ export async function ensureTokenReviewAuth(
   });
   return true;
 }
+
+/**
+ * The TokenReview endpoint a cluster's Kubernetes auth points at (`kubernetes_host` less `/clusters/<fingerprint>`),
+ * undefined when it is not configured or points somewhere registration would not have pointed it. `cluster` is a
+ * client for the cluster's namespace. The provider's refresh reads it, so a change made elsewhere shows as drift
+ * instead of being rewritten silently by the next unrelated update.
+ */
+export async function readTokenReviewEndpoint(
+  cluster: OpenBaoClient,
+  fingerprint: string,
+): Promise<string | undefined> {
+  const current = await cluster.request<{ data?: Record<string, unknown> }>(
+    'GET',
+    `auth/${KUBERNETES_AUTH_MOUNT}/config`,
+    { allow404: true },
+  );
+  const host = current.status === 200 ? current.body?.data?.kubernetes_host : undefined;
+  const suffix = `/clusters/${parseFingerprint(fingerprint)}`;
+  return typeof host === 'string' && host.endsWith(suffix) ? host.slice(0, -suffix.length) : undefined;
+}

@@ -5,6 +5,7 @@ import {
   type AttestationPolicy,
   attestationAudience,
   parseJwks,
+  refusePrivateJwks,
   verifyAttestation,
 } from '../../runtime/attestation/index.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
@@ -203,6 +204,21 @@ describe('attested bootstrap: verifying a service-account token offline', () => 
     expect(() => parseJwks({ keys: [weak] })).toThrowError(/at least 2048 bits/);
     const strong = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
     expect(parseJwks({ keys: [weak, { ...strong, kid: 'ok' }] }).keys.map((k) => k.kid)).toEqual(['ok']);
+    // Given by a person (CLI file, Terraform attribute), a private key beside a usable public one is refused, not
+    // dropped: the text travels into Terraform plans and state (before the fix the private "d" was kept there while
+    // OpenBao got only the public key). Read from a cluster, parseJwks drops it.
+    const mixed = {
+      keys: [
+        { ...strong, kid: 'ok' },
+        { ...privateKey.export({ format: 'jwk' }), kid: 'signer' },
+      ],
+    };
+    expect(() => refusePrivateJwks(mixed)).toThrowError(/private key \(key "signer" has private members/);
+    expect(() => refusePrivateJwks(JSON.stringify(mixed))).toThrowError(
+      expect.objectContaining({ code: 'CT_INVALID_ARGUMENT' }),
+    );
+    expect(() => refusePrivateJwks({ keys: [{ ...strong, kid: 'ok' }] })).not.toThrow();
+    expect(parseJwks(mixed).keys.map((k) => k.kid)).toEqual(['ok']);
   });
 });
 

@@ -218,12 +218,25 @@ output "jwks" { value = data.cloudtaser_cluster_fingerprint.this.service_account
     });
 
     it('refuses at plan time a JWKS without a usable public key, pointing at the attribute', async () => {
-      ws.write('main.tf', registrationTf('jsonencode({ keys = [{ kty = "oct", k = "c2VjcmV0" }] })'));
+      ws.write(
+        'main.tf',
+        registrationTf(
+          'jsonencode({ keys = [{ kty = "OKP", crv = "Ed25519", x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" }] })',
+        ),
+      );
       const r = await ws.run(['plan', '-no-color']);
       expect(r.code).toBe(1);
       expect(r.stderr.match(/Error: /g)).toHaveLength(1);
       expect(r.stderr).toContain('attestation_jwks');
       expect(r.stderr).toContain('no usable RSA or EC public key');
+      // A symmetric key is secret material: refused as such, so it never reaches the plan or the state.
+      ws.write(
+        'main.tf',
+        registrationTf('jsonencode({ keys = [{ kty = "oct", kid = "s", k = "c2VjcmV0" }] })'),
+      );
+      const symmetric = await ws.run(['plan', '-no-color']);
+      expect(symmetric.code).toBe(1);
+      expect(symmetric.stderr).toMatch(/private key \(key "s" has private members/);
     });
 
     it('keeps the stored attestation when the settings leave the configuration, as the CLI does', async () => {

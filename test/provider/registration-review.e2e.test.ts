@@ -1,0 +1,128 @@
+/**
+ * cloudtaser_cluster_registration as a platform engineer meets it, with the real terraform binary: cases found by
+ * an adversarial review of the provider, each failing before its fix.
+ *   - attestation turned on for an existing registration with an issuer known only at apply: "Provider produced
+ *     inconsistent final plan" (attested and the default account stayed known at plan time);
+ *   - a TokenReview endpoint set outside Terraform: refresh kept the state's (after an import, the default), so an
+ *     unrelated in-place update silently re-pointed the cluster's Kubernetes auth, with no line in the plan.
+ * Known and left: after an import, a JWKS written with other whitespace than OpenBao's canonical form plans a
+ * whitespace-only update (the apply changes nothing).
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
+import { type ProviderServerHandle, startProviderServer } from '../../provider/framework/serve-provider.js';
+import { silentProviderLogger } from '../../provider/wire/hclog.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
+import { createWorkspace, type TerraformWorkspace } from './support/terraform.js';
+
+const HEADER = `terraform {
+  required_providers {
+    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }
+  }
+}
+`;
+const FP_A = 'a1b2c3d4-0000-4000-8000-000000000001';
+const FP_B = 'b1b2c3d4-0000-4000-8000-000000000002';
+const ISSUER = 'https://kubernetes.default.svc.cluster.local';
+const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+const JWKS_OBJ = { keys: [{ kid: 'k1', alg: 'ES256', use: 'sig', ...jwk }] };
+
+describe('cloudtaser_cluster_registration review', () => {
+  let openbao: OpenBaoTestServer;
+  let admin: OpenBaoClient;
+  let provider: ProviderServerHandle;
+  const workspaces: TerraformWorkspace[] = [];
+  const workspace = () => {
+    const ws = createWorkspace({ env: provider.reattachEnv });
+    workspaces.push(ws);
+    return ws;
+  };
+  const kubernetesHost = async (fp: string) => {
+    const r = await admin
+      .withNamespace(`cloudtaser/${fp.slice(0, 8)}`)
+      .request<{ data?: Record<string, unknown> }>('GET', 'auth/kubernetes/config', { allow404: true });
+    return r.body?.data?.kubernetes_host;
+  };
+
+  beforeAll(async () => {
+    openbao = await startOpenBaoTestServer();
+    admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    provider = await startProviderServer(
+      createCloudtaserProvider({ env: { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken } }),
+      { logger: silentProviderLogger },
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await provider?.close();
+    await admin?.close();
+    await openbao?.close();
+    for (const ws of workspaces) ws.dispose();
+  });
+
+  it('turns attestation on for an existing registration when the issuer is only known at apply', async () => {
+    const ws = workspace();
+    const base = `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }\n`;
+    ws.write(
+      'main.tf',
+      `${base}resource "cloudtaser_cluster_registration" "r" { fingerprint = "${FP_A}" }\n`,
+    );
+    const first = await ws.run(['apply', '-auto-approve', '-no-color']);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    // The issuer and keys now come from something created in the same run (as with a data source that
+    // depends on a cluster being changed): unknown during plan.
+    ws.write(
+      'main.tf',
+      `${base}
+resource "terraform_data" "oidc" {
+  input = { issuer = "${ISSUER}", jwks = ${JSON.stringify(JSON.stringify(JWKS_OBJ))} }
+}
+resource "cloudtaser_cluster_registration" "r" {
+  fingerprint        = "${FP_A}"
+  attestation_issuer = terraform_data.oidc.output.issuer
+  attestation_jwks   = terraform_data.oidc.output.jwks
+}
+`,
+    );
+    const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
+    expect(apply.stdout + apply.stderr).not.toContain('inconsistent');
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect((await getClusterStatus(admin, { fingerprint: FP_A })).attestation).toBeDefined();
+  });
+
+  it('shows a changed TokenReview endpoint before an unrelated in-place update rewrites it', async () => {
+    // Registered outside Terraform (CLI) with a custom endpoint, then imported.
+    const custom = 'https://bridge.example.internal:9444';
+    await registerCluster(admin, { fingerprint: FP_B, tokenReviewEndpoint: custom });
+    expect(await kubernetesHost(FP_B)).toBe(`${custom}/clusters/${FP_B}`);
+    const ws = workspace();
+    const base = `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }\n`;
+    ws.write(
+      'main.tf',
+      `${base}resource "cloudtaser_cluster_registration" "r" { fingerprint = "${FP_B}" }\n`,
+    );
+    const imported = await ws.run(['import', '-no-color', 'cloudtaser_cluster_registration.r', FP_B]);
+    expect(imported.code, imported.stdout + imported.stderr).toBe(0);
+    const state = JSON.parse(readFileSync(join(ws.dir, 'terraform.tfstate'), 'utf8'));
+    const attributes = state.resources[0].instances[0].attributes;
+    // The state should say what OpenBao has...
+    const stateEndpoint = attributes.tokenreview_endpoint;
+    // ...and a plan after an unrelated change must not silently re-point the cluster's auth.
+    ws.write(
+      'main.tf',
+      `${base}resource "cloudtaser_cluster_registration" "r" {\n  fingerprint = "${FP_B}"\n  migration_enabled = true\n}\n`,
+    );
+    const plan = await ws.run(['plan', '-no-color']);
+    const showsEndpoint = /tokenreview_endpoint/.test(plan.stdout);
+    const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    const after = await kubernetesHost(FP_B);
+    // The state says what OpenBao has, and the plan shows the endpoint going back to the configured default.
+    expect({ stateEndpoint, showsEndpoint }).toEqual({ stateEndpoint: custom, showsEndpoint: true });
+    expect(after).toBe(`https://cloudtaser-bridge.cloudtaser-system.svc:8444/clusters/${FP_B}`);
+  });
+});
