@@ -347,8 +347,12 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
 
 /** Decoded UTF-8 values, or the reason they cannot be stored as KV strings. */
 function decodeData(secret: KubeSecret): Record<string, string> | string {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  const out: Record<string, string> = {};
+  // ignoreBOM: a value that starts with a byte-order mark keeps it (by default TextDecoder strips it, and the
+  // proof, computed over the decoded text, then matched a value three bytes short: the Secret was deleted).
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  // No prototype: `__proto__` is a valid Secret key, and on a plain object assigning it is silently ignored (the
+  // proof then covered the other keys only, matched, and the Secret was deleted with that value nowhere).
+  const out: Record<string, string> = Object.create(null);
   for (const [key, value] of Object.entries(secret.data ?? {})) {
     try {
       out[key] = decoder.decode(Buffer.from(value, 'base64'));

@@ -111,8 +111,10 @@ export function reviewPod(
   const labels = isObject(metadata.labels) ? metadata.labels : {};
   if (labels[INJECT_LABEL] !== 'true') return { uid, allowed: true };
   const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
-  // Re-invocation, or a pod copied from an injected one: inject once.
-  if (annotations[INJECTED_ANNOTATION] === 'true') return { uid, allowed: true };
+  // Re-invocation, or a pod copied from an injected one: inject once. A copy may keep the injected spec but drop
+  // the annotation (`kubectl debug --copy-to --keep-labels`): the volumes and init container already there say so
+  // too (injecting again made duplicate names, a pod the API server refuses).
+  if (annotations[INJECTED_ANNOTATION] === 'true' || carriesInjection(pod)) return { uid, allowed: true };
 
   if (!state.connected) return refuse(uid, 503, 'ServiceUnavailable', NOT_CONNECTED_MESSAGE);
   if (!state.podApiUrl || !state.podApiCaPem) {
@@ -235,6 +237,10 @@ function buildPatch(
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
       runAsNonRoot: true,
+      // The image's own user, said here: a pod running as root (runAsUser: 0 at pod level) would otherwise pass
+      // it down, and the kubelet refuses runAsNonRoot with uid 0 (the pod never started).
+      runAsUser: INIT_CONTAINER_UID,
+      runAsGroup: INIT_CONTAINER_UID,
       capabilities: { drop: ['ALL'] },
     },
   };
@@ -243,19 +249,49 @@ function buildPatch(
     ops.push({ op: 'add', path: '/spec/initContainers/0', value: initContainer });
   else ops.push({ op: 'add', path: '/spec/initContainers', value: [initContainer] });
 
-  const containers = Array.isArray(spec.containers) ? spec.containers : [];
-  containers.forEach((container, index) => {
+  const equip = (container: unknown, path: string) => {
     const c = isObject(container) ? container : {};
-    appendTo(ops, c.volumeMounts, `/spec/containers/${index}/volumeMounts`, { ...mount, readOnly: true });
+    appendTo(ops, c.volumeMounts, `${path}/volumeMounts`, { ...mount, readOnly: true });
+    // A container's own VAULT_ADDR or VAULT_CACERT stays: the last duplicate wins in Kubernetes, so appending ours
+    // silently re-pointed an app configured for another Vault.
+    const own = new Set(
+      (Array.isArray(c.env) ? c.env : []).map((e) => (isObject(e) ? e.name : undefined)).filter(Boolean),
+    );
     const env = [
       { name: 'VAULT_ADDR', value: inject.podApiUrl },
       { name: 'VAULT_CACERT', value: caFile },
-    ];
-    if (Array.isArray(c.env))
-      for (const e of env) ops.push({ op: 'add', path: `/spec/containers/${index}/env/-`, value: e });
-    else ops.push({ op: 'add', path: `/spec/containers/${index}/env`, value: env });
+    ].filter((e) => !own.has(e.name));
+    if (env.length === 0) return;
+    if (Array.isArray(c.env)) for (const e of env) ops.push({ op: 'add', path: `${path}/env/-`, value: e });
+    else ops.push({ op: 'add', path: `${path}/env`, value: env });
+  };
+  const containers = Array.isArray(spec.containers) ? spec.containers : [];
+  containers.forEach((container, index) => {
+    equip(container, `/spec/containers/${index}`);
+  });
+  // Native sidecars (init containers with restartPolicy: Always) run for the pod's whole life as app containers
+  // do; they sit one place later now that cloudtaser-fetch is first.
+  const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : [];
+  initContainers.forEach((container, index) => {
+    if (isObject(container) && container.restartPolicy === 'Always')
+      equip(container, `/spec/initContainers/${index + 1}`);
   });
   return ops;
+}
+
+/** The image's user (runtime/images/Dockerfile.operator: USER 65532:65532). */
+const INIT_CONTAINER_UID = 65532;
+
+/** Whether the pod spec already holds what injection adds (a copy of an injected pod without its annotation). */
+function carriesInjection(pod: Json): boolean {
+  const spec = isObject(pod.spec) ? pod.spec : {};
+  const named = (list: unknown, name: string) =>
+    Array.isArray(list) && list.some((item) => isObject(item) && item.name === name);
+  return (
+    named(spec.volumes, VOLUME_NAME) ||
+    named(spec.volumes, TOKEN_VOLUME_NAME) ||
+    named(spec.initContainers, INIT_CONTAINER_NAME)
+  );
 }
 
 function appendTo(ops: JsonPatchOp[], existing: unknown, path: string, value: unknown): void {

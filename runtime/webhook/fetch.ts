@@ -70,7 +70,10 @@ export async function fetchPodSecrets(options: FetchPodSecretsOptions): Promise<
         token,
       );
       const data = (read.data as { data?: unknown } | undefined)?.data ?? {};
-      await writeFile(join(options.outputDir, `${file}.json`), JSON.stringify(data), { mode: 0o440 });
+      // Readable by every user: this init container runs as 65532, the pod's app containers as whatever user
+      // their images name (0o440 left an app running as, say, uid 1000 with EACCES). The in-memory volume is
+      // mounted only into this pod's containers, and all of them get it, so the mode keeps nobody else out.
+      await writeFile(join(options.outputDir, `${file}.json`), JSON.stringify(data), { mode: 0o444 });
       written.push(file);
     }
     return { written };

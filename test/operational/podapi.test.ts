@@ -1,5 +1,5 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -266,6 +266,8 @@ describe('pod API through broker, beacon and bridge', () => {
       });
       expect(result.written).toEqual(['db']);
       expect(JSON.parse(await readFile(join(dir, 'db.json'), 'utf8')).password).toBe(SECRET_VALUE);
+      // Readable by an app container running as another user than the init container (0o440 before: EACCES).
+      expect((await stat(join(dir, 'db.json'))).mode & 0o777).toBe(0o444);
       expect(await readFile(join(dir, 'ca.crt'), 'utf8')).toBe(stack.podApiCaPem);
       const refused = fetchPodSecrets({
         podApiUrl: stack.podApiUrl,
