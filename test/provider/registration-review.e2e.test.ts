@@ -1,6 +1,12 @@
 /**
- * cloudtaser_cluster_registration as a platform engineer meets it, with the real terraform binary: cases found by
- * an adversarial review of the provider, each failing before its fix.
+ * The provider as a platform engineer meets it, with the real terraform binary: cases found by an adversarial
+ * review of the provider, each failing before its fix.
+ *   - adopt_existing on a registration the CLI made with attestation: registerCluster keeps the stored attestation,
+ *     so `attested` is known only after apply ("Provider produced inconsistent result after apply" before);
+ *   - a JWKS that also holds a private key is refused at plan, naming the key (its "d" landed in the plan and
+ *     terraform.tfstate before, while OpenBao got only the public key);
+ *   - cloudtaser_beacon_client_ca with provider arguments known only during apply keeps its stored CA and warns,
+ *     as the registration does (the whole plan failed with CT_PROVIDER_CONFIG_UNKNOWN before);
  *   - attestation turned on for an existing registration with an issuer known only at apply: "Provider produced
  *     inconsistent final plan" (attested and the default account stayed known at plan time);
  *   - a TokenReview endpoint set outside Terraform: refresh kept the state's (after an import, the default), so an
@@ -28,11 +34,13 @@ const HEADER = `terraform {
 `;
 const FP_A = 'a1b2c3d4-0000-4000-8000-000000000001';
 const FP_B = 'b1b2c3d4-0000-4000-8000-000000000002';
+const FP_ADOPT = 'f1b2c3d4-0000-4000-8000-000000000006';
+const FP_JWKS = 'e1b2c3d4-0000-4000-8000-000000000005';
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
 const JWKS_OBJ = { keys: [{ kid: 'k1', alg: 'ES256', use: 'sig', ...jwk }] };
 
-describe('cloudtaser_cluster_registration review', () => {
+describe('the cloudtaser provider: cases from an adversarial review', () => {
   let openbao: OpenBaoTestServer;
   let admin: OpenBaoClient;
   let provider: ProviderServerHandle;
@@ -124,5 +132,93 @@ resource "cloudtaser_cluster_registration" "r" {
     // The state says what OpenBao has, and the plan shows the endpoint going back to the configured default.
     expect({ stateEndpoint, showsEndpoint }).toEqual({ stateEndpoint: custom, showsEndpoint: true });
     expect(after).toBe(`https://cloudtaser-bridge.cloudtaser-system.svc:8444/clusters/${FP_B}`);
+  });
+
+  it('adopts an attested registration without "Provider produced inconsistent result after apply"', async () => {
+    const ws = workspace();
+    const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+    await registerCluster(admin, {
+      fingerprint: FP_ADOPT,
+      attestation: { issuer: 'https://kubernetes.default.svc', jwks: { keys: [{ kid: 'k', ...jwk }] } },
+    });
+    ws.write(
+      'main.tf',
+      `terraform {
+  required_providers {
+    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }
+  }
+}
+provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+resource "cloudtaser_cluster_registration" "r" {
+  fingerprint    = "${FP_ADOPT}"
+  adopt_existing = true
+}
+`,
+    );
+    const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    const again = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+  });
+
+  it('refuses at plan a JWKS holding a private key instead of writing it to the plan and state', async () => {
+    const ws = workspace();
+    const pub = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+    const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+    const jwks = {
+      keys: [
+        { kid: 'pub', ...pub },
+        { kid: 'signing', ...priv },
+      ],
+    };
+    ws.write('jwks.json', JSON.stringify(jwks));
+    ws.write(
+      'main.tf',
+      `terraform {
+  required_providers {
+    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }
+  }
+}
+provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+resource "cloudtaser_cluster_registration" "r" {
+  fingerprint        = "${FP_JWKS}"
+  attestation_issuer = "https://kubernetes.default.svc.cluster.local"
+  attestation_jwks   = file("\${path.module}/jwks.json")
+}
+`,
+    );
+    const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
+    const leakedInPlan = apply.stdout.includes(String(priv.d));
+    let leakedInState = false;
+    try {
+      leakedInState = readFileSync(join(ws.dir, 'terraform.tfstate'), 'utf8').includes(String(priv.d));
+    } catch {
+      // no state: refused
+    }
+    expect({ leakedInPlan, leakedInState }).toEqual({ leakedInPlan: false, leakedInState: false });
+    expect(apply.code).not.toBe(0);
+    expect(apply.stderr).toMatch(/private key \(key "signing" has private members/);
+  });
+
+  it('plans a beacon client CA with provider arguments known only at apply (keeping the stored CA) instead of failing', async () => {
+    const ws = workspace();
+    ws.write(
+      'main.tf',
+      `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+resource "cloudtaser_beacon_client_ca" "this" {}
+`,
+    );
+    const first = await ws.run(['apply', '-auto-approve', '-no-color']);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    ws.write(
+      'main.tf',
+      `${HEADER}resource "terraform_data" "next" { input = "${openbao.address}" }
+provider "cloudtaser" { secretstore_address = terraform_data.next.output }
+resource "cloudtaser_beacon_client_ca" "this" {}
+resource "cloudtaser_cluster_registration" "r" { fingerprint = "d1b2c3d4-0000-4000-8000-000000000004" }
+`,
+    );
+    const plan = await ws.run(['plan', '-no-color']);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(0);
   });
 });
