@@ -143,12 +143,7 @@ resource "cloudtaser_cluster_registration" "r" {
     });
     ws.write(
       'main.tf',
-      `terraform {
-  required_providers {
-    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }
-  }
-}
-provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+      `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }
 resource "cloudtaser_cluster_registration" "r" {
   fingerprint    = "${FP_ADOPT}"
   adopt_existing = true
@@ -174,12 +169,7 @@ resource "cloudtaser_cluster_registration" "r" {
     ws.write('jwks.json', JSON.stringify(jwks));
     ws.write(
       'main.tf',
-      `terraform {
-  required_providers {
-    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }
-  }
-}
-provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+      `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }
 resource "cloudtaser_cluster_registration" "r" {
   fingerprint        = "${FP_JWKS}"
   attestation_issuer = "https://kubernetes.default.svc.cluster.local"
