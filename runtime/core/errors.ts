@@ -125,6 +125,8 @@ export const ErrorCodes = {
     'secret/k8s/<namespace>/<name> already holds a value this migration did not write (or could not record as its own, or wrote over an hour ago); nothing was written and the Secret is kept',
   CT_MIGRATION_UNVERIFIED:
     'the value read back from OpenBao did not prove the migrated write (missing, deleted or different); the Secret is kept',
+  CT_MIGRATION_TOO_LARGE:
+    "a marked Secret's data encodes to more than a migration request may carry through the tunnel; it is skipped and kept",
   // Kubernetes
   CT_KUBE_CONFIG: 'no usable Kubernetes connection could be loaded (kubeconfig, context, in-cluster)',
   CT_KUBE_UNREACHABLE: 'the Kubernetes API server could not be reached',

@@ -17,7 +17,7 @@ import { type Logger, moduleLogger } from '../core/log.js';
 import type { KubeClient, KubeSecret } from '../kube/index.js';
 import type { MIGRATION_CALLS } from '../kube/permissions.js';
 import { isKubernetesName, MIGRATION_TUNNEL_PREFIX, migrationKvPath } from '../podapi/protocol.js';
-import { sleep, type TunnelMux } from '../tunnel/index.js';
+import { DEFAULT_TUNNEL_LIMITS, sleep, type TunnelMux } from '../tunnel/index.js';
 import { type MigrationRequestBody, migrationProof, newMigrationNonce } from './protocol.js';
 
 export const MIGRATE_ANNOTATION = 'cloudtaser.io/migrate';
@@ -170,8 +170,21 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       ? `type ${secret.type} is managed by Kubernetes and is never migrated`
       : undefined;
     const decoded = skipReason ?? decodeData(secret);
-    if (typeof decoded === 'string') {
-      const reason = decoded;
+    const request: MigrationRequestBody | undefined =
+      typeof decoded === 'string'
+        ? undefined
+        : {
+            data: decoded,
+            source: {
+              uid: secret.metadata.uid ?? '',
+              resourceVersion: secret.metadata.resourceVersion ?? '',
+            },
+            nonce: newMigrationNonce(),
+          };
+    const requestText = request && JSON.stringify(request);
+    const unmigratable = typeof decoded === 'string' ? decoded : tooLargeReason(requestText!);
+    if (unmigratable !== undefined) {
+      const reason = unmigratable;
       const key = `${secret.metadata.uid}@${secret.metadata.resourceVersion}`;
       if (!reportedSkips.has(key)) {
         reportedSkips.add(key);
@@ -180,15 +193,10 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       return { ...base, result: 'skipped', reason };
     }
 
-    const data = decoded;
+    const data = request!.data;
     let version: number;
     try {
-      const request: MigrationRequestBody = {
-        data,
-        source: { uid: secret.metadata.uid ?? '', resourceVersion: secret.metadata.resourceVersion ?? '' },
-        nonce: newMigrationNonce(),
-      };
-      const answer = await tunnelJson('PUT', namespace, name, request);
+      const answer = await tunnelJson('PUT', namespace, name, requestText!);
       if (answer.status === 403 && answer.body.code === 'CT_MIGRATION_DISABLED') {
         const refusal = bridgeError(answer.body);
         setStatus({ state: 'refused', lastErrorCode: refusal.code, reason: refusal.message });
@@ -201,7 +209,7 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       if (
         !Number.isInteger(version) ||
         version < 1 ||
-        answer.body.proof !== migrationProof(request.nonce, version, data)
+        answer.body.proof !== migrationProof(request!.nonce, version, data)
       ) {
         throw new CloudtaserError(
           'CT_MIGRATION_UNVERIFIED',
@@ -259,7 +267,7 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
     method: 'PUT',
     namespace: string,
     name: string,
-    body?: unknown,
+    bodyText?: string,
   ): Promise<{ status: number; body: Record<string, unknown> }> {
     const tunnel = options.tunnel();
     if (!tunnel || tunnel.closed)
@@ -268,9 +276,9 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       {
         method,
         path: `${MIGRATION_TUNNEL_PREFIX}${namespace}/${name}`,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: bodyText === undefined ? {} : { 'content-type': 'application/json' },
       },
-      body === undefined ? undefined : JSON.stringify(body),
+      bodyText,
     );
     let parsed: Record<string, unknown> = {};
     try {
@@ -346,6 +354,18 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
 }
 
 /** Decoded UTF-8 values, or the reason they cannot be stored as KV strings. */
+/**
+ * Why a migration request cannot cross the tunnel, or undefined when it can. Kubernetes allows 1 MiB of data, and
+ * JSON escapes a control byte as six, so a Secret within its limit can encode past the tunnel's body limit (the
+ * bridge's, which is the default). Such a Secret is skipped once with this reason instead of failing every pass.
+ */
+function tooLargeReason(requestText: string): string | undefined {
+  const bytes = Buffer.byteLength(requestText, 'utf8');
+  const limit = DEFAULT_TUNNEL_LIMITS.maxBodyBytes;
+  if (bytes <= limit) return undefined;
+  return `its data encodes to ${bytes} bytes of JSON, over the ${limit} bytes a migration request may carry through the tunnel (CT_MIGRATION_TOO_LARGE); split it into smaller Secrets, or copy it into OpenBao by hand (\`bao kv put\` in the cluster namespace) and delete it`;
+}
+
 function decodeData(secret: KubeSecret): Record<string, string> | string {
   // ignoreBOM: a value that starts with a byte-order mark keeps it (by default TextDecoder strips it, and the
   // proof, computed over the decoded text, then matched a value three bytes short: the Secret was deleted).

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CloudtaserError } from '../../runtime/core/errors.js';
 import { createLogger, silentLogger } from '../../runtime/core/log.js';
 import { createLogSummarizer } from '../../runtime/core/log-summary.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
@@ -20,7 +21,7 @@ import {
 } from '../../runtime/migration/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { registerCluster } from '../../runtime/registration/index.js';
-import type { TunnelMux, TunnelRequest } from '../../runtime/tunnel/index.js';
+import { DEFAULT_TUNNEL_LIMITS, type TunnelMux, type TunnelRequest } from '../../runtime/tunnel/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
 
 let server: OpenBaoTestServer;
@@ -285,13 +286,21 @@ describe('the broker deletes nothing it has not verified', () => {
     }) as KubeSecret;
 
   /** A broker-side migrator against a fake bridge that answers `reply` to every migration. */
-  async function runAgainst(reply: (body: Record<string, unknown>) => { status: number; body: unknown }) {
+  async function runAgainst(
+    reply: (body: Record<string, unknown>) => { status: number; body: unknown },
+    items = [secret('one'), secret('two')],
+    passes = 1,
+  ) {
     const deleted: string[] = [];
     const events: Array<{ reason: string; message: string }> = [];
-    const items = [secret('one'), secret('two')];
+    const requests: number[] = [];
     const tunnel = {
       closed: false,
       async request(_head: unknown, body?: string) {
+        requests.push(Buffer.byteLength(body ?? ''));
+        // As the mux does (runtime/tunnel/mux.ts request()): a body over the limit is refused before it is sent.
+        if (Buffer.byteLength(body ?? '') > DEFAULT_TUNNEL_LIMITS.maxBodyBytes)
+          throw new CloudtaserError('CT_INVALID_ARGUMENT', 'request body exceeds the tunnel limit');
         const answer = reply(JSON.parse(body ?? '{}'));
         return { status: answer.status, headers: {}, body: Buffer.from(JSON.stringify(answer.body)) };
       },
@@ -303,17 +312,31 @@ describe('the broker deletes nothing it has not verified', () => {
         listSecrets: async () => ({ metadata: {}, items }),
         deleteSecret: async (_ns: string, name: string) => {
           deleted.push(name);
+          items.splice(
+            items.findIndex((item) => item.metadata.name === name),
+            1,
+          );
         },
         createEvent: async (_ns: string, event: { reason: string; message: string }) => {
           events.push({ reason: event.reason, message: event.message });
         },
       } as never,
     });
-    const outcomes = await migrator.runOnce();
+    let outcomes = await migrator.runOnce();
+    for (let pass = 1; pass < passes; pass++) outcomes = await migrator.runOnce();
     const status = migrator.status();
     await migrator.close();
-    return { deleted, events, outcomes, status };
+    return { deleted, events, outcomes, status, requests };
   }
+
+  const proveEverything = (body: Record<string, unknown>) => ({
+    status: 200,
+    body: {
+      version: 1,
+      proof: migrationProof(String(body.nonce), 1, body.data as Record<string, string>),
+      written: true,
+    },
+  });
 
   it('keeps the Secret when the proof does not match its data (CT_MIGRATION_UNVERIFIED)', async () => {
     const run = await runAgainst((body) => ({
@@ -342,6 +365,22 @@ describe('the broker deletes nothing it has not verified', () => {
     }));
     expect(run.deleted).toEqual(['one', 'two']);
     expect(run.status.state).toBe('active');
+  });
+
+  it('skips a Secret whose data escapes to more JSON than a tunnel request carries: one Event, kept, never sent', async () => {
+    // 700 KiB of control bytes: within Kubernetes' 1 MiB of data, but JSON writes each as \u00XX (6 bytes).
+    const huge = secret('escapes');
+    (huge as { data: Record<string, string> }).data = {
+      blob: Buffer.alloc(700 * 1024, 1).toString('base64'),
+    };
+    const run = await runAgainst(proveEverything, [huge, secret('small')], 3);
+    expect(run.deleted).toEqual(['small']);
+    expect(run.requests.every((bytes) => bytes <= DEFAULT_TUNNEL_LIMITS.maxBodyBytes)).toBe(true);
+    expect(run.outcomes.find((o) => o.name === 'escapes')).toMatchObject({ result: 'skipped' });
+    const skips = run.events.filter((e) => e.reason === 'MigrationSkipped');
+    expect(skips).toHaveLength(1);
+    expect(skips[0].message).toContain('CT_MIGRATION_TOO_LARGE');
+    expect(run.events.filter((e) => e.reason === 'MigrationFailed')).toEqual([]);
   });
 
   it('on CT_MIGRATION_DISABLED asks once, keeps every Secret, says why on each and in its status', async () => {
