@@ -80,6 +80,10 @@ export function usageError(err: unknown): CloudtaserError | 'exit-ok' | undefine
       `${path} needs a command: ${subcommands.filter((c) => c !== 'help').join(', ')} (see ${path} --help)`,
     );
   }
-  const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+  const message = err.message
+    .replace(/^error: /, '')
+    .replace(/\s*\n\s*/g, ' ')
+    // commander quotes an unknown `--flag=value` whole: a mistyped --secretstore-token=... must not reach a log.
+    .replace(/'(-{1,2}[^'=\s]+)=[^']*'/g, "'$1=…'");
   return new CloudtaserError('CT_INVALID_ARGUMENT', `${message} (see ${path} --help)`);
 }

@@ -95,6 +95,18 @@ describe('usage errors: exit 2, one CT_ line on stderr, nothing on stdout', () =
       /unknown option '--no-such-flag'/,
     ],
     [
+      'an unknown flag with a value (never printed: it may be a mistyped token)',
+      ['source', 'status', '--fingerprint', FP, '--secretstore-tokn=hvs.CANARY0123456789'],
+      {},
+      /unknown option '--secretstore-tokn=…' \(see cloudtaser-cli source status --help\)$/,
+    ],
+    [
+      'a known secret flag on a command without it',
+      ['bridge', 'run', '--approle-secretid=7f0c2c1e-CANARY'],
+      {},
+      /unknown option '--approle-secretid=…' \(see cloudtaser-cli bridge run --help\)$/,
+    ],
+    [
       '--log-level bogus',
       ['target', 'fingerprint', '--log-level', 'bogus'],
       {},
