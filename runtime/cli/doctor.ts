@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { DoctorReport } from '../doctor/index.js';
 import { readPemFile } from '../tunnel/index.js';
-import { parseOutputFormat, printJson } from './output.js';
+import { parseOutputFormat, personAtTerminal, printJson } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
 export function registerTargetDoctorCommand(target: Command): void {
@@ -54,6 +54,7 @@ export function registerTargetDoctorCommand(target: Command): void {
         const { runTargetDoctor } = await import('../doctor/index.js');
         const kube = KubeClient.fromConnection(
           defaultKubeConnection({ kubeconfig: opts.kubeconfig, context: opts.context }),
+          { interactive: personAtTerminal() },
         );
         try {
           const report = await runTargetDoctor({

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
-import { parseOutputFormat, printJson } from './output.js';
+import { parseOutputFormat, personAtTerminal, printJson } from './output.js';
 
 interface MigrateFlags {
   readonly kubeconfig?: string;
@@ -48,6 +48,7 @@ export function registerMigrateCommand(program: Command): void {
       const { annotateSecretsForMigration, pendingMigrations } = await import('../migration/index.js');
       const kube = KubeClient.fromConnection(
         defaultKubeConnection({ kubeconfig: flags.kubeconfig, context: flags.context }),
+        { interactive: personAtTerminal() },
       );
       const text = format === 'text';
       try {

@@ -18,6 +18,14 @@ export function printJson(value: unknown): void {
  * A one-line progress indicator on stderr while a long call runs, only when stderr is a terminal, so pipes,
  * CI logs and `--output json` consumers never see control characters.
  */
+/**
+ * A person runs this command at a terminal: an exec credential plugin may prompt them (a device-code login) and
+ * take its time, as with kubectl. Not in CI, pipes or services.
+ */
+export function personAtTerminal(): boolean {
+  return process.stdin.isTTY === true && process.stderr.isTTY === true;
+}
+
 export async function withProgress<T>(label: string, work: () => Promise<T>): Promise<T> {
   if (!process.stderr.isTTY) return work();
   const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { TrustRecord, TrustRecordStore } from '../broker/trust-record.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { registerTargetDoctorCommand } from './doctor.js';
-import { parseOutputFormat, printJson, withProgress } from './output.js';
+import { parseOutputFormat, personAtTerminal, printJson, withProgress } from './output.js';
 
 interface TrustFlags {
   readonly kubeconfig?: string;
@@ -28,7 +28,7 @@ export function registerTargetCommands(program: Command): void {
       const { defaultKubeConnection, readClusterFingerprint } = await import('../kube/index.js');
       const connection = defaultKubeConnection({ kubeconfig: opts.kubeconfig, context: opts.context });
       const fingerprint = await withProgress('reading kube-system UID', () =>
-        readClusterFingerprint(connection),
+        readClusterFingerprint(connection, { interactive: personAtTerminal() }),
       );
       if (format === 'json') {
         printJson({ fingerprint, registerCommand: registerCommandFor(fingerprint) });
@@ -117,6 +117,7 @@ async function openTrustRecord(opts: TrustFlags): Promise<TrustRecordStore> {
   const ref = parseTrustRecordRef(opts.trustRecord, { POD_NAMESPACE: undefined });
   const kube = KubeClient.fromConnection(
     defaultKubeConnection({ kubeconfig: opts.kubeconfig, context: opts.context }),
+    { interactive: personAtTerminal() },
   );
   return configMapTrustRecord(kube, ref);
 }

@@ -5,7 +5,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { CloudtaserError } from '../core/index.js';
 import type { Cluster, Context, User } from './client-node.js';
 import { KubeConfig } from './client-node.js';
@@ -187,8 +188,18 @@ function loadFromKubeconfigFiles(path: string | undefined, context: string | und
         { path: file },
       );
     }
+    const tokenFiles = tokenFilesOf(text, dirname(file));
     for (const c of kc.getClusters() ?? []) if (!clusters.some((x) => x.name === c.name)) clusters.push(c);
-    for (const u of kc.getUsers() ?? []) if (!users.some((x) => x.name === u.name)) users.push(u);
+    for (const u of kc.getUsers() ?? []) {
+      if (users.some((x) => x.name === u.name)) continue;
+      const tokenFile = tokenFiles.get(u.name);
+      // client-node reads only `token-file`, once, untrimmed; the transport runs client-go's `tokenFile` itself.
+      users.push(
+        tokenFile !== undefined && !u.token && !u.exec && !u.authProvider
+          ? { ...u, authProvider: { name: 'tokenFile', config: { tokenFile } } }
+          : u,
+      );
+    }
     for (const c of kc.getContexts() ?? []) if (!contexts.some((x) => x.name === c.name)) contexts.push(c);
     currentContext ??= kc.getCurrentContext() || undefined;
   }
@@ -227,6 +238,25 @@ function loadFromKubeconfigFiles(path: string | undefined, context: string | und
   const kc = new KubeConfig();
   kc.loadFromOptions({ clusters, users, contexts, currentContext: chosen });
   return kc;
+}
+
+/** `users[].user.tokenFile` (client-go's field, clientcmd/api/v1 AuthInfo), relative paths from the file's folder. */
+function tokenFilesOf(text: string, folder: string): Map<string, string> {
+  const found = new Map<string, string>();
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch {
+    return found; // client-node accepted it; what it could not read has no tokenFile for us either
+  }
+  const entries = (document as { users?: unknown } | null)?.users;
+  if (!Array.isArray(entries)) return found;
+  for (const entry of entries as Array<{ name?: unknown; user?: { tokenFile?: unknown } }>) {
+    const tokenFile = entry?.user?.tokenFile;
+    if (typeof entry?.name === 'string' && typeof tokenFile === 'string' && tokenFile !== '')
+      found.set(entry.name, isAbsolute(tokenFile) ? tokenFile : join(folder, tokenFile));
+  }
+  return found;
 }
 
 function loadInCluster(): KubeConfig {

@@ -8,9 +8,12 @@ import type { KubeConnection } from './connection.js';
  */
 export async function readClusterFingerprint(
   connection: KubeConnection,
-  opts: { signal?: AbortSignal; timeoutMs?: number } = {},
+  opts: { signal?: AbortSignal; timeoutMs?: number; interactive?: boolean } = {},
 ): Promise<string> {
-  const client = KubeClient.fromConnection(connection, { timeoutMs: opts.timeoutMs });
+  const client = KubeClient.fromConnection(connection, {
+    timeoutMs: opts.timeoutMs,
+    interactive: opts.interactive,
+  });
   try {
     const namespace = await client.getNamespace('kube-system', { signal: opts.signal });
     return parseFingerprint(namespace.metadata?.uid);

@@ -7,7 +7,15 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { CloudtaserError, type Logger, moduleLogger } from '../core/index.js';
-import type { KubeConfig } from './client-node.js';
+import { KubeConfig, type User } from './client-node.js';
+import {
+  type Credential,
+  type CredentialSource,
+  ExecCredentialSource,
+  execBlockOf,
+  TokenFileSource,
+  tokenFileOf,
+} from './credential-sources.js';
 import {
   cancelledError,
   credentialError,
@@ -21,8 +29,14 @@ import {
 const MAX_SOCKETS_PER_SERVER = 16;
 
 export interface KubeClientOptions {
-  /** Per-request time limit. @default 15000 */
+  /** Per-call time limit: credentials, the request and its retries. @default 15000 */
   readonly timeoutMs?: number;
+  /**
+   * A person at a terminal can answer an exec credential plugin's prompt (a device-code login): the plugin gets
+   * the terminal and may take its time. Only for commands run by hand; services and the provider leave it off, so a
+   * plugin that waits for a person is stopped at the time limit with what it asked in the error. @default false
+   */
+  readonly interactive?: boolean;
   /** Says where the connection came from in error messages (never secret). */
   readonly description?: string;
   readonly logger?: Logger;
@@ -41,6 +55,12 @@ export interface RequestSpec extends CallOptions, FailedCall {
   readonly contentType?: string;
 }
 
+/**
+ * Retries of an answer that says when to come back (429 from API Priority and Fairness, or a 5xx with
+ * Retry-After), as client-go does (rest/request.go, checkWait, maxRetries 10), within the call's time limit.
+ */
+const MAX_RETRY_AFTER_RETRIES = 10;
+
 /** Largest response body read; a SecretList page with 500 large secrets stays well below it. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 15_000;
@@ -54,6 +74,10 @@ export class KubeTransport implements KubeErrorContext {
   private readonly timeoutMs: number;
   private readonly logger: Logger;
   private readonly agents = new Map<string, http.Agent>();
+  /** Exec plugin or token file of the current user, run by us (credential-sources.ts); undefined for static ones. */
+  private readonly credentialSource: CredentialSource | undefined;
+  /** The kubeconfig client-node applies (CA, certificates, static tokens, proxy): without what we run ourselves. */
+  private readonly staticConfig: KubeConfig;
 
   constructor(kubeConfig: KubeConfig, options: KubeClientOptions = {}) {
     const cluster = kubeConfig.getCurrentCluster();
@@ -68,6 +92,15 @@ export class KubeTransport implements KubeErrorContext {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.description = options.description ?? `context ${kubeConfig.getCurrentContext()}`;
     this.logger = moduleLogger(options.logger, 'kube-client');
+    const user = kubeConfig.getCurrentUser();
+    const exec = execBlockOf(user);
+    const tokenFile = tokenFileOf(user);
+    this.credentialSource = exec
+      ? new ExecCredentialSource(exec, cluster, this, options.interactive === true)
+      : tokenFile
+        ? new TokenFileSource(tokenFile, this)
+        : undefined;
+    this.staticConfig = this.credentialSource ? withoutDynamicCredentials(kubeConfig) : kubeConfig;
   }
 
   /** Closes pooled connections. The client stays usable; new connections are opened on demand. */
@@ -82,47 +115,75 @@ export class KubeTransport implements KubeErrorContext {
     for (const [key, value] of Object.entries(spec.query ?? {})) {
       if (value !== undefined && value !== '') url.searchParams.set(key, String(value));
     }
-    const tls = await this.credentials();
     const payload = spec.body === undefined ? undefined : Buffer.from(JSON.stringify(spec.body));
-    const headers: Record<string, string> = {
-      ...tls.headers,
-      accept: 'application/json',
-      'user-agent': 'cloudtaser',
-      ...(payload === undefined
-        ? {}
-        : {
-            'content-type': spec.contentType ?? 'application/json',
-            'content-length': String(payload.length),
-          }),
-    };
     const timeoutMs = spec.timeoutMs ?? this.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = spec.signal === undefined ? timeout : AbortSignal.any([spec.signal, timeout]);
 
-    let response: { status: number; body: Buffer };
-    try {
-      response = await send(
-        url,
-        { method: spec.method, headers, agent: this.agentFor(url, tls.agentOptions, tls.agent), signal },
-        payload,
-      );
-    } catch (err) {
-      if (spec.signal?.aborted) throw cancelledError(this, err);
-      if (timeout.aborted) {
-        throw new CloudtaserError(
-          'CT_KUBE_UNREACHABLE',
-          `the Kubernetes API server at ${this.server} did not answer within ${timeoutMs} ms; check that the cluster is up and reachable from here (${this.description})`,
-          {
-            details: { server: this.server, timeoutMs },
-          },
+    let response: { status: number; body: Buffer; retryAfter?: string };
+    let retries = 0;
+    let refreshedAfter401 = false;
+    for (;;) {
+      const tls = await this.credentials(deadline, signal, spec.signal, timeoutMs);
+      const headers: Record<string, string> = {
+        ...tls.headers,
+        accept: 'application/json',
+        'user-agent': 'cloudtaser',
+        ...(payload === undefined
+          ? {}
+          : {
+              'content-type': spec.contentType ?? 'application/json',
+              'content-length': String(payload.length),
+            }),
+      };
+      try {
+        response = await send(
+          url,
+          { method: spec.method, headers, agent: this.agentFor(url, tls.agentOptions, tls.agent), signal },
+          payload,
         );
+      } catch (err) {
+        if (spec.signal?.aborted) throw cancelledError(this, err);
+        if (timeout.aborted) throw this.timedOut(timeoutMs);
+        throw transportError(this, err);
       }
-      throw transportError(this, err);
+      this.logger.debug(
+        { event: 'kube_request', method: spec.method, path: spec.path, status: response.status },
+        'Kubernetes API call',
+      );
+      if (response.status === 401 && tls.dynamic) {
+        // As client-go: a refused plugin or file token is dropped, so the next call fetches a fresh one. A cached
+        // one (the login was renewed, the file rotated) is retried once at once with a fresh credential.
+        this.credentialSource!.invalidate(tls.dynamic.credential);
+        if (tls.dynamic.cached && !refreshedAfter401) {
+          refreshedAfter401 = true;
+          continue;
+        }
+      }
+      const waitMs = retryAfterMs(response);
+      if (waitMs !== undefined && retries < MAX_RETRY_AFTER_RETRIES && Date.now() + waitMs < deadline) {
+        retries++;
+        this.logger.debug(
+          {
+            event: 'kube_retry_after',
+            method: spec.method,
+            path: spec.path,
+            status: response.status,
+            waitMs,
+          },
+          'Kubernetes API server asked to retry later',
+        );
+        try {
+          await delay(waitMs, signal);
+        } catch (err) {
+          if (spec.signal?.aborted) throw cancelledError(this, err);
+          throw this.timedOut(timeoutMs);
+        }
+        continue;
+      }
+      break;
     }
-    this.logger.debug(
-      { event: 'kube_request', method: spec.method, path: spec.path, status: response.status },
-      'Kubernetes API call',
-    );
     const body = parseJson(response.body);
     if (response.status >= 200 && response.status < 300) {
       if (body === undefined && response.body.length > 0) {
@@ -139,31 +200,58 @@ export class KubeTransport implements KubeErrorContext {
     throw statusError(this, response.status, body, spec);
   }
 
+  private timedOut(timeoutMs: number): CloudtaserError {
+    return new CloudtaserError(
+      'CT_KUBE_UNREACHABLE',
+      `the Kubernetes API server at ${this.server} did not answer within ${timeoutMs} ms; check that the cluster is up and reachable from here (${this.description})`,
+      { details: { server: this.server, timeoutMs } },
+    );
+  }
+
   /** Runs the credential machinery (token, token file, exec plugin, client certificate) for one request. */
-  private async credentials(): Promise<{
+  private async credentials(
+    deadline: number,
+    signal: AbortSignal,
+    callerSignal: AbortSignal | undefined,
+    timeoutMs: number,
+  ): Promise<{
     headers: Record<string, string>;
     agent?: http.Agent;
     agentOptions: https.AgentOptions;
+    dynamic?: { credential: Credential; cached: boolean };
   }> {
     const opts: https.RequestOptions = {};
     try {
-      await this.kubeConfig.applyToHTTPSOptions(opts);
+      await this.staticConfig.applyToHTTPSOptions(opts);
     } catch (err) {
       throw credentialError(this, err);
+    }
+    let dynamic: { credential: Credential; cached: boolean } | undefined;
+    if (this.credentialSource) {
+      try {
+        dynamic = await this.credentialSource.get({ deadline, signal: callerSignal });
+      } catch (err) {
+        if (callerSignal?.aborted) throw cancelledError(this, err);
+        if (err instanceof CloudtaserError) throw err;
+        if (signal.aborted) throw this.timedOut(timeoutMs);
+        throw credentialError(this, err);
+      }
     }
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(opts.headers ?? {}))
       if (value !== undefined) headers[key.toLowerCase()] = String(value);
     if (opts.auth) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    if (dynamic?.credential.token) headers.authorization = `Bearer ${dynamic.credential.token}`;
     const cluster = this.kubeConfig.getCurrentCluster();
     return {
       headers,
+      dynamic,
       // A proxy agent is used as client-node built it; otherwise we pool connections ourselves.
       agent: cluster?.proxyUrl ? (opts.agent as http.Agent) : undefined,
       agentOptions: {
         ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
+        cert: dynamic?.credential.clientCertificatePem ?? opts.cert,
+        key: dynamic?.credential.clientKeyPem ?? opts.key,
         ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
         ...(opts.servername === undefined ? {} : { servername: opts.servername }),
       },
@@ -199,7 +287,7 @@ function send(
   url: URL,
   options: { method: string; headers: Record<string, string>; agent: http.Agent; signal: AbortSignal },
   payload: Buffer | undefined,
-): Promise<{ status: number; body: Buffer }> {
+): Promise<{ status: number; body: Buffer; retryAfter?: string }> {
   return new Promise((resolve, reject) => {
     const request = (url.protocol === 'http:' ? http.request : https.request)(url, options, (res) => {
       const chunks: Buffer[] = [];
@@ -212,12 +300,60 @@ function send(
         }
         chunks.push(chunk);
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks),
+          ...(typeof res.headers['retry-after'] === 'string'
+            ? { retryAfter: res.headers['retry-after'] }
+            : {}),
+        }),
+      );
       res.on('error', reject);
     });
     request.on('error', reject);
     request.end(payload);
   });
+}
+
+/** The wait an answer asks for: 429 or 5xx with Retry-After in whole seconds (client-go's checkWait). */
+function retryAfterMs(response: { status: number; retryAfter?: string }): number | undefined {
+  if (response.status !== 429 && (response.status < 500 || response.status > 599)) return undefined;
+  if (response.retryAfter === undefined || !/^\d{1,4}$/.test(response.retryAfter.trim())) return undefined;
+  return Number(response.retryAfter.trim()) * 1000;
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** The kubeconfig without the current user's exec plugin and token file, which credential-sources.ts runs. */
+function withoutDynamicCredentials(kubeConfig: KubeConfig): KubeConfig {
+  const current = kubeConfig.getCurrentUser();
+  const stripped = new KubeConfig();
+  stripped.loadFromOptions({
+    clusters: kubeConfig.getClusters(),
+    users: kubeConfig
+      .getUsers()
+      .map(
+        (user): User =>
+          user.name === current?.name ? { ...user, exec: undefined, authProvider: undefined } : user,
+      ),
+    contexts: kubeConfig.getContexts(),
+    currentContext: kubeConfig.getCurrentContext(),
+  });
+  return stripped;
 }
 
 function parseJson(body: Buffer): unknown {
