@@ -152,6 +152,8 @@ export const ErrorCodes = {
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
   CT_TUNNEL_PROTOCOL:
     'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
+  CT_PODAPI_NOT_ALLOWED:
+    "a pod asked the pod API for a request off its allow-list (said after OpenBao's own 403 text; no OpenBao policy was consulted)",
   // HTTP proxies (HTTPS_PROXY, HTTP_PROXY, --beacon-proxy): the message names the proxy, never its credentials
   CT_PROXY_UNREACHABLE:
     'the HTTP proxy itself could not be reached (its name does not resolve, connection refused, reset, timeout)',

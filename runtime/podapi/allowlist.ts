@@ -25,6 +25,7 @@ export type PodApiRoute =
   | 'kv-list'
   | 'kv-mount-info'
   | 'sys-health'
+  | 'sys-seal-status'
   | 'token-lookup-self'
   | 'token-renew-self'
   | 'token-revoke-self';
@@ -36,6 +37,12 @@ export interface PodApiRefusal {
 
 /** OpenBao's own texts (wire-facts A0.3), so clients see the errors they already handle. */
 export const PERMISSION_DENIED = 'permission denied';
+/**
+ * Said after OpenBao's text when the allow-list (not an OpenBao policy) refused: the same 403 and first error, so
+ * clients handle it as they do, and a person reading it knows not to edit OpenBao policies that are right.
+ */
+export const NOT_ON_ALLOW_LIST =
+  'CT_PODAPI_NOT_ALLOWED: this request is not on the cloudtaser pod API allow-list (login, KV v2 under secret/, token self-service, sys/health, sys/seal-status); the OpenBao policy was not consulted';
 
 const KV_MOUNT = 'secret';
 const MAX_SEGMENTS = 64;
@@ -78,6 +85,13 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
   {
     path: 'sys/health',
     verbs: { GET: sysHealth, HEAD: sysHealth },
+    otherVerbs: { status: 405, errors: [] },
+    verbAsSent: true,
+  },
+  // Unauthenticated too: what `bao status` / `vault status` read first (command/status.go, api SealStatus).
+  {
+    path: 'sys/seal-status',
+    verbs: { GET: to('sys-seal-status', 'GET') },
     otherVerbs: { status: 405, errors: [] },
     verbAsSent: true,
   },
@@ -190,23 +204,32 @@ export interface PodRequestHeaders {
 }
 
 /**
- * Refuses what the pod API cannot honour instead of quietly ignoring it: response wrapping (the client would
- * get plaintext where it expects a wrapping token), and a namespace header, which could only ever name something
- * other than the cluster namespace the bridge puts every request in. `root` (or empty) is the cluster namespace.
+ * Response wrapping is refused whatever the path (OpenBao Agent's sink wraps with `PUT sys/wrapping/wrap`): the
+ * client would get plaintext where it expects a wrapping token, so it gets this 400 instead of a bare 403.
+ */
+export function checkWrapping(wrapTtl: string | undefined): PodApiRefusal | undefined {
+  if (wrapTtl === undefined) return undefined;
+  return {
+    status: 400,
+    errors: [
+      'response wrapping is not available through the cloudtaser pod API; unset VAULT_WRAP_TTL (X-Vault-Wrap-TTL, -wrap-ttl, the agent sink wrap_ttl) and read the secret directly',
+    ],
+  };
+}
+
+/**
+ * Refuses what the pod API cannot honour instead of quietly ignoring it: response wrapping (checkWrapping), and a
+ * namespace header, which could only ever name something other than the cluster namespace the bridge puts every
+ * request in. `root` (or empty) is the cluster namespace.
  */
 export function checkPodHeaders(route: PodApiRoute, headers: PodRequestHeaders): PodApiRefusal | undefined {
-  if (headers.wrapTtl !== undefined) {
-    return {
-      status: 400,
-      errors: [
-        'response wrapping is not available through the cloudtaser pod API; unset VAULT_WRAP_TTL (X-Vault-Wrap-TTL, -wrap-ttl) and read the secret directly',
-      ],
-    };
-  }
+  const wrapping = checkWrapping(headers.wrapTtl);
+  if (wrapping) return wrapping;
   const namespace = headers.namespace;
   if (namespace === undefined || namespace.trim() === '') return undefined;
   // OpenBao refuses any namespace header on sys/health (internal/http/handler.go `restrictedSysAPIsNonLogical`).
-  if (route === 'sys-health') return { status: 400, errors: ['operation unavailable in namespaces'] };
+  if (route === 'sys-health' || route === 'sys-seal-status')
+    return { status: 400, errors: ['operation unavailable in namespaces'] };
   const cleaned = namespace.trim().replace(/^\/+|\/+$/g, '');
   if (cleaned === '' || cleaned === 'root') return undefined;
   return {
@@ -218,8 +241,65 @@ export function checkPodHeaders(route: PodApiRoute, headers: PodRequestHeaders):
 }
 
 function denied(): PodApiRefusal {
-  return { status: 403, errors: [PERMISSION_DENIED] };
+  return { status: 403, errors: [PERMISSION_DENIED, NOT_ON_ALLOW_LIST] };
 }
+
+/**
+ * Read-your-writes headers (OpenBao internal/http/index.go; the Go API client's ReadYourWrites, External Secrets'
+ * `readYourWrites` + `forwardInconsistent`): the client sends back the `X-Vault-Index` an answer gave it, and
+ * `X-Vault-Inconsistent` says what a standby that has not seen that index does (fail with 429 + Retry-After, forward
+ * to the active node, or wait first: `await-state` followed by a second header). Both pass to OpenBao unchanged;
+ * what cannot be carried exactly is refused, never reshaped. The tunnel head carries the policy values joined by a
+ * comma, which no valid value contains.
+ */
+export const CONSISTENCY_HEADERS = { index: 'x-vault-index', inconsistent: 'x-vault-inconsistent' } as const;
+const MAX_INDEX_CHARS = 4096;
+const INCONSISTENT_POLICIES = new Set(['fail', 'forward-active-node', 'await-state']);
+
+export function checkConsistencyHeaders(
+  index: readonly string[] | undefined,
+  inconsistent: readonly string[] | undefined,
+): { readonly carried: Record<string, string> } | PodApiRefusal {
+  const carried: Record<string, string> = {};
+  if (index !== undefined && index.length > 0) {
+    const value = index[0]!;
+    if (index.length > 1 || value.length > MAX_INDEX_CHARS || !/^[\x21-\x7e]+$/.test(value)) {
+      return {
+        status: 400,
+        errors: [
+          `X-Vault-Index must be sent at most once, as at most ${MAX_INDEX_CHARS} printable characters`,
+        ],
+      };
+    }
+    carried[CONSISTENCY_HEADERS.index] = value;
+  }
+  if (inconsistent !== undefined && inconsistent.length > 0) {
+    const values = inconsistent.map((value) => value.trim());
+    if (values.length > 2 || values.some((value) => !INCONSISTENT_POLICIES.has(value))) {
+      return {
+        status: 400,
+        errors: [
+          'X-Vault-Inconsistent must be fail, forward-active-node or await-state, once (or await-state, then fail or forward-active-node in a second header)',
+        ],
+      };
+    }
+    carried[CONSISTENCY_HEADERS.inconsistent] = values.join(',');
+  }
+  return { carried };
+}
+
+/**
+ * OpenBao answer headers a pod gets besides the content type: the read-your-writes index, and what a rate-limit
+ * quota says (`Retry-After`, and `X-Ratelimit-*` when the quota has `enable_rate_limit_response_headers`). Nothing
+ * else of OpenBao's headers crosses.
+ */
+export const PASSED_RESPONSE_HEADERS: readonly string[] = [
+  'x-vault-index',
+  'retry-after',
+  'x-ratelimit-limit',
+  'x-ratelimit-remaining',
+  'x-ratelimit-reset',
+];
 
 function versionQuery(params: URLSearchParams): string {
   const version = params.get('version');

@@ -8,7 +8,16 @@ import { type Logger, moduleLogger } from '../core/log.js';
 import { redirectTarget } from '../openbao/index.js';
 import { createHttpDispatcher, type ProxySetting, proxyFailure } from '../proxy/index.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
-import { checkPodRequest, isRefusal, openBaoErrorBody } from './allowlist.js';
+import {
+  CONSISTENCY_HEADERS,
+  checkConsistencyHeaders,
+  checkPodRequest,
+  isRefusal,
+  NOT_ON_ALLOW_LIST,
+  openBaoErrorBody,
+  PASSED_RESPONSE_HEADERS,
+  PERMISSION_DENIED,
+} from './allowlist.js';
 import { unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
 
@@ -58,16 +67,39 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
       const checked = checkPodRequest(method, request.method === 'LIST' ? withList(podPath) : podPath);
       if (isRefusal(checked) || checked.method !== request.method) {
         log.warn({ event: 'podapi.bridge_refused', method: request.method }, 'refused a pod API request');
-        return { status: 403, headers: JSON_HEADERS, body: openBaoErrorBody(['permission denied']) };
+        return {
+          status: 403,
+          headers: JSON_HEADERS,
+          body: openBaoErrorBody([PERMISSION_DENIED, NOT_ON_ALLOW_LIST]),
+        };
       }
       const health = checked.route === 'sys-health';
-      const headers: Record<string, string> = { accept: 'application/json' };
-      // sys/health is global and unauthenticated: OpenBao refuses it with a namespace header, and no token
-      // needs to travel for it.
-      if (!health) {
+      const headers: Record<string, string | string[]> = { accept: 'application/json' };
+      // sys/health and sys/seal-status are global and unauthenticated: OpenBao refuses a namespace header there,
+      // and no token needs to travel for them.
+      if (!health && checked.route !== 'sys-seal-status') {
         headers['x-vault-namespace'] = namespace;
         const token = request.headers['x-vault-token'];
         if (token) headers['x-vault-token'] = token;
+        // Read-your-writes headers, checked again as the broker checked them; the policies travel as separate
+        // header lines, as the client sent them (a comma-joined line means something else to OpenBao).
+        const index = request.headers[CONSISTENCY_HEADERS.index];
+        const inconsistent = request.headers[CONSISTENCY_HEADERS.inconsistent];
+        if (index !== undefined || inconsistent !== undefined) {
+          const consistency = checkConsistencyHeaders(
+            index === undefined ? undefined : [index],
+            inconsistent === undefined ? undefined : inconsistent.split(','),
+          );
+          if ('status' in consistency) {
+            return {
+              status: consistency.status,
+              headers: JSON_HEADERS,
+              body: openBaoErrorBody(consistency.errors),
+            };
+          }
+          if (index !== undefined) headers[CONSISTENCY_HEADERS.index] = index;
+          if (inconsistent !== undefined) headers[CONSISTENCY_HEADERS.inconsistent] = inconsistent.split(',');
+        }
       }
       if (request.body.length > 0) {
         headers['content-type'] = request.headers['content-type'] ?? 'application/json';
@@ -165,7 +197,11 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         { event: 'podapi.forwarded', route: checked.route, status: outcome.status },
         'pod API request forwarded',
       );
-      return { status: outcome.status, headers: JSON_HEADERS, body: outcome.body };
+      return {
+        status: outcome.status,
+        headers: outcome.passed ? { ...JSON_HEADERS, ...outcome.passed } : JSON_HEADERS,
+        body: outcome.body,
+      };
     },
     close: () => agent.close(),
   };
@@ -181,13 +217,16 @@ function dispatchOnce(
   agent: Dispatcher,
   options: Dispatcher.DispatchOptions,
   limits: { timeoutMs: number; maxResponseBytes: number; signal?: AbortSignal },
-): Promise<{ status: number; body: Buffer; location?: string } | 'too-large'> {
+): Promise<
+  { status: number; body: Buffer; location?: string; passed?: Record<string, string> } | 'too-large'
+> {
   return new Promise((resolve, reject) => {
     let controller: Dispatcher.DispatchController | undefined;
     let settled = false;
     let stopReason: Error | undefined;
     let status = 0;
     let location: string | undefined;
+    let passed: Record<string, string> | undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     const finish = (outcome: () => void) => {
@@ -215,10 +254,20 @@ function dispatchOnce(
       },
       onResponseStart(_controller, statusCode, headers) {
         status = statusCode;
-        // Only a redirect's Location is kept: the pod gets JSON_HEADERS, never OpenBao's own headers.
+        const byName = headers as Record<string, string | string[] | undefined>;
+        // A redirect's Location is followed here; of OpenBao's own headers the pod gets only those a client acts
+        // on (PASSED_RESPONSE_HEADERS), printable and short, and most answers carry none of them.
         if (statusCode === 307 || statusCode === 308) {
-          const value = (headers as Record<string, string | string[] | undefined>).location;
+          const value = byName.location;
           location = Array.isArray(value) ? value[0] : value;
+        }
+        for (const name of PASSED_RESPONSE_HEADERS) {
+          const raw = byName[name];
+          const value = Array.isArray(raw) ? raw[0] : raw;
+          if (value !== undefined && value.length <= 4096 && /^[\x20-\x7e]*$/.test(value)) {
+            passed ??= {};
+            passed[name] = value;
+          }
         }
       },
       onResponseData(current, chunk) {
@@ -236,6 +285,7 @@ function dispatchOnce(
             status,
             body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
             ...(location === undefined ? {} : { location }),
+            ...(passed === undefined ? {} : { passed }),
           }),
         );
       },

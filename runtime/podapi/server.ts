@@ -8,13 +8,16 @@ import { acceptCustomVerbs } from '../core/custom-verbs.js';
 import { CloudtaserError } from '../core/errors.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import type { TunnelMux } from '../tunnel/index.js';
+import type { TunnelHeaders, TunnelMux } from '../tunnel/index.js';
 import {
   type AllowedPodRequest,
+  checkConsistencyHeaders,
   checkPodHeaders,
   checkPodRequest,
+  checkWrapping,
   isRefusal,
   openBaoErrorBody,
+  PASSED_RESPONSE_HEADERS,
   type PodApiRefusal,
   type PodApiRoute,
 } from './allowlist.js';
@@ -98,19 +101,32 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       reply(res, refusal.status, openBaoErrorBody(refusal.errors), head);
       observe?.('refused', refusal.status, (performance.now() - started) / 1000);
     };
+    const wrapTtl = firstHeader(req, 'x-vault-wrap-ttl');
+    // Before the path: wrapping is refused as such wherever it is asked for (sys/wrapping/wrap included).
+    const wrapping = checkWrapping(wrapTtl);
+    if (wrapping) return refuse(wrapping);
     const checked = checkPodRequest(method, req.url ?? '/');
     if (isRefusal(checked)) return refuse(checked);
     const headerRefusal = checkPodHeaders(checked.route, {
       namespace: firstHeader(req, 'x-vault-namespace'),
-      wrapTtl: firstHeader(req, 'x-vault-wrap-ttl'),
+      wrapTtl,
     });
     if (headerRefusal) return refuse(headerRefusal, checked.route);
-    if (checked.route === 'sys-health') {
+    if (checked.route === 'sys-health' || checked.route === 'sys-seal-status') {
       req.resume();
-      await serveHealth(checked, res, head);
+      await serveUnauthenticated(checked, res, head);
       observe?.(checked.route, res.statusCode, (performance.now() - started) / 1000);
       return;
     }
+    // headersDistinct (repeated headers kept apart) is built on first use: only when a client sent these at all.
+    const consistency =
+      req.headers['x-vault-index'] === undefined && req.headers['x-vault-inconsistent'] === undefined
+        ? { carried: {} }
+        : checkConsistencyHeaders(
+            req.headersDistinct['x-vault-index'],
+            req.headersDistinct['x-vault-inconsistent'],
+          );
+    if ('status' in consistency) return refuse(consistency, checked.route);
     // Body bytes count against the server-wide budget from the first byte read until the answer is gone.
     let reserved = 0;
     res.once('close', () => {
@@ -143,10 +159,10 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       observe?.(checked.route, 413, (performance.now() - started) / 1000);
       return;
     }
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = consistency.carried;
     const token = podToken(req);
     if (token) headers['x-vault-token'] = token;
-    if (body.length > 0) headers['content-type'] = contentType(req, checked.method);
+    if (body.length > 0) headers['content-type'] = contentType(req, checked.method, body);
     const abort = new AbortController();
     // Only a client that went away mid-request cancels it (an abort also costs a DOMException).
     res.on('close', () => {
@@ -154,6 +170,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     });
     let status: number;
     let responseBody: Buffer;
+    let responseHeaders: TunnelHeaders | undefined;
     try {
       const response = await gate.run(async () => {
         const tunnel = options.tunnel();
@@ -170,6 +187,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       }, abort.signal);
       status = response.status;
       responseBody = response.body;
+      responseHeaders = response.headers;
     } catch (err) {
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       if (code === 'CT_CANCELLED') return;
@@ -191,15 +209,19 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       },
       'pod API request',
     );
-    reply(res, status, responseBody);
+    reply(res, status, responseBody, false, responseHeaders);
     observe?.(checked.route, status, (performance.now() - started) / 1000);
   }
 
   /**
-   * sys/health: OpenBao's own answer through the tunnel, without the pod's token or a namespace; while the
-   * secret store cannot be reached, the answer of a sealed server (see health.ts).
+   * sys/health and sys/seal-status: OpenBao's own answer through the tunnel, without the pod's token or a
+   * namespace; while the secret store cannot be reached, sys/health answers as a sealed server (see health.ts).
    */
-  async function serveHealth(checked: AllowedPodRequest, res: ServerResponse, head: boolean): Promise<void> {
+  async function serveUnauthenticated(
+    checked: AllowedPodRequest,
+    res: ServerResponse,
+    head: boolean,
+  ): Promise<void> {
     const abort = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
@@ -222,6 +244,14 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     } catch (err) {
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       if (code === 'CT_CANCELLED') return;
+      if (checked.route !== 'sys-health') {
+        reply(
+          res,
+          503,
+          openBaoErrorBody([code === 'CT_TUNNEL_CLOSED' ? NOT_CONNECTED : `${code}: retry shortly`]),
+        );
+        return;
+      }
       log.debug(
         { event: 'podapi.health_unavailable', code },
         'secret store unreachable: sys/health says sealed',
@@ -266,11 +296,24 @@ function sanitize(token: string): string | undefined {
     : undefined;
 }
 
-function contentType(req: IncomingMessage, method: string): string {
+const FORM = 'application/x-www-form-urlencoded';
+
+function contentType(req: IncomingMessage, method: string, body: Buffer): string {
   if (method === 'PATCH') return 'application/merge-patch+json';
   const given = req.headers['content-type'];
-  // OpenBao reads JSON whatever the type says; only form posts change that, and we forward JSON only.
-  return given?.startsWith('application/merge-patch+json') ? given : 'application/json';
+  if (given?.startsWith('application/merge-patch+json')) return given;
+  // OpenBao reads JSON whatever the type says, except a form post whose body does not start like JSON
+  // (internal/http/logical.go parseFormRequest: `curl --data role=..&jwt=..`); that one stays a form.
+  if (given?.toLowerCase().startsWith(FORM) && !startsLikeJson(body)) return FORM;
+  return 'application/json';
+}
+
+function startsLikeJson(body: Buffer): boolean {
+  for (const byte of body) {
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
+    return byte === 0x7b || byte === 0x5b; // { or [
+  }
+  return false;
 }
 
 const NO_BODY = Buffer.alloc(0);
@@ -320,12 +363,26 @@ function readBody(
   });
 }
 
-function reply(res: ServerResponse, status: number, body: string | Buffer, head = false): void {
-  res.writeHead(status, {
+function reply(
+  res: ServerResponse,
+  status: number,
+  body: string | Buffer,
+  head = false,
+  passed?: TunnelHeaders,
+): void {
+  const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'cache-control': 'no-store',
     'content-length': Buffer.byteLength(body),
-  });
+  };
+  // Only the OpenBao headers a client acts on (read-your-writes index, rate-limit answers); see allowlist.ts.
+  if (passed !== undefined) {
+    for (const name of PASSED_RESPONSE_HEADERS) {
+      const value = passed[name];
+      if (value !== undefined) headers[name] = value;
+    }
+  }
+  res.writeHead(status, headers);
   res.end(status === 204 || head ? undefined : body);
 }
 

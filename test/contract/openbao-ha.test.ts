@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloudtaserError } from '../../runtime/core/errors.js';
 import { createLogger } from '../../runtime/core/log.js';
@@ -215,6 +216,66 @@ describe('a standby whose reads lag the active node', () => {
     expect((await getClusterStatus(client(server.address), { fingerprint, namespaceRoot })).registered).toBe(
       false,
     );
+  });
+});
+
+describe('read-your-writes on a lagging standby (the test server, after OpenBao internal/http/index.go)', () => {
+  const put = (address: string, key: string, value: string) =>
+    fetch(`${address}/v1/secret/data/ryw/${key}`, {
+      method: 'PUT',
+      headers: { 'x-vault-token': server.rootToken, 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { value } }),
+    });
+  /** Repeated headers stay separate lines (fetch would join them with a comma, which OpenBao reads otherwise). */
+  const get = async (address: string, key: string, headers: Record<string, string | string[]> = {}) => {
+    const answer = await request(`${address}/v1/secret/data/ryw/${key}`, {
+      headers: { 'x-vault-token': server.rootToken, ...headers },
+    });
+    await answer.body.text();
+    return { status: answer.statusCode, retryAfter: answer.headers['retry-after'] };
+  };
+
+  it('a write answers an index of this cluster; a read that carries it fails (429), is forwarded, or waits, as asked', async () => {
+    const lagging = await standby({ readLagMs: 700 });
+    const written = await put(server.address, 'k', 'v1');
+    const index = written.headers.get('x-vault-index')!;
+    expect(JSON.parse(Buffer.from(index, 'base64').toString())).toEqual({
+      cluster: expect.any(String),
+      value: expect.stringMatching(/^\d+$/),
+    });
+    expect((await get(lagging.address, 'k')).status).toBe(404);
+    expect(await get(lagging.address, 'k', { 'x-vault-index': index })).toEqual({
+      status: 429,
+      retryAfter: '1',
+    });
+    const forwarded = await get(lagging.address, 'k', {
+      'x-vault-index': index,
+      'x-vault-inconsistent': 'forward-active-node',
+    });
+    expect(forwarded.status).toBe(200);
+    const started = Date.now();
+    const awaited = await get(lagging.address, 'k', {
+      'x-vault-index': index,
+      'x-vault-inconsistent': ['await-state', 'fail'],
+    });
+    expect(awaited.status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+  });
+
+  it("ignores another cluster's index, and refuses an unreadable index or a comma-joined policy with 400", async () => {
+    const lagging = await standby({ readLagMs: 60_000 });
+    await put(server.address, 'other', 'v1');
+    const foreign = Buffer.from(
+      JSON.stringify({ cluster: 'another', value: String(Date.now() + 1e9) }),
+    ).toString('base64');
+    expect((await get(lagging.address, 'other', { 'x-vault-index': foreign })).status).toBe(404);
+    expect((await get(lagging.address, 'other', { 'x-vault-index': 'not base64!' })).status).toBe(400);
+    const index = (await put(server.address, 'other', 'v2')).headers.get('x-vault-index')!;
+    const joined = await get(lagging.address, 'other', {
+      'x-vault-index': index,
+      'x-vault-inconsistent': 'await-state, fail',
+    });
+    expect(joined.status).toBe(400);
   });
 });
 

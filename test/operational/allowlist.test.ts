@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkPodRequest, createRequestGate, isRefusal } from '../../runtime/podapi/index.js';
+import { checkConsistencyHeaders, checkWrapping } from '../../runtime/podapi/allowlist.js';
+import {
+  checkPodRequest,
+  createRequestGate,
+  isRefusal,
+  NOT_ON_ALLOW_LIST,
+} from '../../runtime/podapi/index.js';
 
 describe('pod API allow-list', () => {
   it.each([
@@ -64,7 +70,10 @@ describe('pod API allow-list', () => {
     ['GET', '/v1/secret/metadata/app?scan=true'],
     ['HEAD', '/v1/secret/data/app/db'],
   ])('refuses %s %s with 403 permission denied', (method, path) => {
-    expect(checkPodRequest(method, path)).toEqual({ status: 403, errors: ['permission denied'] });
+    expect(checkPodRequest(method, path)).toEqual({
+      status: 403,
+      errors: ['permission denied', NOT_ON_ALLOW_LIST],
+    });
   });
 
   it('answers non-/v1 paths with a plain 404 and GET login with 405', () => {
@@ -140,5 +149,38 @@ describe('request gate', () => {
     release();
     await first;
     expect(gate.inFlight).toBe(0);
+  });
+});
+
+describe('headers the pod API carries or refuses', () => {
+  it('carries one X-Vault-Index and up to two known policies (joined for the tunnel head), refuses the rest', () => {
+    expect(checkConsistencyHeaders(['eyJhIjoxfQ=='], ['await-state', 'forward-active-node'])).toEqual({
+      carried: { 'x-vault-index': 'eyJhIjoxfQ==', 'x-vault-inconsistent': 'await-state,forward-active-node' },
+    });
+    expect(checkConsistencyHeaders(undefined, undefined)).toEqual({ carried: {} });
+    for (const [index, policies] of [
+      [['a', 'b'], undefined],
+      [['x'.repeat(4097)], undefined],
+      [['has space'], undefined],
+      [undefined, ['await-state, fail']],
+      [undefined, ['fail', 'fail', 'fail']],
+      [undefined, ['FAIL']],
+    ] as const) {
+      expect(checkConsistencyHeaders(index, policies)).toMatchObject({ status: 400 });
+    }
+  });
+
+  it('refuses wrapping with a 400 on any path, sys/wrapping/wrap included', () => {
+    expect(checkWrapping(undefined)).toBeUndefined();
+    expect(checkWrapping('5m0s')).toMatchObject({ status: 400 });
+    expect(checkPodRequest('PUT', '/v1/sys/wrapping/wrap')).toMatchObject({ status: 403 });
+  });
+
+  it('serves sys/seal-status to GET only, without a token, like sys/health', () => {
+    expect(checkPodRequest('GET', '/v1/sys/seal-status')).toMatchObject({
+      route: 'sys-seal-status',
+      method: 'GET',
+    });
+    expect(checkPodRequest('PUT', '/v1/sys/seal-status')).toEqual({ status: 405, errors: [] });
   });
 });

@@ -6,6 +6,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NAMESPACE_TUNNEL_PREFIX,
+  NOT_ON_ALLOW_LIST,
   OPENBAO_TUNNEL_PREFIX,
   TOKENREVIEW_TUNNEL_PATH,
 } from '../../runtime/podapi/index.js';
@@ -133,7 +134,8 @@ describe('pod API through broker, beacon and bridge', () => {
       expect({ path, status: answer.status, body: answer.body }).toEqual({
         path,
         status: 403,
-        body: { errors: ['permission denied'] },
+        // OpenBao's text first (clients handle it), then that the allow-list refused, not an OpenBao policy.
+        body: { errors: ['permission denied', NOT_ON_ALLOW_LIST] },
       });
     }
     const notV1 = await stack.podRequest('GET', '/ui/', { token });
@@ -186,7 +188,7 @@ describe('pod API through broker, beacon and bridge', () => {
     const tunnel = stack.broker.tunnel()!;
     const answer = await tunnel.request({ method: 'GET', path: `${OPENBAO_TUNNEL_PREFIX}sys/mounts` });
     expect(answer.status).toBe(403);
-    expect(JSON.parse(answer.body.toString())).toEqual({ errors: ['permission denied'] });
+    expect(JSON.parse(answer.body.toString())).toEqual({ errors: ['permission denied', NOT_ON_ALLOW_LIST] });
   });
 
   it('the broker serves the bridge only TokenReview and namespace reads (trimmed to name, uid and labels)', async () => {

@@ -18,6 +18,7 @@ import { type AddressInfo, createServer as createNetServer, type Socket } from '
 import { createServer as createTlsServer } from 'node:tls';
 import { withCustomVerbs } from '../../core/custom-verbs.js';
 import { type Logger, silentLogger } from '../../core/index.js';
+import { decideConsistency, encodeIndex, INDEX_HEADER } from './consistency.js';
 import type { MountDeps } from './mounts.js';
 import { installBuiltinMounts } from './mounts.js';
 import { canonicalNamespaceHeader, Namespace } from './namespaces.js';
@@ -155,6 +156,8 @@ type NodeRole =
     >);
 
 const ACTIVE: NodeRole = { kind: 'active' };
+/** How long `X-Vault-Inconsistent: await-state` waits on a standby before its fallback (a server setting upstream). */
+const CONSISTENCY_AWAIT_MS = 2_000;
 
 export async function startOpenBaoTestServer(
   options: OpenBaoTestServerOptions = {},
@@ -408,8 +411,8 @@ export async function startOpenBaoTestServer(
 
     // HA: a standby serves reads itself (behind by its lag) and forwards or redirects the rest.
     let visibleAsOf: number | undefined;
+    const reading = operation === 'read' || operation === 'list' || operation === 'scan';
     if (node.kind === 'standby') {
-      const reading = operation === 'read' || operation === 'list' || operation === 'scan';
       if (reading && node.serveReads) {
         visibleAsOf = Date.now() - node.readLagMs;
       } else if (!node.requestForwarding) {
@@ -417,6 +420,18 @@ export async function startOpenBaoTestServer(
         res.setHeader('Location', `${node.redirectTo()}${req.url ?? '/'}`);
         return send(res, 307, undefined, head);
       }
+    }
+    // Read-your-writes (consistency.ts): an index the view has not reached fails, waits or is served as active.
+    if (reading) {
+      const lagMs = visibleAsOf === undefined ? 0 : (node as { readLagMs: number }).readLagMs;
+      const decision = await decideConsistency(req, clusterId, lagMs, CONSISTENCY_AWAIT_MS);
+      if (decision.kind === 'error') {
+        req.resume();
+        if (decision.retryAfter) res.setHeader('Retry-After', decision.retryAfter);
+        return send(res, decision.status, { errors: decision.errors }, head);
+      }
+      if (visibleAsOf !== undefined)
+        visibleAsOf = decision.kind === 'active' ? undefined : Date.now() - lagMs;
     }
 
     const quota = quotas.check(
@@ -450,6 +465,9 @@ export async function startOpenBaoTestServer(
       { root, tokens, namespacesEnabled },
       { operation, path, namespaceHeader: nsHeader, token, body, query: url.searchParams, visibleAsOf },
     );
+    // A write answers the index a later read may ask a standby to have applied.
+    if (!reading && response.kind !== 'error')
+      res.setHeader(INDEX_HEADER, encodeIndex(clusterId, Date.now()));
     sendBao(res, response, head);
   }
 
