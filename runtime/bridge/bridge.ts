@@ -18,6 +18,7 @@ import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../c
 import { type Logger, moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
 import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
+import type { TokenLoginState } from '../openbao/index.js';
 import { createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
@@ -141,6 +142,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     bootstrapsRefused,
     ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
     ...(shards ? { shards: shards.status() } : {}),
+    ...(options.openbaoLogin ? { openbaoLogin: redactedLogin(options.openbaoLogin()) } : {}),
   });
 
   const metrics = options.metrics;
@@ -730,4 +732,8 @@ function publicKeySha256(certificate: X509Certificate): string {
   return createHash('sha256')
     .update(certificate.publicKey.export({ format: 'der', type: 'spki' }))
     .digest('hex');
+}
+
+function redactedLogin(state: TokenLoginState): TokenLoginState {
+  return state.lastError === undefined ? state : { ...state, lastError: redactIdentifiers(state.lastError) };
 }

@@ -3,8 +3,15 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
-import { createLogger } from '../core/log.js';
-import { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } from '../openbao/index.js';
+import { createLogger, type Logger } from '../core/log.js';
+import {
+  type AuthResult,
+  OpenBaoClient,
+  type RenewingLogin,
+  resolveSecretStoreAddress,
+  resolveSecretStoreToken,
+  startRenewingLogin,
+} from '../openbao/index.js';
 import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
 import {
   addRelayClientOptions,
@@ -202,7 +209,8 @@ export function registerBridgeCommand(program: Command): Command {
       const relay = await readRelayClientFlags(flags, 'bridge run');
       // Metrics are served on the probe port; without one nobody could scrape them.
       const metrics = relay.health ? createBridgeMetrics() : undefined;
-      const openbao = await connectSecretStore(flags, metrics);
+      const secretStore = await connectSecretStore(flags, logger, metrics);
+      const openbao = secretStore.client;
       const beaconIdentity = await startBeaconIdentity(flags, openbao, logger);
       const tokenReviewTls = tokenReviewTlsFrom(flags);
       const handle = await startBridge({
@@ -237,6 +245,7 @@ export function registerBridgeCommand(program: Command): Command {
         },
         beaconDialConcurrency: parsePositiveInteger(flags.beaconDialConcurrency, '--beacon-dial-concurrency'),
         sharding,
+        ...(secretStore.login ? { openbaoLogin: secretStore.login.state } : {}),
         logger,
       });
       logger.info(
@@ -253,6 +262,7 @@ export function registerBridgeCommand(program: Command): Command {
       await handle.close();
       sharding?.leases.close?.();
       beaconIdentity?.close();
+      secretStore.login?.close();
       await openbao.close();
     });
   return bridge;
@@ -377,7 +387,11 @@ async function startBeaconIdentity(
   }
 }
 
-async function connectSecretStore(flags: BridgeRunFlags, metrics?: BridgeMetrics): Promise<OpenBaoClient> {
+async function connectSecretStore(
+  flags: BridgeRunFlags,
+  logger: Logger,
+  metrics?: BridgeMetrics,
+): Promise<{ client: OpenBaoClient; login?: RenewingLogin }> {
   const observer = metrics?.openbaoObserver;
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
@@ -387,20 +401,35 @@ async function connectSecretStore(flags: BridgeRunFlags, metrics?: BridgeMetrics
     );
   }
   const caCertPem = await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert');
+  // A login's token expires (token_ttl): it is renewed, and the bridge logs in again when it cannot be.
+  const keepLoggedIn = async (
+    anonymous: OpenBaoClient,
+    description: string,
+    login: () => Promise<AuthResult>,
+  ) => {
+    const source = await startRenewingLogin({ client: anonymous, login, description, logger });
+    return { client: anonymous.withToken(source), login: source };
+  };
   if (flags.kubernetesAuthRole) {
-    let jwt: string;
-    try {
-      jwt = (await readFile(flags.kubernetesAuthTokenFile, 'utf8')).trim();
-    } catch (err) {
-      throw new CloudtaserError(
-        'CT_INVALID_ARGUMENT',
-        `--kubernetes-auth-role needs the bridge's service-account token at ${flags.kubernetesAuthTokenFile} (${(err as NodeJS.ErrnoException).code}); mount one or pass --kubernetes-auth-token-file`,
-        { cause: err },
-      );
-    }
+    const role = flags.kubernetesAuthRole;
+    // Read at every login: a projected service-account token is rotated by the kubelet.
+    const readJwt = async () => {
+      try {
+        return (await readFile(flags.kubernetesAuthTokenFile, 'utf8')).trim();
+      } catch (err) {
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `--kubernetes-auth-role needs the bridge's service-account token at ${flags.kubernetesAuthTokenFile} (${(err as NodeJS.ErrnoException).code}); mount one or pass --kubernetes-auth-token-file`,
+          { cause: err },
+        );
+      }
+    };
     const anonymous = new OpenBaoClient({ address, caCertPem, observer });
-    const auth = await anonymous.kubernetesLogin(flags.kubernetesAuthMount, flags.kubernetesAuthRole, jwt);
-    return anonymous.withToken(auth.clientToken);
+    return keepLoggedIn(
+      anonymous,
+      `Kubernetes auth login (role ${role}) at auth/${flags.kubernetesAuthMount}`,
+      async () => anonymous.kubernetesLogin(flags.kubernetesAuthMount, role, await readJwt()),
+    );
   }
   const roleId = flags.approleRoleId ?? process.env.CLOUDTASER_APPROLE_ROLE_ID;
   const secretId = flags.approleSecretId ?? process.env.CLOUDTASER_APPROLE_SECRET_ID;
@@ -412,8 +441,9 @@ async function connectSecretStore(flags: BridgeRunFlags, metrics?: BridgeMetrics
       );
     }
     const anonymous = new OpenBaoClient({ address, caCertPem, observer });
-    const auth = await anonymous.appRoleLogin(flags.approleMount, roleId, secretId);
-    return anonymous.withToken(auth.clientToken);
+    return keepLoggedIn(anonymous, `AppRole login at auth/${flags.approleMount}`, () =>
+      anonymous.appRoleLogin(flags.approleMount, roleId, secretId),
+    );
   }
   const token = resolveSecretStoreToken(flags.secretstoreToken);
   if (!token) {
@@ -422,5 +452,5 @@ async function connectSecretStore(flags: BridgeRunFlags, metrics?: BridgeMetrics
       "no credentials for the bridge: set CLOUDTASER_SECRETSTORE_TOKEN to the bridge's own token, or pass --approle-role-id with CLOUDTASER_APPROLE_SECRET_ID",
     );
   }
-  return new OpenBaoClient({ address, token, caCertPem, observer });
+  return { client: new OpenBaoClient({ address, token, caCertPem, observer }) };
 }

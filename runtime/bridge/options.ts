@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import type { BeaconClientCertificate } from '../beacon/index.js';
 import type { Logger } from '../core/log.js';
-import type { OpenBaoClient } from '../openbao/index.js';
+import type { OpenBaoClient, TokenLoginState } from '../openbao/index.js';
 import type { RelayPartyOptions, TunnelHandler, TunnelMux } from '../tunnel/index.js';
 import { DEFAULT_DISCOVERY_RESYNC_MS } from './discovery.js';
 import type { BridgeMetrics } from './metrics.js';
@@ -102,6 +102,8 @@ export interface BridgeOptions extends RelayPartyOptions {
    * larger than one replica holds. @default every replica serves every cluster
    */
   readonly sharding?: Omit<ShardMembershipOptions, 'onChange' | 'logger'>;
+  /** How the bridge's own OpenBao login is doing (a renewed AppRole or Kubernetes auth token), for /status. */
+  readonly openbaoLogin?: () => TokenLoginState;
   readonly logger?: Logger;
 }
 
@@ -130,6 +132,8 @@ export interface BridgeStatus {
   readonly beaconIdentityError?: string;
   /** With sharding: the shards this replica serves and how the Lease rounds go. */
   readonly shards?: ShardMembershipStatus;
+  /** The bridge's own OpenBao login: `failing` with the code while a new token cannot be had. */
+  readonly openbaoLogin?: TokenLoginState;
 }
 
 export interface BridgeHandle {

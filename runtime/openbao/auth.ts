@@ -134,6 +134,7 @@ export async function writeAppRole(
     body: {
       token_policies: options.policies,
       token_ttl: options.tokenTtl,
+      token_max_ttl: options.tokenMaxTtl,
       secret_id_ttl: options.secretIdTtl,
     },
   });

@@ -2,11 +2,12 @@
  * The OpenBao API the project uses: namespaces, mounts and auth methods, KV v2, tokens and policies, Kubernetes
  * and AppRole auth, health. How requests travel (pool, proxy, redirects, retries, error codes) is transport.ts.
  */
-import { CloudtaserError } from '../core/index.js';
+import { CloudtaserError, isCloudtaserError } from '../core/index.js';
 import * as auth from './auth.js';
 import type { RequestContext } from './errors.js';
 import * as kv from './kv.js';
 import { assertSegment, NAMESPACE_SEGMENT, trimSlashes } from './paths.js';
+import type { OpenBaoTokenSource } from './token-source.js';
 import {
   type HttpMethod,
   type OpenBaoResponse,
@@ -40,8 +41,11 @@ export type * from './types.js';
 export interface OpenBaoClientOptions extends OpenBaoTransportOptions {
   /** `https://vault.example:8200` (http allowed). */
   readonly address: string;
-  /** Never logged, never in an error message. */
-  readonly token?: string;
+  /**
+   * Never logged, never in an error message. A token source (token-source.ts) for a token that changes while the
+   * process runs: a request it sent that OpenBao refuses is sent once more when the source had to replace it.
+   */
+  readonly token?: string | OpenBaoTokenSource;
   /** Absolute namespace, sent as X-Vault-Namespace; '' (or 'root') = root. @default '' */
   readonly namespace?: string;
 }
@@ -81,7 +85,7 @@ export function namespacesSupportedByVersion(version: string): boolean | undefin
 export class OpenBaoClient {
   readonly address: string;
   readonly namespace: string;
-  readonly #token: string | undefined;
+  readonly #token: string | OpenBaoTokenSource | undefined;
   readonly #transport: OpenBaoTransport;
 
   constructor(options: OpenBaoClientOptions);
@@ -119,7 +123,7 @@ export class OpenBaoClient {
   }
 
   /** A client that authenticates with `token`, sharing this client's connections and namespace. */
-  withToken(token: string): OpenBaoClient {
+  withToken(token: string | OpenBaoTokenSource): OpenBaoClient {
     return new OpenBaoClient(
       { address: this.address, token, namespace: this.namespace },
       SHARED,
@@ -150,12 +154,12 @@ export class OpenBaoClient {
     const sendNamespace = options.sendNamespace !== false && this.namespace !== '';
     if (!observer) {
       if (sendNamespace) await this.#ensureNamespaceSupport();
-      return this.#transport.send<T>(this.#caller(), method, path, options, sendNamespace);
+      return this.#send<T>(method, path, options, sendNamespace);
     }
     const started = performance.now();
     try {
       if (sendNamespace) await this.#ensureNamespaceSupport();
-      const response = await this.#transport.send<T>(this.#caller(), method, path, options, sendNamespace);
+      const response = await this.#send<T>(method, path, options, sendNamespace);
       observer({ method, outcome: 'ok', seconds: (performance.now() - started) / 1000 });
       return response;
     } catch (err) {
@@ -165,8 +169,34 @@ export class OpenBaoClient {
     }
   }
 
+  /** Sends once more with a new token when a token source replaced the one OpenBao refused. */
+  async #send<T>(
+    method: HttpMethod,
+    path: string,
+    options: RequestOptions,
+    sendNamespace: boolean,
+  ): Promise<OpenBaoResponse<T>> {
+    const caller = this.#caller();
+    try {
+      return await this.#transport.send<T>(caller, method, path, options, sendNamespace);
+    } catch (err) {
+      const source = this.#token;
+      if (
+        typeof source !== 'object' ||
+        options.authenticated === false ||
+        caller.token === undefined ||
+        !isCloudtaserError(err, 'CT_OPENBAO_PERMISSION_DENIED') ||
+        !(await source.refused(caller.token))
+      ) {
+        throw err;
+      }
+      return this.#transport.send<T>(this.#caller(), method, path, options, sendNamespace);
+    }
+  }
+
   #caller() {
-    return { address: this.address, namespace: this.namespace, token: this.#token };
+    const token = typeof this.#token === 'object' ? this.#token.current() : this.#token;
+    return { address: this.address, namespace: this.namespace, token };
   }
 
   #context(method: string, path: string): RequestContext {

@@ -25,3 +25,10 @@ export {
   redirectTarget,
   requestFollowingRedirects,
 } from './redirect.js';
+export {
+  type OpenBaoTokenSource,
+  type RenewingLogin,
+  type RenewingLoginOptions,
+  startRenewingLogin,
+  type TokenLoginState,
+} from './token-source.js';

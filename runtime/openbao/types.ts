@@ -88,5 +88,7 @@ export interface KubernetesAuthRole {
 export interface AppRoleRole {
   readonly policies: readonly string[];
   readonly tokenTtl?: number | string;
+  /** No renewal takes a token past this; then the holder logs in again. */
+  readonly tokenMaxTtl?: number | string;
   readonly secretIdTtl?: number | string;
 }

@@ -108,7 +108,7 @@ describe('read-your-writes (OpenBao internal/http/index.go; the Go client ReadYo
     });
   const read = (token: string, key: string, headers: Record<string, string | string[]> = {}) =>
     send('pod', 'GET', `/v1/secret/data/rw/${key}`, { headers: { ...goClient(token), ...headers } });
-  const valueOf = (answer: Answer) =>
+  const secretValue = (answer: Answer) =>
     ((answer.json?.data as { data?: { value?: string } } | undefined)?.data?.value ?? null) as string | null;
 
   it('a write answers X-Vault-Index; sent back with forward-active-node the next read sees the write at once', async () => {
@@ -121,12 +121,15 @@ describe('read-your-writes (OpenBao internal/http/index.go; the Go client ReadYo
     const index = written.headers['x-vault-index'];
     expect(typeof index).toBe('string');
     // Without the index the lagging standby serves the old version: the test sees the lag it guards against.
-    expect(valueOf(await read(token, 'a'))).toBe('one');
+    expect(secretValue(await read(token, 'a'))).toBe('one');
     const consistent = await read(token, 'a', {
       'x-vault-index': index as string,
       'x-vault-inconsistent': 'forward-active-node',
     });
-    expect({ status: consistent.status, value: valueOf(consistent) }).toEqual({ status: 200, value: 'two' });
+    expect({ status: consistent.status, value: secretValue(consistent) }).toEqual({
+      status: 200,
+      value: 'two',
+    });
   });
 
   it('with fail the standby answers 429 and Retry-After, which reach the pod; await-state then forward waits or forwards', async () => {
@@ -143,7 +146,7 @@ describe('read-your-writes (OpenBao internal/http/index.go; the Go client ReadYo
       'x-vault-index': index,
       'x-vault-inconsistent': ['await-state', 'forward-active-node'],
     });
-    expect({ status: awaited.status, value: valueOf(awaited) }).toEqual({ status: 200, value: 'first' });
+    expect({ status: awaited.status, value: secretValue(awaited) }).toEqual({ status: 200, value: 'first' });
   });
 
   it('refuses what it cannot carry exactly: two index headers, a comma-joined or unknown policy (400, OpenBao not asked)', async () => {
@@ -157,7 +160,9 @@ describe('read-your-writes (OpenBao internal/http/index.go; the Go client ReadYo
     for (const headers of refused) {
       const answer = await read(token, 'b', headers);
       expect({ headers, status: answer.status }).toEqual({ headers, status: 400 });
-      expect(String((answer.json?.errors as string[])[0])).toMatch(/X-Vault-(Index|Inconsistent)/);
+      expect(String((answer.json?.errors as string[] | undefined)?.[0])).toMatch(
+        /X-Vault-(Index|Inconsistent)/,
+      );
     }
     expect(stack.openbao.requestLog().length).toBe(before);
   });

@@ -24,6 +24,7 @@ interface AppRole {
   roleId: string;
   policies: string[];
   ttlSeconds: number;
+  maxTtlSeconds: number;
   secretIdTtlSeconds: number;
   bindSecretId: boolean;
   readonly secretIds: Map<string, { accessor: string; expiresAtMs: number | undefined }>;
@@ -53,6 +54,7 @@ export function createAppRoleBackend(deps: {
       namespace: deps.namespace,
       policies: role.policies,
       ttlSeconds: role.ttlSeconds,
+      maxTtlSeconds: role.maxTtlSeconds,
       displayName: 'approle',
       meta: { role_name: name },
       path: 'auth/approle/login',
@@ -85,6 +87,7 @@ export function createAppRoleBackend(deps: {
             roleId: randomUUID(),
             policies: [],
             ttlSeconds: 0,
+            maxTtlSeconds: 0,
             secretIdTtlSeconds: 0,
             bindSecretId: true,
             secretIds: new Map(),
@@ -93,6 +96,8 @@ export function createAppRoleBackend(deps: {
             next.policies = stringList(body.token_policies ?? body.policies);
           }
           if ('token_ttl' in body) next.ttlSeconds = parseDurationSeconds(body.token_ttl, 'token_ttl');
+          if ('token_max_ttl' in body)
+            next.maxTtlSeconds = parseDurationSeconds(body.token_max_ttl, 'token_max_ttl');
           if ('secret_id_ttl' in body) {
             next.secretIdTtlSeconds = parseDurationSeconds(body.secret_id_ttl, 'secret_id_ttl');
           }
@@ -111,6 +116,7 @@ export function createAppRoleBackend(deps: {
           secret_id_ttl: role.secretIdTtlSeconds,
           token_policies: role.policies,
           token_ttl: role.ttlSeconds,
+          token_max_ttl: role.maxTtlSeconds,
         });
       }
       if (!role) throw badRequest(`role "${name}" does not exist`);

@@ -42,12 +42,16 @@ export interface TokenEntry {
   ttlSeconds: number;
   expiresAtMs: number | undefined;
   issuedAtMs: number;
+  /** The role's `token_max_ttl`: no renewal takes the token past it. */
+  readonly maxExpiresAtMs?: number;
 }
 
 export interface TokenCreateOptions {
   readonly namespace: Namespace;
   readonly policies: readonly string[];
   readonly ttlSeconds?: number;
+  /** `token_max_ttl` of the role that issued it; 0 or absent = the mount's (no cap here). */
+  readonly maxTtlSeconds?: number;
   readonly displayName: string;
   readonly meta?: Record<string, string> | null;
   readonly path: string;
@@ -65,7 +69,9 @@ export class TokenStore {
     const policies = isRoot
       ? ['root']
       : [...new Set([...options.policies, ...(options.noDefaultPolicy ? [] : ['default'])])].sort();
-    const ttlSeconds = isRoot ? 0 : options.ttlSeconds || DEFAULT_TOKEN_TTL_SECONDS;
+    const maxTtlSeconds = isRoot ? 0 : (options.maxTtlSeconds ?? 0);
+    const wantedTtl = isRoot ? 0 : options.ttlSeconds || DEFAULT_TOKEN_TTL_SECONDS;
+    const ttlSeconds = maxTtlSeconds > 0 ? Math.min(wantedTtl, maxTtlSeconds) : wantedTtl;
     const now = Date.now();
     const entry: TokenEntry = {
       id: options.id ?? `hvs.${randomBytes(66).toString('base64url')}`,
@@ -81,6 +87,7 @@ export class TokenStore {
       renewable: !isRoot,
       ttlSeconds,
       expiresAtMs: ttlSeconds > 0 ? now + ttlSeconds * 1000 : undefined,
+      ...(maxTtlSeconds > 0 ? { maxExpiresAtMs: now + maxTtlSeconds * 1000 } : {}),
     };
     this.byId.set(entry.id, entry);
     this.byAccessor.set(entry.accessor, entry);
@@ -203,10 +210,26 @@ export function createTokenBackend(store: TokenStore): Backend {
           if (!write) throw unsupportedOperation();
           if (!token.renewable) throw badRequest('lease is not renewable');
           const increment = parseDurationSeconds(body.increment, 'increment') || token.ttlSeconds;
-          token.issuedAtMs = Date.now();
-          token.ttlSeconds = increment;
-          token.expiresAtMs = Date.now() + increment * 1000;
-          return { kind: 'data', auth: authBlock(token) };
+          const now = Date.now();
+          // Capped at the role's max TTL, as internal/vault/expiration.go RenewToken does (with a warning).
+          const expiresAtMs =
+            token.maxExpiresAtMs === undefined
+              ? now + increment * 1000
+              : Math.min(now + increment * 1000, token.maxExpiresAtMs);
+          token.issuedAtMs = now;
+          token.ttlSeconds = Math.max(0, Math.floor((expiresAtMs - now) / 1000));
+          token.expiresAtMs = expiresAtMs;
+          return {
+            kind: 'data',
+            auth: authBlock(token),
+            ...(token.ttlSeconds < increment
+              ? {
+                  warnings: [
+                    `TTL of "${increment}s" exceeded the effective max_ttl of "${token.ttlSeconds}s"; TTL value is capped accordingly`,
+                  ],
+                }
+              : {}),
+          };
         }
         case 'revoke-self':
           if (!write) throw unsupportedOperation();

@@ -1,0 +1,203 @@
+/**
+ * A token that stays valid for a long-running process (the bridge): log in, renew at two thirds of the lease as
+ * OpenBao's own LifetimeWatcher does (api/lifetime_watcher.go), log in again when renewal is refused or the lease
+ * has reached the role's `token_max_ttl`, and, when OpenBao answers permission denied to a request, check whether
+ * the token itself died (revoked, expired while the process was paused) and log in again at once if so.
+ *
+ * A login that fails is retried with backoff while the old token lasts; the process logs it once per code (then a
+ * summary), and `state()` says so for /status. The token never reaches a log line or an error.
+ */
+import { CloudtaserError } from '../core/errors.js';
+import { type Logger, moduleLogger } from '../core/log.js';
+import { createLogSummarizer } from '../core/log-summary.js';
+import type { OpenBaoClient } from './client.js';
+import type { AuthResult } from './types.js';
+
+/** Where a client gets the token it sends, when that token changes while the process runs. */
+export interface OpenBaoTokenSource {
+  /** The token to send now. */
+  current(): string;
+  /**
+   * OpenBao answered permission denied to a request that carried `sent`. Resolves true when a new token is in
+   * place (the request may be sent again with it), false when `sent` is still valid (a policy refused) or no new
+   * one could be had.
+   */
+  refused(sent: string): Promise<boolean>;
+}
+
+export interface TokenLoginState {
+  readonly state: 'ok' | 'failing';
+  /** When the current token expires; undefined for a token that does not. */
+  readonly expiresAt?: string;
+  readonly lastErrorCode?: string;
+  readonly lastError?: string;
+  readonly logins: number;
+  readonly renewals: number;
+}
+
+export interface RenewingLoginOptions {
+  /** A client without a token, for renew-self and lookup-self with the token given. */
+  readonly client: OpenBaoClient;
+  /** One login (AppRole, Kubernetes auth); called again whenever a new token is needed. */
+  readonly login: () => Promise<AuthResult>;
+  /** Says which login this is in messages, e.g. `AppRole login at auth/approle`. Never a credential. */
+  readonly description: string;
+  readonly logger?: Logger;
+  /** Shortest time between two logins caused by refused requests. @default 10000 */
+  readonly minReloginIntervalMs?: number;
+  /** @default 2000 / 60000 */
+  readonly retryInitialMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+export interface RenewingLogin extends OpenBaoTokenSource {
+  state(): TokenLoginState;
+  close(): void;
+}
+
+/** Logs in once (throws what the login throws), then keeps the token valid until `close()`. */
+export async function startRenewingLogin(options: RenewingLoginOptions): Promise<RenewingLogin> {
+  const log = moduleLogger(options.logger, 'openbao-token');
+  const summary = createLogSummarizer(log, { summaryEvent: 'openbao.login_failures_summary' });
+  const minRelogin = options.minReloginIntervalMs ?? 10_000;
+  const retryInitial = options.retryInitialMs ?? 2_000;
+  const retryMax = options.retryMaxMs ?? 60_000;
+  let auth = await options.login();
+  /** The lease a login gives; each renewal asks for as much again. */
+  let loginLease = auth.leaseDuration;
+  let obtainedAt = Date.now();
+  let lastLoginAt = obtainedAt;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let inflight: Promise<boolean> | undefined;
+  let failure: { code: string; message: string } | undefined;
+  let retryDelay = retryInitial;
+  const counts = { logins: 1, renewals: 0 };
+
+  const leaseMs = () => auth.leaseDuration * 1000;
+  const expiresAt = () => (auth.leaseDuration > 0 ? obtainedAt + leaseMs() : undefined);
+
+  function schedule(delayMs: number): void {
+    clearTimeout(timer);
+    if (closed) return;
+    timer = setTimeout(() => void keep(), Math.max(1_000, delayMs));
+    timer.unref();
+  }
+
+  function scheduleFromLease(): void {
+    if (auth.leaseDuration > 0) schedule((leaseMs() * 2) / 3);
+  }
+
+  /** One renewal or login, one at a time. */
+  function exclusive(work: () => Promise<boolean>): Promise<boolean> {
+    inflight ??= work().finally(() => {
+      inflight = undefined;
+    });
+    return inflight;
+  }
+
+  async function relogin(reason: string): Promise<boolean> {
+    try {
+      const next = await options.login();
+      auth = next;
+      loginLease = next.leaseDuration;
+      obtainedAt = Date.now();
+      lastLoginAt = obtainedAt;
+      counts.logins++;
+      retryDelay = retryInitial;
+      if (failure) {
+        log.info(
+          { event: 'openbao.login_recovered', after: failure.code },
+          `${options.description} works again`,
+        );
+      } else {
+        log.info({ event: 'openbao.relogin', reason }, `logged in to OpenBao again (${reason})`);
+      }
+      failure = undefined;
+      scheduleFromLease();
+      return true;
+    } catch (err) {
+      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      const message = err instanceof Error ? err.message : String(err);
+      failure = { code, message };
+      summary.warn(
+        code,
+        {
+          event: 'openbao.login_failed',
+          code,
+          reason: message,
+          tokenExpiresAt: expiresAt() === undefined ? undefined : new Date(expiresAt()!).toISOString(),
+        },
+        `${options.description} failed; the current OpenBao token is kept while it lasts and the login is retried. Check the credentials (AppRole secret ID expiry or use limit, the Kubernetes auth role) and OpenBao's audit log`,
+      );
+      schedule(retryDelay);
+      retryDelay = Math.min(retryMax, retryDelay * 2);
+      return false;
+    }
+  }
+
+  async function renew(): Promise<boolean> {
+    if (!auth.renewable) return relogin('the token is not renewable and two thirds of its lease passed');
+    try {
+      const renewed = await options.client
+        .withToken(auth.clientToken)
+        .request<{ auth?: { lease_duration?: number } }>('POST', 'auth/token/renew-self', {
+          body: { increment: `${loginLease}s` },
+        });
+      const lease = Number(renewed.body?.auth?.lease_duration ?? 0);
+      // Less than half of what a login gives: the role's token_max_ttl caps it, so log in while the token lasts.
+      if (!(lease > 0 && lease * 2 >= loginLease)) return relogin('the token reached its maximum TTL');
+      auth = { ...auth, leaseDuration: lease };
+      obtainedAt = Date.now();
+      counts.renewals++;
+      log.debug({ event: 'openbao.token_renewed', leaseSeconds: lease }, 'OpenBao token renewed');
+      scheduleFromLease();
+      return true;
+    } catch {
+      return relogin('renewing the token was refused');
+    }
+  }
+
+  async function keep(): Promise<void> {
+    if (closed) return;
+    // A failed login retries until it works; otherwise the lease says when to renew.
+    await exclusive(() => (failure ? relogin('retrying a failed login') : renew()));
+  }
+
+  scheduleFromLease();
+
+  return {
+    current: () => auth.clientToken,
+    async refused(sent) {
+      if (closed) return false;
+      if (sent !== auth.clientToken) return true;
+      if (inflight) {
+        await inflight;
+        return sent !== auth.clientToken;
+      }
+      // Most refusals are policies saying no: only a token OpenBao no longer knows is replaced.
+      const alive = await options.client
+        .withToken(sent)
+        .lookupSelf()
+        .then(
+          () => true,
+          (err: unknown) => !(err instanceof CloudtaserError && err.code === 'CT_OPENBAO_PERMISSION_DENIED'),
+        );
+      if (alive || sent !== auth.clientToken) return sent !== auth.clientToken;
+      if (Date.now() - lastLoginAt < minRelogin) return false;
+      return exclusive(() => relogin('OpenBao no longer accepts the token'));
+    },
+    state: () => ({
+      state: failure ? 'failing' : 'ok',
+      ...(expiresAt() === undefined ? {} : { expiresAt: new Date(expiresAt()!).toISOString() }),
+      ...(failure ? { lastErrorCode: failure.code, lastError: failure.message } : {}),
+      logins: counts.logins,
+      renewals: counts.renewals,
+    }),
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      summary.close();
+    },
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * A long-running process's OpenBao login (runtime/openbao/token-source.ts) against the OpenBao test server's AppRole
+ * and token store: renewal at two thirds of the lease, a new login at the role's token_max_ttl or when the token
+ * died, no new login for a policy that says no, and a failing login said once while the old token lasts.
+ */
+import { Writable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../runtime/core/log.js';
+import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { OpenBaoClient, type RenewingLogin, startRenewingLogin } from '../../runtime/openbao/index.js';
+
+let server: OpenBaoTestServer;
+let admin: OpenBaoClient;
+let anonymous: OpenBaoClient;
+const logins: RenewingLogin[] = [];
+
+beforeAll(async () => {
+  server = await startOpenBaoTestServer();
+  admin = new OpenBaoClient({ address: server.address, token: server.rootToken });
+  anonymous = new OpenBaoClient({ address: server.address, retries: 0 });
+  await admin.enableAuth('approle', 'approle');
+  await admin.enableKvV2('secret');
+  await admin.kvWrite('secret', 'svc/config', { v: '1' });
+  await admin.writePolicy('svc', 'path "secret/data/svc/*" { capabilities = ["read"] }');
+});
+afterEach(() => {
+  for (const login of logins.splice(0)) login.close();
+});
+afterAll(async () => {
+  await anonymous?.close();
+  await admin?.close();
+  await server?.close();
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function role(name: string, ttl: string, maxTtl?: string) {
+  await admin.writeAppRole('approle', name, {
+    policies: ['svc'],
+    tokenTtl: ttl,
+    ...(maxTtl ? { tokenMaxTtl: maxTtl } : {}),
+  });
+  return {
+    roleId: await admin.readAppRoleId('approle', name),
+    secretId: await admin.createAppRoleSecretId('approle', name),
+  };
+}
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      callback();
+    },
+  });
+  return { lines, logger: createLogger('token-test', { level: 'debug', destination }) };
+}
+
+async function keep(credentials: { roleId: string; secretId: string }, logger = capture().logger) {
+  let attempts = 0;
+  const login = await startRenewingLogin({
+    client: anonymous,
+    description: 'AppRole login at auth/approle',
+    login: () => {
+      attempts++;
+      return anonymous.appRoleLogin('approle', credentials.roleId, credentials.secretId);
+    },
+    logger,
+    minReloginIntervalMs: 0,
+    retryInitialMs: 1000,
+  });
+  logins.push(login);
+  return { login, client: anonymous.withToken(login), attempts: () => attempts };
+}
+
+describe('a login kept valid for a long-running process', () => {
+  it('renews the token at two thirds of its lease, so requests work past the TTL without a new login', async () => {
+    const { login, client, attempts } = await keep(await role('renewed', '3s'));
+    await sleep(4_500);
+    await expect(client.kvRead('secret', 'svc/config')).resolves.toMatchObject({ data: { v: '1' } });
+    expect(login.state()).toMatchObject({ state: 'ok', logins: 1 });
+    expect(login.state().renewals).toBeGreaterThanOrEqual(1);
+    expect(attempts()).toBe(1);
+  });
+
+  it("logs in again once renewals reach the role's token_max_ttl", async () => {
+    const { login, client } = await keep(await role('capped', '3s', '4s'));
+    await sleep(6_500);
+    await expect(client.kvRead('secret', 'svc/config')).resolves.toMatchObject({ data: { v: '1' } });
+    expect(login.state().logins).toBeGreaterThanOrEqual(2);
+  });
+
+  it('replaces a revoked token at the first refused request and sends that request again', async () => {
+    const { login, client } = await keep(await role('revoked', '1h'));
+    await admin.request('POST', 'auth/token/revoke', { body: { token: login.current() } });
+    await expect(client.kvRead('secret', 'svc/config')).resolves.toMatchObject({ data: { v: '1' } });
+    expect(login.state().logins).toBe(2);
+  });
+
+  it('does not log in again when a policy refuses (the token is fine)', async () => {
+    const { login, client } = await keep(await role('denied', '1h'));
+    await expect(client.kvRead('secret', 'elsewhere/x')).rejects.toMatchObject({
+      code: 'CT_OPENBAO_PERMISSION_DENIED',
+    });
+    expect(login.state().logins).toBe(1);
+  });
+
+  it('keeps the old token while a new login fails, says so once, and recovers when the login works again', async () => {
+    const credentials = await role('failing', '1h');
+    const { lines, logger } = capture();
+    const { login, client } = await keep(credentials, logger);
+    const good = credentials.secretId;
+    credentials.secretId = 'not-a-secret-id';
+    await admin.request('POST', 'auth/token/revoke', { body: { token: login.current() } });
+    await expect(client.kvRead('secret', 'svc/config')).rejects.toMatchObject({
+      code: 'CT_OPENBAO_PERMISSION_DENIED',
+    });
+    expect(login.state()).toMatchObject({
+      state: 'failing',
+      lastErrorCode: expect.stringMatching(/^CT_OPENBAO_/),
+    });
+    await sleep(2_500); // two retries at 1 s and 2 s
+    expect(lines.filter((line) => line.event === 'openbao.login_failed')).toHaveLength(1);
+    expect(JSON.stringify(lines)).not.toContain(good);
+    credentials.secretId = good;
+    await sleep(2_500);
+    expect(login.state().state).toBe('ok');
+    await expect(client.kvRead('secret', 'svc/config')).resolves.toBeDefined();
+    expect(lines.map((line) => line.event)).toContain('openbao.login_recovered');
+  });
+});
