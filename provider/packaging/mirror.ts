@@ -73,7 +73,10 @@ export function installProviderMirror(
   const mirrorDir = resolve(dir);
   const version = options.version ?? PROVIDER_VERSION;
   const bundlePath = options.bundlePath ?? findBundle();
-  const executable = readFileSync(bundlePath);
+  const executable = fileSystemStep(
+    () => readFileSync(bundlePath),
+    `cannot read ${options.bundlePath ? '--bundle' : 'the provider bundle'} ${bundlePath}`,
+  );
   const [namespace, type] = PROVIDER_SOURCE.split('/');
   const executableName = `terraform-provider-${type}_v${version}`;
   const platforms = options.platforms ?? DEFAULT_PLATFORMS;
@@ -89,7 +92,11 @@ export function installProviderMirror(
     for (const host of PROVIDER_HOSTS) {
       const typeDir = join(mirrorDir, host, namespace, type);
       files.push(
-        installPackage({ typeDir, type, version, platform, executableName, executable }, options.layout),
+        fileSystemStep(
+          () =>
+            installPackage({ typeDir, type, version, platform, executableName, executable }, options.layout),
+          `cannot write into --mirror ${mirrorDir}`,
+        ),
       );
     }
   }
@@ -107,6 +114,27 @@ export function installProviderMirror(
     ),
     files,
   };
+}
+
+/**
+ * Runs a file-system step; a failure of the system call (ENOENT, ENOTDIR, EACCES...) is a path the user gave,
+ * so it becomes CT_INVALID_ARGUMENT with `what` (which names the flag), not an unexplained crash.
+ */
+function fileSystemStep<T>(step: () => T, what: string): T {
+  try {
+    return step();
+  } catch (err) {
+    const { code, path } = err as NodeJS.ErrnoException;
+    if (err instanceof CloudtaserError || typeof code !== 'string') throw err;
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${what}: ${code}${path && !what.endsWith(path) ? ` at ${path}` : ''}`,
+      {
+        cause: err,
+        details: { path },
+      },
+    );
+  }
 }
 
 interface PackageToInstall {

@@ -86,6 +86,7 @@ export function toKubeConnection(config: FingerprintConfig): KubeConnection {
     kind: 'kubeconfig',
     path: config.kubeconfig_path ?? undefined,
     context: config.context ?? undefined,
+    ...(config.kubeconfig_path ? { pathOrigin: 'kubeconfig_path' } : {}),
   };
 }
 

@@ -19,12 +19,18 @@ const DEFAULT_PORT = 443;
  * `host:port` (TLS door, raw framing), `tls://host:port`, `wss://host:port[/path]`, `plain://host:port`.
  * The port defaults to 443 for every door, because all doors share one listening port.
  */
-export function parseBeaconAddress(address: string): BeaconTarget {
+export function parseBeaconAddress(
+  address: string,
+  options: {
+    /** Names the address in the error: the flag or value it came from. @default 'beacon address' */
+    readonly what?: string;
+  } = {},
+): BeaconTarget {
   const text = typeof address === 'string' ? address.trim() : '';
   const invalid = (why: string) =>
     new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      `beacon address ${JSON.stringify(String(address).slice(0, 200))} is invalid: ${why}; use host:port, wss://host:port[/path] or plain://host:port`,
+      `${options.what ?? 'beacon address'} ${JSON.stringify(String(address).slice(0, 200))} is invalid: ${why}; use host:port, wss://host:port[/path] or plain://host:port`,
     );
   if (text === '') throw invalid('it is empty');
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();

@@ -170,10 +170,20 @@ class BeaconServer {
     const server = this.doors.server;
     let metricsUrl: string | undefined;
     try {
+      const listenPort = options.port ?? 443;
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(options.port ?? 443, host, () => {
-          server.off('error', reject);
+        // EACCES (a port below 1024 without the privilege) and EADDRINUSE are what was asked for, not a bug.
+        const refused = (err: Error) =>
+          reject(
+            new CloudtaserError(
+              'CT_INVALID_ARGUMENT',
+              `cannot listen for beacon connections on ${formatHost(host)}:${listenPort} (--listen): ${err.message}`,
+              { cause: err },
+            ),
+          );
+        server.once('error', refused);
+        server.listen(listenPort, host, () => {
+          server.off('error', refused);
           resolve();
         });
       });
@@ -191,7 +201,7 @@ class BeaconServer {
         } catch (err) {
           throw new CloudtaserError(
             'CT_INVALID_ARGUMENT',
-            `beacon metrics server could not listen: ${String(err)}`,
+            `beacon metrics server (--metrics-listen): ${(err as Error).message}`,
             {
               cause: err,
             },

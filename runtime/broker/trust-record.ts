@@ -38,11 +38,16 @@ export interface TrustRecord {
 export interface TrustRecordStore {
   /** Says where the record is, in messages. */
   readonly description: string;
-  /** Throws CT_TRUST_RECORD_UNAVAILABLE when it cannot tell (RBAC, API down): never "nothing recorded". */
+  /**
+   * Throws when it cannot tell, never "nothing recorded": CT_TRUST_RECORD_UNAVAILABLE (RBAC, an API error), or the
+   * connection's own code when the API server cannot be reached or used (CT_KUBE_UNREACHABLE, CT_KUBE_CONFIG,
+   * CT_KUBE_UNAUTHORIZED, CT_KUBE_TLS).
+   */
   read(signal?: AbortSignal): Promise<TrustRecord>;
   /**
    * Writes `caSha256` (undefined clears it) if the record is still at `expectedVersion` (undefined: it must not
-   * exist). Throws CT_KUBE_CONFLICT when it changed, CT_TRUST_RECORD_UNAVAILABLE when it cannot write.
+   * exist). Throws CT_KUBE_CONFLICT when it changed, CT_TRUST_RECORD_UNAVAILABLE when it cannot write (or a
+   * connection failure, as for read).
    */
   write(
     next: { caSha256?: string; recordedBy: string },
@@ -54,6 +59,15 @@ export interface TrustRecordStore {
 export type TrustRecordKubeApi = Pick<KubeClient, 'getConfigMap' | 'createConfigMap' | 'patchConfigMapData'>;
 
 const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Failures of the connection itself, not of the record: rethrown unchanged. */
+const CONNECTION_FAILURES = [
+  'CT_KUBE_UNREACHABLE',
+  'CT_KUBE_CONFIG',
+  'CT_KUBE_UNAUTHORIZED',
+  'CT_KUBE_TLS',
+  'CT_CANCELLED',
+] as const;
 
 /** Normalises and checks a CA hash given by an admin; throws CT_INVALID_ARGUMENT naming `what`. */
 export function parseCaSha256(value: string, what: string): string {
@@ -70,10 +84,18 @@ export function parseCaSha256(value: string, what: string): string {
 export function configMapTrustRecord(kube: TrustRecordKubeApi, ref: TrustRecordRef): TrustRecordStore {
   const description = `ConfigMap ${ref.namespace}/${ref.name}`;
   const unavailable = (verb: string, err: unknown) => {
+    // The API server down, a kubeconfig that does not load, credentials it refuses: not about this record, and
+    // said as every other Kubernetes call says it.
+    if (CONNECTION_FAILURES.some((code) => isCloudtaserError(err, code))) return err as CloudtaserError;
     const cause = err instanceof CloudtaserError ? err : undefined;
+    // Only a refusal (403) or a missing namespace or object (404) is what the Role and the chart decide.
+    const rbacHint =
+      isCloudtaserError(err, 'CT_KUBE_FORBIDDEN') || isCloudtaserError(err, 'CT_KUBE_NOT_FOUND')
+        ? `; the broker needs get and patch on it (the chart creates it and its Role grants both, resourceNames: [${ref.name}])`
+        : '';
     return new CloudtaserError(
       'CT_TRUST_RECORD_UNAVAILABLE',
-      `cannot ${verb} the trust record ${description}: ${cause ? cause.toLine() : String(err)}; the broker needs get and patch on it (the chart creates it and its Role grants both, resourceNames: [${ref.name}])`,
+      `cannot ${verb} the trust record ${description}: ${cause ? cause.toLine() : String(err)}${rbacHint}`,
       { cause: err },
     );
   };

@@ -1,5 +1,8 @@
 import { once } from 'node:events';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { printJson } from './output.js';
 
@@ -20,6 +23,7 @@ export function registerDevCommands(program: Command): void {
       // Listen before the JSON line goes out: a script that reads it and stops us at once must not find the
       // default action (exit by signal, temp files left behind).
       const stopRequested = Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+      if (opts.dir !== undefined) await prepareDir(opts.dir);
       const { startDevStack } = await import('../dev/stack.js');
       const stack = await startDevStack({ dir: opts.dir, logger });
       const info = {
@@ -50,4 +54,17 @@ export function registerDevCommands(program: Command): void {
       await stopRequested;
       await stack.close();
     });
+}
+
+/** Creates the --dir folder and checks it is writable, so a wrong path is named as such before anything starts. */
+async function prepareDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException;
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', `cannot use --dir ${dir}: ${code ?? message}`, {
+      cause: err,
+    });
+  }
 }

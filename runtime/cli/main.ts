@@ -1,10 +1,6 @@
 #!/usr/bin/env node
-import { reportFailure } from './output.js';
-import { buildProgram, usageError } from './program.js';
+import { runProgram } from './program.js';
 
-try {
-  await buildProgram().parseAsync(process.argv);
-} catch (err) {
-  const usage = usageError(err);
-  process.exitCode = usage === 'exit-ok' ? 0 : reportFailure(usage ?? err);
-}
+// Only a failure sets the exit code: a long-running command (beacon serve) sets its own when it stops.
+const code = await runProgram(process.argv);
+if (code !== 0) process.exitCode = code;

@@ -54,12 +54,19 @@ export const USAGE_ERROR_CODES: readonly ErrorCode[] = [
   'CT_TOKEN_MISSING',
 ];
 
-/** Turns any failure into the one-line `CT_CODE: message` form on stderr and an exit code (2 usage, 1 other). */
-export function reportFailure(err: unknown): number {
+/**
+ * Turns any failure into the one-line `CT_CODE: message` form on stderr and an exit code (2 usage, 1 other).
+ * `helpCommand` is the command that ran: a usage error names its --help, unless the message already names one.
+ */
+export function reportFailure(err: unknown, context: { readonly helpCommand?: string } = {}): number {
   if (err instanceof CloudtaserError) {
+    const usage = USAGE_ERROR_CODES.includes(err.code);
     // One line: a message that carries a newline (a cause's text) is folded.
-    process.stderr.write(`${err.toLine().replace(/\s*\n\s*/g, ' ')}\n`);
-    return USAGE_ERROR_CODES.includes(err.code) ? 2 : 1;
+    let line = err.toLine().replace(/\s*\n\s*/g, ' ');
+    if (usage && context.helpCommand && !/\(see [^()]* --help\)$/.test(line))
+      line += ` (see ${context.helpCommand} --help)`;
+    process.stderr.write(`${line}\n`);
+    return usage ? 2 : 1;
   }
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(

@@ -8,6 +8,7 @@ import { LOG_LEVELS, parseLogLevel } from '../core/log.js';
 import { registerPodCommands } from '../webhook/command.js';
 import { registerDevCommands } from './dev.js';
 import { registerMigrateCommand } from './migrate.js';
+import { reportFailure } from './output.js';
 import { registerSourceCommands } from './source.js';
 import { registerTargetCommands } from './target.js';
 
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
       throw Object.assign(err, { commandPath: path, subcommands: cmd.commands.map((c) => c.name()) });
     });
     cmd.configureOutput({ writeErr: () => {}, outputError: () => {} });
+    refuseContradictoryFlags(cmd);
     if (cmd.commands.length === 0 && cmd !== program) {
       cmd.addOption(
         new Option(
@@ -48,12 +50,57 @@ export function buildProgram(): Command {
   applyConventions(program);
   // Before any command runs: the log level from the flag, else the environment, checked once (a usage error).
   program.hook('preAction', (_program, action) => {
+    runningCommand.set(program, commandPath(action));
     const flag = action.opts().logLevel as string | undefined;
     if (flag !== undefined) process.env.CLOUDTASER_LOG_LEVEL = parseLogLevel(flag, '--log-level');
     else if (process.env.CLOUDTASER_LOG_LEVEL !== undefined)
       parseLogLevel(process.env.CLOUDTASER_LOG_LEVEL, 'CLOUDTASER_LOG_LEVEL');
   });
   return program;
+}
+
+/** The path of the command whose action runs (`cloudtaser-cli source status`), once parsing has chosen it. */
+const runningCommand = new WeakMap<Command, string>();
+
+/**
+ * Runs `cloudtaser-cli` with `argv` (as process.argv); a failure is printed as the one coded line and its exit
+ * code returned (2 usage, 1 other), success or a help request returns 0. A usage error a command's action throws
+ * names that command's --help, as commander's own usage errors do.
+ */
+export async function runProgram(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (err) {
+    const usage = usageError(err);
+    if (usage === 'exit-ok') return 0;
+    if (usage) return reportFailure(usage);
+    return reportFailure(err, { helpCommand: runningCommand.get(program) });
+  }
+}
+
+/**
+ * `--x` and `--no-x` on one command line contradict each other; commander would let the last one win without a
+ * word, so the same command could mean either depending on flag order.
+ */
+function refuseContradictoryFlags(cmd: Command): void {
+  for (const negative of cmd.options.filter((option) => option.negate)) {
+    const positive = cmd.options.find(
+      (option) => !option.negate && option.attributeName() === negative.attributeName(),
+    );
+    if (!positive?.long || !negative.long) continue;
+    const given = new Set<string>();
+    cmd.on(`option:${positive.name()}`, () => given.add(positive.name()));
+    cmd.on(`option:${negative.name()}`, () => given.add(negative.name()));
+    cmd.hook('preAction', () => {
+      if (given.size === 2)
+        throw new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `${positive.long} and ${negative.long} contradict each other; give one of them`,
+        );
+    });
+  }
 }
 
 function commandPath(cmd: Command): string {

@@ -13,7 +13,13 @@ import { KubeConfig } from './client-node.js';
 
 export type KubeConnection =
   /** A kubeconfig file. `path` defaults to the `KUBECONFIG` list, else `~/.kube/config`. */
-  | { readonly kind: 'kubeconfig'; readonly path?: string; readonly context?: string }
+  | {
+      readonly kind: 'kubeconfig';
+      readonly path?: string;
+      readonly context?: string;
+      /** Where `path` came from, as messages name it: 'the --kubeconfig path', 'kubeconfig_path'. @default 'the --kubeconfig path' */
+      readonly pathOrigin?: string;
+    }
   /** The pod's service account (`KUBERNETES_SERVICE_HOST`/`_PORT` and the mounted token and CA). */
   | { readonly kind: 'inCluster' }
   | {
@@ -76,7 +82,7 @@ export function describeConnection(connection: KubeConnection): string {
 export function loadKubeConfig(connection: KubeConnection): KubeConfig {
   switch (connection.kind) {
     case 'kubeconfig':
-      return loadFromKubeconfigFiles(connection.path, connection.context);
+      return loadFromKubeconfigFiles(connection.path, connection.context, connection.pathOrigin);
     case 'inCluster':
       return loadInCluster();
     case 'token': {
@@ -119,14 +125,18 @@ export function loadKubeConfig(connection: KubeConnection): KubeConfig {
   }
 }
 
-function loadFromKubeconfigFiles(path: string | undefined, context: string | undefined): KubeConfig {
+function loadFromKubeconfigFiles(
+  path: string | undefined,
+  context: string | undefined,
+  pathOrigin = 'the --kubeconfig path',
+): KubeConfig {
   let files: string[];
   let origin: string;
   if (path !== undefined && path !== '') {
     files = [path];
     origin = path;
     if (!existsSync(path))
-      throw configError(`kubeconfig file ${path} does not exist; check the --kubeconfig path`, { path });
+      throw configError(`kubeconfig file ${path} does not exist; check ${pathOrigin}`, { path });
   } else if (process.env.KUBECONFIG) {
     const listed = process.env.KUBECONFIG.split(delimiter).filter((f) => f !== '');
     // Like kubectl: files in the KUBECONFIG list that do not exist are skipped.

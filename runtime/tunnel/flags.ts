@@ -1,6 +1,7 @@
 /** Flag parsing the bridge and broker commands share. */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { parseBeaconAddress } from '../beacon/address.js';
 import { CloudtaserError } from '../core/errors.js';
 import { parseListenAddress } from '../core/health-server.js';
 import { beaconProxySetting } from '../proxy/settings.js';
@@ -109,6 +110,8 @@ export async function readRelayClientFlags(flags: RelayClientFlags, process: str
   if (!flags.beacon?.length) {
     throw new CloudtaserError('CT_INVALID_ARGUMENT', `${process} needs at least one --beacon host:port`);
   }
+  // Checked now: the dialer would otherwise retry an address that can never work, forever.
+  for (const address of flags.beacon) parseBeaconAddress(address, { what: '--beacon' });
   return {
     beacons: flags.beacon,
     beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),

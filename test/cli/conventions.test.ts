@@ -14,6 +14,8 @@ import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../runtime/cli/program.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { makeCerts } from '../beacon/helpers.js';
+import { occupyPort } from '../ports.js';
 import { CLI, runCli } from './run-cli.js';
 
 const FP = '0ad50c05-1153-4508-9237-4cb2912e2c23';
@@ -136,6 +138,165 @@ describe('usage errors: exit 2, one CT_ line on stderr, nothing on stdout', () =
     expect(line).toMatch(/^CT_[A-Z_]+: /);
     expect(line).toMatch(message);
     expect(result.stdout).toBe('');
+    expect(result.code).toBe(2);
+  });
+});
+
+describe('usage errors thrown by a command itself name its --help, once', () => {
+  const token = { CLOUDTASER_SECRETSTORE_TOKEN: 'root' };
+  const address = ['--secretstore-address', 'http://127.0.0.1:9'];
+  const refusedKubeconfig = join(dir, 'refused-kubeconfig.yaml');
+  writeFileSync(
+    refusedKubeconfig,
+    'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\nusers: [{name: u, user: {token: abc}}]\ncontexts: [{name: ctx, context: {cluster: c, user: u}}]\ncurrent-context: ctx\n',
+  );
+
+  it.each([
+    [
+      '--output yaml',
+      ['source', 'status', '--fingerprint', FP, ...address, '--output', 'yaml'],
+      'source status',
+    ],
+    ['--timeout 0', ['source', 'status', '--fingerprint', FP, ...address, '--timeout', '0'], 'source status'],
+    [
+      'target trust pin --ca-sha256 zz',
+      ['target', 'trust', 'pin', '--ca-sha256', 'zz', '--kubeconfig', refusedKubeconfig],
+      'target trust pin',
+    ],
+    ['beacon serve without --tls-cert', ['beacon', 'serve', '--allow-anonymous-bridges'], 'beacon serve'],
+    ['--log-level bogus', ['target', 'fingerprint', '--log-level', 'bogus'], 'target fingerprint'],
+    // commander's own usage error already names it: not twice.
+    ['an unknown flag', ['source', 'status', '--no-such-flag'], 'source status'],
+  ] as const)('%s', async (_name, args, command) => {
+    const result = await runCli([...args], token);
+    const line = oneLine(result.stderr);
+    expect(line).toMatch(/^CT_[A-Z_]+: /);
+    expect(line.endsWith(`(see cloudtaser-cli ${command} --help)`), line).toBe(true);
+    expect(line.split('--help').length - 1, line).toBe(1);
+    expect(result.code).toBe(2);
+  });
+});
+
+describe('contradictory flags', () => {
+  it.each([[['--migration', '--no-migration']], [['--no-migration', '--migration']]])(
+    'source register %j is a usage error before OpenBao is contacted',
+    async (flags) => {
+      const result = await runCli(
+        ['source', 'register', '--fingerprint', FP, '--secretstore-address', 'http://127.0.0.1:9', ...flags],
+        { CLOUDTASER_SECRETSTORE_TOKEN: 'root' },
+      );
+      expect(oneLine(result.stderr)).toMatch(/^CT_INVALID_ARGUMENT: .*--migration.*--no-migration/);
+      expect(result.code).toBe(2);
+    },
+  );
+});
+
+describe('an invalid --beacon is a usage error at start, not an endless retry', () => {
+  const refusedKubeconfig = join(dir, 'refused-kubeconfig-beacon.yaml');
+  writeFileSync(
+    refusedKubeconfig,
+    'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\nusers: [{name: u, user: {token: abc}}]\ncontexts: [{name: ctx, context: {cluster: c, user: u}}]\ncurrent-context: ctx\n',
+  );
+  const broker = ['broker', 'run', '--kubeconfig', refusedKubeconfig];
+  const bridge = [
+    'bridge',
+    'run',
+    '--secretstore-address',
+    'http://127.0.0.1:9',
+    '--beacon-client-identity',
+    'none',
+  ];
+
+  it.each([
+    ['broker run, port out of range', [...broker, '--beacon', '127.0.0.1:99999']],
+    ['broker run, port by service name', [...broker, '--beacon', 'beacon.example.com:https']],
+    ['bridge run, port out of range', [...bridge, '--beacon', '127.0.0.1:99999']],
+    ['bridge run, one bad among good ones', [...bridge, '--beacon', '127.0.0.1:443', '--beacon', 'a b:1']],
+  ])('%s', async (_name, args) => {
+    const result = await runCli(
+      [...args, '--log-level', 'silent'],
+      { CLOUDTASER_SECRETSTORE_TOKEN: 'x' },
+      12_000,
+    );
+    expect(oneLine(result.stderr)).toMatch(/^CT_INVALID_ARGUMENT: .*--beacon/);
+    expect(result.code).toBe(2);
+  });
+});
+
+describe('a port that cannot be listened on names its flag', () => {
+  const certs = makeCerts();
+  const cert = join(dir, 'beacon-cert.pem');
+  const key = join(dir, 'beacon-key.pem');
+  writeFileSync(cert, certs.beacon.certPem);
+  writeFileSync(key, certs.beacon.keyPem);
+  const serve = ['beacon', 'serve', '--tls-cert', cert, '--tls-key', key, '--allow-anonymous-bridges'];
+  let busy: { port: number; release(): Promise<void> };
+  beforeAll(async () => {
+    busy = await occupyPort();
+  });
+  afterAll(() => busy?.release());
+
+  it('beacon serve --listen on a busy port: CT_INVALID_ARGUMENT naming --listen and the address, exit 2', async () => {
+    const result = await runCli([
+      ...serve,
+      '--listen',
+      `127.0.0.1:${busy.port}`,
+      '--metrics-listen',
+      'off',
+      '--log-level',
+      'silent',
+    ]);
+    const line = oneLine(result.stderr);
+    expect(line).toMatch(/^CT_INVALID_ARGUMENT: .*--listen/);
+    expect(line).toContain(`127.0.0.1:${busy.port}`);
+    expect(line).not.toMatch(/this is a bug/);
+    expect(result.code).toBe(2);
+  });
+
+  it('beacon serve --metrics-listen on a busy port: names --metrics-listen, without an error class name', async () => {
+    const result = await runCli([
+      ...serve,
+      '--listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      `127.0.0.1:${busy.port}`,
+      '--log-level',
+      'silent',
+    ]);
+    const line = oneLine(result.stderr);
+    expect(line).toMatch(/^CT_INVALID_ARGUMENT: .*--metrics-listen/);
+    expect(line).toContain(`127.0.0.1:${busy.port}`);
+    expect(line).not.toContain('Error:');
+    expect(result.code).toBe(2);
+  });
+});
+
+describe('file-system mistakes name the flag, not "this is a bug"', () => {
+  const aFile = join(dir, 'a-file');
+  writeFileSync(aFile, 'x\n');
+
+  it.each([
+    [
+      'provider install --bundle <missing file>',
+      ['provider', 'install', '--mirror', join(dir, 'mirror-a'), '--bundle', join(dir, 'no-such-bundle.cjs')],
+      '--bundle',
+    ],
+    [
+      'provider install --mirror <path under a file>',
+      ['provider', 'install', '--mirror', join(aFile, 'mirror')],
+      '--mirror',
+    ],
+    [
+      'dev up --dir <path under a file>',
+      ['dev', 'up', '--dir', join(aFile, 'dev'), '--log-level', 'silent'],
+      '--dir',
+    ],
+  ])('%s', async (_name, args, flag) => {
+    const result = await runCli(args);
+    const line = oneLine(result.stderr);
+    expect(line).toMatch(/^CT_INVALID_ARGUMENT: /);
+    expect(line).not.toMatch(/this is a bug/);
+    expect(line).toContain(flag);
     expect(result.code).toBe(2);
   });
 });

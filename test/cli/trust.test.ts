@@ -4,7 +4,7 @@
  * `bridge run` refusing to start when that identity does not exist yet.
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,7 +86,28 @@ describe('cloudtaser-cli target trust', () => {
     expect(denied.stderr).toMatch(
       /^CT_TRUST_RECORD_UNAVAILABLE: cannot read the trust record ConfigMap cloudtaser-system\/cloudtaser-trust: CT_KUBE_FORBIDDEN/,
     );
+    expect(denied.stderr).toContain('the broker needs get and patch on it');
   }, 120_000);
+});
+
+describe('cloudtaser-cli target trust against an API server that is down', () => {
+  it.each(['show', 'reset'])(
+    'trust %s says CT_KUBE_UNREACHABLE as every target command does, in one code and without the RBAC hint',
+    async (sub) => {
+      const refused = join(dir, 'refused-kubeconfig');
+      await writeFile(
+        refused,
+        'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\nusers: [{name: u, user: {token: abc}}]\ncontexts: [{name: ctx, context: {cluster: c, user: u}}]\ncurrent-context: ctx\n',
+      );
+      const result = await runCli(['target', 'trust', sub, '--kubeconfig', refused]);
+      expect(result.code).toBe(1);
+      expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(result.stderr).toMatch(/^CT_KUBE_UNREACHABLE: /);
+      expect(result.stderr.match(/CT_[A-Z_]+:/g)).toHaveLength(1);
+      expect(result.stderr).not.toContain('the broker needs get and patch');
+    },
+    60_000,
+  );
 });
 
 describe('cloudtaser-cli source beacon-ca and bridge run', () => {

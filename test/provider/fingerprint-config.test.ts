@@ -4,6 +4,7 @@ import { encodeMsgpack } from '../../provider/cty/msgpack.js';
 import { unknown } from '../../provider/cty/values.js';
 import { createProviderHandlers } from '../../provider/framework/provider.js';
 import { clusterFingerprintBlock, toKubeConnection } from '../../provider/resources/cluster-fingerprint.js';
+import { providerBlock } from '../../provider/resources/provider-config.js';
 import { impliedType } from '../../provider/schema/schema.js';
 
 const base = {
@@ -31,6 +32,7 @@ describe('cloudtaser_cluster_fingerprint configuration', () => {
       kind: 'kubeconfig',
       path: '/k',
       context: 'c',
+      pathOrigin: 'kubeconfig_path',
     });
     expect(toKubeConnection({ ...base } as never)).toEqual({
       kind: 'kubeconfig',
@@ -89,5 +91,30 @@ describe('cloudtaser_cluster_fingerprint configuration', () => {
     expect((await validate({ token: 't' }))[0].detail).toContain('need host');
     expect((await validate({ host: 'https://h' }))[0].detail).toContain('needs a token or an exec block');
     expect((await validate({ host: 'ftp://h', token: 't' }))[0].summary).toBe('Invalid value for host');
+  });
+
+  it('names kubeconfig_path, not a CLI flag, when that file does not exist', async () => {
+    const nulls = Object.fromEntries(
+      [...Object.keys(providerBlock.attributes), ...Object.keys(providerBlock.blocks ?? {})].map((k) => [
+        k,
+        null,
+      ]),
+    );
+    const configure = await handlers.ConfigureProvider!({
+      config: { msgpack: encodeMsgpack(nulls as never, impliedType(providerBlock)) },
+    });
+    expect(configure.diagnostics).toEqual([]);
+    const response = await handlers.ReadDataSource!({
+      typeName: 'cloudtaser_cluster_fingerprint',
+      config: { msgpack: encodeMsgpack({ ...base, kubeconfig_path: '/no/such/kubeconfig' } as never, type) },
+    });
+    const [diagnostic] = response.diagnostics as {
+      detail: string;
+      attribute?: { steps: { attributeName: string }[] };
+    }[];
+    expect(diagnostic.detail).toContain('/no/such/kubeconfig does not exist');
+    expect(diagnostic.detail).toContain('kubeconfig_path');
+    expect(diagnostic.detail).not.toContain('--kubeconfig');
+    expect(diagnostic.attribute?.steps[0].attributeName).toBe('kubeconfig_path');
   });
 });
