@@ -3,13 +3,16 @@
  * Kubernetes test server, through a kubeconfig the server writes. HOME is a temp dir so the discovery cache
  * is private to this run.
  */
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type KubeTestServer, startKubeTestServer } from '../runtime/dev/kube/index.js';
+import { type KubeAuditEntry, type KubeTestServer, startKubeTestServer } from '../runtime/dev/kube/index.js';
+import { KubeClient } from '../runtime/kube/index.js';
 import { type ProcessResult, runProcess } from './run-process.js';
+import { waitUntil } from './support/wait.js';
 
 const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 // kubectl is installed on the project's machines and CI; a contributor without it skips this file locally, but
@@ -21,10 +24,12 @@ if (!available && process.env.CI)
 let server: KubeTestServer;
 let home: string;
 let kubeconfig: string;
+/** Resource requests of service accounts, as the API server's audit log records them. */
+const audit: KubeAuditEntry[] = [];
 
 beforeAll(async () => {
   if (!available) return;
-  server = await startKubeTestServer();
+  server = await startKubeTestServer({ audit: (entry) => audit.push(entry) });
   home = await mkdtemp(join(tmpdir(), 'ct-kubectl-'));
   kubeconfig = join(home, 'kubeconfig');
   await server.writeKubeconfig(kubeconfig);
@@ -129,8 +134,8 @@ webhooks:
     timeoutSeconds: ${timeout}
 `;
     const file = join(home, 'webhook.yaml');
-    // The test server serves no OpenAPI document, which kubectl's client-side schema validation needs.
-    const apply = ['apply', '--validate=false', '-f', file];
+    // With validation on (kubectl's default), as a user runs it: it reads the server's OpenAPI v3 documents.
+    const apply = ['apply', '-f', file];
     await writeFile(file, manifest(5));
     expect(await ok(apply)).toBe(
       'mutatingwebhookconfiguration.admissionregistration.k8s.io/cloudtaser created\n',
@@ -170,9 +175,7 @@ spec:
   renewTime: "2026-12-05T06:30:00.000000Z"
 `,
     );
-    expect(await ok(['apply', '--validate=false', '-f', file])).toBe(
-      'lease.coordination.k8s.io/bridge-shard-0 created\n',
-    );
+    expect(await ok(['apply', '-f', file])).toBe('lease.coordination.k8s.io/bridge-shard-0 created\n');
     expect(await ok(['get', 'leases', '-n', 'shards'])).toMatch(
       /^NAME\s+HOLDER\s+AGE\nbridge-shard-0\s+bridge-a\s+\d+s\n$/,
     );
@@ -200,5 +203,117 @@ spec:
     ]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('secrets "twice" already exists');
+  });
+
+  const TRUST_AND_SHARD = (namespace: string, suffix: string, caSha256: string) => `apiVersion: v1
+kind: ConfigMap
+metadata: {name: trust-${suffix}, namespace: ${namespace}}
+data: {caSha256: "${caSha256}"}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: shard-${suffix}, namespace: ${namespace}}
+spec: {holderIdentity: bridge-a, leaseDurationSeconds: 15}
+`;
+
+  it('kubectl apply -f with client-side validation on (the default) applies a ConfigMap and a Lease', async () => {
+    await server.createNamespace('validated');
+    const file = join(home, 'validated.yaml');
+    await writeFile(file, TRUST_AND_SHARD('validated', 'v', 'abc'));
+    // kubectl reads /openapi/v3 first; without it: "failed to download openapi ... --validate=false".
+    expect(await ok(['apply', '-f', file])).toBe(
+      'configmap/trust-v created\nlease.coordination.k8s.io/shard-v created\n',
+    );
+  });
+
+  it('kubectl apply --server-side creates, then updates, a ConfigMap and a Lease', async () => {
+    await server.createNamespace('ssa');
+    const file = join(home, 'ssa.yaml');
+    await writeFile(file, TRUST_AND_SHARD('ssa', 's', 'abc'));
+    // PATCH with application/apply-patch+yaml, GA since Kubernetes 1.22; it was a 415 before.
+    const applied =
+      'configmap/trust-s serverside-applied\nlease.coordination.k8s.io/shard-s serverside-applied\n';
+    expect(await ok(['apply', '--server-side', '-f', file])).toBe(applied);
+    await writeFile(file, TRUST_AND_SHARD('ssa', 's', 'def'));
+    expect(await ok(['apply', '--server-side', '-f', file])).toBe(applied);
+    const configMap = JSON.parse(
+      await ok(['get', 'configmap', 'trust-s', '-n', 'ssa', '-o', 'json', '--show-managed-fields']),
+    );
+    expect(configMap.data).toEqual({ caSha256: 'def' });
+    expect(configMap.metadata.managedFields).toEqual([
+      expect.objectContaining({
+        manager: 'kubectl',
+        operation: 'Apply',
+        fieldsV1: { 'f:data': { 'f:caSha256': {} } },
+      }),
+    ]);
+  });
+
+  it('kubectl wait --for=delete returns once a watched secret is deleted', async () => {
+    const admin = KubeClient.fromConnection({ kind: 'kubeconfig', path: kubeconfig });
+    try {
+      // kubectl runs as a service account so that the audit log shows when its watch is open.
+      await server.createServiceAccount('default', 'waiter');
+      server.grant(
+        { namespace: 'default', name: 'waiter' },
+        { verbs: ['get', 'list', 'watch'], resources: ['secrets'] },
+      );
+      const waiterConfig = join(home, 'waiter-kubeconfig');
+      await server.writeKubeconfig(waiterConfig, {
+        token: server.issueServiceAccountToken('default', 'waiter'),
+      });
+      const secret = await admin.createSecret('default', {
+        metadata: { name: 'to-migrate' },
+        stringData: { a: 'b' },
+      });
+      const waiting = kubectl(
+        ['wait', '--for=delete', 'secret/to-migrate', '-n', 'default', '--timeout=20s'],
+        waiterConfig,
+      );
+      await waitUntil(
+        () => audit.some((e) => e.user.endsWith(':waiter') && e.verb === 'watch' && e.allowed),
+        {
+          what: "kubectl wait's watch request",
+        },
+      );
+      await admin.deleteSecret('default', 'to-migrate', { uid: secret.metadata.uid });
+      const result = await waiting;
+      expect(result.stderr).toBe('');
+      expect(result.stdout).toBe('secret/to-migrate condition met\n');
+      expect(result.code).toBe(0);
+    } finally {
+      admin.close();
+    }
+  });
+
+  it('kubectl get -w prints a row for an object created while it watches', async () => {
+    await server.createNamespace('watched');
+    const admin = KubeClient.fromConnection({ kind: 'kubeconfig', path: kubeconfig });
+    // Spawned directly: the watch never ends by itself, so the test stops it once the row is printed.
+    const child = spawn(KUBECTL, ['get', 'secrets', '-n', 'watched', '-w'], {
+      env: { PATH: process.env.PATH, HOME: home, KUBECONFIG: kubeconfig },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    try {
+      await admin.createSecret('watched', { metadata: { name: 'early' }, stringData: { a: 'b' } });
+      await waitUntil(() => /^early\s/m.test(stdout), {
+        what: `the listed row for "early" (stderr: ${stderr})`,
+      });
+      await admin.createSecret('watched', { metadata: { name: 'late' }, stringData: { a: 'b' } });
+      await waitUntil(() => /^late\s+Opaque\s+1\s+\d+s$/m.test(stdout), {
+        what: `a row for "late" in ${stdout}`,
+      });
+    } finally {
+      child.kill();
+      admin.close();
+    }
   });
 });

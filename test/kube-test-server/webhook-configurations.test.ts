@@ -435,7 +435,7 @@ describe('reading MutatingWebhookConfigurations', () => {
         singularName: 'mutatingwebhookconfiguration',
         namespaced: false,
         kind: 'MutatingWebhookConfiguration',
-        verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+        verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
       },
     ]);
   });
@@ -667,8 +667,10 @@ describe('changing MutatingWebhookConfigurations', () => {
   it('answers a patch format it does not take with 415 UnsupportedMediaType', async () => {
     const name = uniqueName('apply');
     await create(name);
+    // Plain YAML is no patch format (server-side apply's application/apply-patch+yaml is one, see
+    // lists-watches-apply.test.ts).
     const res = await call('PATCH', `${BASE}/${name}`, {
-      contentType: 'application/apply-patch+yaml',
+      contentType: 'application/yaml',
       raw: 'metadata: {}',
     });
     expect(res.status).toBe(415);

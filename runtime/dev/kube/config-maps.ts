@@ -2,6 +2,7 @@
 import {
   BUILT_IN_PATCH_TYPES,
   checkUpdatePreconditions,
+  createByApply,
   deleteObject,
   listResult,
   metaFields,
@@ -48,6 +49,7 @@ export function handleConfigMaps(state: ServerState, req: ResourceRequest): Hand
     case 'get':
       return { status: 200, body: mustGet(state, 'configmaps', namespace, req.name as string) };
     case 'list':
+    case 'watch':
       return listResult(
         state,
         req,
@@ -75,6 +77,8 @@ export function handleConfigMaps(state: ServerState, req: ResourceRequest): Hand
       return { status: 200, body: storeConfigMapChange(state, current, next), warnings };
     }
     case 'patch': {
+      const create = createByApply(state, req, CONFIG_MAPS);
+      if (create !== undefined) return handleConfigMaps(state, create);
       const { current, patched } = patchedObject(state, req, CONFIG_MAPS);
       const next = normaliseConfigMap(patched, current.metadata.name, current.metadata.namespace as string);
       return { status: 200, body: storeConfigMapChange(state, current, next) };

@@ -8,6 +8,7 @@ export function handleDeployments(state: ServerState, req: ResourceRequest): Han
     case 'get':
       return { status: 200, body: mustGet(state, 'deployments', req.namespace, req.name as string) };
     case 'list':
+    case 'watch':
       return listResult(
         state,
         req,

@@ -33,7 +33,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'namespace',
     kind: 'Namespace',
     namespaced: false,
-    verbs: ['create', 'get', 'list'],
+    verbs: ['create', 'get', 'list', 'watch'],
     shortNames: ['ns'],
   },
   {
@@ -43,7 +43,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'serviceaccount',
     kind: 'ServiceAccount',
     namespaced: true,
-    verbs: ['create', 'delete', 'get', 'list'],
+    verbs: ['create', 'delete', 'get', 'list', 'watch'],
     shortNames: ['sa'],
     subresources: [
       {
@@ -62,7 +62,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'secret',
     kind: 'Secret',
     namespaced: true,
-    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
   },
   {
     group: '',
@@ -71,7 +71,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'configmap',
     kind: 'ConfigMap',
     namespaced: true,
-    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
     shortNames: ['cm'],
   },
   {
@@ -81,7 +81,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'event',
     kind: 'Event',
     namespaced: true,
-    verbs: ['create', 'get', 'list'],
+    verbs: ['create', 'get', 'list', 'watch'],
     shortNames: ['ev'],
   },
   {
@@ -100,7 +100,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'mutatingwebhookconfiguration',
     kind: 'MutatingWebhookConfiguration',
     namespaced: false,
-    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
   },
   // Read-only here: the test server runs no Deployment controller, so tests place Deployments with their status
   // (applyDeployment), as the controller would have written it.
@@ -111,7 +111,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'deployment',
     kind: 'Deployment',
     namespaced: true,
-    verbs: ['get', 'list'],
+    verbs: ['get', 'list', 'watch'],
     shortNames: ['deploy'],
   },
   {
@@ -121,7 +121,7 @@ export const RESOURCES: readonly ResourceDefinition[] = [
     singularName: 'lease',
     kind: 'Lease',
     namespaced: true,
-    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update'],
+    verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
   },
 ];
 

@@ -31,6 +31,7 @@ export function handleEvents(state: ServerState, req: ResourceRequest): HandlerR
     case 'get':
       return { status: 200, body: mustGet(state, 'events', namespace, req.name as string) };
     case 'list':
+    case 'watch':
       return listResult(state, req, 'events', 'EventList', namespace, EVENT_SELECTABLE_FIELDS, (o) => {
         const ref = (isRecord(o.involvedObject) ? o.involvedObject : {}) as Record<string, unknown>;
         const source = (isRecord(o.source) ? o.source : {}) as Record<string, unknown>;

@@ -11,6 +11,7 @@
 import {
   BUILT_IN_PATCH_TYPES,
   checkUpdatePreconditions,
+  createByApply,
   deleteObject,
   listResult,
   metaFields,
@@ -65,6 +66,7 @@ const LEASES: ResourceNames = {
   resource: 'leases',
   kind: 'Lease',
   group: LEASE_GROUP,
+  apiVersion: LEASE_API_VERSION,
   patchTypes: BUILT_IN_PATCH_TYPES,
   strategy: OBJECT_META_STRATEGY,
 };
@@ -75,6 +77,7 @@ export function handleLeases(state: ServerState, req: ResourceRequest): HandlerR
     case 'get':
       return { status: 200, body: mustGet(state, 'leases', namespace, req.name as string, LEASE_GROUP) };
     case 'list':
+    case 'watch':
       return listResult(
         state,
         req,
@@ -104,6 +107,8 @@ export function handleLeases(state: ServerState, req: ResourceRequest): HandlerR
       return { status: 200, body: storeChange(state, 'leases', current, next), warnings };
     }
     case 'patch': {
+      const create = createByApply(state, req, LEASES);
+      if (create !== undefined) return handleLeases(state, create);
       const { current, patched } = patchedObject(state, req, LEASES);
       const warnings = checkFields(req, LEASE_FIELDS, patched, unknownSpecFields(patched));
       const next = normaliseLease(patched, current.metadata.name, current.metadata.namespace as string);

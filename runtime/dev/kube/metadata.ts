@@ -108,6 +108,9 @@ export function storedMetadata(
   if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
   for (const field of ['ownerReferences', 'finalizers'] as const)
     if (meta[field] !== undefined) metadata[field] = meta[field];
+  // Written by server-side apply (patch.ts) and carried through updates, as the API server keeps them.
+  if (Array.isArray(meta.managedFields) && meta.managedFields.length > 0)
+    metadata.managedFields = meta.managedFields;
   return metadata as KubeObject['metadata'];
 }
 

@@ -5,6 +5,7 @@
 import {
   BUILT_IN_PATCH_TYPES,
   checkUpdatePreconditions,
+  createByApply,
   deleteObject,
   listResult,
   mustGet,
@@ -39,6 +40,7 @@ const MUTATING_WEBHOOK_CONFIGURATIONS: ResourceNames = {
   resource: 'mutatingwebhookconfigurations',
   kind: MUTATING_WEBHOOK_CONFIGURATION_KIND,
   group: WEBHOOK_CONFIGURATION_GROUP,
+  apiVersion: WEBHOOK_CONFIGURATION_API_VERSION,
   patchTypes: BUILT_IN_PATCH_TYPES,
   strategy: WEBHOOK_CONFIGURATION_STRATEGY,
 };
@@ -49,6 +51,7 @@ export function handleMutatingWebhookConfigurations(state: ServerState, req: Res
     case 'get':
       return { status: 200, body: mustGet(state, resource, undefined, req.name as string, group) };
     case 'list':
+    case 'watch':
       return listResult(
         state,
         req,
@@ -84,6 +87,8 @@ export function handleMutatingWebhookConfigurations(state: ServerState, req: Res
       return { status: 200, body: storeWebhookConfigurationChange(state, current, object), warnings };
     }
     case 'patch': {
+      const create = createByApply(state, req, MUTATING_WEBHOOK_CONFIGURATIONS);
+      if (create !== undefined) return handleMutatingWebhookConfigurations(state, create);
       const { current, patched } = patchedObject(state, req, MUTATING_WEBHOOK_CONFIGURATIONS);
       const body = objectBody(
         patched,

@@ -13,6 +13,7 @@ export function handleNamespaces(state: ServerState, req: ResourceRequest): Hand
     case 'get':
       return { status: 200, body: mustGet(state, 'namespaces', undefined, req.name as string) };
     case 'list':
+    case 'watch':
       return listResult(
         state,
         req,

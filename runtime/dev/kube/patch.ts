@@ -1,17 +1,24 @@
 /**
- * The three PATCH body formats the API server applies to built-in types (dev-only test server code):
- * JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch. Pure functions on JSON
+ * The PATCH body formats the API server applies to built-in types (dev-only test server code): JSON merge
+ * patch (RFC 7386), JSON patch (RFC 6902), strategic merge patch and server-side apply. Pure functions on JSON
  * values; failures are thrown as the Status errors the API server sends for them. Upstream: k8s.io/apiserver
  * pkg/endpoints/handlers/patch.go (`PatchResource`: the content type picks the format, an unknown one is 415;
  * `jsonPatcher` and `smpPatcher`), github.com/evanphx/json-patch (RFC 6902 and 7386 as the API server applies
  * them), k8s.io/apimachinery pkg/util/strategicpatch (`patchMergeKey`, `$patch`, set-like primitive lists).
  */
+import { parse as parseYaml } from 'yaml';
 import { badRequest, KubeStatusError, requestEntityTooLarge, unsupportedMediaType } from './status.js';
 
 export const MERGE_PATCH = 'application/merge-patch+json';
 export const JSON_PATCH = 'application/json-patch+json';
 export const STRATEGIC_MERGE_PATCH = 'application/strategic-merge-patch+json';
-export type PatchType = typeof MERGE_PATCH | typeof JSON_PATCH | typeof STRATEGIC_MERGE_PATCH;
+/** Server-side apply, GA since Kubernetes 1.22 (what `kubectl apply --server-side` sends). */
+export const APPLY_PATCH = 'application/apply-patch+yaml';
+export type PatchType =
+  | typeof MERGE_PATCH
+  | typeof JSON_PATCH
+  | typeof STRATEGIC_MERGE_PATCH
+  | typeof APPLY_PATCH;
 
 /**
  * What strategic merge patch needs to know about a type: which lists merge by a key and which primitive
@@ -39,7 +46,7 @@ export function patchTypeOf(contentType: string, accepted: readonly PatchType[])
   return type as PatchType;
 }
 
-/** Applies a patch body of the given type to a copy of `document` and returns the result. */
+/** Applies a patch body of the given type (not an apply patch: see serverSideApply) to a copy of `document`. */
 export function applyPatch(
   document: Record<string, unknown>,
   patch: unknown,
@@ -47,6 +54,7 @@ export function applyPatch(
   schema: StrategicSchema = OBJECT_META_STRATEGY,
 ): Record<string, unknown> {
   let patched: unknown;
+  if (type === APPLY_PATCH) throw new TypeError('apply patches go through serverSideApply');
   if (type === JSON_PATCH) {
     patched = applyJsonPatch(document, patch);
   } else {
@@ -249,6 +257,157 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return (
     keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && jsonEqual(a[k], b[k]))
   );
+}
+
+// ---- server-side apply -------------------------------------------------------------------------------------
+
+/** One `metadata.managedFields` entry (k8s.io/apimachinery pkg/apis/meta/v1 `ManagedFieldsEntry`). */
+export interface ManagedFieldsEntry {
+  manager: string;
+  operation: 'Apply' | 'Update';
+  apiVersion: string;
+  time: string;
+  fieldsType: 'FieldsV1';
+  fieldsV1: FieldSet;
+}
+
+/** A FieldsV1 set: `f:<field>`, `k:<merge key JSON>` and `v:<value JSON>` members, `{}` for a leaf. */
+export type FieldSet = { [member: string]: FieldSet };
+
+/** Fields the field manager never records (k8s.io/apiserver pkg/endpoints/handlers/fieldmanager, stripped fields). */
+const UNOWNED_TOP_LEVEL = new Set(['apiVersion', 'kind', 'status']);
+const UNOWNED_METADATA = new Set([
+  'name',
+  'namespace',
+  'uid',
+  'resourceVersion',
+  'creationTimestamp',
+  'generation',
+  'selfLink',
+  'deletionTimestamp',
+  'managedFields',
+]);
+
+/** An apply patch body: YAML holding one object (JSON, which kubectl sends, is YAML too). */
+export function parseApplyConfiguration(body: unknown): Record<string, unknown> {
+  let parsed: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = parseYaml(body);
+    } catch (err) {
+      throw badRequest(`error decoding YAML: ${(err as Error).message}`);
+    }
+  }
+  if (!isObject(parsed)) throw badRequest('the apply patch must be a YAML or JSON object');
+  return parsed;
+}
+
+/**
+ * Server-side apply (Kubernetes docs, "Server-Side Apply"), simplified: the applied configuration merges into
+ * the object as a strategic merge patch would (maps by key, lists with a merge key by that key, other lists
+ * replaced), fields this manager applied last time and leaves out now are removed, and the manager's `Apply`
+ * entry in `metadata.managedFields` records the fields it now owns. Not modelled: ownership by other managers
+ * (this server records no `Update` entries), so there are no apply conflicts and `force` changes nothing.
+ * An unchanged field set keeps its entry's time, so a repeated apply is a no-op write.
+ */
+export function serverSideApply(
+  current: Record<string, unknown> | undefined,
+  configuration: Record<string, unknown>,
+  options: { manager: string; apiVersion: string; schema: StrategicSchema; now?: Date },
+): Record<string, unknown> {
+  const applied = structuredClone(configuration);
+  if (isObject(applied.metadata)) delete applied.metadata.managedFields;
+  const fields = fieldSetOf(applied, options.schema, '', true);
+  const base = structuredClone(current ?? {});
+  const entries = managedFieldsOf(base);
+  const previous = entries.find((e) => e.manager === options.manager && e.operation === 'Apply');
+  if (previous !== undefined) removeUnapplied(base, previous.fieldsV1, fields);
+  const merged = strategicMergePatch(base, applied, options.schema);
+  const entry: ManagedFieldsEntry =
+    previous !== undefined && jsonEqual(previous.fieldsV1, fields)
+      ? previous
+      : {
+          manager: options.manager,
+          operation: 'Apply',
+          apiVersion: options.apiVersion,
+          time: (options.now ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+          fieldsType: 'FieldsV1',
+          fieldsV1: fields,
+        };
+  const managedFields =
+    previous === undefined ? [...entries, entry] : entries.map((e) => (e === previous ? entry : e));
+  const metadata = isObject(merged.metadata) ? merged.metadata : {};
+  setMember(merged, 'metadata', { ...metadata, managedFields });
+  return merged;
+}
+
+function managedFieldsOf(object: Record<string, unknown>): ManagedFieldsEntry[] {
+  const metadata = isObject(object.metadata) ? object.metadata : {};
+  const entries = Array.isArray(metadata.managedFields) ? metadata.managedFields : [];
+  return entries.filter(
+    (e): e is ManagedFieldsEntry => isObject(e) && typeof e.manager === 'string' && isObject(e.fieldsV1),
+  );
+}
+
+/** The FieldsV1 set of an applied configuration. */
+function fieldSetOf(
+  value: Record<string, unknown>,
+  schema: StrategicSchema,
+  path: string,
+  topLevel = false,
+): FieldSet {
+  const out: FieldSet = {};
+  for (const [key, child] of Object.entries(value)) {
+    if (topLevel && UNOWNED_TOP_LEVEL.has(key)) continue;
+    if (path === 'metadata' && UNOWNED_METADATA.has(key)) continue;
+    const fieldPath = childPath(path, key);
+    const mergeKey = schema.mergeKeys[fieldPath];
+    let members: FieldSet = {};
+    if (isObject(child)) {
+      members = fieldSetOf(child, schema, fieldPath);
+      if (path === '' && key === 'metadata' && Object.keys(members).length === 0) continue;
+    } else if (Array.isArray(child) && mergeKey !== undefined) {
+      for (const element of child)
+        if (isObject(element) && element[mergeKey] !== undefined)
+          members[`k:${JSON.stringify({ [mergeKey]: element[mergeKey] })}`] = {
+            '.': {},
+            ...fieldSetOf(element, schema, fieldPath),
+          };
+    } else if (Array.isArray(child) && schema.mergedPrimitiveLists?.includes(fieldPath)) {
+      for (const element of child) members[`v:${JSON.stringify(element)}`] = {};
+    }
+    setMember(out, `f:${key}`, members);
+  }
+  return out;
+}
+
+/** Removes from `target` what `before` holds and `after` does not: fields an applier stopped applying. */
+function removeUnapplied(target: unknown, before: FieldSet, after: FieldSet | undefined): void {
+  for (const [name, inner] of Object.entries(before)) {
+    if (name === '.') continue;
+    const kept = after !== undefined && Object.hasOwn(after, name) ? after[name] : undefined;
+    const kind = name.slice(0, 2);
+    const text = name.slice(2);
+    if (kind === 'f:' && isObject(target)) {
+      if (kept === undefined) delete target[text];
+      else if (Object.keys(inner).length > 0) removeUnapplied(member(target, text), inner, kept);
+    } else if ((kind === 'k:' || kind === 'v:') && Array.isArray(target)) {
+      let wanted: unknown;
+      try {
+        wanted = JSON.parse(text);
+      } catch {
+        continue;
+      }
+      const index = target.findIndex((e) =>
+        kind === 'v:'
+          ? jsonEqual(e, wanted)
+          : isObject(e) && isObject(wanted) && Object.entries(wanted).every(([k, v]) => jsonEqual(e[k], v)),
+      );
+      if (index < 0) continue;
+      if (kept === undefined) target.splice(index, 1);
+      else removeUnapplied(target[index], inner, kept);
+    }
+  }
 }
 
 // ---- strategic merge patch ---------------------------------------------------------------------------------

@@ -31,6 +31,20 @@ export interface HandlerResult {
   readonly status: number;
   readonly body: unknown;
   readonly warnings?: readonly string[];
+  /** A response written over time (a watch); `body` is then unused. */
+  readonly stream?: ResponseStream;
+}
+
+/** Where a streamed response writes: one chunk at a time, then the end of the response. */
+export interface StreamSink {
+  write(chunk: string): void;
+  end(): void;
+}
+
+/** A streamed response: `open` starts writing and returns the function that stops it (client gone, server closing). */
+export interface ResponseStream {
+  readonly contentType: string;
+  open(sink: StreamSink): () => void;
 }
 
 export interface ServerState {
@@ -42,4 +56,6 @@ export interface ServerState {
   readonly apiAudiences: readonly string[];
   /** Minor version served; TokenReview metadata shape depends on it (wire-facts B0). */
   readonly minorVersion: number;
+  /** How often a watch that allows bookmarks gets one (the API server's bookmarkFrequency is a minute). */
+  readonly watchBookmarkIntervalMs: number;
 }

@@ -2,6 +2,7 @@
 import {
   BUILT_IN_PATCH_TYPES,
   checkUpdatePreconditions,
+  createByApply,
   deleteObject,
   listResult,
   metaFields,
@@ -48,6 +49,7 @@ export function handleSecrets(state: ServerState, req: ResourceRequest): Handler
     case 'get':
       return { status: 200, body: mustGet(state, 'secrets', namespace, req.name as string) };
     case 'list':
+    case 'watch':
       return listResult(state, req, 'secrets', 'SecretList', namespace, SECRET_SELECTABLE_FIELDS, (o) => ({
         ...metaFields(o),
         type: String(o.type ?? ''),
@@ -69,8 +71,11 @@ export function handleSecrets(state: ServerState, req: ResourceRequest): Handler
       const next = normaliseSecret(body, current.metadata.name, current.metadata.namespace as string);
       return { status: 200, body: storeSecretChange(state, current, next), warnings };
     }
-    case 'patch':
+    case 'patch': {
+      const create = createByApply(state, req, SECRETS);
+      if (create !== undefined) return handleSecrets(state, create);
       return { status: 200, body: patchSecret(state, req) };
+    }
     case 'delete':
       return { status: 200, body: deleteObject(state, req, SECRETS) };
     default:

@@ -13,12 +13,13 @@ import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, findResou
 import { handleResource } from './handlers.js';
 import { type WriteKubeconfigOptions, writeKubeconfigFile } from './kubeconfig.js';
 import { createNamespace } from './namespaces.js';
+import { openApiDocument, openApiIndex } from './openapi.js';
 import { Authorizer, type PolicyRule } from './rbac.js';
-import type { HandlerResult, ServerState, UserInfo } from './requests.js';
+import type { HandlerResult, ResponseStream, ServerState, UserInfo } from './requests.js';
 import { createServiceAccountObject } from './service-accounts.js';
 import { forwardToService, parseServiceProxyPath, ServiceBackends } from './service-proxy.js';
 import { badRequest, forbidden, KubeStatusError, requestEntityTooLarge, unauthorized } from './status.js';
-import { type KubeObject, ObjectStore } from './store.js';
+import { DEFAULT_HISTORY_LIMIT, type KubeObject, ObjectStore } from './store.js';
 import { toTable, wantsTable } from './table.js';
 import { type ServiceAccountSigningAlgorithm, ServiceAccountTokenSigner } from './tokens.js';
 
@@ -51,6 +52,13 @@ export interface KubeTestServerOptions {
    * (an RSA `--service-account-signing-key-file`); ES256/ES384/ES512 stand for a P-256/P-384/P-521 key.
    */
   readonly serviceAccountSigningAlgorithm?: ServiceAccountSigningAlgorithm;
+  /**
+   * How many changes (revisions) the server keeps for watches and continue tokens, as etcd keeps history until
+   * it is compacted; an older resourceVersion is answered with 410 Expired. @default 1000
+   */
+  readonly historyLimit?: number;
+  /** How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK. @default 60000, the API server's minute */
+  readonly watchBookmarkIntervalMs?: number;
   readonly logger?: Logger;
 }
 
@@ -139,13 +147,16 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
   const tls = options.tls === undefined ? devServingCertificate(options.host) : options.tls;
 
   const state: ServerState = {
-    store: new ObjectStore(),
+    store: new ObjectStore(options.historyLimit ?? DEFAULT_HISTORY_LIMIT),
     signer: new ServiceAccountTokenSigner(issuer, options.serviceAccountSigningAlgorithm),
     authorizer: new Authorizer(),
     adminToken: randomBytes(32).toString('base64url'),
     apiAudiences: [issuer],
     minorVersion: Number(versionMatch[2]),
+    watchBookmarkIntervalMs: options.watchBookmarkIntervalMs ?? 60_000,
   };
+  /** Open watch streams, ended when the server closes. */
+  const openStreams = new Set<() => void>();
   const serviceBackends = new ServiceBackends();
   for (const name of ['default', 'kube-node-lease', 'kube-public']) createNamespace(state, name);
   createNamespace(state, 'kube-system', {}, kubeSystemUid);
@@ -198,7 +209,28 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
       result = { status: err.httpStatus, body: err.body };
     }
     logger.debug({ event: 'request', method, path, status: result.status, user: username }, 'served');
-    writeJson(res, result.status, result.body, result.warnings);
+    if (result.stream !== undefined) writeStream(res, result.stream);
+    else writeJson(res, result.status, result.body, result.warnings);
+  }
+
+  /** A watch: 200 with chunked JSON lines until the stream, the client or the server ends it. */
+  function writeStream(res: ServerResponse, stream: ResponseStream): void {
+    res.writeHead(200, { 'content-type': stream.contentType, 'cache-control': 'no-cache, private' });
+    res.flushHeaders();
+    let stop: () => void = () => undefined;
+    const finish = (): void => {
+      stop();
+      openStreams.delete(finish);
+      if (!res.writableEnded) res.end();
+    };
+    openStreams.add(finish);
+    res.on('close', finish);
+    stop = stream.open({
+      write: (chunk) => {
+        if (!res.writableEnded) res.write(chunk);
+      },
+      end: finish,
+    });
   }
 
   function authenticate(req: IncomingMessage): UserInfo {
@@ -256,6 +288,12 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
     if (method === 'GET') {
       if (path === '/api') return { status: 200, body: apiVersions(host) };
       if (path === '/apis') return { status: 200, body: apiGroupList() };
+      if (path === '/openapi/v3') return { status: 200, body: openApiIndex() };
+      if (path.startsWith('/openapi/v3/')) {
+        const document = openApiDocument(path.slice('/openapi/v3/'.length));
+        if (document === undefined) throw notFoundPath();
+        return { status: 200, body: JSON.parse(document) };
+      }
       if (ISSUER_DISCOVERY_PATHS.has(path)) {
         // kube-apiserver's bootstrap policy (plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go) binds the
         // ClusterRole system:service-account-issuer-discovery to the group system:serviceaccounts (by default
@@ -451,6 +489,7 @@ export async function startKubeTestServer(options: KubeTestServerOptions = {}): 
       );
     },
     close: async () => {
+      for (const finish of [...openStreams]) finish();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const socket of sockets) socket.destroy();

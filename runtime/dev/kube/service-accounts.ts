@@ -32,6 +32,7 @@ export function handleServiceAccounts(state: ServerState, req: ResourceRequest):
     case 'get':
       return { status: 200, body: mustGet(state, 'serviceaccounts', namespace, req.name as string) };
     case 'list':
+    case 'watch':
       return listResult(
         state,
         req,
