@@ -242,6 +242,9 @@ function buildPatch(
       runAsUser: INIT_CONTAINER_UID,
       runAsGroup: INIT_CONTAINER_UID,
       capabilities: { drop: ['ALL'] },
+      // Pod Security "restricted" checks every container: a pod that sets seccomp per container (not at pod
+      // level) would otherwise be refused once this one is added.
+      seccompProfile: { type: 'RuntimeDefault' },
     },
   };
   // First, so the secrets are in place before any other init container runs.

@@ -58,6 +58,33 @@ describe('runtime/charts/README.md', () => {
   });
 });
 
+describe('runtime/charts/README.md known limits', () => {
+  const limits = chartsReadme.split('## Known limits')[1]?.split('\n## ')[0] ?? '';
+
+  it('says what replaces lookup where nothing answers it at render time (ArgoCD, helm template)', () => {
+    expect(limits).toMatch(/`lookup` answers nothing/);
+    expect(limits).toMatch(/bridge-ca\.yaml` renders an empty `ca\.crt`/);
+    for (const value of ['beacon.bridgeAuth.caPems', 'beacon.bridgeAuth.caConfigMap', 'tls.secretName'])
+      expect(limits).toContain(`\`${value}\``);
+  });
+
+  it('says that imagePullSecrets reach only the operator pod, and how application namespaces pull the init container', () => {
+    expect(limits).toMatch(/`imagePullSecrets` reach only the operator pod/);
+    expect(limits).toMatch(/kubectl -n <app-namespace> patch serviceaccount/);
+  });
+});
+
+describe('docs/scaling.md', () => {
+  const scaling = readFileSync(join(CHARTS_DIR, '..', '..', 'docs', 'scaling.md'), 'utf8');
+
+  it('names objects as the charts do: <fullname>-headless and <fullname>-shard-/-member- Leases, not <release>-', () => {
+    expect(scaling).not.toMatch(/<release>-/);
+    expect(scaling).toContain('`<fullname>-headless`');
+    expect(scaling).toContain('`<fullname>-shard-<i>-<slot>`');
+    expect(scaling).toContain('`<fullname>-member-<pod>`');
+  });
+});
+
 describe('runtime/images/README.md', () => {
   it.each(['operator', 'beacon', 'bridge'] as const)(
     'gives the %s image the default command of its Dockerfile, a command of the CLI',

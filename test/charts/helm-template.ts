@@ -57,9 +57,10 @@ function lex(source: string, file: string): Token[] {
     if (trimLeft) text = text.replace(/\s+$/, '');
     tokens.push({ kind: 'text', text });
     const start = open + (trimLeft ? 3 : 2);
-    if (source.startsWith('/*', start)) {
-      // A comment: `{{/* ... */}}` or `{{- /* ... */ -}}`.
-      const end = source.indexOf('*/', start);
+    // A comment: `{{/* ... */}}` or `{{- /* ... */ -}}` (after `{{-` comes the space that marks the trim).
+    const commentStart = trimLeft ? start + 1 : start;
+    if (source.startsWith('/*', commentStart)) {
+      const end = source.indexOf('*/', commentStart);
       if (end === -1) throw new Error(`${file}: unclosed comment`);
       let after = end + 2;
       if (source.startsWith(' -}}', after)) {
@@ -429,6 +430,9 @@ const FUNCTIONS: Record<string, Fn> = {
   add: (_e, _s, args) => args.reduce<number>((sum, v) => sum + Number(v), 0),
   sub: (_e, _s, [a, b]) => Number(a) - Number(b),
   first: (_e, _s, [list]) => (Array.isArray(list) ? list[0] : undefined),
+  // Sprig's concat (lists joined in order) and uniq (first occurrence kept).
+  concat: (_e, _s, lists) => lists.flatMap((list) => (Array.isArray(list) ? list : [])),
+  uniq: (_e, _s, [list]) => (Array.isArray(list) ? [...new Set(list)] : []),
   index: (_e, _s, [collection, ...keys]) => {
     let cursor = collection;
     for (const key of keys) cursor = (cursor as Record<string, unknown> | undefined)?.[String(key)];

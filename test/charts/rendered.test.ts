@@ -4,6 +4,7 @@
  * what a cluster needs to run them: RBAC exactly as the code calls it, Service ports that reach listening
  * ports, names Kubernetes accepts, addresses that match what is served, flags the CLI has.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,8 +18,9 @@ import {
   operatorKubeAccess,
   type ResourcePermission,
 } from '../../runtime/kube/permissions.js';
-import { CHART_NAMES, CHARTS_DIR, readChart } from './chart-files.js';
-import type { RenderedChart } from './helm-template.js';
+import { reviewPod } from '../../runtime/webhook/admission.js';
+import { CHART_NAMES, CHARTS_DIR, type ChartName, readChart } from './chart-files.js';
+import { mergeValues, type RenderedChart } from './helm-template.js';
 import {
   CLUSTER_SCOPED_KINDS,
   containerArgs,
@@ -312,6 +314,14 @@ describe.each(CHART_NAMES)('chart %s rendered', (chartName) => {
     }
   });
 
+  it('names in values.yaml the command its Deployment runs', () => {
+    const [group, verb] = containerArgs(only(render(chartName), 'Deployment'));
+    const comment = /runs `cloudtaser-cli ([a-z]+ [a-z-]+)`/.exec(
+      readFileSync(join(CHARTS_DIR, chartName, 'values.yaml'), 'utf8'),
+    );
+    expect(comment?.[1]).toBe(`${group} ${verb}`);
+  });
+
   it('ships a .helmignore', () => {
     expect(readFileSync(join(CHARTS_DIR, chartName, '.helmignore'), 'utf8')).toMatch(/^\.git\/$/m);
   });
@@ -353,6 +363,47 @@ describe('chart cloudtaser (operator) rendered', () => {
     expect(deployment.spec.template.spec.serviceAccountName).toBe('ops-cloudtaser');
   });
 
+  it('sends the webhook only pods it injects: webhook.objectSelector keeps the cloudtaser.io/inject=true label, matchExpressions narrow it', () => {
+    const { schema, values: defaults } = readChart('cloudtaser');
+    // Helm's merge: a null removes the default key, as `--set webhook.objectSelector.matchLabels...=null` does.
+    const problems = (objectSelector: unknown) =>
+      validateValues(
+        schema,
+        mergeValues(deepMerge(defaults, REQUIRED_VALUES.cloudtaser), { webhook: { objectSelector } }),
+      ).map((p) => p.path);
+    const label = 'webhook.objectSelector.matchLabels.cloudtaser.io/inject';
+    // Another opt-in label sent pods the webhook admitted untouched: they started without their secrets.
+    expect(
+      problems({ matchLabels: { 'cloudtaser.io/inject': null, 'secrets.example.com/openbao': 'enabled' } }),
+    ).toEqual([label, 'webhook.objectSelector.matchLabels.secrets.example.com/openbao']);
+    expect(problems({ matchLabels: { 'cloudtaser.io/inject': 'yes' } })).toEqual([label]);
+    expect(
+      problems({ matchExpressions: [{ key: 'cloudtaser.io/inject', operator: 'NotIn', values: ['true'] }] }),
+    ).toEqual(['webhook.objectSelector.matchExpressions.0.key']);
+
+    const narrowed = { matchExpressions: [{ key: 'team', operator: 'In', values: ['payments'] }] };
+    expect(problems(narrowed)).toEqual([]);
+    const rendered = render('cloudtaser', { webhook: { objectSelector: narrowed } });
+    const selector = only(rendered, 'MutatingWebhookConfiguration').webhooks[0].objectSelector;
+    expect(rendered.notes).toContain('Pods opt in with the label cloudtaser.io/inject=true');
+    // A pod the API server sends (it matches the rendered selector) is a pod the webhook injects.
+    const labels: Record<string, string> = { ...selector.matchLabels };
+    for (const e of selector.matchExpressions) labels[e.key] = e.values[0];
+    const pod = {
+      metadata: { name: 'app', labels, annotations: { 'cloudtaser.io/secret-db': 'app/db' } },
+      spec: { containers: [{ name: 'app', image: 'app:1' }] },
+    };
+    const state = {
+      connected: true,
+      podApiUrl: 'https://cloudtaser.cloudtaser-system.svc:8443',
+      podApiCaPem: 'CA',
+    };
+    const response = reviewPod('u', { kind: { kind: 'Pod' }, operation: 'CREATE', object: pod }, state, {
+      image: 'ghcr.io/cloudtaser/cloudtaser-operator:test',
+    });
+    expect(response.patch).toBeDefined();
+  });
+
   it('calls the webhook through the Service port that reaches the webhook container port', () => {
     const rendered = render('cloudtaser', { service: { port: 8443 } });
     const hook = only(rendered, 'MutatingWebhookConfiguration').webhooks[0].clientConfig.service;
@@ -375,6 +426,101 @@ describe('chart cloudtaser-beacon rendered', () => {
     const pdb = only(render('cloudtaser-beacon', { replicas: 3 }), 'PodDisruptionBudget');
     expect(pdb.spec.minAvailable).toBe(1);
     expect(objectsOf(render('cloudtaser-beacon', { replicas: 1 }), 'PodDisruptionBudget')).toEqual([]);
+  });
+
+  it('makes a generated certificate valid for the headless name bridges dial (NOTES) and the Service names, besides tls.generate.dnsNames', () => {
+    const sans = (values: Record<string, unknown>, release: { name: string; namespace: string }) => {
+      const rendered = render('cloudtaser-beacon', values, release);
+      const cert = new X509Certificate(Buffer.from(only(rendered, 'Secret').data['tls.crt'], 'base64'));
+      const headless = /dial every replica:\s+(\S+):\d+/.exec(rendered.notes)![1]!;
+      return { cert, headless };
+    };
+    const byDefault = sans({ tls: { generate: { enabled: true } } }, { name: 'edge', namespace: 'relay' });
+    expect(byDefault.headless).toBe('edge-cloudtaser-beacon-headless.relay.svc');
+    // Bridges verify the outer TLS against the host they dial: without it every bridge failed the handshake.
+    for (const host of [
+      byDefault.headless,
+      `${byDefault.headless}.cluster.local`,
+      'edge-cloudtaser-beacon.relay.svc',
+      'edge-cloudtaser-beacon.relay.svc.cluster.local',
+      'cloudtaser-beacon',
+    ])
+      expect(byDefault.cert.checkHost(host), `${host} in ${byDefault.cert.subjectAltName}`).toBe(host);
+    const custom = sans(
+      { tls: { generate: { enabled: true, dnsNames: ['beacon.example.com'] } } },
+      { name: 'cloudtaser-beacon', namespace: 'cloudtaser-system' },
+    );
+    expect(custom.cert.subject).toMatch(/^CN=beacon\.example\.com$/m);
+    for (const host of ['beacon.example.com', custom.headless, 'cloudtaser-beacon.cloudtaser-system.svc'])
+      expect(custom.cert.checkHost(host), `${host} in ${custom.cert.subjectAltName}`).toBe(host);
+    // A certificate the user brings must carry the headless name too: NOTES say which.
+    expect(render('cloudtaser-beacon').notes).toMatch(
+      /must name the headless Service bridges dial, cloudtaser-beacon-headless\.cloudtaser-system\.svc/,
+    );
+  });
+
+  it('scales with a HorizontalPodAutoscaler (autoscaling/v2) when autoscaling.enabled, and leaves spec.replicas to it', () => {
+    const { schema, values: defaults } = readChart('cloudtaser-beacon');
+    const problems = (autoscaling: unknown) =>
+      validateValues(schema, deepMerge(defaults, { autoscaling })).map((p) => p.path);
+    const off = render('cloudtaser-beacon');
+    expect(objectsOf(off, 'HorizontalPodAutoscaler')).toEqual([]);
+    expect(only(off, 'Deployment').spec.replicas).toBe(2);
+
+    expect(problems({ enabled: true })).toEqual([]);
+    const cpu = render('cloudtaser-beacon', { autoscaling: { enabled: true } });
+    const deployment = only(cpu, 'Deployment');
+    // With replicas in the manifest, every `helm upgrade` snapped an HPA-scaled beacon back (a reconnect storm).
+    expect(deployment.spec.replicas).toBeUndefined();
+    const hpa = only(cpu, 'HorizontalPodAutoscaler');
+    expect(hpa.apiVersion).toBe('autoscaling/v2');
+    expect(hpa.spec).toEqual({
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name },
+      minReplicas: 2,
+      maxReplicas: 10,
+      metrics: [
+        {
+          type: 'Resource',
+          resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } },
+        },
+      ],
+    });
+    expect(cpu.notes).toMatch(/^cloudtaser beacon \S+: 2 to 10 replicas \(HorizontalPodAutoscaler\)/);
+
+    // docs/scaling.md: a Pods metric on the beacon's own connections, from a Prometheus adapter.
+    const connections = {
+      type: 'Pods',
+      pods: {
+        metric: { name: 'cloudtaser_beacon_connections' },
+        target: { type: 'AverageValue', averageValue: '14000' },
+      },
+    };
+    const behavior = { scaleDown: { stabilizationWindowSeconds: 600 } };
+    const custom = { enabled: true, minReplicas: 3, maxReplicas: 20, metrics: [connections], behavior };
+    expect(problems(custom)).toEqual([]);
+    const scaled = only(render('cloudtaser-beacon', { autoscaling: custom }), 'HorizontalPodAutoscaler').spec;
+    expect(scaled).toMatchObject({ minReplicas: 3, maxReplicas: 20, metrics: [connections], behavior });
+
+    expect(problems({ metrics: [{ type: 'Pod', pods: {} }] })).toEqual(['autoscaling.metrics.0.type']);
+    expect(problems({ metrics: [{ type: 'Pods', pod: {} }] })).toEqual(['autoscaling.metrics.0.pod']);
+    expect(problems({ minReplicas: 0 })).toEqual(['autoscaling.minReplicas']);
+    expect(() =>
+      render('cloudtaser-beacon', { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 3 } }),
+    ).toThrow('autoscaling.minReplicas (5) is above autoscaling.maxReplicas (3)');
+  });
+
+  it('checks podDisruptionBudget.minAvailable against autoscaling.minReplicas when the HPA owns the count', () => {
+    const budget = (minReplicas: number) =>
+      render('cloudtaser-beacon', {
+        replicas: 5,
+        autoscaling: { enabled: true, minReplicas, maxReplicas: 10 },
+        podDisruptionBudget: { minAvailable: 2 },
+      });
+    expect(() => budget(2)).toThrow(
+      'podDisruptionBudget.minAvailable (2) must be below autoscaling.minReplicas (2): a budget that allows no disruption blocks every node drain',
+    );
+    expect(only(budget(3), 'PodDisruptionBudget').spec.minAvailable).toBe(2);
+    expect(objectsOf(budget(1), 'PodDisruptionBudget')).toEqual([]);
   });
 
   it('makes its own self-signed TLS Secret only when asked, and mounts whichever Secret it names', () => {
@@ -476,6 +622,21 @@ describe('chart cloudtaser-bridge rendered', () => {
       expect(validateValues(schema, withSharding(bad)), JSON.stringify(bad)).not.toEqual([]);
   });
 
+  it('asks in NOTES for the AppRole Secret only when the bridge logs in with AppRole', () => {
+    const approle = render('cloudtaser-bridge').notes;
+    expect(approle).toMatch(/AppRole credentials: Secret bridge-approle/);
+    expect(approle).toMatch(/kubectl -n cloudtaser-system create secret generic bridge-approle/);
+    const kubernetes = render(
+      'cloudtaser-bridge',
+      { bridge: { openbao: { auth: { method: 'kubernetes', approle: { secretName: '' } } } } },
+      { name: 'bridge', namespace: 'openbao' },
+    ).notes;
+    expect(kubernetes).not.toMatch(/AppRole|CreateContainerConfigError|create secret/);
+    expect(kubernetes).toMatch(
+      /Kubernetes auth \(auth\/kubernetes, role cloudtaser-bridge\) with the projected token of service\s+account openbao\/bridge-cloudtaser-bridge/,
+    );
+  });
+
   it('takes the listener certificate from a Secret when named, mounted as a folder so renewals reach the process', () => {
     const rendered = render('cloudtaser-bridge', {
       bridge: { tokenReview: { tls: { secretName: 'tr-tls' } } },
@@ -488,6 +649,64 @@ describe('chart cloudtaser-bridge rendered', () => {
     expect(mount.subPath).toBeUndefined();
     expect(spec.volumes).toContainEqual({ name: 'tokenreview-tls', secret: { secretName: 'tr-tls' } });
   });
+});
+
+describe.each(['cloudtaser-beacon', 'cloudtaser-bridge'] as const)(
+  'chart %s PodDisruptionBudget',
+  (chart) => {
+    it('refuses, with a message naming both values, a budget that allows no disruption (minAvailable >= replicas blocks every drain)', () => {
+      const budget = (replicas: number, minAvailable: number) =>
+        render(chart, { replicas, podDisruptionBudget: { enabled: true, minAvailable } });
+      expect(() => budget(2, 2)).toThrow(
+        'podDisruptionBudget.minAvailable (2) must be below replicas (2): a budget that allows no disruption blocks every node drain',
+      );
+      expect(() => budget(3, 4)).toThrow('podDisruptionBudget.minAvailable (4) must be below replicas (3)');
+      const pdb = only(budget(3, 2), 'PodDisruptionBudget');
+      expect(3 - pdb.spec.minAvailable, 'disruptions allowed with every replica healthy').toBeGreaterThan(0);
+      // One replica gets no budget at all, whatever minAvailable says.
+      expect(objectsOf(budget(1, 1), 'PodDisruptionBudget')).toEqual([]);
+    });
+  },
+);
+
+/** The Kubernetes minor version that first serves each built-in API group/version the charts may render. */
+const API_SINCE_MINOR: Record<string, number> = {
+  v1: 0,
+  'apps/v1': 9,
+  'rbac.authorization.k8s.io/v1': 8,
+  'networking.k8s.io/v1': 7,
+  'admissionregistration.k8s.io/v1': 16,
+  'policy/v1': 21,
+  'autoscaling/v2': 23,
+};
+/** Custom resources of the Prometheus Operator: their CRDs, not the Kubernetes version, decide. */
+const CRD_GROUPS = new Set(['monitoring.coreos.com/v1']);
+
+describe('Kubernetes versions', () => {
+  const readme = readFileSync(join(CHARTS_DIR, '../../README.md'), 'utf8');
+  const row = readme.split('\n').find((l) => l.startsWith('| Kubernetes |'));
+  const supported = Number(/\| Kubernetes \| >= 1\.(\d+)/.exec(row ?? '')?.[1]);
+  const everythingOn: Record<ChartName, Record<string, unknown>> = {
+    cloudtaser: { operator: { migration: { enabled: true } } },
+    'cloudtaser-beacon': { autoscaling: { enabled: true }, tls: { generate: { enabled: true } } },
+    'cloudtaser-bridge': { sharding: { enabled: true } },
+  };
+
+  it.each(CHART_NAMES)(
+    'chart %s installs on the oldest Kubernetes the README supports: kubeVersion allows it and every API exists there',
+    (chart) => {
+      expect(supported).toBeGreaterThan(0);
+      const kubeVersion = String(readChart(chart).chart.kubeVersion);
+      // Helm refuses `helm install` below the chart's kubeVersion.
+      expect(kubeVersion).toBe(`>=1.${supported}.0-0`);
+      const apis = new Set(render(chart, everythingOn[chart]).objects.map((o) => String(o.apiVersion)));
+      for (const api of apis) {
+        if (CRD_GROUPS.has(api)) continue;
+        expect(API_SINCE_MINOR[api], `${api} (add it to API_SINCE_MINOR)`).toBeDefined();
+        expect(API_SINCE_MINOR[api], api).toBeLessThanOrEqual(supported);
+      }
+    },
+  );
 });
 
 /** `Secret/<name>` and `ConfigMap/<name>` every pod of the chart refers to. */

@@ -6,7 +6,9 @@
  *     was injected again: duplicate volume and init container names, a pod the API server refuses;
  *   - a pod running as root (runAsUser: 0) passed it to the init container, whose runAsNonRoot the kubelet then
  *     refuses: the pod never started;
- *   - native sidecars (init containers with restartPolicy: Always) got neither the secrets mount nor the env.
+ *   - native sidecars (init containers with restartPolicy: Always) got neither the secrets mount nor the env;
+ *   - a Pod Security "restricted" pod that sets seccomp per container was refused once the init container (no
+ *     seccompProfile) was added.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -130,5 +132,24 @@ describe('webhook patch vs pod shapes', () => {
       mounts: (sidecar.volumeMounts ?? []).map((m: Loose) => m.name),
       env: (sidecar.env ?? []).map((e: Loose) => e.name),
     }).toEqual({ mounts: [VOLUME_NAME], env: ['VAULT_ADDR', 'VAULT_CACERT'] });
+  });
+
+  it('keeps a Pod Security "restricted" pod restricted after injection: every container, the init container too, has a seccomp profile', () => {
+    // Restricted-compliant with seccomp set per container and no pod-level securityContext, as many charts do.
+    // The "restricted" level requires RuntimeDefault or Localhost on every container, the injected one included.
+    const hardened = {
+      allowPrivilegeEscalation: false,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    };
+    const pod = mutate(labelled({ containers: [{ name: 'app', image: 'app', securityContext: hardened }] }));
+    const profiles = Object.fromEntries(
+      [...pod.spec.initContainers, ...pod.spec.containers].map((c: Loose) => [
+        c.name,
+        c.securityContext?.seccompProfile?.type ?? pod.spec.securityContext?.seccompProfile?.type,
+      ]),
+    );
+    expect(profiles).toEqual({ [INIT_CONTAINER_NAME]: 'RuntimeDefault', app: 'RuntimeDefault' });
   });
 });
