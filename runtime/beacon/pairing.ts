@@ -170,7 +170,7 @@ export class PairingCore implements LegEvents {
     keepalive.unref();
     leg.waiting = { timers: [expiry, keepalive], since: performance.now() };
     leg.send({ t: 'waiting' });
-    this.log.info({ event: 'waiting', ...meta, announceMs: round(performance.now() - leg.acceptedAt) });
+    this.log.debug({ event: 'waiting', ...meta, announceMs: round(performance.now() - leg.acceptedAt) });
     if (heldBack) this.schedulePairing(announce.hash);
   }
 
@@ -182,7 +182,7 @@ export class PairingCore implements LegEvents {
   closed(leg: Leg): void {
     if (leg.waiting) {
       this.withdraw(leg);
-      this.log.info({ event: 'waiter_left', ...legMeta(leg) });
+      this.log.debug({ event: 'waiter_left', ...legMeta(leg) });
     }
   }
 

@@ -116,6 +116,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   });
   let lastPollAt: string | undefined;
   let lastPollError: string | undefined;
+  let pollFailingSince: string | undefined;
+  const pollFailures = createLogSummarizer(log, { summaryEvent: 'bridge.poll_failures_summary' });
   let bootstrapsSigned = 0;
   let bootstrapsRefused = 0;
   let beaconIdentityError: string | undefined;
@@ -614,13 +616,24 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       lastPollAt = new Date().toISOString();
       lastPollError = undefined;
       metrics?.poll('ok');
+      if (pollFailingSince !== undefined) {
+        log.info(
+          { event: 'bridge.poll_recovered', failingSince: pollFailingSince },
+          'reading the clusters from OpenBao works again',
+        );
+        pollFailingSince = undefined;
+      }
     } catch (err) {
+      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       lastPollError = err instanceof CloudtaserError ? err.toLine() : String(err);
-      metrics?.poll(err instanceof CloudtaserError ? err.code : 'CT_INTERNAL');
-      log.warn(
-        { event: 'bridge.poll_failed', reason: lastPollError },
-        'could not read the clusters; keeping the current ones',
+      metrics?.poll(code);
+      // Once per code and minute, then a summary: a sealed OpenBao must not make a line every poll interval.
+      pollFailures.warn(
+        code,
+        { event: 'bridge.poll_failed', code, reason: lastPollError },
+        'could not read the clusters from OpenBao; keeping the current ones and retrying every poll',
       );
+      pollFailingSince ??= new Date().toISOString();
       if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
       return;
     }
@@ -691,6 +704,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       sessionFailures.close();
       beaconFailures.close();
       migrationRefusals.close();
+      pollFailures.close();
       await tokenReview?.close();
       await health?.close();
       await forwarder.close();

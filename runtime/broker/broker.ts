@@ -7,8 +7,15 @@ import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { hashPrefix, initHash, operationalHash, redactIdentifiers } from '../core/hashes.js';
+import {
+  fingerprintPrefix,
+  hashPrefix,
+  initHash,
+  operationalHash,
+  redactIdentifiers,
+} from '../core/hashes.js';
 import { moduleLogger } from '../core/log.js';
+import { createLogSummarizer } from '../core/log-summary.js';
 import { parseFingerprint } from '../core/rules.js';
 import { type SecretMigrator, startSecretMigrator } from '../migration/migrator.js';
 import { generateKeyPair, type KeyPair, privateKeyToPem } from '../pki/index.js';
@@ -39,6 +46,7 @@ import {
   isTokenReviewRequest,
   serveNamespaceRead,
   serveTokenReview,
+  type TokenReviewOutcomes,
 } from './tokenreview.js';
 import { memoryTrustRecord } from './trust-record.js';
 import { type BrokerWebhook, startBrokerWebhook } from './webhook.js';
@@ -58,7 +66,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     );
   }
   const timing: BrokerTiming = { ...DEFAULT_BROKER_TIMING, ...definedOnly(options.timing ?? {}) };
-  const log = moduleLogger(options.logger, 'broker');
+  // Rebound with the cluster's fingerprint prefix once it is read, so its lines match the bridge's for that cluster.
+  let log = moduleLogger(options.logger, 'broker');
   const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
   logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
@@ -129,12 +138,52 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       ...(podApiEndpoint ? { podApiUrl: podApiEndpoint.url, podApiCaPem: podApiEndpoint.caPem } : {}),
       ...(webhook?.caPem ? { webhookCaPem: webhook.caPem } : {}),
       ...(caBundle ? { webhookCaBundle: caBundle } : {}),
+      ...(tokenReview
+        ? {
+            tokenReview: tokenReview.lastError
+              ? { ...tokenReview, lastError: redactIdentifiers(tokenReview.lastError) }
+              : tokenReview,
+          }
+        : {}),
     };
+  };
+
+  // Every pod login is a TokenReview: a failure is logged once per code and minute, and /status keeps its state.
+  let reviewSummary = createLogSummarizer(log, { summaryEvent: 'broker.tokenreview_failures_summary' });
+  let tokenReview: BrokerStatus['tokenReview'];
+  const reviewOutcomes: TokenReviewOutcomes = {
+    answered() {
+      if (tokenReview?.state === 'failing')
+        log.info(
+          { event: 'broker.tokenreview_recovered', after: tokenReview.lastErrorCode },
+          'TokenReviews work again',
+        );
+      if (tokenReview?.state !== 'ok') tokenReview = { state: 'ok', since: new Date().toISOString() };
+    },
+    failed(error) {
+      reviewSummary.warn(
+        error.code,
+        { event: 'broker.tokenreview_failed', code: error.code, reason: error.message },
+        error.code === 'CT_KUBE_FORBIDDEN'
+          ? "TokenReview against the cluster was refused: pod logins fail until the broker's service account is bound to system:auth-delegator (the chart's ClusterRoleBinding)"
+          : 'TokenReview against the cluster failed: pod logins fail until it works',
+      );
+      tokenReview = {
+        state: 'failing',
+        since: tokenReview?.state === 'failing' ? tokenReview.since : new Date().toISOString(),
+        lastErrorCode: error.code,
+        lastError: error.message,
+      };
+    },
   };
 
   const brokerHandler: TunnelHandler = (request, context) => {
     if (isTokenReviewRequest(request))
-      return countReview(metrics, 'review', serveTokenReview(options.kube, request, log, context.signal));
+      return countReview(
+        metrics,
+        'review',
+        serveTokenReview(options.kube, request, log, context.signal, reviewOutcomes),
+      );
     if (isNamespaceRequest(request))
       return countReview(
         metrics,
@@ -444,6 +493,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
               ? options.fingerprint
               : await options.fingerprint(stop.signal),
           );
+          log = log.child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
+          reviewSummary.close();
+          reviewSummary = createLogSummarizer(log, { summaryEvent: 'broker.tokenreview_failures_summary' });
           setStatus('bootstrapping', 'fingerprint read; dialing the beacon init room');
         }
         const tryInit = !credentials || operationalMisses >= timing.reBootstrapAfterFailures;
@@ -482,6 +534,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         setStatus('operational', 'mutual TLS tunnel to the bridge is up', {
           lastErrorCode: undefined,
           lastError: undefined,
+          lastTunnelClose: undefined,
           beaconIp: session.ip,
           tunnel: { since: new Date().toISOString() },
         });
@@ -492,9 +545,18 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         // A first, jittered pause: when a beacon replica or a bridge restarts, every broker loses its tunnel at
         // the same instant, and redialing in step would hit the survivors as one burst.
         const pause = backoff.next();
+        // A GOAWAY carries the bridge's own code (mux.ts: details.peerCode): that is the cause to keep in front.
+        const peerCode = why.details?.peerCode;
+        const closeCode = typeof peerCode === 'string' ? peerCode : why.code;
+        if (closeCode === 'CT_NOT_REGISTERED')
+          log.warn(
+            { event: 'broker.not_registered', code: why.code, reason: why.message },
+            'the bridge closed the tunnel: this cluster is not registered (deregistered?); register it again (cloudtaser-cli source register, or cdktf deploy) and the broker reconnects by itself',
+          );
         setStatus('reconnecting', `the tunnel closed (${why.message}); reconnecting in ${pause} ms`, {
           lastErrorCode: why.code,
           lastError: why.message,
+          lastTunnelClose: { code: closeCode, reason: why.message, at: new Date().toISOString() },
         });
         await sleep(pause, stop.signal);
       } catch (err) {
@@ -520,10 +582,18 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
               ? 'rejected'
               : 'bootstrapping'
             : 'reconnecting';
-        setStatus(phase, `${error.message}; retrying in ${delay} ms`, {
-          lastErrorCode: error.code,
-          lastError: error.message,
-        });
+        // Nobody answering in the operational room is what follows a deregistration: the cause stays in front.
+        const unregistered =
+          status.lastTunnelClose?.code === 'CT_NOT_REGISTERED' && error.code === 'CT_BEACON_LIMIT';
+        setStatus(
+          phase,
+          unregistered
+            ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy); retrying in ${delay} ms`
+            : `${error.message}; retrying in ${delay} ms`,
+          unregistered
+            ? { lastErrorCode: 'CT_NOT_REGISTERED', lastError: status.lastTunnelClose!.reason }
+            : { lastErrorCode: error.code, lastError: error.message },
+        );
         log.warn(
           { event: 'broker.retry', code: error.code, delayMs: delay, reason: error.message },
           'broker attempt failed',

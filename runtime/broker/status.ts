@@ -36,4 +36,16 @@ export interface BrokerStatus {
   readonly webhookCaBundle?: WebhookCaBundleStatus;
   /** Secret migration, when it runs: whether the bridge accepts it for this cluster, and the last code. */
   readonly migration?: MigrationStatus;
+  /**
+   * The TokenReviews OpenBao asks this broker for on every pod login: `failing` with the code (CT_KUBE_FORBIDDEN
+   * when the service account lost system:auth-delegator) until one succeeds again. Absent before the first.
+   */
+  readonly tokenReview?: {
+    readonly state: 'ok' | 'failing';
+    readonly since: string;
+    readonly lastErrorCode?: string;
+    readonly lastError?: string;
+  };
+  /** Why the last tunnel ended, as the peer or the broker said it; kept until a tunnel is up again. */
+  readonly lastTunnelClose?: { readonly code: string; readonly reason: string; readonly at: string };
 }

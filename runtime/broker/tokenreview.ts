@@ -22,11 +22,18 @@ export function isTokenReviewRequest(request: TunnelRequest): boolean {
   return request.path.split('?')[0] === TOKENREVIEW_TUNNEL_PATH;
 }
 
+/** What the broker keeps of TokenReview outcomes: for /status, a summarized log, and doctor. */
+export interface TokenReviewOutcomes {
+  answered(): void;
+  failed(error: CloudtaserError): void;
+}
+
 export async function serveTokenReview(
   kube: TokenReviewApi | undefined,
   request: TunnelRequest,
   log: Logger,
   signal?: AbortSignal,
+  outcomes?: TokenReviewOutcomes,
 ): Promise<TunnelReply> {
   if (request.method !== 'POST') {
     return { status: 405, headers: JSON_HEADERS, body: kubeStatusBody(405, 'MethodNotAllowed', 'only POST') };
@@ -52,10 +59,12 @@ export async function serveTokenReview(
   }
   try {
     const status = await kube.createTokenReview(spec.token, spec.audiences, { signal });
-    log.info(
+    // One per pod login: debug only (the metric counts them); a fleet's logins must not fill the log.
+    log.debug(
       { event: 'broker.tokenreview', authenticated: status.authenticated === true },
       'TokenReview answered for OpenBao',
     );
+    outcomes?.answered();
     return {
       status: 201,
       headers: JSON_HEADERS,
@@ -69,11 +78,17 @@ export async function serveTokenReview(
       }),
     };
   } catch (err) {
-    const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
-    log.warn(
-      { event: 'broker.tokenreview_failed', code, reason: (err as Error).message },
-      'TokenReview against the cluster failed',
-    );
+    const error =
+      err instanceof CloudtaserError
+        ? err
+        : new CloudtaserError('CT_INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
+    const code = error.code;
+    if (outcomes) outcomes.failed(error);
+    else
+      log.warn(
+        { event: 'broker.tokenreview_failed', code, reason: error.message },
+        'TokenReview against the cluster failed',
+      );
     const httpStatus = code === 'CT_KUBE_FORBIDDEN' ? 403 : 500;
     return {
       status: httpStatus,

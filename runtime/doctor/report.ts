@@ -23,6 +23,11 @@ export const TARGET_LINKS = [
   { id: 'beacon-tls', title: 'every beacon replica presents a valid certificate for the name', exitCode: 17 },
   { id: 'trust', title: 'pinned cluster CA and trust record agree with the broker', exitCode: 18 },
   { id: 'broker-phase', title: 'broker operational (tunnel to the bridge up)', exitCode: 19 },
+  {
+    id: 'tokenreview',
+    title: "pod logins: the broker's TokenReviews for OpenBao's Kubernetes auth succeed",
+    exitCode: 29,
+  },
 ] as const satisfies readonly DoctorLink[];
 
 /** The secret-store side, walked from OpenBao's records to the bridge and the beacon replicas it sees. */

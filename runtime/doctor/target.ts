@@ -70,6 +70,11 @@ interface BrokerStatusView {
   readonly beaconIp?: string;
   readonly webhookCaPem?: string;
   readonly webhookCaBundle?: { readonly current?: boolean; readonly lastError?: string } | string;
+  readonly tokenReview?: {
+    readonly state?: string;
+    readonly lastErrorCode?: string;
+    readonly lastError?: string;
+  };
 }
 
 export async function runTargetDoctor(options: TargetDoctorOptions): Promise<DoctorReport> {
@@ -355,6 +360,18 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
         brokerFix(status?.lastErrorCode, fingerprint),
         { code: status?.lastErrorCode, facts: { phase: status?.phase } },
       );
+    },
+    async tokenreview() {
+      const review = status?.tokenReview;
+      if (review?.state === 'failing')
+        return broken(
+          `the last TokenReview failed (${review.lastErrorCode ?? 'no code'}): ${review.lastError ?? ''}; every pod login fails`,
+          review.lastErrorCode === 'CT_KUBE_FORBIDDEN'
+            ? `bind the broker's service account to system:auth-delegator (the chart's ClusterRoleBinding): \`kubectl create clusterrolebinding cloudtaser-auth-delegator --clusterrole=system:auth-delegator --serviceaccount=${namespace}:<operator service account>\``
+            : "the Kubernetes API server refuses or fails TokenReviews from the broker; the broker's log (broker.tokenreview_failed) has the answer",
+          { code: review.lastErrorCode },
+        );
+      return ok(review ? 'the last TokenReview succeeded' : 'no pod has logged in since the broker started');
     },
   };
   return walkLinks('target', TARGET_LINKS, (link) => checks[link.id]());

@@ -94,7 +94,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     const head = method === 'HEAD';
     const refuse = (refusal: PodApiRefusal, route?: PodApiRoute): void => {
       req.resume();
-      log.info(
+      // A pod decides how often this happens: debug only (cloudtaser_broker_podapi_requests_total counts them).
+      log.debug(
         { event: 'podapi.refused', method, status: refusal.status, ...(route ? { route } : {}) },
         'pod API request refused',
       );

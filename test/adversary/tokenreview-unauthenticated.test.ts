@@ -157,7 +157,7 @@ beforeAll(async () => {
     beacons: [replicas.address],
     caSha256: cluster.operationalHash,
     kube: brokerKube,
-    logger: createLogger('adversary-broker', { level: 'info', destination: sink }),
+    logger: createLogger('adversary-broker', { level: 'debug', destination: sink }),
   });
   await broker.waitForPhase('operational', 30_000);
   // The listener certificate is issued at the bridge's next poll after registration made its CA.
@@ -213,6 +213,7 @@ async function attackerReview(
   return { status: response.statusCode, body: text ? (safeJson(text) ?? {}) : {} };
 }
 
+// The broker logs each TokenReview it makes at debug (one per pod login).
 const reviewsMade = () => brokerLogs.filter((l) => l.includes('"event":"broker.tokenreview"')).length;
 
 describe('bridge TokenReview endpoint against callers other than OpenBao', () => {

@@ -178,7 +178,7 @@ describe.each(CHART_NAMES)('%s chart monitoring', (chart) => {
 });
 
 describe('alerts across the charts', () => {
-  it('cover tunnel down for a cluster, bootstrap refused, beacon replica unreachable, OpenBao errors and webhook refusing', () => {
+  it('cover tunnel down for a cluster, bootstrap refused, beacon replica unreachable, OpenBao errors, polls failing, shard Leases failing, TokenReviews failing and webhook refusing', () => {
     const alerts = ['cloudtaser', 'cloudtaser-bridge'].flatMap((chart) =>
       only(renderWith(chart as ChartName, 'prometheusRule'), 'PrometheusRule').spec.groups.flatMap(
         (g: K8sObject) => g.rules,
@@ -197,6 +197,16 @@ describe('alerts across the charts', () => {
     expect(byName.get('CloudtaserOpenBaoErrors')).toContain('outcome!="ok"');
     expect(byName.get('CloudtaserWebhookRefusing')).toContain('outcome="refused"');
     expect(byName.get('CloudtaserBrokerTunnelDown')).toContain('cloudtaser_broker_tunnel_up');
+    // The bridge's own polls, apart from pod traffic (a dead bridge token hid behind thousands of good pod reads).
+    expect(byName.get('CloudtaserBridgeCannotPoll')).toMatch(
+      /cloudtaser_bridge_polls_total\{outcome!="ok"[\s\S]*unless[\s\S]*cloudtaser_bridge_polls_total\{outcome="ok"/,
+    );
+    expect(byName.get('CloudtaserBridgeShardLeasesFailing')).toContain(
+      'cloudtaser_bridge_shards{kind="round_failing"',
+    );
+    expect(byName.get('CloudtaserBrokerTokenReviewsFailing')).toContain(
+      'cloudtaser_broker_tokenreviews_total{kind="review", status!~"2.."',
+    );
   });
 });
 

@@ -351,6 +351,6 @@ describe('source doctor', () => {
     await vi.waitFor(() => expect(stack.broker.status().phase).not.toBe('operational'), { timeout: 10_000 });
     const report = await runTargetDoctor(targetOptions());
     expectBrokenAt(report, 'broker-phase', 19);
-    expect(report.steps.at(-1)?.fix).toContain('source doctor');
+    expect(report.steps.find((step) => step.link === 'broker-phase')?.fix).toContain('source doctor');
   });
 });
