@@ -73,10 +73,12 @@ export function parseListenAddress(value: string, flag: string): { host: string;
   if (!match || port > 65_535) {
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      `${flag} ${JSON.stringify(value)} is not host:port (e.g. 0.0.0.0:443)`,
+      `${flag} ${JSON.stringify(value)} is not host:port (e.g. :443 for every address, or 0.0.0.0:443)`,
     );
   }
-  return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+  // `:port` is every address of every family: Node binds `::` (dual-stack), or 0.0.0.0 where IPv6 is off, so an
+  // IPv6-only cluster (EKS in IPv6 mode) reaches it too. `0.0.0.0:port` stays IPv4 only, as written.
+  return { host: match[1] ?? match[2] ?? '', port };
 }
 
 export { formatHost };

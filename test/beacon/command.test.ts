@@ -103,10 +103,12 @@ describe('beacon serve command', () => {
     ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
   });
 
-  it('reads IPv4, IPv6 and name listen addresses', () => {
+  it('reads IPv4, IPv6, name and any-address listen addresses', () => {
     expect(parseListenAddress('0.0.0.0:443', '--listen')).toEqual({ host: '0.0.0.0', port: 443 });
     expect(parseListenAddress('[::]:8443', '--listen')).toEqual({ host: '::', port: 8443 });
     expect(parseListenAddress('localhost:0', '--listen')).toEqual({ host: 'localhost', port: 0 });
+    // No host: every address of every family (what the charts pass, so IPv6-only pods are reachable).
+    expect(parseListenAddress(':8443', '--listen')).toEqual({ host: '', port: 8443 });
     expect(() => parseListenAddress('::1:443', '--listen')).toThrow();
     expect(() => parseListenAddress('x:70000', '--listen')).toThrow();
   });

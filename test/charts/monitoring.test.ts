@@ -153,7 +153,7 @@ describe.each(CHART_NAMES)('%s chart monitoring', (chart) => {
       const port = container.ports.find((p: K8sObject) => p.name === endpoint.port);
       expect(port, `container port ${endpoint.port}`).toBeDefined();
       // That container port is the one the process was told to serve metrics on.
-      expect(container.args).toContain(`--metrics-listen=0.0.0.0:${port.containerPort}`);
+      expect(container.args).toContain(`--metrics-listen=:${port.containerPort}`);
     });
 
   if (SWITCHES[chart].includes('prometheusRule'))

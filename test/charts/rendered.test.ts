@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHARD_LEASE_CALLS } from '../../runtime/bridge/shards.js';
 import { buildProgram } from '../../runtime/cli/program.js';
+import { parseListenAddress } from '../../runtime/core/health-server.js';
 import {
   isResourcePermission,
   KUBE_CALLS,
@@ -735,3 +736,27 @@ function dotted(path: string, value: unknown): Record<string, unknown> {
     .reverse()
     .reduce<unknown>((inner, key) => ({ [key]: inner }), value) as Record<string, unknown>;
 }
+
+describe('listeners on IPv6 single-stack clusters (EKS in IPv6 mode)', () => {
+  const LISTEN_FLAGS = [
+    '--listen',
+    '--metrics-listen',
+    '--pod-api-listen',
+    '--webhook-listen',
+    '--tokenreview-listen',
+  ];
+  it.each(CHART_NAMES)(
+    'chart %s binds every port probes and Services reach on every address family',
+    (chart) => {
+      const args = containerArgs(only(render(chart), 'Deployment'));
+      const listens = args.filter((arg) => LISTEN_FLAGS.some((flag) => arg.startsWith(`${flag}=`)));
+      expect(listens.length).toBeGreaterThan(0);
+      for (const arg of listens) {
+        const [flag, value] = arg.split('=');
+        // 0.0.0.0 is IPv4 only: on a pod with only an IPv6 address the kubelet's probes and every Service connection
+        // were refused. An empty host is Node's unspecified address: `::` dual-stack, 0.0.0.0 where IPv6 is off.
+        expect(parseListenAddress(value!, flag!).host, arg).toBe('');
+      }
+    },
+  );
+});
