@@ -198,7 +198,9 @@ export class Beacon extends Construct {
     this.release = createChartRelease(this, 'Resource', {
       chartName: 'cloudtaser-beacon',
       options: { ...chart, values: Object.keys(values).length > 0 ? values : undefined },
-      provider: resolveHelmProvider(this, 'Beacon', props.helmProvider, props.kubernetes),
+      provider: validateAt(this, () =>
+        resolveHelmProvider(this, 'Beacon', props.helmProvider, props.kubernetes),
+      ),
       set,
     });
 

@@ -4,10 +4,10 @@
  * reaches state and `cdktf.out`). Bridges mint their client certificates from it; a `Beacon` admits them with
  * `beacon.admitBridges(identity)`.
  */
-import { BeaconClientCa, CloudtaserProvider } from './bindings/index.js';
+import { BeaconClientCa } from './bindings/index.js';
 import { Construct } from './cdktf.js';
-import { providerAlias } from './helm-chart.js';
 import type { SecretStoreProps } from './registered-cluster.js';
+import { secretStoreProvider } from './secret-store-provider.js';
 import { refuseProp, requireHttpUrl, validateAt, warnIfPlainHttp } from './validation.js';
 
 export interface BridgeIdentityProps {
@@ -43,14 +43,8 @@ export class BridgeIdentity extends Construct {
       secretStore.address,
       "the provider's OpenBao token would travel in clear",
     );
-    const provider =
-      secretStore.provider ??
-      new CloudtaserProvider(this, 'Provider', {
-        alias: providerAlias(this),
-        secretstoreAddress: secretStore.address,
-        secretstoreCaCert: secretStore.caCertPem,
-        namespaceRoot: secretStore.namespaceRoot,
-      });
+    // The stack's provider for these settings (shared with RegisteredCluster), so it outlives this construct.
+    const provider = secretStore.provider ?? secretStoreProvider(this, secretStore);
     this.resource = new BeaconClientCa(this, 'Resource', { provider });
     this.caCertPem = this.resource.caCertPem;
     this.caSha256 = this.resource.caSha256;

@@ -266,7 +266,9 @@ export class Bridge extends Construct {
     this.release = createChartRelease(this, 'Resource', {
       chartName: 'cloudtaser-bridge',
       options: chart,
-      provider: resolveHelmProvider(this, 'Bridge', props.helmProvider, props.kubernetes),
+      provider: validateAt(this, () =>
+        resolveHelmProvider(this, 'Bridge', props.helmProvider, props.kubernetes),
+      ),
       set,
       dependsOn: [
         // A bridge dialling a beacon that is not there yet only retries; waiting keeps the first apply quiet.

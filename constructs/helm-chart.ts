@@ -4,7 +4,14 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Construct } from 'constructs';
-import { type ITerraformDependable, TerraformStack, Token } from './cdktf.js';
+import {
+  DefaultTokenResolver,
+  type ITerraformDependable,
+  StringConcat,
+  TerraformStack,
+  Token,
+  Tokenization,
+} from './cdktf.js';
 import {
   type HelmProvider,
   newHelmProvider,
@@ -71,12 +78,23 @@ export function providerAlias(scope: Construct, suffix = ''): string {
   return /^[A-Za-z]/.test(alias) ? alias : `ct_${alias}`;
 }
 
-/** Helm providers already made in a stack, by connection: one provider per cluster, whatever uses it. */
-const helmProviders = new WeakMap<TerraformStack, Map<string, HelmProvider>>();
+/**
+ * The alias of a provider shared by a stack's constructs: `<prefix>_<hash>`, the hash taken over the provider's
+ * settings as Terraform sees them (tokens resolved to their references). It does not depend on which construct
+ * made the provider, so removing or renaming that construct leaves the provider (and the resources of the
+ * constructs that still use it) where they were.
+ */
+export function settingsAlias(scope: Construct, prefix: string, settings: unknown): string {
+  const resolved = Tokenization.resolve(settings, {
+    scope: TerraformStack.of(scope),
+    resolver: new DefaultTokenResolver(new StringConcat()),
+  });
+  return `${prefix}_${createHash('sha256').update(canonicalJson(resolved)).digest('hex').slice(0, 12)}`;
+}
 
 /**
  * The helm provider to use: the one given, or the stack's provider for this (already validated) connection,
- * made on first use; or an error naming both props.
+ * one per cluster whatever uses it, made on first use as a child of the stack; or an error naming both props.
  */
 export function resolveHelmProvider(
   scope: Construct,
@@ -89,22 +107,13 @@ export function resolveHelmProvider(
     throw new TypeError(`'${prop}' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart`);
   }
   const stack = TerraformStack.of(scope);
-  let byConnection = helmProviders.get(stack);
-  if (!byConnection) {
-    byConnection = new Map();
-    helmProviders.set(stack, byConnection);
-  }
   const config = toHelmKubernetesConfig(kubernetes);
-  const key = canonicalJson(config);
-  let provider = byConnection.get(key);
-  if (!provider) {
-    provider = newHelmProvider(scope, 'HelmProvider', {
-      alias: providerAlias(scope, '_helm'),
-      kubernetes: config,
-    });
-    byConnection.set(key, provider);
-  }
-  return provider;
+  const alias = settingsAlias(scope, 'helm', config);
+  const id = `HelmProvider-${alias}`;
+  return (
+    (stack.node.tryFindChild(id) as HelmProvider | undefined) ??
+    newHelmProvider(stack, id, { alias, kubernetes: config })
+  );
 }
 
 /** The chart's `fullname` helper: the release name, or release-chart unless the release name holds the chart's. */
@@ -166,7 +175,7 @@ export function createChartRelease(scope: Construct, id: string, release: ChartR
 }
 
 /** JSON with object keys sorted and undefined left out, so two equal connections give one key. */
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object')
     return `{${Object.keys(value)

@@ -3,11 +3,8 @@
  * fingerprint (the kube-system namespace UID), registers it with OpenBao through the cloudtaser provider, and
  * deploys the operator chart with the one value it needs (the beacon address) plus the CA pin.
  */
-import {
-  CloudtaserProvider,
-  ClusterRegistration,
-  DataCloudtaserClusterFingerprint,
-} from './bindings/index.js';
+import type { CloudtaserProvider } from './bindings/index.js';
+import { ClusterRegistration, DataCloudtaserClusterFingerprint } from './bindings/index.js';
 import { Annotations, Construct, type IResolvable, Token } from './cdktf.js';
 import {
   chartFullname,
@@ -32,6 +29,7 @@ import {
   validateKubernetesConnection,
 } from './kubernetes-connection.js';
 import { type ProxyProps, proxyChartSettings, proxyChartValues, validateProxyProps } from './proxy.js';
+import { secretStoreProvider } from './secret-store-provider.js';
 import {
   refuseProp,
   requireBeaconAddress,
@@ -255,14 +253,9 @@ export class RegisteredCluster extends Construct {
       : (props.operator?._serviceAccount ?? `${DEFAULT_NAMESPACE}/cloudtaser`);
     this.proxy = props.proxy;
 
-    this.cloudtaserProvider =
-      props.secretStore.provider ??
-      new CloudtaserProvider(this, 'Provider', {
-        alias: providerAlias(this),
-        secretstoreAddress: props.secretStore.address,
-        secretstoreCaCert: props.secretStore.caCertPem,
-        namespaceRoot: props.secretStore.namespaceRoot,
-      });
+    // Shared by the stack (not a child of this construct): removing or renaming this cluster must leave the
+    // provider its registration is destroyed through.
+    this.cloudtaserProvider = props.secretStore.provider ?? secretStoreProvider(this, props.secretStore);
 
     const fingerprint = props.fingerprint ?? this.readFingerprint(props);
     const issuer = this.attestationIssuer(props);
@@ -293,7 +286,9 @@ export class RegisteredCluster extends Construct {
       this.operatorRelease = createChartRelease(this, 'Operator', {
         chartName: 'cloudtaser',
         options: helm,
-        provider: resolveHelmProvider(this, 'operator', props.helmProvider, props.kubernetes),
+        provider: validateAt(this, () =>
+          resolveHelmProvider(this, 'operator', props.helmProvider, props.kubernetes),
+        ),
         set: [
           { name: 'operator.broker.beacon.address', value: props.beacon.address },
           { name: 'operator.broker.trust.caSha256', value: this.operationalHash },

@@ -68,12 +68,12 @@ export function warnIfPlainHttp(
 }
 
 /**
- * Runs a construct's synth-time checks and puts the construct's path in front of any refusal, so an app with
- * several clusters says which one is wrong.
+ * Runs a construct's synth-time checks (or a step that may refuse its props) and puts the construct's path in
+ * front of any refusal, so an app with several clusters says which one is wrong. Returns what `checks` returns.
  */
-export function validateAt(scope: Construct, checks: () => void): void {
+export function validateAt<T>(scope: Construct, checks: () => T): T {
   try {
-    checks();
+    return checks();
   } catch (err) {
     if (err instanceof TypeError && !err.message.startsWith(`${scope.node.path}: `))
       throw new TypeError(`${scope.node.path}: ${err.message}`, { cause: err.cause });

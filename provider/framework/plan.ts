@@ -3,8 +3,8 @@
  * - create: computed attributes the config leaves unset become their default or unknown;
  * - update: computed values stay known (Terraform already copied them into the proposal);
  *   optional+computed attributes with a default fall back to it when removed from config;
- * - force-new attributes that differ (or are unknown) replace the object, and then computed values that
- *   would be recomputed turn unknown;
+ * - force-new attributes that differ (or are unknown) replace the object, as do the paths the resource names
+ *   in `replaceFor`, and then computed values that would be recomputed turn unknown;
  * - destroy: planned = null.
  */
 
@@ -18,6 +18,11 @@ export interface PlanInput {
   readonly prior: Value;
   readonly proposed: Value;
   readonly config: Value;
+  /**
+   * Paths the resource requires a replacement for beyond its forceNew attributes (a provider setting or the
+   * remote object's condition changed). Ignored on create and destroy.
+   */
+  readonly replaceFor?: readonly AttributePath[];
 }
 
 export interface PlanResult {
@@ -44,9 +49,10 @@ export function planChange(block: Block, input: PlanInput): PlanResult {
 
   if (prior === null) return { planned, requiresReplace: [], action: 'create' };
 
-  const requiresReplace: AttributePath[] = [];
+  const requiresReplace: AttributePath[] = [...(input.replaceFor ?? [])];
   for (const [name, a] of Object.entries(block.attributes)) {
-    if (a.forceNew && !valuesEqual(prior[name] ?? null, planned[name] ?? null, a.type))
+    const named = requiresReplace.some((path) => path.length === 1 && path[0] === name);
+    if (a.forceNew && !named && !valuesEqual(prior[name] ?? null, planned[name] ?? null, a.type))
       requiresReplace.push([name]);
   }
   if (requiresReplace.length > 0) {

@@ -45,6 +45,22 @@ export interface PlanCheckContext<B extends Block, Client> {
   readonly client: Client | undefined;
   readonly signal: AbortSignal;
   readonly warn: Warn;
+  /**
+   * The private state Terraform sent with the plan: what the last apply, read or import stored (for the create
+   * half of a replacement, the replaced object's). Read only: changes are not kept.
+   */
+  readonly private: PrivateState;
+}
+
+/** Context of `requiresReplace`: an existing object planned with a configuration (not a create, not a destroy). */
+export interface ReplaceCheckContext<B extends Block, Client> {
+  readonly prior: InferValues<B>;
+  readonly config: InferValues<B>;
+  /** Undefined when the provider configuration was not known at plan time. */
+  readonly client: Client | undefined;
+  /** What the refresh (read) stored. Read only. */
+  readonly private: PrivateState;
+  readonly warn: Warn;
 }
 
 export interface PlanContext<B extends Block, Client> {
@@ -68,6 +84,13 @@ export interface ResourceDefinition<B extends Block, Client> {
    * otherwise fail only at apply). May read remote state; values in config may be Unknown.
    */
   checkPlan?(context: PlanCheckContext<B, Client>): Promise<void> | void;
+  /**
+   * Attributes that force a replacement although the configuration left them alone: a changed provider setting,
+   * or the remote object's condition read() noted in private state. Terraform keeps only paths whose planned
+   * value differs from the prior one, so name an attribute the replacement recomputes (computed ones turn
+   * unknown) or modifyPlan sets anew. Runs before checkPlan, which then sees action 'replace'.
+   */
+  requiresReplace?(context: ReplaceCheckContext<B, Client>): readonly AttributePath[] | undefined;
   create(
     context: OperationContext<Client> & { planned: InferValues<B>; config: InferValues<B> },
   ): Promise<InferValues<B>>;
@@ -124,6 +147,28 @@ export interface ProviderDefinition<PB extends Block, Client> {
   readonly dataSources: readonly DataSourceDefinition<any, Client>[];
   /** Provider-defined functions: pure, callable before any configuration. */
   readonly functions?: readonly FunctionDefinition[];
+}
+
+const PARTIAL_CREATE_BRAND = Symbol.for('cloudtaser.provider.PartialCreateError');
+
+/**
+ * Thrown by `create` when it failed after the remote object came into existence: Terraform records `state` as
+ * tainted beside the error (`cause`), so the next apply replaces the object instead of creating a second one.
+ * Branded, so `instanceof` holds across bundle chunks that carry their own copy of the class.
+ */
+export class PartialCreateError extends Error {
+  readonly [PARTIAL_CREATE_BRAND] = true;
+  constructor(
+    /** What exists so far; unset attributes take their planned value. */
+    readonly state: Record<string, unknown>,
+    override readonly cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.name = 'PartialCreateError';
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && PARTIAL_CREATE_BRAND in value;
+  }
 }
 
 /**
@@ -392,7 +437,19 @@ export function createProviderHandlers<PB extends Block, Client>(
         const prior = decode('PlanResourceChange', 'prior_state', req.priorState, block);
         const proposed = decode('PlanResourceChange', 'proposed_new_state', req.proposedNewState, block);
         const config = decode('PlanResourceChange', 'config', req.config, block);
-        const result = planChange(block, { prior, proposed, config });
+        const priorPrivate = new PrivateState(req.priorPrivate);
+        const warn: Warn = (warning) => diagnostics.push({ ...warning, severity: 'warning' });
+        const replaceFor =
+          prior !== null && proposed !== null && config !== null && resource.requiresReplace
+            ? resource.requiresReplace({
+                prior: prior as never,
+                config: config as never,
+                client: configured ? client : undefined,
+                private: priorPrivate,
+                warn,
+              })
+            : undefined;
+        const result = planChange(block, { prior, proposed, config, replaceFor });
         if (result.action !== 'none' && resource.checkPlan) {
           await resource.checkPlan({
             action: result.action,
@@ -400,7 +457,8 @@ export function createProviderHandlers<PB extends Block, Client>(
             config: config as never,
             client: configured ? client : undefined,
             signal: stop.signal,
-            warn: (warning) => diagnostics.push({ ...warning, severity: 'warning' }),
+            warn,
+            private: priorPrivate,
           });
         }
         if (result.action !== 'delete' && result.action !== 'none' && resource.modifyPlan) {
@@ -420,7 +478,7 @@ export function createProviderHandlers<PB extends Block, Client>(
       }),
 
     ApplyResourceChange: (req) =>
-      guarded('ApplyResourceChange', `applying ${req.typeName}`, async () => {
+      guarded('ApplyResourceChange', `applying ${req.typeName}`, async (diagnostics) => {
         const resource = findResource(req.typeName);
         const block = resource.schema.block;
         const prior = decode('ApplyResourceChange', 'prior_state', req.priorState, block) as AnyValues | null;
@@ -438,11 +496,19 @@ export function createProviderHandlers<PB extends Block, Client>(
         }
         let result: AnyValues;
         if (prior === null) {
-          result = (await resource.create({
-            ...ctx,
-            planned: planned as never,
-            config: config as never,
-          })) as AnyValues;
+          try {
+            result = (await resource.create({
+              ...ctx,
+              planned: planned as never,
+              config: config as never,
+            })) as AnyValues;
+          } catch (err) {
+            if (!(err instanceof PartialCreateError)) throw err;
+            // Terraform keeps an object returned with an error as tainted: the next apply replaces it.
+            diagnostics.push(...errorToDiagnostics(err.cause, `applying ${req.typeName}`));
+            const partial = fillComplete(block, err.state as AnyValues, planned);
+            return { newState: encode(partial, block), private: ctx.private.toBytes() };
+          }
         } else if (resource.update) {
           result = (await resource.update({
             ...ctx,

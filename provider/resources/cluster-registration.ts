@@ -8,7 +8,7 @@
  */
 import { type JsonWebKey, X509Certificate } from 'node:crypto';
 import { parseJwks, refusePrivateJwks } from '../../runtime/attestation/verify.js';
-import { CloudtaserError } from '../../runtime/core/errors.js';
+import { CloudtaserError, isCloudtaserError } from '../../runtime/core/errors.js';
 import { initHash } from '../../runtime/core/hashes.js';
 import {
   DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF,
@@ -19,13 +19,15 @@ import {
   ruleViolation,
   SERVICE_ACCOUNT_RULE,
 } from '../../runtime/core/rules.js';
+import { DEFAULT_NAMESPACE_ROOT } from '../../runtime/registration/layout.js';
 import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   tokenReviewEndpointProblem,
 } from '../../runtime/registration/tokenreview-endpoint.js';
 import { isUnknown, unknown } from '../cty/values.js';
 import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
-import { defineResource } from '../framework/provider.js';
+import type { PrivateState } from '../framework/private-state.js';
+import { defineResource, type OperationContext, PartialCreateError } from '../framework/provider.js';
 import { loadSecretStoreDomain } from '../load-domain.js';
 import { attr, type InferValues } from '../schema/schema.js';
 import type { CloudtaserProviderClient } from './provider-config.js';
@@ -169,11 +171,14 @@ export const clusterRegistrationBlock = {
 type Registration = InferValues<typeof clusterRegistrationBlock>;
 
 /** The namespace root is recovered from state so read and destroy work even if provider config moved. */
-function namespaceRootOf(state: Registration, client: CloudtaserProviderClient): string | undefined {
+function namespaceRootOf(
+  state: Registration,
+  client: CloudtaserProviderClient | undefined,
+): string | undefined {
   if (typeof state.namespace === 'string' && state.namespace.includes('/')) {
     return state.namespace.slice(0, state.namespace.lastIndexOf('/'));
   }
-  return client.namespaceRoot;
+  return client?.namespaceRoot;
 }
 
 function normalizePem(pem: string | undefined): string | null {
@@ -227,26 +232,190 @@ function secretStoreProblemFor(client: CloudtaserProviderClient | undefined): Cl
   return problem ? new CloudtaserError(problem.code, problem.message) : undefined;
 }
 
+/**
+ * Registrations this provider configuration read from state during the current command (its refresh), by
+ * `registrationKey`. A tainted object reaches the plan of its replacement without prior state or private state
+ * (Terraform drops both), so this is how that plan knows the registration it finds is the one the state holds.
+ * Kept per configured client: a provider process serves one command, and a reattached one is configured anew by
+ * each command.
+ */
+const refreshedRegistrations = new WeakMap<CloudtaserProviderClient, Set<string>>();
+
+function registrationKey(status: { namespace: string; fingerprint: string; registeredAt?: string }): string {
+  return `${status.namespace}#${status.fingerprint}#${status.registeredAt ?? ''}`;
+}
+
+function rememberRefreshed(client: CloudtaserProviderClient, key: string): void {
+  let keys = refreshedRegistrations.get(client);
+  if (!keys) {
+    keys = new Set();
+    refreshedRegistrations.set(client, keys);
+  }
+  keys.add(key);
+}
+
+/** The operation in flight per cluster (by namespace) in this provider process. */
+const operationsInFlight = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs create, update and delete of one cluster one at a time. Terraform orders the delete and create of one
+ * replaced object, but not those of two objects for one cluster (a construct renamed without a declared move, two
+ * resources for one fingerprint): interleaved, a delete could remove the CA a create is just registering with.
+ */
+async function oneAtATime<T>(namespace: string, run: () => Promise<T>): Promise<T> {
+  const before = operationsInFlight.get(namespace) ?? Promise.resolve();
+  const current = before.catch(() => undefined).then(run);
+  const settled = current.catch(() => undefined);
+  operationsInFlight.set(namespace, settled);
+  try {
+    return await current;
+  } finally {
+    if (operationsInFlight.get(namespace) === settled) operationsInFlight.delete(namespace);
+  }
+}
+
+/** What create, read and import keep in private state: the registration this object stands for. */
+function rememberOwned(priv: PrivateState, fingerprint: string, namespace: string): void {
+  priv.set('fingerprint', fingerprint);
+  priv.set('namespace', namespace);
+}
+
+/**
+ * Whether this object's own state (private state of the prior object, or of the object a replacement replaces)
+ * says it holds the registration of `fingerprint`.
+ *
+ * Why private state can be trusted for this: Terraform stores it in the state file beside the resource and only
+ * this provider writes it. Whoever can forge it can as well write the resource itself into the state (or run
+ * `terraform import`), which claims the registration just as much (a destroy deregisters it), so it grants
+ * nothing that owning the state does not. It only skips the plan-time refusal: at apply the replacement's delete
+ * runs first, create checks again and writes the registration record with check-and-set 0 (requireNew), so a
+ * registration another owner makes meanwhile is still refused.
+ */
+function ownsRegistration(priv: PrivateState, fingerprint: string, namespace: string | undefined): boolean {
+  if (priv.get('fingerprint') !== fingerprint) return false;
+  const stored = priv.get('namespace');
+  return stored === undefined || namespace === undefined || stored === namespace;
+}
+
+function registeredElsewhere(
+  fingerprint: string,
+  namespace: string,
+  registeredAt: string | undefined,
+): CloudtaserError {
+  return attributeError(
+    ['fingerprint'],
+    'CT_REGISTRATION_EXISTS',
+    `cluster ${fingerprint} is already registered in OpenBao (namespace ${namespace}` +
+      `${registeredAt ? `, registered ${registeredAt}` : ''}) but not in this Terraform state: ` +
+      'the CLI or another state registered it, and two owners would deregister it under each other. ' +
+      `To manage it from this configuration, import it: terraform import cloudtaser_cluster_registration.<name> ${fingerprint} ` +
+      '(<name> is this resource\'s name, shown after "with" below; with modules, its full address), or add ' +
+      `import { to = cloudtaser_cluster_registration.<name>, id = "${fingerprint}" } to the configuration. ` +
+      'To take it over as it is instead, set adopt_existing = true. If this configuration renamed or moved the ' +
+      'resource, declare the move instead (a moved block; in CDKTF, moveTo or moveFromId), so Terraform keeps the ' +
+      'registration rather than destroying it and creating another.',
+  );
+}
+
 /** Refuses to create a registration another owner already holds (see adopt_existing). */
 async function assertNotRegisteredElsewhere(
   client: CloudtaserProviderClient,
   fingerprint: string,
   namespaceRoot: string | undefined,
+  options: { refreshedHere?: boolean } = {},
 ): Promise<void> {
   const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
   const status = await getClusterStatus(await client.openBao(), { fingerprint, namespaceRoot });
   if (!status.registered) return;
-  throw attributeError(
-    ['fingerprint'],
-    'CT_REGISTRATION_EXISTS',
-    `cluster ${fingerprint} is already registered in OpenBao (namespace ${status.namespace}` +
-      `${status.registeredAt ? `, registered ${status.registeredAt}` : ''}) but not in this Terraform state: ` +
-      'the CLI or another state registered it, and two owners would deregister it under each other. ' +
-      `To manage it from this configuration, import it: terraform import cloudtaser_cluster_registration.<name> ${fingerprint} ` +
-      '(<name> is this resource\'s name, shown after "with" below; with modules, its full address), or add ' +
-      `import { to = cloudtaser_cluster_registration.<name>, id = "${fingerprint}" } to the configuration. ` +
-      'To take it over as it is instead, set adopt_existing = true.',
-  );
+  // The registration a tainted object of this state stands for (read during this command's refresh).
+  if (options.refreshedHere && refreshedRegistrations.get(client)?.has(registrationKey(status))) return;
+  throw registeredElsewhere(fingerprint, status.namespace, status.registeredAt);
+}
+
+/** Create: register the cluster, refusing one another owner holds unless adopting. */
+async function createRegistration({
+  planned,
+  client,
+  signal,
+  private: priv,
+}: OperationContext<CloudtaserProviderClient> & { planned: Registration }): Promise<Registration> {
+  signal.throwIfAborted();
+  const { registerCluster, getClusterStatus } = (await loadSecretStoreDomain()).registration;
+  const openBao = await client.openBao();
+  const adopt = planned.adopt_existing === true;
+  // Checked again here: the plan may be old, or its provider configuration was unknown at plan time.
+  if (!adopt) await assertNotRegisteredElsewhere(client, planned.fingerprint, client.namespaceRoot);
+  const attestation = attestationSettingsOf(planned);
+  // Ours, so a failed run can tell its own registration record from another owner's.
+  const registeredAt = new Date().toISOString();
+  let result: Awaited<ReturnType<typeof registerCluster>>;
+  try {
+    result = await registerCluster(openBao, {
+      fingerprint: planned.fingerprint,
+      namespaceRoot: client.namespaceRoot,
+      ...(attestation ? { attestation } : {}),
+      ...tokenReviewOf(planned),
+      migration: planned.migration_enabled === true,
+      // The record is written with check-and-set 0: of two states creating it at once, one is refused.
+      requireNew: !adopt,
+      registeredAt,
+    });
+  } catch (err) {
+    if (isCloudtaserError(err, 'CT_REGISTRATION_EXISTS')) {
+      const status = await getClusterStatus(openBao, {
+        fingerprint: planned.fingerprint,
+        namespaceRoot: client.namespaceRoot,
+      }).catch(() => undefined);
+      throw registeredElsewhere(
+        planned.fingerprint,
+        status?.namespace ?? namespaceFor(client.namespaceRoot ?? 'cloudtaser', planned.fingerprint),
+        status?.registeredAt,
+      );
+    }
+    // Failed after our record was written (e.g. OpenBao's answer to it was lost): keep it in state, tainted, so
+    // the next apply replaces it instead of refusing a registration that is this state's own.
+    const status = await getClusterStatus(openBao, {
+      fingerprint: planned.fingerprint,
+      namespaceRoot: client.namespaceRoot,
+    }).catch(() => undefined);
+    if (status?.registered && status.registeredAt === registeredAt) {
+      rememberOwned(priv, planned.fingerprint, status.namespace);
+      priv.set('registered_at', registeredAt);
+      throw new PartialCreateError(
+        {
+          ...planned,
+          id: status.fingerprint,
+          namespace: status.namespace,
+          init_hash: status.initHash,
+          operational_hash: status.operationalHash ?? null,
+          ca_cert_pem: normalizePem(status.caCertPem),
+          initialized: status.initialized,
+          attested: status.attestation !== undefined,
+          attestation_service_account: attestation
+            ? `${attestation.serviceAccount.namespace}/${attestation.serviceAccount.name}`
+            : null,
+        },
+        err,
+      );
+    }
+    throw err;
+  }
+  priv.set('registered_at', result.registeredAt);
+  rememberOwned(priv, result.fingerprint, result.namespace);
+  return {
+    ...planned,
+    migration_enabled: result.migrationEnabled,
+    id: result.fingerprint,
+    namespace: result.namespace,
+    init_hash: result.initHash,
+    operational_hash: result.operationalHash,
+    ca_cert_pem: normalizePem(result.caCertPem),
+    initialized: result.initialized,
+    attestation_service_account: attestation
+      ? `${attestation.serviceAccount.namespace}/${attestation.serviceAccount.name}`
+      : null,
+    attested: result.attested,
+  };
 }
 
 export const clusterRegistrationResource = defineResource<CloudtaserProviderClient>()({
@@ -280,7 +449,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     if (problems.length > 0) throw new DiagnosticsError(problems);
   },
 
-  async checkPlan({ action, config, client }) {
+  async checkPlan({ action, config, client, private: priv }) {
     // Fail at plan what would fail at apply: missing or unusable OpenBao settings (not unknown ones: those are
     // only final during apply, when Terraform configures the provider again).
     const problem = secretStoreProblemFor(client);
@@ -290,7 +459,32 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const adopt = config?.adopt_existing;
     if (typeof fingerprint !== 'string' || isUnknown(fingerprint) || !isFingerprint(fingerprint)) return;
     if (adopt === true || isUnknown(adopt)) return;
-    await assertNotRegisteredElsewhere(client, fingerprint, client.namespaceRoot);
+    // The create half of a replacement (-replace, or a forced one) plans with no prior state but with the replaced
+    // object's private state: the registration it finds is this state's own, deleted first at apply.
+    const namespace = client.namespaceRoot ? namespaceFor(client.namespaceRoot, fingerprint) : undefined;
+    if (ownsRegistration(priv, fingerprint, namespace)) return;
+    await assertNotRegisteredElsewhere(client, fingerprint, client.namespaceRoot, { refreshedHere: true });
+  },
+
+  requiresReplace({ prior, client, private: priv, warn }) {
+    // A destroy that stopped half-way (read noted it): replacing finishes the deregistration and registers anew.
+    if (priv.get('incomplete') === true) return [['operational_hash']];
+    // Another namespace_root: the registration lives under the old one (read and destroy follow the state), so it
+    // moves only by a replacement.
+    const root = client?.namespaceRoot;
+    const stored = namespaceRootOf(prior, undefined);
+    if (root === undefined || stored === undefined || root === stored) return undefined;
+    warn({
+      summary: 'Registration moves to another namespace_root',
+      detail:
+        `The provider's namespace_root is now "${root}", but cluster ${prior.fingerprint} is registered under ` +
+        `"${stored}" (${prior.namespace}). Applying replaces the registration: it is deregistered there` +
+        `${prior.purge_on_destroy === true ? ' and, with purge_on_destroy, its workload secrets are deleted' : ' (its workload secrets stay)'}, ` +
+        `and registered under "${root}" with a new CA, so the operator's trust pin (operational_hash) changes too. ` +
+        `To keep it where it is, set namespace_root = "${stored}" again.`,
+      attribute: ['fingerprint'],
+    });
+    return [['namespace']];
   },
 
   modifyPlan({ action, config, planned, client }) {
@@ -326,38 +520,11 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     }
   },
 
-  async create({ planned, client, signal, private: priv }) {
-    signal.throwIfAborted();
-    const { registerCluster } = (await loadSecretStoreDomain()).registration;
-    const openBao = await client.openBao();
-    // Checked again here: the plan may be old, or its provider configuration was unknown at plan time.
-    if (planned.adopt_existing !== true) {
-      await assertNotRegisteredElsewhere(client, planned.fingerprint, client.namespaceRoot);
-    }
-    const attestation = attestationSettingsOf(planned);
-    const result = await registerCluster(openBao, {
-      fingerprint: planned.fingerprint,
-      namespaceRoot: client.namespaceRoot,
-      ...(attestation ? { attestation } : {}),
-      ...tokenReviewOf(planned),
-      migration: planned.migration_enabled === true,
-    });
-    priv.set('registered_at', result.registeredAt);
-    return {
-      ...planned,
-      migration_enabled: result.migrationEnabled,
-      id: result.fingerprint,
-      namespace: result.namespace,
-      init_hash: result.initHash,
-      operational_hash: result.operationalHash,
-      ca_cert_pem: normalizePem(result.caCertPem),
-      initialized: result.initialized,
-      attestation_service_account: attestation
-        ? `${attestation.serviceAccount.namespace}/${attestation.serviceAccount.name}`
-        : null,
-      attested: result.attested,
-    };
-  },
+  create: (context) =>
+    oneAtATime(
+      namespaceFor(context.client.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT, context.planned.fingerprint),
+      () => createRegistration(context),
+    ),
 
   // The attestation settings, migration_enabled and the TokenReview endpoint change in place (key rotation is a
   // plain apply); registerCluster is idempotent for everything else, so re-running it with the new settings is the
@@ -378,13 +545,18 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       return { ...prior, ...planned, initialized: prior.initialized, attested: prior.attested ?? false };
     const { registerCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
-    const result = await registerCluster(openBao, {
-      fingerprint: planned.fingerprint,
-      namespaceRoot: namespaceRootOf(prior, client),
-      ...(attestation ? { attestation } : {}),
-      ...tokenReviewOf(planned),
-      migration: planned.migration_enabled === true,
-    });
+    const namespaceRoot = namespaceRootOf(prior, client);
+    const result = await oneAtATime(
+      namespaceFor(namespaceRoot ?? DEFAULT_NAMESPACE_ROOT, planned.fingerprint),
+      () =>
+        registerCluster(openBao, {
+          fingerprint: planned.fingerprint,
+          namespaceRoot,
+          ...(attestation ? { attestation } : {}),
+          ...tokenReviewOf(planned),
+          migration: planned.migration_enabled === true,
+        }),
+    );
     priv.set('registered_at', result.registeredAt);
     return {
       ...planned,
@@ -421,8 +593,28 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     const status = await getClusterStatus(openBao, {
       fingerprint: state.fingerprint,
       namespaceRoot: namespaceRootOf(state, client),
+      inspectNamespace: true,
     });
+    if (!status.registered && status.incomplete) {
+      // Gone from the bridge's view, but a destroy stopped half-way: dropping it now would leave the rest (and, with
+      // purge_on_destroy, the workload secrets) behind, since Terraform calls no delete for an object read as gone.
+      warn({
+        summary: 'Registration half removed',
+        detail:
+          `Cluster ${state.fingerprint} has no registration record in OpenBao any more, but ${status.namespace} ` +
+          'still holds parts of it (its initialization record or its CA): a destroy stopped half-way. ' +
+          '`terraform destroy` finishes removing it' +
+          `${state.purge_on_destroy === true ? ' (and deletes its workload secrets, as purge_on_destroy asks)' : ''}; ` +
+          '`terraform apply` replaces it (deregisters the rest, then registers the cluster again with a new CA).',
+      });
+      priv.set('incomplete', true);
+      rememberOwned(priv, state.fingerprint, status.namespace);
+      return { ...state, initialized: status.initialized, adopt_existing: state.adopt_existing ?? false };
+    }
     if (!status.registered) return null;
+    priv.set('incomplete', undefined);
+    rememberOwned(priv, status.fingerprint, status.namespace);
+    rememberRefreshed(client, registrationKey(status));
     // What OpenBao's Kubernetes auth points at, not the last config: a change made with the CLI (or a state from an
     // import, which holds the default) shows as drift instead of being rewritten by the next unrelated update.
     const endpoint = await readTokenReviewEndpoint(
@@ -464,17 +656,21 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     signal.throwIfAborted();
     const { deregisterCluster } = (await loadSecretStoreDomain()).registration;
     const openBao = await client.openBao();
-    await deregisterCluster(openBao, {
-      fingerprint: state.fingerprint,
-      namespaceRoot: namespaceRootOf(state, client),
-      purge: state.purge_on_destroy === true,
-    });
+    const namespaceRoot = namespaceRootOf(state, client);
+    await oneAtATime(namespaceFor(namespaceRoot ?? DEFAULT_NAMESPACE_ROOT, state.fingerprint), () =>
+      deregisterCluster(openBao, {
+        fingerprint: state.fingerprint,
+        namespaceRoot,
+        purge: state.purge_on_destroy === true,
+      }),
+    );
   },
 
-  async importState({ id }) {
+  async importState({ id, private: priv }) {
     const fingerprint = id.trim();
     const violation = ruleViolation(FINGERPRINT_RULE, 'the import ID', fingerprint, FINGERPRINT_HINT);
     if (violation) throw attributeError([], violation.code, violation.message);
+    priv.set('fingerprint', fingerprint);
     // Terraform calls read right after; it fills the rest or reports that nothing is registered.
     return { id: fingerprint, fingerprint, purge_on_destroy: false, adopt_existing: false };
   },

@@ -71,6 +71,17 @@ export interface RegisterOptions extends RegistrationTarget {
    * Undefined keeps the stored setting (off for a new registration).
    */
   readonly migration?: boolean;
+  /**
+   * Refuse a cluster that is already registered (CT_REGISTRATION_EXISTS) instead of re-running idempotently:
+   * the registration record is written with check-and-set 0, so of two runs racing for one cluster only one
+   * wins. For owners that must be the only one (the Terraform resource's create); the CLI re-runs. @default false
+   */
+  readonly requireNew?: boolean;
+  /**
+   * The time recorded for a new registration. A caller that picks it can recognise its own record after a run
+   * that failed once the record was written. @default now
+   */
+  readonly registeredAt?: string;
 }
 
 /** The operator's service account when none is named: the Helm chart's default. */
@@ -180,6 +191,21 @@ export async function registerCluster(
   // 5. The registration record the bridge discovers.
   const operationalHash = sha256Hex(ca.certDer);
   const existing = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
+  if (target.requireNew && existing !== undefined) throw alreadyRegistered(fingerprint, existing.data);
+  if (existing === undefined) {
+    // A deregistration that stopped half-way can leave the one-time `initialized` record: the new registration's
+    // broker could never bootstrap. Deleted inside the announcement, as any record bridges act on.
+    const leftover = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
+    if (leftover !== undefined) {
+      await announcement.begin();
+      await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
+      changed = true;
+      log.warn(
+        { event: 'registration.stale_initialization_removed', namespace },
+        'removed the initialization record a half-finished deregistration left, so the broker can bootstrap',
+      );
+    }
+  }
   const sameCluster =
     existing !== undefined &&
     existing.data.ca_sha256 === operationalHash &&
@@ -198,7 +224,7 @@ export async function registerCluster(
   } else {
     registeredAt = sameCluster
       ? asRegisteredRecord(existing.data, fingerprint).registered_at
-      : new Date().toISOString();
+      : (target.registeredAt ?? new Date().toISOString());
     const record: RegisteredRecord = {
       fingerprint,
       namespace,
@@ -208,7 +234,11 @@ export async function registerCluster(
       ...(wantedMigration ? { migration_enabled: true } : {}),
     };
     await announcement.begin();
-    await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
+    if (target.requireNew) {
+      await writeNewRecord(root, fingerprint, record);
+    } else {
+      await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
+    }
     changed = true;
     log.info(
       {
@@ -315,6 +345,35 @@ export async function deregisterCluster(
 }
 
 // --- private helpers ---
+
+/** CT_REGISTRATION_EXISTS for a record someone else wrote. */
+function alreadyRegistered(fingerprint: string, data: Record<string, unknown>): CloudtaserError {
+  const at = typeof data.registered_at === 'string' ? `, registered ${data.registered_at}` : '';
+  return new CloudtaserError(
+    'CT_REGISTRATION_EXISTS',
+    `cluster ${fingerprint} is already registered (namespace ${String(data.namespace)}${at}) by another owner`,
+    { details: { fingerprint } },
+  );
+}
+
+/**
+ * Writes a registration record that must be new (check-and-set 0). A conflict is another owner's record, unless
+ * it is this very record: a write whose answer was lost and that the client sent again.
+ */
+async function writeNewRecord(
+  root: OpenBaoClient,
+  fingerprint: string,
+  record: RegisteredRecord,
+): Promise<void> {
+  try {
+    await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record }, { cas: 0 });
+  } catch (err) {
+    if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
+    const stored = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
+    if (stored !== undefined && canonicalJson(stored.data) === canonicalJson(record)) return;
+    throw alreadyRegistered(fingerprint, stored?.data ?? {});
+  }
+}
 
 async function assertPrefixIsOurs(
   root: OpenBaoClient,

@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { AttestationPolicy } from '../attestation/index.js';
 import { type CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { initHash } from '../core/hashes.js';
+import { fingerprintPrefix, initHash } from '../core/hashes.js';
 import { parseFingerprint } from '../core/rules.js';
 import type { KvSecret, OpenBaoClient } from '../openbao/index.js';
 import {
@@ -14,6 +14,7 @@ import {
   clusterNamespace,
   DEFAULT_NAMESPACE_ROOT,
   migrationEnabledOf,
+  OWNER_METADATA_KEY,
   paths,
   RECORDS_MOUNT,
   validateNamespaceRoot,
@@ -41,13 +42,24 @@ export interface ClusterStatus {
   readonly attestation?: AttestationPolicy;
   /** Whether the registration lets the bridge migrate Secrets (false when not registered). */
   readonly migrationEnabled: boolean;
+  /**
+   * Not registered, but parts of a registration remain: the `initialized` record, or (with `inspectNamespace`)
+   * the cluster CA in the cluster's own namespace. What a deregistration that stopped half-way leaves; running
+   * it again finishes it. Always false when registered.
+   */
+  readonly incomplete: boolean;
+}
+
+export interface StatusOptions extends RegistrationTarget {
+  /**
+   * Also look for the cluster CA left in the cluster's namespace (for `incomplete`). Reads the namespace's owner
+   * from sys/namespaces: a right the registrar has and the bridge does not. @default false
+   */
+  readonly inspectNamespace?: boolean;
 }
 
 /** Reads a cluster's registration state. Never writes. */
-export async function getClusterStatus(
-  client: OpenBaoClient,
-  target: RegistrationTarget,
-): Promise<ClusterStatus> {
+export async function getClusterStatus(client: OpenBaoClient, target: StatusOptions): Promise<ClusterStatus> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const namespace = clusterNamespace(namespaceRoot, fingerprint);
@@ -62,12 +74,22 @@ export async function getClusterStatus(
     // No namespace root yet: nothing is registered. Told by the read itself, so the bridge, which also calls
     // this, needs no right on sys/namespaces.
     if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND'))
-      return { ...base, registered: false, initialized: false, migrationEnabled: false };
+      return { ...base, registered: false, initialized: false, migrationEnabled: false, incomplete: false };
     throw err;
   }
   const initialized = initializedSecret?.data;
-  if (!registered)
-    return { ...base, registered: false, initialized: initialized !== undefined, migrationEnabled: false };
+  if (!registered) {
+    const incomplete =
+      initialized !== undefined ||
+      (target.inspectNamespace === true && (await holdsOwnCa(client, namespaceRoot, fingerprint)));
+    return {
+      ...base,
+      registered: false,
+      initialized: initialized !== undefined,
+      migrationEnabled: false,
+      incomplete,
+    };
+  }
   const record = asRegisteredRecord(registered, fingerprint);
   const attestation = attestationPolicyOf(record);
   let caCertPem: string | undefined;
@@ -93,7 +115,24 @@ export async function getClusterStatus(
       : {}),
     ...(attestation ? { attestation } : {}),
     migrationEnabled: migrationEnabledOf(record),
+    incomplete: false,
   };
+}
+
+/** Whether the cluster's namespace, owned by this fingerprint (not one sharing its prefix), still holds its CA. */
+async function holdsOwnCa(
+  client: OpenBaoClient,
+  namespaceRoot: string,
+  fingerprint: string,
+): Promise<boolean> {
+  const fp8 = fingerprintPrefix(fingerprint);
+  const ns = await client.withNamespace(namespaceRoot).readNamespace(fp8);
+  if (ns?.customMetadata?.[OWNER_METADATA_KEY] !== fingerprint) return false;
+  const ca = await readIfMounted(
+    client.withNamespace(clusterNamespace(namespaceRoot, fingerprint)),
+    paths.bridgeCa,
+  );
+  return ca !== undefined;
 }
 
 export interface RegisteredCluster {

@@ -1,6 +1,6 @@
 /**
- * The constructs compose the way the deployment does: provider aliases unique whatever the ids (checked with the
- * real `terraform validate`), one helm provider per cluster connection, the Bridge after the Beacon, addresses
+ * The constructs compose the way the deployment does: providers named by their settings whatever the ids (checked
+ * with the real `terraform validate`), one helm provider per cluster connection, the Bridge after the Beacon, addresses
  * that match what the charts serve (the chart is rendered with the very values the construct passes), ports and
  * schemes checked at synth time, and the construct path in every refusal.
  */
@@ -54,20 +54,25 @@ function renderRelease(release: TerraformJson, chart: string): { objects: Terraf
 }
 
 describe('provider aliases', () => {
-  it('stay unique for ids that read alike (prod.eu / prod_eu) and nested paths (team/x / team_x)', () => {
+  it('one cloudtaser provider per secret-store settings, named by them and not by the ids of the constructs', () => {
     const stack = newStack();
     const team = new Construct(stack, 'team');
     const clusters = [
       new RegisteredCluster(stack, 'prod.eu', elsewhere()),
       new RegisteredCluster(stack, 'prod_eu', elsewhere()),
       new RegisteredCluster(team, 'x', elsewhere()),
-      new RegisteredCluster(stack, 'team_x', elsewhere()),
+      new RegisteredCluster(stack, 'team_x', {
+        ...elsewhere(),
+        secretStore: { address: 'https://openbao.example.eu:8200', namespaceRoot: 'team' },
+      }),
     ];
     const aliases = clusters.map((c) => (c.cloudtaserProvider as unknown as { alias: string }).alias);
-    expect(new Set(aliases).size).toBe(4);
-    // Readable where nothing had to be rewritten.
-    expect(aliases).toContain('prod_eu');
-    expect(aliases).toContain('team_x');
+    expect(new Set(aliases.slice(0, 3)).size).toBe(1);
+    expect(aliases[3]).not.toBe(aliases[0]);
+    expect(synthJson(stack).provider.cloudtaser).toHaveLength(2);
+    // The same settings in another stack, under other ids, give the same alias: it comes from the settings only.
+    const other = new RegisteredCluster(newStack(), 'renamed', elsewhere());
+    expect((other.cloudtaserProvider as unknown as { alias: string }).alias).toBe(aliases[0]);
   });
 
   describe('terraform validate on an app with such ids', () => {
@@ -142,6 +147,30 @@ describe('one helm provider per cluster connection', () => {
     const us = helm.find((p) => p.kubernetes.config_path.includes('us-config'))!;
     for (const id of ['beacon', 'bridge', 'eu_Operator']) expect(providerOf(id), id).toBe(`helm.${eu.alias}`);
     expect(providerOf('us_Operator')).toBe(`helm.${us.alias}`);
+  });
+
+  it('outlives the construct that made it: removing the Beacon keeps the provider of the Bridge and the operator', () => {
+    const app = (withBeacon: boolean) => {
+      const stack = newStack();
+      if (withBeacon) new Beacon(stack, 'beacon', { kubernetes });
+      new Bridge(stack, 'bridge', {
+        kubernetes,
+        beacon: { address: 'beacon.example.com:443' },
+        openBao: { address: 'https://openbao.openbao.svc:8200' },
+        auth: appRole,
+      });
+      new RegisteredCluster(stack, 'eu', {
+        secretStore: { address: 'https://openbao.example.eu:8200' },
+        beacon: { address: 'beacon.example.com:443' },
+        kubernetes,
+      });
+      return synthJson(stack);
+    };
+    const before = app(true).provider.helm as TerraformJson[];
+    const after = app(false).provider.helm as TerraformJson[];
+    expect(before).toHaveLength(1);
+    expect(after).toEqual(before);
+    expect(before[0].alias).toMatch(/^helm_[0-9a-f]{12}$/);
   });
 });
 
@@ -298,6 +327,16 @@ describe('synth-time checks', () => {
       'a TokenReview endpoint that is not a URL',
       () => cluster({ tokenReview: { endpoint: 'bridge:8444' } }),
       /'tokenReview\.endpoint' must be an https URL/,
+    ],
+    [
+      'the default operator install without a kubernetes connection',
+      () =>
+        new RegisteredCluster(newStack(), 'prod', {
+          secretStore: { address: 'https://openbao.example.eu:8200' },
+          beacon: { address: 'beacon.example.com:443' },
+          fingerprint: 'c1000000-0000-4000-8000-000000000001',
+        }),
+      /'operator' needs 'kubernetes' or 'helmProvider'/,
     ],
   ])('refuses %s, naming the construct path and the prop', (_name, build, message) => {
     expect(build).toThrow(message);

@@ -39,7 +39,11 @@ describe('RegisteredCluster', () => {
     const registrationId = Object.keys(json.resource.cloudtaser_cluster_registration)[0];
     const registration = only(json.resource.cloudtaser_cluster_registration);
     expect(registration.fingerprint).toBe(`\${data.kubernetes_namespace.${kubeSystemId}.metadata[0].uid}`);
-    expect(registration.provider).toBe('cloudtaser.prod-eu');
+    // The stack's provider for these secret-store settings, named by them (not by this construct's id).
+    const [alias] = (json.provider.cloudtaser as { alias: string }[]).map((p) => p.alias);
+    expect(alias).toMatch(/^cloudtaser_[0-9a-f]{12}$/);
+    expect(registration.provider).toBe(`cloudtaser.${alias}`);
+    expect((cluster.cloudtaserProvider as unknown as { alias: string }).alias).toBe(alias);
 
     const release = only(json.resource.helm_release);
     expect(release).toMatchObject({
@@ -110,7 +114,7 @@ describe('RegisteredCluster', () => {
     expect(source).toEqual({
       kubeconfig_path: '/tmp/kubeconfig',
       context: 'dev',
-      provider: 'cloudtaser.dev',
+      provider: only(json.resource.cloudtaser_cluster_registration).provider,
     });
     const dataId = Object.keys(json.data.cloudtaser_cluster_fingerprint)[0];
     expect(only(json.resource.cloudtaser_cluster_registration).fingerprint).toBe(

@@ -26,6 +26,8 @@ export interface FaultProxy {
   inject(fault: ProxyFault): void;
   /** How many times each fault fired. */
   fired(): number;
+  /** Drops every fault not yet used up: OpenBao answers normally again. */
+  clear(): void;
   close(): Promise<void>;
 }
 
@@ -110,6 +112,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     address: `http://127.0.0.1:${port}`,
     inject: (fault) => faults.push({ fault, remaining: fault.times ?? 1 }),
     fired: () => fired,
+    clear: () => {
+      faults.length = 0;
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

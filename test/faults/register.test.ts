@@ -11,6 +11,7 @@ import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/de
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { isIssuedBy } from '../../runtime/pki/index.js';
 import { getClusterStatus, loadClusterTrust, registerCluster } from '../../runtime/registration/index.js';
+import { startFaultProxy } from './openbao-proxy.js';
 
 const RETRIES = 2;
 const CLIENT_TIMEOUT_MS = 80;
@@ -148,6 +149,33 @@ describe('register under OpenBao faults', () => {
         expect(result.changed).toBe(true);
         await expectConsistent(fingerprint);
       }
+    }
+  });
+
+  it('requireNew: a registration write whose answer was lost, sent again by the client, is its own and not a clash', async () => {
+    const proxy = await startFaultProxy(server.address);
+    try {
+      const fingerprint = randomUUID();
+      // OpenBao writes the record, the answer is lost; the client's retry then meets its own record (cas=0 fails).
+      proxy.inject({
+        method: 'POST',
+        pathPattern: new RegExp(`clusters/${fingerprint}/registered$`),
+        status: 503,
+        afterForward: true,
+      });
+      const viaProxy = new OpenBaoClient({
+        address: proxy.address,
+        token: server.rootToken,
+        retries: RETRIES,
+        retryBaseDelayMs: 1,
+      });
+      clients.push(viaProxy);
+      const result = await registerCluster(viaProxy, { fingerprint, requireNew: true });
+      expect(proxy.fired()).toBe(1);
+      expect(result.changed).toBe(true);
+      await expectConsistent(fingerprint);
+    } finally {
+      await proxy.close();
     }
   });
 });

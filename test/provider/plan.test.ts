@@ -126,4 +126,29 @@ describe('generic plan algorithm', () => {
     planChange(block, { prior: null, proposed, config: proposed });
     expect((proposed as Record<string, unknown>).id).toBeNull();
   });
+
+  it('replaces an unchanged object for the paths the resource names, and no paths twice', () => {
+    const unchanged = obj({ id: 'i-1', name: 'a', value: 'v', purge: false, hash: 'h' });
+    const result = planChange(block, {
+      prior,
+      proposed: unchanged,
+      config: obj({ name: 'a', value: 'v' }),
+      replaceFor: [['hash']],
+    });
+    expect(result.action).toBe('replace');
+    expect(result.requiresReplace).toEqual([['hash']]);
+    expect((result.planned as Record<string, unknown>).hash).toBeInstanceOf(Unknown);
+    const renamed = planChange(block, {
+      prior,
+      proposed: obj({ id: 'i-1', name: 'b', value: 'v', purge: false, hash: 'h' }),
+      config: obj({ name: 'b', value: 'v' }),
+      replaceFor: [['name']],
+    });
+    expect(renamed.requiresReplace).toEqual([['name']]);
+    // On create there is nothing to replace.
+    expect(
+      planChange(block, { prior: null, proposed: unchanged, config: unchanged, replaceFor: [['hash']] })
+        .action,
+    ).toBe('create');
+  });
 });

@@ -12,6 +12,7 @@ import {
   rearmCluster,
   registerCluster,
 } from '../../runtime/registration/index.js';
+import { captureLogger } from '../beacon/helpers.js';
 import { provisionIdentities } from '../openbao-identities.js';
 
 const FP = '0ad50c05-1153-4508-9237-4cb2912e2c23';
@@ -240,6 +241,83 @@ describe('registration against the OpenBao test server', () => {
   it('deregistering an unknown cluster is not an error', async () => {
     expect(await deregisterCluster(registrar, { fingerprint: randomFingerprint() })).toMatchObject({
       removed: false,
+    });
+  });
+
+  describe('what a deregistration that stopped half-way leaves', () => {
+    /** Registered and bootstrapped, then only the registration record deleted (OpenBao failed right after). */
+    const halfDeregistered = async (options: { initialized: boolean }) => {
+      const fp = randomFingerprint();
+      await registerCluster(registrar, { fingerprint: fp });
+      if (options.initialized)
+        await markClusterInitialized(bridge, { fingerprint: fp, brokerCertSha256: 'a'.repeat(64) });
+      await registrar.withNamespace('cloudtaser').kvDeleteMetadata('cloudtaser', `clusters/${fp}/registered`);
+      return fp;
+    };
+
+    it('status reports it as incomplete: the initialization record, or (inspecting the namespace) the CA', async () => {
+      const initialized = await halfDeregistered({ initialized: true });
+      expect(await getClusterStatus(registrar, { fingerprint: initialized })).toMatchObject({
+        registered: false,
+        incomplete: true,
+      });
+      const caOnly = await halfDeregistered({ initialized: false });
+      expect((await getClusterStatus(registrar, { fingerprint: caOnly })).incomplete).toBe(false);
+      expect(
+        (await getClusterStatus(registrar, { fingerprint: caOnly, inspectNamespace: true })).incomplete,
+      ).toBe(true);
+      // Deregistering again finishes it.
+      await deregisterCluster(registrar, { fingerprint: caOnly });
+      expect(
+        (await getClusterStatus(registrar, { fingerprint: caOnly, inspectNamespace: true })).incomplete,
+      ).toBe(false);
+      // Never for a cluster that was never registered, nor for a registered one.
+      const unknown = randomFingerprint();
+      expect(
+        (await getClusterStatus(registrar, { fingerprint: unknown, inspectNamespace: true })).incomplete,
+      ).toBe(false);
+      const fresh = randomFingerprint();
+      await registerCluster(registrar, { fingerprint: fresh });
+      expect(
+        (await getClusterStatus(registrar, { fingerprint: fresh, inspectNamespace: true })).incomplete,
+      ).toBe(false);
+    });
+
+    it('registering it again removes the leftover initialization record, so its broker can bootstrap', async () => {
+      const fp = await halfDeregistered({ initialized: true });
+      const log = captureLogger();
+      const again = await registerCluster(registrar, { fingerprint: fp, logger: log.logger });
+      expect(again.initialized).toBe(false);
+      expect((await getClusterStatus(registrar, { fingerprint: fp })).initialized).toBe(false);
+      expect(log.lines.map((line) => line.event)).toContain('registration.stale_initialization_removed');
+      await markClusterInitialized(bridge, { fingerprint: fp, brokerCertSha256: 'b'.repeat(64) });
+    });
+  });
+
+  describe('requireNew (the Terraform resource creating a registration)', () => {
+    it('refuses a cluster that is already registered, with CT_REGISTRATION_EXISTS, changing nothing', async () => {
+      const fp = randomFingerprint();
+      const first = await registerCluster(registrar, { fingerprint: fp });
+      await expect(registerCluster(registrar, { fingerprint: fp, requireNew: true })).rejects.toMatchObject({
+        code: 'CT_REGISTRATION_EXISTS',
+      });
+      expect((await getClusterStatus(registrar, { fingerprint: fp })).registeredAt).toBe(first.registeredAt);
+      // Without it (the CLI) a re-run stays idempotent.
+      expect((await registerCluster(registrar, { fingerprint: fp })).changed).toBe(false);
+    });
+
+    it('of two runs racing for one cluster exactly one wins; the other gets CT_REGISTRATION_EXISTS', async () => {
+      const fp = randomFingerprint();
+      const results = await Promise.allSettled(
+        [1, 2].map(() => registerCluster(registrar, { fingerprint: fp, requireNew: true })),
+      );
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(lost.reason.code).toBe('CT_REGISTRATION_EXISTS');
+      const winner = (
+        results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ registeredAt: string }>
+      ).value;
+      expect((await getClusterStatus(registrar, { fingerprint: fp })).registeredAt).toBe(winner.registeredAt);
     });
   });
 
