@@ -4,7 +4,7 @@
  * died, no new login for a policy that says no, and a failing login said once while the old token lasts.
  */
 import { Writable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../runtime/core/log.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient, type RenewingLogin, startRenewingLogin } from '../../runtime/openbao/index.js';
@@ -106,7 +106,9 @@ describe('a login kept valid for a long-running process', () => {
     expect(login.state().logins).toBe(1);
   });
 
-  it('keeps the old token while a new login fails, says so once, and recovers when the login works again', async () => {
+  it('keeps the old token while a new login fails, says so once, and recovers when the login works again', {
+    timeout: 30_000,
+  }, async () => {
     const credentials = await role('failing', '1h');
     const { lines, logger } = capture();
     const { login, client } = await keep(credentials, logger);
@@ -124,8 +126,8 @@ describe('a login kept valid for a long-running process', () => {
     expect(lines.filter((line) => line.event === 'openbao.login_failed')).toHaveLength(1);
     expect(JSON.stringify(lines)).not.toContain(good);
     credentials.secretId = good;
-    await sleep(2_500);
-    expect(login.state().state).toBe('ok');
+    // The next retry (backoff 1 s, 2 s, 4 s) logs in with the good secret-id.
+    await vi.waitFor(() => expect(login.state().state).toBe('ok'), { timeout: 10_000, interval: 200 });
     await expect(client.kvRead('secret', 'svc/config')).resolves.toBeDefined();
     expect(lines.map((line) => line.event)).toContain('openbao.login_recovered');
   });

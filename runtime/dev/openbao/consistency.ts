@@ -62,9 +62,13 @@ export async function decideConsistency(
   if (applied()) return { kind: 'local' };
   let policy = policies[0] ?? 'fail';
   if (policy === 'await-state') {
-    const wait = index.appliedAtMs + lagMs - Date.now();
-    if (wait <= awaitMs) {
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)));
+    const deadline = Date.now() + awaitMs;
+    if (index.appliedAtMs + lagMs <= deadline) {
+      // A timer may fire a millisecond before the wall clock says it is due: wait again until it is.
+      while (!applied() && Date.now() < deadline) {
+        const wait = index.appliedAtMs + lagMs - Date.now();
+        await new Promise((resolve) => setTimeout(resolve, Math.max(1, wait + 1)));
+      }
       if (applied()) return { kind: 'local' };
     }
     policy = policies[1] ?? 'fail';
