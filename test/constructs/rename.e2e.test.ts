@@ -6,16 +6,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { App, TerraformStack } from '../../constructs/cdktf.js';
 import { Attestation, OperatorInstall, RegisteredCluster } from '../../constructs/index.js';
-import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
-import { type ProviderServerHandle, startProviderServer } from '../../provider/framework/serve-provider.js';
-import { silentProviderLogger } from '../../provider/wire/hclog.js';
-import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
-import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { getClusterStatus } from '../../runtime/registration/index.js';
-import { createWorkspace, type TerraformWorkspace } from '../provider/support/terraform.js';
+import { useProviderAgainstOpenBao } from '../provider/support/openbao-provider.js';
 
 const FP = 'c1000000-0000-4000-8000-000000000001';
 const FP2 = 'c2000000-0000-4000-8000-000000000002';
@@ -54,61 +49,40 @@ function registrationId(tfJson: string, id: string): string {
 }
 
 describe('removing or renaming a RegisteredCluster construct (real terraform)', () => {
-  let openbao: OpenBaoTestServer;
-  let admin: OpenBaoClient;
-  let provider: ProviderServerHandle;
-  const workspaces: TerraformWorkspace[] = [];
-  const workspace = () => {
-    const made = createWorkspace({ env: provider.reattachEnv });
-    workspaces.push(made);
-    return made;
-  };
-  beforeAll(async () => {
-    openbao = await startOpenBaoTestServer();
-    admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
-    provider = await startProviderServer(
-      createCloudtaserProvider({ env: { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken } }),
-      { logger: silentProviderLogger },
-    );
-  }, 60_000);
-  afterAll(async () => {
-    await provider?.close();
-    await admin?.close();
-    await openbao?.close();
-    for (const made of workspaces) made.dispose();
-  });
+  const bao = useProviderAgainstOpenBao();
+  const workspace = () => bao.workspace();
 
   it('removing one of two clusters from the stack plans its deregistration (not "Provider configuration not present")', async () => {
     const ws = workspace();
-    ws.write('cdk.tf.json', synth(openbao.address, { 'prod-eu': FP, 'prod-eu-2': FP2 }));
+    ws.write('cdk.tf.json', synth(bao.openbao.address, { 'prod-eu': FP, 'prod-eu-2': FP2 }));
     const first = await ws.run(['apply', '-auto-approve', '-no-color']);
     expect(first.code, first.stdout + first.stderr).toBe(0);
-    ws.write('cdk.tf.json', synth(openbao.address, { 'prod-eu': FP }));
+    ws.write('cdk.tf.json', synth(bao.openbao.address, { 'prod-eu': FP }));
     const plan = await ws.run(['plan', '-no-color']);
     expect(plan.code, plan.stdout + plan.stderr).toBe(0);
     expect(plan.stdout).toContain('0 to add, 0 to change, 1 to destroy');
     const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-    expect((await getClusterStatus(admin, { fingerprint: FP2 })).registered).toBe(false);
-    expect((await getClusterStatus(admin, { fingerprint: FP })).registered).toBe(true);
+    expect((await getClusterStatus(bao.admin, { fingerprint: FP2 })).registered).toBe(false);
+    expect((await getClusterStatus(bao.admin, { fingerprint: FP })).registered).toBe(true);
   });
 
   it('a rename declared with moveFromId keeps the registration (no destroy, no create)', async () => {
     const ws = workspace();
-    const before = synth(openbao.address, { 'prod-us': FP3 });
+    const before = synth(bao.openbao.address, { 'prod-us': FP3 });
     ws.write('cdk.tf.json', before);
     expect((await ws.run(['apply', '-auto-approve', '-no-color'])).code).toBe(0);
-    const registered = await getClusterStatus(admin, { fingerprint: FP3 });
+    const registered = await getClusterStatus(bao.admin, { fingerprint: FP3 });
     ws.write(
       'cdk.tf.json',
-      synth(openbao.address, { 'us-prod': FP3 }, { 'us-prod': registrationId(before, 'prod-us') }),
+      synth(bao.openbao.address, { 'us-prod': FP3 }, { 'us-prod': registrationId(before, 'prod-us') }),
     );
     const plan = await ws.run(['plan', '-no-color', '-detailed-exitcode']);
     expect(plan.stdout + plan.stderr).toContain('has moved to');
     expect(plan.stdout).toContain('0 to add, 0 to change, 0 to destroy');
     const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-    const after = await getClusterStatus(admin, { fingerprint: FP3 });
+    const after = await getClusterStatus(bao.admin, { fingerprint: FP3 });
     expect(after.registeredAt).toBe(registered.registeredAt);
     expect(after.operationalHash).toBe(registered.operationalHash);
   });

@@ -6,64 +6,28 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
-import { type ProviderServerHandle, startProviderServer } from '../../provider/framework/serve-provider.js';
-import { silentProviderLogger } from '../../provider/wire/hclog.js';
-import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
+import { describe, expect, it } from 'vitest';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { getClusterStatus } from '../../runtime/registration/index.js';
-import { type FaultProxy, startFaultProxy } from '../faults/openbao-proxy.js';
-import { createWorkspace, type TerraformWorkspace } from './support/terraform.js';
-
-const HEADER = `terraform {
-  required_providers {
-    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }
-  }
-}
-`;
+import { CLOUDTASER_TERRAFORM_HEADER, useProviderAgainstOpenBao } from './support/openbao-provider.js';
+import type { TerraformWorkspace } from './support/terraform.js';
 
 /** Terraform wraps long messages at ~80 columns; compare with whitespace collapsed. */
 const flat = (text: string) => text.replace(/\s+/g, ' ');
 
 describe('cloudtaser_cluster_registration lifecycle (real terraform)', () => {
-  let openbao: OpenBaoTestServer;
-  let proxy: FaultProxy;
-  let admin: OpenBaoClient;
-  let provider: ProviderServerHandle;
-  const workspaces: TerraformWorkspace[] = [];
-  const workspace = () => {
-    const ws = createWorkspace({ env: provider.reattachEnv });
-    workspaces.push(ws);
-    return ws;
-  };
+  const bao = useProviderAgainstOpenBao({ faultProxy: true });
+  const workspace = () => bao.workspace();
   /** A registration of `fp` through `address` (the OpenBao test server or the fault proxy in front of it). */
   const registration = (address: string, fp: string, extra = '') =>
-    `${HEADER}provider "cloudtaser" { secretstore_address = "${address}" }
+    `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" { secretstore_address = "${address}" }
 resource "cloudtaser_cluster_registration" "r" {
   fingerprint = "${fp}"
 ${extra}}
 `;
   const apply = (ws: TerraformWorkspace, ...args: string[]) =>
     ws.run(['apply', '-auto-approve', '-no-color', ...args]);
-  const status = (fingerprint: string) => getClusterStatus(admin, { fingerprint });
-
-  beforeAll(async () => {
-    openbao = await startOpenBaoTestServer();
-    proxy = await startFaultProxy(openbao.address);
-    admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
-    provider = await startProviderServer(
-      createCloudtaserProvider({ env: { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken } }),
-      { logger: silentProviderLogger },
-    );
-  }, 60_000);
-  afterAll(async () => {
-    await provider?.close();
-    await admin?.close();
-    await proxy?.close();
-    await openbao?.close();
-    for (const ws of workspaces) ws.dispose();
-  });
+  const status = (fingerprint: string) => getClusterStatus(bao.admin, { fingerprint });
 
   describe('replacing a registration with itself', () => {
     it('turns attestation off with the documented `terraform apply -replace=...`', async () => {
@@ -73,11 +37,11 @@ ${extra}}
       ws.write('jwks.json', JSON.stringify({ keys: [{ kid: 'k', ...jwk }] }));
       const attested =
         '  attestation_issuer = "https://kubernetes.default.svc"\n  attestation_jwks = file("jwks.json")\n';
-      ws.write('main.tf', registration(openbao.address, fp, attested));
+      ws.write('main.tf', registration(bao.openbao.address, fp, attested));
       const first = await apply(ws);
       expect(first.code, first.stdout + first.stderr).toBe(0);
       const before = await status(fp);
-      ws.write('main.tf', registration(openbao.address, fp));
+      ws.write('main.tf', registration(bao.openbao.address, fp));
       const replace = await apply(ws, '-replace=cloudtaser_cluster_registration.r');
       expect(replace.code, replace.stdout + replace.stderr).toBe(0);
       const after = await status(fp);
@@ -90,7 +54,7 @@ ${extra}}
     it('re-creates a tainted registration (terraform taint)', async () => {
       const fp = 'd2000000-0000-4000-8000-000000000002';
       const ws = workspace();
-      ws.write('main.tf', registration(openbao.address, fp));
+      ws.write('main.tf', registration(bao.openbao.address, fp));
       expect((await apply(ws)).code).toBe(0);
       const before = await status(fp);
       expect((await ws.run(['taint', 'cloudtaser_cluster_registration.r'])).code).toBe(0);
@@ -104,10 +68,10 @@ ${extra}}
     it("still refuses another state's registration, at plan and at apply", async () => {
       const fp = 'd3000000-0000-4000-8000-000000000003';
       const owner = workspace();
-      owner.write('main.tf', registration(openbao.address, fp));
+      owner.write('main.tf', registration(bao.openbao.address, fp));
       expect((await apply(owner)).code).toBe(0);
       const other = workspace();
-      other.write('main.tf', registration(openbao.address, fp));
+      other.write('main.tf', registration(bao.openbao.address, fp));
       const plan = await other.run(['plan', '-no-color']);
       expect(plan.code).toBe(1);
       expect(flat(plan.stderr)).toContain('CT_REGISTRATION_EXISTS');
@@ -123,7 +87,7 @@ ${extra}}
     it('two stacks applying the same cluster at the same time: one of them is refused with CT_REGISTRATION_EXISTS', async () => {
       const fp = 'a5000000-0000-4000-8000-000000000005';
       const stacks = [workspace(), workspace()];
-      for (const ws of stacks) ws.write('main.tf', registration(openbao.address, fp));
+      for (const ws of stacks) ws.write('main.tf', registration(bao.openbao.address, fp));
       const applies = await Promise.all(stacks.map((ws) => apply(ws)));
       const output = applies.map((r) => r.stdout + r.stderr).join('\n----\n');
       expect(applies.map((r) => r.code).sort(), output).toEqual([0, 1]);
@@ -143,7 +107,7 @@ ${extra}}
       const ws = workspace();
       ws.write(
         'main.tf',
-        `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+        `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" { secretstore_address = "${bao.openbao.address}" }
 resource "cloudtaser_cluster_registration" "a" { fingerprint = "${fp}" }
 resource "cloudtaser_cluster_registration" "b" { fingerprint = "${fp}" }
 `,
@@ -158,8 +122,8 @@ resource "cloudtaser_cluster_registration" "b" { fingerprint = "${fp}" }
     const fp = 'a4000000-0000-4000-8000-000000000004';
     const ws = workspace();
     const tf = (root: string) =>
-      `${HEADER}provider "cloudtaser" {
-  secretstore_address = "${openbao.address}"
+      `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" {
+  secretstore_address = "${bao.openbao.address}"
   namespace_root      = "${root}"
 }
 resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
@@ -174,7 +138,7 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
     const moved = await apply(ws);
     expect(moved.code, moved.stdout + moved.stderr).toBe(0);
     expect((await status(fp)).registered).toBe(false);
-    expect((await getClusterStatus(admin, { fingerprint: fp, namespaceRoot: 'ct-eu2' })).registered).toBe(
+    expect((await getClusterStatus(bao.admin, { fingerprint: fp, namespaceRoot: 'ct-eu2' })).registered).toBe(
       true,
     );
     const clean = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
@@ -184,15 +148,15 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
   describe('OpenBao failing half-way', () => {
     /** OpenBao answers 503 to this request (after carrying it out, when afterForward) and to every retry. */
     const down = (method: string, pathPattern: RegExp, afterForward = false) =>
-      proxy.inject({ method, pathPattern, status: 503, afterForward, times: 100 });
+      bao.proxy.inject({ method, pathPattern, status: 503, afterForward, times: 100 });
 
     it('a re-apply after OpenBao failed right after the registration record was written converges, without import', async () => {
       const fp = 'e1000000-0000-4000-8000-000000000001';
       const ws = workspace();
-      ws.write('main.tf', registration(proxy.address, fp));
+      ws.write('main.tf', registration(bao.proxy.address, fp));
       down('POST', new RegExp(`clusters/${fp}/registered$`), true);
       const failed = await apply(ws);
-      proxy.clear();
+      bao.proxy.clear();
       expect(failed.code, failed.stdout + failed.stderr).not.toBe(0);
       expect((await status(fp)).registered).toBe(true);
       const again = await apply(ws);
@@ -205,14 +169,14 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
     it('purge_on_destroy: a destroy retried after OpenBao failed half-way still purges the namespace', async () => {
       const fp = 'e2000000-0000-4000-8000-000000000002';
       const ws = workspace();
-      ws.write('main.tf', registration(proxy.address, fp, '  purge_on_destroy = true\n'));
+      ws.write('main.tf', registration(bao.proxy.address, fp, '  purge_on_destroy = true\n'));
       expect((await apply(ws)).code).toBe(0);
       const ns = `cloudtaser/${fp.slice(0, 8)}`;
-      await admin.withNamespace(ns).kvWrite('secret', 'app/db', { password: 'to-be-purged' });
+      await bao.admin.withNamespace(ns).kvWrite('secret', 'app/db', { password: 'to-be-purged' });
       // The registration record is deleted, then OpenBao stops answering.
       down('DELETE', new RegExp(`clusters/${fp}/initialized$`));
       const failed = await ws.run(['destroy', '-auto-approve', '-no-color']);
-      proxy.clear();
+      bao.proxy.clear();
       expect(failed.code, failed.stdout + failed.stderr).not.toBe(0);
       expect((await status(fp)).registered).toBe(false);
       const plan = await ws.run(['plan', '-no-color']);
@@ -220,17 +184,17 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
       const retried = await ws.run(['destroy', '-auto-approve', '-no-color']);
       expect(retried.code, retried.stdout + retried.stderr).toBe(0);
       expect(retried.stdout).toContain('1 destroyed');
-      expect(await admin.withNamespace('cloudtaser').readNamespace(fp.slice(0, 8))).toBeUndefined();
+      expect(await bao.admin.withNamespace('cloudtaser').readNamespace(fp.slice(0, 8))).toBeUndefined();
     });
 
     it('a cluster registered again after a half-failed destroy starts uninitialized (its broker can bootstrap)', async () => {
       const fp = 'e3000000-0000-4000-8000-000000000003';
       const ws = workspace();
-      ws.write('main.tf', registration(proxy.address, fp));
+      ws.write('main.tf', registration(bao.proxy.address, fp));
       expect((await apply(ws)).code).toBe(0);
       // The broker bootstraps: the bridge writes the one-time initialized record (a client of its own, whose
       // write this test's reads need not wait for once it is deleted).
-      const bridge = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+      const bridge = new OpenBaoClient({ address: bao.openbao.address, token: bao.openbao.rootToken });
       await bridge.withNamespace('cloudtaser').kvWrite('cloudtaser', `clusters/${fp}/initialized`, {
         initialized_at: new Date().toISOString(),
         broker_cert_sha256: 'a'.repeat(64),
@@ -238,7 +202,7 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
       await bridge.close();
       down('DELETE', new RegExp(`clusters/${fp}/initialized$`));
       expect((await ws.run(['destroy', '-auto-approve', '-no-color'])).code).not.toBe(0);
-      proxy.clear();
+      bao.proxy.clear();
       // Applied again instead of destroyed: the half-removed registration is replaced, and starts uninitialized.
       const again = await apply(ws);
       expect(again.code, again.stdout + again.stderr).toBe(0);

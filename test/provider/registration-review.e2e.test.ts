@@ -17,21 +17,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCloudtaserProvider } from '../../provider/cloudtaser.js';
-import { type ProviderServerHandle, startProviderServer } from '../../provider/framework/serve-provider.js';
-import { silentProviderLogger } from '../../provider/wire/hclog.js';
-import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
-import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { describe, expect, it } from 'vitest';
 import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
-import { createWorkspace, type TerraformWorkspace } from './support/terraform.js';
+import { CLOUDTASER_TERRAFORM_HEADER, useProviderAgainstOpenBao } from './support/openbao-provider.js';
 
-const HEADER = `terraform {
-  required_providers {
-    cloudtaser = { source = "registry.terraform.io/cloudtaser/cloudtaser" }
-  }
-}
-`;
 const FP_A = 'a1b2c3d4-0000-4000-8000-000000000001';
 const FP_B = 'b1b2c3d4-0000-4000-8000-000000000002';
 const FP_ADOPT = 'f1b2c3d4-0000-4000-8000-000000000006';
@@ -41,40 +30,18 @@ const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export(
 const JWKS_OBJ = { keys: [{ kid: 'k1', alg: 'ES256', use: 'sig', ...jwk }] };
 
 describe('the cloudtaser provider: cases from an adversarial review', () => {
-  let openbao: OpenBaoTestServer;
-  let admin: OpenBaoClient;
-  let provider: ProviderServerHandle;
-  const workspaces: TerraformWorkspace[] = [];
-  const workspace = () => {
-    const ws = createWorkspace({ env: provider.reattachEnv });
-    workspaces.push(ws);
-    return ws;
-  };
+  const bao = useProviderAgainstOpenBao();
+  const workspace = () => bao.workspace();
   const kubernetesHost = async (fp: string) => {
-    const r = await admin
+    const r = await bao.admin
       .withNamespace(`cloudtaser/${fp.slice(0, 8)}`)
       .request<{ data?: Record<string, unknown> }>('GET', 'auth/kubernetes/config', { allow404: true });
     return r.body?.data?.kubernetes_host;
   };
 
-  beforeAll(async () => {
-    openbao = await startOpenBaoTestServer();
-    admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
-    provider = await startProviderServer(
-      createCloudtaserProvider({ env: { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken } }),
-      { logger: silentProviderLogger },
-    );
-  }, 60_000);
-  afterAll(async () => {
-    await provider?.close();
-    await admin?.close();
-    await openbao?.close();
-    for (const ws of workspaces) ws.dispose();
-  });
-
   it('turns attestation on for an existing registration when the issuer is only known at apply', async () => {
     const ws = workspace();
-    const base = `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }\n`;
+    const base = `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" { secretstore_address = "${bao.openbao.address}" }\n`;
     ws.write(
       'main.tf',
       `${base}resource "cloudtaser_cluster_registration" "r" { fingerprint = "${FP_A}" }\n`,
@@ -99,16 +66,16 @@ resource "cloudtaser_cluster_registration" "r" {
     const apply = await ws.run(['apply', '-auto-approve', '-no-color']);
     expect(apply.stdout + apply.stderr).not.toContain('inconsistent');
     expect(apply.code, apply.stdout + apply.stderr).toBe(0);
-    expect((await getClusterStatus(admin, { fingerprint: FP_A })).attestation).toBeDefined();
+    expect((await getClusterStatus(bao.admin, { fingerprint: FP_A })).attestation).toBeDefined();
   });
 
   it('shows a changed TokenReview endpoint before an unrelated in-place update rewrites it', async () => {
     // Registered outside Terraform (CLI) with a custom endpoint, then imported.
     const custom = 'https://bridge.example.internal:9444';
-    await registerCluster(admin, { fingerprint: FP_B, tokenReviewEndpoint: custom });
+    await registerCluster(bao.admin, { fingerprint: FP_B, tokenReviewEndpoint: custom });
     expect(await kubernetesHost(FP_B)).toBe(`${custom}/clusters/${FP_B}`);
     const ws = workspace();
-    const base = `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }\n`;
+    const base = `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" { secretstore_address = "${bao.openbao.address}" }\n`;
     ws.write(
       'main.tf',
       `${base}resource "cloudtaser_cluster_registration" "r" { fingerprint = "${FP_B}" }\n`,
@@ -137,13 +104,13 @@ resource "cloudtaser_cluster_registration" "r" {
   it('adopts an attested registration without "Provider produced inconsistent result after apply"', async () => {
     const ws = workspace();
     const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
-    await registerCluster(admin, {
+    await registerCluster(bao.admin, {
       fingerprint: FP_ADOPT,
       attestation: { issuer: 'https://kubernetes.default.svc', jwks: { keys: [{ kid: 'k', ...jwk }] } },
     });
     ws.write(
       'main.tf',
-      `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+      `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" { secretstore_address = "${bao.openbao.address}" }
 resource "cloudtaser_cluster_registration" "r" {
   fingerprint    = "${FP_ADOPT}"
   adopt_existing = true
@@ -169,7 +136,7 @@ resource "cloudtaser_cluster_registration" "r" {
     ws.write('jwks.json', JSON.stringify(jwks));
     ws.write(
       'main.tf',
-      `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+      `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" { secretstore_address = "${bao.openbao.address}" }
 resource "cloudtaser_cluster_registration" "r" {
   fingerprint        = "${FP_JWKS}"
   attestation_issuer = "https://kubernetes.default.svc.cluster.local"
@@ -194,7 +161,7 @@ resource "cloudtaser_cluster_registration" "r" {
     const ws = workspace();
     ws.write(
       'main.tf',
-      `${HEADER}provider "cloudtaser" { secretstore_address = "${openbao.address}" }
+      `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" { secretstore_address = "${bao.openbao.address}" }
 resource "cloudtaser_beacon_client_ca" "this" {}
 `,
     );
@@ -202,7 +169,7 @@ resource "cloudtaser_beacon_client_ca" "this" {}
     expect(first.code, first.stdout + first.stderr).toBe(0);
     ws.write(
       'main.tf',
-      `${HEADER}resource "terraform_data" "next" { input = "${openbao.address}" }
+      `${CLOUDTASER_TERRAFORM_HEADER}resource "terraform_data" "next" { input = "${bao.openbao.address}" }
 provider "cloudtaser" { secretstore_address = terraform_data.next.output }
 resource "cloudtaser_beacon_client_ca" "this" {}
 resource "cloudtaser_cluster_registration" "r" { fingerprint = "d1b2c3d4-0000-4000-8000-000000000004" }
