@@ -75,7 +75,7 @@ export interface BeaconLoadBalancerOptions {
 export interface BeaconProps {
   /** Number of replicas; they share nothing. @default 2 */
   readonly replicas?: number;
-  /** The outer TLS certificate. @default BeaconTls.fromSecret('<releaseName>-tls') */
+  /** The outer TLS certificate. @default BeaconTls.fromSecret('<fullname>-tls') */
   readonly tls?: BeaconTls;
   /** How brokers reach the beacon. @default BeaconExposure.clusterOnly() */
   readonly exposure?: BeaconExposure;
@@ -87,7 +87,7 @@ export interface BeaconProps {
   readonly servicePort?: number;
   /**
    * The bridges this beacon admits: their identities (or PEM CA certificates). More can be added with
-   * `admitBridges()`. Without any, the chart's ConfigMap "<release>-bridge-ca" keeps what was written into it
+   * `admitBridges()`. Without any, the chart's ConfigMap "<fullname>-bridge-ca" keeps what was written into it
    * (empty at first: the beacon then refuses every bridge, logging `no_bridge_ca`). @default - none here
    */
   readonly bridges?: ReadonlyArray<BridgeIdentity | string>;

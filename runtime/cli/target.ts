@@ -66,7 +66,7 @@ function registerTrustCommands(target: Command): void {
       .option('--context <name>', 'kubeconfig context (default: the current context)')
       .option(
         '--trust-record <ns/name>',
-        "the broker's trust record ConfigMap (the chart's is <release namespace>/<release>-trust; default cloudtaser-system/cloudtaser-trust)",
+        "the broker's trust record ConfigMap (the chart's is <release namespace>/<fullname>-trust; default cloudtaser-system/cloudtaser-trust)",
       )
       .option('--output <format>', 'text or json', 'text');
   withFlags(

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../runtime/cli/program.js';
 import { CHART_NAMES, CHARTS_DIR, isMap, readChart } from './chart-files.js';
+import { renderChart } from './helm-template.js';
 
 const program = buildProgram();
 const chartsReadme = readFileSync(join(CHARTS_DIR, 'README.md'), 'utf8');
@@ -96,4 +97,32 @@ describe('runtime/images/README.md', () => {
       expect(command(cmd[0], cmd[1]), cmd.join(' ')).toBeDefined();
     },
   );
+});
+
+describe('object names the other docs give', () => {
+  const repo = join(CHARTS_DIR, '..', '..');
+  const read = (path: string) => readFileSync(join(repo, path), 'utf8');
+  /** Names of `kind` the chart renders for a release called `prod` (fullname prod-<chart>: the release lacks it). */
+  const names = (chart: string, kind: string, values: Record<string, unknown> = {}) =>
+    renderChart(join(CHARTS_DIR, chart), { name: 'prod', namespace: 'ns', values })
+      .objects.filter((object) => object.kind === kind)
+      .map((object) => object.metadata.name);
+
+  it('call the trust record <fullname>-trust, as the operator chart names it (not <release>-trust)', () => {
+    for (const doc of ['README.md', 'docs/design.md', 'docs/threat-model.md']) {
+      expect(read(doc), doc).not.toContain('<release>-trust');
+      expect(read(doc), doc).toContain('`<fullname>-trust`');
+    }
+    const beacon = { operator: { broker: { beacon: { address: 'beacon.example.com:443' } } } };
+    expect(names('cloudtaser', 'ConfigMap', beacon)).toContain('prod-cloudtaser-trust');
+  });
+
+  it("call the Beacon construct's TLS Secret and bridge CA ConfigMap <fullname>-tls and <fullname>-bridge-ca", () => {
+    const constructs = read('constructs/README.md');
+    expect(constructs).not.toMatch(/<release>-(tls|bridge-ca)/);
+    expect(names('cloudtaser-beacon', 'Secret', { tls: { generate: { enabled: true } } })).toContain(
+      'prod-cloudtaser-beacon-tls',
+    );
+    expect(names('cloudtaser-beacon', 'ConfigMap')).toContain('prod-cloudtaser-beacon-bridge-ca');
+  });
 });
