@@ -5,6 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { isConnectionReset } from '../openbao/errors.js';
 import { redirectTarget } from '../openbao/index.js';
 import { createHttpDispatcher, type ProxySetting, proxyFailure } from '../proxy/index.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
@@ -111,7 +112,7 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         // bridge follows it with the same request (redirectTarget: same scheme, at most MAX_REDIRECTS hops).
         let url = new URL(`${base.origin}${basePath}/v1/${checked.path}${query}`);
         for (let hop = 0; ; hop++) {
-          outcome = await dispatchOnce(
+          outcome = await dispatchRetryingStaleSocket(
             agent,
             {
               origin: url.origin,
@@ -208,6 +209,25 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
 }
 
 /**
+ * dispatchOnce, sent once more on a fresh connection when a read met a reset before any answer: a pooled
+ * keep-alive socket OpenBao (or a load balancer in front of it) dropped while idle, after a restart or a leader
+ * change. Only reads: a KV write that may have arrived must never be sent twice (it would make a second version).
+ */
+async function dispatchRetryingStaleSocket(
+  agent: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  limits: { timeoutMs: number; maxResponseBytes: number; signal?: AbortSignal },
+): ReturnType<typeof dispatchOnce> {
+  try {
+    return await dispatchOnce(agent, options, limits);
+  } catch (err) {
+    const idempotent = options.method === 'GET' || options.method === 'HEAD';
+    if (!idempotent || (err as { answered?: boolean }).answered || !isConnectionReset(err)) throw err;
+    return dispatchOnce(agent, options, limits);
+  }
+}
+
+/**
  * One request on the pooled connections, answered as a whole: undici's dispatch with a handler that keeps the
  * chunks, instead of `request()` with its response stream, async iterator and extra copies (this runs for every
  * pod read). Rejects with `timedOut` set when `timeoutMs` passed, and with the error when OpenBao could not be
@@ -225,6 +245,8 @@ function dispatchOnce(
     let settled = false;
     let stopReason: Error | undefined;
     let status = 0;
+    /** Whether OpenBao started answering: a failure after that is not a stale socket to retry on. */
+    let answered = false;
     let location: string | undefined;
     let passed: Record<string, string> | undefined;
     const chunks: Buffer[] = [];
@@ -254,6 +276,7 @@ function dispatchOnce(
       },
       onResponseStart(_controller, statusCode, headers) {
         status = statusCode;
+        answered = true;
         const byName = headers as Record<string, string | string[] | undefined>;
         // A redirect's Location is followed here; of OpenBao's own headers the pod gets only those a client acts
         // on (PASSED_RESPONSE_HEADERS), printable and short, and most answers carry none of them.
@@ -295,7 +318,13 @@ function dispatchOnce(
           (stopReason as { timedOut?: boolean } | undefined)?.timedOut === true ||
           code === 'UND_ERR_HEADERS_TIMEOUT' ||
           code === 'UND_ERR_BODY_TIMEOUT';
-        finish(() => reject(timedOut ? Object.assign(err, { timedOut: true }) : (stopReason ?? err)));
+        finish(() =>
+          reject(
+            timedOut
+              ? Object.assign(err, { timedOut: true })
+              : (stopReason ?? (answered ? Object.assign(err, { answered: true }) : err)),
+          ),
+        );
       },
     });
   });
