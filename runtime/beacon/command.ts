@@ -2,6 +2,7 @@ import { createSecureContext } from 'node:tls';
 import { type Command, Option } from 'commander';
 import { parseListenAddress } from '../core/health-server.js';
 import { CloudtaserError, createLogger, type Logger } from '../core/index.js';
+import { drainThenClose, parseShutdownDelay, SHUTDOWN_DELAY_FLAG } from '../core/shutdown.js';
 import { DEFAULT_RELOAD_INTERVAL_MS, type WatchedPemFiles, watchPemFiles } from '../core/tls-files.js';
 import { loadBridgeCas } from './bridge-auth.js';
 import { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS } from './limits.js';
@@ -10,6 +11,7 @@ import { type BeaconHandle, type BeaconOptions, createBeacon } from './server.js
 /** Flags of `beacon serve` as commander hands them over. */
 export interface BeaconServeFlags {
   readonly listen: string;
+  readonly shutdownDelay: string;
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly metricsListen: string;
@@ -62,8 +64,10 @@ export function registerBeaconCommand(
         .argParser((value) => parseInteger(flag, value)),
     );
   }
+  serve.option(SHUTDOWN_DELAY_FLAG.flag, SHUTDOWN_DELAY_FLAG.description, SHUTDOWN_DELAY_FLAG.default);
   serve.action(async (flags: BeaconServeFlags) => {
     const logger = hooks.logger ?? createLogger('beacon');
+    const shutdownDelayMs = parseShutdownDelay(flags.shutdownDelay);
     const running: { handle?: BeaconHandle } = {};
     const { options, files } = await beaconOptionsFromFlags(flags, { logger, running });
     let started: BeaconHandle;
@@ -87,8 +91,14 @@ export function registerBeaconCommand(
     };
     running.handle = handle;
     const shutdown = (signal: string) => {
-      logger.info({ event: 'shutdown', signal });
-      handle.close().then(
+      logger.info({ event: 'shutdown', signal, delayMs: shutdownDelayMs });
+      drainThenClose(handle, shutdownDelayMs, (delayMs) =>
+        logger.info({
+          event: 'draining',
+          delayMs,
+          message: 'not ready (503 on /readyz) and still relaying until the shutdown delay ends',
+        }),
+      ).then(
         () => {
           process.exitCode = 0;
         },

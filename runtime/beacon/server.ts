@@ -73,6 +73,8 @@ export interface BeaconHandle {
   updateTls(tls: { readonly certPem: string; readonly keyPem: string }): void;
   /** New bridge announces are checked against these CAs from now on. Throws CT_INVALID_ARGUMENT when unusable. */
   updateBridgeCas(pems: readonly string[]): void;
+  /** From now on /readyz answers 503; the relay keeps serving until close(). */
+  drain(): void;
   /** Stops accepting, drops every connection and the metrics server. */
   close(): Promise<void>;
 }
@@ -139,6 +141,8 @@ class BeaconServer {
   private metricsServer: HttpServer | undefined;
   private rejectionsTotal = 0;
   private closing: Promise<void> | undefined;
+  /** After SIGTERM (drain): not ready, still relaying until close. */
+  private draining = false;
   private listening = false;
 
   constructor(options: BeaconServerOptions) {
@@ -194,7 +198,7 @@ class BeaconServer {
             this.metrics,
             options.metrics.host ?? '0.0.0.0',
             options.metrics.port ?? 9090,
-            () => this.listening && !this.closing,
+            () => this.listening && !this.closing && !this.draining,
           );
           this.metricsServer = started.server;
           metricsUrl = started.url;
@@ -256,6 +260,9 @@ class BeaconServer {
         const cas = parseBridgeCas(pems);
         this.doors.updateBridgeCas(cas);
         this.log.info({ event: 'bridge_cas_updated', bridgeCas: cas.certificates.length });
+      },
+      drain: () => {
+        this.draining = true;
       },
       close: () => this.close(),
     };

@@ -99,6 +99,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
   logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
+  /** After SIGTERM (drain): not ready, still serving until close. */
+  let draining = false;
   const clusters = new Map<string, ClusterState>();
   /** Every registered cluster, as of the last poll; with sharding this replica serves some of them. */
   let registered: ReadonlyMap<string, RegisteredCluster> = new Map();
@@ -228,7 +230,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         host: options.health.host,
         port: options.health.port,
         status,
-        ready: () => !stop.signal.aborted,
+        ready: () => !stop.signal.aborted && !draining,
         metrics: metrics?.registry,
         logger: log,
       })
@@ -678,6 +680,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   })();
 
   return {
+    drain() {
+      draining = true;
+    },
     status,
     tunnels(fingerprint) {
       const selected = fingerprint

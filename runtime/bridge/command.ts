@@ -16,6 +16,7 @@ import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
 import {
   addRelayClientOptions,
   collect,
+  drainThenClose,
   parseDuration,
   parseListenAddress,
   type RelayClientFlags,
@@ -259,7 +260,12 @@ export function registerBridgeCommand(program: Command): Command {
       );
       const signal = await untilSignal();
       logger.info({ event: 'bridge.stopping', signal }, 'bridge stopping');
-      await handle.close();
+      await drainThenClose(handle, relay.shutdownDelayMs, (delayMs) =>
+        logger.info(
+          { event: 'bridge.draining', delayMs },
+          'not ready (503 on /readyz) and still serving until the shutdown delay ends',
+        ),
+      );
       sharding?.leases.close?.();
       beaconIdentity?.close();
       secretStore.login?.close();

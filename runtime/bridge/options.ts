@@ -145,5 +145,7 @@ export interface BridgeHandle {
   readonly healthUrl?: string;
   /** Where the TokenReview endpoint listens, when enabled. */
   readonly tokenReviewUrl?: string;
+  /** From now on /readyz answers 503; everything else keeps serving until close(). */
+  drain(): void;
   close(): Promise<void>;
 }

@@ -71,6 +71,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   const beaconProxy = options.beaconProxy ?? proxySettingFromEnvironment();
   logBeaconRoutes(log, options.beacons, beaconProxy);
   const stop = new AbortController();
+  /** After SIGTERM (drain): not ready, still serving until close. */
+  let draining = false;
   const backoff = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
   // One key per process: retries reuse it, and it never leaves memory.
   const keyPair = generateKeyPair();
@@ -225,7 +227,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       health = await startBrokerHealth(options.health, {
         status: currentStatus,
         tunnel: () => liveTunnel,
-        ready: () => !stop.signal.aborted,
+        ready: () => !stop.signal.aborted && !draining,
         metrics,
         logger: log,
       });
@@ -606,6 +608,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   let closing: Promise<void> | undefined;
 
   return {
+    drain() {
+      draining = true;
+    },
     status: () => currentStatus(),
     tunnel: () => liveTunnel,
     podApiListenUrl: () => podApi?.listenUrl(),

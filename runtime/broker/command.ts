@@ -5,6 +5,7 @@ import { parseNamespacedName, parseServiceAccountRef } from '../core/rules.js';
 import {
   addRelayClientOptions,
   collect,
+  drainThenClose,
   parseDuration,
   parseListenAddress,
   type RelayClientFlags,
@@ -241,7 +242,12 @@ export function registerBrokerCommand(program: Command): Command {
       );
       const signal = await untilSignal();
       logger.info({ event: 'broker.stopping', signal }, 'broker stopping');
-      await handle.close();
+      await drainThenClose(handle, relay.shutdownDelayMs, (delayMs) =>
+        logger.info(
+          { event: 'broker.draining', delayMs },
+          'not ready (503 on /readyz) and still serving until the shutdown delay ends',
+        ),
+      );
       kube.close();
     });
   return broker;

@@ -138,5 +138,7 @@ export interface BrokerHandle {
   /** Resolves when the broker reaches `phase`; rejects after `timeoutMs`. */
   waitForPhase(phase: BrokerPhase, timeoutMs?: number): Promise<BrokerStatus>;
   readonly healthUrl?: string;
+  /** From now on /readyz answers 503; everything else keeps serving until close(). */
+  drain(): void;
   close(): Promise<void>;
 }

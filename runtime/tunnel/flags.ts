@@ -4,24 +4,11 @@ import type { Command } from 'commander';
 import { parseBeaconAddress } from '../beacon/address.js';
 import { CloudtaserError } from '../core/errors.js';
 import { parseListenAddress } from '../core/health-server.js';
+import { parseDuration, parseShutdownDelay, SHUTDOWN_DELAY_FLAG } from '../core/shutdown.js';
 import { beaconProxySetting } from '../proxy/settings.js';
 import { resolverFromEnvironment } from './resolve.js';
 
-/** `250ms`, `10s`, `2m`, `6h` or a bare number of milliseconds. */
-export function parseDuration(value: string, flag: string): number {
-  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
-  if (!match)
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m or 6h`,
-    );
-  const amount = Number(match[1]);
-  const unitMs = { s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 's' | 'm' | 'h'] ?? 1;
-  const ms = amount * unitMs;
-  if (ms < 1 || !Number.isSafeInteger(ms))
-    throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} must be at least 1 ms`);
-  return ms;
-}
+export { drainThenClose, parseDuration, untilSignal } from '../core/shutdown.js';
 
 /** Commander collector for repeatable flags such as --beacon. */
 export function collect(value: string, previous: string[] | undefined): string[] {
@@ -35,19 +22,6 @@ export async function readPemFile(path: string | undefined, flag: string): Promi
       'CT_INVALID_ARGUMENT',
       `cannot read ${flag} ${path}: ${err.code ?? err.message}`,
     );
-  });
-}
-
-/** Resolves once SIGTERM or SIGINT arrives; long-running commands close their handle then. */
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve(signal);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
   });
 }
 
@@ -74,6 +48,7 @@ export interface RelayClientFlags {
   readonly metricsListen?: string;
   readonly stepTimeout: string;
   readonly backoffMax: string;
+  readonly shutdownDelay: string;
 }
 
 /** Declares the shared relay-client flags once, with the calling process's timing defaults. */
@@ -102,7 +77,8 @@ export function addRelayClientOptions(
       'bound for each bootstrap or handshake step',
       `${defaults.stepTimeoutMs}ms`,
     )
-    .option('--backoff-max <duration>', 'cap of the reconnect backoff', `${defaults.backoffMaxMs}ms`);
+    .option('--backoff-max <duration>', 'cap of the reconnect backoff', `${defaults.backoffMaxMs}ms`)
+    .option(SHUTDOWN_DELAY_FLAG.flag, SHUTDOWN_DELAY_FLAG.description, SHUTDOWN_DELAY_FLAG.default);
 }
 
 /** Reads the shared relay-client flags; `process` names the command in the error for a missing `--beacon`. */
@@ -121,6 +97,7 @@ export async function readRelayClientFlags(flags: RelayClientFlags, process: str
     health: probeListen(flags),
     stepTimeoutMs: parseDuration(flags.stepTimeout, '--step-timeout'),
     backoffMaxMs: parseDuration(flags.backoffMax, '--backoff-max'),
+    shutdownDelayMs: parseShutdownDelay(flags.shutdownDelay),
   };
 }
 

@@ -760,3 +760,16 @@ describe('listeners on IPv6 single-stack clusters (EKS in IPv6 mode)', () => {
     },
   );
 });
+
+describe('rollouts', () => {
+  it.each(CHART_NAMES)(
+    'chart %s: the process says not-ready on SIGTERM and serves on for a shutdown delay inside the grace period',
+    (chart) => {
+      const deployment = only(render(chart), 'Deployment');
+      const [delay] = flagValues(containerArgs(deployment), '--shutdown-delay');
+      expect(delay).toBe('5s');
+      const grace = deployment.spec.template.spec.terminationGracePeriodSeconds ?? 30;
+      expect(5).toBeLessThan(grace);
+    },
+  );
+});

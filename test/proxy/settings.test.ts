@@ -177,7 +177,12 @@ describe('beaconProxySetting (--beacon-proxy)', () => {
 });
 
 describe('bridge run / broker run flags', () => {
-  const flags = { beacon: ['beacon.example.com:443'], stepTimeout: '1s', backoffMax: '1s' };
+  const flags = {
+    beacon: ['beacon.example.com:443'],
+    stepTimeout: '1s',
+    backoffMax: '1s',
+    shutdownDelay: '0s',
+  };
 
   it('stop at start on a malformed --beacon-proxy, naming the flag', async () => {
     await expect(

@@ -1,0 +1,72 @@
+/**
+ * How long-running processes (beacon, bridge, broker) stop: on SIGTERM they say not ready at once and keep serving
+ * for `--shutdown-delay` while Kubernetes takes them out of their Services, then close. Also the duration parser the
+ * commands share.
+ */
+import { CloudtaserError } from './errors.js';
+
+/** `250ms`, `10s`, `2m`, `6h` or a bare number of milliseconds. */
+export function parseDuration(value: string, flag: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m or 6h`,
+    );
+  const amount = Number(match[1]);
+  const unitMs = { s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 's' | 'm' | 'h'] ?? 1;
+  const ms = amount * unitMs;
+  if (ms < 1 || !Number.isSafeInteger(ms))
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} must be at least 1 ms`);
+  return ms;
+}
+
+/** `--shutdown-delay`: how long a process stays up, not ready, after SIGTERM. */
+export const SHUTDOWN_DELAY_FLAG = {
+  flag: '--shutdown-delay <duration>',
+  description:
+    'after SIGTERM, answer /readyz with 503 and keep serving this long before closing, so Kubernetes takes the pod out of its Services first (the charts pass 5s; 0 closes at once)',
+  default: '0s',
+} as const;
+
+/** `0`, `0s` or a duration. */
+export function parseShutdownDelay(value: string): number {
+  return /^0(ms|s|m|h)?$/.test(value.trim()) ? 0 : parseDuration(value, '--shutdown-delay');
+}
+
+/**
+ * After the first SIGTERM or SIGINT: not ready at once, still serving for `delayMs` (endpoints are removed while
+ * the process runs, so connections sent meanwhile are still answered), then closed. A second signal cuts the wait.
+ */
+export async function drainThenClose(
+  handle: { drain(): void; close(): Promise<void> },
+  delayMs: number,
+  onDraining: (delayMs: number) => void,
+): Promise<void> {
+  handle.drain();
+  if (delayMs > 0) {
+    onDraining(delayMs);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, delayMs);
+      }),
+      untilSignal(),
+    ]);
+    clearTimeout(timer);
+  }
+  await handle.close();
+}
+
+/** Resolves once SIGTERM or SIGINT arrives; long-running commands close their handle then. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
