@@ -124,6 +124,7 @@ export class KubeTransport implements KubeErrorContext {
     let response: { status: number; body: Buffer; retryAfter?: string };
     let retries = 0;
     let refreshedAfter401 = false;
+    let staleSocketRetried = false;
     for (;;) {
       const tls = await this.credentials(deadline, signal, spec.signal, timeoutMs);
       const headers: Record<string, string> = {
@@ -146,6 +147,12 @@ export class KubeTransport implements KubeErrorContext {
       } catch (err) {
         if (spec.signal?.aborted) throw cancelledError(this, err);
         if (timeout.aborted) throw this.timedOut(timeoutMs);
+        // A pooled keep-alive socket the API server (restarted, or a load balancer in front of it) dropped while
+        // idle: the request met a reset before any answer. Calls that change nothing go once more, on a new socket.
+        if (!staleSocketRetried && STALE_SOCKET_SAFE.has(spec.call) && isResetBeforeAnswer(err)) {
+          staleSocketRetried = true;
+          continue;
+        }
         throw transportError(this, err);
       }
       this.logger.debug(
@@ -309,11 +316,33 @@ function send(
             : {}),
         }),
       );
-      res.on('error', reject);
+      // After the answer started, a failure is not a stale socket: the call may have been carried out.
+      res.on('error', (err) => reject(Object.assign(err, { answered: true })));
     });
     request.on('error', reject);
     request.end(payload);
   });
+}
+
+/** Calls that change nothing in the cluster (reads, and TokenReview, whose create only answers): safe to send again. */
+const STALE_SOCKET_SAFE: ReadonlySet<string> = new Set([
+  'getVersion',
+  'getNamespace',
+  'getOpenIdConfiguration',
+  'getServiceAccountJwks',
+  'createTokenReview',
+  'getSecret',
+  'listSecrets',
+  'getDeployment',
+  'getConfigMap',
+  'getMutatingWebhookConfiguration',
+  'getLease',
+  'listLeases',
+]);
+
+function isResetBeforeAnswer(err: unknown): boolean {
+  const error = err as NodeJS.ErrnoException & { answered?: boolean };
+  return !error.answered && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
 }
 
 /** The wait an answer asks for: 429 or 5xx with Retry-After in whole seconds (client-go's checkWait). */

@@ -3,61 +3,14 @@
  * (the next bytes written on them meet a reset, as through a load balancer or NAT whose backend is gone). A pod read
  * must not fail because of the stale pooled socket (before: a 503 per dead socket); a write is never sent twice.
  */
-import { connect, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
 import { startTestBridge } from '../runtime/fixtures.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 import { waitUntil } from '../support/wait.js';
 import { BOUND_SA, type OperationalStack, ROLE, SECRET_PATH, startOperationalStack } from './stack.js';
-
-/** A TCP pass-through; `kill()` makes every pooled connection dead: the next bytes a client writes meet an RST. */
-async function startTcpProxy(target: URL) {
-  const live = new Set<{ client: Socket; upstream: Socket; dead: boolean }>();
-  const all = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    const pair = { client, upstream, dead: false };
-    all.add(client);
-    all.add(upstream);
-    live.add(pair);
-    client.on('data', (chunk) => {
-      if (pair.dead) {
-        client.resetAndDestroy();
-        return;
-      }
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => {
-      if (!pair.dead) client.write(chunk);
-    });
-    const end = () => {
-      live.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', () => {
-      if (!pair.dead) end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  return {
-    address: `http://127.0.0.1:${port}`,
-    kill() {
-      for (const pair of live) {
-        pair.dead = true;
-        pair.upstream.destroy();
-      }
-    },
-    close: async () => {
-      for (const socket of all) socket.destroy();
-      server.close();
-    },
-  };
-}
 
 let stack: OperationalStack;
 let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
