@@ -6,7 +6,9 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { sleep } from '../core/backoff.js';
 import { CloudtaserError, type Logger, moduleLogger } from '../core/index.js';
+import { isConnectionReset } from '../core/net-errors.js';
 import { KubeConfig, type User } from './client-node.js';
 import {
   type Credential,
@@ -181,12 +183,9 @@ export class KubeTransport implements KubeErrorContext {
           },
           'Kubernetes API server asked to retry later',
         );
-        try {
-          await delay(waitMs, signal);
-        } catch (err) {
-          if (spec.signal?.aborted) throw cancelledError(this, err);
-          throw this.timedOut(timeoutMs);
-        }
+        await sleep(waitMs, signal);
+        if (spec.signal?.aborted) throw cancelledError(this, spec.signal.reason);
+        if (timeout.aborted) throw this.timedOut(timeoutMs);
         continue;
       }
       break;
@@ -341,8 +340,7 @@ const STALE_SOCKET_SAFE: ReadonlySet<string> = new Set([
 ]);
 
 function isResetBeforeAnswer(err: unknown): boolean {
-  const error = err as NodeJS.ErrnoException & { answered?: boolean };
-  return !error.answered && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+  return !(err as { answered?: boolean }).answered && isConnectionReset(err);
 }
 
 /** The wait an answer asks for: 429 or 5xx with Retry-After in whole seconds (client-go's checkWait). */
@@ -350,21 +348,6 @@ function retryAfterMs(response: { status: number; retryAfter?: string }): number
   if (response.status !== 429 && (response.status < 500 || response.status > 599)) return undefined;
   if (response.retryAfter === undefined || !/^\d{1,4}$/.test(response.retryAfter.trim())) return undefined;
   return Number(response.retryAfter.trim()) * 1000;
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** The kubeconfig without the current user's exec plugin and token file, which credential-sources.ts runs. */

@@ -166,37 +166,31 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
     const secretLog = log.child({ secretNamespace: namespace, secretName: name });
     if (!isKubernetesName(namespace) || !isKubernetesName(name)) return undefined;
 
-    const skipReason = NEVER_MIGRATED.has(secret.type ?? '')
-      ? `type ${secret.type} is managed by Kubernetes and is never migrated`
-      : undefined;
-    const decoded = skipReason ?? decodeData(secret);
-    const request: MigrationRequestBody | undefined =
-      typeof decoded === 'string'
-        ? undefined
-        : {
-            data: decoded,
-            source: {
-              uid: secret.metadata.uid ?? '',
-              resourceVersion: secret.metadata.resourceVersion ?? '',
-            },
-            nonce: newMigrationNonce(),
-          };
-    const requestText = request && JSON.stringify(request);
-    const unmigratable = typeof decoded === 'string' ? decoded : tooLargeReason(requestText!);
-    if (unmigratable !== undefined) {
-      const reason = unmigratable;
+    // Skipped Secrets are kept, with one Event per version saying why.
+    const skip = async (reason: string): Promise<MigrationOutcome> => {
       const key = `${secret.metadata.uid}@${secret.metadata.resourceVersion}`;
       if (!reportedSkips.has(key)) {
         reportedSkips.add(key);
         await report(secret, 'Warning', 'MigrationSkipped', `not migrated: ${reason}; the Secret is kept`);
       }
       return { ...base, result: 'skipped', reason };
-    }
+    };
+    if (NEVER_MIGRATED.has(secret.type ?? ''))
+      return skip(`type ${secret.type} is managed by Kubernetes and is never migrated`);
+    const data = decodeData(secret);
+    if (typeof data === 'string') return skip(data);
+    const request: MigrationRequestBody = {
+      data,
+      source: { uid: secret.metadata.uid ?? '', resourceVersion: secret.metadata.resourceVersion ?? '' },
+      nonce: newMigrationNonce(),
+    };
+    const requestText = JSON.stringify(request);
+    const tooLarge = tooLargeReason(requestText);
+    if (tooLarge !== undefined) return skip(tooLarge);
 
-    const data = request!.data;
     let version: number;
     try {
-      const answer = await tunnelJson('PUT', namespace, name, requestText!);
+      const answer = await tunnelJson('PUT', namespace, name, requestText);
       if (answer.status === 403 && answer.body.code === 'CT_MIGRATION_DISABLED') {
         const refusal = bridgeError(answer.body);
         setStatus({ state: 'refused', lastErrorCode: refusal.code, reason: refusal.message });
@@ -209,7 +203,7 @@ export function startSecretMigrator(options: SecretMigratorOptions): SecretMigra
       if (
         !Number.isInteger(version) ||
         version < 1 ||
-        answer.body.proof !== migrationProof(request!.nonce, version, data)
+        answer.body.proof !== migrationProof(request.nonce, version, data)
       ) {
         throw new CloudtaserError(
           'CT_MIGRATION_UNVERIFIED',

@@ -1,5 +1,9 @@
 import { CloudtaserError, type ErrorCode } from '../core/index.js';
+import { errorCodeOf, isConnectionReset } from '../core/net-errors.js';
 import { type ProxyEndpoint, proxyFailure } from '../proxy/index.js';
+
+// Shared with the Kubernetes client and the pod API's forwarder; exported here as before.
+export { errorCodeOf, isConnectionReset };
 
 /** Facts about one request, for messages and `details`. Never a token. */
 export interface RequestContext {
@@ -26,7 +30,6 @@ const UNREACHABLE_CODES = new Set([
 ]);
 
 /** Connection resets are the only network failures worth a retry: the server was there a moment ago. */
-const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
 const TLS_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -42,20 +45,6 @@ const TLS_CODES = new Set([
   'ERR_SSL_WRONG_VERSION_NUMBER',
   'EPROTO',
 ]);
-
-export function errorCodeOf(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && code !== '') return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
-export function isConnectionReset(err: unknown): boolean {
-  const code = errorCodeOf(err);
-  return code !== undefined && RESET_CODES.has(code);
-}
 
 function details(ctx: RequestContext, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { path: ctx.path, address: ctx.address, namespace: ctx.namespace, ...extra };

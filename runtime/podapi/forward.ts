@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import { isConnectionReset } from '../openbao/errors.js';
+import { isConnectionReset } from '../core/net-errors.js';
 import { redirectTarget } from '../openbao/index.js';
 import { createHttpDispatcher, type ProxySetting, proxyFailure } from '../proxy/index.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';

@@ -4,26 +4,19 @@
  * logged in once at start; an hour later every poll, bootstrap and trust read failed with permission denied
  * while /readyz stayed 200.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { POLICY_NAMES } from '../../runtime/registration/index.js';
 import { APPROLE_MOUNT } from '../openbao-identities.js';
+import { freePort } from '../ports.js';
 import { builtCli, root } from '../support/built-cli.js';
 import { type SecretStore, startSecretStore } from './fixtures.js';
 
 let store: SecretStore;
 let child: ChildProcess | undefined;
 let stderr = '';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 beforeAll(async () => {
   store = await startSecretStore();

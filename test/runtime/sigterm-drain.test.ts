@@ -4,15 +4,16 @@
  * process keeps serving (Kubernetes removes endpoints while it runs), then it exits 0 well inside the 30 s grace
  * period. Before, each process closed within ~25 ms and /readyz went from 200 straight to connection refused.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { ensureBeaconClientCa } from '../../runtime/registration/index.js';
+import { freePort } from '../ports.js';
 import { builtCli, root } from '../support/built-cli.js';
 import { waitUntil } from '../support/wait.js';
 import { BEACON_NAME, beaconCert, type SecretStore, startSecretStore } from './fixtures.js';
@@ -25,17 +26,6 @@ let kube: KubeTestServer;
 const ports: Record<string, number> = {};
 const procs: Record<string, ChildProcess> = {};
 const stderrs: Record<string, string> = {};
-
-async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => done(port));
-    });
-  });
-}
 
 function run(name: string, args: string[], env: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [builtCli(), ...args, '--shutdown-delay', `${SHUTDOWN_DELAY_MS}ms`], {
