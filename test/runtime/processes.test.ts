@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -113,13 +113,17 @@ async function startBeacon(index: number): Promise<void> {
     '--keepalive-ms',
     '1000',
   ]);
-  // Listening = a TCP connect succeeds.
+  // Listening = a TCP connect succeeds. (Probing by binding the port itself could take it in the very moment the
+  // beacon binds, which then exits with EADDRINUSE.)
   await waitUntil(
     () =>
       new Promise<boolean>((done) => {
-        const probe = createServer();
-        probe.once('error', () => done(true)); // port taken by the beacon
-        probe.listen(beaconPort, REPLICA_IPS[index], () => probe.close(() => done(false)));
+        const probe = connect(beaconPort, REPLICA_IPS[index]);
+        probe.once('connect', () => {
+          probe.destroy();
+          done(true);
+        });
+        probe.once('error', () => done(false));
       }),
     { timeoutMs: 10_000, what: `beacon ${index} listening` },
   );
