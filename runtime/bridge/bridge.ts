@@ -242,7 +242,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
 
   /** Starts missing waiters and stops unwanted ones for one cluster. */
   function reconcile(cluster: ClusterState): void {
-    if (cluster.stop.signal.aborted) return;
+    // Closing: no new tunnels (the waiters were stopped), the open ones drain.
+    if (cluster.stop.signal.aborted || stop.signal.aborted) return;
     if (
       cluster.trustLoadedAt !== undefined &&
       performance.now() - cluster.trustLoadedAt > timing.trustRefreshMs
@@ -702,8 +703,24 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       stop.abort();
       await pollLoop;
       await polling.catch(() => undefined);
-      // Leases first: the replicas sharing our shards take them at once, then the brokers we drop redial there.
+      // Leases first: the replicas sharing our shards take them at once and wait in the rooms we leave now.
       await shards?.close();
+      for (const cluster of clusters.values()) {
+        for (const waiter of cluster.waiters.values()) waiter.abort();
+        cluster.waiters.clear();
+      }
+      // Each tunnel closes the moment nothing is in flight on it (GOAWAY CT_TUNNEL_DRAINED: its broker resends
+      // whatever it had not had answered on its next tunnel, to a replica still waiting), at the latest after
+      // the grace period. Pods see a request take a little longer, not a 503.
+      const open = [...clusters.values()].flatMap((cluster) => [...cluster.tunnels]);
+      if (open.length > 0)
+        log.info(
+          { event: 'bridge.draining_tunnels', tunnels: open.length, graceMs: timing.closeGraceMs },
+          'closing each tunnel once nothing is in flight on it',
+        );
+      await Promise.all(
+        open.map((tunnel) => tunnel.closeWhenIdle('the bridge is shutting down', timing.closeGraceMs)),
+      );
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
       sessionFailures.close();

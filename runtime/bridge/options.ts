@@ -5,6 +5,7 @@
 import type { Duplex } from 'node:stream';
 import type { BeaconClientCertificate } from '../beacon/index.js';
 import type { Logger } from '../core/log.js';
+import { IN_FLIGHT_GRACE_MS } from '../core/shutdown.js';
 import type { OpenBaoClient, TokenLoginState } from '../openbao/index.js';
 import type { RelayPartyOptions, TunnelHandler, TunnelMux } from '../tunnel/index.js';
 import { DEFAULT_DISCOVERY_RESYNC_MS } from './discovery.js';
@@ -41,6 +42,11 @@ export interface BridgeTiming {
    * changes it, so this is anti-entropy only, as long as the discovery resync. @default 21600000 (6 h)
    */
   readonly trustRefreshMs: number;
+  /**
+   * On close: how long open tunnels get to reach a moment with nothing in flight (each closes then, and its broker
+   * resends what it had not had answered to another replica) before they are cut. @default 10000
+   */
+  readonly closeGraceMs: number;
 }
 
 export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
@@ -53,6 +59,7 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   handshakeBackoffInitialMs: 250,
   handshakeBackoffMaxMs: 15_000,
   trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
+  closeGraceMs: IN_FLIGHT_GRACE_MS,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {

@@ -123,11 +123,29 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     migration: () => migrator?.status(),
   });
   const connectedTunnel = () => (isConnected() ? liveTunnel : undefined);
+  /** The next live tunnel other than `previous` (the broker reconnecting), or undefined once `signal` aborts. */
+  const nextTunnel = (previous: TunnelMux | undefined, signal: AbortSignal) =>
+    new Promise<TunnelMux | undefined>((resolve) => {
+      const finish = (tunnel: TunnelMux | undefined) => {
+        watchers.delete(check);
+        signal.removeEventListener('abort', onAbort);
+        resolve(tunnel);
+      };
+      const check = () => {
+        const tunnel = connectedTunnel();
+        if (tunnel && tunnel !== previous) finish(tunnel);
+      };
+      const onAbort = () => finish(undefined);
+      if (signal.aborted) return resolve(undefined);
+      watchers.add(check);
+      signal.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
   // Declared before anything can ask for the status (the health server answers while startup still runs).
   let migrator: SecretMigrator | undefined;
   let webhook: BrokerWebhook | undefined;
   const podApi: BrokerPodApi | undefined = options.podApi
-    ? brokerPodApi(options.podApi, { tunnel: connectedTunnel, metrics, logger: log })
+    ? brokerPodApi(options.podApi, { tunnel: connectedTunnel, nextTunnel, metrics, logger: log })
     : undefined;
   const currentStatus = (): BrokerStatus => {
     const podApiEndpoint = status.phase === 'operational' ? podApi?.endpoint() : undefined;
@@ -643,12 +661,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     },
     close() {
       closing ??= (async () => {
+        // Pods and the API server get their answers first, through the tunnel that is still up; no new
+        // connection is accepted meanwhile. Then the tunnel closes once the bridge has nothing in flight on it.
+        await Promise.all([podApi?.close(timing.closeGraceMs), webhook?.close(timing.closeGraceMs)]);
         stop.abort();
-        liveTunnel?.close({ code: 'CT_TUNNEL_CLOSED', reason: 'broker shutting down' });
+        await liveTunnel?.closeWhenIdle('the broker is shutting down', timing.closeGraceMs);
         await running;
         await migrator?.close();
-        await podApi?.close();
-        await webhook?.close();
         await health?.close();
         setStatus('stopped', 'closed');
       })();

@@ -4,6 +4,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../core/log.js';
+import { IN_FLIGHT_GRACE_MS } from '../core/shutdown.js';
 import type { KubeClient } from '../kube/index.js';
 import type { SecretMigrator } from '../migration/migrator.js';
 import type { RelayPartyOptions, TunnelHandler, TunnelMux } from '../tunnel/index.js';
@@ -73,6 +74,11 @@ export interface BrokerTiming {
   readonly pairTimeoutMs: number;
   /** After this many operational dials without a bridge, try the init room once (the cluster may be re-registered). @default 3 */
   readonly reBootstrapAfterFailures: number;
+  /**
+   * On close: how long pod API and webhook requests in flight (and the bridge's requests on the tunnel) get to
+   * finish before connections are cut; no new connection is accepted meanwhile. @default 10000
+   */
+  readonly closeGraceMs: number;
 }
 
 export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
@@ -82,6 +88,7 @@ export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
   rejectedRetryMs: 60_000,
   pairTimeoutMs: 45_000,
   reBootstrapAfterFailures: 3,
+  closeGraceMs: IN_FLIGHT_GRACE_MS,
 });
 
 export interface BrokerOptions extends RelayPartyOptions {

@@ -23,6 +23,11 @@ export interface BrokerPodApiOptions {
 export interface BrokerPodApiContext {
   /** The live tunnel, if any. */
   readonly tunnel: () => TunnelMux | undefined;
+  /** The next live tunnel other than `previous`; undefined once `signal` aborts. */
+  readonly nextTunnel?: (
+    previous: TunnelMux | undefined,
+    signal: AbortSignal,
+  ) => Promise<TunnelMux | undefined>;
   readonly metrics?: BrokerMetrics;
   readonly logger: Logger;
 }
@@ -40,8 +45,11 @@ export interface BrokerPodApi {
   endpoint(): PodApiEndpoint | undefined;
   /** Where it listens, as bound, once it runs. */
   listenUrl(): string | undefined;
-  /** Waits for a start under way, then closes; every call returns the first call's promise. */
-  close(): Promise<void>;
+  /**
+   * Waits for a start under way, then closes: no new connection, requests in flight get `graceMs` to finish.
+   * Every call returns the first call's promise.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApiContext): BrokerPodApi {
@@ -65,6 +73,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       port: options.port,
       tls: { certPem: credentials.podApiCertPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) },
       tunnel: context.tunnel,
+      nextTunnel: context.nextTunnel,
       limits: options.limits,
       observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,
       logger: log,
@@ -93,10 +102,10 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
     },
     endpoint: () => endpoint,
     listenUrl: () => server?.url,
-    close() {
+    close(graceMs) {
       closing ??= (async () => {
         await starting?.catch(() => undefined);
-        await server?.close();
+        await server?.close(graceMs);
       })();
       return closing;
     },

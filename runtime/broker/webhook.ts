@@ -58,7 +58,8 @@ export interface BrokerWebhook {
   readonly caPem?: string;
   /** Whether the configuration trusts `caPem` yet, when the broker keeps it current. */
   caBundleStatus(): WebhookCaBundleStatus | undefined;
-  close(): Promise<void>;
+  /** No new connection; admission reviews in flight get `graceMs` to be answered. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Starts the webhook; a failure on the way closes whatever it had opened. */
@@ -134,11 +135,11 @@ export async function startBrokerWebhook(
       url: listening.url,
       caPem,
       caBundleStatus: () => caBundle?.status(),
-      close() {
+      close(graceMs) {
         closing ??= (async () => {
           await caBundle?.close();
           watcher?.close();
-          await listening.close();
+          await listening.close(graceMs);
         })();
         return closing;
       },

@@ -150,6 +150,8 @@ export const ErrorCodes = {
   CT_BOOTSTRAP_REFUSED: 'the bridge refused the bootstrap',
   CT_BOOTSTRAP_PROTOCOL: 'a bootstrap message was malformed, oversized or unexpected',
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
+  CT_TUNNEL_DRAINED:
+    'the peer closed the tunnel with nothing in flight (a bridge or broker shutting down): requests not yet answered were never processed and are sent again on the next tunnel',
   CT_TUNNEL_PROTOCOL:
     'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
   CT_PODAPI_NOT_ALLOWED:

@@ -13,7 +13,11 @@ export interface ListeningServer {
   /** `http(s)://host:port` as bound (IPv6 hosts in brackets). */
   readonly url: string;
   readonly port: number;
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and closes idle keep-alive ones at once; requests in flight get `graceMs` to
+   * finish (their connections close after the answer), then every connection is cut. Without `graceMs`: cut now.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** HTTPS with the given certificate (TLS 1.2 at least), or plain HTTP when `tls` is false (tests, local use). */
@@ -51,16 +55,41 @@ export function listenHttp(
         ),
       ),
     );
+    // Requests in flight, so a graceful close knows when the last answer is gone.
+    let inFlight = 0;
+    let closing = false;
+    let lastAnswered: (() => void) | undefined;
+    server.prependListener('request', (_req, res) => {
+      inFlight++;
+      // While closing, an answer ends its keep-alive connection: the client's next request goes elsewhere.
+      if (closing) res.shouldKeepAlive = false;
+      res.once('close', () => {
+        inFlight--;
+        if (inFlight === 0) lastAnswered?.();
+      });
+    });
     server.listen(options.port, host, () => {
       const address = server.address() as AddressInfo;
       log.info({ event: options.event, port: address.port, scheme }, `${options.what} listening`);
       resolve({
         url: `${scheme}://${formatHost(address.address)}:${address.port}`,
         port: address.port,
-        close: () =>
+        close: (graceMs = 0) =>
           new Promise<void>((done) => {
-            server.closeAllConnections();
+            closing = true;
             server.close(() => done());
+            server.closeIdleConnections();
+            if (graceMs <= 0 || inFlight === 0) {
+              server.closeAllConnections();
+              return;
+            }
+            const cut = () => {
+              clearTimeout(timer);
+              lastAnswered = undefined;
+              server.closeAllConnections();
+            };
+            const timer = setTimeout(cut, graceMs);
+            lastAnswered = cut;
           }),
       });
     });

@@ -29,6 +29,12 @@ export const SHUTDOWN_DELAY_FLAG = {
   default: '0s',
 } as const;
 
+/**
+ * After the shutdown delay, how long requests already in flight (pod API, webhook, tunnel streams) get to finish
+ * before their connections are cut. 5 s of delay plus this stay inside Kubernetes' default 30 s grace period.
+ */
+export const IN_FLIGHT_GRACE_MS = 10_000;
+
 /** `0`, `0s` or a duration. */
 export function parseShutdownDelay(value: string): number {
   return /^0(ms|s|m|h)?$/.test(value.trim()) ? 0 : parseDuration(value, '--shutdown-delay');

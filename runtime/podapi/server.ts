@@ -5,10 +5,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { acceptCustomVerbs } from '../core/custom-verbs.js';
-import { CloudtaserError } from '../core/errors.js';
+import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
-import type { TunnelHeaders, TunnelMux } from '../tunnel/index.js';
+import type { RequestHead, TunnelHeaders, TunnelMux, TunnelResponse } from '../tunnel/index.js';
 import {
   type AllowedPodRequest,
   checkConsistencyHeaders,
@@ -35,6 +35,11 @@ export interface PodApiLimits {
   /** Bound for one request through the tunnel. @default 30000 */
   readonly timeoutMs: number;
   /**
+   * How long a request waits for a tunnel while the broker reconnects (a bridge or beacon replica restarting)
+   * before it is answered 503. @default 5000
+   */
+  readonly tunnelWaitMs: number;
+  /**
    * Request body bytes held at once over all connections (read, waiting for a tunnel slot, or in flight); beyond
    * it a request with a body gets 503 and its connection is closed. Without it, pods holding half-sent or
    * pipelined bodies could push the broker past its memory limit. @default 32 MiB
@@ -47,6 +52,7 @@ export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
   maxInFlight: 24,
   maxWaiting: 2000,
   timeoutMs: 30_000,
+  tunnelWaitMs: 5_000,
   maxBufferedBodyBytes: 32 * 1024 * 1024,
 });
 
@@ -57,6 +63,14 @@ export interface PodApiServerOptions {
   readonly tls: { readonly certPem: string; readonly keyPem: string } | false;
   /** The live tunnel, if any. */
   readonly tunnel: () => TunnelMux | undefined;
+  /**
+   * The next live tunnel other than `previous`; undefined once `signal` aborts. Without it a request that finds
+   * no tunnel is answered 503 at once.
+   */
+  readonly nextTunnel?: (
+    previous: TunnelMux | undefined,
+    signal: AbortSignal,
+  ) => Promise<TunnelMux | undefined>;
   readonly limits?: Partial<PodApiLimits>;
   /** Told every answered request: allow-list route (`refused` when off it), status and seconds. @default none */
   readonly observe?: (route: string, status: number, seconds: number) => void;
@@ -67,11 +81,15 @@ export interface PodApiServer {
   /** `https://host:port` as bound (tests); pods use the Service name in the certificate. */
   readonly url: string;
   readonly port: number;
-  close(): Promise<void>;
+  /** No new connection; requests in flight get `graceMs` to be answered, through the tunnel still up. */
+  close(graceMs?: number): Promise<void>;
 }
 
 const NOT_CONNECTED =
   'the secret-store bridge is not connected yet (cloudtaser broker tunnel down); retry in a few seconds';
+
+/** Requests that change nothing in OpenBao, so sending one again after a lost answer is harmless. */
+const READ_METHODS = new Set(['GET', 'HEAD', 'LIST']);
 
 export async function startPodApiServer(options: PodApiServerOptions): Promise<PodApiServer> {
   const limits: PodApiLimits = { ...DEFAULT_POD_API_LIMITS, ...definedOnly(options.limits ?? {}) };
@@ -173,19 +191,19 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     let responseBody: Buffer;
     let responseHeaders: TunnelHeaders | undefined;
     try {
-      const response = await gate.run(async () => {
-        const tunnel = options.tunnel();
-        if (!tunnel || tunnel.closed) throw new CloudtaserError('CT_TUNNEL_CLOSED', NOT_CONNECTED);
-        return tunnel.request(
-          {
-            method: checked.method,
-            path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
-            headers,
-          },
-          body,
-          { timeoutMs: limits.timeoutMs, signal: abort.signal },
-        );
-      }, abort.signal);
+      const response = await gate.run(
+        () =>
+          throughTunnel(
+            {
+              method: checked.method,
+              path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+              headers,
+            },
+            body,
+            abort.signal,
+          ),
+        abort.signal,
+      );
       status = response.status;
       responseBody = response.body;
       responseHeaders = response.headers;
@@ -228,19 +246,22 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       if (!res.writableFinished) abort.abort();
     });
     try {
-      const response = await gate.run(async () => {
-        const tunnel = options.tunnel();
-        if (!tunnel || tunnel.closed) throw new CloudtaserError('CT_TUNNEL_CLOSED', NOT_CONNECTED);
-        return tunnel.request(
-          {
-            method: 'GET',
-            path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
-            headers: {},
-          },
-          undefined,
-          { timeoutMs: limits.timeoutMs, signal: abort.signal },
-        );
-      }, abort.signal);
+      const response = await gate.run(
+        () =>
+          throughTunnel(
+            {
+              method: 'GET',
+              path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+              headers: {},
+            },
+            undefined,
+            abort.signal,
+            // sys/health answers at once either way (sealed while the secret store is unreachable): probes
+            // have short timeouts.
+            checked.route !== 'sys-health',
+          ),
+        abort.signal,
+      );
       reply(res, response.status, response.body, head);
     } catch (err) {
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
@@ -260,6 +281,50 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       const answer = unavailableHealthAnswer(checked.query);
       reply(res, answer.status, answer.body, head);
     }
+  }
+
+  /**
+   * One request through the live tunnel. With none (the broker reconnecting after a bridge or beacon replica
+   * restart) it waits up to tunnelWaitMs for the next. A request the tunnel lost unanswered is sent once more on
+   * the next tunnel when that is safe: always when the bridge promised it never processed it (it drained the
+   * tunnel before closing, mux.ts), otherwise only a read; a login or write that may have reached OpenBao is not.
+   */
+  async function throughTunnel(
+    head: RequestHead,
+    body: Buffer | undefined,
+    signal: AbortSignal,
+    waitForTunnel = true,
+  ): Promise<TunnelResponse> {
+    let lost: TunnelMux | undefined;
+    for (;;) {
+      const tunnel = await liveTunnel(lost, signal, waitForTunnel);
+      try {
+        return await tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal });
+      } catch (err) {
+        const resend =
+          lost === undefined &&
+          isCloudtaserError(err, 'CT_TUNNEL_CLOSED') &&
+          (err.details?.unprocessed === true || READ_METHODS.has(head.method));
+        if (!resend) throw err;
+        lost = tunnel;
+      }
+    }
+  }
+
+  async function liveTunnel(
+    lost: TunnelMux | undefined,
+    signal: AbortSignal,
+    wait: boolean,
+  ): Promise<TunnelMux> {
+    const current = options.tunnel();
+    if (current && !current.closed && current !== lost) return current;
+    if (wait && options.nextTunnel && !signal.aborted) {
+      const waited = AbortSignal.any([signal, AbortSignal.timeout(limits.tunnelWaitMs)]);
+      const next = await options.nextTunnel(lost, waited);
+      if (next) return next;
+      if (signal.aborted) throw new CloudtaserError('CT_CANCELLED', 'the pod went away');
+    }
+    throw new CloudtaserError('CT_TUNNEL_CLOSED', NOT_CONNECTED);
   }
 
   const server = createHttpOrHttpsServer(options.tls, handler);

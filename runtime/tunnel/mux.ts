@@ -6,6 +6,11 @@
  *
  * Per stream: requester OPEN(head) DATA* END; responder RESPONSE(head) DATA* END; either side may RESET.
  * Stream 0 carries PING/PONG (liveness) and GOAWAY (orderly close with a reason).
+ *
+ * A GOAWAY with the code CT_TUNNEL_DRAINED is a promise: its sender had no stream in flight either way when it
+ * sent it and reads nothing after it, so every request the receiver has not had an answer to was never processed
+ * and may be sent again on another tunnel, whatever its method (closeWhenIdle sends it; the bridge does on
+ * shutdown). A peer that predates the code reads it as CT_TUNNEL_PROTOCOL and simply reconnects, as before.
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -116,6 +121,12 @@ export interface TunnelMux {
   ping(timeoutMs?: number): Promise<number>;
   /** Sends GOAWAY and ends the stream. Idempotent. */
   close(reason?: ResetReason): void;
+  /**
+   * Closes at the first moment no stream is in flight either way, with GOAWAY CT_TUNNEL_DRAINED (the peer may
+   * resend what it had not had answered, see above); after `timeoutMs` closes anyway with CT_TUNNEL_CLOSED. Both
+   * ends keep serving meanwhile. Resolves once closed.
+   */
+  closeWhenIdle(reason: string, timeoutMs: number): Promise<void>;
   readonly closed: boolean;
   /** Resolves once, with why the tunnel ended. Never rejects. */
   readonly done: Promise<CloudtaserError>;
@@ -166,6 +177,8 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
       }
     | undefined;
   const drainWaiters = new Set<() => void>();
+  /** Set by closeWhenIdle: called whenever a stream ends, it closes once none is left. */
+  let onStreamEnded: (() => void) | undefined;
 
   let resolveDone!: (err: CloudtaserError) => void;
   const done = new Promise<CloudtaserError>((resolve) => {
@@ -238,6 +251,8 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
             { details: { peerCode: reason.code } },
           ),
           false,
+          undefined,
+          reason.code === 'CT_TUNNEL_DRAINED',
         );
         return;
       }
@@ -332,6 +347,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
             code: 'CT_TUNNEL_PROTOCOL',
             reason: `request body over ${limits.maxBodyBytes} bytes`,
           });
+          streamEnded();
           return;
         }
         entry.chunks.push(payload);
@@ -345,6 +361,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
         decodeReason(payload, 'RESET');
         remote.delete(id);
         entry.abort.abort();
+        streamEnded();
         return;
       default:
         throw protocolError(`${frameTypeName(type)} frame on the peer's stream ${id}`);
@@ -379,6 +396,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
         'tunnel handler failed',
       );
       resetStream(entry.id, { code, reason });
+      streamEnded();
       return;
     }
     if (remote.get(entry.id) !== entry || closed) return;
@@ -403,6 +421,8 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
       );
     } finally {
       remote.delete(entry.id);
+      // After the last frame of the answer is written: a drain must not close ahead of it.
+      streamEnded();
     }
   }
 
@@ -412,7 +432,9 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
     callOptions: { signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<TunnelResponse> {
     if (closed)
-      throw new CloudtaserError('CT_TUNNEL_CLOSED', 'the tunnel is closed; wait for it to reconnect');
+      throw new CloudtaserError('CT_TUNNEL_CLOSED', 'the tunnel is closed; wait for it to reconnect', {
+        details: { unprocessed: true },
+      });
     const bodyBytes = toBuffer(body);
     if (bodyBytes.length > limits.maxBodyBytes) {
       throw new CloudtaserError(
@@ -431,7 +453,9 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
     const encodedHead = encodeRequestHead(head);
     if (nextLocalId > 0xffff_fffe) {
       close({ code: 'CT_TUNNEL_CLOSED', reason: 'stream ids exhausted' });
-      throw new CloudtaserError('CT_TUNNEL_CLOSED', 'the tunnel used up its stream ids; it will reconnect');
+      throw new CloudtaserError('CT_TUNNEL_CLOSED', 'the tunnel used up its stream ids; it will reconnect', {
+        details: { unprocessed: true },
+      });
     }
     const id = nextLocalId;
     nextLocalId += 2;
@@ -464,6 +488,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
           callOptions.signal?.removeEventListener('abort', onAbort);
           if (error) reject(error);
           else resolve(response!);
+          streamEnded();
         },
       };
       local.set(id, entry);
@@ -593,7 +618,39 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
     );
   }
 
-  function finish(err: CloudtaserError, sendGoaway: boolean, reason?: ResetReason): void {
+  function streamEnded(): void {
+    onStreamEnded?.();
+  }
+
+  function closeWhenIdle(reason: string, timeoutMs: number): Promise<void> {
+    if (!closed) {
+      const timer = setTimeout(
+        () =>
+          close({
+            code: 'CT_TUNNEL_CLOSED',
+            reason: `${reason}; requests still in flight after ${timeoutMs} ms`,
+          }),
+        timeoutMs,
+      );
+      void done.then(() => clearTimeout(timer));
+      onStreamEnded = () => {
+        if (!closed && local.size === 0 && remote.size === 0) close({ code: 'CT_TUNNEL_DRAINED', reason });
+      };
+      onStreamEnded();
+    }
+    return done.then(() => undefined);
+  }
+
+  /**
+   * `unprocessed`: the peer's GOAWAY was CT_TUNNEL_DRAINED, so what we still wait for was never processed and
+   * the requester may send it again elsewhere.
+   */
+  function finish(
+    err: CloudtaserError,
+    sendGoaway: boolean,
+    reason?: ResetReason,
+    unprocessed = false,
+  ): void {
     if (closed) return;
     if (sendGoaway && !stream.destroyed) {
       try {
@@ -616,7 +673,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
         new CloudtaserError(
           'CT_TUNNEL_CLOSED',
           `the tunnel closed before the answer arrived: ${err.message}`,
-          { cause: err },
+          { cause: err, details: unprocessed ? { unprocessed: true } : undefined },
         ),
       );
     for (const entry of remote.values()) entry.abort.abort();
@@ -642,6 +699,7 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
     },
     ping,
     close,
+    closeWhenIdle,
     get closed() {
       return closed;
     },

@@ -39,7 +39,8 @@ export interface WebhookServer {
   readonly url: string;
   /** Serves new connections with this certificate (a renewed `webhook.tls.secretName`); HTTPS only. */
   setCertificate(pair: { readonly certPem: string; readonly keyPem: string }): void;
-  close(): Promise<void>;
+  /** No new connection; reviews in flight get `graceMs` to be answered (see listenHttp). */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startWebhookServer(options: WebhookServerOptions): Promise<WebhookServer> {

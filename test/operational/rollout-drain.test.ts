@@ -1,0 +1,120 @@
+/**
+ * Rollouts without failed pod requests. A bridge replica that closes (a rollout, a scale-down) used to cut its
+ * tunnels at once: requests in flight got 503, and so did every request the pods sent while their broker
+ * reconnected (up to the broker's first backoff, then a pairing). A broker that closed cut the requests of its
+ * pods the same way. Now:
+ * - the bridge stops waiting for new tunnels, lets each tunnel reach a moment with nothing in flight, and closes
+ *   it then with GOAWAY CT_TUNNEL_DRAINED (nothing unanswered was processed);
+ * - the broker's pod API waits for the next tunnel (up to tunnelWaitMs) instead of answering 503, and sends a
+ *   request the drained tunnel left unanswered once more, whatever its method; after a close that was not a
+ *   drain it resends only reads (a login or renewal may have reached OpenBao);
+ * - the broker's own close answers the requests in flight first, through the tunnel still up.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BridgeHandle } from '../../runtime/bridge/index.js';
+import { startTestBridge } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
+import { BOUND_SA, type OperationalStack, ROLE, SECRET_PATH, startOperationalStack } from './stack.js';
+
+let stack: OperationalStack;
+let second: BridgeHandle;
+/** A pod's OpenBao token, from a login before any replica closes (logins need the first bridge's TokenReview). */
+let token: string;
+
+beforeAll(async () => {
+  stack = await startOperationalStack({ logLevel: 'info' });
+  // A second replica of the bridge, waiting in the cluster's rooms as a rollout's new pod does.
+  second = await startTestBridge({ openbao: stack.bridgeOpenBao, beacons: [stack.replicas.address] });
+  await second.pollNow();
+  await waitUntil(() => (second.status().clusters[0]?.waiting ?? 0) >= 2, { timeoutMs: 10_000 });
+  token = await podToken();
+}, 60_000);
+afterAll(async () => {
+  await second?.close();
+  await stack?.close();
+});
+
+async function podToken(): Promise<string> {
+  const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
+    body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
+  });
+  expect(login.status).toBe(200);
+  return (login.body.auth as { client_token: string }).client_token;
+}
+
+/** `readers` pods read their secret and renew their token in a loop until `stop`; every answer's status. */
+function podLoad(token: string, readers: number, stop: AbortSignal): Promise<number[]> {
+  const statuses: number[] = [];
+  const loop = async (n: number) => {
+    for (let i = 0; !stop.aborted; i++) {
+      const renew = (i + n) % 3 === 0;
+      const answer = renew
+        ? await stack.podRequest('POST', '/v1/auth/token/renew-self', { token, body: {} })
+        : await stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token });
+      statuses.push(answer.status);
+    }
+  };
+  return Promise.all(Array.from({ length: readers }, (_, n) => loop(n))).then(() => statuses);
+}
+
+describe('a bridge replica closing while pods read (rollout)', () => {
+  it('answers every pod request (reads and token renewals) while the tunnel moves to the other replica', async () => {
+    expect(stack.bridge.tunnels()).toHaveLength(1);
+    // Requests in flight on the tunnel when it closes: OpenBao answers reads slowly for a moment.
+    stack.openbao.injectFault({ pathPattern: /secret\/data/, method: 'GET', delayMs: 300, times: 4 });
+    const stop = new AbortController();
+    const load = podLoad(token, 8, stop.signal);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await stack.bridge.close();
+    await waitUntil(() => second.tunnels().length === 1, { timeoutMs: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    stop.abort();
+    const statuses = await load;
+    const failed = statuses.filter((status) => status !== 200);
+    expect({ answered: statuses.length > 20, failed }).toEqual({ answered: true, failed: [] });
+    expect(stack.broker.status().phase).toBe('operational');
+    // The broker heard the drain, not a cut.
+    expect(
+      stack.logs.some(
+        (line) => line.includes('"event":"tunnel.closed"') && line.includes('CT_TUNNEL_DRAINED'),
+      ),
+    ).toBe(true);
+    expect(stack.logs.some((line) => line.includes('"event":"bridge.draining_tunnels"'))).toBe(true);
+  }, 30_000);
+});
+
+describe('a tunnel cut without a drain (a bridge killed, a network fault)', () => {
+  it('sends a read in flight once more on the next tunnel, but never a renewal that may have reached OpenBao', async () => {
+    const renewals = () =>
+      stack.openbao.requestLog().filter((entry) => entry.path.endsWith('auth/token/renew-self')).length;
+    const before = renewals();
+    stack.openbao.injectFault({ pathPattern: /secret\/data/, method: 'GET', delayMs: 400, times: 1 });
+    stack.openbao.injectFault({ pathPattern: /renew-self/, method: 'POST', delayMs: 400, times: 1 });
+    const read = stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token });
+    const renew = stack.podRequest('POST', '/v1/auth/token/renew-self', { token, body: {} });
+    await waitUntil(() => renewals() > before || second.tunnels()[0]?.stats().remoteStreams === 2, {
+      timeoutMs: 5_000,
+    });
+    second.tunnels()[0].close({ code: 'CT_TUNNEL_CLOSED', reason: 'cut by the test' });
+    const [readAnswer, renewAnswer] = await Promise.all([read, renew]);
+    expect(readAnswer.status).toBe(200);
+    expect(renewAnswer.status).toBe(503);
+    await waitUntil(() => stack.broker.status().phase === 'operational', { timeoutMs: 10_000 });
+    expect(renewals() - before).toBeLessThanOrEqual(1);
+  }, 30_000);
+});
+
+describe('a broker closing while pods read', () => {
+  it('answers the requests in flight before it closes the tunnel', async () => {
+    stack.openbao.injectFault({ pathPattern: /secret\/data/, method: 'GET', delayMs: 500, times: 3 });
+    const inFlight = Array.from({ length: 3 }, () =>
+      stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const closed = stack.broker.close();
+    const answers = await Promise.all(inFlight);
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200]);
+    await closed;
+    expect(stack.broker.status().phase).toBe('stopped');
+  }, 30_000);
+});
