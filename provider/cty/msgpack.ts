@@ -9,6 +9,12 @@ import { BigNumber, Dynamic, type Refinements, record, Unknown, unknown, type Va
 
 const REFINED_UNKNOWN_EXT = 12;
 const MAX_DEPTH = 64;
+/**
+ * Values one decode may produce. A byte per value is all the format needs, so without a bound a 200 MB list of
+ * nils would become 200 million JS values and take the provider past its heap limit; no configuration this
+ * provider reads comes near it.
+ */
+const MAX_VALUES = 1_000_000;
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -327,6 +333,7 @@ function describe(value: unknown): string {
 
 class Reader {
   pos = 0;
+  values = 0;
   readonly view: DataView;
   constructor(readonly buf: Uint8Array) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -372,6 +379,7 @@ export function decodeMsgpack(bytes: Uint8Array, type: CtyType): Value {
 
 function readValue(r: Reader, type: CtyType, path: string, depth: number): Value {
   if (depth > MAX_DEPTH) throw protocolError(`nesting deeper than ${MAX_DEPTH}`, path);
+  if (++r.values > MAX_VALUES) throw protocolError(`more than ${MAX_VALUES} values in one message`, path);
   const head = r.peek(path);
   if (head === 0xc0) {
     r.pos++;

@@ -237,6 +237,11 @@ class Reader {
   }
 }
 
+function spend(budget: { elements: number }): void {
+  if (--budget.elements < 0)
+    throw malformed(`more than ${MAX_DECODED_ELEMENTS} repeated elements in one message`);
+}
+
 function truncated(): CloudtaserError {
   return malformed('message is truncated');
 }
@@ -253,8 +258,20 @@ function indexOf(spec: MessageSpec): Map<number, FieldSpec> {
   return spec.byNumber;
 }
 
+/**
+ * Repeated elements and map entries one message may decode into. Each takes two bytes on the wire, so a message
+ * under the 256 MiB gRPC limit could otherwise become 100 million objects and exhaust the heap; Terraform's own
+ * requests stay far below (CallFunction arguments, diagnostics paths).
+ */
+const MAX_DECODED_ELEMENTS = 1_000_000;
+
 /** Decodes bytes into a plain record; unknown fields are skipped, repeated fields default to []. */
-export function decodeMessage(spec: MessageSpec, data: Uint8Array, depth = 0): Msg {
+export function decodeMessage(
+  spec: MessageSpec,
+  data: Uint8Array,
+  depth = 0,
+  budget = { elements: MAX_DECODED_ELEMENTS },
+): Msg {
   if (depth > 64) throw malformed('nesting deeper than 64 messages');
   const out: Msg = {};
   for (const field of spec.fields) {
@@ -273,6 +290,7 @@ export function decodeMessage(spec: MessageSpec, data: Uint8Array, depth = 0): M
       continue;
     }
     if (field.kind === 'map') {
+      spend(budget);
       const entry = reader.lengthDelimited();
       const entryReader = new Reader(entry, 0, entry.length);
       let mapKey = '';
@@ -281,7 +299,7 @@ export function decodeMessage(spec: MessageSpec, data: Uint8Array, depth = 0): M
         const entryKey = entryReader.varint();
         if (entryKey === (1 << 3) + WIRE_LEN) mapKey = textDecoder.decode(entryReader.lengthDelimited());
         else if (entryKey === (2 << 3) + WIRE_LEN)
-          mapValue = decodeMessage(field.message!(), entryReader.lengthDelimited(), depth + 1);
+          mapValue = decodeMessage(field.message!(), entryReader.lengthDelimited(), depth + 1, budget);
         else entryReader.skip(entryKey & 7);
       }
       Object.defineProperty(out[field.name], mapKey, { value: mapValue, enumerable: true, writable: true });
@@ -297,18 +315,27 @@ export function decodeMessage(spec: MessageSpec, data: Uint8Array, depth = 0): M
       // packed repeated scalars
       const packed = reader.lengthDelimited();
       const packedReader = new Reader(packed, 0, packed.length);
-      while (packedReader.pos < packedReader.end)
-        out[field.name].push(readScalar(packedReader, field, depth));
+      while (packedReader.pos < packedReader.end) {
+        spend(budget);
+        out[field.name].push(readScalar(packedReader, field, depth, budget));
+      }
       continue;
     }
-    const value = readScalar(reader, field, depth, wire);
+    if (field.repeated) spend(budget);
+    const value = readScalar(reader, field, depth, budget, wire);
     if (field.repeated) out[field.name].push(value);
     else out[field.name] = value;
   }
   return out;
 }
 
-function readScalar(reader: Reader, field: FieldSpec, depth: number, wire?: number): unknown {
+function readScalar(
+  reader: Reader,
+  field: FieldSpec,
+  depth: number,
+  budget: { elements: number },
+  wire?: number,
+): unknown {
   const expectLen = field.kind === 'string' || field.kind === 'bytes' || field.kind === 'message';
   if (wire !== undefined && (expectLen ? wire !== WIRE_LEN : wire !== WIRE_VARINT)) {
     throw malformed(`field ${field.name} has wire type ${wire}`);
@@ -324,7 +351,7 @@ function readScalar(reader: Reader, field: FieldSpec, depth: number, wire?: numb
     case 'bytes':
       return reader.lengthDelimited();
     case 'message':
-      return decodeMessage(field.message!(), reader.lengthDelimited(), depth + 1);
+      return decodeMessage(field.message!(), reader.lengthDelimited(), depth + 1, budget);
     case 'bool':
       return reader.varint() !== 0;
     case 'int64':

@@ -44,7 +44,7 @@ export function requireRule(rule: InputRule, name: string, value: unknown, hint?
 }
 
 /** Long inputs are cut in messages: enough to recognise, not a wall of text in a plan. */
-function truncate(value: string): string {
+export function truncate(value: string): string {
   return value.length > 80 ? `${value.slice(0, 77)}...` : value;
 }
 

@@ -6,6 +6,7 @@ import { type JsonWebKey, X509Certificate } from 'node:crypto';
 import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
+import { truncate } from '../core/rules.js';
 
 /** Root namespace under which every cluster namespace lives. */
 export const DEFAULT_NAMESPACE_ROOT = 'cloudtaser';
@@ -98,7 +99,7 @@ export function validateNamespaceRoot(namespaceRoot: string): string {
   ) {
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      `namespace root ${JSON.stringify(namespaceRoot)} is not a usable OpenBao namespace name; use one segment of letters, digits, '-', '_' or '.' (default "cloudtaser")`,
+      `namespace root ${JSON.stringify(truncate(namespaceRoot))} is not a usable OpenBao namespace name; use one segment of letters, digits, '-', '_' or '.' (default "cloudtaser")`,
     );
   }
   return namespaceRoot;

@@ -200,3 +200,20 @@ describe('msgpack decoding refuses hostile input with CT_PROVIDER_PROTOCOL', () 
     expect(() => decodeMsgpack(data, type)).toThrow(/deeper than 64/);
   });
 });
+
+describe('msgpack decoding: a bound on what one value may become', () => {
+  it('refuses a list of more than a million values (one byte each) instead of exhausting the heap', () => {
+    const count = 1_000_001;
+    const wire = Buffer.alloc(5 + count, 0xc0); // array32 header, then `count` nils
+    wire[0] = 0xdd;
+    wire.writeUInt32BE(count, 1);
+    let error: unknown;
+    try {
+      decodeMsgpack(wire, ['list', 'string']);
+    } catch (err) {
+      error = err;
+    }
+    expect(isCloudtaserError(error, 'CT_PROVIDER_PROTOCOL')).toBe(true);
+    expect((error as Error).message).toContain('more than 1000000 values');
+  });
+});

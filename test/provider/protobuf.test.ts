@@ -83,3 +83,29 @@ describe('table-driven protobuf codec', () => {
     });
   }
 });
+
+describe('protobuf decoding: a bound on what one message may become', () => {
+  it('refuses a message of more than a million repeated elements (each 2 bytes on the wire) instead of exhausting the heap', () => {
+    // CallFunction.Request with 1,000,001 empty `arguments` (field 2, length 0): 2 MB on the wire, a million
+    // objects decoded. The old decoder built them all; at 100 million (200 MB, under the gRPC limit) the
+    // provider died of heap exhaustion without an answer.
+    const count = 1_000_001;
+    const wire = Buffer.alloc(count * 2);
+    for (let i = 0; i < count; i++) wire[i * 2] = 0x12;
+    let error: unknown;
+    try {
+      decodeMessage(m.CallFunctionRequest, wire);
+    } catch (err) {
+      error = err;
+    }
+    expect(isCloudtaserError(error, 'CT_PROVIDER_PROTOCOL')).toBe(true);
+    expect((error as Error).message).toContain('more than 1000000 repeated elements');
+  });
+
+  it('still decodes a large legitimate message (100,000 arguments)', () => {
+    const count = 100_000;
+    const wire = Buffer.alloc(count * 2);
+    for (let i = 0; i < count; i++) wire[i * 2] = 0x12;
+    expect((decodeMessage(m.CallFunctionRequest, wire).arguments as unknown[]).length).toBe(count);
+  });
+});

@@ -11,6 +11,7 @@ import {
   markClusterInitialized,
   rearmCluster,
   registerCluster,
+  validateNamespaceRoot,
 } from '../../runtime/registration/index.js';
 import { captureLogger } from '../beacon/helpers.js';
 import { provisionIdentities } from '../openbao-identities.js';
@@ -323,5 +324,19 @@ describe('registration against the OpenBao test server', () => {
 
   it('init hash in status is the published function of the fingerprint', async () => {
     expect((await getClusterStatus(registrar, { fingerprint: FP })).initHash).toBe(initHash(FP));
+  });
+});
+
+describe('namespace root validation', () => {
+  it('refuses an unusable namespace root naming it shortened, not echoing a 2 MB value into the plan', () => {
+    const huge = `x/${'a'.repeat(2_000_000)}`;
+    let message = '';
+    try {
+      validateNamespaceRoot(huge);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('is not a usable OpenBao namespace name');
+    expect(message.length).toBeLessThan(400);
   });
 });
