@@ -110,6 +110,7 @@ export class OpenBaoClient {
     this.address = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
     this.namespace = normaliseNamespace(options.namespace);
     this.#token = options.token === undefined || options.token === '' ? undefined : options.token;
+    if (typeof this.#token === 'string') checkTokenCharacters(this.#token);
     this.#transport = shared === SHARED && connection ? connection : new OpenBaoTransport(url, options);
   }
 
@@ -582,5 +583,25 @@ function namespacesUnsupported(version: string | undefined, cause?: unknown): Cl
     'CT_OPENBAO_NAMESPACES_UNSUPPORTED',
     `namespaces need OpenBao >= 2.3 (found ${version || 'a server without the sys/namespaces API'}); upgrade OpenBao`,
     { cause, details: { version } },
+  );
+}
+
+/**
+ * OpenBao tokens are printable ASCII without spaces. One with a line break or a non-ASCII character (a token file
+ * pasted with its prompt, a copy from a rich-text page) cannot go into a header at all; said here, before any
+ * request, instead of surfacing as "address could not be reached". The token itself is never repeated.
+ */
+function checkTokenCharacters(token: string): void {
+  const bad = /[^\x21-\x7e]/.exec(token);
+  if (!bad) return;
+  const what =
+    bad[0] === '\n' || bad[0] === '\r'
+      ? 'a line break'
+      : /\s/.test(bad[0])
+        ? 'a space'
+        : 'a non-ASCII or control character';
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `the OpenBao token has ${what} at position ${bad.index + 1}, which no token has; check where it is set (--secretstore-token, CLOUDTASER_SECRETSTORE_TOKEN, BAO_TOKEN or VAULT_TOKEN, or the provider's secretstore_token)`,
   );
 }

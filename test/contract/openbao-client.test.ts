@@ -290,3 +290,24 @@ describe('secret-store settings from flags and environment', () => {
     );
   });
 });
+
+describe('token characters', () => {
+  it('refuses a token with a line break, a space or a non-ASCII character by saying so, never repeating the token', () => {
+    for (const [token, what] of [
+      [`${TOKEN}\nextra`, 'a line break'],
+      [`${TOKEN} extra`, 'a space'],
+      [`${TOKEN}é`, 'a non-ASCII or control character'],
+    ] as const) {
+      let error: unknown;
+      try {
+        new OpenBaoClient({ address: server.address, token });
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(CloudtaserError);
+      expect((error as CloudtaserError).code).toBe('CT_INVALID_ARGUMENT');
+      expect((error as Error).message).toContain(`the OpenBao token has ${what}`);
+      expect((error as Error).message).not.toContain(TOKEN);
+    }
+  });
+});
