@@ -6,7 +6,7 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
-import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import {
   fingerprintPrefix,
   hashPrefix,
@@ -145,7 +145,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   let migrator: SecretMigrator | undefined;
   let webhook: BrokerWebhook | undefined;
   const podApi: BrokerPodApi | undefined = options.podApi
-    ? brokerPodApi(options.podApi, { tunnel: connectedTunnel, nextTunnel, metrics, logger: log })
+    ? brokerPodApi(options.podApi, {
+        tunnel: connectedTunnel,
+        nextTunnel,
+        // Declared below with the TokenReview outcomes; only read once pods send requests.
+        tokenReviewFailures: () => reviewFailures,
+        metrics,
+        logger: log,
+      })
     : undefined;
   const currentStatus = (): BrokerStatus => {
     const podApiEndpoint = status.phase === 'operational' ? podApi?.endpoint() : undefined;
@@ -170,7 +177,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
 
   // Every pod login is a TokenReview: a failure is logged once per code and minute, and /status keeps its state.
   let reviewSummary = createLogSummarizer(log, { summaryEvent: 'broker.tokenreview_failures_summary' });
+  // A failed attempt (beacon down, API server down at start) is retried every few seconds for as long as it lasts:
+  // a line per code and minute, the rest counted; /status always has the latest.
+  let retrySummary = createLogSummarizer(log, { summaryEvent: 'broker.retry_summary' });
   let tokenReview: BrokerStatus['tokenReview'];
+  /** TokenReviews that failed (not refused tokens: the API server or our access failed), for the pod API. */
+  const reviewFailures = { count: 0, code: undefined as ErrorCode | undefined };
   const reviewOutcomes: TokenReviewOutcomes = {
     answered() {
       if (tokenReview?.state === 'failing')
@@ -181,6 +193,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       if (tokenReview?.state !== 'ok') tokenReview = { state: 'ok', since: new Date().toISOString() };
     },
     failed(error) {
+      reviewFailures.count++;
+      reviewFailures.code = error.code;
       reviewSummary.warn(
         error.code,
         { event: 'broker.tokenreview_failed', code: error.code, reason: error.message },
@@ -516,6 +530,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           log = log.child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
           reviewSummary.close();
           reviewSummary = createLogSummarizer(log, { summaryEvent: 'broker.tokenreview_failures_summary' });
+          retrySummary.close();
+          retrySummary = createLogSummarizer(log, { summaryEvent: 'broker.retry_summary' });
           setStatus('bootstrapping', 'fingerprint read; dialing the beacon init room');
         }
         const tryInit = !credentials || operationalMisses >= timing.reBootstrapAfterFailures;
@@ -614,7 +630,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             ? { lastErrorCode: 'CT_NOT_REGISTERED', lastError: status.lastTunnelClose!.reason }
             : { lastErrorCode: error.code, lastError: error.message },
         );
-        log.warn(
+        retrySummary.warn(
+          error.code,
           { event: 'broker.retry', code: error.code, delayMs: delay, reason: error.message },
           'broker attempt failed',
         );
@@ -667,6 +684,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         stop.abort();
         await liveTunnel?.closeWhenIdle('the broker is shutting down', timing.closeGraceMs);
         await running;
+        retrySummary.close();
+        reviewSummary.close();
         await migrator?.close();
         await health?.close();
         setStatus('stopped', 'closed');

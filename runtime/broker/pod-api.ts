@@ -28,6 +28,8 @@ export interface BrokerPodApiContext {
     previous: TunnelMux | undefined,
     signal: AbortSignal,
   ) => Promise<TunnelMux | undefined>;
+  /** TokenReviews this broker could not do so far, and the last failure's code (see PodApiServerOptions). */
+  readonly tokenReviewFailures?: () => { readonly count: number; readonly code?: string };
   readonly metrics?: BrokerMetrics;
   readonly logger: Logger;
 }
@@ -74,6 +76,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       tls: { certPem: credentials.podApiCertPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) },
       tunnel: context.tunnel,
       nextTunnel: context.nextTunnel,
+      tokenReviewFailures: context.tokenReviewFailures,
       limits: options.limits,
       observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,
       logger: log,

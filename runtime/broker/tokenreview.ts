@@ -11,6 +11,9 @@ import { kubeStatusBody } from '../podapi/kube-status.js';
 import { isNamespaceName, NAMESPACE_TUNNEL_PREFIX, TOKENREVIEW_TUNNEL_PATH } from '../podapi/protocol.js';
 import type { TunnelReply, TunnelRequest } from '../tunnel/index.js';
 
+/** The broker's bound for one TokenReview against its API server; the bridge gives the round trip 10 s. */
+export const TOKENREVIEW_TIMEOUT_MS = 8_000;
+
 export type TokenReviewApi = Pick<KubeClient, 'createTokenReview'>;
 export type NamespaceReadApi = Pick<KubeClient, 'getNamespace'>;
 
@@ -58,7 +61,12 @@ export async function serveTokenReview(
     };
   }
   try {
-    const status = await kube.createTokenReview(spec.token, spec.audiences, { signal });
+    // Inside the bridge's 10 s for the whole round trip, so a hung API server is answered with its cause
+    // (CT_KUBE_UNREACHABLE) rather than cancelled by the bridge as a tunnel timeout.
+    const status = await kube.createTokenReview(spec.token, spec.audiences, {
+      signal,
+      timeoutMs: TOKENREVIEW_TIMEOUT_MS,
+    });
     // One per pod login: debug only (the metric counts them); a fleet's logins must not fill the log.
     log.debug(
       { event: 'broker.tokenreview', authenticated: status.authenticated === true },

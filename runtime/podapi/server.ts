@@ -71,6 +71,12 @@ export interface PodApiServerOptions {
     previous: TunnelMux | undefined,
     signal: AbortSignal,
   ) => Promise<TunnelMux | undefined>;
+  /**
+   * TokenReviews the broker could not do (its API server failed, or refused the broker itself) and the last code.
+   * OpenBao answers every failed TokenReview as a 403 `permission denied`, exactly what a pod not bound to its
+   * role gets; a login refused while this count moved is told the real cause instead.
+   */
+  readonly tokenReviewFailures?: () => { readonly count: number; readonly code?: string };
   readonly limits?: Partial<PodApiLimits>;
   /** Told every answered request: allow-list route (`refused` when off it), status and seconds. @default none */
   readonly observe?: (route: string, status: number, seconds: number) => void;
@@ -87,6 +93,29 @@ export interface PodApiServer {
 
 const NOT_CONNECTED =
   'the secret-store bridge is not connected yet (cloudtaser broker tunnel down); retry in a few seconds';
+
+/**
+ * A login OpenBao refused while the broker's TokenReview failed. The pod was not judged: an API server that did
+ * not answer is worth a retry (503, which the injected init container and agents retry); a broker without the
+ * right to review tokens is a setup error (403, with the fix).
+ */
+function reviewFailureAnswer(code: string | undefined): { status: number; errors: string[] } {
+  if (code === 'CT_KUBE_FORBIDDEN')
+    return {
+      status: 403,
+      errors: [
+        'permission denied',
+        "CT_KUBE_FORBIDDEN: the cloudtaser broker may not create TokenReviews, so no pod can log in; bind its service account to system:auth-delegator (the chart's ClusterRoleBinding)",
+      ],
+    };
+  return {
+    status: 503,
+    errors: [
+      'permission denied',
+      `${code ?? 'CT_KUBE_UNREACHABLE'}: the cluster's API server did not answer the TokenReview for this login, so the pod was not judged; retry shortly`,
+    ],
+  };
+}
 
 /** Requests that change nothing in OpenBao, so sending one again after a lost answer is harmless. */
 const READ_METHODS = new Set(['GET', 'HEAD', 'LIST']);
@@ -182,6 +211,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     const token = podToken(req);
     if (token) headers['x-vault-token'] = token;
     if (body.length > 0) headers['content-type'] = contentType(req, checked.method, body);
+    const reviewFailuresBefore =
+      checked.route === 'kubernetes-login' ? options.tokenReviewFailures?.().count : undefined;
     const abort = new AbortController();
     // Only a client that went away mid-request cancels it (an abort also costs a DOMException).
     res.on('close', () => {
@@ -218,6 +249,15 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       );
       observe?.(checked.route, 503, (performance.now() - started) / 1000);
       return;
+    }
+    if (status === 403 && reviewFailuresBefore !== undefined) {
+      const failures = options.tokenReviewFailures!();
+      if (failures.count > reviewFailuresBefore) {
+        const answer = reviewFailureAnswer(failures.code);
+        reply(res, answer.status, openBaoErrorBody(answer.errors));
+        observe?.(checked.route, answer.status, (performance.now() - started) / 1000);
+        return;
+      }
     }
     log.debug(
       {

@@ -75,6 +75,11 @@ export function keepWebhookCaBundle(options: WebhookCaBundleOptions): WebhookCaB
           'webhook configuration now trusts this operator instance',
         );
       } else {
+        if (status.state === 'failing')
+          log.info(
+            { event: 'webhook.ca_bundle_recovered', configuration: name, after: status.lastErrorCode },
+            'webhook configuration reachable again and already trusts this operator instance',
+          );
         status = {
           ...status,
           state: 'current',
