@@ -169,7 +169,8 @@ export class PairingCore implements LegEvents {
     expiry.unref();
     keepalive.unref();
     leg.waiting = { timers: [expiry, keepalive], since: performance.now() };
-    leg.send({ t: 'waiting' });
+    // The interval tells the waiting party how long a silence means a dead connection (replica-dial.ts).
+    leg.send({ t: 'waiting', keepaliveMs: this.limits.keepaliveIntervalMs });
     this.log.debug({ event: 'waiting', ...meta, announceMs: round(performance.now() - leg.acceptedAt) });
     if (heldBack) this.schedulePairing(announce.hash);
   }

@@ -26,7 +26,8 @@ export interface Announce {
 
 /** What the beacon sends to a client before the byte pipe starts. */
 export type ControlMessage =
-  | { readonly t: 'waiting' }
+  /** `keepaliveMs`: how often the beacon pings while the connection waits (absent from beacons before it). */
+  | { readonly t: 'waiting'; readonly keepaliveMs?: number }
   | { readonly t: 'ping' }
   | { readonly t: 'paired' }
   | { readonly t: 'error'; readonly code: string; readonly reason: string };
@@ -129,6 +130,9 @@ export function parseControl(body: Uint8Array): ControlMessage | undefined {
   const record = value as Record<string, unknown>;
   switch (record.t) {
     case 'waiting':
+      return Number.isSafeInteger(record.keepaliveMs) && (record.keepaliveMs as number) > 0
+        ? { t: 'waiting', keepaliveMs: record.keepaliveMs as number }
+        : { t: 'waiting' };
     case 'ping':
     case 'paired':
       return { t: record.t };

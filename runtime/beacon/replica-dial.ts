@@ -73,6 +73,14 @@ function secureContextFor(
 }
 /** From dial to the beacon's `waiting` frame; after that the beacon's own bounds and pings take over. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * Keepalive pings a waiting connection may miss before it counts as dead, plus slack for a loaded replica (one
+ * more interval, at most 5 s).
+ */
+const SILENT_KEEPALIVES = 3;
+const SILENCE_SLACK_MS = 5_000;
+/** For beacons that do not say their keepalive interval: three of the default 20 s, plus the slack. */
+const DEFAULT_SILENCE_LIMIT_MS = SILENT_KEEPALIVES * 20_000 + SILENCE_SLACK_MS;
 
 export interface ReplicaDialOptions {
   readonly target: BeaconTarget;
@@ -166,6 +174,9 @@ class ReplicaDial {
   private ws: WebSocket | undefined;
   private buffered: Buffer = Buffer.alloc(0);
   private readonly connectTimer: NodeJS.Timeout;
+  /** While waiting: fails the dial when the beacon has sent nothing (not even its keepalive ping) for too long. */
+  private silenceTimer: NodeJS.Timeout | undefined;
+  private silenceLimitMs = DEFAULT_SILENCE_LIMIT_MS;
   private readonly onAbort = () => this.fail(cancelled(this.options));
 
   constructor(
@@ -414,12 +425,17 @@ class ReplicaDial {
     switch (message.t) {
       case 'waiting':
         clearTimeout(this.connectTimer);
+        if (message.keepaliveMs !== undefined)
+          this.silenceLimitMs =
+            SILENT_KEEPALIVES * message.keepaliveMs + Math.min(message.keepaliveMs, SILENCE_SLACK_MS);
+        this.heardFromBeacon();
         if (!this.waitingSeen) {
           this.waitingSeen = true;
           this.options.onWaiting?.();
         }
         return;
       case 'ping':
+        this.heardFromBeacon();
         return;
       case 'paired':
         this.paired();
@@ -472,8 +488,31 @@ class ReplicaDial {
     this.reject(err);
   }
 
+  /**
+   * A waiting connection is alive as long as the beacon's keepalive pings arrive. Three missed in a row means a
+   * half-open connection (a replica gone without a FIN reaching us, a NAT that dropped the mapping): dial again.
+   * This is what lets a bridge keep one connection per room for minutes instead of redialing every room on a
+   * short timer, a cost that grew with the fleet.
+   */
+  private heardFromBeacon(): void {
+    if (this.settled) return;
+    clearTimeout(this.silenceTimer);
+    const limitMs = this.silenceLimitMs;
+    this.silenceTimer = setTimeout(
+      () =>
+        this.fail(
+          this.unreachable(
+            `the beacon sent nothing (not even its keepalive ping) for ${limitMs} ms while we waited; the connection is dead`,
+          ),
+        ),
+      limitMs,
+    );
+    this.silenceTimer.unref();
+  }
+
   private cleanup(): void {
     clearTimeout(this.connectTimer);
+    clearTimeout(this.silenceTimer);
     this.options.signal?.removeEventListener('abort', this.onAbort);
   }
 

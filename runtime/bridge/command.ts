@@ -121,7 +121,7 @@ export function registerBridgeCommand(program: Command): Command {
     )
     .option(
       '--wait-refresh <duration>',
-      'replace an idle waiting connection after this long',
+      "replace an idle waiting connection after a jittered half to all of this (keep it below the beacon's --bridge-wait-ms; dead connections are found by missed keepalive pings sooner)",
       `${DEFAULT_BRIDGE_TIMING.waitRefreshMs}ms`,
     )
     .option(

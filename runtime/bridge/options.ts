@@ -23,8 +23,11 @@ export interface BridgeTiming {
   /** Redial delay cap. @default 30000 */
   readonly backoffMaxMs: number;
   /**
-   * A waiting connection is replaced after this long even if nothing happened, so a beacon replica that
-   * vanished without a FIN/RST reaching us (kill -9, half-open TCP) cannot strand a room. @default 60000
+   * A waiting connection is replaced after a jittered half to all of this, even if nothing happened: below the
+   * beacon's own bound for an unmatched bridge (`--bridge-wait-ms`, 600 s), so the beacon never has to expire it.
+   * A replica that vanished without a FIN/RST reaching us is noticed sooner, by its missing keepalive pings
+   * (replica-dial.ts). Each refresh is a new mutual-TLS handshake on both ends per room, so a short interval is a
+   * CPU cost that grows with the fleet (at 60 s: ~6 ms per cluster per minute on each side). @default 540000
    */
   readonly waitRefreshMs: number;
   /**
@@ -54,7 +57,7 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   stepTimeoutMs: 10_000,
   backoffInitialMs: 500,
   backoffMaxMs: 30_000,
-  waitRefreshMs: 60_000,
+  waitRefreshMs: 540_000,
   discoveryResyncMs: DEFAULT_DISCOVERY_RESYNC_MS,
   handshakeBackoffInitialMs: 250,
   handshakeBackoffMaxMs: 15_000,

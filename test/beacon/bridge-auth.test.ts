@@ -192,7 +192,7 @@ describe('bridge authentication at the beacon', () => {
     const broker = await rawClient(beacon, certs, 'plain');
     const brokerFrames = collectFrames(broker, { leaveOn: 'waiting' });
     broker.write(announceFrame('broker', randomHash()));
-    expect((await brokerFrames).frames[0]).toEqual({ t: 'waiting' });
+    expect((await brokerFrames).frames[0]).toEqual({ t: 'waiting', keepaliveMs: expect.any(Number) });
   });
 
   it('checks bridges against the CAs in force: a CA removed by updateBridgeCas admits no new bridge, an added one does', async () => {

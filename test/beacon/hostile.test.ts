@@ -294,7 +294,8 @@ describe('beacon under hostile input', () => {
     const result = collectFrames(socket);
     socket.write(announceFrame('broker', randomHash()));
     const { frames } = await result;
-    expect(frames[0]).toEqual({ t: 'waiting' });
+    // The interval tells the client how long a silence means a dead connection.
+    expect(frames[0]).toEqual({ t: 'waiting', keepaliveMs: expect.any(Number) });
     expect(frames.filter((f) => f.t === 'ping').length).toBeGreaterThan(0);
     expect(frames.at(-1)).toEqual({
       t: 'error',
