@@ -119,10 +119,10 @@ async function writeInitialized(
   } catch (err) {
     if (isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) {
       // The client retries a write whose answer was lost (5xx from a proxy, reset) although OpenBao committed
-      // it; the retry then meets our own record. The write id is unique to this call, so a match is us.
-      const existing = await root
-        .kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))
-        .catch(() => undefined);
+      // it; the retry then meets our own record. The write id is unique to this call, so a match is us. A read
+      // that fails proves nothing either way: its error goes to the caller (a retryable refusal), never
+      // "already initialized".
+      const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
       if (existing?.data.write_id === record.write_id) return record;
       throw new CloudtaserError('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(fingerprint), {
         cause: err,

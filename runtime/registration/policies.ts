@@ -210,7 +210,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     scope: 'cluster',
     path: `${RECORDS}/data/system/tokenreview`,
     capabilities: ['create', 'read', 'update'],
-    why: "register records the SHA-256 of the cluster's reviewer credential (update: a re-pointed endpoint gets a new credential)",
+    why: "register records the SHA-256 of the cluster's reviewer credential (update: it repairs a record that does not match the credential, e.g. one an earlier release wrote)",
   },
   {
     identity: 'registrar',

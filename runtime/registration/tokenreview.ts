@@ -5,13 +5,14 @@
  *   - `kubernetes_ca_cert` = the listener CA: one CA for every cluster, kept in the root namespace's records
  *     mount (`tokenreview/ca`), from which each bridge replica issues its serving certificate in memory (or a CA
  *     the user brings with `--tokenreview-ca-cert`, e.g. cert-manager's);
- *   - `token_reviewer_jwt` = a reviewer credential made for this cluster. OpenBao sends it as the bearer token of
- *     every TokenReview (upstream: internal/builtin/credential/kubernetes/token_review.go) and never returns it
- *     on read, so its SHA-256 is kept in the cluster namespace (`system/tokenreview`) where the bridge reads it
- *     and refuses any review that does not carry it.
+ *   - `token_reviewer_jwt` = a reviewer credential derived from this cluster's CA key. OpenBao sends it as the
+ *     bearer token of every TokenReview (upstream: internal/builtin/credential/kubernetes/token_review.go) and
+ *     never returns it on read, so its SHA-256 is kept in the cluster namespace (`system/tokenreview`) where the
+ *     bridge reads it and refuses any review that does not carry it.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { isCloudtaserError } from '../core/errors.js';
+import { createHash, createHmac } from 'node:crypto';
+import { backoffDelay, sleep } from '../core/backoff.js';
+import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { parseFingerprint } from '../core/rules.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import {
@@ -20,7 +21,13 @@ import {
   LIFETIME_DAYS,
   loadCertificateAuthority,
 } from '../pki/index.js';
-import { asCertificateRecord, KUBERNETES_AUTH_MOUNT, RECORDS_MOUNT } from './layout.js';
+import {
+  asCertificateRecord,
+  type BridgeCaRecord,
+  KUBERNETES_AUTH_MOUNT,
+  paths,
+  RECORDS_MOUNT,
+} from './layout.js';
 import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   parseTokenReviewEndpoint,
@@ -41,28 +48,73 @@ export interface ReviewerRecord {
 }
 
 /**
+ * Check-and-set conflicts the listener CA may meet before registration gives up: each one means another
+ * registration created it (the next read returns theirs) or its latest version was soft-deleted (the next write
+ * replaces it at the version the metadata names).
+ */
+const MAX_CA_CONFLICTS = 5;
+const CA_CONFLICT_BACKOFF = { initialMs: 50, maxMs: 1_000 };
+
+/**
  * The listener CA, created once with check-and-set (a concurrent registration's CA wins and both use it).
  * `root` is a client for the root namespace.
  */
 export async function ensureTokenReviewCa(root: OpenBaoClient): Promise<CertificateAuthority> {
-  const existing = await loadTokenReviewCa(root);
-  if (existing) return existing;
-  const ca = createCertificateAuthority({
-    commonName: 'cloudtaser TokenReview listener',
-    days: LIFETIME_DAYS.ca,
-  });
-  try {
-    await root.kvWrite(
-      RECORDS_MOUNT,
-      TOKENREVIEW_PATHS.listenerCa,
-      { certificate: ca.certPem, private_key: ca.keyPem },
-      { cas: 0 },
-    );
-  } catch (err) {
-    if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
-    return ensureTokenReviewCa(root);
+  let ca: CertificateAuthority | undefined;
+  // A soft-deleted record (`kv delete`) reads as absent but keeps its version number, so cas=0 cannot replace it.
+  let replacesVersion = 0;
+  for (let attempt = 0; ; attempt++) {
+    const existing = await loadTokenReviewCa(root);
+    if (existing) return existing;
+    ca ??= createCertificateAuthority({
+      commonName: 'cloudtaser TokenReview listener',
+      days: LIFETIME_DAYS.ca,
+    });
+    try {
+      await root.kvWrite(
+        RECORDS_MOUNT,
+        TOKENREVIEW_PATHS.listenerCa,
+        { certificate: ca.certPem, private_key: ca.keyPem },
+        { cas: replacesVersion },
+      );
+      return ca;
+    } catch (err) {
+      if (isCloudtaserError(err, 'CT_OPENBAO_PERMISSION_DENIED')) throw listenerCaNotWritable(err);
+      if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
+      if (attempt + 1 >= MAX_CA_CONFLICTS) throw listenerCaKeptChanging(err);
+      // Usually a concurrent registration created it first (the next read returns theirs). A soft-deleted record
+      // reads as absent too: its metadata says the version to replace. The shipped registrar policy may not read
+      // metadata; for it the conflict can only be the concurrent create.
+      replacesVersion = await root.kvReadMetadata(RECORDS_MOUNT, TOKENREVIEW_PATHS.listenerCa).then(
+        (metadata) => metadata?.currentVersion ?? 0,
+        (readError: unknown) => {
+          if (isCloudtaserError(readError, 'CT_OPENBAO_PERMISSION_DENIED')) return 0;
+          throw readError;
+        },
+      );
+      await sleep(backoffDelay(attempt, CA_CONFLICT_BACKOFF));
+    }
   }
-  return ca;
+}
+
+/**
+ * The shipped registrar policy may create the listener CA but not update it (it is every cluster's trust, in the
+ * root namespace), and OpenBao counts a write over a soft-deleted record as an update.
+ */
+function listenerCaNotWritable(cause: unknown): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_PERMISSION_DENIED',
+    `this token may not write the TokenReview listener CA (${RECORDS_MOUNT}/${TOKENREVIEW_PATHS.listenerCa} in the root namespace): either its policy lacks \`create\` there (see \`cloudtaser-cli source policy registrar\`), or the record was deleted, and writing a deleted record again is an update; restore it with \`bao kv undelete -mount=${RECORDS_MOUNT} -versions=<latest> ${TOKENREVIEW_PATHS.listenerCa}\`, or run register once with an admin token to make a new one`,
+    { cause },
+  );
+}
+
+function listenerCaKeptChanging(cause: unknown): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_CAS_MISMATCH',
+    `the TokenReview listener CA record (${RECORDS_MOUNT}/${TOKENREVIEW_PATHS.listenerCa} in the root namespace) changed under this registration ${MAX_CA_CONFLICTS} times in a row (check-and-set conflicts): another register run is writing it at the same time; let that one finish and run this one again`,
+    { cause },
+  );
 }
 
 /** The listener CA as the bridge reads it; undefined until a registration made it. */
@@ -82,22 +134,30 @@ export async function loadReviewerSha256(cluster: OpenBaoClient): Promise<string
 }
 
 /**
- * A reviewer credential: a signed JWT (OpenBao checks `token_reviewer_jwt` parses as one; path_config.go), whose
- * 256-bit random `jti` makes it unguessable. Nobody verifies its signature: the bridge compares it whole.
+ * The cluster's reviewer credential: a JWT (Vault's Kubernetes auth checks `token_reviewer_jwt` parses as one;
+ * OpenBao does not) whose HS256 signature is an HMAC keyed by the cluster CA's private key. Nobody verifies the
+ * signature (the bridge compares the whole credential with the recorded hash); it is what makes the credential
+ * unguessable. Derived rather than random so that every write of it is idempotent: concurrent registrations,
+ * a retried write whose answer was lost and a slow write that lands late all write the same value, and a re-run
+ * can rewrite it without reading it back (OpenBao never returns it). Keeping a random one in a record instead
+ * would need a create-once write and put the credential itself where the bridge reads. Not derived from the
+ * endpoint, so runs with different endpoints cannot split the pair either. A new cluster CA (deregister, then
+ * register) gives a new credential.
  */
-export function newReviewerCredential(fingerprint: string): { jwt: string; sha256: string } {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+function reviewerCredential(
+  clusterCa: CertificateAuthority,
+  fingerprint: string,
+): { jwt: string; sha256: string } {
   const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const signingInput = `${encode({ alg: 'ES256', typ: 'JWT' })}.${encode({
+  // No time claims: they would make the credential differ between runs.
+  const signingInput = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode({
     iss: 'cloudtaser',
     sub: 'tokenreview-reviewer',
     aud: `cloudtaser-bridge:${parseFingerprint(fingerprint)}`,
-    iat: now,
-    jti: randomBytes(32).toString('base64url'),
   })}`;
-  const signature = sign('sha256', Buffer.from(signingInput), { key: privateKey, dsaEncoding: 'ieee-p1363' });
-  const jwt = `${signingInput}.${signature.toString('base64url')}`;
+  const key = clusterCa.privateKey.export({ type: 'pkcs8', format: 'der' });
+  const signature = createHmac('sha256', key).update(signingInput).digest('base64url');
+  const jwt = `${signingInput}.${signature}`;
   return { jwt, sha256: reviewerSha256(jwt) };
 }
 
@@ -113,10 +173,15 @@ export interface TokenReviewAuthOptions {
 }
 
 /**
- * Points the cluster namespace's Kubernetes auth at the bridge's TokenReview endpoint with a fresh reviewer
- * credential, unless it already points there with one (OpenBao only says `token_reviewer_jwt_set`, so a present
- * credential and our record of it are kept). `disable_local_ca_jwt` keeps OpenBao from sending its own pod's
- * service-account token instead. Returns true when it wrote.
+ * Points the cluster namespace's Kubernetes auth at the bridge's TokenReview endpoint with the cluster's reviewer
+ * credential, and records the credential's hash for the bridge. `disable_local_ca_jwt` keeps OpenBao from sending
+ * its own pod's service-account token instead. Returns true when something OpenBao showed differed.
+ *
+ * The config is written on every run, the record whenever its hash differs: OpenBao only says
+ * `token_reviewer_jwt_set`, so a run cannot tell whether the credential it holds is the recorded one (a run that
+ * stopped between the two writes, a write that landed late), and the credential is derived (reviewerCredential),
+ * so rewriting it changes nothing that matched. A finished run therefore leaves the pair matching, whatever runs
+ * failed or ran at the same time.
  */
 export async function ensureTokenReviewAuth(
   root: OpenBaoClient,
@@ -130,34 +195,48 @@ export async function ensureTokenReviewAuth(
   // OpenBao's own host); OpenBao still wants some PEM there, and the listener CA is public.
   const caPem = options.caCertPem ?? (await ensureTokenReviewCa(root)).certPem;
   const host = tokenReviewHost(endpoint, fingerprint);
+  const reviewer = reviewerCredential(await loadClusterCa(cluster), fingerprint);
   const current = await cluster.request<{ data?: Record<string, unknown> }>(
     'GET',
     `auth/${KUBERNETES_AUTH_MOUNT}/config`,
     { allow404: true },
   );
   const data = current.body?.data;
-  const recorded = await loadReviewerSha256(cluster);
-  if (
+  const configShown =
     current.status === 200 &&
     data?.kubernetes_host === host &&
     String(data?.kubernetes_ca_cert ?? '').trim() === caPem.trim() &&
     data?.disable_local_ca_jwt === true &&
-    data?.token_reviewer_jwt_set === true &&
-    recorded !== undefined
-  ) {
-    return false;
+    data?.token_reviewer_jwt_set === true;
+  const recorded = (await loadReviewerSha256(cluster)) === reviewer.sha256;
+  // The record first: when the credential changes (a new cluster CA), a bridge that then sees the new one finds
+  // its hash (it re-reads on a mismatch).
+  if (!recorded) {
+    const record: ReviewerRecord = { reviewer_sha256: reviewer.sha256, created_at: new Date().toISOString() };
+    await cluster.kvWrite(RECORDS_MOUNT, TOKENREVIEW_PATHS.reviewer, { ...record });
   }
-  const reviewer = newReviewerCredential(fingerprint);
-  // The record first: a bridge that then sees the new credential finds its hash (it re-reads on a mismatch).
-  const record: ReviewerRecord = { reviewer_sha256: reviewer.sha256, created_at: new Date().toISOString() };
-  await cluster.kvWrite(RECORDS_MOUNT, TOKENREVIEW_PATHS.reviewer, { ...record });
   await cluster.writeKubernetesAuthConfig(KUBERNETES_AUTH_MOUNT, {
     kubernetesHost: host,
     kubernetesCaCert: caPem,
     disableLocalCaJwt: true,
     tokenReviewerJwt: reviewer.jwt,
   });
-  return true;
+  return !configShown || !recorded;
+}
+
+/** The cluster CA registration created before this step: the key the reviewer credential is derived from. */
+async function loadClusterCa(cluster: OpenBaoClient): Promise<CertificateAuthority> {
+  const record = asCertificateRecord<BridgeCaRecord>(
+    (await cluster.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data,
+    'cluster CA',
+  );
+  if (!record) {
+    throw new CloudtaserError(
+      'CT_REGISTRATION_CORRUPT',
+      'the cluster CA record disappeared while registering; run `cloudtaser-cli source register` again',
+    );
+  }
+  return loadCertificateAuthority(record.certificate, record.private_key);
 }
 
 /**

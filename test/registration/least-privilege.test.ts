@@ -82,6 +82,19 @@ const REGISTRAR_OPERATIONS: readonly Operation[] = [
       }),
   ],
   [
+    'repair a reviewer record that does not match the credential',
+    async (w, fp) => {
+      // What an earlier release (a random credential) or a run that stopped between its two writes leaves.
+      await w.admin
+        .withNamespace(clusterNamespace(w.namespaceRoot, fp))
+        .kvWrite(RECORDS_MOUNT, 'system/tokenreview', {
+          reviewer_sha256: 'f'.repeat(64),
+          created_at: 'then',
+        });
+      return registerCluster(w.registrar, { fingerprint: fp, namespaceRoot: w.namespaceRoot });
+    },
+  ],
+  [
     'register after the discovery journal was soft-deleted',
     async (w, fp) => {
       await w.admin.withNamespace(w.namespaceRoot).kvDelete(RECORDS_MOUNT, paths.discoveryJournal);
@@ -251,7 +264,8 @@ const NEEDED_BY: Record<string, string> = {
   'registrar namespace-root:cloudtaser/data/tokenreview/ca read': 'register',
   'registrar cluster:cloudtaser/data/system/tokenreview create': 'register',
   'registrar cluster:cloudtaser/data/system/tokenreview read': 'register',
-  'registrar cluster:cloudtaser/data/system/tokenreview update': 're-point TokenReview',
+  'registrar cluster:cloudtaser/data/system/tokenreview update':
+    'repair a reviewer record that does not match the credential',
   'registrar cluster:cloudtaser/metadata/system/tokenreview delete': 'deregister',
   'bridge namespace-root:cloudtaser/data/tokenreview/ca read': 'serve TokenReview',
   'registrar namespace-root:cloudtaser/data/system/beacon-client-ca create': 'beacon-ca',
