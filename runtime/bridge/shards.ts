@@ -18,7 +18,9 @@
  * saw it change, on its own monotonic clock, never by the renewTime another node's clock wrote, so neither clock
  * skew between nodes nor a step of this node's wall clock (NTP, a resumed VM) moves a takeover. Each API call of a
  * round has a deadline of a third of the Lease duration (client-go renews within a deadline shorter than the
- * duration too), so one hung request costs a round, not the replica's shards.
+ * duration too), so one hung request costs a round, not the replica's shards. Time in which this replica could
+ * not observe (an API outage, a stalled process) does not count: a Lease that did not change across it gets a
+ * fresh duration once, as client-go only starts its observed time when it can observe.
  */
 import { createHash } from 'node:crypto';
 import { sleep } from '../core/backoff.js';
@@ -139,6 +141,8 @@ export function validateShardSettings(shards: number, replicasPerShard: number):
 interface Observed {
   readonly lease: ShardLease;
   readonly seenChangingAt: number;
+  /** Whether seenChangingAt is the fresh start this version was given after a blind spell, not a change seen. */
+  readonly graced: boolean;
 }
 
 export async function startShardMembership(options: ShardMembershipOptions): Promise<ShardMembership> {
@@ -166,6 +170,14 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   );
 
   const slotName = (shard: number, slot: number) => `${prefix}-shard-${shard}-${slot}`;
+  /** The shard and slot a slot Lease of this fleet stands for; undefined for a member Lease or a foreign name. */
+  const parseSlotName = (name: string): { shard: number; slot: number } | undefined => {
+    const match =
+      name.startsWith(`${prefix}-shard-`) && /^(\d+)-(\d+)$/.exec(name.slice(`${prefix}-shard-`.length));
+    if (!match) return undefined;
+    const [shard, slot] = [Number(match[1]), Number(match[2])];
+    return shard < options.shards && slot < replicasPerShard ? { shard, slot } : undefined;
+  };
   const memberName = `${prefix}-member-${identity}`;
   const labels = (kind: 'shard' | 'member') => ({ [LABEL_GROUP]: prefix, [LABEL_KIND]: kind });
 
@@ -180,6 +192,10 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   let members = 1;
   let target = Math.ceil((options.shards * replicasPerShard) / members);
   let lastRoundAt: string | undefined;
+  /** Slots whose release failed, with the version let go: still naming this replica, but not to be adopted. */
+  const releasedVersions = new Map<string, string | undefined>();
+  /** When the last list that answered was sent (this replica's clock): the last time it observed the Leases. */
+  let lastListedAt: number | undefined;
   let lastError: string | undefined;
   let lastErrorLogged: string | undefined;
 
@@ -198,10 +214,17 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     return at - seen.seenChangingAt > duration;
   };
 
-  const observe = (lease: ShardLease, at: number) => {
+  /**
+   * After a blind spell a Lease that did not change proves nothing (its holder may have been cut off alike): its
+   * version counts as seen changing now, once, so a holder that died meanwhile is still replaced a duration later
+   * however often the API server fails again.
+   */
+  const observe = (lease: ShardLease, at: number, afterBlindSpell = false) => {
     const before = observed.get(lease.metadata.name);
     if (!before || before.lease.metadata.resourceVersion !== lease.metadata.resourceVersion)
-      observed.set(lease.metadata.name, { lease, seenChangingAt: at });
+      observed.set(lease.metadata.name, { lease, seenChangingAt: at, graced: false });
+    else if (afterBlindSpell && !before.graced)
+      observed.set(lease.metadata.name, { lease, seenChangingAt: at, graced: true });
   };
 
   const isConflict = (err: unknown) =>
@@ -282,7 +305,9 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       );
       observe(written, now());
     } catch (err) {
-      // Taken meanwhile or unreachable: either way it expires on its own.
+      // Taken meanwhile or unreachable: either way it expires on its own. Still naming us, it must not be adopted
+      // back (below) while it is the version we let go.
+      releasedVersions.set(name, held.lease.metadata.resourceVersion);
       log.debug({ event: 'bridge.shard_release_failed', reason: (err as Error).message }, 'release failed');
     }
     log.info(
@@ -297,14 +322,37 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       labelSelector: `${LABEL_GROUP}=${prefix}`,
       signal: callSignal(),
     });
+    // Blind since the last list: the previous round failed (the API server may have refused every replica's
+    // renewals too) or no list answered for a whole duration (an outage between two rounds, a stalled process).
+    const blind = lastError !== undefined || (lastListedAt !== undefined && at - lastListedAt > durationMs);
+    lastListedAt = at;
     const present = new Set<string>();
     for (const lease of listed) {
       present.add(lease.metadata.name);
-      observe(lease, at);
+      observe(lease, at, blind);
     }
     for (const name of [...observed.keys()]) if (!present.has(name)) observed.delete(name);
+    // A released version that changed or went away no longer needs remembering.
+    for (const [name, version] of releasedVersions)
+      if (observed.get(name)?.lease.metadata.resourceVersion !== version) releasedVersions.delete(name);
 
     await renewMember(at);
+
+    // A slot Lease naming this replica that it does not hold: a take the API server applied whose answer was lost
+    // (a deadline, a reset). Every peer counts it as held, so unless this replica serves and renews it, nobody does.
+    for (const lease of listed) {
+      const name = lease.metadata.name;
+      const slot = parseSlotName(name);
+      if (!slot || lease.spec.holderIdentity !== identity || heldSlots.has(name)) continue;
+      if (releasedVersions.get(name) === lease.metadata.resourceVersion) continue;
+      // Never two slots of one shard: a second one stays unrenewed and expires for another replica.
+      if (heldShards().has(slot.shard)) continue;
+      heldSlots.set(name, { shard: slot.shard, lease });
+      log.info(
+        { event: 'bridge.shard_adopted', shard: slot.shard, slot: slot.slot },
+        `now serving shard ${slot.shard} (its Lease already named this replica)`,
+      );
+    }
 
     // Live members: this replica and every other member Lease seen changing within its duration.
     const memberNames = listed
@@ -415,15 +463,15 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     // further duration the next one may too, so one replica that keeps failing does not leave it free.
     if (!stop.signal.aborted) {
       for (const [name, since] of freeSince) {
-        const shard = Number(name.slice(`${prefix}-shard-`.length).split('-')[0]);
-        if (heldShards().has(shard) || !Number.isInteger(shard) || shard >= options.shards) continue;
+        const parsed = parseSlotName(name);
+        if (!parsed || heldShards().has(parsed.shard)) continue;
+        const { shard, slot } = parsed;
         const eligible = liveMembers
           .filter((member) => !holdersOf.get(shard)?.has(member))
           .sort((x, y) => rankOf(y, shard) - rankOf(x, shard));
         const turn = Math.floor((at - since) / durationMs) - 1;
         const mine = eligible.indexOf(identity);
         if (turn < 0 || mine < 0 || mine > turn) continue;
-        const slot = Number(name.slice(name.lastIndexOf('-') + 1));
         if (await take(shard, slot, at)) freeSince.delete(name);
       }
     }
