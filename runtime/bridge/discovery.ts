@@ -31,16 +31,20 @@
  *   - the last entry this bridge read is no longer what it was at its generation (rewritten history);
  *   - the record changed more often than entries were added (KV versions are counted by OpenBao, and every
  *     genuine write adds at least one entry, so a write that replaced entries instead of adding them shows).
+ *
+ * During a rolling upgrade a later version may journal a change kind this one does not know: its `end` makes the
+ * bridge re-read the cluster and reload its trust material, as a `register` does. A journal in a newer format
+ * cannot be followed at all: the bridge then lists every cluster when it meets it and every `resyncIntervalMs`
+ * after, and leaves the journal to the version that wrote it.
  */
 
 import { jitteredInterval } from '../core/backoff.js';
-import { isCloudtaserError } from '../core/errors.js';
+import { type CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import type { Logger } from '../core/log.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import {
   type ChangeJournal,
-  type ClusterChange,
   ensureChangeJournal,
   listRegisteredClusters,
   OPEN_CHANGE_WATCH_MS,
@@ -77,7 +81,14 @@ export interface DiscoveryPoll {
   /** True when this poll listed every cluster (then `changed` holds all of them, old and new). */
   readonly resynced: boolean;
   /** Why a full resync ran, when it did. */
-  readonly resyncReason?: 'start' | 'epoch' | 'behind' | 'rewritten' | 'interval' | 'no-journal';
+  readonly resyncReason?:
+    | 'start'
+    | 'epoch'
+    | 'behind'
+    | 'rewritten'
+    | 'interval'
+    | 'no-journal'
+    | 'newer-journal';
 }
 
 export interface ClusterDiscovery {
@@ -94,9 +105,11 @@ export const DEFAULT_DISCOVERY_RESYNC_MS = 6 * 3_600_000;
 export const SETTLE_POLLS = 3;
 /** Journal reads in a row older than the view, taken for a lagging node, before the bridge resyncs in full. */
 export const STALE_JOURNAL_POLLS = 3;
+/** While the journal is of a newer format: the shortest time between two full listings its changes cause. */
+export const NEWER_JOURNAL_LIST_MS = 60_000;
 
 /** Whether a read of a cluster contradicts what the `end` of `change` promises: it came from a node behind. */
-function contradicts(change: ClusterChange, cluster: RegisteredCluster | undefined): boolean {
+function contradicts(change: string, cluster: RegisteredCluster | undefined): boolean {
   switch (change) {
     case 'register':
       return cluster === undefined;
@@ -106,7 +119,15 @@ function contradicts(change: ClusterChange, cluster: RegisteredCluster | undefin
       return cluster === undefined || !cluster.initialized;
     case 'rearm':
       return cluster?.initialized === true;
+    default:
+      // A later version's kind promises nothing this version can check.
+      return false;
   }
+}
+
+/** Whether a change may have moved a cluster's trust material: all but a bootstrap or re-arm, unknown kinds too. */
+function mayChangeTrust(change: string): boolean {
+  return change !== 'initialize' && change !== 'rearm';
 }
 
 interface JournalView {
@@ -151,13 +172,13 @@ interface OpenChange {
 
 /** A cluster to read again: what its newest change promises, and how many more polls to try. */
 interface Settling {
-  readonly change: ClusterChange;
+  readonly change: string;
   readonly polls: number;
 }
 
 /** The newest ended change per cluster among `entries` (oldest first). */
-function endedChanges(entries: ChangeJournal['entries'], after: number): Map<string, ClusterChange> {
-  const changes = new Map<string, ClusterChange>();
+function endedChanges(entries: ChangeJournal['entries'], after: number): Map<string, string> {
+  const changes = new Map<string, string>();
   for (const entry of entries)
     if (entry.generation > after && entry.phase === 'end') changes.set(entry.fingerprint, entry.change);
   return changes;
@@ -184,10 +205,15 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
   /** Journal reads in a row older than the view. */
   let staleJournalReads = 0;
   let nextResyncAt = 0;
+  /** The format of the newer journal this bridge cannot follow, while it meets one (logged once per format). */
+  let newerFormat: unknown;
+  /** Its KV version when this bridge last listed every cluster because of it. */
+  let newerJournalVersion: unknown;
+  let newerJournalListedAt = 0;
 
   /** What to read again next poll: reads that contradict their change, and registers whose CA looks unchanged. */
   const settleAfter = (
-    changes: ReadonlyMap<string, ClusterChange>,
+    changes: ReadonlyMap<string, string>,
     before: ReadonlyMap<string, RegisteredCluster>,
     after: ReadonlyMap<string, RegisteredCluster>,
     previous: ReadonlyMap<string, Settling>,
@@ -227,11 +253,13 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     nextResyncAt = resyncMs > 0 ? now() + resyncMs - jitteredInterval(Math.floor(resyncMs / 2)) : Infinity;
   };
 
+  /** Lists every cluster; without a journal (one of a newer format) the view is left unset until one returns. */
   async function fullResync(
-    journal: ChangeJournal,
+    journal: ChangeJournal | undefined,
     version: number,
     reason: DiscoveryPoll['resyncReason'],
   ): Promise<DiscoveryPoll> {
+    const entries = journal?.entries ?? [];
     const listed = await listRegisteredClusters(options.openbao, {
       namespaceRoot,
       onCorrupt: (fingerprint, err) =>
@@ -259,16 +287,13 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       if (!before || !after || before.operationalHash !== after.operationalHash)
         trustChanged.add(fingerprint);
     }
-    for (const entry of journal.entries)
-      if (
-        (view === undefined || entry.generation > view.generation) &&
-        (entry.change === 'register' || entry.change === 'deregister')
-      )
+    for (const entry of entries)
+      if ((view === undefined || entry.generation > view.generation) && mayChangeTrust(entry.change))
         trustChanged.add(entry.fingerprint);
     // Writers still between `begin` and `end` may write after the listing read their cluster: watch them.
     const stillOpen = new Map<string, OpenChange>();
-    const ended = new Set(journal.entries.filter((e) => e.phase === 'end').map((e) => e.writer));
-    for (const entry of journal.entries) {
+    const ended = new Set(entries.filter((e) => e.phase === 'end').map((e) => e.writer));
+    for (const entry of entries) {
       if (entry.phase === 'begin' && !ended.has(entry.writer))
         stillOpen.set(
           entry.writer,
@@ -280,7 +305,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     for (const [writer, change] of open)
       if (!ended.has(writer) && !stillOpen.has(writer)) stillOpen.set(writer, change);
     // The listing may have come from a node behind the journal's: a change it contradicts is read again.
-    const recent = endedChanges(journal.entries, view?.generation ?? 0);
+    const recent = endedChanges(entries, view?.generation ?? 0);
     const contradicted = new Map<string, Settling>();
     for (const [fingerprint, change] of recent)
       if (contradicts(change, next.get(fingerprint)))
@@ -292,14 +317,14 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     settling = contradicted;
     clusters = next;
     open = stillOpen;
-    view = viewOf(journal, version);
+    view = journal && viewOf(journal, version);
     scheduleResync();
     log[reason === 'rewritten' ? 'warn' : 'info'](
       {
         event: 'discovery.resynced',
         reason,
         clusters: clusters.size,
-        generation: journal.generation,
+        generation: journal?.generation,
         openChanges: open.size,
       },
       reason === 'rewritten'
@@ -307,6 +332,32 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         : 'listed every registered cluster',
     );
     return { clusters, changed, trustChanged, resynced: true, resyncReason: reason };
+  }
+
+  /**
+   * A poll while the journal is in a format this version cannot follow (a later cloudtaser wrote it): list every
+   * cluster when first meeting it, again whenever the journal's KV version moved (something was registered,
+   * deregistered or bootstrapped: a deregistration must not wait hours to be seen), at most once per
+   * NEWER_JOURNAL_LIST_MS, and every `resyncIntervalMs`; never write the journal.
+   */
+  async function pollWithoutJournal(err: CloudtaserError): Promise<DiscoveryPoll> {
+    const { format, version } = err.details;
+    const first = format !== newerFormat;
+    if (first) {
+      log.warn(
+        { event: 'discovery.journal_newer_format', code: err.code, ...err.details },
+        `${err.message}. Until then this bridge lists every registered cluster when the journal changes (at most once a minute) instead of following it`,
+      );
+      newerFormat = format;
+    }
+    const moved = version !== newerJournalVersion;
+    const due = now() >= nextResyncAt;
+    const paced = now() - newerJournalListedAt < NEWER_JOURNAL_LIST_MS;
+    if (!first && !due && (!moved || paced))
+      return { clusters, changed: new Set(), trustChanged: new Set(), resynced: false };
+    newerJournalVersion = version;
+    newerJournalListedAt = now();
+    return fullResync(undefined, 0, first || moved ? 'newer-journal' : 'interval');
   }
 
   async function reread(fingerprints: Set<string>): Promise<Map<string, RegisteredCluster | undefined>> {
@@ -352,6 +403,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
           created = true;
         }
       } catch (err) {
+        if (isCloudtaserError(err, 'CT_DISCOVERY_NEWER_FORMAT')) return pollWithoutJournal(err);
         // No root namespace or records mount yet: nothing is registered. The first registration creates them,
         // and the next poll lists everything from scratch.
         if (
@@ -365,6 +417,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         view = undefined;
         return { clusters, changed, trustChanged: changed, resynced: false };
       }
+      newerFormat = undefined;
       const { journal, version } = stored;
       if (!view) return fullResync(journal, version, 'start');
       if (created) return fullResync(journal, version, 'no-journal');
@@ -403,8 +456,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         } else {
           nextOpen.delete(entry.writer);
           dirty.add(entry.fingerprint);
-          if (entry.change === 'register' || entry.change === 'deregister')
-            trustChanged.add(entry.fingerprint);
+          if (mayChangeTrust(entry.change)) trustChanged.add(entry.fingerprint);
         }
       }
       // Clusters whose last read contradicted their change: read again, unless this poll names them anyway.
@@ -412,7 +464,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       const carried = new Map<string, Settling>();
       for (const [fingerprint, entry] of settling) {
         dirty.add(fingerprint);
-        if (entry.change === 'register' || entry.change === 'deregister') trustChanged.add(fingerprint);
+        if (mayChangeTrust(entry.change)) trustChanged.add(fingerprint);
         if (!changes.has(fingerprint)) {
           changes.set(fingerprint, entry.change);
           carried.set(fingerprint, entry);

@@ -149,6 +149,8 @@ export const ErrorCodes = {
   CT_BEACON_LIMIT: 'a beacon bound was hit (waiters per hash, per address, total; idle; unmatched wait)',
   CT_BOOTSTRAP_REFUSED: 'the bridge refused the bootstrap',
   CT_BOOTSTRAP_PROTOCOL: 'a bootstrap message was malformed, oversized or unexpected',
+  CT_DISCOVERY_NEWER_FORMAT:
+    'the discovery journal is in a format a newer cloudtaser wrote; this version leaves it as it is (writers refuse, bridges list every cluster periodically): upgrade it',
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
   CT_TUNNEL_DRAINED:
     'the peer closed the tunnel with nothing in flight (a bridge or broker shutting down): requests not yet answered were never processed and are sent again on the next tunnel',

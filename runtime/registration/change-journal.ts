@@ -17,6 +17,11 @@
  *
  * The journal keeps the newest MAX_JOURNAL_ENTRIES entries. A bridge that fell further behind (or meets a new
  * `epoch`: the record was deleted or reset) lists every cluster once instead (a full resync).
+ *
+ * Several versions share the journal during a rolling upgrade. An entry of a change kind this version does not know
+ * is read like any other (a bridge re-reads the cluster it names), and writers keep what they read, fields they do
+ * not know included. A journal of a newer `format` is never replaced: readChangeJournal refuses it with
+ * CT_DISCOVERY_NEWER_FORMAT, so writers stop and bridges fall back to listing every cluster.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { backoffDelay, sleep } from '../core/backoff.js';
@@ -39,15 +44,19 @@ export const BEGIN_VALID_MS = 30_000;
 export const OPEN_CHANGE_WATCH_MS = BEGIN_VALID_MS + 90_000 + 30_000;
 /** Check-and-set attempts before a writer gives up (each loser re-reads and retries after a jittered pause). */
 const MAX_APPEND_ATTEMPTS = 40;
+/** The record's shape; a later version that changes it incompatibly bumps it, and this one then leaves it alone. */
 const FORMAT = 1;
+/** Longest change kind read: a later version's kinds are names like this version's. */
+const MAX_CHANGE_KIND_LENGTH = 64;
 
+/** The change kinds this version writes. */
 export type ClusterChange = 'register' | 'deregister' | 'initialize' | 'rearm';
-const CHANGES: readonly ClusterChange[] = ['register', 'deregister', 'initialize', 'rearm'];
 
 export interface JournalEntry {
   readonly generation: number;
   readonly fingerprint: string;
-  readonly change: ClusterChange;
+  /** A ClusterChange, or a kind a later version added: then anything about the cluster may have changed. */
+  readonly change: string;
   /** Random per `begin` of an announcement: pairs an `end` with its `begin`. */
   readonly writer: string;
   readonly phase: 'begin' | 'end';
@@ -66,19 +75,28 @@ export interface StoredJournal {
   readonly journal: ChangeJournal;
   /** KV version of the record: the check-and-set value of the next write. */
   readonly version: number;
+  /** The record as read: a writer writes back the fields a later version added along with its own. */
+  readonly record: Readonly<Record<string, unknown>>;
 }
 
 /**
  * Reads the journal: undefined when it does not exist yet; `corrupt` when the record is there but unreadable
- * (its KV version is still returned, so a writer can replace it with check-and-set).
+ * (its KV version is still returned, so a writer can replace it with check-and-set). Throws
+ * CT_DISCOVERY_NEWER_FORMAT for a journal a later version wrote in a format this one cannot follow.
  */
 export async function readChangeJournal(
   root: OpenBaoClient,
 ): Promise<StoredJournal | { readonly corrupt: true; readonly version: number } | undefined> {
   const secret = await root.kvRead(RECORDS_MOUNT, paths.discoveryJournal);
   if (!secret) return undefined;
+  const { format } = secret.data;
+  // Not corrupt, only newer: replacing it would throw away every newer writer's entries and resync the fleet.
+  if (typeof format === 'number' && Number.isSafeInteger(format) && format > FORMAT)
+    throw newerFormat(format, secret.version);
   const journal = parseJournal(secret.data);
-  return journal ? { journal, version: secret.version } : { corrupt: true, version: secret.version };
+  return journal
+    ? { journal, version: secret.version, record: secret.data }
+    : { corrupt: true, version: secret.version };
 }
 
 /** Validates a journal record; undefined when anything in it is not what writers write. */
@@ -101,17 +119,21 @@ export function parseJournal(data: Record<string, unknown>): ChangeJournal | und
       (entry.generation as number) > (generation as number) ||
       typeof entry.fingerprint !== 'string' ||
       !isFingerprint(entry.fingerprint) ||
-      !CHANGES.includes(entry.change as ClusterChange) ||
+      typeof entry.change !== 'string' ||
+      entry.change.length === 0 ||
+      entry.change.length > MAX_CHANGE_KIND_LENGTH ||
       typeof entry.writer !== 'string' ||
       !/^[0-9a-f]{16}$/.test(entry.writer) ||
       (entry.phase !== 'begin' && entry.phase !== 'end')
     )
       return undefined;
     previous = entry.generation as number;
+    // Kept as read, fields a later version added included, so that appending writes them back.
     parsed.push({
+      ...entry,
       generation: entry.generation as number,
       fingerprint: entry.fingerprint,
-      change: entry.change as ClusterChange,
+      change: entry.change,
       writer: entry.writer,
       phase: entry.phase,
     });
@@ -134,11 +156,12 @@ export async function ensureChangeJournal(
     if (stored && !('corrupt' in stored)) return stored;
     const journal: ChangeJournal = { epoch: randomUUID(), generation: 0, entries: [] };
     if (stored) logCorrupt(logger);
+    const record = toRecord(journal);
     try {
-      const written = await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, toRecord(journal), {
+      const written = await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, record, {
         cas: stored?.version ?? deletedVersion,
       });
-      return { journal, version: written.version };
+      return { journal, version: written.version, record };
     } catch (err) {
       if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
       if (!stored) deletedVersion = await lastVersion(root);
@@ -294,7 +317,8 @@ async function appendEntries(
   let deletedVersion = 0;
   for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
     const stored = await readChangeJournal(root);
-    const current = stored && !('corrupt' in stored) ? stored.journal : undefined;
+    const readable = stored && !('corrupt' in stored) ? stored : undefined;
+    const current = readable?.journal;
     // A retried write whose answer was lost may already be in: the writer id and phase identify each entry.
     const landed = new Set(current?.entries.map((e) => `${e.writer}|${e.phase}`) ?? []);
     const missing = batch.filter((e) => !landed.has(`${e.writer}|${e.phase}`));
@@ -309,7 +333,7 @@ async function appendEntries(
       entries: [...(current?.entries ?? []), ...added].slice(-MAX_JOURNAL_ENTRIES),
     };
     try {
-      await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, toRecord(next), {
+      await root.kvWrite(RECORDS_MOUNT, paths.discoveryJournal, toRecord(next, readable?.record), {
         cas: stored?.version ?? deletedVersion,
       });
       return;
@@ -331,8 +355,13 @@ async function lastVersion(root: OpenBaoClient): Promise<number> {
   return metadata?.currentVersion ?? 0;
 }
 
-function toRecord(journal: ChangeJournal): Record<string, unknown> {
+/** The record to write: `read` (the record as stored) with this version's fields set over it. */
+function toRecord(
+  journal: ChangeJournal,
+  read: Readonly<Record<string, unknown>> = {},
+): Record<string, unknown> {
   return {
+    ...read,
     format: FORMAT,
     epoch: journal.epoch,
     generation: journal.generation,
@@ -344,6 +373,14 @@ function logCorrupt(logger: Logger): void {
   logger.warn(
     { event: 'discovery.journal_reset', path: paths.discoveryJournal },
     'the discovery journal in OpenBao was unreadable; starting a new one (every bridge lists all clusters once)',
+  );
+}
+
+function newerFormat(format: number, version: number): CloudtaserError {
+  return new CloudtaserError(
+    'CT_DISCOVERY_NEWER_FORMAT',
+    `the discovery journal (${RECORDS_MOUNT}/${paths.discoveryJournal}) is in format ${format}, written by a newer cloudtaser; this one reads and writes format ${FORMAT} and leaves the journal as it is: upgrade this cloudtaser (CLI, Terraform provider or bridge) to the version that wrote it`,
+    { details: { format, supportedFormat: FORMAT, version } },
   );
 }
 

@@ -237,7 +237,11 @@ export async function registerCluster(
     if (target.requireNew) {
       await writeNewRecord(root, fingerprint, record);
     } else {
-      await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record });
+      await root.kvWrite(
+        RECORDS_MOUNT,
+        paths.registered(fingerprint),
+        sameCluster ? updatedRecord(existing.data, record) : { ...record },
+      );
     }
     changed = true;
     log.info(
@@ -477,6 +481,15 @@ function recordKeptChanging(what: string, cause: unknown): CloudtaserError {
     `the ${what} record changed under this registration ${MAX_RECORD_CONFLICTS} times in a row (check-and-set conflicts): another register run is writing it at the same time (let that one finish and run this one again), or its latest version was deleted with \`kv delete\` (restore it with \`kv undelete\`, or deregister and register the cluster again)`,
     { cause },
   );
+}
+
+/**
+ * The stored record of the same cluster with this version's fields set to `record`: fields a later version added
+ * (settings its bridge enforces) survive a settings change made by this one.
+ */
+function updatedRecord(stored: Record<string, unknown>, record: RegisteredRecord): Record<string, unknown> {
+  const { attestation: _attestation, migration_enabled: _migration, ...kept } = stored;
+  return { ...kept, ...record };
 }
 
 /** The stored attestation record of a registered record, validated; undefined when absent. */

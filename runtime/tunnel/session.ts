@@ -13,10 +13,12 @@ import { createTunnelMux, type TunnelHandler, type TunnelLimits, type TunnelMux 
 import { acceptTls, awaitSecure, INNER_TLS_MIN_VERSION, TUNNEL_ALPN } from './tls.js';
 
 export const TUNNEL_INFO_PATH = '/v1/tunnel/info';
+/** The tunnel protocol this version speaks, announced in the info answer: the one version signal of the tunnel. */
+const TUNNEL_PROTOCOL = 1;
 
 export interface TunnelInfo {
   readonly role: 'broker' | 'bridge';
-  readonly protocol: 1;
+  readonly protocol: typeof TUNNEL_PROTOCOL;
   readonly since: string;
 }
 
@@ -119,7 +121,7 @@ async function establish(
     throw new CloudtaserError('CT_PKI_INVALID_CERT', `the tunnel peer's certificate is refused: ${refusal}`);
   }
   const since = new Date().toISOString();
-  const info: TunnelInfo = { role, protocol: 1, since };
+  const info: TunnelInfo = { role, protocol: TUNNEL_PROTOCOL, since };
   const handler = options.handler;
   const mux = createTunnelMux(socket, {
     side: role === 'bridge' ? 'initiator' : 'acceptor',
@@ -139,7 +141,14 @@ async function establish(
       signal: options.signal,
     });
     const peerInfo = JSON.parse(response.body.toString('utf8')) as TunnelInfo;
-    if (response.status !== 200 || peerInfo?.protocol !== 1 || peerInfo.role === role) {
+    // Fields the answer carries beyond TunnelInfo are a later version's additions, and fine.
+    if (
+      response.status === 200 &&
+      Number.isSafeInteger(peerInfo?.protocol) &&
+      peerInfo.protocol !== TUNNEL_PROTOCOL
+    )
+      throw otherProtocol(role, peerInfo.protocol);
+    if (response.status !== 200 || peerInfo?.protocol !== TUNNEL_PROTOCOL || peerInfo.role === role) {
       throw new CloudtaserError(
         'CT_TUNNEL_PROTOCOL',
         `the tunnel peer answered ${TUNNEL_INFO_PATH} with status ${response.status} and an unusable body`,
@@ -155,4 +164,15 @@ async function establish(
       );
     throw err;
   }
+}
+
+/** CT_TUNNEL_PROTOCOL for a peer of another version: which side is behind is what an operator needs to know. */
+function otherProtocol(role: 'broker' | 'bridge', peerProtocol: number): CloudtaserError {
+  const peerRole = role === 'broker' ? 'bridge' : 'broker';
+  const older = peerProtocol > TUNNEL_PROTOCOL ? role : peerRole;
+  return new CloudtaserError(
+    'CT_TUNNEL_PROTOCOL',
+    `the ${peerRole} speaks tunnel protocol ${peerProtocol}, this ${role} speaks ${TUNNEL_PROTOCOL}: upgrade the ${older}`,
+    { details: { protocol: TUNNEL_PROTOCOL, peerProtocol } },
+  );
 }

@@ -315,7 +315,7 @@ describe('discovery journal', () => {
         ],
       },
       { format: 1, epoch: 'x', generation: 5, entries: new Array(MAX_JOURNAL_ENTRIES + 1).fill(null) },
-      { format: 2, epoch: 'x', generation: 5, entries: [] },
+      { format: 0, epoch: 'x', generation: 5, entries: [] },
       // An entry taken out of the middle (generations 3 and 5 with no 4): history with a hole is not trusted.
       {
         format: 1,
