@@ -507,7 +507,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       void session.mux.done.then((why) => {
         cluster.tunnels.delete(session.mux);
         cluster.tunnelKeys.delete(session.mux);
-        metrics?.tunnelClosed(cluster.fingerprint);
+        // A dropped cluster's series are gone (forgetCluster); its last closes must not bring them back.
+        if (!cluster.stop.signal.aborted) metrics?.tunnelClosed(cluster.fingerprint);
         clusterLog.info(
           { event: 'bridge.tunnel_closed', code: why.code, reason: why.message },
           'operational tunnel closed',
@@ -550,6 +551,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     cluster.stop.abort();
     clusters.delete(cluster.fingerprint);
     for (const tunnel of cluster.tunnels) tunnel.close({ code, reason });
+    metrics?.forgetCluster(cluster.fingerprint);
     log.info(
       { event: 'bridge.cluster_dropped', fingerprintPrefix: fingerprintPrefix(cluster.fingerprint), reason },
       'stopped serving a cluster',

@@ -30,6 +30,11 @@ export interface BridgeMetrics {
   tunnelClosed(fingerprint: string): void;
   /** `signed`, or the CT_ code the bootstrap was refused with. */
   bootstrap(fingerprint: string, outcome: string): void;
+  /**
+   * Drops the per-cluster series of a cluster this replica no longer serves (deregistered, or moved to another
+   * replica's shard): without it a fleet with churn grows every scrape for as long as the process lives.
+   */
+  forgetCluster(fingerprint: string): void;
   /** One dial of one beacon replica: `waiting`, `paired`, or the CT_ code it failed with. */
   beaconDial(replica: string, result: string): void;
   /** Forget replicas no longer in DNS, so the reachability gauge does not keep a dead address forever. */
@@ -56,6 +61,11 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
   const registry = createProcessRegistry('cloudtaser_bridge_', options.processMetrics ?? true);
   let source: BridgeMetricsSource | undefined;
   const replicaUp = new Map<string, number>();
+  /** Label values each per-cluster and per-replica counter was given, so their series can be removed. */
+  const bootstrapOutcomes = new Map<string, Set<string>>();
+  const dialResults = new Map<string, Set<string>>();
+  /** The replicas DNS last gave (keepReplicas); a dial to another one that ends later is not counted. */
+  let currentReplicas: Set<string> | undefined;
 
   new Gauge({
     name: 'cloudtaser_bridge_clusters',
@@ -184,18 +194,42 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     tunnelOpened: (fingerprint) => tunnelOpens.inc({ cluster: fingerprintPrefix(fingerprint) }),
     tunnelClosed: (fingerprint) => tunnelCloses.inc({ cluster: fingerprintPrefix(fingerprint) }),
     bootstrap(fingerprint, outcome) {
-      bootstraps.inc({ cluster: fingerprintPrefix(fingerprint), outcome });
+      const cluster = fingerprintPrefix(fingerprint);
+      bootstraps.inc({ cluster, outcome });
+      let outcomes = bootstrapOutcomes.get(cluster);
+      if (!outcomes) bootstrapOutcomes.set(cluster, (outcomes = new Set()));
+      outcomes.add(outcome);
       if (outcome !== 'signed') refusals.inc({ code: outcome });
     },
+    forgetCluster(fingerprint) {
+      const cluster = fingerprintPrefix(fingerprint);
+      // Series are labelled by prefix: another served cluster sharing it keeps them.
+      for (const served of source?.clusters() ?? [])
+        if (served.fingerprint !== fingerprint && fingerprintPrefix(served.fingerprint) === cluster) return;
+      tunnelOpens.remove({ cluster });
+      tunnelCloses.remove({ cluster });
+      for (const outcome of bootstrapOutcomes.get(cluster) ?? []) bootstraps.remove({ cluster, outcome });
+      bootstrapOutcomes.delete(cluster);
+    },
     beaconDial(replica, result) {
+      if (currentReplicas && !currentReplicas.has(replica)) return;
       beaconDials.inc({ replica, result });
+      let results = dialResults.get(replica);
+      if (!results) dialResults.set(replica, (results = new Set()));
+      results.add(result);
       // A dial the caller cancelled says nothing about the replica.
       if (result !== 'CT_CANCELLED')
         replicaUp.set(replica, result === 'waiting' || result === 'paired' ? 1 : 0);
     },
     keepReplicas(replicas) {
       const keep = new Set(replicas);
+      currentReplicas = keep;
       for (const replica of replicaUp.keys()) if (!keep.has(replica)) replicaUp.delete(replica);
+      for (const [replica, results] of dialResults) {
+        if (keep.has(replica)) continue;
+        for (const result of results) beaconDials.remove({ replica, result });
+        dialResults.delete(replica);
+      }
     },
     tokenReview: (outcome) => tokenReviews.inc({ outcome }),
     openbaoRequest,
