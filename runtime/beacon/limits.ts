@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from '../core/backoff.js';
 import { CloudtaserError } from '../core/index.js';
 
 /** Every bound the beacon enforces. Each one has a CLI flag of the same meaning (see BEACON_LIMIT_FLAGS). */
@@ -117,7 +118,9 @@ export const BEACON_LIMIT_FLAGS: ReadonlyArray<{
 /** Merges overrides over the defaults and refuses values that would disable a bound. */
 export function resolveLimits(overrides: Partial<BeaconLimits> = {}): BeaconLimits {
   const merged: Record<string, number> = { ...DEFAULT_BEACON_LIMITS };
-  for (const { key, min, max } of BEACON_LIMIT_FLAGS) {
+  for (const { key, min, max: stated } of BEACON_LIMIT_FLAGS) {
+    // A duration beyond a Node timer's reach would fire after 1 ms: every waiter expired at once.
+    const max = stated ?? (key.endsWith('Ms') ? MAX_TIMER_MS : undefined);
     const value = overrides[key];
     if (value === undefined) continue;
     if (!Number.isSafeInteger(value) || value < min || (max !== undefined && value > max)) {

@@ -3,8 +3,10 @@
  * it wait in rooms. Either minted in memory from the beacon client CA in OpenBao (the default: nothing to
  * mount, renewed before it expires) or read from files a certificate manager renews (re-read on change).
  */
+
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { BeaconClientCertificate } from '../beacon/index.js';
+import { timerDelay } from '../core/backoff.js';
 import { CloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { watchPemFiles } from '../core/tls-files.js';
@@ -78,6 +80,7 @@ export async function startMintedBeaconIdentity(
   let closed = false;
   const schedule = (delayMs: number) => {
     if (closed) return;
+    // A lifetime over 49.6 days wakes at the timer's limit and mints early: harmless.
     timer = setTimeout(async () => {
       try {
         current = await mint();
@@ -90,7 +93,7 @@ export async function startMintedBeaconIdentity(
         );
         schedule(retryMs);
       }
-    }, delayMs);
+    }, timerDelay(delayMs));
     timer.unref();
   };
   schedule(lifetimeMs / 2);

@@ -12,7 +12,7 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { type BeaconTarget, logBeaconRoutes, waitForPeer, withPriority } from '../beacon/index.js';
-import { jitteredInterval } from '../core/backoff.js';
+import { jitteredInterval, timerDelay } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
 import { type Logger, moduleLogger } from '../core/log.js';
@@ -296,7 +296,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       // Jittered over the second half of the period: waiters started together must not all refresh together.
       const refreshTimer = setTimeout(
         () => refresh.abort(),
-        timing.waitRefreshMs - jitteredInterval(Math.floor(timing.waitRefreshMs / 2)),
+        timerDelay(timing.waitRefreshMs - jitteredInterval(Math.floor(timing.waitRefreshMs / 2))),
       );
       try {
         const stream = await waitForPeer({

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { backoffCeiling, backoffDelay, createBackoff, jitteredInterval } from './backoff.js';
+import {
+  backoffCeiling,
+  backoffDelay,
+  createBackoff,
+  jitteredInterval,
+  MAX_TIMER_MS,
+  sleep,
+  timerDelay,
+} from './backoff.js';
 
 describe('the one backoff', () => {
   const options = { initialMs: 100, maxMs: 1_000 };
@@ -32,5 +40,26 @@ describe('the one backoff', () => {
     expect(backoff.attempts).toBe(8);
     backoff.reset();
     expect(backoff.next()).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('timer delays', () => {
+  it('caps a delay at the longest a Node timer keeps (a longer one would fire after 1 ms)', () => {
+    expect(timerDelay(2 ** 31)).toBe(MAX_TIMER_MS);
+    expect(timerDelay(365 * 86_400_000)).toBe(MAX_TIMER_MS);
+    expect(timerDelay(1_000)).toBe(1_000);
+    expect(timerDelay(-5)).toBe(0);
+  });
+
+  it('a sleep far beyond the cap does not end early', async () => {
+    const stop = new AbortController();
+    let ended = false;
+    const sleeping = sleep(40 * 86_400_000, stop.signal).then(() => {
+      ended = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(ended).toBe(false);
+    stop.abort();
+    await sleeping;
   });
 });

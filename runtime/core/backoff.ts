@@ -52,11 +52,22 @@ export function createBackoff(options: BackoffOptions): Backoff {
   };
 }
 
-/** Sleeps `ms`, waking early (without throwing) when `signal` aborts. */
+/**
+ * The longest delay a Node timer keeps: a longer one (2^31 ms, 24.8 days, and up) fires after 1 ms instead. Every
+ * delay derived from configuration or from a lease or certificate lifetime goes through timerDelay, so a year-long
+ * token lease or certificate means waking after 24 days to look again, not renewing in a tight loop.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export function timerDelay(ms: number): number {
+  return Math.min(Math.max(ms, 0), MAX_TIMER_MS);
+}
+
+/** Sleeps `ms` (at most MAX_TIMER_MS), waking early (without throwing) when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
+    const timer = setTimeout(done, timerDelay(ms));
     function done() {
       clearTimeout(timer);
       signal?.removeEventListener('abort', done);

@@ -3,9 +3,11 @@
  * the same listen error (CT_INVALID_ARGUMENT naming the flag's purpose), the same `<scheme>://host:port` URL and
  * the same close, which also ends keep-alive connections so shutdown never waits on an idle client.
  */
+
 import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { timerDelay } from './backoff.js';
 import { CloudtaserError } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
 
@@ -88,7 +90,7 @@ export function listenHttp(
               lastAnswered = undefined;
               server.closeAllConnections();
             };
-            const timer = setTimeout(cut, graceMs);
+            const timer = setTimeout(cut, timerDelay(graceMs));
             lastAnswered = cut;
           }),
       });

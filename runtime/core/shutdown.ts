@@ -3,6 +3,7 @@
  * for `--shutdown-delay` while Kubernetes takes them out of their Services, then close. Also the duration parser the
  * commands share.
  */
+import { timerDelay } from './backoff.js';
 import { CloudtaserError } from './errors.js';
 
 /** `250ms`, `10s`, `2m`, `6h` or a bare number of milliseconds. */
@@ -55,7 +56,7 @@ export async function drainThenClose(
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, delayMs);
+        timer = setTimeout(resolve, timerDelay(delayMs));
       }),
       untilSignal(),
     ]);

@@ -7,6 +7,7 @@
  * A login that fails is retried with backoff while the old token lasts; the process logs it once per code (then a
  * summary), and `state()` says so for /status. The token never reaches a log line or an error.
  */
+import { timerDelay } from '../core/backoff.js';
 import { CloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
@@ -80,7 +81,8 @@ export async function startRenewingLogin(options: RenewingLoginOptions): Promise
   function schedule(delayMs: number): void {
     clearTimeout(timer);
     if (closed) return;
-    timer = setTimeout(() => void keep(), Math.max(1_000, delayMs));
+    // A lease beyond 24.8 days (a long max TTL) wakes at the timer's limit and renews early: harmless.
+    timer = setTimeout(() => void keep(), timerDelay(Math.max(1_000, delayMs)));
     timer.unref();
   }
 

@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { MAX_TIMER_MS } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import {
@@ -720,10 +721,12 @@ export function resolveTunnelLimits(overrides: Partial<TunnelLimits> = {}): Tunn
   const merged = { ...DEFAULT_TUNNEL_LIMITS, ...stripUndefined(overrides) };
   for (const [key, value] of Object.entries(merged)) {
     const min = key === 'pingIntervalMs' ? 0 : 1;
-    if (!Number.isSafeInteger(value) || value < min) {
+    // A duration beyond a Node timer's reach would fire after 1 ms (a ping per millisecond, say).
+    const max = key.endsWith('Ms') ? MAX_TIMER_MS : Number.MAX_SAFE_INTEGER;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
       throw new CloudtaserError(
         'CT_INVALID_ARGUMENT',
-        `tunnel limit '${key}' is ${value}; it must be an integer >= ${min}`,
+        `tunnel limit '${key}' is ${value}; it must be an integer >= ${min}${key.endsWith('Ms') ? ` and <= ${max}` : ''}`,
       );
     }
   }

@@ -6,6 +6,7 @@
  * only when the bundle differs. The patch is conditional on the resourceVersion it read, so a concurrent edit is
  * never overwritten: it is read again on the next round.
  */
+import { timerDelay } from '../core/backoff.js';
 import { CloudtaserError, type Logger, moduleLogger } from '../core/index.js';
 import type { JsonPatchOperation, KubeClient } from '../kube/index.js';
 
@@ -99,7 +100,7 @@ export function keepWebhookCaBundle(options: WebhookCaBundleOptions): WebhookCaB
 
   const schedule = () => {
     if (closed) return;
-    timer = setTimeout(tick, status.state === 'current' ? intervalMs : retryMs);
+    timer = setTimeout(tick, timerDelay(status.state === 'current' ? intervalMs : retryMs));
     timer.unref();
   };
   const tick = () => {

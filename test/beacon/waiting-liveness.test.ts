@@ -97,3 +97,15 @@ describe('a waiting connection and the beacon keepalive', () => {
     expect(DEFAULT_BRIDGE_TIMING.waitRefreshMs / 2).toBeGreaterThanOrEqual(4 * 60_000);
   });
 });
+
+describe('durations beyond a Node timer', () => {
+  it('are refused for beacon and tunnel limits, which would otherwise fire after 1 ms', async () => {
+    const { resolveLimits } = await import('../../runtime/beacon/limits.js');
+    const { resolveTunnelLimits } = await import('../../runtime/tunnel/index.js');
+    expect(() => resolveLimits({ bridgeWaitMs: 2 ** 31 })).toThrow(
+      /bridgeWaitMs' is 2147483648; it must be .* <= 2147483647/,
+    );
+    expect(() => resolveTunnelLimits({ pingIntervalMs: 2 ** 31 })).toThrow(/<= 2147483647/);
+    expect(resolveLimits({ bridgeWaitMs: 2 ** 31 - 1 }).bridgeWaitMs).toBe(2 ** 31 - 1);
+  });
+});

@@ -74,6 +74,28 @@ async function keep(credentials: { roleId: string; secretId: string }, logger = 
   return { login, client: anonymous.withToken(login), attempts: () => attempts };
 }
 
+describe('a login with a lease beyond a Node timer', () => {
+  it('a year-long lease waits to renew (at the timer limit), never renews in a loop', async () => {
+    let calls = 0;
+    const login = await startRenewingLogin({
+      client: anonymous,
+      description: 'a login with a one-year lease',
+      login: async () => {
+        calls++;
+        const created = await admin.createToken({ policies: ['svc'], ttl: '1h' });
+        // What OpenBao returns when its max TTL allows a year: renewal due after 243 days.
+        return { ...created, leaseDuration: 365 * 86_400 };
+      },
+      minReloginIntervalMs: 0,
+    });
+    logins.push(login);
+    // A delay past 2^31 ms used to fire after 1 ms: a renew-self per millisecond against OpenBao.
+    await sleep(500);
+    expect(login.state()).toMatchObject({ state: 'ok', renewals: 0, logins: 1 });
+    expect(calls).toBe(1);
+  });
+});
+
 describe('a login kept valid for a long-running process', () => {
   it('renews the token at two thirds of its lease, so requests work past the TTL without a new login', async () => {
     const { login, client, attempts } = await keep(await role('renewed', '3s'));

@@ -71,6 +71,19 @@ describe('the bridge beacon identity', () => {
     }
   });
 
+  it('keeps a long-lived certificate (60 days: renewal due after 30, beyond a Node timer) instead of minting in a loop', async () => {
+    await ensureBeaconClientCa(store.admin);
+    const identity = await startMintedBeaconIdentity({ openbao: store.admin, lifetimeMs: 60 * 86_400_000 });
+    try {
+      const first = identity.current().certPem;
+      // A delay past 2^31 ms used to fire after 1 ms: a new certificate (and an OpenBao read) every millisecond.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(identity.current().certPem).toBe(first);
+    } finally {
+      identity.close();
+    }
+  });
+
   it('fails at start with CT_BEACON_IDENTITY when OpenBao holds no beacon client CA', async () => {
     const empty = await startSecretStore();
     try {
