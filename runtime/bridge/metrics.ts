@@ -196,9 +196,7 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     bootstrap(fingerprint, outcome) {
       const cluster = fingerprintPrefix(fingerprint);
       bootstraps.inc({ cluster, outcome });
-      let outcomes = bootstrapOutcomes.get(cluster);
-      if (!outcomes) bootstrapOutcomes.set(cluster, (outcomes = new Set()));
-      outcomes.add(outcome);
+      remember(bootstrapOutcomes, cluster, outcome);
       if (outcome !== 'signed') refusals.inc({ code: outcome });
     },
     forgetCluster(fingerprint) {
@@ -214,9 +212,7 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     beaconDial(replica, result) {
       if (currentReplicas && !currentReplicas.has(replica)) return;
       beaconDials.inc({ replica, result });
-      let results = dialResults.get(replica);
-      if (!results) dialResults.set(replica, (results = new Set()));
-      results.add(result);
+      remember(dialResults, replica, result);
       // A dial the caller cancelled says nothing about the replica.
       if (result !== 'CT_CANCELLED')
         replicaUp.set(replica, result === 'waiting' || result === 'paired' ? 1 : 0);
@@ -241,4 +237,11 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     poll: (outcome) => polls.inc({ outcome }),
     refusal: (code) => refusals.inc({ code }),
   };
+}
+
+/** Adds `value` to the set kept under `key`. */
+function remember(sets: Map<string, Set<string>>, key: string, value: string): void {
+  const set = sets.get(key);
+  if (set) set.add(value);
+  else sets.set(key, new Set([value]));
 }
