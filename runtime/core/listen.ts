@@ -57,19 +57,6 @@ export function listenHttp(
         ),
       ),
     );
-    // Requests in flight, so a graceful close knows when the last answer is gone.
-    let inFlight = 0;
-    let closing = false;
-    let lastAnswered: (() => void) | undefined;
-    server.prependListener('request', (_req, res) => {
-      inFlight++;
-      // While closing, an answer ends its keep-alive connection: the client's next request goes elsewhere.
-      if (closing) res.shouldKeepAlive = false;
-      res.once('close', () => {
-        inFlight--;
-        if (inFlight === 0) lastAnswered?.();
-      });
-    });
     server.listen(options.port, host, () => {
       const address = server.address() as AddressInfo;
       log.info({ event: options.event, port: address.port, scheme }, `${options.what} listening`);
@@ -78,25 +65,33 @@ export function listenHttp(
         port: address.port,
         close: (graceMs = 0) =>
           new Promise<void>((done) => {
-            closing = true;
-            server.close(() => done());
+            // Closed once every connection is: no new ones are accepted, and idle keep-alive ones are closed
+            // now and, while requests are answered, as each becomes idle. Nothing is counted per request.
+            let sweep: NodeJS.Timeout | undefined;
+            let cut: NodeJS.Timeout | undefined;
+            server.close(() => {
+              clearInterval(sweep);
+              clearTimeout(cut);
+              done();
+            });
             server.closeIdleConnections();
-            if (graceMs <= 0 || inFlight === 0) {
+            if (graceMs <= 0) {
               server.closeAllConnections();
               return;
             }
-            const cut = () => {
-              clearTimeout(timer);
-              lastAnswered = undefined;
+            sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+            cut = setTimeout(() => {
+              clearInterval(sweep);
               server.closeAllConnections();
-            };
-            const timer = setTimeout(cut, timerDelay(graceMs));
-            lastAnswered = cut;
+            }, timerDelay(graceMs));
           }),
       });
     });
   });
 }
+
+/** While a graceful close waits for answers: how often connections that became idle are closed. */
+const IDLE_SWEEP_MS = 25;
 
 /** https.Server is a tls.Server underneath; it alone has `setSecureContext`. */
 function isTlsServer(server: HttpServer | HttpsServer): boolean {

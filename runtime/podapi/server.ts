@@ -329,26 +329,30 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
    * the next tunnel when that is safe: always when the bridge promised it never processed it (it drained the
    * tunnel before closing, mux.ts), otherwise only a read; a login or write that may have reached OpenBao is not.
    */
-  async function throughTunnel(
+  function throughTunnel(
     head: RequestHead,
     body: Buffer | undefined,
     signal: AbortSignal,
     waitForTunnel = true,
   ): Promise<TunnelResponse> {
-    let lost: TunnelMux | undefined;
-    for (;;) {
-      const tunnel = await liveTunnel(lost, signal, waitForTunnel);
-      try {
-        return await tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal });
-      } catch (err) {
-        const resend =
-          lost === undefined &&
-          isCloudtaserError(err, 'CT_TUNNEL_CLOSED') &&
-          (err.details?.unprocessed === true || READ_METHODS.has(head.method));
-        if (!resend) throw err;
-        lost = tunnel;
-      }
-    }
+    const send = (tunnel: TunnelMux) => tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal });
+    const current = options.tunnel();
+    // The hot path (a live tunnel) adds nothing but the catch below.
+    let used = current && !current.closed ? current : undefined;
+    const first = used
+      ? send(used)
+      : liveTunnel(undefined, signal, waitForTunnel).then((tunnel) => {
+          used = tunnel;
+          return send(tunnel);
+        });
+    return first.catch((err: unknown) => {
+      const resend =
+        used !== undefined &&
+        isCloudtaserError(err, 'CT_TUNNEL_CLOSED') &&
+        (err.details?.unprocessed === true || READ_METHODS.has(head.method));
+      if (!resend) throw err;
+      return liveTunnel(used, signal, waitForTunnel).then(send);
+    });
   }
 
   async function liveTunnel(
