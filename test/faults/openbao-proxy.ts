@@ -4,7 +4,7 @@
  * request AFTER forwarding it, which is what a load balancer that drops the answer of a committed write does.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from '../support/loopback.js';
 
 export interface ProxyFault {
   readonly method?: string;
@@ -34,7 +34,6 @@ export interface FaultProxy {
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const upstream = new URL(target);
   const faults: { fault: ProxyFault; remaining: number }[] = [];
-  const sockets = new Set<Socket>();
   let fired = 0;
 
   const forward = (
@@ -102,22 +101,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       if (!res.headersSent) res.writeHead(502).end();
     }
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenOnLoopback(server);
   return {
-    address: `http://127.0.0.1:${port}`,
+    address: listening.address,
     inject: (fault) => faults.push({ fault, remaining: fault.times ?? 1 }),
     fired: () => fired,
     clear: () => {
       faults.length = 0;
     },
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: listening.close,
   };
 }

@@ -120,6 +120,15 @@ async function outageFleet() {
 
 const held = (member: ShardMembership) => member.status().held;
 
+/** The test server's Lease calls, with some of them played otherwise. */
+const leasesWith = (played: Partial<LeaseApi>): LeaseApi => ({
+  listLeases: (ns, o) => client.listLeases(ns, o),
+  createLease: (ns, lease, o) => client.createLease(ns, lease, o),
+  updateLease: (ns, lease, o) => client.updateLease(ns, lease, o),
+  deleteLease: (ns, name, o) => client.deleteLease(ns, name, o),
+  ...played,
+});
+
 /** Rounds on the members, one each about every 100 ms, until `ms` have passed or `done` holds. */
 async function roundsFor(members: ShardMembership[], ms: number, done: () => boolean = () => false) {
   const started = performance.now();
@@ -216,8 +225,7 @@ describe('shard Leases when an answer is lost', () => {
     // first on a slow connection). The Lease names bridge-a, so no other replica takes it before it expires.
     const prefix = `lost${++prefixCounter}-bridge`;
     let loseNextCreate = true;
-    const leases: LeaseApi = {
-      listLeases: (ns, o) => client.listLeases(ns, o),
+    const leases = leasesWith({
       createLease: async (ns, lease, o) => {
         const written = await client.createLease(ns, lease, o);
         if (loseNextCreate && lease.metadata.name.includes('-shard-')) {
@@ -229,9 +237,7 @@ describe('shard Leases when an answer is lost', () => {
         }
         return written;
       },
-      updateLease: (ns, lease, o) => client.updateLease(ns, lease, o),
-      deleteLease: (ns, name, o) => client.deleteLease(ns, name, o),
-    };
+    });
     const common: Omit<ShardMembershipOptions, 'identity' | 'leases'> = {
       namespace: NAMESPACE,
       shards: 2,
@@ -269,16 +275,13 @@ describe('shard Leases when an answer is lost', () => {
     // release (an update that empties the holder) fails: those Leases still name bridge-a. They must expire for
     // bridge-b, not be adopted back by bridge-a's next round (which would renew them, so b never gets its share).
     const prefix = `rel${++prefixCounter}-bridge`;
-    const leases: LeaseApi = {
-      listLeases: (ns, o) => client.listLeases(ns, o),
-      createLease: (ns, lease, o) => client.createLease(ns, lease, o),
+    const leases = leasesWith({
       updateLease: async (ns, lease, o) => {
         if (lease.spec.holderIdentity === '')
           throw new CloudtaserError('CT_KUBE_UNREACHABLE', 'the Kubernetes API server did not answer');
         return client.updateLease(ns, lease, o);
       },
-      deleteLease: (ns, name, o) => client.deleteLease(ns, name, o),
-    };
+    });
     const common: Omit<ShardMembershipOptions, 'identity' | 'leases'> = {
       namespace: NAMESPACE,
       shards: 4,

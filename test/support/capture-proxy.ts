@@ -4,7 +4,7 @@
  * `token_reviewer_jwt`). The bodies hold secrets: for a test's assertions only, never for a log.
  */
 import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 
 export interface CapturedRequest {
   readonly method: string;
@@ -27,7 +27,6 @@ export async function startCaptureProxy(target: string): Promise<CaptureProxy> {
   const upstream = new URL(target);
   const answered: CapturedRequest[] = [];
   const arrived: { method: string; path: string }[] = [];
-  const sockets = new Set<Socket>();
   const server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -62,19 +61,11 @@ export async function startCaptureProxy(target: string): Promise<CaptureProxy> {
     });
     out.end(body);
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenOnLoopback(server);
   return {
-    address: `http://127.0.0.1:${port}`,
+    address: listening.address,
     answered,
     arrived,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close: listening.close,
   };
 }
