@@ -3,6 +3,7 @@
  * the plain door; directly or over an HTTP proxy's CONNECT tunnel (proxy/tunnel.ts). It announces, waits for
  * the `paired` frame and hands over the stream; every failure becomes a CT_ error naming the replica.
  */
+
 import { isIP, type LookupFunction, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
@@ -12,6 +13,7 @@ import {
   connect as tlsConnect,
 } from 'node:tls';
 import { type ClientOptions, createWebSocketStream, WebSocket } from 'ws';
+import { timerDelay } from '../core/backoff.js';
 import { CloudtaserError } from '../core/index.js';
 // settings and tunnel only: the undici dispatcher (proxy/dispatcher.ts) is the OpenBao client's business.
 import { authority, type ProxyEndpoint } from '../proxy/settings.js';
@@ -426,8 +428,10 @@ class ReplicaDial {
       case 'waiting':
         clearTimeout(this.connectTimer);
         if (message.keepaliveMs !== undefined)
-          this.silenceLimitMs =
-            SILENT_KEEPALIVES * message.keepaliveMs + Math.min(message.keepaliveMs, SILENCE_SLACK_MS);
+          // Capped at the longest a timer keeps: a beacon's huge interval must not fail the wait after 1 ms.
+          this.silenceLimitMs = timerDelay(
+            SILENT_KEEPALIVES * message.keepaliveMs + Math.min(message.keepaliveMs, SILENCE_SLACK_MS),
+          );
         this.heardFromBeacon();
         if (!this.waitingSeen) {
           this.waitingSeen = true;

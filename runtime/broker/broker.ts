@@ -5,7 +5,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
-import { jitteredInterval } from '../core/backoff.js';
+import { jitteredInterval, timerDelay } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import {
   fingerprintPrefix,
@@ -279,7 +279,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     const pairTimer = setTimeout(() => {
       timedOut = true;
       attempt.abort();
-    }, timing.pairTimeoutMs);
+    }, timerDelay(timing.pairTimeoutMs));
     try {
       // Every address, every A-record, in parallel: the first pairing wins and the rest are closed.
       const dials = options.beacons.map((address) =>

@@ -91,6 +91,14 @@ export async function serveTokenReview(
         ? err
         : new CloudtaserError('CT_INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
     const code = error.code;
+    // The bridge gave up on this review (its time limit, a tunnel cut): nothing is known about the API server, and
+    // nobody reads the answer.
+    if (signal?.aborted)
+      return {
+        status: 503,
+        headers: JSON_HEADERS,
+        body: kubeStatusBody(503, 'ServiceUnavailable', 'the TokenReview was cancelled by its requester'),
+      };
     if (outcomes) outcomes.failed(error);
     else
       log.warn(

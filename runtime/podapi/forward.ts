@@ -2,7 +2,9 @@
  * The bridge's half of the pod API: checks the allow-list again, adds the cluster namespace and forwards to
  * OpenBao, returning OpenBao's answer as it is. The pod's token passes through; the bridge's own is never used.
  */
+
 import type { Dispatcher } from 'undici';
+import { timerDelay } from '../core/backoff.js';
 import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { isConnectionReset } from '../core/net-errors.js';
@@ -265,7 +267,7 @@ function dispatchOnce(
     // A plain timer and listener: AbortSignal.any/timeout cost a millisecond per request on Node 20.
     const timer = setTimeout(
       () => stop(Object.assign(new Error('timed out'), { timedOut: true })),
-      limits.timeoutMs,
+      timerDelay(limits.timeoutMs),
     );
     const onCancel = () => stop(new Error('the pod cancelled the request'));
     limits.signal?.addEventListener('abort', onCancel, { once: true });

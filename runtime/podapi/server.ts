@@ -222,17 +222,13 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     let responseBody: Buffer;
     let responseHeaders: TunnelHeaders | undefined;
     try {
-      const response = await gate.run(
-        () =>
-          throughTunnel(
-            {
-              method: checked.method,
-              path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
-              headers,
-            },
-            body,
-            abort.signal,
-          ),
+      const response = await throughTunnel(
+        {
+          method: checked.method,
+          path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+          headers,
+        },
+        body,
         abort.signal,
       );
       status = response.status;
@@ -286,21 +282,17 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       if (!res.writableFinished) abort.abort();
     });
     try {
-      const response = await gate.run(
-        () =>
-          throughTunnel(
-            {
-              method: 'GET',
-              path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
-              headers: {},
-            },
-            undefined,
-            abort.signal,
-            // sys/health answers at once either way (sealed while the secret store is unreachable): probes
-            // have short timeouts.
-            checked.route !== 'sys-health',
-          ),
+      const response = await throughTunnel(
+        {
+          method: 'GET',
+          path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+          headers: {},
+        },
+        undefined,
         abort.signal,
+        // sys/health answers at once either way (sealed while the secret store is unreachable): probes
+        // have short timeouts.
+        checked.route !== 'sys-health',
       );
       reply(res, response.status, response.body, head);
     } catch (err) {
@@ -324,10 +316,12 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   }
 
   /**
-   * One request through the live tunnel. With none (the broker reconnecting after a bridge or beacon replica
-   * restart) it waits up to tunnelWaitMs for the next. A request the tunnel lost unanswered is sent once more on
-   * the next tunnel when that is safe: always when the bridge promised it never processed it (it drained the
-   * tunnel before closing, mux.ts), otherwise only a read; a login or write that may have reached OpenBao is not.
+   * One request through the live tunnel, in a slot of the request gate. With no tunnel (the broker reconnecting
+   * after a bridge or beacon replica restart) it waits up to tunnelWaitMs for the next one first, outside the gate:
+   * waiting requests hold no slot, so a longer outage answers each of them 503 after its own wait, not in a queue
+   * behind the others. A request the tunnel lost unanswered is sent once more on the next tunnel when that is
+   * safe: always when the bridge promised it never processed it (it drained the tunnel before closing, mux.ts),
+   * otherwise only a read; a login or write that may have reached OpenBao is not.
    */
   function throughTunnel(
     head: RequestHead,
@@ -335,7 +329,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     signal: AbortSignal,
     waitForTunnel = true,
   ): Promise<TunnelResponse> {
-    const send = (tunnel: TunnelMux) => tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal });
+    const send = (tunnel: TunnelMux) =>
+      gate.run(() => tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal }), signal);
     const current = options.tunnel();
     // The hot path (a live tunnel) adds nothing but the catch below.
     let used = current && !current.closed ? current : undefined;
