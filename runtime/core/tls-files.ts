@@ -6,6 +6,7 @@
  */
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { timerDelay } from './backoff.js';
 import { CloudtaserError } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
 
@@ -118,7 +119,8 @@ export async function watchPemFiles<T>(options: WatchPemFilesOptions<T>): Promis
     });
     return checking;
   };
-  const timer = setInterval(() => void serialized(), intervalMs);
+  // Capped: a longer interval would repeat every millisecond.
+  const timer = setInterval(() => void serialized(), timerDelay(intervalMs));
   timer.unref();
   return {
     current: () => value,

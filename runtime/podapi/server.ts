@@ -108,12 +108,13 @@ function reviewFailureAnswer(code: string | undefined): { status: number; errors
         "CT_KUBE_FORBIDDEN: the cloudtaser broker may not create TokenReviews, so no pod can log in; bind its service account to system:auth-delegator (the chart's ClusterRoleBinding)",
       ],
     };
+  const failure =
+    code === undefined || code === 'CT_KUBE_UNREACHABLE'
+      ? "CT_KUBE_UNREACHABLE: the cluster's API server did not answer the TokenReview for this login"
+      : `${code}: the TokenReview for this login failed in the cluster`;
   return {
     status: 503,
-    errors: [
-      'permission denied',
-      `${code ?? 'CT_KUBE_UNREACHABLE'}: the cluster's API server did not answer the TokenReview for this login, so the pod was not judged; retry shortly`,
-    ],
+    errors: ['permission denied', `${failure}, so the pod was not judged; retry shortly`],
   };
 }
 

@@ -7,6 +7,7 @@
  * malformed, oversized, unknown, duplicated or late is CT_BOOTSTRAP_PROTOCOL.
  */
 import type { Duplex } from 'node:stream';
+import { timerDelay } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode, ErrorCodes } from '../core/errors.js';
 import { isFingerprint } from '../core/rules.js';
 
@@ -210,7 +211,7 @@ export function readBootstrapMessage(
         fail(
           protocol(`no whole bootstrap message within ${options.timeoutMs} ms (${buffered} bytes received)`),
         ),
-      options.timeoutMs,
+      timerDelay(options.timeoutMs),
     );
     if (options.signal?.aborted) {
       onAbort();

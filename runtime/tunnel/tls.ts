@@ -1,6 +1,7 @@
 /** TLS settings both ends of the inner (end-to-end) TLS agree on. */
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
+import { timerDelay } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 
 /** ALPN of the init room's TLS: the bootstrap messages follow. */
@@ -51,7 +52,7 @@ export function awaitSecure(
             `${options.what} did not complete within ${options.timeoutMs} ms`,
           ),
         ),
-      options.timeoutMs,
+      timerDelay(options.timeoutMs),
     );
     socket.once('secureConnect', onSecure);
     socket.once('error', onError);
@@ -112,7 +113,7 @@ export function acceptTls(
     const timer = setTimeout(
       () =>
         fail(new CloudtaserError(guard.code, `${guard.what} did not complete within ${guard.timeoutMs} ms`)),
-      guard.timeoutMs,
+      timerDelay(guard.timeoutMs),
     );
     server.once('secureConnection', (socket: TLSSocket) => {
       if (settled) return socket.destroy();
