@@ -12,9 +12,10 @@ import { createHash, type X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { type BeaconTarget, logBeaconRoutes, waitForPeer, withPriority } from '../beacon/index.js';
-import { jitteredInterval, timerDelay } from '../core/backoff.js';
+import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode } from '../core/errors.js';
 import { fingerprintPrefix, hashPrefix, initHash, redactIdentifiers } from '../core/hashes.js';
+import { type LinkedSignal, linkSignal } from '../core/linked-signal.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
 import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
@@ -78,7 +79,7 @@ interface ClusterState {
   migrationEnabled: boolean;
   /** One migration-refusal log line per code per minute for this cluster. */
   readonly stop: AbortController;
-  readonly waiters: Map<string, AbortController>;
+  readonly waiters: Map<string, LinkedSignal>;
   /** Waiters that have reached the beacon's `waiting` state. */
   readonly waiting: Set<string>;
   readonly tunnels: Set<TunnelMux>;
@@ -265,9 +266,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     }
     for (const [key, spec] of wanted) {
       if (cluster.waiters.has(key)) continue;
-      const controller = new AbortController();
-      cluster.waiters.set(key, controller);
-      void waitLoop(cluster, key, spec, AbortSignal.any([controller.signal, cluster.stop.signal]));
+      const waiter = linkSignal([cluster.stop.signal]);
+      cluster.waiters.set(key, waiter);
+      void waitLoop(cluster, key, spec, waiter.signal).finally(waiter.dispose);
     }
   }
 
@@ -292,11 +293,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         break;
       }
       let reachedWaiting = false;
-      const refresh = new AbortController();
-      // Jittered over the second half of the period: waiters started together must not all refresh together.
-      const refreshTimer = setTimeout(
-        () => refresh.abort(),
-        timerDelay(timing.waitRefreshMs - jitteredInterval(Math.floor(timing.waitRefreshMs / 2))),
+      // Its time limit is the refresh, jittered over the second half of the period: waiters started together must
+      // not all refresh together.
+      const attempt = linkSignal(
+        [signal],
+        timing.waitRefreshMs - jitteredInterval(Math.floor(timing.waitRefreshMs / 2)),
       );
       try {
         const stream = await waitForPeer({
@@ -309,7 +310,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           clientCertificate: options.beaconIdentity?.current(),
           // Operational rooms first: that is where brokers are redialing after a replica restart.
           admission: withPriority(replicas.admissionFor(ip), room === 'operational' ? 0 : 1),
-          signal: AbortSignal.any([signal, refresh.signal]),
+          signal: attempt.signal,
           onWaiting: () => {
             reachedWaiting = true;
             pass.reached();
@@ -341,9 +342,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         if (unreachable) pass.unreachable();
         else if (error.code !== 'CT_CANCELLED') pass.reached();
         if (reachedWaiting) backoff.reset();
-        if (!reachedWaiting && !refresh.signal.aborted && error.code !== 'CT_CANCELLED')
+        if (!reachedWaiting && !attempt.timedOut && error.code !== 'CT_CANCELLED')
           metrics?.beaconDial(ip, error.code ?? 'CT_INTERNAL');
-        const delay = refresh.signal.aborted || unreachable ? 0 : backoff.next();
+        const delay = attempt.timedOut || unreachable ? 0 : backoff.next();
         if (error.code === 'CT_BEACON_UNAUTHENTICATED' || error.code === 'CT_BEACON_IDENTITY')
           beaconIdentityError = error.message;
         // A dial our own refresh cancelled (queued in the admission during a storm) is not a failure to report.
@@ -365,7 +366,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         await sleep(delay, signal);
       } finally {
         pass.done();
-        clearTimeout(refreshTimer);
+        attempt.dispose();
       }
     }
     cluster.waiting.delete(key);

@@ -25,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import { sleep } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { linkSignal } from '../core/linked-signal.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 
 /** The Kubernetes calls sharding makes (rows of KUBE_CALLS): the chart's Role grants exactly these. */
@@ -161,9 +162,30 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   /** Per API call: a hung request ends the round long before the Leases this replica holds expire. */
   const callTimeoutMs = Math.max(100, Math.floor(durationMs / 3));
   const log = moduleLogger(options.logger, 'bridge.shards');
-  const { leases, namespace, identity } = options;
+  const { namespace, identity } = options;
   const stop = new AbortController();
-  const callSignal = () => AbortSignal.any([stop.signal, AbortSignal.timeout(callTimeoutMs)]);
+  /**
+   * Every Lease call ends at its deadline or when membership stops, and leaves nothing on the stop signal once
+   * it ended (linked-signal.ts: AbortSignal.any would leave an entry per call, ~2.5 KB per round, for as long as
+   * the process lives). A caller's own signal replaces both: the releases on close run after stop, within their
+   * own bound.
+   */
+  const bounded = <T>(
+    signal: AbortSignal | undefined,
+    call: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> => {
+    const link = signal ? linkSignal([signal]) : linkSignal([stop.signal], callTimeoutMs);
+    return call(link.signal).finally(link.dispose);
+  };
+  const leases: LeaseApi = {
+    listLeases: (ns, o) => bounded(o?.signal, (signal) => options.leases.listLeases(ns, { ...o, signal })),
+    createLease: (ns, lease, o) =>
+      bounded(o?.signal, (signal) => options.leases.createLease(ns, lease, { signal })),
+    updateLease: (ns, lease, o) =>
+      bounded(o?.signal, (signal) => options.leases.updateLease(ns, lease, { signal })),
+    deleteLease: (ns, name, o) =>
+      bounded(o?.signal, (signal) => options.leases.deleteLease(ns, name, { ...o, signal })),
+  };
   /** This replica's preference for each shard (rendezvous hashing): fixed for its identity. */
   const rank = Array.from({ length: options.shards }, (_, shard) =>
     createHash('sha256').update(`${identity}/${shard}`).digest().readUInt32BE(0),
@@ -235,18 +257,14 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     const spec = { holderIdentity: identity, leaseDurationSeconds: durationS, renewTime: micro(at) };
     try {
       const written = mine
-        ? await leases.updateLease(
-            namespace,
-            { ...mine, spec: { ...mine.spec, ...spec } },
-            { signal: callSignal() },
-          )
+        ? await leases.updateLease(namespace, { ...mine, spec: { ...mine.spec, ...spec } }, {})
         : await leases.createLease(
             namespace,
             {
               metadata: { name: memberName, labels: labels('member') },
               spec: { ...spec, acquireTime: micro(at) },
             },
-            { signal: callSignal() },
+            {},
           );
       observe(written, at);
     } catch (err) {
@@ -268,12 +286,8 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     };
     try {
       const written = seen
-        ? await leases.updateLease(namespace, { ...seen, spec }, { signal: callSignal() })
-        : await leases.createLease(
-            namespace,
-            { metadata: { name, labels: labels('shard') }, spec },
-            { signal: callSignal() },
-          );
+        ? await leases.updateLease(namespace, { ...seen, spec }, {})
+        : await leases.createLease(namespace, { metadata: { name, labels: labels('shard') }, spec }, {});
       observe(written, at);
       heldSlots.set(name, { shard, lease: written });
       log.info(
@@ -301,7 +315,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       const written = await leases.updateLease(
         namespace,
         { ...held.lease, spec: { ...held.lease.spec, holderIdentity: '', leaseDurationSeconds: 1 } },
-        { signal: signal ?? callSignal() },
+        { signal },
       );
       observe(written, now());
     } catch (err) {
@@ -320,7 +334,6 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
     const at = now();
     const listed = await leases.listLeases(namespace, {
       labelSelector: `${LABEL_GROUP}=${prefix}`,
-      signal: callSignal(),
     });
     // Blind since the last list: the previous round failed (the API server may have refused every replica's
     // renewals too) or no list answered for a whole duration (an outage between two rounds, a stalled process).
@@ -417,7 +430,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         const written = await leases.updateLease(
           namespace,
           { ...current, spec: { ...current.spec, renewTime: micro(at), leaseDurationSeconds: durationS } },
-          { signal: callSignal() },
+          {},
         );
         observe(written, at);
         heldSlots.set(name, { shard: held.shard, lease: written });
@@ -484,7 +497,6 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         await leases
           .deleteLease(namespace, name, {
             resourceVersion: seen.lease.metadata.resourceVersion,
-            signal: callSignal(),
           })
           .catch(() => undefined);
     }

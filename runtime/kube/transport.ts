@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { sleep } from '../core/backoff.js';
 import { CloudtaserError, type Logger, moduleLogger } from '../core/index.js';
+import { linkSignal } from '../core/linked-signal.js';
 import { isConnectionReset } from '../core/net-errors.js';
 import { KubeConfig, type User } from './client-node.js';
 import {
@@ -120,90 +121,94 @@ export class KubeTransport implements KubeErrorContext {
     const payload = spec.body === undefined ? undefined : Buffer.from(JSON.stringify(spec.body));
     const timeoutMs = spec.timeoutMs ?? this.timeoutMs;
     const deadline = Date.now() + timeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = spec.signal === undefined ? timeout : AbortSignal.any([spec.signal, timeout]);
-
-    let response: { status: number; body: Buffer; retryAfter?: string };
-    let retries = 0;
-    let refreshedAfter401 = false;
-    let staleSocketRetried = false;
-    for (;;) {
-      const tls = await this.credentials(deadline, signal, spec.signal, timeoutMs);
-      const headers: Record<string, string> = {
-        ...tls.headers,
-        accept: 'application/json',
-        'user-agent': 'cloudtaser',
-        ...(payload === undefined
-          ? {}
-          : {
-              'content-type': spec.contentType ?? 'application/json',
-              'content-length': String(payload.length),
-            }),
-      };
-      try {
-        response = await send(
-          url,
-          { method: spec.method, headers, agent: this.agentFor(url, tls.agentOptions, tls.agent), signal },
-          payload,
-        );
-      } catch (err) {
-        if (spec.signal?.aborted) throw cancelledError(this, err);
-        if (timeout.aborted) throw this.timedOut(timeoutMs);
-        // A pooled keep-alive socket the API server (restarted, or a load balancer in front of it) dropped while
-        // idle: the request met a reset before any answer. Calls that change nothing go once more, on a new socket.
-        if (!staleSocketRetried && STALE_SOCKET_SAFE.has(spec.call) && isResetBeforeAnswer(err)) {
-          staleSocketRetried = true;
-          continue;
+    // Not AbortSignal.any/timeout: the caller's signal may live as long as the process (linked-signal.ts).
+    const call = linkSignal([spec.signal], timeoutMs);
+    const signal = call.signal;
+    try {
+      let response: { status: number; body: Buffer; retryAfter?: string };
+      let retries = 0;
+      let refreshedAfter401 = false;
+      let staleSocketRetried = false;
+      for (;;) {
+        const tls = await this.credentials(deadline, signal, spec.signal, timeoutMs);
+        const headers: Record<string, string> = {
+          ...tls.headers,
+          accept: 'application/json',
+          'user-agent': 'cloudtaser',
+          ...(payload === undefined
+            ? {}
+            : {
+                'content-type': spec.contentType ?? 'application/json',
+                'content-length': String(payload.length),
+              }),
+        };
+        try {
+          response = await send(
+            url,
+            { method: spec.method, headers, agent: this.agentFor(url, tls.agentOptions, tls.agent), signal },
+            payload,
+          );
+        } catch (err) {
+          if (spec.signal?.aborted) throw cancelledError(this, err);
+          if (call.timedOut) throw this.timedOut(timeoutMs);
+          // A pooled keep-alive socket the API server (restarted, or a load balancer in front of it) dropped while
+          // idle: the request met a reset before any answer. Calls that change nothing go once more, on a new socket.
+          if (!staleSocketRetried && STALE_SOCKET_SAFE.has(spec.call) && isResetBeforeAnswer(err)) {
+            staleSocketRetried = true;
+            continue;
+          }
+          throw transportError(this, err);
         }
-        throw transportError(this, err);
-      }
-      this.logger.debug(
-        { event: 'kube_request', method: spec.method, path: spec.path, status: response.status },
-        'Kubernetes API call',
-      );
-      if (response.status === 401 && tls.dynamic) {
-        // As client-go: a refused plugin or file token is dropped, so the next call fetches a fresh one. A cached
-        // one (the login was renewed, the file rotated) is retried once at once with a fresh credential.
-        this.credentialSource!.invalidate(tls.dynamic.credential);
-        if (tls.dynamic.cached && !refreshedAfter401) {
-          refreshedAfter401 = true;
-          continue;
-        }
-      }
-      const waitMs = retryAfterMs(response);
-      if (waitMs !== undefined && retries < MAX_RETRY_AFTER_RETRIES && Date.now() + waitMs < deadline) {
-        retries++;
         this.logger.debug(
-          {
-            event: 'kube_retry_after',
-            method: spec.method,
-            path: spec.path,
-            status: response.status,
-            waitMs,
-          },
-          'Kubernetes API server asked to retry later',
+          { event: 'kube_request', method: spec.method, path: spec.path, status: response.status },
+          'Kubernetes API call',
         );
-        await sleep(waitMs, signal);
-        if (spec.signal?.aborted) throw cancelledError(this, spec.signal.reason);
-        if (timeout.aborted) throw this.timedOut(timeoutMs);
-        continue;
+        if (response.status === 401 && tls.dynamic) {
+          // As client-go: a refused plugin or file token is dropped, so the next call fetches a fresh one. A cached
+          // one (the login was renewed, the file rotated) is retried once at once with a fresh credential.
+          this.credentialSource!.invalidate(tls.dynamic.credential);
+          if (tls.dynamic.cached && !refreshedAfter401) {
+            refreshedAfter401 = true;
+            continue;
+          }
+        }
+        const waitMs = retryAfterMs(response);
+        if (waitMs !== undefined && retries < MAX_RETRY_AFTER_RETRIES && Date.now() + waitMs < deadline) {
+          retries++;
+          this.logger.debug(
+            {
+              event: 'kube_retry_after',
+              method: spec.method,
+              path: spec.path,
+              status: response.status,
+              waitMs,
+            },
+            'Kubernetes API server asked to retry later',
+          );
+          await sleep(waitMs, signal);
+          if (spec.signal?.aborted) throw cancelledError(this, spec.signal.reason);
+          if (call.timedOut) throw this.timedOut(timeoutMs);
+          continue;
+        }
+        break;
       }
-      break;
-    }
-    const body = parseJson(response.body);
-    if (response.status >= 200 && response.status < 300) {
-      if (body === undefined && response.body.length > 0) {
-        throw new CloudtaserError(
-          'CT_KUBE_ERROR',
-          `the server at ${this.server} answered ${spec.method} ${spec.path} with a body that is not JSON; is ${this.server} a Kubernetes API server?`,
-          {
-            details: { server: this.server, status: response.status },
-          },
-        );
+      const body = parseJson(response.body);
+      if (response.status >= 200 && response.status < 300) {
+        if (body === undefined && response.body.length > 0) {
+          throw new CloudtaserError(
+            'CT_KUBE_ERROR',
+            `the server at ${this.server} answered ${spec.method} ${spec.path} with a body that is not JSON; is ${this.server} a Kubernetes API server?`,
+            {
+              details: { server: this.server, status: response.status },
+            },
+          );
+        }
+        return body as T;
       }
-      return body as T;
+      throw statusError(this, response.status, body, spec);
+    } finally {
+      call.dispose();
     }
-    throw statusError(this, response.status, body, spec);
   }
 
   private timedOut(timeoutMs: number): CloudtaserError {

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { acceptCustomVerbs } from '../core/custom-verbs.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
+import { linkSignal } from '../core/linked-signal.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import type { RequestHead, TunnelHeaders, TunnelMux, TunnelResponse } from '../tunnel/index.js';
@@ -359,8 +360,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     const current = options.tunnel();
     if (current && !current.closed && current !== lost) return current;
     if (wait && options.nextTunnel && !signal.aborted) {
-      const waited = AbortSignal.any([signal, AbortSignal.timeout(limits.tunnelWaitMs)]);
-      const next = await options.nextTunnel(lost, waited);
+      const waited = linkSignal([signal], limits.tunnelWaitMs);
+      const next = await options.nextTunnel(lost, waited.signal).finally(waited.dispose);
       if (next) return next;
       if (signal.aborted) throw new CloudtaserError('CT_CANCELLED', 'the pod went away');
     }
