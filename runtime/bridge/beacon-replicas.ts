@@ -109,6 +109,13 @@ export function createBeaconReplicaSet(options: BeaconReplicaSetOptions): Beacon
           );
         }
       }
+      if (moved) {
+        // Pacing state of replicas DNS no longer gives (a rollout, a rescheduled pod) goes with them: kept, it grew
+        // with every beacon pod IP the bridge ever waited on. Their waiters are stopped by the reconcile that follows.
+        const current = new Set(this.knownReplicas());
+        for (const ip of [...circuits.keys()]) if (!current.has(ip)) circuits.delete(ip);
+        for (const ip of [...admissions.keys()]) if (!current.has(ip)) admissions.delete(ip);
+      }
       return moved;
     },
 
