@@ -74,16 +74,28 @@ export async function startBridgeTokenReview(options: {
   let issuedUntil = 0;
   let watcher: TlsFilesWatcher | undefined;
 
+  /**
+   * Per cluster: the recorded hash, and when a mismatch last made us read it again. Only those re-reads are paced
+   * (an unauthenticated caller forces at most one OpenBao read per 10 s per cluster); the first mismatch after a
+   * plain read re-reads at once, or a bridge started seconds before a `register` that rewrites the credential
+   * would refuse every login for the rest of the 10 s.
+   */
   const reviewers = new Map<
     string,
-    { sha256?: string; readAt: number; reading?: Promise<string | undefined> }
+    { sha256?: string; recheckedAt?: number; reading?: Promise<string | undefined> }
   >();
   const reviewerFor = async (fingerprint: string, afterMismatch: boolean): Promise<string | undefined> => {
     const namespace = options.namespaceOf(fingerprint);
     if (!namespace) return undefined;
     const cached = reviewers.get(fingerprint);
     if (cached?.reading) return cached.reading;
-    if (cached && (!afterMismatch || Date.now() - cached.readAt < REVIEWER_REREAD_MS)) return cached.sha256;
+    if (
+      cached &&
+      (!afterMismatch ||
+        (cached.recheckedAt !== undefined && Date.now() - cached.recheckedAt < REVIEWER_REREAD_MS))
+    )
+      return cached.sha256;
+    const recheckedAt = afterMismatch ? Date.now() : cached?.recheckedAt;
     const reading = loadReviewerSha256(options.openbao.withNamespace(namespace)).catch((err: unknown) => {
       log.warn(
         { event: 'tokenreview.reviewer_unreadable', reason: (err as Error).message },
@@ -91,9 +103,9 @@ export async function startBridgeTokenReview(options: {
       );
       return cached?.sha256;
     });
-    reviewers.set(fingerprint, { sha256: cached?.sha256, readAt: Date.now(), reading });
+    reviewers.set(fingerprint, { sha256: cached?.sha256, recheckedAt, reading });
     const sha256 = await reading;
-    reviewers.set(fingerprint, { sha256, readAt: Date.now() });
+    reviewers.set(fingerprint, { sha256, recheckedAt });
     return sha256;
   };
 
