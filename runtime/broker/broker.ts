@@ -116,13 +116,15 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
 
   const isConnected = () => liveTunnel !== undefined && !liveTunnel.closed;
+  /** A tunnel new requests may go on: connected, and the bridge has not said it is closing. */
+  const usable = () => isConnected() && !liveTunnel!.draining;
   const metrics = options.metrics;
   metrics?.track({
     phase: () => status.phase,
     tunnelUp: isConnected,
     migration: () => migrator?.status(),
   });
-  const connectedTunnel = () => (isConnected() ? liveTunnel : undefined);
+  const connectedTunnel = () => (usable() ? liveTunnel : undefined);
   /** The next live tunnel other than `previous` (the broker reconnecting), or undefined once `signal` aborts. */
   const nextTunnel = (previous: TunnelMux | undefined, signal: AbortSignal) =>
     new Promise<TunnelMux | undefined>((resolve) => {

@@ -335,7 +335,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       gate.run(() => tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal }), signal);
     const current = options.tunnel();
     // The hot path (a live tunnel) adds nothing but the catch below.
-    let used = current && !current.closed ? current : undefined;
+    let used = current && !current.closed && !current.draining ? current : undefined;
     const first = used
       ? send(used)
       : liveTunnel(undefined, signal, waitForTunnel).then((tunnel) => {
@@ -358,7 +358,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     wait: boolean,
   ): Promise<TunnelMux> {
     const current = options.tunnel();
-    if (current && !current.closed && current !== lost) return current;
+    if (current && !current.closed && !current.draining && current !== lost) return current;
     if (wait && options.nextTunnel && !signal.aborted) {
       const waited = linkSignal([signal], limits.tunnelWaitMs);
       const next = await options.nextTunnel(lost, waited.signal).finally(waited.dispose);

@@ -10,7 +10,8 @@
  * A GOAWAY with the code CT_TUNNEL_DRAINED is a promise: its sender had no stream in flight either way when it
  * sent it and reads nothing after it, so every request the receiver has not had an answer to was never processed
  * and may be sent again on another tunnel, whatever its method (closeWhenIdle sends it; the bridge does on
- * shutdown). A peer that predates the code reads it as CT_TUNNEL_PROTOCOL and simply reconnects, as before.
+ * shutdown). While it waits for that moment, a closing end refuses each new request with a RESET of the same code,
+ * unprocessed, which also tells the peer to send the next ones elsewhere (`draining`). A peer that predates the code reads it as CT_TUNNEL_PROTOCOL and simply reconnects, as before.
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -129,6 +130,11 @@ export interface TunnelMux {
    */
   closeWhenIdle(reason: string, timeoutMs: number): Promise<void>;
   readonly closed: boolean;
+  /**
+   * Closing once idle, at this end (closeWhenIdle) or the peer's (it refused a request with CT_TUNNEL_DRAINED):
+   * new requests belong on another tunnel.
+   */
+  readonly draining: boolean;
   /** Resolves once, with why the tunnel ended. Never rejects. */
   readonly done: Promise<CloudtaserError>;
   stats(): TunnelStats;
@@ -180,6 +186,8 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
   const drainWaiters = new Set<() => void>();
   /** Set by closeWhenIdle: called whenever a stream ends, it closes once none is left. */
   let onStreamEnded: (() => void) | undefined;
+  /** The peer refused a request because it is closing (a RESET CT_TUNNEL_DRAINED): send nothing new here. */
+  let peerDraining = false;
 
   let resolveDone!: (err: CloudtaserError) => void;
   const done = new Promise<CloudtaserError>((resolve) => {
@@ -302,6 +310,17 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
         return;
       case FrameType.RESET: {
         const reason = decodeReason(payload, 'RESET');
+        if (reason.code === 'CT_TUNNEL_DRAINED') {
+          // The peer is closing and took nothing new: this request was not processed, and the next belong on
+          // another tunnel.
+          peerDraining = true;
+          entry.settle(
+            new CloudtaserError('CT_TUNNEL_CLOSED', `the peer is closing the tunnel: ${reason.reason}`, {
+              details: { peerReset: true, unprocessed: true },
+            }),
+          );
+          return;
+        }
         entry.settle(
           new CloudtaserError(reason.code, `the peer reset the request: ${reason.reason}`, {
             details: { peerReset: true },
@@ -321,6 +340,15 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
       lastRemoteId = id;
       checkHeadSize(payload);
       const head = decodeRequestHead(payload);
+      if (onStreamEnded) {
+        // Closing once idle: under steady traffic the tunnel would never be idle if new requests were taken. This
+        // one is refused unprocessed, which tells the peer to send it, and the ones after it, on its next tunnel.
+        resetStream(id, {
+          code: 'CT_TUNNEL_DRAINED',
+          reason: 'this end is closing; send it on the next tunnel',
+        });
+        return;
+      }
       if (remote.size >= limits.maxConcurrentStreams) {
         resetStream(id, {
           code: 'CT_TUNNEL_PROTOCOL',
@@ -703,6 +731,9 @@ export function createTunnelMux(stream: Duplex, options: TunnelMuxOptions): Tunn
     closeWhenIdle,
     get closed() {
       return closed;
+    },
+    get draining() {
+      return onStreamEnded !== undefined || peerDraining;
     },
     done,
     stats: () => ({

@@ -114,4 +114,24 @@ describe('tunnel: closing once idle', () => {
     await closed;
     expect((await broker.done).details?.peerCode).toBe('CT_TUNNEL_DRAINED');
   });
+
+  it('refuses a new request while closing, unprocessed, so the peer moves it and the next ones elsewhere', async () => {
+    const { bridge, broker, handled } = bridgeAndBroker(answerAfter(150));
+    const first = broker.request({ method: 'GET', path: '/x' });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const closed = bridge.closeWhenIdle('the bridge is shutting down', 5_000);
+    expect(bridge.draining).toBe(true);
+    // Under steady traffic the tunnel would never be idle if this were taken.
+    const late = await broker.request({ method: 'POST', path: '/v1/auth/token/renew-self' }).then(
+      () => undefined,
+      (err: CloudtaserError) => err,
+    );
+    expect(isCloudtaserError(late, 'CT_TUNNEL_CLOSED')).toBe(true);
+    expect(late?.details?.unprocessed).toBe(true);
+    expect(broker.draining).toBe(true);
+    expect((await first).status).toBe(200);
+    await closed;
+    expect(handled()).toBe(1);
+    expect((await broker.done).details?.peerCode).toBe('CT_TUNNEL_DRAINED');
+  });
 });
