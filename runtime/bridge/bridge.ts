@@ -20,7 +20,7 @@ import { type Logger, moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
 import { isMigrationRequest, serveMigration } from '../migration/bridge-side.js';
 import type { TokenLoginState } from '../openbao/index.js';
-import { createOpenBaoForwarder } from '../podapi/forward.js';
+import { CANCELLED_STATUS, createOpenBaoForwarder } from '../podapi/forward.js';
 import { OPENBAO_TUNNEL_PREFIX } from '../podapi/protocol.js';
 import { type ProxyEndpoint, proxySettingFromEnvironment } from '../proxy/index.js';
 import {
@@ -741,6 +741,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
 async function observePodForward(metrics: BridgeMetrics, reply: Promise<TunnelReply>): Promise<TunnelReply> {
   const started = performance.now();
   const answer = await reply;
+  // A request the pod cancelled says nothing about OpenBao: it stays out of the error ratio the alerts read.
+  if (answer.status === CANCELLED_STATUS) return answer;
   const outcome = answer.status >= 500 ? `http_${answer.status}` : 'ok';
   metrics.openbaoRequest('pods', outcome, (performance.now() - started) / 1000);
   return answer;

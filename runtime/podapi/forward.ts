@@ -24,6 +24,9 @@ import {
 import { unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
 
+/** The answer to a request its requester cancelled (as nginx's 499): never sent, and not counted as a failure. */
+export const CANCELLED_STATUS = 499;
+
 export interface OpenBaoForwarderOptions {
   /** OpenBao's address, e.g. `https://openbao:8200`. */
   readonly address: string;
@@ -142,6 +145,15 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         }
       } catch (err) {
         const timedOut = (err as { timedOut?: boolean }).timedOut === true;
+        if (signal?.aborted && !timedOut) {
+          // The pod (or its broker) gave up: nothing is known about OpenBao, and nobody reads this answer. Not a
+          // warning naming OpenBao, and not a failure in its error ratio (observePodForward skips CANCELLED_STATUS).
+          log.debug(
+            { event: 'podapi.cancelled', route: checked.route },
+            'the pod cancelled a pod API request',
+          );
+          return { status: CANCELLED_STATUS, headers: JSON_HEADERS, body: openBaoErrorBody(['cancelled']) };
+        }
         if (health) {
           const answer = unavailableHealthAnswer(checked.query);
           return { status: answer.status, headers: JSON_HEADERS, body: answer.body };
