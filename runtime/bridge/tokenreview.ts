@@ -81,6 +81,8 @@ export type TokenReviewOutcome =
   | 'relayed'
   | 'forwarded'
   | 'no_tunnel'
+  /** A peer's fan-out asked this replica, which has no tunnel of the cluster (the peer answers from another). */
+  | 'peer_no_tunnel'
   | 'unauthorized'
   | 'tunnel_failed'
   | 'invalid';
@@ -179,11 +181,21 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
           return;
         }
       }
-      clusterLog.info(
-        { event: 'tokenreview.no_tunnel', forwarded },
-        'TokenReview for a cluster without a live tunnel on this replica',
-      );
-      observe('no_tunnel');
+      // A peer's fan-out reaches every replica, this one included: "not here" is its designed cheap answer, not an
+      // event (it was a line per login on the replica without the tunnel). Only a review nobody could answer is.
+      if (forwarded) {
+        clusterLog.debug(
+          { event: 'tokenreview.not_here' },
+          'a peer asked; the tunnel is not on this replica',
+        );
+        observe('peer_no_tunnel');
+      } else {
+        clusterLog.info(
+          { event: 'tokenreview.no_tunnel' },
+          'TokenReview for a cluster whose broker is not connected here (nor to any peer asked)',
+        );
+        observe('no_tunnel');
+      }
       send(
         res,
         503,

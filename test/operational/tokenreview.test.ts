@@ -7,10 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { Writable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
+import { createLogger } from '../../runtime/core/log.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
@@ -44,6 +46,17 @@ let broker: BrokerHandle;
 let cluster: RegistrationResult;
 let service: { server: Server; url: string; target: number; connections: number[] };
 
+/** Every line the bridge replicas log at info and above. */
+const bridgeLines: string[] = [];
+const bridgeLogger = createLogger('tokenreview-test', {
+  level: 'info',
+  destination: new Writable({
+    write(chunk, _encoding, callback) {
+      bridgeLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      callback();
+    },
+  }),
+});
 const resolve = async (host: string) => (host === PEERS_NAME ? [...BRIDGE_IPS] : testResolve(host));
 
 beforeAll(async () => {
@@ -128,6 +141,7 @@ function startBridgeReplica(host: string, port: number): Promise<BridgeHandle> {
     beacons: [replicas.address],
     resolve,
     tokenReview: { host, port, dnsNames: ['localhost'], peers: `${PEERS_NAME}:${port}` },
+    logger: bridgeLogger,
   });
 }
 
@@ -159,6 +173,17 @@ describe('TokenReview with two bridge replicas behind one Service', () => {
       // OpenBao really went through the replica chosen.
       expect(service.connections[target]).toBeGreaterThan(before);
     }
+  });
+
+  it('logs no line per login on the replica without the tunnel (a peer asking it is not an event)', async () => {
+    // Its fan-out asks every replica, itself included; "not here" used to be an info line per login.
+    service.target = 1 - holder();
+    const before = bridgeLines.length;
+    const statuses = await Promise.all(Array.from({ length: 8 }, () => login('app')));
+    expect(statuses).toEqual(Array(8).fill(200));
+    expect(
+      bridgeLines.slice(before).filter((line) => line.includes('"event":"tokenreview.no_tunnel"')),
+    ).toEqual([]);
   });
 
   it('still logs pods in after the tunnel moves to the other replica', async () => {
