@@ -91,6 +91,20 @@ describe('a waiting connection and the beacon keepalive', () => {
     for (const socket of beacon.sockets) socket.destroy();
   });
 
+  it('a huge interval the beacon accepts (~11.6 days) does not fail the waiting connection after 1 ms', async () => {
+    // Three intervals are beyond a Node timer's reach, which fires such a timer after 1 ms; the limit is capped.
+    const keepaliveMs = 1_000_000_000;
+    const { resolveLimits } = await import('../../runtime/beacon/limits.js');
+    expect(resolveLimits({ keepaliveIntervalMs: keepaliveMs }).keepaliveIntervalMs).toBe(keepaliveMs);
+    const beacon = await fakeBeacon({ keepaliveMs, pingForMs: 0, announceInterval: true });
+    const outcome = await Promise.race([
+      dial(beacon.port),
+      new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), 1_000)),
+    ]);
+    expect(outcome).toBe('still waiting');
+    for (const socket of beacon.sockets) socket.destroy();
+  });
+
   it('the bridge refreshes a waiting connection less often than the beacon expires an unmatched one', () => {
     // Refreshes come after a jittered half to all of waitRefreshMs: at most 9 minutes, never the beacon's 10.
     expect(DEFAULT_BRIDGE_TIMING.waitRefreshMs).toBeLessThan(DEFAULT_BEACON_LIMITS.bridgeWaitMs);

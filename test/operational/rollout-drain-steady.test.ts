@@ -7,9 +7,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
-import { startTestBridge } from '../runtime/fixtures.js';
 import { waitUntil } from '../support/wait.js';
-import { BOUND_SA, type OperationalStack, ROLE, SECRET_PATH, startOperationalStack } from './stack.js';
+import {
+  BOUND_SA,
+  type OperationalStack,
+  ROLE,
+  SECRET_PATH,
+  startOperationalStack,
+  startWaitingBridgeReplica,
+} from './stack.js';
 
 let stack: OperationalStack;
 let second: BridgeHandle;
@@ -17,9 +23,7 @@ let token: string;
 
 beforeAll(async () => {
   stack = await startOperationalStack({ logLevel: 'info' });
-  second = await startTestBridge({ openbao: stack.bridgeOpenBao, beacons: [stack.replicas.address] });
-  await second.pollNow();
-  await waitUntil(() => (second.status().clusters[0]?.waiting ?? 0) >= 2, { timeoutMs: 10_000 });
+  second = await startWaitingBridgeReplica(stack);
   const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
     body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
   });

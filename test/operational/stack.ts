@@ -29,6 +29,7 @@ import {
 } from '../../runtime/registration/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
 import { type Replicas, startReplicas, startTestBridge, startTestBroker } from '../runtime/fixtures.js';
+import { waitUntil } from '../support/wait.js';
 
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
 export const OPERATOR_SA = 'cloudtaser';
@@ -254,4 +255,17 @@ export async function startOperationalStack(
     for (const close of closers.reverse()) await close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A second replica of the stack's bridge, waiting in the cluster's rooms as a rollout's new pod does (the broker's
+ * tunnel stays on the first). The caller closes it.
+ */
+export async function startWaitingBridgeReplica(stack: OperationalStack): Promise<BridgeHandle> {
+  const second = await startTestBridge({ openbao: stack.bridgeOpenBao, beacons: [stack.replicas.address] });
+  await second.pollNow();
+  await waitUntil(() => (second.status().clusters[0]?.waiting ?? 0) >= 2, {
+    what: 'the second bridge replica waiting in both rooms',
+  });
+  return second;
 }
