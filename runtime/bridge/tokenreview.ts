@@ -22,6 +22,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { Agent, request as httpRequest } from 'undici';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
+import { linkSignal } from '../core/linked-signal.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { isFingerprint } from '../core/rules.js';
@@ -289,8 +290,8 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
       );
       return undefined;
     }
-    const abort = new AbortController();
-    const timeout = AbortSignal.timeout(timeoutMs);
+    // One signal for every ask: the first answer or the time limit ends the others.
+    const fanOut = linkSignal([], timeoutMs);
     const asks = addresses.map(async (address) => {
       const host = address.includes(':') ? `[${address}]` : address;
       const response = await httpRequest(`https://${host}:${peers.port}${req.url}`, {
@@ -302,18 +303,18 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
           [FORWARDED_HEADER]: '1',
         },
         body: req.method === 'POST' ? body : undefined,
-        signal: AbortSignal.any([abort.signal, timeout]),
+        signal: fanOut.signal,
       });
       const answer = Buffer.from(await response.body.arrayBuffer());
       if (response.headers[TUNNEL_HEADER] === 'absent') throw new Error('no tunnel there');
       return { status: response.statusCode, body: answer };
     });
     try {
-      const answer = await Promise.any(asks);
-      abort.abort();
-      return answer;
+      return await Promise.any(asks);
     } catch {
       return undefined;
+    } finally {
+      fanOut.abort();
     }
   }
 

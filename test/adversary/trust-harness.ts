@@ -34,7 +34,7 @@ import {
   type TunnelMux,
   writeBootstrapMessage,
 } from '../../runtime/tunnel/index.js';
-import { beaconCert, type SecretStore, startSecretStore } from '../runtime/fixtures.js';
+import { beaconCert, FAST_BROKER_FLAGS, type SecretStore, startSecretStore } from '../runtime/fixtures.js';
 import { builtCli, root } from '../support/built-cli.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -281,16 +281,9 @@ export async function startTrustStage(options: StageOptions = {}): Promise<Trust
         kubeconfig,
         '--health-listen',
         `127.0.0.1:${healthPort}`,
-        '--backoff-initial',
-        '50ms',
-        '--backoff-max',
-        '1s',
+        ...FAST_BROKER_FLAGS,
         '--rejected-retry',
         '300ms',
-        '--step-timeout',
-        '3s',
-        '--pair-timeout',
-        '4s',
         ...(brokerOptions.pin ? ['--ca-sha256', brokerOptions.pin] : []),
         ...(brokerOptions.extra ?? []),
       ]);

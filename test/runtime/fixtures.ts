@@ -31,6 +31,17 @@ export const FAST_BROKER_TIMING = {
   rejectedRetryMs: 300,
   pairTimeoutMs: 4_000,
 };
+/** FAST_BROKER_TIMING as `broker run` flags, for the tests that run the built CLI. */
+export const FAST_BROKER_FLAGS = [
+  '--backoff-initial',
+  '50ms',
+  '--backoff-max',
+  '1s',
+  '--step-timeout',
+  '3s',
+  '--pair-timeout',
+  '4s',
+] as const;
 export const FAST_BRIDGE_TIMING = {
   pollIntervalMs: 200,
   stepTimeoutMs: 3_000,

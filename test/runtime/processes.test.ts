@@ -18,7 +18,14 @@ import {
 } from '../../runtime/registration/index.js';
 import { builtCli } from '../support/built-cli.js';
 import { waitUntil } from '../support/wait.js';
-import { BEACON_NAME, beaconCert, REPLICA_IPS, type SecretStore, startSecretStore } from './fixtures.js';
+import {
+  BEACON_NAME,
+  beaconCert,
+  FAST_BROKER_FLAGS,
+  REPLICA_IPS,
+  type SecretStore,
+  startSecretStore,
+} from './fixtures.js';
 
 const root = resolve(import.meta.dirname, '../..');
 /** The build under test; CLOUDTASER_TEST_DIST points at another output folder of `tsc -p tsconfig.build.json`. */
@@ -178,16 +185,9 @@ async function startBrokerProcess(
     kubeconfig,
     '--metrics-listen',
     `127.0.0.1:${healthPort}`,
-    '--backoff-initial',
-    '50ms',
-    '--backoff-max',
-    '1s',
+    ...FAST_BROKER_FLAGS,
     '--rejected-retry',
     '300ms',
-    '--step-timeout',
-    '3s',
-    '--pair-timeout',
-    '4s',
     ...extra,
   ]);
 }

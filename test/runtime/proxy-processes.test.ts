@@ -21,6 +21,7 @@ import {
   beaconClientCa,
   beaconClientFlags,
   FAST_BEACON_LIMITS,
+  FAST_BROKER_FLAGS,
   type SecretStore,
   startSecretStore,
 } from './fixtures.js';
@@ -152,14 +153,7 @@ function brokerRun(healthPort: number, beaconProxy: string) {
       kubeconfig,
       '--health-listen',
       `127.0.0.1:${healthPort}`,
-      '--backoff-initial',
-      '50ms',
-      '--backoff-max',
-      '1s',
-      '--step-timeout',
-      '3s',
-      '--pair-timeout',
-      '4s',
+      ...FAST_BROKER_FLAGS,
     ],
     {},
   );

@@ -16,7 +16,13 @@ import { ensureBeaconClientCa } from '../../runtime/registration/index.js';
 import { freePort } from '../ports.js';
 import { builtCli, root } from '../support/built-cli.js';
 import { waitUntil } from '../support/wait.js';
-import { BEACON_NAME, beaconCert, type SecretStore, startSecretStore } from './fixtures.js';
+import {
+  BEACON_NAME,
+  beaconCert,
+  FAST_BROKER_FLAGS,
+  type SecretStore,
+  startSecretStore,
+} from './fixtures.js';
 
 const SHUTDOWN_DELAY_MS = 1_000;
 
@@ -162,14 +168,7 @@ beforeAll(async () => {
     `127.0.0.1:${ports.podApi}`,
     '--pod-api-dns-name',
     'localhost',
-    '--backoff-initial',
-    '50ms',
-    '--backoff-max',
-    '1s',
-    '--step-timeout',
-    '3s',
-    '--pair-timeout',
-    '4s',
+    ...FAST_BROKER_FLAGS,
   ]);
   await waitUntil(
     async () => {
