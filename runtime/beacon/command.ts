@@ -2,16 +2,27 @@ import { createSecureContext } from 'node:tls';
 import { type Command, Option } from 'commander';
 import { parseListenAddress } from '../core/health-server.js';
 import { CloudtaserError, createLogger, type Logger } from '../core/index.js';
-import { drainThenClose, parseShutdownDelay, SHUTDOWN_DELAY_FLAG } from '../core/shutdown.js';
+import {
+  drainThenClose,
+  parseDurationOrZero,
+  parseShutdownDelay,
+  SHUTDOWN_DELAY_FLAG,
+} from '../core/shutdown.js';
 import { DEFAULT_RELOAD_INTERVAL_MS, type WatchedPemFiles, watchPemFiles } from '../core/tls-files.js';
 import { loadBridgeCas } from './bridge-auth.js';
 import { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS } from './limits.js';
 import { type BeaconHandle, type BeaconOptions, createBeacon } from './server.js';
 
+/**
+ * `--relay-grace` by default: longer than a bridge's drain of its tunnels (10 s) after the 5 s delay the charts pass.
+ */
+export const DEFAULT_RELAY_GRACE_MS = 15_000;
+
 /** Flags of `beacon serve` as commander hands them over. */
 export interface BeaconServeFlags {
   readonly listen: string;
   readonly shutdownDelay: string;
+  readonly relayGrace: string;
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly metricsListen: string;
@@ -65,9 +76,15 @@ export function registerBeaconCommand(
     );
   }
   serve.option(SHUTDOWN_DELAY_FLAG.flag, SHUTDOWN_DELAY_FLAG.description, SHUTDOWN_DELAY_FLAG.default);
+  serve.option(
+    '--relay-grace <duration>',
+    "after the shutdown delay, how long the relays still open get to end by themselves before they are cut: bridges told the replica drains move their tunnels to another replica meanwhile (5s of delay plus this stay inside Kubernetes' default 30 s grace period; 0 cuts at once)",
+    `${DEFAULT_RELAY_GRACE_MS / 1000}s`,
+  );
   serve.action(async (flags: BeaconServeFlags) => {
     const logger = hooks.logger ?? createLogger('beacon');
     const shutdownDelayMs = parseShutdownDelay(flags.shutdownDelay);
+    const relayGraceMs = parseDurationOrZero(flags.relayGrace, '--relay-grace');
     const running: { handle?: BeaconHandle } = {};
     const { options, files } = await beaconOptionsFromFlags(flags, { logger, running });
     let started: BeaconHandle;
@@ -82,21 +99,44 @@ export function registerBeaconCommand(
     const handle: BeaconHandle = {
       ...started,
       stats: () => started.stats(),
-      close: async () => {
+      close: async (closeOptions) => {
         for (const watched of files) watched.close();
-        process.off('SIGTERM', shutdown);
-        process.off('SIGINT', shutdown);
-        await started.close();
+        try {
+          await started.close(closeOptions);
+        } finally {
+          // Only now: a second signal while the relays get their grace must reach `shutdown` (and cut them).
+          process.off('SIGTERM', shutdown);
+          process.off('SIGINT', shutdown);
+        }
       },
     };
     running.handle = handle;
+    let shuttingDown = false;
     const shutdown = (signal: string) => {
+      if (shuttingDown) {
+        // A second signal: the operator does not want to wait for the relays (close() without a grace cuts them).
+        logger.warn({
+          event: 'shutdown_now',
+          signal,
+          message: 'second signal: cutting the relays still open',
+        });
+        void handle.close();
+        return;
+      }
+      shuttingDown = true;
       logger.info({ event: 'shutdown', signal, delayMs: shutdownDelayMs });
-      drainThenClose(handle, shutdownDelayMs, (delayMs) =>
+      // Clients hear how long the relays keep running: the delay, then the grace for them to end by themselves.
+      const graceful = {
+        drain: () => handle.drain({ relaysCutInMs: shutdownDelayMs + relayGraceMs }),
+        close: () => handle.close({ graceMs: relayGraceMs }),
+      };
+      drainThenClose(graceful, shutdownDelayMs, (delayMs) =>
         logger.info({
           event: 'draining',
           delayMs,
-          message: 'not ready (503 on /readyz) and still relaying until the shutdown delay ends',
+          relayGraceMs,
+          message:
+            'not ready (503 on /readyz), pairing nothing more, and still relaying until the shutdown delay and the relay grace end',
         }),
       ).then(
         () => {
@@ -108,8 +148,8 @@ export function registerBeaconCommand(
         },
       );
     };
-    process.once('SIGTERM', shutdown);
-    process.once('SIGINT', shutdown);
+    process.on('SIGTERM', shutdown);
+    process.on('SIGINT', shutdown);
     hooks.onStarted?.(handle);
   });
   return beacon;

@@ -56,6 +56,8 @@ export abstract class Leg {
   abstract send(message: ControlMessage): void;
   /** Tells the client why (when the door allows) and closes. */
   abstract reject(code: RejectCode, reason: string): void;
+  /** Sends one last control message (no refusal: `draining`) and closes the connection cleanly. */
+  abstract goAway(message: ControlMessage): void;
   /** Stops watching the client and returns the byte stream for the relay. */
   abstract detach(): Duplex;
   abstract destroy(): void;
@@ -118,14 +120,18 @@ export class SocketLeg extends Leg {
   }
 
   reject(code: RejectCode, reason: string): void {
+    this.goAway({ t: 'error', code, reason });
+  }
+
+  goAway(message: ControlMessage): void {
     if (this.rejected) return;
     this.rejected = true;
     this.socket.off('data', this.onData);
     // Keep reading (and dropping) so a client still sending does not turn our close into a reset that
-    // would discard the error frame before the client reads it.
+    // would discard the last frame before the client reads it.
     this.socket.on('data', discard);
     this.socket.resume();
-    if (this.socket.writable) this.socket.end(encodeFrame({ t: 'error', code, reason }));
+    if (this.socket.writable) this.socket.end(encodeFrame(message));
     setTimeout(() => this.socket.destroy(), REJECT_LINGER_MS).unref();
   }
 
@@ -214,13 +220,22 @@ export class WebSocketLeg extends Leg {
   }
 
   reject(code: RejectCode, reason: string): void {
+    // 1008 = policy violation, 1013 = try again later; the reason repeats the code for plain WS tools.
+    this.closeWith({ t: 'error', code, reason }, code === 'CT_BEACON_LIMIT' ? 1013 : 1008, code);
+  }
+
+  goAway(message: ControlMessage): void {
+    // 1001 = going away: the server is shutting down.
+    this.closeWith(message, 1001, message.t);
+  }
+
+  private closeWith(message: ControlMessage, closeCode: number, closeReason: string): void {
     if (this.rejected) return;
     this.rejected = true;
     this.ws.off('message', this.onMessage);
     if (this.ws.readyState === this.ws.OPEN) {
-      this.ws.send(JSON.stringify({ t: 'error', code, reason }));
-      // 1008 = policy violation, 1013 = try again later; the reason repeats the code for plain WS tools.
-      this.ws.close(code === 'CT_BEACON_LIMIT' ? 1013 : 1008, code);
+      this.ws.send(JSON.stringify(message));
+      this.ws.close(closeCode, closeReason);
     }
     setTimeout(() => this.ws.terminate(), REJECT_LINGER_MS).unref();
   }

@@ -3,11 +3,12 @@
  * waiting (per room, per address, in total, in time), the pairing rate per room, and the byte copy between a
  * paired broker and bridge. It sees legs, never sockets or doors.
  */
+import { timerDelay } from '../core/backoff.js';
 import { hashPrefix, type Logger } from '../core/index.js';
 import type { Leg, LegEvents, Refuse, RejectCode } from './legs.js';
 import type { BeaconLimits } from './limits.js';
 import type { BeaconMetrics } from './metrics.js';
-import type { Announce, BeaconRole } from './protocol.js';
+import type { Announce, BeaconRole, ControlMessage } from './protocol.js';
 import { relayStreams } from './relay.js';
 
 export interface PairingCoreOptions {
@@ -42,6 +43,12 @@ export class PairingCore implements LegEvents {
   private readonly relays = new Set<{ destroy(): void }>();
   private pairings = 0;
   private closing = false;
+  /** Set by drain(): when the relays this replica still carries are cut (performance.now() time). */
+  private relaysCutAt: number | undefined;
+  /** Announces refused because the replica drains. */
+  private drainRefusals = 0;
+  /** Told when the last relay ends. */
+  private readonly onRelaysEnded = new Set<() => void>();
 
   constructor(options: PairingCoreOptions) {
     this.limits = options.limits;
@@ -68,6 +75,57 @@ export class PairingCore implements LegEvents {
     return this.waitingByAddress.keys();
   }
 
+  get relayCount(): number {
+    return this.relays.size;
+  }
+
+  get drainRefusalCount(): number {
+    return this.drainRefusals;
+  }
+
+  /**
+   * The replica is shutting down. Every waiting connection is told so (`draining`, with the time left before the
+   * relays are cut) and closed, and so is every announce from now on: clients wait on other replicas, and a
+   * bridge moves the tunnels it has through this one while they still run. The relays keep copying until they
+   * end or close() cuts them. Returns how many waiting connections were told.
+   */
+  drain(relaysCutInMs: number): number {
+    if (this.closing) return 0;
+    this.relaysCutAt ??= performance.now() + relaysCutInMs;
+    let told = 0;
+    for (const room of this.rooms.values()) {
+      for (const leg of [...room.broker, ...room.bridge]) {
+        this.stopWaiting(leg);
+        leg.goAway(this.drainingMessage());
+        told += 1;
+      }
+    }
+    this.rooms.clear();
+    for (const timer of this.pairingTimers.values()) clearTimeout(timer);
+    this.pairingTimers.clear();
+    return told;
+  }
+
+  /** Resolves once no relay is left (true), or after `ms` with relays still open (false). */
+  relaysEnded(ms: number): Promise<boolean> {
+    if (this.relays.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ended: boolean) => {
+        clearTimeout(timer);
+        this.onRelaysEnded.delete(onEnded);
+        resolve(ended);
+      };
+      const onEnded = () => done(true);
+      const timer = setTimeout(() => done(false), timerDelay(ms));
+      this.onRelaysEnded.add(onEnded);
+    });
+  }
+
+  private drainingMessage(): ControlMessage {
+    const left = Math.max(0, Math.round((this.relaysCutAt ?? performance.now()) - performance.now()));
+    return { t: 'draining', retryAfterMs: left };
+  }
+
   /** Ends every relay and every wait; announces after this are ignored. */
   close(): void {
     this.closing = true;
@@ -88,6 +146,12 @@ export class PairingCore implements LegEvents {
     const refusal = this.admit(leg, announce.role);
     if (refusal) {
       this.rejectLeg(leg, 'bridge_unauthenticated', 'CT_BEACON_UNAUTHENTICATED', refusal, announce);
+      return;
+    }
+    if (this.relaysCutAt !== undefined) {
+      this.drainRefusals += 1;
+      this.log.debug({ event: 'drain_refused', ...legMeta(leg), role: announce.role });
+      leg.goAway(this.drainingMessage());
       return;
     }
     leg.role = announce.role;
@@ -277,6 +341,7 @@ export class PairingCore implements LegEvents {
       (end) => {
         this.relays.delete(relay);
         this.metrics.counters.paired -= 1;
+        if (this.relays.size === 0) for (const ended of [...this.onRelaysEnded]) ended();
         this.log.info({
           event: 'relay_closed',
           hashPrefix: hash,

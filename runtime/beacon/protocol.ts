@@ -30,7 +30,21 @@ export type ControlMessage =
   | { readonly t: 'waiting'; readonly keepaliveMs?: number }
   | { readonly t: 'ping' }
   | { readonly t: 'paired' }
+  /**
+   * The replica is shutting down: it pairs nothing more, and cuts the relays it still carries after
+   * `retryAfterMs`. Sent to every waiting connection (and to announces that arrive meanwhile), then the connection
+   * closes. Clients that know it wait elsewhere and leave this replica alone until then; older clients ignore it.
+   */
+  | { readonly t: 'draining'; readonly retryAfterMs: number }
   | { readonly t: 'error'; readonly code: string; readonly reason: string };
+
+/**
+ * Longest pause a `draining` message can ask of a client. A beacon can already refuse or cut every connection;
+ * the bound keeps a hostile or misconfigured one from making a bridge leave a replica alone for longer.
+ */
+export const MAX_DRAIN_RETRY_AFTER_MS = 120_000;
+/** What a client assumes when a `draining` message carries no usable `retryAfterMs`. */
+export const DEFAULT_DRAIN_RETRY_AFTER_MS = 30_000;
 
 const HASH = /^[0-9a-f]{64}$/;
 
@@ -136,6 +150,14 @@ export function parseControl(body: Uint8Array): ControlMessage | undefined {
     case 'ping':
     case 'paired':
       return { t: record.t };
+    case 'draining':
+      return {
+        t: 'draining',
+        retryAfterMs:
+          Number.isSafeInteger(record.retryAfterMs) && (record.retryAfterMs as number) >= 0
+            ? Math.min(record.retryAfterMs as number, MAX_DRAIN_RETRY_AFTER_MS)
+            : DEFAULT_DRAIN_RETRY_AFTER_MS,
+      };
     case 'error':
       return {
         t: 'error',

@@ -444,6 +444,15 @@ class ReplicaDial {
       case 'paired':
         this.paired();
         return;
+      case 'draining':
+        this.fail(
+          new CloudtaserError(
+            'CT_BEACON_DRAINING',
+            `the beacon at ${this.where()} is shutting down: it pairs nothing more and ends the relays it carries within ${message.retryAfterMs} ms; wait on another replica`,
+            { details: { ip: this.options.ip, retryAfterMs: message.retryAfterMs } },
+          ),
+        );
+        return;
       case 'error':
         this.fail(
           new CloudtaserError(

@@ -73,11 +73,23 @@ export interface BeaconHandle {
   updateTls(tls: { readonly certPem: string; readonly keyPem: string }): void;
   /** New bridge announces are checked against these CAs from now on. Throws CT_INVALID_ARGUMENT when unusable. */
   updateBridgeCas(pems: readonly string[]): void;
-  /** From now on /readyz answers 503; the relay keeps serving until close(). */
-  drain(): void;
-  /** Stops accepting, drops every connection and the metrics server. */
-  close(): Promise<void>;
+  /**
+   * From now on /readyz answers 503 and the beacon pairs nothing more: every waiting connection, and every announce
+   * that still arrives, gets `draining` (with `relaysCutInMs`, how long the relays it carries keep running) and is
+   * closed, so clients wait on other replicas and bridges move their tunnels there. The relays keep copying until
+   * close() ends them.
+   */
+  drain(options?: { readonly relaysCutInMs?: number }): void;
+  /**
+   * Stops accepting and closes the metrics server. With `graceMs`, the relays still open get that long to end by
+   * themselves (a bridge that heard `draining` closes each tunnel once nothing is in flight on it); whatever is left
+   * then is cut. A later close() without a grace cuts at once.
+   */
+  close(options?: { readonly graceMs?: number }): Promise<void>;
 }
+
+/** How long drain() tells clients the relays keep running when the caller does not say. */
+export const DEFAULT_RELAYS_CUT_IN_MS = 30_000;
 
 /** Starts the beacon: one port, TLS / WebSocket / plain doors, one pairing core. */
 export async function createBeacon(options: BeaconOptions): Promise<BeaconHandle> {
@@ -214,7 +226,7 @@ class BeaconServer {
       }
     } catch (err) {
       // A start that fails halfway leaves nothing open: no port, no timers.
-      await this.close();
+      await this.close(0);
       throw err;
     }
     const port = (server.address() as AddressInfo).port;
@@ -261,10 +273,8 @@ class BeaconServer {
         this.doors.updateBridgeCas(cas);
         this.log.info({ event: 'bridge_cas_updated', bridgeCas: cas.certificates.length });
       },
-      drain: () => {
-        this.draining = true;
-      },
-      close: () => this.close(),
+      drain: (drainOptions) => this.drain(drainOptions?.relaysCutInMs ?? DEFAULT_RELAYS_CUT_IN_MS),
+      close: (closeOptions) => this.close(closeOptions?.graceMs ?? 0),
     };
   }
 
@@ -286,15 +296,54 @@ class BeaconServer {
     };
   }
 
-  /** Every caller gets the first call's promise, which resolves once the port and the metrics port are closed. */
-  private close(): Promise<void> {
-    this.closing ??= this.shutDown();
+  private drain(relaysCutInMs: number): void {
+    if (this.draining || this.closing) return;
+    this.draining = true;
+    const told = this.pairing.drain(relaysCutInMs);
+    this.log.info({
+      event: 'draining_pairings',
+      waitersTold: told,
+      relays: this.pairing.relayCount,
+      relaysCutInMs,
+      message:
+        'pairing nothing more: waiting clients were told to wait on another replica; the relays keep running until the beacon closes',
+    });
+  }
+
+  /**
+   * Every caller gets the first call's promise, which resolves once the port and the metrics port are closed. A
+   * call without a grace while an earlier one waits for relays cuts them now.
+   */
+  private close(graceMs: number): Promise<void> {
+    if (graceMs === 0) this.cutRelays?.();
+    this.closing ??= this.shutDown(graceMs);
     return this.closing;
   }
 
-  private async shutDown(): Promise<void> {
+  private cutRelays: (() => void) | undefined;
+
+  private async shutDown(graceMs: number): Promise<void> {
     const server = this.doors.server;
     const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const relays = this.pairing.relayCount;
+    if (graceMs > 0 && relays > 0) {
+      // No new connections from here on; connections accepted before that are told `draining` at their announce.
+      this.drain(graceMs);
+      this.log.info({ event: 'closing_relays', relays, graceMs });
+      const cut = new Promise<boolean>((resolve) => {
+        this.cutRelays = () => resolve(false);
+      });
+      const ended = await Promise.race([this.pairing.relaysEnded(graceMs), cut]);
+      this.cutRelays = undefined;
+      if (!ended)
+        this.log.warn({
+          event: 'relays_cut',
+          relays: this.pairing.relayCount,
+          graceMs,
+          message:
+            'relays still open when the shutdown grace ended were cut (their clients reconnect through another replica)',
+        });
+    }
     this.pairing.close();
     this.doors.close();
     if (this.metricsServer) {
@@ -304,7 +353,7 @@ class BeaconServer {
     }
     if (this.listening) await serverClosed;
     this.listening = false;
-    this.log.info({ event: 'closed' });
+    this.log.info({ event: 'closed', drainRefusals: this.pairing.drainRefusalCount });
   }
 
   /** Every refusal goes through here: one log line and one counter increment. */

@@ -69,6 +69,15 @@ export interface BeaconReplicaSet {
   proxyRefused(address: string, ip: string, error: CloudtaserError): boolean;
   /** A dial through the proxy reached a replica: it is no longer counted as refused. */
   reached(address: string, ip: string): void;
+  /**
+   * The replica said it drains (`draining`): it ends the relays it carries within `relaysCutInMs`. True the first
+   * time it says so, when its tunnels should move.
+   */
+  draining(ip: string, relaysCutInMs: number): boolean;
+  /** How long the relays through a draining replica still run; 0 when it is not draining. */
+  drainingLeftMs(ip: string): number;
+  /** A wait reached the replica again (a new process at that address): it no longer drains. */
+  waitingAgain(ip: string): void;
 }
 
 export function createBeaconReplicaSet(options: BeaconReplicaSetOptions): BeaconReplicaSet {
@@ -76,6 +85,8 @@ export function createBeaconReplicaSet(options: BeaconReplicaSetOptions): Beacon
   const known = new Map<string, KnownAddress>();
   const circuits = new Map<string, ReplicaCircuit>();
   const admissions = new Map<string, DialAdmission>();
+  /** Draining replicas: when their relays are cut (performance.now() time). */
+  const drainingUntil = new Map<string, number>();
 
   return {
     async refresh() {
@@ -116,6 +127,8 @@ export function createBeaconReplicaSet(options: BeaconReplicaSetOptions): Beacon
         for (const ip of [...circuits.keys()]) if (!current.has(ip)) circuits.delete(ip);
         for (const ip of [...admissions.keys()]) if (!current.has(ip)) admissions.delete(ip);
       }
+      const now = performance.now();
+      for (const [ip, until] of drainingUntil) if (until <= now) drainingUntil.delete(ip);
       return moved;
     },
 
@@ -166,6 +179,22 @@ export function createBeaconReplicaSet(options: BeaconReplicaSetOptions): Beacon
       entry.byNameSince = Date.now();
       reportFanOut(log, entry.plan, entry.byName);
       return true;
+    },
+
+    draining(ip, relaysCutInMs) {
+      // Kept until the next refresh after it passed, so the notices of a replica's thousands of waiters count once.
+      if (drainingUntil.has(ip)) return false;
+      drainingUntil.set(ip, performance.now() + relaysCutInMs);
+      return true;
+    },
+
+    drainingLeftMs(ip) {
+      const until = drainingUntil.get(ip);
+      return until === undefined ? 0 : Math.max(0, Math.round(until - performance.now()));
+    },
+
+    waitingAgain(ip) {
+      drainingUntil.delete(ip);
     },
 
     reached(address, ip) {

@@ -75,6 +75,8 @@ interface ClusterState {
   brokerKeySha256?: string;
   /** The broker key behind each live tunnel, to end those a newer bootstrap replaced. */
   readonly tunnelKeys: Map<TunnelMux, string>;
+  /** The beacon replica each live tunnel runs through, to move those of a replica that drains. */
+  readonly tunnelReplicas: Map<TunnelMux, string>;
   /** The registration's migration setting, refreshed at every poll. */
   migrationEnabled: boolean;
   /** One migration-refusal log line per code per minute for this cluster. */
@@ -318,6 +320,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
             beaconIdentityError = undefined;
             cluster.waiting.add(key);
             replicas.reached(spec.address, ip);
+            replicas.waitingAgain(ip);
+            // A broker now has somewhere to go: tunnels still running through a draining replica move here.
+            if (room === 'operational') moveTunnelsOffDrainingReplicas(cluster);
           },
         });
         pass.reached();
@@ -328,7 +333,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         // Anyone can pair with us in the operational room: a line per pairing would be theirs to multiply.
         log.debug({ event: 'bridge.paired', room, hashPrefix: hashPrefix(hash), beaconIp: ip }, 'paired');
         // One handshake per room at a time: the waiter goes back to the beacon only when this one is decided.
-        await handlePaired(cluster, room, observed);
+        await handlePaired(cluster, room, observed, ip);
       } catch (err) {
         cluster.waiting.delete(key);
         if (signal.aborted) break;
@@ -338,7 +343,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         // Unreachable: the circuit paces the next attempt (one probe for all waiters on this replica). A beacon
         // that answered (a bound, a refusal) is reachable: this waiter backs off on its own, from a fresh start
         // when the wait it had was ended, since every waiter on that replica ended at the same moment.
-        const unreachable = error.code === 'CT_BEACON_UNREACHABLE';
+        // A draining replica is paced like an unreachable one: one probe finds out when it is back (a new process at
+        // the same address), and the other waiters of this replica wait for that instead of dialing it.
+        const drainingReplica = error.code === 'CT_BEACON_DRAINING';
+        if (drainingReplica) replicaDraining(ip, Number(error.details.retryAfterMs ?? 0));
+        const unreachable = error.code === 'CT_BEACON_UNREACHABLE' || drainingReplica;
         if (unreachable) pass.unreachable();
         else if (error.code !== 'CT_CANCELLED') pass.reached();
         if (reachedWaiting) backoff.reset();
@@ -348,7 +357,12 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         if (error.code === 'CT_BEACON_UNAUTHENTICATED' || error.code === 'CT_BEACON_IDENTITY')
           beaconIdentityError = error.message;
         // A dial our own refresh cancelled (queued in the admission during a storm) is not a failure to report.
-        if (!reachedWaiting && error.code !== 'CT_CANCELLED' && (!unreachable || pass.probe))
+        if (
+          !reachedWaiting &&
+          error.code !== 'CT_CANCELLED' &&
+          !drainingReplica &&
+          (!unreachable || pass.probe)
+        )
           beaconFailures.warn(
             `${ip}|${error.code}`,
             {
@@ -414,7 +428,59 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     );
   }
 
-  async function handlePaired(cluster: ClusterState, room: Room, stream: Duplex): Promise<void> {
+  /**
+   * A beacon replica said it drains (a rollout, a scale-down): it pairs nothing more and cuts its relays soon. The
+   * tunnels through it move now, while they still run, to replicas where a waiter of their cluster waits; a new
+   * replica (its pod just became ready) is looked up at once rather than at the next poll.
+   */
+  function replicaDraining(ip: string, relaysCutInMs: number): void {
+    if (!replicas.draining(ip, relaysCutInMs)) return;
+    let through = 0;
+    for (const cluster of clusters.values())
+      for (const replica of cluster.tunnelReplicas.values()) if (replica === ip) through++;
+    log.info(
+      { event: 'bridge.beacon_draining', beaconIp: ip, relaysCutInMs, tunnels: through },
+      'a beacon replica is shutting down: moving the tunnels through it to the other replicas while they still run',
+    );
+    for (const cluster of clusters.values()) moveTunnelsOffDrainingReplicas(cluster);
+    void replicas.refresh().then(
+      (moved) => {
+        if (moved && !stop.signal.aborted) for (const cluster of clusters.values()) reconcile(cluster);
+      },
+      () => undefined,
+    );
+  }
+
+  /**
+   * Each tunnel through a draining replica closes the moment nothing is in flight on it (GOAWAY CT_TUNNEL_DRAINED;
+   * its broker dials again, and the draining replica sends it to another), as a closing bridge's tunnels do, but
+   * only when its broker has somewhere to go: a waiter of this cluster waiting on a replica that does not drain.
+   * With no other replica (a single beacon restarting) the tunnel runs until the beacon cuts it, as it would have.
+   */
+  function moveTunnelsOffDrainingReplicas(cluster: ClusterState): void {
+    if (cluster.tunnelReplicas.size === 0) return;
+    let elsewhere = false;
+    for (const key of cluster.waiting) {
+      const waitingIp = key.slice(key.lastIndexOf('|') + 1);
+      if (key.startsWith('operational|') && replicas.drainingLeftMs(waitingIp) === 0) elsewhere = true;
+    }
+    if (!elsewhere) return;
+    for (const [tunnel, ip] of cluster.tunnelReplicas) {
+      const leftMs = replicas.drainingLeftMs(ip);
+      if (leftMs === 0 || tunnel.draining) continue;
+      void tunnel.closeWhenIdle(
+        'the beacon replica it runs through is shutting down',
+        Math.min(timing.closeGraceMs, leftMs),
+      );
+    }
+  }
+
+  async function handlePaired(
+    cluster: ClusterState,
+    room: Room,
+    stream: Duplex,
+    beaconIp: string,
+  ): Promise<void> {
     const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) });
     const gate = cluster.gates[room];
     let staleKey = false;
@@ -499,6 +565,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       gate.succeeded();
       cluster.tunnels.add(session.mux);
       if (peerKey) cluster.tunnelKeys.set(session.mux, peerKey);
+      cluster.tunnelReplicas.set(session.mux, beaconIp);
+      // Paired just before the replica said it drains (the handshake outlasted the notice): it moves as well.
+      if (replicas.drainingLeftMs(beaconIp) > 0) moveTunnelsOffDrainingReplicas(cluster);
       metrics?.tunnelOpened(cluster.fingerprint);
       clusterLog.info(
         { event: 'bridge.tunnel_open', tunnels: cluster.tunnels.size },
@@ -508,6 +577,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       void session.mux.done.then((why) => {
         cluster.tunnels.delete(session.mux);
         cluster.tunnelKeys.delete(session.mux);
+        cluster.tunnelReplicas.delete(session.mux);
         // A dropped cluster's series are gone (forgetCluster); its last closes must not bring them back.
         if (!cluster.stop.signal.aborted) metrics?.tunnelClosed(cluster.fingerprint);
         clusterLog.info(
@@ -579,6 +649,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         waiting: new Set(),
         tunnels: new Set(),
         tunnelKeys: new Map(),
+        tunnelReplicas: new Map(),
         gates: { init: newGate(), operational: newGate() },
       };
       clusters.set(entry.fingerprint, cluster);

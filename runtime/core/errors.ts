@@ -147,6 +147,8 @@ export const ErrorCodes = {
   CT_BEACON_REJECTED: 'the beacon closed the connection with a reason',
   CT_BEACON_PROTOCOL: 'a peer broke the beacon protocol (malformed, oversized or slow announce)',
   CT_BEACON_LIMIT: 'a beacon bound was hit (waiters per hash, per address, total; idle; unmatched wait)',
+  CT_BEACON_DRAINING:
+    'the beacon replica is shutting down (a rollout, a scale-down): it pairs nothing more and ends its relays after the time it names; dial another replica',
   CT_BOOTSTRAP_REFUSED: 'the bridge refused the bootstrap',
   CT_BOOTSTRAP_PROTOCOL: 'a bootstrap message was malformed, oversized or unexpected',
   CT_DISCOVERY_NEWER_FORMAT:

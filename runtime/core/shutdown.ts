@@ -38,7 +38,12 @@ export const IN_FLIGHT_GRACE_MS = 10_000;
 
 /** `0`, `0s` or a duration. */
 export function parseShutdownDelay(value: string): number {
-  return /^0(ms|s|m|h)?$/.test(value.trim()) ? 0 : parseDuration(value, '--shutdown-delay');
+  return parseDurationOrZero(value, '--shutdown-delay');
+}
+
+/** Like parseDuration, and `0` (with or without a unit) means none. */
+export function parseDurationOrZero(value: string, flag: string): number {
+  return /^0(ms|s|m|h)?$/.test(value.trim()) ? 0 : parseDuration(value, flag);
 }
 
 /**

@@ -1,11 +1,17 @@
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BeaconHandle, parseListenAddress, registerBeaconCommand } from '../../runtime/beacon/index.js';
+import {
+  type BeaconHandle,
+  parseListenAddress,
+  registerBeaconCommand,
+  waitForPeer,
+} from '../../runtime/beacon/index.js';
 import { silentLogger } from '../../runtime/core/index.js';
-import { type Certs, makeCerts } from './helpers.js';
+import { type Certs, makeCerts, randomHash, readBytes, targetFor } from './helpers.js';
 
 let certs: Certs;
 let dir: string;
@@ -72,6 +78,74 @@ describe('beacon serve command', () => {
       .toBe('down');
   });
 
+  it('on SIGTERM keeps a relay running through its grace, and a second signal cuts it', async () => {
+    let handle!: BeaconHandle;
+    await program((started) => {
+      handle = started;
+    }).parseAsync(
+      [
+        'beacon',
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--tls-cert',
+        join(dir, 'cert.pem'),
+        '--tls-key',
+        join(dir, 'key.pem'),
+        '--metrics-listen',
+        'off',
+        '--allow-anonymous-bridges',
+        '--shutdown-delay',
+        '0',
+        '--relay-grace',
+        '60s',
+      ],
+      { from: 'user' },
+    );
+    const hash = randomHash();
+    const dial = (role: 'broker' | 'bridge', onWaiting?: () => void) =>
+      waitForPeer({
+        target: targetFor(handle, 'tls'),
+        ip: '127.0.0.1',
+        role,
+        hash,
+        caCertPem: certs.beacon.certPem,
+        onWaiting,
+      });
+    let waited!: () => void;
+    const bridgeWaits = new Promise<void>((resolve) => {
+      waited = resolve;
+    });
+    const bridgeSide = dial('bridge', waited);
+    await bridgeWaits;
+    const broker = await dial('broker');
+    const bridge = await bridgeSide;
+    bridge.on('data', () => {});
+
+    process.emit('SIGTERM', 'SIGTERM');
+    // Pairing nothing more (told `draining`, or no longer listening), but the relay still copies.
+    const late = await waitForPeer({
+      target: targetFor(handle, 'tls'),
+      ip: '127.0.0.1',
+      role: 'broker',
+      hash: randomHash(),
+      caCertPem: certs.beacon.certPem,
+    }).catch((err: { code: string }) => err.code);
+    expect(late).toMatch(/^CT_BEACON_(DRAINING|UNREACHABLE)$/);
+    const echoed = readBytes(broker, 4);
+    bridge.removeAllListeners('data');
+    bridge.pipe(bridge);
+    broker.write('ping');
+    expect((await echoed).toString()).toBe('ping');
+
+    const cut = once(broker, 'end');
+    broker.resume();
+    process.emit('SIGTERM', 'SIGTERM');
+    await cut;
+    await expect.poll(() => handle.stats().paired).toBe(0);
+    expect(process.listenerCount('SIGTERM')).toBe(0);
+  });
+
   it('refuses to start without a certificate, with a bound below its minimum, or with a bad address', async () => {
     await expect(program().parseAsync(['beacon', 'serve'], { from: 'user' })).rejects.toMatchObject({
       code: 'CT_INVALID_ARGUMENT',
@@ -97,6 +171,12 @@ describe('beacon serve command', () => {
       program().parseAsync([...base, '--listen', 'nonsense'], { from: 'user' }),
     ).rejects.toMatchObject({
       code: 'CT_INVALID_ARGUMENT',
+    });
+    await expect(
+      program().parseAsync([...base, '--listen', '127.0.0.1:0', '--relay-grace', 'soon'], { from: 'user' }),
+    ).rejects.toMatchObject({
+      code: 'CT_INVALID_ARGUMENT',
+      message: expect.stringContaining('--relay-grace'),
     });
     await expect(
       program().parseAsync([...base, '--tls-key', join(dir, 'missing.pem')], { from: 'user' }),
