@@ -730,7 +730,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       serveCluster(entry, found.trustChanged.has(fingerprint));
     }
     if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
-    await tokenReview?.refresh();
+    await tokenReview?.refresh({ registrationsChanged: found.trustChanged.size > 0 });
   }
 
   function newGate(): HandshakeGate {

@@ -42,8 +42,12 @@ export interface BridgeTokenReviewOptions {
 
 export interface BridgeTokenReview {
   readonly url: string;
-  /** Called on every discovery poll: issues or renews the certificate once the listener CA exists. */
-  refresh(): Promise<void>;
+  /**
+   * Called on every discovery poll: issues or renews the certificate once the listener CA exists, and issues a new
+   * one when `registrationsChanged` and the CA in OpenBao is no longer the one it was issued from (an admin
+   * replaced it: the next `register` points the cluster's Kubernetes auth at the new CA).
+   */
+  refresh(options?: { readonly registrationsChanged?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -158,10 +162,14 @@ export async function startBridgeTokenReview(options: {
     throw err;
   }
 
-  const refresh = async () => {
-    if (tls !== 'openbao' || Date.now() < issuedUntil - RENEW_WHEN_LEFT_MS) return;
+  const refresh = async (when?: { readonly registrationsChanged?: boolean }) => {
+    if (tls !== 'openbao') return;
+    const renewalDue = Date.now() >= issuedUntil - RENEW_WHEN_LEFT_MS;
+    // Only a registration change can come with a replaced CA: polls without one cost OpenBao nothing here.
+    if (!renewalDue && !when?.registrationsChanged) return;
     try {
       const ca = await loadTokenReviewCa(options.openbao.withNamespace(options.namespaceRoot));
+      if (!renewalDue && ca?.certPem === caPem) return;
       if (!ca) {
         log.info(
           { event: 'tokenreview.no_listener_ca' },
@@ -180,8 +188,10 @@ export async function startBridgeTokenReview(options: {
       caPem = ca.certPem;
       issuedUntil = Date.now() + ISSUED_DAYS * 86_400_000;
       log.info(
-        { event: 'tokenreview.certificate_issued', dnsNames, days: ISSUED_DAYS },
-        'TokenReview listener certificate issued from the listener CA',
+        { event: 'tokenreview.certificate_issued', dnsNames, days: ISSUED_DAYS, caReplaced: !renewalDue },
+        renewalDue
+          ? 'TokenReview listener certificate issued from the listener CA'
+          : 'the TokenReview listener CA in OpenBao was replaced: certificate issued from the new CA',
       );
     } catch (err) {
       log.warn(

@@ -182,10 +182,16 @@ export async function registerCluster(
   changed = caOutcome.created || changed;
   const ca = caOutcome.ca;
   changed =
-    (await ensureTokenReviewAuth(root, cluster, fingerprint, {
-      endpoint: target.tokenReviewEndpoint,
-      caCertPem: target.tokenReviewCaCertPem,
-    })) || changed;
+    (await ensureTokenReviewAuth(
+      root,
+      cluster,
+      fingerprint,
+      {
+        endpoint: target.tokenReviewEndpoint,
+        caCertPem: target.tokenReviewCaCertPem,
+      },
+      announcement,
+    )) || changed;
   changed = (await ensureBridgeCertificate(cluster, ca, announcement)) || changed;
 
   // 5. The registration record the bridge discovers.

@@ -188,6 +188,8 @@ export async function ensureTokenReviewAuth(
   cluster: OpenBaoClient,
   fingerprint: string,
   options: TokenReviewAuthOptions,
+  /** Begun before a write: bridges re-read what they act on (the reviewer hash, the listener CA it points at). */
+  announcement?: { begin(): Promise<void> },
 ): Promise<boolean> {
   const endpoint = options.endpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT;
   parseTokenReviewEndpoint(endpoint);
@@ -209,6 +211,9 @@ export async function ensureTokenReviewAuth(
     data?.disable_local_ca_jwt === true &&
     data?.token_reviewer_jwt_set === true;
   const recorded = (await loadReviewerSha256(cluster)) === reviewer.sha256;
+  // A replaced listener CA shows here (the config points at another CA): the bridges must serve a certificate of
+  // the new one, and learn so from the journal like any other change they act on.
+  if (!configShown || !recorded) await announcement?.begin();
   // The record first: when the credential changes (a new cluster CA), a bridge that then sees the new one finds
   // its hash (it re-reads on a mismatch).
   if (!recorded) {
