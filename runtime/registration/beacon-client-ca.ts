@@ -58,10 +58,23 @@ export async function ensureBeaconClientCa(
     // Another caller created it in the same moment: theirs is the one.
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
     const winner = await readRecord(root);
-    if (!winner) throw err;
+    if (!winner) throw beaconClientCaDeleted(namespaceRoot, err);
     return describe(winner.certificate, false);
   }
   return describe(ca.certPem, true);
+}
+
+/**
+ * A soft-deleted record (`bao kv delete`) reads as absent but keeps its version, so check-and-set 0 cannot create it
+ * again. Unlike the TokenReview listener CA it is not replaced: every beacon admits bridges by this CA (--bridge-ca),
+ * so a new one would lock every bridge out until each beacon was given it.
+ */
+function beaconClientCaDeleted(namespaceRoot: string, cause: unknown): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_CAS_MISMATCH',
+    `the beacon client CA at ${namespaceRoot}/${RECORDS_MOUNT}/${paths.beaconClientCa} was deleted (a deleted record keeps its version, so it is not created again): restore it with \`bao kv undelete -namespace=${namespaceRoot} -mount=${RECORDS_MOUNT} -versions=<latest> ${paths.beaconClientCa}\`; a new CA would lock every bridge out of the beacons until each is given it (--bridge-ca)`,
+    { cause },
+  );
 }
 
 /** The beacon client CA's certificate without creating anything; undefined when it does not exist yet. */
