@@ -32,6 +32,18 @@ function program(onStarted?: (handle: BeaconHandle) => void): Command {
   return root;
 }
 
+/** `beacon serve` on a free loopback port with the test certificate. */
+const serve = () => [
+  'beacon',
+  'serve',
+  '--listen',
+  '127.0.0.1:0',
+  '--tls-cert',
+  join(dir, 'cert.pem'),
+  '--tls-key',
+  join(dir, 'key.pem'),
+];
+
 describe('beacon serve command', () => {
   it('starts a beacon from flags, applies every bound flag, serves metrics, and stops on SIGTERM', async () => {
     let handle!: BeaconHandle;
@@ -39,14 +51,7 @@ describe('beacon serve command', () => {
       handle = started;
     }).parseAsync(
       [
-        'beacon',
-        'serve',
-        '--listen',
-        '127.0.0.1:0',
-        '--tls-cert',
-        join(dir, 'cert.pem'),
-        '--tls-key',
-        join(dir, 'key.pem'),
+        ...serve(),
         '--metrics-listen',
         '127.0.0.1:0',
         '--plain',
@@ -84,14 +89,7 @@ describe('beacon serve command', () => {
       handle = started;
     }).parseAsync(
       [
-        'beacon',
-        'serve',
-        '--listen',
-        '127.0.0.1:0',
-        '--tls-cert',
-        join(dir, 'cert.pem'),
-        '--tls-key',
-        join(dir, 'key.pem'),
+        ...serve(),
         '--metrics-listen',
         'off',
         '--allow-anonymous-bridges',

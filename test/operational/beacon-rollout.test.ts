@@ -9,7 +9,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPLICA_IPS } from '../runtime/fixtures.js';
 import { waitUntil } from '../support/wait.js';
-import { BOUND_SA, type OperationalStack, ROLE, SECRET_PATH, startOperationalStack } from './stack.js';
+import {
+  type OperationalStack,
+  podClientToken,
+  podLoad,
+  SECRET_PATH,
+  startOperationalStack,
+} from './stack.js';
 
 let stack: OperationalStack;
 let token: string;
@@ -18,11 +24,7 @@ beforeAll(async () => {
   stack = await startOperationalStack({ logLevel: 'info' });
   await stack.replicas.start(1);
   await bothReplicasWaited();
-  const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
-    body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
-  });
-  expect(login.status).toBe(200);
-  token = (login.body.auth as { client_token: string }).client_token;
+  token = await podClientToken(stack);
 }, 60_000);
 afterAll(async () => {
   await stack?.close();
@@ -49,21 +51,6 @@ function carrier(): number {
 const count = (event: string, also = '') =>
   stack.logs.filter((line) => line.includes(`"event":"${event}"`) && line.includes(also)).length;
 
-/** `readers` pods read their secret and renew their token in a loop until `stop`; every answer's status. */
-function podLoad(readers: number, stop: AbortSignal): Promise<number[]> {
-  const statuses: number[] = [];
-  const loop = async (n: number) => {
-    for (let i = 0; !stop.aborted; i++) {
-      const renew = (i + n) % 3 === 0;
-      const answer = renew
-        ? await stack.podRequest('POST', '/v1/auth/token/renew-self', { token, body: {} })
-        : await stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token });
-      statuses.push(answer.status);
-    }
-  };
-  return Promise.all(Array.from({ length: readers }, (_, n) => loop(n))).then(() => statuses);
-}
-
 describe('a beacon replica restarting while pods read (beacon rollout)', () => {
   it('answers every pod request while the tunnel moves to the other replica, and the replica closes early', async () => {
     await stack.broker.waitForPhase('operational', 15_000);
@@ -77,7 +64,7 @@ describe('a beacon replica restarting while pods read (beacon rollout)', () => {
     stack.openbao.injectFault({ pathPattern: /secret\/data/, method: 'GET', delayMs: 300, times: 4 });
     stack.openbao.injectFault({ pathPattern: /renew-self/, method: 'POST', delayMs: 300, times: 1 });
     const stop = new AbortController();
-    const load = podLoad(8, stop.signal);
+    const load = podLoad(stack, token, 8, stop.signal);
     await new Promise((resolve) => setTimeout(resolve, 200));
 
     // What `beacon serve` does on SIGTERM: drain, then close with a grace for the relays to end by themselves.

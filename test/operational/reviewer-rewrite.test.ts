@@ -14,7 +14,7 @@ import {
   reviewerSha256,
   TOKENREVIEW_PATHS,
 } from '../../runtime/registration/index.js';
-import { BOUND_SA, type OperationalStack, ROLE, startOperationalStack } from './stack.js';
+import { type OperationalStack, podLogin, startOperationalStack } from './stack.js';
 
 let stack: OperationalStack;
 beforeAll(async () => {
@@ -24,10 +24,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const login = () =>
-  stack.podRequest('POST', '/v1/auth/kubernetes/login', {
-    body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
-  });
+const login = () => podLogin(stack);
 
 describe('a reviewer credential rewritten seconds after the bridge read it', () => {
   it('keeps pod logins working: the first mismatch reads the recorded hash again at once', async () => {

@@ -14,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import { waitUntil } from '../support/wait.js';
 import {
-  BOUND_SA,
   type OperationalStack,
-  ROLE,
+  podClientToken,
+  podLoad,
   SECRET_PATH,
   startOperationalStack,
   startWaitingBridgeReplica,
@@ -30,35 +30,12 @@ let token: string;
 beforeAll(async () => {
   stack = await startOperationalStack({ logLevel: 'info' });
   second = await startWaitingBridgeReplica(stack);
-  token = await podToken();
+  token = await podClientToken(stack);
 }, 60_000);
 afterAll(async () => {
   await second?.close();
   await stack?.close();
 });
-
-async function podToken(): Promise<string> {
-  const login = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
-    body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
-  });
-  expect(login.status).toBe(200);
-  return (login.body.auth as { client_token: string }).client_token;
-}
-
-/** `readers` pods read their secret and renew their token in a loop until `stop`; every answer's status. */
-function podLoad(token: string, readers: number, stop: AbortSignal): Promise<number[]> {
-  const statuses: number[] = [];
-  const loop = async (n: number) => {
-    for (let i = 0; !stop.aborted; i++) {
-      const renew = (i + n) % 3 === 0;
-      const answer = renew
-        ? await stack.podRequest('POST', '/v1/auth/token/renew-self', { token, body: {} })
-        : await stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token });
-      statuses.push(answer.status);
-    }
-  };
-  return Promise.all(Array.from({ length: readers }, (_, n) => loop(n))).then(() => statuses);
-}
 
 describe('a bridge replica closing while pods read (rollout)', () => {
   it('answers every pod request (reads and token renewals) while the tunnel moves to the other replica', async () => {
@@ -66,7 +43,7 @@ describe('a bridge replica closing while pods read (rollout)', () => {
     // Requests in flight on the tunnel when it closes: OpenBao answers reads slowly for a moment.
     stack.openbao.injectFault({ pathPattern: /secret\/data/, method: 'GET', delayMs: 300, times: 4 });
     const stop = new AbortController();
-    const load = podLoad(token, 8, stop.signal);
+    const load = podLoad(stack, token, 8, stop.signal);
     await new Promise((resolve) => setTimeout(resolve, 200));
     await stack.bridge.close();
     await waitUntil(() => second.tunnels().length === 1, { timeoutMs: 10_000 });

@@ -269,3 +269,41 @@ export async function startWaitingBridgeReplica(stack: OperationalStack): Promis
   });
   return second;
 }
+
+/** A pod of the bound service account logs in through the pod API (the answer as is). */
+export function podLogin(stack: OperationalStack): ReturnType<OperationalStack['podRequest']> {
+  return stack.podRequest('POST', '/v1/auth/kubernetes/login', {
+    body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
+  });
+}
+
+/** A bound pod's OpenBao token, from a login that must succeed. */
+export async function podClientToken(stack: OperationalStack): Promise<string> {
+  const login = await podLogin(stack);
+  if (login.status !== 200)
+    throw new Error(`pod login answered ${login.status}: ${JSON.stringify(login.body)}`);
+  return (login.body.auth as { client_token: string }).client_token;
+}
+
+/**
+ * `readers` pods read their secret and renew their token (every third request) in a loop until `stop`: what a
+ * rollout must not disturb. Resolves with every answer's status.
+ */
+export function podLoad(
+  stack: OperationalStack,
+  token: string,
+  readers: number,
+  stop: AbortSignal,
+): Promise<number[]> {
+  const statuses: number[] = [];
+  const loop = async (n: number) => {
+    for (let i = 0; !stop.aborted; i++) {
+      const renew = (i + n) % 3 === 0;
+      const answer = renew
+        ? await stack.podRequest('POST', '/v1/auth/token/renew-self', { token, body: {} })
+        : await stack.podRequest('GET', `/v1/secret/data/${SECRET_PATH}`, { token });
+      statuses.push(answer.status);
+    }
+  };
+  return Promise.all(Array.from({ length: readers }, (_, n) => loop(n))).then(() => statuses);
+}

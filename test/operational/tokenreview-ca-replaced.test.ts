@@ -12,7 +12,7 @@ import {
   registerCluster,
   TOKENREVIEW_PATHS,
 } from '../../runtime/registration/index.js';
-import { BOUND_SA, type OperationalStack, ROLE, startOperationalStack } from './stack.js';
+import { type OperationalStack, podLogin, startOperationalStack } from './stack.js';
 
 let stack: OperationalStack;
 
@@ -24,10 +24,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const login = () =>
-  stack.podRequest('POST', '/v1/auth/kubernetes/login', {
-    body: { role: ROLE, jwt: stack.podToken(BOUND_SA) },
-  });
+const login = () => podLogin(stack);
 
 const caReads = () =>
   stack.openbao.requestLog().filter((entry) => entry.path.endsWith(`/data/${TOKENREVIEW_PATHS.listenerCa}`))
