@@ -367,7 +367,7 @@ export class OpenBaoClient {
    * Mounts KV v2 at `path`; an existing KV v2 mount there is fine, anything else there is an error.
    * Resolves true when this call created the mount.
    */
-  async enableKvV2(path: string): Promise<boolean> {
+  async enableKvV2(path: string, listed?: Record<string, MountInfo>): Promise<boolean> {
     const key = `${trimSlashes(path)}/`;
     const check = (mount: MountInfo | undefined): boolean => {
       if (!mount) return false;
@@ -378,7 +378,8 @@ export class OpenBaoClient {
         { details: { path: `sys/mounts/${key}`, address: this.address, namespace: this.namespace } },
       );
     };
-    if (check((await this.listMounts())[key])) return false;
+    // `listed`: a table the caller just read for several mounts (one request instead of one per mount).
+    if (check((listed ?? (await this.listMounts()))[key])) return false;
     try {
       await this.request('POST', `sys/mounts/${trimSlashes(path)}`, {
         body: { type: 'kv', options: { version: '2' } },

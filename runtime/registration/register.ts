@@ -11,7 +11,7 @@ import {
   requireRule,
   SERVICE_ACCOUNT_RULE,
 } from '../core/rules.js';
-import type { OpenBaoClient } from '../openbao/index.js';
+import type { NamespaceInfo, OpenBaoClient } from '../openbao/index.js';
 import {
   type CertificateAuthority,
   createCertificateAuthority,
@@ -163,18 +163,18 @@ export async function registerCluster(
   });
 
   // 2. Refuse a prefix clash before writing anything cluster-specific.
-  await assertPrefixIsOurs(root, namespaceRoot, fingerprint);
+  const existingNamespace = await assertPrefixIsOurs(root, namespaceRoot, fingerprint);
 
   // 3. Cluster namespace, owned by this fingerprint, with its mounts.
-  const existingNamespace = await root.readNamespace(fp8);
   if (!existingNamespace) {
     await root.createNamespace(fp8, { customMetadata: { [OWNER_METADATA_KEY]: fingerprint } });
     changed = true;
     log.info({ event: 'registration.namespace_created', namespace }, 'created cluster namespace');
   }
   const cluster = client.withNamespace(namespace);
-  changed = (await cluster.enableKvV2(RECORDS_MOUNT)) || changed;
-  changed = (await cluster.enableKvV2(WORKLOAD_MOUNT)) || changed;
+  const mounts = await cluster.listMounts();
+  changed = (await cluster.enableKvV2(RECORDS_MOUNT, mounts)) || changed;
+  changed = (await cluster.enableKvV2(WORKLOAD_MOUNT, mounts)) || changed;
   changed = (await cluster.enableAuth(KUBERNETES_AUTH_MOUNT, 'kubernetes')) || changed;
 
   // 4. Cluster CA: created once, then reused, so the operational hash never moves under a running broker.
@@ -185,7 +185,7 @@ export async function registerCluster(
     (await ensureTokenReviewAuth(
       root,
       cluster,
-      fingerprint,
+      { fingerprint, clusterCa: ca },
       {
         endpoint: target.tokenReviewEndpoint,
         caCertPem: target.tokenReviewCaCertPem,
@@ -262,7 +262,10 @@ export async function registerCluster(
     );
   }
 
-  const initialized = (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))) !== undefined;
+  // A new registration has no `initialized` (a leftover one was removed above): no need to read it again.
+  const initialized =
+    existing !== undefined &&
+    (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))) !== undefined;
   await announcement.end();
   return {
     fingerprint,
@@ -385,11 +388,12 @@ async function writeNewRecord(
   }
 }
 
+/** Refuses a prefix clash; resolves with the cluster namespace when it exists already (read once, used after). */
 async function assertPrefixIsOurs(
   root: OpenBaoClient,
   namespaceRoot: string,
   fingerprint: string,
-): Promise<void> {
+): Promise<NamespaceInfo | undefined> {
   const fp8 = fingerprintPrefix(fingerprint);
   const ns = await root.readNamespace(fp8);
   const owner = ns ? namespaceOwner(ns) : undefined;
@@ -407,6 +411,7 @@ async function assertPrefixIsOurs(
       { details: { fingerprint, owner: clash } },
     );
   }
+  return ns;
 }
 
 function namespaceOwner(ns: { customMetadata?: Record<string, string> }): string | undefined {

@@ -21,13 +21,7 @@ import {
   LIFETIME_DAYS,
   loadCertificateAuthority,
 } from '../pki/index.js';
-import {
-  asCertificateRecord,
-  type BridgeCaRecord,
-  KUBERNETES_AUTH_MOUNT,
-  paths,
-  RECORDS_MOUNT,
-} from './layout.js';
+import { asCertificateRecord, KUBERNETES_AUTH_MOUNT, RECORDS_MOUNT } from './layout.js';
 import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   parseTokenReviewEndpoint,
@@ -186,7 +180,8 @@ export interface TokenReviewAuthOptions {
 export async function ensureTokenReviewAuth(
   root: OpenBaoClient,
   cluster: OpenBaoClient,
-  fingerprint: string,
+  /** The cluster CA registration ensured before this step: the key the reviewer credential is derived from. */
+  { fingerprint, clusterCa }: { readonly fingerprint: string; readonly clusterCa: CertificateAuthority },
   options: TokenReviewAuthOptions,
   /** Begun before a write: bridges re-read what they act on (the reviewer hash, the listener CA it points at). */
   announcement?: { begin(): Promise<void> },
@@ -197,7 +192,7 @@ export async function ensureTokenReviewAuth(
   // OpenBao's own host); OpenBao still wants some PEM there, and the listener CA is public.
   const caPem = options.caCertPem ?? (await ensureTokenReviewCa(root)).certPem;
   const host = tokenReviewHost(endpoint, fingerprint);
-  const reviewer = reviewerCredential(await loadClusterCa(cluster), fingerprint);
+  const reviewer = reviewerCredential(clusterCa, fingerprint);
   const current = await cluster.request<{ data?: Record<string, unknown> }>(
     'GET',
     `auth/${KUBERNETES_AUTH_MOUNT}/config`,
@@ -227,21 +222,6 @@ export async function ensureTokenReviewAuth(
     tokenReviewerJwt: reviewer.jwt,
   });
   return !configShown || !recorded;
-}
-
-/** The cluster CA registration created before this step: the key the reviewer credential is derived from. */
-async function loadClusterCa(cluster: OpenBaoClient): Promise<CertificateAuthority> {
-  const record = asCertificateRecord<BridgeCaRecord>(
-    (await cluster.kvRead(RECORDS_MOUNT, paths.bridgeCa))?.data,
-    'cluster CA',
-  );
-  if (!record) {
-    throw new CloudtaserError(
-      'CT_REGISTRATION_CORRUPT',
-      'the cluster CA record disappeared while registering; run `cloudtaser-cli source register` again',
-    );
-  }
-  return loadCertificateAuthority(record.certificate, record.private_key);
 }
 
 /**
