@@ -69,6 +69,7 @@ export async function serveBootstrap(
       code: 'CT_BOOTSTRAP_PROTOCOL',
       what: 'the init TLS handshake with the broker',
       signal: options.signal,
+      transport: stream,
     });
     const request = (await readBootstrapMessage(socket, {
       timeoutMs: options.stepTimeoutMs,

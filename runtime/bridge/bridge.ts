@@ -41,6 +41,7 @@ import {
   type TunnelReply,
 } from '../tunnel/index.js';
 import { openTunnel } from '../tunnel/session.js';
+import { peerLeftHandshake } from '../tunnel/tls.js';
 import { createBeaconReplicaSet, type ReplicaTarget } from './beacon-replicas.js';
 import { serveBootstrap } from './bootstrap.js';
 import { createClusterDiscovery, type DiscoveryPoll } from './discovery.js';
@@ -588,6 +589,15 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     } catch (err) {
       stream.destroy();
       if (staleKey) rereadBrokerKey(cluster, clusterLog);
+      if (peerLeftHandshake(err)) {
+        // Routine with several beacon replicas: the broker paired on two at once and kept the other one.
+        gate.abandoned();
+        clusterLog.debug(
+          { event: 'bridge.pairing_abandoned', room, beaconIp },
+          'the peer left this pairing before the handshake (it kept a pairing on another replica)',
+        );
+        return;
+      }
       gate.failed();
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       metrics?.refusal(code);

@@ -18,6 +18,11 @@ export interface HandshakeGate {
   /** Resolves when a waiter may go back to the beacon (at once unless recent handshakes failed). */
   ready(signal: AbortSignal): Promise<void>;
   failed(): void;
+  /**
+   * The peer left before the handshake completed (it paired on another replica too): not a failure, but paced the
+   * same way while nothing succeeds, so a relay that pairs and drops us in a loop cannot make us spin.
+   */
+  abandoned(): void;
   succeeded(): void;
   /** Consecutive failures so far. */
   readonly failures: number;
@@ -25,7 +30,9 @@ export interface HandshakeGate {
 
 export function createHandshakeGate(options: HandshakeGateOptions): HandshakeGate {
   let failures = 0;
+  let abandons = 0;
   let openAt = 0;
+  const pause = (count: number) => Math.min(options.maxMs, options.initialMs * 2 ** Math.min(count - 1, 30));
   return {
     async ready(signal) {
       // Several waiters (one per beacon replica) may wait on the same gate; each sleeps to the same moment.
@@ -33,11 +40,15 @@ export function createHandshakeGate(options: HandshakeGateOptions): HandshakeGat
     },
     failed() {
       failures++;
-      const delay = Math.min(options.maxMs, options.initialMs * 2 ** Math.min(failures - 1, 30));
-      openAt = Math.max(openAt, performance.now() + delay);
+      openAt = Math.max(openAt, performance.now() + pause(failures));
+    },
+    abandoned() {
+      abandons++;
+      openAt = Math.max(openAt, performance.now() + pause(abandons));
     },
     succeeded() {
       failures = 0;
+      abandons = 0;
       openAt = 0;
     },
     get failures() {

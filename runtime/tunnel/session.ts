@@ -89,13 +89,14 @@ export function openTunnel(stream: Duplex, options: TunnelSessionOptions): Promi
     // The broker certificate names no host: what identifies it is the cluster CA's signature.
     checkServerIdentity: () => undefined,
   });
-  return establish(socket, 'bridge', options);
+  return establish(socket, 'bridge', options, stream);
 }
 
 async function establish(
   socket: TLSSocket,
   role: 'broker' | 'bridge',
   options: TunnelSessionOptions,
+  transport?: Duplex,
 ): Promise<TunnelSession> {
   if (role === 'bridge') {
     await awaitSecure(socket, {
@@ -103,6 +104,7 @@ async function establish(
       code: 'CT_TUNNEL_CLOSED',
       what: 'the tunnel mutual TLS handshake',
       signal: options.signal,
+      transport,
     });
   }
   // Belt and braces on top of OpenSSL's verification: the peer leaf must be issued by exactly this CA.

@@ -17,7 +17,14 @@ export const INNER_TLS_MIN_VERSION = 'TLSv1.3' as const;
  */
 export function awaitSecure(
   socket: TLSSocket,
-  options: { timeoutMs: number; code: ErrorCode; what: string; signal?: AbortSignal },
+  options: {
+    timeoutMs: number;
+    code: ErrorCode;
+    what: string;
+    signal?: AbortSignal;
+    /** The paired stream under `socket`: its end is the peer leaving, which the TLS socket over it may not report. */
+    transport?: Duplex;
+  },
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const cleanup = () => {
@@ -25,6 +32,8 @@ export function awaitSecure(
       socket.off('secureConnect', onSecure);
       socket.off('error', onError);
       socket.off('close', onClose);
+      socket.off('end', onClose);
+      options.transport?.off('end', onClose);
       options.signal?.removeEventListener('abort', onAbort);
     };
     const onSecure = () => {
@@ -36,13 +45,19 @@ export function awaitSecure(
     };
     const fail = (err: CloudtaserError) => {
       cleanup();
+      // The TLS socket may still report the same end as an error of its own (an 'end' before the handshake is
+      // ECONNRESET): with no listener left that would crash the process.
+      socket.on('error', ignoreLateError);
       socket.destroy();
       reject(err);
     };
     const onError = (err: Error) =>
-      fail(new CloudtaserError(options.code, `${options.what} failed: ${err.message}`, { cause: err }));
-    const onClose = () =>
-      fail(new CloudtaserError(options.code, `${options.what} failed: the peer closed the connection`));
+      fail(
+        isPeerGone(err)
+          ? peerLeft(options.code, options.what, err)
+          : new CloudtaserError(options.code, `${options.what} failed: ${err.message}`, { cause: err }),
+      );
+    const onClose = () => fail(peerLeft(options.code, options.what));
     const onAbort = () => fail(new CloudtaserError('CT_CANCELLED', `${options.what} was cancelled`));
     const timer = setTimeout(
       () =>
@@ -57,12 +72,44 @@ export function awaitSecure(
     socket.once('secureConnect', onSecure);
     socket.once('error', onError);
     socket.once('close', onClose);
-    if (options.signal?.aborted) onAbort();
+    socket.once('end', onClose);
+    // Only its end: its close also follows our own destroy after a TLS error, which must keep its reason.
+    options.transport?.once('end', onClose);
+    // Gone already (while the caller read the cluster's trust from OpenBao, say): no event would come.
+    if (options.transport && hasEnded(options.transport)) onClose();
+    else if (options.signal?.aborted) onAbort();
     else options.signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
 function ignoreLateError(): void {}
+
+/**
+ * The peer went away before the inner handshake completed: `details.peerLeft` marks it. With several beacon replicas
+ * this is routine (a peer that paired on two replicas at once keeps one and closes the other), not a failure to
+ * report; a peer that answered and then failed gets the TLS error instead.
+ */
+function peerLeft(code: ErrorCode, what: string, cause?: Error): CloudtaserError {
+  return new CloudtaserError(
+    code,
+    `${what} failed: the peer left before it completed (it paired on another beacon replica too and kept that one, or it went away)`,
+    { details: { peerLeft: true }, ...(cause ? { cause } : {}) },
+  );
+}
+
+function isPeerGone(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || /socket disconnected before secure/i.test(err.message);
+}
+
+function hasEnded(stream: Duplex): boolean {
+  return stream.destroyed || stream.readableEnded;
+}
+
+/** True for the error of a handshake whose peer left before it completed (see peerLeft). */
+export function peerLeftHandshake(err: unknown): boolean {
+  return err instanceof CloudtaserError && err.details?.peerLeft === true;
+}
 
 /** OpenSSL verification codes an operator meets, in words. */
 const CERTIFICATE_ERRORS: Record<string, string> = {
@@ -100,6 +147,7 @@ export function acceptTls(
       guard.signal?.removeEventListener('abort', onAbort);
       server.removeAllListeners();
       stream.off('close', onClose);
+      stream.off('end', onClose);
     };
     let settled = false;
     const fail = (err: CloudtaserError) => {
@@ -135,9 +183,10 @@ export function acceptTls(
     server.once('tlsClientError', (err: Error) =>
       fail(new CloudtaserError(guard.code, `${guard.what} failed: ${err.message}`, { cause: err })),
     );
-    const onClose = () =>
-      fail(new CloudtaserError(guard.code, `${guard.what} failed: the peer closed the connection`));
+    const onClose = () => fail(peerLeft(guard.code, guard.what));
     stream.once('close', onClose);
+    stream.once('end', onClose);
+    if (hasEnded(stream)) return onClose();
     if (guard.signal?.aborted) return onAbort();
     guard.signal?.addEventListener('abort', onAbort, { once: true });
     server.emit('connection', stream);
