@@ -34,6 +34,7 @@ function mount(
   type: string,
   backend: Backend,
   options: Record<string, string> | null = null,
+  createdMs = Date.now(),
 ): Mount {
   const prefix = type.replace(/^ns_/, '');
   return {
@@ -45,7 +46,7 @@ function mount(
     description: '',
     backend,
     local: false,
-    createdMs: Date.now(),
+    createdMs,
   };
 }
 
@@ -56,14 +57,20 @@ export function installBuiltinMounts(
   withDevSecretMount: boolean,
 ): void {
   const ns = namespace.isRoot() ? '' : 'ns_';
-  namespace.mounts.set('cubbyhole/', mount('cubbyhole/', `${ns}cubbyhole`, stubBackend));
-  namespace.mounts.set('identity/', mount('identity/', `${ns}identity`, stubBackend));
-  namespace.mounts.set('sys/', mount('sys/', `${ns}system`, deps.systemBackend));
-  namespace.authMounts.set('token/', mount('token/', `${ns}token`, createTokenBackend(deps.tokens)));
+  // Created with the namespace, in the same write: a lagging standby sees the namespace and its built-in mounts
+  // together, never the namespace without its `sys/` (which would answer `no handler for route`).
+  const at = namespace.createdMs;
+  namespace.mounts.set('cubbyhole/', mount('cubbyhole/', `${ns}cubbyhole`, stubBackend, null, at));
+  namespace.mounts.set('identity/', mount('identity/', `${ns}identity`, stubBackend, null, at));
+  namespace.mounts.set('sys/', mount('sys/', `${ns}system`, deps.systemBackend, null, at));
+  namespace.authMounts.set(
+    'token/',
+    mount('token/', `${ns}token`, createTokenBackend(deps.tokens), null, at),
+  );
   if (withDevSecretMount) {
     namespace.mounts.set(
       'secret/',
-      mount('secret/', 'kv', createKvV2Backend(new KvStore()), { version: '2' }),
+      mount('secret/', 'kv', createKvV2Backend(new KvStore()), { version: '2' }, at),
     );
   }
 }
