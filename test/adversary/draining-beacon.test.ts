@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RAW_ALPN } from '../../runtime/beacon/index.js';
+import { frame } from '../beacon/helpers.js';
 import { type OperationalStack, startOperationalStack } from '../operational/stack.js';
 import { beaconCert, REPLICA_IPS } from '../runtime/fixtures.js';
 import { waitUntil } from '../support/wait.js';
@@ -27,10 +28,7 @@ beforeAll(async () => {
       socket.on('error', () => undefined);
       socket.once('data', () => {
         announces += 1;
-        const body = Buffer.from(JSON.stringify({ t: 'draining', retryAfterMs: 10 ** 12 }));
-        const header = Buffer.alloc(2);
-        header.writeUInt16BE(body.length);
-        socket.end(Buffer.concat([header, body]));
+        socket.end(frame(JSON.stringify({ t: 'draining', retryAfterMs: 10 ** 12 })));
       });
     },
   );

@@ -4,14 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type BeaconHandle,
-  parseListenAddress,
-  registerBeaconCommand,
-  waitForPeer,
-} from '../../runtime/beacon/index.js';
+import { type BeaconHandle, parseListenAddress, registerBeaconCommand } from '../../runtime/beacon/index.js';
 import { silentLogger } from '../../runtime/core/index.js';
-import { type Certs, makeCerts, randomHash, readBytes, targetFor } from './helpers.js';
+import { type Certs, dialRoom, makeCerts, pairThrough, randomHash, readBytes } from './helpers.js';
 
 let certs: Certs;
 let dir: string;
@@ -100,35 +95,14 @@ describe('beacon serve command', () => {
       ],
       { from: 'user' },
     );
-    const hash = randomHash();
-    const dial = (role: 'broker' | 'bridge', onWaiting?: () => void) =>
-      waitForPeer({
-        target: targetFor(handle, 'tls'),
-        ip: '127.0.0.1',
-        role,
-        hash,
-        caCertPem: certs.beacon.certPem,
-        onWaiting,
-      });
-    let waited!: () => void;
-    const bridgeWaits = new Promise<void>((resolve) => {
-      waited = resolve;
-    });
-    const bridgeSide = dial('bridge', waited);
-    await bridgeWaits;
-    const broker = await dial('broker');
-    const bridge = await bridgeSide;
+    const { broker, bridge } = await pairThrough(handle, certs.beacon.certPem);
     bridge.on('data', () => {});
 
     process.emit('SIGTERM', 'SIGTERM');
     // Pairing nothing more (told `draining`, or no longer listening), but the relay still copies.
-    const late = await waitForPeer({
-      target: targetFor(handle, 'tls'),
-      ip: '127.0.0.1',
-      role: 'broker',
-      hash: randomHash(),
-      caCertPem: certs.beacon.certPem,
-    }).catch((err: { code: string }) => err.code);
+    const late = await dialRoom(handle, certs.beacon.certPem, 'broker', randomHash()).catch(
+      (err: { code: string }) => err.code,
+    );
     expect(late).toMatch(/^CT_BEACON_(DRAINING|UNREACHABLE)$/);
     const echoed = readBytes(broker, 4);
     bridge.removeAllListeners('data');

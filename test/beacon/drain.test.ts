@@ -7,11 +7,19 @@
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
+import type { BeaconHandle } from '../../runtime/beacon/index.js';
 import { MAX_DRAIN_RETRY_AFTER_MS, parseControl } from '../../runtime/beacon/protocol.js';
 import { type CloudtaserError, isCloudtaserError } from '../../runtime/core/index.js';
 import { waitUntil } from '../support/wait.js';
-import { captureLogger, makeCerts, randomHash, readBytes, startBeacon, targetFor } from './helpers.js';
+import {
+  captureLogger,
+  dialRoom,
+  makeCerts,
+  pairThrough,
+  randomHash,
+  readBytes,
+  startBeacon,
+} from './helpers.js';
 
 const certs = makeCerts();
 const beacons: BeaconHandle[] = [];
@@ -25,22 +33,13 @@ async function beacon(logger = captureLogger()) {
   return { beacon: started, log: logger };
 }
 
-function dial(
+const dial = (
   on: BeaconHandle,
   role: 'broker' | 'bridge',
   hash: string,
   door: 'tls' | 'wss' | 'plain',
   onWaiting?: () => void,
-) {
-  return waitForPeer({
-    target: targetFor(on, door),
-    ip: '127.0.0.1',
-    role,
-    hash,
-    caCertPem: certs.beacon.certPem,
-    onWaiting,
-  });
-}
+) => dialRoom(on, certs.beacon.certPem, role, hash, door, onWaiting);
 
 /** A dial that has reached `waiting`, and its outcome (wrapped: an async function would wait for it). */
 async function waiting(
@@ -61,15 +60,7 @@ async function waiting(
 }
 
 async function pair(on: BeaconHandle): Promise<{ broker: Duplex; bridge: Duplex }> {
-  const hash = randomHash();
-  let reached!: () => void;
-  const isWaiting = new Promise<void>((resolve) => {
-    reached = resolve;
-  });
-  const bridge = dial(on, 'bridge', hash, 'tls', reached);
-  await isWaiting;
-  const broker = await dial(on, 'broker', hash, 'tls');
-  const streams = { broker, bridge: await bridge };
+  const streams = await pairThrough(on, certs.beacon.certPem);
   // Flowing, so an end from the beacon is read (a paused stream never emits it; the streams are half-open).
   for (const stream of Object.values(streams)) stream.on('data', () => {});
   return streams;

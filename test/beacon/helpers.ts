@@ -13,6 +13,7 @@ import {
   createBeacon,
   PLAIN_MAGIC,
   RAW_ALPN,
+  waitForPeer,
 } from '../../runtime/beacon/index.js';
 import type { Logger } from '../../runtime/core/index.js';
 import {
@@ -159,6 +160,34 @@ export function readAll(stream: Duplex): Promise<Buffer> {
     stream.once('error', reject);
     stream.resume();
   });
+}
+
+/** Dials `beacon` as `role` in the room `hash` with the dialer clients use, trusting `caCertPem`. */
+export function dialRoom(
+  beacon: BeaconHandle,
+  caCertPem: string,
+  role: 'broker' | 'bridge',
+  hash: string,
+  door: 'tls' | 'wss' | 'plain' = 'tls',
+  onWaiting?: () => void,
+): Promise<Duplex> {
+  return waitForPeer({ target: targetFor(beacon, door), ip: '127.0.0.1', role, hash, caCertPem, onWaiting });
+}
+
+/** A broker and a bridge paired through `beacon` on the TLS door: the bridge waits first, as in production. */
+export async function pairThrough(
+  beacon: BeaconHandle,
+  caCertPem: string,
+): Promise<{ broker: Duplex; bridge: Duplex }> {
+  const hash = randomHash();
+  let reached!: () => void;
+  const isWaiting = new Promise<void>((resolve) => {
+    reached = resolve;
+  });
+  const bridge = dialRoom(beacon, caCertPem, 'bridge', hash, 'tls', reached);
+  await isWaiting;
+  const broker = await dialRoom(beacon, caCertPem, 'broker', hash);
+  return { broker, bridge: await bridge };
 }
 
 export function frame(body: string | Buffer): Buffer {
