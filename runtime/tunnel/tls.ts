@@ -163,8 +163,16 @@ export function acceptTls(
         fail(new CloudtaserError(guard.code, `${guard.what} did not complete within ${guard.timeoutMs} ms`)),
       timerDelay(guard.timeoutMs),
     );
+    // The server's TLS socket copies `stream`'s allowHalfOpen and reads through its handle, so `stream` reports
+    // nothing once the handshake begins. Half-open, a TLS socket whose peer ended before the handshake completed
+    // would wait for our timeout; closed instead, its end reaches us as a tlsClientError at once. What the caller
+    // chose is back once the handshake is done.
+    const halfOpen = stream.allowHalfOpen;
+    stream.allowHalfOpen = false;
     server.once('secureConnection', (socket: TLSSocket) => {
       if (settled) return socket.destroy();
+      stream.allowHalfOpen = halfOpen;
+      socket.allowHalfOpen = halfOpen;
       if (enforceClientCert && !socket.authorized) {
         socket.destroy();
         const why = String(socket.authorizationError ?? 'no certificate');
@@ -181,7 +189,11 @@ export function acceptTls(
       resolve(socket);
     });
     server.once('tlsClientError', (err: Error) =>
-      fail(new CloudtaserError(guard.code, `${guard.what} failed: ${err.message}`, { cause: err })),
+      fail(
+        isPeerGone(err)
+          ? peerLeft(guard.code, guard.what, err)
+          : new CloudtaserError(guard.code, `${guard.what} failed: ${err.message}`, { cause: err }),
+      ),
     );
     const onClose = () => fail(peerLeft(guard.code, guard.what));
     stream.once('close', onClose);

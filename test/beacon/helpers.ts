@@ -174,19 +174,20 @@ export function dialRoom(
   return waitForPeer({ target: targetFor(beacon, door), ip: '127.0.0.1', role, hash, caCertPem, onWaiting });
 }
 
-/** A broker and a bridge paired through `beacon` on the TLS door: the bridge waits first, as in production. */
+/** A broker and a bridge paired through `beacon` on `door`: the bridge waits first, as in production. */
 export async function pairThrough(
   beacon: BeaconHandle,
   caCertPem: string,
+  door: 'tls' | 'wss' | 'plain' = 'tls',
 ): Promise<{ broker: Duplex; bridge: Duplex }> {
   const hash = randomHash();
   let reached!: () => void;
   const isWaiting = new Promise<void>((resolve) => {
     reached = resolve;
   });
-  const bridge = dialRoom(beacon, caCertPem, 'bridge', hash, 'tls', reached);
+  const bridge = dialRoom(beacon, caCertPem, 'bridge', hash, door, reached);
   await isWaiting;
-  const broker = await dialRoom(beacon, caCertPem, 'broker', hash);
+  const broker = await dialRoom(beacon, caCertPem, 'broker', hash, door);
   return { broker, bridge: await bridge };
 }
 
