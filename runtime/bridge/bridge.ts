@@ -151,6 +151,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     ...(beaconIdentityError ? { beaconIdentityError: redactIdentifiers(beaconIdentityError) } : {}),
     ...(shards ? { shards: shards.status() } : {}),
     ...(options.openbaoLogin ? { openbaoLogin: redactedLogin(options.openbaoLogin()) } : {}),
+    // Read only after start-up (the health server and callers come later), when `tokenReview` is assigned.
+    ...(tokenReview ? { tokenReview: { cachedReviewers: tokenReview.cachedReviewers() } } : {}),
   });
 
   const metrics = options.metrics;
@@ -740,6 +742,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       serveCluster(entry, found.trustChanged.has(fingerprint));
     }
     if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
+    // O(changes), like the loop above: a cluster re-read for any reason has its reviewer credential read afresh.
+    tokenReview?.forget(found.changed);
     await tokenReview?.refresh({ registrationsChanged: found.trustChanged.size > 0 });
   }
 

@@ -144,6 +144,8 @@ export interface BridgeStatus {
   readonly shards?: ShardMembershipStatus;
   /** The bridge's own OpenBao login: `failing` with the code while a new token cannot be had. */
   readonly openbaoLogin?: TokenLoginState;
+  /** With the TokenReview listener: how many clusters' reviewer credentials it holds (at most the registered). */
+  readonly tokenReview?: { readonly cachedReviewers: number };
 }
 
 export interface BridgeHandle {

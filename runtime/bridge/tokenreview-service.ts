@@ -48,6 +48,14 @@ export interface BridgeTokenReview {
    * replaced it: the next `register` points the cluster's Kubernetes auth at the new CA).
    */
   refresh(options?: { readonly registrationsChanged?: boolean }): Promise<void>;
+  /**
+   * Drops what is cached about these clusters (deregistered, moved to another shard, or registered again): the
+   * cache holds only clusters the bridge serves, and the next review of a re-registered cluster reads its
+   * credential afresh instead of waiting out the pacing of a recent mismatch.
+   */
+  forget(fingerprints: Iterable<string>): void;
+  /** How many clusters' reviewer credentials are cached (for tests and the capacity model). */
+  cachedReviewers(): number;
   close(): Promise<void>;
 }
 
@@ -55,6 +63,12 @@ export interface BridgeTokenReview {
 const ISSUED_DAYS = 30;
 const RENEW_WHEN_LEFT_MS = 10 * 86_400_000;
 const REVIEWER_REREAD_MS = 10_000;
+
+interface ReviewerEntry {
+  readonly sha256?: string;
+  readonly recheckedAt?: number;
+  readonly reading?: Promise<string | undefined>;
+}
 
 export async function startBridgeTokenReview(options: {
   readonly listener: BridgeTokenReviewOptions;
@@ -84,10 +98,7 @@ export async function startBridgeTokenReview(options: {
    * plain read re-reads at once, or a bridge started seconds before a `register` that rewrites the credential
    * would refuse every login for the rest of the 10 s.
    */
-  const reviewers = new Map<
-    string,
-    { sha256?: string; recheckedAt?: number; reading?: Promise<string | undefined> }
-  >();
+  const reviewers = new Map<string, ReviewerEntry>();
   const reviewerFor = async (fingerprint: string, afterMismatch: boolean): Promise<string | undefined> => {
     const namespace = options.namespaceOf(fingerprint);
     if (!namespace) return undefined;
@@ -107,9 +118,11 @@ export async function startBridgeTokenReview(options: {
       );
       return cached?.sha256;
     });
-    reviewers.set(fingerprint, { sha256: cached?.sha256, recheckedAt, reading });
+    const entry: ReviewerEntry = { sha256: cached?.sha256, recheckedAt, reading };
+    reviewers.set(fingerprint, entry);
     const sha256 = await reading;
-    reviewers.set(fingerprint, { sha256, recheckedAt });
+    // Forgotten while it was read (the cluster was deregistered, say): the answer serves this review only.
+    if (reviewers.get(fingerprint) === entry) reviewers.set(fingerprint, { sha256, recheckedAt });
     return sha256;
   };
 
@@ -205,6 +218,10 @@ export async function startBridgeTokenReview(options: {
   return {
     url: server.url,
     refresh,
+    forget(fingerprints) {
+      for (const fingerprint of fingerprints) reviewers.delete(fingerprint);
+    },
+    cachedReviewers: () => reviewers.size,
     async close() {
       watcher?.close();
       await server.close();
