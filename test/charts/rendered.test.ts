@@ -423,6 +423,27 @@ describe('chart cloudtaser-beacon rendered', () => {
     expect(address).toBe('cloudtaser-beacon-headless.cloudtaser-system.svc:9443');
   });
 
+  it('drains inside the pod grace period: --relay-grace from beacon.relayGrace, and a grace too short is refused', () => {
+    const pod = (values: Record<string, unknown> = {}) =>
+      only(render('cloudtaser-beacon', values), 'Deployment').spec.template.spec;
+    const byDefault = pod();
+    expect(byDefault.containers[0].args).toEqual(
+      expect.arrayContaining(['--shutdown-delay=5s', '--relay-grace=15s']),
+    );
+    expect(byDefault.terminationGracePeriodSeconds).toBe(30);
+    const longer = pod({ beacon: { relayGrace: '50s' }, terminationGracePeriodSeconds: 60 });
+    expect(longer.containers[0].args).toContain('--relay-grace=50s');
+    expect(longer.terminationGracePeriodSeconds).toBe(60);
+    // 5 s + 25 s is the whole default grace: Kubernetes would kill the pod while tunnels still move.
+    expect(() => pod({ beacon: { relayGrace: '25s' } })).toThrow(
+      /beacon\.relayGrace \(25s\) plus the 5 s shutdown delay must stay below terminationGracePeriodSeconds \(30\)/,
+    );
+    const { schema, values: defaults } = readChart('cloudtaser-beacon');
+    expect(
+      validateValues(schema, deepMerge(defaults, { beacon: { relayGrace: '1m' } })).map((p) => p.path),
+    ).toEqual(['beacon.relayGrace']);
+  });
+
   it('keeps a PodDisruptionBudget over its replicas', () => {
     const pdb = only(render('cloudtaser-beacon', { replicas: 3 }), 'PodDisruptionBudget');
     expect(pdb.spec.minAvailable).toBe(1);
