@@ -122,6 +122,8 @@ describe('a broker whose bridge leaves a pairing before the handshake', () => {
   let replicas: Replicas;
   let bridge: BridgeHandle | undefined;
   let broker: BrokerHandle | undefined;
+  let registered: { fingerprint: string; operationalHash: string };
+  const log = captureLogger();
   beforeAll(async () => {
     store = await startSecretStore();
     replicas = await startReplicas(1);
@@ -148,7 +150,7 @@ describe('a broker whose bridge leaves a pairing before the handshake', () => {
 
   it('dials again after its backoff, not its step timeout: bootstrap and operational room', async () => {
     const { fingerprint, operationalHash } = await store.register();
-    const log = captureLogger();
+    registered = { fingerprint, operationalHash };
     broker = await startTestBroker({
       fingerprint,
       beacons: [replicas.address],
@@ -174,5 +176,31 @@ describe('a broker whose bridge leaves a pairing before the handshake', () => {
     const retries = log.lines.filter((line) => line.event === 'broker.retry');
     expect(retries.some((line) => /the peer left before it completed/.test(String(line.reason)))).toBe(true);
     expect(store.initializedWrites(fingerprint)).toBe(1);
+  }, 60_000);
+
+  it('against a bridge that pairs and drops on purpose: paced by its backoff, no re-bootstrap, back once it stops', async () => {
+    // Continues from the test above: the broker is operational with the real bridge, which now goes.
+    expect(broker!.status().phase).toBe('operational');
+    const initPairings = () =>
+      log.lines.filter((line) => line.event === 'broker.paired' && line.room === 'init').length;
+    const initPairingsBefore = initPairings();
+    await bridge!.close();
+    bridge = undefined;
+    const stop = performance.now() + 4_000;
+    let drops = 0;
+    while (performance.now() < stop) {
+      await pairAndLeave(registered.operationalHash);
+      drops++;
+    }
+    // FAST_BROKER_TIMING backs off with full jitter, uniform up to a ceiling doubling from 50 ms to 1 s: about 13
+    // pauses fit in 4 s on average (14 seen). A broker that dialed again at once would be paired hundreds of times
+    // (one cycle takes a few milliseconds here).
+    expect(drops).toBeGreaterThan(1);
+    expect(drops).toBeLessThanOrEqual(30);
+    bridge = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] });
+    await broker!.waitForPhase('operational', 15_000);
+    // A pairing the peer left is not a refusal: the broker kept its credentials and never bootstrapped again.
+    expect(store.initializedWrites(registered.fingerprint)).toBe(1);
+    expect(initPairings()).toBe(initPairingsBefore);
   }, 60_000);
 });
