@@ -10,7 +10,7 @@ export interface AllowedPodRequest {
   /** Stable name of the allow-list entry, for logs and metrics (never the path, which may name a secret). */
   readonly route: PodApiRoute;
   /** The method carried through the tunnel (a pod's HEAD on sys/health travels as GET). */
-  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'LIST';
+  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'LIST';
   /** Cluster-namespace-relative OpenBao path, percent-encoded per segment, e.g. `secret/data/app/db`. */
   readonly path: string;
   /** Only the query parameters the route understands (`version`, `list`, sys/health's codes). */
@@ -21,7 +21,11 @@ export type PodApiRoute =
   | 'kubernetes-login'
   | 'kv-read'
   | 'kv-write'
+  | 'kv-delete'
   | 'kv-metadata-read'
+  | 'kv-metadata-write'
+  | 'kv-metadata-delete'
+  | 'kv-versions'
   | 'kv-list'
   | 'kv-mount-info'
   | 'sys-health'
@@ -120,6 +124,11 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
   // consul-template (`isKVv2`): which mount a path is in and its KV version. Only for the `secret/` mount, and
   // OpenBao decides with the pod's token whether it may know (the token needs some capability under the mount).
   { path: `sys/internal/ui/mounts/${KV_MOUNT}/**`, verbs: { GET: to('kv-mount-info', 'GET') } },
+  // KV v2 under `secret/`, the whole secret API of the engine (builtin/logical/kv path_data.go, path_metadata.go,
+  // path_delete.go, path_undelete.go, path_destroy.go), so `bao kv delete|undelete|destroy|metadata put|patch|
+  // delete` and External Secrets' PushSecret (a metadata write with `custom_metadata` before the data write, and
+  // DELETE of data and metadata for deletionPolicy: Delete) work. The OpenBao policy decides who may; the mount's
+  // own configuration (`secret/config`) stays off the list.
   {
     path: `${KV_MOUNT}/data/*/**`,
     verbs: {
@@ -127,12 +136,26 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
       POST: to('kv-write', 'POST'),
       PUT: to('kv-write', 'POST'),
       PATCH: to('kv-write', 'PATCH'),
+      DELETE: to('kv-delete', 'DELETE'),
     },
   },
   {
     path: `${KV_MOUNT}/metadata/*/**`,
-    verbs: { GET: to('kv-metadata-read', 'GET'), LIST: to('kv-list', 'LIST', () => 'list=true') },
+    verbs: {
+      GET: to('kv-metadata-read', 'GET'),
+      LIST: to('kv-list', 'LIST', () => 'list=true'),
+      POST: to('kv-metadata-write', 'POST'),
+      PUT: to('kv-metadata-write', 'POST'),
+      PATCH: to('kv-metadata-write', 'PATCH'),
+      DELETE: to('kv-metadata-delete', 'DELETE'),
+    },
   },
+  ...(['delete', 'undelete', 'destroy'] as const).map(
+    (family): AllowListEntry => ({
+      path: `${KV_MOUNT}/${family}/*/**`,
+      verbs: { POST: to('kv-versions', 'POST'), PUT: to('kv-versions', 'POST') },
+    }),
+  ),
   { path: `${KV_MOUNT}/metadata`, verbs: { LIST: to('kv-list', 'LIST', () => 'list=true') } },
 ];
 

@@ -39,6 +39,15 @@ describe('pod API allow-list', () => {
     ],
     ['HEAD', '/v1/sys/health', 'sys-health', 'sys/health', ''],
     ['GET', '/v1/secret/data/a%20b/c', 'kv-read', 'secret/data/a%20b/c', ''],
+    // The rest of the KV v2 secret API: `bao kv delete|undelete|destroy|metadata ...`, External Secrets' PushSecret.
+    ['DELETE', '/v1/secret/data/app/db', 'kv-delete', 'secret/data/app/db', ''],
+    ['POST', '/v1/secret/metadata/app/db', 'kv-metadata-write', 'secret/metadata/app/db', ''],
+    ['PUT', '/v1/secret/metadata/app/db', 'kv-metadata-write', 'secret/metadata/app/db', ''],
+    ['PATCH', '/v1/secret/metadata/app/db', 'kv-metadata-write', 'secret/metadata/app/db', ''],
+    ['DELETE', '/v1/secret/metadata/app/db', 'kv-metadata-delete', 'secret/metadata/app/db', ''],
+    ['POST', '/v1/secret/delete/app/db', 'kv-versions', 'secret/delete/app/db', ''],
+    ['PUT', '/v1/secret/undelete/app/db', 'kv-versions', 'secret/undelete/app/db', ''],
+    ['POST', '/v1/secret/destroy/app/db', 'kv-versions', 'secret/destroy/app/db', ''],
   ])('allows %s %s', (method, path, route, forwarded, query) => {
     const result = checkPodRequest(method, path);
     expect(isRefusal(result)).toBe(false);
@@ -55,8 +64,14 @@ describe('pod API allow-list', () => {
     ['GET', '/v1/secret/data/a%00b'],
     ['GET', '/v1/secret/data//x'],
     ['GET', '/v1/secret/data/%zz'],
-    ['DELETE', '/v1/secret/data/app/db'],
-    ['POST', '/v1/secret/destroy/app/db'],
+    // The mount's configuration, the mount itself, and version operations without a secret path.
+    ['POST', '/v1/secret/config'],
+    ['GET', '/v1/secret/config'],
+    ['DELETE', '/v1/sys/mounts/secret'],
+    ['DELETE', '/v1/secret/metadata'],
+    ['POST', '/v1/secret/destroy'],
+    ['GET', '/v1/secret/destroy/app/db'],
+    ['DELETE', '/v1/secret/undelete/app/db'],
     ['GET', '/v1/secret/data'],
     ['GET', '/v1/other/data/x'],
     ['POST', '/v1/auth/token/create'],
@@ -92,8 +107,8 @@ describe('pod API allow-list', () => {
           const segments = result.path.split('/').map(decodeURIComponent);
           expect(segments.every((s) => s !== '' && s !== '.' && s !== '..' && !s.includes('/'))).toBe(true);
           expect(
-            result.path.startsWith('secret/data/') ||
-              result.path.startsWith('secret/metadata') ||
+            /^secret\/(data|metadata|delete|undelete|destroy)\//.test(result.path) ||
+              result.path === 'secret/metadata' ||
               [
                 'auth/kubernetes/login',
                 'auth/token/lookup-self',

@@ -215,19 +215,27 @@ describe('rate-limit quotas (openbao-ha-and-upstream-fidelity.md: 429 "rate limi
 });
 
 describe('requests the pod API does not carry say so, and the ones clients start with work', () => {
-  it("External Secrets PushSecret metadata write: 403 with OpenBao's text, then CT_PODAPI_NOT_ALLOWED", async () => {
-    // external-secrets pkg/provider/vault/client_push.go: PUT secret/metadata/<key> {"custom_metadata":...} first.
+  it('External Secrets PushSecret metadata write: carried, answered as OpenBao answers it directly', async () => {
+    // external-secrets providers/v1/vault/client_push.go: PUT secret/metadata/<key> {"custom_metadata":...} first.
     const token = await login('pod', WRITER_ROLE);
-    const direct = await send('direct', 'PUT', '/v1/secret/metadata/rw/pushed', {
-      headers: { ...goClient(token), 'content-type': 'application/json' },
-      body: JSON.stringify({ custom_metadata: { 'managed-by': 'external-secrets' } }),
-    });
+    const write = (via: 'direct' | 'pod', key: string) =>
+      send(via, 'PUT', `/v1/secret/metadata/rw/${key}`, {
+        headers: { ...goClient(token), 'content-type': 'application/json' },
+        body: JSON.stringify({ custom_metadata: { 'managed-by': 'external-secrets' } }),
+      });
+    const direct = await write('direct', 'pushed-direct');
     expect(direct.status).toBe(204);
-    const pod = await send('pod', 'PUT', '/v1/secret/metadata/rw/pushed', {
+    // It was refused with 403 CT_PODAPI_NOT_ALLOWED, so every PushSecret failed at its first write.
+    const pod = await write('pod', 'pushed');
+    expect({ status: pod.status, body: pod.json }).toEqual({ status: 204, body: direct.json });
+  });
+
+  it("the KV mount's configuration: 403 with OpenBao's text, then CT_PODAPI_NOT_ALLOWED", async () => {
+    const token = await login('pod', WRITER_ROLE);
+    const pod = await send('pod', 'POST', '/v1/secret/config', {
       headers: { ...goClient(token), 'content-type': 'application/json' },
-      body: JSON.stringify({ custom_metadata: { 'managed-by': 'external-secrets' } }),
+      body: JSON.stringify({ max_versions: 1 }),
     });
-    // Before: exactly OpenBao's policy denial, so users edited OpenBao policies that were right.
     expect({ status: pod.status, body: pod.json }).toEqual({
       status: 403,
       body: { errors: ['permission denied', NOT_ON_ALLOW_LIST] },

@@ -140,8 +140,8 @@ describe('pod API through broker, beacon and bridge', () => {
     }
     const notV1 = await stack.podRequest('GET', '/ui/', { token });
     expect(notV1).toEqual({ status: 404, body: { errors: [] } });
-    const deleteKv = await stack.podRequest('DELETE', `/v1/secret/data/${SECRET_PATH}`, { token });
-    expect(deleteKv.status).toBe(403);
+    const disableMount = await stack.podRequest('DELETE', '/v1/sys/mounts/secret', { token });
+    expect(disableMount.status).toBe(403);
     // The bridge keeps polling OpenBao in the background; none of the refused requests may be among the new ones.
     const reachedOpenBao = stack.openbao
       .requestLog()
