@@ -180,6 +180,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     address: options.openbao.address,
     caCertPem: options.openbaoCaCertPem,
     timeoutMs: options.podRequestTimeoutMs,
+    forwardedFor: options.openbaoForwardedFor,
     logger: log,
   });
 

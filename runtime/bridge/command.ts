@@ -62,6 +62,7 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly kubernetesAuthMount: string;
   readonly kubernetesAuthTokenFile: string;
   readonly podRequestTimeout: string;
+  readonly openbaoForwardedFor?: boolean;
   readonly beaconClientIdentity: string;
   readonly beaconClientCert?: string;
   readonly beaconClientKey?: string;
@@ -181,6 +182,10 @@ export function registerBridgeCommand(program: Command): Command {
       '15s',
     )
     .option(
+      '--openbao-forwarded-for',
+      "send each pod's address to OpenBao as X-Forwarded-For (its listener must list the bridge in x_forwarded_for_authorized_addrs), so per-address quotas and audit logs see pods",
+    )
+    .option(
       '--shards <count>',
       'serve only the clusters of the shards this replica holds a Kubernetes Lease for (docs/scaling.md); 0: every replica serves every cluster',
       '0',
@@ -225,6 +230,7 @@ export function registerBridgeCommand(program: Command): Command {
         health: relay.health,
         openbaoCaCertPem: await readPemFile(flags.secretstoreCaCert, '--secretstore-ca-cert'),
         podRequestTimeoutMs: parseDuration(flags.podRequestTimeout, '--pod-request-timeout'),
+        openbaoForwardedFor: flags.openbaoForwardedFor === true,
         metrics,
         tokenReview: flags.tokenreviewListen
           ? {

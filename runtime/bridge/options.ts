@@ -84,6 +84,11 @@ export interface BridgeOptions extends RelayPartyOptions {
    */
   readonly podRequestTimeoutMs?: number;
   /**
+   * Pass each pod's address to OpenBao as `X-Forwarded-For` (OpenBao's listener must trust the bridge's addresses:
+   * `x_forwarded_for_authorized_addrs`). @default false: OpenBao sees every pod arrive from the bridge
+   */
+  readonly openbaoForwardedFor?: boolean;
+  /**
    * Serve the per-cluster endpoint OpenBao's Kubernetes auth calls instead of an API server
    * (`/clusters/<fingerprint>/apis/authentication.k8s.io/v1/tokenreviews`, `/clusters/<fingerprint>/api/v1/
    * namespaces/<ns>`), HTTPS by default, only for OpenBao's reviewer credential, forwarding to the replica that

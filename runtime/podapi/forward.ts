@@ -22,7 +22,7 @@ import {
   PERMISSION_DENIED,
 } from './allowlist.js';
 import { unavailableHealthAnswer } from './health.js';
-import { OPENBAO_TUNNEL_PREFIX } from './protocol.js';
+import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER, podAddressOf } from './protocol.js';
 
 /** The answer to a request its requester cancelled (as nginx's 499): never sent, and not counted as a failure. */
 export const CANCELLED_STATUS = 499;
@@ -37,6 +37,12 @@ export interface OpenBaoForwarderOptions {
   readonly maxResponseBytes?: number;
   /** How to reach OpenBao (the same rule as the OpenBao client). @default the environment */
   readonly proxy?: ProxySetting;
+  /**
+   * Send the pod's address (as the broker saw it) to OpenBao as `X-Forwarded-For`. Only for an OpenBao whose
+   * listener trusts this bridge's addresses (`x_forwarded_for_authorized_addrs`): per-address rate-limit quotas
+   * and audit logs then see each pod, not the bridge. @default false
+   */
+  readonly forwardedFor?: boolean;
   readonly logger?: Logger;
 }
 
@@ -87,6 +93,11 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         headers['x-vault-namespace'] = namespace;
         const token = request.headers['x-vault-token'];
         if (token) headers['x-vault-token'] = token;
+        // Only an address (what the broker's socket saw); a broker that sends anything else forwards nothing.
+        if (options.forwardedFor) {
+          const podAddress = podAddressOf(request.headers[POD_ADDRESS_HEADER]);
+          if (podAddress) headers['x-forwarded-for'] = podAddress;
+        }
         // Read-your-writes headers, checked again as the broker checked them; the policies travel as separate
         // header lines, as the client sent them (a comma-joined line means something else to OpenBao).
         const index = request.headers[CONSISTENCY_HEADERS.index];

@@ -2,10 +2,25 @@
  * Tunnel paths of the operational phase. Pod API requests and migration writes go broker -> bridge;
  * TokenReviews go bridge -> broker. Each end serves only its own list and refuses everything else.
  */
+import { isIP } from 'node:net';
 import { isDnsLabel, isDnsSubdomain } from '../core/rules.js';
 
 /** Broker -> bridge: an allow-listed OpenBao request, e.g. `/openbao/v1/secret/data/app?version=2`. */
 export const OPENBAO_TUNNEL_PREFIX = '/openbao/v1/';
+
+/**
+ * Broker -> bridge, on pod API requests: the address the pod's connection came from, as the broker's socket saw it
+ * (never a header the pod sent). A bridge run with `--openbao-forwarded-for` passes it to OpenBao as
+ * `X-Forwarded-For`, so per-address rate-limit quotas and audit logs see pods instead of the bridge.
+ */
+export const POD_ADDRESS_HEADER = 'x-cloudtaser-pod-address';
+
+/** The textual IP of a socket's remote address, IPv4-mapped IPv6 (`::ffff:10.0.0.7`) as plain IPv4. */
+export function podAddressOf(remoteAddress: string | undefined): string | undefined {
+  if (!remoteAddress) return undefined;
+  const plain = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice('::ffff:'.length) : remoteAddress;
+  return isIP(plain) ? plain : undefined;
+}
 
 /** Bridge -> broker: the Kubernetes API calls the broker makes on OpenBao's behalf (its Kubernetes auth). */
 export const TOKENREVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';

@@ -559,6 +559,22 @@ describe('chart cloudtaser-beacon rendered', () => {
 });
 
 describe('chart cloudtaser-bridge rendered', () => {
+  it('passes --openbao-forwarded-for only when bridge.openbao.forwardedFor is set', () => {
+    const args = (forwardedFor?: boolean) =>
+      containerArgs(
+        only(
+          render(
+            'cloudtaser-bridge',
+            forwardedFor === undefined ? {} : { bridge: { openbao: { forwardedFor } } },
+          ),
+          'Deployment',
+        ),
+      );
+    expect(args()).not.toContain('--openbao-forwarded-for');
+    expect(args(false)).not.toContain('--openbao-forwarded-for');
+    expect(args(true)).toContain('--openbao-forwarded-for');
+  });
+
   it('serves TokenReview on a Service OpenBao reaches over HTTPS, prints that endpoint, and finds peers through a headless Service', () => {
     const rendered = render('cloudtaser-bridge', {}, { name: 'bridge', namespace: 'openbao' });
     const args = containerArgs(only(rendered, 'Deployment'));

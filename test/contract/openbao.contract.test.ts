@@ -750,9 +750,9 @@ describe.skipIf(AGAINST_REAL_OPENBAO)('server-only behaviour', () => {
     expect(log.length).toBeGreaterThan(10);
     const serialised = JSON.stringify(log);
     expect(serialised).not.toContain(target.token);
-    expect(log.every((entry) => Object.keys(entry).sort().join() === 'method,namespace,path,status')).toBe(
-      true,
-    );
+    expect(
+      log.every((entry) => Object.keys(entry).sort().join() === 'clientAddress,method,namespace,path,status'),
+    ).toBe(true);
     expect(
       log.filter((entry) => entry.path === '/v1/sys/health' && entry.namespace === '' && entry.status === 200)
         .length,

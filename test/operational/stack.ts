@@ -17,6 +17,7 @@ import {
 } from '../../runtime/dev/kube/index.js';
 import {
   type OpenBaoTestServer,
+  type OpenBaoTestServerOptions,
   type StandbyOptions,
   startOpenBaoTestServer,
 } from '../../runtime/dev/openbao/index.js';
@@ -92,6 +93,8 @@ export async function startOperationalStack(
     beforeBroker?: (kube: KubeTestServer) => Promise<void>;
     /** The bridge talks to OpenBao through an HA standby node with these options (registration uses the active). */
     bridgeThroughStandby?: StandbyOptions;
+    /** Settings of the OpenBao test server (e.g. its listener's X-Forwarded-For handling). */
+    openbao?: OpenBaoTestServerOptions;
   } = {},
 ): Promise<OperationalStack> {
   const logs: string[] = [];
@@ -107,7 +110,7 @@ export async function startOperationalStack(
   });
   const closers: Array<() => Promise<unknown>> = [];
   try {
-    const openbao = await startOpenBaoTestServer();
+    const openbao = await startOpenBaoTestServer(options.openbao);
     closers.push(() => openbao.close());
     const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
     closers.push(() => admin.close());

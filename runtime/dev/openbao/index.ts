@@ -3,6 +3,7 @@
  * production code paths.
  */
 export {
+  type ForwardedForOptions,
   type InjectedFault,
   type OpenBaoStandby,
   type OpenBaoTestServer,

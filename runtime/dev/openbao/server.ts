@@ -14,7 +14,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
+import { type AddressInfo, BlockList, createServer as createNetServer, isIP, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { withCustomVerbs } from '../../core/custom-verbs.js';
 import { type Logger, silentLogger } from '../../core/index.js';
@@ -54,7 +54,28 @@ export interface OpenBaoTestServerOptions {
   readonly namespaceDeleteDelayMs?: number;
   /** Largest request body accepted; larger ones get 413. @default 32 MiB, as OpenBao */
   readonly maxRequestBytes?: number;
+  /** The listener's `x_forwarded_for_*` settings (see ForwardedForOptions). @default X-Forwarded-For ignored */
+  readonly forwardedFor?: ForwardedForOptions;
   readonly logger?: Logger;
+}
+
+/**
+ * A listener's X-Forwarded-For handling, as OpenBao's `WrapForwardedForHandler` (http/handler.go) runs it around
+ * every request once `x_forwarded_for_authorized_addrs` is set: without the header, 400 unless
+ * `x_forwarded_for_reject_not_present = false`; from an address outside the list, 400 unless
+ * `x_forwarded_for_reject_not_authorized = false` (then the header is ignored); else the client address becomes the
+ * entry `hop_skips` from the end of the comma-separated chain (400 when the chain is shorter). That address is what
+ * per-address rate-limit quotas count.
+ */
+export interface ForwardedForOptions {
+  /** IP addresses or CIDR blocks trusted to send the header (`x_forwarded_for_authorized_addrs`). */
+  readonly authorizedAddrs: readonly string[];
+  /** `x_forwarded_for_reject_not_present`. @default true */
+  readonly rejectNotPresent?: boolean;
+  /** `x_forwarded_for_reject_not_authorized`. @default true */
+  readonly rejectNotAuthorized?: boolean;
+  /** `x_forwarded_for_hop_skips`. @default 0 */
+  readonly hopSkips?: number;
 }
 
 export interface InjectedFault {
@@ -80,6 +101,8 @@ export interface RequestLogEntry {
   readonly path: string;
   /** The X-Vault-Namespace header as sent ('' when absent). */
   readonly namespace: string;
+  /** The client address OpenBao acts on: the socket's, or X-Forwarded-For's under `forwardedFor`. */
+  readonly clientAddress: string;
   readonly status: number;
 }
 
@@ -173,6 +196,9 @@ export async function startOpenBaoTestServer(
   const faults: { fault: InjectedFault; remaining: number }[] = [];
   const log: RequestLogEntry[] = [];
   const quotas = new RateLimitQuotas();
+  const forwardedForAuthorized = options.forwardedFor
+    ? blockListOf(options.forwardedFor.authorizedAddrs)
+    : undefined;
   let sealed = false;
 
   const root = new Namespace('', undefined);
@@ -307,10 +333,19 @@ export async function startOpenBaoTestServer(
     return parsed;
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, node: NodeRole): Promise<void> {
+  async function handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    node: NodeRole,
+    client: ForwardedClient,
+  ): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://openbao.invalid');
     const method = (req.method ?? 'GET').toUpperCase();
     const head = method === 'HEAD';
+    if ('error' in client) {
+      req.resume();
+      return send(res, 400, { errors: [client.error] }, head);
+    }
     const nsHeader = String(req.headers['x-vault-namespace'] ?? '');
     if (nsHeader !== '' && namespacesEnabled) res.setHeader('X-Vault-Namespace', nsHeader);
 
@@ -441,7 +476,7 @@ export async function startOpenBaoTestServer(
             .join('')
         : '',
       path,
-      req.socket.remoteAddress ?? '',
+      client.address,
     );
     for (const [name, value] of Object.entries(quota.headers ?? {})) res.setHeader(name, value);
     if (!quota.allowed) {
@@ -475,15 +510,17 @@ export async function startOpenBaoTestServer(
     (node: NodeRole) =>
     (req: IncomingMessage, res: ServerResponse): void => {
       const url = new URL(req.url ?? '/', 'http://openbao.invalid');
+      const client = forwardedClient(req, options.forwardedFor, forwardedForAuthorized);
       res.on('finish', () => {
         log.push({
           method: req.method ?? '',
           path: url.pathname,
           namespace: String(req.headers['x-vault-namespace'] ?? ''),
+          clientAddress: 'address' in client ? client.address : '',
           status: res.statusCode,
         });
       });
-      handle(req, res, node).catch((err: unknown) => {
+      handle(req, res, node, client).catch((err: unknown) => {
         if (res.headersSent) return;
         if (err instanceof BaoError)
           return send(res, err.status, { errors: err.errors }, req.method === 'HEAD');
@@ -582,4 +619,47 @@ export async function startOpenBaoTestServer(
       );
     },
   };
+}
+
+type ForwardedClient = { readonly address: string } | { readonly error: string };
+
+function blockListOf(addresses: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of addresses) {
+    const [ip, bits] = entry.split('/');
+    const family = isIP(ip ?? '') === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(ip!, family);
+    else list.addSubnet(ip!, Number(bits), family);
+  }
+  return list;
+}
+
+/** The client address of one request, after the listener's X-Forwarded-For handling (ForwardedForOptions). */
+function forwardedClient(
+  req: IncomingMessage,
+  options: ForwardedForOptions | undefined,
+  authorized: BlockList | undefined,
+): ForwardedClient {
+  const socketAddress = req.socket.remoteAddress ?? '';
+  if (!options || !authorized) return { address: socketAddress };
+  const values = req.headersDistinct['x-forwarded-for'];
+  if (!values || values.length === 0) {
+    if (options.rejectNotPresent === false) return { address: socketAddress };
+    return { error: 'missing x-forwarded-for header and configured to reject when not present' };
+  }
+  const plain = socketAddress.startsWith('::ffff:') ? socketAddress.slice('::ffff:'.length) : socketAddress;
+  const family = isIP(plain) === 6 ? 'ipv6' : 'ipv4';
+  if (!isIP(plain) || !authorized.check(plain, family)) {
+    if (options.rejectNotAuthorized === false) return { address: socketAddress };
+    return { error: 'client address not authorized for x-forwarded-for and configured to reject connection' };
+  }
+  const chain = values.flatMap((value) => value.split(',').map((part) => part.trim()));
+  const hopSkips = options.hopSkips ?? 0;
+  const index = chain.length - 1 - hopSkips;
+  if (index < 0) {
+    return {
+      error: `malformed x-forwarded-for configuration or request, hops to skip (${hopSkips}) would skip before earliest chain link (chain length ${values.length})`,
+    };
+  }
+  return { address: chain[index]! };
 }
