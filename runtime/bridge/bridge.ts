@@ -28,6 +28,7 @@ import {
   DEFAULT_NAMESPACE_ROOT,
   getClusterStatus,
   loadClusterTrust,
+  MAX_JOURNAL_ENTRIES,
   type RegisteredCluster,
 } from '../registration/index.js';
 import {
@@ -94,6 +95,9 @@ interface ClusterState {
 
 type Room = 'init' | 'operational';
 
+/** The shortest pause between polls while the discovery journal moves fast (see nextPollDelay). */
+const BUSY_POLL_MIN_MS = 250;
+
 export async function startBridge(options: BridgeOptions): Promise<BridgeHandle> {
   if (options.beacons.length === 0)
     throw new CloudtaserError('CT_INVALID_ARGUMENT', 'the bridge needs at least one --beacon address');
@@ -121,6 +125,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     log,
   });
   let lastPollAt: string | undefined;
+  let journalBusy = false;
+  let lastPollStartedAt = performance.now();
   let lastPollError: string | undefined;
   let pollFailingSince: string | undefined;
   const pollFailures = createLogSummarizer(log, { summaryEvent: 'bridge.poll_failures_summary' });
@@ -697,6 +703,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       if (serves(entry.fingerprint) && !clusters.has(entry.fingerprint)) serveCluster(entry, true);
   }
 
+  /** The usual interval, or a tenth of it (at least BUSY_POLL_MIN_MS) while the journal moves fast (see poll). */
+  function nextPollDelay(): number {
+    return journalBusy
+      ? Math.max(BUSY_POLL_MIN_MS, Math.floor(timing.pollIntervalMs / 10))
+      : timing.pollIntervalMs;
+  }
+
   async function poll(): Promise<void> {
     const replicasMoved = await replicas.refresh();
     metrics?.keepReplicas(replicas.knownReplicas());
@@ -726,6 +739,27 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       pollFailingSince ??= new Date().toISOString();
       if (replicasMoved) for (const cluster of clusters.values()) reconcile(cluster);
       return;
+    }
+    // The journal keeps MAX_JOURNAL_ENTRIES entries: a bridge that falls further behind must list every cluster.
+    // When the entries of the last poll, at the rate they came, would fill half of it in a usual interval (or
+    // already ran past it), poll at a tenth of the interval until they slow down.
+    const pollStartedAt = performance.now();
+    const sinceLastPollMs = Math.max(BUSY_POLL_MIN_MS, pollStartedAt - lastPollStartedAt);
+    lastPollStartedAt = pollStartedAt;
+    const projectedEntries = found.followedEntries * (timing.pollIntervalMs / sinceLastPollMs);
+    const busy = found.resyncReason === 'behind' || projectedEntries > MAX_JOURNAL_ENTRIES / 2;
+    if (busy !== journalBusy) {
+      journalBusy = busy;
+      log.info(
+        {
+          event: journalBusy ? 'bridge.discovery_busy' : 'bridge.discovery_calm',
+          followedEntries: found.followedEntries,
+          nextPollMs: nextPollDelay(),
+        },
+        journalBusy
+          ? 'the discovery journal moves fast (a burst of registrations or bootstraps): polling more often until it calms, so it does not run past this bridge'
+          : 'the discovery journal is calm again: polling at the usual interval',
+      );
     }
     registered = found.clusters;
     // Only what discovery re-read needs a look; the rest is as it was (a poll costs O(changes), not O(fleet)).
@@ -762,7 +796,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   await polling;
   const pollLoop = (async () => {
     while (!stop.signal.aborted) {
-      await sleep(timing.pollIntervalMs, stop.signal);
+      await sleep(nextPollDelay(), stop.signal);
       if (stop.signal.aborted) break;
       polling = poll();
       await polling;

@@ -89,6 +89,11 @@ export interface DiscoveryPoll {
     | 'interval'
     | 'no-journal'
     | 'newer-journal';
+  /**
+   * Journal entries newer than the previous view (also when this poll had to list everything): how fast the
+   * journal moves, so the bridge can poll sooner before it runs past it.
+   */
+  readonly followedEntries: number;
 }
 
 export interface ClusterDiscovery {
@@ -100,6 +105,7 @@ export interface ClusterDiscovery {
   readonly openChanges: number;
 }
 
+const QUIET = { followedEntries: 0 } as const;
 export const DEFAULT_DISCOVERY_RESYNC_MS = 6 * 3_600_000;
 /** Polls at which a cluster whose read contradicted its change's `end` is read again (a lagging node answered). */
 export const SETTLE_POLLS = 3;
@@ -260,6 +266,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     reason: DiscoveryPoll['resyncReason'],
   ): Promise<DiscoveryPoll> {
     const entries = journal?.entries ?? [];
+    const view0 = view?.generation;
     const listed = await listRegisteredClusters(options.openbao, {
       namespaceRoot,
       onCorrupt: (fingerprint, err) =>
@@ -331,7 +338,17 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         ? 'the discovery journal was rewritten instead of appended to (a writer outside cloudtaser, or a restored backup); listed every registered cluster instead of trusting it, check who writes discovery/journal'
         : 'listed every registered cluster',
     );
-    return { clusters, changed, trustChanged, resynced: true, resyncReason: reason };
+    // Nothing to compare with at the first poll (or across epochs, or without a journal): no pace to report.
+    const followedEntries =
+      journal && view0 !== undefined && reason === 'behind' ? Math.max(0, journal.generation - view0) : 0;
+    return {
+      clusters,
+      changed,
+      trustChanged,
+      resynced: true,
+      resyncReason: reason,
+      followedEntries,
+    };
   }
 
   /**
@@ -354,7 +371,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     const due = now() >= nextResyncAt;
     const paced = now() - newerJournalListedAt < NEWER_JOURNAL_LIST_MS;
     if (!first && !due && (!moved || paced))
-      return { clusters, changed: new Set(), trustChanged: new Set(), resynced: false };
+      return { clusters, changed: new Set(), trustChanged: new Set(), resynced: false, ...QUIET };
     newerJournalVersion = version;
     newerJournalListedAt = now();
     return fullResync(undefined, 0, first || moved ? 'newer-journal' : 'interval');
@@ -415,7 +432,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
         clusters = new Map();
         open = new Map();
         view = undefined;
-        return { clusters, changed, trustChanged: changed, resynced: false };
+        return { clusters, changed, trustChanged: changed, resynced: false, ...QUIET };
       }
       newerFormat = undefined;
       const { journal, version } = stored;
@@ -433,7 +450,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
           },
           'the discovery journal read is older than what this bridge already saw (a lagging OpenBao node?); keeping the view',
         );
-        return { clusters, changed: new Set(), trustChanged: new Set(), resynced: false };
+        return { clusters, changed: new Set(), trustChanged: new Set(), resynced: false, ...QUIET };
       }
       staleJournalReads = 0;
       if (journal.epoch !== view.epoch || journal.generation < view.generation)
@@ -497,8 +514,15 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
       }
       settling = settleAfter(changes, before, clusters, carried);
       open = nextOpen;
+      const followedEntries = Math.max(0, journal.generation - view.generation);
       view = viewOf(journal, version);
-      return { clusters, changed: dirty, trustChanged, resynced: false };
+      return {
+        clusters,
+        changed: dirty,
+        trustChanged,
+        resynced: false,
+        followedEntries,
+      };
     },
     get generation() {
       return view?.generation;
