@@ -126,7 +126,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   });
   let lastPollAt: string | undefined;
   let journalBusy = false;
-  let lastPollStartedAt = performance.now();
+  let lastPolledAt = performance.now();
   let lastPollError: string | undefined;
   let pollFailingSince: string | undefined;
   const pollFailures = createLogSummarizer(log, { summaryEvent: 'bridge.poll_failures_summary' });
@@ -743,9 +743,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     // The journal keeps MAX_JOURNAL_ENTRIES entries: a bridge that falls further behind must list every cluster.
     // When the entries of the last poll, at the rate they came, would fill half of it in a usual interval (or
     // already ran past it), poll at a tenth of the interval until they slow down.
-    const pollStartedAt = performance.now();
-    const sinceLastPollMs = Math.max(BUSY_POLL_MIN_MS, pollStartedAt - lastPollStartedAt);
-    lastPollStartedAt = pollStartedAt;
+    const polledAt = performance.now();
+    const sinceLastPollMs = Math.max(BUSY_POLL_MIN_MS, polledAt - lastPolledAt);
+    lastPolledAt = polledAt;
     const projectedEntries = found.followedEntries * (timing.pollIntervalMs / sinceLastPollMs);
     const busy = found.resyncReason === 'behind' || projectedEntries > MAX_JOURNAL_ENTRIES / 2;
     if (busy !== journalBusy) {

@@ -90,8 +90,9 @@ export interface DiscoveryPoll {
     | 'no-journal'
     | 'newer-journal';
   /**
-   * Journal entries newer than the previous view (also when this poll had to list everything): how fast the
-   * journal moves, so the bridge can poll sooner before it runs past it.
+   * Journal entries newer than the previous view, also when the journal had run past this view and the poll
+   * listed everything (0 after any other full listing): how fast the journal moves, so the bridge can poll sooner
+   * before it runs past it.
    */
   readonly followedEntries: number;
 }
@@ -266,7 +267,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     reason: DiscoveryPoll['resyncReason'],
   ): Promise<DiscoveryPoll> {
     const entries = journal?.entries ?? [];
-    const view0 = view?.generation;
+    const previousGeneration = view?.generation;
     const listed = await listRegisteredClusters(options.openbao, {
       namespaceRoot,
       onCorrupt: (fingerprint, err) =>
@@ -340,7 +341,9 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
     );
     // Nothing to compare with at the first poll (or across epochs, or without a journal): no pace to report.
     const followedEntries =
-      journal && view0 !== undefined && reason === 'behind' ? Math.max(0, journal.generation - view0) : 0;
+      journal && previousGeneration !== undefined && reason === 'behind'
+        ? Math.max(0, journal.generation - previousGeneration)
+        : 0;
     return {
       clusters,
       changed,
