@@ -118,6 +118,12 @@ export interface BridgeOpenBaoProps {
   readonly caConfigMap?: string;
   /** Root namespace of the registrations; must match the provider's. @default 'cloudtaser' */
   readonly namespaceRoot?: string;
+  /**
+   * Send each pod's address to OpenBao as `X-Forwarded-For`, so per-address rate-limit quotas and the audit log see
+   * pods, not the bridge. Only for an OpenBao listener that trusts the bridge pods' addresses
+   * (`x_forwarded_for_authorized_addrs`, with `x_forwarded_for_reject_not_present = false`). @default false
+   */
+  readonly forwardedFor?: boolean;
 }
 
 export interface BridgeBeaconProps {
@@ -254,6 +260,12 @@ export class Bridge extends Construct {
     }
     if (props.tokenReviewPort !== undefined)
       set.push({ name: 'bridge.tokenReview.port', value: String(props.tokenReviewPort), type: 'auto' });
+    if (props.openBao.forwardedFor !== undefined)
+      set.push({
+        name: 'bridge.openbao.forwardedFor',
+        value: String(props.openBao.forwardedFor),
+        type: 'auto',
+      });
     for (const [name, value] of optional) if (value !== undefined) set.push({ name, value });
     set.push(...proxyChartSettings(props.proxy));
 

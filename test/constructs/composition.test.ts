@@ -291,6 +291,29 @@ describe('Beacon and Bridge', () => {
   });
 });
 
+describe('Bridge openBao.forwardedFor', () => {
+  it('renders --openbao-forwarded-for in the bridge chart only when set', () => {
+    const args = (forwardedFor?: boolean) => {
+      const stack = newStack();
+      new Bridge(stack, 'bridge', {
+        kubernetes,
+        beacon: { address: 'beacon.example.com:443' },
+        openBao: {
+          address: 'https://openbao.openbao.svc:8200',
+          ...(forwardedFor === undefined ? {} : { forwardedFor }),
+        },
+        auth: BridgeAuth.kubernetes({ role: 'bridge' }),
+      });
+      const rendered = renderRelease(only(synthJson(stack).resource.helm_release), 'cloudtaser-bridge');
+      const deployment = rendered.objects.find((o) => o.kind === 'Deployment');
+      return deployment!.spec.template.spec.containers[0].args as string[];
+    };
+    expect(args()).not.toContain('--openbao-forwarded-for');
+    expect(args(false)).not.toContain('--openbao-forwarded-for');
+    expect(args(true)).toContain('--openbao-forwarded-for');
+  });
+});
+
 describe('synth-time checks', () => {
   it.each([
     [
