@@ -12,7 +12,7 @@ import {
   createOpenBaoForwarder,
   type OpenBaoForwarder,
 } from '../../runtime/podapi/forward.js';
-import { OPENBAO_TUNNEL_PREFIX } from '../../runtime/podapi/protocol.js';
+import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER } from '../../runtime/podapi/protocol.js';
 import { waitUntil } from '../support/wait.js';
 
 let server: Server;
@@ -162,5 +162,48 @@ describe('pod API forwarder', () => {
     } finally {
       await f.close();
     }
+  });
+});
+
+describe('the pod address (--openbao-forwarded-for)', () => {
+  const withAddress = (value: string) => ({
+    ...read(),
+    headers: { 'x-vault-token': 'hvs.pod-token', [POD_ADDRESS_HEADER]: value },
+  });
+  const forwardedFor = async (value: string, enabled = true): Promise<string | string[] | undefined> => {
+    answer = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    };
+    const f = createOpenBaoForwarder({ address, forwardedFor: enabled });
+    try {
+      await f.forward('ns', withAddress(value));
+      return seen.at(-1)!.headers['x-forwarded-for'];
+    } finally {
+      await f.close();
+    }
+  };
+
+  it('sends an IP address the broker reports as X-Forwarded-For, IPv4-mapped IPv6 as IPv4', async () => {
+    expect(await forwardedFor('10.4.2.17')).toBe('10.4.2.17');
+    expect(await forwardedFor('::ffff:10.4.2.17')).toBe('10.4.2.17');
+    expect(await forwardedFor('fd00::17')).toBe('fd00::17');
+  });
+
+  it('sends nothing for anything but one address (a hostile broker cannot write a chain or another header)', async () => {
+    for (const hostile of [
+      '10.0.0.1, 6.6.6.6',
+      '10.0.0.1 ',
+      'evil.example',
+      '10.0.0.1\tx',
+      '',
+      '::ffff:',
+      '1.2.3',
+    ])
+      expect(await forwardedFor(hostile), JSON.stringify(hostile)).toBeUndefined();
+  });
+
+  it('sends nothing without the option, whatever the broker reports', async () => {
+    expect(await forwardedFor('10.4.2.17', false)).toBeUndefined();
   });
 });
