@@ -719,6 +719,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       lastPollAt = new Date().toISOString();
       lastPollError = undefined;
       metrics?.poll('ok');
+      if (found.resynced) metrics?.discoveryListing(found.resyncReason ?? 'start');
       if (pollFailingSince !== undefined) {
         log.info(
           { event: 'bridge.poll_recovered', failingSince: pollFailingSince },

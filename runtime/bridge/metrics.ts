@@ -48,6 +48,11 @@ export interface BridgeMetrics {
   migration(outcome: string): void;
   /** One discovery poll of OpenBao: `ok` or the CT_ code it failed with. */
   poll(outcome: string): void;
+  /**
+   * A poll that listed every registered cluster (two OpenBao reads per cluster), and why: `start`, `behind` (the
+   * journal ran past this bridge), `interval`, `epoch`, `rewritten`, `no-journal`, `newer-journal`.
+   */
+  discoveryListing(reason: string): void;
   /** Anything the bridge refused a peer, by CT_ code. */
   refusal(code: string): void;
 }
@@ -175,6 +180,12 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     labelNames: ['outcome'],
     registers: [registry],
   });
+  const listings = new Counter({
+    name: 'cloudtaser_bridge_discovery_listings_total',
+    help: 'Discovery polls that listed every registered cluster (2 OpenBao reads per cluster), by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
   const refusals = new Counter({
     name: 'cloudtaser_bridge_refusals_total',
     help: 'Everything the bridge refused a peer (bootstraps, handshakes, migrations, TokenReviews), by CT_ code',
@@ -235,6 +246,7 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
       if (outcome !== 'accepted') refusals.inc({ code: outcome });
     },
     poll: (outcome) => polls.inc({ outcome }),
+    discoveryListing: (reason) => listings.inc({ reason }),
     refusal: (code) => refusals.inc({ code }),
   };
 }

@@ -153,6 +153,10 @@ describe('bridge metrics', () => {
     ).toBeGreaterThan(0);
     expect(m.value('cloudtaser_bridge_beacon_replica_up', { replica: '127.0.0.1' })).toBe(1);
     expect(m.value('cloudtaser_bridge_polls_total', { outcome: 'ok' })).toBeGreaterThan(0);
+    // The start is the one full listing; every later poll followed the journal.
+    expect(m.types.get('cloudtaser_bridge_discovery_listings_total')).toBe('counter');
+    expect(m.value('cloudtaser_bridge_discovery_listings_total', { reason: 'start' })).toBe(1);
+    expect(m.sum('cloudtaser_bridge_discovery_listings_total', {})).toBe(1);
     // The full fingerprint never appears: a cluster is its prefix.
     const text = await (await fetch(`${stack.bridge.healthUrl}/metrics`)).text();
     expect(text).not.toContain(stack.cluster.fingerprint);

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BridgeHandle } from '../../runtime/bridge/index.js';
+import { type BridgeHandle, createBridgeMetrics } from '../../runtime/bridge/index.js';
 import { announceChange, deregisterCluster, MAX_JOURNAL_ENTRIES } from '../../runtime/registration/index.js';
 import { captureLogger } from '../beacon/helpers.js';
 import { waitUntil } from '../support/wait.js';
@@ -69,7 +69,9 @@ async function burst(ms: number, perSecond: number): Promise<number> {
 describe('a burst of journal changes faster than the poll interval', () => {
   it('makes the bridge poll faster instead of listing every cluster on every poll, and misses nothing', async () => {
     const fleet = await Promise.all(Array.from({ length: 4 }, () => store.register()));
+    const metrics = createBridgeMetrics({ processMetrics: false });
     bridge = await startTestBridge({
+      metrics,
       openbao: store.admin,
       beacons: [replicas.address],
       logger: log.logger,
@@ -94,6 +96,12 @@ describe('a burst of journal changes faster than the poll interval', () => {
       .filter((line) => /discovery/.test(String(line.event)))
       .map((line) => `${line.time} ${line.event} ${line.reason ?? ''} ${line.followedEntries ?? ''}`);
     expect(resyncs(), pace.join('\n')).toBeLessThanOrEqual(1);
+    // The same count where an SRE sees it: listings by reason.
+    const listings = await metrics.registry
+      .getSingleMetric('cloudtaser_bridge_discovery_listings_total')!
+      .get();
+    const behind = listings.values.find((v) => v.labels.reason === 'behind')?.value ?? 0;
+    expect(behind).toBe(resyncs());
     expect(
       bridge
         .status()
