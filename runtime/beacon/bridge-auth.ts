@@ -45,27 +45,48 @@ export function bridgeRefusal(
   cas: BridgeCaSet,
   now: Date = new Date(),
 ): string | undefined {
+  const admission = bridgeAdmission(socket, cas, now);
+  return 'refusal' in admission ? admission.refusal : undefined;
+}
+
+/**
+ * bridgeRefusal, or which configured CA admitted the connection (its SHA-256 fingerprint): the bridge's operator,
+ * so that the operators sharing a beacon share each room's places fairly (pairing.ts).
+ */
+export function bridgeAdmission(
+  socket: TLSSocket | undefined,
+  cas: BridgeCaSet,
+  now: Date = new Date(),
+): { readonly refusal: string } | { readonly admittedBy: string } {
   if (cas.certificates.length === 0)
-    return 'this beacon trusts no bridge CA yet: give it the CA from `cloudtaser-cli source beacon-ca` (Helm beacon.bridgeAuth.caPems)';
-  if (!socket) return 'the plain door carries no client certificate; bridges must use the TLS or wss door';
+    return {
+      refusal:
+        'this beacon trusts no bridge CA yet: give it the CA from `cloudtaser-cli source beacon-ca` (Helm beacon.bridgeAuth.caPems)',
+    };
+  if (!socket)
+    return { refusal: 'the plain door carries no client certificate; bridges must use the TLS or wss door' };
   const chain = presentedChain(socket);
   const leaf = chain[0];
   if (!leaf)
-    return 'no client certificate was presented; a bridge needs one from a bridge CA this beacon trusts';
+    return {
+      refusal: 'no client certificate was presented; a bridge needs one from a bridge CA this beacon trusts',
+    };
   const validity = validityProblem(leaf, now);
-  if (validity) return `the client certificate ${validity}`;
+  if (validity) return { refusal: `the client certificate ${validity}` };
   const usages = leaf.keyUsage;
   if (usages && !usages.includes(CLIENT_AUTH_OID) && !usages.includes(ANY_EXTENDED_KEY_USAGE_OID))
-    return 'the client certificate is not meant for client authentication (extended key usage)';
+    return { refusal: 'the client certificate is not meant for client authentication (extended key usage)' };
   let current = leaf;
   for (let depth = 1; depth <= MAX_CHAIN_DEPTH; depth++) {
-    if (cas.certificates.some((ca) => issued(ca, current) && validityProblem(ca, now) === undefined))
-      return undefined;
+    const admitting = cas.certificates.find(
+      (ca) => issued(ca, current) && validityProblem(ca, now) === undefined,
+    );
+    if (admitting) return { admittedBy: admitting.fingerprint256 };
     const next = chain[depth];
     if (!next?.ca || !issued(next, current) || validityProblem(next, now) !== undefined) break;
     current = next;
   }
-  return 'the client certificate is not issued by a bridge CA this beacon trusts';
+  return { refusal: 'the client certificate is not issued by a bridge CA this beacon trusts' };
 }
 
 /** The leaf first, then whatever intermediates the client sent, as X509Certificates. */

@@ -9,7 +9,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { CloudtaserError } from '../core/index.js';
-import { type BridgeCaSet, bridgeRefusal } from './bridge-auth.js';
+import { type BridgeCaSet, bridgeAdmission } from './bridge-auth.js';
 import { type Leg, type LegEvents, type Refuse, SocketLeg, WebSocketLeg } from './legs.js';
 import type { BeaconLimits } from './limits.js';
 import type { BeaconMetrics } from './metrics.js';
@@ -136,7 +136,11 @@ export class BeaconDoors {
       clearTimeout(connection.deadline);
       this.releasePending(connection);
     }
-    return role === 'bridge' && this.cas ? bridgeRefusal(connection?.tlsSocket, this.cas) : undefined;
+    if (role !== 'bridge' || !this.cas) return undefined;
+    const admission = bridgeAdmission(connection?.tlsSocket, this.cas);
+    if ('refusal' in admission) return admission.refusal;
+    leg.operator = admission.admittedBy;
+    return undefined;
   }
 
   /** Stops accepting new legs and drops every connection; the caller closes `server`. */
@@ -258,7 +262,7 @@ export class BeaconDoors {
       secureContext: this.secureContext,
       ALPNProtocols: [RAW_ALPN, HTTP_ALPN],
       // Ask every client for a certificate without requiring one: bridges send theirs, brokers send none. Who may
-      // wait as a bridge is decided at announce time (bridgeRefusal), against the CAs in force then.
+      // wait as a bridge is decided at announce time (bridgeAdmission), against the CAs in force then.
       ...(this.cas ? { requestCert: true, rejectUnauthorized: false } : {}),
     });
     connection.tlsSocket = tlsSocket;

@@ -43,6 +43,11 @@ export abstract class Leg {
   waiting: { timers: NodeJS.Timeout[]; since: number } | undefined;
   paired = false;
   rejected = false;
+  /**
+   * For a bridge: the fingerprint of the bridge CA that admitted it, i.e. its OpenBao operator. Undefined for
+   * brokers and for bridges of a beacon that admits anonymous ones.
+   */
+  operator: string | undefined;
 
   constructor(
     readonly id: number,

@@ -26,6 +26,16 @@ export interface PairingCoreOptions {
 interface Room {
   readonly broker: Leg[];
   readonly bridge: Leg[];
+  /**
+   * When each bridge operator (admitting CA) of this room was last paired: a broker meets the operators in turn,
+   * so the bridges of another operator sharing the beacon cannot keep ours from the brokers of our clusters.
+   */
+  readonly operatorTurns: Map<string, number>;
+}
+
+/** The operator key of a bridge leg ('' when the beacon admits bridges anonymously). */
+function operatorOf(leg: Leg): string {
+  return leg.operator ?? '';
 }
 
 export class PairingCore implements LegEvents {
@@ -159,9 +169,9 @@ export class PairingCore implements LegEvents {
     const room = this.rooms.get(announce.hash);
     const peers = room?.[opposite(announce.role)];
     let heldBack = false;
-    if (peers && peers.length > 0) {
+    if (room && peers && peers.length > 0) {
       if (this.takePairingToken(announce.hash)) {
-        const peer = peers.shift()!;
+        const peer = announce.role === 'broker' ? this.takeBridge(room) : peers.shift()!;
         this.stopWaiting(peer);
         this.dropRoomIfEmpty(announce.hash);
         leg.send({ t: 'waiting' });
@@ -183,7 +193,7 @@ export class PairingCore implements LegEvents {
     }
     const meta = legMeta(leg);
     const queued = room?.[announce.role].length ?? 0;
-    if (queued >= this.limits.maxWaitingPerHash) {
+    if (queued >= this.limits.maxWaitingPerHash && !(room && this.makeRoomForOperator(room, leg, announce))) {
       this.rejectLeg(
         leg,
         'waiting_per_hash',
@@ -213,7 +223,7 @@ export class PairingCore implements LegEvents {
       );
       return;
     }
-    const target = room ?? { broker: [], bridge: [] };
+    const target = room ?? { broker: [], bridge: [], operatorTurns: new Map<string, number>() };
     if (!room) this.rooms.set(announce.hash, target);
     target[announce.role].push(leg);
     this.waitingByAddress.set(leg.remote, fromAddress + 1);
@@ -281,7 +291,7 @@ export class PairingCore implements LegEvents {
           return;
         }
         const broker = room.broker.shift()!;
-        const bridge = room.bridge.shift()!;
+        const bridge = this.takeBridge(room);
         this.stopWaiting(broker);
         this.stopWaiting(bridge);
         this.pair(broker, bridge);
@@ -361,6 +371,59 @@ export class PairingCore implements LegEvents {
   // ---- leaving a room ----
 
   /** Takes a leg out of its room's queue (idempotent). */
+  /**
+   * The bridge a broker meets: the longest-waiting one of the operator whose turn is oldest in this room. With one
+   * operator (or anonymous bridges) that is plain first come, first served.
+   */
+  private takeBridge(room: Room): Leg {
+    let chosen = 0;
+    const first = operatorOf(room.bridge[0]!);
+    if (room.bridge.some((leg) => operatorOf(leg) !== first)) {
+      let oldestTurn = Number.POSITIVE_INFINITY;
+      const considered = new Set<string>();
+      room.bridge.forEach((leg, index) => {
+        const operator = operatorOf(leg);
+        if (considered.has(operator)) return;
+        considered.add(operator);
+        const turn = room.operatorTurns.get(operator) ?? Number.NEGATIVE_INFINITY;
+        if (turn < oldestTurn) {
+          oldestTurn = turn;
+          chosen = index;
+        }
+      });
+    }
+    const [bridge] = room.bridge.splice(chosen, 1);
+    room.operatorTurns.set(operatorOf(bridge!), this.pairings);
+    return bridge!;
+  }
+
+  /**
+   * A full room and a bridge whose operator has no place in it: the newest waiter of the operator holding the most
+   * places (at least two) gives up its place, so every operator sharing the beacon keeps one. False when nothing
+   * can give way (brokers, anonymous bridges, an operator already waiting here).
+   */
+  private makeRoomForOperator(room: Room, leg: Leg, announce: Announce): boolean {
+    if (announce.role !== 'bridge' || leg.operator === undefined) return false;
+    const places = new Map<string, Leg[]>();
+    for (const waiting of room.bridge) {
+      const operator = operatorOf(waiting);
+      places.set(operator, [...(places.get(operator) ?? []), waiting]);
+    }
+    if (places.has(leg.operator)) return false;
+    let crowded: Leg[] = [];
+    for (const legs of places.values()) if (legs.length > crowded.length) crowded = legs;
+    if (crowded.length < 2) return false;
+    const evicted = crowded[crowded.length - 1]!;
+    this.withdraw(evicted);
+    this.rejectLeg(
+      evicted,
+      'waiting_per_hash_share',
+      'CT_BEACON_LIMIT',
+      "another operator's bridge needs a place in this full room; dial again",
+    );
+    return true;
+  }
+
   private withdraw(leg: Leg): void {
     if (!leg.waiting || !leg.hash || !leg.role) return;
     const room = this.rooms.get(leg.hash);
