@@ -9,6 +9,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { CloudtaserError } from '../core/index.js';
+import { unmappedIPv4 } from '../core/rules.js';
 import { type BridgeCaSet, bridgeAdmission } from './bridge-auth.js';
 import { type Leg, type LegEvents, type Refuse, SocketLeg, WebSocketLeg } from './legs.js';
 import type { BeaconLimits } from './limits.js';
@@ -413,7 +414,7 @@ const NOT_TLS_ERRORS =
 /** Per-address bounds must see an IPv4 client the same way whether it came in over v4 or v4-mapped v6. */
 function normalizeAddress(address: string | undefined): string {
   if (!address) return 'unknown';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  return unmappedIPv4(address);
 }
 
 /** The request path without its query, cut short so a hostile URL cannot flood the log. */

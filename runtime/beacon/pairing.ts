@@ -404,16 +404,13 @@ export class PairingCore implements LegEvents {
    */
   private makeRoomForOperator(room: Room, leg: Leg, announce: Announce): boolean {
     if (announce.role !== 'bridge' || leg.operator === undefined) return false;
-    const places = new Map<string, Leg[]>();
-    for (const waiting of room.bridge) {
-      const operator = operatorOf(waiting);
-      places.set(operator, [...(places.get(operator) ?? []), waiting]);
-    }
+    const places = new Map<string, number>();
+    for (const waiting of room.bridge)
+      places.set(operatorOf(waiting), (places.get(operatorOf(waiting)) ?? 0) + 1);
     if (places.has(leg.operator)) return false;
-    let crowded: Leg[] = [];
-    for (const legs of places.values()) if (legs.length > crowded.length) crowded = legs;
-    if (crowded.length < 2) return false;
-    const evicted = crowded[crowded.length - 1]!;
+    const [crowded, held] = [...places].reduce((most, entry) => (entry[1] > most[1] ? entry : most));
+    if (held < 2) return false;
+    const evicted = room.bridge.findLast((waiting) => operatorOf(waiting) === crowded)!;
     this.withdraw(evicted);
     this.rejectLeg(
       evicted,

@@ -5,6 +5,7 @@
  * further failure (up to a cap), and one success resets it. The flooder then meets an empty room instead of
  * our CPU. A live tunnel is untouched: it was paired earlier and does not go through the gate.
  */
+import { backoffCeiling } from '../core/backoff.js';
 import { sleep } from '../tunnel/index.js';
 
 export interface HandshakeGateOptions {
@@ -32,7 +33,8 @@ export function createHandshakeGate(options: HandshakeGateOptions): HandshakeGat
   let failures = 0;
   let abandons = 0;
   let openAt = 0;
-  const pause = (count: number) => Math.min(options.maxMs, options.initialMs * 2 ** Math.min(count - 1, 30));
+  // The n-th failure (or abandon) in a row waits the n-th backoff ceiling (no jitter: one gate, one waiter set).
+  const pause = (count: number) => backoffCeiling(count - 1, options);
   return {
     async ready(signal) {
       // Several waiters (one per beacon replica) may wait on the same gate; each sleeps to the same moment.

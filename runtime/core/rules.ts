@@ -168,3 +168,11 @@ export const BEACON_ADDRESS_RULE: InputRule = {
   expected: "must be the beacon's host:port (e.g. beacon.example.com:443) or wss://host[:port]",
   test: isBeaconAddress,
 };
+
+/**
+ * A socket's remote address in one spelling per client: an IPv4-mapped IPv6 address (`::ffff:10.0.0.7`, what a
+ * dual-stack listener reports for an IPv4 client) as the IPv4 address it is; anything else unchanged.
+ */
+export function unmappedIPv4(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
+}

@@ -3,7 +3,7 @@
  * TokenReviews go bridge -> broker. Each end serves only its own list and refuses everything else.
  */
 import { isIP } from 'node:net';
-import { isDnsLabel, isDnsSubdomain } from '../core/rules.js';
+import { isDnsLabel, isDnsSubdomain, unmappedIPv4 } from '../core/rules.js';
 
 /** Broker -> bridge: an allow-listed OpenBao request, e.g. `/openbao/v1/secret/data/app?version=2`. */
 export const OPENBAO_TUNNEL_PREFIX = '/openbao/v1/';
@@ -15,10 +15,13 @@ export const OPENBAO_TUNNEL_PREFIX = '/openbao/v1/';
  */
 export const POD_ADDRESS_HEADER = 'x-cloudtaser-pod-address';
 
-/** The textual IP of a socket's remote address, IPv4-mapped IPv6 (`::ffff:10.0.0.7`) as plain IPv4. */
+/**
+ * The textual IP of a socket's remote address (as a broker reports it in POD_ADDRESS_HEADER), IPv4-mapped IPv6
+ * (`::ffff:10.0.0.7`) as plain IPv4; undefined for anything that is not one IP address.
+ */
 export function podAddressOf(remoteAddress: string | undefined): string | undefined {
   if (!remoteAddress) return undefined;
-  const plain = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice('::ffff:'.length) : remoteAddress;
+  const plain = unmappedIPv4(remoteAddress);
   return isIP(plain) ? plain : undefined;
 }
 

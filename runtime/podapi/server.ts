@@ -24,7 +24,7 @@ import {
 } from './allowlist.js';
 import { createRequestGate } from './gate.js';
 import { unavailableHealthAnswer } from './health.js';
-import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER, podAddressOf } from './protocol.js';
+import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER } from './protocol.js';
 
 export interface PodApiLimits {
   /** Largest request body a pod may send. @default 512 KiB (below the tunnel's 1 MiB) */
@@ -212,7 +212,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     const headers: Record<string, string> = consistency.carried;
     const token = podToken(req);
     if (token) headers['x-vault-token'] = token;
-    const podAddress = podAddressOf(req.socket.remoteAddress);
+    // As the socket saw it: the bridge checks and unmaps it, and only when it forwards it (--openbao-forwarded-for).
+    const podAddress = req.socket.remoteAddress;
     if (podAddress) headers[POD_ADDRESS_HEADER] = podAddress;
     if (body.length > 0) headers['content-type'] = contentType(req, checked.method, body);
     const reviewFailuresBefore =

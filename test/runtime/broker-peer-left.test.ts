@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { waitForPeer } from '../../runtime/beacon/index.js';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
@@ -23,13 +23,10 @@ import {
   beaconCert,
   FAST_BROKER_TIMING,
   REPLICA_IPS,
-  type Replicas,
-  type SecretStore,
-  startReplicas,
-  startSecretStore,
   startTestBridge,
   startTestBroker,
   testBeaconIdentity,
+  useStoreAndReplicas,
 } from './fixtures.js';
 
 /** Far longer than any check below: a broker left waiting for it shows as a timeout. */
@@ -118,27 +115,19 @@ describe('a paired stream whose bridge end leaves before the inner handshake (ev
 });
 
 describe('a broker whose bridge leaves a pairing before the handshake', () => {
-  let store: SecretStore;
-  let replicas: Replicas;
   let bridge: BridgeHandle | undefined;
   let broker: BrokerHandle | undefined;
   let registered: { fingerprint: string; operationalHash: string };
   const log = captureLogger();
-  beforeAll(async () => {
-    store = await startSecretStore();
-    replicas = await startReplicas(1);
-  });
-  afterAll(async () => {
+  const env = useStoreAndReplicas(1, async () => {
     await broker?.close();
     await bridge?.close();
-    await replicas?.close();
-    await store?.close();
   });
 
   /** A bridge (admitted by the beacon) that takes the next pairing in `hash`'s room and drops it unanswered. */
   const pairAndLeave = async (hash: string): Promise<void> => {
     const stream: Duplex = await waitForPeer({
-      target: { door: 'tls', host: 'localhost', port: replicas.port },
+      target: { door: 'tls', host: 'localhost', port: env.replicas.port },
       ip: REPLICA_IPS[0]!,
       role: 'bridge',
       hash,
@@ -149,18 +138,18 @@ describe('a broker whose bridge leaves a pairing before the handshake', () => {
   };
 
   it('dials again after its backoff, not its step timeout: bootstrap and operational room', async () => {
-    const { fingerprint, operationalHash } = await store.register();
+    const { fingerprint, operationalHash } = await env.store.register();
     registered = { fingerprint, operationalHash };
     broker = await startTestBroker({
       fingerprint,
-      beacons: [replicas.address],
+      beacons: [env.replicas.address],
       logger: log.logger,
       timing: { ...FAST_BROKER_TIMING, stepTimeoutMs: LONG_STEP_MS, pairTimeoutMs: LONG_STEP_MS },
     });
     // Init room: the first bridge the broker meets leaves; the real one, started right after, bootstraps it.
     await pairAndLeave(initHash(fingerprint));
     const initLeft = performance.now();
-    bridge = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] });
+    bridge = await startTestBridge({ openbao: env.store.bridge, beacons: [env.replicas.address] });
     await broker.waitForPhase('operational', 15_000);
     expect(performance.now() - initLeft).toBeLessThan(8_000);
     // Operational room: the bridge goes, a bridge that leaves takes the broker's next pairing, then the bridge
@@ -169,13 +158,13 @@ describe('a broker whose bridge leaves a pairing before the handshake', () => {
     bridge = undefined;
     await pairAndLeave(operationalHash);
     const operationalLeft = performance.now();
-    bridge = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] });
+    bridge = await startTestBridge({ openbao: env.store.bridge, beacons: [env.replicas.address] });
     await broker.waitForPhase('operational', 15_000);
     expect(performance.now() - operationalLeft).toBeLessThan(8_000);
     // Said as what it is, and no second bootstrap came of it.
     const retries = log.lines.filter((line) => line.event === 'broker.retry');
     expect(retries.some((line) => /the peer left before it completed/.test(String(line.reason)))).toBe(true);
-    expect(store.initializedWrites(fingerprint)).toBe(1);
+    expect(env.store.initializedWrites(fingerprint)).toBe(1);
   }, 60_000);
 
   it('against a bridge that pairs and drops on purpose: paced by its backoff, no re-bootstrap, back once it stops', async () => {
@@ -197,10 +186,10 @@ describe('a broker whose bridge leaves a pairing before the handshake', () => {
     // (one cycle takes a few milliseconds here).
     expect(drops).toBeGreaterThan(1);
     expect(drops).toBeLessThanOrEqual(30);
-    bridge = await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] });
+    bridge = await startTestBridge({ openbao: env.store.bridge, beacons: [env.replicas.address] });
     await broker!.waitForPhase('operational', 15_000);
     // A pairing the peer left is not a refusal: the broker kept its credentials and never bootstrapped again.
-    expect(store.initializedWrites(registered.fingerprint)).toBe(1);
+    expect(env.store.initializedWrites(registered.fingerprint)).toBe(1);
     expect(initPairings()).toBe(initPairingsBefore);
   }, 60_000);
 });

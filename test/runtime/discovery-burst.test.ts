@@ -7,38 +7,22 @@
  * the first poll of a burst lists everything, and nothing is missed.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type BridgeHandle, createBridgeMetrics } from '../../runtime/bridge/index.js';
 import { announceChange, deregisterCluster, MAX_JOURNAL_ENTRIES } from '../../runtime/registration/index.js';
 import { captureLogger } from '../beacon/helpers.js';
 import { waitUntil } from '../support/wait.js';
-import {
-  FAST_BRIDGE_TIMING,
-  type Replicas,
-  type SecretStore,
-  startReplicas,
-  startSecretStore,
-  startTestBridge,
-} from './fixtures.js';
+import { FAST_BRIDGE_TIMING, startTestBridge, useStoreAndReplicas } from './fixtures.js';
 
 /** The bridge's usual poll interval here; the burst below writes ~900 journal entries within each. */
 const POLL_MS = 3_000;
 const CHANGES_PER_SECOND = 150;
 const BURST_MS = 2.5 * POLL_MS;
 
-let store: SecretStore;
-let replicas: Replicas;
 let bridge: BridgeHandle;
 const log = captureLogger();
-
-beforeAll(async () => {
-  store = await startSecretStore();
-  replicas = await startReplicas(1);
-});
-afterAll(async () => {
+const env = useStoreAndReplicas(1, async () => {
   await bridge?.close();
-  await replicas?.close();
-  await store?.close();
 });
 
 /**
@@ -54,7 +38,7 @@ async function burst(ms: number, perSecond: number): Promise<number> {
     for (let i = 0; i < perSecond / 10; i++)
       running.push(
         (async () => {
-          const announcement = announceChange(store.admin, { fingerprint: noise, change: 'initialize' });
+          const announcement = announceChange(env.store.admin, { fingerprint: noise, change: 'initialize' });
           await announcement.begin();
           await announcement.end();
           ended++;
@@ -68,12 +52,12 @@ async function burst(ms: number, perSecond: number): Promise<number> {
 
 describe('a burst of journal changes faster than the poll interval', () => {
   it('makes the bridge poll faster instead of listing every cluster on every poll, and misses nothing', async () => {
-    const fleet = await Promise.all(Array.from({ length: 4 }, () => store.register()));
+    const fleet = await Promise.all(Array.from({ length: 4 }, () => env.store.register()));
     const metrics = createBridgeMetrics({ processMetrics: false });
     bridge = await startTestBridge({
       metrics,
-      openbao: store.admin,
-      beacons: [replicas.address],
+      openbao: env.store.admin,
+      beacons: [env.replicas.address],
       logger: log.logger,
       timing: { ...FAST_BRIDGE_TIMING, pollIntervalMs: POLL_MS },
     });
@@ -82,7 +66,7 @@ describe('a burst of journal changes faster than the poll interval', () => {
     // A deregistration inside the burst: its entry is soon pushed off the journal by the noise.
     const gone = fleet[0]!.fingerprint;
     const noise = burst(BURST_MS, CHANGES_PER_SECOND);
-    await deregisterCluster(store.registrar, { fingerprint: gone });
+    await deregisterCluster(env.store.registrar, { fingerprint: gone });
     const changes = await noise;
     // Far more than the journal holds per poll interval: without faster polls every poll would resync.
     expect((changes * 2 * POLL_MS) / BURST_MS).toBeGreaterThan(MAX_JOURNAL_ENTRIES);

@@ -7,50 +7,33 @@
  * `bridge.session_failed` and counted a failed handshake. Now the end fails the handshake at once, and a pairing
  * its peer left before answering is not reported as a failure.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createHandshakeGate } from '../../runtime/bridge/handshake-gate.js';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { captureLogger } from '../beacon/helpers.js';
 import { waitUntil } from '../support/wait.js';
-import {
-  FAST_BRIDGE_TIMING,
-  type Replicas,
-  type SecretStore,
-  startReplicas,
-  startSecretStore,
-  startTestBridge,
-  startTestBroker,
-} from './fixtures.js';
+import { FAST_BRIDGE_TIMING, startTestBridge, startTestBroker, useStoreAndReplicas } from './fixtures.js';
 
-let store: SecretStore;
-let replicas: Replicas;
 let bridge: BridgeHandle;
 let broker: BrokerHandle | undefined;
 const log = captureLogger();
-
-beforeAll(async () => {
-  store = await startSecretStore();
-  replicas = await startReplicas(2);
-});
-afterAll(async () => {
+const env = useStoreAndReplicas(2, async () => {
   await broker?.close();
   await bridge?.close();
-  await replicas?.close();
-  await store?.close();
 });
 
 describe('a broker pairing on two beacon replicas at once', () => {
   it('costs the bridge nothing: its waiter on the other replica is back at once, and no failure is reported', async () => {
-    const { fingerprint } = await store.register();
+    const { fingerprint } = await env.store.register();
     // A step timeout far longer than the check below: a handshake left waiting for it shows.
     bridge = await startTestBridge({
-      openbao: store.admin,
-      beacons: [replicas.address],
+      openbao: env.store.admin,
+      beacons: [env.replicas.address],
       logger: log.logger,
       timing: { ...FAST_BRIDGE_TIMING, stepTimeoutMs: 30_000, pollIntervalMs: 60_000 },
     });
-    broker = await startTestBroker({ fingerprint, beacons: [replicas.address] });
+    broker = await startTestBroker({ fingerprint, beacons: [env.replicas.address] });
     await broker.waitForPhase('operational', 15_000);
     // Both rooms on both replicas: the operational waiter the broker's second pairing took is back.
     await waitUntil(() => bridge.status().clusters[0]?.waiting === 4, {

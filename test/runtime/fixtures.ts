@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { type BeaconHandle, createBeacon } from '../../runtime/beacon/index.js';
 import { type BridgeHandle, type BridgeOptions, startBridge } from '../../runtime/bridge/index.js';
 import { type BrokerHandle, type BrokerOptions, startBroker } from '../../runtime/broker/index.js';
@@ -142,6 +143,37 @@ export interface SecretStore {
   /** How many times `clusters/<fp>/initialized` was written successfully. */
   initializedWrites(fingerprint: string): number;
   close(): Promise<void>;
+}
+
+/**
+ * A secret store and `replicaCount` beacon replicas for the tests of a file (or a `describe`): started before them,
+ * closed after them, after `closeFirst` has closed what the tests started on top (brokers, then bridges).
+ */
+export function useStoreAndReplicas(
+  replicaCount: number,
+  closeFirst?: () => Promise<unknown>,
+): { readonly store: SecretStore; readonly replicas: Replicas } {
+  let store: SecretStore | undefined;
+  let replicas: Replicas | undefined;
+  beforeAll(async () => {
+    store = await startSecretStore();
+    replicas = await startReplicas(replicaCount);
+  });
+  afterAll(async () => {
+    await closeFirst?.();
+    await replicas?.close();
+    await store?.close();
+  });
+  return {
+    get store() {
+      if (!store) throw new Error('the secret store starts in beforeAll');
+      return store;
+    },
+    get replicas() {
+      if (!replicas) throw new Error('the beacon replicas start in beforeAll');
+      return replicas;
+    },
+  };
 }
 
 export async function startSecretStore(): Promise<SecretStore> {

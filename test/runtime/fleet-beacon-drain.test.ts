@@ -5,7 +5,7 @@
  * nothing but the bridge's discovery polls: moving a tunnel costs pairings and handshakes, not trust material.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { paths } from '../../runtime/registration/index.js';
@@ -14,28 +14,25 @@ import {
   FAST_BRIDGE_TIMING,
   FAST_BROKER_TIMING,
   REPLICA_IPS,
-  type Replicas,
-  type SecretStore,
-  startReplicas,
-  startSecretStore,
   startTestBridge,
   startTestBroker,
+  useStoreAndReplicas,
 } from './fixtures.js';
 
 const CLUSTERS = 40;
-let store: SecretStore;
-let replicas: Replicas;
 let bridge: BridgeHandle;
 const brokers: BrokerHandle[] = [];
 const fingerprints: string[] = [];
+const env = useStoreAndReplicas(2, async () => {
+  await Promise.all(brokers.map((broker) => broker.close()));
+  await bridge?.close();
+});
 
 beforeAll(async () => {
-  store = await startSecretStore();
-  replicas = await startReplicas(2);
-  for (let i = 0; i < CLUSTERS; i++) fingerprints.push((await store.register(randomUUID())).fingerprint);
+  for (let i = 0; i < CLUSTERS; i++) fingerprints.push((await env.store.register(randomUUID())).fingerprint);
   bridge = await startTestBridge({
-    openbao: store.admin,
-    beacons: [replicas.address],
+    openbao: env.store.admin,
+    beacons: [env.replicas.address],
     timing: { ...FAST_BRIDGE_TIMING, stepTimeoutMs: 20_000, pollIntervalMs: 10_000 },
   });
   // A long step, like the bridge's: a broker whose bridge left a pairing before the handshake (its waiter was
@@ -46,19 +43,12 @@ beforeAll(async () => {
     const group = await Promise.all(
       fingerprints
         .slice(i, i + 10)
-        .map((fingerprint) => startTestBroker({ fingerprint, beacons: [replicas.address], timing })),
+        .map((fingerprint) => startTestBroker({ fingerprint, beacons: [env.replicas.address], timing })),
     );
     brokers.push(...group);
     await Promise.all(group.map((broker) => broker.waitForPhase('operational', 60_000)));
   }
 }, 180_000);
-afterAll(async () => {
-  await Promise.all(brokers.map((broker) => broker.close()));
-  await bridge?.close();
-  await replicas?.close();
-  await store?.close();
-});
-
 describe('a beacon replica draining in a fleet', () => {
   it('moves every tunnel through it to the other replica before its grace ends, with no bootstrap', async () => {
     // Every waiter in place on both replicas, so each cluster has somewhere to go.
@@ -71,16 +61,16 @@ describe('a beacon replica draining in a fleet', () => {
     const from = through(REPLICA_IPS[0]).length >= through(REPLICA_IPS[1]).length ? 0 : 1;
     const carried = through(REPLICA_IPS[from]);
     expect(carried.length).toBeGreaterThanOrEqual(CLUSTERS / 2);
-    const writes = fingerprints.map((fingerprint) => store.initializedWrites(fingerprint));
+    const writes = fingerprints.map((fingerprint) => env.store.initializedWrites(fingerprint));
     const signed = bridge.status().bootstrapsSigned;
     const phases = new Set<string>();
     const watch = setInterval(() => {
       for (const broker of brokers) phases.add(broker.status().phase);
     }, 20);
-    const mark = store.server.requestLog().length;
+    const mark = env.store.server.requestLog().length;
 
     const graceMs = 30_000;
-    const replica = replicas.handles[from]!;
+    const replica = env.replicas.handles[from]!;
     const started = performance.now();
     replica.drain({ relaysCutInMs: graceMs });
     await replica.close({ graceMs });
@@ -97,10 +87,10 @@ describe('a beacon replica draining in a fleet', () => {
 
     // The relays ended because their tunnels moved: the replica did not wait for its grace, let alone cut them.
     expect(closedMs).toBeLessThan(graceMs / 2);
-    expect(fingerprints.map((fingerprint) => store.initializedWrites(fingerprint))).toEqual(writes);
+    expect(fingerprints.map((fingerprint) => env.store.initializedWrites(fingerprint))).toEqual(writes);
     expect(bridge.status().bootstrapsSigned).toBe(signed);
     expect(phases.has('bootstrapping')).toBe(false);
-    const others = store.server
+    const others = env.store.server
       .requestLog()
       .slice(mark)
       .filter((r) => !(r.method === 'GET' && r.path.endsWith(`data/${paths.discoveryJournal}`)));

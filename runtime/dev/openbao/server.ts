@@ -18,6 +18,7 @@ import { type AddressInfo, BlockList, createServer as createNetServer, isIP, typ
 import { createServer as createTlsServer } from 'node:tls';
 import { withCustomVerbs } from '../../core/custom-verbs.js';
 import { type Logger, silentLogger } from '../../core/index.js';
+import { unmappedIPv4 } from '../../core/rules.js';
 import { decideConsistency, encodeIndex, INDEX_HEADER } from './consistency.js';
 import type { MountDeps } from './mounts.js';
 import { installBuiltinMounts } from './mounts.js';
@@ -647,7 +648,7 @@ function forwardedClient(
     if (options.rejectNotPresent === false) return { address: socketAddress };
     return { error: 'missing x-forwarded-for header and configured to reject when not present' };
   }
-  const plain = socketAddress.startsWith('::ffff:') ? socketAddress.slice('::ffff:'.length) : socketAddress;
+  const plain = unmappedIPv4(socketAddress);
   const family = isIP(plain) === 6 ? 'ipv6' : 'ipv4';
   if (!isIP(plain) || !authorized.check(plain, family)) {
     if (options.rejectNotAuthorized === false) return { address: socketAddress };
