@@ -101,13 +101,18 @@ describe('a beacon replica restarting while pods read (beacon rollout)', () => {
     const from = carrier();
     const other = 1 - from;
     await stack.replicas.stop(other);
-    // The bridge has seen its waits there end (a replica it still believed in would be somewhere to go).
-    await waitUntil(() => stack.bridge.status().clusters[0]?.waiting === 2, {
-      what: 'the bridge waiting only on the remaining replica (init and operational rooms)',
-      timeoutMs: 10_000,
-    });
     const replica = stack.replicas.handles[from];
     if (!replica) throw new Error('the carrying replica is not running');
+    // The bridge has seen its waits there end (a replica it still believed in would be somewhere to go). Two
+    // waiters in all is not enough: one on the stopped replica not yet seen ending, while the remaining replica's
+    // operational waiter is between two waits, also makes two. Both must be on the remaining replica.
+    await waitUntil(
+      () => stack.bridge.status().clusters[0]?.waiting === 2 && replica.stats().waitingBridges === 2,
+      {
+        what: 'the bridge waiting only on the remaining replica (init and operational rooms)',
+        timeoutMs: 10_000,
+      },
+    );
     const drainingBefore = count('bridge.beacon_draining');
     const drainedBefore = count('tunnel.closed', 'CT_TUNNEL_DRAINED');
     const [tunnel] = stack.bridge.tunnels();
