@@ -41,6 +41,7 @@ import {
   type TunnelMux,
   type TunnelReply,
 } from '../tunnel/index.js';
+import { askToMove } from '../tunnel/move.js';
 import { openTunnel } from '../tunnel/session.js';
 import { peerLeftHandshake } from '../tunnel/tls.js';
 import { createBeaconReplicaSet, type ReplicaTarget } from './beacon-replicas.js';
@@ -109,6 +110,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   const stop = new AbortController();
   /** After SIGTERM (drain): not ready, still serving until close. */
   let draining = false;
+  /** Tunnels whose broker was asked to move already (one ask per tunnel, however many notices arrive). */
+  const movesAsked = new WeakSet<TunnelMux>();
   const clusters = new Map<string, ClusterState>();
   /** Every registered cluster, as of the last poll; with sharding this replica serves some of them. */
   let registered: ReadonlyMap<string, RegisteredCluster> = new Map();
@@ -462,10 +465,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   }
 
   /**
-   * Each tunnel through a draining replica closes the moment nothing is in flight on it (GOAWAY CT_TUNNEL_DRAINED;
-   * its broker dials again, and the draining replica sends it to another), as a closing bridge's tunnels do, but
-   * only when its broker has somewhere to go: a waiter of this cluster waiting on a replica that does not drain.
-   * With no other replica (a single beacon restarting) the tunnel runs until the beacon cuts it, as it would have.
+   * Each tunnel through a draining replica moves, but only when its broker has somewhere to go: a waiter of this
+   * cluster waiting on a replica that does not drain. The broker is asked to move (make before break): it dials
+   * its next tunnel while this one serves and closes this one once the next is up, so if the replica we saw a
+   * waiter on has just died, or the broker cannot reach it, this tunnel simply keeps serving. A broker before
+   * 0.2.0 cannot be asked: its tunnel closes the moment nothing is in flight on it (GOAWAY CT_TUNNEL_DRAINED) and
+   * it dials again, as a closing bridge's tunnels do. With no other replica (a single beacon restarting) the
+   * tunnel runs until the beacon cuts it, as it would have.
    */
   function moveTunnelsOffDrainingReplicas(cluster: ClusterState): void {
     if (cluster.tunnelReplicas.size === 0) return;
@@ -477,11 +483,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     if (!elsewhere) return;
     for (const [tunnel, ip] of cluster.tunnelReplicas) {
       const leftMs = replicas.drainingLeftMs(ip);
-      if (leftMs === 0 || tunnel.draining) continue;
-      void tunnel.closeWhenIdle(
-        'the beacon replica it runs through is shutting down',
-        Math.min(timing.closeGraceMs, leftMs),
-      );
+      if (leftMs === 0 || tunnel.draining || movesAsked.has(tunnel)) continue;
+      movesAsked.add(tunnel);
+      void askToMove(tunnel, {
+        timeoutMs: timing.stepTimeoutMs,
+        closeWithinMs: Math.min(timing.closeGraceMs, leftMs),
+        reason: 'the beacon replica it runs through is shutting down',
+      });
     }
   }
 

@@ -14,6 +14,7 @@ import {
   operationalHash,
   redactIdentifiers,
 } from '../core/hashes.js';
+import { linkSignal } from '../core/linked-signal.js';
 import { moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
 import { parseFingerprint } from '../core/rules.js';
@@ -28,6 +29,7 @@ import {
   type TunnelMux,
   type TunnelReply,
 } from '../tunnel/index.js';
+import { isTunnelMoveRequest } from '../tunnel/move.js';
 import { acceptTunnel } from '../tunnel/session.js';
 import { type BrokerCredentials, bootstrapBroker } from './bootstrap.js';
 import { startBrokerHealth } from './health.js';
@@ -273,10 +275,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     throw err;
   }
 
-  const dial = async (hash: string, room: 'init' | 'operational') => {
+  const dial = async (hash: string, room: 'init' | 'operational', until?: AbortSignal) => {
     const attempt = new AbortController();
     const onStop = () => attempt.abort();
     stop.signal.addEventListener('abort', onStop, { once: true });
+    until?.addEventListener('abort', onStop, { once: true });
     let timedOut = false;
     const pairTimer = setTimeout(() => {
       timedOut = true;
@@ -309,7 +312,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         : winner.stream;
       return { stream, ip: winner.ip };
     } catch (err) {
-      if (timedOut && !stop.signal.aborted) {
+      if (timedOut && !stop.signal.aborted && !until?.aborted) {
         throw new CloudtaserError(
           'CT_BEACON_UNREACHABLE',
           `no pairing in the ${room} room within ${timing.pairTimeoutMs} ms; dialing again`,
@@ -320,6 +323,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     } finally {
       clearTimeout(pairTimer);
       stop.signal.removeEventListener('abort', onStop);
+      until?.removeEventListener('abort', onStop);
     }
   };
 
@@ -381,20 +385,154 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   };
 
-  const connect = async (credentials: BrokerCredentials) => {
+  /** One operational tunnel; `until` abandons the attempt (a move whose tunnel closed meanwhile). */
+  const connect = async (credentials: BrokerCredentials, until?: AbortSignal): Promise<OperationalTunnel> => {
     const room = operationalHash(credentials.caCertDer);
-    const paired = await dial(room, 'operational');
-    const session = await acceptTunnel(paired.stream, {
-      caCertPem: credentials.caCertPem,
-      certPem: credentials.brokerCertPem,
-      keyPem: privateKeyToPem(credentials.privateKey),
-      handshakeTimeoutMs: timing.stepTimeoutMs,
-      limits: options.tunnelLimits,
-      handler: brokerHandler,
-      signal: stop.signal,
-      logger: log,
+    const paired = await dial(room, 'operational', until);
+    let mux: TunnelMux | undefined;
+    const handshake = linkSignal([stop.signal, until]);
+    try {
+      const session = await acceptTunnel(paired.stream, {
+        caCertPem: credentials.caCertPem,
+        certPem: credentials.brokerCertPem,
+        keyPem: privateKeyToPem(credentials.privateKey),
+        handshakeTimeoutMs: timing.stepTimeoutMs,
+        limits: options.tunnelLimits,
+        handler: (request, context) =>
+          isTunnelMoveRequest(request) ? moves.requested(mux) : brokerHandler(request, context),
+        signal: handshake.signal,
+        logger: log,
+      });
+      mux = session.mux;
+      return { mux, ip: paired.ip };
+    } finally {
+      handshake.dispose();
+    }
+  };
+
+  /**
+   * Make before break. The bridge asks for a move (TUNNEL_MOVE_PATH) when the beacon replica the tunnel runs
+   * through drains: the broker dials a new tunnel while the current one keeps serving, sends pods to the new one
+   * once it is up, and closes the old one once nothing is in flight on it. A redial that fails (the replica the
+   * bridge thought was there died too, the network to it is cut) changes nothing: the old tunnel serves until the
+   * beacon cuts it, and the broker tries again after its backoff. Only the live tunnel can ask, one move runs at
+   * a time, and a move starts at most once per backoff ceiling, so a bridge asking in a loop (it holds the
+   * cluster's bridge certificate, but still) costs one dial per few seconds. A new tunnel is an ordinary
+   * operational pairing: the same mutual TLS against the cluster CA, so a stranger waiting in the room gets
+   * nothing and the broker keeps the tunnel it has.
+   */
+  const moves = (() => {
+    let wanted = false;
+    let moving = false;
+    let wake: (() => void) | undefined;
+    let lastStartedAt = Number.NEGATIVE_INFINITY;
+    const reply = (status: number, body: string): TunnelReply => ({
+      status,
+      headers: { 'content-type': 'text/plain' },
+      body,
     });
-    return { ...session, ip: paired.ip };
+    return {
+      requested(mux: TunnelMux | undefined): TunnelReply {
+        if (stop.signal.aborted) return reply(503, 'the broker is shutting down');
+        if (mux === undefined || mux !== liveTunnel || mux.draining)
+          return reply(409, 'this tunnel is not the one the broker serves on');
+        // Asked again while a move runs (a second notice of the same drain): that move answers both.
+        if (!moving) wanted = true;
+        wake?.();
+        return reply(202, 'opening a new tunnel; this one serves until it is up');
+      },
+      /** Resolves when a move was asked for and may start now, or once `signal` aborts. */
+      async next(signal: AbortSignal): Promise<void> {
+        if (!wanted && !signal.aborted)
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            signal.addEventListener('abort', () => resolve(), { once: true });
+          });
+        wake = undefined;
+        const paceMs = lastStartedAt + timing.backoffMaxMs - performance.now();
+        if (paceMs > 0) await sleep(paceMs, signal);
+        if (signal.aborted) return;
+        wanted = false;
+        moving = true;
+        lastStartedAt = performance.now();
+      },
+      finished() {
+        moving = false;
+      },
+    };
+  })();
+  /** Tunnels a move left behind, closing once idle; the broker's close waits for them. */
+  const movedFrom = new Set<Promise<void>>();
+
+  /**
+   * Serves on `first`, and on each tunnel a move puts in its place, until the live one closes; resolves with why
+   * it closed.
+   */
+  const holdTunnel = async (
+    first: OperationalTunnel,
+    credentials: BrokerCredentials,
+  ): Promise<CloudtaserError> => {
+    let current = first;
+    for (;;) {
+      const closed = linkSignal([stop.signal]);
+      void current.mux.done.then(() => closed.abort());
+      try {
+        await moves.next(closed.signal);
+        if (closed.signal.aborted) return await current.mux.done;
+        const next = await moveFrom(current, credentials, closed.signal).finally(() => moves.finished());
+        if (!next) continue;
+        const previous = current;
+        current = next;
+        liveTunnel = next.mux;
+        metrics?.tunnelOpened();
+        setStatus('operational', 'mutual TLS tunnel to the bridge is up', {
+          beaconIp: next.ip,
+          tunnel: { since: new Date().toISOString() },
+        });
+        log.info(
+          { event: 'broker.tunnel_moved', fromBeaconIp: previous.ip, toBeaconIp: next.ip },
+          'moved to a new tunnel; the old one closes once nothing is in flight on it',
+        );
+        const closing = previous.mux
+          .closeWhenIdle('the broker moved to a new tunnel', timing.closeGraceMs)
+          .then(async () => {
+            metrics?.tunnelClosed((await previous.mux.done).code);
+            movedFrom.delete(closing);
+          });
+        movedFrom.add(closing);
+      } finally {
+        closed.dispose();
+      }
+    }
+  };
+
+  /** Dials until a new tunnel is up; undefined once `current` closed (the run loop redials as after any close). */
+  const moveFrom = async (
+    current: OperationalTunnel,
+    credentials: BrokerCredentials,
+    closed: AbortSignal,
+  ): Promise<OperationalTunnel | undefined> => {
+    const retry = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
+    log.info(
+      { event: 'broker.tunnel_moving', beaconIp: current.ip },
+      'the bridge asked for a new tunnel; dialing while this one serves',
+    );
+    while (!closed.aborted) {
+      try {
+        return await connect(credentials, closed);
+      } catch (err) {
+        if (closed.aborted) return undefined;
+        const error = toCloudtaserError(err);
+        const delay = retry.next();
+        retrySummary.warn(
+          `move|${error.code}`,
+          { event: 'broker.move_failed', code: error.code, delayMs: delay, reason: error.message },
+          'could not open the new tunnel to move to; the current one keeps serving, trying again',
+        );
+        await sleep(delay, closed);
+      }
+    }
+    return undefined;
   };
 
   /**
@@ -576,7 +714,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           beaconIp: session.ip,
           tunnel: { since: new Date().toISOString() },
         });
-        const why = await session.mux.done;
+        const why = await holdTunnel(session, credentials!);
         liveTunnel = undefined;
         metrics?.tunnelClosed(why.code);
         if (stop.signal.aborted) break;
@@ -684,7 +822,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         // connection is accepted meanwhile. Then the tunnel closes once the bridge has nothing in flight on it.
         await Promise.all([podApi?.close(timing.closeGraceMs), webhook?.close(timing.closeGraceMs)]);
         stop.abort();
-        await liveTunnel?.closeWhenIdle('the broker is shutting down', timing.closeGraceMs);
+        await Promise.all([
+          liveTunnel?.closeWhenIdle('the broker is shutting down', timing.closeGraceMs),
+          ...movedFrom,
+        ]);
         await running;
         retrySummary.close();
         reviewSummary.close();
@@ -695,6 +836,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       return closing;
     },
   };
+}
+
+/** An operational tunnel and the beacon replica it runs through. */
+interface OperationalTunnel {
+  readonly mux: TunnelMux;
+  readonly ip: string;
 }
 
 /** Like Promise.any, but rejects with the most telling CloudtaserError instead of an AggregateError. */

@@ -4,6 +4,7 @@ export * from './flags.js';
 export * from './frames.js';
 export * from './heads.js';
 export * from './health.js';
+export * from './move.js';
 export * from './mux.js';
 export * from './party.js';
 export * from './resolve.js';

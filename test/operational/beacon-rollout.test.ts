@@ -1,9 +1,10 @@
 /**
  * A beacon replica restarting (a rollout of the beacon Deployment) used to cut every tunnel through it at once:
  * requests in flight got 503, and the pods' requests waited while brokers redialed. Now the replica drains: it
- * tells its waiting clients `draining`, the bridge moves each tunnel through it (GOAWAY CT_TUNNEL_DRAINED the
- * moment nothing is in flight) to a replica where a waiter of the same cluster waits, and the replica closes as
- * soon as its relays have ended. With no other replica to go to, the tunnel stays until the beacon cuts it, as
+ * tells its waiting clients `draining`, the bridge asks the broker of each tunnel through it to move (the broker
+ * opens its next tunnel through a replica where a waiter of the same cluster waits, then closes the old one with
+ * GOAWAY CT_TUNNEL_DRAINED the moment nothing is in flight on it; test/operational/tunnel-move.test.ts), and the
+ * replica closes as soon as its relays have ended. With no other replica to go to, the tunnel stays until the beacon cuts it, as
  * before: moving it would only trade a running tunnel for none.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
