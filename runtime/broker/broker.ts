@@ -416,7 +416,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
    * once it is up, and closes the old one once nothing is in flight on it. A redial that fails (the replica the
    * bridge thought was there died too, the network to it is cut) changes nothing: the old tunnel serves until the
    * beacon cuts it, and the broker tries again after its backoff. Only the live tunnel can ask, one move runs at
-   * a time, and a move starts at most once per backoff ceiling, so a bridge asking in a loop (it holds the
+   * a time, and a move starts after a jittered pause (as a redial does) and at most once per backoff ceiling, so a bridge asking in a loop (it holds the
    * cluster's bridge certificate, but still) costs one dial per few seconds. A new tunnel is an ordinary
    * operational pairing: the same mutual TLS against the cluster CA, so a stranger waiting in the room gets
    * nothing and the broker keeps the tunnel it has.
@@ -449,7 +449,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             signal.addEventListener('abort', () => resolve(), { once: true });
           });
         wake = undefined;
-        const paceMs = lastStartedAt + timing.backoffMaxMs - performance.now();
+        // A draining replica's bridge asks every broker through it at once: a jittered start spreads their dials
+        // (and the bridge's handshakes) as the pause before a redial does, at no cost, since the tunnel serves.
+        const paceMs = Math.max(
+          lastStartedAt + timing.backoffMaxMs - performance.now(),
+          jitteredInterval(timing.backoffInitialMs),
+        );
         if (paceMs > 0) await sleep(paceMs, signal);
         if (signal.aborted) return;
         wanted = false;

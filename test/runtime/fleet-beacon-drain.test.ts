@@ -1,6 +1,7 @@
 /**
  * A beacon replica leaving a fleet (a rollout, a scale-down) with many clusters' tunnels through it: it drains, the
- * bridge moves every one of those tunnels to the other replica while they still run, and the replica closes once
+ * bridge asks the broker of every one of those tunnels to move, each opens its next tunnel through the other
+ * replica while the old one still runs, and the replica closes once
  * the last relay has ended, long before its grace would cut them. No cluster bootstraps again, and OpenBao sees
  * nothing but the bridge's discovery polls: moving a tunnel costs pairings and handshakes, not trust material.
  */
@@ -90,6 +91,9 @@ describe('a beacon replica draining in a fleet', () => {
     expect(fingerprints.map((fingerprint) => env.store.initializedWrites(fingerprint))).toEqual(writes);
     expect(bridge.status().bootstrapsSigned).toBe(signed);
     expect(phases.has('bootstrapping')).toBe(false);
+    // Make before break: every broker opened its next tunnel before closing the old one, so none was ever without
+    // one (before, each closed first and reconnected: 'reconnecting').
+    expect([...phases]).toEqual(['operational']);
     const others = env.store.server
       .requestLog()
       .slice(mark)
