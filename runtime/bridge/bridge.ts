@@ -493,6 +493,28 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     }
   }
 
+  /**
+   * Closing: asks the tunnel's broker to move and waits up to closeMoveWaitMs for it to close this tunnel itself;
+   * then (no other replica waits for its cluster, or the broker predates moves) closes it once idle, within what
+   * is left of the grace.
+   */
+  async function moveThenClose(tunnel: TunnelMux): Promise<void> {
+    const reason = 'the bridge is shutting down';
+    const moveWaitMs = Math.min(timing.closeMoveWaitMs, timing.closeGraceMs);
+    const started = performance.now();
+    const outcome = await askToMove(tunnel, {
+      timeoutMs: Math.max(1, Math.min(timing.stepTimeoutMs, moveWaitMs)),
+      closeWithinMs: timing.closeGraceMs,
+      reason,
+    });
+    if (outcome !== 'moving') return;
+    const moved = new AbortController();
+    void tunnel.done.then(() => moved.abort());
+    await sleep(moveWaitMs - (performance.now() - started), moved.signal);
+    if (!tunnel.closed)
+      await tunnel.closeWhenIdle(reason, Math.max(0, timing.closeGraceMs - (performance.now() - started)));
+  }
+
   async function handlePaired(
     cluster: ClusterState,
     room: Room,
@@ -841,18 +863,23 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         for (const waiter of cluster.waiters.values()) waiter.abort();
         cluster.waiters.clear();
       }
-      // Each tunnel closes the moment nothing is in flight on it (GOAWAY CT_TUNNEL_DRAINED: its broker resends
-      // whatever it had not had answered on its next tunnel, to a replica still waiting), at the latest after
-      // the grace period. Pods see a request take a little longer, not a 503.
+      // Each broker is asked to move first: it opens its next tunnel to another replica while this one serves,
+      // and closes this one itself. The rest close the moment nothing is in flight on them (GOAWAY
+      // CT_TUNNEL_DRAINED: the broker resends whatever it had not had answered on its next tunnel), at the latest
+      // after the grace period. Pods see no pause where another replica waits, and a slower request, not a 503,
+      // where none does.
       const open = [...clusters.values()].flatMap((cluster) => [...cluster.tunnels]);
       if (open.length > 0)
         log.info(
-          { event: 'bridge.draining_tunnels', tunnels: open.length, graceMs: timing.closeGraceMs },
-          'closing each tunnel once nothing is in flight on it',
+          {
+            event: 'bridge.draining_tunnels',
+            tunnels: open.length,
+            moveWaitMs: timing.closeMoveWaitMs,
+            graceMs: timing.closeGraceMs,
+          },
+          'asking each broker to move to another bridge replica, then closing each tunnel left once nothing is in flight on it',
         );
-      await Promise.all(
-        open.map((tunnel) => tunnel.closeWhenIdle('the bridge is shutting down', timing.closeGraceMs)),
-      );
+      await Promise.all(open.map((tunnel) => moveThenClose(tunnel)));
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
       sessionFailures.close();

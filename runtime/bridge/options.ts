@@ -50,6 +50,13 @@ export interface BridgeTiming {
    * resends what it had not had answered to another replica) before they are cut. @default 10000
    */
   readonly closeGraceMs: number;
+  /**
+   * On close, the first part of that grace: each tunnel's broker is asked to move first (make before break: it
+   * opens its next tunnel to another bridge replica while this one serves, then closes this one itself). A tunnel
+   * still open after this long (no other replica waits for its cluster, or a broker before 0.2.0) closes the
+   * moment nothing is in flight on it, within the rest of the grace. @default 5000
+   */
+  readonly closeMoveWaitMs: number;
 }
 
 export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
@@ -63,6 +70,7 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   handshakeBackoffMaxMs: 15_000,
   trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
   closeGraceMs: IN_FLIGHT_GRACE_MS,
+  closeMoveWaitMs: IN_FLIGHT_GRACE_MS / 2,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {

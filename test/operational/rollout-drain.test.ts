@@ -3,8 +3,10 @@
  * tunnels at once: requests in flight got 503, and so did every request the pods sent while their broker
  * reconnected (up to the broker's first backoff, then a pairing). A broker that closed cut the requests of its
  * pods the same way. Now:
- * - the bridge stops waiting for new tunnels, lets each tunnel reach a moment with nothing in flight, and closes
- *   it then with GOAWAY CT_TUNNEL_DRAINED (nothing unanswered was processed);
+ * - the bridge stops waiting for new tunnels and asks each tunnel's broker to move: the broker opens its next
+ *   tunnel to another replica while this one serves, then closes this one once nothing is in flight on it (GOAWAY
+ *   CT_TUNNEL_DRAINED: nothing unanswered was processed); a tunnel whose broker did not move within the bridge's
+ *   closeMoveWaitMs (no other replica, a broker before 0.2.0) is closed the same way by the bridge;
  * - the broker's pod API waits for the next tunnel (up to tunnelWaitMs) instead of answering 503, and sends a
  *   request the drained tunnel left unanswered once more, whatever its method; after a close that was not a
  *   drain it resends only reads (a login or renewal may have reached OpenBao);
@@ -42,6 +44,11 @@ describe('a bridge replica closing while pods read (rollout)', () => {
     expect(stack.bridge.tunnels()).toHaveLength(1);
     // Requests in flight on the tunnel when it closes: OpenBao answers reads slowly for a moment.
     stack.openbao.injectFault({ pathPattern: /secret\/data/, method: 'GET', delayMs: 300, times: 4 });
+    const reconnects = () =>
+      stack.logs.filter(
+        (line) => line.includes('"event":"broker.phase"') && line.includes('"phase":"reconnecting"'),
+      ).length;
+    const reconnectsBefore = reconnects();
     const stop = new AbortController();
     const load = podLoad(stack, token, 8, stop.signal);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -60,6 +67,11 @@ describe('a bridge replica closing while pods read (rollout)', () => {
       ),
     ).toBe(true);
     expect(stack.logs.some((line) => line.includes('"event":"bridge.draining_tunnels"'))).toBe(true);
+    // Make before break: the closing bridge asked the broker to move, and the broker opened its tunnel to the other
+    // replica before it closed this one, so it never was without one (before: 'reconnecting' for a pause and a
+    // pairing, the pods' requests held meanwhile).
+    expect(stack.logs.some((line) => line.includes('"event":"broker.tunnel_moved"'))).toBe(true);
+    expect(reconnects()).toBe(reconnectsBefore);
   }, 30_000);
 });
 

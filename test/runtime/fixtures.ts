@@ -49,6 +49,8 @@ export const FAST_BRIDGE_TIMING = {
   backoffInitialMs: 50,
   backoffMaxMs: 1_000,
   waitRefreshMs: 3_000,
+  // A closing test bridge with no replica beside it waits this long for its brokers to move before it closes.
+  closeMoveWaitMs: 1_500,
 };
 
 export const beaconCert = issueSelfSignedSync({
