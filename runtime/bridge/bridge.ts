@@ -112,6 +112,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   let draining = false;
   /** Tunnels whose broker was asked to move already (one ask per tunnel, however many notices arrive). */
   const movesAsked = new WeakSet<TunnelMux>();
+  /** Tunnels of clusters handed to another replica, still moving or closing; close() waits for them. */
+  const handingOff = new Set<Promise<void>>();
   const clusters = new Map<string, ClusterState>();
   /** Every registered cluster, as of the last poll; with sharding this replica serves some of them. */
   let registered: ReadonlyMap<string, RegisteredCluster> = new Map();
@@ -494,12 +496,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   }
 
   /**
-   * Closing: asks the tunnel's broker to move and waits up to closeMoveWaitMs for it to close this tunnel itself;
+   * Closing (the bridge, or its share of a cluster): asks the tunnel's broker to move and waits up to closeMoveWaitMs for it to close this tunnel itself;
    * then (no other replica waits for its cluster, or the broker predates moves) closes it once idle, within what
    * is left of the grace.
    */
-  async function moveThenClose(tunnel: TunnelMux): Promise<void> {
-    const reason = 'the bridge is shutting down';
+  async function moveThenClose(tunnel: TunnelMux, reason: string): Promise<void> {
     const moveWaitMs = Math.min(timing.closeMoveWaitMs, timing.closeGraceMs);
     const started = performance.now();
     const outcome = await askToMove(tunnel, {
@@ -678,6 +679,33 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     );
   }
 
+  /**
+   * A cluster whose shard another replica holds now (a replica joined, or this one gave up an extra shard): stop
+   * waiting for it at once, and move its tunnels as a closing bridge does (the broker opens its next tunnel to the
+   * replica that waits for it now, then closes this one; what is left closes once idle), instead of cutting what
+   * is in flight on them. Its trust is unchanged, unlike a deregistration's or a new CA's, which close at once.
+   */
+  function handOff(cluster: ClusterState): void {
+    const tunnels = [...cluster.tunnels];
+    cluster.stop.abort();
+    clusters.delete(cluster.fingerprint);
+    metrics?.forgetCluster(cluster.fingerprint);
+    log.info(
+      {
+        event: 'bridge.cluster_handed_off',
+        fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
+        tunnels: tunnels.length,
+      },
+      "another bridge replica serves this cluster's shard now: moving its tunnels there",
+    );
+    for (const tunnel of tunnels) {
+      const moving = moveThenClose(tunnel, 'another bridge replica serves its shard now').finally(() =>
+        handingOff.delete(moving),
+      );
+      handingOff.add(moving);
+    }
+  }
+
   /** Starts serving a registered cluster, or brings the served one up to date with its records. */
   function serveCluster(entry: RegisteredCluster, trustChanged: boolean): void {
     let cluster = clusters.get(entry.fingerprint);
@@ -726,9 +754,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
 
   /** The held shards changed: serve the clusters that moved here, stop those that moved away. */
   function reshard(): void {
-    for (const cluster of [...clusters.values()])
-      if (!serves(cluster.fingerprint))
-        dropCluster(cluster, 'another bridge replica serves its shard now', 'CT_TUNNEL_CLOSED');
+    for (const cluster of [...clusters.values()]) if (!serves(cluster.fingerprint)) handOff(cluster);
     for (const entry of registered.values())
       if (serves(entry.fingerprint) && !clusters.has(entry.fingerprint)) serveCluster(entry, true);
   }
@@ -879,7 +905,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           },
           'asking each broker to move to another bridge replica, then closing each tunnel left once nothing is in flight on it',
         );
-      await Promise.all(open.map((tunnel) => moveThenClose(tunnel)));
+      await Promise.all([
+        ...open.map((tunnel) => moveThenClose(tunnel, 'the bridge is shutting down')),
+        ...handingOff,
+      ]);
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');
       sessionFailures.close();

@@ -8,13 +8,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type BridgeHandle, type BridgeMetrics, createBridgeMetrics } from '../../runtime/bridge/index.js';
+import {
+  type BridgeHandle,
+  type BridgeMetrics,
+  type BridgeTiming,
+  createBridgeMetrics,
+} from '../../runtime/bridge/index.js';
 import { shardOf } from '../../runtime/bridge/shards.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
+import type { RegistrationResult } from '../../runtime/registration/index.js';
 import {
+  FAST_BRIDGE_TIMING,
   type Replicas,
   type SecretStore,
   startReplicas,
@@ -52,11 +59,16 @@ afterEach(async () => {
   for (const handle of running.splice(0).reverse()) await handle.close();
 });
 
-function bridge(identity: string, metrics?: BridgeMetrics): Promise<BridgeHandle> {
+function bridge(
+  identity: string,
+  metrics?: BridgeMetrics,
+  timing?: Partial<BridgeTiming>,
+): Promise<BridgeHandle> {
   return startTestBridge({
     openbao: store.bridge,
     metrics,
     beacons: [replicas.address],
+    ...(timing ? { timing: { ...FAST_BRIDGE_TIMING, ...timing } } : {}),
     sharding: {
       leases,
       namespace: NAMESPACE,
@@ -133,6 +145,61 @@ describe('bridge replicas sharded with Leases', () => {
       });
     await Promise.all(brokers.map((broker) => broker.waitForPhase('operational', 30_000)));
     // No broker bootstrapped again: the moved clusters came back on their certificates.
+    for (const cluster of clusters) expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  }, 90_000);
+
+  it('hands clusters to a replica that joins without taking their tunnels away first (make before break)', async () => {
+    const clusters: RegistrationResult[] = [];
+    while (clusters.length < 6 || new Set(clusters.map((c) => shardOf(c.fingerprint, SHARDS))).size < SHARDS)
+      clusters.push(await store.register());
+    // Long enough for the joining replica to take the released shards and wait for their brokers.
+    const timing = { closeMoveWaitMs: 8_000 };
+    const a = await bridge('bridge-first', undefined, timing);
+    await vi.waitFor(() => expect(a.status().shards?.held).toEqual([0, 1, 2, 3]), {
+      timeout: 15_000,
+      interval: 100,
+    });
+    const brokers: BrokerHandle[] = [];
+    for (const cluster of clusters) {
+      const broker = await startTestBroker({ fingerprint: cluster.fingerprint, beacons: [replicas.address] });
+      running.push(broker);
+      brokers.push(broker);
+    }
+    await Promise.all(brokers.map((broker) => broker.waitForPhase('operational', 30_000)));
+    const phases = new Set<string>();
+    const watch = setInterval(() => {
+      for (const broker of brokers) phases.add(broker.status().phase);
+    }, 10);
+    try {
+      // A replica joins: the first gives up half of its shards, and the clusters in them move to the newcomer.
+      const b = await bridge('bridge-joining', undefined, timing);
+      await vi.waitFor(
+        () => {
+          // Each of these clusters served by exactly one of the two (the store holds earlier tests' clusters too).
+          for (const cluster of clusters) {
+            const prefix = fingerprintPrefix(cluster.fingerprint);
+            expect(Number(served(a).includes(prefix)) + Number(served(b).includes(prefix))).toBe(1);
+          }
+          expect(served(b).length).toBeGreaterThan(0);
+        },
+        { timeout: 15_000, interval: 100 },
+      );
+      const movedClusters = clusters.filter((c) => served(b).includes(fingerprintPrefix(c.fingerprint)));
+      expect(movedClusters.length).toBeGreaterThan(0);
+      for (const cluster of movedClusters)
+        await vi.waitFor(
+          () => {
+            expect(b.tunnels(cluster.fingerprint).filter((t) => !t.closed)).toHaveLength(1);
+            expect(a.tunnels(cluster.fingerprint)).toHaveLength(0);
+          },
+          { timeout: 20_000, interval: 100 },
+        );
+    } finally {
+      clearInterval(watch);
+    }
+    // Every broker opened its tunnel to the newcomer before the first replica's tunnel closed: none was ever
+    // without one (before: the first replica cut them, and their brokers were 'reconnecting').
+    expect([...phases]).toEqual(['operational']);
     for (const cluster of clusters) expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
   }, 90_000);
 });
