@@ -496,9 +496,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   }
 
   /**
-   * Closing (the bridge, or its share of a cluster): asks the tunnel's broker to move and waits up to closeMoveWaitMs for it to close this tunnel itself;
-   * then (no other replica waits for its cluster, or the broker predates moves) closes it once idle, within what
-   * is left of the grace.
+   * Closing (the bridge, or its share of a cluster): asks the tunnel's broker to move and waits up to
+   * closeMoveWaitMs for it to close this tunnel itself; then (no other replica waits for its cluster, or the broker
+   * predates moves) closes it once idle, within what is left of the grace.
    */
   async function moveThenClose(tunnel: TunnelMux, reason: string): Promise<void> {
     const moveWaitMs = Math.min(timing.closeMoveWaitMs, timing.closeGraceMs);
