@@ -490,6 +490,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         current = next;
         liveTunnel = next.mux;
         metrics?.tunnelOpened();
+        metrics?.tunnelMove('moved');
         setStatus('operational', 'mutual TLS tunnel to the bridge is up', {
           beaconIp: next.ip,
           tunnel: { since: new Date().toISOString() },
@@ -529,6 +530,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         if (closed.aborted) return undefined;
         const error = toCloudtaserError(err);
         const delay = retry.next();
+        metrics?.tunnelMove(error.code);
         retrySummary.warn(
           `move|${error.code}`,
           { event: 'broker.move_failed', code: error.code, delayMs: delay, reason: error.message },

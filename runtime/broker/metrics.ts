@@ -34,6 +34,8 @@ export interface BrokerMetrics {
   tunnelOpened(): void;
   /** The tunnel closed with this CT_ code. */
   tunnelClosed(code: string): void;
+  /** One attempt to move the tunnel (the bridge asked): `moved`, or the CT_ code it failed with (it retries). */
+  tunnelMove(outcome: string): void;
   /** `signed`, or the CT_ code the bootstrap failed with once paired (a refusal carries the bridge's code). */
   bootstrap(outcome: string): void;
   /** One dial of one beacon replica: `waiting`, `paired`, or the CT_ code it failed with. */
@@ -83,6 +85,12 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
     name: 'cloudtaser_broker_tunnel_closes_total',
     help: 'Operational tunnels that closed, by the CT_ code they closed with',
     labelNames: ['code'],
+    registers: [registry],
+  });
+  const tunnelMoves = new Counter({
+    name: 'cloudtaser_broker_tunnel_moves_total',
+    help: 'Attempts to move the tunnel when the bridge asked (a beacon replica or bridge replica going away): moved, or the CT_ code of an attempt that failed (the old tunnel serves on, the broker tries again)',
+    labelNames: ['outcome'],
     registers: [registry],
   });
   const bootstraps = new Counter({
@@ -164,6 +172,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
     },
     tunnelOpened: () => tunnelOpens.inc(),
     tunnelClosed: (code) => tunnelCloses.inc({ code }),
+    tunnelMove: (outcome) => tunnelMoves.inc({ outcome }),
     bootstrap(outcome) {
       bootstraps.inc({ outcome });
       if (outcome !== 'signed') refusals.inc({ code: outcome });

@@ -14,11 +14,13 @@
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createBrokerMetrics } from '../../runtime/broker/index.js';
 import { createCertificateAuthority, issueCertificate } from '../../runtime/pki/index.js';
 import { TUNNEL_ALPN, TUNNEL_MOVE_PATH, type TunnelMux } from '../../runtime/tunnel/index.js';
 import { duplexPair } from '../runtime/duplex-pair.js';
 import { BEACON_NAME, FAST_BROKER_TIMING, REPLICA_IPS } from '../runtime/fixtures.js';
 import { waitUntil } from '../support/wait.js';
+import { parseExposition } from './exposition.js';
 import { type OperationalStack, podClientToken, podLoad, startOperationalStack } from './stack.js';
 
 /** The replicas the broker's network reaches (a partition between the cluster and one replica drops it). */
@@ -28,11 +30,18 @@ let pairWithRogue: ((real: Duplex) => Duplex) | undefined;
 
 let stack: OperationalStack;
 let token: string;
+const brokerMetrics = createBrokerMetrics({ processMetrics: false });
+/** cloudtaser_broker_tunnel_moves_total by outcome, now. */
+const movesCounted = async (outcome: string) =>
+  parseExposition(await brokerMetrics.registry.metrics()).value('cloudtaser_broker_tunnel_moves_total', {
+    outcome,
+  }) ?? 0;
 
 beforeAll(async () => {
   stack = await startOperationalStack({
     logLevel: 'info',
     broker: {
+      metrics: brokerMetrics,
       resolve: async (host) => (host === BEACON_NAME ? [...reachable] : [host]),
       observePairedStream: (stream, room) => {
         const rogue = room === 'operational' ? pairWithRogue : undefined;
@@ -134,6 +143,15 @@ describe('moving a tunnel off a draining beacon replica (make before break)', ()
     const { from, to, tunnel } = await settled();
     const bootstraps = stack.bridge.status().bootstrapsSigned;
     const failedMoves = count('broker.move_failed');
+    const movedBefore = await movesCounted('moved');
+    const failedAttempts = async () => {
+      const exposition = parseExposition(await brokerMetrics.registry.metrics());
+      return (
+        exposition.sum('cloudtaser_broker_tunnel_moves_total') -
+        (exposition.value('cloudtaser_broker_tunnel_moves_total', { outcome: 'moved' }) ?? 0)
+      );
+    };
+    const failedBefore = await failedAttempts();
     // The bridge sees its waiter on the other replica; the cluster's network does not reach that replica.
     reachable = [REPLICA_IPS[from]];
     const outcome = await whilePodsRead(async () => {
@@ -155,6 +173,9 @@ describe('moving a tunnel off a draining beacon replica (make before break)', ()
     });
     expect(outcome).toEqual({ failed: [], left: 0 });
     expect(stack.bridge.status().bootstrapsSigned).toBe(bootstraps);
+    // What an SRE sees: one move, after attempts that failed while the old tunnel served on.
+    expect(await movesCounted('moved')).toBe(movedBefore + 1);
+    expect(await failedAttempts()).toBeGreaterThan(failedBefore);
   }, 60_000);
 
   it('refuses a stranger the beacon pairs the move with, and keeps the tunnel it has (hostile beacon)', async () => {
