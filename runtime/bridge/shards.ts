@@ -23,6 +23,7 @@
  * fresh duration once, as client-go only starts its observed time when it can observe.
  */
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { sleep } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { linkSignal } from '../core/linked-signal.js';
@@ -567,6 +568,9 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         // All at once and bounded: with the API server down a release would wait out the client's timeout per
         // Lease, and a pod being stopped has a grace period; unreleased Leases simply expire.
         const giveUp = AbortSignal.timeout(RELEASE_ON_CLOSE_MS);
+        // One listener per held Lease plus the member's, once: bounded by the slot count, not a leak (Node warns
+        // past 10 listeners on one signal).
+        setMaxListeners(heldSlots.size + 4, giveUp);
         const mine = observed.get(memberName);
         await Promise.race([
           Promise.all([
