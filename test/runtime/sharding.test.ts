@@ -90,12 +90,32 @@ const served = (b: BridgeHandle) =>
     .clusters.map((c) => c.fingerprintPrefix)
     .sort();
 
+/** At least `count` new registrations, and enough that every shard has some (shardOf is a hash: check, not hope). */
+async function clustersInEveryShard(count: number): Promise<RegistrationResult[]> {
+  const clusters: RegistrationResult[] = [];
+  while (
+    clusters.length < count ||
+    new Set(clusters.map((c) => shardOf(c.fingerprint, SHARDS))).size < SHARDS
+  )
+    clusters.push(await store.register());
+  return clusters;
+}
+
+/** A broker per cluster, each operational (closed after the test). */
+async function operationalBrokers(clusters: readonly RegistrationResult[]): Promise<BrokerHandle[]> {
+  const brokers: BrokerHandle[] = [];
+  for (const cluster of clusters) {
+    const broker = await startTestBroker({ fingerprint: cluster.fingerprint, beacons: [replicas.address] });
+    running.push(broker);
+    brokers.push(broker);
+  }
+  await Promise.all(brokers.map((broker) => broker.waitForPhase('operational', 30_000)));
+  return brokers;
+}
+
 describe('bridge replicas sharded with Leases', () => {
   it('serve disjoint clusters that together cover the fleet, and a stopped replica’s clusters move to the other without a bootstrap', async () => {
-    const clusters = [];
-    // Enough clusters that every shard has some (shardOf is a hash; check rather than hope).
-    while (clusters.length < 8 || new Set(clusters.map((c) => shardOf(c.fingerprint, SHARDS))).size < SHARDS)
-      clusters.push(await store.register());
+    const clusters = await clustersInEveryShard(8);
     const metrics = createBridgeMetrics({ processMetrics: false });
     const a = await bridge('bridge-a', metrics);
     const b = await bridge('bridge-b');
@@ -116,13 +136,7 @@ describe('bridge replicas sharded with Leases', () => {
     expect(exposition).toContain('cloudtaser_bridge_shards{kind="round_failing"} 0');
     expect(served(a).filter((p) => served(b).includes(p))).toEqual([]);
 
-    const brokers: BrokerHandle[] = [];
-    for (const cluster of clusters) {
-      const broker = await startTestBroker({ fingerprint: cluster.fingerprint, beacons: [replicas.address] });
-      running.push(broker);
-      brokers.push(broker);
-    }
-    await Promise.all(brokers.map((broker) => broker.waitForPhase('operational', 30_000)));
+    const brokers = await operationalBrokers(clusters);
     const signedBefore = a.status().bootstrapsSigned + b.status().bootstrapsSigned;
     expect(signedBefore).toBe(clusters.length);
     // Each tunnel is on the replica that serves the cluster, and only there.
@@ -149,9 +163,7 @@ describe('bridge replicas sharded with Leases', () => {
   }, 90_000);
 
   it('hands clusters to a replica that joins without taking their tunnels away first (make before break)', async () => {
-    const clusters: RegistrationResult[] = [];
-    while (clusters.length < 6 || new Set(clusters.map((c) => shardOf(c.fingerprint, SHARDS))).size < SHARDS)
-      clusters.push(await store.register());
+    const clusters = await clustersInEveryShard(6);
     // Long enough for the joining replica to take the released shards and wait for their brokers.
     const timing = { closeMoveWaitMs: 8_000 };
     const a = await bridge('bridge-first', undefined, timing);
@@ -159,13 +171,7 @@ describe('bridge replicas sharded with Leases', () => {
       timeout: 15_000,
       interval: 100,
     });
-    const brokers: BrokerHandle[] = [];
-    for (const cluster of clusters) {
-      const broker = await startTestBroker({ fingerprint: cluster.fingerprint, beacons: [replicas.address] });
-      running.push(broker);
-      brokers.push(broker);
-    }
-    await Promise.all(brokers.map((broker) => broker.waitForPhase('operational', 30_000)));
+    const brokers = await operationalBrokers(clusters);
     const phases = new Set<string>();
     const watch = setInterval(() => {
       for (const broker of brokers) phases.add(broker.status().phase);
