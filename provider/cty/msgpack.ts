@@ -465,8 +465,8 @@ function readRefinements(payload: Uint8Array, type: CtyType, path: string): Refi
   const out: {
     notNull?: boolean;
     stringPrefix?: string;
-    numberLower?: { value: number; inclusive: boolean };
-    numberUpper?: { value: number; inclusive: boolean };
+    numberLower?: { value: number | BigNumber; inclusive: boolean };
+    numberUpper?: { value: number | BigNumber; inclusive: boolean };
     lengthMin?: number;
     lengthMax?: number;
   } = {};
@@ -485,9 +485,8 @@ function readRefinements(payload: Uint8Array, type: CtyType, path: string): Refi
       case 4: {
         if (readArrayHeader(r, path) !== 2)
           throw protocolError('a number bound must be [number, inclusive]', path);
-        const bound = readNumber(r, path);
+        const value = readNumber(r, path);
         const inclusive = readValue(r, 'bool', path, 0) === true;
-        const value = typeof bound === 'number' ? bound : Number((bound as BigNumber).text);
         if (key === 3) out.numberLower = { value, inclusive };
         else out.numberUpper = { value, inclusive };
         break;

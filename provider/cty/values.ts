@@ -9,8 +9,12 @@ export interface Refinements {
   /** true = definitely not null. */
   readonly notNull?: boolean;
   readonly stringPrefix?: string;
-  readonly numberLower?: { readonly value: number; readonly inclusive: boolean };
-  readonly numberUpper?: { readonly value: number; readonly inclusive: boolean };
+  /**
+   * Bounds as Terraform sent them: a BigNumber when a double cannot hold the bound exactly (a plan must give
+   * Terraform back the refinements it planned, and a rounded bound would be a different one).
+   */
+  readonly numberLower?: { readonly value: number | BigNumber; readonly inclusive: boolean };
+  readonly numberUpper?: { readonly value: number | BigNumber; readonly inclusive: boolean };
   readonly lengthMin?: number;
   readonly lengthMax?: number;
 }

@@ -91,6 +91,13 @@ describe('msgpack encoding rules', () => {
         numberUpper: { value: 10, inclusive: false },
       }),
     );
+    // A bound a double cannot hold exactly comes back exactly (before, it came back rounded: a refinement other
+    // than the one Terraform planned).
+    const exact = new Unknown({
+      numberLower: { value: new BigNumber('9007199254740993'), inclusive: true },
+      numberUpper: { value: new BigNumber('0.1'), inclusive: false },
+    });
+    expect(decodeMsgpack(encodeMsgpack(exact, 'number'), 'number')).toEqual(exact);
     const list = encodeMsgpack(new Unknown({ lengthMin: 1, lengthMax: 3 }), ['list', 'string']);
     expect((decodeMsgpack(list, ['list', 'string']) as Unknown).refinements).toEqual({
       lengthMin: 1,
