@@ -433,7 +433,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     });
     return {
       requested(mux: TunnelMux | undefined): TunnelReply {
-        if (stop.signal.aborted) return reply(503, 'the broker is shutting down');
+        // Shutting down (SIGTERM): a new tunnel would only be closed again; the bridge closes this one once idle.
+        if (stop.signal.aborted || draining) return reply(503, 'the broker is shutting down');
         if (mux === undefined || mux !== liveTunnel || mux.draining)
           return reply(409, 'this tunnel is not the one the broker serves on');
         // Asked again while a move runs (a second notice of the same drain): that move answers both.

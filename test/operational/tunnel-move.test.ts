@@ -246,4 +246,21 @@ describe('moving a tunnel off a draining beacon replica (make before break)', ()
     expect([...answers.keys()].every((status) => status === 202 || status === 409)).toBe(true);
     expect(answers.get(202)).toBeGreaterThan(moves);
   }, 60_000);
+
+  // Last: the broker stays draining.
+  it('does not move once the broker is shutting down (the bridge closes the tunnel once idle instead)', async () => {
+    // A move the flood above left asked for starts within one backoff ceiling: let it end first.
+    await new Promise((resolve) => setTimeout(resolve, 2 * FAST_BROKER_TIMING.backoffMaxMs));
+    await settled();
+    const moving = count('broker.tunnel_moving');
+    stack.broker.drain();
+    const [tunnel] = stack.bridge.tunnels().filter((open) => !open.closed);
+    const answer = await tunnel.request({ method: 'POST', path: TUNNEL_MOVE_PATH }, undefined, {
+      timeoutMs: 2_000,
+    });
+    expect(answer.status).toBe(503);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(count('broker.tunnel_moving')).toBe(moving);
+    expect(tunnel.closed).toBe(false);
+  }, 30_000);
 });
