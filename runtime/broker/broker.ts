@@ -411,12 +411,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
 
   /**
-   * Make before break. The bridge asks for a move (TUNNEL_MOVE_PATH) when the beacon replica the tunnel runs
-   * through drains: the broker dials a new tunnel while the current one keeps serving, sends pods to the new one
-   * once it is up, and closes the old one once nothing is in flight on it. A redial that fails (the replica the
-   * bridge thought was there died too, the network to it is cut) changes nothing: the old tunnel serves until the
-   * beacon cuts it, and the broker tries again after its backoff. Only the live tunnel can ask, one move runs at
-   * a time, and a move starts after a jittered pause (as a redial does) and at most once per backoff ceiling, so a bridge asking in a loop (it holds the
+   * Make before break. The bridge asks for a move (TUNNEL_MOVE_PATH) when the tunnel has to go: the beacon replica
+   * it runs through drains, the bridge replica closes, or its shard moves to another bridge replica. The broker
+   * dials a new tunnel while the current one keeps serving, sends pods to the new one once it is up, and closes the
+   * old one once nothing is in flight on it. A redial that fails (the replica the bridge thought was there died
+   * too, the network to it is cut) changes nothing: the old tunnel serves until it ends, and the broker tries again
+   * after its backoff. Only the live tunnel can ask, one move runs at a time, and a move starts after a jittered
+   * pause (as a redial does) and at most once per backoff ceiling, so a bridge asking in a loop (it holds the
    * cluster's bridge certificate, but still) costs one dial per few seconds. A new tunnel is an ordinary
    * operational pairing: the same mutual TLS against the cluster CA, so a stranger waiting in the room gets
    * nothing and the broker keeps the tunnel it has.

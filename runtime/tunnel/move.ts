@@ -1,6 +1,7 @@
 /**
- * Moving a tunnel, make before break. The bridge asks (`POST /v1/tunnel/move`) when the beacon replica a tunnel
- * runs through drains. A broker that takes it answers 202, dials its next tunnel while this one keeps serving, and
+ * Moving a tunnel, make before break. The bridge asks (`POST /v1/tunnel/move`) when a tunnel has to go: the beacon
+ * replica it runs through drains, the bridge replica closes, or its shard moves to another bridge replica. A broker
+ * that takes it answers 202, dials its next tunnel while this one keeps serving, and
  * closes this one itself once the next is up, so a redial that fails (the other replica gone as well, the network
  * to it cut) costs the pods nothing. A broker before 0.2.0 answers 404 (it knows no such path): the bridge then
  * closes the tunnel the moment nothing is in flight on it (GOAWAY CT_TUNNEL_DRAINED), and the broker dials again
