@@ -195,10 +195,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     logger: log,
   });
 
-  /** Live tunnel for one cluster (the newest one, when a reconnect briefly overlaps the old). */
+  /**
+   * Live tunnel for one cluster: the newest one that is not closing, when a reconnect or a move briefly overlaps
+   * the old; else the newest open one.
+   */
   const tunnelFor = (fingerprint: string): TunnelMux | undefined => {
     const open = [...(clusters.get(fingerprint)?.tunnels ?? [])].filter((t) => !t.closed);
-    return open[open.length - 1];
+    return open.findLast((t) => !t.draining) ?? open[open.length - 1];
   };
 
   /** What one cluster's broker may ask of this bridge through its tunnel. */

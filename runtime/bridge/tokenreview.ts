@@ -170,18 +170,23 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
       return;
     }
     const clusterLog = log.child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
-    const tunnel = options.tunnelFor(fingerprint);
-    if (!tunnel || tunnel.closed) {
-      const forwarded = req.headers[FORWARDED_HEADER] !== undefined;
-      if (!forwarded && options.peers) {
-        const answer = await askPeers(req, body, credential!);
-        if (answer) {
-          clusterLog.debug({ event: 'tokenreview.forwarded', status: answer.status }, 'answered by a peer');
-          observe('forwarded');
-          send(res, answer.status, answer.body);
-          return;
-        }
-      }
+    const forwarded = req.headers[FORWARDED_HEADER] !== undefined;
+    /** Asks the other replicas (unless a peer asked us); true once one of them answered. */
+    const answeredByPeer = async (): Promise<boolean> => {
+      if (forwarded || !options.peers) return false;
+      const answer = await askPeers(req, body, credential!);
+      if (!answer) return false;
+      clusterLog.debug({ event: 'tokenreview.forwarded', status: answer.status }, 'answered by a peer');
+      observe('forwarded');
+      send(res, answer.status, answer.body);
+      return true;
+    };
+    const found = options.tunnelFor(fingerprint);
+    // A tunnel that is closing takes nothing new: its broker has moved, or is moving, to a tunnel that may be on
+    // another replica.
+    const tunnel = found && !found.closed && !found.draining ? found : undefined;
+    if (!tunnel) {
+      if (await answeredByPeer()) return;
       // A peer's fan-out reaches every replica, this one included: "not here" is its designed cheap answer, not an
       // event (it was a line per login on the replica without the tunnel). Only a review nobody could answer is.
       if (forwarded) {
@@ -226,6 +231,9 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
       observe('relayed');
       send(res, response.status, response.body);
     } catch (err) {
+      // The tunnel closed or started closing under the request (the broker moved to a tunnel that may be on another
+      // replica, or it was cut). A TokenReview or namespace read changes nothing, so asking again is safe.
+      if ((tunnel.closed || tunnel.draining) && (await answeredByPeer())) return;
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       clusterLog.warn({ event: 'tokenreview.tunnel_failed', code }, 'TokenReview through the tunnel failed');
       observe('tunnel_failed');
