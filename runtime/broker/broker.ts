@@ -5,7 +5,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
-import { jitteredInterval, timerDelay } from '../core/backoff.js';
+import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import {
   fingerprintPrefix,
@@ -275,16 +275,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     throw err;
   }
 
+  /** One pairing in `hash`'s room within pairTimeoutMs; `until` abandons it (a move whose tunnel closed meanwhile). */
   const dial = async (hash: string, room: 'init' | 'operational', until?: AbortSignal) => {
-    const attempt = new AbortController();
-    const onStop = () => attempt.abort();
-    stop.signal.addEventListener('abort', onStop, { once: true });
-    until?.addEventListener('abort', onStop, { once: true });
-    let timedOut = false;
-    const pairTimer = setTimeout(() => {
-      timedOut = true;
-      attempt.abort();
-    }, timerDelay(timing.pairTimeoutMs));
+    const attempt = linkSignal([stop.signal, until], timing.pairTimeoutMs);
     try {
       // Every address, every A-record, in parallel: the first pairing wins and the rest are closed.
       const dials = options.beacons.map((address) =>
@@ -312,7 +305,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         : winner.stream;
       return { stream, ip: winner.ip };
     } catch (err) {
-      if (timedOut && !stop.signal.aborted && !until?.aborted) {
+      if (attempt.timedOut) {
         throw new CloudtaserError(
           'CT_BEACON_UNREACHABLE',
           `no pairing in the ${room} room within ${timing.pairTimeoutMs} ms; dialing again`,
@@ -321,9 +314,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       }
       throw err;
     } finally {
-      clearTimeout(pairTimer);
-      stop.signal.removeEventListener('abort', onStop);
-      until?.removeEventListener('abort', onStop);
+      attempt.dispose();
     }
   };
 

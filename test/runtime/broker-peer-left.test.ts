@@ -42,46 +42,56 @@ describe('a paired stream whose bridge end leaves before the inner handshake (ev
     logger: captureLogger().logger,
   });
 
-  for (const door of ['tls', 'plain', 'wss'] as const)
-    for (const how of ['end', 'destroy'] as const)
-      it(`fails the broker's handshake at once, marked as the peer leaving (${door} door, bridge ${how}s)`, async () => {
-        const beacon = await startBeacon(certs);
-        try {
-          const { broker: stream, bridge } = await pairThrough(beacon, certs.beacon.certPem, door);
-          const started = performance.now();
-          const accepted = acceptTunnel(stream, tunnelOptions());
-          setTimeout(() => (how === 'end' ? bridge.end() : bridge.destroy()), 50);
-          const error = await accepted.then(
-            () => undefined,
-            (err: unknown) => err,
-          );
-          expect(error).toMatchObject({ code: 'CT_TUNNEL_CLOSED', details: { peerLeft: true } });
-          expect(performance.now() - started).toBeLessThan(5_000);
-        } finally {
-          await beacon.close();
-        }
-      });
-
-  it('fails the init exchange at once too (bootstrapBroker), without waiting its step', async () => {
+  /**
+   * Pairs through a fresh beacon's `door`, runs the broker's `exchange` on its end and has the bridge end `leave`
+   * 50 ms later; resolves with what the exchange failed with (undefined if it did not) and how long it took.
+   */
+  async function whenBridgeLeaves(
+    door: 'tls' | 'plain' | 'wss',
+    leave: (bridge: Duplex) => void,
+    exchange: (stream: Duplex) => Promise<unknown>,
+  ): Promise<{ error: unknown; ms: number }> {
     const beacon = await startBeacon(certs);
     try {
-      const { broker: stream, bridge } = await pairThrough(beacon, certs.beacon.certPem);
+      const { broker: stream, bridge } = await pairThrough(beacon, certs.beacon.certPem, door);
       const started = performance.now();
-      const bootstrapped = bootstrapBroker(stream, {
-        fingerprint: randomUUID(),
-        stepTimeoutMs: LONG_STEP_MS,
-        logger: captureLogger().logger,
-      });
-      setTimeout(() => bridge.destroy(), 50);
-      const error = await bootstrapped.then(
+      const running = exchange(stream);
+      setTimeout(() => leave(bridge), 50);
+      const error = await running.then(
         () => undefined,
         (err: unknown) => err,
       );
-      expect(error).toMatchObject({ code: 'CT_BOOTSTRAP_PROTOCOL', details: { peerLeft: true } });
-      expect(performance.now() - started).toBeLessThan(5_000);
+      return { error, ms: performance.now() - started };
     } finally {
       await beacon.close();
     }
+  }
+
+  for (const door of ['tls', 'plain', 'wss'] as const)
+    for (const how of ['end', 'destroy'] as const)
+      it(`fails the broker's handshake at once, marked as the peer leaving (${door} door, bridge ${how}s)`, async () => {
+        const { error, ms } = await whenBridgeLeaves(
+          door,
+          (bridge) => (how === 'end' ? bridge.end() : bridge.destroy()),
+          (stream) => acceptTunnel(stream, tunnelOptions()),
+        );
+        expect(error).toMatchObject({ code: 'CT_TUNNEL_CLOSED', details: { peerLeft: true } });
+        expect(ms).toBeLessThan(5_000);
+      });
+
+  it('fails the init exchange at once too (bootstrapBroker), without waiting its step', async () => {
+    const { error, ms } = await whenBridgeLeaves(
+      'tls',
+      (bridge) => bridge.destroy(),
+      (stream) =>
+        bootstrapBroker(stream, {
+          fingerprint: randomUUID(),
+          stepTimeoutMs: LONG_STEP_MS,
+          logger: captureLogger().logger,
+        }),
+    );
+    expect(error).toMatchObject({ code: 'CT_BOOTSTRAP_PROTOCOL', details: { peerLeft: true } });
+    expect(ms).toBeLessThan(5_000);
   });
 
   it('gives the tunnel back the half-close of the paired stream once the handshake completed', async () => {

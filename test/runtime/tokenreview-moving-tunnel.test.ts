@@ -16,10 +16,10 @@ import {
 import { silentLogger } from '../../runtime/core/index.js';
 import { createCertificateAuthority, issueCertificate } from '../../runtime/pki/index.js';
 import { TOKENREVIEW_TUNNEL_PATH } from '../../runtime/podapi/protocol.js';
-import { acceptTunnel, openTunnel, type TunnelHandler, type TunnelMux } from '../../runtime/tunnel/index.js';
+import type { TunnelHandler, TunnelMux } from '../../runtime/tunnel/index.js';
 import { freePort } from '../ports.js';
 import { waitUntil } from '../support/wait.js';
-import { duplexPair } from './duplex-pair.js';
+import { tunnelPair } from './tunnel-pair.js';
 
 const REPLICA_IPS = ['127.0.0.5', '127.0.0.6'];
 const SERVICE_NAME = 'cloudtaser-bridge.test';
@@ -33,15 +33,6 @@ const listener = issueCertificate(listenerCa, {
   ipAddresses: REPLICA_IPS,
   extKeyUsage: ['serverAuth'],
 });
-const clusterCa = createCertificateAuthority({ commonName: 'cluster ca' });
-const brokerCert = issueCertificate(clusterCa, {
-  commonName: 'cloudtaser-broker',
-  extKeyUsage: ['serverAuth'],
-});
-const bridgeCert = issueCertificate(clusterCa, {
-  commonName: 'cloudtaser-bridge',
-  extKeyUsage: ['clientAuth'],
-});
 
 /** What the cluster's API server answers, through whichever tunnel reaches the broker. */
 const AUTHENTICATED = JSON.stringify({
@@ -53,27 +44,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A tunnel from a bridge replica (returned) to a broker end serving `brokerHandler`. */
+/** A tunnel from a bridge replica to a broker end serving `brokerHandler`, closed after the test. */
 async function tunnelTo(brokerHandler: TunnelHandler): Promise<{ bridge: TunnelMux; broker: TunnelMux }> {
-  const [brokerSide, bridgeSide] = duplexPair();
-  const common = { caCertPem: clusterCa.certPem, handshakeTimeoutMs: 3_000, limits: { pingIntervalMs: 0 } };
-  const [broker, bridge] = await Promise.all([
-    acceptTunnel(brokerSide, {
-      ...common,
-      certPem: brokerCert.certPem,
-      keyPem: brokerCert.keyPem!,
-      handler: brokerHandler,
-      logger: silentLogger,
-    }),
-    openTunnel(bridgeSide, {
-      ...common,
-      certPem: bridgeCert.certPem,
-      keyPem: bridgeCert.keyPem!,
-      logger: silentLogger,
-    }),
-  ]);
-  cleanups.push(() => broker.mux.close());
-  return { bridge: bridge.mux, broker: broker.mux };
+  const pair = await tunnelPair(brokerHandler);
+  cleanups.push(() => pair.broker.close());
+  return pair;
 }
 
 const answering: TunnelHandler = (req) =>

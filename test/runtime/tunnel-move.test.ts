@@ -5,43 +5,17 @@
  * closes while the bridge asks. Nothing in flight is lost either way.
  */
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../runtime/core/index.js';
-import { createCertificateAuthority, issueCertificate } from '../../runtime/pki/index.js';
 import {
-  acceptTunnel,
   askToMove,
   isTunnelMoveRequest,
-  openTunnel,
   TUNNEL_MOVE_PATH,
   type TunnelHandler,
 } from '../../runtime/tunnel/index.js';
-import { duplexPair } from './duplex-pair.js';
-
-const ca = createCertificateAuthority({ commonName: 'cluster ca' });
-const brokerCert = issueCertificate(ca, { commonName: 'cloudtaser-broker', extKeyUsage: ['serverAuth'] });
-const bridgeCert = issueCertificate(ca, { commonName: 'cloudtaser-bridge', extKeyUsage: ['clientAuth'] });
-const session = (cert: typeof brokerCert, handler?: TunnelHandler) => ({
-  caCertPem: ca.certPem,
-  certPem: cert.certPem,
-  keyPem: cert.keyPem!,
-  handshakeTimeoutMs: 3_000,
-  limits: { pingIntervalMs: 0 },
-  handler,
-  logger: silentLogger,
-});
+import { tunnelPair } from './tunnel-pair.js';
 
 /** A tunnel between a bridge end and a broker end whose handler is `brokerHandler`. */
-async function tunnelTo(brokerHandler: TunnelHandler) {
-  const [brokerSide, bridgeSide] = duplexPair();
-  const [broker, bridge] = await Promise.all([
-    acceptTunnel(brokerSide, session(brokerCert, brokerHandler)),
-    openTunnel(
-      bridgeSide,
-      session(bridgeCert, () => ({ status: 200, body: 'ok' })),
-    ),
-  ]);
-  return { broker: broker.mux, bridge: bridge.mux };
-}
+const tunnelTo = (brokerHandler: TunnelHandler) =>
+  tunnelPair(brokerHandler, () => ({ status: 200, body: 'ok' }));
 
 const OPTIONS = { timeoutMs: 500, closeWithinMs: 2_000, reason: 'test: the beacon replica drains' };
 
