@@ -114,6 +114,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   const movesAsked = new WeakSet<TunnelMux>();
   /** Tunnels of clusters handed to another replica, still moving or closing; close() waits for them. */
   const handingOff = new Set<Promise<void>>();
+  /**
+   * Clusters handed to another replica whose tunnels have not all closed yet: their brokers still serve on them
+   * until the next tunnel is up, so TokenReviews and a deregistration still find them here.
+   */
+  const handedOff = new Map<string, ClusterState>();
   const clusters = new Map<string, ClusterState>();
   /** Every registered cluster, as of the last poll; with sharding this replica serves some of them. */
   let registered: ReadonlyMap<string, RegisteredCluster> = new Map();
@@ -197,10 +202,14 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
 
   /**
    * Live tunnel for one cluster: the newest one that is not closing, when a reconnect or a move briefly overlaps
-   * the old; else the newest open one.
+   * the old; else the newest open one. A tunnel still moving off to the replica that took the cluster's shard
+   * counts (older than any tunnel the cluster has here again): its broker serves on it until the next is up.
    */
   const tunnelFor = (fingerprint: string): TunnelMux | undefined => {
-    const open = [...(clusters.get(fingerprint)?.tunnels ?? [])].filter((t) => !t.closed);
+    const open = [
+      ...(handedOff.get(fingerprint)?.tunnels ?? []),
+      ...(clusters.get(fingerprint)?.tunnels ?? []),
+    ].filter((t) => !t.closed);
     return open.findLast((t) => !t.draining) ?? open[open.length - 1];
   };
 
@@ -238,7 +247,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         listener: options.tokenReview,
         openbao: options.openbao,
         namespaceRoot,
-        namespaceOf: (fingerprint) => clusters.get(fingerprint)?.namespace,
+        // Every registered cluster, not only those this replica serves: with sharding, OpenBao's review reaches
+        // any replica, and one without the tunnel must still check the credential before asking its peers.
+        namespaceOf: (fingerprint) =>
+          clusters.get(fingerprint)?.namespace ?? registered.get(fingerprint)?.namespace,
         tunnelFor,
         resolve: options.resolve,
         observe: metrics ? (outcome) => metrics.tokenReview(outcome) : undefined,
@@ -701,12 +713,40 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       },
       "another bridge replica serves this cluster's shard now: moving its tunnels there",
     );
+    if (tunnels.length === 0) return;
+    handedOff.set(cluster.fingerprint, cluster);
+    void Promise.all(tunnels.map((tunnel) => tunnel.done)).then(() => {
+      if (handedOff.get(cluster.fingerprint) === cluster) handedOff.delete(cluster.fingerprint);
+    });
     for (const tunnel of tunnels) {
       const moving = moveThenClose(tunnel, 'another bridge replica serves its shard now').finally(() =>
         handingOff.delete(moving),
       );
       handingOff.add(moving);
     }
+  }
+
+  /**
+   * A poll re-read a cluster whose tunnels are moving off this replica: a deregistration or a new CA ends them at
+   * once, as it ends a served cluster's (a move waits for nothing in flight, trust does not wait for a move); a newer
+   * bootstrap ends the tunnels of the key it replaced.
+   */
+  function reviewHandedOff(leaving: ClusterState, entry: RegisteredCluster | undefined): void {
+    if (entry && entry.operationalHash === leaving.operationalHash) {
+      setBrokerKey(leaving, entry.brokerKeySha256);
+      return;
+    }
+    handedOff.delete(leaving.fingerprint);
+    const reason = entry ? 'the cluster was registered again with a new CA' : 'the cluster was deregistered';
+    for (const tunnel of leaving.tunnels) tunnel.close({ code: 'CT_NOT_REGISTERED', reason });
+    log.info(
+      {
+        event: 'bridge.handed_off_tunnels_closed',
+        fingerprintPrefix: fingerprintPrefix(leaving.fingerprint),
+        reason,
+      },
+      'closed the tunnels still moving to another bridge replica',
+    );
   }
 
   /** Starts serving a registered cluster, or brings the served one up to date with its records. */
@@ -825,6 +865,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     // Only what discovery re-read needs a look; the rest is as it was (a poll costs O(changes), not O(fleet)).
     for (const fingerprint of found.changed) {
       const entry = found.clusters.get(fingerprint);
+      const leaving = handedOff.get(fingerprint);
+      if (leaving) reviewHandedOff(leaving, entry);
       const cluster = clusters.get(fingerprint);
       if (!entry) {
         if (cluster) dropCluster(cluster, 'the cluster was deregistered');

@@ -126,6 +126,14 @@ export function shardOf(fingerprint: string, shards: number): number {
   return digest.readUInt32BE(0) % shards;
 }
 
+/**
+ * How much a replica prefers a shard (rendezvous hashing): every replica computes the same number for every other.
+ * A replica over its fair share gives back the shards it prefers least; one under it takes those it prefers most.
+ */
+export function shardPreference(identity: string, shard: number): number {
+  return createHash('sha256').update(`${identity}/${shard}`).digest().readUInt32BE(0);
+}
+
 export function validateShardSettings(shards: number, replicasPerShard: number): void {
   if (!Number.isInteger(shards) || shards < 1 || shards > 1024)
     throw new CloudtaserError(
@@ -188,9 +196,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       bounded(o?.signal, (signal) => options.leases.deleteLease(ns, name, { ...o, signal })),
   };
   /** This replica's preference for each shard (rendezvous hashing): fixed for its identity. */
-  const rank = Array.from({ length: options.shards }, (_, shard) =>
-    createHash('sha256').update(`${identity}/${shard}`).digest().readUInt32BE(0),
-  );
+  const rank = Array.from({ length: options.shards }, (_, shard) => shardPreference(identity, shard));
 
   const slotName = (shard: number, slot: number) => `${prefix}-shard-${shard}-${slot}`;
   /** The shard and slot a slot Lease of this fleet stands for; undefined for a member Lease or a foreign name. */
@@ -209,9 +215,6 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   const observed = new Map<string, Observed>();
   /** Since when (this replica's clock) each slot has been free, while it stays free. */
   const freeSince = new Map<string, number>();
-  /** A replica's preference for a shard: the same hash every replica computes for every other. */
-  const rankOf = (member: string, shard: number) =>
-    createHash('sha256').update(`${member}/${shard}`).digest().readUInt32BE(0);
   let members = 1;
   let target = Math.ceil((options.shards * replicasPerShard) / members);
   let lastRoundAt: string | undefined;
@@ -482,7 +485,7 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
         const { shard, slot } = parsed;
         const eligible = liveMembers
           .filter((member) => !holdersOf.get(shard)?.has(member))
-          .sort((x, y) => rankOf(y, shard) - rankOf(x, shard));
+          .sort((x, y) => shardPreference(y, shard) - shardPreference(x, shard));
         const turn = Math.floor((at - since) / durationMs) - 1;
         const mine = eligible.indexOf(identity);
         if (turn < 0 || mine < 0 || mine > turn) continue;

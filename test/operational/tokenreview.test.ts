@@ -6,17 +6,12 @@
  * OpenBao reaches. Also: roles with a namespace selector (OpenBao reads the pod's namespace through the tunnel).
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { createLogger } from '../../runtime/core/log.js';
-import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
-import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
-import { KubeClient } from '../../runtime/kube/index.js';
-import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import {
   loadTokenReviewCa,
   type RegistrationResult,
@@ -29,22 +24,20 @@ import {
   startTestBroker,
   testResolve,
 } from '../runtime/fixtures.js';
+import { freePortOn, type ServiceProxy, startServiceProxy } from '../support/service-proxy.js';
+import { type KubeAuthWorld, startKubeAuthWorld } from './kube-auth-world.js';
 
 const BRIDGE_IPS = ['127.0.0.3', '127.0.0.4'];
 const PEERS_NAME = 'cloudtaser-bridge-peers.test';
 const APP_NS = 'team-a';
 const OTHER_NS = 'team-b';
 
-let openbao: OpenBaoTestServer;
-let admin: OpenBaoClient;
-let kube: KubeTestServer;
-let kubeAdmin: KubeClient;
-let brokerKube: KubeClient;
+let world: KubeAuthWorld;
 let replicas: Replicas;
 let bridges: BridgeHandle[];
 let broker: BrokerHandle;
 let cluster: RegistrationResult;
-let service: { server: Server; url: string; target: number; connections: number[] };
+let service: ServiceProxy;
 
 /** Every line the bridge replicas log at info and above. */
 const bridgeLines: string[] = [];
@@ -60,53 +53,22 @@ const bridgeLogger = createLogger('tokenreview-test', {
 const resolve = async (host: string) => (host === PEERS_NAME ? [...BRIDGE_IPS] : testResolve(host));
 
 beforeAll(async () => {
-  openbao = await startOpenBaoTestServer();
-  admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
-  kube = await startKubeTestServer();
-  kubeAdmin = KubeClient.fromConnection({
-    kind: 'token',
-    host: kube.url,
-    token: kube.adminToken,
-    clusterCaCertificate: kube.caCertPem,
-  });
-  await kube.createServiceAccount('cloudtaser-system', 'cloudtaser');
-  const operator = { namespace: 'cloudtaser-system', name: 'cloudtaser' };
-  kube.grant(operator, {
-    verbs: ['create'],
-    resources: ['tokenreviews'],
-    apiGroups: ['authentication.k8s.io'],
-  });
-  kube.grant(operator, { verbs: ['get'], resources: ['namespaces'] });
-  brokerKube = KubeClient.fromConnection({
-    kind: 'token',
-    host: kube.url,
-    token: kube.issueServiceAccountToken('cloudtaser-system', 'cloudtaser', { expirationSeconds: 7200 }),
-    clusterCaCertificate: kube.caCertPem,
-  });
-  await createLabelledNamespace(APP_NS, { team: 'a' });
-  await createLabelledNamespace(OTHER_NS, { team: 'b' });
-  await kube.createServiceAccount(APP_NS, 'app');
-  await kube.createServiceAccount(OTHER_NS, 'app');
+  world = await startKubeAuthWorld();
+  await world.createAppNamespace(APP_NS, { team: 'a' });
+  await world.createAppNamespace(OTHER_NS, { team: 'b' });
   replicas = await startReplicas(1);
 
   // Two replicas on one port, as a Deployment's pods are, with the peers' name resolving to both.
-  const port = await freePort(BRIDGE_IPS[0]);
+  const port = await freePortOn(BRIDGE_IPS[0]);
   bridges = [await startBridgeReplica(BRIDGE_IPS[0], port), await startBridgeReplica(BRIDGE_IPS[1], port)];
-  service = await startServiceProxy(port);
+  service = await startServiceProxy(port, BRIDGE_IPS);
 
-  cluster = await registerCluster(admin, {
-    fingerprint: kube.kubeSystemUid,
+  cluster = await registerCluster(world.admin, {
+    fingerprint: world.kube.kubeSystemUid,
     tokenReviewEndpoint: service.url,
   });
-  const ns = admin.withNamespace(cluster.namespace);
-  await ns.writePolicy('read', 'path "secret/data/app/*" { capabilities = ["read"] }');
-  await ns.writeKubernetesAuthRole('kubernetes', 'app', {
-    boundServiceAccountNames: ['app'],
-    boundServiceAccountNamespaces: [APP_NS],
-    policies: ['read'],
-    ttl: '1h',
-  });
-  await ns.writeKubernetesAuthRole('kubernetes', 'by-label', {
+  await world.writeAppRole(cluster.namespace, 'app', [APP_NS]);
+  await world.admin.withNamespace(cluster.namespace).writeKubernetesAuthRole('kubernetes', 'by-label', {
     boundServiceAccountNames: ['app'],
     boundServiceAccountNamespaces: [],
     boundServiceAccountNamespaceSelector: '{"matchLabels":{"team":"a"}}',
@@ -115,10 +77,10 @@ beforeAll(async () => {
   });
   for (const bridge of bridges) await bridge.pollNow();
   broker = await startTestBroker({
-    fingerprint: kube.kubeSystemUid,
+    fingerprint: world.kube.kubeSystemUid,
     beacons: [replicas.address],
     caSha256: cluster.operationalHash,
-    kube: brokerKube,
+    kube: world.brokerKube,
   });
   await broker.waitForPhase('operational', 20_000);
 }, 90_000);
@@ -126,18 +88,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await broker?.close();
   for (const bridge of bridges ?? []) await bridge.close();
-  await new Promise<void>((done) => (service?.server ? service.server.close(() => done()) : done()));
+  await service?.close();
   await replicas?.close();
-  brokerKube?.close();
-  kubeAdmin?.close();
-  await kube?.close();
-  await admin?.close();
-  await openbao?.close();
+  await world?.close();
 });
 
 function startBridgeReplica(host: string, port: number): Promise<BridgeHandle> {
   return startTestBridge({
-    openbao: admin,
+    openbao: world.admin,
     beacons: [replicas.address],
     resolve,
     tokenReview: { host, port, dnsNames: ['localhost'], peers: `${PEERS_NAME}:${port}` },
@@ -147,19 +105,10 @@ function startBridgeReplica(host: string, port: number): Promise<BridgeHandle> {
 
 /** Which replica holds the broker's tunnel now. */
 function holder(): number {
-  return bridges.findIndex((b) => b.tunnels(kube.kubeSystemUid).some((t) => !t.closed));
+  return bridges.findIndex((b) => b.tunnels(world.kube.kubeSystemUid).some((t) => !t.closed));
 }
 
-async function login(role: string, namespace = APP_NS): Promise<number> {
-  const jwt = kube.issueServiceAccountToken(namespace, 'app', { expirationSeconds: 600 });
-  const response = await request(`${openbao.address}/v1/auth/kubernetes/login`, {
-    method: 'POST',
-    headers: { 'x-vault-namespace': cluster.namespace, 'content-type': 'application/json' },
-    body: JSON.stringify({ role, jwt }),
-  });
-  await response.body.dump();
-  return response.statusCode;
-}
+const login = (role: string, namespace = APP_NS) => world.login(cluster.namespace, role, namespace);
 
 describe('TokenReview with two bridge replicas behind one Service', () => {
   it('logs every pod in whichever replica OpenBao reaches: the one holding the tunnel answers, the other forwards to it', async () => {
@@ -208,11 +157,11 @@ describe('TokenReview with two bridge replicas behind one Service', () => {
   });
 
   it('refuses over TLS a client that does not trust the listener CA, and serves one that does', async () => {
-    const ca = await loadTokenReviewCa(admin.withNamespace('cloudtaser'));
+    const ca = await loadTokenReviewCa(world.admin.withNamespace('cloudtaser'));
     const trusted = new Agent({ connect: { ca: ca!.certPem } });
     try {
       const unauthenticated = await request(
-        `${service.url}/clusters/${kube.kubeSystemUid}/apis/authentication.k8s.io/v1/tokenreviews`,
+        `${service.url}/clusters/${world.kube.kubeSystemUid}/apis/authentication.k8s.io/v1/tokenreviews`,
         { method: 'POST', dispatcher: trusted, body: '{"spec":{"token":"x"}}' },
       );
       expect(unauthenticated.statusCode).toBe(401);
@@ -227,60 +176,3 @@ describe('TokenReview with two bridge replicas behind one Service', () => {
     ).rejects.toThrow(/certificate/);
   });
 });
-
-async function freePort(host: string): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((done) => probe.listen(0, host, done));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((done) => probe.close(() => done()));
-  return port;
-}
-
-async function createLabelledNamespace(name: string, labels: Record<string, string>): Promise<void> {
-  const agent = new Agent({ connect: { ca: kube.caCertPem } });
-  const response = await request(`${kube.url}/api/v1/namespaces`, {
-    method: 'POST',
-    dispatcher: agent,
-    headers: { authorization: `Bearer ${kube.adminToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }),
-  });
-  expect(response.statusCode).toBe(201);
-  await response.body.dump();
-  await agent.close();
-}
-
-/**
- * A ClusterIP Service stand-in: a TCP proxy that sends each connection to the replica `target` names. Setting a
- * target ends the open connections (OpenBao keeps them alive), so the next review surely goes there.
- */
-async function startServiceProxy(port: number) {
-  const open = new Set<Socket>();
-  let target = 0;
-  const state = {
-    connections: [0, 0],
-    get target() {
-      return target;
-    },
-    set target(value: number) {
-      target = value;
-      for (const socket of open) socket.destroy();
-    },
-  };
-  const server = createServer((client: Socket) => {
-    const index = target;
-    state.connections[index]++;
-    open.add(client);
-    client.on('close', () => open.delete(client));
-    const upstream = tcpConnect(port, BRIDGE_IPS[index]);
-    client.pipe(upstream).pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end);
-    upstream.on('error', end);
-  });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const address = server.address() as { port: number };
-  return Object.assign(state, { server, url: `https://localhost:${address.port}` });
-}
