@@ -101,6 +101,15 @@ export interface ShardMembershipStatus {
   readonly lastRoundAt?: string;
   /** The last failed round (the replica keeps serving what it holds meanwhile). */
   readonly lastError?: string;
+  /** This replica's identity (its pod name in the chart), the Leases' namespace and name prefix. */
+  readonly identity: string;
+  readonly leaseNamespace: string;
+  readonly leasePrefix: string;
+  /**
+   * Per shard, the replicas holding a slot of it as this replica last saw the Leases (an expired one not counted):
+   * where `source doctor` sends an SRE asking about a cluster whose shard this replica does not hold.
+   */
+  readonly holders: string[][];
 }
 
 export interface ShardMembership {
@@ -562,6 +571,20 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       target,
       lastRoundAt,
       lastError,
+      identity,
+      leaseNamespace: options.namespace,
+      leasePrefix: prefix,
+      holders: Array.from({ length: options.shards }, (_, shard) => {
+        const at = now();
+        // This replica as `held` says (what it serves), the others as their Leases say.
+        const holders = new Set<string>(served.has(shard) ? [identity] : []);
+        for (let slot = 0; slot < replicasPerShard; slot++) {
+          const name = slotName(shard, slot);
+          const holder = observed.get(name)?.lease.spec.holderIdentity;
+          if (holder && holder !== identity && !isFree(name, at)) holders.add(holder);
+        }
+        return [...holders];
+      }),
     }),
     close() {
       closing ??= (async () => {

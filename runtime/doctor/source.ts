@@ -3,6 +3,7 @@
  * credentials (the registrar's or an admin's): its records, namespace, mounts and Kubernetes auth, then the bridge's
  * health, the beacon replicas as the bridge sees them (its /metrics), and whether it holds the cluster's tunnel.
  */
+import { shardOf } from '../bridge/shards.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { clusterNamespace, DEFAULT_NAMESPACE_ROOT, getClusterStatus } from '../registration/index.js';
@@ -37,6 +38,33 @@ interface BridgeStatusView {
   }>;
   readonly lastPollError?: string;
   readonly beaconIdentityError?: string;
+  /** With sharding (bridge run --shards): which shards this replica holds, and who holds the others. */
+  readonly shards?: {
+    readonly shards: number;
+    readonly held: number[];
+    readonly identity?: string;
+    readonly leaseNamespace?: string;
+    readonly leasePrefix?: string;
+    readonly holders?: string[][];
+  };
+}
+
+/**
+ * Where the cluster's shard is served when the bridge asked is a sharded replica that does not hold it; undefined
+ * when the replica is not sharded or holds the shard (then what it serves is the answer).
+ */
+function elsewhere(bridge: BridgeStatusView | undefined, fingerprint: string) {
+  const sharding = bridge?.shards;
+  if (!sharding) return undefined;
+  const shard = shardOf(fingerprint, sharding.shards);
+  if (sharding.held.includes(shard)) return undefined;
+  const leases = `kubectl -n ${sharding.leaseNamespace ?? '<bridge namespace>'} get leases -l cloudtaser.io/bridge-leases=${sharding.leasePrefix ?? 'cloudtaser-bridge'}`;
+  return {
+    shard,
+    holders: sharding.holders?.[shard] ?? [],
+    identity: sharding.identity ?? 'this replica',
+    leases,
+  };
 }
 
 export async function runSourceDoctor(options: SourceDoctorOptions): Promise<DoctorReport> {
@@ -186,6 +214,20 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
     },
     async 'bridge-cluster'() {
       if (!bridgeUrl) return noBridge();
+      const other = elsewhere(bridge, fp);
+      // One replica's status cannot say whether another serves the cluster: only where to ask.
+      if (other && other.holders.length > 0)
+        return warn(
+          `not checked here: shard ${other.shard}, which serves ${fp8}, is held by bridge replica ${other.holders.join(', ')}, not by the one asked (${other.identity})`,
+          `run doctor again with --bridge-health-url pointing at that pod's probe port (kubectl port-forward pod/${other.holders[0]} <probe port>)`,
+          { shard: other.shard, holders: other.holders },
+        );
+      if (other)
+        return broken(
+          `no bridge replica holds shard ${other.shard}, which serves ${fp8} (the one asked, ${other.identity}, holds ${bridge?.shards?.held.join(', ') || 'none'})`,
+          `list the shard Leases (${other.leases}); check the bridges' RBAC on coordination.k8s.io leases and their bridge.shard_* log lines`,
+          { facts: { shard: other.shard } },
+        );
       if (!bridge?.clusters?.some((c) => c.fingerprintPrefix === fp8))
         return broken(
           `the bridge does not serve ${fp8}`,
@@ -204,6 +246,13 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
     async tunnel() {
       if (!bridgeUrl) return noBridge();
       const cluster = bridge?.clusters?.find((c) => c.fingerprintPrefix === fp8);
+      const other = elsewhere(bridge, fp);
+      if (!cluster && other)
+        return warn(
+          `not checked here: the tunnel is on bridge replica ${other.holders.join(', ')}, the holder of shard ${other.shard}, not on the one asked (${other.identity})`,
+          `run doctor again with --bridge-health-url pointing at that pod's probe port (kubectl port-forward pod/${other.holders[0]} <probe port>)`,
+          { shard: other.shard, holders: other.holders },
+        );
       if (!cluster || cluster.tunnels < 1)
         return broken(
           `the bridge holds no tunnel for ${fp8}`,

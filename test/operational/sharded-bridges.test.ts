@@ -1,5 +1,6 @@
 /**
- * OpenBao's Kubernetes auth with bridge replicas sharded by Leases (docs/scaling.md). OpenBao calls the bridge
+ * Bridge replicas sharded by Leases (docs/scaling.md), as OpenBao's Kubernetes auth and an SRE with `source doctor`
+ * meet them. OpenBao calls the bridge
  * Service, so its TokenReview reaches any replica, also one that does not serve the cluster's shard; that replica
  * must check the reviewer credential and ask its peers, as an unsharded replica without the tunnel does. Before,
  * it knew only the clusters it served, refused the credential as unknown (401), and the pod's login failed.
@@ -8,9 +9,13 @@
  * replica keeps the old tunnel until the broker's next one is up on the taker, and answers reviews on it meanwhile
  * (before, it no longer found that tunnel, asked its peers, none had one yet: 503). A deregistration during the
  * move ends the moving tunnel at once: a move never outlasts trust.
+ *
+ * `source doctor` asked of a replica that does not hold the cluster's shard says which replica does and to ask
+ * that one (before: "the bridge does not serve" the cluster, exit 26, a false diagnosis).
  */
 
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -19,6 +24,7 @@ import type { BridgeHandle, BridgeTiming } from '../../runtime/bridge/index.js';
 import { shardOf, shardPreference } from '../../runtime/bridge/shards.js';
 import { type BrokerHandle, createBrokerMetrics } from '../../runtime/broker/index.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
+import { type DoctorReport, runSourceDoctor } from '../../runtime/doctor/index.js';
 import { KubeClient } from '../../runtime/kube/index.js';
 import {
   deregisterCluster,
@@ -37,6 +43,7 @@ import {
   startTestBroker,
   testResolve,
 } from '../runtime/fixtures.js';
+import { listenOnLoopback } from '../support/loopback.js';
 import { freePortOn, type ServiceProxy, startServiceProxy } from '../support/service-proxy.js';
 import { waitUntil } from '../support/wait.js';
 import { parseExposition } from './exposition.js';
@@ -111,6 +118,7 @@ async function startReplica(index: 0 | 1): Promise<BridgeHandle> {
     beacons: [replicas.address],
     resolve: async (host) => (host === PEERS_NAME ? [...BRIDGE_IPS] : testResolve(host)),
     timing: { ...FAST_BRIDGE_TIMING, ...MOVE_WAIT },
+    health: { host: '127.0.0.1', port: 0 },
     tokenReview: {
       host: BRIDGE_IPS[index],
       port,
@@ -252,6 +260,66 @@ describe('TokenReview with bridge replicas sharded by Leases', () => {
       expect(wrong.statusCode).toBe(401);
     } finally {
       await trusting.close();
+    }
+  }, 30_000);
+
+  it('source doctor asked of a replica without the shard names the replica that holds it; asked of that one, it finds the tunnel', async () => {
+    const [giver, joiner] = bridges;
+    const shard = shardOf(cluster.fingerprint, SHARDS);
+    const doctor = (bridge: BridgeHandle) =>
+      runSourceDoctor({
+        openbao: world.admin,
+        fingerprint: cluster.fingerprint,
+        bridgeHealthUrl: bridge.healthUrl,
+        timeoutMs: 2_000,
+      });
+    const step = (report: DoctorReport, id: string) => report.steps.find((s) => s.link === id);
+
+    const asked = await doctor(giver!);
+    expect(asked.exitCode).toBe(0);
+    expect(step(asked, 'bridge-cluster')).toMatchObject({
+      state: 'warn',
+      detail: expect.stringContaining(
+        `shard ${shard}, which serves ${fingerprintPrefix(cluster.fingerprint)}, is held by bridge replica bridge-joining, not by the one asked (${giverIdentity})`,
+      ),
+      fix: expect.stringContaining('kubectl port-forward pod/bridge-joining'),
+    });
+    expect(step(asked, 'tunnel')).toMatchObject({
+      state: 'warn',
+      detail: expect.stringContaining('bridge-joining'),
+    });
+
+    const holder = await doctor(joiner!);
+    expect(holder.exitCode).toBe(0);
+    expect(step(holder, 'bridge-cluster')).toMatchObject({ state: 'ok' });
+    expect(step(holder, 'tunnel')).toMatchObject({ state: 'ok', detail: '1 tunnel(s) up' });
+
+    // A replica whose view has nobody holding the shard (Leases it cannot write, say): a broken link, not a hint.
+    const orphaned = createServer((req, res) => {
+      if (req.url === '/status') {
+        const view = giver!.status();
+        const holders = view.shards!.holders.map((h, i) => (i === shard ? [] : h));
+        res.end(JSON.stringify({ ...view, shards: { ...view.shards, holders } }));
+      } else res.end(req.url === '/readyz' ? 'ok' : '');
+    });
+    const fake = await listenOnLoopback(orphaned);
+    try {
+      const report = await runSourceDoctor({
+        openbao: world.admin,
+        fingerprint: cluster.fingerprint,
+        bridgeHealthUrl: fake.address,
+        timeoutMs: 2_000,
+      });
+      expect(report.exitCode).toBe(26);
+      expect(step(report, 'bridge-cluster')).toMatchObject({
+        state: 'broken',
+        detail: expect.stringContaining(`no bridge replica holds shard ${shard}`),
+        fix: expect.stringContaining(
+          `kubectl -n ${LEASE_NAMESPACE} get leases -l cloudtaser.io/bridge-leases=cloudtaser-bridge`,
+        ),
+      });
+    } finally {
+      await fake.close();
     }
   }, 30_000);
 
