@@ -220,25 +220,24 @@ function failWith502(res: ServerResponse, err: Error): void {
 }
 
 async function runHttpBroker(): Promise<void> {
-  let client: Promise<Client> | undefined;
-  const tunnelClient = () => {
-    client ??= brokerTunnel().then(
-      (tunnel) =>
-        new Client('http://tunnel', {
-          // Called back on a later turn: undici 7 never writes a request on a socket handed back synchronously.
-          connect: (_options, callback) => {
-            setImmediate(() => callback(null, tunnel));
-          },
-        }),
-    );
-    return client;
-  };
+  // One tunnel at a time, paired again whenever undici connects (the first request, or after the tunnel closed):
+  // handing back a tunnel that had closed left the next read waiting for headers until undici's 300 s timeout
+  // (the full `--only=secret` run idles the HTTP floor longer than Node's keep-alive between its phases).
+  const client = new Client('http://tunnel', {
+    keepAliveTimeout: 600_000,
+    keepAliveMaxTimeout: 600_000,
+    connect: (_options, callback) => {
+      // Called back on a later turn: undici 7 never writes a request on a socket handed back synchronously.
+      brokerTunnel().then(
+        (tunnel) => setImmediate(() => callback(null, tunnel)),
+        (err: Error) => callback(err, null),
+      );
+    },
+  });
   const server = createHttpsServer(
     { cert: config.podApi.certPem, key: config.podApi.keyPem, noDelay: true },
     (req, res) => {
-      tunnelClient()
-        .then((dispatcher) => relayRequest(req, res, dispatcher, 'http://tunnel'))
-        .catch((err: Error) => failWith502(res, err));
+      relayRequest(req, res, client, 'http://tunnel').catch((err: Error) => failWith502(res, err));
     },
   );
   server.listen(0, '127.0.0.1');
@@ -252,6 +251,9 @@ async function runHttpBridge(): Promise<void> {
   const server = createHttpServer((req, res) => {
     relayRequest(req, res, openbao, origin).catch((err: Error) => failWith502(res, err));
   });
+  // The tunnel is this server's one connection, kept for the whole run as the real bridge keeps its tunnel: Node's
+  // default closes it after 5 s idle.
+  server.keepAliveTimeout = 0;
   process.send!({ port: 0 });
   // One waiter: the HTTP floor measures sequential reads over one tunnel.
   await acceptTunnels(bridgeInnerContext(), 'floor http bridge', (tunnel) => {
