@@ -50,22 +50,26 @@ interface BridgeStatusView {
 }
 
 /**
- * Where the cluster's shard is served when the bridge asked is a sharded replica that does not hold it; undefined
- * when the replica is not sharded or holds the shard (then what it serves is the answer).
+ * The cluster's shard as the bridge asked sees it, when that replica is sharded: whether it holds the shard, and
+ * which other replicas do (the shard's other slot, or all of its slots when it holds none). A broker keeps one
+ * tunnel, on one of them; undefined for a replica that is not sharded.
  */
-function elsewhere(bridge: BridgeStatusView | undefined, fingerprint: string) {
+function shardView(bridge: BridgeStatusView | undefined, fingerprint: string) {
   const sharding = bridge?.shards;
   if (!sharding) return undefined;
   const shard = shardOf(fingerprint, sharding.shards);
-  if (sharding.held.includes(shard)) return undefined;
-  const leases = `kubectl -n ${sharding.leaseNamespace ?? '<bridge namespace>'} get leases -l cloudtaser.io/bridge-leases=${sharding.leasePrefix ?? 'cloudtaser-bridge'}`;
+  const identity = sharding.identity ?? 'this replica';
   return {
     shard,
-    holders: sharding.holders?.[shard] ?? [],
-    identity: sharding.identity ?? 'this replica',
-    leases,
+    held: sharding.held.includes(shard),
+    others: (sharding.holders?.[shard] ?? []).filter((holder) => holder !== sharding.identity),
+    identity,
+    leases: `kubectl -n ${sharding.leaseNamespace ?? '<bridge namespace>'} get leases -l cloudtaser.io/bridge-leases=${sharding.leasePrefix ?? 'cloudtaser-bridge'}`,
   };
 }
+
+const askThatPod = (pod: string) =>
+  `run doctor again with --bridge-health-url pointing at that pod's probe port (kubectl port-forward pod/${pod} <probe port>)`;
 
 export async function runSourceDoctor(options: SourceDoctorOptions): Promise<DoctorReport> {
   const root = options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT;
@@ -214,19 +218,19 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
     },
     async 'bridge-cluster'() {
       if (!bridgeUrl) return noBridge();
-      const other = elsewhere(bridge, fp);
+      const view = shardView(bridge, fp);
       // One replica's status cannot say whether another serves the cluster: only where to ask.
-      if (other && other.holders.length > 0)
+      if (view && !view.held && view.others.length > 0)
         return warn(
-          `not checked here: shard ${other.shard}, which serves ${fp8}, is held by bridge replica ${other.holders.join(', ')}, not by the one asked (${other.identity})`,
-          `run doctor again with --bridge-health-url pointing at that pod's probe port (kubectl port-forward pod/${other.holders[0]} <probe port>)`,
-          { shard: other.shard, holders: other.holders },
+          `not checked here: shard ${view.shard}, which serves ${fp8}, is held by bridge replica ${view.others.join(', ')}, not by the one asked (${view.identity})`,
+          askThatPod(view.others[0]),
+          { shard: view.shard, holders: view.others },
         );
-      if (other)
+      if (view && !view.held)
         return broken(
-          `no bridge replica holds shard ${other.shard}, which serves ${fp8} (the one asked, ${other.identity}, holds ${bridge?.shards?.held.join(', ') || 'none'})`,
-          `list the shard Leases (${other.leases}); check the bridges' RBAC on coordination.k8s.io leases and their bridge.shard_* log lines`,
-          { facts: { shard: other.shard } },
+          `no bridge replica holds shard ${view.shard}, which serves ${fp8} (the one asked, ${view.identity}, holds ${bridge?.shards?.held.join(', ') || 'none'})`,
+          `list the shard Leases (${view.leases}); check the bridges' RBAC on coordination.k8s.io leases and their bridge.shard_* log lines`,
+          { facts: { shard: view.shard } },
         );
       if (!bridge?.clusters?.some((c) => c.fingerprintPrefix === fp8))
         return broken(
@@ -246,12 +250,13 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
     async tunnel() {
       if (!bridgeUrl) return noBridge();
       const cluster = bridge?.clusters?.find((c) => c.fingerprintPrefix === fp8);
-      const other = elsewhere(bridge, fp);
-      if (!cluster && other)
+      const view = shardView(bridge, fp);
+      // The broker keeps one tunnel: with two slots per shard (the chart's default) it may be on the twin.
+      if ((!cluster || cluster.tunnels < 1) && view && view.others.length > 0)
         return warn(
-          `not checked here: the tunnel is on bridge replica ${other.holders.join(', ')}, the holder of shard ${other.shard}, not on the one asked (${other.identity})`,
-          `run doctor again with --bridge-health-url pointing at that pod's probe port (kubectl port-forward pod/${other.holders[0]} <probe port>)`,
-          { shard: other.shard, holders: other.holders },
+          `not checked here: the one asked (${view.identity}) holds no tunnel for ${fp8}; shard ${view.shard} is ${view.held ? 'also ' : ''}held by bridge replica ${view.others.join(', ')}, where the broker's tunnel may be`,
+          `${askThatPod(view.others[0])}; if that one holds none either, the broker is not connected: run \`cloudtaser-cli target doctor\` in the cluster`,
+          { shard: view.shard, holders: view.others },
         );
       if (!cluster || cluster.tunnels < 1)
         return broken(

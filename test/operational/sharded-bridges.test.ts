@@ -11,7 +11,8 @@
  * move ends the moving tunnel at once: a move never outlasts trust.
  *
  * `source doctor` asked of a replica that does not hold the cluster's shard says which replica does and to ask
- * that one (before: "the bridge does not serve" the cluster, exit 26, a false diagnosis).
+ * that one (before: "the bridge does not serve" the cluster, exit 26, a false diagnosis); asked of one of two
+ * replicas holding the shard, without the tunnel, it names the twin (before: "no tunnel", exit 28).
  */
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -20,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BridgeHandle, BridgeTiming } from '../../runtime/bridge/index.js';
+import type { BridgeHandle, BridgeStatus, BridgeTiming } from '../../runtime/bridge/index.js';
 import { shardOf, shardPreference } from '../../runtime/bridge/shards.js';
 import { type BrokerHandle, createBrokerMetrics } from '../../runtime/broker/index.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
@@ -150,6 +151,28 @@ const failedMoves = async () => {
   return all - exposition.sum('cloudtaser_broker_tunnel_moves_total', { outcome: 'moved' });
 };
 
+/** source doctor against a stand-in health port serving `bridge`'s /status as `edit` changes it. */
+async function doctorAgainstStatus(
+  bridge: BridgeHandle,
+  edit: (view: BridgeStatus) => BridgeStatus,
+): Promise<DoctorReport> {
+  const server = createServer((req, res) => {
+    if (req.url === '/status') res.end(JSON.stringify(edit(bridge.status())));
+    else res.end(req.url === '/readyz' ? 'ok' : '');
+  });
+  const stand = await listenOnLoopback(server);
+  try {
+    return await runSourceDoctor({
+      openbao: world.admin,
+      fingerprint: cluster.fingerprint,
+      bridgeHealthUrl: stand.address,
+      timeoutMs: 2_000,
+    });
+  } finally {
+    await stand.close();
+  }
+}
+
 /** Pod logins through the Service sent to the replica at `target`: their statuses. */
 async function loginsThrough(target: number, count: number): Promise<number[]> {
   service.target = target;
@@ -263,7 +286,7 @@ describe('TokenReview with bridge replicas sharded by Leases', () => {
     }
   }, 30_000);
 
-  it('source doctor asked of a replica without the shard names the replica that holds it; asked of that one, it finds the tunnel', async () => {
+  it('source doctor asked of a replica without the shard names the replica that holds it, asked of that one finds the tunnel, and names a twin slot that may hold it', async () => {
     const [giver, joiner] = bridges;
     const shard = shardOf(cluster.fingerprint, SHARDS);
     const doctor = (bridge: BridgeHandle) =>
@@ -295,32 +318,38 @@ describe('TokenReview with bridge replicas sharded by Leases', () => {
     expect(step(holder, 'tunnel')).toMatchObject({ state: 'ok', detail: '1 tunnel(s) up' });
 
     // A replica whose view has nobody holding the shard (Leases it cannot write, say): a broken link, not a hint.
-    const orphaned = createServer((req, res) => {
-      if (req.url === '/status') {
-        const view = giver!.status();
-        const holders = view.shards!.holders.map((h, i) => (i === shard ? [] : h));
-        res.end(JSON.stringify({ ...view, shards: { ...view.shards, holders } }));
-      } else res.end(req.url === '/readyz' ? 'ok' : '');
+    const orphaned = await doctorAgainstStatus(giver!, (view) => ({
+      ...view,
+      shards: { ...view.shards!, holders: view.shards!.holders.map((h, i) => (i === shard ? [] : h)) },
+    }));
+    expect(orphaned.exitCode).toBe(26);
+    expect(step(orphaned, 'bridge-cluster')).toMatchObject({
+      state: 'broken',
+      detail: expect.stringContaining(`no bridge replica holds shard ${shard}`),
+      fix: expect.stringContaining(
+        `kubectl -n ${LEASE_NAMESPACE} get leases -l cloudtaser.io/bridge-leases=cloudtaser-bridge`,
+      ),
     });
-    const fake = await listenOnLoopback(orphaned);
-    try {
-      const report = await runSourceDoctor({
-        openbao: world.admin,
-        fingerprint: cluster.fingerprint,
-        bridgeHealthUrl: fake.address,
-        timeoutMs: 2_000,
-      });
-      expect(report.exitCode).toBe(26);
-      expect(step(report, 'bridge-cluster')).toMatchObject({
-        state: 'broken',
-        detail: expect.stringContaining(`no bridge replica holds shard ${shard}`),
-        fix: expect.stringContaining(
-          `kubectl -n ${LEASE_NAMESPACE} get leases -l cloudtaser.io/bridge-leases=cloudtaser-bridge`,
-        ),
-      });
-    } finally {
-      await fake.close();
-    }
+
+    // Two slots per shard (the chart's default): the replica asked holds the shard with a twin, and the broker's one
+    // tunnel is on the twin. Before: "the bridge holds no tunnel" (exit 28) about a healthy cluster.
+    const twin = await doctorAgainstStatus(joiner!, (view) => ({
+      ...view,
+      clusters: view.clusters.map((c) =>
+        c.fingerprintPrefix === fingerprintPrefix(cluster.fingerprint) ? { ...c, tunnels: 0 } : c,
+      ),
+      shards: {
+        ...view.shards!,
+        holders: view.shards!.holders.map((h, i) => (i === shard ? [...h, 'bridge-twin'] : h)),
+      },
+    }));
+    expect(twin.exitCode).toBe(0);
+    expect(step(twin, 'bridge-cluster')?.state).toBe('ok');
+    expect(step(twin, 'tunnel')).toMatchObject({
+      state: 'warn',
+      detail: expect.stringContaining(`shard ${shard} is also held by bridge replica bridge-twin`),
+      fix: expect.stringContaining('kubectl port-forward pod/bridge-twin'),
+    });
   }, 30_000);
 
   it('ends a tunnel still moving off the giving replica as soon as the cluster is deregistered', async () => {
