@@ -84,11 +84,12 @@ export function registerSourceDoctorCommand(source: Command): void {
       .requiredOption('--fingerprint <uuid>', 'the cluster fingerprint')
       .option(
         '--bridge-health-url <url>',
-        "the bridge's probe port (its -metrics Service), e.g. http://127.0.0.1:9090",
+        "a bridge pod's probe port, e.g. http://127.0.0.1:9090 (a port-forward); repeat it once per bridge pod: the broker's one tunnel is on one of the replicas",
+        (url: string, earlier: string[] | undefined) => [...(earlier ?? []), url],
       )
       .option('--output <format>', 'text or json', 'text'),
   ).action(
-    async (opts: SecretStoreFlags & { fingerprint: string; bridgeHealthUrl?: string; output: string }) => {
+    async (opts: SecretStoreFlags & { fingerprint: string; bridgeHealthUrl?: string[]; output: string }) => {
       const format = parseOutputFormat(opts.output);
       const { runSourceDoctor } = await import('../doctor/index.js');
       const openbao = await openSecretStore(opts);

@@ -23,8 +23,11 @@ export interface SourceDoctorOptions {
   readonly fingerprint: string;
   /** @default 'cloudtaser' */
   readonly namespaceRoot?: string;
-  /** The bridge's probe port (`http://host:port`), serving /readyz, /status and /metrics. */
-  readonly bridgeHealthUrl?: string;
+  /**
+   * The bridge's probe port (`http://host:port`), serving /readyz, /status and /metrics; one per bridge pod to check
+   * them all (a broker keeps one tunnel, on one of the replicas).
+   */
+  readonly bridgeHealthUrl?: string | readonly string[];
   /** @default 5000 */
   readonly timeoutMs?: number;
 }
@@ -68,6 +71,12 @@ function shardView(bridge: BridgeStatusView | undefined, fingerprint: string) {
   };
 }
 
+/** Replicas holding the cluster's shard, as the replicas asked see the Leases, other than those asked. */
+function holdersNotAsked(views: ReadonlyArray<ReturnType<typeof shardView>>): string[] {
+  const asked = new Set(views.map((view) => view?.identity));
+  return [...new Set(views.flatMap((view) => view?.others ?? []))].filter((holder) => !asked.has(holder));
+}
+
 const askThatPod = (pod: string) =>
   `run doctor again with --bridge-health-url pointing at that pod's probe port (kubectl port-forward pod/${pod} <probe port>)`;
 
@@ -76,15 +85,19 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
   const fp = options.fingerprint;
   const fp8 = fingerprintPrefix(fp);
   const timeoutMs = options.timeoutMs ?? 5_000;
-  const bridgeUrl = options.bridgeHealthUrl?.replace(/\/+$/, '');
+  const bridgeUrls = [options.bridgeHealthUrl ?? []].flat().map((url) => url.replace(/\/+$/, ''));
   let record: Awaited<ReturnType<typeof getClusterStatus>> | undefined;
-  let bridge: BridgeStatusView | undefined;
+  /** Each bridge replica asked, with its /status, once the bridge link checked out. */
+  const bridges: Array<{ readonly url: string; readonly status: BridgeStatusView }> = [];
+  /** Names the replica in a message when more than one was asked. */
+  const at = (url: string) => (bridgeUrls.length > 1 ? ` at ${url}` : '');
   const namespace = clusterNamespace(root, fp);
-  const get = (path: string) => fetch(`${bridgeUrl}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+  const get = (url: string, path: string) =>
+    fetch(`${url}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
   const noBridge = () =>
     warn(
       'no --bridge-health-url: not checked',
-      'pass the bridge probe port, e.g. a port-forward to its -metrics Service',
+      "pass each bridge pod's probe port, e.g. a port-forward per pod (--bridge-health-url once per pod)",
     );
 
   const checks: Record<SourceLinkId, () => Promise<CheckResult>> = {
@@ -157,87 +170,116 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       return ok(`TokenReviews go to ${host}`, { kubernetesHost: host });
     },
     async bridge() {
-      if (!bridgeUrl) return noBridge();
-      try {
-        const ready = await get('/readyz');
-        bridge = (await (await get('/status')).json()) as BridgeStatusView;
-        if (ready.status !== 200)
-          return broken(`the bridge is not ready (${ready.status})`, 'look at the bridge log');
-      } catch (err) {
-        return broken(
-          `the bridge does not answer at ${bridgeUrl}: ${(err as Error).message}`,
-          'check the URL and that the bridge pods run',
-        );
+      if (bridgeUrls.length === 0) return noBridge();
+      for (const url of bridgeUrls) {
+        let status: BridgeStatusView;
+        try {
+          const ready = await get(url, '/readyz');
+          status = (await (await get(url, '/status')).json()) as BridgeStatusView;
+          if (ready.status !== 200)
+            return broken(`the bridge${at(url)} is not ready (${ready.status})`, 'look at the bridge log');
+        } catch (err) {
+          return broken(
+            `the bridge does not answer at ${url}: ${(err as Error).message}`,
+            'check the URL and that the bridge pods run',
+          );
+        }
+        if (status.lastPollError)
+          return broken(
+            `the bridge${at(url)} cannot list clusters: ${status.lastPollError}`,
+            "check the bridge's OpenBao token and policy (docs/openbao-policies.md)",
+          );
+        if (status.beaconIdentityError)
+          return broken(
+            `the beacon refuses the bridge${at(url)}: ${status.beaconIdentityError}`,
+            'give the beacon the beacon client CA (--bridge-ca)',
+            {
+              code: 'CT_BEACON_UNAUTHENTICATED',
+            },
+          );
+        bridges.push({ url, status });
       }
-      if (bridge.lastPollError)
-        return broken(
-          `the bridge cannot list clusters: ${bridge.lastPollError}`,
-          "check the bridge's OpenBao token and policy (docs/openbao-policies.md)",
-        );
-      if (bridge.beaconIdentityError)
-        return broken(
-          `the beacon refuses the bridge: ${bridge.beaconIdentityError}`,
-          'give the beacon the beacon client CA (--bridge-ca)',
-          {
-            code: 'CT_BEACON_UNAUTHENTICATED',
-          },
-        );
-      return ok(`ready, serving ${bridge.clusters?.length ?? 0} cluster(s)`);
+      const served = bridges.map((b) => b.status.clusters?.length ?? 0);
+      return ok(
+        bridges.length === 1
+          ? `ready, serving ${served[0]} cluster(s)`
+          : `${bridges.length} replicas ready, serving ${served.join(', ')} cluster(s)`,
+      );
     },
     async 'beacon-replicas'() {
-      if (!bridgeUrl) return noBridge();
-      const response = await get('/metrics');
-      if (response.status !== 200)
-        return warn(
-          'the bridge serves no /metrics: replicas not checked',
-          'run the bridge with --metrics-listen',
-        );
-      const replicas = [
-        ...(await response.text()).matchAll(
-          /^cloudtaser_bridge_beacon_replica_up\{replica="([^"]+)"\} (\S+)$/gm,
-        ),
-      ].map((m) => ({ replica: m[1], up: Number(m[2]) === 1 }));
-      const down = replicas.filter((r) => !r.up).map((r) => r.replica);
-      if (replicas.length === 0)
-        return warn(
-          'the bridge has not dialled a beacon replica yet',
-          'wait one poll interval and run doctor again',
-        );
-      if (down.length > 0)
-        return broken(
-          `the bridge cannot reach beacon replica(s) ${down.join(', ')}`,
-          'check egress from the bridge to those addresses (firewall, proxy) and those beacon pods',
-          {
-            code: 'CT_BEACON_UNREACHABLE',
-            facts: { replicas },
-          },
-        );
-      return ok(`${replicas.length} replica(s) reachable: ${replicas.map((r) => r.replica).join(', ')}`, {
-        replicas,
-      });
+      if (bridgeUrls.length === 0) return noBridge();
+      const reachable = new Set<string>();
+      let notice: CheckResult | undefined;
+      for (const { url } of bridges) {
+        const response = await get(url, '/metrics');
+        if (response.status !== 200) {
+          await response.body?.cancel();
+          notice ??= warn(
+            `the bridge${at(url)} serves no /metrics: replicas not checked`,
+            'run the bridge with --metrics-listen',
+          );
+          continue;
+        }
+        const replicas = [
+          ...(await response.text()).matchAll(
+            /^cloudtaser_bridge_beacon_replica_up\{replica="([^"]+)"\} (\S+)$/gm,
+          ),
+        ].map((m) => ({ replica: m[1], up: Number(m[2]) === 1 }));
+        const down = replicas.filter((r) => !r.up).map((r) => r.replica);
+        if (replicas.length === 0) {
+          notice ??= warn(
+            `the bridge${at(url)} has not dialled a beacon replica yet`,
+            'wait one poll interval and run doctor again',
+          );
+          continue;
+        }
+        if (down.length > 0)
+          return broken(
+            `the bridge${at(url)} cannot reach beacon replica(s) ${down.join(', ')}`,
+            'check egress from the bridge to those addresses (firewall, proxy) and those beacon pods',
+            {
+              code: 'CT_BEACON_UNREACHABLE',
+              facts: { replicas },
+            },
+          );
+        for (const r of replicas) reachable.add(r.replica);
+      }
+      if (notice) return notice;
+      const replicas = [...reachable].map((replica) => ({ replica, up: true }));
+      return ok(`${replicas.length} replica(s) reachable: ${[...reachable].join(', ')}`, { replicas });
     },
     async 'bridge-cluster'() {
-      if (!bridgeUrl) return noBridge();
-      const view = shardView(bridge, fp);
-      // One replica's status cannot say whether another serves the cluster: only where to ask.
-      if (view && !view.held && view.others.length > 0)
-        return warn(
-          `not checked here: shard ${view.shard}, which serves ${fp8}, is held by bridge replica ${view.others.join(', ')}, not by the one asked (${view.identity})`,
-          askThatPod(view.others[0]),
-          { shard: view.shard, holders: view.others },
+      if (bridgeUrls.length === 0) return noBridge();
+      const serving = bridges.filter((b) => b.status.clusters?.some((c) => c.fingerprintPrefix === fp8));
+      if (serving.length > 0)
+        return ok(
+          bridges.length === 1
+            ? `the bridge serves ${fp8}`
+            : `${serving.length} of the ${bridges.length} bridge replicas asked serve ${fp8}`,
         );
-      if (view && !view.held)
+      // Sharded replicas that all leave the cluster's shard to others: one replica's status cannot say whether
+      // another serves the cluster, only where to ask. (One that holds the shard and does not serve the cluster
+      // does not list its registration: the broken link below.)
+      const views = bridges.map((b) => shardView(b.status, fp));
+      if (views.every((view) => view !== undefined && !view.held)) {
+        const [view] = views as NonNullable<(typeof views)[number]>[];
+        const others = holdersNotAsked(views);
+        if (others.length > 0)
+          return warn(
+            `not checked here: shard ${view.shard}, which serves ${fp8}, is held by bridge replica ${others.join(', ')}, not by the ${bridges.length === 1 ? `one asked (${view.identity})` : 'ones asked'}`,
+            askThatPod(others[0]),
+            { shard: view.shard, holders: others },
+          );
         return broken(
-          `no bridge replica holds shard ${view.shard}, which serves ${fp8} (the one asked, ${view.identity}, holds ${bridge?.shards?.held.join(', ') || 'none'})`,
+          `no bridge replica holds shard ${view.shard}, which serves ${fp8} (the one asked, ${view.identity}, holds ${bridges[0].status.shards?.held.join(', ') || 'none'})`,
           `list the shard Leases (${view.leases}); check the bridges' RBAC on coordination.k8s.io leases and their bridge.shard_* log lines`,
           { facts: { shard: view.shard } },
         );
-      if (!bridge?.clusters?.some((c) => c.fingerprintPrefix === fp8))
-        return broken(
-          `the bridge does not serve ${fp8}`,
-          "the bridge lists clusters at every poll: check its namespace root (--namespace-root) and its policy's read on the registration records",
-        );
-      return ok(`the bridge serves ${fp8}`);
+      }
+      return broken(
+        `the bridge does not serve ${fp8}`,
+        "the bridge lists clusters at every poll: check its namespace root (--namespace-root) and its policy's read on the registration records",
+      );
     },
     async initialization() {
       if (!record?.initialized)
@@ -248,25 +290,37 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       return ok(`bootstrapped at ${record.initializedAt ?? '?'}`);
     },
     async tunnel() {
-      if (!bridgeUrl) return noBridge();
-      const cluster = bridge?.clusters?.find((c) => c.fingerprintPrefix === fp8);
-      const view = shardView(bridge, fp);
-      // The broker keeps one tunnel: with two slots per shard (the chart's default) it may be on the twin.
-      if ((!cluster || cluster.tunnels < 1) && view && view.others.length > 0)
+      if (bridgeUrls.length === 0) return noBridge();
+      const tunnelsAt = bridges.map(
+        (b) => b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)?.tunnels ?? 0,
+      );
+      const holding = bridges.filter((_, i) => tunnelsAt[i] >= 1);
+      if (holding.length > 0)
+        return ok(
+          `${tunnelsAt.reduce((sum, n) => sum + n, 0)} tunnel(s) up${bridges.length > 1 ? ` (${holding.map((b) => b.url).join(', ')})` : ''}`,
+        );
+      // The broker keeps one tunnel: with sharding it may be on a holder of the shard not asked (with two slots per
+      // shard, the chart's default, on the twin of the one asked).
+      const views = bridges.map((b) => shardView(b.status, fp));
+      const others = holdersNotAsked(views);
+      if (others.length > 0)
         return warn(
-          `not checked here: the one asked (${view.identity}) holds no tunnel for ${fp8}; shard ${view.shard} is ${view.held ? 'also ' : ''}held by bridge replica ${view.others.join(', ')}, where the broker's tunnel may be`,
-          `${askThatPod(view.others[0])}; if that one holds none either, the broker is not connected: run \`cloudtaser-cli target doctor\` in the cluster`,
-          { shard: view.shard, holders: view.others },
+          `not checked here: no bridge replica asked holds a tunnel for ${fp8}; shard ${views.find((v) => v)!.shard} is ${views.some((v) => v?.held) ? 'also ' : ''}held by bridge replica ${others.join(', ')}, where the broker's tunnel may be`,
+          `${askThatPod(others[0])}; if that one holds none either, the broker is not connected: run \`cloudtaser-cli target doctor\` in the cluster`,
+          { shard: views.find((v) => v)!.shard, holders: others },
         );
-      if (!cluster || cluster.tunnels < 1)
-        return broken(
-          `the bridge holds no tunnel for ${fp8}`,
-          'the broker is not connected: run `cloudtaser-cli target doctor` in the cluster',
-          {
-            code: 'CT_TUNNEL_CLOSED',
-          },
-        );
-      return ok(`${cluster.tunnels} tunnel(s) up`);
+      const unsharded = views.some((v) => v === undefined);
+      return broken(
+        bridges.length === 1
+          ? `the bridge holds no tunnel for ${fp8}`
+          : `none of the ${bridges.length} bridge replicas asked holds a tunnel for ${fp8}`,
+        bridges.length === 1 && unsharded
+          ? 'the broker is not connected: run `cloudtaser-cli target doctor` in the cluster. With several bridge replicas (the chart runs 2) its one tunnel is on one of them: pass --bridge-health-url once per bridge pod to check them all'
+          : 'the broker is not connected: run `cloudtaser-cli target doctor` in the cluster',
+        {
+          code: 'CT_TUNNEL_CLOSED',
+        },
+      );
     },
   };
   return walkLinks('source', SOURCE_LINKS, (link) => checks[link.id]());

@@ -3,7 +3,8 @@
  * HTTPS endpoint (the bridge Service; here a TCP proxy that sends every connection to the replica the test
  * chooses), the broker's tunnel lands on one replica, and the other one forwards to its peers (the headless
  * Service's A-records; here two loopback addresses on one port). Every login must succeed whichever replica
- * OpenBao reaches. Also: roles with a namespace selector (OpenBao reads the pod's namespace through the tunnel).
+ * OpenBao reaches. Also: roles with a namespace selector (OpenBao reads the pod's namespace through the tunnel),
+ * and `source doctor` against these two replicas (the broker's one tunnel is on one of them).
  */
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { createLogger } from '../../runtime/core/log.js';
+import { runSourceDoctor } from '../../runtime/doctor/index.js';
 import {
   loadTokenReviewCa,
   type RegistrationResult,
@@ -99,6 +101,7 @@ function startBridgeReplica(host: string, port: number): Promise<BridgeHandle> {
     beacons: [replicas.address],
     resolve,
     tokenReview: { host, port, dnsNames: ['localhost'], peers: `${PEERS_NAME}:${port}` },
+    health: { host: '127.0.0.1', port: 0 },
     logger: bridgeLogger,
   });
 }
@@ -174,5 +177,40 @@ describe('TokenReview with two bridge replicas behind one Service', () => {
         method: 'POST',
       }),
     ).rejects.toThrow(/certificate/);
+  });
+});
+
+describe('source doctor with two bridge replicas', () => {
+  const doctor = (...replicas: BridgeHandle[]) =>
+    runSourceDoctor({
+      openbao: world.admin,
+      fingerprint: cluster.fingerprint,
+      bridgeHealthUrl: replicas.map((replica) => replica.healthUrl!),
+      timeoutMs: 2_000,
+    });
+  const tunnelStep = (report: Awaited<ReturnType<typeof doctor>>) =>
+    report.steps.find((step) => step.link === 'tunnel');
+
+  it('finds the tunnel when given every replica, and says to ask every replica when given the one without it', async () => {
+    const withTunnel = bridges[holder()];
+    const without = bridges[1 - holder()];
+    const both = await doctor(without, withTunnel);
+    expect(both.exitCode).toBe(0);
+    expect(tunnelStep(both)).toMatchObject({
+      state: 'ok',
+      detail: `1 tunnel(s) up (${withTunnel.healthUrl})`,
+    });
+    expect(both.steps.find((step) => step.link === 'bridge-cluster')?.detail).toBe(
+      `2 of the 2 bridge replicas asked serve ${cluster.fingerprint.slice(0, 8)}`,
+    );
+
+    // One replica cannot tell whether the other holds the tunnel: broken, and the fix says how to check both.
+    const one = await doctor(without);
+    expect(one.exitCode).toBe(28);
+    expect(tunnelStep(one)).toMatchObject({
+      detail: `the bridge holds no tunnel for ${cluster.fingerprint.slice(0, 8)}`,
+      fix: expect.stringContaining('pass --bridge-health-url once per bridge pod'),
+    });
+    expect((await doctor(withTunnel)).exitCode).toBe(0);
   });
 });
