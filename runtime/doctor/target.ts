@@ -390,7 +390,7 @@ function brokerFix(code: string | undefined, fingerprint: string | undefined): s
     case 'CT_PKI_CA_PIN_MISMATCH':
       return 'the bridge offered another cluster CA than the pin: re-pin with `cloudtaser-cli target trust pin` if the cluster was re-registered';
     default:
-      return `the target side checks out: on the secret-store side run \`cloudtaser-cli source doctor --fingerprint ${fp} --bridge-health-url <url>\``;
+      return `the target side checks out: on the secret-store side run \`cloudtaser-cli source doctor --fingerprint ${fp} --bridge-health-url <url>\` (once per bridge pod)`;
   }
 }
 
