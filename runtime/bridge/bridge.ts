@@ -179,6 +179,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         initialized: c.initialized,
         tunnels: [...c.tunnels].filter((t) => !t.closed).length,
       })),
+    fleet: () => registered.values(),
     shards: () => {
       const now = shards?.status();
       return now && { held: now.held.length, members: now.members, failing: now.lastError !== undefined };

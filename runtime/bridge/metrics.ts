@@ -17,6 +17,8 @@ export interface BridgeMetricsSource {
   }>;
   /** With sharding: the shards this replica holds, the live replicas, and whether the last Lease round failed. */
   shards?(): { readonly held: number; readonly members: number; readonly failing: boolean } | undefined;
+  /** Every registered cluster as discovery last saw it, served here or not (the whole fleet, sharded or not). */
+  fleet?(): Iterable<{ readonly initialized: boolean }>;
 }
 
 /** Where an OpenBao request came from: the bridge's own work, or a pod's request forwarded for a cluster. */
@@ -81,6 +83,24 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
       let initialized = 0;
       let registered = 0;
       for (const cluster of source?.clusters() ?? []) {
+        if (cluster.initialized) initialized++;
+        else registered++;
+      }
+      this.set({ state: 'initialized' }, initialized);
+      this.set({ state: 'registered' }, registered);
+    },
+  });
+  new Gauge({
+    name: 'cloudtaser_bridge_fleet_clusters',
+    help: "Registered clusters in OpenBao as this replica's discovery last saw them, by whether their bootstrap is done: the whole fleet on every replica, sharded or not (cloudtaser_bridge_clusters counts those this replica serves)",
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const fleet = source?.fleet?.();
+      if (!fleet) return;
+      let initialized = 0;
+      let registered = 0;
+      for (const cluster of fleet) {
         if (cluster.initialized) initialized++;
         else registered++;
       }

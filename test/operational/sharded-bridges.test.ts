@@ -21,7 +21,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BridgeHandle, BridgeStatus, BridgeTiming } from '../../runtime/bridge/index.js';
+import {
+  type BridgeHandle,
+  type BridgeMetrics,
+  type BridgeStatus,
+  type BridgeTiming,
+  createBridgeMetrics,
+} from '../../runtime/bridge/index.js';
 import { shardOf, shardPreference } from '../../runtime/bridge/shards.js';
 import { type BrokerHandle, createBrokerMetrics } from '../../runtime/broker/index.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
@@ -71,6 +77,7 @@ let partitioned = false;
 const brokerMetrics = createBrokerMetrics({ processMetrics: false });
 /** Replica slots: index 0 the first replica (it gives the cluster's shard up), 1 the one that joins. */
 const bridges: (BridgeHandle | undefined)[] = [undefined, undefined];
+const bridgeMetrics: (BridgeMetrics | undefined)[] = [undefined, undefined];
 let giverIdentity: string;
 
 beforeAll(async () => {
@@ -114,10 +121,14 @@ afterAll(async () => {
 });
 
 async function startReplica(index: 0 | 1): Promise<BridgeHandle> {
+  bridgeMetrics[index] = createBridgeMetrics({ processMetrics: false });
   const bridge = await startTestBridge({
+    metrics: bridgeMetrics[index],
     openbao: world.admin,
     beacons: [replicas.address],
-    resolve: async (host) => (host === PEERS_NAME ? [...BRIDGE_IPS] : testResolve(host)),
+    // One beacon replica runs here: the bridge is given just its address, or its metrics show the other one down.
+    resolve: async (host) =>
+      host === PEERS_NAME ? [...BRIDGE_IPS] : host === BEACON_NAME ? [REPLICA_IPS[0]] : testResolve(host),
     timing: { ...FAST_BRIDGE_TIMING, ...MOVE_WAIT },
     health: { host: '127.0.0.1', port: 0 },
     tokenReview: {
@@ -265,6 +276,10 @@ describe('TokenReview with bridge replicas sharded by Leases', () => {
     expect(liveTunnels(giver)).toHaveLength(0);
     expect(await loginsThrough(0, 6)).toEqual(Array(6).fill(200));
     expect(await loginsThrough(1, 6)).toEqual(Array(6).fill(200));
+    // Its metrics: it serves no cluster, and sees the whole fleet (what the dashboard's "Clusters registered" reads).
+    const exposition = parseExposition(await bridgeMetrics[0]!.registry.metrics());
+    expect(exposition.value('cloudtaser_bridge_clusters', { state: 'initialized' })).toBe(0);
+    expect(exposition.value('cloudtaser_bridge_fleet_clusters', { state: 'initialized' })).toBe(1);
     // It knows the cluster now, and still refuses a caller without the reviewer credential, before asking anyone.
     service.target = 0;
     const ca = await loadTokenReviewCa(world.admin.withNamespace('cloudtaser'));
