@@ -563,29 +563,31 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
       current = runRound();
       await current;
     },
-    status: () => ({
-      shards: options.shards,
-      replicasPerShard,
-      held: [...served].sort((a, b) => a - b),
-      members,
-      target,
-      lastRoundAt,
-      lastError,
-      identity,
-      leaseNamespace: options.namespace,
-      leasePrefix: prefix,
-      holders: Array.from({ length: options.shards }, (_, shard) => {
-        const at = now();
-        // This replica as `held` says (what it serves), the others as their Leases say.
-        const holders = new Set<string>(served.has(shard) ? [identity] : []);
-        for (let slot = 0; slot < replicasPerShard; slot++) {
-          const name = slotName(shard, slot);
-          const holder = observed.get(name)?.lease.spec.holderIdentity;
-          if (holder && holder !== identity && !isFree(name, at)) holders.add(holder);
-        }
-        return [...holders];
-      }),
-    }),
+    status: () => {
+      const at = now();
+      return {
+        shards: options.shards,
+        replicasPerShard,
+        held: [...served].sort((a, b) => a - b),
+        members,
+        target,
+        lastRoundAt,
+        lastError,
+        identity,
+        leaseNamespace: options.namespace,
+        leasePrefix: prefix,
+        holders: Array.from({ length: options.shards }, (_, shard) => {
+          // This replica as `held` says (what it serves), the others as their Leases say.
+          const holders = new Set<string>(served.has(shard) ? [identity] : []);
+          for (let slot = 0; slot < replicasPerShard; slot++) {
+            const name = slotName(shard, slot);
+            const holder = observed.get(name)?.lease.spec.holderIdentity;
+            if (holder && holder !== identity && !isFree(name, at)) holders.add(holder);
+          }
+          return [...holders];
+        }),
+      };
+    },
     close() {
       closing ??= (async () => {
         stop.abort();
