@@ -64,6 +64,21 @@ export interface BridgeMetricsOptions {
   readonly processMetrics?: boolean;
 }
 
+/** Counts clusters by whether their bootstrap is done, into a gauge's `state` label (initialized / registered). */
+function setByBootstrapState(
+  gauge: Gauge<'state'>,
+  clusters: Iterable<{ readonly initialized: boolean }>,
+): void {
+  let initialized = 0;
+  let registered = 0;
+  for (const cluster of clusters) {
+    if (cluster.initialized) initialized++;
+    else registered++;
+  }
+  gauge.set({ state: 'initialized' }, initialized);
+  gauge.set({ state: 'registered' }, registered);
+}
+
 export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeMetrics {
   const registry = createProcessRegistry('cloudtaser_bridge_', options.processMetrics ?? true);
   let source: BridgeMetricsSource | undefined;
@@ -80,14 +95,7 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     labelNames: ['state'],
     registers: [registry],
     collect() {
-      let initialized = 0;
-      let registered = 0;
-      for (const cluster of source?.clusters() ?? []) {
-        if (cluster.initialized) initialized++;
-        else registered++;
-      }
-      this.set({ state: 'initialized' }, initialized);
-      this.set({ state: 'registered' }, registered);
+      setByBootstrapState(this, source?.clusters() ?? []);
     },
   });
   new Gauge({
@@ -97,15 +105,7 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     registers: [registry],
     collect() {
       const fleet = source?.fleet?.();
-      if (!fleet) return;
-      let initialized = 0;
-      let registered = 0;
-      for (const cluster of fleet) {
-        if (cluster.initialized) initialized++;
-        else registered++;
-      }
-      this.set({ state: 'initialized' }, initialized);
-      this.set({ state: 'registered' }, registered);
+      if (fleet) setByBootstrapState(this, fleet);
     },
   });
   new Gauge({
