@@ -594,6 +594,24 @@ describe('chart cloudtaser-bridge rendered', () => {
     expect(args.some((a) => a.startsWith('--tokenreview-plain-http'))).toBe(false);
   });
 
+  it("prints in NOTES how to run source doctor with every bridge pod, selecting the Deployment's pods on their probe port", () => {
+    const rendered = render('cloudtaser-bridge', {}, { name: 'bridge', namespace: 'openbao' });
+    const deployment = only(rendered, 'Deployment');
+    const labels = deployment.spec.selector.matchLabels as Record<string, string>;
+    const selector = Object.entries(labels)
+      .map(([key, value]) => `${key}=${value}`)
+      .sort();
+    const printed = /get pods -l (\S+)/.exec(rendered.notes)![1]!.split(',').sort();
+    expect(printed).toEqual(selector);
+    const probePort = deployment.spec.template.spec.containers[0].ports.find(
+      (p: K8sObject) => p.name === 'metrics',
+    ).containerPort;
+    expect(rendered.notes).toContain(`port-forward pod/<first pod> 19090:${probePort}`);
+    expect(rendered.notes).toContain(
+      '--bridge-health-url http://127.0.0.1:19090 --bridge-health-url http://127.0.0.1:19091',
+    );
+  });
+
   it('admits only OpenBao and its own replicas to the TokenReview port (NetworkPolicy), with a configurable OpenBao selector', () => {
     const rendered = render('cloudtaser-bridge', {
       networkPolicy: {
