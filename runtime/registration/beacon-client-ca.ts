@@ -14,6 +14,7 @@ import {
   LIFETIME_DAYS,
   loadCertificateAuthority,
 } from '../pki/index.js';
+import { asLostCreateRace } from './create-once.js';
 import {
   asCertificateRecord,
   type BridgeCaRecord,
@@ -54,8 +55,9 @@ export async function ensureBeaconClientCa(
   const record: BridgeCaRecord = { certificate: ca.certPem, private_key: ca.keyPem };
   try {
     await root.kvWrite(RECORDS_MOUNT, paths.beaconClientCa, { ...record }, { cas: 0 });
-  } catch (err) {
+  } catch (thrown) {
     // Another caller created it in the same moment: theirs is the one.
+    const err = await asLostCreateRace(thrown, async () => (await readRecord(root)) !== undefined);
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
     const winner = await readRecord(root);
     if (!winner) throw beaconClientCaDeleted(namespaceRoot, err);

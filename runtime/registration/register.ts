@@ -21,6 +21,7 @@ import {
   loadCertificateAuthority,
 } from '../pki/index.js';
 import { announceChange, type ChangeAnnouncement } from './change-journal.js';
+import { asLostCreateRace } from './create-once.js';
 import {
   type AttestationRecord,
   asCertificateRecord,
@@ -173,9 +174,14 @@ export async function registerCluster(
   }
   const cluster = client.withNamespace(namespace);
   const mounts = await cluster.listMounts();
-  changed = (await cluster.enableKvV2(RECORDS_MOUNT, mounts)) || changed;
-  changed = (await cluster.enableKvV2(WORKLOAD_MOUNT, mounts)) || changed;
-  changed = (await cluster.enableAuth(KUBERNETES_AUTH_MOUNT, 'kubernetes')) || changed;
+  // Three independent mounts, each enabled only if missing: at once, not one round trip after another (each
+  // is a round trip to an OpenBao that may be a WAN away; a run that stops half-way enables the rest next time).
+  const enabled = await Promise.all([
+    cluster.enableKvV2(RECORDS_MOUNT, mounts),
+    cluster.enableKvV2(WORKLOAD_MOUNT, mounts),
+    cluster.enableAuth(KUBERNETES_AUTH_MOUNT, 'kubernetes'),
+  ]);
+  changed = enabled.includes(true) || changed;
 
   // 4. Cluster CA: created once, then reused, so the operational hash never moves under a running broker.
   const caOutcome = await ensureClusterCa(cluster, fingerprint);
@@ -196,13 +202,16 @@ export async function registerCluster(
 
   // 5. The registration record the bridge discovers.
   const operationalHash = sha256Hex(ca.certDer);
-  const existing = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
+  // Both records in one round trip: `initialized` is needed either way (a leftover to remove, or the answer).
+  const [existing, initializedRecord] = await Promise.all([
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
+  ]);
   if (target.requireNew && existing !== undefined) throw alreadyRegistered(fingerprint, existing.data);
   if (existing === undefined) {
     // A deregistration that stopped half-way can leave the one-time `initialized` record: the new registration's
     // broker could never bootstrap. Deleted inside the announcement, as any record bridges act on.
-    const leftover = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
-    if (leftover !== undefined) {
+    if (initializedRecord !== undefined) {
       await announcement.begin();
       await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
       changed = true;
@@ -262,10 +271,8 @@ export async function registerCluster(
     );
   }
 
-  // A new registration has no `initialized` (a leftover one was removed above): no need to read it again.
-  const initialized =
-    existing !== undefined &&
-    (await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint))) !== undefined;
+  // A new registration has no `initialized` (a leftover one was removed above).
+  const initialized = existing !== undefined && initializedRecord !== undefined;
   await announcement.end();
   return {
     fingerprint,
@@ -395,15 +402,16 @@ async function assertPrefixIsOurs(
   fingerprint: string,
 ): Promise<NamespaceInfo | undefined> {
   const fp8 = fingerprintPrefix(fingerprint);
-  const ns = await root.readNamespace(fp8);
+  // Both in one round trip: the records are listed whether or not the namespace's owner already clashes.
+  const [ns, keys] = await Promise.all([
+    root.readNamespace(fp8),
+    root.kvList(RECORDS_MOUNT, paths.clustersPrefix),
+  ]);
   const owner = ns ? namespaceOwner(ns) : undefined;
-  let clash = owner !== undefined && owner !== fingerprint ? owner : undefined;
-  if (!clash) {
-    const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix);
-    clash = keys
-      .map((k) => k.replace(/\/$/, ''))
-      .find((other) => other !== fingerprint && other.startsWith(fp8));
-  }
+  const clash =
+    owner !== undefined && owner !== fingerprint
+      ? owner
+      : keys.map((k) => k.replace(/\/$/, '')).find((other) => other !== fingerprint && other.startsWith(fp8));
   if (clash) {
     throw new CloudtaserError(
       'CT_NAMESPACE_CLASH',
@@ -441,8 +449,12 @@ async function ensureClusterCa(
   const record: BridgeCaRecord = { certificate: ca.certPem, private_key: ca.keyPem };
   try {
     await cluster.kvWrite(RECORDS_MOUNT, paths.bridgeCa, { ...record }, { cas: 0 });
-  } catch (err) {
+  } catch (thrown) {
     // A concurrent register won the race: use its CA so both runs agree.
+    const err = await asLostCreateRace(
+      thrown,
+      async () => (await cluster.kvRead(RECORDS_MOUNT, paths.bridgeCa)) !== undefined,
+    );
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
     if (conflicts + 1 >= MAX_RECORD_CONFLICTS) throw recordKeptChanging('cluster CA', err);
     return ensureClusterCa(cluster, fingerprint, conflicts + 1);

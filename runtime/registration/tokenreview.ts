@@ -21,6 +21,7 @@ import {
   LIFETIME_DAYS,
   loadCertificateAuthority,
 } from '../pki/index.js';
+import { asLostCreateRace } from './create-once.js';
 import { asCertificateRecord, KUBERNETES_AUTH_MOUNT, RECORDS_MOUNT } from './layout.js';
 import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
@@ -72,7 +73,10 @@ export async function ensureTokenReviewCa(root: OpenBaoClient): Promise<Certific
         { cas: replacesVersion },
       );
       return ca;
-    } catch (err) {
+    } catch (thrown) {
+      // Another run's first registration created it a moment ago (this fleet's first `apply` registers many
+      // clusters at once): a lost race, whichever way OpenBao said so.
+      const err = await asLostCreateRace(thrown, async () => (await loadTokenReviewCa(root)) !== undefined);
       if (isCloudtaserError(err, 'CT_OPENBAO_PERMISSION_DENIED')) throw listenerCaNotWritable(err);
       if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
       if (attempt + 1 >= MAX_CA_CONFLICTS) throw listenerCaKeptChanging(err);
@@ -190,14 +194,16 @@ export async function ensureTokenReviewAuth(
   parseTokenReviewEndpoint(endpoint);
   // An http:// endpoint ignores the CA (OpenBao sends the reviewer credential in clear: only for a bridge on
   // OpenBao's own host); OpenBao still wants some PEM there, and the listener CA is public.
-  const caPem = options.caCertPem ?? (await ensureTokenReviewCa(root)).certPem;
   const host = tokenReviewHost(endpoint, fingerprint);
   const reviewer = reviewerCredential(clusterCa, fingerprint);
-  const current = await cluster.request<{ data?: Record<string, unknown> }>(
-    'GET',
-    `auth/${KUBERNETES_AUTH_MOUNT}/config`,
-    { allow404: true },
-  );
+  // Three independent reads in one round trip (the listener CA is created once, by whichever run comes first).
+  const [caPem, current, recordedSha256] = await Promise.all([
+    options.caCertPem ?? ensureTokenReviewCa(root).then((ca) => ca.certPem),
+    cluster.request<{ data?: Record<string, unknown> }>('GET', `auth/${KUBERNETES_AUTH_MOUNT}/config`, {
+      allow404: true,
+    }),
+    loadReviewerSha256(cluster),
+  ]);
   const data = current.body?.data;
   const configShown =
     current.status === 200 &&
@@ -205,7 +211,7 @@ export async function ensureTokenReviewAuth(
     String(data?.kubernetes_ca_cert ?? '').trim() === caPem.trim() &&
     data?.disable_local_ca_jwt === true &&
     data?.token_reviewer_jwt_set === true;
-  const recorded = (await loadReviewerSha256(cluster)) === reviewer.sha256;
+  const recorded = recordedSha256 === reviewer.sha256;
   // A replaced listener CA shows here (the config points at another CA): the bridges must serve a certificate of
   // the new one, and learn so from the journal like any other change they act on.
   if (!configShown || !recorded) await announcement?.begin();

@@ -5,9 +5,11 @@ import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/de
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import {
   deregisterCluster,
+  ensureBeaconClientCa,
   getClusterStatus,
   listRegisteredClusters,
   loadClusterTrust,
+  loadTokenReviewCa,
   markClusterInitialized,
   rearmCluster,
   registerCluster,
@@ -29,6 +31,7 @@ describe('registration against the OpenBao test server', () => {
   let admin: OpenBaoClient;
   /** Registration runs with exactly the shipped registrar policy, the bridge's calls with the bridge policy. */
   let registrar: OpenBaoClient;
+  let registrarToken: string;
   let bridge: OpenBaoClient;
 
   beforeAll(async () => {
@@ -36,6 +39,7 @@ describe('registration against the OpenBao test server', () => {
     admin = new OpenBaoClient({ address: server.address, token: server.rootToken, retries: 0 });
     const identities = await provisionIdentities(admin);
     registrar = admin.withToken(identities.registrarToken);
+    registrarToken = identities.registrarToken;
     bridge = admin.withToken(identities.bridgeToken);
   });
   afterAll(async () => {
@@ -319,6 +323,71 @@ describe('registration against the OpenBao test server', () => {
         results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<{ registeredAt: string }>
       ).value;
       expect((await getClusterStatus(registrar, { fingerprint: fp })).registeredAt).toBe(winner.registeredAt);
+    });
+  });
+
+  describe('create-once records another run created a moment before (the registrar may create them, not update them)', () => {
+    // The race, made certain: this run's read of the record is answered 404, as if it read a moment before the other
+    // run's create landed. Its check-and-set-0 write then meets the record, which OpenBao treats as an update and
+    // refuses to the registrar policy (permission denied, not a mismatch). Before, that refusal failed the run: 1 of
+    // 10 first registrations at once on a fresh OpenBao did so, with the "may not write the TokenReview listener CA
+    // ... kv undelete" advice.
+    const readsAbsent = (path: RegExp, times = 1) =>
+      server.injectFault({ pathPattern: path, method: 'GET', status: 404, times });
+    /**
+     * The other run: another process with the same policy (its own client: a client knows what it wrote itself and
+     * reads a 404 of that as a lagging standby, so the race needs a second writer).
+     */
+    async function asOtherRun<T>(run: (client: OpenBaoClient) => Promise<T>): Promise<T> {
+      const other = new OpenBaoClient({ address: server.address, token: registrarToken, retries: 0 });
+      try {
+        return await run(other);
+      } finally {
+        await other.close();
+      }
+    }
+
+    it('the cluster CA: the second run of one cluster uses the CA the first one made', async () => {
+      const fp = randomFingerprint();
+      const first = await asOtherRun((other) => registerCluster(other, { fingerprint: fp }));
+      readsAbsent(/\/v1\/cloudtaser\/data\/system\/bridge-ca$/);
+      const second = await registerCluster(registrar, { fingerprint: fp });
+      expect(second.operationalHash).toBe(first.operationalHash);
+      expect(second.caCertPem).toBe(first.caCertPem);
+    });
+
+    it('the TokenReview listener CA: a new cluster uses the one an earlier registration made', async () => {
+      await asOtherRun((other) => registerCluster(other, { fingerprint: randomFingerprint() }));
+      const before = await loadTokenReviewCa(admin.withNamespace('cloudtaser'));
+      readsAbsent(/\/v1\/cloudtaser\/data\/tokenreview\/ca$/);
+      await registerCluster(registrar, { fingerprint: randomFingerprint() });
+      expect((await loadTokenReviewCa(admin.withNamespace('cloudtaser')))?.certPem).toBe(before?.certPem);
+    });
+
+    it('the beacon client CA: a second caller gets the one the first made', async () => {
+      const first = await asOtherRun((other) => ensureBeaconClientCa(other));
+      readsAbsent(/\/v1\/cloudtaser\/data\/system\/beacon-client-ca$/);
+      const second = await ensureBeaconClientCa(registrar);
+      expect(second).toMatchObject({ certPem: first.certPem, created: false });
+    });
+
+    it('still refuses, with what to do, when the policy really lacks create (nothing there after the refusal)', async () => {
+      // A soft-deleted listener CA reads as absent and writing it again is an update: the refusal stands.
+      const root = admin.withNamespace('cloudtaser');
+      await registerCluster(registrar, { fingerprint: randomFingerprint() });
+      await root.kvDelete('cloudtaser', 'tokenreview/ca');
+      try {
+        const err = await registerCluster(registrar, { fingerprint: randomFingerprint() }).catch(
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({ code: 'CT_OPENBAO_PERMISSION_DENIED' });
+        expect((err as Error).message).toMatch(/kv undelete/);
+      } finally {
+        const metadata = await root.kvReadMetadata('cloudtaser', 'tokenreview/ca');
+        await root.request('POST', 'cloudtaser/undelete/tokenreview/ca', {
+          body: { versions: [metadata!.currentVersion] },
+        });
+      }
     });
   });
 
