@@ -112,13 +112,12 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   let draining = false;
   /** Tunnels whose broker was asked to move already (one ask per tunnel, however many notices arrive). */
   const movesAsked = new WeakSet<TunnelMux>();
-  /** Tunnels of clusters handed to another replica, still moving or closing; close() waits for them. */
-  const handingOff = new Set<Promise<void>>();
   /**
-   * Clusters handed to another replica whose tunnels have not all closed yet: their brokers still serve on them
-   * until the next tunnel is up, so TokenReviews and a deregistration still find them here.
+   * Clusters handed to another replica whose tunnels are still moving or closing (`settled` once all are closed):
+   * their brokers serve on them until the next tunnel is up, so TokenReviews and a deregistration still find them
+   * here, and close() waits for them.
    */
-  const handedOff = new Map<string, ClusterState>();
+  const handedOff = new Map<string, { readonly cluster: ClusterState; readonly settled: Promise<void> }>();
   const clusters = new Map<string, ClusterState>();
   /** Every registered cluster, as of the last poll; with sharding this replica serves some of them. */
   let registered: ReadonlyMap<string, RegisteredCluster> = new Map();
@@ -208,7 +207,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
    */
   const tunnelFor = (fingerprint: string): TunnelMux | undefined => {
     const open = [
-      ...(handedOff.get(fingerprint)?.tunnels ?? []),
+      ...(handedOff.get(fingerprint)?.cluster.tunnels ?? []),
       ...(clusters.get(fingerprint)?.tunnels ?? []),
     ].filter((t) => !t.closed);
     return open.findLast((t) => !t.draining) ?? open[open.length - 1];
@@ -715,16 +714,18 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       "another bridge replica serves this cluster's shard now: moving its tunnels there",
     );
     if (tunnels.length === 0) return;
-    handedOff.set(cluster.fingerprint, cluster);
-    void Promise.all(tunnels.map((tunnel) => tunnel.done)).then(() => {
-      if (handedOff.get(cluster.fingerprint) === cluster) handedOff.delete(cluster.fingerprint);
+    // Each move ends with its tunnel closed (by the broker, or once idle here). A shard that flaps back and away
+    // again before the earlier hand-off settled keeps waiting for that one too.
+    const earlier = handedOff.get(cluster.fingerprint)?.settled;
+    const settled = Promise.all([
+      earlier,
+      ...tunnels.map((tunnel) => moveThenClose(tunnel, 'another bridge replica serves its shard now')),
+    ]).then(() => undefined);
+    const entry = { cluster, settled };
+    handedOff.set(cluster.fingerprint, entry);
+    void settled.then(() => {
+      if (handedOff.get(cluster.fingerprint) === entry) handedOff.delete(cluster.fingerprint);
     });
-    for (const tunnel of tunnels) {
-      const moving = moveThenClose(tunnel, 'another bridge replica serves its shard now').finally(() =>
-        handingOff.delete(moving),
-      );
-      handingOff.add(moving);
-    }
   }
 
   /**
@@ -737,9 +738,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       setBrokerKey(leaving, entry.brokerKeySha256);
       return;
     }
-    handedOff.delete(leaving.fingerprint);
+    const open = [...leaving.tunnels].filter((tunnel) => !tunnel.closed);
+    if (open.length === 0) return;
     const reason = entry ? 'the cluster was registered again with a new CA' : 'the cluster was deregistered';
-    for (const tunnel of leaving.tunnels) tunnel.close({ code: 'CT_NOT_REGISTERED', reason });
+    // Their moves then end at once (a closed tunnel has nothing to wait for) and the hand-off settles.
+    for (const tunnel of open) tunnel.close({ code: 'CT_NOT_REGISTERED', reason });
     log.info(
       {
         event: 'bridge.handed_off_tunnels_closed',
@@ -866,7 +869,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     // Only what discovery re-read needs a look; the rest is as it was (a poll costs O(changes), not O(fleet)).
     for (const fingerprint of found.changed) {
       const entry = found.clusters.get(fingerprint);
-      const leaving = handedOff.get(fingerprint);
+      const leaving = handedOff.get(fingerprint)?.cluster;
       if (leaving) reviewHandedOff(leaving, entry);
       const cluster = clusters.get(fingerprint);
       if (!entry) {
@@ -953,7 +956,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         );
       await Promise.all([
         ...open.map((tunnel) => moveThenClose(tunnel, 'the bridge is shutting down')),
-        ...handingOff,
+        ...[...handedOff.values()].map((handed) => handed.settled),
       ]);
       for (const cluster of [...clusters.values()])
         dropCluster(cluster, 'the bridge is shutting down', 'CT_TUNNEL_CLOSED');

@@ -88,7 +88,12 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
   const bridgeUrls = [options.bridgeHealthUrl ?? []].flat().map((url) => url.replace(/\/+$/, ''));
   let record: Awaited<ReturnType<typeof getClusterStatus>> | undefined;
   /** Each bridge replica asked, with its /status, once the bridge link checked out. */
-  const bridges: Array<{ readonly url: string; readonly status: BridgeStatusView }> = [];
+  const bridges: Array<{
+    readonly url: string;
+    readonly status: BridgeStatusView;
+    /** The cluster's shard as that replica sees it; undefined when it is not sharded. */
+    readonly view: ReturnType<typeof shardView>;
+  }> = [];
   /** Names the replica in a message when more than one was asked. */
   const at = (url: string) => (bridgeUrls.length > 1 ? ` at ${url}` : '');
   const namespace = clusterNamespace(root, fp);
@@ -197,7 +202,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
               code: 'CT_BEACON_UNAUTHENTICATED',
             },
           );
-        bridges.push({ url, status });
+        bridges.push({ url, status, view: shardView(status, fp) });
       }
       const served = bridges.map((b) => b.status.clusters?.length ?? 0);
       return ok(
@@ -260,7 +265,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       // Sharded replicas that all leave the cluster's shard to others: one replica's status cannot say whether
       // another serves the cluster, only where to ask. (One that holds the shard and does not serve the cluster
       // does not list its registration: the broken link below.)
-      const views = bridges.map((b) => shardView(b.status, fp));
+      const views = bridges.map((b) => b.view);
       if (views.every((view) => view !== undefined && !view.held)) {
         const [view] = views as NonNullable<(typeof views)[number]>[];
         const others = holdersNotAsked(views);
@@ -301,13 +306,14 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         );
       // The broker keeps one tunnel: with sharding it may be on a holder of the shard not asked (with two slots per
       // shard, the chart's default, on the twin of the one asked).
-      const views = bridges.map((b) => shardView(b.status, fp));
+      const views = bridges.map((b) => b.view);
       const others = holdersNotAsked(views);
+      const shard = views.find((view) => view !== undefined)?.shard;
       if (others.length > 0)
         return warn(
-          `not checked here: no bridge replica asked holds a tunnel for ${fp8}; shard ${views.find((v) => v)!.shard} is ${views.some((v) => v?.held) ? 'also ' : ''}held by bridge replica ${others.join(', ')}, where the broker's tunnel may be`,
+          `not checked here: no bridge replica asked holds a tunnel for ${fp8}; shard ${shard} is ${views.some((v) => v?.held) ? 'also ' : ''}held by bridge replica ${others.join(', ')}, where the broker's tunnel may be`,
           `${askThatPod(others[0])}; if that one holds none either, the broker is not connected: run \`cloudtaser-cli target doctor\` in the cluster`,
-          { shard: views.find((v) => v)!.shard, holders: others },
+          { shard, holders: others },
         );
       const unsharded = views.some((v) => v === undefined);
       return broken(

@@ -40,6 +40,7 @@ import {
   registerCluster,
 } from '../../runtime/registration/index.js';
 import type { TunnelMux } from '../../runtime/tunnel/index.js';
+import { freePort } from '../ports.js';
 import {
   BEACON_NAME,
   FAST_BRIDGE_TIMING,
@@ -51,7 +52,7 @@ import {
   testResolve,
 } from '../runtime/fixtures.js';
 import { listenOnLoopback } from '../support/loopback.js';
-import { freePortOn, type ServiceProxy, startServiceProxy } from '../support/service-proxy.js';
+import { type ServiceProxy, startServiceProxy } from '../support/service-proxy.js';
 import { waitUntil } from '../support/wait.js';
 import { parseExposition } from './exposition.js';
 import { type KubeAuthWorld, startKubeAuthWorld } from './kube-auth-world.js';
@@ -88,7 +89,7 @@ beforeAll(async () => {
   await world.kube.writeKubeconfig(join(dir, 'admin'));
   leases = KubeClient.fromConnection({ kind: 'kubeconfig', path: join(dir, 'admin') });
   replicas = await startReplicas(1);
-  port = await freePortOn(BRIDGE_IPS[0]);
+  port = await freePort(BRIDGE_IPS[0]);
   service = await startServiceProxy(port, BRIDGE_IPS);
   cluster = await registerCluster(world.admin, {
     fingerprint: world.kube.kubeSystemUid,

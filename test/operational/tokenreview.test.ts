@@ -19,6 +19,7 @@ import {
   type RegistrationResult,
   registerCluster,
 } from '../../runtime/registration/index.js';
+import { freePort } from '../ports.js';
 import {
   type Replicas,
   startReplicas,
@@ -26,7 +27,7 @@ import {
   startTestBroker,
   testResolve,
 } from '../runtime/fixtures.js';
-import { freePortOn, type ServiceProxy, startServiceProxy } from '../support/service-proxy.js';
+import { type ServiceProxy, startServiceProxy } from '../support/service-proxy.js';
 import { type KubeAuthWorld, startKubeAuthWorld } from './kube-auth-world.js';
 
 const BRIDGE_IPS = ['127.0.0.3', '127.0.0.4'];
@@ -61,7 +62,7 @@ beforeAll(async () => {
   replicas = await startReplicas(1);
 
   // Two replicas on one port, as a Deployment's pods are, with the peers' name resolving to both.
-  const port = await freePortOn(BRIDGE_IPS[0]);
+  const port = await freePort(BRIDGE_IPS[0]);
   bridges = [await startBridgeReplica(BRIDGE_IPS[0], port), await startBridgeReplica(BRIDGE_IPS[1], port)];
   service = await startServiceProxy(port, BRIDGE_IPS);
 

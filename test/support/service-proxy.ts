@@ -53,12 +53,3 @@ export async function startServiceProxy(port: number, replicaIps: readonly strin
     },
   };
 }
-
-/** A port free a moment ago on `host` (a loopback address other than 127.0.0.1, where replicas listen). */
-export async function freePortOn(host: string): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((done) => probe.listen(0, host, done));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((done) => probe.close(() => done()));
-  return port;
-}
