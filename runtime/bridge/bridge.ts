@@ -58,7 +58,7 @@ import {
   DEFAULT_BRIDGE_TIMING,
 } from './options.js';
 import { type ShardMembership, startShardMembership } from './shards.js';
-import { type BridgeTokenReview, startBridgeTokenReview } from './tokenreview-service.js';
+import { type BridgeTokenReview, peerAddressOf, startBridgeTokenReview } from './tokenreview-service.js';
 
 // The surface (options, status, handle) lives in options.ts; importers of bridge.js keep finding it here.
 export * from './options.js';
@@ -253,6 +253,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           clusters.get(fingerprint)?.namespace ?? registered.get(fingerprint)?.namespace,
         tunnelFor,
         resolve: options.resolve,
+        // With sharding, a review that lands here without the tunnel asks the shard's holders, not every replica.
+        holdersOf: (fingerprint) => shards?.holderAddresses(fingerprint),
         observe: metrics ? (outcome) => metrics.tokenReview(outcome) : undefined,
         logger: log,
       })
@@ -897,7 +899,13 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
 
   // Before the first poll, so a sharded replica never opens waiters for clusters another replica serves.
   if (options.sharding)
-    shards = await startShardMembership({ ...options.sharding, logger: log, onChange: () => reshard() });
+    shards = await startShardMembership({
+      // The member Lease names where this replica's TokenReview listener is, for peers to ask it directly.
+      address: options.tokenReview ? peerAddressOf(options.tokenReview) : undefined,
+      ...options.sharding,
+      logger: log,
+      onChange: () => reshard(),
+    });
   let polling: Promise<void> = poll();
   await polling;
   const pollLoop = (async () => {

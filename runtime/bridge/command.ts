@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
@@ -58,6 +59,7 @@ interface BridgeRunFlags extends RelayClientFlags {
   readonly tokenreviewPlainHttp?: boolean;
   readonly tokenreviewDnsName?: string[];
   readonly tokenreviewPeers?: string;
+  readonly tokenreviewPeerAddress?: string;
   readonly kubernetesAuthRole?: string;
   readonly kubernetesAuthMount: string;
   readonly kubernetesAuthTokenFile: string;
@@ -158,6 +160,10 @@ export function registerBridgeCommand(program: Command): Command {
       "the bridge's headless Service: a replica without the cluster's tunnel forwards the review to these A-records",
     )
     .option(
+      '--tokenreview-peer-address <ip>',
+      "this replica's own A-record among --tokenreview-peers (default: POD_IP from the downward API): never asked itself, and with --shards the others ask a shard's holders only",
+    )
+    .option(
       '--tokenreview-plain-http',
       'serve TokenReviews over plain HTTP (local use only: OpenBao sends its reviewer credential in clear)',
     )
@@ -212,6 +218,7 @@ export function registerBridgeCommand(program: Command): Command {
     .action(async (flags: BridgeRunFlags) => {
       const logger = createLogger('bridge');
       const sharding = await shardingFrom(flags);
+      const tokenReviewAddress = peerAddress(flags.tokenreviewPeerAddress ?? process.env.POD_IP);
       const relay = await readRelayClientFlags(flags, 'bridge run');
       // Metrics are served on the probe port; without one nobody could scrape them.
       const metrics = relay.health ? createBridgeMetrics() : undefined;
@@ -238,6 +245,7 @@ export function registerBridgeCommand(program: Command): Command {
               tls: tokenReviewTls,
               dnsNames: flags.tokenreviewDnsName,
               peers: flags.tokenreviewPeers,
+              address: tokenReviewAddress,
             }
           : undefined,
         timing: {
@@ -465,4 +473,14 @@ async function connectSecretStore(
     );
   }
   return { client: new OpenBaoClient({ address, token, caCertPem, observer }) };
+}
+
+/** This replica's pod IP as its TokenReview peers resolve it; refused when it is not an IP address. */
+function peerAddress(value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (isIP(value)) return value;
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `--tokenreview-peer-address (or POD_IP) ${JSON.stringify(value)} must be this pod's IP address, e.g. 10.8.3.17 (fieldRef status.podIP)`,
+  );
 }

@@ -7,7 +7,9 @@
  * holds two slots of one shard, so with two slots a cluster is served by two replicas and a dying replica costs
  * its brokers no wait for a Lease to expire. Each replica also renews a member Lease (`<prefix>-member-<id>`):
  * the live members tell every replica its fair share, ceil(slots / members), so a new replica is given shards
- * (the others release their extras) and a dead one's shards are taken over once its Leases expire.
+ * (the others release their extras) and a dead one's shards are taken over once its Leases expire. A member Lease
+ * also names the replica's address (its pod IP), so a replica asked about a cluster it does not hold (OpenBao's
+ * TokenReview through the Service) asks the shard's holders instead of every replica.
  *
  * Leases decide capacity, never trust: every replica may still serve any cluster (OpenBao's policies and the
  * cluster CA decide who may), so a wrong or stale shard map costs memory and connections, not security. That is
@@ -40,7 +42,10 @@ export interface LeaseApi {
   ): Promise<ShardLease[]>;
   createLease(
     namespace: string,
-    lease: { metadata: { name: string; labels?: Record<string, string> }; spec: ShardLeaseSpec },
+    lease: {
+      metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+      spec: ShardLeaseSpec;
+    },
     options?: { signal?: AbortSignal },
   ): Promise<ShardLease>;
   updateLease(namespace: string, lease: ShardLease, options?: { signal?: AbortSignal }): Promise<ShardLease>;
@@ -62,7 +67,13 @@ export interface ShardLeaseSpec {
 }
 
 export interface ShardLease {
-  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec: ShardLeaseSpec;
 }
 
@@ -76,6 +87,11 @@ export interface ShardMembershipOptions {
   readonly replicasPerShard?: number;
   /** This replica's name in the Leases: the pod name. */
   readonly identity: string;
+  /**
+   * This replica's address among the TokenReview peers (the pod IP, one of the headless Service's A-records),
+   * written on its member Lease so that peers know where a shard's holders are. @default none (peers ask everyone)
+   */
+  readonly address?: string;
   /** Lease names start with it, e.g. the Helm release's full name. @default 'cloudtaser-bridge' */
   readonly prefix?: string;
   /** @default 15 */
@@ -115,6 +131,11 @@ export interface ShardMembershipStatus {
 export interface ShardMembership {
   /** Whether this replica serves the cluster. */
   serves(fingerprint: string): boolean;
+  /**
+   * The addresses of the other live replicas holding the cluster's shard, as this replica last saw the Leases;
+   * undefined when one of them names no address (a replica before 0.2.0, or one run without it): ask every peer then.
+   */
+  holderAddresses(fingerprint: string): string[] | undefined;
   /** One round now (renew, rebalance); resolves when it is done. */
   roundNow(): Promise<void>;
   status(): ShardMembershipStatus;
@@ -124,6 +145,8 @@ export interface ShardMembership {
 
 const LABEL_GROUP = 'cloudtaser.io/bridge-leases';
 const LABEL_KIND = 'cloudtaser.io/lease-kind';
+/** On a member Lease: the replica's address among the TokenReview peers. */
+export const ADDRESS_ANNOTATION = 'cloudtaser.io/peer-address';
 /** Member Leases not renewed for this many durations are deleted by whoever sees them (a pod gone for good). */
 const MEMBER_GC_DURATIONS = 20;
 /** How long closing waits for its Lease releases before it lets them expire instead. */
@@ -268,13 +291,29 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   async function renewMember(at: number): Promise<void> {
     const mine = observed.get(memberName)?.lease;
     const spec = { holderIdentity: identity, leaseDurationSeconds: durationS, renewTime: micro(at) };
+    const annotations = options.address ? { [ADDRESS_ANNOTATION]: options.address } : undefined;
     try {
       const written = mine
-        ? await leases.updateLease(namespace, { ...mine, spec: { ...mine.spec, ...spec } }, {})
+        ? await leases.updateLease(
+            namespace,
+            {
+              ...mine,
+              // A pod keeps its IP, but a member Lease left by an earlier pod of the same name may name another.
+              metadata: annotations
+                ? { ...mine.metadata, annotations: { ...mine.metadata.annotations, ...annotations } }
+                : mine.metadata,
+              spec: { ...mine.spec, ...spec },
+            },
+            {},
+          )
         : await leases.createLease(
             namespace,
             {
-              metadata: { name: memberName, labels: labels('member') },
+              metadata: {
+                name: memberName,
+                labels: labels('member'),
+                ...(annotations ? { annotations } : {}),
+              },
               spec: { ...spec, acquireTime: micro(at) },
             },
             {},
@@ -558,6 +597,21 @@ export async function startShardMembership(options: ShardMembershipOptions): Pro
   let closing: Promise<void> | undefined;
   return {
     serves: (fingerprint) => served.has(shardOf(fingerprint, options.shards)),
+    holderAddresses(fingerprint) {
+      const shard = shardOf(fingerprint, options.shards);
+      const at = now();
+      const addresses: string[] = [];
+      for (let slot = 0; slot < replicasPerShard; slot++) {
+        const name = slotName(shard, slot);
+        const holder = observed.get(name)?.lease.spec.holderIdentity;
+        if (!holder || holder === identity || isFree(name, at)) continue;
+        const member = observed.get(`${prefix}-member-${holder}`)?.lease;
+        const address = member?.metadata.annotations?.[ADDRESS_ANNOTATION];
+        if (!address) return undefined;
+        addresses.push(address);
+      }
+      return addresses;
+    },
     async roundNow() {
       await current;
       current = runRound();

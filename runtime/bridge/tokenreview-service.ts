@@ -38,6 +38,11 @@ export interface BridgeTokenReviewOptions {
   readonly dnsNames?: readonly string[];
   /** `host:port` of the bridge's headless Service, whose A-records are the replicas. @default no forwarding */
   readonly peers?: string;
+  /**
+   * This replica's address among those A-records (the pod IP): it is never asked, and with sharding its member
+   * Lease names it so that peers ask a shard's holders only. @default the listener host when it is one IP address
+   */
+  readonly address?: string;
 }
 
 export interface BridgeTokenReview {
@@ -78,6 +83,8 @@ export async function startBridgeTokenReview(options: {
   readonly namespaceOf: (fingerprint: string) => string | undefined;
   readonly tunnelFor: (fingerprint: string) => TunnelMux | undefined;
   readonly resolve?: Resolve;
+  /** Where the holders of a cluster's shard are (sharding), asked before the other peers. */
+  readonly holdersOf?: (fingerprint: string) => readonly string[] | undefined;
   /** Told how every request was answered (for metrics). */
   readonly observe?: (outcome: TokenReviewOutcome) => void;
   readonly logger?: Logger;
@@ -86,8 +93,8 @@ export async function startBridgeTokenReview(options: {
   const listener = options.listener;
   const tls = listener.tls ?? 'openbao';
   const dnsNames = listener.dnsNames?.length ? [...listener.dnsNames] : ['localhost'];
-  const ipAddresses =
-    listener.host && isIP(listener.host) && !/^(0\.0\.0\.0|::)$/.test(listener.host) ? [listener.host] : [];
+  const listenIp = oneIpAddress(listener.host);
+  const ipAddresses = listenIp ? [listenIp] : [];
   let caPem: string | undefined = typeof tls === 'object' && 'caPem' in tls ? tls.caPem : undefined;
   let issuedUntil = 0;
   let watcher: TlsFilesWatcher | undefined;
@@ -133,6 +140,8 @@ export async function startBridgeTokenReview(options: {
       port,
       servername: dnsNames[0],
       caPem: () => caPem,
+      self: peerAddressOf(listener),
+      holdersOf: options.holdersOf,
       resolve: async () =>
         options.resolve ? options.resolve(host) : (await lookup(host, { all: true })).map((a) => a.address),
     };
@@ -238,4 +247,14 @@ function splitHostPort(address: string): [string, number] {
       `--tokenreview-peers ${JSON.stringify(address)} must be host:port of the bridge's headless Service, e.g. cloudtaser-bridge-peers.openbao.svc:8444`,
     );
   return [match[1].replace(/^\[|\]$/g, ''), port];
+}
+
+/** This replica's address among its peers: as given, else the listener's host when that is one IP address. */
+export function peerAddressOf(listener: BridgeTokenReviewOptions): string | undefined {
+  return listener.address || oneIpAddress(listener.host);
+}
+
+/** The host when it is one IP address (not a name, not every address). */
+function oneIpAddress(host: string | undefined): string | undefined {
+  return host && isIP(host) && !/^(0\.0\.0\.0|::)$/.test(host) ? host : undefined;
 }

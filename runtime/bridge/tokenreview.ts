@@ -14,7 +14,10 @@
  * Any number of replicas: the broker holds one tunnel, to one replica. A replica without that tunnel forwards the
  * request (same credential, same body) to its peers, the A-records of the bridge's headless Service, over TLS
  * trusted to the listener CA; the peer holding the tunnel answers, the others answer "no tunnel" at once. A
- * forwarded request is never forwarded again.
+ * forwarded request is never forwarded again. With sharding most reviews land on a replica without the tunnel, so
+ * such a replica asks the holders of the cluster's shard first (their addresses from the Leases, only those among
+ * the A-records), and the other peers only when none of them answers: one request per review instead of one per
+ * replica. It never asks itself when it knows its own address.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -51,6 +54,13 @@ export interface TokenReviewPeers {
   readonly servername: string;
   /** CA that signed the replicas' certificates, at the time of the call. */
   caPem(): string | undefined;
+  /** This replica's own address among the A-records (its pod IP): never asked. @default unknown */
+  readonly self?: string;
+  /**
+   * The addresses of the replicas that should hold the cluster's tunnel (its shard's holders), asked first; the
+   * other peers are asked when none of them answers. Undefined: ask every peer at once.
+   */
+  holdersOf?(fingerprint: string): readonly string[] | undefined;
 }
 
 export interface TokenReviewServerOptions {
@@ -100,6 +110,8 @@ export interface TokenReviewServer {
 const MAX_BODY_BYTES = 64 * 1024;
 const ROUTE = /^\/clusters\/([0-9a-f-]{36})(\/.*)$/;
 const UNAUTHORIZED = kubeStatusBody(401, 'Unauthorized', 'Unauthorized');
+/** How long a replica waits for the shard's holders before it asks the other peers as well. */
+const HEDGE_MS = 1_000;
 /** A refusal is logged at most once per window per cluster, with the count of those not logged. */
 const REFUSAL_LOG_WINDOW_MS = 10_000;
 
@@ -174,7 +186,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     /** Asks the other replicas (unless a peer asked us); true once one of them answered. */
     const answeredByPeer = async (): Promise<boolean> => {
       if (forwarded || !options.peers) return false;
-      const answer = await askPeers(req, body, credential!);
+      const answer = await askPeers(fingerprint, req, body, credential!);
       if (!answer) return false;
       clusterLog.debug({ event: 'tokenreview.forwarded', status: answer.status }, 'answered by a peer');
       observe('forwarded');
@@ -276,6 +288,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
 
   /** The first peer answer from a replica that holds the tunnel; undefined when none does. */
   async function askPeers(
+    fingerprint: string,
     req: IncomingMessage,
     body: Buffer,
     credential: string,
@@ -300,7 +313,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     }
     // One signal for every ask: the first answer or the time limit ends the others.
     const fanOut = linkSignal([], timeoutMs);
-    const asks = addresses.map(async (address) => {
+    const ask = async (address: string) => {
       const host = address.includes(':') ? `[${address}]` : address;
       const response = await httpRequest(`https://${host}:${peers.port}${req.url}`, {
         method: req.method as 'GET' | 'POST',
@@ -316,9 +329,34 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
       const answer = Buffer.from(await response.body.arrayBuffer());
       if (response.headers[TUNNEL_HEADER] === 'absent') throw new Error('no tunnel there');
       return { status: response.statusCode, body: answer };
-    });
+    };
+    const others = addresses.filter((address) => address !== peers.self);
+    // Holders only when every one of them is a peer: an address the Leases name that the Service does not is asked
+    // nothing (the Leases narrow whom to ask, they never add anyone).
+    const named = peers.holdersOf?.(fingerprint);
+    const holders = named?.length && named.every((a) => others.includes(a)) ? named : undefined;
     try {
-      return await Promise.any(asks);
+      if (!holders) return await Promise.any(others.map(ask));
+      const first = Promise.any(holders.map(ask));
+      // The rest once every holder said "not here" (a tunnel moving off a replica that gave the shard up, Leases
+      // seen a round late), or once a holder is slow to answer at all (hung): never later than HEDGE_MS.
+      const askRest = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(true), Math.min(HEDGE_MS, timeoutMs / 4));
+        const settle = (askThem: boolean) => {
+          clearTimeout(timer);
+          resolve(askThem);
+        };
+        first.then(
+          () => settle(false),
+          () => settle(true),
+        );
+      });
+      const rest = askRest.then((askThem) =>
+        askThem
+          ? Promise.any(others.filter((a) => !holders.includes(a)).map(ask))
+          : Promise.reject(new Error('a holder answered')),
+      );
+      return await Promise.any([first, rest]);
     } catch {
       return undefined;
     } finally {

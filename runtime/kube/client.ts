@@ -422,7 +422,10 @@ export class KubeClient {
   /** Creates a Lease; CT_KUBE_CONFLICT when one by that name exists (another replica got there first). */
   async createLease(
     namespace: string,
-    lease: { metadata: { name: string; labels?: Record<string, string> }; spec: KubeLeaseSpec },
+    lease: {
+      metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+      spec: KubeLeaseSpec;
+    },
     options?: CallOptions,
   ): Promise<KubeLease> {
     return withLeaseSpec(

@@ -169,6 +169,7 @@ export interface KubeLease {
     namespace?: string;
     resourceVersion?: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
     uid?: string;
     creationTimestamp?: string;
   };

@@ -577,7 +577,8 @@ describe('chart cloudtaser-bridge rendered', () => {
 
   it('serves TokenReview on a Service OpenBao reaches over HTTPS, prints that endpoint, and finds peers through a headless Service', () => {
     const rendered = render('cloudtaser-bridge', {}, { name: 'bridge', namespace: 'openbao' });
-    const args = containerArgs(only(rendered, 'Deployment'));
+    const deployment = only(rendered, 'Deployment');
+    const args = containerArgs(deployment);
     const services = objectsOf(rendered, 'Service');
     const endpointService = services.find((s) => s.metadata.name === 'bridge-cloudtaser-bridge');
     const port = endpointService.spec.ports.find((p: K8sObject) => p.targetPort === 'tokenreview').port;
@@ -592,6 +593,12 @@ describe('chart cloudtaser-bridge rendered', () => {
       `${peers.metadata.name}.openbao.svc:${peers.spec.ports[0].port}`,
     ]);
     expect(args.some((a) => a.startsWith('--tokenreview-plain-http'))).toBe(false);
+    // Its own A-record among the peers (the bridge reads POD_IP): a replica does not ask itself, and with sharding
+    // its member Lease says where it is.
+    expect(deployment.spec.template.spec.containers[0].env).toContainEqual({
+      name: 'POD_IP',
+      valueFrom: { fieldRef: { fieldPath: 'status.podIP' } },
+    });
   });
 
   it("prints in NOTES how to run source doctor with every bridge pod, selecting the Deployment's pods on their probe port", () => {

@@ -250,6 +250,19 @@ describe('cloudtaser-cli against the test servers', () => {
     const nowhere = await runCli(['bridge', 'run', '--beacon', 'beacon.test:443', '--shards', '8']);
     expect(nowhere.code).toBe(2);
     expect(nowhere.stderr).toContain('pass --shard-namespace, or set POD_NAMESPACE');
+    // Its own A-record among the TokenReview peers must be an IP address (a name would never match one).
+    const named = await runCli([
+      'bridge',
+      'run',
+      '--beacon',
+      'beacon.test:443',
+      '--tokenreview-peer-address',
+      'bridge-0.openbao.svc',
+    ]);
+    expect(named.code).toBe(2);
+    expect(named.stderr).toContain(
+      'CT_INVALID_ARGUMENT: --tokenreview-peer-address (or POD_IP) "bridge-0.openbao.svc" must be this pod\'s IP address',
+    );
   });
 
   it('dev up prints one JSON line with a working stack and cleans up on SIGTERM', async () => {

@@ -57,7 +57,8 @@ import { waitUntil } from '../support/wait.js';
 import { parseExposition } from './exposition.js';
 import { type KubeAuthWorld, startKubeAuthWorld } from './kube-auth-world.js';
 
-const BRIDGE_IPS = ['127.0.0.7', '127.0.0.8'];
+/** The replicas' pod IPs: the first replica, the one that joins, and a third that holds no shard. */
+const BRIDGE_IPS = ['127.0.0.7', '127.0.0.8', '127.0.0.6'];
 const PEERS_NAME = 'cloudtaser-bridge-peers.sharded.test';
 const LEASE_NAMESPACE = 'openbao';
 const SHARDS = 4;
@@ -76,9 +77,9 @@ let broker: BrokerHandle;
 /** While true the broker cannot reach the beacon for a new tunnel (its tunnel open already is unaffected). */
 let partitioned = false;
 const brokerMetrics = createBrokerMetrics({ processMetrics: false });
-/** Replica slots: index 0 the first replica (it gives the cluster's shard up), 1 the one that joins. */
-const bridges: (BridgeHandle | undefined)[] = [undefined, undefined];
-const bridgeMetrics: (BridgeMetrics | undefined)[] = [undefined, undefined];
+/** Replica slots: 0 the first replica (it gives the cluster's shard up), 1 the one that joins, 2 a bystander. */
+const bridges: (BridgeHandle | undefined)[] = [undefined, undefined, undefined];
+const bridgeMetrics: (BridgeMetrics | undefined)[] = [undefined, undefined, undefined];
 let giverIdentity: string;
 
 beforeAll(async () => {
@@ -121,7 +122,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function startReplica(index: 0 | 1): Promise<BridgeHandle> {
+const IDENTITIES = () => [giverIdentity, 'bridge-joining', 'bridge-bystander'];
+
+async function startReplica(index: 0 | 1 | 2): Promise<BridgeHandle> {
   bridgeMetrics[index] = createBridgeMetrics({ processMetrics: false });
   const bridge = await startTestBridge({
     metrics: bridgeMetrics[index],
@@ -143,7 +146,7 @@ async function startReplica(index: 0 | 1): Promise<BridgeHandle> {
       namespace: LEASE_NAMESPACE,
       shards: SHARDS,
       replicasPerShard: 1,
-      identity: index === 0 ? giverIdentity : 'bridge-joining',
+      identity: IDENTITIES()[index],
       leaseDurationSeconds: 1,
       renewIntervalMs: 250,
     },
@@ -240,6 +243,44 @@ async function joinWhileTheMoveCannotComplete(
   expect(moving.closed).toBe(false);
   expect(liveTunnels(joiner)).toHaveLength(0);
   return { joiner, moving };
+}
+
+/** With a third replica holding no shard up: reviews through either replica without the tunnel. */
+async function asksTheHolderOnly(bystander: BridgeHandle): Promise<void> {
+  const [giver, joiner] = bridges;
+  await waitUntil(() => bystander.status().shards?.members === 3 && giver!.status().shards?.members === 3, {
+    timeoutMs: 10_000,
+    what: 'three replicas seeing each other',
+  });
+  await giver!.pollNow();
+  await bystander.pollNow();
+  expect(bystander.status().shards?.held).toEqual([]);
+  expect(serves(joiner)).toBe(true);
+  expect(liveTunnels(joiner)).toHaveLength(1);
+  /** Per replica, its TokenReviews answered so (0 for a replica not running). */
+  const counts = (outcome: string) =>
+    Promise.all(
+      bridgeMetrics.map(async (m) =>
+        m
+          ? parseExposition(await m.registry.metrics()).sum('cloudtaser_bridge_tokenreviews_total', {
+              outcome,
+            })
+          : 0,
+      ),
+    );
+  const [asked, forwarded] = [await counts('peer_no_tunnel'), await counts('forwarded')];
+  // OpenBao's reviews reaching either replica without the tunnel: every login succeeds, and the holder alone is
+  // asked. Before, each review asked all three A-records: the asking replica itself and the other one answered
+  // "not here" (6 + 6 such answers on each of the two).
+  expect(await loginsThrough(0, 6)).toEqual(Array(6).fill(200));
+  expect(await loginsThrough(2, 6)).toEqual(Array(6).fill(200));
+  const since = (now: number[], before: number[]) => now.map((n, i) => n - before[i]);
+  expect(since(await counts('peer_no_tunnel'), asked)).toEqual([0, 0, 0]);
+  expect(since(await counts('forwarded'), forwarded)).toEqual([6, 0, 6]);
+
+  // Where the holder is, the joiner's member Lease says (its pod IP).
+  const member = await leases.getLease(LEASE_NAMESPACE, 'cloudtaser-bridge-member-bridge-joining');
+  expect(member.metadata.annotations?.['cloudtaser.io/peer-address']).toBe(BRIDGE_IPS[1]);
 }
 
 describe('TokenReview with bridge replicas sharded by Leases', () => {
@@ -367,6 +408,17 @@ describe('TokenReview with bridge replicas sharded by Leases', () => {
       fix: expect.stringContaining('kubectl port-forward pod/bridge-twin'),
     });
   }, 30_000);
+
+  it("a replica without the cluster's tunnel asks the shard's holder only, not every replica nor itself", async () => {
+    // A third replica joins; with 4 slots among 3 replicas the two others keep their 2 each, so it holds none.
+    const bystander = await startReplica(2);
+    try {
+      await asksTheHolderOnly(bystander);
+    } finally {
+      await bystander.close();
+      bridges[2] = undefined;
+    }
+  }, 60_000);
 
   it('ends a tunnel still moving off the giving replica as soon as the cluster is deregistered', async () => {
     // The joiner leaves (the shard comes back to the first replica), then joins again while the broker cannot

@@ -137,6 +137,52 @@ describe('shard membership', () => {
     }
   });
 
+  it("names each replica's address on its member Lease, and gives a peer the addresses of a cluster's other holders", async () => {
+    const start = fleet({ replicasPerShard: 2 });
+    const addresses: Record<string, string> = {
+      'bridge-a': '10.0.0.1',
+      'bridge-b': '10.0.0.2',
+      'bridge-c': '10.0.0.3',
+    };
+    const members = Object.entries(addresses).map(([identity, address]) => start(identity, { address }));
+    const [a, b, c] = await Promise.all(members);
+    await settle([a, b, c], () => [a, b, c].flatMap(held).length === 16, 'every shard held twice');
+    for (const member of [a, b, c]) await member.roundNow(); // each sees the Leases the others took last
+    for (let i = 0; i < 50; i++) {
+      const fingerprint = randomUUID();
+      const shard = shardOf(fingerprint, 8);
+      for (const [member, identity] of [
+        [a, 'bridge-a'],
+        [b, 'bridge-b'],
+        [c, 'bridge-c'],
+      ] as const) {
+        // The other holders of the shard, never the replica asking.
+        const expected = a
+          .status()
+          .holders[shard].filter((holder) => holder !== identity)
+          .map((holder) => addresses[holder])
+          .sort();
+        expect(member.holderAddresses(fingerprint)?.sort()).toEqual(expected);
+        expect(expected).toHaveLength(held(member).includes(shard) ? 1 : 2);
+      }
+    }
+    const leases = await client.listLeases(NAMESPACE, { labelSelector: 'cloudtaser.io/lease-kind=member' });
+    const mine = leases.filter((l) => l.metadata.name.startsWith(`t${prefixCounter}-bridge-member-`));
+    expect(mine.map((l) => l.metadata.annotations?.['cloudtaser.io/peer-address']).sort()).toEqual(
+      Object.values(addresses),
+    );
+
+    // A holder that names no address (a replica before 0.2.0): nobody narrows, every peer is asked.
+    const start2 = fleet({ replicasPerShard: 1, shards: 2 });
+    const [x, y] = [await start2('bridge-x', { address: '10.0.1.1' }), await start2('bridge-y')];
+    await settle([x, y], () => held(x).length === 1 && held(y).length === 1, 'one shard each');
+    await x.roundNow(); // x sees the Lease y took in the last round
+    const onY = Array.from({ length: 100 }, () => randomUUID()).find((fp) => y.serves(fp))!;
+    const onX = Array.from({ length: 100 }, () => randomUUID()).find((fp) => x.serves(fp))!;
+    expect(x.holderAddresses(onY)).toBeUndefined();
+    expect(y.holderAddresses(onX)).toEqual(['10.0.1.1']);
+  });
+
   it('gives a joining replica its share: the others release their extras, it takes them', async () => {
     const start = fleet();
     const a = await start('bridge-a');
