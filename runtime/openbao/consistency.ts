@@ -37,7 +37,9 @@ export class WriteLedger {
     this.boundMs = boundMs;
   }
 
+  /** This process created the namespace at `path`: new and empty, whatever it wrote in one of that name before. */
   namespaceCreated(path: string): void {
+    this.#forgetContentOf(path);
     this.#put(this.#namespaces, path, true);
   }
 
@@ -46,9 +48,19 @@ export class WriteLedger {
     this.#namespaces.delete(path);
   }
 
+  /**
+   * The namespace at `path` and those below it are gone, with their mounts and records: nothing written there
+   * before is to be waited for (a namespace of that name created next, by `deregister --purge` then `register` in
+   * one process, would otherwise be read as lagging until the bound).
+   */
   namespaceDeleted(path: string): void {
-    for (const key of [...this.#namespaces.keys()])
-      if (key === path || key.startsWith(`${path}/`)) this.#namespaces.delete(key);
+    for (const key of [...this.#namespaces.keys()]) if (within(key, path)) this.#namespaces.delete(key);
+    this.#forgetContentOf(path);
+  }
+
+  #forgetContentOf(path: string): void {
+    for (const map of [this.#kv, this.#mounts] as Map<string, unknown>[])
+      for (const key of [...map.keys()]) if (within(key.slice(0, key.indexOf('|')), path)) map.delete(key);
   }
 
   /**
@@ -115,4 +127,9 @@ export class WriteLedger {
     }
     return entry;
   }
+}
+
+/** Whether namespace `namespace` is `path` or below it. */
+function within(namespace: string, path: string): boolean {
+  return namespace === path || namespace.startsWith(`${path}/`);
 }
