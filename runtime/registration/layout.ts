@@ -21,6 +21,12 @@ export const OWNER_METADATA_KEY = 'cloudtaser_fingerprint';
 
 export const paths = {
   clustersPrefix: 'clusters/',
+  /**
+   * In the root namespace: which fingerprint holds an 8-character prefix (and so the namespace `<root>/<fp8>`),
+   * written once with check-and-set 0 before the namespace: OpenBao's namespace create overwrites the owner in an
+   * existing namespace's custom metadata, so only a create-once record can decide between two runs at once.
+   */
+  prefixClaim: (fp8: string) => `prefixes/${fp8}`,
   registered: (fingerprint: string) => `clusters/${fingerprint}/registered`,
   initialized: (fingerprint: string) => `clusters/${fingerprint}/initialized`,
   /** The discovery journal (change-journal.ts): which clusters changed, so bridges need not list them all. */
@@ -33,6 +39,12 @@ export const paths = {
 
 export function clusterNamespace(namespaceRoot: string, fingerprint: string): string {
   return `${namespaceRoot}/${fingerprintPrefix(fingerprint)}`;
+}
+
+/** `prefixes/<fp8>` in the root namespace's records mount. */
+export interface PrefixClaimRecord {
+  readonly fingerprint: string;
+  readonly claimed_at: string;
 }
 
 /** `clusters/<fingerprint>/registered` in the root namespace's records mount. */

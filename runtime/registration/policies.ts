@@ -83,7 +83,21 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     scope: 'namespace-root',
     path: `${RECORDS}/metadata/clusters/`,
     capabilities: ['list'],
-    why: 'register refuses a fingerprint whose 8-character prefix another registration holds',
+    why: 'register refuses a fingerprint whose 8-character prefix a registration from before prefix claims holds',
+  },
+  {
+    identity: 'registrar',
+    scope: 'namespace-root',
+    path: `${RECORDS}/data/prefixes/+`,
+    capabilities: ['create', 'read'],
+    why: 'register claims the 8-character fingerprint prefix once (check-and-set 0), so two clusters sharing it never share a namespace, and reads who holds it',
+  },
+  {
+    identity: 'registrar',
+    scope: 'namespace-root',
+    path: `${RECORDS}/metadata/prefixes/+`,
+    capabilities: ['delete'],
+    why: 'deregister --purge releases the prefix with the namespace',
   },
   {
     identity: 'registrar',

@@ -34,6 +34,7 @@ import {
   KUBERNETES_AUTH_MOUNT,
   migrationEnabledOf,
   OWNER_METADATA_KEY,
+  type PrefixClaimRecord,
   paths,
   RECORDS_MOUNT,
   type RegisteredRecord,
@@ -163,8 +164,8 @@ export async function registerCluster(
     logger: log,
   });
 
-  // 2. Refuse a prefix clash before writing anything cluster-specific.
-  const existingNamespace = await assertPrefixIsOurs(root, namespaceRoot, fingerprint);
+  // 2. Claim the fingerprint prefix, or refuse a clash, before writing anything cluster-specific.
+  const existingNamespace = await claimPrefix(root, namespaceRoot, fingerprint, log);
 
   // 3. Cluster namespace, owned by this fingerprint, with its mounts.
   if (!existingNamespace) {
@@ -357,6 +358,12 @@ export async function deregisterCluster(
       'cluster namespace deleted with its workload secrets',
     );
   }
+  // The prefix goes with the namespace: released on purge (also when the namespace is gone already), kept otherwise,
+  // so another cluster sharing the prefix never gets a namespace that still holds this one's secrets.
+  if (options.purge && (await readPrefixClaim(root, fp8)) === fingerprint) {
+    await deleteIfMounted(root, paths.prefixClaim(fp8));
+    log.info({ event: 'registration.prefix_released', namespace }, 'fingerprint prefix released');
+  }
   log.info(
     { event: 'registration.removed', namespace, wasRegistered: registered !== undefined },
     'cluster deregistered',
@@ -395,31 +402,106 @@ async function writeNewRecord(
   }
 }
 
-/** Refuses a prefix clash; resolves with the cluster namespace when it exists already (read once, used after). */
-async function assertPrefixIsOurs(
+/**
+ * Claims the fingerprint's 8-character prefix (and so the namespace `<root>/<fp8>`) for this cluster, or refuses a
+ * clash; resolves with the cluster namespace when it exists already (read once, used after).
+ *
+ * The claim is a create-once record (check-and-set 0): of two runs at once for two clusters sharing a prefix,
+ * exactly one writes it. The namespace's owner metadata cannot decide that, as OpenBao's namespace create
+ * overwrites an existing namespace's custom metadata: both runs used to find no owner, both created, and the two
+ * clusters shared one namespace and one cluster CA. Once claimed, a run reads one record instead of listing every
+ * cluster; a prefix without a claim (registered before claims, or never) is checked as before (the namespace's
+ * owner, every registration record) and then claimed.
+ */
+async function claimPrefix(
   root: OpenBaoClient,
   namespaceRoot: string,
   fingerprint: string,
+  log: Logger,
 ): Promise<NamespaceInfo | undefined> {
   const fp8 = fingerprintPrefix(fingerprint);
-  // Both in one round trip: the records are listed whether or not the namespace's owner already clashes.
-  const [ns, keys] = await Promise.all([
-    root.readNamespace(fp8),
-    root.kvList(RECORDS_MOUNT, paths.clustersPrefix),
-  ]);
+  const [claim, ns] = await Promise.all([readPrefixClaim(root, fp8), root.readNamespace(fp8)]);
   const owner = ns ? namespaceOwner(ns) : undefined;
-  const clash =
-    owner !== undefined && owner !== fingerprint
-      ? owner
-      : keys.map((k) => k.replace(/\/$/, '')).find((other) => other !== fingerprint && other.startsWith(fp8));
-  if (clash) {
-    throw new CloudtaserError(
-      'CT_NAMESPACE_CLASH',
-      `namespace ${namespaceRoot}/${fp8} already belongs to cluster ${clash}; two clusters share the first 8 characters of their fingerprint. Deregister the other cluster with --purge, or register this one under another --namespace-root`,
-      { details: { fingerprint, owner: clash } },
-    );
+  if (owner !== undefined && owner !== fingerprint) throw namespaceClash(namespaceRoot, fingerprint, owner);
+  if (claim !== undefined) {
+    if (claim !== fingerprint) throw await claimedByAnother(root, namespaceRoot, fingerprint, claim);
+    return ns;
   }
+  await refuseRecordWithPrefix(root, namespaceRoot, fingerprint);
+  const record: PrefixClaimRecord = { fingerprint, claimed_at: new Date().toISOString() };
+  try {
+    await root.kvWrite(RECORDS_MOUNT, paths.prefixClaim(fp8), { ...record }, { cas: 0 });
+  } catch (thrown) {
+    const err = await asLostCreateRace(thrown, async () => (await readPrefixClaim(root, fp8)) !== undefined);
+    if (isCloudtaserError(err, 'CT_OPENBAO_PERMISSION_DENIED')) throw prefixClaimNotPermitted(fp8, err);
+    if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
+    // Another run claimed it a moment ago: this cluster's own earlier run, or another cluster's.
+    const winner = await readPrefixClaim(root, fp8);
+    if (winner !== fingerprint)
+      throw await claimedByAnother(root, namespaceRoot, fingerprint, String(winner));
+  }
+  log.debug({ event: 'registration.prefix_claimed', prefix: fp8 }, 'fingerprint prefix claimed');
   return ns;
+}
+
+/** A registrar policy from before prefix claims (or one without their lines). */
+function prefixClaimNotPermitted(fp8: string, cause: unknown): CloudtaserError {
+  return new CloudtaserError(
+    'CT_OPENBAO_PERMISSION_DENIED',
+    `this token may not read or create the fingerprint prefix claim (${RECORDS_MOUNT}/${paths.prefixClaim(fp8)} in the root namespace): its policy predates prefix claims; write the current registrar policy (cloudtaser-cli source policy registrar | bao policy write cloudtaser-registrar -) and run again`,
+    { cause },
+  );
+}
+
+/** The fingerprint holding the prefix; undefined when nobody does. */
+async function readPrefixClaim(root: OpenBaoClient, fp8: string): Promise<string | undefined> {
+  let data: Record<string, unknown> | undefined;
+  try {
+    data = await readIfMounted(root, paths.prefixClaim(fp8));
+  } catch (err) {
+    if (isCloudtaserError(err, 'CT_OPENBAO_PERMISSION_DENIED')) throw prefixClaimNotPermitted(fp8, err);
+    throw err;
+  }
+  if (data === undefined) return undefined;
+  // Anything but a fingerprint (a hand-written record) still holds the prefix: nobody else may take it silently.
+  return typeof data.fingerprint === 'string' && data.fingerprint !== ''
+    ? data.fingerprint
+    : '<not a cloudtaser claim>';
+}
+
+/** Refuses a registration record of another fingerprint with the same prefix (one LIST of every cluster). */
+async function refuseRecordWithPrefix(root: OpenBaoClient, namespaceRoot: string, fingerprint: string) {
+  const fp8 = fingerprintPrefix(fingerprint);
+  const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix);
+  const other = keys
+    .map((k) => k.replace(/\/$/, ''))
+    .find((key) => key !== fingerprint && key.startsWith(fp8));
+  if (other) throw namespaceClash(namespaceRoot, fingerprint, other);
+}
+
+/** The clash with a prefix claimed by another fingerprint, saying so when that one is no longer registered. */
+async function claimedByAnother(
+  root: OpenBaoClient,
+  namespaceRoot: string,
+  fingerprint: string,
+  claimant: string,
+): Promise<CloudtaserError> {
+  const registered = await readIfMounted(root, paths.registered(claimant)).catch(() => undefined);
+  if (registered !== undefined) return namespaceClash(namespaceRoot, fingerprint, claimant);
+  const fp8 = fingerprintPrefix(fingerprint);
+  return new CloudtaserError(
+    'CT_NAMESPACE_CLASH',
+    `namespace ${namespaceRoot}/${fp8} is still claimed by cluster ${claimant}, which is no longer registered; its workload secrets may still be there. Deregister it with --purge to release the prefix (cloudtaser-cli source deregister --fingerprint ${claimant} --purge), or register this one under another --namespace-root`,
+    { details: { fingerprint, owner: claimant } },
+  );
+}
+
+function namespaceClash(namespaceRoot: string, fingerprint: string, owner: string): CloudtaserError {
+  return new CloudtaserError(
+    'CT_NAMESPACE_CLASH',
+    `namespace ${namespaceRoot}/${fingerprintPrefix(fingerprint)} already belongs to cluster ${owner}; two clusters share the first 8 characters of their fingerprint. Deregister the other cluster with --purge, or register this one under another --namespace-root`,
+    { details: { fingerprint, owner } },
+  );
 }
 
 function namespaceOwner(ns: { customMetadata?: Record<string, string> }): string | undefined {

@@ -11,8 +11,10 @@ import {
   loadClusterTrust,
   loadTokenReviewCa,
   markClusterInitialized,
+  POLICY_ROWS,
   rearmCluster,
   registerCluster,
+  renderPolicyHcl,
   validateNamespaceRoot,
 } from '../../runtime/registration/index.js';
 import { captureLogger } from '../beacon/helpers.js';
@@ -142,6 +144,106 @@ describe('registration against the OpenBao test server', () => {
     expect(status.registered).toBe(false);
     // The original cluster is untouched.
     expect((await getClusterStatus(registrar, { fingerprint: FP })).registered).toBe(true);
+  });
+
+  it('lets exactly one of two clusters sharing a prefix register when both register at once; the other owns nothing', async () => {
+    // OpenBao's namespace create overwrites an existing namespace's custom metadata (its owner), so the namespace
+    // cannot be the claim: both runs used to find no owner and no record, both wrote, and the two clusters shared
+    // one namespace and one cluster CA. A create-once prefix claim (check-and-set 0) decides.
+    for (let round = 0; round < 5; round++) {
+      const prefix = randomFingerprint().slice(0, 8);
+      const fingerprints = [0, 1].map(() => `${prefix}${randomFingerprint().slice(8)}`);
+      const outcomes = await Promise.allSettled(
+        fingerprints.map((fingerprint) => registerCluster(registrar, { fingerprint })),
+      );
+      const won = outcomes.flatMap((o, i) => (o.status === 'fulfilled' ? [fingerprints[i]] : []));
+      expect(won, `round ${round}`).toHaveLength(1);
+      const lost = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      expect(lost.reason).toMatchObject({ code: 'CT_NAMESPACE_CLASH', details: { owner: won[0] } });
+      const loser = fingerprints.find((fp) => fp !== won[0])!;
+      expect((await getClusterStatus(registrar, { fingerprint: loser })).registered).toBe(false);
+      const namespace = await admin.withNamespace('cloudtaser').readNamespace(prefix);
+      expect(namespace?.customMetadata).toEqual({ cloudtaser_fingerprint: won[0] });
+    }
+  });
+
+  it('registers again right after deregister --purge with the same client (terraform apply -replace with purge_on_destroy)', async () => {
+    // One provider process runs the destroy and the create of a replace, seconds apart, with one OpenBao client.
+    // Its read-your-writes ledger remembered the mounts of the purged namespace and waited for the new namespace
+    // to show them: the create failed after 10 s with CT_OPENBAO_READ_LAG.
+    const fp = randomFingerprint();
+    const first = await registerCluster(registrar, { fingerprint: fp });
+    await deregisterCluster(registrar, { fingerprint: fp, purge: true });
+    const started = performance.now();
+    const again = await registerCluster(registrar, { fingerprint: fp });
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(again.changed).toBe(true);
+    expect(again.operationalHash).not.toBe(first.operationalHash);
+  });
+
+  it('holds the prefix with its claim when the namespace is gone, and releases it only with --purge', async () => {
+    const prefix = randomFingerprint().slice(0, 8);
+    const [first, second] = [0, 1].map(() => `${prefix}${randomFingerprint().slice(8)}`);
+    await registerCluster(registrar, { fingerprint: first });
+    const root = admin.withNamespace('cloudtaser');
+    expect((await root.kvRead('cloudtaser', `prefixes/${prefix}`))?.data).toMatchObject({
+      fingerprint: first,
+    });
+    // The namespace deleted behind registration's back: the claim still refuses another cluster, writing nothing.
+    await root.deleteNamespace(prefix, { wait: true });
+    await expect(registerCluster(registrar, { fingerprint: second })).rejects.toMatchObject({
+      code: 'CT_NAMESPACE_CLASH',
+      details: { owner: first },
+    });
+    expect(await root.readNamespace(prefix)).toBeUndefined();
+    // Deregistered without --purge, the claim stays with the namespace it would have kept: the refusal says how to
+    // release it.
+    await deregisterCluster(registrar, { fingerprint: first });
+    await expect(registerCluster(registrar, { fingerprint: second })).rejects.toMatchObject({
+      code: 'CT_NAMESPACE_CLASH',
+      message: expect.stringContaining(`which is no longer registered`),
+    });
+    await deregisterCluster(registrar, { fingerprint: first, purge: true });
+    expect(await root.kvRead('cloudtaser', `prefixes/${prefix}`)).toBeUndefined();
+    await registerCluster(registrar, { fingerprint: second });
+    expect((await root.kvRead('cloudtaser', `prefixes/${prefix}`))?.data).toMatchObject({
+      fingerprint: second,
+    });
+  });
+
+  it('claims the prefix of a cluster registered before claims on its next run, and a claim not written by cloudtaser still holds the prefix', async () => {
+    const fp = randomFingerprint();
+    await registerCluster(registrar, { fingerprint: fp });
+    const root = admin.withNamespace('cloudtaser');
+    // As a registration from before prefix claims left it.
+    await root.kvDeleteMetadata('cloudtaser', `prefixes/${fp.slice(0, 8)}`);
+    const again = await registerCluster(registrar, { fingerprint: fp });
+    expect(again.changed).toBe(false);
+    expect((await root.kvRead('cloudtaser', `prefixes/${fp.slice(0, 8)}`))?.data).toMatchObject({
+      fingerprint: fp,
+    });
+
+    // A hand-written record where a claim would be: nobody takes the prefix silently.
+    const prefix = randomFingerprint().slice(0, 8);
+    await root.kvWrite('cloudtaser', `prefixes/${prefix}`, { note: 'reserved by hand' });
+    const hopeful = `${prefix}${randomFingerprint().slice(8)}`;
+    await expect(registerCluster(registrar, { fingerprint: hopeful })).rejects.toMatchObject({
+      code: 'CT_NAMESPACE_CLASH',
+    });
+    expect(await root.readNamespace(prefix)).toBeUndefined();
+  });
+
+  it('refuses to register with a registrar policy from before prefix claims, saying which policy to write', async () => {
+    const rows = POLICY_ROWS.filter((row) => !row.path.includes('prefixes/'));
+    await admin.writePolicy('registrar-before-claims', renderPolicyHcl('registrar', { rows }));
+    const token = await admin.createToken({ policies: ['registrar-before-claims'], ttl: '10m' });
+    const before = admin.withToken(token.clientToken);
+    const fp = randomFingerprint();
+    await expect(registerCluster(before, { fingerprint: fp })).rejects.toMatchObject({
+      code: 'CT_OPENBAO_PERMISSION_DENIED',
+      message: expect.stringContaining('cloudtaser-cli source policy registrar'),
+    });
+    expect(await admin.withNamespace('cloudtaser').readNamespace(fp.slice(0, 8))).toBeUndefined();
   });
 
   it('refuses a fingerprint that is not a UUID before sending any request', async () => {

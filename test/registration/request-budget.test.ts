@@ -49,8 +49,15 @@ describe('the OpenBao requests of one register', () => {
     const first = await requestsOf(fingerprint);
     const again = await requestsOf(fingerprint);
     // The namespace is read by the clash check, then by the create that must not overwrite one made meanwhile.
+    // The prefix claim is read and written on the first run, read on a re-run, which lists no cluster records.
     expect(readTwice(first)).toEqual([`GET cloudtaser /v1/sys/namespaces/${fingerprint.slice(0, 8)}`]);
     expect(readTwice(again)).toEqual([]);
-    expect({ first: first.length, again: again.length }).toEqual({ first: 27, again: 14 });
+    expect({ first: first.length, again: again.length }).toEqual({ first: 29, again: 14 });
+    const listsClusters = (requests: string[]) =>
+      requests.some((line) => line.includes('/metadata/clusters'));
+    expect({ first: listsClusters(first), again: listsClusters(again) }).toEqual({
+      first: true,
+      again: false,
+    });
   });
 });
