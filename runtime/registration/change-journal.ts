@@ -197,16 +197,24 @@ export function announceChange(
   /** The writer id of each `begin` appended (or perhaps appended: a write whose answer was lost), oldest first. */
   const writers: string[] = [];
   let begunAt: number | undefined;
+  /** The `begin` being appended: callers at the same moment (writes made together) share it. */
+  let beginning: Promise<void> | undefined;
   let ended = false;
+  const appendBegin = async () => {
+    // A new id per `begin`: the same id again would read as a retry of the first one (the append skips entries
+    // already in), and a bridge would keep watching from the first.
+    const writer = randomBytes(8).toString('hex');
+    writers.push(writer);
+    await appender.append({ fingerprint, change: options.change, writer, phase: 'begin' }, logger);
+    begunAt = performance.now();
+  };
   return {
     async begin() {
       if (begunAt !== undefined && performance.now() - begunAt < BEGIN_VALID_MS) return;
-      // A new id per `begin`: the same id again would read as a retry of the first one (the append skips entries
-      // already in), and a bridge would keep watching from the first.
-      const writer = randomBytes(8).toString('hex');
-      writers.push(writer);
-      await appender.append({ fingerprint, change: options.change, writer, phase: 'begin' }, logger);
-      begunAt = performance.now();
+      beginning ??= appendBegin().finally(() => {
+        beginning = undefined;
+      });
+      await beginning;
     },
     async end() {
       if (begunAt === undefined || ended) return;

@@ -167,6 +167,15 @@ export async function registerCluster(
   // 2. Claim the fingerprint prefix, or refuse a clash, before writing anything cluster-specific.
   const existingNamespace = await claimPrefix(root, namespaceRoot, fingerprint, log);
 
+  // The two records step 5 needs, read while steps 3 and 4 run: only a register writes `registered`, and
+  // `initialized` is read to report it or to remove a leftover (needed either way).
+  const recordsBefore = Promise.all([
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
+  ]);
+  // Awaited below, or the run failed first: either way not an unhandled rejection meanwhile.
+  recordsBefore.catch(() => undefined);
+
   // 3. Cluster namespace, owned by this fingerprint, with its mounts.
   if (!existingNamespace) {
     await root.createNamespace(fp8, { customMetadata: { [OWNER_METADATA_KEY]: fingerprint } });
@@ -188,8 +197,10 @@ export async function registerCluster(
   const caOutcome = await ensureClusterCa(cluster, fingerprint);
   changed = caOutcome.created || changed;
   const ca = caOutcome.ca;
-  changed =
-    (await ensureTokenReviewAuth(
+  // Kubernetes auth and the bridge certificate need the CA, not each other: together (they share the
+  // announcement's one `begin`).
+  const [tokenReviewChanged, certificateChanged] = await Promise.all([
+    ensureTokenReviewAuth(
       root,
       cluster,
       { fingerprint, clusterCa: ca },
@@ -198,16 +209,14 @@ export async function registerCluster(
         caCertPem: target.tokenReviewCaCertPem,
       },
       announcement,
-    )) || changed;
-  changed = (await ensureBridgeCertificate(cluster, ca, announcement)) || changed;
+    ),
+    ensureBridgeCertificate(cluster, ca, announcement),
+  ]);
+  changed = tokenReviewChanged || certificateChanged || changed;
 
   // 5. The registration record the bridge discovers.
   const operationalHash = sha256Hex(ca.certDer);
-  // Both records in one round trip: `initialized` is needed either way (a leftover to remove, or the answer).
-  const [existing, initializedRecord] = await Promise.all([
-    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
-    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
-  ]);
+  const [existing, initializedRecord] = await recordsBefore;
   if (target.requireNew && existing !== undefined) throw alreadyRegistered(fingerprint, existing.data);
   if (existing === undefined) {
     // A deregistration that stopped half-way can leave the one-time `initialized` record: the new registration's

@@ -199,6 +199,18 @@ describe('discovery journal', () => {
     expect(journal.journal.entries.filter((e) => fingerprints.has(e.fingerprint))).toHaveLength(200);
   });
 
+  it('appends one begin for writes of one run made together (register writes its auth config and certificate at once)', async () => {
+    const fingerprint = randomUUID();
+    const announcement = announceChange(admin, { fingerprint, change: 'deregister' });
+    await Promise.all([announcement.begin(), announcement.begin(), announcement.begin()]);
+    await announcement.begin();
+    await announcement.end();
+    const journal = await readChangeJournal(root);
+    if (!journal || 'corrupt' in journal) throw new Error('journal missing');
+    const mine = journal.journal.entries.filter((e) => e.fingerprint === fingerprint);
+    expect(mine.map((e) => e.phase)).toEqual(['begin', 'end']);
+  });
+
   it('resyncs in full when it fell further behind than the journal reaches, and misses nothing', async () => {
     const bridge = discovery();
     await bridge.poll();
