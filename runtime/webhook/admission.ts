@@ -6,6 +6,7 @@
  * No Kubernetes Secret is created. While the bridge is not connected such pods are refused at once.
  */
 import { CloudtaserError } from '../core/errors.js';
+import { isKvPath, isSecretFileName } from './secret-files.js';
 
 export const INJECT_LABEL = 'cloudtaser.io/inject';
 export const INJECTED_ANNOTATION = 'cloudtaser.io/injected';
@@ -129,7 +130,7 @@ export function reviewPod(
   for (const [key, value] of Object.entries(annotations)) {
     if (!key.startsWith(SECRET_ANNOTATION_PREFIX)) continue;
     const file = key.slice(SECRET_ANNOTATION_PREFIX.length);
-    if (!/^[a-z0-9]([-a-z0-9_.]{0,62})$/.test(file) || typeof value !== 'string' || !isKvPath(value)) {
+    if (!isSecretFileName(file) || typeof value !== 'string' || !isKvPath(value)) {
       return refuse(
         uid,
         400,
@@ -305,14 +306,6 @@ function appendTo(ops: JsonPatchOp[], existing: unknown, path: string, value: un
 /** RFC 6901: `~` -> `~0`, `/` -> `~1`. */
 function pointer(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
-function isKvPath(value: string): boolean {
-  return (
-    value.length > 0 &&
-    value.length <= 512 &&
-    value.split('/').every((s) => s !== '' && s !== '.' && s !== '..' && /^[A-Za-z0-9._@=+,:-]+$/.test(s))
-  );
 }
 
 function isObject(value: unknown): value is Json {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { fetchPodSecrets } from './fetch.js';
+import { parseSecretFiles } from './secret-files.js';
 
 /** `cloudtaser-cli pod fetch-secrets`: the injected init container's entry point; configured by env only. */
 export function registerPodCommands(program: Command): void {
@@ -25,9 +26,9 @@ export function registerPodCommands(program: Command): void {
           'CT_INVALID_ARGUMENT',
           `missing ${missing.join(', ')} (set by the cloudtaser webhook)`,
         );
-      let secrets: Record<string, string>;
+      let secrets: unknown;
       try {
-        secrets = JSON.parse(env.CLOUDTASER_SECRETS ?? '{}') as Record<string, string>;
+        secrets = JSON.parse(env.CLOUDTASER_SECRETS ?? '{}');
       } catch {
         throw new CloudtaserError('CT_INVALID_ARGUMENT', 'CLOUDTASER_SECRETS is not a JSON object');
       }
@@ -35,7 +36,7 @@ export function registerPodCommands(program: Command): void {
         podApiUrl: env.CLOUDTASER_POD_API_URL!,
         caPem: env.CLOUDTASER_POD_API_CA_PEM!,
         role: env.CLOUDTASER_ROLE!,
-        secrets,
+        secrets: parseSecretFiles(secrets),
         outputDir: env.CLOUDTASER_OUTPUT_DIR!,
         tokenFile: env.CLOUDTASER_TOKEN_FILE || undefined,
       });

@@ -3,11 +3,19 @@
  * pod's service-account token, read each requested KV v2 secret, and write it as JSON into the memory-backed
  * volume (plus the pod API CA as `ca.crt`, so apps can set VAULT_CACERT). Nothing touches a disk or a
  * Kubernetes Secret; values are never logged.
+ *
+ * Safe to run again: the kubelet restarts a failed init container with the same volume (an emptyDir outlives
+ * container restarts), so each file is written beside its place and renamed over it. Writing over a file of mode
+ * 0444 in place fails for the non-root user the container runs as (EACCES), which left a pod whose first try failed
+ * (its role not written yet, the broker reconnecting) in Init:CrashLoopBackOff for good. A reader never sees a
+ * half-written file either.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { CloudtaserError } from '../core/errors.js';
+import { parseSecretFiles } from './secret-files.js';
 
 export const SERVICE_ACCOUNT_TOKEN_PATH = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
@@ -30,6 +38,8 @@ export interface FetchPodSecretsOptions {
 }
 
 export async function fetchPodSecrets(options: FetchPodSecretsOptions): Promise<{ written: string[] }> {
+  // File names become paths in the volume: checked here too, whoever called (the webhook checked the annotations).
+  const secrets = parseSecretFiles(options.secrets, 'secrets');
   const jwt = options.jwt ?? (await readServiceAccountToken(options.tokenFile ?? SERVICE_ACCOUNT_TOKEN_PATH));
   const agent = new Agent({ connect: { ca: options.caPem } });
   const base = options.podApiUrl.replace(/\/+$/, '');
@@ -58,28 +68,61 @@ export async function fetchPodSecrets(options: FetchPodSecretsOptions): Promise<
     }
   };
   try {
-    await writeFile(join(options.outputDir, 'ca.crt'), options.caPem, { mode: 0o444 });
+    await removeUnfinishedWrites(options.outputDir);
+    await writeReadOnly(options.outputDir, 'ca.crt', options.caPem);
     const login = await call('POST', 'auth/kubernetes/login', undefined, { role: options.role, jwt });
     const token = (login.auth as { client_token?: string } | undefined)?.client_token;
     if (!token) throw new CloudtaserError('CT_OPENBAO_BAD_RESPONSE', 'the login answer carried no token');
     const written: string[] = [];
-    for (const [file, path] of Object.entries(options.secrets)) {
+    for (const [file, path] of Object.entries(secrets)) {
       const read = await call(
         'GET',
         `secret/data/${path.split('/').map(encodeURIComponent).join('/')}`,
         token,
-      );
+      ).catch((err: unknown) => {
+        // Which annotation asked for it: a pod may ask for several.
+        if (!(err instanceof CloudtaserError)) throw err;
+        throw new CloudtaserError(
+          err.code,
+          `${file}.json (annotation cloudtaser.io/secret-${file}: ${path}): ${err.message}`,
+          { cause: err },
+        );
+      });
       const data = (read.data as { data?: unknown } | undefined)?.data ?? {};
       // Readable by every user: this init container runs as 65532, the pod's app containers as whatever user
       // their images name (0o440 left an app running as, say, uid 1000 with EACCES). The in-memory volume is
       // mounted only into this pod's containers, and all of them get it, so the mode keeps nobody else out.
-      await writeFile(join(options.outputDir, `${file}.json`), JSON.stringify(data), { mode: 0o444 });
+      await writeReadOnly(options.outputDir, `${file}.json`, JSON.stringify(data));
       written.push(file);
     }
     return { written };
   } finally {
     await agent.close();
   }
+}
+
+const UNFINISHED = /^\.[a-z0-9][-a-z0-9_.]*\.[0-9a-f]{12}\.tmp$/;
+
+/**
+ * Writes `name` in `dir` readable by every user (this container runs as 65532, the pod's app containers as whatever
+ * user their images name; the in-memory volume is mounted only into this pod's containers, so the mode keeps
+ * nobody else out), replacing an earlier run's file.
+ */
+async function writeReadOnly(dir: string, name: string, content: string): Promise<void> {
+  const unfinished = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
+  await writeFile(unfinished, content, { mode: 0o444, flag: 'wx' });
+  try {
+    await rename(unfinished, join(dir, name));
+  } catch (err) {
+    await rm(unfinished, { force: true });
+    throw err;
+  }
+}
+
+/** What a run killed between a write and its rename left in the volume. */
+async function removeUnfinishedWrites(dir: string): Promise<void> {
+  const names = await readdir(dir);
+  await Promise.all(names.filter((n) => UNFINISHED.test(n)).map((n) => rm(join(dir, n), { force: true })));
 }
 
 async function readServiceAccountToken(path: string): Promise<string> {
