@@ -81,6 +81,19 @@ const sysHealth: VerbDecision = (params) => {
 };
 
 /**
+ * A KV v2 read, with the version asked for. A number passes as it is (OpenBao answers 404 for one it does not
+ * have); anything else is refused with OpenBao's own 400 (the test server's kv-engine says the same). It used to be
+ * dropped, and the pod got the latest version with a 200 instead of the version it asked for, or an error.
+ */
+const kvRead: VerbDecision = (params) => {
+  const version = params.get('version');
+  if (version === null || version === '') return { route: 'kv-read', method: 'GET', query: '' };
+  if (!/^\d{1,20}$/.test(version))
+    return { status: 400, errors: ['error converting input for field "version"'] };
+  return { route: 'kv-read', method: 'GET', query: `version=${version}` };
+};
+
+/**
  * The allow-list, first match wins. Every path not here, and every verb not named for a path, is refused with
  * OpenBao's 403 (or the entry's `otherVerbs`).
  */
@@ -132,7 +145,7 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
   {
     path: `${KV_MOUNT}/data/*/**`,
     verbs: {
-      GET: to('kv-read', 'GET', versionQuery),
+      GET: kvRead,
       POST: to('kv-write', 'POST'),
       PUT: to('kv-write', 'POST'),
       PATCH: to('kv-write', 'PATCH'),
@@ -323,11 +336,6 @@ export const PASSED_RESPONSE_HEADERS: readonly string[] = [
   'x-ratelimit-remaining',
   'x-ratelimit-reset',
 ];
-
-function versionQuery(params: URLSearchParams): string {
-  const version = params.get('version');
-  return version !== null && /^\d{1,9}$/.test(version) ? `version=${version}` : '';
-}
 
 /** Decoded segments, or undefined when the path is not one we forward verbatim. */
 function splitSegments(rest: string): string[] | undefined {

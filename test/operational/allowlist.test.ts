@@ -185,6 +185,23 @@ describe('headers the pod API carries or refuses', () => {
     }
   });
 
+  it('passes the version a KV read asks for, and refuses one that is not a number instead of reading the latest', () => {
+    // Before, a version that was not 1 to 9 digits was dropped: the pod got the latest version with a 200.
+    expect(checkPodRequest('GET', '/v1/secret/data/app/db?version=10000000000')).toMatchObject({
+      route: 'kv-read',
+      query: 'version=10000000000',
+    });
+    for (const version of ['abc', '-1', '1.5', '1e3', ' 2', '0x10', '1'.repeat(21)])
+      expect(
+        checkPodRequest('GET', `/v1/secret/data/app/db?version=${encodeURIComponent(version)}`),
+        version,
+      ).toEqual({ status: 400, errors: ['error converting input for field "version"'] });
+    expect(checkPodRequest('GET', '/v1/secret/data/app/db?version=')).toMatchObject({
+      route: 'kv-read',
+      query: '',
+    });
+  });
+
   it('refuses wrapping with a 400 on any path, sys/wrapping/wrap included', () => {
     expect(checkWrapping(undefined)).toBeUndefined();
     expect(checkWrapping('5m0s')).toMatchObject({ status: 400 });
