@@ -248,7 +248,7 @@ export function checkWrapping(wrapTtl: string | undefined): PodApiRefusal | unde
   return {
     status: 400,
     errors: [
-      'response wrapping is not available through the cloudtaser pod API; unset VAULT_WRAP_TTL (X-Vault-Wrap-TTL, -wrap-ttl, the agent sink wrap_ttl) and read the secret directly',
+      'CT_PODAPI_NOT_ALLOWED: response wrapping is not available through the cloudtaser pod API; unset VAULT_WRAP_TTL (X-Vault-Wrap-TTL, -wrap-ttl, the agent sink wrap_ttl) and read the secret directly',
     ],
   };
 }
@@ -271,7 +271,8 @@ export function checkPodHeaders(route: PodApiRoute, headers: PodRequestHeaders):
   return {
     status: 404,
     errors: [
-      "namespace not found: the cloudtaser pod API serves this cluster's namespace only; unset VAULT_NAMESPACE (X-Vault-Namespace)",
+      'namespace not found',
+      "CT_PODAPI_NOT_ALLOWED: the cloudtaser pod API serves this cluster's namespace only; unset VAULT_NAMESPACE (X-Vault-Namespace)",
     ],
   };
 }
@@ -303,7 +304,7 @@ export function checkConsistencyHeaders(
       return {
         status: 400,
         errors: [
-          `X-Vault-Index must be sent at most once, as at most ${MAX_INDEX_CHARS} printable characters`,
+          `CT_PODAPI_NOT_ALLOWED: X-Vault-Index must be sent at most once, as at most ${MAX_INDEX_CHARS} printable characters`,
         ],
       };
     }
@@ -315,7 +316,7 @@ export function checkConsistencyHeaders(
       return {
         status: 400,
         errors: [
-          'X-Vault-Inconsistent must be fail, forward-active-node or await-state, once (or await-state, then fail or forward-active-node in a second header)',
+          'CT_PODAPI_NOT_ALLOWED: X-Vault-Inconsistent must be fail, forward-active-node or await-state, once (or await-state, then fail or forward-active-node in a second header)',
         ],
       };
     }

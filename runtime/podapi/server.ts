@@ -246,7 +246,9 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       reply(
         res,
         503,
-        openBaoErrorBody([code === 'CT_TUNNEL_CLOSED' ? NOT_CONNECTED : `${code}: retry shortly`]),
+        openBaoErrorBody([
+          code === 'CT_TUNNEL_CLOSED' ? `${code}: ${NOT_CONNECTED}` : `${code}: retry shortly`,
+        ]),
       );
       observe?.(checked.route, 503, (performance.now() - started) / 1000);
       return;
@@ -307,7 +309,9 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         reply(
           res,
           503,
-          openBaoErrorBody([code === 'CT_TUNNEL_CLOSED' ? NOT_CONNECTED : `${code}: retry shortly`]),
+          openBaoErrorBody([
+            code === 'CT_TUNNEL_CLOSED' ? `${code}: ${NOT_CONNECTED}` : `${code}: retry shortly`,
+          ]),
         );
         return;
       }

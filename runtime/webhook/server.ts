@@ -50,11 +50,11 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     const path = (req.url ?? '/').split('?')[0];
     if (path !== WEBHOOK_PATH) {
       req.resume();
-      return send(res, 404, { error: `not found; the webhook path is ${WEBHOOK_PATH}` });
+      return send(res, 404, { error: `CT_INVALID_ARGUMENT: not found; the webhook path is ${WEBHOOK_PATH}` });
     }
     if (req.method !== 'POST') {
       req.resume();
-      return send(res, 405, { error: 'POST an AdmissionReview' });
+      return send(res, 405, { error: 'CT_INVALID_ARGUMENT: POST an AdmissionReview' });
     }
     const chunks: Buffer[] = [];
     let size = 0;
@@ -64,20 +64,21 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     });
     req.on('error', () => res.destroy());
     req.on('end', () => {
-      if (size > MAX_BODY_BYTES) return send(res, 413, { error: 'AdmissionReview too large' });
+      if (size > MAX_BODY_BYTES)
+        return send(res, 413, { error: 'CT_INVALID_ARGUMENT: AdmissionReview too large' });
       let body: unknown;
       try {
         body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
       } catch {
         options.observe?.('invalid');
-        return send(res, 400, { error: 'the body is not JSON' });
+        return send(res, 400, { error: 'CT_INVALID_ARGUMENT: the body is not JSON' });
       }
       let parsed: ReturnType<typeof parseAdmissionReview>;
       try {
         parsed = parseAdmissionReview(body);
       } catch (err) {
         options.observe?.('invalid');
-        return send(res, 400, { error: (err as CloudtaserError).message });
+        return send(res, 400, { error: (err as CloudtaserError).toLine() });
       }
       const response = reviewPod(parsed.uid, parsed.request, options.state(), options.injection);
       options.observe?.(

@@ -243,7 +243,8 @@ describe('mutating webhook', () => {
   });
 
   it('answers malformed, hostile and misaddressed requests with HTTP errors, not a decision', async () => {
-    expect((await admit('{not json')).status).toBe(400);
+    const notJson = await admit('{not json');
+    expect(notJson).toEqual({ status: 400, body: { error: 'CT_INVALID_ARGUMENT: the body is not JSON' } });
     expect(
       (
         await admit({
@@ -256,8 +257,12 @@ describe('mutating webhook', () => {
     expect(
       (await admit({ kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: {} })).status,
     ).toBe(400);
-    expect((await admit([1, 2, 3])).status).toBe(400);
-    expect((await admit(review('u', pod({})), '/mutate')).status).toBe(404);
+    const notAReview = await admit([1, 2, 3]);
+    expect(notAReview.status).toBe(400);
+    expect(notAReview.body.error).toMatch(/^CT_INVALID_ARGUMENT: not an AdmissionReview v1/);
+    const misaddressed = await admit(review('u', pod({})), '/mutate');
+    expect(misaddressed.status).toBe(404);
+    expect(misaddressed.body.error).toMatch(/^CT_INVALID_ARGUMENT: /);
     const huge = JSON.stringify(
       review('u-big', { ...pod({ [INJECT_LABEL]: 'true' }), pad: 'x'.repeat(3.5 * 1024 * 1024) }),
     );

@@ -65,7 +65,7 @@ describe('pod API request bodies held at once', () => {
     });
     // No tunnel in this test: the request got past the budget and was answered as unavailable.
     expect(response.status).toBe(503);
-    expect(await response.text()).toContain('not connected yet');
+    expect(await response.text()).toMatch(/CT_TUNNEL_CLOSED: the secret-store bridge is not connected yet/);
   });
 
   it('still serves bodiless reads while the budget is spent', async () => {
@@ -82,6 +82,6 @@ describe('pod API request bodies held at once', () => {
     await health.text();
     expect(health.status).not.toBe(500);
     const read = await fetch(`http://127.0.0.1:${api.port}/v1/secret/data/app`);
-    expect(await read.text()).toContain('not connected yet');
+    expect(await read.text()).toMatch(/CT_TUNNEL_CLOSED: the secret-store bridge is not connected yet/);
   });
 });
