@@ -4,6 +4,7 @@
  * README "Operating cloudtaser").
  */
 import type { Command } from 'commander';
+import { CloudtaserError } from '../core/errors.js';
 import type { DoctorReport } from '../doctor/index.js';
 import { readPemFile } from '../tunnel/index.js';
 import { parseOutputFormat, personAtTerminal, printJson } from './output.js';
@@ -50,6 +51,10 @@ export function registerTargetDoctorCommand(target: Command): void {
         output: string;
       }) => {
         const format = parseOutputFormat(opts.output);
+        const brokerStatusUrl =
+          opts.brokerStatusUrl === undefined
+            ? undefined
+            : httpUrl(opts.brokerStatusUrl, '--broker-status-url');
         const { defaultKubeConnection, KubeClient } = await import('../kube/index.js');
         const { runTargetDoctor } = await import('../doctor/index.js');
         const kube = KubeClient.fromConnection(
@@ -61,7 +66,7 @@ export function registerTargetDoctorCommand(target: Command): void {
             kube,
             namespace: opts.namespace,
             deployment: opts.release,
-            brokerStatusUrl: opts.brokerStatusUrl,
+            brokerStatusUrl,
             beacon: opts.beacon,
             beaconCaPem: await readPemFile(opts.beaconCa, '--beacon-ca'),
             webhookConfiguration: opts.webhookConfiguration,
@@ -91,6 +96,8 @@ export function registerSourceDoctorCommand(source: Command): void {
   ).action(
     async (opts: SecretStoreFlags & { fingerprint: string; bridgeHealthUrl?: string[]; output: string }) => {
       const format = parseOutputFormat(opts.output);
+      // Checked before anything is asked: a mistyped URL is a usage error (exit 2), not a broken bridge (24).
+      const bridgeHealthUrl = opts.bridgeHealthUrl?.map((url) => httpUrl(url, '--bridge-health-url'));
       const { runSourceDoctor } = await import('../doctor/index.js');
       const openbao = await openSecretStore(opts);
       try {
@@ -98,13 +105,28 @@ export function registerSourceDoctorCommand(source: Command): void {
           openbao,
           fingerprint: opts.fingerprint,
           namespaceRoot: opts.namespaceRoot,
-          bridgeHealthUrl: opts.bridgeHealthUrl,
+          bridgeHealthUrl,
         });
         await print(report, format);
       } finally {
         await openbao.close();
       }
     },
+  );
+}
+
+/** An http(s) URL of a probe port, as given; CT_INVALID_ARGUMENT otherwise. */
+function httpUrl(value: string, flag: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (url && (url.protocol === 'http:' || url.protocol === 'https:')) return value;
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `${flag} ${JSON.stringify(value)} must be an http:// or https:// URL, e.g. http://127.0.0.1:9090 (a kubectl port-forward of the pod's probe port)`,
   );
 }
 

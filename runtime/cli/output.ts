@@ -15,10 +15,6 @@ export function printJson(value: unknown): void {
 }
 
 /**
- * A one-line progress indicator on stderr while a long call runs, only when stderr is a terminal, so pipes,
- * CI logs and `--output json` consumers never see control characters.
- */
-/**
  * A person runs this command at a terminal: an exec credential plugin may prompt them (a device-code login) and
  * take its time, as with kubectl. Not in CI, pipes or services.
  */
@@ -26,6 +22,10 @@ export function personAtTerminal(): boolean {
   return process.stdin.isTTY === true && process.stderr.isTTY === true;
 }
 
+/**
+ * A one-line progress indicator on stderr while a long call runs, only when stderr is a terminal, so pipes,
+ * CI logs and `--output json` consumers never see control characters.
+ */
 export async function withProgress<T>(label: string, work: () => Promise<T>): Promise<T> {
   if (!process.stderr.isTTY) return work();
   const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];

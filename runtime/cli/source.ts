@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { operatorInstallCommand } from '../core/chart-location.js';
 import { CloudtaserError } from '../core/errors.js';
 import {
   type AttestationSettings,
@@ -16,7 +17,6 @@ import {
   validateNamespaceRoot,
 } from '../registration/index.js';
 import { readPemFile } from '../tunnel/flags.js';
-import { operatorInstallCommand } from './charts.js';
 import { registerSourceDoctorCommand } from './doctor.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';

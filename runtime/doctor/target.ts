@@ -4,6 +4,7 @@
  * verdict (its /status phase). It stops at the first broken link and says what to do.
  */
 import { parseCaSha256 } from '../broker/trust-record.js';
+import { OPERATOR_CHART } from '../core/chart-location.js';
 import { CloudtaserError } from '../core/errors.js';
 import type { KubeClient, KubeDeployment } from '../kube/index.js';
 import {
@@ -137,7 +138,7 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
       } catch (err) {
         return broken(
           `no Deployment ${namespace}/${name}: ${(err as Error).message}`,
-          `install the operator chart (helm install ${name} cloudtaser -n ${namespace}), or pass --namespace/--release for another release`,
+          `install the operator chart (helm install ${name} ${OPERATOR_CHART} -n ${namespace} --set operator.broker.beacon.address=<beacon host:port>), or pass --namespace/--release for another release`,
           { code: codeOf(err) },
         );
       }

@@ -7,7 +7,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLOUDTASER_VERSION, DEFAULT_CHART_REPOSITORY } from '../../constructs/version.js';
-import { CHART_REPOSITORY, CHART_VERSION, operatorInstallCommand } from '../../runtime/cli/charts.js';
+import {
+  CHART_REPOSITORY,
+  CHART_VERSION,
+  operatorInstallCommand,
+} from '../../runtime/core/chart-location.js';
 import { runCli } from '../cli/run-cli.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -228,6 +228,29 @@ describe('cloudtaser-cli against the test servers', () => {
     }
   });
 
+  it('the doctors refuse a probe URL that is not http(s) as a usage error, not as a broken link', async () => {
+    // Before: "BROKEN bridge ... Failed to parse URL", exit 24 (a broken bridge), for a typo in a flag.
+    const source = await runCli([
+      'source',
+      'doctor',
+      '--secretstore-address',
+      'http://127.0.0.1:1',
+      '--fingerprint',
+      '0ad50c05-1153-4508-9237-4cb2912e2c23',
+      '--bridge-health-url',
+      'notaurl',
+    ]);
+    expect(source.code).toBe(2);
+    expect(source.stderr).toContain(
+      'CT_INVALID_ARGUMENT: --bridge-health-url "notaurl" must be an http:// or https:// URL',
+    );
+    const target = await runCli(['target', 'doctor', '--broker-status-url', 'ftp://x']);
+    expect(target.code).toBe(2);
+    expect(target.stderr).toContain(
+      'CT_INVALID_ARGUMENT: --broker-status-url "ftp://x" must be an http:// or https:// URL',
+    );
+  });
+
   it('bridge run refuses shard settings it cannot use before it connects to anything', async () => {
     const tooMany = await runCli(['bridge', 'run', '--beacon', 'beacon.test:443', '--shards', '2000']);
     expect(tooMany.code).toBe(2);

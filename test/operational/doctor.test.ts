@@ -84,7 +84,12 @@ describe('target doctor', () => {
   });
 
   it('names a missing or unavailable operator Deployment (12)', async () => {
-    expectBrokenAt(await runTargetDoctor(targetOptions({ deployment: 'not-installed' })), 'operator', 12);
+    const missing = await runTargetDoctor(targetOptions({ deployment: 'not-installed' }));
+    expectBrokenAt(missing, 'operator', 12);
+    // The install command names the chart where users get it (the README's OCI reference), not a bare "cloudtaser".
+    expect(missing.steps.find((s) => s.link === 'operator')?.fix).toContain(
+      'helm install not-installed oci://ghcr.io/cloudtaser/charts/cloudtaser --version ',
+    );
     const crashing = await runTargetDoctor(targetOptions({ deployment: 'crashing' }));
     expectBrokenAt(crashing, 'operator', 12);
     expect(crashing.steps[2].detail).toContain('no available replica');

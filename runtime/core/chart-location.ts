@@ -8,10 +8,13 @@ export const CHART_REPOSITORY = 'oci://ghcr.io/cloudtaser/charts';
 export const CHART_VERSION = '0.1.0';
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
 
+/** The operator chart as `helm install` takes it: the OCI reference with its version. */
+export const OPERATOR_CHART = `${CHART_REPOSITORY}/cloudtaser --version ${CHART_VERSION}`;
+
 /** The `helm install` of the operator chart with the one value it needs and the optional CA pin. */
 export function operatorInstallCommand(beaconAddress: string, caSha256?: string): string {
   return [
-    `helm install cloudtaser ${CHART_REPOSITORY}/cloudtaser --version ${CHART_VERSION}`,
+    `helm install cloudtaser ${OPERATOR_CHART}`,
     `--namespace ${OPERATOR_NAMESPACE} --create-namespace`,
     `--set operator.broker.beacon.address=${beaconAddress}`,
     ...(caSha256 ? [`--set operator.broker.trust.caSha256=${caSha256}`] : []),
