@@ -174,7 +174,8 @@ export class PairingCore implements LegEvents {
         const peer = announce.role === 'broker' ? this.takeBridge(room) : peers.shift()!;
         this.stopWaiting(peer);
         this.dropRoomIfEmpty(announce.hash);
-        leg.send({ t: 'waiting' });
+        // As PROTOCOL.md says: the same frame whether or not a peer waits already (`paired` follows at once).
+        leg.send({ t: 'waiting', keepaliveMs: this.limits.keepaliveIntervalMs });
         if (announce.role === 'broker') this.pair(leg, peer);
         else this.pair(peer, leg);
         return;

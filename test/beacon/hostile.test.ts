@@ -291,6 +291,24 @@ describe('beacon under hostile input', () => {
     await waitUntil(() => beacon.stats().connections === 0);
   });
 
+  it('says waiting with its keepalive interval also to the second party of a pairing (PROTOCOL.md), then paired', async () => {
+    const hash = randomHash();
+    const first = await rawClient(beacon, certs, 'tls');
+    const firstFrames = collectFrames(first, { leaveOn: 'paired' });
+    first.write(announceFrame('broker', hash));
+    await waitUntil(() => beacon.stats().waiting >= 1);
+    const second = await rawClient(beacon, certs, 'tls');
+    const secondFrames = collectFrames(second, { leaveOn: 'paired' });
+    second.write(announceFrame('bridge', hash));
+    const { frames } = await secondFrames;
+    // Before: {"t":"waiting"} without keepaliveMs when a peer was there already.
+    expect(frames.slice(0, 2)).toEqual([
+      { t: 'waiting', keepaliveMs: expect.any(Number) },
+      expect.objectContaining({ t: 'paired' }),
+    ]);
+    await firstFrames;
+  });
+
   it('ends an unmatched broker wait with a limit error, after keepalive pings', async () => {
     const socket = await rawClient(beacon, certs, 'tls');
     const result = collectFrames(socket);
