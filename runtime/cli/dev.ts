@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { constants } from 'node:fs';
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
@@ -59,12 +60,34 @@ export function registerDevCommands(program: Command): void {
 /** Creates the --dir folder and checks it is writable, so a wrong path is named as such before anything starts. */
 async function prepareDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirectories(resolve(dir));
+    if (!(await stat(dir)).isDirectory())
+      throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
     await access(dir, constants.W_OK);
   } catch (err) {
     const { code, message } = err as NodeJS.ErrnoException;
     throw new CloudtaserError('CT_INVALID_ARGUMENT', `cannot use --dir ${dir}: ${code ?? message}`, {
       cause: err,
+    });
+  }
+}
+
+/**
+ * `mkdir -p` one level at a time. Node 20's own `mkdir(..., { recursive: true })` spins forever on a path under a
+ * pseudo file system that refuses new entries with ENOENT (`--dir /proc/x` hung `dev up` at full CPU).
+ */
+async function makeDirectories(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw err;
+    await makeDirectories(parent);
+    // The parent exists now: a second ENOENT is the file system refusing, and is thrown.
+    await mkdir(dir).catch((again: NodeJS.ErrnoException) => {
+      if (again.code !== 'EEXIST') throw again;
     });
   }
 }

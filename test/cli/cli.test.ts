@@ -251,6 +251,14 @@ describe('cloudtaser-cli against the test servers', () => {
     );
   });
 
+  it('dev up refuses a --dir it cannot create or that is a file, at once (it hung on /proc/x)', async () => {
+    for (const dir of ['/proc/cloudtaser-dev-test/x', CLI]) {
+      const refused = await runCli(['dev', 'up', '--dir', dir]);
+      expect(refused.code, dir).toBe(2);
+      expect(refused.stderr).toContain(`CT_INVALID_ARGUMENT: cannot use --dir ${dir}`);
+    }
+  });
+
   it('bridge run refuses shard settings it cannot use before it connects to anything', async () => {
     const tooMany = await runCli(['bridge', 'run', '--beacon', 'beacon.test:443', '--shards', '2000']);
     expect(tooMany.code).toBe(2);
@@ -298,15 +306,15 @@ describe('cloudtaser-cli against the test servers', () => {
       child.once('exit', (code) => reject(new Error(`dev up exited ${code}`)));
     });
     const info = JSON.parse(line);
-    expect(Object.keys(info)).toEqual(
-      expect.arrayContaining([
-        'secretstoreAddress',
-        'secretstoreToken',
-        'kubeconfig',
-        'beaconAddress',
-        'beaconCaFile',
-      ]),
+    // Exactly the keys the README's "Local dev stack" names (it once listed fewer than were printed).
+    const readme = await readFile(join(import.meta.dirname, '../../README.md'), 'utf8');
+    const paragraph = readme.slice(
+      readme.indexOf('### Local dev stack'),
+      readme.indexOf('## Operating cloudtaser'),
     );
+    const documented = paragraph.slice(paragraph.indexOf('prints one JSON line')).split(') and runs')[0];
+    const named = [...documented.matchAll(/`([A-Za-z]+)`/g)].map((m) => m[1]);
+    expect(Object.keys(info).sort()).toEqual([...new Set(named)].sort());
     // It says where the metrics are, and the beacon's answer there is Prometheus text.
     expect(info.metrics.bridge).toContain('--metrics-listen');
     expect(info.metrics.broker).toContain('--metrics-listen');
