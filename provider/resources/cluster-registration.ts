@@ -555,6 +555,8 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
           ...(attestation ? { attestation } : {}),
           ...tokenReviewOf(planned),
           migration: planned.migration_enabled === true,
+          // The registration this state holds, or nothing: never a new one in place of a deregistered one.
+          expectedOperationalHash: prior.operational_hash ?? undefined,
         }),
     );
     priv.set('registered_at', result.registeredAt);

@@ -291,6 +291,15 @@ export class OpenBaoTransport {
         }
       }
       if (status === 404 && options.allow404 && !namespaceMissing) {
+        // "Not there" only from OpenBao itself: its 404s are JSON (`{"errors":[]}`, or a KV version's `data`).
+        // Any other server's 404 page (a wrong address, a proxy's catch-all) read as absent would make a refresh
+        // drop resources from Terraform state and a plan create them again.
+        if (!isOpenBaoNotFound(parsed))
+          throw new CloudtaserError(
+            'CT_OPENBAO_BAD_RESPONSE',
+            `the server at ${caller.address} answered ${method} ${cleanPath} with 404 but not with OpenBao's JSON; check the address points at OpenBao (not another server, or a proxy's page)`,
+            { details: { ...ctx, status } },
+          );
         return { status, body: parsed as T };
       }
       if (status === 429 && attempt < this.retries) {
@@ -448,4 +457,11 @@ async function readLimited(
     chunks.push(Buffer.from(chunk));
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A 404 body as OpenBao writes one: a JSON object with an `errors` array or a `data` member. */
+function isOpenBaoNotFound(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return false;
+  const record = body as Record<string, unknown>;
+  return Array.isArray(record.errors) || 'data' in record;
 }

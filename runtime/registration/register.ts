@@ -80,6 +80,13 @@ export interface RegisterOptions extends RegistrationTarget {
    */
   readonly requireNew?: boolean;
   /**
+   * Change a registration known to exist with this operational hash (the Terraform resource's update), and refuse,
+   * before writing anything, when it does not: deregistered since (CT_NOT_REGISTERED) or registered again with
+   * another CA (CT_REGISTRATION_EXISTS). Without it an update after an out-of-band deregistration registered the
+   * cluster anew with a new CA. @default no such check
+   */
+  readonly expectedOperationalHash?: string;
+  /**
    * The time recorded for a new registration. A caller that picks it can recognise its own record after a run
    * that failed once the record was written. @default now
    */
@@ -163,6 +170,9 @@ export async function registerCluster(
     change: 'register',
     logger: log,
   });
+
+  if (target.expectedOperationalHash !== undefined)
+    await assertStillRegistered(root, fingerprint, target.expectedOperationalHash);
 
   // 2. Claim the fingerprint prefix, or refuse a clash, before writing anything cluster-specific.
   const existingNamespace = await claimPrefix(root, namespaceRoot, fingerprint, log);
@@ -381,6 +391,26 @@ export async function deregisterCluster(
 }
 
 // --- private helpers ---
+
+/** See RegistrationTarget.expectedOperationalHash. */
+async function assertStillRegistered(
+  root: OpenBaoClient,
+  fingerprint: string,
+  expected: string,
+): Promise<void> {
+  const record = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
+  if (record === undefined)
+    throw new CloudtaserError(
+      'CT_NOT_REGISTERED',
+      `cluster ${fingerprint} was deregistered since this change was planned (outside this run, e.g. with source deregister); nothing was changed. Plan again: the plan then registers it anew, with a new cluster CA`,
+    );
+  if (record.data.ca_sha256 !== expected)
+    throw new CloudtaserError(
+      'CT_REGISTRATION_EXISTS',
+      `cluster ${fingerprint} was registered again with another cluster CA since this change was planned; nothing was changed. Plan again to see the difference, or import the registration as it is now`,
+      { details: { fingerprint } },
+    );
+}
 
 /** CT_REGISTRATION_EXISTS for a record someone else wrote. */
 function alreadyRegistered(fingerprint: string, data: Record<string, unknown>): CloudtaserError {

@@ -167,10 +167,9 @@ describe('registration against the OpenBao test server', () => {
     }
   });
 
-  it('registers again right after deregister --purge with the same client (terraform apply -replace with purge_on_destroy)', async () => {
-    // One provider process runs the destroy and the create of a replace, seconds apart, with one OpenBao client.
-    // Its read-your-writes ledger remembered the mounts of the purged namespace and waited for the new namespace
-    // to show them: the create failed after 10 s with CT_OPENBAO_READ_LAG.
+  it('registers again right after deregister --purge with the same client (a program using the library)', async () => {
+    // The client's read-your-writes ledger remembered the mounts it enabled in the purged namespace and waited for
+    // the new namespace of that name to show them: the register failed after 10 s with CT_OPENBAO_READ_LAG.
     const fp = randomFingerprint();
     const first = await registerCluster(registrar, { fingerprint: fp });
     await deregisterCluster(registrar, { fingerprint: fp, purge: true });
@@ -179,6 +178,43 @@ describe('registration against the OpenBao test server', () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     expect(again.changed).toBe(true);
     expect(again.operationalHash).not.toBe(first.operationalHash);
+  });
+
+  it('changes only the registration it expects (a Terraform update): one deregistered or registered again since is refused, nothing written', async () => {
+    const fp = randomFingerprint();
+    const first = await registerCluster(registrar, { fingerprint: fp });
+    const cluster = admin.withNamespace(first.namespace);
+    // Deregistered since the change was planned: before, the update registered it anew with a new CA.
+    await deregisterCluster(registrar, { fingerprint: fp });
+    await expect(
+      registerCluster(registrar, {
+        fingerprint: fp,
+        migration: true,
+        expectedOperationalHash: first.operationalHash,
+      }),
+    ).rejects.toMatchObject({ code: 'CT_NOT_REGISTERED', message: expect.stringContaining('Plan again') });
+    expect((await getClusterStatus(registrar, { fingerprint: fp })).registered).toBe(false);
+    expect(await cluster.kvRead('cloudtaser', 'system/bridge-ca')).toBeUndefined();
+    // Registered again with another CA since: refused, the new registration left as it is.
+    const again = await registerCluster(registrar, { fingerprint: fp });
+    await expect(
+      registerCluster(registrar, {
+        fingerprint: fp,
+        migration: true,
+        expectedOperationalHash: first.operationalHash,
+      }),
+    ).rejects.toMatchObject({ code: 'CT_REGISTRATION_EXISTS' });
+    expect(await getClusterStatus(registrar, { fingerprint: fp })).toMatchObject({
+      operationalHash: again.operationalHash,
+      migrationEnabled: false,
+    });
+    // The registration it expects: changed.
+    const changed = await registerCluster(registrar, {
+      fingerprint: fp,
+      migration: true,
+      expectedOperationalHash: again.operationalHash,
+    });
+    expect(changed.migrationEnabled).toBe(true);
   });
 
   it('holds the prefix with its claim when the namespace is gone, and releases it only with --purge', async () => {
