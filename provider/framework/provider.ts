@@ -625,7 +625,8 @@ export function validateAttributes(block: Block, config: AnyValues, path: Attrib
       if (problem) {
         out.push({
           severity: 'error',
-          summary: `Invalid value for ${name}`,
+          // The stable code, as every other diagnostic of this provider carries one.
+          summary: `Invalid value for ${name} (CT_INVALID_ARGUMENT)`,
           detail: problem,
           attribute: [...path, name],
         });

@@ -481,7 +481,9 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
         `"${stored}" (${prior.namespace}). Applying replaces the registration: it is deregistered there` +
         `${prior.purge_on_destroy === true ? ' and, with purge_on_destroy, its workload secrets are deleted' : ' (its workload secrets stay)'}, ` +
         `and registered under "${root}" with a new CA, so the operator's trust pin (operational_hash) changes too. ` +
-        `To keep it where it is, set namespace_root = "${stored}" again.`,
+        `The old registration is removed first: the registrar's policy must already allow "${root}" ` +
+        `(cloudtaser-cli source policy registrar --namespace-root ${root}), or the cluster is left unregistered ` +
+        `until it does. To keep it where it is, set namespace_root = "${stored}" again.`,
       attribute: ['fingerprint'],
     });
     return [['namespace']];

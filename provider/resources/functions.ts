@@ -148,8 +148,9 @@ export const isFingerprintFunction: FunctionDefinition = {
   summary: 'Whether a value is a cluster fingerprint (a lower-case UUID)',
   description:
     'Returns true when the value is accepted as `fingerprint` of `cloudtaser_cluster_registration`: a ' +
-    'lower-case UUID, as Kubernetes prints namespace UIDs. Useful in variable `validation` blocks.',
-  parameters: [{ name: 'value', type: 'string', description: 'Any string.' }],
+    'lower-case UUID, as Kubernetes prints namespace UIDs. Useful in variable `validation` blocks; null is ' +
+    'false (an optional variable left unset does not fail its own validation).',
+  parameters: [{ name: 'value', type: 'string', description: 'Any string, or null.', allowNull: true }],
   returns: 'bool',
   examples: [
     {
@@ -157,8 +158,9 @@ export const isFingerprintFunction: FunctionDefinition = {
       result: 'true',
     },
     { expression: 'provider::cloudtaser::is_fingerprint("prod-eu")', result: 'false' },
+    { expression: 'provider::cloudtaser::is_fingerprint(null)', result: 'false' },
   ],
-  run: ([value]) => isFingerprint(String(value)),
+  run: ([value]) => value !== null && value !== undefined && isFingerprint(String(value)),
 };
 
 export const cloudtaserFunctions: readonly FunctionDefinition[] = [

@@ -235,7 +235,7 @@ describe('cloudtaser_cluster_registration with the real terraform binary', () =>
     const r = await ws.run(['plan', '-no-color']);
     expect(r.code).toBe(1);
     expect(errorsIn(r.stderr)).toBe(1);
-    expect(r.stderr).toContain('Invalid value for fingerprint');
+    expect(r.stderr).toContain('Invalid value for fingerprint (CT_INVALID_ARGUMENT)');
     expect(r.stderr).toContain('must be a lower-case UUID');
     expect(r.stderr).toMatch(/on main\.tf line \d+, in resource "cloudtaser_cluster_registration" "prod"/);
   });

@@ -90,7 +90,9 @@ describe('cloudtaser_cluster_fingerprint configuration', () => {
     expect(mixed[0].attribute?.steps[0].attributeName).toBe('host');
     expect((await validate({ token: 't' }))[0].detail).toContain('need host');
     expect((await validate({ host: 'https://h' }))[0].detail).toContain('needs a token or an exec block');
-    expect((await validate({ host: 'ftp://h', token: 't' }))[0].summary).toBe('Invalid value for host');
+    expect((await validate({ host: 'ftp://h', token: 't' }))[0].summary).toBe(
+      'Invalid value for host (CT_INVALID_ARGUMENT)',
+    );
   });
 
   it('names kubeconfig_path, not a CLI flag, when that file does not exist', async () => {

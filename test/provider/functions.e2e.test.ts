@@ -47,6 +47,8 @@ describe('provider::cloudtaser:: functions with the real terraform binary', () =
       `provider::cloudtaser::namespace("${FP}", "team-a")`,
       `provider::cloudtaser::is_fingerprint("${FP}")`,
       `provider::cloudtaser::is_fingerprint("prod-eu")`,
+      // An optional variable left unset: false, not "argument must not be null" (which failed the validation).
+      `provider::cloudtaser::is_fingerprint(null)`,
     ];
     // Piped input: terraform console evaluates it and prints the last result, so one expression per run.
     const results: string[] = [];
@@ -61,6 +63,7 @@ describe('provider::cloudtaser:: functions with the real terraform binary', () =
       `"cloudtaser/${FP.slice(0, 8)}"`,
       `"team-a/${FP.slice(0, 8)}"`,
       'true',
+      'false',
       'false',
     ]);
   });

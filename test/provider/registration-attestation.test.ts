@@ -97,7 +97,7 @@ describe('cloudtaser_cluster_registration attestation settings', () => {
   ])('refuses at plan time a JWKS with %s, on attestation_jwks', async (_what, jwks) => {
     const problems = await validate({ attestation_issuer: ISSUER, attestation_jwks: jwks });
     expect(problems).toHaveLength(1);
-    expect(problems[0].summary).toBe('Invalid value for attestation_jwks');
+    expect(problems[0].summary).toBe('Invalid value for attestation_jwks (CT_INVALID_ARGUMENT)');
     expect(attributeOf(problems[0])).toBe('attestation_jwks');
   });
 
