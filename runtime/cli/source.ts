@@ -94,11 +94,17 @@ export function registerSourceCommands(program: Command): void {
           }),
         );
         let initialized = result.initialized;
+        let changed = result.changed;
         if (opts.rearm) {
-          await rearmCluster(client, { fingerprint: result.fingerprint, namespaceRoot: opts.namespaceRoot });
+          const rearmed = await rearmCluster(client, {
+            fingerprint: result.fingerprint,
+            namespaceRoot: opts.namespaceRoot,
+          });
           initialized = false;
+          // Removing the initialization record is a change (scripts read `changed`).
+          changed ||= rearmed.wasInitialized;
         }
-        const view = { ...result, initialized };
+        const view = { ...result, initialized, changed };
         if (format === 'json') return printJson(view);
         process.stdout.write(
           [

@@ -189,11 +189,14 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
             'check the URL and that the bridge pods run',
           );
         }
-        if (status.lastPollError)
+        if (status.lastPollError) {
+          const code = /^(CT_[A-Z0-9_]+)/.exec(status.lastPollError)?.[1];
           return broken(
             `the bridge${at(url)} cannot list clusters: ${status.lastPollError}`,
-            "check the bridge's OpenBao token and policy (docs/openbao-policies.md)",
+            pollFix(code),
+            code ? { code } : {},
           );
+        }
         if (status.beaconIdentityError)
           return broken(
             `the beacon refuses the bridge${at(url)}: ${status.beaconIdentityError}`,
@@ -335,4 +338,22 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && code.startsWith('CT_') ? code : undefined;
+}
+
+/** What to do when the bridge's discovery poll fails, by the poll's code. */
+function pollFix(code: string | undefined): string {
+  switch (code) {
+    case 'CT_OPENBAO_UNREACHABLE':
+    case 'CT_OPENBAO_TIMEOUT':
+    case 'CT_OPENBAO_TLS':
+    case 'CT_PROXY_UNREACHABLE':
+    case 'CT_PROXY_REFUSED':
+      return "the bridge cannot reach OpenBao: check its --secretstore-address, the network (and proxy) between the bridge and OpenBao, OpenBao's TLS certificate, and that OpenBao runs";
+    case 'CT_OPENBAO_SEALED':
+      return 'OpenBao is sealed: unseal it; the bridge polls again on its own';
+    case 'CT_OPENBAO_PERMISSION_DENIED':
+      return "check the bridge's OpenBao token and policy (docs/openbao-policies.md); a token that expired needs a login that renews (AppRole or Kubernetes auth)";
+    default:
+      return "look at the bridge's log for bridge.poll_failed; check its OpenBao token and policy (docs/openbao-policies.md)";
+  }
 }

@@ -7,6 +7,7 @@ import { parseCaSha256 } from '../broker/trust-record.js';
 import { OPERATOR_CHART } from '../core/chart-location.js';
 import { CloudtaserError } from '../core/errors.js';
 import type { KubeClient, KubeDeployment } from '../kube/index.js';
+import { REARM_COMMAND } from '../registration/initialization.js';
 import {
   beaconTarget,
   type ReplicaCertificate,
@@ -383,7 +384,7 @@ function brokerFix(code: string | undefined, fingerprint: string | undefined): s
   const fp = fingerprint ?? '<fingerprint>';
   switch (code) {
     case 'CT_ALREADY_INITIALIZED':
-      return `this cluster was bootstrapped by an earlier operator: on the secret-store side run \`cloudtaser-cli source rearm --fingerprint ${fp}\``;
+      return `this cluster was bootstrapped by an earlier operator: on the secret-store side run \`${REARM_COMMAND(fp)}\` to allow one more bootstrap`;
     case 'CT_NOT_REGISTERED':
       return `register the cluster on the secret-store side: \`cloudtaser-cli source register --fingerprint ${fp}\``;
     case 'CT_ATTESTATION_FAILED':

@@ -156,6 +156,14 @@ export async function rearmCluster(
   return { wasInitialized: existing !== undefined };
 }
 
+/** The command that allows one more bootstrap of a cluster (there is no `source rearm`). */
+export const REARM_COMMAND = (fingerprint: string) =>
+  `cloudtaser-cli source register --fingerprint ${fingerprint} --rearm`;
+
+/**
+ * Says where to get the whole fingerprint too: a broker's /status shows this with every fingerprint cut to its
+ * first 8 characters, and a command pasted from there would name none.
+ */
 export function alreadyInitializedMessage(fingerprint: string): string {
-  return `cluster ${fingerprint} has already bootstrapped once; to allow a new bootstrap run \`cloudtaser-cli source register --fingerprint ${fingerprint} --rearm\` (or replace the cloudtaser_cluster_registration resource)`;
+  return `cluster ${fingerprint} has already bootstrapped once; to allow a new bootstrap run \`${REARM_COMMAND(fingerprint)}\` (the whole fingerprint: \`cloudtaser-cli target fingerprint\` in the cluster, or the registration), or replace the cloudtaser_cluster_registration resource`;
 }

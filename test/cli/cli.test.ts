@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { renderPolicyHcl } from '../../runtime/registration/index.js';
+import { markClusterInitialized, renderPolicyHcl } from '../../runtime/registration/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
 import { CLI, runCli } from './run-cli.js';
 
@@ -72,6 +72,15 @@ describe('cloudtaser-cli against the test servers', () => {
 
     const again = JSON.parse((await runCli(['source', 'register', ...base], env)).stdout);
     expect(again.operationalHash).toBe(view.operationalHash);
+
+    // The broker bootstraps (the bridge marks it initialized); --rearm removes that record: a change, once.
+    const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    await markClusterInitialized(admin, { fingerprint: fp, brokerCertSha256: 'a'.repeat(64) });
+    await admin.close();
+    const rearmed = JSON.parse((await runCli(['source', 'register', ...base, '--rearm'], env)).stdout);
+    expect(rearmed).toMatchObject({ initialized: false, changed: true });
+    const rearmedAgain = JSON.parse((await runCli(['source', 'register', ...base, '--rearm'], env)).stdout);
+    expect(rearmedAgain).toMatchObject({ initialized: false, changed: false });
 
     const gone = await runCli(['source', 'deregister', ...base], env);
     expect(gone.code).toBe(0);

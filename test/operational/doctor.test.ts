@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -25,6 +26,7 @@ import {
   registerCluster,
 } from '../../runtime/registration/index.js';
 import { beaconCert, startTestBroker, testResolve } from '../runtime/fixtures.js';
+import { listenOnLoopback } from '../support/loopback.js';
 import {
   deadPort,
   expectBrokenAt,
@@ -325,6 +327,32 @@ describe('source doctor', () => {
       'bridge',
       24,
     );
+  });
+
+  it('names a bridge that cannot reach OpenBao (24) with its code, and says to check the network, not the policy', async () => {
+    // The bridge's /status as it reads while its polls fail to connect.
+    const stand = await listenOnLoopback(
+      createServer(async (req, res) => {
+        const real = await fetch(`${stack.bridge.healthUrl}${req.url}`);
+        const text = await real.text();
+        if (req.url !== '/status') return res.writeHead(real.status).end(text);
+        const status = JSON.parse(text);
+        status.lastPollError =
+          'CT_OPENBAO_UNREACHABLE: cannot reach OpenBao at https://openbao:8200 (ECONNREFUSED)';
+        res.end(JSON.stringify(status));
+      }),
+    );
+    try {
+      const report = await runSourceDoctor({ ...sourceOptions(), bridgeHealthUrl: stand.address });
+      expectBrokenAt(report, 'bridge', 24);
+      const step = report.steps.find((s) => s.link === 'bridge');
+      // Before: no code, and "check the bridge's OpenBao token and policy" for a network fault.
+      expect(step?.code).toBe('CT_OPENBAO_UNREACHABLE');
+      expect(step?.fix).toContain('cannot reach OpenBao');
+      expect(step?.fix).not.toContain('policy');
+    } finally {
+      await stand.close();
+    }
   });
 
   it('names a beacon replica the bridge cannot reach (25), as its /metrics reports it', async () => {
