@@ -27,8 +27,9 @@ export class CloudtaserFunctions {
    * Whether a value is a cluster fingerprint (a lower-case UUID)
    *
    * Returns true when the value is accepted as `fingerprint` of `cloudtaser_cluster_registration`: a
-   * lower-case UUID, as Kubernetes prints namespace UIDs. Useful in variable `validation` blocks.
-   * @param value Any string.
+   * lower-case UUID, as Kubernetes prints namespace UIDs. Useful in variable `validation` blocks; null is
+   * false (an optional variable left unset does not fail its own validation).
+   * @param value Any string, or null.
    */
   public static isFingerprint(value: string): cdktf.IResolvable {
     return cdktf.call('provider::cloudtaser::is_fingerprint', [value]);
