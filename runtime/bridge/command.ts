@@ -7,10 +7,12 @@ import { CloudtaserError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import {
   type AuthResult,
+  keepStaticTokenAlive,
   OpenBaoClient,
   type RenewingLogin,
   resolveSecretStoreAddress,
   resolveSecretStoreToken,
+  type StaticTokenKeeper,
   startRenewingLogin,
 } from '../openbao/index.js';
 import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
@@ -283,6 +285,7 @@ export function registerBridgeCommand(program: Command): Command {
       sharding?.leases.close?.();
       beaconIdentity?.close();
       secretStore.login?.close();
+      secretStore.keeper?.close();
       await openbao.close();
     });
   return bridge;
@@ -411,7 +414,7 @@ async function connectSecretStore(
   flags: BridgeRunFlags,
   logger: Logger,
   metrics?: BridgeMetrics,
-): Promise<{ client: OpenBaoClient; login?: RenewingLogin }> {
+): Promise<{ client: OpenBaoClient; login?: RenewingLogin; keeper?: StaticTokenKeeper }> {
   const observer = metrics?.openbaoObserver;
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
@@ -472,7 +475,9 @@ async function connectSecretStore(
       "no credentials for the bridge: set CLOUDTASER_SECRETSTORE_TOKEN to the bridge's own token, or pass --approle-role-id with CLOUDTASER_APPROLE_SECRET_ID",
     );
   }
-  return { client: new OpenBaoClient({ address, token, caCertPem, observer }) };
+  const client = new OpenBaoClient({ address, token, caCertPem, observer });
+  // A token given as it is: renewed while OpenBao allows, and said once when it will expire regardless.
+  return { client, keeper: keepStaticTokenAlive({ client, logger }) };
 }
 
 /** This replica's pod IP as its TokenReview peers resolve it; refused when it is not an IP address. */

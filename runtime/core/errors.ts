@@ -92,6 +92,8 @@ export const ErrorCodes = {
   CT_TOKEN_MISSING: 'no secret-store token was given by flag or environment',
   // OpenBao
   CT_OPENBAO_UNREACHABLE: 'the OpenBao address could not be reached (DNS, connection refused, reset)',
+  CT_OPENBAO_TOKEN_EXPIRES:
+    'the OpenBao token a long-running process was given will expire and cannot be renewed (any more): give it AppRole or Kubernetes auth, or a periodic token',
   CT_OPENBAO_TIMEOUT: 'OpenBao did not answer in time',
   CT_OPENBAO_TLS: 'the TLS handshake with OpenBao failed (unknown CA, wrong name)',
   CT_OPENBAO_PERMISSION_DENIED:

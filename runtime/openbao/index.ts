@@ -26,9 +26,11 @@ export {
   requestFollowingRedirects,
 } from './redirect.js';
 export {
+  keepStaticTokenAlive,
   type OpenBaoTokenSource,
   type RenewingLogin,
   type RenewingLoginOptions,
+  type StaticTokenKeeper,
   startRenewingLogin,
   type TokenLoginState,
 } from './token-source.js';

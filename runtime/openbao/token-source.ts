@@ -203,3 +203,75 @@ export async function startRenewingLogin(options: RenewingLoginOptions): Promise
     },
   };
 }
+
+export interface StaticTokenKeeper {
+  close(): void;
+}
+
+/** How long a static token keeper waits to look again after OpenBao did not answer. */
+const STATIC_TOKEN_RETRY_MS = 30_000;
+
+/**
+ * Keeps a token given to a long-running process as it is (`--secretstore-token`, CLOUDTASER_SECRETSTORE_TOKEN)
+ * alive as long as OpenBao lets it: a renewable token with a TTL is renewed at two thirds of each lease, as
+ * startRenewingLogin does for logins. A token that cannot be renewed, or stops gaining time (its max TTL), is said
+ * once, with when it expires and what to use instead; one that never expires (root, periodic after renewal) needs
+ * nothing. Before, such a token simply expired under the bridge (`dev up`'s bridge token after an hour) and every
+ * poll failed with permission denied.
+ */
+export function keepStaticTokenAlive(options: { client: OpenBaoClient; logger?: Logger }): StaticTokenKeeper {
+  const log = moduleLogger(options.logger, 'openbao-token');
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  let warned = false;
+  const schedule = (delayMs: number) => {
+    if (closed) return;
+    timer = setTimeout(() => void check(false), timerDelay(Math.max(1_000, delayMs)));
+    timer.unref();
+  };
+  const warnOnce = (ttlSeconds: number, why: string) => {
+    if (warned) return;
+    warned = true;
+    const expiresAt = new Date(Date.now() + ttlSeconds * 1000).toISOString();
+    log.warn(
+      { event: 'openbao.token_expires', code: 'CT_OPENBAO_TOKEN_EXPIRES', expiresAt, reason: why },
+      `the OpenBao token this process was given expires at ${expiresAt} and ${why}; from then on every request is refused. Give it AppRole or Kubernetes auth (it logs in again on its own), or a periodic token`,
+    );
+  };
+  async function check(first: boolean): Promise<void> {
+    if (closed) return;
+    try {
+      const info = await options.client.lookupSelf();
+      if (info.ttl <= 0) return;
+      if (!info.renewable) return warnOnce(info.ttl, 'cannot be renewed');
+      if (first) return schedule((info.ttl * 1000 * 2) / 3);
+      const renewed = await options.client.request<{ auth?: { lease_duration?: number } }>(
+        'POST',
+        'auth/token/renew-self',
+        { body: {} },
+      );
+      const lease = Number(renewed.body?.auth?.lease_duration ?? 0);
+      log.debug({ event: 'openbao.token_renewed', leaseSeconds: lease }, 'OpenBao token renewed');
+      // No more time than it had: its max TTL caps it now.
+      if (lease <= info.ttl) warnOnce(lease, 'has reached its maximum TTL');
+      if (lease > 0) schedule((lease * 1000 * 2) / 3);
+    } catch (err) {
+      // OpenBao not answering is what the polls report; look again later.
+      log.debug(
+        {
+          event: 'openbao.token_check_failed',
+          code: err instanceof CloudtaserError ? err.code : 'CT_INTERNAL',
+        },
+        'could not look up or renew the OpenBao token; trying again',
+      );
+      schedule(STATIC_TOKEN_RETRY_MS);
+    }
+  }
+  void check(true);
+  return {
+    close() {
+      closed = true;
+      clearTimeout(timer);
+    },
+  };
+}
