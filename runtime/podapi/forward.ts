@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici';
 import { timerDelay } from '../core/backoff.js';
 import { isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { createLogSummarizer } from '../core/log-summary.js';
 import { isConnectionReset } from '../core/net-errors.js';
 import { redirectTarget } from '../openbao/index.js';
 import { createHttpDispatcher, type ProxySetting, proxyFailure } from '../proxy/index.js';
@@ -61,6 +62,9 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
   const timeoutMs = options.timeoutMs ?? 15_000;
   const maxResponseBytes = options.maxResponseBytes ?? 960 * 1024;
   const log = moduleLogger(options.logger, 'bridge-podapi');
+  // Per pod request, so one per code a minute and a summary: an outage of OpenBao met by a fleet's pods wrote a
+  // line per request (400 in a second), and a broker sending what is off the allow-list could write as many.
+  const summary = createLogSummarizer(log, { summaryEvent: 'podapi.failures_summary' });
   const { dispatcher: agent, route } = createHttpDispatcher({
     origin: base.origin,
     caCertPem: options.caCertPem,
@@ -78,7 +82,16 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
       const method = request.method === 'LIST' ? 'GET' : request.method;
       const checked = checkPodRequest(method, request.method === 'LIST' ? withList(podPath) : podPath);
       if (isRefusal(checked) || checked.method !== request.method) {
-        log.warn({ event: 'podapi.bridge_refused', method: request.method }, 'refused a pod API request');
+        summary.warn(
+          'refused',
+          {
+            event: 'podapi.bridge_refused',
+            code: 'CT_PODAPI_NOT_ALLOWED',
+            method: request.method,
+            namespace,
+          },
+          'refused a pod API request',
+        );
         return {
           status: 403,
           headers: JSON_HEADERS,
@@ -188,10 +201,14 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
           };
         }
         const proxied = route.proxy ? proxyFailure(err, route.proxy, base.host) : undefined;
-        log.warn(
+        const code = timedOut ? 'CT_OPENBAO_TIMEOUT' : (proxied?.code ?? 'CT_OPENBAO_UNREACHABLE');
+        summary.warn(
+          code,
           {
             event: 'podapi.openbao_unreachable',
-            code: timedOut ? 'CT_OPENBAO_TIMEOUT' : (proxied?.code ?? 'CT_OPENBAO_UNREACHABLE'),
+            code,
+            // Which cluster's pods met it first (the summary counts the rest, of any cluster).
+            namespace,
             route: checked.route,
             reason: timedOut
               ? `no answer within ${timeoutMs} ms`
@@ -229,7 +246,10 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         body: outcome.body,
       };
     },
-    close: () => agent.close(),
+    close: async () => {
+      summary.close();
+      await agent.close();
+    },
   };
 }
 

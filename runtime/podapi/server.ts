@@ -9,6 +9,7 @@ import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { linkSignal } from '../core/linked-signal.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import { createLogSummarizer } from '../core/log-summary.js';
 import type { RequestHead, TunnelHeaders, TunnelMux, TunnelResponse } from '../tunnel/index.js';
 import {
   type AllowedPodRequest,
@@ -125,6 +126,8 @@ const READ_METHODS = new Set(['GET', 'HEAD', 'LIST']);
 export async function startPodApiServer(options: PodApiServerOptions): Promise<PodApiServer> {
   const limits: PodApiLimits = { ...DEFAULT_POD_API_LIMITS, ...definedOnly(options.limits ?? {}) };
   const log = moduleLogger(options.logger, 'pod-api');
+  // One line per code a minute and a summary: with the tunnel down, every pod request failed with its own line.
+  const failures = createLogSummarizer(log, { summaryEvent: 'podapi.failures_summary' });
   const gate = createRequestGate({ maxInFlight: limits.maxInFlight, maxWaiting: limits.maxWaiting });
   let bufferedBodyBytes = 0;
 
@@ -242,7 +245,11 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     } catch (err) {
       const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
       if (code === 'CT_CANCELLED') return;
-      log.warn({ event: 'podapi.tunnel_failed', route: checked.route, code }, 'pod API request failed');
+      failures.warn(
+        code,
+        { event: 'podapi.tunnel_failed', route: checked.route, code },
+        'pod API request failed',
+      );
       reply(
         res,
         503,
@@ -388,7 +395,14 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     event: 'podapi.listening',
     logger: log,
   });
-  return { url: listening.url, port: listening.port, close: listening.close };
+  return {
+    url: listening.url,
+    port: listening.port,
+    close: async (graceMs) => {
+      await listening.close(graceMs);
+      failures.close();
+    },
+  };
 }
 
 /** X-Vault-Token wins; `Authorization: Bearer` is the fallback, as in OpenBao. */
