@@ -79,7 +79,8 @@ export async function serveBootstrap(
 
     const refuse = (code: ErrorCode, reason: string): BootstrapOutcome => {
       writeBootstrapMessage(socket, { v: 1, type: 'bootstrap.refused', code, reason });
-      logger.info({ event: 'bridge.bootstrap_refused', code }, 'bootstrap refused');
+      // Logged by the caller, at warn and summarised (a refusal needs someone to act).
+      logger.debug({ event: 'bridge.bootstrap_refusing', code }, 'bootstrap refused');
       return { signed: false, code };
     };
 
@@ -87,10 +88,22 @@ export async function serveBootstrap(
       return refuse('CT_BOOTSTRAP_REFUSED', 'the fingerprint does not belong to this init room');
     }
     // Re-read OpenBao now: the poll that put us in this room may be stale.
-    const status = await getClusterStatus(options.openbao, {
-      fingerprint: request.fingerprint,
-      namespaceRoot: options.namespaceRoot,
-    });
+    let status: Awaited<ReturnType<typeof getClusterStatus>>;
+    try {
+      status = await getClusterStatus(options.openbao, {
+        fingerprint: request.fingerprint,
+        namespaceRoot: options.namespaceRoot,
+      });
+    } catch (err) {
+      // OpenBao down or refusing the bridge: say so to the broker with the code. Closing the stream (as before)
+      // showed it "the peer closed before sending a whole bootstrap message", a protocol error it could not act on.
+      if (isCloudtaserError(err) && err.code.startsWith('CT_OPENBAO_'))
+        return refuse(
+          err.code,
+          `the bridge cannot read this cluster's registration from OpenBao now (${err.code}); the broker tries again`,
+        );
+      throw err;
+    }
     if (!status.registered || status.operationalHash !== operationalHash(trust.ca.certDer)) {
       return refuse(
         'CT_NOT_REGISTERED',

@@ -57,6 +57,7 @@ import {
   DEFAULT_BEACON_DIAL_CONCURRENCY,
   DEFAULT_BRIDGE_TIMING,
 } from './options.js';
+import { bootstrapRefusalFix } from './refusal-fix.js';
 import { type ShardMembership, startShardMembership } from './shards.js';
 import { type BridgeTokenReview, peerAddressOf, startBridgeTokenReview } from './tokenreview-service.js';
 
@@ -76,6 +77,8 @@ interface ClusterState {
    * attested re-bootstrap cannot come back. Undefined: none recorded (after a re-arm), any CA-signed broker.
    */
   brokerKeySha256?: string;
+  /** The last bootstrap refused, for /status and source doctor; cleared by a signed bootstrap or a tunnel. */
+  lastBootstrapRefusal?: { readonly code: string; readonly at: string };
   /** The broker key behind each live tunnel, to end those a newer bootstrap replaced. */
   readonly tunnelKeys: Map<TunnelMux, string>;
   /** The beacon replica each live tunnel runs through, to move those of a replica that drains. */
@@ -157,6 +160,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       waiting: c.waiting.size,
       tunnels: c.tunnels.size,
       failedHandshakes: c.gates.operational.failures,
+      ...(c.lastBootstrapRefusal ? { lastBootstrapRefusal: c.lastBootstrapRefusal } : {}),
     })),
     lastPollAt,
     lastPollError: lastPollError === undefined ? undefined : redactIdentifiers(lastPollError),
@@ -558,6 +562,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         if (outcome.signed) {
           gate.succeeded();
           bootstrapsSigned++;
+          cluster.lastBootstrapRefusal = undefined;
           // An attested re-bootstrap means the operator restarted with a new key: the tunnels of the
           // earlier broker belong to a process that is gone (or going), so they end now, not at a timeout.
           if (outcome.replaced) {
@@ -576,6 +581,19 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           // A refusal is a handshake that gave nothing: repeated ones are paced like failures.
           gate.failed();
           bootstrapsRefused++;
+          cluster.lastBootstrapRefusal = { code: outcome.code, at: new Date().toISOString() };
+          // At warn: the cluster stays without a tunnel until someone acts (a re-arm, a registration) or OpenBao
+          // answers again. Once per cluster and code a minute: anyone who knows a fingerprint can ask.
+          sessionFailures.warn(
+            `${cluster.fingerprint}|bootstrap|${outcome.code}`,
+            {
+              event: 'bridge.bootstrap_refused',
+              code: outcome.code,
+              fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
+              fix: bootstrapRefusalFix(outcome.code),
+            },
+            'refused a broker bootstrap',
+          );
         }
         return;
       }
@@ -622,6 +640,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       }
       gate.succeeded();
       cluster.tunnels.add(session.mux);
+      cluster.lastBootstrapRefusal = undefined;
       if (peerKey) cluster.tunnelKeys.set(session.mux, peerKey);
       cluster.tunnelReplicas.set(session.mux, beaconIp);
       // Paired just before the replica said it drains (the handshake outlasted the notice): it moves as well.

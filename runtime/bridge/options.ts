@@ -141,6 +141,8 @@ export interface BridgeClusterStatus {
   readonly tunnels: number;
   /** Consecutive failed handshakes in the operational room (a flood shows here, paced by the bridge). */
   readonly failedHandshakes: number;
+  /** The last bootstrap this replica refused for the cluster, until one is signed or a tunnel opens. */
+  readonly lastBootstrapRefusal?: { readonly code: string; readonly at: string };
 }
 
 export interface BridgeStatus {

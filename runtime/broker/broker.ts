@@ -112,8 +112,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       since: changed ? new Date().toISOString() : status.since,
       ...(phase === 'operational' ? {} : { tunnel: undefined, beaconIp: undefined }),
     };
+    // Rejected needs someone to act (a re-arm, fixed attestation settings): at warn, once per change of phase.
     if (changed)
-      log.info({ event: 'broker.phase', phase, reason, code: status.lastErrorCode }, `broker ${phase}`);
+      log[phase === 'rejected' ? 'warn' : 'info'](
+        { event: 'broker.phase', phase, reason, code: status.lastErrorCode },
+        `broker ${phase}`,
+      );
     for (const wake of [...watchers]) wake();
   };
 

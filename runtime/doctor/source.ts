@@ -3,6 +3,7 @@
  * credentials (the registrar's or an admin's): its records, namespace, mounts and Kubernetes auth, then the bridge's
  * health, the beacon replicas as the bridge sees them (its /metrics), and whether it holds the cluster's tunnel.
  */
+import { bootstrapRefusalFix } from '../bridge/refusal-fix.js';
 import { shardOf } from '../bridge/shards.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import type { OpenBaoClient } from '../openbao/index.js';
@@ -38,6 +39,7 @@ interface BridgeStatusView {
     initialized: boolean;
     waiting: number;
     tunnels: number;
+    lastBootstrapRefusal?: { code: string; at: string };
   }>;
   readonly lastPollError?: string;
   readonly beaconIdentityError?: string;
@@ -99,6 +101,12 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
   const namespace = clusterNamespace(root, fp);
   const get = (url: string, path: string) =>
     fetch(`${url}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+  /** The latest bootstrap refusal of this cluster any replica asked reports (it clears once one is signed). */
+  const lastRefusal = () =>
+    bridges
+      .map((b) => b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)?.lastBootstrapRefusal)
+      .filter((r): r is { code: string; at: string } => r !== undefined)
+      .sort((a, b) => b.at.localeCompare(a.at))[0];
   const noBridge = () =>
     warn(
       'no --bridge-health-url: not checked',
@@ -290,11 +298,18 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       );
     },
     async initialization() {
+      const refusal = lastRefusal();
       if (!record?.initialized)
-        return broken(
-          'the cluster has never bootstrapped: no broker has reached the bridge',
-          'install the operator in the cluster and run `cloudtaser-cli target doctor` there',
-        );
+        return refusal
+          ? broken(
+              `the cluster has not bootstrapped: the bridge refused its broker's bootstrap at ${refusal.at} (${refusal.code})`,
+              bootstrapRefusalFix(refusal.code),
+              { code: refusal.code },
+            )
+          : broken(
+              'the cluster has never bootstrapped: no broker has reached the bridge',
+              'install the operator in the cluster and run `cloudtaser-cli target doctor` there',
+            );
       return ok(`bootstrapped at ${record.initializedAt ?? '?'}`);
     },
     async tunnel() {
@@ -317,6 +332,14 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
           `not checked here: no bridge replica asked holds a tunnel for ${fp8}; shard ${shard} is ${views.some((v) => v?.held) ? 'also ' : ''}held by bridge replica ${others.join(', ')}, where the broker's tunnel may be`,
           `${askThatPod(others[0])}; if that one holds none either, the broker is not connected: run \`cloudtaser-cli target doctor\` in the cluster`,
           { shard, holders: others },
+        );
+      // The broker came, and the bridge refused it (a restarted operator without its state, say): the fix is here.
+      const refusal = lastRefusal();
+      if (refusal)
+        return broken(
+          `no tunnel for ${fp8}: the bridge refused its broker's bootstrap at ${refusal.at} (${refusal.code})`,
+          bootstrapRefusalFix(refusal.code),
+          { code: refusal.code },
         );
       const unsharded = views.some((v) => v === undefined);
       return broken(

@@ -113,6 +113,33 @@ describe('bootstrap under OpenBao faults', () => {
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
   });
 
+  it("tells the broker OpenBao's code when the registration cannot be read, and bootstraps once it can", async () => {
+    const cluster = await store.register();
+    const b = await bridge();
+    await waitUntil(() => b.status().clusters.some((c) => c.waiting > 0), {
+      timeoutMs: 5_000,
+      what: 'bridge waiting',
+    });
+    // The bridge re-reads the registration for each bootstrap: OpenBao answers that read 503 for a while.
+    proxy.inject({
+      method: 'GET',
+      pathPattern: new RegExp(`/data/clusters/${cluster.fingerprint}/registered$`),
+      status: 503,
+      times: 4,
+    });
+    const k = await broker(cluster.fingerprint);
+    // Before: the bridge closed the stream, and the broker showed CT_BOOTSTRAP_PROTOCOL "the peer closed before
+    // sending a whole bootstrap message", a protocol error nobody could act on.
+    await waitUntil(
+      () =>
+        k.status().lastErrorCode === 'CT_BOOTSTRAP_REFUSED' && /CT_OPENBAO_/.test(k.status().lastError ?? ''),
+      { timeoutMs: 10_000, what: "a refusal that names OpenBao's code" },
+    );
+    expect(k.status().phase).toBe('bootstrapping');
+    await k.waitForPhase('operational', 15_000);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+  });
+
   it('refuses while OpenBao is sealed and bootstraps once it is unsealed, initializing once', async () => {
     const cluster = await store.register();
     const b = await bridge();

@@ -313,6 +313,25 @@ describe('source doctor', () => {
         },
         { timeout: 15_000, interval: 200 },
       );
+      // The operator restarts without its state (a reinstall): its new broker is refused CT_ALREADY_INITIALIZED.
+      // The fix is on this side (a re-arm); before, this said "run target doctor in the cluster" (exit 28).
+      const restarted = await startTestBroker({
+        fingerprint: cluster.fingerprint,
+        beacons: [stack.replicas.address],
+        caSha256: cluster.operationalHash,
+      });
+      try {
+        await restarted.waitForPhase('rejected', 20_000);
+        const report = await doctor();
+        expectBrokenAt(report, 'tunnel', 28);
+        expect(stepOf(report, 'tunnel')).toMatchObject({
+          code: 'CT_ALREADY_INITIALIZED',
+          detail: expect.stringContaining("the bridge refused its broker's bootstrap"),
+        });
+        expectTextSaysWhatToDo(report, `cloudtaser-cli source register --fingerprint <fingerprint> --rearm`);
+      } finally {
+        await restarted.close();
+      }
     });
   });
 

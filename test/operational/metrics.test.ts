@@ -347,6 +347,23 @@ describe('broker metrics', () => {
     expect(b.value('cloudtaser_bridge_refusals_total', { code: 'CT_ALREADY_INITIALIZED' })).toBeGreaterThan(
       0,
     );
+    // Someone must act (a re-arm): both sides say so at warn, not at info, which a warn-level log drops.
+    const logged = stack.logs.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        event: 'bridge.bootstrap_refused',
+        level: 'warn',
+        code: 'CT_ALREADY_INITIALIZED',
+      }),
+    );
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        event: 'broker.phase',
+        phase: 'rejected',
+        level: 'warn',
+        code: 'CT_ALREADY_INITIALIZED',
+      }),
+    );
     await intruder.close();
   });
 
