@@ -15,8 +15,11 @@ import { issueCertificate } from '../pki/index.js';
 import { loadBeaconClientCa } from '../registration/index.js';
 
 export interface BeaconIdentity {
-  /** The certificate to present on the next dial. */
-  current(): BeaconClientCertificate;
+  /**
+   * The certificate to present on the next dial; undefined while the first one could not be minted yet (OpenBao
+   * unreachable when the bridge started: it dials without one, the beacon refuses it, until the retry works).
+   */
+  current(): BeaconClientCertificate | undefined;
   /** Looks for a new certificate now (files: re-read them); resolves true when it changed. */
   checkNow?(): Promise<boolean>;
   close(): void;
@@ -43,6 +46,16 @@ const SKEW_ALLOWANCE_MS = 5 * 60_000;
  * lifetime, reading the CA again each time (so a CA replaced in OpenBao is picked up without a restart). A
  * renewal that fails keeps the current certificate and retries; the key of the CA is dropped after each use.
  */
+/** Answers that say OpenBao is away for now, not that the bridge may not mint. */
+const OPENBAO_AWAY = new Set([
+  'CT_OPENBAO_UNREACHABLE',
+  'CT_OPENBAO_TIMEOUT',
+  'CT_OPENBAO_SEALED',
+  'CT_PROXY_UNREACHABLE',
+]);
+/** How often a first mint that failed is tried again. */
+const FIRST_MINT_RETRY_MS = 5_000;
+
 export async function startMintedBeaconIdentity(
   options: MintedBeaconIdentityOptions,
 ): Promise<BeaconIdentity> {
@@ -75,7 +88,7 @@ export async function startMintedBeaconIdentity(
     );
     return { certPem: issued.certPem, keyPem: issued.keyPem! };
   };
-  let current = await mint();
+  let current: BeaconClientCertificate | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
   const schedule = (delayMs: number) => {
@@ -89,14 +102,29 @@ export async function startMintedBeaconIdentity(
         const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
         log.warn(
           { event: 'bridge.beacon_identity_renewal_failed', code, reason: (err as Error).message, retryMs },
-          'could not renew the beacon client certificate; keeping the current one and retrying',
+          current
+            ? 'could not renew the beacon client certificate; keeping the current one and retrying'
+            : 'still cannot mint the beacon client certificate; retrying',
         );
-        schedule(retryMs);
+        schedule(current ? retryMs : Math.min(retryMs, FIRST_MINT_RETRY_MS));
       }
     }, timerDelay(delayMs));
     timer.unref();
   };
-  schedule(lifetimeMs / 2);
+  try {
+    current = await mint();
+    schedule(lifetimeMs / 2);
+  } catch (err) {
+    // OpenBao not answering when the bridge starts (both restarted at once, an outage) is no reason to exit: a
+    // pod that exits is restarted with a growing delay (CrashLoopBackOff), and recovers minutes after OpenBao
+    // does. A refusal (no beacon client CA, no policy) still stops the start with its fix.
+    if (!(err instanceof CloudtaserError && OPENBAO_AWAY.has(err.code))) throw err;
+    log.warn(
+      { event: 'bridge.beacon_identity_pending', code: err.code, reason: err.message },
+      'OpenBao cannot be reached to mint the beacon client certificate: starting without one (the beacon refuses this bridge until it is minted) and retrying',
+    );
+    schedule(Math.min(retryMs, FIRST_MINT_RETRY_MS));
+  }
   return {
     current: () => current,
     close() {

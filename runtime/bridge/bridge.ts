@@ -269,7 +269,10 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         host: options.health.host,
         port: options.health.port,
         status,
-        ready: () => !stop.signal.aborted && !draining,
+        // Not before one poll worked: a replica that started while OpenBao was away knows no cluster and no
+        // reviewer credential yet, so the Service sends OpenBao's TokenReviews to another replica. Once
+        // it has, a later outage leaves it ready: it keeps its tunnels and what it knows.
+        ready: () => !stop.signal.aborted && !draining && lastPollAt !== undefined,
         metrics: metrics?.registry,
         logger: log,
       })

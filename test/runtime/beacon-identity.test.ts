@@ -6,6 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,7 @@ import {
   loadBeaconClientCa,
   readBeaconClientCaCertificate,
 } from '../../runtime/registration/index.js';
+import { freePort } from '../ports.js';
 import { waitUntil } from '../support/wait.js';
 import { beaconCert, type SecretStore, startSecretStore, startTestBridge } from './fixtures.js';
 
@@ -56,16 +58,16 @@ describe('the bridge beacon identity', () => {
     const ca = await ensureBeaconClientCa(store.admin);
     const identity = await startMintedBeaconIdentity({ openbao: store.admin, lifetimeMs: 10_000 });
     try {
-      const first = new X509Certificate(identity.current().certPem);
+      const first = new X509Certificate(identity.current()!.certPem);
       expect(isIssuedBy(first, ca.certPem)).toBe(true);
       expect(first.keyUsage).toContain('1.3.6.1.5.5.7.3.2');
       // Valid until about `lifetime` from now, not a day or a year.
       expect(Date.parse(first.validTo) - Date.now()).toBeLessThanOrEqual(11_000);
       await waitUntil(
-        () => new X509Certificate(identity.current().certPem).serialNumber !== first.serialNumber,
+        () => new X509Certificate(identity.current()!.certPem).serialNumber !== first.serialNumber,
         { timeoutMs: 10_000, what: 'a renewal' },
       );
-      expect(isIssuedBy(identity.current().certPem, ca.certPem)).toBe(true);
+      expect(isIssuedBy(identity.current()!.certPem, ca.certPem)).toBe(true);
     } finally {
       identity.close();
     }
@@ -75,12 +77,47 @@ describe('the bridge beacon identity', () => {
     await ensureBeaconClientCa(store.admin);
     const identity = await startMintedBeaconIdentity({ openbao: store.admin, lifetimeMs: 60 * 86_400_000 });
     try {
-      const first = identity.current().certPem;
+      const first = identity.current()!.certPem;
       // A delay past 2^31 ms used to fire after 1 ms: a new certificate (and an OpenBao read) every millisecond.
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(identity.current().certPem).toBe(first);
+      expect(identity.current()!.certPem).toBe(first);
     } finally {
       identity.close();
+    }
+  });
+
+  it('starts without a certificate while OpenBao cannot be reached, and mints one once it can (it used to exit)', async () => {
+    await ensureBeaconClientCa(store.admin);
+    // OpenBao behind an address that refuses connections until a forwarder starts there.
+    const port = await freePort();
+    const openbao = new OpenBaoClient({
+      address: `http://127.0.0.1:${port}`,
+      token: store.server.rootToken,
+      retries: 0,
+    });
+    const identity = await startMintedBeaconIdentity({ openbao, retryMs: 200 });
+    const target = new URL(store.server.address);
+    const sockets = new Set<Socket>();
+    const forwarder = createServer((client) => {
+      const upstream = connect(Number(target.port), target.hostname);
+      sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    try {
+      expect(identity.current()).toBeUndefined();
+      await new Promise<void>((resolve) => forwarder.listen(port, '127.0.0.1', resolve));
+      await waitUntil(() => identity.current() !== undefined, {
+        timeoutMs: 5_000,
+        what: 'the first certificate',
+      });
+      expect(new X509Certificate(identity.current()!.certPem).keyUsage).toContain('1.3.6.1.5.5.7.3.2');
+    } finally {
+      identity.close();
+      await openbao.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => forwarder.close(resolve));
     }
   });
 
@@ -105,12 +142,12 @@ describe('the bridge beacon identity', () => {
     await writeFile(keyFile, one.keyPem!);
     const identity = await watchBeaconIdentityFiles({ certFile, keyFile, intervalMs: 100 });
     try {
-      expect(identity.current().certPem).toBe(one.certPem);
+      expect(identity.current()!.certPem).toBe(one.certPem);
       await writeFile(certFile, two.certPem);
       expect(await identity.checkNow?.()).toBe(false);
-      expect(identity.current().certPem).toBe(one.certPem);
+      expect(identity.current()!.certPem).toBe(one.certPem);
       await writeFile(keyFile, two.keyPem!);
-      await waitUntil(() => identity.current().certPem === two.certPem, {
+      await waitUntil(() => identity.current()!.certPem === two.certPem, {
         timeoutMs: 5_000,
         what: 'the rotated pair',
       });

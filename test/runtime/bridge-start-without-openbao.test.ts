@@ -1,0 +1,76 @@
+/**
+ * A bridge started while OpenBao is away (both restarted at once, an outage): before, `bridge run` exited at once
+ * (its beacon client certificate could not be minted), and a pod that exits is restarted with a growing delay, so
+ * the bridge came back minutes after OpenBao. It starts now and retries; it reports not ready until one discovery
+ * poll worked (it knows no cluster and no reviewer credential before that), then serves.
+ */
+import { connect, createServer, type Socket } from 'node:net';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMintedBeaconIdentity } from '../../runtime/bridge/index.js';
+import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { ensureBeaconClientCa } from '../../runtime/registration/index.js';
+import { freePort } from '../ports.js';
+import { waitUntil } from '../support/wait.js';
+import { type SecretStore, startSecretStore, startTestBridge } from './fixtures.js';
+
+let store: SecretStore;
+
+beforeAll(async () => {
+  store = await startSecretStore();
+  await ensureBeaconClientCa(store.admin);
+}, 30_000);
+afterAll(async () => {
+  await store?.close();
+});
+
+describe('a bridge started while OpenBao is away', () => {
+  it('starts, is not ready until a poll works, then serves the registered clusters', async () => {
+    const cluster = await store.register();
+    const port = await freePort();
+    const openbao = new OpenBaoClient({
+      address: `http://127.0.0.1:${port}`,
+      token: store.identities.bridgeToken,
+      retries: 0,
+    });
+    const identity = await startMintedBeaconIdentity({ openbao, retryMs: 200 });
+    const bridge = await startTestBridge({
+      openbao,
+      beacons: ['127.0.0.1:1'],
+      beaconIdentity: identity,
+      health: { host: '127.0.0.1', port: 0 },
+    });
+    const readyz = async () => {
+      const answer = await request(`${bridge.healthUrl}/readyz`);
+      await answer.body.dump();
+      return answer.statusCode;
+    };
+    const sockets = new Set<Socket>();
+    const target = new URL(store.server.address);
+    const openbaoBack = createServer((client) => {
+      const upstream = connect(Number(target.port), target.hostname);
+      sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    try {
+      expect(await readyz()).toBe(503);
+      expect(bridge.status().lastPollError).toMatch(/^CT_OPENBAO_UNREACHABLE/);
+      // OpenBao answers again.
+      await new Promise<void>((resolve) => openbaoBack.listen(port, '127.0.0.1', resolve));
+      await bridge.pollNow();
+      expect(await readyz()).toBe(200);
+      expect(bridge.status().clusters.map((c) => c.fingerprintPrefix)).toContain(
+        cluster.fingerprint.slice(0, 8),
+      );
+      await waitUntil(() => identity.current() !== undefined, { what: 'the beacon client certificate' });
+    } finally {
+      await bridge.close();
+      identity.close();
+      await openbao.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => openbaoBack.close(resolve));
+    }
+  }, 30_000);
+});
