@@ -11,6 +11,13 @@ import { markClusterInitialized, renderPolicyHcl } from '../../runtime/registrat
 import { provisionIdentities } from '../openbao-identities.js';
 import { CLI, runCli } from './run-cli.js';
 
+/** The built CLI refuses `args` as a usage error (exit 2) with `text` on stderr. */
+async function expectUsageError(args: string[], text: string): Promise<void> {
+  const refused = await runCli(args);
+  expect(refused.code, args.join(' ')).toBe(2);
+  expect(refused.stderr).toContain(text);
+}
+
 describe('cloudtaser-cli against the test servers', () => {
   let openbao: OpenBaoTestServer;
   let kube: KubeTestServer;
@@ -239,33 +246,28 @@ describe('cloudtaser-cli against the test servers', () => {
 
   it('the doctors refuse a probe URL that is not http(s) as a usage error, not as a broken link', async () => {
     // Before: "BROKEN bridge ... Failed to parse URL", exit 24 (a broken bridge), for a typo in a flag.
-    const source = await runCli([
-      'source',
-      'doctor',
-      '--secretstore-address',
-      'http://127.0.0.1:1',
-      '--fingerprint',
-      '0ad50c05-1153-4508-9237-4cb2912e2c23',
-      '--bridge-health-url',
-      'notaurl',
-    ]);
-    expect(source.code).toBe(2);
-    expect(source.stderr).toContain(
+    await expectUsageError(
+      [
+        'source',
+        'doctor',
+        '--secretstore-address',
+        'http://127.0.0.1:1',
+        '--fingerprint',
+        '0ad50c05-1153-4508-9237-4cb2912e2c23',
+        '--bridge-health-url',
+        'notaurl',
+      ],
       'CT_INVALID_ARGUMENT: --bridge-health-url "notaurl" must be an http:// or https:// URL',
     );
-    const target = await runCli(['target', 'doctor', '--broker-status-url', 'ftp://x']);
-    expect(target.code).toBe(2);
-    expect(target.stderr).toContain(
+    await expectUsageError(
+      ['target', 'doctor', '--broker-status-url', 'ftp://x'],
       'CT_INVALID_ARGUMENT: --broker-status-url "ftp://x" must be an http:// or https:// URL',
     );
   });
 
   it('dev up refuses a --dir it cannot create or that is a file, at once (it hung on /proc/x)', async () => {
-    for (const dir of ['/proc/cloudtaser-dev-test/x', CLI]) {
-      const refused = await runCli(['dev', 'up', '--dir', dir]);
-      expect(refused.code, dir).toBe(2);
-      expect(refused.stderr).toContain(`CT_INVALID_ARGUMENT: cannot use --dir ${dir}`);
-    }
+    for (const dir of ['/proc/cloudtaser-dev-test/x', CLI])
+      await expectUsageError(['dev', 'up', '--dir', dir], `CT_INVALID_ARGUMENT: cannot use --dir ${dir}`);
   });
 
   it('bridge run refuses shard settings it cannot use before it connects to anything', async () => {
@@ -291,16 +293,8 @@ describe('cloudtaser-cli against the test servers', () => {
     expect(nowhere.code).toBe(2);
     expect(nowhere.stderr).toContain('pass --shard-namespace, or set POD_NAMESPACE');
     // Its own A-record among the TokenReview peers must be an IP address (a name would never match one).
-    const named = await runCli([
-      'bridge',
-      'run',
-      '--beacon',
-      'beacon.test:443',
-      '--tokenreview-peer-address',
-      'bridge-0.openbao.svc',
-    ]);
-    expect(named.code).toBe(2);
-    expect(named.stderr).toContain(
+    await expectUsageError(
+      ['bridge', 'run', '--beacon', 'beacon.test:443', '--tokenreview-peer-address', 'bridge-0.openbao.svc'],
       'CT_INVALID_ARGUMENT: --tokenreview-peer-address (or POD_IP) "bridge-0.openbao.svc" must be this pod\'s IP address',
     );
   });

@@ -6,7 +6,6 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import {
   readBeaconClientCaCertificate,
 } from '../../runtime/registration/index.js';
 import { freePort } from '../ports.js';
+import { forwardPort } from '../support/port-forwarder.js';
 import { waitUntil } from '../support/wait.js';
 import { beaconCert, type SecretStore, startSecretStore, startTestBridge } from './fixtures.js';
 
@@ -96,18 +96,10 @@ describe('the bridge beacon identity', () => {
       retries: 0,
     });
     const identity = await startMintedBeaconIdentity({ openbao, retryMs: 200 });
-    const target = new URL(store.server.address);
-    const sockets = new Set<Socket>();
-    const forwarder = createServer((client) => {
-      const upstream = connect(Number(target.port), target.hostname);
-      sockets.add(client).add(upstream);
-      client.pipe(upstream).pipe(client);
-      client.on('error', () => upstream.destroy());
-      upstream.on('error', () => client.destroy());
-    });
+    let back: { close(): Promise<void> } | undefined;
     try {
       expect(identity.current()).toBeUndefined();
-      await new Promise<void>((resolve) => forwarder.listen(port, '127.0.0.1', resolve));
+      back = await forwardPort(port, new URL(store.server.address));
       await waitUntil(() => identity.current() !== undefined, {
         timeoutMs: 5_000,
         what: 'the first certificate',
@@ -116,8 +108,7 @@ describe('the bridge beacon identity', () => {
     } finally {
       identity.close();
       await openbao.close();
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => forwarder.close(resolve));
+      await back?.close();
     }
   });
 

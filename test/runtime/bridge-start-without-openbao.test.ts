@@ -4,13 +4,13 @@
  * the bridge came back minutes after OpenBao. It starts now and retries; it reports not ready until one discovery
  * poll worked (it knows no cluster and no reviewer credential before that), then serves.
  */
-import { connect, createServer, type Socket } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMintedBeaconIdentity } from '../../runtime/bridge/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { ensureBeaconClientCa } from '../../runtime/registration/index.js';
 import { freePort } from '../ports.js';
+import { forwardPort } from '../support/port-forwarder.js';
 import { waitUntil } from '../support/wait.js';
 import { type SecretStore, startSecretStore, startTestBridge } from './fixtures.js';
 
@@ -45,20 +45,12 @@ describe('a bridge started while OpenBao is away', () => {
       await answer.body.dump();
       return answer.statusCode;
     };
-    const sockets = new Set<Socket>();
-    const target = new URL(store.server.address);
-    const openbaoBack = createServer((client) => {
-      const upstream = connect(Number(target.port), target.hostname);
-      sockets.add(client).add(upstream);
-      client.pipe(upstream).pipe(client);
-      client.on('error', () => upstream.destroy());
-      upstream.on('error', () => client.destroy());
-    });
+    let back: { close(): Promise<void> } | undefined;
     try {
       expect(await readyz()).toBe(503);
       expect(bridge.status().lastPollError).toMatch(/^CT_OPENBAO_UNREACHABLE/);
       // OpenBao answers again.
-      await new Promise<void>((resolve) => openbaoBack.listen(port, '127.0.0.1', resolve));
+      back = await forwardPort(port, new URL(store.server.address));
       await bridge.pollNow();
       expect(await readyz()).toBe(200);
       expect(bridge.status().clusters.map((c) => c.fingerprintPrefix)).toContain(
@@ -69,8 +61,7 @@ describe('a bridge started while OpenBao is away', () => {
       await bridge.close();
       identity.close();
       await openbao.close();
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => openbaoBack.close(resolve));
+      await back?.close();
     }
   }, 30_000);
 });
