@@ -706,6 +706,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           }
         }
         await podApi?.start(credentials!);
+        // While it waits for a bridge, /status says so (the last failure's "dialing again at" is past by then).
+        // A deregistration stays in front (it says what to do), as when the dial fails.
+        if (status.phase === 'reconnecting' && status.lastErrorCode !== 'CT_NOT_REGISTERED')
+          setStatus(
+            'reconnecting',
+            `waiting for a bridge in the operational room${status.lastError ? `; the last attempt failed: ${status.lastError}` : ''}`,
+          );
         const session = await connect(credentials!);
         liveTunnel = session.mux;
         metrics?.tunnelOpened();
@@ -733,11 +740,15 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             { event: 'broker.not_registered', code: why.code, reason: why.message },
             'the bridge closed the tunnel: this cluster is not registered (deregistered?); register it again (cloudtaser-cli source register, or cdktf deploy) and the broker reconnects by itself',
           );
-        setStatus('reconnecting', `the tunnel closed (${why.message}); reconnecting in ${pause} ms`, {
-          lastErrorCode: why.code,
-          lastError: why.message,
-          lastTunnelClose: { code: closeCode, reason: why.message, at: new Date().toISOString() },
-        });
+        setStatus(
+          'reconnecting',
+          `the tunnel closed (${why.message}); dialing again at ${new Date(Date.now() + pause).toISOString()}`,
+          {
+            lastErrorCode: why.code,
+            lastError: why.message,
+            lastTunnelClose: { code: closeCode, reason: why.message, at: new Date().toISOString() },
+          },
+        );
         await sleep(pause, stop.signal);
       } catch (err) {
         if (stop.signal.aborted) break;
@@ -765,11 +776,18 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         // Nobody answering in the operational room is what follows a deregistration: the cause stays in front.
         const unregistered =
           status.lastTunnelClose?.code === 'CT_NOT_REGISTERED' && error.code === 'CT_BEACON_LIMIT';
+        // "No peer arrived" from the beacon means no bridge waited in the room: say that, not a beacon limit.
+        const noBridge =
+          error.code === 'CT_BEACON_LIMIT' && /^no peer arrived/.test(String(error.details?.reason ?? ''));
+        // When, not "in N ms": the reason is read later (/status, the doctor) and must not look stale.
+        const again = `dialing again at ${new Date(Date.now() + delay).toISOString()}`;
         setStatus(
           phase,
           unregistered
-            ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy); retrying in ${delay} ms`
-            : `${error.message}; retrying in ${delay} ms`,
+            ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy); ${again}`
+            : noBridge
+              ? `no bridge came to the ${credentials ? 'operational' : 'init'} room within the beacon's wait (${error.message}): the bridge is down, does not serve this cluster, or waits at other beacon replicas; \`cloudtaser-cli source doctor\` on the secret-store side says which; ${again}`
+              : `${error.message}; ${again}`,
           unregistered
             ? { lastErrorCode: 'CT_NOT_REGISTERED', lastError: status.lastTunnelClose!.reason }
             : { lastErrorCode: error.code, lastError: error.message },

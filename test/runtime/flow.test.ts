@@ -178,6 +178,32 @@ describe('bridge and broker through two beacon replicas', () => {
     expect(text).not.toContain(Buffer.from(cluster.fingerprint).toString('base64').slice(0, 20));
   });
 
+  it("says in /status that no bridge came to the room, not only the beacon's limit, when its bridge is gone", async () => {
+    const cluster = await store.register();
+    const b = await bridge();
+    const k = await broker(cluster.fingerprint);
+    await k.waitForPhase('operational', 15_000);
+    await b.close();
+    // The beacon's wait for a peer (2 s in these tests) ends without a bridge.
+    await waitUntil(() => (k.status().reason ?? '').includes('no bridge came to the operational room'), {
+      timeoutMs: 15_000,
+      what: 'the reason naming the missing bridge',
+    });
+    expect(k.status()).toMatchObject({ phase: 'reconnecting', lastErrorCode: 'CT_BEACON_LIMIT' });
+    expect(k.status().reason).toContain('cloudtaser-cli source doctor');
+    // Before: "...refused the connection: CT_BEACON_LIMIT: no peer arrived ...; retrying in 406 ms", read as a
+    // beacon limit, and a countdown that stayed on /status for the whole next wait.
+    expect(k.status().reason).toMatch(/dialing again at \d{4}-\d\d-\d\dT/);
+    await waitUntil(
+      () => (k.status().reason ?? '').startsWith('waiting for a bridge in the operational room'),
+      {
+        timeoutMs: 15_000,
+        what: 'the next wait, said as such',
+      },
+    );
+    await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
+  }, 40_000);
+
   it('pairs when either beacon replica is down', async () => {
     for (const down of [0, 1]) {
       const cluster = await store.register();
