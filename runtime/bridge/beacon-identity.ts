@@ -10,7 +10,7 @@ import { timerDelay } from '../core/backoff.js';
 import { CloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { watchPemFiles } from '../core/tls-files.js';
-import type { OpenBaoClient } from '../openbao/index.js';
+import { OPENBAO_AWAY_CODES, type OpenBaoClient } from '../openbao/index.js';
 import { issueCertificate } from '../pki/index.js';
 import { loadBeaconClientCa } from '../registration/index.js';
 
@@ -46,13 +46,6 @@ const SKEW_ALLOWANCE_MS = 5 * 60_000;
  * lifetime, reading the CA again each time (so a CA replaced in OpenBao is picked up without a restart). A
  * renewal that fails keeps the current certificate and retries; the key of the CA is dropped after each use.
  */
-/** Answers that say OpenBao is away for now, not that the bridge may not mint. */
-const OPENBAO_AWAY = new Set([
-  'CT_OPENBAO_UNREACHABLE',
-  'CT_OPENBAO_TIMEOUT',
-  'CT_OPENBAO_SEALED',
-  'CT_PROXY_UNREACHABLE',
-]);
 /** How often a first mint that failed is tried again. */
 const FIRST_MINT_RETRY_MS = 5_000;
 
@@ -118,7 +111,7 @@ export async function startMintedBeaconIdentity(
     // OpenBao not answering when the bridge starts (both restarted at once, an outage) is no reason to exit: a
     // pod that exits is restarted with a growing delay (CrashLoopBackOff), and recovers minutes after OpenBao
     // does. A refusal (no beacon client CA, no policy) still stops the start with its fix.
-    if (!(err instanceof CloudtaserError && OPENBAO_AWAY.has(err.code))) throw err;
+    if (!(err instanceof CloudtaserError && OPENBAO_AWAY_CODES.has(err.code))) throw err;
     log.warn(
       { event: 'bridge.beacon_identity_pending', code: err.code, reason: err.message },
       'OpenBao cannot be reached to mint the beacon client certificate: starting without one (the beacon refuses this bridge until it is minted) and retrying',

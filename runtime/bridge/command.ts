@@ -430,7 +430,14 @@ async function connectSecretStore(
     description: string,
     login: () => Promise<AuthResult>,
   ) => {
-    const source = await startRenewingLogin({ client: anonymous, login, description, logger });
+    // OpenBao away at start (both restarted at once, an outage): start anyway and log in once it answers.
+    const source = await startRenewingLogin({
+      client: anonymous,
+      login,
+      description,
+      logger,
+      startBeforeOpenBao: true,
+    });
     return { client: anonymous.withToken(source), login: source };
   };
   if (flags.kubernetesAuthRole) {

@@ -27,6 +27,7 @@ export {
 } from './redirect.js';
 export {
   keepStaticTokenAlive,
+  OPENBAO_AWAY_CODES,
   type OpenBaoTokenSource,
   type RenewingLogin,
   type RenewingLoginOptions,

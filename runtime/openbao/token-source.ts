@@ -49,7 +49,22 @@ export interface RenewingLoginOptions {
   /** @default 2000 / 60000 */
   readonly retryInitialMs?: number;
   readonly retryMaxMs?: number;
+  /**
+   * When the first login cannot reach OpenBao (unreachable, timed out, sealed), start without a token and keep
+   * trying (a request meanwhile goes without one, and one refused logs in at once), instead of throwing: a bridge
+   * pod that exits is restarted with a growing delay and comes back minutes after OpenBao does. A login OpenBao
+   * refuses still throws. @default false
+   */
+  readonly startBeforeOpenBao?: boolean;
 }
+
+/** Answers that say OpenBao is away for now, not that the login is wrong. */
+export const OPENBAO_AWAY_CODES: ReadonlySet<string> = new Set([
+  'CT_OPENBAO_UNREACHABLE',
+  'CT_OPENBAO_TIMEOUT',
+  'CT_OPENBAO_SEALED',
+  'CT_PROXY_UNREACHABLE',
+]);
 
 export interface RenewingLogin extends OpenBaoTokenSource {
   state(): TokenLoginState;
@@ -63,17 +78,38 @@ export async function startRenewingLogin(options: RenewingLoginOptions): Promise
   const minRelogin = options.minReloginIntervalMs ?? 10_000;
   const retryInitial = options.retryInitialMs ?? 2_000;
   const retryMax = options.retryMaxMs ?? 60_000;
-  let auth = await options.login();
+  let failure: { code: string; message: string } | undefined;
+  let auth: AuthResult;
+  try {
+    auth = await options.login();
+  } catch (err) {
+    const code = err instanceof CloudtaserError ? err.code : undefined;
+    if (!options.startBeforeOpenBao || code === undefined || !OPENBAO_AWAY_CODES.has(code)) throw err;
+    // No token yet: requests go without one until a login works (the timer below, or the first refusal).
+    auth = {
+      clientToken: '',
+      accessor: '',
+      policies: [],
+      leaseDuration: 0,
+      renewable: false,
+      metadata: null,
+    };
+    failure = { code, message: (err as Error).message };
+    log.warn(
+      { event: 'openbao.login_pending', code, reason: failure.message },
+      `${options.description} cannot reach OpenBao yet: starting without a token and logging in as soon as it answers`,
+    );
+  }
   /** The lease a login gives; each renewal asks for as much again. */
   let loginLease = auth.leaseDuration;
   let obtainedAt = Date.now();
-  let lastLoginAt = obtainedAt;
+  /** 0 without a login yet: the first refused request may log in at once. */
+  let lastLoginAt = failure ? 0 : obtainedAt;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let inflight: Promise<boolean> | undefined;
-  let failure: { code: string; message: string } | undefined;
   let retryDelay = retryInitial;
-  const counts = { logins: 1, renewals: 0 };
+  const counts = { logins: failure ? 0 : 1, renewals: 0 };
 
   const leaseMs = () => auth.leaseDuration * 1000;
   const expiresAt = () => (auth.leaseDuration > 0 ? obtainedAt + leaseMs() : undefined);
@@ -166,13 +202,16 @@ export async function startRenewingLogin(options: RenewingLoginOptions): Promise
     await exclusive(() => (failure ? relogin('retrying a failed login') : renew()));
   }
 
-  scheduleFromLease();
+  if (failure) schedule(retryInitial);
+  else scheduleFromLease();
 
   return {
     current: () => auth.clientToken,
     async refused(sent) {
       if (closed) return false;
       if (sent !== auth.clientToken) return true;
+      // No login yet (OpenBao was away at start): OpenBao answering at all is the moment to log in.
+      if (auth.clientToken === '') return exclusive(() => relogin('OpenBao answers again'));
       if (inflight) {
         await inflight;
         return sent !== auth.clientToken;

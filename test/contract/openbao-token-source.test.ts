@@ -8,6 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { createLogger } from '../../runtime/core/log.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient, type RenewingLogin, startRenewingLogin } from '../../runtime/openbao/index.js';
+import { freePort } from '../ports.js';
+import { forwardPort } from '../support/port-forwarder.js';
 
 let server: OpenBaoTestServer;
 let admin: OpenBaoClient;
@@ -152,5 +154,47 @@ describe('a login kept valid for a long-running process', () => {
     await vi.waitFor(() => expect(login.state().state).toBe('ok'), { timeout: 10_000, interval: 200 });
     await expect(client.kvRead('secret', 'svc/config')).resolves.toBeDefined();
     expect(lines.map((line) => line.event)).toContain('openbao.login_recovered');
+  });
+});
+
+describe('a first login while OpenBao is away', () => {
+  it('starts without a token when allowed, and logs in at the first request OpenBao answers', async () => {
+    const credentials = await role('late', '1h');
+    const port = await freePort();
+    const away = new OpenBaoClient({ address: `http://127.0.0.1:${port}`, retries: 0 });
+    const { lines, logger } = capture();
+    // Without the option the start fails as before (a login OpenBao refuses fails either way).
+    await expect(
+      startRenewingLogin({
+        client: away,
+        description: 'AppRole login at auth/approle',
+        login: () => away.appRoleLogin('approle', credentials.roleId, credentials.secretId),
+      }),
+    ).rejects.toMatchObject({ code: 'CT_OPENBAO_UNREACHABLE' });
+    const login = await startRenewingLogin({
+      client: away,
+      description: 'AppRole login at auth/approle',
+      login: () => away.appRoleLogin('approle', credentials.roleId, credentials.secretId),
+      logger,
+      retryInitialMs: 60_000, // the timer's retry is not what this test waits for
+      startBeforeOpenBao: true,
+    });
+    logins.push(login);
+    let back: { close(): Promise<void> } | undefined;
+    try {
+      expect(login.state()).toMatchObject({
+        state: 'failing',
+        lastErrorCode: 'CT_OPENBAO_UNREACHABLE',
+        logins: 0,
+      });
+      expect(lines).toContainEqual(expect.objectContaining({ event: 'openbao.login_pending' }));
+      back = await forwardPort(port, new URL(server.address));
+      // The first request goes without a token, is refused, and the refusal logs in and sends it again.
+      await expect(away.withToken(login).kvRead('secret', 'svc/config')).resolves.toBeDefined();
+      expect(login.state()).toMatchObject({ state: 'ok', logins: 1 });
+    } finally {
+      await back?.close();
+      await away.close();
+    }
   });
 });
