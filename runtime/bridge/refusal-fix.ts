@@ -3,8 +3,10 @@
  * one place.
  */
 export function bootstrapRefusalFix(code: string): string {
+  // Anyone who knows a fingerprint can draw this refusal: re-arming on its word alone would open the one-time
+  // first contact to whoever keeps trying. The cluster's own broker must be the one refused.
   if (code === 'CT_ALREADY_INITIALIZED')
-    return 'the cluster bootstrapped once already (an operator reinstalled or its state lost): allow one more with `cloudtaser-cli source register --fingerprint <fingerprint> --rearm`, or register with attestation so restarts bootstrap on their own';
+    return "anyone who knows the fingerprint can cause this refusal: first check in the cluster that the operator's own broker is the one refused (`cloudtaser-cli target doctor`, or its /status: phase rejected, CT_ALREADY_INITIALIZED). Only then (an operator reinstalled or its state lost) allow one more bootstrap with `cloudtaser-cli source register --fingerprint <fingerprint> --rearm`, or register with attestation so restarts bootstrap on their own";
   if (code === 'CT_NOT_REGISTERED')
     return 'the cluster is not registered (or with another CA): `cloudtaser-cli source register --fingerprint <fingerprint>`';
   if (code === 'CT_ATTESTATION_FAILED')

@@ -302,7 +302,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       if (!record?.initialized)
         return refusal
           ? broken(
-              `the cluster has not bootstrapped: the bridge refused its broker's bootstrap at ${refusal.at} (${refusal.code})`,
+              `the cluster has not bootstrapped: the bridge refused a bootstrap for it at ${refusal.at} (${refusal.code})`,
               bootstrapRefusalFix(refusal.code),
               { code: refusal.code },
             )
@@ -337,7 +337,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       const refusal = lastRefusal();
       if (refusal)
         return broken(
-          `no tunnel for ${fp8}: the bridge refused its broker's bootstrap at ${refusal.at} (${refusal.code})`,
+          `no tunnel for ${fp8}, and the bridge refused a bootstrap for it at ${refusal.at} (${refusal.code}: the operator's broker, or anyone who knows the fingerprint)`,
           bootstrapRefusalFix(refusal.code),
           { code: refusal.code },
         );

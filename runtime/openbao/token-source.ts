@@ -103,8 +103,13 @@ export async function startRenewingLogin(options: RenewingLoginOptions): Promise
   /** The lease a login gives; each renewal asks for as much again. */
   let loginLease = auth.leaseDuration;
   let obtainedAt = Date.now();
-  /** 0 without a login yet: the first refused request may log in at once. */
-  let lastLoginAt = failure ? 0 : obtainedAt;
+  let lastLoginAt = obtainedAt;
+  /**
+   * When a login was last tried. 0 when the first one could not reach OpenBao: the first request OpenBao refuses
+   * may then log in at once; later refusals wait minReloginIntervalMs, so refused requests (some a stranger can
+   * cause) never turn into a login each when the login itself is refused.
+   */
+  let lastAttemptAt = failure ? 0 : obtainedAt;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let inflight: Promise<boolean> | undefined;
@@ -135,6 +140,7 @@ export async function startRenewingLogin(options: RenewingLoginOptions): Promise
   }
 
   async function relogin(reason: string): Promise<boolean> {
+    lastAttemptAt = Date.now();
     try {
       const next = await options.login();
       auth = next;
@@ -211,7 +217,10 @@ export async function startRenewingLogin(options: RenewingLoginOptions): Promise
       if (closed) return false;
       if (sent !== auth.clientToken) return true;
       // No login yet (OpenBao was away at start): OpenBao answering at all is the moment to log in.
-      if (auth.clientToken === '') return exclusive(() => relogin('OpenBao answers again'));
+      if (auth.clientToken === '') {
+        if (Date.now() - lastAttemptAt < minRelogin) return false;
+        return exclusive(() => relogin('OpenBao answers again'));
+      }
       if (inflight) {
         await inflight;
         return sent !== auth.clientToken;

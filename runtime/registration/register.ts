@@ -377,9 +377,14 @@ export async function deregisterCluster(
       'cluster namespace deleted with its workload secrets',
     );
   }
-  // The prefix goes with the namespace: released on purge (also when the namespace is gone already), kept otherwise,
-  // so another cluster sharing the prefix never gets a namespace that still holds this one's secrets.
-  if (options.purge && (await readPrefixClaim(root, fp8)) === fingerprint) {
+  // The prefix goes with the namespace: released when purge deleted it or it is gone already, kept otherwise (a
+  // namespace left standing, owned by nobody or another fingerprint, may hold secrets another cluster sharing the
+  // prefix must not inherit).
+  if (
+    options.purge &&
+    (purged || clusterNs === undefined) &&
+    (await readPrefixClaim(root, fp8)) === fingerprint
+  ) {
     await deleteIfMounted(root, paths.prefixClaim(fp8));
     log.info({ event: 'registration.prefix_released', namespace }, 'fingerprint prefix released');
   }

@@ -197,4 +197,35 @@ describe('a first login while OpenBao is away', () => {
       await away.close();
     }
   });
+
+  it('does not turn every refused request into a login when the login itself is refused', async () => {
+    const credentials = await role('late-refused', '1h');
+    const port = await freePort();
+    const away = new OpenBaoClient({ address: `http://127.0.0.1:${port}`, retries: 0 });
+    let attempts = 0;
+    const login = await startRenewingLogin({
+      client: away,
+      description: 'AppRole login at auth/approle',
+      login: () => {
+        attempts++;
+        return away.appRoleLogin('approle', credentials.roleId, 'a-secret-id-that-expired-meanwhile');
+      },
+      logger: capture().logger,
+      retryInitialMs: 60_000,
+      startBeforeOpenBao: true,
+    });
+    logins.push(login);
+    const back = await forwardPort(port, new URL(server.address));
+    try {
+      // Requests a stranger could cause (bootstraps, TokenReview mismatches) each refused: one login, not five.
+      for (let i = 0; i < 5; i++)
+        await expect(away.withToken(login).kvRead('secret', 'svc/config')).rejects.toMatchObject({
+          code: 'CT_OPENBAO_PERMISSION_DENIED',
+        });
+      expect(attempts).toBe(2); // the one at start (OpenBao away), and the first refusal's
+    } finally {
+      await back.close();
+      await away.close();
+    }
+  });
 });

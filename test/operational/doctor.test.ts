@@ -326,9 +326,14 @@ describe('source doctor', () => {
         expectBrokenAt(report, 'tunnel', 28);
         expect(stepOf(report, 'tunnel')).toMatchObject({
           code: 'CT_ALREADY_INITIALIZED',
-          detail: expect.stringContaining("the bridge refused its broker's bootstrap"),
+          detail: expect.stringContaining('the bridge refused a bootstrap for it'),
         });
         expectTextSaysWhatToDo(report, `cloudtaser-cli source register --fingerprint <fingerprint> --rearm`);
+        // Anyone who knows the fingerprint can draw this refusal: the re-arm comes only after checking that the
+        // operator's own broker is the one refused (re-arming on a stranger's refusal opens first contact to it).
+        expect(stepOf(report, 'tunnel')?.fix).toMatch(
+          /anyone who knows the fingerprint.*target doctor.*Only then/,
+        );
       } finally {
         await restarted.close();
       }

@@ -247,6 +247,28 @@ describe('registration against the OpenBao test server', () => {
     });
   });
 
+  it('keeps the prefix claimed when deregister --purge leaves the namespace standing (owned by someone else now)', async () => {
+    const prefix = randomFingerprint().slice(0, 8);
+    const [first, second] = [0, 1].map(() => `${prefix}${randomFingerprint().slice(8)}`);
+    await registerCluster(registrar, { fingerprint: first });
+    const root = admin.withNamespace('cloudtaser');
+    // The namespace's owner rewritten behind registration's back: purge does not delete a namespace it does not own.
+    await root.request('POST', `sys/namespaces/${prefix}`, {
+      body: { custom_metadata: { note: 'kept by an admin' } },
+    });
+    const gone = await deregisterCluster(registrar, { fingerprint: first, purge: true });
+    expect(gone.purged).toBe(false);
+    expect(await root.readNamespace(prefix)).toBeDefined();
+    // Before: the claim was released, and another cluster sharing the prefix could take the namespace (and the
+    // workload secrets left in it).
+    expect((await root.kvRead('cloudtaser', `prefixes/${prefix}`))?.data).toMatchObject({
+      fingerprint: first,
+    });
+    await expect(registerCluster(registrar, { fingerprint: second })).rejects.toMatchObject({
+      code: 'CT_NAMESPACE_CLASH',
+    });
+  });
+
   it('claims the prefix of a cluster registered before claims on its next run, and a claim not written by cloudtaser still holds the prefix', async () => {
     const fp = randomFingerprint();
     await registerCluster(registrar, { fingerprint: fp });
