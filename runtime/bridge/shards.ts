@@ -30,6 +30,7 @@ import { sleep } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { linkSignal } from '../core/linked-signal.js';
 import { type Logger, moduleLogger } from '../core/log.js';
+import type { KubeLease, KubeLeaseSpec } from '../kube/types.js';
 
 /** The Kubernetes calls sharding makes (rows of KUBE_CALLS): the chart's Role grants exactly these. */
 export const SHARD_LEASE_CALLS = ['listLeases', 'createLease', 'updateLease', 'deleteLease'] as const;
@@ -58,24 +59,9 @@ export interface LeaseApi {
   close?(): void;
 }
 
-export interface ShardLeaseSpec {
-  holderIdentity?: string;
-  leaseDurationSeconds?: number;
-  acquireTime?: string;
-  renewTime?: string;
-  leaseTransitions?: number;
-}
-
-export interface ShardLease {
-  metadata: {
-    name: string;
-    namespace?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-  };
-  spec: ShardLeaseSpec;
-}
+/** The Kubernetes Lease as the client reads and writes it (types only: sharding needs no Kubernetes code). */
+export type ShardLeaseSpec = KubeLeaseSpec;
+export type ShardLease = KubeLease;
 
 export interface ShardMembershipOptions {
   readonly leases: LeaseApi;

@@ -11,7 +11,7 @@ import {
   requireRule,
   SERVICE_ACCOUNT_RULE,
 } from '../core/rules.js';
-import type { NamespaceInfo, OpenBaoClient } from '../openbao/index.js';
+import type { KvSecret, NamespaceInfo, OpenBaoClient } from '../openbao/index.js';
 import {
   type CertificateAuthority,
   createCertificateAuthority,
@@ -171,8 +171,11 @@ export async function registerCluster(
     logger: log,
   });
 
-  if (target.expectedOperationalHash !== undefined)
-    await assertStillRegistered(root, fingerprint, target.expectedOperationalHash);
+  // An update reads the record it changes first; step 5 uses that read instead of a second one.
+  const expected =
+    target.expectedOperationalHash === undefined
+      ? undefined
+      : await assertStillRegistered(root, fingerprint, target.expectedOperationalHash);
 
   // 2. Claim the fingerprint prefix, or refuse a clash, before writing anything cluster-specific.
   const existingNamespace = await claimPrefix(root, namespaceRoot, fingerprint, log);
@@ -180,7 +183,7 @@ export async function registerCluster(
   // The two records step 5 needs, read while steps 3 and 4 run: only a register writes `registered`, and
   // `initialized` is read to report it or to remove a leftover (needed either way).
   const recordsBefore = Promise.all([
-    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
+    expected ?? root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
     root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
   ]);
   // Awaited below, or the run failed first: either way not an unhandled rejection meanwhile.
@@ -402,7 +405,7 @@ async function assertStillRegistered(
   root: OpenBaoClient,
   fingerprint: string,
   expected: string,
-): Promise<void> {
+): Promise<KvSecret> {
   const record = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
   if (record === undefined)
     throw new CloudtaserError(
@@ -415,6 +418,7 @@ async function assertStillRegistered(
       `cluster ${fingerprint} was registered again with another cluster CA since this change was planned; nothing was changed. Plan again to see the difference, or import the registration as it is now`,
       { details: { fingerprint } },
     );
+  return record;
 }
 
 /** CT_REGISTRATION_EXISTS for a record someone else wrote. */

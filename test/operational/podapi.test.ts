@@ -28,6 +28,8 @@ let stack: OperationalStack;
 const seenTokens: string[] = [];
 /** The user the webhook's init container runs as. */
 const CONTAINER_UID = 65532;
+/** Root may write over a 0444 file, so a root runner plays the container's user; any other already is non-root. */
+const asContainerUser = process.getuid?.() === 0;
 
 beforeAll(async () => {
   stack = await startOperationalStack();
@@ -289,56 +291,51 @@ describe('pod API through broker, beacon and bridge', () => {
     }
   });
 
-  // The injected container runs as 65532 (not root, who may write over a read-only file), so this needs a root
-  // test runner to switch user: CI runs as root; elsewhere the test says it was skipped.
-  it.skipIf(process.getuid?.() !== 0)(
-    'pod fetch-secrets run again in the same volume as the non-root container user succeeds (a restarted init container after a failed first try)',
-    async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'ct-fetch-again-'));
-      try {
-        const volume = join(dir, 'volume');
-        await mkdir(volume);
-        await chown(volume, CONTAINER_UID, CONTAINER_UID);
-        const tokenFile = join(dir, 'token');
-        const jwt = stack.podToken(BOUND_SA);
-        seenTokens.push(jwt);
-        await writeFile(tokenFile, jwt, { mode: 0o444 });
-        await chmod(dir, 0o755);
-        const run = (role: string) =>
-          runProcess(process.execPath, [builtCli(), 'pod', 'fetch-secrets'], {
-            uid: CONTAINER_UID,
-            gid: CONTAINER_UID,
-            timeoutMs: 30_000,
-            env: {
-              PATH: process.env.PATH,
-              CLOUDTASER_POD_API_URL: stack.podApiUrl,
-              CLOUDTASER_POD_API_CA_PEM: stack.podApiCaPem,
-              CLOUDTASER_ROLE: role,
-              CLOUDTASER_OUTPUT_DIR: volume,
-              CLOUDTASER_TOKEN_FILE: tokenFile,
-              CLOUDTASER_SECRETS: JSON.stringify({ db: SECRET_PATH }),
-            },
-          });
-        // A first try that fails after writing the CA (the pod's role is not written yet), then two that succeed:
-        // before, every try after the first ended in EACCES on ca.crt and the pod never started.
-        const failed = await run('no-such-role');
-        expect(failed.code).not.toBe(0);
-        expect(failed.stderr).not.toContain('EACCES');
-        for (let attempt = 0; attempt < 2; attempt++) {
-          const ok = await run(ROLE);
-          expect(ok.stderr).toBe('');
-          expect(ok.code).toBe(0);
-        }
-        expect(JSON.parse(await readFile(join(volume, 'db.json'), 'utf8')).password).toBe(SECRET_VALUE);
-        expect((await stat(join(volume, 'db.json'))).mode & 0o777).toBe(0o444);
-        // Nothing half-written is left beside the files.
-        expect((await readdir(volume)).sort()).toEqual(['ca.crt', 'db.json']);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
+  // The injected container runs as 65532, and only root may write over a read-only file: a root runner (CI) runs
+  // the CLI as 65532; any other runner is a non-root user already and runs it as itself. Never skipped.
+  it('pod fetch-secrets run again in the same volume as the non-root container user succeeds (a restarted init container after a failed first try)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ct-fetch-again-'));
+    try {
+      const volume = join(dir, 'volume');
+      await mkdir(volume);
+      if (asContainerUser) await chown(volume, CONTAINER_UID, CONTAINER_UID);
+      const tokenFile = join(dir, 'token');
+      const jwt = stack.podToken(BOUND_SA);
+      seenTokens.push(jwt);
+      await writeFile(tokenFile, jwt, { mode: 0o444 });
+      await chmod(dir, 0o755);
+      const run = (role: string) =>
+        runProcess(process.execPath, [builtCli(), 'pod', 'fetch-secrets'], {
+          ...(asContainerUser ? { uid: CONTAINER_UID, gid: CONTAINER_UID } : {}),
+          timeoutMs: 30_000,
+          env: {
+            PATH: process.env.PATH,
+            CLOUDTASER_POD_API_URL: stack.podApiUrl,
+            CLOUDTASER_POD_API_CA_PEM: stack.podApiCaPem,
+            CLOUDTASER_ROLE: role,
+            CLOUDTASER_OUTPUT_DIR: volume,
+            CLOUDTASER_TOKEN_FILE: tokenFile,
+            CLOUDTASER_SECRETS: JSON.stringify({ db: SECRET_PATH }),
+          },
+        });
+      // A first try that fails after writing the CA (the pod's role is not written yet), then two that succeed:
+      // before, every try after the first ended in EACCES on ca.crt and the pod never started.
+      const failed = await run('no-such-role');
+      expect(failed.code).not.toBe(0);
+      expect(failed.stderr).not.toContain('EACCES');
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const ok = await run(ROLE);
+        expect(ok.stderr).toBe('');
+        expect(ok.code).toBe(0);
       }
-    },
-    60_000,
-  );
+      expect(JSON.parse(await readFile(join(volume, 'db.json'), 'utf8')).password).toBe(SECRET_VALUE);
+      expect((await stat(join(volume, 'db.json'))).mode & 0o777).toBe(0o444);
+      // Nothing half-written is left beside the files.
+      expect((await readdir(volume)).sort()).toEqual(['ca.crt', 'db.json']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('pod fetch-secrets refuses secret names that are not file names and paths that are not KV paths, writing nothing', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ct-fetch-names-'));
