@@ -131,7 +131,12 @@ const INDEX_EXTRA = `## Authentication
 The provider needs an OpenBao token that may create namespaces and mounts under \`namespace_root\`. Pass it
 through the environment (\`CLOUDTASER_SECRETSTORE_TOKEN\`, then \`BAO_TOKEN\`, then \`VAULT_TOKEN\`) rather than in
 configuration. \`terraform plan\` fails when a registration is planned and no token (or no address) is set, so a
-missing credential never surfaces only at apply.
+missing credential never surfaces only at apply. It also asks OpenBao (\`sys/capabilities-self\`, which every
+token's \`default\` policy allows) whether the token holds what the change needs under \`namespace_root\`: a
+registrar policy that is out of date or written for another root fails the plan with
+\`CT_OPENBAO_PERMISSION_DENIED\`, naming the missing capabilities and the command that prints the current policy
+(\`cloudtaser-cli source policy registrar\`). A replacement deregisters before it registers again, so this is
+what keeps a \`namespace_root\` change from leaving the cluster unregistered.
 
 ## Arguments known only during apply
 

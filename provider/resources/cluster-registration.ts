@@ -27,7 +27,12 @@ import {
 import { isUnknown, unknown } from '../cty/values.js';
 import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
 import type { PrivateState } from '../framework/private-state.js';
-import { defineResource, type OperationContext, PartialCreateError } from '../framework/provider.js';
+import {
+  defineResource,
+  type OperationContext,
+  PartialCreateError,
+  type Warn,
+} from '../framework/provider.js';
 import { loadSecretStoreDomain } from '../load-domain.js';
 import { attr, type InferValues } from '../schema/schema.js';
 import type { CloudtaserProviderClient } from './provider-config.js';
@@ -318,6 +323,69 @@ function registeredElsewhere(
 }
 
 /** Refuses to create a registration another owner already holds (see adopt_existing). */
+/**
+ * Refuses at plan a change the registrar's policy would stop half-way: a replacement deregisters before it
+ * registers again, so a policy that does not cover the new namespace root (or lacks a line a newer release
+ * needs) would otherwise leave the cluster unregistered. Asks OpenBao once per root (sys/capabilities-self);
+ * a token that may not ask (no `default` policy) or a server without the endpoint skips the check, with a
+ * warning where it matters: a move to another root.
+ */
+async function assertRegistrarMayApply(
+  action: 'create' | 'update' | 'replace',
+  prior: Registration | null,
+  config: Registration | null,
+  client: CloudtaserProviderClient,
+  warn: Warn,
+): Promise<void> {
+  const fingerprint = config?.fingerprint ?? prior?.fingerprint;
+  const root = client.namespaceRoot;
+  if (typeof fingerprint !== 'string' || isUnknown(fingerprint) || !isFingerprint(fingerprint)) return;
+  if (root === undefined) return;
+  const priorRoot = prior ? (namespaceRootOf(prior, undefined) ?? root) : root;
+  const deregister: false | 'keep' | 'purge' =
+    action !== 'replace' ? false : prior?.purge_on_destroy === true ? 'purge' : 'keep';
+  const checks: { namespaceRoot: string; register: boolean; deregister: false | 'keep' | 'purge' }[] =
+    priorRoot === root
+      ? [{ namespaceRoot: root, register: true, deregister }]
+      : [
+          { namespaceRoot: priorRoot, register: false, deregister },
+          { namespaceRoot: root, register: true, deregister: false },
+        ];
+  const { missingRegistrarCapabilities, registrarPolicyError } = (await loadSecretStoreDomain()).registration;
+  const change =
+    action === 'create'
+      ? 'this registration'
+      : action === 'update'
+        ? 'this update'
+        : priorRoot === root
+          ? 'this replacement (deregister, then register again)'
+          : `this move from namespace root "${priorRoot}" (deregister there, then register under "${root}")`;
+  for (const check of checks) {
+    let missing: Awaited<ReturnType<typeof missingRegistrarCapabilities>>;
+    try {
+      missing = await missingRegistrarCapabilities(await client.openBao(), { fingerprint, ...check });
+    } catch (err) {
+      const cannotAsk =
+        isCloudtaserError(err, 'CT_OPENBAO_PERMISSION_DENIED') ||
+        isCloudtaserError(err, 'CT_OPENBAO_BAD_RESPONSE');
+      if (!cannotAsk) throw err;
+      if (priorRoot !== root) {
+        warn({
+          summary: "Could not check the registrar's policy",
+          detail:
+            `OpenBao did not answer sys/capabilities-self (${(err as CloudtaserError).message}), so this plan ` +
+            `cannot tell whether the registrar may register under "${root}" after deregistering under ` +
+            `"${priorRoot}". Check the policy first: cloudtaser-cli source policy registrar --namespace-root ${root}.`,
+          attribute: ['fingerprint'],
+        });
+      }
+      return;
+    }
+    const refusal = registrarPolicyError(missing, check.namespaceRoot, change);
+    if (refusal) throw refusal;
+  }
+}
+
 async function assertNotRegisteredElsewhere(
   client: CloudtaserProviderClient,
   fingerprint: string,
@@ -449,12 +517,14 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     if (problems.length > 0) throw new DiagnosticsError(problems);
   },
 
-  async checkPlan({ action, config, client, private: priv }) {
+  async checkPlan({ action, prior, config, client, private: priv, warn }) {
     // Fail at plan what would fail at apply: missing or unusable OpenBao settings (not unknown ones: those are
     // only final during apply, when Terraform configures the provider again).
     const problem = secretStoreProblemFor(client);
     if (problem && problem.code !== 'CT_PROVIDER_CONFIG_UNKNOWN') throw problem;
-    if ((action !== 'create' && action !== 'replace') || !client || problem) return;
+    if (action === 'delete' || !client || problem) return;
+    await assertRegistrarMayApply(action, prior, config, client, warn);
+    if (action !== 'create' && action !== 'replace') return;
     const fingerprint = config?.fingerprint;
     const adopt = config?.adopt_existing;
     if (typeof fingerprint !== 'string' || isUnknown(fingerprint) || !isFingerprint(fingerprint)) return;
@@ -481,9 +551,9 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
         `"${stored}" (${prior.namespace}). Applying replaces the registration: it is deregistered there` +
         `${prior.purge_on_destroy === true ? ' and, with purge_on_destroy, its workload secrets are deleted' : ' (its workload secrets stay)'}, ` +
         `and registered under "${root}" with a new CA, so the operator's trust pin (operational_hash) changes too. ` +
-        `The old registration is removed first: the registrar's policy must already allow "${root}" ` +
-        `(cloudtaser-cli source policy registrar --namespace-root ${root}), or the cluster is left unregistered ` +
-        `until it does. To keep it where it is, set namespace_root = "${stored}" again.`,
+        `The old registration is removed first, so this plan checks that the registrar's token may deregister ` +
+        `under "${stored}" and register under "${root}" (cloudtaser-cli source policy registrar --namespace-root ` +
+        `${root}) and stops if it may not. To keep it where it is, set namespace_root = "${stored}" again.`,
       attribute: ['fingerprint'],
     });
     return [['namespace']];

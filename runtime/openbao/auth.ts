@@ -2,6 +2,7 @@
  * Tokens, ACL policies and the two auth methods the project uses (Kubernetes, AppRole): thin calls over the
  * client's `request`, in OpenBao's own terms. `OpenBaoClient` exposes each as a method.
  */
+import { CloudtaserError } from '../core/index.js';
 import type { OpenBaoClient } from './client.js';
 import { assertSegment, trimSlashes } from './paths.js';
 import type {
@@ -49,6 +50,33 @@ export async function createToken(
     },
   });
   return toAuthResult(response.body?.auth, 'auth/token/create', client);
+}
+
+/**
+ * The token's capabilities on each path (relative to the client's namespace), as OpenBao's ACL decides them:
+ * `deny` where no rule grants anything, `root` for a root token. Every token's `default` policy allows it.
+ */
+export async function capabilitiesSelf(
+  client: OpenBaoClient,
+  paths: readonly string[],
+): Promise<Record<string, string[]>> {
+  const response = await client.request<{ data: Record<string, unknown> }>('POST', 'sys/capabilities-self', {
+    body: { paths },
+  });
+  const data = response.body?.data ?? {};
+  const answer: Record<string, string[]> = {};
+  for (const path of paths) {
+    const listed = data[path];
+    if (!Array.isArray(listed)) {
+      throw new CloudtaserError(
+        'CT_OPENBAO_BAD_RESPONSE',
+        `OpenBao's answer to sys/capabilities-self names no capabilities for ${JSON.stringify(path)}`,
+        { details: { path: 'sys/capabilities-self', address: client.address, namespace: client.namespace } },
+      );
+    }
+    answer[path] = listed.map(String);
+  }
+  return answer;
 }
 
 export async function revokeSelf(client: OpenBaoClient): Promise<void> {

@@ -498,6 +498,11 @@ export class OpenBaoClient {
     return auth.createToken(this, options);
   }
 
+  /** The token's capabilities on each path (relative to this client's namespace): sys/capabilities-self. */
+  capabilitiesSelf(paths: readonly string[]): Promise<Record<string, string[]>> {
+    return auth.capabilitiesSelf(this, paths);
+  }
+
   revokeSelf(): Promise<void> {
     return auth.revokeSelf(this);
   }

@@ -4,6 +4,7 @@ export * from './initialization.js';
 export * from './layout.js';
 export * from './policies.js';
 export * from './register.js';
+export * from './registrar-capabilities.js';
 export * from './status.js';
 export * from './tokenreview.js';
 export * from './tokenreview-endpoint.js';

@@ -36,7 +36,9 @@ export interface PolicyRow {
   /** The operation that needs it, and why. */
   readonly why: string;
   /** Rows a deployment may leave out when it does not use the feature. */
-  readonly feature?: 'migration';
+  readonly feature?: 'migration' | 'beacon-client-ca';
+  /** Capabilities of this row that only `deregister --purge` (`purge_on_destroy`) uses. */
+  readonly purgeOnly?: readonly PolicyCapability[];
 }
 
 export const POLICY_NAMES: Readonly<Record<PolicyIdentity, string>> = Object.freeze({
@@ -77,6 +79,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     path: 'sys/namespaces/+',
     capabilities: ['read', 'update', 'delete'],
     why: "register reads a cluster namespace's owner and creates it; deregister --purge deletes it",
+    purgeOnly: ['delete'],
   },
   {
     identity: 'registrar',
@@ -98,6 +101,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     path: `${RECORDS}/metadata/prefixes/+`,
     capabilities: ['delete'],
     why: 'deregister --purge releases the prefix with the namespace',
+    purgeOnly: ['delete'],
   },
   {
     identity: 'registrar',
@@ -239,6 +243,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     path: `${RECORDS}/data/system/beacon-client-ca`,
     capabilities: ['create', 'read'],
     why: 'source beacon-ca (and cloudtaser_beacon_client_ca) creates the beacon client CA once (check-and-set) and reads its certificate',
+    feature: 'beacon-client-ca',
   },
 
   // --- bridge: `bridge run` (discovery, bootstrap, tunnels, migration) ---
@@ -334,7 +339,7 @@ export interface PolicyRenderOptions {
   /** @default 'cloudtaser' */
   readonly namespaceRoot?: string;
   /** Leave out the rows of these features (e.g. a bridge whose clusters never migrate). @default [] */
-  readonly without?: readonly 'migration'[];
+  readonly without?: readonly NonNullable<PolicyRow['feature']>[];
   /** Use these rows instead of POLICY_ROWS (tests that drop one line). */
   readonly rows?: readonly PolicyRow[];
 }

@@ -427,6 +427,49 @@ describe('ACL policies of root-namespace tokens in child namespaces', () => {
     expect((await ns.kvRead('kv', 'acl-cu/a'))?.version).toBe(2);
   });
 
+  it('answers sys/capabilities-self per path from the request namespace: the deciding rule, sorted, or deny', async () => {
+    const checker = await tokenWith(
+      `path "${base}/cap/+/x" { capabilities = ["update", "read", "sudo"] }\n` +
+        `path "${base}/cap/b/x" { capabilities = ["deny"] }`,
+    );
+    const paths = [`${base}/cap/a/x`, `${base}/cap/b/x`, `${base}/elsewhere`];
+    expect(await checker.capabilitiesSelf(paths)).toEqual({
+      [paths[0]]: ['read', 'sudo', 'update'],
+      [paths[1]]: ['deny'],
+      [paths[2]]: ['deny'],
+    });
+    // Paths are relative to the namespace of the request, as every other path is: here a token of namespace
+    // `base` (whose own default policy allows the endpoint there) asks from that namespace.
+    const inBase = root.withNamespace(base);
+    const policyName = uniqueName('ct-policy');
+    await inBase.writePolicy(policyName, 'path "cap/+/x" { capabilities = ["read", "update"] }');
+    const local = await inBase.createToken({ policies: [policyName], ttl: '10m' });
+    expect(await inBase.withToken(local.clientToken).capabilitiesSelf(['cap/a/x', 'cap/a/y'])).toEqual({
+      'cap/a/x': ['read', 'update'],
+      'cap/a/y': ['deny'],
+    });
+    // One path also answers as `capabilities` (upstream keeps it for old clients), in data and at the top level.
+    const one = await raw(target, 'POST', 'sys/capabilities-self', {
+      token: tokens.get(checker),
+      body: { paths: [paths[0]] },
+    });
+    expect(one.status).toBe(200);
+    expect((one.json!.data as Record<string, unknown>).capabilities).toEqual(['read', 'sudo', 'update']);
+    expect(one.json!.capabilities).toEqual(['read', 'sudo', 'update']);
+    expect(await root.capabilitiesSelf([paths[1]])).toEqual({ [paths[1]]: ['root'] });
+    const none = await raw(target, 'POST', 'sys/capabilities-self', { token: tokens.get(checker), body: {} });
+    expect(none.status).toBe(400);
+    expect(none.json!.errors).toEqual(['paths must be supplied']);
+    // The endpoint is granted by the default policy: a token created without it is refused.
+    const name = uniqueName('ct-policy');
+    await root.writePolicy(name, `path "${base}/cap/+/x" { capabilities = ["read"] }`);
+    const bare = await root.createToken({ policies: [name], ttl: '10m', noDefaultPolicy: true });
+    await expectCode(
+      root.withToken(bare.clientToken).capabilitiesSelf(paths),
+      'CT_OPENBAO_PERMISSION_DENIED',
+    );
+  });
+
   it('lets LIST use a rule on the folder written without the trailing slash', async () => {
     await root.withNamespace(base).kvWrite('kv', 'acl-list/one', { n: 1 });
     const lister = await tokenWith(`path "${base}/kv/metadata/acl-list" { capabilities = ["list"] }`);

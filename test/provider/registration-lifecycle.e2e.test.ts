@@ -9,7 +9,13 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { deregisterCluster, getClusterStatus } from '../../runtime/registration/index.js';
+import {
+  deregisterCluster,
+  getClusterStatus,
+  POLICY_NAMES,
+  renderPolicyHcl,
+} from '../../runtime/registration/index.js';
+import { provisionIdentities } from '../openbao-identities.js';
 import { listenOnLoopback } from '../support/loopback.js';
 import { CLOUDTASER_TERRAFORM_HEADER, useProviderAgainstOpenBao } from './support/openbao-provider.js';
 import type { TerraformWorkspace } from './support/terraform.js';
@@ -145,6 +151,50 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
     );
     const clean = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
     expect(clean.code, clean.stdout + clean.stderr).toBe(0);
+  });
+
+  it("refuses at plan a namespace_root move the registrar's policy does not cover, and the registration stays", async () => {
+    const fp = 'a6000000-0000-4000-8000-000000000006';
+    const ws = workspace();
+    // The registrar's own token with the shipped policy for the root "cloudtaser" only, as an admin wrote it.
+    const ids = await provisionIdentities(bao.admin);
+    const tf = (root: string) =>
+      `${CLOUDTASER_TERRAFORM_HEADER}provider "cloudtaser" {
+  secretstore_address = "${bao.openbao.address}"
+  secretstore_token   = "${ids.registrarToken}"
+  namespace_root      = "${root}"
+}
+resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
+`;
+    ws.write('main.tf', tf('cloudtaser'));
+    const first = await apply(ws);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    const before = await status(fp);
+    ws.write('main.tf', tf('ct-eu3'));
+    // Before: the plan passed with a warning, and the apply deregistered the cluster under "cloudtaser", then
+    // failed to register it under "ct-eu3" (permission denied): the cluster was left unregistered.
+    const plan = await ws.run(['plan', '-no-color']);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(1);
+    const said = flat(plan.stderr);
+    expect(said).toContain('CT_OPENBAO_PERMISSION_DENIED');
+    expect(said).toContain('namespace root "ct-eu3"');
+    expect(said).toContain('Nothing was changed');
+    expect(said).toContain('cloudtaser-cli source policy registrar --namespace-root ct-eu3');
+    expect((await apply(ws)).code).toBe(1);
+    const after = await status(fp);
+    expect(after.registered).toBe(true);
+    expect(after.operationalHash).toBe(before.operationalHash);
+    // Once the admin writes the policy for both roots, the same configuration plans and moves the cluster.
+    await bao.admin.writePolicy(
+      POLICY_NAMES.registrar,
+      `${renderPolicyHcl('registrar')}\n${renderPolicyHcl('registrar', { namespaceRoot: 'ct-eu3' })}`,
+    );
+    const moved = await apply(ws);
+    expect(moved.code, moved.stdout + moved.stderr).toBe(0);
+    expect((await status(fp)).registered).toBe(false);
+    expect((await getClusterStatus(bao.admin, { fingerprint: fp, namespaceRoot: 'ct-eu3' })).registered).toBe(
+      true,
+    );
   });
 
   describe('changes made outside this state, and a wrong address', () => {

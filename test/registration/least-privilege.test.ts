@@ -27,6 +27,8 @@ import {
   loadReviewerSha256,
   loadTokenReviewCa,
   markClusterInitialized,
+  missingRegistrarCapabilities,
+  POLICY_NAMES,
   POLICY_ROWS,
   type PolicyCapability,
   type PolicyIdentity,
@@ -392,6 +394,74 @@ describe('shipped OpenBao policies', () => {
     expect(isCloudtaserError(failure?.error, 'CT_OPENBAO_PERMISSION_DENIED'), String(failure?.error)).toBe(
       true,
     );
+  });
+});
+
+describe('the registrar check asked before a change (missingRegistrarCapabilities)', () => {
+  // The provider asks this at plan time, so a replacement never deregisters with a policy that cannot register
+  // again. It must name exactly the line taken away, for every line register or deregister needs.
+  it('finds nothing missing with the shipped policy and names each registrar line taken away', async () => {
+    const server = await startOpenBaoTestServer();
+    const admin = new OpenBaoClient({ address: server.address, token: server.rootToken, retries: 0 });
+    try {
+      const ids = await provisionIdentities(admin, { namespaceRoot: 'acme-ct' });
+      const registrar = admin.withToken(ids.registrarToken);
+      const fingerprint = randomUUID();
+      const everything = {
+        fingerprint,
+        namespaceRoot: 'acme-ct',
+        register: true,
+        deregister: 'purge',
+      } as const;
+      expect(await missingRegistrarCapabilities(registrar, everything)).toEqual([]);
+      expect(await missingRegistrarCapabilities(admin, everything)).toEqual([]);
+      // Another root than the policy's: every line is missing, named with this cluster's paths.
+      const elsewhere = await missingRegistrarCapabilities(registrar, {
+        ...everything,
+        namespaceRoot: 'other',
+      });
+      expect(elsewhere.map((m) => m.path)).toContain(`other/${fingerprint.slice(0, 8)}/sys/auth/kubernetes`);
+      expect(elsewhere.map((m) => m.path)).toContain(
+        `other/cloudtaser/data/clusters/${fingerprint}/registered`,
+      );
+      expect(elsewhere.map((m) => m.path)).toContain(
+        `other/cloudtaser/data/prefixes/${fingerprint.slice(0, 8)}`,
+      );
+
+      const registrarCases = POLICY_ROWS.flatMap((row, index) =>
+        row.identity === 'registrar' && row.feature !== 'beacon-client-ca'
+          ? row.capabilities.map((capability) => ({ row, index, capability }))
+          : [],
+      );
+      expect(registrarCases.length).toBeGreaterThan(30);
+      for (const { row, index, capability } of registrarCases) {
+        const reduced = POLICY_ROWS.map((r, i) =>
+          i === index ? { ...r, capabilities: r.capabilities.filter((c) => c !== capability) } : r,
+        ).filter((r) => r.capabilities.length > 0);
+        await admin.writePolicy(
+          POLICY_NAMES.registrar,
+          renderPolicyHcl('registrar', { rows: reduced, namespaceRoot: 'acme-ct' }),
+        );
+        const line = lineKey(row, capability);
+        const missing = await missingRegistrarCapabilities(registrar, everything);
+        expect(
+          missing.map((m) => m.missing),
+          line,
+        ).toEqual([[capability]]);
+        // What each kind of change asks: register never needs delete; deregister without purge never needs
+        // what only a purge uses.
+        const forRegister = await missingRegistrarCapabilities(registrar, {
+          ...everything,
+          deregister: false,
+        });
+        expect(forRegister.length, line).toBe(capability === 'delete' ? 0 : 1);
+        const keep = await missingRegistrarCapabilities(registrar, { ...everything, deregister: 'keep' });
+        expect(keep.length, line).toBe(row.purgeOnly?.includes(capability) ? 0 : 1);
+      }
+    } finally {
+      await admin.close();
+      await server.close();
+    }
   });
 });
 

@@ -327,6 +327,17 @@ export function checkAcl(
   return { allowed: capabilities.has(operation), sudo: capabilities.has('sudo') };
 }
 
+/**
+ * What `sys/capabilities-self` answers for one path (internal/vault/acl.go `Capabilities`, sorted by
+ * internal/vault/capabilities.go `Capabilities`): the deciding rule's capabilities, or `deny` when it denies or no
+ * rule matches. Unlike an operation check, no LIST retry without the trailing slash.
+ */
+export function capabilitiesOf(policies: readonly StoredPolicy[], path: string): string[] {
+  const capabilities = lookup(compile(policies), path, 'read');
+  if (!capabilities || capabilities.size === 0 || capabilities.has('deny')) return ['deny'];
+  return [...capabilities].sort();
+}
+
 export function isAllowed(policies: readonly StoredPolicy[], path: string, capability: Capability): boolean {
   return checkAcl(policies, path, capability).allowed;
 }

@@ -2,7 +2,14 @@
  * DEV-ONLY test infrastructure: the `sys/` backend of the OpenBao-compatible test server: namespaces, secret
  * mounts, auth mounts and ACL policies, relative to the namespace a request resolved to.
  */
-import { DEFAULT_POLICY_TEXT, hasMountAccess, parsePolicy, policiesOf, type StoredPolicy } from './acl.js';
+import {
+  capabilitiesOf,
+  DEFAULT_POLICY_TEXT,
+  hasMountAccess,
+  parsePolicy,
+  policiesOf,
+  type StoredPolicy,
+} from './acl.js';
 import type { Backend, BaoRequest } from './backend.js';
 import { createAuthMount, createSecretMount, installBuiltinMounts, type MountDeps } from './mounts.js';
 import { isVisible, type Mount, Namespace, validateNamespaceName } from './namespaces.js';
@@ -16,6 +23,7 @@ import {
   noContent,
   notFoundEmpty,
   ok,
+  stringList,
   unsupportedOperation,
   unsupportedPath,
 } from './wire.js';
@@ -325,6 +333,35 @@ export function createSystemBackend(context: SystemContext): Backend {
     return noContent();
   }
 
+  /**
+   * `POST sys/capabilities-self` with `paths` (or the deprecated `path`): the caller's capabilities on each path,
+   * relative to the request's namespace (internal/vault/logical_system.go `handleCapabilities`). One path also
+   * answers as `capabilities`, kept upstream for backwards compatibility; the data is copied to the top level as
+   * for every sys/ path (http/handler.go `handleLogicalWithInjector`).
+   */
+  function capabilitiesSelf(request: BaoRequest, rest: string): BaoResponse {
+    if (rest !== '') throw unsupportedPath();
+    if (request.operation !== 'update' && request.operation !== 'create') throw unsupportedOperation();
+    const token = request.token;
+    if (!token) throw badRequest('no token found');
+    let paths = stringList(request.body.paths);
+    if (paths.length === 0) paths = stringList(request.body.path);
+    if (paths.length === 0) throw badRequest('paths must be supplied');
+    const root = token.policies.includes('root');
+    const policies = policiesOf(token.namespace, token.policies);
+    const prefix = token.namespace.isAncestorOrSelf(request.namespace)
+      ? token.namespace.relativePathOf(request.namespace)
+      : undefined;
+    const data: Record<string, string[]> = {};
+    for (const path of paths) {
+      const relative = path.replace(/^\/+/, '');
+      if (root) data[path] = ['root'];
+      else data[path] = prefix === undefined ? ['deny'] : capabilitiesOf(policies, prefix + relative);
+    }
+    if (paths.length === 1) data.capabilities = data[paths[0]];
+    return ok(data, { injectTopLevel: true });
+  }
+
   /** `sys/quotas/rate-limit/:name` and `sys/quotas/config` (root namespace only, like every sys/quotas path). */
   function quotas(request: BaoRequest, rest: string): BaoResponse {
     const { operation } = request;
@@ -417,6 +454,7 @@ export function createSystemBackend(context: SystemContext): Backend {
         ['policy', (rest) => policies(request, rest.replace(/\/$/, ''), true)],
         ['internal/ui/mounts', (rest) => uiMount(request, rest)],
         ['quotas', (rest) => quotas(request, rest.replace(/\/$/, ''))],
+        ['capabilities-self', (rest) => capabilitiesSelf(request, rest)],
       ];
       for (const [prefix, route] of routes) {
         if (path === prefix) return route('');
