@@ -245,7 +245,16 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         kube: options.kube,
         state: () => {
           const endpoint = podApi?.endpoint();
-          return { connected: isConnected(), podApiUrl: endpoint?.url, podApiCaPem: endpoint?.caPem };
+          const refused =
+            status.phase === 'rejected' && status.lastErrorCode
+              ? { code: status.lastErrorCode, reason: status.reason }
+              : undefined;
+          return {
+            connected: isConnected(),
+            podApiUrl: endpoint?.url,
+            podApiCaPem: endpoint?.caPem,
+            bootstrapRefused: refused,
+          };
         },
         metrics,
         logger: log,

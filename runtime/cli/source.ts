@@ -117,7 +117,17 @@ export function registerSourceCommands(program: Command): void {
             `  Migration:        ${result.migrationEnabled ? 'enabled (the bridge writes Secrets the broker migrates to secret/k8s/)' : 'disabled (the bridge refuses it: CT_MIGRATION_DISABLED)'}`,
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
-            `  ${operatorInstallCommand('<beacon-host>:443', result.operationalHash)}`,
+            `  ${operatorInstallCommand('<beacon-host>:443', result.operationalHash, { attested: result.attested })}`,
+            ...(result.attested
+              ? []
+              : [
+                  '',
+                  'Without attested bootstrap the cluster bootstraps once: after every restart of the operator',
+                  '(an upgrade, a node drain, an OOM kill) its broker is refused (CT_ALREADY_INITIALIZED) until',
+                  `you run: cloudtaser-cli source register --fingerprint ${result.fingerprint} --rearm`,
+                  'To let it bootstrap again on its own, register with --attestation-issuer and --attestation-jwks',
+                  '(README, "attested bootstrap") and install without attestation.enabled=false.',
+                ]),
             '',
           ].join('\n'),
         );

@@ -45,6 +45,11 @@ export interface WebhookState {
   readonly podApiUrl?: string;
   /** The cluster CA (public) that signed the pod API certificate. */
   readonly podApiCaPem?: string;
+  /**
+   * Set while the bridge refuses this cluster's bootstrap (broker phase `rejected`): that needs an admin (a
+   * re-arm, fixed attestation settings), not time, and the refusal says so instead of "retry in a few seconds".
+   */
+  readonly bootstrapRefused?: { readonly code: string; readonly reason: string };
 }
 
 export interface InjectionConfig {
@@ -84,6 +89,17 @@ type Json = Record<string, unknown>;
 export const NOT_CONNECTED_MESSAGE =
   'cloudtaser: the secret-store bridge is not connected yet, so this pod could not get its secrets; retry in a few seconds (the controller retries on its own)';
 
+/** Why a labelled pod is refused while the tunnel is down: time heals most causes, a refused bootstrap does not. */
+export function notConnectedMessage(state: WebhookState): string {
+  const refused = state.bootstrapRefused;
+  if (!refused) return NOT_CONNECTED_MESSAGE;
+  return (
+    `cloudtaser: the secret-store bridge refuses this cluster's broker (${refused.code}), so this pod could not ` +
+    `get its secrets, and retrying will not help until an admin acts: ${refused.reason}. The operator's /status ` +
+    'and `cloudtaser-cli target doctor` show the same'
+  );
+}
+
 /** Validates an AdmissionReview body; throws CT_INVALID_ARGUMENT for anything the API server would not send. */
 export function parseAdmissionReview(body: unknown): { uid: string; request: Json } {
   const review = body as Json | null;
@@ -117,7 +133,7 @@ export function reviewPod(
   // too (injecting again made duplicate names, a pod the API server refuses).
   if (annotations[INJECTED_ANNOTATION] === 'true' || carriesInjection(pod)) return { uid, allowed: true };
 
-  if (!state.connected) return refuse(uid, 503, 'ServiceUnavailable', NOT_CONNECTED_MESSAGE);
+  if (!state.connected) return refuse(uid, 503, 'ServiceUnavailable', notConnectedMessage(state));
   if (!state.podApiUrl || !state.podApiCaPem) {
     return refuse(
       uid,

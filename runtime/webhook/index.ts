@@ -9,6 +9,7 @@ export {
   INJECTED_ANNOTATION,
   type InjectionConfig,
   NOT_CONNECTED_MESSAGE,
+  notConnectedMessage,
   parseAdmissionReview,
   ROLE_ANNOTATION,
   reviewPod,

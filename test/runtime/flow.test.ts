@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js';
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
 import { deregisterCluster, getClusterStatus, rearmCluster } from '../../runtime/registration/index.js';
 import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
+import { WEBHOOK_PATH } from '../../runtime/webhook/index.js';
 import { waitUntil } from '../support/wait.js';
 import {
   Capture,
@@ -43,6 +45,29 @@ async function broker(fingerprint: string, extra: Partial<BrokerOptions> = {}): 
   const handle = await startTestBroker({ fingerprint, beacons: [replicas.address], ...extra });
   running.push(handle);
   return handle;
+}
+
+/** Sends an AdmissionReview to the broker's webhook as the API server does (trusting the CA /status shows). */
+async function admit(
+  handle: BrokerHandle,
+  review: unknown,
+): Promise<{ allowed: boolean; status: { code: number; message: string } }> {
+  const agent = new Agent({ connect: { ca: handle.status().webhookCaPem } });
+  try {
+    const url = new URL(handle.webhookUrl!);
+    const response = await request(`https://localhost:${url.port}${WEBHOOK_PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(review),
+      dispatcher: agent,
+    });
+    const body = (await response.body.json()) as {
+      response: { allowed: boolean; status: { code: number; message: string } };
+    };
+    return body.response;
+  } finally {
+    await agent.close();
+  }
 }
 
 describe('bridge and broker through two beacon replicas', () => {
@@ -99,11 +124,36 @@ describe('bridge and broker through two beacon replicas', () => {
     await first.waitForPhase('operational', 15_000);
     const firstTunnel = first.tunnel()!;
 
-    const second = await broker(cluster.fingerprint);
+    const second = await broker(cluster.fingerprint, {
+      webhook: { host: '127.0.0.1', port: 0, dnsNames: ['localhost'], injection: { image: 'operator:test' } },
+    });
     const rejected = await second.waitForPhase('rejected', 15_000);
     expect(rejected.reason).toContain('already bootstrapped');
     expect(rejected.reason).toContain('--rearm');
     expect(rejected.lastErrorCode).toBe('CT_ALREADY_INITIALIZED');
+    // Its webhook refuses labelled pods with the cause and the fix; before, it told app teams to retry in a few
+    // seconds, which a refused bootstrap never heals.
+    const admission = await admit(second, {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: 'while-rejected',
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        operation: 'CREATE',
+        namespace: 'team-a',
+        object: {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'p', namespace: 'team-a', labels: { 'cloudtaser.io/inject': 'true' } },
+          spec: { containers: [{ name: 'app', image: 'busybox' }] },
+        },
+      },
+    });
+    expect(admission.allowed).toBe(false);
+    expect(admission.status.code).toBe(503);
+    expect(admission.status.message).toContain('(CT_ALREADY_INITIALIZED)');
+    expect(admission.status.message).toContain('--rearm');
+    expect(admission.status.message).not.toContain('retry in a few seconds');
     expect(first.status().phase).toBe('operational');
     expect(first.tunnel()).toBe(firstTunnel);
     expect(await firstTunnel.ping()).toBeGreaterThanOrEqual(0);
