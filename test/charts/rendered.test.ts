@@ -105,7 +105,12 @@ const OPERATOR_COMBINATIONS: Array<[string, Record<string, unknown>]> = [
   ],
   [
     'webhook certificate from a Secret (caBundle kept by cert-manager)',
-    { webhook: { tls: { secretName: 'hook-tls' } } },
+    {
+      webhook: {
+        tls: { secretName: 'hook-tls' },
+        annotations: { 'cert-manager.io/inject-ca-from': 'ops/hook-tls' },
+      },
+    },
   ],
   [
     'everything on, another service account name, another release',
@@ -181,11 +186,14 @@ const LONG_RELEASE = 'a-release-name-that-is-as-long-as-helm-allows-53chars'; //
 describe.each(CHART_NAMES)('chart %s rendered', (chartName) => {
   it('keeps every object name within 63 characters with the longest release name Helm allows', () => {
     expect(LONG_RELEASE).toHaveLength(53);
-    const rendered = render(
-      chartName,
-      {},
-      { name: LONG_RELEASE, namespace: 'a-namespace-with-a-long-name-too' },
-    );
+    // With the switches that add objects on (the bridge's sharding Role and RoleBinding were 70 characters).
+    const optional: Record<string, Record<string, unknown>> = {
+      'cloudtaser-bridge': { sharding: { enabled: true } },
+    };
+    const rendered = render(chartName, optional[chartName] ?? {}, {
+      name: LONG_RELEASE,
+      namespace: 'a-namespace-with-a-long-name-too',
+    });
     for (const object of rendered.objects) {
       expect(object.metadata.name.length, `${object.kind} ${object.metadata.name}`).toBeLessThanOrEqual(63);
       expect(object.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
@@ -403,6 +411,44 @@ describe('chart cloudtaser (operator) rendered', () => {
       image: 'ghcr.io/cloudtaser/cloudtaser-operator:test',
     });
     expect(response.patch).toBeDefined();
+  });
+
+  it('keeps kube-system and its own namespace out of the webhook whatever namespaceSelector adds', () => {
+    const exclusion = {
+      key: 'kubernetes.io/metadata.name',
+      operator: 'NotIn',
+      values: ['kube-system', RELEASE_NAMESPACE],
+    };
+    const selectorOf = (values: Record<string, unknown>) =>
+      only(render('cloudtaser', values), 'MutatingWebhookConfiguration').webhooks[0].namespaceSelector;
+    expect(selectorOf({})).toEqual({ matchExpressions: [exclusion] });
+    // Before: a selector of the user's own replaced the exclusion, so the webhook intercepted kube-system and
+    // the operator's namespace (its own pod could then never start under failurePolicy Fail).
+    const narrowing = { key: 'env', operator: 'NotIn', values: ['dev'] };
+    expect(
+      selectorOf({
+        webhook: { namespaceSelector: { matchLabels: { team: 'a' }, matchExpressions: [narrowing] } },
+      }),
+    ).toEqual({ matchLabels: { team: 'a' }, matchExpressions: [exclusion, narrowing] });
+  });
+
+  it('refuses a webhook certificate from a Secret that nothing gives the API server the CA of', () => {
+    const tls = { tls: { secretName: 'webhook-tls' } };
+    expect(() => render('cloudtaser', { webhook: tls })).toThrow('nothing gives the API server the CA');
+    const withBundle = render('cloudtaser', { webhook: { ...tls, caBundle: 'Q0E=' } });
+    expect(only(withBundle, 'MutatingWebhookConfiguration').webhooks[0].clientConfig.caBundle).toBe('Q0E=');
+    const injected = { 'cert-manager.io/inject-ca-from': `${RELEASE_NAMESPACE}/webhook` };
+    expect(() => render('cloudtaser', { webhook: { ...tls, annotations: injected } })).not.toThrow();
+  });
+
+  it('refuses ports that collide on the Service or in the pod', () => {
+    expect(() => render('cloudtaser', { service: { port: 8200 } })).toThrow(
+      "service.port (8200), operator.podApiPort (8200) and operator.healthPort (8081) are the Service's three ports",
+    );
+    expect(() => render('cloudtaser', { operator: { healthPort: 9443 } })).toThrow(
+      'operator.webhookPort (9443), operator.healthPort (9443) and operator.podApiPort (8200) must differ',
+    );
+    expect(() => render('cloudtaser', { operator: { webhookPort: 9444 } })).not.toThrow();
   });
 
   it('calls the webhook through the Service port that reaches the webhook container port', () => {
@@ -640,12 +686,18 @@ describe('chart cloudtaser-bridge rendered', () => {
     expect(
       objectsOf(render('cloudtaser-bridge', { networkPolicy: { enabled: false } }), 'NetworkPolicy'),
     ).toEqual([]);
-    // By default: the OpenBao Helm chart's pods, in any namespace.
+    // By default: the OpenBao Helm chart's pods in the release's own namespace (before: in every namespace, so
+    // any pod that copied OpenBao's labels elsewhere was admitted); {} asks for every namespace explicitly.
     const byDefault = only(render('cloudtaser-bridge'), 'NetworkPolicy').spec.ingress[0].from[1];
-    expect(byDefault).toEqual({
-      podSelector: { matchLabels: { 'app.kubernetes.io/name': 'openbao' } },
-      namespaceSelector: {},
-    });
+    expect(byDefault).toEqual({ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'openbao' } } });
+    const everywhere = only(
+      render('cloudtaser-bridge', { networkPolicy: { openbao: { namespaceSelector: {} } } }),
+      'NetworkPolicy',
+    ).spec.ingress[0].from[1];
+    expect(everywhere.namespaceSelector).toEqual({});
+    expect(() => render('cloudtaser-bridge', { bridge: { metricsPort: 8444 } })).toThrow(
+      'bridge.metricsPort and bridge.tokenReview.port are both 8444',
+    );
   });
 
   it('with sharding on, grants exactly the Lease calls sharding makes, in its own namespace, and passes the shard flags and pod identity', () => {
