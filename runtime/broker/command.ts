@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { parseNamespacedName, parseServiceAccountRef } from '../core/rules.js';
+import { DEFAULT_POD_API_LIMITS } from '../podapi/server.js';
 import {
   addRelayClientOptions,
   collect,
@@ -31,6 +32,8 @@ interface BrokerRunFlags extends RelayClientFlags {
   readonly podApiListen?: string;
   readonly podApiDnsName?: string[];
   readonly podApiUrl?: string;
+  readonly podApiMaxConnections: string;
+  readonly podApiMaxConnectionsPerAddress: string;
   readonly serviceName: string;
   readonly webhookListen?: string;
   readonly webhookTlsCert?: string;
@@ -139,6 +142,16 @@ export function registerBrokerCommand(program: Command): Command {
       collect,
     )
     .option('--pod-api-url <url>', 'the URL pods use (default: https://<first DNS name>:<port>)')
+    .option(
+      '--pod-api-max-connections <n>',
+      'pod API connections open at once; beyond it new ones are closed (each idle TLS connection costs ~35 KiB: raise the memory limit with it)',
+      String(DEFAULT_POD_API_LIMITS.maxConnections),
+    )
+    .option(
+      '--pod-api-max-connections-per-address <n>',
+      'pod API connections one pod address may hold open at once',
+      String(DEFAULT_POD_API_LIMITS.maxConnectionsPerAddress),
+    )
     .option('--service-name <name>', "the operator Service's name", 'cloudtaser')
     .option('--webhook-listen <host:port>', 'serve the mutating webhook (POST /mutate-pods) here')
     .option(
@@ -206,7 +219,20 @@ export function registerBrokerCommand(program: Command): Command {
         attestation: flags.attestation
           ? { serviceAccount: parseServiceAccount(flags.serviceAccount) }
           : undefined,
-        podApi: podApiAddress ? { ...podApiAddress, dnsNames, url: flags.podApiUrl } : undefined,
+        podApi: podApiAddress
+          ? {
+              ...podApiAddress,
+              dnsNames,
+              url: flags.podApiUrl,
+              limits: {
+                maxConnections: parseCount(flags.podApiMaxConnections, '--pod-api-max-connections'),
+                maxConnectionsPerAddress: parseCount(
+                  flags.podApiMaxConnectionsPerAddress,
+                  '--pod-api-max-connections-per-address',
+                ),
+              },
+            }
+          : undefined,
         webhook:
           flags.webhookListen && injectImage
             ? {
@@ -251,4 +277,15 @@ export function registerBrokerCommand(program: Command): Command {
       kube.close();
     });
   return broker;
+}
+
+/** A whole number of at least 1 from a flag. */
+function parseCount(value: string, flag: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${JSON.stringify(value)} is not a whole number of at least 1`,
+    );
+  }
+  return Number(value);
 }

@@ -162,6 +162,8 @@ export const ErrorCodes = {
     'a tunnel peer sent a malformed or unexpected frame, or broke a tunnel bound (frame, body, streams, time)',
   CT_PODAPI_NOT_ALLOWED:
     "a pod asked the pod API for a request off its allow-list (said after OpenBao's own 403 text; no OpenBao policy was consulted)",
+  CT_PODAPI_LIMIT:
+    'a pod API bound was hit: connections open (in all, per pod address), request body bytes held (in all, per pod address), or a body that did not arrive in time',
   // HTTP proxies (HTTPS_PROXY, HTTP_PROXY, --beacon-proxy): the message names the proxy, never its credentials
   CT_PROXY_UNREACHABLE:
     'the HTTP proxy itself could not be reached (its name does not resolve, connection refused, reset, timeout)',

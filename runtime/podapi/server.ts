@@ -4,6 +4,7 @@
  * app with VAULT_ADDR, Vault Agent, External Secrets or bank-vaults works unchanged against it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { acceptCustomVerbs } from '../core/custom-verbs.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { linkSignal } from '../core/linked-signal.js';
@@ -47,6 +48,24 @@ export interface PodApiLimits {
    * pipelined bodies could push the broker past its memory limit. @default 32 MiB
    */
   readonly maxBufferedBodyBytes: number;
+  /**
+   * The share of maxBufferedBodyBytes one pod address may hold: one pod stalling bodies cannot spend the budget
+   * that every other pod's logins and writes need. @default 4 MiB (eight bodies of the largest size)
+   */
+  readonly maxBufferedBodyBytesPerAddress: number;
+  /**
+   * How long a request body may take to arrive once its headers did; then 408 and the connection is closed, so a
+   * body that stops arriving holds its share of the budget for seconds, not for the whole request timeout.
+   * @default 10000
+   */
+  readonly bodyTimeoutMs: number;
+  /**
+   * Connections open at once; beyond it new ones are closed before TLS. Each idle TLS connection costs the
+   * broker about 35 KiB, so the default stays well inside the chart's memory limit. @default 2048
+   */
+  readonly maxConnections: number;
+  /** Connections one pod address may hold open at once; beyond it its new ones are closed. @default 128 */
+  readonly maxConnectionsPerAddress: number;
 }
 
 export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
@@ -56,6 +75,10 @@ export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
   timeoutMs: 30_000,
   tunnelWaitMs: 5_000,
   maxBufferedBodyBytes: 32 * 1024 * 1024,
+  maxBufferedBodyBytesPerAddress: 4 * 1024 * 1024,
+  bodyTimeoutMs: 10_000,
+  maxConnections: 2048,
+  maxConnectionsPerAddress: 128,
 });
 
 export interface PodApiServerOptions {
@@ -130,6 +153,10 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   const failures = createLogSummarizer(log, { summaryEvent: 'podapi.failures_summary' });
   const gate = createRequestGate({ maxInFlight: limits.maxInFlight, maxWaiting: limits.maxWaiting });
   let bufferedBodyBytes = 0;
+  /** Body bytes held per pod address (remote address as the socket saw it). */
+  const bufferedByAddress = new Map<string, number>();
+  // One line per kind of bound a minute and a summary: a pod flooding the broker must not flood its log.
+  const bounds = createLogSummarizer(log, { summaryEvent: 'podapi.limits_summary' });
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     serve(req, res).catch((err: unknown) => {
@@ -180,31 +207,61 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
             req.headersDistinct['x-vault-inconsistent'],
           );
     if ('status' in consistency) return refuse(consistency, checked.route);
-    // Body bytes count against the server-wide budget from the first byte read until the answer is gone.
+    // Body bytes count against the server-wide budget and the pod address's share of it from the first byte
+    // read until the answer is gone.
+    const address = req.socket.remoteAddress ?? '';
     let reserved = 0;
+    let spent = 'all' as 'all' | 'address';
     res.once('close', () => {
       bufferedBodyBytes -= reserved;
+      const left = (bufferedByAddress.get(address) ?? 0) - reserved;
+      if (left > 0) bufferedByAddress.set(address, left);
+      else bufferedByAddress.delete(address);
       reserved = 0;
     });
     const reserve = (bytes: number): boolean => {
+      const held = bufferedByAddress.get(address) ?? 0;
+      if (held + bytes > limits.maxBufferedBodyBytesPerAddress) {
+        spent = 'address';
+        return false;
+      }
       if (bufferedBodyBytes + bytes > limits.maxBufferedBodyBytes) return false;
       bufferedBodyBytes += bytes;
+      bufferedByAddress.set(address, held + bytes);
       reserved += bytes;
       return true;
     };
-    const body = await readBody(req, limits.maxBodyBytes, reserve);
-    if (body === BUDGET_SPENT) {
-      log.warn(
+    const body = await readBody(req, limits.maxBodyBytes, reserve, limits.bodyTimeoutMs);
+    if (body === BUDGET_SPENT || body === BODY_TIMEOUT) {
+      const timedOut = body === BODY_TIMEOUT;
+      const kind = timedOut ? 'body_timeout' : spent === 'address' ? 'address_body_budget' : 'body_budget';
+      bounds.warn(
+        kind,
         {
-          event: 'podapi.body_budget_spent',
+          event: 'podapi.limit',
+          code: 'CT_PODAPI_LIMIT',
+          limit: kind,
           route: checked.route,
-          maxBufferedBodyBytes: limits.maxBufferedBodyBytes,
+          podAddress: address,
+          ...(timedOut
+            ? { bodyTimeoutMs: limits.bodyTimeoutMs }
+            : spent === 'address'
+              ? { maxBufferedBodyBytesPerAddress: limits.maxBufferedBodyBytesPerAddress }
+              : { maxBufferedBodyBytes: limits.maxBufferedBodyBytes }),
         },
-        'too many request body bytes held at once; refusing a request with a body (503) and closing its connection',
+        timedOut
+          ? 'a request body did not arrive in time; answered 408 and closed its connection'
+          : 'too many request body bytes held at once; refusing a request with a body (503) and closing its connection',
       );
       res.setHeader('connection', 'close');
-      reply(res, 503, openBaoErrorBody([BUDGET_SPENT_MESSAGE]));
-      observe?.(checked.route, 503, (performance.now() - started) / 1000);
+      const status = timedOut ? 408 : 503;
+      const message = timedOut
+        ? `CT_PODAPI_LIMIT: the request body did not arrive within ${limits.bodyTimeoutMs / 1000} s of its headers`
+        : spent === 'address'
+          ? `CT_PODAPI_LIMIT: this pod (${address}) holds too many request bodies at once in the cloudtaser broker; finish or close the others, then retry`
+          : BUDGET_SPENT_MESSAGE;
+      reply(res, status, openBaoErrorBody([message]));
+      observe?.(checked.route, status, (performance.now() - started) / 1000);
       return;
     }
     if (body === undefined) {
@@ -385,6 +442,47 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   const server = createHttpOrHttpsServer(options.tls, handler);
   // hvac and node-vault list with the HTTP method LIST, which Node's parser would refuse with a bare 400.
   acceptCustomVerbs(server);
+  // Connections cost memory before they send anything (TLS state, buffers): bounded in all and per pod address,
+  // closed before TLS beyond either bound. Node applies maxConnections itself and reports each drop.
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', () =>
+    bounds.warn(
+      'connections',
+      {
+        event: 'podapi.limit',
+        code: 'CT_PODAPI_LIMIT',
+        limit: 'connections',
+        maxConnections: limits.maxConnections,
+      },
+      'too many pod API connections open at once; closing new ones',
+    ),
+  );
+  const connectionsByAddress = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const open = (connectionsByAddress.get(address) ?? 0) + 1;
+    if (open > limits.maxConnectionsPerAddress) {
+      bounds.warn(
+        'address_connections',
+        {
+          event: 'podapi.limit',
+          code: 'CT_PODAPI_LIMIT',
+          limit: 'address_connections',
+          podAddress: address,
+          maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+        },
+        'one pod address holds too many pod API connections; closing its new ones',
+      );
+      socket.destroy();
+      return;
+    }
+    connectionsByAddress.set(address, open);
+    socket.once('close', () => {
+      const left = (connectionsByAddress.get(address) ?? 1) - 1;
+      if (left > 0) connectionsByAddress.set(address, left);
+      else connectionsByAddress.delete(address);
+    });
+  });
   server.headersTimeout = 10_000;
   server.requestTimeout = limits.timeoutMs + 5_000;
   server.keepAliveTimeout = 30_000;
@@ -401,6 +499,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     close: async (graceMs) => {
       await listening.close(graceMs);
       failures.close();
+      bounds.close();
     },
   };
 }
@@ -447,18 +546,21 @@ function startsLikeJson(body: Buffer): boolean {
 const NO_BODY = Buffer.alloc(0);
 
 const BUDGET_SPENT = Symbol('body budget spent');
+const BODY_TIMEOUT = Symbol('body timeout');
 const BUDGET_SPENT_MESSAGE =
-  'the cloudtaser broker holds too many request bodies at once; retry in a few seconds';
+  'CT_PODAPI_LIMIT: the cloudtaser broker holds too many request bodies at once; retry in a few seconds';
 
 /**
- * The body, undefined when it is over `limit` (read to its end and discarded), or BUDGET_SPENT when `reserve`
- * refuses a chunk (the rest is not read: the caller answers 503 and closes the connection).
+ * The body, undefined when it is over `limit` (read to its end and discarded), BUDGET_SPENT when `reserve`
+ * refuses a chunk, or BODY_TIMEOUT when it has not ended within `timeoutMs` (in both, the rest is not read: the
+ * caller answers and closes the connection).
  */
 function readBody(
   req: IncomingMessage,
   limit: number,
   reserve: (bytes: number) => boolean,
-): Promise<Buffer | undefined | typeof BUDGET_SPENT> {
+  timeoutMs: number,
+): Promise<Buffer | undefined | typeof BUDGET_SPENT | typeof BODY_TIMEOUT> {
   // A request that announces no body (the reads that make up most traffic) has none to wait for; Node discards
   // the empty request stream itself once the response ends.
   const length = req.headers['content-length'];
@@ -468,6 +570,13 @@ function readBody(
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    const timer = setTimeout(() => {
+      req.off('data', onData);
+      req.pause();
+      chunks.length = 0;
+      resolve(BODY_TIMEOUT);
+    }, timeoutMs);
+    timer.unref();
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
@@ -477,6 +586,7 @@ function readBody(
       }
       if (over) return;
       if (!reserve(chunk.length)) {
+        clearTimeout(timer);
         req.off('data', onData);
         req.pause();
         chunks.length = 0;
@@ -486,8 +596,14 @@ function readBody(
       chunks.push(chunk);
     };
     req.on('data', onData);
-    req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks)));
-    req.on('error', reject);
+    req.on('end', () => {
+      clearTimeout(timer);
+      resolve(over ? undefined : Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
   });
 }
 

@@ -1,0 +1,160 @@
+/**
+ * What one pod can take from the others at the pod API (found by an outside test as a hostile pod): with one
+ * server-wide body budget, a pod without any token stalled 64 bodies of 511 KiB and every other pod's login, write
+ * and token renewal got 503 for as long as it kept reconnecting; with no connection bound, 4,000 idle TLS
+ * connections took the broker from 81 to 345 MiB (the chart's limit is 256 Mi). Now each pod address has a share
+ * of the body budget and of the connections, a body must arrive within bodyTimeoutMs, and every refusal carries
+ * CT_PODAPI_LIMIT. Pods are told apart by source address: here 127.0.0.2 and 127.0.0.3 play other pods.
+ */
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type PodApiServer, startPodApiServer } from '../../runtime/podapi/server.js';
+import { captureLogger } from '../beacon/helpers.js';
+
+const BODY = 512 * 1024;
+const sockets: Socket[] = [];
+let api: PodApiServer | undefined;
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  await api?.close();
+  api = undefined;
+});
+
+interface Client {
+  readonly socket: Socket;
+  answer(): string;
+  closed: boolean;
+}
+
+async function open(port: number, from = '127.0.0.1'): Promise<Client> {
+  const socket = connect({ port, host: '127.0.0.1', localAddress: from });
+  sockets.push(socket);
+  socket.on('error', () => undefined);
+  let text = '';
+  const client: Client = { socket, answer: () => text, closed: false };
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString('latin1');
+  });
+  socket.on('close', () => {
+    client.closed = true;
+  });
+  await once(socket, 'connect');
+  return client;
+}
+
+/** A login POST whose body stops one byte short. */
+async function halfSentLogin(port: number, from?: string): Promise<Client> {
+  const client = await open(port, from);
+  client.socket.write(
+    `POST /v1/auth/kubernetes/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${BODY}\r\n\r\n`,
+  );
+  client.socket.write(Buffer.alloc(BODY - 1, 0x20));
+  return client;
+}
+
+/** A health probe on a connection of its own that closes after the answer; resolves with the answer. */
+async function probe(port: number, from?: string): Promise<string> {
+  const client = await open(port, from);
+  client.socket.write('GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  if (!client.closed) await once(client.socket, 'close');
+  return client.answer();
+}
+
+const settle = (ms = 300) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function login(port: number): Promise<{ status: number; text: string }> {
+  const response = await fetch(`http://127.0.0.1:${port}/v1/auth/kubernetes/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ role: 'app', jwt: 'x' }),
+  });
+  return { status: response.status, text: await response.text() };
+}
+
+describe('pod API bounds per pod address', () => {
+  it("keeps one pod's stalled bodies to its share, so other pods' logins still get through", async () => {
+    const capture = captureLogger();
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => undefined,
+      limits: { maxBufferedBodyBytes: 8 * BODY, maxBufferedBodyBytesPerAddress: 2 * BODY },
+      logger: capture.logger,
+    });
+    const hostile = [await halfSentLogin(api.port, '127.0.0.2'), await halfSentLogin(api.port, '127.0.0.2')];
+    await settle();
+    const third = await halfSentLogin(api.port, '127.0.0.2');
+    await once(third.socket, 'close');
+    expect(third.answer()).toMatch(/^HTTP\/1\.1 503/);
+    expect(third.answer()).toContain('CT_PODAPI_LIMIT: this pod (127.0.0.2) holds too many request bodies');
+    for (const held of hostile) expect(held.answer()).toBe('');
+    // Another pod is not refused: its login reaches the tunnel (none here, so CT_TUNNEL_CLOSED).
+    const other = await login(api.port);
+    expect(other.status).toBe(503);
+    expect(other.text).toContain('CT_TUNNEL_CLOSED');
+    expect(capture.lines.filter((l) => l.event === 'podapi.limit')).toEqual([
+      expect.objectContaining({
+        code: 'CT_PODAPI_LIMIT',
+        limit: 'address_body_budget',
+        podAddress: '127.0.0.2',
+      }),
+    ]);
+  });
+
+  it('answers 408 to a body that stops arriving and frees its share at once', async () => {
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => undefined,
+      limits: { maxBufferedBodyBytes: BODY, bodyTimeoutMs: 400 },
+    });
+    const started = Date.now();
+    const stalled = await halfSentLogin(api.port, '127.0.0.2');
+    await once(stalled.socket, 'close');
+    // Before: held until the request timeout (35 s), the whole budget spent meanwhile.
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(stalled.answer()).toMatch(/^HTTP\/1\.1 408/);
+    expect(stalled.answer()).toContain('CT_PODAPI_LIMIT: the request body did not arrive within 0.4 s');
+    expect((await login(api.port)).text).toContain('CT_TUNNEL_CLOSED');
+  });
+
+  it('closes the connections one pod address opens beyond its bound, and any beyond the total, not the others', async () => {
+    const capture = captureLogger();
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => undefined,
+      limits: { maxConnectionsPerAddress: 3, maxConnections: 6 },
+      logger: capture.logger,
+    });
+    const held = [];
+    for (let i = 0; i < 3; i++) held.push(await open(api.port, '127.0.0.2'));
+    const fourth = await open(api.port, '127.0.0.2');
+    await once(fourth.socket, 'close');
+    expect(fourth.answer()).toBe('');
+    await settle(100);
+    expect(held.every((c) => !c.closed)).toBe(true);
+    // Another pod still gets answers (a health probe; no tunnel, so sealed).
+    expect(await probe(api.port)).toMatch(/^HTTP\/1\.1 503/);
+    await settle(100);
+    for (let i = 0; i < 3; i++) held.push(await open(api.port, '127.0.0.3'));
+    await settle(100);
+    expect(held.every((c) => !c.closed)).toBe(true);
+    expect(capture.lines.filter((l) => l.event === 'podapi.limit').map((l) => l.limit)).toEqual([
+      'address_connections',
+    ]);
+    expect(await probe(api.port)).toBe('');
+    expect(capture.lines.filter((l) => l.event === 'podapi.limit').map((l) => l.limit)).toEqual([
+      'address_connections',
+      'connections',
+    ]);
+    // Once they go, connections are accepted again.
+    for (const client of held) client.socket.destroy();
+    await settle(100);
+    expect(await probe(api.port)).toMatch(/^HTTP\/1\.1 503/);
+  });
+});
