@@ -79,6 +79,8 @@ interface ClusterState {
   brokerKeySha256?: string;
   /** The last bootstrap refused, for /status and source doctor; cleared by a signed bootstrap or a tunnel. */
   lastBootstrapRefusal?: { readonly code: string; readonly at: string };
+  /** When a newer bootstrap last replaced a live broker's tunnel, for /status and source doctor. */
+  lastTunnelReplacedAt?: string;
   /** The broker key behind each live tunnel, to end those a newer bootstrap replaced. */
   readonly tunnelKeys: Map<TunnelMux, string>;
   /** The beacon replica each live tunnel runs through, to move those of a replica that drains. */
@@ -161,6 +163,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       tunnels: c.tunnels.size,
       failedHandshakes: c.gates.operational.failures,
       ...(c.lastBootstrapRefusal ? { lastBootstrapRefusal: c.lastBootstrapRefusal } : {}),
+      ...(c.lastTunnelReplacedAt ? { lastTunnelReplacedAt: c.lastTunnelReplacedAt } : {}),
     })),
     lastPollAt,
     lastPollError: lastPollError === undefined ? undefined : redactIdentifiers(lastPollError),
@@ -698,11 +701,18 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   /** A bootstrap (here or on another replica) signed for a new broker key: tunnels to older keys end now. */
   function endReplacedTunnels(cluster: ClusterState): void {
     for (const [tunnel, key] of cluster.tunnelKeys) {
-      if (key === cluster.brokerKeySha256) continue;
-      tunnel.close({ code: 'CT_TUNNEL_CLOSED', reason: 'replaced by a newer bootstrap of this cluster' });
-      log.info(
-        { event: 'bridge.tunnel_replaced', fingerprintPrefix: fingerprintPrefix(cluster.fingerprint) },
-        'closed the tunnel of a broker that a newer bootstrap replaced',
+      if (key === cluster.brokerKeySha256 || tunnel.closed) continue;
+      // A live broker replaced is a change of trust (its key no longer counts): loud, with a code the broker
+      // shows, since it is also what a takeover by someone who knows the fingerprint looks like.
+      tunnel.close({ code: 'CT_BROKER_REPLACED', reason: 'replaced by a newer bootstrap of this cluster' });
+      cluster.lastTunnelReplacedAt = new Date().toISOString();
+      log.warn(
+        {
+          event: 'bridge.tunnel_replaced',
+          code: 'CT_BROKER_REPLACED',
+          fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
+        },
+        "closed the tunnel of a broker that a newer bootstrap replaced; if the cluster's operator did not restart, check in the cluster that its own broker is the operational one (cloudtaser-cli target doctor)",
       );
     }
   }
@@ -814,6 +824,23 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     if (trustChanged) {
       cluster.trust = undefined;
       cluster.trustLoadedAt = undefined;
+    }
+    // Re-armed while a broker is connected: that broker bootstraps again at once and so spends the re-arm, which
+    // otherwise stayed open to whoever knew the fingerprint for as long as the tunnel lasted.
+    if (cluster.initialized && !entry.initialized) {
+      const open = [...cluster.tunnels].filter((tunnel) => !tunnel.closed);
+      for (const tunnel of open)
+        tunnel.close({ code: 'CT_REARMED', reason: 'the cluster was re-armed: bootstrap again now' });
+      if (open.length > 0)
+        log.warn(
+          {
+            event: 'bridge.rearmed_while_connected',
+            code: 'CT_REARMED',
+            fingerprintPrefix: fingerprintPrefix(entry.fingerprint),
+            tunnels: open.length,
+          },
+          'the cluster was re-armed while its broker was connected: asked that broker to bootstrap again now, so the re-arm does not stay open to anyone who knows the fingerprint',
+        );
     }
     cluster.initialized = entry.initialized;
     cluster.migrationEnabled = entry.migrationEnabled === true;

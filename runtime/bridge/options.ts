@@ -143,6 +143,8 @@ export interface BridgeClusterStatus {
   readonly failedHandshakes: number;
   /** The last bootstrap this replica refused for the cluster, until one is signed or a tunnel opens. */
   readonly lastBootstrapRefusal?: { readonly code: string; readonly at: string };
+  /** When a newer bootstrap last replaced a live broker's tunnel here (CT_BROKER_REPLACED). */
+  readonly lastTunnelReplacedAt?: string;
 }
 
 export interface BridgeStatus {

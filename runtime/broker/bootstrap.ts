@@ -221,7 +221,7 @@ function checkPin(ca: X509Certificate, pin: string | undefined): void {
   if (actual !== pin) {
     throw new CloudtaserError(
       'CT_PKI_CA_PIN_MISMATCH',
-      `the cluster CA offered has SHA-256 ${actual.slice(0, 12)}..., not the pinned ${pin.slice(0, 12)}...; check --ca-sha256 (operator.broker.trust.caSha256) against \`cloudtaser-cli source status\``,
+      `the cluster CA offered has SHA-256 ${actual.slice(0, 12)}..., not the pinned ${pin.slice(0, 12)}... (the pin is --ca-sha256, chart operator.broker.trust.caSha256, when set, else the trust record written at first contact; \`cloudtaser-cli target trust show\`). If the cluster was registered again on purpose (a new CA), pin the new one: \`cloudtaser-cli target trust pin --ca-sha256 <the operational hash \`cloudtaser-cli source status\` prints>\`; if not, a bridge with another CA answers in this cluster's room and stays refused`,
     );
   }
 }

@@ -671,6 +671,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     let fingerprint: string | undefined;
     let credentials: BrokerCredentials | undefined;
     let operationalMisses = 0;
+    /** When the bridge said a newer bootstrap replaced this broker (CT_BROKER_REPLACED), until one succeeds. */
+    let replacedAt: string | undefined;
     if (pin && options.trustRecord) void writeAdminPin(pin);
     while (!stop.signal.aborted) {
       try {
@@ -701,6 +703,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             const fresh = await bootstrap(fingerprint, caPin);
             credentials = fresh;
             operationalMisses = 0;
+            replacedAt = undefined;
             setStatus('connecting', 'bootstrapped; dialing the operational room', {
               lastErrorCode: undefined,
               lastError: undefined,
@@ -708,10 +711,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             });
           } catch (err) {
             // With certificates in hand a refusal only means "still initialized": keep using them. A CA that
-            // does not match the pin (a rogue bridge in the init room) never replaces them either.
+            // does not match the pin (a rogue bridge in the init room) never replaces them either. Once replaced
+            // (CT_BROKER_REPLACED), a refusal is the news: shown as rejected.
             if (!credentials) throw err;
             operationalMisses = 0;
-            if (!isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED')) throw err;
+            if (!isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED') || replacedAt) throw err;
           }
         }
         await podApi?.start(credentials!);
@@ -744,6 +748,25 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         // A GOAWAY carries the bridge's own code (mux.ts: details.peerCode): that is the cause to keep in front.
         const peerCode = why.details?.peerCode;
         const closeCode = typeof peerCode === 'string' ? peerCode : why.code;
+        if (closeCode === 'CT_REARMED') {
+          // The bridge asks for a bootstrap now (the cluster was re-armed while this broker was connected): the
+          // next attempt goes to the init room, so this broker spends the re-arm instead of leaving it open.
+          operationalMisses = timing.reBootstrapAfterFailures;
+          log.info(
+            { event: 'broker.rearmed', code: closeCode },
+            'the cluster was re-armed while connected: bootstrapping again now',
+          );
+        }
+        if (closeCode === 'CT_BROKER_REPLACED') {
+          // This broker's key no longer counts. It goes on as before (the operational room refuses it; after
+          // reBootstrapAfterFailures it asks the init room, where an attested broker may bootstrap again), but
+          // every reason it shows from now on starts with who replaced it, until a bootstrap of its own succeeds.
+          replacedAt = new Date().toISOString();
+          log.warn(
+            { event: 'broker.replaced', code: closeCode },
+            "another broker bootstrapped this cluster and the bridge closed this one's tunnel: if this cluster's operator did not just restart, someone who knows the fingerprint may hold the cluster now",
+          );
+        }
         if (closeCode === 'CT_NOT_REGISTERED')
           log.warn(
             { event: 'broker.not_registered', code: why.code, reason: why.message },
@@ -765,10 +788,17 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const refusal = isCloudtaserError(error, 'CT_BOOTSTRAP_REFUSED') ? error.details.refusal : undefined;
         if (refusal === 'CT_ALREADY_INITIALIZED' || refusal === 'CT_ATTESTATION_FAILED') {
           // Both heal without a restart (a re-arm, refreshed keys, a fresh token): retry at the slow pace.
-          setStatus('rejected', error.message.replace(/^the bridge refused the bootstrap: /, ''), {
-            lastErrorCode: refusal,
-            lastError: error.message,
-          });
+          const refused = error.message.replace(/^the bridge refused the bootstrap: /, '');
+          setStatus(
+            'rejected',
+            replacedAt
+              ? `another broker bootstrapped this cluster and replaced this one at ${replacedAt} (CT_BROKER_REPLACED); if this cluster's operator did not restart then, someone who knows the fingerprint may hold the cluster: have the OpenBao admin check before re-arming (cloudtaser-cli source doctor). ${refused}`
+              : refused,
+            {
+              lastErrorCode: replacedAt ? 'CT_BROKER_REPLACED' : refusal,
+              lastError: error.message,
+            },
+          );
           await sleep(jitteredInterval(timing.rejectedRetryMs), stop.signal);
           continue;
         }
@@ -790,13 +820,17 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           error.code === 'CT_BEACON_LIMIT' && /^no peer arrived/.test(String(error.details?.reason ?? ''));
         // When, not "in N ms": the reason is read later (/status, the doctor) and must not look stale.
         const again = `dialing again at ${new Date(Date.now() + delay).toISOString()}`;
+        const replaced = replacedAt
+          ? `another broker bootstrapped this cluster and replaced this one at ${replacedAt} (CT_BROKER_REPLACED); `
+          : '';
         setStatus(
           phase,
-          unregistered
-            ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy); ${again}`
-            : noBridge
-              ? `no bridge came to the ${credentials ? 'operational' : 'init'} room within the beacon's wait (${error.message}): the bridge is down, does not serve this cluster, or waits at other beacon replicas; \`cloudtaser-cli source doctor\` on the secret-store side says which; ${again}`
-              : `${error.message}; ${again}`,
+          replaced +
+            (unregistered
+              ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy); ${again}`
+              : noBridge
+                ? `no bridge came to the ${credentials ? 'operational' : 'init'} room within the beacon's wait (${error.message}): the bridge is down, does not serve this cluster, or waits at other beacon replicas; \`cloudtaser-cli source doctor\` on the secret-store side says which; ${again}`
+                : `${error.message}; ${again}`),
           unregistered
             ? { lastErrorCode: 'CT_NOT_REGISTERED', lastError: status.lastTunnelClose!.reason }
             : { lastErrorCode: error.code, lastError: error.message },

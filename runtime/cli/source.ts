@@ -115,6 +115,14 @@ export function registerSourceCommands(program: Command): void {
             `  Initialized:      ${initialized ? 'yes' : 'no'}`,
             `  Attested:         ${result.attested ? 'yes (bootstrap needs a service-account token; the broker runs with --attestation)' : 'no (trust on first use)'}`,
             `  Migration:        ${result.migrationEnabled ? 'enabled (the bridge writes Secrets the broker migrates to secret/k8s/)' : 'disabled (the bridge refuses it: CT_MIGRATION_DISABLED)'}`,
+            ...(opts.rearm
+              ? [
+                  '',
+                  'Re-armed: the next broker that reaches the bridge with this fingerprint gets the cluster. A broker',
+                  'connected now bootstraps again at once and so spends the re-arm; otherwise it stays open until one',
+                  "does. Re-arm only for the operator's own broker (its /status says CT_ALREADY_INITIALIZED).",
+                ]
+              : []),
             '',
             'Deploy the operator on the cluster with one value (the CA pin is optional but recommended):',
             `  ${operatorInstallCommand('<beacon-host>:443', result.operationalHash, { attested: result.attested })}`,
@@ -213,6 +221,8 @@ export function registerSourceCommands(program: Command): void {
           `  Registered:  yes (${status.registeredAt})`,
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           `  Namespace:   ${status.namespace}`,
+          // The cluster CA's SHA-256: what `target trust pin --ca-sha256` and the chart's caSha256 take.
+          ...(status.operationalHash ? [`  Operational hash: ${status.operationalHash}`] : []),
           `  Migration:   ${status.migrationEnabled ? 'enabled' : 'disabled'}`,
           `  Attested:    ${status.attestation ? `yes (issuer ${status.attestation.issuer}, ${status.attestation.jwks.keys.length} key(s), service account ${status.attestation.serviceAccount.namespace}/${status.attestation.serviceAccount.name})` : 'no'}`,
           '',

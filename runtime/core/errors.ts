@@ -156,6 +156,10 @@ export const ErrorCodes = {
   CT_DISCOVERY_NEWER_FORMAT:
     'the discovery journal is in a format a newer cloudtaser wrote; this version leaves it as it is (writers refuse, bridges list every cluster periodically): upgrade it',
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
+  CT_BROKER_REPLACED:
+    "the bridge closed a live broker's tunnel because a newer bootstrap of the cluster replaced its key: expected when the operator restarted; otherwise someone who knows the fingerprint may have taken the cluster over",
+  CT_REARMED:
+    'the cluster was re-armed while its broker was connected: the bridge closed the tunnel so that broker bootstraps again at once and spends the re-arm',
   CT_TUNNEL_DRAINED:
     'the peer closed the tunnel with nothing in flight (a bridge or broker shutting down): requests not yet answered were never processed and are sent again on the next tunnel',
   CT_TUNNEL_PROTOCOL:

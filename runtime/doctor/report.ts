@@ -147,10 +147,14 @@ export function formatDoctorReport(report: DoctorReport): string {
   }
   lines.push('');
   const broke = report.steps.find((s) => s.state === 'broken');
+  // "Every link checked out" only when every link was checked and none warned: skipped links are not healthy ones.
+  const warned = report.steps.filter((s) => s.state === 'warn' || s.state === 'not-checked').length;
   lines.push(
-    report.healthy
-      ? 'Healthy: every link of the path checked out.'
-      : `Broken link: ${broke?.link} (exit ${report.exitCode})${broke?.code ? ` [${broke.code}]` : ''}`,
+    !report.healthy
+      ? `Broken link: ${broke?.link} (exit ${report.exitCode})${broke?.code ? ` [${broke.code}]` : ''}`
+      : warned === 0
+        ? 'Healthy: every link of the path checked out.'
+        : `No broken link, but ${warned} of ${report.steps.length} link(s) warned or were not checked: read the WARN lines above.`,
   );
   return `${lines.join('\n')}\n`;
 }

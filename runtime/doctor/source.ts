@@ -40,6 +40,7 @@ interface BridgeStatusView {
     waiting: number;
     tunnels: number;
     lastBootstrapRefusal?: { code: string; at: string };
+    lastTunnelReplacedAt?: string;
   }>;
   readonly lastPollError?: string;
   readonly beaconIdentityError?: string;
@@ -318,6 +319,27 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         (b) => b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)?.tunnels ?? 0,
       );
       const holding = bridges.filter((_, i) => tunnelsAt[i] >= 1);
+      // A tunnel is up, yet bootstraps keep arriving (refused ones are cleared when a tunnel opens), or a newer
+      // bootstrap replaced a live broker: a second broker, or someone who knows the fingerprint. A takeover looks
+      // exactly like this from here, so it is never reported as healthy.
+      const refusedSince = lastRefusal();
+      const replacedAt = bridges
+        .map((b) => b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)?.lastTunnelReplacedAt)
+        .filter((at): at is string => at !== undefined)
+        .sort()
+        .pop();
+      if (holding.length > 0 && (refusedSince || replacedAt))
+        return {
+          ...warn(
+            `${tunnelsAt.reduce((sum, n) => sum + n, 0)} tunnel(s) up for ${fp8}, but ${
+              refusedSince
+                ? `the bridge refused a bootstrap for it at ${refusedSince.at} (${refusedSince.code}) after that tunnel opened`
+                : `a newer bootstrap replaced a connected broker of it at ${replacedAt} (CT_BROKER_REPLACED)`
+            }: two brokers want this cluster, the operator's own and another (a second operator, or someone who knows the fingerprint)`,
+            "check in the cluster that the operator's own broker is the operational one (`cloudtaser-cli target doctor`, or its /status). If it is not, the tunnel belongs to someone else: deregister and register the cluster again (a new CA), then pin the new operational hash in the cluster (`cloudtaser-cli target trust pin --ca-sha256 <hash>`); do not re-arm",
+          ),
+          code: refusedSince?.code ?? 'CT_BROKER_REPLACED',
+        };
       if (holding.length > 0)
         return ok(
           `${tunnelsAt.reduce((sum, n) => sum + n, 0)} tunnel(s) up${bridges.length > 1 ? ` (${holding.map((b) => b.url).join(', ')})` : ''}`,

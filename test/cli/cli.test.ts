@@ -132,6 +132,11 @@ describe('cloudtaser-cli against the test servers', () => {
       env,
     );
     expect(status.stdout).toContain('Migration:   disabled');
+    // The hash `target trust pin --ca-sha256` takes, in the text a pin-mismatch message sends people to.
+    const hash = /Operational hash: +([0-9a-f]{64})/.exec(kept.stdout)![1];
+    expect(status.stdout).toContain(`Operational hash: ${hash}`);
+    const rearm = await runCli([...base, '--rearm'], env);
+    expect(rearm.stdout).toContain('Re-armed: the next broker that reaches the bridge with this fingerprint');
   });
 
   it('register in text mode tells the admin the one Helm value to set', async () => {

@@ -340,6 +340,44 @@ describe('source doctor', () => {
     });
   });
 
+  it('never says healthy while a tunnel is up and the bridge keeps refusing bootstraps for the cluster (a takeover looks like that)', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      // Whoever reached the init room first holds the tunnel (here a broker knowing only the fingerprint).
+      const first = await startTestBroker({
+        fingerprint: cluster.fingerprint,
+        beacons: [stack.replicas.address],
+      });
+      const second = await startTestBroker({
+        fingerprint: cluster.fingerprint,
+        beacons: [stack.replicas.address],
+        caSha256: cluster.operationalHash,
+      });
+      try {
+        await first.waitForPhase('operational', 20_000);
+        await second.waitForPhase('rejected', 20_000);
+        // Before: "ok tunnel 1 tunnel(s) up" and "Healthy: every link of the path checked out."
+        await vi.waitFor(
+          async () => {
+            const report = await doctor();
+            expect(stepOf(report, 'tunnel')).toMatchObject({
+              state: 'warn',
+              code: 'CT_ALREADY_INITIALIZED',
+              detail: expect.stringContaining('two brokers want this cluster'),
+            });
+            expect(stepOf(report, 'tunnel')?.fix).toContain('target trust pin');
+            const text = formatDoctorReport(report);
+            expect(text).not.toContain('Healthy: every link of the path checked out.');
+            expect(text).toContain('No broken link, but 1 of');
+          },
+          { timeout: 15_000, interval: 200 },
+        );
+      } finally {
+        await second.close();
+        await first.close();
+      }
+    });
+  });
+
   it('names a fingerprint that is not registered (21) and an unreachable bridge (24)', async () => {
     expectBrokenAt(
       await runSourceDoctor({ ...sourceOptions(), fingerprint: '3f0c2b1e-0000-4000-8000-000000000000' }),

@@ -3,7 +3,12 @@ import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BridgeHandle, BridgeOptions } from '../../runtime/bridge/index.js';
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
-import { deregisterCluster, getClusterStatus, rearmCluster } from '../../runtime/registration/index.js';
+import {
+  deregisterCluster,
+  getClusterStatus,
+  markClusterInitialized,
+  rearmCluster,
+} from '../../runtime/registration/index.js';
 import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
 import { WEBHOOK_PATH } from '../../runtime/webhook/index.js';
 import { waitUntil } from '../support/wait.js';
@@ -159,9 +164,53 @@ describe('bridge and broker through two beacon replicas', () => {
     expect(await firstTunnel.ping()).toBeGreaterThanOrEqual(0);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
 
+    // The re-arm is for the refused broker: the first one goes, as an operator pod does when it is replaced (a
+    // re-arm while a broker is connected makes that broker bootstrap again at once; see the next test).
+    await first.close();
     await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
     await second.waitForPhase('operational', 15_000);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
+  });
+
+  it('a re-arm while the broker is connected makes that broker bootstrap again at once, so the re-arm is spent, not left open', async () => {
+    const cluster = await store.register();
+    await bridge();
+    const k = await broker(cluster.fingerprint);
+    await k.waitForPhase('operational', 15_000);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+    await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
+    // Before: the broker stayed operational on its tunnel and the cluster stayed re-armed (initialized: no) for as
+    // long as the tunnel lasted: the first stranger with the fingerprint to reach the init room got the cluster.
+    await waitUntil(() => store.initializedWrites(cluster.fingerprint) === 2, {
+      timeoutMs: 15_000,
+      what: 'the connected broker bootstraps again after the re-arm',
+    });
+    await k.waitForPhase('operational', 15_000);
+    expect((await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint })).initialized).toBe(
+      true,
+    );
+  });
+
+  it('a broker that a newer bootstrap replaced says so (CT_BROKER_REPLACED) instead of blaming the beacon', async () => {
+    const cluster = await store.register();
+    const b = await bridge();
+    const k = await broker(cluster.fingerprint);
+    await k.waitForPhase('operational', 15_000);
+    // Another bootstrap is recorded for another key (what a second broker's attested re-bootstrap, or a takeover
+    // through a re-armed cluster, writes).
+    const recorded = await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint });
+    await markClusterInitialized(store.admin, {
+      fingerprint: cluster.fingerprint,
+      brokerCertSha256: 'c'.repeat(64),
+      brokerKeySha256: 'd'.repeat(64),
+      replacesVersion: recorded.initializedVersion,
+    });
+    const rejected = await k.waitForPhase('rejected', 15_000);
+    expect(rejected.lastErrorCode).toBe('CT_BROKER_REPLACED');
+    expect(rejected.reason).toContain('another broker bootstrapped this cluster and replaced this one');
+    expect(rejected.lastTunnelClose?.code).toBe('CT_BROKER_REPLACED');
+    const seen = b.status().clusters.find((c) => cluster.fingerprint.startsWith(c.fingerprintPrefix));
+    expect(seen?.lastTunnelReplacedAt).toBeDefined();
   });
 
   it('lets exactly one of two racing brokers bootstrap an uninitialized cluster', async () => {
