@@ -100,7 +100,10 @@ export function installProviderMirror(
       );
     }
   }
-  const h1 = hashFiles([{ path: executableName, data: executable }]);
+  const h1 = hashFiles([
+    { path: executableName, data: executable },
+    { path: PACKAGE_SCOPE_FILE.name, data: PACKAGE_SCOPE_FILE.data },
+  ]);
   return {
     mirrorDir,
     providerAddress: PROVIDER_ADDRESS,
@@ -137,6 +140,15 @@ function fileSystemStep<T>(step: () => T, what: string): T {
   }
 }
 
+/**
+ * Beside the executable in every package: the bundle is CommonJS in a file without an extension, and Node takes
+ * the module type of such a file from the nearest package.json. Without this one, a mirror (or, with the packed
+ * layout, a Terraform working directory, where Terraform unpacks the zip) inside a project with
+ * `"type": "module"` made Node refuse the provider (ERR_UNKNOWN_FILE_EXTENSION) and Terraform say only "Failed
+ * to read any lines from plugin's stdout".
+ */
+export const PACKAGE_SCOPE_FILE = { name: 'package.json', data: Buffer.from('{"type":"commonjs"}\n') };
+
 interface PackageToInstall {
   /** <mirror>/<host>/<namespace>/<type> */
   readonly typeDir: string;
@@ -155,7 +167,13 @@ function installPackage(
   if (layout === 'packed') {
     mkdirSync(typeDir, { recursive: true });
     const zipPath = join(typeDir, `terraform-provider-${type}_${version}_${platform}.zip`);
-    writeFileSync(zipPath, createZip([{ name: executableName, data: executable, mode: 0o755 }]));
+    writeFileSync(
+      zipPath,
+      createZip([
+        { name: executableName, data: executable, mode: 0o755 },
+        { name: PACKAGE_SCOPE_FILE.name, data: PACKAGE_SCOPE_FILE.data, mode: 0o644 },
+      ]),
+    );
     return zipPath;
   } else {
     const packageDir = join(typeDir, version, platform);
@@ -172,6 +190,7 @@ function installPackage(
     const target = join(packageDir, executableName);
     writeFileSync(target, executable);
     chmodSync(target, 0o755);
+    writeFileSync(join(packageDir, PACKAGE_SCOPE_FILE.name), PACKAGE_SCOPE_FILE.data);
     return target;
   }
 }

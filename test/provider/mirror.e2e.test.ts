@@ -3,7 +3,7 @@
  * (lock file gets our h1: hash), and let terraform spawn the provider itself for plan/apply/destroy.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,8 +54,13 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
 
   for (const layout of ['unpacked', 'packed'] as const) {
     it(`init writes our h1 hash and apply/destroy work end to end (${layout} mirror)`, async () => {
-      const mirror = mkdtempSync(join(tmpdir(), 'ct-mirror-'));
-      dirs.push(mirror);
+      // Inside an ES module project, as CDKTF and TypeScript projects often are: Node takes the module type of the
+      // extensionless provider executable from the nearest package.json. Before, the provider did not start there
+      // (ERR_UNKNOWN_FILE_EXTENSION; terraform: "Failed to read any lines from plugin's stdout").
+      const project = mkdtempSync(join(tmpdir(), 'ct-esm-project-'));
+      dirs.push(project);
+      writeFileSync(join(project, 'package.json'), '{"name":"infra","type":"module"}\n');
+      const mirror = join(project, 'mirror');
       const installed = installProviderMirror(mirror, { bundlePath: bundle, layout });
       if (layout === 'unpacked') {
         const packageDir = join(mirror, 'registry.terraform.io/cloudtaser/cloudtaser/0.1.0/linux_amd64');
@@ -70,6 +75,7 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
         },
       });
       try {
+        ws.write('package.json', '{"name":"infra-stack","type":"module"}\n');
         ws.write('main.tf', CONFIG);
         const init = await ws.run(['init', '-no-color']);
         expect(init.code, init.stdout + init.stderr).toBe(0);
