@@ -30,12 +30,13 @@ export type PodApiRoute =
   | 'kv-mount-info'
   | 'sys-health'
   | 'sys-seal-status'
+  | 'sys-leader'
   | 'token-lookup-self'
   | 'token-renew-self'
   | 'token-revoke-self';
 
 export interface PodApiRefusal {
-  readonly status: 400 | 403 | 404 | 405;
+  readonly status: 400 | 403 | 404 | 405 | 415;
   readonly errors: string[];
 }
 
@@ -46,7 +47,7 @@ export const PERMISSION_DENIED = 'permission denied';
  * clients handle it as they do, and a person reading it knows not to edit OpenBao policies that are right.
  */
 export const NOT_ON_ALLOW_LIST =
-  'CT_PODAPI_NOT_ALLOWED: this request is not on the cloudtaser pod API allow-list (login, KV v2 under secret/, token self-service, sys/health, sys/seal-status); the OpenBao policy was not consulted';
+  'CT_PODAPI_NOT_ALLOWED: this request is not on the cloudtaser pod API allow-list (login, KV v2 under secret/, token self-service, sys/health, sys/seal-status, sys/leader); the OpenBao policy was not consulted';
 
 const KV_MOUNT = 'secret';
 const MAX_SEGMENTS = 64;
@@ -109,6 +110,13 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
   {
     path: 'sys/seal-status',
     verbs: { GET: to('sys-seal-status', 'GET') },
+    otherVerbs: { status: 405, errors: [] },
+    verbAsSent: true,
+  },
+  // Answered by the pod API itself (health.ts leaderAnswer): `bao status` asks it after sys/seal-status.
+  {
+    path: 'sys/leader',
+    verbs: { GET: to('sys-leader', 'GET') },
     otherVerbs: { status: 405, errors: [] },
     verbAsSent: true,
   },
@@ -194,10 +202,17 @@ export function checkPodRequest(method: string, rawPath: string): AllowedPodRequ
   if (!decide) return entry.otherVerbs ? copyRefusal(entry.otherVerbs) : denied();
   const decision = decide(params);
   if ('status' in decision) return decision;
+  // A trailing slash is kept where OpenBao gives it a meaning, never cleaned away: a LIST's folder takes it or
+  // not alike; a write is refused as OpenBao refuses it (internal/vault/request_handling.go, create, update and
+  // patch); a read or delete goes to the path as written (OpenBao: no such key, 404). Before, it was dropped for
+  // every verb, so a write to `app/db/` replaced `app/db`.
+  const trailingSlash = pathPart.endsWith('/') && decision.method !== 'LIST';
+  if (trailingSlash && (decision.method === 'POST' || decision.method === 'PATCH'))
+    return { status: 400, errors: ["cannot write to a path ending in '/'"] };
   return {
     route: decision.route,
     method: decision.method,
-    path: segments.map((s) => encodeURIComponent(s)).join('/'),
+    path: `${segments.map((s) => encodeURIComponent(s)).join('/')}${trailingSlash ? '/' : ''}`,
     query: decision.query ?? '',
   };
 }

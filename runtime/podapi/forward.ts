@@ -22,7 +22,7 @@ import {
   PASSED_RESPONSE_HEADERS,
   PERMISSION_DENIED,
 } from './allowlist.js';
-import { unavailableHealthAnswer } from './health.js';
+import { leaderAnswer, unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER, podAddressOf } from './protocol.js';
 
 /** The answer to a request its requester cancelled (as nginx's 499): never sent, and not counted as a failure. */
@@ -97,6 +97,11 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
           headers: JSON_HEADERS,
           body: openBaoErrorBody([PERMISSION_DENIED, NOT_ON_ALLOW_LIST]),
         };
+      }
+      // Never OpenBao's own answer (it names OpenBao's addresses): what the broker answers itself.
+      if (checked.route === 'sys-leader') {
+        const answer = leaderAnswer();
+        return { status: answer.status, headers: JSON_HEADERS, body: Buffer.from(answer.body) };
       }
       const health = checked.route === 'sys-health';
       const headers: Record<string, string | string[]> = { accept: 'application/json' };
@@ -196,7 +201,7 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
             status: 502,
             headers: JSON_HEADERS,
             body: openBaoErrorBody([
-              'the secret store redirected the cloudtaser bridge to another scheme or in a loop; the bridge operator must point it at the active OpenBao node',
+              'CT_OPENBAO_REDIRECT: the secret store redirected the cloudtaser bridge to another scheme or in a loop; the bridge operator must point it at the active OpenBao node',
             ]),
           };
         }
@@ -223,9 +228,10 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
           status: 503,
           headers: JSON_HEADERS,
           body: openBaoErrorBody([
+            // The code the bridge's log line carries, so an app team can quote it to the platform team.
             timedOut
-              ? 'the secret store did not answer the cloudtaser bridge in time; retry shortly'
-              : 'the secret store did not answer the cloudtaser bridge; retry shortly',
+              ? `${code}: the secret store did not answer the cloudtaser bridge in time; retry shortly`
+              : `${code}: the secret store did not answer the cloudtaser bridge; retry shortly`,
           ]),
         };
       }
@@ -233,7 +239,9 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         return {
           status: 502,
           headers: JSON_HEADERS,
-          body: openBaoErrorBody(['the OpenBao answer is too large for the cloudtaser tunnel']),
+          body: openBaoErrorBody([
+            'CT_TUNNEL_PROTOCOL: the OpenBao answer is too large for the cloudtaser tunnel',
+          ]),
         };
       }
       log.debug(

@@ -66,3 +66,24 @@ export function unavailableHealthAnswer(query: string): { status: number; body: 
   };
   return { status: sealedCode === null ? 503 : Number(sealedCode), body: `${JSON.stringify(body)}\n` };
 }
+
+/**
+ * `GET /v1/sys/leader`, which `bao status` / `vault status` ask right after sys/seal-status and fail on when it
+ * errors (command/status.go). Answered by the pod API itself, never by OpenBao: OpenBao's answer names its own
+ * API and cluster addresses, which pods have no use for. To a pod the pod API is one server, not an HA cluster.
+ * The fields are internal/http/sys_leader.go's.
+ */
+export function leaderAnswer(): { status: 200; body: string } {
+  return {
+    status: 200,
+    body: `${JSON.stringify({
+      ha_enabled: false,
+      is_self: false,
+      active_time: '0001-01-01T00:00:00Z',
+      leader_address: '',
+      leader_cluster_address: '',
+      performance_standby: false,
+      performance_standby_last_remote_wal: 0,
+    })}\n`,
+  };
+}

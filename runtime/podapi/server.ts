@@ -25,7 +25,7 @@ import {
   type PodApiRoute,
 } from './allowlist.js';
 import { createRequestGate } from './gate.js';
-import { unavailableHealthAnswer } from './health.js';
+import { leaderAnswer, unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER } from './protocol.js';
 
 export interface PodApiLimits {
@@ -192,6 +192,29 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       wrapTtl,
     });
     if (headerRefusal) return refuse(headerRefusal, checked.route);
+    // OpenBao takes a PATCH only as a JSON merge patch (internal/http/logical.go): answered here as it would be,
+    // not forwarded as one whatever the pod said (a client built against the pod API then broke against OpenBao).
+    if (checked.method === 'PATCH') {
+      const given = firstHeader(req, 'content-type') ?? '';
+      const mediaType = given.split(';')[0]!.trim().toLowerCase();
+      if (mediaType !== 'application/merge-patch+json')
+        return refuse(
+          {
+            status: 415,
+            errors: [
+              `PATCH requires Content-Type of application/merge-patch+json, provided ${mediaType.slice(0, 64)}`,
+            ],
+          },
+          checked.route,
+        );
+    }
+    if (checked.route === 'sys-leader') {
+      req.resume();
+      const answer = leaderAnswer();
+      reply(res, answer.status, answer.body);
+      observe?.(checked.route, answer.status, (performance.now() - started) / 1000);
+      return;
+    }
     if (checked.route === 'sys-health' || checked.route === 'sys-seal-status') {
       req.resume();
       await serveUnauthenticated(checked, res, head);

@@ -91,6 +91,30 @@ describe('pod API allow-list', () => {
     });
   });
 
+  it("keeps a trailing slash as OpenBao reads it: writes refused with OpenBao's 400, reads and deletes sent as written", () => {
+    // Before: the slash was dropped for every verb, so a write to app/db/ replaced app/db and a read of app/db/
+    // answered app/db (OpenBao: 400 and 404).
+    for (const [method, path] of [
+      ['POST', '/v1/secret/data/app/db/'],
+      ['PUT', '/v1/secret/data/app/db/'],
+      ['PATCH', '/v1/secret/data/app/db/'],
+      ['POST', '/v1/secret/metadata/app/db/'],
+      ['PUT', '/v1/secret/undelete/app/db/'],
+    ])
+      expect(checkPodRequest(method, path), `${method} ${path}`).toEqual({
+        status: 400,
+        errors: ["cannot write to a path ending in '/'"],
+      });
+    expect(checkPodRequest('GET', '/v1/secret/data/app/db/')).toMatchObject({ path: 'secret/data/app/db/' });
+    expect(checkPodRequest('DELETE', '/v1/secret/data/app/db/')).toMatchObject({
+      path: 'secret/data/app/db/',
+    });
+    // A LIST's folder is the same with or without it.
+    expect(checkPodRequest('LIST', '/v1/secret/metadata/app/')).toMatchObject({
+      path: 'secret/metadata/app',
+    });
+  });
+
   it('answers non-/v1 paths with a plain 404 and GET login with 405', () => {
     expect(checkPodRequest('GET', '/ui/')).toEqual({ status: 404, errors: [] });
     expect(checkPodRequest('GET', '/v1/auth/kubernetes/login')).toMatchObject({ status: 405 });
@@ -104,19 +128,24 @@ describe('pod API allow-list', () => {
         (m, tail) => {
           const result = checkPodRequest(m, `/v1/${tail}`);
           if (isRefusal(result)) return;
-          const segments = result.path.split('/').map(decodeURIComponent);
+          // At most one trailing slash, kept only where OpenBao reads it as written (a read or a delete).
+          const path = result.path.endsWith('/') ? result.path.slice(0, -1) : result.path;
+          if (path !== result.path) expect(['GET', 'HEAD', 'DELETE']).toContain(result.method);
+          const segments = path.split('/').map(decodeURIComponent);
           expect(segments.every((s) => s !== '' && s !== '.' && s !== '..' && !s.includes('/'))).toBe(true);
           expect(
-            /^secret\/(data|metadata|delete|undelete|destroy)\//.test(result.path) ||
-              result.path === 'secret/metadata' ||
+            /^secret\/(data|metadata|delete|undelete|destroy)\//.test(path) ||
+              path === 'secret/metadata' ||
               [
                 'auth/kubernetes/login',
                 'auth/token/lookup-self',
                 'auth/token/renew-self',
                 'auth/token/revoke-self',
                 'sys/health',
-              ].includes(result.path) ||
-              /^sys\/internal\/ui\/mounts\/secret(\/|$)/.test(result.path),
+                'sys/seal-status',
+                'sys/leader',
+              ].includes(path) ||
+              /^sys\/internal\/ui\/mounts\/secret(\/|$)/.test(path),
           ).toBe(true);
         },
       ),

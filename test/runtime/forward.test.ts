@@ -98,7 +98,7 @@ describe('pod API forwarder', () => {
       const reply = await f.forward('ns', read());
       expect(reply.status).toBe(502);
       expect(JSON.parse(String(reply.body))).toEqual({
-        errors: ['the OpenBao answer is too large for the cloudtaser tunnel'],
+        errors: ['CT_TUNNEL_PROTOCOL: the OpenBao answer is too large for the cloudtaser tunnel'],
       });
       await waitUntil(() => aborted > 0, { timeoutMs: 5_000, what: 'the abandoned answer closed' });
     } finally {
@@ -112,6 +112,7 @@ describe('pod API forwarder', () => {
     try {
       const reply = await f.forward('ns', read());
       expect(reply.status).toBe(503);
+      expect(String(reply.body)).toContain('CT_OPENBAO_TIMEOUT: the secret store did not answer');
       expect(String(reply.body)).toContain('in time');
     } finally {
       await f.close();
@@ -128,7 +129,10 @@ describe('pod API forwarder', () => {
     try {
       const reply = await f.forward('ns', read());
       expect(reply.status).toBe(503);
-      expect(String(reply.body)).toContain('did not answer the cloudtaser bridge');
+      // The code the bridge logs, in the answer the pod gets (before: no code at all).
+      expect(String(reply.body)).toContain(
+        'CT_OPENBAO_UNREACHABLE: the secret store did not answer the cloudtaser bridge',
+      );
     } finally {
       await f.close();
     }
