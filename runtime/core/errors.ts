@@ -137,6 +137,8 @@ export const ErrorCodes = {
   CT_KUBE_NOT_FOUND: 'the Kubernetes object does not exist',
   CT_KUBE_CONFLICT: 'a Kubernetes precondition failed (the object changed)',
   CT_KUBE_ERROR: 'the Kubernetes API answered with an unexpected error',
+  CT_TOKENREVIEW_UNAVAILABLE:
+    "no bridge serves OpenBao's TokenReviews (bridge run --tokenreview-listen), so every pod login is refused with 403 although the tunnel works",
   CT_KUBE_TLS: 'the TLS handshake with the Kubernetes API server failed (unknown CA, wrong name, expired)',
   // PKI
   CT_PKI_INVALID_CSR: 'a certificate signing request is malformed or its signature does not verify',

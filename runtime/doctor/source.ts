@@ -44,6 +44,8 @@ interface BridgeStatusView {
   }>;
   readonly lastPollError?: string;
   readonly beaconIdentityError?: string;
+  /** Present when the bridge serves OpenBao's TokenReviews (bridge run --tokenreview-listen). */
+  readonly tokenReview?: unknown;
   /** With sharding (bridge run --shards): which shards this replica holds, and who holds the others. */
   readonly shards?: {
     readonly shards: number;
@@ -216,6 +218,14 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
           );
         bridges.push({ url, status, view: shardView(status, fp) });
       }
+      // OpenBao's Kubernetes auth asks the bridge to review every pod login: a bridge without the listener leaves
+      // every login refused with a bare 403 while the tunnel itself works.
+      if (bridges.every((b) => b.status.tokenReview === undefined))
+        return broken(
+          `${bridges.length === 1 ? 'the bridge' : 'no bridge replica asked'} serves OpenBao's TokenReviews (no --tokenreview-listen): every pod login is refused with 403 permission denied, although the tunnel works`,
+          `run the bridge with --tokenreview-listen (the bridge chart does), and register the cluster with --tokenreview-endpoint set to where OpenBao reaches that listener (the kubernetes-auth line above shows where it calls now)`,
+          { code: 'CT_TOKENREVIEW_UNAVAILABLE' },
+        );
       const served = bridges.map((b) => b.status.clusters?.length ?? 0);
       return ok(
         bridges.length === 1

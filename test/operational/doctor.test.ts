@@ -417,6 +417,30 @@ describe('source doctor', () => {
     }
   });
 
+  it('names a bridge that serves no TokenReviews (24): pod logins fail with a bare 403 while the tunnel works', async () => {
+    // The bridge's /status as it reads when it runs without --tokenreview-listen (no tokenReview key).
+    const stand = await listenOnLoopback(
+      createServer(async (req, res) => {
+        const real = await fetch(`${stack.bridge.healthUrl}${req.url}`);
+        const text = await real.text();
+        if (req.url !== '/status') return res.writeHead(real.status).end(text);
+        const status = JSON.parse(text);
+        delete status.tokenReview;
+        res.end(JSON.stringify(status));
+      }),
+    );
+    try {
+      // Before: every link ok, "Healthy", while every pod login was refused.
+      const report = await runSourceDoctor({ ...sourceOptions(), bridgeHealthUrl: stand.address });
+      expectBrokenAt(report, 'bridge', 24);
+      const step = report.steps.find((s) => s.link === 'bridge');
+      expect(step?.code).toBe('CT_TOKENREVIEW_UNAVAILABLE');
+      expect(step?.fix).toContain('--tokenreview-listen');
+    } finally {
+      await stand.close();
+    }
+  });
+
   it('names a beacon replica the bridge cannot reach (25), as its /metrics reports it', async () => {
     await stack.replicas.stop(1);
     try {
