@@ -127,10 +127,26 @@ export class ExecCredentialSource implements CredentialSource {
     });
     return new Promise((resolve, reject) => {
       // A person sees the plugin's prompt live and may answer it; otherwise its stderr is kept for the error.
+      // Where nobody can answer, the plugin runs in a process group of its own, so stopping it stops what it
+      // started too: plugins are often shell wrappers (kubelogin, az), and a child left behind held the pipes
+      // and kept this process alive for its whole life after the call had failed. At a terminal it stays in the
+      // foreground group, which it needs to read the person's answer.
+      const ownGroup = !interactive && process.platform !== 'win32';
       const child = spawn(exec.command, [...(exec.args ?? [])], {
         env,
         stdio: [interactive ? 'inherit' : 'ignore', 'pipe', interactive ? 'inherit' : 'pipe'],
+        detached: ownGroup,
       });
+      const stop = () => {
+        try {
+          if (ownGroup && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+          else child.kill('SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      };
       const stdout: Buffer[] = [];
       let stdoutBytes = 0;
       let stderr = '';
@@ -146,7 +162,7 @@ export class ExecCredentialSource implements CredentialSource {
       // left of the call's time limit, as the request itself does.
       const timer = setTimeout(
         () => {
-          child.kill('SIGKILL');
+          stop();
           finish(this.timedOut(deadline, stderr));
         },
         interactive ? 2 ** 31 - 1 : Math.max(0, deadline - Date.now()),
@@ -154,7 +170,7 @@ export class ExecCredentialSource implements CredentialSource {
       child.stdout!.on('data', (chunk: Buffer) => {
         stdoutBytes += chunk.length;
         if (stdoutBytes > MAX_PLUGIN_OUTPUT_BYTES) {
-          child.kill('SIGKILL');
+          stop();
           finish(this.badOutput(`printed more than ${MAX_PLUGIN_OUTPUT_BYTES} bytes`));
           return;
         }

@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient, readClusterFingerprint } from '../../runtime/kube/index.js';
+import { waitUntil } from '../support/wait.js';
 
 let server: KubeTestServer;
 let dir: string;
@@ -124,6 +125,39 @@ describe('exec credential plugins', () => {
     expect(err).toMatchObject({ code: 'CT_KUBE_UNAUTHORIZED' });
     expect((err as Error).message).toContain('microsoft.com/devicelogin');
     expect((err as Error).message).toMatch(/log in first/);
+  });
+
+  it('stops what a wrapper plugin started, so nothing holds the pipes and keeps the process alive after the call failed', async () => {
+    // A shell wrapper (as kubelogin and az installs often are) whose child waits: killing the shell alone left the
+    // child holding stdout and stderr, and the CLI ran on until it ended (5 minutes for a `sleep 300`).
+    const wrapper = join(dir, 'wrapped-login');
+    await writeFile(
+      wrapper,
+      `#!/bin/sh\necho "To sign in, open https://microsoft.com/devicelogin and enter the code WXYZ-1234" >&2\nsleep 60 &\necho $! > ${JSON.stringify(join(dir, 'sleep.pid'))}\nwait\n`,
+    );
+    await chmod(wrapper, 0o755);
+    const path = await kubeconfig('wrapped.yaml', {
+      exec: {
+        apiVersion: 'client.authentication.k8s.io/v1beta1',
+        command: wrapper,
+        interactiveMode: 'IfAvailable',
+      },
+    });
+    const err = await readClusterFingerprint({ kind: 'kubeconfig', path }, { timeoutMs: 1500 }).catch(
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err).toMatchObject({ code: 'CT_KUBE_UNAUTHORIZED' });
+    expect((err as Error).message).toContain('microsoft.com/devicelogin');
+    const pid = Number((await readFile(join(dir, 'sleep.pid'), 'utf8')).trim());
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await waitUntil(() => !alive(), { timeoutMs: 2_000, what: "the wrapper's child stopped with it" });
   });
 
   it('EKS: after a 401 the next call runs the plugin again instead of reusing the cached token', async () => {
