@@ -34,7 +34,7 @@ export function registerProviderCommand(program: Command): void {
             `${result.cliConfig}\n` +
             'In configurations keep source = "cloudtaser/cloudtaser": Terraform resolves it to registry.terraform.io,\n' +
             'OpenTofu to registry.opentofu.org, and the mirror serves both.\n' +
-            'Requires Node.js >= 20 on the PATH terraform or tofu runs with.\n',
+            'Requires Node.js >= 20.18 on the PATH terraform or tofu runs with.\n',
         );
       },
     );

@@ -5,11 +5,12 @@
 import { PROVIDER_ADDRESS, PROVIDER_ADDRESSES, PROVIDER_VERSION } from './identity.js';
 import { runPluginProcess } from './wire/plugin-process.js';
 
-const major = Number(process.versions.node.split('.')[0]);
-if (major < 20) {
+// The package's engines field: >= 20.18.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 18)) {
   // The first stdout line is shown to the Terraform user verbatim.
   process.stdout.write(
-    `terraform-provider-cloudtaser needs Node.js >= 20 on PATH; found ${process.versions.node}\n`,
+    `terraform-provider-cloudtaser needs Node.js >= 20.18 on PATH; found ${process.versions.node}\n`,
   );
   process.exit(1);
 }

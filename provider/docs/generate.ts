@@ -172,7 +172,7 @@ ${cloudtaserSchemas.functions.map((fn) => `- [\`provider::cloudtaser::${fn.name}
 
 ## Requirements
 
-The provider is a Node.js program: Node.js >= 20 must be on the \`PATH\` that \`terraform\` (or \`tofu\`) runs with.
+The provider is a Node.js program: Node.js >= 20.18 must be on the \`PATH\` that \`terraform\` (or \`tofu\`) runs with.
 Install it into a filesystem mirror with \`cloudtaser-cli provider install --mirror DIR\`.`;
 
 /** Relative path (under docs/) -> markdown. */

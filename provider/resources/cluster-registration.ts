@@ -314,7 +314,7 @@ function registeredElsewhere(
       `${registeredAt ? `, registered ${registeredAt}` : ''}) but not in this Terraform state: ` +
       'the CLI or another state registered it, and two owners would deregister it under each other. ' +
       `To manage it from this configuration, import it: terraform import cloudtaser_cluster_registration.<name> ${fingerprint} ` +
-      '(<name> is this resource\'s name, shown after "with" below; with modules, its full address), or add ' +
+      '(<name> is this resource\'s name, shown after "with" in this error; with modules, its full address), or add ' +
       `import { to = cloudtaser_cluster_registration.<name>, id = "${fingerprint}" } to the configuration. ` +
       'To take it over as it is instead, set adopt_existing = true. If this configuration renamed or moved the ' +
       'resource, declare the move instead (a moved block; in CDKTF, moveTo or moveFromId), so Terraform keeps the ' +

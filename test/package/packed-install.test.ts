@@ -67,6 +67,25 @@ describe('the tarball', () => {
       expect(tarball.files, file).toContain(file);
   });
 
+  it('ships every file its documents link to (a user with only the tarball can follow each link)', () => {
+    const shipped = new Set(tarball.files);
+    const documents = tarball.files.filter((f) => f.endsWith('.md'));
+    const broken: string[] = [];
+    for (const document of documents) {
+      const text = readFileSync(join(cliOnly, 'node_modules', 'cloudtaser', document), 'utf8');
+      for (const match of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = match[1]!.split('#')[0]!;
+        if (target === '' || /^[a-z]+:/i.test(target)) continue;
+        const resolved = join(document, '..', target).replace(/\/$/, '');
+        const found = shipped.has(resolved) || [...shipped].some((f) => f.startsWith(`${resolved}/`));
+        if (!found) broken.push(`${document} -> ${target}`);
+      }
+    }
+    // Before: README linked constructs/README.md, examples/local/README.md, runtime/beacon/PROTOCOL.md,
+    // runtime/images/README.md and test/README.md, none of them in the package.
+    expect(broken).toEqual([]);
+  });
+
   it('ships no test code, no examples, no build-only scripts and no source map without its source', () => {
     const unwanted = tarball.files.filter(
       (f) =>
