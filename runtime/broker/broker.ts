@@ -767,6 +767,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             "another broker bootstrapped this cluster and the bridge closed this one's tunnel: if this cluster's operator did not just restart, someone who knows the fingerprint may hold the cluster now",
           );
         }
+        if (closeCode === 'CT_NOT_REGISTERED') {
+          // Deregistration deletes the cluster CA: these certificates can never open the operational room again,
+          // and a registration made anew waits in the init room. Go there at once (before: after
+          // reBootstrapAfterFailures operational misses, ~90 s, while /status said to register again).
+          operationalMisses = timing.reBootstrapAfterFailures;
+        }
         if (closeCode === 'CT_NOT_REGISTERED')
           log.warn(
             { event: 'broker.not_registered', code: why.code, reason: why.message },

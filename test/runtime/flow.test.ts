@@ -8,6 +8,7 @@ import {
   getClusterStatus,
   markClusterInitialized,
   rearmCluster,
+  registerCluster,
 } from '../../runtime/registration/index.js';
 import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
 import { WEBHOOK_PATH } from '../../runtime/webhook/index.js';
@@ -15,6 +16,7 @@ import { waitUntil } from '../support/wait.js';
 import {
   Capture,
   FAST_BRIDGE_TIMING,
+  FAST_BROKER_TIMING,
   type Replicas,
   type SecretStore,
   startReplicas,
@@ -170,6 +172,38 @@ describe('bridge and broker through two beacon replicas', () => {
     await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
     await second.waitForPhase('operational', 15_000);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
+  });
+
+  it('after a deregistration goes to the init room at once, so a registration made anew is met within seconds', async () => {
+    const cluster = await store.register();
+    await bridge();
+    // Pair timeouts as long as production's order of magnitude: three operational misses took 3 x 10 s before.
+    const k = await broker(cluster.fingerprint, {
+      timing: { ...FAST_BROKER_TIMING, pairTimeoutMs: 10_000 },
+    });
+    await k.waitForPhase('operational', 15_000);
+    await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
+    await waitUntil(() => k.status().lastTunnelClose?.code === 'CT_NOT_REGISTERED', {
+      timeoutMs: 10_000,
+      what: 'the bridge closes the tunnel of the deregistered cluster',
+    });
+    // Every reason /status gives until the broker meets the new registration.
+    const reasons = new Set<string>();
+    const sampler = setInterval(() => reasons.add(k.status().reason), 10);
+    try {
+      await registerCluster(store.registrar, { fingerprint: cluster.fingerprint });
+      // The new registration has a new CA: the broker meets it in the init room and its trust pin (the first CA,
+      // kept for the process) refuses it, saying so.
+      await waitUntil(() => k.status().lastErrorCode === 'CT_PKI_CA_PIN_MISMATCH', {
+        timeoutMs: 40_000,
+        what: 'the broker meets the new registration in the init room',
+      });
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(k.status().reason).toContain('target trust pin');
+    // Before: it first waited out its operational misses, the operational room named in /status meanwhile.
+    expect([...reasons].filter((reason) => reason.includes('operational room'))).toEqual([]);
   });
 
   it('a re-arm while the broker is connected makes that broker bootstrap again at once, so the re-arm is spent, not left open', async () => {
