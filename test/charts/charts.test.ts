@@ -407,7 +407,13 @@ describe('container images', () => {
     'builds %s on a minimal Node base, runs it as non-root, and matches what its chart runs',
     (process, chartName, chartArgs) => {
       const dockerfile = readFileSync(join(imagesDir, `Dockerfile.${process}`), 'utf8');
-      expect(dockerfile).toMatch(/^FROM gcr\.io\/distroless\/nodejs20-debian12:nonroot$/m);
+      // A Node line that still gets security fixes (Node 20 went end-of-life on 2026-04-30), the same for both stages.
+      expect(dockerfile).toMatch(/^FROM gcr\.io\/distroless\/nodejs22-debian12:nonroot$/m);
+      expect(dockerfile).toMatch(/^FROM node:22-bookworm-slim AS build$/m);
+      // Runtime dependencies as package-lock.json pins them, not resolved again from ranges on build day.
+      expect(dockerfile).toMatch(/npm ci /);
+      expect(dockerfile).toMatch(/npm prune --omit=dev/);
+      expect(dockerfile).not.toMatch(/npm install[^\n]*\.tgz/);
       expect(dockerfile).toMatch(/^USER 65532:65532$/m);
       const command = {
         operator: '["broker", "run"]',

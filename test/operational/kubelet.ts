@@ -26,8 +26,8 @@ export interface ContainerImage {
 }
 
 /**
- * Reads `ENTRYPOINT`/`CMD`/`ENV` of the final stage. The image's `/app` is the packed package installed with
- * `npm install --omit=dev` (the build stage says so; this checks it), so `/app/node_modules/cloudtaser/` maps to
+ * Reads `ENTRYPOINT`/`CMD`/`ENV` of the final stage. The image's `/app` is the packed package with its runtime
+ * dependencies as package-lock.json pins them (the build stage says so; this checks it), so `/app/node_modules/cloudtaser/` maps to
  * this repository's built package (`npm run build` first); test/package/packed-install.test.ts covers the same
  * entry point from a real `--omit=dev` install.
  */
@@ -44,8 +44,15 @@ export async function readImageFromDockerfile(dockerfile: string): Promise<Conta
   for (const line of finalStage.filter((l) => l.startsWith('ENV ')))
     for (const [, key, value] of line.slice(4).matchAll(/([A-Za-z_][A-Za-z0-9_]*)=(\S+)/g)) env[key] = value;
 
-  const install = trimmed.find((l) => /npm install --omit=dev .*cloudtaser-\*\.tgz/.test(l));
-  if (!install) throw new Error(`${dockerfile} does not install the packed package with --omit=dev`);
+  // The packed package's files under /app/node_modules/cloudtaser, its runtime dependencies pruned to what
+  // package-lock.json pins without dev dependencies.
+  const install = trimmed.find(
+    (l) =>
+      /npm prune --omit=dev/.test(l) &&
+      /tar -xzf \/out\/cloudtaser-\*\.tgz --strip-components=1 -C \/app\/node_modules\/cloudtaser/.test(l),
+  );
+  if (!install)
+    throw new Error(`${dockerfile} does not put the packed package and its pruned dependencies into /app`);
   if (!finalStage.some((l) => /^COPY --from=\S+ \/app \/app$/.test(l)))
     throw new Error(`${dockerfile} never copies the installed /app into the final image`);
   return {
