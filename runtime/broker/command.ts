@@ -13,6 +13,7 @@ import {
   readRelayClientFlags,
   untilSignal,
 } from '../tunnel/index.js';
+import { DEFAULT_INJECTED_RESOURCES, parseInjectedResources } from '../webhook/index.js';
 import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
 import { createBrokerMetrics } from './metrics.js';
 import {
@@ -40,6 +41,7 @@ interface BrokerRunFlags extends RelayClientFlags {
   readonly webhookTlsKey?: string;
   readonly webhookConfiguration?: string;
   readonly injectImage?: string;
+  readonly injectResources?: string;
   readonly migrate?: boolean;
   readonly migrateNamespace?: string[];
   readonly migrateInterval: string;
@@ -168,6 +170,10 @@ export function registerBrokerCommand(program: Command): Command {
       'image of the injected init container (env CLOUDTASER_OPERATOR_IMAGE; the operator image)',
     )
     .option(
+      '--inject-resources <json>',
+      `requests and limits of the injected init container, e.g. {"requests":{"cpu":"10m"},"limits":{"cpu":"200m","memory":"128Mi"}} (a namespace whose ResourceQuota tracks limits.cpu needs a CPU limit) (default: ${JSON.stringify(DEFAULT_INJECTED_RESOURCES)})`,
+    )
+    .option(
       '--migrate',
       'migrate Secrets annotated cloudtaser.io/migrate=true into OpenBao (the bridge also needs the cluster registered with --migration)',
     )
@@ -203,6 +209,9 @@ export function registerBrokerCommand(program: Command): Command {
           ? { certFile: flags.webhookTlsCert, keyFile: flags.webhookTlsKey }
           : undefined;
       const injectImage = flags.injectImage ?? process.env.CLOUDTASER_OPERATOR_IMAGE;
+      const injectResources = flags.injectResources
+        ? parseInjectedResources(flags.injectResources)
+        : undefined;
       if (flags.webhookListen && !injectImage)
         throw new CloudtaserError(
           'CT_INVALID_ARGUMENT',
@@ -239,7 +248,10 @@ export function registerBrokerCommand(program: Command): Command {
                 ...parseListenAddress(flags.webhookListen, '--webhook-listen'),
                 dnsNames,
                 tlsFiles: webhookTlsFiles,
-                injection: { image: injectImage },
+                injection: {
+                  image: injectImage,
+                  ...(injectResources ? { resources: injectResources } : {}),
+                },
                 configurationName: flags.webhookConfiguration,
               }
             : undefined,

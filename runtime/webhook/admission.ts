@@ -61,6 +61,66 @@ export interface InjectionConfig {
   readonly tokenAudience?: string;
   /** Where the memory volume is mounted in every container. @default '/var/run/cloudtaser' */
   readonly mountPath?: string;
+  /** Resources of the injected init container. @default DEFAULT_INJECTED_RESOURCES */
+  readonly resources?: InjectedResources;
+}
+
+/** Requests and limits of the injected init container, as Kubernetes quantities (validated by parseInjectedResources). */
+export interface InjectedResources {
+  readonly requests?: Readonly<Partial<Record<ResourceName, string>>>;
+  readonly limits?: Readonly<Partial<Record<ResourceName, string>>>;
+}
+type ResourceName = 'cpu' | 'memory' | 'ephemeral-storage';
+const RESOURCE_NAMES: readonly ResourceName[] = ['cpu', 'memory', 'ephemeral-storage'];
+
+/**
+ * What `pod fetch-secrets` needs: one login and a few reads. No CPU limit by default (throttling a short TLS
+ * client only makes pods start slower); a namespace whose ResourceQuota tracks limits.cpu refuses pods whose
+ * containers have none, so `--inject-resources` (chart `webhook.injection.resources`) can set every value.
+ */
+export const DEFAULT_INJECTED_RESOURCES: InjectedResources = Object.freeze({
+  requests: Object.freeze({ cpu: '10m', memory: '32Mi' }),
+  limits: Object.freeze({ memory: '128Mi' }),
+});
+
+/** Kubernetes' quantity syntax (apimachinery resource.Quantity): a number with an optional suffix. */
+const QUANTITY = /^[+]?(\d+(\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+)?$/;
+
+/**
+ * Parses `--inject-resources` (JSON: `{"requests":{...},"limits":{...}}`), refusing what the API server would
+ * refuse in a pod, so a typo fails the operator's start and not every labelled pod's creation.
+ */
+export function parseInjectedResources(text: string): InjectedResources {
+  const bad = (why: string) =>
+    new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--inject-resources ${why}; e.g. {"requests":{"cpu":"10m","memory":"32Mi"},"limits":{"cpu":"200m","memory":"128Mi"}}`,
+    );
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw bad('is not JSON');
+  }
+  if (!isObject(parsed)) throw bad('must be a JSON object');
+  const out: { requests?: Record<string, string>; limits?: Record<string, string> } = {};
+  for (const [section, values] of Object.entries(parsed)) {
+    if (section !== 'requests' && section !== 'limits')
+      throw bad(`has "${section}": only requests and limits`);
+    if (!isObject(values)) throw bad(`${section} must be an object`);
+    const kept: Record<string, string> = {};
+    for (const [name, value] of Object.entries(values)) {
+      if (!RESOURCE_NAMES.includes(name as ResourceName))
+        throw bad(`${section} has "${name}": only ${RESOURCE_NAMES.join(', ')}`);
+      if (typeof value !== 'string' || !QUANTITY.test(value))
+        throw bad(
+          `${section}.${name} ${JSON.stringify(value)} is not a Kubernetes quantity such as 100m or 64Mi`,
+        );
+      kept[name] = value;
+    }
+    out[section] = kept;
+  }
+  return out;
 }
 
 export interface AdmissionResponse {
@@ -179,6 +239,7 @@ export function reviewPod(
     caPem: state.podApiCaPem,
     role: String(role),
     secrets,
+    resources: config.resources ?? DEFAULT_INJECTED_RESOURCES,
   });
   return {
     uid,
@@ -203,6 +264,7 @@ function buildPatch(
     caPem: string;
     role: string;
     secrets: Record<string, string>;
+    resources: InjectedResources;
   },
 ): JsonPatchOp[] {
   const ops: JsonPatchOp[] = [];
@@ -249,7 +311,7 @@ function buildPatch(
       { name: 'CLOUDTASER_TOKEN_FILE', value: `${TOKEN_MOUNT_PATH}/${TOKEN_FILE}` },
     ],
     volumeMounts: [mount, { name: TOKEN_VOLUME_NAME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }],
-    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    resources: inject.resources,
     securityContext: {
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
