@@ -191,7 +191,19 @@ export function reviewPod(
   // Re-invocation, or a pod copied from an injected one: inject once. A copy may keep the injected spec but drop
   // the annotation (`kubectl debug --copy-to --keep-labels`): the volumes and init container already there say so
   // too (injecting again made duplicate names, a pod the API server refuses).
-  if (annotations[INJECTED_ANNOTATION] === 'true' || carriesInjection(pod)) return { uid, allowed: true };
+  if (annotations[INJECTED_ANNOTATION] === 'true' || carriesInjection(pod)) {
+    // Re-invoked (reinvocationPolicy IfNeeded) after another webhook added containers: equip those the way the
+    // first pass equipped the others, from what that pass put in the pod (it needs no tunnel).
+    const late = equipLateContainers(pod);
+    return late.length === 0
+      ? { uid, allowed: true }
+      : {
+          uid,
+          allowed: true,
+          patchType: 'JSONPatch',
+          patch: Buffer.from(JSON.stringify(late), 'utf8').toString('base64'),
+        };
+  }
 
   if (!state.connected) return refuse(uid, 503, 'ServiceUnavailable', notConnectedMessage(state));
   if (!state.podApiUrl || !state.podApiCaPem) {
@@ -331,22 +343,8 @@ function buildPatch(
     ops.push({ op: 'add', path: '/spec/initContainers/0', value: initContainer });
   else ops.push({ op: 'add', path: '/spec/initContainers', value: [initContainer] });
 
-  const equip = (container: unknown, path: string) => {
-    const c = isObject(container) ? container : {};
-    appendTo(ops, c.volumeMounts, `${path}/volumeMounts`, { ...mount, readOnly: true });
-    // A container's own VAULT_ADDR or VAULT_CACERT stays: the last duplicate wins in Kubernetes, so appending ours
-    // silently re-pointed an app configured for another Vault.
-    const own = new Set(
-      (Array.isArray(c.env) ? c.env : []).map((e) => (isObject(e) ? e.name : undefined)).filter(Boolean),
-    );
-    const env = [
-      { name: 'VAULT_ADDR', value: inject.podApiUrl },
-      { name: 'VAULT_CACERT', value: caFile },
-    ].filter((e) => !own.has(e.name));
-    if (env.length === 0) return;
-    if (Array.isArray(c.env)) for (const e of env) ops.push({ op: 'add', path: `${path}/env/-`, value: e });
-    else ops.push({ op: 'add', path: `${path}/env`, value: env });
-  };
+  const equip = (container: unknown, path: string) =>
+    equipContainer(ops, container, path, { mountPath: inject.mountPath, podApiUrl: inject.podApiUrl });
   const containers = Array.isArray(spec.containers) ? spec.containers : [];
   containers.forEach((container, index) => {
     equip(container, `/spec/containers/${index}`);
@@ -357,6 +355,70 @@ function buildPatch(
   initContainers.forEach((container, index) => {
     if (isObject(container) && container.restartPolicy === 'Always')
       equip(container, `/spec/initContainers/${index + 1}`);
+  });
+  return ops;
+}
+
+/** Adds the secrets mount (read-only) and VAULT_ADDR / VAULT_CACERT to one container, as patch operations. */
+function equipContainer(
+  ops: JsonPatchOp[],
+  container: unknown,
+  path: string,
+  inject: { mountPath: string; podApiUrl: string },
+): void {
+  const c = isObject(container) ? container : {};
+  appendTo(ops, c.volumeMounts, `${path}/volumeMounts`, {
+    name: VOLUME_NAME,
+    mountPath: inject.mountPath,
+    readOnly: true,
+  });
+  // A container's own VAULT_ADDR or VAULT_CACERT stays: the last duplicate wins in Kubernetes, so appending ours
+  // silently re-pointed an app configured for another Vault.
+  const own = new Set(
+    (Array.isArray(c.env) ? c.env : []).map((e) => (isObject(e) ? e.name : undefined)).filter(Boolean),
+  );
+  const env = [
+    { name: 'VAULT_ADDR', value: inject.podApiUrl },
+    { name: 'VAULT_CACERT', value: `${inject.mountPath}/ca.crt` },
+  ].filter((e) => !own.has(e.name));
+  if (env.length === 0) return;
+  if (Array.isArray(c.env)) for (const e of env) ops.push({ op: 'add', path: `${path}/env/-`, value: e });
+  else ops.push({ op: 'add', path: `${path}/env`, value: env });
+}
+
+/**
+ * On a re-invocation: the app containers and native sidecars another webhook added after the first pass, which
+ * lack the secrets mount, equipped with the mount path and pod API URL the injected init container carries. None
+ * when the pod does not hold the injected volume and init container (a copy that dropped them): a mount of a
+ * volume that is not there would make the pod invalid.
+ */
+function equipLateContainers(pod: Json): JsonPatchOp[] {
+  const spec = isObject(pod.spec) ? pod.spec : {};
+  const volumes = Array.isArray(spec.volumes) ? spec.volumes : [];
+  if (!volumes.some((v) => isObject(v) && v.name === VOLUME_NAME)) return [];
+  const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : [];
+  const fetcher = initContainers.find((c) => isObject(c) && c.name === INIT_CONTAINER_NAME);
+  const envOf = (name: string) => {
+    const env = isObject(fetcher) && Array.isArray(fetcher.env) ? fetcher.env : [];
+    const entry = env.find((e) => isObject(e) && e.name === name);
+    return isObject(entry) && typeof entry.value === 'string' ? entry.value : undefined;
+  };
+  const podApiUrl = envOf('CLOUDTASER_POD_API_URL');
+  const mountPath = envOf('CLOUDTASER_OUTPUT_DIR');
+  if (!podApiUrl || !mountPath) return [];
+  const mounted = (container: unknown) =>
+    isObject(container) &&
+    Array.isArray(container.volumeMounts) &&
+    container.volumeMounts.some((m) => isObject(m) && m.name === VOLUME_NAME);
+  const ops: JsonPatchOp[] = [];
+  const containers = Array.isArray(spec.containers) ? spec.containers : [];
+  containers.forEach((container, index) => {
+    if (!mounted(container))
+      equipContainer(ops, container, `/spec/containers/${index}`, { mountPath, podApiUrl });
+  });
+  initContainers.forEach((container, index) => {
+    if (isObject(container) && container.restartPolicy === 'Always' && !mounted(container))
+      equipContainer(ops, container, `/spec/initContainers/${index}`, { mountPath, podApiUrl });
   });
   return ops;
 }

@@ -106,6 +106,27 @@ describe('webhook patch vs pod shapes', () => {
     }).toEqual({ volumes: [], containers: [], mountPaths: [] });
   });
 
+  it('equips, when re-invoked (reinvocationPolicy IfNeeded), the containers another webhook added after it, and only those', () => {
+    // Before: a re-invocation returned at once, so reinvocationPolicy IfNeeded (a chart value) did nothing.
+    const first = mutate(labelled({ containers: [{ name: 'app', image: 'app' }] }));
+    first.spec.containers.push({ name: 'late', image: 'late' });
+    first.spec.initContainers.push({ name: 'late-sidecar', image: 'sidecar', restartPolicy: 'Always' });
+    const again = mutate(first);
+    const late = again.spec.containers.find((c: Loose) => c.name === 'late');
+    const app = again.spec.containers.find((c: Loose) => c.name === 'app');
+    expect(late.volumeMounts).toEqual(app.volumeMounts);
+    expect(late.env).toEqual(app.env);
+    expect(again.spec.initContainers.find((c: Loose) => c.name === 'late-sidecar').env).toEqual(app.env);
+    // Nothing added twice, and a third pass changes nothing.
+    expect(app.volumeMounts).toHaveLength(1);
+    expect(mutate(again)).toEqual(again);
+    // A copy that dropped the injected volume gets no mount of a volume that is not there.
+    const copy = structuredClone(again);
+    copy.spec.volumes = [];
+    copy.spec.containers.push({ name: 'debugger', image: 'busybox' });
+    expect(mutate(copy)).toEqual(copy);
+  });
+
   it('gives an init container a pod running as root (pod securityContext runAsUser: 0) can start', () => {
     // Kubelet: a container's runAsNonRoot: true with an effective runAsUser of 0 is CreateContainerConfigError
     // ("container's runAsUser breaks non-root policy"); the container inherits the pod's runAsUser.
