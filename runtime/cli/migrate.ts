@@ -28,7 +28,10 @@ export function registerMigrateCommand(program: Command): void {
     .option('--namespace <name>', 'only Secrets in this namespace (default: every namespace)')
     .option('--selector <labels>', 'only Secrets matching this label selector, e.g. app=db')
     .option('--dry-run', 'list the Secrets that would be marked; change nothing')
-    .option('--wait <seconds>', 'then wait up to this long for the broker to finish, showing progress')
+    .option(
+      '--wait <seconds>',
+      'then wait up to this long for the broker to finish, showing progress; exit 3 if any marked Secret is still waiting then',
+    )
     .option(
       '--kubeconfig <path>',
       'kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)',
@@ -75,6 +78,8 @@ export function registerMigrateCommand(program: Command): void {
             if (text) process.stdout.write(`migrated ${marked - pending.length}/${marked}\n`);
           }
         }
+        // A script can tell "done" from "the time ran out" (before: exit 0 either way).
+        if (!flags.dryRun && waitSeconds > 0 && pending && pending.length > 0) process.exitCode = 3;
         if (!text) {
           printJson({ ...result, pending: pending ?? [] });
           return;

@@ -109,6 +109,14 @@ describe('migration of Kubernetes Secrets into OpenBao', () => {
         (await stack.kubeAdmin.getSecret(NS, 'cli-a')).metadata.annotations?.[MIGRATE_ANNOTATION],
       ).toBeUndefined();
       await buildProgram().parseAsync(argv);
+      // Waiting for a broker that does not come: exit 3, so a script can tell the time ran out (before: 0).
+      process.exitCode = undefined;
+      try {
+        await buildProgram().parseAsync([...argv, '--wait', '1']);
+        expect(process.exitCode).toBe(3);
+      } finally {
+        process.exitCode = undefined;
+      }
     } finally {
       spy.mockRestore();
       await rm(kubeconfig, { force: true });
