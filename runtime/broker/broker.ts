@@ -2,7 +2,7 @@
  * The broker: runs in the target cluster, dials out only. Reads the cluster fingerprint, bootstraps through
  * the init room, then holds the operational tunnel, reconnecting on its own. Nothing is written to disk.
  */
-import { createHash, type X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { jitteredInterval } from '../core/backoff.js';
@@ -708,6 +708,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
               lastErrorCode: undefined,
               lastError: undefined,
               operationalHashPrefix: hashPrefix(operationalHash(fresh.caCertDer)),
+              certificateNotAfter: new Date(new X509Certificate(fresh.brokerCertPem).validTo).toISOString(),
             });
           } catch (err) {
             // With certificates in hand a refusal only means "still initialized": keep using them. A CA that

@@ -23,6 +23,11 @@ export interface BrokerStatus {
   readonly lastError?: string;
   /** First 12 hex characters of the operational room (the CA hash) once bootstrapped. */
   readonly operationalHashPrefix?: string;
+  /**
+   * When this broker's certificate (from its last bootstrap) expires (ISO 8601). It is not renewed while the broker
+   * runs: a restart bootstraps again (on its own with attestation, after a re-arm without).
+   */
+  readonly certificateNotAfter?: string;
   /** The beacon replica the live tunnel runs through. */
   readonly beaconIp?: string;
   readonly tunnel?: { readonly since: string; readonly lastPingRttMs?: number };

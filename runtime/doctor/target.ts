@@ -69,6 +69,7 @@ interface BrokerStatusView {
   readonly reason?: string;
   readonly lastErrorCode?: string;
   readonly operationalHashPrefix?: string;
+  readonly certificateNotAfter?: string;
   readonly beaconIp?: string;
   readonly webhookCaPem?: string;
   readonly webhookCaBundle?: { readonly current?: boolean; readonly lastError?: string } | string;
@@ -353,10 +354,22 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
       );
     },
     async 'broker-phase'() {
-      if (status?.phase === 'operational')
+      if (status?.phase === 'operational') {
+        // Not renewed while the broker runs: the day it expires the bridge refuses the tunnel, and the broker's
+        // next bootstrap needs attestation or a re-arm. Said ahead, not on the day.
+        const notAfter = status.certificateNotAfter ? Date.parse(status.certificateNotAfter) : Number.NaN;
+        const daysLeft = (notAfter - now().getTime()) / 86_400_000;
+        if (daysLeft < (options.certificateWarnDays ?? 14))
+          return warn(
+            `operational, but the broker's certificate expires ${status.certificateNotAfter} (in ${Math.max(0, Math.floor(daysLeft))} day(s)) and is not renewed while it runs`,
+            `restart the operator before then (kubectl rollout restart): with attested bootstrap it bootstraps again on its own; without, re-arm first (${REARM_COMMAND(fingerprint ?? '<fingerprint>')})`,
+            { certificateNotAfter: status.certificateNotAfter },
+          );
         return ok(`operational through beacon replica ${status.beaconIp ?? '?'}`, {
           beaconIp: status.beaconIp,
+          ...(status.certificateNotAfter ? { certificateNotAfter: status.certificateNotAfter } : {}),
         });
+      }
       return broken(
         `the broker is ${status?.phase ?? 'unknown'}: ${status?.reason ?? 'no reason given'}`,
         brokerFix(status?.lastErrorCode, fingerprint),

@@ -75,6 +75,33 @@ describe('target doctor', () => {
     expect(report).toMatchObject({ healthy: true, exitCode: 0 });
   });
 
+  it("warns ahead of the day the broker's certificate expires (it is not renewed while the broker runs)", async () => {
+    const status = await (await fetch(`${stack.broker.healthUrl}/status`)).json();
+    // A year after bootstrap by default: the field is there, well ahead.
+    expect(Date.parse(status.certificateNotAfter) - Date.now()).toBeGreaterThan(300 * 86_400_000);
+    const soon = new Date(Date.now() + 5 * 86_400_000).toISOString();
+    const stand = await listenOnLoopback(
+      createServer(async (req, res) => {
+        const real = await fetch(`${stack.broker.healthUrl}${req.url}`);
+        const text = await real.text();
+        if (req.url !== '/status') return res.writeHead(real.status).end(text);
+        res.end(JSON.stringify({ ...JSON.parse(text), certificateNotAfter: soon }));
+      }),
+    );
+    try {
+      const report = await runTargetDoctor(targetOptions({ brokerStatusUrl: stand.address }));
+      const step = report.steps.find((s) => s.link === 'broker-phase');
+      expect(step).toMatchObject({
+        state: 'warn',
+        detail: expect.stringContaining('is not renewed while it runs'),
+      });
+      expect(step?.fix).toContain('--rearm');
+      expect(report.exitCode).toBe(0);
+    } finally {
+      await stand.close();
+    }
+  });
+
   it('names an unreachable API server (10)', async () => {
     const kube = KubeClient.fromConnection({
       kind: 'token',
