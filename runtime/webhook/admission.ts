@@ -307,7 +307,6 @@ function buildPatch(
   ops.push({ op: 'add', path: '/spec/volumes/-', value: tokenVolume });
 
   const mount = { name: VOLUME_NAME, mountPath: inject.mountPath };
-  const caFile = `${inject.mountPath}/ca.crt`;
   const initContainer = {
     name: INIT_CONTAINER_NAME,
     image: inject.image,

@@ -76,7 +76,9 @@ describe('target doctor', () => {
   });
 
   it("warns ahead of the day the broker's certificate expires (it is not renewed while the broker runs)", async () => {
-    const status = await (await fetch(`${stack.broker.healthUrl}/status`)).json();
+    const status = (await (await fetch(`${stack.broker.healthUrl}/status`)).json()) as {
+      certificateNotAfter: string;
+    };
     // A year after bootstrap by default: the field is there, well ahead.
     expect(Date.parse(status.certificateNotAfter) - Date.now()).toBeGreaterThan(300 * 86_400_000);
     const soon = new Date(Date.now() + 5 * 86_400_000).toISOString();
