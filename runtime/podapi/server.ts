@@ -66,6 +66,12 @@ export interface PodApiLimits {
   readonly maxConnections: number;
   /** Connections one pod address may hold open at once; beyond it its new ones are closed. @default 128 */
   readonly maxConnectionsPerAddress: number;
+  /**
+   * Requests one pod address may have in the broker at once (in flight and waiting for a tunnel slot, pipelined
+   * ones included); beyond it they are answered 503 at once, so one pod cannot fill the queue every pod shares.
+   * @default 64
+   */
+  readonly maxRequestsPerAddress: number;
 }
 
 export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
@@ -79,6 +85,7 @@ export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
   bodyTimeoutMs: 10_000,
   maxConnections: 2048,
   maxConnectionsPerAddress: 128,
+  maxRequestsPerAddress: 64,
 });
 
 export interface PodApiServerOptions {
@@ -158,12 +165,46 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   // One line per kind of bound a minute and a summary: a pod flooding the broker must not flood its log.
   const bounds = createLogSummarizer(log, { summaryEvent: 'podapi.limits_summary' });
 
+  /** Requests in the broker per pod address (maxRequestsPerAddress). */
+  const requestsByAddress = new Map<string, number>();
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    serve(req, res).catch((err: unknown) => {
-      log.warn({ event: 'podapi.failed', reason: (err as Error).message }, 'pod API request failed');
-      if (!res.headersSent) reply(res, 500, openBaoErrorBody(['internal error in the cloudtaser broker']));
-      else res.destroy();
-    });
+    const address = req.socket.remoteAddress ?? '';
+    const count = (requestsByAddress.get(address) ?? 0) + 1;
+    if (count > limits.maxRequestsPerAddress) {
+      req.resume();
+      bounds.warn(
+        'address_requests',
+        {
+          event: 'podapi.limit',
+          code: 'CT_PODAPI_LIMIT',
+          limit: 'address_requests',
+          podAddress: address,
+          maxRequestsPerAddress: limits.maxRequestsPerAddress,
+        },
+        'one pod address has too many requests in the broker at once; answering its next ones 503',
+      );
+      reply(
+        res,
+        503,
+        openBaoErrorBody([
+          `CT_PODAPI_LIMIT: this pod (${address}) has ${limits.maxRequestsPerAddress} requests in the cloudtaser broker already; retry once they are answered`,
+        ]),
+      );
+      observe?.('refused', 503, 0);
+      return;
+    }
+    requestsByAddress.set(address, count);
+    serve(req, res)
+      .catch((err: unknown) => {
+        log.warn({ event: 'podapi.failed', reason: (err as Error).message }, 'pod API request failed');
+        if (!res.headersSent) reply(res, 500, openBaoErrorBody(['internal error in the cloudtaser broker']));
+        else res.destroy();
+      })
+      .finally(() => {
+        const left = (requestsByAddress.get(address) ?? 1) - 1;
+        if (left > 0) requestsByAddress.set(address, left);
+        else requestsByAddress.delete(address);
+      });
   };
 
   const observe = options.observe;
@@ -231,17 +272,27 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
           );
     if ('status' in consistency) return refuse(consistency, checked.route);
     // Body bytes count against the server-wide budget and the pod address's share of it from the first byte
-    // read until the answer is gone.
+    // read until the request is done with them: released once, by whichever comes first of the end of this
+    // function, the answer's close and the socket's close (not the request's: it closes once its body is read,
+    // while the bytes still wait for a tunnel slot). The answer's close alone was not
+    // enough: a pipelined request whose client went away never gets its answer attached, so it never closes and
+    // its bytes stayed counted for good (found by a security review: a few pods spent the budget permanently).
     const address = req.socket.remoteAddress ?? '';
     let reserved = 0;
     let spent = 'all' as 'all' | 'address';
-    res.once('close', () => {
+    const socket = req.socket;
+    const release = () => {
+      socket.off('close', release);
+      if (reserved === 0) return;
       bufferedBodyBytes -= reserved;
       const left = (bufferedByAddress.get(address) ?? 0) - reserved;
       if (left > 0) bufferedByAddress.set(address, left);
       else bufferedByAddress.delete(address);
       reserved = 0;
-    });
+    };
+    res.once('close', release);
+    socket.once('close', release);
+    const serveWithBody = async (): Promise<void> => {
     const reserve = (bytes: number): boolean => {
       const held = bufferedByAddress.get(address) ?? 0;
       if (held + bytes > limits.maxBufferedBodyBytesPerAddress) {
@@ -360,6 +411,12 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     );
     reply(res, status, responseBody, false, responseHeaders);
     observe?.(checked.route, status, (performance.now() - started) / 1000);
+    };
+    try {
+      await serveWithBody();
+    } finally {
+      release();
+    }
   }
 
   /**

@@ -68,6 +68,26 @@ const targetOptions = (extra: Partial<TargetDoctorOptions> = {}): TargetDoctorOp
   ...extra,
 });
 
+/**
+ * A stand-in for a health port: everything from `upstream` as it is, except /status, which `edit` changes (what a
+ * process reports in a state the test cannot bring about quickly). Closed by the returned function.
+ */
+async function editedStatus(
+  upstream: string,
+  edit: (status: Record<string, unknown>) => void,
+): Promise<{ address: string; close(): Promise<void> }> {
+  return listenOnLoopback(
+    createServer(async (req, res) => {
+      const real = await fetch(`${upstream}${req.url}`);
+      const text = await real.text();
+      if (req.url !== '/status') return res.writeHead(real.status).end(text);
+      const status = JSON.parse(text) as Record<string, unknown>;
+      edit(status);
+      res.end(JSON.stringify(status));
+    }),
+  );
+}
+
 describe('target doctor', () => {
   it('walks every link of a healthy path and exits 0', async () => {
     const report = await runTargetDoctor(targetOptions());
@@ -82,14 +102,9 @@ describe('target doctor', () => {
     // A year after bootstrap by default: the field is there, well ahead.
     expect(Date.parse(status.certificateNotAfter) - Date.now()).toBeGreaterThan(300 * 86_400_000);
     const soon = new Date(Date.now() + 5 * 86_400_000).toISOString();
-    const stand = await listenOnLoopback(
-      createServer(async (req, res) => {
-        const real = await fetch(`${stack.broker.healthUrl}${req.url}`);
-        const text = await real.text();
-        if (req.url !== '/status') return res.writeHead(real.status).end(text);
-        res.end(JSON.stringify({ ...JSON.parse(text), certificateNotAfter: soon }));
-      }),
-    );
+    const stand = await editedStatus(stack.broker.healthUrl!, (status) => {
+      status.certificateNotAfter = soon;
+    });
     try {
       const report = await runTargetDoctor(targetOptions({ brokerStatusUrl: stand.address }));
       const step = report.steps.find((s) => s.link === 'broker-phase');
@@ -422,17 +437,10 @@ describe('source doctor', () => {
 
   it('names a bridge that cannot reach OpenBao (24) with its code, and says to check the network, not the policy', async () => {
     // The bridge's /status as it reads while its polls fail to connect.
-    const stand = await listenOnLoopback(
-      createServer(async (req, res) => {
-        const real = await fetch(`${stack.bridge.healthUrl}${req.url}`);
-        const text = await real.text();
-        if (req.url !== '/status') return res.writeHead(real.status).end(text);
-        const status = JSON.parse(text);
-        status.lastPollError =
-          'CT_OPENBAO_UNREACHABLE: cannot reach OpenBao at https://openbao:8200 (ECONNREFUSED)';
-        res.end(JSON.stringify(status));
-      }),
-    );
+    const stand = await editedStatus(stack.bridge.healthUrl!, (status) => {
+      status.lastPollError =
+        'CT_OPENBAO_UNREACHABLE: cannot reach OpenBao at https://openbao:8200 (ECONNREFUSED)';
+    });
     try {
       const report = await runSourceDoctor({ ...sourceOptions(), bridgeHealthUrl: stand.address });
       expectBrokenAt(report, 'bridge', 24);
@@ -448,16 +456,9 @@ describe('source doctor', () => {
 
   it('names a bridge that serves no TokenReviews (24): pod logins fail with a bare 403 while the tunnel works', async () => {
     // The bridge's /status as it reads when it runs without --tokenreview-listen (no tokenReview key).
-    const stand = await listenOnLoopback(
-      createServer(async (req, res) => {
-        const real = await fetch(`${stack.bridge.healthUrl}${req.url}`);
-        const text = await real.text();
-        if (req.url !== '/status') return res.writeHead(real.status).end(text);
-        const status = JSON.parse(text);
-        delete status.tokenReview;
-        res.end(JSON.stringify(status));
-      }),
-    );
+    const stand = await editedStatus(stack.bridge.healthUrl!, (status) => {
+      delete status.tokenReview;
+    });
     try {
       // Before: every link ok, "Healthy", while every pod login was refused.
       const report = await runSourceDoctor({ ...sourceOptions(), bridgeHealthUrl: stand.address });

@@ -157,4 +157,99 @@ describe('pod API bounds per pod address', () => {
     await settle(100);
     expect(await probe(api.port)).toMatch(/^HTTP\/1\.1 503/);
   });
+
+  it("releases a pipelined request's body bytes when its pod goes away before the answer", async () => {
+    // A tunnel that answers every request after 300 ms, so the pipelined ones wait behind the first.
+    const tunnel = slowTunnel(300);
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => tunnel.mux,
+      limits: { maxBufferedBodyBytes: 64 * QUARTER, maxBufferedBodyBytesPerAddress: 3 * QUARTER },
+    });
+    for (let round = 0; round < 3; round++) {
+      const client = await open(api.port, '127.0.0.2');
+      client.socket.write(Buffer.concat([write(1000), write(QUARTER), write(QUARTER)]));
+      await settle(150);
+      client.socket.destroy();
+      await settle(1_000);
+    }
+    // Before: each round left the two queued bodies counted for good, so the pod's share stayed spent: 503.
+    const answer = await writeOnce(api.port, '127.0.0.2', 300_000);
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+  });
+
+  it("answers one pod's requests beyond its share at once, so the queue every pod shares stays open to others", async () => {
+    const tunnel = slowTunnel(200);
+    const capture = captureLogger();
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => tunnel.mux,
+      limits: { maxInFlight: 2, maxRequestsPerAddress: 8 },
+      logger: capture.logger,
+    });
+    const hostile = await open(api.port, '127.0.0.2');
+    const read = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nX-Vault-Token: bogus\r\n\r\n`;
+    hostile.socket.write(Array.from({ length: 40 }, (_, i) => read(`/v1/secret/data/h${i}`)).join(''));
+    await settle(100);
+    const other = await open(api.port, '127.0.0.3');
+    other.socket.write(read('/v1/secret/data/other').replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n'));
+    await once(other.socket, 'close');
+    expect(other.answer()).toMatch(/^HTTP\/1\.1 200/);
+    // Before: the other pod's read went to the tunnel after all 40 of the hostile pod's (2 at a time).
+    expect(tunnel.paths.indexOf('secret/data/other')).toBeLessThan(10);
+    await settle(500);
+    expect(hostile.answer()).toContain(
+      'CT_PODAPI_LIMIT: this pod (127.0.0.2) has 8 requests in the cloudtaser broker',
+    );
+    expect(capture.lines.some((l) => l.event === 'podapi.limit' && l.limit === 'address_requests')).toBe(
+      true,
+    );
+  });
 });
+
+const QUARTER = 256 * 1024;
+
+/** A KV write of `size` body bytes, as one pipelined request. */
+function write(size: number): Buffer {
+  return Buffer.concat([
+    Buffer.from(
+      `POST /v1/secret/data/x HTTP/1.1\r\nHost: x\r\nX-Vault-Token: t\r\nContent-Type: application/json\r\nContent-Length: ${size}\r\n\r\n`,
+    ),
+    Buffer.from(`{"data":{"v":"${'a'.repeat(size - 17)}"}}`),
+  ]);
+}
+
+/** One write on a connection of its own that closes after the answer; resolves with the answer. */
+async function writeOnce(port: number, from: string, size: number): Promise<string> {
+  const client = await open(port, from);
+  const request = write(size);
+  const headEnd = request.indexOf('\r\n\r\n');
+  client.socket.write(
+    Buffer.concat([
+      request.subarray(0, headEnd),
+      Buffer.from('\r\nConnection: close'),
+      request.subarray(headEnd),
+    ]),
+  );
+  if (!client.closed) await once(client.socket, 'close');
+  return client.answer();
+}
+
+/** A stand-in tunnel that answers 200 after `delayMs`, recording the paths in the order they reach it. */
+function slowTunnel(delayMs: number): { mux: never; paths: string[] } {
+  const paths: string[] = [];
+  const mux = {
+    closed: false,
+    draining: false,
+    request: async (head: { path: string }) => {
+      paths.push(head.path.replace(/^.*?\/v1\//, ''));
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return { status: 200, headers: {}, body: Buffer.from('{}') };
+    },
+  };
+  return { mux: mux as never, paths };
+}
