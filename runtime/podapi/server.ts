@@ -293,124 +293,124 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     res.once('close', release);
     socket.once('close', release);
     const serveWithBody = async (): Promise<void> => {
-    const reserve = (bytes: number): boolean => {
-      const held = bufferedByAddress.get(address) ?? 0;
-      if (held + bytes > limits.maxBufferedBodyBytesPerAddress) {
-        spent = 'address';
-        return false;
-      }
-      if (bufferedBodyBytes + bytes > limits.maxBufferedBodyBytes) return false;
-      bufferedBodyBytes += bytes;
-      bufferedByAddress.set(address, held + bytes);
-      reserved += bytes;
-      return true;
-    };
-    const body = await readBody(req, limits.maxBodyBytes, reserve, limits.bodyTimeoutMs);
-    if (body === BUDGET_SPENT || body === BODY_TIMEOUT) {
-      const timedOut = body === BODY_TIMEOUT;
-      const kind = timedOut ? 'body_timeout' : spent === 'address' ? 'address_body_budget' : 'body_budget';
-      bounds.warn(
-        kind,
-        {
-          event: 'podapi.limit',
-          code: 'CT_PODAPI_LIMIT',
-          limit: kind,
-          route: checked.route,
-          podAddress: address,
-          ...(timedOut
-            ? { bodyTimeoutMs: limits.bodyTimeoutMs }
-            : spent === 'address'
-              ? { maxBufferedBodyBytesPerAddress: limits.maxBufferedBodyBytesPerAddress }
-              : { maxBufferedBodyBytes: limits.maxBufferedBodyBytes }),
-        },
-        timedOut
-          ? 'a request body did not arrive in time; answered 408 and closed its connection'
-          : 'too many request body bytes held at once; refusing a request with a body (503) and closing its connection',
-      );
-      res.setHeader('connection', 'close');
-      const status = timedOut ? 408 : 503;
-      const message = timedOut
-        ? `CT_PODAPI_LIMIT: the request body did not arrive within ${limits.bodyTimeoutMs / 1000} s of its headers`
-        : spent === 'address'
-          ? `CT_PODAPI_LIMIT: this pod (${address}) holds too many request bodies at once in the cloudtaser broker; finish or close the others, then retry`
-          : BUDGET_SPENT_MESSAGE;
-      reply(res, status, openBaoErrorBody([message]));
-      observe?.(checked.route, status, (performance.now() - started) / 1000);
-      return;
-    }
-    if (body === undefined) {
-      reply(res, 413, openBaoErrorBody(['http: request body too large']));
-      observe?.(checked.route, 413, (performance.now() - started) / 1000);
-      return;
-    }
-    const headers: Record<string, string> = consistency.carried;
-    const token = podToken(req);
-    if (token) headers['x-vault-token'] = token;
-    // As the socket saw it: the bridge checks and unmaps it, and only when it forwards it (--openbao-forwarded-for).
-    const podAddress = req.socket.remoteAddress;
-    if (podAddress) headers[POD_ADDRESS_HEADER] = podAddress;
-    if (body.length > 0) headers['content-type'] = contentType(req, checked.method, body);
-    const reviewFailuresBefore =
-      checked.route === 'kubernetes-login' ? options.tokenReviewFailures?.().count : undefined;
-    const abort = new AbortController();
-    // Only a client that went away mid-request cancels it (an abort also costs a DOMException).
-    res.on('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
-    let status: number;
-    let responseBody: Buffer;
-    let responseHeaders: TunnelHeaders | undefined;
-    try {
-      const response = await throughTunnel(
-        {
-          method: checked.method,
-          path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
-          headers,
-        },
-        body,
-        abort.signal,
-      );
-      status = response.status;
-      responseBody = response.body;
-      responseHeaders = response.headers;
-    } catch (err) {
-      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
-      if (code === 'CT_CANCELLED') return;
-      failures.warn(
-        code,
-        { event: 'podapi.tunnel_failed', route: checked.route, code },
-        'pod API request failed',
-      );
-      reply(
-        res,
-        503,
-        openBaoErrorBody([
-          code === 'CT_TUNNEL_CLOSED' ? `${code}: ${NOT_CONNECTED}` : `${code}: retry shortly`,
-        ]),
-      );
-      observe?.(checked.route, 503, (performance.now() - started) / 1000);
-      return;
-    }
-    if (status === 403 && reviewFailuresBefore !== undefined) {
-      const failures = options.tokenReviewFailures!();
-      if (failures.count > reviewFailuresBefore) {
-        const answer = reviewFailureAnswer(failures.code);
-        reply(res, answer.status, openBaoErrorBody(answer.errors));
-        observe?.(checked.route, answer.status, (performance.now() - started) / 1000);
+      const reserve = (bytes: number): boolean => {
+        const held = bufferedByAddress.get(address) ?? 0;
+        if (held + bytes > limits.maxBufferedBodyBytesPerAddress) {
+          spent = 'address';
+          return false;
+        }
+        if (bufferedBodyBytes + bytes > limits.maxBufferedBodyBytes) return false;
+        bufferedBodyBytes += bytes;
+        bufferedByAddress.set(address, held + bytes);
+        reserved += bytes;
+        return true;
+      };
+      const body = await readBody(req, limits.maxBodyBytes, reserve, limits.bodyTimeoutMs);
+      if (body === BUDGET_SPENT || body === BODY_TIMEOUT) {
+        const timedOut = body === BODY_TIMEOUT;
+        const kind = timedOut ? 'body_timeout' : spent === 'address' ? 'address_body_budget' : 'body_budget';
+        bounds.warn(
+          kind,
+          {
+            event: 'podapi.limit',
+            code: 'CT_PODAPI_LIMIT',
+            limit: kind,
+            route: checked.route,
+            podAddress: address,
+            ...(timedOut
+              ? { bodyTimeoutMs: limits.bodyTimeoutMs }
+              : spent === 'address'
+                ? { maxBufferedBodyBytesPerAddress: limits.maxBufferedBodyBytesPerAddress }
+                : { maxBufferedBodyBytes: limits.maxBufferedBodyBytes }),
+          },
+          timedOut
+            ? 'a request body did not arrive in time; answered 408 and closed its connection'
+            : 'too many request body bytes held at once; refusing a request with a body (503) and closing its connection',
+        );
+        res.setHeader('connection', 'close');
+        const status = timedOut ? 408 : 503;
+        const message = timedOut
+          ? `CT_PODAPI_LIMIT: the request body did not arrive within ${limits.bodyTimeoutMs / 1000} s of its headers`
+          : spent === 'address'
+            ? `CT_PODAPI_LIMIT: this pod (${address}) holds too many request bodies at once in the cloudtaser broker; finish or close the others, then retry`
+            : BUDGET_SPENT_MESSAGE;
+        reply(res, status, openBaoErrorBody([message]));
+        observe?.(checked.route, status, (performance.now() - started) / 1000);
         return;
       }
-    }
-    log.debug(
-      {
-        event: 'podapi.request',
-        route: checked.route,
-        status,
-        ms: Math.round(performance.now() - started),
-      },
-      'pod API request',
-    );
-    reply(res, status, responseBody, false, responseHeaders);
-    observe?.(checked.route, status, (performance.now() - started) / 1000);
+      if (body === undefined) {
+        reply(res, 413, openBaoErrorBody(['http: request body too large']));
+        observe?.(checked.route, 413, (performance.now() - started) / 1000);
+        return;
+      }
+      const headers: Record<string, string> = consistency.carried;
+      const token = podToken(req);
+      if (token) headers['x-vault-token'] = token;
+      // As the socket saw it: the bridge checks and unmaps it, and only when it forwards it (--openbao-forwarded-for).
+      const podAddress = req.socket.remoteAddress;
+      if (podAddress) headers[POD_ADDRESS_HEADER] = podAddress;
+      if (body.length > 0) headers['content-type'] = contentType(req, checked.method, body);
+      const reviewFailuresBefore =
+        checked.route === 'kubernetes-login' ? options.tokenReviewFailures?.().count : undefined;
+      const abort = new AbortController();
+      // Only a client that went away mid-request cancels it (an abort also costs a DOMException).
+      res.on('close', () => {
+        if (!res.writableFinished) abort.abort();
+      });
+      let status: number;
+      let responseBody: Buffer;
+      let responseHeaders: TunnelHeaders | undefined;
+      try {
+        const response = await throughTunnel(
+          {
+            method: checked.method,
+            path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+            headers,
+          },
+          body,
+          abort.signal,
+        );
+        status = response.status;
+        responseBody = response.body;
+        responseHeaders = response.headers;
+      } catch (err) {
+        const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+        if (code === 'CT_CANCELLED') return;
+        failures.warn(
+          code,
+          { event: 'podapi.tunnel_failed', route: checked.route, code },
+          'pod API request failed',
+        );
+        reply(
+          res,
+          503,
+          openBaoErrorBody([
+            code === 'CT_TUNNEL_CLOSED' ? `${code}: ${NOT_CONNECTED}` : `${code}: retry shortly`,
+          ]),
+        );
+        observe?.(checked.route, 503, (performance.now() - started) / 1000);
+        return;
+      }
+      if (status === 403 && reviewFailuresBefore !== undefined) {
+        const failures = options.tokenReviewFailures!();
+        if (failures.count > reviewFailuresBefore) {
+          const answer = reviewFailureAnswer(failures.code);
+          reply(res, answer.status, openBaoErrorBody(answer.errors));
+          observe?.(checked.route, answer.status, (performance.now() - started) / 1000);
+          return;
+        }
+      }
+      log.debug(
+        {
+          event: 'podapi.request',
+          route: checked.route,
+          status,
+          ms: Math.round(performance.now() - started),
+        },
+        'pod API request',
+      );
+      reply(res, status, responseBody, false, responseHeaders);
+      observe?.(checked.route, status, (performance.now() - started) / 1000);
     };
     try {
       await serveWithBody();
