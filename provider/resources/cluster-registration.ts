@@ -327,8 +327,8 @@ function registeredElsewhere(
  * Refuses at plan a change the registrar's policy would stop half-way: a replacement deregisters before it
  * registers again, so a policy that does not cover the new namespace root (or lacks a line a newer release
  * needs) would otherwise leave the cluster unregistered. Asks OpenBao once per root (sys/capabilities-self);
- * a token that may not ask (no `default` policy) or a server without the endpoint skips the check, with a
- * warning where it matters: a move to another root.
+ * a token that may not ask (no `default` policy) or a server that does not answer the endpoint (404, 400, an
+ * unreadable answer) skips the check, with a warning where it matters: a replacement, which deregisters first.
  */
 async function assertRegistrarMayApply(
   action: 'create' | 'update' | 'replace',
@@ -367,15 +367,18 @@ async function assertRegistrarMayApply(
     } catch (err) {
       const cannotAsk =
         isCloudtaserError(err, 'CT_OPENBAO_PERMISSION_DENIED') ||
-        isCloudtaserError(err, 'CT_OPENBAO_BAD_RESPONSE');
+        isCloudtaserError(err, 'CT_OPENBAO_BAD_RESPONSE') ||
+        isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND') ||
+        isCloudtaserError(err, 'CT_OPENBAO_BAD_REQUEST');
       if (!cannotAsk) throw err;
-      if (priorRoot !== root) {
+      if (action === 'replace') {
         warn({
           summary: "Could not check the registrar's policy",
           detail:
             `OpenBao did not answer sys/capabilities-self (${(err as CloudtaserError).message}), so this plan ` +
             `cannot tell whether the registrar may register under "${root}" after deregistering under ` +
-            `"${priorRoot}". Check the policy first: cloudtaser-cli source policy registrar --namespace-root ${root}.`,
+            `"${priorRoot}"; the replacement deregisters first. Check the policy first: cloudtaser-cli source ` +
+            `policy registrar${root === DEFAULT_NAMESPACE_ROOT ? '' : ` --namespace-root ${root}`}.`,
           attribute: ['fingerprint'],
         });
       }

@@ -571,17 +571,25 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           cluster.lastBootstrapRefusal = undefined;
           // An attested re-bootstrap means the operator restarted with a new key: the tunnels of the
           // earlier broker belong to a process that is gone (or going), so they end now, not at a timeout.
-          if (outcome.replaced) {
-            for (const tunnel of cluster.tunnels)
-              tunnel.close({ code: 'CT_TUNNEL_CLOSED', reason: 'replaced by a newer attested bootstrap' });
-            clusterLog.info(
-              { event: 'bridge.bootstrap_replaced', closedTunnels: cluster.tunnels.size },
-              'attested re-bootstrap replaced the earlier broker',
-            );
-          }
           // The broker dials the operational room next: be there without waiting for the next poll.
           cluster.initialized = true;
           if (outcome.brokerKeySha256) setBrokerKey(cluster, outcome.brokerKeySha256);
+          if (outcome.replaced) {
+            // setBrokerKey ended the tunnels of the earlier key with CT_BROKER_REPLACED (the broker says so, the
+            // doctor sees it); one whose key was never recorded ends the same way. Before, these closed first as a
+            // plain CT_TUNNEL_CLOSED, so an attested replacement on this replica was never said as one.
+            const open = [...cluster.tunnels].filter((tunnel) => !tunnel.closed);
+            for (const tunnel of open)
+              if (cluster.tunnelKeys.get(tunnel) !== outcome.brokerKeySha256)
+                tunnel.close({
+                  code: 'CT_BROKER_REPLACED',
+                  reason: 'replaced by a newer bootstrap of this cluster',
+                });
+            clusterLog.info(
+              { event: 'bridge.bootstrap_replaced' },
+              'attested re-bootstrap replaced the earlier broker',
+            );
+          }
           reconcile(cluster);
         } else {
           // A refusal is a handshake that gave nothing: repeated ones are paced like failures.

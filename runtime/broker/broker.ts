@@ -673,6 +673,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     let operationalMisses = 0;
     /** When the bridge said a newer bootstrap replaced this broker (CT_BROKER_REPLACED), until one succeeds. */
     let replacedAt: string | undefined;
+    /** Set by CT_REARMED: go to the init room until a bootstrap is signed or refused, whatever fails meanwhile. */
+    let rearmPending = false;
     if (pin && options.trustRecord) void writeAdminPin(pin);
     while (!stop.signal.aborted) {
       try {
@@ -689,7 +691,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           retrySummary = createLogSummarizer(log, { summaryEvent: 'broker.retry_summary' });
           setStatus('bootstrapping', 'fingerprint read; dialing the beacon init room');
         }
-        const tryInit = !credentials || operationalMisses >= timing.reBootstrapAfterFailures;
+        const tryInit = !credentials || rearmPending || operationalMisses >= timing.reBootstrapAfterFailures;
         if (tryInit) {
           if (!credentials && status.phase !== 'rejected')
             setStatus(
@@ -704,6 +706,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             credentials = fresh;
             operationalMisses = 0;
             replacedAt = undefined;
+            rearmPending = false;
             setStatus('connecting', 'bootstrapped; dialing the operational room', {
               lastErrorCode: undefined,
               lastError: undefined,
@@ -716,6 +719,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             // (CT_BROKER_REPLACED), a refusal is the news: shown as rejected.
             if (!credentials) throw err;
             operationalMisses = 0;
+            // A refusal settles a pending re-arm (someone else spent it); any other failure keeps it pending, so
+            // the next attempt is the init room again, not the operational room while the cluster stays re-armed.
+            if (isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED')) rearmPending = false;
             if (!isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED') || replacedAt) throw err;
           }
         }
@@ -752,7 +758,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         if (closeCode === 'CT_REARMED') {
           // The bridge asks for a bootstrap now (the cluster was re-armed while this broker was connected): the
           // next attempt goes to the init room, so this broker spends the re-arm instead of leaving it open.
-          operationalMisses = timing.reBootstrapAfterFailures;
+          rearmPending = true;
           log.info(
             { event: 'broker.rearmed', code: closeCode },
             'the cluster was re-armed while connected: bootstrapping again now',

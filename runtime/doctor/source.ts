@@ -333,9 +333,10 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       // bootstrap replaced a live broker: a second broker, or someone who knows the fingerprint. A takeover looks
       // exactly like this from here, so it is never reported as healthy.
       const refusedSince = lastRefusal();
+      // A replacement is news for a while: an operator that restarted replaces its own earlier broker once.
       const replacedAt = bridges
         .map((b) => b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)?.lastTunnelReplacedAt)
-        .filter((at): at is string => at !== undefined)
+        .filter((at): at is string => at !== undefined && Date.now() - Date.parse(at) < REPLACEMENT_NEWS_MS)
         .sort()
         .pop();
       if (holding.length > 0 && (refusedSince || replacedAt))
@@ -389,6 +390,9 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
   };
   return walkLinks('source', SOURCE_LINKS, (link) => checks[link.id]());
 }
+
+/** How long after a broker was replaced the doctor still mentions it (a restart replaces its own once). */
+const REPLACEMENT_NEWS_MS = 15 * 60_000;
 
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown })?.code;

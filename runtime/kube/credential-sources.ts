@@ -19,6 +19,26 @@ import type { Cluster, User } from './client-node.js';
 import { credentialError, type KubeErrorContext } from './errors.js';
 
 /** What a credential source adds to a request. */
+
+/** Process groups of exec plugins still running (spawned in a group of their own). */
+const liveGroups = new Set<number>();
+let exitHookInstalled = false;
+
+/** Stops every live plugin group when this process exits (once installed, it stays: one listener in all). */
+function stopGroupsOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const group of liveGroups) {
+      try {
+        process.kill(-group, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+  });
+}
+
 export interface Credential {
   readonly token?: string;
   /** PEM client certificate and key returned by a plugin (instead of or with a token). */
@@ -147,6 +167,13 @@ export class ExecCredentialSource implements CredentialSource {
         child.stdout?.destroy();
         child.stderr?.destroy();
       };
+      // Its own group no longer gets the signals our process group gets: stopped when this process exits too.
+      if (ownGroup && child.pid !== undefined) {
+        const group = child.pid;
+        liveGroups.add(group);
+        child.once('close', () => liveGroups.delete(group));
+        stopGroupsOnExit();
+      }
       const stdout: Buffer[] = [];
       let stdoutBytes = 0;
       let stderr = '';

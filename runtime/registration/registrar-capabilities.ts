@@ -11,7 +11,7 @@ import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { DEFAULT_NAMESPACE_ROOT } from './layout.js';
-import { POLICY_NAMES, type PolicyCapability, type PolicyRow, policyRows } from './policies.js';
+import { POLICY_NAMES, POLICY_ROWS, type PolicyCapability, type PolicyRow } from './policies.js';
 
 export interface RegistrarCapabilityCheck {
   readonly fingerprint: string;
@@ -30,20 +30,20 @@ export interface MissingCapability {
 }
 
 /**
- * The policy path for this cluster: in the records mount `clusters/+` is the full fingerprint; every other `+`
- * (the cluster namespace, `sys/namespaces/+`, `prefixes/+`) is its 8-character prefix (layout.ts `paths`).
+ * The policy path for this cluster, from the row as written (relative to its scope), so the namespace root's own
+ * name never counts as a segment (a root named `clusters` once did): in the records mount `clusters/+` is the full
+ * fingerprint; every other `+` (`sys/namespaces/+`, `prefixes/+`) is its 8-character prefix, and a cluster-scope
+ * row lives in the namespace `<root>/<prefix>` (layout.ts `paths`).
  */
-function concretePath(row: PolicyRow, fingerprint: string): string {
-  const segments = row.path.split('/');
-  return segments
-    .map((segment, i) =>
-      segment !== '+'
-        ? segment
-        : segments[i - 1] === 'clusters'
-          ? fingerprint
-          : fingerprintPrefix(fingerprint),
-    )
+function concretePath(row: PolicyRow, namespaceRoot: string, fingerprint: string): string {
+  const fp8 = fingerprintPrefix(fingerprint);
+  const segments = row.path.replaceAll('{namespaceRoot}', namespaceRoot).split('/');
+  const filled = segments
+    .map((segment, i) => (segment !== '+' ? segment : segments[i - 1] === 'clusters' ? fingerprint : fp8))
     .join('/');
+  if (row.scope === 'root') return filled;
+  if (row.scope === 'namespace-root') return `${namespaceRoot}/${filled}`;
+  return `${namespaceRoot}/${fp8}/${filled}`;
 }
 
 function needed(row: PolicyRow, check: RegistrarCapabilityCheck): PolicyCapability[] {
@@ -63,12 +63,11 @@ export async function missingRegistrarCapabilities(
   client: OpenBaoClient,
   check: RegistrarCapabilityCheck,
 ): Promise<MissingCapability[]> {
-  const wanted = policyRows('registrar', {
-    namespaceRoot: check.namespaceRoot,
-    without: ['beacon-client-ca'],
-  })
+  const wanted = POLICY_ROWS.filter(
+    (row) => row.identity === 'registrar' && row.feature !== 'beacon-client-ca',
+  )
     .map((row) => ({
-      path: concretePath(row, check.fingerprint),
+      path: concretePath(row, check.namespaceRoot, check.fingerprint),
       capabilities: needed(row, check),
       why: row.why,
     }))

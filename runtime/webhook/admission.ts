@@ -194,7 +194,12 @@ export function reviewPod(
   if (annotations[INJECTED_ANNOTATION] === 'true' || carriesInjection(pod)) {
     // Re-invoked (reinvocationPolicy IfNeeded) after another webhook added containers: equip those the way the
     // first pass equipped the others, from what that pass put in the pod (it needs no tunnel).
-    const late = equipLateContainers(pod);
+    const late = state.podApiUrl
+      ? equipLateContainers(pod, {
+          mountPath: config.mountPath ?? DEFAULT_MOUNT_PATH,
+          podApiUrl: state.podApiUrl,
+        })
+      : [];
     return late.length === 0
       ? { uid, allowed: true }
       : {
@@ -241,7 +246,7 @@ export function reviewPod(
       `cloudtaser: annotation ${TOKEN_AUDIENCE_ANNOTATION} must be one audience (1 to 256 printable characters, no spaces), e.g. ${DEFAULT_TOKEN_AUDIENCE}`,
     );
   }
-  const mountPath = config.mountPath ?? '/var/run/cloudtaser';
+  const mountPath = config.mountPath ?? DEFAULT_MOUNT_PATH;
   const patch = buildPatch(pod, {
     mountPath,
     image: config.image,
@@ -387,11 +392,12 @@ function equipContainer(
 
 /**
  * On a re-invocation: the app containers and native sidecars another webhook added after the first pass, which
- * lack the secrets mount, equipped with the mount path and pod API URL the injected init container carries. None
- * when the pod does not hold the injected volume and init container (a copy that dropped them): a mount of a
- * volume that is not there would make the pod invalid.
+ * lack the secrets mount, equipped with this operator's mount path and pod API URL. Only when the pod holds the
+ * injected volume and an injected init container carrying those same values: a copy that dropped them would get
+ * a mount of a volume that is not there, and a pod author's look-alike (our names, other values) must not make
+ * the webhook point later containers elsewhere.
  */
-function equipLateContainers(pod: Json): JsonPatchOp[] {
+function equipLateContainers(pod: Json, inject: { mountPath: string; podApiUrl: string }): JsonPatchOp[] {
   const spec = isObject(pod.spec) ? pod.spec : {};
   const volumes = Array.isArray(spec.volumes) ? spec.volumes : [];
   if (!volumes.some((v) => isObject(v) && v.name === VOLUME_NAME)) return [];
@@ -402,9 +408,12 @@ function equipLateContainers(pod: Json): JsonPatchOp[] {
     const entry = env.find((e) => isObject(e) && e.name === name);
     return isObject(entry) && typeof entry.value === 'string' ? entry.value : undefined;
   };
-  const podApiUrl = envOf('CLOUDTASER_POD_API_URL');
-  const mountPath = envOf('CLOUDTASER_OUTPUT_DIR');
-  if (!podApiUrl || !mountPath) return [];
+  if (
+    envOf('CLOUDTASER_POD_API_URL') !== inject.podApiUrl ||
+    envOf('CLOUDTASER_OUTPUT_DIR') !== inject.mountPath
+  )
+    return [];
+  const { mountPath, podApiUrl } = inject;
   const mounted = (container: unknown) =>
     isObject(container) &&
     Array.isArray(container.volumeMounts) &&
@@ -421,6 +430,9 @@ function equipLateContainers(pod: Json): JsonPatchOp[] {
   });
   return ops;
 }
+
+/** Where the secrets volume is mounted unless InjectionConfig.mountPath says otherwise. */
+const DEFAULT_MOUNT_PATH = '/var/run/cloudtaser';
 
 /** The image's user (runtime/images/Dockerfile.operator: USER 65532:65532). */
 const INIT_CONTAINER_UID = 65532;

@@ -135,6 +135,13 @@ describe('attested bootstrap through the beacon', () => {
 
     const why = await oldTunnel.done;
     expect(why.message).toContain('replaced');
+    // Said as a replacement (before: a plain CT_TUNNEL_CLOSED on the replica that signed it, so neither the
+    // earlier broker nor source doctor learned that a newer bootstrap had taken the cluster).
+    expect(why.details?.code).toBe('CT_BROKER_REPLACED');
+    expect(
+      b.status().clusters.find((c) => cluster.fingerprint.startsWith(c.fingerprintPrefix))
+        ?.lastTunnelReplacedAt,
+    ).toBeDefined();
     await waitUntil(() => b.tunnels(cluster.fingerprint).filter((t) => !t.closed).length === 1, {
       timeoutMs: 5_000,
       what: 'one live tunnel, the new one',

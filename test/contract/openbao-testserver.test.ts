@@ -1,7 +1,7 @@
 /** Unit tests of the dev-only OpenBao test server's pieces: ACL matching, policy parsing, custom HTTP verbs on the wire. */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isAllowed, parsePolicy, type StoredPolicy } from '../../runtime/dev/openbao/acl.js';
+import { capabilitiesOf, isAllowed, parsePolicy, type StoredPolicy } from '../../runtime/dev/openbao/acl.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { BaoError } from '../../runtime/dev/openbao/wire.js';
 
@@ -14,6 +14,19 @@ const policy = (text: string): StoredPolicy => ({
 });
 
 describe('ACL policies', () => {
+  // acl.go AllowOperation for a LIST of `x/`: the exact rule without the slash, then the non-exact rules on `x`
+  // before those on `x/`; ACL.Capabilities (sys/capabilities-self) asks it as a LIST.
+  it('decides a LIST of a path with a trailing slash on the path without it first, as upstream does', () => {
+    const folder = policy('path "kv/metadata/clusters" { capabilities = ["list"] }');
+    expect(isAllowed([folder], 'kv/metadata/clusters/', 'list')).toBe(true);
+    expect(capabilitiesOf([folder], 'kv/metadata/clusters/')).toEqual(['list']);
+    // The glob on `a/b` decides before the one on `a/b/`: a deny there is a deny (before: list).
+    const globs = policy('path "a/b*" { capabilities = ["deny"] }\npath "a/b/*" { capabilities = ["list"] }');
+    expect(isAllowed([globs], 'a/b/', 'list')).toBe(false);
+    expect(capabilitiesOf([globs], 'a/b/')).toEqual(['deny']);
+    expect(capabilitiesOf([globs], 'a/b/c')).toEqual(['list']);
+  });
+
   it('matches exact paths, trailing * prefixes and + single segments', () => {
     const p = policy(`
       path "secret/data/exact" { capabilities = ["read"] }

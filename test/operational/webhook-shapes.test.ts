@@ -125,6 +125,15 @@ describe('webhook patch vs pod shapes', () => {
     copy.spec.volumes = [];
     copy.spec.containers.push({ name: 'debugger', image: 'busybox' });
     expect(mutate(copy)).toEqual(copy);
+    // A look-alike a pod author wrote (our names, another pod API URL and mount path): later containers are not
+    // pointed there (found by a security review of the change).
+    const lookAlike = structuredClone(again);
+    const fetcher = lookAlike.spec.initContainers.find((c: Loose) => c.name === INIT_CONTAINER_NAME);
+    fetcher.env = fetcher.env.map((e: Loose) =>
+      e.name === 'CLOUDTASER_POD_API_URL' ? { ...e, value: 'https://elsewhere.example:8200' } : e,
+    );
+    lookAlike.spec.containers.push({ name: 'added-later', image: 'busybox' });
+    expect(mutate(lookAlike)).toEqual(lookAlike);
   });
 
   it('gives an init container a pod running as root (pod securityContext runAsUser: 0) can start', () => {

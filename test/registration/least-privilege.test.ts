@@ -458,6 +458,23 @@ describe('the registrar check asked before a change (missingRegistrarCapabilitie
         const keep = await missingRegistrarCapabilities(registrar, { ...everything, deregister: 'keep' });
         expect(keep.length, line).toBe(row.purgeOnly?.includes(capability) ? 0 : 1);
       }
+      // A namespace root that is itself named like a records folder: its name is not a path segment of the rows
+      // (before: `clusters/<fingerprint>/sys/mounts` was asked instead of `clusters/<prefix>/sys/mounts`).
+      const odd = await provisionIdentities(admin, { namespaceRoot: 'clusters' });
+      // Written for this cluster's namespace only (an admin may narrow `+` to the prefixes it registers).
+      await admin.writePolicy(
+        POLICY_NAMES.registrar,
+        renderPolicyHcl('registrar', { namespaceRoot: 'clusters' }).replaceAll(
+          '"clusters/+/',
+          `"clusters/${fingerprint.slice(0, 8)}/`,
+        ),
+      );
+      expect(
+        await missingRegistrarCapabilities(admin.withToken(odd.registrarToken), {
+          ...everything,
+          namespaceRoot: 'clusters',
+        }),
+      ).toEqual([]);
     } finally {
       await admin.close();
       await server.close();

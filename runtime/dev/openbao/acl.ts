@@ -295,16 +295,21 @@ function nonExact(acl: CompiledAcl, path: string): Set<Capability> | undefined {
   return candidates[candidates.length - 1].capabilities;
 }
 
-/** The capabilities that decide `path` for `operation` (acl.go AllowOperation), or undefined when none match. */
+/**
+ * The capabilities that decide `path` for `operation` (acl.go AllowOperation), or undefined when none match. A
+ * LIST/SCAN of `foo/bar/` tries the exact rule without the slash, then the non-exact rules on `foo/bar` before
+ * those on `foo/bar/` (upstream: "List operations need to check without the trailing slash first, because there
+ * could be other rules with trailing wildcards that will match the path"), so `foo/+` covers `LIST foo/bar/`.
+ */
 function lookup(acl: CompiledAcl, path: string, operation: Capability): Set<Capability> | undefined {
   const listing = operation === 'list' || operation === 'scan';
   const exact = acl.exact.get(path) ?? (listing ? acl.exact.get(path.replace(/\/$/, '')) : undefined);
   if (exact) return exact;
-  const found = nonExact(acl, path);
-  if (found) return found;
-  // LIST/SCAN retry without the trailing slash: `foo/+` then covers `LIST foo/bar/`.
-  if (listing && path.endsWith('/')) return nonExact(acl, path.slice(0, -1));
-  return undefined;
+  if (listing && path.endsWith('/')) {
+    const withoutSlash = nonExact(acl, path.slice(0, -1));
+    if (withoutSlash) return withoutSlash;
+  }
+  return nonExact(acl, path);
 }
 
 export interface AclDecision {
@@ -330,10 +335,10 @@ export function checkAcl(
 /**
  * What `sys/capabilities-self` answers for one path (internal/vault/acl.go `Capabilities`, sorted by
  * internal/vault/capabilities.go `Capabilities`): the deciding rule's capabilities, or `deny` when it denies or no
- * rule matches. Unlike an operation check, no LIST retry without the trailing slash.
+ * rule matches. Upstream asks AllowOperation with a LIST, so a path ending in `/` is decided as a LIST is.
  */
 export function capabilitiesOf(policies: readonly StoredPolicy[], path: string): string[] {
-  const capabilities = lookup(compile(policies), path, 'read');
+  const capabilities = lookup(compile(policies), path, 'list');
   if (!capabilities || capabilities.size === 0 || capabilities.has('deny')) return ['deny'];
   return [...capabilities].sort();
 }
