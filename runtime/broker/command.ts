@@ -35,6 +35,7 @@ interface BrokerRunFlags extends RelayClientFlags {
   readonly podApiUrl?: string;
   readonly podApiMaxConnections: string;
   readonly podApiMaxConnectionsPerAddress: string;
+  readonly podApiMaxRequestsPerAddress: string;
   readonly serviceName: string;
   readonly webhookListen?: string;
   readonly webhookTlsCert?: string;
@@ -154,6 +155,11 @@ export function registerBrokerCommand(program: Command): Command {
       'pod API connections one pod address may hold open at once',
       String(DEFAULT_POD_API_LIMITS.maxConnectionsPerAddress),
     )
+    .option(
+      '--pod-api-max-requests-per-address <n>',
+      'pod API requests one pod address may have in the broker at once (in flight and waiting); beyond it 503',
+      String(DEFAULT_POD_API_LIMITS.maxRequestsPerAddress),
+    )
     .option('--service-name <name>', "the operator Service's name", 'cloudtaser')
     .option('--webhook-listen <host:port>', 'serve the mutating webhook (POST /mutate-pods) here')
     .option(
@@ -238,6 +244,10 @@ export function registerBrokerCommand(program: Command): Command {
                 maxConnectionsPerAddress: parseCount(
                   flags.podApiMaxConnectionsPerAddress,
                   '--pod-api-max-connections-per-address',
+                ),
+                maxRequestsPerAddress: parseCount(
+                  flags.podApiMaxRequestsPerAddress,
+                  '--pod-api-max-requests-per-address',
                 ),
               },
             }

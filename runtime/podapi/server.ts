@@ -68,8 +68,8 @@ export interface PodApiLimits {
   readonly maxConnectionsPerAddress: number;
   /**
    * Requests one pod address may have in the broker at once (in flight and waiting for a tunnel slot, pipelined
-   * ones included); beyond it they are answered 503 at once, so one pod cannot fill the queue every pod shares.
-   * @default 64
+   * ones included); beyond it they are answered 503 at once, so one pod cannot fill the queue every pod shares
+   * (waiters take turns by pod address besides, gate.ts). @default 256
    */
   readonly maxRequestsPerAddress: number;
 }
@@ -85,7 +85,7 @@ export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
   bodyTimeoutMs: 10_000,
   maxConnections: 2048,
   maxConnectionsPerAddress: 128,
-  maxRequestsPerAddress: 64,
+  maxRequestsPerAddress: 256,
 });
 
 export interface PodApiServerOptions {
@@ -369,6 +369,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
           },
           body,
           abort.signal,
+          true,
+          address,
         );
         status = response.status;
         responseBody = response.body;
@@ -444,6 +446,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         // sys/health answers at once either way (sealed while the secret store is unreachable): probes
         // have short timeouts.
         checked.route !== 'sys-health',
+        res.req.socket.remoteAddress ?? '',
       );
       reply(res, response.status, response.body, head);
     } catch (err) {
@@ -480,10 +483,12 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     head: RequestHead,
     body: Buffer | undefined,
     signal: AbortSignal,
-    waitForTunnel = true,
+    waitForTunnel: boolean,
+    podAddress: string,
   ): Promise<TunnelResponse> {
+    // Waiting requests take turns by pod address (gate.ts): one pod's pile does not delay another pod's request.
     const send = (tunnel: TunnelMux) =>
-      gate.run(() => tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal }), signal);
+      gate.run(() => tunnel.request(head, body, { timeoutMs: limits.timeoutMs, signal }), signal, podAddress);
     const current = options.tunnel();
     // The hot path (a live tunnel) adds nothing but the catch below.
     let used = current && !current.closed && !current.draining ? current : undefined;

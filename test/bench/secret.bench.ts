@@ -342,9 +342,11 @@ export const benchmarks: Benchmark[] = [
           `127.0.0.1:${podApiPort}`,
           '--pod-api-dns-name',
           'localhost',
-          // The storm's 500 pods are played from one loopback address: the per-address bound, there for one pod,
-          // is lifted here (the total bound, 2,048, stays).
+          // The storm's 500 pods are played from one loopback address: the per-address bounds, there for one pod,
+          // are lifted here (the total bound, 2,048 connections, stays).
           '--pod-api-max-connections-per-address',
+          '100000',
+          '--pod-api-max-requests-per-address',
           '100000',
           '--health-listen',
           `127.0.0.1:${healthPort}`,

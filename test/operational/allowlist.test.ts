@@ -194,6 +194,37 @@ describe('request gate', () => {
     await first;
     expect(gate.inFlight).toBe(0);
   });
+
+  it('serves waiters in turn by key, so one pod queuing many requests delays another pod by one turn only', async () => {
+    const gate = createRequestGate({ maxInFlight: 1, maxWaiting: 100 });
+    const order: string[] = [];
+    const releases: Array<() => void> = [];
+    const job = (key: string, n: number) =>
+      gate.run(
+        async () => {
+          order.push(`${key}${n}`);
+          await new Promise<void>((r) => releases.push(r));
+        },
+        undefined,
+        key,
+      );
+    const all = [
+      job('a', 0),
+      ...[1, 2, 3, 4, 5].map((n) => job('a', n)),
+      job('b', 1),
+      job('b', 2),
+      job('a', 6),
+    ];
+    while (order.length < 9 || releases.length > 0) {
+      await new Promise((r) => setTimeout(r, 1));
+      releases.shift()?.();
+    }
+    await Promise.all(all);
+    // Before: first come, first served (b waited behind all of a's).
+    expect(order).toEqual(['a0', 'a1', 'b1', 'a2', 'b2', 'a3', 'a4', 'a5', 'a6']);
+    expect(gate.waiting).toBe(0);
+    expect(gate.inFlight).toBe(0);
+  });
 });
 
 describe('headers the pod API carries or refuses', () => {
