@@ -257,9 +257,13 @@ describe('a CLI-only install (npm install --omit=dev of the tarball, no peers)',
     "starts the %s image's entry point and command with --help from the install",
     async (image) => {
       const dockerfile = readFileSync(join(REPO, 'runtime', 'images', `Dockerfile.${image}`), 'utf8');
-      // The image installs the packed tarball the same way, without dev dependencies.
+      // The image holds the packed tarball's files with the runtime dependencies (no dev dependencies) at the
+      // versions package-lock.json pins: the same package and dependency set as this install.
       expect(dockerfile).toMatch(/npm pack --ignore-scripts/);
-      expect(dockerfile).toMatch(/npm install --omit=dev [^\n]*\/out\/cloudtaser-\*\.tgz/);
+      expect(dockerfile).toMatch(/npm prune --omit=dev/);
+      expect(dockerfile).toMatch(
+        /tar -xzf \/out\/cloudtaser-\*\.tgz --strip-components=1 -C \/app\/node_modules\/cloudtaser/,
+      );
       const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)![1]) as string[];
       const command = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]) as string[];
       expect(entrypoint[0]).toBe('/nodejs/bin/node');
