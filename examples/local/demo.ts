@@ -698,6 +698,8 @@ function describeInjection(
   const parts = [
     ...inits.map((c) => `init container ${c.name} (${c.image})`),
     ...volumes.map((v) => {
+      // The login token is a projected service-account token, not an emptyDir (the summary said "medium disk").
+      if (v.projected) return `volume ${v.name} (projected service-account token)`;
       const emptyDir = v.emptyDir as { medium?: string; sizeLimit?: string } | undefined;
       return `volume ${v.name} (emptyDir, medium ${emptyDir?.medium ?? 'disk'}${emptyDir?.sizeLimit ? `, ${emptyDir.sizeLimit}` : ''})`;
     }),
