@@ -779,12 +779,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           // and a registration made anew waits in the init room. Go there at once (before: after
           // reBootstrapAfterFailures operational misses, ~90 s, while /status said to register again).
           operationalMisses = timing.reBootstrapAfterFailures;
-        }
-        if (closeCode === 'CT_NOT_REGISTERED')
           log.warn(
             { event: 'broker.not_registered', code: why.code, reason: why.message },
             'the bridge closed the tunnel: this cluster is not registered (deregistered?); register it again (cloudtaser-cli source register, or cdktf deploy) and the broker reconnects by itself',
           );
+        }
         setStatus(
           'reconnecting',
           `the tunnel closed (${why.message}); dialing again at ${new Date(Date.now() + pause).toISOString()}`,

@@ -12,6 +12,7 @@ import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
 import type { RequestHead, TunnelHeaders, TunnelMux, TunnelResponse } from '../tunnel/index.js';
+import { AddressCounts } from './address-counts.js';
 import {
   type AllowedPodRequest,
   checkConsistencyHeaders,
@@ -160,27 +161,21 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   const failures = createLogSummarizer(log, { summaryEvent: 'podapi.failures_summary' });
   const gate = createRequestGate({ maxInFlight: limits.maxInFlight, maxWaiting: limits.maxWaiting });
   let bufferedBodyBytes = 0;
-  /** Body bytes held per pod address (remote address as the socket saw it). */
-  const bufferedByAddress = new Map<string, number>();
+  /** Per pod address (the remote address as the socket saw it): body bytes held, requests in the broker. */
+  const bufferedByAddress = new AddressCounts();
+  const requestsByAddress = new AddressCounts();
   // One line per kind of bound a minute and a summary: a pod flooding the broker must not flood its log.
   const bounds = createLogSummarizer(log, { summaryEvent: 'podapi.limits_summary' });
+  const limitHit = (limit: string, fields: Record<string, unknown>, message: string) =>
+    bounds.warn(limit, { event: 'podapi.limit', code: 'CT_PODAPI_LIMIT', limit, ...fields }, message);
 
-  /** Requests in the broker per pod address (maxRequestsPerAddress). */
-  const requestsByAddress = new Map<string, number>();
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const address = req.socket.remoteAddress ?? '';
-    const count = (requestsByAddress.get(address) ?? 0) + 1;
-    if (count > limits.maxRequestsPerAddress) {
+    if (requestsByAddress.get(address) >= limits.maxRequestsPerAddress) {
       req.resume();
-      bounds.warn(
+      limitHit(
         'address_requests',
-        {
-          event: 'podapi.limit',
-          code: 'CT_PODAPI_LIMIT',
-          limit: 'address_requests',
-          podAddress: address,
-          maxRequestsPerAddress: limits.maxRequestsPerAddress,
-        },
+        { podAddress: address, maxRequestsPerAddress: limits.maxRequestsPerAddress },
         'one pod address has too many requests in the broker at once; answering its next ones 503',
       );
       reply(
@@ -193,18 +188,14 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       observe?.('refused', 503, 0);
       return;
     }
-    requestsByAddress.set(address, count);
+    requestsByAddress.add(address);
     serve(req, res)
       .catch((err: unknown) => {
         log.warn({ event: 'podapi.failed', reason: (err as Error).message }, 'pod API request failed');
         if (!res.headersSent) reply(res, 500, openBaoErrorBody(['internal error in the cloudtaser broker']));
         else res.destroy();
       })
-      .finally(() => {
-        const left = (requestsByAddress.get(address) ?? 1) - 1;
-        if (left > 0) requestsByAddress.set(address, left);
-        else requestsByAddress.delete(address);
-      });
+      .finally(() => requestsByAddress.remove(address));
   };
 
   const observe = options.observe;
@@ -282,26 +273,26 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     let spent = 'all' as 'all' | 'address';
     const socket = req.socket;
     const release = () => {
-      socket.off('close', release);
       if (reserved === 0) return;
+      socket.off('close', release);
       bufferedBodyBytes -= reserved;
-      const left = (bufferedByAddress.get(address) ?? 0) - reserved;
-      if (left > 0) bufferedByAddress.set(address, left);
-      else bufferedByAddress.delete(address);
+      bufferedByAddress.remove(address, reserved);
       reserved = 0;
     };
-    res.once('close', release);
-    socket.once('close', release);
-    const serveWithBody = async (): Promise<void> => {
+    try {
       const reserve = (bytes: number): boolean => {
-        const held = bufferedByAddress.get(address) ?? 0;
-        if (held + bytes > limits.maxBufferedBodyBytesPerAddress) {
+        if (bufferedByAddress.get(address) + bytes > limits.maxBufferedBodyBytesPerAddress) {
           spent = 'address';
           return false;
         }
         if (bufferedBodyBytes + bytes > limits.maxBufferedBodyBytes) return false;
+        // The close listeners only for a request that holds bytes: a bodiless read (most traffic) adds none.
+        if (reserved === 0) {
+          res.once('close', release);
+          socket.once('close', release);
+        }
         bufferedBodyBytes += bytes;
-        bufferedByAddress.set(address, held + bytes);
+        bufferedByAddress.add(address, bytes);
         reserved += bytes;
         return true;
       };
@@ -309,12 +300,9 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       if (body === BUDGET_SPENT || body === BODY_TIMEOUT) {
         const timedOut = body === BODY_TIMEOUT;
         const kind = timedOut ? 'body_timeout' : spent === 'address' ? 'address_body_budget' : 'body_budget';
-        bounds.warn(
+        limitHit(
           kind,
           {
-            event: 'podapi.limit',
-            code: 'CT_PODAPI_LIMIT',
-            limit: kind,
             route: checked.route,
             podAddress: address,
             ...(timedOut
@@ -413,9 +401,6 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       );
       reply(res, status, responseBody, false, responseHeaders);
       observe?.(checked.route, status, (performance.now() - started) / 1000);
-    };
-    try {
-      await serveWithBody();
     } finally {
       release();
     }
@@ -531,42 +516,26 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   // closed before TLS beyond either bound. Node applies maxConnections itself and reports each drop.
   server.maxConnections = limits.maxConnections;
   server.on('drop', () =>
-    bounds.warn(
+    limitHit(
       'connections',
-      {
-        event: 'podapi.limit',
-        code: 'CT_PODAPI_LIMIT',
-        limit: 'connections',
-        maxConnections: limits.maxConnections,
-      },
+      { maxConnections: limits.maxConnections },
       'too many pod API connections open at once; closing new ones',
     ),
   );
-  const connectionsByAddress = new Map<string, number>();
+  const connectionsByAddress = new AddressCounts();
   server.on('connection', (socket: Socket) => {
     const address = socket.remoteAddress ?? '';
-    const open = (connectionsByAddress.get(address) ?? 0) + 1;
-    if (open > limits.maxConnectionsPerAddress) {
-      bounds.warn(
+    if (connectionsByAddress.get(address) >= limits.maxConnectionsPerAddress) {
+      limitHit(
         'address_connections',
-        {
-          event: 'podapi.limit',
-          code: 'CT_PODAPI_LIMIT',
-          limit: 'address_connections',
-          podAddress: address,
-          maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
-        },
+        { podAddress: address, maxConnectionsPerAddress: limits.maxConnectionsPerAddress },
         'one pod address holds too many pod API connections; closing its new ones',
       );
       socket.destroy();
       return;
     }
-    connectionsByAddress.set(address, open);
-    socket.once('close', () => {
-      const left = (connectionsByAddress.get(address) ?? 1) - 1;
-      if (left > 0) connectionsByAddress.set(address, left);
-      else connectionsByAddress.delete(address);
-    });
+    connectionsByAddress.add(address);
+    socket.once('close', () => connectionsByAddress.remove(address));
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = limits.timeoutMs + 5_000;

@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { KubeClient, readClusterFingerprint } from '../../runtime/kube/index.js';
+import { isProcessAlive } from '../support/process-alive.js';
 import { waitUntil } from '../support/wait.js';
 
 let server: KubeTestServer;
@@ -149,14 +150,7 @@ describe('exec credential plugins', () => {
     expect(err).toMatchObject({ code: 'CT_KUBE_UNAUTHORIZED' });
     expect((err as Error).message).toContain('microsoft.com/devicelogin');
     const pid = Number((await readFile(join(dir, 'sleep.pid'), 'utf8')).trim());
-    const alive = () => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const alive = () => isProcessAlive(pid);
     await waitUntil(() => !alive(), { timeoutMs: 2_000, what: "the wrapper's child stopped with it" });
   });
 

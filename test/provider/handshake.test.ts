@@ -9,6 +9,7 @@ import { hclogTimestamp } from '../../provider/wire/hclog.js';
 import { MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE } from '../../provider/wire/serve.js';
 import { issueSelfSignedSync } from '../../runtime/pki/index.js';
 import { runProcess } from '../run-process.js';
+import { isProcessAlive } from '../support/process-alive.js';
 import { waitUntil } from '../support/wait.js';
 import { testBundle } from './support/bundle.js';
 import { launchProvider } from './support/launch.js';
@@ -177,14 +178,7 @@ describe('go-plugin handshake of the bundled provider', () => {
     expect(pid).toBeGreaterThan(0);
     shell.stdin.end('\n');
     await shellExited;
-    const alive = () => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const alive = () => isProcessAlive(pid);
     // The provider polls its parent once a second; allow for a loaded machine.
     await vi.waitFor(() => expect(alive()).toBe(false), { timeout: 15_000, interval: 100 });
   }, 40_000);

@@ -6,9 +6,10 @@
  * review. Bodiless reads, most of the traffic, are not affected.
  */
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type PodApiServer, startPodApiServer } from '../../runtime/podapi/server.js';
+import type { PodApiServer } from '../../runtime/podapi/server.js';
+import { halfSentLogin as halfSentLoginFrom, startPlainPodApi } from '../support/raw-pod-client.js';
 
 const BODY = 512 * 1024;
 const sockets: Socket[] = [];
@@ -20,29 +21,11 @@ afterEach(async () => {
 });
 
 /** A login POST whose body stops one byte short: the server holds what arrived until the request times out. */
-async function halfSentLogin(port: number): Promise<{ socket: Socket; answer: () => string }> {
-  const socket = connect(port, '127.0.0.1');
-  sockets.push(socket);
-  socket.on('error', () => undefined);
-  let text = '';
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString('latin1');
-  });
-  await once(socket, 'connect');
-  socket.write(
-    `POST /v1/auth/kubernetes/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${BODY}\r\n\r\n`,
-  );
-  socket.write(Buffer.alloc(BODY - 1, 0x20));
-  return { socket, answer: () => text };
-}
+const halfSentLogin = (port: number) => halfSentLoginFrom(port, BODY, sockets);
 
 describe('pod API request bodies held at once', () => {
   it('answers 503 and closes the connection once the budget is spent, and accepts bodies again once it is free', async () => {
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
-      tunnel: () => undefined,
+    api = await startPlainPodApi({
       limits: { maxBufferedBodyBytes: 2 * BODY },
     });
     const holders = [await halfSentLogin(api.port), await halfSentLogin(api.port)];
@@ -69,11 +52,7 @@ describe('pod API request bodies held at once', () => {
   });
 
   it('still serves bodiless reads while the budget is spent', async () => {
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
-      tunnel: () => undefined,
+    api = await startPlainPodApi({
       limits: { maxBufferedBodyBytes: BODY },
     });
     await halfSentLogin(api.port);

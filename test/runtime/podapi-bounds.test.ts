@@ -7,10 +7,11 @@
  * CT_PODAPI_LIMIT. Pods are told apart by source address: here 127.0.0.2 and 127.0.0.3 play other pods.
  */
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type PodApiServer, startPodApiServer } from '../../runtime/podapi/server.js';
+import type { PodApiServer } from '../../runtime/podapi/server.js';
 import { captureLogger } from '../beacon/helpers.js';
+import { halfSentLogin as halfSentLogin0, openRaw, startPlainPodApi } from '../support/raw-pod-client.js';
 import { waitUntil } from '../support/wait.js';
 
 const BODY = 512 * 1024;
@@ -22,37 +23,8 @@ afterEach(async () => {
   api = undefined;
 });
 
-interface Client {
-  readonly socket: Socket;
-  answer(): string;
-  closed: boolean;
-}
-
-async function open(port: number, from = '127.0.0.1'): Promise<Client> {
-  const socket = connect({ port, host: '127.0.0.1', localAddress: from });
-  sockets.push(socket);
-  socket.on('error', () => undefined);
-  let text = '';
-  const client: Client = { socket, answer: () => text, closed: false };
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString('latin1');
-  });
-  socket.on('close', () => {
-    client.closed = true;
-  });
-  await once(socket, 'connect');
-  return client;
-}
-
-/** A login POST whose body stops one byte short. */
-async function halfSentLogin(port: number, from?: string): Promise<Client> {
-  const client = await open(port, from);
-  client.socket.write(
-    `POST /v1/auth/kubernetes/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${BODY}\r\n\r\n`,
-  );
-  client.socket.write(Buffer.alloc(BODY - 1, 0x20));
-  return client;
-}
+const open = (port: number, from?: string) => openRaw(port, sockets, from);
+const halfSentLogin = (port: number, from?: string) => halfSentLogin0(port, BODY, sockets, from);
 
 /** A health probe on a connection of its own that closes after the answer; resolves with the answer. */
 async function probe(port: number, from?: string): Promise<string> {
@@ -76,11 +48,7 @@ async function login(port: number): Promise<{ status: number; text: string }> {
 describe('pod API bounds per pod address', () => {
   it("keeps one pod's stalled bodies to its share, so other pods' logins still get through", async () => {
     const capture = captureLogger();
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
-      tunnel: () => undefined,
+    api = await startPlainPodApi({
       limits: { maxBufferedBodyBytes: 8 * BODY, maxBufferedBodyBytesPerAddress: 2 * BODY },
       logger: capture.logger,
     });
@@ -105,11 +73,7 @@ describe('pod API bounds per pod address', () => {
   });
 
   it('answers 408 to a body that stops arriving and frees its share at once', async () => {
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
-      tunnel: () => undefined,
+    api = await startPlainPodApi({
       limits: { maxBufferedBodyBytes: BODY, bodyTimeoutMs: 400 },
     });
     const started = Date.now();
@@ -124,11 +88,7 @@ describe('pod API bounds per pod address', () => {
 
   it('closes the connections one pod address opens beyond its bound, and any beyond the total, not the others', async () => {
     const capture = captureLogger();
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
-      tunnel: () => undefined,
+    api = await startPlainPodApi({
       limits: { maxConnectionsPerAddress: 3, maxConnections: 6 },
       logger: capture.logger,
     });
@@ -162,10 +122,7 @@ describe('pod API bounds per pod address', () => {
   it("releases a pipelined request's body bytes when its pod goes away before the answer", async () => {
     // A tunnel that answers every request after 300 ms, so the pipelined ones wait behind the first.
     const tunnel = slowTunnel(300);
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
+    api = await startPlainPodApi({
       tunnel: () => tunnel.mux,
       limits: { maxBufferedBodyBytes: 64 * QUARTER, maxBufferedBodyBytesPerAddress: 3 * QUARTER },
     });
@@ -184,10 +141,7 @@ describe('pod API bounds per pod address', () => {
   it("answers one pod's requests beyond its share at once, so the queue every pod shares stays open to others", async () => {
     const tunnel = slowTunnel(200);
     const capture = captureLogger();
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
+    api = await startPlainPodApi({
       tunnel: () => tunnel.mux,
       limits: { maxInFlight: 2, maxRequestsPerAddress: 8 },
       logger: capture.logger,

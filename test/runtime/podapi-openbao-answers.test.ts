@@ -6,7 +6,8 @@
  * sys/seal-status and exits 1 when it fails (command/status.go; the pod API refused it).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type PodApiServer, startPodApiServer } from '../../runtime/podapi/server.js';
+import type { PodApiServer } from '../../runtime/podapi/server.js';
+import { startPlainPodApi } from '../support/raw-pod-client.js';
 
 let api: PodApiServer | undefined;
 afterEach(async () => {
@@ -16,7 +17,7 @@ afterEach(async () => {
 
 describe('pod API answers as OpenBao', () => {
   it("answers OpenBao's 415 to a PATCH that is not a merge patch and lets a merge patch through", async () => {
-    api = await startPodApiServer({ host: '127.0.0.1', port: 0, tls: false, tunnel: () => undefined });
+    api = await startPlainPodApi({});
     const patch = (contentType?: string) =>
       fetch(`http://127.0.0.1:${api!.port}/v1/secret/data/app/db`, {
         method: 'PATCH',
@@ -36,7 +37,7 @@ describe('pod API answers as OpenBao', () => {
   });
 
   it("answers sys/leader itself, as one server that is not an HA cluster, and never with OpenBao's addresses", async () => {
-    api = await startPodApiServer({ host: '127.0.0.1', port: 0, tls: false, tunnel: () => undefined });
+    api = await startPlainPodApi({});
     const leader = await fetch(`http://127.0.0.1:${api.port}/v1/sys/leader`);
     expect(leader.status).toBe(200);
     expect(await leader.json()).toMatchObject({
