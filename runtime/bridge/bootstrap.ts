@@ -34,6 +34,8 @@ export interface ServeBootstrapOptions {
   readonly openbao: OpenBaoClient;
   readonly trust: ClusterTrust;
   readonly stepTimeoutMs: number;
+  /** Lifetime of the broker and pod API certificates signed. @default LIFETIME_DAYS.broker */
+  readonly brokerCertificateDays?: number;
   readonly signal?: AbortSignal;
   readonly logger: Logger;
 }
@@ -145,7 +147,7 @@ export async function serveBootstrap(
       brokerCertPem = signCsr(trust.ca, request.csr, {
         commonName: 'cloudtaser-broker',
         extKeyUsage: ['serverAuth'],
-        days: LIFETIME_DAYS.broker,
+        days: options.brokerCertificateDays ?? LIFETIME_DAYS.broker,
       }).certPem;
     } catch (err) {
       if (isCloudtaserError(err, 'CT_PKI_INVALID_CSR')) return refuse('CT_PKI_INVALID_CSR', err.message);
@@ -155,7 +157,7 @@ export async function serveBootstrap(
     let podApiCertPem: string | undefined;
     if (request.podApiCsr !== undefined) {
       try {
-        podApiCertPem = signPodApiCsr(trust, request.podApiCsr);
+        podApiCertPem = signPodApiCsr(trust, request.podApiCsr, options.brokerCertificateDays);
       } catch (err) {
         if (isCloudtaserError(err, 'CT_PKI_INVALID_CSR')) return refuse('CT_PKI_INVALID_CSR', err.message);
         throw err;
@@ -313,7 +315,11 @@ const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-
  * wildcard, no IP). It chains to the cluster CA, which only this cluster's pods trust, so the names cannot be
  * used against anything else.
  */
-function signPodApiCsr(trust: ClusterTrust, csrPem: string): string {
+export function signPodApiCsr(
+  trust: ClusterTrust,
+  csrPem: string,
+  days: number = LIFETIME_DAYS.broker,
+): string {
   const requested = parseCsr(csrPem).dnsNames;
   const names = requested.filter((name) => DNS_NAME.test(name));
   if (names.length === 0 || names.length !== requested.length || names.length > MAX_POD_API_NAMES) {
@@ -326,7 +332,7 @@ function signPodApiCsr(trust: ClusterTrust, csrPem: string): string {
     commonName: names[0],
     dnsNames: names,
     extKeyUsage: ['serverAuth'],
-    days: LIFETIME_DAYS.broker,
+    days,
   }).certPem;
 }
 

@@ -42,10 +42,12 @@ import {
   type TunnelReply,
 } from '../tunnel/index.js';
 import { askToMove } from '../tunnel/move.js';
+import { isCertificateRenewRequest } from '../tunnel/renew.js';
 import { openTunnel } from '../tunnel/session.js';
 import { peerLeftHandshake } from '../tunnel/tls.js';
 import { createBeaconReplicaSet, type ReplicaTarget } from './beacon-replicas.js';
 import { serveBootstrap } from './bootstrap.js';
+import { withUsableBridgeCertificate } from './bridge-certificate.js';
 import { createClusterDiscovery, type DiscoveryPoll } from './discovery.js';
 import { createHandshakeGate, type HandshakeGate } from './handshake-gate.js';
 import type { BridgeMetrics } from './metrics.js';
@@ -58,6 +60,7 @@ import {
   DEFAULT_BRIDGE_TIMING,
 } from './options.js';
 import { bootstrapRefusalFix } from './refusal-fix.js';
+import { serveCertificateRenewal } from './renewal.js';
 import { type ShardMembership, startShardMembership } from './shards.js';
 import { type BridgeTokenReview, peerAddressOf, startBridgeTokenReview } from './tokenreview-service.js';
 
@@ -97,6 +100,8 @@ interface ClusterState {
   trust?: Promise<ClusterTrust>;
   trustLoadedAt?: number;
   readonly gates: Record<Room, HandshakeGate>;
+  /** When this replica last signed a renewal of the cluster's broker certificate (performance.now()). */
+  readonly renewalSignedAt: { value: number };
 }
 
 type Room = 'init' | 'operational';
@@ -222,7 +227,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
 
   /** What one cluster's broker may ask of this bridge through its tunnel. */
   const clusterHandler =
-    (cluster: ClusterState, clusterLog: Logger): TunnelHandler =>
+    (cluster: ClusterState, clusterLog: Logger, tunnelKeySha256: () => string | undefined): TunnelHandler =>
     (request, context) => {
       if (request.path.startsWith(OPENBAO_TUNNEL_PREFIX)) {
         const forwarded = forwarder.forward(cluster.namespace, request, context.signal);
@@ -245,6 +250,19 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         });
         return metrics ? observeMigration(metrics, migrated) : migrated;
       }
+      if (isCertificateRenewRequest(request))
+        return serveCertificateRenewal(request, {
+          tunnelKeySha256: tunnelKeySha256(),
+          recordedKeySha256: () => cluster.brokerKeySha256,
+          trust: () => trustOf(cluster),
+          days: timing.brokerCertificateDays,
+          lastSignedAt: cluster.renewalSignedAt,
+          minIntervalMs: timing.renewalMinIntervalMs,
+          logger: clusterLog,
+        }).then(({ reply, outcome }) => {
+          metrics?.certificateRenewal(outcome);
+          return reply;
+        });
       if (options.handler) return options.handler(request, context);
       return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
     };
@@ -431,7 +449,19 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
   /** The cluster's CA and bridge certificate from memory; read from OpenBao on first use and after a refresh. */
   function trustOf(cluster: ClusterState): Promise<ClusterTrust> {
     if (!cluster.trust) {
-      const loading = loadClusterTrust(options.openbao, { namespace: cluster.namespace });
+      const loading = loadClusterTrust(options.openbao, { namespace: cluster.namespace }).then((stored) => {
+        const usable = withUsableBridgeCertificate(stored);
+        if (usable.storedNotAfter)
+          log.info(
+            {
+              event: 'bridge.client_certificate_minted',
+              fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
+              storedNotAfter: usable.storedNotAfter,
+            },
+            'the stored bridge certificate for this cluster expires within 30 days (nobody ran register since): using one minted in memory from the cluster CA; running register again renews the stored one',
+          );
+        return usable.trust;
+      });
       cluster.trust = loading;
       cluster.trustLoadedAt = performance.now();
       // A failed read is not cached: the next pairing tries again.
@@ -561,6 +591,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           openbao: options.openbao,
           trust,
           stepTimeoutMs: timing.stepTimeoutMs,
+          brokerCertificateDays: timing.brokerCertificateDays,
           signal: cluster.stop.signal,
           logger: clusterLog,
         });
@@ -644,7 +675,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         keyPem: trust.bridgeKeyPem,
         handshakeTimeoutMs: timing.stepTimeoutMs,
         limits: options.tunnelLimits,
-        handler: clusterHandler(cluster, clusterLog),
+        handler: clusterHandler(cluster, clusterLog, () => peerKey),
         signal: cluster.stop.signal,
         logger: clusterLog,
       });
@@ -817,6 +848,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         tunnelKeys: new Map(),
         tunnelReplicas: new Map(),
         gates: { init: newGate(), operational: newGate() },
+        renewalSignedAt: { value: Number.NEGATIVE_INFINITY },
       };
       clusters.set(entry.fingerprint, cluster);
       log.info(

@@ -57,6 +57,8 @@ export interface BridgeMetrics {
   discoveryListing(reason: string): void;
   /** Anything the bridge refused a peer, by CT_ code. */
   refusal(code: string): void;
+  /** One broker certificate renewal asked through a tunnel: `renewed`, `refused`, `too_soon`, `unavailable`. */
+  certificateRenewal(outcome: string): void;
 }
 
 export interface BridgeMetricsOptions {
@@ -213,6 +215,13 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     registers: [registry],
   });
 
+  const renewals = new Counter({
+    name: 'cloudtaser_bridge_certificate_renewals_total',
+    help: 'Broker certificate renewals asked through a tunnel, by outcome (renewed, refused, too_soon, unavailable)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+
   const openbaoRequest = (source: OpenBaoRequestSource, outcome: string, seconds: number) => {
     openbaoRequests.inc({ source, outcome });
     openbaoSeconds.observe({ source }, seconds);
@@ -224,6 +233,10 @@ export function createBridgeMetrics(options: BridgeMetricsOptions = {}): BridgeM
     },
     tunnelOpened: (fingerprint) => tunnelOpens.inc({ cluster: fingerprintPrefix(fingerprint) }),
     tunnelClosed: (fingerprint) => tunnelCloses.inc({ cluster: fingerprintPrefix(fingerprint) }),
+    certificateRenewal(outcome) {
+      renewals.inc({ outcome });
+      if (outcome === 'refused') refusals.inc({ code: 'CT_RENEWAL_REFUSED' });
+    },
     bootstrap(fingerprint, outcome) {
       const cluster = fingerprintPrefix(fingerprint);
       bootstraps.inc({ cluster, outcome });

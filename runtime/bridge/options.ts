@@ -7,6 +7,7 @@ import type { BeaconClientCertificate } from '../beacon/index.js';
 import type { Logger } from '../core/log.js';
 import { IN_FLIGHT_GRACE_MS } from '../core/shutdown.js';
 import type { OpenBaoClient, TokenLoginState } from '../openbao/index.js';
+import { LIFETIME_DAYS } from '../pki/index.js';
 import type { RelayPartyOptions, TunnelHandler, TunnelMux } from '../tunnel/index.js';
 import { DEFAULT_DISCOVERY_RESYNC_MS } from './discovery.js';
 import type { BridgeMetrics } from './metrics.js';
@@ -57,6 +58,13 @@ export interface BridgeTiming {
    * moment nothing is in flight on it, within the rest of the grace. @default 5000
    */
   readonly closeMoveWaitMs: number;
+  /**
+   * Lifetime of the certificates the bridge signs for a broker, at bootstrap and at each renewal through the tunnel
+   * (fractions allowed: tests use seconds). @default 365 (LIFETIME_DAYS.broker)
+   */
+  readonly brokerCertificateDays: number;
+  /** At most one broker certificate renewal per cluster this often (a broker asking in a loop). @default 60000 */
+  readonly renewalMinIntervalMs: number;
 }
 
 export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
@@ -71,6 +79,8 @@ export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
   trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
   closeGraceMs: IN_FLIGHT_GRACE_MS,
   closeMoveWaitMs: IN_FLIGHT_GRACE_MS / 2,
+  brokerCertificateDays: LIFETIME_DAYS.broker,
+  renewalMinIntervalMs: 60_000,
 });
 
 export interface BridgeOptions extends RelayPartyOptions {

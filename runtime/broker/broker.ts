@@ -42,6 +42,7 @@ import {
   DEFAULT_BROKER_TIMING,
 } from './options.js';
 import { type BrokerPodApi, brokerPodApi } from './pod-api.js';
+import { runCertificateRenewal } from './renewal.js';
 import type { BrokerPhase, BrokerStatus } from './status.js';
 import {
   isNamespaceRequest,
@@ -479,10 +480,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
    * Serves on `first`, and on each tunnel a move puts in its place, until the live one closes; resolves with why
    * it closed.
    */
-  const holdTunnel = async (
-    first: OperationalTunnel,
-    credentials: BrokerCredentials,
-  ): Promise<CloudtaserError> => {
+  const holdTunnel = async (first: OperationalTunnel): Promise<CloudtaserError> => {
     let current = first;
     for (;;) {
       const closed = linkSignal([stop.signal]);
@@ -490,7 +488,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       try {
         await moves.next(closed.signal);
         if (closed.signal.aborted) return await current.mux.done;
-        const next = await moveFrom(current, credentials, closed.signal).finally(() => moves.finished());
+        const next = await moveFrom(current, closed.signal).finally(() => moves.finished());
         if (!next) continue;
         const previous = current;
         current = next;
@@ -521,7 +519,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   /** Dials until a new tunnel is up; undefined once `current` closed (the run loop redials as after any close). */
   const moveFrom = async (
     current: OperationalTunnel,
-    credentials: BrokerCredentials,
     closed: AbortSignal,
   ): Promise<OperationalTunnel | undefined> => {
     const retry = createBackoff({ initialMs: timing.backoffInitialMs, maxMs: timing.backoffMaxMs });
@@ -531,7 +528,8 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     );
     while (!closed.aborted) {
       try {
-        return await connect(credentials, closed);
+        // The credentials in use at each attempt: a renewal may have replaced them meanwhile.
+        return await connect(credentials!, closed);
       } catch (err) {
         if (closed.aborted) return undefined;
         const error = toCloudtaserError(err);
@@ -667,9 +665,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       'no trust record is configured: the first CA accepted is pinned for this process only, and a restarted broker trusts the first CA it meets again',
     );
 
+  /** The certificates in use: from the last bootstrap, or the renewal after it (in memory only). */
+  let credentials: BrokerCredentials | undefined;
+
   const run = async () => {
     let fingerprint: string | undefined;
-    let credentials: BrokerCredentials | undefined;
     let operationalMisses = 0;
     /** When the bridge said a newer bootstrap replaced this broker (CT_BROKER_REPLACED), until one succeeds. */
     let replacedAt: string | undefined;
@@ -712,7 +712,9 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
               lastError: undefined,
               operationalHashPrefix: hashPrefix(operationalHash(fresh.caCertDer)),
               certificateNotAfter: new Date(new X509Certificate(fresh.brokerCertPem).validTo).toISOString(),
+              certificateRenewalError: undefined,
             });
+            metrics?.certificate(new Date(new X509Certificate(fresh.brokerCertPem).validTo), undefined);
           } catch (err) {
             // With certificates in hand a refusal only means "still initialized": keep using them. A CA that
             // does not match the pin (a rogue bridge in the init room) never replaces them either. Once replaced
@@ -745,7 +747,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           beaconIp: session.ip,
           tunnel: { since: new Date().toISOString() },
         });
-        const why = await holdTunnel(session, credentials!);
+        const why = await holdTunnel(session);
         liveTunnel = undefined;
         metrics?.tunnelClosed(why.code);
         if (stop.signal.aborted) break;
@@ -857,6 +859,36 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   };
   const running = run();
+  const renewing = runCertificateRenewal({
+    renewBeforeMs: timing.certificateRenewBeforeMs,
+    retryMs: timing.certificateRenewRetryMs,
+    timeoutMs: timing.stepTimeoutMs,
+    credentials: () => credentials,
+    keyPair,
+    ...(options.podApi && podApiKeyPair
+      ? { podApi: { dnsNames: options.podApi.dnsNames, keyPair: podApiKeyPair } }
+      : {}),
+    nextTunnel,
+    renewed: async (fresh) => {
+      credentials = fresh;
+      podApi?.renew(fresh);
+      const notAfter = new Date(new X509Certificate(fresh.brokerCertPem).validTo);
+      metrics?.certificate(notAfter, 'renewed');
+      setStatus(status.phase, status.reason, {
+        certificateNotAfter: notAfter.toISOString(),
+        certificateRenewedAt: new Date().toISOString(),
+        certificateRenewalError: undefined,
+      });
+    },
+    failed: (error) => {
+      metrics?.certificate(undefined, error.code);
+      setStatus(status.phase, status.reason, {
+        certificateRenewalError: { code: error.code, reason: error.message, at: new Date().toISOString() },
+      });
+    },
+    signal: stop.signal,
+    logger: log,
+  });
   let closing: Promise<void> | undefined;
 
   return {
@@ -903,7 +935,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           liveTunnel?.closeWhenIdle('the broker is shutting down', timing.closeGraceMs),
           ...movedFrom,
         ]);
-        await running;
+        await Promise.all([running, renewing]);
         retrySummary.close();
         reviewSummary.close();
         await migrator?.close();

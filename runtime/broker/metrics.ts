@@ -46,6 +46,11 @@ export interface BrokerMetrics {
   admission(outcome: AdmissionOutcome, reason?: string): void;
   migration(outcome: MigrationOutcome, code?: string): void;
   refusal(code: string): void;
+  /**
+   * The certificate in use expires at `notAfter` (set at a bootstrap or renewal); `outcome` counts a renewal
+   * attempt: `renewed`, or the CT_ code it failed with (undefined: a bootstrap, no attempt).
+   */
+  certificate(notAfter: Date | undefined, outcome: string | undefined): void;
 }
 
 export interface BrokerMetricsOptions {
@@ -165,6 +170,18 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
     registers: [registry],
   });
 
+  const certificateNotAfter = new Gauge({
+    name: 'cloudtaser_broker_certificate_not_after_seconds',
+    help: "When the broker's tunnel certificate expires (Unix seconds); alert on it minus time() (renewed 90 days ahead)",
+    registers: [registry],
+  });
+  const renewals = new Counter({
+    name: 'cloudtaser_broker_certificate_renewals_total',
+    help: 'Renewals of the broker certificate through the tunnel: renewed, or the CT_ code the attempt failed with',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+
   return {
     registry,
     track(next) {
@@ -196,5 +213,9 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
       if (outcome.result === 'refused' && code) refusals.inc({ code });
     },
     refusal: (code) => refusals.inc({ code }),
+    certificate(notAfter, outcome) {
+      if (notAfter) certificateNotAfter.set(Math.floor(notAfter.getTime() / 1000));
+      if (outcome !== undefined) renewals.inc({ outcome });
+    },
   };
 }

@@ -79,6 +79,13 @@ export interface BrokerTiming {
    * finish before connections are cut; no new connection is accepted meanwhile. @default 10000
    */
   readonly closeGraceMs: number;
+  /**
+   * The broker renews its certificates through the tunnel when less than this is left (or a third of their
+   * validity, if that is shorter): the bridge signs new ones for the same keys. @default 7776000000 (90 days)
+   */
+  readonly certificateRenewBeforeMs: number;
+  /** After a renewal failed, the next attempt comes after a jittered half to all of this. @default 3600000 (1 h) */
+  readonly certificateRenewRetryMs: number;
 }
 
 export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
@@ -89,6 +96,8 @@ export const DEFAULT_BROKER_TIMING: BrokerTiming = Object.freeze({
   pairTimeoutMs: 45_000,
   reBootstrapAfterFailures: 3,
   closeGraceMs: IN_FLIGHT_GRACE_MS,
+  certificateRenewBeforeMs: 90 * 86_400_000,
+  certificateRenewRetryMs: 3_600_000,
 });
 
 export interface BrokerOptions extends RelayPartyOptions {

@@ -41,8 +41,13 @@ export interface PodApiEndpoint {
 }
 
 export interface BrokerPodApi {
-  /** Starts the pod API if these credentials carry its certificate; once it runs, later calls do nothing. */
+  /**
+   * Starts the pod API if these credentials carry its certificate; once it runs, a later call serves new
+   * connections with the certificate these credentials carry (a re-bootstrap's), as `renew` does.
+   */
   start(credentials: BrokerCredentials): Promise<void>;
+  /** Serves new connections with the pod API certificate of these credentials (a renewal). */
+  renew(credentials: BrokerCredentials): void;
   /** Once it runs: the address pods use and the CA they trust. */
   endpoint(): PodApiEndpoint | undefined;
   /** Where it listens, as bound, once it runs. */
@@ -87,6 +92,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       return;
     }
     server = started;
+    servedCertPem = credentials.podApiCertPem;
     // Port 0 (tests, local use) is replaced by the bound port.
     const port = !options.url && options.port === 0 ? new URL(started.url).port : options.port;
     endpoint = {
@@ -95,14 +101,24 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
     };
   };
 
+  let servedCertPem: string | undefined;
+  const renew = (credentials: BrokerCredentials) => {
+    const certPem = credentials.podApiCertPem;
+    if (!server || !certPem || !credentials.podApiPrivateKey || certPem === servedCertPem) return;
+    server.setCertificate({ certPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) });
+    servedCertPem = certPem;
+  };
+
   return {
     async start(credentials) {
-      if (server || closing) return;
+      if (server) return renew(credentials);
+      if (closing) return;
       starting ??= listen(credentials).finally(() => {
         starting = undefined;
       });
       await starting;
     },
+    renew,
     endpoint: () => endpoint,
     listenUrl: () => server?.url,
     close(graceMs) {

@@ -24,10 +24,14 @@ export interface BrokerStatus {
   /** First 12 hex characters of the operational room (the CA hash) once bootstrapped. */
   readonly operationalHashPrefix?: string;
   /**
-   * When this broker's certificate (from its last bootstrap) expires (ISO 8601). It is not renewed while the broker
-   * runs: a restart bootstraps again (on its own with attestation, after a re-arm without).
+   * When this broker's certificate expires (ISO 8601): from its last bootstrap or renewal. The broker renews it
+   * through the tunnel before then (`certificateRenewBeforeMs`, 90 days by default).
    */
   readonly certificateNotAfter?: string;
+  /** When the certificate was last renewed through the tunnel (ISO 8601); absent before the first renewal. */
+  readonly certificateRenewedAt?: string;
+  /** The last renewal that failed, until one succeeds: its code and message (a bridge before 0.2.0: a 404). */
+  readonly certificateRenewalError?: { readonly code: string; readonly reason: string; readonly at: string };
   /** The beacon replica the live tunnel runs through. */
   readonly beaconIp?: string;
   readonly tunnel?: { readonly since: string; readonly lastPingRttMs?: number };

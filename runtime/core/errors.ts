@@ -162,6 +162,8 @@ export const ErrorCodes = {
     "the bridge closed a live broker's tunnel because a newer bootstrap of the cluster replaced its key: expected when the operator restarted; otherwise someone who knows the fingerprint may have taken the cluster over",
   CT_REARMED:
     'the cluster was re-armed while its broker was connected: the bridge closed the tunnel so that broker bootstraps again at once and spends the re-arm',
+  CT_RENEWAL_REFUSED:
+    "a renewal of the broker's certificates through the tunnel was refused (by the bridge: a CSR for another key than the tunnel's, a broker a newer bootstrap replaced, too soon after the last one; by the broker: an answer it cannot use); the broker keeps its certificate and tries again later",
   CT_TUNNEL_DRAINED:
     'the peer closed the tunnel with nothing in flight (a bridge or broker shutting down): requests not yet answered were never processed and are sent again on the next tunnel',
   CT_TUNNEL_PROTOCOL:

@@ -70,6 +70,11 @@ interface BrokerStatusView {
   readonly lastErrorCode?: string;
   readonly operationalHashPrefix?: string;
   readonly certificateNotAfter?: string;
+  readonly certificateRenewalError?: {
+    readonly code?: string;
+    readonly reason?: string;
+    readonly at?: string;
+  };
   readonly beaconIp?: string;
   readonly webhookCaPem?: string;
   readonly webhookCaBundle?: { readonly current?: boolean; readonly lastError?: string } | string;
@@ -355,16 +360,27 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
     },
     async 'broker-phase'() {
       if (status?.phase === 'operational') {
-        // Not renewed while the broker runs: the day it expires the bridge refuses the tunnel, and the broker's
-        // next bootstrap needs attestation or a re-arm. Said ahead, not on the day.
+        // The broker renews its certificate through the tunnel ahead of expiry; a renewal that keeps failing (a
+        // bridge before 0.2.0, a broker before it that never renews) would end in the bridge refusing the tunnel
+        // and a bootstrap that needs attestation or a re-arm. Said as soon as a due renewal failed, and 14 days ahead.
         const notAfter = status.certificateNotAfter ? Date.parse(status.certificateNotAfter) : Number.NaN;
         const daysLeft = (notAfter - now().getTime()) / 86_400_000;
-        if (daysLeft < (options.certificateWarnDays ?? 14))
+        const renewal = status.certificateRenewalError;
+        if (renewal || daysLeft < (options.certificateWarnDays ?? 14)) {
+          const failed = renewal
+            ? `its renewal through the tunnel failed (${renewal.code ?? 'no code'}: ${renewal.reason ?? ''})`
+            : 'it was not renewed (a broker before 0.2.0 never renews)';
           return warn(
-            `operational, but the broker's certificate expires ${status.certificateNotAfter} (in ${Math.max(0, Math.floor(daysLeft))} day(s)) and is not renewed while it runs`,
-            `restart the operator before then (kubectl rollout restart): with attested bootstrap it bootstraps again on its own; without, re-arm first (${REARM_COMMAND(fingerprint ?? '<fingerprint>')})`,
-            { certificateNotAfter: status.certificateNotAfter },
+            `operational, but the broker's certificate expires ${status.certificateNotAfter} (in ${Math.max(0, Math.floor(daysLeft))} day(s)) and ${failed}`,
+            renewal?.code === 'CT_RENEWAL_REFUSED' && /404/.test(renewal.reason ?? '')
+              ? 'upgrade the bridge (0.2.0 or later renews broker certificates); the broker tries again every hour'
+              : `the broker retries every hour (log event broker.certificate_renewal_failed); if it cannot before expiry, restart the operator (kubectl rollout restart): with attested bootstrap it bootstraps again on its own; without, re-arm first (${REARM_COMMAND(fingerprint ?? '<fingerprint>')})`,
+            {
+              certificateNotAfter: status.certificateNotAfter,
+              ...(renewal?.code ? { renewalErrorCode: renewal.code } : {}),
+            },
           );
+        }
         return ok(`operational through beacon replica ${status.beaconIp ?? '?'}`, {
           beaconIp: status.beaconIp,
           ...(status.certificateNotAfter ? { certificateNotAfter: status.certificateNotAfter } : {}),

@@ -122,6 +122,8 @@ export interface PodApiServer {
   readonly port: number;
   /** No new connection; requests in flight get `graceMs` to be answered, through the tunnel still up. */
   close(graceMs?: number): Promise<void>;
+  /** Serves new connections with this certificate (a renewal); connections already open keep theirs. */
+  setCertificate(tls: { readonly certPem: string; readonly keyPem: string }): void;
 }
 
 const NOT_CONNECTED =
@@ -550,6 +552,10 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   return {
     url: listening.url,
     port: listening.port,
+    setCertificate(tls) {
+      if ('setSecureContext' in server)
+        server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' });
+    },
     close: async (graceMs) => {
       await listening.close(graceMs);
       failures.close();

@@ -137,8 +137,11 @@ export interface RegistrationResult {
   readonly changed: boolean;
 }
 
-/** Re-issue the bridge certificate when it has less than this left, so a re-run of register renews it. */
-const BRIDGE_RENEW_BEFORE_MS = 30 * 86_400_000;
+/**
+ * Re-issue the bridge certificate when it has less than this left, so a re-run of register renews it. Bridges mint
+ * their own from the cluster CA in that window (runtime/bridge/bridge-certificate.ts), so nothing depends on a re-run.
+ */
+export const BRIDGE_RENEW_BEFORE_MS = 30 * 86_400_000;
 
 /**
  * Registers a cluster with OpenBao. Idempotent: a second run for the same fingerprint keeps the same CA and

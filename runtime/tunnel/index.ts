@@ -7,6 +7,7 @@ export * from './health.js';
 export * from './move.js';
 export * from './mux.js';
 export * from './party.js';
+export * from './renew.js';
 export * from './resolve.js';
 export * from './session.js';
 export * from './tls.js';

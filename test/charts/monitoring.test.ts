@@ -178,7 +178,7 @@ describe.each(CHART_NAMES)('%s chart monitoring', (chart) => {
 });
 
 describe('alerts across the charts', () => {
-  it('cover tunnel down for a cluster, bootstrap refused, beacon replica unreachable, OpenBao errors, polls failing, shard Leases failing, TokenReviews failing and webhook refusing', () => {
+  it('cover tunnel down for a cluster, bootstrap refused, beacon replica unreachable, OpenBao errors, polls failing, shard Leases failing, TokenReviews failing, webhook refusing and a broker certificate not renewed', () => {
     const alerts = ['cloudtaser', 'cloudtaser-bridge'].flatMap((chart) =>
       only(renderWith(chart as ChartName, 'prometheusRule'), 'PrometheusRule').spec.groups.flatMap(
         (g: K8sObject) => g.rules,
@@ -206,6 +206,10 @@ describe('alerts across the charts', () => {
     );
     expect(byName.get('CloudtaserBrokerTokenReviewsFailing')).toContain(
       'cloudtaser_broker_tokenreviews_total{kind="review", status!~"2.."',
+    );
+    // Renewed 90 days ahead: 30 days left means two months of failed renewals.
+    expect(byName.get('CloudtaserBrokerCertificateExpiring')).toMatch(
+      /cloudtaser_broker_certificate_not_after_seconds\{[^}]*\}\) - time\(\) < 30 \* 86400/,
     );
   });
 });

@@ -95,7 +95,7 @@ describe('target doctor', () => {
     expect(report).toMatchObject({ healthy: true, exitCode: 0 });
   });
 
-  it("warns ahead of the day the broker's certificate expires (it is not renewed while the broker runs)", async () => {
+  it("warns ahead of the day the broker's certificate expires when it was not renewed", async () => {
     const status = (await (await fetch(`${stack.broker.healthUrl}/status`)).json()) as {
       certificateNotAfter: string;
     };
@@ -110,9 +110,34 @@ describe('target doctor', () => {
       const step = report.steps.find((s) => s.link === 'broker-phase');
       expect(step).toMatchObject({
         state: 'warn',
-        detail: expect.stringContaining('is not renewed while it runs'),
+        detail: expect.stringContaining('it was not renewed'),
       });
       expect(step?.fix).toContain('--rearm');
+      expect(report.exitCode).toBe(0);
+    } finally {
+      await stand.close();
+    }
+  });
+
+  it('warns as soon as a due renewal failed, and names the upgrade when the bridge predates renewals', async () => {
+    const stand = await editedStatus(stack.broker.healthUrl!, (status) => {
+      // 80 days left: inside the 90-day renewal window, outside the 14-day warning.
+      status.certificateNotAfter = new Date(Date.now() + 80 * 86_400_000).toISOString();
+      status.certificateRenewalError = {
+        code: 'CT_RENEWAL_REFUSED',
+        reason:
+          'the bridge does not renew broker certificates (it answered 404: a version before 0.2.0); upgrade the bridge before this certificate expires',
+        at: new Date().toISOString(),
+      };
+    });
+    try {
+      const report = await runTargetDoctor(targetOptions({ brokerStatusUrl: stand.address }));
+      const step = report.steps.find((s) => s.link === 'broker-phase');
+      expect(step).toMatchObject({
+        state: 'warn',
+        detail: expect.stringContaining('its renewal through the tunnel failed (CT_RENEWAL_REFUSED'),
+      });
+      expect(step?.fix).toContain('upgrade the bridge');
       expect(report.exitCode).toBe(0);
     } finally {
       await stand.close();
