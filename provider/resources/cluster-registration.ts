@@ -259,6 +259,74 @@ function rememberRefreshed(client: CloudtaserProviderClient, key: string): void 
   keys.add(key);
 }
 
+/**
+ * Registrations whose destroy this command planned (an address gone from the configuration), by namespace and
+ * fingerprint, with the plans of creates waiting to hear of one. A rename without a declared move plans the destroy of
+ * the old address and the create of the new one concurrently; the old object's refresh makes its registration look
+ * like a tainted object of this state (see refreshedRegistrations), so the create must hear whether a destroy of it
+ * follows. Terraform plans an orphan's destroy right after its refresh, in the same step; a tainted object plans no
+ * destroy at all (its replacement is one create), so waiting a moment tells the two apart.
+ */
+const plannedDestroys = new WeakMap<
+  CloudtaserProviderClient,
+  { readonly keys: Set<string>; readonly waiters: Set<() => void> }
+>();
+
+/** How long the plan of a create waits to hear whether the registration it found is being destroyed elsewhere. */
+const RENAME_WAIT_MS = 2_000;
+
+function destroysOf(client: CloudtaserProviderClient) {
+  let destroys = plannedDestroys.get(client);
+  if (!destroys) {
+    destroys = { keys: new Set(), waiters: new Set() };
+    plannedDestroys.set(client, destroys);
+  }
+  return destroys;
+}
+
+function notePlannedDestroy(client: CloudtaserProviderClient, namespace: string, fingerprint: string): void {
+  const destroys = destroysOf(client);
+  destroys.keys.add(`${namespace}#${fingerprint}`);
+  for (const wake of [...destroys.waiters]) wake();
+}
+
+/** True once this command plans the destroy of that registration at another address; false after `waitMs`. */
+function destroyIsPlanned(
+  client: CloudtaserProviderClient,
+  namespace: string,
+  fingerprint: string,
+  waitMs: number,
+): Promise<boolean> {
+  const destroys = destroysOf(client);
+  const key = `${namespace}#${fingerprint}`;
+  if (destroys.keys.has(key)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const finish = (planned: boolean) => {
+      clearTimeout(timer);
+      destroys.waiters.delete(check);
+      resolve(planned);
+    };
+    const check = () => {
+      if (destroys.keys.has(key)) finish(true);
+    };
+    const timer = setTimeout(() => finish(false), waitMs);
+    destroys.waiters.add(check);
+  });
+}
+
+function renamedWithoutMove(fingerprint: string, namespace: string): CloudtaserError {
+  return attributeError(
+    ['fingerprint'],
+    'CT_REGISTRATION_EXISTS',
+    `cluster ${fingerprint} (namespace ${namespace}) is registered by this state at another address, which this ` +
+      'plan destroys: the resource was renamed or moved without a declared move. Applying would deregister the ' +
+      "live cluster and register it again with a new CA (the operator's trust pin, operational_hash, would no " +
+      'longer match), or fail half-way with the cluster deregistered. Declare the move instead: a moved block ' +
+      '(moved { from = <old address>, to = <new address> }; in CDKTF, moveTo or moveFromId), so Terraform keeps ' +
+      'the registration. To replace it on purpose, apply the removal first, then the addition.',
+  );
+}
+
 /** The operation in flight per cluster (by namespace) in this provider process. */
 const operationsInFlight = new Map<string, Promise<unknown>>();
 
@@ -312,13 +380,16 @@ function registeredElsewhere(
     'CT_REGISTRATION_EXISTS',
     `cluster ${fingerprint} is already registered in OpenBao (namespace ${namespace}` +
       `${registeredAt ? `, registered ${registeredAt}` : ''}) but not in this Terraform state: ` +
-      'the CLI or another state registered it, and two owners would deregister it under each other. ' +
+      'the CLI or another state registered it (or an apply of this configuration was interrupted after it ' +
+      'registered the cluster and before Terraform saved it: then import it), and two owners would deregister it ' +
+      'under each other. ' +
       `To manage it from this configuration, import it: terraform import cloudtaser_cluster_registration.<name> ${fingerprint} ` +
       '(<name> is this resource\'s name, shown after "with" in this error; with modules, its full address), or add ' +
       `import { to = cloudtaser_cluster_registration.<name>, id = "${fingerprint}" } to the configuration. ` +
       'To take it over as it is instead, set adopt_existing = true. If this configuration renamed or moved the ' +
       'resource, declare the move instead (a moved block; in CDKTF, moveTo or moveFromId), so Terraform keeps the ' +
-      'registration rather than destroying it and creating another.',
+      'registration rather than destroying it and creating another. If this is `terraform destroy` (its refresh ' +
+      'plans the configuration first), run `terraform destroy -refresh=false`: it destroys what this state holds.',
   );
 }
 
@@ -398,8 +469,13 @@ async function assertNotRegisteredElsewhere(
   const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
   const status = await getClusterStatus(await client.openBao(), { fingerprint, namespaceRoot });
   if (!status.registered) return;
-  // The registration a tainted object of this state stands for (read during this command's refresh).
-  if (options.refreshedHere && refreshedRegistrations.get(client)?.has(registrationKey(status))) return;
+  // The registration a tainted object of this state stands for (read during this command's refresh), unless this
+  // plan destroys it at another address: a rename without a declared move.
+  if (options.refreshedHere && refreshedRegistrations.get(client)?.has(registrationKey(status))) {
+    if (await destroyIsPlanned(client, status.namespace, fingerprint, RENAME_WAIT_MS))
+      throw renamedWithoutMove(fingerprint, status.namespace);
+    return;
+  }
   throw registeredElsewhere(fingerprint, status.namespace, status.registeredAt);
 }
 
@@ -525,6 +601,14 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     // only final during apply, when Terraform configures the provider again).
     const problem = secretStoreProblemFor(client);
     if (problem && problem.code !== 'CT_PROVIDER_CONFIG_UNKNOWN') throw problem;
+    // A create of the same cluster at another address in this plan must hear of it (a rename without a move).
+    if (
+      action === 'delete' &&
+      client &&
+      typeof prior?.namespace === 'string' &&
+      typeof prior.fingerprint === 'string'
+    )
+      notePlannedDestroy(client, prior.namespace, prior.fingerprint);
     if (action === 'delete' || !client || problem) return;
     await assertRegistrarMayApply(action, prior, config, client, warn);
     if (action !== 'create' && action !== 'replace') return;

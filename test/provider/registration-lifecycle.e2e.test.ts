@@ -73,6 +73,41 @@ ${extra}}
       expect(after.operationalHash).not.toBe(before.operationalHash);
     });
 
+    it('refuses a rename without a moved block at plan, every time, and the cluster stays registered', async () => {
+      const fp = 'd2100000-0000-4000-8000-000000000021';
+      const ws = workspace();
+      const named = (name: string, extra = '') =>
+        registration(bao.openbao.address, fp).replace('"r"', `"${name}"`) + extra;
+      ws.write('main.tf', named('old'));
+      expect((await apply(ws)).code).toBe(0);
+      const before = await status(fp);
+      ws.write('main.tf', named('new'));
+      // The plan of the old address's destroy and the new one's create run concurrently: before, the create passed
+      // whenever the old object's refresh came first (4 plans in 6 in an outside test), and the apply deregistered.
+      for (let i = 0; i < 3; i++) {
+        const plan = await ws.run(['plan', '-no-color']);
+        expect(plan.code, plan.stdout + plan.stderr).toBe(1);
+        expect(flat(plan.stderr)).toMatch(/CT_REGISTRATION_EXISTS[\s\S]*(declare the move|Declare the move)/);
+      }
+      const refused = await apply(ws);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).not.toContain('Destroying');
+      const after = await status(fp);
+      expect(after.registered).toBe(true);
+      expect(after.operationalHash).toBe(before.operationalHash);
+      // The documented way keeps it.
+      ws.write(
+        'main.tf',
+        named(
+          'new',
+          'moved {\n  from = cloudtaser_cluster_registration.old\n  to   = cloudtaser_cluster_registration.new\n}\n',
+        ),
+      );
+      const moved = await apply(ws);
+      expect(moved.code, moved.stdout + moved.stderr).toBe(0);
+      expect((await status(fp)).operationalHash).toBe(before.operationalHash);
+    });
+
     it("still refuses another state's registration, at plan and at apply", async () => {
       const fp = 'd3000000-0000-4000-8000-000000000003';
       const owner = workspace();
