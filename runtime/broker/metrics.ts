@@ -56,12 +56,34 @@ export interface BrokerMetrics {
 export interface BrokerMetricsOptions {
   /** Also export the Node process metrics (`cloudtaser_broker_process_*`, `cloudtaser_broker_nodejs_*`). @default true */
   readonly processMetrics?: boolean;
+  /** A beacon replica not dialed for this long leaves the replica series. @default 900000 (15 min) */
+  readonly replicaForgetMs?: number;
+  /** Clock for that (tests). @default performance.now */
+  readonly now?: () => number;
 }
+
+const REPLICA_FORGET_MS = 15 * 60_000;
 
 export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerMetrics {
   const registry = createProcessRegistry('cloudtaser_broker_', options.processMetrics ?? true);
   let source: BrokerMetricsSource | undefined;
-  const replicaUp = new Map<string, number>();
+  /** Per beacon replica: its last dial's result (1 reached, 0 failed), when, and the results its dials counted. */
+  const replicas = new Map<string, { up: number | undefined; at: number; readonly results: Set<string> }>();
+  const now = options.now ?? (() => performance.now());
+  const forgetAfterMs = options.replicaForgetMs ?? REPLICA_FORGET_MS;
+  /**
+   * A replica not dialed for forgetAfterMs is forgotten: the broker dials only while it has no tunnel, so an old 0
+   * is no news (a replica that left DNS while the broker was operational kept its alert firing until a restart),
+   * and every beacon pod address ever dialed stayed a series.
+   */
+  const forgetStaleReplicas = () => {
+    const cutoff = now() - forgetAfterMs;
+    for (const [replica, entry] of replicas) {
+      if (entry.at >= cutoff) continue;
+      replicas.delete(replica);
+      for (const result of entry.results) beaconDials.remove({ replica, result });
+    }
+  };
 
   new Gauge({
     name: 'cloudtaser_broker_phase',
@@ -109,6 +131,9 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
     help: 'Dials of one beacon replica: result waiting (reached the room), paired, or the CT_ code of the failure',
     labelNames: ['replica', 'result'],
     registers: [registry],
+    collect() {
+      forgetStaleReplicas();
+    },
   });
   new Gauge({
     name: 'cloudtaser_broker_beacon_replica_up',
@@ -116,8 +141,9 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
     labelNames: ['replica'],
     registers: [registry],
     collect() {
+      forgetStaleReplicas();
       this.reset();
-      for (const [replica, up] of replicaUp) this.set({ replica }, up);
+      for (const [replica, entry] of replicas) if (entry.up !== undefined) this.set({ replica }, entry.up);
     },
   });
   const podApiRequests = new Counter({
@@ -196,8 +222,12 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
     },
     beaconDial(replica, result) {
       beaconDials.inc({ replica, result });
-      if (result !== 'CT_CANCELLED')
-        replicaUp.set(replica, result === 'waiting' || result === 'paired' ? 1 : 0);
+      const entry = replicas.get(replica) ?? { up: undefined, at: now(), results: new Set<string>() };
+      entry.results.add(result);
+      entry.at = now();
+      // A cancelled dial (another replica paired first) says nothing about reachability.
+      if (result !== 'CT_CANCELLED') entry.up = result === 'waiting' || result === 'paired' ? 1 : 0;
+      replicas.set(replica, entry);
     },
     podApiRequest(route, status, seconds) {
       podApiRequests.inc({ route, status: String(status) });

@@ -237,6 +237,28 @@ describe('broker metrics', () => {
     expectCheapLabels(m);
   });
 
+  it('forgets a beacon replica not dialed for 15 minutes, so a replica that left DNS does not page forever', async () => {
+    let now = 0;
+    const metrics = createBrokerMetrics({ processMetrics: false, now: () => now });
+    const read = async () => parseExposition(await metrics.registry.metrics());
+    metrics.beaconDial('10.0.0.7', 'CT_BEACON_UNREACHABLE');
+    metrics.beaconDial('10.0.0.8', 'paired');
+    let m = await read();
+    expect(m.value('cloudtaser_broker_beacon_replica_up', { replica: '10.0.0.7' })).toBe(0);
+    // The broker then holds its tunnel through .8 and dials nothing for a long time; .7 left DNS meanwhile.
+    now = 15 * 60_000 + 1;
+    m = await read();
+    expect(m.samples.filter((s) => s.labels.replica !== undefined)).toEqual([]);
+    // A replica dialed again is back.
+    metrics.beaconDial('10.0.0.8', 'waiting');
+    m = await read();
+    expect(m.value('cloudtaser_broker_beacon_replica_up', { replica: '10.0.0.8' })).toBe(1);
+    expect(m.value('cloudtaser_broker_beacon_dials_total', { replica: '10.0.0.8', result: 'waiting' })).toBe(
+      1,
+    );
+    expect(m.samples.some((s) => s.labels.replica === '10.0.0.7')).toBe(false);
+  });
+
   it('counts pod API requests by route and status with a latency histogram, and the bridge counts them as pod requests to OpenBao', async () => {
     const before = await brokerScrape();
     const bridgeBefore = await bridgeScrape();
