@@ -29,7 +29,7 @@ export type CloudtaserChartName = 'cloudtaser' | 'cloudtaser-beacon' | 'cloudtas
 export interface HelmChartOptions {
   /** Chart repository: an `oci://` registry or an https chart repository; ignored for a local chart directory. @default 'oci://ghcr.io/cloudtaser/charts' */
   readonly repository?: string;
-  /** Chart version. @default - the cloudtaser version of these constructs ('0.1.0') */
+  /** Chart version. @default - the cloudtaser version of these constructs ('0.2.0') */
   readonly version?: string;
   /** Chart name in the repository, or a path to a chart directory (see `bundledChartPath`). @default - the chart's own name */
   readonly chart?: string;

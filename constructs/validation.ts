@@ -100,7 +100,7 @@ export function requireDnsSubdomain(prop: string, value: string | undefined): vo
 }
 
 export function requireChartVersion(prop: string, value: string | undefined): void {
-  requireMatch(prop, value, CHART_VERSION, 'must be a semantic version such as 0.1.0');
+  requireMatch(prop, value, CHART_VERSION, 'must be a semantic version such as 0.2.0');
 }
 
 export function requireNonEmpty(prop: string, value: string | undefined): void {

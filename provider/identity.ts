@@ -14,4 +14,4 @@ export const PROVIDER_ADDRESS = `${PROVIDER_HOSTS[0]}/${PROVIDER_SOURCE}`;
 export const PROVIDER_ADDRESSES: readonly string[] = PROVIDER_HOSTS.map(
   (host) => `${host}/${PROVIDER_SOURCE}`,
 );
-export const PROVIDER_VERSION = '0.1.0';
+export const PROVIDER_VERSION = '0.2.0';

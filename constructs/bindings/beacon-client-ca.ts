@@ -24,8 +24,8 @@ export class BeaconClientCa extends cdktf.TerraformResource {
       terraformResourceType: 'cloudtaser_beacon_client_ca',
       terraformGeneratorMetadata: {
         providerName: 'cloudtaser',
-        providerVersion: '0.1.0',
-        providerVersionConstraint: '~> 0.1.0',
+        providerVersion: '0.2.0',
+        providerVersionConstraint: '~> 0.2.0',
       },
       provider: config.provider,
       dependsOn: config.dependsOn,

@@ -93,8 +93,8 @@ export class ClusterRegistration extends cdktf.TerraformResource {
       terraformResourceType: 'cloudtaser_cluster_registration',
       terraformGeneratorMetadata: {
         providerName: 'cloudtaser',
-        providerVersion: '0.1.0',
-        providerVersionConstraint: '~> 0.1.0',
+        providerVersion: '0.2.0',
+        providerVersionConstraint: '~> 0.2.0',
       },
       provider: config.provider,
       dependsOn: config.dependsOn,

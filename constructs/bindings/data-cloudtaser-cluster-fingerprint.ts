@@ -158,8 +158,8 @@ export class DataCloudtaserClusterFingerprint extends cdktf.TerraformDataSource 
       terraformResourceType: 'cloudtaser_cluster_fingerprint',
       terraformGeneratorMetadata: {
         providerName: 'cloudtaser',
-        providerVersion: '0.1.0',
-        providerVersionConstraint: '~> 0.1.0',
+        providerVersion: '0.2.0',
+        providerVersionConstraint: '~> 0.2.0',
       },
       provider: config.provider,
       dependsOn: config.dependsOn,

@@ -198,8 +198,8 @@ export class CloudtaserProvider extends cdktf.TerraformProvider {
       terraformResourceType: 'cloudtaser',
       terraformGeneratorMetadata: {
         providerName: 'cloudtaser',
-        providerVersion: '0.1.0',
-        providerVersionConstraint: '~> 0.1.0',
+        providerVersion: '0.2.0',
+        providerVersionConstraint: '~> 0.2.0',
       },
       terraformProviderSource: 'cloudtaser/cloudtaser',
     });

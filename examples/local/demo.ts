@@ -125,7 +125,7 @@ const APP_NAMESPACE = 'team-a';
 const APP_SERVICE_ACCOUNT = 'app-a';
 const ROLE = 'app';
 const SECRET_PATH = 'app/db';
-const OPERATOR_IMAGE = 'ghcr.io/cloudtaser/cloudtaser-operator:0.1.0';
+const OPERATOR_IMAGE = 'ghcr.io/cloudtaser/cloudtaser-operator:0.2.0';
 
 const steps: Array<[string, (s: DemoState) => Promise<string>]> = [
   ['provider mirror', providerMirror],

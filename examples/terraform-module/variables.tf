@@ -65,7 +65,7 @@ variable "deploy_operator" {
 variable "chart_version" {
   description = "Version of the cloudtaser operator chart."
   type        = string
-  default     = "0.1.0"
+  default     = "0.2.0"
 }
 
 variable "chart_repository" {

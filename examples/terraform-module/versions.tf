@@ -3,7 +3,7 @@ terraform {
   required_providers {
     cloudtaser = {
       source  = "cloudtaser/cloudtaser"
-      version = "~> 0.1.0"
+      version = "~> 0.2.0"
     }
     helm = {
       source  = "hashicorp/helm"

@@ -12,7 +12,7 @@ import { reportFailure } from './output.js';
 import { registerSourceCommands } from './source.js';
 import { registerTargetCommands } from './target.js';
 
-export const VERSION = '0.1.0';
+export const VERSION = '0.2.0';
 
 /** Builds the whole `cloudtaser-cli` command tree; tests call this in-process with their own argv. */
 export function buildProgram(): Command {

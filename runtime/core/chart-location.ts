@@ -5,7 +5,7 @@
  * The npm package also carries the charts (`runtime/charts/<chart>`) for installs without a registry.
  */
 export const CHART_REPOSITORY = 'oci://ghcr.io/cloudtaser/charts';
-export const CHART_VERSION = '0.1.0';
+export const CHART_VERSION = '0.2.0';
 export const OPERATOR_NAMESPACE = 'cloudtaser-system';
 
 /** The operator chart as `helm install` takes it: the OCI reference with its version. */

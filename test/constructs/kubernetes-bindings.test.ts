@@ -78,7 +78,7 @@ describe('helm and kubernetes bindings match the prebuilt packages', () => {
         createNamespace: true,
         chart: 'cloudtaser',
         repository: 'oci://ghcr.io/cloudtaser/charts',
-        version: '0.1.0',
+        version: '0.2.0',
         values: ['{"webhook":{"failurePolicy":"Ignore"}}'],
         set: [
           { name: 'operator.broker.beacon.address', value: 'beacon.example.com:443', type: 'string' },

@@ -49,7 +49,7 @@ describe('RegisteredCluster', () => {
     expect(release).toMatchObject({
       chart: 'cloudtaser',
       repository: 'oci://ghcr.io/cloudtaser/charts',
-      version: '0.1.0',
+      version: '0.2.0',
       name: 'cloudtaser',
       namespace: 'cloudtaser-system',
       create_namespace: true,
@@ -70,7 +70,7 @@ describe('RegisteredCluster', () => {
     ]);
     expect(json.terraform.required_providers.cloudtaser).toEqual({
       source: 'cloudtaser/cloudtaser',
-      version: '0.1.0',
+      version: '0.2.0',
     });
     expect(cluster.node.defaultChild).toBe(cluster.registration);
   });

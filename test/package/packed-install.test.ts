@@ -216,7 +216,7 @@ describe('a CLI-only install (npm install --omit=dev of the tarball, no peers)',
     const version = await runProcess(process.execPath, [bundle, '--version'], {
       env: { PATH: process.env.PATH },
     });
-    expect(version.stdout.trim()).toBe('terraform-provider-cloudtaser 0.1.0');
+    expect(version.stdout.trim()).toBe('terraform-provider-cloudtaser 0.2.0');
   });
 
   it('runs dev up --json, reads the dev cluster through the bundled kubeconfig loader, and stops cleanly', async () => {

@@ -45,9 +45,9 @@ describe('cloudtaser-cli provider install', () => {
       for (const platform of ['linux_amd64', 'linux_arm64', 'darwin_amd64', 'darwin_arm64']) {
         const file = join(
           dir,
-          `mirror/${host}/cloudtaser/cloudtaser/0.1.0`,
+          `mirror/${host}/cloudtaser/cloudtaser/0.2.0`,
           platform,
-          'terraform-provider-cloudtaser_v0.1.0',
+          'terraform-provider-cloudtaser_v0.2.0',
         );
         expect(existsSync(file), file).toBe(true);
       }

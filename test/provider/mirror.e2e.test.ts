@@ -23,7 +23,7 @@ terraform {
   required_providers {
     cloudtaser = {
       source  = "registry.terraform.io/cloudtaser/cloudtaser"
-      version = "0.1.0"
+      version = "0.2.0"
     }
   }
 }
@@ -63,9 +63,9 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
       const mirror = join(project, 'mirror');
       const installed = installProviderMirror(mirror, { bundlePath: bundle, layout });
       if (layout === 'unpacked') {
-        const packageDir = join(mirror, 'registry.terraform.io/cloudtaser/cloudtaser/0.1.0/linux_amd64');
+        const packageDir = join(mirror, 'registry.terraform.io/cloudtaser/cloudtaser/0.2.0/linux_amd64');
         expect(hashPackageDir(packageDir)).toBe(installed.h1);
-        expect(statSync(join(packageDir, 'terraform-provider-cloudtaser_v0.1.0')).mode & 0o111).toBeTruthy();
+        expect(statSync(join(packageDir, 'terraform-provider-cloudtaser_v0.2.0')).mode & 0o111).toBeTruthy();
       }
       const ws = createWorkspace({
         cliConfig: `disable_checkpoint = true\n${installed.cliConfig}`,
@@ -186,10 +186,10 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
       const tofu = 'registry.opentofu.org/cloudtaser/cloudtaser';
       expect(installed.providerAddresses).toEqual(['registry.terraform.io/cloudtaser/cloudtaser', tofu]);
       if (layout === 'unpacked') {
-        const dirOf = (host: string) => join(mirror, host, 'cloudtaser/cloudtaser/0.1.0/linux_amd64');
+        const dirOf = (host: string) => join(mirror, host, 'cloudtaser/cloudtaser/0.2.0/linux_amd64');
         expect(hashPackageDir(dirOf('registry.opentofu.org'))).toBe(installed.h1);
         expect(hashPackageDir(dirOf('registry.terraform.io'))).toBe(installed.h1);
-        const exe = 'terraform-provider-cloudtaser_v0.1.0';
+        const exe = 'terraform-provider-cloudtaser_v0.2.0';
         expect(readFileSync(join(dirOf('registry.opentofu.org'), exe))).toEqual(
           readFileSync(join(dirOf('registry.terraform.io'), exe)),
         );
@@ -197,7 +197,7 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
       } else {
         const zipOf = (host: string) =>
           readFileSync(
-            join(mirror, host, 'cloudtaser/cloudtaser/terraform-provider-cloudtaser_0.1.0_linux_amd64.zip'),
+            join(mirror, host, 'cloudtaser/cloudtaser/terraform-provider-cloudtaser_0.2.0_linux_amd64.zip'),
           );
         expect(zipOf('registry.opentofu.org')).toEqual(zipOf('registry.terraform.io'));
       }
@@ -208,7 +208,7 @@ describe('provider installed from a filesystem mirror, spawned by terraform', ()
       try {
         ws.write(
           'main.tf',
-          `terraform {\n  required_providers {\n    cloudtaser = { source = "${tofu}", version = "0.1.0" }\n  }\n}\n` +
+          `terraform {\n  required_providers {\n    cloudtaser = { source = "${tofu}", version = "0.2.0" }\n  }\n}\n` +
             'output "ns" { value = provider::cloudtaser::namespace("3c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f") }\n',
         );
         const init = await ws.run(['init', '-no-color']);

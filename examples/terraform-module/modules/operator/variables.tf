@@ -22,7 +22,7 @@ variable "attestation" {
 variable "chart_version" {
   description = "Version of the cloudtaser operator chart."
   type        = string
-  default     = "0.1.0"
+  default     = "0.2.0"
 }
 
 variable "chart_repository" {
