@@ -372,7 +372,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       // Trust on first use is recorded before it is used: nothing about the cluster (fingerprint, CSR, token)
       // goes to a bridge whose CA is neither pinned nor recorded, so a bootstrap the bridge spends always leaves
       // the record behind (a restart then meets the real bridge's "already initialized" pinned, not open).
-      ...(caPin === undefined ? { beforeRequest: recordFirstContactCa } : {}),
+      // An admin pin goes into the record only once a bridge presented that very CA: a mistyped pin (refused by
+      // every bridge) must not replace a good record, or removing the typo would leave the cluster refusing its CA.
+      ...(caPin === undefined
+        ? { beforeRequest: recordFirstContactCa }
+        : pin && options.trustRecord
+          ? { beforeRequest: confirmAdminPin }
+          : {}),
       ...(options.podApi && podApiKeyPair
         ? { podApi: { dnsNames: options.podApi.dnsNames, keyPair: podApiKeyPair } }
         : {}),
@@ -659,6 +665,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
       );
     }
   };
+  let adminPinRecorded = false;
+  /** The init room's bridge presented a CA matching the admin pin (bootstrapBroker checked it): record it once. */
+  const confirmAdminPin = async (presentedCa: X509Certificate): Promise<void> => {
+    if (adminPinRecorded || !pin || operationalHash(presentedCa.raw) !== pin) return;
+    adminPinRecorded = true;
+    void writeAdminPin(pin);
+  };
   if (!options.trustRecord && !pin)
     log.warn(
       { event: 'broker.trust_record_memory' },
@@ -675,7 +688,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     let replacedAt: string | undefined;
     /** Set by CT_REARMED: go to the init room until a bootstrap is signed or refused, whatever fails meanwhile. */
     let rearmPending = false;
-    if (pin && options.trustRecord) void writeAdminPin(pin);
     while (!stop.signal.aborted) {
       try {
         if (!fingerprint) {

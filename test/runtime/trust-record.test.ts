@@ -285,6 +285,31 @@ describe('the broker trust record', () => {
     );
   });
 
+  it('records a mistyped admin pin nowhere: the record keeps the real CA, so removing the typo heals', async () => {
+    const { registered } = await cluster();
+    const name = `record-${randomUUID().slice(0, 8)}`;
+    await admin.createConfigMap(NAMESPACE, {
+      metadata: { name },
+      data: { caSha256: registered.operationalHash },
+    });
+    const log = captured();
+    const handle = await broker({
+      fingerprint: registered.fingerprint,
+      beacons: [replicas.address],
+      caSha256: 'ab'.repeat(32),
+      trustRecord: configMapTrustRecord(admin, { namespace: NAMESPACE, name }),
+      logger: log.logger,
+    });
+    // The bridge's CA does not match the typo: refused in the init room, every attempt.
+    await waitUntil(() => handle.status().lastErrorCode === 'CT_PKI_CA_PIN_MISMATCH', {
+      timeoutMs: 10_000,
+      what: 'the pin mismatch',
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await admin.getConfigMap(NAMESPACE, name)).data?.caSha256).toBe(registered.operationalHash);
+    expect(log.events.filter((e) => e.event === 'broker.trust_record_replaced')).toEqual([]);
+  });
+
   it('without a configured record keeps the first CA for the life of the process and warns that a restart forgets it', async () => {
     const { registered } = await cluster();
     const log = captured();
