@@ -512,7 +512,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         const closing = previous.mux
           .closeWhenIdle('the broker moved to a new tunnel', timing.closeGraceMs)
           .then(async () => {
-            metrics?.tunnelClosed((await previous.mux.done).code);
+            metrics?.tunnelClosed(closeCodeOf(await previous.mux.done));
             movedFrom.delete(closing);
           });
         movedFrom.add(closing);
@@ -761,14 +761,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         });
         const why = await holdTunnel(session);
         liveTunnel = undefined;
-        metrics?.tunnelClosed(why.code);
+        metrics?.tunnelClosed(closeCodeOf(why));
         if (stop.signal.aborted) break;
         // A first, jittered pause: when a beacon replica or a bridge restarts, every broker loses its tunnel at
         // the same instant, and redialing in step would hit the survivors as one burst.
         const pause = backoff.next();
-        // A GOAWAY carries the bridge's own code (mux.ts: details.peerCode): that is the cause to keep in front.
-        const peerCode = why.details?.peerCode;
-        const closeCode = typeof peerCode === 'string' ? peerCode : why.code;
+        const closeCode = closeCodeOf(why);
         if (closeCode === 'CT_REARMED') {
           // The bridge asks for a bootstrap now (the cluster was re-armed while this broker was connected): the
           // next attempt goes to the init room, so this broker spends the re-arm instead of leaving it open.
@@ -992,6 +990,16 @@ async function countReview(
   const answer = await reply;
   metrics?.tokenReview(kind, answer.status);
   return answer;
+}
+
+/**
+ * Why a tunnel closed, as its metric and /status say it: a GOAWAY carries the bridge's own code (mux.ts:
+ * details.peerCode: CT_TUNNEL_DRAINED, CT_NOT_REGISTERED, CT_REARMED...), the cause to keep in front of the
+ * generic CT_TUNNEL_CLOSED.
+ */
+function closeCodeOf(why: CloudtaserError): string {
+  const peerCode = why.details?.peerCode;
+  return typeof peerCode === 'string' ? peerCode : why.code;
 }
 
 function toCloudtaserError(err: unknown): CloudtaserError {

@@ -389,14 +389,16 @@ describe('broker metrics', () => {
     await intruder.close();
   });
 
-  it('shows a tunnel that drops and comes back: state, closes by code and a second open on both sides', async () => {
+  it('shows a tunnel that drops and comes back: state, closes by the code the bridge gave and a second open on both sides', async () => {
+    // The bridge's GOAWAY code, not the generic CT_TUNNEL_CLOSED: the dashboard's "closes by code" must tell a drain
+    // from a deregistration.
     stack.bridge
       .tunnels(stack.cluster.fingerprint)[0]
-      .close({ code: 'CT_TUNNEL_CLOSED', reason: 'test drop' });
+      .close({ code: 'CT_TUNNEL_DRAINED', reason: 'test drop' });
     await vi.waitFor(
       async () => {
         const m = await brokerScrape();
-        expect(m.value('cloudtaser_broker_tunnel_closes_total', { code: 'CT_TUNNEL_CLOSED' })).toBe(1);
+        expect(m.value('cloudtaser_broker_tunnel_closes_total', { code: 'CT_TUNNEL_DRAINED' })).toBe(1);
         expect(m.value('cloudtaser_broker_tunnel_opens_total')).toBe(2);
         expect(m.value('cloudtaser_broker_tunnel_up')).toBe(1);
         const b = await bridgeScrape();
