@@ -434,7 +434,9 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               reason: error.message,
             },
             error.code === 'CT_BEACON_UNAUTHENTICATED'
-              ? 'the beacon refused this bridge: it does not trust its client certificate; give the beacon the beacon client CA (--bridge-ca)'
+              ? /not valid (before|after)|expired|not yet valid/i.test(error.message)
+                ? "the beacon refused this bridge's client certificate as outside its validity: check the clocks (NTP) of this node and the beacon's"
+                : 'the beacon refused this bridge: it does not trust its client certificate; give the beacon the beacon client CA (--bridge-ca)'
               : 'beacon dial failed',
           );
         await sleep(delay, signal);

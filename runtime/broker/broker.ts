@@ -793,7 +793,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           operationalMisses = timing.reBootstrapAfterFailures;
           log.warn(
             { event: 'broker.not_registered', code: why.code, reason: why.message },
-            'the bridge closed the tunnel: this cluster is not registered (deregistered?); register it again (cloudtaser-cli source register, or cdktf deploy) and the broker reconnects by itself',
+            'the bridge closed the tunnel: this cluster is not registered (deregistered?); register it again (cloudtaser-cli source register, or cdktf deploy): a new registration has a new CA, which this broker accepts only once it is pinned (cloudtaser-cli target trust pin --ca-sha256 <its operational hash>, or operator.broker.trust.caSha256); trust never moves to another CA by itself',
           );
         }
         setStatus(
@@ -851,7 +851,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           phase,
           replaced +
             (unregistered
-              ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy); ${again}`
+              ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy) and pin its new CA (target trust pin --ca-sha256 <operational hash>); ${again}`
               : noBridge
                 ? `no bridge came to the ${credentials ? 'operational' : 'init'} room within the beacon's wait (${error.message}): the bridge is down, does not serve this cluster, or waits at other beacon replicas; \`cloudtaser-cli source doctor\` on the secret-store side says which; ${again}`
                 : `${error.message}; ${again}`),

@@ -19,6 +19,8 @@ import {
   warn,
 } from './report.js';
 
+/** How a TLS refusal says a certificate is outside its validity (a clock, not a CA, problem). */
+const CLOCK_WORDS = /not valid (before|after)|expired|not yet valid/i;
 export interface SourceDoctorOptions {
   readonly openbao: OpenBaoClient;
   readonly fingerprint: string;
@@ -211,7 +213,9 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         if (status.beaconIdentityError)
           return broken(
             `the beacon refuses the bridge${at(url)}: ${status.beaconIdentityError}`,
-            'give the beacon the beacon client CA (--bridge-ca)',
+            CLOCK_WORDS.test(status.beaconIdentityError)
+              ? "the certificate is outside its validity on the beacon's clock: check the clocks (NTP) of the bridge and beacon nodes"
+              : 'give the beacon the beacon client CA (--bridge-ca)',
             {
               code: 'CT_BEACON_UNAUTHENTICATED',
             },
@@ -318,8 +322,8 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
               { code: refusal.code },
             )
           : broken(
-              'the cluster has never bootstrapped: no broker has reached the bridge',
-              'install the operator in the cluster and run `cloudtaser-cli target doctor` there',
+              'the cluster has not bootstrapped since it was registered, and the bridge refused no bootstrap for it',
+              `install the operator in the cluster; if it runs already and trusted an earlier registration of this cluster (deregistered and registered again: a new CA), pin the new CA there: \`cloudtaser-cli target trust pin --ca-sha256 ${record?.operationalHash ?? '<operational hash>'}\`; \`cloudtaser-cli target doctor\` in the cluster says which`,
             );
       return ok(`bootstrapped at ${record.initializedAt ?? '?'}`);
     },

@@ -207,6 +207,13 @@ describe('alerts across the charts', () => {
     expect(byName.get('CloudtaserBrokerTokenReviewsFailing')).toContain(
       'cloudtaser_broker_tokenreviews_total{kind="review", status!~"2.."',
     );
+    // Found by an outside on-call test: a dead bridge paged nobody on its side, OpenBao down nobody on the cluster side.
+    expect(byName.get('CloudtaserBridgeDown')).toContain(
+      'absent(cloudtaser_bridge_process_start_time_seconds{',
+    );
+    expect(byName.get('CloudtaserPodApiErrors')).toContain(
+      'cloudtaser_broker_podapi_requests_total{status=~"5.."',
+    );
     // Renewed 90 days ahead: 30 days left means two months of failed renewals.
     expect(byName.get('CloudtaserBrokerCertificateExpiring')).toMatch(
       /cloudtaser_broker_certificate_not_after_seconds\{[^}]*\}\) - time\(\) < 30 \* 86400/,

@@ -352,6 +352,9 @@ describe('source doctor', () => {
           const report = await doctor();
           expectBrokenAt(report, 'initialization', 27);
           expectTextSaysWhatToDo(report, 'cloudtaser-cli target doctor');
+          // Not only "install the operator": a running one that trusted an earlier registration needs the new CA
+          // pinned (an outside on-call test got "never bootstrapped, install the operator" after four attempts).
+          expectTextSaysWhatToDo(report, `target trust pin --ca-sha256 ${cluster.operationalHash}`);
         },
         { timeout: 15_000, interval: 200 },
       );
@@ -477,6 +480,30 @@ describe('source doctor', () => {
     } finally {
       await stand.close();
     }
+  });
+
+  it('says to check the clocks, not to add a CA, when the beacon refuses a certificate outside its validity (24)', async () => {
+    const said = async (beaconIdentityError: string) => {
+      const stand = await editedStatus(stack.bridge.healthUrl!, (status) => {
+        status.beaconIdentityError = beaconIdentityError;
+      });
+      try {
+        const report = await runSourceDoctor({ ...sourceOptions(), bridgeHealthUrl: stand.address });
+        expectBrokenAt(report, 'bridge', 24);
+        return report.steps.find((s) => s.link === 'bridge')?.fix ?? '';
+      } finally {
+        await stand.close();
+      }
+    };
+    // A bridge node 2 h ahead (an outside on-call test): the CA was fine, the fix said to add it.
+    const skewed = await said(
+      'CT_BEACON_UNAUTHENTICATED: the client certificate is not valid before Dec 7 16:21:31 2026 GMT',
+    );
+    expect(skewed).toContain('clocks');
+    expect(skewed).not.toContain('--bridge-ca');
+    expect(await said('CT_BEACON_UNAUTHENTICATED: no client certificate was presented')).toContain(
+      '--bridge-ca',
+    );
   });
 
   it('names a bridge that serves no TokenReviews (24): pod logins fail with a bare 403 while the tunnel works', async () => {
