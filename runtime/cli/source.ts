@@ -41,8 +41,7 @@ export function registerSourceCommands(program: Command): void {
       .option('--rearm', 'allow one more bootstrap for an already initialized cluster')
       .option(
         '--tokenreview-endpoint <url>',
-        `the bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it; bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint> with a reviewer credential registration sets`,
-        DEFAULT_TOKENREVIEW_ENDPOINT,
+        `the bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it; bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint> with a reviewer credential registration sets (default: the one the cluster's registration points at; for a new one ${DEFAULT_TOKENREVIEW_ENDPOINT})`,
       )
       .option(
         '--tokenreview-ca-cert <path>',
@@ -71,7 +70,7 @@ export function registerSourceCommands(program: Command): void {
       opts: SourceFlags & {
         rearm?: boolean;
         migration?: boolean;
-        tokenreviewEndpoint: string;
+        tokenreviewEndpoint?: string;
         tokenreviewCaCert?: string;
         attestationIssuer?: string;
         attestationJwks?: string;

@@ -55,7 +55,8 @@ export interface RegistrationTarget {
 export interface RegisterOptions extends RegistrationTarget {
   /**
    * The bridge's TokenReview endpoint as OpenBao reaches it; the cluster's Kubernetes auth `kubernetes_host`
-   * becomes `<endpoint>/clusters/<fingerprint>`. @default DEFAULT_TOKENREVIEW_ENDPOINT
+   * becomes `<endpoint>/clusters/<fingerprint>`. @default the endpoint the cluster points at now (a re-run keeps
+   * it), else DEFAULT_TOKENREVIEW_ENDPOINT
    */
   readonly tokenReviewEndpoint?: string;
   /**

@@ -26,6 +26,7 @@ import { asCertificateRecord, KUBERNETES_AUTH_MOUNT, RECORDS_MOUNT } from './lay
 import {
   DEFAULT_TOKENREVIEW_ENDPOINT,
   parseTokenReviewEndpoint,
+  tokenReviewEndpointProblem,
   tokenReviewHost,
 } from './tokenreview-endpoint.js';
 
@@ -190,11 +191,7 @@ export async function ensureTokenReviewAuth(
   /** Begun before a write: bridges re-read what they act on (the reviewer hash, the listener CA it points at). */
   announcement?: { begin(): Promise<void> },
 ): Promise<boolean> {
-  const endpoint = options.endpoint ?? DEFAULT_TOKENREVIEW_ENDPOINT;
-  parseTokenReviewEndpoint(endpoint);
-  // An http:// endpoint ignores the CA (OpenBao sends the reviewer credential in clear: only for a bridge on
-  // OpenBao's own host); OpenBao still wants some PEM there, and the listener CA is public.
-  const host = tokenReviewHost(endpoint, fingerprint);
+  if (options.endpoint !== undefined) parseTokenReviewEndpoint(options.endpoint);
   const reviewer = reviewerCredential(clusterCa, fingerprint);
   // Three independent reads in one round trip (the listener CA is created once, by whichever run comes first).
   const [caPem, current, recordedSha256] = await Promise.all([
@@ -205,6 +202,19 @@ export async function ensureTokenReviewAuth(
     loadReviewerSha256(cluster),
   ]);
   const data = current.body?.data;
+  // Not given: the endpoint the cluster points at now (a re-run keeps it, as it keeps migration and attestation;
+  // an upgrade test found a plain re-run moving an explicit endpoint to the default), else the default.
+  const suffix = `/clusters/${fingerprint}`;
+  const stored =
+    typeof data?.kubernetes_host === 'string' && data.kubernetes_host.endsWith(suffix)
+      ? data.kubernetes_host.slice(0, -suffix.length)
+      : undefined;
+  const endpoint =
+    options.endpoint ??
+    (stored && !tokenReviewEndpointProblem(stored) ? stored : DEFAULT_TOKENREVIEW_ENDPOINT);
+  // An http:// endpoint ignores the CA (OpenBao sends the reviewer credential in clear: only for a bridge on
+  // OpenBao's own host); OpenBao still wants some PEM there, and the listener CA is public.
+  const host = tokenReviewHost(endpoint, fingerprint);
   const configShown =
     current.status === 200 &&
     data?.kubernetes_host === host &&

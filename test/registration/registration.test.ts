@@ -4,6 +4,7 @@ import { initHash } from '../../runtime/core/hashes.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import {
+  DEFAULT_TOKENREVIEW_ENDPOINT,
   deregisterCluster,
   ensureBeaconClientCa,
   getClusterStatus,
@@ -12,6 +13,7 @@ import {
   loadTokenReviewCa,
   markClusterInitialized,
   POLICY_ROWS,
+  readTokenReviewEndpoint,
   rearmCluster,
   registerCluster,
   renderPolicyHcl,
@@ -114,6 +116,26 @@ describe('registration against the OpenBao test server', () => {
     expect(second.operationalHash).toBe(first.operationalHash);
     expect(second.registeredAt).toBe(first.registeredAt);
     expect(second.changed).toBe(false);
+  });
+
+  it('keeps the TokenReview endpoint a cluster points at when a re-run does not name one', async () => {
+    const fingerprint = 'e7000000-0000-4000-8000-000000000071';
+    const explicit = 'http://127.0.0.1:47144';
+    await registerCluster(registrar, { fingerprint, tokenReviewEndpoint: explicit });
+    const again = await registerCluster(registrar, { fingerprint });
+    // Before: the re-run moved it to the default (an outside upgrade test), breaking every pod login.
+    expect(again.changed).toBe(false);
+    const status = await getClusterStatus(registrar, { fingerprint });
+    const ns = admin.withNamespace(status.namespace);
+    expect(await readTokenReviewEndpoint(ns, fingerprint)).toBe(explicit);
+    // Named, it moves; a new registration gets the default.
+    await registerCluster(registrar, { fingerprint, tokenReviewEndpoint: 'https://bridge.example:8444' });
+    expect(await readTokenReviewEndpoint(ns, fingerprint)).toBe('https://bridge.example:8444');
+    const fresh = 'e7100000-0000-4000-8000-000000000072';
+    const created = await registerCluster(registrar, { fingerprint: fresh });
+    expect(await readTokenReviewEndpoint(admin.withNamespace(created.namespace), fresh)).toBe(
+      DEFAULT_TOKENREVIEW_ENDPOINT,
+    );
   });
 
   it('completes a half-done earlier run (namespace created, records missing)', async () => {
