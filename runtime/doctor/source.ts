@@ -7,7 +7,12 @@ import { bootstrapRefusalFix } from '../bridge/refusal-fix.js';
 import { shardOf } from '../bridge/shards.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import type { OpenBaoClient } from '../openbao/index.js';
-import { clusterNamespace, DEFAULT_NAMESPACE_ROOT, getClusterStatus } from '../registration/index.js';
+import {
+  clusterNamespace,
+  DEFAULT_NAMESPACE_ROOT,
+  getClusterStatus,
+  loadReviewerSha256,
+} from '../registration/index.js';
 import {
   broken,
   type CheckResult,
@@ -184,6 +189,16 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         return broken(
           'auth/kubernetes has no kubernetes_host: pods cannot log in',
           `run \`cloudtaser-cli source register --fingerprint ${fp} --tokenreview-endpoint <bridge URL>\``,
+        );
+      // A registration from before 0.2.0 has no reviewer credential: bridges of 0.2.0 refuse every TokenReview for
+      // it, so every pod login gets a bare 403 (an outside upgrade test saw "Healthy" here meanwhile). A token that
+      // may not read the record says nothing either way.
+      const cluster = options.openbao.withNamespace(namespace);
+      const reviewer = await loadReviewerSha256(cluster).catch(() => 'unknown');
+      if (reviewer === undefined)
+        return broken(
+          `auth/kubernetes calls ${host}, but the registration has no TokenReview reviewer credential (registered by a version before 0.2.0): the bridge refuses every TokenReview, so every pod login gets 403`,
+          `run \`cloudtaser-cli source register --fingerprint ${fp}\` with this version (it keeps the endpoint; name another with --tokenreview-endpoint)`,
         );
       return ok(`TokenReviews go to ${host}`, { kubernetesHost: host });
     },

@@ -301,6 +301,19 @@ describe('source doctor', () => {
     });
   });
 
+  it('names a registration without a reviewer credential (23): made before 0.2.0, every pod login would get 403', async () => {
+    await withExtraCluster(async (cluster, doctor) => {
+      // What a 0.1.0 registration lacks; an outside upgrade test saw "Healthy" while every login was refused.
+      await stack.admin
+        .withNamespace(cluster.namespace)
+        .request('DELETE', 'cloudtaser/metadata/system/tokenreview');
+      const report = await doctor();
+      expectBrokenAt(report, 'kubernetes-auth', 23);
+      expect(stepOf(report, 'kubernetes-auth')?.detail).toContain('no TokenReview reviewer credential');
+      expectTextSaysWhatToDo(report, `cloudtaser-cli source register --fingerprint ${cluster.fingerprint}`);
+    });
+  });
+
   it('names a cluster namespace that is gone while its registration record stays (22)', async () => {
     await withExtraCluster(async (cluster, doctor) => {
       await stack.admin.withNamespace('cloudtaser').deleteNamespace(fingerprintPrefix(cluster.fingerprint), {
