@@ -999,12 +999,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     });
   let polling: Promise<void> = poll();
   await polling;
+  /** The next poll, after the one running: a pollNow() and the interval's poll never overlap. */
+  const pollAfterCurrent = (): Promise<void> => {
+    polling = polling.catch(() => undefined).then(poll);
+    return polling;
+  };
   const pollLoop = (async () => {
     while (!stop.signal.aborted) {
       await sleep(nextPollDelay(), stop.signal);
       if (stop.signal.aborted) break;
-      polling = poll();
-      await polling;
+      await pollAfterCurrent();
     }
   })();
 
@@ -1020,9 +1024,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       return selected.flatMap((c) => [...c.tunnels]);
     },
     async pollNow() {
-      await polling;
-      polling = poll();
-      await polling;
+      await pollAfterCurrent();
     },
     healthUrl: health?.url,
     tokenReviewUrl: tokenReview?.url,
