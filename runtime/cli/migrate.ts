@@ -90,7 +90,7 @@ export function registerMigrateCommand(program: Command): void {
             `${result.matched} Secret(s) matched; ${verb} ${result.annotated.length}, already marked ${result.alreadyAnnotated.length}, skipped ${result.skipped.length} (managed by Kubernetes)`,
             result.dryRun
               ? 'Dry run: nothing was changed.'
-              : `${pending?.length ?? 0} marked Secret(s) still waiting for the broker (run it with --migrate); each outcome is a Kubernetes Event on the Secret (kubectl get events --field-selector involvedObject.kind=Secret).`,
+              : `${pending?.length ?? 0} marked Secret(s) not migrated yet. The broker migrates them when it runs with --migrate and the registration allows migration (source register --migration); when it refuses, its /status \`migration\` and an Event on each Secret say why (CT_MIGRATION_DISABLED: the registration does not allow it): kubectl get events --field-selector involvedObject.kind=Secret.`,
             '',
           ].join('\n'),
         );
