@@ -355,6 +355,14 @@ export class BeaconDoors {
   }
 
   private announceTimedOut(connection: Connection): void {
+    // The client ended its side before announcing: a probe (a load balancer's TCP or TLS check, target doctor's
+    // reachability check), not a refusal. Nobody reads a TLS socket before its handshake, so its end shows only
+    // here (readableEnded), not as a close; without this, every probe became a warn line and a rejection.
+    if (connection.socket.readableEnded || connection.tlsSocket?.readableEnded) {
+      connection.tlsSocket?.destroy();
+      connection.socket.destroy();
+      return;
+    }
     const message = `no announce within ${this.limits.announceTimeoutMs} ms`;
     const leg = connection.leg;
     this.refuse('announce_timeout', 'CT_BEACON_PROTOCOL', message, {
