@@ -85,6 +85,15 @@ export interface ResourceDefinition<B extends Block, Client> {
    */
   checkPlan?(context: PlanCheckContext<B, Client>): Promise<void> | void;
   /**
+   * Sees every plan of this resource type, no-ops included, before checkPlan: what this command plans for the
+   * objects it holds, which another address's checkPlan may need (a resource renamed, or declared twice).
+   */
+  observePlan?(context: {
+    readonly action: 'none' | PlanCheckContext<B, Client>['action'];
+    readonly prior: InferValues<B> | null;
+    readonly client: Client | undefined;
+  }): void;
+  /**
    * Attributes that force a replacement although the configuration left them alone: a changed provider setting,
    * or the remote object's condition read() noted in private state. Terraform keeps only paths whose planned
    * value differs from the prior one, so name an attribute the replacement recomputes (computed ones turn
@@ -450,6 +459,11 @@ export function createProviderHandlers<PB extends Block, Client>(
               })
             : undefined;
         const result = planChange(block, { prior, proposed, config, replaceFor });
+        resource.observePlan?.({
+          action: result.action,
+          prior: prior as never,
+          client: configured ? client : undefined,
+        });
         if (result.action !== 'none' && resource.checkPlan) {
           await resource.checkPlan({
             action: result.action,

@@ -260,58 +260,76 @@ function rememberRefreshed(client: CloudtaserProviderClient, key: string): void 
 }
 
 /**
- * Registrations whose destroy this command planned (an address gone from the configuration), by namespace and
- * fingerprint, with the plans of creates waiting to hear of one. A rename without a declared move plans the destroy of
- * the old address and the create of the new one concurrently; the old object's refresh makes its registration look
- * like a tainted object of this state (see refreshedRegistrations), so the create must hear whether a destroy of it
- * follows. Terraform plans an orphan's destroy right after its refresh, in the same step; a tainted object plans no
- * destroy at all (its replacement is one create), so waiting a moment tells the two apart.
+ * What this command plans for the registrations its state holds, by namespace and fingerprint: `destroy` (an
+ * address gone from the configuration) or `keep` (any other plan of an object in state, no-ops included), with the
+ * plans of creates waiting to hear of one. The old object's refresh makes a registration look like a tainted object
+ * of this state (see refreshedRegistrations), and a create of the same cluster at another address must tell the
+ * three apart: a rename without a declared move (the old address is destroyed), the same cluster declared twice (the
+ * other address keeps it), a tainted object (its replacement is this very create; nothing else is planned for it).
+ * Terraform plans an object right after its refresh, in the same step, so waiting a moment decides it.
  */
-const plannedDestroys = new WeakMap<
+const plannedElsewhere = new WeakMap<
   CloudtaserProviderClient,
-  { readonly keys: Set<string>; readonly waiters: Set<() => void> }
+  { readonly kinds: Map<string, 'destroy' | 'keep'>; readonly waiters: Set<() => void> }
 >();
 
-/** How long the plan of a create waits to hear whether the registration it found is being destroyed elsewhere. */
+/** How long the plan of a create waits to hear what this command plans for the registration it found. */
 const RENAME_WAIT_MS = 2_000;
 
-function destroysOf(client: CloudtaserProviderClient) {
-  let destroys = plannedDestroys.get(client);
-  if (!destroys) {
-    destroys = { keys: new Set(), waiters: new Set() };
-    plannedDestroys.set(client, destroys);
+function plansOf(client: CloudtaserProviderClient) {
+  let plans = plannedElsewhere.get(client);
+  if (!plans) {
+    plans = { kinds: new Map(), waiters: new Set() };
+    plannedElsewhere.set(client, plans);
   }
-  return destroys;
+  return plans;
 }
 
-function notePlannedDestroy(client: CloudtaserProviderClient, namespace: string, fingerprint: string): void {
-  const destroys = destroysOf(client);
-  destroys.keys.add(`${namespace}#${fingerprint}`);
-  for (const wake of [...destroys.waiters]) wake();
+function notePlanned(
+  client: CloudtaserProviderClient,
+  namespace: string,
+  fingerprint: string,
+  kind: 'destroy' | 'keep',
+): void {
+  const plans = plansOf(client);
+  plans.kinds.set(`${namespace}#${fingerprint}`, kind);
+  for (const wake of [...plans.waiters]) wake();
 }
 
-/** True once this command plans the destroy of that registration at another address; false after `waitMs`. */
-function destroyIsPlanned(
+/** What this command plans for that registration at another address; undefined after `waitMs` without news. */
+function plannedAtAnotherAddress(
   client: CloudtaserProviderClient,
   namespace: string,
   fingerprint: string,
   waitMs: number,
-): Promise<boolean> {
-  const destroys = destroysOf(client);
+): Promise<'destroy' | 'keep' | undefined> {
+  const plans = plansOf(client);
   const key = `${namespace}#${fingerprint}`;
-  if (destroys.keys.has(key)) return Promise.resolve(true);
+  const known = plans.kinds.get(key);
+  if (known) return Promise.resolve(known);
   return new Promise((resolve) => {
-    const finish = (planned: boolean) => {
+    const finish = (kind: 'destroy' | 'keep' | undefined) => {
       clearTimeout(timer);
-      destroys.waiters.delete(check);
-      resolve(planned);
+      plans.waiters.delete(check);
+      resolve(kind);
     };
     const check = () => {
-      if (destroys.keys.has(key)) finish(true);
+      const kind = plans.kinds.get(key);
+      if (kind) finish(kind);
     };
-    const timer = setTimeout(() => finish(false), waitMs);
-    destroys.waiters.add(check);
+    const timer = setTimeout(() => finish(undefined), waitMs);
+    plans.waiters.add(check);
   });
+}
+
+function declaredTwice(fingerprint: string, namespace: string): CloudtaserError {
+  return attributeError(
+    ['fingerprint'],
+    'CT_REGISTRATION_EXISTS',
+    `cluster ${fingerprint} (namespace ${namespace}) is already registered by this state at another address, which ` +
+      'keeps it: the configuration declares the same cluster twice. Remove one of the two resources (or give it ' +
+      'another fingerprint); two owners of one registration would deregister it under each other.',
+  );
 }
 
 function renamedWithoutMove(fingerprint: string, namespace: string): CloudtaserError {
@@ -464,17 +482,19 @@ async function assertNotRegisteredElsewhere(
   client: CloudtaserProviderClient,
   fingerprint: string,
   namespaceRoot: string | undefined,
-  options: { refreshedHere?: boolean } = {},
+  options: { atPlan?: boolean } = {},
 ): Promise<void> {
   const { getClusterStatus } = (await loadSecretStoreDomain()).registration;
   const status = await getClusterStatus(await client.openBao(), { fingerprint, namespaceRoot });
   if (!status.registered) return;
-  // The registration a tainted object of this state stands for (read during this command's refresh), unless this
-  // plan destroys it at another address: a rename without a declared move.
-  if (options.refreshedHere && refreshedRegistrations.get(client)?.has(registrationKey(status))) {
-    if (await destroyIsPlanned(client, status.namespace, fingerprint, RENAME_WAIT_MS))
-      throw renamedWithoutMove(fingerprint, status.namespace);
-    return;
+  if (options.atPlan) {
+    // What this command plans for that registration at another address decides (see plannedElsewhere); waited for
+    // also when its refresh has not come yet, so the refusal names the cause whichever address Terraform plans first.
+    const elsewhere = await plannedAtAnotherAddress(client, status.namespace, fingerprint, RENAME_WAIT_MS);
+    if (elsewhere === 'destroy') throw renamedWithoutMove(fingerprint, status.namespace);
+    if (elsewhere === 'keep') throw declaredTwice(fingerprint, status.namespace);
+    // The registration a tainted object of this state stands for (read during this command's refresh).
+    if (refreshedRegistrations.get(client)?.has(registrationKey(status))) return;
   }
   throw registeredElsewhere(fingerprint, status.namespace, status.registeredAt);
 }
@@ -596,19 +616,17 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     if (problems.length > 0) throw new DiagnosticsError(problems);
   },
 
+  observePlan({ action, prior, client }) {
+    // A create of the same cluster at another address in this command must hear of it (see plannedElsewhere).
+    if (client && typeof prior?.namespace === 'string' && typeof prior.fingerprint === 'string')
+      notePlanned(client, prior.namespace, prior.fingerprint, action === 'delete' ? 'destroy' : 'keep');
+  },
+
   async checkPlan({ action, prior, config, client, private: priv, warn }) {
     // Fail at plan what would fail at apply: missing or unusable OpenBao settings (not unknown ones: those are
     // only final during apply, when Terraform configures the provider again).
     const problem = secretStoreProblemFor(client);
     if (problem && problem.code !== 'CT_PROVIDER_CONFIG_UNKNOWN') throw problem;
-    // A create of the same cluster at another address in this plan must hear of it (a rename without a move).
-    if (
-      action === 'delete' &&
-      client &&
-      typeof prior?.namespace === 'string' &&
-      typeof prior.fingerprint === 'string'
-    )
-      notePlannedDestroy(client, prior.namespace, prior.fingerprint);
     if (action === 'delete' || !client || problem) return;
     await assertRegistrarMayApply(action, prior, config, client, warn);
     if (action !== 'create' && action !== 'replace') return;
@@ -620,7 +638,7 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
     // object's private state: the registration it finds is this state's own, deleted first at apply.
     const namespace = client.namespaceRoot ? namespaceFor(client.namespaceRoot, fingerprint) : undefined;
     if (ownsRegistration(priv, fingerprint, namespace)) return;
-    await assertNotRegisteredElsewhere(client, fingerprint, client.namespaceRoot, { refreshedHere: true });
+    await assertNotRegisteredElsewhere(client, fingerprint, client.namespaceRoot, { atPlan: true });
   },
 
   requiresReplace({ prior, client, private: priv, warn }) {

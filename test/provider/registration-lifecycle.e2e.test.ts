@@ -108,6 +108,25 @@ ${extra}}
       expect((await status(fp)).operationalHash).toBe(before.operationalHash);
     });
 
+    it('refuses the same cluster declared at a second address at plan, naming it, every time', async () => {
+      const fp = 'd2200000-0000-4000-8000-000000000022';
+      const ws = workspace();
+      const one = registration(bao.openbao.address, fp).replace('"r"', '"a"');
+      ws.write('main.tf', one);
+      expect((await apply(ws)).code).toBe(0);
+      const second = one
+        .slice(one.indexOf('resource "cloudtaser_cluster_registration"'))
+        .replace('"a"', '"b"');
+      ws.write('main.tf', `${one}\n${second}`);
+      // Before: the second address's plan passed whenever the first one's refresh came first ("not in this
+      // Terraform state", though it was), and every apply failed the same way (an outside fleet test).
+      for (let i = 0; i < 2; i++) {
+        const plan = await ws.run(['plan', '-no-color']);
+        expect(plan.code, plan.stdout + plan.stderr).toBe(1);
+        expect(flat(plan.stderr)).toContain('declares the same cluster twice');
+      }
+    });
+
     it("still refuses another state's registration, at plan and at apply", async () => {
       const fp = 'd3000000-0000-4000-8000-000000000003';
       const owner = workspace();
