@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { startHealthServer } from '../core/health-server.js';
+import { createProcessRegistry } from '../core/metrics.js';
 
 /** Plain numbers the hot path bumps; Prometheus reads them at scrape time, so relaying costs one addition. */
 export interface BeaconCounters {
@@ -21,9 +22,7 @@ export interface BeaconMetrics {
 }
 
 export function createBeaconMetrics(options: { processMetrics: boolean }): BeaconMetrics {
-  const registry = new Registry();
-  // Process metrics watch GC and event-loop delay continuously; only pay for that when someone can scrape.
-  if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'cloudtaser_beacon_' });
+  const registry = createProcessRegistry('cloudtaser_beacon_', options.processMetrics);
   const counters: BeaconCounters = {
     connections: 0,
     waitingBroker: 0,

@@ -2,9 +2,11 @@
  * The beacon: one port, its doors (doors.ts) and one pairing core (pairing.ts), a metrics port, and the
  * lifecycle that starts and closes them together.
  */
+
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import { CLOUDTASER_VERSION } from '../core/version.js';
 import { type BridgeCaSet, loadBridgeCas } from './bridge-auth.js';
 import { BeaconDoors } from './doors.js';
 import type { RejectCode } from './legs.js';
@@ -234,6 +236,7 @@ class BeaconServer {
     const bridgeCas = this.doors.bridgeCas;
     this.log.info({
       event: 'listening',
+      version: CLOUDTASER_VERSION,
       address,
       plainDoor: options.plain === true,
       metricsUrl,

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
+import { CLOUDTASER_VERSION } from '../core/version.js';
 import {
   type AuthResult,
   keepStaticTokenAlive,
@@ -268,6 +269,7 @@ export function registerBridgeCommand(program: Command): Command {
       logger.info(
         {
           event: 'bridge.started',
+          version: CLOUDTASER_VERSION,
           healthUrl: handle.healthUrl,
           tokenReviewUrl: handle.tokenReviewUrl,
           beacons: flags.beacon,

@@ -250,7 +250,7 @@ export function createClusterDiscovery(options: ClusterDiscoveryOptions): Cluste
           clusters: notVisible.length,
           first: notVisible.slice(0, 5),
         },
-        `the discovery journal announced changes that ${SETTLE_POLLS + 1} reads of the clusters did not show; serving what OpenBao shows (a writer outside cloudtaser, or a forged journal entry)`,
+        `the discovery journal announced changes that ${SETTLE_POLLS + 1} reads of the clusters did not show; serving what OpenBao shows (a writer before 0.2.0 that keeps no journal: upgrade it; a writer outside cloudtaser; or a forged journal entry)`,
       );
     return next;
   };

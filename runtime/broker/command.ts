@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { parseNamespacedName, parseServiceAccountRef } from '../core/rules.js';
+import { CLOUDTASER_VERSION } from '../core/version.js';
 import { DEFAULT_POD_API_LIMITS } from '../podapi/server.js';
 import {
   addRelayClientOptions,
@@ -285,7 +286,12 @@ export function registerBrokerCommand(program: Command): Command {
         logger,
       });
       logger.info(
-        { event: 'broker.started', healthUrl: handle.healthUrl, beacons: flags.beacon },
+        {
+          event: 'broker.started',
+          version: CLOUDTASER_VERSION,
+          healthUrl: handle.healthUrl,
+          beacons: flags.beacon,
+        },
         'broker running',
       );
       const signal = await untilSignal();

@@ -5,6 +5,7 @@ import { registerBridgeCommand } from '../bridge/command.js';
 import { registerBrokerCommand } from '../broker/command.js';
 import { CloudtaserError } from '../core/errors.js';
 import { LOG_LEVELS, parseLogLevel } from '../core/log.js';
+import { CLOUDTASER_VERSION } from '../core/version.js';
 import { registerPodCommands } from '../webhook/command.js';
 import { registerDevCommands } from './dev.js';
 import { registerMigrateCommand } from './migrate.js';
@@ -12,7 +13,7 @@ import { reportFailure } from './output.js';
 import { registerSourceCommands } from './source.js';
 import { registerTargetCommands } from './target.js';
 
-export const VERSION = '0.2.0';
+export const VERSION = CLOUDTASER_VERSION;
 
 /** Builds the whole `cloudtaser-cli` command tree; tests call this in-process with their own argv. */
 export function buildProgram(): Command {

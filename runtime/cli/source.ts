@@ -94,6 +94,7 @@ export function registerSourceCommands(program: Command): void {
         );
         let initialized = result.initialized;
         let changed = result.changed;
+        let rearmNote = '';
         if (opts.rearm) {
           const rearmed = await rearmCluster(client, {
             fingerprint: result.fingerprint,
@@ -102,12 +103,15 @@ export function registerSourceCommands(program: Command): void {
           initialized = false;
           // Removing the initialization record is a change (scripts read `changed`).
           changed ||= rearmed.wasInitialized;
+          rearmNote = rearmed.wasInitialized
+            ? ' (re-armed: one more bootstrap allowed)'
+            : ' (--rearm: nothing to re-arm, it has not bootstrapped yet; its first bootstrap is open)';
         }
         const view = { ...result, initialized, changed };
         if (format === 'json') return printJson(view);
         process.stdout.write(
           [
-            `${result.changed ? 'Registered' : 'Already registered'} cluster ${result.fingerprint}${opts.rearm ? ' (re-armed: one more bootstrap allowed)' : ''}`,
+            `${result.changed ? 'Registered' : 'Already registered'} cluster ${result.fingerprint}${rearmNote}`,
             `  Namespace:        ${result.namespace}`,
             `  Init hash:        ${result.initHash}`,
             `  Operational hash: ${result.operationalHash}`,

@@ -3,14 +3,22 @@
  * so several processes in one Node, as in the tests, keep their numbers apart), the `/metrics` route on the probe
  * port, and the label rules that keep a fleet of thousands cheap.
  */
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { HealthRoute } from './health-server.js';
+import { CLOUDTASER_VERSION } from './version.js';
 
 /** A registry of its own, with process metrics under `prefix` when someone can scrape them. */
 export function createProcessRegistry(prefix: string, processMetrics: boolean): Registry {
   const registry = new Registry();
   // Process metrics watch GC and event-loop delay continuously; only pay for that when someone can scrape.
   if (processMetrics) collectDefaultMetrics({ register: registry, prefix });
+  // Which build answers, as Prometheus exporters say it: rollouts with mixed versions show in one query.
+  new Gauge({
+    name: `${prefix}build_info`,
+    help: 'Always 1; the version label is the cloudtaser version of this process, node the Node.js version',
+    labelNames: ['version', 'node'],
+    registers: [registry],
+  }).set({ version: CLOUDTASER_VERSION, node: process.versions.node }, 1);
   return registry;
 }
 

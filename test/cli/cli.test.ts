@@ -137,6 +137,9 @@ describe('cloudtaser-cli against the test servers', () => {
     expect(status.stdout).toContain(`Operational hash: ${hash}`);
     const rearm = await runCli([...base, '--rearm'], env);
     expect(rearm.stdout).toContain('Re-armed: the next broker that reaches the bridge with this fingerprint');
+    // Never bootstrapped: nothing was re-armed, and the first line does not claim it (an outside upgrade test).
+    expect(rearm.stdout).toContain('nothing to re-arm, it has not bootstrapped yet');
+    expect(rearm.stdout).not.toContain('(re-armed: one more bootstrap allowed)');
   });
 
   it('register in text mode tells the admin the one Helm value to set', async () => {

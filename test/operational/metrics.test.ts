@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type BridgeMetrics, createBridgeMetrics } from '../../runtime/bridge/index.js';
 import { type BrokerMetrics, createBrokerMetrics } from '../../runtime/broker/index.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
+import { CLOUDTASER_VERSION } from '../../runtime/core/version.js';
 import { MIGRATE_ANNOTATION } from '../../runtime/migration/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { INJECT_LABEL, WEBHOOK_PATH } from '../../runtime/webhook/index.js';
@@ -74,6 +75,9 @@ const CHEAP_LABELS = new Set([
   'reason',
   'phase',
   'le',
+  // build_info: one series per process, fixed for its life.
+  'version',
+  'node',
 ]);
 
 function expectCheapLabels(exposition: Exposition): void {
@@ -233,6 +237,16 @@ describe('broker metrics', () => {
       m.value('cloudtaser_broker_beacon_dials_total', { replica: '127.0.0.1', result: 'paired' }),
     ).toBeGreaterThan(0);
     expect(m.value('cloudtaser_broker_beacon_replica_up', { replica: '127.0.0.1' })).toBe(1);
+    // Which build answers (an upgrade test found no process saying its version anywhere).
+    expect(
+      m.value('cloudtaser_broker_build_info', { version: CLOUDTASER_VERSION, node: process.versions.node }),
+    ).toBe(1);
+    expect(
+      (await bridgeScrape()).value('cloudtaser_bridge_build_info', {
+        version: CLOUDTASER_VERSION,
+        node: process.versions.node,
+      }),
+    ).toBe(1);
     for (const sample of m.samples) expect(sample.labels.cluster).toBeUndefined();
     expectCheapLabels(m);
   });
