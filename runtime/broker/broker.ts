@@ -767,6 +767,16 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         // the same instant, and redialing in step would hit the survivors as one burst.
         const pause = backoff.next();
         const closeCode = closeCodeOf(why);
+        // Losing the tunnel is what pods feel (requests wait up to 5 s for the next one, then 503): a warning, once per
+        // code and minute, unless the bridge closed it on purpose (a drain with nothing in flight) or a line of its
+        // own below says why. Before, only info lines said so, and the first warning an SRE saw could be a summary
+        // of an earlier incident.
+        if (!EXPLAINED_CLOSES.has(closeCode))
+          retrySummary.warn(
+            `tunnel_lost|${closeCode}`,
+            { event: 'broker.tunnel_lost', code: closeCode, reason: why.message },
+            'lost the tunnel to the bridge: pod requests wait up to 5 s for the next one, then get 503; reconnecting',
+          );
         if (closeCode === 'CT_REARMED') {
           // The bridge asks for a bootstrap now (the cluster was re-armed while this broker was connected): the
           // next attempt goes to the init room, so this broker spends the re-arm instead of leaving it open.
@@ -991,6 +1001,14 @@ async function countReview(
   metrics?.tokenReview(kind, answer.status);
   return answer;
 }
+
+/** Tunnel closes that are no news (a drain) or that get a line of their own when they happen. */
+const EXPLAINED_CLOSES = new Set([
+  'CT_TUNNEL_DRAINED',
+  'CT_REARMED',
+  'CT_BROKER_REPLACED',
+  'CT_NOT_REGISTERED',
+]);
 
 /**
  * Why a tunnel closed, as its metric and /status say it: a GOAWAY carries the bridge's own code (mux.ts:

@@ -47,6 +47,38 @@ describe('OpenBao sealed while the bridge polls', () => {
     expect(info.length).toBeLessThan(5);
   });
 
+  it('warns when the broker loses its tunnel, with the code, and not when the bridge drains it', async () => {
+    const lost = (from: number) => parse(stack.logs, from).filter((l) => l.event === 'broker.tunnel_lost');
+    const liveTunnel = () =>
+      vi.waitFor(
+        () => {
+          const tunnel = stack.bridge.tunnels().find((t) => !t.closed);
+          expect(tunnel).toBeDefined();
+          return tunnel!;
+        },
+        { timeout: 10_000 },
+      );
+    await stack.broker.waitForPhase('operational', 10_000);
+    let mark = stack.logs.length;
+    // A drain (the bridge closing with nothing in flight): planned, no warning.
+    const drained = await liveTunnel();
+    drained.close({ code: 'CT_TUNNEL_DRAINED', reason: 'test drain' });
+    await vi.waitFor(
+      () => expect(stack.broker.tunnel() !== undefined && !stack.broker.tunnel()!.closed).toBe(true),
+      {
+        timeout: 10_000,
+      },
+    );
+    await stack.broker.waitForPhase('operational', 10_000);
+    expect(lost(mark)).toEqual([]);
+    // A bridge that went away: pods feel it, so the broker says it at warn (before: info lines only).
+    mark = stack.logs.length;
+    (await liveTunnel()).close({ code: 'CT_TUNNEL_CLOSED', reason: 'test loss' });
+    await vi.waitFor(() => expect(lost(mark)).toHaveLength(1), { timeout: 10_000 });
+    expect(lost(mark)[0]).toMatchObject({ level: 'warn', code: 'CT_TUNNEL_CLOSED' });
+    await stack.broker.waitForPhase('operational', 10_000);
+  });
+
   it('keeps the cause in /status when the cluster is deregistered under a running broker', async () => {
     await deregisterCluster(stack.registrar, { fingerprint: stack.cluster.fingerprint });
     await stack.bridge.pollNow();
