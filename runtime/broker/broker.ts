@@ -716,6 +716,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           try {
             const fresh = await bootstrap(fingerprint, caPin);
             credentials = fresh;
+            const notAfter = new Date(new X509Certificate(fresh.brokerCertPem).validTo);
             operationalMisses = 0;
             replacedAt = undefined;
             rearmPending = false;
@@ -723,10 +724,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
               lastErrorCode: undefined,
               lastError: undefined,
               operationalHashPrefix: hashPrefix(operationalHash(fresh.caCertDer)),
-              certificateNotAfter: new Date(new X509Certificate(fresh.brokerCertPem).validTo).toISOString(),
+              certificateNotAfter: notAfter.toISOString(),
               certificateRenewalError: undefined,
             });
-            metrics?.certificate(new Date(new X509Certificate(fresh.brokerCertPem).validTo), undefined);
+            metrics?.certificate(notAfter, undefined);
           } catch (err) {
             // With certificates in hand a refusal only means "still initialized": keep using them. A CA that
             // does not match the pin (a rogue bridge in the init room) never replaces them either. Once replaced
