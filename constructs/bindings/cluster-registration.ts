@@ -41,7 +41,9 @@ export interface ClusterRegistrationConfig extends cdktf.TerraformMetaArguments 
    * When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target
    * migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's
    * namespace, writing only keys that hold no other value. When false the bridge refuses migration with
-   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.
+   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`: when you import a
+   * registration made with migration on (`cloudtaser-cli source status` shows it), set `true` here, or the
+   * next apply turns it off (the plan shows `true -> false`).
    *
    * @default false
    */
@@ -252,7 +254,9 @@ export class ClusterRegistration extends cdktf.TerraformResource {
    * When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target
    * migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's
    * namespace, writing only keys that hold no other value. When false the bridge refuses migration with
-   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.
+   * `CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`: when you import a
+   * registration made with migration on (`cloudtaser-cli source status` shows it), set `true` here, or the
+   * next apply turns it off (the plan shows `true -> false`).
    */
   public get migrationEnabled(): cdktf.IResolvable {
     return this.getBooleanAttribute('migration_enabled');

@@ -142,7 +142,9 @@ export const clusterRegistrationBlock = {
         "When true, the bridge migrates this cluster's Kubernetes Secrets (marked with `cloudtaser-cli target " +
         "migrate`, moved by the broker run with `--migrate`) into `secret/k8s/<namespace>/<name>` of the cluster's " +
         'namespace, writing only keys that hold no other value. When false the bridge refuses migration with ' +
-        '`CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`.',
+        '`CT_MIGRATION_DISABLED`, whatever the operator chart says. Defaults to `false`: when you import a ' +
+        'registration made with migration on (`cloudtaser-cli source status` shows it), set `true` here, or the ' +
+        'next apply turns it off (the plan shows `true -> false`).',
       optional: true,
       computed: true,
       default: false,
