@@ -30,14 +30,20 @@ describe('constructs conventions', () => {
     }
   });
 
-  it('never loads runtime or provider code at synth time, except the import-free policy table and input rules', () => {
-    const allowed = ["from '../runtime/registration/policies.js'", "from '../runtime/core/rules.js'"];
+  it('never loads runtime or provider code at synth time, except the import-free policy table, input rules and version', () => {
+    const allowed = [
+      "from '../runtime/registration/policies.js'",
+      "from '../runtime/core/rules.js'",
+      "from '../runtime/core/version.js'",
+    ];
     for (const { file, text } of sources) {
       const rest = allowed.reduce((left, from) => left.replaceAll(from, ''), text);
       expect(rest, file).not.toMatch(/from '\.\.\/(\.\.\/)?(runtime|provider)\//);
     }
     const table = readFileSync(resolve(DIR, '../runtime/registration/policies.ts'), 'utf8');
     expect(table).not.toMatch(/^import /m);
+    // The one version constant (CLI, constructs, metrics) loads nothing.
+    expect(readFileSync(resolve(DIR, '../runtime/core/version.ts'), 'utf8')).not.toMatch(/^import /m);
     // The rules load the error class and nothing else; the error class loads nothing.
     const rules = readFileSync(resolve(DIR, '../runtime/core/rules.ts'), 'utf8');
     expect([...rules.matchAll(/from '([^']+)'/g)].map((m) => m[1])).toEqual(['./errors.js']);
