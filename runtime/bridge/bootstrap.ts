@@ -143,12 +143,7 @@ export async function serveBootstrap(
 
     let brokerCertPem: string;
     try {
-      // The signer decides name and usage; the CSR only contributes its (verified) public key.
-      brokerCertPem = signCsr(trust.ca, request.csr, {
-        commonName: 'cloudtaser-broker',
-        extKeyUsage: ['serverAuth'],
-        days: options.brokerCertificateDays ?? LIFETIME_DAYS.broker,
-      }).certPem;
+      brokerCertPem = signBrokerCsr(trust, request.csr, options.brokerCertificateDays);
     } catch (err) {
       if (isCloudtaserError(err, 'CT_PKI_INVALID_CSR')) return refuse('CT_PKI_INVALID_CSR', err.message);
       throw err;
@@ -305,6 +300,19 @@ const ATTESTATION_ADVICE: Record<string, (account: string) => string> = {
   'weak-key': () =>
     "; rotate the cluster's service-account signing key to RSA >= 2048 bits or EC, then register again with its /openid/v1/jwks",
 };
+
+/**
+ * The broker's tunnel certificate, at bootstrap and at each renewal: the signer decides name and usage; the CSR
+ * only contributes its (verified) public key.
+ */
+export function signBrokerCsr(
+  trust: ClusterTrust,
+  csrPem: string,
+  days: number = LIFETIME_DAYS.broker,
+): string {
+  return signCsr(trust.ca, csrPem, { commonName: 'cloudtaser-broker', extKeyUsage: ['serverAuth'], days })
+    .certPem;
+}
 
 /** At most this many names on the pod API certificate: a Service has four spellings, plus a few extras. */
 const MAX_POD_API_NAMES = 16;

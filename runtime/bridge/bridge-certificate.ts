@@ -6,8 +6,7 @@
  * one has expired, the bridge mints its own in memory instead: nothing is written and no trust changes hands.
  */
 import { X509Certificate } from 'node:crypto';
-import { issueCertificate } from '../pki/index.js';
-import { BRIDGE_RENEW_BEFORE_MS, type ClusterTrust } from '../registration/index.js';
+import { BRIDGE_RENEW_BEFORE_MS, type ClusterTrust, issueBridgeCertificate } from '../registration/index.js';
 
 /** Lifetime of a minted certificate: the bridge reads the cluster's trust again long before (every 6 h). */
 const MINTED_DAYS = 30;
@@ -22,13 +21,9 @@ export function withUsableBridgeCertificate(trust: ClusterTrust, now = Date.now(
   const stored = new X509Certificate(trust.bridgeCertPem);
   const notAfter = Date.parse(stored.validTo);
   if (notAfter - now > BRIDGE_RENEW_BEFORE_MS) return { trust };
-  const minted = issueCertificate(trust.ca, {
-    commonName: 'cloudtaser-bridge',
-    extKeyUsage: ['clientAuth'],
-    days: MINTED_DAYS,
-  });
+  const minted = issueBridgeCertificate(trust.ca, MINTED_DAYS);
   return {
-    trust: { ...trust, bridgeCertPem: minted.certPem, bridgeKeyPem: minted.keyPem! },
+    trust: { ...trust, bridgeCertPem: minted.certPem, bridgeKeyPem: minted.keyPem },
     storedNotAfter: new Date(notAfter).toISOString(),
   };
 }

@@ -59,7 +59,7 @@ import {
   DEFAULT_BEACON_DIAL_CONCURRENCY,
   DEFAULT_BRIDGE_TIMING,
 } from './options.js';
-import { bootstrapRefusalFix } from './refusal-fix.js';
+import { bootstrapRefusalFix, isValidityRefusal } from './refusal-fix.js';
 import { serveCertificateRenewal } from './renewal.js';
 import { type ShardMembership, startShardMembership } from './shards.js';
 import { type BridgeTokenReview, peerAddressOf, startBridgeTokenReview } from './tokenreview-service.js';
@@ -434,7 +434,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               reason: error.message,
             },
             error.code === 'CT_BEACON_UNAUTHENTICATED'
-              ? /not valid (before|after)|expired|not yet valid/i.test(error.message)
+              ? isValidityRefusal(error.message)
                 ? "the beacon refused this bridge's client certificate as outside its validity: check the clocks (NTP) of this node and the beacon's"
                 : 'the beacon refused this bridge: it does not trust its client certificate; give the beacon the beacon client CA (--bridge-ca)'
               : 'beacon dial failed',

@@ -15,3 +15,11 @@ export function bootstrapRefusalFix(code: string): string {
     return 'the bridge could not read the registration from OpenBao: see bridge.poll_failed; the broker retries';
   return "see the broker's /status reason";
 }
+
+/**
+ * True when a TLS refusal says a certificate is outside its validity (not yet valid, expired): a clock to check
+ * (NTP on the nodes), not a CA to add. Said by the bridge's log line and by `source doctor`.
+ */
+export function isValidityRefusal(message: string): boolean {
+  return /not valid (before|after)|expired|not yet valid/i.test(message);
+}

@@ -6,7 +6,7 @@
  */
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { certificateSha256, parseCsr, signCsr } from '../pki/index.js';
+import { certificateSha256, parseCsr } from '../pki/index.js';
 import type { ClusterTrust } from '../registration/index.js';
 import {
   parseRenewRequest,
@@ -14,7 +14,7 @@ import {
   type TunnelReply,
   type TunnelRequest,
 } from '../tunnel/index.js';
-import { signPodApiCsr } from './bootstrap.js';
+import { signBrokerCsr, signPodApiCsr } from './bootstrap.js';
 
 export interface RenewalContext {
   /** SHA-256 of the SPKI of the certificate this tunnel's broker presented: the only key signed for. */
@@ -97,11 +97,7 @@ export async function serveCertificateRenewal(
   let answer: RenewAnswer;
   try {
     answer = {
-      brokerCert: signCsr(trust.ca, parsed.csr, {
-        commonName: 'cloudtaser-broker',
-        extKeyUsage: ['serverAuth'],
-        days: context.days,
-      }).certPem,
+      brokerCert: signBrokerCsr(trust, parsed.csr, context.days),
       ...(parsed.podApiCsr !== undefined
         ? { podApiCert: signPodApiCsr(trust, parsed.podApiCsr, context.days) }
         : {}),

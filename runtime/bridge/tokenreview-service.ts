@@ -184,7 +184,8 @@ export async function startBridgeTokenReview(options: {
     throw err;
   }
 
-  const refreshOnce = async (when?: { readonly registrationsChanged?: boolean }) => {
+  // Called once here and then from the bridge's polls, which run one at a time (bridge.ts pollAfterCurrent).
+  const refresh = async (when?: { readonly registrationsChanged?: boolean }) => {
     if (tls !== 'openbao') return;
     const renewalDue = Date.now() >= issuedUntil - RENEW_WHEN_LEFT_MS;
     // Only a registration change can come with a replaced CA: polls without one cost OpenBao nothing here.
@@ -221,13 +222,6 @@ export async function startBridgeTokenReview(options: {
         'could not issue the TokenReview listener certificate; retrying at the next poll',
       );
     }
-  };
-  // One at a time: a poll asked for (pollNow) can overlap the scheduled one, and both would see the replaced CA and
-  // issue a certificate each (CI once saw three issued where two were due).
-  let refreshing: Promise<void> = Promise.resolve();
-  const refresh = (when?: { readonly registrationsChanged?: boolean }): Promise<void> => {
-    refreshing = refreshing.then(() => refreshOnce(when));
-    return refreshing;
   };
   await refresh();
 

@@ -57,22 +57,41 @@ export interface BrokerBootstrapOptions {
   readonly beforeRequest?: (presentedCa: X509Certificate) => Promise<void>;
 }
 
+/**
+ * The broker's CSRs (PEM): one for its tunnel key, one for its pod API key with the Service's names. The bootstrap
+ * and every renewal ask with the same subjects, so the bridge sees the same request shape for the same keys.
+ */
+export function brokerCsrs(
+  keyPair: KeyPair,
+  podApi: { readonly dnsNames: readonly string[]; readonly keyPair: KeyPair } | undefined,
+): { readonly csr: string; readonly podApiCsr?: string } {
+  return {
+    csr: createCsr({ commonName: 'cloudtaser-broker', keyPair }).csrPem,
+    ...(podApi
+      ? {
+          podApiCsr: createCsr({
+            commonName: podApi.dnsNames[0] ?? 'cloudtaser',
+            dnsNames: podApi.dnsNames,
+            keyPair: podApi.keyPair,
+          }).csrPem,
+        }
+      : {}),
+  };
+}
+
 /** Runs one bootstrap exchange over a paired beacon stream. Always closes the stream. */
 export async function bootstrapBroker(
   stream: Duplex,
   options: BrokerBootstrapOptions,
 ): Promise<BrokerCredentials> {
   const keyPair = options.keyPair ?? generateKeyPair();
-  const csr = createCsr({ commonName: 'cloudtaser-broker', keyPair });
   const podApiKeyPair = options.podApi ? (options.podApi.keyPair ?? generateKeyPair()) : undefined;
-  const podApiCsr =
+  const { csr, podApiCsr } = brokerCsrs(
+    keyPair,
     options.podApi && podApiKeyPair
-      ? createCsr({
-          commonName: options.podApi.dnsNames[0] ?? 'cloudtaser',
-          dnsNames: options.podApi.dnsNames,
-          keyPair: podApiKeyPair,
-        })
-      : undefined;
+      ? { dnsNames: options.podApi.dnsNames, keyPair: podApiKeyPair }
+      : undefined,
+  );
   // A certificate nobody needs to trust: it only gives the init exchange TLS; its key dies with this call.
   const ephemeral = issueSelfSignedSync({
     commonName: 'cloudtaser-broker-init',
@@ -102,8 +121,8 @@ export async function bootstrapBroker(
       v: 1,
       type: 'bootstrap.request',
       fingerprint: options.fingerprint,
-      csr: csr.csrPem,
-      ...(podApiCsr ? { podApiCsr: podApiCsr.csrPem } : {}),
+      csr,
+      ...(podApiCsr ? { podApiCsr } : {}),
       ...(options.attestationToken !== undefined ? { attestation: options.attestationToken } : {}),
     });
     const answer = await readBootstrapMessage(socket, {

@@ -9,9 +9,9 @@ import { X509Certificate } from 'node:crypto';
 import { jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { createCsr, type KeyPair } from '../pki/index.js';
+import type { KeyPair } from '../pki/index.js';
 import { type RenewRequest, requestRenewal, sleep, type TunnelMux } from '../tunnel/index.js';
-import type { BrokerCredentials } from './bootstrap.js';
+import { type BrokerCredentials, brokerCsrs } from './bootstrap.js';
 
 /** Codes of a request cut by its tunnel closing: retried on the next tunnel, not a failure. */
 const TUNNEL_GONE = new Set(['CT_TUNNEL_CLOSED', 'CT_TUNNEL_DRAINED']);
@@ -71,16 +71,7 @@ export async function runCertificateRenewal(options: CertificateRenewalOptions):
     try {
       const request: RenewRequest = {
         v: 1,
-        csr: createCsr({ commonName: 'cloudtaser-broker', keyPair: options.keyPair }).csrPem,
-        ...(options.podApi && held.podApiPrivateKey
-          ? {
-              podApiCsr: createCsr({
-                commonName: options.podApi.dnsNames[0] ?? 'cloudtaser',
-                dnsNames: options.podApi.dnsNames,
-                keyPair: options.podApi.keyPair,
-              }).csrPem,
-            }
-          : {}),
+        ...brokerCsrs(options.keyPair, held.podApiPrivateKey ? options.podApi : undefined),
       };
       const answer = await requestRenewal(tunnel, held, request, { timeoutMs: options.timeoutMs, signal });
       // A re-bootstrap finished meanwhile: its certificates are newer than these.

@@ -3,7 +3,7 @@
  * credentials (the registrar's or an admin's): its records, namespace, mounts and Kubernetes auth, then the bridge's
  * health, the beacon replicas as the bridge sees them (its /metrics), and whether it holds the cluster's tunnel.
  */
-import { bootstrapRefusalFix } from '../bridge/refusal-fix.js';
+import { bootstrapRefusalFix, isValidityRefusal } from '../bridge/refusal-fix.js';
 import { shardOf } from '../bridge/shards.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import type { OpenBaoClient } from '../openbao/index.js';
@@ -23,9 +23,6 @@ import {
   walkLinks,
   warn,
 } from './report.js';
-
-/** How a TLS refusal says a certificate is outside its validity (a clock, not a CA, problem). */
-const CLOCK_WORDS = /not valid (before|after)|expired|not yet valid/i;
 export interface SourceDoctorOptions {
   readonly openbao: OpenBaoClient;
   readonly fingerprint: string;
@@ -228,7 +225,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         if (status.beaconIdentityError)
           return broken(
             `the beacon refuses the bridge${at(url)}: ${status.beaconIdentityError}`,
-            CLOCK_WORDS.test(status.beaconIdentityError)
+            isValidityRefusal(status.beaconIdentityError)
               ? "the certificate is outside its validity on the beacon's clock: check the clocks (NTP) of the bridge and beacon nodes"
               : 'give the beacon the beacon client CA (--bridge-ca)',
             {

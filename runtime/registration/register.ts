@@ -596,6 +596,15 @@ async function ensureClusterCa(
   return { ca, created: true };
 }
 
+/** The bridge's client certificate for a cluster's tunnels, with a fresh key (stored by register, or minted in memory). */
+export function issueBridgeCertificate(
+  ca: CertificateAuthority,
+  days: number = LIFETIME_DAYS.bridge,
+): { readonly certPem: string; readonly keyPem: string } {
+  const issued = issueCertificate(ca, { commonName: 'cloudtaser-bridge', extKeyUsage: ['clientAuth'], days });
+  return { certPem: issued.certPem, keyPem: issued.keyPem! };
+}
+
 async function ensureBridgeCertificate(
   cluster: OpenBaoClient,
   ca: CertificateAuthority,
@@ -609,14 +618,10 @@ async function ensureBridgeCertificate(
     const fresh = Date.parse(cert.validTo) - Date.now() > BRIDGE_RENEW_BEFORE_MS;
     if (fresh && isIssuedBy(cert, ca.certificate)) return false;
   }
-  const issued = issueCertificate(ca, {
-    commonName: 'cloudtaser-bridge',
-    extKeyUsage: ['clientAuth'],
-    days: LIFETIME_DAYS.bridge,
-  });
+  const issued = issueBridgeCertificate(ca);
   const next: BridgeClientRecord = {
     certificate: issued.certPem,
-    private_key: issued.keyPem!,
+    private_key: issued.keyPem,
     ca_chain: ca.certPem,
   };
   // Bridges load this certificate for every pairing: a new one is a change they must see.

@@ -204,11 +204,7 @@ export async function ensureTokenReviewAuth(
   const data = current.body?.data;
   // Not given: the endpoint the cluster points at now (a re-run keeps it, as it keeps migration and attestation;
   // an upgrade test found a plain re-run moving an explicit endpoint to the default), else the default.
-  const suffix = `/clusters/${fingerprint}`;
-  const stored =
-    typeof data?.kubernetes_host === 'string' && data.kubernetes_host.endsWith(suffix)
-      ? data.kubernetes_host.slice(0, -suffix.length)
-      : undefined;
+  const stored = endpointOfHost(data?.kubernetes_host, fingerprint);
   const endpoint =
     options.endpoint ??
     (stored && !tokenReviewEndpointProblem(stored) ? stored : DEFAULT_TOKENREVIEW_ENDPOINT);
@@ -255,7 +251,14 @@ export async function readTokenReviewEndpoint(
     `auth/${KUBERNETES_AUTH_MOUNT}/config`,
     { allow404: true },
   );
-  const host = current.status === 200 ? current.body?.data?.kubernetes_host : undefined;
+  return endpointOfHost(
+    current.status === 200 ? current.body?.data?.kubernetes_host : undefined,
+    fingerprint,
+  );
+}
+
+/** The endpoint in a `kubernetes_host` registration wrote (tokenReviewHost's inverse), else undefined. */
+function endpointOfHost(host: unknown, fingerprint: string): string | undefined {
   const suffix = `/clusters/${parseFingerprint(fingerprint)}`;
   return typeof host === 'string' && host.endsWith(suffix) ? host.slice(0, -suffix.length) : undefined;
 }
