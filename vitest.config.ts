@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { SlowFirstSequencer } from './test/support/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -16,6 +17,7 @@ export default defineConfig({
     // with two, all passing. Timing bounds in tests are generous enough for a shared CPU; benchmarks, which need
     // a quiet machine, run apart (`npm run bench`).
     maxWorkers: 2,
+    sequence: { sequencer: SlowFirstSequencer },
     env: { CHECKPOINT_DISABLE: '1' },
   },
 });
