@@ -2,6 +2,9 @@
  * Log lines about things a stranger can make happen at will (a pairing that fails, an announce that is refused)
  * must not let that stranger fill the disk or drown the lines an SRE needs. The first occurrence per key and
  * window is logged in full; the rest are counted, and one summary line with the counts closes the window.
+ * The summary says when the lines it stands for happened (`firstAt`: the line logged in full, `lastAt`: the last
+ * one counted): it is written when the window closes, up to a minute after the last of them, and an SRE reading it
+ * must tell an incident still going on from one already over.
  */
 import type { Logger } from './log.js';
 
@@ -28,8 +31,14 @@ interface Window {
   readonly timer: NodeJS.Timeout;
   readonly fields: Record<string, unknown>;
   readonly byCode: Map<string, number>;
+  /** When the line logged in full was written, and when the last line counted in the window happened. */
+  readonly firstAt: number;
+  lastAt: number;
   suppressed: number;
 }
+
+/** `03:12:05Z`: the time of day in a summary's message (the fields carry full ISO times). */
+const timeOfDay = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)}Z`;
 
 export function createLogSummarizer(log: Logger, options: LogSummarizerOptions): LogSummarizer {
   const windowMs = options.windowMs ?? 60_000;
@@ -49,8 +58,10 @@ export function createLogSummarizer(log: Logger, options: LogSummarizerOptions):
         suppressed: window.suppressed,
         byCode: Object.fromEntries(window.byCode),
         windowMs,
+        firstAt: new Date(window.firstAt).toISOString(),
+        lastAt: new Date(window.lastAt).toISOString(),
       },
-      `${window.suppressed} more like the last one in ${Math.round(windowMs / 1000)} s (not logged one by one)`,
+      `${window.suppressed} more like the one logged at ${timeOfDay(window.firstAt)}, the last at ${timeOfDay(window.lastAt)} (not logged one by one)`,
     );
   };
   return {
@@ -58,6 +69,7 @@ export function createLogSummarizer(log: Logger, options: LogSummarizerOptions):
       const window = windows.get(key);
       if (window) {
         window.suppressed++;
+        window.lastAt = Date.now();
         counts.suppressed++;
         const code = typeof fields.code === 'string' ? fields.code : 'other';
         window.byCode.set(code, (window.byCode.get(code) ?? 0) + 1);
@@ -69,7 +81,8 @@ export function createLogSummarizer(log: Logger, options: LogSummarizerOptions):
       const { reason: _reason, code: _code, event: _event, ...where } = fields;
       const timer = setTimeout(() => flush(key), windowMs);
       timer.unref();
-      windows.set(key, { timer, fields: where, byCode: new Map(), suppressed: 0 });
+      const now = Date.now();
+      windows.set(key, { timer, fields: where, byCode: new Map(), firstAt: now, lastAt: now, suppressed: 0 });
     },
     counts,
     close() {
