@@ -21,7 +21,14 @@ export interface BeaconMetrics {
   accepted(door: string): void;
 }
 
-export function createBeaconMetrics(options: { processMetrics: boolean }): BeaconMetrics {
+export interface BeaconMetricsOptions {
+  /** Also export the process's own metrics (CPU, memory). */
+  readonly processMetrics: boolean;
+  /** The bound on open connections (`--max-connections`), exported so an alert can compare the count with it. */
+  readonly maxConnections: number;
+}
+
+export function createBeaconMetrics(options: BeaconMetricsOptions): BeaconMetrics {
   const registry = createProcessRegistry('cloudtaser_beacon_', options.processMetrics);
   const counters: BeaconCounters = {
     connections: 0,
@@ -57,6 +64,12 @@ export function createBeaconMetrics(options: { processMetrics: boolean }): Beaco
       this.set(counters.connections);
     },
   });
+  // The bound lives in a flag (chart: beacon.extraArgs), so only the process can tell Prometheus what it is.
+  new Gauge({
+    name: 'cloudtaser_beacon_max_connections',
+    help: 'The bound on open connections (--max-connections); over it new connections are closed at accept',
+    registers: [registry],
+  }).set(options.maxConnections);
   new Gauge({
     name: 'cloudtaser_beacon_waiting',
     help: 'Connections announced and waiting for a peer, by role',

@@ -162,7 +162,10 @@ class BeaconServer {
   constructor(options: BeaconServerOptions) {
     this.limits = options.limits;
     this.log = options.log;
-    this.metrics = createBeaconMetrics({ processMetrics: options.processMetrics });
+    this.metrics = createBeaconMetrics({
+      processMetrics: options.processMetrics,
+      maxConnections: this.limits.maxConnections,
+    });
     const refuse = (reason: string, code: RejectCode, message: string, meta: Record<string, unknown>) =>
       this.reject(reason, code, message, meta);
     this.pairing = new PairingCore({

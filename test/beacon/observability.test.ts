@@ -25,7 +25,7 @@ beforeAll(async () => {
   beacon = await startBeacon(certs, {
     logger: log.logger,
     metrics: true,
-    limits: { announceTimeoutMs: 300 },
+    limits: { announceTimeoutMs: 300, maxConnections: 5000 },
   });
 });
 afterAll(async () => {
@@ -101,6 +101,12 @@ describe('beacon logs and metrics', () => {
     expect(text).toMatch(/^cloudtaser_beacon_relayed_bytes_total\{direction="broker_to_bridge"\} [1-9]\d*$/m);
     expect(text).toMatch(/^cloudtaser_beacon_paired 0$/m);
     expect(text).toContain('cloudtaser_beacon_process_resident_memory_bytes');
+  });
+
+  it('exports its --max-connections bound next to the open connections, so an alert can page before new ones are refused', async () => {
+    const text = await (await fetch(`${beacon.metricsUrl}/metrics`)).text();
+    expect(text).toMatch(/^cloudtaser_beacon_max_connections 5000$/m);
+    expect(text).toMatch(/^cloudtaser_beacon_connections \d+$/m);
   });
 
   it('answers health and readiness, and 404 elsewhere', async () => {

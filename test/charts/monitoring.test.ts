@@ -4,10 +4,11 @@
  * Grafana dashboard) parsed with Prometheus' own grammar (@prometheus-io/lezer-promql) and checked to use only
  * metrics the beacon, bridge and broker export.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parser } from '@prometheus-io/lezer-promql';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_BEACON_LIMITS } from '../../runtime/beacon/limits.js';
 import { createBeaconMetrics } from '../../runtime/beacon/metrics.js';
 import { createBridgeMetrics } from '../../runtime/bridge/index.js';
 import { createBrokerMetrics } from '../../runtime/broker/index.js';
@@ -24,6 +25,7 @@ import {
 import { validateValues } from './values-schema.js';
 
 const DASHBOARD = join(import.meta.dirname, '../../docs/grafana/cloudtaser.json');
+const BEACON_SOURCE = join(import.meta.dirname, '../../runtime/beacon');
 
 /** Every series name the processes export, histograms with their _bucket/_sum/_count series. */
 async function exportedNames(): Promise<Set<string>> {
@@ -31,7 +33,8 @@ async function exportedNames(): Promise<Set<string>> {
   for (const registry of [
     createBridgeMetrics().registry,
     createBrokerMetrics().registry,
-    createBeaconMetrics({ processMetrics: true }).registry,
+    createBeaconMetrics({ processMetrics: true, maxConnections: DEFAULT_BEACON_LIMITS.maxConnections })
+      .registry,
   ]) {
     for (const metric of await registry.getMetricsAsJSON()) {
       names.add(metric.name);
@@ -62,7 +65,7 @@ type Switch = 'serviceMonitor' | 'podMonitor' | 'prometheusRule';
 const SWITCHES: Record<ChartName, Switch[]> = {
   cloudtaser: ['serviceMonitor', 'podMonitor', 'prometheusRule'],
   'cloudtaser-bridge': ['serviceMonitor', 'podMonitor', 'prometheusRule'],
-  'cloudtaser-beacon': ['serviceMonitor', 'podMonitor'],
+  'cloudtaser-beacon': ['serviceMonitor', 'podMonitor', 'prometheusRule'],
 };
 const KIND: Record<Switch, string> = {
   serviceMonitor: 'ServiceMonitor',
@@ -218,6 +221,41 @@ describe('alerts across the charts', () => {
     expect(byName.get('CloudtaserBrokerCertificateExpiring')).toMatch(
       /cloudtaser_broker_certificate_not_after_seconds\{[^}]*\}\) - time\(\) < 30 \* 86400/,
     );
+  });
+});
+
+describe('beacon chart alerts', () => {
+  const rules = () =>
+    only(renderWith('cloudtaser-beacon', 'prometheusRule'), 'PrometheusRule').spec.groups.flatMap(
+      (g: K8sObject) => g.rules,
+    );
+  const exprOf = (name: string) => String(rules().find((r: K8sObject) => r.alert === name)?.expr);
+
+  it('page the beacon team when no replica is scraped, a replica nears --max-connections, or clients are refused for a misconfiguration', () => {
+    expect(rules().map((r: K8sObject) => r.alert)).toEqual([
+      'CloudtaserBeaconDown',
+      'CloudtaserBeaconNearConnectionLimit',
+      'CloudtaserBeaconRefusing',
+    ]);
+    // A dead beacon pages on the beacon's side, not only as the bridges' and brokers' replica-unreachable warnings.
+    expect(exprOf('CloudtaserBeaconDown')).toContain('absent(cloudtaser_beacon_build_info{');
+    // Per replica: each one has its own bound, and at it closes every new connection, waiting bridges included.
+    expect(exprOf('CloudtaserBeaconNearConnectionLimit')).toMatch(
+      /max by \(namespace, pod\) \(cloudtaser_beacon_connections\{[^}]*\} \/ cloudtaser_beacon_max_connections\{[^}]*\}\) > 0\.8/,
+    );
+  });
+
+  it('page on refusals that mean a misconfiguration, never on the scanners a public :443 sees all day', () => {
+    const expr = exprOf('CloudtaserBeaconRefusing');
+    expect(expr).toContain('cloudtaser_beacon_rejections_total{');
+    const paged = /reason=~"([^"]+)"/.exec(expr)?.[1].split('|');
+    expect(paged?.sort()).toEqual(['bridge_unauthenticated', 'waiting_per_address', 'waiting_total']);
+    // A misspelt reason would leave the alert silent forever: each one is a reason the beacon really counts.
+    const source = readdirSync(BEACON_SOURCE)
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => readFileSync(join(BEACON_SOURCE, file), 'utf8'))
+      .join('\n');
+    for (const reason of paged ?? []) expect(source, reason).toContain(`'${reason}'`);
   });
 });
 
