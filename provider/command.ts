@@ -1,6 +1,6 @@
 /** `cloudtaser-cli provider install --mirror DIR`: wired into the CLI by the lead. */
 import type { Command } from 'commander';
-import { DEFAULT_PLATFORMS, installProviderMirror } from './packaging/mirror.js';
+import { DEFAULT_PLATFORMS } from './packaging/platforms.js';
 
 export function registerProviderCommand(program: Command): void {
   const provider = program.command('provider').description('terraform-provider-cloudtaser helpers');
@@ -15,7 +15,15 @@ export function registerProviderCommand(program: Command): void {
     .option('--bundle <file>', 'provider bundle to install (default: the one shipped in this package)')
     .option('--json', 'print the result as JSON', false)
     .action(
-      (options: { mirror: string; packed: boolean; platform?: string[]; bundle?: string; json: boolean }) => {
+      async (options: {
+        mirror: string;
+        packed: boolean;
+        platform?: string[];
+        bundle?: string;
+        json: boolean;
+      }) => {
+        // Loaded on use: the mirror pulls in the provider's schema, which `--help` does not need.
+        const { installProviderMirror } = await import('./packaging/mirror.js');
         const result = installProviderMirror(options.mirror, {
           layout: options.packed ? 'packed' : 'unpacked',
           platforms: options.platform,

@@ -29,15 +29,9 @@ import {
   PROVIDER_VERSION,
 } from '../cloudtaser.js';
 import { BUNDLE_FILE_NAME } from './bundle-name.js';
+import { DEFAULT_PLATFORMS } from './platforms.js';
 
-/** Platforms with a POSIX shell and `#!/usr/bin/env node`; Windows would need a .exe shim. */
-export const DEFAULT_PLATFORMS = [
-  'linux_amd64',
-  'linux_arm64',
-  'darwin_amd64',
-  'darwin_arm64',
-  'freebsd_amd64',
-] as const;
+export { DEFAULT_PLATFORMS };
 
 export interface InstallProviderMirrorOptions {
   /** `unpacked` (HOST/NS/TYPE/VERSION/OS_ARCH/ dirs) or `packed` (zips). @default 'unpacked' */

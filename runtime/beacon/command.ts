@@ -11,7 +11,7 @@ import {
 import { DEFAULT_RELOAD_INTERVAL_MS, type WatchedPemFiles, watchPemFiles } from '../core/tls-files.js';
 import { loadBridgeCas } from './bridge-auth.js';
 import { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS } from './limits.js';
-import { type BeaconHandle, type BeaconOptions, createBeacon } from './server.js';
+import type { BeaconHandle, BeaconOptions } from './server.js';
 
 /**
  * `--relay-grace` by default: longer than a bridge's drain of its tunnels (10 s) after the 5 s delay the charts pass.
@@ -89,6 +89,8 @@ export function registerBeaconCommand(
     const { options, files } = await beaconOptionsFromFlags(flags, { logger, running });
     let started: BeaconHandle;
     try {
+      // Loaded on use: the beacon server (ws, prom-client) is not needed to show help or to refuse a flag.
+      const { createBeacon } = await import('./server.js');
       started = await createBeacon({ ...options, logger });
     } catch (err) {
       for (const watched of files) watched.close();

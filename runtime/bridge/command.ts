@@ -4,42 +4,25 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
+import { parseListenAddress } from '../core/health-server.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { CLOUDTASER_VERSION } from '../core/version.js';
-import {
-  type AuthResult,
-  keepStaticTokenAlive,
-  OpenBaoClient,
-  type RenewingLogin,
-  resolveSecretStoreAddress,
-  resolveSecretStoreToken,
-  type StaticTokenKeeper,
-  startRenewingLogin,
-} from '../openbao/index.js';
-import { DEFAULT_NAMESPACE_ROOT } from '../registration/index.js';
+import type { AuthResult, OpenBaoClient, RenewingLogin, StaticTokenKeeper } from '../openbao/index.js';
+import { DEFAULT_NAMESPACE_ROOT } from '../registration/defaults.js';
 import {
   addRelayClientOptions,
   collect,
   drainThenClose,
   parseDuration,
-  parseListenAddress,
   type RelayClientFlags,
   readPemFile,
   readRelayClientFlags,
   untilSignal,
-} from '../tunnel/index.js';
-import {
-  type BeaconIdentity,
-  startMintedBeaconIdentity,
-  watchBeaconIdentityFiles,
-} from './beacon-identity.js';
-import {
-  type BridgeOptions,
-  DEFAULT_BEACON_DIAL_CONCURRENCY,
-  DEFAULT_BRIDGE_TIMING,
-  startBridge,
-} from './bridge.js';
-import { type BridgeMetrics, createBridgeMetrics } from './metrics.js';
+} from '../tunnel/flags.js';
+import type { BeaconIdentity } from './beacon-identity.js';
+import { DEFAULT_BEACON_DIAL_CONCURRENCY, DEFAULT_BRIDGE_TIMING } from './defaults.js';
+import type { BridgeMetrics } from './metrics.js';
+import type { BridgeOptions } from './options.js';
 import { validateShardSettings } from './shards.js';
 import type { TokenReviewTls } from './tokenreview-service.js';
 
@@ -223,6 +206,9 @@ export function registerBridgeCommand(program: Command): Command {
       const sharding = await shardingFrom(flags);
       const tokenReviewAddress = peerAddress(flags.tokenreviewPeerAddress ?? process.env.POD_IP);
       const relay = await readRelayClientFlags(flags, 'bridge run');
+      // Loaded on use: the bridge (OpenBao client, tunnels, metrics) is not needed to show help or refuse a flag.
+      const { startBridge } = await import('./bridge.js');
+      const { createBridgeMetrics } = await import('./metrics.js');
       // Metrics are served on the probe port; without one nobody could scrape them.
       const metrics = relay.health ? createBridgeMetrics() : undefined;
       const secretStore = await connectSecretStore(flags, logger, metrics);
@@ -379,6 +365,7 @@ async function startBeaconIdentity(
     );
   // 'openbao' is the default, so naming the files is enough to switch to them.
   const mode = fromFiles ? 'files' : flags.beaconClientIdentity;
+  const { startMintedBeaconIdentity, watchBeaconIdentityFiles } = await import('./beacon-identity.js');
   switch (mode) {
     case 'openbao':
       return startMintedBeaconIdentity({
@@ -418,6 +405,13 @@ async function connectSecretStore(
   metrics?: BridgeMetrics,
 ): Promise<{ client: OpenBaoClient; login?: RenewingLogin; keeper?: StaticTokenKeeper }> {
   const observer = metrics?.openbaoObserver;
+  const {
+    keepStaticTokenAlive,
+    OpenBaoClient,
+    resolveSecretStoreAddress,
+    resolveSecretStoreToken,
+    startRenewingLogin,
+  } = await import('../openbao/index.js');
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
     throw new CloudtaserError(

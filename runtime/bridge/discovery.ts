@@ -53,6 +53,7 @@ import {
   readRegisteredCluster,
   validateNamespaceRoot,
 } from '../registration/index.js';
+import { DEFAULT_DISCOVERY_RESYNC_MS } from './defaults.js';
 
 export interface ClusterDiscoveryOptions {
   readonly openbao: OpenBaoClient;
@@ -107,7 +108,8 @@ export interface ClusterDiscovery {
 }
 
 const QUIET = { followedEntries: 0 } as const;
-export const DEFAULT_DISCOVERY_RESYNC_MS = 6 * 3_600_000;
+
+export { DEFAULT_DISCOVERY_RESYNC_MS };
 /** Polls at which a cluster whose read contradicted its change's `end` is read again (a lagging node answered). */
 export const SETTLE_POLLS = 3;
 /** Journal reads in a row older than the view, taken for a lagging node, before the bridge resyncs in full. */

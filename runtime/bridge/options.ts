@@ -5,11 +5,9 @@
 import type { Duplex } from 'node:stream';
 import type { BeaconClientCertificate } from '../beacon/index.js';
 import type { Logger } from '../core/log.js';
-import { IN_FLIGHT_GRACE_MS } from '../core/shutdown.js';
 import type { OpenBaoClient, TokenLoginState } from '../openbao/index.js';
-import { LIFETIME_DAYS } from '../pki/index.js';
 import type { RelayPartyOptions, TunnelHandler, TunnelMux } from '../tunnel/index.js';
-import { DEFAULT_DISCOVERY_RESYNC_MS } from './discovery.js';
+import { DEFAULT_BEACON_DIAL_CONCURRENCY, DEFAULT_BRIDGE_TIMING } from './defaults.js';
 import type { BridgeMetrics } from './metrics.js';
 import type { ShardMembershipOptions, ShardMembershipStatus } from './shards.js';
 import type { BridgeTokenReviewOptions } from './tokenreview-service.js';
@@ -67,21 +65,7 @@ export interface BridgeTiming {
   readonly renewalMinIntervalMs: number;
 }
 
-export const DEFAULT_BRIDGE_TIMING: BridgeTiming = Object.freeze({
-  pollIntervalMs: 10_000,
-  stepTimeoutMs: 10_000,
-  backoffInitialMs: 500,
-  backoffMaxMs: 30_000,
-  waitRefreshMs: 540_000,
-  discoveryResyncMs: DEFAULT_DISCOVERY_RESYNC_MS,
-  handshakeBackoffInitialMs: 250,
-  handshakeBackoffMaxMs: 15_000,
-  trustRefreshMs: DEFAULT_DISCOVERY_RESYNC_MS,
-  closeGraceMs: IN_FLIGHT_GRACE_MS,
-  closeMoveWaitMs: IN_FLIGHT_GRACE_MS / 2,
-  brokerCertificateDays: LIFETIME_DAYS.broker,
-  renewalMinIntervalMs: 60_000,
-});
+export { DEFAULT_BRIDGE_TIMING };
 
 export interface BridgeOptions extends RelayPartyOptions {
   /** OpenBao client authenticated as the bridge (its own token or AppRole login, never an admin token). */
@@ -140,8 +124,7 @@ export interface BridgeOptions extends RelayPartyOptions {
   readonly logger?: Logger;
 }
 
-/** Below the beacon's default `maxPendingPerAddress` (64), so a redial burst is never refused for its size. */
-export const DEFAULT_BEACON_DIAL_CONCURRENCY = 32;
+export { DEFAULT_BEACON_DIAL_CONCURRENCY };
 
 export interface BridgeClusterStatus {
   readonly fingerprintPrefix: string;

@@ -1,22 +1,21 @@
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
+import { parseListenAddress } from '../core/health-server.js';
 import { createLogger } from '../core/log.js';
 import { parseNamespacedName, parseServiceAccountRef } from '../core/rules.js';
 import { CLOUDTASER_VERSION } from '../core/version.js';
-import { DEFAULT_POD_API_LIMITS } from '../podapi/server.js';
+import { DEFAULT_POD_API_LIMITS } from '../podapi/defaults.js';
 import {
   addRelayClientOptions,
   collect,
   drainThenClose,
   parseDuration,
-  parseListenAddress,
   type RelayClientFlags,
   readRelayClientFlags,
   untilSignal,
-} from '../tunnel/index.js';
-import { DEFAULT_INJECTED_RESOURCES, parseInjectedResources } from '../webhook/index.js';
-import { DEFAULT_BROKER_TIMING, startBroker } from './broker.js';
-import { createBrokerMetrics } from './metrics.js';
+} from '../tunnel/flags.js';
+import { DEFAULT_INJECTED_RESOURCES, parseInjectedResources } from '../webhook/admission.js';
+import { DEFAULT_BROKER_TIMING } from './options.js';
 import {
   configMapTrustRecord,
   DEFAULT_TRUST_RECORD_NAME,
@@ -224,6 +223,9 @@ export function registerBrokerCommand(program: Command): Command {
           'CT_INVALID_ARGUMENT',
           '--webhook-listen needs --inject-image (or CLOUDTASER_OPERATOR_IMAGE): the image of the injected init container',
         );
+      // Loaded on use, like the Kubernetes client: the broker and its metrics are not needed to show help.
+      const { startBroker } = await import('./broker.js');
+      const { createBrokerMetrics } = await import('./metrics.js');
       const handle = await startBroker({
         beacons: relay.beacons,
         beaconCaPem: relay.beaconCaPem,

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import type { DoctorReport } from '../doctor/index.js';
-import { readPemFile } from '../tunnel/index.js';
+import { readPemFile } from '../tunnel/flags.js';
 import { parseOutputFormat, personAtTerminal, printJson } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 

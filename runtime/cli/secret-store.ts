@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
-import { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } from '../openbao/index.js';
+import type { OpenBaoClient } from '../openbao/index.js';
 
 export interface SecretStoreFlags {
   readonly secretstoreAddress?: string;
@@ -46,6 +46,10 @@ export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoC
       `--timeout must be a number of seconds from ${TIMEOUT_SECONDS.min} to ${TIMEOUT_SECONDS.max}, not ${JSON.stringify(flags.timeout)}`,
     );
   }
+  // Loaded on use: the OpenBao client (undici) is not needed to show help or to refuse a flag.
+  const { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } = await import(
+    '../openbao/index.js'
+  );
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
     throw new CloudtaserError(

@@ -2,20 +2,9 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { operatorInstallCommand } from '../core/chart-location.js';
 import { CloudtaserError } from '../core/errors.js';
-import {
-  type AttestationSettings,
-  DEFAULT_OPERATOR_SERVICE_ACCOUNT,
-  DEFAULT_TOKENREVIEW_ENDPOINT,
-  deregisterCluster,
-  ensureBeaconClientCa,
-  getClusterStatus,
-  POLICY_NAMES,
-  type PolicyIdentity,
-  rearmCluster,
-  registerCluster,
-  renderPolicyHcl,
-  validateNamespaceRoot,
-} from '../registration/index.js';
+import { DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF } from '../core/rules.js';
+import type { AttestationSettings, PolicyIdentity } from '../registration/index.js';
+import { DEFAULT_TOKENREVIEW_ENDPOINT } from '../registration/tokenreview-endpoint.js';
 import { readPemFile } from '../tunnel/flags.js';
 import { registerSourceDoctorCommand } from './doctor.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
@@ -57,7 +46,7 @@ export function registerSourceCommands(program: Command): void {
       )
       .option(
         '--attestation-service-account <ns/name>',
-        `the operator's service account, the only one allowed to bootstrap (default ${DEFAULT_OPERATOR_SERVICE_ACCOUNT.namespace}/${DEFAULT_OPERATOR_SERVICE_ACCOUNT.name})`,
+        `the operator's service account, the only one allowed to bootstrap (default ${DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF})`,
       )
       .option(
         '--migration',
@@ -82,6 +71,7 @@ export function registerSourceCommands(program: Command): void {
       const attestation = await readAttestationFlags(opts);
       const client = await openSecretStore(opts);
       try {
+        const { rearmCluster, registerCluster } = await loadRegistration();
         const result = await withProgress('registering cluster', () =>
           registerCluster(client, {
             fingerprint: opts.fingerprint,
@@ -161,6 +151,7 @@ export function registerSourceCommands(program: Command): void {
     const format = parseOutputFormat(opts.output);
     const client = await openSecretStore(opts);
     try {
+      const { deregisterCluster } = await loadRegistration();
       const result = await withProgress('deregistering cluster', () =>
         deregisterCluster(client, {
           fingerprint: opts.fingerprint,
@@ -191,6 +182,7 @@ export function registerSourceCommands(program: Command): void {
     const format = parseOutputFormat(opts.output);
     const client = await openSecretStore(opts);
     try {
+      const { getClusterStatus } = await loadRegistration();
       const status = await getClusterStatus(client, {
         fingerprint: opts.fingerprint,
         namespaceRoot: opts.namespaceRoot,
@@ -251,7 +243,8 @@ function registerPolicyCommand(source: Command): void {
       '--no-migration',
       'bridge: leave out the secret/k8s/ lines (no cluster registered with --migration)',
     )
-    .action((identity: string, opts: { namespaceRoot: string; migration: boolean }) => {
+    .action(async (identity: string, opts: { namespaceRoot: string; migration: boolean }) => {
+      const { POLICY_NAMES, renderPolicyHcl, validateNamespaceRoot } = await loadRegistration();
       if (!(identity in POLICY_NAMES)) {
         throw new CloudtaserError(
           'CT_INVALID_ARGUMENT',
@@ -283,6 +276,7 @@ function registerBeaconCaCommand(source: Command): void {
       );
     const client = await openSecretStore(opts);
     try {
+      const { ensureBeaconClientCa } = await loadRegistration();
       const ca = await withProgress('ensuring the beacon client CA', () =>
         ensureBeaconClientCa(client, { namespaceRoot: opts.namespaceRoot }),
       );
@@ -292,6 +286,11 @@ function registerBeaconCaCommand(source: Command): void {
       await client.close();
     }
   });
+}
+
+/** The registration code, loaded when a command runs: it is heavy (OpenBao client, PKI) and `--help` needs none of it. */
+function loadRegistration() {
+  return import('../registration/index.js');
 }
 
 /** Reads the attestation flags; undefined when none is given (an existing setting is then kept). */

@@ -25,6 +25,7 @@ import {
   type PodApiRefusal,
   type PodApiRoute,
 } from './allowlist.js';
+import { DEFAULT_POD_API_LIMITS } from './defaults.js';
 import { createRequestGate } from './gate.js';
 import { leaderAnswer, unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER } from './protocol.js';
@@ -75,19 +76,7 @@ export interface PodApiLimits {
   readonly maxRequestsPerAddress: number;
 }
 
-export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
-  maxBodyBytes: 512 * 1024,
-  maxInFlight: 24,
-  maxWaiting: 2000,
-  timeoutMs: 30_000,
-  tunnelWaitMs: 5_000,
-  maxBufferedBodyBytes: 32 * 1024 * 1024,
-  maxBufferedBodyBytesPerAddress: 4 * 1024 * 1024,
-  bodyTimeoutMs: 10_000,
-  maxConnections: 2048,
-  maxConnectionsPerAddress: 128,
-  maxRequestsPerAddress: 256,
-});
+export { DEFAULT_POD_API_LIMITS };
 
 export interface PodApiServerOptions {
   readonly host?: string;

@@ -7,9 +7,9 @@ import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import { truncate } from '../core/rules.js';
+import { DEFAULT_NAMESPACE_ROOT } from './defaults.js';
 
-/** Root namespace under which every cluster namespace lives. */
-export const DEFAULT_NAMESPACE_ROOT = 'cloudtaser';
+export { DEFAULT_NAMESPACE_ROOT };
 /** KV v2 mount name used for cloudtaser's own records, both in the root and in each cluster namespace. */
 export const RECORDS_MOUNT = 'cloudtaser';
 /** KV v2 mount for workload secrets in each cluster namespace. */

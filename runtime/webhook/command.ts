@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
-import { fetchPodSecrets } from './fetch.js';
 import { parseSecretFiles } from './secret-files.js';
 
 /** `cloudtaser-cli pod fetch-secrets`: the injected init container's entry point; configured by env only. */
@@ -43,6 +42,8 @@ Configured by environment only (the cloudtaser webhook sets it on the init conta
       } catch {
         throw new CloudtaserError('CT_INVALID_ARGUMENT', 'CLOUDTASER_SECRETS is not a JSON object');
       }
+      // Loaded on use: the pod API client (undici) is for this command only, not for every CLI start.
+      const { fetchPodSecrets } = await import('./fetch.js');
       const result = await fetchPodSecrets({
         podApiUrl: env.CLOUDTASER_POD_API_URL!,
         caPem: env.CLOUDTASER_POD_API_CA_PEM!,

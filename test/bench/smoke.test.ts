@@ -45,6 +45,7 @@ describe('npm run bench -- --smoke', () => {
       'beacon.',
       'bootstrap.',
       'cdktf.',
+      'cli.',
       'bridge.',
       'fleet.',
       'metrics.',

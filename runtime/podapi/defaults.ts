@@ -1,0 +1,16 @@
+// Import-free, so `broker run --help` shows these limits without loading the server (server.ts re-exports them).
+import type { PodApiLimits } from './server.js';
+
+export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
+  maxBodyBytes: 512 * 1024,
+  maxInFlight: 24,
+  maxWaiting: 2000,
+  timeoutMs: 30_000,
+  tunnelWaitMs: 5_000,
+  maxBufferedBodyBytes: 32 * 1024 * 1024,
+  maxBufferedBodyBytesPerAddress: 4 * 1024 * 1024,
+  bodyTimeoutMs: 10_000,
+  maxConnections: 2048,
+  maxConnectionsPerAddress: 128,
+  maxRequestsPerAddress: 256,
+});
