@@ -7,6 +7,7 @@ import type { AttestationSettings, PolicyIdentity } from '../registration/index.
 import { DEFAULT_TOKENREVIEW_ENDPOINT } from '../registration/tokenreview-endpoint.js';
 import { readPemFile } from '../tunnel/flags.js';
 import { registerSourceDoctorCommand } from './doctor.js';
+import { registerSourceListCommand } from './list.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -227,6 +228,7 @@ export function registerSourceCommands(program: Command): void {
       await client.close();
     }
   });
+  registerSourceListCommand(source);
   registerSourceDoctorCommand(source);
 }
 

@@ -86,7 +86,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     scope: 'namespace-root',
     path: `${RECORDS}/metadata/clusters/`,
     capabilities: ['list'],
-    why: 'register refuses a fingerprint whose 8-character prefix a registration from before prefix claims holds',
+    why: 'register refuses a fingerprint whose 8-character prefix a registration from before prefix claims holds; source list lists the registrations',
   },
   {
     identity: 'registrar',
