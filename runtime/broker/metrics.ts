@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { createProcessRegistry, REQUEST_SECONDS_BUCKETS } from '../core/metrics.js';
 import type { MigrationOutcome, MigrationStatus } from '../migration/migrator.js';
+import { POD_API_LIMIT_KINDS } from '../podapi/defaults.js';
 
 /** Every phase `/status` can report, so each one has a series (0 or 1) from the first scrape on. */
 const PHASES = [
@@ -41,6 +42,8 @@ export interface BrokerMetrics {
   /** One dial of one beacon replica: `waiting`, `paired`, or the CT_ code it failed with. */
   beaconDial(replica: string, result: string): void;
   podApiRequest(route: string, status: number, seconds: number): void;
+  /** A pod API bound refused a pod (a connection closed or a request answered 503/408), by the bound's kind. */
+  podApiLimit(limit: string): void;
   /** One TokenReview or namespace read the bridge asked this broker to make, by kind and HTTP status. */
   tokenReview(kind: 'review' | 'namespace', status: number): void;
   admission(outcome: AdmissionOutcome, reason?: string): void;
@@ -152,6 +155,15 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
     labelNames: ['route', 'status'],
     registers: [registry],
   });
+  // By kind only: the pod's address is in the log line, never a label (one series per pod would grow without bound).
+  const podApiLimits = new Counter({
+    name: 'cloudtaser_broker_podapi_limit_refusals_total',
+    help: 'Pods refused by a pod API bound (connections, address_connections, address_requests, body_budget, address_body_budget, body_timeout); the podapi.limit log line names the pod address',
+    labelNames: ['limit'],
+    registers: [registry],
+  });
+  // Every kind from the start at 0, so increase() sees the first refusal of each.
+  for (const limit of POD_API_LIMIT_KINDS) podApiLimits.inc({ limit }, 0);
   const podApiSeconds = new Histogram({
     name: 'cloudtaser_broker_podapi_request_duration_seconds',
     help: 'Time from a pod API request to its answer, through the tunnel and OpenBao, by route',
@@ -233,6 +245,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
       podApiRequests.inc({ route, status: String(status) });
       podApiSeconds.observe({ route }, seconds);
     },
+    podApiLimit: (limit) => podApiLimits.inc({ limit }),
     tokenReview: (kind, status) => tokenReviews.inc({ kind, status: String(status) }),
     admission(outcome, reason) {
       admissions.inc({ outcome, reason: reason ?? '' });

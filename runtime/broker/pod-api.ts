@@ -84,6 +84,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       tokenReviewFailures: context.tokenReviewFailures,
       limits: options.limits,
       observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,
+      onLimit: metrics ? (limit) => metrics.podApiLimit(limit) : undefined,
       logger: log,
     });
     if (closing) {

@@ -14,3 +14,17 @@ export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
   maxConnectionsPerAddress: 128,
   maxRequestsPerAddress: 256,
 });
+
+/**
+ * The bounds that refuse a pod (log field `limit`, metric label `limit`): connections in all and per pod address,
+ * requests per address, request-body bytes held in all and per address, a body that stopped arriving.
+ */
+export const POD_API_LIMIT_KINDS = [
+  'connections',
+  'address_connections',
+  'address_requests',
+  'body_budget',
+  'address_body_budget',
+  'body_timeout',
+] as const;
+export type PodApiLimitKind = (typeof POD_API_LIMIT_KINDS)[number];

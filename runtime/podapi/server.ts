@@ -25,7 +25,7 @@ import {
   type PodApiRefusal,
   type PodApiRoute,
 } from './allowlist.js';
-import { DEFAULT_POD_API_LIMITS } from './defaults.js';
+import { DEFAULT_POD_API_LIMITS, POD_API_LIMIT_KINDS, type PodApiLimitKind } from './defaults.js';
 import { createRequestGate } from './gate.js';
 import { leaderAnswer, unavailableHealthAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER } from './protocol.js';
@@ -76,7 +76,7 @@ export interface PodApiLimits {
   readonly maxRequestsPerAddress: number;
 }
 
-export { DEFAULT_POD_API_LIMITS };
+export { DEFAULT_POD_API_LIMITS, POD_API_LIMIT_KINDS, type PodApiLimitKind };
 
 export interface PodApiServerOptions {
   readonly host?: string;
@@ -102,6 +102,11 @@ export interface PodApiServerOptions {
   readonly limits?: Partial<PodApiLimits>;
   /** Told every answered request: allow-list route (`refused` when off it), status and seconds. @default none */
   readonly observe?: (route: string, status: number, seconds: number) => void;
+  /**
+   * Told every time a bound refuses a pod (`PodApiLimitKind`), also the times the log folds into its summary and
+   * the connections closed before any request, which `observe` never sees. @default none
+   */
+  readonly onLimit?: (limit: PodApiLimitKind) => void;
   readonly logger?: Logger;
 }
 
@@ -157,8 +162,10 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   const requestsByAddress = new AddressCounts();
   // One line per kind of bound a minute and a summary: a pod flooding the broker must not flood its log.
   const bounds = createLogSummarizer(log, { summaryEvent: 'podapi.limits_summary' });
-  const limitHit = (limit: string, fields: Record<string, unknown>, message: string) =>
+  const limitHit = (limit: PodApiLimitKind, fields: Record<string, unknown>, message: string) => {
+    options.onLimit?.(limit);
     bounds.warn(limit, { event: 'podapi.limit', code: 'CT_PODAPI_LIMIT', limit, ...fields }, message);
+  };
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const address = req.socket.remoteAddress ?? '';

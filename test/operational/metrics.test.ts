@@ -3,7 +3,7 @@
  * port), on the whole operational path: each metric's name, type and labels, and that its value moves when the
  * event it counts happens.
  */
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type BridgeMetrics, createBridgeMetrics } from '../../runtime/bridge/index.js';
@@ -12,13 +12,17 @@ import { fingerprintPrefix } from '../../runtime/core/hashes.js';
 import { CLOUDTASER_VERSION } from '../../runtime/core/version.js';
 import { MIGRATE_ANNOTATION } from '../../runtime/migration/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
+import { POD_API_LIMIT_KINDS } from '../../runtime/podapi/defaults.js';
 import { INJECT_LABEL, WEBHOOK_PATH } from '../../runtime/webhook/index.js';
 import { startTestBridge } from '../runtime/fixtures.js';
+import { openRaw } from '../support/raw-pod-client.js';
+import { waitUntil } from '../support/wait.js';
 import { type Exposition, parseExposition, scrape } from './exposition.js';
 import {
   APP_NAMESPACE,
   BOUND_SA,
   type OperationalStack,
+  POD_API_DNS_NAMES,
   ROLE,
   SECRET_PATH,
   startOperationalStack,
@@ -39,6 +43,13 @@ beforeAll(async () => {
     bridge: { health: { host: '127.0.0.1', port: 0 }, metrics: bridgeMetrics },
     broker: {
       metrics: brokerMetrics,
+      // A per-address connection bound a test can reach cheaply (the default is 128).
+      podApi: {
+        host: '127.0.0.1',
+        port: 0,
+        dnsNames: POD_API_DNS_NAMES,
+        limits: { maxConnectionsPerAddress: 8 },
+      },
       webhook: {
         host: '127.0.0.1',
         port: 0,
@@ -75,6 +86,8 @@ const CHEAP_LABELS = new Set([
   'reason',
   'phase',
   'le',
+  // The pod API bound that refused (six fixed kinds, POD_API_LIMIT_KINDS); never the pod's address.
+  'limit',
   // build_info: one series per process, fixed for its life.
   'version',
   'node',
@@ -295,6 +308,38 @@ describe('broker metrics', () => {
       b.sum('cloudtaser_bridge_openbao_requests_total', { source: 'pods' }) -
         bridgeBefore.sum('cloudtaser_bridge_openbao_requests_total', { source: 'pods' }),
     ).toBe(1);
+  });
+
+  it('counts every refusal by a pod API bound by kind, also those its log folds into one line a minute', async () => {
+    const before = await brokerScrape();
+    // All kinds are exported from the start, so increase() sees a first refusal.
+    for (const limit of POD_API_LIMIT_KINDS)
+      expect(before.value('cloudtaser_broker_podapi_limit_refusals_total', { limit }), limit).toBeDefined();
+    const port = Number(new URL(stack.podApiUrl).port);
+    const sockets: Socket[] = [];
+    try {
+      // A pod at 127.0.0.9 opens 8 connections (its bound), then 5 more: each of those is closed at accept.
+      for (let i = 0; i < 8; i++) await openRaw(port, sockets, '127.0.0.9');
+      const refused: Awaited<ReturnType<typeof openRaw>>[] = [];
+      for (let i = 0; i < 5; i++) refused.push(await openRaw(port, sockets, '127.0.0.9'));
+      await waitUntil(() => refused.every((client) => client.closed), {
+        what: 'the 5 extra connections closed',
+      });
+      const m = await brokerScrape();
+      const delta = (limit: string) =>
+        m.value('cloudtaser_broker_podapi_limit_refusals_total', { limit })! -
+        before.value('cloudtaser_broker_podapi_limit_refusals_total', { limit })!;
+      expect(delta('address_connections')).toBe(5);
+      expect(delta('connections')).toBe(0);
+      // The log said it once (the rest go into the minute's summary); the metric has no pod address label.
+      const logged = stack.logs.filter(
+        (line) => line.includes('"event":"podapi.limit"') && line.includes('127.0.0.9'),
+      );
+      expect(logged).toHaveLength(1);
+      expect(m.samples.some((sample) => Object.values(sample.labels).includes('127.0.0.9'))).toBe(false);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 
   it('counts TokenReviews on both sides when a pod logs in, and an unauthenticated review as unauthorized on the bridge', async () => {
