@@ -1,6 +1,6 @@
 /**
- * The order test files start in. Two workers share the suite; a file that starts late and runs long keeps one
- * worker busy while the other has nothing left, so the longest files go first. Vitest orders by the durations it
+ * The order test files start in. The workers share the suite; a file that starts late and runs long keeps one
+ * worker busy while the others have nothing left, so the longest files go first. Vitest orders by the durations it
  * cached from an earlier run, but CI runs on a clean clone, with no cache: there it starts the largest files first,
  * and the bench smoke test (a short file running every benchmark, over a minute) started last, alone, for 83 s.
  *
@@ -11,24 +11,24 @@
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 export const SLOW_FILES: Readonly<Record<string, number>> = {
-  'test/bench/smoke.test.ts': 83,
-  'test/package/cdktn.test.ts': 73,
-  'test/cli/conventions.test.ts': 59,
-  'test/cli/cli.test.ts': 55,
-  'test/package/packed-install.test.ts': 49,
-  'test/adversary/room-flood.test.ts': 36,
-  'test/examples/local-demo.test.ts': 33,
-  'test/provider/mirror.e2e.test.ts': 31,
-  'test/runtime/flow.test.ts': 23,
-  'test/runtime/shards-outage.test.ts': 21,
-  'test/provider/registration-lifecycle.e2e.test.ts': 20,
-  'test/examples/cdktf-deploy.test.ts': 19,
-  'test/runtime/processes.test.ts': 17,
-  'test/contract/openbao-ha.test.ts': 16,
-  'test/runtime/fleet.test.ts': 16,
-  'test/operational/kube-outage.test.ts': 15,
+  'test/bench/smoke.test.ts': 109,
+  'test/package/cdktn.test.ts': 75,
+  'test/package/packed-install.test.ts': 54,
+  'test/cli/conventions.test.ts': 45,
+  'test/cli/cli.test.ts': 39,
+  'test/adversary/room-flood.test.ts': 33,
+  'test/provider/mirror.e2e.test.ts': 32,
+  'test/examples/local-demo.test.ts': 24,
+  'test/examples/cdktf-deploy.test.ts': 24,
+  'test/provider/registration-lifecycle.e2e.test.ts': 23,
+  'test/runtime/flow.test.ts': 22,
+  'test/runtime/shards-outage.test.ts': 20,
+  'test/contract/openbao-ha.test.ts': 18,
+  'test/operational/kube-outage.test.ts': 17,
+  'test/runtime/processes.test.ts': 16,
   'test/contract/openbao-token-source.test.ts': 15,
   'test/faults/register.test.ts': 15,
+  'test/contract/kube-credentials.test.ts': 15,
 };
 
 export class SlowFirstSequencer extends BaseSequencer {
