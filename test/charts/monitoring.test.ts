@@ -287,8 +287,28 @@ describe('Grafana dashboard (docs/grafana/cloudtaser.json)', () => {
       'cloudtaser_bridge_openbao_request_duration_seconds_bucket',
       'cloudtaser_broker_migration_secrets_total',
       'cloudtaser_bridge_refusals_total',
+      'cloudtaser_broker_podapi_limit_refusals_total',
+      'cloudtaser_beacon_max_connections',
     ])
       expect(all).toContain(family);
+  });
+
+  it('lays its panels out without overlaps, inside the 24 columns', () => {
+    type Box = { x: number; y: number; w: number; h: number };
+    const boxes: Array<{ title: string; box: Box }> = dashboard.panels.map((p: K8sObject) => ({
+      title: p.title,
+      box: p.gridPos,
+    }));
+    for (const { title, box } of boxes) expect(box.x + box.w, title).toBeLessThanOrEqual(24);
+    const overlap = (a: Box, b: Box) =>
+      a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+    const overlapping = boxes.flatMap((a, i) =>
+      boxes
+        .slice(i + 1)
+        .filter((b) => overlap(a.box, b.box))
+        .map((b) => `${a.title} / ${b.title}`),
+    );
+    expect(overlapping).toEqual([]);
   });
 
   it('names its datasource through a variable and gives every panel a unique id', () => {
