@@ -1,11 +1,10 @@
 /**
- * `source list`: every cluster registered under a namespace root, as the bridges' full listing reads them (one
- * LIST, two reads per cluster). What a platform team compares with its Terraform state to find a registration no
- * state knows (an interrupted create, a registration made by hand) or one a state still names after it was
- * deregistered elsewhere.
+ * `source list`: every cluster registered under a namespace root, read as the bridges read them (one LIST, two
+ * reads per cluster), and every entry there that is not a whole registration, listed apart. What a platform team
+ * compares with its Terraform state to find a registration no state knows (one made by hand or by another state)
+ * or one a state still names after it was deregistered elsewhere.
  */
 import type { Command } from 'commander';
-import type { CloudtaserError } from '../core/errors.js';
 import { parseOutputFormat, printJson } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -18,26 +17,20 @@ export function registerSourceListCommand(source: Command): void {
     source
       .command('list')
       .description(
-        'list every cluster registered under the namespace root (fingerprint, namespace, bootstrapped, attestation, migration)',
+        'list every cluster registered under the namespace root (fingerprint, namespace, bootstrapped, attestation, migration); exit 1 when an entry is listed apart (unreadable, or a deregistration that stopped half-way)',
       )
       .option('--output <format>', 'text or json', 'text'),
   ).action(async (opts: ListFlags) => {
     const format = parseOutputFormat(opts.output);
     const client = await openSecretStore(opts);
     try {
-      const { listRegisteredClusters } = await import('../registration/status.js');
-      const unreadable: Array<{ fingerprint: string; code: string; message: string }> = [];
-      const clusters = await listRegisteredClusters(client, {
-        namespaceRoot: opts.namespaceRoot,
-        // One damaged record must not hide the rest of the fleet: listed apart, and the exit code says so.
-        onCorrupt: (fingerprint, err: CloudtaserError) =>
-          unreadable.push({ fingerprint, code: err.code, message: err.message }),
-      });
-      clusters.sort((a, b) => a.fingerprint.localeCompare(b.fingerprint));
+      const { auditRegistrations } = await import('../registration/status.js');
+      const audit = await auditRegistrations(client, { namespaceRoot: opts.namespaceRoot });
       if (format === 'json') {
         printJson({
-          namespaceRoot: opts.namespaceRoot,
-          clusters: clusters.map((cluster) => ({
+          namespaceRoot: audit.namespaceRoot,
+          namespaceRootExists: audit.rootExists,
+          clusters: audit.clusters.map((cluster) => ({
             fingerprint: cluster.fingerprint,
             namespace: cluster.namespace,
             operationalHash: cluster.operationalHash,
@@ -45,25 +38,34 @@ export function registerSourceListCommand(source: Command): void {
             attested: cluster.attested === true,
             migrationEnabled: cluster.migrationEnabled === true,
           })),
-          unreadable,
+          incomplete: audit.incomplete,
+          unreadable: audit.unreadable,
         });
       } else {
-        process.stdout.write(textTable(clusters, opts.namespaceRoot, client.address));
+        process.stdout.write(textReport(audit, client.address));
       }
-      for (const entry of unreadable)
+      // One line per entry that is not a whole registration, as every failure is told: code first.
+      for (const fingerprint of audit.incomplete)
         process.stderr.write(
-          `${entry.code}: cluster ${entry.fingerprint}: ${entry.message} (see cloudtaser-cli source status --fingerprint ${entry.fingerprint})\n`,
+          `CT_REGISTRATION_INCOMPLETE: cluster ${fingerprint} has records but no registration record (a deregistration that stopped half-way); run cloudtaser-cli source deregister --fingerprint ${fingerprint} again\n`,
         );
-      if (unreadable.length > 0) process.exitCode = 1;
+      for (const entry of audit.unreadable)
+        process.stderr.write(
+          `${entry.code}: clusters/${entry.key}: ${entry.message}${/^[0-9a-f-]{36}$/.test(entry.key) ? ` (see cloudtaser-cli source status --fingerprint ${entry.key})` : ''}\n`,
+        );
+      if (audit.incomplete.length > 0 || audit.unreadable.length > 0) process.exitCode = 1;
     } finally {
       await client.close();
     }
   });
 }
 
-type Listed = Awaited<ReturnType<typeof import('../registration/status.js').listRegisteredClusters>>[number];
+type Audit = import('../registration/status.js').RegistrationAudit;
 
-function textTable(clusters: readonly Listed[], namespaceRoot: string, address: string): string {
+function textReport(audit: Audit, address: string): string {
+  const { clusters, namespaceRoot } = audit;
+  if (!audit.rootExists)
+    return `No cluster is registered: namespace root ${namespaceRoot} does not exist at ${address} (the first register creates it; check --namespace-root for a typo).\n`;
   if (clusters.length === 0)
     return `No cluster is registered under namespace root ${namespaceRoot} at ${address}.\n`;
   const rows = [

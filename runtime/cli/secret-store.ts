@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
+import { resolveSecretStoreAddress, resolveSecretStoreToken } from '../openbao/env.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 
 export interface SecretStoreFlags {
@@ -46,10 +47,6 @@ export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoC
       `--timeout must be a number of seconds from ${TIMEOUT_SECONDS.min} to ${TIMEOUT_SECONDS.max}, not ${JSON.stringify(flags.timeout)}`,
     );
   }
-  // Loaded on use: the OpenBao client (undici) is not needed to show help or to refuse a flag.
-  const { OpenBaoClient, resolveSecretStoreAddress, resolveSecretStoreToken } = await import(
-    '../openbao/index.js'
-  );
   const address = resolveSecretStoreAddress(flags.secretstoreAddress);
   if (!address) {
     throw new CloudtaserError(
@@ -73,6 +70,8 @@ export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoC
       );
     });
   }
+  // Loaded on use, after the checks above: the OpenBao client (undici) is not needed to refuse a flag.
+  const { OpenBaoClient } = await import('../openbao/client.js');
   return new OpenBaoClient({
     address,
     token,

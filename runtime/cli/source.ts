@@ -237,7 +237,7 @@ function registerPolicyCommand(source: Command): void {
   source
     .command('policy')
     .description(
-      'print the OpenBao ACL policy (HCL) an identity needs: bridge (bridge run) or registrar (register/status/deregister, the Terraform provider, RegisteredCluster); write it in the root namespace',
+      'print the OpenBao ACL policy (HCL) an identity needs: bridge (bridge run) or registrar (register/status/deregister/list, the Terraform provider, RegisteredCluster); write it in the root namespace',
     )
     .argument('<identity>', 'bridge or registrar')
     .option('--namespace-root <name>', 'OpenBao namespace under which cluster namespaces live', 'cloudtaser')

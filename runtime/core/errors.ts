@@ -117,6 +117,8 @@ export const ErrorCodes = {
   CT_NOT_REGISTERED: 'the fingerprint is not registered',
   CT_ALREADY_INITIALIZED: 'the cluster has already bootstrapped once (re-arm to allow another)',
   CT_REGISTRATION_CORRUPT: 'a registration record exists but is unreadable or inconsistent',
+  CT_REGISTRATION_INCOMPLETE:
+    'a cluster has records but no registration record (a deregistration that stopped half-way); deregister again',
   // discovery (issue 16)
   CT_DISCOVERY_CONTENDED:
     'the discovery journal kept changing under check-and-set (too many registrations at the same moment)',

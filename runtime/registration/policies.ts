@@ -108,7 +108,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     scope: 'namespace-root',
     path: `${RECORDS}/data/clusters/+/registered`,
     capabilities: ['create', 'read', 'update'],
-    why: 'register writes the registration record (update when attestation or migration settings change); status reads it',
+    why: 'register writes the registration record (update when attestation or migration settings change); status and list read it',
   },
   {
     identity: 'registrar',
@@ -122,7 +122,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     scope: 'namespace-root',
     path: `${RECORDS}/data/clusters/+/initialized`,
     capabilities: ['read'],
-    why: 'register and status report whether the broker has bootstrapped',
+    why: 'register, status and list report whether the broker has bootstrapped',
   },
   {
     identity: 'registrar',
@@ -366,7 +366,7 @@ export function renderPolicyHcl(identity: PolicyIdentity, options: PolicyRenderO
   const namespaceRoot = options.namespaceRoot ?? 'cloudtaser';
   const rows = policyRows(identity, options);
   const header = [
-    `# ${POLICY_NAMES[identity]}: the OpenBao policy of the cloudtaser ${identity === 'bridge' ? 'bridge (bridge run)' : 'registrar (source register/status/deregister, the Terraform provider, RegisteredCluster)'}.`,
+    `# ${POLICY_NAMES[identity]}: the OpenBao policy of the cloudtaser ${identity === 'bridge' ? 'bridge (bridge run)' : 'registrar (source register/status/deregister/list, the Terraform provider, RegisteredCluster)'}.`,
     '# Write it in the ROOT namespace (no -namespace / X-Vault-Namespace), for a token or AppRole of the root namespace:',
     `#   cloudtaser-cli source policy ${identity} | bao policy write ${POLICY_NAMES[identity]} -`,
     `# Paths are full paths from the root: "${namespaceRoot}/..." is the namespace root, "${namespaceRoot}/+/..." every cluster namespace.`,

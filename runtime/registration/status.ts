@@ -151,6 +151,32 @@ export interface RegisteredCluster {
 /** Clusters read at once by a full listing: enough to hide latency, few enough not to flood OpenBao. */
 const LIST_CONCURRENCY = 8;
 
+/** Runs `work` on every item, `LIST_CONCURRENCY` at a time. */
+async function forEachConcurrently<T>(items: readonly T[], work: (item: T, at: number) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const at = next++;
+      await work(items[at], at);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, items.length) }, worker));
+}
+
+/** The keys under `clusters/`, or undefined when the namespace root or its records mount does not exist. */
+async function listClusterKeys(root: OpenBaoClient): Promise<string[] | undefined> {
+  return root.kvList(RECORDS_MOUNT, paths.clustersPrefix).catch((err) => {
+    if (
+      isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') ||
+      isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')
+    )
+      return undefined;
+    throw err;
+  });
+}
+
+const FINGERPRINT_KEY = /^[0-9a-f-]{36}$/;
+
 /**
  * Every registered cluster under the root, as a bridge's full resync sees them: one LIST plus two reads per
  * cluster, a few clusters at a time. A record that cannot be read as a registration is reported to
@@ -162,30 +188,82 @@ export async function listRegisteredClusters(
 ): Promise<RegisteredCluster[]> {
   const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const root = client.withNamespace(namespaceRoot);
-  const keys = await root.kvList(RECORDS_MOUNT, paths.clustersPrefix).catch((err) => {
-    if (
-      isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND') ||
-      isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')
-    )
-      return [];
-    throw err;
-  });
-  const fingerprints = keys.map((key) => key.replace(/\/$/, '')).filter((fp) => /^[0-9a-f-]{36}$/.test(fp));
+  const keys = (await listClusterKeys(root)) ?? [];
+  const fingerprints = keys.map((key) => key.replace(/\/$/, '')).filter((fp) => FINGERPRINT_KEY.test(fp));
   const found: (RegisteredCluster | undefined)[] = new Array(fingerprints.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < fingerprints.length) {
-      const at = next++;
-      try {
-        found[at] = await readRegisteredCluster(root, fingerprints[at]);
-      } catch (err) {
-        if (!options.onCorrupt || !isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
-        options.onCorrupt(fingerprints[at], err);
-      }
+  await forEachConcurrently(fingerprints, async (fingerprint, at) => {
+    try {
+      found[at] = await readRegisteredCluster(root, fingerprint);
+    } catch (err) {
+      if (!options.onCorrupt || !isCloudtaserError(err, 'CT_REGISTRATION_CORRUPT')) throw err;
+      options.onCorrupt(fingerprint, err);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(LIST_CONCURRENCY, fingerprints.length) }, worker));
+  });
   return found.filter((cluster) => cluster !== undefined);
+}
+
+/** What `source list` shows: the fleet under a namespace root, and everything under it that is not a whole registration. */
+export interface RegistrationAudit {
+  readonly namespaceRoot: string;
+  /** False when the namespace root (or its records mount) does not exist: nothing registered yet, or a typo. */
+  readonly rootExists: boolean;
+  /** Sorted by fingerprint. */
+  readonly clusters: readonly RegisteredCluster[];
+  /**
+   * Fingerprints with records but no registration record: a deregistration that stopped half-way (the bridge
+   * serves none of them). Sorted.
+   */
+  readonly incomplete: readonly string[];
+  /** Entries that could not be read (a damaged record, a refused read, a key that is no fingerprint). Sorted. */
+  readonly unreadable: ReadonlyArray<{
+    readonly key: string;
+    readonly code: string;
+    readonly message: string;
+  }>;
+}
+
+/**
+ * Every entry under the root's `clusters/`, each read on its own: unlike a bridge's listing, one entry that
+ * cannot be read (damaged, refused by policy, written by hand under a key that is no fingerprint) is reported
+ * with its code and the rest still shows. Same reads as listRegisteredClusters, so the registrar policy covers it.
+ */
+export async function auditRegistrations(
+  client: OpenBaoClient,
+  options: { namespaceRoot?: string } = {},
+): Promise<RegistrationAudit> {
+  const namespaceRoot = validateNamespaceRoot(options.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const root = client.withNamespace(namespaceRoot);
+  const keys = await listClusterKeys(root);
+  const clusters: RegisteredCluster[] = [];
+  const incomplete: string[] = [];
+  const unreadable: Array<{ key: string; code: string; message: string }> = [];
+  await forEachConcurrently(keys ?? [], async (key) => {
+    const fingerprint = key.replace(/\/$/, '');
+    if (!FINGERPRINT_KEY.test(fingerprint)) {
+      unreadable.push({
+        key,
+        code: 'CT_REGISTRATION_CORRUPT',
+        message: `clusters/${key} is not a cluster fingerprint (a lowercase UUID): no bridge serves it; written by hand?`,
+      });
+      return;
+    }
+    try {
+      const cluster = await readRegisteredCluster(root, fingerprint);
+      if (cluster) clusters.push(cluster);
+      else incomplete.push(fingerprint);
+    } catch (err) {
+      if (!isCloudtaserError(err)) throw err;
+      unreadable.push({ key: fingerprint, code: err.code, message: err.message });
+    }
+  });
+  const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return {
+    namespaceRoot,
+    rootExists: keys !== undefined,
+    clusters: clusters.sort((a, b) => byText(a.fingerprint, b.fingerprint)),
+    incomplete: incomplete.sort(byText),
+    unreadable: unreadable.sort((a, b) => byText(a.key, b.key)),
+  };
 }
 
 /**

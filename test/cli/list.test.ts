@@ -1,13 +1,20 @@
 /**
  * `cloudtaser-cli source list` against the OpenBao test server, with the registrar identity only (the shipped
- * policy): every registration under the root, sorted, as text and as JSON; a damaged record listed apart with its
- * code and exit 1 instead of hiding the fleet; an empty or other namespace root; a token OpenBao refuses.
+ * policy): every registration under the root, sorted, as text and as JSON; everything that is not a whole
+ * registration (a damaged record, a read the policy refuses, a hand-written key that is no fingerprint, a
+ * deregistration that stopped half-way) listed apart with its code and exit 1, never hiding the rest of the fleet
+ * (an outside audit found each of these silently dropped or stopping the whole listing); a namespace root that
+ * does not exist told apart from an empty one; a token OpenBao refuses.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
-import { markClusterInitialized, registerCluster } from '../../runtime/registration/index.js';
+import {
+  markClusterInitialized,
+  registerCluster,
+  renderPolicyHcl,
+} from '../../runtime/registration/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
 import { runCli } from './run-cli.js';
 
@@ -30,15 +37,21 @@ afterAll(async () => {
 });
 
 describe('source list', () => {
-  it('says so when nothing is registered yet (the namespace root does not even exist)', async () => {
+  it('says that the namespace root does not exist yet (or is mistyped), not merely that it is empty', async () => {
     const result = await runCli(['source', 'list', ...address], env);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
-      `No cluster is registered under namespace root cloudtaser at ${openbao.address}.\n`,
+      `No cluster is registered: namespace root cloudtaser does not exist at ${openbao.address} (the first register creates it; check --namespace-root for a typo).\n`,
     );
     const json = await runCli(['source', 'list', ...address, '--output', 'json'], env);
-    expect(JSON.parse(json.stdout)).toEqual({ namespaceRoot: 'cloudtaser', clusters: [], unreadable: [] });
+    expect(JSON.parse(json.stdout)).toEqual({
+      namespaceRoot: 'cloudtaser',
+      namespaceRootExists: false,
+      clusters: [],
+      incomplete: [],
+      unreadable: [],
+    });
   });
 
   it('lists every registration, sorted by fingerprint, with what the bridges serve of it', async () => {
@@ -62,7 +75,9 @@ describe('source list', () => {
       .sort((a, b) => a.fingerprint.localeCompare(b.fingerprint));
     expect(JSON.parse(json.stdout)).toEqual({
       namespaceRoot: 'cloudtaser',
+      namespaceRootExists: true,
       clusters: expected,
+      incomplete: [],
       unreadable: [],
     });
 
@@ -88,37 +103,82 @@ describe('source list', () => {
     );
   });
 
-  it('lists a damaged record apart with its code and exits 1, and still shows the rest of the fleet', async () => {
+  it('lists apart, with a code each and exit 1, every entry that is not a whole registration, and still shows the rest', async () => {
+    const records = admin.withNamespace('cloudtaser');
     const damaged = randomUUID();
-    await admin
-      .withNamespace('cloudtaser')
-      .kvWrite('cloudtaser', `clusters/${damaged}/registered`, { namespace: 42 });
+    const refused = randomUUID();
+    const halfDeregistered = randomUUID();
+    const written: string[] = [];
+    const write = async (path: string, data: Record<string, unknown>) => {
+      await records.kvWrite('cloudtaser', path, data);
+      written.push(path);
+    };
+    await write(`clusters/${damaged}/registered`, { namespace: 42 });
+    await registerCluster(admin, { fingerprint: refused });
+    await write(`clusters/${halfDeregistered}/initialized`, { broker_cert_sha256: 'a'.repeat(64) });
+    await write('clusters/not-a-fingerprint/registered', { fingerprint: 'not-a-fingerprint' });
+    // The registrar policy with one cluster's registration record denied.
+    await admin.writePolicy(
+      'registrar-but-one',
+      `${renderPolicyHcl('registrar')}\npath "cloudtaser/cloudtaser/data/clusters/${refused}/registered" { capabilities = ["deny"] }\n`,
+    );
+    const partial = await admin.createToken({ policies: ['registrar-but-one'], ttl: '1h' });
     try {
-      const json = await runCli(['source', 'list', ...address, '--output', 'json'], env);
-      expect(json.code).toBe(1);
+      const json = await runCli(['source', 'list', ...address, '--output', 'json'], {
+        CLOUDTASER_SECRETSTORE_TOKEN: partial.clientToken,
+      });
+      expect(json.code, json.stderr).toBe(1);
       const listed = JSON.parse(json.stdout);
-      expect(listed.clusters.map((c: { fingerprint: string }) => c.fingerprint).sort()).toEqual(
+      expect(listed.clusters.map((c: { fingerprint: string }) => c.fingerprint)).toEqual(
         [...fingerprints].sort(),
       );
-      expect(listed.unreadable).toEqual([
-        { fingerprint: damaged, code: 'CT_REGISTRATION_CORRUPT', message: expect.any(String) },
-      ]);
-      expect(json.stderr).toMatch(
+      expect(listed.incomplete).toEqual([halfDeregistered]);
+      expect(listed.unreadable).toEqual(
+        [
+          { key: damaged, code: 'CT_REGISTRATION_CORRUPT', message: expect.any(String) },
+          { key: refused, code: 'CT_OPENBAO_PERMISSION_DENIED', message: expect.any(String) },
+          {
+            key: 'not-a-fingerprint/',
+            code: 'CT_REGISTRATION_CORRUPT',
+            message: expect.stringContaining('not a cluster fingerprint'),
+          },
+        ].sort((a, b) => (a.key < b.key ? -1 : 1)),
+      );
+      // One coded line per entry on stderr, each naming what to run.
+      const lines = json.stderr.trimEnd().split('\n');
+      expect(lines).toHaveLength(4);
+      expect(lines[0]).toMatch(
         new RegExp(
-          `^CT_REGISTRATION_CORRUPT: cluster ${damaged}: .*source status --fingerprint ${damaged}\\)\\n$`,
+          `^CT_REGISTRATION_INCOMPLETE: cluster ${halfDeregistered} .*source deregister --fingerprint ${halfDeregistered} again$`,
         ),
       );
+      expect(lines).toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^CT_REGISTRATION_CORRUPT: clusters/${damaged}: .*source status --fingerprint ${damaged}\\)$`,
+          ),
+        ),
+      );
+      expect(lines).toContainEqual(
+        expect.stringMatching(new RegExp(`^CT_OPENBAO_PERMISSION_DENIED: clusters/${refused}: `)),
+      );
+      // The text table shows the same fleet; the entries apart are on stderr only.
+      const text = await runCli(['source', 'list', ...address], {
+        CLOUDTASER_SECRETSTORE_TOKEN: partial.clientToken,
+      });
+      expect(text.code).toBe(1);
+      expect(text.stdout).toContain('3 clusters registered under namespace root cloudtaser');
+      expect(text.stderr).toBe(json.stderr);
     } finally {
-      await admin
-        .withNamespace('cloudtaser')
-        .kvDeleteMetadata('cloudtaser', `clusters/${damaged}/registered`);
+      for (const path of written) await records.kvDeleteMetadata('cloudtaser', path);
+      await records.kvDeleteMetadata('cloudtaser', `clusters/${refused}/registered`);
     }
   });
 
   it('lists under the namespace root it is given, and refuses a malformed one as a usage error', async () => {
     const other = await runCli(['source', 'list', ...address, '--namespace-root', 'elsewhere'], env);
     expect(other.code).toBe(0);
-    expect(other.stdout).toContain('No cluster is registered under namespace root elsewhere');
+    expect(other.stdout).toContain('namespace root elsewhere does not exist');
     const malformed = await runCli(['source', 'list', ...address, '--namespace-root', '../sys'], env);
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toMatch(/^CT_INVALID_ARGUMENT: /);
