@@ -248,14 +248,15 @@ export async function registerCluster(
       );
     }
   }
+  // This fingerprint's own record, whole or damaged: a plain re-run is also how a damaged one is repaired (the
+  // error says so), and the repair must keep what it still says (an outside audit saw it turn migration off).
+  const ownRecord = existing !== undefined && existing.data.fingerprint === fingerprint;
   const sameCluster =
-    existing !== undefined &&
-    existing.data.ca_sha256 === operationalHash &&
-    existing.data.namespace === namespace;
+    ownRecord && existing.data.ca_sha256 === operationalHash && existing.data.namespace === namespace;
   // Without new settings an existing attestation is kept: a plain re-run must not switch it off.
-  const wantedAttestation = attestation ?? (sameCluster ? storedAttestation(existing.data) : undefined);
+  const wantedAttestation = attestation ?? (ownRecord ? storedAttestation(existing.data) : undefined);
   // The same for migration: only an explicit true/false changes it.
-  const wantedMigration = target.migration ?? (sameCluster ? migrationEnabledOf(existing.data) : false);
+  const wantedMigration = target.migration ?? (ownRecord ? migrationEnabledOf(existing.data) : false);
   let registeredAt: string;
   if (
     sameCluster &&
@@ -266,7 +267,9 @@ export async function registerCluster(
   } else {
     registeredAt = sameCluster
       ? asRegisteredRecord(existing.data, fingerprint).registered_at
-      : (target.registeredAt ?? new Date().toISOString());
+      : ownRecord && typeof existing.data.registered_at === 'string'
+        ? existing.data.registered_at
+        : (target.registeredAt ?? new Date().toISOString());
     const record: RegisteredRecord = {
       fingerprint,
       namespace,

@@ -51,6 +51,35 @@ describe('registration against the OpenBao test server', () => {
     await server.close();
   });
 
+  it('repairs a damaged record on a plain re-run and keeps what it still says (migration, registered_at)', async () => {
+    // The repair every CT_REGISTRATION_CORRUPT names; an outside audit saw it turn migration off and reset the date.
+    const fp = randomFingerprint();
+    const records = admin.withNamespace('cloudtaser');
+    const first = await registerCluster(registrar, { fingerprint: fp, migration: true });
+    const path = `clusters/${fp}/registered`;
+    const stored = (await records.kvRead('cloudtaser', path))!.data;
+    const { ca_sha256: _dropped, ...damaged } = stored;
+    await records.kvWrite('cloudtaser', path, damaged);
+    await expect(getClusterStatus(registrar, { fingerprint: fp })).rejects.toMatchObject({
+      code: 'CT_REGISTRATION_CORRUPT',
+    });
+    const repaired = await registerCluster(registrar, { fingerprint: fp });
+    expect(repaired).toMatchObject({ migrationEnabled: true, operationalHash: first.operationalHash });
+    const after = (await records.kvRead('cloudtaser', path))!.data;
+    expect(after).toMatchObject({
+      fingerprint: fp,
+      ca_sha256: first.operationalHash,
+      migration_enabled: true,
+      registered_at: stored.registered_at,
+    });
+    // A record naming another fingerprint is not this cluster's to keep anything from: rewritten, no loop.
+    await records.kvWrite('cloudtaser', path, { ...after, fingerprint: randomFingerprint() });
+    await registerCluster(registrar, { fingerprint: fp });
+    expect((await getClusterStatus(registrar, { fingerprint: fp })).registered).toBe(true);
+    // The other tests here count the clusters registered.
+    await deregisterCluster(admin, { fingerprint: fp, purge: true });
+  });
+
   it('creates the namespace, mounts, CA, bridge certificate and records at the documented paths', async () => {
     const result = await registerCluster(registrar, { fingerprint: FP });
     expect(result).toMatchObject({
