@@ -5,6 +5,7 @@
  * or one a state still names after it was deregistered elsewhere.
  */
 import type { Command } from 'commander';
+import { isFingerprint } from '../core/rules.js';
 import { parseOutputFormat, printJson } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -51,7 +52,7 @@ export function registerSourceListCommand(source: Command): void {
         );
       for (const entry of audit.unreadable)
         process.stderr.write(
-          `${entry.code}: clusters/${entry.key}: ${entry.message}${/^[0-9a-f-]{36}$/.test(entry.key) ? ` (see cloudtaser-cli source status --fingerprint ${entry.key})` : ''}\n`,
+          `${entry.code}: clusters/${entry.key}: ${entry.message}${isFingerprint(entry.key) ? ` (see cloudtaser-cli source status --fingerprint ${entry.key})` : ''}\n`,
         );
       if (audit.incomplete.length > 0 || audit.unreadable.length > 0) process.exitCode = 1;
     } finally {
