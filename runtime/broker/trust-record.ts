@@ -41,7 +41,7 @@ export interface TrustRecordStore {
   /**
    * Throws when it cannot tell, never "nothing recorded": CT_TRUST_RECORD_UNAVAILABLE (RBAC, an API error), or the
    * connection's own code when the API server cannot be reached or used (CT_KUBE_UNREACHABLE, CT_KUBE_CONFIG,
-   * CT_KUBE_UNAUTHORIZED, CT_KUBE_TLS).
+   * CT_KUBE_UNAUTHORIZED, CT_KUBE_CREDENTIAL_PLUGIN, CT_KUBE_TLS).
    */
   read(signal?: AbortSignal): Promise<TrustRecord>;
   /**
@@ -65,6 +65,7 @@ const CONNECTION_FAILURES = [
   'CT_KUBE_UNREACHABLE',
   'CT_KUBE_CONFIG',
   'CT_KUBE_UNAUTHORIZED',
+  'CT_KUBE_CREDENTIAL_PLUGIN',
   'CT_KUBE_TLS',
   'CT_CANCELLED',
 ] as const;

@@ -135,6 +135,8 @@ export const ErrorCodes = {
   CT_KUBE_CONFIG: 'no usable Kubernetes connection could be loaded (kubeconfig, context, in-cluster)',
   CT_KUBE_UNREACHABLE: 'the Kubernetes API server could not be reached',
   CT_KUBE_UNAUTHORIZED: 'the Kubernetes API server rejected the credentials (401)',
+  CT_KUBE_CREDENTIAL_PLUGIN:
+    "the kubeconfig's exec credential plugin failed, was stopped at the time limit or printed no usable credential; no request reached the API server",
   CT_KUBE_FORBIDDEN: 'the Kubernetes credentials lack permission (403)',
   CT_KUBE_NOT_FOUND: 'the Kubernetes object does not exist',
   CT_KUBE_CONFLICT: 'a Kubernetes precondition failed (the object changed)',

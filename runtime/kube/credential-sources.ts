@@ -132,7 +132,7 @@ export class ExecCredentialSource implements CredentialSource {
     if (mode === 'Always' && !interactive) {
       return Promise.reject(
         new CloudtaserError(
-          'CT_KUBE_UNAUTHORIZED',
+          'CT_KUBE_CREDENTIAL_PLUGIN',
           `exec credential plugin ${JSON.stringify(exec.command)} of ${this.ctx.description} has interactiveMode Always, and nobody can answer it here; log in first with the cloud CLI in a terminal, or set interactiveMode to IfAvailable or Never`,
           { details: { command: exec.command } },
         ),
@@ -214,7 +214,7 @@ export class ExecCredentialSource implements CredentialSource {
           const said = quoted(stderr);
           finish(
             new CloudtaserError(
-              'CT_KUBE_UNAUTHORIZED',
+              'CT_KUBE_CREDENTIAL_PLUGIN',
               `exec credential plugin ${JSON.stringify(exec.command)} failed for ${this.ctx.description} (${signal ?? `exit ${code}`})${said ? `: ${said}` : ''}; log in again with the cloud CLI (gcloud auth login, aws sso login, az login) and retry`,
               { details: { command: exec.command } },
             ),
@@ -283,7 +283,7 @@ export class ExecCredentialSource implements CredentialSource {
 
   private badOutput(what: string): CloudtaserError {
     return new CloudtaserError(
-      'CT_KUBE_UNAUTHORIZED',
+      'CT_KUBE_CREDENTIAL_PLUGIN',
       `exec credential plugin ${JSON.stringify(this.exec.command)} of ${this.ctx.description} ${what}; update the plugin (gke-gcloud-auth-plugin, aws CLI, kubelogin) or fix the exec block`,
       { details: { command: this.exec.command } },
     );
@@ -292,7 +292,7 @@ export class ExecCredentialSource implements CredentialSource {
   private timedOut(deadline: number, stderr: string): CloudtaserError {
     const said = quoted(stderr);
     return new CloudtaserError(
-      'CT_KUBE_UNAUTHORIZED',
+      'CT_KUBE_CREDENTIAL_PLUGIN',
       `exec credential plugin ${JSON.stringify(this.exec.command)} of ${this.ctx.description} did not return a credential within the call's time limit and was stopped${said ? `; it said: ${said}` : ''}. It may be waiting for a login nobody can answer here: log in first with the cloud CLI in a terminal (gcloud auth login, aws sso login, az login / kubelogin), or use a non-interactive login (a service principal, workload identity)`,
       { details: { command: this.exec.command, deadline: new Date(deadline).toISOString() } },
     );

@@ -67,7 +67,7 @@ export function credentialError(ctx: KubeErrorContext, err: unknown): Cloudtaser
       );
     }
     return new CloudtaserError(
-      'CT_KUBE_UNAUTHORIZED',
+      'CT_KUBE_CREDENTIAL_PLUGIN',
       `exec credential plugin ${JSON.stringify(exec.command)} failed for ${ctx.description}: ${firstLine(error.message)}; log in again with the cloud CLI (gcloud auth login, aws sso login, az login) and retry`,
       { cause: err, details: { command: exec.command } },
     );

@@ -258,7 +258,9 @@ describe('readClusterFingerprint failures', () => {
     expect(err.message).toContain('Install gke-gcloud-auth-plugin');
   });
 
-  it('reports a failing or garbled exec plugin as CT_KUBE_UNAUTHORIZED', async () => {
+  it('reports a failing or garbled exec plugin as CT_KUBE_CREDENTIAL_PLUGIN, not as a 401 of the API server', async () => {
+    // The API server never saw a request: CT_KUBE_UNAUTHORIZED ("rejected the credentials (401)") sent people to
+    // RBAC and token expiry on the server side; kubectl says "getting credentials: exec: ..." here.
     for (const mode of ['fail', 'garbage']) {
       const err = await failure(
         readClusterFingerprint({
@@ -271,7 +273,7 @@ describe('readClusterFingerprint failures', () => {
             env: { PLUGIN_MODE: mode },
           },
         }),
-        'CT_KUBE_UNAUTHORIZED',
+        'CT_KUBE_CREDENTIAL_PLUGIN',
       );
       if (mode === 'fail') expect(err.message).toContain('credentials expired: run login');
     }

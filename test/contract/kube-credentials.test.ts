@@ -123,7 +123,7 @@ describe('exec credential plugins', () => {
     );
     // Before: the 2 s limit did not cover the plugin; the call waited for it (15 minutes for the real one).
     expect(Date.now() - started).toBeLessThan(6000);
-    expect(err).toMatchObject({ code: 'CT_KUBE_UNAUTHORIZED' });
+    expect(err).toMatchObject({ code: 'CT_KUBE_CREDENTIAL_PLUGIN' });
     expect((err as Error).message).toContain('microsoft.com/devicelogin');
     expect((err as Error).message).toMatch(/log in first/);
   });
@@ -147,7 +147,7 @@ describe('exec credential plugins', () => {
     const err = await readClusterFingerprint({ kind: 'kubeconfig', path }, { timeoutMs: 1500 }).catch(
       (e: Error & { code?: string }) => e,
     );
-    expect(err).toMatchObject({ code: 'CT_KUBE_UNAUTHORIZED' });
+    expect(err).toMatchObject({ code: 'CT_KUBE_CREDENTIAL_PLUGIN' });
     expect((err as Error).message).toContain('microsoft.com/devicelogin');
     const pid = Number((await readFile(join(dir, 'sleep.pid'), 'utf8')).trim());
     const alive = () => isProcessAlive(pid);
@@ -244,7 +244,7 @@ describe('exec credential plugins', () => {
     await writeFile(join(dir, 'aws.apiversion'), 'client.authentication.k8s.io/v1');
     const path = await kubeconfig('eks-version.yaml', { exec: eksExec() });
     const err = await readClusterFingerprint({ kind: 'kubeconfig', path }).catch((e: Error) => e);
-    expect(err).toMatchObject({ code: 'CT_KUBE_UNAUTHORIZED' });
+    expect(err).toMatchObject({ code: 'CT_KUBE_CREDENTIAL_PLUGIN' });
     expect((err as Error).message).toMatch(
       /apiVersion "client.authentication.k8s.io\/v1" where the kubeconfig/,
     );
@@ -255,7 +255,7 @@ describe('exec credential plugins', () => {
     await resetAws(server.adminToken);
     const path = await kubeconfig('eks-always.yaml', { exec: eksExec({ interactiveMode: 'Always' }) });
     const err = await readClusterFingerprint({ kind: 'kubeconfig', path }).catch((e: Error) => e);
-    expect(err).toMatchObject({ code: 'CT_KUBE_UNAUTHORIZED' });
+    expect(err).toMatchObject({ code: 'CT_KUBE_CREDENTIAL_PLUGIN' });
     expect((err as Error).message).toMatch(/interactiveMode Always/);
     expect(await awsRuns()).toBe(0);
   });
