@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, Help, Option } from 'commander';
 import { registerProviderCommand } from '../../provider/command.js';
 import { registerBeaconCommand } from '../beacon/command.js';
 import { registerBridgeCommand } from '../bridge/command.js';
@@ -37,6 +37,7 @@ export function buildProgram(): Command {
       throw Object.assign(err, { commandPath: path, subcommands: cmd.commands.map((c) => c.name()) });
     });
     cmd.configureOutput({ writeErr: () => {}, outputError: () => {} });
+    cmd.configureHelp({ formatItem: formatHelpItem });
     refuseContradictoryFlags(cmd);
     if (cmd.commands.length === 0 && cmd !== program) {
       cmd.addOption(
@@ -71,7 +72,7 @@ const runningCommand = new WeakMap<Command, string>();
 export async function runProgram(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync([...argv]);
+    await program.parseAsync(helpAsFlag(argv));
     return 0;
   } catch (err) {
     const usage = usageError(err);
@@ -79,6 +80,39 @@ export async function runProgram(argv: readonly string[]): Promise<number> {
     if (usage) return reportFailure(usage);
     return reportFailure(err, { helpCommand: runningCommand.get(program) });
   }
+}
+
+/** Indent of a description printed under its flag. */
+const STACKED_INDENT = 6;
+
+/**
+ * One flag or command of a help listing. Commander wraps a description beside its flag only when at least 40
+ * columns remain; with our long flags (`--tokenreview-endpoint <url>`) none did, and `source register --help` had
+ * lines of 387 characters. Then the description goes under the flag, wrapped to the width, as kubectl prints it.
+ */
+function formatHelpItem(
+  this: Help,
+  term: string,
+  termWidth: number,
+  description: string,
+  helper: Help,
+): string {
+  const width = this.helpWidth ?? 80;
+  const besideWidth = width - termWidth - 4; // two columns of indent, two between flag and description
+  if (!description || besideWidth >= helper.minWidthToWrap)
+    return Help.prototype.formatItem.call(this, term, termWidth, description, helper);
+  const indent = ' '.repeat(STACKED_INDENT);
+  return `  ${term}\n${indent}${helper.boxWrap(description, width - STACKED_INDENT).replace(/\n/g, `\n${indent}`)}`;
+}
+
+/**
+ * `cloudtaser-cli help source list` as `cloudtaser-cli source list --help`. Commander's help command takes one
+ * command name and ignores the rest, so it printed the help of `source` for `help source list`.
+ */
+function helpAsFlag(argv: readonly string[]): string[] {
+  const [node, script, first, ...rest] = argv;
+  if (first !== 'help' || rest.length === 0) return [...argv];
+  return [node, script, ...rest, '--help'];
 }
 
 /**

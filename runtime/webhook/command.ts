@@ -15,13 +15,21 @@ export function registerPodCommands(program: Command): void {
     .addHelpText(
       'after',
       `
-Configured by environment only (the cloudtaser webhook sets it on the init container it injects):
-  CLOUDTASER_POD_API_URL      the broker's pod API, e.g. https://cloudtaser.cloudtaser-system.svc:8200
-  CLOUDTASER_POD_API_CA_PEM   PEM CA of the pod API certificate
-  CLOUDTASER_ROLE             the OpenBao Kubernetes-auth role to log in with
-  CLOUDTASER_OUTPUT_DIR       the memory volume to write <file>.json and ca.crt into
-  CLOUDTASER_SECRETS          JSON object of file name to path under the secret mount, e.g. {"db":"app/db"}
-  CLOUDTASER_TOKEN_FILE       the service-account token (default: the automounted one)`,
+Configured by environment only (the cloudtaser webhook sets it on the init
+container it injects):
+  CLOUDTASER_POD_API_URL
+      the broker's pod API, e.g. https://cloudtaser.cloudtaser-system.svc:8200
+  CLOUDTASER_POD_API_CA_PEM
+      PEM CA of the pod API certificate
+  CLOUDTASER_ROLE
+      the OpenBao Kubernetes-auth role to log in with
+  CLOUDTASER_OUTPUT_DIR
+      the memory volume to write <file>.json and ca.crt into
+  CLOUDTASER_SECRETS
+      JSON object of file name to path under the secret mount, e.g.
+      {"db":"app/db"}
+  CLOUDTASER_TOKEN_FILE
+      the service-account token (default: the automounted one)`,
     )
     .action(async () => {
       const env = process.env;

@@ -378,11 +378,27 @@ describe('--help', () => {
           const result = await runCli([...path, '--help'], {}, 60_000);
           if (result.code !== 0 || result.stderr !== '' || !result.stdout.startsWith('Usage: cloudtaser-cli'))
             failures.push(`${path.join(' ')}: exit ${result.code}, stderr ${JSON.stringify(result.stderr)}`);
+          // Readable in an 80-column terminal and in a pipe (commander left descriptions beside long flags
+          // unwrapped: lines of 387 characters in `source register --help`). A lone word longer may overflow.
+          for (const line of result.stdout.split('\n'))
+            if (line.length > 80 && line.trim().includes(' '))
+              failures.push(`${path.join(' ')}: a line of ${line.length} characters: ${line.slice(0, 60)}…`);
         }),
       );
     }
     expect(failures).toEqual([]);
   }, 240_000);
+
+  it('help <command> prints what <command> --help prints, at every depth', async () => {
+    // Commander's help command takes one name: `help source list` printed the help of `source`.
+    for (const path of [['source'], ['source', 'list'], ['bridge', 'run']]) {
+      const asCommand = await runCli(['help', ...path]);
+      const asFlag = await runCli([...path, '--help']);
+      expect(asCommand.code, path.join(' ')).toBe(0);
+      expect(asCommand.stdout, path.join(' ')).toBe(asFlag.stdout);
+      expect(asCommand.stdout).toMatch(new RegExp(`^Usage: cloudtaser-cli ${path.join(' ')} `));
+    }
+  });
 
   it('documents --log-level with its levels on every command that runs', async () => {
     const result = await runCli(['bridge', 'run', '--help']);
