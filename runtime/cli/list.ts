@@ -35,6 +35,7 @@ export function registerSourceListCommand(source: Command): void {
             fingerprint: cluster.fingerprint,
             namespace: cluster.namespace,
             operationalHash: cluster.operationalHash,
+            registeredAt: cluster.registeredAt ?? null,
             initialized: cluster.initialized,
             attested: cluster.attested === true,
             migrationEnabled: cluster.migrationEnabled === true,

@@ -162,9 +162,12 @@ export function registerSourceCommands(program: Command): void {
       );
       if (format === 'json') return printJson(result);
       const what = result.removed ? 'Deregistered' : 'Was not registered:';
+      // Name a namespace only when one exists: a never-registered fingerprint has none to keep.
       const kept = result.purged
         ? 'namespace and workload secrets deleted'
-        : `workload secrets kept in ${result.namespace}`;
+        : result.namespaceKept
+          ? `workload secrets kept in ${result.namespace}; deregister --purge deletes them`
+          : `no namespace ${result.namespace} of its own exists`;
       process.stdout.write(`${what} cluster ${result.fingerprint} (${kept})\n`);
     } finally {
       await client.close();
@@ -187,11 +190,9 @@ export function registerSourceCommands(program: Command): void {
       const status = await getClusterStatus(client, {
         fingerprint: opts.fingerprint,
         namespaceRoot: opts.namespaceRoot,
+        inspectNamespace: true,
       });
-      if (format === 'json') {
-        const { caCertPem: _ca, ...view } = status;
-        return printJson(view);
-      }
+      if (format === 'json') return printJson(statusView(status));
       if (!status.registered) {
         // Nothing exists for this fingerprint: name no namespace as if it did, say what would create one.
         process.stdout.write(
@@ -203,7 +204,9 @@ export function registerSourceCommands(program: Command): void {
                   '  Initialized: a stale initialization record remains; register again, then deregister to clear it',
                 ]
               : []),
-            `  Namespace:   none (registering creates ${status.namespace})`,
+            status.namespaceKept
+              ? `  Namespace:   ${status.namespace} remains with its workload secrets (deregistered without --purge; registering again reuses it, deregister --purge deletes it)`
+              : `  Namespace:   none (registering creates ${status.namespace})`,
             '',
             `Register it with: cloudtaser-cli source register --fingerprint ${status.fingerprint}`,
             '',
@@ -326,4 +329,31 @@ async function readAttestationFlags(opts: {
     if (slash <= 0) serviceAccount = { namespace: '', name: account };
   }
   return { issuer, jwks, ...(serviceAccount ? { serviceAccount } : {}) };
+}
+
+type ClusterStatus = import('../registration/status.js').ClusterStatus;
+
+/**
+ * `source status --output json`: every key present in every state (null where the state has no value), so a
+ * script reads `.registeredAt` without first asking whether the key exists. The CA certificate stays out (the
+ * operational hash pins it).
+ */
+function statusView(status: ClusterStatus): Record<string, unknown> {
+  return {
+    fingerprint: status.fingerprint,
+    namespace: status.namespace,
+    registered: status.registered,
+    initialized: status.initialized,
+    incomplete: status.incomplete,
+    namespaceKept: status.registered ? null : status.namespaceKept === true,
+    initHash: status.initHash,
+    operationalHash: status.operationalHash ?? null,
+    registeredAt: status.registeredAt ?? null,
+    initializedAt: status.initializedAt ?? null,
+    initializedBrokerKeySha256: status.initializedBrokerKeySha256 ?? null,
+    initializedVersion: status.initializedVersion ?? null,
+    initializedAttestationIat: status.initializedAttestationIat ?? null,
+    migrationEnabled: status.migrationEnabled,
+    attestation: status.attestation ?? null,
+  };
 }

@@ -117,7 +117,18 @@ export function validateNamespaceRoot(namespaceRoot: string): string {
   return namespaceRoot;
 }
 
-export function asRegisteredRecord(data: Record<string, unknown>, fingerprint: string): RegisteredRecord {
+/**
+ * A registration record as every reader takes it: its fingerprint is the key's, and its namespace is the one the
+ * fingerprint derives (`<root>/<fp8>`). The bridge forwards the cluster's pod requests into that namespace, so a
+ * record naming another (changed by hand, or by a tool with write access to the records but not to namespaces)
+ * is refused as corrupt rather than followed into another cluster's namespace.
+ */
+export function asRegisteredRecord(
+  data: Record<string, unknown>,
+  fingerprint: string,
+  namespaceRoot: string,
+): RegisteredRecord {
+  const repair = 'run `cloudtaser-cli source register` again to repair it';
   if (
     data.fingerprint !== fingerprint ||
     typeof data.namespace !== 'string' ||
@@ -125,8 +136,16 @@ export function asRegisteredRecord(data: Record<string, unknown>, fingerprint: s
   ) {
     throw new CloudtaserError(
       'CT_REGISTRATION_CORRUPT',
-      `the registration record for ${fingerprint} is incomplete; run \`cloudtaser-cli source register\` again to repair it`,
+      `the registration record for ${fingerprint} is incomplete; ${repair}`,
       { details: { fingerprint } },
+    );
+  }
+  const expected = clusterNamespace(namespaceRoot, fingerprint);
+  if (data.namespace !== expected) {
+    throw new CloudtaserError(
+      'CT_REGISTRATION_CORRUPT',
+      `the registration record for ${fingerprint} names namespace ${JSON.stringify(truncate(data.namespace))}, not ${expected}, the one its fingerprint gives (changed outside cloudtaser?); no bridge serves it until you ${repair}`,
+      { details: { fingerprint, namespace: expected } },
     );
   }
   return data as unknown as RegisteredRecord;

@@ -263,10 +263,10 @@ export async function registerCluster(
     canonicalJson(existing.data.attestation ?? null) === canonicalJson(wantedAttestation ?? null) &&
     migrationEnabledOf(existing.data) === wantedMigration
   ) {
-    registeredAt = asRegisteredRecord(existing.data, fingerprint).registered_at;
+    registeredAt = asRegisteredRecord(existing.data, fingerprint, namespaceRoot).registered_at;
   } else {
     registeredAt = sameCluster
-      ? asRegisteredRecord(existing.data, fingerprint).registered_at
+      ? asRegisteredRecord(existing.data, fingerprint, namespaceRoot).registered_at
       : ownRecord && typeof existing.data.registered_at === 'string'
         ? existing.data.registered_at
         : (target.registeredAt ?? new Date().toISOString());
@@ -329,6 +329,11 @@ export interface DeregistrationResult {
   /** True when a registration record existed and was removed. */
   readonly removed: boolean;
   readonly purged: boolean;
+  /**
+   * The cluster's namespace, owned by this fingerprint, still exists with its workload secrets (no purge). False
+   * when it was purged, never existed, or belongs to another fingerprint sharing the prefix (left untouched).
+   */
+  readonly namespaceKept: boolean;
 }
 
 /**
@@ -347,7 +352,7 @@ export async function deregisterCluster(
   const log = (options.logger ?? silentLogger).child({ fingerprintPrefix: fp8 });
 
   const rootExists = (await client.readNamespace(namespaceRoot)) !== undefined;
-  if (!rootExists) return { fingerprint, namespace, removed: false, purged: false };
+  if (!rootExists) return { fingerprint, namespace, removed: false, purged: false, namespaceKept: false };
   const root = client.withNamespace(namespaceRoot);
   const registered = await readIfMounted(root, paths.registered(fingerprint));
   const announcement = announceChange(client, {
@@ -402,7 +407,13 @@ export async function deregisterCluster(
     { event: 'registration.removed', namespace, wasRegistered: registered !== undefined },
     'cluster deregistered',
   );
-  return { fingerprint, namespace, removed: registered !== undefined, purged };
+  return {
+    fingerprint,
+    namespace,
+    removed: registered !== undefined,
+    purged,
+    namespaceKept: ownedByUs && !purged,
+  };
 }
 
 // --- private helpers ---

@@ -48,6 +48,12 @@ export interface ClusterStatus {
    * it again finishes it. Always false when registered.
    */
   readonly incomplete: boolean;
+  /**
+   * Not registered, and the cluster's namespace (owned by this fingerprint) still exists with its workload
+   * secrets: what a deregistration without purge leaves, and what registering again reuses. Only read with
+   * `inspectNamespace`; absent otherwise.
+   */
+  readonly namespaceKept?: boolean;
 }
 
 export interface StatusOptions extends RegistrationTarget {
@@ -79,18 +85,20 @@ export async function getClusterStatus(client: OpenBaoClient, target: StatusOpti
   }
   const initialized = initializedSecret?.data;
   if (!registered) {
-    const incomplete =
-      initialized !== undefined ||
-      (target.inspectNamespace === true && (await holdsOwnCa(client, namespaceRoot, fingerprint)));
+    const own =
+      target.inspectNamespace === true
+        ? await inspectOwnNamespace(client, namespaceRoot, fingerprint)
+        : undefined;
     return {
       ...base,
       registered: false,
       initialized: initialized !== undefined,
       migrationEnabled: false,
-      incomplete,
+      incomplete: initialized !== undefined || own?.holdsCa === true,
+      ...(own ? { namespaceKept: own.exists } : {}),
     };
   }
-  const record = asRegisteredRecord(registered, fingerprint);
+  const record = asRegisteredRecord(registered, fingerprint, namespaceRoot);
   const attestation = attestationPolicyOf(record);
   let caCertPem: string | undefined;
   const caRecord = await readIfMounted(client.withNamespace(namespace), paths.bridgeCa).catch((err) => {
@@ -119,26 +127,28 @@ export async function getClusterStatus(client: OpenBaoClient, target: StatusOpti
   };
 }
 
-/** Whether the cluster's namespace, owned by this fingerprint (not one sharing its prefix), still holds its CA. */
-async function holdsOwnCa(
+/** Whether the cluster's namespace exists owned by this fingerprint (not one sharing its prefix), and still holds its CA. */
+async function inspectOwnNamespace(
   client: OpenBaoClient,
   namespaceRoot: string,
   fingerprint: string,
-): Promise<boolean> {
+): Promise<{ exists: boolean; holdsCa: boolean }> {
   const fp8 = fingerprintPrefix(fingerprint);
   const ns = await client.withNamespace(namespaceRoot).readNamespace(fp8);
-  if (ns?.customMetadata?.[OWNER_METADATA_KEY] !== fingerprint) return false;
+  if (ns?.customMetadata?.[OWNER_METADATA_KEY] !== fingerprint) return { exists: false, holdsCa: false };
   const ca = await readIfMounted(
     client.withNamespace(clusterNamespace(namespaceRoot, fingerprint)),
     paths.bridgeCa,
   );
-  return ca !== undefined;
+  return { exists: true, holdsCa: ca !== undefined };
 }
 
 export interface RegisteredCluster {
   readonly fingerprint: string;
   readonly namespace: string;
   readonly operationalHash: string;
+  /** When the registration was first written (as its record says). */
+  readonly registeredAt?: string;
   readonly initialized: boolean;
   /** Present (true) when bootstrap requires an attestation token. */
   readonly attested?: true;
@@ -248,7 +258,9 @@ export async function auditRegistrations(
       return;
     }
     try {
-      const cluster = await readRegisteredCluster(root, fingerprint);
+      // Unlike a bridge's read, the attestation settings are parsed too: an audit must not list as attested a
+      // cluster whose settings no bridge can use (it would refuse that cluster's next bootstrap).
+      const cluster = await readRegisteredCluster(root, fingerprint, { checkAttestation: true });
       if (cluster) clusters.push(cluster);
       else incomplete.push(fingerprint);
     } catch (err) {
@@ -274,19 +286,22 @@ export async function auditRegistrations(
 export async function readRegisteredCluster(
   root: OpenBaoClient,
   fingerprint: string,
-  options: { changedByOthers?: boolean } = {},
+  options: { changedByOthers?: boolean; checkAttestation?: boolean } = {},
 ): Promise<RegisteredCluster | undefined> {
+  const read = { changedByOthers: options.changedByOthers };
   const [registered, initialized] = await Promise.all([
-    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint), options),
-    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint), options),
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint), read),
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint), read),
   ]);
   if (!registered) return undefined;
-  const record = asRegisteredRecord(registered.data, fingerprint);
+  const record = asRegisteredRecord(registered.data, fingerprint, root.namespace);
+  if (options.checkAttestation) attestationPolicyOf(record);
   const brokerKeySha256 = initialized?.data.broker_key_sha256;
   return {
     fingerprint,
     namespace: record.namespace,
     operationalHash: record.ca_sha256,
+    ...(typeof record.registered_at === 'string' ? { registeredAt: record.registered_at } : {}),
     initialized: initialized !== undefined,
     ...(record.attestation !== undefined && record.attestation !== null ? { attested: true as const } : {}),
     ...(migrationEnabledOf(record) ? { migrationEnabled: true as const } : {}),

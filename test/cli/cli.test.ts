@@ -91,8 +91,31 @@ describe('cloudtaser-cli against the test servers', () => {
 
     const gone = await runCli(['source', 'deregister', ...base], env);
     expect(gone.code).toBe(0);
-    expect(JSON.parse(gone.stdout)).toMatchObject({ removed: true, purged: false });
-    expect(JSON.parse((await runCli(['source', 'status', ...base], env)).stdout).registered).toBe(false);
+    expect(JSON.parse(gone.stdout)).toMatchObject({ removed: true, purged: false, namespaceKept: true });
+    const after = JSON.parse((await runCli(['source', 'status', ...base], env)).stdout);
+    expect(after).toMatchObject({ registered: false, namespaceKept: true, registeredAt: null });
+    // The same keys in every state, so a script need not ask whether a key exists before reading it.
+    expect(Object.keys(after)).toEqual(Object.keys(status));
+    expect(status).toMatchObject({ namespaceKept: null, registeredAt: expect.any(String) });
+
+    // The text names the namespace left with its secrets (it said "none" before), and what to run.
+    const text = ['--fingerprint', fp, '--secretstore-address', openbao.address];
+    const kept = await runCli(['source', 'status', ...text], env);
+    expect(kept.stdout).toContain(
+      `Namespace:   cloudtaser/${fp.slice(0, 8)} remains with its workload secrets (deregistered without --purge;`,
+    );
+    const purged = await runCli(['source', 'deregister', ...text, '--purge'], env);
+    expect(purged.stdout).toBe(
+      `Was not registered: cluster ${fp} (namespace and workload secrets deleted)\n`,
+    );
+    expect((await runCli(['source', 'status', ...text], env)).stdout).toContain(
+      `Namespace:   none (registering creates cloudtaser/${fp.slice(0, 8)})`,
+    );
+    // A fingerprint never registered: no namespace is named as if kept.
+    const never = await runCli(['source', 'deregister', ...text], env);
+    expect(never.stdout).toBe(
+      `Was not registered: cluster ${fp} (no namespace cloudtaser/${fp.slice(0, 8)} of its own exists)\n`,
+    );
   });
 
   it('source policy prints the shipped policy of each identity, under any namespace root, without OpenBao', async () => {

@@ -55,7 +55,7 @@ describe('source list', () => {
   });
 
   it('lists every registration, sorted by fingerprint, with what the bridges serve of it', async () => {
-    const results: Array<{ operationalHash: string }> = [];
+    const results: Array<{ operationalHash: string; registeredAt: string }> = [];
     for (const [i, fingerprint] of fingerprints.entries())
       results.push(await registerCluster(admin, { fingerprint, migration: i === 2 }));
     await markClusterInitialized(admin, { fingerprint: fingerprints[1], brokerCertSha256: 'a'.repeat(64) });
@@ -68,6 +68,7 @@ describe('source list', () => {
         fingerprint,
         namespace: `cloudtaser/${fingerprint.slice(0, 8)}`,
         operationalHash: results[i].operationalHash,
+        registeredAt: results[i].registeredAt,
         initialized: i === 1,
         attested: false,
         migrationEnabled: i === 2,
@@ -117,6 +118,20 @@ describe('source list', () => {
     await registerCluster(admin, { fingerprint: refused });
     await write(`clusters/${halfDeregistered}/initialized`, { broker_cert_sha256: 'a'.repeat(64) });
     await write('clusters/not-a-fingerprint/registered', { fingerprint: 'not-a-fingerprint' });
+    // Whole-looking records a bridge must not follow: one names another cluster's namespace (a bridge would
+    // forward this cluster's pod requests there), one has attestation settings no bridge can use (listed as
+    // attested with exit 0 before, while status said CT_REGISTRATION_CORRUPT).
+    const tampered = randomUUID();
+    const badAttestation = randomUUID();
+    for (const [fingerprint, change] of [
+      [tampered, { namespace: `cloudtaser/${fingerprints[0].slice(0, 8)}` }],
+      [badAttestation, { attestation: { issuer: 'https://issuer.example', jwks: 'not a key set' } }],
+    ] as const) {
+      await registerCluster(admin, { fingerprint });
+      const path = `clusters/${fingerprint}/registered`;
+      const record = await records.kvRead('cloudtaser', path);
+      await write(path, { ...record?.data, ...change });
+    }
     // The registrar policy with one cluster's registration record denied.
     await admin.writePolicy(
       'registrar-but-one',
@@ -138,6 +153,18 @@ describe('source list', () => {
           { key: damaged, code: 'CT_REGISTRATION_CORRUPT', message: expect.any(String) },
           { key: refused, code: 'CT_OPENBAO_PERMISSION_DENIED', message: expect.any(String) },
           {
+            key: tampered,
+            code: 'CT_REGISTRATION_CORRUPT',
+            message: expect.stringContaining(
+              `names namespace "cloudtaser/${fingerprints[0].slice(0, 8)}", not cloudtaser/${tampered.slice(0, 8)}`,
+            ),
+          },
+          {
+            key: badAttestation,
+            code: 'CT_REGISTRATION_CORRUPT',
+            message: expect.stringContaining('attestation settings'),
+          },
+          {
             key: 'not-a-fingerprint/',
             code: 'CT_REGISTRATION_CORRUPT',
             message: expect.stringContaining('not a cluster fingerprint'),
@@ -146,7 +173,7 @@ describe('source list', () => {
       );
       // One coded line per entry on stderr, each naming what to run.
       const lines = json.stderr.trimEnd().split('\n');
-      expect(lines).toHaveLength(4);
+      expect(lines).toHaveLength(6);
       expect(lines[0]).toMatch(
         new RegExp(
           `^CT_REGISTRATION_INCOMPLETE: cluster ${halfDeregistered} .*source deregister --fingerprint ${halfDeregistered} again$`,

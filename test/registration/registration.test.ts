@@ -421,11 +421,44 @@ describe('registration against the OpenBao test server', () => {
       fingerprint: fp,
       namespace: result.namespace,
       operationalHash: result.operationalHash,
+      registeredAt: result.registeredAt,
       initialized: false,
     });
     const trust = await loadClusterTrust(bridge, { namespace: result.namespace });
     expect(trust.ca.certPem).toBe(result.caCertPem);
     expect(new X509Certificate(trust.bridgeCertPem).checkIssued(trust.ca.certificate)).toBe(true);
+  });
+
+  it('refuses a record naming another namespace than its fingerprint gives, and a plain re-run repairs it', async () => {
+    // The bridge forwards a cluster's pod requests into the namespace its record names: a record changed to name
+    // another cluster's namespace must not be followed there, by the bridge or shown as fine by status.
+    const victim = await registerCluster(registrar, { fingerprint: randomFingerprint() });
+    const fp = randomFingerprint();
+    await registerCluster(registrar, { fingerprint: fp });
+    const records = admin.withNamespace('cloudtaser');
+    const path = `clusters/${fp}/registered`;
+    const stored = (await records.kvRead('cloudtaser', path))!.data;
+    await records.kvWrite('cloudtaser', path, { ...stored, namespace: victim.namespace });
+
+    const corrupt: string[] = [];
+    const listed = await listRegisteredClusters(bridge, {
+      onCorrupt: (fingerprint, err) => corrupt.push(`${fingerprint} ${err.code} ${err.message}`),
+    });
+    expect(listed.map((c) => c.fingerprint)).not.toContain(fp);
+    expect(listed.map((c) => c.fingerprint)).toContain(victim.fingerprint);
+    expect(corrupt).toEqual([
+      expect.stringContaining(
+        `${fp} CT_REGISTRATION_CORRUPT the registration record for ${fp} names namespace`,
+      ),
+    ]);
+    await expect(getClusterStatus(registrar, { fingerprint: fp })).rejects.toMatchObject({
+      code: 'CT_REGISTRATION_CORRUPT',
+      message: expect.stringContaining(`not cloudtaser/${fp.slice(0, 8)}`),
+    });
+
+    await registerCluster(registrar, { fingerprint: fp });
+    expect((await records.kvRead('cloudtaser', path))!.data.namespace).toBe(`cloudtaser/${fp.slice(0, 8)}`);
+    expect((await listRegisteredClusters(bridge)).map((c) => c.fingerprint)).toContain(fp);
   });
 
   it('deregisters without touching workload secrets, and a new registration gets a fresh CA', async () => {
@@ -434,8 +467,14 @@ describe('registration against the OpenBao test server', () => {
     const cluster = admin.withNamespace(first.namespace);
     await cluster.kvWrite('secret', 'app/db', { password: 'kept' });
     const removed = await deregisterCluster(registrar, { fingerprint: fp });
-    expect(removed).toMatchObject({ removed: true, purged: false });
+    expect(removed).toMatchObject({ removed: true, purged: false, namespaceKept: true });
     expect((await getClusterStatus(registrar, { fingerprint: fp })).registered).toBe(false);
+    // Status tells the namespace left with its secrets (it said "none" before) when it may read namespaces.
+    expect(await getClusterStatus(registrar, { fingerprint: fp, inspectNamespace: true })).toMatchObject({
+      registered: false,
+      incomplete: false,
+      namespaceKept: true,
+    });
     expect((await cluster.kvRead('secret', 'app/db'))?.data).toEqual({ password: 'kept' });
     expect((await listRegisteredClusters(bridge)).map((c) => c.fingerprint)).not.toContain(fp);
     const again = await registerCluster(registrar, { fingerprint: fp });
@@ -450,13 +489,19 @@ describe('registration against the OpenBao test server', () => {
     expect(await deregisterCluster(registrar, { fingerprint: fp, purge: true })).toMatchObject({
       removed: true,
       purged: true,
+      namespaceKept: false,
     });
+    expect(
+      (await getClusterStatus(registrar, { fingerprint: fp, inspectNamespace: true })).namespaceKept,
+    ).toBe(false);
     expect(await admin.withNamespace('cloudtaser').readNamespace(fp.slice(0, 8))).toBeUndefined();
   });
 
   it('deregistering an unknown cluster is not an error', async () => {
+    // Nor does it claim a namespace was kept: none existed.
     expect(await deregisterCluster(registrar, { fingerprint: randomFingerprint() })).toMatchObject({
       removed: false,
+      namespaceKept: false,
     });
   });
 
