@@ -2,11 +2,14 @@
  * A pod API request that finds no tunnel waits up to tunnelWaitMs for the next one, outside the request gate.
  * Before, it waited inside the gate, holding one of the maxInFlight slots: during an outage the n-th request was
  * answered after ~ceil(n / maxInFlight) x tunnelWaitMs, and sys/health, which must answer at once (sealed while
- * the secret store is unreachable; probes have short timeouts), queued behind them.
+ * the secret store is unreachable; probes have short timeouts), queued behind them. Also: the failures of such an
+ * outage are logged once per code, the rest summarised (the broker side of the summariser had no test of its own).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { CloudtaserError } from '../../runtime/core/errors.js';
 import { type PodApiServer, startPodApiServer } from '../../runtime/podapi/server.js';
 import type { TunnelMux } from '../../runtime/tunnel/index.js';
+import { captureLogger } from '../beacon/helpers.js';
 
 let api: PodApiServer | undefined;
 afterEach(async () => {
@@ -63,5 +66,49 @@ describe('pod API: waiting for a tunnel inside the request gate', () => {
     // Expected: at once (the health path does not wait for a tunnel). Actual: behind 3 rounds of waiters.
     expect(health.ms).toBeLessThan(WAIT_MS / 2);
     await Promise.all(waiting);
+  });
+});
+
+describe('pod API: the log of a tunnel that fails every request', () => {
+  it('logs the first failure of each code in full and folds the rest into one summary by code', async () => {
+    // Every pod retries through an outage: one line per failed request would drown the lines an SRE needs.
+    const log = captureLogger();
+    let broken = false;
+    const failing = {
+      closed: false,
+      draining: false,
+      request: async () => {
+        throw new CloudtaserError('CT_TUNNEL_PROTOCOL', 'a frame the broker cannot read');
+      },
+    } as unknown as TunnelMux;
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => (broken ? failing : undefined),
+      logger: log.logger,
+    });
+    const url = `${api.url}/v1/secret/data/app`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await timed(url)).status);
+    broken = true;
+    for (let i = 0; i < 5; i++) statuses.push((await timed(url)).status);
+    expect(statuses).toEqual(Array(17).fill(503));
+
+    const failed = () => log.lines.filter((line) => line.event === 'podapi.tunnel_failed');
+    expect(failed().map((line) => line.code)).toEqual(['CT_TUNNEL_CLOSED', 'CT_TUNNEL_PROTOCOL']);
+    expect(log.lines.filter((line) => line.event === 'podapi.failures_summary')).toEqual([]);
+    await api.close();
+    api = undefined;
+    // Closing writes the summaries of the open windows: one per code, with the count it stands for.
+    const summaries = log.lines.filter((line) => line.event === 'podapi.failures_summary');
+    expect(summaries.map((line) => [line.suppressed, line.byCode])).toEqual(
+      expect.arrayContaining([
+        [11, { CT_TUNNEL_CLOSED: 11 }],
+        [4, { CT_TUNNEL_PROTOCOL: 4 }],
+      ]),
+    );
+    expect(summaries).toHaveLength(2);
+    expect(failed()).toHaveLength(2);
   });
 });
