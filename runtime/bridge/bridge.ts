@@ -56,6 +56,7 @@ import {
   type BridgeOptions,
   type BridgeStatus,
   type BridgeTiming,
+  type BridgeTunnelBroker,
   DEFAULT_BEACON_DIAL_CONCURRENCY,
   DEFAULT_BRIDGE_TIMING,
 } from './options.js';
@@ -84,8 +85,10 @@ interface ClusterState {
   lastBootstrapRefusal?: { readonly code: string; readonly at: string };
   /** When a newer bootstrap last replaced a live broker's tunnel, for /status and source doctor. */
   lastTunnelReplacedAt?: string;
-  /** The broker key behind each live tunnel, to end those a newer bootstrap replaced. */
+  /** The broker key behind each live tunnel, to end those a newer bootstrap replaced (and for /status). */
   readonly tunnelKeys: Map<TunnelMux, string>;
+  /** When each live tunnel opened, for /status. */
+  readonly tunnelOpenedAt: Map<TunnelMux, string>;
   /** The beacon replica each live tunnel runs through, to move those of a replica that drains. */
   readonly tunnelReplicas: Map<TunnelMux, string>;
   /** The registration's migration setting, refreshed at every poll. */
@@ -169,6 +172,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       failedHandshakes: c.gates.operational.failures,
       ...(c.lastBootstrapRefusal ? { lastBootstrapRefusal: c.lastBootstrapRefusal } : {}),
       ...(c.lastTunnelReplacedAt ? { lastTunnelReplacedAt: c.lastTunnelReplacedAt } : {}),
+      tunnelBrokers: tunnelBrokersOf(c),
     })),
     lastPollAt,
     lastPollError: lastPollError === undefined ? undefined : redactIdentifiers(lastPollError),
@@ -181,6 +185,16 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
     // Read only after start-up (the health server and callers come later), when `tokenReview` is assigned.
     ...(tokenReview ? { tokenReview: { cachedReviewers: tokenReview.cachedReviewers() } } : {}),
   });
+
+  /** Which broker key holds each open tunnel: what source doctor needs to tell two brokers of a cluster apart. */
+  const tunnelBrokersOf = (c: ClusterState): BridgeTunnelBroker[] =>
+    [...c.tunnels]
+      .filter((tunnel) => !tunnel.closed && c.tunnelKeys.has(tunnel))
+      .map((tunnel) => ({
+        brokerKeySha256: c.tunnelKeys.get(tunnel)!,
+        since: c.tunnelOpenedAt.get(tunnel) ?? '?',
+        ...(c.tunnelReplicas.has(tunnel) ? { beaconIp: c.tunnelReplicas.get(tunnel) } : {}),
+      }));
 
   const metrics = options.metrics;
   metrics?.track({
@@ -689,6 +703,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       cluster.tunnels.add(session.mux);
       cluster.lastBootstrapRefusal = undefined;
       if (peerKey) cluster.tunnelKeys.set(session.mux, peerKey);
+      cluster.tunnelOpenedAt.set(session.mux, new Date().toISOString());
       cluster.tunnelReplicas.set(session.mux, beaconIp);
       // Paired just before the replica said it drains (the handshake outlasted the notice): it moves as well.
       if (replicas.drainingLeftMs(beaconIp) > 0) moveTunnelsOffDrainingReplicas(cluster);
@@ -701,6 +716,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       void session.mux.done.then((why) => {
         cluster.tunnels.delete(session.mux);
         cluster.tunnelKeys.delete(session.mux);
+        cluster.tunnelOpenedAt.delete(session.mux);
         cluster.tunnelReplicas.delete(session.mux);
         // A dropped cluster's series are gone (forgetCluster); its last closes must not bring them back.
         if (!cluster.stop.signal.aborted) metrics?.tunnelClosed(cluster.fingerprint);
@@ -848,6 +864,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         waiting: new Set(),
         tunnels: new Set(),
         tunnelKeys: new Map(),
+        tunnelOpenedAt: new Map(),
         tunnelReplicas: new Map(),
         gates: { init: newGate(), operational: newGate() },
         renewalSignedAt: { value: Number.NEGATIVE_INFINITY },

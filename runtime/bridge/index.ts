@@ -11,6 +11,7 @@ export {
   type BridgeOptions,
   type BridgeStatus,
   type BridgeTiming,
+  type BridgeTunnelBroker,
   DEFAULT_BRIDGE_TIMING,
   startBridge,
 } from './bridge.js';

@@ -138,6 +138,21 @@ export interface BridgeClusterStatus {
   readonly lastBootstrapRefusal?: { readonly code: string; readonly at: string };
   /** When a newer bootstrap last replaced a live broker's tunnel here (CT_BROKER_REPLACED). */
   readonly lastTunnelReplacedAt?: string;
+  /**
+   * The broker at the other end of each open tunnel here: the SHA-256 (64 lowercase hex) of the SubjectPublicKeyInfo
+   * DER of its certificate in the mutual-TLS session, the same hash as that broker's own /status `brokerKeySha256`,
+   * so with two brokers of one cluster the one holding the tunnel can be told (source doctor compares them).
+   */
+  readonly tunnelBrokers?: readonly BridgeTunnelBroker[];
+}
+
+/** One open tunnel of a cluster, by the broker key at its other end. */
+export interface BridgeTunnelBroker {
+  readonly brokerKeySha256: string;
+  /** When the tunnel opened (ISO 8601). */
+  readonly since: string;
+  /** The beacon replica it runs through. */
+  readonly beaconIp?: string;
 }
 
 export interface BridgeStatus {

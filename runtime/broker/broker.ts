@@ -99,6 +99,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     phase: 'starting',
     reason: 'reading the cluster fingerprint',
     since: new Date().toISOString(),
+    ...(options.podName ? { pod: options.podName } : {}),
   };
   let liveTunnel: TunnelMux | undefined;
   const watchers = new Set<() => void>();
@@ -716,7 +717,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           try {
             const fresh = await bootstrap(fingerprint, caPin);
             credentials = fresh;
-            const notAfter = new Date(new X509Certificate(fresh.brokerCertPem).validTo);
+            const certificate = presentedCertificate(fresh.brokerCertPem);
             operationalMisses = 0;
             replacedAt = undefined;
             rearmPending = false;
@@ -724,10 +725,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
               lastErrorCode: undefined,
               lastError: undefined,
               operationalHashPrefix: hashPrefix(operationalHash(fresh.caCertDer)),
-              certificateNotAfter: notAfter.toISOString(),
+              ...certificate.status,
               certificateRenewalError: undefined,
             });
-            metrics?.certificate(notAfter, undefined);
+            metrics?.certificate(certificate.notAfter, undefined);
           } catch (err) {
             // With certificates in hand a refusal only means "still initialized": keep using them. A CA that
             // does not match the pin (a rogue bridge in the init room) never replaces them either. Once replaced
@@ -893,10 +894,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     renewed: async (fresh) => {
       credentials = fresh;
       podApi?.renew(fresh);
-      const notAfter = new Date(new X509Certificate(fresh.brokerCertPem).validTo);
-      metrics?.certificate(notAfter, 'renewed');
+      const certificate = presentedCertificate(fresh.brokerCertPem);
+      metrics?.certificate(certificate.notAfter, 'renewed');
       setStatus(status.phase, status.reason, {
-        certificateNotAfter: notAfter.toISOString(),
+        ...certificate.status,
         certificateRenewedAt: new Date().toISOString(),
         certificateRenewalError: undefined,
       });
@@ -1031,6 +1032,28 @@ function publicKeySha256(pair: KeyPair): string {
   return createHash('sha256')
     .update(pair.publicKey.export({ type: 'spki', format: 'der' }))
     .digest('hex');
+}
+
+/**
+ * What /status says about the certificate the broker presents in the tunnel, read from that certificate itself
+ * (not from the key pair), so the hash is the one the bridge computes from the peer certificate.
+ */
+function presentedCertificate(certPem: string): {
+  readonly notAfter: Date;
+  readonly status: Pick<BrokerStatus, 'certificateNotAfter' | 'certificateSerial' | 'brokerKeySha256'>;
+} {
+  const certificate = new X509Certificate(certPem);
+  const notAfter = new Date(certificate.validTo);
+  return {
+    notAfter,
+    status: {
+      certificateNotAfter: notAfter.toISOString(),
+      certificateSerial: certificate.serialNumber,
+      brokerKeySha256: createHash('sha256')
+        .update(certificate.publicKey.export({ type: 'spki', format: 'der' }))
+        .digest('hex'),
+    },
+  };
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { parseListenAddress } from '../core/health-server.js';
@@ -232,6 +233,8 @@ export function registerBrokerCommand(program: Command): Command {
         beaconProxy: relay.beaconProxy,
         fingerprint: (signal) => readClusterFingerprint(connection, { signal }),
         caSha256: flags.caSha256,
+        // A pod's host name is its name unless the pod sets spec.hostname; POD_NAME (downward API) wins when set.
+        podName: process.env.POD_NAME || hostname(),
         trustRecord: configMapTrustRecord(kube, parseTrustRecordRef(flags.trustRecord)),
         kube,
         attestation: flags.attestation

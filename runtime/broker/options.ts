@@ -140,6 +140,11 @@ export interface BrokerOptions extends RelayPartyOptions {
    * @default no metrics
    */
   readonly metrics?: BrokerMetrics;
+  /**
+   * The pod this broker runs in, shown in /status so `source doctor` can name which operator pod holds the tunnel
+   * when two brokers of one cluster run. `broker run` passes POD_NAME, else the host name (a pod's name).
+   */
+  readonly podName?: string;
   readonly logger?: Logger;
 }
 

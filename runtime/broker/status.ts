@@ -23,6 +23,17 @@ export interface BrokerStatus {
   readonly lastError?: string;
   /** First 12 hex characters of the operational room (the CA hash) once bootstrapped. */
   readonly operationalHashPrefix?: string;
+  /** The pod this broker runs in (POD_NAME, else the host name), when known. */
+  readonly pod?: string;
+  /**
+   * SHA-256 (64 lowercase hex) of the SubjectPublicKeyInfo DER of the certificate this broker presents in the
+   * tunnel, as certificate-pinning tools print it; once it has a certificate. The bridge's /status shows the same
+   * hash for the broker at the other end of each tunnel it holds, so with two brokers of one cluster (CT_BROKER_REPLACED)
+   * the one whose hash matches holds the tunnel. Shown whole: it is a public key's hash and opens no room.
+   */
+  readonly brokerKeySha256?: string;
+  /** That certificate's serial number (hex, as openssl prints it); a renewal changes it, the key stays. */
+  readonly certificateSerial?: string;
   /**
    * When this broker's certificate expires (ISO 8601): from its last bootstrap or renewal. The broker renews it
    * through the tunnel before then (`certificateRenewBeforeMs`, 90 days by default).

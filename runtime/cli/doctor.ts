@@ -92,12 +92,25 @@ export function registerSourceDoctorCommand(source: Command): void {
         "a bridge pod's probe port, e.g. http://127.0.0.1:9090 (a port-forward); repeat it once per bridge pod: the broker's one tunnel is on one of the replicas",
         (url: string, earlier: string[] | undefined) => [...(earlier ?? []), url],
       )
+      .option(
+        '--broker-status-url <url>',
+        "an operator pod's probe port, e.g. http://127.0.0.1:8081 (a port-forward); repeat it once per operator pod: when two brokers want the cluster, the doctor names the one holding the tunnel",
+        (url: string, earlier: string[] | undefined) => [...(earlier ?? []), url],
+      )
       .option('--output <format>', 'text or json', 'text'),
   ).action(
-    async (opts: SecretStoreFlags & { fingerprint: string; bridgeHealthUrl?: string[]; output: string }) => {
+    async (
+      opts: SecretStoreFlags & {
+        fingerprint: string;
+        bridgeHealthUrl?: string[];
+        brokerStatusUrl?: string[];
+        output: string;
+      },
+    ) => {
       const format = parseOutputFormat(opts.output);
       // Checked before anything is asked: a mistyped URL is a usage error (exit 2), not a broken bridge (24).
       const bridgeHealthUrl = opts.bridgeHealthUrl?.map((url) => httpUrl(url, '--bridge-health-url'));
+      const brokerStatusUrl = opts.brokerStatusUrl?.map((url) => httpUrl(url, '--broker-status-url'));
       const { runSourceDoctor } = await import('../doctor/index.js');
       const openbao = await openSecretStore(opts);
       try {
@@ -106,6 +119,7 @@ export function registerSourceDoctorCommand(source: Command): void {
           fingerprint: opts.fingerprint,
           namespaceRoot: opts.namespaceRoot,
           bridgeHealthUrl,
+          brokerStatusUrl,
         });
         await print(report, format);
       } finally {

@@ -13,6 +13,7 @@ import {
   getClusterStatus,
   loadReviewerSha256,
 } from '../registration/index.js';
+import { type BrokerKeyView, brokerKeyView, tunnelHolderText, tunnelKeysOf } from './broker-keys.js';
 import {
   broken,
   type CheckResult,
@@ -33,6 +34,12 @@ export interface SourceDoctorOptions {
    * them all (a broker keeps one tunnel, on one of the replicas).
    */
   readonly bridgeHealthUrl?: string | readonly string[];
+  /**
+   * A broker's probe port (`http://host:port`, serving /status), one per operator pod (a port-forward each). Read
+   * only when two brokers want the cluster: the one whose key the bridge sees at the other end of the tunnel is
+   * named as its holder, the rest as the other. Without it the doctor prints the key hash for a person to compare.
+   */
+  readonly brokerStatusUrl?: string | readonly string[];
   /** @default 5000 */
   readonly timeoutMs?: number;
 }
@@ -45,6 +52,8 @@ interface BridgeStatusView {
     tunnels: number;
     lastBootstrapRefusal?: { code: string; at: string };
     lastTunnelReplacedAt?: string;
+    /** Per open tunnel, the broker key at its other end; read through tunnelKeysOf (untrusted input). */
+    tunnelBrokers?: unknown;
   }>;
   readonly lastPollError?: string;
   readonly beaconIdentityError?: string;
@@ -95,6 +104,9 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
   const fp8 = fingerprintPrefix(fp);
   const timeoutMs = options.timeoutMs ?? 5_000;
   const bridgeUrls = [options.bridgeHealthUrl ?? []].flat().map((url) => url.replace(/\/+$/, ''));
+  const brokerUrls = [
+    ...new Set([options.brokerStatusUrl ?? []].flat().map((url) => url.replace(/\/+$/, ''))),
+  ];
   let record: Awaited<ReturnType<typeof getClusterStatus>> | undefined;
   /** Each bridge replica asked, with its /status, once the bridge link checked out. */
   const bridges: Array<{
@@ -114,6 +126,29 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       .map((b) => b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)?.lastBootstrapRefusal)
       .filter((r): r is { code: string; at: string } => r !== undefined)
       .sort((a, b) => b.at.localeCompare(a.at))[0];
+  /** Each broker asked, by its /status; one that does not answer has an unknown key. */
+  const readBrokerKeys = (): Promise<BrokerKeyView[]> =>
+    Promise.all(
+      brokerUrls.map(async (url) => {
+        try {
+          const response = await get(url, '/status');
+          if (response.status !== 200) {
+            await response.body?.cancel();
+            return { url, problem: `its /status answered ${response.status}` };
+          }
+          return brokerKeyView(url, await response.json());
+        } catch (err) {
+          return { url, problem: `its /status did not answer: ${(err as Error).message}` };
+        }
+      }),
+    );
+  /** The broker key at the other end of each tunnel the bridges asked hold; undefined when none says. */
+  const tunnelKeys = () => {
+    const lists = bridges.map((b) =>
+      tunnelKeysOf(b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)),
+    );
+    return lists.every((list) => list === undefined) ? undefined : lists.flatMap((list) => list ?? []);
+  };
   const noBridge = () =>
     warn(
       'no --bridge-health-url: not checked',
@@ -355,21 +390,37 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         .filter((at): at is string => at !== undefined && Date.now() - Date.parse(at) < REPLACEMENT_NEWS_MS)
         .sort()
         .pop();
-      if (holding.length > 0 && (refusedSince || replacedAt))
+      // Which key holds the tunnel, for a person or a script to match against the brokers' own /status.
+      const held = tunnelKeys();
+      const heldFacts = held === undefined ? {} : { tunnelBrokerKeys: held.map((key) => key ?? null) };
+      if (holding.length > 0 && (refusedSince || replacedAt)) {
+        // Only here are the brokers asked: naming the holder is what this finding lacked.
+        const brokers = await readBrokerKeys();
         return {
           ...warn(
             `${tunnelsAt.reduce((sum, n) => sum + n, 0)} tunnel(s) up for ${fp8}, but ${
               refusedSince
                 ? `the bridge refused a bootstrap for it at ${refusedSince.at} (${refusedSince.code}) after that tunnel opened`
                 : `a newer bootstrap replaced a connected broker of it at ${replacedAt} (CT_BROKER_REPLACED)`
-            }: two brokers want this cluster, the operator's own and another (a second operator, or someone who knows the fingerprint)`,
-            "check in the cluster that the operator's own broker is the operational one (`cloudtaser-cli target doctor`, or its /status). If it is not, the tunnel belongs to someone else: deregister and register the cluster again (a new CA), then pin the new operational hash in the cluster (`cloudtaser-cli target trust pin --ca-sha256 <hash>`); do not re-arm",
+            }: two brokers want this cluster, the operator's own and another (a second operator, or someone who knows the fingerprint); ${tunnelHolderText(held, brokers)}`,
+            `check in the cluster which broker is the operator's current one (\`cloudtaser-cli target doctor\`, or brokerKeySha256 in its /status${brokers.length === 0 ? "; pass each operator pod's probe port as --broker-status-url to have this doctor compare them" : ''}). If it holds the tunnel, the other is a stale operator pod (one left on an unreachable node: stop that pod or node) or someone who knows the fingerprint. If it does not, the tunnel belongs to someone else: deregister and register the cluster again (a new CA), then pin the new operational hash in the cluster (\`cloudtaser-cli target trust pin --ca-sha256 <hash>\`); do not re-arm`,
+            {
+              ...heldFacts,
+              brokers: brokers.map((broker) => ({
+                url: broker.url,
+                pod: broker.pod ?? null,
+                brokerKeySha256: broker.keySha256 ?? null,
+                holdsTunnel: broker.keySha256 !== undefined && (held ?? []).includes(broker.keySha256),
+              })),
+            },
           ),
           code: refusedSince?.code ?? 'CT_BROKER_REPLACED',
         };
+      }
       if (holding.length > 0)
         return ok(
           `${tunnelsAt.reduce((sum, n) => sum + n, 0)} tunnel(s) up${bridges.length > 1 ? ` (${holding.map((b) => b.url).join(', ')})` : ''}`,
+          held === undefined ? undefined : heldFacts,
         );
       // The broker keeps one tunnel: with sharding it may be on a holder of the shard not asked (with two slots per
       // shard, the chart's default, on the twin of the one asked).

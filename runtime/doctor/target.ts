@@ -16,6 +16,7 @@ import {
   tcpProbe,
   tlsProbe,
 } from './beacon.js';
+import { brokerKeyView } from './broker-keys.js';
 import {
   broken,
   type CheckResult,
@@ -76,6 +77,9 @@ interface BrokerStatusView {
     readonly at?: string;
   };
   readonly beaconIp?: string;
+  /** Untrusted: read through brokerKeyView. */
+  readonly pod?: unknown;
+  readonly brokerKeySha256?: unknown;
   readonly webhookCaPem?: string;
   readonly webhookCaBundle?: { readonly current?: boolean; readonly lastError?: string } | string;
   readonly tokenReview?: {
@@ -194,9 +198,12 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
           { code: codeOf(err) },
         );
       }
+      const key = brokerKeyView(options.brokerStatusUrl ?? `services/${name}:metrics`, status);
       return ok(`phase ${status.phase}: ${status.reason}`, {
         phase: status.phase,
         lastErrorCode: status.lastErrorCode,
+        pod: key.pod ?? null,
+        brokerKeySha256: key.keySha256 ?? null,
       });
     },
     async webhook() {
@@ -381,13 +388,15 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
             },
           );
         }
-        return ok(`operational through beacon replica ${status.beaconIp ?? '?'}`, {
+        // The key's hash is what `source doctor` matches against the tunnel the bridge holds (two brokers of one
+        // cluster replace each other with CT_BROKER_REPLACED; only one holds the tunnel at a time).
+        return ok(`operational through beacon replica ${status.beaconIp ?? '?'}, ${brokerKeyText(status)}`, {
           beaconIp: status.beaconIp,
           ...(status.certificateNotAfter ? { certificateNotAfter: status.certificateNotAfter } : {}),
         });
       }
       return broken(
-        `the broker is ${status?.phase ?? 'unknown'}: ${status?.reason ?? 'no reason given'}`,
+        `the broker is ${status?.phase ?? 'unknown'}: ${status?.reason ?? 'no reason given'}${status?.lastErrorCode === 'CT_BROKER_REPLACED' ? ` (this one: ${brokerKeyText(status)}; \`cloudtaser-cli source doctor\` names the key that holds the tunnel)` : ''}`,
         brokerFix(status?.lastErrorCode, fingerprint),
         { code: status?.lastErrorCode, facts: { phase: status?.phase } },
       );
@@ -406,6 +415,12 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
     },
   };
   return walkLinks('target', TARGET_LINKS, (link) => checks[link.id]());
+}
+
+/** This broker's pod and key hash as a person compares them with what `source doctor` prints. */
+function brokerKeyText(status: BrokerStatusView): string {
+  const key = brokerKeyView('', status);
+  return `${key.pod ? `pod ${key.pod}, ` : ''}${key.keySha256 ? `broker key sha256 ${key.keySha256}` : `broker key unknown (${key.problem})`}`;
 }
 
 /** What to do for the broker's last error, pointing at the secret-store side when the fault is there. */

@@ -2,10 +2,11 @@
  * Attested bootstrap end to end, in-process: OpenBao test server, two beacon replicas, the Kubernetes test server
  * minting real service-account tokens, the bridge and brokers through their library entry points.
  */
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { attestationAudience } from '../../runtime/attestation/index.js';
 import { type BridgeHandle, type BridgeOptions, createBridgeMetrics } from '../../runtime/bridge/index.js';
 import type { BrokerHandle, BrokerOptions } from '../../runtime/broker/index.js';
@@ -147,6 +148,82 @@ describe('attested bootstrap through the beacon', () => {
       what: 'one live tunnel, the new one',
     });
     expect(await restarted.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
+  });
+
+  it("shows in the broker's /status the hash of the key its certificate presents, and the bridge the same hash per tunnel; both change when a restarted broker bootstraps with a new key", async () => {
+    // The broker certificates the bridge really receives in the mutual-TLS handshakes (TLS 1.3 hides them on the wire).
+    const presented: X509Certificate[] = [];
+    const peerCertificate = TLSSocket.prototype.getPeerX509Certificate;
+    const spy = vi.spyOn(TLSSocket.prototype, 'getPeerX509Certificate').mockImplementation(function (
+      this: TLSSocket,
+    ) {
+      const certificate = peerCertificate.call(this);
+      if (certificate?.subject.includes('CN=cloudtaser-broker')) presented.push(certificate);
+      return certificate;
+    });
+    try {
+      const sha256OfKey = (certificate: X509Certificate) =>
+        createHash('sha256')
+          .update(
+            new X509Certificate(certificate.toString()).publicKey.export({ type: 'spki', format: 'der' }),
+          )
+          .digest('hex');
+      const statusOf = async (url: string | undefined) =>
+        (await (await fetch(`${url}/status`)).json()) as Record<string, unknown> & {
+          clusters?: Array<{ fingerprintPrefix: string; tunnelBrokers?: Array<{ brokerKeySha256: string }> }>;
+        };
+      const cluster = await registerAttested();
+      const health = { host: '127.0.0.1', port: 0 };
+      const b = await bridge({ health });
+      const bridgeKeys = async () =>
+        (await statusOf(b.healthUrl)).clusters
+          ?.find((c) => cluster.fingerprint.startsWith(c.fingerprintPrefix))
+          ?.tunnelBrokers?.map((t) => t.brokerKeySha256);
+      const freezer = new Freezer();
+      const first = await broker(cluster.fingerprint, {
+        ...attested(),
+        caSha256: cluster.operationalHash,
+        observePairedStream: freezer.wrap,
+        podName: 'cloudtaser-5f7b9-first',
+        health,
+      });
+      await first.waitForPhase('operational', 15_000);
+      await waitUntil(() => b.tunnels(cluster.fingerprint).length === 1, {
+        timeoutMs: 5_000,
+        what: 'bridge tunnel',
+      });
+      const firstCertificate = presented.at(-1)!;
+      const firstKey = sha256OfKey(firstCertificate);
+      expect(await statusOf(first.healthUrl)).toMatchObject({
+        pod: 'cloudtaser-5f7b9-first',
+        brokerKeySha256: firstKey,
+        certificateSerial: firstCertificate.serialNumber,
+        certificateNotAfter: new Date(firstCertificate.validTo).toISOString(),
+      });
+      expect(await bridgeKeys()).toEqual([firstKey]);
+
+      // The old process dies without a goodbye; a new one starts with a fresh key and bootstraps again.
+      freezer.frozen = true;
+      const restarted = await broker(cluster.fingerprint, {
+        ...attested(),
+        caSha256: cluster.operationalHash,
+        health,
+      });
+      await restarted.waitForPhase('operational', 15_000);
+      const restartedStatus = await statusOf(restarted.healthUrl);
+      const restartedKey = restartedStatus.brokerKeySha256;
+      expect(restartedKey).not.toBe(firstKey);
+      // The hash is the one of a certificate the bridge received, and its serial that certificate's.
+      const restartedCertificate = presented.find((certificate) => sha256OfKey(certificate) === restartedKey);
+      expect(restartedCertificate).toBeDefined();
+      expect(restartedStatus.certificateSerial).toBe(restartedCertificate!.serialNumber);
+      await waitUntil(async () => JSON.stringify(await bridgeKeys()) === JSON.stringify([restartedKey]), {
+        timeoutMs: 5_000,
+        what: "the bridge's one tunnel, to the restarted broker's key",
+      });
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('refuses a tunnel to an earlier broker that is still running after a newer bootstrap replaced it', async () => {

@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { BrokerHandle } from '../../runtime/broker/index.js';
 import { fingerprintPrefix } from '../../runtime/core/hashes.js';
 import {
   type DoctorReport,
@@ -15,6 +16,7 @@ import {
   runSourceDoctor,
   runTargetDoctor,
   SOURCE_LINKS,
+  type SourceDoctorOptions,
   TARGET_LINKS,
   type TargetDoctorOptions,
 } from '../../runtime/doctor/index.js';
@@ -93,6 +95,27 @@ describe('target doctor', () => {
     const report = await runTargetDoctor(targetOptions());
     expect(report.steps.map((s) => [s.link, s.state])).toEqual(TARGET_LINKS.map((l) => [l.id, 'ok']));
     expect(report).toMatchObject({ healthy: true, exitCode: 0 });
+  });
+
+  it("prints the broker's key hash for comparing with source doctor, and one that is not a hash as unknown", async () => {
+    const status = (await (await fetch(`${stack.broker.healthUrl}/status`)).json()) as {
+      brokerKeySha256: string;
+    };
+    expect(status.brokerKeySha256).toMatch(/^[0-9a-f]{64}$/);
+    const phase = (report: DoctorReport) => report.steps.find((s) => s.link === 'broker-phase');
+    expect(phase(await runTargetDoctor(targetOptions()))?.detail).toContain(
+      `broker key sha256 ${status.brokerKeySha256}`,
+    );
+    const stand = await editedStatus(stack.broker.healthUrl!, (edited) => {
+      edited.brokerKeySha256 = 'not-a-hash';
+    });
+    try {
+      const step = phase(await runTargetDoctor(targetOptions({ brokerStatusUrl: stand.address })));
+      expect(step).toMatchObject({ state: 'ok', detail: expect.stringContaining('broker key unknown') });
+      expect(step?.detail).not.toContain('not-a-hash');
+    } finally {
+      await stand.close();
+    }
   });
 
   it("warns ahead of the day the broker's certificate expires when it was not renewed", async () => {
@@ -248,7 +271,10 @@ describe('source doctor', () => {
    * for them to show (read-your-writes) instead of seeing what the test broke since.
    */
   async function withExtraCluster(
-    test: (cluster: RegistrationResult, doctor: () => Promise<DoctorReport>) => Promise<void>,
+    test: (
+      cluster: RegistrationResult,
+      doctor: (extra?: Partial<SourceDoctorOptions>) => Promise<DoctorReport>,
+    ) => Promise<void>,
     namespaceRoot?: string,
   ): Promise<void> {
     const fingerprint = randomUUID();
@@ -259,12 +285,13 @@ describe('source doctor', () => {
     });
     const openbao = new OpenBaoClient({ address: stack.openbao.address, token: stack.openbao.rootToken });
     try {
-      await test(cluster, () =>
+      await test(cluster, (extra = {}) =>
         runSourceDoctor({
           ...sourceOptions(),
           openbao,
           fingerprint,
           ...(namespaceRoot ? { namespaceRoot } : {}),
+          ...extra,
         }),
       );
     } finally {
@@ -459,6 +486,150 @@ describe('source doctor', () => {
       } finally {
         await second.close();
         await first.close();
+      }
+    });
+  });
+
+  /**
+   * The takeover of the test above, with a probe port on each broker and the pod names an operator's pods have:
+   * the first, knowing only the fingerprint, holds the tunnel; the pinned second is refused. Waits for the finding.
+   */
+  async function withTwoBrokers(
+    test: (
+      brokers: { holder: BrokerHandle; other: BrokerHandle; holderKey: string; fingerprint: string },
+      doctor: (extra?: Partial<SourceDoctorOptions>) => Promise<DoctorReport>,
+    ) => Promise<void>,
+  ): Promise<void> {
+    await withExtraCluster(async (cluster, doctor) => {
+      const health = { host: '127.0.0.1', port: 0 };
+      const beacons = [stack.replicas.address];
+      const holder = await startTestBroker({
+        fingerprint: cluster.fingerprint,
+        beacons,
+        health,
+        podName: HOLDER_POD,
+      });
+      const other = await startTestBroker({
+        fingerprint: cluster.fingerprint,
+        beacons,
+        health,
+        podName: OTHER_POD,
+        caSha256: cluster.operationalHash,
+      });
+      try {
+        await holder.waitForPhase('operational', 20_000);
+        await other.waitForPhase('rejected', 20_000);
+        const holderKey = String(
+          ((await (await fetch(`${holder.healthUrl}/status`)).json()) as Record<string, unknown>)
+            .brokerKeySha256,
+        );
+        expect(holderKey).toMatch(/^[0-9a-f]{64}$/);
+        await vi.waitFor(
+          async () =>
+            expect((await doctor()).steps.find((s) => s.link === 'tunnel')?.detail).toContain(
+              'two brokers want this cluster',
+            ),
+          { timeout: 15_000, interval: 200 },
+        );
+        await test({ holder, other, holderKey, fingerprint: cluster.fingerprint }, doctor);
+      } finally {
+        await other.close();
+        await holder.close();
+      }
+    });
+  }
+  const HOLDER_POD = 'cloudtaser-7c9d5-holder';
+  const OTHER_POD = 'cloudtaser-7c9d5-other';
+
+  it("names the broker holding the tunnel by its pod and key when given each broker's /status, and prints the key to compare without them", async () => {
+    await withTwoBrokers(async ({ holder, other, holderKey, fingerprint }, doctor) => {
+      const named = stepOf(
+        await doctor({ brokerStatusUrl: [holder.healthUrl!, other.healthUrl!] }),
+        'tunnel',
+      );
+      expect(named?.state).toBe('warn');
+      expect(named?.detail).toContain(
+        `the tunnel is held by pod ${HOLDER_POD} (${holder.healthUrl}), broker key sha256 ${holderKey}`,
+      );
+      // The refused broker never got a certificate: the other, with no key to match.
+      expect(named?.detail).toContain(`the other: pod ${OTHER_POD} (${other.healthUrl}), broker key unknown`);
+      expect(named?.facts).toMatchObject({
+        tunnelBrokerKeys: [holderKey],
+        brokers: [
+          { pod: HOLDER_POD, brokerKeySha256: holderKey, holdsTunnel: true },
+          { pod: OTHER_POD, brokerKeySha256: null, holdsTunnel: false },
+        ],
+      });
+      // The same through the command, --broker-status-url once per operator pod.
+      vi.stubEnv('CLOUDTASER_SECRETSTORE_TOKEN', stack.openbao.rootToken);
+      try {
+        const { report } = await runDoctorCli([
+          ...[
+            'source',
+            'doctor',
+            '--secretstore-address',
+            stack.openbao.address,
+            '--fingerprint',
+            fingerprint,
+          ],
+          ...['--bridge-health-url', stack.bridge.healthUrl!, '--output', 'json'],
+          ...['--broker-status-url', holder.healthUrl!, '--broker-status-url', other.healthUrl!],
+        ]);
+        expect(stepOf(report, 'tunnel')?.detail).toContain(`the tunnel is held by pod ${HOLDER_POD}`);
+      } finally {
+        vi.unstubAllEnvs();
+      }
+      const alone = stepOf(await doctor(), 'tunnel');
+      expect(alone?.detail).toContain(
+        `the tunnel is held by broker key sha256 ${holderKey} (no broker's /status`,
+      );
+      expect(alone?.fix).toContain('--broker-status-url');
+    });
+  });
+
+  it('reports a key hash that is missing, not hex or the wrong length as unknown, never as the holder', async () => {
+    await withTwoBrokers(async ({ holder, other, holderKey }, doctor) => {
+      const hostile: Array<(status: Record<string, unknown>) => void> = [
+        (status) => delete status.brokerKeySha256,
+        (status) => (status.brokerKeySha256 = 'zz'.repeat(32)),
+        (status) => (status.brokerKeySha256 = holderKey.slice(2)),
+        (status) => (status.brokerKeySha256 = `${holderKey}00`),
+      ];
+      for (const edit of hostile) {
+        const stand = await editedStatus(holder.healthUrl!, edit);
+        try {
+          const step = stepOf(await doctor({ brokerStatusUrl: [stand.address, other.healthUrl!] }), 'tunnel');
+          expect(step?.detail).toContain(
+            `the tunnel is held by broker key sha256 ${holderKey}, which none of the 2 broker(s) asked presents`,
+          );
+          expect(step?.detail).not.toContain(`held by pod ${HOLDER_POD}`);
+          expect(step?.detail).toContain(`pod ${HOLDER_POD} (${stand.address}), broker key unknown`);
+          expect(step?.facts?.brokers).toMatchObject([{ brokerKeySha256: null, holdsTunnel: false }, {}]);
+        } finally {
+          await stand.close();
+        }
+      }
+      // The bridge's side is read the same way: a tunnel whose key is not a hash has an unknown holder.
+      for (const bad of [undefined, 'zz'.repeat(32), holderKey.slice(1)]) {
+        const stand = await editedStatus(stack.bridge.healthUrl!, (status) => {
+          for (const entry of status.clusters as Array<{ tunnelBrokers?: Array<Record<string, unknown>> }>)
+            for (const tunnel of entry.tunnelBrokers ?? []) tunnel.brokerKeySha256 = bad;
+        });
+        try {
+          const step = stepOf(
+            await doctor({
+              bridgeHealthUrl: stand.address,
+              brokerStatusUrl: [holder.healthUrl!, other.healthUrl!],
+            }),
+            'tunnel',
+          );
+          expect(step?.detail).toContain('two brokers want this cluster');
+          expect(step?.detail).toContain('its holder is unknown, not trusted');
+          expect(step?.detail).not.toContain('the tunnel is held by');
+          expect(step?.facts).toMatchObject({ tunnelBrokerKeys: [null] });
+        } finally {
+          await stand.close();
+        }
       }
     });
   });

@@ -73,6 +73,10 @@ describe('a broker outliving its certificate', () => {
       timeoutMs: 8_000,
     });
     expect(Date.parse(broker.status().certificateNotAfter!)).toBeGreaterThan(firstNotAfter);
+    // A new certificate (its serial) for the same key: the hash the bridge and source doctor match stays.
+    expect(first.brokerKeySha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(broker.status()).toMatchObject({ brokerKeySha256: first.brokerKeySha256 });
+    expect(broker.status().certificateSerial).not.toBe(first.certificateSerial);
     expect(bridgeLog.lines.some((l) => l.event === 'bridge.certificate_renewed')).toBe(true);
     expect(brokerLog.lines.some((l) => l.event === 'broker.certificate_renewed')).toBe(true);
 
