@@ -106,7 +106,7 @@ function formatHelpItem(
 }
 
 /**
- * `cloudtaser-cli help source list` as `cloudtaser-cli source list --help`. Commander's help command takes one
+ * `help source list` as `source list --help`. Commander's help command takes one
  * command name and ignores the rest, so it printed the help of `source` for `help source list`.
  */
 function helpAsFlag(argv: readonly string[]): string[] {
