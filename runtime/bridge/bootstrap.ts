@@ -18,6 +18,7 @@ import {
   type ClusterTrust,
   getClusterStatus,
   markClusterInitialized,
+  REARM_COMMAND,
 } from '../registration/index.js';
 import {
   awaitSecure,
@@ -113,6 +114,19 @@ export async function serveBootstrap(
       );
     }
     const policy = status.attestation;
+    // A re-arm is for the operator's own broker, right after it: one left unused past its window (the restart did
+    // not happen, or went to another cluster) must not stay open to whoever learns the fingerprint later. An
+    // attested cluster needs no such window: its bootstrap proves the operator's service account.
+    if (!policy && !status.initialized && rearmExpired(status.rearmExpiresAt)) {
+      logger.warn(
+        { event: 'bridge.rearm_expired', rearmExpiredAt: status.rearmExpiresAt },
+        'bootstrap refused: the re-arm expired before a broker bootstrapped',
+      );
+      return refuse(
+        'CT_ALREADY_INITIALIZED',
+        `cluster ${request.fingerprint} was re-armed, but the re-arm expired at ${status.rearmExpiresAt} before any broker bootstrapped; check that the refused broker is the operator's own, then run \`${REARM_COMMAND(request.fingerprint)}\` right before it restarts`,
+      );
+    }
     // The broker key this request is for, parsed once (undefined for a CSR that does not parse: refused below).
     const brokerKeySha256 = csrKeySha256(request.csr);
     let resumed = false;
@@ -351,4 +365,11 @@ function csrKeySha256(csr: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** True when a re-arm's window (`rearm_expires_at`) has passed; a time that does not parse counts as passed. */
+function rearmExpired(expiresAt: string | undefined): boolean {
+  if (expiresAt === undefined) return false;
+  const at = Date.parse(expiresAt);
+  return !(at > Date.now());
 }

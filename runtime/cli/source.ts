@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { operatorInstallCommand } from '../core/chart-location.js';
 import { CloudtaserError } from '../core/errors.js';
 import { DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF } from '../core/rules.js';
+import { parseDuration } from '../core/shutdown.js';
 import type { AttestationSettings, PolicyIdentity } from '../registration/index.js';
 import { DEFAULT_TOKENREVIEW_ENDPOINT } from '../registration/tokenreview-endpoint.js';
 import { readPemFile } from '../tunnel/flags.js';
@@ -28,7 +29,12 @@ export function registerSourceCommands(program: Command): void {
         '--fingerprint <uuid>',
         'the cluster fingerprint from `cloudtaser-cli target fingerprint`',
       )
-      .option('--rearm', 'allow one more bootstrap for an already initialized cluster')
+      .option('--rearm', 'allow one more bootstrap for an already initialized cluster, within --rearm-window')
+      .option(
+        '--rearm-window <duration>',
+        'how long a --rearm stays open; past it, while no broker has bootstrapped, bridges refuse a bootstrap without attestation (e.g. 30m, 2h)',
+        '1h',
+      )
       .option(
         '--tokenreview-endpoint <url>',
         `the bridge's TokenReview Service as OpenBao reaches it (the bridge chart's NOTES print it; bridge run --tokenreview-listen); Kubernetes auth calls <url>/clusters/<fingerprint> with a reviewer credential registration sets (default: the one the cluster's registration points at; for a new one ${DEFAULT_TOKENREVIEW_ENDPOINT})`,
@@ -59,6 +65,7 @@ export function registerSourceCommands(program: Command): void {
     async (
       opts: SourceFlags & {
         rearm?: boolean;
+        rearmWindow: string;
         migration?: boolean;
         tokenreviewEndpoint?: string;
         tokenreviewCaCert?: string;
@@ -68,6 +75,7 @@ export function registerSourceCommands(program: Command): void {
       },
     ) => {
       const format = parseOutputFormat(opts.output);
+      const rearmWindowMs = parseDuration(opts.rearmWindow, '--rearm-window');
       const tokenReviewCaCertPem = await readPemFile(opts.tokenreviewCaCert, '--tokenreview-ca-cert');
       const attestation = await readAttestationFlags(opts);
       const client = await openSecretStore(opts);
@@ -86,19 +94,27 @@ export function registerSourceCommands(program: Command): void {
         let initialized = result.initialized;
         let changed = result.changed;
         let rearmNote = '';
+        let rearmExpiresAt: string | undefined;
         if (opts.rearm) {
           const rearmed = await rearmCluster(client, {
             fingerprint: result.fingerprint,
             namespaceRoot: opts.namespaceRoot,
+            windowMs: rearmWindowMs,
           });
           initialized = false;
-          // Removing the initialization record is a change (scripts read `changed`).
-          changed ||= rearmed.wasInitialized;
-          rearmNote = rearmed.wasInitialized
-            ? ' (re-armed: one more bootstrap allowed)'
+          rearmExpiresAt = rearmed.expiresAt;
+          // Removing the initialization record (or reopening an expired re-arm) is a change (scripts read `changed`).
+          changed ||= rearmed.wasInitialized || rearmed.expiresAt !== undefined;
+          rearmNote = rearmed.expiresAt
+            ? ` (re-armed until ${rearmed.expiresAt}: one more bootstrap allowed)`
             : ' (--rearm: nothing to re-arm, it has not bootstrapped yet; its first bootstrap is open)';
         }
-        const view = { ...result, initialized, changed };
+        const view = {
+          ...result,
+          initialized,
+          changed,
+          ...(opts.rearm ? { rearmExpiresAt: rearmExpiresAt ?? null } : {}),
+        };
         if (format === 'json') return printJson(view);
         process.stdout.write(
           [
@@ -114,7 +130,8 @@ export function registerSourceCommands(program: Command): void {
                   '',
                   'Re-armed: the next broker that reaches the bridge with this fingerprint gets the cluster. A broker',
                   'connected now bootstraps again at once and so spends the re-arm; otherwise it stays open until one',
-                  "does. Re-arm only for the operator's own broker (its /status says CT_ALREADY_INITIALIZED).",
+                  `does${rearmExpiresAt ? `, or until ${rearmExpiresAt} (--rearm-window): restart the operator now` : ''}.`,
+                  "Re-arm only for the operator's own broker (its /status says CT_ALREADY_INITIALIZED).",
                 ]
               : []),
             '',
@@ -219,6 +236,13 @@ export function registerSourceCommands(program: Command): void {
           `Cluster ${status.fingerprint}`,
           `  Registered:  yes (${status.registeredAt})`,
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
+          ...(!status.initialized && status.rearmExpiresAt
+            ? [
+                Date.parse(status.rearmExpiresAt) > Date.now()
+                  ? `  Re-armed:    until ${status.rearmExpiresAt} (one more bootstrap allowed)`
+                  : `  Re-armed:    expired at ${status.rearmExpiresAt} unused: bridges refuse a bootstrap without attestation; run register --rearm again right before the operator restarts`,
+              ]
+            : []),
           `  Namespace:   ${status.namespace}`,
           // The cluster CA's SHA-256: what `target trust pin --ca-sha256` and the chart's caSha256 take.
           ...(status.operationalHash ? [`  Operational hash: ${status.operationalHash}`] : []),
@@ -353,6 +377,7 @@ function statusView(status: ClusterStatus): Record<string, unknown> {
     initializedBrokerKeySha256: status.initializedBrokerKeySha256 ?? null,
     initializedVersion: status.initializedVersion ?? null,
     initializedAttestationIat: status.initializedAttestationIat ?? null,
+    rearmExpiresAt: status.rearmExpiresAt ?? null,
     migrationEnabled: status.migrationEnabled,
     attestation: status.attestation ?? null,
   };

@@ -10,6 +10,7 @@ import { parseFingerprint } from '../core/rules.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { type CertificateAuthority, loadCertificateAuthority } from '../pki/index.js';
 import { announceChange } from './change-journal.js';
+import { DEFAULT_REARM_WINDOW_MS } from './defaults.js';
 import {
   asCertificateRecord,
   type BridgeCaRecord,
@@ -136,12 +137,24 @@ async function writeInitialized(
 /** Allows one more bootstrap for a registered cluster by removing its `initialized` record. */
 export async function rearmCluster(
   client: OpenBaoClient,
-  target: RegistrationTarget,
-): Promise<{ wasInitialized: boolean }> {
+  target: RegistrationTarget & {
+    /** How long the re-arm stays open. @default DEFAULT_REARM_WINDOW_MS (1 h) */
+    readonly windowMs?: number;
+  },
+): Promise<{ wasInitialized: boolean; expiresAt?: string }> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
+  const windowMs = target.windowMs ?? DEFAULT_REARM_WINDOW_MS;
+  if (!Number.isSafeInteger(windowMs) || windowMs < 1)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      'the re-arm window must be a positive number of milliseconds',
+    );
   const root = client.withNamespace(namespaceRoot);
-  const existing = await root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint));
+  const [existing, registered] = await Promise.all([
+    root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
+    root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)),
+  ]);
   const announcement = announceChange(client, {
     namespaceRoot,
     fingerprint,
@@ -151,9 +164,22 @@ export async function rearmCluster(
   // Announced even when no record was read: a bootstrap that lands between that read and the delete below is
   // removed too, and a bridge that saw it must hear of it.
   await announcement.begin();
+  // The window closes the re-arm: written before the initialization record goes, so no moment has a re-armed
+  // cluster without it. A cluster never bootstrapped (and never re-armed) gets none: its first contact is open
+  // until its first bootstrap, by design. A record another run changed meanwhile fails the check-and-set.
+  let expiresAt: string | undefined;
+  if (registered && (existing !== undefined || registered.data.rearm_expires_at !== undefined)) {
+    expiresAt = new Date(Date.now() + windowMs).toISOString();
+    await root.kvWrite(
+      RECORDS_MOUNT,
+      paths.registered(fingerprint),
+      { ...registered.data, rearm_expires_at: expiresAt },
+      { cas: registered.version },
+    );
+  }
   await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
   await announcement.end();
-  return { wasInitialized: existing !== undefined };
+  return { wasInitialized: existing !== undefined, ...(expiresAt ? { expiresAt } : {}) };
 }
 
 /** The command that allows one more bootstrap of a cluster (there is no `source rearm`). */

@@ -7,9 +7,9 @@ import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import { truncate } from '../core/rules.js';
-import { DEFAULT_NAMESPACE_ROOT } from './defaults.js';
+import { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS } from './defaults.js';
 
-export { DEFAULT_NAMESPACE_ROOT };
+export { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS };
 /** KV v2 mount name used for cloudtaser's own records, both in the root and in each cluster namespace. */
 export const RECORDS_MOUNT = 'cloudtaser';
 /** KV v2 mount for workload secrets in each cluster namespace. */
@@ -57,6 +57,13 @@ export interface RegisteredRecord {
   readonly attestation?: AttestationRecord;
   /** True when the bridge may write this cluster's Kubernetes Secrets into OpenBao (migration). Absent = off. */
   readonly migration_enabled?: boolean;
+  /**
+   * Written by `register --rearm`: until this time (ISO 8601) the cluster may bootstrap once more without
+   * attestation; after it, while no broker has bootstrapped, bridges refuse (CT_ALREADY_INITIALIZED). Absent for a
+   * cluster never re-armed, whose first contact stays open until its first bootstrap. Bridges before 0.2.0
+   * ignore it.
+   */
+  readonly rearm_expires_at?: string;
 }
 
 /** `attestation` in the registered record: what the bridge needs to check a bootstrap token offline. */

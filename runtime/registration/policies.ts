@@ -108,7 +108,7 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     scope: 'namespace-root',
     path: `${RECORDS}/data/clusters/+/registered`,
     capabilities: ['create', 'read', 'update'],
-    why: 'register writes the registration record (update when attestation or migration settings change); status and list read it',
+    why: 'register writes the registration record (update when attestation or migration settings change, or --rearm sets its window); status and list read it',
   },
   {
     identity: 'registrar',

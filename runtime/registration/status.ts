@@ -40,6 +40,11 @@ export interface ClusterStatus {
   readonly initializedAttestationIat?: number;
   /** The attestation policy, when bootstrap requires a token. */
   readonly attestation?: AttestationPolicy;
+  /**
+   * When the last `register --rearm` stops allowing a bootstrap (ISO 8601). Past while not initialized: the re-arm
+   * expired unused, and bridges refuse a bootstrap without attestation until the next re-arm.
+   */
+  readonly rearmExpiresAt?: string;
   /** Whether the registration lets the bridge migrate Secrets (false when not registered). */
   readonly migrationEnabled: boolean;
   /**
@@ -122,6 +127,7 @@ export async function getClusterStatus(client: OpenBaoClient, target: StatusOpti
       ? { initializedAttestationIat: initialized.attestation_iat }
       : {}),
     ...(attestation ? { attestation } : {}),
+    ...(typeof record.rearm_expires_at === 'string' ? { rearmExpiresAt: record.rearm_expires_at } : {}),
     migrationEnabled: migrationEnabledOf(record),
     incomplete: false,
   };

@@ -84,10 +84,28 @@ describe('cloudtaser-cli against the test servers', () => {
     const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
     await markClusterInitialized(admin, { fingerprint: fp, brokerCertSha256: 'a'.repeat(64) });
     await admin.close();
-    const rearmed = JSON.parse((await runCli(['source', 'register', ...base, '--rearm'], env)).stdout);
+    const rearmed = JSON.parse(
+      (await runCli(['source', 'register', ...base, '--rearm', '--rearm-window', '30m'], env)).stdout,
+    );
     expect(rearmed).toMatchObject({ initialized: false, changed: true });
+    // The re-arm closes by itself after its window (30 minutes here, from this run).
+    const window = Date.parse(rearmed.rearmExpiresAt) - Date.now();
+    expect(window).toBeGreaterThan(25 * 60_000);
+    expect(window).toBeLessThanOrEqual(30 * 60_000);
+    expect(JSON.parse((await runCli(['source', 'status', ...base], env)).stdout).rearmExpiresAt).toBe(
+      rearmed.rearmExpiresAt,
+    );
+    const text = ['--fingerprint', fp, '--secretstore-address', openbao.address];
+    expect((await runCli(['source', 'status', ...text], env)).stdout).toContain(
+      `Re-armed:    until ${rearmed.rearmExpiresAt} (one more bootstrap allowed)`,
+    );
+    // Again: nothing to remove, but the window starts anew (a change: the record is written).
     const rearmedAgain = JSON.parse((await runCli(['source', 'register', ...base, '--rearm'], env)).stdout);
-    expect(rearmedAgain).toMatchObject({ initialized: false, changed: false });
+    expect(rearmedAgain).toMatchObject({ initialized: false, changed: true });
+    expect(Date.parse(rearmedAgain.rearmExpiresAt) - Date.now()).toBeGreaterThan(55 * 60_000);
+    const badWindow = await runCli(['source', 'register', ...base, '--rearm', '--rearm-window', 'soon'], env);
+    expect(badWindow.code).toBe(2);
+    expect(badWindow.stderr).toMatch(/^CT_INVALID_ARGUMENT: --rearm-window "soon" is not a duration/);
 
     const gone = await runCli(['source', 'deregister', ...base], env);
     expect(gone.code).toBe(0);
@@ -99,7 +117,6 @@ describe('cloudtaser-cli against the test servers', () => {
     expect(status).toMatchObject({ namespaceKept: null, registeredAt: expect.any(String) });
 
     // The text names the namespace left with its secrets (it said "none" before), and what to run.
-    const text = ['--fingerprint', fp, '--secretstore-address', openbao.address];
     const kept = await runCli(['source', 'status', ...text], env);
     expect(kept.stdout).toContain(
       `Namespace:   cloudtaser/${fp.slice(0, 8)} remains with its workload secrets (deregistered without --purge;`,

@@ -1,0 +1,118 @@
+/**
+ * Attack: someone who knows a cluster's fingerprint waits for a re-arm nobody used. `register --rearm` is meant for
+ * the operator's own broker, right before it restarts; before this change a re-arm whose restart did not happen
+ * (an upgrade called off, a pod that never came back) stayed open until some broker bootstrapped: days later, the
+ * first stranger with the fingerprint to reach the init room got the cluster, silently.
+ *
+ * Now a re-arm carries a window (`--rearm-window`, 1 h by default) written in the registration record before the
+ * initialization record goes; past it, a bridge refuses a bootstrap without attestation (CT_ALREADY_INITIALIZED,
+ * saying the re-arm expired), records nothing, and only a new re-arm opens it again.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { BrokerHandle } from '../../runtime/broker/index.js';
+import { getClusterStatus, rearmCluster, registerCluster } from '../../runtime/registration/index.js';
+import { captureLogger } from '../beacon/helpers.js';
+import {
+  type Replicas,
+  type SecretStore,
+  startReplicas,
+  startSecretStore,
+  startTestBridge,
+  startTestBroker,
+} from '../runtime/fixtures.js';
+
+let store: SecretStore;
+let replicas: Replicas;
+const running: Array<{ close(): Promise<void> }> = [];
+
+beforeAll(async () => {
+  store = await startSecretStore();
+  replicas = await startReplicas();
+});
+afterAll(async () => {
+  await replicas?.close();
+  await store?.close();
+});
+afterEach(async () => {
+  for (const handle of running.splice(0).reverse()) await handle.close();
+});
+
+async function broker(fingerprint: string): Promise<BrokerHandle> {
+  const handle = await startTestBroker({ fingerprint, beacons: [replicas.address] });
+  running.push(handle);
+  return handle;
+}
+
+describe('attack: bootstrap through a re-arm left unused past its window', () => {
+  it('refuses the stranger after the window, records nothing, keeps refusing after a plain register, and a new re-arm opens it', async () => {
+    const cluster = await store.register();
+    const log = captureLogger();
+    running.push(
+      await startTestBridge({ openbao: store.bridge, beacons: [replicas.address], logger: log.logger }),
+    );
+    const operator = await broker(cluster.fingerprint);
+    await operator.waitForPhase('operational', 15_000);
+    await operator.close();
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+
+    // Re-armed for a restart that does not happen within the window.
+    const rearmed = await rearmCluster(store.registrar, {
+      fingerprint: cluster.fingerprint,
+      windowMs: 1_000,
+    });
+    expect(rearmed.wasInitialized).toBe(true);
+    expect(Date.parse(rearmed.expiresAt!) - Date.now()).toBeLessThanOrEqual(1_000);
+    expect(await getClusterStatus(store.registrar, { fingerprint: cluster.fingerprint })).toMatchObject({
+      initialized: false,
+      rearmExpiresAt: rearmed.expiresAt,
+    });
+    await sleep(Math.max(0, Date.parse(rearmed.expiresAt!) - Date.now()) + 100);
+
+    // A stranger who knows the fingerprint (a fresh key, nothing else) reaches the init room later.
+    const stranger = await broker(cluster.fingerprint);
+    const refused = await stranger.waitForPhase('rejected', 15_000);
+    expect(refused.lastErrorCode).toBe('CT_ALREADY_INITIALIZED');
+    expect(refused.reason).toContain('re-arm expired at');
+    expect(refused.reason).toContain('--rearm');
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+    expect((await getClusterStatus(store.admin, { fingerprint: cluster.fingerprint })).initialized).toBe(
+      false,
+    );
+    expect(log.lines).toContainEqual(
+      expect.objectContaining({ event: 'bridge.rearm_expired', rearmExpiredAt: rearmed.expiresAt }),
+    );
+    expect(stranger.tunnel()).toBeUndefined();
+    expect(stranger.status().brokerKeySha256).toBeUndefined();
+
+    // A plain register re-run (Terraform's apply, a CI job) does not reopen it: the window is kept.
+    await registerCluster(store.registrar, { fingerprint: cluster.fingerprint });
+    expect(
+      (await getClusterStatus(store.registrar, { fingerprint: cluster.fingerprint })).rearmExpiresAt,
+    ).toBe(rearmed.expiresAt);
+    await sleep(1_000);
+    expect(stranger.status().phase).toBe('rejected');
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(1);
+
+    // Re-armed again (the admin checked that the refused broker is the operator's own): it bootstraps at its next
+    // try, within the new window, and the window of a cluster never bootstrapped since is refreshed, not dropped.
+    const again = await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint });
+    expect(again.wasInitialized).toBe(false);
+    expect(Date.parse(again.expiresAt!)).toBeGreaterThan(Date.now() + 59 * 60_000);
+    await stranger.waitForPhase('operational', 15_000);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
+  });
+
+  it('gives a cluster that never bootstrapped no window: its first contact stays open until its first bootstrap', async () => {
+    const cluster = await store.register();
+    const rearmed = await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint, windowMs: 1 });
+    expect(rearmed).toEqual({ wasInitialized: false });
+    expect(
+      (await getClusterStatus(store.registrar, { fingerprint: cluster.fingerprint })).rearmExpiresAt,
+    ).toBeUndefined();
+    running.push(await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] }));
+    await sleep(50);
+    const first = await broker(cluster.fingerprint);
+    await first.waitForPhase('operational', 15_000);
+  });
+});
