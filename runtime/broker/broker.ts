@@ -741,7 +741,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
             if (!isCloudtaserError(err, 'CT_BOOTSTRAP_REFUSED') || replacedAt) throw err;
           }
         }
-        await podApi?.start(credentials!);
+        await podApi?.start(credentials!, fingerprint!);
         // While it waits for a bridge, /status says so (the last failure's "dialing again at" is past by then).
         // A deregistration stays in front (it says what to do), as when the dial fails.
         if (status.phase === 'reconnecting' && status.lastErrorCode !== 'CT_NOT_REGISTERED')

@@ -158,7 +158,7 @@ export function createBrokerMetrics(options: BrokerMetricsOptions = {}): BrokerM
   // By kind only: the pod's address is in the log line, never a label (one series per pod would grow without bound).
   const podApiLimits = new Counter({
     name: 'cloudtaser_broker_podapi_limit_refusals_total',
-    help: 'Pods refused by a pod API bound (connections, address_connections, address_requests, body_budget, address_body_budget, body_timeout); the podapi.limit log line names the pod address',
+    help: 'Pods refused by a pod API bound (connections, address_connections, address_requests, body_budget, address_body_budget, body_timeout, body_size); the podapi.limit log line names the pod address',
     labelNames: ['limit'],
     registers: [registry],
   });

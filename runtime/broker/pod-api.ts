@@ -3,6 +3,7 @@
  * on the first set of credentials that carries one, and from then on tells pods (through /status and the
  * webhook) where it is and which CA to trust.
  */
+import { fingerprintPrefix } from '../core/hashes.js';
 import type { Logger } from '../core/log.js';
 import { privateKeyToPem } from '../pki/index.js';
 import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
@@ -45,7 +46,7 @@ export interface BrokerPodApi {
    * Starts the pod API if these credentials carry its certificate; once it runs, a later call serves new
    * connections with the certificate these credentials carry (a re-bootstrap's), as `renew` does.
    */
-  start(credentials: BrokerCredentials): Promise<void>;
+  start(credentials: BrokerCredentials, fingerprint: string): Promise<void>;
   /** Serves new connections with the pod API certificate of these credentials (a renewal). */
   renew(credentials: BrokerCredentials): void;
   /** Once it runs: the address pods use and the CA they trust. */
@@ -66,7 +67,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
   let starting: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
 
-  const listen = async (credentials: BrokerCredentials) => {
+  const listen = async (credentials: BrokerCredentials, fingerprint: string) => {
     if (!credentials.podApiCertPem || !credentials.podApiPrivateKey) {
       log.warn(
         { event: 'broker.podapi_no_certificate' },
@@ -79,6 +80,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       host: options.host,
       port: options.port,
       tls: { certPem: credentials.podApiCertPem, keyPem: privateKeyToPem(credentials.podApiPrivateKey) },
+      clusterNamespaceName: fingerprintPrefix(fingerprint),
       tunnel: context.tunnel,
       nextTunnel: context.nextTunnel,
       tokenReviewFailures: context.tokenReviewFailures,
@@ -111,10 +113,10 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
   };
 
   return {
-    async start(credentials) {
+    async start(credentials, fingerprint) {
       if (server) return renew(credentials);
       if (closing) return;
-      starting ??= listen(credentials).finally(() => {
+      starting ??= listen(credentials, fingerprint).finally(() => {
         starting = undefined;
       });
       await starting;

@@ -175,7 +175,9 @@ export const ErrorCodes = {
   CT_PODAPI_NOT_ALLOWED:
     "a pod asked the pod API for a request off its allow-list (said after OpenBao's own 403 text; no OpenBao policy was consulted)",
   CT_PODAPI_LIMIT:
-    'a pod API bound was hit: connections open (in all, per pod address), request body bytes held (in all, per pod address), or a body that did not arrive in time',
+    'a pod API bound was hit: connections open (in all, per pod address), request body bytes held (in all, per pod address), a body that did not arrive in time, or a body larger than one request may carry',
+  CT_PODAPI_RESPONSE_TOO_LARGE:
+    "OpenBao's answer to a pod request is larger than one tunnel answer carries (960 KiB): a retry gets the same; read a smaller secret or list a narrower path",
   // HTTP proxies (HTTPS_PROXY, HTTP_PROXY, --beacon-proxy): the message names the proxy, never its credentials
   CT_PROXY_UNREACHABLE:
     'the HTTP proxy itself could not be reached (its name does not resolve, connection refused, reset, timeout)',

@@ -250,6 +250,11 @@ export function isRefusal(value: AllowedPodRequest | PodApiRefusal): value is Po
 export interface PodRequestHeaders {
   /** `X-Vault-Namespace` as sent. */
   readonly namespace?: string;
+  /**
+   * The cluster namespace's own name under the namespace root (the fingerprint's first 8 characters), when known:
+   * `<root>/<it>` in the header names the cluster namespace itself.
+   */
+  readonly clusterNamespaceName?: string;
   /** `X-Vault-Wrap-TTL` as sent. */
   readonly wrapTtl?: string;
 }
@@ -268,26 +273,40 @@ export function checkWrapping(wrapTtl: string | undefined): PodApiRefusal | unde
   };
 }
 
+/** A namespace root as registration accepts it (validateNamespaceRoot): one segment. */
+const NAMESPACE_ROOT_SEGMENT = '[A-Za-z0-9][A-Za-z0-9_.-]{0,63}';
+
 /**
  * Refuses what the pod API cannot honour instead of quietly ignoring it: response wrapping (checkWrapping), and a
- * namespace header, which could only ever name something other than the cluster namespace the bridge puts every
- * request in. `root` (or empty) is the cluster namespace.
+ * namespace header naming anything but the cluster namespace the bridge puts every request in. The cluster
+ * namespace is `root` (or empty), as the pod sees it, and also its full path `<root>/<fp8>`: what lookup-self shows
+ * as `namespace_path` and what the platform team writes secrets with (`bao kv put -namespace=...`); upstream serves
+ * a token's own namespace by that header.
  */
 export function checkPodHeaders(route: PodApiRoute, headers: PodRequestHeaders): PodApiRefusal | undefined {
   const wrapping = checkWrapping(headers.wrapTtl);
   if (wrapping) return wrapping;
   const namespace = headers.namespace;
   if (namespace === undefined || namespace.trim() === '') return undefined;
-  // OpenBao refuses any namespace header on sys/health (internal/http/handler.go `restrictedSysAPIsNonLogical`).
-  if (route === 'sys-health' || route === 'sys-seal-status')
-    return { status: 400, errors: ['operation unavailable in namespaces'] };
+  // OpenBao refuses any namespace header on sys/health (internal/http/handler.go `restrictedSysAPIsNonLogical`);
+  // sys/seal-status has its own handler, which ignores the header (wire-facts: "ignores the header and always
+  // reports the global seal status"), so `bao status` works with VAULT_NAMESPACE set.
+  if (route === 'sys-health') return { status: 400, errors: ['operation unavailable in namespaces'] };
+  if (route === 'sys-seal-status') return undefined;
   const cleaned = namespace.trim().replace(/^\/+|\/+$/g, '');
   if (cleaned === '' || cleaned === 'root') return undefined;
+  const own = /^[0-9a-f]{8}$/.test(headers.clusterNamespaceName ?? '')
+    ? headers.clusterNamespaceName
+    : undefined;
+  if (own !== undefined && new RegExp(`^${NAMESPACE_ROOT_SEGMENT}/${own}$`).test(cleaned)) return undefined;
+  // 403, as upstream answers a token used outside its namespace: a 404 here read as "no such secret" in the Go
+  // client (api/logical.go turns any 404 into nil, nil), so External Secrets or the CSI provider said the secret
+  // did not exist and never showed why.
   return {
-    status: 404,
+    status: 403,
     errors: [
-      'namespace not found',
-      "CT_PODAPI_NOT_ALLOWED: the cloudtaser pod API serves this cluster's namespace only; unset VAULT_NAMESPACE (X-Vault-Namespace)",
+      PERMISSION_DENIED,
+      `CT_PODAPI_NOT_ALLOWED: the cloudtaser pod API serves this cluster's namespace only${own ? ` (root, or <root>/${own})` : ''}; unset VAULT_NAMESPACE (X-Vault-Namespace) or set it to that`,
     ],
   };
 }

@@ -17,7 +17,8 @@ export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
 
 /**
  * The bounds that refuse a pod (log field `limit`, metric label `limit`): connections in all and per pod address,
- * requests per address, request-body bytes held in all and per address, a body that stopped arriving.
+ * requests per address, request-body bytes held in all and per address, a body that stopped arriving, a body
+ * larger than one request may carry (maxBodyBytes).
  */
 export const POD_API_LIMIT_KINDS = [
   'connections',
@@ -26,5 +27,6 @@ export const POD_API_LIMIT_KINDS = [
   'body_budget',
   'address_body_budget',
   'body_timeout',
+  'body_size',
 ] as const;
 export type PodApiLimitKind = (typeof POD_API_LIMIT_KINDS)[number];

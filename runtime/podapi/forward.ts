@@ -239,8 +239,9 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
         return {
           status: 502,
           headers: JSON_HEADERS,
+          // Not CT_TUNNEL_PROTOCOL: nothing is wrong with the tunnel, and a retry gets the same answer.
           body: openBaoErrorBody([
-            'CT_TUNNEL_PROTOCOL: the OpenBao answer is too large for the cloudtaser tunnel',
+            `CT_PODAPI_RESPONSE_TOO_LARGE: OpenBao's answer is larger than one cloudtaser tunnel answer carries (${maxResponseBytes / 1024} KiB); a retry gets the same: read a smaller secret, or list a narrower path`,
           ]),
         };
       }

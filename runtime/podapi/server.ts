@@ -83,6 +83,11 @@ export interface PodApiServerOptions {
   readonly port: number;
   /** Serving certificate (issued by the cluster CA at bootstrap); `false` serves plain HTTP (tests only). */
   readonly tls: { readonly certPem: string; readonly keyPem: string } | false;
+  /**
+   * The cluster namespace's name under the namespace root (the fingerprint's first 8 characters): a pod may name
+   * its namespace as `<root>/<it>` in X-Vault-Namespace. Unknown: only `root` (or no header) names it.
+   */
+  readonly clusterNamespaceName?: string;
   /** The live tunnel, if any. */
   readonly tunnel: () => TunnelMux | undefined;
   /**
@@ -219,6 +224,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     if (isRefusal(checked)) return refuse(checked);
     const headerRefusal = checkPodHeaders(checked.route, {
       namespace: firstHeader(req, 'x-vault-namespace'),
+      clusterNamespaceName: options.clusterNamespaceName,
       wrapTtl,
     });
     if (headerRefusal) return refuse(headerRefusal, checked.route);
@@ -325,7 +331,21 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         return;
       }
       if (body === undefined) {
-        reply(res, 413, openBaoErrorBody(['http: request body too large']));
+        // OpenBao's own text first (what clients match), then ours: alone, it sent developers to raise OpenBao's
+        // max_request_size (32 MiB by default), which is not what refused it.
+        limitHit(
+          'body_size',
+          { podAddress: address, route: checked.route, maxBodyBytes: limits.maxBodyBytes },
+          'a pod request body is larger than the pod API takes; answering 413',
+        );
+        reply(
+          res,
+          413,
+          openBaoErrorBody([
+            'http: request body too large',
+            `CT_PODAPI_LIMIT: the cloudtaser pod API takes request bodies up to ${limits.maxBodyBytes / 1024} KiB (the tunnel carries at most 1 MiB per request); OpenBao's max_request_size is not the cause`,
+          ]),
+        );
         observe?.(checked.route, 413, (performance.now() - started) / 1000);
         return;
       }

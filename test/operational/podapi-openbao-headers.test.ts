@@ -253,6 +253,19 @@ describe('requests the pod API does not carry say so, and the ones clients start
     const pod = await send('pod', 'GET', '/v1/sys/seal-status', { headers: goClient() });
     expect(direct.status).toBe(200);
     expect({ status: pod.status, body: pod.json }).toEqual({ status: 200, body: direct.json });
+    // With VAULT_NAMESPACE set: seal-status has its own handler upstream, which ignores the header (the pod API
+    // answered 400 "operation unavailable in namespaces", as for sys/health, so `bao status` failed).
+    for (const namespace of ['team-a', 'root']) {
+      const headers = { ...goClient(), 'x-vault-namespace': namespace };
+      const directNs = await send('direct', 'GET', '/v1/sys/seal-status', { headers });
+      const podNs = await send('pod', 'GET', '/v1/sys/seal-status', { headers });
+      expect(directNs.status).toBe(200);
+      expect({ namespace, status: podNs.status, body: podNs.json }).toEqual({
+        namespace,
+        status: 200,
+        body: directNs.json,
+      });
+    }
   });
 
   it('OpenBao Agent sink with wrap_ttl (PUT sys/wrapping/wrap + X-Vault-Wrap-TTL) gets the wrapping 400, not a 403', async () => {

@@ -182,12 +182,16 @@ describe('pod API through broker, beacon and bridge', () => {
     expect(replay.status).toBe(403);
   });
 
-  it('refuses an oversized body with 413 before it reaches the tunnel', async () => {
+  it('refuses an oversized body with 413 before it reaches the tunnel, saying it is the pod API bound, not OpenBao', async () => {
     const answer = await stack.podRequest('POST', '/v1/auth/kubernetes/login', {
       body: { role: ROLE, jwt: 'x'.repeat(600 * 1024) },
     });
     expect(answer.status).toBe(413);
-    expect(answer.body.errors).toEqual(['http: request body too large']);
+    // OpenBao's own text alone sent developers to raise OpenBao's max_request_size, which changes nothing.
+    expect(answer.body.errors).toEqual([
+      'http: request body too large',
+      "CT_PODAPI_LIMIT: the cloudtaser pod API takes request bodies up to 512 KiB (the tunnel carries at most 1 MiB per request); OpenBao's max_request_size is not the cause",
+    ]);
   });
 
   it('the bridge refuses an OpenBao path outside the allow-list even when a broker sends it', async () => {
