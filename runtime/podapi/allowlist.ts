@@ -95,6 +95,25 @@ const kvRead: VerbDecision = (params) => {
 };
 
 /**
+ * A KV v2 LIST, with its page if one is asked for: `after` (keys after this one) and `limit` (at most this many),
+ * as OpenBao's paginated list takes them (path_metadata.go; the Go client's `Logical().ListPage`). They used to be
+ * dropped: a paging loop got the whole list every time, and one that pages while a page is full never ended. A
+ * limit that is not a number gets the 400 the test server's kv-engine gives, as a version does.
+ */
+const kvList: VerbDecision = (params) => {
+  let query = 'list=true';
+  const after = params.get('after');
+  if (after !== null && after !== '') query += `&after=${encodeURIComponent(after)}`;
+  const limit = params.get('limit');
+  if (limit !== null && limit !== '') {
+    if (!/^-?\d{1,9}$/.test(limit))
+      return { status: 400, errors: ['error converting input for field "limit"'] };
+    query += `&limit=${limit}`;
+  }
+  return { route: 'kv-list', method: 'LIST', query };
+};
+
+/**
  * The allow-list, first match wins. Every path not here, and every verb not named for a path, is refused with
  * OpenBao's 403 (or the entry's `otherVerbs`).
  */
@@ -164,7 +183,7 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
     path: `${KV_MOUNT}/metadata/*/**`,
     verbs: {
       GET: to('kv-metadata-read', 'GET'),
-      LIST: to('kv-list', 'LIST', () => 'list=true'),
+      LIST: kvList,
       POST: to('kv-metadata-write', 'POST'),
       PUT: to('kv-metadata-write', 'POST'),
       PATCH: to('kv-metadata-write', 'PATCH'),
@@ -177,7 +196,7 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
       verbs: { POST: to('kv-versions', 'POST'), PUT: to('kv-versions', 'POST') },
     }),
   ),
-  { path: `${KV_MOUNT}/metadata`, verbs: { LIST: to('kv-list', 'LIST', () => 'list=true') } },
+  { path: `${KV_MOUNT}/metadata`, verbs: { LIST: kvList } },
 ];
 
 /**

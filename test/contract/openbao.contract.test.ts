@@ -49,6 +49,23 @@ afterAll(async () => {
   await target?.close();
 });
 
+describe('KV v2 paginated LIST (path_metadata.go pathMetadataList: `after`, `limit`)', () => {
+  it('answers the keys after `after`, at most `limit`, sorted, folders with a slash; an empty page is 404', async () => {
+    const ns = root.withNamespace(base);
+    await ns.enableKvV2('paged');
+    for (const key of ['a', 'b', 'c', 'sub/x']) await ns.kvWrite('paged', `dir/${key}`, { v: key });
+    const page = async (query: string) => {
+      const answer = await raw(target, 'LIST', `paged/metadata/dir?${query}`, { namespace: base });
+      return [answer.status, (answer.json?.data as { keys?: string[] } | undefined)?.keys ?? answer.json];
+    };
+    expect(await page('limit=2')).toEqual([200, ['a', 'b']]);
+    expect(await page('after=b&limit=2')).toEqual([200, ['c', 'sub/']]);
+    expect(await page('after=a')).toEqual([200, ['b', 'c', 'sub/']]);
+    expect(await page('limit=0')).toEqual([200, ['a', 'b', 'c', 'sub/']]);
+    expect(await page('after=sub%2F')).toEqual([404, { errors: [] }]);
+  });
+});
+
 describe('envelope and error shapes', () => {
   it('answers a KV read with exactly the eight envelope keys in order, a fresh request_id and a trailing newline', async () => {
     const ns = root.withNamespace(base);

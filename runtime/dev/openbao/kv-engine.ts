@@ -206,9 +206,18 @@ export function createKvV2Backend(store: KvStore): Backend {
       names.add(name);
       if (detailed) info[name] = slash < 0 ? describeMetadata(meta) : (info[name] ?? {});
     }
-    if (names.size === 0) throw notFoundEmpty();
-    const keys = [...names].sort();
-    return ok(detailed ? { keys, key_info: info } : { keys });
+    // A page when asked (path_metadata.go pathMetadataList: `after`, `limit`; storage ListPage): the keys sorted,
+    // those after `after`, at most `limit` of them (none or <= 0: all). An empty page is an empty list: 404.
+    const after = request.query.get('after') ?? '';
+    const limitText = request.query.get('limit');
+    const limit = limitText === null || limitText === '' ? -1 : Number(limitText);
+    if (!Number.isInteger(limit)) throw badRequest('error converting input for field "limit"');
+    let keys = [...names].sort().filter((name) => name > after);
+    if (limit > 0) keys = keys.slice(0, limit);
+    if (names.size === 0 || keys.length === 0) throw notFoundEmpty();
+    return ok(
+      detailed ? { keys, key_info: Object.fromEntries(keys.map((key) => [key, info[key]])) } : { keys },
+    );
   }
 
   function describeMetadata(meta: KeyMetadata): Record<string, unknown> {
