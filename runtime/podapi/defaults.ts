@@ -3,6 +3,7 @@ import type { PodApiLimits } from './server.js';
 
 export const DEFAULT_POD_API_LIMITS: PodApiLimits = Object.freeze({
   maxBodyBytes: 512 * 1024,
+  healthAnswerMs: 2_000,
   maxInFlight: 24,
   maxWaiting: 2000,
   timeoutMs: 30_000,

@@ -33,6 +33,11 @@ import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER } from './protocol.js';
 export interface PodApiLimits {
   /** Largest request body a pod may send. @default 512 KiB (below the tunnel's 1 MiB) */
   readonly maxBodyBytes: number;
+  /**
+   * How long sys/health waits for OpenBao's answer through the tunnel before it answers as a sealed server (probes
+   * time out after 1 s by default; upstream answers from its own state). @default 2000
+   */
+  readonly healthAnswerMs: number;
   /** Requests in flight on the tunnel at once; the mux allows 32 per direction. @default 24 */
   readonly maxInFlight: number;
   /** Requests waiting for a slot; beyond that pods get 503 and retry. @default 2000 */
@@ -437,6 +442,16 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
     });
+    // Upstream answers sys/health from its own state at once; through the tunnel a hanging OpenBao held the probe
+    // for the bridge's 15 s forward timeout. Past this the answer is "sealed" (cannot be reached), as with no tunnel.
+    let healthTimedOut = false;
+    const healthDeadline =
+      checked.route === 'sys-health'
+        ? setTimeout(() => {
+            healthTimedOut = true;
+            abort.abort();
+          }, limits.healthAnswerMs)
+        : undefined;
     try {
       const response = await throughTunnel(
         {
@@ -453,7 +468,11 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       );
       reply(res, response.status, response.body, head);
     } catch (err) {
-      const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
+      const code = healthTimedOut
+        ? 'CT_OPENBAO_TIMEOUT'
+        : err instanceof CloudtaserError
+          ? err.code
+          : 'CT_INTERNAL';
       if (code === 'CT_CANCELLED') return;
       if (checked.route !== 'sys-health') {
         reply(
@@ -471,6 +490,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       );
       const answer = unavailableHealthAnswer(checked.query);
       reply(res, answer.status, answer.body, head);
+    } finally {
+      clearTimeout(healthDeadline);
     }
   }
 

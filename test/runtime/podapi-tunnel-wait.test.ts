@@ -112,3 +112,38 @@ describe('pod API: the log of a tunnel that fails every request', () => {
     expect(failed()).toHaveLength(2);
   });
 });
+
+describe('pod API: sys/health while OpenBao hangs behind a live tunnel', () => {
+  it('answers as a sealed server after healthAnswerMs instead of holding the probe for the forward timeout', async () => {
+    // A tunnel that takes the request and never answers (OpenBao hanging behind the bridge) until the pod API
+    // gives up on it. Before: the probe waited for the bridge's 15 s forward timeout (an outside test measured it).
+    let abandoned = 0;
+    const hanging = {
+      closed: false,
+      draining: false,
+      request: (_head: unknown, _body: unknown, options: { signal?: AbortSignal }) =>
+        new Promise((_resolve, reject) => {
+          options.signal?.addEventListener('abort', () => {
+            abandoned++;
+            reject(new CloudtaserError('CT_CANCELLED', 'given up'));
+          });
+        }),
+    } as unknown as TunnelMux;
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => hanging,
+      limits: { healthAnswerMs: 300 },
+    });
+    const started = performance.now();
+    const response = await fetch(`${api.url}/v1/sys/health`);
+    const ms = performance.now() - started;
+    expect(response.status).toBe(503);
+    expect(await response.json()).toMatchObject({ initialized: true, sealed: true });
+    expect(ms).toBeLessThan(3_000);
+    // The probe's own codes still apply (sealedcode), and the request in the tunnel is abandoned, not left open.
+    expect((await fetch(`${api.url}/v1/sys/health?sealedcode=200`)).status).toBe(200);
+    expect(abandoned).toBe(2);
+  });
+});
