@@ -366,6 +366,12 @@ describe('chart cloudtaser (operator) rendered', () => {
       name: 'POD_NAMESPACE',
       valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } },
     });
+    // The pod's own name for the broker's /status `pod` (source doctor names the pod holding the tunnel); the host
+    // name it falls back to differs when a pod sets spec.hostname.
+    expect(env).toContainEqual({
+      name: 'POD_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
+    });
     expect(deployment.spec.template.spec.serviceAccountName).toBe(
       only(rendered, 'ServiceAccount').metadata.name,
     );
