@@ -89,12 +89,15 @@ export function registerSourceCommands(program: Command): void {
             tokenReviewCaCertPem,
             attestation,
             migration: opts.migration,
+            rearmWindowMs,
           }),
         );
         let initialized = result.initialized;
         let changed = result.changed;
-        let rearmNote = '';
-        let rearmExpiresAt: string | undefined;
+        let rearmNote = result.rearmExpiresAt
+          ? ` (registered again over the namespace a deregistration kept: its first bootstrap is open until ${result.rearmExpiresAt})`
+          : '';
+        let rearmExpiresAt = result.rearmExpiresAt;
         if (opts.rearm) {
           const rearmed = await rearmCluster(client, {
             fingerprint: result.fingerprint,
@@ -105,15 +108,15 @@ export function registerSourceCommands(program: Command): void {
           rearmExpiresAt = rearmed.expiresAt;
           // Removing the initialization record (or reopening an expired re-arm) is a change (scripts read `changed`).
           changed ||= rearmed.wasInitialized || rearmed.expiresAt !== undefined;
-          rearmNote = rearmed.expiresAt
+          rearmNote = rearmed.wasInitialized
             ? ` (re-armed until ${rearmed.expiresAt}: one more bootstrap allowed)`
-            : ' (--rearm: nothing to re-arm, it has not bootstrapped yet; its first bootstrap is open)';
+            : ` (--rearm: nothing to re-arm, it has not bootstrapped yet; its first bootstrap is open until ${rearmed.expiresAt})`;
         }
         const view = {
           ...result,
           initialized,
           changed,
-          ...(opts.rearm ? { rearmExpiresAt: rearmExpiresAt ?? null } : {}),
+          rearmExpiresAt: rearmExpiresAt ?? null,
         };
         if (format === 'json') return printJson(view);
         process.stdout.write(

@@ -444,7 +444,7 @@ export class OpenBaoClient {
     path: string,
     data: Record<string, unknown>,
     options: { cas?: number } = {},
-  ): Promise<{ version: number }> {
+  ): Promise<{ version: number; createdTime?: string }> {
     return kv.kvWrite(this.#kvHost(), mount, path, data, options);
   }
 

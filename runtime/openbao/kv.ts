@@ -79,11 +79,11 @@ export async function kvWrite(
   path: string,
   data: Record<string, unknown>,
   options: { cas?: number } = {},
-): Promise<{ version: number }> {
+): Promise<{ version: number; createdTime?: string }> {
   const body: Record<string, unknown> = { data };
   if (options.cas !== undefined) body.options = { cas: options.cas };
   const ledger = host.ledger;
-  let response: OpenBaoResponse<{ data: { version: number } }>;
+  let response: OpenBaoResponse<{ data: { version: number; created_time?: string } }>;
   try {
     response = await host.request('POST', `${trimSlashes(mount)}/data/${kvKey(path)}`, { body });
   } catch (err) {
@@ -94,7 +94,9 @@ export async function kvWrite(
   }
   const version = Number(response.body?.data?.version ?? 0);
   ledger.kv(host.namespace, trimSlashes(mount), kvKey(path), { kind: 'at-least', version });
-  return { version };
+  // OpenBao's clock at the write: what a time written for bridges to compare with should start from.
+  const createdTime = response.body?.data?.created_time;
+  return typeof createdTime === 'string' ? { version, createdTime } : { version };
 }
 
 /** Keys directly under `prefix` (folders end in '/'); [] when there are none. */

@@ -36,7 +36,7 @@ export type PodApiRoute =
   | 'token-revoke-self';
 
 export interface PodApiRefusal {
-  readonly status: 400 | 403 | 404 | 405 | 415;
+  readonly status: 400 | 403 | 404 | 405 | 414 | 415;
   readonly errors: string[];
 }
 

@@ -11,6 +11,7 @@ import { linkSignal } from '../core/linked-signal.js';
 import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { createLogSummarizer } from '../core/log-summary.js';
+import { MAX_PATH_CHARS } from '../tunnel/heads.js';
 import type { RequestHead, TunnelHeaders, TunnelMux, TunnelResponse } from '../tunnel/index.js';
 import { AddressCounts } from './address-counts.js';
 import {
@@ -227,6 +228,18 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     if (wrapping) return refuse(wrapping);
     const checked = checkPodRequest(method, req.url ?? '/');
     if (isRefusal(checked)) return refuse(checked);
+    // A path (a long key, a long LIST `after`) the tunnel head cannot carry: said here, as the bound it is. It used
+    // to fail inside the tunnel as a 503 "retry shortly", which a retry never heals, and counted as a pod API error.
+    if (OPENBAO_TUNNEL_PREFIX.length + checked.path.length + checked.query.length + 1 > MAX_PATH_CHARS)
+      return refuse(
+        {
+          status: 414,
+          errors: [
+            `CT_PODAPI_LIMIT: the request path and query are longer than the cloudtaser tunnel carries (${MAX_PATH_CHARS} characters in all); a retry gets the same`,
+          ],
+        },
+        checked.route,
+      );
     const headerRefusal = checkPodHeaders(checked.route, {
       namespace: firstHeader(req, 'x-vault-namespace'),
       clusterNamespaceName: options.clusterNamespaceName,

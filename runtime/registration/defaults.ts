@@ -8,3 +8,6 @@ export const DEFAULT_NAMESPACE_ROOT = 'cloudtaser';
  * right after, short enough that a re-arm nobody used is not an open door days later.
  */
 export const DEFAULT_REARM_WINDOW_MS = 60 * 60_000;
+
+/** The longest re-arm window: a window of years would be the unbounded re-arm it replaced. */
+export const MAX_REARM_WINDOW_MS = 7 * 24 * 60 * 60_000;

@@ -10,7 +10,7 @@ import { parseFingerprint } from '../core/rules.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 import { type CertificateAuthority, loadCertificateAuthority } from '../pki/index.js';
 import { announceChange } from './change-journal.js';
-import { DEFAULT_REARM_WINDOW_MS } from './defaults.js';
+import { DEFAULT_REARM_WINDOW_MS, MAX_REARM_WINDOW_MS } from './defaults.js';
 import {
   asCertificateRecord,
   type BridgeCaRecord,
@@ -138,18 +138,13 @@ async function writeInitialized(
 export async function rearmCluster(
   client: OpenBaoClient,
   target: RegistrationTarget & {
-    /** How long the re-arm stays open. @default DEFAULT_REARM_WINDOW_MS (1 h) */
+    /** How long the re-arm stays open. @default DEFAULT_REARM_WINDOW_MS (1 h); at most MAX_REARM_WINDOW_MS */
     readonly windowMs?: number;
   },
 ): Promise<{ wasInitialized: boolean; expiresAt?: string }> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
-  const windowMs = target.windowMs ?? DEFAULT_REARM_WINDOW_MS;
-  if (!Number.isSafeInteger(windowMs) || windowMs < 1)
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      'the re-arm window must be a positive number of milliseconds',
-    );
+  const windowMs = checkRearmWindow(target.windowMs ?? DEFAULT_REARM_WINDOW_MS);
   const root = client.withNamespace(namespaceRoot);
   const [existing, registered] = await Promise.all([
     root.kvRead(RECORDS_MOUNT, paths.initialized(fingerprint)),
@@ -165,21 +160,65 @@ export async function rearmCluster(
   // removed too, and a bridge that saw it must hear of it.
   await announcement.begin();
   // The window closes the re-arm: written before the initialization record goes, so no moment has a re-armed
-  // cluster without it. A cluster never bootstrapped (and never re-armed) gets none: its first contact is open
-  // until its first bootstrap, by design. A record another run changed meanwhile fails the check-and-set.
-  let expiresAt: string | undefined;
-  if (registered && (existing !== undefined || registered.data.rearm_expires_at !== undefined)) {
-    expiresAt = new Date(Date.now() + windowMs).toISOString();
+  // cluster without it. Asked for, it is set also on a cluster that has not bootstrapped yet (its first contact
+  // then closes with it). A record another run changed meanwhile fails the check-and-set.
+  const expiresAt = registered
+    ? await writeRearmWindow(root, fingerprint, registered, windowMs, target.logger)
+    : undefined;
+  await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
+  await announcement.end();
+  return { wasInitialized: existing !== undefined, ...(expiresAt ? { expiresAt } : {}) };
+}
+
+/** The window as given, or CT_INVALID_ARGUMENT when it is not a whole number of ms in (0, MAX_REARM_WINDOW_MS]. */
+export function checkRearmWindow(windowMs: number): number {
+  if (!Number.isSafeInteger(windowMs) || windowMs < 1 || windowMs > MAX_REARM_WINDOW_MS)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `the re-arm window must be between 1 ms and ${MAX_REARM_WINDOW_MS / 3_600_000} h (a window of years is no window)`,
+    );
+  return windowMs;
+}
+
+/** Clocks further apart than this are corrected to OpenBao's: the bridges beside it compare with theirs. */
+const CLOCK_SKEW_TOLERANCE_MS = 60_000;
+
+/**
+ * Writes `rearm_expires_at` into the registration record (check-and-set on the version read) and returns it. The
+ * window starts at OpenBao's clock, not this host's: a CLI host two hours behind wrote a window already over (the
+ * bridge then refused the very broker the re-arm was for). OpenBao's time comes with the write's answer
+ * (`created_time`); when it differs from ours by more than a minute the record is written again from it.
+ */
+export async function writeRearmWindow(
+  root: OpenBaoClient,
+  fingerprint: string,
+  registered: { data: Record<string, unknown>; version: number },
+  windowMs: number,
+  logger?: Logger,
+): Promise<string> {
+  const localNow = Date.now();
+  let expiresAt = new Date(localNow + windowMs).toISOString();
+  const written = await root.kvWrite(
+    RECORDS_MOUNT,
+    paths.registered(fingerprint),
+    { ...registered.data, rearm_expires_at: expiresAt },
+    { cas: registered.version },
+  );
+  const openBaoNow = Date.parse(written.createdTime ?? '');
+  if (Number.isFinite(openBaoNow) && Math.abs(openBaoNow - localNow) > CLOCK_SKEW_TOLERANCE_MS) {
+    expiresAt = new Date(openBaoNow + windowMs).toISOString();
     await root.kvWrite(
       RECORDS_MOUNT,
       paths.registered(fingerprint),
       { ...registered.data, rearm_expires_at: expiresAt },
-      { cas: registered.version },
+      { cas: written.version },
+    );
+    logger?.warn(
+      { event: 'registration.clock_skew', skewSeconds: Math.round((localNow - openBaoNow) / 1000) },
+      "this host's clock differs from OpenBao's; the re-arm window follows OpenBao's clock",
     );
   }
-  await root.kvDeleteMetadata(RECORDS_MOUNT, paths.initialized(fingerprint));
-  await announcement.end();
-  return { wasInitialized: existing !== undefined, ...(expiresAt ? { expiresAt } : {}) };
+  return expiresAt;
 }
 
 /** The command that allows one more bootstrap of a cluster (there is no `source rearm`). */

@@ -7,9 +7,9 @@ import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import { truncate } from '../core/rules.js';
-import { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS } from './defaults.js';
+import { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS, MAX_REARM_WINDOW_MS } from './defaults.js';
 
-export { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS };
+export { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS, MAX_REARM_WINDOW_MS };
 /** KV v2 mount name used for cloudtaser's own records, both in the root and in each cluster namespace. */
 export const RECORDS_MOUNT = 'cloudtaser';
 /** KV v2 mount for workload secrets in each cluster namespace. */

@@ -22,6 +22,8 @@ import {
 } from '../pki/index.js';
 import { announceChange, type ChangeAnnouncement } from './change-journal.js';
 import { asLostCreateRace } from './create-once.js';
+import { DEFAULT_REARM_WINDOW_MS } from './defaults.js';
+import { checkRearmWindow, writeRearmWindow } from './initialization.js';
 import {
   type AttestationRecord,
   asCertificateRecord,
@@ -92,6 +94,11 @@ export interface RegisterOptions extends RegistrationTarget {
    * that failed once the record was written. @default now
    */
   readonly registeredAt?: string;
+  /**
+   * How long a registration that reopens a kept namespace (one a deregistration without purge left, workload
+   * secrets and all) leaves its first bootstrap open, as a re-arm does. @default DEFAULT_REARM_WINDOW_MS (1 h)
+   */
+  readonly rearmWindowMs?: number;
 }
 
 /** The operator's service account when none is named: the Helm chart's default. */
@@ -136,6 +143,11 @@ export interface RegistrationResult {
   readonly migrationEnabled: boolean;
   /** False when everything already existed (an idempotent re-run). */
   readonly changed: boolean;
+  /**
+   * Set when this run reopened a kept namespace: until then its first bootstrap is open, after it bridges refuse
+   * a bootstrap without attestation until `--rearm` (see rearm_expires_at).
+   */
+  readonly rearmExpiresAt?: string;
 }
 
 /**
@@ -160,7 +172,9 @@ export async function registerCluster(
   const fp8 = fingerprintPrefix(fingerprint);
   // Validated before any write: a bad JWKS file must not leave a half-changed registration behind.
   const attestation = target.attestation ? validateAttestationSettings(target.attestation) : undefined;
+  const rearmWindowMs = checkRearmWindow(target.rearmWindowMs ?? DEFAULT_REARM_WINDOW_MS);
   let changed = false;
+  let rearmExpiresAt: string | undefined;
 
   // 1. Root namespace and its records mount.
   await client.createNamespace(namespaceRoot);
@@ -279,16 +293,28 @@ export async function registerCluster(
       ...(wantedMigration ? { migration_enabled: true } : {}),
     };
     await announcement.begin();
-    if (target.requireNew) {
-      await writeNewRecord(root, fingerprint, record);
-    } else {
-      await root.kvWrite(
-        RECORDS_MOUNT,
-        paths.registered(fingerprint),
-        sameCluster ? updatedRecord(existing.data, record) : { ...record },
+    const written = sameCluster ? updatedRecord(existing.data, record) : { ...record };
+    const version = target.requireNew
+      ? await writeNewRecord(root, fingerprint, record)
+      : (await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), written)).version;
+    changed = true;
+    // A namespace a deregistration without purge kept (its secrets in it) gets a new CA here: without a window its
+    // first contact would stay open to whoever knows the fingerprint until some broker bootstraps, while the
+    // operator's own broker, pinned to the old CA, is refused (a security review found this path, which the
+    // doctor advises after a takeover, bypassed the re-arm window).
+    if (existing === undefined && existingNamespace && caOutcome.created && version !== undefined) {
+      rearmExpiresAt = await writeRearmWindow(
+        root,
+        fingerprint,
+        { data: written, version },
+        rearmWindowMs,
+        log,
+      );
+      log.warn(
+        { event: 'registration.reopened_namespace', namespace, rearmExpiresAt },
+        'registered again over a kept namespace with a new CA: its first bootstrap is open only until the window ends',
       );
     }
-    changed = true;
     log.info(
       {
         event: sameCluster ? 'registration.settings_updated' : 'registration.recorded',
@@ -315,6 +341,7 @@ export async function registerCluster(
     attested: wantedAttestation !== undefined,
     migrationEnabled: wantedMigration,
     changed,
+    ...(rearmExpiresAt ? { rearmExpiresAt } : {}),
   };
 }
 
@@ -453,17 +480,19 @@ function alreadyRegistered(fingerprint: string, data: Record<string, unknown>): 
  * Writes a registration record that must be new (check-and-set 0). A conflict is another owner's record, unless
  * it is this very record: a write whose answer was lost and that the client sent again.
  */
+/** The version written (or found: this run's own record, whose answer was lost). */
 async function writeNewRecord(
   root: OpenBaoClient,
   fingerprint: string,
   record: RegisteredRecord,
-): Promise<void> {
+): Promise<number> {
   try {
-    await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record }, { cas: 0 });
+    return (await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record }, { cas: 0 }))
+      .version;
   } catch (err) {
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
     const stored = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
-    if (stored !== undefined && canonicalJson(stored.data) === canonicalJson(record)) return;
+    if (stored !== undefined && canonicalJson(stored.data) === canonicalJson(record)) return stored.version;
     throw alreadyRegistered(fingerprint, stored?.data ?? {});
   }
 }

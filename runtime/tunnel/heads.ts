@@ -25,7 +25,8 @@ export interface ResetReason {
 }
 
 export const MAX_HEADERS = 64;
-const MAX_PATH_CHARS = 4096;
+/** The longest path (query included) a tunnel request head carries. */
+export const MAX_PATH_CHARS = 4096;
 const MAX_HEADER_VALUE_CHARS = 8192;
 const MAX_REASON_CHARS = 500;
 const METHOD = /^[A-Z]{1,16}$/;

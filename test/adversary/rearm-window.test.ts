@@ -11,7 +11,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BrokerHandle } from '../../runtime/broker/index.js';
-import { getClusterStatus, rearmCluster, registerCluster } from '../../runtime/registration/index.js';
+import {
+  deregisterCluster,
+  getClusterStatus,
+  rearmCluster,
+  registerCluster,
+} from '../../runtime/registration/index.js';
 import { captureLogger } from '../beacon/helpers.js';
 import {
   type Replicas,
@@ -103,16 +108,53 @@ describe('attack: bootstrap through a re-arm left unused past its window', () =>
     expect(store.initializedWrites(cluster.fingerprint)).toBe(2);
   });
 
-  it('gives a cluster that never bootstrapped no window: its first contact stays open until its first bootstrap', async () => {
+  it('bounds a first contact too when re-armed explicitly; a registration never re-armed keeps it open', async () => {
+    running.push(await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] }));
+    const bounded = await store.register();
+    const rearmed = await rearmCluster(store.registrar, { fingerprint: bounded.fingerprint, windowMs: 300 });
+    expect(rearmed.wasInitialized).toBe(false);
+    expect(rearmed.expiresAt).toBeDefined();
+    await sleep(Math.max(0, Date.parse(rearmed.expiresAt!) - Date.now()) + 100);
+    const late = await broker(bounded.fingerprint);
+    expect((await late.waitForPhase('rejected', 15_000)).reason).toContain('re-arm expired at');
+    expect(store.initializedWrites(bounded.fingerprint)).toBe(0);
+
+    const open = await store.register();
+    expect(
+      (await getClusterStatus(store.registrar, { fingerprint: open.fingerprint })).rearmExpiresAt,
+    ).toBeUndefined();
+    await (await broker(open.fingerprint)).waitForPhase('operational', 15_000);
+  });
+
+  it('a registration over the namespace a deregistration kept opens its first contact only for the window', async () => {
+    // The doctor's advice after a takeover is "deregister and register again"; without --purge the namespace and
+    // its workload secrets stay, and the new CA locks the operator's pinned broker out: before this change the
+    // fresh first contact stayed open to whoever knew the fingerprint (a security review reached operational).
     const cluster = await store.register();
-    const rearmed = await rearmCluster(store.registrar, { fingerprint: cluster.fingerprint, windowMs: 1 });
-    expect(rearmed).toEqual({ wasInitialized: false });
+    running.push(await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] }));
+    const operator = await broker(cluster.fingerprint);
+    await operator.waitForPhase('operational', 15_000);
+    await operator.close();
+    await deregisterCluster(store.registrar, { fingerprint: cluster.fingerprint });
+    const again = await registerCluster(store.registrar, {
+      fingerprint: cluster.fingerprint,
+      rearmWindowMs: 500,
+    });
+    expect(again.operationalHash).not.toBe(cluster.operationalHash);
+    expect(again.rearmExpiresAt).toBeDefined();
     expect(
       (await getClusterStatus(store.registrar, { fingerprint: cluster.fingerprint })).rearmExpiresAt,
-    ).toBeUndefined();
-    running.push(await startTestBridge({ openbao: store.bridge, beacons: [replicas.address] }));
-    await sleep(50);
-    const first = await broker(cluster.fingerprint);
-    await first.waitForPhase('operational', 15_000);
+    ).toBe(again.rearmExpiresAt);
+    await sleep(Math.max(0, Date.parse(again.rearmExpiresAt!) - Date.now()) + 100);
+    const stranger = await broker(cluster.fingerprint);
+    const refused = await stranger.waitForPhase('rejected', 15_000);
+    expect(refused.reason).toContain('re-arm expired at');
+    expect(stranger.tunnel()).toBeUndefined();
+    // A first registration (no namespace kept) is not bounded: the namespace is new.
+    const fresh = await registerCluster(store.registrar, {
+      fingerprint: crypto.randomUUID(),
+      rearmWindowMs: 500,
+    });
+    expect(fresh.rearmExpiresAt).toBeUndefined();
   });
 });

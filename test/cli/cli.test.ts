@@ -106,6 +106,15 @@ describe('cloudtaser-cli against the test servers', () => {
     const badWindow = await runCli(['source', 'register', ...base, '--rearm', '--rearm-window', 'soon'], env);
     expect(badWindow.code).toBe(2);
     expect(badWindow.stderr).toMatch(/^CT_INVALID_ARGUMENT: --rearm-window "soon" is not a duration/);
+    // A window of years would be the unbounded re-arm again: refused before anything is written.
+    const longWindow = await runCli(
+      ['source', 'register', ...base, '--rearm', '--rearm-window', '200h'],
+      env,
+    );
+    expect(longWindow.code).toBe(2);
+    expect(longWindow.stderr).toMatch(
+      /^CT_INVALID_ARGUMENT: the re-arm window must be between 1 ms and 168 h/,
+    );
 
     const gone = await runCli(['source', 'deregister', ...base], env);
     expect(gone.code).toBe(0);
@@ -178,7 +187,9 @@ describe('cloudtaser-cli against the test servers', () => {
     const rearm = await runCli([...base, '--rearm'], env);
     expect(rearm.stdout).toContain('Re-armed: the next broker that reaches the bridge with this fingerprint');
     // Never bootstrapped: nothing was re-armed, and the first line does not claim it (an outside upgrade test).
-    expect(rearm.stdout).toContain('nothing to re-arm, it has not bootstrapped yet');
+    expect(rearm.stdout).toContain(
+      'nothing to re-arm, it has not bootstrapped yet; its first bootstrap is open until',
+    );
     expect(rearm.stdout).not.toContain('(re-armed: one more bootstrap allowed)');
   });
 

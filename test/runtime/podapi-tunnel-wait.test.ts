@@ -147,3 +147,38 @@ describe('pod API: sys/health while OpenBao hangs behind a live tunnel', () => {
     expect(abandoned).toBe(2);
   });
 });
+
+describe('pod API: a path longer than the tunnel head carries', () => {
+  it('answers 414 with CT_PODAPI_LIMIT before the tunnel, and passes one just within the bound', async () => {
+    // A LIST page `after` a long key, or a long key itself: it failed inside the tunnel as 503 "retry shortly"
+    // (a security review), which a retry never heals and which counted as a pod API error.
+    const sent: string[] = [];
+    const recording = {
+      closed: false,
+      draining: false,
+      request: async (head: { path: string }) => {
+        sent.push(head.path);
+        return { status: 200, headers: {}, body: Buffer.from('{"data":{"keys":["a"]}}') };
+      },
+    } as unknown as TunnelMux;
+    api = await startPodApiServer({ host: '127.0.0.1', port: 0, tls: false, tunnel: () => recording });
+    const list = (after: string) =>
+      fetch(`${api!.url}/v1/secret/metadata/app?list=true&after=${after}`, {
+        headers: { 'x-vault-token': 's.x' },
+      });
+    const tooLong = await list('k'.repeat(5000));
+    expect(tooLong.status).toBe(414);
+    expect(await tooLong.json()).toEqual({
+      errors: [
+        expect.stringMatching(
+          /^CT_PODAPI_LIMIT: the request path and query are longer than .*\(4096 characters in all\); a retry gets the same$/,
+        ),
+      ],
+    });
+    expect(sent).toEqual([]);
+    const within = await list('k'.repeat(3900));
+    expect(within.status).toBe(200);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.length).toBeLessThanOrEqual(4096);
+  });
+});
