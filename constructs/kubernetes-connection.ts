@@ -2,6 +2,7 @@
  * How the constructs reach a cluster: the same three shapes the hashicorp/kubernetes and hashicorp/helm
  * providers and our `cloudtaser_cluster_fingerprint` data source accept, mapped to each of them.
  */
+import { isAbsolute, resolve } from 'node:path';
 import type { Construct } from 'constructs';
 import type { DataCloudtaserClusterFingerprintConfig } from './bindings/index.js';
 import { Annotations } from './cdktf.js';
@@ -42,7 +43,10 @@ export interface KubernetesExecConnection {
 
 /** A kubeconfig file on the machine that runs Terraform. */
 export interface KubeconfigConnection {
-  /** Path to the kubeconfig. */
+  /**
+   * Path to the kubeconfig. A relative path is resolved at synth against the directory the app runs in (Terraform
+   * runs in `cdktf.out/stacks/<stack>`, where it would not be found); `~/...` and tokens are passed as they are.
+   */
   readonly configPath: string;
   /** Context to use. @default - the kubeconfig's current context */
   readonly configContext?: string;
@@ -120,7 +124,7 @@ function execOf(connection: KubernetesConnection) {
 
 export function toKubernetesProviderConfig(connection: KubernetesConnection): KubernetesProviderConfig {
   if (isKubeconfig(connection))
-    return { configPath: connection.configPath, configContext: connection.configContext };
+    return { configPath: absoluteConfigPath(connection.configPath), configContext: connection.configContext };
   const exec = execOf(connection);
   return {
     host: connection.host,
@@ -134,7 +138,7 @@ export function toHelmKubernetesConfig(
   connection: KubernetesConnection,
 ): NonNullable<HelmProviderConfig['kubernetes']> {
   if (isKubeconfig(connection))
-    return { configPath: connection.configPath, configContext: connection.configContext };
+    return { configPath: absoluteConfigPath(connection.configPath), configContext: connection.configContext };
   return {
     host: connection.host,
     clusterCaCertificate: connection.clusterCaCertificate,
@@ -147,11 +151,20 @@ export function toFingerprintDataSourceConfig(
   connection: KubernetesConnection,
 ): Omit<DataCloudtaserClusterFingerprintConfig, 'provider'> {
   if (isKubeconfig(connection))
-    return { kubeconfigPath: connection.configPath, context: connection.configContext };
+    return { kubeconfigPath: absoluteConfigPath(connection.configPath), context: connection.configContext };
   return {
     host: connection.host,
     clusterCaCertificate: connection.clusterCaCertificate,
     token: (connection as KubernetesTokenConnection).token,
     exec: execOf(connection),
   };
+}
+
+/**
+ * `configPath` as Terraform must get it: absolute. A relative path meant the app's directory to the person who
+ * wrote it and `cdktf.out/stacks/<stack>` to Terraform (CT_KUBE_CONFIG "does not exist" at plan, an outside test).
+ */
+function absoluteConfigPath(configPath: string): string {
+  if (isUnresolved(configPath) || configPath.startsWith('~') || isAbsolute(configPath)) return configPath;
+  return resolve(configPath);
 }

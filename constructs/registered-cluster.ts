@@ -39,6 +39,7 @@ import {
   requireIssuer,
   requireJwks,
   requireMatch,
+  requireNamespaceRoot,
   validateAt,
   warnIfPlainHttp,
 } from './validation.js';
@@ -357,8 +358,9 @@ export class RegisteredCluster extends Construct {
     // A deliberate Attestation.disabled() is noted; off by default is a warning that says how to turn it on.
     if (props.attestation !== undefined) {
       Annotations.of(this).addInfo(
-        'attested bootstrap is off (Attestation.disabled()): the first broker to reach the beacon with the init ' +
-          'hash is trusted (trust on first use)',
+        'attested bootstrap is off (Attestation.disabled()) for a new registration: the first broker to reach the ' +
+          'beacon with the init hash is trusted (trust on first use). A registration already attested stays so ' +
+          '(the provider keeps a stored setting it is not given): replace the registration to turn it off',
       );
     } else {
       Annotations.of(this).addWarning(
@@ -415,12 +417,7 @@ function validateProps(props: RegisteredClusterProps): void {
     throw new TypeError("'secretStore.address' is required (or pass an existing 'secretStore.provider')");
   }
   requireHttpUrl('secretStore.address', secretStore.address, 'https://openbao.example.eu:8200');
-  requireMatch(
-    'secretStore.namespaceRoot',
-    secretStore.namespaceRoot,
-    /^[A-Za-z0-9][A-Za-z0-9_-]*(\/[A-Za-z0-9][A-Za-z0-9_-]*)*$/u,
-    'must be an OpenBao namespace path such as cloudtaser or team/cloudtaser',
-  );
+  requireNamespaceRoot('secretStore.namespaceRoot', secretStore.namespaceRoot);
   if (props.beacon?.address === undefined) throw new TypeError("'beacon.address' is required");
   requireBeaconAddress('beacon.address', props.beacon.address);
   requireDnsSubdomain('beacon.caConfigMap', props.beacon.caConfigMap);

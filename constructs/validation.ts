@@ -11,6 +11,7 @@ import {
   type InputRule,
   ISSUER_RULE,
   KUBERNETES_NAME_RULE,
+  NAMESPACE_ROOT_RULE,
   ruleViolation,
 } from '../runtime/core/rules.js';
 import { Annotations, Token } from './cdktf.js';
@@ -79,6 +80,11 @@ export function validateAt<T>(scope: Construct, checks: () => T): T {
       throw new TypeError(`${scope.node.path}: ${err.message}`, { cause: err.cause });
     throw err;
   }
+}
+
+/** The provider's and the CLI's one rule (a single segment), checked at synth instead of at plan. */
+export function requireNamespaceRoot(prop: string, value: string | undefined): void {
+  requireRule(prop, value, NAMESPACE_ROOT_RULE);
 }
 
 export function requireFingerprint(prop: string, value: string | undefined): void {

@@ -199,7 +199,7 @@ export const ErrorCodes = {
   CT_PROVIDER_CONFIG_UNKNOWN:
     'the provider configuration depends on values Terraform only knows during apply, and this step needs them now',
   CT_REGISTRATION_EXISTS:
-    'the cluster is already registered in OpenBao but not in this Terraform state (import it, or set adopt_existing)',
+    'the cluster is already registered in OpenBao by another owner or under another address of this configuration (the detail says which, and what to do)',
   // packaging and command line
   CT_PEER_DEPENDENCY_MISSING:
     'an optional peer dependency the entry point needs is not installed (cloudtaser/constructs: cdktf or cdktn, and constructs)',

@@ -94,6 +94,21 @@ export function parseNamespacedName(text: string): { namespace: string; name: st
 // --- fingerprint ------------------------------------------------------------------------------------------
 
 /** True for a kube-system namespace UID as Kubernetes prints it (lower-case UUID). */
+/** Names OpenBao reserves at the top of a namespace tree: a namespace root cannot be one of them. */
+const RESERVED_NAMESPACE_NAMES = new Set(['root', 'sys', 'audit', 'auth', 'cubbyhole', 'identity']);
+
+/**
+ * The namespace under which cluster namespaces live: one segment (the policies address `<root>/+/...`, and a
+ * cluster namespace is `<root>/<fp8>`). One rule for the CLI, the provider, the bridge and the constructs: the
+ * construct once accepted (and suggested) `team/cloudtaser`, which the provider then refused at plan.
+ */
+export const NAMESPACE_ROOT_RULE: InputRule = {
+  code: 'CT_INVALID_ARGUMENT',
+  expected:
+    "must be one OpenBao namespace name of letters, digits, '-', '_' or '.' (no '/'; not root, sys, audit, auth, cubbyhole or identity), such as cloudtaser",
+  test: (value) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(value) && !RESERVED_NAMESPACE_NAMES.has(value),
+};
+
 export function isFingerprint(value: string): boolean {
   return isKubernetesUid(value);
 }

@@ -6,7 +6,7 @@ import { type JsonWebKey, X509Certificate } from 'node:crypto';
 import { type AttestationPolicy, parseJwks } from '../attestation/index.js';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
-import { truncate } from '../core/rules.js';
+import { NAMESPACE_ROOT_RULE, truncate } from '../core/rules.js';
 import { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS, MAX_REARM_WINDOW_MS } from './defaults.js';
 
 export { DEFAULT_NAMESPACE_ROOT, DEFAULT_REARM_WINDOW_MS, MAX_REARM_WINDOW_MS };
@@ -112,16 +112,11 @@ export interface BridgeClientRecord {
 }
 
 export function validateNamespaceRoot(namespaceRoot: string): string {
-  if (
-    !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(namespaceRoot) ||
-    ['root', 'sys', 'audit', 'auth', 'cubbyhole', 'identity'].includes(namespaceRoot)
-  ) {
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `namespace root ${JSON.stringify(truncate(namespaceRoot))} is not a usable OpenBao namespace name; use one segment of letters, digits, '-', '_' or '.' (default "cloudtaser")`,
-    );
-  }
-  return namespaceRoot;
+  if (NAMESPACE_ROOT_RULE.test(namespaceRoot)) return namespaceRoot;
+  throw new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `namespace root ${JSON.stringify(truncate(namespaceRoot))} is not a usable OpenBao namespace name; use one segment of letters, digits, '-', '_' or '.' (default "cloudtaser")`,
+  );
 }
 
 /**

@@ -122,6 +122,36 @@ describe('RegisteredCluster', () => {
     );
   });
 
+  it('resolves a relative kubeconfig path at synth (Terraform runs in cdktf.out/stacks/<stack>), and keeps ~ and absolute ones', () => {
+    // Before: `dev/kubeconfig` reached Terraform as written and failed at plan with CT_KUBE_CONFIG "does not exist".
+    const stack = newStack();
+    for (const [id, configPath, fingerprintSource] of [
+      ['relative', 'dev/kubeconfig', 'cloudtaser'],
+      ['home', '~/.kube/config', 'cloudtaser'],
+      ['absolute', '/tmp/kubeconfig', 'kubernetes'],
+    ] as const)
+      new RegisteredCluster(
+        stack,
+        id,
+        minimalProps({
+          fingerprintSource,
+          kubernetes: { configPath },
+          operator: OperatorInstall.deployedElsewhere(),
+        }),
+      );
+    const json = synthJson(stack);
+    const paths = Object.values(json.data.cloudtaser_cluster_fingerprint).map(
+      (source) => (source as { kubeconfig_path: string }).kubeconfig_path,
+    );
+    expect([...new Set(paths)].sort()).toEqual(
+      [`${process.cwd()}/dev/kubeconfig`, '~/.kube/config', '/tmp/kubeconfig'].sort(),
+    );
+    const providerPaths = Object.values(json.provider.kubernetes ?? {}).map(
+      (p) => (p as { config_path: string }).config_path,
+    );
+    expect(providerPaths).not.toContain('dev/kubeconfig');
+  });
+
   it('passes an exec credential plugin to the kubernetes provider, the helm provider and the cloudtaser data source', () => {
     const exec = { command: 'gke-gcloud-auth-plugin' };
     const connection = { host: 'https://203.0.113.10', clusterCaCertificate: CA_PEM, exec };
@@ -255,7 +285,7 @@ describe('RegisteredCluster', () => {
   it('uses a literal fingerprint without reading the cluster, and sets purge_on_destroy when asked', () => {
     const stack = newStack();
     new RegisteredCluster(stack, 'known', {
-      secretStore: { address: 'https://openbao.example.eu:8200', namespaceRoot: 'team/cloudtaser' },
+      secretStore: { address: 'https://openbao.example.eu:8200', namespaceRoot: 'team-cloudtaser' },
       beacon: { address: 'wss://beacon.example.com/relay' },
       fingerprint: FINGERPRINT,
       purgeOnDestroy: true,
@@ -267,7 +297,7 @@ describe('RegisteredCluster', () => {
       fingerprint: FINGERPRINT,
       purge_on_destroy: true,
     });
-    expect(only(json.provider.cloudtaser).namespace_root).toBe('team/cloudtaser');
+    expect(only(json.provider.cloudtaser).namespace_root).toBe('team-cloudtaser');
   });
 
   describe('refuses invalid props at synth time with a message naming the prop', () => {
@@ -288,6 +318,15 @@ describe('RegisteredCluster', () => {
         /^stack\/c: 'secretStore\.address' must be an https URL such as https:\/\/openbao\.example\.eu:8200/,
       ],
       ['a missing secret-store address', { secretStore: {} }, /'secretStore\.address' is required/],
+      // The provider's one-segment rule, at synth: the construct accepted (and suggested) `team/cloudtaser`, which
+      // the provider refused at plan (an outside test); `sys` passed here and failed there too.
+      ...(['team/cloudtaser', 'sys', ''] as const).map(
+        (namespaceRoot): [string, Partial<RegisteredClusterProps>, RegExp] => [
+          `a namespace root the provider refuses (${JSON.stringify(namespaceRoot)})`,
+          { secretStore: { address: 'https://openbao.example.eu:8200', namespaceRoot } },
+          /'secretStore\.namespaceRoot' must be one OpenBao namespace name .* such as cloudtaser; got/,
+        ],
+      ),
       [
         'a secret-store token passed from JavaScript',
         { secretStore: { address: 'https://o.example.eu', token: 's.abc' } as never },
