@@ -224,11 +224,15 @@ export function registerSourceCommands(program: Command): void {
                   '  Initialized: a stale initialization record remains; register again, then deregister to clear it',
                 ]
               : []),
-            status.namespaceKept
-              ? `  Namespace:   ${status.namespace} remains with its workload secrets (deregistered without --purge; registering again reuses it, deregister --purge deletes it)`
-              : `  Namespace:   none (registering creates ${status.namespace})`,
+            // A CA in it with no record is a run stopped half-way (a create before its record, or a deregistration
+            // before the CA), not a deregistration that kept the namespace on purpose.
+            status.incomplete && status.namespaceKept
+              ? `  Namespace:   ${status.namespace} exists with a cluster CA but no registration record (a register or a deregister stopped half-way): register again to complete it, or deregister --purge to remove it`
+              : status.namespaceKept
+                ? `  Namespace:   ${status.namespace} remains with its workload secrets (deregistered without --purge; registering again reuses it, deregister --purge deletes it)`
+                : `  Namespace:   none (registering creates ${status.namespace})`,
             '',
-            `Register it with: cloudtaser-cli source register --fingerprint ${status.fingerprint}`,
+            `Register it with: cloudtaser-cli source register --fingerprint ${status.fingerprint} --secretstore-address ${client.address}${opts.namespaceRoot === 'cloudtaser' ? '' : ` --namespace-root ${opts.namespaceRoot}`}`,
             '',
           ].join('\n'),
         );

@@ -193,6 +193,35 @@ describe('cloudtaser-cli against the test servers', () => {
     expect(rearm.stdout).not.toContain('(re-armed: one more bootstrap allowed)');
   });
 
+  it('status tells a run stopped half-way (a CA, no record) from a deregistration that kept the namespace', async () => {
+    // An interrupted create read as "deregistered without --purge" (an outside CDKTF test); the hint also lacked
+    // the address it needs.
+    const fp = crypto.randomUUID();
+    const text = ['--fingerprint', fp, '--secretstore-address', openbao.address];
+    expect((await runCli(['source', 'register', ...text], env)).code).toBe(0);
+    const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
+    try {
+      await admin.withNamespace('cloudtaser').kvDeleteMetadata('cloudtaser', `clusters/${fp}/registered`);
+    } finally {
+      await admin.close();
+    }
+    const status = await runCli(['source', 'status', ...text], env);
+    expect(status.stdout).toContain(
+      `Namespace:   cloudtaser/${fp.slice(0, 8)} exists with a cluster CA but no registration record (a register or a deregister stopped half-way)`,
+    );
+    expect(status.stdout).not.toContain('deregistered without --purge');
+    expect(status.stdout).toContain(
+      `Register it with: cloudtaser-cli source register --fingerprint ${fp} --secretstore-address ${openbao.address}\n`,
+    );
+    expect(
+      JSON.parse((await runCli(['source', 'status', ...text, '--output', 'json'], env)).stdout),
+    ).toMatchObject({
+      registered: false,
+      incomplete: true,
+      namespaceKept: true,
+    });
+  });
+
   it('register in text mode tells the admin the one Helm value to set', async () => {
     const fp = crypto.randomUUID();
     const result = await runCli(
