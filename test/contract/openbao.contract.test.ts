@@ -239,7 +239,13 @@ describe('KV v2', () => {
   const mount = 'kv';
   it('creates with cas=0 once and refuses a second cas=0 with the exact mismatch text', async () => {
     const ns = root.withNamespace(base);
-    expect(await ns.kvWrite(mount, 'clusters/fp/registered', { a: 1 }, { cas: 0 })).toEqual({ version: 1 });
+    // The answer carries the version and OpenBao's `created_time` (the clock a re-arm window starts from).
+    const first = await ns.kvWrite(mount, 'clusters/fp/registered', { a: 1 }, { cas: 0 });
+    expect(first).toEqual({
+      version: 1,
+      createdTime: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/),
+    });
+    expect(Math.abs(Date.parse(first.createdTime!) - Date.now())).toBeLessThan(60_000);
     const err = await expectCode(
       ns.kvWrite(mount, 'clusters/fp/registered', { a: 2 }, { cas: 0 }),
       'CT_OPENBAO_CAS_MISMATCH',
@@ -250,7 +256,9 @@ describe('KV v2', () => {
       body: { data: { a: 3 }, options: { cas: 0 } },
     });
     expect(answer.json).toEqual({ errors: ['check-and-set parameter did not match the current version'] });
-    expect(await ns.kvWrite(mount, 'clusters/fp/registered', { a: 4 }, { cas: 1 })).toEqual({ version: 2 });
+    expect(await ns.kvWrite(mount, 'clusters/fp/registered', { a: 4 }, { cas: 1 })).toMatchObject({
+      version: 2,
+    });
     expect((await ns.kvRead(mount, 'clusters/fp/registered'))?.data).toEqual({ a: 4 });
     expect((await ns.kvRead(mount, 'clusters/fp/registered', { version: 1 }))?.data).toEqual({ a: 1 });
   });
@@ -270,12 +278,12 @@ describe('KV v2', () => {
     expect(shape.data).toBeNull();
     expect(shape.metadata.deletion_time).not.toBe('');
     await expectCode(ns.kvWrite(mount, 'soft/x', { v: 2 }, { cas: 0 }), 'CT_OPENBAO_CAS_MISMATCH');
-    expect(await ns.kvWrite(mount, 'soft/x', { v: 2 }, { cas: 1 })).toEqual({ version: 2 });
+    expect(await ns.kvWrite(mount, 'soft/x', { v: 2 }, { cas: 1 })).toMatchObject({ version: 2 });
     expect((await ns.kvReadMetadata(mount, 'soft/x'))?.currentVersion).toBe(2);
     await ns.kvDeleteMetadata(mount, 'soft/x');
     await ns.kvDeleteMetadata(mount, 'soft/x');
     expect(await ns.kvReadMetadata(mount, 'soft/x')).toBeUndefined();
-    expect(await ns.kvWrite(mount, 'soft/x', { v: 3 }, { cas: 0 })).toEqual({ version: 1 });
+    expect(await ns.kvWrite(mount, 'soft/x', { v: 3 }, { cas: 0 })).toMatchObject({ version: 1 });
   });
 
   it('lists keys with folders ending in "/" and an empty folder as []', async () => {
