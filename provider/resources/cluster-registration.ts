@@ -570,6 +570,7 @@ async function createRegistration({
     throw err;
   }
   priv.set('registered_at', result.registeredAt);
+  priv.set('secretstore_address', openBao.address);
   rememberOwned(priv, result.fingerprint, result.namespace);
   return {
     ...planned,
@@ -792,8 +793,26 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
       rememberOwned(priv, state.fingerprint, status.namespace);
       return { ...state, initialized: status.initialized, adopt_existing: state.adopt_existing ?? false };
     }
-    if (!status.registered) return null;
+    if (!status.registered) {
+      // Not found where the provider now looks. When that is another OpenBao than the one this object was read
+      // from, "deleted" is the wrong story: the registration stays there, and the create that follows registers
+      // the cluster anew with a new CA (an outside test moved a fleet to another OpenBao that way, unwarned).
+      const before = priv.get('secretstore_address');
+      if (typeof before === 'string' && before !== openBao.address)
+        warn({
+          summary: 'Registration not found at the new OpenBao address',
+          detail:
+            `Cluster ${state.fingerprint} was registered at ${before}; the provider now points at ${openBao.address}, ` +
+            "where it is not registered. Applying registers it there with a new CA (the operator's trust pin, " +
+            `operational_hash, changes) and leaves the registration at ${before} in place: deregister it there ` +
+            `first (cloudtaser-cli source deregister --fingerprint ${state.fingerprint} --secretstore-address ` +
+            `${before}), or set secretstore_address back if the change was not meant.`,
+          attribute: ['fingerprint'],
+        });
+      return null;
+    }
     priv.set('incomplete', undefined);
+    priv.set('secretstore_address', openBao.address);
     rememberOwned(priv, status.fingerprint, status.namespace);
     rememberRefreshed(client, registrationKey(status));
     // What OpenBao's Kubernetes auth points at, not the last config: a change made with the CLI (or a state from an

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import {
   deregisterCluster,
@@ -205,6 +206,33 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
     );
     const clean = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
     expect(clean.code, clean.stdout + clean.stderr).toBe(0);
+  });
+
+  it('another OpenBao address plans the create with a warning that the registration stays at the old one', async () => {
+    // Before: "has been deleted" then "will be created", nothing more; the old OpenBao kept a live registration and
+    // the cluster got a new CA at the new one (an outside CDKTF test moved a fleet so).
+    const fp = 'a4400000-0000-4000-8000-000000000044';
+    const other = await startOpenBaoTestServer({ rootToken: bao.openbao.rootToken });
+    try {
+      const ws = workspace();
+      ws.write('main.tf', registration(bao.openbao.address, fp));
+      expect((await apply(ws)).code).toBe(0);
+      ws.write('main.tf', registration(other.address, fp));
+      const plan = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+      expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+      const text = flat(plan.stdout + plan.stderr);
+      expect(text).toContain('Registration not found at the new OpenBao address');
+      expect(text).toContain(`was registered at ${bao.openbao.address}`);
+      expect(text).toContain(`--secretstore-address ${bao.openbao.address}`);
+      // The same address again: the registration is where it was, and nothing is planned.
+      ws.write('main.tf', registration(bao.openbao.address, fp));
+      const back = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+      expect(back.code, back.stdout + back.stderr).toBe(0);
+      expect(flat(back.stdout + back.stderr)).not.toContain('Registration not found');
+      expect((await status(fp)).registered).toBe(true);
+    } finally {
+      await other.close();
+    }
   });
 
   it("refuses at plan a namespace_root move the registrar's policy does not cover, and the registration stays", async () => {
