@@ -17,6 +17,7 @@ import {
   alreadyInitializedMessage,
   type ClusterTrust,
   getClusterStatus,
+  isRearmExpired,
   markClusterInitialized,
   REARM_COMMAND,
 } from '../registration/index.js';
@@ -117,7 +118,7 @@ export async function serveBootstrap(
     // A re-arm is for the operator's own broker, right after it: one left unused past its window (the restart did
     // not happen, or went to another cluster) must not stay open to whoever learns the fingerprint later. An
     // attested cluster needs no such window: its bootstrap proves the operator's service account.
-    if (!policy && !status.initialized && rearmExpired(status.rearmExpiresAt)) {
+    if (!policy && !status.initialized && status.rearmExpiresAt && isRearmExpired(status.rearmExpiresAt)) {
       logger.warn(
         { event: 'bridge.rearm_expired', rearmExpiredAt: status.rearmExpiresAt },
         'bootstrap refused: the re-arm expired before a broker bootstrapped',
@@ -365,11 +366,4 @@ function csrKeySha256(csr: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** True when a re-arm's window (`rearm_expires_at`) has passed; a time that does not parse counts as passed. */
-function rearmExpired(expiresAt: string | undefined): boolean {
-  if (expiresAt === undefined) return false;
-  const at = Date.parse(expiresAt);
-  return !(at > Date.now());
 }

@@ -206,7 +206,7 @@ export function registerSourceCommands(program: Command): void {
     const format = parseOutputFormat(opts.output);
     const client = await openSecretStore(opts);
     try {
-      const { getClusterStatus } = await loadRegistration();
+      const { getClusterStatus, isRearmExpired } = await loadRegistration();
       const status = await getClusterStatus(client, {
         fingerprint: opts.fingerprint,
         namespaceRoot: opts.namespaceRoot,
@@ -245,7 +245,7 @@ export function registerSourceCommands(program: Command): void {
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           ...(!status.initialized && status.rearmExpiresAt
             ? [
-                Date.parse(status.rearmExpiresAt) > Date.now()
+                !isRearmExpired(status.rearmExpiresAt)
                   ? `  Re-armed:    until ${status.rearmExpiresAt} (one more bootstrap allowed)`
                   : `  Re-armed:    expired at ${status.rearmExpiresAt} unused: bridges refuse a bootstrap without attestation; run register --rearm again right before the operator restarts`,
               ]

@@ -3,6 +3,7 @@
  * (the broker before the tunnel, the bridge before OpenBao), so a broker that is not ours still cannot reach
  * anything else. Paths are relative to the cluster namespace, which the bridge adds; a pod cannot name another.
  */
+import { NAMESPACE_ROOT_RULE } from '../core/rules.js';
 import { healthQuery, parseGoBool } from './health.js';
 
 /** What a pod asked for, once it passed the allow-list. `path` has no leading slash and no query. */
@@ -292,9 +293,6 @@ export function checkWrapping(wrapTtl: string | undefined): PodApiRefusal | unde
   };
 }
 
-/** A namespace root as registration accepts it (validateNamespaceRoot): one segment. */
-const NAMESPACE_ROOT_SEGMENT = '[A-Za-z0-9][A-Za-z0-9_.-]{0,63}';
-
 /**
  * Refuses what the pod API cannot honour instead of quietly ignoring it: response wrapping (checkWrapping), and a
  * namespace header naming anything but the cluster namespace the bridge puts every request in. The cluster
@@ -314,10 +312,11 @@ export function checkPodHeaders(route: PodApiRoute, headers: PodRequestHeaders):
   if (route === 'sys-seal-status') return undefined;
   const cleaned = namespace.trim().replace(/^\/+|\/+$/g, '');
   if (cleaned === '' || cleaned === 'root') return undefined;
-  const own = /^[0-9a-f]{8}$/.test(headers.clusterNamespaceName ?? '')
-    ? headers.clusterNamespaceName
-    : undefined;
-  if (own !== undefined && new RegExp(`^${NAMESPACE_ROOT_SEGMENT}/${own}$`).test(cleaned)) return undefined;
+  const own = headers.clusterNamespaceName;
+  // `<root>/<own>`, the root as registration accepts one (the broker knows its prefix, not the root).
+  const [rootSegment, name, ...deeper] = cleaned.split('/');
+  if (own !== undefined && name === own && deeper.length === 0 && NAMESPACE_ROOT_RULE.test(rootSegment!))
+    return undefined;
   // 403, as upstream answers a token used outside its namespace: a 404 here read as "no such secret" in the Go
   // client (api/logical.go turns any 404 into nil, nil), so External Secrets or the CSI provider said the secret
   // did not exist and never showed why.

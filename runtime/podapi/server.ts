@@ -230,7 +230,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     if (isRefusal(checked)) return refuse(checked);
     // A path (a long key, a long LIST `after`) the tunnel head cannot carry: said here, as the bound it is. It used
     // to fail inside the tunnel as a 503 "retry shortly", which a retry never heals, and counted as a pod API error.
-    if (OPENBAO_TUNNEL_PREFIX.length + checked.path.length + checked.query.length + 1 > MAX_PATH_CHARS)
+    if (tunnelPath(checked).length > MAX_PATH_CHARS)
       return refuse(
         {
           status: 414,
@@ -388,7 +388,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         const response = await throughTunnel(
           {
             method: checked.method,
-            path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+            path: tunnelPath(checked),
             headers,
           },
           body,
@@ -469,7 +469,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       const response = await throughTunnel(
         {
           method: 'GET',
-          path: `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`,
+          path: tunnelPath(checked),
           headers: {},
         },
         undefined,
@@ -747,4 +747,9 @@ function firstHeader(req: IncomingMessage, name: string): string | undefined {
 
 function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The path a pod request travels under through the tunnel: the OpenBao prefix, the checked path and query. */
+function tunnelPath(checked: AllowedPodRequest): string {
+  return `${OPENBAO_TUNNEL_PREFIX}${checked.path}${checked.query ? `?${checked.query}` : ''}`;
 }

@@ -185,9 +185,7 @@ const CLOCK_SKEW_TOLERANCE_MS = 60_000;
 
 /**
  * Writes `rearm_expires_at` into the registration record (check-and-set on the version read) and returns it. The
- * window starts at OpenBao's clock, not this host's: a CLI host two hours behind wrote a window already over (the
- * bridge then refused the very broker the re-arm was for). OpenBao's time comes with the write's answer
- * (`created_time`); when it differs from ours by more than a minute the record is written again from it.
+ * window starts at OpenBao's clock, not this host's (see followOpenBaoClock).
  */
 export async function writeRearmWindow(
   root: OpenBaoClient,
@@ -196,29 +194,61 @@ export async function writeRearmWindow(
   windowMs: number,
   logger?: Logger,
 ): Promise<string> {
+  const window = startRearmWindow(windowMs);
+  const data = { ...registered.data, rearm_expires_at: window.expiresAt };
+  const written = await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), data, {
+    cas: registered.version,
+  });
+  return followOpenBaoClock(root, fingerprint, data, written, window, logger);
+}
+
+/** A window started by this host's clock, to be written in a record and then checked by followOpenBaoClock. */
+export function startRearmWindow(windowMs: number): {
+  readonly localNow: number;
+  readonly windowMs: number;
+  readonly expiresAt: string;
+} {
   const localNow = Date.now();
-  let expiresAt = new Date(localNow + windowMs).toISOString();
-  const written = await root.kvWrite(
+  return { localNow, windowMs, expiresAt: new Date(localNow + windowMs).toISOString() };
+}
+
+/**
+ * The window `data` was just written with (answer `written`), started again at OpenBao's clock when this host's
+ * differs from it by more than a minute: a CLI host two hours behind wrote a window already over (the bridge then
+ * refused the very broker the re-arm was for). OpenBao's time comes with the write's own answer (`created_time`),
+ * so only a skewed clock costs a second write.
+ */
+export async function followOpenBaoClock(
+  root: OpenBaoClient,
+  fingerprint: string,
+  data: Record<string, unknown>,
+  written: { version: number; createdTime?: string },
+  window: { localNow: number; windowMs: number; expiresAt: string },
+  logger?: Logger,
+): Promise<string> {
+  const openBaoNow = Date.parse(written.createdTime ?? '');
+  if (!Number.isFinite(openBaoNow) || Math.abs(openBaoNow - window.localNow) <= CLOCK_SKEW_TOLERANCE_MS)
+    return window.expiresAt;
+  const expiresAt = new Date(openBaoNow + window.windowMs).toISOString();
+  await root.kvWrite(
     RECORDS_MOUNT,
     paths.registered(fingerprint),
-    { ...registered.data, rearm_expires_at: expiresAt },
-    { cas: registered.version },
+    { ...data, rearm_expires_at: expiresAt },
+    { cas: written.version },
   );
-  const openBaoNow = Date.parse(written.createdTime ?? '');
-  if (Number.isFinite(openBaoNow) && Math.abs(openBaoNow - localNow) > CLOCK_SKEW_TOLERANCE_MS) {
-    expiresAt = new Date(openBaoNow + windowMs).toISOString();
-    await root.kvWrite(
-      RECORDS_MOUNT,
-      paths.registered(fingerprint),
-      { ...registered.data, rearm_expires_at: expiresAt },
-      { cas: written.version },
-    );
-    logger?.warn(
-      { event: 'registration.clock_skew', skewSeconds: Math.round((localNow - openBaoNow) / 1000) },
-      "this host's clock differs from OpenBao's; the re-arm window follows OpenBao's clock",
-    );
-  }
+  logger?.warn(
+    { event: 'registration.clock_skew', skewSeconds: Math.round((window.localNow - openBaoNow) / 1000) },
+    "this host's clock differs from OpenBao's; the re-arm window follows OpenBao's clock",
+  );
   return expiresAt;
+}
+
+/**
+ * Whether a re-arm window (`rearm_expires_at`) has passed: what the bridge refuses a bootstrap on and `source
+ * status` reports. A time that does not parse counts as passed (fail closed).
+ */
+export function isRearmExpired(expiresAt: string, now = Date.now()): boolean {
+  return !(Date.parse(expiresAt) > now);
 }
 
 /** The command that allows one more bootstrap of a cluster (there is no `source rearm`). */

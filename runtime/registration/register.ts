@@ -23,7 +23,7 @@ import {
 import { announceChange, type ChangeAnnouncement } from './change-journal.js';
 import { asLostCreateRace } from './create-once.js';
 import { DEFAULT_REARM_WINDOW_MS } from './defaults.js';
-import { checkRearmWindow, writeRearmWindow } from './initialization.js';
+import { checkRearmWindow, followOpenBaoClock, startRearmWindow } from './initialization.js';
 import {
   type AttestationRecord,
   asCertificateRecord,
@@ -284,6 +284,14 @@ export async function registerCluster(
       : ownRecord && typeof existing.data.registered_at === 'string'
         ? existing.data.registered_at
         : (target.registeredAt ?? new Date().toISOString());
+    // A namespace a deregistration without purge kept (its secrets in it) gets a new CA here: without a window its
+    // first contact would stay open to whoever knows the fingerprint until some broker bootstraps, while the
+    // operator's own broker, pinned to the old CA, is refused (a security review found this path, which the
+    // doctor advises after a takeover, bypassed the re-arm window). The window goes in the record's own write.
+    const window =
+      existing === undefined && existingNamespace && caOutcome.created
+        ? startRearmWindow(rearmWindowMs)
+        : undefined;
     const record: RegisteredRecord = {
       fingerprint,
       namespace,
@@ -291,25 +299,16 @@ export async function registerCluster(
       registered_at: registeredAt,
       ...(wantedAttestation ? { attestation: wantedAttestation } : {}),
       ...(wantedMigration ? { migration_enabled: true } : {}),
+      ...(window ? { rearm_expires_at: window.expiresAt } : {}),
     };
     await announcement.begin();
     const written = sameCluster ? updatedRecord(existing.data, record) : { ...record };
-    const version = target.requireNew
+    const answer = target.requireNew
       ? await writeNewRecord(root, fingerprint, record)
-      : (await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), written)).version;
+      : await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), written);
     changed = true;
-    // A namespace a deregistration without purge kept (its secrets in it) gets a new CA here: without a window its
-    // first contact would stay open to whoever knows the fingerprint until some broker bootstraps, while the
-    // operator's own broker, pinned to the old CA, is refused (a security review found this path, which the
-    // doctor advises after a takeover, bypassed the re-arm window).
-    if (existing === undefined && existingNamespace && caOutcome.created && version !== undefined) {
-      rearmExpiresAt = await writeRearmWindow(
-        root,
-        fingerprint,
-        { data: written, version },
-        rearmWindowMs,
-        log,
-      );
+    if (window) {
+      rearmExpiresAt = await followOpenBaoClock(root, fingerprint, written, answer, window, log);
       log.warn(
         { event: 'registration.reopened_namespace', namespace, rearmExpiresAt },
         'registered again over a kept namespace with a new CA: its first bootstrap is open only until the window ends',
@@ -480,19 +479,19 @@ function alreadyRegistered(fingerprint: string, data: Record<string, unknown>): 
  * Writes a registration record that must be new (check-and-set 0). A conflict is another owner's record, unless
  * it is this very record: a write whose answer was lost and that the client sent again.
  */
-/** The version written (or found: this run's own record, whose answer was lost). */
 async function writeNewRecord(
   root: OpenBaoClient,
   fingerprint: string,
   record: RegisteredRecord,
-): Promise<number> {
+): Promise<{ version: number; createdTime?: string }> {
   try {
-    return (await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record }, { cas: 0 }))
-      .version;
+    return await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), { ...record }, { cas: 0 });
   } catch (err) {
     if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
     const stored = await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint));
-    if (stored !== undefined && canonicalJson(stored.data) === canonicalJson(record)) return stored.version;
+    // This run's own record: its version and OpenBao's time of it, as the lost answer would have said.
+    if (stored !== undefined && canonicalJson(stored.data) === canonicalJson(record))
+      return { version: stored.version, createdTime: stored.createdTime };
     throw alreadyRegistered(fingerprint, stored?.data ?? {});
   }
 }
