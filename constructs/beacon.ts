@@ -24,7 +24,7 @@ import {
   toKubernetesProviderConfig,
   validateKubernetesConnection,
 } from './kubernetes-connection.js';
-import { requireDnsSubdomain, requireIntegerInRange, validateAt } from './validation.js';
+import { ConstructRefusal, requireDnsSubdomain, requireIntegerInRange, validateAt } from './validation.js';
 
 /** Where the beacon's outer TLS certificate comes from. */
 export class BeaconTls {
@@ -145,18 +145,18 @@ export class Beacon extends Construct {
       if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
       if (props.chart !== undefined) validateChartOptions('chart', props.chart);
       if (props.tls !== undefined && !(props.tls instanceof BeaconTls)) {
-        throw new TypeError("'tls' must come from BeaconTls.fromSecret()");
+        throw new ConstructRefusal("'tls' must come from BeaconTls.fromSecret()");
       }
       if (props.exposure !== undefined && !(props.exposure instanceof BeaconExposure)) {
-        throw new TypeError(
+        throw new ConstructRefusal(
           "'exposure' must come from BeaconExposure.clusterOnly() or BeaconExposure.loadBalancer()",
         );
       }
       requireDnsSubdomain('exposure.hostname', props.exposure?._loadBalancer.hostname);
       if (props.kubernetes === undefined && props.helmProvider === undefined)
-        throw new TypeError("'Beacon' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart");
+        throw new ConstructRefusal("'Beacon' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart");
       if (props.allowAnonymousBridges && props.bridges?.length)
-        throw new TypeError("'bridges' is not supported if 'allowAnonymousBridges' is used");
+        throw new ConstructRefusal("'bridges' is not supported if 'allowAnonymousBridges' is used");
     });
     this.anonymousBridges = props.allowAnonymousBridges === true;
     const chart = props.chart ?? {};
@@ -221,14 +221,14 @@ export class Beacon extends Construct {
   public admitBridges(...bridges: ReadonlyArray<BridgeIdentity | string>): void {
     validateAt(this, () => {
       if (this.anonymousBridges)
-        throw new TypeError("'admitBridges()' is not supported if 'allowAnonymousBridges' is used");
+        throw new ConstructRefusal("'admitBridges()' is not supported if 'allowAnonymousBridges' is used");
       for (const bridge of bridges) {
         if (
           typeof bridge === 'string' &&
           !Token.isUnresolved(bridge) &&
           !bridge.includes('-----BEGIN CERTIFICATE-----')
         )
-          throw new TypeError("'admitBridges()' takes a BridgeIdentity or a PEM CA certificate");
+          throw new ConstructRefusal("'admitBridges()' takes a BridgeIdentity or a PEM CA certificate");
       }
     });
     for (const bridge of bridges) {
@@ -243,8 +243,9 @@ export class Beacon extends Construct {
   /** The load balancer's hostname (AWS) or IP (GCP, Azure), read from the Service after apply. */
   private loadBalancerHost(props: BeaconProps): string {
     if (props.kubernetes === undefined) {
-      throw new TypeError(
-        `${this.node.path}: 'exposure' BeaconExposure.loadBalancer() without 'hostname' needs 'kubernetes' to read the load balancer's address, or give 'hostname' (the DNS name on the beacon's certificate)`,
+      throw new ConstructRefusal(
+        "'exposure' BeaconExposure.loadBalancer() without 'hostname' needs 'kubernetes' to read the load balancer's address, or give 'hostname' (the DNS name on the beacon's certificate)",
+        { at: this.node.path },
       );
     }
     const service = newDataKubernetesService(this, 'LoadBalancer', {

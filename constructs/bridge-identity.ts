@@ -8,7 +8,7 @@ import { BeaconClientCa } from './bindings/index.js';
 import { Construct } from './cdktf.js';
 import type { SecretStoreProps } from './registered-cluster.js';
 import { secretStoreProvider } from './secret-store-provider.js';
-import { refuseProp, requireHttpUrl, validateAt, warnIfPlainHttp } from './validation.js';
+import { ConstructRefusal, refuseProp, requireHttpUrl, validateAt } from './validation.js';
 
 export interface BridgeIdentityProps {
   /** The OpenBao the bridges serve (as Terraform reaches it). */
@@ -27,22 +27,18 @@ export class BridgeIdentity extends Construct {
     super(scope, id);
     const secretStore = props.secretStore as SecretStoreProps & { token?: unknown };
     validateAt(this, () => {
-      if (secretStore === undefined) throw new TypeError("'secretStore' is required");
+      if (secretStore === undefined) throw new ConstructRefusal("'secretStore' is required");
       refuseProp(
         'secretStore.token',
         secretStore.token,
         'the provider reads CLOUDTASER_SECRETSTORE_TOKEN from the environment so the token never lands in cdktf.out',
       );
       if (secretStore.provider === undefined && secretStore.address === undefined)
-        throw new TypeError("'secretStore.address' is required (or pass an existing 'secretStore.provider')");
+        throw new ConstructRefusal(
+          "'secretStore.address' is required (or pass an existing 'secretStore.provider')",
+        );
       requireHttpUrl('secretStore.address', secretStore.address, 'https://openbao.example.eu:8200');
     });
-    warnIfPlainHttp(
-      this,
-      'secretStore.address',
-      secretStore.address,
-      "the provider's OpenBao token would travel in clear",
-    );
     // The stack's provider for these settings (shared with RegisteredCluster), so it outlives this construct.
     const provider = secretStore.provider ?? secretStoreProvider(this, secretStore);
     this.resource = new BeaconClientCa(this, 'Resource', { provider });

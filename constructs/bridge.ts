@@ -17,6 +17,7 @@ import type { HelmProvider, Release } from './kubernetes.js';
 import { type KubernetesConnection, validateKubernetesConnection } from './kubernetes-connection.js';
 import { type ProxyProps, proxyChartSettings, validateProxyProps } from './proxy.js';
 import {
+  ConstructRefusal,
   refuseProp,
   requireBeaconAddress,
   requireDnsSubdomain,
@@ -69,7 +70,7 @@ export class BridgeAuth {
     refuseProp('BridgeAuth.appRoleFromSecret(secretId)', hostile.secretId, why);
     requireDnsSubdomain('BridgeAuth.appRoleFromSecret(secretName)', options.secretName);
     if (options.secretName === undefined)
-      throw new TypeError("'BridgeAuth.appRoleFromSecret(secretName)' is required");
+      throw new ConstructRefusal("'BridgeAuth.appRoleFromSecret(secretName)' is required");
     requireNonEmpty('BridgeAuth.appRoleFromSecret(roleIdKey)', options.roleIdKey);
     requireNonEmpty('BridgeAuth.appRoleFromSecret(secretIdKey)', options.secretIdKey);
     requireNonEmpty('BridgeAuth.appRoleFromSecret(mountPath)', options.mountPath);
@@ -188,11 +189,13 @@ export class Bridge extends Construct {
     const beaconAddress = props.beacon?.address ?? props.beacon?.deployment?.headlessAddress;
     validateAt(this, () => {
       if (beaconAddress === undefined)
-        throw new TypeError("'beacon.address' is required (or 'beacon.deployment', a Beacon of this app)");
+        throw new ConstructRefusal(
+          "'beacon.address' is required (or 'beacon.deployment', a Beacon of this app)",
+        );
       if (props.beacon.deployment !== undefined && !(props.beacon.deployment instanceof Beacon))
-        throw new TypeError("'beacon.deployment' must be a Beacon construct");
+        throw new ConstructRefusal("'beacon.deployment' must be a Beacon construct");
       requireBeaconAddress('beacon.address', beaconAddress);
-      if (props.openBao?.address === undefined) throw new TypeError("'openBao.address' is required");
+      if (props.openBao?.address === undefined) throw new ConstructRefusal("'openBao.address' is required");
       requireHttpUrl('openBao.address', props.openBao.address, 'https://openbao.openbao.svc:8200');
       requireDnsSubdomain('beacon.caConfigMap', props.beacon.caConfigMap);
       requireDnsSubdomain('openBao.caConfigMap', props.openBao.caConfigMap);
@@ -202,7 +205,7 @@ export class Bridge extends Construct {
         "use 'auth' (a Secret reference)",
       );
       if (!(props.auth instanceof BridgeAuth))
-        throw new TypeError(
+        throw new ConstructRefusal(
           "'auth' must come from BridgeAuth.appRoleFromSecret() or BridgeAuth.kubernetes()",
         );
       requireIntegerInRange('replicas', props.replicas, 1, 100);
@@ -211,7 +214,7 @@ export class Bridge extends Construct {
       if (props.chart !== undefined) validateChartOptions('chart', props.chart);
       validateProxyProps('proxy', props.proxy);
       if (props.kubernetes === undefined && props.helmProvider === undefined)
-        throw new TypeError("'Bridge' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart");
+        throw new ConstructRefusal("'Bridge' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart");
     });
     warnIfPlainHttp(
       this,
@@ -222,7 +225,7 @@ export class Bridge extends Construct {
     const certificate = props.beaconCertificate ?? BridgeBeaconCertificate.minted();
     validateAt(this, () => {
       if (!(certificate instanceof BridgeBeaconCertificate))
-        throw new TypeError(
+        throw new ConstructRefusal(
           "'beaconCertificate' must come from BridgeBeaconCertificate.minted() or BridgeBeaconCertificate.fromSecret()",
         );
     });

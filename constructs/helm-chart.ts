@@ -20,7 +20,7 @@ import {
   type ReleaseSet,
 } from './kubernetes.js';
 import { type KubernetesConnection, toHelmKubernetesConfig } from './kubernetes-connection.js';
-import { requireChartVersion, requireDnsLabel, requireNonEmpty } from './validation.js';
+import { ConstructRefusal, requireChartVersion, requireDnsLabel, requireNonEmpty } from './validation.js';
 import { CLOUDTASER_VERSION, DEFAULT_CHART_REPOSITORY } from './version.js';
 
 export type CloudtaserChartName = 'cloudtaser' | 'cloudtaser-beacon' | 'cloudtaser-bridge';
@@ -104,7 +104,7 @@ export function resolveHelmProvider(
 ): HelmProvider {
   if (helmProvider !== undefined) return helmProvider;
   if (kubernetes === undefined) {
-    throw new TypeError(`'${prop}' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart`);
+    throw new ConstructRefusal(`'${prop}' needs 'kubernetes' or 'helmProvider' to deploy its Helm chart`);
   }
   const stack = TerraformStack.of(scope);
   const config = toHelmKubernetesConfig(kubernetes);

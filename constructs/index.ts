@@ -59,5 +59,5 @@ export {
   type SecretStoreProps,
   type TokenReviewEndpointProps,
 } from './registered-cluster.js';
-export { isBeaconAddress } from './validation.js';
+export { ConstructRefusal, isBeaconAddress } from './validation.js';
 export { CLOUDTASER_VERSION, DEFAULT_CHART_REPOSITORY } from './version.js';

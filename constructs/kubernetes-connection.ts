@@ -7,7 +7,14 @@ import type { Construct } from 'constructs';
 import type { DataCloudtaserClusterFingerprintConfig } from './bindings/index.js';
 import { Annotations } from './cdktf.js';
 import type { HelmProviderConfig, KubernetesProviderConfig } from './kubernetes.js';
-import { isUnresolved, refuseProp, requireHttpUrl, requireNonEmpty, warnIfPlainHttp } from './validation.js';
+import {
+  ConstructRefusal,
+  isUnresolved,
+  refuseProp,
+  requireHttpUrl,
+  requireNonEmpty,
+  warnIfPlainHttp,
+} from './validation.js';
 
 /** An ExecCredential plugin, as kubectl runs it (`gke-gcloud-auth-plugin`, `aws eks get-token`, `kubelogin`). */
 export interface KubernetesExecCredential {
@@ -80,7 +87,7 @@ export function validateKubernetesConnection(
     return;
   }
   if (c.host === undefined) {
-    throw new TypeError(`'${prop}' needs 'host' with 'token' or 'exec', or 'configPath'`);
+    throw new ConstructRefusal(`'${prop}' needs 'host' with 'token' or 'exec', or 'configPath'`);
   }
   requireHttpUrl(
     `${prop}.host`,
@@ -94,10 +101,10 @@ export function validateKubernetesConnection(
     'the Kubernetes providers would send the bearer token or exec credential in clear',
   );
   if (c.token !== undefined && c.exec !== undefined) {
-    throw new TypeError(`'${prop}.token' is not supported if '${prop}.exec' is used`);
+    throw new ConstructRefusal(`'${prop}.token' is not supported if '${prop}.exec' is used`);
   }
   if (c.token === undefined && c.exec === undefined) {
-    throw new TypeError(`'${prop}' needs 'token' or 'exec' next to 'host'`);
+    throw new ConstructRefusal(`'${prop}' needs 'token' or 'exec' next to 'host'`);
   }
   if (c.exec !== undefined) requireNonEmpty(`${prop}.exec.command`, c.exec.command);
   if (c.token !== undefined && !isUnresolved(c.token)) {

@@ -3,7 +3,13 @@
  * (bridge chart). The URL rule mirrors the charts' values.schema.json; test/charts proves both accept the same.
  */
 import type { ChartSetting } from './helm-chart.js';
-import { isUnresolved, requireDnsSubdomain, requireMatch, requireNonEmpty } from './validation.js';
+import {
+  ConstructRefusal,
+  isUnresolved,
+  requireDnsSubdomain,
+  requireMatch,
+  requireNonEmpty,
+} from './validation.js';
 
 /** How the operator or the bridge reaches the outside through an HTTP proxy. Nothing here is secret. */
 export interface ProxyProps {
@@ -43,7 +49,7 @@ export function validateProxyProps(prop: string, proxy: ProxyProps | undefined):
     const value = proxy[key];
     if (value === undefined || isUnresolved(value)) continue;
     if (/^[^/]*\/\/[^/]*@|^[^/@]*@/u.test(value)) {
-      throw new TypeError(
+      throw new ConstructRefusal(
         `'${prop}.${key}' must not carry credentials; put the URL with credentials in a Secret and name it in '${prop}.credentialsSecret'`,
       );
     }
@@ -56,7 +62,7 @@ export function validateProxyProps(prop: string, proxy: ProxyProps | undefined):
     );
   }
   if (proxy.httpsProxy !== undefined && proxy.credentialsSecret !== undefined) {
-    throw new TypeError(
+    throw new ConstructRefusal(
       `'${prop}.httpsProxy' is not supported if '${prop}.credentialsSecret' is used; the Secret's URL is HTTPS_PROXY`,
     );
   }
@@ -70,7 +76,7 @@ export function validateProxyProps(prop: string, proxy: ProxyProps | undefined):
   }
   if (proxy.credentialsSecret !== undefined) {
     if (proxy.credentialsSecret.name === undefined)
-      throw new TypeError(`'${prop}.credentialsSecret.name' is required`);
+      throw new ConstructRefusal(`'${prop}.credentialsSecret.name' is required`);
     requireDnsSubdomain(`${prop}.credentialsSecret.name`, proxy.credentialsSecret.name);
     requireNonEmpty(`${prop}.credentialsSecret.key`, proxy.credentialsSecret.key);
   }

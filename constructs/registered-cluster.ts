@@ -3,9 +3,11 @@
  * fingerprint (the kube-system namespace UID), registers it with OpenBao through the cloudtaser provider, and
  * deploys the operator chart with the one value it needs (the beacon address) plus the CA pin.
  */
+
+import { DEFAULT_NAMESPACE_ROOT } from '../runtime/registration/defaults.js';
 import type { CloudtaserProvider } from './bindings/index.js';
 import { ClusterRegistration, DataCloudtaserClusterFingerprint } from './bindings/index.js';
-import { Annotations, Construct, type IResolvable, Token } from './cdktf.js';
+import { Annotations, Construct, type IResolvable, TerraformStack, Token } from './cdktf.js';
 import {
   chartFullname,
   createChartRelease,
@@ -31,6 +33,8 @@ import {
 import { type ProxyProps, proxyChartSettings, proxyChartValues, validateProxyProps } from './proxy.js';
 import { secretStoreProvider } from './secret-store-provider.js';
 import {
+  ConstructRefusal,
+  isUnresolved,
   refuseProp,
   requireBeaconAddress,
   requireDnsSubdomain,
@@ -233,13 +237,8 @@ export class RegisteredCluster extends Construct {
     validateAt(this, () => {
       validateProps(props);
       if (props.kubernetes !== undefined) validateKubernetesConnection(this, 'kubernetes', props.kubernetes);
+      claimFingerprint(this, props);
     });
-    warnIfPlainHttp(
-      this,
-      'secretStore.address',
-      props.secretStore.address,
-      "the provider's OpenBao token would travel in clear",
-    );
     warnIfPlainHttp(
       this,
       'tokenReview.endpoint',
@@ -398,6 +397,42 @@ function operatorServiceAccountName(helm: HelmChartOptions): string {
     : chartFullname(helm.releaseName ?? 'cloudtaser', 'cloudtaser');
 }
 
+/**
+ * The literal fingerprints of this app's RegisteredClusters, by the OpenBao (and namespace root) they register
+ * with, and the path of the construct that registers each. A second construct for one of them would plan
+ * "2 to add" and fail at apply (in one stack), or give the registration two owners that deregister it under each
+ * other (in two stacks, each with its own state); refused at synth instead. A fingerprint read from the cluster
+ * is a token until apply: the provider's plan-time checks cover it.
+ */
+const literalFingerprints = new WeakMap<object, Map<string, string>>();
+
+function claimFingerprint(scope: Construct, props: RegisteredClusterProps): void {
+  const fingerprint = props.fingerprint;
+  if (fingerprint === undefined || isUnresolved(fingerprint)) return;
+  const { provider, address, namespaceRoot } = props.secretStore;
+  // The same literal address (and root) is the same OpenBao in every stack; a reference is only known to be the
+  // same within its stack; a provider passed in, only as that provider.
+  const store = provider
+    ? `provider ${provider.node.path}`
+    : isUnresolved(address)
+      ? `${TerraformStack.of(scope).node.path} ${address}`
+      : `${address?.replace(/\/+$/u, '')} ${namespaceRoot ?? DEFAULT_NAMESPACE_ROOT}`;
+  const claims = literalFingerprints.get(scope.node.root) ?? new Map<string, string>();
+  literalFingerprints.set(scope.node.root, claims);
+  const key = `${store}#${fingerprint}`;
+  const owner = claims.get(key);
+  if (owner !== undefined && owner !== scope.node.path) {
+    throw new ConstructRefusal(
+      `'fingerprint' ${fingerprint} is already registered by ${owner} with the same OpenBao: one cluster registered ` +
+        'twice fails at apply in one stack, and in two stacks gets two owners that deregister it under each other. ' +
+        'Keep one RegisteredCluster per cluster (to move one to another stack, see "Moving a cluster to another ' +
+        'stack" in the constructs README).',
+      { code: 'CT_REGISTRATION_EXISTS' },
+    );
+  }
+  claims.set(key, scope.node.path);
+}
+
 function validateProps(props: RegisteredClusterProps): void {
   const secretStore = props.secretStore as SecretStoreProps & { token?: unknown };
   refuseProp(
@@ -408,21 +443,24 @@ function validateProps(props: RegisteredClusterProps): void {
   if (secretStore.provider !== undefined) {
     for (const key of ['address', 'caCertPem', 'namespaceRoot'] as const) {
       if (secretStore[key] !== undefined) {
-        throw new TypeError(
+        throw new ConstructRefusal(
           `'secretStore.${key}' is not supported if 'secretStore.provider' is used; configure the provider instead`,
         );
       }
     }
   } else if (secretStore.address === undefined) {
-    throw new TypeError("'secretStore.address' is required (or pass an existing 'secretStore.provider')");
+    throw new ConstructRefusal(
+      "'secretStore.address' is required (or pass an existing 'secretStore.provider')",
+    );
   }
   requireHttpUrl('secretStore.address', secretStore.address, 'https://openbao.example.eu:8200');
   requireNamespaceRoot('secretStore.namespaceRoot', secretStore.namespaceRoot);
-  if (props.beacon?.address === undefined) throw new TypeError("'beacon.address' is required");
+  if (props.beacon?.address === undefined) throw new ConstructRefusal("'beacon.address' is required");
   requireBeaconAddress('beacon.address', props.beacon.address);
   requireDnsSubdomain('beacon.caConfigMap', props.beacon.caConfigMap);
   if (props.tokenReview !== undefined) {
-    if (props.tokenReview.endpoint === undefined) throw new TypeError("'tokenReview.endpoint' is required");
+    if (props.tokenReview.endpoint === undefined)
+      throw new ConstructRefusal("'tokenReview.endpoint' is required");
     requireHttpUrl(
       'tokenReview.endpoint',
       props.tokenReview.endpoint,
@@ -438,25 +476,27 @@ function validateProps(props: RegisteredClusterProps): void {
 
   const source = props.fingerprintSource;
   if (source !== undefined && source !== 'kubernetes' && source !== 'cloudtaser') {
-    throw new TypeError(
+    throw new ConstructRefusal(
       `'fingerprintSource' must be 'kubernetes' or 'cloudtaser'; got ${JSON.stringify(source)}`,
     );
   }
   if (props.fingerprint !== undefined) {
     requireFingerprint('fingerprint', props.fingerprint);
     if (source !== undefined)
-      throw new TypeError("'fingerprintSource' is not supported if 'fingerprint' is used");
+      throw new ConstructRefusal("'fingerprintSource' is not supported if 'fingerprint' is used");
   } else if (source === 'cloudtaser') {
     if (props.kubernetes === undefined) {
-      throw new TypeError(
+      throw new ConstructRefusal(
         "'kubernetes' is required if 'fingerprintSource' is 'cloudtaser' (the data source connects by itself)",
       );
     }
     if (props.kubernetesProvider !== undefined) {
-      throw new TypeError("'kubernetesProvider' is not supported if 'fingerprintSource' is 'cloudtaser'");
+      throw new ConstructRefusal(
+        "'kubernetesProvider' is not supported if 'fingerprintSource' is 'cloudtaser'",
+      );
     }
   } else if (props.kubernetes === undefined && props.kubernetesProvider === undefined) {
-    throw new TypeError(
+    throw new ConstructRefusal(
       "'kubernetes' or 'kubernetesProvider' is required to read the fingerprint (or give 'fingerprint')",
     );
   } else if (
@@ -464,24 +504,24 @@ function validateProps(props: RegisteredClusterProps): void {
     props.kubernetesProvider !== undefined &&
     props.helmProvider !== undefined
   ) {
-    throw new TypeError(
+    throw new ConstructRefusal(
       "'kubernetes' is not supported if both 'kubernetesProvider' and 'helmProvider' are used (it would be ignored)",
     );
   }
   const attestation = props.attestation;
   if (attestation !== undefined && !(attestation instanceof Attestation)) {
-    throw new TypeError(
+    throw new ConstructRefusal(
       "'attestation' must come from Attestation.fromCluster(), Attestation.fromIssuer() or Attestation.disabled()",
     );
   }
   if (attestation?._mode === 'cluster' && props.kubernetes === undefined) {
-    throw new TypeError(
+    throw new ConstructRefusal(
       "'kubernetes' is required if 'attestation' is Attestation.fromCluster() (cloudtaser_cluster_fingerprint reads the keys with it)",
     );
   }
   if (attestation?._mode === 'issuer') {
     const { issuer, jwks } = attestation._issuer ?? ({} as Partial<AttestationIssuerProps>);
-    if (issuer === undefined) throw new TypeError("'attestation.issuer' is required");
+    if (issuer === undefined) throw new ConstructRefusal("'attestation.issuer' is required");
     requireIssuer('attestation.issuer', issuer);
     requireJwks('attestation.jwks', jwks);
   }
@@ -489,7 +529,7 @@ function validateProps(props: RegisteredClusterProps): void {
   const helm = props.operator?._helm;
   if (helm !== undefined) validateChartOptions('operator', helm);
   if (props.operator !== undefined && !(props.operator instanceof OperatorInstall)) {
-    throw new TypeError(
+    throw new ConstructRefusal(
       "'operator' must come from OperatorInstall.helmRelease() or OperatorInstall.deployedElsewhere()",
     );
   }

@@ -8,11 +8,15 @@ import { CloudtaserProvider } from './bindings/index.js';
 import { type Construct, TerraformStack } from './cdktf.js';
 import { settingsAlias } from './helm-chart.js';
 import type { SecretStoreProps } from './registered-cluster.js';
+import { warnIfPlainHttp } from './validation.js';
 
 /** The secret-store settings a provider is made from; the token is never one (the environment holds it). */
 type SecretStoreSettings = Pick<SecretStoreProps, 'address' | 'caCertPem' | 'namespaceRoot'>;
 
-/** The stack's cloudtaser provider for these settings, made on first use. */
+/**
+ * The stack's cloudtaser provider for these settings, made on first use. A plain-http address is a warning on
+ * the construct that makes the provider, once per provider: a fleet of 40 clusters on one OpenBao says it once.
+ */
 export function secretStoreProvider(scope: Construct, settings: SecretStoreSettings): CloudtaserProvider {
   const stack = TerraformStack.of(scope);
   const config = {
@@ -22,8 +26,13 @@ export function secretStoreProvider(scope: Construct, settings: SecretStoreSetti
   };
   const alias = settingsAlias(scope, 'cloudtaser', config);
   const id = `CloudtaserProvider-${alias}`;
-  return (
-    (stack.node.tryFindChild(id) as CloudtaserProvider | undefined) ??
-    new CloudtaserProvider(stack, id, { alias, ...config })
+  const existing = stack.node.tryFindChild(id) as CloudtaserProvider | undefined;
+  if (existing) return existing;
+  warnIfPlainHttp(
+    scope,
+    'secretStore.address',
+    settings.address,
+    "the provider's OpenBao token would travel in clear (one provider serves every construct of this stack with this address)",
   );
+  return new CloudtaserProvider(stack, id, { alias, ...config });
 }

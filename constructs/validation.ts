@@ -1,7 +1,8 @@
 /**
  * Synth-time checks shared by the constructs. The rules the CLI and the provider check too (fingerprint, beacon
  * address, issuer, Kubernetes names) come from runtime/core/rules.ts; this file only turns their refusals into
- * the constructs' TypeErrors. Values that are still tokens are skipped: they resolve only when Terraform runs.
+ * the constructs' ConstructRefusals (TypeErrors with a code). Values that are still tokens are skipped: they
+ * resolve only when Terraform runs.
  */
 import type { Construct } from 'constructs';
 import {
@@ -26,15 +27,37 @@ export function isUnresolved(value: unknown): boolean {
   return Token.isUnresolved(value);
 }
 
+/** A stable code of runtime/core/errors.ts, named through the rules so synth loads nothing more. */
+type RefusalCode = InputRule['code'];
+
 /**
- * Throws a TypeError that names the prop when `rule` refuses the value, unless the value is undefined or a
- * token. Construct refusals are TypeErrors, as for any bad argument; the rule's CloudtaserError, with its code,
- * is the cause.
+ * A construct's refusal of its props at synth time. A TypeError, as for any bad argument, whose message reads as
+ * the CLI's and the provider's errors do, `CT_CODE: <construct path>: what is wrong`, and whose `code` is that
+ * stable code (CT_INVALID_ARGUMENT unless said), so a script or a log search treats all three alike. A rule's
+ * refusal keeps the rule's CloudtaserError as `cause`.
  */
+export class ConstructRefusal extends TypeError {
+  readonly code: RefusalCode;
+  /** What is wrong, without the code and the construct path. */
+  readonly detail: string;
+  /** The path of the construct whose props were refused, once validateAt has named it. */
+  readonly at?: string;
+
+  constructor(detail: string, options: { code?: RefusalCode; cause?: unknown; at?: string } = {}) {
+    const code = options.code ?? 'CT_INVALID_ARGUMENT';
+    super(`${code}: ${options.at ? `${options.at}: ` : ''}${detail}`, { cause: options.cause });
+    this.name = 'ConstructRefusal';
+    this.code = code;
+    this.detail = detail;
+    this.at = options.at;
+  }
+}
+
+/** Throws a ConstructRefusal that names the prop when `rule` refuses the value, unless undefined or a token. */
 export function requireRule(prop: string, value: string | undefined, rule: InputRule): void {
   if (value === undefined || isUnresolved(value)) return;
   const violation = ruleViolation(rule, `'${prop}'`, value);
-  if (violation) throw new TypeError(violation.message, { cause: violation });
+  if (violation) throw new ConstructRefusal(violation.message, { code: violation.code, cause: violation });
 }
 
 /** A rule of one construct only: `expected` says what a valid value is ("must be a PEM certificate"). */
@@ -54,7 +77,7 @@ export function requireHttpUrl(prop: string, value: string | undefined, example:
       ? /^https?:\/\/[^/]*:(\d+)(\/|$)/u.exec(value)?.[1]
       : undefined;
   if (port !== undefined && (Number(port) < 1 || Number(port) > 65535))
-    throw new TypeError(`'${prop}' has port ${port}; a port is 1 to 65535`);
+    throw new ConstructRefusal(`'${prop}' has port ${port}; a port is 1 to 65535`);
 }
 
 /** A warning (not an error: local demos use it) when a URL that carries credentials is plain http. */
@@ -76,8 +99,8 @@ export function validateAt<T>(scope: Construct, checks: () => T): T {
   try {
     return checks();
   } catch (err) {
-    if (err instanceof TypeError && !err.message.startsWith(`${scope.node.path}: `))
-      throw new TypeError(`${scope.node.path}: ${err.message}`, { cause: err.cause });
+    if (err instanceof ConstructRefusal && err.at === undefined)
+      throw new ConstructRefusal(err.detail, { code: err.code, cause: err.cause, at: scope.node.path });
     throw err;
   }
 }
@@ -111,7 +134,7 @@ export function requireChartVersion(prop: string, value: string | undefined): vo
 
 export function requireNonEmpty(prop: string, value: string | undefined): void {
   if (value === undefined || isUnresolved(value)) return;
-  if (value.trim() === '') throw new TypeError(`'${prop}' must not be empty`);
+  if (value.trim() === '') throw new ConstructRefusal(`'${prop}' must not be empty`);
 }
 
 export function requireIntegerInRange(
@@ -122,13 +145,13 @@ export function requireIntegerInRange(
 ): void {
   if (value === undefined || isUnresolved(value)) return;
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new TypeError(`'${prop}' must be an integer from ${min} to ${max}; got ${value}`);
+    throw new ConstructRefusal(`'${prop}' must be an integer from ${min} to ${max}; got ${value}`);
   }
 }
 
 /** For props a JavaScript caller might pass even though the types leave them out (a token, a secret). */
 export function refuseProp(prop: string, value: unknown, why: string): void {
-  if (value !== undefined) throw new TypeError(`'${prop}' is not supported: ${why}`);
+  if (value !== undefined) throw new ConstructRefusal(`'${prop}' is not supported: ${why}`);
 }
 
 /**
@@ -152,10 +175,10 @@ export function requireJwks(prop: string, value: unknown): void {
     ((key as { kty?: unknown }).kty === 'RSA' || (key as { kty?: unknown }).kty === 'EC') &&
     (key as { d?: unknown }).d === undefined;
   if (Array.isArray(keys) && keys.some((key) => (key as { d?: unknown } | null)?.d !== undefined)) {
-    throw new TypeError(`'${prop}' holds a private key; give only the public keys of /openid/v1/jwks`);
+    throw new ConstructRefusal(`'${prop}' holds a private key; give only the public keys of /openid/v1/jwks`);
   }
   if (!Array.isArray(keys) || keys.length === 0 || keys.length > 32 || !keys.some(usable)) {
-    throw new TypeError(
+    throw new ConstructRefusal(
       `'${prop}' must be the cluster's /openid/v1/jwks: {"keys":[...]} with 1 to 32 keys, at least one an RSA or EC public key`,
     );
   }

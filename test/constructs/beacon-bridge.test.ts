@@ -196,7 +196,7 @@ describe('Bridge', () => {
     [{ beacon: { address: 'beacon' } }, /'beacon\.address' must be the beacon's host:port/],
     [
       { openBao: { address: 'openbao:8200' } },
-      /^stack\/b: 'openBao\.address' must be an https URL such as https:\/\/openbao/,
+      /^CT_INVALID_ARGUMENT: stack\/b: 'openBao\.address' must be an https URL such as https:\/\/openbao/,
     ],
     [
       { auth: { _appRole: { secretName: 'x' } } as never },

@@ -13,6 +13,7 @@ import {
   BeaconExposure,
   Bridge,
   BridgeAuth,
+  ConstructRefusal,
   OperatorInstall,
   RegisteredCluster,
   type Release,
@@ -363,7 +364,19 @@ describe('synth-time checks', () => {
     ],
   ])('refuses %s, naming the construct path and the prop', (_name, build, message) => {
     expect(build).toThrow(message);
-    expect(build).toThrow(/^stack\/[a-z]+: '/);
+    expect(build).toThrow(/^CT_INVALID_ARGUMENT: stack\/[a-z]+: '/);
+    // A TypeError, as for any bad argument, with the stable code a script can switch on.
+    const refusal = (() => {
+      try {
+        build();
+      } catch (err) {
+        return err;
+      }
+    })();
+    expect(refusal).toBeInstanceOf(TypeError);
+    expect(refusal).toBeInstanceOf(ConstructRefusal);
+    expect((refusal as ConstructRefusal).code).toBe('CT_INVALID_ARGUMENT');
+    expect((refusal as ConstructRefusal).at).toMatch(/^stack\/[a-z]+$/);
   });
 
   it('puts the full construct path of a nested construct in front of the refusal', () => {
@@ -376,7 +389,7 @@ describe('synth-time checks', () => {
           beacon: { address: 'beacon.example.com:443' },
           kubernetes,
         }),
-    ).toThrow(/^stack\/team-eu\/prod: 'secretStore\.address'/);
+    ).toThrow(/^CT_INVALID_ARGUMENT: stack\/team-eu\/prod: 'secretStore\.address'/);
   });
 
   it('warns about http:// OpenBao, Kubernetes and TokenReview addresses, saying what would travel in clear', () => {
@@ -407,6 +420,26 @@ describe('synth-time checks', () => {
     expect(warnings).toContainEqual(
       expect.stringMatching(/'openBao\.address' is http:\/\/: the bridge's OpenBao token/),
     );
+  });
+
+  it('warns about a shared plain-http OpenBao once per provider, not once per cluster', () => {
+    const stack = newStack();
+    for (const [id, fingerprint] of [
+      ['eu-1', 'c1000000-0000-4000-8000-000000000001'],
+      ['eu-2', 'c1000000-0000-4000-8000-000000000002'],
+      ['eu-3', 'c1000000-0000-4000-8000-000000000003'],
+    ]) {
+      new RegisteredCluster(stack, id, {
+        secretStore: { address: 'http://openbao.example.eu:8200' },
+        beacon: { address: 'beacon.example.com:443' },
+        fingerprint,
+        operator: OperatorInstall.deployedElsewhere(),
+      });
+    }
+    const warnings = annotationsOf(stack, 'warn').filter((w) =>
+      w.includes("'secretStore.address' is http://"),
+    );
+    expect(warnings).toEqual([expect.stringMatching(/one provider serves every construct of this stack/)]);
   });
 });
 

@@ -30,9 +30,10 @@ describe('constructs conventions', () => {
     }
   });
 
-  it('never loads runtime or provider code at synth time, except the import-free policy table, input rules and version', () => {
+  it('never loads runtime or provider code at synth time, except the import-free policy table, defaults, input rules and version', () => {
     const allowed = [
       "from '../runtime/registration/policies.js'",
+      "from '../runtime/registration/defaults.js'",
       "from '../runtime/core/rules.js'",
       "from '../runtime/core/version.js'",
     ];
@@ -42,6 +43,8 @@ describe('constructs conventions', () => {
     }
     const table = readFileSync(resolve(DIR, '../runtime/registration/policies.ts'), 'utf8');
     expect(table).not.toMatch(/^import /m);
+    const defaults = readFileSync(resolve(DIR, '../runtime/registration/defaults.ts'), 'utf8');
+    expect(defaults).not.toMatch(/^import /m);
     // The one version constant (CLI, constructs, metrics) loads nothing.
     expect(readFileSync(resolve(DIR, '../runtime/core/version.ts'), 'utf8')).not.toMatch(/^import /m);
     // The rules load the error class and nothing else; the error class loads nothing.

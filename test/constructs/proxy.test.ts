@@ -127,7 +127,8 @@ describe('RegisteredCluster.operatorValues with a proxy', () => {
     const without = new RegisteredCluster(stack, 'plain', {
       secretStore: { address: 'https://openbao.example.eu:8200' },
       beacon: { address: 'beacon.example.com:443' },
-      fingerprint: FINGERPRINT,
+      // Another cluster: one fingerprint registered twice is refused at synth.
+      fingerprint: FINGERPRINT.replace(/.$/u, (c) => (c === '0' ? '1' : '0')),
       operator: OperatorInstall.deployedElsewhere(),
     });
     expect(without.operatorValues).not.toHaveProperty('proxy');

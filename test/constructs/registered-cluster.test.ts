@@ -3,7 +3,13 @@
 import { HelmProvider } from '@cdktf/provider-helm/lib/provider/index.js';
 import { KubernetesProvider } from '@cdktf/provider-kubernetes/lib/provider/index.js';
 import { describe, expect, it } from 'vitest';
-import { TerraformOutput, TerraformVariable, Testing, Token } from '../../constructs/cdktf.js';
+import {
+  TerraformOutput,
+  TerraformStack,
+  TerraformVariable,
+  Testing,
+  Token,
+} from '../../constructs/cdktf.js';
 import {
   Attestation,
   bundledChartPath,
@@ -315,7 +321,7 @@ describe('RegisteredCluster', () => {
       [
         'a secret-store address that is not a URL',
         { secretStore: { address: 'openbao:8200' } },
-        /^stack\/c: 'secretStore\.address' must be an https URL such as https:\/\/openbao\.example\.eu:8200/,
+        /^CT_INVALID_ARGUMENT: stack\/c: 'secretStore\.address' must be an https URL such as https:\/\/openbao\.example\.eu:8200/,
       ],
       ['a missing secret-store address', { secretStore: {} }, /'secretStore\.address' is required/],
       // The provider's one-segment rule, at synth: the construct accepted (and suggested) `team/cloudtaser`, which
@@ -376,7 +382,7 @@ describe('RegisteredCluster', () => {
         'a host that is not a URL',
         { kubernetes: { host: '10.0.0.1', token: '${var.t}' } },
         // The example is a Kubernetes API server URL, not OpenBao's.
-        /^stack\/c: 'kubernetes\.host' must be an https URL such as https:\/\/203\.0\.113\.10 or https:\/\/my-cluster\.example\.com:6443/,
+        /^CT_INVALID_ARGUMENT: stack\/c: 'kubernetes\.host' must be an https URL such as https:\/\/203\.0\.113\.10 or https:\/\/my-cluster\.example\.com:6443/,
       ],
       [
         'a kubeconfig together with a host',
@@ -414,8 +420,86 @@ describe('RegisteredCluster', () => {
     } catch (err) {
       message = (err as Error).message;
     }
-    expect(message).toMatch(/^stack\/c: 'beacon\.address' must be .*; got "b+\.\.\."$/);
+    expect(message).toMatch(/^CT_INVALID_ARGUMENT: stack\/c: 'beacon\.address' must be .*; got "b+\.\.\."$/);
     expect(message.length).toBeLessThan(300);
+  });
+
+  describe('one cluster registered twice in one app', () => {
+    const second = '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f1';
+    const literal = (overrides: Partial<RegisteredClusterProps> = {}) =>
+      minimalProps({ fingerprint: FINGERPRINT, operator: OperatorInstall.deployedElsewhere(), ...overrides });
+    const refusalOf = (build: () => unknown) => {
+      try {
+        build();
+      } catch (err) {
+        return err as Error & { code?: string };
+      }
+      return undefined;
+    };
+
+    it('refuses a second construct for the same literal fingerprint in one stack, naming the first', () => {
+      const stack = newStack();
+      new RegisteredCluster(stack, 'prod', literal());
+      const refusal = refusalOf(() => new RegisteredCluster(stack, 'prod-copy', literal()));
+      expect(refusal).toBeInstanceOf(TypeError);
+      expect(refusal?.code).toBe('CT_REGISTRATION_EXISTS');
+      expect(refusal?.message).toMatch(
+        /^CT_REGISTRATION_EXISTS: stack\/prod-copy: 'fingerprint' 0f1e2d3c-\S+ is already registered by stack\/prod with the same OpenBao/,
+      );
+      // Nothing of the refused construct reaches the synthesized stack.
+      expect(Object.keys(synthJson(stack).resource.cloudtaser_cluster_registration)).toHaveLength(1);
+    });
+
+    it('refuses it across two stacks of one app (two states, two owners), the default root spelled out or not', () => {
+      const app = Testing.app();
+      new RegisteredCluster(new TerraformStack(app, 'team-a'), 'prod', literal());
+      const refusal = refusalOf(
+        () =>
+          new RegisteredCluster(
+            new TerraformStack(app, 'team-b'),
+            'prod',
+            literal({
+              secretStore: { address: 'https://openbao.example.eu:8200/', namespaceRoot: 'cloudtaser' },
+            }),
+          ),
+      );
+      expect(refusal?.message).toMatch(
+        /^CT_REGISTRATION_EXISTS: team-b\/prod: .* already registered by team-a\/prod/,
+      );
+    });
+
+    it('refuses it through one provider passed in, and accepts what are really two registrations', () => {
+      const stack = newStack();
+      const provider = new CloudtaserProvider(stack, 'bao', {
+        secretstoreAddress: 'https://bao.example.eu:8200',
+      });
+      new RegisteredCluster(stack, 'a', literal({ secretStore: { provider } }));
+      expect(
+        refusalOf(() => new RegisteredCluster(stack, 'b', literal({ secretStore: { provider } })))?.code,
+      ).toBe('CT_REGISTRATION_EXISTS');
+      // Another cluster, another OpenBao, another namespace root: three registrations, none refused.
+      new RegisteredCluster(stack, 'other-cluster', literal({ fingerprint: second }));
+      new RegisteredCluster(
+        stack,
+        'other-openbao',
+        literal({ secretStore: { address: 'https://bao2.example.eu' } }),
+      );
+      new RegisteredCluster(
+        stack,
+        'other-root',
+        literal({ secretStore: { address: 'https://openbao.example.eu:8200', namespaceRoot: 'staging' } }),
+      );
+      // In separate apps (separate cdktf runs), nothing is shared.
+      new RegisteredCluster(newStack(), 'prod', literal());
+      new RegisteredCluster(newStack(), 'prod', literal());
+    });
+
+    it("leaves a fingerprint read from the cluster (a token until apply) to the provider's plan", () => {
+      const stack = newStack();
+      new RegisteredCluster(stack, 'a', minimalProps());
+      new RegisteredCluster(stack, 'b', minimalProps());
+      expect(Object.keys(synthJson(stack).resource.cloudtaser_cluster_registration)).toHaveLength(2);
+    });
   });
 
   it('skips validation of values that are still tokens', () => {
