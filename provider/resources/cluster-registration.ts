@@ -809,6 +809,22 @@ export const clusterRegistrationResource = defineResource<CloudtaserProviderClie
             `${before}), or set secretstore_address back if the change was not meant.`,
           attribute: ['fingerprint'],
         });
+      // Where it was registered, and gone: Terraform alone says "has been deleted" and plans a create that reads
+      // as harmless, though it mints a new CA the running operator does not trust (an outside CDKTF test saw
+      // only the operational_hash output change).
+      else
+        warn({
+          summary: 'Registration removed outside Terraform',
+          detail:
+            `Cluster ${state.fingerprint} is no longer registered at ${openBao.address}: it was deregistered ` +
+            'outside this state (cloudtaser-cli source deregister, another stack, or by hand). While the ' +
+            "configuration keeps this resource, applying registers it again with a new CA, so the operator's trust " +
+            'pin (operational_hash) changes: its broker reconnects only once the operator runs with the new pin (a ' +
+            'Helm release of this configuration that takes operational_hash is updated by the same apply; one ' +
+            'deployed elsewhere needs operator.broker.trust.caSha256 set to it). If the deregistration was meant, ' +
+            'remove the resource from the configuration (a destroy has nothing left to remove).',
+          attribute: ['fingerprint'],
+        });
       return null;
     }
     priv.set('incomplete', undefined);

@@ -302,6 +302,32 @@ resource "cloudtaser_cluster_registration" "r" { fingerprint = "${fp}" }
       expect((await status(fp)).registered).toBe(true);
     });
 
+    it('a plan after an out-of-band deregistration warns that applying mints a new CA, then registers again', async () => {
+      // Before: "has been deleted" and "will be created", nothing more; only the operational_hash output showed
+      // that the running operator would no longer trust the cluster's new CA.
+      const fp = 'f5100000-0000-4000-8000-000000000051';
+      const ws = workspace();
+      ws.write('main.tf', registration(bao.openbao.address, fp));
+      expect((await apply(ws)).code).toBe(0);
+      const before = await status(fp);
+      await deregisterCluster(bao.admin, { fingerprint: fp });
+      const plan = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+      expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+      const text = flat(plan.stdout + plan.stderr);
+      expect(text).toContain('Registration removed outside Terraform');
+      expect(text).toContain(`Cluster ${fp} is no longer registered at ${bao.openbao.address}`);
+      expect(text).toContain('operator.broker.trust.caSha256');
+      expect(text).not.toContain('Registration not found at the new OpenBao address');
+      const again = await apply(ws);
+      expect(again.code, again.stdout + again.stderr).toBe(0);
+      const after = await status(fp);
+      expect(after.registered).toBe(true);
+      expect(after.operationalHash).not.toBe(before.operationalHash);
+      const clean = await ws.run(['plan', '-detailed-exitcode', '-no-color']);
+      expect(clean.code, clean.stdout + clean.stderr).toBe(0);
+      expect(flat(clean.stdout + clean.stderr)).not.toContain('Registration removed');
+    });
+
     it('a refresh against a server that is not OpenBao fails and keeps the registration in state', async () => {
       const fp = 'f6000000-0000-4000-8000-000000000006';
       const ws = workspace();
