@@ -123,9 +123,11 @@ export async function serveBootstrap(
         { event: 'bridge.rearm_expired', rearmExpiredAt: status.rearmExpiresAt },
         'bootstrap refused: the re-arm expired before a broker bootstrapped',
       );
+      // The refusal goes to whoever holds the fingerprint, maybe not the operator's broker: it names no time (when
+      // the operator re-armed is theirs to know; the bridge's log and `source status` say it).
       return refuse(
         'CT_ALREADY_INITIALIZED',
-        `cluster ${request.fingerprint} was re-armed, but the re-arm expired at ${status.rearmExpiresAt} before any broker bootstrapped; check that the refused broker is the operator's own, then run \`${REARM_COMMAND(request.fingerprint)}\` right before it restarts`,
+        `cluster ${request.fingerprint} was re-armed, but the re-arm window passed before any broker bootstrapped (\`cloudtaser-cli source status\` says when); check that the refused broker is the operator's own, then run \`${REARM_COMMAND(request.fingerprint)}\` right before it restarts`,
       );
     }
     // The broker key this request is for, parsed once (undefined for a CSR that does not parse: refused below).
