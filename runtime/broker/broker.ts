@@ -191,8 +191,11 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   // a line per code and minute, the rest counted; /status always has the latest.
   let retrySummary = createLogSummarizer(log, { summaryEvent: 'broker.retry_summary' });
   let tokenReview: BrokerStatus['tokenReview'];
-  /** TokenReviews that failed (not refused tokens: the API server or our access failed), for the pod API. */
-  const reviewFailures = { count: 0, code: undefined as ErrorCode | undefined };
+  /**
+   * For the pod API: TokenReviews that failed (not refused tokens: the API server or our access failed), and every
+   * TokenReview or namespace read OpenBao's Kubernetes auth asked this broker for, through any tunnel.
+   */
+  const reviewFailures = { count: 0, code: undefined as ErrorCode | undefined, asked: 0 };
   const reviewOutcomes: TokenReviewOutcomes = {
     answered() {
       if (tokenReview?.state === 'failing')
@@ -222,18 +225,22 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   };
 
   const brokerHandler: TunnelHandler = (request, context) => {
-    if (isTokenReviewRequest(request))
+    if (isTokenReviewRequest(request)) {
+      reviewFailures.asked++;
       return countReview(
         metrics,
         'review',
         serveTokenReview(options.kube, request, log, context.signal, reviewOutcomes),
       );
-    if (isNamespaceRequest(request))
+    }
+    if (isNamespaceRequest(request)) {
+      reviewFailures.asked++;
       return countReview(
         metrics,
         'namespace',
         serveNamespaceRead(options.kube, request, log, context.signal),
       );
+    }
     if (options.handler) return options.handler(request, context);
     return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found' };
   };

@@ -142,7 +142,7 @@ export const ErrorCodes = {
   CT_KUBE_CONFLICT: 'a Kubernetes precondition failed (the object changed)',
   CT_KUBE_ERROR: 'the Kubernetes API answered with an unexpected error',
   CT_TOKENREVIEW_UNAVAILABLE:
-    "no bridge serves OpenBao's TokenReviews (bridge run --tokenreview-listen), so every pod login is refused with 403 although the tunnel works",
+    "OpenBao's TokenReviews do not reach the cluster's broker (no bridge serves them with --tokenreview-listen, OpenBao cannot reach the bridge's endpoint, or the replica it reached holds no tunnel to the cluster and has no --tokenreview-peers), so pod logins are refused with 403 although the tunnel works",
   CT_KUBE_TLS: 'the TLS handshake with the Kubernetes API server failed (unknown CA, wrong name, expired)',
   // PKI
   CT_PKI_INVALID_CSR: 'a certificate signing request is malformed or its signature does not verify',

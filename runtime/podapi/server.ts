@@ -105,11 +105,19 @@ export interface PodApiServerOptions {
     signal: AbortSignal,
   ) => Promise<TunnelMux | undefined>;
   /**
-   * TokenReviews the broker could not do (its API server failed, or refused the broker itself) and the last code.
-   * OpenBao answers every failed TokenReview as a 403 `permission denied`, exactly what a pod not bound to its
-   * role gets; a login refused while this count moved is told the real cause instead.
+   * TokenReviews the broker could not do (its API server failed, or refused the broker itself) and the last code;
+   * `asked`: every TokenReview and namespace read OpenBao's Kubernetes auth asked the broker for. OpenBao answers
+   * a TokenReview that failed, or never reached the broker, as a 403 `permission denied`, exactly what a pod not
+   * bound to its role gets: a login refused while `count` moved, or while nothing was `asked`, is told the real
+   * cause instead. (OpenBao checks the role's bound names and namespaces first and refuses those with their own
+   * text; a bare `permission denied` is its answer to a review that failed. runtime/dev/openbao/auth-kubernetes.ts
+   * follows the upstream order.)
    */
-  readonly tokenReviewFailures?: () => { readonly count: number; readonly code?: string };
+  readonly tokenReviewFailures?: () => {
+    readonly count: number;
+    readonly code?: string;
+    readonly asked?: number;
+  };
   readonly limits?: Partial<PodApiLimits>;
   /** Told every answered request: allow-list route (`refused` when off it), status and seconds. @default none */
   readonly observe?: (route: string, status: number, seconds: number) => void;
@@ -156,6 +164,21 @@ function reviewFailureAnswer(code: string | undefined): { status: number; errors
     status: 503,
     errors: ['permission denied', `${failure}, so the pod was not judged; retry shortly`],
   };
+}
+
+/** A login OpenBao refused while no TokenReview for it reached the broker (see tokenReviewFailures). */
+const UNREVIEWED_LOGIN =
+  "CT_TOKENREVIEW_UNAVAILABLE: OpenBao refused this login without its TokenReview reaching this cluster's broker, so the pod was not judged: the bridge replica OpenBao asked may hold no tunnel to this cluster (give every replica --tokenreview-peers, as the bridge chart does), or OpenBao cannot reach the bridge's TokenReview endpoint; run cloudtaser-cli source doctor";
+
+/** OpenBao's answer to a failed TokenReview: `{"errors":["permission denied"]}`, nothing more. */
+function isBarePermissionDenied(body: Buffer): boolean {
+  if (body.length > 256) return false;
+  try {
+    const errors = (JSON.parse(body.toString('utf8')) as { errors?: unknown }).errors;
+    return Array.isArray(errors) && errors.length === 1 && errors[0] === 'permission denied';
+  } catch {
+    return false;
+  }
 }
 
 /** Requests that change nothing in OpenBao, so sending one again after a lost answer is harmless. */
@@ -374,8 +397,10 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       const podAddress = req.socket.remoteAddress;
       if (podAddress) headers[POD_ADDRESS_HEADER] = podAddress;
       if (body.length > 0) headers['content-type'] = contentType(req, checked.method, body);
-      const reviewFailuresBefore =
-        checked.route === 'kubernetes-login' ? options.tokenReviewFailures?.().count : undefined;
+      const reviewsBefore =
+        checked.route === 'kubernetes-login' ? options.tokenReviewFailures?.() : undefined;
+      const reviewFailuresBefore = reviewsBefore?.count;
+      const reviewsAskedBefore = reviewsBefore?.asked;
       const abort = new AbortController();
       // Only a client that went away mid-request cancels it (an abort also costs a DOMException).
       res.on('close', () => {
@@ -418,11 +443,27 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         return;
       }
       if (status === 403 && reviewFailuresBefore !== undefined) {
-        const failures = options.tokenReviewFailures!();
-        if (failures.count > reviewFailuresBefore) {
-          const answer = reviewFailureAnswer(failures.code);
+        const reviews = options.tokenReviewFailures!();
+        if (reviews.count > reviewFailuresBefore) {
+          const answer = reviewFailureAnswer(reviews.code);
           reply(res, answer.status, openBaoErrorBody(answer.errors));
           observe?.(checked.route, answer.status, (performance.now() - started) / 1000);
+          return;
+        }
+        // Refused without a review reaching this broker (nor any other login's meanwhile, which would hide it):
+        // OpenBao's TokenReview went to a bridge without this cluster's tunnel, or could not reach a bridge.
+        if (
+          reviewsAskedBefore !== undefined &&
+          reviews.asked === reviewsAskedBefore &&
+          isBarePermissionDenied(responseBody)
+        ) {
+          failures.warn(
+            'CT_TOKENREVIEW_UNAVAILABLE',
+            { event: 'podapi.login_unreviewed', code: 'CT_TOKENREVIEW_UNAVAILABLE' },
+            "a pod login was refused without OpenBao's TokenReview reaching this broker",
+          );
+          reply(res, 403, openBaoErrorBody(['permission denied', UNREVIEWED_LOGIN]));
+          observe?.(checked.route, 403, (performance.now() - started) / 1000);
           return;
         }
       }

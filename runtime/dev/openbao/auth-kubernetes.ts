@@ -1,8 +1,9 @@
 /**
  * DEV-ONLY test infrastructure: the Kubernetes auth method of the OpenBao-compatible test server. Login really
  * calls the configured `kubernetes_host` (trusting the configured CA), as OpenBao does
- * (internal/builtin/credential/kubernetes/{path_login.go,token_review.go,namespace_validator.go}): a namespace
- * read for roles with a namespace selector, then TokenReview, then the bound names, namespaces and audience.
+ * (internal/builtin/credential/kubernetes/{path_login.go,token_review.go,namespace_validator.go}): the JWT's
+ * claims and audience, the role's bound names and namespaces (a namespace read for a role with a namespace
+ * selector), each refused with its own text, then TokenReview, whose failure is a bare `permission denied`.
  */
 
 import { existsSync, readFileSync } from 'node:fs';
