@@ -228,9 +228,11 @@ export function registerSourceCommands(program: Command): void {
             // before the CA), not a deregistration that kept the namespace on purpose.
             status.incomplete && status.namespaceKept
               ? `  Namespace:   ${status.namespace} exists with a cluster CA but no registration record (a register or a deregister stopped half-way): register again to complete it, or deregister --purge to remove it`
-              : status.namespaceKept
-                ? `  Namespace:   ${status.namespace} remains with its workload secrets (deregistered without --purge; registering again reuses it, deregister --purge deletes it)`
-                : `  Namespace:   none (registering creates ${status.namespace})`,
+              : status.namespaceKept && status.deregisteredAt
+                ? `  Namespace:   ${status.namespace} remains with its workload secrets (deregistered without --purge at ${status.deregisteredAt}; registering again reuses it with a new CA and opens its first bootstrap only for --rearm-window; deregister --purge deletes it)`
+                : status.namespaceKept
+                  ? `  Namespace:   ${status.namespace} exists but no deregistration kept it (a register stopped before its cluster CA, or a release before 0.2.0 kept it): register again to complete it, or deregister --purge to remove it`
+                  : `  Namespace:   none (registering creates ${status.namespace})`,
             '',
             `Register it with: cloudtaser-cli source register --fingerprint ${status.fingerprint} --secretstore-address ${client.address}${opts.namespaceRoot === 'cloudtaser' ? '' : ` --namespace-root ${opts.namespaceRoot}`}`,
             '',
@@ -377,6 +379,7 @@ function statusView(status: ClusterStatus): Record<string, unknown> {
     initialized: status.initialized,
     incomplete: status.incomplete,
     namespaceKept: status.registered ? null : status.namespaceKept === true,
+    deregisteredAt: status.deregisteredAt ?? null,
     initHash: status.initHash,
     operationalHash: status.operationalHash ?? null,
     registeredAt: status.registeredAt ?? null,

@@ -33,12 +33,25 @@ export const paths = {
   discoveryJournal: 'discovery/journal',
   bridgeCa: 'system/bridge-ca',
   bridgeClient: 'system/bridge-client',
+  /**
+   * In the cluster namespace: written by a deregistration that keeps the namespace (its workload secrets), so the
+   * next register over it, which mints a new CA, opens its first bootstrap only for a re-arm window. A namespace
+   * without it was left by a register that stopped before its record (or kept by a release before 0.2.0).
+   */
+  deregistered: 'system/deregistered',
   /** In the root namespace: the CA whose client certificates let bridges wait at the beacon. */
   beaconClientCa: 'system/beacon-client-ca',
 } as const;
 
 export function clusterNamespace(namespaceRoot: string, fingerprint: string): string {
   return `${namespaceRoot}/${fingerprintPrefix(fingerprint)}`;
+}
+
+/** `system/deregistered` in a cluster namespace's records mount. */
+export interface DeregisteredRecord {
+  readonly fingerprint: string;
+  /** When the deregistration that kept the namespace ran (ISO 8601, the deregistering host's clock). */
+  readonly deregistered_at: string;
 }
 
 /** `prefixes/<fp8>` in the root namespace's records mount. */

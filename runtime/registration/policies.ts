@@ -39,6 +39,8 @@ export interface PolicyRow {
   readonly feature?: 'migration' | 'beacon-client-ca';
   /** Capabilities of this row that only `deregister --purge` (`purge_on_destroy`) uses. */
   readonly purgeOnly?: readonly PolicyCapability[];
+  /** Capabilities other than `delete` that deregister needs too (asked before a change that deregisters). */
+  readonly deregisterUses?: readonly PolicyCapability[];
 }
 
 export const POLICY_NAMES: Readonly<Record<PolicyIdentity, string>> = Object.freeze({
@@ -214,6 +216,14 @@ export const POLICY_ROWS: readonly PolicyRow[] = Object.freeze([
     path: `${RECORDS}/metadata/system/bridge-client`,
     capabilities: ['delete'],
     why: "deregister removes the bridge's client certificate",
+  },
+  {
+    identity: 'registrar',
+    scope: 'cluster',
+    path: `${RECORDS}/data/system/deregistered`,
+    capabilities: ['create', 'read', 'update'],
+    why: 'deregister marks the namespace it keeps, so a register over it opens a re-arm window (one over a namespace an interrupted register left does not); status reads it',
+    deregisterUses: ['create', 'update'],
   },
 
   {

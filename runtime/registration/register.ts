@@ -33,6 +33,7 @@ import {
   type BridgeClientRecord,
   clusterNamespace,
   DEFAULT_NAMESPACE_ROOT,
+  type DeregisteredRecord,
   KUBERNETES_AUTH_MOUNT,
   migrationEnabledOf,
   OWNER_METADATA_KEY,
@@ -288,8 +289,12 @@ export async function registerCluster(
     // first contact would stay open to whoever knows the fingerprint until some broker bootstraps, while the
     // operator's own broker, pinned to the old CA, is refused (a security review found this path, which the
     // doctor advises after a takeover, bypassed the re-arm window). The window goes in the record's own write.
+    // Only over a namespace a deregistration marked as kept: an interrupted first register leaves one unmarked.
     const window =
-      existing === undefined && existingNamespace && caOutcome.created
+      existing === undefined &&
+      existingNamespace &&
+      caOutcome.created &&
+      (await readIfMounted(cluster, paths.deregistered)) !== undefined
         ? startRearmWindow(rearmWindowMs)
         : undefined;
     const record: RegisteredRecord = {
@@ -395,12 +400,17 @@ export async function deregisterCluster(
   } catch (err) {
     if (!isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) throw err;
   }
+  const clusterNs = await root.readNamespace(fp8);
+  const ownedByUs = clusterNs !== undefined && namespaceOwner(clusterNs) === fingerprint;
+  // Before anything goes: the namespace this deregistration may keep is marked as kept on purpose, so a register
+  // over it (a new CA, the operator's pinned broker locked out) opens its first bootstrap only for a re-arm
+  // window, while one over a namespace an interrupted register left does not (a fleet operator's retried first
+  // registrations got a one-hour deadline nobody asked for). Marked also before a purge that may not finish.
+  if (ownedByUs) await markKept(client.withNamespace(namespace), fingerprint);
   // Registration first: from this write on the bridge no longer treats the cluster as registered.
   await deleteIfMounted(root, paths.registered(fingerprint));
   await deleteIfMounted(root, paths.initialized(fingerprint));
 
-  const clusterNs = await root.readNamespace(fp8);
-  const ownedByUs = clusterNs !== undefined && namespaceOwner(clusterNs) === fingerprint;
   if (ownedByUs) {
     const cluster = client.withNamespace(namespace);
     await deleteIfMounted(cluster, paths.bridgeCa);
@@ -443,6 +453,17 @@ export async function deregisterCluster(
 }
 
 // --- private helpers ---
+
+/** Writes `system/deregistered` (layout.ts) in a cluster namespace; nothing when it has no records mount. */
+async function markKept(cluster: OpenBaoClient, fingerprint: string): Promise<void> {
+  const record: DeregisteredRecord = { fingerprint, deregistered_at: new Date().toISOString() };
+  try {
+    await cluster.kvWrite(RECORDS_MOUNT, paths.deregistered, { ...record });
+  } catch (err) {
+    // A register that stopped before mounting it left nothing a window would protect.
+    if (!isCloudtaserError(err, 'CT_OPENBAO_NOT_FOUND')) throw err;
+  }
+}
 
 /** See RegistrationTarget.expectedOperationalHash. */
 async function assertStillRegistered(

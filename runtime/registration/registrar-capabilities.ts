@@ -18,7 +18,7 @@ export interface RegistrarCapabilityCheck {
   readonly namespaceRoot: string;
   /** Check what register needs (everything but `delete`). */
   readonly register: boolean;
-  /** Check what deregister needs (`delete`): with `purge`, also what only a purge uses. */
+  /** Check what deregister needs (`delete`, and its rows' `deregisterUses`): with `purge`, also what only a purge uses. */
   readonly deregister?: false | 'keep' | 'purge';
 }
 
@@ -48,7 +48,10 @@ function concretePath(row: PolicyRow, namespaceRoot: string, fingerprint: string
 
 function needed(row: PolicyRow, check: RegistrarCapabilityCheck): PolicyCapability[] {
   return row.capabilities.filter((capability) => {
-    if (capability !== 'delete') return check.register;
+    if (capability !== 'delete')
+      return (
+        check.register || (Boolean(check.deregister) && row.deregisterUses?.includes(capability) === true)
+      );
     if (!check.deregister) return false;
     return check.deregister === 'purge' || !row.purgeOnly?.includes('delete');
   });

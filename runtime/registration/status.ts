@@ -59,6 +59,12 @@ export interface ClusterStatus {
    * `inspectNamespace`; absent otherwise.
    */
   readonly namespaceKept?: boolean;
+  /**
+   * Not registered, and the namespace was kept by a deregistration at this time (its mark, layout.ts
+   * `paths.deregistered`); absent when the namespace holds no such mark: a register stopped before its record
+   * left it (or a release before 0.2.0 kept it). Only read with `inspectNamespace`.
+   */
+  readonly deregisteredAt?: string;
 }
 
 export interface StatusOptions extends RegistrationTarget {
@@ -101,6 +107,7 @@ export async function getClusterStatus(client: OpenBaoClient, target: StatusOpti
       migrationEnabled: false,
       incomplete: initialized !== undefined || own?.holdsCa === true,
       ...(own ? { namespaceKept: own.exists } : {}),
+      ...(own?.deregisteredAt ? { deregisteredAt: own.deregisteredAt } : {}),
     };
   }
   const record = asRegisteredRecord(registered, fingerprint, namespaceRoot);
@@ -138,15 +145,20 @@ async function inspectOwnNamespace(
   client: OpenBaoClient,
   namespaceRoot: string,
   fingerprint: string,
-): Promise<{ exists: boolean; holdsCa: boolean }> {
+): Promise<{ exists: boolean; holdsCa: boolean; deregisteredAt?: string }> {
   const fp8 = fingerprintPrefix(fingerprint);
   const ns = await client.withNamespace(namespaceRoot).readNamespace(fp8);
   if (ns?.customMetadata?.[OWNER_METADATA_KEY] !== fingerprint) return { exists: false, holdsCa: false };
-  const ca = await readIfMounted(
-    client.withNamespace(clusterNamespace(namespaceRoot, fingerprint)),
-    paths.bridgeCa,
-  );
-  return { exists: true, holdsCa: ca !== undefined };
+  const cluster = client.withNamespace(clusterNamespace(namespaceRoot, fingerprint));
+  const [ca, kept] = await Promise.all([
+    readIfMounted(cluster, paths.bridgeCa),
+    readIfMounted(cluster, paths.deregistered),
+  ]);
+  return {
+    exists: true,
+    holdsCa: ca !== undefined,
+    ...(typeof kept?.deregistered_at === 'string' ? { deregisteredAt: kept.deregistered_at } : {}),
+  };
 }
 
 export interface RegisteredCluster {

@@ -120,7 +120,12 @@ describe('cloudtaser-cli against the test servers', () => {
     expect(gone.code).toBe(0);
     expect(JSON.parse(gone.stdout)).toMatchObject({ removed: true, purged: false, namespaceKept: true });
     const after = JSON.parse((await runCli(['source', 'status', ...base], env)).stdout);
-    expect(after).toMatchObject({ registered: false, namespaceKept: true, registeredAt: null });
+    expect(after).toMatchObject({
+      registered: false,
+      namespaceKept: true,
+      registeredAt: null,
+      deregisteredAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
     // The same keys in every state, so a script need not ask whether a key exists before reading it.
     expect(Object.keys(after)).toEqual(Object.keys(status));
     expect(status).toMatchObject({ namespaceKept: null, registeredAt: expect.any(String) });
@@ -128,7 +133,7 @@ describe('cloudtaser-cli against the test servers', () => {
     // The text names the namespace left with its secrets (it said "none" before), and what to run.
     const kept = await runCli(['source', 'status', ...text], env);
     expect(kept.stdout).toContain(
-      `Namespace:   cloudtaser/${fp.slice(0, 8)} remains with its workload secrets (deregistered without --purge;`,
+      `Namespace:   cloudtaser/${fp.slice(0, 8)} remains with its workload secrets (deregistered without --purge at ${after.deregisteredAt};`,
     );
     const purged = await runCli(['source', 'deregister', ...text, '--purge'], env);
     expect(purged.stdout).toBe(

@@ -75,6 +75,10 @@ async function expectConsistent(fingerprint: string): Promise<void> {
   const status = await getClusterStatus(admin, { fingerprint });
   expect(status.registered).toBe(true);
   expect(status.initialized).toBe(false);
+  // A first registration finished by a rerun is a first registration: its first bootstrap stays open until used.
+  // Before, a rerun over the namespace the failed run had created took it for one a deregistration kept and gave
+  // it a re-arm window (a fleet operator's retried registrations were refused a day later, CT_ALREADY_INITIALIZED).
+  expect(status.rearmExpiresAt).toBeUndefined();
   const trust = await loadClusterTrust(admin, { namespace: status.namespace });
   expect(status.operationalHash).toBe(
     (await import('../../runtime/core/index.js')).operationalHash(trust.ca.certDer),

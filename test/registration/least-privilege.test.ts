@@ -116,6 +116,19 @@ const REGISTRAR_OPERATIONS: readonly Operation[] = [
     (w, fp) => deregisterCluster(w.registrar, { fingerprint: fp, namespaceRoot: w.namespaceRoot }),
   ],
   [
+    'status of the namespace a deregistration kept',
+    (w, fp) =>
+      getClusterStatus(w.registrar, {
+        fingerprint: fp,
+        namespaceRoot: w.namespaceRoot,
+        inspectNamespace: true,
+      }),
+  ],
+  [
+    'register over the namespace a deregistration kept',
+    (w, fp) => registerCluster(w.registrar, { fingerprint: fp, namespaceRoot: w.namespaceRoot }),
+  ],
+  [
     'deregister --purge',
     async (w, fp) => {
       await registerCluster(w.admin, { fingerprint: fp, namespaceRoot: w.namespaceRoot });
@@ -265,6 +278,10 @@ const NEEDED_BY: Record<string, string> = {
   'registrar cluster:cloudtaser/data/system/bridge-client update': 'renew the bridge certificate',
   'registrar cluster:cloudtaser/metadata/system/bridge-ca delete': 'deregister',
   'registrar cluster:cloudtaser/metadata/system/bridge-client delete': 'deregister',
+  'registrar cluster:cloudtaser/data/system/deregistered create': 'deregister',
+  'registrar cluster:cloudtaser/data/system/deregistered read':
+    'status of the namespace a deregistration kept',
+  'registrar cluster:cloudtaser/data/system/deregistered update': 'deregister --purge',
   'registrar namespace-root:cloudtaser/data/tokenreview/ca create': 'register',
   'registrar namespace-root:cloudtaser/data/tokenreview/ca read': 'register',
   'registrar cluster:cloudtaser/data/system/tokenreview create': 'register',

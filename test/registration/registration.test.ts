@@ -474,12 +474,34 @@ describe('registration against the OpenBao test server', () => {
       registered: false,
       incomplete: false,
       namespaceKept: true,
+      deregisteredAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
     });
     expect((await cluster.kvRead('secret', 'app/db'))?.data).toEqual({ password: 'kept' });
     expect((await listRegisteredClusters(bridge)).map((c) => c.fingerprint)).not.toContain(fp);
     const again = await registerCluster(registrar, { fingerprint: fp });
     expect(again.operationalHash).not.toBe(first.operationalHash);
     expect((await cluster.kvRead('secret', 'app/db'))?.data).toEqual({ password: 'kept' });
+  });
+
+  it('tells a namespace a first register left half-way from one a deregistration kept, and gives it no re-arm window', async () => {
+    // A fleet operator's first registration failed right after creating the namespace (a 503 on the CA write); the
+    // rerun the README advises took the namespace for one a deregistration kept and opened a one-hour window, after
+    // which the operator's first broker was refused. Only a deregistration marks a namespace as kept.
+    const fp = randomFingerprint();
+    const faulty = admin.withNamespace('cloudtaser');
+    await registerCluster(registrar, { fingerprint: randomFingerprint() }); // the root exists, as in a fleet
+    await faulty.createNamespace(fp.slice(0, 8), { customMetadata: { cloudtaser_fingerprint: fp } });
+    await faulty.kvWrite('cloudtaser', `prefixes/${fp.slice(0, 8)}`, { fingerprint: fp, claimed_at: 'then' });
+    const before = await getClusterStatus(registrar, { fingerprint: fp, inspectNamespace: true });
+    expect(before).toMatchObject({ registered: false, namespaceKept: true });
+    expect(before.deregisteredAt).toBeUndefined();
+    const finished = await registerCluster(registrar, { fingerprint: fp, rearmWindowMs: 1_000 });
+    expect(finished.rearmExpiresAt).toBeUndefined();
+    expect((await getClusterStatus(registrar, { fingerprint: fp })).rearmExpiresAt).toBeUndefined();
+    // Deregistered without purge and registered again: that namespace was kept on purpose, and gets its window.
+    await deregisterCluster(registrar, { fingerprint: fp });
+    const again = await registerCluster(registrar, { fingerprint: fp, rearmWindowMs: 60_000 });
+    expect(again.rearmExpiresAt).toBeDefined();
   });
 
   it('purges the namespace and its workload secrets only when asked', async () => {
