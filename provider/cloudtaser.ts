@@ -30,7 +30,7 @@ export function createCloudtaserProvider(
     version: PROVIDER_VERSION,
     schema: providerSchema,
     validate: (config) => validateProviderConfig(config, options.env ?? process.env),
-    configure: ({ config }) => configureCloudtaser(config, options.env ?? process.env),
+    configure: ({ config, logger }) => configureCloudtaser(config, options.env ?? process.env, logger),
     resources: [clusterRegistrationResource, beaconClientCaResource],
     dataSources: [clusterFingerprintDataSource],
     functions: cloudtaserFunctions,

@@ -16,6 +16,7 @@ import { isWhollyKnown, type Value } from '../cty/values.js';
 import { attributeError, type Diagnostic, DiagnosticsError } from '../framework/diagnostics.js';
 import { loadSecretStoreDomain } from '../load-domain.js';
 import { attr, type InferValues, nested, type Schema } from '../schema/schema.js';
+import { type ProviderLogger, silentProviderLogger } from '../wire/hclog.js';
 import { hostConnection, hostConnectionProblems, providerKubernetesBlock } from './kube-connection.js';
 
 export const DEFAULT_NAMESPACE_ROOT = 'cloudtaser';
@@ -137,6 +138,7 @@ export function validateProviderConfig(config: ProviderConfig, env: NodeJS.Proce
 export function configureCloudtaser(
   config: ProviderConfig,
   env: NodeJS.ProcessEnv = process.env,
+  logger: ProviderLogger = silentProviderLogger,
 ): CloudtaserProviderClient {
   const secretStoreArguments = {
     secretstore_address: config.secretstore_address,
@@ -205,11 +207,14 @@ export function configureCloudtaser(
       if (problem) return Promise.reject(problem);
       client ??= (async () => {
         // Loaded on first use so the schema and validate processes Terraform starts never pay for it.
-        const { OpenBaoClient } = (await loadSecretStoreDomain()).openbao;
-        return new OpenBaoClient({
+        const domain = await loadSecretStoreDomain();
+        return new domain.openbao.OpenBaoClient({
           address: address!,
           token: token!,
           caCertPem: config.secretstore_ca_cert ?? undefined,
+          // The client's lines (a quota's retries, a standby's redirects and lag) as the provider's own hclog
+          // lines, which TF_LOG_PROVIDER shows; they were dropped before.
+          logger: domain.createLogger('provider', { level: 'debug', destination: hclogSink(logger) }),
         });
       })();
       return client;
@@ -220,5 +225,31 @@ export function configureCloudtaser(
         : !isWhollyKnown(kubernetes as unknown as Value)
           ? { state: 'unknown' }
           : { state: 'known', connection: hostConnection(kubernetes) },
+  };
+}
+
+/** A pino destination that hands each JSON line to the provider's hclog logger, at the line's own level. */
+function hclogSink(logger: ProviderLogger): { write(line: string): void } {
+  return {
+    write(line: string) {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      const { level, msg, event, time: _time, component: _component, ...fields } = entry;
+      const method =
+        level === 'error' || level === 'fatal'
+          ? 'error'
+          : level === 'warn' || level === 'info' || level === 'trace'
+            ? level
+            : 'debug';
+      logger[method](
+        typeof event === 'string' ? event : 'openbao',
+        typeof msg === 'string' ? msg : '',
+        fields,
+      );
+    },
   };
 }

@@ -43,7 +43,7 @@ export function buildProgram(): Command {
       cmd.addOption(
         new Option(
           '--log-level <level>',
-          `minimum level of the JSON log lines on stderr: ${LOG_LEVELS.join(', ')} (env CLOUDTASER_LOG_LEVEL; default info)`,
+          `minimum level of the JSON log lines on stderr: ${LOG_LEVELS.join(', ')} (env CLOUDTASER_LOG_LEVEL; default info for the processes that keep running, warn for one-shot commands)`,
         ),
       );
     }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { resolveSecretStoreAddress, resolveSecretStoreToken } from '../openbao/env.js';
 import type { OpenBaoClient } from '../openbao/index.js';
 
@@ -33,6 +34,20 @@ export function addSecretStoreOptions(command: Command): Command {
       `how long each OpenBao request may take (${TIMEOUT_SECONDS.min}-${TIMEOUT_SECONDS.max})`,
       String(TIMEOUT_SECONDS.default),
     );
+}
+
+let logger: Logger | undefined;
+
+/**
+ * The JSON log lines of a one-shot command, on stderr: warn and above unless --log-level (or CLOUDTASER_LOG_LEVEL)
+ * says otherwise, so a quota's retries, a standby's redirects and read lag, and the registration's own warnings
+ * are seen (an outside fleet test found them all dropped, --log-level doing nothing) while the command's result
+ * stays alone on stdout. Loaded on first use: `--help` never pays for the logger.
+ */
+export async function commandLogger(): Promise<Logger> {
+  const { createLogger } = await import('../core/log.js');
+  logger ??= createLogger('cli', process.env.CLOUDTASER_LOG_LEVEL === undefined ? { level: 'warn' } : {});
+  return logger;
 }
 
 export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoClient> {
@@ -78,5 +93,6 @@ export async function openSecretStore(flags: SecretStoreFlags): Promise<OpenBaoC
     caCertPem,
     timeoutMs: Math.round(timeoutSeconds * 1000),
     timeoutHint: '--timeout SECONDS',
+    logger: await commandLogger(),
   });
 }

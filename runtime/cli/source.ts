@@ -10,7 +10,12 @@ import { readPemFile } from '../tunnel/flags.js';
 import { registerSourceDoctorCommand } from './doctor.js';
 import { registerSourceListCommand } from './list.js';
 import { parseOutputFormat, printJson, withProgress } from './output.js';
-import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
+import {
+  addSecretStoreOptions,
+  commandLogger,
+  openSecretStore,
+  type SecretStoreFlags,
+} from './secret-store.js';
 
 interface SourceFlags extends SecretStoreFlags {
   readonly fingerprint: string;
@@ -79,6 +84,7 @@ export function registerSourceCommands(program: Command): void {
       const tokenReviewCaCertPem = await readPemFile(opts.tokenreviewCaCert, '--tokenreview-ca-cert');
       const attestation = await readAttestationFlags(opts);
       const client = await openSecretStore(opts);
+      const logger = await commandLogger();
       try {
         const { rearmCluster, registerCluster } = await loadRegistration();
         const result = await withProgress('registering cluster', () =>
@@ -90,6 +96,7 @@ export function registerSourceCommands(program: Command): void {
             attestation,
             migration: opts.migration,
             rearmWindowMs,
+            logger,
           }),
         );
         let initialized = result.initialized;
@@ -103,6 +110,7 @@ export function registerSourceCommands(program: Command): void {
             fingerprint: result.fingerprint,
             namespaceRoot: opts.namespaceRoot,
             windowMs: rearmWindowMs,
+            logger,
           });
           initialized = false;
           rearmExpiresAt = rearmed.expiresAt;
@@ -171,6 +179,7 @@ export function registerSourceCommands(program: Command): void {
   ).action(async (opts: SourceFlags & { purge?: boolean }) => {
     const format = parseOutputFormat(opts.output);
     const client = await openSecretStore(opts);
+    const logger = await commandLogger();
     try {
       const { deregisterCluster } = await loadRegistration();
       const result = await withProgress('deregistering cluster', () =>
@@ -178,6 +187,7 @@ export function registerSourceCommands(program: Command): void {
           fingerprint: opts.fingerprint,
           namespaceRoot: opts.namespaceRoot,
           purge: opts.purge,
+          logger,
         }),
       );
       if (format === 'json') return printJson(result);

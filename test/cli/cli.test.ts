@@ -320,6 +320,46 @@ describe('cloudtaser-cli against the test servers', () => {
     expect(result.stderr).toMatch(/^CT_KUBE_UNREACHABLE: /);
   });
 
+  it("source commands log the OpenBao client's warnings on stderr (warn by default), and --log-level sets the level", async () => {
+    // An outside fleet test ran register under a quota and through an HA standby and saw nothing on stderr: the CLI
+    // gave its OpenBao client no logger, so the documented openbao.rate_limited lines (and --log-level) did nothing.
+    const limited = await startOpenBaoTestServer();
+    try {
+      const admin = new OpenBaoClient({ address: limited.address, token: limited.rootToken });
+      const registrar = (await provisionIdentities(admin)).registrarToken;
+      await admin.request('POST', 'sys/quotas/rate-limit/cli-test', {
+        body: { rate: 20, interval: '1s', path: 'cloudtaser/' },
+      });
+      const args = (fp: string) => [
+        'source',
+        'register',
+        '--fingerprint',
+        fp,
+        '--secretstore-address',
+        limited.address,
+      ];
+      const quota = { CLOUDTASER_SECRETSTORE_TOKEN: registrar };
+      const logged = await runCli(args(crypto.randomUUID()), quota);
+      expect(logged.code, logged.stderr).toBe(0);
+      const lines = logged.stderr
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      expect(lines.some((line) => line.event === 'openbao.rate_limited' && line.level === 'warn')).toBe(true);
+      // Warn and above by default: the registration's info lines stay off a script's stderr.
+      expect(lines.filter((line) => line.level === 'info')).toEqual([]);
+      const quiet = await runCli([...args(crypto.randomUUID()), '--log-level', 'error'], quota);
+      expect(quiet.code).toBe(0);
+      expect(quiet.stderr).toBe('');
+      await admin.request('DELETE', 'sys/quotas/rate-limit/cli-test');
+      await admin.close();
+      const chatty = await runCli([...args(crypto.randomUUID()), '--log-level', 'info'], quota);
+      expect(chatty.stderr).toContain('"event":"registration.recorded"');
+    } finally {
+      await limited.close();
+    }
+  }, 60_000);
+
   it('usage errors exit 2 with CT_INVALID_ARGUMENT; --help exits 0 everywhere', async () => {
     const unknown = await runCli(['source', 'register', '--no-such-flag']);
     expect(unknown.code).toBe(2);

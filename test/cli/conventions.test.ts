@@ -403,7 +403,7 @@ describe('--help', () => {
   it('documents --log-level with its levels on every command that runs', async () => {
     const result = await runCli(['bridge', 'run', '--help']);
     expect(result.stdout.replace(/\s+/g, ' ')).toContain(
-      '--log-level <level> minimum level of the JSON log lines on stderr: fatal, error, warn, info, debug, trace, silent (env CLOUDTASER_LOG_LEVEL; default info)',
+      '--log-level <level> minimum level of the JSON log lines on stderr: fatal, error, warn, info, debug, trace, silent (env CLOUDTASER_LOG_LEVEL; default info for the processes that keep running, warn for one-shot commands)',
     );
   });
 });
