@@ -248,6 +248,10 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   let health: HealthServer | undefined;
   // Started in this order; a step that fails closes what the earlier ones opened, so nothing keeps listening.
   try {
+    // First, before any bootstrap: a broker that could not serve pods must not take the cluster over from one
+    // that can (an outside drill: a port already in use failed only after the bootstrap, in a retry loop, and the
+    // healthy broker it replaced stayed locked out).
+    await podApi?.reserve();
     if (options.webhook) {
       webhook = await startBrokerWebhook(options.webhook, {
         fallbackDnsNames: options.podApi?.dnsNames,
@@ -294,6 +298,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     stop.abort();
     await migrator?.close();
     await webhook?.close();
+    await podApi?.close();
     throw err;
   }
 
@@ -694,6 +699,14 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     let operationalMisses = 0;
     /** When the bridge said a newer bootstrap replaced this broker (CT_BROKER_REPLACED), until one succeeds. */
     let replacedAt: string | undefined;
+    /**
+     * While replaced: when the init room was last tried (first: the replacement). The operational room refuses a
+     * replaced broker's certificate in ways that count no miss (a handshake the bridge breaks off, a tunnel it
+     * closes at once), so without this a broker whose replacer died stayed locked out until restarted (an outside
+     * drill). Every rejectedRetryMs it asks the init room: an attested broker bootstraps again (each replacement
+     * is a CT_BROKER_REPLACED warning on both sides), an unattested one is refused and shows who replaced it.
+     */
+    let replacedRetryFrom = 0;
     /** Set by CT_REARMED: go to the init room until a bootstrap is signed or refused, whatever fails meanwhile. */
     let rearmPending = false;
     while (!stop.signal.aborted) {
@@ -711,8 +724,15 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           retrySummary = createLogSummarizer(log, { summaryEvent: 'broker.retry_summary' });
           setStatus('bootstrapping', 'fingerprint read; dialing the beacon init room');
         }
-        const tryInit = !credentials || rearmPending || operationalMisses >= timing.reBootstrapAfterFailures;
+        const replacedRetryDue =
+          replacedAt !== undefined && Date.now() - replacedRetryFrom >= timing.rejectedRetryMs;
+        const tryInit =
+          !credentials ||
+          rearmPending ||
+          operationalMisses >= timing.reBootstrapAfterFailures ||
+          replacedRetryDue;
         if (tryInit) {
+          if (replacedAt) replacedRetryFrom = Date.now();
           if (!credentials && status.phase !== 'rejected')
             setStatus(
               'bootstrapping',
@@ -754,7 +774,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         if (status.phase === 'reconnecting' && status.lastErrorCode !== 'CT_NOT_REGISTERED')
           setStatus(
             'reconnecting',
-            `waiting for a bridge in the operational room${status.lastError ? `; the last attempt failed: ${status.lastError}` : ''}`,
+            `${replacedAt ? replacedNote(replacedAt) : ''}waiting for a bridge in the operational room${status.lastError ? `; the last attempt failed: ${status.lastError}` : ''}`,
           );
         const session = await connect(credentials!);
         liveTunnel = session.mux;
@@ -800,6 +820,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           // reBootstrapAfterFailures it asks the init room, where an attested broker may bootstrap again), but
           // every reason it shows from now on starts with who replaced it, until a bootstrap of its own succeeds.
           replacedAt = new Date().toISOString();
+          replacedRetryFrom = Date.now();
           log.warn(
             { event: 'broker.replaced', code: closeCode },
             "another broker bootstrapped this cluster and the bridge closed this one's tunnel: if this cluster's operator did not just restart, someone who knows the fingerprint may hold the cluster now",
@@ -863,9 +884,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           error.code === 'CT_BEACON_LIMIT' && /^no peer arrived/.test(String(error.details?.reason ?? ''));
         // When, not "in N ms": the reason is read later (/status, the doctor) and must not look stale.
         const again = `dialing again at ${new Date(Date.now() + delay).toISOString()}`;
-        const replaced = replacedAt
-          ? `another broker bootstrapped this cluster and replaced this one at ${replacedAt} (CT_BROKER_REPLACED); `
-          : '';
+        const replaced = replacedAt ? replacedNote(replacedAt) : '';
         setStatus(
           phase,
           replaced +
@@ -1009,6 +1028,11 @@ async function countReview(
   const answer = await reply;
   metrics?.tokenReview(kind, answer.status);
   return answer;
+}
+
+/** What a replaced broker's every reason starts with, until a bootstrap of its own succeeds. */
+function replacedNote(replacedAt: string): string {
+  return `another broker bootstrapped this cluster and replaced this one at ${replacedAt} (CT_BROKER_REPLACED); `;
 }
 
 /** Tunnel closes that are no news (a drain) or that get a line of their own when they happen. */

@@ -4,6 +4,7 @@
  * webhook) where it is and which CA to trust.
  */
 import { fingerprintPrefix } from '../core/hashes.js';
+import { reservePort } from '../core/listen.js';
 import type { Logger } from '../core/log.js';
 import { privateKeyToPem } from '../pki/index.js';
 import { type PodApiLimits, type PodApiServer, startPodApiServer } from '../podapi/server.js';
@@ -43,6 +44,11 @@ export interface PodApiEndpoint {
 
 export interface BrokerPodApi {
   /**
+   * Holds its port from the broker's start (a fixed port only), so one another process holds fails the broker
+   * before it bootstraps; `start` listens there. Throws CT_INVALID_ARGUMENT when the port cannot be held.
+   */
+  reserve(): Promise<void>;
+  /**
    * Starts the pod API if these credentials carry its certificate; once it runs, a later call serves new
    * connections with the certificate these credentials carry (a re-bootstrap's), as `renew` does.
    */
@@ -67,6 +73,8 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
   let starting: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
 
+  let reservation: { release(): Promise<void> } | undefined;
+
   const listen = async (credentials: BrokerCredentials, fingerprint: string) => {
     if (!credentials.podApiCertPem || !credentials.podApiPrivateKey) {
       log.warn(
@@ -76,6 +84,8 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       return;
     }
     const metrics = context.metrics;
+    await reservation?.release();
+    reservation = undefined;
     const started = await startPodApiServer({
       host: options.host,
       port: options.port,
@@ -113,6 +123,10 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
   };
 
   return {
+    async reserve() {
+      if (options.port === 0 || reservation || server) return;
+      reservation = await reservePort({ host: options.host, port: options.port, what: 'the pod API' });
+    },
     async start(credentials, fingerprint) {
       if (server) return renew(credentials);
       if (closing) return;
@@ -127,6 +141,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
     close(graceMs) {
       closing ??= (async () => {
         await starting?.catch(() => undefined);
+        await reservation?.release();
         await server?.close(graceMs);
       })();
       return closing;

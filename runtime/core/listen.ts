@@ -6,7 +6,7 @@
 
 import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createTcpServer } from 'node:net';
 import { timerDelay } from './backoff.js';
 import { CloudtaserError } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
@@ -100,4 +100,38 @@ function isTlsServer(server: HttpServer | HttpsServer): boolean {
 
 export function formatHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * Holds a port before the server that will use it can be made (the pod API needs the certificate a bootstrap
+ * brings): a port another process holds then fails the process at start, with listenHttp's error, instead of
+ * after it has bootstrapped and taken the cluster over from a broker that could serve (an outside drill). The
+ * server releases it right before it listens there.
+ */
+export async function reservePort(options: {
+  readonly host?: string;
+  readonly port: number;
+  readonly what: string;
+}): Promise<{ release(): Promise<void> }> {
+  const host = options.host ?? '0.0.0.0';
+  const holder = createTcpServer((socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    holder.once('error', (err) =>
+      reject(
+        new CloudtaserError(
+          'CT_INVALID_ARGUMENT',
+          `cannot listen for ${options.what} on ${host}:${options.port}: ${err.message}`,
+          { cause: err },
+        ),
+      ),
+    );
+    holder.listen(options.port, host, () => resolve());
+  });
+  let released: Promise<void> | undefined;
+  return {
+    release() {
+      released ??= new Promise<void>((done) => holder.close(() => done()));
+      return released;
+    },
+  };
 }

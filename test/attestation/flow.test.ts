@@ -239,7 +239,8 @@ describe('attested bootstrap through the beacon', () => {
     // The earlier broker keeps retrying the operational room with its old (still unexpired) certificate.
     const earlier = await broker(cluster.fingerprint, {
       ...attested(),
-      timing: { ...FAST_BROKER_TIMING, reBootstrapAfterFailures: 1_000 },
+      // Only the operational room: a replaced broker asks the init room again every rejectedRetryMs (next test).
+      timing: { ...FAST_BROKER_TIMING, reBootstrapAfterFailures: 1_000, rejectedRetryMs: 600_000 },
     });
     await earlier.waitForPhase('operational', 15_000);
     const newer = await broker(cluster.fingerprint, attested());
@@ -259,6 +260,42 @@ describe('attested bootstrap through the beacon', () => {
     expect(b.tunnels(cluster.fingerprint).filter((t) => !t.closed)).toHaveLength(1);
     expect(newer.status().phase).toBe('operational');
     expect(await newer.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
+  }, 60_000);
+
+  it('a replaced broker whose replacer went away bootstraps again by itself, saying meanwhile who replaced it', async () => {
+    // An outside drill: a second broker replaced the healthy one and then died (its pod API port was taken); the
+    // healthy one stayed "reconnecting" (the bridge refused its certificate, which mostly counted no miss), its
+    // /status flipped to "waiting for a bridge", no longer saying it was replaced, and pods got 503 until someone
+    // restarted it.
+    const cluster = await registerAttested();
+    await bridge();
+    const healthy = await broker(cluster.fingerprint, {
+      ...attested(),
+      // Misses alone never send it to the init room here: what heals it is the replaced broker's own retry.
+      timing: { ...FAST_BROKER_TIMING, reBootstrapAfterFailures: 1_000, rejectedRetryMs: 2_000 },
+    });
+    await healthy.waitForPhase('operational', 15_000);
+    const replacer = await broker(cluster.fingerprint, attested());
+    await replacer.waitForPhase('operational', 15_000);
+    await waitUntil(() => healthy.status().reason.startsWith('another broker bootstrapped this cluster'), {
+      timeoutMs: 5_000,
+      what: 'the replaced reason in /status',
+    });
+    const reasons = new Set<string>();
+    const watch = setInterval(() => {
+      const { phase, reason } = healthy.status();
+      if (phase !== 'operational' && phase !== 'connecting') reasons.add(reason.slice(0, 60));
+    }, 10);
+    try {
+      await replacer.close();
+      await healthy.waitForPhase('operational', 15_000);
+    } finally {
+      clearInterval(watch);
+    }
+    // Every reason it showed while replaced said so first.
+    expect([...reasons].filter((reason) => !reason.startsWith('another broker bootstrapped'))).toEqual([]);
+    expect(store.initializedWrites(cluster.fingerprint)).toBe(3);
+    expect(await healthy.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
   }, 60_000);
 
   it('refuses a broker without a token (a stolen fingerprint) before and after init, records nothing, and says to turn attestation on', async () => {

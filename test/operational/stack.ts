@@ -29,6 +29,7 @@ import {
   registerCluster,
 } from '../../runtime/registration/index.js';
 import { provisionIdentities } from '../openbao-identities.js';
+import { freePort } from '../ports.js';
 import { type Replicas, startReplicas, startTestBridge, startTestBroker } from '../runtime/fixtures.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -195,7 +196,8 @@ export async function startOperationalStack(
         beacons: [replicas.address],
         caSha256: cluster.operationalHash,
         kube: brokerKube,
-        podApi: { host: '127.0.0.1', port: 0, dnsNames: POD_API_DNS_NAMES },
+        // A fixed port, as in production: the broker holds it from its start and listens there after bootstrap.
+        podApi: { host: '127.0.0.1', port: await freePort(), dnsNames: POD_API_DNS_NAMES },
         health: { host: '127.0.0.1', port: 0 },
         logger,
         ...options.broker,

@@ -54,6 +54,36 @@ describe('broker lifecycle', () => {
     expect(await isListening(healthPort)).toBe(false);
   });
 
+  it('refuses to start when its pod API port is taken, before any bootstrap, and leaves nothing listening', async () => {
+    // Before: the pod API was bound only after a bootstrap, so a broker that could never serve pods took the
+    // cluster over from one that could (CT_BROKER_REPLACED) and then retried EADDRINUSE forever.
+    const taken = await occupy();
+    const webhookPort = await freePort();
+    const healthPort = await freePort();
+    const options: BrokerOptions = {
+      ...brokerOptions(webhookPort, healthPort),
+      podApi: { host: '127.0.0.1', port: taken.port, dnsNames: ['localhost'] },
+    };
+    await expect(startBroker(options)).rejects.toMatchObject({
+      code: 'CT_INVALID_ARGUMENT',
+      message: expect.stringMatching(/^cannot listen for the pod API on 127\.0\.0\.1:\d+: .*EADDRINUSE/),
+    });
+    expect(await isListening(webhookPort)).toBe(false);
+    expect(await isListening(healthPort)).toBe(false);
+  });
+
+  it('holds a free pod API port from its start, and gives it back on close', async () => {
+    const podApiPort = await freePort();
+    const broker = await startBroker({
+      ...brokerOptions(await freePort(), await freePort()),
+      podApi: { host: '127.0.0.1', port: podApiPort, dnsNames: ['localhost'] },
+    });
+    // No bootstrap (no beacon answers), yet the port is held: nothing else can take it meanwhile.
+    expect(await isListening(podApiPort)).toBe(true);
+    await broker.close();
+    expect(await isListening(podApiPort)).toBe(false);
+  });
+
   it('returns the first close() to every later call, which resolves only once all listeners are closed', async () => {
     const webhookPort = await freePort();
     const healthPort = await freePort();
