@@ -222,7 +222,12 @@ export function registerSourceCommands(program: Command): void {
         namespaceRoot: opts.namespaceRoot,
         inspectNamespace: true,
       });
-      if (format === 'json') return printJson(statusView(status));
+      if (format === 'json') {
+        printJson(statusView(status));
+        // A registration whose CA is gone is no registration a bridge can serve: a script must not read it as one.
+        if (status.caMissing) process.exitCode = 1;
+        return;
+      }
       if (!status.registered) {
         // Nothing exists for this fingerprint: name no namespace as if it did, say what would create one.
         process.stdout.write(
@@ -254,6 +259,11 @@ export function registerSourceCommands(program: Command): void {
         [
           `Cluster ${status.fingerprint}`,
           `  Registered:  yes (${status.registeredAt})`,
+          ...(status.caMissing
+            ? [
+                `  Damaged:     CT_REGISTRATION_CORRUPT: the record names ${status.namespace}, whose cluster CA is gone (a register and a deregister --purge ran at once?): run register again to repair it (a new CA: pin its operational hash), or deregister to remove it`,
+              ]
+            : []),
           `  Initialized: ${status.initialized ? `yes${status.initializedAt ? ` (${status.initializedAt})` : ''}` : 'no'}`,
           ...(!status.initialized && status.rearmExpiresAt
             ? [
@@ -270,6 +280,7 @@ export function registerSourceCommands(program: Command): void {
           '',
         ].join('\n'),
       );
+      if (status.caMissing) process.exitCode = 1;
     } finally {
       await client.close();
     }
@@ -390,6 +401,7 @@ function statusView(status: ClusterStatus): Record<string, unknown> {
     incomplete: status.incomplete,
     namespaceKept: status.registered ? null : status.namespaceKept === true,
     deregisteredAt: status.deregisteredAt ?? null,
+    caMissing: status.registered ? status.caMissing === true : null,
     initHash: status.initHash,
     operationalHash: status.operationalHash ?? null,
     registeredAt: status.registeredAt ?? null,

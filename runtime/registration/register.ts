@@ -331,6 +331,11 @@ export async function registerCluster(
     );
   }
 
+  // Over a namespace that existed, a `deregister --purge` of this cluster may have run meanwhile: it deletes the CA
+  // and then the namespace, so a record written (or found) here could name a CA that is gone. Read it again once
+  // the record is in place (an outside fleet test raced the two: 4 runs in 10 ended with a record, no namespace,
+  // and `list` calling the cluster healthy). The purge's own check covers the order where it deletes last.
+  if (existingNamespace) await assertCaStillThere(cluster, fingerprint, operationalHash);
   // A new registration has no `initialized` (a leftover one was removed above).
   const initialized = existing !== undefined && initializedRecord !== undefined;
   await announcement.end();
@@ -427,6 +432,21 @@ export async function deregisterCluster(
       { event: 'registration.purged', namespace },
       'cluster namespace deleted with its workload secrets',
     );
+    // A register of this cluster that ran meanwhile may have written its record again, naming the namespace just
+    // deleted: that record would look whole to `list` and the bridges. Removed too (this run was asked to remove
+    // the cluster); the register's own check says the same on its side when it reads after the deletion.
+    if ((await readIfMounted(root, paths.registered(fingerprint))) !== undefined) {
+      // A change of its own in the journal: the first one has ended, and bridges re-read at an `end`.
+      const again = announceChange(client, { namespaceRoot, fingerprint, change: 'deregister', logger: log });
+      await again.begin();
+      await deleteIfMounted(root, paths.registered(fingerprint));
+      await deleteIfMounted(root, paths.initialized(fingerprint));
+      await again.end();
+      log.warn(
+        { event: 'registration.race_removed', namespace },
+        'a register of this cluster ran while this purge deleted its namespace; its registration record, which named the deleted namespace, was removed too: register again if the cluster should stay',
+      );
+    }
   }
   // The prefix goes with the namespace: released when purge deleted it or it is gone already, kept otherwise (a
   // namespace left standing, owned by nobody or another fingerprint, may hold secrets another cluster sharing the
@@ -453,6 +473,21 @@ export async function deregisterCluster(
 }
 
 // --- private helpers ---
+
+/** CT_REGISTRATION_CORRUPT when the cluster CA this run registered is no longer in the cluster namespace. */
+async function assertCaStillThere(cluster: OpenBaoClient, fingerprint: string, hash: string): Promise<void> {
+  const ca = await readIfMounted(cluster, paths.bridgeCa).catch((err) => {
+    if (isCloudtaserError(err, 'CT_OPENBAO_NAMESPACE_NOT_FOUND')) return undefined;
+    throw err;
+  });
+  const certificate = typeof ca?.certificate === 'string' ? ca.certificate : undefined;
+  if (certificate && sha256Hex(new X509Certificate(certificate).raw) === hash) return;
+  throw new CloudtaserError(
+    'CT_REGISTRATION_CORRUPT',
+    `cluster ${fingerprint}: its cluster CA was deleted while this register ran (a deregister --purge of the same cluster at the same time?), so the registration record names a CA that is gone; run register again to repair it (a new CA: pin its operational hash), or deregister --purge to finish removing it`,
+    { details: { fingerprint } },
+  );
+}
 
 /** Writes `system/deregistered` (layout.ts) in a cluster namespace; nothing when it has no records mount. */
 async function markKept(cluster: OpenBaoClient, fingerprint: string): Promise<void> {

@@ -65,6 +65,11 @@ export interface ClusterStatus {
    * left it (or a release before 0.2.0 kept it). Only read with `inspectNamespace`.
    */
   readonly deregisteredAt?: string;
+  /**
+   * Registered, but the cluster CA (or its whole namespace) is gone: a register and a `deregister --purge` of the
+   * cluster ran at the same time. Registering again repairs it (with a new CA). Absent otherwise.
+   */
+  readonly caMissing?: true;
 }
 
 export interface StatusOptions extends RegistrationTarget {
@@ -122,6 +127,7 @@ export async function getClusterStatus(client: OpenBaoClient, target: StatusOpti
   return {
     ...base,
     registered: true,
+    ...(caCertPem === undefined ? { caMissing: true as const } : {}),
     initialized: initialized !== undefined,
     operationalHash: record.ca_sha256,
     caCertPem,

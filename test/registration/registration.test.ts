@@ -504,6 +504,75 @@ describe('registration against the OpenBao test server', () => {
     expect(again.rearmExpiresAt).toBeDefined();
   });
 
+  describe('register and deregister --purge of one cluster at the same time', () => {
+    // An outside fleet test ran a reconcile pipeline (register) and a decommission pipeline (deregister --purge) on
+    // one cluster at once: in 4 runs of 10 both exited 0 and left a registration record naming a deleted namespace,
+    // which status and list called healthy. Each order now ends consistent, and the side that cannot fix it says so.
+    const purgeWhenRequested = async (fp: string, path: RegExp) => {
+      const from = server.requestLog().length;
+      await new Promise<void>((resolve, reject) => {
+        const poll = setInterval(() => {
+          if (
+            server
+              .requestLog()
+              .slice(from)
+              .some((entry) => path.test(entry.path))
+          ) {
+            clearInterval(poll);
+            deregisterCluster(registrar, { fingerprint: fp, purge: true }).then(() => resolve(), reject);
+          }
+        }, 2);
+      });
+    };
+
+    it('a register whose record lands after the purge fails with CT_REGISTRATION_CORRUPT; status says so; a rerun repairs', async () => {
+      const fp = randomFingerprint();
+      const first = await registerCluster(registrar, { fingerprint: fp });
+      // The rerun's record write waits while the purge runs to its end.
+      const recordWrite = new RegExp(`/v1/cloudtaser/data/clusters/${fp}/registered$`);
+      server.injectFault({ pathPattern: recordWrite, method: 'POST', delayMs: 400 });
+      const rerun = registerCluster(registrar, { fingerprint: fp, migration: true }).then(
+        () => undefined,
+        (err: { code?: string; message?: string }) => err,
+      );
+      await purgeWhenRequested(fp, recordWrite);
+      const failure = await rerun;
+      expect(failure?.code).toBe('CT_REGISTRATION_CORRUPT');
+      expect(failure?.message).toContain('run register again');
+      const damaged = await getClusterStatus(registrar, { fingerprint: fp });
+      expect(damaged).toMatchObject({ registered: true, caMissing: true });
+      const repaired = await registerCluster(registrar, { fingerprint: fp });
+      expect(repaired.operationalHash).not.toBe(first.operationalHash);
+      const whole = await getClusterStatus(registrar, { fingerprint: fp });
+      expect(whole.registered).toBe(true);
+      expect(whole.caMissing).toBeUndefined();
+    });
+
+    it('a register that finished while the purge was deleting the namespace: the purge removes its record too', async () => {
+      const fp = randomFingerprint();
+      await registerCluster(registrar, { fingerprint: fp });
+      const log = captureLogger();
+      // The purge's namespace deletion waits while a register runs to its end (over the emptied namespace).
+      const namespaceDelete = new RegExp(`^/v1/sys/namespaces/${fp.slice(0, 8)}$`);
+      server.injectFault({ pathPattern: namespaceDelete, method: 'DELETE', delayMs: 600 });
+      const purge = deregisterCluster(registrar, { fingerprint: fp, purge: true, logger: log.logger });
+      const from = server.requestLog().length;
+      while (
+        !server
+          .requestLog()
+          .slice(from)
+          .some((entry) => entry.method === 'DELETE' && namespaceDelete.test(entry.path))
+      )
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      await registerCluster(registrar, { fingerprint: fp });
+      expect(await purge).toMatchObject({ purged: true });
+      expect(log.lines.map((line) => line.event)).toContain('registration.race_removed');
+      const after = await getClusterStatus(registrar, { fingerprint: fp, inspectNamespace: true });
+      expect(after).toMatchObject({ registered: false, namespaceKept: false });
+      expect((await listRegisteredClusters(bridge)).map((c) => c.fingerprint)).not.toContain(fp);
+    });
+  });
+
   it('purges the namespace and its workload secrets only when asked', async () => {
     const fp = randomFingerprint();
     const result = await registerCluster(registrar, { fingerprint: fp });
