@@ -4,6 +4,7 @@ import { initHash } from '../../runtime/core/hashes.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import {
+  auditRegistrations,
   DEFAULT_TOKENREVIEW_ENDPOINT,
   deregisterCluster,
   ensureBeaconClientCa,
@@ -755,4 +756,29 @@ describe('namespace root validation', () => {
     expect(message).toContain('is not a usable OpenBao namespace name');
     expect(message.length).toBeLessThan(400);
   });
+});
+
+describe('source list under a rate-limit quota', () => {
+  it('reads again, one at a time, what a quota refused, and lists no healthy cluster as unreadable', async () => {
+    // An outside fleet test listed 272 clusters under a quota: 26 healthy ones came out unreadable
+    // (CT_OPENBAO_RATE_LIMITED) and the command exited 1. A quota is a pace, not a broken record.
+    const server = await startOpenBaoTestServer();
+    const admin = new OpenBaoClient({ address: server.address, token: server.rootToken });
+    // One retry per request: the concurrent pass runs out of them, as a long listing under a real quota does.
+    const impatient = new OpenBaoClient({ address: server.address, token: server.rootToken, retries: 1 });
+    try {
+      const fingerprints = Array.from({ length: 16 }, () => randomFingerprint());
+      for (const fingerprint of fingerprints) await registerCluster(admin, { fingerprint });
+      await admin.request('POST', 'sys/quotas/rate-limit/list-test', {
+        body: { rate: 8, interval: '1s', path: 'cloudtaser/' },
+      });
+      const audit = await auditRegistrations(impatient);
+      expect(audit.unreadable).toEqual([]);
+      expect(audit.clusters.map((c) => c.fingerprint).sort()).toEqual([...fingerprints].sort());
+    } finally {
+      await impatient.close();
+      await admin.close();
+      await server.close();
+    }
+  }, 60_000);
 });
