@@ -50,7 +50,12 @@ export type BootstrapOutcome =
       /** SHA-256 of the SPKI of the broker key signed for: the only key its operational room accepts now. */
       readonly brokerKeySha256?: string;
     }
-  | { readonly signed: false; readonly code: ErrorCode };
+  | {
+      readonly signed: false;
+      readonly code: ErrorCode;
+      /** Which attestation check refused (`expired`, `not-yet-valid`, `unknown-key`, ...), for the fix said. */
+      readonly why?: string;
+    };
 
 export async function serveBootstrap(
   stream: Duplex,
@@ -81,11 +86,11 @@ export async function serveBootstrap(
       expect: ['bootstrap.request'],
     })) as BootstrapRequest;
 
-    const refuse = (code: ErrorCode, reason: string): BootstrapOutcome => {
+    const refuse = (code: ErrorCode, reason: string, why?: string): BootstrapOutcome => {
       writeBootstrapMessage(socket, { v: 1, type: 'bootstrap.refused', code, reason });
       // Logged by the caller, at warn and summarised (a refusal needs someone to act).
       logger.debug({ event: 'bridge.bootstrap_refusing', code }, 'bootstrap refused');
-      return { signed: false, code };
+      return { signed: false, code, ...(why ? { why } : {}) };
     };
 
     if (request.fingerprint !== options.fingerprint) {
@@ -143,7 +148,7 @@ export async function serveBootstrap(
           { event: 'bridge.attestation_refused', code: refusal.code, reason: refusal.why },
           'bootstrap attestation refused',
         );
-        return refuse(refusal.code, refusal.reason);
+        return refuse(refusal.code, refusal.reason, refusal.why);
       }
       attestationIat = (checked as { issuedAt: number }).issuedAt;
       // The same key as recorded: the broker's earlier answer was lost; sign again without a rewrite.

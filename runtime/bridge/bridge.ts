@@ -82,7 +82,7 @@ interface ClusterState {
    */
   brokerKeySha256?: string;
   /** The last bootstrap refused, for /status and source doctor; cleared by a signed bootstrap or a tunnel. */
-  lastBootstrapRefusal?: { readonly code: string; readonly at: string };
+  lastBootstrapRefusal?: { readonly code: string; readonly at: string; readonly why?: string };
   /** When a newer bootstrap last replaced a live broker's tunnel, for /status and source doctor. */
   lastTunnelReplacedAt?: string;
   /** The broker key behind each live tunnel, to end those a newer bootstrap replaced (and for /status). */
@@ -642,7 +642,11 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
           // A refusal is a handshake that gave nothing: repeated ones are paced like failures.
           gate.failed();
           bootstrapsRefused++;
-          cluster.lastBootstrapRefusal = { code: outcome.code, at: new Date().toISOString() };
+          cluster.lastBootstrapRefusal = {
+            code: outcome.code,
+            at: new Date().toISOString(),
+            ...(outcome.why ? { why: outcome.why } : {}),
+          };
           // At warn: the cluster stays without a tunnel until someone acts (a re-arm, a registration) or OpenBao
           // answers again. Once per cluster and code a minute: anyone who knows a fingerprint can ask.
           sessionFailures.warn(
@@ -651,7 +655,8 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               event: 'bridge.bootstrap_refused',
               code: outcome.code,
               fingerprintPrefix: fingerprintPrefix(cluster.fingerprint),
-              fix: bootstrapRefusalFix(outcome.code),
+              ...(outcome.why ? { why: outcome.why } : {}),
+              fix: bootstrapRefusalFix(outcome.code, outcome.why),
             },
             'refused a broker bootstrap',
           );

@@ -135,7 +135,7 @@ export interface BridgeClusterStatus {
   /** Consecutive failed handshakes in the operational room (a flood shows here, paced by the bridge). */
   readonly failedHandshakes: number;
   /** The last bootstrap this replica refused for the cluster, until one is signed or a tunnel opens. */
-  readonly lastBootstrapRefusal?: { readonly code: string; readonly at: string };
+  readonly lastBootstrapRefusal?: { readonly code: string; readonly at: string; readonly why?: string };
   /** When a newer bootstrap last replaced a live broker's tunnel here (CT_BROKER_REPLACED). */
   readonly lastTunnelReplacedAt?: string;
   /**

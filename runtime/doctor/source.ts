@@ -50,7 +50,7 @@ interface BridgeStatusView {
     initialized: boolean;
     waiting: number;
     tunnels: number;
-    lastBootstrapRefusal?: { code: string; at: string };
+    lastBootstrapRefusal?: { code: string; at: string; why?: string };
     lastTunnelReplacedAt?: string;
     /** Per open tunnel, the broker key at its other end; read through tunnelKeysOf (untrusted input). */
     tunnelBrokers?: unknown;
@@ -124,7 +124,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
   const lastRefusal = () =>
     bridges
       .map((b) => b.status.clusters?.find((c) => c.fingerprintPrefix === fp8)?.lastBootstrapRefusal)
-      .filter((r): r is { code: string; at: string } => r !== undefined)
+      .filter((r): r is { code: string; at: string; why?: string } => r !== undefined)
       .sort((a, b) => b.at.localeCompare(a.at))[0];
   /** Each broker asked, by its /status; one that does not answer has an unknown key. */
   const readBrokerKeys = (): Promise<BrokerKeyView[]> =>
@@ -365,7 +365,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         return refusal
           ? broken(
               `the cluster has not bootstrapped: the bridge refused a bootstrap for it at ${refusal.at} (${refusal.code})`,
-              bootstrapRefusalFix(refusal.code),
+              bootstrapRefusalFix(refusal.code, refusal.why),
               { code: refusal.code },
             )
           : broken(
@@ -438,7 +438,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       if (refusal)
         return broken(
           `no tunnel for ${fp8}, and the bridge refused a bootstrap for it at ${refusal.at} (${refusal.code}: the operator's broker, or anyone who knows the fingerprint)`,
-          bootstrapRefusalFix(refusal.code),
+          bootstrapRefusalFix(refusal.code, refusal.why),
           { code: refusal.code },
         );
       const unsharded = views.some((v) => v === undefined);

@@ -326,10 +326,15 @@ describe('attested bootstrap through the beacon', () => {
 
   it('refuses a broker whose token is for another service account, naming the operator account', async () => {
     const cluster = await registerAttested();
-    await bridge();
+    const b = await bridge();
     const intruder = await broker(cluster.fingerprint, attested(INTRUDER));
     const rejected = await intruder.waitForPhase('rejected', 15_000);
     expect(rejected.lastErrorCode).toBe('CT_ATTESTATION_FAILED');
+    // The check that refused travels to the bridge's /status (and so to source doctor's fix).
+    expect(
+      b.status().clusters.find((c) => cluster.fingerprint.startsWith(c.fingerprintPrefix))
+        ?.lastBootstrapRefusal,
+    ).toMatchObject({ code: 'CT_ATTESTATION_FAILED', why: 'subject' });
     expect(rejected.reason).toContain('(subject)');
     expect(rejected.reason).toContain('cloudtaser-system/cloudtaser');
     expect(store.initializedWrites(cluster.fingerprint)).toBe(0);
