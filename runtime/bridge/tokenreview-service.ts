@@ -6,7 +6,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { CloudtaserError } from '../core/errors.js';
+import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { type TlsFiles, type TlsFilesWatcher, watchTlsFiles } from '../core/tls-files.js';
 import type { OpenBaoClient } from '../openbao/index.js';
@@ -73,6 +73,8 @@ interface ReviewerEntry {
   readonly sha256?: string;
   readonly recheckedAt?: number;
   readonly reading?: Promise<string | undefined>;
+  /** The code of the last read that failed, until one succeeds. */
+  readonly unreadable?: string;
 }
 
 export async function startBridgeTokenReview(options: {
@@ -118,9 +120,11 @@ export async function startBridgeTokenReview(options: {
     )
       return cached.sha256;
     const recheckedAt = afterMismatch ? Date.now() : cached?.recheckedAt;
+    let unreadable: string | undefined;
     const reading = loadReviewerSha256(options.openbao.withNamespace(namespace)).catch((err: unknown) => {
+      unreadable = isCloudtaserError(err) ? err.code : 'CT_INTERNAL';
       log.warn(
-        { event: 'tokenreview.reviewer_unreadable', reason: (err as Error).message },
+        { event: 'tokenreview.reviewer_unreadable', code: unreadable, reason: (err as Error).message },
         "could not read a cluster's reviewer credential from OpenBao; its TokenReviews are refused until it can",
       );
       return cached?.sha256;
@@ -129,9 +133,11 @@ export async function startBridgeTokenReview(options: {
     reviewers.set(fingerprint, entry);
     const sha256 = await reading;
     // Forgotten while it was read (the cluster was deregistered, say): the answer serves this review only.
-    if (reviewers.get(fingerprint) === entry) reviewers.set(fingerprint, { sha256, recheckedAt });
+    if (reviewers.get(fingerprint) === entry)
+      reviewers.set(fingerprint, { sha256, recheckedAt, ...(unreadable ? { unreadable } : {}) });
     return sha256;
   };
+  const reviewerUnreadable = (fingerprint: string) => reviewers.get(fingerprint)?.unreadable;
 
   let peers: Parameters<typeof startTokenReviewServer>[0]['peers'];
   if (listener.peers) {
@@ -159,6 +165,7 @@ export async function startBridgeTokenReview(options: {
     tls: initial,
     tunnelFor: options.tunnelFor,
     reviewerFor,
+    reviewerUnreadable,
     peers,
     observe: options.observe,
     logger: options.logger,

@@ -79,6 +79,12 @@ export interface TokenReviewServerOptions {
    * `afterMismatch` lets the owner read it again from OpenBao (a re-registration rotates it), at its own pace.
    */
   readonly reviewerFor: (fingerprint: string, afterMismatch: boolean) => Promise<string | undefined>;
+  /**
+   * The code of the last failed read of the cluster's reviewer credential, undefined once one succeeds: a refusal
+   * then says the bridge could not check the credential (its own OpenBao token or policy), not that the caller's
+   * was wrong. @default never unreadable
+   */
+  readonly reviewerUnreadable?: (fingerprint: string) => string | undefined;
   readonly peers?: TokenReviewPeers;
   /** @default 10000 */
   readonly timeoutMs?: number;
@@ -169,7 +175,16 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     const credential = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!(await authorized(fingerprint, credential))) {
       req.resume();
-      refused(fingerprint, credential === undefined ? 'no bearer token' : 'wrong credential');
+      const unreadable = credential === undefined ? undefined : options.reviewerUnreadable?.(fingerprint);
+      refused(
+        fingerprint,
+        credential === undefined
+          ? 'no bearer token'
+          : unreadable
+            ? `the reviewer credential could not be read from OpenBao (${unreadable})`
+            : 'wrong credential',
+        unreadable,
+      );
       observe('unauthorized');
       send(res, 401, UNAUTHORIZED);
       return;
@@ -266,7 +281,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     return matches(await options.reviewerFor(fingerprint, true));
   }
 
-  function refused(fingerprint: string, why: string): void {
+  function refused(fingerprint: string, why: string, unreadable?: string): void {
     const now = Date.now();
     const seen = refusals.get(fingerprint);
     if (seen && now - seen.since < REFUSAL_LOG_WINDOW_MS) {
@@ -279,9 +294,14 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
         event: 'tokenreview.unauthorized',
         fingerprintPrefix: fingerprintPrefix(fingerprint),
         reason: why,
+        ...(unreadable ? { code: unreadable } : {}),
         suppressedSinceLast: seen?.suppressed ?? 0,
       },
-      "refused a TokenReview without the cluster's reviewer credential: only OpenBao (token_reviewer_jwt set by registration) may ask; re-run registration if OpenBao's config was replaced",
+      // The bridge's own OpenBao access failing is not OpenBao's config being replaced (an outside drill revoked
+      // the bridge's token and was told to re-run registration).
+      unreadable
+        ? "refused a TokenReview: this bridge cannot read the cluster's reviewer credential from OpenBao to check it; fix the bridge's OpenBao token or policy (cloudtaser-cli source doctor says which), every pod login of the cluster fails until then"
+        : "refused a TokenReview without the cluster's reviewer credential: only OpenBao (token_reviewer_jwt set by registration) may ask; re-run registration if OpenBao's config was replaced",
     );
     if (refusals.size > 10_000) refusals.clear();
   }

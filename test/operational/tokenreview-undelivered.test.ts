@@ -6,8 +6,10 @@
  * the bridge replica's log line (`tokenreview.no_tunnel`) said why. Now the broker, which saw no review for the
  * login, adds CT_TOKENREVIEW_UNAVAILABLE with where to look.
  */
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { BridgeHandle } from '../../runtime/bridge/index.js';
+import { createLogger } from '../../runtime/core/log.js';
 import { registerCluster } from '../../runtime/registration/index.js';
 import { startTestBridge } from '../runtime/fixtures.js';
 import { type OperationalStack, podLogin, startOperationalStack } from './stack.js';
@@ -56,4 +58,44 @@ it('a login whose TokenReview reached no broker is refused with CT_TOKENREVIEW_U
     body: { role: 'app', jwt: stack.podToken('app-b') },
   });
   expect(unbound).toEqual({ status: 403, body: { errors: ['service account name not authorized'] } });
+});
+
+it("a bridge that cannot read the cluster's reviewer credential says so, not that OpenBao's was wrong", async () => {
+  // An outside drill revoked a bridge's OpenBao token: pods got a bare 403, and the bridge logged "wrong
+  // credential ... re-run registration if OpenBao's config was replaced", which sends the SRE to the wrong place.
+  const created = await stack.admin.request('POST', 'auth/token/create', {
+    body: { policies: ['cloudtaser-bridge'], no_default_policy: false },
+  });
+  const token = (created.body as { auth: { client_token: string } }).auth.client_token;
+  const lines: string[] = [];
+  const revokedReplica = await startTestBridge({
+    openbao: stack.bridgeOpenBao.withToken(token),
+    beacons: [stack.replicas.address],
+    tokenReview: { host: '127.0.0.1', port: 0 },
+    logger: createLogger('revoked-bridge', {
+      level: 'info',
+      destination: new Writable({
+        write(chunk, _encoding, callback) {
+          lines.push(...String(chunk).split('\n').filter(Boolean));
+          callback();
+        },
+      }),
+    }),
+  });
+  try {
+    await revokedReplica.pollNow();
+    await stack.admin.request('POST', 'auth/token/revoke', { body: { token } });
+    await reviewAt(revokedReplica.tokenReviewUrl!);
+    const refused = await podLogin(stack);
+    expect(refused.status).toBe(403);
+    expect((refused.body.errors as string[])[1]).toMatch(/^CT_TOKENREVIEW_UNAVAILABLE: /);
+    const unauthorized = lines.filter((line) => line.includes('"event":"tokenreview.unauthorized"'));
+    expect(unauthorized.length).toBeGreaterThanOrEqual(1);
+    expect(unauthorized[0]).toContain('"code":"CT_OPENBAO_PERMISSION_DENIED"');
+    expect(unauthorized[0]).toContain("fix the bridge's OpenBao token or policy");
+    expect(unauthorized[0]).not.toContain('wrong credential');
+  } finally {
+    await reviewAt(stack.bridge.tokenReviewUrl!);
+    await revokedReplica.close();
+  }
 });
