@@ -166,6 +166,30 @@ export async function registerCluster(
   client: OpenBaoClient,
   target: RegisterOptions,
 ): Promise<RegistrationResult> {
+  try {
+    return await registerSteps(client, target);
+  } catch (err) {
+    throw saidToBeResumable(err);
+  }
+}
+
+/**
+ * An OpenBao failure (5xx, sealed, timeout, quota, connection) may stop a register between its writes. The error
+ * says what failed; this says what it means, which an outside fleet test found nowhere: nothing is lost, a rerun
+ * finishes it. Refusals (a clash, an owner, a bad argument) stop before any write and are left as they are.
+ */
+function saidToBeResumable(err: unknown): unknown {
+  if (!isCloudtaserError(err) || !err.code.startsWith('CT_OPENBAO_')) return err;
+  // Found before the first write (the probe of namespace support): there is nothing to finish.
+  if (err.code === 'CT_OPENBAO_NAMESPACES_UNSUPPORTED') return err;
+  return new CloudtaserError(
+    err.code,
+    `${err.message}; the register may have stopped half-way: nothing is lost, run it again to finish it (it picks up where it stopped), or deregister --purge to remove what it made`,
+    { cause: err.cause ?? err, details: err.details },
+  );
+}
+
+async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Promise<RegistrationResult> {
   const fingerprint = parseFingerprint(target.fingerprint);
   const namespaceRoot = validateNamespaceRoot(target.namespaceRoot ?? DEFAULT_NAMESPACE_ROOT);
   const log = (target.logger ?? silentLogger).child({ fingerprintPrefix: fingerprintPrefix(fingerprint) });
