@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { type Command, Option } from 'commander';
 import { parseListenAddress } from '../core/health-server.js';
@@ -8,7 +9,12 @@ import {
   parseShutdownDelay,
   SHUTDOWN_DELAY_FLAG,
 } from '../core/shutdown.js';
-import { DEFAULT_RELOAD_INTERVAL_MS, type WatchedPemFiles, watchPemFiles } from '../core/tls-files.js';
+import {
+  assertServable,
+  DEFAULT_RELOAD_INTERVAL_MS,
+  type WatchedPemFiles,
+  watchPemFiles,
+} from '../core/tls-files.js';
 import { loadBridgeCas } from './bridge-auth.js';
 import { BEACON_LIMIT_FLAGS, type BeaconLimits, DEFAULT_BEACON_LIMITS } from './limits.js';
 import type { BeaconHandle, BeaconOptions } from './server.js';
@@ -199,6 +205,7 @@ export async function beaconOptionsFromFlags(
     load: ([certPem, keyPem]) => {
       // Parsing here refuses a certificate written before its key (mid-rotation) until both match.
       createSecureContext({ cert: certPem, key: keyPem });
+      assertServable(new X509Certificate(certPem));
       return { certPem, keyPem };
     },
     onChange: (tls) => reload.running?.handle?.updateTls(tls),

@@ -132,6 +132,27 @@ export async function watchPemFiles<T>(options: WatchPemFilesOptions<T>): Promis
   };
 }
 
+/** How far ahead of this clock a serving certificate's notBefore may be (an issuer's clock a little ahead). */
+const NOT_BEFORE_SKEW_MS = 5 * 60_000;
+
+/**
+ * Throws when a certificate this process would serve is outside its validity: every client refuses it, so a start
+ * fails with the file named, and a reload keeps the certificate in use (an outside drill: a beacon started with an
+ * expired certificate, and reloaded one, logging only `tls_files.reloaded` while every broker failed).
+ */
+export function assertServable(certificate: X509Certificate, now = Date.now()): void {
+  const notAfter = Date.parse(certificate.validTo);
+  const notBefore = Date.parse(certificate.validFrom);
+  if (now > notAfter)
+    throw new Error(
+      `expired at ${new Date(notAfter).toISOString()} (or this clock runs ahead): every client refuses it`,
+    );
+  if (notBefore > now + NOT_BEFORE_SKEW_MS)
+    throw new Error(
+      `is not valid before ${new Date(notBefore).toISOString()} (or this clock runs behind): every client refuses it`,
+    );
+}
+
 /** Every certificate of a PEM bundle, parsed; throws when there is none or one does not parse. */
 export function parseCertificateBundle(pem: string, what: string): X509Certificate[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
@@ -240,5 +261,6 @@ function loadTlsMaterial([certPem, keyPem, caPem]: readonly string[]): TlsMateri
     throw new Error(`has an unusable PEM key: ${(err as Error).message}`);
   }
   if (!belongs) throw new Error('does not belong to its key');
+  assertServable(certificate);
   return { certPem, keyPem, ...(caPem !== undefined ? { caPem } : {}) };
 }

@@ -109,6 +109,44 @@ describe('beacon serve reloads changed files', () => {
     expect(log.raw.join('\n')).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
   });
 
+  it('refuses to start with an expired certificate, and keeps serving the valid one when an expired one is written', async () => {
+    // An outside drill: the beacon started with an expired certificate, and reloaded one, logging only
+    // `tls_files.reloaded` while every broker failed "certificate has expired".
+    const expired = issueSelfSignedSync({
+      commonName: 'beacon expired',
+      dnsNames: ['localhost'],
+      notBefore: new Date(Date.now() - 3 * 86_400_000),
+      days: 1,
+    });
+    const certFile = join(dir, 'expiring.crt');
+    const keyFile = join(dir, 'expiring.key');
+    await writeFile(certFile, expired.certPem);
+    await writeFile(keyFile, expired.keyPem);
+    await expect(
+      serve(['--tls-cert', certFile, '--tls-key', keyFile, '--allow-anonymous-bridges']),
+    ).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT', message: expect.stringMatching(/expired at /) });
+
+    const valid = beaconCertificate('beacon valid');
+    await writeFile(certFile, valid.certPem);
+    await writeFile(keyFile, valid.keyPem);
+    const log = captureLogger();
+    const beacon = await serve(
+      ['--tls-cert', certFile, '--tls-key', keyFile, '--allow-anonymous-bridges'],
+      log,
+    );
+    await writeFile(keyFile, expired.keyPem);
+    await writeFile(certFile, expired.certPem);
+    await waitUntil(
+      () =>
+        log.lines.some(
+          (line) => line.event === 'tls_files.reload_failed' && String(line.reason).includes('expired at'),
+        ),
+      { timeoutMs: 5_000 },
+    );
+    expect(log.lines.some((line) => line.event === 'tls_files.reloaded')).toBe(false);
+    expect((await servedCertificate(beacon.port)).subject).toContain('beacon valid');
+  });
+
   it('admits bridges of a CA added to the --bridge-ca file and refuses those of a CA removed from it', async () => {
     const cert = beaconCertificate('beacon');
     await writeFile(join(dir, 'b.crt'), cert.certPem);
