@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import type { DoctorReport } from '../doctor/index.js';
-import { readPemFile } from '../tunnel/flags.js';
+import { readCaBundleFile } from '../tunnel/flags.js';
 import { parseOutputFormat, personAtTerminal, printJson } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
@@ -68,7 +68,7 @@ export function registerTargetDoctorCommand(target: Command): void {
             deployment: opts.release,
             brokerStatusUrl,
             beacon: opts.beacon,
-            beaconCaPem: await readPemFile(opts.beaconCa, '--beacon-ca'),
+            beaconCaPem: await readCaBundleFile(opts.beaconCa, '--beacon-ca'),
             webhookConfiguration: opts.webhookConfiguration,
           });
           await print(report, format);

@@ -25,6 +25,28 @@ export async function readPemFile(path: string | undefined, flag: string): Promi
   });
 }
 
+/**
+ * Reads a PEM CA bundle flag and checks it holds certificates, so a wrong file (a key, an empty file, a
+ * kubeconfig) fails at start naming the flag, instead of every beacon dial failing later with an OpenSSL text (an
+ * outside drill: the broker and the bridge accepted a garbage --beacon-ca; the beacon refused a garbage --bridge-ca).
+ */
+export async function readCaBundleFile(path: string | undefined, flag: string): Promise<string | undefined> {
+  const pem = await readPemFile(path, flag);
+  if (pem === undefined) return undefined;
+  // Loaded here: the module carries the logger, which `--help` must not pay for.
+  const { parseCertificateBundle } = await import('../core/tls-files.js');
+  try {
+    parseCertificateBundle(pem, flag);
+  } catch (err) {
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${path} holds no usable PEM CA certificate: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return pem;
+}
+
 /** Reads a `--*-tls-cert` / `--*-tls-key` pair: both or neither, so a half-configured listener fails at start. */
 export async function readTlsPairFlags(
   certPath: string | undefined,
@@ -90,7 +112,7 @@ export async function readRelayClientFlags(flags: RelayClientFlags, process: str
   for (const address of flags.beacon) parseBeaconAddress(address, { what: '--beacon' });
   return {
     beacons: flags.beacon,
-    beaconCaPem: await readPemFile(flags.beaconCa, '--beacon-ca'),
+    beaconCaPem: await readCaBundleFile(flags.beaconCa, '--beacon-ca'),
     // Parsed now, so a malformed URL (flag or HTTPS_PROXY) stops the process at start, naming where it came from.
     beaconProxy: beaconProxySetting(flags.beaconProxy),
     resolve: resolverFromEnvironment(),

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -401,6 +401,19 @@ describe('cloudtaser-cli against the test servers', () => {
   it('dev up refuses a --dir it cannot create or that is a file, at once (it hung on /proc/x)', async () => {
     for (const dir of ['/proc/cloudtaser-dev-test/x', CLI])
       await expectUsageError(['dev', 'up', '--dir', dir], `CT_INVALID_ARGUMENT: cannot use --dir ${dir}`);
+  });
+
+  it('bridge run and broker run refuse a --beacon-ca that holds no certificate, at start', async () => {
+    // An outside drill: both accepted a garbage file and every beacon dial then failed with OpenSSL's text.
+    const dir = await mkdtemp(join(tmpdir(), 'cloudtaser-beacon-ca-'));
+    const garbage = join(dir, 'ca.pem');
+    await writeFile(garbage, 'not a certificate\n');
+    for (const process of ['bridge', 'broker']) {
+      await expectUsageError(
+        [process, 'run', '--beacon', 'beacon.test:443', '--beacon-ca', garbage],
+        `CT_INVALID_ARGUMENT: --beacon-ca ${garbage} holds no usable PEM CA certificate`,
+      );
+    }
   });
 
   it('bridge run refuses shard settings it cannot use before it connects to anything', async () => {
