@@ -36,6 +36,11 @@ export interface BrokerBootstrapOptions {
   readonly fingerprint: string;
   /** Optional pin: SHA-256 of the cluster CA DER, lower-case hex. */
   readonly caSha256?: string;
+  /**
+   * Where the pin comes from, for the refusal's advice: `flag` (--ca-sha256, the chart's caSha256, which wins over
+   * the trust record, so `target trust pin` does not move it) or `record` (the trust record). @default 'record'
+   */
+  readonly caPinSource?: 'flag' | 'record';
   /** Bound for each step (handshake, answer). */
   readonly stepTimeoutMs: number;
   readonly signal?: AbortSignal;
@@ -115,7 +120,7 @@ export async function bootstrapBroker(
     },
   );
   try {
-    const presentedCa = verifyBridgeChain(socket, options.caSha256);
+    const presentedCa = verifyBridgeChain(socket, options.caSha256, options.caPinSource);
     await options.beforeRequest?.(presentedCa);
     writeBootstrapMessage(socket, {
       v: 1,
@@ -148,7 +153,7 @@ export async function bootstrapBroker(
         'the CA certificate the bridge sent differs from the CA it presented in TLS; refusing it',
       );
     }
-    checkPin(ca, options.caSha256);
+    checkPin(ca, options.caSha256, options.caPinSource);
     const brokerCert = parseCertificate(answer.brokerCert, 'broker certificate');
     if (!certificateMatchesKey(brokerCert, keyPair.privateKey)) {
       throw new CloudtaserError(
@@ -193,7 +198,11 @@ export async function bootstrapBroker(
 }
 
 /** The bridge must send [its client cert, the cluster CA]; the leaf must be issued by that self-signed CA. */
-function verifyBridgeChain(socket: TLSSocket, pin: string | undefined): X509Certificate {
+function verifyBridgeChain(
+  socket: TLSSocket,
+  pin: string | undefined,
+  pinSource?: 'flag' | 'record',
+): X509Certificate {
   const leafDetail = socket.getPeerCertificate(true);
   if (!leafDetail?.raw)
     throw new CloudtaserError(
@@ -215,7 +224,7 @@ function verifyBridgeChain(socket: TLSSocket, pin: string | undefined): X509Cert
       'the CA the bridge presented is not a self-signed CA certificate',
     );
   }
-  checkPin(ca, pin);
+  checkPin(ca, pin, pinSource);
   if (!isIssuedBy(leaf, ca))
     throw new CloudtaserError(
       'CT_PKI_INVALID_CERT',
@@ -234,13 +243,19 @@ function verifyBridgeChain(socket: TLSSocket, pin: string | undefined): X509Cert
 /** id-kp-clientAuth (RFC 5280 4.2.1.12). */
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
 
-function checkPin(ca: X509Certificate, pin: string | undefined): void {
+function checkPin(ca: X509Certificate, pin: string | undefined, source: 'flag' | 'record' = 'record'): void {
   if (pin === undefined) return;
   const actual = sha256Hex(ca.raw);
   if (actual !== pin) {
+    // Which pin is in force decides the fix: an outside drill ran `target trust pin` as told while the flag's pin,
+    // which wins over the record, stayed, and the broker repeated the same advice.
+    const fix =
+      source === 'flag'
+        ? 'The pin in force is --ca-sha256 (chart operator.broker.trust.caSha256), which wins over the trust record: if the cluster was registered again on purpose (a new CA), set the new operational hash there (`cloudtaser-cli source status` prints it; helm upgrade --set operator.broker.trust.caSha256=<hash>, or cdktf deploy); `target trust pin` alone does not change this pin'
+        : 'The pin in force is the trust record (`cloudtaser-cli target trust show`): if the cluster was registered again on purpose (a new CA), pin the new one: `cloudtaser-cli target trust pin --ca-sha256 <the operational hash `cloudtaser-cli source status` prints>`';
     throw new CloudtaserError(
       'CT_PKI_CA_PIN_MISMATCH',
-      `the cluster CA offered has SHA-256 ${actual.slice(0, 12)}..., not the pinned ${pin.slice(0, 12)}... (the pin is --ca-sha256, chart operator.broker.trust.caSha256, when set, else the trust record written at first contact; \`cloudtaser-cli target trust show\`). If the cluster was registered again on purpose (a new CA), pin the new one: \`cloudtaser-cli target trust pin --ca-sha256 <the operational hash \`cloudtaser-cli source status\` prints>\`; if not, a bridge with another CA answers in this cluster's room and stays refused`,
+      `the cluster CA offered has SHA-256 ${actual.slice(0, 12)}..., not the pinned ${pin.slice(0, 12)}... ${fix}; if it was not registered again, a bridge with another CA answers in this cluster's room and stays refused`,
     );
   }
 }

@@ -377,6 +377,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     const bootstrapped = bootstrapBroker(paired.stream, {
       fingerprint,
       caSha256: caPin,
+      caPinSource: pin ? 'flag' : 'record',
       stepTimeoutMs: timing.stepTimeoutMs,
       signal: stop.signal,
       logger: log,

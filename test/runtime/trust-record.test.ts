@@ -243,6 +243,7 @@ describe('the broker trust record', () => {
       what: 'the pin refusal',
     });
     expect(handle.status().phase).not.toBe('operational');
+    expect(handle.status().reason).toContain('The pin in force is the trust record');
     await handle.close();
 
     const corrupt = `record-${randomUUID().slice(0, 8)}`;
@@ -305,6 +306,10 @@ describe('the broker trust record', () => {
       timeoutMs: 10_000,
       what: 'the pin mismatch',
     });
+    // The advice names the pin in force (the flag, which wins over the record): `target trust pin` would not move
+    // it (an outside drill ran it as told and the broker kept refusing with the same advice).
+    expect(handle.status().reason).toContain('The pin in force is --ca-sha256');
+    expect(handle.status().reason).toContain('`target trust pin` alone does not change this pin');
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect((await admin.getConfigMap(NAMESPACE, name)).data?.caSha256).toBe(registered.operationalHash);
     expect(log.events.filter((e) => e.event === 'broker.trust_record_replaced')).toEqual([]);
