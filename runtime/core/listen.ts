@@ -48,15 +48,7 @@ export function listenHttp(
   const scheme = isTlsServer(server) ? 'https' : 'http';
   const log = options.logger ?? silentLogger;
   return new Promise((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(
-        new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          `cannot listen for ${options.what} on ${host}:${options.port}: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
+    server.once('error', (err) => reject(cannotListen(options.what, host, options.port, err)));
     server.listen(options.port, host, () => {
       const address = server.address() as AddressInfo;
       log.info({ event: options.event, port: address.port, scheme }, `${options.what} listening`);
@@ -116,15 +108,7 @@ export async function reservePort(options: {
   const host = options.host ?? '0.0.0.0';
   const holder = createTcpServer((socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
-    holder.once('error', (err) =>
-      reject(
-        new CloudtaserError(
-          'CT_INVALID_ARGUMENT',
-          `cannot listen for ${options.what} on ${host}:${options.port}: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
+    holder.once('error', (err) => reject(cannotListen(options.what, host, options.port, err)));
     holder.listen(options.port, host, () => resolve());
   });
   let released: Promise<void> | undefined;
@@ -134,4 +118,15 @@ export async function reservePort(options: {
       return released;
     },
   };
+}
+
+/** The one listen error: EADDRINUSE, EACCES and the like are what was asked for, named with the purpose. */
+function cannotListen(what: string, host: string, port: number, err: Error): CloudtaserError {
+  return new CloudtaserError(
+    'CT_INVALID_ARGUMENT',
+    `cannot listen for ${what} on ${host}:${port}: ${err.message}`,
+    {
+      cause: err,
+    },
+  );
 }

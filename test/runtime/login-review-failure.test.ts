@@ -15,18 +15,22 @@ afterEach(async () => {
   api = undefined;
 });
 
-it('a login refused while the broker\'s own credential was refused (401) is not explained as "did not answer"', async () => {
-  const failures = { count: 0, code: undefined as string | undefined };
+type Reviews = { count: number; code?: string; asked: number };
+
+/**
+ * One pod login through a pod API whose tunnel's OpenBao answers `answer`; `meanwhile` plays what the broker's
+ * TokenReview side did during the login (asked, failed).
+ */
+async function login(answer: { status: number; errors: string[] }, meanwhile: (reviews: Reviews) => void) {
+  const reviews: Reviews = { count: 0, asked: 0 };
   const tunnel = {
     closed: false,
     async request() {
-      // OpenBao's answer to a failed TokenReview; meanwhile the broker's review got 401 from its API server.
-      failures.count++;
-      failures.code = 'CT_KUBE_UNAUTHORIZED';
+      meanwhile(reviews);
       return {
-        status: 403,
+        status: answer.status,
         headers: { 'content-type': 'application/json' },
-        body: Buffer.from('{"errors":["permission denied"]}'),
+        body: Buffer.from(JSON.stringify({ errors: answer.errors })),
       };
     },
   } as unknown as TunnelMux;
@@ -35,49 +39,32 @@ it('a login refused while the broker\'s own credential was refused (401) is not 
     port: 0,
     tls: false,
     tunnel: () => tunnel,
-    tokenReviewFailures: () => failures,
+    tokenReviewFailures: () => reviews,
   });
   const response = await fetch(`${api.url}/v1/auth/kubernetes/login`, {
     method: 'POST',
     body: JSON.stringify({ role: 'app', jwt: 'x.y.z' }),
   });
-  const body = (await response.json()) as { errors: string[] };
-  expect(body.errors.join(' ')).toMatch(/CT_KUBE_UNAUTHORIZED/);
-  expect(body.errors.join(' ')).not.toMatch(/did not answer/);
+  return { status: response.status, errors: ((await response.json()) as { errors: string[] }).errors };
+}
+
+const DENIED = { status: 403, errors: ['permission denied'] };
+
+it('a login refused while the broker\'s own credential was refused (401) is not explained as "did not answer"', async () => {
+  // OpenBao's answer to a failed TokenReview; meanwhile the broker's review got 401 from its API server.
+  const answer = await login(DENIED, (reviews) => {
+    reviews.asked++;
+    reviews.count++;
+    reviews.code = 'CT_KUBE_UNAUTHORIZED';
+  });
+  expect(answer.errors.join(' ')).toMatch(/CT_KUBE_UNAUTHORIZED/);
+  expect(answer.errors.join(' ')).not.toMatch(/did not answer/);
 });
 
 describe('a login refused while no TokenReview reached the broker', () => {
-  /** A tunnel whose OpenBao answers every login `answer`, and maybe asks the broker for a review first. */
-  async function podApiWith(answer: { status: number; errors: string[] }, reviewFirst: boolean) {
-    const reviews = { count: 0, code: undefined as string | undefined, asked: 0 };
-    const tunnel = {
-      closed: false,
-      async request() {
-        if (reviewFirst) reviews.asked++;
-        return {
-          status: answer.status,
-          headers: { 'content-type': 'application/json' },
-          body: Buffer.from(JSON.stringify({ errors: answer.errors })),
-        };
-      },
-    } as unknown as TunnelMux;
-    api = await startPodApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      tls: false,
-      tunnel: () => tunnel,
-      tokenReviewFailures: () => reviews,
-    });
-    const response = await fetch(`${api.url}/v1/auth/kubernetes/login`, {
-      method: 'POST',
-      body: JSON.stringify({ role: 'app', jwt: 'x.y.z' }),
-    });
-    return { status: response.status, errors: ((await response.json()) as { errors: string[] }).errors };
-  }
-
   it("OpenBao's bare 403 without a review: names CT_TOKENREVIEW_UNAVAILABLE and where to look", async () => {
     // Before: the pod saw only "permission denied", what a pod its role does not bind sees.
-    const answer = await podApiWith({ status: 403, errors: ['permission denied'] }, false);
+    const answer = await login(DENIED, () => {});
     expect(answer.status).toBe(403);
     expect(answer.errors[0]).toBe('permission denied');
     expect(answer.errors[1]).toMatch(
@@ -87,22 +74,17 @@ describe('a login refused while no TokenReview reached the broker', () => {
   });
 
   it("a review reached the broker: OpenBao's answer stands, whatever it says", async () => {
-    expect(await podApiWith({ status: 403, errors: ['permission denied'] }, true)).toEqual({
-      status: 403,
-      errors: ['permission denied'],
-    });
+    expect(
+      await login(DENIED, (reviews) => {
+        reviews.asked++;
+      }),
+    ).toEqual(DENIED);
   });
 
-  it('another refusal text (bound names checked after a review) or another status is passed on as is', async () => {
-    expect(await podApiWith({ status: 403, errors: ['service account name not authorized'] }, false)).toEqual(
-      {
-        status: 403,
-        errors: ['service account name not authorized'],
-      },
-    );
-    expect(await podApiWith({ status: 400, errors: ['invalid role name "app"'] }, false)).toEqual({
-      status: 400,
-      errors: ['invalid role name "app"'],
-    });
+  it('another refusal text (bound names checked before a review) or another status is passed on as is', async () => {
+    const unbound = { status: 403, errors: ['service account name not authorized'] };
+    expect(await login(unbound, () => {})).toEqual(unbound);
+    const noRole = { status: 400, errors: ['invalid role name "app"'] };
+    expect(await login(noRole, () => {})).toEqual(noRole);
   });
 });
