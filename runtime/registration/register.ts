@@ -239,7 +239,13 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
     log.info({ event: 'registration.namespace_created', namespace }, 'created cluster namespace');
   }
   const cluster = client.withNamespace(namespace);
-  const mounts = await cluster.listMounts();
+  // Read before anything is written in the namespace: whether a deregistration kept it (its mark), which decides
+  // the re-arm window below. Read here, a policy without the mark's line stops the run before any write (read
+  // after the new CA, the failure's "run it again" led to a rerun that skipped the window: a security review).
+  const [mounts, keptMark] = await Promise.all([
+    cluster.listMounts(),
+    existingNamespace ? readIfMounted(cluster, paths.deregistered) : undefined,
+  ]);
   // Three independent mounts, each enabled only if missing: at once, not one round trip after another (each
   // is a round trip to an OpenBao that may be a WAN away; a run that stops half-way enables the rest next time).
   const enabled = await Promise.all([
@@ -313,14 +319,11 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
     // first contact would stay open to whoever knows the fingerprint until some broker bootstraps, while the
     // operator's own broker, pinned to the old CA, is refused (a security review found this path, which the
     // doctor advises after a takeover, bypassed the re-arm window). The window goes in the record's own write.
-    // Only over a namespace a deregistration marked as kept: an interrupted first register leaves one unmarked.
+    // Only over a namespace a deregistration marked as kept (an interrupted first register leaves one unmarked),
+    // and whenever this record is the first since: not only for the run that minted the new CA, or a rerun after a
+    // failure past the CA, or the loser of two runs at once, wrote a record with no window (a security review).
     const window =
-      existing === undefined &&
-      existingNamespace &&
-      caOutcome.created &&
-      (await readIfMounted(cluster, paths.deregistered)) !== undefined
-        ? startRearmWindow(rearmWindowMs)
-        : undefined;
+      existing === undefined && keptMark !== undefined ? startRearmWindow(rearmWindowMs) : undefined;
     const record: RegisteredRecord = {
       fingerprint,
       namespace,

@@ -10,7 +10,12 @@ import { fingerprintPrefix } from '../../runtime/core/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
 import { isIssuedBy } from '../../runtime/pki/index.js';
-import { getClusterStatus, loadClusterTrust, registerCluster } from '../../runtime/registration/index.js';
+import {
+  deregisterCluster,
+  getClusterStatus,
+  loadClusterTrust,
+  registerCluster,
+} from '../../runtime/registration/index.js';
 import { startFaultProxy } from './openbao-proxy.js';
 
 const RETRIES = 2;
@@ -145,6 +150,49 @@ describe('register under OpenBao faults', () => {
       );
     });
   }
+
+  it('a register over the namespace a deregistration kept keeps its re-arm window through a failure at any step and the rerun', async () => {
+    // A security review: the window was opened only by the run that minted the new CA, so a failure after that
+    // step (a 429 mid-apply), then the rerun the error asks for, left the new CA with an open-ended first contact.
+    const kept = async () => {
+      const fingerprint = randomUUID();
+      await registerCluster(client(), { fingerprint });
+      await deregisterCluster(client(), { fingerprint });
+      return fingerprint;
+    };
+    const probe = await kept();
+    const start = server.requestLog().length;
+    await registerCluster(client(), { fingerprint: probe });
+    const shapes: string[] = [];
+    for (const entry of server.requestLog().slice(start)) {
+      const shape = entry.path.split(probe).join('<fp>').split(fingerprintPrefix(probe)).join('<fp8>');
+      if (!shapes.includes(shape)) shapes.push(shape);
+    }
+    expect(shapes.length).toBeGreaterThanOrEqual(8);
+    for (const shape of shapes) {
+      const fingerprint = await kept();
+      server.injectFault({ pathPattern: patternFor(shape, fingerprint), status: 500, times: RETRIES + 1 });
+      await registerCluster(client(), { fingerprint }).catch(() => undefined);
+      const rerun = await registerCluster(client(), { fingerprint });
+      const status = await getClusterStatus(client(), { fingerprint });
+      expect(status.registered, shape).toBe(true);
+      expect(status.rearmExpiresAt, `${shape}: no window after the rerun`).toBeDefined();
+      expect(rerun.rearmExpiresAt ?? status.rearmExpiresAt, shape).toBe(status.rearmExpiresAt);
+    }
+  });
+
+  it('two registers at once over the namespace a deregistration kept both leave the window in the record', async () => {
+    for (let round = 0; round < 3; round++) {
+      const fingerprint = randomUUID();
+      await registerCluster(client(), { fingerprint });
+      await deregisterCluster(client(), { fingerprint });
+      await Promise.all([
+        registerCluster(client(), { fingerprint }),
+        registerCluster(client(), { fingerprint }),
+      ]);
+      expect((await getClusterStatus(client(), { fingerprint })).rearmExpiresAt).toBeDefined();
+    }
+  });
 
   it('rides out a transient 503 or sealed answer at any step through the client retries', async () => {
     for (const shape of shapes) {

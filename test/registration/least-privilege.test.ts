@@ -279,8 +279,7 @@ const NEEDED_BY: Record<string, string> = {
   'registrar cluster:cloudtaser/metadata/system/bridge-ca delete': 'deregister',
   'registrar cluster:cloudtaser/metadata/system/bridge-client delete': 'deregister',
   'registrar cluster:cloudtaser/data/system/deregistered create': 'deregister',
-  'registrar cluster:cloudtaser/data/system/deregistered read':
-    'status of the namespace a deregistration kept',
+  'registrar cluster:cloudtaser/data/system/deregistered read': 'register with new settings',
   'registrar cluster:cloudtaser/data/system/deregistered update': 'deregister --purge',
   'registrar namespace-root:cloudtaser/data/tokenreview/ca create': 'register',
   'registrar namespace-root:cloudtaser/data/tokenreview/ca read': 'register',
