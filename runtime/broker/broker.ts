@@ -708,6 +708,16 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
      * is a CT_BROKER_REPLACED warning on both sides), an unattested one is refused and shows who replaced it.
      */
     let replacedRetryFrom = 0;
+    /**
+     * Replacements in a row, and the pause before the init room is asked again: rejectedRetryMs, doubled at each
+     * replacement up to an hour. Two live attested brokers of one cluster (two operator replicas, a stale pod) took
+     * it from each other every minute without end, each time an OpenBao write, a dropped tunnel and a takeover
+     * warning nobody would read any more (a security review); they now settle within hours. Forgotten once this
+     * broker held the cluster for an hour.
+     */
+    let replacements = 0;
+    let replacedRetryMs = timing.rejectedRetryMs;
+    let bootstrappedAt: number | undefined;
     /** Set by CT_REARMED: go to the init room until a bootstrap is signed or refused, whatever fails meanwhile. */
     let rearmPending = false;
     while (!stop.signal.aborted) {
@@ -726,7 +736,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           setStatus('bootstrapping', 'fingerprint read; dialing the beacon init room');
         }
         const replacedRetryDue =
-          replacedAt !== undefined && Date.now() - replacedRetryFrom >= timing.rejectedRetryMs;
+          replacedAt !== undefined && Date.now() - replacedRetryFrom >= replacedRetryMs;
         const tryInit =
           !credentials ||
           rearmPending ||
@@ -745,6 +755,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           try {
             const fresh = await bootstrap(fingerprint, caPin);
             credentials = fresh;
+            bootstrappedAt = Date.now();
             const certificate = presentedCertificate(fresh.brokerCertPem);
             operationalMisses = 0;
             replacedAt = undefined;
@@ -822,6 +833,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           // every reason it shows from now on starts with who replaced it, until a bootstrap of its own succeeds.
           replacedAt = new Date().toISOString();
           replacedRetryFrom = Date.now();
+          if (bootstrappedAt !== undefined && Date.now() - bootstrappedAt > REPLACEMENTS_FORGOTTEN_MS)
+            replacements = 0;
+          replacements++;
+          replacedRetryMs = Math.min(
+            timing.rejectedRetryMs * 2 ** Math.min(replacements - 1, 20),
+            Math.max(timing.rejectedRetryMs, MAX_REPLACED_RETRY_MS),
+          );
           log.warn(
             { event: 'broker.replaced', code: closeCode },
             "another broker bootstrapped this cluster and the bridge closed this one's tunnel: if this cluster's operator did not just restart, someone who knows the fingerprint may hold the cluster now",
@@ -1030,6 +1048,11 @@ async function countReview(
   metrics?.tokenReview(kind, answer.status);
   return answer;
 }
+
+/** The longest pause of a replaced broker before it asks the init room again (see `replacements`). */
+const MAX_REPLACED_RETRY_MS = 60 * 60_000;
+/** Held this long since its own bootstrap, a broker starts counting replacements anew. */
+const REPLACEMENTS_FORGOTTEN_MS = 60 * 60_000;
 
 /** What a replaced broker's every reason starts with, until a bootstrap of its own succeeds. */
 function replacedNote(replacedAt: string): string {

@@ -298,6 +298,33 @@ describe('attested bootstrap through the beacon', () => {
     expect(await healthy.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
   }, 60_000);
 
+  it('two live attested brokers of one cluster take it from each other ever more slowly, not every minute forever', async () => {
+    // A security review: since a replaced broker asks the init room again, two live attested brokers (two operator
+    // replicas, a stale pod) swapped the cluster every rejectedRetryMs without end: an OpenBao write, a dropped
+    // tunnel and a takeover warning each time. The pause now doubles at each replacement.
+    const cluster = await registerAttested();
+    await bridge();
+    const timing = { ...FAST_BROKER_TIMING, reBootstrapAfterFailures: 1_000, rejectedRetryMs: 700 };
+    const first = await broker(cluster.fingerprint, { ...attested(), timing });
+    await first.waitForPhase('operational', 15_000);
+    await broker(cluster.fingerprint, { ...attested(), timing });
+    const writesAt: number[] = [];
+    let seen = store.initializedWrites(cluster.fingerprint);
+    const started = performance.now();
+    while (writesAt.length < 7 && performance.now() - started < 45_000) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const now = store.initializedWrites(cluster.fingerprint);
+      if (now > seen) writesAt.push(performance.now());
+      seen = now;
+    }
+    expect(writesAt.length).toBe(7);
+    const gaps = writesAt.slice(1).map((at, i) => at - writesAt[i]);
+    // Before: every gap about rejectedRetryMs plus a bootstrap. Now they grow, x2 per replacement of each side
+    // (0.7, 0.7, 1.4, 1.4, 2.8, 2.8 s plus a bootstrap each; the bootstrap's time, longer on a busy machine, is why
+    // the bound is well below 4).
+    expect(gaps[4] + gaps[5]).toBeGreaterThan(1.7 * (gaps[0] + gaps[1]));
+  }, 90_000);
+
   it('refuses a broker without a token (a stolen fingerprint) before and after init, records nothing, and says to turn attestation on', async () => {
     const cluster = await registerAttested();
     const b = await bridge();

@@ -22,6 +22,7 @@ export const SLOW_FILES: Readonly<Record<string, number>> = {
   'test/examples/cdktf-deploy.test.ts': 24,
   'test/provider/registration-lifecycle.e2e.test.ts': 23,
   'test/runtime/flow.test.ts': 22,
+  'test/attestation/flow.test.ts': 36,
   'test/runtime/shards-outage.test.ts': 20,
   'test/contract/openbao-ha.test.ts': 18,
   'test/operational/kube-outage.test.ts': 17,
