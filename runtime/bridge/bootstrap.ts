@@ -19,7 +19,6 @@ import {
   getClusterStatus,
   isRearmExpired,
   markClusterInitialized,
-  REARM_COMMAND,
 } from '../registration/index.js';
 import {
   awaitSecure,
@@ -128,12 +127,10 @@ export async function serveBootstrap(
         { event: 'bridge.rearm_expired', rearmExpiredAt: status.rearmExpiresAt },
         'bootstrap refused: the re-arm expired before a broker bootstrapped',
       );
-      // The refusal goes to whoever holds the fingerprint, maybe not the operator's broker: it names no time (when
-      // the operator re-armed is theirs to know; the bridge's log and `source status` say it).
-      return refuse(
-        'CT_ALREADY_INITIALIZED',
-        `cluster ${request.fingerprint} was re-armed, but the re-arm window passed before any broker bootstrapped (\`cloudtaser-cli source status\` says when); check that the refused broker is the operator's own, then run \`${REARM_COMMAND(request.fingerprint)}\` right before it restarts`,
-      );
+      // The refusal goes to whoever holds the fingerprint, maybe not the operator's broker: the same text as for a
+      // cluster that bootstrapped, with no time (that the operator re-armed, and when, is theirs to know; the log
+      // line above and `source status` say it).
+      return refuse('CT_ALREADY_INITIALIZED', alreadyInitializedMessage(request.fingerprint));
     }
     // The broker key this request is for, parsed once (undefined for a CSR that does not parse: refused below).
     const brokerKeySha256 = csrKeySha256(request.csr);
@@ -251,7 +248,10 @@ async function checkAttestation(
     return {
       code: 'CT_ATTESTATION_FAILED',
       why: 'missing',
-      reason: `bootstrap attestation refused (missing): this cluster's registration requires a service-account token and the broker sent none; run the broker with --attestation (Helm: operator.broker.attestation.enabled=true) as service account ${account}`,
+      // Told to whoever holds the fingerprint: not which service account the registration names (the operator
+      // finds it in `source status`), only the flag.
+      reason:
+        "bootstrap attestation refused (missing): this cluster's registration requires a service-account token and the broker sent none; run the broker with --attestation (Helm: operator.broker.attestation.enabled=true) as the operator's service account the registration names (`cloudtaser-cli source status`)",
     };
   }
   const keys: string[] = [];

@@ -115,7 +115,8 @@ export const ErrorCodes = {
   // registration
   CT_NAMESPACE_CLASH: 'the cluster namespace prefix already belongs to another fingerprint',
   CT_NOT_REGISTERED: 'the fingerprint is not registered',
-  CT_ALREADY_INITIALIZED: 'the cluster has already bootstrapped once (re-arm to allow another)',
+  CT_ALREADY_INITIALIZED:
+    'the cluster allows no bootstrap now: it has bootstrapped once, or a re-arm window passed unused (re-arm to allow another)',
   CT_REGISTRATION_CORRUPT: 'a registration record exists but is unreadable or inconsistent',
   CT_REGISTRATION_INCOMPLETE:
     'a cluster has records but no registration record (a deregistration that stopped half-way); deregister again',

@@ -260,5 +260,8 @@ export const REARM_COMMAND = (fingerprint: string) =>
  * first 8 characters, and a command pasted from there would name none.
  */
 export function alreadyInitializedMessage(fingerprint: string): string {
-  return `cluster ${fingerprint} has already bootstrapped once; to allow a new bootstrap run \`${REARM_COMMAND(fingerprint)}\` (the whole fingerprint: \`cloudtaser-cli target fingerprint\` in the cluster, or the registration), or replace the cloudtaser_cluster_registration resource`;
+  // One text whether it bootstrapped or a re-arm window passed: it reaches whoever holds the fingerprint, who need
+  // not learn that the operator re-armed and its broker never came (a security review); the bridge's log
+  // (bridge.rearm_expired) and `source status` tell the operator which.
+  return `cluster ${fingerprint} allows no bootstrap now (it has bootstrapped once, or a re-arm's window passed unused; \`cloudtaser-cli source status\` says which); to allow one more, run \`${REARM_COMMAND(fingerprint)}\` right before the operator restarts (the whole fingerprint: \`cloudtaser-cli target fingerprint\` in the cluster, or the registration), or replace the cloudtaser_cluster_registration resource`;
 }

@@ -135,7 +135,7 @@ describe('bridge and broker through two beacon replicas', () => {
       webhook: { host: '127.0.0.1', port: 0, dnsNames: ['localhost'], injection: { image: 'operator:test' } },
     });
     const rejected = await second.waitForPhase('rejected', 15_000);
-    expect(rejected.reason).toContain('already bootstrapped');
+    expect(rejected.reason).toContain('allows no bootstrap now');
     expect(rejected.reason).toContain('--rearm');
     expect(rejected.lastErrorCode).toBe('CT_ALREADY_INITIALIZED');
     // Its webhook refuses labelled pods with the cause and the fix; before, it told app teams to retry in a few
