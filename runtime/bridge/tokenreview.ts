@@ -283,12 +283,15 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
 
   function refused(fingerprint: string, why: string, unreadable?: string): void {
     const now = Date.now();
-    const seen = refusals.get(fingerprint);
+    // Apart by kind: a caller's bad request each minute must not keep "this bridge cannot read the credential"
+    // out of the log (a security review).
+    const key = unreadable ? `${fingerprint}|unreadable` : fingerprint;
+    const seen = refusals.get(key);
     if (seen && now - seen.since < REFUSAL_LOG_WINDOW_MS) {
       seen.suppressed++;
       return;
     }
-    refusals.set(fingerprint, { since: now, suppressed: 0 });
+    refusals.set(key, { since: now, suppressed: 0 });
     log.warn(
       {
         event: 'tokenreview.unauthorized',
