@@ -13,6 +13,8 @@ export interface BrokerKeyView {
   readonly keySha256?: string;
   /** Why there is no usable hash: the /status did not answer, gave none, or gave one that is not a hash. */
   readonly problem?: string;
+  /** What the broker says of itself: `phase`, `lastErrorCode` and `reason`, checked and cut short (untrusted). */
+  readonly says?: string;
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -37,7 +39,15 @@ export function brokerKeyView(url: string, status: unknown): BrokerKeyView {
     : fields.brokerKeySha256 === undefined
       ? `its /status shows no brokerKeySha256 (phase ${phase}: no certificate yet, or an older broker)`
       : 'its /status shows a brokerKeySha256 that is not 64 hex characters: unknown, not trusted';
-  return { url, ...(pod ? { pod } : {}), ...(keySha256 ? { keySha256 } : { problem }) };
+  const code =
+    typeof fields.lastErrorCode === 'string' && /^CT_[A-Z0-9_]{1,60}$/.test(fields.lastErrorCode)
+      ? fields.lastErrorCode
+      : undefined;
+  // Printed to a person: control characters and escapes out, and at most 300 characters.
+  const reason =
+    typeof fields.reason === 'string' ? fields.reason.replace(/[^\x20-\x7e]/g, ' ').slice(0, 300) : undefined;
+  const says = `phase ${phase}${code ? `, ${code}` : ''}${reason ? `: ${reason}` : ''}`;
+  return { url, ...(pod ? { pod } : {}), ...(keySha256 ? { keySha256 } : { problem }), says };
 }
 
 /**

@@ -13,7 +13,13 @@ import {
   getClusterStatus,
   loadReviewerSha256,
 } from '../registration/index.js';
-import { type BrokerKeyView, brokerKeyView, tunnelHolderText, tunnelKeysOf } from './broker-keys.js';
+import {
+  type BrokerKeyView,
+  brokerKeyView,
+  brokerName,
+  tunnelHolderText,
+  tunnelKeysOf,
+} from './broker-keys.js';
 import {
   broken,
   type CheckResult,
@@ -442,10 +448,16 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
           { code: refusal.code },
         );
       const unsharded = views.some((v) => v === undefined);
+      // The broker's own word, when its /status was given (an outside drill had it at hand and the doctor ignored
+      // it unless two brokers wanted the cluster).
+      const brokers = brokerUrls.length > 0 ? await readBrokerKeys() : [];
+      const heard = brokers
+        .map((broker) => `; ${brokerName(broker)} says: ${broker.says ?? broker.problem ?? 'nothing'}`)
+        .join('');
       return broken(
-        bridges.length === 1
+        (bridges.length === 1
           ? `the bridge holds no tunnel for ${fp8}`
-          : `none of the ${bridges.length} bridge replicas asked holds a tunnel for ${fp8}`,
+          : `none of the ${bridges.length} bridge replicas asked holds a tunnel for ${fp8}`) + heard,
         bridges.length === 1 && unsharded
           ? 'the broker is not connected: run `cloudtaser-cli target doctor` in the cluster. With several bridge replicas (the chart runs 2) its one tunnel is on one of them: pass --bridge-health-url once per bridge pod to check them all'
           : 'the broker is not connected: run `cloudtaser-cli target doctor` in the cluster',

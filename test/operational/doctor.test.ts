@@ -425,6 +425,22 @@ describe('source doctor', () => {
         },
         { timeout: 15_000, interval: 200 },
       );
+      // Given the broker's /status, the broker's own word goes with it, checked and cut short (an outside drill had
+      // it at hand; the doctor read it only when two brokers wanted the cluster). Here a stand-in: a broker that
+      // cannot reach the beacon, whose reason carries a terminal escape.
+      const unreachable = await editedStatus(stack.broker.healthUrl!, (status) => {
+        status.phase = 'reconnecting';
+        status.lastErrorCode = 'CT_BEACON_UNREACHABLE';
+        status.reason = 'the beacon at tls://beacon.test:443 is unreachable\u001b[31m: connect ECONNREFUSED';
+      });
+      try {
+        const told = await doctor({ brokerStatusUrl: unreachable.address });
+        expect(stepOf(told, 'tunnel')?.detail).toContain(
+          `says: phase reconnecting, CT_BEACON_UNREACHABLE: the beacon at tls://beacon.test:443 is unreachable [31m: connect ECONNREFUSED`,
+        );
+      } finally {
+        await unreachable.close();
+      }
       // The operator restarts without its state (a reinstall): its new broker is refused CT_ALREADY_INITIALIZED.
       // The fix is on this side (a re-arm); before, this said "run target doctor in the cluster" (exit 28).
       const restarted = await startTestBroker({
