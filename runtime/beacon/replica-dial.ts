@@ -335,7 +335,7 @@ class ReplicaDial {
   }
 
   private readonly onSocketError = (err: Error) => {
-    this.fail(this.unreachable(err.message, err));
+    this.fail(this.unreachable(`${err.message.trim()}${dialErrorHint(err)}`, err));
   };
 
   private readonly onSocketClose = () => {
@@ -540,6 +540,22 @@ class ReplicaDial {
       details: { ip: this.options.ip },
     });
   }
+}
+
+/**
+ * What to check for the TLS failures an SRE meets at the beacon, which OpenSSL words for itself (an outside drill
+ * read "self-signed certificate" and "...ssl3_record.c:350:" with no hint where to look).
+ */
+export function dialErrorHint(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (
+    /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code) ||
+    /self[- ]signed|unable to (verify|get)|certificate/i.test(err.message)
+  )
+    return " (the beacon's certificate is not trusted: check --beacon-ca, the CA of the beacon's certificate, and the address's host name against it)";
+  if (/ERR_SSL_|wrong version number|packet length too long|ssl3_/i.test(`${code} ${err.message}`))
+    return ' (what answered there does not speak TLS: check the port, and that it is the beacon and not a proxy or a plain HTTP listener)';
+  return '';
 }
 
 function cancelled(options: ReplicaDialOptions): CloudtaserError {

@@ -149,7 +149,7 @@ describe('dialer', () => {
     ).rejects.toMatchObject({ code: 'CT_BEACON_UNREACHABLE' });
   });
 
-  it('reports CT_BEACON_UNREACHABLE when the beacon certificate is not trusted', async () => {
+  it('reports CT_BEACON_UNREACHABLE when the beacon certificate is not trusted, saying to check --beacon-ca', async () => {
     await expect(
       waitForPeer({
         target: { door: 'tls', host: 'localhost', port: beacon.port },
@@ -157,7 +157,34 @@ describe('dialer', () => {
         role: 'broker',
         hash: randomHash(),
       }),
-    ).rejects.toMatchObject({ code: 'CT_BEACON_UNREACHABLE' });
+    ).rejects.toMatchObject({
+      code: 'CT_BEACON_UNREACHABLE',
+      message: expect.stringContaining('check --beacon-ca'),
+    });
+  });
+
+  it('says to check the port when what answers does not speak TLS', async () => {
+    // An outside drill pointed a broker at a plain HTTP port and read OpenSSL's "...ssl3_record.c:350:".
+    const plainHttp = createNetServer((socket) =>
+      socket.once('data', () => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')),
+    );
+    plainHttp.listen(0, '127.0.0.1');
+    await once(plainHttp, 'listening');
+    try {
+      await expect(
+        waitForPeer({
+          target: { door: 'tls', host: 'localhost', port: (plainHttp.address() as { port: number }).port },
+          ip: '127.0.0.1',
+          role: 'broker',
+          hash: randomHash(),
+        }),
+      ).rejects.toMatchObject({
+        code: 'CT_BEACON_UNREACHABLE',
+        message: expect.stringContaining('does not speak TLS: check the port'),
+      });
+    } finally {
+      plainHttp.close();
+    }
   });
 
   it('times out a server that accepts but never answers', async () => {
