@@ -427,8 +427,10 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       } catch (err) {
         const code = err instanceof CloudtaserError ? err.code : 'CT_INTERNAL';
         if (code === 'CT_CANCELLED') return;
+        // By route too: a summary carries its first line's fields, so one keyed by code alone named the route of
+        // the first failure for every other route's failures (an outside drill: kv-read failures as logins).
         failures.warn(
-          code,
+          `${code}|${checked.route}`,
           { event: 'podapi.tunnel_failed', route: checked.route, code },
           'pod API request failed',
         );

@@ -70,7 +70,7 @@ describe('pod API: waiting for a tunnel inside the request gate', () => {
 });
 
 describe('pod API: the log of a tunnel that fails every request', () => {
-  it('logs the first failure of each code in full and folds the rest into one summary by code', async () => {
+  it('logs the first failure of each code and route in full and folds the rest into one summary by code and route', async () => {
     // Every pod retries through an outage: one line per failed request would drown the lines an SRE needs.
     const log = captureLogger();
     let broken = false;
@@ -95,21 +95,31 @@ describe('pod API: the log of a tunnel that fails every request', () => {
     for (let i = 0; i < 5; i++) statuses.push((await timed(url)).status);
     expect(statuses).toEqual(Array(17).fill(503));
 
+    // Another route failing with the same code gets a line (and a summary) of its own, naming its route: keyed by
+    // code alone, its failures were folded under the first route's line (an outside drill read kv-read failures
+    // summarised as logins).
+    for (let i = 0; i < 3; i++) statuses.push((await timed(`${api.url}/v1/auth/token/lookup-self`)).status);
+
     const failed = () => log.lines.filter((line) => line.event === 'podapi.tunnel_failed');
-    expect(failed().map((line) => line.code)).toEqual(['CT_TUNNEL_CLOSED', 'CT_TUNNEL_PROTOCOL']);
+    expect(failed().map((line) => [line.code, line.route])).toEqual([
+      ['CT_TUNNEL_CLOSED', 'kv-read'],
+      ['CT_TUNNEL_PROTOCOL', 'kv-read'],
+      ['CT_TUNNEL_PROTOCOL', 'token-lookup-self'],
+    ]);
     expect(log.lines.filter((line) => line.event === 'podapi.failures_summary')).toEqual([]);
     await api.close();
     api = undefined;
-    // Closing writes the summaries of the open windows: one per code, with the count it stands for.
+    // Closing writes the summaries of the open windows: one per code and route, with the count it stands for.
     const summaries = log.lines.filter((line) => line.event === 'podapi.failures_summary');
-    expect(summaries.map((line) => [line.suppressed, line.byCode])).toEqual(
+    expect(summaries.map((line) => [line.suppressed, line.byCode, line.route])).toEqual(
       expect.arrayContaining([
-        [11, { CT_TUNNEL_CLOSED: 11 }],
-        [4, { CT_TUNNEL_PROTOCOL: 4 }],
+        [11, { CT_TUNNEL_CLOSED: 11 }, 'kv-read'],
+        [4, { CT_TUNNEL_PROTOCOL: 4 }, 'kv-read'],
+        [2, { CT_TUNNEL_PROTOCOL: 2 }, 'token-lookup-self'],
       ]),
     );
-    expect(summaries).toHaveLength(2);
-    expect(failed()).toHaveLength(2);
+    expect(summaries).toHaveLength(3);
+    expect(failed()).toHaveLength(3);
   });
 });
 
