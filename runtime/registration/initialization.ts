@@ -263,5 +263,5 @@ export function alreadyInitializedMessage(fingerprint: string): string {
   // One text whether it bootstrapped or a re-arm window passed: it reaches whoever holds the fingerprint, who need
   // not learn that the operator re-armed and its broker never came (a security review); the bridge's log
   // (bridge.rearm_expired) and `source status` tell the operator which.
-  return `cluster ${fingerprint} allows no bootstrap now (it has bootstrapped once, or a re-arm's window passed unused; \`cloudtaser-cli source status\` says which); to allow one more, run \`${REARM_COMMAND(fingerprint)}\` right before the operator restarts (the whole fingerprint: \`cloudtaser-cli target fingerprint\` in the cluster, or the registration), or replace the cloudtaser_cluster_registration resource`;
+  return `cluster ${fingerprint} allows no bootstrap now (it has bootstrapped once, or a re-arm's window passed unused; \`cloudtaser-cli source status\` says which); if another broker of this cluster serves it (\`cloudtaser-cli source doctor\` names the one holding the tunnel), do not re-arm: stop this one; otherwise, to allow one more, run \`${REARM_COMMAND(fingerprint)}\` right before the operator restarts (the whole fingerprint: \`cloudtaser-cli target fingerprint\` in the cluster, or the registration), or replace the cloudtaser_cluster_registration resource`;
 }

@@ -137,6 +137,9 @@ describe('bridge and broker through two beacon replicas', () => {
     const rejected = await second.waitForPhase('rejected', 15_000);
     expect(rejected.reason).toContain('allows no bootstrap now');
     expect(rejected.reason).toContain('--rearm');
+    // A second broker beside a serving one must not be told simply to re-arm: an outside drill did, and the re-arm
+    // only bounced the healthy tunnel.
+    expect(rejected.reason).toContain('if another broker of this cluster serves it');
     expect(rejected.lastErrorCode).toBe('CT_ALREADY_INITIALIZED');
     // Its webhook refuses labelled pods with the cause and the fix; before, it told app teams to retry in a few
     // seconds, which a refused bootstrap never heals.
