@@ -5,7 +5,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { attestationAudience } from '../attestation/index.js';
 import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
-import { jitteredInterval } from '../core/backoff.js';
+import { backoffCeiling, jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import {
   fingerprintPrefix,
@@ -716,7 +716,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
      * broker held the cluster for an hour.
      */
     let replacements = 0;
-    let replacedRetryMs = timing.rejectedRetryMs;
     let bootstrappedAt: number | undefined;
     /** Set by CT_REARMED: go to the init room until a bootstrap is signed or refused, whatever fails meanwhile. */
     let rearmPending = false;
@@ -736,7 +735,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           setStatus('bootstrapping', 'fingerprint read; dialing the beacon init room');
         }
         const replacedRetryDue =
-          replacedAt !== undefined && Date.now() - replacedRetryFrom >= replacedRetryMs;
+          replacedAt !== undefined &&
+          Date.now() - replacedRetryFrom >=
+            backoffCeiling(replacements - 1, {
+              initialMs: timing.rejectedRetryMs,
+              maxMs: Math.max(timing.rejectedRetryMs, MAX_REPLACED_RETRY_MS),
+            });
         const tryInit =
           !credentials ||
           rearmPending ||
@@ -836,10 +840,6 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           if (bootstrappedAt !== undefined && Date.now() - bootstrappedAt > REPLACEMENTS_FORGOTTEN_MS)
             replacements = 0;
           replacements++;
-          replacedRetryMs = Math.min(
-            timing.rejectedRetryMs * 2 ** Math.min(replacements - 1, 20),
-            Math.max(timing.rejectedRetryMs, MAX_REPLACED_RETRY_MS),
-          );
           log.warn(
             { event: 'broker.replaced', code: closeCode },
             "another broker bootstrapped this cluster and the bridge closed this one's tunnel: if this cluster's operator did not just restart, someone who knows the fingerprint may hold the cluster now",
@@ -875,7 +875,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           setStatus(
             'rejected',
             replacedAt
-              ? `another broker bootstrapped this cluster and replaced this one at ${replacedAt} (CT_BROKER_REPLACED); if this cluster's operator did not restart then, someone who knows the fingerprint may hold the cluster: have the OpenBao admin check before re-arming (cloudtaser-cli source doctor). ${refused}`
+              ? `${replacedNote(replacedAt)}if this cluster's operator did not restart then, someone who knows the fingerprint may hold the cluster: have the OpenBao admin check before re-arming (cloudtaser-cli source doctor). ${refused}`
               : refused,
             {
               lastErrorCode: replacedAt ? 'CT_BROKER_REPLACED' : refusal,

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseJwks, refusePrivateJwks } from '../attestation/index.js';
 import { CloudtaserError, isCloudtaserError } from '../core/errors.js';
-import { fingerprintPrefix, initHash, sha256Hex } from '../core/hashes.js';
+import { fingerprintPrefix, initHash, operationalHash } from '../core/hashes.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import {
   DEFAULT_OPERATOR_SERVICE_ACCOUNT_REF,
@@ -277,7 +277,7 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
   changed = tokenReviewChanged || certificateChanged || changed;
 
   // 5. The registration record the bridge discovers.
-  const operationalHash = sha256Hex(ca.certDer);
+  const caSha256 = operationalHash(ca.certDer);
   const [existing, initializedRecord] = await recordsBefore;
   if (target.requireNew && existing !== undefined) throw alreadyRegistered(fingerprint, existing.data);
   if (existing === undefined) {
@@ -297,7 +297,7 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
   // error says so), and the repair must keep what it still says (an outside audit saw it turn migration off).
   const ownRecord = existing !== undefined && existing.data.fingerprint === fingerprint;
   const sameCluster =
-    ownRecord && existing.data.ca_sha256 === operationalHash && existing.data.namespace === namespace;
+    ownRecord && existing.data.ca_sha256 === caSha256 && existing.data.namespace === namespace;
   // Without new settings an existing attestation is kept: a plain re-run must not switch it off.
   const wantedAttestation = attestation ?? (ownRecord ? storedAttestation(existing.data) : undefined);
   // The same for migration: only an explicit true/false changes it.
@@ -327,7 +327,7 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
     const record: RegisteredRecord = {
       fingerprint,
       namespace,
-      ca_sha256: operationalHash,
+      ca_sha256: caSha256,
       registered_at: registeredAt,
       ...(wantedAttestation ? { attestation: wantedAttestation } : {}),
       ...(wantedMigration ? { migration_enabled: true } : {}),
@@ -362,7 +362,7 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
   // and then the namespace, so a record written (or found) here could name a CA that is gone. Read it again once
   // the record is in place (an outside fleet test raced the two: 4 runs in 10 ended with a record, no namespace,
   // and `list` calling the cluster healthy). The purge's own check covers the order where it deletes last.
-  if (existingNamespace) await assertCaStillThere(cluster, fingerprint, operationalHash);
+  if (existingNamespace) await assertCaStillThere(cluster, fingerprint, caSha256);
   // A new registration has no `initialized` (a leftover one was removed above).
   const initialized = existing !== undefined && initializedRecord !== undefined;
   await announcement.end();
@@ -370,7 +370,7 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
     fingerprint,
     namespace,
     initHash: initHash(fingerprint),
-    operationalHash,
+    operationalHash: caSha256,
     caCertPem: ca.certPem,
     initialized,
     registeredAt,
@@ -508,7 +508,7 @@ async function assertCaStillThere(cluster: OpenBaoClient, fingerprint: string, h
     throw err;
   });
   const certificate = typeof ca?.certificate === 'string' ? ca.certificate : undefined;
-  if (certificate && sha256Hex(new X509Certificate(certificate).raw) === hash) return;
+  if (certificate && operationalHash(new X509Certificate(certificate).raw) === hash) return;
   throw new CloudtaserError(
     'CT_REGISTRATION_CORRUPT',
     `cluster ${fingerprint}: its cluster CA was deleted while this register ran (a deregister --purge of the same cluster at the same time?), so the registration record names a CA that is gone; run register again to repair it (a new CA: pin its operational hash), or deregister --purge to finish removing it`,
