@@ -335,16 +335,24 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
     };
     await announcement.begin();
     const written = sameCluster ? updatedRecord(existing.data, record) : { ...record };
-    const answer = target.requireNew
-      ? await writeNewRecord(root, fingerprint, record)
-      : await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), written);
-    changed = true;
-    if (window) {
+    const outcome = target.requireNew
+      ? { answer: await writeNewRecord(root, fingerprint, record) }
+      : await writeRecordOverRead(root, fingerprint, written, existing?.version ?? 0);
+    if ('adopted' in outcome) {
+      // A run of the same cluster with the same settings wrote it a moment ago: report what is stored.
+      registeredAt = outcome.adopted.registered_at;
+      if (window && typeof outcome.adopted.rearm_expires_at === 'string')
+        rearmExpiresAt = outcome.adopted.rearm_expires_at;
+    } else if (window) {
+      changed = true;
+      const answer = outcome.answer;
       rearmExpiresAt = await followOpenBaoClock(root, fingerprint, written, answer, window, log);
       log.warn(
         { event: 'registration.reopened_namespace', namespace, rearmExpiresAt },
         'registered again over a kept namespace with a new CA: its first bootstrap is open only until the window ends',
       );
+    } else {
+      changed = true;
     }
     log.info(
       {
@@ -556,6 +564,54 @@ function alreadyRegistered(fingerprint: string, data: Record<string, unknown>): 
     `cluster ${fingerprint} is already registered (namespace ${String(data.namespace)}${at}) by another owner`,
     { details: { fingerprint } },
   );
+}
+
+/** The record fields a register run decides; `registered_at` and the window's end come from the first writer. */
+const DECIDED_FIELDS = ['fingerprint', 'namespace', 'ca_sha256', 'attestation', 'migration_enabled'] as const;
+
+/**
+ * Writes the registration record over the version this run read (check-and-set), so two runs at once cannot undo
+ * each other's settings unseen (before, the later write won and both reported success: an outside fleet test).
+ * Losing to a run that wrote the same decided fields (the same cluster registered twice at once) is not a
+ * failure: that record is this run's outcome, and it reports the stored time. Losing to different settings is
+ * refused, so the caller runs again over what is stored now.
+ */
+async function writeRecordOverRead(
+  root: OpenBaoClient,
+  fingerprint: string,
+  record: Record<string, unknown>,
+  readVersion: number,
+): Promise<
+  | { answer: { version: number; createdTime?: string } }
+  | { adopted: Record<string, unknown> & { registered_at: string } }
+> {
+  try {
+    return {
+      answer: await root.kvWrite(RECORDS_MOUNT, paths.registered(fingerprint), record, { cas: readVersion }),
+    };
+  } catch (err) {
+    if (!isCloudtaserError(err, 'CT_OPENBAO_CAS_MISMATCH')) throw err;
+    const stored = (await root.kvRead(RECORDS_MOUNT, paths.registered(fingerprint)))?.data;
+    const same =
+      stored !== undefined &&
+      typeof stored.registered_at === 'string' &&
+      DECIDED_FIELDS.every(
+        (field) => canonicalJson(stored[field] ?? null) === canonicalJson(record[field] ?? null),
+      ) &&
+      'rearm_expires_at' in stored === 'rearm_expires_at' in record;
+    if (same) return { adopted: stored as Record<string, unknown> & { registered_at: string } };
+    if (stored === undefined)
+      throw new CloudtaserError(
+        'CT_OPENBAO_CAS_MISMATCH',
+        `the registration record of ${fingerprint} was removed while this run was changing it (a deregister of the cluster ran at the same moment); nothing was written to the record: run this one again to register the cluster anew (a new CA if the deregister removed it: pin its operational hash)`,
+        { cause: err, details: { fingerprint } },
+      );
+    throw new CloudtaserError(
+      'CT_OPENBAO_CAS_MISMATCH',
+      `the registration record of ${fingerprint} changed while this run was registering it (another register or deregister of the cluster ran at the same moment, with other settings); nothing of this run's settings was written to the record: check \`cloudtaser-cli source status --fingerprint ${fingerprint}\` and run this one again to apply its settings over what is stored now`,
+      { cause: err, details: { fingerprint } },
+    );
+  }
 }
 
 /**

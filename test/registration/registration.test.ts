@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initHash } from '../../runtime/core/hashes.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
@@ -185,6 +185,38 @@ describe('registration against the OpenBao test server', () => {
       registerCluster(registrar, { fingerprint: fp }),
     ]);
     expect(a.operationalHash).toBe(b.operationalHash);
+    // One record, written once: both runs report the registration time that is stored (an outside fleet test saw
+    // each run report its own `registeredAt`, one of which was overwritten by the other's write).
+    const stored = await admin.withNamespace('cloudtaser').kvRead('cloudtaser', `clusters/${fp}/registered`);
+    expect(stored?.version).toBe(1);
+    expect(a.registeredAt).toBe(stored?.data.registered_at);
+    expect(b.registeredAt).toBe(stored?.data.registered_at);
+  });
+
+  it('loses no setting when two runs change one registration at once: the later write fails as a race to run again', async () => {
+    // Before, the record write had no check-and-set: of a run turning migration off and one turning attestation on,
+    // the later write undid the other's setting and both reported success.
+    const fp = randomFingerprint();
+    await registerCluster(registrar, { fingerprint: fp, migration: true });
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = { ...pair.publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'ES256', use: 'sig' };
+    const attestation = { issuer: 'https://kubernetes.default.svc', jwks: { keys: [jwk] } };
+    const [migrationOff, attested] = await Promise.allSettled([
+      registerCluster(registrar, { fingerprint: fp, migration: false }),
+      registerCluster(registrar, { fingerprint: fp, attestation }),
+    ]);
+    const stored = (await admin.withNamespace('cloudtaser').kvRead('cloudtaser', `clusters/${fp}/registered`))
+      ?.data;
+    // What a run reported done is what is stored: no success whose setting another write undid.
+    if (migrationOff.status === 'fulfilled') expect(stored?.migration_enabled).toBeUndefined();
+    if (attested.status === 'fulfilled') expect(stored?.attestation).toBeDefined();
+    const lost = [migrationOff, attested].filter((o) => o.status === 'rejected');
+    expect(lost.length).toBeLessThanOrEqual(1);
+    for (const o of lost)
+      expect((o as PromiseRejectedResult).reason).toMatchObject({
+        code: 'CT_OPENBAO_CAS_MISMATCH',
+        message: expect.stringContaining('run this one again'),
+      });
   });
 
   it('refuses a fingerprint whose 8-character prefix belongs to another cluster, writing nothing', async () => {
@@ -526,13 +558,36 @@ describe('registration against the OpenBao test server', () => {
       });
     };
 
-    it('a register whose record lands after the purge fails with CT_REGISTRATION_CORRUPT; status says so; a rerun repairs', async () => {
+    it('a settings change whose record write comes after the purge writes nothing and fails as a race to run again', async () => {
       const fp = randomFingerprint();
-      const first = await registerCluster(registrar, { fingerprint: fp });
-      // The rerun's record write waits while the purge runs to its end.
+      await registerCluster(registrar, { fingerprint: fp });
       const recordWrite = new RegExp(`/v1/cloudtaser/data/clusters/${fp}/registered$`);
       server.injectFault({ pathPattern: recordWrite, method: 'POST', delayMs: 400 });
       const rerun = registerCluster(registrar, { fingerprint: fp, migration: true }).then(
+        () => undefined,
+        (err: { code?: string; message?: string }) => err,
+      );
+      await purgeWhenRequested(fp, recordWrite);
+      const failure = await rerun;
+      // The write is checked against the record this run read, which the purge removed: no record naming a CA
+      // that is gone (before stop 39 it was written, and only the CA re-check below caught it).
+      expect(failure).toMatchObject({ code: 'CT_OPENBAO_CAS_MISMATCH' });
+      expect(failure?.message).toContain('removed while this run was changing it');
+      expect(await getClusterStatus(registrar, { fingerprint: fp })).toMatchObject({ registered: false });
+      expect((await registerCluster(registrar, { fingerprint: fp })).changed).toBe(true);
+    });
+
+    it('a register over a kept namespace whose record lands after the purge fails with CT_REGISTRATION_CORRUPT; status says so; a rerun repairs', async () => {
+      const fp = randomFingerprint();
+      await registerCluster(registrar, { fingerprint: fp });
+      await deregisterCluster(registrar, { fingerprint: fp });
+      // A first record over the kept namespace is written with check-and-set 0, which a purge does not change.
+      const first = await registerCluster(registrar, { fingerprint: fp, rearmWindowMs: 60_000 });
+      await deregisterCluster(registrar, { fingerprint: fp });
+      // The rerun's record write waits while the purge runs to its end.
+      const recordWrite = new RegExp(`/v1/cloudtaser/data/clusters/${fp}/registered$`);
+      server.injectFault({ pathPattern: recordWrite, method: 'POST', delayMs: 400 });
+      const rerun = registerCluster(registrar, { fingerprint: fp, rearmWindowMs: 60_000 }).then(
         () => undefined,
         (err: { code?: string; message?: string }) => err,
       );
