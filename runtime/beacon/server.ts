@@ -6,6 +6,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
+import { cannotListen } from '../core/listen.js';
 import { CLOUDTASER_VERSION } from '../core/version.js';
 import { type BridgeCaSet, loadBridgeCas } from './bridge-auth.js';
 import { BeaconDoors } from './doors.js';
@@ -195,13 +196,7 @@ class BeaconServer {
       await new Promise<void>((resolve, reject) => {
         // EACCES (a port below 1024 without the privilege) and EADDRINUSE are what was asked for, not a bug.
         const refused = (err: Error) =>
-          reject(
-            new CloudtaserError(
-              'CT_INVALID_ARGUMENT',
-              `cannot listen for beacon connections on ${formatHost(host)}:${listenPort} (--listen): ${err.message}`,
-              { cause: err },
-            ),
-          );
+          reject(cannotListen('beacon connections (--listen)', formatHost(host), listenPort, err));
         server.once('error', refused);
         server.listen(listenPort, host, () => {
           server.off('error', refused);
@@ -221,7 +216,7 @@ class BeaconServer {
           metricsUrl = started.url;
         } catch (err) {
           throw new CloudtaserError(
-            'CT_INVALID_ARGUMENT',
+            'CT_LISTEN_FAILED',
             `beacon metrics server (--metrics-listen): ${(err as Error).message}`,
             {
               cause: err,

@@ -45,7 +45,7 @@ export interface PodApiEndpoint {
 export interface BrokerPodApi {
   /**
    * Holds its port from the broker's start (a fixed port only), so one another process holds fails the broker
-   * before it bootstraps; `start` listens there. Throws CT_INVALID_ARGUMENT when the port cannot be held.
+   * before it bootstraps; `start` listens there. Throws CT_LISTEN_FAILED when the port cannot be held.
    */
   reserve(): Promise<void>;
   /**

@@ -55,7 +55,37 @@ export const USAGE_ERROR_CODES: readonly ErrorCode[] = [
 ];
 
 /**
- * Turns any failure into the one-line `CT_CODE: message` form on stderr and an exit code (2 usage, 1 other).
+ * Codes that say "this may pass if run again later, unchanged": the service was down, slow, sealed, rate-limited
+ * or lagging, or another run changed a record at the same moment. Exit 75 (EX_TEMPFAIL of sysexits.h), so a fleet
+ * script retries these and stops on the rest; before, both exited 1 and scripts had to parse stderr (an outside
+ * fleet test). An address that is simply wrong is also "unreachable": a script's retries end either way.
+ */
+export const TEMPORARY_ERROR_CODES: readonly ErrorCode[] = [
+  'CT_OPENBAO_UNREACHABLE',
+  'CT_OPENBAO_TIMEOUT',
+  'CT_OPENBAO_SEALED',
+  'CT_OPENBAO_RATE_LIMITED',
+  'CT_OPENBAO_READ_LAG',
+  'CT_OPENBAO_CAS_MISMATCH',
+  'CT_DISCOVERY_CONTENDED',
+  'CT_KUBE_UNREACHABLE',
+  'CT_PROXY_UNREACHABLE',
+  'CT_BEACON_UNREACHABLE',
+];
+
+/** The exit codes of a failed command (a doctor's broken link has its own, 10 to 29: README). */
+export const ExitCodes = { failure: 1, usage: 2, temporary: 75 } as const;
+
+/** The exit code a failure with `code` ends the CLI with. */
+export function exitCodeFor(code: ErrorCode): number {
+  if (USAGE_ERROR_CODES.includes(code)) return ExitCodes.usage;
+  if (TEMPORARY_ERROR_CODES.includes(code)) return ExitCodes.temporary;
+  return ExitCodes.failure;
+}
+
+/**
+ * Turns any failure into the one-line `CT_CODE: message` form on stderr and an exit code (2 usage, 75 temporary,
+ * 1 other).
  * `helpCommand` is the command that ran: a usage error names its --help, unless the message already names one.
  */
 export function reportFailure(err: unknown, context: { readonly helpCommand?: string } = {}): number {
@@ -66,12 +96,12 @@ export function reportFailure(err: unknown, context: { readonly helpCommand?: st
     if (usage && context.helpCommand && !/\(see [^()]* --help\)$/.test(line))
       line += ` (see ${context.helpCommand} --help)`;
     process.stderr.write(`${line}\n`);
-    return usage ? 2 : 1;
+    return exitCodeFor(err.code);
   }
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(
     `CT_INTERNAL: ${message.replace(/\s*\n\s*/g, ' ')} (this is a bug; please report it with the command you ran)\n`,
   );
   if (process.env.CLOUDTASER_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-  return 1;
+  return ExitCodes.failure;
 }

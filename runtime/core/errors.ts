@@ -210,6 +210,8 @@ export const ErrorCodes = {
     'the webhook refused a pod it should inject (bridge not connected, bad cloudtaser annotations); counted in metrics',
   CT_DOCTOR_BROKEN_LINK:
     '`cloudtaser-cli target doctor` / `source doctor` found a broken link on the path; the exit code says which',
+  CT_LISTEN_FAILED:
+    'a listener could not open its address (in use by another process, a port below 1024 without the privilege, an address this host does not have)',
   CT_INTERNAL: 'a bug: an invariant did not hold',
   CT_CANCELLED: 'the operation was cancelled',
 } as const;

@@ -1,6 +1,6 @@
 /**
  * One way to put an HTTP(S) server on a port, for every listener a process has (probes, pod API, webhook):
- * the same listen error (CT_INVALID_ARGUMENT naming the flag's purpose), the same `<scheme>://host:port` URL and
+ * the same listen error (CT_LISTEN_FAILED naming the flag's purpose), the same `<scheme>://host:port` URL and
  * the same close, which also ends keep-alive connections so shutdown never waits on an idle client.
  */
 
@@ -120,13 +120,31 @@ export async function reservePort(options: {
   };
 }
 
-/** The one listen error: EADDRINUSE, EACCES and the like are what was asked for, named with the purpose. */
-function cannotListen(what: string, host: string, port: number, err: Error): CloudtaserError {
+/**
+ * The one listen error: EADDRINUSE, EACCES and the like are this host's state, not a bug and not a typo (it was
+ * `CT_INVALID_ARGUMENT`, exit 2, which sent an outside SRE drill to re-read the flags), named with the purpose and
+ * what to do.
+ */
+export function cannotListen(what: string, host: string, port: number, err: Error): CloudtaserError {
   return new CloudtaserError(
-    'CT_INVALID_ARGUMENT',
-    `cannot listen for ${what} on ${host}:${port}: ${err.message}`,
+    'CT_LISTEN_FAILED',
+    `cannot listen for ${what} on ${host}:${port}: ${err.message}${listenAdvice(err)}`,
     {
       cause: err,
+      details: { host, port, errno: (err as NodeJS.ErrnoException).code },
     },
   );
+}
+
+function listenAdvice(err: Error): string {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return ' (another process listens there, perhaps an earlier instance still stopping: `ss -ltnp` names it; stop it or choose another port)';
+    case 'EACCES':
+      return ' (a port below 1024 needs the privilege to bind it, CAP_NET_BIND_SERVICE: grant it or choose a port from 1024)';
+    case 'EADDRNOTAVAIL':
+      return ' (this host has no such address: listen on 0.0.0.0, :: or one of its own addresses)';
+    default:
+      return '';
+  }
 }

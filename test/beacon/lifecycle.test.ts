@@ -28,7 +28,7 @@ describe('beacon lifecycle', () => {
     const port = await freePort();
     const taken = await occupyPort();
     held.push(taken);
-    await expect(beaconOn(port, taken.port)).rejects.toMatchObject({ code: 'CT_INVALID_ARGUMENT' });
+    await expect(beaconOn(port, taken.port)).rejects.toMatchObject({ code: 'CT_LISTEN_FAILED' });
     expect(await isListening(port)).toBe(false);
   });
 

@@ -1,6 +1,6 @@
 /**
  * The CLI's conventions, uniformly, through the built `cloudtaser-cli` (README "Command reference"):
- * one `CT_CODE: message` line per error on stderr, usage errors exit 2 and other failures 1, --help exits 0 on
+ * one `CT_CODE: message` line per error on stderr, usage errors exit 2, temporary failures 75 and others 1, --help exits 0 on
  * every command, --log-level / CLOUDTASER_LOG_LEVEL checked and honoured, log lines with one key of each name.
  */
 import { spawn } from 'node:child_process';
@@ -236,7 +236,7 @@ describe('a port that cannot be listened on names its flag', () => {
   });
   afterAll(() => busy?.release());
 
-  it('beacon serve --listen on a busy port: CT_INVALID_ARGUMENT naming --listen and the address, exit 2', async () => {
+  it('beacon serve --listen on a busy port: CT_LISTEN_FAILED naming --listen, the address and what to do, exit 1', async () => {
     const result = await runCli([
       ...serve,
       '--listen',
@@ -247,10 +247,12 @@ describe('a port that cannot be listened on names its flag', () => {
       'silent',
     ]);
     const line = oneLine(result.stderr);
-    expect(line).toMatch(/^CT_INVALID_ARGUMENT: .*--listen/);
+    // The host's state, not a typo: before, a usage error (exit 2) that sent an outside SRE drill to the flags.
+    expect(line).toMatch(/^CT_LISTEN_FAILED: .*--listen/);
     expect(line).toContain(`127.0.0.1:${busy.port}`);
+    expect(line).toContain('`ss -ltnp` names it');
     expect(line).not.toMatch(/this is a bug/);
-    expect(result.code).toBe(2);
+    expect(result.code).toBe(1);
   });
 
   it('beacon serve --metrics-listen on a busy port: names --metrics-listen, without an error class name', async () => {
@@ -264,10 +266,10 @@ describe('a port that cannot be listened on names its flag', () => {
       'silent',
     ]);
     const line = oneLine(result.stderr);
-    expect(line).toMatch(/^CT_INVALID_ARGUMENT: .*--metrics-listen/);
+    expect(line).toMatch(/^CT_LISTEN_FAILED: .*--metrics-listen/);
     expect(line).toContain(`127.0.0.1:${busy.port}`);
     expect(line).not.toContain('Error:');
-    expect(result.code).toBe(2);
+    expect(result.code).toBe(1);
   });
 });
 
@@ -301,7 +303,7 @@ describe('file-system mistakes name the flag, not "this is a bug"', () => {
   });
 });
 
-describe('other failures: exit 1, one CT_ line', () => {
+describe('other failures: exit 1, or 75 when the same command may pass later; one CT_ line', () => {
   it('a file that is not a kubeconfig is named as such, not as a kubeconfig without a current-context', async () => {
     const file = join(dir, 'values.yaml');
     const result = await runCli(['target', 'fingerprint', '--kubeconfig', file]);
@@ -319,6 +321,28 @@ describe('other failures: exit 1, one CT_ line', () => {
       /^CT_KUBE_CONFIG: .*notes\.txt is not a usable kubeconfig: it is not YAML \(.* on line \d+\)$/,
     );
     expect(result.code).toBe(1);
+  });
+
+  it('an OpenBao that refuses connections is temporary (exit 75); a token it refuses is not (exit 1)', async () => {
+    const closed = await occupyPort();
+    await closed.release();
+    const unreachable = await runCli(
+      ['source', 'status', '--fingerprint', FP, '--secretstore-address', `http://127.0.0.1:${closed.port}`],
+      { CLOUDTASER_SECRETSTORE_TOKEN: 'root' },
+    );
+    expect(oneLine(unreachable.stderr)).toMatch(/^CT_OPENBAO_UNREACHABLE: /);
+    expect(unreachable.code).toBe(75);
+    const openbao = await startOpenBaoTestServer();
+    try {
+      const denied = await runCli(
+        ['source', 'register', '--fingerprint', FP, '--secretstore-address', openbao.address],
+        { CLOUDTASER_SECRETSTORE_TOKEN: 'not-a-token' },
+      );
+      expect(oneLine(denied.stderr)).toMatch(/^CT_OPENBAO_PERMISSION_DENIED: /);
+      expect(denied.code).toBe(1);
+    } finally {
+      await openbao.close();
+    }
   });
 
   describe('an OpenBao that accepts connections and never answers', () => {
@@ -354,7 +378,8 @@ describe('other failures: exit 1, one CT_ line', () => {
         /^CT_OPENBAO_TIMEOUT: OpenBao at http:\/\/127\.0\.0\.1:\d+ did not answer .* within 1000 ms/,
       );
       expect(line).toContain('raise the timeout (--timeout SECONDS)');
-      expect(result.code).toBe(1);
+      // Temporary (the same command may pass later): 75, so a fleet script retries it and stops on the rest.
+      expect(result.code).toBe(75);
       // One second per attempt, not the ten-second default.
       expect(performance.now() - started).toBeLessThan(9_000);
     });

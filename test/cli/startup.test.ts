@@ -104,7 +104,7 @@ describe('CLI start-up loads no command implementation', () => {
       ['source', 'status', '--fingerprint', FP, '--secretstore-address', 'http://127.0.0.1:9'],
       { CLOUDTASER_SECRETSTORE_TOKEN: 'root' },
     );
-    expect(status.code, status.stderr).toBe(1);
+    expect(status.code, status.stderr).toBe(75);
     expect(status.heavy).toContain('undici');
   });
 });

@@ -100,7 +100,7 @@ describe('cloudtaser-cli target trust against an API server that is down', () =>
         'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]\nusers: [{name: u, user: {token: abc}}]\ncontexts: [{name: ctx, context: {cluster: c, user: u}}]\ncurrent-context: ctx\n',
       );
       const result = await runCli(['target', 'trust', sub, '--kubeconfig', refused]);
-      expect(result.code).toBe(1);
+      expect(result.code).toBe(75);
       expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
       expect(result.stderr).toMatch(/^CT_KUBE_UNREACHABLE: /);
       expect(result.stderr.match(/CT_[A-Z_]+:/g)).toHaveLength(1);

@@ -40,7 +40,7 @@ describe('broker lifecycle', () => {
     const webhookPort = await freePort();
     const taken = await occupy();
     await expect(startBroker(brokerOptions(webhookPort, taken.port))).rejects.toMatchObject({
-      code: 'CT_INVALID_ARGUMENT',
+      code: 'CT_LISTEN_FAILED',
     });
     expect(await isListening(webhookPort)).toBe(false);
   });
@@ -49,7 +49,7 @@ describe('broker lifecycle', () => {
     const taken = await occupy();
     const healthPort = await freePort();
     await expect(startBroker(brokerOptions(taken.port, healthPort))).rejects.toMatchObject({
-      code: 'CT_INVALID_ARGUMENT',
+      code: 'CT_LISTEN_FAILED',
     });
     expect(await isListening(healthPort)).toBe(false);
   });
@@ -65,7 +65,7 @@ describe('broker lifecycle', () => {
       podApi: { host: '127.0.0.1', port: taken.port, dnsNames: ['localhost'] },
     };
     await expect(startBroker(options)).rejects.toMatchObject({
-      code: 'CT_INVALID_ARGUMENT',
+      code: 'CT_LISTEN_FAILED',
       message: expect.stringMatching(/^cannot listen for the pod API on 127\.0\.0\.1:\d+: .*EADDRINUSE/),
     });
     expect(await isListening(webhookPort)).toBe(false);
