@@ -77,4 +77,35 @@ describe('createLogSummarizer', () => {
     expect(lines.map((l) => l.event)).toEqual(['test.failed', 'test.failed', 'test.summary']);
     expect(lines[2]).toMatchObject({ suppressed: 1, byCode: { other: 1 } });
   });
+  it('folds the lines of keys beyond maxKeys into one window, so chosen keys cannot grow memory or the log', () => {
+    // A beacon keys its refusals by source address, which a stranger with many addresses chooses.
+    const { lines, log } = capture();
+    const summarizer = createLogSummarizer(log, { summaryEvent: 'test.summary', maxKeys: 2 });
+    for (let i = 0; i < 50; i++)
+      summarizer.warn(
+        `garbage|10.0.0.${i}`,
+        { event: 'test.rejected', reason: 'garbage', remote: `10.0.0.${i}` },
+        'x',
+      );
+    // Two keys logged in full, the first overflowing line in full, the other 47 counted.
+    expect(lines).toHaveLength(3);
+    vi.advanceTimersByTime(60_000);
+    expect(lines).toHaveLength(4); // one summary: the two keys held nothing back
+    const overflow = lines.find((l) => l.event === 'test.summary' && l.overflow === true);
+    expect(overflow).toMatchObject({ suppressed: 47 });
+  });
+
+  it('repeats the keyFields on its summary (the reason a beacon keys its refusals by)', () => {
+    const { lines, log } = capture();
+    const summarizer = createLogSummarizer(log, { summaryEvent: 'test.summary', keyFields: ['reason'] });
+    for (let i = 0; i < 3; i++)
+      summarizer.warn('garbage|10.0.0.1', { event: 'test.rejected', reason: 'garbage', code: 'CT_X' }, 'x');
+    summarizer.close();
+    expect(lines[1]).toMatchObject({
+      event: 'test.summary',
+      reason: 'garbage',
+      suppressed: 2,
+      byCode: { CT_X: 2 },
+    });
+  });
 });

@@ -13,14 +13,28 @@ export interface LogSummarizerOptions {
   readonly windowMs?: number;
   /** Event name of the summary line, e.g. `bridge.session_failures_summary`. */
   readonly summaryEvent: string;
+  /**
+   * At most this many keys have a window at once; a line of a new key beyond them is folded into one shared
+   * window (`overflow: true` on its summary), so a stranger choosing keys (one per source address) cannot grow
+   * this process's memory or the log. @default 1000
+   */
+  readonly maxKeys?: number;
+  /**
+   * Fields the caller put in the key, so every line of a window has the same value: the summary repeats them
+   * (it drops `reason` and `code` otherwise, which vary within a window).
+   */
+  readonly keyFields?: readonly string[];
 }
+
+/** The shared window of lines whose key found no room (see maxKeys). */
+const OVERFLOW_KEY = '\u0000overflow';
 
 export interface LogSummarizer {
   /**
    * Logs `fields` at warn level if it is the first line of `key` in the current window, otherwise counts it
    * under `fields.code` (or `other`) for the summary.
    */
-  warn(key: string, fields: Record<string, unknown>, message: string): void;
+  warn(key: string, fields: Record<string, unknown>, message?: string): void;
   /** Lines written in full and lines folded into summaries since the start (for tests and metrics). */
   readonly counts: { readonly logged: number; readonly suppressed: number };
   /** Writes pending summaries now and stops the timers. */
@@ -42,6 +56,7 @@ const timeOfDay = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)}Z`
 
 export function createLogSummarizer(log: Logger, options: LogSummarizerOptions): LogSummarizer {
   const windowMs = options.windowMs ?? 60_000;
+  const maxKeys = options.maxKeys ?? 1000;
   const windows = new Map<string, Window>();
   const counts = { logged: 0, suppressed: 0 };
   const flush = (key: string) => {
@@ -65,7 +80,8 @@ export function createLogSummarizer(log: Logger, options: LogSummarizerOptions):
     );
   };
   return {
-    warn(key, fields, message) {
+    warn(wanted, fields, message) {
+      const key = windows.has(wanted) || windows.size < maxKeys ? wanted : OVERFLOW_KEY;
       const window = windows.get(key);
       if (window) {
         window.suppressed++;
@@ -79,6 +95,8 @@ export function createLogSummarizer(log: Logger, options: LogSummarizerOptions):
       log.warn(fields, message);
       // What the summary repeats: where it happened, not the details of the first occurrence.
       const { reason: _reason, code: _code, event: _event, ...where } = fields;
+      if (key === OVERFLOW_KEY) Object.assign(where, { overflow: true });
+      else for (const field of options.keyFields ?? []) if (field in fields) where[field] = fields[field];
       const timer = setTimeout(() => flush(key), windowMs);
       timer.unref();
       const now = Date.now();

@@ -102,6 +102,27 @@ describe('bridge authentication at the beacon', () => {
     },
   );
 
+  it('logs a bridge refused again and again once a minute and sums up the rest, counting every one', async () => {
+    // An outside SRE drill read 16 `bridge_unauthenticated` lines in 23 s from one misconfigured bridge.
+    const { beacon, log } = await authenticatingBeacon();
+    for (let i = 0; i < 8; i++) expect(await bridgeOutcome(beacon, 'tls')).toBe('CT_BEACON_UNAUTHENTICATED');
+    expect(beacon.stats().rejectionsByReason.bridge_unauthenticated).toBe(8);
+    expect(log.lines.filter((line) => line.event === 'rejected')).toHaveLength(1);
+    const metrics = await (await fetch(`${beacon.metricsUrl}/metrics`)).text();
+    expect(metrics).toMatch(/cloudtaser_beacon_rejections_total\{reason="bridge_unauthenticated"\} 8/);
+    await beacon.close();
+    const summary = log.lines.find((line) => line.event === 'rejected_summary');
+    expect(summary).toMatchObject({
+      reason: 'bridge_unauthenticated',
+      remote: expect.stringMatching(/127\.0\.0\.1/),
+      suppressed: 7,
+      byCode: { CT_BEACON_UNAUTHENTICATED: 7 },
+      firstAt: expect.any(String),
+      lastAt: expect.any(String),
+    });
+    expect(String(summary?.msg)).toMatch(/^7 more like the one logged at/);
+  });
+
   it('starts with an empty bridge CA set (a fresh chart install), serves brokers, refuses every bridge saying why, and admits them once a CA arrives', async () => {
     const { beacon, log } = await authenticatingBeacon([]);
     expect(log.lines.find((line) => line.event === 'no_bridge_ca')).toBeDefined();
