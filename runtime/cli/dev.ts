@@ -49,7 +49,7 @@ export function registerDevCommands(program: Command): void {
       printJson(info);
       if (!opts.json && process.stderr.isTTY) {
         process.stderr.write(
-          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.registrarToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nMetrics: beacon ${stack.beaconMetricsUrl}; bridge and broker on their --metrics-listen port (/metrics).\nDiagnose: cloudtaser-cli source doctor --fingerprint ${stack.kubeSystemUid} --bridge-health-url <bridge --health-listen url>, and the broker's /status on its --health-listen port (target doctor looks for the operator chart's Deployment, which this stack does not run)\nCtrl-C stops it.\n`,
+          `dev stack up. Try:\n  KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target fingerprint\n  CLOUDTASER_SECRETSTORE_TOKEN=${stack.registrarToken} cloudtaser-cli source register --secretstore-address ${stack.secretstoreAddress} --fingerprint ${stack.kubeSystemUid}\nMetrics: beacon ${stack.beaconMetricsUrl}; bridge and broker on their --metrics-listen port (/metrics).\nDiagnose: cloudtaser-cli source doctor --fingerprint ${stack.kubeSystemUid} --bridge-health-url <bridge --health-listen url>, and KUBECONFIG=${stack.kubeconfig} cloudtaser-cli target doctor --broker-status-url <broker --health-listen url> --beacon ${stack.beaconAddress} --beacon-ca ${stack.beaconCaFile} (this stack runs no operator Deployment: the doctor checks the broker you point it at)\nCtrl-C stops it.\n`,
         );
       }
       await stopRequested;

@@ -102,6 +102,8 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
   let status: BrokerStatusView | undefined;
   let replicas: string[] = [];
   let target: ReturnType<typeof beaconTarget> | undefined;
+  /** No operator Deployment, and the caller pointed at a broker (--broker-status-url): there are no flags to read. */
+  let operatorOutsideChart = false;
 
   /** A flag of the operator's command, as `--flag=value` (the chart's form) or `--flag value`. */
   const flag = (name: string): string | undefined => {
@@ -147,6 +149,17 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
       try {
         deployment = await kube.getDeployment(namespace, name, { signal: signal() });
       } catch (err) {
+        // A broker the caller points at directly (a process outside the chart: the dev stack, a debugging run)
+        // is checked without its Deployment; the operator's flags are then the doctor's own (before, the walk
+        // stopped here, exit 12, with the broker answering: an outside SRE drill on the dev stack).
+        if (codeOf(err) === 'CT_KUBE_NOT_FOUND' && options.brokerStatusUrl) {
+          operatorOutsideChart = true;
+          return warn(
+            `no Deployment ${namespace}/${name}: checking the broker at ${options.brokerStatusUrl} without it (an operator run outside the chart, or another release name)`,
+            `for a chart install, pass its release and namespace (--release, --namespace); otherwise give what the Deployment's flags would say: --beacon, --beacon-ca${options.webhookConfiguration ? '' : ', --webhook-configuration'}`,
+            { code: codeOf(err) },
+          );
+        }
         return broken(
           `no Deployment ${namespace}/${name}: ${(err as Error).message}`,
           `install the operator chart (helm install ${name} ${OPERATOR_CHART} -n ${namespace} --set operator.broker.beacon.address=<beacon host:port>), or pass --namespace/--release for another release`,
@@ -244,10 +257,15 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
     async 'beacon-dns'() {
       const address = options.beacon ?? flag('--beacon');
       if (!address)
-        return broken(
-          'the operator has no --beacon argument',
-          'set operator.broker.beacon.address in the chart values',
-        );
+        return operatorOutsideChart
+          ? broken(
+              'no beacon address to check: there is no operator Deployment to read its --beacon from',
+              'pass the beacon the broker dials: --beacon host:port (and --beacon-ca for a private CA)',
+            )
+          : broken(
+              'the operator has no --beacon argument',
+              'set operator.broker.beacon.address in the chart values',
+            );
       target = beaconTarget(address);
       try {
         replicas = await resolveReplicas(target, options.resolve);
@@ -353,6 +371,12 @@ export async function runTargetDoctor(options: TargetDoctorOptions): Promise<Doc
           `the broker runs with cluster CA ${live}... but ${pin ? 'the pin' : 'the trust record'} names ${expected.slice(0, 12)}...`,
           'after a re-registration with a new CA: `cloudtaser-cli target trust pin --ca-sha256 <operational hash>` and restart the operator',
           { code: 'CT_PKI_CA_PIN_MISMATCH', facts },
+        );
+      if (!expected && operatorOutsideChart)
+        return warn(
+          `not checked: without an operator Deployment there is no --ca-sha256 or --trust-record to read${live ? ` (the broker uses cluster CA ${live}...)` : ''}`,
+          "compare the broker's CA with `cloudtaser-cli source status` (operational hash) by hand",
+          facts,
         );
       if (!expected)
         return warn(

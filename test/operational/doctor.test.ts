@@ -177,8 +177,37 @@ describe('target doctor', () => {
     kube.close();
   });
 
+  it('checks a broker it is pointed at when there is no Deployment (a process outside the chart), saying so', async () => {
+    // The dev stack runs the broker as a local process: target doctor stopped at the operator (12), always.
+    const outside = await runTargetDoctor(
+      targetOptions({ deployment: 'not-installed', beacon: stack.replicas.address }),
+    );
+    const states = Object.fromEntries(outside.steps.map((s) => [s.link, s.state]));
+    expect(states).toMatchObject({
+      operator: 'warn',
+      'broker-status': 'ok',
+      'beacon-tls': 'ok',
+      trust: 'warn',
+    });
+    expect(outside.steps.find((s) => s.link === 'operator')?.detail).toContain(
+      `no Deployment ${OPERATOR_NAMESPACE}/not-installed: checking the broker at ${stack.broker.healthUrl}`,
+    );
+    expect(outside.steps.find((s) => s.link === 'trust')?.detail).toMatch(
+      /^not checked: without an operator Deployment/,
+    );
+    expect(outside).toMatchObject({ healthy: true, exitCode: 0 });
+    // Without --beacon there is nothing to read it from: said so, not "the operator has no --beacon argument".
+    const noBeacon = await runTargetDoctor(targetOptions({ deployment: 'not-installed' }));
+    expectBrokenAt(noBeacon, 'beacon-dns', 15);
+    expect(noBeacon.steps.find((s) => s.link === 'beacon-dns')?.fix).toContain(
+      'pass the beacon the broker dials',
+    );
+  });
+
   it('names a missing or unavailable operator Deployment (12)', async () => {
-    const missing = await runTargetDoctor(targetOptions({ deployment: 'not-installed' }));
+    const missing = await runTargetDoctor(
+      targetOptions({ deployment: 'not-installed', brokerStatusUrl: undefined }),
+    );
     expectBrokenAt(missing, 'operator', 12);
     // The install command names the chart where users get it (the README's OCI reference), not a bare "cloudtaser".
     expect(missing.steps.find((s) => s.link === 'operator')?.fix).toContain(
