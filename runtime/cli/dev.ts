@@ -19,16 +19,27 @@ export function registerDevCommands(program: Command): void {
       'folder for the kubeconfig and beacon CA (default: a temp folder removed on exit)',
     )
     .option('--json', 'print only the JSON line (the default output is that line too; kept for scripts)')
-    .action(async (opts: { dir?: string; json?: boolean }) => {
+    .option(
+      '--standby <mode>',
+      'also start an HA standby of the OpenBao test server (secretstoreStandbyAddress): "forward" passes writes to the active node as OpenBao does by default, "redirect" answers them 307 (request forwarding off)',
+    )
+    .option(
+      '--standby-read-lag <ms>',
+      "how far the standby's reads trail the active node (OpenBao >= 2.5 serves reads on standbys)",
+      '0',
+    )
+    .action(async (opts: { dir?: string; json?: boolean; standby?: string; standbyReadLag: string }) => {
       const logger = createLogger('dev');
       // Listen before the JSON line goes out: a script that reads it and stops us at once must not find the
       // default action (exit by signal, temp files left behind).
       const stopRequested = Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
       if (opts.dir !== undefined) await prepareDir(opts.dir);
+      const standby = parseStandby(opts.standby, opts.standbyReadLag);
       const { startDevStack } = await import('../dev/stack.js');
-      const stack = await startDevStack({ dir: opts.dir, logger });
+      const stack = await startDevStack({ dir: opts.dir, logger, standby });
       const info = {
         secretstoreAddress: stack.secretstoreAddress,
+        secretstoreStandbyAddress: stack.secretstoreStandbyAddress,
         secretstoreToken: stack.secretstoreToken,
         registrarToken: stack.registrarToken,
         bridgeToken: stack.bridgeToken,
@@ -55,6 +66,30 @@ export function registerDevCommands(program: Command): void {
       await stopRequested;
       await stack.close();
     });
+}
+
+/** The standby `--standby` and `--standby-read-lag` ask for, checked before anything starts. */
+function parseStandby(
+  mode: string | undefined,
+  readLag: string,
+): { requestForwarding: boolean; readLagMs: number } | undefined {
+  const lag = Number(readLag);
+  if (!/^\d+$/.test(readLag) || lag > 60_000)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--standby-read-lag must be milliseconds from 0 to 60000, not ${JSON.stringify(readLag)}`,
+    );
+  if (mode === undefined) {
+    if (lag !== 0)
+      throw new CloudtaserError('CT_INVALID_ARGUMENT', '--standby-read-lag needs --standby forward|redirect');
+    return undefined;
+  }
+  if (mode !== 'forward' && mode !== 'redirect')
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `--standby must be "forward" or "redirect", not ${JSON.stringify(mode)}`,
+    );
+  return { requestForwarding: mode === 'forward', readLagMs: lag };
 }
 
 /** Creates the --dir folder and checks it is writable, so a wrong path is named as such before anything starts. */

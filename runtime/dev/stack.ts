@@ -19,7 +19,7 @@ import {
 } from '../registration/index.js';
 import { provisionIdentities } from './identities.js';
 import { startKubeTestServer } from './kube/index.js';
-import { startOpenBaoTestServer } from './openbao/index.js';
+import { type StandbyOptions, startOpenBaoTestServer } from './openbao/index.js';
 
 export interface DevStackOptions {
   /** Folder for the kubeconfig and the beacon CA. @default a new temp folder, removed on close */
@@ -27,10 +27,17 @@ export interface DevStackOptions {
   readonly logger?: Logger;
   /** Also open the beacon's plain door. @default false */
   readonly plainBeacon?: boolean;
+  /** Also start an HA standby of the OpenBao test server (its address is `secretstoreStandbyAddress`). */
+  readonly standby?: StandbyOptions;
 }
 
 export interface DevStackInfo {
   readonly secretstoreAddress: string;
+  /**
+   * An HA standby of the same OpenBao (reads lag, writes forwarded or answered 307 to the active node), when asked
+   * for: point a CLI, bridge or provider at it to see what they do against a real cluster's standby. Else null.
+   */
+  readonly secretstoreStandbyAddress: string | null;
   /** The OpenBao test server's root token: the admin's, for inspection only. */
   readonly secretstoreToken: string;
   /** A token with exactly the shipped registrar policy: for `source register`, Terraform and CDKTF. */
@@ -79,6 +86,8 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
   try {
     const openbao = await startOpenBaoTestServer({ logger: moduleLogger(logger, 'openbao-test-server') });
     closers.push(() => openbao.close());
+    const standby = options.standby ? await openbao.startStandby(options.standby) : undefined;
+    if (standby) closers.push(() => standby.close());
     const admin = new OpenBaoClient({ address: openbao.address, token: openbao.rootToken });
     const identities = await provisionIdentities(admin).finally(() => admin.close());
     // It names its own module (kube-test-server); a second key here would duplicate it.
@@ -137,6 +146,7 @@ export async function startDevStack(options: DevStackOptions = {}): Promise<DevS
 
     return {
       secretstoreAddress: openbao.address,
+      secretstoreStandbyAddress: standby?.address ?? null,
       secretstoreToken: openbao.rootToken,
       registrarToken: identities.registrarToken,
       bridgeToken: identities.bridgeToken,

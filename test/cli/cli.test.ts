@@ -445,6 +445,50 @@ describe('cloudtaser-cli against the test servers', () => {
     );
   });
 
+  it('dev up --standby redirect starts an HA standby that the CLI registers and reads through', async () => {
+    // An outside fleet test imported the test server's startStandby from dist to try a standby; now it is a flag.
+    const child = spawn(
+      process.execPath,
+      [CLI, 'dev', 'up', '--standby', 'redirect', '--standby-read-lag', '200'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    try {
+      const info = JSON.parse(
+        await new Promise<string>((resolve, reject) => {
+          createInterface({ input: child.stdout }).once('line', resolve);
+          child.once('exit', (code) => reject(new Error(`dev up exited ${code}`)));
+        }),
+      );
+      expect(info.secretstoreStandbyAddress).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(info.secretstoreStandbyAddress).not.toBe(info.secretstoreAddress);
+      const health = await fetch(`${info.secretstoreStandbyAddress}/v1/sys/health?standbyok=true`);
+      expect(await health.json()).toMatchObject({ standby: true });
+      const env = { CLOUDTASER_SECRETSTORE_TOKEN: info.registrarToken };
+      const at = [
+        '--fingerprint',
+        info.kubeSystemUid,
+        '--secretstore-address',
+        info.secretstoreStandbyAddress,
+      ];
+      const registered = await runCli(['source', 'register', ...at, '--output', 'json'], env);
+      expect(registered.code, registered.stderr).toBe(0);
+      const status = await runCli(['source', 'status', ...at, '--output', 'json'], env);
+      expect(JSON.parse(status.stdout)).toMatchObject({ registered: true });
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('dev up refuses a --standby mode or read lag it does not know, before starting anything', async () => {
+    await expectUsageError(['dev', 'up', '--standby', 'sideways'], 'CT_INVALID_ARGUMENT: --standby must be');
+    await expectUsageError(
+      ['dev', 'up', '--standby-read-lag', '100'],
+      'CT_INVALID_ARGUMENT: --standby-read-lag needs',
+    );
+  });
+
   it('dev up prints one JSON line with a working stack and cleans up on SIGTERM', async () => {
     const child = spawn(process.execPath, [CLI, 'dev', 'up', '--json'], {
       stdio: ['ignore', 'pipe', 'pipe'],
