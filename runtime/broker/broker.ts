@@ -158,6 +158,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     ? brokerPodApi(options.podApi, {
         tunnel: connectedTunnel,
         nextTunnel,
+        refusal: () => refusalOf(status),
         // Declared below with the TokenReview outcomes; only read once pods send requests.
         tokenReviewFailures: () => reviewFailures,
         metrics,
@@ -258,10 +259,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         kube: options.kube,
         state: () => {
           const endpoint = podApi?.endpoint();
-          const refused =
-            status.phase === 'rejected' && status.lastErrorCode
-              ? { code: status.lastErrorCode, reason: status.reason }
-              : undefined;
+          const refused = refusalOf(status);
           return {
             connected: isConnected(),
             podApiUrl: endpoint?.url,
@@ -1021,6 +1019,16 @@ interface OperationalTunnel {
 }
 
 /** Like Promise.any, but rejects with the most telling CloudtaserError instead of an AggregateError. */
+/**
+ * Why a broker serves no secrets until someone acts: its phase is `rejected` (a bootstrap refused, replaced by
+ * another broker) with a code. Told to pods by the webhook and the pod API alike.
+ */
+function refusalOf(status: BrokerStatus): { code: string; reason: string } | undefined {
+  return status.phase === 'rejected' && status.lastErrorCode
+    ? { code: status.lastErrorCode, reason: status.reason }
+    : undefined;
+}
+
 function firstFulfilled<T>(promises: Promise<T>[]): Promise<T> {
   return new Promise((resolve, reject) => {
     const errors: unknown[] = [];

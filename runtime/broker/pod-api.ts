@@ -30,6 +30,8 @@ export interface BrokerPodApiContext {
     previous: TunnelMux | undefined,
     signal: AbortSignal,
   ) => Promise<TunnelMux | undefined>;
+  /** Why this broker gets no tunnel until someone acts, if so (see PodApiServerOptions.refusal). */
+  readonly refusal?: () => { readonly code: string; readonly reason: string } | undefined;
   /** TokenReviews this broker could not do so far, and the last failure's code (see PodApiServerOptions). */
   readonly tokenReviewFailures?: () => { readonly count: number; readonly code?: string };
   readonly metrics?: BrokerMetrics;
@@ -93,6 +95,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       clusterNamespaceName: fingerprintPrefix(fingerprint),
       tunnel: context.tunnel,
       nextTunnel: context.nextTunnel,
+      refusal: context.refusal,
       tokenReviewFailures: context.tokenReviewFailures,
       limits: options.limits,
       observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,

@@ -97,6 +97,12 @@ export interface PodApiServerOptions {
   /** The live tunnel, if any. */
   readonly tunnel: () => TunnelMux | undefined;
   /**
+   * Why this broker holds no tunnel and gets none until someone acts (its bootstrap was refused, another broker
+   * replaced it), or undefined. Pods are then answered 503 with that code at once, not "not connected yet,
+   * retry in a few seconds" after waiting for a tunnel that does not come (an outside SRE drill).
+   */
+  readonly refusal?: () => { readonly code: string; readonly reason: string } | undefined;
+  /**
    * The next live tunnel other than `previous`; undefined once `signal` aborts. Without it a request that finds
    * no tunnel is answered 503 at once.
    */
@@ -141,6 +147,21 @@ export interface PodApiServer {
 
 const NOT_CONNECTED =
   'the secret-store bridge is not connected yet (cloudtaser broker tunnel down); retry in a few seconds';
+
+/** The refusal that keeps this broker without a tunnel, as a pod reads it (see PodApiServerOptions.refusal). */
+function refusedBroker(refusal: { readonly code: string; readonly reason: string }): CloudtaserError {
+  return new CloudtaserError(
+    'CT_TUNNEL_CLOSED',
+    `${refusal.code}: this cluster's cloudtaser broker serves no secrets: ${refusal.reason}`,
+    { details: { refusal: refusal.code } },
+  );
+}
+
+/** The error line a pod gets for a request the tunnel could not carry. */
+function tunnelFailureLine(err: unknown, code: string): string {
+  if (isCloudtaserError(err) && typeof err.details.refusal === 'string') return err.message;
+  return code === 'CT_TUNNEL_CLOSED' ? `${code}: ${NOT_CONNECTED}` : `${code}: retry shortly`;
+}
 
 /**
  * A login OpenBao refused while the broker's TokenReview failed. The pod was not judged: an API server that did
@@ -434,13 +455,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
           { event: 'podapi.tunnel_failed', route: checked.route, code },
           'pod API request failed',
         );
-        reply(
-          res,
-          503,
-          openBaoErrorBody([
-            code === 'CT_TUNNEL_CLOSED' ? `${code}: ${NOT_CONNECTED}` : `${code}: retry shortly`,
-          ]),
-        );
+        reply(res, 503, openBaoErrorBody([tunnelFailureLine(err, code)]));
         observe?.(checked.route, 503, (performance.now() - started) / 1000);
         return;
       }
@@ -531,13 +546,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
           : 'CT_INTERNAL';
       if (code === 'CT_CANCELLED') return;
       if (checked.route !== 'sys-health') {
-        reply(
-          res,
-          503,
-          openBaoErrorBody([
-            code === 'CT_TUNNEL_CLOSED' ? `${code}: ${NOT_CONNECTED}` : `${code}: retry shortly`,
-          ]),
-        );
+        reply(res, 503, openBaoErrorBody([tunnelFailureLine(err, code)]));
         return;
       }
       log.debug(
@@ -595,6 +604,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   ): Promise<TunnelMux> {
     const current = options.tunnel();
     if (current && !current.closed && !current.draining && current !== lost) return current;
+    const refusal = options.refusal?.();
+    if (refusal) throw refusedBroker(refusal);
     if (wait && options.nextTunnel && !signal.aborted) {
       const waited = linkSignal([signal], limits.tunnelWaitMs);
       const next = await options.nextTunnel(lost, waited.signal).finally(waited.dispose);

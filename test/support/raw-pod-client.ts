@@ -20,6 +20,8 @@ export interface RawPodClient {
 export function startPlainPodApi(options: {
   limits?: Partial<PodApiLimits>;
   tunnel?: PodApiServerOptions['tunnel'];
+  nextTunnel?: PodApiServerOptions['nextTunnel'];
+  refusal?: PodApiServerOptions['refusal'];
   logger?: Logger;
 }): Promise<PodApiServer> {
   return startPodApiServer({
@@ -27,6 +29,8 @@ export function startPlainPodApi(options: {
     port: 0,
     tls: false,
     tunnel: options.tunnel ?? (() => undefined),
+    nextTunnel: options.nextTunnel,
+    refusal: options.refusal,
     limits: options.limits,
     logger: options.logger,
   });
