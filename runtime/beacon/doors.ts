@@ -36,6 +36,12 @@ export interface BeaconDoorsOptions {
 }
 
 /** One accepted TCP connection from accept until close, whatever door it takes. */
+/**
+ * A connection that has not announced for this long gives its place to a new one from its address once the address
+ * is at maxPendingPerAddress (see accept). Well above a TLS handshake and an announce over a slow WAN.
+ */
+const STALE_PENDING_MS = 2_000;
+
 interface Connection {
   readonly socket: Socket;
   readonly remote: string;
@@ -57,7 +63,8 @@ export class BeaconDoors {
   private readonly plainDoor: boolean;
   private readonly connections = new Set<Connection>();
   private readonly connectionOf = new WeakMap<Socket, Connection>();
-  private readonly pendingByAddress = new Map<string, number>();
+  /** Connections not announced yet, per address, oldest first (a Set keeps insertion order). */
+  private readonly pendingByAddress = new Map<string, Set<Connection>>();
   private readonly http: HttpServer;
   private readonly wss: WebSocketServer;
   private tls: TlsPair;
@@ -181,18 +188,40 @@ export class BeaconDoors {
       socket.destroy();
       return;
     }
-    const pendingHere = this.pendingByAddress.get(remote) ?? 0;
-    if (pendingHere >= this.limits.maxPendingPerAddress) {
+    let pendingHere = this.pendingByAddress.get(remote);
+    if (pendingHere && pendingHere.size >= this.limits.maxPendingPerAddress) {
+      // The address's oldest connection that has not announced in STALE_PENDING_MS makes room: a client that
+      // announces (a broker, a bridge) does so within a round trip or two, so idle sockets held from one egress
+      // address (a pod behind the broker's NAT) can no longer keep the broker from dialing for as long as they
+      // like (an outside hostile drill: 64 idle sockets did, and the broker read it as ECONNRESET). To keep the
+      // address full an attacker must now open a connection every STALE_PENDING_MS / bound, racing the broker.
+      const oldest = pendingHere.values().next().value as Connection;
+      if (performance.now() - oldest.acceptedAt < STALE_PENDING_MS) {
+        this.refuse(
+          'pending_per_address',
+          'CT_BEACON_LIMIT',
+          `address has ${pendingHere.size} connections that have not announced`,
+          { remote },
+        );
+        socket.destroy();
+        return;
+      }
       this.refuse(
-        'pending_per_address',
+        'pending_evicted',
         'CT_BEACON_LIMIT',
-        `address has ${pendingHere} connections that have not announced`,
+        `address has ${pendingHere.size} connections that have not announced: its oldest, silent for ${Math.round(performance.now() - oldest.acceptedAt)} ms, was closed to make room`,
         { remote },
       );
-      socket.destroy();
-      return;
+      this.releasePending(oldest);
+      oldest.tlsSocket?.destroy();
+      oldest.socket.destroy();
+      pendingHere = this.pendingByAddress.get(remote);
     }
-    this.pendingByAddress.set(remote, pendingHere + 1);
+    if (!pendingHere) {
+      pendingHere = new Set();
+      this.pendingByAddress.set(remote, pendingHere);
+    }
+    pendingHere.add(connection);
     connection.pending = true;
     this.pendingCount += 1;
     connection.deadline = setTimeout(() => this.announceTimedOut(connection), this.limits.announceTimeoutMs);
@@ -388,9 +417,9 @@ export class BeaconDoors {
     if (!connection.pending) return;
     connection.pending = false;
     this.pendingCount -= 1;
-    const count = (this.pendingByAddress.get(connection.remote) ?? 1) - 1;
-    if (count <= 0) this.pendingByAddress.delete(connection.remote);
-    else this.pendingByAddress.set(connection.remote, count);
+    const pending = this.pendingByAddress.get(connection.remote);
+    pending?.delete(connection);
+    if (pending?.size === 0) this.pendingByAddress.delete(connection.remote);
   }
 }
 

@@ -555,6 +555,11 @@ export function dialErrorHint(err: Error): string {
     return " (the beacon's certificate is not trusted: check --beacon-ca, the CA of the beacon's certificate, and the address's host name against it)";
   if (/ERR_SSL_|wrong version number|packet length too long|ssl3_/i.test(`${code} ${err.message}`))
     return ' (what answered there does not speak TLS: check the port, and that it is the beacon and not a proxy or a plain HTTP listener)';
+  // Closed before the TLS handshake: what a beacon does over its accept bounds (it cannot send a frame without
+  // spending a handshake), so the cause is in its log, not in the network (an outside drill read ECONNRESET here
+  // and looked for a network fault while the beacon logged pending_per_address for this address).
+  if (code === 'ECONNRESET' || /socket disconnected before secure TLS connection/i.test(err.message))
+    return " (closed before the TLS handshake: a beacon does so when too many connections from this address have not announced, or too many are open in all; its log says pending_per_address or max_connections with this host's egress address; otherwise a device on the way reset it)";
   return '';
 }
 

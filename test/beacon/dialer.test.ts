@@ -187,6 +187,29 @@ describe('dialer', () => {
     }
   });
 
+  it('says where to look when the connection is closed before the TLS handshake (a beacon over its accept bounds)', async () => {
+    // An outside drill: idle sockets from the broker's address filled the beacon's per-address bound; the broker
+    // said only "read ECONNRESET" and the SRE looked at the network.
+    const resetting = createNetServer((socket) => socket.resetAndDestroy());
+    resetting.listen(0, '127.0.0.1');
+    await once(resetting, 'listening');
+    try {
+      await expect(
+        waitForPeer({
+          target: { door: 'tls', host: 'localhost', port: (resetting.address() as { port: number }).port },
+          ip: '127.0.0.1',
+          role: 'broker',
+          hash: randomHash(),
+        }),
+      ).rejects.toMatchObject({
+        code: 'CT_BEACON_UNREACHABLE',
+        message: expect.stringContaining('its log says pending_per_address or max_connections'),
+      });
+    } finally {
+      resetting.close();
+    }
+  });
+
   it('times out a server that accepts but never answers', async () => {
     await expect(
       waitForPeer({

@@ -445,3 +445,50 @@ describe('beacon total bounds', () => {
     });
   });
 });
+
+describe('idle connections held from one address (a pod behind the broker NAT address)', () => {
+  it('give their place to a new connection of that address once silent for 2 s, so the broker still pairs', async () => {
+    // An outside hostile drill kept 64 idle sockets open from the broker's address: the broker could not dial for as
+    // long as they stayed (its announce timeout is 10 s; the holder just reopened them), and read ECONNRESET.
+    const heldLog = captureLogger();
+    const held = await startBeacon(certs, {
+      limits: { maxPendingPerAddress: 4, announceTimeoutMs: 10_000 },
+      logger: heldLog.logger,
+    });
+    const idle: ReturnType<typeof netConnect>[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        const socket = netConnect({ host: '127.0.0.1', port: held.port });
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        idle.push(socket);
+      }
+      await waitUntil(() => held.stats().pending === 4);
+      // Young idle connections still hold the address: a new one is refused, as before.
+      const early = netConnect({ host: '127.0.0.1', port: held.port });
+      early.on('error', () => {});
+      await once(early, 'close');
+      expect(held.stats().rejectionsByReason.pending_per_address).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 2_100));
+      const hash = randomHash();
+      const dial = (role: 'broker' | 'bridge') =>
+        waitForPeer({
+          target: targetFor(held, 'tls'),
+          ip: '127.0.0.1',
+          role,
+          hash,
+          caCertPem: certs.beacon.certPem,
+        });
+      const [broker, bridge] = await Promise.all([dial('broker'), dial('bridge')]);
+      broker.destroy();
+      bridge.destroy();
+      expect(held.stats().rejectionsByReason.pending_evicted).toBe(2);
+      expect(heldLog.lines.find((line) => line.reason === 'pending_evicted')?.message).toMatch(
+        /its oldest, silent for \d+ ms, was closed to make room/,
+      );
+    } finally {
+      for (const socket of idle) socket.destroy();
+      await held.close();
+    }
+  });
+});
