@@ -90,7 +90,7 @@ export function bridgeAdmission(
 }
 
 /** The leaf first, then whatever intermediates the client sent, as X509Certificates. */
-function presentedChain(socket: TLSSocket): X509Certificate[] {
+export function presentedChain(socket: TLSSocket): X509Certificate[] {
   const chain: X509Certificate[] = [];
   let detail = socket.getPeerCertificate(true) as
     | (ReturnType<TLSSocket['getPeerCertificate']> & { issuerCertificate?: unknown })
@@ -110,7 +110,7 @@ function presentedChain(socket: TLSSocket): X509Certificate[] {
   return chain;
 }
 
-function issued(issuer: X509Certificate, subject: X509Certificate): boolean {
+export function issued(issuer: X509Certificate, subject: X509Certificate): boolean {
   try {
     return subject.checkIssued(issuer) && subject.verify(issuer.publicKey);
   } catch {
@@ -118,7 +118,7 @@ function issued(issuer: X509Certificate, subject: X509Certificate): boolean {
   }
 }
 
-function validityProblem(certificate: X509Certificate, now: Date): string | undefined {
+export function validityProblem(certificate: X509Certificate, now: Date): string | undefined {
   if (now < new Date(certificate.validFrom)) return `is not valid before ${certificate.validFrom}`;
   if (now > new Date(certificate.validTo)) return `expired on ${certificate.validTo}`;
   return undefined;

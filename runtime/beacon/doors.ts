@@ -11,6 +11,7 @@ import { WebSocketServer } from 'ws';
 import { CloudtaserError } from '../core/index.js';
 import { unmappedIPv4 } from '../core/rules.js';
 import { type BridgeCaSet, bridgeAdmission } from './bridge-auth.js';
+import { provesRoom } from './broker-proof.js';
 import { type Leg, type LegEvents, type Refuse, SocketLeg, WebSocketLeg } from './legs.js';
 import type { BeaconLimits } from './limits.js';
 import type { BeaconMetrics } from './metrics.js';
@@ -138,11 +139,15 @@ export class BeaconDoors {
    * A leg announced: it no longer counts as pending. Returns why it may not wait as a bridge (its TLS session
    * carries no certificate of a bridge CA in force now), or undefined.
    */
-  announced(leg: Leg, role: 'broker' | 'bridge'): string | undefined {
+  announced(leg: Leg, role: 'broker' | 'bridge', hash: string): string | undefined {
     const connection = this.connectionOf.get(leg.transport);
     if (connection) {
       clearTimeout(connection.deadline);
       this.releasePending(connection);
+    }
+    if (role === 'broker') {
+      leg.proven = provesRoom(connection?.tlsSocket, hash);
+      return undefined;
     }
     if (role !== 'bridge' || !this.cas) return undefined;
     const admission = bridgeAdmission(connection?.tlsSocket, this.cas);
@@ -291,9 +296,11 @@ export class BeaconDoors {
       isServer: true,
       secureContext: this.secureContext,
       ALPNProtocols: [RAW_ALPN, HTTP_ALPN],
-      // Ask every client for a certificate without requiring one: bridges send theirs, brokers send none. Who may
-      // wait as a bridge is decided at announce time (bridgeAdmission), against the CAs in force then.
-      ...(this.cas ? { requestCert: true, rejectUnauthorized: false } : {}),
+      // Ask every client for a certificate without requiring one: bridges send theirs, bootstrapped brokers their
+      // own with the cluster CA (broker-proof.ts), others none. What a certificate admits is decided at announce
+      // time (bridgeAdmission, provesRoom), against the room and the CAs in force then.
+      requestCert: true,
+      rejectUnauthorized: false,
     });
     connection.tlsSocket = tlsSocket;
     this.connectionOf.set(tlsSocket, connection);

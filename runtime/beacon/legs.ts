@@ -48,6 +48,11 @@ export abstract class Leg {
    * brokers and for bridges of a beacon that admits anonymous ones.
    */
   operator: string | undefined;
+  /**
+   * For a broker: its outer TLS proved a key the room's cluster CA signed (broker-proof.ts). It takes a place an
+   * anonymous broker holds, and bridges pair with it first.
+   */
+  proven = false;
 
   constructor(
     readonly id: number,

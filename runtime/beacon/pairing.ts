@@ -20,7 +20,7 @@ export interface PairingCoreOptions {
    * Told of every announce before the leg may wait; returns why it may not (a bridge without a certificate of a
    * bridge CA), or undefined.
    */
-  readonly admit: (leg: Leg, role: BeaconRole) => string | undefined;
+  readonly admit: (leg: Leg, role: BeaconRole, hash: string) => string | undefined;
 }
 
 interface Room {
@@ -153,7 +153,7 @@ export class PairingCore implements LegEvents {
 
   announced(leg: Leg, announce: Announce): void {
     if (leg.rejected || this.closing) return;
-    const refusal = this.admit(leg, announce.role);
+    const refusal = this.admit(leg, announce.role, announce.hash);
     if (refusal) {
       this.rejectLeg(leg, 'bridge_unauthenticated', 'CT_BEACON_UNAUTHENTICATED', refusal, announce);
       return;
@@ -171,7 +171,7 @@ export class PairingCore implements LegEvents {
     let heldBack = false;
     if (room && peers && peers.length > 0) {
       if (this.takePairingToken(announce.hash)) {
-        const peer = announce.role === 'broker' ? this.takeBridge(room) : peers.shift()!;
+        const peer = announce.role === 'broker' ? this.takeBridge(room) : this.takeBroker(room);
         this.stopWaiting(peer);
         this.dropRoomIfEmpty(announce.hash);
         // As PROTOCOL.md says: the same frame whether or not a peer waits already (`paired` follows at once).
@@ -180,7 +180,7 @@ export class PairingCore implements LegEvents {
         else this.pair(peer, leg);
         return;
       }
-      if (announce.role === 'broker') {
+      if (announce.role === 'broker' && !leg.proven) {
         this.rejectLeg(
           leg,
           'pairings_per_hash',
@@ -189,12 +189,19 @@ export class PairingCore implements LegEvents {
         );
         return;
       }
-      // A bridge is never refused for the rate: it waits, and the room pairs as soon as the budget allows.
+      // A bridge is never refused for the rate, nor a proven broker (a flood of anonymous ones spends the budget):
+      // it waits, and the room pairs as soon as the budget allows.
       heldBack = true;
     }
     const meta = legMeta(leg);
     const queued = room?.[announce.role].length ?? 0;
-    if (queued >= this.limits.maxWaitingPerHash && !(room && this.makeRoomForOperator(room, leg, announce))) {
+    if (
+      queued >= this.limits.maxWaitingPerHash &&
+      !(
+        room &&
+        (this.makeRoomForOperator(room, leg, announce) || this.makeRoomForProven(room, leg, announce))
+      )
+    ) {
       this.rejectLeg(
         leg,
         'waiting_per_hash',
@@ -224,8 +231,10 @@ export class PairingCore implements LegEvents {
       );
       return;
     }
-    const target = room ?? { broker: [], bridge: [], operatorTurns: new Map<string, number>() };
-    if (!room) this.rooms.set(announce.hash, target);
+    // Looked up again: a waiter that gave up its place above may have emptied, and so dropped, the room.
+    const current = this.rooms.get(announce.hash);
+    const target = current ?? { broker: [], bridge: [], operatorTurns: new Map<string, number>() };
+    if (!current) this.rooms.set(announce.hash, target);
     target[announce.role].push(leg);
     this.waitingByAddress.set(leg.remote, fromAddress + 1);
     if (announce.role === 'broker') counters.waitingBroker += 1;
@@ -291,7 +300,7 @@ export class PairingCore implements LegEvents {
           this.schedulePairing(hash);
           return;
         }
-        const broker = room.broker.shift()!;
+        const broker = this.takeBroker(room);
         const bridge = this.takeBridge(room);
         this.stopWaiting(broker);
         this.stopWaiting(bridge);
@@ -396,6 +405,32 @@ export class PairingCore implements LegEvents {
     const [bridge] = room.bridge.splice(chosen, 1);
     room.operatorTurns.set(operatorOf(bridge!), this.pairings);
     return bridge!;
+  }
+
+  /** The broker a bridge pairs with: the first proven one (broker-proof.ts), else the longest waiting. */
+  private takeBroker(room: Room): Leg {
+    const proven = room.broker.findIndex((leg) => leg.proven);
+    const [broker] = room.broker.splice(Math.max(proven, 0), 1);
+    return broker!;
+  }
+
+  /**
+   * A full room and a broker that proved it belongs there: the newest anonymous broker gives up its place, so
+   * anonymous announces (the room's hash is public) cannot keep the cluster's own broker out. False when every
+   * waiting broker is proven, or the newcomer is not.
+   */
+  private makeRoomForProven(room: Room, leg: Leg, announce: Announce): boolean {
+    if (announce.role !== 'broker' || !leg.proven) return false;
+    const evicted = room.broker.findLast((waiting) => !waiting.proven);
+    if (!evicted) return false;
+    this.withdraw(evicted);
+    this.rejectLeg(
+      evicted,
+      'waiting_per_hash_proven',
+      'CT_BEACON_LIMIT',
+      "a broker proving this room's cluster CA needs a place in this full room; dial again",
+    );
+    return true;
   }
 
   /**

@@ -102,8 +102,9 @@ export interface ReplicaDialOptions {
   /** Trust for the outer TLS (TLS and wss doors). @default the system roots */
   readonly caCertPem?: string;
   /**
-   * The client certificate the outer TLS presents (TLS and wss doors): a bridge's proof that it may wait in rooms.
-   * Brokers dial without one. @default none
+   * The client certificate the outer TLS presents (TLS and wss doors): a bridge's proof that it may wait in rooms,
+   * or a bootstrapped broker's own with its cluster CA, proof that it belongs in its operational room
+   * (broker-proof.ts). @default none
    */
   readonly clientCertificate?: BeaconClientCertificate;
   readonly signal?: AbortSignal;
@@ -250,7 +251,9 @@ class ReplicaDial {
     let socket: Socket;
     if (target.door === 'tls') {
       const client = this.options.clientCertificate;
-      const sessionKey = `${ip}|${target.port}|${target.host}|${this.options.caCertPem ?? ''}`;
+      // The client certificate too: a session resumed from an anonymous dial would present none (a broker's
+      // init-room dial before its operational one), and one from another certificate the wrong one.
+      const sessionKey = `${ip}|${target.port}|${target.host}|${this.options.caCertPem ?? ''}|${client?.certPem ?? ''}`;
       let secureContext: SecureContext | undefined;
       try {
         secureContext = secureContextFor(this.options.caCertPem, client);

@@ -183,7 +183,7 @@ class BeaconServer {
       metrics: this.metrics,
       log: this.log,
       refuse,
-      admit: (leg, role) => this.doors.announced(leg, role),
+      admit: (leg, role, hash) => this.doors.announced(leg, role, hash),
     });
     this.doors = new BeaconDoors({
       limits: this.limits,

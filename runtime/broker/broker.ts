@@ -4,7 +4,7 @@
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { attestationAudience } from '../attestation/index.js';
-import { dialBeacon, logBeaconRoutes } from '../beacon/index.js';
+import { type BeaconClientCertificate, dialBeacon, logBeaconRoutes } from '../beacon/index.js';
 import { backoffCeiling, jitteredInterval } from '../core/backoff.js';
 import { CloudtaserError, type ErrorCode, isCloudtaserError } from '../core/errors.js';
 import {
@@ -301,7 +301,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   }
 
   /** One pairing in `hash`'s room within pairTimeoutMs; `until` abandons it (a move whose tunnel closed meanwhile). */
-  const dial = async (hash: string, room: 'init' | 'operational', until?: AbortSignal) => {
+  const dial = async (
+    hash: string,
+    room: 'init' | 'operational',
+    until?: AbortSignal,
+    clientCertificate?: BeaconClientCertificate,
+  ) => {
     const attempt = linkSignal([stop.signal, until], timing.pairTimeoutMs);
     try {
       // Every address, every A-record, in parallel: the first pairing wins and the rest are closed.
@@ -311,6 +316,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           role: 'broker',
           hash,
           caCertPem: options.beaconCaPem,
+          clientCertificate,
           resolve: options.resolve,
           proxy: beaconProxy,
           signal: attempt.signal,
@@ -411,7 +417,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
   /** One operational tunnel; `until` abandons the attempt (a move whose tunnel closed meanwhile). */
   const connect = async (credentials: BrokerCredentials, until?: AbortSignal): Promise<OperationalTunnel> => {
     const room = operationalHash(credentials.caCertDer);
-    const paired = await dial(room, 'operational', until);
+    // Its certificate and the cluster CA in the outer TLS prove to the beacon that it belongs in the room, whose
+    // hash is public: a proven broker takes a place anonymous announces hold (beacon/broker-proof.ts). The key
+    // proves itself in the handshake and stays here, as in the tunnel's own TLS.
+    const paired = await dial(room, 'operational', until, {
+      certPem: `${credentials.brokerCertPem.trimEnd()}\n${credentials.caCertPem.trimEnd()}\n`,
+      keyPem: privateKeyToPem(credentials.privateKey),
+    });
     let mux: TunnelMux | undefined;
     const handshake = linkSignal([stop.signal, until]);
     try {
