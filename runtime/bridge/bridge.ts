@@ -299,6 +299,17 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       })
     : undefined;
 
+  /**
+   * A later start step that fails closes what the earlier ones opened, then fails the start: a bridge whose health
+   * port was taken printed its fatal line and kept running, holding the TokenReview port and its OpenBao
+   * connections, so the next start failed on that port too (an outside docs drill).
+   */
+  const unwindStart = async (err: unknown, opened: Array<{ close(): Promise<void> } | undefined>) => {
+    for (const resource of [...opened, tokenReview, forwarder])
+      await resource?.close().catch(() => undefined);
+    throw err;
+  };
+
   const health: HealthServer | undefined = options.health
     ? await startHealthServer({
         host: options.health.host,
@@ -310,7 +321,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
         ready: () => !stop.signal.aborted && !draining && lastPollAt !== undefined,
         metrics: metrics?.registry,
         logger: log,
-      })
+      }).catch((err: unknown) => unwindStart(err, []))
     : undefined;
 
   function roomsOf(cluster: ClusterState): Room[] {
@@ -1018,7 +1029,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
       ...options.sharding,
       logger: log,
       onChange: () => reshard(),
-    });
+    }).catch((err: unknown) => unwindStart(err, [health]));
   let polling: Promise<void> = poll();
   await polling;
   /** The next poll, after the one running: a pollNow() and the interval's poll never overlap. */

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../runtime/cli/program.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { makeCerts } from '../beacon/helpers.js';
-import { occupyPort } from '../ports.js';
+import { freePort, isListening, occupyPort } from '../ports.js';
 import { CLI, runCli } from './run-cli.js';
 
 const FP = '0ad50c05-1153-4508-9237-4cb2912e2c23';
@@ -253,6 +253,41 @@ describe('a port that cannot be listened on names its flag', () => {
     expect(line).toContain('`ss -ltnp` names it');
     expect(line).not.toMatch(/this is a bug/);
     expect(result.code).toBe(1);
+  });
+
+  it('bridge run whose health port is busy exits, leaving its TokenReview port free (it kept running before)', async () => {
+    // An outside docs drill: the bridge printed its fatal line and kept running, holding --tokenreview-listen and
+    // its OpenBao connections, so the next start failed on that port too.
+    const openbao = await startOpenBaoTestServer();
+    const tokenReviewPort = await freePort();
+    try {
+      const result = await runCli(
+        [
+          'bridge',
+          'run',
+          '--secretstore-address',
+          openbao.address,
+          '--beacon',
+          '127.0.0.1:9',
+          '--beacon-client-identity',
+          'none',
+          '--health-listen',
+          `127.0.0.1:${busy.port}`,
+          '--tokenreview-listen',
+          `127.0.0.1:${tokenReviewPort}`,
+          '--tokenreview-plain-http',
+          '--log-level',
+          'silent',
+        ],
+        { CLOUDTASER_SECRETSTORE_TOKEN: openbao.rootToken },
+        15_000,
+      );
+      expect(oneLine(result.stderr)).toMatch(/^CT_LISTEN_FAILED: cannot listen for health probes/);
+      expect(result.code).toBe(1);
+      expect(await isListening(tokenReviewPort)).toBe(false);
+    } finally {
+      await openbao.close();
+    }
   });
 
   it('beacon serve --metrics-listen on a busy port: names --metrics-listen, without an error class name', async () => {
