@@ -6,16 +6,23 @@
 import { timerDelay } from './backoff.js';
 import { CloudtaserError } from './errors.js';
 
-/** `250ms`, `10s`, `2m`, `6h` or a bare number of milliseconds. */
+/** `250ms`, `10s`, `2m`, `6h` or `7d`: a number with its unit (a bare number is refused). */
 export function parseDuration(value: string, flag: string): number {
-  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(value.trim());
   if (!match)
     throw new CloudtaserError(
       'CT_INVALID_ARGUMENT',
-      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m or 6h`,
+      `${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m, 6h or 7d`,
+    );
+  // A bare number once meant milliseconds: `--poll-interval 10` polled OpenBao 72 times a second for someone who
+  // meant 10 s (an outside docs drill; `--timeout` reads a bare number as seconds). So a unit is required.
+  if (match[2] === undefined)
+    throw new CloudtaserError(
+      'CT_INVALID_ARGUMENT',
+      `${flag} ${JSON.stringify(value)} needs a unit: ${match[1]}ms, ${match[1]}s, ${match[1]}m, ${match[1]}h or ${match[1]}d`,
     );
   const amount = Number(match[1]);
-  const unitMs = { s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 's' | 'm' | 'h'] ?? 1;
+  const unitMs = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
   const ms = amount * unitMs;
   if (ms < 1 || !Number.isSafeInteger(ms))
     throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} must be at least 1 ms`);
@@ -43,7 +50,7 @@ export function parseShutdownDelay(value: string): number {
 
 /** Like parseDuration, and `0` (with or without a unit) means none. */
 export function parseDurationOrZero(value: string, flag: string): number {
-  return /^0(ms|s|m|h)?$/.test(value.trim()) ? 0 : parseDuration(value, flag);
+  return /^0(ms|s|m|h|d)?$/.test(value.trim()) ? 0 : parseDuration(value, flag);
 }
 
 /**

@@ -106,6 +106,11 @@ describe('cloudtaser-cli against the test servers', () => {
     const badWindow = await runCli(['source', 'register', ...base, '--rearm', '--rearm-window', 'soon'], env);
     expect(badWindow.code).toBe(2);
     expect(badWindow.stderr).toMatch(/^CT_INVALID_ARGUMENT: --rearm-window "soon" is not a duration/);
+    // The README's "at most 7 days" as typed: 7d is a duration (an outside docs drill was refused it).
+    const week = JSON.parse(
+      (await runCli(['source', 'register', ...base, '--rearm', '--rearm-window', '7d'], env)).stdout,
+    );
+    expect(Date.parse(week.rearmExpiresAt) - Date.now()).toBeGreaterThan(6.9 * 86_400_000);
     // A window of years would be the unbounded re-arm again: refused before anything is written.
     const longWindow = await runCli(
       ['source', 'register', ...base, '--rearm', '--rearm-window', '200h'],

@@ -70,3 +70,15 @@ describe('a setting-derived pod request timeout beyond a Node timer', () => {
     }
   });
 });
+
+describe('durations from flags', () => {
+  it('need a unit: a bare number is refused with the units to choose from (10 meant 10 ms before)', () => {
+    // An outside docs drill typed --poll-interval 10 for 10 s and got a bridge polling OpenBao 72 times a second.
+    expect(() => parseDuration('10', '--poll-interval')).toThrow(
+      /^--poll-interval "10" needs a unit: 10ms, 10s, 10m, 10h or 10d$/,
+    );
+    expect(parseDuration('10s', '--poll-interval')).toBe(10_000);
+    expect(parseDuration('250ms', '--poll-interval')).toBe(250);
+    expect(parseDuration('7d', '--rearm-window')).toBe(7 * 86_400_000);
+  });
+});
