@@ -148,6 +148,17 @@ async function print(report: DoctorReport, format: 'text' | 'json'): Promise<voi
   const { formatDoctorReport } = await import('../doctor/index.js');
   if (format === 'json') printJson(report);
   else process.stdout.write(formatDoctorReport(report));
-  // The report is the output; the exit code names the broken link for scripts.
+  // The report is the output; the exit code names the broken link for scripts, and stderr carries the one coded
+  // line every failing command prints (README, "Command reference"; an outside docs drill found stderr empty and
+  // CT_DOCTOR_BROKEN_LINK documented but never printed).
   process.exitCode = report.exitCode;
+  const broken = report.steps.find((step) => step.link === report.brokenLink);
+  if (!report.healthy && broken)
+    process.stderr.write(
+      `CT_DOCTOR_BROKEN_LINK: ${broken.link} (exit ${report.exitCode}): ${oneLine(broken.detail)}${broken.code ? ` [${broken.code}]` : ''}\n`,
+    );
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
 }

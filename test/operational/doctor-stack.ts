@@ -108,10 +108,15 @@ export async function deadPort(): Promise<number> {
  */
 export async function runDoctorCli(
   args: string[],
-): Promise<{ exitCode: number | undefined; report: DoctorReport }> {
+): Promise<{ exitCode: number | undefined; report: DoctorReport; stderr: string }> {
   const out: string[] = [];
+  const err: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
     out.push(String(chunk));
+    return true;
+  });
+  const errSpy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    err.push(String(chunk));
     return true;
   });
   const previous = process.exitCode;
@@ -121,7 +126,8 @@ export async function runDoctorCli(
     exitCode = process.exitCode === undefined ? undefined : Number(process.exitCode);
   } finally {
     spy.mockRestore();
+    errSpy.mockRestore();
     process.exitCode = previous;
   }
-  return { exitCode, report: JSON.parse(out.join('')) as DoctorReport };
+  return { exitCode, report: JSON.parse(out.join('')) as DoctorReport, stderr: err.join('') };
 }

@@ -253,7 +253,7 @@ describe('target doctor', () => {
     await stack.kube.writeKubeconfig(kubeconfig);
     const caFile = join(dir, 'beacon-ca.pem');
     await writeFile(caFile, beaconCert.certPem);
-    const { exitCode, report } = await runDoctorCli([
+    const { exitCode, report, stderr } = await runDoctorCli([
       'target',
       'doctor',
       '--kubeconfig',
@@ -271,6 +271,10 @@ describe('target doctor', () => {
     ]);
     expect(exitCode).toBe(14);
     expect(report).toMatchObject({ side: 'target', healthy: false, brokenLink: 'webhook', exitCode: 14 });
+    // And the one coded line every failing command prints on stderr (it printed nothing: an outside docs drill).
+    expect(stderr.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(/^CT_DOCTOR_BROKEN_LINK: webhook \(exit 14\): stale's caBundle is not the CA/),
+    ]);
   });
 });
 
