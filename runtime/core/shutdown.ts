@@ -22,7 +22,9 @@ export function parseDuration(value: string, flag: string): number {
       `${flag} ${JSON.stringify(value)} needs a unit: ${match[1]}ms, ${match[1]}s, ${match[1]}m, ${match[1]}h or ${match[1]}d`,
     );
   const amount = Number(match[1]);
-  const unitMs = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  const unitMs = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    match[2] as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
   const ms = amount * unitMs;
   if (ms < 1 || !Number.isSafeInteger(ms))
     throw new CloudtaserError('CT_INVALID_ARGUMENT', `${flag} must be at least 1 ms`);
