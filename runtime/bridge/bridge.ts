@@ -60,7 +60,7 @@ import {
   DEFAULT_BEACON_DIAL_CONCURRENCY,
   DEFAULT_BRIDGE_TIMING,
 } from './options.js';
-import { bootstrapRefusalFix, isValidityRefusal } from './refusal-fix.js';
+import { beaconRefusalFix, bootstrapRefusalFix } from './refusal-fix.js';
 import { serveCertificateRenewal } from './renewal.js';
 import { type ShardMembership, startShardMembership } from './shards.js';
 import { type BridgeTokenReview, peerAddressOf, startBridgeTokenReview } from './tokenreview-service.js';
@@ -459,9 +459,7 @@ export async function startBridge(options: BridgeOptions): Promise<BridgeHandle>
               reason: error.message,
             },
             error.code === 'CT_BEACON_UNAUTHENTICATED'
-              ? isValidityRefusal(error.message)
-                ? "the beacon refused this bridge's client certificate as outside its validity: check the clocks (NTP) of this node and the beacon's"
-                : 'the beacon refused this bridge: it does not trust its client certificate; give the beacon the beacon client CA (--bridge-ca)'
+              ? `the beacon refused this bridge: ${beaconRefusalFix(error.message)}`
               : 'beacon dial failed',
           );
         await sleep(delay, signal);

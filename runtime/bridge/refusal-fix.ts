@@ -27,3 +27,17 @@ export function bootstrapRefusalFix(code: string, why?: string): string {
 export function isValidityRefusal(message: string): boolean {
   return /not valid (before|after)|expired|not yet valid/i.test(message);
 }
+
+/**
+ * What to do when the beacon refuses this bridge (CT_BEACON_UNAUTHENTICATED), by the beacon's reason: a clock for a
+ * certificate outside its validity, this bridge's identity when it sent none, else the beacon's bridge CAs. Said
+ * by the bridge's log line and by `source doctor` (an outside docs drill ran a bridge without an identity and was
+ * told to give the beacon a CA it already had).
+ */
+export function beaconRefusalFix(message: string): string {
+  if (isValidityRefusal(message))
+    return "the bridge's client certificate is outside its validity on the beacon's clock: check the clocks (NTP) of the bridge and beacon nodes";
+  if (/no client certificate was presented|plain door carries no client certificate/i.test(message))
+    return 'this bridge sent no client certificate: run it with its beacon client identity (--beacon-client-identity openbao, the default, or files with --beacon-client-cert/--beacon-client-key) over the tls or wss door';
+  return 'give the beacon the beacon client CA of this bridge (`cloudtaser-cli source beacon-ca` prints it; beacon --bridge-ca, Helm beacon.bridgeAuth.caPems)';
+}

@@ -3,7 +3,7 @@
  * credentials (the registrar's or an admin's): its records, namespace, mounts and Kubernetes auth, then the bridge's
  * health, the beacon replicas as the bridge sees them (its /metrics), and whether it holds the cluster's tunnel.
  */
-import { bootstrapRefusalFix, isValidityRefusal } from '../bridge/refusal-fix.js';
+import { beaconRefusalFix, bootstrapRefusalFix } from '../bridge/refusal-fix.js';
 import { shardOf } from '../bridge/shards.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import type { OpenBaoClient } from '../openbao/index.js';
@@ -266,9 +266,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
         if (status.beaconIdentityError)
           return broken(
             `the beacon refuses the bridge${at(url)}: ${status.beaconIdentityError}`,
-            isValidityRefusal(status.beaconIdentityError)
-              ? "the certificate is outside its validity on the beacon's clock: check the clocks (NTP) of the bridge and beacon nodes"
-              : 'give the beacon the beacon client CA (--bridge-ca)',
+            beaconRefusalFix(status.beaconIdentityError),
             {
               code: 'CT_BEACON_UNAUTHENTICATED',
             },
@@ -279,7 +277,7 @@ export async function runSourceDoctor(options: SourceDoctorOptions): Promise<Doc
       // every login refused with a bare 403 while the tunnel itself works.
       if (bridges.every((b) => b.status.tokenReview === undefined))
         return broken(
-          `${bridges.length === 1 ? 'the bridge' : 'no bridge replica asked'} serves OpenBao's TokenReviews (no --tokenreview-listen): every pod login is refused with 403 permission denied, although the tunnel works`,
+          `${bridges.length === 1 ? 'the bridge does not serve' : 'no bridge replica asked serves'} OpenBao's TokenReviews (no --tokenreview-listen): every pod login is refused with 403 permission denied, although the tunnel works`,
           `run the bridge with --tokenreview-listen (the bridge chart does), and register the cluster with --tokenreview-endpoint set to where OpenBao reaches that listener (the kubernetes-auth line above shows where it calls now)`,
           { code: 'CT_TOKENREVIEW_UNAVAILABLE' },
         );

@@ -734,9 +734,16 @@ describe('source doctor', () => {
     );
     expect(skewed).toContain('clocks');
     expect(skewed).not.toContain('--bridge-ca');
-    expect(await said('CT_BEACON_UNAUTHENTICATED: no client certificate was presented')).toContain(
-      '--bridge-ca',
-    );
+    // A bridge that sent no certificate is fixed on the bridge, not the beacon (an outside docs drill ran one with
+    // --beacon-client-identity none and was told to give the beacon the CA it already had).
+    const none = await said('CT_BEACON_UNAUTHENTICATED: no client certificate was presented');
+    expect(none).toContain('--beacon-client-identity');
+    expect(none).not.toContain('--bridge-ca');
+    expect(
+      await said(
+        'CT_BEACON_UNAUTHENTICATED: the client certificate is not issued by a bridge CA this beacon trusts',
+      ),
+    ).toContain('--bridge-ca');
   });
 
   it('names a bridge that serves no TokenReviews (24): pod logins fail with a bare 403 while the tunnel works', async () => {
@@ -750,6 +757,10 @@ describe('source doctor', () => {
       expectBrokenAt(report, 'bridge', 24);
       const step = report.steps.find((s) => s.link === 'bridge');
       expect(step?.code).toBe('CT_TOKENREVIEW_UNAVAILABLE');
+      // It said "the bridge serves OpenBao's TokenReviews" for one that does not (an outside docs drill).
+      expect(step?.detail).toMatch(
+        /^the bridge does not serve OpenBao's TokenReviews \(no --tokenreview-listen\)/,
+      );
       expect(step?.fix).toContain('--tokenreview-listen');
     } finally {
       await stand.close();
