@@ -3,7 +3,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube/index.js';
 import { type OpenBaoTestServer, startOpenBaoTestServer } from '../../runtime/dev/openbao/index.js';
 import { OpenBaoClient } from '../../runtime/openbao/index.js';
@@ -497,6 +497,10 @@ describe('cloudtaser-cli against the test servers', () => {
   it('dev up prints one JSON line with a working stack and cleans up on SIGTERM', async () => {
     const child = spawn(process.execPath, [CLI, 'dev', 'up', '--json'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // A failed expectation below must not leave the stack running (one did, for the rest of a session).
+    onTestFinished(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
     });
     const line: string = await new Promise((resolve, reject) => {
       const rl = createInterface({ input: child.stdout });
