@@ -267,6 +267,8 @@ export function registerBrokerCommand(program: Command): Command {
                 injection: {
                   image: injectImage,
                   ...(injectResources ? { resources: injectResources } : {}),
+                  // The operator's own namespace is never injected, as the chart's namespaceSelector says.
+                  ...(process.env.POD_NAMESPACE ? { excludedNamespaces: [process.env.POD_NAMESPACE] } : {}),
                 },
                 configurationName: flags.webhookConfiguration,
               }

@@ -63,7 +63,23 @@ export interface InjectionConfig {
   readonly mountPath?: string;
   /** Resources of the injected init container. @default DEFAULT_INJECTED_RESOURCES */
   readonly resources?: InjectedResources;
+  /**
+   * Namespaces never injected, whatever the webhook configuration sends: the operator's own (POD_NAMESPACE) on top
+   * of ALWAYS_EXCLUDED_NAMESPACES. @default none
+   */
+  readonly excludedNamespaces?: readonly string[];
 }
+
+/**
+ * The control plane's namespaces: the chart's namespaceSelector keeps them out, and so does the webhook itself, so a
+ * hand-written or older MutatingWebhookConfiguration cannot inject into them (an outside hostile drill posted a
+ * kube-system pod and got a patch).
+ */
+export const ALWAYS_EXCLUDED_NAMESPACES: readonly string[] = [
+  'kube-system',
+  'kube-public',
+  'kube-node-lease',
+];
 
 /** Requests and limits of the injected init container, as Kubernetes quantities (validated by parseInjectedResources). */
 export interface InjectedResources {
@@ -187,6 +203,26 @@ export function reviewPod(
   const metadata = isObject(pod.metadata) ? pod.metadata : {};
   const labels = isObject(metadata.labels) ? metadata.labels : {};
   if (labels[INJECT_LABEL] !== 'true') return { uid, allowed: true };
+  const namespace = typeof request.namespace === 'string' ? request.namespace : metadata.namespace;
+  if (
+    typeof namespace === 'string' &&
+    (ALWAYS_EXCLUDED_NAMESPACES.includes(namespace) || config.excludedNamespaces?.includes(namespace))
+  )
+    return {
+      uid,
+      allowed: true,
+      warnings: [
+        `cloudtaser injects no pod in namespace ${namespace} (the control plane or the operator's own)`,
+      ],
+    };
+  const podSpec = pod.spec;
+  if (!isObject(podSpec) || !Array.isArray(podSpec.containers) || !podSpec.containers.every(isObject))
+    return refuse(
+      uid,
+      400,
+      'BadRequest',
+      'cloudtaser: the pod has no spec.containers list of containers; nothing was injected',
+    );
   const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
   // Re-invocation, or a pod copied from an injected one: inject once. A copy may keep the injected spec but drop
   // the annotation (`kubectl debug --copy-to --keep-labels`): the volumes and init container already there say so

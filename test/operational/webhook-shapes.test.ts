@@ -183,3 +183,32 @@ describe('webhook patch vs pod shapes', () => {
     expect(profiles).toEqual({ [INIT_CONTAINER_NAME]: 'RuntimeDefault', app: 'RuntimeDefault' });
   });
 });
+
+describe('pods the webhook never injects, whatever its configuration sends (an outside hostile drill)', () => {
+  const review = (pod: Loose, namespace: string, config: Loose = CONFIG) =>
+    reviewPod('u', { kind: { kind: 'Pod' }, operation: 'CREATE', namespace, object: pod }, STATE, config);
+
+  it("leaves the control plane's namespaces and the operator's own alone, with a warning, not a patch", () => {
+    // The chart's namespaceSelector excluded them; a hand-written configuration did not, and kube-system got a patch.
+    for (const namespace of ['kube-system', 'kube-public', 'kube-node-lease']) {
+      const response = review(labelled({ containers: [{ name: 'c', image: 'x' }] }), namespace);
+      expect(response).toMatchObject({ allowed: true, warnings: [expect.stringContaining(namespace)] });
+      expect(response.patch).toBeUndefined();
+    }
+    const operator = review(labelled({ containers: [{ name: 'c', image: 'x' }] }), 'cloudtaser-system', {
+      ...CONFIG,
+      excludedNamespaces: ['cloudtaser-system'],
+    });
+    expect(operator.patch).toBeUndefined();
+    // Any other namespace is injected as before.
+    expect(review(labelled({ containers: [{ name: 'c', image: 'x' }] }), 'team-a').patch).toBeDefined();
+  });
+
+  it('refuses a pod whose spec.containers is not a list of containers instead of patching part of it', () => {
+    for (const containers of ['x', [1], undefined]) {
+      const response = review(labelled({ containers }), 'team-a');
+      expect(response).toMatchObject({ allowed: false, status: { code: 400 } });
+      expect(response.patch).toBeUndefined();
+    }
+  });
+});
