@@ -18,4 +18,16 @@ export class AddressCounts {
     if (left > 0) this.#counts.set(address, left);
     else this.#counts.delete(address);
   }
+
+  /** The `n` addresses with the highest counts, highest first, with their counts. */
+  top(n: number): Array<{ readonly address: string; readonly count: number }> {
+    const top: Array<{ address: string; count: number }> = [];
+    for (const [address, count] of this.#counts) {
+      if (top.length === n && count <= top[n - 1].count) continue;
+      top.push({ address, count });
+      top.sort((a, b) => b.count - a.count);
+      if (top.length > n) top.pop();
+    }
+    return top;
+  }
 }

@@ -202,6 +202,20 @@ function isBarePermissionDenied(body: Buffer): boolean {
   }
 }
 
+/**
+ * The first two segments of a request path after `/v1/` (`sys/mounts`, `auth/token`), at most 64 characters: enough
+ * to tell a probe from a typo, never a whole path (a token or a secret's name can sit further in it).
+ */
+function pathStart(url: string | undefined): string {
+  const path = (url ?? '/').split('?')[0];
+  return path
+    .replace(/^\/+(v1\/+)?/i, '')
+    .split('/')
+    .slice(0, 2)
+    .join('/')
+    .slice(0, 64);
+}
+
 /** Requests that change nothing in OpenBao, so sending one again after a lost answer is harmless. */
 const READ_METHODS = new Set(['GET', 'HEAD', 'LIST']);
 
@@ -210,6 +224,10 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   const log = moduleLogger(options.logger, 'pod-api');
   // One line per code a minute and a summary: with the tunnel down, every pod request failed with its own line.
   const failures = createLogSummarizer(log, { summaryEvent: 'podapi.failures_summary' });
+  const refusals = createLogSummarizer(log, {
+    summaryEvent: 'podapi.refusals_summary',
+    keyFields: ['podAddress', 'code'],
+  });
   const gate = createRequestGate({ maxInFlight: limits.maxInFlight, maxWaiting: limits.maxWaiting });
   let bufferedBodyBytes = 0;
   /** Per pod address (the remote address as the socket saw it): body bytes held, requests in the broker. */
@@ -258,9 +276,22 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     const head = method === 'HEAD';
     const refuse = (refusal: PodApiRefusal, route?: PodApiRoute): void => {
       req.resume();
-      // A pod decides how often this happens: debug only (cloudtaser_broker_podapi_requests_total counts them).
-      log.debug(
-        { event: 'podapi.refused', method, status: refusal.status, ...(route ? { route } : {}) },
+      // Which pod asks for what it may not (sys/, another cluster's namespace, a typo) is what an SRE needs: once
+      // per pod address and code a minute, then a summary (it was debug only: an outside hostile drill probed
+      // sys/ and other namespaces unseen). The path's first segments only: a token in a path must not reach a log.
+      const address = req.socket.remoteAddress ?? '';
+      const code = /^(CT_[A-Z0-9_]+)/.exec(refusal.errors.find((e) => e.startsWith('CT_')) ?? '')?.[1];
+      refusals.warn(
+        `${address}|${code ?? refusal.status}`,
+        {
+          event: 'podapi.refused',
+          podAddress: address,
+          method,
+          status: refusal.status,
+          code,
+          pathStart: pathStart(req.url),
+          ...(route ? { route } : {}),
+        },
         'pod API request refused',
       );
       reply(res, refusal.status, openBaoErrorBody(refusal.errors), head);
@@ -621,13 +652,22 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
   // Connections cost memory before they send anything (TLS state, buffers): bounded in all and per pod address,
   // closed before TLS beyond either bound. Node applies maxConnections itself and reports each drop.
   server.maxConnections = limits.maxConnections;
-  server.on('drop', () =>
+  // Who holds the connections is what an SRE needs when the total is full (an outside hostile drill filled it
+  // from 16 addresses and the line named none): the top holders, worked out at most once a second under a flood.
+  let holders: { at: number; top: ReturnType<AddressCounts['top']> } | undefined;
+  server.on('drop', (dropped?: { remoteAddress?: string }) => {
+    if (!holders || performance.now() - holders.at > 1_000)
+      holders = { at: performance.now(), top: connectionsByAddress.top(3) };
     limitHit(
       'connections',
-      { maxConnections: limits.maxConnections },
-      'too many pod API connections open at once; closing new ones',
-    ),
-  );
+      {
+        maxConnections: limits.maxConnections,
+        podAddress: dropped?.remoteAddress,
+        topHolders: holders.top.map(({ address, count }) => `${address} (${count})`),
+      },
+      'too many pod API connections open at once; closing new ones (topHolders: the pod addresses holding the most)',
+    );
+  });
   const connectionsByAddress = new AddressCounts();
   server.on('connection', (socket: Socket) => {
     const address = socket.remoteAddress ?? '';
@@ -664,6 +704,7 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       await listening.close(graceMs);
       failures.close();
       bounds.close();
+      refusals.close();
     },
   };
 }

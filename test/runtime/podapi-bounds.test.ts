@@ -113,6 +113,11 @@ describe('pod API bounds per pod address', () => {
       'address_connections',
       'connections',
     ]);
+    // The line says who holds the connections (it named none: an outside hostile drill).
+    expect(capture.lines.find((l) => l.limit === 'connections')?.topHolders).toEqual([
+      '127.0.0.2 (3)',
+      '127.0.0.3 (3)',
+    ]);
     // Once they go, connections are accepted again.
     for (const client of held) client.socket.destroy();
     await settle(100);

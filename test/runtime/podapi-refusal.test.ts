@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PodApiServer } from '../../runtime/podapi/server.js';
+import { captureLogger } from '../beacon/helpers.js';
 import { startPlainPodApi } from '../support/raw-pod-client.js';
 
 let api: PodApiServer | undefined;
@@ -52,5 +53,35 @@ describe('pod API of a broker that is refused', () => {
     const read = await fetch(`http://127.0.0.1:${api.port}/v1/secret/data/app`);
     expect(await read.text()).toMatch(/CT_TUNNEL_CLOSED: the secret-store bridge is not connected yet/);
     expect(waits).toBe(1);
+  });
+});
+
+describe('pod API requests outside the allow-list', () => {
+  it('are logged once per pod address and code a minute, naming the pod and the start of the path, never the rest', async () => {
+    // An outside hostile drill probed sys/ and other clusters' namespaces: only a counter moved (debug line).
+    const log = captureLogger();
+    api = await startPlainPodApi({ logger: log.logger });
+    const at = `http://127.0.0.1:${api.port}`;
+    for (const path of ['/v1/sys/mounts', '/v1/sys/policies/acl', '/v1/auth/token/lookup/s.TOKENINPATH']) {
+      const response = await fetch(`${at}${path}`);
+      expect(response.status).toBe(403);
+    }
+    const refused = log.lines.filter((line) => line.event === 'podapi.refused');
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({
+      level: 40, // warn
+      podAddress: expect.stringMatching(/127\.0\.0\.1/),
+      code: 'CT_PODAPI_NOT_ALLOWED',
+      pathStart: 'sys/mounts',
+      method: 'GET',
+    });
+    await api.close();
+    api = undefined;
+    expect(log.lines.find((line) => line.event === 'podapi.refusals_summary')).toMatchObject({
+      podAddress: expect.stringMatching(/127\.0\.0\.1/),
+      code: 'CT_PODAPI_NOT_ALLOWED',
+      suppressed: 2,
+    });
+    expect(JSON.stringify(log.lines)).not.toContain('TOKENINPATH');
   });
 });
