@@ -209,7 +209,18 @@ export function checkPodRequest(method: string, rawPath: string): AllowedPodRequ
   const queryAt = rawPath.indexOf('?');
   const pathPart = queryAt < 0 ? rawPath : rawPath.slice(0, queryAt);
   const params = new URLSearchParams(queryAt < 0 ? '' : rawPath.slice(queryAt + 1));
-  if (!pathPart.startsWith('/v1/')) return { status: 404, errors: [] };
+  if (!pathPart.startsWith('/v1/')) {
+    // OpenBao's plain 404 off its API; a near miss of it (`/V1/`, `//v1/`) gets a hint, which a person who
+    // mistyped it needs (an outside hostile drill got bare 404s).
+    if (/^\/+v1(\/|$)/i.test(pathPart))
+      return {
+        status: 404,
+        errors: [
+          'CT_PODAPI_NOT_ALLOWED: the API is under /v1/ exactly (lower case, one leading slash); nothing else is served',
+        ],
+      };
+    return { status: 404, errors: [] };
+  }
   const segments = splitSegments(pathPart.slice('/v1/'.length));
   if (!segments) return denied();
   const entry = ALLOW_LIST.find((candidate) => matchesPath(candidate.path, segments));

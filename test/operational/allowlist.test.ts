@@ -117,6 +117,12 @@ describe('pod API allow-list', () => {
 
   it('answers non-/v1 paths with a plain 404 and GET login with 405', () => {
     expect(checkPodRequest('GET', '/ui/')).toEqual({ status: 404, errors: [] });
+    // A near miss of /v1/ says so (it was a bare 404 too).
+    for (const path of ['/V1/secret/data/app', '//v1/sys/mounts', '/v1'])
+      expect(checkPodRequest('GET', path)).toEqual({
+        status: 404,
+        errors: [expect.stringMatching(/^CT_PODAPI_NOT_ALLOWED: the API is under \/v1\/ exactly/)],
+      });
     expect(checkPodRequest('GET', '/v1/auth/kubernetes/login')).toMatchObject({ status: 405 });
   });
 
