@@ -90,7 +90,10 @@ export function registerMigrateCommand(program: Command): void {
             `${result.matched} Secret(s) matched; ${verb} ${result.annotated.length}, already marked ${result.alreadyAnnotated.length}, skipped ${result.skipped.length} (managed by Kubernetes)`,
             result.dryRun
               ? 'Dry run: nothing was changed.'
-              : `${pending?.length ?? 0} marked Secret(s) not migrated yet. The broker migrates them when it runs with --migrate and the registration allows migration (source register --migration); when it refuses, its /status \`migration\` and an Event on each Secret say why (CT_MIGRATION_DISABLED: the registration does not allow it): kubectl get events --field-selector involvedObject.kind=Secret.`,
+              : (pending?.length ?? 0) === 0
+                ? // The troubleshooting text only when something is left (an outside drill read it after a full success).
+                  'Every marked Secret is migrated.'
+                : `${pending?.length ?? 0} marked Secret(s) not migrated yet. The broker migrates them when it runs with --migrate and the registration allows migration (source register --migration); when it refuses, its /status \`migration\` and an Event on each Secret say why (CT_MIGRATION_DISABLED: the registration does not allow it): kubectl get events --field-selector involvedObject.kind=Secret.`,
             '',
           ].join('\n'),
         );
