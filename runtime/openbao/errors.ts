@@ -68,9 +68,18 @@ export function mapNetworkError(err: unknown, ctx: RequestContext): CloudtaserEr
     code !== undefined &&
     (TLS_CODES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))
   ) {
+    // A server that does not speak TLS at all (plain HTTP at an https:// address) is a scheme to change, not a CA
+    // to add (an outside docs drill was told to pass a CA for it).
+    const notTls = /WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|UNKNOWN_PROTOCOL/.test(
+      `${code} ${reason}`,
+    );
     return new CloudtaserError(
       'CT_OPENBAO_TLS',
-      `TLS handshake with OpenBao at ${ctx.address} failed: ${reason} (${code}); pass --secretstore-ca-cert with the CA that signed OpenBao's certificate`,
+      `TLS handshake with OpenBao at ${ctx.address} failed: ${reason} (${code}); ${
+        notTls
+          ? `what answered does not speak TLS: if OpenBao listens with plain HTTP there, use http://${new URL(ctx.address).host}; else check the port`
+          : "pass --secretstore-ca-cert with the CA that signed OpenBao's certificate"
+      }`,
       { cause: err, details: details(ctx, { reason: code }) },
     );
   }

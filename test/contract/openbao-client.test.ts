@@ -241,6 +241,15 @@ describe('TLS with a custom CA', () => {
     expect(err.message).toContain('pass --secretstore-ca-cert');
     expectNoToken(err);
   });
+
+  it('says to use http:// when an https:// address reaches a server without TLS, not to pass a CA', async () => {
+    // An outside docs drill pointed https:// at the plain-HTTP dev OpenBao and was told to pass a CA.
+    const plain = server.address.replace(/^http:/, 'https:');
+    const err = await failure(client({ address: plain, retries: 0 }).kvRead('secret', 'tls/a'));
+    expect(err.code).toBe('CT_OPENBAO_TLS');
+    expect(err.message).toContain(`use ${server.address}`);
+    expect(err.message).not.toContain('--secretstore-ca-cert');
+  });
 });
 
 describe('namespace support detection', () => {
