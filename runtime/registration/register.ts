@@ -180,8 +180,17 @@ export async function registerCluster(
  */
 function saidToBeResumable(err: unknown): unknown {
   if (!isCloudtaserError(err) || !err.code.startsWith('CT_OPENBAO_')) return err;
-  // Found before the first write (the probe of namespace support): there is nothing to finish.
-  if (err.code === 'CT_OPENBAO_NAMESPACES_UNSUPPORTED') return err;
+  // Found before the first write (the probe of namespace support): there is nothing to finish. A lost
+  // check-and-set says itself what to run again.
+  if (err.code === 'CT_OPENBAO_NAMESPACES_UNSUPPORTED' || err.code === 'CT_OPENBAO_CAS_MISMATCH') return err;
+  // A policy that refuses a step refuses it again on a rerun: the policy comes first (an outside docs drill, with
+  // another namespace root than its policy's, was told only to run it again).
+  if (err.code === 'CT_OPENBAO_PERMISSION_DENIED')
+    return new CloudtaserError(
+      err.code,
+      `${err.message}; a rerun meets the same refusal until the token's policy allows the step: \`cloudtaser-cli source policy registrar\` prints what register needs (add --namespace-root for another root), then run it again: it picks up where it stopped`,
+      { cause: err.cause ?? err, details: err.details },
+    );
   return new CloudtaserError(
     err.code,
     `${err.message}; the register may have stopped half-way: nothing is lost, run it again to finish it (it picks up where it stopped), or deregister --purge to remove what it made`,

@@ -219,6 +219,16 @@ describe('registration against the OpenBao test server', () => {
       });
   });
 
+  it('says to fix the policy first when it refuses a step, since a plain rerun meets the same refusal', async () => {
+    // An outside docs drill used another namespace root than the registrar policy's and was told to run it again.
+    await expect(
+      registerCluster(registrar, { fingerprint: randomFingerprint(), namespaceRoot: 'elsewhere' }),
+    ).rejects.toMatchObject({
+      code: 'CT_OPENBAO_PERMISSION_DENIED',
+      message: expect.stringMatching(/`cloudtaser-cli source policy registrar` prints what register needs/),
+    });
+  });
+
   it('refuses a fingerprint whose 8-character prefix belongs to another cluster, writing nothing', async () => {
     await registerCluster(registrar, { fingerprint: FP });
     await expect(registerCluster(registrar, { fingerprint: CLASHING_FP })).rejects.toMatchObject({
