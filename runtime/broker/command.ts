@@ -21,6 +21,7 @@ import {
   configMapTrustRecord,
   DEFAULT_TRUST_RECORD_NAME,
   DEFAULT_TRUST_RECORD_NAMESPACE,
+  parseCaSha256,
   type TrustRecordRef,
 } from './trust-record.js';
 
@@ -197,10 +198,10 @@ export function registerBrokerCommand(program: Command): Command {
     .action(async (flags: BrokerRunFlags) => {
       const logger = createLogger('broker');
       const relay = await readRelayClientFlags(flags, 'broker run');
-      // Loaded here, not at the top: only the broker needs the Kubernetes client, and it is heavy to import.
-      const { defaultKubeConnection, KubeClient, readClusterFingerprint } = await import('../kube/index.js');
-      const connection = defaultKubeConnection({ kubeconfig: flags.kubeconfig, context: flags.context });
-      const kube = KubeClient.fromConnection(connection, { logger });
+      // Every flag is checked before the kubeconfig is loaded: a typo is a usage error (exit 2) wherever the
+      // broker runs, not hidden behind CT_KUBE_CONFIG on a host without one (an outside docs drill).
+      if (flags.caSha256 !== undefined) parseCaSha256(flags.caSha256, '--ca-sha256');
+      const trustRecordRef = parseTrustRecordRef(flags.trustRecord);
       const dnsNames = flags.podApiDnsName?.length ? flags.podApiDnsName : serviceDnsNames(flags.serviceName);
       const podApiAddress = flags.podApiListen
         ? parseListenAddress(flags.podApiListen, '--pod-api-listen')
@@ -224,6 +225,10 @@ export function registerBrokerCommand(program: Command): Command {
           'CT_INVALID_ARGUMENT',
           '--webhook-listen needs --inject-image (or CLOUDTASER_OPERATOR_IMAGE): the image of the injected init container',
         );
+      // Loaded here, not at the top: only the broker needs the Kubernetes client, and it is heavy to import.
+      const { defaultKubeConnection, KubeClient, readClusterFingerprint } = await import('../kube/index.js');
+      const connection = defaultKubeConnection({ kubeconfig: flags.kubeconfig, context: flags.context });
+      const kube = KubeClient.fromConnection(connection, { logger });
       // Loaded on use, like the Kubernetes client: the broker and its metrics are not needed to show help.
       const { startBroker } = await import('./broker.js');
       const { createBrokerMetrics } = await import('./metrics.js');
@@ -235,7 +240,7 @@ export function registerBrokerCommand(program: Command): Command {
         caSha256: flags.caSha256,
         // A pod's host name is its name unless the pod sets spec.hostname; POD_NAME (downward API) wins when set.
         podName: process.env.POD_NAME || hostname(),
-        trustRecord: configMapTrustRecord(kube, parseTrustRecordRef(flags.trustRecord)),
+        trustRecord: configMapTrustRecord(kube, trustRecordRef),
         kube,
         attestation: flags.attestation
           ? { serviceAccount: parseServiceAccount(flags.serviceAccount) }

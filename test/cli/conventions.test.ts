@@ -54,6 +54,22 @@ describe('usage errors: exit 2, one CT_ line on stderr, nothing on stdout', () =
       /no secret-store address: pass --secretstore-address/,
     ],
     [
+      // Checked before the kubeconfig is loaded: it was CT_KUBE_CONFIG (exit 1) on a host without one.
+      'a broker pin that is not a hash, on a host without a kubeconfig',
+      [
+        'broker',
+        'run',
+        '--beacon',
+        'beacon.test:443',
+        '--ca-sha256',
+        'zz',
+        '--kubeconfig',
+        join(dir, 'none'),
+      ],
+      {},
+      /^CT_INVALID_ARGUMENT: --ca-sha256 must be 64 hex characters/,
+    ],
+    [
       'no secret-store token',
       ['source', 'status', '--fingerprint', FP, ...address],
       {},
