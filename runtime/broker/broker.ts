@@ -87,6 +87,13 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     );
   if (options.migration && !options.kube)
     throw new CloudtaserError('CT_INVALID_ARGUMENT', 'migration needs Kubernetes API access (kube)');
+  /**
+   * Who can have replaced this broker: with attestation the fingerprint alone is refused, so only someone who can
+   * get tokens of the operator's service account (an outside drill read "someone who knows the fingerprint" there).
+   */
+  const whoCouldHoldIt = options.attestation
+    ? "someone who can get tokens of this operator's service account (a second operator, or a cluster admin)"
+    : 'someone who knows the fingerprint';
   const attestationKube = options.attestation
     ? (options.attestation.kube ?? (options.kube?.createServiceAccountToken ? options.kube : undefined))
     : undefined;
@@ -852,7 +859,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           replacements++;
           log.warn(
             { event: 'broker.replaced', code: closeCode },
-            "another broker bootstrapped this cluster and the bridge closed this one's tunnel: if this cluster's operator did not just restart, someone who knows the fingerprint may hold the cluster now",
+            `another broker bootstrapped this cluster and the bridge closed this one's tunnel: if this cluster's operator did not just restart, ${whoCouldHoldIt} may hold the cluster now`,
           );
         }
         if (closeCode === 'CT_NOT_REGISTERED') {
@@ -885,7 +892,7 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
           setStatus(
             'rejected',
             replacedAt
-              ? `${replacedNote(replacedAt)}if this cluster's operator did not restart then, someone who knows the fingerprint may hold the cluster: have the OpenBao admin check before re-arming (cloudtaser-cli source doctor). ${refused}`
+              ? `${replacedNote(replacedAt)}if this cluster's operator did not restart then, ${whoCouldHoldIt} may hold the cluster: have the OpenBao admin check before re-arming (cloudtaser-cli source doctor). ${refused}`
               : refused,
             {
               lastErrorCode: replacedAt ? 'CT_BROKER_REPLACED' : refusal,

@@ -164,7 +164,7 @@ export const ErrorCodes = {
     'the discovery journal is in a format a newer cloudtaser wrote; this version leaves it as it is (writers refuse, bridges list every cluster periodically): upgrade it',
   CT_TUNNEL_CLOSED: 'the operational tunnel closed',
   CT_BROKER_REPLACED:
-    "the bridge closed a live broker's tunnel because a newer bootstrap of the cluster replaced its key: expected when the operator restarted; otherwise someone who knows the fingerprint may have taken the cluster over",
+    "the bridge closed a live broker's tunnel because a newer bootstrap of the cluster replaced its key: expected when the operator restarted; otherwise someone may have taken the cluster over: anyone who knows the fingerprint while a re-arm is open or without attestation, with attestation only someone who can get the operator's service-account tokens",
   CT_REARMED:
     'the cluster was re-armed while its broker was connected: the bridge closed the tunnel so that broker bootstraps again at once and spends the re-arm',
   CT_RENEWAL_REFUSED:

@@ -14,6 +14,7 @@ import { type KubeTestServer, startKubeTestServer } from '../../runtime/dev/kube
 import { KubeClient } from '../../runtime/kube/index.js';
 import { createCsr, parseCsr } from '../../runtime/pki/index.js';
 import { getClusterStatus, registerCluster } from '../../runtime/registration/index.js';
+import { captureLogger } from '../beacon/helpers.js';
 import {
   FAST_BROKER_TIMING,
   interpose,
@@ -148,6 +149,27 @@ describe('attested bootstrap through the beacon', () => {
       what: 'one live tunnel, the new one',
     });
     expect(await restarted.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
+  });
+
+  it('tells a replaced attested broker who could have replaced it: not anyone with the fingerprint', async () => {
+    // With attestation the fingerprint alone is refused; an outside hostile drill read "someone who knows the
+    // fingerprint may hold the cluster now" after a takeover that needed the operator's service-account tokens.
+    const cluster = await registerAttested();
+    await bridge();
+    const log = captureLogger();
+    const first = await broker(cluster.fingerprint, {
+      ...attested(),
+      caSha256: cluster.operationalHash,
+      logger: log.logger,
+    });
+    await first.waitForPhase('operational', 15_000);
+    await broker(cluster.fingerprint, { ...attested(), caSha256: cluster.operationalHash });
+    const replaced = await waitUntil(() => log.lines.find((line) => line.event === 'broker.replaced'), {
+      timeoutMs: 20_000,
+      what: 'the first broker told it was replaced',
+    });
+    expect(String(replaced.msg)).toContain("someone who can get tokens of this operator's service account");
+    expect(String(replaced.msg)).not.toContain('knows the fingerprint');
   });
 
   it("shows in the broker's /status the hash of the key its certificate presents, and the bridge the same hash per tunnel; both change when a restarted broker bootstraps with a new key", async () => {
