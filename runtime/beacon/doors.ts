@@ -36,13 +36,13 @@ export interface BeaconDoorsOptions {
   readonly refuse: Refuse;
 }
 
-/** One accepted TCP connection from accept until close, whatever door it takes. */
 /**
  * A connection that has not announced for this long gives its place to a new one from its address once the address
  * is at maxPendingPerAddress (see accept). Well above a TLS handshake and an announce over a slow WAN.
  */
 const STALE_PENDING_MS = 2_000;
 
+/** One accepted TCP connection from accept until close, whatever door it takes. */
 interface Connection {
   readonly socket: Socket;
   readonly remote: string;

@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
+import { parseDurationOrZero } from '../core/shutdown.js';
 import { printJson } from './output.js';
 
 export function registerDevCommands(program: Command): void {
@@ -24,8 +25,8 @@ export function registerDevCommands(program: Command): void {
       'also start an HA standby of the OpenBao test server (secretstoreStandbyAddress): "forward" passes writes to the active node as OpenBao does by default, "redirect" answers them 307 (request forwarding off)',
     )
     .option(
-      '--standby-read-lag <ms>',
-      "how far the standby's reads trail the active node (OpenBao >= 2.5 serves reads on standbys)",
+      '--standby-read-lag <duration>',
+      "how far the standby's reads trail the active node, e.g. 200ms (OpenBao >= 2.5 serves reads on standbys)",
       '0',
     )
     .action(async (opts: { dir?: string; json?: boolean; standby?: string; standbyReadLag: string }) => {
@@ -73,12 +74,10 @@ function parseStandby(
   mode: string | undefined,
   readLag: string,
 ): { requestForwarding: boolean; readLagMs: number } | undefined {
-  const lag = Number(readLag);
-  if (!/^\d+$/.test(readLag) || lag > 60_000)
-    throw new CloudtaserError(
-      'CT_INVALID_ARGUMENT',
-      `--standby-read-lag must be milliseconds from 0 to 60000, not ${JSON.stringify(readLag)}`,
-    );
+  // A duration with its unit, as every duration flag (a bare number is refused: see parseDuration).
+  const lag = parseDurationOrZero(readLag, '--standby-read-lag');
+  if (lag > 60_000)
+    throw new CloudtaserError('CT_INVALID_ARGUMENT', '--standby-read-lag must be at most 60s');
   if (mode === undefined) {
     if (lag !== 0)
       throw new CloudtaserError('CT_INVALID_ARGUMENT', '--standby-read-lag needs --standby forward|redirect');

@@ -454,7 +454,7 @@ describe('cloudtaser-cli against the test servers', () => {
     // An outside fleet test imported the test server's startStandby from dist to try a standby; now it is a flag.
     const child = spawn(
       process.execPath,
-      [CLI, 'dev', 'up', '--standby', 'redirect', '--standby-read-lag', '200'],
+      [CLI, 'dev', 'up', '--standby', 'redirect', '--standby-read-lag', '200ms'],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -489,8 +489,13 @@ describe('cloudtaser-cli against the test servers', () => {
   it('dev up refuses a --standby mode or read lag it does not know, before starting anything', async () => {
     await expectUsageError(['dev', 'up', '--standby', 'sideways'], 'CT_INVALID_ARGUMENT: --standby must be');
     await expectUsageError(
-      ['dev', 'up', '--standby-read-lag', '100'],
-      'CT_INVALID_ARGUMENT: --standby-read-lag needs',
+      ['dev', 'up', '--standby-read-lag', '100ms'],
+      'CT_INVALID_ARGUMENT: --standby-read-lag needs --standby',
+    );
+    // A duration with its unit, as every duration flag.
+    await expectUsageError(
+      ['dev', 'up', '--standby', 'redirect', '--standby-read-lag', '100'],
+      'CT_INVALID_ARGUMENT: --standby-read-lag "100" needs a unit',
     );
   });
 
