@@ -19,6 +19,8 @@ export interface BeaconMetrics {
   rejection(reason: string): void;
   pairing(brokerDoor: string, bridgeDoor: string): void;
   accepted(door: string): void;
+  /** The notAfter of the certificate the TLS door serves now (set at start and at every reload). */
+  certificate(notAfter: Date): void;
 }
 
 export interface BeaconMetricsOptions {
@@ -102,9 +104,18 @@ export function createBeaconMetrics(options: BeaconMetricsOptions): BeaconMetric
       reportedBridgeToBroker = counters.bytesBridgeToBroker;
     },
   });
+  // An expired beacon certificate fails every client's handshake at once (brokers and bridges alike); the files are
+  // re-read when they change, so this says whether the renewal reached the process (an outside SRE drill found no
+  // way to alert on it).
+  const certificateNotAfter = new Gauge({
+    name: 'cloudtaser_beacon_certificate_not_after_seconds',
+    help: "When the certificate the beacon's TLS door serves expires (Unix seconds)",
+    registers: [registry],
+  });
   return {
     registry,
     counters,
+    certificate: (notAfter) => certificateNotAfter.set(Math.floor(notAfter.getTime() / 1000)),
     rejection: (reason) => rejections.inc({ reason }),
     pairing: (brokerDoor, bridgeDoor) => pairings.inc({ broker_door: brokerDoor, bridge_door: bridgeDoor }),
     accepted: (door) => accepted.inc({ door }),

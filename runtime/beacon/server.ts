@@ -3,6 +3,7 @@
  * lifecycle that starts and closes them together.
  */
 
+import { X509Certificate } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CloudtaserError, type Logger, silentLogger } from '../core/index.js';
@@ -185,6 +186,7 @@ class BeaconServer {
       refuse,
       admit: (leg, role, hash) => this.doors.announced(leg, role, hash),
     });
+    this.metrics.certificate(notAfterOf(options.tls.certPem));
     this.doors = new BeaconDoors({
       limits: this.limits,
       tls: options.tls,
@@ -271,6 +273,7 @@ class BeaconServer {
       stats: () => this.stats(),
       updateTls: (tls) => {
         this.doors.updateTls(tls);
+        this.metrics.certificate(notAfterOf(tls.certPem));
         this.log.info({ event: 'tls_updated' });
       },
       updateBridgeCas: (pems) => {
@@ -390,3 +393,8 @@ class BeaconServer {
 }
 
 export type { BeaconDoor, BeaconRole };
+
+/** The notAfter of the first certificate of a PEM (the served one; the rest is its chain). */
+function notAfterOf(certPem: string): Date {
+  return new Date(new X509Certificate(certPem).validTo);
+}

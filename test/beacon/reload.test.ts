@@ -3,7 +3,7 @@
  * certificate and the new CAs without a restart (certificate rotation by cert-manager or a ConfigMap update);
  * connections already open keep what they negotiated, and a half-written change keeps the old material.
  */
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +23,7 @@ import {
   issueSelfSignedSync,
 } from '../../runtime/pki/index.js';
 import { waitUntil } from '../support/wait.js';
-import { captureLogger, randomHash } from './helpers.js';
+import { captureLogger, makeCerts, randomHash, startBeacon } from './helpers.js';
 
 let dir: string;
 const running: BeaconHandle[] = [];
@@ -223,5 +223,28 @@ describe('beacon serve reloads changed files', () => {
     const log = captureLogger();
     await serve([...base, '--allow-anonymous-bridges'], log);
     expect(log.lines).toContainEqual(expect.objectContaining({ event: 'anonymous_bridges' }));
+  });
+});
+
+describe('the certificate the beacon serves, as a metric', () => {
+  it('exports its notAfter, and the reloaded one once it is in use (an outside SRE drill found none to alert on)', async () => {
+    const certs = makeCerts();
+    const beacon = await startBeacon(certs, { metrics: true });
+    running.push(beacon);
+    const notAfter = async () =>
+      Number(
+        /cloudtaser_beacon_certificate_not_after_seconds (\d+)/.exec(
+          await (await fetch(`${beacon.metricsUrl}/metrics`)).text(),
+        )?.[1],
+      );
+    expect(await notAfter()).toBe(
+      Math.floor(Date.parse(new X509Certificate(certs.beacon.certPem).validTo) / 1000),
+    );
+    const shortLived = issueSelfSignedSync({ commonName: 'beacon', dnsNames: ['localhost'], days: 3 });
+    beacon.updateTls({ certPem: shortLived.certPem, keyPem: shortLived.keyPem });
+    expect(await notAfter()).toBe(
+      Math.floor(Date.parse(new X509Certificate(shortLived.certPem).validTo) / 1000),
+    );
+    expect((await notAfter()) - Date.now() / 1000).toBeLessThan(3 * 86_400 + 60);
   });
 });

@@ -231,12 +231,17 @@ describe('beacon chart alerts', () => {
     );
   const exprOf = (name: string) => String(rules().find((r: K8sObject) => r.alert === name)?.expr);
 
-  it('page the beacon team when no replica is scraped, a replica nears --max-connections, or clients are refused for a misconfiguration', () => {
+  it('page the beacon team when no replica is scraped, a replica nears --max-connections, clients are refused for a misconfiguration, or its certificate nears expiry', () => {
     expect(rules().map((r: K8sObject) => r.alert)).toEqual([
       'CloudtaserBeaconDown',
       'CloudtaserBeaconNearConnectionLimit',
       'CloudtaserBeaconRefusing',
+      'CloudtaserBeaconCertificateExpiring',
     ]);
+    // Per replica: each serves the certificate it last read (an outside SRE drill found no metric for it).
+    expect(exprOf('CloudtaserBeaconCertificateExpiring')).toMatch(
+      /min by \(namespace, pod\) \(cloudtaser_beacon_certificate_not_after_seconds\{[^}]*\}\) - time\(\) < 14 \* 86400/,
+    );
     // A dead beacon pages on the beacon's side, not only as the bridges' and brokers' replica-unreachable warnings.
     expect(exprOf('CloudtaserBeaconDown')).toContain('absent(cloudtaser_beacon_build_info{');
     // Per replica: each one has its own bound, and at it closes every new connection, waiting bridges included.
