@@ -278,6 +278,7 @@ class ReplicaDial {
       );
       if (!client) tlsSocket.on('session', (session: Buffer) => rememberSession(sessionKey, session));
       tlsSocket.once('secureConnect', () => {
+        this.handshakeDone = true;
         if (tlsSocket.alpnProtocol !== RAW_ALPN) {
           this.fail(
             new CloudtaserError(
@@ -342,8 +343,17 @@ class ReplicaDial {
   };
 
   private readonly onSocketClose = () => {
-    this.fail(this.unreachable('the beacon closed the connection before pairing'));
+    this.fail(
+      this.unreachable(
+        this.handshakeDone || this.options.target.door !== 'tls'
+          ? 'the beacon closed the connection before pairing'
+          : `the connection was closed${CLOSED_BEFORE_TLS_HINT}`,
+      ),
+    );
   };
+
+  /** The outer TLS handshake completed (TLS door): a close before it is a bound at accept, not a refusal. */
+  private handshakeDone = false;
 
   private startWebSocket(announce: Buffer, tunnel: Socket | undefined): void {
     const { target, ip } = this.options;
@@ -562,9 +572,17 @@ export function dialErrorHint(err: Error): string {
   // spending a handshake), so the cause is in its log, not in the network (an outside drill read ECONNRESET here
   // and looked for a network fault while the beacon logged pending_per_address for this address).
   if (code === 'ECONNRESET' || /socket disconnected before secure TLS connection/i.test(err.message))
-    return " (closed before the TLS handshake: a beacon does so when too many connections from this address have not announced, or too many are open in all; its log says pending_per_address or max_connections with this host's egress address; otherwise a device on the way reset it)";
+    return CLOSED_BEFORE_TLS_HINT;
   return '';
 }
+
+/**
+ * A connection closed before the TLS handshake: what a beacon does over its accept bounds (it cannot send a frame
+ * without spending a handshake), so the cause is in its log, not in the network (an outside drill read ECONNRESET,
+ * and "closed before pairing", and looked for a network fault while the beacon logged pending_per_address).
+ */
+const CLOSED_BEFORE_TLS_HINT =
+  " (closed before the TLS handshake: a beacon does so when too many connections from this address have not announced, or too many are open in all; its log says pending_per_address, pending_evicted or max_connections with this host's egress address; otherwise a device on the way closed it)";
 
 function cancelled(options: ReplicaDialOptions): CloudtaserError {
   return new CloudtaserError('CT_CANCELLED', `dialing beacon replica ${options.ip} was cancelled`);

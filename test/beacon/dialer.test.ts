@@ -203,10 +203,33 @@ describe('dialer', () => {
         }),
       ).rejects.toMatchObject({
         code: 'CT_BEACON_UNREACHABLE',
-        message: expect.stringContaining('its log says pending_per_address or max_connections'),
+        message: expect.stringContaining('closed before the TLS handshake: a beacon does so'),
       });
     } finally {
       resetting.close();
+    }
+  });
+
+  it('says the same when the connection is closed cleanly before the TLS handshake, not "before pairing"', async () => {
+    // The beacon over its pending bound closes at accept: most clients see a clean close, not a reset (a second
+    // outside drill saw "closed the connection before pairing" in 5 of 6 cases).
+    const closing = createNetServer((socket) => socket.end());
+    closing.listen(0, '127.0.0.1');
+    await once(closing, 'listening');
+    try {
+      await expect(
+        waitForPeer({
+          target: { door: 'tls', host: 'localhost', port: (closing.address() as { port: number }).port },
+          ip: '127.0.0.1',
+          role: 'broker',
+          hash: randomHash(),
+        }),
+      ).rejects.toMatchObject({
+        code: 'CT_BEACON_UNREACHABLE',
+        message: expect.stringContaining('closed before the TLS handshake: a beacon does so'),
+      });
+    } finally {
+      closing.close();
     }
   });
 
