@@ -166,6 +166,12 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         tunnel: connectedTunnel,
         nextTunnel,
         refusal: () => refusalOf(status),
+        // Replaced, and dialing again on its schedule (an attested broker may win the cluster back): pods still
+        // wait for a tunnel first, then hear why there is none.
+        noTunnelReason: () =>
+          status.phase !== 'operational' && status.lastTunnelClose?.code === 'CT_BROKER_REPLACED'
+            ? { code: 'CT_BROKER_REPLACED', reason: status.reason }
+            : undefined,
         // Declared below with the TokenReview outcomes; only read once pods send requests.
         tokenReviewFailures: () => reviewFailures,
         metrics,

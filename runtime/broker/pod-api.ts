@@ -32,6 +32,8 @@ export interface BrokerPodApiContext {
   ) => Promise<TunnelMux | undefined>;
   /** Why this broker gets no tunnel until someone acts, if so (see PodApiServerOptions.refusal). */
   readonly refusal?: () => { readonly code: string; readonly reason: string } | undefined;
+  /** Why the tunnel is down while it may come back by itself (see PodApiServerOptions.noTunnelReason). */
+  readonly noTunnelReason?: () => { readonly code: string; readonly reason: string } | undefined;
   /** TokenReviews this broker could not do so far, and the last failure's code (see PodApiServerOptions). */
   readonly tokenReviewFailures?: () => { readonly count: number; readonly code?: string };
   readonly metrics?: BrokerMetrics;
@@ -96,6 +98,7 @@ export function brokerPodApi(options: BrokerPodApiOptions, context: BrokerPodApi
       tunnel: context.tunnel,
       nextTunnel: context.nextTunnel,
       refusal: context.refusal,
+      noTunnelReason: context.noTunnelReason,
       tokenReviewFailures: context.tokenReviewFailures,
       limits: options.limits,
       observe: metrics ? (route, code, seconds) => metrics.podApiRequest(route, code, seconds) : undefined,

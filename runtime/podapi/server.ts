@@ -103,6 +103,12 @@ export interface PodApiServerOptions {
    */
   readonly refusal?: () => { readonly code: string; readonly reason: string } | undefined;
   /**
+   * Why the tunnel is down when it may come back by itself (a broker another one replaced, dialing again on its
+   * schedule), or undefined: said to pods once the wait for a tunnel ends, instead of "not connected yet; retry in a
+   * few seconds" (a second outside drill read that for over a minute after a replacement).
+   */
+  readonly noTunnelReason?: () => { readonly code: string; readonly reason: string } | undefined;
+  /**
    * The next live tunnel other than `previous`; undefined once `signal` aborts. Without it a request that finds
    * no tunnel is answered 503 at once.
    */
@@ -643,6 +649,8 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       if (next) return next;
       if (signal.aborted) throw new CloudtaserError('CT_CANCELLED', 'the pod went away');
     }
+    const why = options.noTunnelReason?.();
+    if (why) throw refusedBroker(why);
     throw new CloudtaserError('CT_TUNNEL_CLOSED', NOT_CONNECTED);
   }
 

@@ -56,6 +56,28 @@ describe('pod API of a broker that is refused', () => {
   });
 });
 
+describe('pod API of a broker another one replaced, dialing again on its schedule', () => {
+  it('waits for a tunnel first, then says why there is none (it said "not connected yet; retry in a few seconds")', async () => {
+    // A second outside drill: pods read the transient text for over a minute after an attested replacement.
+    api = await startPlainPodApi({
+      noTunnelReason: () => ({
+        code: 'CT_BROKER_REPLACED',
+        reason: 'the tunnel closed (another broker bootstrapped this cluster); dialing again at 03:14:00Z',
+      }),
+      nextTunnel: (_previous, signal) =>
+        new Promise((resolve) => signal.addEventListener('abort', () => resolve(undefined), { once: true })),
+      limits: { tunnelWaitMs: 300 },
+    });
+    const started = performance.now();
+    const read = await fetch(`http://127.0.0.1:${api.port}/v1/secret/data/app`);
+    expect(read.status).toBe(503);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    expect(((await read.json()) as { errors: string[] }).errors).toEqual([
+      "CT_BROKER_REPLACED: this cluster's cloudtaser broker serves no secrets: the tunnel closed (another broker bootstrapped this cluster); dialing again at 03:14:00Z",
+    ]);
+  });
+});
+
 describe('pod API requests outside the allow-list', () => {
   it('are logged once per pod address and code a minute, naming the pod and the start of the path, never the rest', async () => {
     // An outside hostile drill probed sys/ and other clusters' namespaces: only a counter moved (debug line).

@@ -22,6 +22,7 @@ export function startPlainPodApi(options: {
   tunnel?: PodApiServerOptions['tunnel'];
   nextTunnel?: PodApiServerOptions['nextTunnel'];
   refusal?: PodApiServerOptions['refusal'];
+  noTunnelReason?: PodApiServerOptions['noTunnelReason'];
   logger?: Logger;
 }): Promise<PodApiServer> {
   return startPodApiServer({
@@ -31,6 +32,7 @@ export function startPlainPodApi(options: {
     tunnel: options.tunnel ?? (() => undefined),
     nextTunnel: options.nextTunnel,
     refusal: options.refusal,
+    noTunnelReason: options.noTunnelReason,
     limits: options.limits,
     logger: options.logger,
   });
