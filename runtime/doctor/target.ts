@@ -459,6 +459,11 @@ function brokerFix(code: string | undefined, fingerprint: string | undefined): s
       return "the bridge refused the operator's attestation token; the broker's /status reason and the bridge's log say why";
     case 'CT_PKI_CA_PIN_MISMATCH':
       return 'the bridge offered another cluster CA than the pin: re-pin with `cloudtaser-cli target trust pin` if the cluster was re-registered';
+    // The beacon refuses the broker a place: a bound, or a room full of other brokers. Before bootstrap the room's
+    // hash comes from the fingerprint, and announces with it keep the broker out while they last (an outside drill
+    // flooded it and this line sent the reader to the secret-store side).
+    case 'CT_BEACON_LIMIT':
+      return "the beacon refuses this broker a place (the reason above): if it says brokers already wait for this hash, other connections hold the cluster's room (a second operator pod, or a flood by someone who knows the fingerprint; the beacon's log names their addresses, reason waiting_per_hash); otherwise a beacon bound the fleet outgrew (docs/scaling.md)";
     default:
       return `the target side checks out: on the secret-store side run \`cloudtaser-cli source doctor --fingerprint ${fp} --bridge-health-url <url>\` (once per bridge pod)`;
   }

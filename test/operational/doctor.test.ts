@@ -276,6 +276,24 @@ describe('target doctor', () => {
       expect.stringMatching(/^CT_DOCTOR_BROKEN_LINK: webhook \(exit 14\): stale's caBundle is not the CA/),
     ]);
   });
+  it("points at the beacon's room, not the secret-store side, when the beacon refuses the broker a place (19)", async () => {
+    // An outside drill flooded the init room with the fingerprint's hash: the doctor said the target side checks out.
+    const stand = await editedStatus(stack.broker.healthUrl!, (status) => {
+      status.phase = 'bootstrapping';
+      status.reason =
+        'the beacon at tls://127.0.0.1:443 (127.0.0.1) refused the connection: CT_BEACON_LIMIT: 8 brokers already wait for this hash';
+      status.lastErrorCode = 'CT_BEACON_LIMIT';
+    });
+    try {
+      const report = await runTargetDoctor(targetOptions({ brokerStatusUrl: stand.address }));
+      expectBrokenAt(report, 'broker-phase', 19);
+      const fix = report.steps.find((s) => s.link === 'broker-phase')?.fix ?? '';
+      expect(fix).toContain('waiting_per_hash');
+      expect(fix).not.toContain('the target side checks out');
+    } finally {
+      await stand.close();
+    }
+  });
 });
 
 describe('source doctor', () => {
