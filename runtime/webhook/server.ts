@@ -91,7 +91,9 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
           namespace: typeof parsed.request.namespace === 'string' ? parsed.request.namespace : undefined,
           allowed: response.allowed,
           mutated: response.patch !== undefined,
-          code: response.status?.code,
+          // `code` is a CT_ code in every log line (docs/error-codes.md); the HTTP status of a refusal is `status`
+          // (it was `code: 503`: an outside docs drill).
+          ...(response.allowed ? {} : { code: 'CT_WEBHOOK_REFUSED', status: response.status?.code }),
         },
         'admission review answered',
       );

@@ -285,6 +285,12 @@ describe('mutating webhook', () => {
       status: { code: 503, reason: 'ServiceUnavailable', message: NOT_CONNECTED_MESSAGE },
     });
     expect(refused.body.response.status.message).toMatch(/not connected yet.*retry/);
+    // Its log line carries the refusal's CT_ code as `code` and the HTTP status as `status` (it had `code: 503`).
+    const reviewed = stack.logs
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.event === 'webhook.reviewed' && line.allowed === false)
+      .at(-1);
+    expect(reviewed).toMatchObject({ code: 'CT_WEBHOOK_REFUSED', status: 503 });
     expect((await admit(review('u-plain', pod({ app: 'x' })))).body.response).toEqual({
       uid: 'u-plain',
       allowed: true,
