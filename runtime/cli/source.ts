@@ -78,6 +78,7 @@ export function registerSourceCommands(program: Command): void {
         attestationJwks?: string;
         attestationServiceAccount?: string;
       },
+      command: Command,
     ) => {
       const format = parseOutputFormat(opts.output);
       const rearmWindowMs = parseDuration(opts.rearmWindow, '--rearm-window');
@@ -120,6 +121,13 @@ export function registerSourceCommands(program: Command): void {
             ? ` (re-armed until ${rearmed.expiresAt}: one more bootstrap allowed)`
             : ` (--rearm: nothing to re-arm, it has not bootstrapped yet; its first bootstrap is open until ${rearmed.expiresAt})`;
         }
+        // A window asked for that nothing opened (no --rearm, and not over a namespace a deregistration kept): said,
+        // not dropped without a word (an outside docs drill thought it had re-armed with it).
+        if (rearmExpiresAt === undefined && command.getOptionValueSource('rearmWindow') === 'cli')
+          logger.warn(
+            { event: 'registration.rearm_window_unused' },
+            '--rearm-window opened no window: it applies with --rearm, or to a registration over the namespace a deregistration kept; add --rearm to allow one more bootstrap',
+          );
         const view = {
           ...result,
           initialized,

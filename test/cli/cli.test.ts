@@ -111,6 +111,12 @@ describe('cloudtaser-cli against the test servers', () => {
       (await runCli(['source', 'register', ...base, '--rearm', '--rearm-window', '7d'], env)).stdout,
     );
     expect(Date.parse(week.rearmExpiresAt) - Date.now()).toBeGreaterThan(6.9 * 86_400_000);
+    // A window without --rearm opens nothing here: said on stderr, not dropped without a word (an outside drill).
+    const unused = await runCli(['source', 'register', ...base, '--rearm-window', '2h'], env);
+    expect(unused.code, unused.stderr).toBe(0);
+    expect(unused.stderr).toContain('"event":"registration.rearm_window_unused"');
+    const plain = await runCli(['source', 'register', ...base], env);
+    expect(plain.stderr).not.toContain('rearm_window_unused');
     // A window of years would be the unbounded re-arm again: refused before anything is written.
     const longWindow = await runCli(
       ['source', 'register', ...base, '--rearm', '--rearm-window', '200h'],
