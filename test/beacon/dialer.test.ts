@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer as createNetServer, type Server } from 'node:net';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BeaconHandle,
@@ -187,51 +187,34 @@ describe('dialer', () => {
     }
   });
 
-  it('says where to look when the connection is closed before the TLS handshake (a beacon over its accept bounds)', async () => {
-    // An outside drill: idle sockets from the broker's address filled the beacon's per-address bound; the broker
-    // said only "read ECONNRESET" and the SRE looked at the network.
-    const resetting = createNetServer((socket) => socket.resetAndDestroy());
-    resetting.listen(0, '127.0.0.1');
-    await once(resetting, 'listening');
-    try {
-      await expect(
-        waitForPeer({
-          target: { door: 'tls', host: 'localhost', port: (resetting.address() as { port: number }).port },
-          ip: '127.0.0.1',
-          role: 'broker',
-          hash: randomHash(),
-        }),
-      ).rejects.toMatchObject({
-        code: 'CT_BEACON_UNREACHABLE',
-        message: expect.stringContaining('closed before the TLS handshake: a beacon does so'),
-      });
-    } finally {
-      resetting.close();
-    }
-  });
-
-  it('says the same when the connection is closed cleanly before the TLS handshake, not "before pairing"', async () => {
-    // The beacon over its pending bound closes at accept: most clients see a clean close, not a reset (a second
-    // outside drill saw "closed the connection before pairing" in 5 of 6 cases).
-    const closing = createNetServer((socket) => socket.end());
-    closing.listen(0, '127.0.0.1');
-    await once(closing, 'listening');
-    try {
-      await expect(
-        waitForPeer({
-          target: { door: 'tls', host: 'localhost', port: (closing.address() as { port: number }).port },
-          ip: '127.0.0.1',
-          role: 'broker',
-          hash: randomHash(),
-        }),
-      ).rejects.toMatchObject({
-        code: 'CT_BEACON_UNREACHABLE',
-        message: expect.stringContaining('closed before the TLS handshake: a beacon does so'),
-      });
-    } finally {
-      closing.close();
-    }
-  });
+  // A beacon over its accept bounds closes before the TLS handshake: an outside drill read only "read ECONNRESET",
+  // a second one "closed the connection before pairing" (a clean close, 5 cases of 6), and looked at the network.
+  it.each([
+    ['reset', (socket: Socket) => socket.resetAndDestroy()],
+    ['closed cleanly', (socket: Socket) => socket.end()],
+  ] as const)(
+    'says where to look when the connection is %s before the TLS handshake (a beacon over its accept bounds)',
+    async (_how, close) => {
+      const closing = createNetServer(close);
+      closing.listen(0, '127.0.0.1');
+      await once(closing, 'listening');
+      try {
+        await expect(
+          waitForPeer({
+            target: { door: 'tls', host: 'localhost', port: (closing.address() as { port: number }).port },
+            ip: '127.0.0.1',
+            role: 'broker',
+            hash: randomHash(),
+          }),
+        ).rejects.toMatchObject({
+          code: 'CT_BEACON_UNREACHABLE',
+          message: expect.stringContaining('closed before the TLS handshake: a beacon does so'),
+        });
+      } finally {
+        closing.close();
+      }
+    },
+  );
 
   it('times out a server that accepts but never answers', async () => {
     await expect(
