@@ -251,9 +251,7 @@ class ReplicaDial {
     let socket: Socket;
     if (target.door === 'tls') {
       const client = this.options.clientCertificate;
-      // The client certificate too: a session resumed from an anonymous dial would present none (a broker's
-      // init-room dial before its operational one), and one from another certificate the wrong one.
-      const sessionKey = `${ip}|${target.port}|${target.host}|${this.options.caCertPem ?? ''}|${client?.certPem ?? ''}`;
+      const sessionKey = `${ip}|${target.port}|${target.host}|${this.options.caCertPem ?? ''}`;
       let secureContext: SecureContext | undefined;
       try {
         secureContext = secureContextFor(this.options.caCertPem, client);

@@ -158,7 +158,6 @@ class BeaconServer {
   private readonly doors: BeaconDoors;
   private readonly pairing: PairingCore;
   private metricsServer: HttpServer | undefined;
-  private rejectionsTotal = 0;
   private readonly rejectionsByReason = new Map<string, number>();
   private readonly rejectionLog: LogSummarizer;
   private closing: Promise<void> | undefined;
@@ -303,7 +302,7 @@ class BeaconServer {
       rooms: this.pairing.roomCount,
       trackedAddresses: new Set([...this.doors.pendingAddresses(), ...this.pairing.waitingAddresses()]).size,
       pairingsTotal: this.pairing.pairingsTotal,
-      rejectionsTotal: this.rejectionsTotal,
+      rejectionsTotal: [...this.rejectionsByReason.values()].reduce((sum, count) => sum + count, 0),
       rejectionsByReason: Object.fromEntries(this.rejectionsByReason),
       bytesBrokerToBridge: counters.bytesBrokerToBridge,
       bytesBridgeToBroker: counters.bytesBridgeToBroker,
@@ -377,7 +376,6 @@ class BeaconServer {
    * read 16 `bridge_unauthenticated` lines in 23 s from one bridge).
    */
   private reject(reason: string, code: RejectCode, message: string, meta: Record<string, unknown>): void {
-    this.rejectionsTotal += 1;
     this.rejectionsByReason.set(reason, (this.rejectionsByReason.get(reason) ?? 0) + 1);
     this.metrics.rejection(reason);
     // Keyed by the message too: a bridge refused first for an unknown CA and then for an expired certificate gets

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { CloudtaserError } from '../core/errors.js';
 import type { DoctorReport } from '../doctor/index.js';
 import { readCaBundleFile } from '../tunnel/flags.js';
-import { parseOutputFormat, personAtTerminal, printJson } from './output.js';
+import { oneLine, parseOutputFormat, personAtTerminal, printJson } from './output.js';
 import { addSecretStoreOptions, openSecretStore, type SecretStoreFlags } from './secret-store.js';
 
 export function registerTargetDoctorCommand(target: Command): void {
@@ -157,8 +157,4 @@ async function print(report: DoctorReport, format: 'text' | 'json'): Promise<voi
     process.stderr.write(
       `CT_DOCTOR_BROKEN_LINK: ${broken.link} (exit ${report.exitCode}): ${oneLine(broken.detail)}${broken.code ? ` [${broken.code}]` : ''}\n`,
     );
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ');
 }

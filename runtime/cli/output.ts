@@ -92,7 +92,7 @@ export function reportFailure(err: unknown, context: { readonly helpCommand?: st
   if (err instanceof CloudtaserError) {
     const usage = USAGE_ERROR_CODES.includes(err.code);
     // One line: a message that carries a newline (a cause's text) is folded.
-    let line = err.toLine().replace(/\s*\n\s*/g, ' ');
+    let line = oneLine(err.toLine());
     if (usage && context.helpCommand && !/\(see [^()]* --help\)$/.test(line))
       line += ` (see ${context.helpCommand} --help)`;
     process.stderr.write(`${line}\n`);
@@ -100,8 +100,13 @@ export function reportFailure(err: unknown, context: { readonly helpCommand?: st
   }
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(
-    `CT_INTERNAL: ${message.replace(/\s*\n\s*/g, ' ')} (this is a bug; please report it with the command you ran)\n`,
+    `CT_INTERNAL: ${oneLine(message)} (this is a bug; please report it with the command you ran)\n`,
   );
   if (process.env.CLOUDTASER_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   return ExitCodes.failure;
+}
+
+/** A message folded onto one line (a cause's text may carry newlines): every coded line on stderr is one line. */
+export function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
 }

@@ -352,16 +352,15 @@ async function registerSteps(client: OpenBaoClient, target: RegisterOptions): Pr
       registeredAt = outcome.adopted.registered_at;
       if (window && typeof outcome.adopted.rearm_expires_at === 'string')
         rearmExpiresAt = outcome.adopted.rearm_expires_at;
-    } else if (window) {
-      changed = true;
-      const answer = outcome.answer;
-      rearmExpiresAt = await followOpenBaoClock(root, fingerprint, written, answer, window, log);
-      log.warn(
-        { event: 'registration.reopened_namespace', namespace, rearmExpiresAt },
-        'registered again over a kept namespace with a new CA: its first bootstrap is open only until the window ends',
-      );
     } else {
       changed = true;
+      if (window) {
+        rearmExpiresAt = await followOpenBaoClock(root, fingerprint, written, outcome.answer, window, log);
+        log.warn(
+          { event: 'registration.reopened_namespace', namespace, rearmExpiresAt },
+          'registered again over a kept namespace with a new CA: its first bootstrap is open only until the window ends',
+        );
+      }
     }
     log.info(
       {

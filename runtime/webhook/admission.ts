@@ -215,8 +215,8 @@ export function reviewPod(
         `cloudtaser injects no pod in namespace ${namespace} (the control plane or the operator's own)`,
       ],
     };
-  const podSpec = pod.spec;
-  if (!isObject(podSpec) || !Array.isArray(podSpec.containers) || !podSpec.containers.every(isObject))
+  const spec = pod.spec;
+  if (!isObject(spec) || !Array.isArray(spec.containers) || !spec.containers.every(isObject))
     return refuse(
       uid,
       400,
@@ -269,7 +269,6 @@ export function reviewPod(
     }
     secrets[file] = value;
   }
-  const spec = isObject(pod.spec) ? pod.spec : {};
   const serviceAccount = typeof spec.serviceAccountName === 'string' ? spec.serviceAccountName : 'default';
   const role =
     typeof annotations[ROLE_ANNOTATION] === 'string' ? annotations[ROLE_ANNOTATION] : serviceAccount;
