@@ -26,7 +26,12 @@ import { Agent, request as httpRequest } from 'undici';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import { linkSignal } from '../core/linked-signal.js';
-import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
+import {
+  answerParserRefusals,
+  createHttpOrHttpsServer,
+  listenHttp,
+  logParserRefusals,
+} from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { isFingerprint } from '../core/rules.js';
 import { createRequestGate, type RequestGate } from '../podapi/gate.js';
@@ -388,10 +393,12 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
   }
 
   // `'later'`: TLS with no certificate yet; handshakes fail until setCertificate gives one.
-  const server =
-    options.tls === 'later'
-      ? createHttpsServer({ minVersion: 'TLSv1.2' }, handler)
-      : createHttpOrHttpsServer(options.tls, handler);
+  const parserRefusals = logParserRefusals(log, 'tokenreview.http_refused', 'the TokenReview listener');
+  let server: ReturnType<typeof createHttpOrHttpsServer>;
+  if (options.tls === 'later') {
+    server = createHttpsServer({ minVersion: 'TLSv1.2' }, handler);
+    answerParserRefusals(server, parserRefusals.onRefused);
+  } else server = createHttpOrHttpsServer(options.tls, handler, parserRefusals.onRefused);
   server.headersTimeout = 10_000;
   server.requestTimeout = timeoutMs + 5_000;
   const listening = await listenHttp(server, {
@@ -414,6 +421,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
     },
     async close() {
       await listening.close();
+      parserRefusals.close();
       await peerAgent?.agent.close();
     },
   };

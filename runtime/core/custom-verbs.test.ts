@@ -140,6 +140,18 @@ describe('CustomVerbRewriter', () => {
     expect(feed(long, [100, 17_000]).toString()).toBe(long.toString());
     expect(feed(Buffer.from('LIST /v1/x HTT'), [4]).toString()).toBe('LIST /v1/x HTT');
   });
+
+  it('passes bytes no request line starts with (a ClientHello at a plain port) at once, not at a line end', () => {
+    const rewriter = new CustomVerbRewriter();
+    const hello = Buffer.from('16030100a5010000a103035f', 'hex');
+    expect(rewriter.push(hello)).toEqual(hello);
+    expect(rewriter.holding).toBe(false);
+    expect(rewriter.opaque).toBe(true);
+    // A request line still arriving is held until it ends (it may be a LIST).
+    const partial = new CustomVerbRewriter();
+    expect(partial.push(Buffer.from('LIS')).length).toBe(0);
+    expect(partial.holding).toBe(true);
+  });
 });
 
 describe('acceptCustomVerbs on a Node HTTP server', () => {

@@ -83,7 +83,10 @@ export class CustomVerbRewriter {
         this.#held.push(piece);
         this.#lineBytes += piece.length;
         if (lf < 0) {
-          if (this.#lineBytes > MAX_LINE_BYTES) out.push(...this.#releaseHeld('opaque'));
+          // Bytes no request line starts with (a TLS ClientHello at a plain port): passed on now, so Node's parser
+          // refuses them at once instead of after the headers timeout, waiting for a line end that never comes.
+          if (this.#lineBytes > MAX_LINE_BYTES || !startsLikeRequestLine(this.#held[0]![0]!))
+            out.push(...this.#releaseHeld('opaque'));
         } else {
           out.push(this.#requestLine(Buffer.concat(this.#held)));
           this.#held = [];
@@ -377,4 +380,9 @@ export function acceptCustomVerbs(server: HttpServer | HttpsServer): void {
       withCustomVerbs(socket, { headersTimeoutMs: server.headersTimeout }) as unknown as Socket,
     ),
   );
+}
+
+/** An HTTP method is upper-case letters (llhttp knows no other); a blank line before a request starts with CR or LF. */
+function startsLikeRequestLine(byte: number): boolean {
+  return (byte >= 0x41 && byte <= 0x5a) || byte === 0x0d || byte === LF;
 }

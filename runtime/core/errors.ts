@@ -179,6 +179,8 @@ export const ErrorCodes = {
     'a pod API bound was hit: connections open (in all, per pod address), request body bytes held (in all, per pod address), a body that did not arrive in time, or a body larger than one request may carry',
   CT_PODAPI_RESPONSE_TOO_LARGE:
     "OpenBao's answer to a pod request is larger than one tunnel answer carries (960 KiB): a retry gets the same; read a smaller secret or list a narrower path",
+  CT_HTTP_REFUSED:
+    "Node's HTTP parser refused a request before any handler saw it (pod API, webhook, TokenReview listener, probes): not well-formed HTTP/1.1, a method no server of ours knows, headers over 16 KiB (431), a request that did not arrive in time (408); answered with the status and this code, nothing forwarded, the connection closed",
   // HTTP proxies (HTTPS_PROXY, HTTP_PROXY, --beacon-proxy): the message names the proxy, never its credentials
   CT_PROXY_UNREACHABLE:
     'the HTTP proxy itself could not be reached (its name does not resolve, connection refused, reset, timeout)',

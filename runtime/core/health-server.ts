@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { CloudtaserError } from './errors.js';
-import { formatHost, listenHttp } from './listen.js';
+import { answerParserRefusals, formatHost, listenHttp } from './listen.js';
 import { type Logger, silentLogger } from './log.js';
 
 /** An extra GET route on a health port: `/status` (JSON) on bridge and broker, `/metrics` on the beacon. */
@@ -55,6 +55,8 @@ export function startHealthServer(options: HealthServerOptions): Promise<HealthS
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
   });
+  // Probes send well-formed requests; anything else gets the coded answer every listener of ours gives.
+  answerParserRefusals(server);
   server.headersTimeout = 5_000;
   server.requestTimeout = 10_000;
   return listenHttp(server, {

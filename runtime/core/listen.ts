@@ -4,12 +4,19 @@
  * the same close, which also ends keep-alive connections so shutdown never waits on an idle client.
  */
 
-import { createServer as createHttpServer, type Server as HttpServer, type RequestListener } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type RequestListener,
+  STATUS_CODES,
+} from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { type AddressInfo, createServer as createTcpServer } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { timerDelay } from './backoff.js';
 import { CloudtaserError } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
+import { createLogSummarizer } from './log-summary.js';
 
 export interface ListeningServer {
   /** `http(s)://host:port` as bound (IPv6 hosts in brackets). */
@@ -22,14 +29,119 @@ export interface ListeningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** HTTPS with the given certificate (TLS 1.2 at least), or plain HTTP when `tls` is false (tests, local use). */
+/**
+ * HTTPS with the given certificate (TLS 1.2 at least), or plain HTTP when `tls` is false (tests, local use).
+ * Requests Node's parser refuses are answered with a coded body (answerParserRefusals), told to `onRefused`.
+ */
 export function createHttpOrHttpsServer(
   tls: { readonly certPem: string; readonly keyPem: string } | false,
   handler: RequestListener,
+  onRefused?: (refusal: ParserRefusal) => void,
 ): HttpServer | HttpsServer {
-  return tls === false
-    ? createHttpServer(handler)
-    : createHttpsServer({ cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' }, handler);
+  const server =
+    tls === false
+      ? createHttpServer(handler)
+      : createHttpsServer({ cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' }, handler);
+  answerParserRefusals(server, onRefused);
+  return server;
+}
+
+/** A request Node's HTTP parser refused, as answered (see answerParserRefusals). */
+export interface ParserRefusal {
+  readonly status: number;
+  readonly code: 'CT_HTTP_REFUSED';
+  /** The answer's error line without the code. */
+  readonly reason: string;
+  /** llhttp's or Node's code: HPE_INVALID_METHOD, HPE_HEADER_OVERFLOW, ERR_HTTP_REQUEST_TIMEOUT... */
+  readonly parserCode: string;
+  readonly remoteAddress: string;
+}
+
+/**
+ * Node's parser answers what it refuses (a request line or header that is not HTTP/1.1, a smuggling-shaped
+ * Content-Length with Transfer-Encoding, headers over 16 KiB, a request too slow) with a bare status and no body,
+ * before any handler runs: nothing in the answer or the log said which listener refused what (outside drills, stops
+ * 37 to 39). This answers it the way OpenBao's clients read errors, `{"errors":["CT_HTTP_REFUSED: ..."]}`, with the
+ * status Node would have sent, and tells `onRefused` (the caller's log line and metric). As Node does, a connection
+ * whose answer to an earlier request has started is cut without a word (a second answer would corrupt it).
+ */
+export function answerParserRefusals(
+  server: HttpServer | HttpsServer,
+  onRefused?: (refusal: ParserRefusal) => void,
+): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const { status, reason } = describeParserRefusal(err);
+    const body = JSON.stringify({ errors: [`CT_HTTP_REFUSED: ${reason}`] });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    // A client that never reads its answer must not keep the socket: the answer is small, a second is plenty.
+    setTimeout(() => socket.destroy(), 1_000).unref();
+    const remoteAddress = (socket as { remoteAddress?: string }).remoteAddress ?? '';
+    onRefused?.({
+      status,
+      code: 'CT_HTTP_REFUSED',
+      reason,
+      parserCode: err.code ?? 'unknown',
+      remoteAddress,
+    });
+  });
+}
+
+/**
+ * The log line of a listener whose refusals have no line of their own (webhook, TokenReview listener): `event` at
+ * warn, once per client address a minute and then a summary, since a stranger can send malformed requests at will.
+ */
+export function logParserRefusals(
+  log: Logger,
+  event: string,
+  what: string,
+): { onRefused(refusal: ParserRefusal): void; close(): void } {
+  const lines = createLogSummarizer(log, { summaryEvent: `${event}_summary`, keyFields: ['remoteAddress'] });
+  return {
+    onRefused: (refusal) =>
+      lines.warn(
+        refusal.remoteAddress,
+        { event, ...refusal },
+        `${what}: a request refused by the HTTP parser`,
+      ),
+    close: () => lines.close(),
+  };
+}
+
+/** The status Node would have answered with, and why in words (llhttp's fixed reason, never the client's bytes). */
+function describeParserRefusal(err: NodeJS.ErrnoException): { status: number; reason: string } {
+  const given = (err as { reason?: unknown }).reason;
+  const said = typeof given === 'string' ? given : '';
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return {
+        status: 431,
+        reason:
+          'the request headers are larger than this server reads (16 KiB in all); send fewer or shorter ones',
+      };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, reason: 'the chunk extensions of the request body are too large' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, reason: 'the request did not arrive in time; send it again' };
+    case 'HPE_INVALID_METHOD':
+      return {
+        status: 400,
+        reason:
+          'the request line does not start with an HTTP method this server knows (GET, HEAD, POST, PUT, PATCH, DELETE, LIST, SCAN), as when a TLS client dials a plain-HTTP port',
+      };
+    default:
+      return {
+        status: 400,
+        reason: `the request is not well-formed HTTP/1.1 (${err.code ?? 'parse error'}${said ? `: ${said.slice(0, 80)}` : ''}); nothing was forwarded`,
+      };
+  }
 }
 
 export function listenHttp(

@@ -654,7 +654,22 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     throw new CloudtaserError('CT_TUNNEL_CLOSED', NOT_CONNECTED);
   }
 
-  const server = createHttpOrHttpsServer(options.tls, handler);
+  // Refused by Node's parser (smuggling shapes, oversized headers, a slow request): the same podapi.refused line as
+  // the allow-list's refusals, and the same metric.
+  const server = createHttpOrHttpsServer(options.tls, handler, (refusal) => {
+    refusals.warn(
+      `${refusal.remoteAddress}|${refusal.code}`,
+      {
+        event: 'podapi.refused',
+        podAddress: refusal.remoteAddress,
+        status: refusal.status,
+        code: refusal.code,
+        parserCode: refusal.parserCode,
+      },
+      'pod API request refused',
+    );
+    observe?.('refused', refusal.status, 0);
+  });
   // hvac and node-vault list with the HTTP method LIST, which Node's parser would refuse with a bare 400.
   acceptCustomVerbs(server);
   // Connections cost memory before they send anything (TLS state, buffers): bounded in all and per pod address,

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { CloudtaserError } from '../core/errors.js';
-import { createHttpOrHttpsServer, listenHttp } from '../core/listen.js';
+import { createHttpOrHttpsServer, listenHttp, logParserRefusals } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import {
   admissionReply,
@@ -101,7 +101,8 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     });
   };
 
-  const server = createHttpOrHttpsServer(options.tls, handler);
+  const parserRefusals = logParserRefusals(log, 'webhook.http_refused', 'the webhook');
+  const server = createHttpOrHttpsServer(options.tls, handler, parserRefusals.onRefused);
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
   const listening = await listenHttp(server, {
@@ -122,7 +123,10 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
         minVersion: 'TLSv1.2',
       });
     },
-    close: listening.close,
+    async close(graceMs) {
+      await listening.close(graceMs);
+      parserRefusals.close();
+    },
   };
 }
 
