@@ -56,6 +56,15 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       req.resume();
       return send(res, 405, { error: 'CT_INVALID_ARGUMENT: POST an AdmissionReview' });
     }
+    // The API server posts application/json; any other type is not a review, however its body parses.
+    const mediaType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (mediaType !== 'application/json') {
+      req.resume();
+      options.observe?.('invalid');
+      return send(res, 415, {
+        error: `CT_INVALID_ARGUMENT: the webhook reads AdmissionReviews posted as application/json, not ${JSON.stringify(mediaType.slice(0, 64))}`,
+      });
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {

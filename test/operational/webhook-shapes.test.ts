@@ -212,3 +212,38 @@ describe('pods the webhook never injects, whatever its configuration sends (an o
     }
   });
 });
+
+describe('what kubectl prints for a refused pod', () => {
+  // kubectl shows `admission webhook "..." denied the request: <message>`; the message now starts with the code the
+  // webhook's log line and metric carry (an outside docs drill found the code only in the log).
+  const container = [{ name: 'c', image: 'x' }];
+  const request = (pod: Loose) => ({ kind: { kind: 'Pod' }, operation: 'CREATE', object: pod });
+  it.each([
+    ['the bridge not connected', labelled({ containers: container }), { connected: false }],
+    [
+      'a bootstrap the bridge refused',
+      labelled({ containers: container }),
+      {
+        connected: false,
+        bootstrapRefused: { code: 'CT_ALREADY_INITIALIZED', reason: 'run register --rearm' },
+      },
+    ],
+    ['no pod API certificate yet', labelled({ containers: container }), { connected: true }],
+    ['no containers list', labelled({ containers: 'x' }), STATE],
+    [
+      'a bad secret annotation',
+      labelled({ containers: container }, { 'cloudtaser.io/secret-..': 'x' }),
+      STATE,
+    ],
+    [
+      'a bad audience annotation',
+      labelled({ containers: container }, { 'cloudtaser.io/token-audience': 'two words' }),
+      STATE,
+    ],
+  ])('%s: the message starts with CT_WEBHOOK_REFUSED, once', (_name, pod, state) => {
+    const response = reviewPod('u', request(pod), state, CONFIG);
+    expect(response.allowed).toBe(false);
+    expect(response.status?.message).toMatch(/^CT_WEBHOOK_REFUSED: \S/);
+    expect(response.status?.message.match(/CT_WEBHOOK_REFUSED/g)).toHaveLength(1);
+  });
+});

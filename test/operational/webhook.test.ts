@@ -82,12 +82,13 @@ function review(uid: string, object: unknown, kind = 'Pod') {
 async function admit(
   body: unknown,
   path = WEBHOOK_PATH,
+  contentType = 'application/json',
 ): Promise<{ status: number; body: Record<string, Loose> }> {
   const url = new URL(stack.broker.webhookUrl!);
   const response = await request(`https://localhost:${url.port}${path}?timeout=10s`, {
     method: 'POST',
     dispatcher: webhookAgent,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': contentType },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: response.statusCode, body: (await response.body.json()) as Record<string, Loose> };
@@ -267,6 +268,21 @@ describe('mutating webhook', () => {
       review('u-big', { ...pod({ [INJECT_LABEL]: 'true' }), pad: 'x'.repeat(3.5 * 1024 * 1024) }),
     );
     expect((await admit(huge)).status).toBe(413);
+    // The API server posts application/json (a charset may follow); a body of another type is not a review, even
+    // when it parses as one (an outside hostile drill posted text/plain and was answered with a decision).
+    const labelled = review('u-type', pod({ [INJECT_LABEL]: 'true' }));
+    expect((await admit(labelled, WEBHOOK_PATH, 'application/json; charset=utf-8')).status).toBe(200);
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/jsonx']) {
+      const other = await admit(labelled, WEBHOOK_PATH, type);
+      expect(other).toEqual({
+        status: 415,
+        body: {
+          error: expect.stringMatching(
+            /^CT_INVALID_ARGUMENT: the webhook reads AdmissionReviews posted as application\/json/,
+          ),
+        },
+      });
+    }
   });
 
   it('refuses labelled pods at once while the bridge is away, keeps passing unlabelled ones, and recovers when it is back', async () => {
