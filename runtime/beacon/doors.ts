@@ -34,6 +34,8 @@ export interface BeaconDoorsOptions {
   /** Where every leg reports its announce, faults and close: the pairing core. */
   readonly legEvents: LegEvents;
   readonly refuse: Refuse;
+  /** A client closed during the outer TLS handshake, after sending some of it (see openTlsDoor). */
+  readonly tlsAborted: (remote: string) => void;
 }
 
 /** One accepted TCP connection from accept until close, whatever door it takes. */
@@ -55,6 +57,7 @@ export class BeaconDoors {
   private readonly metrics: BeaconMetrics;
   private readonly legEvents: LegEvents;
   private readonly refuse: Refuse;
+  private readonly tlsAborted: (remote: string) => void;
   private readonly plainDoor: boolean;
   private readonly connections = new Set<Connection>();
   private readonly connectionOf = new WeakMap<Socket, Connection>();
@@ -74,6 +77,7 @@ export class BeaconDoors {
     this.metrics = options.metrics;
     this.legEvents = options.legEvents;
     this.refuse = options.refuse;
+    this.tlsAborted = options.tlsAborted;
     this.plainDoor = options.plainDoor;
     this.tls = options.tls;
     this.cas = options.bridgeCas;
@@ -307,6 +311,19 @@ export class BeaconDoors {
         );
       }
       tlsSocket.destroy();
+    });
+    // A client that sent its ClientHello and closed before the handshake completed gave up on it: one that does not
+    // trust this beacon's certificate (expired, another CA, another name) does so. It was neither counted nor logged,
+    // and (half-open connections are allowed, for the relay) held its pending place until the announce timeout. A
+    // probe (no byte sent, or a completed handshake) stays quiet, as announceTimedOut says.
+    tlsSocket.once('end', () => {
+      // Judged a turn later: a TLS probe's last handshake bytes and its close arrive together, and the end can be
+      // told before the handshake it completed.
+      setImmediate(() => {
+        if (secure) return;
+        if (connection.socket.bytesRead > 0) this.tlsAborted(connection.remote);
+        tlsSocket.destroy();
+      });
     });
     tlsSocket.once('secure', () => {
       secure = true;

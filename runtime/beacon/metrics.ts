@@ -17,6 +17,8 @@ export interface BeaconMetrics {
   readonly registry: Registry;
   readonly counters: BeaconCounters;
   rejection(reason: string): void;
+  /** A client closed during the outer TLS handshake (see BeaconDoors: it may not trust the certificate). */
+  tlsAborted(): void;
   pairing(brokerDoor: string, bridgeDoor: string): void;
   accepted(door: string): void;
   /** The notAfter of the certificate the TLS door serves now (set at start and at every reload). */
@@ -44,6 +46,11 @@ export function createBeaconMetrics(options: BeaconMetricsOptions): BeaconMetric
     name: 'cloudtaser_beacon_rejections_total',
     help: 'Connections the beacon closed because a bound was hit or the protocol was broken, by reason',
     labelNames: ['reason'],
+    registers: [registry],
+  });
+  const tlsAborted = new Counter({
+    name: 'cloudtaser_beacon_tls_handshakes_aborted_total',
+    help: "Clients that closed during the outer TLS handshake: clients that do not trust the beacon's certificate do so, as do hasty probes",
     registers: [registry],
   });
   const pairings = new Counter({
@@ -117,6 +124,7 @@ export function createBeaconMetrics(options: BeaconMetricsOptions): BeaconMetric
     counters,
     certificate: (notAfter) => certificateNotAfter.set(Math.floor(notAfter.getTime() / 1000)),
     rejection: (reason) => rejections.inc({ reason }),
+    tlsAborted: () => tlsAborted.inc(),
     pairing: (brokerDoor, bridgeDoor) => pairings.inc({ broker_door: brokerDoor, bridge_door: bridgeDoor }),
     accepted: (door) => accepted.inc({ door }),
   };

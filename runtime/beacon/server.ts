@@ -64,6 +64,12 @@ export interface BeaconStats {
   readonly rejectionsTotal: number;
   /** Refusals since the start by reason (`garbage`, `bridge_unauthenticated`, ...), as the log's `reason`. */
   readonly rejectionsByReason: Readonly<Record<string, number>>;
+  /**
+   * Clients that closed during the outer TLS handshake (not a refusal: the beacon refused nothing). A client that
+   * does not trust the beacon's certificate does so, and so does a probe that closes before its last handshake bytes
+   * are sent; `tls_aborted` in the log.
+   */
+  readonly tlsHandshakesAborted: number;
   readonly bytesBrokerToBridge: number;
   readonly bytesBridgeToBroker: number;
 }
@@ -160,6 +166,7 @@ class BeaconServer {
   private metricsServer: HttpServer | undefined;
   private readonly rejectionsByReason = new Map<string, number>();
   private readonly rejectionLog: LogSummarizer;
+  private readonly tlsAbortLog: LogSummarizer;
   private closing: Promise<void> | undefined;
   /** After SIGTERM (drain): not ready, still relaying until close. */
   private draining = false;
@@ -168,6 +175,10 @@ class BeaconServer {
   constructor(options: BeaconServerOptions) {
     this.limits = options.limits;
     this.log = options.log;
+    this.tlsAbortLog = createLogSummarizer(this.log, {
+      summaryEvent: 'tls_aborted_summary',
+      keyFields: ['remote'],
+    });
     this.rejectionLog = createLogSummarizer(this.log, {
       summaryEvent: 'rejected_summary',
       keyFields: ['reason', 'remote'],
@@ -194,6 +205,7 @@ class BeaconServer {
       metrics: this.metrics,
       legEvents: this.pairing,
       refuse,
+      tlsAborted: (remote) => this.tlsAborted(remote),
     });
   }
 
@@ -304,6 +316,7 @@ class BeaconServer {
       pairingsTotal: this.pairing.pairingsTotal,
       rejectionsTotal: [...this.rejectionsByReason.values()].reduce((sum, count) => sum + count, 0),
       rejectionsByReason: Object.fromEntries(this.rejectionsByReason),
+      tlsHandshakesAborted: this.tlsHandshakesAborted,
       bytesBrokerToBridge: counters.bytesBrokerToBridge,
       bytesBridgeToBroker: counters.bytesBridgeToBroker,
     };
@@ -367,6 +380,7 @@ class BeaconServer {
     if (this.listening) await serverClosed;
     this.listening = false;
     this.rejectionLog.close();
+    this.tlsAbortLog.close();
     this.log.info({ event: 'closed', drainRefusals: this.pairing.drainRefusalCount });
   }
 
@@ -375,6 +389,19 @@ class BeaconServer {
    * a minute, the rest counted into a `rejected_summary` line (strangers make refusals at will: an outside SRE drill
    * read 16 `bridge_unauthenticated` lines in 23 s from one bridge).
    */
+  private tlsHandshakesAborted = 0;
+
+  private tlsAborted(remote: string): void {
+    this.tlsHandshakesAborted += 1;
+    this.metrics.tlsAborted();
+    this.tlsAbortLog.warn(remote, {
+      event: 'tls_aborted',
+      remote,
+      message:
+        "a client closed the connection during the outer TLS handshake, as a client that does not trust this beacon's certificate does (expired, another CA, a name it does not match): see cloudtaser_beacon_certificate_not_after_seconds and the client's own log",
+    });
+  }
+
   private reject(reason: string, code: RejectCode, message: string, meta: Record<string, unknown>): void {
     this.rejectionsByReason.set(reason, (this.rejectionsByReason.get(reason) ?? 0) + 1);
     this.metrics.rejection(reason);

@@ -64,9 +64,12 @@ export function tlsProbe(
       () => finish({ ip, problem: `no TLS handshake within ${options.timeoutMs} ms` }),
       options.timeoutMs,
     );
-    const finish = (result: ReplicaCertificate) => {
+    const finish = (result: ReplicaCertificate, handshakeDone = false) => {
       clearTimeout(timer);
-      socket.destroy();
+      // After a handshake, end(): destroy() would discard this side's last handshake bytes, and the beacon would
+      // count a client that gave up on its certificate (tls_aborted) at every doctor run.
+      if (handshakeDone) socket.end();
+      else socket.destroy();
       resolve(result);
     };
     socket.once('secureConnect', () => {
@@ -84,13 +87,16 @@ export function tlsProbe(
             : socket.authorizationError
               ? `the certificate is not trusted: ${String(socket.authorizationError)}${options.caPem ? ' (checked against --beacon-ca)' : ' (checked against the system roots; pass --beacon-ca for a private CA)'}`
               : undefined;
-      finish({
-        ip,
-        subjectAltNames: cert.subjectaltname,
-        validTo: validTo?.toISOString(),
-        daysLeft,
-        ...(problem ? { problem } : {}),
-      });
+      finish(
+        {
+          ip,
+          subjectAltNames: cert.subjectaltname,
+          validTo: validTo?.toISOString(),
+          daysLeft,
+          ...(problem ? { problem } : {}),
+        },
+        true,
+      );
     });
     socket.once('error', (err: NodeJS.ErrnoException) =>
       finish({ ip, problem: `TLS handshake failed: ${err.code ?? err.message}` }),

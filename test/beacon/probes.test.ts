@@ -3,7 +3,8 @@
  * `target doctor`'s own reachability probe. Each used to become a warn line `rejected ... announce_timeout` and a
  * rejection 10 s later, long after the client had gone (an outside on-call test: the "Beacon rejections by reason"
  * panel and the warn log filled with probes). A connection its client closed before announcing is a probe: no
- * rejection, a debug line. A client that stays connected without announcing is still closed and counted.
+ * rejection, a debug line. A client that stays connected without announcing is still closed and counted, and one
+ * that gives up during the TLS handshake (it does not trust the beacon's certificate) is counted at once.
  */
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
@@ -41,14 +42,38 @@ for (const plain of [false, true])
         servername: 'localhost',
       });
       await once(tls, 'secureConnect');
-      tls.destroy();
+      // end(), not destroy(): destroy() discards the client's last handshake flight, and the beacon then sees a
+      // client that gave up during the handshake (counted, next test), as load balancers' TLS checks do not.
+      tls.end();
       const halfClosed = netConnect({ host: '127.0.0.1', port: beacon.port });
       await once(halfClosed, 'connect');
       halfClosed.end();
       await sleep(ANNOUNCE_MS * 3);
-      expect(beacon.stats().rejectionsTotal).toBe(0);
-      expect(log.lines.filter((l) => l.event === 'rejected')).toEqual([]);
+      expect(beacon.stats()).toMatchObject({ rejectionsTotal: 0, tlsHandshakesAborted: 0 });
+      expect(log.lines.filter((l) => l.event === 'rejected' || l.event === 'tls_aborted')).toEqual([]);
       expect(beacon.stats().connections).toBe(0);
+    });
+
+    it('counts a client that gives up during the outer TLS handshake at once, and frees its place', async () => {
+      // The default announce timeout (10 s): before, such connections stayed pending that long, then left unseen.
+      const log = captureLogger();
+      beacon = await startBeacon(certs, { plain, logger: log.logger });
+      // A client that does not trust the beacon's certificate (no CA given: the beacon's is self-signed here).
+      const distrustful = tlsConnect({ host: '127.0.0.1', port: beacon.port, servername: 'localhost' });
+      const [error] = (await once(distrustful, 'error')) as [Error];
+      expect(error.message).toMatch(/self-signed certificate/);
+      // A client that sent part of a handshake record and closed.
+      const partial = netConnect({ host: '127.0.0.1', port: beacon.port });
+      await once(partial, 'connect');
+      partial.end(Buffer.from('1603010005', 'hex'));
+      const started = performance.now();
+      await expect.poll(() => beacon!.stats().connections, { timeout: 2_000 }).toBe(0);
+      expect(performance.now() - started).toBeLessThan(2_000);
+      // Not a refusal (the beacon refused nothing): its own count, metric and line, once per address a minute.
+      expect(beacon.stats()).toMatchObject({ pending: 0, tlsHandshakesAborted: 2, rejectionsTotal: 0 });
+      const lines = log.lines.filter((l) => l.event === 'tls_aborted');
+      expect(lines).toEqual([expect.objectContaining({ remote: '127.0.0.1', level: 40 })]);
+      expect(String(lines[0]!.message)).toMatch(/does not trust this beacon's certificate/);
     });
 
     it('still closes and counts a client that stays connected without announcing', async () => {
