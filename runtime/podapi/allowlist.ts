@@ -31,6 +31,7 @@ export type PodApiRoute =
   | 'kv-mount-info'
   | 'sys-health'
   | 'sys-seal-status'
+  | 'sys-init'
   | 'sys-leader'
   | 'token-lookup-self'
   | 'token-renew-self'
@@ -48,7 +49,7 @@ export const PERMISSION_DENIED = 'permission denied';
  * clients handle it as they do, and a person reading it knows not to edit OpenBao policies that are right.
  */
 export const NOT_ON_ALLOW_LIST =
-  'CT_PODAPI_NOT_ALLOWED: this request is not on the cloudtaser pod API allow-list (login, KV v2 under secret/, token self-service, sys/health, sys/seal-status, sys/leader); the OpenBao policy was not consulted';
+  'CT_PODAPI_NOT_ALLOWED: this request is not on the cloudtaser pod API allow-list (login, KV v2 under secret/, token self-service, sys/health, sys/seal-status, sys/init, sys/leader); the OpenBao policy was not consulted';
 
 const KV_MOUNT = 'secret';
 const MAX_SEGMENTS = 64;
@@ -130,6 +131,14 @@ const ALLOW_LIST: readonly AllowListEntry[] = [
   {
     path: 'sys/seal-status',
     verbs: { GET: to('sys-seal-status', 'GET') },
+    otherVerbs: { status: 405, errors: [] },
+    verbAsSent: true,
+  },
+  // Unauthenticated as well (internal/http/sys_init.go): hvac's `sys.is_initialized()`, in start-up and readiness
+  // checks beside `is_sealed()` (an outside hvac drill got 403 here). Read only: initialising is not a pod's business.
+  {
+    path: 'sys/init',
+    verbs: { GET: to('sys-init', 'GET') },
     otherVerbs: { status: 405, errors: [] },
     verbAsSent: true,
   },
@@ -319,7 +328,9 @@ export function checkPodHeaders(route: PodApiRoute, headers: PodRequestHeaders):
   // OpenBao refuses any namespace header on sys/health (internal/http/handler.go `restrictedSysAPIsNonLogical`);
   // sys/seal-status has its own handler, which ignores the header (wire-facts: "ignores the header and always
   // reports the global seal status"), so `bao status` works with VAULT_NAMESPACE set.
-  if (route === 'sys-health') return { status: 400, errors: ['operation unavailable in namespaces'] };
+  // sys/init is on the same list (`restrictedSysAPIsNonLogical`).
+  if (route === 'sys-health' || route === 'sys-init')
+    return { status: 400, errors: ['operation unavailable in namespaces'] };
   if (route === 'sys-seal-status') return undefined;
   const cleaned = namespace.trim().replace(/^\/+|\/+$/g, '');
   if (cleaned === '' || cleaned === 'root') return undefined;

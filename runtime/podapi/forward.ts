@@ -22,7 +22,7 @@ import {
   PASSED_RESPONSE_HEADERS,
   PERMISSION_DENIED,
 } from './allowlist.js';
-import { leaderAnswer, unavailableHealthAnswer } from './health.js';
+import { leaderAnswer, unavailableHealthAnswer, unavailableSealStatusAnswer } from './health.js';
 import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER, podAddressOf } from './protocol.js';
 
 /** The answer to a request its requester cancelled (as nginx's 499): never sent, and not counted as a failure. */
@@ -105,9 +105,9 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
       }
       const health = checked.route === 'sys-health';
       const headers: Record<string, string | string[]> = { accept: 'application/json' };
-      // sys/health and sys/seal-status are global and unauthenticated: OpenBao refuses a namespace header there,
-      // and no token needs to travel for them.
-      if (!health && checked.route !== 'sys-seal-status') {
+      // sys/health, sys/seal-status and sys/init are global and unauthenticated: OpenBao refuses a namespace header
+      // on two of them, and no token needs to travel for any.
+      if (!health && checked.route !== 'sys-seal-status' && checked.route !== 'sys-init') {
         headers['x-vault-namespace'] = namespace;
         const token = request.headers['x-vault-token'];
         if (token) headers['x-vault-token'] = token;
@@ -183,8 +183,8 @@ export function createOpenBaoForwarder(options: OpenBaoForwarderOptions): OpenBa
           );
           return { status: CANCELLED_STATUS, headers: JSON_HEADERS, body: openBaoErrorBody(['cancelled']) };
         }
-        if (health) {
-          const answer = unavailableHealthAnswer(checked.query);
+        if (health || checked.route === 'sys-seal-status') {
+          const answer = health ? unavailableHealthAnswer(checked.query) : unavailableSealStatusAnswer();
           return { status: answer.status, headers: JSON_HEADERS, body: answer.body };
         }
         if (isCloudtaserError(err, 'CT_OPENBAO_REDIRECT')) {

@@ -50,9 +50,10 @@ export function healthQuery(params: URLSearchParams): { query: string } | { erro
 
 /**
  * What the pod API answers on sys/health when the secret store cannot be reached: OpenBao's sealed answer
- * (status 503, or `sealedcode`), with the body fields a sealed server sends (no cluster name or id).
+ * (status 503, or `sealedcode`), with the body fields a sealed server sends (no cluster name or id). `version` is
+ * the last one OpenBao reported through this process, if any (a sealed server still reports its own).
  */
-export function unavailableHealthAnswer(query: string): { status: number; body: string } {
+export function unavailableHealthAnswer(query: string, version = ''): { status: number; body: string } {
   const sealedCode = new URLSearchParams(query).get('sealedcode');
   const body = {
     initialized: true,
@@ -62,9 +63,44 @@ export function unavailableHealthAnswer(query: string): { status: number; body: 
     replication_performance_mode: 'disabled',
     replication_dr_mode: 'disabled',
     server_time_utc: Math.floor(Date.now() / 1000),
-    version: '',
+    version,
   };
   return { status: sealedCode === null ? 503 : Number(sealedCode), body: `${JSON.stringify(body)}\n` };
+}
+
+/**
+ * sys/seal-status while the secret store cannot be reached: a sealed server's answer (200, `sealed: true`; the
+ * fields of vault/api SealStatusResponse that a sealed server fills), as sys/health says sealed then. It was a 503
+ * after the tunnel wait: hvac's `sys.is_sealed()` raised VaultDown 5 s later while sys/health said sealed at once
+ * (an outside hvac drill), and code written as `if client.sys.is_sealed(): wait()` broke on it.
+ */
+export function unavailableSealStatusAnswer(version = ''): { status: 200; body: string } {
+  const body = {
+    type: 'shamir',
+    initialized: true,
+    sealed: true,
+    t: 0,
+    n: 0,
+    progress: 0,
+    nonce: '',
+    version,
+    build_date: '',
+    migration: false,
+    recovery_seal: false,
+    storage_type: '',
+  };
+  return { status: 200, body: `${JSON.stringify(body)}\n` };
+}
+
+/** The `version` of an OpenBao sys/health or sys/seal-status answer, when it carries a plausible one. */
+export function reportedVersion(body: Buffer | string): string | undefined {
+  if (body.length > 4096) return undefined;
+  try {
+    const version = (JSON.parse(body.toString()) as { version?: unknown }).version;
+    return typeof version === 'string' && /^[0-9A-Za-z.+-]{1,64}$/.test(version) ? version : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

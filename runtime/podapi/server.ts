@@ -28,7 +28,12 @@ import {
 } from './allowlist.js';
 import { DEFAULT_POD_API_LIMITS, POD_API_LIMIT_KINDS, type PodApiLimitKind } from './defaults.js';
 import { createRequestGate } from './gate.js';
-import { leaderAnswer, unavailableHealthAnswer } from './health.js';
+import {
+  leaderAnswer,
+  reportedVersion,
+  unavailableHealthAnswer,
+  unavailableSealStatusAnswer,
+} from './health.js';
 import { OPENBAO_TUNNEL_PREFIX, POD_ADDRESS_HEADER } from './protocol.js';
 
 export interface PodApiLimits {
@@ -350,7 +355,11 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
       observe?.(checked.route, answer.status, (performance.now() - started) / 1000);
       return;
     }
-    if (checked.route === 'sys-health' || checked.route === 'sys-seal-status') {
+    if (
+      checked.route === 'sys-health' ||
+      checked.route === 'sys-seal-status' ||
+      checked.route === 'sys-init'
+    ) {
       req.resume();
       await serveUnauthenticated(checked, res, head);
       observe?.(checked.route, res.statusCode, (performance.now() - started) / 1000);
@@ -537,9 +546,13 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     }
   }
 
+  /** The version OpenBao last reported on sys/health or sys/seal-status, for the answers made here without it. */
+  let openBaoVersion = '';
+
   /**
-   * sys/health and sys/seal-status: OpenBao's own answer through the tunnel, without the pod's token or a
-   * namespace; while the secret store cannot be reached, sys/health answers as a sealed server (see health.ts).
+   * sys/health, sys/seal-status and sys/init: OpenBao's own answer through the tunnel, without the pod's token or a
+   * namespace; while the secret store cannot be reached, sys/health and sys/seal-status answer at once as a sealed
+   * server does (see health.ts), and sys/init, after the tunnel wait, 503 as any other request.
    */
   async function serveUnauthenticated(
     checked: AllowedPodRequest,
@@ -553,13 +566,13 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
     // Upstream answers sys/health from its own state at once; through the tunnel a hanging OpenBao held the probe
     // for the bridge's 15 s forward timeout. Past this the answer is "sealed" (cannot be reached), as with no tunnel.
     let healthTimedOut = false;
-    const healthDeadline =
-      checked.route === 'sys-health'
-        ? setTimeout(() => {
-            healthTimedOut = true;
-            abort.abort();
-          }, limits.healthAnswerMs)
-        : undefined;
+    const sealState = checked.route === 'sys-health' || checked.route === 'sys-seal-status';
+    const healthDeadline = sealState
+      ? setTimeout(() => {
+          healthTimedOut = true;
+          abort.abort();
+        }, limits.healthAnswerMs)
+      : undefined;
     try {
       const response = await throughTunnel(
         {
@@ -569,11 +582,12 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
         },
         undefined,
         abort.signal,
-        // sys/health answers at once either way (sealed while the secret store is unreachable): probes
-        // have short timeouts.
-        checked.route !== 'sys-health',
+        // sys/health and sys/seal-status answer at once either way (sealed while the secret store is
+        // unreachable): probes and readiness checks have short timeouts.
+        !sealState,
         res.req.socket.remoteAddress ?? '',
       );
+      if (sealState) openBaoVersion = reportedVersion(response.body) ?? openBaoVersion;
       reply(res, response.status, response.body, head);
     } catch (err) {
       const code = healthTimedOut
@@ -582,15 +596,18 @@ export async function startPodApiServer(options: PodApiServerOptions): Promise<P
           ? err.code
           : 'CT_INTERNAL';
       if (code === 'CT_CANCELLED') return;
-      if (checked.route !== 'sys-health') {
+      if (!sealState) {
         reply(res, 503, openBaoErrorBody([tunnelFailureLine(err, code)]));
         return;
       }
       log.debug(
-        { event: 'podapi.health_unavailable', code },
-        'secret store unreachable: sys/health says sealed',
+        { event: 'podapi.health_unavailable', code, route: checked.route },
+        'secret store unreachable: answered as a sealed server',
       );
-      const answer = unavailableHealthAnswer(checked.query);
+      const answer =
+        checked.route === 'sys-health'
+          ? unavailableHealthAnswer(checked.query, openBaoVersion)
+          : unavailableSealStatusAnswer(openBaoVersion);
       reply(res, answer.status, answer.body, head);
     } finally {
       clearTimeout(healthDeadline);

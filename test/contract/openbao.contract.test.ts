@@ -502,7 +502,7 @@ describe('ACL policies of root-namespace tokens in child namespaces', () => {
   });
 });
 
-describe('sys/health and sys/seal-status', () => {
+describe('sys/health, sys/seal-status and sys/init', () => {
   it('refuses sys/health with a namespace header, and the client never sends one there', async () => {
     const answer = await raw(target, 'GET', 'sys/health', { namespace: base });
     expect(answer.status).toBe(400);
@@ -516,6 +516,19 @@ describe('sys/health and sys/seal-status', () => {
     const answer = await raw(target, 'GET', 'sys/seal-status', { namespace: base, token: null });
     expect(answer.status).toBe(200);
     expect(answer.json).toMatchObject({ sealed: false, initialized: true, type: 'shamir' });
+  });
+
+  it('serves GET sys/init without a token, and refuses it with a namespace header (internal/http/sys_init.go)', async () => {
+    const answer = await raw(target, 'GET', 'sys/init', { token: null });
+    expect({ status: answer.status, json: answer.json }).toEqual({
+      status: 200,
+      json: { initialized: true },
+    });
+    const namespaced = await raw(target, 'GET', 'sys/init', { namespace: base, token: null });
+    expect({ status: namespaced.status, json: namespaced.json }).toEqual({
+      status: 400,
+      json: { errors: ['operation unavailable in namespaces'] },
+    });
   });
 });
 

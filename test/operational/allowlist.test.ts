@@ -149,6 +149,7 @@ describe('pod API allow-list', () => {
                 'auth/token/revoke-self',
                 'sys/health',
                 'sys/seal-status',
+                'sys/init',
                 'sys/leader',
               ].includes(path) ||
               /^sys\/internal\/ui\/mounts\/secret(\/|$)/.test(path),

@@ -270,6 +270,9 @@ describe('node-vault (runs for real)', () => {
     expect((await vault.tokenRenewSelf()).auth.client_token).toBe(vault.token);
     const health = await vault.health({ standbyok: true });
     expect(health).toMatchObject({ initialized: true, sealed: false, standby: false });
+    // GET sys/init and sys/seal-status, as hvac's is_initialized() and is_sealed() send them too.
+    expect(await vault.initialized()).toEqual({ initialized: true });
+    expect(await vault.status()).toMatchObject({ initialized: true, sealed: false });
   });
 
   it('lists with noCustomHTTPVerbs (GET ?list=1, which OpenBao parses as a boolean)', async () => {
@@ -403,6 +406,10 @@ describe('sys/health through the pod API', () => {
       port: 0,
       tls: false,
       tunnel: () => undefined,
+      // A tunnel that does not come back: ordinary requests wait this long for one, sys/health and seal-status not.
+      nextTunnel: (_lost, signal) =>
+        new Promise((resolve) => signal.addEventListener('abort', () => resolve(undefined), { once: true })),
+      limits: { tunnelWaitMs: 3_000 },
     });
     const agent = new Agent();
     try {
@@ -415,6 +422,14 @@ describe('sys/health through the pod API', () => {
       ).toBe(299);
       const head = await send('HEAD', '/v1/sys/health', { base: podApi.url, agent });
       expect(head).toMatchObject({ status: 503, text: '' });
+      // sys/seal-status agrees, at once: 200 with sealed true, as a sealed server answers (hvac's is_sealed() got
+      // VaultDown after the tunnel wait while sys/health said sealed: an outside hvac drill).
+      const started = performance.now();
+      const seal = await send('GET', '/v1/sys/seal-status', { base: podApi.url, agent });
+      expect(performance.now() - started).toBeLessThan(1_000);
+      expect(seal).toMatchObject({ status: 200, json: { initialized: true, sealed: true, type: 'shamir' } });
+      // sys/init is not a seal state: after the tunnel wait, 503 as every other request.
+      expect((await send('GET', '/v1/sys/init', { base: podApi.url, agent })).status).toBe(503);
     } finally {
       await agent.close();
       await podApi.close();
@@ -432,6 +447,16 @@ describe('sys/health through the pod API', () => {
       });
       expect(answer.status).toBe(299);
       expect(JSON.parse(String(answer.body))).toMatchObject({ sealed: true });
+      const seal = await forwarder.forward('cloudtaser/x', {
+        method: 'GET',
+        path: `${OPENBAO_TUNNEL_PREFIX}sys/seal-status`,
+        headers: {},
+        body: Buffer.alloc(0),
+      });
+      expect({ status: seal.status, body: JSON.parse(String(seal.body)) }).toMatchObject({
+        status: 200,
+        body: { sealed: true, initialized: true },
+      });
     } finally {
       await forwarder.close();
     }

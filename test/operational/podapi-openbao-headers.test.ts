@@ -268,6 +268,25 @@ describe('requests the pod API does not carry say so, and the ones clients start
     }
   });
 
+  it("hvac's sys.is_initialized() (GET sys/init, no token) answers as OpenBao does; a namespace header is refused as there", async () => {
+    // internal/http/sys_init.go handleSysInitGet; an outside hvac drill got 403 CT_PODAPI_NOT_ALLOWED here.
+    const direct = await send('direct', 'GET', '/v1/sys/init', { headers: goClient() });
+    const pod = await send('pod', 'GET', '/v1/sys/init', { headers: goClient() });
+    expect({ status: pod.status, body: pod.json }).toEqual({ status: 200, body: { initialized: true } });
+    expect({ status: pod.status, body: pod.json }).toEqual({ status: direct.status, body: direct.json });
+    // sys/init is on upstream's list of root-only APIs that refuse any namespace header (restrictedSysAPIsNonLogical).
+    const headers = { ...goClient(), 'x-vault-namespace': 'root' };
+    const directNs = await send('direct', 'GET', '/v1/sys/init', { headers });
+    const podNs = await send('pod', 'GET', '/v1/sys/init', { headers });
+    expect({ status: podNs.status, body: podNs.json }).toEqual({
+      status: directNs.status,
+      body: directNs.json,
+    });
+    expect(podNs.status).toBe(400);
+    // Initialising is no pod's business: refused before OpenBao.
+    expect((await send('pod', 'PUT', '/v1/sys/init', { headers: goClient() })).status).toBe(405);
+  });
+
   it('OpenBao Agent sink with wrap_ttl (PUT sys/wrapping/wrap + X-Vault-Wrap-TTL) gets the wrapping 400, not a 403', async () => {
     // command/agentproxyshared/sink/sink.go wrapToken: Logical().Write("sys/wrapping/wrap") with X-Vault-Wrap-TTL.
     const token = await login('pod', ROLE);

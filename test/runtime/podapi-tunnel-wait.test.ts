@@ -192,3 +192,30 @@ describe('pod API: a path longer than the tunnel head carries', () => {
     expect(sent[0]!.length).toBeLessThanOrEqual(4096);
   });
 });
+
+describe('pod API: the sealed answers made while OpenBao cannot be reached', () => {
+  it('carry the version OpenBao last reported through this broker (a sealed server reports its own)', async () => {
+    let up = true;
+    const health = {
+      closed: false,
+      draining: false,
+      request: async () => ({
+        status: 200,
+        headers: {},
+        body: Buffer.from('{"initialized":true,"sealed":false,"version":"2.5.5"}'),
+      }),
+    } as unknown as TunnelMux;
+    api = await startPodApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      tls: false,
+      tunnel: () => (up ? health : undefined),
+    });
+    const read = async (path: string) =>
+      (await (await fetch(`${api!.url}/v1/${path}`)).json()) as Record<string, unknown>;
+    expect(await read('sys/health')).toMatchObject({ version: '2.5.5', sealed: false });
+    up = false;
+    expect(await read('sys/health')).toMatchObject({ version: '2.5.5', sealed: true });
+    expect(await read('sys/seal-status')).toMatchObject({ version: '2.5.5', sealed: true });
+  });
+});

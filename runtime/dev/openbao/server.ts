@@ -393,6 +393,14 @@ export async function startOpenBaoTestServer(
       if (method !== 'GET') return send(res, 405, { errors: [] }, head);
       return sealStatus(res);
     }
+    // Unauthenticated, sealed or not (internal/http/sys_init.go handleSysInit): GET reads the state; PUT/POST would
+    // initialise, which a running server refuses.
+    if (path === 'sys/init') {
+      if (method === 'GET') return send(res, 200, { initialized: true }, false);
+      if (method === 'PUT' || method === 'POST')
+        return send(res, 400, { errors: ['Vault is already initialized'] }, false);
+      return send(res, 405, { errors: [] }, head);
+    }
     if (sealed) return send(res, 503, { errors: [SEALED_TEXT] }, head);
 
     let operation: 'read' | 'list' | 'scan' | 'update' | 'delete' | 'patch';
