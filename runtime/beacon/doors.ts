@@ -69,7 +69,8 @@ export class BeaconDoors {
   private secureContext: SecureContext;
   private cas: BridgeCaSet | undefined;
   private nextLegId = 1;
-  private pendingCount = 0;
+  /** Every connection not announced yet, oldest first: the ones that give way when all connections are taken. */
+  private readonly pendingInOrder = new Set<Connection>();
   private closing = false;
 
   constructor(options: BeaconDoorsOptions) {
@@ -113,7 +114,7 @@ export class BeaconDoors {
 
   /** Connections that have not announced yet. */
   get pending(): number {
-    return this.pendingCount;
+    return this.pendingInOrder.size;
   }
 
   /** Source addresses with connections that have not announced. */
@@ -178,7 +179,25 @@ export class BeaconDoors {
     this.connectionOf.set(socket, connection);
     this.metrics.counters.connections += 1;
     socket.once('close', () => this.forget(connection));
-    if (this.metrics.counters.connections > this.limits.maxConnections) {
+    // All connections taken: the oldest that has not announced, from any address, makes room, as the per-address
+    // bound below does for one address. Refusing the newcomer let idle sockets from many addresses (an IPv6 /64 has
+    // plenty) keep every broker from dialing for as long as they were renewed within the announce timeout. Only
+    // when every connection has announced (waiting, paired) is the newcomer refused.
+    const oldestPending: Connection | undefined =
+      this.metrics.counters.connections > this.limits.maxConnections
+        ? this.pendingInOrder.values().next().value
+        : undefined;
+    if (oldestPending) {
+      this.refuse(
+        'pending_evicted_total',
+        'CT_BEACON_LIMIT',
+        `open connections reached ${this.limits.maxConnections}: the oldest one that has not announced was closed to make room`,
+        { remote: oldestPending.remote, silentMs: Math.round(performance.now() - oldestPending.acceptedAt) },
+      );
+      this.releasePending(oldestPending);
+      oldestPending.tlsSocket?.destroy();
+      oldestPending.socket.destroy();
+    } else if (this.metrics.counters.connections > this.limits.maxConnections) {
       // Refused before the door is known: no frame is possible without spending a TLS handshake on it.
       this.refuse(
         'max_connections',
@@ -219,7 +238,7 @@ export class BeaconDoors {
     }
     pendingHere.add(connection);
     connection.pending = true;
-    this.pendingCount += 1;
+    this.pendingInOrder.add(connection);
     connection.deadline = setTimeout(() => this.announceTimedOut(connection), this.limits.announceTimeoutMs);
     // Only the plain door needs a look at the first bytes. Reading them in JS before the TLS socket takes the
     // connection over costs about 15 % more relay CPU per byte for the connection's whole life (measured against
@@ -427,7 +446,7 @@ export class BeaconDoors {
   private releasePending(connection: Connection): void {
     if (!connection.pending) return;
     connection.pending = false;
-    this.pendingCount -= 1;
+    this.pendingInOrder.delete(connection);
     const pending = this.pendingByAddress.get(connection.remote);
     pending?.delete(connection);
     if (pending?.size === 0) this.pendingByAddress.delete(connection.remote);

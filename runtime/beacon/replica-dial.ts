@@ -580,7 +580,7 @@ export function dialErrorHint(err: Error): string {
  * and "closed before pairing", and looked for a network fault while the beacon logged pending_per_address).
  */
 const CLOSED_BEFORE_TLS_HINT =
-  " (closed before the TLS handshake: a beacon does so when too many connections from this address have not announced, or too many are open in all; its log says pending_per_address, pending_evicted or max_connections with this host's egress address; otherwise a device on the way closed it)";
+  " (closed before the TLS handshake: a beacon does so when too many connections from this address have not announced, or too many are open in all; its log says pending_per_address, pending_evicted, pending_evicted_total or max_connections with this host's egress address; otherwise a device on the way closed it)";
 
 function cancelled(options: ReplicaDialOptions): CloudtaserError {
   return new CloudtaserError('CT_CANCELLED', `dialing beacon replica ${options.ip} was cancelled`);

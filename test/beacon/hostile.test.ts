@@ -388,7 +388,7 @@ describe('beacon under hostile input', () => {
 });
 
 describe('beacon total bounds', () => {
-  it('refuses waiters beyond the total and connections beyond the maximum', async () => {
+  it('refuses waiters beyond the total, and makes room for connections beyond the maximum', async () => {
     const smallLog = captureLogger();
     const small = await startBeacon(certs, {
       limits: { maxWaiting: 3, maxConnections: 5, maxWaitingPerAddress: 100 },
@@ -423,13 +423,17 @@ describe('beacon total bounds', () => {
         }),
       );
       await waitUntil(() => small.stats().connections === 5);
+      // At the bound the oldest silent connection makes room for the newcomer (only a beacon whose connections have
+      // all announced closes it at accept, max_connections: the next describe block).
       const extra = netConnect({ host: '127.0.0.1', port: small.port });
       extra.on('error', () => {});
-      await once(extra, 'close');
-      expect(small.stats().rejectionsByReason).toMatchObject({ max_connections: 1, waiting_total: 2 });
+      await once(silent[0]!, 'close');
+      expect(small.stats().rejectionsByReason).toMatchObject({ pending_evicted_total: 1, waiting_total: 2 });
+      expect(small.stats().rejectionsByReason.max_connections).toBeUndefined();
       // Both waiters came from one address with one message: one line, the other summed up at close.
-      expect(smallLog.lines.filter((line) => line.reason === 'max_connections')).toHaveLength(1);
+      expect(smallLog.lines.filter((line) => line.reason === 'pending_evicted_total')).toHaveLength(1);
       expect(smallLog.lines.filter((line) => line.reason === 'waiting_total')).toHaveLength(1);
+      extra.destroy();
       for (const socket of silent) socket.destroy();
       controller.abort();
       const errors = (await Promise.all(outcomes)) as { code: string }[];
@@ -498,6 +502,96 @@ describe('idle connections held from one address (a pod behind the broker NAT ad
       flooding = false;
       for (const socket of idle) socket.destroy();
       await held.close();
+    }
+  });
+});
+
+describe('idle connections held from many addresses (an IPv6 /64 has plenty) at the bound on all connections', () => {
+  it('give their place to new connections, so the broker still pairs, also while new ones keep coming', async () => {
+    // The per-address eviction above cannot see a flood spread over addresses: at --max-connections a newcomer was
+    // closed at accept (max_connections), so such a flood renewed within the announce timeout kept every broker out.
+    const heldLog = captureLogger();
+    const held = await startBeacon(certs, {
+      limits: { maxConnections: 8, announceTimeoutMs: 10_000 },
+      logger: heldLog.logger,
+    });
+    const idle: ReturnType<typeof netConnect>[] = [];
+    let next = 0;
+    const open = async () => {
+      // 127.0.0.2 to 127.0.0.41: loopback answers every 127/8 address, each a source address of its own.
+      const socket = netConnect({
+        host: '127.0.0.1',
+        port: held.port,
+        localAddress: `127.0.0.${2 + (next++ % 40)}`,
+      });
+      socket.on('error', () => {});
+      idle.push(socket);
+      await once(socket, 'connect');
+    };
+    let flooding = true;
+    try {
+      for (let i = 0; i < 8; i++) await open();
+      await waitUntil(() => held.stats().pending === 8);
+      const flood = (async () => {
+        while (flooding) {
+          await open();
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })();
+      const hash = randomHash();
+      const dial = (role: 'broker' | 'bridge') =>
+        waitForPeer({
+          target: targetFor(held, 'tls'),
+          ip: '127.0.0.1',
+          role,
+          hash,
+          caCertPem: certs.beacon.certPem,
+        });
+      const [broker, bridge] = await Promise.all([dial('broker'), dial('bridge')]);
+      broker.destroy();
+      bridge.destroy();
+      flooding = false;
+      await flood;
+      expect(held.stats().rejectionsByReason.pending_evicted_total).toBeGreaterThanOrEqual(2);
+      expect(held.stats().rejectionsByReason.max_connections).toBeUndefined();
+      const evicted = heldLog.lines.filter((line) => line.reason === 'pending_evicted_total');
+      expect(evicted.length).toBeGreaterThanOrEqual(1);
+      expect(evicted[0]?.message).toMatch(/the oldest one that has not announced was closed to make room$/);
+    } finally {
+      flooding = false;
+      for (const socket of idle) socket.destroy();
+      await held.close();
+    }
+  });
+
+  it('still closes a newcomer at accept when every connection has announced', async () => {
+    const full = await startBeacon(certs, { limits: { maxConnections: 2 } });
+    try {
+      const hash = randomHash();
+      const waiting = [randomHash(), hash].map((room) =>
+        waitForPeer({
+          target: targetFor(full, 'tls'),
+          ip: '127.0.0.1',
+          role: 'bridge',
+          hash: room,
+          caCertPem: certs.beacon.certPem,
+        }).catch((err: Error) => err),
+      );
+      await waitUntil(() => full.stats().waiting === 2);
+      const refused = await waitForPeer({
+        target: targetFor(full, 'tls'),
+        ip: '127.0.0.1',
+        role: 'broker',
+        hash,
+        caCertPem: certs.beacon.certPem,
+      }).catch((err: Error) => err);
+      expect(refused).toBeInstanceOf(Error);
+      expect(full.stats().rejectionsByReason).toMatchObject({ max_connections: 1 });
+      expect(full.stats().waiting).toBe(2);
+      await full.close();
+      await Promise.all(waiting);
+    } finally {
+      await full.close();
     }
   });
 });
