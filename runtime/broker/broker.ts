@@ -927,21 +927,23 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
         // When, not "in N ms": the reason is read later (/status, the doctor) and must not look stale.
         const again = `dialing again at ${new Date(Date.now() + delay).toISOString()}`;
         const replaced = replacedAt ? replacedNote(replacedAt) : '';
+        const why = unregistered
+          ? 'the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy) and pin its new CA (target trust pin --ca-sha256 <operational hash>)'
+          : noBridge
+            ? `no bridge came to the ${credentials ? 'operational' : 'init'} room within the beacon's wait (${error.message}): the bridge is down, does not serve this cluster (deregistered?), or waits at other beacon replicas; \`cloudtaser-cli source doctor\` on the secret-store side says which`
+            : error.message;
         setStatus(
           phase,
-          replaced +
-            (unregistered
-              ? `the bridge closed the last tunnel because this cluster is not registered (CT_NOT_REGISTERED); register it again (source register, or cdktf deploy) and pin its new CA (target trust pin --ca-sha256 <operational hash>); ${again}`
-              : noBridge
-                ? `no bridge came to the ${credentials ? 'operational' : 'init'} room within the beacon's wait (${error.message}): the bridge is down, does not serve this cluster, or waits at other beacon replicas; \`cloudtaser-cli source doctor\` on the secret-store side says which; ${again}`
-                : `${error.message}; ${again}`),
+          `${replaced}${why}; ${again}`,
           unregistered
             ? { lastErrorCode: 'CT_NOT_REGISTERED', lastError: status.lastTunnelClose!.reason }
             : { lastErrorCode: error.code, lastError: error.message },
         );
+        // The log says what /status says (an SRE drill read "CT_BEACON_LIMIT: no peer arrived" every minute from an
+        // orphaned broker after a deregistration, as a beacon limit).
         retrySummary.warn(
           error.code,
-          { event: 'broker.retry', code: error.code, delayMs: delay, reason: error.message },
+          { event: 'broker.retry', code: error.code, delayMs: delay, reason: why },
           'broker attempt failed',
         );
         await sleep(delay, stop.signal);

@@ -12,6 +12,7 @@ import {
 } from '../../runtime/registration/index.js';
 import { TUNNEL_INFO_PATH } from '../../runtime/tunnel/index.js';
 import { WEBHOOK_PATH } from '../../runtime/webhook/index.js';
+import { captureLogger } from '../beacon/helpers.js';
 import { waitUntil } from '../support/wait.js';
 import {
   Capture,
@@ -319,7 +320,8 @@ describe('bridge and broker through two beacon replicas', () => {
   it("says in /status that no bridge came to the room, not only the beacon's limit, when its bridge is gone", async () => {
     const cluster = await store.register();
     const b = await bridge();
-    const k = await broker(cluster.fingerprint);
+    const log = captureLogger();
+    const k = await broker(cluster.fingerprint, { logger: log.logger });
     await k.waitForPhase('operational', 15_000);
     await b.close();
     // The beacon's wait for a peer (2 s in these tests) ends without a bridge.
@@ -332,6 +334,9 @@ describe('bridge and broker through two beacon replicas', () => {
     // Before: "...refused the connection: CT_BEACON_LIMIT: no peer arrived ...; retrying in 406 ms", read as a
     // beacon limit, and a countdown that stayed on /status for the whole next wait.
     expect(k.status().reason).toMatch(/dialing again at \d{4}-\d\d-\d\dT/);
+    // The log line says the same (it said only "CT_BEACON_LIMIT: no peer arrived", read as a beacon limit).
+    const retry = log.lines.find((line) => line.event === 'broker.retry' && line.code === 'CT_BEACON_LIMIT');
+    expect(String(retry?.reason)).toMatch(/^no bridge came to the operational room .*deregistered\?/);
     await waitUntil(
       () => (k.status().reason ?? '').startsWith('waiting for a bridge in the operational room'),
       {
