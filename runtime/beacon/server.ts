@@ -165,6 +165,7 @@ class BeaconServer {
   private readonly pairing: PairingCore;
   private metricsServer: HttpServer | undefined;
   private readonly rejectionsByReason = new Map<string, number>();
+  private tlsHandshakesAborted = 0;
   private readonly rejectionLog: LogSummarizer;
   private readonly tlsAbortLog: LogSummarizer;
   private closing: Promise<void> | undefined;
@@ -384,13 +385,7 @@ class BeaconServer {
     this.log.info({ event: 'closed', drainRefusals: this.pairing.drainRefusalCount });
   }
 
-  /**
-   * Every refusal goes through here: one counter increment, and one log line per reason, source address and message
-   * a minute, the rest counted into a `rejected_summary` line (strangers make refusals at will: an outside SRE drill
-   * read 16 `bridge_unauthenticated` lines in 23 s from one bridge).
-   */
-  private tlsHandshakesAborted = 0;
-
+  /** A client that gave up during the outer TLS handshake: counted and logged (summarized), not a refusal. */
   private tlsAborted(remote: string): void {
     this.tlsHandshakesAborted += 1;
     this.metrics.tlsAborted();
@@ -402,6 +397,11 @@ class BeaconServer {
     });
   }
 
+  /**
+   * Every refusal goes through here: one counter increment, and one log line per reason, source address and message
+   * a minute, the rest counted into a `rejected_summary` line (strangers make refusals at will: an outside SRE drill
+   * read 16 `bridge_unauthenticated` lines in 23 s from one bridge).
+   */
   private reject(reason: string, code: RejectCode, message: string, meta: Record<string, unknown>): void {
     this.rejectionsByReason.set(reason, (this.rejectionsByReason.get(reason) ?? 0) + 1);
     this.metrics.rejection(reason);
