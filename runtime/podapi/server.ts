@@ -864,6 +864,10 @@ function reply(
     'cache-control': 'no-store',
     'content-length': Buffer.byteLength(body),
   };
+  // OpenBao returns a request's X-Vault-Namespace unchanged on every answer (internal/http/handler.go), also on
+  // refusals; the pod's own value, not the cluster namespace the bridge sent on (an outside hvac drill missed it).
+  const namespace = res.req?.headers['x-vault-namespace'];
+  if (typeof namespace === 'string' && namespace !== '') headers['x-vault-namespace'] = namespace;
   // Only the OpenBao headers a client acts on (read-your-writes index, rate-limit answers); see allowlist.ts.
   if (passed !== undefined) {
     for (const name of PASSED_RESPONSE_HEADERS) {

@@ -268,6 +268,35 @@ describe('requests the pod API does not carry say so, and the ones clients start
     }
   });
 
+  it('returns the X-Vault-Namespace the pod sent, unchanged, as OpenBao does (also on a refusal)', async () => {
+    const token = await login('pod', ROLE);
+    for (const namespace of ['root', stack.cluster.namespace]) {
+      const pod = await send('pod', 'GET', `/v1/secret/data/${SECRET_PATH}`, {
+        headers: { ...goClient(token), 'x-vault-namespace': namespace },
+      });
+      expect({ namespace, status: pod.status, echoed: pod.headers['x-vault-namespace'] }).toEqual({
+        namespace,
+        status: 200,
+        echoed: namespace,
+      });
+    }
+    // Directly, OpenBao echoes what it was sent (here the cluster namespace the bridge sends).
+    const direct = await send('direct', 'GET', `/v1/secret/data/${SECRET_PATH}`, {
+      headers: goClient(token),
+    });
+    expect(direct.headers['x-vault-namespace']).toBe(stack.cluster.namespace);
+    const refused = await send('pod', 'GET', `/v1/secret/data/${SECRET_PATH}`, {
+      headers: { ...goClient(token), 'x-vault-namespace': 'elsewhere' },
+    });
+    expect({ status: refused.status, echoed: refused.headers['x-vault-namespace'] }).toEqual({
+      status: 403,
+      echoed: 'elsewhere',
+    });
+    // Without the header, none comes back.
+    const plain = await send('pod', 'GET', `/v1/secret/data/${SECRET_PATH}`, { headers: goClient(token) });
+    expect(plain.headers['x-vault-namespace']).toBeUndefined();
+  });
+
   it("hvac's sys.is_initialized() (GET sys/init, no token) answers as OpenBao does; a namespace header is refused as there", async () => {
     // internal/http/sys_init.go handleSysInitGet; an outside hvac drill got 403 CT_PODAPI_NOT_ALLOWED here.
     const direct = await send('direct', 'GET', '/v1/sys/init', { headers: goClient() });
