@@ -42,35 +42,44 @@ export interface BeaconClientCertificate {
   readonly keyPem: string;
 }
 
-/** Parsing a CA bundle or a key into a secure context costs milliseconds; dial loops reuse a few. */
-const secureContexts = new Map<string, SecureContext>();
-const MAX_CACHED_CONTEXTS = 8;
+/**
+ * Parsing a CA bundle or a key into a secure context costs milliseconds, and dial loops repeat. A context with a
+ * client certificate lives as long as that certificate's object (a bridge's identity, a broker's credentials): one
+ * per identity, however many identities a process holds (the fleet benchmark runs 1,000 brokers in one process, and
+ * a shared cache of 8 made every one of their operational dials parse its key again). Contexts with a CA only are
+ * few: the last 8 are kept.
+ */
+const clientContexts = new WeakMap<BeaconClientCertificate, Map<string, SecureContext>>();
+const caContexts = new Map<string, SecureContext>();
+const MAX_CACHED_CA_CONTEXTS = 8;
 
 function secureContextFor(
   caCertPem: string | undefined,
   client: BeaconClientCertificate | undefined,
 ): SecureContext | undefined {
   if (caCertPem === undefined && client === undefined) return undefined;
-  // The certificate identifies the key, so the key itself never becomes part of a map key.
-  const cacheKey = `${caCertPem ?? ''}\0${client?.certPem ?? ''}`;
-  let context = secureContexts.get(cacheKey);
-  if (!context) {
-    if (secureContexts.size >= MAX_CACHED_CONTEXTS)
-      secureContexts.delete(secureContexts.keys().next().value!);
-    try {
-      context = createSecureContext({
-        ...(caCertPem !== undefined ? { ca: caCertPem } : {}),
-        ...(client ? { cert: client.certPem, key: client.keyPem } : {}),
-      });
-    } catch (err) {
-      throw new CloudtaserError(
-        'CT_BEACON_IDENTITY',
-        `the beacon CA or client certificate is unusable: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    secureContexts.set(cacheKey, context);
+  const caKey = caCertPem ?? '';
+  let byCa: Map<string, SecureContext> | undefined = client ? clientContexts.get(client) : caContexts;
+  let context = byCa?.get(caKey);
+  if (context) return context;
+  try {
+    context = createSecureContext({
+      ...(caCertPem !== undefined ? { ca: caCertPem } : {}),
+      ...(client ? { cert: client.certPem, key: client.keyPem } : {}),
+    });
+  } catch (err) {
+    throw new CloudtaserError(
+      'CT_BEACON_IDENTITY',
+      `the beacon CA or client certificate is unusable: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
+  if (client && !byCa) {
+    byCa = new Map();
+    clientContexts.set(client, byCa);
+  } else if (!client && caContexts.size >= MAX_CACHED_CA_CONTEXTS)
+    caContexts.delete(caContexts.keys().next().value!);
+  byCa!.set(caKey, context);
   return context;
 }
 /** From dial to the beacon's `waiting` frame; after that the beacon's own bounds and pings take over. */

@@ -427,16 +427,27 @@ export async function startBroker(options: BrokerOptions): Promise<BrokerHandle>
     }
   };
 
+  /** One object per credentials, so the dialer builds its TLS context once for them (see replica-dial.ts). */
+  const beaconProofs = new WeakMap<BrokerCredentials, BeaconClientCertificate>();
+  const beaconProofOf = (credentials: BrokerCredentials): BeaconClientCertificate => {
+    let proof = beaconProofs.get(credentials);
+    if (!proof) {
+      proof = {
+        certPem: `${credentials.brokerCertPem.trimEnd()}\n${credentials.caCertPem.trimEnd()}\n`,
+        keyPem: privateKeyToPem(credentials.privateKey),
+      };
+      beaconProofs.set(credentials, proof);
+    }
+    return proof;
+  };
+
   /** One operational tunnel; `until` abandons the attempt (a move whose tunnel closed meanwhile). */
   const connect = async (credentials: BrokerCredentials, until?: AbortSignal): Promise<OperationalTunnel> => {
     const room = operationalHash(credentials.caCertDer);
     // Its certificate and the cluster CA in the outer TLS prove to the beacon that it belongs in the room, whose
     // hash is public: a proven broker takes a place anonymous announces hold (beacon/broker-proof.ts). The key
     // proves itself in the handshake and stays here, as in the tunnel's own TLS.
-    const paired = await dial(room, 'operational', until, {
-      certPem: `${credentials.brokerCertPem.trimEnd()}\n${credentials.caCertPem.trimEnd()}\n`,
-      keyPem: privateKeyToPem(credentials.privateKey),
-    });
+    const paired = await dial(room, 'operational', until, beaconProofOf(credentials));
     let mux: TunnelMux | undefined;
     const handshake = linkSignal([stop.signal, until]);
     try {
