@@ -36,6 +36,8 @@ export interface BeaconDoorsOptions {
   readonly refuse: Refuse;
   /** A client closed during the outer TLS handshake, after sending some of it (see openTlsDoor). */
   readonly tlsAborted: (remote: string) => void;
+  /** All connections taken and announced: closes one that may give way (an anonymous waiter); false when none. */
+  readonly makeRoom: () => boolean;
 }
 
 /** One accepted TCP connection from accept until close, whatever door it takes. */
@@ -58,6 +60,7 @@ export class BeaconDoors {
   private readonly legEvents: LegEvents;
   private readonly refuse: Refuse;
   private readonly tlsAborted: (remote: string) => void;
+  private readonly makeRoom: () => boolean;
   private readonly plainDoor: boolean;
   private readonly connections = new Set<Connection>();
   private readonly connectionOf = new WeakMap<Socket, Connection>();
@@ -79,6 +82,7 @@ export class BeaconDoors {
     this.legEvents = options.legEvents;
     this.refuse = options.refuse;
     this.tlsAborted = options.tlsAborted;
+    this.makeRoom = options.makeRoom;
     this.plainDoor = options.plainDoor;
     this.tls = options.tls;
     this.cas = options.bridgeCas;
@@ -179,25 +183,30 @@ export class BeaconDoors {
     this.connectionOf.set(socket, connection);
     this.metrics.counters.connections += 1;
     socket.once('close', () => this.forget(connection));
-    // All connections taken: the oldest that has not announced, from any address, makes room, as the per-address
-    // bound below does for one address. Refusing the newcomer let idle sockets from many addresses (an IPv6 /64 has
-    // plenty) keep every broker from dialing for as long as they were renewed within the announce timeout. Only
-    // when every connection has announced (waiting, paired) is the newcomer refused.
+    // Connections that have not announced cost the beacon memory (a TLS socket each: about 20 KB, and glibc keeps
+    // the peak) and their senders nothing. At --max-pending of them, or when all connections are taken, the oldest
+    // one from any address makes room, as the per-address bound below does for one address: refusing the newcomer
+    // let idle sockets from many addresses (an IPv6 /64 has plenty) keep every broker from dialing, and 20,000 of
+    // them took the beacon past its chart's memory limit (outside drills). With every connection announced, the
+    // anonymous broker that waited longest gives way (announcing costs nothing either); only then is the newcomer
+    // refused.
+    const overTotal = this.metrics.counters.connections > this.limits.maxConnections;
+    const overPending = this.pendingInOrder.size >= this.limits.maxPending;
     const oldestPending: Connection | undefined =
-      this.metrics.counters.connections > this.limits.maxConnections
-        ? this.pendingInOrder.values().next().value
-        : undefined;
+      overTotal || overPending ? this.pendingInOrder.values().next().value : undefined;
     if (oldestPending) {
       this.refuse(
         'pending_evicted_total',
         'CT_BEACON_LIMIT',
-        `open connections reached ${this.limits.maxConnections}: the oldest one that has not announced was closed to make room`,
+        overPending
+          ? `${this.pendingInOrder.size} connections have not announced (--max-pending): the oldest was closed to make room`
+          : `open connections reached ${this.limits.maxConnections}: the oldest one that has not announced was closed to make room`,
         { remote: oldestPending.remote, silentMs: Math.round(performance.now() - oldestPending.acceptedAt) },
       );
       this.releasePending(oldestPending);
       oldestPending.tlsSocket?.destroy();
       oldestPending.socket.destroy();
-    } else if (this.metrics.counters.connections > this.limits.maxConnections) {
+    } else if (overTotal && !this.makeRoom()) {
       // Refused before the door is known: no frame is possible without spending a TLS handshake on it.
       this.refuse(
         'max_connections',

@@ -19,8 +19,13 @@ export interface BeaconLimits {
   readonly maxWaitingPerAddress: number;
   /** Waiting connections in total. */
   readonly maxWaiting: number;
-  /** Connections from one source address that have not announced yet; over it they close unread. */
+  /** Connections from one source address that have not announced yet; over it the oldest closes unread. */
   readonly maxPendingPerAddress: number;
+  /**
+   * Connections that have not announced yet, from every address; over it the oldest closes unread. Each costs a TLS
+   * socket (about 20 KB, and the allocator keeps the peak), so this bounds what strangers can make the beacon hold.
+   */
+  readonly maxPending: number;
   /** Open connections of every kind in total; over it new ones close at accept. */
   readonly maxConnections: number;
   /** A paired connection with no bytes either way for this long is closed. */
@@ -45,6 +50,7 @@ export const DEFAULT_BEACON_LIMITS: BeaconLimits = Object.freeze({
   maxWaitingPerAddress: 1024,
   maxWaiting: 10_000,
   maxPendingPerAddress: 64,
+  maxPending: 4096,
   maxConnections: 20_000,
   pairedIdleMs: 900_000,
   webSocketMaxPayloadBytes: 1024 * 1024,
@@ -92,6 +98,12 @@ export const BEACON_LIMIT_FLAGS: ReadonlyArray<{
     key: 'maxPendingPerAddress',
     flag: '--max-pending-per-address',
     description: 'not-yet-announced connections per source address',
+    min: 1,
+  },
+  {
+    key: 'maxPending',
+    flag: '--max-pending',
+    description: 'not-yet-announced connections in total',
     min: 1,
   },
   { key: 'maxConnections', flag: '--max-connections', description: 'open connections in total', min: 2 },

@@ -45,6 +45,11 @@ export class PairingCore implements LegEvents {
   private readonly refuse: Refuse;
   private readonly admit: PairingCoreOptions['admit'];
   private readonly waitingByAddress = new Map<string, number>();
+  /**
+   * Brokers waiting without a proof, oldest first. Waiting costs an anonymous broker nothing (no credential), so at a
+   * bound on all waiters or all connections they give way to newcomers instead of keeping them out.
+   */
+  private readonly anonymousBrokers = new Set<Leg>();
   private readonly rooms = new Map<string, Room>();
   /** Pairing budget per room hash (a token bucket), and the timers that pair rooms held back by it. */
   private readonly pairingBudgets = new Map<string, { tokens: number; at: number }>();
@@ -222,7 +227,12 @@ export class PairingCore implements LegEvents {
     }
     const counters = this.metrics.counters;
     const total = counters.waitingBroker + counters.waitingBridge;
-    if (total >= this.limits.maxWaiting) {
+    // Announced brokers in rooms nobody else is in (random hashes: no credential needed) filled every waiting place
+    // and kept bridges and brokers out for as long as they were renewed (an outside drill). The oldest anonymous
+    // broker waiter gives way instead; bridges (their CA) and proven brokers never do.
+    if (total >= this.limits.maxWaiting && this.evictAnonymousBroker('waiting_total_evicted')) {
+      // Made room: continue below.
+    } else if (total >= this.limits.maxWaiting) {
       this.rejectLeg(
         leg,
         'waiting_total',
@@ -236,6 +246,7 @@ export class PairingCore implements LegEvents {
     const target = current ?? { broker: [], bridge: [], operatorTurns: new Map<string, number>() };
     if (!current) this.rooms.set(announce.hash, target);
     target[announce.role].push(leg);
+    if (announce.role === 'broker' && !leg.proven) this.anonymousBrokers.add(leg);
     this.waitingByAddress.set(leg.remote, fromAddress + 1);
     if (announce.role === 'broker') counters.waitingBroker += 1;
     else counters.waitingBridge += 1;
@@ -467,7 +478,27 @@ export class PairingCore implements LegEvents {
     this.dropRoomIfEmpty(leg.hash);
   }
 
+  /**
+   * Closes the anonymous broker that has waited longest (`reason`; it dials again, as after any refusal); false when
+   * none waits. For the bounds on all waiters and on all connections (the doors ask when every connection announced).
+   */
+  evictAnonymousBroker(reason: 'waiting_total_evicted' | 'max_connections_evicted'): boolean {
+    const oldest: Leg | undefined = this.anonymousBrokers.values().next().value;
+    if (!oldest) return false;
+    this.withdraw(oldest);
+    this.rejectLeg(
+      oldest,
+      reason,
+      'CT_BEACON_LIMIT',
+      reason === 'waiting_total_evicted'
+        ? `the beacon holds ${this.limits.maxWaiting} waiting connections: the anonymous broker that waited longest gave way; dial again`
+        : `the beacon holds ${this.limits.maxConnections} connections, all announced: the anonymous broker that waited longest gave way; dial again`,
+    );
+    return true;
+  }
+
   private stopWaiting(leg: Leg): void {
+    this.anonymousBrokers.delete(leg);
     if (!leg.waiting) return;
     for (const timer of leg.waiting.timers) clearTimeout(timer);
     leg.waiting = undefined;

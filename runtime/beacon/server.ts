@@ -207,6 +207,7 @@ class BeaconServer {
       legEvents: this.pairing,
       refuse,
       tlsAborted: (remote) => this.tlsAborted(remote),
+      makeRoom: () => this.pairing.evictAnonymousBroker('max_connections_evicted'),
     });
   }
 

@@ -1,5 +1,6 @@
 import { once, setMaxListeners } from 'node:events';
 import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
@@ -477,6 +478,17 @@ describe.each([
     refused: 'max_connections',
     message: /the oldest one that has not announced was closed to make room$/,
   },
+  {
+    // 20,000 such sockets took the beacon to 600 MB, past its chart's 512 Mi (an outside drill): they are bounded on
+    // their own now, far below --max-connections.
+    flood: 'from many addresses at the bound on connections that have not announced (--max-pending)',
+    limits: { maxPending: 8 },
+    held: 8,
+    source: (n: number) => `127.0.0.${2 + (n % 40)}`,
+    evicted: 'pending_evicted_total',
+    refused: 'max_connections',
+    message: /connections have not announced \(--max-pending\): the oldest was closed to make room$/,
+  },
 ])('idle connections held $flood', ({ limits, held: count, source, evicted: reason, refused, message }) => {
   it('give their place to new connections, so the broker still pairs, also while new ones keep coming', async () => {
     const heldLog = captureLogger();
@@ -500,6 +512,10 @@ describe.each([
     try {
       for (let i = 0; i < count; i++) await open();
       await waitUntil(() => held.stats().pending === count);
+      let mostPending = 0;
+      const watch = setInterval(() => {
+        mostPending = Math.max(mostPending, held.stats().pending);
+      }, 1);
       // Keep opening new silent connections while the broker and the bridge dial.
       const flood = (async () => {
         while (flooding) {
@@ -521,6 +537,9 @@ describe.each([
       bridge.destroy();
       flooding = false;
       await flood;
+      clearInterval(watch);
+      // The bound held throughout: the flood never had more than `count` silent connections at once.
+      expect(mostPending).toBeLessThanOrEqual(count);
       expect(held.stats().rejectionsByReason[reason]).toBeGreaterThanOrEqual(2);
       expect(held.stats().rejectionsByReason[refused]).toBeUndefined();
       const evicted = heldLog.lines.filter((line) => line.reason === reason);
@@ -536,28 +555,70 @@ describe.each([
   });
 });
 
+/** Waits as `role` in `hash` until paired (its stream) or refused (its error, for the assertions). */
+function waitIn(beacon: BeaconHandle, role: 'broker' | 'bridge', hash: string) {
+  return waitForPeer({
+    target: targetFor(beacon, 'tls'),
+    ip: '127.0.0.1',
+    role,
+    hash,
+    caCertPem: certs.beacon.certPem,
+  }).catch((err: Error) => err);
+}
+
+/**
+ * Announcing as a broker needs no credential: announced waiters in random rooms filled every waiting place (or, with
+ * --max-connections below --max-waiting, every connection) and kept bridges and brokers out for as long as they were
+ * renewed (an outside drill: a restarting broker out for the whole 30 s attack). The anonymous broker that waited
+ * longest gives way now; bridges (their CA) and proven brokers never do.
+ */
 describe('a full beacon whose connections have all announced', () => {
-  it('still closes a newcomer at accept when every connection has announced', async () => {
+  it.each([
+    {
+      bound: 'every waiting place (--max-waiting)',
+      limits: { maxWaiting: 4 },
+      reason: 'waiting_total_evicted',
+    },
+    {
+      bound: 'every connection (--max-connections)',
+      limits: { maxConnections: 4 },
+      reason: 'max_connections_evicted',
+    },
+  ])(
+    'makes an anonymous broker that waits alone give way to a bridge and its broker: $bound',
+    async ({ limits, reason }) => {
+      const full = await startBeacon(certs, { limits });
+      try {
+        const squatters = [1, 2, 3, 4].map(() => waitIn(full, 'broker', randomHash()));
+        await waitUntil(() => full.stats().waiting === 4);
+        const hash = randomHash();
+        const bridge = waitIn(full, 'bridge', hash);
+        await waitUntil(() => full.stats().waitingBridges === 1);
+        const broker = await waitIn(full, 'broker', hash);
+        expect(broker).not.toBeInstanceOf(Error);
+        (broker as Duplex).destroy();
+        ((await bridge) as Duplex).destroy();
+        expect(full.stats().rejectionsByReason[reason]).toBeGreaterThanOrEqual(1);
+        expect(full.stats().rejectionsByReason).not.toHaveProperty('waiting_total');
+        expect(full.stats().rejectionsByReason).not.toHaveProperty('max_connections');
+        await full.close();
+        const evicted = (await Promise.all(squatters)).filter(
+          (e) => e instanceof Error && /gave way/.test(e.message),
+        );
+        expect(evicted.length).toBeGreaterThanOrEqual(1);
+      } finally {
+        await full.close();
+      }
+    },
+  );
+
+  it('still closes a newcomer at accept when every connection is a bridge', async () => {
     const full = await startBeacon(certs, { limits: { maxConnections: 2 } });
     try {
       const hash = randomHash();
-      const waiting = [randomHash(), hash].map((room) =>
-        waitForPeer({
-          target: targetFor(full, 'tls'),
-          ip: '127.0.0.1',
-          role: 'bridge',
-          hash: room,
-          caCertPem: certs.beacon.certPem,
-        }).catch((err: Error) => err),
-      );
+      const waiting = [randomHash(), hash].map((room) => waitIn(full, 'bridge', room));
       await waitUntil(() => full.stats().waiting === 2);
-      const refused = await waitForPeer({
-        target: targetFor(full, 'tls'),
-        ip: '127.0.0.1',
-        role: 'broker',
-        hash,
-        caCertPem: certs.beacon.certPem,
-      }).catch((err: Error) => err);
+      const refused = await waitIn(full, 'broker', hash);
       expect(refused).toBeInstanceOf(Error);
       expect(full.stats().rejectionsByReason).toMatchObject({ max_connections: 1 });
       expect(full.stats().waiting).toBe(2);
