@@ -352,9 +352,11 @@ class ReplicaDial {
   private readonly onSocketClose = () => {
     this.fail(
       this.unreachable(
-        this.handshakeDone || this.options.target.door !== 'tls'
+        this.waitingSeen
           ? 'the beacon closed the connection before pairing'
-          : `the connection was closed${CLOSED_BEFORE_TLS_HINT}`,
+          : this.handshakeDone || this.options.target.door !== 'tls'
+            ? `the beacon closed the connection before answering the announce${CLOSED_BEFORE_ANNOUNCE_HINT}`
+            : `the connection was closed${CLOSED_BEFORE_TLS_HINT}`,
       ),
     );
   };
@@ -590,6 +592,14 @@ export function dialErrorHint(err: Error): string {
  */
 const CLOSED_BEFORE_TLS_HINT =
   " (closed before the TLS handshake: a beacon does so when too many connections from this address have not announced, or too many are open in all; its log says pending_per_address, pending_evicted, pending_evicted_total or max_connections with this host's egress address; otherwise a device on the way closed it)";
+
+/**
+ * A close after the outer TLS handshake but before the beacon's `waiting` frame: the beacon makes room that way too
+ * (the oldest connections that have not announced give way at its bounds), and an outside drill read the bare
+ * "closed the connection before pairing" as a network fault while the beacon logged pending_evicted_total.
+ */
+const CLOSED_BEFORE_ANNOUNCE_HINT =
+  " (a beacon closes connections that have not announced yet to make room when too many are open: its log says pending_evicted or pending_evicted_total with this host's egress address; otherwise it is shutting down, or a device on the way closed it)";
 
 function cancelled(options: ReplicaDialOptions): CloudtaserError {
   return new CloudtaserError('CT_CANCELLED', `dialing beacon replica ${options.ip} was cancelled`);

@@ -1,10 +1,12 @@
 import { once } from 'node:events';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BeaconHandle,
   dialBeacon,
   parseBeaconAddress,
+  RAW_ALPN,
   resolveBeacon,
   waitForPeer,
 } from '../../runtime/beacon/index.js';
@@ -215,6 +217,35 @@ describe('dialer', () => {
       }
     },
   );
+
+  // The beacon also makes room by closing connections that finished the TLS handshake but have not announced yet
+  // (pending_evicted_total): an outside drill read the bare "closed the connection before pairing" there.
+  it('says where to look when the beacon closes after the TLS handshake, before answering the announce', async () => {
+    const closing = createTlsServer(
+      { cert: certs.beacon.certPem, key: certs.beacon.keyPem, ALPNProtocols: [RAW_ALPN] },
+      (socket) => socket.end(),
+    );
+    closing.listen(0, '127.0.0.1');
+    await once(closing, 'listening');
+    try {
+      await expect(
+        waitForPeer({
+          target: { door: 'tls', host: 'localhost', port: (closing.address() as { port: number }).port },
+          ip: '127.0.0.1',
+          role: 'broker',
+          hash: randomHash(),
+          caCertPem: certs.beacon.certPem,
+        }),
+      ).rejects.toMatchObject({
+        code: 'CT_BEACON_UNREACHABLE',
+        message: expect.stringMatching(
+          /closed the connection before answering the announce \(.*pending_evicted_total with this host's egress address/,
+        ),
+      });
+    } finally {
+      closing.close();
+    }
+  });
 
   it('times out a server that accepts but never answers', async () => {
     await expect(
