@@ -30,4 +30,10 @@ export {
 } from './protocol.js';
 export { type CircuitTicket, createReplicaCircuit, type ReplicaCircuit } from './replica-circuit.js';
 export { type BeaconClientCertificate, type ReplicaDialOptions, waitForPeer } from './replica-dial.js';
-export { type BeaconHandle, type BeaconOptions, type BeaconStats, createBeacon } from './server.js';
+export {
+  type BeaconHandle,
+  type BeaconOptions,
+  type BeaconStats,
+  createBeacon,
+  readOpenFileLimit,
+} from './server.js';

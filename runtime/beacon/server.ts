@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /**
  * The beacon: one port, its doors (doors.ts) and one pairing core (pairing.ts), a metrics port, and the
  * lifecycle that starts and closes them together.
@@ -42,6 +43,11 @@ export interface BeaconOptions {
   readonly metrics?: { readonly host?: string; readonly port?: number } | false;
   /** Bounds; anything left out takes its default from DEFAULT_BEACON_LIMITS. */
   readonly limits?: Partial<BeaconLimits>;
+  /**
+   * The process's limit on open files. `maxConnections` is held below it, so that at the bound the beacon can still
+   * accept its probes and re-read its certificate files. @default the soft limit in /proc/self/limits (Linux), else none
+   */
+  readonly openFileLimit?: number;
   /** JSON-lines logger; connection metadata only. @default silentLogger */
   readonly logger?: Logger;
 }
@@ -121,15 +127,57 @@ export async function createBeacon(options: BeaconOptions): Promise<BeaconHandle
         : "beacon option 'bridgeCaPems' is required (the CAs of the bridges' client certificates); 'allowAnonymousBridges: true' lets anyone wait as a bridge",
     );
   }
+  const log = options.logger ?? silentLogger;
   const beacon = new BeaconServer({
-    limits: resolveLimits(options.limits),
+    limits: withinOpenFileLimit(
+      resolveLimits(options.limits),
+      options.openFileLimit ?? readOpenFileLimit(),
+      log,
+    ),
     tls: options.tls,
     bridgeCas: anonymous ? undefined : parseBridgeCas(options.bridgeCaPems ?? []),
     plainDoor: options.plain === true,
     processMetrics: Boolean(options.metrics),
-    log: options.logger ?? silentLogger,
+    log,
   });
   return beacon.start(options);
+}
+
+/** File descriptors kept free at --max-connections: listeners, probe and metrics connections, certificate reloads. */
+const FD_HEADROOM = 256;
+
+/**
+ * With an open-file limit at or under --max-connections (20,000 by default; a shell's `ulimit -n` can be that), a
+ * flood took the last descriptors: probes failed (the liveness probe restarts the pod) and the certificate reload
+ * failed with EMFILE (an outside drill). The bound is lowered to leave room, and said once at start.
+ */
+function withinOpenFileLimit(limits: BeaconLimits, openFiles: number | undefined, log: Logger): BeaconLimits {
+  if (openFiles === undefined || limits.maxConnections <= openFiles - FD_HEADROOM) return limits;
+  const maxConnections = Math.max(2, openFiles - FD_HEADROOM);
+  log.info(
+    {
+      event: 'max_connections_capped',
+      configured: limits.maxConnections,
+      openFileLimit: openFiles,
+      maxConnections,
+    },
+    `--max-connections lowered to ${maxConnections}: this process may open ${openFiles} files, and the beacon keeps ${FD_HEADROOM} for its listeners, probes and certificate files (raise the container's nofile limit to keep the bound)`,
+  );
+  return Object.freeze({ ...limits, maxConnections });
+}
+
+/** The soft limit on open files, from /proc/self/limits; undefined where there is none (not Linux) or unlimited. */
+export function readOpenFileLimit(
+  read: () => string = () => readFileSync('/proc/self/limits', 'utf8'),
+): number | undefined {
+  let text: string;
+  try {
+    text = read();
+  } catch {
+    return undefined;
+  }
+  const soft = /^Max open files\s+(\S+)/m.exec(text)?.[1];
+  return soft !== undefined && /^\d+$/.test(soft) ? Number(soft) : undefined;
 }
 
 function parseBridgeCas(pems: readonly string[]): BridgeCaSet {

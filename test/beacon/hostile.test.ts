@@ -3,7 +3,12 @@ import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
+import {
+  type BeaconHandle,
+  createBeacon,
+  readOpenFileLimit,
+  waitForPeer,
+} from '../../runtime/beacon/index.js';
 import { waitUntil } from '../support/wait.js';
 import {
   announceFrame,
@@ -627,5 +632,57 @@ describe('a full beacon whose connections have all announced', () => {
     } finally {
       await full.close();
     }
+  });
+});
+
+/**
+ * With the process's open-file limit at --max-connections (a shell's `ulimit -n` of 20,000), a flood took the last
+ * descriptors: probes failed and the certificate reload failed with EMFILE (an outside drill). The bound is held
+ * below the limit, and said once at start.
+ */
+describe('the bound on connections and the open-file limit', () => {
+  it('lowers --max-connections to leave descriptors for listeners, probes and certificate files', async () => {
+    const log = captureLogger();
+    const capped = await createBeacon({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { certPem: certs.beacon.certPem, keyPem: certs.beacon.keyPem },
+      allowAnonymousBridges: true,
+      limits: { maxConnections: 20_000 },
+      openFileLimit: 1_024,
+      logger: log.logger,
+    });
+    const roomy = await createBeacon({
+      host: '127.0.0.1',
+      port: 0,
+      tls: { certPem: certs.beacon.certPem, keyPem: certs.beacon.keyPem },
+      allowAnonymousBridges: true,
+      limits: { maxConnections: 500 },
+      openFileLimit: 1_024,
+    });
+    try {
+      expect(capped.limits.maxConnections).toBe(768);
+      expect(log.lines.find((line) => line.event === 'max_connections_capped')).toMatchObject({
+        configured: 20_000,
+        openFileLimit: 1_024,
+        maxConnections: 768,
+      });
+      expect(roomy.limits.maxConnections).toBe(500);
+    } finally {
+      await capped.close();
+      await roomy.close();
+    }
+  });
+
+  it('reads the soft limit from /proc/self/limits, and none where it is unlimited or unreadable', () => {
+    const limits = (soft: string) =>
+      `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                1048576              files\n`;
+    expect(readOpenFileLimit(() => limits('20000'))).toBe(20_000);
+    expect(readOpenFileLimit(() => limits('unlimited'))).toBeUndefined();
+    expect(
+      readOpenFileLimit(() => {
+        throw new Error('ENOENT');
+      }),
+    ).toBeUndefined();
   });
 });
