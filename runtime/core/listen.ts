@@ -103,7 +103,12 @@ export function logParserRefusals(
   event: string,
   what: string,
 ): { onRefused(refusal: ParserRefusal): void; close(): void } {
-  const lines = createLogSummarizer(log, { summaryEvent: `${event}_summary`, keyFields: ['remoteAddress'] });
+  // 100 addresses a minute in full, then one shared summary (a flood from thousands of addresses: an outside drill).
+  const lines = createLogSummarizer(log, {
+    summaryEvent: `${event}_summary`,
+    keyFields: ['remoteAddress'],
+    maxKeys: 100,
+  });
   return {
     onRefused: (refusal) =>
       lines.warn(

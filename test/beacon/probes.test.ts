@@ -76,6 +76,32 @@ for (const plain of [false, true])
       expect(String(lines[0]!.message)).toMatch(/does not trust this beacon's certificate/);
     });
 
+    it('logs aborted handshakes from at most 100 addresses a minute in full, the rest in one summary', async () => {
+      // A scan from thousands of addresses wrote about 2,000 lines a minute (an outside drill).
+      const log = captureLogger();
+      beacon = await startBeacon(certs, { plain, logger: log.logger });
+      await Promise.all(
+        Array.from({ length: 150 }, async (_, i) => {
+          const partial = netConnect({
+            host: '127.0.0.1',
+            port: beacon!.port,
+            localAddress: `127.0.${1 + Math.floor(i / 200)}.${2 + (i % 200)}`,
+          });
+          partial.on('error', () => {});
+          await once(partial, 'connect');
+          partial.end(Buffer.from('1603010005', 'hex'));
+        }),
+      );
+      await expect.poll(() => beacon!.stats().tlsHandshakesAborted, { timeout: 5_000 }).toBe(150);
+      // 100 addresses, and the first line of all the others (their shared window).
+      expect(log.lines.filter((l) => l.event === 'tls_aborted')).toHaveLength(101);
+      await beacon.close();
+      beacon = undefined;
+      expect(log.lines.filter((l) => l.event === 'tls_aborted_summary')).toEqual([
+        expect.objectContaining({ overflow: true, suppressed: 49 }),
+      ]);
+    });
+
     it('still closes and counts a client that stays connected without announcing', async () => {
       const log = captureLogger();
       beacon = await startBeacon(certs, {
