@@ -326,7 +326,11 @@ export class BeaconDoors {
     tlsSocket.once('close', () => this.forget(connection));
     let secure = false;
     tlsSocket.on('error', (err: NodeJS.ErrnoException) => {
-      if (!secure) {
+      // A reset during the handshake is a client giving up on it, as a close is (below), not a broken protocol (an
+      // outside drill found 757 of 36,000 such clients counted as tls_handshake rejections).
+      if (!secure && err.code === 'ECONNRESET' && connection.socket.bytesRead > 0) {
+        this.tlsAborted(connection.remote);
+      } else if (!secure) {
         // Without the first-bytes look (plain door off), OpenSSL is what finds bytes that are not TLS at all.
         const notTls = !this.plainDoor && NOT_TLS_ERRORS.test(err.code ?? '');
         this.refuse(

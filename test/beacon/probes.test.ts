@@ -62,15 +62,21 @@ for (const plain of [false, true])
       const distrustful = tlsConnect({ host: '127.0.0.1', port: beacon.port, servername: 'localhost' });
       const [error] = (await once(distrustful, 'error')) as [Error];
       expect(error.message).toMatch(/self-signed certificate/);
-      // A client that sent part of a handshake record and closed.
+      // A client that sent part of a handshake record and closed, and one that reset.
       const partial = netConnect({ host: '127.0.0.1', port: beacon.port });
       await once(partial, 'connect');
       partial.end(Buffer.from('1603010005', 'hex'));
+      const reset = netConnect({ host: '127.0.0.1', port: beacon.port });
+      reset.on('error', () => {});
+      await once(reset, 'connect');
+      reset.write(Buffer.from('1603010005', 'hex'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      reset.resetAndDestroy();
       const started = performance.now();
       await expect.poll(() => beacon!.stats().connections, { timeout: 2_000 }).toBe(0);
       expect(performance.now() - started).toBeLessThan(2_000);
       // Not a refusal (the beacon refused nothing): its own count, metric and line, once per address a minute.
-      expect(beacon.stats()).toMatchObject({ pending: 0, tlsHandshakesAborted: 2, rejectionsTotal: 0 });
+      expect(beacon.stats()).toMatchObject({ pending: 0, tlsHandshakesAborted: 3, rejectionsTotal: 0 });
       const lines = log.lines.filter((l) => l.event === 'tls_aborted');
       expect(lines).toEqual([expect.objectContaining({ remote: '127.0.0.1', level: 40 })]);
       expect(String(lines[0]!.message)).toMatch(/does not trust this beacon's certificate/);
