@@ -31,6 +31,7 @@ export {
 export { type CircuitTicket, createReplicaCircuit, type ReplicaCircuit } from './replica-circuit.js';
 export { type BeaconClientCertificate, type ReplicaDialOptions, waitForPeer } from './replica-dial.js';
 export {
+  BEACON_FD_HEADROOM,
   type BeaconHandle,
   type BeaconOptions,
   type BeaconStats,

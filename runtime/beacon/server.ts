@@ -144,7 +144,7 @@ export async function createBeacon(options: BeaconOptions): Promise<BeaconHandle
 }
 
 /** File descriptors kept free at --max-connections: listeners, probe and metrics connections, certificate reloads. */
-const FD_HEADROOM = 256;
+export const BEACON_FD_HEADROOM = 256;
 
 /**
  * With an open-file limit at or under --max-connections (20,000 by default; a shell's `ulimit -n` can be that), a
@@ -152,8 +152,8 @@ const FD_HEADROOM = 256;
  * failed with EMFILE (an outside drill). The bound is lowered to leave room, and said once at start.
  */
 function withinOpenFileLimit(limits: BeaconLimits, openFiles: number | undefined, log: Logger): BeaconLimits {
-  if (openFiles === undefined || limits.maxConnections <= openFiles - FD_HEADROOM) return limits;
-  const maxConnections = Math.max(2, openFiles - FD_HEADROOM);
+  if (openFiles === undefined || limits.maxConnections <= openFiles - BEACON_FD_HEADROOM) return limits;
+  const maxConnections = Math.max(2, openFiles - BEACON_FD_HEADROOM);
   log.info(
     {
       event: 'max_connections_capped',
@@ -161,7 +161,7 @@ function withinOpenFileLimit(limits: BeaconLimits, openFiles: number | undefined
       openFileLimit: openFiles,
       maxConnections,
     },
-    `--max-connections lowered to ${maxConnections}: this process may open ${openFiles} files, and the beacon keeps ${FD_HEADROOM} for its listeners, probes and certificate files (raise the container's nofile limit to keep the bound)`,
+    `--max-connections lowered to ${maxConnections}: this process may open ${openFiles} files, and the beacon keeps ${BEACON_FD_HEADROOM} for its listeners, probes and certificate files (raise the container's nofile limit to keep the bound)`,
   );
   return Object.freeze({ ...limits, maxConnections });
 }

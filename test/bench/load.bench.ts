@@ -6,14 +6,18 @@
  * many pairs as fit and projects to the target from the per-pair cost (marked `projected`).
  */
 import { fork } from 'node:child_process';
+import { BEACON_FD_HEADROOM } from '../../runtime/beacon/index.js';
 import { childEntry, openFileLimit, startBeaconProcess } from '../load/processes.js';
 import { waitUntil } from '../support/wait.js';
 import { type Benchmark, type Metric, sized } from './harness.js';
 
 const MIB = 1024 * 1024;
 const PAIRS_PER_GENERATOR = 4_000;
-/** Descriptors a beacon process needs beside its connections (stdio, listener, epoll, libuv, IPC). */
-const BEACON_FD_RESERVE = 64;
+/**
+ * Descriptors a beacon process needs beside its connections (stdio, listener, epoll, libuv, IPC), and those it keeps
+ * free at its connection bound (it holds --max-connections that far below its open-file limit).
+ */
+const BEACON_FD_RESERVE = 64 + BEACON_FD_HEADROOM;
 
 async function generate(
   port: number,
