@@ -305,6 +305,10 @@ describe('attested bootstrap through the beacon', () => {
     });
     const reasons = new Set<string>();
     const watch = setInterval(() => {
+      // Only while it is replaced: once its own bootstrap is signed (the third initialized write) it is not, and on a
+      // loaded machine it may then say truthfully that no bridge came yet (the bridge's waiter paused after refusing
+      // it), as a CI run did.
+      if (store.initializedWrites(cluster.fingerprint) >= 3) return;
       const { phase, reason } = healthy.status();
       if (phase !== 'operational' && phase !== 'connecting') reasons.add(reason.slice(0, 60));
     }, 10);
@@ -315,6 +319,7 @@ describe('attested bootstrap through the beacon', () => {
       clearInterval(watch);
     }
     // Every reason it showed while replaced said so first.
+    expect(reasons.size).toBeGreaterThan(0);
     expect([...reasons].filter((reason) => !reason.startsWith('another broker bootstrapped'))).toEqual([]);
     expect(store.initializedWrites(cluster.fingerprint)).toBe(3);
     expect(await healthy.tunnel()!.ping()).toBeGreaterThanOrEqual(0);
