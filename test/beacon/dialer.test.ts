@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createNetServer, type Server } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -165,66 +165,41 @@ describe('dialer', () => {
     });
   });
 
-  it('says to check the port when what answers does not speak TLS', async () => {
-    // An outside drill pointed a broker at a plain HTTP port and read OpenSSL's "...ssl3_record.c:350:".
-    const plainHttp = createNetServer((socket) =>
-      socket.once('data', () => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')),
-    );
-    plainHttp.listen(0, '127.0.0.1');
-    await once(plainHttp, 'listening');
-    try {
-      await expect(
-        waitForPeer({
-          target: { door: 'tls', host: 'localhost', port: (plainHttp.address() as { port: number }).port },
-          ip: '127.0.0.1',
-          role: 'broker',
-          hash: randomHash(),
-        }),
-      ).rejects.toMatchObject({
-        code: 'CT_BEACON_UNREACHABLE',
-        message: expect.stringContaining('does not speak TLS: check the port'),
-      });
-    } finally {
-      plainHttp.close();
-    }
-  });
-
-  // A beacon over its accept bounds closes before the TLS handshake: an outside drill read only "read ECONNRESET",
-  // a second one "closed the connection before pairing" (a clean close, 5 cases of 6), and looked at the network.
+  // What a dial says depends on how the other end hangs up; each case once sent an outside drill the wrong way. A
+  // plain HTTP port: OpenSSL's "...ssl3_record.c:350:". A beacon over its accept bounds closes before the TLS
+  // handshake: "read ECONNRESET", or "closed the connection before pairing" (a clean close, 5 cases of 6). The beacon
+  // also makes room by closing connections that finished the TLS handshake but have not announced yet
+  // (pending_evicted_total): the bare "closed the connection before pairing" again.
   it.each([
-    ['reset', (socket: Socket) => socket.resetAndDestroy()],
-    ['closed cleanly', (socket: Socket) => socket.end()],
-  ] as const)(
-    'says where to look when the connection is %s before the TLS handshake (a beacon over its accept bounds)',
-    async (_how, close) => {
-      const closing = createNetServer(close);
-      closing.listen(0, '127.0.0.1');
-      await once(closing, 'listening');
-      try {
-        await expect(
-          waitForPeer({
-            target: { door: 'tls', host: 'localhost', port: (closing.address() as { port: number }).port },
-            ip: '127.0.0.1',
-            role: 'broker',
-            hash: randomHash(),
-          }),
-        ).rejects.toMatchObject({
-          code: 'CT_BEACON_UNREACHABLE',
-          message: expect.stringContaining('closed before the TLS handshake: a beacon does so'),
-        });
-      } finally {
-        closing.close();
-      }
+    {
+      end: 'what answers does not speak TLS',
+      listen: () =>
+        createNetServer((socket) =>
+          socket.once('data', () => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n')),
+        ),
+      says: /does not speak TLS: check the port/,
     },
-  );
-
-  // The beacon also makes room by closing connections that finished the TLS handshake but have not announced yet
-  // (pending_evicted_total): an outside drill read the bare "closed the connection before pairing" there.
-  it('says where to look when the beacon closes after the TLS handshake, before answering the announce', async () => {
-    const closing = createTlsServer(
-      { cert: certs.beacon.certPem, key: certs.beacon.keyPem, ALPNProtocols: [RAW_ALPN] },
-      (socket) => socket.end(),
-    );
+    {
+      end: 'the connection is reset before the TLS handshake (a beacon over its accept bounds)',
+      listen: () => createNetServer((socket) => socket.resetAndDestroy()),
+      says: /closed before the TLS handshake: a beacon does so/,
+    },
+    {
+      end: 'the connection is closed cleanly before the TLS handshake (a beacon over its accept bounds)',
+      listen: () => createNetServer((socket) => socket.end()),
+      says: /closed before the TLS handshake: a beacon does so/,
+    },
+    {
+      end: 'the beacon closes after the TLS handshake, before answering the announce',
+      listen: () =>
+        createTlsServer(
+          { cert: certs.beacon.certPem, key: certs.beacon.keyPem, ALPNProtocols: [RAW_ALPN] },
+          (socket) => socket.end(),
+        ),
+      says: /closed the connection before answering the announce \(.*pending_evicted_total with this host's egress address/,
+    },
+  ])('says where to look when $end', async ({ listen, says }) => {
+    const closing = listen();
     closing.listen(0, '127.0.0.1');
     await once(closing, 'listening');
     try {
@@ -236,12 +211,7 @@ describe('dialer', () => {
           hash: randomHash(),
           caCertPem: certs.beacon.certPem,
         }),
-      ).rejects.toMatchObject({
-        code: 'CT_BEACON_UNREACHABLE',
-        message: expect.stringMatching(
-          /closed the connection before answering the announce \(.*pending_evicted_total with this host's egress address/,
-        ),
-      });
+      ).rejects.toMatchObject({ code: 'CT_BEACON_UNREACHABLE', message: expect.stringMatching(says) });
     } finally {
       closing.close();
     }

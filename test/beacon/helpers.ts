@@ -170,8 +170,17 @@ export function dialRoom(
   hash: string,
   door: 'tls' | 'wss' | 'plain' = 'tls',
   onWaiting?: () => void,
+  signal?: AbortSignal,
 ): Promise<Duplex> {
-  return waitForPeer({ target: targetFor(beacon, door), ip: '127.0.0.1', role, hash, caCertPem, onWaiting });
+  return waitForPeer({
+    target: targetFor(beacon, door),
+    ip: '127.0.0.1',
+    role,
+    hash,
+    caCertPem,
+    onWaiting,
+    signal,
+  });
 }
 
 /** A broker and a bridge paired through `beacon` on `door`: the bridge waits first, as in production. */

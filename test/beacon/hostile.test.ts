@@ -15,6 +15,7 @@ import {
   type Certs,
   captureLogger,
   collectFrames,
+  dialRoom,
   frame,
   makeCerts,
   randomHash,
@@ -562,13 +563,7 @@ describe.each([
 
 /** Waits as `role` in `hash` until paired (its stream) or refused (its error, for the assertions). */
 function waitIn(beacon: BeaconHandle, role: 'broker' | 'bridge', hash: string) {
-  return waitForPeer({
-    target: targetFor(beacon, 'tls'),
-    ip: '127.0.0.1',
-    role,
-    hash,
-    caCertPem: certs.beacon.certPem,
-  }).catch((err: Error) => err);
+  return dialRoom(beacon, certs.beacon.certPem, role, hash).catch((err: Error) => err);
 }
 
 /**

@@ -4,8 +4,8 @@
  * bridge waits until the room's budget allows, so a flooded room costs the flooder, never the bridge its place.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type BeaconHandle, waitForPeer } from '../../runtime/beacon/index.js';
-import { type Certs, captureLogger, makeCerts, randomHash, startBeacon, targetFor } from './helpers.js';
+import type { BeaconHandle } from '../../runtime/beacon/index.js';
+import { type Certs, captureLogger, dialRoom, makeCerts, randomHash, startBeacon } from './helpers.js';
 
 let certs: Certs;
 const beacons: BeaconHandle[] = [];
@@ -17,14 +17,7 @@ afterEach(async () => {
 });
 
 function dial(beacon: BeaconHandle, role: 'broker' | 'bridge', hash: string, signal?: AbortSignal) {
-  return waitForPeer({
-    target: targetFor(beacon, 'tls'),
-    ip: '127.0.0.1',
-    role,
-    hash,
-    caCertPem: certs.beacon.certPem,
-    signal,
-  });
+  return dialRoom(beacon, certs.beacon.certPem, role, hash, 'tls', undefined, signal);
 }
 
 describe('pairings per room hash per second', () => {
