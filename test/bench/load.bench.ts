@@ -47,13 +47,20 @@ async function generate(
 
 async function holdPairs(port: number, total: number): Promise<() => void> {
   const generators: Awaited<ReturnType<typeof generate>>[] = [];
-  for (let left = total; left > 0; left -= PAIRS_PER_GENERATOR) {
-    generators.push(await generate(port, Math.min(PAIRS_PER_GENERATOR, left), '127.0.0.1'));
-  }
-  await Promise.all(generators.map((g) => g.ready));
-  return () => {
+  const closeAll = () => {
     for (const generator of generators) generator.close();
   };
+  try {
+    for (let left = total; left > 0; left -= PAIRS_PER_GENERATOR) {
+      generators.push(await generate(port, Math.min(PAIRS_PER_GENERATOR, left), '127.0.0.1'));
+    }
+    await Promise.all(generators.map((g) => g.ready));
+  } catch (err) {
+    // One generator failed: the others must not outlive the benchmark (their IPC kept `npm run bench` from exiting).
+    closeAll();
+    throw err;
+  }
+  return closeAll;
 }
 
 export const benchmarks: Benchmark[] = [
