@@ -230,9 +230,7 @@ export class PairingCore implements LegEvents {
     // Announced brokers in rooms nobody else is in (random hashes: no credential needed) filled every waiting place
     // and kept bridges and brokers out for as long as they were renewed (an outside drill). The oldest anonymous
     // broker waiter gives way instead; bridges (their CA) and proven brokers never do.
-    if (total >= this.limits.maxWaiting && this.evictAnonymousBroker('waiting_total_evicted')) {
-      // Made room: continue below.
-    } else if (total >= this.limits.maxWaiting) {
+    if (total >= this.limits.maxWaiting && !this.evictAnonymousBroker('waiting_total_evicted')) {
       this.rejectLeg(
         leg,
         'waiting_total',

@@ -59,8 +59,12 @@ function secureContextFor(
 ): SecureContext | undefined {
   if (caCertPem === undefined && client === undefined) return undefined;
   const caKey = caCertPem ?? '';
-  let byCa: Map<string, SecureContext> | undefined = client ? clientContexts.get(client) : caContexts;
-  let context = byCa?.get(caKey);
+  let byCa = client ? clientContexts.get(client) : caContexts;
+  if (!byCa) {
+    byCa = new Map();
+    clientContexts.set(client!, byCa);
+  }
+  let context = byCa.get(caKey);
   if (context) return context;
   try {
     context = createSecureContext({
@@ -74,12 +78,9 @@ function secureContextFor(
       { cause: err },
     );
   }
-  if (client && !byCa) {
-    byCa = new Map();
-    clientContexts.set(client, byCa);
-  } else if (!client && caContexts.size >= MAX_CACHED_CA_CONTEXTS)
+  if (!client && caContexts.size >= MAX_CACHED_CA_CONTEXTS)
     caContexts.delete(caContexts.keys().next().value!);
-  byCa!.set(caKey, context);
+  byCa.set(caKey, context);
   return context;
 }
 /** From dial to the beacon's `waiting` frame; after that the beacon's own bounds and pings take over. */

@@ -21,17 +21,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import { Agent, request as httpRequest } from 'undici';
 import { CloudtaserError } from '../core/errors.js';
 import { fingerprintPrefix } from '../core/hashes.js';
 import { linkSignal } from '../core/linked-signal.js';
-import {
-  answerParserRefusals,
-  createHttpOrHttpsServer,
-  listenHttp,
-  logParserRefusals,
-} from '../core/listen.js';
+import { createHttpOrHttpsServer, listenHttp, logParserRefusals } from '../core/listen.js';
 import { type Logger, moduleLogger } from '../core/log.js';
 import { isFingerprint } from '../core/rules.js';
 import { createRequestGate, type RequestGate } from '../podapi/gate.js';
@@ -394,11 +389,7 @@ export async function startTokenReviewServer(options: TokenReviewServerOptions):
 
   // `'later'`: TLS with no certificate yet; handshakes fail until setCertificate gives one.
   const parserRefusals = logParserRefusals(log, 'tokenreview.http_refused', 'the TokenReview listener');
-  let server: ReturnType<typeof createHttpOrHttpsServer>;
-  if (options.tls === 'later') {
-    server = createHttpsServer({ minVersion: 'TLSv1.2' }, handler);
-    answerParserRefusals(server, parserRefusals.onRefused);
-  } else server = createHttpOrHttpsServer(options.tls, handler, parserRefusals.onRefused);
+  const server = createHttpOrHttpsServer(options.tls, handler, parserRefusals.onRefused);
   server.headersTimeout = 10_000;
   server.requestTimeout = timeoutMs + 5_000;
   const listening = await listenHttp(server, {

@@ -1,6 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { CloudtaserError } from './errors.js';
-import { answerParserRefusals, formatHost, listenHttp } from './listen.js';
+import { createHttpOrHttpsServer, formatHost, listenHttp } from './listen.js';
 import { type Logger, silentLogger } from './log.js';
 
 /** An extra GET route on a health port: `/status` (JSON) on bridge and broker, `/metrics` on the beacon. */
@@ -30,7 +30,8 @@ export interface HealthServer {
  */
 export function startHealthServer(options: HealthServerOptions): Promise<HealthServer> {
   const log = options.logger ?? silentLogger;
-  const server = createServer((req, res) => {
+  // Plain HTTP (`false`): an http.Server, what the handle exposes.
+  const server = createHttpOrHttpsServer(false, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -54,9 +55,7 @@ export function startHealthServer(options: HealthServerOptions): Promise<HealthS
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
-  });
-  // Probes send well-formed requests; anything else gets the coded answer every listener of ours gives.
-  answerParserRefusals(server);
+  }) as Server;
   server.headersTimeout = 5_000;
   server.requestTimeout = 10_000;
   return listenHttp(server, {

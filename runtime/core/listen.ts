@@ -30,18 +30,25 @@ export interface ListeningServer {
 }
 
 /**
- * HTTPS with the given certificate (TLS 1.2 at least), or plain HTTP when `tls` is false (tests, local use).
- * Requests Node's parser refuses are answered with a coded body (answerParserRefusals), told to `onRefused`.
+ * HTTPS with the given certificate (TLS 1.2 at least), HTTPS whose certificate `setSecureContext` gives later
+ * (`'later'`: handshakes fail until then), or plain HTTP when `tls` is false (probes, tests, local use). Every
+ * listener of ours is made here, so requests Node's parser refuses are answered with a coded body everywhere
+ * (answerParserRefusals), told to `onRefused`.
  */
 export function createHttpOrHttpsServer(
-  tls: { readonly certPem: string; readonly keyPem: string } | false,
+  tls: { readonly certPem: string; readonly keyPem: string } | 'later' | false,
   handler: RequestListener,
   onRefused?: (refusal: ParserRefusal) => void,
 ): HttpServer | HttpsServer {
   const server =
     tls === false
       ? createHttpServer(handler)
-      : createHttpsServer({ cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' }, handler);
+      : createHttpsServer(
+          tls === 'later'
+            ? { minVersion: 'TLSv1.2' }
+            : { cert: tls.certPem, key: tls.keyPem, minVersion: 'TLSv1.2' },
+          handler,
+        );
   answerParserRefusals(server, onRefused);
   return server;
 }
@@ -65,7 +72,7 @@ export interface ParserRefusal {
  * status Node would have sent, and tells `onRefused` (the caller's log line and metric). As Node does, a connection
  * whose answer to an earlier request has started is cut without a word (a second answer would corrupt it).
  */
-export function answerParserRefusals(
+function answerParserRefusals(
   server: HttpServer | HttpsServer,
   onRefused?: (refusal: ParserRefusal) => void,
 ): void {

@@ -7,6 +7,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readOpenFileLimit } from '../../runtime/beacon/index.js';
 import type { BeaconProcessConfig, BeaconProcessReport } from './beacon-process.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -124,9 +125,7 @@ export function openFdsOf(pid: number | 'self'): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
-/** The soft limit on open files of this process (what a child inherits). */
+/** The soft limit on open files of this process (what a child inherits); unlimited is infinite. */
 export function openFileLimit(): number {
-  const limits = readFileSync('/proc/self/limits', 'utf8');
-  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limits)?.[1];
-  return soft === undefined || soft === 'unlimited' ? Number.POSITIVE_INFINITY : Number(soft);
+  return readOpenFileLimit() ?? Number.POSITIVE_INFINITY;
 }
